@@ -1,0 +1,41 @@
+# vecdb: the two commands of the README.
+#   make serve  - create the virtualenv, install, run the standalone server on 127.0.0.1:19530 (data in ./data)
+#   make test   - install what the tests need and run the whole suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The newest pymilvus, in its own virtualenv, for the client-compatibility tests.
+CLIENT_VENV ?= .venv-client-newest
+NEWEST_PYMILVUS ?= pymilvus==3.0.2
+
+.PHONY: serve test install install-test clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+$(CLIENT_VENV)/.installed:
+	$(PYTHON) -m venv $(CLIENT_VENV)
+	$(CLIENT_VENV)/bin/python -m pip install -q '$(NEWEST_PYMILVUS)' numpy
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test $(CLIENT_VENV)/.installed
+
+serve: install
+	$(VENV)/bin/vecdb standalone --data-dir ./data --host 127.0.0.1 --port 19530
+
+# pytest exits 5 when it collected no tests: that is a failure here, said out loud.
+test: install-test
+	VECDB_CLIENT_PYTHON=$(abspath $(CLIENT_VENV))/bin/python $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); \
+	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) $(CLIENT_VENV) build *.egg-info

@@ -1,0 +1,58 @@
+"""The ``vecdb`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+
+def _standalone(args) -> int:
+    from vecdb.config import load_settings
+    from vecdb.standalone import Standalone
+
+    settings = load_settings(args.config)
+    if args.data_dir:
+        settings.storage.data_dir = args.data_dir
+    if args.host:
+        settings.proxy.host = args.host
+    if args.port is not None:
+        settings.proxy.port = args.port
+    if args.http_port is not None:
+        settings.http.port = args.http_port
+    node = Standalone(settings).start()
+    print(f"vecdb standalone ready on {settings.proxy.host}:{node.port} "
+          f"(data: {settings.storage.data_dir})", flush=True)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: node.stop())
+    node.wait()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vecdb",
+        description="vecdb: a vector database that speaks the Milvus API (use pymilvus to talk to it).",
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    st = sub.add_parser(
+        "standalone",
+        help="run every role in one process with embedded storage (no other servers needed)",
+        description="Run vecdb as one process: the Milvus gRPC API on --host:--port, data under --data-dir. "
+                    "Connect with pymilvus: MilvusClient('http://127.0.0.1:19530').",
+    )
+    st.add_argument("--data-dir", default=None, help="where the log, metadata and segments live (default ./data)")
+    st.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    st.add_argument("--port", type=int, default=None, help="gRPC port for pymilvus (default 19530)")
+    st.add_argument("--http-port", type=int, default=None, help="/healthz and /metrics port (default 9091, 0 = off)")
+    st.add_argument("--config", default=None, help="YAML settings file (see vecdb/config.py)")
+    st.set_defaults(func=_standalone)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Settings: one pydantic model per role, read from a YAML file, then environment variables.
+
+Environment variables are ``VECDB_<SECTION>__<KEY>``, e.g. ``VECDB_PROXY__PORT=19531``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field
+
+
+class ProxySettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 19530
+    workers: int = 8
+    max_request_bytes: int = 64 << 20
+    max_query_window: int = Field(16384, description="Largest offset+limit a query may ask for (iterators excepted)")
+
+
+class StorageSettings(BaseModel):
+    data_dir: str = "./data"
+    wal_segment_bytes: int = 64 << 20
+
+
+class QueryNodeSettings(BaseModel):
+    index_threads: int = 1
+
+
+class HttpSettings(BaseModel):
+    port: int = Field(9091, description="/healthz and /metrics; 0 disables")
+
+
+class Settings(BaseModel):
+    proxy: ProxySettings = ProxySettings()
+    storage: StorageSettings = StorageSettings()
+    querynode: QueryNodeSettings = QueryNodeSettings()
+    http: HttpSettings = HttpSettings()
+
+
+def load_settings(path: str | None = None, env: dict[str, str] | None = None) -> Settings:
+    data: dict = {}
+    if path:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    env = os.environ if env is None else env
+    for key, value in env.items():
+        if not key.startswith("VECDB_") or "__" not in key:
+            continue
+        section, _, name = key[len("VECDB_"):].lower().partition("__")
+        data.setdefault(section, {})[name] = value
+    return Settings.model_validate(data)

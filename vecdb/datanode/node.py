@@ -1,0 +1,104 @@
+"""Data node: turns a channel's log into sealed segment files.
+
+``persist(info, channel, upto)`` reads the channel from its checkpoint to ``upto``
+(a seal record's position), writes one segment per partition plus a delta file
+for the deletes, then registers them and moves the checkpoint in one metadata
+transaction, and finally lets the log drop what is now in files. A crash at any
+point leaves either the old checkpoint (the log still has everything) or the new
+one (the files have everything): nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import defaultdict
+
+import numpy as np
+
+from vecdb.coord.catalog import CollectionInfo
+from vecdb.coord.tso import IdAllocator
+from vecdb.datanode import segment_files as sf
+from vecdb.records import DeleteRecord, InsertRecord, decode
+from vecdb.storage.base import Log, MetaStore, ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+class DataNode:
+    def __init__(self, wal: Log, meta: MetaStore, objects: ObjectStore, ids: IdAllocator):
+        self.ids = ids
+        self.log = wal
+        self.meta = meta
+        self.objects = objects
+        self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+
+    def persist(self, info: CollectionInfo, channel: str, upto: int) -> list[dict]:
+        """Persist records in (checkpoint, upto]; returns the new segments' infos."""
+        with self._locks[channel]:
+            start = sf.checkpoint(self.meta, info.id, channel)
+            if upto <= start:
+                return []
+            inserts: dict[int, list[InsertRecord]] = defaultdict(list)
+            del_pks, del_ts = [], []
+            for _, payload in self.log.read(channel, start + 1, upto):
+                rec = decode(payload)
+                if isinstance(rec, InsertRecord):
+                    inserts[rec.partition_id].append(rec)
+                elif isinstance(rec, DeleteRecord):
+                    del_pks.append(rec.pks)
+                    del_ts.append(np.full(len(rec.pks), rec.ts, np.uint64))
+            puts: dict[str, bytes] = {}
+            segments = []
+            live_partitions = {p.id for p in info.partitions}
+            for pid, recs in inserts.items():
+                if pid not in live_partitions:
+                    continue  # partition dropped meanwhile
+                prefix = sf.segment_prefix(info.id, channel, upto, pid)
+                columns = {
+                    f.name: _concat([r.columns.get(f.name) for r in recs], [r.num_rows for r in recs], f)
+                    for f in info.schema.fields
+                }
+                ts = np.concatenate([np.full(r.num_rows, r.ts, np.uint64) for r in recs])
+                sf.write_segment(self.objects, prefix, info.schema, columns, ts)
+                seg = {"segment_id": self.ids.allocate(), "partition_id": pid, "num_rows": len(ts),
+                       "prefix": prefix, "position": upto}
+                segments.append(seg)
+                puts[f"seg/{info.id}/{channel}/{upto:020d}-{pid}"] = json.dumps(seg).encode()
+            if del_pks:
+                key = f"deltas/{info.id}/{channel}/{upto:020d}.vcol"
+                sf.write_delta(self.objects, key, np.concatenate(del_pks), np.concatenate(del_ts))
+                puts[f"delta/{info.id}/{channel}/{upto:020d}"] = key.encode()
+            puts[f"ckpt/{info.id}/{channel}"] = str(upto).encode()
+            self.meta.txn(puts=puts)
+            self.log.truncate_before(channel, upto + 1)
+            return segments
+
+    def segments(self, info: CollectionInfo) -> list[dict]:
+        return [s for ch in info.channels for s in sf.list_segments(self.meta, info.id, ch)]
+
+    def drop_collection(self, info: CollectionInfo) -> None:
+        for channel in info.channels:
+            with self._locks[channel]:
+                self.objects.delete_prefix(f"segments/{info.id}/{channel}/")
+                self.objects.delete_prefix(f"deltas/{info.id}/{channel}/")
+                self.meta.txn(delete_prefixes=[f"seg/{info.id}/{channel}/", f"delta/{info.id}/{channel}/"],
+                              deletes=[f"ckpt/{info.id}/{channel}"])
+                self.log.drop_channel(channel)
+
+    def drop_partition(self, info: CollectionInfo, partition_id: int) -> None:
+        for channel in info.channels:
+            with self._locks[channel]:
+                keys = [k for k, v in self.meta.scan(f"seg/{info.id}/{channel}/")
+                        if json.loads(v)["partition_id"] == partition_id]
+                for k in keys:
+                    self.objects.delete_prefix(json.loads(self.meta.get(k))["prefix"])
+                self.meta.txn(deletes=keys)
+
+
+def _concat(parts: list, counts: list[int], field) -> np.ndarray:
+    from vecdb.querynode.segment import _default_column
+
+    filled = [p if p is not None else _default_column(field.name, c) for p, c in zip(parts, counts)]
+    return np.concatenate(filled) if len(filled) > 1 else filled[0]

@@ -1,0 +1,88 @@
+"""Sealed segment files in the object store, and the metadata that lists them.
+
+Object store layout:
+  ``segments/<collection>/<channel>/<position>-<partition>/<field_id>.npy``  fixed-width column
+  ``segments/.../<field_id>.vcol``   object column (VARCHAR, JSON, ARRAY) in the columnar format
+  ``segments/.../_ts.npy``           row timestamps
+  ``deltas/<collection>/<channel>/<position>.vcol``  deletes (pk, ts) logged up to that position
+Fixed-width columns are ``.npy`` so a local store can memory-map them.
+
+Metadata keys: ``seg/<collection>/<channel>/<position>-<partition>`` (JSON segment info),
+``delta/<collection>/<channel>/<position>``, and ``ckpt/<collection>/<channel>``: the
+log position up to which everything is in segment and delta files.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+from vecdb.columnar import decode_columns, encode_columns
+from vecdb.schema import CollectionSchema
+from vecdb.storage.base import MetaStore, ObjectStore
+
+
+def segment_prefix(collection_id: int, channel: str, position: int, partition_id: int) -> str:
+    return f"segments/{collection_id}/{channel}/{position:020d}-{partition_id}/"
+
+
+def write_segment(store: ObjectStore, prefix: str, schema: CollectionSchema,
+                  columns: dict[str, np.ndarray], ts: np.ndarray) -> None:
+    for f in schema.fields:
+        col = columns[f.name]
+        if col.dtype == object:
+            store.put(f"{prefix}{f.field_id}.vcol", encode_columns({"v": col}, len(col)))
+        else:
+            store.put(f"{prefix}{f.field_id}.npy", _npy_bytes(col))
+    store.put(f"{prefix}_ts.npy", _npy_bytes(ts.astype(np.uint64)))
+
+
+def read_segment(store: ObjectStore, prefix: str, schema: CollectionSchema, mmap: bool = False
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    columns = {}
+    for f in schema.fields:
+        key = f"{prefix}{f.field_id}.npy"
+        if store.exists(key):
+            columns[f.name] = _load_npy(store, key, mmap)
+        else:
+            _, cols, _ = decode_columns(store.get(f"{prefix}{f.field_id}.vcol"))
+            columns[f.name] = cols["v"]
+    return columns, _load_npy(store, f"{prefix}_ts.npy", False)
+
+
+def write_delta(store: ObjectStore, key: str, pks: np.ndarray, ts: np.ndarray) -> None:
+    store.put(key, encode_columns({"pk": pks, "ts": ts.astype(np.uint64)}, len(pks)))
+
+
+def read_delta(store: ObjectStore, key: str) -> tuple[np.ndarray, np.ndarray]:
+    _, cols, _ = decode_columns(store.get(key))
+    return cols["pk"], cols["ts"]
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _load_npy(store: ObjectStore, key: str, mmap: bool) -> np.ndarray:
+    path = store.local_path(key)
+    if path is not None:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    return np.load(io.BytesIO(store.get(key)), allow_pickle=False)
+
+
+# --- metadata -----------------------------------------------------------------
+def checkpoint(meta: MetaStore, collection_id: int, channel: str) -> int:
+    raw = meta.get(f"ckpt/{collection_id}/{channel}")
+    return int(raw) if raw else 0
+
+
+def list_segments(meta: MetaStore, collection_id: int, channel: str) -> list[dict]:
+    return [json.loads(v) for _, v in meta.scan(f"seg/{collection_id}/{channel}/")]
+
+
+def list_deltas(meta: MetaStore, collection_id: int, channel: str) -> list[str]:
+    return [v.decode() for _, v in meta.scan(f"delta/{collection_id}/{channel}/")]

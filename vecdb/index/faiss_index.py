@@ -1,0 +1,304 @@
+"""Float-vector indexes on FAISS: FLAT, IVF_FLAT, IVF_SQ8, IVF_PQ, HNSW, SCANN.
+
+How each maps onto FAISS (COSINE = inner product on normalised vectors):
+
+==========  ================================================================
+FLAT        IndexFlat (L2 or IP)
+IVF_FLAT    IndexIVFFlat
+IVF_SQ8     IndexIVFScalarQuantizer, 8-bit
+IVF_PQ      IndexIVFPQ (m sub-quantizers of nbits)
+HNSW        IndexHNSWFlat (M, efConstruction; search ef)
+SCANN       IndexIVFPQFastScan with 4-bit codes over 2-dim sub-spaces
+            (knowhere's sub_dim=2), wrapped in IndexRefineFlat when
+            with_raw_data: the fast-scan pass keeps reorder_k candidates,
+            which are re-ranked with exact distances on the raw vectors.
+==========  ================================================================
+
+Training (IVF types, SCANN). Like knowhere's MatchNlist/MatchNbits, a build
+on few rows clamps nlist to n // 39 (and PQ nbits so that 2^nbits * 39 <= n),
+never below 1, so IVF builds on any non-trivial segment. An index built with
+too few rows to train at all (e.g. a growing index that starts empty) keeps
+its rows in an exact flat buffer and trains once it holds nlist * 39 rows.
+
+Filtering and recall. The valid mask goes to FAISS as an IDSelectorBitmap.
+The index searches exhaustively over the valid rows instead when the valid
+fraction is below ``EXHAUSTIVE_VALID_FRACTION``, when that scan is cheap
+(``nvalid * dim <= SMALL_SCAN_WORK``), or for the queries that came back with
+fewer than min(k, nvalid) hits. "Exhaustively" means: the raw vectors (FLAT,
+HNSW's storage, SCANN's refine store) with the selector, or every IVF list
+(nprobe = nlist) with the selector for IVF types, so distances stay those of
+the index.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import faiss
+import numpy as np
+
+from vecdb.errors import OperationNotSupported
+from vecdb.index.base import (
+    RWLock,
+    as_float32,
+    check_range_params,
+    empty_result,
+    fix_padding,
+    normalize_rows,
+    prepare_mask,
+    split_range_result,
+)
+from vecdb.index.params import validate_search_params
+from vecdb.index.storage import write_index_file
+from vecdb.schema import DataType
+
+EXHAUSTIVE_VALID_FRACTION = 0.07  # knowhere switches HNSW to brute force at ~93% filtered
+SMALL_SCAN_WORK = 1 << 18  # nvalid * dim below which a filtered scan is cheaper than the index
+MIN_POINTS_PER_CENTROID = 39  # knowhere / FAISS k-means rule of thumb
+
+_TRAINED_TYPES = ("IVF_FLAT", "IVF_SQ8", "IVF_PQ", "SCANN")
+_SCANN_NBITS = 4
+_SCANN_SUB_DIM = 2
+
+
+def match_nlist(n: int, nlist: int) -> int:
+    """knowhere MatchNlist: shrink nlist so every centroid gets >= 39 training points."""
+    if nlist * MIN_POINTS_PER_CENTROID > n:
+        return max(1, n // MIN_POINTS_PER_CENTROID)
+    return nlist
+
+
+def match_nbits(n: int, nbits: int) -> int:
+    """knowhere MatchNbits: shrink PQ nbits so each codebook gets >= 39 points per code."""
+    if (1 << nbits) * MIN_POINTS_PER_CENTROID > n:
+        return max(1, int(math.log2(max(n // MIN_POINTS_PER_CENTROID, 1))))
+    return nbits
+
+
+def _bitmap_selector(mask: np.ndarray) -> tuple[Any, np.ndarray]:
+    packed = np.packbits(mask, bitorder="little")
+    return faiss.IDSelectorBitmap(len(packed), faiss.swig_ptr(packed)), packed
+
+
+class FaissIndex:
+    """A float-vector index on FAISS; see the module docstring and VectorIndex for the rules."""
+
+    def __init__(self, index_type: str, metric_type: str, dim: int, params: dict,
+                 vector_type: DataType = DataType.FLOAT_VECTOR) -> None:
+        self.index_type = index_type
+        self.metric_type = metric_type
+        self.dim = dim
+        self.params = dict(params)  # validated build params (validate_index_params output)
+        self.vector_type = DataType(vector_type)
+        self._cosine = metric_type == "COSINE"
+        self._faiss_metric = faiss.METRIC_L2 if metric_type == "L2" else faiss.METRIC_INNER_PRODUCT
+        self._lock = RWLock()
+        self._read_only = False
+        self._trained: dict[str, int] = {}  # effective nlist / nbits once trained
+        self._index: Any = None  # the real index (None while pending)
+        self._pending: Any = None  # exact flat buffer before training
+        self._reset()
+
+    # --- state ----------------------------------------------------------
+    def _reset(self) -> None:
+        self._trained = {}
+        if self.index_type in _TRAINED_TYPES:
+            self._index, self._pending = None, faiss.IndexFlat(self.dim, self._faiss_metric)
+        else:
+            self._index, self._pending = self._make_untrained(), None
+
+    @property
+    def ntotal(self) -> int:
+        return int((self._index if self._index is not None else self._pending).ntotal)
+
+    @property
+    def is_trained(self) -> bool:
+        return self._index is not None
+
+    def _make_untrained(self, n: int = 0) -> Any:
+        """A fresh FAISS index for ``n`` training rows (clamped nlist/nbits)."""
+        d, metric, p = self.dim, self._faiss_metric, self.params
+        if self.index_type == "FLAT":
+            return faiss.IndexFlat(d, metric)
+        if self.index_type == "HNSW":
+            index = faiss.IndexHNSWFlat(d, p["M"], metric)
+            index.hnsw.efConstruction = p["efConstruction"]
+            return index
+        nlist = match_nlist(n, p["nlist"])
+        self._trained = {"nlist": nlist}
+        quantizer = faiss.IndexFlat(d, metric)
+        if self.index_type == "IVF_FLAT":
+            index = faiss.IndexIVFFlat(quantizer, d, nlist, metric)
+        elif self.index_type == "IVF_SQ8":
+            index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, metric)
+        elif self.index_type == "IVF_PQ":
+            nbits = match_nbits(n, p["nbits"])
+            self._trained["nbits"] = nbits
+            index = faiss.IndexIVFPQ(quantizer, d, nlist, p["m"], nbits, metric)
+            index.pq.cp.min_points_per_centroid = 1
+        else:  # SCANN
+            index = faiss.IndexIVFPQFastScan(quantizer, d, nlist, d // _SCANN_SUB_DIM, _SCANN_NBITS, metric)
+            index.pq.cp.min_points_per_centroid = 1
+        index.cp.min_points_per_centroid = 1  # we clamp nlist ourselves; keep FAISS quiet
+        if self.index_type == "SCANN" and p["with_raw_data"]:
+            index = faiss.IndexRefineFlat(index)
+        return index
+
+    def _min_train_rows(self) -> int:
+        if self.index_type == "SCANN":
+            return 1 << _SCANN_NBITS
+        if self.index_type == "IVF_PQ":
+            return 2
+        return 1
+
+    def _train_on(self, x: np.ndarray) -> None:
+        index = self._make_untrained(len(x))
+        index.train(x)
+        index.add(x)
+        self._index, self._pending = index, None
+
+    # --- build / add ----------------------------------------------------
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        a = as_float32(x, self.dim)
+        return normalize_rows(a) if self._cosine else a
+
+    def build(self, vectors: np.ndarray) -> None:
+        """Train (if the type needs it) and add rows 0..n-1, replacing any previous content."""
+        x = self._prepare(vectors)
+        with self._lock.write():
+            self._check_writable()
+            self._reset()
+            if self._pending is not None and len(x) >= self._min_train_rows():
+                self._train_on(x)
+            elif len(x):
+                (self._index if self._index is not None else self._pending).add(x)
+
+    def add(self, vectors: np.ndarray) -> None:
+        """Append rows; offsets continue from ntotal. A pending index trains once it has enough rows."""
+        x = self._prepare(vectors)
+        if not len(x):
+            return
+        with self._lock.write():
+            self._check_writable()
+            if self._index is not None:
+                self._index.add(x)
+                return
+            self._pending.add(x)
+            n = self._pending.ntotal
+            want = self.params["nlist"] * MIN_POINTS_PER_CENTROID
+            if n >= max(want, self._min_train_rows()):
+                stored = faiss.rev_swig_ptr(self._pending.get_xb(), n * self.dim)
+                self._train_on(np.array(stored, dtype=np.float32).reshape(n, self.dim))
+
+    def _check_writable(self) -> None:
+        if self._read_only:
+            raise OperationNotSupported("index was loaded with mmap and is read-only")
+
+    # --- search ---------------------------------------------------------
+    def _search_params(self, sp: dict, k: int, sel: Any, exhaustive: bool) -> tuple[Any, Any]:
+        """(faiss index to call, its SearchParameters) for one search mode."""
+        index = self._index
+        if index is None:
+            return self._pending, faiss.SearchParameters(sel=sel)
+        t = self.index_type
+        if t == "FLAT":
+            return index, faiss.SearchParameters(sel=sel)
+        if t == "HNSW":
+            if exhaustive:
+                return faiss.downcast_index(index.storage), faiss.SearchParameters(sel=sel)
+            return index, faiss.SearchParametersHNSW(efSearch=sp["ef"], sel=sel)
+        nprobe = self._trained["nlist"] if exhaustive else sp.get("nprobe", 8)
+        ivf = faiss.SearchParametersIVF(nprobe=nprobe, sel=sel)
+        if t == "SCANN" and self.params["with_raw_data"]:
+            if exhaustive:
+                return faiss.downcast_index(index.refine_index), faiss.SearchParameters(sel=sel)
+            k_factor = max(1.0, sp.get("reorder_k", k) / max(k, 1))
+            params = faiss.IndexRefineSearchParameters(k_factor=k_factor, base_index_params=ivf)
+            return index, params
+        return index, ivf
+
+    def _filter_mode(self, mask: np.ndarray | None, k: int) -> tuple[np.ndarray | None, int, bool]:
+        """(mask or None, number of searchable rows, search exhaustively?)."""
+        n = self.ntotal
+        if mask is None:
+            return None, n, False
+        nvalid = int(np.count_nonzero(mask))
+        if nvalid == n:
+            return None, n, False
+        exhaustive = (
+            nvalid <= k
+            or nvalid < EXHAUSTIVE_VALID_FRACTION * n
+            or nvalid * self.dim <= SMALL_SCAN_WORK
+        )
+        return mask, nvalid, exhaustive
+
+    def search(
+        self, queries: np.ndarray, k: int, params: dict, valid: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        q = self._prepare(queries)
+        sp = validate_search_params(self.index_type, self.metric_type, params, k)
+        with self._lock.read():
+            mask, nvalid, exhaustive = self._filter_mode(prepare_mask(valid, self.ntotal), k)
+            if nvalid == 0 or not len(q):
+                return empty_result(len(q), k, self.metric_type)
+            sel, keep = _bitmap_selector(mask) if mask is not None else (None, None)
+            index, fp = self._search_params(sp, k, sel, exhaustive)
+            d, i = fix_padding(*index.search(q, k, params=fp), self.metric_type)
+            if not exhaustive:
+                short = np.flatnonzero((i >= 0).sum(axis=1) < min(k, nvalid))
+                if len(short):
+                    index, fp = self._search_params(sp, k, sel, True)
+                    d[short], i[short] = fix_padding(*index.search(q[short], k, params=fp), self.metric_type)
+            del keep
+        return d, i
+
+    def range_search(
+        self,
+        queries: np.ndarray,
+        radius: float,
+        range_filter: float | None,
+        params: dict,
+        valid: np.ndarray | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        check_range_params(self.metric_type, radius, range_filter)
+        q = self._prepare(queries)
+        sp = validate_search_params(self.index_type, self.metric_type, params, 1, range_search=True)
+        with self._lock.read():
+            mask, nvalid, exhaustive = self._filter_mode(prepare_mask(valid, self.ntotal), 0)
+            if nvalid == 0 or not len(q):
+                return [(np.empty(0, np.float32), np.empty(0, np.int64)) for _ in range(len(q))]
+            sel, keep = _bitmap_selector(mask) if mask is not None else (None, None)
+            index, fp = self._search_params(sp, 1, sel, exhaustive)
+            lims, d, i = index.range_search(q, float(radius), params=fp)
+            del keep
+        return split_range_result(lims, d, i, self.metric_type, radius, range_filter, limit)
+
+    # --- persistence ----------------------------------------------------
+    def save(self, path: str) -> None:
+        with self._lock.read():
+            meta = {
+                "kind": "faiss",
+                "index_type": self.index_type,
+                "metric_type": self.metric_type,
+                "dim": self.dim,
+                "vector_type": int(self.vector_type),
+                "params": self.params,
+                "trained": self._trained if self._index is not None else None,
+            }
+            write_index_file(path, meta, self._index if self._index is not None else self._pending)
+
+    @classmethod
+    def from_saved(cls, meta: dict, index: Any, mmap: bool) -> "FaissIndex":
+        self = cls(meta["index_type"], meta["metric_type"], meta["dim"], meta["params"], meta["vector_type"])
+        if meta["trained"] is None and self.index_type in _TRAINED_TYPES:
+            self._index, self._pending = None, index
+        else:
+            self._index, self._pending = index, None
+            self._trained = dict(meta["trained"] or {})
+        self._read_only = mmap
+        return self
+
+    def __repr__(self) -> str:
+        return f"FaissIndex({self.index_type}, {self.metric_type}, dim={self.dim}, ntotal={self.ntotal})"

@@ -1,0 +1,273 @@
+"""Index build and search parameter checks, with Milvus 2.3 / knowhere rules.
+
+``validate_index_params`` returns the normalised build parameters (ints and
+bools, defaults filled, AUTOINDEX resolved) as one flat dict that also holds
+``index_type`` and ``metric_type``; ``validate_search_params`` returns the
+typed search parameters an index needs. Unknown keys are ignored (knowhere
+ignores them too). Values may be ints or strings holding ints (Milvus keeps
+index params as strings).
+
+Choices that differ from Milvus, on purpose:
+- A missing ``metric_type`` defaults to COSINE (float) / HAMMING (binary),
+  as in Milvus 2.4+.
+- Missing ``nlist``/``M``/``efConstruction``/``nbits`` take knowhere's
+  defaults instead of failing; IVF_PQ's ``m`` stays required as in Milvus.
+- HNSW search without ``ef`` uses ``max(k, 64)`` (knowhere: ``max(k, 16)``),
+  and ``max(512, ...)`` for range search as knowhere.
+- AUTOINDEX: float vectors -> HNSW (M=18, efConstruction=240, Milvus 2.3's
+  autoindex defaults); binary vectors -> BIN_FLAT (exact; binary codes are
+  small enough that a popcount scan is cheap, and IVF on short segments
+  mostly loses recall).
+- SUBSTRUCTURE/SUPERSTRUCTURE are rejected (not implemented).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from vecdb.errors import IndexNotSupported, InvalidParameter
+from vecdb.index.base import BINARY_METRICS, FLOAT_METRICS, MAX_TOPK
+from vecdb.schema import MAX_DIM, DataType
+
+INT32_MAX = 2**31 - 1
+MIN_NLIST, MAX_NLIST = 1, 65536
+MIN_NBITS, MAX_NBITS = 1, 16
+HNSW_MIN_M, HNSW_MAX_M = 2, 2048
+DEFAULT_HNSW_EF_FLOOR = 64
+DEFAULT_HNSW_RANGE_EF = 512
+
+FLOAT_VECTOR_TYPES = frozenset({DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR})
+AUTOINDEX = "AUTOINDEX"
+AUTOINDEX_FLOAT = {"index_type": "HNSW", "M": 18, "efConstruction": 240}
+AUTOINDEX_BINARY = {"index_type": "BIN_FLAT"}
+
+
+@dataclass(frozen=True)
+class Param:
+    key: str
+    kind: str = "int"  # int | bool | str
+    lo: int = 1
+    hi: int = INT32_MAX
+    default: Any = None  # None: required (build) / absent (search)
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    name: str
+    binary: bool
+    metrics: tuple[str, ...]
+    build: tuple[Param, ...] = ()
+    search: tuple[Param, ...] = ()
+    gpu: bool = False
+    extra_metrics_msg: str = field(default="")
+
+
+_NLIST = Param("nlist", default=128, lo=MIN_NLIST, hi=MAX_NLIST)
+_NPROBE = Param("nprobe", default=8, lo=1, hi=65536)
+_RAFT_METRICS = ("L2", "IP")
+
+INDEX_SPECS: dict[str, IndexSpec] = {
+    s.name: s
+    for s in (
+        IndexSpec("FLAT", False, FLOAT_METRICS),
+        IndexSpec("IVF_FLAT", False, FLOAT_METRICS, (_NLIST,), (_NPROBE,)),
+        IndexSpec("IVF_SQ8", False, FLOAT_METRICS, (_NLIST,), (_NPROBE,)),
+        IndexSpec(
+            "IVF_PQ", False, FLOAT_METRICS,
+            (_NLIST, Param("m", lo=1, hi=65536), Param("nbits", default=8, lo=MIN_NBITS, hi=MAX_NBITS)),
+            (_NPROBE,),
+        ),
+        IndexSpec(
+            "HNSW", False, FLOAT_METRICS,
+            (Param("M", default=30, lo=HNSW_MIN_M, hi=HNSW_MAX_M), Param("efConstruction", default=360)),
+            (Param("ef"),),
+        ),
+        IndexSpec(
+            "SCANN", False, FLOAT_METRICS,
+            (_NLIST, Param("with_raw_data", kind="bool", default=True)),
+            (_NPROBE, Param("reorder_k")),
+        ),
+        IndexSpec("BIN_FLAT", True, BINARY_METRICS),
+        IndexSpec("BIN_IVF_FLAT", True, BINARY_METRICS, (_NLIST,), (_NPROBE,)),
+        IndexSpec("GPU_IVF_FLAT", False, _RAFT_METRICS, (_NLIST,), (_NPROBE,), gpu=True),
+        IndexSpec(
+            "GPU_IVF_PQ", False, _RAFT_METRICS,
+            (_NLIST, Param("m", lo=1, hi=65536), Param("nbits", default=8, lo=4, hi=8)),
+            (_NPROBE,), gpu=True,
+        ),
+        IndexSpec(
+            "GPU_CAGRA", False, _RAFT_METRICS,
+            (
+                Param("intermediate_graph_degree", default=128, lo=1, hi=65536),
+                Param("graph_degree", default=64, lo=1, hi=65536),
+                Param("build_algo", kind="str", default="IVF_PQ", choices=("IVF_PQ", "NN_DESCENT")),
+                Param("cache_dataset_on_device", kind="str", default="false", choices=("true", "false")),
+            ),
+            (
+                Param("itopk_size"), Param("search_width", lo=1, hi=65536),
+                Param("min_iterations", lo=0, hi=INT32_MAX), Param("max_iterations", lo=0, hi=INT32_MAX),
+                Param("team_size", lo=0, hi=32),
+            ),
+            gpu=True,
+        ),
+        IndexSpec("GPU_BRUTE_FORCE", False, _RAFT_METRICS, gpu=True),
+    )
+}
+
+CPU_INDEX_TYPES = tuple(n for n, s in INDEX_SPECS.items() if not s.gpu)
+GPU_INDEX_TYPES = tuple(n for n, s in INDEX_SPECS.items() if s.gpu)
+
+
+def index_spec(index_type: str) -> IndexSpec:
+    spec = INDEX_SPECS.get(str(index_type).upper())
+    if spec is None:
+        raise IndexNotSupported(f"invalid index type: {index_type}")
+    return spec
+
+
+# --- value parsing -----------------------------------------------------------
+def _parse_int(key: str, value: Any, search: bool) -> int:
+    if isinstance(value, bool) or value is None:
+        ok = False
+    elif isinstance(value, int):
+        return value
+    elif isinstance(value, str):
+        ok = value.strip().lstrip("+-").isdigit()
+        if ok:
+            return int(value.strip())
+    else:
+        ok = False
+    if search:
+        raise InvalidParameter(f"Type conflict in json: param '{key}' ({value!r}) should be integer")
+    raise InvalidParameter(f"param '{key}' ({value!r}) should be integer")
+
+
+def _parse_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise InvalidParameter(f"Type conflict in json: param '{key}' ({value!r}) should be a boolean")
+
+
+def _read(p: Param, params: dict, search: bool) -> Any:
+    if p.key not in params or params[p.key] is None or params[p.key] == "":
+        if p.default is None and not search:
+            raise InvalidParameter(f"parameter `{p.key}` not found")
+        return p.default
+    raw = params[p.key]
+    if p.kind == "bool":
+        return _parse_bool(p.key, raw)
+    if p.kind == "str":
+        v = str(raw)
+        if p.choices and v not in p.choices:
+            raise InvalidParameter(f"{p.key} not supported, supported: [{' '.join(p.choices)}]")
+        return v
+    v = _parse_int(p.key, raw, search)
+    if not p.lo <= v <= p.hi:
+        if search:
+            raise InvalidParameter(
+                f"Out of range in json: param '{p.key}' ({v}) should be in range [{p.lo}, {p.hi}]"
+            )
+        raise InvalidParameter(f"{p.key} out of range: [{p.lo}, {p.hi}]")
+    return v
+
+
+def _vector_type(vector_type: Any) -> DataType:
+    try:
+        vt = DataType(int(vector_type))
+    except (ValueError, TypeError):
+        raise InvalidParameter(f"invalid vector data type: {vector_type}") from None
+    if not vt.is_vector:
+        raise InvalidParameter(f"index can only be built on vector fields, got {vt.name}")
+    return vt
+
+
+# --- build params ------------------------------------------------------------
+def validate_index_params(
+    index_type: str, metric_type: str, vector_type: DataType, dim: int, params: dict
+) -> dict:
+    """Check build parameters; return ``{"index_type", "metric_type", **typed build params}``.
+
+    Raises IndexNotSupported for an unknown index type, InvalidParameter for
+    anything else (wrong metric, vector type, range, divisibility).
+    """
+    vt = _vector_type(vector_type)
+    binary = vt == DataType.BINARY_VECTOR
+    params = dict(params or {})
+    itype = str(index_type or "").strip().upper() or AUTOINDEX
+    if itype == AUTOINDEX:
+        auto = AUTOINDEX_BINARY if binary else AUTOINDEX_FLOAT
+        params = {**params, **auto}
+        itype = auto["index_type"]
+    spec = index_spec(itype)
+
+    if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= MAX_DIM:
+        raise InvalidParameter(f"invalid dimension: {dim}. should be in range 1 ~ {MAX_DIM}")
+    if binary and dim % 8:
+        raise InvalidParameter(f"invalid dimension: {dim}. binary vector dimension should be multiple of 8")
+    if spec.binary != binary:
+        raise InvalidParameter(f"data type {vt.name} can't build with this index {spec.name}")
+
+    metric = str(metric_type or "").strip().upper() or ("HAMMING" if binary else "COSINE")
+    if metric not in spec.metrics:
+        raise InvalidParameter(
+            f"metric type {metric} not found or not supported, supported: [{' '.join(spec.metrics)}]"
+        )
+
+    out: dict[str, Any] = {"index_type": spec.name, "metric_type": metric}
+    for p in spec.build:
+        out[p.key] = _read(p, params, search=False)
+
+    if spec.name in ("IVF_PQ", "GPU_IVF_PQ") and dim % out["m"]:
+        raise InvalidParameter(
+            f"The dimension of a vector (dim) should be a multiple of the number of subquantizers (m). "
+            f"Dimension: {dim}, m: {out['m']}"
+        )
+    if spec.name == "SCANN" and dim % 2:
+        raise InvalidParameter(f"dimension must be able to be divided by 2, dimension: {dim}")
+    if spec.name == "GPU_CAGRA" and out["intermediate_graph_degree"] < out["graph_degree"]:
+        raise InvalidParameter("Graph degree cannot be larger than intermediate graph degree")
+    return out
+
+
+# --- search params -----------------------------------------------------------
+def validate_search_params(
+    index_type: str, metric_type: str, params: dict, k: int, *, range_search: bool = False
+) -> dict:
+    """Check search parameters for a top-k (or, with ``range_search``, a range) search.
+
+    Returns the typed parameters with defaults filled: ``nprobe`` for IVF
+    types, ``ef`` for HNSW (must be >= k), ``nprobe``/``reorder_k`` for SCANN
+    (``reorder_k`` >= k, default k).
+    """
+    spec = index_spec(index_type)
+    params = params or {}
+    metric = str(metric_type or "").strip().upper()
+    if metric and metric not in spec.metrics:
+        raise InvalidParameter(
+            f"metric type {metric} not found or not supported, supported: [{' '.join(spec.metrics)}]"
+        )
+    if not range_search:
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_TOPK:
+            raise InvalidParameter(f"topk [{k}] is invalid, top k should be in range [1, {MAX_TOPK}]")
+    out: dict[str, Any] = {}
+    for p in spec.search:
+        v = _read(p, params, search=True)
+        if v is not None:
+            out[p.key] = v
+    if spec.name == "HNSW":
+        if range_search:
+            out.setdefault("ef", DEFAULT_HNSW_RANGE_EF)
+        elif "ef" not in out:
+            out["ef"] = max(k, DEFAULT_HNSW_EF_FLOOR)
+        elif out["ef"] < k:
+            raise InvalidParameter(f"ef({out['ef']}) should be larger than k({k})")
+    if spec.name == "SCANN" and not range_search:
+        if "reorder_k" not in out:
+            out["reorder_k"] = k
+        elif out["reorder_k"] < k:
+            raise InvalidParameter(f"reorder_k({out['reorder_k']}) should be larger than k({k})")
+    return out

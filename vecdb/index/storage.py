@@ -1,0 +1,111 @@
+"""One index, one file.
+
+Layout::
+
+    [FAISS index, optional, at offset 0][arrays, 64-byte aligned][JSON meta][u64 meta length][b"VECDBIX1"]
+
+FAISS's readers stop at the end of the index and ignore what follows, so the
+FAISS part can be read (and memory-mapped, IO_FLAG_MMAP | IO_FLAG_MMAP_IFC)
+straight from the file. Arrays are raw C-order bytes, loaded with
+``np.fromfile`` or mapped with ``np.memmap``. The file is written next to its
+final name and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from typing import Any
+
+import faiss
+import numpy as np
+
+from vecdb.errors import IoFailed
+
+MAGIC = b"VECDBIX1"
+FORMAT_VERSION = 1
+_ALIGN = 64
+_TAIL = struct.Struct("<Q8s")
+
+
+def write_index_file(
+    path: str,
+    meta: dict[str, Any],
+    faiss_index: Any = None,
+    binary: bool = False,
+    arrays: dict[str, np.ndarray] | None = None,
+) -> None:
+    """Write ``meta`` (JSON-able), an optional FAISS index and named arrays to ``path``."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        if faiss_index is not None:
+            (faiss.write_index_binary if binary else faiss.write_index)(faiss_index, tmp)
+        else:
+            open(tmp, "wb").close()
+        table = {}
+        with open(tmp, "ab") as f:
+            for name, arr in (arrays or {}).items():
+                a = np.ascontiguousarray(arr)
+                pos = f.tell()
+                pad = (-pos) % _ALIGN
+                f.write(b"\0" * pad)
+                table[name] = {"offset": pos + pad, "dtype": a.dtype.str, "shape": list(a.shape)}
+                f.write(memoryview(a).cast("B") if a.size else b"")
+            body = json.dumps(
+                {**meta, "format": FORMAT_VERSION, "faiss": None if faiss_index is None else
+                 ("binary" if binary else "float"), "arrays": table}
+            ).encode()
+            f.write(body)
+            f.write(_TAIL.pack(len(body), MAGIC))
+        os.replace(tmp, path)
+    except OSError as e:
+        raise IoFailed(f"cannot write index file {path}: {e}") from e
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_meta(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            if size < _TAIL.size:
+                raise IoFailed(f"{path} is not a vecdb index file")
+            f.seek(size - _TAIL.size)
+            length, magic = _TAIL.unpack(f.read(_TAIL.size))
+            if magic != MAGIC or length > size - _TAIL.size:
+                raise IoFailed(f"{path} is not a vecdb index file")
+            f.seek(size - _TAIL.size - length)
+            meta = json.loads(f.read(length))
+    except OSError as e:
+        raise IoFailed(f"cannot read index file {path}: {e}") from e
+    if meta.get("format") != FORMAT_VERSION:
+        raise IoFailed(f"{path}: unsupported index file format {meta.get('format')}")
+    return meta
+
+
+def read_index_file(path: str, mmap: bool = False) -> tuple[dict[str, Any], Any, dict[str, np.ndarray]]:
+    """Return (meta, FAISS index or None, arrays); with ``mmap`` nothing big is copied into RAM."""
+    meta = read_meta(path)
+    index = None
+    flags = (faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC) if mmap else 0
+    try:
+        if meta["faiss"] == "float":
+            index = faiss.read_index(path, flags)
+        elif meta["faiss"] == "binary":
+            index = faiss.read_index_binary(path, flags)
+    except RuntimeError as e:
+        raise IoFailed(f"cannot read FAISS index from {path}: {e}") from e
+    arrays = {}
+    for name, info in meta["arrays"].items():
+        dtype, shape = np.dtype(info["dtype"]), tuple(info["shape"])
+        count = int(np.prod(shape))
+        if count == 0:
+            arrays[name] = np.empty(shape, dtype=dtype)
+        elif mmap:
+            arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=info["offset"], shape=shape)
+        else:
+            arrays[name] = np.fromfile(path, dtype=dtype, count=count, offset=info["offset"]).reshape(shape)
+    return meta, index, arrays

@@ -1,0 +1,109 @@
+"""Shared plumbing of the Milvus gRPC servicer: the roles it drives and error wrapping."""
+
+from __future__ import annotations
+
+import functools
+import json
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+from pymilvus.grpc_gen import common_pb2
+
+from vecdb import errors
+from vecdb.coord.catalog import DEFAULT_PARTITION, Catalog, CollectionInfo
+from vecdb.coord.tso import IdAllocator, TimestampOracle
+from vecdb.datanode.node import DataNode
+from vecdb.proxy import status
+from vecdb.proxy.writer import ShardWriter
+from vecdb.querynode.node import QueryNode
+from vecdb.schema import DataType
+
+
+@dataclass
+class Roles:
+    """What the proxy talks to. Standalone wires in-process objects; a cluster, RPC clients."""
+
+    catalog: Catalog
+    tso: TimestampOracle
+    ids: IdAllocator
+    writer: ShardWriter
+    querynode: QueryNode
+    datanode: DataNode
+    max_request_bytes: int = 64 << 20
+    max_query_window: int = 16384
+
+
+def rpc(response_type=None):
+    """Turn exceptions into a Status (or ``response_type(status=...)``) for the client."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def handler(self, request, context):
+            try:
+                return fn(self, request, context)
+            except Exception as exc:  # noqa: BLE001 - every error goes back as a Status
+                st = status.from_exception(exc)
+                return st if response_type is None else response_type(status=st)
+
+        return handler
+
+    return wrap
+
+
+class ServiceBase:
+    def __init__(self, roles: Roles):
+        self.r = roles
+
+    def collection(self, db: str, name: str) -> CollectionInfo:
+        if not name:
+            raise errors.InvalidParameter("collection name should not be empty")
+        return self.r.catalog.get(db, name)
+
+    def partition_ids(self, info: CollectionInfo, names) -> set[int] | None:
+        names = [n for n in names if n]
+        if not names:
+            return None
+        if info.schema.partition_key_field is not None:
+            raise errors.InvalidParameter("not support manually specifying the partition names if partition key mode is used")
+        return {info.partition(n).id for n in names}
+
+    def require_loaded(self, info: CollectionInfo) -> None:
+        if not self.r.querynode.is_loaded(info.id):
+            raise errors.CollectionNotLoaded(f"collection not loaded[collection={info.name}]")
+
+
+def kv_dict(pairs) -> dict[str, str]:
+    return {kv.key: kv.value for kv in pairs}
+
+
+def kv_pairs(d: dict) -> list:
+    return [common_pb2.KeyValuePair(key=k, value=str(v)) for k, v in d.items()]
+
+
+def hash_keys(keys: np.ndarray, modulo: int) -> np.ndarray:
+    """Stable hash of primary/partition keys to [0, modulo): routes rows to shards and partitions."""
+    if modulo == 1:
+        return np.zeros(len(keys), np.int64)
+    if keys.dtype == object:
+        return np.fromiter((zlib.crc32(k.encode()) for k in keys), np.int64, len(keys)) % modulo
+    x = keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    return ((x >> np.uint64(33)) % np.uint64(modulo)).astype(np.int64)
+
+
+def default_partition(info: CollectionInfo):
+    return info.partition(DEFAULT_PARTITION)
+
+
+def parse_json_param(value: str, what: str) -> dict:
+    try:
+        out = json.loads(value) if value else {}
+    except json.JSONDecodeError:
+        raise errors.InvalidParameter(f"{what} is not valid JSON: {value}") from None
+    if not isinstance(out, dict):
+        raise errors.InvalidParameter(f"{what} must be a JSON object: {value}")
+    return out
+
+
+def pk_dtype(info: CollectionInfo) -> DataType:
+    return info.schema.primary_field.dtype

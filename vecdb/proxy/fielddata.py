@@ -1,0 +1,585 @@
+"""Milvus ``FieldData`` <-> numpy columns, insert validation, output fields, query vectors.
+
+Columns follow the representation documented in :mod:`vecdb.schema` (one numpy
+array per field, vectors 2-D, VARCHAR/JSON/ARRAY as object arrays).
+
+Insert rules (``columns_from_field_data``), matching the Milvus 2.3+ proxy:
+
+- ``num_rows`` must be > 0 and every column must hold exactly ``num_rows`` rows.
+- Every schema field must be sent, except an auto_id primary key (which must
+  *not* be sent: the caller assigns ids) and the dynamic field (absent means
+  ``{}`` per row). With ``partial_update`` only the primary key is required.
+- The FieldData's data type and payload must match the schema; vector ``dim``
+  must equal the schema dim. A FLOAT16/BFLOAT16 field also accepts float32
+  ``float_vector`` data (pymilvus sends that for plain float lists) and converts.
+- Float/float16/bfloat16 vectors and FLOAT/DOUBLE scalars reject NaN and +-inf
+  (Milvus checks all of them since 2.4; ARRAY elements are not checked, as in Milvus).
+- INT8/INT16 travel as int32 and must fit their range (also inside ARRAYs).
+- VARCHAR ``max_length`` counts UTF-8 *bytes* (Go ``len``), as Milvus does.
+- ARRAY rows: element payload must match the element type, length <= max_capacity.
+- JSON values: valid JSON, at most ``JSON_MAX_LENGTH`` bytes each. The dynamic
+  field must hold JSON objects that use neither ``$meta`` nor a static field
+  name as a key.
+- Nothing is converted partially: a failure raises before any column is returned.
+
+Vectors decode without per-row Python work: ``np.frombuffer`` over the bytes
+payloads (the resulting arrays are read-only views) and ``np.array`` over the
+repeated float payload (upb hands numpy a buffer; no Python floats are made).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import orjson
+from google.protobuf.message import DecodeError
+from pymilvus.grpc_gen import common_pb2, schema_pb2
+
+from vecdb.errors import FieldNotFound, InternalError, InvalidParameter
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema
+
+JSON_MAX_LENGTH = 65536  # Milvus common.JSONMaxLength default, bytes per JSON value
+MAX_NQ = 16384
+
+_SCALAR_ATTR = {
+    DataType.BOOL: "bool_data",
+    DataType.INT8: "int_data",
+    DataType.INT16: "int_data",
+    DataType.INT32: "int_data",
+    DataType.INT64: "long_data",
+    DataType.FLOAT: "float_data",
+    DataType.DOUBLE: "double_data",
+    DataType.VARCHAR: "string_data",
+    DataType.JSON: "json_data",
+    DataType.ARRAY: "array_data",
+}
+_VECTOR_ATTR = {
+    DataType.FLOAT_VECTOR: "float_vector",
+    DataType.BINARY_VECTOR: "binary_vector",
+    DataType.FLOAT16_VECTOR: "float16_vector",
+    DataType.BFLOAT16_VECTOR: "bfloat16_vector",
+}
+# numpy dtype of fixed-width scalar columns and of ARRAY elements
+_NP_DTYPE = {
+    DataType.BOOL: np.bool_,
+    DataType.INT8: np.int8,
+    DataType.INT16: np.int16,
+    DataType.INT32: np.int32,
+    DataType.INT64: np.int64,
+    DataType.FLOAT: np.float32,
+    DataType.DOUBLE: np.float64,
+}
+_INT_RANGE = {DataType.INT8: (-128, 127), DataType.INT16: (-32768, 32767)}
+_PT = common_pb2.PlaceholderType
+# field type -> {placeholder type: numpy dtype of the raw bytes}
+_PLACEHOLDER_DTYPES = {
+    DataType.FLOAT_VECTOR: {_PT.FloatVector: np.float32},
+    DataType.FLOAT16_VECTOR: {_PT.Float16Vector: np.float16, _PT.FloatVector: np.float32},
+    DataType.BFLOAT16_VECTOR: {_PT.BFloat16Vector: np.uint16, _PT.FloatVector: np.float32},
+    DataType.BINARY_VECTOR: {_PT.BinaryVector: np.uint8},
+}
+_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _type_name(dtype: int) -> str:
+    try:
+        return schema_pb2.DataType.Name(dtype)
+    except ValueError:
+        return str(dtype)
+
+
+def _rows_mismatch(name: str, got: int, want: int) -> InvalidParameter:
+    return InvalidParameter(f"the num_rows ({got}) of field ({name}) is not equal to passed num_rows ({want})")
+
+
+def _type_mismatch(field: FieldSchema, need: str, got: str | None) -> InvalidParameter:
+    return InvalidParameter(
+        f"{_type_name(field.dtype)} field ({field.name}) is illegal, array type mismatch: "
+        f"need {need}, got {got or 'nil'}"
+    )
+
+
+# --------------------------------------------------------------------------
+# insert: FieldData -> columns
+# --------------------------------------------------------------------------
+def columns_from_field_data(
+    schema: CollectionSchema, fields_data, num_rows: int, *, partial_update: bool = False
+) -> dict[str, np.ndarray]:
+    """Validate and convert an insert/upsert payload into columns keyed by field name.
+
+    The primary key column is absent when ``schema.auto_id`` (the caller assigns
+    ids); a pk sent for an auto_id collection is rejected, except with
+    ``partial_update`` (an upsert, which must name the rows it updates). Missing
+    non-pk fields are an error unless ``partial_update``, where only the pk is
+    required and missing fields are simply absent. The dynamic field (``$meta``,
+    dicts) is filled with empty dicts when dynamic fields are on and none was sent
+    (not under ``partial_update``). Keys come back in schema order.
+    """
+    if num_rows <= 0:
+        raise InvalidParameter(f"invalid num_rows ({num_rows}): num_rows should be greater than 0")
+    pk = schema.primary_field
+    sent: dict[str, tuple[FieldSchema, object]] = {}
+    for fd in fields_data:
+        name = DYNAMIC_FIELD if fd.is_dynamic else fd.field_name
+        field = schema.field(name) if name else schema.field_by_id(fd.field_id)
+        if field is None:
+            if name == DYNAMIC_FIELD:
+                raise InvalidParameter(
+                    f"without dynamic schema enabled, the field name cannot be set to {DYNAMIC_FIELD}"
+                )
+            raise FieldNotFound(f"field {name or fd.field_id} not exist in collection {schema.name}")
+        if field.name in sent:
+            raise InvalidParameter(f"duplicated field {field.name} found")
+        sent[field.name] = (field, fd)
+
+    if schema.auto_id and pk.name in sent and not partial_update:
+        raise InvalidParameter(f"can not assign primary field data when auto id enabled {pk.name}")
+    for field in schema.fields:
+        if field.name in sent or field.is_dynamic:
+            continue
+        if field.is_primary:
+            if partial_update:
+                raise InvalidParameter(f"must assign pk when upsert, primary field: {pk.name}")
+            if schema.auto_id:
+                continue
+        elif partial_update:
+            continue
+        raise InvalidParameter(f"fieldSchema({field.name}) has no corresponding fieldData pass in")
+
+    static_names = frozenset(f.name for f in schema.fields if not f.is_dynamic)
+    columns: dict[str, np.ndarray] = {}
+    for name, (field, fd) in sent.items():
+        _check_valid_data(field, fd)
+        if fd.type and fd.type != field.dtype:
+            raise InvalidParameter(
+                f"the data type of field ({field.name}) is {_type_name(fd.type)}, "
+                f"but the schema type is {_type_name(field.dtype)}"
+            )
+        if field.dtype.is_vector:
+            columns[name] = _decode_vectors(field, fd, num_rows)
+        else:
+            columns[name] = _decode_scalars(field, fd, num_rows, static_names)
+    dyn = schema.dynamic_field
+    if dyn is not None and dyn.name not in columns and not partial_update:
+        empty = np.empty(num_rows, dtype=object)
+        for i in range(num_rows):
+            empty[i] = {}
+        columns[dyn.name] = empty
+    return {f.name: columns[f.name] for f in schema.fields if f.name in columns}
+
+
+def _check_valid_data(field: FieldSchema, fd) -> None:
+    valid = fd.valid_data
+    if len(valid) and not all(valid):
+        raise InvalidParameter(f"field ({field.name}) is not nullable, but null values were passed")
+
+
+def _decode_vectors(field: FieldSchema, fd, n: int) -> np.ndarray:
+    dim, name = field.dim, field.name
+    kind = fd.vectors.WhichOneof("data") if fd.WhichOneof("field") == "vectors" else None
+    expected = _VECTOR_ATTR[field.dtype]
+    from_f32 = kind == "float_vector" and field.dtype in (DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR)
+    if kind != expected and not from_f32:
+        raise _type_mismatch(field, expected, kind)
+    if fd.vectors.dim and fd.vectors.dim != dim:
+        raise InvalidParameter(
+            f"the dim ({fd.vectors.dim}) of field data({name}) is not equal to schema dim ({dim})"
+        )
+    if kind == "float_vector":
+        flat = np.array(fd.vectors.float_vector.data, dtype=np.float32)
+        if flat.size % dim:
+            raise InvalidParameter(
+                f"the length ({flat.size}) of float data of field ({name}) should divide the dim ({dim})"
+            )
+        if flat.size // dim != n:
+            raise _rows_mismatch(name, flat.size // dim, n)
+        vecs = flat.reshape(n, dim)
+        _check_finite(name, vecs)
+        if field.dtype == DataType.FLOAT16_VECTOR:
+            with np.errstate(over="ignore"):
+                vecs = vecs.astype(np.float16)
+            _check_finite(name, vecs, " (out of float16 range)")
+        elif field.dtype == DataType.BFLOAT16_VECTOR:
+            vecs = float32_to_bfloat16(vecs)
+        return vecs
+
+    raw = getattr(fd.vectors, kind)
+    if field.dtype == DataType.BINARY_VECTOR:
+        width, dtype = dim // 8, np.uint8
+    else:
+        width, dtype = dim, (np.float16 if field.dtype == DataType.FLOAT16_VECTOR else np.uint16)
+    row_bytes = width * np.dtype(dtype).itemsize
+    if len(raw) % row_bytes:
+        raise InvalidParameter(
+            f"the length ({len(raw)} bytes) of {kind} data of field ({name}) is not a multiple of "
+            f"the row size ({row_bytes} bytes for dim {dim})"
+        )
+    if len(raw) // row_bytes != n:
+        raise _rows_mismatch(name, len(raw) // row_bytes, n)
+    vecs = np.frombuffer(raw, dtype=dtype).reshape(n, width)
+    if field.dtype == DataType.FLOAT16_VECTOR:
+        _check_finite(name, vecs)
+    elif field.dtype == DataType.BFLOAT16_VECTOR:
+        bad = (vecs & 0x7F80) == 0x7F80  # exponent all ones: NaN or inf
+        if bad.any():
+            row = int(np.flatnonzero(bad.any(axis=1))[0])
+            raise InvalidParameter(f"the {row}th vector of field ({name}) contains NaN or infinity")
+    return vecs
+
+
+def _check_finite(name: str, vecs: np.ndarray, why: str = "") -> None:
+    ok = np.isfinite(vecs)
+    if not ok.all():
+        row = int(np.flatnonzero(~ok.all(axis=1))[0])
+        value = vecs[row][~ok[row]][0]
+        raise InvalidParameter(
+            f"the {row}th vector of field ({name}) contains NaN or infinity{why}: "
+            f"value '{value}' is not a number or infinity"
+        )
+
+
+def float32_to_bfloat16(values: np.ndarray) -> np.ndarray:
+    """Round float32 values to bfloat16 (nearest, ties to even); returns the raw uint16 bits."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    rounded = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
+    return (rounded >> np.uint32(16)).astype(np.uint16)
+
+
+def _decode_scalars(field: FieldSchema, fd, n: int, static_names: frozenset[str]) -> np.ndarray:
+    attr = _SCALAR_ATTR[field.dtype]
+    kind = fd.scalars.WhichOneof("data") if fd.WhichOneof("field") == "scalars" else None
+    if kind != attr:
+        raise _type_mismatch(field, attr, kind)
+    data = getattr(fd.scalars, attr).data
+    if len(data) != n:
+        raise _rows_mismatch(field.name, len(data), n)
+    dt = field.dtype
+    if dt in _NP_DTYPE:
+        return _decode_fixed(dt, data, f"field ({field.name})", check_finite=True)
+    if dt == DataType.VARCHAR:
+        values = list(data)
+        _check_varchar_lengths(values, field.max_length, lambda i, ln: (
+            f"length of varchar field {field.name} exceeds max length, row number: {i}, "
+            f"length: {ln}, max length: {field.max_length}"
+        ))
+        return _object_array(values)
+    if dt == DataType.JSON:
+        return _decode_json(field, data, static_names)
+    return _decode_arrays(field, data)
+
+
+def _decode_fixed(dt: DataType, data, where: str, check_finite: bool = False) -> np.ndarray:
+    if dt in _INT_RANGE:
+        raw = np.array(data, dtype=np.int32)
+        lo, hi = _INT_RANGE[dt]
+        bad = (raw < lo) | (raw > hi)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InvalidParameter(
+                f"the {i}th element ({int(raw[i])}) of {where} out of range: [{lo}, {hi}]"
+            )
+        return raw.astype(_NP_DTYPE[dt])
+    arr = np.array(data, dtype=_NP_DTYPE[dt])
+    if check_finite and dt in (DataType.FLOAT, DataType.DOUBLE):
+        ok = np.isfinite(arr)
+        if not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            raise InvalidParameter(
+                f"value of float {where} at row {i} is NaN or infinity: "
+                f"value '{arr[i]}' is not a number or infinity"
+            )
+    return arr
+
+
+def _check_varchar_lengths(values: list[str], max_length: int, message: Callable[[int, int], str]) -> None:
+    """Milvus limits VARCHAR by UTF-8 byte length; a str of c code points takes c..4c bytes."""
+    if not values:
+        return
+    lens = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    if int(lens.max()) * 4 <= max_length:
+        return
+    for i in np.flatnonzero(lens * 4 > max_length).tolist():
+        nbytes = len(values[i].encode("utf-8", "surrogatepass"))
+        if nbytes > max_length:
+            raise InvalidParameter(message(i, nbytes))
+
+
+def _object_array(values: list) -> np.ndarray:
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
+
+
+def _decode_json(field: FieldSchema, data, static_names: frozenset[str]) -> np.ndarray:
+    out = np.empty(len(data), dtype=object)
+    loads = orjson.loads
+    for i, raw in enumerate(data):
+        if len(raw) > JSON_MAX_LENGTH:
+            if field.is_dynamic:
+                raise InvalidParameter(
+                    f"the length ({len(raw)}) of dynamic field exceeds max length ({JSON_MAX_LENGTH})"
+                )
+            raise InvalidParameter(
+                f"the length ({len(raw)}) of json field ({field.name}) exceeds max length ({JSON_MAX_LENGTH})"
+            )
+        try:
+            value = loads(raw)
+        except orjson.JSONDecodeError as e:
+            what = "dynamic field" if field.is_dynamic else f"json field ({field.name})"
+            raise InvalidParameter(f"invalid JSON in {what} at row {i}: {e}") from None
+        if field.is_dynamic:
+            if not isinstance(value, dict):
+                raise InvalidParameter(
+                    f"invalid dynamic field data at row {i}, only json map is supported, "
+                    f"got {type(value).__name__}"
+                )
+            if DYNAMIC_FIELD in value:
+                raise InvalidParameter(f"cannot set json key to: {DYNAMIC_FIELD}")
+            clash = static_names & value.keys()
+            if clash:
+                raise InvalidParameter(
+                    f"dynamic field name cannot include the static field name: {sorted(clash)[0]}"
+                )
+        out[i] = value
+    return out
+
+
+def _decode_arrays(field: FieldSchema, data) -> np.ndarray:
+    et = field.element_type
+    attr = _SCALAR_ATTR[et]
+    cap = field.max_capacity
+    parent = data  # repeated ScalarField
+    out = np.empty(len(parent), dtype=object)
+    is_str = et == DataType.VARCHAR
+    empty = np.empty(0, dtype=object if is_str else _NP_DTYPE[et])
+    for i, row in enumerate(parent):
+        kind = row.WhichOneof("data")
+        if kind is None:
+            out[i] = empty.copy()
+            continue
+        if kind != attr:
+            raise InvalidParameter(
+                f"array field ({field.name}) is illegal, insert data does not match: "
+                f"need {_type_name(et)} array, got {kind} at row {i}"
+            )
+        values = getattr(row, attr).data
+        if len(values) > cap:
+            raise InvalidParameter(
+                f"the length ({len(values)}) of {i}th array of field ({field.name}) exceeds max capacity ({cap})"
+            )
+        if is_str:
+            strs = list(values)
+            _check_varchar_lengths(strs, field.max_length, lambda j, ln: (
+                f'length of VarChar array field "{field.name}" exceeds max length, row number: {i}, '
+                f"array index: {j}, length: {ln}, max length: {field.max_length}"
+            ))
+            out[i] = _object_array(strs)
+        else:
+            out[i] = _decode_fixed(et, values, f"array field ({field.name}) row {i}")
+    return out
+
+
+# --------------------------------------------------------------------------
+# results: columns -> FieldData
+# --------------------------------------------------------------------------
+def field_data_from_columns(
+    schema: CollectionSchema,
+    columns: Mapping[str, np.ndarray],
+    output_fields: list[str],
+    dynamic_keys: list[str] | None = None,
+) -> list:
+    """Build ``schema_pb2.FieldData`` messages for results, one per output field.
+
+    ``output_fields`` are schema field names; ``"$meta"`` among them means the
+    whole dynamic field. ``dynamic_keys`` names the dynamic keys the user asked
+    for: they come back inside one is_dynamic JSON FieldData named ``$meta``
+    holding only those keys, as Milvus does; ``['*']`` means all of ``$meta``.
+    """
+    out: list = []
+
+    def new():
+        fd = schema_pb2.FieldData()
+        out.append(fd)
+        return fd
+
+    fill_field_data(new, schema, columns, output_fields, dynamic_keys)
+    return out
+
+
+def fill_field_data(
+    new: Callable[[], object],
+    schema: CollectionSchema,
+    columns: Mapping[str, np.ndarray],
+    output_fields: Iterable[str],
+    dynamic_keys: Sequence[str] | None,
+) -> None:
+    """Like :func:`field_data_from_columns`, filling messages from ``new()``; pass a
+    repeated field's ``.add`` (e.g. ``results.fields_data.add``) to build in place."""
+    want_all_meta = False
+    for name in output_fields:
+        if name == DYNAMIC_FIELD:
+            want_all_meta = True
+            continue
+        field = schema.field(name)
+        if field is None:
+            raise FieldNotFound(f"field {name} not exist")
+        _encode_column(new(), field, _column(columns, name))
+    dyn = schema.dynamic_field
+    if dyn is not None and (want_all_meta or dynamic_keys):
+        keys = None if want_all_meta or "*" in dynamic_keys else list(dynamic_keys)
+        _encode_dynamic(new(), dyn, _column(columns, dyn.name), keys)
+
+
+def _column(columns: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+    try:
+        return columns[name]
+    except KeyError:
+        raise InternalError(f"result column {name} is missing") from None
+
+
+def dumps_json(value) -> bytes:
+    """Compact JSON bytes (orjson; falls back to ``json`` for ints beyond 64 bits)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _encode_column(fd, field: FieldSchema, col: np.ndarray) -> None:
+    dt = field.dtype
+    fd.type = int(dt)
+    fd.field_name = field.name
+    fd.field_id = field.field_id
+    if dt.is_vector:
+        vec = fd.vectors
+        vec.dim = field.dim
+        if dt == DataType.FLOAT_VECTOR:
+            vec.float_vector.SetInParent()
+            vec.float_vector.data.extend(np.asarray(col, dtype=np.float32).ravel().tolist())
+        else:
+            np_dtype = {DataType.BINARY_VECTOR: np.uint8, DataType.FLOAT16_VECTOR: np.float16}.get(dt, np.uint16)
+            setattr(vec, _VECTOR_ATTR[dt], np.ascontiguousarray(col, dtype=np_dtype).tobytes())
+        return
+    payload = getattr(fd.scalars, _SCALAR_ATTR[dt])
+    payload.SetInParent()
+    if dt == DataType.JSON:
+        payload.data.extend([dumps_json(v) for v in col.tolist()])
+    elif dt == DataType.ARRAY:
+        et = field.element_type
+        payload.element_type = int(et)
+        attr = _SCALAR_ATTR[et]
+        rows = payload.data
+        for value in col.tolist():
+            cell = getattr(rows.add(), attr)
+            cell.SetInParent()
+            cell.data.extend(value.tolist() if isinstance(value, np.ndarray) else list(value))
+    else:
+        payload.data.extend(col.tolist())
+
+
+def _encode_dynamic(fd, dyn: FieldSchema, col: np.ndarray, keys: list[str] | None) -> None:
+    fd.type = int(DataType.JSON)
+    fd.field_name = dyn.name
+    fd.field_id = dyn.field_id
+    fd.is_dynamic = True
+    payload = fd.scalars.json_data
+    payload.SetInParent()
+    if keys is None:
+        payload.data.extend([dumps_json(v) for v in col.tolist()])
+    else:
+        payload.data.extend([dumps_json({k: d[k] for k in keys if k in d}) for d in col.tolist()])
+
+
+# --------------------------------------------------------------------------
+# output fields and query vectors
+# --------------------------------------------------------------------------
+def resolve_output_fields(schema: CollectionSchema, requested: list[str]) -> tuple[list[str], list[str]]:
+    """Apply Milvus's output-field rules; returns ``(schema_fields, dynamic_keys)``.
+
+    ``'*'`` means every schema field (in schema order) and, with dynamic fields
+    on, all of ``$meta`` (``dynamic_keys == ['*']``); naming ``$meta`` does the
+    same. A name that is no schema field is a dynamic key when dynamic fields are
+    on (it must be a plain identifier: sub-keys are not supported), else
+    ``FieldNotFound("field <x> not exist")``. ``schema_fields`` never contains
+    ``$meta`` and keeps the request's order without duplicates. The primary key
+    is not added here; ``count(*)`` must be handled before calling this.
+    """
+    dynamic = schema.enable_dynamic_field and schema.dynamic_field is not None
+    names: dict[str, None] = {}
+    keys: dict[str, None] = {}
+    all_meta = False
+    for raw in requested:
+        name = raw.strip()
+        if name == "*":
+            for f in schema.fields:
+                if not f.is_dynamic:
+                    names[f.name] = None
+            all_meta = all_meta or dynamic
+            continue
+        field = schema.field(name)
+        if field is not None:
+            if field.is_dynamic:
+                all_meta = True
+            else:
+                names[name] = None
+        elif not dynamic:
+            raise FieldNotFound(f"field {name} not exist")
+        elif not _IDENT_RE.match(name):
+            raise InvalidParameter(f"parse output field name failed: {name}")
+        else:
+            keys[name] = None
+    return list(names), (["*"] if all_meta else list(keys))
+
+
+def parse_placeholder_group(data: bytes, field: FieldSchema) -> np.ndarray:
+    """Decode search vectors from ``common_pb2.PlaceholderGroup`` bytes.
+
+    Returns ``(nq, dim)`` (binary: ``(nq, dim // 8)``) in the field's column
+    dtype; read-only when no conversion was needed. Float32 query vectors are
+    converted for FLOAT16/BFLOAT16 fields (pymilvus sends them for float lists).
+    """
+    if not field.dtype.is_vector:
+        raise InvalidParameter(f"field ({field.name}) is not a vector field, cannot search on it")
+    try:
+        group = common_pb2.PlaceholderGroup.FromString(data)
+    except DecodeError:
+        raise InvalidParameter("failed to parse the search vectors (placeholder group)") from None
+    if len(group.placeholders) != 1:
+        raise InvalidParameter(f"expected one placeholder, got {len(group.placeholders)}")
+    ph = group.placeholders[0]
+    values = ph.values
+    nq = len(values)
+    if not 1 <= nq <= MAX_NQ:
+        raise InvalidParameter(f"nq ({nq}) should be in range [1, {MAX_NQ}]")
+    allowed = _PLACEHOLDER_DTYPES[field.dtype]
+    if ph.type not in allowed:
+        try:
+            got = _PT.Name(ph.type)
+        except ValueError:
+            got = str(ph.type)
+        raise InvalidParameter(
+            f"the type of search vectors ({got}) does not match the type of field "
+            f"({field.name}): {_type_name(field.dtype)}"
+        )
+    dtype = np.dtype(allowed[ph.type])
+    dim = field.dim
+    width = dim // 8 if field.dtype == DataType.BINARY_VECTOR else dim
+    row_bytes = width * dtype.itemsize
+    for v in values:
+        if len(v) != row_bytes:
+            got_dim = len(v) // dtype.itemsize * (8 if field.dtype == DataType.BINARY_VECTOR else 1)
+            raise InvalidParameter(
+                f"the dim ({got_dim}) of search vectors is not equal to schema dim ({dim}) "
+                f"of field ({field.name})"
+            )
+    buf = values[0] if nq == 1 else b"".join(values)
+    vecs = np.frombuffer(buf, dtype=dtype).reshape(nq, width)
+    if dtype == np.float32 and field.dtype == DataType.FLOAT16_VECTOR:
+        with np.errstate(over="ignore"):
+            return vecs.astype(np.float16)
+    if dtype == np.float32 and field.dtype == DataType.BFLOAT16_VECTOR:
+        return float32_to_bfloat16(vecs)
+    return vecs

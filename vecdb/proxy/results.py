@@ -1,0 +1,121 @@
+"""Build Milvus ``SearchResults`` / ``QueryResults`` messages from numpy results.
+
+Search results are flattened the way Milvus 2.3+ sends them and pymilvus
+(2.4 .. 3.x) parses them: hits of all queries concatenated, ``topks[i]`` hits
+for query ``i``, with ``ids``, ``scores`` and every ``fields_data`` column in
+that same order. ``output_fields`` in the reply holds the user-facing names:
+the schema fields, then the requested dynamic keys (or ``$meta`` when all of
+the dynamic field was asked for), which is how pymilvus decides which keys of
+the ``$meta`` JSON to lift into each entity.
+
+Status fields are left at their defaults (success); errors are raised as
+``vecdb.errors`` exceptions and turned into statuses elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from pymilvus.grpc_gen import milvus_pb2, schema_pb2
+
+from vecdb.errors import InternalError
+from vecdb.proxy.fielddata import fill_field_data
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType
+
+
+def ids_proto(pks: np.ndarray, pk_type: DataType) -> schema_pb2.IDs:
+    """Primary keys as ``schema_pb2.IDs`` (``int_id`` for INT64, ``str_id`` for VARCHAR)."""
+    ids = schema_pb2.IDs()
+    _fill_ids(ids, pks, pk_type)
+    return ids
+
+
+def _fill_ids(ids, pks: np.ndarray, pk_type: DataType) -> None:
+    if pk_type == DataType.INT64:
+        ids.int_id.SetInParent()
+        ids.int_id.data.extend(np.asarray(pks, dtype=np.int64).tolist())
+    elif pk_type == DataType.VARCHAR:
+        ids.str_id.SetInParent()
+        ids.str_id.data.extend(pks.tolist() if isinstance(pks, np.ndarray) else list(pks))
+    else:
+        raise InternalError(f"primary key type {DataType(pk_type).name} is not supported")
+
+
+def round_scores(scores: np.ndarray, decimals: int) -> np.ndarray:
+    """Round half away from zero (Go ``math.Round``, as Milvus does), back to float32."""
+    m = 10.0**decimals
+    s = np.asarray(scores, dtype=np.float64)
+    return (np.sign(s) * np.floor(np.abs(s) * m + 0.5) / m).astype(np.float32)
+
+
+def _reply_output_fields(output_fields: Sequence[str], dynamic_keys: Sequence[str] | None) -> list[str]:
+    names = list(output_fields)
+    if dynamic_keys:
+        if "*" in dynamic_keys:
+            if DYNAMIC_FIELD not in names:
+                names.append(DYNAMIC_FIELD)
+        else:
+            names.extend(k for k in dynamic_keys if k not in names)
+    return names
+
+
+def search_results(
+    schema: CollectionSchema,
+    nq: int,
+    topks: Sequence[int],
+    pks: np.ndarray,
+    scores: np.ndarray,
+    columns: Mapping[str, np.ndarray],
+    output_fields: Sequence[str],
+    dynamic_keys: Sequence[str] | None,
+    top_k: int,
+    round_decimal: int = -1,
+) -> milvus_pb2.SearchResults:
+    """One ``SearchResults`` reply for ``nq`` queries.
+
+    ``pks``/``scores``/``columns`` hold all hits concatenated (query 0's first),
+    ``topks[i]`` of them for query ``i``. ``output_fields`` are schema field
+    names with a column each; ``dynamic_keys`` as from ``resolve_output_fields``
+    (the ``$meta`` column is then needed). ``round_decimal >= 0`` rounds scores.
+    """
+    topks = np.asarray(topks, dtype=np.int64)
+    total = int(topks.sum())
+    if len(topks) != nq or total != len(pks) or total != len(scores):
+        raise InternalError(
+            f"inconsistent search result: nq={nq}, {len(topks)} topks summing to {total}, "
+            f"{len(pks)} ids, {len(scores)} scores"
+        )
+    reply = milvus_pb2.SearchResults(collection_name=schema.name)
+    res = reply.results
+    res.num_queries = nq
+    res.top_k = top_k
+    res.topks.extend(topks.tolist())
+    pk = schema.primary_field
+    res.primary_field_name = pk.name
+    _fill_ids(res.ids, pks, pk.dtype)
+    scores = round_scores(scores, round_decimal) if round_decimal >= 0 else np.asarray(scores, np.float32)
+    res.scores.extend(scores.tolist())
+    fill_field_data(res.fields_data.add, schema, columns, output_fields, dynamic_keys)
+    res.output_fields.extend(_reply_output_fields(output_fields, dynamic_keys))
+    return reply
+
+
+def query_results(
+    schema: CollectionSchema,
+    columns: Mapping[str, np.ndarray],
+    output_fields: Sequence[str],
+    dynamic_keys: Sequence[str] | None,
+    collection_name: str,
+) -> milvus_pb2.QueryResults:
+    """One ``QueryResults`` reply. Like Milvus, the primary key is always returned:
+    it is put first when ``output_fields`` lacks it. Every output field gets a
+    FieldData even with zero rows (pymilvus rejects a reply without fields)."""
+    pk = schema.primary_field.name
+    names = list(output_fields)
+    if pk not in names:
+        names.insert(0, pk)
+    reply = milvus_pb2.QueryResults(collection_name=collection_name)
+    fill_field_data(reply.fields_data.add, schema, columns, names, dynamic_keys)
+    reply.output_fields.extend(_reply_output_fields(names, dynamic_keys))
+    return reply

@@ -1,0 +1,67 @@
+"""RPCs: connect, health, version, component states, timestamps, segment info."""
+
+from __future__ import annotations
+
+import time
+
+from pymilvus.grpc_gen import common_pb2, milvus_pb2
+
+from vecdb import __version__
+from vecdb.proxy import status
+from vecdb.proxy.base import ServiceBase, rpc
+from vecdb.proxy.rpc_collections import db_of
+
+# The Milvus release whose API vecdb speaks; clients use it for feature checks.
+MILVUS_API_VERSION = "v2.3.5"
+
+
+class AdminRpcs(ServiceBase):
+    started_at = time.time()
+
+    @rpc(milvus_pb2.ConnectResponse)
+    def Connect(self, request, context):
+        info = common_pb2.ServerInfo(build_tags=f"vecdb-{__version__}", build_time="", git_commit="",
+                                     go_version="python", deploy_mode="STANDALONE")
+        return milvus_pb2.ConnectResponse(status=status.success(), server_info=info,
+                                          identifier=int(time.time() * 1000) & 0x7FFFFFFF)
+
+    @rpc(milvus_pb2.CheckHealthResponse)
+    def CheckHealth(self, request, context):
+        return milvus_pb2.CheckHealthResponse(status=status.success(), isHealthy=True)
+
+    @rpc(milvus_pb2.GetVersionResponse)
+    def GetVersion(self, request, context):
+        return milvus_pb2.GetVersionResponse(status=status.success(), version=MILVUS_API_VERSION)
+
+    @rpc(milvus_pb2.ComponentStates)
+    def GetComponentStates(self, request, context):
+        return milvus_pb2.ComponentStates(
+            state=milvus_pb2.ComponentInfo(role="standalone", state_code=common_pb2.Healthy),
+            status=status.success())
+
+    @rpc(milvus_pb2.AllocTimestampResponse)
+    def AllocTimestamp(self, request, context):
+        return milvus_pb2.AllocTimestampResponse(status=status.success(), timestamp=self.r.tso.allocate())
+
+    @rpc(milvus_pb2.GetPersistentSegmentInfoResponse)
+    def GetPersistentSegmentInfo(self, request, context):
+        info = self.collection(db_of(request, context), request.collectionName)
+        infos = [
+            milvus_pb2.PersistentSegmentInfo(segmentID=s["segment_id"], collectionID=info.id,
+                                             partitionID=s["partition_id"], num_rows=s["num_rows"],
+                                             state=common_pb2.Flushed)
+            for s in self.r.datanode.segments(info)
+        ]
+        return milvus_pb2.GetPersistentSegmentInfoResponse(status=status.success(), infos=infos)
+
+    @rpc(milvus_pb2.GetQuerySegmentInfoResponse)
+    def GetQuerySegmentInfo(self, request, context):
+        info = self.collection(db_of(request, context), request.collectionName)
+        self.require_loaded(info)
+        infos = [
+            milvus_pb2.QuerySegmentInfo(segmentID=seg.get("segment_id", 0), collectionID=info.id,
+                                        partitionID=seg["partition_id"], num_rows=seg["num_rows"],
+                                        state=seg["state"], nodeID=1, nodeIds=[1])
+            for seg in self.r.querynode.segment_infos(info)
+        ]
+        return milvus_pb2.GetQuerySegmentInfoResponse(status=status.success(), infos=infos)

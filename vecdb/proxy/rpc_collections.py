@@ -1,0 +1,278 @@
+"""RPCs: databases, collections, partitions, aliases."""
+
+from __future__ import annotations
+
+from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
+
+from vecdb import errors
+from vecdb.coord.catalog import DEFAULT_PARTITION, MAX_PARTITIONS, CollectionInfo, PartitionInfo
+from vecdb.proxy import status
+from vecdb.proxy.base import ServiceBase, kv_dict, kv_pairs, rpc
+from vecdb.schema import CollectionSchema, validate_collection_name
+from vecdb.timestamp import physical_ms
+
+DEFAULT_PARTITION_KEY_PARTITIONS = 16
+MAX_SHARDS = 16
+
+
+def db_of(request, context) -> str:
+    if getattr(request, "db_name", ""):
+        return request.db_name
+    for k, v in context.invocation_metadata() if context is not None else ():
+        if k == "dbname" and v:
+            return v
+    return "default"
+
+
+class CollectionRpcs(ServiceBase):
+    # --- databases --------------------------------------------------------------
+    @rpc()
+    def CreateDatabase(self, request, context):
+        self.r.catalog.create_database(request.db_name, self.r.ids.allocate(), self.r.tso.allocate(),
+                                       kv_dict(request.properties))
+        return status.success()
+
+    @rpc()
+    def DropDatabase(self, request, context):
+        self.r.catalog.drop_database(request.db_name)
+        return status.success()
+
+    @rpc(milvus_pb2.ListDatabasesResponse)
+    def ListDatabases(self, request, context):
+        names = self.r.catalog.list_databases()
+        dbs = [self.r.catalog.database(n) for n in names]
+        return milvus_pb2.ListDatabasesResponse(
+            status=status.success(), db_names=names, db_ids=[d["id"] for d in dbs],
+            created_timestamp=[d["created_ts"] for d in dbs])
+
+    @rpc(milvus_pb2.DescribeDatabaseResponse)
+    def DescribeDatabase(self, request, context):
+        db = self.r.catalog.database(request.db_name)
+        return milvus_pb2.DescribeDatabaseResponse(
+            status=status.success(), db_name=request.db_name or "default", dbID=db["id"],
+            created_timestamp=db["created_ts"], properties=kv_pairs(db["properties"]))
+
+    @rpc()
+    def AlterDatabase(self, request, context):
+        self.r.catalog.alter_database(request.db_name, kv_dict(request.properties))
+        return status.success()
+
+    # --- collections ------------------------------------------------------------
+    @rpc()
+    def CreateCollection(self, request, context):
+        db = db_of(request, context)
+        validate_collection_name(request.collection_name)
+        pb = schema_pb2.CollectionSchema()
+        try:
+            pb.ParseFromString(request.schema)
+        except Exception:
+            raise errors.InvalidParameter("the schema is not a valid CollectionSchema message") from None
+        schema = CollectionSchema.from_proto(pb, request.collection_name)
+        shards = request.shards_num or 1
+        if not 1 <= shards <= MAX_SHARDS:
+            raise errors.InvalidParameter(f"maximum shards's number should be limited to {MAX_SHARDS}")
+        ts = self.r.tso.allocate()
+        pk_field = schema.partition_key_field
+        if pk_field is None and request.num_partitions:
+            raise errors.InvalidParameter("num_partitions should only be specified with partition key field enabled")
+        num_parts = request.num_partitions or (DEFAULT_PARTITION_KEY_PARTITIONS if pk_field else 0)
+        if num_parts > MAX_PARTITIONS:
+            raise errors.InvalidParameter(f"partition number ({num_parts}) exceeds max configuration ({MAX_PARTITIONS})")
+        names = [f"{DEFAULT_PARTITION}_{i}" for i in range(num_parts)] if pk_field else [DEFAULT_PARTITION]
+        first_pid = self.r.ids.allocate(len(names))
+        info = CollectionInfo(
+            id=self.r.ids.allocate(), db=db, name=request.collection_name, schema=schema,
+            shards_num=shards, consistency_level=request.consistency_level, created_ts=ts,
+            properties=kv_dict(request.properties), num_partitions=num_parts,
+            partitions=[PartitionInfo(first_pid + i, n, ts) for i, n in enumerate(names)],
+        )
+        if self.r.catalog.exists(db, request.collection_name):
+            existing = self.r.catalog.get(db, request.collection_name)
+            if existing.name == request.collection_name and existing.schema.to_dict() == schema.to_dict():
+                return status.success()  # Milvus: same schema again is accepted
+        self.r.catalog.add_collection(info)
+        return status.success()
+
+    @rpc()
+    def DropCollection(self, request, context):
+        db = db_of(request, context)
+        if not self.r.catalog.exists(db, request.collection_name):
+            return status.success()
+        info = self.collection(db, request.collection_name)
+        if request.collection_name in self.r.catalog.aliases_of(info):
+            raise errors.InvalidParameter(f"cannot drop the collection via alias = {request.collection_name}")
+        with self.r.writer.locked(info.channels):
+            self.r.querynode.release(info.id)
+            self.r.catalog.drop_collection(info)
+            self.r.datanode.drop_collection(info)
+        return status.success()
+
+    @rpc(milvus_pb2.BoolResponse)
+    def HasCollection(self, request, context):
+        return milvus_pb2.BoolResponse(status=status.success(),
+                                       value=self.r.catalog.exists(db_of(request, context), request.collection_name))
+
+    @rpc(milvus_pb2.DescribeCollectionResponse)
+    def DescribeCollection(self, request, context):
+        db = db_of(request, context)
+        if request.collectionID and not request.collection_name:
+            info = self.r.catalog.get_by_id(request.collectionID)
+        else:
+            info = self.collection(db, request.collection_name)
+        resp = milvus_pb2.DescribeCollectionResponse(
+            status=status.success(), collectionID=info.id, collection_name=info.name, db_name=info.db,
+            shards_num=info.shards_num, consistency_level=info.consistency_level,
+            created_timestamp=info.created_ts, created_utc_timestamp=physical_ms(info.created_ts),
+            virtual_channel_names=info.channels, physical_channel_names=info.channels,
+            aliases=self.r.catalog.aliases_of(info), properties=kv_pairs(info.properties),
+            num_partitions=info.num_partitions,
+        )
+        info.schema.to_proto(resp.schema)
+        return resp
+
+    @rpc(milvus_pb2.ShowCollectionsResponse)
+    def ShowCollections(self, request, context):
+        infos = self.r.catalog.list_collections(db_of(request, context))
+        if request.collection_names:
+            wanted = set(request.collection_names)
+            infos = [i for i in infos if i.name in wanted]
+            missing = wanted - {i.name for i in infos}
+            if missing:
+                raise errors.CollectionNotFound(f"collection not found[collection={sorted(missing)[0]}]")
+        if request.type == milvus_pb2.ShowType.InMemory:
+            loaded = [i for i in infos if self.r.querynode.is_loaded(i.id)]
+            if request.collection_names and len(loaded) != len(infos):
+                name = next(i.name for i in infos if not self.r.querynode.is_loaded(i.id))
+                raise errors.CollectionNotLoaded(f"collection not loaded[collection={name}]")
+            infos = loaded
+        return milvus_pb2.ShowCollectionsResponse(
+            status=status.success(), collection_names=[i.name for i in infos],
+            collection_ids=[i.id for i in infos], created_timestamps=[i.created_ts for i in infos],
+            created_utc_timestamps=[physical_ms(i.created_ts) for i in infos],
+            inMemory_percentages=[100 if self.r.querynode.is_loaded(i.id) else 0 for i in infos],
+            query_service_available=[self.r.querynode.is_loaded(i.id) for i in infos],
+            shards_num=[i.shards_num for i in infos])
+
+    @rpc()
+    def RenameCollection(self, request, context):
+        db = db_of(request, context)
+        info = self.collection(db, request.oldName)
+        self.r.catalog.rename_collection(info, request.newDBName or db, request.newName)
+        self.r.querynode.refresh_info(info)
+        return status.success()
+
+    @rpc()
+    def AlterCollection(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        info.properties.update(kv_dict(request.properties))
+        for k in request.delete_keys:
+            info.properties.pop(k, None)
+        self.r.catalog.save(info)
+        return status.success()
+
+    @rpc(milvus_pb2.GetCollectionStatisticsResponse)
+    def GetCollectionStatistics(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        rows = self._row_count(info, None)
+        return milvus_pb2.GetCollectionStatisticsResponse(
+            status=status.success(), stats=[common_pb2.KeyValuePair(key="row_count", value=str(rows))])
+
+    def _row_count(self, info: CollectionInfo, partition_ids) -> int:
+        """Exact live rows; loads nothing: an unloaded collection is counted from a temporary load."""
+        qn = self.r.querynode
+        if not qn.is_loaded(info.id):
+            with self.r.writer.locked(info.channels):
+                qn.load(info)
+            try:
+                return qn.count(info, self.r.tso.allocate(), None, partition_ids)
+            finally:
+                if not info.loaded:
+                    qn.release(info.id)
+        return qn.count(info, self.r.tso.allocate(), None, partition_ids)
+
+    # --- partitions -------------------------------------------------------------
+    @rpc()
+    def CreatePartition(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        validate_collection_name(request.partition_name, "partition name")
+        if info.schema.partition_key_field is not None:
+            raise errors.InvalidParameter("disable create partition if partition key mode is used")
+        if info.has_partition(request.partition_name):
+            raise errors.InvalidParameter(f"partition already exists: {request.partition_name}")
+        if len(info.partitions) >= MAX_PARTITIONS:
+            raise errors.InvalidParameter(f"partition number ({len(info.partitions)}) exceeds max configuration ({MAX_PARTITIONS})")
+        info.partitions.append(PartitionInfo(self.r.ids.allocate(), request.partition_name, self.r.tso.allocate()))
+        self.r.catalog.save(info)
+        return status.success()
+
+    @rpc()
+    def DropPartition(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        if request.partition_name == DEFAULT_PARTITION:
+            raise errors.InvalidParameter("default partition cannot be deleted")
+        if info.schema.partition_key_field is not None:
+            raise errors.InvalidParameter("disable drop partition if partition key mode is used")
+        if not info.has_partition(request.partition_name):
+            return status.success()
+        part = info.partition(request.partition_name)
+        with self.r.writer.locked(info.channels):
+            info.partitions = [p for p in info.partitions if p.id != part.id]
+            self.r.catalog.save(info)
+            self.r.querynode.drop_partition(info.id, part.id)
+            self.r.datanode.drop_partition(info, part.id)
+        return status.success()
+
+    @rpc(milvus_pb2.BoolResponse)
+    def HasPartition(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        return milvus_pb2.BoolResponse(status=status.success(), value=info.has_partition(request.partition_name))
+
+    @rpc(milvus_pb2.ShowPartitionsResponse)
+    def ShowPartitions(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        parts = info.partitions
+        if request.partition_names:
+            parts = [info.partition(n) for n in request.partition_names]
+        loaded = self.r.querynode.is_loaded(info.id)
+        return milvus_pb2.ShowPartitionsResponse(
+            status=status.success(), partition_names=[p.name for p in parts], partitionIDs=[p.id for p in parts],
+            created_timestamps=[p.created_ts for p in parts],
+            created_utc_timestamps=[physical_ms(p.created_ts) for p in parts],
+            inMemory_percentages=[100 if loaded else 0 for _ in parts])
+
+    @rpc(milvus_pb2.GetPartitionStatisticsResponse)
+    def GetPartitionStatistics(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        rows = self._row_count(info, {info.partition(request.partition_name).id})
+        return milvus_pb2.GetPartitionStatisticsResponse(
+            status=status.success(), stats=[common_pb2.KeyValuePair(key="row_count", value=str(rows))])
+
+    # --- aliases ----------------------------------------------------------------
+    @rpc()
+    def CreateAlias(self, request, context):
+        self.r.catalog.create_alias(db_of(request, context), request.alias, request.collection_name)
+        return status.success()
+
+    @rpc()
+    def DropAlias(self, request, context):
+        self.r.catalog.drop_alias(db_of(request, context), request.alias)
+        return status.success()
+
+    @rpc()
+    def AlterAlias(self, request, context):
+        self.r.catalog.alter_alias(db_of(request, context), request.alias, request.collection_name)
+        return status.success()
+
+    @rpc(milvus_pb2.DescribeAliasResponse)
+    def DescribeAlias(self, request, context):
+        db = db_of(request, context)
+        info = self.r.catalog.describe_alias(db, request.alias)
+        return milvus_pb2.DescribeAliasResponse(status=status.success(), db_name=db, alias=request.alias,
+                                                collection=info.name)
+
+    @rpc(milvus_pb2.ListAliasesResponse)
+    def ListAliases(self, request, context):
+        db = db_of(request, context)
+        aliases = self.r.catalog.list_aliases(db, request.collection_name or None)
+        return milvus_pb2.ListAliasesResponse(status=status.success(), db_name=db,
+                                              collection_name=request.collection_name, aliases=aliases)

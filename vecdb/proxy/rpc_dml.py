@@ -1,0 +1,239 @@
+"""RPCs: insert, upsert, delete, flush."""
+
+from __future__ import annotations
+
+import ast
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from pymilvus.grpc_gen import milvus_pb2
+
+from vecdb import errors
+from vecdb.coord.catalog import DEFAULT_PARTITION, CollectionInfo
+from vecdb.expr import compile_filter
+from vecdb.proxy import status
+from vecdb.proxy.base import ServiceBase, hash_keys, rpc
+from vecdb.proxy.fielddata import columns_from_field_data
+from vecdb.proxy.results import ids_proto
+from vecdb.proxy.rpc_collections import db_of
+from vecdb.proxy.templates import template_values
+from vecdb.records import DeleteRecord, InsertRecord, SealRecord
+from vecdb.schema import DataType
+from vecdb.timestamp import physical_ms
+
+log = logging.getLogger(__name__)
+
+SEAL_ROWS = 200_000
+_PK_IN = re.compile(r"^\s*\(?\s*([A-Za-z_]\w*)\s+in\s+(\[.*\])\s*\)?\s*$", re.S)
+_PK_EQ = re.compile(r"^\s*([A-Za-z_]\w*)\s*==\s*(-?\d+|\"[^\"\\]*\"|'[^'\\]*')\s*$")
+
+
+class DmlRpcs(ServiceBase):
+    _sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealer")
+
+    # --- insert / upsert -----------------------------------------------------------
+    def _check_size(self, request) -> None:
+        size = request.ByteSize()
+        if size > self.r.max_request_bytes:
+            raise errors.ParameterTooLarge(
+                f"request size {size} bytes exceeds the limit of {self.r.max_request_bytes} bytes; split the batch")
+
+    def _route(self, info: CollectionInfo, columns: dict, n: int, partition_name: str):
+        """Yield (channel, partition_id, row indices or None for all rows)."""
+        schema = info.schema
+        pkey = schema.partition_key_field
+        if pkey is not None:
+            if partition_name and partition_name != DEFAULT_PARTITION:
+                raise errors.InvalidParameter("not support manually specifying the partition names if partition key mode is used")
+            part_of_row = hash_keys(columns[pkey.name], info.num_partitions)
+            part_ids = np.array([p.id for p in info.partitions], np.int64)[part_of_row]
+        else:
+            part_ids = np.full(n, info.partition(partition_name or DEFAULT_PARTITION).id, np.int64)
+        shard_of_row = hash_keys(columns[schema.primary_field.name], info.shards_num)
+        groups: dict[str, list] = {}
+        if pkey is None and info.shards_num == 1:
+            groups[info.channels[0]] = [(int(part_ids[0]) if n else 0, None)]
+            return groups
+        key = shard_of_row * (1 << 40) + np.unique(part_ids, return_inverse=True)[1]
+        for k in np.unique(key).tolist():
+            rows = np.flatnonzero(key == k)
+            groups.setdefault(info.channels[k >> 40], []).append((int(part_ids[rows[0]]), rows))
+        return groups
+
+    def _write_rows(self, info: CollectionInfo, columns: dict, n: int, partition_name: str) -> int:
+        groups = self._route(info, columns, n, partition_name)
+
+        def builder(parts):
+            def build(ts):
+                out = []
+                for pid, rows in parts:
+                    cols = columns if rows is None else {k: v[rows] for k, v in columns.items()}
+                    out.append(InsertRecord(info.id, pid, ts, n if rows is None else len(rows), cols))
+                return out
+            return build
+
+        ts, _ = self.r.writer.write({ch: builder(parts) for ch, parts in groups.items()})
+        self._maybe_seal(info, list(groups))
+        return ts
+
+    def _assign_pks(self, info: CollectionInfo, columns: dict, n: int) -> None:
+        pk = info.schema.primary_field
+        if pk.auto_id:
+            first = self.r.ids.allocate(n)
+            ids = np.arange(first, first + n, dtype=np.int64)
+            columns[pk.name] = ids if pk.dtype == DataType.INT64 else ids.astype(str).astype(object)
+
+    @rpc(milvus_pb2.MutationResult)
+    def Insert(self, request, context):
+        self._check_size(request)
+        info = self.collection(db_of(request, context), request.collection_name)
+        n = request.num_rows
+        columns = columns_from_field_data(info.schema, request.fields_data, n)
+        self._assign_pks(info, columns, n)
+        ts = self._write_rows(info, columns, n, request.partition_name)
+        pks = columns[info.schema.primary_field.name]
+        return milvus_pb2.MutationResult(
+            status=status.success(), IDs=ids_proto(pks, info.schema.primary_field.dtype),
+            succ_index=range(n), insert_cnt=n, timestamp=ts)
+
+    @rpc(milvus_pb2.MutationResult)
+    def Upsert(self, request, context):
+        self._check_size(request)
+        info = self.collection(db_of(request, context), request.collection_name)
+        pk = info.schema.primary_field
+        if pk.auto_id:
+            raise errors.InvalidParameter(
+                "upsert can not assign primary field data when auto id enabled: the collection "
+                f"{info.name} uses auto_id, so upsert cannot keep the primary key; use insert instead")
+        n = request.num_rows
+        partial = bool(getattr(request, "partial_update", False))
+        columns = columns_from_field_data(info.schema, request.fields_data, n, partial_update=partial)
+        if partial:
+            columns = self._merge_partial(info, columns, n, request.partition_name)
+        ts = self._write_rows(info, columns, n, request.partition_name)
+        return milvus_pb2.MutationResult(
+            status=status.success(), IDs=ids_proto(columns[pk.name], pk.dtype),
+            succ_index=range(n), upsert_cnt=n, timestamp=ts)
+
+    def _merge_partial(self, info: CollectionInfo, columns: dict, n: int, partition_name: str) -> dict:
+        """Fill fields the client left out from the current rows (partial update)."""
+        schema = info.schema
+        missing = [f.name for f in schema.fields if f.name not in columns]
+        if not missing:
+            return columns
+        self.require_loaded(info)
+        pk_name = schema.primary_field.name
+        pks = columns[pk_name]
+        with self.r.writer.locked(info.channels):
+            current = self.r.querynode.query(info, self.r.tso.allocate(), _PkFilter(pk_name, pks), None,
+                                             [pk_name] + missing, None, 0)
+        pos = {k: i for i, k in enumerate(current[pk_name].tolist())}
+        idx = [pos.get(k) for k in pks.tolist()]
+        if any(i is None for i in idx):
+            absent = next(k for k, i in zip(pks.tolist(), idx) if i is None)
+            raise errors.InvalidParameter(
+                f"partial update of a new primary key {absent!r} must provide every field; missing {missing}")
+        take = np.asarray(idx, np.int64)
+        for name in missing:
+            columns[name] = current[name][take]
+        return columns
+
+    # --- delete -----------------------------------------------------------------
+    @rpc(milvus_pb2.MutationResult)
+    def Delete(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        expr = request.expr.strip()
+        if not expr:
+            raise errors.InvalidParameter("delete plan can't be empty or always true : " + request.expr)
+        pid = -1
+        if request.partition_name:
+            pid = info.partition(request.partition_name).id
+        pks = self._pks_from_expr(info, expr)
+        if pks is None:
+            self.require_loaded(info)
+            flt = compile_filter(expr, info.schema, template_values(request.expr_template_values))
+            pk_name = info.schema.primary_field.name
+            parts = {pid} if pid != -1 else None
+            pks = self.r.querynode.query(info, self.r.tso.allocate(), flt, parts, [pk_name], None, 0)[pk_name]
+        if not len(pks):
+            return milvus_pb2.MutationResult(status=status.success(), delete_cnt=0,
+                                             IDs=ids_proto(pks, info.schema.primary_field.dtype))
+        shard_of = hash_keys(pks, info.shards_num)
+        builders = {}
+        for s in np.unique(shard_of).tolist():
+            sub = pks[shard_of == s]
+            builders[info.channels[s]] = lambda ts, sub=sub: [DeleteRecord(info.id, ts, sub, pid)]
+        ts, _ = self.r.writer.write(builders)
+        return milvus_pb2.MutationResult(status=status.success(), delete_cnt=len(pks), timestamp=ts,
+                                         IDs=ids_proto(pks, info.schema.primary_field.dtype))
+
+    def _pks_from_expr(self, info: CollectionInfo, expr: str) -> np.ndarray | None:
+        """Fast path for ``pk in [...]`` / ``pk == v``: no scan, works on unloaded collections."""
+        pk = info.schema.primary_field
+        m = _PK_IN.match(expr) or _PK_EQ.match(expr)
+        if not m or m.group(1) != pk.name:
+            return None
+        try:
+            value = ast.literal_eval(m.group(2))
+        except (ValueError, SyntaxError):
+            return None
+        values = value if isinstance(value, list) else [value]
+        want = int if pk.dtype == DataType.INT64 else str
+        if not all(type(v) is want for v in values):
+            return None  # let the expression compiler report the type error
+        if want is int:
+            return np.unique(np.asarray(values, np.int64))
+        return np.asarray(sorted(set(values)), dtype=object)
+
+    # --- flush ------------------------------------------------------------------
+    def flush_collection(self, info: CollectionInfo, channels: list[str] | None = None) -> tuple[list[int], int]:
+        channels = channels or info.channels
+        ts, positions = self.r.writer.write({ch: lambda ts: [SealRecord(info.id, ts)] for ch in channels})
+        seg_ids = []
+        for ch, pos in positions.items():
+            seg_ids += [s["segment_id"] for s in self.r.datanode.persist(info, ch, pos)]
+        return seg_ids, ts
+
+    def _maybe_seal(self, info: CollectionInfo, channels: list[str]) -> None:
+        full = [ch for ch in channels if self.r.querynode.growing_rows(ch) >= SEAL_ROWS]
+        if full:
+            self._sealer.submit(self._seal_quietly, info, full)
+
+    def _seal_quietly(self, info, channels) -> None:
+        try:
+            if self.r.catalog.exists(info.db, info.name):
+                self.flush_collection(info, channels)
+        except Exception:  # the next insert or flush retries; the log still has the rows
+            log.exception("automatic seal failed")
+
+    @rpc(milvus_pb2.FlushResponse)
+    def Flush(self, request, context):
+        db = db_of(request, context)
+        resp = milvus_pb2.FlushResponse(status=status.success(), db_name=db)
+        for name in request.collection_names:
+            info = self.collection(db, name)
+            seg_ids, ts = self.flush_collection(info)
+            resp.coll_segIDs[name].data.extend(seg_ids)
+            resp.flush_coll_segIDs[name].data.extend(seg_ids)
+            resp.coll_seal_times[name] = physical_ms(ts) // 1000
+            resp.coll_flush_ts[name] = ts
+        return resp
+
+    @rpc(milvus_pb2.GetFlushStateResponse)
+    def GetFlushState(self, request, context):
+        return milvus_pb2.GetFlushStateResponse(status=status.success(), flushed=True)
+
+
+class _PkFilter:
+    """A filter matching a set of primary keys (used by partial update)."""
+
+    def __init__(self, pk_name: str, pks: np.ndarray):
+        self.fields = frozenset({pk_name})
+        self._name = pk_name
+        self._pks = pks
+
+    def evaluate(self, columns, n):
+        return np.isin(columns[self._name], self._pks)
+

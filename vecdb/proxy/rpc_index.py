@@ -1,0 +1,170 @@
+"""RPCs: indexes, load and release."""
+
+from __future__ import annotations
+
+import json
+
+from pymilvus.grpc_gen import common_pb2, milvus_pb2
+
+from vecdb import errors
+from vecdb.coord.catalog import IndexInfo
+from vecdb.index import validate_index_params
+from vecdb.proxy import status
+from vecdb.proxy.base import ServiceBase, kv_dict, kv_pairs, parse_json_param, rpc
+from vecdb.proxy.rpc_collections import db_of
+
+DEFAULT_INDEX_NAME = "_default_idx"
+_SCALAR_INDEXES = {"", "INVERTED", "STL_SORT", "Trie", "TRIE", "BITMAP", "AUTOINDEX"}
+
+
+def _split_index_params(pairs) -> tuple[str, str, dict]:
+    extra = kv_dict(pairs)
+    index_type = extra.pop("index_type", "") or "AUTOINDEX"
+    metric = extra.pop("metric_type", "")
+    params = parse_json_param(extra.pop("params", ""), "index params")
+    for k, v in extra.items():  # newer clients flatten params into top-level pairs
+        try:
+            params.setdefault(k, json.loads(v))
+        except json.JSONDecodeError:
+            params.setdefault(k, v)
+    return index_type.upper() if index_type.upper() != "TRIE" else "Trie", metric.upper(), params
+
+
+class IndexRpcs(ServiceBase):
+    @rpc()
+    def CreateIndex(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        field = info.schema.field(request.field_name)
+        if field is None:
+            raise errors.FieldNotFound(f"cannot create index on non-exist field: {request.field_name}")
+        index_type, metric, params = _split_index_params(request.extra_params)
+        if field.dtype.is_vector:
+            params = validate_index_params(index_type, metric, field.dtype, field.dim, params)
+            index_type = params.pop("index_type", index_type)
+            metric = params.pop("metric_type", metric)
+        elif index_type not in _SCALAR_INDEXES:
+            raise errors.InvalidParameter(f"index type {index_type} is not supported for scalar field {field.name}")
+        name = request.index_name or (DEFAULT_INDEX_NAME if field.dtype.is_vector else field.name)
+        existing = info.index_for_field(field.name)
+        if existing is not None:
+            if (existing.index_type, existing.metric_type, existing.params) == (index_type, metric, params):
+                return status.success()
+            raise errors.IndexDuplicate("at most one distinct index is allowed per field")
+        if any(i.index_name == name for i in info.indexes):
+            raise errors.IndexDuplicate(f"index name {name} already exists on another field")
+        if self.r.querynode.is_loaded(info.id) and field.dtype.is_vector:
+            pass  # segments get indexed as they seal; loaded sealed ones are scheduled below
+        info.indexes.append(IndexInfo(self.r.ids.allocate(), name, field.name, index_type, metric, params,
+                                      self.r.tso.allocate()))
+        self.r.catalog.save(info)
+        self.r.querynode.refresh_info(info)
+        self.r.querynode.schedule_indexes(info)
+        return status.success()
+
+    def _indexes(self, info, index_name: str, field_name: str = ""):
+        idxs = info.indexes
+        if index_name:
+            idxs = [i for i in idxs if i.index_name == index_name]
+        if field_name:
+            idxs = [i for i in idxs if i.field_name == field_name]
+        if not idxs:
+            raise errors.IndexNotFound(f"index not found[collection={info.name}]")
+        return idxs
+
+    @rpc(milvus_pb2.DescribeIndexResponse)
+    def DescribeIndex(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        descs = []
+        for idx in self._indexes(info, request.index_name, request.field_name):
+            done, total = self.r.querynode.index_state(info.id, idx.field_name)
+            params = {"index_type": idx.index_type}
+            if idx.metric_type:
+                params["metric_type"] = idx.metric_type
+            params["params"] = json.dumps(idx.params)
+            descs.append(milvus_pb2.IndexDescription(
+                index_name=idx.index_name, indexID=idx.index_id, field_name=idx.field_name,
+                params=kv_pairs(params), indexed_rows=done, total_rows=total,
+                pending_index_rows=total - done,
+                state=common_pb2.Finished if done == total else common_pb2.InProgress))
+        return milvus_pb2.DescribeIndexResponse(status=status.success(), index_descriptions=descs)
+
+    @rpc()
+    def DropIndex(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        if self.r.querynode.is_loaded(info.id):
+            raise errors.InvalidParameter("index cannot be dropped, collection is loaded, please release it first")
+        drop = {i.index_id for i in self._indexes(info, request.index_name, request.field_name)}
+        info.indexes = [i for i in info.indexes if i.index_id not in drop]
+        self.r.catalog.save(info)
+        return status.success()
+
+    @rpc(milvus_pb2.GetIndexStateResponse)
+    def GetIndexState(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        idx = self._indexes(info, request.index_name, request.field_name)[0]
+        done, total = self.r.querynode.index_state(info.id, idx.field_name)
+        state = common_pb2.Finished if done == total else common_pb2.InProgress
+        return milvus_pb2.GetIndexStateResponse(status=status.success(), state=state)
+
+    @rpc(milvus_pb2.GetIndexBuildProgressResponse)
+    def GetIndexBuildProgress(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        idx = self._indexes(info, request.index_name, request.field_name)[0]
+        done, total = self.r.querynode.index_state(info.id, idx.field_name)
+        return milvus_pb2.GetIndexBuildProgressResponse(status=status.success(), indexed_rows=done, total_rows=total)
+
+    # --- load / release -----------------------------------------------------------
+    def _load(self, info) -> None:
+        for f in info.schema.vector_fields:
+            if info.index_for_field(f.name) is None:
+                raise errors.IndexNotFound(
+                    f"there is no vector index on field: [{f.name}], please create index firstly: collection={info.name}")
+        with self.r.writer.locked(info.channels):
+            self.r.querynode.load(info)
+        if not info.loaded:
+            info.loaded = True
+            self.r.catalog.save(info)
+
+    @rpc()
+    def LoadCollection(self, request, context):
+        self._load(self.collection(db_of(request, context), request.collection_name))
+        return status.success()
+
+    @rpc()
+    def LoadPartitions(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        for name in request.partition_names:
+            info.partition(name)
+        self._load(info)
+        return status.success()
+
+    @rpc()
+    def ReleaseCollection(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        self.r.querynode.release(info.id)
+        if info.loaded:
+            info.loaded = False
+            self.r.catalog.save(info)
+        return status.success()
+
+    @rpc()
+    def ReleasePartitions(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        for name in request.partition_names:
+            info.partition(name)
+        # Partitions stay in memory with their collection; releasing one is accepted and has no effect.
+        return status.success()
+
+    @rpc(milvus_pb2.GetLoadStateResponse)
+    def GetLoadState(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        for name in request.partition_names:
+            info.partition(name)
+        state = common_pb2.LoadStateLoaded if self.r.querynode.is_loaded(info.id) else common_pb2.LoadStateNotLoad
+        return milvus_pb2.GetLoadStateResponse(status=status.success(), state=state)
+
+    @rpc(milvus_pb2.GetLoadingProgressResponse)
+    def GetLoadingProgress(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        self.require_loaded(info)
+        return milvus_pb2.GetLoadingProgressResponse(status=status.success(), progress=100, refresh_progress=100)

@@ -1,0 +1,160 @@
+"""RPCs: search, range search, query, count(*)."""
+
+from __future__ import annotations
+
+from pymilvus.grpc_gen import milvus_pb2, schema_pb2
+
+from vecdb import errors
+from vecdb.expr import compile_filter
+from vecdb.index import validate_search_params
+from vecdb.proxy import status
+from vecdb.proxy.base import ServiceBase, kv_dict, parse_json_param, rpc
+from vecdb.proxy.fielddata import parse_placeholder_group, resolve_output_fields
+from vecdb.proxy.results import query_results, search_results
+from vecdb.proxy.rpc_collections import db_of
+from vecdb.proxy.templates import template_values
+from vecdb.querynode.executor import SearchSpec
+
+MAX_TOPK = 16384
+MAX_NQ = 16384
+COUNT_STAR = "count(*)"
+
+
+def _int_param(params: dict, key: str, default: int) -> int:
+    raw = params.get(key)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise errors.InvalidParameter(f"{key} [{raw}] is invalid, it should be an integer") from None
+
+
+def _is_iterator(params: dict) -> bool:
+    return str(params.get("iterator", "")).lower() == "true"
+
+
+class SearchRpcs(ServiceBase):
+    def _snapshot_ts(self, info, request) -> int:
+        """The MVCC timestamp a read sees. Taking it while holding the channels' write locks means every
+        write with a smaller timestamp is already applied, so re-reading at this timestamp is stable."""
+        travel = getattr(request, "travel_timestamp", 0)
+        with self.r.writer.locked(info.channels):
+            now = self.r.tso.allocate()
+        # Every level (Strong, Bounded, Session, Eventually) is satisfied by the newest state here,
+        # since a standalone node applies each write before acknowledging it.
+        return travel if 0 < travel < now else now
+
+    def _filter(self, info, expr: str, template_pb):
+        expr = (expr or "").strip()
+        if not expr:
+            return None
+        return compile_filter(expr, info.schema, template_values(template_pb) if template_pb else None)
+
+    @rpc(milvus_pb2.SearchResults)
+    def Search(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        self.require_loaded(info)
+        if request.sub_reqs:
+            raise errors.OperationNotSupported("hybrid search is not supported yet")
+        sp = kv_dict(request.search_params)
+        params = parse_json_param(sp.get("params", ""), "search params")
+        if sp.get("group_by_field") or params.get("group_by_field"):
+            raise errors.OperationNotSupported("grouping search is not supported yet")
+        schema = info.schema
+        field = self._anns_field(info, sp.get("anns_field", ""))
+        limit = _int_param(sp, "topk", 10)
+        offset = _int_param(sp, "offset", _int_param(params, "offset", 0))
+        if not 1 <= limit <= MAX_TOPK:
+            raise errors.InvalidParameter(f"topk [{limit}] is invalid, it should be in range [1, {MAX_TOPK}]")
+        if offset < 0 or limit + offset > MAX_TOPK:
+            raise errors.InvalidParameter(
+                f"top k [{limit}] + offset [{offset}] is invalid, it should be in range [1, {MAX_TOPK}]")
+        if not request.placeholder_group:
+            raise errors.InvalidParameter("search by primary keys is not supported yet; pass query vectors")
+        queries = parse_placeholder_group(request.placeholder_group, field)
+        if len(queries) > MAX_NQ:
+            raise errors.InvalidParameter(f"nq [{len(queries)}] is invalid, it should be in range [1, {MAX_NQ}]")
+        index = info.index_for_field(field.name)
+        metric = (sp.get("metric_type") or params.pop("metric_type", "") or (index.metric_type if index else "")).upper()
+        if index is not None and metric and metric != index.metric_type:
+            raise errors.InvalidParameter(
+                f"metric type not match: invalid parameter[expected={index.metric_type}][actual={metric}]")
+        metric = metric or ("HAMMING" if field.dtype.name == "BINARY_VECTOR" else "L2")
+        index_type = index.index_type if index else "FLAT"
+        radius = params.pop("radius", None)
+        range_filter = params.pop("range_filter", None)
+        for k in ("offset", "topk", "round_decimal", "ignore_growing", "anns_field", "iterator"):
+            params.pop(k, None)
+        params = validate_search_params(index_type, metric, params, limit + offset)
+        round_decimal = _int_param(sp, "round_decimal", -1)
+        out_fields, dyn_keys = resolve_output_fields(schema, list(request.output_fields))
+        fetch = list(dict.fromkeys(out_fields + ([schema.dynamic_field.name] if dyn_keys else [])))
+        spec = SearchSpec(
+            field=field, queries=queries, limit=limit, offset=offset, metric=metric, params=params,
+            index_type=index_type, radius=None if radius is None else float(radius),
+            range_filter=None if range_filter is None else float(range_filter),
+            flt=self._filter(info, request.dsl, request.expr_template_values),
+            ts=self._snapshot_ts(info, request),
+        )
+        hits = self.r.querynode.search(info, spec, self.partition_ids(info, request.partition_names), fetch)
+        resp = search_results(schema, len(queries), hits.topks, hits.pks, hits.scores, hits.columns,
+                              out_fields, dyn_keys, limit, round_decimal)
+        resp.collection_name = info.name
+        resp.session_ts = spec.ts
+        return resp
+
+    def _anns_field(self, info, name: str):
+        vectors = info.schema.vector_fields
+        if not name:
+            if len(vectors) != 1:
+                raise errors.InvalidParameter("multiple anns_fields exist, please specify a anns_field in search_params")
+            return vectors[0]
+        field = info.schema.field(name)
+        if field is None or not field.dtype.is_vector:
+            raise errors.FieldNotFound(f"failed to get field schema by name: fieldName({name}) not found")
+        return field
+
+    @rpc(milvus_pb2.QueryResults)
+    def Query(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        self.require_loaded(info)
+        schema = info.schema
+        qp = kv_dict(request.query_params)
+        limit = qp.get("limit")
+        limit = None if limit in (None, "", "-1") else _int_param(qp, "limit", 0)
+        offset = _int_param(qp, "offset", 0)
+        requested = list(request.output_fields)
+        flt = self._filter(info, request.expr, request.expr_template_values)
+        parts = self.partition_ids(info, request.partition_names)
+        ts = self._snapshot_ts(info, request)
+        if any(f.strip().lower() == COUNT_STAR for f in requested):
+            if len(requested) > 1:
+                raise errors.InvalidParameter("count entities with pagination is not allowed")
+            n = self.r.querynode.count(info, ts, flt, parts)
+            fd = schema_pb2.FieldData(type=schema_pb2.Int64, field_name=COUNT_STAR)
+            fd.scalars.long_data.data.append(n)
+            return milvus_pb2.QueryResults(status=status.success(), fields_data=[fd], collection_name=info.name,
+                                           output_fields=[COUNT_STAR], session_ts=ts)
+        if flt is None and limit is None:
+            raise errors.InvalidParameter("empty expression should be used with limit")
+        if limit is not None and (limit < 0 or offset < 0):
+            raise errors.InvalidParameter(f"invalid limit [{limit}] or offset [{offset}]")
+        if limit is not None and not _is_iterator(qp) and limit + offset > self.r.max_query_window:
+            raise errors.InvalidParameter(
+                f"invalid max query result window, (offset+limit) should be in range [1, "
+                f"{self.r.max_query_window}], but got {limit + offset}")
+        out_fields, dyn_keys = resolve_output_fields(schema, requested)
+        pk_name = schema.primary_field.name
+        if pk_name not in out_fields:
+            out_fields = [pk_name] + out_fields
+        fetch = list(dict.fromkeys(out_fields + ([schema.dynamic_field.name] if dyn_keys else [])))
+        cols = self.r.querynode.query(info, ts, flt, parts, fetch, limit, offset)
+        resp = query_results(schema, cols, out_fields, dyn_keys, info.name)
+        resp.session_ts = ts
+        return resp
+
+    @rpc(milvus_pb2.SearchResults)
+    def HybridSearch(self, request, context):
+        raise errors.OperationNotSupported("hybrid search is not supported yet")
+

@@ -1,0 +1,20 @@
+"""The Milvus gRPC service: the RPC families composed onto pymilvus's generated servicer.
+
+RPCs not implemented here fall through to the generated base class, which answers
+UNIMPLEMENTED; pymilvus turns that into a clear error.
+"""
+
+from __future__ import annotations
+
+from pymilvus.grpc_gen import milvus_pb2_grpc
+
+from vecdb.proxy.rpc_admin import AdminRpcs
+from vecdb.proxy.rpc_collections import CollectionRpcs
+from vecdb.proxy.rpc_dml import DmlRpcs
+from vecdb.proxy.rpc_index import IndexRpcs
+from vecdb.proxy.rpc_search import SearchRpcs
+
+
+class MilvusService(AdminRpcs, CollectionRpcs, IndexRpcs, DmlRpcs, SearchRpcs,
+                    milvus_pb2_grpc.MilvusServiceServicer):
+    pass

@@ -1,0 +1,182 @@
+"""Search, query and count over a snapshot of a collection's segments.
+
+Each segment is searched with a ``valid`` mask (visible at the snapshot timestamp,
+not deleted, passing the filter), then per-segment top-k lists are merged. Ties
+in distance are broken by primary key so results (and iterators) are stable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vecdb.index import brute_force_search, create_index, is_similarity
+from vecdb.querynode.shard import SegmentView
+from vecdb.schema import FieldSchema
+
+
+class SegmentColumns(Mapping):
+    """Lazy column access for the filter evaluator: only requested columns are touched."""
+
+    def __init__(self, view: SegmentView):
+        self._view = view
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._view.segment.column(name, self._view.n)
+
+    def __iter__(self):
+        return iter(self._view.segment.column_names())
+
+    def __len__(self) -> int:
+        return len(self._view.segment.column_names())
+
+
+def valid_mask(view: SegmentView, ts: int, flt) -> np.ndarray:
+    mask = view.segment.visible(ts, view.n)
+    if flt is not None and mask.any():
+        mask &= flt.evaluate(SegmentColumns(view), view.n)
+    return mask
+
+
+@dataclass
+class SearchSpec:
+    field: FieldSchema
+    queries: np.ndarray
+    limit: int
+    offset: int
+    metric: str
+    params: dict
+    index_type: str = "FLAT"
+    radius: float | None = None
+    range_filter: float | None = None
+    flt: object = None
+    ts: int = 0
+
+
+@dataclass
+class Hits:
+    """Flattened results: query i owns ``topks[i]`` consecutive hits."""
+
+    topks: list[int]
+    pks: np.ndarray
+    scores: np.ndarray
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _segment_search(view: SegmentView, spec: SearchSpec, k: int, mask: np.ndarray):
+    seg = view.segment
+    index = seg.indexes.get(spec.field.name) if seg.sealed else None
+    if spec.radius is not None:
+        if index is None:
+            index = create_index("FLAT" if not spec.field.dtype == 100 else "BIN_FLAT", spec.metric,
+                                 spec.field.dim, {}, spec.field.dtype)
+            index.build(seg.column(spec.field.name, view.n))
+        per_query = index.range_search(spec.queries, spec.radius, spec.range_filter, spec.params,
+                                       valid=mask, limit=k)
+        return _pad_ranges(per_query, k, spec.metric)
+    if index is not None and index.ntotal == view.n:
+        return index.search(spec.queries, k, spec.params, valid=mask)
+    return brute_force_search(seg.column(spec.field.name, view.n), spec.queries, k, spec.metric, valid=mask)
+
+
+def _pad_ranges(per_query, k: int, metric: str):
+    nq = len(per_query)
+    fill = -np.inf if is_similarity(metric) else np.inf
+    d = np.full((nq, k), fill, np.float32)
+    o = np.full((nq, k), -1, np.int64)
+    for i, (dist, off) in enumerate(per_query):
+        m = min(k, len(off))
+        d[i, :m], o[i, :m] = dist[:m], off[:m]
+    return d, o
+
+
+def search(views: list[SegmentView], spec: SearchSpec, pk_name: str, output_fields: list[str]) -> Hits:
+    nq = len(spec.queries)
+    k = spec.limit + spec.offset
+    dists, offs, segidx = [], [], []
+    for i, view in enumerate(views):
+        mask = valid_mask(view, spec.ts, spec.flt)
+        if not mask.any():
+            continue
+        d, o = _segment_search(view, spec, min(k, view.n), mask)
+        dists.append(d)
+        offs.append(o)
+        segidx.append(np.full(o.shape, i, np.int64))
+    if not dists:
+        return Hits([0] * nq, np.empty(0, np.int64), np.empty(0, np.float32))
+    D = np.concatenate(dists, axis=1)
+    O = np.concatenate(offs, axis=1)
+    S = np.concatenate(segidx, axis=1)
+    valid = O >= 0
+    # gather pks of every candidate for tie-breaking and output
+    P = _gather_2d(views, S, O, valid, pk_name)
+    key = -D if is_similarity(spec.metric) else D.copy()
+    key[~valid] = np.inf
+    if P.dtype != object:
+        order = np.lexsort((P, key), axis=1)
+    else:
+        order = np.argsort(key, axis=1, kind="stable")
+    order = order[:, :k]
+    rows = np.arange(nq)[:, None]
+    D, O, S, P, valid = D[rows, order], O[rows, order], S[rows, order], P[rows, order], valid[rows, order]
+    # drop `offset` leading hits per query
+    D, O, S, P, valid = (a[:, spec.offset:] for a in (D, O, S, P, valid))
+    topks = valid.sum(axis=1).tolist()
+    flat = valid.ravel()
+    hits = Hits(topks, P.ravel()[flat], D.ravel()[flat].astype(np.float32))
+    s_flat, o_flat = S.ravel()[flat], O.ravel()[flat]
+    for name in output_fields:
+        hits.columns[name] = gather(views, s_flat, o_flat, name)
+    return hits
+
+
+def _gather_2d(views, S, O, valid, name) -> np.ndarray:
+    flat = gather(views, S[valid], O[valid], name)
+    out = np.zeros(S.shape, flat.dtype) if flat.dtype != object else np.empty(S.shape, object)
+    out[valid] = flat
+    return out
+
+
+def gather(views: list[SegmentView], seg_idx: np.ndarray, offsets: np.ndarray, name: str) -> np.ndarray:
+    """Column ``name`` for rows (views[seg_idx[j]], offsets[j]), in that order."""
+    if not len(views):
+        return np.empty(0)
+    proto = views[0].segment.column(name, 0)
+    out = np.empty((len(offsets),) + proto.shape[1:], proto.dtype)
+    for i in np.unique(seg_idx).tolist():
+        m = seg_idx == i
+        out[m] = views[i].segment.column(name, views[i].n)[offsets[m]]
+    return out
+
+
+def query(views: list[SegmentView], ts: int, flt, output_fields: list[str], pk_name: str,
+          limit: int | None, offset: int) -> dict[str, np.ndarray]:
+    """Rows passing the filter; sorted by primary key when a limit or offset applies."""
+    seg_idx, offs = [], []
+    for i, view in enumerate(views):
+        o = np.flatnonzero(valid_mask(view, ts, flt))
+        if len(o):
+            offs.append(o)
+            seg_idx.append(np.full(len(o), i, np.int64))
+    if not offs:
+        return {name: _empty_like(views, name) for name in output_fields}
+    S, O = np.concatenate(seg_idx), np.concatenate(offs)
+    if limit is not None or offset:
+        pks = gather(views, S, O, pk_name)
+        order = np.argsort(pks, kind="stable")
+        end = None if limit is None else offset + limit
+        order = order[offset:end]
+        S, O = S[order], O[order]
+    return {name: gather(views, S, O, name) for name in output_fields}
+
+
+def _empty_like(views, name):
+    if views:
+        return views[0].segment.column(name, 0)
+    return np.empty(0)
+
+
+def count(views: list[SegmentView], ts: int, flt) -> int:
+    return sum(int(np.count_nonzero(valid_mask(v, ts, flt))) for v in views)

@@ -1,0 +1,197 @@
+"""Query node: holds loaded collections (sealed + growing segments) and answers reads.
+
+Loading a collection = reading its sealed segments and delta files, resolving
+primary keys, then replaying the log from the data node's checkpoint. After
+that, records arrive through ``deliver`` in channel order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from vecdb import errors
+from vecdb.coord.catalog import CollectionInfo
+from vecdb.datanode import segment_files as sf
+from vecdb.index import create_index
+from vecdb.querynode import executor
+from vecdb.querynode.segment import Segment, empty_column
+from vecdb.querynode.shard import SegmentView, Shard
+from vecdb.records import Record, decode
+from vecdb.storage.base import Log, MetaStore, ObjectStore
+
+log = logging.getLogger(__name__)
+
+MIN_ROWS_FOR_INDEX = 1024
+
+
+class LoadedCollection:
+    def __init__(self, info: CollectionInfo, shards: list[Shard]):
+        self.info = info
+        self.shards = shards
+
+    def snapshot(self, partition_ids: set[int] | None) -> list[SegmentView]:
+        return [v for s in self.shards for v in s.snapshot(partition_ids)]
+
+
+class QueryNode:
+    def __init__(self, wal: Log, meta: MetaStore, objects: ObjectStore, index_threads: int = 1):
+        self.log = wal
+        self.meta = meta
+        self.objects = objects
+        self._lock = threading.RLock()
+        self.collections: dict[int, LoadedCollection] = {}
+        self._by_channel: dict[str, Shard] = {}
+        self._builder = ThreadPoolExecutor(max_workers=index_threads, thread_name_prefix="index-build")
+
+    # --- load / release ---------------------------------------------------------
+    def load(self, info: CollectionInfo) -> None:
+        """Load sealed data and replay the log tail. The caller blocks writers to ``info``'s channels."""
+        with self._lock:
+            if info.id in self.collections:
+                return
+            shards = [self._load_shard(info, ch) for ch in info.channels]
+            self.collections[info.id] = LoadedCollection(info, shards)
+            for shard in shards:
+                self._by_channel[shard.channel] = shard
+            for shard in shards:
+                self._schedule_index(info, list(shard.segments.values()))
+
+    def _load_shard(self, info: CollectionInfo, channel: str) -> Shard:
+        shard = Shard(channel, info.schema)
+        shard.on_seal = lambda sh, segs, cid=info.id: self._on_seal(cid, segs)
+        live = {p.id for p in info.partitions}
+        mmap = info.properties.get("mmap.enabled", "false").lower() == "true"
+        for seg_info in sf.list_segments(self.meta, info.id, channel):
+            if seg_info["partition_id"] not in live:
+                continue
+            columns, ts = sf.read_segment(self.objects, seg_info["prefix"], info.schema, mmap=mmap)
+            seg = shard.add_sealed(lambda slot: Segment.from_columns(
+                slot, seg_info["partition_id"], info.schema, columns, ts, np.full(len(ts), np.iinfo(np.uint64).max, np.uint64)))
+            seg.segment_id = seg_info["segment_id"]
+        shard.rebuild_pk_index()
+        for key in sf.list_deltas(self.meta, info.id, channel):
+            pks, ts = sf.read_delta(self.objects, key)
+            shard.apply_deltas(pks, ts)
+        start = sf.checkpoint(self.meta, info.id, channel)
+        shard.applied_position = start
+        for pos, payload in self.log.read(channel, start + 1):
+            shard.apply(pos, decode(payload))
+        return shard
+
+    def release(self, collection_id: int) -> None:
+        with self._lock:
+            coll = self.collections.pop(collection_id, None)
+            if coll:
+                for shard in coll.shards:
+                    self._by_channel.pop(shard.channel, None)
+
+    def is_loaded(self, collection_id: int) -> bool:
+        return collection_id in self.collections
+
+    def refresh_info(self, info: CollectionInfo) -> None:
+        coll = self.collections.get(info.id)
+        if coll is not None:
+            coll.info = info
+
+    # --- log delivery -------------------------------------------------------------
+    def deliver(self, channel: str, position: int, record: Record) -> None:
+        shard = self._by_channel.get(channel)
+        if shard is not None:
+            shard.apply(position, record)
+
+    def drop_partition(self, collection_id: int, partition_id: int) -> None:
+        coll = self.collections.get(collection_id)
+        if coll:
+            for shard in coll.shards:
+                shard.drop_partition(partition_id)
+
+    def growing_rows(self, channel: str) -> int:
+        shard = self._by_channel.get(channel)
+        return sum(s.n for s in shard.growing.values()) if shard else 0
+
+    def segment_infos(self, info: CollectionInfo) -> list[dict]:
+        coll = self._collection(info)
+        return [
+            {"segment_id": v.segment.segment_id or 0, "partition_id": v.segment.partition_id,
+             "num_rows": v.n, "state": 4 if v.segment.sealed else 2}
+            for v in coll.snapshot(None)
+        ]
+
+    # --- indexes ------------------------------------------------------------------
+    def schedule_indexes(self, info: CollectionInfo) -> None:
+        coll = self.collections.get(info.id)
+        if coll is not None:
+            coll.info = info
+            for shard in coll.shards:
+                self._schedule_index(info, [s for s in shard.segments.values() if s.sealed])
+
+    def _on_seal(self, collection_id: int, segments: list[Segment]) -> None:
+        coll = self.collections.get(collection_id)
+        if coll is not None:
+            self._schedule_index(coll.info, segments)
+
+    def _schedule_index(self, info: CollectionInfo, segments: list[Segment]) -> None:
+        for idx in info.indexes:
+            field = info.schema.field(idx.field_name)
+            if field is None or not field.dtype.is_vector or idx.index_type in ("FLAT", "BIN_FLAT"):
+                continue
+            for seg in segments:
+                if seg.n >= MIN_ROWS_FOR_INDEX and field.name not in seg.indexes:
+                    self._builder.submit(self._build_index, info, idx, field, seg)
+
+    def _build_index(self, info, idx, field, seg: Segment) -> None:
+        try:
+            index = create_index(idx.index_type, idx.metric_type, field.dim, idx.params, field.dtype)
+            index.build(np.ascontiguousarray(seg.column(field.name)))
+            seg.indexes[field.name] = index
+        except Exception:  # a failed build leaves the segment on brute force, still correct
+            log.exception("index build failed for segment %s", seg.segment_id)
+
+    def index_state(self, collection_id: int, field_name: str) -> tuple[int, int]:
+        """(rows indexed or not needing an index, total rows) for index progress."""
+        coll = self.collections.get(collection_id)
+        if coll is None:
+            return 0, 0
+        done = total = 0
+        for view in coll.snapshot(None):
+            total += view.n
+            if not view.segment.sealed or view.n < MIN_ROWS_FOR_INDEX or field_name in view.segment.indexes:
+                done += view.n
+        return done, total
+
+    # --- reads ------------------------------------------------------------------
+    def _collection(self, info: CollectionInfo) -> LoadedCollection:
+        coll = self.collections.get(info.id)
+        if coll is None:
+            raise errors.CollectionNotLoaded(f"collection not loaded[collection={info.name}]")
+        return coll
+
+    def search(self, info, spec: executor.SearchSpec, partition_ids, output_fields) -> executor.Hits:
+        coll = self._collection(info)
+        views = coll.snapshot(partition_ids)
+        hits = executor.search(views, spec, info.schema.primary_field.name, output_fields)
+        for name in output_fields:
+            if name not in hits.columns or not len(hits.pks):
+                hits.columns[name] = empty_column(info.schema.field(name), 0)
+        return hits
+
+    def query(self, info, ts, flt, partition_ids, output_fields, limit, offset) -> dict[str, np.ndarray]:
+        coll = self._collection(info)
+        views = coll.snapshot(partition_ids)
+        if not views:
+            return {n: empty_column(info.schema.field(n), 0) for n in output_fields}
+        return executor.query(views, ts, flt, output_fields, info.schema.primary_field.name, limit, offset)
+
+    def count(self, info, ts, flt, partition_ids) -> int:
+        return executor.count(self._collection(info).snapshot(partition_ids), ts, flt)
+
+    def num_rows(self, info) -> int:
+        coll = self.collections.get(info.id)
+        return sum(len(s.pk_index) for s in coll.shards) if coll else 0
+
+    def close(self) -> None:
+        self._builder.shutdown(wait=False, cancel_futures=True)

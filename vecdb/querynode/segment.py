@@ -1,0 +1,142 @@
+"""Segments: the rows of one partition of one shard, column by column.
+
+A segment grows by appends (capacity-doubling buffers, so readers can take
+``buf[:n]`` views without copying while a writer appends behind them) until a
+seal freezes it. Every row carries its insert timestamp ``ts`` and a delete
+timestamp ``del_ts`` (``MAX_TIMESTAMP`` while alive). A reader at snapshot ``T``
+sees row i iff ``ts[i] <= T < del_ts[i]``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Mapping
+
+import numpy as np
+
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType
+from vecdb.timestamp import MAX_TIMESTAMP
+
+_MIN_CAPACITY = 1024
+
+
+def empty_column(field, n: int) -> np.ndarray:
+    """An empty column buffer of the schema's column representation (see vecdb.schema)."""
+    dt = field.dtype
+    if dt == DataType.FLOAT_VECTOR:
+        return np.empty((n, field.dim), np.float32)
+    if dt == DataType.BINARY_VECTOR:
+        return np.empty((n, field.dim // 8), np.uint8)
+    if dt == DataType.FLOAT16_VECTOR:
+        return np.empty((n, field.dim), np.float16)
+    if dt == DataType.BFLOAT16_VECTOR:
+        return np.empty((n, field.dim), np.uint16)
+    return np.empty(n, SCALAR_DTYPES.get(dt, object))
+
+
+SCALAR_DTYPES = {
+    DataType.BOOL: np.bool_, DataType.INT8: np.int8, DataType.INT16: np.int16,
+    DataType.INT32: np.int32, DataType.INT64: np.int64, DataType.FLOAT: np.float32,
+    DataType.DOUBLE: np.float64,
+}
+
+
+class Segment:
+    def __init__(self, slot: int, partition_id: int, schema: CollectionSchema, capacity: int = _MIN_CAPACITY):
+        self.slot = slot
+        self.partition_id = partition_id
+        self.schema = schema
+        self.sealed = False
+        self.segment_id: str | None = None  # set once persisted by a data node
+        self.n = 0
+        self.indexes: dict[str, object] = {}  # field name -> VectorIndex (sealed segments)
+        self.index_lock = threading.Lock()
+        self._cols = {f.name: empty_column(f, capacity) for f in schema.fields}
+        self._ts = np.empty(capacity, np.uint64)
+        self._del_ts = np.empty(capacity, np.uint64)
+
+    @classmethod
+    def from_columns(cls, slot: int, partition_id: int, schema: CollectionSchema,
+                     columns: Mapping[str, np.ndarray], ts: np.ndarray, del_ts: np.ndarray) -> "Segment":
+        """A sealed segment over existing arrays (loaded from files; may be memory-mapped)."""
+        seg = cls.__new__(cls)
+        seg.slot, seg.partition_id, seg.schema = slot, partition_id, schema
+        seg.sealed, seg.segment_id, seg.n = True, None, len(ts)
+        seg.indexes, seg.index_lock = {}, threading.Lock()
+        seg._cols = dict(columns)
+        seg._ts = np.asarray(ts, np.uint64)
+        seg._del_ts = np.array(del_ts, np.uint64)  # writable copy: deletes land here
+        return seg
+
+    # --- writes (caller holds the shard lock) --------------------------------
+    def append(self, columns: Mapping[str, np.ndarray], count: int, ts: int) -> int:
+        """Append ``count`` rows; returns the offset of the first one."""
+        start, end = self.n, self.n + count
+        if end > len(self._ts):
+            self._grow(end)
+        for name, buf in self._cols.items():
+            col = columns.get(name)
+            if col is None:
+                col = _default_column(name, count)
+            buf[start:end] = col
+        self._ts[start:end] = ts
+        self._del_ts[start:end] = MAX_TIMESTAMP
+        self.n = end  # publish after the data is in place
+        return start
+
+    def _grow(self, need: int) -> None:
+        cap = max(need, 2 * len(self._ts), _MIN_CAPACITY)
+        for name, buf in list(self._cols.items()):
+            new = np.empty((cap,) + buf.shape[1:], buf.dtype)
+            new[: self.n] = buf[: self.n]
+            self._cols[name] = new
+        for attr in ("_ts", "_del_ts"):
+            old = getattr(self, attr)
+            new = np.empty(cap, np.uint64)
+            new[: self.n] = old[: self.n]
+            setattr(self, attr, new)
+
+    def mark_deleted(self, offsets: np.ndarray, ts: int) -> None:
+        d = self._del_ts
+        cur = d[offsets]
+        d[offsets] = np.minimum(cur, np.uint64(ts))
+
+    def seal(self) -> None:
+        """Freeze: trim buffers to size. Readers holding old views stay valid."""
+        n = self.n
+        self._cols = {k: v[:n].copy() if len(v) != n else v for k, v in self._cols.items()}
+        self._ts = self._ts[:n].copy()
+        self._del_ts = self._del_ts[:n].copy()
+        self.sealed = True
+
+    # --- reads ------------------------------------------------------------
+    def column(self, name: str, n: int | None = None) -> np.ndarray:
+        return self._cols[name][: self.n if n is None else n]
+
+    def ts(self, n: int | None = None) -> np.ndarray:
+        return self._ts[: self.n if n is None else n]
+
+    def del_ts(self, n: int | None = None) -> np.ndarray:
+        return self._del_ts[: self.n if n is None else n]
+
+    def pks(self, n: int | None = None) -> np.ndarray:
+        return self.column(self.schema.primary_field.name, n)
+
+    def visible(self, snapshot_ts: int, n: int) -> np.ndarray:
+        t = np.uint64(snapshot_ts)
+        return (self._ts[:n] <= t) & (self._del_ts[:n] > t)
+
+    def alive_count(self) -> int:
+        return int(np.count_nonzero(self._del_ts[: self.n] == MAX_TIMESTAMP))
+
+    def column_names(self) -> list[str]:
+        return list(self._cols)
+
+
+def _default_column(name: str, count: int) -> np.ndarray:
+    if name == DYNAMIC_FIELD:
+        col = np.empty(count, object)
+        for i in range(count):
+            col[i] = {}
+        return col
+    raise KeyError(f"missing column {name}")

@@ -1,0 +1,192 @@
+"""One shard of a loaded collection on a query node: segments plus a primary-key index.
+
+The shard applies log records in channel order. The primary-key index maps each
+live primary key to a locator ``slot << 32 | offset``. Inserting a key that is
+already live marks the old row deleted at the new row's timestamp, so a key has
+at most one visible row at any snapshot (last write wins; upsert is the same).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from vecdb.querynode.segment import Segment
+from vecdb.records import DeleteRecord, InsertRecord, Record, SealRecord
+from vecdb.schema import CollectionSchema
+
+_OFFSET_BITS = 32
+_OFFSET_MASK = (1 << _OFFSET_BITS) - 1
+
+
+@dataclass
+class SegmentView:
+    """A segment and the row count a reader may look at (rows appended later are ignored)."""
+
+    segment: Segment
+    n: int
+
+
+class Shard:
+    def __init__(self, channel: str, schema: CollectionSchema):
+        self.channel = channel
+        self.schema = schema
+        self.lock = threading.RLock()
+        self.segments: dict[int, Segment] = {}
+        self.growing: dict[int, Segment] = {}  # partition id -> growing segment
+        self.pk_index: dict = {}
+        self.applied_position = 0
+        self.applied_ts = 0
+        self._next_slot = 0
+        self.on_seal = None  # callback(shard, segments) for index building
+
+    # --- writes -----------------------------------------------------------
+    def apply(self, position: int, record: Record) -> None:
+        with self.lock:
+            if position <= self.applied_position:
+                return  # already applied (replay overlap)
+            if isinstance(record, InsertRecord):
+                self._insert(record)
+            elif isinstance(record, DeleteRecord):
+                self._delete(record.pks, record.ts, record.partition_id)
+            elif isinstance(record, SealRecord):
+                self.seal_growing()
+            self.applied_position = position
+            self.applied_ts = max(self.applied_ts, record.ts)
+
+    def _new_segment(self, partition_id: int) -> Segment:
+        seg = Segment(self._next_slot, partition_id, self.schema)
+        self.segments[seg.slot] = seg
+        self._next_slot += 1
+        return seg
+
+    def add_sealed(self, seg_factory) -> Segment:
+        """Register a sealed segment built by ``seg_factory(slot)`` (restart / load)."""
+        with self.lock:
+            seg = seg_factory(self._next_slot)
+            self._next_slot += 1
+            self.segments[seg.slot] = seg
+            return seg
+
+    def _insert(self, rec: InsertRecord) -> None:
+        pks = rec.columns[self.schema.primary_field.name]
+        seg = self.growing.get(rec.partition_id)
+        if seg is None:
+            seg = self.growing[rec.partition_id] = self._new_segment(rec.partition_id)
+        start = seg.append(rec.columns, rec.num_rows, rec.ts)
+        offsets = np.arange(start, start + rec.num_rows, dtype=np.int64)
+        # Duplicates inside the batch: the last occurrence wins.
+        _, last_rev = np.unique(pks[::-1], return_index=True)
+        keep = rec.num_rows - 1 - last_rev
+        if len(keep) != rec.num_rows:
+            dead = np.ones(rec.num_rows, bool)
+            dead[keep] = False
+            seg.mark_deleted(offsets[dead], rec.ts)
+            pks, offsets = pks[keep], offsets[keep]
+        keys = pks.tolist()
+        self._mark_locators_deleted(list(map(self.pk_index.get, keys)), rec.ts)
+        locators = ((seg.slot << _OFFSET_BITS) + offsets).tolist()
+        self.pk_index.update(zip(keys, locators))
+
+    def _delete(self, pks: np.ndarray, ts: int, partition_id: int = -1) -> int:
+        keys = pks.tolist()
+        found = [(k, loc) for k, loc in zip(keys, map(self.pk_index.get, keys)) if loc is not None]
+        if partition_id != -1:
+            found = [(k, loc) for k, loc in found if self.segments[loc >> _OFFSET_BITS].partition_id == partition_id]
+        self._mark_locators_deleted([loc for _, loc in found], ts)
+        for k, _ in found:
+            del self.pk_index[k]
+        return len(found)
+
+    def _mark_locators_deleted(self, locators: list, ts: int) -> None:
+        locs = np.fromiter((loc for loc in locators if loc is not None), dtype=np.int64)
+        if not len(locs):
+            return
+        slots = locs >> _OFFSET_BITS
+        offsets = locs & _OFFSET_MASK
+        for slot in np.unique(slots).tolist():
+            self.segments[slot].mark_deleted(offsets[slots == slot], ts)
+
+    def seal_growing(self) -> list[Segment]:
+        with self.lock:
+            sealed = [s for s in self.growing.values() if s.n]
+            for seg in sealed:
+                seg.seal()
+            for pid, seg in list(self.growing.items()):
+                if not seg.n:
+                    self.segments.pop(seg.slot, None)
+            self.growing.clear()
+        if sealed and self.on_seal is not None:
+            self.on_seal(self, sealed)
+        return sealed
+
+    def drop_partition(self, partition_id: int) -> None:
+        with self.lock:
+            dead = [s for s in self.segments.values() if s.partition_id == partition_id]
+            for seg in dead:
+                seg.mark_deleted(np.arange(seg.n), 0)
+                self.segments.pop(seg.slot)
+            self.growing.pop(partition_id, None)
+            dead_slots = {s.slot for s in dead}
+            self.pk_index = {k: v for k, v in self.pk_index.items() if (v >> _OFFSET_BITS) not in dead_slots}
+
+    # --- restart ----------------------------------------------------------
+    def rebuild_pk_index(self) -> None:
+        """After loading sealed segments: resolve duplicate keys (newest ts wins) and index live rows."""
+        with self.lock:
+            segs = list(self.segments.values())
+            if not segs:
+                return
+            pks = np.concatenate([s.pks() for s in segs])
+            ts = np.concatenate([s.ts() for s in segs])
+            alive = np.concatenate([s.del_ts() for s in segs]) == np.iinfo(np.uint64).max
+            locs = np.concatenate([(s.slot << _OFFSET_BITS) + np.arange(s.n, dtype=np.int64) for s in segs])
+            idx = np.flatnonzero(alive)
+            pks, ts, locs = pks[idx], ts[idx], locs[idx]
+            order = np.lexsort((ts, pks)) if pks.dtype != object else _lexsort_obj(pks, ts)
+            pks, ts, locs = pks[order], ts[order], locs[order]
+            last = np.ones(len(pks), bool)
+            if len(pks) > 1:
+                last[:-1] = pks[1:] != pks[:-1]
+            stale = np.flatnonzero(~last)
+            if len(stale):
+                # each stale row dies at the timestamp of the next version of its key
+                self._mark_by_locs(locs[stale], ts[stale + 1])
+            self.pk_index = dict(zip(pks[last].tolist(), locs[last].tolist()))
+
+    def apply_deltas(self, pks: np.ndarray, ts: np.ndarray) -> None:
+        """Apply persisted deletes: a delete hits the live version of its key if that is older."""
+        with self.lock:
+            for key, t in zip(pks.tolist(), ts.tolist()):
+                loc = self.pk_index.get(key)
+                if loc is None:
+                    continue
+                seg = self.segments[loc >> _OFFSET_BITS]
+                off = loc & _OFFSET_MASK
+                if int(seg.ts()[off]) < t:
+                    seg.mark_deleted(np.array([off]), t)
+                    del self.pk_index[key]
+
+    def _mark_by_locs(self, locs: np.ndarray, ts: np.ndarray) -> None:
+        slots = locs >> _OFFSET_BITS
+        for slot in np.unique(slots).tolist():
+            m = slots == slot
+            seg = self.segments[slot]
+            off = locs[m] & _OFFSET_MASK
+            seg._del_ts[off] = np.minimum(seg._del_ts[off], ts[m])
+
+    # --- reads ------------------------------------------------------------
+    def snapshot(self, partition_ids: set[int] | None) -> list[SegmentView]:
+        with self.lock:
+            return [
+                SegmentView(s, s.n)
+                for s in self.segments.values()
+                if s.n and (partition_ids is None or s.partition_id in partition_ids)
+            ]
+
+
+def _lexsort_obj(pks: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    order = sorted(range(len(pks)), key=lambda i: (pks[i], int(ts[i])))
+    return np.asarray(order, dtype=np.int64)

@@ -1,0 +1,75 @@
+"""Records of the shard log (one channel per collection shard).
+
+The log is the source of truth for data: a record that ``Log.append`` returned
+for is acknowledged, and replaying a channel from a checkpoint rebuilds exactly
+the state the query nodes had. Three kinds:
+
+- ``InsertRecord``: rows for one partition, primary keys already assigned, one
+  timestamp for the whole batch. An insert of a primary key that already exists
+  replaces the old row (last write wins); upsert is the same record.
+- ``DeleteRecord``: primary keys to delete at a timestamp.
+- ``SealRecord``: everything before it in the channel goes into sealed segments
+  (flush); data nodes persist up to here and record it as their checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vecdb.columnar import decode_columns, encode_columns
+
+_INSERT, _DELETE, _SEAL = b"I", b"D", b"S"
+
+
+@dataclass
+class InsertRecord:
+    collection_id: int
+    partition_id: int
+    ts: int
+    num_rows: int
+    columns: dict[str, np.ndarray]
+
+
+@dataclass
+class DeleteRecord:
+    collection_id: int
+    ts: int
+    pks: np.ndarray
+    partition_id: int = -1  # -1: every partition
+
+
+@dataclass
+class SealRecord:
+    collection_id: int
+    ts: int
+
+
+Record = InsertRecord | DeleteRecord | SealRecord
+
+
+def encode(record: Record) -> bytes:
+    if isinstance(record, InsertRecord):
+        extra = {"c": record.collection_id, "p": record.partition_id, "ts": record.ts}
+        return _INSERT + encode_columns(record.columns, record.num_rows, extra)
+    if isinstance(record, DeleteRecord):
+        extra = {"c": record.collection_id, "p": record.partition_id, "ts": record.ts}
+        return _DELETE + encode_columns({"pk": record.pks}, len(record.pks), extra)
+    if isinstance(record, SealRecord):
+        extra = {"c": record.collection_id, "ts": record.ts}
+        return _SEAL + encode_columns({}, 0, extra)
+    raise TypeError(type(record))
+
+
+def decode(payload: bytes | memoryview) -> Record:
+    mv = memoryview(payload)
+    kind = bytes(mv[:1])
+    n, cols, extra = decode_columns(mv[1:])
+    if kind == _INSERT:
+        return InsertRecord(extra["c"], extra["p"], extra["ts"], n, cols)
+    if kind == _DELETE:
+        return DeleteRecord(extra["c"], extra["ts"], cols["pk"], extra["p"])
+    if kind == _SEAL:
+        return SealRecord(extra["c"], extra["ts"])
+    raise ValueError(f"unknown record kind {kind!r}")

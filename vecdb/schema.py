@@ -1,0 +1,354 @@
+"""Collection schemas: vecdb's own model, validation, and proto conversion.
+
+The model is plain dataclasses so every role can use it without protobuf;
+``from_proto``/``to_proto`` convert from/to pymilvus's ``schema_pb2``, and
+``to_dict``/``from_dict`` give the JSON form kept in the metadata store.
+
+Column representation (the contract between fielddata, segments, the
+expression evaluator and the indexes) — one numpy array per field, length n:
+
+==================  ==========================================================
+BOOL                ``np.bool_``
+INT8/16/32/64       ``np.int8`` / ``np.int16`` / ``np.int32`` / ``np.int64``
+FLOAT / DOUBLE      ``np.float32`` / ``np.float64``
+VARCHAR             object array of ``str``
+JSON                object array of parsed Python values (dict, list, ...);
+                    the dynamic field ``$meta`` is a JSON column of dicts
+ARRAY               object array of 1-D numpy arrays of the element type
+                    (VARCHAR elements: object arrays of ``str``)
+FLOAT_VECTOR        ``float32`` 2-D ``(n, dim)``
+BINARY_VECTOR       ``uint8`` 2-D ``(n, dim // 8)``
+FLOAT16_VECTOR      ``float16`` 2-D ``(n, dim)``
+BFLOAT16_VECTOR     ``uint16`` 2-D ``(n, dim)`` (raw bfloat16 bits)
+==================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from vecdb.errors import IllegalSchema, InvalidParameter
+
+DYNAMIC_FIELD = "$meta"
+MAX_DIM = 32768
+MAX_VARCHAR_LENGTH = 65535
+MAX_ARRAY_CAPACITY = 4096
+MAX_FIELDS = 64
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_COLLECTION_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class DataType(IntEnum):
+    """Values equal to ``schema_pb2.DataType``."""
+
+    NONE = 0
+    BOOL = 1
+    INT8 = 2
+    INT16 = 3
+    INT32 = 4
+    INT64 = 5
+    FLOAT = 10
+    DOUBLE = 11
+    STRING = 20
+    VARCHAR = 21
+    ARRAY = 22
+    JSON = 23
+    BINARY_VECTOR = 100
+    FLOAT_VECTOR = 101
+    FLOAT16_VECTOR = 102
+    BFLOAT16_VECTOR = 103
+    SPARSE_FLOAT_VECTOR = 104
+
+    @property
+    def is_vector(self) -> bool:
+        return self in VECTOR_TYPES
+
+    @property
+    def is_integer(self) -> bool:
+        return self in (DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64)
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.is_integer or self in (DataType.FLOAT, DataType.DOUBLE)
+
+
+VECTOR_TYPES = frozenset(
+    {DataType.BINARY_VECTOR, DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR}
+)
+SCALAR_TYPES = frozenset(
+    {
+        DataType.BOOL, DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64,
+        DataType.FLOAT, DataType.DOUBLE, DataType.VARCHAR, DataType.JSON, DataType.ARRAY,
+    }
+)
+ARRAY_ELEMENT_TYPES = frozenset(
+    {
+        DataType.BOOL, DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64,
+        DataType.FLOAT, DataType.DOUBLE, DataType.VARCHAR,
+    }
+)
+
+
+@dataclass
+class FieldSchema:
+    name: str
+    dtype: DataType
+    field_id: int = 0
+    description: str = ""
+    is_primary: bool = False
+    auto_id: bool = False
+    is_partition_key: bool = False
+    is_dynamic: bool = False
+    dim: int = 0
+    max_length: int = 0
+    element_type: DataType = DataType.NONE
+    max_capacity: int = 0
+    type_params: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["dtype"] = int(self.dtype)
+        d["element_type"] = int(self.element_type)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FieldSchema":
+        d = dict(d)
+        d["dtype"] = DataType(d["dtype"])
+        d["element_type"] = DataType(d.get("element_type", 0))
+        return cls(**d)
+
+
+@dataclass
+class CollectionSchema:
+    name: str
+    fields: list[FieldSchema]
+    description: str = ""
+    enable_dynamic_field: bool = False
+
+    # --- lookups -------------------------------------------------------
+    @property
+    def primary_field(self) -> FieldSchema:
+        return next(f for f in self.fields if f.is_primary)
+
+    @property
+    def auto_id(self) -> bool:
+        return self.primary_field.auto_id
+
+    @property
+    def vector_fields(self) -> list[FieldSchema]:
+        return [f for f in self.fields if f.dtype.is_vector]
+
+    @property
+    def partition_key_field(self) -> FieldSchema | None:
+        return next((f for f in self.fields if f.is_partition_key), None)
+
+    @property
+    def dynamic_field(self) -> FieldSchema | None:
+        return next((f for f in self.fields if f.is_dynamic), None)
+
+    def field(self, name: str) -> FieldSchema | None:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        return None
+
+    def field_by_id(self, field_id: int) -> FieldSchema | None:
+        for f in self.fields:
+            if f.field_id == field_id:
+                return f
+        return None
+
+    # --- persistence ---------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "enable_dynamic_field": self.enable_dynamic_field,
+            "fields": [f.to_dict() for f in self.fields],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CollectionSchema":
+        return cls(
+            name=d["name"],
+            description=d.get("description", ""),
+            enable_dynamic_field=d.get("enable_dynamic_field", False),
+            fields=[FieldSchema.from_dict(f) for f in d["fields"]],
+        )
+
+    # --- proto ---------------------------------------------------------
+    @classmethod
+    def from_proto(cls, pb, collection_name: str) -> "CollectionSchema":
+        """Build and validate a schema from ``schema_pb2.CollectionSchema``.
+
+        Assigns field ids (100, 101, ...) like Milvus and appends the hidden
+        ``$meta`` JSON field when the dynamic field is enabled.
+        """
+        fields: list[FieldSchema] = []
+        for i, fpb in enumerate(pb.fields):
+            params = {kv.key: kv.value for kv in fpb.type_params}
+            f = FieldSchema(
+                name=fpb.name,
+                dtype=_data_type(fpb.data_type, fpb.name),
+                field_id=100 + i,
+                description=fpb.description,
+                is_primary=fpb.is_primary_key,
+                auto_id=fpb.autoID or (fpb.is_primary_key and pb.autoID),
+                is_partition_key=fpb.is_partition_key,
+                is_dynamic=fpb.is_dynamic,
+                element_type=_data_type(fpb.element_type, fpb.name) if fpb.element_type else DataType.NONE,
+                type_params=params,
+            )
+            _parse_type_params(f, params)
+            fields.append(f)
+        schema = cls(
+            name=collection_name,
+            description=pb.description,
+            enable_dynamic_field=pb.enable_dynamic_field,
+            fields=[f for f in fields if not f.is_dynamic],
+        )
+        if schema.enable_dynamic_field:
+            schema.fields.append(
+                FieldSchema(
+                    name=DYNAMIC_FIELD, dtype=DataType.JSON, field_id=100 + len(fields),
+                    is_dynamic=True, description="dynamic schema",
+                )
+            )
+        schema.validate()
+        return schema
+
+    def to_proto(self, pb) -> None:
+        """Fill a ``schema_pb2.CollectionSchema`` message in place.
+
+        The hidden ``$meta`` field is left out, as Milvus does: clients add it
+        themselves when ``enable_dynamic_field`` is set."""
+        pb.name = self.name
+        pb.description = self.description
+        pb.enable_dynamic_field = self.enable_dynamic_field
+        pb.autoID = self.auto_id
+        for f in self.fields:
+            if f.is_dynamic:
+                continue
+            fpb = pb.fields.add()
+            fpb.fieldID = f.field_id
+            fpb.name = f.name
+            fpb.data_type = int(f.dtype)
+            fpb.description = f.description
+            fpb.is_primary_key = f.is_primary
+            fpb.autoID = f.auto_id
+            fpb.is_partition_key = f.is_partition_key
+            fpb.is_dynamic = f.is_dynamic
+            if f.element_type != DataType.NONE:
+                fpb.element_type = int(f.element_type)
+            for k, v in f.type_params.items():
+                kv = fpb.type_params.add()
+                kv.key, kv.value = k, str(v)
+
+    # --- validation ----------------------------------------------------
+    def validate(self) -> None:
+        validate_collection_name(self.name)
+        if not self.fields:
+            raise IllegalSchema("schema has no fields")
+        if len(self.fields) > MAX_FIELDS:
+            raise IllegalSchema(f"maximum field's number should be limited to {MAX_FIELDS}")
+        names = set()
+        for f in self.fields:
+            if not f.is_dynamic:
+                validate_field_name(f.name)
+            if f.name in names:
+                raise IllegalSchema(f"duplicated field name {f.name}")
+            names.add(f.name)
+        primaries = [f for f in self.fields if f.is_primary]
+        if len(primaries) != 1:
+            raise IllegalSchema(
+                "primary key is not specified" if not primaries else "there are more than one primary key"
+            )
+        pk = primaries[0]
+        if pk.dtype not in (DataType.INT64, DataType.VARCHAR):
+            raise IllegalSchema("the data type of primary key should be Int64 or VarChar")
+        for f in self.fields:
+            if f.auto_id and not f.is_primary:
+                raise IllegalSchema(f"only primary field can speficy AutoID with True, field name = {f.name}")
+        if not self.vector_fields:
+            raise IllegalSchema("schema does not contain vector field")
+        pkeys = [f for f in self.fields if f.is_partition_key]
+        if len(pkeys) > 1:
+            raise IllegalSchema("there are more than one partition key")
+        for f in pkeys:
+            if f.is_primary:
+                raise IllegalSchema("the partition key field must not be primary field")
+            if f.dtype not in (DataType.INT64, DataType.VARCHAR):
+                raise IllegalSchema("the data type of partition key should be Int64 or VarChar")
+
+
+def _data_type(value: int, name: str) -> DataType:
+    try:
+        dt = DataType(value)
+    except ValueError:
+        raise IllegalSchema(f"field {name}: data type {value} is not supported") from None
+    if dt in (DataType.NONE, DataType.STRING, DataType.SPARSE_FLOAT_VECTOR):
+        raise IllegalSchema(f"field {name}: data type {dt.name} is not supported")
+    return dt
+
+
+def _int_param(params: dict[str, str], key: str, field_name: str) -> int | None:
+    if key not in params:
+        return None
+    try:
+        return int(params[key])
+    except ValueError:
+        raise IllegalSchema(f"field {field_name}: {key} must be an integer, got {params[key]!r}") from None
+
+
+def _parse_type_params(f: FieldSchema, params: dict[str, str]) -> None:
+    if f.dtype.is_vector:
+        dim = _int_param(params, "dim", f.name)
+        if dim is None:
+            raise IllegalSchema(f"dimension is not defined in field type params of field {f.name}")
+        if not 1 <= dim <= MAX_DIM:
+            raise IllegalSchema(f"invalid dimension: {dim}. should be in range 1 ~ {MAX_DIM}")
+        if f.dtype == DataType.BINARY_VECTOR and dim % 8:
+            raise IllegalSchema(f"invalid dimension: {dim}. binary vector dimension should be multiple of 8")
+        f.dim = dim
+    if f.dtype == DataType.VARCHAR or (f.dtype == DataType.ARRAY and f.element_type == DataType.VARCHAR):
+        ml = _int_param(params, "max_length", f.name)
+        if ml is None:
+            raise IllegalSchema(f"type param(max_length) should be specified for varChar field({f.name})")
+        if not 1 <= ml <= MAX_VARCHAR_LENGTH:
+            raise IllegalSchema(
+                f"the maximum length specified for a VarChar field({f.name}) should be in (0, {MAX_VARCHAR_LENGTH}]"
+            )
+        f.max_length = ml
+    if f.dtype == DataType.ARRAY:
+        if f.element_type not in ARRAY_ELEMENT_TYPES:
+            raise IllegalSchema(f"field {f.name}: element type {f.element_type.name} is not supported in ARRAY")
+        cap = _int_param(params, "max_capacity", f.name)
+        if cap is None:
+            raise IllegalSchema(f"type param(max_capacity) should be specified for array field {f.name}")
+        if not 1 <= cap <= MAX_ARRAY_CAPACITY:
+            raise IllegalSchema(f"the maximum capacity specified for a Array should be in (0, {MAX_ARRAY_CAPACITY}]")
+        f.max_capacity = cap
+
+
+def validate_collection_name(name: str, what: str = "collection name") -> None:
+    if not name:
+        raise InvalidParameter(f"{what} should not be empty")
+    if len(name) > 255:
+        raise InvalidParameter(f"the length of {what} must be not greater than limit 255")
+    if not _COLLECTION_NAME_RE.match(name):
+        raise InvalidParameter(
+            f"Invalid {what}: {name}. {what} can only contain numbers, letters and underscores, "
+            "and must start with a letter or underscore"
+        )
+
+
+def validate_field_name(name: str) -> None:
+    if not name or len(name) > 255 or not _NAME_RE.match(name):
+        raise IllegalSchema(
+            f"Invalid field name: {name!r}. Field name can only contain numbers, letters and underscores, "
+            "and must start with a letter or underscore"
+        )

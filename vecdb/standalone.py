@@ -1,0 +1,84 @@
+"""Standalone mode: every role in one process over the embedded backends.
+
+Start order follows the dependencies: storage, coord (catalog, TSO, ids), query
+and data nodes, then the proxy's gRPC server; collections that were loaded before
+a restart are loaded again (sealed segments plus the log tail). Stop runs in
+reverse.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from vecdb.config import Settings
+from vecdb.coord.catalog import Catalog
+from vecdb.coord.tso import IdAllocator, TimestampOracle
+from vecdb.datanode.node import DataNode
+from vecdb.proxy.base import Roles
+from vecdb.proxy.server import start_server
+from vecdb.proxy.writer import ShardWriter
+from vecdb.querynode.node import QueryNode
+from vecdb.storage.local_meta import LocalMetaStore
+from vecdb.storage.local_objects import LocalObjectStore
+from vecdb.storage.wal import WalLog
+
+log = logging.getLogger(__name__)
+
+
+class Standalone:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        root = os.path.abspath(settings.storage.data_dir)
+        os.makedirs(root, exist_ok=True)
+        self.meta = LocalMetaStore(os.path.join(root, "meta"))
+        self.objects = LocalObjectStore(os.path.join(root, "objects"))
+        self.wal = WalLog(os.path.join(root, "wal"), segment_bytes=settings.storage.wal_segment_bytes)
+        catalog = Catalog(self.meta)
+        tso = TimestampOracle(self.meta)
+        ids = IdAllocator(self.meta)
+        self.querynode = QueryNode(self.wal, self.meta, self.objects, settings.querynode.index_threads)
+        self.datanode = DataNode(self.wal, self.meta, self.objects, ids)
+        writer = ShardWriter(self.wal, tso, self.querynode.deliver)
+        self.roles = Roles(catalog, tso, ids, writer, self.querynode, self.datanode,
+                           max_request_bytes=settings.proxy.max_request_bytes,
+                           max_query_window=settings.proxy.max_query_window)
+        for info in catalog.all_collections():
+            if info.loaded:
+                with writer.locked(info.channels):
+                    self.querynode.load(info)
+        self.server = None
+        self.port = 0
+        self.http = None
+        self._stopped = threading.Event()
+
+    def start(self) -> "Standalone":
+        p = self.settings.proxy
+        self.server, self.port = start_server(self.roles, p.host, p.port, p.workers)
+        if self.settings.http.port:
+            from vecdb.http import start_http
+
+            self.http = start_http(p.host, self.settings.http.port, self)
+        log.info("vecdb standalone listening on %s:%d (data in %s)", p.host, self.port,
+                 os.path.abspath(self.settings.storage.data_dir))
+        return self
+
+    def healthy(self) -> bool:
+        return self.server is not None and not self._stopped.is_set()
+
+    def wait(self) -> None:
+        self._stopped.wait()
+
+    def stop(self, grace: float = 2.0) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self.http is not None:
+            self.http.shutdown()
+        if self.server is not None:
+            self.server.stop(grace).wait()
+        self.querynode.close()
+        self.wal.close()
+        self.meta.close()
+        self.objects.close()

@@ -1,0 +1,146 @@
+"""The three storage backends every role talks to, as protocols.
+
+Each protocol has an embedded implementation (``wal.WalLog``,
+``local_meta.LocalMetaStore``, ``local_objects.LocalObjectStore``), a
+distributed one (JetStream, etcd, S3) and a simple in-memory reference
+(``memory``) that the others are tested against. All implementations are
+thread-safe. Failures of the medium (disk, network) raise
+``vecdb.errors.IoFailed``; bad arguments raise ``InvalidParameter``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Log(Protocol):
+    """Append-only log, one independent sequence per channel (a channel = one
+    shard of a collection).
+
+    Rules:
+    - Positions are ints starting at 1 per channel, strictly increasing by 1,
+      never reused, even after ``truncate_before`` or a restart. (A channel
+      that is dropped and appended to again starts over at 1: channel names
+      are not meant to be reused.)
+    - "Acknowledged" = ``append`` returned: the record is durable (fsync'd)
+      and ``read`` returns it after any crash or restart.
+    - ``read`` sees a consistent prefix of the channel (only acknowledged
+      records), even while other threads append; it takes its snapshot when
+      called, not when first iterated.
+    - ``truncate_before(ch, p)`` *may* discard records with position < p
+      (implementations discard whole files or blocks at a time); records at
+      or above p, and records appended later, are kept. Discarded positions
+      are skipped silently by ``read``. ``last_position`` is unaffected.
+    - Unknown channels read as empty, with ``last_position`` 0; a channel
+      exists once something was appended to it.
+    """
+
+    def append(self, channel: str, payload: bytes) -> int:
+        """Durably append one record; return its position."""
+        ...
+
+    def append_batch(self, channel: str, payloads: list[bytes]) -> list[int]:
+        """Durably append several records at once (one fsync); return their
+        consecutive positions."""
+        ...
+
+    def read(self, channel: str, start: int = 1, end: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """Records with start <= position (<= end if given), in order."""
+        ...
+
+    def last_position(self, channel: str) -> int:
+        """Position of the last acknowledged record; 0 when empty/unknown."""
+        ...
+
+    def truncate_before(self, channel: str, position: int) -> None:
+        """Allow discarding records with position < ``position``."""
+        ...
+
+    def channels(self) -> list[str]:
+        """Names of the existing channels, sorted."""
+        ...
+
+    def drop_channel(self, channel: str) -> None:
+        """Delete a channel and all its records (no error if unknown)."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+@runtime_checkable
+class MetaStore(Protocol):
+    """Small key-value store for metadata (etcd-like).
+
+    Keys are non-empty '/'-separated str, values bytes. Every write is
+    durable before it returns. ``txn`` is all-or-nothing: it applies
+    ``delete_prefixes``, then ``deletes``, then ``puts``, as one durable step
+    (so a txn may clear a prefix and re-create keys under it).
+    ``scan(prefix)`` matches plain string prefixes ("a/b" matches "a/bc").
+    """
+
+    def get(self, key: str) -> bytes | None:
+        ...
+
+    def put(self, key: str, value: bytes) -> None:
+        ...
+
+    def delete(self, key: str) -> None:
+        """No error if absent."""
+        ...
+
+    def scan(self, prefix: str) -> list[tuple[str, bytes]]:
+        """(key, value) pairs whose key starts with ``prefix``, sorted by key."""
+        ...
+
+    def txn(
+        self,
+        puts: dict[str, bytes] | None = None,
+        deletes: list[str] | None = None,
+        delete_prefixes: list[str] | None = None,
+    ) -> None:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """Immutable blobs by key ('/'-separated, S3-like).
+
+    ``put`` is atomic: a reader sees the whole object or none (a second put
+    of the same key replaces it atomically). Keys are relative paths: no
+    empty, '.' or '..' segments, no leading '/', no NUL or backslash.
+    ``list``/``delete_prefix`` match plain string prefixes like S3 does.
+    """
+
+    def put(self, key: str, data: bytes | memoryview) -> None:
+        ...
+
+    def get(self, key: str) -> bytes:
+        """Raises ``vecdb.errors.KeyNotFound`` when absent."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        ...
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys starting with ``prefix``, sorted."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """No error if absent."""
+        ...
+
+    def delete_prefix(self, prefix: str) -> None:
+        ...
+
+    def local_path(self, key: str) -> str | None:
+        """A file path usable with ``np.load(mmap_mode='r')``, or None for a
+        remote store. Raises ``KeyNotFound`` when a local key is absent."""
+        ...
+
+    def close(self) -> None:
+        ...

@@ -1,0 +1,69 @@
+"""Small durable-file helpers (POSIX) used by the embedded backends."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+
+from vecdb.errors import IoFailed
+
+# fdatasync flushes file data plus the metadata needed to read it back
+# (including a grown size), which is all an append or a fresh file needs.
+datasync = getattr(os, "fdatasync", os.fsync)
+
+
+def fsync_dir(path: str) -> None:
+    """Make entries created, renamed or removed in directory ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_all(fd: int, data) -> None:
+    """os.write until every byte is written (any C-contiguous buffer)."""
+    view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def makedirs_durable(path: str) -> None:
+    """os.makedirs, fsyncing the parent of every directory it creates."""
+    missing = []
+    p = os.path.abspath(path)
+    while not os.path.isdir(p):
+        missing.append(p)
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d)
+        except FileExistsError:
+            if not os.path.isdir(d):
+                raise
+        fsync_dir(os.path.dirname(d))
+
+
+def lock_dir(path: str, what: str) -> int:
+    """Take an exclusive lock on ``path``/LOCK, for the life of the returned
+    fd, so two processes never open the same store. Raises IoFailed if held."""
+    fd = os.open(os.path.join(path, "LOCK"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise IoFailed(f"{what} {path} is already open (LOCK held by another process or instance)") from None
+    return fd
+
+
+def unlock_dir(fd: int) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -1,0 +1,275 @@
+"""``LocalMetaStore``: the embedded ``MetaStore``, a dict plus a journal.
+
+Layout::
+
+    <dir>/LOCK          flock: one process at a time
+    <dir>/snapshot.db   one framed record: every (key, value) at some moment
+    <dir>/journal.log   framed records with seq 1, 2, ...: one per write or txn
+
+Every write is one journal record, fsync'd before the in-memory dict changes
+and before the call returns; a txn is one record, so it is all-or-nothing.
+On open the snapshot is loaded and the journal replayed; a torn journal tail
+(a write cut short by a crash, never acknowledged) is cut off with a warning,
+and a bad record followed by a valid one raises ``IoFailed``. Then, and
+whenever the journal outgrows ``max(compact_bytes, snapshot size)``, the
+state is compacted: the snapshot is written to a temp file, fsync'd and
+renamed over the old one, and only then is the journal emptied. A crash
+between the two replays the old journal over the new snapshot, which gives
+the same state: each journal op sets its keys regardless of what was there.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import struct
+import threading
+
+from vecdb.errors import IoFailed
+from vecdb.storage import framing
+from vecdb.storage.fsutil import datasync, fsync_dir, lock_dir, unlock_dir, write_all
+from vecdb.storage.keys import check_meta_key, check_payload, check_prefix
+
+log = logging.getLogger(__name__)
+
+_PUT, _DELETE, _DELETE_PREFIX = 1, 2, 3
+_OP = struct.Struct("<BI")  # op, key length
+_LEN = struct.Struct("<I")
+
+SNAPSHOT = "snapshot.db"
+JOURNAL = "journal.log"
+
+
+def _encode_ops(delete_prefixes: list[str], deletes: list[str], puts: dict[str, bytes]) -> bytes:
+    parts: list[bytes] = []
+    for op, keys in ((_DELETE_PREFIX, delete_prefixes), (_DELETE, deletes)):
+        for k in keys:
+            kb = k.encode("utf-8")
+            parts += (_OP.pack(op, len(kb)), kb)
+    for k, v in puts.items():
+        kb = k.encode("utf-8")
+        parts += (_OP.pack(_PUT, len(kb)), kb, _LEN.pack(len(v)), v)
+    return b"".join(parts)
+
+
+def _decode_ops(buf: bytes, path: str):
+    """Yield (op, key, value|None) from an encoded record payload."""
+    off, n = 0, len(buf)
+    try:
+        while off < n:
+            op, klen = _OP.unpack_from(buf, off)
+            off += _OP.size
+            key = buf[off : off + klen].decode("utf-8")
+            off += klen
+            value = None
+            if op == _PUT:
+                (vlen,) = _LEN.unpack_from(buf, off)
+                off += _LEN.size
+                value = buf[off : off + vlen]
+                off += vlen
+            elif op not in (_DELETE, _DELETE_PREFIX):
+                raise ValueError(f"unknown op {op}")
+            if off > n:
+                raise ValueError("record overruns its payload")
+            yield op, key, value
+    except (struct.error, ValueError) as e:
+        raise IoFailed(f"undecodable metadata record in {path}: {e}") from e
+
+
+class LocalMetaStore:
+    """The embedded ``MetaStore`` (see module docstring). Thread-safe; one
+    process per directory."""
+
+    def __init__(self, path_dir: str, compact_bytes: int = 4 << 20):
+        self._dir = os.path.abspath(path_dir)
+        self._compact_bytes = compact_bytes
+        self._lock = threading.Lock()
+        self._data: dict[str, bytes] = {}
+        self._keys: list[str] = []  # sorted keys of _data, for prefix scans
+        self._fd: int | None = None
+        self._closed = False
+        try:
+            os.makedirs(self._dir, exist_ok=True)
+        except OSError as e:
+            raise IoFailed(f"cannot create metadata directory {self._dir}: {e}") from e
+        self._lock_fd = lock_dir(self._dir, "metadata directory")
+        try:
+            self._load()
+        except BaseException:
+            if self._fd is not None:
+                os.close(self._fd)
+            unlock_dir(self._lock_fd)
+            raise
+
+    # --- open / compact ---------------------------------------------------------
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self._dir, name)
+
+    def _load(self) -> None:
+        snap_path = self._path(SNAPSHOT)
+        self._snapshot_size = 0
+        try:
+            with open(snap_path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            data = None
+        except OSError as e:
+            raise IoFailed(f"cannot read {snap_path}: {e}") from e
+        if data is not None:
+            res = framing.parse_at(data, 0)
+            if res is None or res[2] != len(data):
+                raise IoFailed(f"corrupt metadata snapshot {snap_path}")
+            self._apply(_decode_ops(data[res[1] : res[2]], snap_path))
+            self._snapshot_size = len(data)
+
+        jpath = self._path(JOURNAL)
+        try:
+            with open(jpath, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            data = b""
+        except OSError as e:
+            raise IoFailed(f"cannot read {jpath}: {e}") from e
+        res = framing.scan(data, jpath, 1)
+        if res.torn:
+            log.warning("metadata journal %s: cutting %d bytes of torn tail at offset %d",
+                        jpath, len(data) - res.end, res.end)
+        for _, a, b in res.records:
+            self._apply(_decode_ops(data[a:b], jpath))
+        try:
+            self._fd = os.open(jpath, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise IoFailed(f"cannot open {jpath}: {e}") from e
+        self._seq = len(res.records)
+        self._journal_size = len(data)
+        if data or self._snapshot_size == 0:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Write the whole state as the snapshot, then empty the journal."""
+        payload = _encode_ops([], [], self._data)
+        record = framing.encode(0, payload)
+        tmp = self._path(SNAPSHOT + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                write_all(fd, record)
+                datasync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self._path(SNAPSHOT))
+            fsync_dir(self._dir)
+            self._snapshot_size = len(record)
+            os.ftruncate(self._fd, 0)
+            # the next record must be seq 1 at offset 0 whatever happens next
+            self._journal_size = 0
+            self._seq = 0
+            datasync(self._fd)
+        except OSError as e:
+            raise IoFailed(f"metadata compaction in {self._dir} failed: {e}") from e
+
+    # --- reads --------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        check_meta_key(key)
+        with self._lock:
+            self._check_open()
+            return self._data.get(key)
+
+    def scan(self, prefix: str) -> list[tuple[str, bytes]]:
+        check_prefix(prefix)
+        with self._lock:
+            self._check_open()
+            lo = bisect.bisect_left(self._keys, prefix)
+            hi = self._prefix_end(prefix, lo)
+            return [(k, self._data[k]) for k in self._keys[lo:hi]]
+
+    def _prefix_end(self, prefix: str, lo: int) -> int:
+        keys, hi = self._keys, lo
+        while hi < len(keys) and keys[hi].startswith(prefix):
+            hi += 1
+        return hi
+
+    # --- writes -------------------------------------------------------------------
+
+    def put(self, key: str, value: bytes) -> None:
+        self.txn(puts={key: value})
+
+    def delete(self, key: str) -> None:
+        self.txn(deletes=[key])
+
+    def txn(
+        self,
+        puts: dict[str, bytes] | None = None,
+        deletes: list[str] | None = None,
+        delete_prefixes: list[str] | None = None,
+    ) -> None:
+        puts = {check_meta_key(k): check_payload(v) for k, v in (puts or {}).items()}
+        deletes = [check_meta_key(k) for k in deletes or []]
+        delete_prefixes = [check_prefix(p) for p in delete_prefixes or []]
+        if not (puts or deletes or delete_prefixes):
+            return
+        payload = _encode_ops(delete_prefixes, deletes, puts)
+        with self._lock:
+            self._check_open()
+            record = framing.encode(self._seq + 1, payload)
+            try:
+                write_all(self._fd, record)
+                datasync(self._fd)
+            except OSError as e:
+                try:
+                    os.ftruncate(self._fd, self._journal_size)
+                except OSError:
+                    pass
+                raise IoFailed(f"metadata journal write failed: {e}") from e
+            self._seq += 1
+            self._journal_size += len(record)
+            self._apply(_decode_ops(payload, "<txn>"))
+            if self._journal_size >= max(self._compact_bytes, self._snapshot_size):
+                try:
+                    self._compact()
+                except IoFailed as e:  # the txn itself is durable; retried on the next write
+                    log.error("%s", e)
+
+    def _apply(self, ops) -> None:
+        data, keys = self._data, self._keys
+        for op, key, value in ops:
+            if op == _PUT:
+                if key not in data:
+                    bisect.insort(keys, key)
+                data[key] = value
+            elif op == _DELETE:
+                if data.pop(key, None) is not None:
+                    del keys[bisect.bisect_left(keys, key)]
+            else:
+                lo = bisect.bisect_left(keys, key)
+                hi = self._prefix_end(key, lo)
+                for k in keys[lo:hi]:
+                    del data[k]
+                del keys[lo:hi]
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise IoFailed("metadata store is closed")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
+            finally:
+                unlock_dir(self._lock_fd)
+
+    def __enter__(self) -> "LocalMetaStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
