@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 import pytest
-from pymilvus import MilvusClient
+from pymilvus import DataType, MilvusClient
 
 from tests.conftest import free_port
 
@@ -60,9 +60,10 @@ def _rows(op):
     return [{"id": pk, "val": v, "vec": vecs[i]} for i, (pk, v) in enumerate(zip(pks, vals))]
 
 
-def _workload(client: MilvusClient, name: str, model: dict, pending: list, stop: threading.Event) -> None:
-    rng = random.Random(7)
-    counter = 0
+def _workload(client: MilvusClient, name: str, model: dict, pending: list, stop: threading.Event,
+              seed: int) -> None:
+    rng = random.Random(seed)
+    counter = seed * 1_000_000  # values unique across phases: a stale row can't pass for a new one
     while not stop.is_set():
         counter += 1
         kind = rng.choice(["insert", "insert", "upsert", "delete"])
@@ -90,9 +91,9 @@ def _state(client: MilvusClient, name: str) -> dict:
 
 def _create(client: MilvusClient, name: str) -> None:
     schema = client.create_schema(auto_id=False)
-    schema.add_field("id", "INT64", is_primary=True)
-    schema.add_field("val", "INT64")
-    schema.add_field("vec", "FLOAT_VECTOR", dim=DIM)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("val", DataType.INT64)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
     idx = client.prepare_index_params()
     idx.add_index("vec", index_type="FLAT", metric_type="L2")
     client.create_collection(name, schema=schema, index_params=idx)
@@ -121,14 +122,14 @@ def test_kill9_loses_no_acknowledged_write(tmp_path, torn_tail):
         _create(client, "crash")
         # a first round, flushed into sealed segments, so recovery covers files + log tail
         stop = threading.Event()
-        t = threading.Thread(target=_workload, args=(client, "crash", model, pending, stop))
+        t = threading.Thread(target=_workload, args=(client, "crash", model, pending, stop, 1))
         t.start()
         time.sleep(1.0)
         stop.set()
         t.join()
         client.flush("crash")
         stop = threading.Event()
-        t = threading.Thread(target=_workload, args=(client, "crash", model, pending, stop))
+        t = threading.Thread(target=_workload, args=(client, "crash", model, pending, stop, 2))
         t.start()
         time.sleep(1.0 + random.random())
         os.kill(proc.pid, signal.SIGKILL)

@@ -507,6 +507,8 @@ def test_field_data_from_columns_whole_meta_and_unknown_field(small):
     assert list(fds[1].scalars.json_data.data) == [b"{}", b"{}"]
     with pytest.raises(FieldNotFound):
         field_data_from_columns(dyn, cols, ["nope"])
+    with pytest.raises(FieldNotFound):
+        field_data_from_columns(small[0], cols, ["$meta"])
 
 
 def test_empty_columns_still_parse(small):

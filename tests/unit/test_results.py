@@ -60,10 +60,16 @@ def hits_columns(n, offset=0):
         "pk": idx.astype(np.int64),
         "age": (idx * 10).astype(np.int32),
         "title": np.array([f"t{i}" for i in idx], dtype=object),
-        "tags": np.array([np.arange(i % 3, dtype=np.int64) for i in idx] + [None], dtype=object)[:n],
+        "tags": _objects([np.arange(i % 3, dtype=np.int64) for i in idx]),
         "vec": np.stack([idx, -idx], axis=1).astype(np.float32),
-        "$meta": np.array([{"color": f"c{i}", "w": i / 2} for i in idx], dtype=object),
+        "$meta": _objects([{"color": f"c{i}", "w": i / 2} for i in idx]),
     }
+
+
+def _objects(values) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 def test_search_uneven_topks_ids_distances_entities():
@@ -185,3 +191,28 @@ def _timed(fn) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
+
+
+def test_merge_packed_appends_and_handles_multibyte_keys():
+    from vecdb.proxy.fielddata import merge_packed
+
+    res = schema_pb2.SearchResultData()
+    res.scores.extend([9.0])
+    merge_packed(res, schema_pb2.SearchResultData.DESCRIPTOR.fields_by_name["scores"].number,
+                 np.array([0.5, -1.25], "<f4"))
+    assert list(res.scores) == [9.0, 0.5, -1.25]
+    fd = schema_pb2.FieldData()
+    merge_packed(fd.scalars.bool_data, 1, np.array([True, False, True]).view(np.uint8))
+    assert list(fd.scalars.bool_data.data) == [True, False, True]
+    fd = schema_pb2.FieldData()
+    merge_packed(fd.scalars.double_data, 1, np.zeros(0, "<f8"))
+    assert fd.scalars.WhichOneof("data") == "double_data" and len(fd.scalars.double_data.data) == 0
+    # 300 floats = 1200 bytes: a two-byte length varint
+    many = np.linspace(-1, 1, 300, dtype="<f4")
+    fd = schema_pb2.FieldData()
+    merge_packed(fd.vectors.float_vector, 1, many)
+    assert np.array(fd.vectors.float_vector.data, np.float32).tolist() == many.tolist()
+    # field number 16 needs a two-byte key
+    from vecdb.proxy.fielddata import _varint
+
+    assert _varint(16 << 3 | 2) == b"\x82\x01" and _varint(1200) == b"\xb0\x09"

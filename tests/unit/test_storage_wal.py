@@ -474,3 +474,44 @@ def test_sigkill_loses_no_acknowledged_record(tmp_path):
     for ns in seen.values():
         assert ns == list(range(len(ns)))  # each thread's records in order, no gaps
     assert max(acked) <= len(records)
+
+
+def test_failed_write_is_rolled_back(tmp_path, monkeypatch):
+    root = str(tmp_path / "w")
+    log = WalLog(root)
+    log.append("ch", b"one")
+
+    def torn_write(fd, data):
+        os.write(fd, bytes(data[:7]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(wal, "write_all", torn_write)
+    with pytest.raises(IoFailed, match="No space"):
+        log.append("ch", b"two")
+    monkeypatch.undo()
+    assert log.append("ch", b"two") == 2  # the failed append used no position
+    log.close()
+    with WalLog(root) as log:
+        assert list(log.read("ch")) == [(1, b"one"), (2, b"two")]
+
+
+def test_failed_fsync_fails_the_append_and_fences_the_channel(tmp_path, monkeypatch):
+    root = str(tmp_path / "w")
+    log = WalLog(root)
+    log.append("ch", b"one")
+
+    def failing_sync(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(wal, "datasync", failing_sync)
+    with pytest.raises(IoFailed, match="Input/output"):
+        log.append("ch", b"two")
+    monkeypatch.undo()
+    with pytest.raises(IoFailed, match="refuses writes"):
+        log.append("ch", b"three")
+    assert log.last_position("ch") == 1 and list(log.read("ch")) == [(1, b"one")]
+    assert log.append("other", b"fine") == 1
+    log.close()
+    with WalLog(root) as log:  # a restart recovers whatever reached the disk
+        assert [p for p, _ in log.read("ch")][:1] == [1]
+        assert log.append("ch", b"next") == log.last_position("ch")

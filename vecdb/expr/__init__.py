@@ -1,0 +1,14 @@
+"""The Milvus boolean expression language: parser, type checker, numpy evaluator.
+
+    flt = compile_filter('age > 18 and meta["tag"] in ["a", "b"]', schema)
+    mask = flt.evaluate(columns, n)   # reads only flt.fields
+
+Modules: ``lexer`` -> ``parser`` (syntax tree in ``ast``) -> ``compiler``
+(names and types against the schema) -> ``nodes`` (vectorised evaluation,
+JSON/ARRAY helpers in ``rowdata``, LIKE in ``like``); ``filter`` ties them
+together with a cache.
+"""
+
+from vecdb.expr.filter import Filter, compile_filter
+
+__all__ = ["Filter", "compile_filter"]

@@ -71,13 +71,13 @@ class _Parser:
 
     def _or(self) -> ast.Node:
         node = self._and()
-        while (t := self._accept("KW", "or") or self._accept("OP", "||")) is not None:
+        while self._accept("KW", "or") or self._accept("OP", "||"):
             node = ast.Binary(node.pos, "or", node, self._and())
         return node
 
     def _and(self) -> ast.Node:
         node = self._not()
-        while (t := self._accept("KW", "and") or self._accept("OP", "&&")) is not None:
+        while self._accept("KW", "and") or self._accept("OP", "&&"):
             node = ast.Binary(node.pos, "and", node, self._not())
         return node
 
@@ -211,7 +211,7 @@ class _Parser:
         path: list[str | int] = []
         while self._accept("OP", "["):
             key = self.tok
-            if key.kind == "STR" or (key.kind == "INT" and key.text.isdigit()):
+            if key.kind == "STR" or (key.kind == "INT" and key.text == str(key.value)):
                 path.append(key.value)
                 self._next()
             else:

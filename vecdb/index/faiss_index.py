@@ -12,13 +12,15 @@ SCANN       IndexIVFPQFastScan with 4-bit codes over 2-dim sub-spaces
             (knowhere's sub_dim=2), wrapped in IndexRefineFlat when
             with_raw_data: the fast-scan pass keeps reorder_k candidates,
             which are re-ranked with exact distances on the raw vectors.
+            Range search runs as top-k searches with a growing k.
 ==========  ================================================================
 
 Training (IVF types, SCANN). Like knowhere's MatchNlist/MatchNbits, a build
 on few rows clamps nlist to n // 39 (and PQ nbits so that 2^nbits * 39 <= n),
 never below 1, so IVF builds on any non-trivial segment. An index built with
 too few rows to train at all (e.g. a growing index that starts empty) keeps
-its rows in an exact flat buffer and trains once it holds nlist * 39 rows.
+its rows in an exact flat buffer and trains once no clamping is needed:
+max(nlist, 2^nbits) * 39 rows.
 
 Filtering and recall. The valid mask goes to FAISS as an IDSelectorBitmap.
 The index searches exhaustively over the valid rows instead when the valid
@@ -44,7 +46,9 @@ from vecdb.index.base import (
     as_float32,
     check_range_params,
     empty_result,
+    finish_range,
     fix_padding,
+    in_range_mask,
     normalize_rows,
     prepare_mask,
     split_range_result,
@@ -56,6 +60,8 @@ from vecdb.schema import DataType
 EXHAUSTIVE_VALID_FRACTION = 0.07  # knowhere switches HNSW to brute force at ~93% filtered
 SMALL_SCAN_WORK = 1 << 18  # nvalid * dim below which a filtered scan is cheaper than the index
 MIN_POINTS_PER_CENTROID = 39  # knowhere / FAISS k-means rule of thumb
+RANGE_TOPK_START = 256
+BLAS_MIN_QUERIES = 20  # batch size from which a filtered flat scan gathers rows for BLAS (FAISS's threshold)  # first k of SCANN's growing top-k range search
 
 _TRAINED_TYPES = ("IVF_FLAT", "IVF_SQ8", "IVF_PQ", "SCANN")
 _SCANN_NBITS = 4
@@ -106,7 +112,7 @@ class FaissIndex:
         if self.index_type in _TRAINED_TYPES:
             self._index, self._pending = None, faiss.IndexFlat(self.dim, self._faiss_metric)
         else:
-            self._index, self._pending = self._make_untrained(), None
+            self._index, self._pending = self._make_untrained()[0], None
 
     @property
     def ntotal(self) -> int:
@@ -116,17 +122,17 @@ class FaissIndex:
     def is_trained(self) -> bool:
         return self._index is not None
 
-    def _make_untrained(self, n: int = 0) -> Any:
-        """A fresh FAISS index for ``n`` training rows (clamped nlist/nbits)."""
+    def _make_untrained(self, n: int = 0) -> tuple[Any, dict[str, int]]:
+        """A fresh FAISS index for ``n`` training rows, and its effective (clamped) nlist/nbits."""
         d, metric, p = self.dim, self._faiss_metric, self.params
         if self.index_type == "FLAT":
-            return faiss.IndexFlat(d, metric)
+            return faiss.IndexFlat(d, metric), {}
         if self.index_type == "HNSW":
             index = faiss.IndexHNSWFlat(d, p["M"], metric)
             index.hnsw.efConstruction = p["efConstruction"]
-            return index
+            return index, {}
         nlist = match_nlist(n, p["nlist"])
-        self._trained = {"nlist": nlist}
+        trained = {"nlist": nlist}
         quantizer = faiss.IndexFlat(d, metric)
         if self.index_type == "IVF_FLAT":
             index = faiss.IndexIVFFlat(quantizer, d, nlist, metric)
@@ -134,7 +140,7 @@ class FaissIndex:
             index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, metric)
         elif self.index_type == "IVF_PQ":
             nbits = match_nbits(n, p["nbits"])
-            self._trained["nbits"] = nbits
+            trained["nbits"] = nbits
             index = faiss.IndexIVFPQ(quantizer, d, nlist, p["m"], nbits, metric)
             index.pq.cp.min_points_per_centroid = 1
         else:  # SCANN
@@ -143,20 +149,28 @@ class FaissIndex:
         index.cp.min_points_per_centroid = 1  # we clamp nlist ourselves; keep FAISS quiet
         if self.index_type == "SCANN" and p["with_raw_data"]:
             index = faiss.IndexRefineFlat(index)
-        return index
+        return index, trained
 
-    def _min_train_rows(self) -> int:
+    def _codebook_size(self) -> int:
         if self.index_type == "SCANN":
             return 1 << _SCANN_NBITS
         if self.index_type == "IVF_PQ":
-            return 2
+            return 1 << self.params["nbits"]
         return 1
 
+    def _min_train_rows(self) -> int:
+        """Fewest rows a build can train on (with clamped nlist/nbits)."""
+        return {"SCANN": 1 << _SCANN_NBITS, "IVF_PQ": 2}.get(self.index_type, 1)
+
+    def _full_train_rows(self) -> int:
+        """Rows a growing (pending) index waits for, so nothing needs clamping."""
+        return max(self.params["nlist"], self._codebook_size()) * MIN_POINTS_PER_CENTROID
+
     def _train_on(self, x: np.ndarray) -> None:
-        index = self._make_untrained(len(x))
+        index, trained = self._make_untrained(len(x))
         index.train(x)
         index.add(x)
-        self._index, self._pending = index, None
+        self._index, self._pending, self._trained = index, None, trained
 
     # --- build / add ----------------------------------------------------
     def _prepare(self, x: np.ndarray) -> np.ndarray:
@@ -186,8 +200,7 @@ class FaissIndex:
                 return
             self._pending.add(x)
             n = self._pending.ntotal
-            want = self.params["nlist"] * MIN_POINTS_PER_CENTROID
-            if n >= max(want, self._min_train_rows()):
+            if n >= self._full_train_rows():
                 stored = faiss.rev_swig_ptr(self._pending.get_xb(), n * self.dim)
                 self._train_on(np.array(stored, dtype=np.float32).reshape(n, self.dim))
 
@@ -243,15 +256,25 @@ class FaissIndex:
             if nvalid == 0 or not len(q):
                 return empty_result(len(q), k, self.metric_type)
             sel, keep = _bitmap_selector(mask) if mask is not None else (None, None)
-            index, fp = self._search_params(sp, k, sel, exhaustive)
-            d, i = fix_padding(*index.search(q, k, params=fp), self.metric_type)
+            d, i = self._run_search(q, k, sp, sel, mask, exhaustive)
             if not exhaustive:
                 short = np.flatnonzero((i >= 0).sum(axis=1) < min(k, nvalid))
                 if len(short):
-                    index, fp = self._search_params(sp, k, sel, True)
-                    d[short], i[short] = fix_padding(*index.search(q[short], k, params=fp), self.metric_type)
+                    d[short], i[short] = self._run_search(q[short], k, sp, sel, mask, True)
             del keep
         return d, i
+
+    def _run_search(self, q, k, sp, sel, mask, exhaustive) -> tuple[np.ndarray, np.ndarray]:
+        index, fp = self._search_params(sp, k, sel, exhaustive)
+        if mask is not None and len(q) >= BLAS_MIN_QUERIES and isinstance(index, faiss.IndexFlat):
+            # FAISS scans a selector row by row; for a batch, gathering the valid
+            # rows and using its BLAS kernel is several times faster.
+            ids = np.flatnonzero(mask)
+            n = index.ntotal
+            xb = faiss.rev_swig_ptr(index.get_xb(), n * self.dim).reshape(n, self.dim)
+            d, i = faiss.knn(q, xb[ids], k, metric=self._faiss_metric)
+            return fix_padding(d, np.where(i >= 0, ids[np.maximum(i, 0)], -1), self.metric_type)
+        return fix_padding(*index.search(q, k, params=fp), self.metric_type)
 
     def range_search(
         self,
@@ -270,10 +293,35 @@ class FaissIndex:
             if nvalid == 0 or not len(q):
                 return [(np.empty(0, np.float32), np.empty(0, np.int64)) for _ in range(len(q))]
             sel, keep = _bitmap_selector(mask) if mask is not None else (None, None)
+            if self.index_type == "SCANN" and self._index is not None and not exhaustive:
+                return self._range_by_topk(q, radius, range_filter, sp, sel, nvalid, limit)
             index, fp = self._search_params(sp, 1, sel, exhaustive)
             lims, d, i = index.range_search(q, float(radius), params=fp)
             del keep
         return split_range_result(lims, d, i, self.metric_type, radius, range_filter, limit)
+
+    def _range_by_topk(self, q, radius, range_filter, sp, sel, nvalid, limit):
+        """Range search as growing top-k searches (SCANN).
+
+        Fast-scan distances are too coarse to compare with a radius directly,
+        so search top-k (re-ranked when raw data is kept) and double k for the
+        queries whose k-th hit is still inside the range.
+        """
+        nq = len(q)
+        out_d = [np.empty(0, np.float32)] * nq
+        out_i = [np.empty(0, np.int64)] * nq
+        todo = np.arange(nq)
+        k = min(nvalid, limit if limit else RANGE_TOPK_START)
+        while len(todo):
+            index, fp = self._search_params({**sp, "reorder_k": 2 * k}, k, sel, False)
+            d, i = fix_padding(*index.search(q[todo], k, params=fp), self.metric_type)
+            for row, qi in enumerate(todo):
+                out_d[qi], out_i[qi] = d[row], i[row]
+            last_in = in_range_mask(d[:, -1], self.metric_type, radius, range_filter) & (i[:, -1] >= 0)
+            if k >= nvalid or (limit and k >= limit):
+                break
+            todo, k = todo[last_in], min(nvalid, 2 * k)
+        return [finish_range(out_d[qi], out_i[qi], self.metric_type, radius, range_filter, limit) for qi in range(nq)]
 
     # --- persistence ----------------------------------------------------
     def save(self, path: str) -> None:

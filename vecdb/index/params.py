@@ -23,7 +23,7 @@ Choices that differ from Milvus, on purpose:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from vecdb.errors import IndexNotSupported, InvalidParameter
@@ -61,7 +61,6 @@ class IndexSpec:
     build: tuple[Param, ...] = ()
     search: tuple[Param, ...] = ()
     gpu: bool = False
-    extra_metrics_msg: str = field(default="")
 
 
 _NLIST = Param("nlist", default=128, lo=MIN_NLIST, hi=MAX_NLIST)

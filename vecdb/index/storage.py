@@ -90,14 +90,18 @@ def read_index_file(path: str, mmap: bool = False) -> tuple[dict[str, Any], Any,
     """Return (meta, FAISS index or None, arrays); with ``mmap`` nothing big is copied into RAM."""
     meta = read_meta(path)
     index = None
-    flags = (faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC) if mmap else 0
-    try:
-        if meta["faiss"] == "float":
-            index = faiss.read_index(path, flags)
-        elif meta["faiss"] == "binary":
-            index = faiss.read_index_binary(path, flags)
-    except RuntimeError as e:
-        raise IoFailed(f"cannot read FAISS index from {path}: {e}") from e
+    if meta["faiss"] is not None:
+        reader = faiss.read_index_binary if meta["faiss"] == "binary" else faiss.read_index
+        # IO_FLAG_MMAP_IFC maps flat codes in place; IVF inverted lists can only be
+        # mapped through a plain file reader (IO_FLAG_MMAP alone), so fall back to that.
+        attempts = [faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC, faiss.IO_FLAG_MMAP] if mmap else [0]
+        for n, flags in enumerate(attempts):
+            try:
+                index = reader(path, flags)
+                break
+            except RuntimeError as e:
+                if n == len(attempts) - 1:
+                    raise IoFailed(f"cannot read FAISS index from {path}: {e}") from e
     arrays = {}
     for name, info in meta["arrays"].items():
         dtype, shape = np.dtype(info["dtype"]), tuple(info["shape"])

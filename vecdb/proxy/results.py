@@ -20,8 +20,10 @@ import numpy as np
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
 from vecdb.errors import InternalError
-from vecdb.proxy.fielddata import fill_field_data
+from vecdb.proxy.fielddata import fill_field_data, merge_packed
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType
+
+_SCORES_FIELD = schema_pb2.SearchResultData.DESCRIPTOR.fields_by_name["scores"].number
 
 
 def ids_proto(pks: np.ndarray, pk_type: DataType) -> schema_pb2.IDs:
@@ -94,8 +96,8 @@ def search_results(
     pk = schema.primary_field
     res.primary_field_name = pk.name
     _fill_ids(res.ids, pks, pk.dtype)
-    scores = round_scores(scores, round_decimal) if round_decimal >= 0 else np.asarray(scores, np.float32)
-    res.scores.extend(scores.tolist())
+    scores = round_scores(scores, round_decimal) if round_decimal >= 0 else scores
+    merge_packed(res, _SCORES_FIELD, np.asarray(scores, dtype="<f4"))
     fill_field_data(res.fields_data.add, schema, columns, output_fields, dynamic_keys)
     res.output_fields.extend(_reply_output_fields(output_fields, dynamic_keys))
     return reply

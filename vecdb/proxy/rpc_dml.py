@@ -157,17 +157,16 @@ class DmlRpcs(ServiceBase):
             pk_name = info.schema.primary_field.name
             parts = {pid} if pid != -1 else None
             pks = self.r.querynode.query(info, self.r.tso.allocate(), flt, parts, [pk_name], None, 0)[pk_name]
+        # Like Milvus >= 2.3.2 the reply carries no IDs (pymilvus then returns {"delete_count": n}).
         if not len(pks):
-            return milvus_pb2.MutationResult(status=status.success(), delete_cnt=0,
-                                             IDs=ids_proto(pks, info.schema.primary_field.dtype))
+            return milvus_pb2.MutationResult(status=status.success(), delete_cnt=0)
         shard_of = hash_keys(pks, info.shards_num)
         builders = {}
         for s in np.unique(shard_of).tolist():
             sub = pks[shard_of == s]
             builders[info.channels[s]] = lambda ts, sub=sub: [DeleteRecord(info.id, ts, sub, pid)]
         ts, _ = self.r.writer.write(builders)
-        return milvus_pb2.MutationResult(status=status.success(), delete_cnt=len(pks), timestamp=ts,
-                                         IDs=ids_proto(pks, info.schema.primary_field.dtype))
+        return milvus_pb2.MutationResult(status=status.success(), delete_cnt=len(pks), timestamp=ts)
 
     def _pks_from_expr(self, info: CollectionInfo, expr: str) -> np.ndarray | None:
         """Fast path for ``pk in [...]`` / ``pk == v``: no scan, works on unloaded collections."""

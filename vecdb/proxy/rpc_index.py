@@ -13,7 +13,6 @@ from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, kv_dict, kv_pairs, parse_json_param, rpc
 from vecdb.proxy.rpc_collections import db_of
 
-DEFAULT_INDEX_NAME = "_default_idx"
 _SCALAR_INDEXES = {"", "INVERTED", "STL_SORT", "Trie", "TRIE", "BITMAP", "AUTOINDEX"}
 
 
@@ -44,8 +43,9 @@ class IndexRpcs(ServiceBase):
             metric = params.pop("metric_type", metric)
         elif index_type not in _SCALAR_INDEXES:
             raise errors.InvalidParameter(f"index type {index_type} is not supported for scalar field {field.name}")
-        name = request.index_name or (DEFAULT_INDEX_NAME if field.dtype.is_vector else field.name)
         existing = info.index_for_field(field.name)
+        # Milvus (datacoord CreateIndex): an unnamed index takes the field's existing index name, else the field name
+        name = request.index_name or (existing.index_name if existing is not None else field.name)
         if existing is not None:
             if (existing.index_type, existing.metric_type, existing.params) == (index_type, metric, params):
                 return status.success()

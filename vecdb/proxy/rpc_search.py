@@ -35,15 +35,18 @@ def _is_iterator(params: dict) -> bool:
 
 
 class SearchRpcs(ServiceBase):
-    def _snapshot_ts(self, info, request) -> int:
+    def _snapshot_ts(self, info, request, iterator: bool = False) -> int:
         """The MVCC timestamp a read sees. Taking it while holding the channels' write locks means every
-        write with a smaller timestamp is already applied, so re-reading at this timestamp is stable."""
-        travel = getattr(request, "travel_timestamp", 0)
+        write with a smaller timestamp is already applied, so re-reading at this timestamp is stable.
+
+        Iterators pass the first page's ``session_ts`` back as ``guarantee_timestamp``: every later page
+        reads that same snapshot, so rows written meanwhile never appear and none is seen twice."""
+        pinned = request.guarantee_timestamp if iterator else getattr(request, "travel_timestamp", 0)
         with self.r.writer.locked(info.channels):
             now = self.r.tso.allocate()
         # Every level (Strong, Bounded, Session, Eventually) is satisfied by the newest state here,
         # since a standalone node applies each write before acknowledging it.
-        return travel if 0 < travel < now else now
+        return pinned if 0 < pinned < now else now
 
     def _filter(self, info, expr: str, template_pb):
         expr = (expr or "").strip()
@@ -95,7 +98,7 @@ class SearchRpcs(ServiceBase):
             index_type=index_type, radius=None if radius is None else float(radius),
             range_filter=None if range_filter is None else float(range_filter),
             flt=self._filter(info, request.dsl, request.expr_template_values),
-            ts=self._snapshot_ts(info, request),
+            ts=self._snapshot_ts(info, request, _is_iterator(sp) or _is_iterator(params)),
         )
         hits = self.r.querynode.search(info, spec, self.partition_ids(info, request.partition_names), fetch)
         resp = search_results(schema, len(queries), hits.topks, hits.pks, hits.scores, hits.columns,
@@ -127,7 +130,7 @@ class SearchRpcs(ServiceBase):
         requested = list(request.output_fields)
         flt = self._filter(info, request.expr, request.expr_template_values)
         parts = self.partition_ids(info, request.partition_names)
-        ts = self._snapshot_ts(info, request)
+        ts = self._snapshot_ts(info, request, _is_iterator(qp))
         if any(f.strip().lower() == COUNT_STAR for f in requested):
             if len(requested) > 1:
                 raise errors.InvalidParameter("count entities with pagination is not allowed")

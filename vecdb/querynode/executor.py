@@ -33,11 +33,20 @@ class SegmentColumns(Mapping):
         return len(self._view.segment.column_names())
 
 
-def valid_mask(view: SegmentView, ts: int, flt) -> np.ndarray:
+def valid_mask(view: SegmentView, ts: int, flt) -> np.ndarray | None:
+    """Rows of the view a read may return; None when every row qualifies (no mask to apply)."""
     mask = view.segment.visible(ts, view.n)
-    if flt is not None and mask.any():
+    if flt is None:
+        return mask
+    if mask is None:
+        return np.asarray(flt.evaluate(SegmentColumns(view), view.n), bool)
+    if mask.any():
         mask &= flt.evaluate(SegmentColumns(view), view.n)
     return mask
+
+
+def _any(mask: np.ndarray | None) -> bool:
+    return mask is None or bool(mask.any())
 
 
 @dataclass
@@ -98,7 +107,7 @@ def search(views: list[SegmentView], spec: SearchSpec, pk_name: str, output_fiel
     dists, offs, segidx = [], [], []
     for i, view in enumerate(views):
         mask = valid_mask(view, spec.ts, spec.flt)
-        if not mask.any():
+        if not _any(mask):
             continue
         d, o = _segment_search(view, spec, min(k, view.n), mask)
         dists.append(d)
@@ -156,7 +165,8 @@ def query(views: list[SegmentView], ts: int, flt, output_fields: list[str], pk_n
     """Rows passing the filter; sorted by primary key when a limit or offset applies."""
     seg_idx, offs = [], []
     for i, view in enumerate(views):
-        o = np.flatnonzero(valid_mask(view, ts, flt))
+        mask = valid_mask(view, ts, flt)
+        o = np.arange(view.n) if mask is None else np.flatnonzero(mask)
         if len(o):
             offs.append(o)
             seg_idx.append(np.full(len(o), i, np.int64))
@@ -179,4 +189,8 @@ def _empty_like(views, name):
 
 
 def count(views: list[SegmentView], ts: int, flt) -> int:
-    return sum(int(np.count_nonzero(valid_mask(v, ts, flt))) for v in views)
+    total = 0
+    for v in views:
+        mask = valid_mask(v, ts, flt)
+        total += v.n if mask is None else int(np.count_nonzero(mask))
+    return total

@@ -20,7 +20,7 @@ from vecdb.index import create_index
 from vecdb.querynode import executor
 from vecdb.querynode.segment import Segment, empty_column
 from vecdb.querynode.shard import SegmentView, Shard
-from vecdb.records import Record, decode
+from vecdb.records import InsertRecord, Record, decode
 from vecdb.storage.base import Log, MetaStore, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,11 @@ class QueryNode:
         start = sf.checkpoint(self.meta, info.id, channel)
         shard.applied_position = start
         for pos, payload in self.log.read(channel, start + 1):
-            shard.apply(pos, decode(payload))
+            rec = decode(payload)
+            if isinstance(rec, InsertRecord) and rec.partition_id not in live:
+                shard.applied_position = pos  # rows of a dropped partition stay dropped
+                continue
+            shard.apply(pos, rec)
         return shard
 
     def release(self, collection_id: int) -> None:

@@ -49,6 +49,8 @@ class Segment:
         self.sealed = False
         self.segment_id: str | None = None  # set once persisted by a data node
         self.n = 0
+        self.max_ts = 0  # newest row timestamp
+        self.min_del_ts = MAX_TIMESTAMP  # oldest delete timestamp: rows are all visible before it
         self.indexes: dict[str, object] = {}  # field name -> VectorIndex (sealed segments)
         self.index_lock = threading.Lock()
         self._cols = {f.name: empty_column(f, capacity) for f in schema.fields}
@@ -62,6 +64,8 @@ class Segment:
         seg = cls.__new__(cls)
         seg.slot, seg.partition_id, seg.schema = slot, partition_id, schema
         seg.sealed, seg.segment_id, seg.n = True, None, len(ts)
+        seg.max_ts = int(ts.max()) if len(ts) else 0
+        seg.min_del_ts = int(np.min(del_ts)) if len(del_ts) else MAX_TIMESTAMP
         seg.indexes, seg.index_lock = {}, threading.Lock()
         seg._cols = dict(columns)
         seg._ts = np.asarray(ts, np.uint64)
@@ -81,6 +85,7 @@ class Segment:
             buf[start:end] = col
         self._ts[start:end] = ts
         self._del_ts[start:end] = MAX_TIMESTAMP
+        self.max_ts = max(self.max_ts, ts)
         self.n = end  # publish after the data is in place
         return start
 
@@ -96,10 +101,14 @@ class Segment:
             new[: self.n] = old[: self.n]
             setattr(self, attr, new)
 
-    def mark_deleted(self, offsets: np.ndarray, ts: int) -> None:
+    def mark_deleted(self, offsets: np.ndarray, ts) -> None:
+        """Rows die at ``ts`` (a scalar or one timestamp per offset); an earlier death stands."""
+        if not len(offsets):
+            return
+        ts = np.asarray(ts, np.uint64)
         d = self._del_ts
-        cur = d[offsets]
-        d[offsets] = np.minimum(cur, np.uint64(ts))
+        d[offsets] = np.minimum(d[offsets], ts)
+        self.min_del_ts = min(self.min_del_ts, int(ts.min()))
 
     def seal(self) -> None:
         """Freeze: trim buffers to size. Readers holding old views stay valid."""
@@ -122,7 +131,10 @@ class Segment:
     def pks(self, n: int | None = None) -> np.ndarray:
         return self.column(self.schema.primary_field.name, n)
 
-    def visible(self, snapshot_ts: int, n: int) -> np.ndarray:
+    def visible(self, snapshot_ts: int, n: int) -> np.ndarray | None:
+        """Rows [0, n) visible at ``snapshot_ts``; None means all of them (the common case, no scan)."""
+        if self.max_ts <= snapshot_ts < self.min_del_ts:
+            return None
         t = np.uint64(snapshot_ts)
         return (self._ts[:n] <= t) & (self._del_ts[:n] > t)
 

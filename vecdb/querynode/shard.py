@@ -173,9 +173,7 @@ class Shard:
         slots = locs >> _OFFSET_BITS
         for slot in np.unique(slots).tolist():
             m = slots == slot
-            seg = self.segments[slot]
-            off = locs[m] & _OFFSET_MASK
-            seg._del_ts[off] = np.minimum(seg._del_ts[off], ts[m])
+            self.segments[slot].mark_deleted(locs[m] & _OFFSET_MASK, ts[m])
 
     # --- reads ------------------------------------------------------------
     def snapshot(self, partition_ids: set[int] | None) -> list[SegmentView]:

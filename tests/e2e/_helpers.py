@@ -1,0 +1,143 @@
+"""Helpers shared by the end-to-end tests: data, a numpy reference search, raw gRPC access.
+
+Reference distances follow Milvus: L2 is the *squared* euclidean distance (smaller is
+closer), IP the inner product and COSINE the cosine similarity (larger is closer),
+HAMMING the number of differing bits (smaller is closer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+
+import grpc
+import numpy as np
+import pytest
+from pymilvus import DataType, MilvusClient, connections, utility
+from pymilvus.grpc_gen import milvus_pb2_grpc
+
+SIMILARITY = {"IP", "COSINE"}
+
+
+def float_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+
+
+def binary_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """(n, dim // 8) uint8: the packed bits of a BINARY_VECTOR field of ``dim`` bits."""
+    return np.random.default_rng(seed).integers(0, 256, (n, dim // 8), dtype=np.uint8)
+
+
+def distances(data: np.ndarray, queries: np.ndarray, metric: str) -> np.ndarray:
+    """(nq, n) distances in Milvus's convention for float (f32/f16) or packed binary vectors."""
+    if metric == "HAMMING":
+        x = np.bitwise_xor(queries[:, None, :], data[None, :, :])
+        return np.unpackbits(x, axis=2).sum(axis=2).astype(np.float64)
+    d = data.astype(np.float64)
+    q = queries.astype(np.float64)
+    if metric == "L2":
+        return (q * q).sum(1)[:, None] + (d * d).sum(1)[None, :] - 2 * q @ d.T
+    if metric == "IP":
+        return q @ d.T
+    if metric == "COSINE":
+        dn = d / np.linalg.norm(d, axis=1, keepdims=True)
+        qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+        return qn @ dn.T
+    raise ValueError(metric)
+
+
+def reference_topk(data: np.ndarray, queries: np.ndarray, metric: str, k: int):
+    """Exact top-k: (positions (nq, k), distances (nq, k)), best first."""
+    dist = distances(data, queries, metric)
+    order = np.argsort(-dist if metric in SIMILARITY else dist, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(dist, order, axis=1)
+
+
+def assert_search_matches(hits, ids: np.ndarray, data: np.ndarray, queries: np.ndarray, metric: str,
+                          k: int, atol: float = 1e-3) -> None:
+    """``hits`` (pymilvus search result) equals exact top-k over ``data`` whose primary keys are ``ids``.
+
+    Distances must match to ``atol`` (relative for large values); ids must match except where
+    two candidates tie within ``atol`` at the same rank.
+    """
+    pos, ref = reference_topk(data, queries, metric, k)
+    assert len(hits) == len(queries)
+    all_dist = distances(data, queries, metric)
+    id_to_pos = {int(p) if not isinstance(p, str) else p: i for i, p in enumerate(ids.tolist())}
+    for qi, row in enumerate(hits):
+        got_ids = [h.id for h in row]
+        got = np.array([h["distance"] for h in row], np.float64)
+        assert len(row) == k, f"query {qi}: {len(row)} hits, want {k}"
+        np.testing.assert_allclose(got, ref[qi], rtol=1e-4, atol=atol)
+        for rank, pk in enumerate(got_ids):
+            # the returned id's true distance equals the reported one (no id/distance mix-up)
+            true_d = all_dist[qi, id_to_pos[pk]]
+            assert abs(true_d - got[rank]) <= atol + 1e-4 * abs(true_d), (qi, rank, pk, true_d, got[rank])
+        assert len(set(got_ids)) == k
+        if metric == "HAMMING":
+            continue  # integer distances tie a lot: membership up to ties is what the checks above show
+        want_ids = [ids[p].item() for p in pos[qi]]
+        mismatched = [r for r in range(k) if got_ids[r] != want_ids[r] and abs(got[r] - ref[qi][r]) > atol]
+        assert not mismatched, f"query {qi}: ids {got_ids} != {want_ids}"
+
+
+def float_schema(dim: int, *, pk: DataType = DataType.INT64, auto_id: bool = False, dynamic: bool = False,
+                 extra: tuple = ()):
+    schema = MilvusClient.create_schema(auto_id=auto_id, enable_dynamic_field=dynamic)
+    if pk == DataType.VARCHAR:
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
+    else:
+        schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=dim)
+    for name, dtype, kwargs in extra:
+        schema.add_field(name, dtype, **kwargs)
+    return schema
+
+
+def make_collection(client: MilvusClient, name: str, schema, *, metric: str = "L2", field: str = "vec",
+                    index_type: str = "FLAT", load: bool = True, **kwargs) -> None:
+    """Create ``name`` with an index on ``field``; loaded unless ``load=False``."""
+    idx = client.prepare_index_params()
+    idx.add_index(field_name=field, index_type=index_type, metric_type=metric)
+    client.create_collection(name, schema=schema, index_params=idx, **kwargs)
+    if not load:
+        client.release_collection(name)
+    else:
+        client.load_collection(name)
+
+
+def count(client: MilvusClient, name: str, **kwargs) -> int:
+    return client.query(name, output_fields=["count(*)"], **kwargs)[0]["count(*)"]
+
+
+def host_port(uri: str) -> str:
+    return uri.split("://", 1)[-1]
+
+
+@contextlib.contextmanager
+def raw_stub(uri: str):
+    """The Milvus gRPC stub on a plain channel: requests the pymilvus client would refuse to send."""
+    channel = grpc.insecure_channel(host_port(uri))
+    try:
+        yield milvus_pb2_grpc.MilvusServiceStub(channel)
+    finally:
+        channel.close()
+
+
+@pytest.fixture
+def orm(uri):
+    """A fresh ORM connection alias to the session server."""
+    alias = "orm_" + uuid.uuid4().hex[:8]
+    connections.connect(alias=alias, uri=uri)
+    yield alias
+    connections.disconnect(alias)
+    connections.remove_connection(alias)
+
+
+@pytest.fixture
+def cname(orm):
+    """A fresh collection name for ORM tests, dropped afterwards."""
+    n = "orm_" + uuid.uuid4().hex[:10]
+    yield n
+    if utility.has_collection(n, using=orm):
+        utility.drop_collection(n, using=orm)

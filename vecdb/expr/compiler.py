@@ -1,0 +1,344 @@
+"""Syntax tree -> typed plan (``vecdb.expr.nodes``), resolving names against a schema.
+
+Name resolution: ``$meta[...]`` is the dynamic field; a schema field is
+itself (JSON fields take ``["key"]``/``[0]`` paths, ARRAY fields one
+``[index]``); any other name means ``$meta["name"]`` when the dynamic field
+is enabled and is an error ("field x not exist") otherwise.
+
+Type rules (errors at compile time, like Milvus's plan parser):
+
+- comparisons need a common category: numbers (int and float mix), strings,
+  booleans (only ``==``/``!=``), lists (only ``==``/``!=``, against JSON or
+  ARRAY fields). A JSON path is compatible with all of them, decided per row.
+- arithmetic takes numeric fields, numeric literals and JSON paths; ``**``
+  only constants; a literal zero divisor is an error.
+- ``like`` needs a VARCHAR field, a VARCHAR array element or a JSON path, and
+  a string literal pattern; ``in`` needs a list literal whose elements fit the
+  field's type; ``*_contains*`` need a JSON path or an ARRAY field;
+  ``array_length`` an ARRAY field or JSON path; ``exists`` a JSON path.
+- a bare BOOL field or JSON path used as a predicate means ``== true``.
+Every error is InvalidParameter("cannot parse expression: <expr>, error: ...
+at column N").
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from vecdb.errors import InvalidParameter
+from vecdb.expr import ast, nodes
+from vecdb.expr.like import compile_like, match_one
+from vecdb.expr.lexer import INT64_MAX, INT64_MIN
+from vecdb.expr.parser import parse
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType
+
+TYPE_NAMES = {"int": "Int64", "float": "Double", "bool": "Bool", "str": "VarChar", "json": "JSON",
+              "array": "Array", "list": "Array"}
+_CATS = {"int": {"num"}, "float": {"num"}, "bool": {"bool"}, "str": {"str"}, "list": {"list"},
+         "array": {"list"}, "json": {"num", "str", "bool", "list"}}
+_CAT_ORDER = ("num", "str", "bool", "list")
+_ORDERING = ("<", "<=", ">", ">=")
+_REVERSED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+_ARITH = ("+", "-", "*", "/", "%", "**")
+_CONTAINS = {"json_contains": "one", "array_contains": "one", "json_contains_all": "all",
+             "array_contains_all": "all", "json_contains_any": "any", "array_contains_any": "any"}
+_ELEM_DTYPES = {DataType.BOOL: np.bool_, DataType.INT8: np.int64, DataType.INT16: np.int64,
+                DataType.INT32: np.int64, DataType.INT64: np.int64, DataType.FLOAT: np.float32,
+                DataType.DOUBLE: np.float64, DataType.VARCHAR: object}
+
+
+def static_type(dtype: DataType) -> str:
+    if dtype.is_integer:
+        return "int"
+    return {DataType.FLOAT: "float", DataType.DOUBLE: "float", DataType.BOOL: "bool",
+            DataType.VARCHAR: "str", DataType.JSON: "json", DataType.ARRAY: "array"}.get(dtype, "")
+
+
+def compile_expr(expr: str, schema: CollectionSchema, template_values: dict | None):
+    """Return ``(root predicate, set of column names it reads)``."""
+    c = _Compiler(expr, schema, template_values or {})
+    root = c.predicate(parse(expr))
+    return root, frozenset(c.fields)
+
+
+def _literal_type(v) -> str:
+    return {bool: "bool", int: "int", float: "float", str: "str", list: "list"}[v.__class__]
+
+
+def _literal_desc(v) -> str:
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_literal_desc(x) for x in v) + "]"
+    return str(v).lower() if isinstance(v, bool) else repr(v)
+
+
+def _path_desc(name: str, path: tuple) -> str:
+    return name + "".join(f'["{k}"]' if isinstance(k, str) else f"[{k}]" for k in path)
+
+
+class _Compiler:
+    def __init__(self, expr: str, schema: CollectionSchema, template_values: dict):
+        self.expr, self.schema, self.templates = expr, schema, template_values
+        self.fields: set[str] = set()
+
+    def error(self, detail: str, pos: int) -> InvalidParameter:
+        return InvalidParameter(f"cannot parse expression: {self.expr}, error: {detail} at column {pos + 1}")
+
+    @staticmethod
+    def typed(v: nodes.ValueNode) -> str:
+        return f"{v.desc} ({TYPE_NAMES[v.type]})"
+
+    # --- predicates ----------------------------------------------------
+    def predicate(self, node: ast.Node):
+        if isinstance(node, ast.Binary) and node.op in ("and", "or"):
+            kids = []
+            cls = nodes.And if node.op == "and" else nodes.Or
+            for side in (node.left, node.right):
+                p = self.predicate(side)
+                kids.extend(p.children if isinstance(p, cls) else [p])
+            return cls(kids)
+        if isinstance(node, ast.Unary) and node.op == "not":
+            p = self.predicate(node.operand)
+            if isinstance(p, nodes.Not):
+                return p.child
+            if isinstance(p, nodes.ConstPred):
+                return nodes.ConstPred(not p.value)
+            return nodes.Not(p)
+        if isinstance(node, ast.Binary) and node.op in _REVERSED:
+            return self.compare(node.op, self.value(node.left), self.value(node.right), node.pos)
+        if isinstance(node, ast.Range):
+            middle = self.value(node.middle)
+            return nodes.And([self.compare(node.op1, self.value(node.lower), middle, node.pos),
+                              self.compare(node.op2, middle, self.value(node.upper), node.pos)])
+        if isinstance(node, ast.In):
+            return self.term(node)
+        if isinstance(node, ast.Like):
+            return self.like(node)
+        if isinstance(node, ast.Call) and node.name in _CONTAINS:
+            return self.contains(node)
+        if isinstance(node, ast.Exists):
+            target = self.value(node.operand)
+            if not isinstance(target, nodes.JsonPath):
+                raise self.error(f"exists operations are only supported on json field, got {self.typed(target)}",
+                                 node.pos)
+            return nodes.Exists(target)
+        if isinstance(node, ast.IsNull):
+            if not isinstance(node.operand, ast.Name):
+                raise self.error("is null can only be applied to a field or a JSON path", node.pos)
+            target = self.value(node.operand)
+            return nodes.IsNull(target, node.negate)
+        return self.to_predicate(self.value(node), node.pos)
+
+    def to_predicate(self, v: nodes.ValueNode, pos: int):
+        if isinstance(v, nodes.PredValue):
+            return v.pred
+        if isinstance(v, nodes.Const) and v.type == "bool":
+            return nodes.ConstPred(v.value)
+        if v.type in ("bool", "json"):
+            return nodes.Compare("==", v, nodes.Const(True, "bool", "true"), ("bool",))
+        raise self.error(f"{self.typed(v)} is not a boolean expression", pos)
+
+    def compare(self, op: str, left: nodes.ValueNode, right: nodes.ValueNode, pos: int):
+        common = _CATS[left.type] & _CATS[right.type]
+        if not common:
+            raise self.error(
+                f"comparison between {self.typed(left)} and {self.typed(right)} is not supported", pos)
+        if op in _ORDERING:
+            common -= {"bool", "list"}
+            if not common:
+                raise self.error(
+                    f"operator {op} is not supported between {self.typed(left)} and {self.typed(right)}", pos)
+        if isinstance(left, nodes.Const) and not isinstance(right, nodes.Const):
+            left, right, op = right, left, _REVERSED[op]
+        return nodes.Compare(op, left, right, tuple(c for c in _CAT_ORDER if c in common))
+
+    def term(self, node: ast.In):
+        value = self.value(node.value)
+        items = self.value(node.items)
+        if not (isinstance(items, nodes.Const) and items.type == "list"):
+            raise self.error(f"the right side of 'in' must be a list, got {self.typed(items)}", node.items.pos)
+        if value.type in ("array", "list"):
+            raise self.error(f"'in' is not supported on {self.typed(value)}", node.pos)
+        want = _CATS[value.type]
+        for item in items.value:
+            cat = _CATS[_literal_type(item)]
+            if not cat & want:
+                raise self.error(f"value {_literal_desc(item)} in the list is not compatible with "
+                                 f"{self.typed(value)}", node.items.pos)
+        return nodes.In(value, items.value, node.negate)
+
+    def like(self, node: ast.Like):
+        value = self.value(node.value)
+        pattern = self.value(node.pattern)
+        if not (isinstance(pattern, nodes.Const) and pattern.type == "str"):
+            raise self.error(f"the pattern of like must be a string literal, got {self.typed(pattern)}",
+                             node.pattern.pos)
+        if value.type not in ("str", "json"):
+            raise self.error(f"like operation on non-string or no-json field is unsupported: {self.typed(value)}",
+                             node.pos)
+        if isinstance(value, nodes.Const):
+            return nodes.ConstPred(match_one(pattern.value, value.value))
+        return nodes.Like(value, compile_like(pattern.value))
+
+    def contains(self, node: ast.Call):
+        mode = _CONTAINS[node.name]
+        if len(node.args) != 2:
+            raise self.error(f"{node.name} takes 2 arguments, got {len(node.args)}", node.pos)
+        target, arg = self.value(node.args[0]), self.value(node.args[1])
+        if not isinstance(arg, nodes.Const):
+            raise self.error(f"the second argument of {node.name} must be a constant, got {self.typed(arg)}",
+                             node.args[1].pos)
+        if mode == "one":
+            values = [arg.value]
+        elif arg.type != "list":
+            raise self.error(f"{node.name} operation element must be an array, got {self.typed(arg)}",
+                             node.args[1].pos)
+        else:
+            values = arg.value
+        if isinstance(target, nodes.JsonPath):
+            return nodes.JsonContains(target, values, mode)
+        if isinstance(target, nodes.ArrayColumn):
+            for v in values:
+                if not _CATS[_literal_type(v)] & _CATS[target.elem]:
+                    raise self.error(f"value {_literal_desc(v)} is not compatible with the elements of "
+                                     f"{target.desc} (Array of {TYPE_NAMES[target.elem]})", node.args[1].pos)
+            f = self.schema.field(target.field)
+            return nodes.ArrayContains(target.field, values, mode, f.element_type == DataType.FLOAT)
+        raise self.error(f"{node.name} operation is only supported on json or array fields, "
+                         f"got {self.typed(target)}", node.args[0].pos)
+
+    # --- values --------------------------------------------------------
+    def value(self, node: ast.Node) -> nodes.ValueNode:
+        if isinstance(node, ast.Literal):
+            return self.const(node.value, node.pos)
+        if isinstance(node, ast.ListLiteral):
+            items = [self.value(x) for x in node.items]
+            for x, item in zip(node.items, items):
+                if not isinstance(item, nodes.Const):
+                    raise self.error(f"list elements must be constants, got {self.typed(item)}", x.pos)
+            return self.const([x.value for x in items], node.pos)
+        if isinstance(node, ast.Template):
+            if node.name not in self.templates:
+                raise self.error(f"the value of expression template variable {node.name} is not found", node.pos)
+            return self.const(self._template_value(self.templates[node.name], node), node.pos)
+        if isinstance(node, ast.Name):
+            return self.name(node)
+        if isinstance(node, ast.Unary) and node.op in ("-", "+"):
+            return self.negate(node)
+        if isinstance(node, ast.Binary) and node.op in _ARITH:
+            return self.arith(node)
+        if isinstance(node, ast.Call) and node.name == "array_length":
+            if len(node.args) != 1:
+                raise self.error(f"array_length takes 1 argument, got {len(node.args)}", node.pos)
+            src = self.value(node.args[0])
+            if not isinstance(src, (nodes.ArrayColumn, nodes.JsonPath)):
+                raise self.error(f"array_length is only supported on array or json fields, got {self.typed(src)}",
+                                 node.args[0].pos)
+            return nodes.ArrayLength(src, f"array_length({src.desc})")
+        if isinstance(node, ast.Call) and node.name not in _CONTAINS:
+            raise self.error(f"function {node.name}() is not supported", node.pos)
+        return nodes.PredValue(self.predicate(node), "predicate")
+
+    def const(self, value, pos: int) -> nodes.Const:
+        if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+            raise self.error(f"integer {value} out of int64 range", pos)
+        return nodes.Const(value, _literal_type(value), _literal_desc(value))
+
+    def _template_value(self, v, node: ast.Template):
+        if isinstance(v, (np.generic, np.ndarray)):
+            v = v.tolist()
+        if isinstance(v, tuple):
+            v = list(v)
+        if isinstance(v, list):
+            return [self._template_value(x, node) for x in v]
+        if isinstance(v, (bool, int, float, str)):
+            return v
+        raise self.error(f"unsupported value {v!r} for template variable {node.name}", node.pos)
+
+    def name(self, node: ast.Name) -> nodes.ValueNode:
+        name, path = node.name, node.path
+        desc = _path_desc(name, path)
+        dynamic = self.schema.enable_dynamic_field
+        if name == DYNAMIC_FIELD:
+            if not dynamic:
+                raise self.error(f"field {name} not exist", node.pos)
+            self.fields.add(DYNAMIC_FIELD)
+            return nodes.JsonPath(DYNAMIC_FIELD, path, desc)
+        f = self.schema.field(name)
+        if f is None or f.is_dynamic:
+            if not dynamic:
+                raise self.error(f"field {name} not exist", node.pos)
+            self.fields.add(DYNAMIC_FIELD)
+            return nodes.JsonPath(DYNAMIC_FIELD, (name, *path), desc)
+        t = static_type(f.dtype)
+        if not t:
+            raise self.error(f"field {name} of type {f.dtype.name} can't be used in a filter expression", node.pos)
+        self.fields.add(name)
+        if t == "json":
+            return nodes.JsonPath(name, path, desc)
+        if t == "array":
+            elem = static_type(f.element_type)
+            if not path:
+                return nodes.ArrayColumn(name, elem, desc)
+            if len(path) == 1 and isinstance(path[0], int):
+                return nodes.ArrayElem(name, path[0], elem, _ELEM_DTYPES[f.element_type], desc)
+            raise self.error(f"array field {name} only supports one integer index", node.pos)
+        if path:
+            raise self.error(f"field {name} is not a json or array field and can't be indexed", node.pos)
+        return nodes.Column(name, t, desc)
+
+    def _numeric(self, v: nodes.ValueNode, op: str, pos: int) -> None:
+        if v.type not in ("int", "float", "json"):
+            raise self.error(f"arithmetic operator '{op}' is not supported on {self.typed(v)}", pos)
+
+    def negate(self, node: ast.Unary) -> nodes.ValueNode:
+        v = self.value(node.operand)
+        self._numeric(v, node.op, node.pos)
+        if node.op == "+":
+            return v
+        if isinstance(v, nodes.Const):
+            return self.const(-v.value, node.pos)
+        return nodes.Neg(v, f"-{v.desc}")
+
+    def arith(self, node: ast.Binary) -> nodes.ValueNode:
+        left, right = self.value(node.left), self.value(node.right)
+        self._numeric(left, node.op, node.left.pos)
+        self._numeric(right, node.op, node.right.pos)
+        if isinstance(left, nodes.Const) and isinstance(right, nodes.Const):
+            return self.const(self._fold(node.op, left.value, right.value, node), node.pos)
+        if node.op == "**":
+            raise self.error("power operator is only supported on constants", node.pos)
+        if node.op in ("/", "%") and isinstance(right, nodes.Const) and right.value == 0:
+            raise self.error("divide by zero" if node.op == "/" else "modulo by zero", node.right.pos)
+        t = "int" if left.type == right.type == "int" else "float"
+        return nodes.Arith(node.op, left, right, t, f"{left.desc} {node.op} {right.desc}")
+
+    def _fold(self, op: str, a, b, node: ast.Binary):
+        both_int = isinstance(a, int) and isinstance(b, int)
+        if op in ("/", "%") and b == 0:
+            raise self.error("divide by zero" if op == "/" else "modulo by zero", node.right.pos)
+        try:
+            if op == "+":
+                return a + b
+            if op == "-":
+                return a - b
+            if op == "*":
+                return a * b
+            if op == "/":
+                return trunc_div(a, b) if both_int else a / b
+            if op == "%":
+                return a - b * trunc_div(a, b) if both_int else math.fmod(a, b)
+            r = a**b if both_int and b >= 0 else float(a) ** b
+            if isinstance(r, complex):
+                raise ValueError
+            return r
+        except (OverflowError, ValueError, ZeroDivisionError):
+            raise self.error(f"invalid constant arithmetic {a} {op} {b}", node.pos) from None
+
+
+def trunc_div(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q

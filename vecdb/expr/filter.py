@@ -1,0 +1,86 @@
+"""``compile_filter``: a Milvus expression + schema -> a reusable, thread-safe ``Filter``.
+
+Compiled filters are cached on (expression, schema shape, template values),
+so repeated queries pay only for evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from vecdb.expr.compiler import compile_expr
+from vecdb.expr.nodes import EvalContext
+from vecdb.schema import CollectionSchema
+
+
+class Filter:
+    """A compiled boolean expression.
+
+    ``fields``: the column names ``evaluate`` reads (``"$meta"`` for dynamic
+    keys). ``evaluate(columns, n)`` returns a new bool mask of length ``n``;
+    ``columns`` may be a lazy mapping, only names in ``fields`` are read.
+    """
+
+    __slots__ = ("expr", "fields", "_root")
+
+    def __init__(self, expr: str, root, fields: frozenset[str]):
+        self.expr, self._root, self.fields = expr, root, fields
+
+    def evaluate(self, columns: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return self._root.eval(EvalContext(columns, n))
+
+    def __repr__(self) -> str:
+        return f"Filter({self.expr!r}, fields={sorted(self.fields)})"
+
+
+def compile_filter(expr: str, schema: CollectionSchema, template_values: dict | None = None) -> Filter:
+    """Parse and type-check ``expr`` against ``schema``; raise InvalidParameter on any error."""
+    shape = _schema_key(schema)
+    if not template_values:
+        return _cached(expr, shape, (), schema)
+    try:
+        tkey = _freeze(template_values)
+        hash(tkey)
+    except TypeError:
+        return _build(expr, schema, template_values)
+    return _cached(expr, shape, tkey, schema, template_values)
+
+
+def _build(expr: str, schema: CollectionSchema, template_values: dict | None) -> Filter:
+    root, fields = compile_expr(expr, schema, template_values)
+    return Filter(expr, root, fields)
+
+
+# A plain dict with FIFO eviction: the schema itself is unhashable, so the key
+# is its shape, and the schema is passed alongside for the first compilation.
+_CACHE: dict = {}
+_CACHE_MAX = 1024
+
+
+def _cached(expr: str, shape: tuple, tkey: tuple, schema: CollectionSchema, template_values=None) -> Filter:
+    key = (expr, shape, tkey)
+    flt = _CACHE.get(key)
+    if flt is None:
+        flt = _build(expr, schema, template_values)
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = flt
+    return flt
+
+
+def _schema_key(schema: CollectionSchema) -> tuple:
+    return (schema.enable_dynamic_field,
+            tuple((f.name, int(f.dtype), int(f.element_type), f.is_dynamic) for f in schema.fields))
+
+
+def _freeze(v):
+    if isinstance(v, dict):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    if isinstance(v, (list, tuple)):
+        return ("list", tuple(_freeze(x) for x in v))
+    if isinstance(v, np.ndarray):
+        return ("list", tuple(_freeze(x) for x in v.tolist()))
+    return (type(v).__name__, v)

@@ -1,0 +1,94 @@
+"""LIKE patterns: ``%`` matches any run of characters (newlines included),
+``_`` exactly one character; ``\\%``, ``\\_`` and ``\\\\`` match a literal
+``%``, ``_`` and backslash, and any other backslash is itself literal.
+Matching is over the whole string (Milvus ``like`` is anchored).
+
+``compile_like(pattern)`` returns a function from a 1-D object array of str to
+a bool mask, picking the cheapest strategy: equality, prefix (two vectorised
+string comparisons), suffix, substring, or a compiled regex.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from itertools import repeat
+
+import numpy as np
+
+Matcher = Callable[[np.ndarray], np.ndarray]
+_ANY, _ONE = object(), object()
+
+
+def _parse(pattern: str) -> list[object]:
+    """Pattern -> list of literal str pieces and the markers _ANY / _ONE."""
+    out: list[object] = []
+    buf: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\" and i + 1 < n and pattern[i + 1] in "%_\\":
+            buf.append(pattern[i + 1])
+            i += 2
+            continue
+        if c in "%_":
+            if buf:
+                out.append("".join(buf))
+                buf = []
+            if not (c == "%" and out and out[-1] is _ANY):
+                out.append(_ANY if c == "%" else _ONE)
+        else:
+            buf.append(c)
+        i += 1
+    if buf:
+        out.append("".join(buf))
+    return out
+
+
+def like_to_regex(pattern: str) -> str:
+    parts = _parse(pattern)
+    return "".join(".*" if p is _ANY else "." if p is _ONE else re.escape(p) for p in parts)
+
+
+def match_one(pattern: str, s: str) -> bool:
+    """Scalar LIKE, used for constant folding."""
+    return re.fullmatch(like_to_regex(pattern), s, re.DOTALL) is not None
+
+
+def compile_like(pattern: str) -> Matcher:
+    parts = _parse(pattern)
+    lits = [p for p in parts if isinstance(p, str)]
+    if _ONE not in parts and len(lits) <= 1:
+        lit = lits[0] if lits else ""
+        shape = tuple("L" if isinstance(p, str) else "%" for p in parts)
+        if shape in ((), ("L",)):
+            return lambda d: _as_bool(d == lit)
+        if shape == ("%",):
+            return lambda d: np.ones(len(d), dtype=bool)
+        if shape == ("L", "%"):
+            return _prefix_matcher(lit)
+        if shape == ("%", "L"):
+            return lambda d: np.fromiter(map(str.endswith, d, repeat(lit)), bool, len(d))
+        if shape == ("%", "L", "%"):
+            return lambda d: np.fromiter(map(str.__contains__, d, repeat(lit)), bool, len(d))
+    rx = re.compile(like_to_regex(pattern), re.DOTALL).fullmatch
+    return lambda d: np.fromiter(map(bool, map(rx, d)), bool, len(d))
+
+
+def _prefix_matcher(prefix: str) -> Matcher:
+    # s starts with p  <=>  p <= s < succ(p), succ(p) = p with its last code
+    # point incremented; two C-level object comparisons beat str.startswith.
+    if ord(prefix[-1]) >= 0x10FFFF:
+        return lambda d: np.fromiter(map(str.startswith, d, repeat(prefix)), bool, len(d))
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+    def match(d: np.ndarray) -> np.ndarray:
+        res = _as_bool(d >= prefix)
+        res &= _as_bool(d < upper)
+        return res
+
+    return match
+
+
+def _as_bool(x) -> np.ndarray:
+    return np.asarray(x, dtype=bool)

@@ -1,0 +1,47 @@
+"""Create an index from (validated) parameters, or load one from its file."""
+
+from __future__ import annotations
+
+import faiss
+
+from vecdb.errors import IoFailed
+from vecdb.index.base import VectorIndex
+from vecdb.index.binary import BinaryIndex
+from vecdb.index.faiss_index import FaissIndex
+from vecdb.index.gpu import create_gpu_index
+from vecdb.index.params import index_spec, validate_index_params
+from vecdb.index.storage import read_index_file
+from vecdb.schema import DataType
+
+
+def create_index(
+    index_type: str, metric_type: str, dim: int, params: dict, vector_type: DataType
+) -> VectorIndex:
+    """Validate the build parameters (AUTOINDEX resolved) and return an empty index.
+
+    ``params`` may be raw user params or the output of validate_index_params.
+    GPU types raise IndexNotSupported when no GPU is available.
+    """
+    p = validate_index_params(index_type, metric_type, vector_type, dim, params)
+    itype, metric = p.pop("index_type"), p.pop("metric_type")
+    spec = index_spec(itype)
+    if spec.gpu:
+        return create_gpu_index(itype, metric, dim, p, vector_type)
+    if spec.binary:
+        return BinaryIndex(itype, metric, dim, p, vector_type)
+    return FaissIndex(itype, metric, dim, p, vector_type)
+
+
+def load_index(path: str, mmap: bool = False) -> VectorIndex:
+    """Load an index written by ``save``; ``mmap`` maps vectors/lists instead of reading them (read-only)."""
+    meta, index, arrays = read_index_file(path, mmap=mmap)
+    if meta.get("kind") == "faiss":
+        return FaissIndex.from_saved(meta, index, mmap)
+    if meta.get("kind") == "binary":
+        return BinaryIndex.from_saved(meta, index, arrays, mmap)
+    raise IoFailed(f"{path}: unknown index kind {meta.get('kind')!r}")
+
+
+def configure_threads(n: int) -> None:
+    """Set FAISS's OpenMP thread count for the process (call at start-up, not per search)."""
+    faiss.omp_set_num_threads(max(1, int(n)))
