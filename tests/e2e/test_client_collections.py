@@ -9,7 +9,7 @@ import pytest
 from pymilvus import DataType, MilvusClient, MilvusException
 from pymilvus.grpc_gen import milvus_pb2
 
-from tests.e2e._helpers import count, float_vectors, make_collection, raw_stub
+from tests.e2e._helpers import count, float_schema, float_vectors, make_collection, raw_stub
 
 
 def test_connect_health_and_version(client, uri):
@@ -84,10 +84,10 @@ def test_quick_setup_varchar_pk_and_metric(client, name):
 
 
 def test_describe_has_list_drop_rename(client, name):
-    client.create_collection(name, dimension=4)
+    make_collection(client, name, float_schema(4))
     new = name + "_r"
     try:
-        client.insert(name, [{"id": 7, "vector": [1, 2, 3, 4]}])
+        client.insert(name, [{"id": 7, "vec": [1, 2, 3, 4]}])
         client.rename_collection(name, new)
         assert not client.has_collection(name)
         assert client.has_collection(new)
@@ -101,8 +101,8 @@ def test_describe_has_list_drop_rename(client, name):
 
 
 def test_get_collection_stats_and_load_state(client, name):
-    client.create_collection(name, dimension=4)
-    client.insert(name, [{"id": i, "vector": [i, 1, 1, 1]} for i in range(10)])
+    make_collection(client, name, float_schema(4))
+    client.insert(name, [{"id": i, "vec": [i, 1, 1, 1]} for i in range(10)])
     client.delete(name, ids=[0, 1])
     assert client.get_collection_stats(name)["row_count"] == 8
     client.release_collection(name)
@@ -165,7 +165,9 @@ def test_binary_and_float16_vectors(client, name):
     idx = client.prepare_index_params()
     idx.add_index("bv", index_type="BIN_FLAT", metric_type="HAMMING")
     idx.add_index("hv", index_type="FLAT", metric_type="L2")
-    client.create_collection(name, schema=s, index_params=idx)
+    client.create_collection(name, schema=s)
+    client.create_index(name, idx, sync=False)
+    client.load_collection(name)
     bits = np.array([[0, 0], [255, 0], [255, 255]], np.uint8)
     half = np.array([[0, 0, 0, 0], [1, 1, 1, 1], [0.5, 0, 0, 0]], np.float16)
     res = client.insert(name, [{"bv": bits[i].tobytes(), "hv": half[i]} for i in range(3)])

@@ -182,3 +182,45 @@ def test_dynamic_fields(client, name):
     assert [r["id"] for r in client.query(name, filter="meta['k'][1] == 2")] == [1]
     hits = client.search(name, [[1, 0, 0, 0]], limit=2, output_fields=["color"])
     assert [(h.id, h["entity"]["color"]) for h in hits[0]] == [(1, "red"), (2, "blue")]
+
+
+def test_upsert_is_atomic_for_concurrent_readers(client, coll, uri):
+    """While one client upserts the same keys over and over, readers always see each key exactly once."""
+    import threading
+
+    keys = list(range(50))
+    client.insert(coll, _rows(keys, 0))
+    stop = threading.Event()
+    errors: list = []
+
+    def writer():
+        w = MilvusClient(uri=uri)
+        try:
+            for v in range(1, 40):
+                w.upsert(coll, _rows(keys, v, seed=v))
+                if v == 20:
+                    w.flush(coll)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            stop.set()
+            w.close()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    observations = 0
+    try:
+        while not stop.is_set() or observations < 3:
+            rows = client.query(coll, filter="id >= 0", output_fields=["val"])
+            assert sorted(r["id"] for r in rows) == keys
+            # one upsert batch is written under one timestamp: a snapshot sees all of it or none of it
+            assert len({r["val"] for r in rows}) == 1
+            assert count(client, coll) == len(keys)
+            hits = client.search(coll, [float_vectors(1, DIM, 99)[0]], limit=60)
+            assert sorted(h.id for h in hits[0]) == keys
+            observations += 1
+    finally:
+        t.join()
+    assert not errors, errors
+    assert observations >= 3
+    assert {r["val"] for r in client.query(coll, filter="id >= 0", output_fields=["val"])} == {39}

@@ -98,7 +98,7 @@ def test_orm_partitions(orm, cname):
     coll.insert([[3], ["c"], [[0, 0, 1, 0]]])
     coll.flush()
     assert p.num_entities == 2 and coll.num_entities == 3
-    coll.create_index("vec", {"index_type": "FLAT", "metric_type": "L2", "params": {}})
+    coll.create_index("vec", {"index_type": "FLAT", "metric_type": "L2", "params": {}}, sync=False)
     p.load()
     assert sorted(r["pk"] for r in p.query("pk >= 0")) == [1, 2]
     p.release()

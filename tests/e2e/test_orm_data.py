@@ -20,7 +20,7 @@ def _collection(name, using, metric="L2", auto_id=False):
         FieldSchema("vec", DataType.FLOAT_VECTOR, dim=DIM),
     ]
     coll = Collection(name, CollectionSchema(fields), using=using)
-    coll.create_index("vec", {"index_type": "FLAT", "metric_type": metric, "params": {}})
+    coll.create_index("vec", {"index_type": "FLAT", "metric_type": metric, "params": {}}, sync=False)
     coll.load()
     return coll
 

@@ -14,6 +14,18 @@ F, BIN = DataType.FLOAT_VECTOR, DataType.BINARY_VECTOR
 N, DIM, NQ, K = 5000, 32, 50, 10
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_omp_thread():
+    """One OpenMP thread: these small searches gain nothing from more, and on a
+    shared machine OpenMP's spin-waiting threads make timings erratic."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
+
+
 def _clustered(rng, n, centers):
     return (centers[rng.integers(0, len(centers), n)] + rng.standard_normal((n, DIM))).astype(np.float32)
 
@@ -166,6 +178,31 @@ def test_filtered_search_half_and_one_percent(index_type):
         np.testing.assert_array_equal(np.sort(i, axis=1), np.sort(i_ref, axis=1))
     else:
         assert recall(i, i_ref) >= 0.5
+
+
+@pytest.mark.parametrize("index_type", ["FLAT", "HNSW"])
+def test_filtered_batch_and_single_queries_agree(index_type):
+    # batches of >= 20 queries gather the valid rows for BLAS; small ones use FAISS's selector
+    idx = built(index_type, "L2")
+    mask = np.random.default_rng(8).random(N) < (0.5 if index_type == "FLAT" else 0.03)
+    d_batch, i_batch = idx.search(Q, K, {"ef": 64}, valid=mask)
+    d_one, i_one = idx.search(Q[:5], K, {"ef": 64}, valid=mask)
+    np.testing.assert_array_equal(i_batch[:5], i_one)
+    np.testing.assert_allclose(d_batch[:5], d_one, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(i_batch, _exact_among(mask, "L2")[1])
+
+
+def test_configure_threads():
+    import faiss
+
+    from vecdb.index import configure_threads
+
+    before = faiss.omp_get_max_threads()
+    try:
+        configure_threads(1)
+        assert faiss.omp_get_max_threads() == 1
+    finally:
+        configure_threads(before)
 
 
 def test_hnsw_uses_the_graph_with_a_selector_and_stays_valid(monkeypatch):

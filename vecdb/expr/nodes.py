@@ -124,10 +124,16 @@ class Typed:
 class JsonVal:
     """Raw JSON values at one path, with typed views computed on first use."""
 
-    __slots__ = ("raw", "_views", "_isint")
+    __slots__ = ("raw", "_views", "_types")
 
     def __init__(self, raw: list):
-        self.raw, self._views, self._isint = raw, {}, None
+        self.raw, self._views, self._types = raw, {}, None
+
+    @property
+    def types(self) -> np.ndarray:
+        if self._types is None:
+            self._types = rowdata.types_of(self.raw)
+        return self._types
 
     def view(self, cat: str):
         v = self._views.get(cat)
@@ -135,18 +141,16 @@ class JsonVal:
             if cat == "num":
                 v = rowdata.num_view(self.raw)
             elif cat == "str":
-                v = rowdata.str_view(self.raw)
+                v = rowdata.str_view(self.raw, self.types)
             elif cat == "bool":
-                v = rowdata.bool_view(self.raw)
+                v = rowdata.bool_view(self.raw, self.types)
             else:
                 v = (self.raw, None)
             self._views[cat] = v
         return v
 
     def int_rows(self):
-        if self._isint is None:
-            self._isint = rowdata.int_rows(self.raw)
-        return self._isint
+        return rowdata.int_rows(self.types)
 
 
 class ArrayVal:

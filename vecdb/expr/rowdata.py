@@ -58,21 +58,26 @@ def _to_float(v) -> float:
         return float("inf") if v > 0 else float("-inf")
 
 
-def int_rows(raw: list) -> np.ndarray:
-    return np.fromiter([v.__class__ is int for v in raw], bool, len(raw))
+def int_rows(types: np.ndarray) -> np.ndarray:
+    return types == int
 
 
-def str_view(raw: list) -> tuple[np.ndarray, np.ndarray]:
-    valid = np.fromiter([v.__class__ is str for v in raw], bool, len(raw))
-    data = np.empty(len(raw), dtype=object)
-    data[:] = [v if v.__class__ is str else "" for v in raw]
+def types_of(raw: list) -> np.ndarray:
+    """Object array of each value's type; ``types == str`` is then one vectorised pass."""
+    return np.fromiter(map(type, raw), object, len(raw))
+
+
+def str_view(raw: list, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    valid = types == str
+    data = np.fromiter(raw, object, len(raw))
+    data[~valid] = ""
     return data, valid
 
 
-def bool_view(raw: list) -> tuple[np.ndarray, np.ndarray]:
-    valid = np.fromiter([v.__class__ is bool for v in raw], bool, len(raw))
-    data = np.fromiter([v is True for v in raw], bool, len(raw))
-    return data, valid
+def bool_view(raw: list, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    valid = types == bool
+    data = np.fromiter(raw, object, len(raw)) == True  # noqa: E712 - element-wise
+    return np.asarray(data, dtype=bool) & valid, valid
 
 
 def json_equal(a, b) -> bool:

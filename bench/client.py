@@ -1,0 +1,185 @@
+"""Client-side workloads, each run in a fresh process of its own (``isolated``).
+
+Every function here talks to a server only through ``pymilvus.MilvusClient`` and
+returns a plain dict of measurements. They run in a spawned child process so
+the client's CPU (pymilvus costs ~0.45 ms per nq=1 request) is never counted in
+the server process, and each load starts with a clean interpreter. This module
+must not import FAISS: the client processes need only pymilvus and numpy.
+
+Throughput rules (the same for every system):
+- a run is at least ``duration`` seconds *and* at least one full pass over the
+  queries; QPS = queries answered / wall time of the run (after a warm-up);
+- recall@10 comes from the first answer to each query of that run;
+- latency percentiles are per request, measured in the client (pymilvus result
+  object included).
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+PK, VEC = "id", "vec"
+
+
+def isolated(fn, *args, timeout: float | None = None, **kwargs):
+    """Run ``fn(*args, **kwargs)`` in a new spawned process; return its result."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(fn, *args, **kwargs).result(timeout=timeout)
+
+
+def _client(uri: str):
+    from pymilvus import MilvusClient
+
+    return MilvusClient(uri=uri)
+
+
+def _hit_ids(hits) -> list:
+    ids = getattr(hits, "ids", None)
+    return list(ids) if ids is not None else [h["id"] for h in hits]
+
+
+def build(uri: str, data_dir: str, collection: str, index_params: dict, batch: int = 5000) -> dict:
+    """Create the collection, insert ``batch``-row batches, flush, create the index
+    (pymilvus waits until DescribeIndex says Finished), load (waits for 100%).
+
+    Returns phase times in seconds and ``insert_rows_s`` (rows / time inside the
+    insert calls; the row dicts are built before the clock starts).
+    """
+    from pymilvus import DataType, MilvusClient
+
+    base = np.load(os.path.join(data_dir, "base.npy"))
+    client = _client(uri)
+    if client.has_collection(collection):
+        client.drop_collection(collection)
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field(PK, DataType.INT64, is_primary=True)
+    schema.add_field(VEC, DataType.FLOAT_VECTOR, dim=int(base.shape[1]))
+    client.create_collection(collection, schema=schema, consistency_level="Bounded")
+
+    batches = []
+    for s in range(0, len(base), batch):
+        rows = base[s:s + batch]
+        batches.append([{PK: s + i, VEC: rows[i]} for i in range(len(rows))])
+    t0 = time.perf_counter()
+    insert_time = 0.0
+    for rows in batches:
+        t = time.perf_counter()
+        res = client.insert(collection, rows)
+        insert_time += time.perf_counter() - t
+        if res["insert_count"] != len(rows):
+            raise RuntimeError(f"insert acknowledged {res['insert_count']} of {len(rows)} rows")
+    t1 = time.perf_counter()
+    client.flush(collection)
+    t2 = time.perf_counter()
+    ip = client.prepare_index_params()
+    ip.add_index(field_name=VEC, index_type=index_params["index_type"],
+                 metric_type=index_params["metric_type"], params=index_params["params"])
+    client.create_index(collection, ip)
+    t3 = time.perf_counter()
+    client.load_collection(collection)
+    t4 = time.perf_counter()
+    client.close()
+    return {"rows": int(len(base)), "insert_s": t1 - t0, "insert_rows_s": len(base) / insert_time,
+            "flush_s": t2 - t1, "index_s": t3 - t2, "load_s": t4 - t3, "build_s": t4 - t0}
+
+
+def search_load(uri: str, data_dir: str, collection: str, search_params: dict, *,
+                threads: int = 1, nq: int = 1, duration: float = 5.0, warmup: float = 0.5,
+                k: int = 10) -> dict:
+    """Closed-loop search load: ``threads`` threads sharing one MilvusClient, each
+    sending ``nq`` queries per request back to back.
+
+    Returns qps (queries/s), rps (requests/s), p50/p99/mean latency (ms, per
+    request), recall@k and the counts.
+    """
+    from bench.datasets import recall_at_k
+
+    queries = np.load(os.path.join(data_dir, "queries.npy"))
+    gt = np.load(os.path.join(data_dir, "gt.npy"))
+    nbatch = max(1, len(queries) // nq)
+    batches = [queries[i * nq:(i + 1) * nq] for i in range(nbatch)]
+    client = _client(uri)
+
+    def one(j: int):
+        return client.search(collection, data=batches[j % nbatch], limit=k,
+                             search_params=search_params, anns_field=VEC)
+
+    stop_warm = time.perf_counter() + warmup
+    j = 0
+    while time.perf_counter() < stop_warm:
+        one(j)
+        j += 1
+
+    found = np.full((nbatch * nq, k), -1, dtype=np.int64)
+    counter = itertools.count()
+    lat: list[list[float]] = [[] for _ in range(threads)]
+    ends = [0.0] * threads
+    errors: list[BaseException] = []
+    start = time.perf_counter()
+    deadline = start + duration
+
+    def worker(w: int):
+        mine = lat[w]
+        try:
+            while True:
+                j = next(counter)
+                if j >= nbatch and time.perf_counter() >= deadline:
+                    break
+                t = time.perf_counter()
+                res = one(j)
+                mine.append(time.perf_counter() - t)
+                if j < nbatch:
+                    for r, hits in enumerate(res):
+                        ids = _hit_ids(hits)[:k]
+                        found[j * nq + r, :len(ids)] = ids
+        except BaseException as e:  # surfaced to the caller below
+            errors.append(e)
+        ends[w] = time.perf_counter()
+
+    pool = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    if errors:
+        raise errors[0]
+    elapsed = max(ends) - start
+    all_lat = np.concatenate([np.asarray(x) for x in lat]) * 1000.0
+    client.close()
+    return {
+        "threads": threads, "nq": nq, "requests": int(len(all_lat)), "seconds": elapsed,
+        "qps": len(all_lat) * nq / elapsed, "rps": len(all_lat) / elapsed,
+        "p50_ms": float(np.percentile(all_lat, 50)), "p99_ms": float(np.percentile(all_lat, 99)),
+        "mean_ms": float(all_lat.mean()),
+        "recall": recall_at_k(found, gt[:nbatch * nq], k),
+    }
+
+
+def count_latency(uri: str, collection: str, reps: int = 20, consistency: str = "Strong") -> dict:
+    """Latency of ``count(*)`` (no filter) at the given consistency level."""
+    client = _client(uri)
+    times, count = [], None
+    for _ in range(reps + 1):
+        t = time.perf_counter()
+        res = client.query(collection, filter="", output_fields=["count(*)"], consistency_level=consistency)
+        times.append(time.perf_counter() - t)
+        count = int(res[0]["count(*)"])
+    client.close()
+    ms = np.asarray(times[1:]) * 1000.0  # the first call is a warm-up
+    return {"count": count, "p50_ms": float(np.median(ms)), "p99_ms": float(np.percentile(ms, 99)),
+            "consistency": consistency}
+
+
+def drop(uri: str, collection: str) -> None:
+    client = _client(uri)
+    if client.has_collection(collection):
+        client.drop_collection(collection)
+    client.close()

@@ -1,0 +1,222 @@
+"""Start and stop the servers under test, each as a process of its own.
+
+- ``VecdbServer``: ``python -m vecdb standalone`` (waits for its "ready" line).
+- ``BareServer``: ``python -m bench.bare_server`` (FAISS behind the stubs).
+- ``MilvusStandalone``: Milvus 2.3.5 from PyPI ``milvus`` (``milvus.MilvusServer``),
+  on free ports, with its embedded etcd moved off 2379/2380 by an
+  ``ETCD_CONFIG_PATH`` file. After a stop its bind check fails for about a
+  minute on the same ports (TIME_WAIT), which is why every start picks new ports.
+
+Every server gets ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP threads sleep instead
+of spinning: on 2 cores spinning steals the client's CPU). ``peak_rss_mb()``
+reads VmHWM from /proc/<pid>/status of the server process. Stop is by PID:
+SIGTERM, then SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SERVER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_vmhwm_mb(pid: int) -> float | None:
+    """Peak resident set (VmHWM) of a live process in MiB, or None."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def _stop_pid(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+class _PythonServer:
+    """A Python server child process that prints a line containing 'ready'."""
+
+    name = "?"
+
+    def __init__(self, workdir: str | None = None):
+        self.workdir = workdir or tempfile.mkdtemp(prefix=f"bench-{self.name}-")
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log_path = os.path.join(self.workdir, "server.log")
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def start(self, timeout: float = 60.0) -> "_PythonServer":
+        env = dict(os.environ, **SERVER_ENV)
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=env, cwd=repo)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}")
+            with open(self.log_path) as f:
+                if any("ready" in line for line in f):
+                    return self
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"{self.name} not ready in {timeout:.0f} s: {self.tail()}")
+
+    def tail(self, n: int = 20) -> str:
+        try:
+            with open(self.log_path) as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def peak_rss_mb(self) -> float | None:
+        return read_vmhwm_mb(self.pid) if self.proc else None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop_pid(self.proc)
+            self._log.close()
+        shutil.rmtree(os.path.join(self.workdir, "data"), ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class VecdbServer(_PythonServer):
+    name = "vecdb"
+
+    def __init__(self, workdir: str | None = None, log_level: str = "WARNING"):
+        super().__init__(workdir)
+        self.log_level = log_level
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "vecdb", "--log-level", self.log_level, "standalone",
+                "--data-dir", os.path.join(self.workdir, "data"), "--port", str(self.port),
+                "--http-port", "0"]
+
+
+class BareServer(_PythonServer):
+    name = "bare"
+
+    def __init__(self, workdir: str | None = None, workers: int = 4):
+        super().__init__(workdir)
+        self.workers = workers
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "bench.bare_server", "--port", str(self.port),
+                "--workers", str(self.workers)]
+
+
+class MilvusStandalone:
+    """Milvus 2.3.5 standalone (embedded etcd, local storage, rocksmq) from PyPI."""
+
+    name = "milvus"
+
+    def __init__(self, workdir: str | None = None):
+        self.workdir = workdir or tempfile.mkdtemp(prefix="bench-milvus-")
+        self.port = free_port()
+        self.server = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.server.server_proc.pid
+
+    def start(self) -> "MilvusStandalone":
+        try:
+            from milvus import MilvusServer, MilvusServerConfig
+        except ImportError as e:
+            raise RuntimeError("Milvus 2.3.5 is not installed: pip install 'milvus==2.3.5' "
+                               "(or the project's bench extra)") from e
+        etcd_client, etcd_peer = free_port(), free_port()
+        etcd_yaml = os.path.join(self.workdir, "embed-etcd.yaml")
+        with open(etcd_yaml, "w") as f:
+            f.write(f"listen-client-urls: http://127.0.0.1:{etcd_client}\n"
+                    f"advertise-client-urls: http://127.0.0.1:{etcd_client}\n"
+                    f"listen-peer-urls: http://127.0.0.1:{etcd_peer}\n"
+                    f"initial-advertise-peer-urls: http://127.0.0.1:{etcd_peer}\n"
+                    f"initial-cluster: default=http://127.0.0.1:{etcd_peer}\n")
+        saved = {k: os.environ.get(k) for k in ("ETCD_CONFIG_PATH", *SERVER_ENV)}
+        os.environ["ETCD_CONFIG_PATH"] = etcd_yaml  # MilvusServer copies os.environ at start
+        os.environ.update(SERVER_ENV)
+        try:
+            self.server = MilvusServer(MilvusServerConfig(), wait_for_started=True)
+            self.server.set_base_dir(os.path.join(self.workdir, "milvus"))
+            self.server.config.update(proxy_port=self.port, etcd_port=etcd_client)
+            self.server.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        return self
+
+    def peak_rss_mb(self) -> float | None:
+        return read_vmhwm_mb(self.pid) if self.server and self.server.server_proc else None
+
+    def stop(self) -> None:
+        if self.server is not None and self.server.server_proc is not None:
+            proc = self.server.server_proc
+            # Milvus logs "All cleanup done" then aborts (exit -6) on SIGTERM: harmless.
+            _stop_pid(proc, grace=15.0)
+            self.server.server_proc = None
+            self.server.stop()  # closes its log files
+        shutil.rmtree(os.path.join(self.workdir, "milvus"), ignore_errors=True)
+
+    def tail(self, n: int = 20) -> str:
+        path = os.path.join(self.workdir, "milvus", "logs", "milvus-stderr.log")
+        try:
+            with open(path) as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+SERVERS = {"vecdb": VecdbServer, "bare": BareServer, "milvus": MilvusStandalone}
