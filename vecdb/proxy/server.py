@@ -25,6 +25,10 @@ def start_server(roles: Roles, host: str, port: int, workers: int = 8) -> tuple[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
+            # pymilvus sends keepalive pings every 10 s, also between calls: accept them
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
+            ("grpc.http2.max_ping_strikes", 0),
         ],
     )
     milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusService(roles), server)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vecdb.index import brute_force_search, create_index, is_similarity
+from vecdb.index.bruteforce import merge_topk
 from vecdb.querynode.shard import SegmentView
 from vecdb.schema import FieldSchema
 
@@ -87,7 +88,27 @@ def _segment_search(view: SegmentView, spec: SearchSpec, k: int, mask: np.ndarra
         return _pad_ranges(per_query, k, spec.metric)
     if index is not None and index.ntotal == view.n:
         return index.search(spec.queries, k, spec.params, valid=mask)
+    interim = seg.growing_indexes.get(spec.field.name)
+    if interim is not None and interim.ntotal:
+        return _interim_search(view, spec, k, mask, interim)
     return brute_force_search(seg.column(spec.field.name, view.n), spec.queries, k, spec.metric, valid=mask)
+
+
+INTERIM_EF = 64
+
+
+def _interim_search(view: SegmentView, spec: SearchSpec, k: int, mask, interim):
+    """Interim index over rows [0, m), exact search over the tail [m, n), merged."""
+    n = view.n
+    m = min(interim.ntotal, n)
+    head_mask = mask[:m] if mask is not None else (np.ones(n, bool) if interim.ntotal > n else None)
+    parts = [interim.search(spec.queries, min(k, m), {"ef": max(k, INTERIM_EF)}, valid=head_mask)]
+    if n > m:
+        tail_mask = None if mask is None else mask[m:n]
+        d, o = brute_force_search(view.segment.column(spec.field.name, n)[m:n], spec.queries, min(k, n - m),
+                                  spec.metric, valid=tail_mask)
+        parts.append((d, np.where(o >= 0, o + m, -1)))
+    return merge_topk(parts, k, spec.metric)
 
 
 def _pad_ranges(per_query, k: int, metric: str):

@@ -26,6 +26,9 @@ from vecdb.storage.base import Log, MetaStore, ObjectStore
 log = logging.getLogger(__name__)
 
 MIN_ROWS_FOR_INDEX = 1024
+# Growing segments get an interim HNSW index once this many rows are not covered by it.
+GROWING_INDEX_BATCH = 4096
+GROWING_INDEX_PARAMS = {"M": 16, "efConstruction": 100}
 
 
 class LoadedCollection:
@@ -46,6 +49,8 @@ class QueryNode:
         self.collections: dict[int, LoadedCollection] = {}
         self._by_channel: dict[str, Shard] = {}
         self._builder = ThreadPoolExecutor(max_workers=index_threads, thread_name_prefix="index-build")
+        self._interim = ThreadPoolExecutor(max_workers=1, thread_name_prefix="growing-index")
+        self._interim_busy: set[int] = set()  # id() of segments with a pending interim task
 
     # --- load / release ---------------------------------------------------------
     def load(self, info: CollectionInfo) -> None:
@@ -106,6 +111,58 @@ class QueryNode:
         shard = self._by_channel.get(channel)
         if shard is not None:
             shard.apply(position, record)
+            if isinstance(record, InsertRecord):
+                seg = shard.growing.get(record.partition_id)
+                if seg is not None:
+                    self._maybe_grow_index(channel, seg)
+
+    # --- growing (interim) indexes --------------------------------------------------
+    def _interim_fields(self, info: CollectionInfo) -> list:
+        out = []
+        for idx in info.indexes:
+            field = info.schema.field(idx.field_name)
+            if (field is not None and field.dtype.is_vector and field.dtype.name != "BINARY_VECTOR"
+                    and idx.index_type not in ("FLAT", "BIN_FLAT") and not idx.index_type.startswith("GPU")):
+                out.append((field, idx.metric_type))
+        return out
+
+    def _maybe_grow_index(self, channel: str, seg: Segment) -> None:
+        coll = self.collections.get(_collection_id(channel))
+        if coll is None or id(seg) in self._interim_busy:
+            return
+        fields = self._interim_fields(coll.info)
+        if not fields:
+            return
+        covered = min((seg.growing_indexes[f.name].ntotal if f.name in seg.growing_indexes else 0)
+                      for f, _ in fields)
+        if seg.n - covered >= GROWING_INDEX_BATCH:
+            self._interim_busy.add(id(seg))
+            self._interim.submit(self._grow_index, seg, fields)
+
+    def _grow_index(self, seg: Segment, fields) -> None:
+        """Index rows appended since the last pass, until caught up; inserts never wait for this."""
+        try:
+            while True:
+                behind = 0
+                for field, metric in fields:
+                    if field.name in seg.indexes:
+                        continue  # the sealed index is ready; the interim one is no longer needed
+                    index = seg.growing_indexes.get(field.name)
+                    n = seg.n
+                    vectors = seg.column(field.name, n)
+                    if index is None:
+                        index = create_index("HNSW", metric, field.dim, GROWING_INDEX_PARAMS, field.dtype)
+                        index.build(np.ascontiguousarray(vectors))
+                        seg.growing_indexes[field.name] = index
+                    elif n > index.ntotal:
+                        index.add(np.ascontiguousarray(vectors[index.ntotal:n]))
+                    behind = max(behind, seg.n - index.ntotal)
+                if behind < GROWING_INDEX_BATCH:
+                    return
+        except Exception:  # the exact path still answers correctly
+            log.exception("growing index update failed")
+        finally:
+            self._interim_busy.discard(id(seg))
 
     def drop_partition(self, collection_id: int, partition_id: int) -> None:
         coll = self.collections.get(collection_id)
@@ -152,6 +209,7 @@ class QueryNode:
             index = create_index(idx.index_type, idx.metric_type, field.dim, idx.params, field.dtype)
             index.build(np.ascontiguousarray(seg.column(field.name)))
             seg.indexes[field.name] = index
+            seg.growing_indexes.pop(field.name, None)
         except Exception:  # a failed build leaves the segment on brute force, still correct
             log.exception("index build failed for segment %s", seg.segment_id)
 
@@ -199,3 +257,9 @@ class QueryNode:
 
     def close(self) -> None:
         self._builder.shutdown(wait=False, cancel_futures=True)
+        self._interim.shutdown(wait=False, cancel_futures=True)
+
+
+def _collection_id(channel: str) -> int:
+    """Channels are named ``c<collection id>-s<shard>``."""
+    return int(channel[1:channel.index("-")])

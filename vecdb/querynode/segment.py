@@ -52,6 +52,9 @@ class Segment:
         self.max_ts = 0  # newest row timestamp
         self.min_del_ts = MAX_TIMESTAMP  # oldest delete timestamp: rows are all visible before it
         self.indexes: dict[str, object] = {}  # field name -> VectorIndex (sealed segments)
+        # Interim indexes over a prefix of the rows, built in the background while the segment
+        # grows (and until its sealed index is ready); the rest is searched exactly.
+        self.growing_indexes: dict[str, object] = {}
         self.index_lock = threading.Lock()
         self._cols = {f.name: empty_column(f, capacity) for f in schema.fields}
         self._ts = np.empty(capacity, np.uint64)
@@ -66,7 +69,7 @@ class Segment:
         seg.sealed, seg.segment_id, seg.n = True, None, len(ts)
         seg.max_ts = int(ts.max()) if len(ts) else 0
         seg.min_del_ts = int(np.min(del_ts)) if len(del_ts) else MAX_TIMESTAMP
-        seg.indexes, seg.index_lock = {}, threading.Lock()
+        seg.indexes, seg.growing_indexes, seg.index_lock = {}, {}, threading.Lock()
         seg._cols = dict(columns)
         seg._ts = np.asarray(ts, np.uint64)
         seg._del_ts = np.array(del_ts, np.uint64)  # writable copy: deletes land here
