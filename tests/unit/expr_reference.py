@@ -46,7 +46,7 @@ def json_eq(a, b) -> bool:
     if ca is None or ca != cb:
         return False
     if ca == "list":
-        return len(a) == len(b) and all(json_eq(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(json_eq(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import expr_reference as R
 import numpy as np
 import pytest
 
-import expr_reference as R
 from vecdb.errors import InvalidParameter
-from vecdb.expr import compile_filter
-from vecdb.expr import ast
+from vecdb.expr import ast, compile_filter
 from vecdb.expr.lexer import tokenize
 from vecdb.expr.parser import parse
 
@@ -264,3 +263,12 @@ def test_template_type_errors():
     assert "not compatible with a (Int64)" in error_of("a in {v}", v=["s"])
     assert "right side of 'in' must be a list" in error_of("a in {v}", v=3)
     assert "unsupported value" in error_of("a > {v}", v={"k": 1})
+
+
+def test_deep_nesting_is_an_input_error():
+    expr = "(" * 3000 + "a > 1" + ")" * 3000
+    with pytest.raises(InvalidParameter, match="nested too deeply"):
+        compile_filter(expr, SCHEMA)
+    # moderately deep expressions still work
+    expr = " + ".join(["a"] * 100) + " > 0"
+    assert mask(expr) == [True, True, True, False]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import expr_reference as R
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import expr_reference as R
 from vecdb.expr import compile_filter
 
 SCHEMA = R.make_schema()

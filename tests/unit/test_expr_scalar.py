@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import expr_reference as R
 import numpy as np
 import pytest
 
-import expr_reference as R
 from vecdb.expr import compile_filter
 
 SCHEMA = R.make_schema(dynamic=False)

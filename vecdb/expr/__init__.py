@@ -4,9 +4,10 @@
     mask = flt.evaluate(columns, n)   # reads only flt.fields
 
 Modules: ``lexer`` -> ``parser`` (syntax tree in ``ast``) -> ``compiler``
-(names and types against the schema) -> ``nodes`` (vectorised evaluation,
-JSON/ARRAY helpers in ``rowdata``, LIKE in ``like``); ``filter`` ties them
-together with a cache.
+(names and types against the schema) -> a plan of ``nodes`` (values) and
+``predicates`` (masks), evaluated over ``runtime`` values with JSON/ARRAY
+helpers in ``rowdata`` and LIKE in ``like``; ``filter`` ties them together
+with a cache. ``python -m vecdb.expr.bench`` prints throughput.
 """
 
 from vecdb.expr.filter import Filter, compile_filter

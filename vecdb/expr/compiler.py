@@ -29,8 +29,9 @@ import numpy as np
 
 from vecdb.errors import InvalidParameter
 from vecdb.expr import ast, nodes
-from vecdb.expr.like import compile_like, match_one
+from vecdb.expr import predicates as preds
 from vecdb.expr.lexer import INT64_MAX, INT64_MIN
+from vecdb.expr.like import compile_like, match_one
 from vecdb.expr.parser import parse
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType
 
@@ -59,7 +60,11 @@ def static_type(dtype: DataType) -> str:
 def compile_expr(expr: str, schema: CollectionSchema, template_values: dict | None):
     """Return ``(root predicate, set of column names it reads)``."""
     c = _Compiler(expr, schema, template_values or {})
-    root = c.predicate(parse(expr))
+    try:
+        root = c.predicate(parse(expr))
+    except RecursionError:
+        detail = "expression is nested too deeply"
+        raise InvalidParameter(f"cannot parse expression: {expr[:200]}, error: {detail}") from None
     return root, frozenset(c.fields)
 
 
@@ -95,23 +100,23 @@ class _Compiler:
     def predicate(self, node: ast.Node):
         if isinstance(node, ast.Binary) and node.op in ("and", "or"):
             kids = []
-            cls = nodes.And if node.op == "and" else nodes.Or
+            cls = preds.And if node.op == "and" else preds.Or
             for side in (node.left, node.right):
                 p = self.predicate(side)
                 kids.extend(p.children if isinstance(p, cls) else [p])
             return cls(kids)
         if isinstance(node, ast.Unary) and node.op == "not":
             p = self.predicate(node.operand)
-            if isinstance(p, nodes.Not):
+            if isinstance(p, preds.Not):
                 return p.child
-            if isinstance(p, nodes.ConstPred):
-                return nodes.ConstPred(not p.value)
-            return nodes.Not(p)
+            if isinstance(p, preds.ConstPred):
+                return preds.ConstPred(not p.value)
+            return preds.Not(p)
         if isinstance(node, ast.Binary) and node.op in _REVERSED:
             return self.compare(node.op, self.value(node.left), self.value(node.right), node.pos)
         if isinstance(node, ast.Range):
             middle = self.value(node.middle)
-            return nodes.And([self.compare(node.op1, self.value(node.lower), middle, node.pos),
+            return preds.And([self.compare(node.op1, self.value(node.lower), middle, node.pos),
                               self.compare(node.op2, middle, self.value(node.upper), node.pos)])
         if isinstance(node, ast.In):
             return self.term(node)
@@ -124,21 +129,21 @@ class _Compiler:
             if not isinstance(target, nodes.JsonPath):
                 raise self.error(f"exists operations are only supported on json field, got {self.typed(target)}",
                                  node.pos)
-            return nodes.Exists(target)
+            return preds.Exists(target)
         if isinstance(node, ast.IsNull):
             if not isinstance(node.operand, ast.Name):
                 raise self.error("is null can only be applied to a field or a JSON path", node.pos)
             target = self.value(node.operand)
-            return nodes.IsNull(target, node.negate)
+            return preds.IsNull(target, node.negate)
         return self.to_predicate(self.value(node), node.pos)
 
     def to_predicate(self, v: nodes.ValueNode, pos: int):
         if isinstance(v, nodes.PredValue):
             return v.pred
         if isinstance(v, nodes.Const) and v.type == "bool":
-            return nodes.ConstPred(v.value)
+            return preds.ConstPred(v.value)
         if v.type in ("bool", "json"):
-            return nodes.Compare("==", v, nodes.Const(True, "bool", "true"), ("bool",))
+            return preds.Compare("==", v, nodes.Const(True, "bool", "true"), ("bool",))
         raise self.error(f"{self.typed(v)} is not a boolean expression", pos)
 
     def compare(self, op: str, left: nodes.ValueNode, right: nodes.ValueNode, pos: int):
@@ -153,7 +158,7 @@ class _Compiler:
                     f"operator {op} is not supported between {self.typed(left)} and {self.typed(right)}", pos)
         if isinstance(left, nodes.Const) and not isinstance(right, nodes.Const):
             left, right, op = right, left, _REVERSED[op]
-        return nodes.Compare(op, left, right, tuple(c for c in _CAT_ORDER if c in common))
+        return preds.Compare(op, left, right, tuple(c for c in _CAT_ORDER if c in common))
 
     def term(self, node: ast.In):
         value = self.value(node.value)
@@ -168,7 +173,7 @@ class _Compiler:
             if not cat & want:
                 raise self.error(f"value {_literal_desc(item)} in the list is not compatible with "
                                  f"{self.typed(value)}", node.items.pos)
-        return nodes.In(value, items.value, node.negate)
+        return preds.In(value, items.value, node.negate)
 
     def like(self, node: ast.Like):
         value = self.value(node.value)
@@ -180,8 +185,8 @@ class _Compiler:
             raise self.error(f"like operation on non-string or no-json field is unsupported: {self.typed(value)}",
                              node.pos)
         if isinstance(value, nodes.Const):
-            return nodes.ConstPred(match_one(pattern.value, value.value))
-        return nodes.Like(value, compile_like(pattern.value))
+            return preds.ConstPred(match_one(pattern.value, value.value))
+        return preds.Like(value, compile_like(pattern.value))
 
     def contains(self, node: ast.Call):
         mode = _CONTAINS[node.name]
@@ -199,14 +204,14 @@ class _Compiler:
         else:
             values = arg.value
         if isinstance(target, nodes.JsonPath):
-            return nodes.JsonContains(target, values, mode)
+            return preds.JsonContains(target, values, mode)
         if isinstance(target, nodes.ArrayColumn):
             for v in values:
                 if not _CATS[_literal_type(v)] & _CATS[target.elem]:
                     raise self.error(f"value {_literal_desc(v)} is not compatible with the elements of "
                                      f"{target.desc} (Array of {TYPE_NAMES[target.elem]})", node.args[1].pos)
             f = self.schema.field(target.field)
-            return nodes.ArrayContains(target.field, values, mode, f.element_type == DataType.FLOAT)
+            return preds.ArrayContains(target.field, values, mode, f.element_type == DataType.FLOAT)
         raise self.error(f"{node.name} operation is only supported on json or array fields, "
                          f"got {self.typed(target)}", node.args[0].pos)
 
@@ -216,7 +221,7 @@ class _Compiler:
             return self.const(node.value, node.pos)
         if isinstance(node, ast.ListLiteral):
             items = [self.value(x) for x in node.items]
-            for x, item in zip(node.items, items):
+            for x, item in zip(node.items, items, strict=True):
                 if not isinstance(item, nodes.Const):
                     raise self.error(f"list elements must be constants, got {self.typed(item)}", x.pos)
             return self.const([x.value for x in items], node.pos)

@@ -6,12 +6,13 @@ so repeated queries pay only for evaluation.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 
 import numpy as np
 
 from vecdb.expr.compiler import compile_expr
-from vecdb.expr.nodes import EvalContext
+from vecdb.expr.runtime import EvalContext
 from vecdb.schema import CollectionSchema
 
 
@@ -58,6 +59,7 @@ def _build(expr: str, schema: CollectionSchema, template_values: dict | None) ->
 # is its shape, and the schema is passed alongside for the first compilation.
 _CACHE: dict = {}
 _CACHE_MAX = 1024
+_CACHE_LOCK = threading.Lock()
 
 
 def _cached(expr: str, shape: tuple, tkey: tuple, schema: CollectionSchema, template_values=None) -> Filter:
@@ -65,9 +67,10 @@ def _cached(expr: str, shape: tuple, tkey: tuple, schema: CollectionSchema, temp
     flt = _CACHE.get(key)
     if flt is None:
         flt = _build(expr, schema, template_values)
-        if len(_CACHE) >= _CACHE_MAX:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = flt
+        with _CACHE_LOCK:
+            if len(_CACHE) >= _CACHE_MAX:
+                _CACHE.pop(next(iter(_CACHE)))
+            _CACHE[key] = flt
     return flt
 
 

@@ -96,12 +96,13 @@ def tokenize(expr: str) -> list[Token]:
 
 
 def _read_number(expr: str, i: int) -> Token:
-    for rx, kind in ((_HEXFLOAT_RE, "FLOAT"), (_FLOAT_RE, "FLOAT"), (_INT_RE, "INT")):
+    text, kind = "", ""
+    for rx, rx_kind in ((_HEXFLOAT_RE, "FLOAT"), (_FLOAT_RE, "FLOAT"), (_INT_RE, "INT")):
         m = rx.match(expr, i)
         if m and not _NUM_TAIL_RE.match(expr, m.end()):
-            text = m.group()
+            text, kind = m.group(), rx_kind
             break
-    else:
+    if not text:
         m = re.compile(r"[0-9A-Za-z_.]+").match(expr, i)
         raise syntax_error(expr, f"invalid number {m.group()!r} at column {i + 1}")
     if kind == "FLOAT":

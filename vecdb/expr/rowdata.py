@@ -59,7 +59,7 @@ def _to_float(v) -> float:
 
 
 def int_rows(types: np.ndarray) -> np.ndarray:
-    return types == int
+    return types == int  # noqa: E721
 
 
 def types_of(raw: list) -> np.ndarray:
@@ -68,14 +68,14 @@ def types_of(raw: list) -> np.ndarray:
 
 
 def str_view(raw: list, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    valid = types == str
+    valid = types == str  # noqa: E721 - element-wise over an object array
     data = np.fromiter(raw, object, len(raw))
     data[~valid] = ""
     return data, valid
 
 
 def bool_view(raw: list, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    valid = types == bool
+    valid = types == bool  # noqa: E721
     data = np.fromiter(raw, object, len(raw)) == True  # noqa: E712 - element-wise
     return np.asarray(data, dtype=bool) & valid, valid
 
@@ -90,7 +90,7 @@ def json_equal(a, b) -> bool:
     if ta is str:
         return tb is str and a == b
     if ta is list:
-        return tb is list and len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
+        return tb is list and len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
     return False
 
 
@@ -136,7 +136,7 @@ def rows_equal_list(rows, lit: list) -> np.ndarray:
 
 def rows_equal_rows(left, right) -> np.ndarray:
     out = np.zeros(len(left), dtype=bool)
-    for i, (a, b) in enumerate(zip(left, right)):
+    for i, (a, b) in enumerate(zip(left, right, strict=True)):
         a = a.tolist() if isinstance(a, np.ndarray) else a
         b = b.tolist() if isinstance(b, np.ndarray) else b
         out[i] = json_equal(a, b)

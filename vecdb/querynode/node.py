@@ -8,6 +8,8 @@ that, records arrive through ``deliver`` in channel order.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,7 +18,7 @@ import numpy as np
 from vecdb import errors
 from vecdb.coord.catalog import CollectionInfo
 from vecdb.datanode import segment_files as sf
-from vecdb.index import create_index
+from vecdb.index import create_index, load_index
 from vecdb.querynode import executor
 from vecdb.querynode.segment import Segment, empty_column
 from vecdb.querynode.shard import SegmentView, Shard
@@ -77,6 +79,8 @@ class QueryNode:
             seg = shard.add_sealed(lambda slot: Segment.from_columns(
                 slot, seg_info["partition_id"], info.schema, columns, ts, np.full(len(ts), np.iinfo(np.uint64).max, np.uint64)))
             seg.segment_id = seg_info["segment_id"]
+            seg.prefix = seg_info["prefix"]
+            self._load_saved_indexes(info, seg, mmap)
         shard.rebuild_pk_index()
         for key in sf.list_deltas(self.meta, info.id, channel):
             pks, ts = sf.read_delta(self.objects, key)
@@ -210,8 +214,36 @@ class QueryNode:
             index.build(np.ascontiguousarray(seg.column(field.name)))
             seg.indexes[field.name] = index
             seg.growing_indexes.pop(field.name, None)
+            if seg.prefix is not None:
+                self._save_index(index, index_key(seg.prefix, field.field_id, idx.index_id))
         except Exception:  # a failed build leaves the segment on brute force, still correct
             log.exception("index build failed for segment %s", seg.segment_id)
+
+    def _save_index(self, index, key: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "index")
+            index.save(path)
+            with open(path, "rb") as f:
+                self.objects.put(key, f.read())
+
+    def _load_saved_indexes(self, info: CollectionInfo, seg: Segment, mmap: bool) -> None:
+        """Reuse index files built before a restart (memory-mapped when the collection asks for mmap)."""
+        for idx in info.indexes:
+            field = info.schema.field(idx.field_name)
+            if field is None or not field.dtype.is_vector:
+                continue
+            key = index_key(seg.prefix, field.field_id, idx.index_id)
+            if not self.objects.exists(key):
+                continue
+            path = self.objects.local_path(key)
+            try:
+                if path is None:  # remote store: keep a local copy to load (and map) from
+                    path = os.path.join(tempfile.mkdtemp(prefix="vecdb-index-"), "index")
+                    with open(path, "wb") as f:
+                        f.write(self.objects.get(key))
+                seg.indexes[field.name] = load_index(path, mmap=mmap)
+            except Exception:  # rebuilt in the background instead
+                log.exception("cannot load index %s; it will be rebuilt", key)
 
     def index_state(self, collection_id: int, field_name: str) -> tuple[int, int]:
         """(rows indexed or not needing an index, total rows) for index progress."""
@@ -258,6 +290,10 @@ class QueryNode:
     def close(self) -> None:
         self._builder.shutdown(wait=False, cancel_futures=True)
         self._interim.shutdown(wait=False, cancel_futures=True)
+
+
+def index_key(prefix: str, field_id: int, index_id: int) -> str:
+    return f"{prefix}index-{field_id}-{index_id}.bin"
 
 
 def _collection_id(channel: str) -> int:

@@ -47,7 +47,8 @@ class Segment:
         self.partition_id = partition_id
         self.schema = schema
         self.sealed = False
-        self.segment_id: str | None = None  # set once persisted by a data node
+        self.segment_id: int | None = None  # set once persisted by a data node
+        self.prefix: str | None = None  # where its files live in the object store, once sealed
         self.n = 0
         self.max_ts = 0  # newest row timestamp
         self.min_del_ts = MAX_TIMESTAMP  # oldest delete timestamp: rows are all visible before it
@@ -66,7 +67,7 @@ class Segment:
         """A sealed segment over existing arrays (loaded from files; may be memory-mapped)."""
         seg = cls.__new__(cls)
         seg.slot, seg.partition_id, seg.schema = slot, partition_id, schema
-        seg.sealed, seg.segment_id, seg.n = True, None, len(ts)
+        seg.sealed, seg.segment_id, seg.prefix, seg.n = True, None, None, len(ts)
         seg.max_ts = int(ts.max()) if len(ts) else 0
         seg.min_del_ts = int(np.min(del_ts)) if len(del_ts) else MAX_TIMESTAMP
         seg.indexes, seg.growing_indexes, seg.index_lock = {}, {}, threading.Lock()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vecdb.datanode.segment_files import segment_prefix
 from vecdb.querynode.segment import Segment
 from vecdb.records import DeleteRecord, InsertRecord, Record, SealRecord
 from vecdb.schema import CollectionSchema
@@ -52,7 +53,7 @@ class Shard:
             elif isinstance(record, DeleteRecord):
                 self._delete(record.pks, record.ts, record.partition_id)
             elif isinstance(record, SealRecord):
-                self.seal_growing()
+                self.seal_growing(lambda pid: segment_prefix(record.collection_id, self.channel, position, pid))
             self.applied_position = position
             self.applied_ts = max(self.applied_ts, record.ts)
 
@@ -109,11 +110,15 @@ class Shard:
         for slot in np.unique(slots).tolist():
             self.segments[slot].mark_deleted(offsets[slots == slot], ts)
 
-    def seal_growing(self) -> list[Segment]:
+    def seal_growing(self, prefix_of=None) -> list[Segment]:
+        """Freeze the growing segments; ``prefix_of(partition_id)`` names their files (the data node
+        writes them under the same prefix, derived from the seal record's position)."""
         with self.lock:
             sealed = [s for s in self.growing.values() if s.n]
             for seg in sealed:
                 seg.seal()
+                if prefix_of is not None:
+                    seg.prefix = prefix_of(seg.partition_id)
             for pid, seg in list(self.growing.items()):
                 if not seg.n:
                     self.segments.pop(seg.slot, None)

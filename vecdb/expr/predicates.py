@@ -1,0 +1,264 @@
+"""Predicate nodes of a compiled plan: ``eval(ctx)`` returns a fresh bool
+array of length n that callers may modify in place.
+
+Comparison rule: OR, over the categories both operands offer, of
+``op(left, right) & valid_left & valid_right`` -- rows whose JSON value is
+missing or of another type are false. ``!=`` involving a JSON path is the
+negation of ``==`` (Milvus: a missing key or another type matches ``!=``);
+elsewhere (ARRAY index out of range, zero divisor) an invalid row is false
+for every operator. ``not`` and ``not in`` negate the mask plainly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vecdb.expr import rowdata
+from vecdb.expr.nodes import JsonPath, ValueNode
+from vecdb.expr.rowdata import MISSING
+from vecdb.expr.runtime import ArrayVal, JsonVal, ListLit, Typed, and_masks
+
+_CMP = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
+        ">": np.greater, ">=": np.greater_equal}
+
+
+class Pred:
+    __slots__ = ()
+    type = "pred"
+    is_json = False
+
+
+class ConstPred(Pred):
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool):
+        self.value = value
+
+    def eval(self, ctx):
+        return np.full(ctx.n, self.value, dtype=bool)
+
+
+class And(Pred):
+    __slots__ = ("children",)
+
+    def __init__(self, children):
+        self.children = children
+
+    def eval(self, ctx):
+        res = self.children[0].eval(ctx)
+        for child in self.children[1:]:
+            if not res.any():
+                break
+            res &= child.eval(ctx)
+        return res
+
+
+class Or(Pred):
+    __slots__ = ("children",)
+
+    def __init__(self, children):
+        self.children = children
+
+    def eval(self, ctx):
+        res = self.children[0].eval(ctx)
+        for child in self.children[1:]:
+            if res.all():
+                break
+            res |= child.eval(ctx)
+        return res
+
+
+class Not(Pred):
+    __slots__ = ("child",)
+
+    def __init__(self, child):
+        self.child = child
+
+    def eval(self, ctx):
+        res = self.child.eval(ctx)
+        np.logical_not(res, out=res)
+        return res
+
+
+class Compare(Pred):
+    __slots__ = ("op", "left", "right", "cats", "json_ne")
+
+    def __init__(self, op: str, left: ValueNode, right: ValueNode, cats: tuple[str, ...]):
+        self.op, self.left, self.right, self.cats = op, left, right, cats
+        self.json_ne = op == "!=" and (left.is_json or right.is_json)
+
+    def eval(self, ctx):
+        L, R = self.left.eval(ctx), self.right.eval(ctx)
+        if self.json_ne:
+            res = compare("==", L, R, self.cats, ctx.n)
+            np.logical_not(res, out=res)
+            return res
+        return compare(self.op, L, R, self.cats, ctx.n)
+
+
+def compare(op: str, L, R, cats, n: int) -> np.ndarray:
+    res = None
+    fn = _CMP[op]
+    for cat in cats:
+        lv, rv = L.view(cat), R.view(cat)
+        if lv is None or rv is None:
+            continue
+        if cat == "list":
+            part = _list_equal(lv[0], rv[0], n)
+            if op == "!=":
+                np.logical_not(part, out=part)
+        else:
+            part = fn(lv[0], rv[0])
+        mask = and_masks(lv[1], rv[1])
+        if mask is not None:
+            part = part & mask
+        res = part if res is None else res | part
+    if res is None:
+        return np.zeros(n, dtype=bool)
+    if np.ndim(res) == 0:
+        return np.full(n, bool(res), dtype=bool)
+    return res if res.dtype == bool else res.astype(bool)
+
+
+def _list_equal(a, b, n: int) -> np.ndarray:
+    a_lit, b_lit = isinstance(a, ListLit), isinstance(b, ListLit)
+    if a_lit and b_lit:
+        return np.full(n, rowdata.json_equal(a.value, b.value), dtype=bool)
+    if a_lit:
+        return rowdata.rows_equal_list(b, a.value)
+    if b_lit:
+        return rowdata.rows_equal_list(a, b.value)
+    return rowdata.rows_equal_rows(a, b)
+
+
+class In(Pred):
+    """``value in [...]``; ``values`` is the literal list, pre-split by category."""
+
+    __slots__ = ("value", "nums", "strs", "bools", "lists", "negate")
+
+    def __init__(self, value: ValueNode, values: list, negate: bool):
+        self.value, self.negate = value, negate
+        nums = [v for v in values if v.__class__ in (int, float)]
+        all_int = all(type(v) is int for v in nums)
+        self.nums = np.array(nums, dtype=np.int64 if all_int else np.float64) if nums else None
+        strs = [v for v in values if v.__class__ is str]
+        self.strs = np.array(strs, dtype=object) if strs else None
+        bools = sorted({v for v in values if v.__class__ is bool})
+        self.bools = np.array(bools, dtype=bool) if bools else None
+        self.lists = [v for v in values if v.__class__ is list]
+
+    def eval(self, ctx):
+        V = self.value.eval(ctx)
+        res = np.zeros(ctx.n, dtype=bool)
+        for cat, vals in (("num", self.nums), ("str", self.strs), ("bool", self.bools)):
+            view = V.view(cat) if vals is not None else None
+            if view is None:
+                continue
+            data, valid = view
+            if isinstance(data, np.ndarray) and data.dtype == np.float32:
+                vals = vals.astype(np.float32)
+            part = np.isin(data, vals)
+            res |= part if valid is None else part & valid
+        if self.lists:
+            view = V.view("list")
+            if view is not None:
+                for lit in self.lists:
+                    res |= _list_equal(view[0], ListLit(lit), ctx.n)
+        if self.negate:
+            np.logical_not(res, out=res)
+        return res
+
+
+class Like(Pred):
+    __slots__ = ("value", "matcher")
+
+    def __init__(self, value: ValueNode, matcher):
+        self.value, self.matcher = value, matcher
+
+    def eval(self, ctx):
+        view = self.value.eval(ctx).view("str")
+        if view is None:
+            return np.zeros(ctx.n, dtype=bool)
+        data, valid = view
+        res = self.matcher(data)
+        return res if valid is None else res & valid
+
+
+class JsonContains(Pred):
+    __slots__ = ("target", "values", "mode")
+
+    def __init__(self, target: JsonPath, values: list, mode: str):
+        self.target, self.values, self.mode = target, values, mode
+
+    def eval(self, ctx):
+        return rowdata.json_contains(self.target.eval(ctx).raw, self.values, self.mode)
+
+
+class ArrayContains(Pred):
+    """contains / contains_all / contains_any on an ARRAY field, over its flattened elements."""
+
+    __slots__ = ("field", "values", "mode", "float32")
+
+    def __init__(self, field: str, values: list, mode: str, float32: bool):
+        self.field, self.values, self.mode, self.float32 = field, values, mode, float32
+
+    def _rows_with(self, flat, n, hits) -> np.ndarray:
+        res = np.zeros(n, dtype=bool)
+        res[flat.rows[hits]] = True
+        return res
+
+    def eval(self, ctx):
+        n = ctx.n
+        vals = self.values
+        if self.mode == "all":
+            if not vals:
+                return np.ones(n, dtype=bool)
+        elif not vals:
+            return np.zeros(n, dtype=bool)
+        flat = ctx.flat(self.field)
+        if len(flat.values) == 0:
+            return np.zeros(n, dtype=bool)
+        arr = np.array(vals, dtype=np.float32 if self.float32 else object if isinstance(vals[0], str) else None)
+        if self.mode == "all":
+            res = np.ones(n, dtype=bool)
+            for v in np.unique(arr) if arr.dtype != object else set(vals):
+                res &= self._rows_with(flat, n, flat.values == v)
+            return res
+        return self._rows_with(flat, n, np.isin(flat.values, arr))
+
+
+class Exists(Pred):
+    __slots__ = ("target",)
+
+    def __init__(self, target: JsonPath):
+        self.target = target
+
+    def eval(self, ctx):
+        raw = self.target.eval(ctx).raw
+        return np.fromiter([v is not MISSING for v in raw], bool, ctx.n)
+
+
+class IsNull(Pred):
+    """JSON: missing key or JSON null; array element: index out of range;
+    other fields: a None entry (non-nullable columns never have one)."""
+
+    __slots__ = ("value", "negate")
+
+    def __init__(self, value: ValueNode, negate: bool):
+        self.value, self.negate = value, negate
+
+    def eval(self, ctx):
+        V = self.value.eval(ctx)
+        if isinstance(V, JsonVal):
+            res = np.fromiter([v is MISSING or v is None for v in V.raw], bool, ctx.n)
+        elif isinstance(V, Typed) and V.valid is not None:
+            res = ~V.valid
+        else:
+            col = V.col if isinstance(V, ArrayVal) else V.data
+            if col.dtype == object:
+                res = np.fromiter([v is None for v in col], bool, ctx.n)
+            else:
+                res = np.zeros(ctx.n, dtype=bool)
+        if self.negate:
+            np.logical_not(res, out=res)
+        return res
