@@ -78,6 +78,7 @@ class Standalone:
             self.http.shutdown()
         if self.server is not None:
             self.server.stop(grace).wait()
+        self.roles.background.shutdown(wait=True, cancel_futures=True)
         self.querynode.close()
         self.wal.close()
         self.meta.close()

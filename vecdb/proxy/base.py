@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import zlib
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 from pymilvus.grpc_gen import common_pb2
@@ -32,6 +33,9 @@ class Roles:
     datanode: DataNode
     max_request_bytes: int = 64 << 20
     max_query_window: int = 16384
+    # background work of the proxy (automatic seals); shut down with the server
+    background: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealer"))
 
 
 def rpc(response_type=None):

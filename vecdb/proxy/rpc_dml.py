@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import logging
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from pymilvus.grpc_gen import milvus_pb2
@@ -31,8 +30,6 @@ _PK_EQ = re.compile(r"^\s*([A-Za-z_]\w*)\s*==\s*(-?\d+|\"[^\"\\]*\"|'[^'\\]*')\s
 
 
 class DmlRpcs(ServiceBase):
-    _sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealer")
-
     # --- insert / upsert -----------------------------------------------------------
     def _check_size(self, request) -> None:
         size = request.ByteSize()
@@ -198,7 +195,7 @@ class DmlRpcs(ServiceBase):
     def _maybe_seal(self, info: CollectionInfo, channels: list[str]) -> None:
         full = [ch for ch in channels if self.r.querynode.growing_rows(ch) >= SEAL_ROWS]
         if full:
-            self._sealer.submit(self._seal_quietly, info, full)
+            self.r.background.submit(self._seal_quietly, info, full)
 
     def _seal_quietly(self, info, channels) -> None:
         try:

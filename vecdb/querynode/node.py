@@ -195,9 +195,14 @@ class QueryNode:
                 self._schedule_index(info, [s for s in shard.segments.values() if s.sealed])
 
     def _on_seal(self, collection_id: int, segments: list[Segment]) -> None:
+        """Runs inside the write path: it only schedules work and never raises."""
         coll = self.collections.get(collection_id)
-        if coll is not None:
+        if coll is None:
+            return
+        try:
             self._schedule_index(coll.info, segments)
+        except RuntimeError:  # shutting down: the next load builds the index
+            log.info("index build not scheduled: query node is closing")
 
     def _schedule_index(self, info: CollectionInfo, segments: list[Segment]) -> None:
         for idx in info.indexes:
