@@ -155,7 +155,8 @@ def test_varchar_pk_dml(client, name):
     client.upsert(name, [{"id": "b", "vec": [9, 9, 9, 9], "val": 10}])
     client.delete(name, ids=["c"])
     client.delete(name, filter='id like "z%"')
-    assert {r["id"]: r["val"] for r in client.get(name, ids=["a", "b", "c"], output_fields=["val"])} == {"a": 3, "b": 10}
+    got = client.get(name, ids=["a", "b", "c"], output_fields=["val"])
+    assert {r["id"]: r["val"] for r in got} == {"a": 3, "b": 10}
     assert count(client, name) == 2
 
 

@@ -56,6 +56,9 @@ class CollectionInfo:
     partitions: list[PartitionInfo] = field(default_factory=list)
     indexes: list[IndexInfo] = field(default_factory=list)
     loaded: bool = False
+    # With ``loaded``: None = every partition (load_collection, new partitions included), else the ids
+    # that load_partitions loaded and release_partitions has not released.
+    loaded_partitions: list[int] | None = None
 
     @property
     def channels(self) -> list[str]:
@@ -69,6 +72,9 @@ class CollectionInfo:
 
     def has_partition(self, name: str) -> bool:
         return any(p.name == name for p in self.partitions)
+
+    def partition_loaded(self, partition_id: int) -> bool:
+        return self.loaded and (self.loaded_partitions is None or partition_id in self.loaded_partitions)
 
     def index_for_field(self, field_name: str) -> IndexInfo | None:
         return next((i for i in self.indexes if i.field_name == field_name), None)

@@ -65,12 +65,18 @@ class ServiceBase:
         return self.r.catalog.get(db, name)
 
     def partition_ids(self, info: CollectionInfo, names) -> set[int] | None:
+        """Partitions a read covers: the named ones (each must be loaded), else every loaded one;
+        None means all partitions."""
         names = [n for n in names if n]
         if not names:
-            return None
+            return None if info.loaded_partitions is None else set(info.loaded_partitions)
         if info.schema.partition_key_field is not None:
             raise errors.InvalidParameter("not support manually specifying the partition names if partition key mode is used")
-        return {info.partition(n).id for n in names}
+        parts = [info.partition(n) for n in names]
+        for p in parts:
+            if not info.partition_loaded(p.id):
+                raise errors.PartitionNotLoaded(f"partition not loaded[partition={p.name}]")
+        return {p.id for p in parts}
 
     def require_loaded(self, info: CollectionInfo) -> None:
         if not self.r.querynode.is_loaded(info.id):

@@ -215,6 +215,9 @@ class CollectionRpcs(ServiceBase):
         if not info.has_partition(request.partition_name):
             return status.success()
         part = info.partition(request.partition_name)
+        if info.partition_loaded(part.id):
+            raise errors.InvalidParameter(
+                f"partition cannot be dropped, partition is loaded, please release it first[partition={part.name}]")
         with self.r.writer.locked(info.channels):
             info.partitions = [p for p in info.partitions if p.id != part.id]
             self.r.catalog.save(info)
@@ -233,12 +236,11 @@ class CollectionRpcs(ServiceBase):
         parts = info.partitions
         if request.partition_names:
             parts = [info.partition(n) for n in request.partition_names]
-        loaded = self.r.querynode.is_loaded(info.id)
         return milvus_pb2.ShowPartitionsResponse(
             status=status.success(), partition_names=[p.name for p in parts], partitionIDs=[p.id for p in parts],
             created_timestamps=[p.created_ts for p in parts],
             created_utc_timestamps=[physical_ms(p.created_ts) for p in parts],
-            inMemory_percentages=[100 if loaded else 0 for _ in parts])
+            inMemory_percentages=[100 if info.partition_loaded(p.id) else 0 for p in parts])
 
     @rpc(milvus_pb2.GetPartitionStatisticsResponse)
     def GetPartitionStatistics(self, request, context):

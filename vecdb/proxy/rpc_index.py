@@ -114,16 +114,27 @@ class IndexRpcs(ServiceBase):
         return milvus_pb2.GetIndexBuildProgressResponse(status=status.success(), indexed_rows=done, total_rows=total)
 
     # --- load / release -----------------------------------------------------------
-    def _load(self, info) -> None:
+    def _load(self, info, partition_ids: list[int] | None = None) -> None:
+        """Load the collection's data; ``partition_ids`` None = the whole collection."""
         for f in info.schema.vector_fields:
             if info.index_for_field(f.name) is None:
                 raise errors.IndexNotFound(
                     f"there is no vector index on field: [{f.name}], please create index firstly: collection={info.name}")
         with self.r.writer.locked(info.channels):
             self.r.querynode.load(info)
-        if not info.loaded:
-            info.loaded = True
-            self.r.catalog.save(info)
+        if partition_ids is None:
+            info.loaded_partitions = None
+        elif not info.loaded:
+            info.loaded_partitions = sorted(set(partition_ids))
+        elif info.loaded_partitions is not None:
+            info.loaded_partitions = sorted(set(info.loaded_partitions) | set(partition_ids))
+        info.loaded = True
+        self.r.catalog.save(info)
+
+    def _release(self, info) -> None:
+        self.r.querynode.release(info.id)
+        info.loaded, info.loaded_partitions = False, None
+        self.r.catalog.save(info)
 
     @rpc()
     def LoadCollection(self, request, context):
@@ -133,34 +144,38 @@ class IndexRpcs(ServiceBase):
     @rpc()
     def LoadPartitions(self, request, context):
         info = self.collection(db_of(request, context), request.collection_name)
-        for name in request.partition_names:
-            info.partition(name)
-        self._load(info)
+        ids = [info.partition(name).id for name in request.partition_names]
+        if not ids:
+            raise errors.InvalidParameter("partition names should not be empty")
+        self._load(info, ids)
         return status.success()
 
     @rpc()
     def ReleaseCollection(self, request, context):
-        info = self.collection(db_of(request, context), request.collection_name)
-        self.r.querynode.release(info.id)
-        if info.loaded:
-            info.loaded = False
-            self.r.catalog.save(info)
+        self._release(self.collection(db_of(request, context), request.collection_name))
         return status.success()
 
     @rpc()
     def ReleasePartitions(self, request, context):
         info = self.collection(db_of(request, context), request.collection_name)
-        for name in request.partition_names:
-            info.partition(name)
-        # Partitions stay in memory with their collection; releasing one is accepted and has no effect.
+        released = {info.partition(name).id for name in request.partition_names}
+        if not info.loaded:
+            return status.success()
+        current = {p.id for p in info.partitions} if info.loaded_partitions is None else set(info.loaded_partitions)
+        remaining = current - released
+        if not remaining:
+            self._release(info)
+        else:
+            info.loaded_partitions = sorted(remaining)
+            self.r.catalog.save(info)
         return status.success()
 
     @rpc(milvus_pb2.GetLoadStateResponse)
     def GetLoadState(self, request, context):
         info = self.collection(db_of(request, context), request.collection_name)
-        for name in request.partition_names:
-            info.partition(name)
-        state = common_pb2.LoadStateLoaded if self.r.querynode.is_loaded(info.id) else common_pb2.LoadStateNotLoad
+        parts = [info.partition(name) for name in request.partition_names]
+        loaded = self.r.querynode.is_loaded(info.id) and all(info.partition_loaded(p.id) for p in parts)
+        state = common_pb2.LoadStateLoaded if loaded else common_pb2.LoadStateNotLoad
         return milvus_pb2.GetLoadStateResponse(status=status.success(), state=state)
 
     @rpc(milvus_pb2.GetLoadingProgressResponse)
