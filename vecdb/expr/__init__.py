@@ -7,7 +7,7 @@ Modules: ``lexer`` -> ``parser`` (syntax tree in ``ast``) -> ``compiler``
 (names and types against the schema) -> a plan of ``nodes`` (values) and
 ``predicates`` (masks), evaluated over ``runtime`` values with JSON/ARRAY
 helpers in ``rowdata`` and LIKE in ``like``; ``filter`` ties them together
-with a cache. ``python -m vecdb.expr.bench`` prints throughput.
+with a cache. ``python -m bench.filter_throughput`` prints throughput.
 """
 
 from vecdb.expr.filter import Filter, compile_filter

@@ -1,4 +1,4 @@
-"""Filter throughput on synthetic columns: ``python -m vecdb.expr.bench [rows]``.
+"""Filter evaluation throughput on synthetic columns: ``python -m bench.filter_throughput [rows]``.
 
 Prints the best of three evaluations per expression (compile time excluded;
 compiled filters are cached anyway).
