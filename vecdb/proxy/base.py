@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+from prometheus_client import Counter, Histogram
 from pymilvus.grpc_gen import common_pb2
 
 from vecdb import errors
@@ -38,17 +40,33 @@ class Roles:
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealer"))
 
 
+REQUESTS = Counter("vecdb_proxy_requests_total", "Milvus API requests by method and outcome", ["method", "status"])
+LATENCY = Histogram("vecdb_proxy_request_seconds", "Milvus API request latency", ["method"],
+                    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
+
+
 def rpc(response_type=None):
-    """Turn exceptions into a Status (or ``response_type(status=...)``) for the client."""
+    """Turn exceptions into a Status (or ``response_type(status=...)``) for the client; count and time
+    every call (``/metrics``)."""
 
     def wrap(fn):
+        ok = REQUESTS.labels(fn.__name__, "ok")
+        failed = REQUESTS.labels(fn.__name__, "error")
+        latency = LATENCY.labels(fn.__name__)
+
         @functools.wraps(fn)
         def handler(self, request, context):
+            start = time.perf_counter()
             try:
-                return fn(self, request, context)
+                reply = fn(self, request, context)
+                ok.inc()
+                return reply
             except Exception as exc:  # noqa: BLE001 - every error goes back as a Status
+                failed.inc()
                 st = status.from_exception(exc)
                 return st if response_type is None else response_type(status=st)
+            finally:
+                latency.observe(time.perf_counter() - start)
 
         return handler
 
