@@ -12,10 +12,10 @@ from pymilvus.client.prepare import Prepare
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
 from vecdb.errors import FieldNotFound, InvalidParameter
+from vecdb.proxy.fieldencode import field_data_from_columns
 from vecdb.proxy.fielddata import (
     JSON_MAX_LENGTH,
     columns_from_field_data,
-    field_data_from_columns,
     float32_to_bfloat16,
     parse_placeholder_group,
     resolve_output_fields,

@@ -194,7 +194,7 @@ def _timed(fn) -> float:
 
 
 def test_merge_packed_appends_and_handles_multibyte_keys():
-    from vecdb.proxy.fielddata import merge_packed
+    from vecdb.proxy.fieldencode import merge_packed
 
     res = schema_pb2.SearchResultData()
     res.scores.extend([9.0])
@@ -213,6 +213,6 @@ def test_merge_packed_appends_and_handles_multibyte_keys():
     merge_packed(fd.vectors.float_vector, 1, many)
     assert np.array(fd.vectors.float_vector.data, np.float32).tolist() == many.tolist()
     # field number 16 needs a two-byte key
-    from vecdb.proxy.fielddata import _varint
+    from vecdb.proxy.fieldencode import _varint
 
     assert _varint(16 << 3 | 2) == b"\x82\x01" and _varint(1200) == b"\xb0\x09"

@@ -1,4 +1,6 @@
-"""Milvus ``FieldData`` <-> numpy columns, insert validation, output fields, query vectors.
+"""Requests: Milvus ``FieldData`` to numpy columns (insert validation), output fields, query vectors.
+
+Replies go the other way in :mod:`vecdb.proxy.fieldencode`.
 
 Columns follow the representation documented in :mod:`vecdb.schema` (one numpy
 array per field, vectors 2-D, VARCHAR/JSON/ARRAY as object arrays).
@@ -25,22 +27,19 @@ Insert rules (``columns_from_field_data``), matching the Milvus 2.3+ proxy:
 Vectors decode without per-row Python work: ``np.frombuffer`` over the bytes
 payloads (the resulting arrays are read-only views) and ``np.array`` over the
 repeated float payload (upb hands numpy a buffer; no Python floats are made).
-Results append float/double/bool data and float vectors by merging their packed
-wire encoding (``merge_packed``), not through Python lists.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import orjson
 from google.protobuf.message import DecodeError
 from pymilvus.grpc_gen import common_pb2, schema_pb2
 
-from vecdb.errors import FieldNotFound, InternalError, InvalidParameter
+from vecdb.errors import FieldNotFound, InvalidParameter
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema
 
 JSON_MAX_LENGTH = 65536  # Milvus common.JSONMaxLength default, bytes per JSON value
@@ -385,141 +384,6 @@ def _decode_arrays(field: FieldSchema, data) -> np.ndarray:
         else:
             out[i] = _decode_fixed(et, values, f"array field ({field.name}) row {i}")
     return out
-
-
-# --------------------------------------------------------------------------
-# results: columns -> FieldData
-# --------------------------------------------------------------------------
-def field_data_from_columns(
-    schema: CollectionSchema,
-    columns: Mapping[str, np.ndarray],
-    output_fields: list[str],
-    dynamic_keys: list[str] | None = None,
-) -> list:
-    """Build ``schema_pb2.FieldData`` messages for results, one per output field.
-
-    ``output_fields`` are schema field names; ``"$meta"`` among them means the
-    whole dynamic field. ``dynamic_keys`` names the dynamic keys the user asked
-    for: they come back inside one is_dynamic JSON FieldData named ``$meta``
-    holding only those keys, as Milvus does; ``['*']`` means all of ``$meta``.
-    """
-    out: list = []
-
-    def new():
-        fd = schema_pb2.FieldData()
-        out.append(fd)
-        return fd
-
-    fill_field_data(new, schema, columns, output_fields, dynamic_keys)
-    return out
-
-
-def fill_field_data(
-    new: Callable[[], object],
-    schema: CollectionSchema,
-    columns: Mapping[str, np.ndarray],
-    output_fields: Iterable[str],
-    dynamic_keys: Sequence[str] | None,
-) -> None:
-    """Like :func:`field_data_from_columns`, filling messages from ``new()``; pass a
-    repeated field's ``.add`` (e.g. ``results.fields_data.add``) to build in place."""
-    want_all_meta = False
-    dyn = schema.dynamic_field
-    for name in output_fields:
-        if name == DYNAMIC_FIELD and dyn is not None:
-            want_all_meta = True
-            continue
-        field = schema.field(name)
-        if field is None:
-            raise FieldNotFound(f"field {name} not exist")
-        _encode_column(new(), field, _column(columns, name))
-    if dyn is not None and (want_all_meta or dynamic_keys):
-        keys = None if want_all_meta or "*" in dynamic_keys else list(dynamic_keys)
-        _encode_dynamic(new(), dyn, _column(columns, dyn.name), keys)
-
-
-def _column(columns: Mapping[str, np.ndarray], name: str) -> np.ndarray:
-    try:
-        return columns[name]
-    except KeyError:
-        raise InternalError(f"result column {name} is missing") from None
-
-
-def dumps_json(value) -> bytes:
-    """Compact JSON bytes (orjson; falls back to ``json`` for ints beyond 64 bits)."""
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
-    except TypeError:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _encode_column(fd, field: FieldSchema, col: np.ndarray) -> None:
-    dt = field.dtype
-    fd.type = int(dt)
-    fd.field_name = field.name
-    fd.field_id = field.field_id
-    if dt.is_vector:
-        vec = fd.vectors
-        vec.dim = field.dim
-        if dt == DataType.FLOAT_VECTOR:
-            vec.float_vector.SetInParent()
-            merge_packed(vec.float_vector, 1, np.asarray(col, dtype="<f4"))
-        else:
-            np_dtype = {DataType.BINARY_VECTOR: np.uint8, DataType.FLOAT16_VECTOR: np.float16}.get(dt, np.uint16)
-            setattr(vec, _VECTOR_ATTR[dt], np.ascontiguousarray(col, dtype=np_dtype).tobytes())
-        return
-    payload = getattr(fd.scalars, _SCALAR_ATTR[dt])
-    payload.SetInParent()
-    if dt == DataType.JSON:
-        payload.data.extend([dumps_json(v) for v in col.tolist()])
-    elif dt == DataType.ARRAY:
-        et = field.element_type
-        payload.element_type = int(et)
-        attr = _SCALAR_ATTR[et]
-        rows = payload.data
-        for value in col.tolist():
-            cell = getattr(rows.add(), attr)
-            cell.SetInParent()
-            cell.data.extend(value.tolist() if isinstance(value, np.ndarray) else list(value))
-    elif dt in _PACKED_DTYPE:
-        merge_packed(payload, 1, np.asarray(col, dtype=_PACKED_DTYPE[dt]))
-    else:
-        payload.data.extend(col.tolist())
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def merge_packed(msg, field_number: int, values: np.ndarray) -> None:
-    """Append ``values`` to the packed repeated field ``field_number`` of ``msg``.
-
-    Merges the field's wire encoding (key, length, raw little-endian bytes),
-    which protobuf parses at memcpy speed: ~200x faster than
-    ``extend(values.tolist())`` for a large float array. Only valid where the
-    raw bytes *are* the packed encoding: float (``<f4``), double (``<f8``) and
-    bool (one 0/1 byte each, a one-byte varint).
-    """
-    raw = np.ascontiguousarray(values).tobytes()
-    msg.MergeFromString(_varint(field_number << 3 | 2) + _varint(len(raw)) + raw)
-
-
-def _encode_dynamic(fd, dyn: FieldSchema, col: np.ndarray, keys: list[str] | None) -> None:
-    fd.type = int(DataType.JSON)
-    fd.field_name = dyn.name
-    fd.field_id = dyn.field_id
-    fd.is_dynamic = True
-    payload = fd.scalars.json_data
-    payload.SetInParent()
-    if keys is None:
-        payload.data.extend([dumps_json(v) for v in col.tolist()])
-    else:
-        payload.data.extend([dumps_json({k: d[k] for k in keys if k in d}) for d in col.tolist()])
 
 
 # --------------------------------------------------------------------------

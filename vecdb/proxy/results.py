@@ -20,7 +20,7 @@ import numpy as np
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
 from vecdb.errors import InternalError
-from vecdb.proxy.fielddata import fill_field_data, merge_packed
+from vecdb.proxy.fieldencode import fill_field_data, merge_packed
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType
 
 _SCORES_FIELD = schema_pb2.SearchResultData.DESCRIPTOR.fields_by_name["scores"].number
