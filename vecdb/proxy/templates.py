@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 
 def _value(tv):
     kind = tv.WhichOneof("val")
@@ -13,6 +15,8 @@ def _value(tv):
         inner = getattr(arr, which)
         if which == "array_data":
             return [_array(a) for a in inner.data]
+        if which == "json_data":  # a mixed-type list: each element is JSON text
+            return [json.loads(v) for v in inner.data]
         return list(inner.data)
     return getattr(tv, kind) if kind else None
 
