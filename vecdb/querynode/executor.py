@@ -136,30 +136,41 @@ def search(views: list[SegmentView], spec: SearchSpec, pk_name: str, output_fiel
         segidx.append(np.full(o.shape, i, np.int64))
     if not dists:
         return Hits([0] * nq, np.empty(0, np.int64), np.empty(0, np.float32))
-    D = np.concatenate(dists, axis=1)
-    O = np.concatenate(offs, axis=1)
-    S = np.concatenate(segidx, axis=1)
-    valid = O >= 0
-    # gather pks of every candidate for tie-breaking and output
-    P = _gather_2d(views, S, O, valid, pk_name)
-    key = -D if is_similarity(spec.metric) else D.copy()
-    key[~valid] = np.inf
-    if P.dtype != object:
-        order = np.lexsort((P, key), axis=1)
+    if len(dists) == 1:
+        D, O, S = dists[0], offs[0], segidx[0]
     else:
-        order = np.argsort(key, axis=1, kind="stable")
-    order = order[:, :k]
-    rows = np.arange(nq)[:, None]
-    D, O, S, P, valid = D[rows, order], O[rows, order], S[rows, order], P[rows, order], valid[rows, order]
-    # drop `offset` leading hits per query
-    D, O, S, P, valid = (a[:, spec.offset:] for a in (D, O, S, P, valid))
+        D, O, S = (np.concatenate(a, axis=1) for a in (dists, offs, segidx))
+    valid = O >= 0
+    # primary keys of every candidate: for tie-breaking and the reply
+    P = _gather_2d(views, S, O, valid, pk_name)
+    if len(dists) > 1 or _has_ties(D, valid):
+        key = -D if is_similarity(spec.metric) else D.copy()
+        key[~valid] = np.inf
+        if P.dtype != object:
+            order = np.lexsort((P, key), axis=1)
+        else:
+            order = np.argsort(key, axis=1, kind="stable")
+        order = order[:, :k]
+        rows = np.arange(nq)[:, None]
+        D, O, S, P, valid = D[rows, order], O[rows, order], S[rows, order], P[rows, order], valid[rows, order]
+    if spec.offset:  # drop `offset` leading hits per query
+        D, O, S, P, valid = (a[:, spec.offset:] for a in (D, O, S, P, valid))
     topks = valid.sum(axis=1).tolist()
     flat = valid.ravel()
-    hits = Hits(topks, P.ravel()[flat], D.ravel()[flat].astype(np.float32))
-    s_flat, o_flat = S.ravel()[flat], O.ravel()[flat]
-    for name in output_fields:
-        hits.columns[name] = gather(views, s_flat, o_flat, name)
+    hits = Hits(topks, P.ravel()[flat], D.ravel()[flat].astype(np.float32, copy=False))
+    if output_fields:
+        s_flat, o_flat = S.ravel()[flat], O.ravel()[flat]
+        for name in output_fields:
+            hits.columns[name] = gather(views, s_flat, o_flat, name)
     return hits
+
+
+def _has_ties(D: np.ndarray, valid: np.ndarray) -> bool:
+    """One segment's result rows come sorted by distance; they need re-ordering only where equal
+    distances must be broken by primary key."""
+    if D.shape[1] < 2:
+        return False
+    return bool(np.any((D[:, 1:] == D[:, :-1]) & valid[:, 1:]))
 
 
 def _gather_2d(views, S, O, valid, name) -> np.ndarray:
@@ -173,6 +184,8 @@ def gather(views: list[SegmentView], seg_idx: np.ndarray, offsets: np.ndarray, n
     """Column ``name`` for rows (views[seg_idx[j]], offsets[j]), in that order."""
     if not len(views):
         return np.empty(0)
+    if len(views) == 1:
+        return views[0].segment.column(name, views[0].n)[offsets]
     proto = views[0].segment.column(name, 0)
     out = np.empty((len(offsets),) + proto.shape[1:], proto.dtype)
     for i in np.unique(seg_idx).tolist():
