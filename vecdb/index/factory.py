@@ -39,6 +39,10 @@ def load_index(path: str, mmap: bool = False) -> VectorIndex:
         return FaissIndex.from_saved(meta, index, mmap)
     if meta.get("kind") == "binary":
         return BinaryIndex.from_saved(meta, index, arrays, mmap)
+    if meta.get("kind") == "gpu":
+        from vecdb.index.gpu import gpu_index_from_saved  # noqa: PLC0415 - CuPy only when needed
+
+        return gpu_index_from_saved(meta, arrays)
     raise IoFailed(f"{path}: unknown index kind {meta.get('kind')!r}")
 
 

@@ -27,6 +27,7 @@ WORKSPACE_BYTES = 512 << 20
 # the selection mask and slack for small temporaries.
 KEY_BLOCK_BYTES = 16
 SORT_ALL_COLUMNS = 2048  # rows this narrow are simply argsorted
+SMALL_SORT = 64  # rows this narrow are ordered by ranks (order_small)
 _FLOAT_INF = np.float32(np.inf)
 
 
@@ -46,12 +47,12 @@ def argsort_stable(xp, a, axis: int = -1):
 def scatter_add(xp, target, index, values) -> None:
     """``target[index] += values`` with repeated indices summed (np.add.at)."""
     at = getattr(xp.add, "at", None)
-    if at is not None:
+    if at is not None:  # NumPy; CuPy >= 13 (atomicAdd)
         at(target, index, values)
-    else:  # CuPy < 13
-        import cupyx  # noqa: PLC0415
+        return
+    import cupyx  # older CuPy
 
-        cupyx.scatter_add(target, index, values)
+    cupyx.scatter_add(target, index, values)
 
 
 def row_norms(xp, x):
@@ -66,6 +67,35 @@ def block_rows(total_elements_per_row: int, budget_bytes: int = WORKSPACE_BYTES,
 
 
 # --- top-k ----------------------------------------------------------------------
+def order_small(xp, vals, ties=None):
+    """Per-row argsort of a narrow (nq, w <= SMALL_SORT) block by (vals, ties, column).
+
+    Ranks come from one (nq, w, w) comparison instead of a device sort,
+    which for a few dozen columns is much cheaper than CuPy's segmented sort.
+    ``vals`` must hold no NaN.
+    """
+    nq, w = vals.shape
+    col = xp.arange(w)
+    a, b = vals[:, :, None], vals[:, None, :]
+    first = (col[None, :] < col[:, None])[None]
+    if ties is not None:
+        ta, tb = ties[:, :, None], ties[:, None, :]
+        first = (tb < ta) | ((tb == ta) & first)
+    rank = ((b < a) | ((b == a) & first)).sum(axis=2)
+    order = xp.empty((nq, w), dtype=xp.int64)
+    order[xp.arange(nq)[:, None], rank] = col[None, :]
+    return order
+
+
+def _order(xp, vals, ties=None):
+    if vals.shape[1] <= SMALL_SORT:
+        return order_small(xp, vals, ties)
+    if ties is None:
+        return argsort_stable(xp, vals, 1)
+    by_tie = argsort_stable(xp, ties, 1)
+    return xp.take_along_axis(by_tie, argsort_stable(xp, xp.take_along_axis(vals, by_tie, 1), 1), 1)
+
+
 def select_topk(xp, key, k: int):
     """Columns of the ``k`` smallest keys per row, best first; ties by column.
 
@@ -97,7 +127,7 @@ def select_topk(xp, key, k: int):
         return cols, xp.take_along_axis(clean, cols, 1)
     cols = cols.reshape(nq, kk)
     vals = xp.take_along_axis(key, cols, 1)
-    order = argsort_stable(xp, vals, 1)
+    order = _order(xp, vals)
     return xp.take_along_axis(cols, order, 1), xp.take_along_axis(vals, order, 1)
 
 
@@ -113,10 +143,8 @@ def finish_topk(xp, ids, vals, k: int, metric: str, qnorm=None, sort_ids: bool =
     finite = xp.isfinite(vals)
     ids = xp.where(finite, ids, -1)
     if sort_ids and kk > 1:
-        by_id = argsort_stable(xp, xp.where(finite, ids, np.iinfo(np.int64).max), 1)
-        ids, vals = xp.take_along_axis(ids, by_id, 1), xp.take_along_axis(vals, by_id, 1)
-        by_key = argsort_stable(xp, vals, 1)
-        ids, vals = xp.take_along_axis(ids, by_key, 1), xp.take_along_axis(vals, by_key, 1)
+        order = _order(xp, vals, xp.where(finite, ids, np.iinfo(np.int64).max))
+        ids, vals = xp.take_along_axis(ids, order, 1), xp.take_along_axis(vals, order, 1)
         finite = xp.isfinite(vals)
     if metric == "L2":
         d = vals if qnorm is None else vals + qnorm[:, None]

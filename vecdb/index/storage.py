@@ -86,6 +86,19 @@ def read_meta(path: str) -> dict[str, Any]:
     return meta
 
 
+def _no_prefetch_threads(index) -> None:
+    """Mapped IVF lists come back as OnDiskInvertedLists, which start 32 prefetch threads on every
+    search (measured: 2.8 ms instead of 0.6 ms per nq=1 IVF_FLAT search); the page cache is the
+    prefetcher we want."""
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except (RuntimeError, TypeError, AttributeError):
+        return
+    lists = faiss.downcast_InvertedLists(ivf.invlists)
+    if hasattr(lists, "prefetch_nthread"):
+        lists.prefetch_nthread = 0
+
+
 def read_index_file(path: str, mmap: bool = False) -> tuple[dict[str, Any], Any, dict[str, np.ndarray]]:
     """Return (meta, FAISS index or None, arrays); with ``mmap`` nothing big is copied into RAM."""
     meta = read_meta(path)
@@ -102,6 +115,8 @@ def read_index_file(path: str, mmap: bool = False) -> tuple[dict[str, Any], Any,
             except RuntimeError as e:
                 if n == len(attempts) - 1:
                     raise IoFailed(f"cannot read FAISS index from {path}: {e}") from e
+        if mmap:
+            _no_prefetch_threads(index)
     arrays = {}
     for name, info in meta["arrays"].items():
         dtype, shape = np.dtype(info["dtype"]), tuple(info["shape"])
