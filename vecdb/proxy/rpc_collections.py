@@ -184,11 +184,11 @@ class CollectionRpcs(ServiceBase):
             with self.r.writer.locked(info.channels):
                 qn.load(info)
             try:
-                return qn.count(info, self.r.tso.allocate(), None, partition_ids)
+                return qn.count(info, self.r.writer.read_ts(info.channels), None, partition_ids)
             finally:
                 if not info.loaded:
                     qn.release(info.id)
-        return qn.count(info, self.r.tso.allocate(), None, partition_ids)
+        return qn.count(info, self.r.writer.read_ts(info.channels), None, partition_ids)
 
     # --- partitions -------------------------------------------------------------
     @rpc()

@@ -153,7 +153,8 @@ class DmlRpcs(ServiceBase):
             flt = compile_filter(expr, info.schema, template_values(request.expr_template_values))
             pk_name = info.schema.primary_field.name
             parts = {pid} if pid != -1 else None
-            pks = self.r.querynode.query(info, self.r.tso.allocate(), flt, parts, [pk_name], None, 0)[pk_name]
+            ts = self.r.writer.read_ts(info.channels)
+            pks = self.r.querynode.query(info, ts, flt, parts, [pk_name], None, 0)[pk_name]
         # Like Milvus >= 2.3.2 the reply carries no IDs (pymilvus then returns {"delete_count": n}).
         if not len(pks):
             return milvus_pb2.MutationResult(status=status.success(), delete_cnt=0)

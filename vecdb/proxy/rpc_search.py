@@ -36,14 +36,13 @@ def _is_iterator(params: dict) -> bool:
 
 class SearchRpcs(ServiceBase):
     def _snapshot_ts(self, info, request, iterator: bool = False) -> int:
-        """The MVCC timestamp a read sees. Taking it while holding the channels' write locks means every
-        write with a smaller timestamp is already applied, so re-reading at this timestamp is stable.
+        """The MVCC timestamp a read sees: every write with a smaller one is already applied, so
+        re-reading at this timestamp is stable (``ShardWriter.read_ts``).
 
         Iterators pass the first page's ``session_ts`` back as ``guarantee_timestamp``: every later page
         reads that same snapshot, so rows written meanwhile never appear and none is seen twice."""
         pinned = request.guarantee_timestamp if iterator else getattr(request, "travel_timestamp", 0)
-        with self.r.writer.locked(info.channels):
-            now = self.r.tso.allocate()
+        now = self.r.writer.read_ts(info.channels)
         # Every level (Strong, Bounded, Session, Eventually) is satisfied by the newest state here,
         # since a standalone node applies each write before acknowledging it.
         return pinned if 0 < pinned < now else now

@@ -182,12 +182,14 @@ class Shard:
 
     # --- reads ------------------------------------------------------------
     def snapshot(self, partition_ids: set[int] | None) -> list[SegmentView]:
-        with self.lock:
-            return [
-                SegmentView(s, s.n)
-                for s in self.segments.values()
-                if s.n and (partition_ids is None or s.partition_id in partition_ids)
-            ]
+        """Lock-free: rows appended after the reader's timestamp are hidden by MVCC anyway, and
+        ``segments`` is only ever replaced or grown by whole-item operations (list() copies it
+        atomically under the GIL)."""
+        return [
+            SegmentView(s, s.n)
+            for s in list(self.segments.values())
+            if s.n and (partition_ids is None or s.partition_id in partition_ids)
+        ]
 
 
 def _lexsort_obj(pks: np.ndarray, ts: np.ndarray) -> np.ndarray:
