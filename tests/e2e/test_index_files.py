@@ -55,3 +55,24 @@ def test_index_survives_restart_without_rebuild(tmp_path, mmap):
         client.close()
     finally:
         node.stop()
+
+
+@pytest.mark.parametrize("index_type", ["FLAT", "HNSW"])
+def test_describe_index_reports_every_row_indexed_once_built(client, name, index_type):
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
+    idx = client.prepare_index_params()
+    idx.add_index("vec", index_type=index_type, metric_type="L2")
+    client.create_collection(name, schema=schema, index_params=idx)
+    vecs = np.random.default_rng(4).random((3000, DIM), dtype=np.float32)
+    client.insert(name, [{"id": i, "vec": vecs[i]} for i in range(3000)])
+    client.flush(name)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        info = client.describe_index(name, "vec")
+        if info["indexed_rows"] == info["total_rows"] == 3000 and info["pending_index_rows"] == 0:
+            break
+        time.sleep(0.05)
+    assert (info["indexed_rows"], info["total_rows"], info["pending_index_rows"]) == (3000, 3000, 0)
+    assert info["state"] == "Finished"

@@ -28,6 +28,8 @@ from vecdb.storage.base import Log, MetaStore, ObjectStore
 log = logging.getLogger(__name__)
 
 MIN_ROWS_FOR_INDEX = 1024
+# Exact indexes: searching the segment's own vectors is the index; nothing to build.
+_NO_BUILD = ("FLAT", "BIN_FLAT")
 # Growing segments get an interim HNSW index once this many rows are not covered by it.
 GROWING_INDEX_BATCH = 4096
 GROWING_INDEX_PARAMS = {"M": 16, "efConstruction": 100}
@@ -126,7 +128,7 @@ class QueryNode:
         for idx in info.indexes:
             field = info.schema.field(idx.field_name)
             if (field is not None and field.dtype.is_vector and field.dtype.name != "BINARY_VECTOR"
-                    and idx.index_type not in ("FLAT", "BIN_FLAT") and not idx.index_type.startswith("GPU")):
+                    and idx.index_type not in _NO_BUILD and not idx.index_type.startswith("GPU")):
                 out.append((field, idx.metric_type))
         return out
 
@@ -207,7 +209,7 @@ class QueryNode:
     def _schedule_index(self, info: CollectionInfo, segments: list[Segment]) -> None:
         for idx in info.indexes:
             field = info.schema.field(idx.field_name)
-            if field is None or not field.dtype.is_vector or idx.index_type in ("FLAT", "BIN_FLAT"):
+            if field is None or not field.dtype.is_vector or idx.index_type in _NO_BUILD:
                 continue
             for seg in segments:
                 if seg.n >= MIN_ROWS_FOR_INDEX and field.name not in seg.indexes:
@@ -255,10 +257,13 @@ class QueryNode:
         coll = self.collections.get(collection_id)
         if coll is None:
             return 0, 0
+        idx = coll.info.index_for_field(field_name)
+        exact = idx is None or idx.index_type in _NO_BUILD
         done = total = 0
         for view in coll.snapshot(None):
             total += view.n
-            if not view.segment.sealed or view.n < MIN_ROWS_FOR_INDEX or field_name in view.segment.indexes:
+            if (exact or not view.segment.sealed or view.n < MIN_ROWS_FOR_INDEX
+                    or field_name in view.segment.indexes):
                 done += view.n
         return done, total
 
