@@ -56,3 +56,29 @@ def test_growing_data_is_indexed_in_background_and_search_stays_exact_on_the_tai
     recall = np.mean([len({h["id"] for h in r} & set(alive[truth[i]].tolist())) / 10 for i, r in enumerate(res)])
     assert all(h["id"] >= 1000 for r in res for h in r)
     assert recall >= 0.9, recall
+
+
+def test_hnsw_interim_index_is_adopted_at_seal_not_rebuilt(server, client, name):
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
+    idx = client.prepare_index_params()
+    idx.add_index("vec", index_type="HNSW", metric_type="L2", params={"M": 8, "efConstruction": 64})
+    client.create_collection(name, schema=schema, index_params=idx)
+    vecs = np.random.default_rng(2).random((12_000, DIM), dtype=np.float32)
+    for s in range(0, 12_000, 4000):
+        client.insert(name, [{"id": i, "vec": vecs[i]} for i in range(s, s + 4000)])
+    deadline = time.time() + 30
+    while _interim_rows(server, name) < 8000 and time.time() < deadline:
+        time.sleep(0.05)
+    coll = next(c for c in server.querynode.collections.values() if c.info.name == name)
+    seg = next(s for shard in coll.shards for s in shard.segments.values())
+    interim = seg.growing_indexes["vec"]
+    client.flush(name)
+    deadline = time.time() + 30
+    while "vec" not in seg.indexes and time.time() < deadline:
+        time.sleep(0.05)
+    assert seg.indexes["vec"] is interim and interim.ntotal == 12_000
+    assert "vec" not in seg.growing_indexes
+    hit = client.search(name, data=[vecs[11_999]], limit=1)[0][0]
+    assert hit["id"] == 11_999 and hit["distance"] < 1e-6

@@ -124,12 +124,13 @@ class QueryNode:
 
     # --- growing (interim) indexes --------------------------------------------------
     def _interim_fields(self, info: CollectionInfo) -> list:
+        """(field, index info) of the float vector fields that get an interim index while growing."""
         out = []
         for idx in info.indexes:
             field = info.schema.field(idx.field_name)
             if (field is not None and field.dtype.is_vector and field.dtype.name != "BINARY_VECTOR"
                     and idx.index_type not in _NO_BUILD and not idx.index_type.startswith("GPU")):
-                out.append((field, idx.metric_type))
+                out.append((field, idx))
         return out
 
     def _maybe_grow_index(self, channel: str, seg: Segment) -> None:
@@ -146,23 +147,26 @@ class QueryNode:
             self._interim.submit(self._grow_index, seg, fields)
 
     def _grow_index(self, seg: Segment, fields) -> None:
-        """Index rows appended since the last pass, until caught up; inserts never wait for this."""
+        """Index rows appended since the last pass, until caught up; inserts never wait for this.
+
+        When the collection's index is HNSW, the interim index is built with the same parameters,
+        so at seal time it is adopted as the sealed index (caught up, not rebuilt)."""
         try:
             while True:
                 behind = 0
-                for field, metric in fields:
-                    if field.name in seg.indexes:
-                        continue  # the sealed index is ready; the interim one is no longer needed
-                    index = seg.growing_indexes.get(field.name)
-                    n = seg.n
-                    vectors = seg.column(field.name, n)
-                    if index is None:
-                        index = create_index("HNSW", metric, field.dim, GROWING_INDEX_PARAMS, field.dtype)
-                        index.build(np.ascontiguousarray(vectors))
-                        seg.growing_indexes[field.name] = index
-                    elif n > index.ntotal:
-                        index.add(np.ascontiguousarray(vectors[index.ntotal:n]))
-                    behind = max(behind, seg.n - index.ntotal)
+                for field, idx in fields:
+                    with seg.index_lock:
+                        if field.name in seg.indexes:
+                            continue  # the sealed index is ready; no interim one is needed
+                        index = seg.growing_indexes.get(field.name)
+                        if index is None:
+                            index = create_index("HNSW", idx.metric_type, field.dim, _interim_params(idx),
+                                                 field.dtype)
+                            index.build(np.ascontiguousarray(seg.column(field.name)))
+                            seg.growing_indexes[field.name] = index
+                        else:
+                            _catch_up(index, seg, field.name)
+                        behind = max(behind, seg.n - index.ntotal)
                 if behind < GROWING_INDEX_BATCH:
                     return
         except Exception:  # the exact path still answers correctly
@@ -217,10 +221,16 @@ class QueryNode:
 
     def _build_index(self, info, idx, field, seg: Segment) -> None:
         try:
-            index = create_index(idx.index_type, idx.metric_type, field.dim, idx.params, field.dtype)
-            index.build(np.ascontiguousarray(seg.column(field.name)))
-            seg.indexes[field.name] = index
-            seg.growing_indexes.pop(field.name, None)
+            with seg.index_lock:
+                interim = seg.growing_indexes.get(field.name)
+                if interim is not None and idx.index_type == "HNSW":
+                    _catch_up(interim, seg, field.name)  # built like the real one: adopt it
+                    index = interim
+                else:
+                    index = create_index(idx.index_type, idx.metric_type, field.dim, idx.params, field.dtype)
+                    index.build(np.ascontiguousarray(seg.column(field.name)))
+                seg.indexes[field.name] = index
+                seg.growing_indexes.pop(field.name, None)
             if seg.prefix is not None:
                 self._save_index(index, index_key(seg.prefix, field.field_id, idx.index_id))
         except Exception:  # a failed build leaves the segment on brute force, still correct
@@ -300,6 +310,17 @@ class QueryNode:
     def close(self) -> None:
         self._builder.shutdown(wait=False, cancel_futures=True)
         self._interim.shutdown(wait=False, cancel_futures=True)
+
+
+def _interim_params(idx) -> dict:
+    """Growing segments use the collection's own HNSW parameters, else a light default HNSW."""
+    return idx.params if idx.index_type == "HNSW" else GROWING_INDEX_PARAMS
+
+
+def _catch_up(index, seg: Segment, field_name: str) -> None:
+    n = seg.n
+    if n > index.ntotal:
+        index.add(np.ascontiguousarray(seg.column(field_name, n)[index.ntotal:n]))
 
 
 def index_key(prefix: str, field_id: int, index_id: int) -> str:

@@ -115,11 +115,12 @@ class Segment:
         self.min_del_ts = min(self.min_del_ts, int(ts.min()))
 
     def seal(self) -> None:
-        """Freeze: trim buffers to size. Readers holding old views stay valid."""
+        """Freeze at ``n`` rows. The buffers are cut to views, not copied: capacity past ``n`` was
+        never written, so it holds no resident memory, and a copy would double the peak."""
         n = self.n
-        self._cols = {k: v[:n].copy() if len(v) != n else v for k, v in self._cols.items()}
-        self._ts = self._ts[:n].copy()
-        self._del_ts = self._del_ts[:n].copy()
+        self._cols = {k: v[:n] for k, v in self._cols.items()}
+        self._ts = self._ts[:n]
+        self._del_ts = self._del_ts[:n]
         self.sealed = True
 
     # --- reads ------------------------------------------------------------
