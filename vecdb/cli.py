@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import signal
@@ -31,10 +32,27 @@ def _standalone(args) -> int:
     return 0
 
 
+def _return_freed_memory() -> None:
+    """Serve large allocations (columns, index buffers, flush batches) from their own mappings.
+
+    glibc raises its mmap threshold after large frees, so later big arrays land on the heap and
+    their memory stays with the process after a flush or an index build (measured: +25 MiB RSS
+    kept after flushing 100k x 50 floats). A fixed threshold hands it back to the system."""
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD (fixing it also stops the dynamic adjustment)
+        libc.mallopt(-1, 1 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     # OpenMP threads that spin between FAISS calls burn the cores gRPC handlers need (measured: server CPU
     # per nq=100 search 19.6 -> 12.1 ms, same throughput). Must be set before FAISS is first imported.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _return_freed_memory()
     parser = argparse.ArgumentParser(
         prog="vecdb",
         description="vecdb: a vector database that speaks the Milvus API (use pymilvus to talk to it).",

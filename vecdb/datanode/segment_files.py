@@ -61,10 +61,10 @@ def read_delta(store: ObjectStore, key: str) -> tuple[np.ndarray, np.ndarray]:
     return cols["pk"], cols["ts"]
 
 
-def _npy_bytes(arr: np.ndarray) -> bytes:
+def _npy_bytes(arr: np.ndarray) -> memoryview:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
-    return buf.getvalue()
+    return buf.getbuffer()  # no second copy of a column that may be hundreds of MB
 
 
 def _load_npy(store: ObjectStore, key: str, mmap: bool) -> np.ndarray:
