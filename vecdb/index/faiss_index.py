@@ -34,6 +34,8 @@ the index.
 
 from __future__ import annotations
 
+import functools
+
 import math
 from typing import Any
 
@@ -250,7 +252,10 @@ class FaissIndex:
         self, queries: np.ndarray, k: int, params: dict, valid: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         q = self._prepare(queries)
-        sp = validate_search_params(self.index_type, self.metric_type, params, k)
+        try:
+            sp = _validated_search_params(self.index_type, self.metric_type, tuple(params.items()), k)
+        except TypeError:  # an unhashable value: validate (and reject) it the plain way
+            sp = validate_search_params(self.index_type, self.metric_type, params, k)
         with self._lock.read():
             mask, nvalid, exhaustive = self._filter_mode(prepare_mask(valid, self.ntotal), k)
             if nvalid == 0 or not len(q):
@@ -350,3 +355,10 @@ class FaissIndex:
 
     def __repr__(self) -> str:
         return f"FaissIndex({self.index_type}, {self.metric_type}, dim={self.dim}, ntotal={self.ntotal})"
+
+
+@functools.lru_cache(maxsize=4096)
+def _validated_search_params(index_type: str, metric_type: str, items: tuple, k: int) -> dict:
+    """validate_search_params, memoised: every request of a client repeats the same parameters.
+    The returned dict is shared: read it, never change it."""
+    return validate_search_params(index_type, metric_type, dict(items), k)

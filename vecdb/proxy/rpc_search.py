@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
 from vecdb import errors
@@ -14,10 +16,33 @@ from vecdb.proxy.results import query_results, search_results
 from vecdb.proxy.rpc_collections import db_of
 from vecdb.proxy.templates import template_values
 from vecdb.querynode.executor import SearchSpec
+from vecdb.schema import FieldSchema
 
 MAX_TOPK = 16384
 MAX_NQ = 16384
 COUNT_STAR = "count(*)"
+
+
+_PLAN_CACHE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """A search request's parameters, validated (shared between requests: never mutate)."""
+
+    field: FieldSchema
+    limit: int
+    offset: int
+    metric: str
+    index_type: str
+    params: dict
+    radius: float | None
+    range_filter: float | None
+    round_decimal: int
+    iterator: bool
+    out_fields: list
+    dyn_keys: list
+    fetch: list
 
 
 def _int_param(params: dict, key: str, default: int) -> int:
@@ -59,7 +84,39 @@ class SearchRpcs(ServiceBase):
         self.require_loaded(info)
         if request.sub_reqs:
             raise errors.OperationNotSupported("hybrid search is not supported yet")
-        sp = kv_dict(request.search_params)
+        plan = self._search_plan(info, request.search_params, request.output_fields)
+        if not request.placeholder_group:
+            raise errors.InvalidParameter("search by primary keys is not supported yet; pass query vectors")
+        queries = parse_placeholder_group(request.placeholder_group, plan.field)
+        if len(queries) > MAX_NQ:
+            raise errors.InvalidParameter(f"nq [{len(queries)}] is invalid, it should be in range [1, {MAX_NQ}]")
+        spec = SearchSpec(
+            field=plan.field, queries=queries, limit=plan.limit, offset=plan.offset, metric=plan.metric,
+            params=plan.params, index_type=plan.index_type, radius=plan.radius, range_filter=plan.range_filter,
+            flt=self._filter(info, request.dsl, request.expr_template_values),
+            ts=self._snapshot_ts(info, request, plan.iterator),
+        )
+        hits = self.r.querynode.search(info, spec, self.partition_ids(info, request.partition_names), plan.fetch)
+        resp = search_results(info.schema, len(queries), hits.topks, hits.pks, hits.scores, hits.columns,
+                              plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal)
+        resp.collection_name = info.name
+        resp.session_ts = spec.ts
+        return resp
+
+    def _search_plan(self, info, pairs, output_fields) -> "SearchPlan":
+        """Everything a search derives from its parameters, cached: clients repeat the same ones."""
+        key = (info.id, tuple((i.index_id, i.field_name) for i in info.indexes),
+               tuple((kv.key, kv.value) for kv in pairs), tuple(output_fields))
+        cache = self.__dict__.setdefault("_plans", {})
+        plan = cache.get(key)
+        if plan is None:
+            plan = self._make_search_plan(info, dict(key[2]), list(output_fields))
+            if len(cache) >= _PLAN_CACHE_SIZE:
+                cache.clear()
+            cache[key] = plan
+        return plan
+
+    def _make_search_plan(self, info, sp: dict, output_fields: list) -> "SearchPlan":
         params = parse_json_param(sp.get("params", ""), "search params")
         if sp.get("group_by_field") or params.get("group_by_field"):
             raise errors.OperationNotSupported("grouping search is not supported yet")
@@ -72,11 +129,6 @@ class SearchRpcs(ServiceBase):
         if offset < 0 or limit + offset > MAX_TOPK:
             raise errors.InvalidParameter(
                 f"top k [{limit}] + offset [{offset}] is invalid, it should be in range [1, {MAX_TOPK}]")
-        if not request.placeholder_group:
-            raise errors.InvalidParameter("search by primary keys is not supported yet; pass query vectors")
-        queries = parse_placeholder_group(request.placeholder_group, field)
-        if len(queries) > MAX_NQ:
-            raise errors.InvalidParameter(f"nq [{len(queries)}] is invalid, it should be in range [1, {MAX_NQ}]")
         index = info.index_for_field(field.name)
         metric = (sp.get("metric_type") or params.pop("metric_type", "") or (index.metric_type if index else "")).upper()
         if index is not None and metric and metric != index.metric_type:
@@ -86,25 +138,19 @@ class SearchRpcs(ServiceBase):
         index_type = index.index_type if index else "FLAT"
         radius = params.pop("radius", None)
         range_filter = params.pop("range_filter", None)
+        iterator = _is_iterator(sp) or _is_iterator(params)
         for k in ("offset", "topk", "round_decimal", "ignore_growing", "anns_field", "iterator"):
             params.pop(k, None)
-        params = validate_search_params(index_type, metric, params, limit + offset)
-        round_decimal = _int_param(sp, "round_decimal", -1)
-        out_fields, dyn_keys = resolve_output_fields(schema, list(request.output_fields))
-        fetch = list(dict.fromkeys(out_fields + ([schema.dynamic_field.name] if dyn_keys else [])))
-        spec = SearchSpec(
-            field=field, queries=queries, limit=limit, offset=offset, metric=metric, params=params,
-            index_type=index_type, radius=None if radius is None else float(radius),
+        out_fields, dyn_keys = resolve_output_fields(schema, output_fields)
+        return SearchPlan(
+            field=field, limit=limit, offset=offset, metric=metric, index_type=index_type,
+            params=validate_search_params(index_type, metric, params, limit + offset),
+            radius=None if radius is None else float(radius),
             range_filter=None if range_filter is None else float(range_filter),
-            flt=self._filter(info, request.dsl, request.expr_template_values),
-            ts=self._snapshot_ts(info, request, _is_iterator(sp) or _is_iterator(params)),
+            round_decimal=_int_param(sp, "round_decimal", -1), iterator=iterator,
+            out_fields=out_fields, dyn_keys=dyn_keys,
+            fetch=list(dict.fromkeys(out_fields + ([schema.dynamic_field.name] if dyn_keys else []))),
         )
-        hits = self.r.querynode.search(info, spec, self.partition_ids(info, request.partition_names), fetch)
-        resp = search_results(schema, len(queries), hits.topks, hits.pks, hits.scores, hits.columns,
-                              out_fields, dyn_keys, limit, round_decimal)
-        resp.collection_name = info.name
-        resp.session_ts = spec.ts
-        return resp
 
     def _anns_field(self, info, name: str):
         vectors = info.schema.vector_fields
