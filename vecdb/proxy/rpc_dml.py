@@ -38,7 +38,7 @@ class DmlRpcs(ServiceBase):
                 f"request size {size} bytes exceeds the limit of {self.r.max_request_bytes} bytes; split the batch")
 
     def _route(self, info: CollectionInfo, columns: dict, n: int, partition_name: str):
-        """Yield (channel, partition_id, row indices or None for all rows)."""
+        """Group rows by destination: {channel: [(partition id, row indices, or None for all rows)]}."""
         schema = info.schema
         pkey = schema.partition_key_field
         if pkey is not None:
