@@ -21,18 +21,56 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
 PK, VEC = "id", "vec"
 
 
-def isolated(fn, *args, timeout: float | None = None, **kwargs):
-    """Run ``fn(*args, **kwargs)`` in a new spawned process; return its result."""
+def _child(conn, fn, args, kwargs) -> None:
+    try:
+        try:
+            answer = ("ok", fn(*args, **kwargs))
+        except BaseException as e:  # sent as text: not every exception unpickles
+            answer = ("err", f"{type(e).__name__}: {e}")
+        conn.send(answer)
+    except OSError:  # the parent gave up (timeout) and closed the pipe
+        pass
+    finally:
+        conn.close()
+
+
+def isolated(fn, *args, timeout: float | None = 3600.0, **kwargs):
+    """Run ``fn(*args, **kwargs)`` in a new spawned process; return its result.
+
+    The child's exception comes back as RuntimeError("Type: message"); a child
+    that dies without answering raises RuntimeError too. One still running after
+    ``timeout`` seconds is killed and raises TimeoutError, so a hung server fails
+    one measurement, not the whole run.
+    """
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        return pool.submit(fn, *args, **kwargs).result(timeout=timeout)
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, fn, args, kwargs), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(timeout):
+            proc.kill()
+            raise TimeoutError(f"{fn.__name__} did not finish in {timeout:.0f} s (killed)")
+        try:
+            kind, value = parent.recv()
+        except EOFError:
+            proc.join(5)
+            raise RuntimeError(f"{fn.__name__}: client process died (exit code {proc.exitcode})") from None
+    finally:
+        parent.close()
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    if kind == "err":
+        raise RuntimeError(value)
+    return value
 
 
 def _client(uri: str):
@@ -48,7 +86,8 @@ def _hit_ids(hits) -> list:
 
 def build(uri: str, data_dir: str, collection: str, index_params: dict, batch: int = 5000) -> dict:
     """Create the collection, insert ``batch``-row batches, flush, create the index
-    (pymilvus waits until DescribeIndex says Finished), load (waits for 100%).
+    (pymilvus waits until DescribeIndex says Finished), load (waits for 100%),
+    then wait until DescribeIndex counts all rows as indexed (``index_wait_s``).
 
     Returns phase times in seconds and ``insert_rows_s`` (rows / time inside the
     insert calls; the row dicts are built before the clock starts).
@@ -86,9 +125,30 @@ def build(uri: str, data_dir: str, collection: str, index_params: dict, batch: i
     t3 = time.perf_counter()
     client.load_collection(collection)
     t4 = time.perf_counter()
+    _wait_indexed(client, collection, len(base))
+    t5 = time.perf_counter()
     client.close()
     return {"rows": int(len(base)), "insert_s": t1 - t0, "insert_rows_s": len(base) / insert_time,
-            "flush_s": t2 - t1, "index_s": t3 - t2, "load_s": t4 - t3, "build_s": t4 - t0}
+            "flush_s": t2 - t1, "index_s": t3 - t2, "load_s": t4 - t3, "index_wait_s": t5 - t4,
+            "build_s": t5 - t0}
+
+
+def _wait_indexed(client, collection: str, rows: int, timeout: float = 3600.0, poll: float = 0.1) -> None:
+    """After load, wait until DescribeIndex counts every row as indexed.
+
+    pymilvus's create_index already waited for state Finished, but a server may
+    report Finished before it has built anything (vecdb builds when the
+    collection is loaded), so the build time would stop too early and the first
+    loads would search a half-built index.
+    """
+    deadline = time.perf_counter() + timeout
+    while True:
+        info = client.describe_index(collection, VEC) or {}
+        if info.get("state") == "Finished" and int(info.get("indexed_rows", 0)) >= rows:
+            return
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"index not finished after {timeout:.0f} s: {info}")
+        time.sleep(poll)
 
 
 def search_load(uri: str, data_dir: str, collection: str, search_params: dict, *,
@@ -98,7 +158,9 @@ def search_load(uri: str, data_dir: str, collection: str, search_params: dict, *
     sending ``nq`` queries per request back to back.
 
     Returns qps (queries/s), rps (requests/s), p50/p99/mean latency (ms, per
-    request), recall@k and the counts.
+    request), recall@k, the counts (``warmup_requests`` too, so a caller can
+    divide the server's CPU time by every request it saw) and the client
+    process's own CPU per query.
     """
     from bench.datasets import recall_at_k
 
@@ -113,16 +175,17 @@ def search_load(uri: str, data_dir: str, collection: str, search_params: dict, *
                              search_params=search_params, anns_field=VEC)
 
     stop_warm = time.perf_counter() + warmup
-    j = 0
+    warm = 0
     while time.perf_counter() < stop_warm:
-        one(j)
-        j += 1
+        one(warm)
+        warm += 1
 
     found = np.full((nbatch * nq, k), -1, dtype=np.int64)
     counter = itertools.count()
     lat: list[list[float]] = [[] for _ in range(threads)]
     ends = [0.0] * threads
     errors: list[BaseException] = []
+    cpu0 = time.process_time()
     start = time.perf_counter()
     deadline = start + duration
 
@@ -149,13 +212,15 @@ def search_load(uri: str, data_dir: str, collection: str, search_params: dict, *
         t.start()
     for t in pool:
         t.join()
+    client_cpu = time.process_time() - cpu0
     if errors:
         raise errors[0]
     elapsed = max(ends) - start
     all_lat = np.concatenate([np.asarray(x) for x in lat]) * 1000.0
     client.close()
     return {
-        "threads": threads, "nq": nq, "requests": int(len(all_lat)), "seconds": elapsed,
+        "threads": threads, "nq": nq, "requests": len(all_lat), "warmup_requests": warm, "seconds": elapsed,
+        "client_cpu_ms_per_query": client_cpu * 1000.0 / (len(all_lat) * nq),
         "qps": len(all_lat) * nq / elapsed, "rps": len(all_lat) / elapsed,
         "p50_ms": float(np.percentile(all_lat, 50)), "p99_ms": float(np.percentile(all_lat, 99)),
         "mean_ms": float(all_lat.mean()),

@@ -23,6 +23,67 @@ SYSTEM_LABEL = {"faiss": "FAISS in-process", "bare": "bare servicer (FAISS)",
 NOTES_START, NOTES_END = "<!-- notes -->", "<!-- /notes -->"
 
 
+def _median_tree(items: list):
+    """Median of numbers leaf by leaf over same-shaped dicts/lists; other leaves from the first."""
+    first = items[0]
+    if isinstance(first, bool) or first is None or isinstance(first, str):
+        return first
+    if isinstance(first, (int, float)):
+        vals = sorted(x for x in items if isinstance(x, (int, float)))
+        mid = len(vals) // 2
+        if len(vals) % 2 or all(isinstance(x, int) for x in vals):
+            return vals[mid] if len(vals) % 2 else vals[mid - 1]  # ints (knobs, counts) stay ints
+        return (vals[mid - 1] + vals[mid]) / 2
+    if isinstance(first, dict):
+        return {k: _median_tree([it[k] for it in items if isinstance(it, dict) and k in it]) for k in first}
+    if isinstance(first, list) and all(isinstance(it, list) and len(it) == len(first) for it in items):
+        return [_median_tree([it[i] for it in items]) for i in range(len(first))]
+    return first
+
+
+def median_results(per_rep: list[list[dict]]) -> list[dict]:
+    """Combine repeated runs: per (system, index), the median of every number over
+    the repeats that did not fail; ``repeats`` says how many counted."""
+    if len(per_rep) == 1:
+        return per_rep[0]
+    out = []
+    for first in per_rep[0]:
+        key = (first["system"], first["index"])
+        same = [r for rep in per_rep for r in rep if (r["system"], r["index"]) == key]
+        ok = [r for r in same if not r.get("error")]
+        if not ok:
+            out.append(same[-1])
+            continue
+        merged = _median_tree(ok)
+        merged["repeats"] = len(ok)
+        merged["errors"] = [r["error"] for r in same if r.get("error")]
+        out.append(merged)
+    return out
+
+
+def merge_docs(docs: list[dict]) -> dict:
+    """Several results documents as one: meta from the first, index lists and
+    specs united, results concatenated (a later document's (system, index)
+    result replaces an earlier one's), each document's run settings noted."""
+    if len(docs) == 1:
+        return docs[0]
+    meta = dict(docs[0]["meta"])
+    meta["indexes"] = list(meta["indexes"])
+    meta["index_specs"] = dict(meta["index_specs"])
+    by_key: dict = {}
+    for d in docs:
+        for name in d["meta"]["indexes"]:
+            if name not in meta["indexes"]:
+                meta["indexes"].append(name)
+            meta["index_specs"].setdefault(name, d["meta"]["index_specs"][name])
+        for r in d["results"]:
+            by_key[(r["system"], r["index"])] = r
+    meta["merged_runs"] = [{"indexes": d["meta"]["indexes"], "started": d["meta"].get("started"),
+                            "repeat": d["meta"].get("repeat", 1), "duration": d["meta"].get("duration")}
+                           for d in docs]
+    return {"meta": meta, "results": list(by_key.values())}
+
+
 def _find(results: list, system: str, index: str) -> dict | None:
     for r in results:
         if r["system"] == system and r["index"] == index and not r.get("error"):
@@ -51,6 +112,8 @@ def metrics(res: dict | None, headline, big_nq: int = 100) -> dict:
         "qps1": (t1 or {}).get("qps"), "qps8": (t8 or {}).get("qps"), "qps_big": (big or {}).get("qps"),
         "p50_ms": (t1 or {}).get("p50_ms"), "p99_ms": (t1 or {}).get("p99_ms"),
         "count_ms": count.get("p50_ms"), "rss_mb": (res or {}).get("peak_rss_mb"),
+        "cpu8": (t8 or {}).get("server_cpu_ms_per_query"), "cpu_big": (big or {}).get("server_cpu_ms_per_query"),
+        "client_cpu8": (t8 or {}).get("client_cpu_ms_per_query"),
     }
 
 
@@ -104,19 +167,21 @@ def _fmt(x, digits: int = 0, suffix: str = "") -> str:
 
 def main_table(results: list, index: str, headline, big_nq: int = 100) -> list[list[str]]:
     header = ["system", "build s", "insert rows/s", "recall@10", "QPS nq=1 1t", "QPS nq=1 8t",
-              f"nq={big_nq} q/s", "p50 ms", "p99 ms", "Strong count(*) ms", "peak RSS MiB"]
+              f"nq={big_nq} q/s", "p50 ms", "p99 ms", "Strong count(*) ms", "peak RSS MiB",
+              "server CPU ms/q nq=1", f"server CPU ms/q nq={big_nq}"]
     rows = [header]
     for system in SYSTEM_ORDER:
         res = next((r for r in results if r["system"] == system and r["index"] == index), None)
         if res is None:
             continue
         if res.get("error"):
-            rows.append([SYSTEM_LABEL[system], f"error: {res['error'][:60]}"] + [""] * (len(header) - 2))
+            rows.append([SYSTEM_LABEL[system], "failed (see below)"] + ["-"] * (len(header) - 2))
             continue
         m = metrics(res, headline, big_nq)
         rows.append([SYSTEM_LABEL[system], _fmt(m["build_s"], 1), _fmt(m["insert_rows_s"]),
                      _fmt(m["recall"], 3), _fmt(m["qps1"]), _fmt(m["qps8"]), _fmt(m["qps_big"]),
-                     _fmt(m["p50_ms"], 2), _fmt(m["p99_ms"], 2), _fmt(m["count_ms"], 1), _fmt(m["rss_mb"])])
+                     _fmt(m["p50_ms"], 2), _fmt(m["p99_ms"], 2), _fmt(m["count_ms"], 1), _fmt(m["rss_mb"]),
+                     _fmt(m["cpu8"], 3), _fmt(m["cpu_big"], 3)])
     return rows
 
 
@@ -156,6 +221,11 @@ def console(doc: dict) -> str:
         if spec["search_key"]:
             out.append("\nsweep (" + spec["search_key"] + "):")
             out.append(text_table(sweep_table(results, index)))
+        cl = [f"{SYSTEM_LABEL[r['system']]} {metrics(r, spec['headline'], big)['client_cpu8']:.3f}"
+              for r in results if r["index"] == index and not r.get("error")
+              and metrics(r, spec["headline"], big)["client_cpu8"] is not None]
+        if cl:
+            out.append("\npymilvus client CPU ms/query at nq=1, 8 threads: " + ", ".join(cl))
         rat = ratios(results, index, spec["headline"], big)
         out.append("\nratios vecdb/Milvus: " + _ratios_line(rat["milvus"], big))
         out.append("ratios vecdb/bare:   " + _ratios_line(rat["bare"], big))
@@ -165,6 +235,8 @@ def console(doc: dict) -> str:
     for r in results:
         if r.get("error"):
             out.append(f"\n{r['system']} {r['index']} failed: {r['error']}")
+        for err in r.get("errors") or []:
+            out.append(f"\n{r['system']} {r['index']} failed in one repeat: {err}")
     return "\n".join(out)
 
 
@@ -198,10 +270,11 @@ def plot(doc: dict, index: str, path: str) -> bool:
             continue
         pts.sort()
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=SYSTEM_LABEL[system])
-        for x, y, v in pts:
-            if v is not None:
-                ax.annotate(f"{spec['search_key']}={v}", (x, y), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
+        if not drawn:  # the systems share each knob's recall: label the first line only
+            for x, y, v in pts:
+                if v is not None:
+                    ax.annotate(f"{spec['search_key']}={v}", (x, y), fontsize=7, xytext=(3, 3),
+                                textcoords="offset points")
         drawn = True
     if not drawn:
         plt.close(fig)
@@ -254,14 +327,32 @@ def markdown(doc: dict, plots: dict, old_text: str = "") -> str:
         "standalone (`python -m vecdb standalone`). Servers run with `OMP_WAIT_POLICY=PASSIVE`.",
         "- Client: pymilvus `MilvusClient` only, every load in a fresh process of its own. "
         f"Insert: {meta['batch']:,}-row batches of row dicts (rows/s = rows / time inside `insert`). "
-        "Build = insert + flush + create_index (pymilvus waits for index state Finished) + load (100%).",
+        "Build = insert + flush + create_index (pymilvus waits for index state Finished) + load (100%) "
+        "+ wait until DescribeIndex counts every row as indexed.",
+        "- Server CPU ms/q: user+system CPU of the server process (all threads, /proc/<pid>/stat) over a load "
+        "divided by the queries it answered (warm-up included), at nq=1 with "
+        f"{meta['threads']} threads and at nq={big}; FAISS in-process: its own process CPU. With client and "
+        "server on the same 2 cores, QPS is bounded by client + server CPU together; this column is the "
+        "server's share and is less sensitive to other load on the machine.",
         f"- Loads: closed loop, >= {meta['duration']:g} s and >= one pass over the queries after a "
         f"{meta['warmup']:g} s warm-up; nq=1 with 1 and {meta['threads']} threads sharing one client; "
         f"nq={big} with {meta['big_threads']} client threads (FAISS in-process: one caller, OpenMP inside). "
         "Latency p50/p99 per request at nq=1, 1 thread, measured in the client. recall@10 from the first "
         f"answer to each query. Strong count(*): median of {meta['count_reps']} calls. "
         "Peak RSS: VmHWM of the server process (FAISS: of the process that builds and searches).",
-        "- Runs vary by up to about ±20% between repetitions on this machine; one run per system here.",
+        (f"- Repeats: {meta.get('repeat', 1)} (interleaved; every number is the median over the repeats). "
+         if "merged_runs" not in meta else
+         "- Runs merged into this page: " + "; ".join(
+             f"{'/'.join(m['indexes'])} started {m['started']}, {m['repeat']} repeat(s)"
+             for m in meta["merged_runs"]) + " (with repeats, every number is the median over them). ") +
+        "Runs vary by up to about ±20% between repetitions on this machine, more when other work shares "
+        "the 2 cores: the 1-minute load average before/after each system is listed at the end.",
+        "",
+        "## Notes",
+        "",
+        NOTES_START,
+        notes,
+        NOTES_END,
         "",
     ]
     for index in meta["indexes"]:
@@ -269,6 +360,12 @@ def markdown(doc: dict, plots: dict, old_text: str = "") -> str:
         knob = f"{spec['search_key']}={spec['headline']}" if spec["search_key"] else "exact search"
         lines += [f"## {index} {spec['build_params']}, {knob}", "",
                   md_table(main_table(results, index, spec["headline"], big)), ""]
+        cl = [f"{SYSTEM_LABEL[r['system']]} {metrics(r, spec['headline'], big)['client_cpu8']:.3f} ms"
+              for r in results if r["index"] == index and not r.get("error")
+              and metrics(r, spec["headline"], big)["client_cpu8"] is not None]
+        if cl:
+            lines += ["pymilvus client CPU per query at nq=1, 8 threads (the other share of the same 2 cores): "
+                      + ", ".join(cl) + ".", ""]
         rat = ratios(results, index, spec["headline"], big)
         lines += ["Ratios (vecdb / other):", "",
                   md_table([["vs", "QPS nq=1 8t", f"nq={big} q/s", "insert rows/s"]] +
@@ -283,20 +380,33 @@ def markdown(doc: dict, plots: dict, old_text: str = "") -> str:
                       md_table(sweep_table(results, index)), ""]
         if plots.get(index):
             lines += [f"![QPS vs recall, {index}]({plots[index]})", ""]
-    errs = [r for r in results if r.get("error")]
+    errs = [(r, r["error"], "") for r in results if r.get("error")]
+    errs += [(r, e, f" (one repeat; the numbers are from the other {r['repeats']})")
+             for r in results for e in r.get("errors") or []]
     if errs:
-        lines += ["## Failures", ""] + [f"- {r['system']} / {r['index']}: `{r['error']}`" for r in errs] + [""]
-    prof = meta.get("profile")
-    if prof:
-        lines += [f"## Profile of the vecdb server under nq=1, {meta['threads']}-thread load", "",
-                  f"py-spy, {prof['seconds']:g} s at {prof['rate']} Hz, {prof['summary']['samples']:,} busy "
-                  "samples (idle threads not sampled; native FAISS time shows on the calling line).", "",
-                  "Top frames by self time:", "",
-                  md_table([["% busy", "frame"]] +
-                           [[f"{r['pct']:.1f}", f"`{r['frame']}`"] for r in prof["summary"]["self"][:15]]), "",
-                  "Top frames by inclusive time:", "",
-                  md_table([["% busy", "frame"]] +
-                           [[f"{r['pct']:.1f}", f"`{r['frame']}`"] for r in prof["summary"]["inclusive"][:20]]),
-                  ""]
-    lines += ["## Notes", "", NOTES_START, notes, NOTES_END, ""]
+        lines += ["## Failures", ""] + [f"- {r['system']} / {r['index']}: `{e}`{why}" for r, e, why in errs] + [""]
+    for system, prof in (meta.get("profile") or {}).items():
+        summ = prof.get("all")
+        if not summ:
+            continue
+        lines += [f"## Profile: {SYSTEM_LABEL[system]} server under nq=1, {meta['threads']}-thread load", "",
+                  (f"py-spy, {prof['seconds']:g} s at {prof['rate']} Hz during an extra load not counted above; "
+                   f"{summ['samples']:,} busy samples over all threads (blocked waits left out, see "
+                   "`bench/profile.py`; native FAISS and gRPC C-core time shows on the calling line). "
+                   "Top frames by self time, then by inclusive time."), "",
+                  md_table([["% self", "frame"]] +
+                           [[f"{r['pct']:.1f}", f"`{r['frame']}`"] for r in summ["self"][:15]]), "",
+                  md_table([["% incl.", "frame"]] +
+                           [[f"{r['pct']:.1f}", f"`{r['frame']}`"] for r in summ["inclusive"][:15]]), ""]
+        if summ.get("project"):
+            lines += ["Deepest frame of project code on each busy stack (the project line running, or calling "
+                      "the library code that was):", "",
+                      md_table([["% busy", "frame"]] +
+                               [[f"{r['pct']:.1f}", f"`{r['frame']}`"] for r in summ["project"][:15]]), ""]
+    loads = [[SYSTEM_LABEL[r["system"]], r["index"], f"{r['loadavg'][0]:.2f} / {r['loadavg'][1]:.2f}"]
+             for r in results if r.get("loadavg")]
+    if loads:
+        lines += ["## Machine load", "", "1-minute load average before / after each system's measurements "
+                  "(the harness itself keeps up to ~2 busy; more means other work shared the cores).", "",
+                  md_table([["system", "index", "load avg before / after"]] + loads), ""]
     return "\n".join(lines)

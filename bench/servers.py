@@ -9,7 +9,8 @@
 
 Every server gets ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP threads sleep instead
 of spinning: on 2 cores spinning steals the client's CPU). ``peak_rss_mb()``
-reads VmHWM from /proc/<pid>/status of the server process. Stop is by PID:
+reads VmHWM from /proc/<pid>/status of the server process; ``cpu_seconds()``
+its user + system CPU time (all threads) from /proc/<pid>/stat. Stop is by PID:
 SIGTERM, then SIGKILL after a grace period.
 """
 
@@ -43,6 +44,18 @@ def read_vmhwm_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def read_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a live process, all its threads (/proc/<pid>/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # After the ")" closing the command name: field 3 (state) is index 0, so
+    # utime (14) and stime (15) are indexes 11 and 12.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _stop_pid(proc: subprocess.Popen, grace: float = 5.0) -> None:
@@ -105,6 +118,9 @@ class _PythonServer:
 
     def peak_rss_mb(self) -> float | None:
         return read_vmhwm_mb(self.pid) if self.proc else None
+
+    def cpu_seconds(self) -> float | None:
+        return read_cpu_seconds(self.pid) if self.proc else None
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -182,7 +198,12 @@ class MilvusStandalone:
         try:
             self.server = MilvusServer(MilvusServerConfig(), wait_for_started=True)
             self.server.set_base_dir(os.path.join(self.workdir, "milvus"))
-            self.server.config.update(proxy_port=self.port, etcd_port=etcd_client)
+            # Every listening port fresh, not Milvus's defaults (19529, 21123, ...):
+            # another Milvus on this machine must not collide with this one.
+            ports = {k: free_port() for k in self.server.config.configurable_items if k.endswith("_port")}
+            ports.update(proxy_port=self.port, etcd_port=etcd_client)
+            self.server.config.update(**ports)
+            self.server.webservice_port = free_port()  # /healthz + metrics, else 9091 upwards
             self.server.start()
         finally:
             for k, v in saved.items():
@@ -195,14 +216,53 @@ class MilvusStandalone:
     def peak_rss_mb(self) -> float | None:
         return read_vmhwm_mb(self.pid) if self.server and self.server.server_proc else None
 
+    def cpu_seconds(self) -> float | None:
+        return read_cpu_seconds(self.pid) if self.server and self.server.server_proc else None
+
     def stop(self) -> None:
         if self.server is not None and self.server.server_proc is not None:
             proc = self.server.server_proc
-            # Milvus logs "All cleanup done" then aborts (exit -6) on SIGTERM: harmless.
-            _stop_pid(proc, grace=15.0)
+            # Milvus logs "All cleanup done" then aborts (exit -6) on SIGTERM, or
+            # lingers past the grace period and is killed: harmless either way.
+            _stop_pid(proc, grace=5.0)
             self.server.server_proc = None
             self.server.stop()  # closes its log files
+        self._kill_leftovers()
         shutil.rmtree(os.path.join(self.workdir, "milvus"), ignore_errors=True)
+
+    def _kill_leftovers(self, grace: float = 5.0) -> None:
+        """Stop any process still running this instance's own binary copy.
+
+        Seen once after a start that timed out: a milvus process of this
+        instance, re-parented to init, outlived the stop of the PID we started.
+        The binary path contains this instance's unique work dir, so only its
+        processes match.
+        """
+        exe = os.path.join(self.workdir, "milvus", "bin", "milvus")
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv0 = f.read().split(b"\0", 1)[0].decode(errors="replace")
+            except OSError:
+                continue
+            if argv0 == exe:
+                pids.append(int(entry))
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            live = []
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                    live.append(pid)
+                except ProcessLookupError:
+                    pass
+            deadline = time.time() + grace
+            while live and time.time() < deadline:
+                live = [p for p in live if os.path.exists(f"/proc/{p}")]
+                time.sleep(0.1)
+            pids = live
 
     def tail(self, n: int = 20) -> str:
         path = os.path.join(self.workdir, "milvus", "logs", "milvus-stderr.log")
