@@ -17,6 +17,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from vecdb.columns import default_column
 from vecdb.coord.catalog import CollectionInfo
 from vecdb.coord.tso import IdAllocator
 from vecdb.datanode import segment_files as sf
@@ -98,7 +99,5 @@ class DataNode:
 
 
 def _concat(parts: list, counts: list[int], field) -> np.ndarray:
-    from vecdb.querynode.segment import _default_column
-
-    filled = [p if p is not None else _default_column(field.name, c) for p, c in zip(parts, counts)]
+    filled = [p if p is not None else default_column(field.name, c) for p, c in zip(parts, counts)]
     return np.concatenate(filled) if len(filled) > 1 else filled[0]

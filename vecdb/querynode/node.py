@@ -20,7 +20,8 @@ from vecdb.coord.catalog import CollectionInfo
 from vecdb.datanode import segment_files as sf
 from vecdb.index import create_index, load_index
 from vecdb.querynode import executor
-from vecdb.querynode.segment import Segment, empty_column
+from vecdb.columns import empty_column
+from vecdb.querynode.segment import Segment
 from vecdb.querynode.shard import SegmentView, Shard
 from vecdb.records import InsertRecord, Record, decode
 from vecdb.storage.base import Log, MetaStore, ObjectStore

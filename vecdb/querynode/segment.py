@@ -14,31 +14,11 @@ from typing import Mapping
 
 import numpy as np
 
-from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType
+from vecdb.columns import default_column, empty_column
+from vecdb.schema import CollectionSchema
 from vecdb.timestamp import MAX_TIMESTAMP
 
 _MIN_CAPACITY = 1024
-
-
-def empty_column(field, n: int) -> np.ndarray:
-    """An empty column buffer of the schema's column representation (see vecdb.schema)."""
-    dt = field.dtype
-    if dt == DataType.FLOAT_VECTOR:
-        return np.empty((n, field.dim), np.float32)
-    if dt == DataType.BINARY_VECTOR:
-        return np.empty((n, field.dim // 8), np.uint8)
-    if dt == DataType.FLOAT16_VECTOR:
-        return np.empty((n, field.dim), np.float16)
-    if dt == DataType.BFLOAT16_VECTOR:
-        return np.empty((n, field.dim), np.uint16)
-    return np.empty(n, SCALAR_DTYPES.get(dt, object))
-
-
-SCALAR_DTYPES = {
-    DataType.BOOL: np.bool_, DataType.INT8: np.int8, DataType.INT16: np.int16,
-    DataType.INT32: np.int32, DataType.INT64: np.int64, DataType.FLOAT: np.float32,
-    DataType.DOUBLE: np.float64,
-}
 
 
 class Segment:
@@ -85,7 +65,7 @@ class Segment:
         for name, buf in self._cols.items():
             col = columns.get(name)
             if col is None:
-                col = _default_column(name, count)
+                col = default_column(name, count)
             buf[start:end] = col
         self._ts[start:end] = ts
         self._del_ts[start:end] = MAX_TIMESTAMP
@@ -148,12 +128,3 @@ class Segment:
 
     def column_names(self) -> list[str]:
         return list(self._cols)
-
-
-def _default_column(name: str, count: int) -> np.ndarray:
-    if name == DYNAMIC_FIELD:
-        col = np.empty(count, object)
-        for i in range(count):
-            col[i] = {}
-        return col
-    raise KeyError(f"missing column {name}")

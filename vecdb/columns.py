@@ -1,0 +1,38 @@
+"""Column buffers in the representation documented in :mod:`vecdb.schema`, shared by the roles."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vecdb.schema import DYNAMIC_FIELD, DataType
+
+
+def empty_column(field, n: int) -> np.ndarray:
+    """An empty column buffer of the schema's column representation (see vecdb.schema)."""
+    dt = field.dtype
+    if dt == DataType.FLOAT_VECTOR:
+        return np.empty((n, field.dim), np.float32)
+    if dt == DataType.BINARY_VECTOR:
+        return np.empty((n, field.dim // 8), np.uint8)
+    if dt == DataType.FLOAT16_VECTOR:
+        return np.empty((n, field.dim), np.float16)
+    if dt == DataType.BFLOAT16_VECTOR:
+        return np.empty((n, field.dim), np.uint16)
+    return np.empty(n, SCALAR_DTYPES.get(dt, object))
+
+
+SCALAR_DTYPES = {
+    DataType.BOOL: np.bool_, DataType.INT8: np.int8, DataType.INT16: np.int16,
+    DataType.INT32: np.int32, DataType.INT64: np.int64, DataType.FLOAT: np.float32,
+    DataType.DOUBLE: np.float64,
+}
+
+
+def default_column(name: str, count: int) -> np.ndarray:
+    """Values for a column a batch left out: the dynamic field defaults to ``{}`` per row."""
+    if name == DYNAMIC_FIELD:
+        col = np.empty(count, object)
+        for i in range(count):
+            col[i] = {}
+        return col
+    raise KeyError(f"missing column {name}")
