@@ -25,13 +25,17 @@ def _interim_rows(server, name) -> int:
                if "vec" in seg.growing_indexes)
 
 
-def test_growing_data_is_indexed_in_background_and_search_stays_exact_on_the_tail(server, client, name):
+def _hnsw_collection(client, name, params: dict) -> None:
     schema = client.create_schema(auto_id=False)
     schema.add_field("id", DataType.INT64, is_primary=True)
     schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
     idx = client.prepare_index_params()
-    idx.add_index("vec", index_type="HNSW", metric_type="L2", params={"M": 16, "efConstruction": 100})
+    idx.add_index("vec", index_type="HNSW", metric_type="L2", params=params)
     client.create_collection(name, schema=schema, index_params=idx)
+
+
+def test_growing_data_is_indexed_in_background_and_search_stays_exact_on_the_tail(server, client, name):
+    _hnsw_collection(client, name, {"M": 16, "efConstruction": 100})
     rng = np.random.default_rng(1)
     vecs = rng.random((N, DIM), dtype=np.float32)
     for s in range(0, N, 5000):
@@ -59,12 +63,7 @@ def test_growing_data_is_indexed_in_background_and_search_stays_exact_on_the_tai
 
 
 def test_hnsw_interim_index_is_adopted_at_seal_not_rebuilt(server, client, name):
-    schema = client.create_schema(auto_id=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
-    idx = client.prepare_index_params()
-    idx.add_index("vec", index_type="HNSW", metric_type="L2", params={"M": 8, "efConstruction": 64})
-    client.create_collection(name, schema=schema, index_params=idx)
+    _hnsw_collection(client, name, {"M": 8, "efConstruction": 64})
     vecs = np.random.default_rng(2).random((12_000, DIM), dtype=np.float32)
     for s in range(0, 12_000, 4000):
         client.insert(name, [{"id": i, "vec": vecs[i]} for i in range(s, s + 4000)])

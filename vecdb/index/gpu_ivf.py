@@ -157,16 +157,9 @@ class _GpuIvf(GpuIndex):
         if nprobe >= self._info["nlist"]:
             return self._search_exact(q, k, mask)
         xp = self.xp
-        coarse, qn, probes = self._probe_blocks(q, nprobe)
-        vmask = None if mask is None else mask[self._dev["ids"]]
         out_d = xp.empty((len(q), k), dtype=xp.float32)
         out_i = xp.empty((len(q), k), dtype=xp.int64)
-        for lo, hi, cmax in self._query_blocks(probes, self._per_candidate_bytes()):
-            qnb = None if qn is None else qn[lo:hi]
-            pos, lst, ok = self._candidates(probes[lo:hi], cmax)
-            key = self._cand_keys(q[lo:hi], qnb, coarse[lo:hi], pos, lst)
-            if vmask is not None:
-                ok &= vmask[pos]
+        for lo, hi, qnb, pos, ok, key in self._candidate_blocks(q, nprobe, mask):
             key = xp.where(ok, key, _INF)
             cols, vals = select_topk(xp, key, k)
             ids = self._dev["ids"][xp.take_along_axis(pos, cols, 1)]
@@ -174,17 +167,23 @@ class _GpuIvf(GpuIndex):
             out_d[lo:hi], out_i[lo:hi] = finish_topk(xp, ids, vals, k, self._metric, add, sort_ids=True)
         return out_d, out_i
 
-    def _range_lists(self, q, radius: float, range_filter, nprobe: int, mask):
-        xp = self.xp
+    def _candidate_blocks(self, q, nprobe: int, mask):
+        """Per block of queries: (lo, hi, query norms, candidate positions, valid flags, keys) over
+        the probed lists, with filtered-out rows already flagged invalid."""
         coarse, qn, probes = self._probe_blocks(q, nprobe)
         vmask = None if mask is None else mask[self._dev["ids"]]
-        parts = []
         for lo, hi, cmax in self._query_blocks(probes, self._per_candidate_bytes()):
             qnb = None if qn is None else qn[lo:hi]
             pos, lst, ok = self._candidates(probes[lo:hi], cmax)
             key = self._cand_keys(q[lo:hi], qnb, coarse[lo:hi], pos, lst)
             if vmask is not None:
                 ok &= vmask[pos]
+            yield lo, hi, qnb, pos, ok, key
+
+    def _range_lists(self, q, radius: float, range_filter, nprobe: int, mask):
+        xp = self.xp
+        parts = []
+        for lo, hi, qnb, pos, ok, key in self._candidate_blocks(q, nprobe, mask):
             if self._metric == "L2":
                 d = xp.maximum(key if self._keys_are_distances else key + qnb[:, None], 0)
             else:
