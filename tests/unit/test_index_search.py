@@ -475,3 +475,42 @@ def test_concurrent_search_and_add():
     for t in threads:
         t.join()
     assert not errors and idx.ntotal == N
+
+
+@pytest.mark.parametrize("index_type", ["HNSW", "IVF_FLAT", "BIN_FLAT"])
+def test_frozen_index_searches_the_same_and_refuses_writes(index_type):
+    binary = index_type.startswith("BIN")
+    data, queries, metric = (XB, QB, "HAMMING") if binary else (X[:2000], Q, "L2")
+    idx = create_index(index_type, metric, 128 if binary else DIM,
+                       {} if binary else ({"M": 8, "efConstruction": 40} if index_type == "HNSW" else {"nlist": 16}),
+                       BIN if binary else F)
+    idx.build(data)
+    params = {} if binary else ({"ef": 32} if index_type == "HNSW" else {"nprobe": 4})
+    before = idx.search(queries, K, params)
+    idx.freeze()
+    after = idx.search(queries, K, params)
+    np.testing.assert_array_equal(before[1], after[1])
+    with pytest.raises(OperationNotSupported, match="frozen"):
+        idx.add(data[:10])
+    with pytest.raises(OperationNotSupported, match="frozen"):
+        idx.build(data)
+    assert idx.ntotal == len(data)
+
+
+def test_freeze_waits_for_a_running_writer():
+    from vecdb.index.base import RWLock
+
+    lock, order = RWLock(), []
+    lock.acquire_write()
+    t = threading.Thread(target=lambda: (lock.freeze(), order.append("frozen")))
+    t.start()
+    t.join(0.2)
+    assert t.is_alive() and not order  # freeze waits for the writer
+    order.append("written")
+    lock.release_write()
+    t.join(5)
+    assert order == ["written", "frozen"]
+    with lock.read():  # lock-free now
+        pass
+    with pytest.raises(OperationNotSupported):
+        lock.acquire_write()

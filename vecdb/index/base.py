@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from vecdb.errors import InvalidParameter
+from vecdb.errors import InvalidParameter, OperationNotSupported
 
 FLOAT_METRICS = ("L2", "IP", "COSINE")
 BINARY_METRICS = ("HAMMING", "JACCARD")
@@ -54,7 +54,8 @@ class VectorIndex(Protocol):
       accepted and converted. BINARY_VECTOR: uint8 (n, dim // 8).
     - **Threads.** search/range_search may run concurrently with each other
       and with ``add`` (an internal reader/writer lock); FAISS releases the
-      GIL while it works.
+      GIL while it works. ``freeze()`` ends writes for good (sealed segments):
+      later ``build``/``add`` raise and searches run without the lock.
     - **Persistence.** ``save`` writes one file; ``load_index(path, mmap=True)``
       maps what FAISS can map. An mmap-loaded index is read-only.
     """
@@ -85,6 +86,8 @@ class VectorIndex(Protocol):
     ) -> list[tuple[np.ndarray, np.ndarray]]: ...
 
     def save(self, path: str) -> None: ...
+
+    def freeze(self) -> None: ...
 
 
 def is_similarity(metric_type: str) -> bool:
@@ -124,6 +127,8 @@ def as_float32(x: np.ndarray, dim: int) -> np.ndarray:
     float32; other numeric types are cast.
     """
     a = np.asarray(x)
+    if a.dtype == np.float32 and a.ndim == 2 and a.shape[1] == dim and a.flags.c_contiguous:
+        return a  # already what FAISS takes (the usual search query)
     if a.ndim == 1:
         a = a.reshape(1, -1)
     if a.ndim != 2:
@@ -142,6 +147,8 @@ def as_float32(x: np.ndarray, dim: int) -> np.ndarray:
 def as_binary(x: np.ndarray, dim: int) -> np.ndarray:
     """Return C-contiguous uint8 (n, dim // 8) packed binary vectors."""
     a = np.asarray(x)
+    if a.dtype == np.float32 and a.ndim == 2 and a.shape[1] == dim and a.flags.c_contiguous:
+        return a  # already what FAISS takes (the usual search query)
     if a.ndim == 1:
         a = a.reshape(1, -1)
     if a.ndim != 2:
@@ -242,13 +249,21 @@ def split_range_result(
 # --- locking -----------------------------------------------------------------
 class RWLock:
     """Many readers (searches) or one writer (add). Writers are not starved:
-    a waiting writer blocks new readers."""
+    a waiting writer blocks new readers. Once ``freeze`` has run (no writer will
+    ever come again: a sealed segment's index), readers take no lock at all."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
+        self._frozen = False
+
+    def freeze(self) -> None:
+        """Wait for the current writer, then make every later write fail and reads lock-free."""
+        self.acquire_write()
+        self._frozen = True
+        self.release_write()
 
     def acquire_read(self) -> None:
         with self._cond:
@@ -263,11 +278,16 @@ class RWLock:
                 self._cond.notify_all()
 
     def acquire_write(self) -> None:
+        if self._frozen:
+            raise OperationNotSupported("the index is frozen (sealed) and read-only")
         with self._cond:
             self._writers_waiting += 1
             while self._writer or self._readers:
                 self._cond.wait()
             self._writers_waiting -= 1
+            if self._frozen:
+                self._cond.notify_all()
+                raise OperationNotSupported("the index is frozen (sealed) and read-only")
             self._writer = True
 
     def release_write(self) -> None:
@@ -276,7 +296,7 @@ class RWLock:
             self._cond.notify_all()
 
     def read(self) -> "_Guard":
-        return _Guard(self.acquire_read, self.release_read)
+        return _UNLOCKED if self._frozen else _Guard(self.acquire_read, self.release_read)
 
     def write(self) -> "_Guard":
         return _Guard(self.acquire_write, self.release_write)
@@ -293,3 +313,6 @@ class _Guard:
 
     def __exit__(self, *exc) -> None:
         self._exit()
+
+
+_UNLOCKED = _Guard(lambda: None, lambda: None)

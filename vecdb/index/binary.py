@@ -181,6 +181,10 @@ class BinaryIndex:
         if self._read_only:
             raise OperationNotSupported("index was loaded with mmap and is read-only")
 
+    def freeze(self) -> None:
+        """No more writes (a sealed segment's index): searches stop taking the lock."""
+        self._lock.freeze()
+
     # --- search ---------------------------------------------------------
     def _filter_mode(self, mask: np.ndarray | None, k: int) -> tuple[np.ndarray | None, int, bool]:
         n = self.ntotal

@@ -103,6 +103,7 @@ class FaissIndex:
         self._faiss_metric = faiss.METRIC_L2 if metric_type == "L2" else faiss.METRIC_INNER_PRODUCT
         self._lock = RWLock()
         self._read_only = False
+        self._fparams: dict = {}  # unfiltered FAISS SearchParameters, reused (FAISS only reads them)
         self._trained: dict[str, int] = {}  # effective nlist / nbits once trained
         self._index: Any = None  # the real index (None while pending)
         self._pending: Any = None  # exact flat buffer before training
@@ -110,7 +111,7 @@ class FaissIndex:
 
     # --- state ----------------------------------------------------------
     def _reset(self) -> None:
-        self._trained = {}
+        self._trained, self._fparams = {}, {}
         if self.index_type in _TRAINED_TYPES:
             self._index, self._pending = None, faiss.IndexFlat(self.dim, self._faiss_metric)
         else:
@@ -172,7 +173,7 @@ class FaissIndex:
         index, trained = self._make_untrained(len(x))
         index.train(x)
         index.add(x)
-        self._index, self._pending, self._trained = index, None, trained
+        self._index, self._pending, self._trained, self._fparams = index, None, trained, {}
 
     # --- build / add ----------------------------------------------------
     def _prepare(self, x: np.ndarray) -> np.ndarray:
@@ -210,9 +211,25 @@ class FaissIndex:
         if self._read_only:
             raise OperationNotSupported("index was loaded with mmap and is read-only")
 
+    def freeze(self) -> None:
+        """No more writes (a sealed segment's index): searches stop taking the lock."""
+        self._lock.freeze()
+
     # --- search ---------------------------------------------------------
     def _search_params(self, sp: dict, k: int, sel: Any, exhaustive: bool) -> tuple[Any, Any]:
-        """(faiss index to call, its SearchParameters) for one search mode."""
+        """(faiss index to call, its SearchParameters) for one search mode; without a selector the
+        pair is made once per distinct set of knobs and reused."""
+        if sel is not None:
+            return self._make_search_params(sp, k, sel, exhaustive)
+        key = (exhaustive, k, sp.get("ef"), sp.get("nprobe"), sp.get("reorder_k"))
+        pair = self._fparams.get(key)
+        if pair is None:
+            if len(self._fparams) > 256:
+                self._fparams.clear()
+            pair = self._fparams[key] = self._make_search_params(sp, k, None, exhaustive)
+        return pair
+
+    def _make_search_params(self, sp: dict, k: int, sel: Any, exhaustive: bool) -> tuple[Any, Any]:
         index = self._index
         if index is None:
             return self._pending, faiss.SearchParameters(sel=sel)
@@ -233,9 +250,8 @@ class FaissIndex:
             return index, params
         return index, ivf
 
-    def _filter_mode(self, mask: np.ndarray | None, k: int) -> tuple[np.ndarray | None, int, bool]:
-        """(mask or None, number of searchable rows, search exhaustively?)."""
-        n = self.ntotal
+    def _filter_mode(self, mask: np.ndarray | None, k: int, n: int) -> tuple[np.ndarray | None, int, bool]:
+        """(mask or None, number of searchable rows out of ``n``, search exhaustively?)."""
         if mask is None:
             return None, n, False
         nvalid = int(np.count_nonzero(mask))
@@ -257,16 +273,21 @@ class FaissIndex:
         except TypeError:  # an unhashable value: validate (and reject) it the plain way
             sp = validate_search_params(self.index_type, self.metric_type, params, k)
         with self._lock.read():
-            mask, nvalid, exhaustive = self._filter_mode(prepare_mask(valid, self.ntotal), k)
-            if nvalid == 0 or not len(q):
-                return empty_result(len(q), k, self.metric_type)
-            sel, keep = _bitmap_selector(mask) if mask is not None else (None, None)
-            d, i = self._run_search(q, k, sp, sel, mask, exhaustive)
-            if not exhaustive:
-                short = np.flatnonzero((i >= 0).sum(axis=1) < min(k, nvalid))
-                if len(short):
-                    d[short], i[short] = self._run_search(q[short], k, sp, sel, mask, True)
-            del keep
+            return self._search(q, k, sp, valid)
+
+    def _search(self, q, k, sp, valid) -> tuple[np.ndarray, np.ndarray]:
+        ntotal = self.ntotal
+        mask, nvalid, exhaustive = self._filter_mode(prepare_mask(valid, ntotal), k, ntotal)
+        if nvalid == 0 or not len(q):
+            return empty_result(len(q), k, self.metric_type)
+        sel, keep = _bitmap_selector(mask) if mask is not None else (None, None)
+        d, i = self._run_search(q, k, sp, sel, mask, exhaustive)
+        if not exhaustive:
+            # FAISS pads short rows at the end: a query is short when its last expected slot is empty
+            short = np.flatnonzero(i[:, min(k, nvalid) - 1] < 0)
+            if len(short):
+                d[short], i[short] = self._run_search(q[short], k, sp, sel, mask, True)
+        del keep
         return d, i
 
     def _run_search(self, q, k, sp, sel, mask, exhaustive) -> tuple[np.ndarray, np.ndarray]:
@@ -294,7 +315,8 @@ class FaissIndex:
         q = self._prepare(queries)
         sp = validate_search_params(self.index_type, self.metric_type, params, 1, range_search=True)
         with self._lock.read():
-            mask, nvalid, exhaustive = self._filter_mode(prepare_mask(valid, self.ntotal), 0)
+            ntotal = self.ntotal
+            mask, nvalid, exhaustive = self._filter_mode(prepare_mask(valid, ntotal), 0, ntotal)
             if nvalid == 0 or not len(q):
                 return [(np.empty(0, np.float32), np.empty(0, np.int64)) for _ in range(len(q))]
             sel, keep = _bitmap_selector(mask) if mask is not None else (None, None)

@@ -134,6 +134,10 @@ class GpuIndex:
         a = as_float32(x, self.dim)
         return normalize_rows(a) if self._cosine else a
 
+    def freeze(self) -> None:
+        """No more writes (a sealed segment's index): searches stop taking the lock."""
+        self._lock.freeze()
+
     def build(self, vectors: np.ndarray) -> None:
         """Replace the content with rows 0..n-1 (training where the type needs it)."""
         x = self._prepare(vectors)

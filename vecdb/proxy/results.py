@@ -23,6 +23,7 @@ from vecdb.errors import InternalError
 from vecdb.proxy.fieldencode import fill_field_data, merge_packed
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType
 
+_SMALL_REPLY = 64  # hits up to which scores are appended as a list rather than packed bytes
 _SCORES_FIELD = schema_pb2.SearchResultData.DESCRIPTOR.fields_by_name["scores"].number
 
 
@@ -81,8 +82,8 @@ def search_results(
     names with a column each; ``dynamic_keys`` as from ``resolve_output_fields``
     (the ``$meta`` column is then needed). ``round_decimal >= 0`` rounds scores.
     """
-    topks = np.asarray(topks, dtype=np.int64)
-    total = int(topks.sum())
+    topks = topks if isinstance(topks, list) else np.asarray(topks, dtype=np.int64).tolist()
+    total = sum(topks)
     if len(topks) != nq or total != len(pks) or total != len(scores):
         raise InternalError(
             f"inconsistent search result: nq={nq}, {len(topks)} topks summing to {total}, "
@@ -92,14 +93,18 @@ def search_results(
     res = reply.results
     res.num_queries = nq
     res.top_k = top_k
-    res.topks.extend(topks.tolist())
+    res.topks.extend(topks)
     pk = schema.primary_field
     res.primary_field_name = pk.name
     _fill_ids(res.ids, pks, pk.dtype)
     scores = round_scores(scores, round_decimal) if round_decimal >= 0 else scores
-    merge_packed(res, _SCORES_FIELD, np.asarray(scores, dtype="<f4"))
-    fill_field_data(res.fields_data.add, schema, columns, output_fields, dynamic_keys)
-    res.output_fields.extend(_reply_output_fields(output_fields, dynamic_keys))
+    if total > _SMALL_REPLY:
+        merge_packed(res, _SCORES_FIELD, np.asarray(scores, dtype="<f4"))
+    else:  # a short list is cheaper to extend than to encode
+        res.scores.extend(scores.tolist())
+    if output_fields or dynamic_keys:
+        fill_field_data(res.fields_data.add, schema, columns, output_fields, dynamic_keys)
+        res.output_fields.extend(_reply_output_fields(output_fields, dynamic_keys))
     return reply
 
 

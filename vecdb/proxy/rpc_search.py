@@ -105,8 +105,8 @@ class SearchRpcs(ServiceBase):
 
     def _search_plan(self, info, pairs, output_fields) -> "SearchPlan":
         """Everything a search derives from its parameters, cached: clients repeat the same ones."""
-        key = (info.id, tuple((i.index_id, i.field_name) for i in info.indexes),
-               tuple((kv.key, kv.value) for kv in pairs), tuple(output_fields))
+        key = (info.id, tuple([(i.index_id, i.field_name) for i in info.indexes]),
+               tuple([(kv.key, kv.value) for kv in pairs]), tuple(output_fields))
         cache = self.__dict__.setdefault("_plans", {})
         plan = cache.get(key)
         if plan is None:

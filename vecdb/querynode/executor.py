@@ -125,63 +125,83 @@ def _pad_ranges(per_query, k: int, metric: str):
 def search(views: list[SegmentView], spec: SearchSpec, pk_name: str, output_fields: list[str]) -> Hits:
     nq = len(spec.queries)
     k = spec.limit + spec.offset
-    dists, offs, segidx = [], [], []
-    for i, view in enumerate(views):
+    hit_views, dists, offs = [], [], []
+    for view in views:
         mask = valid_mask(view, spec.ts, spec.flt)
         if not _any(mask):
             continue
         d, o = _segment_search(view, spec, min(k, view.n), mask)
+        hit_views.append(view)
         dists.append(d)
         offs.append(o)
-        segidx.append(np.full(o.shape, i, np.int64))
     if not dists:
         return Hits([0] * nq, np.empty(0, np.int64), np.empty(0, np.float32))
-    if len(dists) == 1:
-        D, O, S = dists[0], offs[0], segidx[0]
+    if len(dists) == 1:  # the common case: no segment ids to carry, nothing to merge
+        D, O, S = dists[0], offs[0], None
     else:
-        D, O, S = (np.concatenate(a, axis=1) for a in (dists, offs, segidx))
-    valid = O >= 0
+        D, O = np.concatenate(dists, axis=1), np.concatenate(offs, axis=1)
+        S = np.concatenate([np.full(o.shape, i, np.int64) for i, o in enumerate(offs)], axis=1)
+    full = bool(O.min() >= 0)  # every slot holds a hit (no padding)
+    valid = None if full else O >= 0
     # primary keys of every candidate: for tie-breaking and the reply
-    P = _gather_2d(views, S, O, valid, pk_name)
-    if len(dists) > 1 or _has_ties(D, valid):
+    P = _gather_2d(hit_views, S, O, valid, pk_name)
+    if S is not None or _has_ties(D, valid):
         key = -D if is_similarity(spec.metric) else D.copy()
-        key[~valid] = np.inf
+        if valid is not None:
+            key[~valid] = np.inf
         if P.dtype != object:
             order = np.lexsort((P, key), axis=1)
         else:
             order = np.argsort(key, axis=1, kind="stable")
         order = order[:, :k]
         rows = np.arange(nq)[:, None]
-        D, O, S, P, valid = D[rows, order], O[rows, order], S[rows, order], P[rows, order], valid[rows, order]
+        D, O, P = D[rows, order], O[rows, order], P[rows, order]
+        S = None if S is None else S[rows, order]
+        valid = None if valid is None else valid[rows, order]
     if spec.offset:  # drop `offset` leading hits per query
-        D, O, S, P, valid = (a[:, spec.offset:] for a in (D, O, S, P, valid))
-    topks = valid.sum(axis=1).tolist()
-    flat = valid.ravel()
-    hits = Hits(topks, P.ravel()[flat], D.ravel()[flat].astype(np.float32, copy=False))
-    if output_fields:
-        s_flat, o_flat = S.ravel()[flat], O.ravel()[flat]
-        for name in output_fields:
-            hits.columns[name] = gather(views, s_flat, o_flat, name)
+        D, O, P = D[:, spec.offset:], O[:, spec.offset:], P[:, spec.offset:]
+        S = None if S is None else S[:, spec.offset:]
+        valid = None if valid is None else valid[:, spec.offset:]
+    if valid is None:
+        topks = [D.shape[1]] * nq
+        hits = Hits(topks, P.ravel(), D.ravel().astype(np.float32, copy=False))
+        s_flat, o_flat = (None if S is None else S.ravel()), O.ravel()
+    else:
+        flat = valid.ravel()
+        topks = valid.sum(axis=1).tolist()
+        hits = Hits(topks, P.ravel()[flat], D.ravel()[flat].astype(np.float32, copy=False))
+        s_flat, o_flat = (None if S is None else S.ravel()[flat]), O.ravel()[flat]
+    for name in output_fields:
+        hits.columns[name] = gather(hit_views, s_flat, o_flat, name)
     return hits
 
 
-def _has_ties(D: np.ndarray, valid: np.ndarray) -> bool:
+def _has_ties(D: np.ndarray, valid: np.ndarray | None) -> bool:
     """One segment's result rows come sorted by distance; they need re-ordering only where equal
     distances must be broken by primary key."""
     if D.shape[1] < 2:
         return False
-    return bool(np.any((D[:, 1:] == D[:, :-1]) & valid[:, 1:]))
+    same = D[:, 1:] == D[:, :-1]
+    if valid is not None:
+        same &= valid[:, 1:]
+    return bool(same.any())
 
 
 def _gather_2d(views, S, O, valid, name) -> np.ndarray:
-    flat = gather(views, S[valid], O[valid], name)
-    out = np.zeros(S.shape, flat.dtype) if flat.dtype != object else np.empty(S.shape, object)
+    """Column ``name`` at every (segment, offset) slot; slots with no hit (``valid`` False) hold 0 / None."""
+    if valid is None:
+        if S is None:
+            return views[0].segment.column(name, views[0].n)[O]
+        return gather(views, S.ravel(), O.ravel(), name).reshape(O.shape)
+    flat = gather(views, None if S is None else S[valid], O[valid], name)
+    out = np.zeros(O.shape, flat.dtype) if flat.dtype != object else np.empty(O.shape, object)
     out[valid] = flat
     return out
 
 
-def gather(views: list[SegmentView], seg_idx: np.ndarray, offsets: np.ndarray, name: str) -> np.ndarray:
-    """Column ``name`` for rows (views[seg_idx[j]], offsets[j]), in that order."""
+def gather(views: list[SegmentView], seg_idx: np.ndarray | None, offsets: np.ndarray, name: str) -> np.ndarray:
+    """Column ``name`` for rows (views[seg_idx[j]], offsets[j]), in that order (``seg_idx`` may be None
+    when there is one view)."""
     if not len(views):
         return np.empty(0)
     if len(views) == 1:

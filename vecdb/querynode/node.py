@@ -230,6 +230,7 @@ class QueryNode:
                 else:
                     index = create_index(idx.index_type, idx.metric_type, field.dim, idx.params, field.dtype)
                     index.build(np.ascontiguousarray(seg.column(field.name)))
+                index.freeze()
                 seg.indexes[field.name] = index
                 seg.growing_indexes.pop(field.name, None)
             if seg.prefix is not None:
@@ -259,7 +260,9 @@ class QueryNode:
                     path = os.path.join(tempfile.mkdtemp(prefix="vecdb-index-"), "index")
                     with open(path, "wb") as f:
                         f.write(self.objects.get(key))
-                seg.indexes[field.name] = load_index(path, mmap=mmap)
+                index = load_index(path, mmap=mmap)
+                index.freeze()
+                seg.indexes[field.name] = index
             except Exception:  # rebuilt in the background instead
                 log.exception("cannot load index %s; it will be rebuilt", key)
 
