@@ -76,3 +76,44 @@ def test_describe_index_reports_every_row_indexed_once_built(client, name, index
         time.sleep(0.05)
     assert (info["indexed_rows"], info["total_rows"], info["pending_index_rows"]) == (3000, 3000, 0)
     assert info["state"] == "Finished"
+
+
+@pytest.mark.parametrize("index_type,metric,shared", [("FLAT", "L2", True), ("HNSW", "IP", True),
+                                                      ("HNSW", "COSINE", False), ("IVF_FLAT", "L2", False)])
+def test_sealed_vectors_are_kept_once_when_the_index_holds_them(tmp_path, index_type, metric, shared):
+    """FLAT / HNSW (L2, IP) keep the raw vectors: the segment serves its column from the index's
+    copy instead of keeping its own; searches and vector output are unchanged."""
+    port = free_port()
+    node = start_standalone(tmp_path, port)
+    try:
+        client = MilvusClient(f"http://127.0.0.1:{port}")
+        schema = client.create_schema(auto_id=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
+        idx = client.prepare_index_params()
+        idx.add_index("vec", index_type=index_type, metric_type=metric, params={"nlist": 16} if "IVF" in index_type else {})
+        client.create_collection("shared", schema=schema, index_params=idx)
+        vecs = np.random.default_rng(5).random((4000, DIM), dtype=np.float32)
+        client.insert("shared", [{"id": i, "vec": vecs[i]} for i in range(4000)])
+        client.flush("shared")
+        deadline = time.time() + 30
+        while not all("vec" in s.indexes for s in _sealed_segments(node, "shared")) and time.time() < deadline:
+            time.sleep(0.05)
+        segs = _sealed_segments(node, "shared")
+        assert segs and all("vec" in s.indexes for s in segs)
+        for s in segs:
+            stored = s.indexes["vec"].raw_vectors()
+            if shared:
+                assert np.shares_memory(s.column("vec"), stored)
+            else:
+                assert stored is None and s.column("vec").flags.writeable
+        rows = client.query("shared", filter="id in [0, 1234, 3999]", output_fields=["vec"])
+        for r in rows:
+            np.testing.assert_array_equal(np.asarray(r["vec"], np.float32), vecs[r["id"]])
+        hits = client.search("shared", data=[vecs[1234]], limit=3, search_params={"params": {"ef": 64, "nprobe": 16}})
+        q = vecs[1234]
+        score = {"L2": -((vecs - q) ** 2).sum(1), "IP": vecs @ q,
+                 "COSINE": vecs @ q / np.linalg.norm(vecs, axis=1)}[metric]
+        assert hits[0][0]["id"] == int(np.argmax(score))
+    finally:
+        node.stop()

@@ -514,3 +514,30 @@ def test_freeze_waits_for_a_running_writer():
         pass
     with pytest.raises(OperationNotSupported):
         lock.acquire_write()
+
+
+@pytest.mark.parametrize("index_type,metric,shared", [
+    ("FLAT", "L2", True), ("HNSW", "IP", True), ("SCANN", "L2", True),
+    ("HNSW", "COSINE", False), ("IVF_FLAT", "L2", False), ("BIN_FLAT", "HAMMING", False),
+])
+def test_raw_vectors_are_a_zero_copy_view_that_keeps_the_index_alive(index_type, metric, shared, tmp_path):
+    binary = index_type.startswith("BIN")
+    params = {"nlist": 16, "with_raw_data": True} if index_type == "SCANN" else FLOAT_CASES.get(index_type, ({},))[0]
+    idx = create_index(index_type, metric, 128 if binary else DIM, params, BIN if binary else F)
+    data = XB if binary else X
+    idx.build(data)
+    view = idx.raw_vectors()
+    if not shared:
+        assert view is None
+        return
+    assert view.shape == data.shape and view.dtype == np.float32 and not view.flags.writeable
+    np.testing.assert_array_equal(view, data)
+    idx.save(str(tmp_path / "ix"))
+    for mmap in (False, True):
+        np.testing.assert_array_equal(load_index(str(tmp_path / "ix"), mmap=mmap).raw_vectors(), data)
+    del idx  # the view alone keeps the FAISS index (and so its memory) alive
+    import gc
+    gc.collect()
+    for _ in range(3):  # fresh allocations that would reuse freed memory
+        create_index(index_type, metric, DIM, params, F).build(X[::-1].copy())
+    np.testing.assert_array_equal(view, data)

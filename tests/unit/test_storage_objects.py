@@ -47,6 +47,20 @@ def test_put_accepts_numpy_buffers(store):
     assert np.array_equal(np.frombuffer(store.get("a"), dtype=np.float32).reshape(3, 4), arr)
 
 
+def test_put_streams_a_sequence_or_iterator_of_parts(store):
+    arr = np.arange(6, dtype=np.int64)
+    store.put("parts", [b"head", arr, memoryview(b"tail")])
+    assert store.get("parts") == b"head" + arr.tobytes() + b"tail"
+    store.put("gen", (bytes([i]) * 3 for i in range(4)))
+    assert store.get("gen") == b"\0\0\0\1\1\1\2\2\2\3\3\3"
+    store.put("none", [])
+    assert store.get("none") == b""
+    for bad in ("text", 12, [b"ok", "text"], [b"ok", None]):
+        with pytest.raises(InvalidParameter):
+            store.put("bad", bad)
+    assert not store.exists("bad")
+
+
 def test_list_matches_string_prefixes_and_is_sorted(store):
     keys = ["c/2/x", "c/10/x", "c/1/y", "c/1/x", "cx", "b/a"]
     for k in keys:

@@ -57,10 +57,7 @@ class DataNode:
                 if pid not in live_partitions:
                     continue  # partition dropped meanwhile
                 prefix = sf.segment_prefix(info.id, channel, upto, pid)
-                columns = {
-                    f.name: _concat([r.columns.get(f.name) for r in recs], [r.num_rows for r in recs], f)
-                    for f in info.schema.fields
-                }
+                columns = {f.name: _chunks(recs, f) for f in info.schema.fields}
                 ts = np.concatenate([np.full(r.num_rows, r.ts, np.uint64) for r in recs])
                 sf.write_segment(self.objects, prefix, info.schema, columns, ts)
                 seg = {"segment_id": self.ids.allocate(), "partition_id": pid, "num_rows": len(ts),
@@ -98,6 +95,7 @@ class DataNode:
                 self.meta.txn(deletes=keys)
 
 
-def _concat(parts: list, counts: list[int], field) -> np.ndarray:
-    filled = [p if p is not None else default_column(field.name, c) for p, c in zip(parts, counts)]
-    return np.concatenate(filled) if len(filled) > 1 else filled[0]
+def _chunks(recs: list[InsertRecord], field) -> list[np.ndarray]:
+    """One column of a run of insert records, chunk per record (written without concatenating)."""
+    return [r.columns[field.name] if field.name in r.columns else default_column(field.name, r.num_rows)
+            for r in recs]

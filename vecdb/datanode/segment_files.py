@@ -29,14 +29,17 @@ def segment_prefix(collection_id: int, channel: str, position: int, partition_id
 
 
 def write_segment(store: ObjectStore, prefix: str, schema: CollectionSchema,
-                  columns: dict[str, np.ndarray], ts: np.ndarray) -> None:
+                  columns: dict[str, np.ndarray | list[np.ndarray]], ts: np.ndarray) -> None:
+    """A column is an array or a list of arrays (row chunks, e.g. one per insert batch): chunks of a
+    fixed-width column are streamed into one .npy file, never concatenated in memory."""
     for f in schema.fields:
-        col = columns[f.name]
-        if col.dtype == object:
+        chunks = columns[f.name] if isinstance(columns[f.name], list) else [columns[f.name]]
+        if chunks[0].dtype == object:
+            col = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
             store.put(f"{prefix}{f.field_id}.vcol", encode_columns({"v": col}, len(col)))
         else:
-            store.put(f"{prefix}{f.field_id}.npy", _npy_bytes(col))
-    store.put(f"{prefix}_ts.npy", _npy_bytes(ts.astype(np.uint64)))
+            store.put(f"{prefix}{f.field_id}.npy", _npy_parts(chunks))
+    store.put(f"{prefix}_ts.npy", _npy_parts([ts.astype(np.uint64)]))
 
 
 def read_segment(store: ObjectStore, prefix: str, schema: CollectionSchema, mmap: bool = False
@@ -61,10 +64,14 @@ def read_delta(store: ObjectStore, key: str) -> tuple[np.ndarray, np.ndarray]:
     return cols["pk"], cols["ts"]
 
 
-def _npy_bytes(arr: np.ndarray) -> memoryview:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
-    return buf.getbuffer()  # no second copy of a column that may be hundreds of MB
+def _npy_parts(chunks: list[np.ndarray]) -> list:
+    """An .npy file as parts: its header, then each chunk's bytes (no copy of the data)."""
+    first = chunks[0]
+    shape = (sum(len(c) for c in chunks),) + first.shape[1:]
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": np.lib.format.dtype_to_descr(first.dtype), "fortran_order": False, "shape": shape})
+    return [header.getvalue()] + [np.ascontiguousarray(c, dtype=first.dtype) for c in chunks]
 
 
 def _load_npy(store: ObjectStore, key: str, mmap: bool) -> np.ndarray:

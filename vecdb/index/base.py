@@ -56,6 +56,11 @@ class VectorIndex(Protocol):
       and with ``add`` (an internal reader/writer lock); FAISS releases the
       GIL while it works. ``freeze()`` ends writes for good (sealed segments):
       later ``build``/``add`` raise and searches run without the lock.
+    - **Raw vectors.** ``raw_vectors()`` returns a read-only, zero-copy (ntotal, dim)
+      view of the vectors exactly as given, in offset order, when the index
+      keeps them that way (FLAT, HNSW, SCANN with raw data; not COSINE, which
+      stores them normalised), else None. The view keeps the index alive; a
+      sealed segment drops its own copy of the column for it.
     - **Persistence.** ``save`` writes one file; ``load_index(path, mmap=True)``
       maps what FAISS can map. An mmap-loaded index is read-only.
     """
@@ -88,6 +93,24 @@ class VectorIndex(Protocol):
     def save(self, path: str) -> None: ...
 
     def freeze(self) -> None: ...
+
+    def raw_vectors(self) -> np.ndarray | None: ...
+
+
+class _ForeignMemory:
+    """Exposes C memory owned by ``owner`` to numpy; arrays made from it keep ``owner`` alive."""
+
+    def __init__(self, address: int, shape: tuple[int, ...], typestr: str, owner: object) -> None:
+        self.owner = owner
+        self.__array_interface__ = {"data": (address, True), "shape": shape, "typestr": typestr, "version": 3}
+
+
+def owned_view(address: int, shape: tuple[int, ...], dtype, owner: object) -> np.ndarray:
+    """A read-only numpy view of ``address`` that holds a reference to ``owner`` (the C object
+    that owns the memory), so the memory outlives every view of it."""
+    if not np.prod(shape):
+        return np.empty(shape, dtype)
+    return np.asarray(_ForeignMemory(address, tuple(shape), np.dtype(dtype).str, owner))
 
 
 def is_similarity(metric_type: str) -> bool:

@@ -185,6 +185,10 @@ class BinaryIndex:
         """No more writes (a sealed segment's index): searches stop taking the lock."""
         self._lock.freeze()
 
+    def raw_vectors(self) -> None:
+        """Binary codes stay in their own buffers: nothing to share."""
+        return None
+
     # --- search ---------------------------------------------------------
     def _filter_mode(self, mask: np.ndarray | None, k: int) -> tuple[np.ndarray | None, int, bool]:
         n = self.ntotal

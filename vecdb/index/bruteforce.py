@@ -125,6 +125,25 @@ def _block_distances(x: np.ndarray, q: np.ndarray, metric: str, pops: np.ndarray
     return float_distances(x, q, metric)
 
 
+_FAISS_METRICS = {"L2": faiss.METRIC_L2, "IP": faiss.METRIC_INNER_PRODUCT}
+
+
+def _faiss_topk(xb: np.ndarray, q: np.ndarray, k: int, metric: str, block_ids: np.ndarray):
+    """Float top-k with FAISS's flat kernels (the ones IndexFlat uses, so an exact search over a
+    growing segment and a FLAT index over a sealed one give the same distance for the same pair),
+    then ties ordered by id."""
+    out_d, out_i = empty_result(len(q), k, metric)
+    kk = min(k, len(xb))
+    if kk <= 0:
+        return out_d, out_i
+    d, i = faiss.knn(np.ascontiguousarray(q), np.ascontiguousarray(xb), kk, metric=_FAISS_METRICS[metric])
+    cand = np.asarray(block_ids, np.int64)[i]
+    order = np.lexsort((cand, -d if is_similarity(metric) else d), axis=1)
+    out_d[:, :kk] = np.take_along_axis(d, order, axis=1)
+    out_i[:, :kk] = np.take_along_axis(cand, order, axis=1)
+    return out_d, out_i
+
+
 def _blocks(n: int, nq: int):
     step = max(1024, _BLOCK_ELEMENTS // max(nq, 1))
     for start in range(0, n, step):
@@ -151,7 +170,10 @@ def knn_exact(
     parts = []
     for lo, hi in _blocks(n, len(q)):
         xb, pb, block_ids = _gather(x, pops, ids, lo, hi)
-        parts.append(topk_from_distances(_block_distances(xb, q, metric, pb), k, metric, block_ids))
+        if metric in _FAISS_METRICS:
+            parts.append(_faiss_topk(xb, q, k, metric, block_ids))
+        else:
+            parts.append(topk_from_distances(_block_distances(xb, q, metric, pb), k, metric, block_ids))
     if not parts:
         return empty_result(len(q), k, metric)
     return parts[0] if len(parts) == 1 else merge_topk(parts, k, metric)

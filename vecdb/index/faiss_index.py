@@ -52,6 +52,7 @@ from vecdb.index.base import (
     fix_padding,
     in_range_mask,
     normalize_rows,
+    owned_view,
     prepare_mask,
     split_range_result,
 )
@@ -214,6 +215,24 @@ class FaissIndex:
     def freeze(self) -> None:
         """No more writes (a sealed segment's index): searches stop taking the lock."""
         self._lock.freeze()
+
+    def raw_vectors(self) -> np.ndarray | None:
+        """The stored vectors, zero-copy, when they are the caller's rows unchanged (VectorIndex)."""
+        if self._cosine or self._index is None or self.vector_type != DataType.FLOAT_VECTOR:
+            return None
+        if self.index_type == "FLAT":
+            flat = self._index
+        elif self.index_type == "HNSW":
+            flat = faiss.downcast_index(self._index.storage)
+        elif self.index_type == "SCANN" and self.params["with_raw_data"]:
+            flat = faiss.downcast_index(self._index.refine_index)
+        else:
+            return None
+        n = int(flat.ntotal)
+        if not n:
+            return np.empty((0, self.dim), np.float32)
+        address = faiss.rev_swig_ptr(flat.get_xb(), 1).__array_interface__["data"][0]
+        return owned_view(address, (n, self.dim), np.float32, self._index)
 
     # --- search ---------------------------------------------------------
     def _search_params(self, sp: dict, k: int, sel: Any, exhaustive: bool) -> tuple[Any, Any]:

@@ -138,6 +138,10 @@ class GpuIndex:
         """No more writes (a sealed segment's index): searches stop taking the lock."""
         self._lock.freeze()
 
+    def raw_vectors(self) -> None:
+        """GPU indexes keep their vectors on the device: nothing to share."""
+        return None
+
     def build(self, vectors: np.ndarray) -> None:
         """Replace the content with rows 0..n-1 (training where the type needs it)."""
         x = self._prepare(vectors)

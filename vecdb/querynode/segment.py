@@ -103,6 +103,17 @@ class Segment:
         self._del_ts = self._del_ts[:n]
         self.sealed = True
 
+    def share_column(self, name: str, stored: np.ndarray | None) -> bool:
+        """Serve a sealed vector column from ``stored`` (an index's own copy of the same rows, see
+        VectorIndex.raw_vectors) and free this segment's copy: one copy of the vectors, not two.
+        Only an in-memory column equal to ``stored`` is replaced; a memory-mapped one stays."""
+        col = self._cols.get(name)
+        if (stored is None or col is None or not self.sealed or isinstance(col, np.memmap)
+                or col.shape != stored.shape or col.dtype != stored.dtype or not np.array_equal(col, stored)):
+            return False
+        self._cols[name] = stored
+        return True
+
     # --- reads ------------------------------------------------------------
     def column(self, name: str, n: int | None = None) -> np.ndarray:
         return self._cols[name][: self.n if n is None else n]

@@ -116,7 +116,9 @@ class ObjectStore(Protocol):
     ``list``/``delete_prefix`` match plain string prefixes like S3 does.
     """
 
-    def put(self, key: str, data: bytes | memoryview) -> None:
+    def put(self, key: str, data) -> None:
+        """``data``: bytes-like, or an iterable of bytes-like parts stored in order (streamed:
+        a column or index file never has to be one buffer in memory)."""
         ...
 
     def get(self, key: str) -> bytes:

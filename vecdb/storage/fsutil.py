@@ -31,6 +31,13 @@ def write_all(fd: int, data) -> None:
         view = view[n:]
 
 
+def file_chunks(path: str, size: int = 1 << 20):
+    """A file's bytes in ``size``-byte chunks (streams a file into ``ObjectStore.put``)."""
+    with open(path, "rb") as f:
+        while chunk := f.read(size):
+            yield chunk
+
+
 def makedirs_durable(path: str) -> None:
     """os.makedirs, fsyncing the parent of every directory it creates."""
     missing = []

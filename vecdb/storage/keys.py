@@ -3,6 +3,8 @@ reference and the real implementations reject exactly the same input."""
 
 from __future__ import annotations
 
+from typing import Iterable, Iterator
+
 from vecdb.errors import InvalidParameter
 
 # Characters kept as they are in an encoded channel directory name; every
@@ -30,6 +32,25 @@ def check_payload(payload) -> bytes:
     if isinstance(payload, (bytearray, memoryview)):
         return bytes(payload)
     raise InvalidParameter(f"payload must be bytes, got {type(payload).__name__}")
+
+
+def payload_parts(data) -> Iterator[memoryview]:
+    """An object's bytes as buffers in order: ``data`` is one bytes-like object or an iterable of
+    them (parts are streamed, so a large object never has to be one buffer in memory)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        parts = (data,)
+    elif isinstance(data, str) or not isinstance(data, Iterable):
+        raise InvalidParameter(f"payload must be bytes or an iterable of bytes, got {type(data).__name__}")
+    else:
+        parts = data
+    for part in parts:
+        if not isinstance(part, (bytes, bytearray, memoryview)):
+            try:
+                part = memoryview(part)
+            except TypeError:
+                raise InvalidParameter(f"payload part must be bytes-like, got {type(part).__name__}") from None
+        view = memoryview(part)
+        yield view if view.ndim == 1 and view.itemsize == 1 else view.cast("B")
 
 
 def check_meta_key(key: str) -> str:

@@ -19,7 +19,7 @@ import uuid
 
 from vecdb.errors import InvalidParameter, IoFailed, KeyNotFound
 from vecdb.storage.fsutil import fsync_dir, makedirs_durable, write_all
-from vecdb.storage.keys import check_object_key, check_prefix
+from vecdb.storage.keys import check_object_key, check_prefix, payload_parts
 
 _TMP = ".tmp-"
 
@@ -45,7 +45,7 @@ class LocalObjectStore:
         self._check_open()
         return os.path.join(self._root, *key.split("/"))
 
-    def put(self, key: str, data: bytes | memoryview) -> None:
+    def put(self, key: str, data) -> None:
         path = self._path(key)
         d = os.path.dirname(path)
         tmp = os.path.join(d, f"{_TMP}{uuid.uuid4().hex}")
@@ -59,7 +59,8 @@ class LocalObjectStore:
             raise IoFailed(f"cannot write object {key!r}: {e}") from e
         try:
             try:
-                write_all(fd, data)
+                for part in payload_parts(data):
+                    write_all(fd, part)
                 os.fsync(fd)
             finally:
                 os.close(fd)

@@ -16,6 +16,7 @@ from vecdb.storage.keys import (
     check_meta_key,
     check_object_key,
     check_payload,
+    payload_parts,
     check_position,
     check_prefix,
 )
@@ -168,9 +169,9 @@ class MemoryObjectStore(_Closable):
         super().__init__()
         self._data: dict[str, bytes] = {}
 
-    def put(self, key: str, data: bytes | memoryview) -> None:
+    def put(self, key: str, data) -> None:
         check_object_key(key)
-        blob = check_payload(data)
+        blob = b"".join(payload_parts(data))
         with self._lock:
             self._check_open()
             self._data[key] = blob
