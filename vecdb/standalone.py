@@ -39,7 +39,7 @@ class Standalone:
         tso = TimestampOracle(self.meta)
         ids = IdAllocator(self.meta)
         self.querynode = QueryNode(self.wal, self.meta, self.objects, settings.querynode.index_threads)
-        self.datanode = DataNode(self.wal, self.meta, self.objects, ids)
+        self.datanode = DataNode(self.wal, self.meta, self.objects, ids, settings.querynode.index_threads)
         writer = ShardWriter(self.wal, tso, self.querynode.deliver)
         self.roles = Roles(catalog, tso, ids, writer, self.querynode, self.datanode,
                            max_request_bytes=settings.proxy.max_request_bytes,
@@ -48,6 +48,8 @@ class Standalone:
             if info.loaded:
                 with writer.locked(info.channels):
                     self.querynode.load(info)
+            else:  # index builds cut short by a stop
+                self.datanode.indexer.schedule(info)
         self.server = None
         self.port = 0
         self.http = None
@@ -80,6 +82,7 @@ class Standalone:
             self.server.stop(grace).wait()
         self.roles.background.shutdown(wait=True, cancel_futures=True)
         self.querynode.close()
+        self.datanode.close()
         self.wal.close()
         self.meta.close()
         self.objects.close()

@@ -117,3 +117,39 @@ def test_sealed_vectors_are_kept_once_when_the_index_holds_them(tmp_path, index_
         assert hits[0][0]["id"] == int(np.argmax(score))
     finally:
         node.stop()
+
+
+def test_unloaded_collection_is_indexed_before_load_and_load_reuses_the_files(tmp_path):
+    """Like Milvus's index nodes: create_index on flushed, unloaded data builds index files, and
+    DescribeIndex reports Finished only once they exist; the load then reads them instead of building."""
+    port = free_port()
+    node = start_standalone(tmp_path, port)
+    try:
+        client = MilvusClient(f"http://127.0.0.1:{port}")
+        schema = client.create_schema(auto_id=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
+        client.create_collection("late", schema=schema)
+        vecs = np.random.default_rng(6).random((5000, DIM), dtype=np.float32)
+        client.insert("late", [{"id": i, "vec": vecs[i]} for i in range(5000)])
+        client.flush("late")
+        idx = client.prepare_index_params()
+        idx.add_index("vec", index_type="HNSW", metric_type="L2", params={"M": 8, "efConstruction": 64})
+        client.create_index("late", idx)  # pymilvus waits for state Finished
+        info = client.describe_index("late", "vec")
+        assert (info["state"], info["indexed_rows"], info["total_rows"], info["pending_index_rows"]) == (
+            "Finished", 5000, 5000, 0)
+        files = [p for p in (tmp_path / "objects").rglob("index-*.bin")]
+        assert len(files) == 1, files
+        built = files[0].stat().st_mtime_ns
+        client.load_collection("late")
+        segs = _sealed_segments(node, "late")
+        assert segs and all("vec" in s.indexes for s in segs), "load did not take the built index"
+        assert all(np.shares_memory(s.column("vec"), s.indexes["vec"].raw_vectors()) for s in segs)
+        assert files[0].stat().st_mtime_ns == built, "the index was built again at load"
+        hits = client.search("late", data=[vecs[77]], limit=1, search_params={"params": {"ef": 32}})
+        assert hits[0][0]["id"] == 77
+        row = client.query("late", filter="id == 4999", output_fields=["vec"])[0]
+        np.testing.assert_array_equal(np.asarray(row["vec"], np.float32), vecs[4999])
+    finally:
+        node.stop()

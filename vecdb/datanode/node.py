@@ -21,6 +21,7 @@ from vecdb.columns import default_column
 from vecdb.coord.catalog import CollectionInfo
 from vecdb.coord.tso import IdAllocator
 from vecdb.datanode import segment_files as sf
+from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.records import DeleteRecord, InsertRecord, decode
 from vecdb.storage.base import Log, MetaStore, ObjectStore
 
@@ -28,11 +29,12 @@ log = logging.getLogger(__name__)
 
 
 class DataNode:
-    def __init__(self, wal: Log, meta: MetaStore, objects: ObjectStore, ids: IdAllocator):
+    def __init__(self, wal: Log, meta: MetaStore, objects: ObjectStore, ids: IdAllocator, index_threads: int = 1):
         self.ids = ids
         self.log = wal
         self.meta = meta
         self.objects = objects
+        self.indexer = SegmentIndexer(meta, objects, index_threads)
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
 
     def persist(self, info: CollectionInfo, channel: str, upto: int) -> list[dict]:
@@ -72,6 +74,9 @@ class DataNode:
             self.meta.txn(puts=puts)
             self.log.truncate_before(channel, upto + 1)
             return segments
+
+    def close(self) -> None:
+        self.indexer.close()
 
     def segments(self, info: CollectionInfo) -> list[dict]:
         return [s for ch in info.channels for s in sf.list_segments(self.meta, info.id, ch)]

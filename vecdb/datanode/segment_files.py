@@ -4,6 +4,7 @@ Object store layout:
   ``segments/<collection>/<channel>/<position>-<partition>/<field_id>.npy``  fixed-width column
   ``segments/.../<field_id>.vcol``   object column (VARCHAR, JSON, ARRAY) in the columnar format
   ``segments/.../_ts.npy``           row timestamps
+  ``segments/.../index-<field_id>-<index_id>.bin``  a vector index of the segment (vecdb.index.storage)
   ``deltas/<collection>/<channel>/<position>.vcol``  deletes (pk, ts) logged up to that position
 Fixed-width columns are ``.npy`` so a local store can memory-map them.
 
@@ -16,12 +17,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import tempfile
+from typing import Collection
 
 import numpy as np
 
 from vecdb.columnar import decode_columns, encode_columns
 from vecdb.schema import CollectionSchema
 from vecdb.storage.base import MetaStore, ObjectStore
+from vecdb.storage.fsutil import file_chunks
 
 
 def segment_prefix(collection_id: int, channel: str, position: int, partition_id: int) -> str:
@@ -42,10 +47,13 @@ def write_segment(store: ObjectStore, prefix: str, schema: CollectionSchema,
     store.put(f"{prefix}_ts.npy", _npy_parts([ts.astype(np.uint64)]))
 
 
-def read_segment(store: ObjectStore, prefix: str, schema: CollectionSchema, mmap: bool = False
-                 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def read_segment(store: ObjectStore, prefix: str, schema: CollectionSchema, mmap: bool = False,
+                 skip: Collection[str] = ()) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Columns (but those named in ``skip``) and row timestamps of one segment."""
     columns = {}
     for f in schema.fields:
+        if f.name in skip:
+            continue
         key = f"{prefix}{f.field_id}.npy"
         if store.exists(key):
             columns[f.name] = _load_npy(store, key, mmap)
@@ -53,6 +61,27 @@ def read_segment(store: ObjectStore, prefix: str, schema: CollectionSchema, mmap
             _, cols, _ = decode_columns(store.get(f"{prefix}{f.field_id}.vcol"))
             columns[f.name] = cols["v"]
     return columns, _load_npy(store, f"{prefix}_ts.npy", False)
+
+
+def read_column(store: ObjectStore, prefix: str, field, mmap: bool = False) -> np.ndarray:
+    """One fixed-width column (a vector field) of a segment."""
+    return _load_npy(store, f"{prefix}{field.field_id}.npy", mmap)
+
+
+# Segments smaller than this are searched exactly: an index would not pay for itself.
+MIN_ROWS_FOR_INDEX = 1024
+
+
+def index_key(prefix: str, field_id: int, index_id: int) -> str:
+    return f"{prefix}index-{field_id}-{index_id}.bin"
+
+
+def save_index(store: ObjectStore, index, key: str) -> None:
+    """Write a vector index under ``key``, streamed from a temporary file (never one buffer)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "index")
+        index.save(path)
+        store.put(key, file_chunks(path))
 
 
 def write_delta(store: ObjectStore, key: str, pks: np.ndarray, ts: np.ndarray) -> None:

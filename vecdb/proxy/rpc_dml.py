@@ -191,6 +191,8 @@ class DmlRpcs(ServiceBase):
         seg_ids = []
         for ch, pos in positions.items():
             seg_ids += [s["segment_id"] for s in self.r.datanode.persist(info, ch, pos)]
+        if seg_ids and info.indexes and not self.r.querynode.is_loaded(info.id):
+            self.r.datanode.indexer.schedule(info)  # a loaded collection's query node indexes what it seals
         return seg_ids, ts
 
     def _maybe_seal(self, info: CollectionInfo, channels: list[str]) -> None:

@@ -52,14 +52,20 @@ class IndexRpcs(ServiceBase):
             raise errors.IndexDuplicate("at most one distinct index is allowed per field")
         if any(i.index_name == name for i in info.indexes):
             raise errors.IndexDuplicate(f"index name {name} already exists on another field")
-        if self.r.querynode.is_loaded(info.id) and field.dtype.is_vector:
-            pass  # segments get indexed as they seal; loaded sealed ones are scheduled below
         info.indexes.append(IndexInfo(self.r.ids.allocate(), name, field.name, index_type, metric, params,
                                       self.r.tso.allocate()))
         self.r.catalog.save(info)
         self.r.querynode.refresh_info(info)
         self.r.querynode.schedule_indexes(info)
+        if not self.r.querynode.is_loaded(info.id):
+            self.r.datanode.indexer.schedule(info)
         return status.success()
+
+    def _index_state(self, info, field_name: str) -> tuple[int, int]:
+        """(indexed rows, total rows): the query node's view when loaded, else the segment files'."""
+        if self.r.querynode.is_loaded(info.id):
+            return self.r.querynode.index_state(info.id, field_name)
+        return self.r.datanode.indexer.state(info, field_name)
 
     def _indexes(self, info, index_name: str, field_name: str = ""):
         idxs = info.indexes
@@ -76,7 +82,7 @@ class IndexRpcs(ServiceBase):
         info = self.collection(db_of(request, context), request.collection_name)
         descs = []
         for idx in self._indexes(info, request.index_name, request.field_name):
-            done, total = self.r.querynode.index_state(info.id, idx.field_name)
+            done, total = self._index_state(info, idx.field_name)
             params = {"index_type": idx.index_type}
             if idx.metric_type:
                 params["metric_type"] = idx.metric_type
@@ -102,7 +108,7 @@ class IndexRpcs(ServiceBase):
     def GetIndexState(self, request, context):
         info = self.collection(db_of(request, context), request.collection_name)
         idx = self._indexes(info, request.index_name, request.field_name)[0]
-        done, total = self.r.querynode.index_state(info.id, idx.field_name)
+        done, total = self._index_state(info, idx.field_name)
         state = common_pb2.Finished if done == total else common_pb2.InProgress
         return milvus_pb2.GetIndexStateResponse(status=status.success(), state=state)
 
@@ -110,7 +116,7 @@ class IndexRpcs(ServiceBase):
     def GetIndexBuildProgress(self, request, context):
         info = self.collection(db_of(request, context), request.collection_name)
         idx = self._indexes(info, request.index_name, request.field_name)[0]
-        done, total = self.r.querynode.index_state(info.id, idx.field_name)
+        done, total = self._index_state(info, idx.field_name)
         return milvus_pb2.GetIndexBuildProgressResponse(status=status.success(), indexed_rows=done, total_rows=total)
 
     # --- load / release -----------------------------------------------------------
@@ -120,6 +126,7 @@ class IndexRpcs(ServiceBase):
             if info.index_for_field(f.name) is None:
                 raise errors.IndexNotFound(
                     f"there is no vector index on field: [{f.name}], please create index firstly: collection={info.name}")
+        self.r.datanode.indexer.settle(info.id)  # the query node builds what is not started yet
         with self.r.writer.locked(info.channels):
             self.r.querynode.load(info)
         if partition_ids is None:

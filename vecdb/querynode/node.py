@@ -25,11 +25,9 @@ from vecdb.querynode.segment import Segment
 from vecdb.querynode.shard import SegmentView, Shard
 from vecdb.records import InsertRecord, Record, decode
 from vecdb.storage.base import Log, MetaStore, ObjectStore
-from vecdb.storage.fsutil import file_chunks
 
 log = logging.getLogger(__name__)
 
-MIN_ROWS_FOR_INDEX = 1024
 # Exact indexes get no interim index while growing (exact search is what they promise). A sealed
 # FLAT segment is served by a FAISS flat index that holds the column (shared with the segment for
 # L2/IP, see Segment.share_column): about 5x faster than numpy at nq=1. BIN_FLAT searches the
@@ -83,12 +81,16 @@ class QueryNode:
         for seg_info in sf.list_segments(self.meta, info.id, channel):
             if seg_info["partition_id"] not in live:
                 continue
-            columns, ts = sf.read_segment(self.objects, seg_info["prefix"], info.schema, mmap=mmap)
+            indexes = self._load_saved_indexes(info, seg_info["prefix"], mmap)
+            # an index that keeps the raw vectors serves the column too: that file is not read at all
+            shared = {name: v for name, ix in indexes.items() if (v := ix.raw_vectors()) is not None}
+            columns, ts = sf.read_segment(self.objects, seg_info["prefix"], info.schema, mmap=mmap, skip=shared)
+            columns.update(shared)
             seg = shard.add_sealed(lambda slot: Segment.from_columns(
                 slot, seg_info["partition_id"], info.schema, columns, ts, np.full(len(ts), np.iinfo(np.uint64).max, np.uint64)))
             seg.segment_id = seg_info["segment_id"]
             seg.prefix = seg_info["prefix"]
-            self._load_saved_indexes(info, seg, mmap)
+            seg.indexes.update(indexes)
         shard.rebuild_pk_index()
         for key in sf.list_deltas(self.meta, info.id, channel):
             pks, ts = sf.read_delta(self.objects, key)
@@ -222,7 +224,7 @@ class QueryNode:
             if field is None or not field.dtype.is_vector or idx.index_type in _NO_BUILD:
                 continue
             for seg in segments:
-                if seg.n >= MIN_ROWS_FOR_INDEX and field.name not in seg.indexes:
+                if seg.n >= sf.MIN_ROWS_FOR_INDEX and field.name not in seg.indexes:
                     self._builder.submit(self._build_index, info, idx, field, seg)
 
     def _build_index(self, info, idx, field, seg: Segment) -> None:
@@ -240,23 +242,19 @@ class QueryNode:
                 seg.growing_indexes.pop(field.name, None)
                 seg.share_column(field.name, index.raw_vectors())
             if seg.prefix is not None:
-                self._save_index(index, index_key(seg.prefix, field.field_id, idx.index_id))
+                sf.save_index(self.objects, index, sf.index_key(seg.prefix, field.field_id, idx.index_id))
         except Exception:  # a failed build leaves the segment on brute force, still correct
             log.exception("index build failed for segment %s", seg.segment_id)
 
-    def _save_index(self, index, key: str) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "index")
-            index.save(path)
-            self.objects.put(key, file_chunks(path))
-
-    def _load_saved_indexes(self, info: CollectionInfo, seg: Segment, mmap: bool) -> None:
-        """Reuse index files built before a restart (memory-mapped when the collection asks for mmap)."""
+    def _load_saved_indexes(self, info: CollectionInfo, prefix: str, mmap: bool) -> dict:
+        """Index files built before (by the data node's indexer, or by this node before a restart),
+        by field name; memory-mapped when the collection asks for mmap."""
+        out = {}
         for idx in info.indexes:
             field = info.schema.field(idx.field_name)
             if field is None or not field.dtype.is_vector:
                 continue
-            key = index_key(seg.prefix, field.field_id, idx.index_id)
+            key = sf.index_key(prefix, field.field_id, idx.index_id)
             if not self.objects.exists(key):
                 continue
             path = self.objects.local_path(key)
@@ -267,10 +265,10 @@ class QueryNode:
                         f.write(self.objects.get(key))
                 index = load_index(path, mmap=mmap)
                 index.freeze()
-                seg.indexes[field.name] = index
-                seg.share_column(field.name, index.raw_vectors())
+                out[field.name] = index
             except Exception:  # rebuilt in the background instead
                 log.exception("cannot load index %s; it will be rebuilt", key)
+        return out
 
     def index_state(self, collection_id: int, field_name: str) -> tuple[int, int]:
         """(rows indexed or not needing an index, total rows) for index progress."""
@@ -282,7 +280,7 @@ class QueryNode:
         done = total = 0
         for view in coll.snapshot(None):
             total += view.n
-            if (exact or not view.segment.sealed or view.n < MIN_ROWS_FOR_INDEX
+            if (exact or not view.segment.sealed or view.n < sf.MIN_ROWS_FOR_INDEX
                     or field_name in view.segment.indexes):
                 done += view.n
         return done, total
@@ -331,10 +329,6 @@ def _catch_up(index, seg: Segment, field_name: str) -> None:
     n = seg.n
     if n > index.ntotal:
         index.add(np.ascontiguousarray(seg.column(field_name, n)[index.ntotal:n]))
-
-
-def index_key(prefix: str, field_id: int, index_id: int) -> str:
-    return f"{prefix}index-{field_id}-{index_id}.bin"
 
 
 def _collection_id(channel: str) -> int:

@@ -1,0 +1,116 @@
+"""Index builds for persisted segments, in the background (the role of Milvus's index nodes).
+
+Once a collection has a vector index, every flushed segment of at least
+``MIN_ROWS_FOR_INDEX`` rows gets an index file beside its column files
+(``segment_files.index_key``), whether the collection is loaded or not. So
+DescribeIndex can say ``Finished`` honestly before a load, and a load reads the
+finished index instead of building it.
+
+Loaded collections are the query node's business: it builds the indexes of the
+segments it seals (adopting their interim index) and writes the same files. A
+load first calls ``settle``: builds not yet started are dropped (the query node
+makes them) and running ones are waited for, so no segment is built twice.
+GPU indexes are built on the device at load, and BIN_FLAT has nothing to build.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+
+import numpy as np
+
+from vecdb.coord.catalog import CollectionInfo
+from vecdb.datanode import segment_files as sf
+from vecdb.index import create_index
+from vecdb.storage.base import MetaStore, ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+def file_built(index_type: str) -> bool:
+    """Whether a segment's index of this type is built once and kept as a file."""
+    return index_type != "BIN_FLAT" and not index_type.startswith("GPU")
+
+
+class SegmentIndexer:
+    def __init__(self, meta: MetaStore, objects: ObjectStore, threads: int = 1):
+        self.meta = meta
+        self.objects = objects
+        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="indexer")
+        self._lock = threading.Lock()
+        self._pending: dict[int, dict[str, Future]] = defaultdict(dict)  # collection id -> key -> build
+        self._built: set[str] = set()  # index keys known to exist
+
+    def _targets(self, info: CollectionInfo):
+        """(index info, field, channel, segment info, key) of every persisted segment index ``info`` calls for."""
+        fields = [(idx, info.schema.field(idx.field_name)) for idx in info.indexes]
+        fields = [(idx, f) for idx, f in fields if f is not None and f.dtype.is_vector and file_built(idx.index_type)]
+        if not fields:
+            return
+        for channel in info.channels:
+            for seg in sf.list_segments(self.meta, info.id, channel):
+                if seg["num_rows"] < sf.MIN_ROWS_FOR_INDEX:
+                    continue
+                for idx, field in fields:
+                    yield idx, field, channel, seg, sf.index_key(seg["prefix"], field.field_id, idx.index_id)
+
+    def _exists(self, key: str) -> bool:
+        if key in self._built:
+            return True
+        if self.objects.exists(key):
+            self._built.add(key)
+            return True
+        return False
+
+    def schedule(self, info: CollectionInfo) -> None:
+        """Queue a build for every persisted segment of ``info`` that lacks its index file."""
+        for idx, field, channel, seg, key in self._targets(info):
+            with self._lock:
+                if key in self._pending[info.id] or self._exists(key):
+                    continue
+                self._pending[info.id][key] = self._pool.submit(self._build, info, idx, field, channel, seg, key)
+
+    def _build(self, info: CollectionInfo, idx, field, channel: str, seg: dict, key: str) -> None:
+        try:
+            vectors = sf.read_column(self.objects, seg["prefix"], field, mmap=True)
+            index = create_index(idx.index_type, idx.metric_type, field.dim, idx.params, field.dtype)
+            index.build(np.ascontiguousarray(vectors))
+            del vectors
+            sf.save_index(self.objects, index, key)
+            if not any(s["prefix"] == seg["prefix"] for s in sf.list_segments(self.meta, info.id, channel)):
+                self.objects.delete(key)  # the segment was dropped while we built
+            else:
+                with self._lock:
+                    self._built.add(key)
+        except Exception:  # a segment dropped meanwhile, or a bad file: the query node builds at load
+            log.exception("index build failed for %s", key)
+        finally:
+            with self._lock:
+                self._pending[info.id].pop(key, None)
+
+    def state(self, info: CollectionInfo, field_name: str) -> tuple[int, int]:
+        """(rows indexed or not needing an index, total rows) over the persisted segments."""
+        total = sum(s["num_rows"] for ch in info.channels for s in sf.list_segments(self.meta, info.id, ch))
+        idx = info.index_for_field(field_name)
+        if idx is None or not file_built(idx.index_type):
+            return total, total
+        missing = sum(seg["num_rows"] for i, _, _, seg, key in self._targets(info)
+                      if i.index_id == idx.index_id and not self._exists(key))
+        return total - missing, total
+
+    def settle(self, collection_id: int) -> None:
+        """Drop the builds of ``collection_id`` not started yet and wait for the running ones."""
+        with self._lock:
+            futures = list(self._pending[collection_id].values())
+        running = [f for f in futures if not f.cancel()]
+        wait(running)
+        with self._lock:
+            for key, f in list(self._pending[collection_id].items()):
+                if f.cancelled():
+                    del self._pending[collection_id][key]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
