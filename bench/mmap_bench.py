@@ -6,7 +6,9 @@ For each setting, a fresh vecdb standalone server (its own process) gets the
 same collection (``mmap.enabled`` true or false), the data is flushed and
 indexed, the server is restarted so the sealed segments and index files are
 loaded from disk (mapped or read), and then:
-- RSS after load (VmRSS) and peak (VmHWM) of the server process,
+- RSS after load and after the searches (VmRSS, split into RssAnon: memory of
+  its own, and RssFile: mapped file pages, which the kernel can drop and re-read
+  under memory pressure) and peak (VmHWM) of the server process,
 - QPS at nq=1 from one client thread, recall@10 against exact ground truth.
 Everything goes through pymilvus.
 """
@@ -48,7 +50,7 @@ def _mem(pid: int) -> dict[str, float]:
     out = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith(("VmRSS", "VmHWM")):
+            if line.startswith(("VmRSS", "VmHWM", "RssAnon", "RssFile")):
                 key, val = line.split(":")
                 out[key] = int(val.split()[0]) / 1024
     return out
@@ -99,7 +101,10 @@ def run_one(mmap: bool, base: np.ndarray, queries: np.ndarray, truth: np.ndarray
         mem = _mem(proc.pid)
         client.close()
         return {"mmap": mmap, "rss_after_load_mib": round(after_load["VmRSS"], 1),
-                "rss_after_search_mib": round(mem["VmRSS"], 1), "peak_rss_mib": round(mem["VmHWM"], 1),
+                "anon_after_load_mib": round(after_load["RssAnon"], 1),
+                "file_after_load_mib": round(after_load["RssFile"], 1),
+                "rss_after_search_mib": round(mem["VmRSS"], 1),
+                "anon_after_search_mib": round(mem["RssAnon"], 1), "peak_rss_mib": round(mem["VmHWM"], 1),
                 "qps_nq1": round(qps, 1), "recall@10": round(float(recall), 3)}
     finally:
         proc.kill()

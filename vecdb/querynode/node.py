@@ -228,6 +228,8 @@ class QueryNode:
                     self._builder.submit(self._build_index, info, idx, field, seg)
 
     def _build_index(self, info, idx, field, seg: Segment) -> None:
+        """Build (or adopt the interim HNSW), save the file, then publish: once DescribeIndex counts a
+        segment as indexed, a restart finds its index file instead of building again."""
         try:
             with seg.index_lock:
                 interim = seg.growing_indexes.get(field.name)
@@ -238,11 +240,14 @@ class QueryNode:
                     index = create_index(idx.index_type, idx.metric_type, field.dim, idx.params, field.dtype)
                     index.build(np.ascontiguousarray(seg.column(field.name)))
                 index.freeze()
+                if seg.prefix is not None:
+                    try:
+                        sf.save_index(self.objects, index, sf.index_key(seg.prefix, field.field_id, idx.index_id))
+                    except Exception:  # still serve it; the next load builds it again
+                        log.exception("cannot save the index of segment %s", seg.segment_id)
                 seg.indexes[field.name] = index
                 seg.growing_indexes.pop(field.name, None)
                 seg.share_column(field.name, index.raw_vectors())
-            if seg.prefix is not None:
-                sf.save_index(self.objects, index, sf.index_key(seg.prefix, field.field_id, idx.index_id))
         except Exception:  # a failed build leaves the segment on brute force, still correct
             log.exception("index build failed for segment %s", seg.segment_id)
 
