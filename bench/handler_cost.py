@@ -45,12 +45,21 @@ class _Context:
         return "ipv4:127.0.0.1:0"
 
 
-def _cost(fn, reqs, warm: int = 200) -> float:
+def _cost(fn, reqs, warm: int = 200, threads: int = 1) -> float:
+    """Process CPU ms per call, ``threads`` threads sharing the calls (all threads' CPU counts)."""
     for r in reqs[:warm]:
         fn(r)
+
+    def run(part):
+        for r in part:
+            fn(r)
+
     c = time.process_time()
-    for r in reqs:
-        fn(r)
+    if threads == 1:
+        run(reqs)
+    else:
+        with futures.ThreadPoolExecutor(threads) as pool:
+            list(pool.map(run, [reqs[i::threads] for i in range(threads)]))
     return (time.process_time() - c) * 1000.0 / len(reqs)
 
 
@@ -61,6 +70,7 @@ def main(argv=None) -> int:
     ap.add_argument("--index", default="HNSW", help="index type (default HNSW)")
     ap.add_argument("--knob", type=int, default=None, help="ef / nprobe (default: the headline value)")
     ap.add_argument("--top", type=int, default=25, help="rows of the cProfile table")
+    ap.add_argument("--threads", type=int, default=1, help="threads calling the handler at once")
     args = ap.parse_args(argv)
 
     import grpc
@@ -107,8 +117,9 @@ def main(argv=None) -> int:
             res = fn(reqs[0])
             if res.status.code != 0:
                 raise RuntimeError(f"{name} Search failed: {res.status.reason}")
-        costs = {name: _cost(fn, reqs) for name, fn in handlers.items()}
-        print(f"{ds.name} {args.n:,} x {ds.dim}, {spec.name} {spec.search_key}={knob}, nq=1, one thread, no gRPC:")
+        costs = {name: _cost(fn, reqs, threads=args.threads) for name, fn in handlers.items()}
+        print(f"{ds.name} {args.n:,} x {ds.dim}, {spec.name} {spec.search_key}={knob}, nq=1, "
+              f"{args.threads} thread(s), no gRPC:")
         for name, ms in costs.items():
             print(f"  {name:6} Search handler: {ms * 1000:6.1f} us CPU per call")
         prof = cProfile.Profile()

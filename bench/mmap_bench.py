@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,21 +72,23 @@ def run_one(mmap: bool, base: np.ndarray, queries: np.ndarray, truth: np.ndarray
     data_dir = tempfile.mkdtemp(prefix=f"vecdb-mmap-{mmap}-")
     port = _free_port()
     proc = _start(data_dir, port)
-    client = MilvusClient(f"http://127.0.0.1:{port}")
-    schema = client.create_schema(auto_id=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=base.shape[1])
-    idx = client.prepare_index_params()
-    idx.add_index("vec", index_type=index, metric_type="L2", params=params)
-    client.create_collection("m", schema=schema, index_params=idx,
-                             properties={"mmap.enabled": "true" if mmap else "false"})
-    for s in range(0, len(base), 5000):
-        client.insert("m", [{"id": i, "vec": base[i]} for i in range(s, min(s + 5000, len(base)))])
-    client.flush("m")
-    _wait_indexed(client, "m")
-    client.close()
-    proc.terminate()
-    proc.wait()
+    try:
+        client = MilvusClient(f"http://127.0.0.1:{port}")
+        schema = client.create_schema(auto_id=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=base.shape[1])
+        idx = client.prepare_index_params()
+        idx.add_index("vec", index_type=index, metric_type="L2", params=params)
+        client.create_collection("m", schema=schema, index_params=idx,
+                                 properties={"mmap.enabled": "true" if mmap else "false"})
+        for s in range(0, len(base), 5000):
+            client.insert("m", [{"id": i, "vec": base[i]} for i in range(s, min(s + 5000, len(base)))])
+        client.flush("m")
+        _wait_indexed(client, "m")
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait()
     proc = _start(data_dir, port)  # reload from files: mapped or read
     try:
         client = MilvusClient(f"http://127.0.0.1:{port}")
@@ -109,6 +112,7 @@ def run_one(mmap: bool, base: np.ndarray, queries: np.ndarray, truth: np.ndarray
     finally:
         proc.kill()
         proc.wait()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def main(argv=None) -> None:

@@ -81,7 +81,7 @@ class QueryNode:
         for seg_info in sf.list_segments(self.meta, info.id, channel):
             if seg_info["partition_id"] not in live:
                 continue
-            indexes = self._load_saved_indexes(info, seg_info["prefix"], mmap)
+            indexes = self._load_saved_indexes(info, seg_info["prefix"], seg_info["num_rows"], mmap)
             # an index that keeps the raw vectors serves the column too: that file is not read at all
             shared = {name: v for name, ix in indexes.items() if (v := ix.raw_vectors()) is not None}
             columns, ts = sf.read_segment(self.objects, seg_info["prefix"], info.schema, mmap=mmap, skip=shared)
@@ -251,9 +251,10 @@ class QueryNode:
         except Exception:  # a failed build leaves the segment on brute force, still correct
             log.exception("index build failed for segment %s", seg.segment_id)
 
-    def _load_saved_indexes(self, info: CollectionInfo, prefix: str, mmap: bool) -> dict:
+    def _load_saved_indexes(self, info: CollectionInfo, prefix: str, rows: int, mmap: bool) -> dict:
         """Index files built before (by the data node's indexer, or by this node before a restart),
-        by field name; memory-mapped when the collection asks for mmap."""
+        by field name; memory-mapped when the collection asks for mmap. A file that does not cover
+        exactly the segment's ``rows`` is ignored (the index is built again)."""
         out = {}
         for idx in info.indexes:
             field = info.schema.field(idx.field_name)
@@ -269,6 +270,9 @@ class QueryNode:
                     with open(path, "wb") as f:
                         f.write(self.objects.get(key))
                 index = load_index(path, mmap=mmap)
+                if index.ntotal != rows:
+                    log.warning("index %s holds %d rows, its segment %d; it will be rebuilt", key, index.ntotal, rows)
+                    continue
                 index.freeze()
                 out[field.name] = index
             except Exception:  # rebuilt in the background instead
