@@ -7,6 +7,7 @@ on two cores, and there is no event-loop hand-off per request.
 
 from __future__ import annotations
 
+import os
 from concurrent import futures
 
 import grpc
@@ -18,7 +19,15 @@ from vecdb.proxy.service import MilvusService
 MAX_MESSAGE_BYTES = 512 << 20
 
 
-def start_server(roles: Roles, host: str, port: int, workers: int = 8) -> tuple[grpc.Server, int]:
+def handler_threads(workers: int) -> int:
+    """``workers`` if set, else twice the CPU cores this process may use, at least 4."""
+    if workers > 0:
+        return workers
+    return max(4, 2 * len(os.sched_getaffinity(0)))
+
+
+def start_server(roles: Roles, host: str, port: int, workers: int = 0) -> tuple[grpc.Server, int]:
+    workers = handler_threads(workers)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
         options=[
