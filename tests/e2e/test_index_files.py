@@ -19,25 +19,38 @@ def _sealed_segments(node, name):
     return [s for shard in coll.shards for s in shard.segments.values() if s.sealed]
 
 
+def _vector_collection(client, name, rows, seed, index=None, properties=None):
+    """Collection ``name`` (id INT64 pk, vec FLOAT_VECTOR[DIM]) with ``rows`` random vectors,
+    flushed; ``index`` = (index type, metric, params) creates (and loads) it with that index."""
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
+    idx = None
+    if index is not None:
+        idx = client.prepare_index_params()
+        idx.add_index("vec", index_type=index[0], metric_type=index[1], params=index[2])
+    client.create_collection(name, schema=schema, index_params=idx, properties=properties or {})
+    vecs = np.random.default_rng(seed).random((rows, DIM), dtype=np.float32)
+    client.insert(name, [{"id": i, "vec": vecs[i]} for i in range(rows)])
+    client.flush(name)
+    return vecs
+
+
+def _wait_segment_indexes(node, name, timeout=30.0):
+    deadline = time.time() + timeout
+    while not all("vec" in s.indexes for s in _sealed_segments(node, name)) and time.time() < deadline:
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("mmap", [False, True], ids=["in-memory", "mmap"])
 def test_index_survives_restart_without_rebuild(tmp_path, mmap):
     port = free_port()
     node = start_standalone(tmp_path, port)
     try:
         client = MilvusClient(f"http://127.0.0.1:{port}")
-        schema = client.create_schema(auto_id=False)
-        schema.add_field("id", DataType.INT64, is_primary=True)
-        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
-        idx = client.prepare_index_params()
-        idx.add_index("vec", index_type="IVF_FLAT", metric_type="L2", params={"nlist": 32})
-        props = {"mmap.enabled": "true"} if mmap else {}
-        client.create_collection("persist", schema=schema, index_params=idx, properties=props)
-        vecs = np.random.default_rng(3).random((6000, DIM), dtype=np.float32)
-        client.insert("persist", [{"id": i, "vec": vecs[i]} for i in range(6000)])
-        client.flush("persist")
-        deadline = time.time() + 30
-        while not all("vec" in s.indexes for s in _sealed_segments(node, "persist")) and time.time() < deadline:
-            time.sleep(0.05)
+        vecs = _vector_collection(client, "persist", 6000, 3, ("IVF_FLAT", "L2", {"nlist": 32}),
+                                  {"mmap.enabled": "true"} if mmap else {})
+        _wait_segment_indexes(node, "persist")
         before = client.search("persist", data=[vecs[5]], limit=5, search_params={"params": {"nprobe": 32}})
         client.close()
         node.stop()
@@ -87,18 +100,9 @@ def test_sealed_vectors_are_kept_once_when_the_index_holds_them(tmp_path, index_
     node = start_standalone(tmp_path, port)
     try:
         client = MilvusClient(f"http://127.0.0.1:{port}")
-        schema = client.create_schema(auto_id=False)
-        schema.add_field("id", DataType.INT64, is_primary=True)
-        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
-        idx = client.prepare_index_params()
-        idx.add_index("vec", index_type=index_type, metric_type=metric, params={"nlist": 16} if "IVF" in index_type else {})
-        client.create_collection("shared", schema=schema, index_params=idx)
-        vecs = np.random.default_rng(5).random((4000, DIM), dtype=np.float32)
-        client.insert("shared", [{"id": i, "vec": vecs[i]} for i in range(4000)])
-        client.flush("shared")
-        deadline = time.time() + 30
-        while not all("vec" in s.indexes for s in _sealed_segments(node, "shared")) and time.time() < deadline:
-            time.sleep(0.05)
+        vecs = _vector_collection(client, "shared", 4000, 5,
+                                  (index_type, metric, {"nlist": 16} if "IVF" in index_type else {}))
+        _wait_segment_indexes(node, "shared")
         segs = _sealed_segments(node, "shared")
         assert segs and all("vec" in s.indexes for s in segs)
         for s in segs:
@@ -126,13 +130,7 @@ def test_unloaded_collection_is_indexed_before_load_and_load_reuses_the_files(tm
     node = start_standalone(tmp_path, port)
     try:
         client = MilvusClient(f"http://127.0.0.1:{port}")
-        schema = client.create_schema(auto_id=False)
-        schema.add_field("id", DataType.INT64, is_primary=True)
-        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
-        client.create_collection("late", schema=schema)
-        vecs = np.random.default_rng(6).random((5000, DIM), dtype=np.float32)
-        client.insert("late", [{"id": i, "vec": vecs[i]} for i in range(5000)])
-        client.flush("late")
+        vecs = _vector_collection(client, "late", 5000, 6)
         idx = client.prepare_index_params()
         idx.add_index("vec", index_type="HNSW", metric_type="L2", params={"M": 8, "efConstruction": 64})
         client.create_index("late", idx)  # pymilvus waits for state Finished
