@@ -24,6 +24,7 @@ import numpy as np
 
 from vecdb.coord.catalog import CollectionInfo
 from vecdb.datanode import segment_files as sf
+from vecdb.errors import KeyNotFound
 from vecdb.index import create_index
 from vecdb.storage.base import MetaStore, ObjectStore
 
@@ -85,7 +86,9 @@ class SegmentIndexer:
             else:
                 with self._lock:
                     self._built.add(key)
-        except Exception:  # a segment dropped meanwhile, or a bad file: the query node builds at load
+        except KeyNotFound:  # the segment was dropped before we read it
+            log.info("index build skipped: segment %s is gone", seg["prefix"])
+        except Exception:  # a bad file: the query node builds the index at load
             log.exception("index build failed for %s", key)
         finally:
             with self._lock:
