@@ -192,15 +192,29 @@ def test_filtered_batch_and_single_queries_agree(index_type):
     np.testing.assert_array_equal(i_batch, _exact_among(mask, "L2")[1])
 
 
-def test_configure_threads():
+def test_configure_threads_and_small_searches_run_on_one_openmp_thread():
     import faiss
 
     from vecdb.index import configure_threads
+    from vecdb.index.threads import SMALL_BATCH
 
     before = faiss.omp_get_max_threads()
+    idx = built("FLAT", "L2")
     try:
         configure_threads(1)
         assert faiss.omp_get_max_threads() == 1
+        configure_threads(2)
+        idx.search(Q[:1], K, {})  # nq=1: one thread, the concurrency is across callers
+        assert faiss.omp_get_max_threads() == 1
+        big = np.repeat(Q, -(-SMALL_BATCH // len(Q)), axis=0)[:SMALL_BATCH]
+        d, i = idx.search(big, K, {})  # a batch: every configured thread
+        assert faiss.omp_get_max_threads() == 2
+        np.testing.assert_array_equal(i[0], idx.search(Q[:1], K, {})[1][0])
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(faiss.omp_get_max_threads()))
+        t.start()
+        t.join()
+        assert seen == [2]  # the setting is per calling thread: other threads keep the maximum
     finally:
         configure_threads(before)
 

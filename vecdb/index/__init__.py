@@ -6,7 +6,8 @@ for parameter checks, ``bruteforce.py`` for the exact reference.
 
 from vecdb.index.base import VectorIndex, check_range_params, is_similarity
 from vecdb.index.bruteforce import brute_force_range, brute_force_search
-from vecdb.index.factory import configure_threads, create_index, load_index
+from vecdb.index.factory import create_index, load_index
+from vecdb.index.threads import configure_threads
 from vecdb.index.gpu import gpu_available
 from vecdb.index.params import (
     CPU_INDEX_TYPES,

@@ -38,6 +38,7 @@ from vecdb.index.bruteforce import binary_distances, knn_exact, popcounts, range
 from vecdb.index.faiss_index import EXHAUSTIVE_VALID_FRACTION, MIN_POINTS_PER_CENTROID, SMALL_SCAN_WORK, match_nlist
 from vecdb.index.params import validate_search_params
 from vecdb.index.storage import write_index_file
+from vecdb.index.threads import threads_for_queries
 from vecdb.schema import DataType
 
 _EMPTY = (np.empty(0, np.float32), np.empty(0, np.int64))
@@ -212,6 +213,7 @@ class BinaryIndex:
         self, queries: np.ndarray, k: int, params: dict, valid: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         q = as_binary(queries, self.dim)
+        threads_for_queries(len(q))
         sp = validate_search_params(self.index_type, self.metric_type, params, k)
         with self._lock.read():
             mask, nvalid, exhaustive = self._filter_mode(prepare_mask(valid, self.ntotal), k)
@@ -259,6 +261,7 @@ class BinaryIndex:
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         check_range_params(self.metric_type, radius, range_filter)
         q = as_binary(queries, self.dim)
+        threads_for_queries(len(q))
         sp = validate_search_params(self.index_type, self.metric_type, params, 1, range_search=True)
         with self._lock.read():
             mask, nvalid, exhaustive = self._filter_mode(prepare_mask(valid, self.ntotal), 0)

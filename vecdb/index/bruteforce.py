@@ -11,6 +11,7 @@ import faiss
 import numpy as np
 
 from vecdb.errors import InvalidParameter
+from vecdb.index.threads import threads_for_queries
 from vecdb.index.base import (
     BINARY_METRICS,
     FLOAT_METRICS,
@@ -167,6 +168,7 @@ def knn_exact(
     normalised already and "IP". ``pops`` caches binary popcounts per row.
     """
     n = len(x) if ids is None else len(ids)
+    threads_for_queries(len(q))
     parts = []
     for lo, hi in _blocks(n, len(q)):
         xb, pb, block_ids = _gather(x, pops, ids, lo, hi)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import faiss
-
 from vecdb.errors import IoFailed
 from vecdb.index.base import VectorIndex
 from vecdb.index.binary import BinaryIndex
@@ -45,7 +43,3 @@ def load_index(path: str, mmap: bool = False) -> VectorIndex:
         return gpu_index_from_saved(meta, arrays)
     raise IoFailed(f"{path}: unknown index kind {meta.get('kind')!r}")
 
-
-def configure_threads(n: int) -> None:
-    """Set FAISS's OpenMP thread count for the process (call at start-up, not per search)."""
-    faiss.omp_set_num_threads(max(1, int(n)))

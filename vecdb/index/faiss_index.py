@@ -58,6 +58,7 @@ from vecdb.index.base import (
 )
 from vecdb.index.params import validate_search_params
 from vecdb.index.storage import write_index_file
+from vecdb.index.threads import threads_for_queries
 from vecdb.schema import DataType
 
 EXHAUSTIVE_VALID_FRACTION = 0.07  # knowhere switches HNSW to brute force at ~93% filtered
@@ -287,6 +288,7 @@ class FaissIndex:
         self, queries: np.ndarray, k: int, params: dict, valid: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         q = self._prepare(queries)
+        threads_for_queries(len(q))
         try:
             sp = _validated_search_params(self.index_type, self.metric_type, tuple(params.items()), k)
         except TypeError:  # an unhashable value: validate (and reject) it the plain way
@@ -332,6 +334,7 @@ class FaissIndex:
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         check_range_params(self.metric_type, radius, range_filter)
         q = self._prepare(queries)
+        threads_for_queries(len(q))
         sp = validate_search_params(self.index_type, self.metric_type, params, 1, range_search=True)
         with self._lock.read():
             ntotal = self.ntotal
