@@ -468,6 +468,17 @@ def test_wrong_dim_is_rejected():
         built("FLAT", "L2").search(Q[:, :16], K, {})
 
 
+def test_binary_index_rejects_unpacked_float_queries():
+    """A (n, dim) float32 array has the shape of unpacked bits, not packed uint8 codes: refused."""
+    idx = built_binary("BIN_FLAT", "HAMMING")
+    unpacked = np.unpackbits(QB, axis=1).astype(np.float32)
+    assert unpacked.shape[1] == idx.dim
+    with pytest.raises(InvalidParameter, match="packed uint8"):
+        idx.search(unpacked, K, {})
+    d, i = idx.search(QB, K, {})  # the packed codes themselves take the fast path
+    assert (i[:, 0] >= 0).all() and (np.diff(d, axis=1) >= 0).all()
+
+
 def test_concurrent_search_and_add():
     idx = create_index("IVF_FLAT", "L2", DIM, {"nlist": 16}, F)
     idx.build(X[:2000])

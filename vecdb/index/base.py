@@ -170,7 +170,7 @@ def as_float32(x: np.ndarray, dim: int) -> np.ndarray:
 def as_binary(x: np.ndarray, dim: int) -> np.ndarray:
     """Return C-contiguous uint8 (n, dim // 8) packed binary vectors."""
     a = np.asarray(x)
-    if a.dtype == np.float32 and a.ndim == 2 and a.shape[1] == dim and a.flags.c_contiguous:
+    if a.dtype == np.uint8 and a.ndim == 2 and a.shape[1] * 8 == dim and a.flags.c_contiguous:
         return a  # already what FAISS takes (the usual search query)
     if a.ndim == 1:
         a = a.reshape(1, -1)
