@@ -45,18 +45,19 @@ class SegmentIndexer:
         self._pending: dict[int, dict[str, Future]] = defaultdict(dict)  # collection id -> key -> build
         self._built: set[str] = set()  # index keys known to exist
 
-    def _targets(self, info: CollectionInfo):
-        """(index info, field, channel, segment info, key) of every persisted segment index ``info`` calls for."""
+    def _segments(self, info: CollectionInfo) -> list[tuple[str, dict]]:
+        """(channel, segment info) of every persisted segment of ``info``."""
+        return [(ch, seg) for ch in info.channels for seg in sf.list_segments(self.meta, info.id, ch)]
+
+    def _targets(self, info: CollectionInfo, segments: list[tuple[str, dict]]):
+        """(index info, field, channel, segment info, key) of every segment index ``info`` calls for."""
         fields = [(idx, info.schema.field(idx.field_name)) for idx in info.indexes]
         fields = [(idx, f) for idx, f in fields if f is not None and f.dtype.is_vector and file_built(idx.index_type)]
-        if not fields:
-            return
-        for channel in info.channels:
-            for seg in sf.list_segments(self.meta, info.id, channel):
-                if seg["num_rows"] < sf.MIN_ROWS_FOR_INDEX:
-                    continue
-                for idx, field in fields:
-                    yield idx, field, channel, seg, sf.index_key(seg["prefix"], field.field_id, idx.index_id)
+        for channel, seg in segments:
+            if seg["num_rows"] < sf.MIN_ROWS_FOR_INDEX:
+                continue
+            for idx, field in fields:
+                yield idx, field, channel, seg, sf.index_key(seg["prefix"], field.field_id, idx.index_id)
 
     def _exists(self, key: str) -> bool:
         if key in self._built:
@@ -68,7 +69,7 @@ class SegmentIndexer:
 
     def schedule(self, info: CollectionInfo) -> None:
         """Queue a build for every persisted segment of ``info`` that lacks its index file."""
-        for idx, field, channel, seg, key in self._targets(info):
+        for idx, field, channel, seg, key in self._targets(info, self._segments(info)):
             with self._lock:
                 if key in self._pending[info.id] or self._exists(key):
                     continue
@@ -96,11 +97,12 @@ class SegmentIndexer:
 
     def state(self, info: CollectionInfo, field_name: str) -> tuple[int, int]:
         """(rows indexed or not needing an index, total rows) over the persisted segments."""
-        total = sum(s["num_rows"] for ch in info.channels for s in sf.list_segments(self.meta, info.id, ch))
+        segments = self._segments(info)
+        total = sum(seg["num_rows"] for _, seg in segments)
         idx = info.index_for_field(field_name)
         if idx is None or not file_built(idx.index_type):
             return total, total
-        missing = sum(seg["num_rows"] for i, _, _, seg, key in self._targets(info)
+        missing = sum(seg["num_rows"] for i, _, _, seg, key in self._targets(info, segments)
                       if i.index_id == idx.index_id and not self._exists(key))
         return total - missing, total
 

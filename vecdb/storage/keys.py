@@ -44,12 +44,10 @@ def payload_parts(data) -> Iterator[memoryview]:
     else:
         parts = data
     for part in parts:
-        if not isinstance(part, (bytes, bytearray, memoryview)):
-            try:
-                part = memoryview(part)
-            except TypeError:
-                raise InvalidParameter(f"payload part must be bytes-like, got {type(part).__name__}") from None
-        view = memoryview(part)
+        try:
+            view = memoryview(part)
+        except TypeError:
+            raise InvalidParameter(f"payload part must be bytes-like, got {type(part).__name__}") from None
         yield view if view.ndim == 1 and view.itemsize == 1 else view.cast("B")
 
 
