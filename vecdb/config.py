@@ -25,6 +25,15 @@ class ProxySettings(BaseModel):
 class StorageSettings(BaseModel):
     data_dir: str = "./data"
     wal_segment_bytes: int = 64 << 20
+    log: str = Field("wal", description="'wal' (files under data_dir) or nats://host:port[,...] (JetStream)")
+    meta: str = Field("local", description="'local' (files under data_dir) or etcd://host:port")
+    objects: str = Field("local", description="'local' (files under data_dir) or s3://bucket[/prefix]")
+    namespace: str = Field("vecdb", description="prefix of stream names, etcd keys and objects on shared servers")
+    log_replicas: int = Field(1, description="JetStream stream replicas (3 on a 3-server NATS cluster)")
+    s3_endpoint: str = Field("", description="S3 endpoint URL; empty = AWS (or AWS_ENDPOINT_URL)")
+    s3_region: str = ""
+    s3_access_key: str = Field("", description="empty = boto3's usual credential chain")
+    s3_secret_key: str = ""
 
 
 class QueryNodeSettings(BaseModel):

@@ -1,4 +1,5 @@
-"""Standalone mode: every role in one process over the embedded backends.
+"""Standalone mode: every role in one process, by default over the embedded backends (the
+storage settings can point it at JetStream, etcd and S3 instead: ``vecdb.storage.backends``).
 
 Start order follows the dependencies: storage, coord (catalog, TSO, ids), query
 and data nodes, then the proxy's gRPC server; collections that were loaded before
@@ -20,9 +21,7 @@ from vecdb.proxy.base import Roles
 from vecdb.proxy.server import start_server
 from vecdb.proxy.writer import ShardWriter
 from vecdb.querynode.node import QueryNode
-from vecdb.storage.local_meta import LocalMetaStore
-from vecdb.storage.local_objects import LocalObjectStore
-from vecdb.storage.wal import WalLog
+from vecdb.storage.backends import open_backends
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +29,8 @@ log = logging.getLogger(__name__)
 class Standalone:
     def __init__(self, settings: Settings):
         self.settings = settings
-        root = os.path.abspath(settings.storage.data_dir)
-        os.makedirs(root, exist_ok=True)
-        self.meta = LocalMetaStore(os.path.join(root, "meta"))
-        self.objects = LocalObjectStore(os.path.join(root, "objects"))
-        self.wal = WalLog(os.path.join(root, "wal"), segment_bytes=settings.storage.wal_segment_bytes)
+        self.backends = open_backends(settings.storage)
+        self.meta, self.objects, self.wal = self.backends.meta, self.backends.objects, self.backends.log
         catalog = Catalog(self.meta)
         tso = TimestampOracle(self.meta)
         ids = IdAllocator(self.meta)
@@ -83,6 +79,4 @@ class Standalone:
         self.roles.background.shutdown(wait=True, cancel_futures=True)
         self.querynode.close()
         self.datanode.close()
-        self.wal.close()
-        self.meta.close()
-        self.objects.close()
+        self.backends.close()

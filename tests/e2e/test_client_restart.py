@@ -63,9 +63,15 @@ def _check_state(c: MilvusClient, name: str, want: dict) -> None:
         assert hit.distance == pytest.approx(0.0, abs=1e-4)
 
 
-def test_restart_keeps_everything(tmp_path):
+@pytest.fixture(params=["embedded", "remote"])
+def storage(request):
+    """Storage settings for the restarted server: the embedded backends, or JetStream + etcd + S3."""
+    return request.getfixturevalue("remote_storage")() if request.param == "remote" else None
+
+
+def test_restart_keeps_everything(tmp_path, storage):
     port = free_port()
-    node = start_standalone(tmp_path, port)
+    node = start_standalone(tmp_path, port, storage)
     uri = f"http://127.0.0.1:{port}"
     c = MilvusClient(uri=uri)
     try:
@@ -90,7 +96,7 @@ def test_restart_keeps_everything(tmp_path):
         c.close()
         node.stop()
 
-    node = start_standalone(tmp_path, port)
+    node = start_standalone(tmp_path, port, storage)
     c = MilvusClient(uri=uri)
     try:
         assert sorted(c.list_collections()) == ["cold", "main"]
@@ -117,7 +123,7 @@ def test_restart_keeps_everything(tmp_path):
         node.stop()
 
     # a second restart, this time after a flush that followed the first restart
-    node = start_standalone(tmp_path, port)
+    node = start_standalone(tmp_path, port, storage)
     c = MilvusClient(uri=uri)
     try:
         _check_state(c, "main", want)
@@ -127,7 +133,7 @@ def test_restart_keeps_everything(tmp_path):
     finally:
         c.close()
         node.stop()
-    node = start_standalone(tmp_path, port)
+    node = start_standalone(tmp_path, port, storage)
     c = MilvusClient(uri=uri)
     try:
         _check_state(c, "main", want)

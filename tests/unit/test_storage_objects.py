@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+import uuid
 
 import numpy as np
 import pytest
@@ -15,11 +16,23 @@ from vecdb.storage import local_objects
 from vecdb.storage.base import ObjectStore
 from vecdb.storage.local_objects import LocalObjectStore
 from vecdb.storage.memory import MemoryObjectStore
+from vecdb.storage.s3_objects import S3ObjectStore
 
 
-@pytest.fixture(params=["memory", "local"])
+def _s3_store(url: str, **kw) -> S3ObjectStore:
+    """A store on the test S3 server, under a prefix of its own in a shared bucket."""
+    return S3ObjectStore("vecdb-test", endpoint_url=url, prefix=f"t{uuid.uuid4().hex[:12]}",
+                         access_key="test", secret_key="test", **kw)
+
+
+@pytest.fixture(params=["memory", "local", "s3"])
 def store(request, tmp_path):
-    s = MemoryObjectStore() if request.param == "memory" else LocalObjectStore(str(tmp_path / "obj"))
+    if request.param == "memory":
+        s = MemoryObjectStore()
+    elif request.param == "s3":
+        s = _s3_store(request.getfixturevalue("s3_server").url)
+    else:
+        s = LocalObjectStore(str(tmp_path / "obj"))
     yield s
     s.close()
 
@@ -204,3 +217,75 @@ def test_closed_store_refuses_calls(tmp_path):
         s.put("a", b"x")
     with pytest.raises(IoFailed):
         s.list("")
+
+
+# --- S3ObjectStore specifics ---------------------------------------------------------------
+
+
+def test_s3_large_objects_go_up_in_parts_and_come_back_whole(s3_server):
+    s = _s3_store(s3_server.url, part_bytes=5 << 20)
+    rng = np.random.default_rng(3)
+    blob = rng.integers(0, 256, (12 << 20) + 12345, dtype=np.uint8)
+    pieces = [blob[i:i + (3 << 20) + 7] for i in range(0, len(blob), (3 << 20) + 7)]
+    s.put("big/one", pieces)
+    assert s.get("big/one") == blob.tobytes()
+    assert s.local_path("big/one") is None
+    # no multipart upload is left open behind it
+    assert s._s3.list_multipart_uploads(Bucket=s.bucket).get("Uploads", []) == []
+    s.close()
+
+
+def test_s3_failed_multipart_put_leaves_old_object_and_aborts(s3_server):
+    s = _s3_store(s3_server.url, part_bytes=5 << 20)
+    s.put("k", b"old")
+
+    def parts():
+        yield b"x" * (6 << 20)
+        raise OSError("source broke")
+
+    with pytest.raises(OSError):
+        s.put("k", parts())
+    assert s.get("k") == b"old"
+    assert [u for u in s._s3.list_multipart_uploads(Bucket=s.bucket).get("Uploads", [])
+            if u["Key"].startswith(s.prefix)] == []
+    s.close()
+
+
+def test_s3_key_may_also_be_a_prefix_and_prefixes_isolate_stores(s3_server):
+    a, b = _s3_store(s3_server.url), _s3_store(s3_server.url)
+    a.put("x", b"1")
+    a.put("x/y", b"2")
+    b.put("x", b"other")
+    assert a.list("") == ["x", "x/y"] and b.list("") == ["x"]
+    a.delete_prefix("")
+    assert a.list("") == [] and b.get("x") == b"other"
+
+
+def test_s3_unreachable_server_is_an_io_error():
+    from vecdb.storage.servers import free_port
+
+    with pytest.raises(IoFailed):
+        S3ObjectStore("b", endpoint_url=f"http://127.0.0.1:{free_port()}", access_key="x", secret_key="x")
+
+
+def test_s3_local_path_is_a_cached_mappable_copy(s3_server, tmp_path):
+    cache = tmp_path / "cache"
+    s = _s3_store(s3_server.url, cache_dir=str(cache))
+    arr = np.random.default_rng(1).random((50, 4), dtype=np.float32)
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    s.put("seg/1/v.npy", buf.getbuffer())
+    path = s.local_path("seg/1/v.npy")
+    assert path.startswith(str(cache)) and s.local_path("seg/1/v.npy") == path  # fetched once
+    mm = np.load(path, mmap_mode="r")
+    assert isinstance(mm, np.memmap) and np.array_equal(mm, arr)
+    s.put("seg/1/v.npy", b"replaced")  # a new version is fetched again, the old copy is gone
+    assert not os.path.exists(path)
+    newer = s.local_path("seg/1/v.npy")
+    assert newer != path and open(newer, "rb").read() == b"replaced"
+    s.delete_prefix("seg/")
+    assert not os.path.exists(newer)
+    assert [f for _, _, fs in os.walk(cache) for f in fs] == []
+    with pytest.raises(KeyNotFound):
+        s.local_path("seg/1/v.npy")
+    assert _s3_store(s3_server.url).local_path("x") is None  # no cache: readers get the bytes

@@ -11,12 +11,14 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
 
 import pytest
 
 from vecdb.errors import InvalidParameter, IoFailed
 from vecdb.storage import framing, wal
 from vecdb.storage.base import Log
+from vecdb.storage.jetstream_log import JetStreamLog
 from vecdb.storage.memory import MemoryLog
 from vecdb.storage.wal import WalLog
 
@@ -24,22 +26,35 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 class LogHarness:
-    """Opens a log of one kind; ``reopen`` simulates a restart (a no-op for memory)."""
+    """Opens a log of one kind; ``reopen`` simulates a restart (a no-op for memory; a new client
+    on the same streams for JetStream)."""
 
-    def __init__(self, kind: str, path: str, segment_bytes: int = 256):
+    def __init__(self, kind: str, path: str, segment_bytes: int = 256, nats_url: str | None = None):
         self.kind, self.path, self.segment_bytes = kind, path, segment_bytes
-        self.log = MemoryLog() if kind == "memory" else WalLog(path, segment_bytes)
+        self.nats_url, self.prefix = nats_url, "t" + uuid.uuid4().hex[:12]
+        self.log = self._open()
+
+    def _open(self) -> Log:
+        if self.kind == "memory":
+            return MemoryLog()
+        if self.kind == "jetstream":
+            return JetStreamLog(self.nats_url, prefix=self.prefix)
+        return WalLog(self.path, self.segment_bytes)
 
     def reopen(self) -> Log:
-        if self.kind == "wal":
+        if self.kind != "memory":
             self.log.close()
-            self.log = WalLog(self.path, self.segment_bytes)
+            self.log = self._open()
         return self.log
 
 
-@pytest.fixture(params=["memory", "wal"])
+def _nats_url(request, kind: str) -> str | None:
+    return request.getfixturevalue("nats_server").url if kind == "jetstream" else None
+
+
+@pytest.fixture(params=["memory", "wal", "jetstream"])
 def harness(request, tmp_path):
-    h = LogHarness(request.param, str(tmp_path / "wal"))
+    h = LogHarness(request.param, str(tmp_path / "wal"), nats_url=_nats_url(request, request.param))
     yield h
     h.log.close()
 
@@ -48,7 +63,7 @@ def payload(i: int) -> bytes:
     return f"rec-{i}-".encode() * (1 + i % 7)
 
 
-# --- shared behaviour (both implementations) --------------------------------------
+# --- shared behaviour (every implementation) --------------------------------------
 
 
 def test_positions_start_at_one_and_are_consecutive(harness):
@@ -146,10 +161,11 @@ def test_bad_arguments(harness):
         log.append("c", b"x")
 
 
-def test_random_operations_match_reference(tmp_path):
+@pytest.mark.parametrize("kind", ["wal", "jetstream"])
+def test_random_operations_match_reference(request, tmp_path, kind):
     rng = random.Random(7)
     ref = MemoryLog()
-    h = LogHarness("wal", str(tmp_path / "wal"), segment_bytes=300)
+    h = LogHarness(kind, str(tmp_path / "wal"), segment_bytes=300, nats_url=_nats_url(request, kind))
     cut = {}  # channel -> highest truncate_before position
     for step in range(400):
         ch = rng.choice(["a", "b", "c/1"])
@@ -179,6 +195,66 @@ def test_random_operations_match_reference(tmp_path):
         assert h.log.last_position(ch) == ref.last_position(ch)
     assert h.log.channels() == ref.channels()
     h.log.close()
+
+
+# --- JetStream specifics ---------------------------------------------------------------
+
+
+def test_jetstream_server_sigkill_loses_no_acknowledged_record(tmp_path):
+    """Appends run while the NATS server is killed (-9) and restarted on the same store: every
+    append that returned a position is there afterwards, and appends resume on their own."""
+    from vecdb.storage.servers import start_nats
+
+    srv = start_nats(str(tmp_path / "nats"))
+    log = JetStreamLog(srv.url, prefix="crash", timeout=2)
+    acked, failed = [], []
+    stop = threading.Event()
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            try:
+                acked.extend(zip(log.append_batch("c", [payload(i), payload(i + 1)]), [payload(i), payload(i + 1)]))
+            except IoFailed:
+                failed.append(i)
+                time.sleep(0.05)
+            i += 2
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        time.sleep(0.5)
+        srv.kill()
+        at_kill = len(acked)
+        srv = start_nats(str(tmp_path / "nats"), port=srv.ports[0], monitor_port=srv.ports[1])
+        deadline = time.monotonic() + 15
+        while len(acked) < at_kill + 20 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        t.join()
+    assert at_kill > 0 and len(acked) >= at_kill + 20  # writes resumed after the restart
+    stored = dict(log.read("c"))
+    assert all(stored.get(pos) == data for pos, data in acked)
+    positions = [p for p, _ in acked]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    log.close()
+    srv.stop()
+
+
+def test_jetstream_unreachable_server_is_an_io_error():
+    from vecdb.storage.servers import free_port
+
+    with pytest.raises(IoFailed):
+        JetStreamLog(f"nats://127.0.0.1:{free_port()}", connect_timeout=1)
+
+
+def test_jetstream_record_over_max_payload_is_refused(nats_server):
+    log = JetStreamLog(nats_server.url, prefix="t" + uuid.uuid4().hex[:12])
+    with pytest.raises(InvalidParameter, match="max_payload"):
+        log.append_batch("c", [b"ok", b"x" * (log._nc.max_payload + 1)])
+    assert log.last_position("c") == 0
+    log.close()
 
 
 # --- WAL specifics ---------------------------------------------------------------------

@@ -8,7 +8,6 @@ that, records arrive through ``deliver`` in channel order.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -263,13 +262,8 @@ class QueryNode:
             key = sf.index_key(prefix, field.field_id, idx.index_id)
             if not self.objects.exists(key):
                 continue
-            path = self.objects.local_path(key)
             try:
-                if path is None:  # remote store: keep a local copy to load (and map) from
-                    path = os.path.join(tempfile.mkdtemp(prefix="vecdb-index-"), "index")
-                    with open(path, "wb") as f:
-                        f.write(self.objects.get(key))
-                index = load_index(path, mmap=mmap)
+                index = self._read_index(key, mmap)
                 if index.ntotal != rows:
                     log.warning("index %s holds %d rows, its segment %d; it will be rebuilt", key, index.ntotal, rows)
                     continue
@@ -278,6 +272,15 @@ class QueryNode:
             except Exception:  # rebuilt in the background instead
                 log.exception("cannot load index %s; it will be rebuilt", key)
         return out
+
+    def _read_index(self, key: str, mmap: bool):
+        path = self.objects.local_path(key)  # a remote store with a cache gives its local copy
+        if path is not None:
+            return load_index(path, mmap=mmap)
+        with tempfile.NamedTemporaryFile(prefix="vecdb-index-") as f:  # no local copy: read it whole
+            f.write(self.objects.get(key))
+            f.flush()
+            return load_index(f.name, mmap=False)
 
     def index_state(self, collection_id: int, field_name: str) -> tuple[int, int]:
         """(rows indexed or not needing an index, total rows) for index progress."""

@@ -1,0 +1,95 @@
+"""Open the three storage backends a node runs on, from its settings.
+
+``storage.log``: ``wal`` (files under the data dir) or ``nats://host:port[,nats://...]``
+(JetStream). ``storage.meta``: ``local`` or ``etcd://host:port``. ``storage.objects``:
+``local`` or ``s3://bucket[/prefix]`` (endpoint and credentials from ``storage.s3_*`` or
+boto3's usual environment variables; a remote store caches the files it maps under
+``<data dir>/cache``). ``storage.namespace`` keeps several vecdb deployments apart on shared
+servers (stream names, etcd keys and object prefixes start with it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from vecdb.errors import InvalidParameter
+from vecdb.storage.base import Log, MetaStore, ObjectStore
+
+
+@dataclass
+class Backends:
+    log: Log
+    meta: MetaStore
+    objects: ObjectStore
+
+    def close(self) -> None:
+        for b in (self.log, self.meta, self.objects):
+            b.close()
+
+
+def open_backends(storage) -> Backends:
+    """``storage``: a ``vecdb.config.StorageSettings``. Opens in order, closes what opened on failure."""
+    root = os.path.abspath(storage.data_dir)
+    ns = storage.namespace
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", ns):
+        raise InvalidParameter(f"invalid storage.namespace {ns!r}: letters, digits, '_' and '-' only")
+    opened: list = []
+    try:
+        opened.append(_open_meta(storage.meta, root, ns))
+        opened.append(_open_objects(storage, root, ns))
+        opened.append(_open_log(storage, root, ns))
+    except BaseException:
+        for b in opened:
+            b.close()
+        raise
+    meta, objects, log = opened
+    return Backends(log, meta, objects)
+
+
+def _open_log(storage, root: str, ns: str) -> Log:
+    url = storage.log
+    if url == "wal":
+        from vecdb.storage.wal import WalLog
+
+        os.makedirs(root, exist_ok=True)
+        return WalLog(os.path.join(root, "wal"), segment_bytes=storage.wal_segment_bytes)
+    if url.startswith(("nats://", "tls://")):
+        from vecdb.storage.jetstream_log import JetStreamLog
+
+        return JetStreamLog(url.split(","), prefix=ns.upper().replace("-", "_"), replicas=storage.log_replicas)
+    raise InvalidParameter(f"invalid storage.log {url!r}: 'wal' or nats://host:port")
+
+
+def _open_meta(url: str, root: str, ns: str) -> MetaStore:
+    if url == "local":
+        from vecdb.storage.local_meta import LocalMetaStore
+
+        os.makedirs(root, exist_ok=True)
+        return LocalMetaStore(os.path.join(root, "meta"))
+    if url.startswith("etcd://"):
+        from vecdb.storage.etcd_meta import EtcdMetaStore
+
+        return EtcdMetaStore(url[len("etcd://"):], prefix=f"{ns}/")
+    raise InvalidParameter(f"invalid storage.meta {url!r}: 'local' or etcd://host:port")
+
+
+def _open_objects(storage, root: str, ns: str) -> ObjectStore:
+    url = storage.objects
+    if url == "local":
+        from vecdb.storage.local_objects import LocalObjectStore
+
+        os.makedirs(root, exist_ok=True)
+        return LocalObjectStore(os.path.join(root, "objects"))
+    if url.startswith("s3://"):
+        from vecdb.storage.s3_objects import S3ObjectStore
+
+        bucket, _, prefix = url[len("s3://"):].partition("/")
+        if not bucket:
+            raise InvalidParameter(f"invalid storage.objects {url!r}: s3://bucket[/prefix]")
+        prefix = "/".join(p for p in (prefix.strip("/"), ns) if p)
+        return S3ObjectStore(bucket, endpoint_url=storage.s3_endpoint or None, prefix=prefix,
+                             region=storage.s3_region or None, access_key=storage.s3_access_key or None,
+                             secret_key=storage.s3_secret_key or None, cache_dir=os.path.join(root, "cache"))
+    raise InvalidParameter(f"invalid storage.objects {url!r}: 'local' or s3://bucket[/prefix]")

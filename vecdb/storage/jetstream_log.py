@@ -1,0 +1,318 @@
+"""``JetStreamLog``: the distributed ``Log`` on NATS JetStream (nats-py).
+
+Each channel is one stream, ``<prefix>_<encoded channel>``, with one subject
+``<prefix>.<encoded channel>``; a record's position is its stream sequence, so
+positions start at 1, grow by one per record and survive restarts, and
+``truncate_before`` is a purge up to a sequence (which keeps the last sequence).
+
+- ``append_batch`` is one JetStream *atomic batch* (nats-server 2.12+, the stream
+  has ``allow_atomic``): the records are stored together, consecutively, or not at
+  all. Batches larger than ``MAX_BATCH`` records go in several atomic pieces.
+- Durability: "acknowledged" means the stream's leader stored it (and, with
+  ``replicas`` > 1, a quorum did). A single server keeps the guarantee against
+  its own crash only with ``sync_interval: always`` in its configuration (the test
+  and local-cluster servers run that way; ``vecdb.storage.servers``).
+- ``read`` takes the channel's last sequence when called and pages through an
+  ephemeral pull consumer up to it.
+- A record larger than the server's ``max_payload`` is refused with
+  ``InvalidParameter`` (the servers vecdb starts allow 64 MiB).
+
+The asyncio client runs on its own loop thread (``aioloop.LoopThread``); every
+method is a synchronous, thread-safe call into it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Iterator
+
+from vecdb.errors import InvalidParameter, IoFailed
+from vecdb.storage.aioloop import LoopThread
+from vecdb.storage.keys import check_channel, check_payload, check_position, decode_channel, encode_channel
+
+MAX_BATCH = 1000  # the server's limit on messages per atomic batch
+_FETCH = 256  # records per pull request when reading
+_NOT_FOUND = 10059  # JetStream "stream not found"
+
+
+class JetStreamLog:
+    """The distributed ``Log`` (see module docstring). Thread-safe."""
+
+    def __init__(self, servers: str | list[str], *, prefix: str = "VECDB", replicas: int = 1,
+                 timeout: float = 10.0, connect_timeout: float = 5.0):
+        if not prefix or any(c in prefix for c in " .*>/\\"):
+            raise InvalidParameter(f"invalid stream prefix {prefix!r}")
+        self.prefix, self.replicas, self.timeout = prefix, int(replicas), float(timeout)
+        self._loop = LoopThread("jetstream-log")
+        self._known: set[str] = set()  # streams this instance created or saw
+        self._closed = False
+        try:
+            self._nc = self._run(self._connect(servers, connect_timeout), "connect to NATS", connect_timeout + 5)
+        except BaseException:
+            self._loop.stop()
+            raise
+        self._js = self._nc.jetstream(timeout=self.timeout)
+
+    async def _connect(self, servers, connect_timeout):
+        import nats
+
+        return await nats.connect(servers, connect_timeout=connect_timeout, max_reconnect_attempts=-1,
+                                  reconnect_time_wait=0.5, allow_reconnect=True, name="vecdb-log")
+
+    # --- names -----------------------------------------------------------------
+    def _stream(self, channel: str) -> str:
+        return f"{self.prefix}_{encode_channel(channel)}"
+
+    def _subject(self, channel: str) -> str:
+        return f"{self.prefix}.{encode_channel(channel)}"
+
+    def _run(self, coro, what: str, timeout: float | None = None):
+        import nats.errors
+
+        if self._closed:
+            coro.close()
+            raise IoFailed("log is closed")
+        try:
+            return self._loop.run(coro, timeout or self.timeout + 5, what)
+        except nats.errors.Error as e:  # disconnected, draining, closed...
+            raise IoFailed(f"{what}: NATS {type(e).__name__}: {e}") from e
+
+    # --- JetStream API helpers ---------------------------------------------------
+    async def _api(self, verb: str, body: dict | None = None) -> dict:
+        """One request to the JetStream API; returns the decoded reply (``error`` included)."""
+        import nats.errors
+
+        try:
+            msg = await self._nc.request(f"$JS.API.{verb}", json.dumps(body or {}).encode(), timeout=self.timeout)
+        except nats.errors.NoRespondersError:
+            raise IoFailed("JetStream is not enabled on the NATS server") from None
+        except nats.errors.TimeoutError:
+            raise IoFailed(f"JetStream API {verb.split('.')[0]}: no answer within {self.timeout} s") from None
+        return json.loads(msg.data)
+
+    async def _info(self, stream: str) -> dict | None:
+        r = await self._api(f"STREAM.INFO.{stream}")
+        err = r.get("error")
+        if err:
+            if err.get("err_code") == _NOT_FOUND:
+                return None
+            raise IoFailed(f"stream info {stream}: {err.get('description')}")
+        return r
+
+    async def _ensure(self, channel: str) -> None:
+        stream = self._stream(channel)
+        if stream in self._known:
+            return
+        cfg = {"name": stream, "subjects": [self._subject(channel)], "storage": "file", "retention": "limits",
+               "num_replicas": self.replicas, "allow_atomic": True, "allow_direct": True, "discard": "old",
+               "max_msgs": -1, "max_bytes": -1, "max_age": 0, "duplicate_window": 0}
+        r = await self._api(f"STREAM.CREATE.{stream}", cfg)
+        err = r.get("error")
+        if err and "already in use" not in err.get("description", "") and err.get("err_code") != 10058:
+            raise IoFailed(f"cannot create stream {stream}: {err.get('description')}")
+        self._known.add(stream)
+
+    # --- Log ---------------------------------------------------------------------
+    def append(self, channel: str, payload: bytes) -> int:
+        return self.append_batch(channel, [payload])[0]
+
+    def append_batch(self, channel: str, payloads: list[bytes]) -> list[int]:
+        check_channel(channel)
+        data = [check_payload(p) for p in payloads]
+        if not data:
+            self._run(_noop(), "append")
+            return []
+        limit = self._nc.max_payload
+        for p in data:
+            if len(p) > limit - 512:
+                raise InvalidParameter(f"log record of {len(p):,} bytes exceeds the NATS server's max_payload "
+                                       f"({limit:,} bytes); split the request")
+        return self._run(self._append(channel, data), "append to the log")
+
+    async def _append(self, channel: str, data: list[bytes]) -> list[int]:
+        await self._ensure(channel)
+        positions: list[int] = []
+        for i in range(0, len(data), MAX_BATCH):
+            piece = data[i:i + MAX_BATCH]
+            try:
+                ack = await self._publish_batch(channel, piece)
+            except _NoStream:  # dropped by someone else since we created it: create it again, once
+                self._known.discard(self._stream(channel))
+                await self._ensure(channel)
+                ack = await self._publish_batch(channel, piece)
+            last, count = int(ack["seq"]), int(ack.get("count", 1))
+            if count != len(piece):
+                raise IoFailed(f"log batch stored {count} of {len(piece)} records")
+            positions.extend(range(last - count + 1, last + 1))
+        return positions
+
+    async def _publish_batch(self, channel: str, piece: list[bytes]) -> dict:
+        """One atomic batch: all but the last record fire-and-forget, the last commits and is acknowledged."""
+        import nats.errors
+
+        subject = self._subject(channel)
+        batch = uuid.uuid4().hex
+        for n, payload in enumerate(piece[:-1], 1):
+            await self._nc.publish(subject, payload, headers={"Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(n)})
+        headers = {"Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(len(piece)), "Nats-Batch-Commit": "1"}
+        try:
+            msg = await self._nc.request(subject, piece[-1], timeout=self.timeout, headers=headers)
+        except nats.errors.NoRespondersError:
+            raise _NoStream() from None
+        except nats.errors.TimeoutError:
+            raise IoFailed(f"append to {channel!r}: no acknowledgement within {self.timeout} s") from None
+        ack = json.loads(msg.data) if msg.data else {}
+        if "error" in ack:
+            raise IoFailed(f"append to {channel!r}: {ack['error'].get('description')}")
+        if "seq" not in ack:
+            raise IoFailed(f"append to {channel!r}: unexpected reply {msg.data[:200]!r}")
+        return ack
+
+    def read(self, channel: str, start: int = 1, end: int | None = None) -> Iterator[tuple[int, bytes]]:
+        check_channel(channel)
+        check_position(start, "start")
+        if end is not None:
+            check_position(end, "end")
+        info = self._run(self._info(self._stream(channel)), "read the log")
+        if info is None:
+            return iter(())
+        state = info["state"]
+        lo = max(start, int(state.get("first_seq", 1)), 1)
+        hi = int(state.get("last_seq", 0))
+        if end is not None:
+            hi = min(hi, end)
+        if lo > hi:
+            return iter(())
+        return self._pages(channel, lo, hi)
+
+    def _pages(self, channel: str, lo: int, hi: int) -> Iterator[tuple[int, bytes]]:
+        stream = self._stream(channel)
+        consumer = self._run(self._open_consumer(stream, lo), "read the log")
+        try:
+            pos = lo
+            while pos <= hi:
+                page = self._run(self._fetch(stream, consumer, min(_FETCH, hi - pos + 1)), "read the log")
+                if not page:
+                    return  # the rest was purged or the stream dropped meanwhile
+                for seq, payload in page:
+                    if seq > hi:
+                        return
+                    yield seq, payload
+                    pos = seq + 1
+        finally:
+            if not self._closed:
+                try:
+                    self._run(self._api(f"CONSUMER.DELETE.{stream}.{consumer}"), "close a log reader")
+                except IoFailed:
+                    pass
+
+    async def _open_consumer(self, stream: str, start: int) -> str:
+        cfg = {"stream_name": stream, "config": {
+            "deliver_policy": "by_start_sequence", "opt_start_seq": start, "ack_policy": "none",
+            "replay_policy": "instant", "inactive_threshold": 60_000_000_000, "mem_storage": True,
+            "num_replicas": 1}}
+        r = await self._api(f"CONSUMER.CREATE.{stream}", cfg)
+        if "error" in r:
+            raise IoFailed(f"cannot read stream {stream}: {r['error'].get('description')}")
+        return r["name"]
+
+    async def _fetch(self, stream: str, consumer: str, n: int) -> list[tuple[int, bytes]]:
+        """Up to ``n`` records from a pull consumer (fewer when the stream has no more)."""
+        import asyncio
+
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox)
+        out: list[tuple[int, bytes]] = []
+        try:
+            req = {"batch": n, "no_wait": True}
+            await self._nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}", json.dumps(req).encode(),
+                                   reply=inbox)
+            while len(out) < n:
+                try:
+                    msg = await sub.next_msg(timeout=self.timeout)
+                except asyncio.TimeoutError:
+                    raise IoFailed(f"read {stream}: no records within {self.timeout} s") from None
+                if msg.reply and msg.reply.startswith("$JS.ACK."):
+                    out.append((_stream_seq(msg.reply), msg.data))
+                    continue
+                break  # a status message (404 no messages, 408, 409): the page ends here
+        finally:
+            await sub.unsubscribe()
+        return out
+
+    def last_position(self, channel: str) -> int:
+        check_channel(channel)
+        info = self._run(self._info(self._stream(channel)), "read the log position")
+        return 0 if info is None else int(info["state"].get("last_seq", 0))
+
+    def truncate_before(self, channel: str, position: int) -> None:
+        check_channel(channel)
+        check_position(position)
+        self._run(self._purge(self._stream(channel), position), "truncate the log")
+
+    async def _purge(self, stream: str, position: int) -> None:
+        info = await self._info(stream)
+        if info is None:
+            return
+        cut = min(position, int(info["state"].get("last_seq", 0)) + 1)
+        if cut <= int(info["state"].get("first_seq", 1)):
+            return
+        r = await self._api(f"STREAM.PURGE.{stream}", {"seq": cut})
+        if "error" in r:
+            raise IoFailed(f"cannot truncate {stream}: {r['error'].get('description')}")
+
+    def channels(self) -> list[str]:
+        return sorted(self._run(self._list(), "list the log's channels"))
+
+    async def _list(self) -> list[str]:
+        names: list[str] = []
+        offset = 0
+        head = self.prefix + "_"
+        while True:
+            r = await self._api("STREAM.NAMES", {"offset": offset, "subject": f"{self.prefix}.>"})
+            if "error" in r:
+                raise IoFailed(f"cannot list streams: {r['error'].get('description')}")
+            page = r.get("streams") or []
+            for s in page:
+                ch = decode_channel(s[len(head):]) if s.startswith(head) else None
+                if ch is not None:
+                    names.append(ch)
+            offset += len(page)
+            if not page or offset >= int(r.get("total", 0)):
+                return names
+
+    def drop_channel(self, channel: str) -> None:
+        check_channel(channel)
+        stream = self._stream(channel)
+        r = self._run(self._api(f"STREAM.DELETE.{stream}"), "drop a log channel")
+        self._known.discard(stream)
+        err = r.get("error")
+        if err and err.get("err_code") != _NOT_FOUND:
+            raise IoFailed(f"cannot drop {stream}: {err.get('description')}")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._loop.run(self._nc.close(), 5, "close NATS")
+        except IoFailed:
+            pass
+        self._loop.stop()
+
+
+class _NoStream(Exception):
+    """No stream listens on the channel's subject."""
+
+
+async def _noop():
+    return None
+
+
+def _stream_seq(reply: str) -> int:
+    """The stream sequence in a delivered message's ack subject: v1
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`` or v2
+    ``$JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.<sseq>....``."""
+    tokens = reply.split(".")
+    return int(tokens[5] if len(tokens) == 9 else tokens[7])
