@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     st.set_defaults(func=_standalone)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # FAISS logs which of its builds it tried ("Could not load library with AVX512 support") at INFO:
+    # noise for a user, and not a problem (faiss-cpu picks the best kernels at run time).
+    logging.getLogger("faiss.loader").setLevel(max(logging.WARNING, logging.getLogger().level))
     return args.func(args)
 
 
