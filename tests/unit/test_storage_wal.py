@@ -591,3 +591,69 @@ def test_failed_fsync_fails_the_append_and_fences_the_channel(tmp_path, monkeypa
     with WalLog(root) as log:  # a restart recovers whatever reached the disk
         assert [p for p, _ in log.read("ch")][:1] == [1]
         assert log.append("ch", b"next") == log.last_position("ch")
+
+
+# --- followers (every implementation) -------------------------------------------------------
+
+
+def test_follower_tails_records_appended_later_once_and_in_order(harness):
+    log = harness.log
+    log.append_batch("c", [payload(i) for i in range(1, 6)])
+    f = log.follow("c", 3)
+    assert f.poll(timeout=2) == [(i, payload(i)) for i in range(3, 6)]
+    assert f.poll(timeout=0.2) == []  # nothing new: waits, then nothing
+
+    def late():
+        time.sleep(0.3)
+        log.append_batch("c", [payload(6), payload(7)])
+
+    t = threading.Thread(target=late)
+    t.start()
+    t0 = time.monotonic()
+    got = []
+    while len(got) < 2 and time.monotonic() - t0 < 5:
+        got += f.poll(timeout=5)
+    t.join()
+    assert got == [(6, payload(6)), (7, payload(7))]
+    assert time.monotonic() - t0 < 3  # woken by the append, not by the timeout
+    f.close()
+
+
+def test_follower_from_an_unwritten_channel_and_max_records(harness):
+    log = harness.log
+    f = log.follow("fresh")
+    assert f.poll(timeout=0.2) == []
+    log.append_batch("fresh", [payload(i) for i in range(1, 11)])
+    got = []
+    deadline = time.monotonic() + 5
+    while len(got) < 10 and time.monotonic() < deadline:
+        page = f.poll(timeout=2, max_records=4)
+        assert len(page) <= 4
+        got += page
+    assert got == [(i, payload(i)) for i in range(1, 11)]
+    f.close()
+
+
+def test_followers_keep_up_with_concurrent_writers(harness):
+    log = harness.log
+    followers = [log.follow("c") for _ in range(2)]
+    n_writers, per = 3, 40
+
+    def writer(w):
+        for i in range(per):
+            log.append("c", f"{w}:{i}".encode())
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(n_writers)]
+    for t in threads:
+        t.start()
+    for f in followers:
+        got = []
+        deadline = time.monotonic() + 10
+        while len(got) < n_writers * per and time.monotonic() < deadline:
+            got += f.poll(timeout=1)
+        assert [p for p, _ in got] == list(range(1, n_writers * per + 1))
+        for w in range(n_writers):  # each writer's records in its order
+            assert [v for _, v in got if v.startswith(f"{w}:".encode())] == [f"{w}:{i}".encode() for i in range(per)]
+        f.close()
+    for t in threads:
+        t.join()

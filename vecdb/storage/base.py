@@ -49,6 +49,11 @@ class Log(Protocol):
         """Records with start <= position (<= end if given), in order."""
         ...
 
+    def follow(self, channel: str, start: int = 1) -> "Follower":
+        """A reader of the records with position >= ``start``, including those appended later
+        (see ``vecdb.storage.follow``)."""
+        ...
+
     def last_position(self, channel: str) -> int:
         """Position of the last acknowledged record; 0 when empty/unknown."""
         ...
@@ -63,6 +68,18 @@ class Log(Protocol):
 
     def drop_channel(self, channel: str) -> None:
         """Delete a channel and all its records (no error if unknown)."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+@runtime_checkable
+class Follower(Protocol):
+    """Tails one channel from a start position: every acknowledged record once, in order."""
+
+    def poll(self, timeout: float = 1.0, max_records: int = 1024) -> list[tuple[int, bytes]]:
+        """The next records, waiting up to ``timeout`` seconds for at least one; [] if none came."""
         ...
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ method is a synchronous, thread-safe call into it.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from typing import Iterator
 
@@ -207,10 +208,10 @@ class JetStreamLog:
                 except IoFailed:
                     pass
 
-    async def _open_consumer(self, stream: str, start: int) -> str:
+    async def _open_consumer(self, stream: str, start: int, idle: float = 60) -> str:
         cfg = {"stream_name": stream, "config": {
             "deliver_policy": "by_start_sequence", "opt_start_seq": start, "ack_policy": "none",
-            "replay_policy": "instant", "inactive_threshold": 60_000_000_000, "mem_storage": True,
+            "replay_policy": "instant", "inactive_threshold": int(idle * 1e9), "mem_storage": True,
             "num_replicas": 1}}
         r = await self._api(f"CONSUMER.CREATE.{stream}", cfg)
         if "error" in r:
@@ -240,6 +241,11 @@ class JetStreamLog:
         finally:
             await sub.unsubscribe()
         return out
+
+    def follow(self, channel: str, start: int = 1) -> "JetStreamFollower":
+        check_channel(channel)
+        check_position(start, "start")
+        return JetStreamFollower(self, channel, max(start, 1))
 
     def last_position(self, channel: str) -> int:
         check_channel(channel)
@@ -300,6 +306,109 @@ class JetStreamLog:
         except IoFailed:
             pass
         self._loop.stop()
+
+
+class JetStreamFollower:
+    """``Follower`` on an ephemeral pull consumer (acks off, memory state). Pull requests
+    long-poll on the server; what they deliver lands in a buffer through a subscription callback
+    on the loop thread, so a ``poll`` that times out loses nothing: the next one returns it. When
+    the server drops the consumer (idle, or the stream was deleted) it is made again from the
+    last position handed out."""
+
+    _EXPIRES = 5.0  # seconds a pull request waits on the server
+
+    def __init__(self, log: JetStreamLog, channel: str, start: int):
+        import collections
+
+        self._log, self._channel = log, channel
+        self._stream = log._stream(channel)
+        self.position = start - 1  # last position handed out
+        self._cond = threading.Condition()
+        self._buffer: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._pending = 0  # records the outstanding pull request may still deliver (0: none)
+        self._consumer: str | None = None
+        self._closed = False
+        self._inbox = log._nc.new_inbox()
+        self._sub = log._run(log._nc.subscribe(self._inbox, cb=self._on_msg), "follow the log")
+
+    async def _on_msg(self, msg) -> None:
+        with self._cond:
+            if msg.reply and msg.reply.startswith("$JS.ACK."):
+                seq = _stream_seq(msg.reply)
+                if seq > (self._buffer[-1][0] if self._buffer else self.position):
+                    self._buffer.append((seq, msg.data))
+                self._pending = max(self._pending - 1, 0)
+            else:  # a status: the request expired (408), nothing there (404), or the consumer is gone (409)
+                status = (msg.headers or {}).get("Status", "")
+                if status == "100":
+                    return  # heartbeat
+                self._pending = 0
+                if status == "409" or status == "503":
+                    self._consumer = None
+            self._cond.notify_all()
+
+    def _request(self, max_records: int) -> None:
+        """Under ``_cond``: make sure a pull request is outstanding. The lock is let go while
+        talking to the server (the loop thread's message callback needs it)."""
+        if self._pending:
+            return
+        self._pending = max_records  # claimed: no second request from another poller
+        consumer = self._consumer
+        start = self._buffer[-1][0] + 1 if self._buffer else self.position + 1
+        self._cond.release()
+        ok = False
+        try:
+            if consumer is None:
+                try:
+                    consumer = self._log._run(self._log._open_consumer(self._stream, start, idle=300), "follow the log")
+                except IoFailed:
+                    consumer = None  # the stream does not exist (yet): poll again later
+            if consumer is not None:
+                body = json.dumps({"batch": max_records, "expires": int(self._EXPIRES * 1e9)}).encode()
+                subject = f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{consumer}"
+                self._log._run(self._log._nc.publish(subject, body, reply=self._inbox), "follow the log")
+            ok = True
+        finally:
+            self._cond.acquire()
+            self._consumer = consumer
+            if consumer is None or not ok:
+                self._pending = 0
+
+    def poll(self, timeout: float = 1.0, max_records: int = 1024) -> list[tuple[int, bytes]]:
+        import time
+
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise IoFailed("follower is closed")
+                if self._buffer:
+                    out = []
+                    while self._buffer and len(out) < max_records:
+                        pos, payload = self._buffer.popleft()
+                        if pos > self.position:
+                            out.append((pos, payload))
+                            self.position = pos
+                    if out:
+                        return out
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return []
+                self._request(max_records)
+                self._cond.wait(min(left, 0.5) if self._consumer is None else left)
+
+    def close(self) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            consumer = self._consumer
+        try:
+            self._log._run(self._sub.unsubscribe(), "close a follower")
+            if consumer:
+                self._log._run(self._log._api(f"CONSUMER.DELETE.{self._stream}.{consumer}"), "close a follower")
+        except IoFailed:
+            pass
 
 
 class _NoStream(Exception):

@@ -11,6 +11,7 @@ import threading
 from typing import Iterator
 
 from vecdb.errors import IoFailed, KeyNotFound
+from vecdb.storage.follow import AppendSignal, PollingFollower
 from vecdb.storage.keys import (
     check_channel,
     check_meta_key,
@@ -53,6 +54,7 @@ class MemoryLog(_Closable):
     def __init__(self) -> None:
         super().__init__()
         self._channels: dict[str, _MemChannel] = {}
+        self.appended = AppendSignal()  # wakes followers
 
     def append(self, channel: str, payload: bytes) -> int:
         return self.append_batch(channel, [payload])[0]
@@ -67,7 +69,8 @@ class MemoryLog(_Closable):
             ch = self._channels.setdefault(channel, _MemChannel())
             first = ch.last + 1
             ch.records.extend(data)
-            return list(range(first, first + len(data)))
+        self.appended.fire()
+        return list(range(first, first + len(data)))
 
     def read(self, channel: str, start: int = 1, end: int | None = None) -> Iterator[tuple[int, bytes]]:
         check_channel(channel)
@@ -85,6 +88,13 @@ class MemoryLog(_Closable):
                 return iter(())
             snapshot = ch.records[lo - ch.base : hi - ch.base + 1]
         return iter(list(zip(range(lo, hi + 1), snapshot)))
+
+    def follow(self, channel: str, start: int = 1) -> PollingFollower:
+        check_channel(channel)
+        check_position(start, "start")
+        with self._lock:
+            self._check_open()
+        return PollingFollower(self, channel, start)
 
     def last_position(self, channel: str) -> int:
         check_channel(channel)

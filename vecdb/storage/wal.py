@@ -47,6 +47,7 @@ from typing import Iterator
 
 from vecdb.errors import InvalidParameter, IoFailed
 from vecdb.storage import framing
+from vecdb.storage.follow import AppendSignal, PollingFollower
 from vecdb.storage.fsutil import datasync, fsync_dir, lock_dir, unlock_dir, write_all
 from vecdb.storage.keys import (
     check_channel,
@@ -100,6 +101,7 @@ class WalLog:
         self._lock = threading.Lock()  # guards _channels/_closed; taken before any channel's cond
         self._channels: dict[str, _Channel] = {}
         self._closed = False
+        self.appended = AppendSignal()  # wakes followers
         try:
             os.makedirs(self._root, exist_ok=True)
         except OSError as e:
@@ -188,7 +190,8 @@ class WalLog:
                 self._write(ch, batch.stamp(first))
                 ch.last = first + len(batch) - 1
                 self._wait_durable(ch, ch.last)
-                return list(range(first, first + len(batch)))
+            self.appended.fire()
+            return list(range(first, first + len(batch)))
 
     def _get_or_create(self, channel: str) -> _Channel:
         with self._lock:
@@ -347,6 +350,12 @@ class WalLog:
                             f"WAL file {path} ends at position {expected - 1} (offset {off}); "
                             f"expected records up to {limit if nxt is None else nxt - 1}"
                         )
+
+    def follow(self, channel: str, start: int = 1) -> PollingFollower:
+        check_channel(channel)
+        check_position(start, "start")
+        self._check_open()
+        return PollingFollower(self, channel, start)
 
     def last_position(self, channel: str) -> int:
         check_channel(channel)

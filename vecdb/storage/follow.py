@@ -1,0 +1,73 @@
+"""Following a log channel: the records appended after a position, as they are acknowledged.
+
+A ``Follower`` (from ``Log.follow(channel, start)``) hands out a channel's records in
+order, from ``start`` on, each once: ``poll(timeout)`` returns the next ones already
+acknowledged, or waits up to ``timeout`` seconds for at least one (``[]`` when none came).
+Records discarded by ``truncate_before`` are skipped. Query and data nodes of a cluster
+tail their channels this way.
+
+``PollingFollower`` serves any log that can wait for appends (``AppendSignal``); the
+JetStream log has its own follower on a pull consumer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from vecdb.errors import IoFailed
+
+
+class AppendSignal:
+    """Wakes followers when a log acknowledged records. ``wait(seen, timeout)`` blocks until
+    the generation moves past ``seen`` (so a signal between reading the generation and waiting
+    is never lost)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.generation = 0
+
+    def fire(self) -> None:
+        with self._cond:
+            self.generation += 1
+            self._cond.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.generation == seen:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
+
+
+class PollingFollower:
+    """``Follower`` over ``log.read`` and the log's ``AppendSignal`` (``log.appended``)."""
+
+    def __init__(self, log, channel: str, start: int):
+        self._log, self._channel = log, channel
+        self.position = max(int(start), 1) - 1  # last position handed out
+        self._closed = False
+
+    def poll(self, timeout: float = 1.0, max_records: int = 1024) -> list[tuple[int, bytes]]:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            if self._closed:
+                raise IoFailed("follower is closed")
+            seen = self._log.appended.generation
+            out = []
+            for pos, payload in self._log.read(self._channel, self.position + 1):
+                out.append((pos, payload))
+                if len(out) >= max_records:
+                    break
+            if out:
+                self.position = out[-1][0]
+                return out
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            self._log.appended.wait(seen, left)
+
+    def close(self) -> None:
+        self._closed = True
