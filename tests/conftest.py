@@ -66,31 +66,28 @@ def name(client):
 # moto[server]); one of each per test session, each test isolates itself by a unique key prefix.
 
 
-@pytest.fixture(scope="session")
-def nats_server(tmp_path_factory):
-    from vecdb.storage.servers import start_nats
+def _started(request, tmp_path_factory, name: str):
+    """``vecdb.storage.servers.start_<name>`` in a fresh directory, stopped at the session's end."""
+    from vecdb.storage import servers
 
-    s = start_nats(str(tmp_path_factory.mktemp("nats")))
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="session")
-def etcd_server(tmp_path_factory):
-    from vecdb.storage.servers import start_etcd
-
-    s = start_etcd(str(tmp_path_factory.mktemp("etcd")))
-    yield s
-    s.stop()
+    server = getattr(servers, f"start_{name}")(str(tmp_path_factory.mktemp(name)))
+    request.addfinalizer(server.stop)
+    return server
 
 
 @pytest.fixture(scope="session")
-def s3_server(tmp_path_factory):
-    from vecdb.storage.servers import start_s3
+def nats_server(request, tmp_path_factory):
+    return _started(request, tmp_path_factory, "nats")
 
-    s = start_s3(str(tmp_path_factory.mktemp("s3")))
-    yield s
-    s.stop()
+
+@pytest.fixture(scope="session")
+def etcd_server(request, tmp_path_factory):
+    return _started(request, tmp_path_factory, "etcd")
+
+
+@pytest.fixture(scope="session")
+def s3_server(request, tmp_path_factory):
+    return _started(request, tmp_path_factory, "s3")
 
 
 @pytest.fixture(scope="session")

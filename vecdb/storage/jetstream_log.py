@@ -53,7 +53,6 @@ class JetStreamLog:
         except BaseException:
             self._loop.stop()
             raise
-        self._js = self._nc.jetstream(timeout=self.timeout)
 
     async def _connect(self, servers, connect_timeout):
         import nats
