@@ -109,6 +109,42 @@ def test_invalid_txn_changes_nothing(harness):
     assert harness.reopen().scan("") == [("k", b"v")]
 
 
+def test_txn_with_expected_values_is_compare_and_set(harness):
+    s = harness.store
+    assert s.txn(puts={"leader": b"a"}, expect={"leader": None}) is True  # absent: claimed
+    assert s.txn(puts={"leader": b"b"}, expect={"leader": None}) is False  # taken: nothing changes
+    assert s.txn(puts={"x": b"1"}, deletes=["leader"], expect={"leader": b"b"}) is False
+    assert s.get("leader") == b"a" and s.get("x") is None
+    assert s.txn(puts={"leader": b"b", "term": b"2"}, expect={"leader": b"a", "term": None}) is True
+    assert s.txn(deletes=["leader"], expect={"leader": b"b", "term": b"2"}) is True
+    assert s.txn(expect={"leader": None}) is True and s.txn(expect={"term": b"1"}) is False
+    assert s.txn(puts={"k": b"v"}) is True
+    with pytest.raises(InvalidParameter):
+        s.txn(puts={"k": b"w"}, expect={"k": "text"})  # type: ignore[dict-item]
+    s = harness.reopen()
+    assert s.scan("") == [("k", b"v"), ("term", b"2")]
+
+
+def test_compare_and_set_counter_under_concurrent_writers(harness):
+    s = harness.store
+    s.put("counter", b"0")
+    n_threads, per = 4, 15
+
+    def bump():
+        for _ in range(per):
+            while True:
+                old = s.get("counter")
+                if s.txn(puts={"counter": b"%d" % (int(old) + 1)}, expect={"counter": old}):
+                    break
+
+    threads = [threading.Thread(target=bump) for _ in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert s.get("counter") == b"%d" % (n_threads * per)  # no increment lost
+
+
 def test_closed_store_refuses_calls(harness):
     harness.store.close()
     with pytest.raises(IoFailed):
@@ -129,7 +165,8 @@ def _random_ops(rng: random.Random, n: int):
             puts = {rng.choice(keys): os.urandom(5) for _ in range(rng.randrange(0, 4))}
             dels = [rng.choice(keys) for _ in range(rng.randrange(0, 3))]
             prefixes = [rng.choice(["p/", "q/1", "r", "zz"]) for _ in range(rng.randrange(0, 2))]
-            yield "txn", (puts, dels, prefixes), None
+            expect = {rng.choice(keys): None} if rng.random() < 0.3 else None  # applies if that key is absent
+            yield "txn", (puts, dels, prefixes, expect), None
         else:
             yield "reopen", None, None
 
@@ -196,8 +233,7 @@ def _replay_random_ops(h: MetaHarness, ref: MemoryMetaStore, rng: random.Random)
             h.store.delete(a)
             ref.delete(a)
         elif op == "txn":
-            h.store.txn(*a)
-            ref.txn(*a)
+            assert h.store.txn(*a) == ref.txn(*a)
         else:
             h.reopen()
         assert h.store.scan("") == ref.scan("")

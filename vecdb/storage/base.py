@@ -93,7 +93,8 @@ class MetaStore(Protocol):
     Keys are non-empty '/'-separated str, values bytes. Every write is
     durable before it returns. ``txn`` is all-or-nothing: it applies
     ``delete_prefixes``, then ``deletes``, then ``puts``, as one durable step
-    (so a txn may clear a prefix and re-create keys under it).
+    (so a txn may clear a prefix and re-create keys under it), optionally only
+    if expected values hold (compare-and-set).
     ``scan(prefix)`` matches plain string prefixes ("a/b" matches "a/bc").
     """
 
@@ -116,7 +117,12 @@ class MetaStore(Protocol):
         puts: dict[str, bytes] | None = None,
         deletes: list[str] | None = None,
         delete_prefixes: list[str] | None = None,
-    ) -> None:
+        expect: dict[str, bytes | None] | None = None,
+    ) -> bool:
+        """Apply the changes if every key in ``expect`` holds the given value (None: the key is
+        absent), atomically with that check; return whether they were applied (always True
+        without ``expect``). This compare-and-set is what leader election, id windows shared by
+        several processes and the cluster's assignments are built on."""
         ...
 
     def close(self) -> None:

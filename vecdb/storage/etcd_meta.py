@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from vecdb.errors import InvalidParameter, IoFailed
 from vecdb.storage.aioloop import LoopThread
-from vecdb.storage.keys import check_meta_key, check_payload, check_prefix
+from vecdb.storage.keys import check_expect, check_meta_key, check_payload, check_prefix
 
 _PAGE = 1000  # keys per range request when scanning
 
@@ -109,9 +109,17 @@ class EtcdMetaStore:
             start = r.kvs[-1].key + b"\0"
 
     def txn(self, puts: dict[str, bytes] | None = None, deletes: list[str] | None = None,
-            delete_prefixes: list[str] | None = None) -> None:
+            delete_prefixes: list[str] | None = None, expect: dict[str, bytes | None] | None = None) -> bool:
         from aetcd import rpc
 
+        compare = []
+        for k, v in check_expect(expect).items():
+            if v is None:  # absent: the key has no version
+                compare.append(rpc.Compare(key=self._k(k), target=rpc.Compare.VERSION,
+                                           result=rpc.Compare.EQUAL, version=0))
+            else:
+                compare.append(rpc.Compare(key=self._k(k), target=rpc.Compare.VALUE,
+                                           result=rpc.Compare.EQUAL, value=v))
         put_keys = {self._k(k): check_payload(v) for k, v in (puts or {}).items()}
         del_keys = {self._k(k) for k in deletes or []}
         prefixes = [self._ns + check_prefix(p).encode() for p in delete_prefixes or []]
@@ -127,12 +135,12 @@ class EtcdMetaStore:
                 ops.append(rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k)))
         for k, v in put_keys.items():
             ops.append(rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=v)))
-        if not ops:
-            return
-        if len(ops) > self.max_txn_ops:
-            raise InvalidParameter(f"metadata transaction of {len(ops)} operations exceeds etcd's limit of "
-                                   f"{self.max_txn_ops}")
-        self._run(self._txn(rpc.TxnRequest(success=ops)), "write metadata")
+        if not ops and not compare:
+            return True
+        if len(ops) + len(compare) > self.max_txn_ops:
+            raise InvalidParameter(f"metadata transaction of {len(ops) + len(compare)} operations exceeds "
+                                   f"etcd's limit of {self.max_txn_ops}")
+        return self._run(self._txn(rpc.TxnRequest(compare=compare, success=ops)), "write metadata").succeeded
 
     async def _txn(self, req):
         return await self._client.kvstub.Txn(req, timeout=self.timeout)

@@ -57,6 +57,11 @@ def check_meta_key(key: str) -> str:
     return key
 
 
+def check_expect(expect: dict | None) -> dict[str, bytes | None]:
+    """A txn's expected values: key -> bytes, or None for "absent"."""
+    return {check_meta_key(k): (None if v is None else check_payload(v)) for k, v in (expect or {}).items()}
+
+
 def check_prefix(prefix: str) -> str:
     if not isinstance(prefix, str):
         raise InvalidParameter(f"invalid prefix {prefix!r}: must be a string")

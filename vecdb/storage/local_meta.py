@@ -29,7 +29,7 @@ import threading
 from vecdb.errors import IoFailed
 from vecdb.storage import framing
 from vecdb.storage.fsutil import datasync, fsync_dir, lock_dir, unlock_dir, write_all
-from vecdb.storage.keys import check_meta_key, check_payload, check_prefix
+from vecdb.storage.keys import check_expect, check_meta_key, check_payload, check_prefix
 
 log = logging.getLogger(__name__)
 
@@ -205,15 +205,19 @@ class LocalMetaStore:
         puts: dict[str, bytes] | None = None,
         deletes: list[str] | None = None,
         delete_prefixes: list[str] | None = None,
-    ) -> None:
+        expect: dict[str, bytes | None] | None = None,
+    ) -> bool:
         puts = {check_meta_key(k): check_payload(v) for k, v in (puts or {}).items()}
         deletes = [check_meta_key(k) for k in deletes or []]
         delete_prefixes = [check_prefix(p) for p in delete_prefixes or []]
-        if not (puts or deletes or delete_prefixes):
-            return
+        expect = check_expect(expect)
         payload = _encode_ops(delete_prefixes, deletes, puts)
         with self._lock:
             self._check_open()
+            if any(self._data.get(k) != v for k, v in expect.items()):
+                return False
+            if not (puts or deletes or delete_prefixes):
+                return True
             record = framing.encode(self._seq + 1, payload)
             try:
                 write_all(self._fd, record)
@@ -232,6 +236,7 @@ class LocalMetaStore:
                     self._compact()
                 except IoFailed as e:  # the txn itself is durable; retried on the next write
                     log.error("%s", e)
+            return True
 
     def _apply(self, ops) -> None:
         data, keys = self._data, self._keys

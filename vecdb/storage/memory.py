@@ -14,6 +14,7 @@ from vecdb.errors import IoFailed, KeyNotFound
 from vecdb.storage.follow import AppendSignal, PollingFollower
 from vecdb.storage.keys import (
     check_channel,
+    check_expect,
     check_meta_key,
     check_object_key,
     check_payload,
@@ -158,18 +159,23 @@ class MemoryMetaStore(_Closable):
         puts: dict[str, bytes] | None = None,
         deletes: list[str] | None = None,
         delete_prefixes: list[str] | None = None,
-    ) -> None:
+        expect: dict[str, bytes | None] | None = None,
+    ) -> bool:
         puts = {check_meta_key(k): check_payload(v) for k, v in (puts or {}).items()}
         deletes = [check_meta_key(k) for k in deletes or []]
         delete_prefixes = [check_prefix(p) for p in delete_prefixes or []]
+        expect = check_expect(expect)
         with self._lock:
             self._check_open()
+            if any(self._data.get(k) != v for k, v in expect.items()):
+                return False
             for p in delete_prefixes:
                 for k in [k for k in self._data if k.startswith(p)]:
                     del self._data[k]
             for k in deletes:
                 self._data.pop(k, None)
             self._data.update(puts)
+            return True
 
 
 class MemoryObjectStore(_Closable):
