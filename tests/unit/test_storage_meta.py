@@ -20,6 +20,7 @@ from vecdb.errors import InvalidParameter, IoFailed
 from vecdb.storage import framing
 from vecdb.storage.base import MetaStore
 from vecdb.storage.etcd_meta import EtcdMetaStore
+from vecdb.storage.leases import LeaseExpired
 from vecdb.storage.local_meta import JOURNAL, SNAPSHOT, LocalMetaStore
 from vecdb.storage.memory import MemoryMetaStore
 
@@ -143,6 +144,52 @@ def test_compare_and_set_counter_under_concurrent_writers(harness):
     for t in threads:
         t.join()
     assert s.get("counter") == b"%d" % (n_threads * per)  # no increment lost
+
+
+def _gone_within(store, key: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if store.get(key) is None:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_leased_keys_live_while_renewed_and_go_with_the_lease(harness):
+    s = harness.store
+    ttl = 2  # etcd's shortest
+    session = s.grant_lease(ttl)
+    other = s.grant_lease(ttl)
+    s.txn(puts={"session/a": b"node a", "session/b": b"node b"}, lease=session)
+    s.txn(puts={"session/c": b"node c"}, lease=other)
+    s.txn(puts={"session/b": b"now durable"})  # a put without the lease takes the key out of it
+    s.put("durable", b"x")
+    deadline = time.monotonic() + ttl + 1.5
+    while time.monotonic() < deadline:  # renewed: outlives its ttl
+        assert s.renew_lease(session) is True
+        time.sleep(0.3)
+    assert s.get("session/a") == b"node a"
+    assert _gone_within(s, "session/c", ttl + 3)  # not renewed: gone
+    assert s.renew_lease(other) is False
+    with pytest.raises(LeaseExpired):
+        s.txn(puts={"session/d": b"late"}, lease=other)
+    assert s.get("session/d") is None
+    s.revoke_lease(session)
+    s.revoke_lease(session)  # already ended: no error
+    assert s.get("session/a") is None
+    assert s.scan("") == [("durable", b"x"), ("session/b", b"now durable")]
+    with pytest.raises(InvalidParameter):
+        s.grant_lease(0)
+
+
+def test_leased_keys_do_not_outlive_a_restart(harness):
+    s = harness.store
+    lease = s.grant_lease(2)
+    s.txn(puts={"session/x": b"1", "k": b"v"}, lease=lease)
+    s.put("durable", b"d")
+    s = harness.reopen()  # a local store's leases end with its process; etcd's run out their ttl
+    assert _gone_within(s, "session/x", 5) and s.get("k") is None
+    assert s.scan("") == [("durable", b"d")]
 
 
 def test_closed_store_refuses_calls(harness):

@@ -118,11 +118,27 @@ class MetaStore(Protocol):
         deletes: list[str] | None = None,
         delete_prefixes: list[str] | None = None,
         expect: dict[str, bytes | None] | None = None,
+        lease: int | None = None,
     ) -> bool:
         """Apply the changes if every key in ``expect`` holds the given value (None: the key is
         absent), atomically with that check; return whether they were applied (always True
         without ``expect``). This compare-and-set is what leader election, id windows shared by
-        several processes and the cluster's assignments are built on."""
+        several processes and the cluster's assignments are built on. With ``lease``, the puts
+        belong to that lease (see below); an expired lease raises ``LeaseExpired``."""
+        ...
+
+    def grant_lease(self, ttl: float) -> int:
+        """A lease that lives ``ttl`` seconds (1 to 86400) after it was granted or last renewed.
+        Keys put with it are deleted when it ends; a later put of a key without it, or a
+        delete, takes the key out of it. A node's session is such a key."""
+        ...
+
+    def renew_lease(self, lease: int) -> bool:
+        """Start its ttl over; False when it already expired (its keys are gone)."""
+        ...
+
+    def revoke_lease(self, lease: int) -> None:
+        """End it now and delete its keys (no error if it already ended)."""
         ...
 
     def close(self) -> None:

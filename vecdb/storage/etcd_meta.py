@@ -17,9 +17,12 @@ message encoding ~20x slower. aetcd is its maintained asyncio fork on current gr
 
 from __future__ import annotations
 
+import math
+
 from vecdb.errors import InvalidParameter, IoFailed
 from vecdb.storage.aioloop import LoopThread
 from vecdb.storage.keys import check_expect, check_meta_key, check_payload, check_prefix
+from vecdb.storage.leases import LeaseExpired, check_ttl
 
 _PAGE = 1000  # keys per range request when scanning
 
@@ -65,6 +68,8 @@ class EtcdMetaStore:
         try:
             return self._loop.run(coro, self.timeout + 5, what)
         except AioRpcError as e:
+            if "lease not found" in (e.details() or ""):
+                raise LeaseExpired(f"{what}: the lease expired or does not exist") from e
             raise IoFailed(f"{what}: etcd {e.code().name}: {e.details()}") from e
 
     def _k(self, key: str) -> bytes:
@@ -109,7 +114,8 @@ class EtcdMetaStore:
             start = r.kvs[-1].key + b"\0"
 
     def txn(self, puts: dict[str, bytes] | None = None, deletes: list[str] | None = None,
-            delete_prefixes: list[str] | None = None, expect: dict[str, bytes | None] | None = None) -> bool:
+            delete_prefixes: list[str] | None = None, expect: dict[str, bytes | None] | None = None,
+            lease: int | None = None) -> bool:
         from aetcd import rpc
 
         compare = []
@@ -134,7 +140,7 @@ class EtcdMetaStore:
             if k not in put_keys and not any(lo <= k < hi for lo, hi in merged):
                 ops.append(rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k)))
         for k, v in put_keys.items():
-            ops.append(rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=v)))
+            ops.append(rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=v, lease=lease or 0)))
         if not ops and not compare:
             return True
         if len(ops) + len(compare) > self.max_txn_ops:
@@ -144,6 +150,35 @@ class EtcdMetaStore:
 
     async def _txn(self, req):
         return await self._client.kvstub.Txn(req, timeout=self.timeout)
+
+    # --- leases ------------------------------------------------------------------------
+    def grant_lease(self, ttl: float) -> int:
+        from aetcd import rpc
+
+        req = rpc.LeaseGrantRequest(TTL=math.ceil(check_ttl(ttl)))
+        return self._run(self._call("LeaseGrant", req), "grant a lease").ID
+
+    def renew_lease(self, lease: int) -> bool:
+        return self._run(self._keepalive(lease), "renew a lease") > 0
+
+    async def _keepalive(self, lease: int) -> int:
+        from aetcd import rpc
+
+        async for reply in self._client.leasestub.LeaseKeepAlive([rpc.LeaseKeepAliveRequest(ID=lease)],
+                                                                timeout=self.timeout):
+            return reply.TTL  # <= 0: expired
+        return 0
+
+    def revoke_lease(self, lease: int) -> None:
+        from aetcd import rpc
+
+        try:
+            self._run(self._call("LeaseRevoke", rpc.LeaseRevokeRequest(ID=lease)), "revoke a lease")
+        except LeaseExpired:
+            pass
+
+    async def _call(self, method: str, req):
+        return await getattr(self._client.leasestub, method)(req, timeout=self.timeout)
 
     def close(self) -> None:
         if self._closed:

@@ -30,6 +30,7 @@ from vecdb.errors import IoFailed
 from vecdb.storage import framing
 from vecdb.storage.fsutil import datasync, fsync_dir, lock_dir, unlock_dir, write_all
 from vecdb.storage.keys import check_expect, check_meta_key, check_payload, check_prefix
+from vecdb.storage.leases import LeaseExpired, LeaseTable
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class LocalMetaStore:
         self._lock = threading.Lock()
         self._data: dict[str, bytes] = {}
         self._keys: list[str] = []  # sorted keys of _data, for prefix scans
+        self._leases = LeaseTable()  # keys put with a lease are in memory only (see txn)
         self._fd: int | None = None
         self._closed = False
         try:
@@ -149,7 +151,8 @@ class LocalMetaStore:
 
     def _compact(self) -> None:
         """Write the whole state as the snapshot, then empty the journal."""
-        payload = _encode_ops([], [], self._data)
+        owned = self._leases.attached()  # in memory only: never in the snapshot
+        payload = _encode_ops([], [], {k: v for k, v in self._data.items() if k not in owned} if owned else self._data)
         record = framing.encode(0, payload)
         tmp = self._path(SNAPSHOT + ".tmp")
         try:
@@ -175,13 +178,13 @@ class LocalMetaStore:
     def get(self, key: str) -> bytes | None:
         check_meta_key(key)
         with self._lock:
-            self._check_open()
+            self._live()
             return self._data.get(key)
 
     def scan(self, prefix: str) -> list[tuple[str, bytes]]:
         check_prefix(prefix)
         with self._lock:
-            self._check_open()
+            self._live()
             lo = bisect.bisect_left(self._keys, prefix)
             hi = self._prefix_end(prefix, lo)
             return [(k, self._data[k]) for k in self._keys[lo:hi]]
@@ -206,18 +209,26 @@ class LocalMetaStore:
         deletes: list[str] | None = None,
         delete_prefixes: list[str] | None = None,
         expect: dict[str, bytes | None] | None = None,
+        lease: int | None = None,
     ) -> bool:
+        """A put with a ``lease`` is journaled as a delete of the key: it lives in memory until
+        the lease ends, and a restart (which ends every lease of this process) finds it absent."""
         puts = {check_meta_key(k): check_payload(v) for k, v in (puts or {}).items()}
         deletes = [check_meta_key(k) for k in deletes or []]
         delete_prefixes = [check_prefix(p) for p in delete_prefixes or []]
         expect = check_expect(expect)
-        payload = _encode_ops(delete_prefixes, deletes, puts)
+        if lease is None:
+            payload = _encode_ops(delete_prefixes, deletes, puts)
+        else:
+            payload = _encode_ops(delete_prefixes, deletes + list(puts), {})
         with self._lock:
-            self._check_open()
+            self._live()
             if any(self._data.get(k) != v for k, v in expect.items()):
                 return False
             if not (puts or deletes or delete_prefixes):
                 return True
+            if lease is not None and not self._leases.alive(lease):
+                raise LeaseExpired(f"lease {lease} expired or does not exist")
             record = framing.encode(self._seq + 1, payload)
             try:
                 write_all(self._fd, record)
@@ -230,13 +241,46 @@ class LocalMetaStore:
                 raise IoFailed(f"metadata journal write failed: {e}") from e
             self._seq += 1
             self._journal_size += len(record)
+            self._detach_changed(puts if lease is None else {}, deletes, delete_prefixes)
             self._apply(_decode_ops(payload, "<txn>"))
+            if lease is not None:
+                self._apply((_PUT, k, v) for k, v in puts.items())
+                self._leases.attach(puts, lease)
             if self._journal_size >= max(self._compact_bytes, self._snapshot_size):
                 try:
                     self._compact()
                 except IoFailed as e:  # the txn itself is durable; retried on the next write
                     log.error("%s", e)
             return True
+
+    def _detach_changed(self, puts, deletes, delete_prefixes) -> None:
+        """Keys a txn writes or deletes without a lease no longer belong to one."""
+        owned = self._leases.attached()
+        if not owned:
+            return
+        gone = [k for k in owned if k in puts or k in deletes or any(k.startswith(p) for p in delete_prefixes)]
+        self._leases.detach(gone)
+
+    def grant_lease(self, ttl: float) -> int:
+        with self._lock:
+            self._live()
+            return self._leases.grant(ttl)
+
+    def renew_lease(self, lease: int) -> bool:
+        with self._lock:
+            self._live()
+            return self._leases.renew(lease)
+
+    def revoke_lease(self, lease: int) -> None:
+        with self._lock:
+            self._live()
+            self._apply((_DELETE, k, None) for k in self._leases.revoke(lease))
+
+    def _live(self) -> None:
+        """Under the lock: refuse when closed; drop (from memory: the journal has them deleted
+        already) the keys of expired leases."""
+        self._check_open()
+        self._apply((_DELETE, k, None) for k in self._leases.expired())
 
     def _apply(self, ops) -> None:
         data, keys = self._data, self._keys

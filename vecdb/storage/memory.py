@@ -12,6 +12,7 @@ from typing import Iterator
 
 from vecdb.errors import IoFailed, KeyNotFound
 from vecdb.storage.follow import AppendSignal, PollingFollower
+from vecdb.storage.leases import LeaseTable
 from vecdb.storage.keys import (
     check_channel,
     check_expect,
@@ -135,11 +136,18 @@ class MemoryMetaStore(_Closable):
     def __init__(self) -> None:
         super().__init__()
         self._data: dict[str, bytes] = {}
+        self._leases = LeaseTable()
+
+    def _live(self) -> None:
+        """Under the lock: refuse when closed; drop the keys of expired leases."""
+        self._check_open()
+        for k in self._leases.expired():
+            self._data.pop(k, None)
 
     def get(self, key: str) -> bytes | None:
         check_meta_key(key)
         with self._lock:
-            self._check_open()
+            self._live()
             return self._data.get(key)
 
     def put(self, key: str, value: bytes) -> None:
@@ -151,7 +159,7 @@ class MemoryMetaStore(_Closable):
     def scan(self, prefix: str) -> list[tuple[str, bytes]]:
         check_prefix(prefix)
         with self._lock:
-            self._check_open()
+            self._live()
             return sorted((k, v) for k, v in self._data.items() if k.startswith(prefix))
 
     def txn(
@@ -160,22 +168,46 @@ class MemoryMetaStore(_Closable):
         deletes: list[str] | None = None,
         delete_prefixes: list[str] | None = None,
         expect: dict[str, bytes | None] | None = None,
+        lease: int | None = None,
     ) -> bool:
         puts = {check_meta_key(k): check_payload(v) for k, v in (puts or {}).items()}
         deletes = [check_meta_key(k) for k in deletes or []]
         delete_prefixes = [check_prefix(p) for p in delete_prefixes or []]
         expect = check_expect(expect)
         with self._lock:
-            self._check_open()
+            self._live()
             if any(self._data.get(k) != v for k, v in expect.items()):
                 return False
+            if lease is not None:
+                self._leases.attach(puts, lease)  # raises before any change if the lease is gone
+            else:
+                self._leases.detach(puts)
             for p in delete_prefixes:
-                for k in [k for k in self._data if k.startswith(p)]:
+                gone = [k for k in self._data if k.startswith(p)]
+                self._leases.detach(gone)
+                for k in gone:
                     del self._data[k]
+            self._leases.detach(deletes)
             for k in deletes:
                 self._data.pop(k, None)
             self._data.update(puts)
             return True
+
+    def grant_lease(self, ttl: float) -> int:
+        with self._lock:
+            self._live()
+            return self._leases.grant(ttl)
+
+    def renew_lease(self, lease: int) -> bool:
+        with self._lock:
+            self._live()
+            return self._leases.renew(lease)
+
+    def revoke_lease(self, lease: int) -> None:
+        with self._lock:
+            self._live()
+            for k in self._leases.revoke(lease):
+                self._data.pop(k, None)
 
 
 class MemoryObjectStore(_Closable):
