@@ -15,6 +15,7 @@ import threading
 
 from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
+from vecdb.coord.session import Session, describe_process
 from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.datanode.node import DataNode
 from vecdb.proxy.base import Roles
@@ -31,6 +32,23 @@ class Standalone:
         self.settings = settings
         self.backends = open_backends(settings.storage)
         self.meta, self.objects, self.wal = self.backends.meta, self.backends.objects, self.backends.log
+        self._stopped = threading.Event()
+        self.server = None
+        self.port = 0
+        self.http = None
+        self.session = None
+        try:
+            self._open_roles(settings)
+        except BaseException:
+            if self.session is not None:
+                self.session.close()
+            self.backends.close()
+            raise
+
+    def _open_roles(self, settings: Settings) -> None:
+        # one server per storage namespace: a second one on the same etcd/NATS/S3 is refused
+        self.session = Session(self.meta, "session/standalone", describe_process(role="standalone"),
+                               ttl=settings.storage.session_ttl, on_lost=self._session_lost)
         catalog = Catalog(self.meta)
         tso = TimestampOracle(self.meta)
         ids = IdAllocator(self.meta)
@@ -46,10 +64,10 @@ class Standalone:
                     self.querynode.load(info)
             else:  # index builds cut short by a stop
                 self.datanode.indexer.schedule(info)
-        self.server = None
-        self.port = 0
-        self.http = None
-        self._stopped = threading.Event()
+
+    def _session_lost(self) -> None:
+        log.error("the storage session was lost; stopping so that no two servers write the same data")
+        threading.Thread(target=self.stop, name="stop-on-session-loss", daemon=True).start()
 
     def start(self) -> "Standalone":
         p = self.settings.proxy
@@ -79,4 +97,5 @@ class Standalone:
         self.roles.background.shutdown(wait=True, cancel_futures=True)
         self.querynode.close()
         self.datanode.close()
+        self.session.close()
         self.backends.close()

@@ -1,0 +1,57 @@
+"""Sessions: an exclusive key held with a renewed lease (vecdb.coord.session)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from vecdb.coord.session import Session, describe_process
+from vecdb.errors import ServiceUnavailable
+from vecdb.storage.memory import MemoryMetaStore
+
+
+def test_exclusive_session_keeps_others_out_until_closed():
+    meta = MemoryMetaStore()
+    first = Session(meta, "session/standalone", describe_process(role="a"), ttl=1)
+    t0 = time.monotonic()
+    with pytest.raises(ServiceUnavailable, match="held by another process") as err:
+        Session(meta, "session/standalone", describe_process(role="b"), ttl=1, wait=0.5)
+    assert time.monotonic() - t0 >= 0.5
+    assert '"role": "a"' in str(err.value)  # says who holds it
+    time.sleep(1.5)  # renewed in the background: still held after its ttl
+    assert json.loads(meta.get("session/standalone"))["role"] == "a"
+    first.close()
+    assert meta.get("session/standalone") is None
+    second = Session(meta, "session/standalone", describe_process(role="b"), ttl=1, wait=0)
+    assert json.loads(meta.get("session/standalone"))["role"] == "b"
+    second.close()
+
+
+def test_a_crashed_holder_is_waited_out():
+    meta = MemoryMetaStore()
+    lease = meta.grant_lease(1)  # a holder that stopped renewing (crashed)
+    meta.txn(puts={"session/x": b"old"}, lease=lease)
+    s = Session(meta, "session/x", b"new", ttl=1)  # waits up to ttl + 2 by default
+    assert meta.get("session/x") == b"new"
+    s.close()
+
+
+def test_losing_the_lease_is_reported():
+    meta = MemoryMetaStore()
+    lost = threading.Event()
+    s = Session(meta, "session/y", b"me", ttl=1, on_lost=lost.set)
+    meta.revoke_lease(s.lease)  # e.g. the process stalled past its ttl and the store expired it
+    assert lost.wait(3)
+    s.close()
+
+
+def test_non_exclusive_sessions_overwrite():
+    meta = MemoryMetaStore()
+    a = Session(meta, "session/querynode/1", b"a", ttl=1, exclusive=False)
+    b = Session(meta, "session/querynode/1", b"b", ttl=1, exclusive=False)
+    assert meta.get("session/querynode/1") == b"b"
+    b.close()
+    a.close()

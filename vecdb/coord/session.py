@@ -1,0 +1,82 @@
+"""A node's session: one metadata key held with a lease and renewed in the background.
+
+While the process lives, the key is there; when it stops renewing (exit, crash, a stall
+longer than ``ttl``) the key goes away within ``ttl`` seconds. An exclusive session is
+taken only if nobody holds the key (compare-and-set), which keeps two servers off the same
+storage namespace; a starting server waits up to one ``ttl`` for a crashed predecessor's
+session to run out. Cluster nodes register the same way, under ``session/<role>/<id>``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from vecdb.errors import IoFailed, ServiceUnavailable
+from vecdb.storage.base import MetaStore
+from vecdb.storage.leases import LeaseExpired
+
+log = logging.getLogger(__name__)
+
+
+def describe_process(**extra) -> bytes:
+    """Who holds a session: host, pid and start time, as JSON (shown to whoever finds it taken)."""
+    return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                       **extra}).encode()
+
+
+class Session:
+    def __init__(self, meta: MetaStore, key: str, value: bytes, ttl: float = 10.0, exclusive: bool = True,
+                 wait: float | None = None, on_lost: Callable[[], None] | None = None):
+        self.meta, self.key, self.value, self.ttl = meta, key, value, float(ttl)
+        self._on_lost = on_lost
+        self._stop = threading.Event()
+        self.lease = self._acquire(exclusive, self.ttl + 2 if wait is None else wait)
+        self._thread = threading.Thread(target=self._renew_loop, name=f"session-{key}", daemon=True)
+        self._thread.start()
+
+    def _acquire(self, exclusive: bool, wait: float) -> int:
+        deadline = time.monotonic() + wait
+        while True:
+            lease = self.meta.grant_lease(self.ttl)
+            if self.meta.txn(puts={self.key: self.value}, expect={self.key: None} if exclusive else None,
+                             lease=lease):
+                return lease
+            self.meta.revoke_lease(lease)
+            if time.monotonic() >= deadline:
+                holder = self.meta.get(self.key)
+                raise ServiceUnavailable(
+                    f"{self.key} is held by another process ({(holder or b'?').decode(errors='replace')}); "
+                    f"stop it, or use another storage.namespace")
+            time.sleep(min(0.5, self.ttl / 4))
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                alive = self.meta.renew_lease(self.lease)
+            except LeaseExpired:
+                alive = False
+            except IoFailed as e:  # the store is unreachable: keep trying until the lease would be gone
+                log.warning("session %s: cannot renew its lease: %s", self.key, e)
+                continue
+            if not alive:
+                log.error("session %s lost (its lease expired): another process may take over", self.key)
+                if self._on_lost is not None:
+                    self._on_lost()
+                return
+
+    def close(self) -> None:
+        """Stop renewing and end the lease now (the key goes at once)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join(5)
+        try:
+            self.meta.revoke_lease(self.lease)
+        except IoFailed as e:
+            log.warning("session %s: cannot revoke its lease (it runs out in %.0f s): %s", self.key, self.ttl, e)
