@@ -83,3 +83,28 @@ class LeaseTable:
 
     def attached(self) -> set[str]:
         return set(self._owner)
+
+
+class LeaseMethods:
+    """``grant_lease``/``renew_lease``/``revoke_lease`` for an in-process store with ``_lock``,
+    ``_leases`` (a ``LeaseTable``), ``_check_open()`` and ``_forget(keys)`` (drop keys from memory)."""
+
+    def _live(self) -> None:
+        """Under the lock: refuse when closed; forget the keys of expired leases."""
+        self._check_open()
+        self._forget(self._leases.expired())
+
+    def grant_lease(self, ttl: float) -> int:
+        with self._lock:
+            self._live()
+            return self._leases.grant(ttl)
+
+    def renew_lease(self, lease: int) -> bool:
+        with self._lock:
+            self._live()
+            return self._leases.renew(lease)
+
+    def revoke_lease(self, lease: int) -> None:
+        with self._lock:
+            self._live()
+            self._forget(self._leases.revoke(lease))

@@ -30,7 +30,7 @@ from vecdb.errors import IoFailed
 from vecdb.storage import framing
 from vecdb.storage.fsutil import datasync, fsync_dir, lock_dir, unlock_dir, write_all
 from vecdb.storage.keys import check_expect, check_meta_key, check_payload, check_prefix
-from vecdb.storage.leases import LeaseExpired, LeaseTable
+from vecdb.storage.leases import LeaseExpired, LeaseMethods, LeaseTable
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _decode_ops(buf: bytes, path: str):
         raise IoFailed(f"undecodable metadata record in {path}: {e}") from e
 
 
-class LocalMetaStore:
+class LocalMetaStore(LeaseMethods):
     """The embedded ``MetaStore`` (see module docstring). Thread-safe; one
     process per directory."""
 
@@ -261,26 +261,9 @@ class LocalMetaStore:
         gone = [k for k in owned if k in puts or k in deletes or any(k.startswith(p) for p in delete_prefixes)]
         self._leases.detach(gone)
 
-    def grant_lease(self, ttl: float) -> int:
-        with self._lock:
-            self._live()
-            return self._leases.grant(ttl)
-
-    def renew_lease(self, lease: int) -> bool:
-        with self._lock:
-            self._live()
-            return self._leases.renew(lease)
-
-    def revoke_lease(self, lease: int) -> None:
-        with self._lock:
-            self._live()
-            self._apply((_DELETE, k, None) for k in self._leases.revoke(lease))
-
-    def _live(self) -> None:
-        """Under the lock: refuse when closed; drop (from memory: the journal has them deleted
-        already) the keys of expired leases."""
-        self._check_open()
-        self._apply((_DELETE, k, None) for k in self._leases.expired())
+    def _forget(self, keys) -> None:
+        """Drop the keys of an ended lease from memory (the journal has them deleted already)."""
+        self._apply((_DELETE, k, None) for k in keys)
 
     def _apply(self, ops) -> None:
         data, keys = self._data, self._keys

@@ -12,7 +12,7 @@ from typing import Iterator
 
 from vecdb.errors import IoFailed, KeyNotFound
 from vecdb.storage.follow import AppendSignal, PollingFollower
-from vecdb.storage.leases import LeaseTable
+from vecdb.storage.leases import LeaseMethods, LeaseTable
 from vecdb.storage.keys import (
     check_channel,
     check_expect,
@@ -130,7 +130,7 @@ class MemoryLog(_Closable):
             self._channels.pop(channel, None)
 
 
-class MemoryMetaStore(_Closable):
+class MemoryMetaStore(LeaseMethods, _Closable):
     """``MetaStore`` as a dict."""
 
     def __init__(self) -> None:
@@ -138,10 +138,8 @@ class MemoryMetaStore(_Closable):
         self._data: dict[str, bytes] = {}
         self._leases = LeaseTable()
 
-    def _live(self) -> None:
-        """Under the lock: refuse when closed; drop the keys of expired leases."""
-        self._check_open()
-        for k in self._leases.expired():
+    def _forget(self, keys) -> None:
+        for k in keys:
             self._data.pop(k, None)
 
     def get(self, key: str) -> bytes | None:
@@ -192,22 +190,6 @@ class MemoryMetaStore(_Closable):
                 self._data.pop(k, None)
             self._data.update(puts)
             return True
-
-    def grant_lease(self, ttl: float) -> int:
-        with self._lock:
-            self._live()
-            return self._leases.grant(ttl)
-
-    def renew_lease(self, lease: int) -> bool:
-        with self._lock:
-            self._live()
-            return self._leases.renew(lease)
-
-    def revoke_lease(self, lease: int) -> None:
-        with self._lock:
-            self._live()
-            for k in self._leases.revoke(lease):
-                self._data.pop(k, None)
 
 
 class MemoryObjectStore(_Closable):
