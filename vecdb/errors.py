@@ -132,6 +132,20 @@ class IoFailed(VecdbError):
     default_message = "IO failed"
 
 
+class LeaseExpired(IoFailed):
+    """A metadata lease ran out (or never existed): its keys are gone, it cannot hold new ones."""
+
+    default_message = "lease expired"
+
+
+class LogConflict(IoFailed):
+    """An append that expected the channel to end at some position found it further along
+    (another writer got there first); retry with fresh state."""
+
+    retriable = True
+    default_message = "log position conflict"
+
+
 # --- parameters (1100-1199) ------------------------------------------------
 class InvalidParameter(VecdbError):
     """Bad request content: wrong type, wrong dimension, bad expression..."""

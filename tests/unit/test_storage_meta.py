@@ -16,11 +16,10 @@ import uuid
 
 import pytest
 
-from vecdb.errors import InvalidParameter, IoFailed
+from vecdb.errors import InvalidParameter, IoFailed, LeaseExpired
 from vecdb.storage import framing
 from vecdb.storage.base import MetaStore
 from vecdb.storage.etcd_meta import EtcdMetaStore
-from vecdb.storage.leases import LeaseExpired
 from vecdb.storage.local_meta import JOURNAL, SNAPSHOT, LocalMetaStore
 from vecdb.storage.memory import MemoryMetaStore
 

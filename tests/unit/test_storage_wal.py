@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from vecdb.errors import InvalidParameter, IoFailed
+from vecdb.errors import InvalidParameter, IoFailed, LogConflict
 from vecdb.storage import framing, wal
 from vecdb.storage.base import Log
 from vecdb.storage.jetstream_log import JetStreamLog
@@ -657,3 +657,45 @@ def test_followers_keep_up_with_concurrent_writers(harness):
         f.close()
     for t in threads:
         t.join()
+
+
+def test_append_with_expected_last_position(harness):
+    log = harness.log
+    assert log.append_batch("c", [b"a"], expect_last=0) == [1]
+    assert log.append_batch("c", [b"b", b"c"], expect_last=1) == [2, 3]
+    with pytest.raises(LogConflict):
+        log.append_batch("c", [b"stale"], expect_last=1)
+    with pytest.raises(LogConflict):
+        log.append_batch("new", [b"x"], expect_last=5)
+    assert log.last_position("c") == 3 and [v for _, v in log.read("c")] == [b"a", b"b", b"c"]
+    assert log.last_position("new") == 0
+    assert log.append_batch("c", [b"d"]) == [4]  # no condition: appends as before
+
+
+def test_racing_conditional_writers_keep_a_gapless_agreed_order(harness):
+    """Writers that read the end, then append expecting it, retry on conflict: every record
+    lands once, and each writer saw the record before its own (the ordering the cluster's
+    proxies rely on for timestamp order)."""
+    log = harness.log
+    results = []
+
+    def writer(w):
+        for i in range(10):
+            while True:
+                last = log.last_position("c")
+                try:
+                    (pos,) = log.append_batch("c", [f"{w}:{i}:{last}".encode()], expect_last=last)
+                    results.append(pos)
+                    break
+                except LogConflict:
+                    continue
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    records = list(log.read("c"))
+    assert [p for p, _ in records] == list(range(1, 31)) and sorted(results) == list(range(1, 31))
+    for pos, value in records:  # the writer of position p had seen p - 1 as the end
+        assert int(value.decode().rsplit(":", 1)[1]) == pos - 1

@@ -17,9 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from vecdb.errors import IoFailed, ServiceUnavailable
+from vecdb.errors import IoFailed, LeaseExpired, ServiceUnavailable
 from vecdb.storage.base import MetaStore
-from vecdb.storage.leases import LeaseExpired
 
 log = logging.getLogger(__name__)
 

@@ -40,9 +40,11 @@ class Log(Protocol):
         """Durably append one record; return its position."""
         ...
 
-    def append_batch(self, channel: str, payloads: list[bytes]) -> list[int]:
+    def append_batch(self, channel: str, payloads: list[bytes], expect_last: int | None = None) -> list[int]:
         """Durably append several records at once (one fsync); return their
-        consecutive positions."""
+        consecutive positions. With ``expect_last``, append only if the channel's last
+        position is that one, else raise ``LogConflict`` (nothing written): writers in
+        several processes keep a channel in timestamp order this way."""
         ...
 
     def read(self, channel: str, start: int = 1, end: int | None = None) -> Iterator[tuple[int, bytes]]:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import math
 
-from vecdb.errors import InvalidParameter, IoFailed
+from vecdb.errors import InvalidParameter, IoFailed, LeaseExpired
 from vecdb.storage.aioloop import LoopThread
 from vecdb.storage.keys import check_expect, check_meta_key, check_payload, check_prefix
-from vecdb.storage.leases import LeaseExpired, check_ttl
+from vecdb.storage.leases import check_ttl
 
 _PAGE = 1000  # keys per range request when scanning
 

@@ -28,13 +28,14 @@ import threading
 import uuid
 from typing import Iterator
 
-from vecdb.errors import InvalidParameter, IoFailed
+from vecdb.errors import InvalidParameter, IoFailed, LogConflict
 from vecdb.storage.aioloop import LoopThread
 from vecdb.storage.keys import check_channel, check_payload, check_position, decode_channel, encode_channel
 
 MAX_BATCH = 1000  # the server's limit on messages per atomic batch
 _FETCH = 256  # records per pull request when reading
 _NOT_FOUND = 10059  # JetStream "stream not found"
+_WRONG_LAST_SEQUENCE = 10071  # JetStream "wrong last sequence: N"
 
 
 class JetStreamLog:
@@ -117,7 +118,7 @@ class JetStreamLog:
     def append(self, channel: str, payload: bytes) -> int:
         return self.append_batch(channel, [payload])[0]
 
-    def append_batch(self, channel: str, payloads: list[bytes]) -> list[int]:
+    def append_batch(self, channel: str, payloads: list[bytes], expect_last: int | None = None) -> list[int]:
         check_channel(channel)
         data = [check_payload(p) for p in payloads]
         if not data:
@@ -128,42 +129,49 @@ class JetStreamLog:
             if len(p) > limit - 512:
                 raise InvalidParameter(f"log record of {len(p):,} bytes exceeds the NATS server's max_payload "
                                        f"({limit:,} bytes); split the request")
-        return self._run(self._append(channel, data), "append to the log")
+        return self._run(self._append(channel, data, expect_last), "append to the log")
 
-    async def _append(self, channel: str, data: list[bytes]) -> list[int]:
+    async def _append(self, channel: str, data: list[bytes], expect_last: int | None) -> list[int]:
         await self._ensure(channel)
         positions: list[int] = []
         for i in range(0, len(data), MAX_BATCH):
             piece = data[i:i + MAX_BATCH]
+            expect = expect_last if i == 0 else positions[-1]  # later pieces follow the first
             try:
-                ack = await self._publish_batch(channel, piece)
+                ack = await self._publish_batch(channel, piece, expect)
             except _NoStream:  # dropped by someone else since we created it: create it again, once
                 self._known.discard(self._stream(channel))
                 await self._ensure(channel)
-                ack = await self._publish_batch(channel, piece)
+                ack = await self._publish_batch(channel, piece, expect)
             last, count = int(ack["seq"]), int(ack.get("count", 1))
             if count != len(piece):
                 raise IoFailed(f"log batch stored {count} of {len(piece)} records")
             positions.extend(range(last - count + 1, last + 1))
         return positions
 
-    async def _publish_batch(self, channel: str, piece: list[bytes]) -> dict:
-        """One atomic batch: all but the last record fire-and-forget, the last commits and is acknowledged."""
+    async def _publish_batch(self, channel: str, piece: list[bytes], expect_last: int | None) -> dict:
+        """One atomic batch: all but the last record fire-and-forget, the last commits and is
+        acknowledged. ``expect_last`` becomes the first record's Nats-Expected-Last-Sequence."""
         import nats.errors
 
         subject = self._subject(channel)
         batch = uuid.uuid4().hex
-        for n, payload in enumerate(piece[:-1], 1):
-            await self._nc.publish(subject, payload, headers={"Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(n)})
-        headers = {"Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(len(piece)), "Nats-Batch-Commit": "1"}
+        headers = [{"Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(n)} for n in range(1, len(piece) + 1)]
+        headers[-1]["Nats-Batch-Commit"] = "1"
+        if expect_last is not None:
+            headers[0]["Nats-Expected-Last-Sequence"] = str(expect_last)
+        for payload, h in zip(piece[:-1], headers):
+            await self._nc.publish(subject, payload, headers=h)
         try:
-            msg = await self._nc.request(subject, piece[-1], timeout=self.timeout, headers=headers)
+            msg = await self._nc.request(subject, piece[-1], timeout=self.timeout, headers=headers[-1])
         except nats.errors.NoRespondersError:
             raise _NoStream() from None
         except nats.errors.TimeoutError:
             raise IoFailed(f"append to {channel!r}: no acknowledgement within {self.timeout} s") from None
         ack = json.loads(msg.data) if msg.data else {}
         if "error" in ack:
+            if ack["error"].get("err_code") == _WRONG_LAST_SEQUENCE:
+                raise LogConflict(f"channel {channel!r}: {ack['error'].get('description')}, expected {expect_last}")
             raise IoFailed(f"append to {channel!r}: {ack['error'].get('description')}")
         if "seq" not in ack:
             raise IoFailed(f"append to {channel!r}: unexpected reply {msg.data[:200]!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-from vecdb.errors import InvalidParameter
+from vecdb.errors import InvalidParameter, LogConflict
 
 # Characters kept as they are in an encoded channel directory name; every
 # other byte of the UTF-8 name becomes %XX. '.' is escaped so no encoded
@@ -24,6 +24,12 @@ def check_position(position: int, what: str = "position") -> int:
     if isinstance(position, bool) or not isinstance(position, int):
         raise InvalidParameter(f"invalid {what} {position!r}: must be an int")
     return position
+
+
+def check_expected_last(channel: str, last: int, expect_last: int | None) -> None:
+    """An append's ``expect_last`` condition (see ``Log.append_batch``)."""
+    if expect_last is not None and last != expect_last:
+        raise LogConflict(f"channel {channel!r} ends at position {last}, not {expect_last}")
 
 
 def check_payload(payload) -> bytes:

@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import time
 
-from vecdb.errors import InvalidParameter, IoFailed
-
-
-class LeaseExpired(IoFailed):
-    """The lease ran out (or never existed): its keys are gone, and it cannot hold new ones."""
+from vecdb.errors import InvalidParameter, LeaseExpired
 
 
 def check_ttl(ttl: float) -> float:

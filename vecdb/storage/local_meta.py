@@ -26,11 +26,11 @@ import os
 import struct
 import threading
 
-from vecdb.errors import IoFailed
+from vecdb.errors import IoFailed, LeaseExpired
 from vecdb.storage import framing
 from vecdb.storage.fsutil import datasync, fsync_dir, lock_dir, unlock_dir, write_all
 from vecdb.storage.keys import check_expect, check_meta_key, check_payload, check_prefix
-from vecdb.storage.leases import LeaseExpired, LeaseMethods, LeaseTable
+from vecdb.storage.leases import LeaseMethods, LeaseTable
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from vecdb.storage.leases import LeaseMethods, LeaseTable
 from vecdb.storage.keys import (
     check_channel,
     check_expect,
+    check_expected_last,
     check_meta_key,
     check_object_key,
     check_payload,
@@ -61,7 +62,7 @@ class MemoryLog(_Closable):
     def append(self, channel: str, payload: bytes) -> int:
         return self.append_batch(channel, [payload])[0]
 
-    def append_batch(self, channel: str, payloads: list[bytes]) -> list[int]:
+    def append_batch(self, channel: str, payloads: list[bytes], expect_last: int | None = None) -> list[int]:
         check_channel(channel)
         data = [check_payload(p) for p in payloads]
         with self._lock:
@@ -69,6 +70,7 @@ class MemoryLog(_Closable):
             if not data:
                 return []
             ch = self._channels.setdefault(channel, _MemChannel())
+            check_expected_last(channel, ch.last, expect_last)
             first = ch.last + 1
             ch.records.extend(data)
         self.appended.fire()

@@ -51,6 +51,7 @@ from vecdb.storage.follow import AppendSignal, PollingFollower
 from vecdb.storage.fsutil import datasync, fsync_dir, lock_dir, unlock_dir, write_all
 from vecdb.storage.keys import (
     check_channel,
+    check_expected_last,
     check_payload,
     check_position,
     decode_channel,
@@ -172,7 +173,7 @@ class WalLog:
     def append(self, channel: str, payload: bytes) -> int:
         return self.append_batch(channel, [payload])[0]
 
-    def append_batch(self, channel: str, payloads: list[bytes]) -> list[int]:
+    def append_batch(self, channel: str, payloads: list[bytes], expect_last: int | None = None) -> list[int]:
         check_channel(channel)
         batch = framing.Batch([check_payload(p) for p in payloads])
         if not len(batch):
@@ -187,6 +188,7 @@ class WalLog:
                 first = self._prepare_write(ch, nbytes)
                 if first is None:
                     continue
+                check_expected_last(channel, first - 1, expect_last)
                 self._write(ch, batch.stamp(first))
                 ch.last = first + len(batch) - 1
                 self._wait_durable(ch, ch.last)
