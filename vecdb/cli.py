@@ -8,11 +8,13 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 
-def _standalone(args) -> int:
+def _settings(args):
+    """Settings from --config and the environment, then the command line's storage and
+    listening flags."""
     from vecdb.config import load_settings
-    from vecdb.standalone import Standalone
 
     settings = load_settings(args.config)
     if args.data_dir:
@@ -21,11 +23,42 @@ def _standalone(args) -> int:
         settings.proxy.host = args.host
     if args.port is not None:
         settings.proxy.port = args.port
+    for flag, key in (("log_store", "log"), ("meta_store", "meta"), ("object_store", "objects")):
+        if getattr(args, flag, None):
+            setattr(settings.storage, key, getattr(args, flag))
+    return settings
+
+
+def _run_until_signalled(node, ready: str) -> int:
+    print(ready, flush=True)
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    stopped.wait()
+    node.stop()
+    return 0
+
+
+def _coord(args) -> int:
+    from vecdb.coord.service import Coord
+    from vecdb.storage.backends import open_meta
+
+    settings = _settings(args)
+    meta = open_meta(settings.storage)
+    try:
+        coord = Coord(meta, settings.proxy.host, args.port if args.port is not None else 19540,
+                      settings.storage.session_ttl)
+        return _run_until_signalled(coord, f"vecdb coord ready on {coord.address}")
+    finally:
+        meta.close()
+
+
+def _standalone(args) -> int:
+    from vecdb.standalone import Standalone
+
+    settings = _settings(args)
     if args.http_port is not None:
         settings.http.port = args.http_port
-    for flag, key in (("log_store", "log"), ("meta_store", "meta"), ("object_store", "objects")):
-        if getattr(args, flag):
-            setattr(settings.storage, key, getattr(args, flag))
     node = Standalone(settings).start()
     print(f"vecdb standalone ready on {settings.proxy.host}:{node.port} "
           f"(data: {settings.storage.data_dir})", flush=True)
@@ -49,6 +82,17 @@ def _return_freed_memory() -> None:
         libc.mallopt(-1, 1 << 20)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):
         pass
+
+
+def _storage_flags(p) -> None:
+    p.add_argument("--log-store", default=None, metavar="URL",
+                   help="the write-ahead log: 'wal' (files in --data-dir, default) or nats://host:port (JetStream)")
+    p.add_argument("--meta-store", default=None, metavar="URL",
+                   help="metadata: 'local' (files in --data-dir, default) or etcd://host:port")
+    p.add_argument("--object-store", default=None, metavar="URL",
+                   help="segments and indexes: 'local' (files in --data-dir, default) or s3://bucket[/prefix] "
+                        "(endpoint and keys: VECDB_STORAGE__S3_ENDPOINT etc. or boto3's AWS_* variables)")
+    p.add_argument("--config", default=None, help="YAML settings file (see vecdb/config.py)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,15 +120,21 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     st.add_argument("--port", type=int, default=None, help="gRPC port for pymilvus (default 19530)")
     st.add_argument("--http-port", type=int, default=None, help="/healthz and /metrics port (default 9091, 0 = off)")
-    st.add_argument("--log-store", default=None, metavar="URL",
-                    help="the write-ahead log: 'wal' (files in --data-dir, default) or nats://host:port (JetStream)")
-    st.add_argument("--meta-store", default=None, metavar="URL",
-                    help="metadata: 'local' (files in --data-dir, default) or etcd://host:port")
-    st.add_argument("--object-store", default=None, metavar="URL",
-                    help="segments and indexes: 'local' (files in --data-dir, default) or s3://bucket[/prefix] "
-                         "(endpoint and keys: VECDB_STORAGE__S3_ENDPOINT etc. or boto3's AWS_* variables)")
-    st.add_argument("--config", default=None, help="YAML settings file (see vecdb/config.py)")
+    _storage_flags(st)
     st.set_defaults(func=_standalone)
+    co = sub.add_parser(
+        "coord",
+        help="run the cluster's coordinator (timestamps and ids for proxies and nodes)",
+        description="Run the coord of a vecdb cluster: the timestamp oracle and id allocator, over internal "
+                    "gRPC on --host:--port (default 19540), its state in --meta-store (etcd for a cluster).",
+    )
+    co.add_argument("--data-dir", default=None, help="for a 'local' metadata store (default ./data)")
+    co.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    co.add_argument("--port", type=int, default=None, help="internal gRPC port (default 19540)")
+    co.add_argument("--meta-store", default=None, metavar="URL",
+                    help="metadata: etcd://host:port (or 'local', files in --data-dir)")
+    co.add_argument("--config", default=None, help="YAML settings file (see vecdb/config.py)")
+    co.set_defaults(func=_coord)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # FAISS logs which of its builds it tried ("Could not load library with AVX512 support") at INFO:

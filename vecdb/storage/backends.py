@@ -29,12 +29,21 @@ class Backends:
             b.close()
 
 
+def _namespace(storage) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", storage.namespace):
+        raise InvalidParameter(f"invalid storage.namespace {storage.namespace!r}: letters, digits, '_' and '-' only")
+    return storage.namespace
+
+
+def open_meta(storage) -> MetaStore:
+    """Just the metadata store (what the coord needs)."""
+    return _open_meta(storage.meta, os.path.abspath(storage.data_dir), _namespace(storage))
+
+
 def open_backends(storage) -> Backends:
     """``storage``: a ``vecdb.config.StorageSettings``. Opens in order, closes what opened on failure."""
     root = os.path.abspath(storage.data_dir)
-    ns = storage.namespace
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", ns):
-        raise InvalidParameter(f"invalid storage.namespace {ns!r}: letters, digits, '_' and '-' only")
+    ns = _namespace(storage)
     opened: list = []
     try:
         opened.append(_open_meta(storage.meta, root, ns))

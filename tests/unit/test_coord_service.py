@@ -1,0 +1,104 @@
+"""The coord process's timestamp and id service (vecdb.coord.service), in-process and as
+``vecdb coord`` on a real etcd."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from vecdb import errors
+from vecdb.coord.service import Coord, RemoteIdAllocator, RemoteTimestampOracle
+from vecdb.rpc import Client
+from vecdb.storage.etcd_meta import EtcdMetaStore
+from vecdb.storage.memory import MemoryMetaStore
+from vecdb.storage.servers import free_port
+
+
+def test_timestamps_and_ids_are_unique_and_increasing_across_clients():
+    coord = Coord(MemoryMetaStore(), session_ttl=2)
+    clients = [Client(coord.address, "coord") for _ in range(3)]
+    per_thread: list[list[int]] = []
+    ids: list[int] = []
+
+    def work(c):
+        tso, alloc = RemoteTimestampOracle(c), RemoteIdAllocator(c)
+        mine = [tso.allocate() for _ in range(150)]
+        mine.append(tso.allocate(10))  # the first of 10 consecutive
+        per_thread.append(mine)
+        ids.extend(alloc.allocate(5) + k for k in range(5))
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in clients for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    handed = [ts for mine in per_thread for ts in mine[:-1]] + [mine[-1] + k for mine in per_thread for k in range(10)]
+    assert len(set(handed)) == len(handed) == 6 * 160  # nothing handed out twice
+    assert all(a < b for mine in per_thread for a, b in zip(mine, mine[1:]))  # each caller's sequence increases
+    assert len(set(ids)) == len(ids) == 6 * 5
+    with pytest.raises(errors.InvalidParameter):
+        clients[0].call("AllocTimestamp", {"count": 0})
+    with pytest.raises(errors.InvalidParameter):
+        clients[0].call("AllocID", {"count": "many"})
+    for c in clients:
+        c.close()
+    coord.stop()
+
+
+def test_second_coord_on_the_same_metadata_is_refused():
+    meta = MemoryMetaStore()
+    coord = Coord(meta, session_ttl=1)
+    with pytest.raises(errors.ServiceUnavailable, match="session/coord"):
+        Coord(meta, session_ttl=1)
+    coord.stop()
+    Coord(meta, session_ttl=1).stop()  # free once the first stopped
+
+
+def test_coord_process_on_etcd_restarts_above_every_timestamp_it_gave(etcd_server, tmp_path):
+    ns = "t" + uuid.uuid4().hex[:12]
+    env = dict(os.environ, VECDB_STORAGE__NAMESPACE=ns, VECDB_STORAGE__SESSION_TTL="2")
+    port = free_port()
+    argv = [sys.executable, "-m", "vecdb", "--log-level", "WARNING", "coord", "--port", str(port),
+            "--meta-store", "etcd://" + etcd_server.url.split("://", 1)[1], "--data-dir", str(tmp_path)]
+
+    def start():
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = proc.stdout.readline()
+        assert "vecdb coord ready" in line, line + proc.stdout.read()
+        return proc
+
+    proc = start()
+    client = Client(f"127.0.0.1:{port}", "coord", timeout=5)
+    tso = RemoteTimestampOracle(client)
+    given = [tso.allocate() for _ in range(50)]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    meta = EtcdMetaStore(etcd_server.url, prefix=f"{ns}/")
+    assert meta.get("session/coord") is None  # a clean stop ends the session at once
+    meta.close()
+
+    proc = start()
+    deadline = time.monotonic() + 10
+    while True:  # the channel reconnects to the new process
+        try:
+            after = tso.allocate()
+            break
+        except errors.ServiceUnavailable:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert after > max(given)
+    proc.kill()  # a crash: the next coord waits out the session's ttl, then starts
+    proc.wait(5)
+    t0 = time.monotonic()
+    proc = start()
+    assert time.monotonic() - t0 < 8
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    client.close()
