@@ -84,6 +84,16 @@ def _return_freed_memory() -> None:
         pass
 
 
+def _command(sub, name: str, func, help: str, description: str, data_dir: str, port: str):
+    """A subcommand with the flags every server has: --data-dir, --host, --port."""
+    p = sub.add_parser(name, help=help, description=description)
+    p.add_argument("--data-dir", default=None, help=data_dir)
+    p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help=port)
+    p.set_defaults(func=func)
+    return p
+
+
 def _storage_flags(p) -> None:
     p.add_argument("--log-store", default=None, metavar="URL",
                    help="the write-ahead log: 'wal' (files in --data-dir, default) or nats://host:port (JetStream)")
@@ -110,31 +120,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     sub = parser.add_subparsers(dest="command", required=True)
-    st = sub.add_parser(
-        "standalone",
-        help="run every role in one process with embedded storage (no other servers needed)",
-        description="Run vecdb as one process: the Milvus gRPC API on --host:--port, data under --data-dir. "
-                    "Connect with pymilvus: MilvusClient('http://127.0.0.1:19530').",
-    )
-    st.add_argument("--data-dir", default=None, help="where the log, metadata and segments live (default ./data)")
-    st.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
-    st.add_argument("--port", type=int, default=None, help="gRPC port for pymilvus (default 19530)")
+    st = _command(sub, "standalone", _standalone,
+                  "run every role in one process with embedded storage (no other servers needed)",
+                  "Run vecdb as one process: the Milvus gRPC API on --host:--port, data under --data-dir. "
+                  "Connect with pymilvus: MilvusClient('http://127.0.0.1:19530').",
+                  data_dir="where the log, metadata and segments live (default ./data)",
+                  port="gRPC port for pymilvus (default 19530)")
     st.add_argument("--http-port", type=int, default=None, help="/healthz and /metrics port (default 9091, 0 = off)")
     _storage_flags(st)
-    st.set_defaults(func=_standalone)
-    co = sub.add_parser(
-        "coord",
-        help="run the cluster's coordinator (timestamps and ids for proxies and nodes)",
-        description="Run the coord of a vecdb cluster: the timestamp oracle and id allocator, over internal "
-                    "gRPC on --host:--port (default 19540), its state in --meta-store (etcd for a cluster).",
-    )
-    co.add_argument("--data-dir", default=None, help="for a 'local' metadata store (default ./data)")
-    co.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
-    co.add_argument("--port", type=int, default=None, help="internal gRPC port (default 19540)")
+    co = _command(sub, "coord", _coord, "run the cluster's coordinator (timestamps and ids for proxies and nodes)",
+                  "Run the coord of a vecdb cluster: the timestamp oracle and id allocator, over internal gRPC "
+                  "on --host:--port, its state in --meta-store (etcd for a cluster).",
+                  data_dir="for a 'local' metadata store (default ./data)", port="internal gRPC port (default 19540)")
     co.add_argument("--meta-store", default=None, metavar="URL",
                     help="metadata: etcd://host:port (or 'local', files in --data-dir)")
     co.add_argument("--config", default=None, help="YAML settings file (see vecdb/config.py)")
-    co.set_defaults(func=_coord)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # FAISS logs which of its builds it tried ("Could not load library with AVX512 support") at INFO:
