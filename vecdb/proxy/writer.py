@@ -2,7 +2,10 @@
 
 A write takes the locks of the channels it touches (in name order), allocates one
 timestamp, appends one record per channel (durable on return: this is the
-acknowledgement point) and hands each record to the local query node.
+acknowledgement point) and hands each record to the local query node. Each append
+expects the channel to end where this writer last saw it, so writers in several
+processes (the cluster's proxies) keep every channel in timestamp order: one that lost
+the race re-reads the end, takes a newer timestamp and appends again.
 
 Reads need a snapshot timestamp T such that every write with a smaller timestamp
 is already applied (so re-reading at T is stable). ``read_ts`` gets one without
@@ -19,6 +22,7 @@ from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 
 from vecdb.coord.tso import TimestampOracle
+from vecdb.errors import LogConflict
 from vecdb.records import Record, encode
 from vecdb.storage.base import Log
 
@@ -31,6 +35,7 @@ class ShardWriter:
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._guard = threading.Lock()
         self._inflight: dict[str, int] = {}  # channel -> ts of the write in progress (0: allocating)
+        self._last: dict[str, int] = {}  # channel -> its last position as this writer last saw it
 
     def _lock(self, channel: str) -> threading.Lock:
         with self._guard:
@@ -45,25 +50,52 @@ class ShardWriter:
             yield
 
     def write(self, builders: dict[str, Callable[[int], list[Record]]]) -> tuple[int, dict[str, int]]:
-        """Append each channel's records under one timestamp; returns (ts, last position per channel)."""
+        """Append each channel's records under one timestamp; returns (the largest timestamp used,
+        last position per channel). A channel another process appended to since this writer last
+        saw it is appended again under a new, larger timestamp (see ``_append``)."""
         with self.locked(list(builders)):
             for channel in builders:
                 self._inflight[channel] = 0
             try:
+                for channel in builders:
+                    if channel not in self._last:
+                        self._last[channel] = self.log.last_position(channel)
                 ts = self.tso.allocate()
                 for channel in builders:
                     self._inflight[channel] = ts
                 positions = {}
+                top = ts
                 for channel, build in builders.items():
-                    records = build(ts)
-                    payloads = [encode(r) for r in records]
-                    for pos, record in zip(self.log.append_batch(channel, payloads), records):
-                        self._deliver(channel, pos, record)
-                        positions[channel] = pos
-                return ts, positions
+                    used, last = self._append(channel, build, ts)
+                    top = max(top, used)
+                    if last is not None:
+                        positions[channel] = last
+                return top, positions
             finally:
                 for channel in builders:
                     self._inflight.pop(channel, None)
+
+    def _append(self, channel: str, build: Callable[[int], list[Record]], ts: int) -> tuple[int, int | None]:
+        """Under the channel's lock. Records must sit in a channel in timestamp order, also with
+        several writer processes: append only if the channel still ends where this writer saw it
+        end *before* allocating ``ts``; otherwise look again, take a new timestamp, retry."""
+        while True:
+            records = build(ts)
+            if not records:
+                return ts, None
+            try:
+                appended = self.log.append_batch(channel, [encode(r) for r in records],
+                                                 expect_last=self._last[channel])
+            except LogConflict:
+                self._last[channel] = self.log.last_position(channel)
+                self._inflight[channel] = 0
+                ts = self.tso.allocate()
+                self._inflight[channel] = ts
+                continue
+            self._last[channel] = appended[-1]
+            for pos, record in zip(appended, records):
+                self._deliver(channel, pos, record)
+            return ts, appended[-1]
 
     def read_ts(self, channels: list[str]) -> int:
         """A snapshot timestamp for reads: every write to ``channels`` with a smaller one is applied."""
