@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -48,10 +49,17 @@ class LoadedCollection:
 
 
 class QueryNode:
-    def __init__(self, wal: Log, meta: MetaStore, objects: ObjectStore, index_threads: int = 1):
+    """Serves the collections it loaded. Standalone, its writer hands it every record as it is
+    acknowledged (``deliver``); with ``tail=True`` (a query node in its own process) it follows
+    the loaded channels in the log instead, and ``wait_applied`` is how a reader waits for the
+    writes it must see."""
+
+    def __init__(self, wal: Log, meta: MetaStore, objects: ObjectStore, index_threads: int = 1, tail: bool = False):
         self.log = wal
         self.meta = meta
         self.objects = objects
+        self._tail = tail
+        self._tailers: dict[str, threading.Event] = {}  # channel -> stop flag of its follower thread
         self._lock = threading.RLock()
         self.collections: dict[int, LoadedCollection] = {}
         self._by_channel: dict[str, Shard] = {}
@@ -69,8 +77,42 @@ class QueryNode:
             self.collections[info.id] = LoadedCollection(info, shards)
             for shard in shards:
                 self._by_channel[shard.channel] = shard
+                if self._tail:
+                    self._start_tailer(shard)
             for shard in shards:
                 self._schedule_index(info, list(shard.segments.values()))
+
+    def _start_tailer(self, shard: Shard) -> None:
+        stop = self._tailers[shard.channel] = threading.Event()
+        threading.Thread(target=self._follow, args=(shard, stop), name=f"tail-{shard.channel}", daemon=True).start()
+
+    def _follow(self, shard: Shard, stop: threading.Event) -> None:
+        """Apply the channel's records from the log as they are acknowledged, until released."""
+        follower = self.log.follow(shard.channel, shard.applied_position + 1)
+        try:
+            while not stop.is_set():
+                try:
+                    records = follower.poll(timeout=0.5)
+                except errors.IoFailed as e:  # the log is unreachable: keep trying, reads wait meanwhile
+                    log.warning("following %s: %s", shard.channel, e)
+                    stop.wait(0.5)
+                    continue
+                for pos, payload in records:
+                    self.deliver(shard.channel, pos, decode(payload))
+        finally:
+            follower.close()
+
+    def wait_applied(self, positions: dict[str, int], timeout: float = 30.0) -> None:
+        """Block until each channel's records up to its position are applied (a Strong read's
+        guarantee, with the positions its writes reached); ``ServiceUnavailable`` on timeout."""
+        deadline = time.monotonic() + timeout
+        for channel, position in positions.items():
+            shard = self._by_channel.get(channel)
+            if shard is None:
+                raise errors.CollectionNotLoaded(f"channel {channel!r} is not loaded on this query node")
+            if not shard.wait_applied(position, max(deadline - time.monotonic(), 0)):
+                raise errors.ServiceUnavailable(f"channel {channel!r}: position {position} not applied within {timeout} s "
+                                         f"(at {shard.applied_position})")
 
     def _load_shard(self, info: CollectionInfo, channel: str) -> Shard:
         shard = Shard(channel, info.schema)
@@ -110,6 +152,9 @@ class QueryNode:
             if coll:
                 for shard in coll.shards:
                     self._by_channel.pop(shard.channel, None)
+                    stop = self._tailers.pop(shard.channel, None)
+                    if stop is not None:
+                        stop.set()
 
     def is_loaded(self, collection_id: int) -> bool:
         return collection_id in self.collections
@@ -328,6 +373,8 @@ class QueryNode:
         return sum(len(s.pk_index) for s in coll.shards) if coll else 0
 
     def close(self) -> None:
+        for stop in self._tailers.values():
+            stop.set()
         self._builder.shutdown(wait=False, cancel_futures=True)
         self._interim.shutdown(wait=False, cancel_futures=True)
 

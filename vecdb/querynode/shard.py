@@ -35,6 +35,7 @@ class Shard:
         self.channel = channel
         self.schema = schema
         self.lock = threading.RLock()
+        self._applied = threading.Condition(self.lock)  # notified when applied_position moves
         self.segments: dict[int, Segment] = {}
         self.growing: dict[int, Segment] = {}  # partition id -> growing segment
         self.pk_index: dict = {}
@@ -56,6 +57,12 @@ class Shard:
                 self.seal_growing(lambda pid: segment_prefix(record.collection_id, self.channel, position, pid))
             self.applied_position = position
             self.applied_ts = max(self.applied_ts, record.ts)
+            self._applied.notify_all()
+
+    def wait_applied(self, position: int, timeout: float) -> bool:
+        """Wait until the records up to ``position`` are applied; False on timeout."""
+        with self._applied:
+            return self._applied.wait_for(lambda: self.applied_position >= position, timeout)
 
     def _new_segment(self, partition_id: int) -> Segment:
         seg = Segment(self._next_slot, partition_id, self.schema)
