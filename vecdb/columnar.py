@@ -47,7 +47,7 @@ def encode_columns(columns: Mapping[str, np.ndarray], n: int, extra: dict | None
             a = np.ascontiguousarray(arr)
             if a.dtype.byteorder == ">":
                 a = a.astype(a.dtype.newbyteorder("<"))
-            buf = memoryview(a).cast("B")
+            buf = memoryview(a).cast("B") if a.size else b""  # (a view with a 0 in its shape cannot be cast)
             desc = {"name": name, "kind": "raw", "dtype": a.dtype.str, "shape": list(a.shape)}
         pad = (-offset) % _ALIGN
         if pad:

@@ -85,7 +85,7 @@ def test_coord_process_on_etcd_restarts_above_every_timestamp_it_gave(etcd_serve
     meta.close()
 
     proc = start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 20
     while True:  # the channel reconnects to the new process
         try:
             after = tso.allocate()
@@ -98,7 +98,7 @@ def test_coord_process_on_etcd_restarts_above_every_timestamp_it_gave(etcd_serve
     proc.wait(5)
     t0 = time.monotonic()
     proc = start()
-    assert time.monotonic() - t0 < 8
+    assert time.monotonic() - t0 < 20  # the old session's ttl (2 s) and a process start, on a busy machine
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
     client.close()

@@ -34,7 +34,7 @@ def test_a_crashed_holder_is_waited_out():
     meta = MemoryMetaStore()
     lease = meta.grant_lease(1)  # a holder that stopped renewing (crashed)
     meta.txn(puts={"session/x": b"old"}, lease=lease)
-    s = Session(meta, "session/x", b"new", ttl=1)  # waits up to ttl + 2 by default
+    s = Session(meta, "session/x", b"new", ttl=1)  # waits up to 2 * ttl + 2 by default
     assert meta.get("session/x") == b"new"
     s.close()
 

@@ -3,8 +3,8 @@
 While the process lives, the key is there; when it stops renewing (exit, crash, a stall
 longer than ``ttl``) the key goes away within ``ttl`` seconds. An exclusive session is
 taken only if nobody holds the key (compare-and-set), which keeps two servers off the same
-storage namespace; a starting server waits up to one ``ttl`` for a crashed predecessor's
-session to run out. Cluster nodes register the same way, under ``session/<role>/<id>``.
+storage namespace; a starting server waits up to about two ``ttl`` for a crashed
+predecessor's session to run out. Cluster nodes register the same way, under ``session/<role>/<id>``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ class Session:
         self.meta, self.key, self.value, self.ttl = meta, key, value, float(ttl)
         self._on_lost = on_lost
         self._stop = threading.Event()
-        self.lease = self._acquire(exclusive, self.ttl + 2 if wait is None else wait)
+        # a crashed holder's lease runs out within ttl; the store may take a moment more to expire it
+        self.lease = self._acquire(exclusive, 2 * self.ttl + 2 if wait is None else wait)
         self._thread = threading.Thread(target=self._renew_loop, name=f"session-{key}", daemon=True)
         self._thread.start()
 

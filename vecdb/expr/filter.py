@@ -20,14 +20,15 @@ class Filter:
     """A compiled boolean expression.
 
     ``fields``: the column names ``evaluate`` reads (``"$meta"`` for dynamic
-    keys). ``evaluate(columns, n)`` returns a new bool mask of length ``n``;
+    keys). ``expr`` and ``template`` are its source, so another process can compile it again. ``evaluate(columns, n)`` returns a new bool mask of length ``n``;
     ``columns`` may be a lazy mapping, only names in ``fields`` are read.
     """
 
-    __slots__ = ("expr", "fields", "_root")
+    __slots__ = ("expr", "template", "fields", "_root")
 
-    def __init__(self, expr: str, root, fields: frozenset[str]):
+    def __init__(self, expr: str, root, fields: frozenset[str], template: dict | None = None):
         self.expr, self._root, self.fields = expr, root, fields
+        self.template = template  # the template values it was compiled with (to compile it again elsewhere)
 
     def evaluate(self, columns: Mapping[str, np.ndarray], n: int) -> np.ndarray:
         with np.errstate(all="ignore"):
@@ -52,7 +53,7 @@ def compile_filter(expr: str, schema: CollectionSchema, template_values: dict | 
 
 def _build(expr: str, schema: CollectionSchema, template_values: dict | None) -> Filter:
     root, fields = compile_expr(expr, schema, template_values)
-    return Filter(expr, root, fields)
+    return Filter(expr, root, fields, template_values or None)
 
 
 # A plain dict with FIFO eviction: the schema itself is unhashable, so the key

@@ -1,0 +1,113 @@
+"""A query node behind internal RPC, and ``RemoteQueryNode``: the client a proxy uses in place
+of an in-process ``QueryNode`` (same ``search``/``query``/``count`` signatures).
+
+Reads carry the positions the proxy's snapshot needs (``wait``: channel -> log position); the
+node answers once it applied them (``QueryNode.wait_applied``), which is how a Strong read on a
+node that follows the log sees every acknowledged write. Filters travel as their expression
+and template values and are compiled again on the node (against the node's copy of the schema).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vecdb import errors
+from vecdb.expr.filter import compile_filter
+from vecdb.querynode.executor import Hits, SearchSpec
+from vecdb.querynode.node import QueryNode
+from vecdb.rpc import Client, serve
+
+_COL = "col."  # prefix of output columns among a reply's arrays
+
+
+def _flt_meta(flt) -> dict:
+    return {} if flt is None else {"expr": flt.expr, "template": flt.template}
+
+
+class QueryNodeService:
+    def __init__(self, node: QueryNode):
+        self.node = node
+
+    def handlers(self) -> dict:
+        return {"Search": self._search, "Query": self._query, "Count": self._count}
+
+    def _info(self, meta: dict):
+        coll = self.node.collections.get(meta["collection_id"])
+        if coll is None:
+            raise errors.CollectionNotLoaded(f"collection {meta['collection_id']} is not loaded on this query node")
+        if meta.get("wait"):
+            self.node.wait_applied(meta["wait"], meta.get("wait_timeout", 30.0))
+        return coll.info
+
+    @staticmethod
+    def _filter(info, meta: dict):
+        return compile_filter(meta["expr"], info.schema, meta.get("template")) if meta.get("expr") else None
+
+    @staticmethod
+    def _parts(meta: dict):
+        parts = meta.get("partition_ids")
+        return None if parts is None else set(parts)
+
+    def _search(self, meta: dict, arrays: dict):
+        info = self._info(meta)
+        field = info.schema.field(meta["field"])
+        if field is None:
+            raise errors.FieldNotFound(f"field {meta['field']!r} not found")
+        spec = SearchSpec(field=field, queries=arrays["queries"], limit=meta["limit"], offset=meta["offset"],
+                          metric=meta["metric"], params=meta["params"], index_type=meta["index_type"],
+                          radius=meta.get("radius"), range_filter=meta.get("range_filter"),
+                          flt=self._filter(info, meta), ts=meta["ts"])
+        hits = self.node.search(info, spec, self._parts(meta), meta["output_fields"])
+        out = {"pks": hits.pks, "scores": hits.scores}
+        out.update({_COL + k: v for k, v in hits.columns.items()})
+        return {"topks": hits.topks}, out
+
+    def _query(self, meta: dict, arrays: dict):
+        info = self._info(meta)
+        cols = self.node.query(info, meta["ts"], self._filter(info, meta), self._parts(meta), meta["output_fields"],
+                               meta.get("limit"), meta.get("offset", 0))
+        return {}, {_COL + k: v for k, v in cols.items()}
+
+    def _count(self, meta: dict, arrays: dict):
+        info = self._info(meta)
+        return {"count": self.node.count(info, meta["ts"], self._filter(info, meta), self._parts(meta))}
+
+
+def serve_querynode(node: QueryNode, host: str = "127.0.0.1", port: int = 0, workers: int = 8):
+    """Start the node's RPC service; returns (grpc server, bound port)."""
+    return serve("querynode", QueryNodeService(node).handlers(), host, port, workers)
+
+
+class RemoteQueryNode:
+    """The reads of a ``QueryNode`` in another process. ``wait`` (channel -> position), when
+    set, is what the node must have applied first (a Strong read's guarantee)."""
+
+    def __init__(self, address: str, timeout: float = 60.0):
+        self._client = Client(address, "querynode", timeout)
+
+    @staticmethod
+    def _common(info, ts, flt, partition_ids, wait) -> dict:
+        return {"collection_id": info.id, "ts": int(ts), **_flt_meta(flt),
+                "partition_ids": None if partition_ids is None else sorted(partition_ids), "wait": wait or {}}
+
+    def search(self, info, spec: SearchSpec, partition_ids, output_fields, wait: dict | None = None) -> Hits:
+        meta = self._common(info, spec.ts, spec.flt, partition_ids, wait)
+        meta.update(field=spec.field.name, limit=spec.limit, offset=spec.offset, metric=spec.metric,
+                    params=spec.params, index_type=spec.index_type, radius=spec.radius,
+                    range_filter=spec.range_filter, output_fields=list(output_fields))
+        out, arrays = self._client.call("Search", meta, {"queries": np.asarray(spec.queries)})
+        cols = {k[len(_COL):]: v for k, v in arrays.items() if k.startswith(_COL)}
+        return Hits(out["topks"], arrays["pks"], arrays["scores"], cols)
+
+    def query(self, info, ts, flt, partition_ids, output_fields, limit, offset,
+              wait: dict | None = None) -> dict[str, np.ndarray]:
+        meta = self._common(info, ts, flt, partition_ids, wait)
+        meta.update(output_fields=list(output_fields), limit=limit, offset=offset)
+        _, arrays = self._client.call("Query", meta)
+        return {k[len(_COL):]: v for k, v in arrays.items() if k.startswith(_COL)}
+
+    def count(self, info, ts, flt, partition_ids, wait: dict | None = None) -> int:
+        return self._client.call("Count", self._common(info, ts, flt, partition_ids, wait))[0]["count"]
+
+    def close(self) -> None:
+        self._client.close()
