@@ -53,6 +53,14 @@ def _coord(args) -> int:
         meta.close()
 
 
+def _querynode(args) -> int:
+    from vecdb.querynode.process import QueryNodeProcess
+
+    settings = _settings(args)
+    node = QueryNodeProcess(settings, settings.proxy.host, args.port if args.port is not None else 21123, args.node_id)
+    return _run_until_signalled(node, f"vecdb querynode {node.node_id} ready on {node.address}")
+
+
 def _standalone(args) -> int:
     from vecdb.standalone import Standalone
 
@@ -135,6 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     co.add_argument("--meta-store", default=None, metavar="URL",
                     help="metadata: etcd://host:port (or 'local', files in --data-dir)")
     co.add_argument("--config", default=None, help="YAML settings file (see vecdb/config.py)")
+    qn = _command(sub, "querynode", _querynode, "run a query node of a cluster",
+                  "Run a query node: it follows the log channels of the collections it is asked to load and "
+                  "answers search/query/count over internal gRPC on --host:--port. Storage flags as for standalone "
+                  "(a cluster's: nats://, etcd://, s3://).",
+                  data_dir="local cache of the segment files it maps (default ./data)",
+                  port="internal gRPC port (default 21123)")
+    qn.add_argument("--node-id", default=None, help="this node's id in session/querynode/<id> (default: random)")
+    _storage_flags(qn)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # FAISS logs which of its builds it tried ("Could not load library with AVX512 support") at INFO:

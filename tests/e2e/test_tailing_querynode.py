@@ -126,3 +126,65 @@ def test_the_query_node_service_answers_like_the_node_itself(setup):
     finally:
         remote.close()
         server.stop(0)
+
+
+def _querynode_process(storage: dict, data_dir, port: int, node_id: str):
+    """``vecdb querynode`` as a subprocess on ``storage``; returns it once it is ready."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, **{f"VECDB_STORAGE__{k.upper()}": str(v) for k, v in storage.items()})
+    proc = subprocess.Popen([sys.executable, "-m", "vecdb", "--log-level", "WARNING", "querynode", "--port", str(port),
+                             "--node-id", node_id, "--data-dir", str(data_dir)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = proc.stdout.readline()
+    assert f"vecdb querynode {node_id} ready on 127.0.0.1:{port}" in line, line + proc.stdout.read()
+    return proc
+
+
+def test_querynode_process_loads_follows_and_registers_its_session(tmp_path, remote_storage):
+    import json
+    import signal
+    import time
+
+    storage = dict(remote_storage(), session_ttl=2)
+    writer = start_standalone(tmp_path / "writer", free_port(), storage)
+    c = MilvusClient(uri=f"http://127.0.0.1:{writer.port}")
+    port = free_port()
+    proc = _querynode_process(storage, tmp_path / "qn", port, "qn1")
+    remote = RemoteQueryNode(f"127.0.0.1:{port}", timeout=20)
+    try:
+        c.create_collection("docs", dimension=DIM, metric_type="L2")
+        vecs = float_vectors(100, DIM, seed=3)
+        c.insert("docs", [{"id": i, "vector": vecs[i]} for i in range(60)])
+        c.flush("docs")
+        info = writer.roles.catalog.get("default", "docs")
+        remote.load(info)
+        assert remote.is_loaded(info.id)
+        c.insert("docs", [{"id": i, "vector": vecs[i]} for i in range(60, 100)])
+        end = {ch: writer.wal.last_position(ch) for ch in info.channels}
+        assert remote.count(info, MAX_TS, None, None, wait=end) == 100
+        session = json.loads(writer.meta.get("session/querynode/qn1"))
+        assert session["address"] == f"127.0.0.1:{port}" and session["role"] == "querynode"
+
+        proc.kill()  # a crash: its session runs out
+        proc.wait(5)
+        deadline = time.monotonic() + 10
+        while writer.meta.get("session/querynode/qn1") is not None:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        proc = _querynode_process(storage, tmp_path / "qn", port, "qn1")  # back: loads again from the backends
+        remote.load(info)
+        assert remote.count(info, MAX_TS, None, None, wait=end) == 100
+        remote.release(info.id)
+        assert not remote.is_loaded(info.id)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert writer.meta.get("session/querynode/qn1") is None  # a clean stop ends it at once
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        remote.close()
+        c.close()
+        writer.stop()

@@ -205,7 +205,7 @@ class Catalog:
             self._save(info)
 
     def _save(self, info: CollectionInfo) -> None:
-        self._meta.put(f"coll/{info.id}", info.to_json())
+        self._meta.put(_coll_key(info.id), info.to_json())
 
     def drop_collection(self, info: CollectionInfo) -> None:
         with self._lock:
@@ -213,7 +213,7 @@ class Catalog:
             dead = [k for k, v in self._aliases.items() if v == info.id]
             for k in dead:
                 del self._aliases[k]
-            self._meta.txn(deletes=[f"coll/{info.id}"] + [f"alias/{db}/{a}" for db, a in dead])
+            self._meta.txn(deletes=[_coll_key(info.id)] + [f"alias/{db}/{a}" for db, a in dead])
 
     def rename_collection(self, info: CollectionInfo, new_db: str, new_name: str) -> None:
         validate_collection_name(new_name)
@@ -273,3 +273,16 @@ class Catalog:
             if collection:
                 return self.aliases_of(self.get(db, collection))
             return sorted(a for (d, a) in self._aliases if d == db)
+
+
+def _coll_key(collection_id: int) -> str:
+    return f"coll/{collection_id}"
+
+
+def read_collection(meta: MetaStore, collection_id: int) -> CollectionInfo:
+    """One collection's current metadata straight from the store (for a node in another process
+    than the catalog's owner)."""
+    raw = meta.get(_coll_key(collection_id))
+    if raw is None:
+        raise errors.CollectionNotFound(f"can't find collection[collectionID={collection_id}]")
+    return CollectionInfo.from_json(raw)

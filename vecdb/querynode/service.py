@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from vecdb import errors
+from vecdb.coord.catalog import read_collection
 from vecdb.expr.filter import compile_filter
 from vecdb.querynode.executor import Hits, SearchSpec
 from vecdb.querynode.node import QueryNode
@@ -29,7 +30,20 @@ class QueryNodeService:
         self.node = node
 
     def handlers(self) -> dict:
-        return {"Search": self._search, "Query": self._query, "Count": self._count}
+        return {"Search": self._search, "Query": self._query, "Count": self._count, "Load": self._load,
+                "Release": self._release, "Loaded": self._loaded}
+
+    def _load(self, meta: dict, arrays: dict):
+        """Load a collection as its metadata stands in the store now; a no-op when loaded."""
+        self.node.load(read_collection(self.node.meta, meta["collection_id"]))
+        return {}
+
+    def _release(self, meta: dict, arrays: dict):
+        self.node.release(meta["collection_id"])
+        return {}
+
+    def _loaded(self, meta: dict, arrays: dict):
+        return {"collection_ids": sorted(self.node.collections)}
 
     def _info(self, meta: dict):
         coll = self.node.collections.get(meta["collection_id"])
@@ -108,6 +122,15 @@ class RemoteQueryNode:
 
     def count(self, info, ts, flt, partition_ids, wait: dict | None = None) -> int:
         return self._client.call("Count", self._common(info, ts, flt, partition_ids, wait))[0]["count"]
+
+    def load(self, info) -> None:
+        self._client.call("Load", {"collection_id": info.id})
+
+    def release(self, collection_id: int) -> None:
+        self._client.call("Release", {"collection_id": collection_id})
+
+    def is_loaded(self, collection_id: int) -> bool:
+        return collection_id in self._client.call("Loaded")[0]["collection_ids"]
 
     def close(self) -> None:
         self._client.close()
