@@ -98,6 +98,9 @@ class QueryNode:
                     stop.wait(0.5)
                     continue
                 for pos, payload in records:
+                    if pos > shard.applied_position + 1:  # the log was truncated past what this node applied
+                        log.error("channel %s: records %d..%d were truncated before this node applied them; "
+                                  "reload the collection", shard.channel, shard.applied_position + 1, pos - 1)
                     self.deliver(shard.channel, pos, decode(payload))
         finally:
             follower.close()
@@ -111,8 +114,8 @@ class QueryNode:
             if shard is None:
                 raise errors.CollectionNotLoaded(f"channel {channel!r} is not loaded on this query node")
             if not shard.wait_applied(position, max(deadline - time.monotonic(), 0)):
-                raise errors.ServiceUnavailable(f"channel {channel!r}: position {position} not applied within {timeout} s "
-                                         f"(at {shard.applied_position})")
+                raise errors.ServiceUnavailable(
+                    f"channel {channel!r}: position {position} not applied within {timeout} s (at {shard.applied_position})")
 
     def _load_shard(self, info: CollectionInfo, channel: str) -> Shard:
         shard = Shard(channel, info.schema)
