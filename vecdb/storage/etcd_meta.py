@@ -75,10 +75,10 @@ class EtcdMetaStore:
     def _k(self, key: str) -> bytes:
         return self._ns + check_meta_key(key).encode()
 
-    async def _range(self, key: bytes, end: bytes | None, limit: int = 0, keys_only: bool = False):
+    async def _range(self, key: bytes, end: bytes | None, limit: int = 0):
         from aetcd import rpc
 
-        req = rpc.RangeRequest(key=key, limit=limit, keys_only=keys_only)
+        req = rpc.RangeRequest(key=key, limit=limit)
         if end is not None:
             req.range_end = end
         return await self._client.kvstub.Range(req, timeout=self.timeout)
@@ -99,12 +99,12 @@ class EtcdMetaStore:
         return self._run(self._scan(p, range_end(p)), "scan metadata")
 
     async def _scan(self, start: bytes, end: bytes) -> list[tuple[str, bytes]]:
+        from aetcd import rpc
+
         out: list[tuple[str, bytes]] = []
         n = len(self._ns)
         revision = 0
         while True:
-            from aetcd import rpc
-
             req = rpc.RangeRequest(key=start, range_end=end, limit=_PAGE, revision=revision)
             r = await self._client.kvstub.Range(req, timeout=self.timeout)
             revision = revision or r.header.revision  # later pages read the same snapshot
@@ -130,12 +130,11 @@ class EtcdMetaStore:
         del_keys = {self._k(k) for k in deletes or []}
         prefixes = [self._ns + check_prefix(p).encode() for p in delete_prefixes or []]
         ops: list = []
-        ranges = [(p, range_end(p)) for p in prefixes]
+        merged = _merge([(p, range_end(p)) for p in prefixes])
         covered = sorted(put_keys)
-        for lo, hi in _merge(ranges):
+        for lo, hi in merged:
             for lo2, hi2 in _holes(lo, hi, [k for k in covered if lo <= k < hi]):
                 ops.append(rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=lo2, range_end=hi2)))
-        merged = _merge(ranges)
         for k in sorted(del_keys):
             if k not in put_keys and not any(lo <= k < hi for lo, hi in merged):
                 ops.append(rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k)))
