@@ -29,12 +29,55 @@ def start_standalone(data_dir: str, port: int | None = None, storage: dict | Non
     return Standalone(settings).start()
 
 
-@pytest.fixture(scope="session", params=["embedded", "remote"])
+class LocalCluster:
+    """coord + query node + proxy, each as it runs in its own process (here in this one), on
+    the distributed backends; ``port`` is the proxy's, for pymilvus."""
+
+    def __init__(self, data_dir, storage: dict, port: int | None = None):
+        from vecdb.config import Settings
+        from vecdb.coord.service import Coord
+        from vecdb.proxy.process import ProxyProcess
+        from vecdb.querynode.process import QueryNodeProcess
+        from vecdb.storage.backends import open_meta
+
+        settings = Settings()
+        settings.storage.data_dir = str(data_dir)
+        for key, value in storage.items():
+            setattr(settings.storage, key, value)
+        settings.proxy.port = port or free_port()
+        settings.http.port = 0
+        self.parts = []
+        try:
+            self.coord_meta = open_meta(settings.storage)
+            self.parts.append(self.coord_meta)
+            self.coord = Coord(self.coord_meta, session_ttl=settings.storage.session_ttl)
+            self.parts.append(self.coord)
+            qn = QueryNodeProcess(settings)
+            self.parts.append(qn)
+            self.querynode = qn.node  # what tests that look inside a server's query node expect
+            self.proxy = ProxyProcess(settings, self.coord.address, [qn.address])
+            self.parts.append(self.proxy)
+        except BaseException:
+            self.stop()
+            raise
+        self.port = self.proxy.port
+
+    def stop(self) -> None:
+        for part in reversed(self.parts):
+            part.stop() if hasattr(part, "stop") else part.close()
+        self.parts = []
+
+
+@pytest.fixture(scope="session", params=["embedded", "remote", "cluster"])
 def server(request, tmp_path_factory):
-    """The shared server of the end-to-end tests, twice: on the embedded backends, and on the
-    distributed ones (JetStream, etcd, S3), so both satisfy the same client-visible behaviour."""
-    storage = request.getfixturevalue("remote_storage")() if request.param == "remote" else None
-    node = start_standalone(tmp_path_factory.mktemp("vecdb-data"), storage=storage)
+    """The shared server of the end-to-end tests, three times: standalone on the embedded
+    backends, standalone on the distributed ones (JetStream, etcd, S3), and a cluster (coord,
+    query node, proxy) on them, so all satisfy the same client-visible behaviour."""
+    storage = request.getfixturevalue("remote_storage")() if request.param != "embedded" else None
+    if request.param == "cluster":
+        node = LocalCluster(tmp_path_factory.mktemp("vecdb-cluster"), storage)
+    else:
+        node = start_standalone(tmp_path_factory.mktemp("vecdb-data"), storage=storage)
     yield node
     node.stop()
 

@@ -61,6 +61,14 @@ def _querynode(args) -> int:
     return _run_until_signalled(node, f"vecdb querynode {node.node_id} ready on {node.address}")
 
 
+def _proxy(args) -> int:
+    from vecdb.proxy.process import ProxyProcess
+
+    settings = _settings(args)
+    node = ProxyProcess(settings, args.coord, args.querynode, args.node_id)
+    return _run_until_signalled(node, f"vecdb proxy {node.node_id} ready on {node.address}")
+
+
 def _standalone(args) -> int:
     from vecdb.standalone import Standalone
 
@@ -151,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
                   port="internal gRPC port (default 21123)")
     qn.add_argument("--node-id", default=None, help="this node's id in session/querynode/<id> (default: random)")
     _storage_flags(qn)
+    px = _command(sub, "proxy", _proxy, "run a proxy of a cluster (the Milvus API)",
+                  "Run a proxy: the Milvus gRPC API for pymilvus on --host:--port, timestamps and ids from --coord, "
+                  "reads on the --querynode nodes, data on the cluster's storage (nats://, etcd://, s3://).",
+                  data_dir="local cache of the segment files (default ./data)", port="gRPC port for pymilvus (default 19530)")
+    px.add_argument("--coord", required=True, metavar="HOST:PORT", help="the coord's internal RPC address")
+    px.add_argument("--querynode", action="append", required=True, metavar="HOST:PORT",
+                    help="a query node's internal RPC address (repeat for several)")
+    px.add_argument("--node-id", default=None, help="this proxy's id in session/proxy/<id> (default: random)")
+    _storage_flags(px)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # FAISS logs which of its builds it tried ("Could not load library with AVX512 support") at INFO:

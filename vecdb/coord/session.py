@@ -80,3 +80,9 @@ class Session:
             self.meta.revoke_lease(self.lease)
         except IoFailed as e:
             log.warning("session %s: cannot revoke its lease (it runs out in %.0f s): %s", self.key, self.ttl, e)
+
+
+def register_node(meta: MetaStore, role: str, node_id: str, address: str, ttl: float) -> Session:
+    """A cluster node's session: ``session/<role>/<node id>`` holding its address (exclusive:
+    two processes with one id are refused)."""
+    return Session(meta, f"session/{role}/{node_id}", describe_process(role=role, address=address), ttl=ttl)

@@ -29,7 +29,12 @@ log = logging.getLogger(__name__)
 
 
 class DataNode:
-    def __init__(self, wal: Log, meta: MetaStore, objects: ObjectStore, ids: IdAllocator, index_threads: int = 1):
+    def __init__(self, wal: Log, meta: MetaStore, objects: ObjectStore, ids: IdAllocator, index_threads: int = 1,
+                 truncate: bool = True):
+        """``truncate``: discard flushed records from the log. Only where every reader of the log
+        is in this process (standalone); in a cluster, query nodes that follow the channels may
+        not have applied them yet (docs/cluster.md)."""
+        self.truncate = truncate
         self.ids = ids
         self.log = wal
         self.meta = meta
@@ -72,7 +77,8 @@ class DataNode:
                 puts[f"delta/{info.id}/{channel}/{upto:020d}"] = key.encode()
             puts[f"ckpt/{info.id}/{channel}"] = str(upto).encode()
             self.meta.txn(puts=puts)
-            self.log.truncate_before(channel, upto + 1)
+            if self.truncate:
+                self.log.truncate_before(channel, upto + 1)
             return segments
 
     def close(self) -> None:

@@ -233,6 +233,14 @@ class _PkFilter:
         self._name = pk_name
         self._pks = pks
 
+    @property
+    def expr(self) -> str:  # its expression form, for a query node in another process
+        return f"{self._name} in {{pks}}"
+
+    @property
+    def template(self) -> dict:
+        return {"pks": self._pks.tolist()}
+
     def evaluate(self, columns, n):
         return np.isin(columns[self._name], self._pks)
 

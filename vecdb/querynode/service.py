@@ -30,8 +30,15 @@ class QueryNodeService:
         self.node = node
 
     def handlers(self) -> dict:
+        n = self.node
         return {"Search": self._search, "Query": self._query, "Count": self._count, "Load": self._load,
-                "Release": self._release, "Loaded": self._loaded}
+                "Release": self._release, "Loaded": self._loaded,
+                "Refresh": lambda m, a: n.refresh_info(read_collection(n.meta, m["collection_id"])),
+                "ScheduleIndexes": lambda m, a: n.schedule_indexes(read_collection(n.meta, m["collection_id"])),
+                "DropPartition": lambda m, a: n.drop_partition(m["collection_id"], m["partition_id"]),
+                "GrowingRows": lambda m, a: {"rows": n.growing_rows(m["channel"])},
+                "IndexState": lambda m, a: {"state": list(n.index_state(m["collection_id"], m["field"]))},
+                "SegmentInfos": lambda m, a: {"segments": n.segment_infos(read_collection(n.meta, m["collection_id"]))}}
 
     def _load(self, meta: dict, arrays: dict):
         """Load a collection as its metadata stands in the store now; a no-op when loaded."""
@@ -126,11 +133,32 @@ class RemoteQueryNode:
     def load(self, info) -> None:
         self._client.call("Load", {"collection_id": info.id})
 
+    def loaded(self) -> list[int]:
+        return self._client.call("Loaded")[0]["collection_ids"]
+
+    def refresh_info(self, info) -> None:
+        self._client.call("Refresh", {"collection_id": info.id})
+
+    def schedule_indexes(self, info) -> None:
+        self._client.call("ScheduleIndexes", {"collection_id": info.id})
+
+    def drop_partition(self, collection_id: int, partition_id: int) -> None:
+        self._client.call("DropPartition", {"collection_id": collection_id, "partition_id": partition_id})
+
+    def growing_rows(self, channel: str) -> int:
+        return self._client.call("GrowingRows", {"channel": channel})[0]["rows"]
+
+    def index_state(self, collection_id: int, field_name: str) -> tuple[int, int]:
+        return tuple(self._client.call("IndexState", {"collection_id": collection_id, "field": field_name})[0]["state"])
+
+    def segment_infos(self, info) -> list[dict]:
+        return self._client.call("SegmentInfos", {"collection_id": info.id})[0]["segments"]
+
     def release(self, collection_id: int) -> None:
         self._client.call("Release", {"collection_id": collection_id})
 
     def is_loaded(self, collection_id: int) -> bool:
-        return collection_id in self._client.call("Loaded")[0]["collection_ids"]
+        return collection_id in self.loaded()
 
     def close(self) -> None:
         self._client.close()

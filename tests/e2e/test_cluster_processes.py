@@ -1,0 +1,60 @@
+"""The cluster as separate processes on loopback: ``vecdb coord``, two ``vecdb querynode`` and a
+``vecdb proxy`` on NATS JetStream, etcd and S3, driven through pymilvus, and stopped cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+from pymilvus import MilvusClient
+
+from tests.conftest import free_port
+
+
+def _spawn(storage: dict, data_dir, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, **{f"VECDB_STORAGE__{k.upper()}": str(v) for k, v in storage.items()})
+    proc = subprocess.Popen([sys.executable, "-m", "vecdb", "--log-level", "WARNING", *args, "--data-dir", str(data_dir)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = proc.stdout.readline()
+    assert " ready on " in line, f"{args[0]}: {line}{proc.stdout.read() if proc.poll() is not None else ''}"
+    return proc
+
+
+def test_cluster_of_processes_serves_pymilvus(tmp_path, remote_storage):
+    storage = dict(remote_storage(), session_ttl=2)
+    coord_port, qn_ports, proxy_port = free_port(), [free_port(), free_port()], free_port()
+    procs = []
+    try:
+        procs.append(_spawn(storage, tmp_path / "coord", "coord", "--port", str(coord_port)))
+        for i, p in enumerate(qn_ports):
+            procs.append(_spawn(storage, tmp_path / f"qn{i}", "querynode", "--port", str(p), "--node-id", f"qn{i}"))
+        qn_flags = [a for p in qn_ports for a in ("--querynode", f"127.0.0.1:{p}")]
+        procs.append(_spawn(storage, tmp_path / "proxy", "proxy", "--port", str(proxy_port),
+                            "--coord", f"127.0.0.1:{coord_port}", *qn_flags))
+
+        c = MilvusClient(uri=f"http://127.0.0.1:{proxy_port}")
+        c.create_collection("docs", dimension=4, metric_type="L2")
+        vecs = np.random.default_rng(0).random((500, 4), dtype=np.float32)
+        c.insert("docs", [{"id": i, "vector": vecs[i], "tag": f"t{i % 5}"} for i in range(500)])
+        c.delete("docs", ids=[0, 1, 2])
+        for _ in range(4):  # both query nodes answer in turn, each with every acknowledged write
+            assert c.query("docs", filter="", output_fields=["count(*)"])[0]["count(*)"] == 497
+        hits = c.search("docs", data=[vecs[42]], limit=3, filter='tag == "t2"', output_fields=["tag"])[0]
+        assert hits[0]["id"] == 42 and all(h["entity"]["tag"] == "t2" for h in hits)
+        c.flush("docs")
+        c.insert("docs", [{"id": 1000, "vector": vecs[3], "tag": "new"}])
+        assert c.query("docs", filter='tag == "new"', output_fields=["id"]) == [{"id": 1000}]
+        c.close()
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                assert proc.wait(15) == 0, proc.stdout.read()
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise

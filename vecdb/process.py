@@ -1,0 +1,45 @@
+"""``NodeProcess``: what every cluster process shares (``vecdb querynode``, ``vecdb proxy``):
+the storage backends, a gRPC server, and the session ``session/<role>/<node id>`` holding its
+address. A subclass builds its parts in ``_start`` and lists what to close in ``_closers``;
+a failed start closes whatever had been opened.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from vecdb.config import Settings
+from vecdb.coord.session import register_node
+from vecdb.storage.backends import open_backends
+
+
+class NodeProcess:
+    role = "node"
+
+    def __init__(self, settings: Settings, host: str, node_id: str | None = None):
+        self.node_id = node_id or uuid.uuid4().hex[:12]
+        self.backends = open_backends(settings.storage)
+        self.server = self.session = None
+        self._closers: list[Callable[[], None]] = []
+        try:
+            self.server, self.port = self._start(settings)
+            self.address = f"{host}:{self.port}"
+            self.session = register_node(self.backends.meta, self.role, self.node_id, self.address,
+                                         settings.storage.session_ttl)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, settings: Settings):
+        """Build the role's parts; returns (started grpc server, bound port)."""
+        raise NotImplementedError
+
+    def stop(self, grace: float = 1.0) -> None:
+        if self.server is not None:
+            self.server.stop(grace).wait()
+        for close in reversed(self._closers):
+            close()
+        if self.session is not None:
+            self.session.close()
+        self.backends.close()

@@ -1,0 +1,50 @@
+"""``vecdb proxy``: the Milvus API of a cluster, as its own process.
+
+The same Milvus service code as standalone, wired to the cluster: timestamps and ids from
+the coord, writes into the shared log (``ShardWriter`` appends expecting each channel's end, so
+several proxies keep timestamp order), reads through ``QueryNodeRouter`` to the query nodes,
+the catalog on the shared metadata store. Until data nodes run as their own processes, the
+proxy flushes (``DataNode`` in-process, without truncating the log that query nodes follow).
+
+First cut (docs/cluster.md): one proxy per namespace for DDL (the catalog is cached in the
+proxy), query nodes given by address, each a full replica.
+"""
+
+from __future__ import annotations
+
+from vecdb.config import Settings
+from vecdb.coord.catalog import Catalog
+from vecdb.coord.service import RemoteIdAllocator, RemoteTimestampOracle
+from vecdb.datanode.node import DataNode
+from vecdb.process import NodeProcess
+from vecdb.proxy.base import Roles
+from vecdb.proxy.router import QueryNodeRouter
+from vecdb.proxy.server import start_server
+from vecdb.proxy.writer import ShardWriter
+from vecdb.rpc import Client
+
+
+class ProxyProcess(NodeProcess):
+    role = "proxy"
+
+    def __init__(self, settings: Settings, coord: str, querynodes: list[str], node_id: str | None = None):
+        self._coord_address, self._querynodes = coord, querynodes
+        super().__init__(settings, settings.proxy.host, node_id)
+
+    def _start(self, settings: Settings):
+        coord = Client(self._coord_address, "coord")
+        self._closers.append(coord.close)
+        tso, ids = RemoteTimestampOracle(coord), RemoteIdAllocator(coord)
+        self.router = QueryNodeRouter(self.backends.log, self._querynodes)
+        self._closers.append(self.router.close)
+        self.datanode = DataNode(self.backends.log, self.backends.meta, self.backends.objects, ids,
+                                 settings.querynode.index_threads, truncate=False)
+        self._closers.append(self.datanode.close)
+        writer = ShardWriter(self.backends.log, tso, lambda *_: None)  # query nodes follow the log
+        self.roles = Roles(Catalog(self.backends.meta), tso, ids, writer, self.router, self.datanode,
+                           max_request_bytes=settings.proxy.max_request_bytes,
+                           max_query_window=settings.proxy.max_query_window)
+        p = settings.proxy
+        server, port = start_server(self.roles, p.host, p.port, p.workers)
+        self._closers.append(lambda: self.roles.background.shutdown(wait=True, cancel_futures=True))
+        return server, port
