@@ -30,10 +30,10 @@ def _settings(args):
 
 
 def _run_until_signalled(node, ready: str) -> int:
-    print(ready, flush=True)
     stopped = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before "ready": a stop sent right after it is handled
         signal.signal(sig, lambda *_: stopped.set())
+    print(ready, flush=True)
     stopped.wait()
     node.stop()
     return 0
@@ -76,10 +76,10 @@ def _standalone(args) -> int:
     if args.http_port is not None:
         settings.http.port = args.http_port
     node = Standalone(settings).start()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before "ready": a stop sent right after it is handled
+        signal.signal(sig, lambda *_: node.stop())
     print(f"vecdb standalone ready on {settings.proxy.host}:{node.port} "
           f"(data: {settings.storage.data_dir})", flush=True)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: node.stop())
     node.wait()
     return 0
 

@@ -1,5 +1,6 @@
 """The cluster as separate processes on loopback: ``vecdb coord``, two ``vecdb querynode`` and a
-``vecdb proxy`` on NATS JetStream, etcd and S3, driven through pymilvus, and stopped cleanly."""
+``vecdb proxy`` on NATS JetStream, etcd and S3, driven through pymilvus; a query node that
+crashes is skipped, and serves again once restarted; everything stops cleanly."""
 
 from __future__ import annotations
 
@@ -47,6 +48,18 @@ def test_cluster_of_processes_serves_pymilvus(tmp_path, remote_storage):
         c.flush("docs")
         c.insert("docs", [{"id": 1000, "vector": vecs[3], "tag": "new"}])
         assert c.query("docs", filter='tag == "new"', output_fields=["id"]) == [{"id": 1000}]
+
+        procs[1].kill()  # a query node crashes: the other one serves every read
+        procs[1].wait(5)
+        for _ in range(4):
+            assert c.query("docs", filter="", output_fields=["count(*)"])[0]["count(*)"] == 498
+        c.insert("docs", [{"id": 1001, "vector": vecs[4], "tag": "new"}])
+        procs[1] = _spawn(storage, tmp_path / "qn0", "querynode", "--port", str(qn_ports[0]), "--node-id", "qn0")
+        procs[2].kill()  # now the other one is gone: the restarted node loads the collection and answers
+        procs[2].wait(5)
+        procs.pop(2)
+        for _ in range(4):
+            assert c.query("docs", filter='tag == "new"', output_fields=["count(*)"])[0]["count(*)"] == 2
         c.close()
     finally:
         for proc in reversed(procs):

@@ -65,7 +65,10 @@ class Client:
 
     def __init__(self, address: str, service: str, timeout: float = 30.0):
         self.address, self.service, self.timeout = address, service, timeout
-        self._channel = grpc.insecure_channel(address, options=_OPTIONS)
+        # reconnect quickly to a peer that restarted (gRPC's default backoff grows to 2 minutes)
+        self._channel = grpc.insecure_channel(address, options=_OPTIONS + [
+            ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 2000)])
         self._methods: dict[str, Callable] = {}
         self._lock = threading.Lock()
 
