@@ -23,12 +23,13 @@ RETRY_SECONDS = 5.0  # how long a read waits for some node to answer when none d
 
 
 class QueryNodeRouter:
-    def __init__(self, log: Log, addresses: list[str]):
-        if not addresses:
+    def __init__(self, log: Log, addresses: list[str], nodes: list | None = None):
+        """``nodes``: the node clients themselves, instead of addresses (tests)."""
+        if not addresses and not nodes:
             raise errors.InvalidParameter("a proxy needs at least one query node address")
         self.log = log
-        self.nodes = [RemoteQueryNode(a) for a in addresses]
-        self._turn = itertools.cycle(range(len(self.nodes)))
+        self.nodes = nodes or [RemoteQueryNode(a) for a in addresses]
+        self._turn = itertools.count()
         self._lock = threading.Lock()
         self._loaded: set[int] = set()
         self._down_until: dict[int, float] = {}  # node index -> when to try it again
@@ -43,8 +44,10 @@ class QueryNodeRouter:
         ``DOWN_SECONDS``) and the read goes to the next one, so any one live node serves. When
         none answers, every node is tried again for a few seconds (one may be restarting)."""
         now = time.monotonic()
+        n = len(self.nodes)
         with self._lock:
-            order = [next(self._turn) for _ in self.nodes]
+            first = next(self._turn) % n
+        order = [(first + k) % n for k in range(n)]
         live = [i for i in order if self._down_until.get(i, 0) <= now]
         try:
             return self._try(live or order, method, args, kwargs)
