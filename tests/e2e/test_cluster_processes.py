@@ -20,7 +20,9 @@ def _spawn(storage: dict, data_dir, *args: str) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "vecdb", "--log-level", "WARNING", *args, "--data-dir", str(data_dir)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = proc.stdout.readline()
-    assert " ready on " in line, f"{args[0]}: {line}{proc.stdout.read() if proc.poll() is not None else ''}"
+    if " ready on " not in line:
+        proc.kill()
+        raise AssertionError(f"{args[0]}: {line}{proc.stdout.read()}")
     return proc
 
 

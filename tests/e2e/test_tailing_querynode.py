@@ -139,7 +139,9 @@ def _querynode_process(storage: dict, data_dir, port: int, node_id: str):
                              "--node-id", node_id, "--data-dir", str(data_dir)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = proc.stdout.readline()
-    assert f"vecdb querynode {node_id} ready on 127.0.0.1:{port}" in line, line + proc.stdout.read()
+    if f"vecdb querynode {node_id} ready on 127.0.0.1:{port}" not in line:
+        proc.kill()
+        raise AssertionError(line + proc.stdout.read())
     return proc
 
 

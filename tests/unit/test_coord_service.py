@@ -68,37 +68,46 @@ def test_coord_process_on_etcd_restarts_above_every_timestamp_it_gave(etcd_serve
     argv = [sys.executable, "-m", "vecdb", "--log-level", "WARNING", "coord", "--port", str(port),
             "--meta-store", "etcd://" + etcd_server.url.split("://", 1)[1], "--data-dir", str(tmp_path)]
 
+    procs = []  # every process started, killed at the end whatever happens
+
     def start():
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        procs.append(proc)
         line = proc.stdout.readline()
         assert "vecdb coord ready" in line, line + proc.stdout.read()
         return proc
 
-    proc = start()
-    client = Client(f"127.0.0.1:{port}", "coord", timeout=5)
-    tso = RemoteTimestampOracle(client)
-    given = [tso.allocate() for _ in range(50)]
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 0
-    meta = EtcdMetaStore(etcd_server.url, prefix=f"{ns}/")
-    assert meta.get("session/coord") is None  # a clean stop ends the session at once
-    meta.close()
+    try:
+        proc = start()
+        client = Client(f"127.0.0.1:{port}", "coord", timeout=5)
+        tso = RemoteTimestampOracle(client)
+        given = [tso.allocate() for _ in range(50)]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        meta = EtcdMetaStore(etcd_server.url, prefix=f"{ns}/")
+        assert meta.get("session/coord") is None  # a clean stop ends the session at once
+        meta.close()
 
-    proc = start()
-    deadline = time.monotonic() + 20
-    while True:  # the channel reconnects to the new process
-        try:
-            after = tso.allocate()
-            break
-        except errors.ServiceUnavailable:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-    assert after > max(given)
-    proc.kill()  # a crash: the next coord waits out the session's ttl, then starts
-    proc.wait(5)
-    t0 = time.monotonic()
-    proc = start()
-    assert time.monotonic() - t0 < 20  # the old session's ttl (2 s) and a process start, on a busy machine
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 0
-    client.close()
+        proc = start()
+        deadline = time.monotonic() + 20
+        while True:  # the channel reconnects to the new process
+            try:
+                after = tso.allocate()
+                break
+            except errors.ServiceUnavailable:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert after > max(given)
+        proc.kill()  # a crash: the next coord waits out the session's ttl, then starts
+        proc.wait(5)
+        t0 = time.monotonic()
+        proc = start()
+        assert time.monotonic() - t0 < 20  # the old session's ttl (2 s) and a process start, on a busy machine
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        client.close()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
