@@ -20,8 +20,9 @@ class Filter:
     """A compiled boolean expression.
 
     ``fields``: the column names ``evaluate`` reads (``"$meta"`` for dynamic
-    keys). ``expr`` and ``template`` are its source, so another process can compile it again. ``evaluate(columns, n)`` returns a new bool mask of length ``n``;
-    ``columns`` may be a lazy mapping, only names in ``fields`` are read.
+    keys). ``expr`` and ``template`` are its source, so another process can
+    compile it again. ``evaluate(columns, n)`` returns a new bool mask of length
+    ``n``; ``columns`` may be a lazy mapping, only names in ``fields`` are read.
     """
 
     __slots__ = ("expr", "template", "fields", "_root")

@@ -122,7 +122,8 @@ class JetStreamLog:
         check_channel(channel)
         data = [check_payload(p) for p in payloads]
         if not data:
-            self._run(_noop(), "append")
+            if self._closed:
+                raise IoFailed("log is closed")
             return []
         limit = self._nc.max_payload
         for p in data:
@@ -420,10 +421,6 @@ class JetStreamFollower:
 
 class _NoStream(Exception):
     """No stream listens on the channel's subject."""
-
-
-async def _noop():
-    return None
 
 
 def _stream_seq(reply: str) -> int:

@@ -77,6 +77,13 @@ class LeaseTable:
             if lid is not None:
                 self._leases[lid][2].discard(k)
 
+    def detach_changed(self, puts, deletes, delete_prefixes) -> None:
+        """A txn wrote ``puts`` and deleted ``deletes`` and ``delete_prefixes`` without a lease:
+        those keys no longer belong to one."""
+        if self._owner:
+            self.detach([k for k in self._owner
+                         if k in puts or k in deletes or any(k.startswith(p) for p in delete_prefixes)])
+
     def attached(self) -> set[str]:
         return set(self._owner)
 

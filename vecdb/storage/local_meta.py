@@ -241,7 +241,7 @@ class LocalMetaStore(LeaseMethods):
                 raise IoFailed(f"metadata journal write failed: {e}") from e
             self._seq += 1
             self._journal_size += len(record)
-            self._detach_changed(puts if lease is None else {}, deletes, delete_prefixes)
+            self._leases.detach_changed({} if lease is not None else puts, deletes, delete_prefixes)
             self._apply(_decode_ops(payload, "<txn>"))
             if lease is not None:
                 self._apply((_PUT, k, v) for k, v in puts.items())
@@ -252,14 +252,6 @@ class LocalMetaStore(LeaseMethods):
                 except IoFailed as e:  # the txn itself is durable; retried on the next write
                     log.error("%s", e)
             return True
-
-    def _detach_changed(self, puts, deletes, delete_prefixes) -> None:
-        """Keys a txn writes or deletes without a lease no longer belong to one."""
-        owned = self._leases.attached()
-        if not owned:
-            return
-        gone = [k for k in owned if k in puts or k in deletes or any(k.startswith(p) for p in delete_prefixes)]
-        self._leases.detach(gone)
 
     def _forget(self, keys) -> None:
         """Drop the keys of an ended lease from memory (the journal has them deleted already)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Iterator
 
-from vecdb.errors import IoFailed, KeyNotFound
+from vecdb.errors import IoFailed, KeyNotFound, LeaseExpired
 from vecdb.storage.follow import AppendSignal, PollingFollower
 from vecdb.storage.leases import LeaseMethods, LeaseTable
 from vecdb.storage.keys import (
@@ -178,19 +178,17 @@ class MemoryMetaStore(LeaseMethods, _Closable):
             self._live()
             if any(self._data.get(k) != v for k, v in expect.items()):
                 return False
-            if lease is not None:
-                self._leases.attach(puts, lease)  # raises before any change if the lease is gone
-            else:
-                self._leases.detach(puts)
+            if lease is not None and not self._leases.alive(lease):
+                raise LeaseExpired(f"lease {lease} expired or does not exist")
+            self._leases.detach_changed({} if lease is not None else puts, deletes, delete_prefixes)
             for p in delete_prefixes:
-                gone = [k for k in self._data if k.startswith(p)]
-                self._leases.detach(gone)
-                for k in gone:
+                for k in [k for k in self._data if k.startswith(p)]:
                     del self._data[k]
-            self._leases.detach(deletes)
             for k in deletes:
                 self._data.pop(k, None)
             self._data.update(puts)
+            if lease is not None:
+                self._leases.attach(puts, lease)
             return True
 
 
