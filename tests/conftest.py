@@ -14,11 +14,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_standalone(data_dir: str, port: int | None = None, storage: dict | None = None):
-    """A standalone server on ``data_dir``; ``storage`` overrides storage settings (e.g. the
-    ``remote_storage`` fixture's, to run it on NATS, etcd and S3)."""
+def server_settings(data_dir, port: int | None = None, storage: dict | None = None):
+    """Settings for a server under test: data in ``data_dir``, pymilvus port ``port`` (free if
+    None), no HTTP port; ``storage`` overrides storage settings (e.g. the ``remote_storage``
+    fixture's, to run it on NATS, etcd and S3)."""
     from vecdb.config import Settings
-    from vecdb.standalone import Standalone
 
     settings = Settings()
     settings.storage.data_dir = str(data_dir)
@@ -26,7 +26,32 @@ def start_standalone(data_dir: str, port: int | None = None, storage: dict | Non
         setattr(settings.storage, key, value)
     settings.proxy.port = port or free_port()
     settings.http.port = 0
-    return Standalone(settings).start()
+    return settings
+
+
+def start_standalone(data_dir: str, port: int | None = None, storage: dict | None = None):
+    """A standalone server on ``data_dir`` (see ``server_settings``)."""
+    from vecdb.standalone import Standalone
+
+    return Standalone(server_settings(data_dir, port, storage)).start()
+
+
+def spawn_vecdb(storage: dict, data_dir, *args: str, ready: str = " ready on "):
+    """``python -m vecdb <args> --data-dir <data_dir>`` with ``storage`` as VECDB_STORAGE__*
+    environment variables; returns the process once its first line contained ``ready`` (killed,
+    and the test failed with its output, if it did not)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, **{f"VECDB_STORAGE__{k.upper()}": str(v) for k, v in storage.items()})
+    proc = subprocess.Popen([sys.executable, "-m", "vecdb", "--log-level", "WARNING", *args, "--data-dir", str(data_dir)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = proc.stdout.readline()
+    if ready not in line:
+        proc.kill()
+        raise AssertionError(f"{args[0]}: {line}{proc.stdout.read()}")
+    return proc
 
 
 class LocalCluster:
@@ -34,18 +59,12 @@ class LocalCluster:
     the distributed backends; ``port`` is the proxy's, for pymilvus."""
 
     def __init__(self, data_dir, storage: dict, port: int | None = None):
-        from vecdb.config import Settings
         from vecdb.coord.service import Coord
         from vecdb.proxy.process import ProxyProcess
         from vecdb.querynode.process import QueryNodeProcess
         from vecdb.storage.backends import open_meta
 
-        settings = Settings()
-        settings.storage.data_dir = str(data_dir)
-        for key, value in storage.items():
-            setattr(settings.storage, key, value)
-        settings.proxy.port = port or free_port()
-        settings.http.port = 0
+        settings = server_settings(data_dir, port, storage)
         self.parts = []
         try:
             self.coord_meta = open_meta(settings.storage)

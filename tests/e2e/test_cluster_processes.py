@@ -4,26 +4,13 @@ crashes is skipped, and serves again once restarted; everything stops cleanly.""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 
 import numpy as np
 from pymilvus import MilvusClient
 
-from tests.conftest import free_port
-
-
-def _spawn(storage: dict, data_dir, *args: str) -> subprocess.Popen:
-    env = dict(os.environ, **{f"VECDB_STORAGE__{k.upper()}": str(v) for k, v in storage.items()})
-    proc = subprocess.Popen([sys.executable, "-m", "vecdb", "--log-level", "WARNING", *args, "--data-dir", str(data_dir)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = proc.stdout.readline()
-    if " ready on " not in line:
-        proc.kill()
-        raise AssertionError(f"{args[0]}: {line}{proc.stdout.read()}")
-    return proc
+from tests.conftest import free_port, spawn_vecdb
 
 
 def test_cluster_of_processes_serves_pymilvus(tmp_path, remote_storage):
@@ -31,11 +18,11 @@ def test_cluster_of_processes_serves_pymilvus(tmp_path, remote_storage):
     coord_port, qn_ports, proxy_port = free_port(), [free_port(), free_port()], free_port()
     procs = []
     try:
-        procs.append(_spawn(storage, tmp_path / "coord", "coord", "--port", str(coord_port)))
+        procs.append(spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(coord_port)))
         for i, p in enumerate(qn_ports):
-            procs.append(_spawn(storage, tmp_path / f"qn{i}", "querynode", "--port", str(p), "--node-id", f"qn{i}"))
+            procs.append(spawn_vecdb(storage, tmp_path / f"qn{i}", "querynode", "--port", str(p), "--node-id", f"qn{i}"))
         qn_flags = [a for p in qn_ports for a in ("--querynode", f"127.0.0.1:{p}")]
-        procs.append(_spawn(storage, tmp_path / "proxy", "proxy", "--port", str(proxy_port),
+        procs.append(spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(proxy_port),
                             "--coord", f"127.0.0.1:{coord_port}", *qn_flags))
 
         c = MilvusClient(uri=f"http://127.0.0.1:{proxy_port}")
@@ -56,7 +43,7 @@ def test_cluster_of_processes_serves_pymilvus(tmp_path, remote_storage):
         for _ in range(4):
             assert c.query("docs", filter="", output_fields=["count(*)"])[0]["count(*)"] == 498
         c.insert("docs", [{"id": 1001, "vector": vecs[4], "tag": "new"}])
-        procs[1] = _spawn(storage, tmp_path / "qn0", "querynode", "--port", str(qn_ports[0]), "--node-id", "qn0")
+        procs[1] = spawn_vecdb(storage, tmp_path / "qn0", "querynode", "--port", str(qn_ports[0]), "--node-id", "qn0")
         procs[2].kill()  # now the other one is gone: the restarted node loads the collection and answers
         procs[2].wait(5)
         procs.pop(2)

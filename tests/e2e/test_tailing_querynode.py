@@ -10,7 +10,7 @@ import contextlib
 import pytest
 from pymilvus import MilvusClient
 
-from tests.conftest import free_port, start_standalone
+from tests.conftest import free_port, spawn_vecdb, start_standalone
 from tests.e2e._helpers import float_vectors
 from vecdb.config import StorageSettings
 from vecdb.coord.catalog import Catalog
@@ -128,23 +128,6 @@ def test_the_query_node_service_answers_like_the_node_itself(setup):
         server.stop(0)
 
 
-def _querynode_process(storage: dict, data_dir, port: int, node_id: str):
-    """``vecdb querynode`` as a subprocess on ``storage``; returns it once it is ready."""
-    import os
-    import subprocess
-    import sys
-
-    env = dict(os.environ, **{f"VECDB_STORAGE__{k.upper()}": str(v) for k, v in storage.items()})
-    proc = subprocess.Popen([sys.executable, "-m", "vecdb", "--log-level", "WARNING", "querynode", "--port", str(port),
-                             "--node-id", node_id, "--data-dir", str(data_dir)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = proc.stdout.readline()
-    if f"vecdb querynode {node_id} ready on 127.0.0.1:{port}" not in line:
-        proc.kill()
-        raise AssertionError(line + proc.stdout.read())
-    return proc
-
-
 def test_querynode_process_loads_follows_and_registers_its_session(tmp_path, remote_storage):
     import json
     import signal
@@ -154,7 +137,9 @@ def test_querynode_process_loads_follows_and_registers_its_session(tmp_path, rem
     writer = start_standalone(tmp_path / "writer", free_port(), storage)
     c = MilvusClient(uri=f"http://127.0.0.1:{writer.port}")
     port = free_port()
-    proc = _querynode_process(storage, tmp_path / "qn", port, "qn1")
+    qn_args = (storage, tmp_path / "qn", "querynode", "--port", str(port), "--node-id", "qn1")
+    qn_ready = f"vecdb querynode qn1 ready on 127.0.0.1:{port}"
+    proc = spawn_vecdb(*qn_args, ready=qn_ready)
     remote = RemoteQueryNode(f"127.0.0.1:{port}", timeout=20)
     try:
         c.create_collection("docs", dimension=DIM, metric_type="L2")
@@ -176,7 +161,7 @@ def test_querynode_process_loads_follows_and_registers_its_session(tmp_path, rem
         while writer.meta.get("session/querynode/qn1") is not None:
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        proc = _querynode_process(storage, tmp_path / "qn", port, "qn1")  # back: loads again from the backends
+        proc = spawn_vecdb(*qn_args, ready=qn_ready)  # back: loads again from the backends
         remote.load(info)
         assert remote.count(info, MAX_TS, None, None, wait=end) == 100
         remote.release(info.id)

@@ -3,16 +3,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 
 import pytest
 
+from tests.conftest import spawn_vecdb
 from vecdb import errors
 from vecdb.coord.service import Coord, RemoteIdAllocator, RemoteTimestampOracle
 from vecdb.rpc import Client
@@ -63,19 +61,13 @@ def test_second_coord_on_the_same_metadata_is_refused():
 
 def test_coord_process_on_etcd_restarts_above_every_timestamp_it_gave(etcd_server, tmp_path):
     ns = "t" + uuid.uuid4().hex[:12]
-    env = dict(os.environ, VECDB_STORAGE__NAMESPACE=ns, VECDB_STORAGE__SESSION_TTL="2")
     port = free_port()
-    argv = [sys.executable, "-m", "vecdb", "--log-level", "WARNING", "coord", "--port", str(port),
-            "--meta-store", "etcd://" + etcd_server.url.split("://", 1)[1], "--data-dir", str(tmp_path)]
-
+    argv = ("coord", "--port", str(port), "--meta-store", "etcd://" + etcd_server.url.split("://", 1)[1])
     procs = []  # every process started, killed at the end whatever happens
 
     def start():
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        procs.append(proc)
-        line = proc.stdout.readline()
-        assert "vecdb coord ready" in line, line + proc.stdout.read()
-        return proc
+        procs.append(spawn_vecdb({"namespace": ns, "session_ttl": 2}, tmp_path, *argv, ready="vecdb coord ready"))
+        return procs[-1]
 
     try:
         proc = start()
