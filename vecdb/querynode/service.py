@@ -57,7 +57,7 @@ class QueryNodeService:
         if coll is None:
             raise errors.CollectionNotLoaded(f"collection {meta['collection_id']} is not loaded on this query node")
         if meta.get("wait"):
-            self.node.wait_applied(meta["wait"], meta.get("wait_timeout", 30.0))
+            self.node.wait_applied(meta["wait"])
         return coll.info
 
     @staticmethod
