@@ -8,6 +8,27 @@ import uuid
 import pytest
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "unexpected_errors_expected: the test provokes code 65535 on purpose "
+                                       "(exempt from the no_unexpected_errors check)")
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_errors(request):
+    """End-to-end tests fail on any reply with code 65535 ("unexpected error"): bad input must get
+    a Milvus error with its own code, so a 65535 is a bug. Counts what in-process servers
+    answered (vecdb.proxy.status counts them); servers in subprocesses are not covered."""
+    if "e2e" not in request.path.parts or request.node.get_closest_marker("unexpected_errors_expected"):
+        yield
+        return
+    from vecdb.proxy import status
+
+    before = status.unexpected_errors()
+    yield
+    grown = {kind: n - before.get(kind, 0) for kind, n in status.unexpected_errors().items() if n > before.get(kind, 0)}
+    assert not grown, f"replies with code 65535 (unexpected error) during this test, by exception: {grown}; see the log"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,16 +7,93 @@ on two cores, and there is no event-loop hand-off per request.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import threading
 from concurrent import futures
 
 import grpc
+from prometheus_client import Counter
 from pymilvus.grpc_gen import milvus_pb2_grpc
 
 from vecdb.proxy.base import Roles
 from vecdb.proxy.service import MilvusService
 
 MAX_MESSAGE_BYTES = 512 << 20
+
+log = logging.getLogger(__name__)
+
+BAD_REQUESTS = Counter("vecdb_grpc_bad_requests_total",
+                       "Requests grpc answered itself (undecodable bytes, unimplemented method), by error and "
+                       "request type or method", ["error", "request"])
+
+# What grpc logs, with a traceback, for every such request: (logger, message) pairs.
+_PER_REQUEST_TRACEBACKS = {
+    ("grpc._common", "Exception deserializing message!"),  # the client then gets INTERNAL
+    ("grpc._server", "Exception calling application: Method not implemented!"),  # UNIMPLEMENTED
+}
+_PARSED_TYPE = re.compile(r"Error parsing message with type '(?:[\w.]+\.)?(\w+)'")
+
+
+class BadRequestLog(logging.Filter):
+    """Turns grpc's traceback per bad request into one warning per kind, counting every one.
+
+    Undecodable bytes (garbage, invalid UTF-8 in a string field) never reach vecdb's handlers:
+    grpc answers INTERNAL and logs a full traceback per request, so a client sending garbage
+    could fill the disk with logs. Each kind (exception type and request type or method) is
+    logged once; all are counted in ``vecdb_grpc_bad_requests_total``.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._seen: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (record.name, record.msg) not in _PER_REQUEST_TRACEBACKS or not record.exc_info:
+            return True
+        exc = record.exc_info[1]
+        kind = (type(exc).__name__, _request_of(exc))
+        BAD_REQUESTS.labels(*kind).inc()
+        with self._lock:
+            if kind in self._seen:
+                return False
+            self._seen.add(kind)
+        record.msg = "grpc rejected a request (%s); further ones of this kind are only counted in " \
+                     "vecdb_grpc_bad_requests_total{error=%r,request=%r}"
+        record.args = (f"{type(exc).__name__}: {exc}", *kind)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text = None, None
+        return True
+
+    def forget(self) -> None:
+        """Log the next of every kind again (for tests)."""
+        with self._lock:
+            self._seen.clear()
+
+
+def _request_of(exc: BaseException) -> str:
+    """The request type a decode error names, else the function that raised (for an unimplemented
+    method, the method's name in the generated servicer)."""
+    parsed = _PARSED_TYPE.search(str(exc))
+    if parsed:
+        return parsed.group(1)
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_name if tb is not None else ""
+
+
+BAD_REQUEST_LOG = BadRequestLog()
+
+
+def install_bad_request_log() -> None:
+    """Put ``BAD_REQUEST_LOG`` on the grpc loggers that log per bad request (once per process)."""
+    for name in {logger for logger, _ in _PER_REQUEST_TRACEBACKS}:
+        logger = logging.getLogger(name)
+        if BAD_REQUEST_LOG not in logger.filters:
+            logger.addFilter(BAD_REQUEST_LOG)
 
 
 def handler_threads(workers: int) -> int:
@@ -28,6 +105,7 @@ def handler_threads(workers: int) -> int:
 
 def start_server(roles: Roles, host: str, port: int, workers: int = 0) -> tuple[grpc.Server, int]:
     workers = handler_threads(workers)
+    install_bad_request_log()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
         options=[
