@@ -6,6 +6,16 @@ Matching is over the whole string (Milvus ``like`` is anchored).
 ``compile_like(pattern)`` returns a function from a 1-D object array of str to
 a bool mask, picking the cheapest strategy: equality, prefix (two vectorised
 string comparisons), suffix, substring, or a compiled regex.
+
+The regex never backtracks more than one level, so a match costs about
+O(len(s) * len(pattern)) whatever the pattern (a naive ``.*a.*a.*b`` costs
+O(len(s) ** k) on a string of ``a``, and a hostile filter would hold the GIL
+for minutes). Split the pattern at ``%`` into pieces of fixed length (literal
+characters and ``_``): the first piece must match at the start, the last at
+the end, and each piece in between is taken at its leftmost occurrence after
+the previous one. Leftmost is always right: an earlier end leaves more room
+for every later piece. Each middle piece is an atomic group ``(?>.*?piece)``,
+so once found it is never searched again.
 """
 
 from __future__ import annotations
@@ -46,13 +56,26 @@ def _parse(pattern: str) -> list[object]:
 
 
 def like_to_regex(pattern: str) -> str:
-    parts = _parse(pattern)
-    return "".join(".*" if p is _ANY else "." if p is _ONE else re.escape(p) for p in parts)
+    """The regex (for ``fullmatch`` with DOTALL) of ``pattern``: ``first(?>.*?middle)....*last``."""
+    pieces: list[str] = [""]
+    for p in _parse(pattern):
+        if p is _ANY:
+            pieces.append("")
+        else:
+            pieces[-1] += "." if p is _ONE else re.escape(p)
+    if len(pieces) == 1:
+        return pieces[0]
+    first, *middle, last = pieces
+    return first + "".join(f"(?>.*?{m})" for m in middle) + ".*" + last
 
 
 def match_one(pattern: str, s: str) -> bool:
     """Scalar LIKE, used for constant folding."""
-    return re.fullmatch(like_to_regex(pattern), s, re.DOTALL) is not None
+    return _regex(pattern)(s) is not None
+
+
+def _regex(pattern: str):
+    return re.compile(like_to_regex(pattern), re.DOTALL).fullmatch
 
 
 def compile_like(pattern: str) -> Matcher:
@@ -71,7 +94,7 @@ def compile_like(pattern: str) -> Matcher:
             return lambda d: np.fromiter(map(str.endswith, d, repeat(lit)), bool, len(d))
         if shape == ("%", "L", "%"):
             return lambda d: np.fromiter(map(str.__contains__, d, repeat(lit)), bool, len(d))
-    rx = re.compile(like_to_regex(pattern), re.DOTALL).fullmatch
+    rx = _regex(pattern)
     return lambda d: np.fromiter(map(bool, map(rx, d)), bool, len(d))
 
 
