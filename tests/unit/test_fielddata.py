@@ -14,6 +14,7 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 from vecdb.errors import FieldNotFound, InvalidParameter
 from vecdb.proxy.fieldencode import field_data_from_columns
 from vecdb.proxy.fielddata import (
+    JSON_MAX_DEPTH,
     JSON_MAX_LENGTH,
     columns_from_field_data,
     float32_to_bfloat16,
@@ -22,6 +23,7 @@ from vecdb.proxy.fielddata import (
 )
 from vecdb.proxy.results import query_results
 from vecdb.schema import CollectionSchema, DataType as D
+from vecdb.vectors_check import MAX_SQUARED_NORM, check_float_vectors, invalid_rows
 
 # ---------------------------------------------------------------- helpers
 
@@ -395,6 +397,45 @@ def test_nan_and_inf_rejected_in_float_vectors_and_scalars(small, value):
         columns_from_field_data(schema, fds, n)
 
 
+def test_vectors_overflowing_float32_arithmetic_rejected(small):
+    """A finite 1e20 squares past float32's max: FAISS's k-means crashed on such rows."""
+    schema = small[0]
+    fds, n = fds_of(schema, [small_row(0), small_row(1, vec=[0.1] * 7 + [1e20])])
+    with pytest.raises(InvalidParameter, match=(
+            r"the 1th vector of field \(vec\) is too large: its squared L2 norm 1e\+40 exceeds 1e\+37")):
+        columns_from_field_data(schema, fds, n)
+    # the bound is on the whole row: each component fine, their sum of squares not
+    spread = [float(np.sqrt(MAX_SQUARED_NORM / 8) * 1.01)] * 8
+    fds, n = fds_of(schema, [small_row(0, vec=spread)])
+    with pytest.raises(InvalidParameter, match=r"the 0th vector of field \(vec\) is too large"):
+        columns_from_field_data(schema, fds, n)
+    fds, n = fds_of(schema, [small_row(0, vec=[float(np.sqrt(MAX_SQUARED_NORM / 8) * 0.99)] * 8)])
+    assert columns_from_field_data(schema, fds, n)["vec"].shape == (1, 8)
+    # bfloat16 has float32's range: raw bits and float lists both
+    big = np.float32(1e20).view(np.uint32) >> 16
+    fds, n = fds_of(schema, [small_row(0, bf=np.array([0x3F80, big], np.uint16).tobytes())])
+    with pytest.raises(InvalidParameter, match=r"the 0th vector of field \(bf\) is too large"):
+        columns_from_field_data(schema, fds, n)
+    fds, n = fds_of(schema, [small_row(0, bf=[1.0, 2.0]), small_row(1, bf=[1.0, -3e19])])
+    with pytest.raises(InvalidParameter, match=r"the 1th vector of field \(bf\) is too large"):
+        columns_from_field_data(schema, fds, n)
+
+
+def test_vector_check_function():
+    v = np.ones((6, 4), np.float32)
+    assert invalid_rows(v).tolist() == [] and invalid_rows(np.zeros((0, 4), np.float32)).tolist() == []
+    v[1, 2], v[3, 0], v[4] = np.nan, 1e19, 1.6e18  # row 4: 4 * 2.56e36 = 1.02e37
+    assert invalid_rows(v).tolist() == [1, 3, 4]
+    assert invalid_rows(v.astype(np.float64)).tolist() == [1, 3, 4]
+    assert invalid_rows(float32_to_bfloat16(v)).tolist() == [1, 3, 4]
+    assert invalid_rows(np.full((2, 4), 65504, np.float16)).tolist() == []
+    with pytest.raises(InvalidParameter, match=r"the 1th search vector of field \(x\) contains NaN or infinity: "
+                                               r"value 'nan' is not a number or infinity"):
+        check_float_vectors(v, "x", "search vector")
+    with pytest.raises(InvalidParameter, match=r"the 0th vector of field \(x\) is too large: .* 1\.024e\+37"):
+        check_float_vectors(v[4:], "x")
+
+
 def test_float16_overflow_from_float_list_rejected(small):
     fds, n = fds_of(small[0], [small_row(h=[1.0, 1e6])])
     with pytest.raises(InvalidParameter, match="out of float16 range"):
@@ -453,6 +494,21 @@ def test_json_validation(small):
     fds, n = fds_of(schema, [small_row(0, j=big)])
     with pytest.raises(InvalidParameter, match=rf"the length \({JSON_MAX_LENGTH + 8}\) of json field \(j\) exceeds max length \({JSON_MAX_LENGTH}\)"):
         columns_from_field_data(schema, fds, n)
+    field(fds, "j").scalars.json_data.data[0] = b'"\xed\xa0\x80"'  # a UTF-16 surrogate: no UTF-8
+    with pytest.raises(InvalidParameter, match=r"invalid JSON in json field \(j\) at row 0: str is not valid UTF-8"):
+        columns_from_field_data(schema, fds, n)
+    for depth, ok in ((JSON_MAX_DEPTH, True), (JSON_MAX_DEPTH + 1, False), (1000, False)):
+        nested = b'{"a": ' * (depth - 1) + b"[]" + b"}" * (depth - 1)
+        field(fds, "j").scalars.json_data.data[0] = nested
+        if ok:
+            assert columns_from_field_data(schema, fds, n)["j"][0]["a"]["a"]
+        else:
+            with pytest.raises(InvalidParameter, match=(
+                    rf"the JSON value of json field \(j\) at row 0 is nested more than {JSON_MAX_DEPTH} levels deep")):
+                columns_from_field_data(schema, fds, n)
+    # many brackets side by side are not depth
+    field(fds, "j").scalars.json_data.data[0] = b"[" + b",".join([b"[]"] * 1000) + b"]"
+    assert len(columns_from_field_data(schema, fds, n)["j"][0]) == 1000
     fds, n = fds_of(schema, [small_row(0, j=[1, "a"])])  # non-dynamic JSON may be any JSON value
     assert columns_from_field_data(schema, fds, n)["j"][0] == [1, "a"]
 
@@ -465,6 +521,9 @@ def test_json_validation(small):
         (b'{"age": 1}', "dynamic field name cannot include the static field name: age"),
         (b"nope", "invalid JSON in dynamic field at row 0"),
         (b'{"k": "' + b"x" * JSON_MAX_LENGTH + b'"}', "of dynamic field exceeds max length"),
+        (b'{"k": "\xff"}', "invalid JSON in dynamic field at row 0: str is not valid UTF-8"),
+        (b'{"k": ' + b"[" * JSON_MAX_DEPTH + b"]" * JSON_MAX_DEPTH + b"}",
+         f"the JSON value of dynamic field at row 0 is nested more than {JSON_MAX_DEPTH} levels deep"),
     ]:
         meta.scalars.json_data.data[0] = raw
         with pytest.raises(InvalidParameter, match=pattern):
@@ -576,3 +635,25 @@ def test_placeholder_errors(small):
         parse_placeholder_group(empty.SerializeToString(), vec)
     with pytest.raises(InvalidParameter, match="failed to parse"):
         parse_placeholder_group(b"\xff\xff\xff", vec)
+
+
+@pytest.mark.parametrize("value,why", [(float("nan"), "contains NaN or infinity"),
+                                       (float("-inf"), "contains NaN or infinity"),
+                                       (1e20, "is too large: its squared L2 norm 1e\\+40")])
+def test_placeholder_rejects_vectors_distances_cannot_take(small, value, why):
+    schema = small[0]
+    q = [[0.1] * 8, [0.1] * 7 + [value]]
+    with pytest.raises(InvalidParameter, match=rf"the 1th search vector of field \(vec\) {why}"):
+        parse_placeholder_group(_group(q), schema.field("vec"))
+    with pytest.raises(InvalidParameter, match=rf"the 0th search vector of field \(bf\) {why}"):
+        parse_placeholder_group(_group([[1.0, value]]), schema.field("bf"))
+    with pytest.raises(InvalidParameter, match=rf"the 0th search vector of field \(h\) {why}"):
+        parse_placeholder_group(_group([[1.0, value]]), schema.field("h"))
+    with pytest.raises(InvalidParameter, match=r"the 0th search vector of field \(h\) contains NaN or infinity "
+                                               r"\(out of float16 range\): value 'inf'"):
+        parse_placeholder_group(_group([[1.0, 1e6]]), schema.field("h"))
+    raw = np.array([[0x3F80, np.float32(value).view(np.uint32) >> 16]], np.uint16)
+    group = common_pb2.PlaceholderGroup()
+    group.placeholders.add(tag="$0", type=common_pb2.PlaceholderType.BFloat16Vector, values=[raw.tobytes()])
+    with pytest.raises(InvalidParameter, match=rf"the 0th search vector of field \(bf\) {why.split(':')[0]}"):
+        parse_placeholder_group(group.SerializeToString(), schema.field("bf"))  # truncated bits: ~9.9e39

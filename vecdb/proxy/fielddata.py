@@ -16,10 +16,15 @@ Insert rules (``columns_from_field_data``), matching the Milvus 2.3+ proxy:
   ``float_vector`` data (pymilvus sends that for plain float lists) and converts.
 - Float/float16/bfloat16 vectors and FLOAT/DOUBLE scalars reject NaN and +-inf
   (Milvus checks all of them since 2.4; ARRAY elements are not checked, as in Milvus).
+- Float and bfloat16 vectors also reject a row whose squared L2 norm exceeds
+  ``vecdb.vectors_check.MAX_SQUARED_NORM`` (1e37): finite values such as 1e20
+  overflow float32 distance arithmetic and crash FAISS's k-means. Milvus has no
+  such check (float16 cannot get there: its max is 65504).
 - INT8/INT16 travel as int32 and must fit their range (also inside ARRAYs).
 - VARCHAR ``max_length`` counts UTF-8 *bytes* (Go ``len``), as Milvus does.
 - ARRAY rows: element payload must match the element type, length <= max_capacity.
-- JSON values: valid JSON, at most ``JSON_MAX_LENGTH`` bytes each. The dynamic
+- JSON values: valid JSON (and so valid UTF-8), at most ``JSON_MAX_LENGTH`` bytes and
+  ``JSON_MAX_DEPTH`` levels of nesting each. The dynamic
   field must hold JSON objects that use neither ``$meta`` nor a static field
   name as a key.
 - Nothing is converted partially: a failure raises before any column is returned.
@@ -41,8 +46,14 @@ from pymilvus.grpc_gen import common_pb2, schema_pb2
 
 from vecdb.errors import FieldNotFound, InvalidParameter
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema
+from vecdb.vectors_check import check_float_vectors
 
 JSON_MAX_LENGTH = 65536  # Milvus common.JSONMaxLength default, bytes per JSON value
+# Nesting limit of a JSON value (arrays and objects). Milvus has none of its own (Go's
+# decoder stops at 10000 levels); vecdb stores rows with orjson, whose encoder gives up
+# past 254 levels, and the write-ahead log and segment formats wrap a value in a few
+# levels of their own. 128 leaves that margin and is far deeper than real documents.
+JSON_MAX_DEPTH = 128
 MAX_NQ = 16384
 
 _SCALAR_ATTR = {
@@ -200,13 +211,17 @@ def _decode_vectors(field: FieldSchema, fd, n: int) -> np.ndarray:
         if flat.size // dim != n:
             raise _rows_mismatch(name, flat.size // dim, n)
         vecs = flat.reshape(n, dim)
-        _check_finite(name, vecs)
+        if field.dtype == DataType.FLOAT_VECTOR:
+            check_float_vectors(vecs, name)
+            return vecs
+        _check_finite(name, vecs)  # before rounding: a negative NaN's bits would wrap to 0
         if field.dtype == DataType.FLOAT16_VECTOR:
             with np.errstate(over="ignore"):
                 vecs = vecs.astype(np.float16)
             _check_finite(name, vecs, " (out of float16 range)")
-        elif field.dtype == DataType.BFLOAT16_VECTOR:
+        else:
             vecs = float32_to_bfloat16(vecs)
+            check_float_vectors(vecs, name)  # bfloat16 has float32's range: the norm bound applies
         return vecs
 
     raw = getattr(fd.vectors, kind)
@@ -226,20 +241,17 @@ def _decode_vectors(field: FieldSchema, fd, n: int) -> np.ndarray:
     if field.dtype == DataType.FLOAT16_VECTOR:
         _check_finite(name, vecs)
     elif field.dtype == DataType.BFLOAT16_VECTOR:
-        bad = (vecs & 0x7F80) == 0x7F80  # exponent all ones: NaN or inf
-        if bad.any():
-            row = int(np.flatnonzero(bad.any(axis=1))[0])
-            raise InvalidParameter(f"the {row}th vector of field ({name}) contains NaN or infinity")
+        check_float_vectors(vecs, name)
     return vecs
 
 
-def _check_finite(name: str, vecs: np.ndarray, why: str = "") -> None:
+def _check_finite(name: str, vecs: np.ndarray, why: str = "", kind: str = "vector") -> None:
     ok = np.isfinite(vecs)
     if not ok.all():
         row = int(np.flatnonzero(~ok.all(axis=1))[0])
         value = vecs[row][~ok[row]][0]
         raise InvalidParameter(
-            f"the {row}th vector of field ({name}) contains NaN or infinity{why}: "
+            f"the {row}th {kind} of field ({name}) contains NaN or infinity{why}: "
             f"value '{value}' is not a number or infinity"
         )
 
@@ -331,9 +343,15 @@ def _decode_json(field: FieldSchema, data, static_names: frozenset[str]) -> np.n
             )
         try:
             value = loads(raw)
-        except orjson.JSONDecodeError as e:
+        except orjson.JSONDecodeError as e:  # also invalid UTF-8
             what = "dynamic field" if field.is_dynamic else f"json field ({field.name})"
             raise InvalidParameter(f"invalid JSON in {what} at row {i}: {e}") from None
+        # a value cannot nest deeper than it has brackets: counting them is C-speed
+        if raw.count(b"[") + raw.count(b"{") > JSON_MAX_DEPTH and _json_depth(value) > JSON_MAX_DEPTH:
+            what = "dynamic field" if field.is_dynamic else f"json field ({field.name})"
+            raise InvalidParameter(
+                f"the JSON value of {what} at row {i} is nested more than {JSON_MAX_DEPTH} levels deep"
+            )
         if field.is_dynamic:
             if not isinstance(value, dict):
                 raise InvalidParameter(
@@ -349,6 +367,20 @@ def _decode_json(field: FieldSchema, data, static_names: frozenset[str]) -> np.n
                 )
         out[i] = value
     return out
+
+
+def _json_depth(value) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0, ``[]`` and ``{}`` are 1); iterative."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        children = v.values() if isinstance(v, dict) else v if isinstance(v, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
 
 
 def _decode_arrays(field: FieldSchema, data) -> np.ndarray:
@@ -433,6 +465,11 @@ def parse_placeholder_group(data: bytes, field: FieldSchema) -> np.ndarray:
     Returns ``(nq, dim)`` (binary: ``(nq, dim // 8)``) in the field's column
     dtype; read-only when no conversion was needed. Float32 query vectors are
     converted for FLOAT16/BFLOAT16 fields (pymilvus sends them for float lists).
+
+    Float query vectors get the insert rule (``check_float_vectors``: finite, squared
+    norm <= 1e37, and within float16's range for a FLOAT16 field). Milvus takes any
+    query vector and answers NaN distances, which cannot be ordered and are no JSON
+    for the HTTP API; vecdb refuses them with InvalidParameter instead.
     """
     if not field.dtype.is_vector:
         raise InvalidParameter(f"field ({field.name}) is not a vector field, cannot search on it")
@@ -470,9 +507,14 @@ def parse_placeholder_group(data: bytes, field: FieldSchema) -> np.ndarray:
             )
     buf = values[0] if nq == 1 else b"".join(values)
     vecs = np.frombuffer(buf, dtype=dtype).reshape(nq, width)
+    if field.dtype == DataType.BINARY_VECTOR:
+        return vecs
+    check_float_vectors(vecs, field.name, "search vector")
     if dtype == np.float32 and field.dtype == DataType.FLOAT16_VECTOR:
         with np.errstate(over="ignore"):
-            return vecs.astype(np.float16)
-    if dtype == np.float32 and field.dtype == DataType.BFLOAT16_VECTOR:
-        return float32_to_bfloat16(vecs)
+            vecs = vecs.astype(np.float16)
+        _check_finite(field.name, vecs, " (out of float16 range)", "search vector")
+    elif dtype == np.float32 and field.dtype == DataType.BFLOAT16_VECTOR:
+        vecs = float32_to_bfloat16(vecs)
+        check_float_vectors(vecs, field.name, "search vector")
     return vecs
