@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 from vecdb.errors import IoFailed, LeaseExpired, ServiceUnavailable
@@ -23,10 +24,26 @@ from vecdb.storage.base import MetaStore
 log = logging.getLogger(__name__)
 
 
+# This run of this process: in every session it holds, so records it leaves behind (index builds in
+# progress, vecdb.coord.index_builds) can tell whether their writer is still alive.
+INCARNATION = uuid.uuid4().hex
+
+
 def describe_process(**extra) -> bytes:
-    """Who holds a session: host, pid and start time, as JSON (shown to whoever finds it taken)."""
+    """Who holds a session: host, pid, start time and incarnation, as JSON (shown to whoever finds it taken)."""
     return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
-                       **extra}).encode()
+                       "incarnation": INCARNATION, **extra}).encode()
+
+
+def live_incarnations(meta: MetaStore) -> set[str]:
+    """The incarnations of the processes that hold a session now."""
+    out = set()
+    for _, raw in meta.scan("session/"):
+        try:
+            out.add(json.loads(raw).get("incarnation", ""))
+        except (ValueError, AttributeError):
+            continue
+    return out
 
 
 class Session:

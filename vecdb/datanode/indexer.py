@@ -22,7 +22,9 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import numpy as np
 
+from vecdb.coord import index_builds
 from vecdb.coord.catalog import CollectionInfo
+from vecdb.coord.index_builds import BuildRefused, IndexBuilds
 from vecdb.datanode import segment_files as sf
 from vecdb.errors import KeyNotFound
 from vecdb.index import create_index
@@ -44,6 +46,7 @@ class SegmentIndexer:
         self._lock = threading.Lock()
         self._pending: dict[int, dict[str, Future]] = defaultdict(dict)  # collection id -> key -> build
         self._built: set[str] = set()  # index keys known to exist
+        self.builds = IndexBuilds(meta)
 
     def _segments(self, info: CollectionInfo) -> list[tuple[str, dict]]:
         """(channel, segment info) of every persisted segment of ``info``."""
@@ -78,8 +81,8 @@ class SegmentIndexer:
     def _build(self, info: CollectionInfo, idx, field, channel: str, seg: dict, key: str) -> None:
         try:
             vectors = sf.read_column(self.objects, seg["prefix"], field, mmap=True)
-            index = create_index(idx.index_type, idx.metric_type, field.dim, idx.params, field.dtype)
-            index.build(np.ascontiguousarray(vectors))
+            index = self.builds.run(info.id, idx.index_id, seg["prefix"], seg["num_rows"],
+                                    lambda: new_index(idx, field, vectors))
             del vectors
             sf.save_index(self.objects, index, key)
             if not any(s["prefix"] == seg["prefix"] for s in sf.list_segments(self.meta, info.id, channel)):
@@ -89,7 +92,9 @@ class SegmentIndexer:
                     self._built.add(key)
         except KeyNotFound:  # the segment was dropped before we read it
             log.info("index build skipped: segment %s is gone", seg["prefix"])
-        except Exception:  # a bad file: the query node builds the index at load
+        except BuildRefused as e:  # failed (or crashed) before: the segment is searched exactly
+            log.debug("index build of %s refused: %s", key, e.reason)
+        except Exception:  # recorded as failed when the build itself failed; reported by DescribeIndex
             log.exception("index build failed for %s", key)
         finally:
             with self._lock:
@@ -106,6 +111,10 @@ class SegmentIndexer:
                       if i.index_id == idx.index_id and not self._exists(key))
         return total - missing, total
 
+    def failures(self, info: CollectionInfo, index_id: int) -> list[dict]:
+        """Segments whose build of index ``index_id`` failed or crashed (``index_builds.failures``)."""
+        return index_builds.failures(self.meta, info.id, index_id)
+
     def settle(self, collection_id: int) -> None:
         """Drop the builds of ``collection_id`` not started yet and wait for the running ones."""
         with self._lock:
@@ -119,3 +128,11 @@ class SegmentIndexer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.builds.close()
+
+
+def new_index(idx, field, vectors: np.ndarray):
+    """A built index of ``field`` as ``idx`` (catalog IndexInfo) describes it, over ``vectors``."""
+    index = create_index(idx.index_type, idx.metric_type, field.dim, idx.params, field.dtype)
+    index.build(np.ascontiguousarray(vectors))
+    return index

@@ -18,6 +18,7 @@ from collections import defaultdict
 import numpy as np
 
 from vecdb.columns import default_column
+from vecdb.coord import index_builds
 from vecdb.coord.catalog import CollectionInfo
 from vecdb.coord.tso import IdAllocator
 from vecdb.datanode import segment_files as sf
@@ -95,6 +96,11 @@ class DataNode:
                 self.meta.txn(delete_prefixes=[f"seg/{info.id}/{channel}/", f"delta/{info.id}/{channel}/"],
                               deletes=[f"ckpt/{info.id}/{channel}"])
                 self.log.drop_channel(channel)
+        self.meta.txn(delete_prefixes=[index_builds.collection_prefix(info.id)])
+
+    def forget_index_builds(self, collection_id: int, index_ids) -> None:
+        """A dropped index's build records go with it (a new index gets a new id and builds afresh)."""
+        self.meta.txn(delete_prefixes=[index_builds.index_prefix(collection_id, i) for i in index_ids])
 
     def drop_partition(self, info: CollectionInfo, partition_id: int) -> None:
         for channel in info.channels:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
@@ -27,6 +28,35 @@ def _split_index_params(pairs) -> tuple[str, str, dict]:
         except json.JSONDecodeError:
             params.setdefault(k, v)
     return index_type.upper() if index_type.upper() != "TRIE" else "Trie", metric.upper(), params
+
+
+@dataclass(frozen=True)
+class _Progress:
+    """An index's build progress. Segments whose build failed (``failed``: vecdb.coord.index_builds)
+    are searched exactly and make the index ``Failed``, with the first reason, as Milvus reports a
+    failed build; they are neither indexed nor pending."""
+
+    done: int
+    total: int
+    failed: list[dict]
+
+    @property
+    def pending(self) -> int:
+        return max(self.total - self.done - sum(f["rows"] for f in self.failed), 0)
+
+    @property
+    def state(self) -> int:
+        if self.failed:
+            return common_pb2.Failed
+        return common_pb2.Finished if self.done == self.total else common_pb2.InProgress
+
+    @property
+    def fail_reason(self) -> str:
+        if not self.failed:
+            return ""
+        rows = sum(f["rows"] for f in self.failed)
+        return (f"the index of {len(self.failed)} segment(s) ({rows} rows) could not be built, they are searched "
+                f"exactly; segment {self.failed[0]['segment']}: {self.failed[0]['reason']}")
 
 
 class IndexRpcs(ServiceBase):
@@ -67,6 +97,10 @@ class IndexRpcs(ServiceBase):
             return self.r.querynode.index_state(info.id, field_name)
         return self.r.datanode.indexer.state(info, field_name)
 
+    def _progress(self, info, idx) -> "_Progress":
+        done, total = self._index_state(info, idx.field_name)
+        return _Progress(done, total, self.r.datanode.indexer.failures(info, idx.index_id))
+
     def _indexes(self, info, index_name: str, field_name: str = ""):
         idxs = info.indexes
         if index_name:
@@ -82,16 +116,15 @@ class IndexRpcs(ServiceBase):
         info = self.collection(db_of(request, context), request.collection_name)
         descs = []
         for idx in self._indexes(info, request.index_name, request.field_name):
-            done, total = self._index_state(info, idx.field_name)
+            p = self._progress(info, idx)
             params = {"index_type": idx.index_type}
             if idx.metric_type:
                 params["metric_type"] = idx.metric_type
             params["params"] = json.dumps(idx.params)
             descs.append(milvus_pb2.IndexDescription(
                 index_name=idx.index_name, indexID=idx.index_id, field_name=idx.field_name,
-                params=kv_pairs(params), indexed_rows=done, total_rows=total,
-                pending_index_rows=total - done,
-                state=common_pb2.Finished if done == total else common_pb2.InProgress))
+                params=kv_pairs(params), indexed_rows=p.done, total_rows=p.total, pending_index_rows=p.pending,
+                state=p.state, index_state_fail_reason=p.fail_reason))
         return milvus_pb2.DescribeIndexResponse(status=status.success(), index_descriptions=descs)
 
     @rpc()
@@ -102,15 +135,14 @@ class IndexRpcs(ServiceBase):
         drop = {i.index_id for i in self._indexes(info, request.index_name, request.field_name)}
         info.indexes = [i for i in info.indexes if i.index_id not in drop]
         self.r.catalog.save(info)
+        self.r.datanode.forget_index_builds(info.id, drop)
         return status.success()
 
     @rpc(milvus_pb2.GetIndexStateResponse)
     def GetIndexState(self, request, context):
         info = self.collection(db_of(request, context), request.collection_name)
-        idx = self._indexes(info, request.index_name, request.field_name)[0]
-        done, total = self._index_state(info, idx.field_name)
-        state = common_pb2.Finished if done == total else common_pb2.InProgress
-        return milvus_pb2.GetIndexStateResponse(status=status.success(), state=state)
+        p = self._progress(info, self._indexes(info, request.index_name, request.field_name)[0])
+        return milvus_pb2.GetIndexStateResponse(status=status.success(), state=p.state, fail_reason=p.fail_reason)
 
     @rpc(milvus_pb2.GetIndexBuildProgressResponse)
     def GetIndexBuildProgress(self, request, context):

@@ -17,7 +17,9 @@ import numpy as np
 
 from vecdb import errors
 from vecdb.coord.catalog import CollectionInfo
+from vecdb.coord.index_builds import BuildRefused, IndexBuilds
 from vecdb.datanode import segment_files as sf
+from vecdb.datanode.indexer import new_index
 from vecdb.index import create_index, load_index
 from vecdb.querynode import executor
 from vecdb.columns import empty_column
@@ -66,6 +68,7 @@ class QueryNode:
         self._builder = ThreadPoolExecutor(max_workers=index_threads, thread_name_prefix="index-build")
         self._interim = ThreadPoolExecutor(max_workers=1, thread_name_prefix="growing-index")
         self._interim_busy: set[int] = set()  # id() of segments with a pending interim task
+        self.builds = IndexBuilds(meta)
 
     # --- load / release ---------------------------------------------------------
     def load(self, info: CollectionInfo) -> None:
@@ -276,16 +279,14 @@ class QueryNode:
 
     def _build_index(self, info, idx, field, seg: Segment) -> None:
         """Build (or adopt the interim HNSW), save the file, then publish: once DescribeIndex counts a
-        segment as indexed, a restart finds its index file instead of building again."""
+        segment as indexed, a restart finds its index file instead of building again. The build runs
+        under a record (``IndexBuilds``): one that failed or killed the process before is not run again."""
         try:
             with seg.index_lock:
-                interim = seg.growing_indexes.get(field.name)
-                if interim is not None and idx.index_type == "HNSW":
-                    _catch_up(interim, seg, field.name)  # built like the real one: adopt it
-                    index = interim
-                else:
-                    index = create_index(idx.index_type, idx.metric_type, field.dim, idx.params, field.dtype)
-                    index.build(np.ascontiguousarray(seg.column(field.name)))
+                if field.name in seg.indexes:
+                    return  # scheduled twice (seal and a new index description): built already
+                index = self.builds.run(info.id, idx.index_id, seg.prefix, seg.n,
+                                        lambda: self._new_sealed_index(idx, field, seg))
                 index.freeze()
                 if seg.prefix is not None:
                     try:
@@ -295,8 +296,18 @@ class QueryNode:
                 seg.indexes[field.name] = index
                 seg.growing_indexes.pop(field.name, None)
                 seg.share_column(field.name, index.raw_vectors())
-        except Exception:  # a failed build leaves the segment on brute force, still correct
-            log.exception("index build failed for segment %s", seg.segment_id)
+        except BuildRefused as e:  # recorded before: the segment stays on exact search
+            log.warning("index of segment %s not built: %s", seg.prefix, e.reason)
+        except Exception:  # recorded as failed; the segment stays on exact search, still correct
+            log.exception("index build failed for segment %s", seg.prefix or seg.segment_id)
+
+    @staticmethod
+    def _new_sealed_index(idx, field, seg: Segment):
+        interim = seg.growing_indexes.get(field.name)
+        if interim is not None and idx.index_type == "HNSW":
+            _catch_up(interim, seg, field.name)  # built like the real one: adopt it
+            return interim
+        return new_index(idx, field, seg.column(field.name))
 
     def _load_saved_indexes(self, info: CollectionInfo, prefix: str, rows: int, mmap: bool) -> dict:
         """Index files built before (by the data node's indexer, or by this node before a restart),
@@ -380,6 +391,7 @@ class QueryNode:
             stop.set()
         self._builder.shutdown(wait=False, cancel_futures=True)
         self._interim.shutdown(wait=False, cancel_futures=True)
+        self.builds.close()
 
 
 def _interim_params(idx) -> dict:

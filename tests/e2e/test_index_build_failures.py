@@ -1,0 +1,161 @@
+"""Index builds that fail, or kill their process, never take the server down for good.
+
+A failed build is recorded (vecdb.coord.index_builds): DescribeIndex / GetIndexState say
+``Failed`` with the reason, the segment is searched exactly, and no restart runs that build
+again until the index is dropped and created anew. A build that aborts the process (as FAISS
+did on a vector of 1e20 inside k-means) leaves a record that the next start reads as a crash:
+the server comes up instead of crash-looping.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from pymilvus import MilvusClient
+from pymilvus.grpc_gen import common_pb2, milvus_pb2
+
+from tests.conftest import free_port, start_standalone
+from tests.e2e._helpers import assert_search_matches, float_schema, raw_stub
+from vecdb.coord.index_builds import FAULT_ENV
+
+DIM = 8
+ROWS = 2000
+
+
+def _index_state(uri: str, name: str):
+    """DescribeIndex's description of ``vec``, once GetIndexState agrees with it (a build may end between
+    the two calls)."""
+    with raw_stub(uri) as stub:
+        for _ in range(50):
+            desc = stub.DescribeIndex(milvus_pb2.DescribeIndexRequest(collection_name=name, field_name="vec"))
+            state = stub.GetIndexState(milvus_pb2.GetIndexStateRequest(collection_name=name, field_name="vec"))
+            assert desc.status.code == 0 and state.status.code == 0
+            d = desc.index_descriptions[0]
+            if (d.state, d.index_state_fail_reason) == (state.state, state.fail_reason):
+                return d
+            time.sleep(0.1)
+    raise AssertionError(f"DescribeIndex says {d}, GetIndexState {state}")
+
+
+def _fill(client: MilvusClient, name: str, vectors: np.ndarray) -> None:
+    client.create_collection(name, schema=float_schema(DIM))
+    client.insert(name, [{"id": i, "vec": v} for i, v in enumerate(vectors)])
+    client.flush(name)
+
+
+def _create_index(client: MilvusClient, name: str) -> None:
+    idx = client.prepare_index_params()
+    idx.add_index("vec", index_type="IVF_FLAT", metric_type="L2", params={"nlist": 8})
+    client.create_index(name, idx, sync=False)
+
+
+def _wait_state(uri: str, name: str, want: int, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while True:
+        d = _index_state(uri, name)
+        if d.state == want or time.monotonic() > deadline:
+            return d
+        time.sleep(0.1)
+
+
+def _assert_exact(client: MilvusClient, name: str, vectors: np.ndarray) -> None:
+    queries = vectors[:5] + 0.01
+    hits = client.search(name, queries.tolist(), limit=10, search_params={"params": {"nprobe": 1}})
+    assert_search_matches(hits, np.arange(len(vectors)), vectors, queries, "L2", 10)
+
+
+def test_failed_build_is_reported_served_exactly_and_not_retried(tmp_path, monkeypatch):
+    vectors = np.random.default_rng(1).standard_normal((ROWS, DIM)).astype(np.float32)
+    monkeypatch.setenv(FAULT_ENV, "raise")
+    server = start_standalone(str(tmp_path))
+    uri = f"http://127.0.0.1:{server.port}"
+    client = MilvusClient(uri=uri)
+    try:
+        _fill(client, "c", vectors)
+        _create_index(client, "c")
+        d = _wait_state(uri, "c", common_pb2.Failed)
+        assert d.state == common_pb2.Failed
+        assert "failed on purpose" in d.index_state_fail_reason and "searched exactly" in d.index_state_fail_reason
+        assert (d.indexed_rows, d.total_rows, d.pending_index_rows) == (0, ROWS, 0)
+        client.load_collection("c")
+        _assert_exact(client, "c", vectors)  # nprobe=1 of 8 lists could not find these: it is exact
+        assert _index_state(uri, "c").state == common_pb2.Failed
+    finally:
+        client.close()
+        server.stop()
+
+    monkeypatch.delenv(FAULT_ENV)  # the cause is gone, but nothing changed: the build is not retried
+    server = start_standalone(str(tmp_path), port=server.port)
+    client = MilvusClient(uri=uri)
+    try:
+        assert _index_state(uri, "c").state == common_pb2.Failed
+        _assert_exact(client, "c", vectors)
+        # a change (the index dropped and created again) builds afresh
+        client.release_collection("c")
+        client.drop_index("c", "vec")
+        _create_index(client, "c")
+        d = _wait_state(uri, "c", common_pb2.Finished)
+        assert (d.state, d.indexed_rows, d.index_state_fail_reason) == (common_pb2.Finished, ROWS, "")
+        client.load_collection("c")
+        hits = client.search("c", vectors[:1].tolist(), limit=1, search_params={"params": {"nprobe": 8}})
+        assert hits[0][0]["id"] == 0
+    finally:
+        client.close()
+        server.stop()
+
+
+def _spawn(data_dir, port: int, fault: str | None) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
+    if fault:
+        env[FAULT_ENV] = fault
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vecdb", "--log-level", "WARNING", "standalone", "--data-dir", str(data_dir),
+         "--port", str(port), "--http-port", "0"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    while not seen or " ready on " not in seen[-1]:  # logged errors may come first
+        seen.append(proc.stdout.readline())
+        if not seen[-1]:
+            proc.kill()
+            raise AssertionError("server did not start: " + "".join(seen))
+    threading.Thread(target=proc.stdout.read, daemon=True).start()  # drain
+    return proc
+
+
+def test_a_build_that_kills_the_process_is_not_run_again(tmp_path):
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    vectors = np.random.default_rng(2).standard_normal((ROWS, DIM)).astype(np.float32)
+    procs = []
+    try:
+        procs.append(_spawn(tmp_path, port, "abort"))
+        client = MilvusClient(uri=uri)
+        _fill(client, "c", vectors)
+        _create_index(client, "c")  # the background build aborts the process
+        assert procs[-1].wait(timeout=60) != 0
+        client.close()
+
+        # the same fault is still armed: a retry would kill the new process too
+        for _ in range(2):
+            procs.append(_spawn(tmp_path, port, "abort"))
+            client = MilvusClient(uri=uri)
+            d = _index_state(uri, "c")
+            assert d.state == common_pb2.Failed and "stopped while building" in d.index_state_fail_reason
+            client.load_collection("c")
+            _assert_exact(client, "c", vectors)
+            time.sleep(0.5)
+            assert procs[-1].poll() is None, "the server died again"
+            client.close()
+            procs[-1].terminate()
+            assert procs[-1].wait(timeout=30) == 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()

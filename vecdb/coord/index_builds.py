@@ -1,0 +1,176 @@
+"""Index build attempts, recorded in the metadata store so that a failed build is reported and
+a build that took its process down is never run again.
+
+An index build hands a segment's vectors to native code (FAISS). A Python exception from it is
+a failure we can record; a native abort (C++ ``terminate`` inside an OpenMP region, a segfault)
+kills the whole process, and a restart that loads the collection again would rebuild the same
+segment and die again, for ever. So each build of a persisted segment runs between two writes:
+
+- before: ``idxbuild/<collection>/<index>/<channel>/<position>-<partition>/<incarnation>`` =
+  ``{"state": "running", ...}``, where ``incarnation`` names this process's run
+  (``vecdb.coord.session.INCARNATION``, also in every session this process holds);
+- after: the key is deleted on success, or set to ``{"state": "failed", "reason": ...}``.
+
+Before building, the segment's records are read. A ``failed`` one refuses the build. A
+``running`` one whose process no longer holds any session died during that build: it becomes
+``failed`` ("the process stopped while building"), and the build is refused. A refused or
+failed segment is served by exact search, and DescribeIndex reports the index ``Failed`` with
+the reason. Nothing retries it until the index is dropped and created again (a new index id);
+dropping the index or the collection deletes its records.
+
+A clean stop forgets the builds it interrupts (``close``), so only a process that dies in the
+middle of a build leaves a ``running`` record behind. Segments without files (no ``prefix``)
+have no stable identity across restarts and are built without records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from vecdb.coord.session import INCARNATION, live_incarnations
+from vecdb.storage.base import MetaStore
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ROOT = "idxbuild/"
+RUNNING, FAILED = "running", "failed"
+# A test switch for the crash tests: "raise" makes every recorded build fail with an exception,
+# "abort" makes it kill the process the way a native crash does. Never set in production.
+FAULT_ENV = "VECDB_FAULT_INDEX_BUILD"
+
+
+class BuildRefused(Exception):
+    """The build failed before, or killed its process before; ``reason`` says which."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def collection_prefix(collection_id: int) -> str:
+    return f"{ROOT}{collection_id}/"
+
+
+def index_prefix(collection_id: int, index_id: int) -> str:
+    return f"{ROOT}{collection_id}/{index_id}/"
+
+
+def _segment_prefix(collection_id: int, index_id: int, segment_prefix: str) -> str:
+    """``segments/<collection>/<channel>/<position>-<partition>/`` -> that segment's records' prefix."""
+    tail = segment_prefix.split("/", 2)[2]  # "<channel>/<position>-<partition>/"
+    return f"{index_prefix(collection_id, index_id)}{tail}"
+
+
+def failures(meta: MetaStore, collection_id: int, index_id: int) -> list[dict]:
+    """The failed builds of one index: ``{"segment", "rows", "reason"}`` each, oldest first.
+
+    A ``running`` record of a process that is gone counts too (it is what a crash leaves)."""
+    live = None
+    out = []
+    prefix = index_prefix(collection_id, index_id)
+    for key, raw in meta.scan(prefix):
+        rec = json.loads(raw)
+        if rec["state"] == RUNNING:
+            live = live_incarnations(meta) if live is None else live
+            if rec["incarnation"] in live:
+                continue
+            rec = _crashed(rec)
+        out.append({"segment": key[len(prefix):].rsplit("/", 1)[0], "rows": rec.get("rows", 0), "reason": rec["reason"],
+                    "since": rec.get("since", "")})
+    return sorted(out, key=lambda r: r["since"])
+
+
+def _crashed(rec: dict) -> dict:
+    return {**rec, "state": FAILED,
+            "reason": (f"the server process (pid {rec.get('pid')} on {rec.get('host')}) stopped while building this "
+                       f"index at {rec.get('since')}; a native crash is assumed and the build is not retried: the "
+                       f"segment is searched exactly. Drop and create the index again to retry")}
+
+
+class IndexBuilds:
+    """Runs index builds of persisted segments under records in ``meta`` (see the module doc)."""
+
+    def __init__(self, meta: MetaStore):
+        self.meta = meta
+        self._lock = threading.Lock()
+        self._running: set[str] = set()  # this process's record keys of builds in progress
+        self._closed = False
+
+    def run(self, collection_id: int, index_id: int, segment_prefix: str | None, rows: int,
+            build: Callable[[], T]) -> T:
+        """``build()`` under a record; raises BuildRefused when the segment's build failed or crashed
+        before, and re-raises (after recording it) whatever ``build`` raises."""
+        if segment_prefix is None:
+            return build()
+        prefix = _segment_prefix(collection_id, index_id, segment_prefix)
+        key = prefix + INCARNATION
+        with self._lock:
+            if key in self._running:
+                raise BuildRefused("the same build is already running in this process")
+            self._refuse_if_failed(prefix)
+            self._running.add(key)
+        try:
+            self.meta.put(key, _record(RUNNING, rows))
+            _inject_fault()
+            result = build()
+        except BaseException as exc:
+            self._finish(key, _record(FAILED, rows, f"{type(exc).__name__}: {exc}"))
+            raise
+        self._finish(key, None)
+        return result
+
+    def _refuse_if_failed(self, prefix: str) -> None:
+        records = self.meta.scan(prefix)
+        live = live_incarnations(self.meta) if any(b'"running"' in raw for _, raw in records) else set()
+        for key, raw in records:
+            rec = json.loads(raw)
+            if rec["state"] == RUNNING and rec["incarnation"] in live | {INCARNATION}:
+                continue  # another live process (a cluster peer) builds its own copy
+            if rec["state"] == RUNNING:
+                rec = _crashed(rec)
+                self.meta.put(key, json.dumps(rec).encode())
+                log.error("index build %s: %s", key, rec["reason"])
+            raise BuildRefused(rec["reason"])
+
+    def _finish(self, key: str, record: bytes | None) -> None:
+        with self._lock:
+            if key not in self._running:
+                return  # close() forgot it: the store may be closed already
+            self._running.discard(key)
+            if record is None:
+                self.meta.delete(key)
+            else:
+                self.meta.put(key, record)
+
+    def close(self) -> None:
+        """A clean stop: builds still running are interrupted, not crashed; forget their records."""
+        with self._lock:
+            keys, self._running = self._running, set()
+        for key in keys:
+            try:
+                self.meta.delete(key)
+            except Exception:  # noqa: BLE001 - best effort; the record then reads as a crash
+                log.warning("cannot forget the interrupted index build %s", key)
+
+
+def _record(state: str, rows: int, reason: str = "") -> bytes:
+    rec = {"state": state, "incarnation": INCARNATION, "pid": os.getpid(), "host": os.uname().nodename,
+           "since": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}
+    if reason:
+        rec["reason"] = reason
+    return json.dumps(rec).encode()
+
+
+def _inject_fault() -> None:
+    fault = os.environ.get(FAULT_ENV, "")
+    if fault == "raise":
+        raise RuntimeError(f"index build failed on purpose ({FAULT_ENV}=raise)")
+    if fault == "abort":
+        os.abort()
