@@ -72,7 +72,8 @@ def built(xp, index_type, metric, data):
 
 
 def make(xp, index_type, metric, dim=DIM, **overrides):
-    p = validate_index_params(index_type, metric, DataType.FLOAT_VECTOR, dim, {**BUILD[index_type], **overrides})
+    p = validate_index_params(index_type, metric, DataType.FLOAT_VECTOR, dim, {**BUILD[index_type], **overrides},
+                              require_gpu=False)
     p.pop("index_type"), p.pop("metric_type")
     return gpu_mod.create_gpu_index(index_type, metric, dim, p, DataType.FLOAT_VECTOR, xp=xp)
 
@@ -92,7 +93,8 @@ def test_create_without_gpu_raises_index_not_supported(monkeypatch):
 
 def test_memory_refusal_quotes_need_and_free(monkeypatch):
     monkeypatch.setattr(gpu_base, "gpu_free_bytes", lambda: int(7.9 * (1 << 30)))
-    params = validate_index_params("GPU_IVF_FLAT", "L2", DataType.FLOAT_VECTOR, 128, {"nlist": 1024})
+    params = validate_index_params("GPU_IVF_FLAT", "L2", DataType.FLOAT_VECTOR, 128, {"nlist": 1024},
+                                   require_gpu=False)
     need = gpu_mod.estimate_gpu_bytes("GPU_IVF_FLAT", 50_000_000, 128, params)
     assert need > 25 * (1 << 30)  # 50M x 128 float32 alone is 23.8 GiB
     with pytest.raises(MemoryLimitExceeded) as e:
@@ -104,7 +106,8 @@ def test_memory_refusal_quotes_need_and_free(monkeypatch):
 
 @pytest.mark.parametrize("index_type", TYPES)
 def test_estimates_grow_with_rows(index_type):
-    p = validate_index_params(index_type, "L2", DataType.FLOAT_VECTOR, 128, {**BUILD[index_type], "m": 16})
+    p = validate_index_params(index_type, "L2", DataType.FLOAT_VECTOR, 128, {**BUILD[index_type], "m": 16},
+                              require_gpu=False)
     small, big = (gpu_mod.estimate_gpu_bytes(index_type, n, 128, p) for n in (10_000, 1_000_000))
     assert big > small > gpu_mod.WORKSPACE_BYTES
     held = gpu_mod.estimate_gpu_bytes(index_type, 1_000_000, 128, p, building=False)

@@ -62,7 +62,60 @@ def test_autoindex_resolves_per_vector_type():
 )
 def test_build_param_errors(index_type, metric, vtype, dim, params, match):
     with pytest.raises(InvalidParameter, match=match):
-        validate_index_params(index_type, metric, vtype, dim, params)
+        validate_index_params(index_type, metric, vtype, dim, params, require_gpu=False)
+
+
+@pytest.mark.parametrize(
+    "index_type,params,match",
+    [
+        ("HNSW", {"efConstruction": 32769}, r"efConstruction out of range: \[1, 32768\]"),
+        ("HNSW", {"efConstruction": "2147483647"}, "efConstruction out of range"),
+        ("HNSW", {"M": 2049}, r"M out of range: \[2, 2048\]"),
+        ("IVF_FLAT", {"nlist": "99999999999999999999"}, "nlist out of range"),
+        ("IVF_FLAT", {"nlist": "9" * 5000}, "should be integer"),  # int() itself would refuse it
+        ("IVF_FLAT", {"nlist": "²"}, "should be integer"),  # str.isdigit() says yes, int() says no
+        ("IVF_FLAT", {"nlist": -1}, "nlist out of range"),
+        ("IVF_PQ", {"m": 65537}, r"m out of range: \[1, 65536\]"),
+        ("IVF_PQ", {"m": 4, "nbits": 0}, r"nbits out of range: \[1, 16\]"),
+        ("GPU_IVF_PQ", {"m": 4, "nbits": 9}, r"nbits out of range: \[4, 8\]"),
+        ("GPU_CAGRA", {"graph_degree": 65537}, r"graph_degree out of range: \[1, 65536\]"),
+        ("GPU_CAGRA", {"intermediate_graph_degree": 0}, "intermediate_graph_degree out of range"),
+    ],
+)
+def test_build_param_limits(index_type, params, match):
+    with pytest.raises(InvalidParameter, match=match):
+        validate_index_params(index_type, "L2", F, 16, params, require_gpu=False)
+
+
+@pytest.mark.parametrize(
+    "index_type,params,k,match",
+    [
+        ("HNSW", {"ef": 50_000_000}, 10, r"param 'ef' \(50000000\) should be in range \[1, 32768\]"),
+        ("HNSW", {"ef": 2**31 - 1}, 10, "should be in range"),
+        ("HNSW", {"ef": 0}, 10, "should be in range"),
+        ("SCANN", {"reorder_k": 32769}, 10, r"param 'reorder_k' \(32769\) should be in range \[1, 32768\]"),
+        ("IVF_FLAT", {"nprobe": 65537}, 10, r"param 'nprobe' \(65537\) should be in range \[1, 65536\]"),
+        ("IVF_FLAT", {"nprobe": "1e9"}, 10, "Type conflict in json: param 'nprobe'"),
+        ("IVF_FLAT", {"nprobe": 1.5}, 10, "should be integer"),
+        ("GPU_CAGRA", {"itopk_size": 65537}, 10, r"param 'itopk_size' \(65537\) should be in range \[1, 65536\]"),
+        ("GPU_CAGRA", {"search_width": 1025}, 10, r"param 'search_width' \(1025\) should be in range \[1, 1024\]"),
+        ("GPU_CAGRA", {"max_iterations": 2**31 - 1}, 10, r"should be in range \[0, 4096\]"),
+        ("GPU_CAGRA", {"min_iterations": -1}, 10, r"param 'min_iterations' \(-1\) should be in range \[0, 4096\]"),
+        ("GPU_CAGRA", {"team_size": 33}, 10, r"should be in range \[0, 32\]"),
+        ("GPU_IVF_PQ", {"nprobe": 0}, 10, "should be in range"),
+    ],
+)
+def test_search_param_limits(index_type, params, k, match):
+    with pytest.raises(InvalidParameter, match=match):
+        validate_search_params(index_type, "L2", params, k)
+
+
+def test_search_param_limits_allow_the_largest_top_k():
+    assert validate_search_params("HNSW", "L2", {"ef": 32768}, 16384) == {"ef": 32768}
+    assert validate_search_params("HNSW", "L2", {}, 16384) == {"ef": 16384}
+    assert validate_search_params("SCANN", "L2", {"reorder_k": 32768}, 16384)["reorder_k"] == 32768
+    assert validate_search_params("GPU_CAGRA", "L2", {"itopk_size": 65536, "max_iterations": 4096}, 10) == {
+        "itopk_size": 65536, "max_iterations": 4096}
 
 
 def test_unknown_index_type_is_not_supported():
@@ -106,9 +159,14 @@ def test_index_search_enforces_ef_at_least_k():
 def test_gpu_index_without_gpu_is_a_clear_error(index_type, monkeypatch):
     monkeypatch.setattr("vecdb.index.gpu.gpu_available", lambda: False)
     params = {"m": 4} if index_type == "GPU_IVF_PQ" else {}
-    validate_index_params(index_type, "L2", F, 16, params)  # params alone are fine
-    with pytest.raises(IndexNotSupported, match=f"GPU index {index_type} needs a GPU; none is available"):
-        create_index(index_type, "L2", 16, params, F)
+    validate_index_params(index_type, "L2", F, 16, params, require_gpu=False)  # params alone are fine
+    for call in (lambda: create_index(index_type, "L2", 16, params, F),
+                 lambda: validate_index_params(index_type, "L2", F, 16, params)):  # CreateIndex's check
+        with pytest.raises(IndexNotSupported, match=f"GPU index {index_type} needs a GPU; none is available on "
+                                                    "this server"):
+            call()
+    with pytest.raises(IndexNotSupported, match="needs a GPU"):  # before any parameter is looked at
+        validate_index_params(index_type, "L2", F, 16, {"nlist": 0, "m": 0, "graph_degree": 0})
 
 
 def test_gpu_available_is_a_bool():

@@ -46,8 +46,12 @@ def gpu_available() -> bool:
 
 
 def require_gpu(index_type: str) -> None:
+    """Raise IndexNotSupported unless a GPU is usable (create_index checks it, via params.py)."""
     if not gpu_available():
-        raise IndexNotSupported(f"GPU index {index_type} needs a GPU; none is available on this server")
+        raise IndexNotSupported(
+            f"GPU index {index_type} needs a GPU; none is available on this server "
+            "(no CUDA device, or CuPy is not installed)"
+        )
 
 
 class GpuBruteForce(GpuIndex):

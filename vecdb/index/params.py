@@ -19,10 +19,22 @@ Choices that differ from Milvus, on purpose:
   small enough that a popcount scan is cheap, and IVF on short segments
   mostly loses recall).
 - SUBSTRUCTURE/SUPERSTRUCTURE are rejected (not implemented).
+- Upper bounds where knowhere has none (it takes up to 2^31-1, and a huge value
+  costs time and memory in proportion: ef=5e7 took 1.1 s and 305 MB for one
+  query, the maximum would need 17 GB): HNSW ``ef`` and ``efConstruction`` and
+  SCANN ``reorder_k`` <= ``MAX_CANDIDATES`` (32768: twice the largest top k,
+  since ``ef``/``reorder_k`` must be >= k, and far beyond any useful recall);
+  GPU_CAGRA ``search_width`` <= 1024 and ``min_iterations``/``max_iterations``
+  <= 4096 (cuVS picks ~100 iterations itself; each one is a GPU step, so a
+  forced 2^31 would hang the search). knowhere's own ranges are kept elsewhere
+  (M 2..2048, nlist and nprobe 1..65536, CAGRA degrees and itopk_size 1..65536).
+- A GPU index type on a server without a GPU is refused when the index is
+  created (IndexNotSupported), not when its build fails later.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +46,11 @@ INT32_MAX = 2**31 - 1
 MIN_NLIST, MAX_NLIST = 1, 65536
 MIN_NBITS, MAX_NBITS = 1, 16
 HNSW_MIN_M, HNSW_MAX_M = 2, 2048
+# Cap on candidate-list sizes (HNSW ef/efConstruction, SCANN reorder_k): see the docstring.
+MAX_CANDIDATES = 2 * MAX_TOPK
+MAX_ITOPK = 65536  # knowhere GPU_CAGRA itopk_size range
+MAX_SEARCH_WIDTH = 1024
+MAX_ITERATIONS = 4096
 DEFAULT_HNSW_EF_FLOOR = 64
 DEFAULT_HNSW_RANGE_EF = 512
 
@@ -64,7 +81,7 @@ class IndexSpec:
 
 
 _NLIST = Param("nlist", default=128, lo=MIN_NLIST, hi=MAX_NLIST)
-_NPROBE = Param("nprobe", default=8, lo=1, hi=65536)
+_NPROBE = Param("nprobe", default=8, lo=1, hi=65536)  # knowhere's range
 _RAFT_METRICS = ("L2", "IP")
 
 INDEX_SPECS: dict[str, IndexSpec] = {
@@ -80,13 +97,16 @@ INDEX_SPECS: dict[str, IndexSpec] = {
         ),
         IndexSpec(
             "HNSW", False, FLOAT_METRICS,
-            (Param("M", default=30, lo=HNSW_MIN_M, hi=HNSW_MAX_M), Param("efConstruction", default=360)),
-            (Param("ef"),),
+            (
+                Param("M", default=30, lo=HNSW_MIN_M, hi=HNSW_MAX_M),
+                Param("efConstruction", default=360, hi=MAX_CANDIDATES),
+            ),
+            (Param("ef", hi=MAX_CANDIDATES),),
         ),
         IndexSpec(
             "SCANN", False, FLOAT_METRICS,
             (_NLIST, Param("with_raw_data", kind="bool", default=True)),
-            (_NPROBE, Param("reorder_k")),
+            (_NPROBE, Param("reorder_k", hi=MAX_CANDIDATES)),
         ),
         IndexSpec("BIN_FLAT", True, BINARY_METRICS),
         IndexSpec("BIN_IVF_FLAT", True, BINARY_METRICS, (_NLIST,), (_NPROBE,)),
@@ -105,8 +125,8 @@ INDEX_SPECS: dict[str, IndexSpec] = {
                 Param("cache_dataset_on_device", kind="str", default="false", choices=("true", "false")),
             ),
             (
-                Param("itopk_size"), Param("search_width", lo=1, hi=65536),
-                Param("min_iterations", lo=0, hi=INT32_MAX), Param("max_iterations", lo=0, hi=INT32_MAX),
+                Param("itopk_size", hi=MAX_ITOPK), Param("search_width", lo=1, hi=MAX_SEARCH_WIDTH),
+                Param("min_iterations", lo=0, hi=MAX_ITERATIONS), Param("max_iterations", lo=0, hi=MAX_ITERATIONS),
                 Param("team_size", lo=0, hi=32),
             ),
             gpu=True,
@@ -127,17 +147,14 @@ def index_spec(index_type: str) -> IndexSpec:
 
 
 # --- value parsing -----------------------------------------------------------
+_INT_RE = re.compile(r"[+-]?[0-9]{1,30}", re.ASCII)  # ASCII digits, not 5000 of them: int() refuses both
+
+
 def _parse_int(key: str, value: Any, search: bool) -> int:
-    if isinstance(value, bool) or value is None:
-        ok = False
-    elif isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
-    elif isinstance(value, str):
-        ok = value.strip().lstrip("+-").isdigit()
-        if ok:
-            return int(value.strip())
-    else:
-        ok = False
+    if isinstance(value, str) and _INT_RE.fullmatch(value.strip()):
+        return int(value.strip())
     if search:
         raise InvalidParameter(f"Type conflict in json: param '{key}' ({value!r}) should be integer")
     raise InvalidParameter(f"param '{key}' ({value!r}) should be integer")
@@ -186,12 +203,15 @@ def _vector_type(vector_type: Any) -> DataType:
 
 # --- build params ------------------------------------------------------------
 def validate_index_params(
-    index_type: str, metric_type: str, vector_type: DataType, dim: int, params: dict
+    index_type: str, metric_type: str, vector_type: DataType, dim: int, params: dict,
+    *, require_gpu: bool = True,
 ) -> dict:
     """Check build parameters; return ``{"index_type", "metric_type", **typed build params}``.
 
-    Raises IndexNotSupported for an unknown index type, InvalidParameter for
-    anything else (wrong metric, vector type, range, divisibility).
+    Raises IndexNotSupported for an unknown index type, and for a GPU index type
+    when this server has no GPU (unless ``require_gpu`` is False: tests of the GPU
+    algorithms run them on NumPy); InvalidParameter for anything else (wrong
+    metric, vector type, range, divisibility).
     """
     vt = _vector_type(vector_type)
     binary = vt == DataType.BINARY_VECTOR
@@ -202,6 +222,10 @@ def validate_index_params(
         params = {**params, **auto}
         itype = auto["index_type"]
     spec = index_spec(itype)
+    if spec.gpu and require_gpu:
+        from vecdb.index.gpu import require_gpu as check_gpu  # noqa: PLC0415 - gpu imports this module
+
+        check_gpu(spec.name)
 
     if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= MAX_DIM:
         raise InvalidParameter(f"invalid dimension: {dim}. should be in range 1 ~ {MAX_DIM}")
