@@ -159,3 +159,34 @@ def test_a_build_that_kills_the_process_is_not_run_again(tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_stored_vectors_that_overflow_float32_fail_the_build_not_the_server(tmp_path, monkeypatch):
+    """A row of 1e20 made FAISS's k-means abort the process at every load. Inserts refuse such rows
+    now; one stored before that check (here let in by switching the insert check off) makes the
+    build fail with the reason, and the collection is searched exactly."""
+    vectors = np.random.default_rng(3).standard_normal((ROWS, DIM)).astype(np.float32)
+    vectors[7, 0] = 1e20
+    monkeypatch.setattr("vecdb.proxy.fielddata.check_float_vectors", lambda *a, **k: None)
+    server = start_standalone(str(tmp_path))
+    uri = f"http://127.0.0.1:{server.port}"
+    client = MilvusClient(uri=uri)
+    try:
+        _fill(client, "c", vectors)
+        _create_index(client, "c")
+        client.load_collection("c")
+        d = _wait_state(uri, "c", common_pb2.Failed)
+        assert d.state == common_pb2.Failed and "squared L2 norm above 1e+37" in d.index_state_fail_reason
+        _assert_exact(client, "c", vectors)
+        assert client.query("c", "id == 7", output_fields=["vec"])[0]["vec"][0] == pytest.approx(1e20)
+    finally:
+        client.close()
+        server.stop()
+    server = start_standalone(str(tmp_path), port=server.port)  # the restart that used to crash-loop
+    client = MilvusClient(uri=uri)
+    try:
+        assert _index_state(uri, "c").state == common_pb2.Failed
+        assert client.query("c", "", output_fields=["count(*)"])[0]["count(*)"] == ROWS
+    finally:
+        client.close()
+        server.stop()

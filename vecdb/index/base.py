@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from vecdb.errors import InvalidParameter, OperationNotSupported
+from vecdb.vectors_check import MAX_SQUARED_NORM, invalid_rows
 
 FLOAT_METRICS = ("L2", "IP", "COSINE")
 BINARY_METRICS = ("HAMMING", "JACCARD")
@@ -184,6 +185,18 @@ def as_binary(x: np.ndarray, dim: int) -> np.ndarray:
     if a.shape[1] * 8 != dim:
         raise InvalidParameter(f"the dim ({a.shape[1] * 8}) of binary vectors is not equal to the index dim ({dim})")
     return np.ascontiguousarray(a)
+
+
+def check_indexable(x: np.ndarray) -> None:
+    """Refuse rows that native index code cannot take safely (``vecdb.vectors_check``): inserts
+    refuse them now, but a segment stored before that check may still hold one, and FAISS's
+    k-means aborts the whole process on a vector of 1e20. Raised inside a build, the error is
+    recorded as the build's failure and the segment is searched exactly."""
+    bad = invalid_rows(x)
+    if len(bad):
+        raise InvalidParameter(
+            f"{len(bad)} of the {len(x)} vectors to index (the first at offset {bad[0]}) hold NaN or infinity "
+            f"or have a squared L2 norm above {MAX_SQUARED_NORM:.0e}, beyond which distances overflow float32")
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:

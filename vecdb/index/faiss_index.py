@@ -46,6 +46,7 @@ from vecdb.errors import OperationNotSupported
 from vecdb.index.base import (
     RWLock,
     as_float32,
+    check_indexable,
     check_range_params,
     empty_result,
     finish_range,
@@ -178,13 +179,16 @@ class FaissIndex:
         self._index, self._pending, self._trained, self._fparams = index, None, trained, {}
 
     # --- build / add ----------------------------------------------------
-    def _prepare(self, x: np.ndarray) -> np.ndarray:
+    def _prepare(self, x: np.ndarray, stored: bool = False) -> np.ndarray:
+        """Vectors as the index takes them; ``stored`` rows (build/add) are checked first."""
         a = as_float32(x, self.dim)
+        if stored:
+            check_indexable(a)
         return normalize_rows(a) if self._cosine else a
 
     def build(self, vectors: np.ndarray) -> None:
         """Train (if the type needs it) and add rows 0..n-1, replacing any previous content."""
-        x = self._prepare(vectors)
+        x = self._prepare(vectors, stored=True)
         with self._lock.write():
             self._check_writable()
             self._reset()
@@ -195,7 +199,7 @@ class FaissIndex:
 
     def add(self, vectors: np.ndarray) -> None:
         """Append rows; offsets continue from ntotal. A pending index trains once it has enough rows."""
-        x = self._prepare(vectors)
+        x = self._prepare(vectors, stored=True)
         if not len(x):
             return
         with self._lock.write():

@@ -33,6 +33,7 @@ from vecdb.errors import MemoryLimitExceeded
 from vecdb.index.base import (
     RWLock,
     as_float32,
+    check_indexable,
     check_range_params,
     empty_result,
     is_similarity,
@@ -130,8 +131,11 @@ class GpuIndex:
             need = self.estimate_bytes(n, self.dim, self.params, building)
             check_gpu_memory(self.index_type, need - (self.held_bytes() if replacing else 0))
 
-    def _prepare(self, x: np.ndarray) -> np.ndarray:
+    def _prepare(self, x: np.ndarray, stored: bool = False) -> np.ndarray:
+        """Vectors as the index takes them; ``stored`` rows (build/add) are checked first."""
         a = as_float32(x, self.dim)
+        if stored:
+            check_indexable(a)
         return normalize_rows(a) if self._cosine else a
 
     def freeze(self) -> None:
@@ -144,7 +148,7 @@ class GpuIndex:
 
     def build(self, vectors: np.ndarray) -> None:
         """Replace the content with rows 0..n-1 (training where the type needs it)."""
-        x = self._prepare(vectors)
+        x = self._prepare(vectors, stored=True)
         with self._lock.write():
             self._ensure_memory(len(x))
             self._dev, self._info, self._n = {}, {}, 0
@@ -153,7 +157,7 @@ class GpuIndex:
 
     def add(self, vectors: np.ndarray) -> None:
         """Append rows; offsets continue from ntotal. An empty index builds on them."""
-        x = self._prepare(vectors)
+        x = self._prepare(vectors, stored=True)
         if not len(x):
             return
         with self._lock.write():
