@@ -188,8 +188,10 @@ class CollectionSchema:
         Assigns field ids (100, 101, ...) like Milvus and appends the hidden
         ``$meta`` JSON field when the dynamic field is enabled.
         """
+        _refuse_unsupported_schema(pb)
         fields: list[FieldSchema] = []
         for i, fpb in enumerate(pb.fields):
+            _refuse_unsupported_field(fpb)
             params = {kv.key: kv.value for kv in fpb.type_params}
             f = FieldSchema(
                 name=fpb.name,
@@ -283,6 +285,44 @@ class CollectionSchema:
                 raise IllegalSchema("the partition key field must not be primary field")
             if f.dtype not in (DataType.INT64, DataType.VARCHAR):
                 raise IllegalSchema("the data type of partition key should be Int64 or VarChar")
+
+
+# Parts of the schema proto vecdb does not implement yet. Each is refused at create time:
+# dropping it silently would give a collection that behaves differently from the one asked
+# for (nulls and defaults rejected at insert, functions never run, ...). Proto parts not
+# listed are taken or harmless to ignore: fieldID and state (the server assigns them),
+# index_params (unused by Milvus at create), the schema's dbName (the request's db
+# applies), version, properties, and type params that are storage hints (mmap_enabled).
+_UNSUPPORTED_TEXT_PARAMS = ("enable_analyzer", "enable_match", "analyzer_params", "multi_analyzer_params")
+
+
+def _not_yet(what: str) -> IllegalSchema:
+    return IllegalSchema(f"{what} is not supported by vecdb yet")
+
+
+def _refuse_unsupported_schema(pb) -> None:
+    if len(pb.functions):
+        names = ", ".join(f.name or "?" for f in pb.functions)
+        raise _not_yet(f"collection schema functions (BM25, embedding functions: {names})")
+    if len(getattr(pb, "struct_array_fields", ())):
+        raise _not_yet("struct array fields")
+    if getattr(pb, "enable_namespace", False):
+        raise _not_yet("enable_namespace")
+
+
+def _refuse_unsupported_field(fpb) -> None:
+    name = fpb.name
+    if fpb.nullable:
+        raise _not_yet(f"nullable field ({name}): nullable=True")
+    if fpb.HasField("default_value"):
+        raise _not_yet(f"default value of field ({name})")
+    if fpb.is_clustering_key:
+        raise _not_yet(f"clustering key field ({name})")
+    if fpb.is_function_output:
+        raise _not_yet(f"function output field ({name})")
+    for kv in fpb.type_params:
+        if kv.key in _UNSUPPORTED_TEXT_PARAMS and kv.value.strip().lower() not in ("", "false"):
+            raise _not_yet(f"type param {kv.key} of field ({name}) (text analysis and match)")
 
 
 def _data_type(value: int, name: str) -> DataType:

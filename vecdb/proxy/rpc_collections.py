@@ -75,6 +75,8 @@ class CollectionRpcs(ServiceBase):
         pk_field = schema.partition_key_field
         if pk_field is None and request.num_partitions:
             raise errors.InvalidParameter("num_partitions should only be specified with partition key field enabled")
+        if request.num_partitions < 0:  # Milvus's check and words; 0 means the default
+            raise errors.InvalidParameter("the specified partitions should be greater than 0 if partition key is used")
         num_parts = request.num_partitions or (DEFAULT_PARTITION_KEY_PARTITIONS if pk_field else 0)
         if num_parts > MAX_PARTITIONS:
             raise errors.InvalidParameter(f"partition number ({num_parts}) exceeds max configuration ({MAX_PARTITIONS})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
@@ -20,6 +21,7 @@ from vecdb.schema import FieldSchema
 
 MAX_TOPK = 16384
 MAX_NQ = 16384
+MAX_ROUND_DECIMAL = 6
 COUNT_STAR = "count(*)"
 
 
@@ -53,6 +55,42 @@ def _int_param(params: dict, key: str, default: int) -> int:
         return int(raw)
     except (TypeError, ValueError):
         raise errors.InvalidParameter(f"{key} [{raw}] is invalid, it should be an integer") from None
+
+
+def _float_param(params: dict, key: str) -> float | None:
+    """A range-search bound: absent, or a finite number (a JSON number or a string holding one;
+    a bool is no number). knowhere's wording for the type error."""
+    raw = params.get(key)
+    if raw is None:
+        return None
+    value = None
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        value = float(raw)
+    elif isinstance(raw, str):
+        try:
+            value = float(raw)
+        except ValueError:
+            pass
+    if value is None:
+        raise errors.InvalidParameter(f"Type conflict in json: param '{key}' ({raw!r}) should be a number")
+    if not math.isfinite(value):
+        raise errors.InvalidParameter(f"param '{key}' ({raw!r}) should be a finite number")
+    return value
+
+
+def _round_decimal(params: dict) -> int:
+    """Milvus: -1 (no rounding) or 0..6 digits, same message for a non-integer."""
+    raw = params.get("round_decimal")
+    if raw in (None, ""):
+        return -1
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not (value == -1 or 0 <= value <= MAX_ROUND_DECIMAL):
+        raise errors.InvalidParameter(
+            f"round_decimal [{raw}] is invalid, should be -1 or an integer in range [0, {MAX_ROUND_DECIMAL}]")
+    return value
 
 
 def _is_iterator(params: dict) -> bool:
@@ -117,7 +155,10 @@ class SearchRpcs(ServiceBase):
         return plan
 
     def _make_search_plan(self, info, sp: dict, output_fields: list) -> "SearchPlan":
-        params = parse_json_param(sp.get("params", ""), "search params")
+        try:
+            params = parse_json_param(sp.get("params", ""), "search params")
+        except RecursionError:  # json's C scanner recurses per nesting level
+            raise errors.InvalidParameter("search params are nested too deeply") from None
         if sp.get("group_by_field") or params.get("group_by_field"):
             raise errors.OperationNotSupported("grouping search is not supported yet")
         schema = info.schema
@@ -136,8 +177,10 @@ class SearchRpcs(ServiceBase):
                 f"metric type not match: invalid parameter[expected={index.metric_type}][actual={metric}]")
         metric = metric or ("HAMMING" if field.dtype.name == "BINARY_VECTOR" else "L2")
         index_type = index.index_type if index else "FLAT"
-        radius = params.pop("radius", None)
-        range_filter = params.pop("range_filter", None)
+        radius = _float_param(params, "radius")
+        range_filter = _float_param(params, "range_filter")
+        params.pop("radius", None), params.pop("range_filter", None)
+        round_decimal = _round_decimal(sp)
         iterator = _is_iterator(sp) or _is_iterator(params)
         for k in ("offset", "topk", "round_decimal", "ignore_growing", "anns_field", "iterator"):
             params.pop(k, None)
@@ -145,9 +188,7 @@ class SearchRpcs(ServiceBase):
         return SearchPlan(
             field=field, limit=limit, offset=offset, metric=metric, index_type=index_type,
             params=validate_search_params(index_type, metric, params, limit + offset),
-            radius=None if radius is None else float(radius),
-            range_filter=None if range_filter is None else float(range_filter),
-            round_decimal=_int_param(sp, "round_decimal", -1), iterator=iterator,
+            radius=radius, range_filter=range_filter, round_decimal=round_decimal, iterator=iterator,
             out_fields=out_fields, dyn_keys=dyn_keys,
             fetch=list(dict.fromkeys(out_fields + ([schema.dynamic_field.name] if dyn_keys else []))),
         )

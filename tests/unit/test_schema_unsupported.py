@@ -1,0 +1,78 @@
+"""Schema parts vecdb does not implement are refused at create time, never silently dropped."""
+
+from __future__ import annotations
+
+import pytest
+from pymilvus.grpc_gen import common_pb2, schema_pb2
+
+from vecdb.errors import IllegalSchema
+from vecdb.schema import CollectionSchema, DataType
+
+
+def _schema() -> schema_pb2.CollectionSchema:
+    pb = schema_pb2.CollectionSchema(name="c")
+    pb.fields.add(name="id", data_type=DataType.INT64, is_primary_key=True)
+    pb.fields.add(name="v", data_type=DataType.FLOAT_VECTOR).type_params.add(key="dim", value="4")
+    pb.fields.add(name="s", data_type=DataType.VARCHAR).type_params.add(key="max_length", value="8")
+    return pb
+
+
+def test_plain_schema_is_accepted_and_ignorable_parts_pass():
+    pb = _schema()
+    pb.dbName, pb.version = "other", 3
+    pb.properties.add(key="k", value="v")
+    pb.fields[2].type_params.add(key="mmap_enabled", value="true")
+    pb.fields[2].type_params.add(key="enable_match", value="false")
+    schema = CollectionSchema.from_proto(pb, "c")
+    assert [f.name for f in schema.fields] == ["id", "v", "s"]
+
+
+def _nullable(pb):
+    pb.fields[2].nullable = True
+
+
+def _default(pb):
+    pb.fields[2].default_value.string_data = "x"
+
+
+def _clustering(pb):
+    pb.fields[2].is_clustering_key = True
+
+
+def _function_output(pb):
+    pb.fields[1].is_function_output = True
+
+
+def _function(pb):
+    pb.functions.add(name="bm25", type=common_pb2.FunctionType.BM25 if hasattr(common_pb2, "FunctionType") else 1,
+                     input_field_names=["s"], output_field_names=["v"])
+
+
+def _struct(pb):
+    pb.struct_array_fields.add(name="st")
+
+
+def _namespace(pb):
+    pb.enable_namespace = True
+
+
+def _analyzer(pb):
+    pb.fields[2].type_params.add(key="enable_analyzer", value="true")
+
+
+@pytest.mark.parametrize("change,message", [
+    (_nullable, r"nullable field \(s\): nullable=True is not supported by vecdb yet"),
+    (_default, r"default value of field \(s\) is not supported by vecdb yet"),
+    (_clustering, r"clustering key field \(s\) is not supported by vecdb yet"),
+    (_function_output, r"function output field \(v\) is not supported by vecdb yet"),
+    (_function, r"collection schema functions \(BM25, embedding functions: bm25\) is not supported by vecdb yet"),
+    (_struct, "struct array fields is not supported by vecdb yet"),
+    (_namespace, "enable_namespace is not supported by vecdb yet"),
+    (_analyzer, r"type param enable_analyzer of field \(s\) \(text analysis and match\) is not supported"),
+])
+def test_unsupported_parts_are_refused(change, message):
+    pb = _schema()
+    change(pb)
+    with pytest.raises(IllegalSchema, match=message) as e:
+        CollectionSchema.from_proto(pb, "c")
+    assert e.value.code == 105
