@@ -91,3 +91,22 @@ class Exists(Node):
 class IsNull(Node):
     operand: Node
     negate: bool
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    """The nodes directly below ``node`` (for walks that must not recurse, e.g. the depth check)."""
+    if isinstance(node, (Unary, Exists, IsNull)):
+        return (node.operand,)
+    if isinstance(node, Binary):
+        return (node.left, node.right)
+    if isinstance(node, ListLiteral):
+        return node.items
+    if isinstance(node, Call):
+        return node.args
+    if isinstance(node, Range):
+        return (node.lower, node.middle, node.upper)
+    if isinstance(node, In):
+        return (node.value, node.items)
+    if isinstance(node, Like):
+        return (node.value, node.pattern)
+    return ()

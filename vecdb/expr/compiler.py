@@ -30,7 +30,7 @@ import numpy as np
 from vecdb.errors import InvalidParameter
 from vecdb.expr import ast, nodes
 from vecdb.expr import predicates as preds
-from vecdb.expr.lexer import INT64_MAX, INT64_MIN
+from vecdb.expr.lexer import INT64_MAX, INT64_MIN, syntax_error
 from vecdb.expr.like import compile_like, match_one
 from vecdb.expr.parser import parse
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType
@@ -60,11 +60,11 @@ def static_type(dtype: DataType) -> str:
 def compile_expr(expr: str, schema: CollectionSchema, template_values: dict | None):
     """Return ``(root predicate, set of column names it reads)``."""
     c = _Compiler(expr, schema, template_values or {})
+    tree = parse(expr)  # bounds the length and depth (vecdb.expr.limits)
     try:
-        root = c.predicate(parse(expr))
-    except RecursionError:
-        detail = "expression is nested too deeply"
-        raise InvalidParameter(f"cannot parse expression: {expr[:200]}, error: {detail}") from None
+        root = c.predicate(tree)
+    except RecursionError:  # a backstop: the depth limit keeps the compiler well inside the stack
+        raise syntax_error(expr, "expression is nested too deeply") from None
     return root, frozenset(c.fields)
 
 
@@ -90,7 +90,7 @@ class _Compiler:
         self.fields: set[str] = set()
 
     def error(self, detail: str, pos: int) -> InvalidParameter:
-        return InvalidParameter(f"cannot parse expression: {self.expr}, error: {detail} at column {pos + 1}")
+        return syntax_error(self.expr, f"{detail} at column {pos + 1}")
 
     @staticmethod
     def typed(v: nodes.ValueNode) -> str:
@@ -101,7 +101,7 @@ class _Compiler:
         if isinstance(node, ast.Binary) and node.op in ("and", "or"):
             kids = []
             cls = preds.And if node.op == "and" else preds.Or
-            for side in (node.left, node.right):
+            for side in _chain(node):
                 p = self.predicate(side)
                 kids.extend(p.children if isinstance(p, cls) else [p])
             return cls(kids)
@@ -336,12 +336,35 @@ class _Compiler:
                 return trunc_div(a, b) if both_int else a / b
             if op == "%":
                 return a - b * trunc_div(a, b) if both_int else math.fmod(a, b)
-            r = a**b if both_int and b >= 0 else float(a) ** b
-            if isinstance(r, complex):
-                raise ValueError
-            return r
+            return self._power(a, b, node)
         except (OverflowError, ValueError, ZeroDivisionError):
             raise self.error(f"invalid constant arithmetic {a} {op} {b}", node.pos) from None
+
+    def _power(self, a, b, node: ast.Binary):
+        """``a ** b`` on constants. int ** non-negative int stays an int, which must fit int64: its
+        size, b * log2|a| bits, is checked before computing, so ``3 ** 10000000`` or ``9 ** 9 ** 9``
+        fail at once instead of building a huge integer. Anything else is a float power: too large
+        raises OverflowError, ``0 ** -1`` ZeroDivisionError, a negative base with a fractional
+        exponent (a complex result) ValueError; ``_fold`` turns them into InvalidParameter."""
+        if isinstance(a, int) and isinstance(b, int) and b >= 0:
+            if abs(a) > 1 and b * math.log2(abs(a)) > 64:
+                raise self.error(f"integer result of {a} ** {b} is out of int64 range", node.pos)
+            return a**b  # at most ~2**64: const() then checks the exact int64 range
+        r = float(a) ** b
+        if isinstance(r, complex):
+            raise ValueError
+        return r
+
+
+def _chain(node: ast.Binary) -> list[ast.Node]:
+    """The operands of a chain ``x or y or z`` (parsed left-deep: ((x or y) or z)), found
+    without recursing, so a chain of thousands of terms doesn't exhaust the stack."""
+    op, operands = node.op, []
+    while isinstance(node, ast.Binary) and node.op == op:
+        operands.append(node.right)
+        node = node.left
+    operands.append(node)
+    return operands[::-1]
 
 
 def trunc_div(a: int, b: int) -> int:

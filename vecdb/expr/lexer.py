@@ -22,6 +22,7 @@ Rules (after Milvus ``planparserv2/Plan.g4``):
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -51,7 +52,13 @@ class Token:
 
 
 def syntax_error(expr: str, detail: str) -> InvalidParameter:
-    return InvalidParameter(f"cannot parse expression: {expr}, error: {detail}")
+    return InvalidParameter(f"cannot parse expression: {clip(expr, 1000)}, error: {detail}")
+
+
+def clip(text: str, limit: int = 64) -> str:
+    """``text`` as echoed in an error message: long input (up to the 1 MiB an expression may
+    have) is cut, so a bad request doesn't come back as a megabyte of error text."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def tokenize(expr: str) -> list[Token]:
@@ -104,16 +111,24 @@ def _read_number(expr: str, i: int) -> Token:
             break
     if not text:
         m = re.compile(r"[0-9A-Za-z_.]+").match(expr, i)
-        raise syntax_error(expr, f"invalid number {m.group()!r} at column {i + 1}")
+        raise syntax_error(expr, f"invalid number {clip(m.group())!r} at column {i + 1}")
     if kind == "FLOAT":
-        value: object = float.fromhex(text) if text[:2] in ("0x", "0X") else float(text)
+        try:
+            value: object = float.fromhex(text) if text[:2] in ("0x", "0X") else float(text)
+        except OverflowError:  # fromhex refuses what float() turns into inf
+            value = math.inf
+        if math.isinf(value):  # like Go's ParseFloat in Milvus: out of range, not infinity
+            raise syntax_error(expr, f"float {clip(text)} out of range at column {i + 1}")
     else:
-        if len(text) > 1 and text[0] == "0" and text[1] not in "xXbBoO":
-            value = int(text, 8)
-        else:
-            value = int(text, 0)
+        try:
+            if len(text) > 1 and text[0] == "0" and text[1] not in "xXbBoO":
+                value = int(text, 8)
+            else:
+                value = int(text, 0)
+        except ValueError:  # over Python's 4300-digit limit for decimal int(): far out of range anyway
+            value = INT64_MAX + 1
         if value > INT64_MAX:
-            raise syntax_error(expr, f"integer {text} out of int64 range at column {i + 1}")
+            raise syntax_error(expr, f"integer {clip(text)} out of int64 range at column {i + 1}")
     return Token(kind, value, i, text)
 
 

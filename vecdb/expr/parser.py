@@ -12,19 +12,50 @@ boolean operands both readings give the same result)::
                       name[...][...], function(args)
 
 A range's middle operand must be a field or JSON path, as in Milvus.
+
+Cost is bounded (``vecdb.expr.limits``): the text is at most MAX_EXPR_LENGTH
+characters; each construct that recurses (parentheses, lists, calls, unary
+operators, ``**``) counts one nesting level on the way down and is refused
+beyond MAX_NESTING before recursing further; the finished tree is at most
+MAX_DEPTH deep, not counting the left spine of an ``and``/``or`` chain, which
+the compiler flattens.
 """
 
 from __future__ import annotations
 
 from vecdb.expr import ast
 from vecdb.expr.lexer import Token, syntax_error, tokenize
+from vecdb.expr.limits import MAX_DEPTH, MAX_EXPR_LENGTH, MAX_NESTING
 
 _REL_OPS = ("<", "<=", ">", ">=")
+_LOGIC = ("and", "or")
 
 
 def parse(expr: str) -> ast.Node:
     """Parse ``expr``; raise InvalidParameter pointing at the first bad token."""
-    return _Parser(expr).parse()
+    if len(expr) > MAX_EXPR_LENGTH:
+        raise syntax_error(expr, f"the expression is {len(expr)} characters long, "
+                                 f"more than the limit of {MAX_EXPR_LENGTH}")
+    tree = _Parser(expr).parse()
+    _check_depth(expr, tree)
+    return tree
+
+
+def _too_deep(expr: str, pos: int, what: str) -> Exception:
+    return syntax_error(expr, f"the expression is nested too deeply ({what}) at column {pos + 1}")
+
+
+def _check_depth(expr: str, tree: ast.Node) -> None:
+    """Refuse a tree deeper than MAX_DEPTH (an explicit stack: the tree may be deep)."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _too_deep(expr, node.pos, f"its syntax tree is more than {MAX_DEPTH} levels deep")
+        for kid in ast.children(node):
+            flat = (isinstance(node, ast.Binary) and node.op in _LOGIC and kid is node.left
+                    and isinstance(kid, ast.Binary) and kid.op == node.op)
+            stack.append((kid, depth if flat else depth + 1))
 
 
 class _Parser:
@@ -32,6 +63,15 @@ class _Parser:
         self.expr = expr
         self.toks = tokenize(expr)
         self.i = 0
+        self.depth = 0  # nesting levels entered (see the module docstring)
+
+    def _descend(self, t: Token) -> None:
+        """Enter one more nesting level at token ``t``, refused past MAX_NESTING before recursing;
+        the caller leaves it (``self.depth -= 1``) once the nested part is parsed. A parse that
+        fails is thrown away, so an exception needn't restore the count."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise _too_deep(self.expr, t.pos, f"more than {MAX_NESTING} levels")
 
     # --- token helpers -------------------------------------------------
     @property
@@ -84,7 +124,10 @@ class _Parser:
     def _not(self) -> ast.Node:
         t = self._accept("KW", "not") or self._accept("OP", "!")
         if t is not None:
-            return ast.Unary(t.pos, "not", self._not())
+            self._descend(t)
+            node = ast.Unary(t.pos, "not", self._not())
+            self.depth -= 1
+            return node
         return self._equality()
 
     def _equality(self) -> ast.Node:
@@ -155,19 +198,20 @@ class _Parser:
         return node
 
     def _unary(self) -> ast.Node:
-        if self._is("OP", "-", "+"):
-            t = self._next()
-            return ast.Unary(t.pos, t.value, self._unary())
-        if self._is("KW", "exists"):
-            t = self._next()
-            return ast.Exists(t.pos, self._unary())
-        return self._power()
+        if not (self._is("OP", "-", "+") or self._is("KW", "exists")):
+            return self._power()
+        t = self._next()
+        self._descend(t)
+        operand = self._unary()
+        self.depth -= 1
+        return ast.Unary(t.pos, t.value, operand) if t.kind == "OP" else ast.Exists(t.pos, operand)
 
     def _power(self) -> ast.Node:
         node = self._primary()
         if self._is("OP", "**"):
-            self._next()
+            self._descend(self._next())
             node = ast.Binary(node.pos, "**", node, self._unary())
+            self.depth -= 1
         return node
 
     def _primary(self) -> ast.Node:
@@ -176,13 +220,16 @@ class _Parser:
             self._next()
             return ast.Literal(t.pos, t.value)
         if t.kind == "OP" and t.value == "(":
-            self._next()
+            self._descend(self._next())
             node = self._or()
             self._expect("OP", ")")
+            self.depth -= 1
             return node
         if t.kind == "OP" and t.value == "[":
-            self._next()
-            return ast.ListLiteral(t.pos, self._items("]"))
+            self._descend(self._next())
+            node = ast.ListLiteral(t.pos, self._items("]"))
+            self.depth -= 1
+            return node
         if t.kind == "OP" and t.value == "{":
             self._next()
             name = self._accept("IDENT")
@@ -193,8 +240,10 @@ class _Parser:
         if t.kind == "IDENT":
             self._next()
             if self._is("OP", "("):
-                self._next()
-                return ast.Call(t.pos, t.value.lower(), self._items(")"))
+                self._descend(self._next())
+                node = ast.Call(t.pos, t.value.lower(), self._items(")"))
+                self.depth -= 1
+                return node
             return ast.Name(t.pos, t.value, self._subscripts())
         raise self._unexpected()
 
