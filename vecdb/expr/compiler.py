@@ -30,7 +30,7 @@ import numpy as np
 from vecdb.errors import InvalidParameter
 from vecdb.expr import ast, nodes
 from vecdb.expr import predicates as preds
-from vecdb.expr.lexer import INT64_MAX, INT64_MIN, syntax_error
+from vecdb.expr.lexer import INT64_MAX, INT64_MIN, clip, syntax_error
 from vecdb.expr.like import compile_like, match_one
 from vecdb.expr.parser import parse
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType
@@ -261,7 +261,7 @@ class _Compiler:
             return [self._template_value(x, node) for x in v]
         if isinstance(v, (bool, int, float, str)):
             return v
-        raise self.error(f"unsupported value {v!r} for template variable {node.name}", node.pos)
+        raise self.error(f"unsupported value {clip(repr(v))} for template variable {node.name}", node.pos)
 
     def name(self, node: ast.Name) -> nodes.ValueNode:
         name, path = node.name, node.path
