@@ -12,6 +12,9 @@ from pymilvus.grpc_gen import milvus_pb2
 from vecdb import errors
 from vecdb.coord.catalog import DEFAULT_PARTITION, CollectionInfo
 from vecdb.expr import compile_filter
+from vecdb.expr.lexer import INT64_MAX, INT64_MIN, syntax_error
+from vecdb.expr.limits import MAX_EXPR_LENGTH
+from vecdb.expr.parser import parse
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, hash_keys, rpc
 from vecdb.proxy.fielddata import columns_from_field_data
@@ -169,18 +172,25 @@ class DmlRpcs(ServiceBase):
     def _pks_from_expr(self, info: CollectionInfo, expr: str) -> np.ndarray | None:
         """Fast path for ``pk in [...]`` / ``pk == v``: no scan, works on unloaded collections."""
         pk = info.schema.primary_field
+        if len(expr) > MAX_EXPR_LENGTH:
+            parse(expr)  # refuses it, as for every filter
         m = _PK_IN.match(expr) or _PK_EQ.match(expr)
         if not m or m.group(1) != pk.name:
             return None
         try:
             value = ast.literal_eval(m.group(2))
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, RecursionError, MemoryError):
+            # not plain literals; CPython's parser reports deep nesting as RecursionError or
+            # MemoryError. The expression compiler then says what is wrong.
             return None
         values = value if isinstance(value, list) else [value]
         want = int if pk.dtype == DataType.INT64 else str
         if not all(type(v) is want for v in values):
             return None  # let the expression compiler report the type error
         if want is int:
+            if not all(INT64_MIN <= v <= INT64_MAX for v in values):
+                parse(expr)  # raises the parser's "integer ... out of int64 range at column N"
+                raise syntax_error(expr, "value out of range for Int64")
             return np.unique(np.asarray(values, np.int64))
         return np.asarray(sorted(set(values)), dtype=object)
 
