@@ -37,17 +37,29 @@ def unexpected_errors() -> dict[str, int]:
             for sample in metric.samples if sample.name.endswith("_total")}
 
 
+def _sendable(text: str) -> str:
+    """``text`` as protobuf can encode it. An error message may quote the request, and a
+    request's escapes (``"\\ud800"`` in an expression) can decode to lone surrogates, which
+    are no UTF-8: building the Status would raise and the client get gRPC UNKNOWN instead."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def from_exception(exc: BaseException) -> common_pb2.Status:
     if isinstance(exc, errors.VecdbError) and exc.code != UNEXPECTED_CODE:
+        message = _sendable(exc.message)
         return common_pb2.Status(
             error_code=common_pb2.ErrorCode.Value(exc.legacy_code),
             code=exc.code,
-            reason=exc.message,
-            detail=exc.message,
+            reason=message,
+            detail=message,
             retriable=exc.retriable,
         )
     # not a Milvus error, or the bare VecdbError base (which carries no code of its own)
     UNEXPECTED.labels(type(exc).__name__).inc()
     log.exception("unexpected error", exc_info=exc)
-    msg = f"unexpected error: {type(exc).__name__}: {exc}"
+    msg = _sendable(f"unexpected error: {type(exc).__name__}: {exc}")
     return common_pb2.Status(error_code=common_pb2.UnexpectedError, code=UNEXPECTED_CODE, reason=msg, detail=msg)
