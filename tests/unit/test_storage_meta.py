@@ -22,6 +22,7 @@ from vecdb.storage.base import MetaStore
 from vecdb.storage.etcd_meta import EtcdMetaStore
 from vecdb.storage.local_meta import JOURNAL, SNAPSHOT, LocalMetaStore
 from vecdb.storage.memory import MemoryMetaStore
+from vecdb.storage.watch import DELETE, PUT, WatchCompacted
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -47,6 +48,15 @@ class MetaHarness:
             self.store.close()
             self.store = self._open()
         return self.store
+
+    def other(self, **kw):
+        """Another store of the same kind with ``kw`` (etcd: on the same namespace, so the same keys;
+        local: in a directory of its own, as a directory has one store at a time)."""
+        if self.kind == "memory":
+            return MemoryMetaStore(**kw)
+        if self.kind == "etcd":
+            return EtcdMetaStore(self.etcd_url, prefix=self.prefix, **kw)
+        return LocalMetaStore(self.path + f"-{uuid.uuid4().hex[:6]}", self.compact_bytes, **kw)
 
 
 def _etcd_url(request, kind: str) -> str | None:
@@ -446,3 +456,265 @@ def test_sigkill_loses_no_acknowledged_write(tmp_path):
         if i % 5 == 0:
             expected.pop(f"k/{i - 2:06d}", None)
     assert got == expected
+
+
+# --- revisions and watches (the rules: MetaStore's docstring) ---------------------------------
+
+
+def _collect(watcher, n: int, seconds: float = 20.0) -> list:
+    """Poll until ``n`` events came (failing after ``seconds``), then check that no more come."""
+    out: list = []
+    deadline = time.monotonic() + seconds
+    while len(out) < n:
+        assert time.monotonic() < deadline, f"got {len(out)} of {n} events: {out}"
+        out += watcher.poll(0.5)
+    assert watcher.poll(0.3) == []
+    return out
+
+
+def _changes(events) -> list[list[tuple]]:
+    """Events grouped by revision (checking revisions grow), without the revision numbers."""
+    groups: list[list[tuple]] = []
+    last = 0
+    for ev in events:
+        assert ev.revision >= last
+        if ev.revision != last:
+            groups.append([])
+            last = ev.revision
+        groups[-1].append((ev.kind, ev.key, ev.value))
+    return groups
+
+
+def test_watch_hands_out_every_change_in_revision_order(harness):
+    s = harness.store
+    s.put("w/old", b"before the watch")
+    w = s.watch("w/")
+    s.put("w/a", b"1")
+    s.put("w/a", b"1")  # the same value: still a change
+    s.put("other", b"not under the prefix")
+    s.delete("w/absent")  # changes nothing: no event
+    s.txn(puts={"w/c": b"3", "w/b": b"2"})
+    s.txn(puts={"w/x": b"no"}, expect={"w/a": None})  # not applied: no event
+    s.txn(puts={"w/b": b"again", "w/d": b"4"}, deletes=["w/c", "w/zz"], delete_prefixes=["w/a", "w/o"])
+    s.delete("w/d")
+    events = _collect(w, 10)
+    assert _changes(events) == [
+        [(PUT, "w/a", b"1")],
+        [(PUT, "w/a", b"1")],
+        [(PUT, "w/c", b"3"), (PUT, "w/b", b"2")],
+        # deletions in key order (a re-put key is only put), then the puts in the order given
+        [(DELETE, "w/a", None), (DELETE, "w/c", None), (DELETE, "w/old", None),
+         (PUT, "w/b", b"again"), (PUT, "w/d", b"4")],
+        [(DELETE, "w/d", None)],
+    ]
+    revisions = sorted({ev.revision for ev in events})
+    pairs, now = s.scan_revision("w/")
+    assert pairs == [("w/b", b"again")] and now >= revisions[-1]
+    assert s.scan_revision("nothing/") == ([], s.scan_revision("")[1])  # no change in between
+    w.close()
+
+
+def test_a_poll_never_splits_a_revision(harness):
+    s = harness.store
+    w = s.watch("p/")
+    s.txn(puts={f"p/{i}": b"x" for i in range(5)})
+    s.put("p/last", b"y")
+    first = []
+    deadline = time.monotonic() + 20
+    while not first and time.monotonic() < deadline:
+        first = w.poll(0.5, max_events=2)
+    assert [ev.key for ev in first] == [f"p/{i}" for i in range(5)]
+    assert [ev.key for ev in _collect(w, 1)] == ["p/last"]
+    w.close()
+
+
+def test_lease_ends_are_delete_events(harness):
+    s = harness.store
+    w = s.watch("session/")
+    revoked, expiring = s.grant_lease(30), s.grant_lease(2)
+    s.txn(puts={"session/b": b"node b", "session/a": b"node a"}, lease=revoked)
+    s.txn(puts={"session/c": b"node c"}, lease=expiring)
+    s.revoke_lease(revoked)
+    # nothing calls the store now: the watcher alone sees the expiry (etcd: the server expires it)
+    events = _collect(w, 6, seconds=15)
+    assert _changes(events) == [
+        [(PUT, "session/b", b"node b"), (PUT, "session/a", b"node a")],
+        [(PUT, "session/c", b"node c")],
+        [(DELETE, "session/a", None), (DELETE, "session/b", None)],
+        [(DELETE, "session/c", None)],
+    ]
+    assert s.scan("session/") == []
+    w.close()
+
+
+def test_watch_from_a_scan_revision_misses_nothing(harness):
+    s = harness.store
+    s.put("cat/1", b"one")
+    first = s.scan_revision("cat/")[1]
+    s.put("cat/2", b"two")
+    pairs, rev = s.scan_revision("cat/")
+    assert pairs == [("cat/1", b"one"), ("cat/2", b"two")] and rev > first
+    s.put("cat/3", b"between the scan and the watch")
+    w = s.watch("cat/", rev + 1)
+    s.delete("cat/1")
+    assert _changes(_collect(w, 2)) == [[(PUT, "cat/3", b"between the scan and the watch")], [(DELETE, "cat/1", None)]]
+    replay = s.watch("cat/", first)  # an older start replays from there
+    assert [(ev.kind, ev.key) for ev in _collect(replay, 4)] == [
+        (PUT, "cat/1"), (PUT, "cat/2"), (PUT, "cat/3"), (DELETE, "cat/1")]
+    assert [ev.revision for ev in replay.poll(0)] == []
+    late = s.watch("cat/")  # no start: only what comes after
+    s.put("cat/4", b"four")
+    assert [ev.key for ev in _collect(late, 1)] == ["cat/4"]
+    for x in (w, replay, late):
+        x.close()
+    with pytest.raises(InvalidParameter):
+        s.watch("cat/", 0)
+
+
+def test_watchers_on_different_prefixes_see_only_theirs(harness):
+    s = harness.store
+    nodes, cats = s.watch("nodes/"), s.watch("catalog/")
+    s.txn(puts={"nodes/1": b"n1", "catalog/c": b"c1", "nodesx": b"outside"})
+    s.put("catalog/d", b"d1")
+    s.put("nodes/2", b"n2")
+    assert [(ev.key, ev.value) for ev in _collect(nodes, 2)] == [("nodes/1", b"n1"), ("nodes/2", b"n2")]
+    assert [(ev.key, ev.value) for ev in _collect(cats, 2)] == [("catalog/c", b"c1"), ("catalog/d", b"d1")]
+    nodes.close()
+    cats.close()
+
+
+def test_close_wakes_a_blocked_poll_and_the_store_is_not_blocked(harness):
+    s = harness.store
+    w = s.watch("q/")
+    result = []
+
+    def blocked():
+        t0 = time.monotonic()
+        try:
+            result.append(w.poll(60))
+        except IoFailed as e:
+            result.append(e)
+        result.append(time.monotonic() - t0)
+
+    t = threading.Thread(target=blocked)
+    t.start()
+    time.sleep(0.3)
+    s.put("elsewhere", b"1")  # the store answers while a poll waits
+    assert s.get("elsewhere") == b"1" and s.scan("elsewhere") == [("elsewhere", b"1")]
+    w.close()
+    t.join(30)
+    assert not t.is_alive()
+    assert isinstance(result[0], IoFailed) and result[1] < 30
+    with pytest.raises(IoFailed, match="closed"):
+        w.poll(0)
+    w.close()  # twice: no error
+
+
+def test_closing_the_store_ends_its_watchers(harness):
+    w = harness.store.watch("q/")
+    harness.store.close()
+    with pytest.raises(IoFailed):
+        w.poll(5)
+    with pytest.raises(IoFailed):
+        harness.store.watch("q/")
+
+
+def test_a_watcher_sees_changes_made_through_another_client(harness):
+    if harness.kind != "etcd":
+        pytest.skip("memory: one instance is the store; local: one process and one instance per "
+                    "directory (test_second_open_is_refused)")
+    other = harness.other()
+    try:
+        w = harness.store.watch("nodes/")
+        other.put("nodes/7", b"from the other client")
+        lease = other.grant_lease(30)
+        other.txn(puts={"nodes/8": b"leased"}, lease=lease)
+        other.revoke_lease(lease)
+        assert _changes(_collect(w, 3)) == [[(PUT, "nodes/7", b"from the other client")],
+                                            [(PUT, "nodes/8", b"leased")], [(DELETE, "nodes/8", None)]]
+        w.close()
+    finally:
+        other.close()
+
+
+def test_no_event_lost_under_concurrent_writers(harness):
+    s = harness.store
+    w = s.watch("c/")
+    threads = [threading.Thread(target=lambda t=t: [s.put(f"c/{t}/{i:03d}", b"%d" % i) for i in range(200)])
+               for t in range(4)]
+    for t in threads:
+        t.start()
+    events = _collect(w, 800, seconds=120)
+    for t in threads:
+        t.join()
+    revisions = [ev.revision for ev in events]
+    assert revisions == sorted(set(revisions))  # one revision per put, in order
+    for t in range(4):
+        assert [ev.key for ev in events if ev.key.startswith(f"c/{t}/")] == [f"c/{t}/{i:03d}" for i in range(200)]
+    w.close()
+
+
+def _compact(harness, store, revision: int) -> None:
+    """Make the revisions below ``revision`` unavailable: etcd compacts; the in-process stores
+    (opened with a small ``watch_backlog``) just had more changes than they keep."""
+    if harness.kind == "etcd":
+        from aetcd import rpc
+
+        async def compact():
+            await store._client.kvstub.Compact(rpc.CompactionRequest(revision=revision, physical=True))
+
+        store._run(compact(), "compact etcd")
+
+
+def test_a_watch_below_the_kept_history_raises_compacted(harness):
+    store = harness.other(watch_backlog=4)
+    try:
+        start = store.scan_revision("")[1] + 1
+        for i in range(20):
+            store.put(f"h/{i}", b"x")
+        _compact(harness, store, store.scan_revision("")[1])
+        with pytest.raises(WatchCompacted, match="scan again"):
+            store.watch("h/", start)
+        pairs, rev = store.scan_revision("h/")  # what a caller does then
+        w = store.watch("h/", rev + 1)
+        store.put("h/after", b"y")
+        assert [ev.key for ev in _collect(w, 1)] == ["h/after"] and len(pairs) == 20
+        w.close()
+    finally:
+        store.close()
+
+
+def test_a_watcher_that_falls_too_far_behind_is_dropped(harness):
+    store = harness.other(watch_backlog=4)
+    try:
+        w = store.watch("h/")
+        for i in range(20):
+            store.put(f"h/{i}", b"x")
+        got = []
+        deadline = time.monotonic() + 20
+        with pytest.raises(WatchCompacted, match="behind"):
+            while time.monotonic() < deadline:
+                got += w.poll(0.5)
+        assert len(got) <= 4 and [ev.key for ev in got] == [f"h/{i}" for i in range(len(got))]
+        with pytest.raises(WatchCompacted):  # and stays dropped
+            w.poll(0)
+        w.close()
+    finally:
+        store.close()
+
+
+def test_watch_events_match_the_reference(harness):
+    """The same random changes give the same events, revision by revision, as the memory store."""
+    ref = MemoryMetaStore()
+    w, ref_w = harness.store.watch(""), ref.watch("")
+    n = 0
+    for op, a, b in _random_ops(random.Random(5), 200):
+        if op == "put":
+            harness.store.put(a, b), ref.put(a, b)
+        elif op == "delete":
+            harness.store.delete(a), ref.delete(a)
+        elif op == "txn":
+            assert harness.store.txn(*a) == ref.txn(*a)
+    expected = ref_w.poll(0, max_events=10_000)
+    assert _changes(_collect(w, len(expected))) == _changes(expected)
+    w.close()

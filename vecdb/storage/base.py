@@ -10,7 +10,10 @@ thread-safe. Failures of the medium (disk, network) raise
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Iterator, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from vecdb.storage.watch import WatchEvent
 
 
 @runtime_checkable
@@ -98,6 +101,35 @@ class MetaStore(Protocol):
     (so a txn may clear a prefix and re-create keys under it), optionally only
     if expected values hold (compare-and-set).
     ``scan(prefix)`` matches plain string prefixes ("a/b" matches "a/bc").
+
+    Revisions and watches (etcd's model; ``vecdb.storage.watch``):
+    - Every change that alters keys advances the store-wide revision: a put (even of the same
+      value), a delete of a present key, an applied txn, a lease ending (expiry or revoke) with
+      keys. All the key changes of one such change share its revision. A change of nothing
+      (deleting absent keys, a failed ``expect``) does not advance it. Revisions only grow,
+      across restarts too, but need not be consecutive (etcd: other namespaces' writes count).
+    - ``scan_revision(prefix)`` is a scan plus the revision it reflects; ``watch(prefix,
+      revision + 1)`` then hands out every later change under the prefix: nothing is missed
+      or seen twice. ``watch(prefix)`` without a start: the changes after the call returns.
+    - A ``Watcher`` hands out ``WatchEvent(kind, key, value, revision)`` in revision order:
+      ``"put"`` with the value, ``"delete"`` with None, one per key. Within a revision, the
+      deleted keys in key order, then the put ones in the order given. A txn that deletes and
+      re-puts a key gives only the put. Keys deleted by ``delete_prefixes`` or by a lease
+      ending each have their delete event (a node's session vanishing is a delete). A poll
+      never splits a revision.
+    - History is bounded. A watch starting below the oldest revision kept raises
+      ``WatchCompacted`` (etcd: compacted; memory and local stores keep the last
+      ``watch_backlog`` events, 10,000 by default, in memory). A watcher that falls more than
+      ``watch_backlog`` events behind is dropped: its ``poll`` raises ``WatchCompacted`` after
+      the events it still had (memory/local: behind the store's changes under any prefix;
+      etcd: events received and not yet polled). Either way: scan again and watch anew
+      (``watch.PrefixWatch`` does).
+    - A watcher sees every change to the backend, whichever client made it (etcd: another
+      ``EtcdMetaStore`` on the same namespace). The local store is one process per directory,
+      and its changes are kept in memory only: a watch cannot resume across its restart.
+    - memory/local: a lease's expiry is noticed when the store is used, and by a blocked
+      ``poll`` within 0.2 s; etcd expires leases itself. etcd watchers resume on their own
+      when the connection breaks (from the last revision received + 1).
     """
 
     def get(self, key: str) -> bytes | None:
@@ -112,6 +144,15 @@ class MetaStore(Protocol):
 
     def scan(self, prefix: str) -> list[tuple[str, bytes]]:
         """(key, value) pairs whose key starts with ``prefix``, sorted by key."""
+        ...
+
+    def scan_revision(self, prefix: str) -> tuple[list[tuple[str, bytes]], int]:
+        """``scan(prefix)`` and the store's revision it was read at (watch from it + 1)."""
+        ...
+
+    def watch(self, prefix: str, start_revision: int | None = None) -> "Watcher":
+        """The changes to keys starting with ``prefix`` from revision ``start_revision`` on (None:
+        those after this call). Raises ``WatchCompacted`` when that revision is no longer kept."""
         ...
 
     def txn(
@@ -141,6 +182,20 @@ class MetaStore(Protocol):
 
     def revoke_lease(self, lease: int) -> None:
         """End it now and delete its keys (no error if it already ended)."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+@runtime_checkable
+class Watcher(Protocol):
+    """The changes under a prefix of a ``MetaStore``, in revision order (see ``MetaStore``)."""
+
+    def poll(self, timeout: float = 1.0, max_events: int = 1024) -> list["WatchEvent"]:
+        """The next events (whole revisions: about ``max_events``), waiting up to ``timeout`` seconds
+        for at least one; [] if none came. Raises ``WatchCompacted`` when the watcher was dropped,
+        ``IoFailed`` once it or its store is closed (a poll blocked in another thread wakes up)."""
         ...
 
     def close(self) -> None:

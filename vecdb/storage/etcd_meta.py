@@ -10,6 +10,10 @@ key that is also put is just put. etcd limits the operations per transaction
 (``--max-txn-ops``, 128 by default; the servers vecdb starts allow 4096): a bigger
 transaction raises ``InvalidParameter`` instead of being split, since that would not be atomic.
 
+Watches (``watch``) are etcd watch streams on the store's event loop, one per watcher, with
+etcd's revisions (``vecdb.storage.etcd_watch``); a txn's deletions are sent in key order so
+that its delete events come in key order, as the in-process stores give them.
+
 Why aetcd and not the design card's etcd3: etcd3 0.12 fails to import with protobuf >= 4
 unless the whole process switches protobuf to its pure-Python mode, which made pymilvus
 message encoding ~20x slower. aetcd is its maintained asyncio fork on current grpcio.
@@ -18,11 +22,13 @@ message encoding ~20x slower. aetcd is its maintained asyncio fork on current gr
 from __future__ import annotations
 
 import math
+import threading
 
 from vecdb.errors import InvalidParameter, IoFailed, LeaseExpired
 from vecdb.storage.aioloop import LoopThread
 from vecdb.storage.keys import check_expect, check_meta_key, check_payload, check_prefix
 from vecdb.storage.leases import check_ttl
+from vecdb.storage.watch import WATCH_BACKLOG, check_backlog, check_start_revision
 
 _PAGE = 1000  # keys per range request when scanning
 
@@ -42,12 +48,15 @@ class EtcdMetaStore:
     """The distributed ``MetaStore`` (see module docstring). Thread-safe."""
 
     def __init__(self, endpoint: str = "127.0.0.1:2379", *, prefix: str = "vecdb/", timeout: float = 10.0,
-                 max_txn_ops: int = 4096):
+                 max_txn_ops: int = 4096, watch_backlog: int = WATCH_BACKLOG):
         import aetcd
 
         host, port = _host_port(endpoint)
         self._ns = prefix.encode()
         self.timeout, self.max_txn_ops = float(timeout), int(max_txn_ops)
+        self.watch_backlog = check_backlog(watch_backlog)  # events a watcher may hold unpolled
+        self._watchers: set = set()  # open ones, closed with the store
+        self._watchers_lock = threading.Lock()
         self._loop = LoopThread("etcd-meta")
         self._closed = False
         self._client = aetcd.Client(host=host, port=port, timeout=timeout,
@@ -95,10 +104,14 @@ class EtcdMetaStore:
         self.txn(deletes=[key])
 
     def scan(self, prefix: str) -> list[tuple[str, bytes]]:
+        return self.scan_revision(prefix)[0]
+
+    def scan_revision(self, prefix: str) -> tuple[list[tuple[str, bytes]], int]:
         p = self._ns + check_prefix(prefix).encode()
         return self._run(self._scan(p, range_end(p)), "scan metadata")
 
-    async def _scan(self, start: bytes, end: bytes) -> list[tuple[str, bytes]]:
+    async def _scan(self, start: bytes, end: bytes) -> tuple[list[tuple[str, bytes]], int]:
+        """The pairs in [start, end) at one revision (etcd's, when the first page was read), and it."""
         from aetcd import rpc
 
         out: list[tuple[str, bytes]] = []
@@ -110,7 +123,7 @@ class EtcdMetaStore:
             revision = revision or r.header.revision  # later pages read the same snapshot
             out.extend((kv.key[n:].decode(), kv.value) for kv in r.kvs)
             if not r.more or not r.kvs:
-                return out
+                return out, revision
             start = r.kvs[-1].key + b"\0"
 
     def txn(self, puts: dict[str, bytes] | None = None, deletes: list[str] | None = None,
@@ -129,15 +142,12 @@ class EtcdMetaStore:
         put_keys = {self._k(k): check_payload(v) for k, v in (puts or {}).items()}
         del_keys = {self._k(k) for k in deletes or []}
         prefixes = [self._ns + check_prefix(p).encode() for p in delete_prefixes or []]
-        ops: list = []
         merged = _merge([(p, range_end(p)) for p in prefixes])
         covered = sorted(put_keys)
-        for lo, hi in merged:
-            for lo2, hi2 in _holes(lo, hi, [k for k in covered if lo <= k < hi]):
-                ops.append(rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=lo2, range_end=hi2)))
-        for k in sorted(del_keys):
-            if k not in put_keys and not any(lo <= k < hi for lo, hi in merged):
-                ops.append(rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k)))
+        dels = [(lo2, hi2) for lo, hi in merged for lo2, hi2 in _holes(lo, hi, [k for k in covered if lo <= k < hi])]
+        dels += [(k, b"") for k in del_keys if k not in put_keys and not any(lo <= k < hi for lo, hi in merged)]
+        ops: list = [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=lo, range_end=hi))
+                     for lo, hi in sorted(dels)]  # disjoint: in key order, so are the delete events
         for k, v in put_keys.items():
             ops.append(rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=v, lease=lease or 0)))
         if not ops and not compare:
@@ -179,9 +189,30 @@ class EtcdMetaStore:
     async def _call(self, method: str, req):
         return await getattr(self._client.leasestub, method)(req, timeout=self.timeout)
 
+    # --- watches ----------------------------------------------------------------------
+    def watch(self, prefix: str, start_revision: int | None = None):
+        from vecdb.storage.etcd_watch import EtcdWatcher
+
+        p = self._ns + check_prefix(prefix).encode()
+        w = EtcdWatcher(self, p, range_end(p), check_start_revision(start_revision), self.watch_backlog)
+        with self._watchers_lock:
+            self._watchers.add(w)
+        if self._closed:  # closed meanwhile: it would outlive the loop
+            w.close()
+            raise IoFailed("metadata store is closed")
+        return w
+
+    def _watch_closed(self, w) -> None:
+        with self._watchers_lock:
+            self._watchers.discard(w)
+
     def close(self) -> None:
         if self._closed:
             return
+        with self._watchers_lock:
+            watchers = list(self._watchers)
+        for w in watchers:
+            w.close()
         try:
             self._loop.run(self._client.close(), 5, "close etcd")
         except IoFailed:

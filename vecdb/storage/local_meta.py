@@ -16,6 +16,13 @@ state is compacted: the snapshot is written to a temp file, fsync'd and
 renamed over the old one, and only then is the journal emptied. A crash
 between the two replays the old journal over the new snapshot, which gives
 the same state: each journal op sets its keys regardless of what was there.
+
+Revisions (``watch``): every record that changes keys carries the store's revision after it,
+and so does the snapshot; a lease ending (which changes only memory: leased keys are
+journaled as deleted) writes a record of just its revision. So a reopened store goes on
+above every revision it handed out (unless that last record failed to write, which is
+logged). The changes themselves are kept in memory only (``ChangeFeed``): a watch cannot
+resume across a restart, which is moot since one process at a time opens the directory.
 """
 
 from __future__ import annotations
@@ -31,10 +38,11 @@ from vecdb.storage import framing
 from vecdb.storage.fsutil import datasync, fsync_dir, lock_dir, unlock_dir, write_all
 from vecdb.storage.keys import check_expect, check_meta_key, check_payload, check_prefix
 from vecdb.storage.leases import LeaseMethods, LeaseTable
+from vecdb.storage.watch import WATCH_BACKLOG, ChangeFeed, FeedMethods
 
 log = logging.getLogger(__name__)
 
-_PUT, _DELETE, _DELETE_PREFIX = 1, 2, 3
+_PUT, _DELETE, _DELETE_PREFIX, _REVISION = 1, 2, 3, 4  # _REVISION: the key is the revision in decimal
 _OP = struct.Struct("<BI")  # op, key length
 _LEN = struct.Struct("<I")
 
@@ -54,6 +62,11 @@ def _encode_ops(delete_prefixes: list[str], deletes: list[str], puts: dict[str, 
     return b"".join(parts)
 
 
+def _revision_op(revision: int) -> bytes:
+    digits = b"%d" % revision
+    return _OP.pack(_REVISION, len(digits)) + digits
+
+
 def _decode_ops(buf: bytes, path: str):
     """Yield (op, key, value|None) from an encoded record payload."""
     off, n = 0, len(buf)
@@ -69,7 +82,9 @@ def _decode_ops(buf: bytes, path: str):
                 off += _LEN.size
                 value = buf[off : off + vlen]
                 off += vlen
-            elif op not in (_DELETE, _DELETE_PREFIX):
+            elif op == _REVISION and not key.isdigit():
+                raise ValueError(f"bad revision {key!r}")
+            elif op not in (_DELETE, _DELETE_PREFIX, _REVISION):
                 raise ValueError(f"unknown op {op}")
             if off > n:
                 raise ValueError("record overruns its payload")
@@ -78,17 +93,19 @@ def _decode_ops(buf: bytes, path: str):
         raise IoFailed(f"undecodable metadata record in {path}: {e}") from e
 
 
-class LocalMetaStore(LeaseMethods):
+class LocalMetaStore(FeedMethods, LeaseMethods):
     """The embedded ``MetaStore`` (see module docstring). Thread-safe; one
-    process per directory."""
+    process per directory. Watchers read a ``ChangeFeed`` of the last ``watch_backlog`` events."""
 
-    def __init__(self, path_dir: str, compact_bytes: int = 4 << 20):
+    def __init__(self, path_dir: str, compact_bytes: int = 4 << 20, watch_backlog: int = WATCH_BACKLOG):
         self._dir = os.path.abspath(path_dir)
         self._compact_bytes = compact_bytes
         self._lock = threading.Lock()
         self._data: dict[str, bytes] = {}
         self._keys: list[str] = []  # sorted keys of _data, for prefix scans
         self._leases = LeaseTable()  # keys put with a lease are in memory only (see txn)
+        self._feed = ChangeFeed(watch_backlog)
+        self._stored_revision = 0  # the highest revision read from the files (see _apply)
         self._fd: int | None = None
         self._closed = False
         try:
@@ -146,13 +163,15 @@ class LocalMetaStore(LeaseMethods):
             raise IoFailed(f"cannot open {jpath}: {e}") from e
         self._seq = len(res.records)
         self._journal_size = len(data)
+        self._feed.restore(self._stored_revision)
         if data or self._snapshot_size == 0:
             self._compact()
 
     def _compact(self) -> None:
         """Write the whole state as the snapshot, then empty the journal."""
         owned = self._leases.attached()  # in memory only: never in the snapshot
-        payload = _encode_ops([], [], {k: v for k, v in self._data.items() if k not in owned} if owned else self._data)
+        payload = _revision_op(self._feed.revision) + _encode_ops(
+            [], [], {k: v for k, v in self._data.items() if k not in owned} if owned else self._data)
         record = framing.encode(0, payload)
         tmp = self._path(SNAPSHOT + ".tmp")
         try:
@@ -182,12 +201,15 @@ class LocalMetaStore(LeaseMethods):
             return self._data.get(key)
 
     def scan(self, prefix: str) -> list[tuple[str, bytes]]:
+        return self.scan_revision(prefix)[0]
+
+    def scan_revision(self, prefix: str) -> tuple[list[tuple[str, bytes]], int]:
         check_prefix(prefix)
         with self._lock:
             self._live()
             lo = bisect.bisect_left(self._keys, prefix)
             hi = self._prefix_end(prefix, lo)
-            return [(k, self._data[k]) for k in self._keys[lo:hi]]
+            return [(k, self._data[k]) for k in self._keys[lo:hi]], self._feed.revision
 
     def _prefix_end(self, prefix: str, lo: int) -> int:
         keys, hi = self._keys, lo
@@ -229,33 +251,62 @@ class LocalMetaStore(LeaseMethods):
                 return True
             if lease is not None and not self._leases.alive(lease):
                 raise LeaseExpired(f"lease {lease} expired or does not exist")
-            record = framing.encode(self._seq + 1, payload)
-            try:
-                write_all(self._fd, record)
-                datasync(self._fd)
-            except OSError as e:
-                try:
-                    os.ftruncate(self._fd, self._journal_size)
-                except OSError:
-                    pass
-                raise IoFailed(f"metadata journal write failed: {e}") from e
-            self._seq += 1
-            self._journal_size += len(record)
+            gone = self._doomed(delete_prefixes, deletes, puts)
+            if not (gone or puts):  # deletes of absent keys: no change, no revision
+                return True
+            self._write(_revision_op(self._feed.revision + 1) + payload)
             self._leases.detach_changed({} if lease is not None else puts, deletes, delete_prefixes)
             self._apply(_decode_ops(payload, "<txn>"))
             if lease is not None:
                 self._apply((_PUT, k, v) for k, v in puts.items())
                 self._leases.attach(puts, lease)
-            if self._journal_size >= max(self._compact_bytes, self._snapshot_size):
-                try:
-                    self._compact()
-                except IoFailed as e:  # the txn itself is durable; retried on the next write
-                    log.error("%s", e)
+            self._feed.publish(gone, puts)
+            self._maybe_compact()
             return True
 
+    def _doomed(self, delete_prefixes: list[str], deletes: list[str], puts: dict[str, bytes]) -> list[str]:
+        """Under the lock: the present keys a txn deletes and does not put again, sorted."""
+        gone = {k for k in deletes if k in self._data}
+        for p in delete_prefixes:
+            lo = bisect.bisect_left(self._keys, p)
+            gone.update(self._keys[lo : self._prefix_end(p, lo)])
+        return sorted(gone.difference(puts))
+
+    def _write(self, payload: bytes) -> None:
+        """Under the lock: append one durable journal record."""
+        record = framing.encode(self._seq + 1, payload)
+        try:
+            write_all(self._fd, record)
+            datasync(self._fd)
+        except OSError as e:
+            try:
+                os.ftruncate(self._fd, self._journal_size)
+            except OSError:
+                pass
+            raise IoFailed(f"metadata journal write failed: {e}") from e
+        self._seq += 1
+        self._journal_size += len(record)
+
+    def _maybe_compact(self) -> None:
+        if self._journal_size >= max(self._compact_bytes, self._snapshot_size):
+            try:
+                self._compact()
+            except IoFailed as e:  # the changes themselves are durable; retried on the next write
+                log.error("%s", e)
+
     def _forget(self, keys) -> None:
-        """Drop the keys of an ended lease from memory (the journal has them deleted already)."""
-        self._apply((_DELETE, k, None) for k in keys)
+        """Drop the keys of an ended lease from memory (the journal has them deleted already), as
+        one change whose revision is journaled."""
+        gone = sorted(k for k in keys if k in self._data)
+        if not gone:
+            return
+        try:
+            self._write(_revision_op(self._feed.revision + 1))
+        except IoFailed as e:  # the keys go anyway; only a restart before the next write could reuse the revision
+            log.error("%s", e)
+        self._apply((_DELETE, k, None) for k in gone)
+        self._feed.publish(gone, {})
+        self._maybe_compact()
 
     def _apply(self, ops) -> None:
         data, keys = self._data, self._keys
@@ -267,6 +318,8 @@ class LocalMetaStore(LeaseMethods):
             elif op == _DELETE:
                 if data.pop(key, None) is not None:
                     del keys[bisect.bisect_left(keys, key)]
+            elif op == _REVISION:
+                self._stored_revision = max(self._stored_revision, int(key))
             else:
                 lo = bisect.bisect_left(keys, key)
                 hi = self._prefix_end(key, lo)

@@ -13,6 +13,7 @@ from typing import Iterator
 from vecdb.errors import IoFailed, KeyNotFound, LeaseExpired
 from vecdb.storage.follow import AppendSignal, PollingFollower
 from vecdb.storage.leases import LeaseMethods, LeaseTable
+from vecdb.storage.watch import WATCH_BACKLOG, ChangeFeed, FeedMethods
 from vecdb.storage.keys import (
     check_channel,
     check_expect,
@@ -132,17 +133,18 @@ class MemoryLog(_Closable):
             self._channels.pop(channel, None)
 
 
-class MemoryMetaStore(LeaseMethods, _Closable):
-    """``MetaStore`` as a dict."""
+class MemoryMetaStore(FeedMethods, LeaseMethods, _Closable):
+    """``MetaStore`` as a dict; watchers read a ``ChangeFeed`` of the last ``watch_backlog`` events."""
 
-    def __init__(self) -> None:
+    def __init__(self, watch_backlog: int = WATCH_BACKLOG) -> None:
         super().__init__()
         self._data: dict[str, bytes] = {}
         self._leases = LeaseTable()
+        self._feed = ChangeFeed(watch_backlog)
 
     def _forget(self, keys) -> None:
-        for k in keys:
-            self._data.pop(k, None)
+        """A lease ended: its keys go, as one change."""
+        self._feed.publish(sorted(k for k in keys if self._data.pop(k, None) is not None), {})
 
     def get(self, key: str) -> bytes | None:
         check_meta_key(key)
@@ -157,10 +159,13 @@ class MemoryMetaStore(LeaseMethods, _Closable):
         self.txn(deletes=[key])
 
     def scan(self, prefix: str) -> list[tuple[str, bytes]]:
+        return self.scan_revision(prefix)[0]
+
+    def scan_revision(self, prefix: str) -> tuple[list[tuple[str, bytes]], int]:
         check_prefix(prefix)
         with self._lock:
             self._live()
-            return sorted((k, v) for k, v in self._data.items() if k.startswith(prefix))
+            return sorted((k, v) for k, v in self._data.items() if k.startswith(prefix)), self._feed.revision
 
     def txn(
         self,
@@ -181,14 +186,14 @@ class MemoryMetaStore(LeaseMethods, _Closable):
             if lease is not None and not self._leases.alive(lease):
                 raise LeaseExpired(f"lease {lease} expired or does not exist")
             self._leases.detach_changed({} if lease is not None else puts, deletes, delete_prefixes)
-            for p in delete_prefixes:
-                for k in [k for k in self._data if k.startswith(p)]:
-                    del self._data[k]
-            for k in deletes:
-                self._data.pop(k, None)
+            gone = {k for k in deletes if k in self._data}
+            gone.update(k for k in self._data if any(k.startswith(p) for p in delete_prefixes))
+            for k in gone:
+                del self._data[k]
             self._data.update(puts)
             if lease is not None:
                 self._leases.attach(puts, lease)
+            self._feed.publish(sorted(gone.difference(puts)), puts)
             return True
 
 
