@@ -25,7 +25,7 @@ def _split_index_params(pairs) -> tuple[str, str, dict]:
     for k, v in extra.items():  # newer clients flatten params into top-level pairs
         try:
             params.setdefault(k, json.loads(v))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # not JSON (or absurdly nested): the text itself
             params.setdefault(k, v)
     return index_type.upper() if index_type.upper() != "TRIE" else "Trie", metric.upper(), params
 
