@@ -234,8 +234,9 @@ def expressions():
         inner.map(lambda e: f"({e})"),
     ), max_leaves=4)
     # mostly the grammar; sometimes any text, or a pathological classic
-    classics = ["", "id > 0", "(((", 'exists "\\ud800\\udc00"', 's == "\\udfff"', "id in [" + ",".join(["1"] * 500) + "]",
-                "-" * 100 + "1", "not " * 300 + "true", "(" * 300 + "1" + ")" * 300]
+    classics = ["", "id > 0", "(((", 'exists "\\ud800\\udc00"', 's == "\\udfff"',
+                "id in [" + ",".join(["1"] * 500) + "]", "-" * 100 + "1", "not " * 300 + "true",
+                "(" * 300 + "1" + ")" * 300]
     return st.one_of(exprs, exprs, exprs, TEXT, st.sampled_from(classics))
 
 
