@@ -272,3 +272,11 @@ def test_deep_nesting_is_an_input_error():
     # moderately deep expressions still work
     expr = " + ".join(["a"] * 100) + " > 0"
     assert mask(expr) == [True, True, True, False]
+
+
+def test_escaped_surrogate_pairs_join_and_lone_surrogates_are_refused():
+    assert tokenize(r'"\ud83d\ude00!"')[0].value == "\U0001F600!"  # as JSON decodes it
+    with pytest.raises(InvalidParameter, match="lone surrogate"):
+        tokenize(r'"\ud800"')
+    with pytest.raises(InvalidParameter, match="lone surrogate"):
+        tokenize(r'"\udc00\ud800"')  # the wrong order is no pair

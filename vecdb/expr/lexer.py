@@ -142,7 +142,7 @@ def _read_string(expr: str, start: int) -> tuple[str, int]:
     while i < n:
         c = expr[i]
         if c == quote:
-            return "".join(out), i + 1
+            return _text("".join(out), expr, start), i + 1
         if c in "\r\n":
             break
         if c != "\\":
@@ -157,6 +157,20 @@ def _read_string(expr: str, start: int) -> tuple[str, int]:
             continue
         i = _read_escape(expr, i, out)
     raise syntax_error(expr, f"unterminated string literal at column {start + 1}")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(s: str, expr: str, start: int) -> str:
+    """A string literal's value: ``\\ud83d\\ude00``-style escaped surrogate pairs become the one
+    character they encode (as in JSON); a lone surrogate is not text and is refused."""
+    if not _SURROGATE.search(s):
+        return s
+    s = s.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+    if _SURROGATE.search(s):
+        raise syntax_error(expr, f"string literal at column {start + 1} holds a lone surrogate (not valid unicode)")
+    return s
 
 
 def _read_escape(expr: str, i: int, out: list[str]) -> int:
