@@ -190,3 +190,20 @@ def test_etcd_watch_resumes_after_an_etcd_restart(tmp_path):
     finally:
         s.close()
         srv.stop()
+
+
+def test_prefix_watch_can_be_closed_from_its_callback():
+    s = MemoryMetaStore()
+    seen, holder = [], []
+
+    def apply(events):
+        seen.extend(ev.key for ev in events)
+        if any(ev.key == "n/stop" for ev in events):
+            holder[0].close()
+
+    holder.append(PrefixWatch(s, "n/", lambda pairs: None, apply, poll_timeout=0.2))
+    s.put("n/stop", b"")
+    _wait(lambda: not holder[0]._thread.is_alive())
+    s.put("n/later", b"")
+    time.sleep(0.5)
+    assert seen == ["n/stop"]

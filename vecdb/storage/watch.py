@@ -15,6 +15,7 @@ import time
 from typing import Callable, NamedTuple
 
 from vecdb.errors import InvalidParameter, IoFailed
+from vecdb.storage.keys import check_prefix
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +174,6 @@ class FeedMethods:
     (``leases.LeaseMethods``)."""
 
     def watch(self, prefix: str, start_revision: int | None = None) -> FeedWatcher:
-        from vecdb.storage.keys import check_prefix
-
         check_prefix(prefix)
         check_start_revision(start_revision)
         with self._lock:
@@ -195,7 +194,8 @@ class PrefixWatch:
     go on (``WatchCompacted``, a store failure, a callback that raised), it starts over: after
     ``retry_wait`` seconds (at once when compacted) a new scan goes to ``on_reset``, which must
     replace the caller's view. The first scan and ``on_reset`` run in the constructor, so a
-    failure there raises to the caller. ``close()`` stops the thread (not from a callback).
+    failure there raises to the caller. ``close()`` stops the thread (from a callback too: then
+    no more calls follow the current one).
     """
 
     def __init__(self, store, prefix: str, on_reset: Callable[[list[tuple[str, bytes]]], None],
@@ -251,4 +251,5 @@ class PrefixWatch:
         with self._lock:
             self._stop.set()
         self._drop()
-        self._thread.join(10)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(10)
