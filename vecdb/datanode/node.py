@@ -44,43 +44,65 @@ class DataNode:
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
 
     def persist(self, info: CollectionInfo, channel: str, upto: int) -> list[dict]:
-        """Persist records in (checkpoint, upto]; returns the new segments' infos."""
+        """Persist records in (checkpoint, upto]; returns the new segments' infos.
+
+        The checkpoint moves by compare-and-set: when another process persisted the channel
+        meanwhile (in a cluster every proxy still hosts a data node), this attempt's metadata is
+        not committed and it starts over from the new checkpoint, so no record is persisted twice.
+        (Two attempts for the same position write the same object keys; one owner per channel,
+        assigned by the coord, is what ends that overlap: docs/cluster.md.)"""
         with self._locks[channel]:
-            start = sf.checkpoint(self.meta, info.id, channel)
-            if upto <= start:
-                return []
-            inserts: dict[int, list[InsertRecord]] = defaultdict(list)
-            del_pks, del_ts = [], []
-            for _, payload in self.log.read(channel, start + 1, upto):
-                rec = decode(payload)
-                if isinstance(rec, InsertRecord):
-                    inserts[rec.partition_id].append(rec)
-                elif isinstance(rec, DeleteRecord):
-                    del_pks.append(rec.pks)
-                    del_ts.append(np.full(len(rec.pks), rec.ts, np.uint64))
-            puts: dict[str, bytes] = {}
-            segments = []
-            live_partitions = {p.id for p in info.partitions}
-            for pid, recs in inserts.items():
-                if pid not in live_partitions:
-                    continue  # partition dropped meanwhile
-                prefix = sf.segment_prefix(info.id, channel, upto, pid)
-                columns = {f.name: _chunks(recs, f) for f in info.schema.fields}
-                ts = np.concatenate([np.full(r.num_rows, r.ts, np.uint64) for r in recs])
-                sf.write_segment(self.objects, prefix, info.schema, columns, ts)
-                seg = {"segment_id": self.ids.allocate(), "partition_id": pid, "num_rows": len(ts),
-                       "prefix": prefix, "position": upto}
-                segments.append(seg)
-                puts[f"seg/{info.id}/{channel}/{upto:020d}-{pid}"] = json.dumps(seg).encode()
-            if del_pks:
-                key = f"deltas/{info.id}/{channel}/{upto:020d}.vcol"
-                sf.write_delta(self.objects, key, np.concatenate(del_pks), np.concatenate(del_ts))
-                puts[f"delta/{info.id}/{channel}/{upto:020d}"] = key.encode()
-            puts[f"ckpt/{info.id}/{channel}"] = str(upto).encode()
-            self.meta.txn(puts=puts)
-            if self.truncate:
-                self.log.truncate_before(channel, upto + 1)
-            return segments
+            while True:
+                segments = self._persist_once(info, channel, upto)
+                if segments is not None:
+                    return segments
+
+    def _persist_once(self, info: CollectionInfo, channel: str, upto: int) -> list[dict] | None:
+        """One attempt of ``persist``; None when the checkpoint moved under it."""
+        ckpt_key = f"ckpt/{info.id}/{channel}"
+        raw_start = self.meta.get(ckpt_key)
+        start = int(raw_start) if raw_start else 0
+        if upto <= start:
+            return []
+        inserts, deletes = self._read_records(channel, start, upto)
+        puts: dict[str, bytes] = {}
+        segments = []
+        live_partitions = {p.id for p in info.partitions}
+        for pid, recs in inserts.items():
+            if pid not in live_partitions:
+                continue  # partition dropped meanwhile
+            prefix = sf.segment_prefix(info.id, channel, upto, pid)
+            columns = {f.name: _chunks(recs, f) for f in info.schema.fields}
+            ts = np.concatenate([np.full(r.num_rows, r.ts, np.uint64) for r in recs])
+            sf.write_segment(self.objects, prefix, info.schema, columns, ts)
+            seg = {"segment_id": self.ids.allocate(), "partition_id": pid, "num_rows": len(ts),
+                   "prefix": prefix, "position": upto}
+            segments.append(seg)
+            puts[f"seg/{info.id}/{channel}/{upto:020d}-{pid}"] = json.dumps(seg).encode()
+        if deletes:
+            key = f"deltas/{info.id}/{channel}/{upto:020d}.vcol"
+            sf.write_delta(self.objects, key, np.concatenate([pks for pks, _ in deletes]),
+                           np.concatenate([ts for _, ts in deletes]))
+            puts[f"delta/{info.id}/{channel}/{upto:020d}"] = key.encode()
+        puts[ckpt_key] = str(upto).encode()
+        if not self.meta.txn(puts=puts, expect={ckpt_key: raw_start}):
+            log.info("channel %s was persisted by another process meanwhile; starting over", channel)
+            return None
+        if self.truncate:
+            self.log.truncate_before(channel, upto + 1)
+        return segments
+
+    def _read_records(self, channel: str, start: int, upto: int):
+        """The channel's records in (start, upto]: inserts by partition, deletes as (pks, ts) arrays."""
+        inserts: dict[int, list[InsertRecord]] = defaultdict(list)
+        deletes: list[tuple[np.ndarray, np.ndarray]] = []
+        for _, payload in self.log.read(channel, start + 1, upto):
+            rec = decode(payload)
+            if isinstance(rec, InsertRecord):
+                inserts[rec.partition_id].append(rec)
+            elif isinstance(rec, DeleteRecord):
+                deletes.append((rec.pks, np.full(len(rec.pks), rec.ts, np.uint64)))
+        return inserts, deletes
 
     def close(self) -> None:
         self.indexer.close()

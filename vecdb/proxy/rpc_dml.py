@@ -206,7 +206,13 @@ class DmlRpcs(ServiceBase):
         return seg_ids, ts
 
     def _maybe_seal(self, info: CollectionInfo, channels: list[str]) -> None:
-        full = [ch for ch in channels if self.r.querynode.growing_rows(ch) >= SEAL_ROWS]
+        """Runs once the rows are durable: nothing here may fail the write, or a client would
+        retry an insert that is already in the log (and duplicate its auto_id rows)."""
+        try:
+            full = [ch for ch in channels if self.r.querynode.growing_rows(ch) >= SEAL_ROWS]
+        except Exception as e:  # noqa: BLE001 - a query node that does not answer: the next write checks again
+            log.warning("seal check of %s skipped: %s", info.name, e)
+            return
         if full:
             self.r.background.submit(self._seal_quietly, info, full)
 

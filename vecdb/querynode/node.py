@@ -125,7 +125,8 @@ class QueryNode:
         shard.on_seal = lambda sh, segs, cid=info.id: self._on_seal(cid, segs)
         live = {p.id for p in info.partitions}
         mmap = info.properties.get("mmap.enabled", "false").lower() == "true"
-        for seg_info in sf.list_segments(self.meta, info.id, channel):
+        start, seg_infos, delta_keys = self._persisted_state(info.id, channel)
+        for seg_info in seg_infos:
             if seg_info["partition_id"] not in live:
                 continue
             indexes = self._load_saved_indexes(info, seg_info["prefix"], seg_info["num_rows"], mmap)
@@ -139,10 +140,9 @@ class QueryNode:
             seg.prefix = seg_info["prefix"]
             seg.indexes.update(indexes)
         shard.rebuild_pk_index()
-        for key in sf.list_deltas(self.meta, info.id, channel):
+        for key in delta_keys:
             pks, ts = sf.read_delta(self.objects, key)
             shard.apply_deltas(pks, ts)
-        start = sf.checkpoint(self.meta, info.id, channel)
         shard.applied_position = start
         for pos, payload in self.log.read(channel, start + 1):
             rec = decode(payload)
@@ -151,6 +151,19 @@ class QueryNode:
                 continue
             shard.apply(pos, rec)
         return shard
+
+    def _persisted_state(self, collection_id: int, channel: str) -> tuple[int, list[dict], list[str]]:
+        """(checkpoint, segment infos, delta keys) of one channel, as one flush left them: a flush
+        commits its segments, deltas and the checkpoint in one transaction, so lists read while the
+        checkpoint did not move belong together. Read apart from it, a flush committing in between
+        would give the old segments with the new checkpoint, and the rows of the new segment would
+        be neither loaded nor replayed from the log."""
+        while True:
+            start = sf.checkpoint(self.meta, collection_id, channel)
+            segments = sf.list_segments(self.meta, collection_id, channel)
+            deltas = sf.list_deltas(self.meta, collection_id, channel)
+            if sf.checkpoint(self.meta, collection_id, channel) == start:
+                return start, segments, deltas
 
     def release(self, collection_id: int) -> None:
         with self._lock:
