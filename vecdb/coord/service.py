@@ -12,10 +12,11 @@ ones, so the roles use either without knowing which.
 
 from __future__ import annotations
 
+from vecdb.coord.client import RemoteIdAllocator, RemoteTimestampOracle  # noqa: F401 (imported from here too)
 from vecdb.coord.session import Session, describe_process
 from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.errors import InvalidParameter
-from vecdb.rpc import Client, serve
+from vecdb.rpc import serve
 from vecdb.storage.base import MetaStore
 from vecdb.timestamp import LOGICAL_MASK
 
@@ -47,22 +48,3 @@ class Coord:
     def stop(self, grace: float = 1.0) -> None:
         self.server.stop(grace).wait()
         self.session.close()
-
-
-class RemoteTimestampOracle:
-    """``allocate`` from the coord: one call per allocation (a cached range would hand out
-    timestamps older than other proxies' acknowledged writes)."""
-
-    def __init__(self, client: Client):
-        self._client = client
-
-    def allocate(self, count: int = 1) -> int:
-        return self._client.call("AllocTimestamp", {"count": count})[0]["ts"]
-
-
-class RemoteIdAllocator:
-    def __init__(self, client: Client):
-        self._client = client
-
-    def allocate(self, count: int = 1) -> int:
-        return self._client.call("AllocID", {"count": count})[0]["id"]

@@ -1,0 +1,124 @@
+"""Calling the cluster's active coord from any process (proxies, nodes, tools).
+
+The active coord holds ``session/coord``, whose value (``describe_process``) carries its internal
+RPC address, so a process needs only the metadata store to find it; ``address`` fixes it instead
+(the ``--coord`` override). A failover shows up as refused calls for a few seconds: a standby, or
+a coord that lost its session, answers ``ServiceNotReady``; a dead one cannot be reached
+(``ServiceUnavailable``). ``CoordClient`` then re-reads the session and tries again, with a
+growing pause, until ``timeout``: the caller sees a delay, not an error.
+
+Rule: only methods that may be repeated go through it. A call that timed out may have been
+served before the retry (``AllocTimestamp`` and ``AllocID`` are safe: a repeat leaves a gap in
+the timestamps or ids, never a duplicate).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Protocol
+
+import numpy as np
+
+from vecdb.errors import ServiceNotReady, ServiceUnavailable
+from vecdb.rpc import Client
+from vecdb.storage.base import MetaStore
+
+SESSION_KEY = "session/coord"
+_FIRST_PAUSE, _MAX_PAUSE = 0.05, 0.5  # seconds between tries while a coord takes over
+_MIN_ATTEMPT = 1.0  # the last try still gets this long to answer
+
+
+def active_coord_address(meta: MetaStore) -> str:
+    """The address in ``session/coord``; ServiceNotReady when no coord is active (none started,
+    or the last active one is gone and no standby took over yet)."""
+    raw = meta.get(SESSION_KEY)
+    if raw is None:
+        raise ServiceNotReady(f"no active coord ({SESSION_KEY} is not held)")
+    try:
+        address = json.loads(raw)["address"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ServiceNotReady(f"{SESSION_KEY} holds no coord address: {raw[:200]!r}") from e
+    if not isinstance(address, str) or not address:
+        raise ServiceNotReady(f"{SESSION_KEY} holds no coord address: {raw[:200]!r}")
+    return address
+
+
+class CoordClient:
+    """Calls the active coord. Its address comes from ``session/coord`` in ``meta`` (or is fixed by
+    ``address``, the ``--coord`` override); on ServiceNotReady / ServiceUnavailable it re-reads the
+    session and retries until ``timeout`` seconds have passed since the call began (a failover
+    takes a few seconds: the old coord's session ttl, then the standby's start). Thread-safe."""
+
+    def __init__(self, meta: MetaStore, address: str | None = None, timeout: float = 15.0):
+        self._meta, self._fixed, self.timeout = meta, address, float(timeout)
+        self._lock = threading.Lock()
+        # one channel per coord address seen (a handful), kept until close(): closing one that
+        # another thread is calling through would fail that call instead of retrying it
+        self._clients: dict[str, Client] = {}
+        self._current: str | None = address
+
+    @property
+    def address(self) -> str | None:
+        """The coord address calls go to now (None until the session was first read)."""
+        return self._current
+
+    def call(self, method: str, msg: dict, arrays: dict | None = None) -> tuple[object, dict[str, np.ndarray]]:
+        """As ``vecdb.rpc.Client.call``: (the handler's result, its arrays)."""
+        deadline = time.monotonic() + self.timeout
+        pause = _FIRST_PAUSE
+        while True:
+            try:
+                client = self._client()
+                return client.call(method, msg, arrays, timeout=max(deadline - time.monotonic(), _MIN_ATTEMPT))
+            except (ServiceNotReady, ServiceUnavailable):
+                if time.monotonic() + pause >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(2 * pause, _MAX_PAUSE)
+            self._current = self._fixed  # re-read the session before the next try
+
+    def _client(self) -> Client:
+        address = self._current if self._current is not None else self._resolve()
+        with self._lock:
+            client = self._clients.get(address)
+            if client is None:
+                client = self._clients[address] = Client(address, "coord")
+            self._current = address
+            return client
+
+    def _resolve(self) -> str:
+        return self._fixed if self._fixed is not None else active_coord_address(self._meta)
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for c in clients:
+            c.close()
+
+
+class Caller(Protocol):
+    """What the remote allocators call through: ``CoordClient`` or a ``vecdb.rpc.Client``."""
+
+    def call(self, method: str, msg: dict, arrays: dict | None = None) -> tuple[object, dict[str, np.ndarray]]:
+        ...
+
+
+class RemoteTimestampOracle:
+    """``allocate`` from the coord: one call per allocation (a cached range would hand out
+    timestamps older than other proxies' acknowledged writes)."""
+
+    def __init__(self, client: Caller):
+        self._client = client
+
+    def allocate(self, count: int = 1) -> int:
+        return self._client.call("AllocTimestamp", {"count": count})[0]["ts"]
+
+
+class RemoteIdAllocator:
+    def __init__(self, client: Caller):
+        self._client = client
+
+    def allocate(self, count: int = 1) -> int:
+        return self._client.call("AllocID", {"count": count})[0]["id"]
