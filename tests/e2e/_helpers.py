@@ -117,6 +117,22 @@ def host_port(uri: str) -> str:
 
 
 @contextlib.contextmanager
+def serving(data_dir, port: int | None = None):
+    """A standalone server of its own on ``data_dir`` (a restart when the directory was used before)
+    and a client of it: ``(uri, client)``; both closed at the end."""
+    from tests.conftest import start_standalone
+
+    server = start_standalone(str(data_dir), port)
+    uri = f"http://127.0.0.1:{server.port}"
+    client = MilvusClient(uri=uri)
+    try:
+        yield uri, client
+    finally:
+        client.close()
+        server.stop()
+
+
+@contextlib.contextmanager
 def raw_stub(uri: str):
     """The Milvus gRPC stub on a plain channel: requests the pymilvus client would refuse to send."""
     channel = grpc.insecure_channel(host_port(uri))

@@ -20,8 +20,8 @@ import pytest
 from pymilvus import MilvusClient
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
-from tests.conftest import free_port, start_standalone
-from tests.e2e._helpers import assert_search_matches, float_schema, raw_stub
+from tests.conftest import free_port
+from tests.e2e._helpers import assert_search_matches, float_schema, raw_stub, serving
 from vecdb.coord.index_builds import FAULT_ENV
 
 DIM = 8
@@ -72,11 +72,9 @@ def _assert_exact(client: MilvusClient, name: str, vectors: np.ndarray) -> None:
 
 def test_failed_build_is_reported_served_exactly_and_not_retried(tmp_path, monkeypatch):
     vectors = np.random.default_rng(1).standard_normal((ROWS, DIM)).astype(np.float32)
+    port = free_port()
     monkeypatch.setenv(FAULT_ENV, "raise")
-    server = start_standalone(str(tmp_path))
-    uri = f"http://127.0.0.1:{server.port}"
-    client = MilvusClient(uri=uri)
-    try:
+    with serving(tmp_path, port) as (uri, client):
         _fill(client, "c", vectors)
         _create_index(client, "c")
         d = _wait_state(uri, "c", common_pb2.Failed)
@@ -86,14 +84,9 @@ def test_failed_build_is_reported_served_exactly_and_not_retried(tmp_path, monke
         client.load_collection("c")
         _assert_exact(client, "c", vectors)  # nprobe=1 of 8 lists could not find these: it is exact
         assert _index_state(uri, "c").state == common_pb2.Failed
-    finally:
-        client.close()
-        server.stop()
 
     monkeypatch.delenv(FAULT_ENV)  # the cause is gone, but nothing changed: the build is not retried
-    server = start_standalone(str(tmp_path), port=server.port)
-    client = MilvusClient(uri=uri)
-    try:
+    with serving(tmp_path, port) as (uri, client):
         assert _index_state(uri, "c").state == common_pb2.Failed
         _assert_exact(client, "c", vectors)
         # a change (the index dropped and created again) builds afresh
@@ -105,9 +98,6 @@ def test_failed_build_is_reported_served_exactly_and_not_retried(tmp_path, monke
         client.load_collection("c")
         hits = client.search("c", vectors[:1].tolist(), limit=1, search_params={"params": {"nprobe": 8}})
         assert hits[0][0]["id"] == 0
-    finally:
-        client.close()
-        server.stop()
 
 
 def _spawn(data_dir, port: int, fault: str | None) -> subprocess.Popen:
@@ -168,10 +158,8 @@ def test_stored_vectors_that_overflow_float32_fail_the_build_not_the_server(tmp_
     vectors = np.random.default_rng(3).standard_normal((ROWS, DIM)).astype(np.float32)
     vectors[7, 0] = 1e20
     monkeypatch.setattr("vecdb.proxy.fielddata.check_float_vectors", lambda *a, **k: None)
-    server = start_standalone(str(tmp_path))
-    uri = f"http://127.0.0.1:{server.port}"
-    client = MilvusClient(uri=uri)
-    try:
+    port = free_port()
+    with serving(tmp_path, port) as (uri, client):
         _fill(client, "c", vectors)
         _create_index(client, "c")
         client.load_collection("c")
@@ -179,14 +167,6 @@ def test_stored_vectors_that_overflow_float32_fail_the_build_not_the_server(tmp_
         assert d.state == common_pb2.Failed and "squared L2 norm above 1e+37" in d.index_state_fail_reason
         _assert_exact(client, "c", vectors)
         assert client.query("c", "id == 7", output_fields=["vec"])[0]["vec"][0] == pytest.approx(1e20)
-    finally:
-        client.close()
-        server.stop()
-    server = start_standalone(str(tmp_path), port=server.port)  # the restart that used to crash-loop
-    client = MilvusClient(uri=uri)
-    try:
+    with serving(tmp_path, port) as (uri, client):  # the restart that used to crash-loop
         assert _index_state(uri, "c").state == common_pb2.Failed
         assert client.query("c", "", output_fields=["count(*)"])[0]["count(*)"] == ROWS
-    finally:
-        client.close()
-        server.stop()
