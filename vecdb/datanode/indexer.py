@@ -19,6 +19,7 @@ import logging
 import threading
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from functools import partial
 
 import numpy as np
 
@@ -82,8 +83,8 @@ class SegmentIndexer:
         try:
             vectors = sf.read_column(self.objects, seg["prefix"], field, mmap=True)
             index = self.builds.run(info.id, idx.index_id, seg["prefix"], seg["num_rows"],
-                                    lambda: new_index(idx, field, vectors))
-            del vectors
+                                    partial(new_index, idx, field, vectors))
+            del vectors  # the mapped column, before the index file is written
             sf.save_index(self.objects, index, key)
             if not any(s["prefix"] == seg["prefix"] for s in sf.list_segments(self.meta, info.id, channel)):
                 self.objects.delete(key)  # the segment was dropped while we built
