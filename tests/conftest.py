@@ -77,7 +77,8 @@ def spawn_vecdb(storage: dict, data_dir, *args: str, ready: str = " ready on "):
 
 class LocalCluster:
     """coord + query node + proxy, each as it runs in its own process (here in this one), on
-    the distributed backends; ``port`` is the proxy's, for pymilvus."""
+    the distributed backends, finding each other from their sessions as separate processes do
+    (no addresses given); ``port`` is the proxy's, for pymilvus."""
 
     def __init__(self, data_dir, storage: dict, port: int | None = None):
         from vecdb.coord.service import Coord
@@ -95,7 +96,7 @@ class LocalCluster:
             qn = QueryNodeProcess(settings)
             self.parts.append(qn)
             self.querynode = qn.node  # what tests that look inside a server's query node expect
-            self.proxy = ProxyProcess(settings, self.coord.address, [qn.address])
+            self.proxy = ProxyProcess(settings, coord=self.coord.address)
             self.parts.append(self.proxy)
         except BaseException:
             self.stop()

@@ -160,12 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     qn.add_argument("--node-id", default=None, help="this node's id in session/querynode/<id> (default: random)")
     _storage_flags(qn)
     px = _command(sub, "proxy", _proxy, "run a proxy of a cluster (the Milvus API)",
-                  "Run a proxy: the Milvus gRPC API for pymilvus on --host:--port, timestamps and ids from --coord, "
-                  "reads on the --querynode nodes, data on the cluster's storage (nats://, etcd://, s3://).",
+                  "Run a proxy: the Milvus gRPC API for pymilvus on --host:--port, data on the cluster's storage "
+                  "(nats://, etcd://, s3://). It finds the active coord and the query nodes from their sessions in "
+                  "--meta-store; --coord and --querynode override that.",
                   data_dir="local cache of the segment files (default ./data)", port="gRPC port for pymilvus (default 19530)")
-    px.add_argument("--coord", required=True, metavar="HOST:PORT", help="the coord's internal RPC address")
-    px.add_argument("--querynode", action="append", required=True, metavar="HOST:PORT",
-                    help="a query node's internal RPC address (repeat for several)")
+    px.add_argument("--coord", default=None, metavar="HOST:PORT",
+                    help="the coord's internal RPC address (overrides discovery: default, the one in session/coord)")
+    px.add_argument("--querynode", action="append", default=None, metavar="HOST:PORT",
+                    help="a query node's internal RPC address, repeat for several (overrides discovery: default, "
+                         "every node with a session under session/querynode/, as they join and leave)")
     px.add_argument("--node-id", default=None, help="this proxy's id in session/proxy/<id> (default: random)")
     _storage_flags(px)
     args = parser.parse_args(argv)

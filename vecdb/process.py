@@ -1,17 +1,27 @@
 """``NodeProcess``: what every cluster process shares (``vecdb querynode``, ``vecdb proxy``):
 the storage backends, a gRPC server, and the session ``session/<role>/<node id>`` holding its
-address. A subclass builds its parts in ``_start`` and lists what to close in ``_closers``;
-a failed start closes whatever had been opened.
+address, which is how the other processes find it (``vecdb.discovery``). A subclass builds its
+parts in ``_start`` and lists what to close in ``_closers``; a failed start closes whatever had
+been opened. The session is registered last, once the server answers, so a node is never found
+before it can serve, and ended first by ``stop``, so the others stop sending it calls at once
+(not when its lease would run out) while the server's grace lets the calls in flight finish.
 """
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Callable
 
 from vecdb.config import Settings
 from vecdb.coord.session import register_node
 from vecdb.storage.backends import open_backends
+
+
+def advertised_address(host: str, port: int) -> str:
+    """The address others reach a server at: a wildcard listen address names no host, so the
+    machine's name stands for it."""
+    return f"{socket.gethostname() if host in ('', '0.0.0.0', '::', '[::]') else host}:{port}"
 
 
 class NodeProcess:
@@ -24,7 +34,7 @@ class NodeProcess:
         self._closers: list[Callable[[], None]] = []
         try:
             self.server, self.port = self._start(settings)
-            self.address = f"{host}:{self.port}"
+            self.address = advertised_address(host, self.port)
             self.session = register_node(self.backends.meta, self.role, self.node_id, self.address,
                                          settings.storage.session_ttl)
         except BaseException:
@@ -36,10 +46,10 @@ class NodeProcess:
         raise NotImplementedError
 
     def stop(self, grace: float = 1.0) -> None:
+        if self.session is not None:
+            self.session.close()
         if self.server is not None:
             self.server.stop(grace).wait()
         for close in reversed(self._closers):
             close()
-        if self.session is not None:
-            self.session.close()
         self.backends.close()

@@ -1,6 +1,7 @@
 """The cluster as separate processes on loopback: ``vecdb coord``, two ``vecdb querynode`` and a
 ``vecdb proxy`` on NATS JetStream, etcd and S3, driven through pymilvus; a query node that
-crashes is skipped, and serves again once restarted; everything stops cleanly."""
+crashes is skipped, and serves again once restarted; everything stops cleanly. The proxy finds
+the coord and the nodes from their sessions, or is given their addresses (the override)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import signal
 import subprocess
 
 import numpy as np
+import pytest
 from pymilvus import MilvusClient
 
 from tests.conftest import free_port, spawn_vecdb
 
 
-def test_cluster_of_processes_serves_pymilvus(tmp_path, remote_storage):
+@pytest.mark.parametrize("wiring", ["discovery", "addresses"])
+def test_cluster_of_processes_serves_pymilvus(tmp_path, remote_storage, wiring):
     storage = dict(remote_storage(), session_ttl=2)
     coord_port, qn_ports, proxy_port = free_port(), [free_port(), free_port()], free_port()
     procs = []
@@ -21,9 +24,9 @@ def test_cluster_of_processes_serves_pymilvus(tmp_path, remote_storage):
         procs.append(spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(coord_port)))
         for i, p in enumerate(qn_ports):
             procs.append(spawn_vecdb(storage, tmp_path / f"qn{i}", "querynode", "--port", str(p), "--node-id", f"qn{i}"))
-        qn_flags = [a for p in qn_ports for a in ("--querynode", f"127.0.0.1:{p}")]
+        flags = [a for p in qn_ports for a in ("--querynode", f"127.0.0.1:{p}")]
         procs.append(spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(proxy_port),
-                            "--coord", f"127.0.0.1:{coord_port}", *qn_flags))
+                                 "--coord", f"127.0.0.1:{coord_port}", *(flags if wiring == "addresses" else ())))
 
         c = MilvusClient(uri=f"http://127.0.0.1:{proxy_port}")
         c.create_collection("docs", dimension=4, metric_type="L2")

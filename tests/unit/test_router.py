@@ -1,23 +1,27 @@
 """QueryNodeRouter's routing rules (vecdb.proxy.router), on stand-in nodes: which node a read
-goes to is the router's own logic; real nodes are exercised in tests/e2e/test_cluster_processes.py."""
+goes to, and which nodes it knows from their sessions, is the router's own logic; real nodes are
+exercised in tests/e2e/test_cluster_processes.py and tests/e2e/test_querynode_discovery.py."""
 
 from __future__ import annotations
 
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
 
 from vecdb import errors
+from vecdb.coord.session import register_node
 from vecdb.proxy import router as router_mod
 from vecdb.proxy.router import QueryNodeRouter
-from vecdb.storage.memory import MemoryLog
+from vecdb.storage.memory import MemoryLog, MemoryMetaStore
 
 INFO = SimpleNamespace(id=7, channels=["c0", "c1"])
 
 
 class Node:
     def __init__(self, name):
-        self.name, self.up, self.loaded_ids, self.calls = name, True, set(), []
+        self.name, self.up, self.loaded_ids, self.calls, self.closed = name, True, set(), [], False
 
     def _check(self):
         if not self.up:
@@ -38,6 +42,13 @@ class Node:
         self.calls.append(wait)
         return self.name
 
+    def release(self, collection_id):
+        self._check()
+        self.loaded_ids.discard(collection_id)
+
+    def close(self):
+        self.closed = True
+
 
 @pytest.fixture
 def setup(monkeypatch):
@@ -45,7 +56,10 @@ def setup(monkeypatch):
     log = MemoryLog()
     log.append_batch("c0", [b"a", b"b"])
     nodes = [Node("n0"), Node("n1"), Node("n2")]
-    return QueryNodeRouter(log, [], nodes=nodes), nodes
+    by_address = {n.name: n for n in nodes}
+    r = QueryNodeRouter(log, addresses=list(by_address), connect=by_address.__getitem__)
+    yield r, nodes
+    r.close()
 
 
 def test_reads_go_round_robin_with_the_log_ends_to_wait_for(setup):
@@ -79,3 +93,122 @@ def test_all_down_fails_after_retrying_and_loads_need_one_live_node(setup):
     nodes[2].up = True
     r.load(SimpleNamespace(id=8, channels=[]))  # one node is enough; the others load on first read
     assert r.is_loaded(8) and nodes[2].loaded_ids == {7, 8}
+
+
+# --- nodes found from their sessions (session/querynode/<id>) -----------------------------------
+
+
+def _wait(cond, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def cluster(monkeypatch):
+    """A router on a memory metadata store; ``start(name)`` registers a stand-in node's session
+    (its address is its name) as a query node process does, and returns (node, session)."""
+    monkeypatch.setattr(router_mod, "RETRY_SECONDS", 0.5)
+    meta, log = MemoryMetaStore(), MemoryLog()
+    log.append_batch("c0", [b"a"])
+    nodes: dict[str, Node] = {}
+
+    def start(name: str, ttl: float = 30.0, up: bool = True):
+        nodes[name] = Node(name)
+        nodes[name].up = up
+        return nodes[name], register_node(meta, "querynode", name, name, ttl)
+
+    r = QueryNodeRouter(log, meta=meta, connect=lambda address: nodes[address])
+    yield r, start, meta
+    r.close()
+
+
+def test_a_node_that_registers_gets_what_the_proxy_loaded_then_reads(cluster):
+    r, start, _ = cluster
+    assert r.node_ids() == []
+    n0, _ = start("n0")
+    _wait(lambda: r.node_ids() == ["n0"])
+    r.load(INFO)
+    n1, _ = start("n1")  # joins later: loads the collection before it takes reads
+    _wait(lambda: r.node_ids() == ["n0", "n1"])
+    assert INFO.id in n1.loaded_ids
+    assert sorted(r.count(INFO, 1, None, None) for _ in range(4)) == ["n0", "n0", "n1", "n1"]
+    assert r.reads_served() == {"n0": 2, "n1": 2}
+
+
+def test_a_node_whose_session_goes_gets_no_more_reads(cluster):
+    r, start, _ = cluster
+    nodes = [start(f"n{i}") for i in range(3)]
+    _wait(lambda: len(r.node_ids()) == 3)
+    r.load(INFO)
+    nodes[1][1].close()  # a clean stop revokes its session
+    _wait(lambda: r.node_ids() == ["n0", "n2"])
+    assert {r.count(INFO, 1, None, None) for _ in range(6)} == {"n0", "n2"}
+    assert not nodes[1][0].calls
+
+
+def test_a_crashed_node_leaves_when_its_lease_expires(cluster):
+    r, start, meta = cluster
+    start("n0")
+    n1, s1 = start("n1", ttl=2)
+    _wait(lambda: len(r.node_ids()) == 2)
+    s1._stop.set()  # the process stops renewing (a crash): its session expires within the ttl
+    t0 = time.monotonic()
+    _wait(lambda: r.node_ids() == ["n0"])
+    print(f"crashed node left the router {time.monotonic() - t0:.2f} s after its last renewal (ttl 2 s)")
+
+
+def test_a_node_restarted_under_its_id_loads_again(cluster):
+    r, start, _ = cluster
+    n0, s0 = start("n0")
+    _wait(lambda: r.node_ids() == ["n0"])
+    r.load(INFO)
+    s0.close()
+    _wait(lambda: r.node_ids() == [])
+    n0b, _ = start("n0")  # a new process under the same id: a new client, loaded before its reads
+    _wait(lambda: r.node_ids() == ["n0"])
+    assert INFO.id in n0b.loaded_ids and r.count(INFO, 1, None, None) == "n0"
+
+
+def test_with_no_node_reads_wait_for_one_to_register(cluster, monkeypatch):
+    r, start, _ = cluster
+    with pytest.raises(errors.ServiceUnavailable):  # none registered: a load has nobody to load
+        r.load(INFO)
+    assert not r.is_loaded(INFO.id)
+    with pytest.raises(errors.ServiceUnavailable):  # nor can a read be served, after RETRY_SECONDS
+        r.count(INFO, 1, None, None)
+    _, s0 = start("n0")
+    _wait(lambda: r.node_ids() == ["n0"])
+    r.load(INFO)
+    s0.close()
+    _wait(lambda: r.node_ids() == [])
+    monkeypatch.setattr(router_mod, "RETRY_SECONDS", 30.0)
+    threading.Timer(0.3, start, ["n1"]).start()
+    assert r.count(INFO, 1, None, None) == "n1"  # waited for the node that registered meanwhile
+
+
+def test_a_node_that_joins_while_down_is_tried_later_and_loads_on_its_first_read(cluster, monkeypatch):
+    r, start, _ = cluster
+    monkeypatch.setattr(router_mod, "DOWN_SECONDS", 0.3)
+    start("n0")
+    _wait(lambda: r.node_ids() == ["n0"])
+    r.load(INFO)
+    n1, _ = start("n1", up=False)  # registered, but does not answer
+    _wait(lambda: r.node_ids() == ["n0", "n1"])
+    assert {r.count(INFO, 1, None, None) for _ in range(4)} == {"n0"}
+    n1.up = True
+    time.sleep(0.4)
+    assert "n1" in {r.count(INFO, 1, None, None) for _ in range(4)}
+    assert INFO.id in n1.loaded_ids
+
+
+def test_closing_stops_the_watch_and_closes_the_clients(cluster):
+    r, start, _ = cluster
+    n0, _ = start("n0")
+    _wait(lambda: r.node_ids() == ["n0"])
+    r.close()
+    assert n0.closed
+    start("n1")
+    time.sleep(0.3)
+    assert r.node_ids() == []

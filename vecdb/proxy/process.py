@@ -6,36 +6,42 @@ several proxies keep timestamp order), reads through ``QueryNodeRouter`` to the 
 the catalog on the shared metadata store. Until data nodes run as their own processes, the
 proxy flushes (``DataNode`` in-process, without truncating the log that query nodes follow).
 
+It needs only the storage backends: the active coord is the one named in ``session/coord``
+(``CoordClient``, which follows a failover) and the query nodes are those with a session under
+``session/querynode/`` (the router watches them join and leave). ``coord`` / ``querynodes``
+addresses override that discovery.
+
 First cut (docs/cluster.md): one proxy per namespace for DDL (the catalog is cached in the
-proxy), query nodes given by address, each a full replica.
+proxy), every query node a full replica.
 """
 
 from __future__ import annotations
 
 from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
-from vecdb.coord.service import RemoteIdAllocator, RemoteTimestampOracle
+from vecdb.coord.client import CoordClient, RemoteIdAllocator, RemoteTimestampOracle
 from vecdb.datanode.node import DataNode
 from vecdb.process import NodeProcess
 from vecdb.proxy.base import Roles
 from vecdb.proxy.router import QueryNodeRouter
 from vecdb.proxy.server import start_server
 from vecdb.proxy.writer import ShardWriter
-from vecdb.rpc import Client
 
 
 class ProxyProcess(NodeProcess):
     role = "proxy"
 
-    def __init__(self, settings: Settings, coord: str, querynodes: list[str], node_id: str | None = None):
+    def __init__(self, settings: Settings, coord: str | None = None, querynodes: list[str] | None = None,
+                 node_id: str | None = None):
+        """``coord``, ``querynodes``: fixed addresses instead of the ones in the sessions."""
         self._coord_address, self._querynodes = coord, querynodes
         super().__init__(settings, settings.proxy.host, node_id)
 
     def _start(self, settings: Settings):
-        coord = Client(self._coord_address, "coord")
+        coord = CoordClient(self.backends.meta, self._coord_address)
         self._closers.append(coord.close)
         tso, ids = RemoteTimestampOracle(coord), RemoteIdAllocator(coord)
-        self.router = QueryNodeRouter(self.backends.log, self._querynodes)
+        self.router = QueryNodeRouter(self.backends.log, self.backends.meta, self._querynodes)
         self._closers.append(self.router.close)
         self.datanode = DataNode(self.backends.log, self.backends.meta, self.backends.objects, ids,
                                  settings.querynode.index_threads, truncate=False)

@@ -1,6 +1,11 @@
 """``QueryNodeRouter``: a proxy's view of the query nodes of a cluster, with the methods of an
 in-process ``QueryNode`` so the Milvus service code is the same in both deployments.
 
+The nodes are found from their sessions (``session/querynode/<id>``, ``vecdb.discovery``): a
+node that registers takes reads once it has loaded what the proxy has loaded, and one whose
+session goes (a clean stop revokes it, a crash lets it expire) gets no more reads from then on.
+Fixed addresses (``vecdb proxy --querynode``) override discovery.
+
 Every node loads what the proxy loads (each is a full replica; assignment of channels to nodes
 by the coord comes later, see docs/cluster.md). Reads go to the nodes in turn, skipping one
 that does not answer, and carry the channels' current log ends, so the node answers only once
@@ -11,44 +16,164 @@ weaker level too).
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 
 from vecdb import errors
+from vecdb.discovery import SessionWatch
 from vecdb.querynode.service import RemoteQueryNode
-from vecdb.storage.base import Log
+from vecdb.storage.base import Log, MetaStore
+
+log = logging.getLogger(__name__)
 
 DOWN_SECONDS = 5.0  # a node that did not answer gets no reads for this long
 RETRY_SECONDS = 5.0  # how long a read waits for some node to answer when none does
+RETIRE_SECONDS = 120.0  # a gone node's client stays open this long: a read may have picked it just before
 
 
 class QueryNodeRouter:
-    def __init__(self, log: Log, addresses: list[str], nodes: list | None = None):
-        """``nodes``: the node clients themselves, instead of addresses (tests)."""
-        if not addresses and not nodes:
-            raise errors.InvalidParameter("a proxy needs at least one query node address")
+    def __init__(self, log: Log, meta: MetaStore | None = None, addresses: list[str] | None = None,
+                 connect: Callable[[str], object] = RemoteQueryNode):
+        """The nodes with a session in ``meta``, or the fixed ``addresses`` instead (then the
+        sessions are not read). ``connect(address)`` makes a node's client (tests: stand-ins)."""
+        if not addresses and meta is None:
+            raise errors.InvalidParameter("a proxy needs the metadata store or query node addresses")
         self.log = log
-        self.nodes = nodes or [RemoteQueryNode(a) for a in addresses]
+        self._connect = connect
         self._turn = itertools.count()
         self._lock = threading.Lock()
-        self._loaded: set[int] = set()
-        self._down_until: dict[int, float] = {}  # node index -> when to try it again
-        for node in self.nodes:  # what they serve already (a proxy restarted, nodes kept running)
-            try:
-                self._loaded.update(node.loaded())
-            except errors.ServiceUnavailable:
-                pass
+        self._nodes: dict[str, object] = {}  # node id (or fixed address) -> client: the nodes taking reads
+        self._joining: dict[str, object] = {}  # nodes loading what the proxy has loaded before they take reads
+        self._loaded: dict[int, object] = {}  # collection id -> its latest info (None: learnt from a node)
+        self._down_until: dict[str, float] = {}  # node -> when to try it again
+        self._retired: list[tuple[float, object]] = []  # (when it left, client) of gone nodes
+        self._served: Counter[str] = Counter()  # node -> reads it answered
+        self._closed = False
+        # nodes there at start are admitted before the constructor returns (what they serve counts as
+        # loaded: a proxy restarted while its nodes kept running); later joins load in the background
+        self._admit_inline = True
+        self._sessions = None
+        if addresses:
+            for address in addresses:
+                self._join(address, address)
+        else:
+            self._sessions = SessionWatch(meta, "querynode", self._join, self._leave)
+        self._admit_inline = False
 
+    # --- membership ----------------------------------------------------------------
+    def _join(self, key: str, address: str) -> None:
+        node = self._connect(address)
+        with self._lock:
+            self._joining[key] = node
+        if self._admit_inline:
+            self._admit(key, node)
+        else:
+            threading.Thread(target=self._admit, args=(key, node), name=f"admit querynode {key}", daemon=True).start()
+
+    def _admit(self, key: str, node) -> None:
+        """Load on a joining node what the proxy has loaded, then give it reads. The last check
+        for something left to load and the admission are one step under the lock, and ``load``
+        marks a collection loaded before it calls the nodes, so a load that runs meanwhile
+        reaches the node one way or the other. A node that does not answer takes reads at once,
+        marked down (reads try it after ``DOWN_SECONDS`` and load a collection it lacks on its
+        first read)."""
+        down = False
+        try:
+            have = set(node.loaded())
+            with self._lock:
+                for cid in have:
+                    self._loaded.setdefault(cid, None)
+            while todo := self._admit_or_list(key, node, have):
+                for info in todo:
+                    self._load_one(node, info)
+                    have.add(info.id)
+            return
+        except errors.ServiceUnavailable as e:
+            log.warning("query node %s joined but does not answer: %s", key, e)
+            down = True
+        except Exception:
+            if not self._closed:
+                log.exception("query node %s: loading it on join failed; reads load what it lacks", key)
+        self._admit_or_list(key, node, None, down)
+
+    def _admit_or_list(self, key: str, node, have: set[int] | None, down: bool = False) -> list:
+        """The collections ``node`` lacks (``have``: what it has; None: admit it as it is); when
+        none, it takes reads from now on (unless it left, or the router closed, meanwhile)."""
+        with self._lock:
+            if have is not None:
+                todo = [info for cid, info in self._loaded.items() if cid not in have and info is not None]
+                if todo:
+                    return todo
+            if self._joining.get(key) is node:
+                del self._joining[key]
+                self._nodes[key] = node
+                if down:
+                    self._down_until[key] = time.monotonic() + DOWN_SECONDS
+                else:
+                    self._down_until.pop(key, None)
+                log.info("query node %s takes reads", key)
+            return []
+
+    @staticmethod
+    def _load_one(node, info) -> None:
+        try:
+            node.load(info)
+        except errors.ServiceUnavailable:
+            raise
+        except errors.VecdbError as e:  # dropped meanwhile, ...: its first read says what is wrong
+            log.warning("query node could not load collection %s on join: %s", info.id, e)
+
+    def _leave(self, key: str) -> None:
+        with self._lock:
+            node = self._nodes.pop(key, None)
+            if node is None:
+                node = self._joining.pop(key, None)
+            self._down_until.pop(key, None)
+            if node is not None:
+                self._retired.append((time.monotonic(), node))
+            now = time.monotonic()
+            stale = [n for t, n in self._retired if now - t > RETIRE_SECONDS]
+            self._retired = [(t, n) for t, n in self._retired if now - t <= RETIRE_SECONDS]
+        for n in stale:
+            n.close()
+        if node is not None:
+            log.info("query node %s left", key)
+
+    def node_ids(self) -> list[str]:
+        """The nodes taking reads (node ids; addresses when they were given)."""
+        with self._lock:
+            return sorted(self._nodes)
+
+    def reads_served(self) -> dict[str, int]:
+        """Reads each node answered, by node id (including nodes gone since)."""
+        with self._lock:
+            return dict(self._served)
+
+    def _members(self) -> list[tuple[str, object]]:
+        """The nodes taking reads (in the order they joined)."""
+        with self._lock:
+            return list(self._nodes.items())
+
+    def _in_turn(self) -> list[tuple[str, object]]:
+        """The nodes taking reads, starting at the next in turn."""
+        nodes = self._members()
+        if not nodes:
+            return []
+        first = next(self._turn) % len(nodes)
+        return nodes[first:] + nodes[:first]
+
+    # --- calls -----------------------------------------------------------------------
     def _read(self, method: str, *args, **kwargs):
         """A read on the next node in turn; a node that does not answer is skipped (for
         ``DOWN_SECONDS``) and the read goes to the next one, so any one live node serves. When
-        none answers, every node is tried again for a few seconds (one may be restarting)."""
+        none answers (or none is registered), the nodes of the moment are tried again for a
+        few seconds (one may be restarting or joining)."""
+        order = self._in_turn()
         now = time.monotonic()
-        n = len(self.nodes)
-        with self._lock:
-            first = next(self._turn) % n
-        order = [(first + k) % n for k in range(n)]
-        live = [i for i in order if self._down_until.get(i, 0) <= now]
+        live = [(k, n) for k, n in order if self._down_until.get(k, 0) <= now]
         try:
             return self._try(live or order, method, args, kwargs)
         except errors.ServiceUnavailable:
@@ -56,39 +181,45 @@ class QueryNodeRouter:
             while True:
                 time.sleep(0.2)
                 try:
-                    return self._try(order, method, args, kwargs)
+                    return self._try(self._in_turn(), method, args, kwargs)
                 except errors.ServiceUnavailable:
                     if time.monotonic() > deadline:
                         raise
 
-    def _try(self, indexes: list[int], method: str, args, kwargs):
-        error = None
-        for i in indexes:
-            node = self.nodes[i]
+    def _try(self, nodes: list[tuple[str, object]], method: str, args, kwargs):
+        error = errors.ServiceUnavailable("no query node is registered (session/querynode/)")
+        for key, node in nodes:
             try:
-                try:
-                    return getattr(node, method)(*args, **kwargs)
-                except errors.CollectionNotLoaded:
-                    info = args[0] if args and hasattr(args[0], "channels") else None
-                    if info is None or info.id not in self._loaded:
-                        raise
-                    node.load(info)  # a node that was down when the collection was loaded (or restarted)
-                    return getattr(node, method)(*args, **kwargs)
+                out = self._call(node, method, args, kwargs)
             except errors.ServiceUnavailable as e:
-                self._down_until[i] = time.monotonic() + DOWN_SECONDS
+                self._down_until[key] = time.monotonic() + DOWN_SECONDS
                 error = e
+                continue
+            with self._lock:
+                self._served[key] += 1
+            return out
         raise error
+
+    def _call(self, node, method: str, args, kwargs):
+        try:
+            return getattr(node, method)(*args, **kwargs)
+        except errors.CollectionNotLoaded:
+            info = args[0] if args and hasattr(args[0], "channels") else None
+            if info is None or info.id not in self._loaded:
+                raise
+            node.load(info)  # a node that was down when the collection was loaded (or restarted)
+            return getattr(node, method)(*args, **kwargs)
 
     def _all(self, method: str, *args) -> None:
         """On every node; one that is down is skipped (it loads what it must when it comes back:
         see docs/cluster.md), but if none answers the call fails."""
         done = 0
-        for i, node in enumerate(self.nodes):
+        for key, node in self._members():
             try:
                 getattr(node, method)(*args)
                 done += 1
             except errors.ServiceUnavailable:
-                self._down_until[i] = time.monotonic() + DOWN_SECONDS
+                self._down_until[key] = time.monotonic() + DOWN_SECONDS
         if not done:
             raise errors.ServiceUnavailable(f"no query node answered ({method})")
 
@@ -97,18 +228,30 @@ class QueryNodeRouter:
 
     # --- load state ------------------------------------------------------------
     def load(self, info) -> None:
-        self._all("load", info)
-        self._loaded.add(info.id)
+        # loaded before the nodes load it: a node joining meanwhile either is among them or loads it on joining
+        with self._lock:
+            reload = info.id in self._loaded
+            self._loaded[info.id] = info
+        try:
+            self._all("load", info)
+        except BaseException:
+            if not reload:
+                with self._lock:
+                    self._loaded.pop(info.id, None)
+            raise
 
     def release(self, collection_id: int) -> None:
+        with self._lock:  # first, so a node joining meanwhile does not load it
+            self._loaded.pop(collection_id, None)
         self._all("release", collection_id)
-        self._loaded.discard(collection_id)
 
     def is_loaded(self, collection_id: int) -> bool:
         return collection_id in self._loaded
 
     def refresh_info(self, info) -> None:
         if info.id in self._loaded:
+            with self._lock:
+                self._loaded[info.id] = info
             self._all("refresh_info", info)
 
     def schedule_indexes(self, info) -> None:
@@ -140,5 +283,12 @@ class QueryNodeRouter:
         return self._read("segment_infos", info)
 
     def close(self) -> None:
-        for node in self.nodes:
+        """Stop watching the sessions, then close every node's client."""
+        self._closed = True
+        if self._sessions is not None:
+            self._sessions.close()
+        with self._lock:
+            nodes = [*self._nodes.values(), *self._joining.values(), *(n for _, n in self._retired)]
+            self._nodes, self._joining, self._retired = {}, {}, []
+        for node in nodes:
             node.close()
