@@ -48,7 +48,9 @@ def _coord(args) -> int:
     try:
         coord = Coord(meta, settings.proxy.host, args.port if args.port is not None else 19540,
                       settings.storage.session_ttl)
-        return _run_until_signalled(coord, f"vecdb coord ready on {coord.address}")
+        # a standby serves too (it refuses calls until it takes over): ready either way, and says which
+        return _run_until_signalled(coord, f"vecdb coord ready on {coord.address} "
+                                           f"({'active' if coord.active else 'standby'})")
     finally:
         meta.close()
 
@@ -146,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     _storage_flags(st)
     co = _command(sub, "coord", _coord, "run the cluster's coordinator (timestamps and ids for proxies and nodes)",
                   "Run the coord of a vecdb cluster: the timestamp oracle and id allocator, over internal gRPC "
-                  "on --host:--port, its state in --meta-store (etcd for a cluster).",
+                  "on --host:--port, its state in --meta-store (etcd for a cluster). Start a second one on the same "
+                  "--meta-store as a standby: it takes over when the active one's session ends.",
                   data_dir="for a 'local' metadata store (default ./data)", port="internal gRPC port (default 19540)")
     co.add_argument("--meta-store", default=None, metavar="URL",
                     help="metadata: etcd://host:port (or 'local', files in --data-dir)")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -50,13 +51,20 @@ def test_timestamps_and_ids_are_unique_and_increasing_across_clients():
     coord.stop()
 
 
-def test_second_coord_on_the_same_metadata_is_refused():
+def test_a_second_coord_stands_by_until_the_first_stops():
     meta = MemoryMetaStore()
-    coord = Coord(meta, session_ttl=1)
-    with pytest.raises(errors.ServiceUnavailable, match="session/coord"):
-        Coord(meta, session_ttl=1)
-    coord.stop()
-    Coord(meta, session_ttl=1).stop()  # free once the first stopped
+    first = Coord(meta, session_ttl=2)
+    second = Coord(meta, session_ttl=2)
+    assert first.active and not second.active
+    assert json.loads(meta.get("session/coord"))["address"] == first.address
+    with pytest.raises(errors.ServiceNotReady, match="not the active coord"):
+        Client(second.address, "coord").call("AllocTimestamp", {})
+    last = RemoteTimestampOracle(Client(first.address, "coord")).allocate()
+    first.stop()  # a clean stop ends its session at once
+    assert second.wait_active(10)
+    assert json.loads(meta.get("session/coord"))["address"] == second.address
+    assert RemoteTimestampOracle(Client(second.address, "coord")).allocate() > last
+    second.stop()
 
 
 def test_coord_process_on_etcd_restarts_above_every_timestamp_it_gave(etcd_server, tmp_path):
@@ -90,11 +98,17 @@ def test_coord_process_on_etcd_restarts_above_every_timestamp_it_gave(etcd_serve
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
         assert after > max(given)
-        proc.kill()  # a crash: the next coord waits out the session's ttl, then starts
+        proc.kill()  # a crash: the next coord stands by until the session's ttl ran out, then takes over
         proc.wait(5)
-        t0 = time.monotonic()
         proc = start()
-        assert time.monotonic() - t0 < 20  # the old session's ttl (2 s) and a process start, on a busy machine
+        deadline = time.monotonic() + 20  # the old session's ttl (2 s) and a process start, on a busy machine
+        while True:
+            try:
+                assert tso.allocate() > after
+                break
+            except (errors.ServiceUnavailable, errors.ServiceNotReady):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
         client.close()

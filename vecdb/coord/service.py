@@ -2,25 +2,51 @@
 
 Proxies and nodes of a cluster call ``AllocTimestamp`` and ``AllocID`` instead of owning a
 TSO: one allocator per cluster keeps timestamps strictly increasing across every process.
-The coord holds the exclusive ``session/coord`` so a second coord on the same metadata is
-refused. (Catalog writes, node sessions and channel assignment move here next: see
-docs/cluster.md.)
+(Catalog writes, node sessions and channel assignment move here next: see docs/cluster.md.)
 
-``RemoteTimestampOracle`` / ``RemoteIdAllocator`` have the ``allocate(count)`` of the local
-ones, so the roles use either without knowing which.
+Active-standby. Any number of coords may run on one metadata store; the one holding
+``session/coord`` (exclusive, its value naming the coord's address) is active, the others are
+standbys: they serve their RPC port but answer ``ServiceNotReady`` (retriable) to every call,
+and try to take the session every ``_CAMPAIGN_PAUSE`` seconds. ``CoordClient`` finds the
+active one from the session. The rules that keep timestamps and ids from ever going back or
+repeating across a failover:
+
+- A coord becomes active by taking the session first, then reading the reserved windows and
+  starting above them; each of its reservations is a compare-and-set on the window and on its
+  own session value (``vecdb.coord.tso``), so once its session is gone it cannot reserve.
+- It answers only while its lease surely lives (``Session.held_until``, with a margin): by the
+  time the store expires the lease and a standby can take the session, the old coord has
+  stopped handing out the rest of its window, even if it cannot reach the store to learn it.
+- A coord that loses its session (``on_lost``) or finds its reservation fenced off stops
+  answering at once and goes back to standby (same process, same port): it may become active
+  again later, above whatever its successors reserved. It does not exit, so a stalled process
+  rejoins as a standby without a supervisor.
 """
 
 from __future__ import annotations
 
-from vecdb.coord.client import RemoteIdAllocator, RemoteTimestampOracle  # noqa: F401 (imported from here too)
+import logging
+import threading
+import time
+import uuid
+
+# the remote allocators live beside CoordClient; imported from here too
+from vecdb.coord.client import SESSION_KEY, RemoteIdAllocator, RemoteTimestampOracle  # noqa: F401
 from vecdb.coord.session import Session, describe_process
 from vecdb.coord.tso import IdAllocator, TimestampOracle
-from vecdb.errors import InvalidParameter
+from vecdb.errors import InvalidParameter, IoFailed, ServiceNotReady, ServiceUnavailable
+from vecdb.process import advertised_address
 from vecdb.rpc import serve
 from vecdb.storage.base import MetaStore
 from vecdb.timestamp import LOGICAL_MASK
 
+log = logging.getLogger(__name__)
+
 MAX_IDS_PER_CALL = 1 << 24
+# Answer only within this share of the lease's ttl after its last renewal was sent: the rest covers
+# a clock that runs a little fast next to the store's, and the time a reply takes to leave.
+_LEASE_SHARE = 0.8
+_CAMPAIGN_PAUSE = 0.25  # seconds between a standby's tries (a takeover waits out the old lease anyway)
 
 
 def _count(meta: dict, limit: int) -> int:
@@ -30,21 +56,144 @@ def _count(meta: dict, limit: int) -> int:
     return count
 
 
+class _Term:
+    """One period as the active coord: the session taken and the allocators fenced by it."""
+
+    def __init__(self, session: Session, tso: TimestampOracle, ids: IdAllocator):
+        self.session, self.tso, self.ids = session, tso, ids
+
+    def live(self) -> bool:
+        s = self.session
+        return time.monotonic() < s.renewed_at + _LEASE_SHARE * s.ttl
+
+
 class Coord:
+    """Serves at once; active when the constructor returns if no other coord holds the session,
+    else a standby that takes over on its own (``active``, ``wait_active``)."""
+
     def __init__(self, meta: MetaStore, host: str = "127.0.0.1", port: int = 0, session_ttl: float = 10.0):
-        self.session = Session(meta, "session/coord", describe_process(role="coord"), ttl=session_ttl)
+        self.meta, self.ttl = meta, float(session_ttl)
+        self._term: _Term | None = None
+        self._changed = threading.Condition()
+        self._stopped = False
+        self._campaigner: threading.Thread | None = None
+        self.server, self.port = serve("coord", {
+            "AllocTimestamp": lambda m, a: {"ts": self._serve(lambda t: t.tso.allocate(_count(m, LOGICAL_MASK)))},
+            "AllocID": lambda m, a: {"id": self._serve(lambda t: t.ids.allocate(_count(m, MAX_IDS_PER_CALL)))},
+        }, host, port)
+        self.address = advertised_address(host, self.port)
         try:
-            self.tso = TimestampOracle(meta)
-            self.ids = IdAllocator(meta)
-            self.server, self.port = serve("coord", {
-                "AllocTimestamp": lambda m, a: {"ts": self.tso.allocate(_count(m, LOGICAL_MASK))},
-                "AllocID": lambda m, a: {"id": self.ids.allocate(_count(m, MAX_IDS_PER_CALL))},
-            }, host, port)
+            if not self._try_to_take_over():  # a first try here: a lone coord is active on return
+                self._campaign_in_background()
         except BaseException:
-            self.session.close()
+            self.server.stop(0)
             raise
-        self.address = f"{host}:{self.port}"
+
+    @property
+    def active(self) -> bool:
+        """Whether it answers calls now."""
+        term = self._term
+        return term is not None and term.live()
+
+    @property
+    def session(self) -> Session | None:
+        """The session held while active."""
+        term = self._term
+        return term.session if term is not None else None
+
+    def wait_active(self, timeout: float | None = None) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._term is not None or self._stopped, timeout) and self.active
+
+    # --- serving
+
+    def _serve(self, allocate):
+        term = self._term
+        if term is None or not term.live():
+            raise ServiceNotReady(f"coord at {self.address} is not the active coord (standby, or its session is "
+                                  f"ending): the active one is named in {SESSION_KEY}")
+        try:
+            return allocate(term)
+        except ServiceNotReady as e:  # fenced off: another coord took over
+            self._step_down(term, str(e))
+            raise
+        except IoFailed as e:  # the store did not answer a reservation: worth retrying, here or elsewhere
+            raise ServiceUnavailable(f"coord at {self.address} cannot reserve in the metadata store: "
+                                     f"{e.message}") from e
+
+    # --- becoming active and stepping down
+
+    def _try_to_take_over(self) -> bool:
+        """Take the session and start the allocators above every earlier reservation. False while
+        another coord holds it; True once done (active, or stopped meanwhile)."""
+        if self.meta.get(SESSION_KEY) is not None:  # one read while the active coord lives (a lease costs more)
+            return False
+        value = describe_process(role="coord", address=self.address, term=uuid.uuid4().hex)
+        try:
+            session = Session(self.meta, SESSION_KEY, value, ttl=self.ttl, wait=0,
+                              on_lost=lambda: self._session_lost(value))
+        except ServiceUnavailable:  # held by the active coord
+            return False
+        try:
+            fence = {SESSION_KEY: value}
+            term = _Term(session, TimestampOracle(self.meta, fence=fence), IdAllocator(self.meta, fence=fence))
+        except BaseException:
+            session.close()
+            raise
+        with self._changed:
+            won = not self._stopped
+            if won:
+                self._term = term
+                self._changed.notify_all()
+        if not won:
+            session.close()
+        else:
+            log.info("coord at %s is now the active coord", self.address)
+        return True
+
+    def _campaign_in_background(self, ended: _Term | None = None) -> None:
+        """Stand by: end the ``ended`` term's session, then try to take over until active or stopped."""
+        self._campaigner = threading.Thread(target=self._campaign, args=(ended,), name="coord-standby", daemon=True)
+        self._campaigner.start()
+
+    def _campaign(self, ended: _Term | None) -> None:
+        if ended is not None:
+            ended.session.close()
+        while not self._stopped:
+            try:
+                if self._try_to_take_over():
+                    return
+            except Exception as e:  # the store is unreachable, or fenced off while starting: try again
+                log.warning("coord at %s could not take over (tries again): %s", self.address, e)
+            with self._changed:
+                self._changed.wait_for(lambda: self._stopped, _CAMPAIGN_PAUSE)
+
+    def _session_lost(self, value: bytes) -> None:
+        term = self._term
+        if term is not None and term.session.value == value:
+            self._step_down(term, "its session was lost")
+
+    def _step_down(self, term: _Term, why: str) -> None:
+        """Stop answering now, then stand by (in a thread: ``on_lost`` runs in the session's own
+        renewing thread, which ``Session.close`` joins)."""
+        with self._changed:
+            if self._term is not term or self._stopped:
+                return
+            self._term = None
+            self._changed.notify_all()
+            log.error("coord at %s stops answering (%s); it goes back to standby", self.address, why)
+            self._campaign_in_background(ended=term)
 
     def stop(self, grace: float = 1.0) -> None:
+        """Stop answering, end the session (a standby takes over at once, not when the lease would
+        run out), then stop the server."""
+        with self._changed:
+            self._stopped = True
+            term, self._term = self._term, None
+            campaigner = self._campaigner
+            self._changed.notify_all()
+        if term is not None:
+            term.session.close()
+        if campaigner is not None:
+            campaigner.join(10)
         self.server.stop(grace).wait()
-        self.session.close()

@@ -52,6 +52,11 @@ class Session:
         self.meta, self.key, self.value, self.ttl = meta, key, value, float(ttl)
         self._on_lost = on_lost
         self._stop = threading.Event()
+        # time.monotonic() when the last grant or renewal that succeeded was sent: the lease surely lives
+        # until renewed_at + ttl (the store counts from when it got it). A holder that must not act once
+        # another may hold the key acts only before then: a renewal can fail (store unreachable) for
+        # longer than it takes the lease to end, and on_lost comes only once the store answers again.
+        self.renewed_at = time.monotonic()
         # a crashed holder's lease runs out within ttl; the store may take a moment more to expire it
         self.lease = self._acquire(exclusive, 2 * self.ttl + 2 if wait is None else wait)
         self._thread = threading.Thread(target=self._renew_loop, name=f"session-{key}", daemon=True)
@@ -60,9 +65,11 @@ class Session:
     def _acquire(self, exclusive: bool, wait: float) -> int:
         deadline = time.monotonic() + wait
         while True:
+            sent = time.monotonic()
             lease = self.meta.grant_lease(self.ttl)
             if self.meta.txn(puts={self.key: self.value}, expect={self.key: None} if exclusive else None,
                              lease=lease):
+                self.renewed_at = sent
                 return lease
             self.meta.revoke_lease(lease)
             if time.monotonic() >= deadline:
@@ -74,6 +81,7 @@ class Session:
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.ttl / 3):
+            sent = time.monotonic()
             try:
                 alive = self.meta.renew_lease(self.lease)
             except LeaseExpired:
@@ -81,11 +89,13 @@ class Session:
             except IoFailed as e:  # the store is unreachable: keep trying until the lease would be gone
                 log.warning("session %s: cannot renew its lease: %s", self.key, e)
                 continue
-            if not alive:
-                log.error("session %s lost (its lease expired): another process may take over", self.key)
-                if self._on_lost is not None:
-                    self._on_lost()
-                return
+            if alive:
+                self.renewed_at = sent
+                continue
+            log.error("session %s lost (its lease expired): another process may take over", self.key)
+            if self._on_lost is not None:
+                self._on_lost()
+            return
 
     def close(self) -> None:
         """Stop renewing and end the lease now (the key goes at once)."""
