@@ -96,7 +96,7 @@ class LocalCluster:
             qn = QueryNodeProcess(settings)
             self.parts.append(qn)
             self.querynode = qn.node  # what tests that look inside a server's query node expect
-            self.proxy = ProxyProcess(settings, coord=self.coord.address)
+            self.proxy = ProxyProcess(settings)
             self.parts.append(self.proxy)
         except BaseException:
             self.stop()

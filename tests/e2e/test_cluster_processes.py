@@ -24,9 +24,10 @@ def test_cluster_of_processes_serves_pymilvus(tmp_path, remote_storage, wiring):
         procs.append(spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(coord_port)))
         for i, p in enumerate(qn_ports):
             procs.append(spawn_vecdb(storage, tmp_path / f"qn{i}", "querynode", "--port", str(p), "--node-id", f"qn{i}"))
-        flags = [a for p in qn_ports for a in ("--querynode", f"127.0.0.1:{p}")]
+        flags = ["--coord", f"127.0.0.1:{coord_port}"]
+        flags += [a for p in qn_ports for a in ("--querynode", f"127.0.0.1:{p}")]
         procs.append(spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(proxy_port),
-                                 "--coord", f"127.0.0.1:{coord_port}", *(flags if wiring == "addresses" else ())))
+                                 *(flags if wiring == "addresses" else ())))
 
         c = MilvusClient(uri=f"http://127.0.0.1:{proxy_port}")
         c.create_collection("docs", dimension=4, metric_type="L2")

@@ -1,0 +1,114 @@
+"""A proxy that was given no addresses, on NATS JetStream, etcd and S3: it finds the coord and the
+query nodes from their sessions, uses a node that starts later without a restart, and drops one
+that is killed (its lease expires) or stopped (its session is revoked) while reads go on through
+the other. The coord and the nodes are real processes; the proxy runs in this one, so the test
+can look at its router (which nodes it has, which served reads). Times are printed, not asserted."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import numpy as np
+from pymilvus import MilvusClient
+
+from tests.conftest import server_settings, spawn_vecdb
+
+TTL = 2  # session_ttl: a killed node's session expires within this
+
+
+def _until(cond, what: str, seconds: float = 60.0) -> float:
+    """Seconds until ``cond()`` held (fails after ``seconds``)."""
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < seconds, f"{what}: not within {seconds} s"
+        time.sleep(0.02)
+    return time.monotonic() - t0
+
+
+def _stop(procs) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_proxy_finds_the_nodes_that_join_and_drops_those_that_leave(tmp_path, remote_storage):
+    from vecdb.proxy.process import ProxyProcess
+
+    storage = dict(remote_storage(), session_ttl=TTL)
+    procs: dict[str, subprocess.Popen] = {}
+    proxy = c = None
+
+    def querynode(name: str) -> None:
+        procs[name] = spawn_vecdb(storage, tmp_path / name, "querynode", "--port", "0", "--node-id", name)
+
+    try:
+        procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", "0")
+        querynode("a")
+        proxy = ProxyProcess(server_settings(tmp_path / "proxy", None, storage))  # no addresses
+        router = proxy.router
+        assert router.node_ids() == ["a"]
+
+        c = MilvusClient(uri=f"http://127.0.0.1:{proxy.port}")
+        c.create_collection("docs", dimension=4, metric_type="L2")
+        vecs = np.random.default_rng(0).random((300, 4), dtype=np.float32)
+        c.insert("docs", [{"id": i, "vector": vecs[i]} for i in range(300)])
+        rows = 300
+
+        def count() -> int:
+            return c.query("docs", filter="", output_fields=["count(*)"])[0]["count(*)"]
+
+        for _ in range(3):
+            assert count() == rows
+        assert set(router.reads_served()) == {"a"}
+
+        querynode("b")  # registered when it printed ready: the proxy takes it up without a restart
+        joined = _until(lambda: router.node_ids() == ["a", "b"], "b joins")
+        served = router.reads_served()
+        for _ in range(6):
+            assert count() == rows
+        now = router.reads_served()
+        assert now["a"] > served["a"] and now.get("b", 0) > 0, now  # both serve, b with the loaded collection
+        print(f"\njoin: b took reads {joined * 1000:.0f} ms after it reported ready (session written); "
+              f"reads so far {now}")
+
+        procs["a"].kill()  # a crash: reads go on through b; a's session expires within the ttl
+        procs["a"].wait(5)
+        t0 = time.monotonic()
+        c.insert("docs", [{"id": 1000, "vector": vecs[0]}])
+        rows += 1
+        while "a" in router.node_ids():
+            assert count() == rows
+            assert time.monotonic() - t0 < 30, "a killed node stays in the proxy's set"
+        left = time.monotonic() - t0
+        before = router.reads_served()
+        for _ in range(4):
+            assert count() == rows
+        assert router.reads_served()["b"] == before["b"] + 4
+        print(f"leave (kill -9): a dropped {left:.2f} s after the kill (session ttl {TTL} s)")
+
+        querynode("a")  # back under its id: loads the collection, then takes reads again
+        rejoined = _until(lambda: router.node_ids() == ["a", "b"], "a rejoins")
+        procs["b"].send_signal(signal.SIGTERM)  # a clean stop revokes b's session at once
+        t0 = time.monotonic()
+        stopped = _until(lambda: router.node_ids() == ["a"], "b leaves on a clean stop")
+        assert procs["b"].wait(15) == 0
+        before = router.reads_served()
+        for _ in range(4):
+            assert count() == rows
+        assert router.reads_served()["a"] == before["a"] + 4
+        print(f"rejoin: a took reads {rejoined * 1000:.0f} ms after it reported ready; "
+              f"leave (SIGTERM): b dropped {stopped * 1000:.0f} ms after the signal")
+        print(f"reads served: {router.reads_served()}")
+    finally:
+        if c is not None:
+            c.close()
+        if proxy is not None:
+            proxy.stop()
+        _stop(list(procs.values()))
