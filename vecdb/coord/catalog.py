@@ -1,288 +1,303 @@
-"""Collection, partition, alias, index and database metadata, kept in a MetaStore.
+"""Collection, partition, alias, index and database metadata, kept in a MetaStore and cached.
 
-Layout in the store (values are JSON):
-  ``db/<name>``                     database properties
-  ``coll/<collection_id>``          one CollectionInfo, partitions and indexes inside
-  ``alias/<db>/<alias>``            collection id
-The catalog keeps everything in memory too; the store is the durable copy.
+The store's layout is in ``catalog_state``; how the cache stays equal to the store, how writes are
+versioned and how a DDL call waits for the other proxies is in ``catalog_sync`` (its docstring
+has the rules). ``Catalog`` is the API the proxy's handlers use:
+
+- Reads answer from the cache, under its lock; a miss (no such collection, alias, database)
+  re-checks the store once before it is an error.
+- Writes run their checks on the cache and commit with compare-and-set on the catalog version
+  (checks run again if another process got there first). ``get`` hands out the cached
+  ``CollectionInfo``; a caller changes it and passes it to ``save``, which refuses it with
+  ``CatalogConflict`` (retriable) when another process changed that collection meanwhile (the
+  cache then holds a newer object than the caller's), so no update is lost.
+- ``Catalog(meta)``: the sole writer of its namespace (standalone). ``Catalog(meta, node_id=...)``:
+  one of several proxies: follows the store with a watch, publishes what it applied, and each
+  of its DDL calls returns once every live proxy has applied it (bounded). ``close()`` ends both.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from vecdb import errors
-from vecdb.schema import CollectionSchema, validate_collection_name
+from vecdb.coord.catalog_model import (  # noqa: F401 - the data model, imported from here by the roles
+    DEFAULT_DB, DEFAULT_PARTITION, MAX_DATABASES, MAX_PARTITIONS, CollectionInfo, IndexInfo, PartitionInfo)
+from vecdb.coord.catalog_state import alias_key, coll_key, db_key
+from vecdb.coord.catalog_sync import FENCE_WAIT, CatalogConflict, CatalogSync, Change  # noqa: F401
+from vecdb.schema import validate_collection_name
 from vecdb.storage.base import MetaStore
 
-DEFAULT_DB = "default"
-DEFAULT_PARTITION = "_default"
-MAX_PARTITIONS = 4096
-MAX_DATABASES = 64
-
-
-@dataclass
-class PartitionInfo:
-    id: int
-    name: str
-    created_ts: int
-
-
-@dataclass
-class IndexInfo:
-    index_id: int
-    index_name: str
-    field_name: str
-    index_type: str
-    metric_type: str
-    params: dict[str, Any]
-    created_ts: int = 0
-
-
-@dataclass
-class CollectionInfo:
-    id: int
-    db: str
-    name: str
-    schema: CollectionSchema
-    shards_num: int
-    consistency_level: int
-    created_ts: int
-    properties: dict[str, str] = field(default_factory=dict)
-    num_partitions: int = 0
-    partitions: list[PartitionInfo] = field(default_factory=list)
-    indexes: list[IndexInfo] = field(default_factory=list)
-    loaded: bool = False
-    # With ``loaded``: None = every partition (load_collection, new partitions included), else the ids
-    # that load_partitions loaded and release_partitions has not released.
-    loaded_partitions: list[int] | None = None
-
-    @property
-    def channels(self) -> list[str]:
-        return [f"c{self.id}-s{i}" for i in range(self.shards_num)]
-
-    def partition(self, name: str) -> PartitionInfo:
-        for p in self.partitions:
-            if p.name == name:
-                return p
-        raise errors.PartitionNotFound(f"partition not found[partition={name}]")
-
-    def has_partition(self, name: str) -> bool:
-        return any(p.name == name for p in self.partitions)
-
-    def partition_loaded(self, partition_id: int) -> bool:
-        return self.loaded and (self.loaded_partitions is None or partition_id in self.loaded_partitions)
-
-    def index_for_field(self, field_name: str) -> IndexInfo | None:
-        return next((i for i in self.indexes if i.field_name == field_name), None)
-
-    def to_json(self) -> bytes:
-        d = asdict(self)
-        d["schema"] = self.schema.to_dict()
-        return json.dumps(d).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> "CollectionInfo":
-        d = json.loads(raw)
-        d["schema"] = CollectionSchema.from_dict(d["schema"])
-        d["partitions"] = [PartitionInfo(**p) for p in d["partitions"]]
-        d["indexes"] = [IndexInfo(**i) for i in d["indexes"]]
-        return cls(**d)
+T = TypeVar("T")
 
 
 class Catalog:
-    def __init__(self, meta: MetaStore):
+    def __init__(self, meta: MetaStore, node_id: str | None = None, *, ttl: float = 10.0,
+                 fence_wait: float = FENCE_WAIT):
         self._meta = meta
-        self._lock = threading.RLock()
-        self._collections: dict[int, CollectionInfo] = {}
-        self._aliases: dict[tuple[str, str], int] = {}
-        self._databases: dict[str, dict[str, Any]] = {}
-        for key, raw in meta.scan("db/"):
-            self._databases[key[3:]] = json.loads(raw)
-        for _, raw in meta.scan("coll/"):
-            info = CollectionInfo.from_json(raw)
-            self._collections[info.id] = info
-        for key, raw in meta.scan("alias/"):
-            _, db, alias = key.split("/", 2)
-            self._aliases[(db, alias)] = int(raw)
-        if DEFAULT_DB not in self._databases:
-            self._databases[DEFAULT_DB] = {"id": 1, "created_ts": 0, "properties": {}}
-            self._meta.put(f"db/{DEFAULT_DB}", json.dumps(self._databases[DEFAULT_DB]).encode())
+        self._sync = CatalogSync(meta, node_id, ttl=ttl, fence_wait=fence_wait)
+        self._lock, self._state = self._sync.lock, self._sync.state
+        try:
+            self._sync.commit(self._plan_default_db)
+        except BaseException:
+            self._sync.close()
+            raise
+
+    def close(self) -> None:
+        self._sync.close()
+
+    @property
+    def version(self) -> int:
+        """The catalog version this cache is at."""
+        return self._state.version
+
+    def _plan_default_db(self) -> Change | None:
+        if DEFAULT_DB in self._state.databases:
+            return None
+        return Change(puts={db_key(DEFAULT_DB): json.dumps({"id": 1, "created_ts": 0, "properties": {}}).encode()})
+
+    def _lookup(self, find: Callable[[], T | None]) -> T | None:
+        """``find()`` on the cache; on a miss, once more after the cache caught up with the store."""
+        with self._lock:
+            found = find()
+        if found is None and self._sync.recheck():
+            with self._lock:
+                found = find()
+        return found
 
     # --- databases ------------------------------------------------------
     def create_database(self, name: str, db_id: int, ts: int, properties: dict[str, str]) -> None:
         validate_collection_name(name, "database name")
-        with self._lock:
-            if name in self._databases:
+        record = json.dumps({"id": db_id, "created_ts": ts, "properties": properties}).encode()
+
+        def plan() -> Change:
+            dbs = self._state.databases
+            if name in dbs:
                 raise errors.InvalidParameter(f"database already exist: {name}")
-            if len(self._databases) >= MAX_DATABASES:
-                raise errors.DatabaseLimitExceeded(f"database number ({len(self._databases)}) exceeds max configuration ({MAX_DATABASES})")
-            self._databases[name] = {"id": db_id, "created_ts": ts, "properties": properties}
-            self._meta.put(f"db/{name}", json.dumps(self._databases[name]).encode())
+            if len(dbs) >= MAX_DATABASES:
+                raise errors.DatabaseLimitExceeded(f"database number ({len(dbs)}) exceeds max configuration ({MAX_DATABASES})")
+            return Change(puts={db_key(name): record})
+
+        self._sync.commit(plan)
 
     def drop_database(self, name: str) -> None:
-        with self._lock:
-            if name == DEFAULT_DB:
-                raise errors.InvalidParameter("can not drop default database")
-            if name not in self._databases:
-                return
-            if any(c.db == name for c in self._collections.values()):
+        if name == DEFAULT_DB:
+            raise errors.InvalidParameter("can not drop default database")
+
+        def plan() -> Change | None:
+            if name not in self._state.databases:
+                return None
+            if any(c.db == name for c in self._state.collections.values()):
                 raise errors.InvalidParameter(f"{name} database is not empty, must drop all collections before drop database")
-            del self._databases[name]
-            self._meta.delete(f"db/{name}")
+            return Change(deletes=[db_key(name)])
+
+        self._sync.commit(plan)
 
     def list_databases(self) -> list[str]:
         with self._lock:
-            return sorted(self._databases, key=lambda n: self._databases[n]["id"])
+            dbs = self._state.databases
+            return sorted(dbs, key=lambda n: dbs[n]["id"])
 
     def database(self, name: str) -> dict[str, Any]:
-        with self._lock:
-            db = self._databases.get(name or DEFAULT_DB)
-            if db is None:
-                raise errors.DatabaseNotFound(f"database not found[database={name}]")
-            return db
+        name = name or DEFAULT_DB
+        db = self._lookup(lambda: self._state.databases.get(name))
+        if db is None:
+            raise errors.DatabaseNotFound(f"database not found[database={name}]")
+        return db
+
+    def _cached_database(self, name: str) -> dict[str, Any]:
+        db = self._state.databases.get(name)
+        if db is None:
+            raise errors.DatabaseNotFound(f"database not found[database={name}]")
+        return db
 
     def alter_database(self, name: str, properties: dict[str, str]) -> None:
-        with self._lock:
-            db = self.database(name)
-            db["properties"].update(properties)
-            self._meta.put(f"db/{name}", json.dumps(db).encode())
+        name = name or DEFAULT_DB
+
+        def plan() -> Change:
+            db = self._cached_database(name)
+            record = {**db, "properties": {**db["properties"], **properties}}
+            return Change(puts={db_key(name): json.dumps(record).encode()})
+
+        self._sync.commit(plan)
 
     # --- collections ----------------------------------------------------
     def _find(self, db: str, name: str) -> CollectionInfo | None:
-        for c in self._collections.values():
+        for c in self._state.collections.values():
             if c.db == db and c.name == name:
                 return c
-        cid = self._aliases.get((db, name))
-        return self._collections.get(cid) if cid is not None else None
+        cid = self._state.aliases.get((db, name))
+        return self._state.collections.get(cid) if cid is not None else None
+
+    def _cached(self, db: str, name: str) -> CollectionInfo:
+        self._cached_database(db)
+        info = self._find(db, name)
+        if info is None:
+            raise errors.CollectionNotFound(f"can't find collection[database={db}][collection={name}]")
+        return info
 
     def get(self, db: str, name: str) -> CollectionInfo:
         db = db or DEFAULT_DB
-        with self._lock:
-            self.database(db)
-            info = self._find(db, name)
-            if info is None:
-                raise errors.CollectionNotFound(f"can't find collection[database={db}][collection={name}]")
-            return info
+        self.database(db)
+        info = self._lookup(lambda: self._find(db, name))
+        if info is None:
+            raise errors.CollectionNotFound(f"can't find collection[database={db}][collection={name}]")
+        return info
 
     def get_by_id(self, collection_id: int) -> CollectionInfo:
-        with self._lock:
-            info = self._collections.get(collection_id)
-            if info is None:
-                raise errors.CollectionNotFound(f"can't find collection[collectionID={collection_id}]")
-            return info
+        info = self._lookup(lambda: self._state.collections.get(collection_id))
+        if info is None:
+            raise errors.CollectionNotFound(f"can't find collection[collectionID={collection_id}]")
+        return info
 
     def exists(self, db: str, name: str) -> bool:
-        with self._lock:
-            return self._find(db or DEFAULT_DB, name) is not None
+        db = db or DEFAULT_DB
+        return self._lookup(lambda: self._find(db, name)) is not None
 
     def list_collections(self, db: str) -> list[CollectionInfo]:
         db = db or DEFAULT_DB
+        self.database(db)
         with self._lock:
-            self.database(db)
-            return sorted((c for c in self._collections.values() if c.db == db), key=lambda c: c.id)
+            return sorted((c for c in self._state.collections.values() if c.db == db), key=lambda c: c.id)
 
     def all_collections(self) -> list[CollectionInfo]:
         with self._lock:
-            return list(self._collections.values())
+            return list(self._state.collections.values())
 
     def add_collection(self, info: CollectionInfo) -> None:
-        with self._lock:
-            self.database(info.db)
-            existing = self._find(info.db, info.name)
-            if existing is not None:
-                if (info.db, info.name) in self._aliases:
+        def plan() -> Change:
+            self._cached_database(info.db)
+            if self._find(info.db, info.name) is not None:
+                if (info.db, info.name) in self._state.aliases:
                     raise errors.InvalidParameter(f"collection name [{info.name}] conflicts with an existing alias")
                 raise errors.InvalidParameter(f"collection already exists: {info.name}")
-            self._collections[info.id] = info
-            self._save(info)
+            if info.id in self._state.collections:
+                raise errors.InvalidParameter(f"collection id {info.id} is taken")
+            return Change(puts={coll_key(info.id): info.to_json()}, objects=[info])
+
+        self._sync.commit(plan)
 
     def save(self, info: CollectionInfo) -> None:
-        with self._lock:
-            self._save(info)
+        """Store the changes the caller made to ``info`` (an object ``get`` returned). Refused with
+        ``CatalogConflict`` when the collection changed in the store since ``info`` was handed out."""
 
-    def _save(self, info: CollectionInfo) -> None:
-        self._meta.put(_coll_key(info.id), info.to_json())
+        def plan() -> Change | None:
+            cached = self._state.collections.get(info.id)
+            if cached is None:
+                raise errors.CollectionNotFound(f"can't find collection[database={info.db}][collection={info.name}]")
+            if cached is not info:
+                raise CatalogConflict(f"collection {info.name} was changed by another call at the same time; retry")
+            raw = info.to_json()
+            if raw == self._state.raws.get(info.id):
+                return None
+            return Change(puts={coll_key(info.id): raw}, objects=[info])
+
+        self._sync.commit(plan)
 
     def drop_collection(self, info: CollectionInfo) -> None:
-        with self._lock:
-            self._collections.pop(info.id, None)
-            dead = [k for k, v in self._aliases.items() if v == info.id]
-            for k in dead:
-                del self._aliases[k]
-            self._meta.txn(deletes=[_coll_key(info.id)] + [f"alias/{db}/{a}" for db, a in dead])
+        def plan() -> Change | None:
+            if info.id not in self._state.collections:
+                return None
+            dead = [alias_key(db, a) for (db, a), cid in self._state.aliases.items() if cid == info.id]
+            return Change(deletes=[coll_key(info.id), *dead])
+
+        self._sync.commit(plan)
 
     def rename_collection(self, info: CollectionInfo, new_db: str, new_name: str) -> None:
         validate_collection_name(new_name)
-        with self._lock:
-            self.database(new_db)
+
+        def plan() -> Change:
+            cached = self._state.collections.get(info.id)
+            if cached is None:
+                raise errors.CollectionNotFound(f"can't find collection[database={info.db}][collection={info.name}]")
+            self._cached_database(new_db)
             if self._find(new_db, new_name) is not None:
                 raise errors.InvalidParameter(f"duplicated new collection name {new_name} in database {new_db} with other collection name or alias")
-            info.db, info.name = new_db, new_name
-            info.schema.name = new_name
-            self._save(info)
+            renamed = CollectionInfo.from_json(self._state.raws[info.id])
+            _rename(renamed, new_db, new_name)
+
+            def then() -> None:
+                for obj in {id(cached): cached, id(info): info}.values():
+                    _rename(obj, new_db, new_name)
+
+            return Change(puts={coll_key(info.id): renamed.to_json()}, objects=[cached], then=then)
+
+        self._sync.commit(plan)
 
     # --- aliases --------------------------------------------------------
     def create_alias(self, db: str, alias: str, collection: str) -> None:
         db = db or DEFAULT_DB
         validate_collection_name(alias, "alias")
-        with self._lock:
-            target = self.get(db, collection)
-            if (db, collection) in self._aliases:
+
+        def plan() -> Change:
+            target = self._cached(db, collection)
+            aliases = self._state.aliases
+            if (db, collection) in aliases:
                 raise errors.InvalidParameter(f"create alias failed: alias cannot be based on another alias {collection}")
-            if any(c.db == db and c.name == alias for c in self._collections.values()):
+            if any(c.db == db and c.name == alias for c in self._state.collections.values()):
                 raise errors.AliasNameConflict(f"alias name {alias} conflicts with an existing collection name")
-            if (db, alias) in self._aliases:
+            if (db, alias) in aliases:
                 raise errors.AliasAlreadyExists(f"alias {alias} already exists and is bound to another collection")
-            self._aliases[(db, alias)] = target.id
-            self._meta.put(f"alias/{db}/{alias}", str(target.id).encode())
+            return Change(puts={alias_key(db, alias): str(target.id).encode()})
+
+        self._sync.commit(plan)
 
     def alter_alias(self, db: str, alias: str, collection: str) -> None:
         db = db or DEFAULT_DB
-        with self._lock:
-            if (db, alias) not in self._aliases:
+
+        def plan() -> Change:
+            if (db, alias) not in self._state.aliases:
                 raise errors.AliasNotFound(f"alias not found[database={db}][alias={alias}]")
-            target = self.get(db, collection)
-            self._aliases[(db, alias)] = target.id
-            self._meta.put(f"alias/{db}/{alias}", str(target.id).encode())
+            target = self._cached(db, collection)
+            return Change(puts={alias_key(db, alias): str(target.id).encode()})
+
+        self._sync.commit(plan)
 
     def drop_alias(self, db: str, alias: str) -> None:
         db = db or DEFAULT_DB
-        with self._lock:
-            if self._aliases.pop((db, alias), None) is not None:
-                self._meta.delete(f"alias/{db}/{alias}")
+
+        def plan() -> Change | None:
+            if (db, alias) not in self._state.aliases:
+                return None
+            return Change(deletes=[alias_key(db, alias)])
+
+        self._sync.commit(plan)
 
     def describe_alias(self, db: str, alias: str) -> CollectionInfo:
         db = db or DEFAULT_DB
-        with self._lock:
-            cid = self._aliases.get((db, alias))
-            if cid is None:
-                raise errors.AliasNotFound(f"alias not found[database={db}][alias={alias}]")
-            return self._collections[cid]
+
+        def find() -> CollectionInfo | None:
+            cid = self._state.aliases.get((db, alias))
+            return None if cid is None else self._state.collections.get(cid)
+
+        info = self._lookup(find)
+        if info is None:
+            raise errors.AliasNotFound(f"alias not found[database={db}][alias={alias}]")
+        return info
 
     def aliases_of(self, info: CollectionInfo) -> list[str]:
         with self._lock:
-            return sorted(a for (db, a), cid in self._aliases.items() if cid == info.id)
+            return sorted(a for (db, a), cid in self._state.aliases.items() if cid == info.id)
 
     def list_aliases(self, db: str, collection: str | None) -> list[str]:
         db = db or DEFAULT_DB
+        if collection:
+            return self.aliases_of(self.get(db, collection))
         with self._lock:
-            if collection:
-                return self.aliases_of(self.get(db, collection))
-            return sorted(a for (d, a) in self._aliases if d == db)
+            return sorted(a for (d, a) in self._state.aliases if d == db)
 
 
-def _coll_key(collection_id: int) -> str:
-    return f"coll/{collection_id}"
+def _rename(info: CollectionInfo, db: str, name: str) -> None:
+    info.db, info.name = db, name
+    info.schema.name = name
 
 
 def read_collection(meta: MetaStore, collection_id: int) -> CollectionInfo:
     """One collection's current metadata straight from the store (for a node in another process
     than the catalog's owner)."""
-    raw = meta.get(_coll_key(collection_id))
+    raw = meta.get(coll_key(collection_id))
     if raw is None:
         raise errors.CollectionNotFound(f"can't find collection[collectionID={collection_id}]")
     return CollectionInfo.from_json(raw)

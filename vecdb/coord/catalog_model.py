@@ -1,0 +1,87 @@
+"""The catalog's data model: what a collection, its partitions and its indexes are, as stored
+(``CollectionInfo.to_json``) and as every role reads them. Shared by the catalog (``vecdb.coord.catalog``),
+the proxy, the query nodes and the data nodes; the catalog owns where and how it is kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from vecdb import errors
+from vecdb.schema import CollectionSchema
+
+DEFAULT_DB = "default"
+DEFAULT_PARTITION = "_default"
+MAX_PARTITIONS = 4096
+MAX_DATABASES = 64
+
+
+@dataclass
+class PartitionInfo:
+    id: int
+    name: str
+    created_ts: int
+
+
+@dataclass
+class IndexInfo:
+    index_id: int
+    index_name: str
+    field_name: str
+    index_type: str
+    metric_type: str
+    params: dict[str, Any]
+    created_ts: int = 0
+
+
+@dataclass
+class CollectionInfo:
+    id: int
+    db: str
+    name: str
+    schema: CollectionSchema
+    shards_num: int
+    consistency_level: int
+    created_ts: int
+    properties: dict[str, str] = field(default_factory=dict)
+    num_partitions: int = 0
+    partitions: list[PartitionInfo] = field(default_factory=list)
+    indexes: list[IndexInfo] = field(default_factory=list)
+    loaded: bool = False
+    # With ``loaded``: None = every partition (load_collection, new partitions included), else the ids
+    # that load_partitions loaded and release_partitions has not released.
+    loaded_partitions: list[int] | None = None
+
+    @property
+    def channels(self) -> list[str]:
+        return [f"c{self.id}-s{i}" for i in range(self.shards_num)]
+
+    def partition(self, name: str) -> PartitionInfo:
+        for p in self.partitions:
+            if p.name == name:
+                return p
+        raise errors.PartitionNotFound(f"partition not found[partition={name}]")
+
+    def has_partition(self, name: str) -> bool:
+        return any(p.name == name for p in self.partitions)
+
+    def partition_loaded(self, partition_id: int) -> bool:
+        return self.loaded and (self.loaded_partitions is None or partition_id in self.loaded_partitions)
+
+    def index_for_field(self, field_name: str) -> IndexInfo | None:
+        return next((i for i in self.indexes if i.field_name == field_name), None)
+
+    def to_json(self) -> bytes:
+        d = asdict(self)
+        d["schema"] = self.schema.to_dict()
+        return json.dumps(d).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "CollectionInfo":
+        d = json.loads(raw)
+        d["schema"] = CollectionSchema.from_dict(d["schema"])
+        d["partitions"] = [PartitionInfo(**p) for p in d["partitions"]]
+        d["indexes"] = [IndexInfo(**i) for i in d["indexes"]]
+        return cls(**d)

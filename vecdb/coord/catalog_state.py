@@ -1,0 +1,165 @@
+"""The catalog's in-memory copy of the metadata store, and the keys it reads.
+
+Layout in the store (values are JSON unless said):
+  ``db/<name>``                     database properties
+  ``coll/<collection_id>``          one CollectionInfo, partitions and indexes inside
+  ``alias/<db>/<alias>``            collection id (text)
+  ``catalog/version``               the catalog's version (text int): every catalog change moves it by one
+  ``catalog/applied/<node id>``     the version a proxy's catalog has applied (text int; leased)
+  ``session/proxy/<node id>``       a live proxy (written by its process; read here for the fence)
+
+``CatalogState`` is built from a scan (``reset``) and follows the store's changes (``apply``), a
+whole revision at a time; it is not thread-safe (``CatalogSync`` holds the lock around it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from vecdb.coord.catalog_model import CollectionInfo
+from vecdb.storage.watch import PUT, WatchEvent
+
+log = logging.getLogger(__name__)
+
+DB_PREFIX = "db/"
+COLL_PREFIX = "coll/"
+ALIAS_PREFIX = "alias/"
+VERSION_KEY = "catalog/version"
+APPLIED_PREFIX = "catalog/applied/"
+PROXY_SESSIONS = "session/proxy/"
+CATALOG_PREFIXES = (DB_PREFIX, COLL_PREFIX, ALIAS_PREFIX)
+
+
+def db_key(name: str) -> str:
+    return DB_PREFIX + name
+
+
+def coll_key(collection_id: int) -> str:
+    return f"{COLL_PREFIX}{collection_id}"
+
+
+def alias_key(db: str, alias: str) -> str:
+    return f"{ALIAS_PREFIX}{db}/{alias}"
+
+
+def encode_version(version: int) -> bytes | None:
+    """The version key's value; None (absent) for 0, the version of a store no catalog change reached."""
+    return str(version).encode() if version else None
+
+
+def is_catalog_key(key: str) -> bool:
+    return key == VERSION_KEY or key.startswith(CATALOG_PREFIXES)
+
+
+class CatalogState:
+    """Databases, collections and aliases as the store holds them at ``version``, plus the live
+    proxies and the versions they applied.
+
+    A collection whose stored bytes did not change keeps its object: callers mutate the object
+    they got and hand it back to ``Catalog.save``, which tells a stale copy by identity.
+    """
+
+    def __init__(self) -> None:
+        self.databases: dict[str, dict[str, Any]] = {}
+        self.collections: dict[int, CollectionInfo] = {}
+        self.raws: dict[int, bytes] = {}  # each collection's stored bytes
+        self.aliases: dict[tuple[str, str], int] = {}
+        self.version = 0
+        self.proxies: set[str] = set()
+        self.applied: dict[str, int] = {}
+
+    def reset(self, pairs: Iterable[tuple[str, bytes]]) -> None:
+        """Replace everything by a scan's (key, value) pairs."""
+        pairs = list(pairs)
+        present = {k for k, _ in pairs}
+        for cid in [c for c in self.collections if coll_key(c) not in present]:
+            self._drop_collection(cid)
+        self.databases, self.aliases, self.proxies, self.applied = {}, {}, set(), {}
+        self.version = 0
+        for key, value in pairs:
+            self.put(key, value)
+
+    def apply(self, events: list[WatchEvent]) -> None:
+        """Watch events in revision order. A revision whose catalog version this state already has
+        (the catalog's own change, applied when it committed) is skipped."""
+        for _, group in itertools.groupby(events, key=lambda ev: ev.revision):
+            group = list(group)
+            seen = next((ev.value for ev in group if ev.key == VERSION_KEY and ev.kind == PUT), None)
+            skip = seen is not None and _int(seen, VERSION_KEY) <= self.version
+            for ev in group:
+                if skip and is_catalog_key(ev.key):
+                    continue
+                if ev.kind == PUT:
+                    self.put(ev.key, ev.value)
+                else:
+                    self.delete(ev.key)
+
+    def put(self, key: str, value: bytes) -> None:
+        try:
+            self._put(key, value)
+        except (ValueError, KeyError, TypeError) as e:  # one bad record must not stop the catalog
+            log.warning("catalog: ignoring malformed %s: %s", key, e)
+
+    def _put(self, key: str, value: bytes) -> None:
+        if key == VERSION_KEY:
+            self.version = int(value)
+        elif key.startswith(COLL_PREFIX):
+            cid = int(key[len(COLL_PREFIX):])
+            if self.raws.get(cid) != value:
+                self.collections[cid] = CollectionInfo.from_json(value)
+                self.raws[cid] = bytes(value)
+        elif key.startswith(DB_PREFIX):
+            self.databases[key[len(DB_PREFIX):]] = json.loads(value)
+        elif key.startswith(ALIAS_PREFIX):
+            db, alias = key[len(ALIAS_PREFIX):].split("/", 1)
+            self.aliases[(db, alias)] = int(value)
+        elif key.startswith(PROXY_SESSIONS):
+            self.proxies.add(key[len(PROXY_SESSIONS):])
+        elif key.startswith(APPLIED_PREFIX):
+            self.applied[key[len(APPLIED_PREFIX):]] = int(value)
+
+    def delete(self, key: str) -> None:
+        if key.startswith(COLL_PREFIX):
+            cid = _int(key[len(COLL_PREFIX):], key)
+            self._drop_collection(cid)
+        elif key.startswith(DB_PREFIX):
+            self.databases.pop(key[len(DB_PREFIX):], None)
+        elif key.startswith(ALIAS_PREFIX):
+            self.aliases.pop(tuple(key[len(ALIAS_PREFIX):].split("/", 1)), None)
+        elif key.startswith(PROXY_SESSIONS):
+            self.proxies.discard(key[len(PROXY_SESSIONS):])
+        elif key.startswith(APPLIED_PREFIX):
+            self.applied.pop(key[len(APPLIED_PREFIX):], None)
+        elif key == VERSION_KEY:
+            self.version = 0
+
+    def install(self, info: CollectionInfo, raw: bytes) -> None:
+        """``info`` itself becomes the cached object of its collection, stored as ``raw``."""
+        self.collections[info.id], self.raws[info.id] = info, raw
+
+    def revert(self, info: CollectionInfo) -> None:
+        """``info`` is cached but carries changes that were not committed: cache the stored record
+        again (a fresh object, so ``save`` of the changed one is refused as stale)."""
+        raw = self.raws.get(info.id)
+        if raw is not None and self.collections.get(info.id) is info and info.to_json() != raw:
+            self.collections[info.id] = CollectionInfo.from_json(raw)
+
+    def _drop_collection(self, cid: int) -> None:
+        self.collections.pop(cid, None)
+        self.raws.pop(cid, None)
+
+    def behind(self, version: int, exclude: str | None) -> list[str]:
+        """The live proxies (but ``exclude``) whose catalog has not applied ``version``."""
+        return sorted(p for p in self.proxies if p != exclude and self.applied.get(p, 0) < version)
+
+
+def _int(value: bytes | str, key: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        log.warning("catalog: ignoring malformed %s: %r", key, value)
+        return -1
