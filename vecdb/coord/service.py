@@ -13,7 +13,9 @@ repeating across a failover:
 
 - A coord becomes active by taking the session first, then reading the reserved windows and
   starting above them; each of its reservations is a compare-and-set on the window and on its
-  own session value (``vecdb.coord.tso``), so once its session is gone it cannot reserve.
+  own session value (``vecdb.coord.tso``), so once its session is gone it cannot reserve. The
+  value is new at every activation (its ``term``): a coord that stood down and became active
+  again never passes the fence with its old allocators.
 - It answers only while its lease surely lives (``Session.held_until``, with a margin): by the
   time the store expires the lease and a standby can take the session, the old coord has
   stopped handing out the rest of its window, even if it cannot reach the store to learn it.
