@@ -68,6 +68,8 @@ def test_a_data_node_that_lost_the_checkpoint_race_does_not_persist_records_twic
     assert [s["num_rows"] for s in segments] == [50]  # started over from the other's checkpoint
     assert _persisted_rows(server, info, channel) == 100
     assert sf.checkpoint(server.meta, info.id, channel) == p2
+    listed = {key.rsplit("/", 1)[0] + "/" for key in server.objects.list(f"segments/{info.id}/{channel}/")}
+    assert listed == {s["prefix"] for s in sf.list_segments(server.meta, info.id, channel)}  # no orphans
     other.close()
     mine.close()
 

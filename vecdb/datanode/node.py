@@ -48,9 +48,9 @@ class DataNode:
 
         The checkpoint moves by compare-and-set: when another process persisted the channel
         meanwhile (in a cluster every proxy still hosts a data node), this attempt's metadata is
-        not committed and it starts over from the new checkpoint, so no record is persisted twice.
-        (Two attempts for the same position write the same object keys; one owner per channel,
-        assigned by the coord, is what ends that overlap: docs/cluster.md.)"""
+        not committed, its files are deleted, and it starts over from the new checkpoint, so no
+        record is persisted twice. Its files are its own to delete: ``upto`` is the position of a
+        seal record this process wrote, and object keys are named by it."""
         with self._locks[channel]:
             while True:
                 segments = self._persist_once(info, channel, upto)
@@ -87,6 +87,10 @@ class DataNode:
         puts[ckpt_key] = str(upto).encode()
         if not self.meta.txn(puts=puts, expect={ckpt_key: raw_start}):
             log.info("channel %s was persisted by another process meanwhile; starting over", channel)
+            for seg in segments:
+                self.objects.delete_prefix(seg["prefix"])
+            if deletes:
+                self.objects.delete(puts[f"delta/{info.id}/{channel}/{upto:020d}"].decode())
             return None
         if self.truncate:
             self.log.truncate_before(channel, upto + 1)
