@@ -4,8 +4,9 @@ The active coord holds ``session/coord``, whose value (``describe_process``) car
 RPC address, so a process needs only the metadata store to find it; ``address`` fixes it instead
 (the ``--coord`` override). A failover shows up as refused calls for a few seconds: a standby, or
 a coord that lost its session, answers ``ServiceNotReady``; a dead one cannot be reached
-(``ServiceUnavailable``). ``CoordClient`` then re-reads the session and tries again, with a
-growing pause, until ``timeout``: the caller sees a delay, not an error.
+(``ServiceUnavailable``), and one that stops during a call cancels it. ``CoordClient`` then
+re-reads the session and tries again, with a growing pause, until ``timeout``: the caller sees
+a delay, not an error.
 
 Rule: only methods that may be repeated go through it. A call that timed out may have been
 served before the retry (``AllocTimestamp`` and ``AllocID`` are safe: a repeat leaves a gap in
@@ -19,9 +20,10 @@ import threading
 import time
 from typing import Protocol
 
+import grpc
 import numpy as np
 
-from vecdb.errors import ServiceNotReady, ServiceUnavailable
+from vecdb.errors import InternalError, ServiceNotReady, ServiceUnavailable
 from vecdb.rpc import Client
 from vecdb.storage.base import MetaStore
 
@@ -43,6 +45,16 @@ def active_coord_address(meta: MetaStore) -> str:
     if not isinstance(address, str) or not address:
         raise ServiceNotReady(f"{SESSION_KEY} holds no coord address: {raw[:200]!r}")
     return address
+
+
+def _retriable(e: Exception) -> bool:
+    """Refused by a standby, or not reached, or cancelled by a server that shut down during the call
+    (gRPC CANCELLED, which ``vecdb.rpc.Client`` reports as an InternalError; this client never
+    cancels a call itself)."""
+    if isinstance(e, (ServiceNotReady, ServiceUnavailable)):
+        return True
+    cause = e.__cause__
+    return isinstance(cause, grpc.RpcError) and cause.code() == grpc.StatusCode.CANCELLED
 
 
 class CoordClient:
@@ -72,8 +84,8 @@ class CoordClient:
             try:
                 client = self._client()
                 return client.call(method, msg, arrays, timeout=max(deadline - time.monotonic(), _MIN_ATTEMPT))
-            except (ServiceNotReady, ServiceUnavailable):
-                if time.monotonic() + pause >= deadline:
+            except (ServiceNotReady, ServiceUnavailable, InternalError) as e:
+                if not _retriable(e) or time.monotonic() + pause >= deadline:
                     raise
             time.sleep(pause)
             pause = min(2 * pause, _MAX_PAUSE)

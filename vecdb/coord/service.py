@@ -104,8 +104,16 @@ class Coord:
         return term.session if term is not None else None
 
     def wait_active(self, timeout: float | None = None) -> bool:
+        """Wait until it answers calls (False once ``timeout`` passed, or it was stopped)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
-            return self._changed.wait_for(lambda: self._term is not None or self._stopped, timeout) and self.active
+            # woken on every change of term; the lease's margin runs out without one, hence the slices
+            while not self.active and not self._stopped:
+                left = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return self.active
 
     # --- serving
 
