@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import threading
@@ -40,7 +41,7 @@ def test_timestamps_and_ids_are_unique_and_increasing_across_clients():
         t.join()
     handed = [ts for mine in per_thread for ts in mine[:-1]] + [mine[-1] + k for mine in per_thread for k in range(10)]
     assert len(set(handed)) == len(handed) == 6 * 160  # nothing handed out twice
-    assert all(a < b for mine in per_thread for a, b in zip(mine, mine[1:]))  # each caller's sequence increases
+    assert all(a < b for mine in per_thread for a, b in itertools.pairwise(mine))  # each caller's sequence increases
     assert len(set(ids)) == len(ids) == 6 * 5
     with pytest.raises(errors.InvalidParameter):
         clients[0].call("AllocTimestamp", {"count": 0})

@@ -4,6 +4,7 @@ lost the session, and timestamps never go back across a failover."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -155,8 +156,8 @@ def test_timestamps_keep_increasing_for_a_caller_while_the_active_coord_crashes(
         thread.join(20)
         assert not failures, failures  # the caller saw a delay, never an error
         stamps = [ts for _, ts in got]
-        assert all(x < y for x, y in zip(stamps, stamps[1:]))
-        gap = max(t2 - t1 for (t1, _), (t2, _) in zip(got, got[1:]))
+        assert all(x < y for x, y in itertools.pairwise(stamps))
+        gap = max(t2 - t1 for (t1, _), (t2, _) in itertools.pairwise(got))
         print(f"\n{len(got)} timestamps, strictly increasing; longest wait for one across the failover {gap:.2f} s")
     finally:
         done.set()

@@ -173,7 +173,7 @@ class Coord:
             try:
                 if self._try_to_take_over():
                     return
-            except Exception as e:  # the store is unreachable, or fenced off while starting: try again
+            except Exception as e:  # noqa: BLE001 (store unreachable, fenced off while starting: keep trying)
                 log.warning("coord at %s could not take over (tries again): %s", self.address, e)
             with self._changed:
                 self._changed.wait_for(lambda: self._stopped, _CAMPAIGN_PAUSE)
