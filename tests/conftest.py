@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import uuid
 
@@ -66,8 +67,8 @@ def spawn_vecdb(storage: dict, data_dir, *args: str, ready: str = " ready on "):
     import sys
 
     env = dict(os.environ, **{f"VECDB_STORAGE__{k.upper()}": str(v) for k, v in storage.items()})
-    proc = subprocess.Popen([sys.executable, "-m", "vecdb", "--log-level", "WARNING", *args, "--data-dir", str(data_dir)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = [sys.executable, "-m", "vecdb", "--log-level", "WARNING", *args, "--data-dir", str(data_dir)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = proc.stdout.readline()
     if ready not in line:
         proc.kill()
@@ -76,11 +77,11 @@ def spawn_vecdb(storage: dict, data_dir, *args: str, ready: str = " ready on "):
 
 
 class LocalCluster:
-    """coord + query node + proxy, each as it runs in its own process (here in this one), on
+    """coord + query node + two proxies, each as it runs in its own process (here in this one), on
     the distributed backends, finding each other from their sessions as separate processes do
-    (no addresses given); ``port`` is the proxy's, for pymilvus."""
+    (no addresses given); ``port`` is the first proxy's, ``ports`` every proxy's, for pymilvus."""
 
-    def __init__(self, data_dir, storage: dict, port: int | None = None):
+    def __init__(self, data_dir, storage: dict, port: int | None = None, proxies: int = 2):
         from vecdb.coord.service import Coord
         from vecdb.proxy.process import ProxyProcess
         from vecdb.querynode.process import QueryNodeProcess
@@ -96,12 +97,17 @@ class LocalCluster:
             qn = QueryNodeProcess(settings)
             self.parts.append(qn)
             self.querynode = qn.node  # what tests that look inside a server's query node expect
-            self.proxy = ProxyProcess(settings)
-            self.parts.append(self.proxy)
+            self.proxies = []
+            for _ in range(proxies):
+                self.proxies.append(ProxyProcess(settings))
+                self.parts.append(self.proxies[-1])
+                settings = server_settings(data_dir, None, storage)  # the next proxy: a port of its own
         except BaseException:
             self.stop()
             raise
+        self.proxy = self.proxies[0]
         self.port = self.proxy.port
+        self.ports = [p.port for p in self.proxies]
 
     def stop(self) -> None:
         for part in reversed(self.parts):
@@ -128,11 +134,17 @@ def uri(server) -> str:
     return f"http://127.0.0.1:{server.port}"
 
 
+_proxy_turn = itertools.count()
+
+
 @pytest.fixture
-def client(uri):
+def client(server):
+    """A client of the shared server; on the cluster, of each proxy in turn (test by test), so the
+    suite uses every proxy, and module fixtures (made through ``uri``, the first) cross proxies."""
     from pymilvus import MilvusClient
 
-    c = MilvusClient(uri=uri)
+    ports = getattr(server, "ports", [server.port])
+    c = MilvusClient(uri=f"http://127.0.0.1:{ports[next(_proxy_turn) % len(ports)]}")
     yield c
     c.close()
 

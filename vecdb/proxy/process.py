@@ -11,8 +11,9 @@ It needs only the storage backends: the active coord is the one named in ``sessi
 ``session/querynode/`` (the router watches them join and leave). ``coord`` / ``querynodes``
 addresses override that discovery.
 
-First cut (docs/cluster.md): one proxy per namespace for DDL (the catalog is cached in the
-proxy), every query node a full replica.
+Any number of proxies share a namespace: each one's catalog cache follows the store, and a DDL
+call on one returns once every live proxy has applied it. First cut (docs/cluster.md): every
+query node a full replica.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
 from vecdb.coord.client import CoordClient, RemoteIdAllocator, RemoteTimestampOracle
 from vecdb.datanode.node import DataNode
+from vecdb.errors import CollectionNotFound
 from vecdb.process import NodeProcess
 from vecdb.proxy.base import Roles
 from vecdb.proxy.router import QueryNodeRouter
@@ -41,16 +43,28 @@ class ProxyProcess(NodeProcess):
         coord = CoordClient(self.backends.meta, self._coord_address)
         self._closers.append(coord.close)
         tso, ids = RemoteTimestampOracle(coord), RemoteIdAllocator(coord)
-        self.router = QueryNodeRouter(self.backends.log, self.backends.meta, self._querynodes)
+        # one of several proxies: the catalog follows the store, and a DDL call returns once every
+        # live proxy applied it (vecdb.coord.catalog_sync); whether a collection is loaded is its word
+        catalog = Catalog(self.backends.meta, node_id=self.node_id, ttl=settings.storage.session_ttl)
+        self._closers.append(catalog.close)
+        self.router = QueryNodeRouter(self.backends.log, self.backends.meta, self._querynodes,
+                                      loaded_in_catalog=lambda cid: _loaded(catalog, cid))
         self._closers.append(self.router.close)
         self.datanode = DataNode(self.backends.log, self.backends.meta, self.backends.objects, ids,
                                  settings.querynode.index_threads, truncate=False)
         self._closers.append(self.datanode.close)
         writer = ShardWriter(self.backends.log, tso, lambda *_: None)  # query nodes follow the log
-        self.roles = Roles(Catalog(self.backends.meta), tso, ids, writer, self.router, self.datanode,
+        self.roles = Roles(catalog, tso, ids, writer, self.router, self.datanode,
                            max_request_bytes=settings.proxy.max_request_bytes,
                            max_query_window=settings.proxy.max_query_window)
         p = settings.proxy
         server, port = start_server(self.roles, p.host, p.port, p.workers)
         self._closers.append(lambda: self.roles.background.shutdown(wait=True, cancel_futures=True))
         return server, port
+
+
+def _loaded(catalog: Catalog, collection_id: int) -> bool:
+    try:
+        return catalog.get_by_id(collection_id).loaded
+    except CollectionNotFound:
+        return False

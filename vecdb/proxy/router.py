@@ -36,13 +36,21 @@ RETIRE_SECONDS = 120.0  # a gone node's client stays open this long: a read may 
 
 class QueryNodeRouter:
     def __init__(self, log: Log, meta: MetaStore | None = None, addresses: list[str] | None = None,
-                 connect: Callable[[str], object] = RemoteQueryNode):
+                 connect: Callable[[str], object] = RemoteQueryNode,
+                 loaded_in_catalog: Callable[[int], bool] | None = None):
         """The nodes with a session in ``meta``, or the fixed ``addresses`` instead (then the
-        sessions are not read). ``connect(address)`` makes a node's client (tests: stand-ins)."""
+        sessions are not read). ``connect(address)`` makes a node's client (tests: stand-ins).
+
+        ``loaded_in_catalog(collection id)``: whether the catalog says the collection is loaded.
+        With several proxies (or after a restart) that, not what this router loaded itself, is
+        the truth: a collection loaded through another proxy is served here, one released there
+        is not, and a node without a collection the catalog says is loaded loads it on its first
+        read. Without it, the router's own loads and releases decide."""
         if not addresses and meta is None:
             raise errors.InvalidParameter("a proxy needs the metadata store or query node addresses")
         self.log = log
         self._connect = connect
+        self._loaded_in_catalog = loaded_in_catalog
         self._turn = itertools.count()
         self._lock = threading.Lock()
         self._nodes: dict[str, object] = {}  # node id (or fixed address) -> client: the nodes taking reads
@@ -205,10 +213,21 @@ class QueryNodeRouter:
             return getattr(node, method)(*args, **kwargs)
         except errors.CollectionNotLoaded:
             info = args[0] if args and hasattr(args[0], "channels") else None
-            if info is None or info.id not in self._loaded:
+            if info is None or not self._should_serve(info):
                 raise
             node.load(info)  # a node that was down when the collection was loaded (or restarted)
             return getattr(node, method)(*args, **kwargs)
+
+    def _should_serve(self, info) -> bool:
+        """Whether the nodes should hold ``info`` (the caller's info is the catalog's, current)."""
+        if self._loaded_in_catalog is None:
+            return info.id in self._loaded
+        with self._lock:
+            if info.loaded:
+                self._loaded[info.id] = info  # nodes that join load it too
+            else:
+                self._loaded.pop(info.id, None)
+        return bool(info.loaded)
 
     def _all(self, method: str, *args) -> None:
         """On every node; one that is down is skipped (it loads what it must when it comes back:
@@ -246,6 +265,8 @@ class QueryNodeRouter:
         self._all("release", collection_id)
 
     def is_loaded(self, collection_id: int) -> bool:
+        if self._loaded_in_catalog is not None:
+            return self._loaded_in_catalog(collection_id)
         return collection_id in self._loaded
 
     def refresh_info(self, info) -> None:
