@@ -1,6 +1,6 @@
 # vecdb: the two commands of the README.
 #   make serve  - create the virtualenv, install, run the standalone server on 127.0.0.1:19530 (data in ./data)
-#   make test   - install what the tests need and run the whole suite
+#   make test   - install what the tests need, lint (make lint), and run the whole suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 CLIENT_VENV ?= .venv-client-newest
 NEWEST_PYMILVUS ?= pymilvus==3.0.2
 
-.PHONY: serve test install install-test clean
+.PHONY: serve test lint install install-test clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,11 @@ install-test: $(VENV)/.installed-test $(CLIENT_VENV)/.installed
 serve: install
 	$(VENV)/bin/vecdb standalone --data-dir ./data --host 127.0.0.1 --port 19530
 
+lint: install-test
+	$(VENV)/bin/ruff check vecdb tests bench
+
 # pytest exits 5 when it collected no tests: that is a failure here, said out loud.
-test: install-test
+test: install-test lint
 	VECDB_CLIENT_PYTHON=$(abspath $(CLIENT_VENV))/bin/python $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 

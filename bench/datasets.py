@@ -42,7 +42,7 @@ class Dataset:
             f.write(f"{self.name}\n{self.metric}\n")
 
     @classmethod
-    def open(cls, folder: str, mmap: bool = True) -> "Dataset":
+    def open(cls, folder: str, mmap: bool = True) -> Dataset:
         mode = "r" if mmap else None
         with open(os.path.join(folder, "meta.txt")) as f:
             name, metric = f.read().split()

@@ -126,7 +126,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     centers = rng.random((64, args.dim), dtype=np.float32)
-    base = (centers[rng.integers(0, 64, args.rows)] + 0.1 * rng.standard_normal((args.rows, args.dim))).astype(np.float32)
+    noise = 0.1 * rng.standard_normal((args.rows, args.dim))
+    base = (centers[rng.integers(0, 64, args.rows)] + noise).astype(np.float32)
     queries = base[rng.choice(args.rows, args.queries, replace=False)] + 0.01
     d = (queries ** 2).sum(1)[:, None] - 2 * queries @ base.T + (base ** 2).sum(1)[None, :]
     truth = np.argsort(d, axis=1)[:, :10]

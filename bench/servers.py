@@ -91,7 +91,7 @@ class _PythonServer:
     def pid(self) -> int:
         return self.proc.pid
 
-    def start(self, timeout: float = 60.0) -> "_PythonServer":
+    def start(self, timeout: float = 60.0) -> _PythonServer:
         env = dict(os.environ, **SERVER_ENV)
         repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
@@ -178,7 +178,7 @@ class MilvusStandalone:
     def pid(self) -> int:
         return self.server.server_proc.pid
 
-    def start(self) -> "MilvusStandalone":
+    def start(self) -> MilvusStandalone:
         try:
             from milvus import MilvusServer, MilvusServerConfig
         except ImportError as e:

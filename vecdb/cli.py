@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                   "Run a proxy: the Milvus gRPC API for pymilvus on --host:--port, data on the cluster's storage "
                   "(nats://, etcd://, s3://). It finds the active coord and the query nodes from their sessions in "
                   "--meta-store; --coord and --querynode override that.",
-                  data_dir="local cache of the segment files (default ./data)", port="gRPC port for pymilvus (default 19530)")
+                  data_dir="local cache of the segment files (default ./data)",
+                  port="gRPC port for pymilvus (default 19530)")
     px.add_argument("--coord", default=None, metavar="HOST:PORT",
                     help="the coord's internal RPC address (overrides discovery: default, the one in session/coord)")
     px.add_argument("--querynode", action="append", default=None, metavar="HOST:PORT",

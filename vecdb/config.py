@@ -30,7 +30,8 @@ class StorageSettings(BaseModel):
     objects: str = Field("local", description="'local' (files under data_dir) or s3://bucket[/prefix]")
     namespace: str = Field("vecdb", description="prefix of stream names, etcd keys and objects on shared servers")
     session_ttl: float = Field(10.0, ge=2, description="seconds a server's session outlives its last renewal; a "
-                               "crashed server's successor waits up to about twice this long to start on the same namespace")
+                               "crashed server's successor waits up to about twice this long to start on the same "
+                               "namespace")
     log_replicas: int = Field(1, description="JetStream stream replicas (3 on a 3-server NATS cluster)")
     s3_endpoint: str = Field("", description="S3 endpoint URL; empty = AWS (or AWS_ENDPOINT_URL)")
     s3_region: str = ""

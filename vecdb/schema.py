@@ -115,7 +115,7 @@ class FieldSchema:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FieldSchema":
+    def from_dict(cls, d: dict[str, Any]) -> FieldSchema:
         d = dict(d)
         d["dtype"] = DataType(d["dtype"])
         d["element_type"] = DataType(d.get("element_type", 0))
@@ -172,7 +172,7 @@ class CollectionSchema:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "CollectionSchema":
+    def from_dict(cls, d: dict[str, Any]) -> CollectionSchema:
         return cls(
             name=d["name"],
             description=d.get("description", ""),
@@ -182,7 +182,7 @@ class CollectionSchema:
 
     # --- proto ---------------------------------------------------------
     @classmethod
-    def from_proto(cls, pb, collection_name: str) -> "CollectionSchema":
+    def from_proto(cls, pb, collection_name: str) -> CollectionSchema:
         """Build and validate a schema from ``schema_pb2.CollectionSchema``.
 
         Assigns field ids (100, 101, ...) like Milvus and appends the hidden

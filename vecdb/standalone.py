@@ -69,7 +69,7 @@ class Standalone:
         log.error("the storage session was lost; stopping so that no two servers write the same data")
         threading.Thread(target=self.stop, name="stop-on-session-loss", daemon=True).start()
 
-    def start(self) -> "Standalone":
+    def start(self) -> Standalone:
         p = self.settings.proxy
         self.server, self.port = start_server(self.roles, p.host, p.port, p.workers)
         if self.settings.http.port:

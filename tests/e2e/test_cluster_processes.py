@@ -23,7 +23,8 @@ def test_cluster_of_processes_serves_pymilvus(tmp_path, remote_storage, wiring):
     try:
         procs.append(spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(coord_port)))
         for i, p in enumerate(qn_ports):
-            procs.append(spawn_vecdb(storage, tmp_path / f"qn{i}", "querynode", "--port", str(p), "--node-id", f"qn{i}"))
+            procs.append(spawn_vecdb(storage, tmp_path / f"qn{i}", "querynode", "--port", str(p),
+                                     "--node-id", f"qn{i}"))
         flags = ["--coord", f"127.0.0.1:{coord_port}"]
         flags += [a for p in qn_ports for a in ("--querynode", f"127.0.0.1:{p}")]
         procs.append(spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(proxy_port),

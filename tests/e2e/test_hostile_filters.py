@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 from pymilvus import DataType, MilvusClient, MilvusException
-from pymilvus.grpc_gen import milvus_pb2, schema_pb2
+from pymilvus.grpc_gen import milvus_pb2
 
 from tests.conftest import start_standalone
 from tests.e2e._helpers import count, float_schema, make_collection, raw_stub
@@ -36,7 +36,8 @@ def uri(tmp_path_factory):
 def coll(uri):
     client = MilvusClient(uri=uri)
     name = "hostile"
-    make_collection(client, name, float_schema(DIM, dynamic=True, extra=(("s", DataType.VARCHAR, {"max_length": 8192}),)))
+    text_field = ("s", DataType.VARCHAR, {"max_length": 8192})
+    make_collection(client, name, float_schema(DIM, dynamic=True, extra=(text_field,)))
     vecs = np.random.default_rng(0).standard_normal((ROWS, DIM)).astype(np.float32)
     for start in range(0, ROWS, 500):
         client.insert(name, [{"id": i, "vec": vecs[i].tolist(), "s": TEXT + ("b" if i == 7 else "")}

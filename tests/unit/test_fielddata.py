@@ -12,7 +12,6 @@ from pymilvus.client.prepare import Prepare
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
 from vecdb.errors import FieldNotFound, InvalidParameter
-from vecdb.proxy.fieldencode import field_data_from_columns
 from vecdb.proxy.fielddata import (
     JSON_MAX_DEPTH,
     JSON_MAX_LENGTH,
@@ -21,8 +20,10 @@ from vecdb.proxy.fielddata import (
     parse_placeholder_group,
     resolve_output_fields,
 )
+from vecdb.proxy.fieldencode import field_data_from_columns
 from vecdb.proxy.results import query_results
-from vecdb.schema import CollectionSchema, DataType as D
+from vecdb.schema import CollectionSchema
+from vecdb.schema import DataType as D
 from vecdb.vectors_check import MAX_SQUARED_NORM, check_float_vectors, invalid_rows
 
 # ---------------------------------------------------------------- helpers
@@ -195,7 +196,8 @@ def test_dynamic_keys_only_requested_ones_come_back(full):
 
 
 def test_column_based_insert_round_trip():
-    schema = make_schema([("pk", D.VARCHAR, {"max_length": 8}), ("age", D.INT16, {}), ("v", D.FLOAT_VECTOR, {"dim": 3})])
+    schema = make_schema([("pk", D.VARCHAR, {"max_length": 8}), ("age", D.INT16, {}),
+                          ("v", D.FLOAT_VECTOR, {"dim": 3})])
     vecs = np.arange(12, dtype=np.float32).reshape(4, 3)
     entities = [
         {"name": "pk", "type": D.VARCHAR, "values": ["a", "b", "c", "d"]},
@@ -213,7 +215,8 @@ def test_column_based_insert_round_trip():
 
 
 def test_float_lists_for_float16_and_bfloat16_fields_are_converted():
-    schema = make_schema([("id", D.INT64, {}), ("h", D.FLOAT16_VECTOR, {"dim": 2}), ("bf", D.BFLOAT16_VECTOR, {"dim": 2})])
+    schema = make_schema([("id", D.INT64, {}), ("h", D.FLOAT16_VECTOR, {"dim": 2}),
+                          ("bf", D.BFLOAT16_VECTOR, {"dim": 2})])
     req = insert_request(schema, [{"id": 1, "h": [0.5, 1.25], "bf": [1.0, -2.5]}])
     cols = columns_from_field_data(schema, req.fields_data, 1)
     assert cols["h"].dtype == np.float16 and cols["h"].tolist() == [[0.5, 1.25]]
@@ -316,10 +319,12 @@ def test_num_rows_zero_and_length_mismatch(small):
     with pytest.raises(InvalidParameter, match="num_rows should be greater than 0"):
         columns_from_field_data(schema, fds, 0)
     del field(fds, "age").scalars.int_data.data[-1]
-    with pytest.raises(InvalidParameter, match=r"the num_rows \(3\) of field \(age\) is not equal to passed num_rows \(4\)"):
+    with pytest.raises(InvalidParameter,
+                       match=r"the num_rows \(3\) of field \(age\) is not equal to passed num_rows \(4\)"):
         columns_from_field_data(schema, fds, n)
     fds, n = fds_of(schema, [small_row(i) for i in range(4)])
-    with pytest.raises(InvalidParameter, match=r"the num_rows \(4\) of field \(\w+\) is not equal to passed num_rows \(5\)"):
+    with pytest.raises(InvalidParameter,
+                       match=r"the num_rows \(4\) of field \(\w+\) is not equal to passed num_rows \(5\)"):
         columns_from_field_data(schema, fds, 5)
     vec = field(fds, "vec").vectors.float_vector.data
     del vec[-8:]
@@ -449,7 +454,8 @@ def test_varchar_max_length_counts_utf8_bytes(small):
     fds, n = fds_of(schema, [small_row(0), small_row(1, s="abé")])  # 3 chars, 4 bytes... fits
     columns_from_field_data(schema, fds, n)
     fds, n = fds_of(schema, [small_row(0), small_row(1, s="aéé")])  # 3 chars, 5 bytes
-    with pytest.raises(InvalidParameter, match="length of varchar field s exceeds max length, row number: 1, length: 5, max length: 4"):
+    with pytest.raises(InvalidParameter,
+                       match="length of varchar field s exceeds max length, row number: 1, length: 5, max length: 4"):
         columns_from_field_data(schema, fds, n)
 
 
@@ -466,13 +472,15 @@ def test_int8_int16_out_of_range(small):
 def test_array_validation(small):
     schema = small[0]
     fds, n = fds_of(schema, [small_row(0), small_row(1, arr=[1, 2, 3])])
-    with pytest.raises(InvalidParameter, match=r"the length \(3\) of 1th array of field \(arr\) exceeds max capacity \(2\)"):
+    with pytest.raises(InvalidParameter,
+                       match=r"the length \(3\) of 1th array of field \(arr\) exceeds max capacity \(2\)"):
         columns_from_field_data(schema, fds, n)
     fds, n = fds_of(schema, [small_row(0, arr=[1, 200])])
     with pytest.raises(InvalidParameter, match=r"the 1th element \(200\) of array field \(arr\) row 0 out of range"):
         columns_from_field_data(schema, fds, n)
     fds, n = fds_of(schema, [small_row(0, sarr=["ok", "abc"])])
-    with pytest.raises(InvalidParameter, match='VarChar array field "sarr" exceeds max length, row number: 0, array index: 1, length: 3'):
+    with pytest.raises(InvalidParameter,
+                       match='VarChar array field "sarr" exceeds max length, row number: 0, array index: 1, length: 3'):
         columns_from_field_data(schema, fds, n)
     fds, n = fds_of(schema, [small_row(0)])
     arr = field(fds, "arr")
@@ -492,7 +500,8 @@ def test_json_validation(small):
         columns_from_field_data(schema, fds, n)
     big = {"k": "x" * JSON_MAX_LENGTH}
     fds, n = fds_of(schema, [small_row(0, j=big)])
-    with pytest.raises(InvalidParameter, match=rf"the length \({JSON_MAX_LENGTH + 8}\) of json field \(j\) exceeds max length \({JSON_MAX_LENGTH}\)"):
+    too_long = rf"the length \({JSON_MAX_LENGTH + 8}\) of json field \(j\) exceeds max length \({JSON_MAX_LENGTH}\)"
+    with pytest.raises(InvalidParameter, match=too_long):
         columns_from_field_data(schema, fds, n)
     field(fds, "j").scalars.json_data.data[0] = b'"\xed\xa0\x80"'  # a UTF-16 surrogate: no UTF-8
     with pytest.raises(InvalidParameter, match=r"invalid JSON in json field \(j\) at row 0: str is not valid UTF-8"):

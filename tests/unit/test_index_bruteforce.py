@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from vecdb.errors import InvalidParameter
-from vecdb.index import brute_force_range, brute_force_search, check_range_params, is_similarity
-from vecdb.index import bruteforce
-from vecdb.index.base import as_float32, as_binary
+from vecdb.index import brute_force_range, brute_force_search, bruteforce, check_range_params, is_similarity
+from vecdb.index.base import as_binary, as_float32
 
 RNG = np.random.default_rng(7)
 X = RNG.standard_normal((300, 12)).astype(np.float32)
@@ -160,7 +159,8 @@ def test_range_matches_naive_and_respects_direction(metric):
 
 @pytest.mark.parametrize(
     "metric,radius,range_filter",
-    [("L2", 1.0, 1.0), ("L2", 1.0, 2.0), ("HAMMING", 5, 6), ("JACCARD", 0.3, 0.5), ("IP", 1.0, 0.5), ("COSINE", 0.5, 0.5)],
+    [("L2", 1.0, 1.0), ("L2", 1.0, 2.0), ("HAMMING", 5, 6), ("JACCARD", 0.3, 0.5), ("IP", 1.0, 0.5),
+     ("COSINE", 0.5, 0.5)],
 )
 def test_invalid_range_combinations_raise(metric, radius, range_filter):
     with pytest.raises(InvalidParameter, match="range_filter must be"):

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from vecdb.errors import InvalidParameter, OperationNotSupported
-from vecdb.index import brute_force_range, brute_force_search, create_index, is_similarity, load_index
-from vecdb.index import faiss_index
+from vecdb.index import brute_force_range, brute_force_search, create_index, faiss_index, is_similarity, load_index
 from vecdb.schema import DataType
 
 F, BIN = DataType.FLOAT_VECTOR, DataType.BINARY_VECTOR

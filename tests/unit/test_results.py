@@ -12,7 +12,8 @@ from pymilvus.grpc_gen import schema_pb2
 
 from vecdb.errors import InternalError
 from vecdb.proxy.results import ids_proto, query_results, round_scores, search_results
-from vecdb.schema import CollectionSchema, DataType as D
+from vecdb.schema import CollectionSchema
+from vecdb.schema import DataType as D
 
 
 def make_schema(pk_type=D.INT64, dynamic=True) -> CollectionSchema:
@@ -77,7 +78,8 @@ def test_search_uneven_topks_ids_distances_entities():
     topks = [2, 0, 3]
     cols = hits_columns(5)
     scores = np.array([0.5, 0.75, 0.1, 0.2, 0.3], np.float32)
-    reply = search_results(schema, 3, topks, cols["pk"], scores, cols, ["age", "title", "tags", "vec"], ["color"], top_k=3)
+    reply = search_results(schema, 3, topks, cols["pk"], scores, cols, ["age", "title", "tags", "vec"], ["color"],
+                           top_k=3)
     res = reply.results
     assert (res.num_queries, res.top_k, list(res.topks), res.primary_field_name) == (3, 3, topks, "pk")
     assert list(res.output_fields) == ["age", "title", "tags", "vec", "color"]
@@ -115,7 +117,8 @@ def test_search_without_output_fields_and_empty_result():
     parsed = pymilvus_search(reply, [])
     assert parsed[0].ids == [0, 1] and parsed[0][0]["entity"] == {}
     empty = {k: v[:0] for k, v in cols.items()}
-    reply = search_results(schema, 2, [0, 0], empty["pk"], np.zeros(0, np.float32), empty, ["age", "vec"], ["color"], top_k=3)
+    reply = search_results(schema, 2, [0, 0], empty["pk"], np.zeros(0, np.float32), empty, ["age", "vec"], ["color"],
+                           top_k=3)
     parsed = pymilvus_search(reply, ["age", "vec", "color"])
     assert [len(h) for h in parsed] == [0, 0]
     assert reply.results.ids.HasField("int_id")
@@ -165,7 +168,8 @@ def test_query_results_put_pk_first_and_parse():
 def test_search_result_class_directly_parses_reply():
     schema = make_schema()
     cols = hits_columns(4)
-    reply = search_results(schema, 2, [3, 1], cols["pk"], np.arange(4, dtype=np.float32), cols, ["age"], ["color"], top_k=3)
+    reply = search_results(schema, 2, [3, 1], cols["pk"], np.arange(4, dtype=np.float32), cols, ["age"], ["color"],
+                           top_k=3)
     res = SearchResult(reply.results)
     assert [h.ids for h in res] == [[0, 1, 2], [3]]
     assert res[1][0]["entity"] == {"age": 30, "color": "c3"}

@@ -707,7 +707,6 @@ def test_watch_events_match_the_reference(harness):
     """The same random changes give the same events, revision by revision, as the memory store."""
     ref = MemoryMetaStore()
     w, ref_w = harness.store.watch(""), ref.watch("")
-    n = 0
     for op, a, b in _random_ops(random.Random(5), 200):
         if op == "put":
             harness.store.put(a, b), ref.put(a, b)

@@ -167,7 +167,7 @@ def test_random_operations_match_reference(request, tmp_path, kind):
     ref = MemoryLog()
     h = LogHarness(kind, str(tmp_path / "wal"), segment_bytes=300, nats_url=_nats_url(request, kind))
     cut = {}  # channel -> highest truncate_before position
-    for step in range(400):
+    for _ in range(400):
         ch = rng.choice(["a", "b", "c/1"])
         op = rng.random()
         if op < 0.5:
@@ -268,7 +268,7 @@ def wal_files(root: str, channel: str) -> list[str]:
 def test_files_roll_and_are_named_by_first_position(tmp_path):
     root = str(tmp_path / "w")
     with WalLog(root, segment_bytes=100) as log:
-        for i in range(1, 11):
+        for _ in range(10):
             log.append("ch", b"x" * 30)  # 50 bytes a record: 2 per file
     names = [os.path.basename(p) for p in wal_files(root, "ch")]
     assert names == [f"{i:020d}.wal" for i in (1, 3, 5, 7, 9)]

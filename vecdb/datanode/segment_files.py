@@ -19,7 +19,7 @@ import io
 import json
 import os
 import tempfile
-from typing import Collection
+from collections.abc import Collection
 
 import numpy as np
 

@@ -35,7 +35,7 @@ class EvalContext:
             self._cache[key] = col
         return col
 
-    def json(self, field: str, path: tuple) -> "JsonVal":
+    def json(self, field: str, path: tuple) -> JsonVal:
         key = ("json", field, path)
         val = self._cache.get(key)
         if val is None:

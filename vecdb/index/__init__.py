@@ -7,7 +7,6 @@ for parameter checks, ``bruteforce.py`` for the exact reference.
 from vecdb.index.base import VectorIndex, check_range_params, is_similarity
 from vecdb.index.bruteforce import brute_force_range, brute_force_search
 from vecdb.index.factory import create_index, load_index
-from vecdb.index.threads import configure_threads
 from vecdb.index.gpu import gpu_available
 from vecdb.index.params import (
     CPU_INDEX_TYPES,
@@ -15,6 +14,7 @@ from vecdb.index.params import (
     validate_index_params,
     validate_search_params,
 )
+from vecdb.index.threads import configure_threads
 
 __all__ = [
     "CPU_INDEX_TYPES",

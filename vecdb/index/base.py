@@ -331,10 +331,10 @@ class RWLock:
             self._writer = False
             self._cond.notify_all()
 
-    def read(self) -> "_Guard":
+    def read(self) -> _Guard:
         return _UNLOCKED if self._frozen else _Guard(self.acquire_read, self.release_read)
 
-    def write(self) -> "_Guard":
+    def write(self) -> _Guard:
         return _Guard(self.acquire_write, self.release_write)
 
 

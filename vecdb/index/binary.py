@@ -304,7 +304,7 @@ class BinaryIndex:
             write_index_file(path, meta, self._flat, binary=True, arrays=arrays)
 
     @classmethod
-    def from_saved(cls, meta: dict, index: Any, arrays: dict, mmap: bool) -> "BinaryIndex":
+    def from_saved(cls, meta: dict, index: Any, arrays: dict, mmap: bool) -> BinaryIndex:
         self = cls(meta["index_type"], meta["metric_type"], meta["dim"], meta["params"], meta["vector_type"])
         self._flat = index
         self._pops = _Rows(None, np.int32, arrays["pops"])

@@ -11,7 +11,6 @@ import faiss
 import numpy as np
 
 from vecdb.errors import InvalidParameter
-from vecdb.index.threads import threads_for_queries
 from vecdb.index.base import (
     BINARY_METRICS,
     FLOAT_METRICS,
@@ -24,6 +23,7 @@ from vecdb.index.base import (
     pad_value,
     prepare_mask,
 )
+from vecdb.index.threads import threads_for_queries
 
 # Bound on the (nq, rows) distance block computed at once (elements).
 _BLOCK_ELEMENTS = 1 << 22

@@ -35,7 +35,6 @@ the index.
 from __future__ import annotations
 
 import functools
-
 import math
 from typing import Any
 
@@ -65,8 +64,8 @@ from vecdb.schema import DataType
 EXHAUSTIVE_VALID_FRACTION = 0.07  # knowhere switches HNSW to brute force at ~93% filtered
 SMALL_SCAN_WORK = 1 << 18  # nvalid * dim below which a filtered scan is cheaper than the index
 MIN_POINTS_PER_CENTROID = 39  # knowhere / FAISS k-means rule of thumb
-RANGE_TOPK_START = 256
-BLAS_MIN_QUERIES = 20  # batch size from which a filtered flat scan gathers rows for BLAS (FAISS's threshold)  # first k of SCANN's growing top-k range search
+RANGE_TOPK_START = 256  # first k of SCANN's growing top-k range search
+BLAS_MIN_QUERIES = 20  # batch size from which a filtered flat scan gathers rows for BLAS (FAISS's threshold)
 
 _TRAINED_TYPES = ("IVF_FLAT", "IVF_SQ8", "IVF_PQ", "SCANN")
 _SCANN_NBITS = 4
@@ -391,7 +390,7 @@ class FaissIndex:
             write_index_file(path, meta, self._index if self._index is not None else self._pending)
 
     @classmethod
-    def from_saved(cls, meta: dict, index: Any, mmap: bool) -> "FaissIndex":
+    def from_saved(cls, meta: dict, index: Any, mmap: bool) -> FaissIndex:
         self = cls(meta["index_type"], meta["metric_type"], meta["dim"], meta["params"], meta["vector_type"])
         if meta["trained"] is None and self.index_type in _TRAINED_TYPES:
             self._index, self._pending = None, index

@@ -14,8 +14,8 @@ Search (``itopk_size`` = L, default max(64, k); ``search_width`` = w,
 default 4; ``min_iterations``; ``max_iterations``, default 2 * L / w + 32),
 for all queries of a block at once: a buffer of the L best rows seen, sorted,
 starts from the 2L rows closest to the query among 4 sqrt(n) entry rows
-spread evenly over the offsets (one small GEMM); each iteration expands the best w unexpanded entries, computes exact distances to
-their unseen graph neighbours (per-query visited stamps, which also drop
+spread evenly over the offsets (one small GEMM); each iteration expands the best w unexpanded
+entries, computes exact distances to their unseen graph neighbours (per-query visited stamps, which also drop
 repeats without a sort) and keeps the L best of buffer + new. A query is done when its buffer has no unexpanded
 entry; the loop stops when all are done. Distances are exact (raw vectors on
 the device). The graph is built in the index's metric: for IP, neighbours

@@ -183,7 +183,7 @@ class _GpuIvf(GpuIndex):
     def _range_lists(self, q, radius: float, range_filter, nprobe: int, mask):
         xp = self.xp
         parts = []
-        for lo, hi, qnb, pos, ok, key in self._candidate_blocks(q, nprobe, mask):
+        for lo, _hi, qnb, pos, ok, key in self._candidate_blocks(q, nprobe, mask):
             if self._metric == "L2":
                 d = xp.maximum(key if self._keys_are_distances else key + qnb[:, None], 0)
             else:

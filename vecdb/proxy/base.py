@@ -40,6 +40,8 @@ class Roles:
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealer"))
 
 
+PARTITION_KEY_NAMES = "not support manually specifying the partition names if partition key mode is used"
+
 REQUESTS = Counter("vecdb_proxy_requests_total", "Milvus API requests by method and outcome", ["method", "status"])
 LATENCY = Histogram("vecdb_proxy_request_seconds", "Milvus API request latency", ["method"],
                     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
@@ -89,7 +91,7 @@ class ServiceBase:
         if not names:
             return None if info.loaded_partitions is None else set(info.loaded_partitions)
         if info.schema.partition_key_field is not None:
-            raise errors.InvalidParameter("not support manually specifying the partition names if partition key mode is used")
+            raise errors.InvalidParameter(PARTITION_KEY_NAMES)
         parts = [info.partition(n) for n in names]
         for p in parts:
             if not info.partition_loaded(p.id):

@@ -408,8 +408,8 @@ def _decode_arrays(field: FieldSchema, data) -> np.ndarray:
             )
         if is_str:
             strs = list(values)
-            _check_varchar_lengths(strs, field.max_length, lambda j, ln: (
-                f'length of VarChar array field "{field.name}" exceeds max length, row number: {i}, '
+            _check_varchar_lengths(strs, field.max_length, lambda j, ln, row=i: (
+                f'length of VarChar array field "{field.name}" exceeds max length, row number: {row}, '
                 f"array index: {j}, length: {ln}, max length: {field.max_length}"
             ))
             out[i] = _object_array(strs)

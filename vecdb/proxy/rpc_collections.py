@@ -79,7 +79,7 @@ class CollectionRpcs(ServiceBase):
             raise errors.InvalidParameter("the specified partitions should be greater than 0 if partition key is used")
         num_parts = request.num_partitions or (DEFAULT_PARTITION_KEY_PARTITIONS if pk_field else 0)
         if num_parts > MAX_PARTITIONS:
-            raise errors.InvalidParameter(f"partition number ({num_parts}) exceeds max configuration ({MAX_PARTITIONS})")
+            raise errors.InvalidParameter(_too_many_partitions(num_parts))
         names = [f"{DEFAULT_PARTITION}_{i}" for i in range(num_parts)] if pk_field else [DEFAULT_PARTITION]
         first_pid = self.r.ids.allocate(len(names))
         info = CollectionInfo(
@@ -202,7 +202,7 @@ class CollectionRpcs(ServiceBase):
         if info.has_partition(request.partition_name):
             raise errors.InvalidParameter(f"partition already exists: {request.partition_name}")
         if len(info.partitions) >= MAX_PARTITIONS:
-            raise errors.InvalidParameter(f"partition number ({len(info.partitions)}) exceeds max configuration ({MAX_PARTITIONS})")
+            raise errors.InvalidParameter(_too_many_partitions(len(info.partitions)))
         info.partitions.append(PartitionInfo(self.r.ids.allocate(), request.partition_name, self.r.tso.allocate()))
         self.r.catalog.save(info)
         return status.success()
@@ -280,3 +280,7 @@ class CollectionRpcs(ServiceBase):
         aliases = self.r.catalog.list_aliases(db, request.collection_name or None)
         return milvus_pb2.ListAliasesResponse(status=status.success(), db_name=db,
                                               collection_name=request.collection_name, aliases=aliases)
+
+
+def _too_many_partitions(n: int) -> str:
+    return f"partition number ({n}) exceeds max configuration ({MAX_PARTITIONS})"

@@ -16,7 +16,7 @@ from vecdb.expr.lexer import INT64_MAX, INT64_MIN, syntax_error
 from vecdb.expr.limits import MAX_EXPR_LENGTH
 from vecdb.expr.parser import parse
 from vecdb.proxy import status
-from vecdb.proxy.base import ServiceBase, hash_keys, rpc
+from vecdb.proxy.base import PARTITION_KEY_NAMES, ServiceBase, hash_keys, rpc
 from vecdb.proxy.fielddata import columns_from_field_data
 from vecdb.proxy.results import ids_proto
 from vecdb.proxy.rpc_collections import db_of
@@ -46,7 +46,7 @@ class DmlRpcs(ServiceBase):
         pkey = schema.partition_key_field
         if pkey is not None:
             if partition_name and partition_name != DEFAULT_PARTITION:
-                raise errors.InvalidParameter("not support manually specifying the partition names if partition key mode is used")
+                raise errors.InvalidParameter(PARTITION_KEY_NAMES)
             part_of_row = hash_keys(columns[pkey.name], info.num_partitions)
             part_ids = np.array([p.id for p in info.partitions], np.int64)[part_of_row]
         else:

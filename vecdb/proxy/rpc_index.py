@@ -97,7 +97,7 @@ class IndexRpcs(ServiceBase):
             return self.r.querynode.index_state(info.id, field_name)
         return self.r.datanode.indexer.state(info, field_name)
 
-    def _progress(self, info, idx) -> "_Progress":
+    def _progress(self, info, idx) -> _Progress:
         done, total = self._index_state(info, idx.field_name)
         return _Progress(done, total, self.r.datanode.indexer.failures(info, idx.index_id))
 
@@ -157,7 +157,8 @@ class IndexRpcs(ServiceBase):
         for f in info.schema.vector_fields:
             if info.index_for_field(f.name) is None:
                 raise errors.IndexNotFound(
-                    f"there is no vector index on field: [{f.name}], please create index firstly: collection={info.name}")
+                    f"there is no vector index on field: [{f.name}], please create index firstly: "
+                    f"collection={info.name}")
         self.r.datanode.indexer.settle(info.id)  # the query node builds what is not started yet
         with self.r.writer.locked(info.channels):
             self.r.querynode.load(info)

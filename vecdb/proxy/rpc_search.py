@@ -141,7 +141,7 @@ class SearchRpcs(ServiceBase):
         resp.session_ts = spec.ts
         return resp
 
-    def _search_plan(self, info, pairs, output_fields) -> "SearchPlan":
+    def _search_plan(self, info, pairs, output_fields) -> SearchPlan:
         """Everything a search derives from its parameters, cached: clients repeat the same ones."""
         key = (info.id, tuple([(i.index_id, i.field_name) for i in info.indexes]),
                tuple([(kv.key, kv.value) for kv in pairs]), tuple(output_fields))
@@ -154,7 +154,7 @@ class SearchRpcs(ServiceBase):
             cache[key] = plan
         return plan
 
-    def _make_search_plan(self, info, sp: dict, output_fields: list) -> "SearchPlan":
+    def _make_search_plan(self, info, sp: dict, output_fields: list) -> SearchPlan:
         try:
             params = parse_json_param(sp.get("params", ""), "search params")
         except RecursionError:  # json's C scanner recurses per nesting level
@@ -171,7 +171,8 @@ class SearchRpcs(ServiceBase):
             raise errors.InvalidParameter(
                 f"top k [{limit}] + offset [{offset}] is invalid, it should be in range [1, {MAX_TOPK}]")
         index = info.index_for_field(field.name)
-        metric = (sp.get("metric_type") or params.pop("metric_type", "") or (index.metric_type if index else "")).upper()
+        metric = sp.get("metric_type") or params.pop("metric_type", "") or (index.metric_type if index else "")
+        metric = metric.upper()
         if index is not None and metric and metric != index.metric_type:
             raise errors.InvalidParameter(
                 f"metric type not match: invalid parameter[expected={index.metric_type}][actual={metric}]")
@@ -197,7 +198,8 @@ class SearchRpcs(ServiceBase):
         vectors = info.schema.vector_fields
         if not name:
             if len(vectors) != 1:
-                raise errors.InvalidParameter("multiple anns_fields exist, please specify a anns_field in search_params")
+                raise errors.InvalidParameter(
+                    "multiple anns_fields exist, please specify a anns_field in search_params")
             return vectors[0]
         field = info.schema.field(name)
         if field is None or not field.dtype.is_vector:

@@ -12,17 +12,18 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 
 from vecdb import errors
+from vecdb.columns import empty_column
 from vecdb.coord.catalog import CollectionInfo
 from vecdb.coord.index_builds import BuildRefused, IndexBuilds
 from vecdb.datanode import segment_files as sf
 from vecdb.datanode.indexer import new_index
 from vecdb.index import create_index, load_index
 from vecdb.querynode import executor
-from vecdb.columns import empty_column
 from vecdb.querynode.segment import Segment
 from vecdb.querynode.shard import SegmentView, Shard
 from vecdb.records import InsertRecord, Record, decode
@@ -117,8 +118,8 @@ class QueryNode:
             if shard is None:
                 raise errors.CollectionNotLoaded(f"channel {channel!r} is not loaded on this query node")
             if not shard.wait_applied(position, max(deadline - time.monotonic(), 0)):
-                raise errors.ServiceUnavailable(
-                    f"channel {channel!r}: position {position} not applied within {timeout} s (at {shard.applied_position})")
+                raise errors.ServiceUnavailable(f"channel {channel!r}: position {position} not applied within "
+                                                f"{timeout} s (at {shard.applied_position})")
 
     def _load_shard(self, info: CollectionInfo, channel: str) -> Shard:
         shard = Shard(channel, info.schema)
@@ -134,8 +135,9 @@ class QueryNode:
             shared = {name: v for name, ix in indexes.items() if (v := ix.raw_vectors()) is not None}
             columns, ts = sf.read_segment(self.objects, seg_info["prefix"], info.schema, mmap=mmap, skip=shared)
             columns.update(shared)
-            seg = shard.add_sealed(lambda slot: Segment.from_columns(
-                slot, seg_info["partition_id"], info.schema, columns, ts, np.full(len(ts), np.iinfo(np.uint64).max, np.uint64)))
+            never_deleted = np.full(len(ts), np.iinfo(np.uint64).max, np.uint64)
+            seg = shard.add_sealed(partial(Segment.from_columns, partition_id=seg_info["partition_id"],
+                                           schema=info.schema, columns=columns, ts=ts, del_ts=never_deleted))
             seg.segment_id = seg_info["segment_id"]
             seg.prefix = seg_info["prefix"]
             seg.indexes.update(indexes)

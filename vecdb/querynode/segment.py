@@ -10,7 +10,7 @@ sees row i iff ``ts[i] <= T < del_ts[i]``.
 from __future__ import annotations
 
 import threading
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class Segment:
 
     @classmethod
     def from_columns(cls, slot: int, partition_id: int, schema: CollectionSchema,
-                     columns: Mapping[str, np.ndarray], ts: np.ndarray, del_ts: np.ndarray) -> "Segment":
+                     columns: Mapping[str, np.ndarray], ts: np.ndarray, del_ts: np.ndarray) -> Segment:
         """A sealed segment over existing arrays (loaded from files; may be memory-mapped)."""
         seg = cls.__new__(cls)
         seg.slot, seg.partition_id, seg.schema = slot, partition_id, schema

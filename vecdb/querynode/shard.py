@@ -126,7 +126,7 @@ class Shard:
                 seg.seal()
                 if prefix_of is not None:
                     seg.prefix = prefix_of(seg.partition_id)
-            for pid, seg in list(self.growing.items()):
+            for seg in list(self.growing.values()):
                 if not seg.n:
                     self.segments.pop(seg.slot, None)
             self.growing.clear()

@@ -33,7 +33,7 @@ class LoopThread:
             raise IoFailed(f"{what}: no answer within {timeout} s") from None
         except VecdbError:
             raise
-        except (OSError, asyncio.TimeoutError, ConnectionError) as e:
+        except (TimeoutError, OSError, ConnectionError) as e:
             raise IoFailed(f"{what}: {e}") from e
 
     def stop(self) -> None:

@@ -10,7 +10,8 @@ thread-safe. Failures of the medium (disk, network) raise
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Protocol, runtime_checkable
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from vecdb.storage.watch import WatchEvent
@@ -54,7 +55,7 @@ class Log(Protocol):
         """Records with start <= position (<= end if given), in order."""
         ...
 
-    def follow(self, channel: str, start: int = 1) -> "Follower":
+    def follow(self, channel: str, start: int = 1) -> Follower:
         """A reader of the records with position >= ``start``, including those appended later
         (see ``vecdb.storage.follow``)."""
         ...
@@ -150,7 +151,7 @@ class MetaStore(Protocol):
         """``scan(prefix)`` and the store's revision it was read at (watch from it + 1)."""
         ...
 
-    def watch(self, prefix: str, start_revision: int | None = None) -> "Watcher":
+    def watch(self, prefix: str, start_revision: int | None = None) -> Watcher:
         """The changes to keys starting with ``prefix`` from revision ``start_revision`` on (None:
         those after this call). Raises ``WatchCompacted`` when that revision is no longer kept."""
         ...
@@ -192,7 +193,7 @@ class MetaStore(Protocol):
 class Watcher(Protocol):
     """The changes under a prefix of a ``MetaStore``, in revision order (see ``MetaStore``)."""
 
-    def poll(self, timeout: float = 1.0, max_events: int = 1024) -> list["WatchEvent"]:
+    def poll(self, timeout: float = 1.0, max_events: int = 1024) -> list[WatchEvent]:
         """The next events (whole revisions: about ``max_events``), waiting up to ``timeout`` seconds
         for at least one; [] if none came. Raises ``WatchCompacted`` when the watcher was dropped,
         ``IoFailed`` once it or its store is closed (a poll blocked in another thread wakes up)."""

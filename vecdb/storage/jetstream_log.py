@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 from vecdb.errors import InvalidParameter, IoFailed, LogConflict
 from vecdb.storage.aioloop import LoopThread
@@ -228,7 +228,6 @@ class JetStreamLog:
 
     async def _fetch(self, stream: str, consumer: str, n: int) -> list[tuple[int, bytes]]:
         """Up to ``n`` records from a pull consumer (fewer when the stream has no more)."""
-        import asyncio
 
         inbox = self._nc.new_inbox()
         sub = await self._nc.subscribe(inbox)
@@ -240,7 +239,7 @@ class JetStreamLog:
             while len(out) < n:
                 try:
                     msg = await sub.next_msg(timeout=self.timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise IoFailed(f"read {stream}: no records within {self.timeout} s") from None
                 if msg.reply and msg.reply.startswith("$JS.ACK."):
                     out.append((_stream_seq(msg.reply), msg.data))
@@ -250,7 +249,7 @@ class JetStreamLog:
             await sub.unsubscribe()
         return out
 
-    def follow(self, channel: str, start: int = 1) -> "JetStreamFollower":
+    def follow(self, channel: str, start: int = 1) -> JetStreamFollower:
         check_channel(channel)
         check_position(start, "start")
         return JetStreamFollower(self, channel, max(start, 1))

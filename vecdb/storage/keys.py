@@ -3,7 +3,7 @@ reference and the real implementations reject exactly the same input."""
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from vecdb.errors import InvalidParameter, LogConflict
 

@@ -345,7 +345,7 @@ class LocalMetaStore(FeedMethods, LeaseMethods):
             finally:
                 unlock_dir(self._lock_fd)
 
-    def __enter__(self) -> "LocalMetaStore":
+    def __enter__(self) -> LocalMetaStore:
         return self
 
     def __exit__(self, *exc) -> None:

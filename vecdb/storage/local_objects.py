@@ -54,7 +54,8 @@ class LocalObjectStore:
                 makedirs_durable(d)
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except (NotADirectoryError, FileExistsError):
-            raise InvalidParameter(f"object key {key!r} conflicts with an existing object (a prefix of it is a key)") from None
+            raise InvalidParameter(
+                f"object key {key!r} conflicts with an existing object (a prefix of it is a key)") from None
         except OSError as e:
             raise IoFailed(f"cannot write object {key!r}: {e}") from e
         try:

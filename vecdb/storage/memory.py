@@ -8,12 +8,10 @@ against. Nothing survives the process. Thread-safe (one lock each).
 from __future__ import annotations
 
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 from vecdb.errors import IoFailed, KeyNotFound, LeaseExpired
 from vecdb.storage.follow import AppendSignal, PollingFollower
-from vecdb.storage.leases import LeaseMethods, LeaseTable
-from vecdb.storage.watch import WATCH_BACKLOG, ChangeFeed, FeedMethods
 from vecdb.storage.keys import (
     check_channel,
     check_expect,
@@ -21,10 +19,12 @@ from vecdb.storage.keys import (
     check_meta_key,
     check_object_key,
     check_payload,
-    payload_parts,
     check_position,
     check_prefix,
+    payload_parts,
 )
+from vecdb.storage.leases import LeaseMethods, LeaseTable
+from vecdb.storage.watch import WATCH_BACKLOG, ChangeFeed, FeedMethods
 
 
 class _Closable:

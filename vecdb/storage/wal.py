@@ -43,7 +43,7 @@ import shutil
 import threading
 import uuid
 import zlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from vecdb.errors import InvalidParameter, IoFailed
 from vecdb.storage import framing
@@ -462,7 +462,7 @@ class WalLog:
         if self._closed:
             raise IoFailed("WAL is closed")
 
-    def __enter__(self) -> "WalLog":
+    def __enter__(self) -> WalLog:
         return self
 
     def __exit__(self, *exc) -> None:

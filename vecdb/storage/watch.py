@@ -12,7 +12,8 @@ import bisect
 import logging
 import threading
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from vecdb.errors import InvalidParameter, IoFailed
 from vecdb.storage.keys import check_prefix
