@@ -79,7 +79,7 @@ class CollectionInfo:
         return json.dumps(d).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes) -> "CollectionInfo":
+    def from_json(cls, raw: bytes) -> CollectionInfo:
         d = json.loads(raw)
         d["schema"] = CollectionSchema.from_dict(d["schema"])
         d["partitions"] = [PartitionInfo(**p) for p in d["partitions"]]
