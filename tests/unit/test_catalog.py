@@ -8,13 +8,12 @@ import json
 import threading
 
 import pytest
+from test_catalog_sync import WAIT, make_info, wait_until
 
 from vecdb import errors
 from vecdb.coord.catalog import Catalog, CatalogConflict
 from vecdb.storage.memory import MemoryMetaStore
 from vecdb.storage.watch import DELETE, PUT, WatchEvent
-
-from test_catalog_sync import WAIT, make_info, wait_until
 
 
 def test_a_store_written_before_versions_loads_and_goes_on():

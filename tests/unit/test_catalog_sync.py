@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 import uuid
+from functools import partial
 
 import pytest
 
@@ -145,7 +146,7 @@ def test_concurrent_creates_of_one_name_one_wins(stores):
     for round_ in range(5):
         name = f"c{round_}"
         ia, ib = make_info(name), make_info(name)
-        out = _race(lambda: a.add_collection(ia), lambda: b.add_collection(ib))
+        out = _race(partial(a.add_collection, ia), partial(b.add_collection, ib))
         failed = [r for r in out if isinstance(r, Exception)]
         assert len(failed) == 1, out
         assert isinstance(failed[0], errors.InvalidParameter) and "already exists" in str(failed[0])
@@ -274,6 +275,35 @@ def test_a_writer_behind_the_store_checks_again(stores):
     a.add_collection(make_info("d"))
     solo.create_alias("default", "al", "d")  # refused on its cache (no d), accepted on the store's
     assert a.describe_alias("default", "al").name == "d"
+
+
+def test_a_miss_the_watch_fills_before_the_recheck_looks_again(stores):
+    """The race behind a flaky AliasNotFound: a read misses at version n, the watch applies n+1
+    (the change it missed) before the re-check reads the store's version, so the store is no
+    newer than the cache any more; the miss was still decided on n, so the read looks again."""
+    a = stores.catalog("a")
+    solo = stores.catalog(None)  # no fence: a's watch applies its change whenever it comes
+    a.add_collection(make_info("d"))
+    store_version = a._sync.store_version
+    released = []
+
+    def watch_applies_first() -> int:  # the re-check's store read, run after the miss
+        if not released:
+            released.append(a._lock.release())  # a's watch may apply solo's change now
+            wait_until(lambda: a.version >= store_version())
+        return store_version()
+
+    a._lock.acquire()  # a's watch cannot apply anything yet
+    try:
+        solo.create_alias("default", "al", "d")
+        missed_at = a.version
+        a._sync.store_version = watch_applies_first
+        assert a.describe_alias("default", "al").name == "d"
+    finally:
+        if not released:
+            a._lock.release()
+        a._sync.store_version = store_version
+    assert released and a.version > missed_at  # the race ran as described
 
 
 def test_applied_version_is_published_and_goes_with_the_catalog(stores):

@@ -24,7 +24,14 @@ from typing import Any, TypeVar
 
 from vecdb import errors
 from vecdb.coord.catalog_model import (  # noqa: F401 - the data model, imported from here by the roles
-    DEFAULT_DB, DEFAULT_PARTITION, MAX_DATABASES, MAX_PARTITIONS, CollectionInfo, IndexInfo, PartitionInfo)
+    DEFAULT_DB,
+    DEFAULT_PARTITION,
+    MAX_DATABASES,
+    MAX_PARTITIONS,
+    CollectionInfo,
+    IndexInfo,
+    PartitionInfo,
+)
 from vecdb.coord.catalog_state import alias_key, coll_key, db_key
 from vecdb.coord.catalog_sync import FENCE_WAIT, CatalogConflict, CatalogSync, Change  # noqa: F401
 from vecdb.schema import validate_collection_name
@@ -61,8 +68,8 @@ class Catalog:
     def _lookup(self, find: Callable[[], T | None]) -> T | None:
         """``find()`` on the cache; on a miss, once more after the cache caught up with the store."""
         with self._lock:
-            found = find()
-        if found is None and self._sync.recheck():
+            found, seen = find(), self._state.version
+        if found is None and self._sync.recheck(seen):
             with self._lock:
                 found = find()
         return found
@@ -77,7 +84,8 @@ class Catalog:
             if name in dbs:
                 raise errors.InvalidParameter(f"database already exist: {name}")
             if len(dbs) >= MAX_DATABASES:
-                raise errors.DatabaseLimitExceeded(f"database number ({len(dbs)}) exceeds max configuration ({MAX_DATABASES})")
+                raise errors.DatabaseLimitExceeded(
+                    f"database number ({len(dbs)}) exceeds max configuration ({MAX_DATABASES})")
             return Change(puts={db_key(name): record})
 
         self._sync.commit(plan)
@@ -90,7 +98,8 @@ class Catalog:
             if name not in self._state.databases:
                 return None
             if any(c.db == name for c in self._state.collections.values()):
-                raise errors.InvalidParameter(f"{name} database is not empty, must drop all collections before drop database")
+                raise errors.InvalidParameter(
+                    f"{name} database is not empty, must drop all collections before drop database")
             return Change(deletes=[db_key(name)])
 
         self._sync.commit(plan)
@@ -214,7 +223,8 @@ class Catalog:
                 raise errors.CollectionNotFound(f"can't find collection[database={info.db}][collection={info.name}]")
             self._cached_database(new_db)
             if self._find(new_db, new_name) is not None:
-                raise errors.InvalidParameter(f"duplicated new collection name {new_name} in database {new_db} with other collection name or alias")
+                raise errors.InvalidParameter(f"duplicated new collection name {new_name} in database {new_db} "
+                                              "with other collection name or alias")
             renamed = CollectionInfo.from_json(self._state.raws[info.id])
             _rename(renamed, new_db, new_name)
 
@@ -235,7 +245,8 @@ class Catalog:
             target = self._cached(db, collection)
             aliases = self._state.aliases
             if (db, collection) in aliases:
-                raise errors.InvalidParameter(f"create alias failed: alias cannot be based on another alias {collection}")
+                raise errors.InvalidParameter(
+                    f"create alias failed: alias cannot be based on another alias {collection}")
             if any(c.db == db and c.name == alias for c in self._state.collections.values()):
                 raise errors.AliasNameConflict(f"alias name {alias} conflicts with an existing collection name")
             if (db, alias) in aliases:

@@ -70,6 +70,7 @@ class CatalogState:
         self.aliases: dict[tuple[str, str], int] = {}
         self.version = 0
         self.proxies: set[str] = set()
+        self.gone: set[str] = set()  # proxies whose session this state saw end (since its last reset)
         self.applied: dict[str, int] = {}
 
     def reset(self, pairs: Iterable[tuple[str, bytes]]) -> None:
@@ -78,7 +79,7 @@ class CatalogState:
         present = {k for k, _ in pairs}
         for cid in [c for c in self.collections if coll_key(c) not in present]:
             self._drop_collection(cid)
-        self.databases, self.aliases, self.proxies, self.applied = {}, {}, set(), {}
+        self.databases, self.aliases, self.proxies, self.gone, self.applied = {}, {}, set(), set(), {}
         self.version = 0
         for key, value in pairs:
             self.put(key, value)
@@ -119,6 +120,7 @@ class CatalogState:
             self.aliases[(db, alias)] = int(value)
         elif key.startswith(PROXY_SESSIONS):
             self.proxies.add(key[len(PROXY_SESSIONS):])
+            self.gone.discard(key[len(PROXY_SESSIONS):])
         elif key.startswith(APPLIED_PREFIX):
             self.applied[key[len(APPLIED_PREFIX):]] = int(value)
 
@@ -132,6 +134,7 @@ class CatalogState:
             self.aliases.pop(tuple(key[len(ALIAS_PREFIX):].split("/", 1)), None)
         elif key.startswith(PROXY_SESSIONS):
             self.proxies.discard(key[len(PROXY_SESSIONS):])
+            self.gone.add(key[len(PROXY_SESSIONS):])
         elif key.startswith(APPLIED_PREFIX):
             self.applied.pop(key[len(APPLIED_PREFIX):], None)
         elif key == VERSION_KEY:
@@ -152,9 +155,11 @@ class CatalogState:
         self.collections.pop(cid, None)
         self.raws.pop(cid, None)
 
-    def behind(self, version: int, exclude: str | None) -> list[str]:
-        """The live proxies (but ``exclude``) whose catalog has not applied ``version``."""
-        return sorted(p for p in self.proxies if p != exclude and self.applied.get(p, 0) < version)
+    def behind(self, version: int, exclude: str | None, live: set[str] = frozenset()) -> list[str]:
+        """The live proxies (those this state saw, and ``live``, minus ``exclude``) whose catalog has
+        not applied ``version``. One in ``live`` whose session this state has seen go is not live."""
+        proxies = self.proxies | (live - self.gone)
+        return sorted(p for p in proxies if p != exclude and self.applied.get(p, 0) < version)
 
 
 def _int(value: bytes | str, key: str) -> int:

@@ -37,8 +37,16 @@ from dataclasses import dataclass, field
 
 from vecdb import errors
 from vecdb.coord.catalog_model import CollectionInfo
-from vecdb.coord.catalog_state import (APPLIED_PREFIX, CATALOG_PREFIXES, COLL_PREFIX, VERSION_KEY, CatalogState,
-                                       encode_version, is_catalog_key)
+from vecdb.coord.catalog_state import (
+    APPLIED_PREFIX,
+    CATALOG_PREFIXES,
+    COLL_PREFIX,
+    PROXY_SESSIONS,
+    VERSION_KEY,
+    CatalogState,
+    encode_version,
+    is_catalog_key,
+)
 from vecdb.coord.session import Session
 from vecdb.storage.base import MetaStore
 from vecdb.storage.watch import PrefixWatch
@@ -125,11 +133,15 @@ class CatalogSync:
         with self.changed:
             return self.changed.wait_for(lambda: self.state.version >= target, timeout)
 
-    def recheck(self) -> bool:
-        """A read missed: when the store's catalog is newer than the cache, catch up (call without
-        the lock). Whether there was anything newer to look at."""
+    def recheck(self, missed_at: int) -> bool:
+        """A read missed on the cache at version ``missed_at``: when the store's catalog is newer
+        than that, catch up (call without the lock). Whether there is anything newer to look at.
+
+        Compared with the version the miss was decided at, not the cache's version now: the watch
+        may have applied the very change the read missed in between (then the cache is already
+        there, and the read must look again)."""
         target = self.store_version()
-        if target <= self.state.version:
+        if target <= missed_at:
             return False
         if not self.catch_up(target, RECHECK_WAIT):
             log.warning("catalog: still behind version %d after %.1f s; answering from the cache", target,
@@ -199,8 +211,11 @@ class CatalogSync:
         if self._watch is None:
             return  # the sole writer of its namespace: nobody else caches it
         deadline = time.monotonic() + self.fence_wait
+        # the live proxies as the store has them now: this cache's watch may not have delivered a
+        # session written a moment ago (that proxy's applied version then arrives after it)
+        live = {key[len(PROXY_SESSIONS):] for key, _ in self.meta.scan(PROXY_SESSIONS)}
         with self.changed:
-            while behind := self.state.behind(version, self.node_id):
+            while behind := self.state.behind(version, self.node_id, live):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     log.warning("catalog version %d: proxies %s have not applied it after %.1f s; answering anyway",
