@@ -212,3 +212,44 @@ def test_closing_stops_the_watch_and_closes_the_clients(cluster):
     start("n1")
     time.sleep(0.3)
     assert r.node_ids() == []
+
+
+class CountingLog(MemoryLog):
+    """A log that counts the end lookups (a JetStream round trip each in a cluster)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lookups = 0
+
+    def last_position(self, channel):
+        self.lookups += 1
+        return super().last_position(channel)
+
+
+def test_what_a_read_waits_for_by_consistency_level(monkeypatch):
+    from vecdb.proxy import consistency
+    from vecdb.proxy.consistency import ReadLevel, reading_at
+
+    log = CountingLog()
+    log.append_batch("c0", [b"a", b"b", b"c"])
+    log.append_batch("c1", [b"a"])
+    node = Node("n0")
+    node.loaded_ids.add(INFO.id)
+    own = {"c0": 2}  # this proxy's writer reached position 2 of c0 and wrote nothing to c1
+    r = QueryNodeRouter(log, addresses=["n0"], connect=lambda a: node, written=lambda chs: dict(own))
+
+    def wait_of(level):
+        with reading_at(level):
+            r.count(INFO, 0, None, None)
+        return node.calls[-1]
+
+    assert wait_of(ReadLevel.STRONG) == {"c0": 3, "c1": 1} and log.lookups == 2  # every read looks up the ends
+    assert wait_of(ReadLevel.SESSION) == {"c0": 2} and log.lookups == 2  # its own writes: no lookup
+    assert wait_of(ReadLevel.EVENTUALLY) == {"c0": 2} and log.lookups == 2
+    assert wait_of(ReadLevel.BOUNDED) == {"c0": 3, "c1": 1} and log.lookups == 4
+    log.append_batch("c1", [b"b"])
+    assert wait_of(ReadLevel.BOUNDED) == {"c0": 3, "c1": 1} and log.lookups == 4  # ends reused within the bound
+    monkeypatch.setattr(consistency, "BOUNDED_STALENESS", 0.0)
+    time.sleep(0.01)
+    assert wait_of(ReadLevel.BOUNDED) == {"c0": 3, "c1": 2} and log.lookups == 6  # then looked up again
+    r.close()

@@ -47,13 +47,14 @@ class ProxyProcess(NodeProcess):
         # live proxy applied it (vecdb.coord.catalog_sync); whether a collection is loaded is its word
         catalog = Catalog(self.backends.meta, node_id=self.node_id, ttl=settings.storage.session_ttl)
         self._closers.append(catalog.close)
+        writer = ShardWriter(self.backends.log, tso, lambda *_: None)  # query nodes follow the log
         self.router = QueryNodeRouter(self.backends.log, self.backends.meta, self._querynodes,
-                                      loaded_in_catalog=lambda cid: _loaded(catalog, cid))
+                                      loaded_in_catalog=lambda cid: _loaded(catalog, cid),
+                                      written=writer.written_positions)
         self._closers.append(self.router.close)
         self.datanode = DataNode(self.backends.log, self.backends.meta, self.backends.objects, ids,
                                  settings.querynode.index_threads, truncate=False)
         self._closers.append(self.datanode.close)
-        writer = ShardWriter(self.backends.log, tso, lambda *_: None)  # query nodes follow the log
         self.roles = Roles(catalog, tso, ids, writer, self.router, self.datanode,
                            max_request_bytes=settings.proxy.max_request_bytes,
                            max_query_window=settings.proxy.max_query_window)

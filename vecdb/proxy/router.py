@@ -24,6 +24,8 @@ from collections.abc import Callable
 
 from vecdb import errors
 from vecdb.discovery import SessionWatch
+from vecdb.proxy import consistency
+from vecdb.proxy.consistency import ReadLevel
 from vecdb.querynode.service import RemoteQueryNode
 from vecdb.storage.base import Log, MetaStore
 
@@ -37,7 +39,8 @@ RETIRE_SECONDS = 120.0  # a gone node's client stays open this long: a read may 
 class QueryNodeRouter:
     def __init__(self, log: Log, meta: MetaStore | None = None, addresses: list[str] | None = None,
                  connect: Callable[[str], object] = RemoteQueryNode,
-                 loaded_in_catalog: Callable[[int], bool] | None = None):
+                 loaded_in_catalog: Callable[[int], bool] | None = None,
+                 written: Callable[[list[str]], dict[str, int]] | None = None):
         """The nodes with a session in ``meta``, or the fixed ``addresses`` instead (then the
         sessions are not read). ``connect(address)`` makes a node's client (tests: stand-ins).
 
@@ -45,12 +48,17 @@ class QueryNodeRouter:
         With several proxies (or after a restart) that, not what this router loaded itself, is
         the truth: a collection loaded through another proxy is served here, one released there
         is not, and a node without a collection the catalog says is loaded loads it on its first
-        read. Without it, the router's own loads and releases decide."""
+        read. Without it, the router's own loads and releases decide.
+
+        ``written(channels)``: the positions this proxy's own writes reached (its ``ShardWriter``),
+        which is what reads below Strong wait for (vecdb.proxy.consistency)."""
         if not addresses and meta is None:
             raise errors.InvalidParameter("a proxy needs the metadata store or query node addresses")
         self.log = log
         self._connect = connect
         self._loaded_in_catalog = loaded_in_catalog
+        self._written = written or (lambda channels: {})
+        self._ends_seen: dict[str, tuple[float, int]] = {}  # channel -> (when, log end) for Bounded reads
         self._turn = itertools.count()
         self._lock = threading.Lock()
         self._nodes: dict[str, object] = {}  # node id (or fixed address) -> client: the nodes taking reads
@@ -243,7 +251,26 @@ class QueryNodeRouter:
             raise errors.ServiceUnavailable(f"no query node answered ({method})")
 
     def _end(self, info) -> dict[str, int]:
-        return {ch: self.log.last_position(ch) for ch in info.channels}
+        """The positions a read must find applied, by the level of the read in progress."""
+        level = consistency.current()
+        if level == ReadLevel.STRONG:
+            return {ch: self.log.last_position(ch) for ch in info.channels}
+        wait = self._written(info.channels)
+        if level == ReadLevel.BOUNDED:
+            for ch, end in self._recent_ends(info.channels).items():
+                wait[ch] = max(end, wait.get(ch, 0))
+        return wait
+
+    def _recent_ends(self, channels: list[str]) -> dict[str, int]:
+        """Log ends looked up at most ``BOUNDED_STALENESS`` seconds ago (looked up again if older)."""
+        now = time.monotonic()
+        out = {}
+        for ch in channels:
+            seen = self._ends_seen.get(ch)
+            if seen is None or now - seen[0] > consistency.BOUNDED_STALENESS:
+                seen = self._ends_seen[ch] = (now, self.log.last_position(ch))
+            out[ch] = seen[1]
+        return out
 
     # --- load state ------------------------------------------------------------
     def load(self, info) -> None:

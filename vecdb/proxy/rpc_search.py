@@ -12,6 +12,7 @@ from vecdb.expr import compile_filter
 from vecdb.index import validate_search_params
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, kv_dict, parse_json_param, rpc
+from vecdb.proxy.consistency import level_of, reading_at
 from vecdb.proxy.fielddata import parse_placeholder_group, resolve_output_fields
 from vecdb.proxy.results import query_results, search_results
 from vecdb.proxy.rpc_collections import db_of
@@ -123,6 +124,7 @@ class SearchRpcs(ServiceBase):
         if request.sub_reqs:
             raise errors.OperationNotSupported("hybrid search is not supported yet")
         plan = self._search_plan(info, request.search_params, request.output_fields)
+        level = level_of(request, info.consistency_level)
         if not request.placeholder_group:
             raise errors.InvalidParameter("search by primary keys is not supported yet; pass query vectors")
         queries = parse_placeholder_group(request.placeholder_group, plan.field)
@@ -134,7 +136,8 @@ class SearchRpcs(ServiceBase):
             flt=self._filter(info, request.dsl, request.expr_template_values),
             ts=self._snapshot_ts(info, request, plan.iterator),
         )
-        hits = self.r.querynode.search(info, spec, self.partition_ids(info, request.partition_names), plan.fetch)
+        with reading_at(level):
+            hits = self.r.querynode.search(info, spec, self.partition_ids(info, request.partition_names), plan.fetch)
         resp = search_results(info.schema, len(queries), hits.topks, hits.pks, hits.scores, hits.columns,
                               plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal)
         resp.collection_name = info.name
@@ -218,11 +221,13 @@ class SearchRpcs(ServiceBase):
         requested = list(request.output_fields)
         flt = self._filter(info, request.expr, request.expr_template_values)
         parts = self.partition_ids(info, request.partition_names)
+        level = level_of(request, info.consistency_level)
         ts = self._snapshot_ts(info, request, _is_iterator(qp))
         if any(f.strip().lower() == COUNT_STAR for f in requested):
             if len(requested) > 1:
                 raise errors.InvalidParameter("count entities with pagination is not allowed")
-            n = self.r.querynode.count(info, ts, flt, parts)
+            with reading_at(level):
+                n = self.r.querynode.count(info, ts, flt, parts)
             fd = schema_pb2.FieldData(type=schema_pb2.Int64, field_name=COUNT_STAR)
             fd.scalars.long_data.data.append(n)
             return milvus_pb2.QueryResults(status=status.success(), fields_data=[fd], collection_name=info.name,
@@ -240,7 +245,8 @@ class SearchRpcs(ServiceBase):
         if pk_name not in out_fields:
             out_fields = [pk_name] + out_fields
         fetch = list(dict.fromkeys(out_fields + ([schema.dynamic_field.name] if dyn_keys else [])))
-        cols = self.r.querynode.query(info, ts, flt, parts, fetch, limit, offset)
+        with reading_at(level):
+            cols = self.r.querynode.query(info, ts, flt, parts, fetch, limit, offset)
         resp = query_results(schema, cols, out_fields, dyn_keys, info.name)
         resp.session_ts = ts
         return resp

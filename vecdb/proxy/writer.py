@@ -97,6 +97,12 @@ class ShardWriter:
                 self._deliver(channel, pos, record)
             return ts, appended[-1]
 
+    def written_positions(self, channels: list[str]) -> dict[str, int]:
+        """How far this writer's own appends reached in ``channels`` (those it wrote to): what a
+        Session read through this proxy waits for (vecdb.proxy.consistency)."""
+        last = self._last
+        return {ch: last[ch] for ch in channels if ch in last}
+
     def read_ts(self, channels: list[str]) -> int:
         """A snapshot timestamp for reads: every write to ``channels`` with a smaller one is applied."""
         ts = self.tso.allocate()

@@ -1,0 +1,64 @@
+"""Consistency levels of reads: what a search or query must wait for before a node answers.
+
+Milvus's levels, as a cluster proxy keeps them (a standalone server applies every write before
+acknowledging it, so there every level reads the newest state and nothing waits):
+
+- **Strong**: every write acknowledged anywhere before the read began. The proxy asks the log
+  for each channel's end (one lookup per channel) and the node waits until it applied it.
+- **Session**: the writes of this client. pymilvus keeps one connection to one proxy, so the
+  writes this proxy made are the client's: the node waits for the positions this proxy's writer
+  reached, which costs no lookup at all.
+- **Bounded**: the session's writes and every write older than ``BOUNDED_STALENESS`` seconds:
+  the log ends are looked up at most once per that interval per channel and reused.
+- **Eventually**: no promise; the proxy still passes its own positions (free, and it keeps a
+  client's reads after its writes in order).
+
+Every level still reads at a snapshot timestamp from the timestamp oracle (a coord round trip in
+a cluster), so a batch written under one timestamp is seen whole or not at all. The level of the
+read in progress travels to the router in a context variable, set by the RPC handler around its
+node calls (``reading_at``), so the nodes' read methods keep one signature in every deployment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import enum
+
+from pymilvus.grpc_gen import common_pb2
+
+BOUNDED_STALENESS = 1.0  # seconds; Milvus's default graceful time is 5 s
+
+
+class ReadLevel(enum.IntEnum):
+    STRONG = common_pb2.Strong
+    SESSION = common_pb2.Session
+    BOUNDED = common_pb2.Bounded
+    EVENTUALLY = common_pb2.Eventually
+
+
+_LEVEL: contextvars.ContextVar[ReadLevel] = contextvars.ContextVar("read_level", default=ReadLevel.STRONG)
+
+
+def level_of(request, default_level: int) -> ReadLevel:
+    """The request's level: its own unless it asks for the collection's (``default_level``).
+    Customized (a client-chosen guarantee timestamp) is read as Strong, the safe side."""
+    use_default = getattr(request, "use_default_consistency", True)
+    level = default_level if use_default else getattr(request, "consistency_level", default_level)
+    try:
+        return ReadLevel(level)
+    except ValueError:
+        return ReadLevel.STRONG
+
+
+@contextlib.contextmanager
+def reading_at(level: ReadLevel):
+    token = _LEVEL.set(level)
+    try:
+        yield
+    finally:
+        _LEVEL.reset(token)
+
+
+def current() -> ReadLevel:
+    return _LEVEL.get()
