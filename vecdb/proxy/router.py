@@ -21,6 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from vecdb import errors
 from vecdb.discovery import SessionWatch
@@ -36,9 +37,20 @@ RETRY_SECONDS = 5.0  # how long a read waits for some node to answer when none d
 RETIRE_SECONDS = 120.0  # a gone node's client stays open this long: a read may have picked it just before
 
 
+class NodeClient(Protocol):
+    """A query node as the router reaches it (``RemoteQueryNode``, or a test's stand-in): the
+    reads of ``QueryNodeRole`` (called by name, with ``wait``) plus these."""
+
+    def loaded(self) -> list[int]: ...
+
+    def load(self, info: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class QueryNodeRouter:
     def __init__(self, log: Log, meta: MetaStore | None = None, addresses: list[str] | None = None,
-                 connect: Callable[[str], object] = RemoteQueryNode,
+                 connect: Callable[[str], NodeClient] = RemoteQueryNode,
                  loaded_in_catalog: Callable[[int], bool] | None = None,
                  written: Callable[[list[str]], dict[str, int]] | None = None):
         """The nodes with a session in ``meta``, or the fixed ``addresses`` instead (then the
@@ -61,11 +73,11 @@ class QueryNodeRouter:
         self._ends_seen: dict[str, tuple[float, int]] = {}  # channel -> (when, log end) for Bounded reads
         self._turn = itertools.count()
         self._lock = threading.Lock()
-        self._nodes: dict[str, object] = {}  # node id (or fixed address) -> client: the nodes taking reads
-        self._joining: dict[str, object] = {}  # nodes loading what the proxy has loaded before they take reads
-        self._loaded: dict[int, object] = {}  # collection id -> its latest info (None: learnt from a node)
+        self._nodes: dict[str, NodeClient] = {}  # node id (or fixed address) -> client: the nodes taking reads
+        self._joining: dict[str, NodeClient] = {}  # nodes loading what the proxy has loaded before they take reads
+        self._loaded: dict[int, Any] = {}  # collection id -> its latest info (None: learnt from a node)
         self._down_until: dict[str, float] = {}  # node -> when to try it again
-        self._retired: list[tuple[float, object]] = []  # (when it left, client) of gone nodes
+        self._retired: list[tuple[float, NodeClient]] = []  # (when it left, client) of gone nodes
         self._served: Counter[str] = Counter()  # node -> reads it answered
         self._closed = False
         # nodes there at start are admitted before the constructor returns (what they serve counts as
@@ -75,7 +87,7 @@ class QueryNodeRouter:
         if addresses:
             for address in addresses:
                 self._join(address, address)
-        else:
+        elif meta is not None:
             self._sessions = SessionWatch(meta, "querynode", self._join, self._leave)
         self._admit_inline = False
 
@@ -115,7 +127,7 @@ class QueryNodeRouter:
                 log.exception("query node %s: loading it on join failed; reads load what it lacks", key)
         self._admit_or_list(key, node, None, down)
 
-    def _admit_or_list(self, key: str, node, have: set[int] | None, down: bool = False) -> list:
+    def _admit_or_list(self, key: str, node: NodeClient, have: set[int] | None, down: bool = False) -> list:
         """The collections ``node`` lacks (``have``: what it has; None: admit it as it is); when
         none, it takes reads from now on (unless it left, or the router closed, meanwhile)."""
         with self._lock:
@@ -168,12 +180,12 @@ class QueryNodeRouter:
         with self._lock:
             return dict(self._served)
 
-    def _members(self) -> list[tuple[str, object]]:
+    def _members(self) -> list[tuple[str, NodeClient]]:
         """The nodes taking reads (in the order they joined)."""
         with self._lock:
             return list(self._nodes.items())
 
-    def _in_turn(self) -> list[tuple[str, object]]:
+    def _in_turn(self) -> list[tuple[str, NodeClient]]:
         """The nodes taking reads, starting at the next in turn."""
         nodes = self._members()
         if not nodes:
@@ -202,7 +214,7 @@ class QueryNodeRouter:
                     if time.monotonic() > deadline:
                         raise
 
-    def _try(self, nodes: list[tuple[str, object]], method: str, args, kwargs):
+    def _try(self, nodes: list[tuple[str, NodeClient]], method: str, args, kwargs):
         error = errors.ServiceUnavailable("no query node is registered (session/querynode/)")
         for key, node in nodes:
             try:

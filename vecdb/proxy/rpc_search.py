@@ -94,6 +94,12 @@ def _round_decimal(params: dict) -> int:
     return value
 
 
+def _fetched(schema, out_fields: list[str], dyn_keys: list[str]) -> list[str]:
+    """The columns a read fetches: the output fields, and the dynamic field when keys of it are asked for."""
+    dynamic = schema.dynamic_field
+    return list(dict.fromkeys(out_fields + ([dynamic.name] if dyn_keys and dynamic is not None else [])))
+
+
 def _is_iterator(params: dict) -> bool:
     return str(params.get("iterator", "")).lower() == "true"
 
@@ -194,7 +200,7 @@ class SearchRpcs(ServiceBase):
             params=validate_search_params(index_type, metric, params, limit + offset),
             radius=radius, range_filter=range_filter, round_decimal=round_decimal, iterator=iterator,
             out_fields=out_fields, dyn_keys=dyn_keys,
-            fetch=list(dict.fromkeys(out_fields + ([schema.dynamic_field.name] if dyn_keys else []))),
+            fetch=_fetched(schema, out_fields, dyn_keys),
         )
 
     def _anns_field(self, info, name: str):
@@ -215,8 +221,7 @@ class SearchRpcs(ServiceBase):
         self.require_loaded(info)
         schema = info.schema
         qp = kv_dict(request.query_params)
-        limit = qp.get("limit")
-        limit = None if limit in (None, "", "-1") else _int_param(qp, "limit", 0)
+        limit = None if qp.get("limit") in (None, "", "-1") else _int_param(qp, "limit", 0)
         offset = _int_param(qp, "offset", 0)
         requested = list(request.output_fields)
         flt = self._filter(info, request.expr, request.expr_template_values)
@@ -244,7 +249,7 @@ class SearchRpcs(ServiceBase):
         pk_name = schema.primary_field.name
         if pk_name not in out_fields:
             out_fields = [pk_name] + out_fields
-        fetch = list(dict.fromkeys(out_fields + ([schema.dynamic_field.name] if dyn_keys else [])))
+        fetch = _fetched(schema, out_fields, dyn_keys)
         with reading_at(level):
             cols = self.r.querynode.query(info, ts, flt, parts, fetch, limit, offset)
         resp = query_results(schema, cols, out_fields, dyn_keys, info.name)
