@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 import numpy as np
@@ -76,7 +76,7 @@ class CoordClient:
         """The coord address calls go to now (None until the session was first read)."""
         return self._current
 
-    def call(self, method: str, msg: dict, arrays: dict | None = None) -> tuple[object, dict[str, np.ndarray]]:
+    def call(self, method: str, msg: dict, arrays: dict | None = None) -> tuple[Any, dict[str, np.ndarray]]:
         """As ``vecdb.rpc.Client.call``: (the handler's result, its arrays)."""
         deadline = time.monotonic() + self.timeout
         pause = _FIRST_PAUSE
@@ -113,7 +113,7 @@ class CoordClient:
 class Caller(Protocol):
     """What the remote allocators call through: ``CoordClient`` or a ``vecdb.rpc.Client``."""
 
-    def call(self, method: str, msg: dict, arrays: dict | None = None) -> tuple[object, dict[str, np.ndarray]]:
+    def call(self, method: str, msg: dict, arrays: dict | None = None) -> tuple[Any, dict[str, np.ndarray]]:
         ...
 
 

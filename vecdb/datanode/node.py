@@ -14,23 +14,24 @@ import json
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Iterable
 
 import numpy as np
 
 from vecdb.columns import default_column
 from vecdb.coord import index_builds
 from vecdb.coord.catalog import CollectionInfo
-from vecdb.coord.tso import IdAllocator
 from vecdb.datanode import segment_files as sf
 from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.records import DeleteRecord, InsertRecord, decode
+from vecdb.roles import IdSource
 from vecdb.storage.base import Log, MetaStore, ObjectStore
 
 log = logging.getLogger(__name__)
 
 
 class DataNode:
-    def __init__(self, wal: Log, meta: MetaStore, objects: ObjectStore, ids: IdAllocator, index_threads: int = 1,
+    def __init__(self, wal: Log, meta: MetaStore, objects: ObjectStore, ids: IdSource, index_threads: int = 1,
                  truncate: bool = True):
         """``truncate``: discard flushed records from the log. Only where every reader of the log
         is in this process (standalone); in a cluster, query nodes that follow the channels may
@@ -124,18 +125,18 @@ class DataNode:
                 self.log.drop_channel(channel)
         self.meta.txn(delete_prefixes=[index_builds.collection_prefix(info.id)])
 
-    def forget_index_builds(self, collection_id: int, index_ids) -> None:
+    def forget_index_builds(self, collection_id: int, index_ids: Iterable[int]) -> None:
         """A dropped index's build records go with it (a new index gets a new id and builds afresh)."""
         self.meta.txn(delete_prefixes=[index_builds.index_prefix(collection_id, i) for i in index_ids])
 
     def drop_partition(self, info: CollectionInfo, partition_id: int) -> None:
         for channel in info.channels:
             with self._locks[channel]:
-                keys = [k for k, v in self.meta.scan(f"seg/{info.id}/{channel}/")
-                        if json.loads(v)["partition_id"] == partition_id]
-                for k in keys:
-                    self.objects.delete_prefix(json.loads(self.meta.get(k))["prefix"])
-                self.meta.txn(deletes=keys)
+                doomed = {k: seg for k, v in self.meta.scan(f"seg/{info.id}/{channel}/")
+                          if (seg := json.loads(v))["partition_id"] == partition_id}
+                for seg in doomed.values():
+                    self.objects.delete_prefix(seg["prefix"])
+                self.meta.txn(deletes=list(doomed))
 
 
 def _chunks(recs: list[InsertRecord], field) -> list[np.ndarray]:

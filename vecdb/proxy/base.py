@@ -14,25 +14,24 @@ from prometheus_client import Counter, Histogram
 from pymilvus.grpc_gen import common_pb2
 
 from vecdb import errors
-from vecdb.coord.catalog import DEFAULT_PARTITION, Catalog, CollectionInfo
-from vecdb.coord.tso import IdAllocator, TimestampOracle
-from vecdb.datanode.node import DataNode
+from vecdb.coord.catalog import DEFAULT_PARTITION, CollectionInfo
 from vecdb.proxy import status
 from vecdb.proxy.writer import ShardWriter
-from vecdb.querynode.node import QueryNode
+from vecdb.roles import CatalogRole, DataNodeRole, IdSource, QueryNodeRole, TimestampSource
 from vecdb.schema import DataType
 
 
 @dataclass
 class Roles:
-    """What the proxy talks to. Standalone wires in-process objects; a cluster, RPC clients."""
+    """What the proxy talks to. Standalone wires in-process objects; a cluster, RPC clients
+    (the contracts: ``vecdb.roles``)."""
 
-    catalog: Catalog
-    tso: TimestampOracle
-    ids: IdAllocator
+    catalog: CatalogRole
+    tso: TimestampSource
+    ids: IdSource
     writer: ShardWriter
-    querynode: QueryNode
-    datanode: DataNode
+    querynode: QueryNodeRole
+    datanode: DataNodeRole
     max_request_bytes: int = 64 << 20
     max_query_window: int = 16384
     # background work of the proxy (automatic seals); shut down with the server

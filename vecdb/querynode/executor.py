@@ -7,7 +7,7 @@ in distance are broken by primary key so results (and iterators) are stable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +15,7 @@ import numpy as np
 from vecdb.index import brute_force_search, create_index, is_similarity
 from vecdb.index.bruteforce import merge_topk
 from vecdb.querynode.shard import SegmentView
+from vecdb.roles import RowFilter
 from vecdb.schema import FieldSchema
 
 
@@ -34,7 +35,7 @@ class SegmentColumns(Mapping):
         return len(self._view.segment.column_names())
 
 
-def valid_mask(view: SegmentView, ts: int, flt) -> np.ndarray | None:
+def valid_mask(view: SegmentView, ts: int, flt: RowFilter | None) -> np.ndarray | None:
     """Rows of the view a read may return; None when every row qualifies (no mask to apply)."""
     mask = view.segment.visible(ts, view.n)
     if flt is None:
@@ -61,7 +62,7 @@ class SearchSpec:
     index_type: str = "FLAT"
     radius: float | None = None
     range_filter: float | None = None
-    flt: object = None
+    flt: RowFilter | None = None
     ts: int = 0
 
 
@@ -75,7 +76,7 @@ class Hits:
     columns: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _segment_search(view: SegmentView, spec: SearchSpec, k: int, mask: np.ndarray):
+def _segment_search(view: SegmentView, spec: SearchSpec, k: int, mask: np.ndarray | None):
     seg = view.segment
     index = seg.indexes.get(spec.field.name) if seg.sealed else None
     if spec.radius is not None:
@@ -122,7 +123,7 @@ def _pad_ranges(per_query, k: int, metric: str):
     return d, o
 
 
-def search(views: list[SegmentView], spec: SearchSpec, pk_name: str, output_fields: list[str]) -> Hits:
+def search(views: list[SegmentView], spec: SearchSpec, pk_name: str, output_fields: Sequence[str]) -> Hits:
     nq = len(spec.queries)
     k = spec.limit + spec.offset
     hit_views, dists, offs = [], [], []
@@ -206,6 +207,7 @@ def gather(views: list[SegmentView], seg_idx: np.ndarray | None, offsets: np.nda
         return np.empty(0)
     if len(views) == 1:
         return views[0].segment.column(name, views[0].n)[offsets]
+    assert seg_idx is not None, "several views need the segment index of each row"
     proto = views[0].segment.column(name, 0)
     out = np.empty((len(offsets),) + proto.shape[1:], proto.dtype)
     for i in np.unique(seg_idx).tolist():
@@ -214,7 +216,7 @@ def gather(views: list[SegmentView], seg_idx: np.ndarray | None, offsets: np.nda
     return out
 
 
-def query(views: list[SegmentView], ts: int, flt, output_fields: list[str], pk_name: str,
+def query(views: list[SegmentView], ts: int, flt: RowFilter | None, output_fields: Sequence[str], pk_name: str,
           limit: int | None, offset: int) -> dict[str, np.ndarray]:
     """Rows passing the filter; sorted by primary key when a limit or offset applies."""
     seg_idx, offs = [], []
@@ -242,7 +244,7 @@ def _empty_like(views, name):
     return np.empty(0)
 
 
-def count(views: list[SegmentView], ts: int, flt) -> int:
+def count(views: list[SegmentView], ts: int, flt: RowFilter | None) -> int:
     total = 0
     for v in views:
         mask = valid_mask(v, ts, flt)

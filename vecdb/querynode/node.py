@@ -11,6 +11,7 @@ import logging
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -27,6 +28,7 @@ from vecdb.querynode import executor
 from vecdb.querynode.segment import Segment
 from vecdb.querynode.shard import SegmentView, Shard
 from vecdb.records import InsertRecord, Record, decode
+from vecdb.roles import RowFilter
 from vecdb.storage.base import Log, MetaStore, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -378,7 +380,8 @@ class QueryNode:
             raise errors.CollectionNotLoaded(f"collection not loaded[collection={info.name}]")
         return coll
 
-    def search(self, info, spec: executor.SearchSpec, partition_ids, output_fields) -> executor.Hits:
+    def search(self, info: CollectionInfo, spec: executor.SearchSpec, partition_ids: set[int] | None,
+               output_fields: Sequence[str]) -> executor.Hits:
         coll = self._collection(info)
         views = coll.snapshot(partition_ids)
         hits = executor.search(views, spec, info.schema.primary_field.name, output_fields)
@@ -387,17 +390,18 @@ class QueryNode:
                 hits.columns[name] = empty_column(info.schema.field(name), 0)
         return hits
 
-    def query(self, info, ts, flt, partition_ids, output_fields, limit, offset) -> dict[str, np.ndarray]:
+    def query(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
+              output_fields: Sequence[str], limit: int | None, offset: int) -> dict[str, np.ndarray]:
         coll = self._collection(info)
         views = coll.snapshot(partition_ids)
         if not views:
             return {n: empty_column(info.schema.field(n), 0) for n in output_fields}
         return executor.query(views, ts, flt, output_fields, info.schema.primary_field.name, limit, offset)
 
-    def count(self, info, ts, flt, partition_ids) -> int:
+    def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None) -> int:
         return executor.count(self._collection(info).snapshot(partition_ids), ts, flt)
 
-    def num_rows(self, info) -> int:
+    def num_rows(self, info: CollectionInfo) -> int:
         coll = self.collections.get(info.id)
         return sum(len(s.pk_index) for s in coll.shards) if coll else 0
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from vecdb.columns import default_column, empty_column
+from vecdb.index.base import VectorIndex
 from vecdb.schema import CollectionSchema
 from vecdb.timestamp import MAX_TIMESTAMP
 
@@ -32,10 +33,10 @@ class Segment:
         self.n = 0
         self.max_ts = 0  # newest row timestamp
         self.min_del_ts = MAX_TIMESTAMP  # oldest delete timestamp: rows are all visible before it
-        self.indexes: dict[str, object] = {}  # field name -> VectorIndex (sealed segments)
+        self.indexes: dict[str, VectorIndex] = {}  # field name -> VectorIndex (sealed segments)
         # Interim indexes over a prefix of the rows, built in the background while the segment
         # grows (and until its sealed index is ready); the rest is searched exactly.
-        self.growing_indexes: dict[str, object] = {}
+        self.growing_indexes: dict[str, VectorIndex] = {}
         self.index_lock = threading.Lock()
         self._cols = {f.name: empty_column(f, capacity) for f in schema.fields}
         self._ts = np.empty(capacity, np.uint64)

@@ -9,19 +9,22 @@ and template values and are compiled again on the node (against the node's copy 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from vecdb import errors
-from vecdb.coord.catalog import read_collection
+from vecdb.coord.catalog import CollectionInfo, read_collection
 from vecdb.expr.filter import compile_filter
 from vecdb.querynode.executor import Hits, SearchSpec
 from vecdb.querynode.node import QueryNode
+from vecdb.roles import RowFilter
 from vecdb.rpc import Client, serve
 
 _COL = "col."  # prefix of output columns among a reply's arrays
 
 
-def _flt_meta(flt) -> dict:
+def _flt_meta(flt: RowFilter | None) -> dict:
     return {} if flt is None else {"expr": flt.expr, "template": flt.template}
 
 
@@ -107,11 +110,13 @@ class RemoteQueryNode:
         self._client = Client(address, "querynode", timeout)
 
     @staticmethod
-    def _common(info, ts, flt, partition_ids, wait) -> dict:
+    def _common(info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
+                wait: dict[str, int] | None) -> dict:
         return {"collection_id": info.id, "ts": int(ts), **_flt_meta(flt),
                 "partition_ids": None if partition_ids is None else sorted(partition_ids), "wait": wait or {}}
 
-    def search(self, info, spec: SearchSpec, partition_ids, output_fields, wait: dict | None = None) -> Hits:
+    def search(self, info: CollectionInfo, spec: SearchSpec, partition_ids: set[int] | None,
+               output_fields: Sequence[str], wait: dict[str, int] | None = None) -> Hits:
         meta = self._common(info, spec.ts, spec.flt, partition_ids, wait)
         meta.update(field=spec.field.name, limit=spec.limit, offset=spec.offset, metric=spec.metric,
                     params=spec.params, index_type=spec.index_type, radius=spec.radius,
@@ -120,26 +125,28 @@ class RemoteQueryNode:
         cols = {k[len(_COL):]: v for k, v in arrays.items() if k.startswith(_COL)}
         return Hits(out["topks"], arrays["pks"], arrays["scores"], cols)
 
-    def query(self, info, ts, flt, partition_ids, output_fields, limit, offset,
-              wait: dict | None = None) -> dict[str, np.ndarray]:
+    def query(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
+              output_fields: Sequence[str], limit: int | None, offset: int,
+              wait: dict[str, int] | None = None) -> dict[str, np.ndarray]:
         meta = self._common(info, ts, flt, partition_ids, wait)
         meta.update(output_fields=list(output_fields), limit=limit, offset=offset)
         _, arrays = self._client.call("Query", meta)
         return {k[len(_COL):]: v for k, v in arrays.items() if k.startswith(_COL)}
 
-    def count(self, info, ts, flt, partition_ids, wait: dict | None = None) -> int:
+    def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
+              wait: dict[str, int] | None = None) -> int:
         return self._client.call("Count", self._common(info, ts, flt, partition_ids, wait))[0]["count"]
 
-    def load(self, info) -> None:
+    def load(self, info: CollectionInfo) -> None:
         self._client.call("Load", {"collection_id": info.id})
 
     def loaded(self) -> list[int]:
         return self._client.call("Loaded")[0]["collection_ids"]
 
-    def refresh_info(self, info) -> None:
+    def refresh_info(self, info: CollectionInfo) -> None:
         self._client.call("Refresh", {"collection_id": info.id})
 
-    def schedule_indexes(self, info) -> None:
+    def schedule_indexes(self, info: CollectionInfo) -> None:
         self._client.call("ScheduleIndexes", {"collection_id": info.id})
 
     def drop_partition(self, collection_id: int, partition_id: int) -> None:
@@ -151,7 +158,7 @@ class RemoteQueryNode:
     def index_state(self, collection_id: int, field_name: str) -> tuple[int, int]:
         return tuple(self._client.call("IndexState", {"collection_id": collection_id, "field": field_name})[0]["state"])
 
-    def segment_infos(self, info) -> list[dict]:
+    def segment_infos(self, info: CollectionInfo) -> list[dict]:
         return self._client.call("SegmentInfos", {"collection_id": info.id})[0]["segments"]
 
     def release(self, collection_id: int) -> None:

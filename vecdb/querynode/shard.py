@@ -9,6 +9,7 @@ at most one visible row at any snapshot (last write wins; upsert is the same).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +43,7 @@ class Shard:
         self.applied_position = 0
         self.applied_ts = 0
         self._next_slot = 0
-        self.on_seal = None  # callback(shard, segments) for index building
+        self.on_seal: Callable[[Shard, list[Segment]], None] | None = None  # for index building
 
     # --- writes -----------------------------------------------------------
     def apply(self, position: int, record: Record) -> None:

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent import futures
+from typing import Any
 
 import grpc
 import numpy as np
@@ -81,8 +82,9 @@ class Client:
             return m
 
     def call(self, name: str, meta: dict | None = None, arrays: dict | None = None,
-             timeout: float | None = None) -> tuple[object, dict[str, np.ndarray]]:
-        """Returns (the handler's meta result, its arrays); re-raises the handler's VecdbError."""
+             timeout: float | None = None) -> tuple[Any, dict[str, np.ndarray]]:
+        """Returns (the handler's meta result, its arrays); re-raises the handler's VecdbError. The
+        result is what the handler returned, decoded (JSON-like values): typed by its caller."""
         try:
             reply = self._method(name)(pack(meta, arrays), timeout=timeout or self.timeout)
         except grpc.RpcError as e:

@@ -1,0 +1,184 @@
+"""The role contracts: what the proxy (and the data node) call on the other roles.
+
+Standalone wires the in-process roles (``QueryNode``, ``DataNode``, ``TimestampOracle``,
+``IdAllocator``, ``Catalog``); a cluster proxy wires their remote clients (``QueryNodeRouter``
+over ``RemoteQueryNode``s, ``RemoteTimestampOracle``, ``RemoteIdAllocator``). Callers type
+against these Protocols, so where a role lives is not their business.
+
+mypy checks the types where the roles are wired (``Roles``); tests/unit/test_role_contracts.py
+checks that every implementation has every method with the same parameter names and kinds
+(``isinstance`` on a Protocol would only check names). An implementation may add trailing
+parameters with defaults: ``RemoteQueryNode``'s reads take ``wait`` (the log positions a Strong
+read must see applied first), which the router passes and the proxy never does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from vecdb.coord.catalog_model import CollectionInfo
+    from vecdb.querynode.executor import Hits, SearchSpec
+
+
+class TimestampSource(Protocol):
+    """Hybrid timestamps (``vecdb.timestamp``: physical ms << 18 | logical)."""
+
+    def allocate(self, count: int = 1) -> int:
+        """The first of ``count`` consecutive timestamps, each larger than every one handed out
+        before, by any process of the cluster, across restarts and coord failovers."""
+        ...
+
+
+class IdSource(Protocol):
+    """Cluster-unique int64 ids: collection, partition and index ids, auto_id primary keys."""
+
+    def allocate(self, count: int = 1) -> int:
+        """The first of ``count`` consecutive ids, none of them handed out before."""
+        ...
+
+
+class RowFilter(Protocol):
+    """A boolean expression over a segment's rows (``vecdb.expr.filter.Filter``, or the proxy's
+    primary-key filter). ``expr`` and ``template`` are its source, which a remote query node
+    compiles again; ``fields`` the columns ``evaluate`` reads."""
+
+    @property
+    def expr(self) -> str: ...
+
+    @property
+    def template(self) -> dict | None: ...
+
+    @property
+    def fields(self) -> frozenset[str]: ...
+
+    def evaluate(self, columns: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+        """A new bool mask of length ``n``; only the names in ``fields`` are read from ``columns``."""
+        ...
+
+
+class QueryNodeRole(Protocol):
+    """Loads collections and answers reads over them.
+
+    Reads see every row written at or before ``ts`` (a search's ``spec.ts``) and not deleted
+    by then. ``partition_ids`` None means every partition; ``limit`` None means no limit.
+    Search results are ordered closest first per query: ascending distance, or descending
+    similarity for IP and COSINE (``vecdb.index.base``)."""
+
+    def load(self, info: CollectionInfo) -> None: ...
+
+    def release(self, collection_id: int) -> None: ...
+
+    def is_loaded(self, collection_id: int) -> bool: ...
+
+    def refresh_info(self, info: CollectionInfo) -> None:
+        """Take a loaded collection's new description (indexes, properties, partitions)."""
+        ...
+
+    def schedule_indexes(self, info: CollectionInfo) -> None:
+        """Build the collection's indexes on the loaded sealed segments that lack them."""
+        ...
+
+    def drop_partition(self, collection_id: int, partition_id: int) -> None: ...
+
+    def search(self, info: CollectionInfo, spec: SearchSpec, partition_ids: set[int] | None,
+               output_fields: Sequence[str]) -> Hits: ...
+
+    def query(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
+              output_fields: Sequence[str], limit: int | None, offset: int) -> dict[str, np.ndarray]: ...
+
+    def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None) -> int: ...
+
+    def growing_rows(self, channel: str) -> int:
+        """Rows of the channel not yet sealed (the proxy's seal policy)."""
+        ...
+
+    def index_state(self, collection_id: int, field_name: str) -> tuple[int, int]:
+        """(rows indexed or needing no index, total rows) of the loaded collection's field."""
+        ...
+
+    def segment_infos(self, info: CollectionInfo) -> list[dict[str, Any]]: ...
+
+
+class IndexBuilder(Protocol):
+    """Builds the index files of persisted segments (for collections no query node has loaded)."""
+
+    def schedule(self, info: CollectionInfo) -> None: ...
+
+    def state(self, info: CollectionInfo, field_name: str) -> tuple[int, int]:
+        """(rows indexed or needing no index, total rows) over the persisted segments."""
+        ...
+
+    def failures(self, info: CollectionInfo, index_id: int) -> list[dict[str, Any]]: ...
+
+    def settle(self, collection_id: int) -> None:
+        """Drop the builds not started yet and wait for the running ones."""
+        ...
+
+
+class DataNodeRole(Protocol):
+    """Persists the log into segments in the object store and keeps their metadata."""
+
+    @property
+    def indexer(self) -> IndexBuilder: ...
+
+    def persist(self, info: CollectionInfo, channel: str, upto: int) -> list[dict[str, Any]]:
+        """Persist the channel's records after its checkpoint up to position ``upto``; the new
+        segments' infos."""
+        ...
+
+    def segments(self, info: CollectionInfo) -> list[dict[str, Any]]: ...
+
+    def drop_collection(self, info: CollectionInfo) -> None: ...
+
+    def drop_partition(self, info: CollectionInfo, partition_id: int) -> None: ...
+
+    def forget_index_builds(self, collection_id: int, index_ids: Iterable[int]) -> None: ...
+
+
+class CatalogRole(Protocol):
+    """Databases, collections, partitions, aliases and indexes. When a write returns, every
+    proxy's catalog reads it (``vecdb.coord.catalog``)."""
+
+    def create_database(self, name: str, db_id: int, ts: int, properties: dict[str, str]) -> None: ...
+
+    def drop_database(self, name: str) -> None: ...
+
+    def list_databases(self) -> list[str]: ...
+
+    def database(self, name: str) -> dict[str, Any]: ...
+
+    def alter_database(self, name: str, properties: dict[str, str]) -> None: ...
+
+    def get(self, db: str, name: str) -> CollectionInfo:
+        """By name or alias; raises CollectionNotFound."""
+        ...
+
+    def get_by_id(self, collection_id: int) -> CollectionInfo: ...
+
+    def exists(self, db: str, name: str) -> bool: ...
+
+    def list_collections(self, db: str) -> list[CollectionInfo]: ...
+
+    def add_collection(self, info: CollectionInfo) -> None: ...
+
+    def save(self, info: CollectionInfo) -> None: ...
+
+    def drop_collection(self, info: CollectionInfo) -> None: ...
+
+    def rename_collection(self, info: CollectionInfo, new_db: str, new_name: str) -> None: ...
+
+    def create_alias(self, db: str, alias: str, collection: str) -> None: ...
+
+    def alter_alias(self, db: str, alias: str, collection: str) -> None: ...
+
+    def drop_alias(self, db: str, alias: str) -> None: ...
+
+    def describe_alias(self, db: str, alias: str) -> CollectionInfo: ...
+
+    def aliases_of(self, info: CollectionInfo) -> list[str]: ...
+
+    def list_aliases(self, db: str, collection: str | None) -> list[str]: ...
