@@ -6,6 +6,7 @@ Environment variables are ``VECDB_<SECTION>__<KEY>``, e.g. ``VECDB_PROXY__PORT=1
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -54,12 +55,11 @@ class Settings(BaseModel):
     http: HttpSettings = HttpSettings()
 
 
-def load_settings(path: str | None = None, env: dict[str, str] | None = None) -> Settings:
+def load_settings(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
     data: dict = {}
     if path:
         data = yaml.safe_load(Path(path).read_text()) or {}
-    env = os.environ if env is None else env
-    for key, value in env.items():
+    for key, value in (os.environ if env is None else env).items():
         if not key.startswith("VECDB_") or "__" not in key:
             continue
         section, _, name = key[len("VECDB_"):].lower().partition("__")

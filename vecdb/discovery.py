@@ -61,6 +61,7 @@ class SessionWatch:
         for ev in events:
             node_id = ev.key[len(self.prefix):]
             if ev.kind == PUT:
+                assert ev.value is not None, "a put carries its value"
                 self._join(node_id, ev.value)
             else:
                 self._leave(node_id)

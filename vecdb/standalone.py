@@ -12,6 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from http.server import ThreadingHTTPServer
+
+import grpc
 
 from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
@@ -33,10 +36,10 @@ class Standalone:
         self.backends = open_backends(settings.storage)
         self.meta, self.objects, self.wal = self.backends.meta, self.backends.objects, self.backends.log
         self._stopped = threading.Event()
-        self.server = None
+        self.server: grpc.Server | None = None
         self.port = 0
-        self.http = None
-        self.session = None
+        self.http: ThreadingHTTPServer | None = None
+        self.session: Session | None = None
         try:
             self._open_roles(settings)
         except BaseException:
@@ -97,5 +100,6 @@ class Standalone:
         self.roles.background.shutdown(wait=True, cancel_futures=True)
         self.querynode.close()
         self.datanode.close()
-        self.session.close()
+        if self.session is not None:
+            self.session.close()
         self.backends.close()

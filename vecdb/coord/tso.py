@@ -41,6 +41,12 @@ class _ReservedBound:
                                   f"session ({', '.join(self._fence) or 'none'}) ended; it hands out no more")
         self._raw, self.value = raw, value
 
+    @property
+    def end(self) -> int:
+        """``value`` once this holder moved it (each allocator does in its constructor)."""
+        assert self.value is not None, "moved in the constructor"
+        return self.value
+
 
 class TimestampOracle:
     def __init__(self, meta: MetaStore, window_ms: int = 3000, fence: dict[str, bytes] | None = None):
@@ -61,7 +67,7 @@ class TimestampOracle:
             if (candidate & LOGICAL_MASK) + count > LOGICAL_MASK:
                 candidate = compose(physical_ms(candidate) + 1, 0)
             last = candidate + count - 1
-            if physical_ms(last) >= self._bound.value:  # reserve before handing out (raises if fenced off)
+            if physical_ms(last) >= self._bound.end:  # reserve before handing out (raises if fenced off)
                 self._bound.move_to(physical_ms(last) + self._window)
             self._last = last
             return candidate
@@ -85,7 +91,7 @@ class IdAllocator:
     def allocate(self, count: int = 1) -> int:
         """Return the first of ``count`` consecutive ids."""
         with self._lock:
-            if self._next + count > self._bound.value:
+            if self._next + count > self._bound.end:
                 self._bound.move_to(self._next + max(self._window, count))
             first = self._next
             self._next += count

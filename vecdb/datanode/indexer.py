@@ -55,8 +55,8 @@ class SegmentIndexer:
 
     def _targets(self, info: CollectionInfo, segments: list[tuple[str, dict]]):
         """(index info, field, channel, segment info, key) of every segment index ``info`` calls for."""
-        fields = [(idx, info.schema.field(idx.field_name)) for idx in info.indexes]
-        fields = [(idx, f) for idx, f in fields if f is not None and f.dtype.is_vector and file_built(idx.index_type)]
+        fields = [(idx, f) for idx in info.indexes if (f := info.schema.field(idx.field_name)) is not None
+                  and f.dtype.is_vector and file_built(idx.index_type)]
         for channel, seg in segments:
             if seg["num_rows"] < sf.MIN_ROWS_FOR_INDEX:
                 continue

@@ -19,7 +19,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import numpy as np
 
@@ -34,11 +34,12 @@ def segment_prefix(collection_id: int, channel: str, position: int, partition_id
 
 
 def write_segment(store: ObjectStore, prefix: str, schema: CollectionSchema,
-                  columns: dict[str, np.ndarray | list[np.ndarray]], ts: np.ndarray) -> None:
+                  columns: Mapping[str, np.ndarray | list[np.ndarray]], ts: np.ndarray) -> None:
     """A column is an array or a list of arrays (row chunks, e.g. one per insert batch): chunks of a
     fixed-width column are streamed into one .npy file, never concatenated in memory."""
     for f in schema.fields:
-        chunks = columns[f.name] if isinstance(columns[f.name], list) else [columns[f.name]]
+        column = columns[f.name]
+        chunks = column if isinstance(column, list) else [column]
         if chunks[0].dtype == object:
             col = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
             store.put(f"{prefix}{f.field_id}.vcol", encode_columns({"v": col}, len(col)))

@@ -148,8 +148,8 @@ class EtcdMetaStore:
         dels += [(k, b"") for k in del_keys if k not in put_keys and not any(lo <= k < hi for lo, hi in merged)]
         ops: list = [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=lo, range_end=hi))
                      for lo, hi in sorted(dels)]  # disjoint: in key order, so are the delete events
-        for k, v in put_keys.items():
-            ops.append(rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=v, lease=lease or 0)))
+        for key, value in put_keys.items():
+            ops.append(rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease or 0)))
         if not ops and not compare:
             return True
         if len(ops) + len(compare) > self.max_txn_ops:

@@ -180,6 +180,7 @@ class EtcdWatcher:
                 pass
 
     async def _stop(self) -> None:
+        assert self._task is not None, "stopped only once started"
         self._task.cancel()
         await asyncio.wait([self._task])
 

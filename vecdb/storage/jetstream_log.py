@@ -390,7 +390,7 @@ class JetStreamFollower:
                 if self._closed:
                     raise IoFailed("follower is closed")
                 if self._buffer:
-                    out = []
+                    out: list[tuple[int, bytes]] = []
                     while self._buffer and len(out) < max_records:
                         pos, payload = self._buffer.popleft()
                         if pos > self.position:

@@ -43,6 +43,7 @@ def check_payload(payload) -> bytes:
 def payload_parts(data) -> Iterator[memoryview]:
     """An object's bytes as buffers in order: ``data`` is one bytes-like object or an iterable of
     them (parts are streamed, so a large object never has to be one buffer in memory)."""
+    parts: Iterable
     if isinstance(data, (bytes, bytearray, memoryview)):
         parts = (data,)
     elif isinstance(data, str) or not isinstance(data, Iterable):

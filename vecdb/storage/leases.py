@@ -12,6 +12,9 @@ The stores call a ``LeaseTable`` under their own lock; it is not thread-safe by 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from typing import Any
 
 from vecdb.errors import InvalidParameter, LeaseExpired
 
@@ -91,6 +94,12 @@ class LeaseTable:
 class LeaseMethods:
     """``grant_lease``/``renew_lease``/``revoke_lease`` for an in-process store with ``_lock``,
     ``_leases`` (a ``LeaseTable``), ``_check_open()`` and ``_forget(keys)`` (drop keys from memory)."""
+
+    # what the store provides (declared, not defined: a definition here would shadow the store's)
+    _lock: AbstractContextManager[Any]
+    _leases: LeaseTable
+    _check_open: Callable[[], None]
+    _forget: Callable[[Iterable[str]], None]
 
     def _live(self) -> None:
         """Under the lock: refuse when closed; forget the keys of expired leases."""

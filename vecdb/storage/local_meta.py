@@ -151,17 +151,17 @@ class LocalMetaStore(FeedMethods, LeaseMethods):
             data = b""
         except OSError as e:
             raise IoFailed(f"cannot read {jpath}: {e}") from e
-        res = framing.scan(data, jpath, 1)
-        if res.torn:
+        scan = framing.scan(data, jpath, 1)
+        if scan.torn:
             log.warning("metadata journal %s: cutting %d bytes of torn tail at offset %d",
-                        jpath, len(data) - res.end, res.end)
-        for _, a, b in res.records:
+                        jpath, len(data) - scan.end, scan.end)
+        for _, a, b in scan.records:
             self._apply(_decode_ops(data[a:b], jpath))
         try:
             self._fd = os.open(jpath, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as e:
             raise IoFailed(f"cannot open {jpath}: {e}") from e
-        self._seq = len(res.records)
+        self._seq = len(scan.records)
         self._journal_size = len(data)
         self._feed.restore(self._stored_revision)
         if data or self._snapshot_size == 0:
@@ -184,11 +184,12 @@ class LocalMetaStore(FeedMethods, LeaseMethods):
             os.replace(tmp, self._path(SNAPSHOT))
             fsync_dir(self._dir)
             self._snapshot_size = len(record)
-            os.ftruncate(self._fd, 0)
+            journal = self._journal_fd()
+            os.ftruncate(journal, 0)
             # the next record must be seq 1 at offset 0 whatever happens next
             self._journal_size = 0
             self._seq = 0
-            datasync(self._fd)
+            datasync(journal)
         except OSError as e:
             raise IoFailed(f"metadata compaction in {self._dir} failed: {e}") from e
 
@@ -275,12 +276,13 @@ class LocalMetaStore(FeedMethods, LeaseMethods):
     def _write(self, payload: bytes) -> None:
         """Under the lock: append one durable journal record."""
         record = framing.encode(self._seq + 1, payload)
+        journal = self._journal_fd()
         try:
-            write_all(self._fd, record)
-            datasync(self._fd)
+            write_all(journal, record)
+            datasync(journal)
         except OSError as e:
             try:
-                os.ftruncate(self._fd, self._journal_size)
+                os.ftruncate(journal, self._journal_size)
             except OSError:
                 pass
             raise IoFailed(f"metadata journal write failed: {e}") from e
@@ -332,6 +334,11 @@ class LocalMetaStore(FeedMethods, LeaseMethods):
     def _check_open(self) -> None:
         if self._closed:
             raise IoFailed("metadata store is closed")
+
+    def _journal_fd(self) -> int:
+        """Under the lock, once opened and until closed: the journal's file descriptor."""
+        assert self._fd is not None, "the journal is open from the constructor until close"
+        return self._fd
 
     def close(self) -> None:
         with self._lock:

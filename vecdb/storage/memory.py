@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any
 
 from vecdb.errors import IoFailed, KeyNotFound, LeaseExpired
 from vecdb.storage.follow import AppendSignal, PollingFollower
@@ -29,7 +31,7 @@ from vecdb.storage.watch import WATCH_BACKLOG, ChangeFeed, FeedMethods
 
 class _Closable:
     def __init__(self) -> None:
-        self._lock = threading.RLock()
+        self._lock: AbstractContextManager[Any] = threading.RLock()
         self._closed = False
 
     def _check_open(self) -> None:

@@ -180,6 +180,7 @@ class S3ObjectStore:
         raise IoFailed(f"object {key!r} kept changing while it was fetched")
 
     def _cache_stem(self, key: str) -> str:
+        assert self.cache_dir is not None, "only with a cache"
         h = hashlib.sha1(key.encode()).hexdigest()
         return os.path.join(self.cache_dir, h[:2], h)
 
@@ -191,7 +192,7 @@ class S3ObjectStore:
     def list(self, prefix: str) -> list[str]:
         check_prefix(prefix)
         self._check_open()
-        keys = []
+        keys: list[str] = []
         try:
             pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
             for page in pages:

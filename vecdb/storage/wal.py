@@ -146,8 +146,8 @@ class WalLog:
         first = firsts[-1]
         path = ch.path(first)
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            with open(path, "rb") as fh:
+                data = fh.read()
             res = framing.scan(data, path, first)
             if res.torn:
                 log.warning(
@@ -253,11 +253,13 @@ class WalLog:
         ch.files.append(first)
 
     def _write(self, ch: _Channel, data: bytearray) -> None:
+        fd = ch.fd
+        assert fd is not None, "appends go to an open channel"
         try:
-            write_all(ch.fd, data)
+            write_all(fd, data)
         except OSError as e:
             try:  # keep the file a run of whole records
-                os.ftruncate(ch.fd, ch.size)
+                os.ftruncate(fd, ch.size)
             except OSError:
                 ch.failed = e
             raise IoFailed(f"WAL write to channel {ch.name!r} failed: {e}") from e
@@ -277,6 +279,7 @@ class WalLog:
                 continue
             ch.syncing = True
             upto, fd = ch.last, ch.fd
+            assert fd is not None, "neither closed nor dropped: the channel has its file"
             ch.cond.release()
             err = None
             try:

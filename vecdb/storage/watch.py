@@ -13,7 +13,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from contextlib import AbstractContextManager
+from typing import Any, NamedTuple
 
 from vecdb.errors import InvalidParameter, IoFailed
 from vecdb.storage.keys import check_prefix
@@ -121,7 +122,7 @@ class ChangeFeed:
             raise WatchCompacted(f"the watcher fell more than {self.backlog} changes behind "
                                  "(its events are no longer kept): scan again and watch from the scan's revision + 1")
         events = self._events
-        out = []
+        out: list[WatchEvent] = []
         for i in range(bisect.bisect_right(events, after, key=_revision), len(events)):
             ev = events[i]
             if len(out) >= max_events and ev.revision != out[-1].revision:
@@ -173,6 +174,11 @@ class FeedWatcher:
 class FeedMethods:
     """``watch`` for an in-process store with ``_lock``, ``_feed`` (a ``ChangeFeed``) and ``_live()``
     (``leases.LeaseMethods``)."""
+
+    # what the store provides (declared, not defined: a definition here would shadow the store's)
+    _lock: AbstractContextManager[Any]
+    _feed: ChangeFeed
+    _live: Callable[[], None]
 
     def watch(self, prefix: str, start_revision: int | None = None) -> FeedWatcher:
         check_prefix(prefix)
