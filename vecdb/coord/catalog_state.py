@@ -18,6 +18,7 @@ import itertools
 import json
 import logging
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from vecdb.coord.catalog_model import CollectionInfo
@@ -87,14 +88,15 @@ class CatalogState:
     def apply(self, events: list[WatchEvent]) -> None:
         """Watch events in revision order. A revision whose catalog version this state already has
         (the catalog's own change, applied when it committed) is skipped."""
-        for _, group in itertools.groupby(events, key=lambda ev: ev.revision):
-            group = list(group)
+        for _, same_revision in itertools.groupby(events, key=lambda ev: ev.revision):
+            group = list(same_revision)
             seen = next((ev.value for ev in group if ev.key == VERSION_KEY and ev.kind == PUT), None)
             skip = seen is not None and _int(seen, VERSION_KEY) <= self.version
             for ev in group:
                 if skip and is_catalog_key(ev.key):
                     continue
                 if ev.kind == PUT:
+                    assert ev.value is not None, "a put carries its value"
                     self.put(ev.key, ev.value)
                 else:
                     self.delete(ev.key)
@@ -131,7 +133,8 @@ class CatalogState:
         elif key.startswith(DB_PREFIX):
             self.databases.pop(key[len(DB_PREFIX):], None)
         elif key.startswith(ALIAS_PREFIX):
-            self.aliases.pop(tuple(key[len(ALIAS_PREFIX):].split("/", 1)), None)
+            db, _, alias = key[len(ALIAS_PREFIX):].partition("/")
+            self.aliases.pop((db, alias), None)
         elif key.startswith(PROXY_SESSIONS):
             self.proxies.discard(key[len(PROXY_SESSIONS):])
             self.gone.add(key[len(PROXY_SESSIONS):])
@@ -155,7 +158,7 @@ class CatalogState:
         self.collections.pop(cid, None)
         self.raws.pop(cid, None)
 
-    def behind(self, version: int, exclude: str | None, live: set[str] = frozenset()) -> list[str]:
+    def behind(self, version: int, exclude: str | None, live: AbstractSet[str] = frozenset()) -> list[str]:
         """The live proxies (those this state saw, and ``live``, minus ``exclude``) whose catalog has
         not applied ``version``. One in ``live`` whose session this state has seen go is not live."""
         proxies = self.proxies | (live - self.gone)

@@ -182,8 +182,10 @@ class CatalogSync:
 
     def _try(self, n: int, change: Change) -> bool:
         assert all(is_catalog_key(k) for k in [*change.puts, *change.deletes])
+        version = encode_version(n + 1)
+        assert version is not None, "only version 0 is absent"
         try:
-            ok = self.meta.txn(puts={**change.puts, VERSION_KEY: encode_version(n + 1)}, deletes=change.deletes,
+            ok = self.meta.txn(puts={**change.puts, VERSION_KEY: version}, deletes=change.deletes,
                                expect={VERSION_KEY: encode_version(n)})
         except BaseException:  # maybe committed, maybe not: the watch (or the next reload) tells
             for info in change.objects:
@@ -197,9 +199,9 @@ class CatalogSync:
             change.then()
         objects = {info.id: info for info in change.objects}
         for key, value in change.puts.items():
-            info = objects.get(int(key[len(COLL_PREFIX):])) if key.startswith(COLL_PREFIX) else None
-            if info is not None:
-                self.state.install(info, value)
+            obj = objects.get(int(key[len(COLL_PREFIX):])) if key.startswith(COLL_PREFIX) else None
+            if obj is not None:
+                self.state.install(obj, value)
             else:
                 self.state.put(key, value)
         self.state.version = n + 1

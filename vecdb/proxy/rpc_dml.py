@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import logging
 import re
+from collections.abc import Callable
 
 import numpy as np
 from pymilvus.grpc_gen import milvus_pb2
@@ -21,7 +22,7 @@ from vecdb.proxy.fielddata import columns_from_field_data
 from vecdb.proxy.results import ids_proto
 from vecdb.proxy.rpc_collections import db_of
 from vecdb.proxy.templates import template_values
-from vecdb.records import DeleteRecord, InsertRecord, SealRecord
+from vecdb.records import DeleteRecord, InsertRecord, Record, SealRecord
 from vecdb.schema import DataType
 from vecdb.timestamp import physical_ms
 
@@ -162,10 +163,14 @@ class DmlRpcs(ServiceBase):
         if not len(pks):
             return milvus_pb2.MutationResult(status=status.success(), delete_cnt=0)
         shard_of = hash_keys(pks, info.shards_num)
-        builders = {}
+        builders: dict[str, Callable[[int], list[Record]]] = {}
         for s in np.unique(shard_of).tolist():
             sub = pks[shard_of == s]
-            builders[info.channels[s]] = lambda ts, sub=sub: [DeleteRecord(info.id, ts, sub, pid)]
+
+            def deletes(ts: int, sub: np.ndarray = sub) -> list[Record]:
+                return [DeleteRecord(info.id, ts, sub, pid)]
+
+            builders[info.channels[s]] = deletes
         ts, _ = self.r.writer.write(builders)
         return milvus_pb2.MutationResult(status=status.success(), delete_cnt=len(pks), timestamp=ts)
 

@@ -54,6 +54,8 @@ class BadRequestLog(logging.Filter):
         if (record.name, record.msg) not in _PER_REQUEST_TRACEBACKS or not record.exc_info:
             return True
         exc = record.exc_info[1]
+        if exc is None:  # exc_info=(None, None, None): logged outside an except block
+            return True
         kind = (type(exc).__name__, _request_of(exc))
         BAD_REQUESTS.labels(*kind).inc()
         with self._lock:
