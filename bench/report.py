@@ -8,8 +8,9 @@ The input is the results document built by ``bench.run``::
 where each run is ``{"value": knob, "nq1_t8": load, "nq1_t1": load, "nq100": load}``
 (the last two only at the headline knob value) and a load is the dict from
 ``client.search_load``. Targets compare vecdb with Milvus 2.3.5 and the bare
-servicer on the headline index and knob; a target whose inputs are missing
-is reported as SKIP, never as PASS.
+servicer on the headline index and knob, and, where the run had it, the vecdb
+cluster (``vecdb-cluster``) with vecdb standalone; a target whose inputs are
+missing is reported as SKIP, never as PASS.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from __future__ import annotations
 import os
 import re
 
-SYSTEM_ORDER = ["faiss", "bare", "milvus", "vecdb"]
+SYSTEM_ORDER = ["faiss", "bare", "milvus", "vecdb", "vecdb-cluster"]
 SYSTEM_LABEL = {"faiss": "FAISS in-process", "bare": "bare servicer (FAISS)",
-                "milvus": "Milvus 2.3.5", "vecdb": "vecdb"}
+                "milvus": "Milvus 2.3.5", "vecdb": "vecdb", "vecdb-cluster": "vecdb cluster"}
+CLUSTER_RATIO = 0.7  # cluster >= 0.7x standalone's QPS and insert rate (issue 10, on 2 cores)
+CLUSTER_COUNT_MS = 20.0
 NOTES_START, NOTES_END = "<!-- notes -->", "<!-- /notes -->"
 
 
@@ -70,8 +73,12 @@ def merge_docs(docs: list[dict]) -> dict:
     meta = dict(docs[0]["meta"])
     meta["indexes"] = list(meta["indexes"])
     meta["index_specs"] = dict(meta["index_specs"])
+    meta["systems"] = list(meta.get("systems") or [])
     by_key: dict = {}
     for d in docs:
+        meta["systems"] += [s for s in d["meta"].get("systems") or [] if s not in meta["systems"]]
+        if "querynodes" in d["meta"]:
+            meta.setdefault("querynodes", d["meta"]["querynodes"])
         for name in d["meta"]["indexes"]:
             if name not in meta["indexes"]:
                 meta["indexes"].append(name)
@@ -144,7 +151,54 @@ def targets(results: list, index: str, headline, big_nq: int = 100) -> list[dict
             ok = value >= limit if op == ">=" else (value < limit if op == "<" else value <= limit)
             verdict = "PASS" if ok else "FAIL"
         out.append({"target": name, "value": value, "limit": limit, "op": op, "verdict": verdict})
+    if any(r["system"] == "vecdb-cluster" and r["index"] == index for r in results):
+        out += cluster_targets(results, index, headline, big_nq)
     return out
+
+
+def cluster_targets(results: list, index: str, headline, big_nq: int = 100) -> list[dict]:
+    """The cluster (1 proxy, N query nodes) against vecdb standalone on the same run."""
+    c = metrics(_find(results, "vecdb-cluster", index), headline, big_nq)
+    v = metrics(_find(results, "vecdb", index), headline, big_nq)
+    r = CLUSTER_RATIO
+    checks = [
+        (f"cluster QPS nq=1 8 threads >= {r}x standalone", _ratio(c["qps8"], v["qps8"]), r, ">="),
+        (f"cluster nq={big_nq} queries/s >= {r}x standalone", _ratio(c["qps_big"], v["qps_big"]), r, ">="),
+        (f"cluster insert rows/s >= {r}x standalone", _ratio(c["insert_rows_s"], v["insert_rows_s"]), r, ">="),
+        (f"cluster Strong count(*) < {CLUSTER_COUNT_MS:g} ms", c["count_ms"], CLUSTER_COUNT_MS, "<"),
+    ]
+    out = []
+    for name, value, limit, op in checks:
+        verdict = "SKIP" if value is None else (
+            "PASS" if (value >= limit if op == ">=" else value < limit) else "FAIL")
+        out.append({"target": name, "value": value, "limit": limit, "op": op, "verdict": verdict})
+    return out
+
+
+def cluster_ratios(results: list, index: str, headline, big_nq: int = 100) -> dict | None:
+    """cluster / standalone, or None when the run had no cluster result."""
+    c = _find(results, "vecdb-cluster", index)
+    if c is None:
+        return None
+    cm, v = metrics(c, headline, big_nq), metrics(_find(results, "vecdb", index), headline, big_nq)
+    return {"qps8": _ratio(cm["qps8"], v["qps8"]), "qps_big": _ratio(cm["qps_big"], v["qps_big"]),
+            "insert_rows_s": _ratio(cm["insert_rows_s"], v["insert_rows_s"])}
+
+
+def cluster_breakdown(results: list, index: str, headline, big_nq: int = 100) -> list[str]:
+    """Lines: the cluster's CPU per query and peak RSS per process (vecdb roles and backends)."""
+    c = _find(results, "vecdb-cluster", index)
+    run = headline_run(c, headline) or {}
+    lines = []
+    for key, what in (("nq1_t8", "nq=1, 8 threads"), (f"nq{big_nq}", f"nq={big_nq}")):
+        by = (run.get(key) or {}).get("cpu_ms_per_query_by_process")
+        if by:
+            lines.append(f"CPU ms per query by process at {what}: "
+                         + ", ".join(f"{k} {v:.3f}" for k, v in by.items()))
+    rss = (c or {}).get("peak_rss_by_process_mb")
+    if rss:
+        lines.append("peak RSS MiB by process: " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items() if v is not None))
+    return lines
 
 
 def ratios(results: list, index: str, headline, big_nq: int = 100) -> dict:
@@ -229,6 +283,10 @@ def console(doc: dict) -> str:
         rat = ratios(results, index, spec["headline"], big)
         out.append("\nratios vecdb/Milvus: " + _ratios_line(rat["milvus"], big))
         out.append("ratios vecdb/bare:   " + _ratios_line(rat["bare"], big))
+        crat = cluster_ratios(results, index, spec["headline"], big)
+        if crat:
+            out.append("ratios cluster/standalone: " + _ratios_line(crat, big))
+            out += ["cluster " + line for line in cluster_breakdown(results, index, spec["headline"], big)]
         out.append("targets:")
         out += [f"  {t['verdict']:4}  {t['target']}  ({_target_value(t)})"
                 for t in targets(results, index, spec["headline"], big)]
@@ -324,7 +382,12 @@ def markdown(doc: dict, plots: dict, old_text: str = "") -> str:
         "- Systems: **FAISS in-process** (same index, no server; its own process); **bare servicer** "
         "(`bench/bare_server.py`: FAISS inline in the handlers of a sync `grpc.server` with 4 threads on "
         "pymilvus's stubs, no storage: the transport ceiling); **Milvus 2.3.5** standalone; **vecdb** "
-        "standalone (`python -m vecdb standalone`). Servers run with `OMP_WAIT_POLICY=PASSIVE`.",
+        "standalone (`python -m vecdb standalone`)"
+        + ("; **vecdb cluster**: `vecdb coord`, " + str(meta.get("querynodes", 2)) + " `vecdb querynode` and one "
+           "`vecdb proxy` (the client's endpoint), each a process, on NATS JetStream, etcd and moto's S3 server "
+           "on loopback, finding each other through their sessions; its server CPU and peak RSS are sums over "
+           "the vecdb processes (backends listed apart)" if "vecdb-cluster" in (meta.get("systems") or []) else "")
+        + ". Servers run with `OMP_WAIT_POLICY=PASSIVE`.",
         "- Client: pymilvus `MilvusClient` only, every load in a fresh process of its own. "
         f"Insert: {meta['batch']:,}-row batches of row dicts (rows/s = rows / time inside `insert`). "
         "Build = insert + flush + create_index (pymilvus waits for index state Finished) + load (100%) "
@@ -339,6 +402,8 @@ def markdown(doc: dict, plots: dict, old_text: str = "") -> str:
         f"nq={big} with {meta['big_threads']} client threads (FAISS in-process: one caller, OpenMP inside). "
         "Latency p50/p99 per request at nq=1, 1 thread, measured in the client. recall@10 from the first "
         f"answer to each query. Strong count(*): median of {meta['count_reps']} calls. "
+        "Consistency: the collection is created Bounded (pymilvus's default) and searches use the "
+        "collection's level, as a user's do; count(*) asks for Strong. "
         "Peak RSS: VmHWM of the server process (FAISS: of the process that builds and searches).",
         (f"- Repeats: {meta.get('repeat', 1)} (interleaved; every number is the median over the repeats). "
          if "merged_runs" not in meta else
@@ -370,8 +435,16 @@ def markdown(doc: dict, plots: dict, old_text: str = "") -> str:
         lines += ["Ratios (vecdb / other):", "",
                   md_table([["vs", "QPS nq=1 8t", f"nq={big} q/s", "insert rows/s"]] +
                            [[SYSTEM_LABEL[o], _fmt(r["qps8"], 2, "x"), _fmt(r["qps_big"], 2, "x"),
-                             _fmt(r["insert_rows_s"], 2, "x")] for o, r in rat.items()]), "",
-                  "Targets:", ""]
+                             _fmt(r["insert_rows_s"], 2, "x")] for o, r in rat.items()]), ""]
+        crat = cluster_ratios(results, index, spec["headline"], big)
+        if crat:
+            lines += ["Cluster / standalone (same run):", "",
+                      md_table([["", "QPS nq=1 8t", f"nq={big} q/s", "insert rows/s"],
+                                ["vecdb cluster / vecdb", _fmt(crat["qps8"], 2, "x"), _fmt(crat["qps_big"], 2, "x"),
+                                 _fmt(crat["insert_rows_s"], 2, "x")]]), ""]
+            lines += [f"- Cluster {line}" for line in cluster_breakdown(results, index, spec["headline"], big)]
+            lines.append("")
+        lines += ["Targets:", ""]
         lines += [f"- **{t['verdict']}** {t['target']} ({_target_value(t)})"
                   for t in targets(results, index, spec["headline"], big)]
         lines.append("")

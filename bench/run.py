@@ -1,6 +1,7 @@
 """Benchmark vecdb against Milvus 2.3.5, a bare FAISS servicer and FAISS in-process.
 
-    python -m bench.run                  # full: 100k GloVe-50d, HNSW, all four systems (~5 min)
+    python -m bench.run                  # full: 100k GloVe-50d, HNSW, all five systems (~7 min)
+    python -m bench.run --systems vecdb,vecdb-cluster   # standalone vs cluster (1 proxy, 2 query nodes)
     python -m bench.run --quick          # smoke test: 10k vectors, 100 queries, ~1 s loads
     python -m bench.run --systems vecdb,bare --index HNSW,IVF_FLAT
     python -m bench.run --profile 20     # also py-spy the vecdb server under nq=1 8-thread load
@@ -9,8 +10,16 @@
 
 For each index type and system: build time, insert rows/s, recall@10, QPS at
 nq=1 (1 and 8 client threads), queries/s at nq=100, p50/p99 latency, Strong
-count(*) latency and the server's peak RSS; then the vecdb/Milvus and
-vecdb/bare ratios and PASS/FAIL against the targets. Writes
+count(*) latency and the server's peak RSS; then the vecdb/Milvus, vecdb/bare
+and cluster/standalone ratios and PASS/FAIL against the targets. ``vecdb-cluster``
+is coord + 2 query nodes + 1 proxy as processes on NATS, etcd and an S3 server
+started on loopback (bench/servers.py ``VecdbCluster``; needs the cluster-dev
+extra); its server CPU and peak RSS are sums over the vecdb processes, with a
+per-process breakdown (backends too) in the results JSON.
+
+Consistency levels: the collection is created Bounded (pymilvus's default), and
+the searches leave the level to the collection, as a user's do; count(*) asks
+for Strong. Writes
 bench/results/<date>.json and (full runs, or --docs) docs/benchmarks.md and
 docs/qps_recall.png. Servers are driven only through pymilvus, from client
 processes of their own (bench/client.py).
@@ -29,6 +38,7 @@ import datetime  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -40,7 +50,7 @@ from bench.indexes import INDEXES  # noqa: E402
 from bench.profile import format_summary, record, summarize  # noqa: E402
 from bench.servers import SERVERS  # noqa: E402
 
-ALL_SYSTEMS = ["faiss", "bare", "milvus", "vecdb"]
+ALL_SYSTEMS = ["faiss", "bare", "milvus", "vecdb", "vecdb-cluster"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -66,6 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--batch", type=int, default=5000, help="rows per insert call")
     ap.add_argument("--count-reps", type=int, help="Strong count(*) calls (default 20; --quick 5)")
     ap.add_argument("--bare-workers", type=int, default=4, help="gRPC threads of the bare servicer")
+    ap.add_argument("--querynodes", type=int, default=2, help="query nodes of vecdb-cluster (default 2)")
     ap.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
                     help="py-spy the server(s) for SECONDS under the nq=1 multi-thread load (extra load, "
                          "last repeat only)")
@@ -158,13 +169,22 @@ def run_faiss(spec, args, data_dir: str, metric: str) -> dict:
 def _measured_load(srv, uri_args: tuple, sp: dict, **kw) -> dict:
     """One client load in its own process, plus the server's CPU per query over it."""
     c0 = srv.cpu_seconds()
+    b0 = srv.cpu_breakdown() if hasattr(srv, "cpu_breakdown") else None
     limit = kw.get("duration", 5.0) + kw.get("warmup", 0.5) + 300.0
     load = client.isolated(client.search_load, *uri_args, sp, timeout=limit, **kw)
     c1 = srv.cpu_seconds()
+    b1 = srv.cpu_breakdown() if b0 is not None else None
+    seen = (load["requests"] + load["warmup_requests"]) * load["nq"]
     if c0 is not None and c1 is not None:
-        seen = (load["requests"] + load["warmup_requests"]) * load["nq"]
         load["server_cpu_ms_per_query"] = (c1 - c0) * 1000.0 / seen
+    if b0 is not None and b1 is not None:  # a cluster: every process's share (backends too)
+        load["cpu_ms_per_query_by_process"] = {
+            k: (b1[k] - b0[k]) * 1000.0 / seen for k in b0 if b0[k] is not None and b1.get(k) is not None}
     return load
+
+
+def _by_process(values: dict | None, fmt: str) -> str:
+    return ", ".join(f"{k} {fmt.format(v)}" for k, v in (values or {}).items() if v is not None)
 
 
 def run_server(system: str, spec, args, data_dir: str, metric: str, profile_out: dict | None) -> dict:
@@ -172,7 +192,8 @@ def run_server(system: str, spec, args, data_dir: str, metric: str, profile_out:
     afterwards when ``profile_out`` is a dict (filled in) and it is selected."""
     res = {"system": system, "index": spec.name, "build": None, "runs": [], "count": None,
            "peak_rss_mb": None, "error": None}
-    kwargs = {"workers": args.bare_workers} if system == "bare" else {}
+    kwargs = ({"workers": args.bare_workers} if system == "bare" else
+              {"querynodes": args.querynodes} if system == "vecdb-cluster" else {})
     srv = SERVERS[system](**kwargs)
     coll = f"bench_{spec.name.lower()}"
     loads = {"duration": args.duration, "warmup": args.warmup}
@@ -199,6 +220,10 @@ def run_server(system: str, spec, args, data_dir: str, metric: str, profile_out:
                 big = _measured_load(srv, target, sp, threads=args.big_threads, nq=args.big_nq, **loads)
                 run[f"nq{args.big_nq}"] = big
                 say(f"  {spec.search_key}={value} " + _load_line(f"nq={args.big_nq} {args.big_threads}t", big))
+            for key in ("nq1_t8", f"nq{args.big_nq}"):
+                if run.get(key, {}).get("cpu_ms_per_query_by_process"):
+                    say(f"    CPU ms/query by process, {key}: "
+                        + _by_process(run[key]["cpu_ms_per_query_by_process"], "{:.3f}"))
             res["runs"].append(run)
         res["count"] = client.isolated(client.count_latency, srv.uri, coll, args.count_reps, timeout=600.0)
         c = res["count"]
@@ -207,6 +232,11 @@ def run_server(system: str, spec, args, data_dir: str, metric: str, profile_out:
             say(f"  WARNING: count(*) says {c['count']}, inserted {b['rows']}")
         res["peak_rss_mb"] = srv.peak_rss_mb()
         say(f"  peak RSS {res['peak_rss_mb']:.0f} MiB")
+        if hasattr(srv, "rss_breakdown"):
+            res["peak_rss_by_process_mb"] = srv.rss_breakdown()
+            res["cpu_s_by_process"] = srv.cpu_breakdown()
+            say("    peak RSS MiB by process: " + _by_process(res["peak_rss_by_process_mb"], "{:.0f}"))
+            say("    CPU s by process, whole run: " + _by_process(res["cpu_s_by_process"], "{:.1f}"))
         if profile_out is not None and system in args.profile_systems and spec.name == args.indexes[0]:
             profile_out[system] = profile_server(srv, spec, args, data_dir, coll, metric)
     except Exception as e:  # one system failing must not lose the others' numbers
@@ -256,6 +286,15 @@ def write_docs(doc: dict) -> None:
     say(f"docs: {md_path} " + " ".join(plots.values()))
 
 
+def _interrupt_on_sigterm() -> None:
+    """A SIGTERM to the harness unwinds like Ctrl-C, so every ``finally`` stops its servers
+    (the cluster's backends run in sessions of their own: no terminal signal reaches them)."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.render:
@@ -280,6 +319,8 @@ def main(argv=None) -> int:
                 n=args.n, nq=args.nq, dim=ds.dim, duration=args.duration, warmup=args.warmup,
                 threads=args.threads, big_nq=args.big_nq, big_threads=args.big_threads, batch=args.batch,
                 count_reps=args.count_reps, repeat=args.repeat, bare_workers=args.bare_workers, systems=args.systems,
+                querynodes=args.querynodes, search_consistency="Bounded (the collection's; pymilvus's default)",
+                count_consistency="Strong",
                 indexes=args.indexes,
                 index_specs={i: {"build_params": INDEXES[i].build_params, "search_key": INDEXES[i].search_key,
                                  "headline": INDEXES[i].headline, "sweep": list(INDEXES[i].values())}
@@ -329,4 +370,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    _interrupt_on_sigterm()
     sys.exit(main())

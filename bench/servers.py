@@ -1,6 +1,12 @@
 """Start and stop the servers under test, each as a process of its own.
 
 - ``VecdbServer``: ``python -m vecdb standalone`` (waits for its "ready" line).
+- ``VecdbCluster``: a vecdb cluster on loopback: NATS (JetStream), etcd and an S3 server
+  (``vecdb.storage.servers``), then ``python -m vecdb coord``, N ``python -m vecdb querynode``
+  (default 2) and one ``python -m vecdb proxy``, storage given as ``VECDB_STORAGE__*``
+  variables; the processes find each other through their sessions. The client talks to the
+  proxy. CPU and peak RSS are sums over the vecdb processes; ``cpu_breakdown()`` and
+  ``rss_breakdown()`` give every process, backends included.
 - ``BareServer``: ``python -m bench.bare_server`` (FAISS behind the stubs).
 - ``MilvusStandalone``: Milvus 2.3.5 from PyPI ``milvus`` (``milvus.MilvusServer``),
   on free ports, with its embedded etcd moved off 2379/2380 by an
@@ -26,6 +32,7 @@ import tempfile
 import time
 
 SERVER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def free_port() -> int:
@@ -279,4 +286,161 @@ class MilvusStandalone:
         self.stop()
 
 
-SERVERS = {"vecdb": VecdbServer, "bare": BareServer, "milvus": MilvusStandalone}
+class VecdbCluster:
+    """coord + ``querynodes`` query nodes + one proxy, each ``python -m vecdb <role>`` in its own
+    process, on NATS, etcd and S3 servers of its own (started here, on free loopback ports).
+
+    Start order: the backends (each waits for its health check), the coord, the query nodes,
+    the proxy; each vecdb process is waited for until its log has its "ready" line (the session
+    is registered before that line, so the proxy finds the coord and every query node at its
+    start). ``stop()`` ends everything started, in reverse order, whatever failed, and may be
+    called more than once; a failed ``start()`` stops what it had started before raising.
+    """
+
+    name = "vecdb-cluster"
+
+    def __init__(self, workdir: str | None = None, querynodes: int = 2, log_level: str = "WARNING"):
+        self.workdir = workdir or tempfile.mkdtemp(prefix="bench-vecdb-cluster-")
+        self.querynodes = querynodes
+        self.log_level = log_level
+        self.port = free_port()
+        self.namespace = "bench" + os.urandom(4).hex()
+        self.backends: list = []  # vecdb.storage.servers.ServerProcess, start order
+        self.procs: list[tuple[str, subprocess.Popen, str]] = []  # (role name, process, log path)
+        self._logs: list = []
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        """The proxy's: the process the client talks to (what ``--profile`` samples)."""
+        return next(p.pid for name, p, _ in self.procs if name == "proxy")
+
+    def storage_env(self) -> dict:
+        nats, etcd, s3 = (b.url for b in self.backends)
+        storage = {"log": nats, "meta": "etcd://" + etcd.split("://", 1)[1], "objects": "s3://vecdb-bench",
+                   "namespace": self.namespace, "s3_endpoint": s3, "s3_access_key": "test",
+                   "s3_secret_key": "test"}
+        return {f"VECDB_STORAGE__{k.upper()}": str(v) for k, v in storage.items()}
+
+    def _spawn(self, name: str, argv: list[str], env: dict) -> None:
+        log_path = os.path.join(self.workdir, f"{name}.log")
+        log = open(log_path, "w")
+        self._logs.append(log)
+        cmd = [sys.executable, "-m", "vecdb", "--log-level", self.log_level, *argv,
+               "--data-dir", os.path.join(self.workdir, "data", name)]
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, cwd=REPO)
+        self.procs.append((name, proc, log_path))
+
+    def _wait_ready(self, names: list[str], deadline: float) -> None:
+        waiting = [(n, p, lp) for n, p, lp in self.procs if n in names]
+        while waiting:
+            for item in list(waiting):
+                name, proc, log_path = item
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{self.name}: {name} exited with {proc.returncode}: {self._tail_of(log_path)}")
+                with open(log_path) as f:
+                    if any("ready" in line for line in f):
+                        waiting.remove(item)
+            if waiting and time.time() > deadline:
+                raise TimeoutError(f"{self.name}: {', '.join(n for n, _, _ in waiting)} not ready: {self.tail()}")
+            time.sleep(0.05)
+
+    def start(self, timeout: float = 120.0) -> VecdbCluster:
+        from vecdb.storage import servers
+
+        deadline = time.time() + timeout
+        try:
+            for kind in ("nats", "etcd", "s3"):
+                self.backends.append(getattr(servers, f"start_{kind}")(os.path.join(self.workdir, kind)))
+            env = dict(os.environ, **SERVER_ENV, **self.storage_env())
+            env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+            self._spawn("coord", ["coord", "--port", "0"], env)
+            self._wait_ready(["coord"], deadline)
+            qns = [f"qn{i}" for i in range(self.querynodes)]
+            for name in qns:
+                self._spawn(name, ["querynode", "--port", "0", "--node-id", name], env)
+            self._wait_ready(qns, deadline)
+            self._spawn("proxy", ["proxy", "--port", str(self.port), "--node-id", "proxy0"], env)
+            self._wait_ready(["proxy"], deadline)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def vecdb_pids(self) -> dict[str, int]:
+        return {name: p.pid for name, p, _ in self.procs}
+
+    def backend_pids(self) -> dict[str, int]:
+        return {b.name: b.proc.pid for b in self.backends}
+
+    def cpu_breakdown(self) -> dict[str, float | None]:
+        """CPU seconds of every process (vecdb roles, then nats/etcd/s3)."""
+        pids = {**self.vecdb_pids(), **self.backend_pids()}
+        return {name: read_cpu_seconds(pid) for name, pid in pids.items()}
+
+    def rss_breakdown(self) -> dict[str, float | None]:
+        """Peak RSS (VmHWM, MiB) of every process (vecdb roles, then nats/etcd/s3)."""
+        pids = {**self.vecdb_pids(), **self.backend_pids()}
+        return {name: read_vmhwm_mb(pid) for name, pid in pids.items()}
+
+    @staticmethod
+    def _sum(values) -> float | None:
+        values = list(values)
+        return None if not values or any(v is None for v in values) else sum(values)
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU of the vecdb processes together (backends not included)."""
+        return self._sum(read_cpu_seconds(pid) for pid in self.vecdb_pids().values())
+
+    def peak_rss_mb(self) -> float | None:
+        """Sum of the vecdb processes' peaks (backends not included; see ``rss_breakdown``)."""
+        return self._sum(read_vmhwm_mb(pid) for pid in self.vecdb_pids().values())
+
+    @staticmethod
+    def _tail_of(path: str, n: int = 20) -> str:
+        try:
+            with open(path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def tail(self, n: int = 8) -> str:
+        parts = [f"[{name}]\n{self._tail_of(lp, n)}" for name, _, lp in self.procs]
+        parts += [f"[{b.name}]\n{self._tail_of(b.log_path, n)}" for b in self.backends if not b.alive()]
+        return "".join(parts)
+
+    def stop(self) -> None:
+        """Proxy first, then the query nodes, the coord, and the backends; idempotent."""
+        try:
+            procs = [p for _, p, _ in reversed(self.procs)]
+            for p in procs:  # SIGTERM to all at once, then wait: the roles stop in parallel
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+            for p in procs:
+                _stop_pid(p, grace=10.0)
+        finally:
+            for b in reversed(self.backends):
+                try:
+                    b.stop()
+                except Exception:  # keep stopping the others
+                    pass
+            for log in self._logs:
+                log.close()
+            self._logs = []
+            shutil.rmtree(os.path.join(self.workdir, "data"), ignore_errors=True)
+            for kind in ("nats", "etcd", "s3"):
+                shutil.rmtree(os.path.join(self.workdir, kind, "jetstream"), ignore_errors=True)
+                shutil.rmtree(os.path.join(self.workdir, kind, "etcd"), ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+SERVERS = {"vecdb": VecdbServer, "vecdb-cluster": VecdbCluster, "bare": BareServer, "milvus": MilvusStandalone}

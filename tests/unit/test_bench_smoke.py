@@ -2,7 +2,9 @@
 
 The bare servicer is started in-process on a free port and driven by the real
 pymilvus MilvusClient through the same calls the benchmark makes; its answers
-must equal numpy brute force. The report's target logic is checked on a
+must equal numpy brute force. The vecdb cluster launcher (``vecdb-cluster``:
+NATS, etcd, S3, coord, query nodes, proxy) is started, driven the same way and
+stopped, also after a failed start. The report's target logic is checked on a
 hand-made results document.
 """
 
@@ -77,6 +79,91 @@ def test_bare_servicer_answers_pymilvus_like_brute_force(bare_uri, tmp_path):
                                     threads=2, nq=1, duration=0.2, warmup=0.05)
     assert load["recall"] == 1.0 and load["requests"] >= 20 and load["qps"] > 0
     assert bench_client.count_latency(bare_uri, "smoke", reps=2)["count"] == 1200
+
+
+def _cluster_backends_installed() -> bool:
+    from vecdb.storage.servers import etcd_binary, find_binary
+
+    try:
+        find_binary("nats-server"), find_binary("moto_server"), etcd_binary()
+    except RuntimeError:
+        return False
+    return True
+
+
+needs_cluster_backends = pytest.mark.skipif(not _cluster_backends_installed(),
+                                            reason="nats-server, etcd, moto_server not installed (cluster-dev)")
+
+
+def _all_stopped(cluster) -> bool:
+    return (all(p.poll() is not None for _, p, _ in cluster.procs)
+            and all(not b.alive() for b in cluster.backends))
+
+
+@needs_cluster_backends
+def test_cluster_launcher_serves_the_harness_loads_and_stops_everything(tmp_path):
+    from bench import client as bench_client
+    from bench.servers import SERVERS
+
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((600, 8), dtype=np.float32)
+    queries = rng.standard_normal((10, 8), dtype=np.float32)
+    for name, arr in (("base", base), ("queries", queries), ("gt", exact_topk(base, queries, 10))):
+        np.save(tmp_path / f"{name}.npy", arr)
+    cluster = SERVERS["vecdb-cluster"](workdir=str(tmp_path / "cluster"), querynodes=2)
+    try:
+        cluster.start()
+        assert set(cluster.vecdb_pids()) == {"coord", "qn0", "qn1", "proxy"}
+        assert set(cluster.backend_pids()) == {"nats", "etcd", "s3"}
+        assert cluster.pid == cluster.vecdb_pids()["proxy"]
+        build = bench_client.build(cluster.uri, str(tmp_path), "smoke",
+                                   {"index_type": "FLAT", "metric_type": "L2", "params": {}}, batch=300)
+        assert build["rows"] == 600
+        c0 = cluster.cpu_breakdown()
+        load = bench_client.search_load(cluster.uri, str(tmp_path), "smoke", {"metric_type": "L2", "params": {}},
+                                        threads=2, nq=1, duration=0.2, warmup=0.05)
+        c1 = cluster.cpu_breakdown()
+        assert load["recall"] == 1.0 and load["requests"] >= 10
+        assert c1["qn0"] > c0["qn0"] and c1["qn1"] > c0["qn1"]  # reads reached both query nodes
+        assert bench_client.count_latency(cluster.uri, "smoke", reps=2)["count"] == 600
+        rss = cluster.rss_breakdown()
+        assert cluster.peak_rss_mb() == pytest.approx(sum(rss[k] for k in cluster.vecdb_pids()))
+        assert cluster.cpu_seconds() > 0
+    finally:
+        cluster.stop()
+    assert _all_stopped(cluster)
+    cluster.stop()  # idempotent
+
+
+@needs_cluster_backends
+def test_cluster_launcher_stops_what_it_started_when_a_role_fails(tmp_path, monkeypatch):
+    from bench.servers import VecdbCluster
+
+    spawn = VecdbCluster._spawn
+
+    def bad_proxy(self, name, argv, env):
+        spawn(self, name, argv + ["--no-such-flag"] if name == "proxy" else argv, env)
+
+    monkeypatch.setattr(VecdbCluster, "_spawn", bad_proxy)
+    cluster = VecdbCluster(workdir=str(tmp_path), querynodes=1)
+    with pytest.raises(RuntimeError, match="proxy exited"):
+        cluster.start()
+    assert [n for n, _, _ in cluster.procs] == ["coord", "qn0", "proxy"] and len(cluster.backends) == 3
+    assert _all_stopped(cluster)
+
+
+def test_cluster_targets_compare_with_standalone():
+    doc = _doc(1600, 140)
+    assert not any(t["target"].startswith("cluster") for t in report.targets(doc, "HNSW", 64))
+    cluster = dict(next(r for r in doc if r["system"] == "vecdb"), system="vecdb-cluster",
+                   build={"build_s": 2, "insert_rows_s": 60000}, count={"p50_ms": 25.0})
+    cluster["runs"] = [{"value": 64, "nq1_t8": {"qps": 1000, "recall": 0.9}, "nq100": {"qps": 5000, "recall": 0.9}}]
+    got = {t["target"]: t["verdict"] for t in report.targets(doc + [cluster], "HNSW", 64)}
+    assert got["cluster QPS nq=1 8 threads >= 0.7x standalone"] == "FAIL"     # 1000 / 1600 = 0.625x
+    assert got["cluster nq=100 queries/s >= 0.7x standalone"] == "PASS"       # 5000 / 5500
+    assert got["cluster insert rows/s >= 0.7x standalone"] == "PASS"          # 60000 / 70000
+    assert got["cluster Strong count(*) < 20 ms"] == "FAIL"
+    assert report.cluster_ratios(doc + [cluster], "HNSW", 64)["qps8"] == pytest.approx(0.625)
 
 
 def _doc(vecdb_qps8: float, vecdb_rss: float | None) -> dict:
