@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,8 @@ def encode_columns(columns: Mapping[str, np.ndarray], n: int, extra: dict | None
     cols = []
     offset = 0
     for name, arr in columns.items():
+        buf: bytes | memoryview
+        desc: dict[str, Any]
         if arr.dtype == object:
             elem = None
             values = arr.tolist()
@@ -47,7 +50,7 @@ def encode_columns(columns: Mapping[str, np.ndarray], n: int, extra: dict | None
             a = np.ascontiguousarray(arr)
             if a.dtype.byteorder == ">":
                 a = a.astype(a.dtype.newbyteorder("<"))
-            buf = memoryview(a).cast("B") if a.size else b""  # (a view with a 0 in its shape cannot be cast)
+            buf = a.data.cast("B") if a.size else b""  # (a view with a 0 in its shape cannot be cast)
             desc = {"name": name, "kind": "raw", "dtype": a.dtype.str, "shape": list(a.shape)}
         pad = (-offset) % _ALIGN
         if pad:

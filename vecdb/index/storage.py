@@ -51,7 +51,7 @@ def write_index_file(
                 pad = (-pos) % _ALIGN
                 f.write(b"\0" * pad)
                 table[name] = {"offset": pos + pad, "dtype": a.dtype.str, "shape": list(a.shape)}
-                f.write(memoryview(a).cast("B") if a.size else b"")
+                f.write(a.data.cast("B") if a.size else b"")
             body = json.dumps(
                 {**meta, "format": FORMAT_VERSION, "faiss": None if faiss_index is None else
                  ("binary" if binary else "float"), "arrays": table}
@@ -93,6 +93,8 @@ def _no_prefetch_threads(index) -> None:
     try:
         ivf = faiss.extract_index_ivf(index)
     except (RuntimeError, TypeError, AttributeError):
+        return
+    if ivf.invlists is None:  # (not seen: an IVF index owns its lists) nothing to prefetch
         return
     lists = faiss.downcast_InvertedLists(ivf.invlists)
     if hasattr(lists, "prefetch_nthread"):
