@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import json
 import logging
+import zlib
 from collections.abc import Callable
 
 from vecdb.storage.base import MetaStore
 from vecdb.storage.watch import PUT, PrefixWatch, WatchEvent
 
 log = logging.getLogger(__name__)
+
+
+def node_number(node_id: str) -> int:
+    """The int64 a Milvus client shows for a node (GetReplicas, GetQuerySegmentInfo): the id
+    itself when it is a number, else a stable hash of it (the same in every proxy)."""
+    if node_id.isdigit() and int(node_id) < 1 << 63:
+        return int(node_id)
+    return zlib.crc32(node_id.encode()) & 0x7FFFFFFF
 
 
 def session_address(value: bytes) -> str | None:

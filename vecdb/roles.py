@@ -102,6 +102,11 @@ class QueryNodeRole(Protocol):
 
     def segment_infos(self, info: CollectionInfo) -> list[dict[str, Any]]: ...
 
+    def serving_nodes(self) -> list[tuple[int, str]]:
+        """(node id, address) of each query node taking reads; every one holds every loaded
+        segment (a full replica) until the coord assigns channels and segments."""
+        ...
+
 
 class IndexBuilder(Protocol):
     """Builds the index files of persisted segments (for collections no query node has loaded)."""

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from vecdb import errors
-from vecdb.discovery import SessionWatch
+from vecdb.discovery import SessionWatch, node_number
 from vecdb.proxy import consistency
 from vecdb.proxy.consistency import ReadLevel
 from vecdb.querynode.service import RemoteQueryNode
@@ -75,6 +75,7 @@ class QueryNodeRouter:
         self._lock = threading.Lock()
         self._nodes: dict[str, NodeClient] = {}  # node id (or fixed address) -> client: the nodes taking reads
         self._joining: dict[str, NodeClient] = {}  # nodes loading what the proxy has loaded before they take reads
+        self._addresses: dict[str, str] = {}  # node id (or fixed address) -> its address
         self._loaded: dict[int, Any] = {}  # collection id -> its latest info (None: learnt from a node)
         self._down_until: dict[str, float] = {}  # node -> when to try it again
         self._retired: list[tuple[float, NodeClient]] = []  # (when it left, client) of gone nodes
@@ -93,6 +94,7 @@ class QueryNodeRouter:
 
     # --- membership ----------------------------------------------------------------
     def _join(self, key: str, address: str) -> None:
+        self._addresses[key] = address
         node = self._connect(address)
         with self._lock:
             self._joining[key] = node
@@ -341,6 +343,13 @@ class QueryNodeRouter:
 
     def segment_infos(self, info) -> list[dict]:
         return self._read("segment_infos", info)
+
+    def serving_nodes(self) -> list[tuple[int, str]]:
+        """The nodes taking reads, numbered from their node ids (``node_number``), in id order."""
+        with self._lock:
+            keys = list(self._nodes)
+            addresses = dict(self._addresses)
+        return sorted((node_number(k), addresses.get(k, k)) for k in keys)
 
     def close(self) -> None:
         """Stop watching the sessions, then close every node's client."""

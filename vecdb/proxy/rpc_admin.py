@@ -13,6 +13,7 @@ from vecdb.proxy.rpc_collections import db_of
 
 # The Milvus release whose API vecdb speaks; clients use it for feature checks.
 MILVUS_API_VERSION = "v2.3.5"
+DEFAULT_RESOURCE_GROUP = "__default_resource_group"
 
 
 class AdminRpcs(ServiceBase):
@@ -58,10 +59,32 @@ class AdminRpcs(ServiceBase):
     def GetQuerySegmentInfo(self, request, context):
         info = self.collection(db_of(request, context), request.collectionName)
         self.require_loaded(info)
+        node_ids = [n for n, _ in self.r.querynode.serving_nodes()]  # each holds every segment
         infos = [
             milvus_pb2.QuerySegmentInfo(segmentID=seg.get("segment_id", 0), collectionID=info.id,
                                         partitionID=seg["partition_id"], num_rows=seg["num_rows"],
-                                        state=seg["state"], nodeID=1, nodeIds=[1])
+                                        state=seg["state"], nodeID=node_ids[0] if node_ids else 0,
+                                        nodeIds=node_ids)
             for seg in self.r.querynode.segment_infos(info)
         ]
         return milvus_pb2.GetQuerySegmentInfoResponse(status=status.success(), infos=infos)
+
+    @rpc(milvus_pb2.GetReplicasResponse)
+    def GetReplicas(self, request, context):
+        """Every query node holds a whole copy of each loaded collection (the coord does not assign
+        channels and segments yet), so each is a replica of its own, leading every shard."""
+        if request.collection_name:
+            info = self.collection(db_of(request, context), request.collection_name)
+        else:
+            info = self.r.catalog.get_by_id(request.collectionID)
+        self.require_loaded(info)
+        parts = [p.id for p in info.partitions if info.partition_loaded(p.id)]
+        replicas = [
+            milvus_pb2.ReplicaInfo(
+                replicaID=node, collectionID=info.id, partition_ids=parts, node_ids=[node],
+                resource_group_name=DEFAULT_RESOURCE_GROUP,
+                shard_replicas=[milvus_pb2.ShardReplica(leaderID=node, leader_addr=address, dm_channel_name=ch,
+                                                        node_ids=[node]) for ch in info.channels])
+            for node, address in self.r.querynode.serving_nodes()
+        ]
+        return milvus_pb2.GetReplicasResponse(status=status.success(), replicas=replicas)

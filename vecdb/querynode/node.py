@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 # segment's own codes with FAISS's popcount kernels: nothing to build.
 _NO_INTERIM = ("FLAT", "BIN_FLAT")
 _NO_BUILD = ("BIN_FLAT",)
+STANDALONE_NODE_ID = 1
 # Growing segments get an interim HNSW index once this many rows are not covered by it.
 GROWING_INDEX_BATCH = 4096
 GROWING_INDEX_PARAMS = {"M": 16, "efConstruction": 100}
@@ -258,6 +259,10 @@ class QueryNode:
     def growing_rows(self, channel: str) -> int:
         shard = self._by_channel.get(channel)
         return sum(s.n for s in shard.growing.values()) if shard else 0
+
+    def serving_nodes(self) -> list[tuple[int, str]]:
+        """The one node of a standalone server (Milvus numbers it 1 too)."""
+        return [(STANDALONE_NODE_ID, "local")]
 
     def segment_infos(self, info: CollectionInfo) -> list[dict]:
         coll = self._collection(info)

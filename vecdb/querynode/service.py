@@ -15,6 +15,7 @@ import numpy as np
 
 from vecdb import errors
 from vecdb.coord.catalog import CollectionInfo, read_collection
+from vecdb.discovery import node_number
 from vecdb.expr.filter import compile_filter
 from vecdb.querynode.executor import Hits, SearchSpec
 from vecdb.querynode.node import QueryNode
@@ -107,6 +108,7 @@ class RemoteQueryNode:
     set, is what the node must have applied first (a Strong read's guarantee)."""
 
     def __init__(self, address: str, timeout: float = 60.0):
+        self.address = address
         self._client = Client(address, "querynode", timeout)
 
     @staticmethod
@@ -160,6 +162,10 @@ class RemoteQueryNode:
 
     def segment_infos(self, info: CollectionInfo) -> list[dict]:
         return self._client.call("SegmentInfos", {"collection_id": info.id})[0]["segments"]
+
+    def serving_nodes(self) -> list[tuple[int, str]]:
+        """This one node, numbered from its address (its node id is the router's to know)."""
+        return [(node_number(self.address), self.address)]
 
     def release(self, collection_id: int) -> None:
         self._client.call("Release", {"collection_id": collection_id})
