@@ -99,7 +99,7 @@ class _Compiler:
     # --- predicates ----------------------------------------------------
     def predicate(self, node: ast.Node):
         if isinstance(node, ast.Binary) and node.op in ("and", "or"):
-            kids = []
+            kids: list[preds.Pred] = []
             cls = preds.And if node.op == "and" else preds.Or
             for side in _chain(node):
                 p = self.predicate(side)
@@ -133,7 +133,7 @@ class _Compiler:
         if isinstance(node, ast.IsNull):
             if not isinstance(node.operand, ast.Name):
                 raise self.error("is null can only be applied to a field or a JSON path", node.pos)
-            target = self.value(node.operand)
+            target = self.name(node.operand)
             return preds.IsNull(target, node.negate)
         return self.to_predicate(self.value(node), node.pos)
 
@@ -211,6 +211,7 @@ class _Compiler:
                     raise self.error(f"value {_literal_desc(v)} is not compatible with the elements of "
                                      f"{target.desc} (Array of {TYPE_NAMES[target.elem]})", node.args[1].pos)
             f = self.schema.field(target.field)
+            assert f is not None, "name() made the target from this field"
             return preds.ArrayContains(target.field, values, mode, f.element_type == DataType.FLOAT)
         raise self.error(f"{node.name} operation is only supported on json or array fields, "
                          f"got {self.typed(target)}", node.args[0].pos)
@@ -220,10 +221,12 @@ class _Compiler:
         if isinstance(node, ast.Literal):
             return self.const(node.value, node.pos)
         if isinstance(node, ast.ListLiteral):
-            items = [self.value(x) for x in node.items]
-            for x, item in zip(node.items, items, strict=True):
+            values = [self.value(x) for x in node.items]
+            items: list[nodes.Const] = []
+            for x, item in zip(node.items, values, strict=True):
                 if not isinstance(item, nodes.Const):
                     raise self.error(f"list elements must be constants, got {self.typed(item)}", x.pos)
+                items.append(item)
             return self.const([x.value for x in items], node.pos)
         if isinstance(node, ast.Template):
             if node.name not in self.templates:
@@ -263,7 +266,7 @@ class _Compiler:
             return v
         raise self.error(f"unsupported value {clip(repr(v))} for template variable {node.name}", node.pos)
 
-    def name(self, node: ast.Name) -> nodes.ValueNode:
+    def name(self, node: ast.Name) -> nodes.FieldNode:
         name, path = node.name, node.path
         desc = _path_desc(name, path)
         dynamic = self.schema.enable_dynamic_field
@@ -360,10 +363,11 @@ def _chain(node: ast.Binary) -> list[ast.Node]:
     """The operands of a chain ``x or y or z`` (parsed left-deep: ((x or y) or z)), found
     without recursing, so a chain of thousands of terms doesn't exhaust the stack."""
     op, operands = node.op, []
-    while isinstance(node, ast.Binary) and node.op == op:
-        operands.append(node.right)
-        node = node.left
-    operands.append(node)
+    cur: ast.Node = node
+    while isinstance(cur, ast.Binary) and cur.op == op:
+        operands.append(cur.right)
+        cur = cur.left
+    operands.append(cur)
     return operands[::-1]
 
 

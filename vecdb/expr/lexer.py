@@ -46,9 +46,16 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 @dataclass(frozen=True, slots=True)
 class Token:
     kind: str
-    value: object
+    value: str | int | float | bool | None  # by kind: STR/IDENT/KW/OP str, INT int, FLOAT float, BOOL bool, EOF None
     pos: int
     text: str
+
+    @property
+    def word(self) -> str:
+        """``value`` of a token whose value is text (STR, IDENT, KW, OP)."""
+        if not isinstance(self.value, str):
+            raise TypeError(f"a {self.kind} token has no text value")
+        return self.value
 
 
 def syntax_error(expr: str, detail: str) -> InvalidParameter:
@@ -110,26 +117,27 @@ def _read_number(expr: str, i: int) -> Token:
             text, kind = m.group(), rx_kind
             break
     if not text:
-        m = re.compile(r"[0-9A-Za-z_.]+").match(expr, i)
-        raise syntax_error(expr, f"invalid number {clip(m.group())!r} at column {i + 1}")
+        # the caller saw a digit or "." at i, so this matches at least one character
+        bad = re.compile(r"[0-9A-Za-z_.]+").match(expr, i)
+        raise syntax_error(expr, f"invalid number {clip(bad.group() if bad else expr[i])!r} at column {i + 1}")
     if kind == "FLOAT":
         try:
-            value: object = float.fromhex(text) if text[:2] in ("0x", "0X") else float(text)
+            fvalue = float.fromhex(text) if text[:2] in ("0x", "0X") else float(text)
         except OverflowError:  # fromhex refuses what float() turns into inf
-            value = math.inf
-        if math.isinf(value):  # like Go's ParseFloat in Milvus: out of range, not infinity
+            fvalue = math.inf
+        if math.isinf(fvalue):  # like Go's ParseFloat in Milvus: out of range, not infinity
             raise syntax_error(expr, f"float {clip(text)} out of range at column {i + 1}")
-    else:
-        try:
-            if len(text) > 1 and text[0] == "0" and text[1] not in "xXbBoO":
-                value = int(text, 8)
-            else:
-                value = int(text, 0)
-        except ValueError:  # over Python's 4300-digit limit for decimal int(): far out of range anyway
-            value = INT64_MAX + 1
-        if value > INT64_MAX:
-            raise syntax_error(expr, f"integer {clip(text)} out of int64 range at column {i + 1}")
-    return Token(kind, value, i, text)
+        return Token(kind, fvalue, i, text)
+    try:
+        if len(text) > 1 and text[0] == "0" and text[1] not in "xXbBoO":
+            ivalue = int(text, 8)
+        else:
+            ivalue = int(text, 0)
+    except ValueError:  # over Python's 4300-digit limit for decimal int(): far out of range anyway
+        ivalue = INT64_MAX + 1
+    if ivalue > INT64_MAX:
+        raise syntax_error(expr, f"integer {clip(text)} out of int64 range at column {i + 1}")
+    return Token(kind, ivalue, i, text)
 
 
 def _read_string(expr: str, start: int) -> tuple[str, int]:

@@ -61,8 +61,10 @@ def like_to_regex(pattern: str) -> str:
     for p in _parse(pattern):
         if p is _ANY:
             pieces.append("")
-        else:
-            pieces[-1] += "." if p is _ONE else re.escape(p)
+        elif isinstance(p, str):
+            pieces[-1] += re.escape(p)
+        else:  # _ONE
+            pieces[-1] += "."
     if len(pieces) == 1:
         return pieces[0]
     first, *middle, last = pieces

@@ -15,7 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from vecdb.expr import rowdata
-from vecdb.expr.runtime import ArrayVal, Scalar, Typed, and_masks
+from vecdb.expr.runtime import ArrayVal, EvalContext, JsonVal, Scalar, Typed, and_masks
+
+RuntimeValue = Scalar | Typed | JsonVal | ArrayVal
 
 
 class ValueNode:
@@ -23,6 +25,10 @@ class ValueNode:
 
     def __init__(self, type_: str, desc: str, is_json: bool = False):
         self.type, self.desc, self.is_json = type_, desc, is_json
+
+    def eval(self, ctx: EvalContext) -> RuntimeValue:
+        """This node's value for the rows of ``ctx``; every subclass implements it."""
+        raise NotImplementedError
 
 
 class Const(ValueNode):
@@ -44,7 +50,7 @@ class Column(ValueNode):
         self.field = field
         self.cat = {"int": "num", "float": "num"}.get(type_, type_)
 
-    def eval(self, ctx):
+    def eval(self, ctx: EvalContext) -> Typed:
         return Typed(self.cat, ctx.column(self.field))
 
 
@@ -55,7 +61,7 @@ class JsonPath(ValueNode):
         super().__init__("json", desc, is_json=True)
         self.field, self.path = field, path
 
-    def eval(self, ctx):
+    def eval(self, ctx: EvalContext) -> JsonVal:
         return ctx.json(self.field, self.path)
 
 
@@ -66,7 +72,7 @@ class ArrayColumn(ValueNode):
         super().__init__("array", desc)
         self.field, self.elem = field, elem
 
-    def eval(self, ctx):
+    def eval(self, ctx: EvalContext) -> ArrayVal:
         return ArrayVal(ctx.column(self.field))
 
 
@@ -79,7 +85,7 @@ class ArrayElem(ValueNode):
         super().__init__(elem, desc)
         self.field, self.index, self.dtype = field, index, np.dtype(dtype)
 
-    def eval(self, ctx):
+    def eval(self, ctx: EvalContext) -> Typed:
         cat = {"int": "num", "float": "num"}.get(self.type, self.type)
         flat = ctx.cached_flat(self.field)
         if flat is not None:
@@ -102,7 +108,7 @@ class ArrayElem(ValueNode):
 class ArrayLength(ValueNode):
     __slots__ = ("source",)
 
-    def __init__(self, source: ValueNode, desc: str):
+    def __init__(self, source: ArrayColumn | JsonPath, desc: str):
         super().__init__("int", desc)
         self.source = source
 
@@ -170,6 +176,10 @@ class Neg(ValueNode):
             data = np.asarray(data, np.int64 if isint else np.float64)
             isint = None
         return Typed("num", -data, valid, isint)
+
+
+# what a field reference (``name``, ``name[...]``) compiles to
+FieldNode = Column | JsonPath | ArrayColumn | ArrayElem
 
 
 class PredValue(ValueNode):

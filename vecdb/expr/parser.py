@@ -133,7 +133,7 @@ class _Parser:
     def _equality(self) -> ast.Node:
         node = self._relational()
         while self._is("OP", "==", "!="):
-            op = self._next().value
+            op = self._next().word
             node = ast.Binary(node.pos, op, node, self._relational())
         return node
 
@@ -144,7 +144,7 @@ class _Parser:
         op1_tok = self._next()
         middle = self._postfix()
         if not self._is("OP", *_REL_OPS):
-            return ast.Binary(node.pos, op1_tok.value, node, middle)
+            return ast.Binary(node.pos, op1_tok.word, node, middle)
         op2_tok = self.tok
         ascending = op1_tok.value in ("<", "<=")
         if ascending != (op2_tok.value in ("<", "<=")):
@@ -159,7 +159,7 @@ class _Parser:
         upper = self._postfix()
         if self._is("OP", *_REL_OPS):
             raise self._unexpected()
-        return ast.Range(node.pos, node, op1_tok.value, middle, op2_tok.value, upper)
+        return ast.Range(node.pos, node, op1_tok.word, middle, op2_tok.word, upper)
 
     def _postfix(self) -> ast.Node:
         node = self._additive()
@@ -186,14 +186,14 @@ class _Parser:
     def _additive(self) -> ast.Node:
         node = self._multiplicative()
         while self._is("OP", "+", "-"):
-            op = self._next().value
+            op = self._next().word
             node = ast.Binary(node.pos, op, node, self._multiplicative())
         return node
 
     def _multiplicative(self) -> ast.Node:
         node = self._unary()
         while self._is("OP", "*", "/", "%"):
-            op = self._next().value
+            op = self._next().word
             node = ast.Binary(node.pos, op, node, self._unary())
         return node
 
@@ -204,7 +204,7 @@ class _Parser:
         self._descend(t)
         operand = self._unary()
         self.depth -= 1
-        return ast.Unary(t.pos, t.value, operand) if t.kind == "OP" else ast.Exists(t.pos, operand)
+        return ast.Unary(t.pos, t.word, operand) if t.kind == "OP" else ast.Exists(t.pos, operand)
 
     def _power(self) -> ast.Node:
         node = self._primary()
@@ -236,15 +236,15 @@ class _Parser:
             if name is None:
                 raise self._unexpected("expected a template variable name")
             self._expect("OP", "}")
-            return ast.Template(t.pos, name.value)
+            return ast.Template(t.pos, name.word)
         if t.kind == "IDENT":
             self._next()
             if self._is("OP", "("):
                 self._descend(self._next())
-                node = ast.Call(t.pos, t.value.lower(), self._items(")"))
+                node = ast.Call(t.pos, t.word.lower(), self._items(")"))
                 self.depth -= 1
                 return node
-            return ast.Name(t.pos, t.value, self._subscripts())
+            return ast.Name(t.pos, t.word, self._subscripts())
         raise self._unexpected()
 
     def _items(self, close: str) -> tuple[ast.Node, ...]:
@@ -260,7 +260,10 @@ class _Parser:
         path: list[str | int] = []
         while self._accept("OP", "["):
             key = self.tok
-            if key.kind == "STR" or (key.kind == "INT" and key.text == str(key.value)):
+            if key.kind == "STR":
+                path.append(key.word)
+                self._next()
+            elif key.kind == "INT" and isinstance(key.value, int) and key.text == str(key.value):
                 path.append(key.value)
                 self._next()
             else:

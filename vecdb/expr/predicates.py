@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from vecdb.expr import rowdata
-from vecdb.expr.nodes import JsonPath, ValueNode
+from vecdb.expr.nodes import FieldNode, JsonPath, ValueNode
 from vecdb.expr.rowdata import MISSING
 from vecdb.expr.runtime import ArrayVal, JsonVal, ListLit, Typed, and_masks
 
@@ -151,7 +151,9 @@ class In(Pred):
         V = self.value.eval(ctx)
         res = np.zeros(ctx.n, dtype=bool)
         for cat, vals in (("num", self.nums), ("str", self.strs), ("bool", self.bools)):
-            view = V.view(cat) if vals is not None else None
+            if vals is None:
+                continue
+            view = V.view(cat)
             if view is None:
                 continue
             data, valid = view
@@ -244,7 +246,7 @@ class IsNull(Pred):
 
     __slots__ = ("value", "negate")
 
-    def __init__(self, value: ValueNode, negate: bool):
+    def __init__(self, value: FieldNode, negate: bool):
         self.value, self.negate = value, negate
 
     def eval(self, ctx):

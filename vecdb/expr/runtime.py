@@ -11,6 +11,7 @@ in arithmetic.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ class EvalContext:
     """One evaluation: lazy column reads and per-evaluation caches (JSON paths, flattened arrays)."""
 
     __slots__ = ("columns", "n", "_cache")
+    _cache: dict[tuple, Any]  # ("col" | "len" | "flat", field) or ("json", field, path) -> its value
 
     def __init__(self, columns: Mapping[str, np.ndarray], n: int):
         self.columns, self.n, self._cache = columns, n, {}
@@ -108,6 +110,8 @@ class JsonVal:
     """Raw JSON values at one path, with typed views computed on first use."""
 
     __slots__ = ("raw", "_views", "_types")
+    _views: dict[str, tuple[Any, np.ndarray | None]]
+    _types: np.ndarray | None
 
     def __init__(self, raw: list):
         self.raw, self._views, self._types = raw, {}, None
@@ -146,6 +150,9 @@ class ArrayVal:
 
     def view(self, cat: str):
         return (self.col, None) if cat == "list" else None
+
+    def int_rows(self):
+        return False  # its rows are arrays
 
 
 def and_masks(a, b):
