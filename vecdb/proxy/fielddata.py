@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import orjson
@@ -75,7 +76,7 @@ _VECTOR_ATTR = {
     DataType.BFLOAT16_VECTOR: "bfloat16_vector",
 }
 # numpy dtype of fixed-width scalar columns and of ARRAY elements
-_NP_DTYPE = {
+_NP_DTYPE: dict[DataType, type[np.generic]] = {
     DataType.BOOL: np.bool_,
     DataType.INT8: np.int8,
     DataType.INT16: np.int16,
@@ -85,11 +86,13 @@ _NP_DTYPE = {
     DataType.DOUBLE: np.float64,
 }
 # types whose packed wire encoding is their raw little-endian bytes (see merge_packed)
-_PACKED_DTYPE = {DataType.FLOAT: "<f4", DataType.DOUBLE: "<f8", DataType.BOOL: np.uint8}
+_PACKED_DTYPE: dict[DataType, str | type[np.generic]] = {
+    DataType.FLOAT: "<f4", DataType.DOUBLE: "<f8", DataType.BOOL: np.uint8,
+}
 _INT_RANGE = {DataType.INT8: (-128, 127), DataType.INT16: (-32768, 32767)}
 _PT = common_pb2.PlaceholderType
 # field type -> {placeholder type: numpy dtype of the raw bytes}
-_PLACEHOLDER_DTYPES = {
+_PLACEHOLDER_DTYPES: dict[DataType, dict[int, type[np.generic]]] = {
     DataType.FLOAT_VECTOR: {_PT.FloatVector: np.float32},
     DataType.FLOAT16_VECTOR: {_PT.Float16Vector: np.float16, _PT.FloatVector: np.float32},
     DataType.BFLOAT16_VECTOR: {_PT.BFloat16Vector: np.uint16, _PT.FloatVector: np.float32},
@@ -135,7 +138,7 @@ def columns_from_field_data(
     if num_rows <= 0:
         raise InvalidParameter(f"invalid num_rows ({num_rows}): num_rows should be greater than 0")
     pk = schema.primary_field
-    sent: dict[str, tuple[FieldSchema, object]] = {}
+    sent: dict[str, tuple[FieldSchema, Any]] = {}  # name -> (field, its FieldData message)
     for fd in fields_data:
         name = DYNAMIC_FIELD if fd.is_dynamic else fd.field_name
         field = schema.field(name) if name else schema.field_by_id(fd.field_id)
@@ -210,7 +213,7 @@ def _decode_vectors(field: FieldSchema, fd, n: int) -> np.ndarray:
             )
         if flat.size // dim != n:
             raise _rows_mismatch(name, flat.size // dim, n)
-        vecs = flat.reshape(n, dim)
+        vecs: np.ndarray = flat.reshape(n, dim)
         if field.dtype == DataType.FLOAT_VECTOR:
             check_float_vectors(vecs, name)
             return vecs
@@ -224,7 +227,8 @@ def _decode_vectors(field: FieldSchema, fd, n: int) -> np.ndarray:
             check_float_vectors(vecs, name)  # bfloat16 has float32's range: the norm bound applies
         return vecs
 
-    raw = getattr(fd.vectors, kind)
+    raw = getattr(fd.vectors, expected)  # kind == expected from here on
+    dtype: type[np.generic]
     if field.dtype == DataType.BINARY_VECTOR:
         width, dtype = dim // 8, np.uint8
     else:
@@ -408,10 +412,10 @@ def _decode_arrays(field: FieldSchema, data) -> np.ndarray:
             )
         if is_str:
             strs = list(values)
-            _check_varchar_lengths(strs, field.max_length, lambda j, ln, row=i: (
-                f'length of VarChar array field "{field.name}" exceeds max length, row number: {row}, '
-                f"array index: {j}, length: {ln}, max length: {field.max_length}"
-            ))
+            def message(j: int, ln: int, row: int = i) -> str:
+                return (f'length of VarChar array field "{field.name}" exceeds max length, row number: {row}, '
+                        f"array index: {j}, length: {ln}, max length: {field.max_length}")
+            _check_varchar_lengths(strs, field.max_length, message)
             out[i] = _object_array(strs)
         else:
             out[i] = _decode_fixed(et, values, f"array field ({field.name}) row {i}")

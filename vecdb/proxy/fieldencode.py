@@ -64,7 +64,8 @@ def fill_field_data(
             raise FieldNotFound(f"field {name} not exist")
         _encode_column(new(), field, _column(columns, name))
     if dyn is not None and (want_all_meta or dynamic_keys):
-        keys = None if want_all_meta or "*" in dynamic_keys else list(dynamic_keys)
+        # dynamic_keys is non-empty unless want_all_meta
+        keys = None if want_all_meta or not dynamic_keys or "*" in dynamic_keys else list(dynamic_keys)
         _encode_dynamic(new(), dyn, _column(columns, dyn.name), keys)
 
 
