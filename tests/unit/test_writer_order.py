@@ -52,3 +52,30 @@ def test_concurrent_writers_keep_every_channel_in_timestamp_order(logs):
         assert len(stamps) == 100
         assert all(x < y for x, y in zip(stamps, stamps[1:]))  # strictly increasing in log order
     assert len({ts for ts, _ in acked}) == len(acked)
+
+
+class CountingTso(TimestampOracle):
+    def __init__(self, meta):
+        super().__init__(meta)
+        self.calls = 0
+
+    def allocate(self, count: int = 1) -> int:
+        self.calls += 1
+        return super().allocate(count)
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_read_timestamps_are_reused_below_strong_only_when_asked(reuse, monkeypatch):
+    tso = CountingTso(MemoryMetaStore())
+    w = ShardWriter(MemoryLog(), tso, lambda *a: None, reuse_read_ts=reuse)
+    fresh = w.read_ts(["a"])
+    first = w.read_ts(["a"], max_age=60)
+    again = w.read_ts(["a"], max_age=60)
+    assert fresh < first
+    assert (again == first) is reuse  # the same snapshot, without asking the oracle
+    calls = tso.calls
+    ts, _ = w.write({"a": lambda t: [DeleteRecord(1, t, np.array([1], np.int64))]})
+    # its own write is in the snapshot (read-your-writes), still without a fresh timestamp
+    assert w.read_ts(["a"], max_age=60) >= ts
+    assert tso.calls == calls + 1 + (0 if reuse else 1)  # the write's own timestamp, plus a fresh read's
+    assert w.read_ts(["a"]) > ts  # Strong (no max_age) always takes a fresh one

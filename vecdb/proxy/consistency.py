@@ -13,8 +13,10 @@ acknowledging it, so there every level reads the newest state and nothing waits)
 - **Eventually**: no promise; the proxy still passes its own positions (free, and it keeps a
   client's reads after its writes in order).
 
-Every level still reads at a snapshot timestamp from the timestamp oracle (a coord round trip in
-a cluster), so a batch written under one timestamp is seen whole or not at all. The level of the
+A Strong read takes a fresh snapshot timestamp from the timestamp oracle (a coord round trip in
+a cluster); the others reuse one up to ``BOUNDED_STALENESS`` old, raised to the newest timestamp
+of the proxy's own writes (``ShardWriter.read_ts``), so a batch written under one timestamp is
+still seen whole or not at all and a client still reads its own writes. The level of the
 read in progress travels to the router in a context variable, set by the RPC handler around its
 node calls (``reading_at``), so the nodes' read methods keep one signature in every deployment.
 """

@@ -47,7 +47,8 @@ class ProxyProcess(NodeProcess):
         # live proxy applied it (vecdb.coord.catalog_sync); whether a collection is loaded is its word
         catalog = Catalog(self.backends.meta, node_id=self.node_id, ttl=settings.storage.session_ttl)
         self._closers.append(catalog.close)
-        writer = ShardWriter(self.backends.log, tso, lambda *_: None)  # query nodes follow the log
+        # query nodes follow the log; reads below Strong reuse a recent snapshot timestamp
+        writer = ShardWriter(self.backends.log, tso, lambda *_: None, reuse_read_ts=True)
         self.router = QueryNodeRouter(self.backends.log, self.backends.meta, self._querynodes,
                                       loaded_in_catalog=lambda cid: _loaded(catalog, cid),
                                       written=writer.written_positions)

@@ -12,7 +12,7 @@ from vecdb.expr import compile_filter
 from vecdb.index import validate_search_params
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, kv_dict, parse_json_param, rpc
-from vecdb.proxy.consistency import level_of, reading_at
+from vecdb.proxy.consistency import BOUNDED_STALENESS, ReadLevel, level_of, reading_at
 from vecdb.proxy.fielddata import parse_placeholder_group, resolve_output_fields
 from vecdb.proxy.results import query_results, search_results
 from vecdb.proxy.rpc_collections import db_of
@@ -105,16 +105,19 @@ def _is_iterator(params: dict) -> bool:
 
 
 class SearchRpcs(ServiceBase):
-    def _snapshot_ts(self, info, request, iterator: bool = False) -> int:
+    def _snapshot_ts(self, info, request, level: ReadLevel, iterator: bool = False) -> int:
         """The MVCC timestamp a read sees: every write with a smaller one is already applied, so
-        re-reading at this timestamp is stable (``ShardWriter.read_ts``).
+        re-reading at this timestamp is stable (``ShardWriter.read_ts``). Below Strong (and not
+        for an iterator) the writer may reuse one up to ``BOUNDED_STALENESS`` old (a cluster proxy:
+        see vecdb.proxy.consistency).
 
         Iterators pass the first page's ``session_ts`` back as ``guarantee_timestamp``: every later page
         reads that same snapshot, so rows written meanwhile never appear and none is seen twice."""
         pinned = request.guarantee_timestamp if iterator else getattr(request, "travel_timestamp", 0)
-        now = self.r.writer.read_ts(info.channels)
-        # Every level (Strong, Bounded, Session, Eventually) is satisfied by the newest state here,
-        # since a standalone node applies each write before acknowledging it.
+        reuse = 0.0 if iterator or level == ReadLevel.STRONG else BOUNDED_STALENESS
+        now = self.r.writer.read_ts(info.channels, max_age=reuse)
+        # Standalone, every level (Strong, Bounded, Session, Eventually) is satisfied by the newest
+        # state: its node applies each write before acknowledging it, and it never reuses a timestamp.
         return pinned if 0 < pinned < now else now
 
     def _filter(self, info, expr: str, template_pb):
@@ -140,7 +143,7 @@ class SearchRpcs(ServiceBase):
             field=plan.field, queries=queries, limit=plan.limit, offset=plan.offset, metric=plan.metric,
             params=plan.params, index_type=plan.index_type, radius=plan.radius, range_filter=plan.range_filter,
             flt=self._filter(info, request.dsl, request.expr_template_values),
-            ts=self._snapshot_ts(info, request, plan.iterator),
+            ts=self._snapshot_ts(info, request, level, plan.iterator),
         )
         with reading_at(level):
             hits = self.r.querynode.search(info, spec, self.partition_ids(info, request.partition_names), plan.fetch)
@@ -227,7 +230,7 @@ class SearchRpcs(ServiceBase):
         flt = self._filter(info, request.expr, request.expr_template_values)
         parts = self.partition_ids(info, request.partition_names)
         level = level_of(request, info.consistency_level)
-        ts = self._snapshot_ts(info, request, _is_iterator(qp))
+        ts = self._snapshot_ts(info, request, level, _is_iterator(qp))
         if any(f.strip().lower() == COUNT_STAR for f in requested):
             if len(requested) > 1:
                 raise errors.InvalidParameter("count entities with pagination is not allowed")

@@ -12,11 +12,18 @@ is already applied (so re-reading at T is stable). ``read_ts`` gets one without
 taking the channel locks in the common case: a writer marks its channels "in
 flight" *before* it allocates its timestamp, so a reader whose T is larger sees
 the mark and waits for that one write (by taking its lock once).
+
+Reads below Strong may reuse a snapshot timestamp (``read_ts(max_age=...)``, only when the
+writer was made with ``reuse_read_ts``: a cluster proxy, where a fresh one is a coord round
+trip): one taken at most ``max_age`` seconds ago for the same channels, raised to the newest
+timestamp this writer's own writes used, so a client still reads its own writes, and a batch is
+still seen whole or not at all (the same wait for writes in flight below it).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
@@ -28,9 +35,13 @@ from vecdb.storage.base import Log
 
 
 class ShardWriter:
-    def __init__(self, wal: Log, tso: TimestampOracle, deliver: Callable[[str, int, Record], None]):
+    def __init__(self, wal: Log, tso: TimestampOracle, deliver: Callable[[str, int, Record], None],
+                 reuse_read_ts: bool = False):
         self.log = wal
         self.tso = tso
+        self._reuse_read_ts = reuse_read_ts
+        self._recent_read_ts: dict[tuple[str, ...], tuple[float, int]] = {}  # channels -> (when, ts)
+        self._newest = 0  # the largest timestamp this writer's acknowledged writes used
         self._deliver = deliver
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._guard = threading.Lock()
@@ -70,6 +81,8 @@ class ShardWriter:
                     top = max(top, used)
                     if last is not None:
                         positions[channel] = last
+                with self._guard:
+                    self._newest = max(self._newest, top)
                 return top, positions
             finally:
                 for channel in builders:
@@ -103,9 +116,18 @@ class ShardWriter:
         last = self._last
         return {ch: last[ch] for ch in channels if ch in last}
 
-    def read_ts(self, channels: list[str]) -> int:
-        """A snapshot timestamp for reads: every write to ``channels`` with a smaller one is applied."""
-        ts = self.tso.allocate()
+    def read_ts(self, channels: list[str], max_age: float = 0.0) -> int:
+        """A snapshot timestamp for reads: every write to ``channels`` with a smaller one is applied.
+        ``max_age`` > 0 (reads below Strong) lets a writer made with ``reuse_read_ts`` reuse one
+        that old (see the module doc)."""
+        if not (self._reuse_read_ts and max_age > 0):
+            ts = self.tso.allocate()
+        else:
+            key, now = tuple(channels), time.monotonic()
+            seen = self._recent_read_ts.get(key)
+            if seen is None or now - seen[0] > max_age:
+                seen = self._recent_read_ts[key] = (now, self.tso.allocate())
+            ts = max(seen[1], self._newest)
         for channel in channels:
             pending = self._inflight.get(channel)
             if pending is not None and pending < ts:
