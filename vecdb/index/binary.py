@@ -35,7 +35,13 @@ from vecdb.index.base import (
     split_range_result,
 )
 from vecdb.index.bruteforce import binary_distances, knn_exact, popcounts, range_exact, topk_from_distances
-from vecdb.index.faiss_index import EXHAUSTIVE_VALID_FRACTION, MIN_POINTS_PER_CENTROID, SMALL_SCAN_WORK, match_nlist
+from vecdb.index.faiss_index import (
+    EXHAUSTIVE_VALID_FRACTION,
+    MIN_POINTS_PER_CENTROID,
+    SMALL_SCAN_WORK,
+    faiss_search_params,
+    match_nlist,
+)
 from vecdb.index.params import validate_search_params
 from vecdb.index.storage import write_index_file
 from vecdb.index.threads import threads_for_queries
@@ -109,7 +115,8 @@ class BinaryIndex:
         n = self._flat.ntotal
         if n == 0:
             return np.empty((0, self._nbytes), np.uint8)
-        return faiss.rev_swig_ptr(self._flat.xb.data(), n * self._nbytes).reshape(n, self._nbytes)
+        xb = self._flat.xb  # type: ignore[attr-defined]  # faiss stubs lack IndexBinaryFlat.xb
+        return faiss.rev_swig_ptr(xb.data(), n * self._nbytes).reshape(n, self._nbytes)
 
     def _pops_view(self) -> np.ndarray | None:
         return self._pops.data if self.metric_type == "JACCARD" else None
@@ -154,7 +161,8 @@ class BinaryIndex:
         trainer.train(codes)
         quantizer = faiss.downcast_IndexBinary(trainer.quantizer)
         n = quantizer.ntotal
-        self._set_centroids(faiss.rev_swig_ptr(quantizer.xb.data(), n * self._nbytes).reshape(n, self._nbytes).copy())
+        xb = quantizer.xb  # type: ignore[attr-defined]  # faiss stubs lack IndexBinaryFlat.xb
+        self._set_centroids(faiss.rev_swig_ptr(xb.data(), n * self._nbytes).reshape(n, self._nbytes).copy())
         self._assign = _Rows(None, np.int32)
         self._assign.append(self._nearest_lists(codes, 1)[:, 0])
         self._regroup()
@@ -165,15 +173,18 @@ class BinaryIndex:
         self._quantizer.add(np.ascontiguousarray(centroids))
 
     def _nearest_lists(self, x: np.ndarray, nprobe: int) -> np.ndarray:
-        nprobe = min(nprobe, len(self._centroids))
-        if len(x) * len(self._centroids) <= _SMALL_ASSIGN:
+        centroids = self._centroids
+        assert centroids is not None, "only a trained IVF index has lists"
+        nprobe = min(nprobe, len(centroids))
+        if len(x) * len(centroids) <= _SMALL_ASSIGN:
             # FAISS's binary flat search spreads even one query over OpenMP threads,
             # which costs a scheduler tick on a busy machine; a tiny scan is faster alone.
-            d = binary_distances(self._centroids, x, "HAMMING")
+            d = binary_distances(centroids, x, "HAMMING")
             return topk_from_distances(d, nprobe, "HAMMING")[1]
         return self._quantizer.search(np.ascontiguousarray(x), nprobe)[1]
 
     def _regroup(self) -> None:
+        assert self._centroids is not None, "only a trained IVF index has lists"
         assign = self._assign.data
         self._order = np.argsort(assign, kind="stable").astype(np.int64)
         self._bounds = np.searchsorted(assign[self._order], np.arange(len(self._centroids) + 1)).astype(np.int64)
@@ -237,6 +248,7 @@ class BinaryIndex:
             return d, i
 
     def _faiss_knn(self, q: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        assert self._flat is not None, "BIN_FLAT only"
         params, packed = self._faiss_params(mask)
         d, i = self._flat.search(q, k, params=params)
         del packed
@@ -248,7 +260,7 @@ class BinaryIndex:
             return None, None
         packed = np.packbits(mask, bitorder="little")
         sel = faiss.IDSelectorBitmap(len(packed), faiss.swig_ptr(packed))
-        return faiss.SearchParameters(sel=sel), packed
+        return faiss_search_params(faiss.SearchParameters, sel=sel), packed
 
     def range_search(
         self,

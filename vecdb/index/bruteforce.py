@@ -62,7 +62,8 @@ def binary_distances(
     nq, n = len(q), len(x)
     ham = np.empty((nq, n), dtype=np.int32)
     if nq and n:
-        faiss.hammings(faiss.swig_ptr(q), faiss.swig_ptr(x), nq, n, x.shape[1], faiss.swig_ptr(ham))
+        # faiss stubs lack hammings (utils/hamming.h, exported by the SWIG module)
+        faiss.hammings(faiss.swig_ptr(q), faiss.swig_ptr(x), nq, n, x.shape[1], faiss.swig_ptr(ham))  # type: ignore[attr-defined]
     if metric_type == "HAMMING":
         return ham.astype(np.float32)
     px = popcounts(x) if code_popcounts is None else code_popcounts

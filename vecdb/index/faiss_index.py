@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 import faiss
 import numpy as np
@@ -70,6 +70,28 @@ BLAS_MIN_QUERIES = 20  # batch size from which a filtered flat scan gathers rows
 _TRAINED_TYPES = ("IVF_FLAT", "IVF_SQ8", "IVF_PQ", "SCANN")
 _SCANN_NBITS = 4
 _SCANN_SUB_DIM = 2
+
+
+_SP = TypeVar("_SP", bound=faiss.SearchParameters)
+# FAISS builds it (hnsw/HNSW.h); its type stubs lack the class
+_SearchParametersHNSW: type[faiss.SearchParameters] = faiss.SearchParametersHNSW  # type: ignore[attr-defined]
+
+
+def faiss_search_params(cls: type[_SP], **fields: Any) -> _SP:
+    """A FAISS ``SearchParameters`` (or subclass) object with ``fields`` set, e.g.
+    ``faiss_search_params(faiss.SearchParametersIVF, nprobe=8, sel=sel)``.
+
+    FAISS's Python wrapper gives these classes a keyword constructor doing just this
+    (``class_wrappers.handle_SearchParameters``: construct, then set each attribute, which
+    also keeps ``sel`` alive with the object); its type stubs declare the constructors
+    without arguments, so the keyword form goes through here.
+    """
+    params = cls()
+    for name, value in fields.items():
+        if not hasattr(params, name):
+            raise AttributeError(f"{cls.__name__} has no field {name!r}")
+        setattr(params, name, value)
+    return params
 
 
 def match_nlist(n: int, nlist: int) -> int:
@@ -133,28 +155,31 @@ class FaissIndex:
         if self.index_type == "FLAT":
             return faiss.IndexFlat(d, metric), {}
         if self.index_type == "HNSW":
-            index = faiss.IndexHNSWFlat(d, p["M"], metric)
-            index.hnsw.efConstruction = p["efConstruction"]
-            return index, {}
+            hnsw = faiss.IndexHNSWFlat(d, p["M"], metric)
+            hnsw.hnsw.efConstruction = p["efConstruction"]
+            return hnsw, {}
         nlist = match_nlist(n, p["nlist"])
         trained = {"nlist": nlist}
         quantizer = faiss.IndexFlat(d, metric)
+        ivf: faiss.IndexIVF
         if self.index_type == "IVF_FLAT":
-            index = faiss.IndexIVFFlat(quantizer, d, nlist, metric)
+            ivf = faiss.IndexIVFFlat(quantizer, d, nlist, metric)
         elif self.index_type == "IVF_SQ8":
-            index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, metric)
+            ivf = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, metric)
         elif self.index_type == "IVF_PQ":
             nbits = match_nbits(n, p["nbits"])
             trained["nbits"] = nbits
-            index = faiss.IndexIVFPQ(quantizer, d, nlist, p["m"], nbits, metric)
-            index.pq.cp.min_points_per_centroid = 1
+            ivfpq = faiss.IndexIVFPQ(quantizer, d, nlist, p["m"], nbits, metric)
+            ivfpq.pq.cp.min_points_per_centroid = 1
+            ivf = ivfpq
         else:  # SCANN
-            index = faiss.IndexIVFPQFastScan(quantizer, d, nlist, d // _SCANN_SUB_DIM, _SCANN_NBITS, metric)
-            index.pq.cp.min_points_per_centroid = 1
-        index.cp.min_points_per_centroid = 1  # we clamp nlist ourselves; keep FAISS quiet
+            fast = faiss.IndexIVFPQFastScan(quantizer, d, nlist, d // _SCANN_SUB_DIM, _SCANN_NBITS, metric)
+            fast.pq.cp.min_points_per_centroid = 1
+            ivf = fast
+        ivf.cp.min_points_per_centroid = 1  # we clamp nlist ourselves; keep FAISS quiet
         if self.index_type == "SCANN" and p["with_raw_data"]:
-            index = faiss.IndexRefineFlat(index)
-        return index, trained
+            return faiss.IndexRefineFlat(ivf), trained
+        return ivf, trained
 
     def _codebook_size(self) -> int:
         if self.index_type == "SCANN":
@@ -255,21 +280,21 @@ class FaissIndex:
     def _make_search_params(self, sp: dict, k: int, sel: Any, exhaustive: bool) -> tuple[Any, Any]:
         index = self._index
         if index is None:
-            return self._pending, faiss.SearchParameters(sel=sel)
+            return self._pending, faiss_search_params(faiss.SearchParameters, sel=sel)
         t = self.index_type
         if t == "FLAT":
-            return index, faiss.SearchParameters(sel=sel)
+            return index, faiss_search_params(faiss.SearchParameters, sel=sel)
         if t == "HNSW":
             if exhaustive:
-                return faiss.downcast_index(index.storage), faiss.SearchParameters(sel=sel)
-            return index, faiss.SearchParametersHNSW(efSearch=sp["ef"], sel=sel)
+                return faiss.downcast_index(index.storage), faiss_search_params(faiss.SearchParameters, sel=sel)
+            return index, faiss_search_params(_SearchParametersHNSW, efSearch=sp["ef"], sel=sel)
         nprobe = self._trained["nlist"] if exhaustive else sp.get("nprobe", 8)
-        ivf = faiss.SearchParametersIVF(nprobe=nprobe, sel=sel)
+        ivf = faiss_search_params(faiss.SearchParametersIVF, nprobe=nprobe, sel=sel)
         if t == "SCANN" and self.params["with_raw_data"]:
             if exhaustive:
-                return faiss.downcast_index(index.refine_index), faiss.SearchParameters(sel=sel)
+                return faiss.downcast_index(index.refine_index), faiss_search_params(faiss.SearchParameters, sel=sel)
             k_factor = max(1.0, sp.get("reorder_k", k) / max(k, 1))
-            params = faiss.IndexRefineSearchParameters(k_factor=k_factor, base_index_params=ivf)
+            params = faiss_search_params(faiss.IndexRefineSearchParameters, k_factor=k_factor, base_index_params=ivf)
             return index, params
         return index, ivf
 
@@ -324,7 +349,8 @@ class FaissIndex:
             xb = faiss.rev_swig_ptr(index.get_xb(), n * self.dim).reshape(n, self.dim)
             d, i = faiss.knn(q, xb[ids], k, metric=self._faiss_metric)
             return fix_padding(d, np.where(i >= 0, ids[np.maximum(i, 0)], -1), self.metric_type)
-        return fix_padding(*index.search(q, k, params=fp), self.metric_type)
+        d, i = index.search(q, k, params=fp)
+        return fix_padding(d, i, self.metric_type)
 
     def range_search(
         self,
@@ -366,7 +392,8 @@ class FaissIndex:
         k = min(nvalid, limit if limit else RANGE_TOPK_START)
         while len(todo):
             index, fp = self._search_params({**sp, "reorder_k": 2 * k}, k, sel, False)
-            d, i = fix_padding(*index.search(q[todo], k, params=fp), self.metric_type)
+            d, i = index.search(q[todo], k, params=fp)
+            d, i = fix_padding(d, i, self.metric_type)
             for row, qi in enumerate(todo):
                 out_d[qi], out_i[qi] = d[row], i[row]
             last_in = in_range_mask(d[:, -1], self.metric_type, radius, range_filter) & (i[:, -1] >= 0)

@@ -56,8 +56,8 @@ DEFAULT_HNSW_RANGE_EF = 512
 
 FLOAT_VECTOR_TYPES = frozenset({DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR})
 AUTOINDEX = "AUTOINDEX"
-AUTOINDEX_FLOAT = {"index_type": "HNSW", "M": 18, "efConstruction": 240}
-AUTOINDEX_BINARY = {"index_type": "BIN_FLAT"}
+AUTOINDEX_FLOAT: dict[str, str | int] = {"index_type": "HNSW", "M": 18, "efConstruction": 240}
+AUTOINDEX_BINARY: dict[str, str | int] = {"index_type": "BIN_FLAT"}
 
 
 @dataclass(frozen=True)
@@ -177,10 +177,10 @@ def _read(p: Param, params: dict, search: bool) -> Any:
     if p.kind == "bool":
         return _parse_bool(p.key, raw)
     if p.kind == "str":
-        v = str(raw)
-        if p.choices and v not in p.choices:
+        s = str(raw)
+        if p.choices and s not in p.choices:
             raise InvalidParameter(f"{p.key} not supported, supported: [{' '.join(p.choices)}]")
-        return v
+        return s
     v = _parse_int(p.key, raw, search)
     if not p.lo <= v <= p.hi:
         if search:
@@ -220,7 +220,7 @@ def validate_index_params(
     if itype == AUTOINDEX:
         auto = AUTOINDEX_BINARY if binary else AUTOINDEX_FLOAT
         params = {**params, **auto}
-        itype = auto["index_type"]
+        itype = str(auto["index_type"])
     spec = index_spec(itype)
     if spec.gpu and require_gpu:
         from vecdb.index.gpu import require_gpu as check_gpu  # noqa: PLC0415 - gpu imports this module
