@@ -28,14 +28,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 
-from vecdb.coord.tso import TimestampOracle
 from vecdb.errors import LogConflict
 from vecdb.records import Record, encode
+from vecdb.roles import TimestampSource
 from vecdb.storage.base import Log
 
 
 class ShardWriter:
-    def __init__(self, wal: Log, tso: TimestampOracle, deliver: Callable[[str, int, Record], None],
+    def __init__(self, wal: Log, tso: TimestampSource, deliver: Callable[[str, int, Record], None],
                  reuse_read_ts: bool = False):
         self.log = wal
         self.tso = tso
