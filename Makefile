@@ -34,6 +34,7 @@ serve: install
 
 lint: install-test
 	$(VENV)/bin/ruff check vecdb tests bench
+	$(VENV)/bin/mypy vecdb
 
 # pytest exits 5 when it collected no tests: that is a failure here, said out loud.
 test: install-test lint
