@@ -20,10 +20,9 @@ import threading
 import time
 from typing import Any, Protocol
 
-import grpc
 import numpy as np
 
-from vecdb.errors import InternalError, ServiceNotReady, ServiceUnavailable
+from vecdb.errors import ServiceNotReady, ServiceUnavailable
 from vecdb.rpc import Client
 from vecdb.storage.base import MetaStore
 
@@ -45,16 +44,6 @@ def active_coord_address(meta: MetaStore) -> str:
     if not isinstance(address, str) or not address:
         raise ServiceNotReady(f"{SESSION_KEY} holds no coord address: {raw[:200]!r}")
     return address
-
-
-def _retriable(e: Exception) -> bool:
-    """Refused by a standby, or not reached, or cancelled by a server that shut down during the call
-    (gRPC CANCELLED, which ``vecdb.rpc.Client`` reports as an InternalError; this client never
-    cancels a call itself)."""
-    if isinstance(e, (ServiceNotReady, ServiceUnavailable)):
-        return True
-    cause = e.__cause__
-    return isinstance(cause, grpc.RpcError) and cause.code() == grpc.StatusCode.CANCELLED
 
 
 class CoordClient:
@@ -84,8 +73,8 @@ class CoordClient:
             try:
                 client = self._client()
                 return client.call(method, msg, arrays, timeout=max(deadline - time.monotonic(), _MIN_ATTEMPT))
-            except (ServiceNotReady, ServiceUnavailable, InternalError) as e:
-                if not _retriable(e) or time.monotonic() + pause >= deadline:
+            except (ServiceNotReady, ServiceUnavailable):  # a standby, not reached, or stopped mid-call
+                if time.monotonic() + pause >= deadline:
                     raise
             time.sleep(pause)
             pause = min(2 * pause, _MAX_PAUSE)

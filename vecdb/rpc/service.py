@@ -89,7 +89,9 @@ class Client:
             reply = self._method(name)(pack(meta, arrays), timeout=timeout or self.timeout)
         except grpc.RpcError as e:
             code = e.code()
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            # CANCELLED: the server stopped during the call (these clients never cancel one themselves),
+            # so another server, or this one once back, may answer: retriable as unreachable is
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
                 raise errors.ServiceUnavailable(f"{self.service} at {self.address}: {e.details()}") from e
             if code == grpc.StatusCode.UNIMPLEMENTED:
                 raise errors.Unimplemented(f"{self.service} at {self.address} has no method {name}") from e
