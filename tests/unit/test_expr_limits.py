@@ -48,6 +48,8 @@ def error_of(expr: str, **templates) -> str:
     ("a > 1.5 ** 9223372036854775807", "invalid constant arithmetic 1.5 ** 9223372036854775807 at column 5"),
     ("a > 9223372036854775807 * 9223372036854775807",
      "integer 85070591730234615847396907784232501249 out of int64 range at column 5"),
+    ("b > 1e308 * 10", "invalid constant arithmetic 1e+308 * 10 at column 5"),  # no silent inf
+    ("b > -1e308 - 1e308", "invalid constant arithmetic -1e+308 - 1e+308 at column 5"),
 ])
 def test_folding_refuses_out_of_range_results_at_once(expr, detail):
     assert error_of(expr) == detail

@@ -325,23 +325,31 @@ class _Compiler:
         return nodes.Arith(node.op, left, right, t, f"{left.desc} {node.op} {right.desc}")
 
     def _fold(self, op: str, a, b, node: ast.Binary):
-        both_int = isinstance(a, int) and isinstance(b, int)
+        """``a op b`` on constants; a float result must be finite (``1e308 * 10`` is refused, as a
+        literal out of float range is), an int result is range-checked by ``const``."""
         if op in ("/", "%") and b == 0:
             raise self.error("divide by zero" if op == "/" else "modulo by zero", node.right.pos)
         try:
-            if op == "+":
-                return a + b
-            if op == "-":
-                return a - b
-            if op == "*":
-                return a * b
-            if op == "/":
-                return trunc_div(a, b) if both_int else a / b
-            if op == "%":
-                return a - b * trunc_div(a, b) if both_int else math.fmod(a, b)
-            return self._power(a, b, node)
+            r = self._arith(op, a, b, node)
         except (OverflowError, ValueError, ZeroDivisionError):
-            raise self.error(f"invalid constant arithmetic {a} {op} {b}", node.pos) from None
+            r = math.nan
+        if isinstance(r, float) and not math.isfinite(r):
+            raise self.error(f"invalid constant arithmetic {a} {op} {b}", node.pos)
+        return r
+
+    def _arith(self, op: str, a, b, node: ast.Binary):
+        both_int = isinstance(a, int) and isinstance(b, int)
+        if op == "+":
+            return a + b
+        if op == "-":
+            return a - b
+        if op == "*":
+            return a * b
+        if op == "/":
+            return trunc_div(a, b) if both_int else a / b
+        if op == "%":
+            return a - b * trunc_div(a, b) if both_int else math.fmod(a, b)
+        return self._power(a, b, node)
 
     def _power(self, a, b, node: ast.Binary):
         """``a ** b`` on constants. int ** non-negative int stays an int, which must fit int64: its
