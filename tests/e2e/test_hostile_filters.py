@@ -148,3 +148,15 @@ def test_hostile_filters_are_refused_fast_and_others_keep_being_served(coll, uri
     assert len(latencies) >= 5 and max(latencies) < 1.0, sorted(latencies)[-5:]
     assert count(client, name) == before  # nothing written (or deleted)
     assert client.query(name, filter="id in [7]", output_fields=["s"])[0]["s"] == TEXT + "b"
+
+
+def test_delete_by_ids_reads_literals_as_the_filter_language_does(coll):
+    """Delete's fast path (``pk in [...]`` without a scan) takes only plain literals; other
+    spellings are for the filter language to judge: it refuses Python's 1_000."""
+    client, name = coll
+    for expr in ("id in [1_000]", "id == 1_000"):
+        with pytest.raises(MilvusException) as err:
+            client.delete(name, filter=expr)
+        assert err.value.code == 1100, expr
+    assert client.delete(name, filter="id in [987654321, -5]")["delete_count"] == 2
+    assert count(client, name) == ROWS  # neither key existed

@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 SEAL_ROWS = 200_000
 _PK_IN = re.compile(r"^\s*\(?\s*([A-Za-z_]\w*)\s+in\s+(\[.*\])\s*\)?\s*$", re.S)
 _PK_EQ = re.compile(r"^\s*([A-Za-z_]\w*)\s*==\s*(-?\d+|\"[^\"\\]*\"|'[^'\\]*')\s*$")
+# What the fast path reads with ast.literal_eval: plain decimal ints (no leading zero: the filter
+# language reads 010 as octal) or plain quoted strings without escapes, where Python's literal
+# syntax and the filter language's agree; anything else (1_000, 0x10, escapes) goes to the compiler.
+_PLAIN_ITEM = r"\s*(?:-?(?:0|[1-9]\d*)|\"[^\"\\]*\"|'[^'\\]*')\s*"
+_PLAIN_LIST = re.compile(rf"^\[(?:{_PLAIN_ITEM}(?:,{_PLAIN_ITEM})*,?\s*)?\]$")
 
 
 class DmlRpcs(ServiceBase):
@@ -181,6 +186,8 @@ class DmlRpcs(ServiceBase):
             parse(expr)  # refuses it, as for every filter
         m = _PK_IN.match(expr) or _PK_EQ.match(expr)
         if not m or m.group(1) != pk.name:
+            return None
+        if m.group(2).startswith("[") and not _PLAIN_LIST.match(m.group(2)):
             return None
         try:
             value = ast.literal_eval(m.group(2))
