@@ -138,6 +138,13 @@ class LeaseExpired(IoFailed):
     default_message = "lease expired"
 
 
+class CatalogConflict(ServiceUnavailable):
+    """The catalog changed under a DDL call (another proxy changed the same collection, or kept
+    winning): nothing was written; retry with fresh state."""
+
+    default_message = "the catalog changed concurrently; retry"
+
+
 class LogConflict(IoFailed):
     """An append that expected the channel to end at some position found it further along
     (another writer got there first); retry with fresh state."""

@@ -48,6 +48,7 @@ from vecdb.coord.catalog_state import (
     is_catalog_key,
 )
 from vecdb.coord.session import Session
+from vecdb.errors import CatalogConflict  # noqa: F401 - raised here, imported from here by callers
 from vecdb.storage.base import MetaStore
 from vecdb.storage.watch import PrefixWatch
 
@@ -56,13 +57,6 @@ log = logging.getLogger(__name__)
 WRITE_WAIT = 10.0  # seconds a change may keep losing its compare-and-set before CatalogConflict
 FENCE_WAIT = 5.0  # seconds a committed change waits for the live proxies to apply it
 RECHECK_WAIT = 2.0  # seconds a read that missed waits for the cache to reach the store's version
-
-
-class CatalogConflict(errors.ServiceUnavailable):
-    """The catalog changed under a DDL call (another proxy changed the same collection, or kept
-    winning): nothing was written; retry with fresh state."""
-
-    default_message = "the catalog changed concurrently; retry"
 
 
 @dataclass
