@@ -86,6 +86,59 @@ def _standalone(args) -> int:
     return 0
 
 
+def _cluster(args) -> int:
+    from vecdb import localcluster
+
+    try:
+        if args.action == "up":
+            return localcluster.up(args.data_dir, proxies=args.proxies, querynodes=args.querynodes, port=args.port,
+                                   datanodes=args.datanodes)
+        if args.action == "status":
+            return localcluster.status(args.data_dir)
+        return localcluster.down(args.data_dir)
+    except localcluster.ClusterError as e:
+        print(f"vecdb cluster {args.action}: {e}", file=sys.stderr)
+        return 1
+
+
+def _cluster_command(sub) -> None:
+    cl = sub.add_parser(
+        "cluster", help="start, inspect or stop a whole cluster on this machine (backends included)",
+        description="A local cluster in one command: `up` starts NATS (JetStream), etcd and a SeaweedFS S3 server, "
+                    "then a coord, the query nodes and the proxies, all on 127.0.0.1 as background processes with "
+                    "their data and logs under --data-dir, and returns once pymilvus gets answers; `status` shows "
+                    "each process; `down` stops exactly what `up` started (recorded in DATA_DIR/cluster.json). "
+                    "The data stays: `up` again on the same --data-dir finds it. Needs the cluster-dev extra: "
+                    "pip install 'vecdb[cluster-dev]'.")
+    actions = cl.add_subparsers(dest="action", required=True)
+    data_dir = dict(default="./cluster-data", help="where every process keeps its data and logs, and the state "
+                                                    "file (default ./cluster-data)")
+    upp = actions.add_parser("up", help="start the backends and every role, wait until pymilvus gets answers",
+                             description="Start a cluster on 127.0.0.1: NATS, etcd, SeaweedFS (S3), a coord, "
+                                         "--querynodes query nodes and --proxies proxies (the first on --port, the "
+                                         "next ones on the following ports). Exits non-zero if a cluster already "
+                                         "runs from --data-dir. Settings for the vecdb processes can come from "
+                                         "VECDB_<SECTION>__<KEY> variables (e.g. VECDB_STORAGE__SESSION_TTL=2).")
+    upp.add_argument("--proxies", type=int, default=1, help="proxies, each a Milvus API endpoint (default 1)")
+    upp.add_argument("--querynodes", type=int, default=1, help="query nodes (default 1)")
+    upp.add_argument("--datanodes", type=int, default=None,
+                     help="accepted and ignored: data nodes run inside the proxies until issue 11")
+    upp.add_argument("--data-dir", **data_dir)
+    upp.add_argument("--port", type=int, default=19530,
+                     help="the first proxy's Milvus API port (default 19530; proxy i gets port+i-1)")
+    st = actions.add_parser("status", help="each process of the cluster, alive or dead; whether proxies answer",
+                            description="One line per process `up` started: alive or dead, and for a proxy "
+                                        "whether pymilvus gets an answer. Exits 0 only when all is well.")
+    st.add_argument("--data-dir", **data_dir)
+    dn = actions.add_parser("down", help="stop every process `up` started (the data stays)",
+                            description="Stop the processes recorded in DATA_DIR/cluster.json (proxies, query "
+                                        "nodes, coord, then S3, etcd, NATS: SIGTERM, SIGKILL after a grace "
+                                        "period), each only if its pid still runs the recorded command. The data "
+                                        "stays under --data-dir.")
+    dn.add_argument("--data-dir", **data_dir)
+    cl.set_defaults(func=_cluster)
+
+
 def _return_freed_memory() -> None:
     """Serve large allocations (columns, index buffers, flush batches) from their own mappings.
 
@@ -175,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                          "every node with a session under session/querynode/, as they join and leave)")
     px.add_argument("--node-id", default=None, help="this proxy's id in session/proxy/<id> (default: random)")
     _storage_flags(px)
+    _cluster_command(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # FAISS logs which of its builds it tried ("Could not load library with AVX512 support") at INFO:

