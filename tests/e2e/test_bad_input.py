@@ -12,28 +12,30 @@ import uuid
 
 import numpy as np
 import pytest
-from pymilvus import DataType, MilvusClient, MilvusException
+from pymilvus import DataType, MilvusException
 from pymilvus.client.prepare import Prepare
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
-from tests.conftest import start_standalone
-from tests.e2e._helpers import count, float_schema, make_collection, raw_stub
+from tests.e2e._helpers import count, float_schema, make_collection, raw_stub, serving
 
 DIM = 8
 
 
 @pytest.fixture(scope="module")
-def uri(tmp_path_factory):
-    server = start_standalone(str(tmp_path_factory.mktemp("bad_input")))
-    yield f"http://127.0.0.1:{server.port}"
-    server.stop()
+def served(tmp_path_factory):
+    """One standalone server for the module, and a client of it."""
+    with serving(tmp_path_factory.mktemp("bad_input")) as uri_and_client:
+        yield uri_and_client
 
 
 @pytest.fixture(scope="module")
-def client(uri):
-    c = MilvusClient(uri=uri)
-    yield c
-    c.close()
+def uri(served):
+    return served[0]
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    return served[1]
 
 
 @pytest.fixture

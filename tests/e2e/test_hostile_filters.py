@@ -16,8 +16,7 @@ import pytest
 from pymilvus import DataType, MilvusClient, MilvusException
 from pymilvus.grpc_gen import milvus_pb2
 
-from tests.conftest import start_standalone
-from tests.e2e._helpers import count, float_schema, make_collection, raw_stub
+from tests.e2e._helpers import count, float_schema, make_collection, raw_stub, serving
 
 DIM = 4
 ROWS = 3_000
@@ -27,9 +26,8 @@ HOSTILE_LIKE = 's like "%a%a%a%a%a%a%b"'  # n**7 steps for a backtracking regex 
 
 @pytest.fixture(scope="module")
 def uri(tmp_path_factory):
-    server = start_standalone(str(tmp_path_factory.mktemp("hostile_filters")))
-    yield f"http://127.0.0.1:{server.port}"
-    server.stop()
+    with serving(tmp_path_factory.mktemp("hostile_filters")) as (uri, _):
+        yield uri
 
 
 @pytest.fixture(scope="module")
