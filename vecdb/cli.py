@@ -29,6 +29,16 @@ def _settings(args):
     return settings
 
 
+def _role_http_port(args, settings) -> None:
+    """A cluster role's /healthz and /metrics port: --http-port, else http.port when the config file
+    or VECDB_HTTP__PORT sets it, else off (several roles on one machine cannot share standalone's
+    9091 default)."""
+    if args.http_port is not None:
+        settings.http.port = args.http_port
+    elif "port" not in settings.http.model_fields_set:
+        settings.http.port = 0
+
+
 def _run_until_signalled(node, ready: str) -> int:
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before "ready": a stop sent right after it is handled
@@ -45,13 +55,21 @@ def _coord(args) -> int:
 
     settings = _settings(args)
     meta = open_meta(settings.storage)
+    http = None
     try:
         coord = Coord(meta, settings.proxy.host, args.port if args.port is not None else 19540,
                       settings.storage.session_ttl)
+        _role_http_port(args, settings)
+        if settings.http.port:
+            from vecdb.http import start_http
+
+            http = start_http(settings.proxy.host, settings.http.port, coord.health, "coord", coord.address)
         # a standby serves too (it refuses calls until it takes over): ready either way, and says which
         return _run_until_signalled(coord, f"vecdb coord ready on {coord.address} "
                                            f"({'active' if coord.active else 'standby'})")
     finally:
+        if http is not None:
+            http.shutdown()
         meta.close()
 
 
@@ -59,6 +77,7 @@ def _querynode(args) -> int:
     from vecdb.querynode.process import QueryNodeProcess
 
     settings = _settings(args)
+    _role_http_port(args, settings)
     node = QueryNodeProcess(settings, settings.proxy.host, args.port if args.port is not None else 21123, args.node_id)
     return _run_until_signalled(node, f"vecdb querynode {node.node_id} ready on {node.address}")
 
@@ -67,6 +86,7 @@ def _proxy(args) -> int:
     from vecdb.proxy.process import ProxyProcess
 
     settings = _settings(args)
+    _role_http_port(args, settings)
     node = ProxyProcess(settings, args.coord, args.querynode, args.node_id)
     return _run_until_signalled(node, f"vecdb proxy {node.node_id} ready on {node.address}")
 
@@ -155,6 +175,12 @@ def _return_freed_memory() -> None:
         pass
 
 
+def _role_http_flag(p) -> None:
+    p.add_argument("--http-port", type=int, default=None,
+                   help="/healthz and /metrics port (default off; or http.port from --config or VECDB_HTTP__PORT; "
+                        "0 = off)")
+
+
 def _command(sub, name: str, func, help: str, description: str, data_dir: str, port: str):
     """A subcommand with the flags every server has: --data-dir, --host, --port."""
     p = sub.add_parser(name, help=help, description=description)
@@ -207,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     co.add_argument("--meta-store", default=None, metavar="URL",
                     help="metadata: etcd://host:port (or 'local', files in --data-dir)")
     co.add_argument("--config", default=None, help="YAML settings file (see vecdb/config.py)")
+    _role_http_flag(co)
     qn = _command(sub, "querynode", _querynode, "run a query node of a cluster",
                   "Run a query node: it follows the log channels of the collections it is asked to load and "
                   "answers search/query/count over internal gRPC on --host:--port. Storage flags as for standalone "
@@ -214,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                   data_dir="local cache of the segment files it maps (default ./data)",
                   port="internal gRPC port (default 21123)")
     qn.add_argument("--node-id", default=None, help="this node's id in session/querynode/<id> (default: random)")
+    _role_http_flag(qn)
     _storage_flags(qn)
     px = _command(sub, "proxy", _proxy, "run a proxy of a cluster (the Milvus API)",
                   "Run a proxy: the Milvus gRPC API for pymilvus on --host:--port, data on the cluster's storage "
@@ -227,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="a query node's internal RPC address, repeat for several (overrides discovery: default, "
                          "every node with a session under session/querynode/, as they join and leave)")
     px.add_argument("--node-id", default=None, help="this proxy's id in session/proxy/<id> (default: random)")
+    _role_http_flag(px)
     _storage_flags(px)
     _cluster_command(sub)
     args = parser.parse_args(argv)

@@ -1,20 +1,39 @@
-"""``/healthz`` and ``/metrics`` on a small HTTP server beside the gRPC port."""
+"""``/healthz`` and ``/metrics`` on a small HTTP server beside a process's gRPC port.
+
+Every role serves it on a port of its own (standalone: ``http.port``, 9091 by default; ``vecdb
+coord|querynode|proxy``: ``--http-port``, off unless given). The rules:
+
+- ``/healthz`` asks the role's ``health()``: ``(True, text)`` answers 200 with ``text`` (it starts
+  with "OK": "OK", "OK active", "OK standby"); ``(False, reason)`` answers 503 with the reason
+  ("starting", "stopping", "session lost ...").
+- ``/metrics`` is the process's prometheus-client registry (every metric defined in this process,
+  whichever role defined it), plus ``vecdb_node_info{role, node_id} 1`` per role served here: join on
+  it to tell processes apart (several roles in one process, as in tests, share one registry).
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+
+Health = Callable[[], tuple[bool, str]]
+
+NODE_INFO = Gauge("vecdb_node_info", "1 for each role this process serves, labelled with its node id",
+                  ["role", "node_id"])
 
 
-def start_http(host: str, port: int, node) -> ThreadingHTTPServer:
+def start_http(host: str, port: int, health: Health, role: str = "standalone",
+               node_id: str = "standalone") -> ThreadingHTTPServer:
+    """Serve /healthz and /metrics on ``host:port`` in a daemon thread; ``shutdown()`` stops it."""
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server API
             if self.path.startswith("/healthz"):
-                ok = node.healthy()
-                body = b"OK" if ok else b"unhealthy"
-                self._send(200 if ok else 503, body, "text/plain")
+                ok, text = _ask(health)
+                self._send(200 if ok else 503, text.encode(), "text/plain; charset=utf-8")
             elif self.path.startswith("/metrics"):
                 self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
             else:
@@ -32,5 +51,14 @@ def start_http(host: str, port: int, node) -> ThreadingHTTPServer:
 
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    NODE_INFO.labels(role, node_id).set(1)
+    threading.Thread(target=server.serve_forever, name=f"http-{role}", daemon=True).start()
     return server
+
+
+def _ask(health: Health) -> tuple[bool, str]:
+    """The role's answer; a health check that fails is an unhealthy role, not a 500."""
+    try:
+        return health()
+    except Exception as e:  # noqa: BLE001 - reported as the reason
+        return False, f"health check failed: {type(e).__name__}: {e}"

@@ -5,6 +5,11 @@ parts in ``_start`` and lists what to close in ``_closers``; a failed start clos
 been opened. The session is registered last, once the server answers, so a node is never found
 before it can serve, and ended first by ``stop``, so the others stop sending it calls at once
 (not when its lease would run out) while the server's grace lets the calls in flight finish.
+
+With ``http.port`` set (``--http-port``; 0 = off), ``/healthz`` and ``/metrics`` (``vecdb.http``)
+start first, so a probe sees "starting" while the role loads, and stop last, so it sees
+"stopping" during the grace. Healthy (200 "OK") only between: started, session registered and
+surely held (not lost, not ended, renewed within its ttl: ``Session.trouble``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import Callable
+from http.server import ThreadingHTTPServer
 
 from vecdb.config import Settings
 from vecdb.coord.session import register_node
@@ -31,8 +37,11 @@ class NodeProcess:
         self.node_id = node_id or uuid.uuid4().hex[:12]
         self.backends = open_backends(settings.storage)
         self.server = self.session = None
+        self.http: ThreadingHTTPServer | None = None
+        self._stopping = False
         self._closers: list[Callable[[], None]] = []
         try:
+            self._start_http(host, settings.http.port)
             self.server, self.port = self._start(settings)
             self.address = advertised_address(host, self.port)
             self.session = register_node(self.backends.meta, self.role, self.node_id, self.address,
@@ -41,11 +50,27 @@ class NodeProcess:
             self.stop()
             raise
 
+    def _start_http(self, host: str, port: int) -> None:
+        if port:
+            from vecdb.http import start_http
+
+            self.http = start_http(host, port, self.health, self.role, self.node_id)
+
+    def health(self) -> tuple[bool, str]:
+        """For /healthz: (True, "OK") while ready, else (False, why)."""
+        if self._stopping:
+            return False, "stopping"
+        if self.session is None:
+            return False, "starting"
+        trouble = self.session.trouble()
+        return (False, trouble) if trouble else (True, "OK")
+
     def _start(self, settings: Settings):
         """Build the role's parts; returns (started grpc server, bound port)."""
         raise NotImplementedError
 
     def stop(self, grace: float = 1.0) -> None:
+        self._stopping = True
         if self.session is not None:
             self.session.close()
         if self.server is not None:
@@ -53,3 +78,7 @@ class NodeProcess:
         for close in reversed(self._closers):
             close()
         self.backends.close()
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.server_close()
+            self.http = None

@@ -78,13 +78,19 @@ class Standalone:
         if self.settings.http.port:
             from vecdb.http import start_http
 
-            self.http = start_http(p.host, self.settings.http.port, self)
+            self.http = start_http(p.host, self.settings.http.port, self.health)
         log.info("vecdb standalone listening on %s:%d (data in %s)", p.host, self.port,
                  os.path.abspath(self.settings.storage.data_dir))
         return self
 
     def healthy(self) -> bool:
         return self.server is not None and not self._stopped.is_set()
+
+    def health(self) -> tuple[bool, str]:
+        """For /healthz: ready once serving, until stopped (a lost session stops it)."""
+        if self._stopped.is_set():
+            return False, "stopping"
+        return (True, "OK") if self.server is not None else (False, "starting")
 
     def wait(self) -> None:
         self._stopped.wait()

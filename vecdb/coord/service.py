@@ -79,6 +79,7 @@ class Coord:
         self._changed = threading.Condition()
         self._stopped = False
         self._campaigner: threading.Thread | None = None
+        self._campaign_error: str | None = None  # why the standby's last try to take over failed
         self.server, self.port = serve("coord", {
             "AllocTimestamp": lambda m, a: {"ts": self._serve(lambda t: t.tso.allocate(_count(m, LOGICAL_MASK)))},
             "AllocID": lambda m, a: {"id": self._serve(lambda t: t.ids.allocate(_count(m, MAX_IDS_PER_CALL)))},
@@ -102,6 +103,20 @@ class Coord:
         """The session held while active."""
         term = self._term
         return term.session if term is not None else None
+
+    def health(self) -> tuple[bool, str]:
+        """For /healthz: 200 "OK active" while it answers calls, "OK standby" while it stands by and
+        can reach the store (it takes over on its own); else (False, why): stopping, a standby whose
+        last try to take over failed, or an active one between losing its lease and stepping down."""
+        if self._stopped:
+            return False, "stopping"
+        if self.active:
+            return True, "OK active"
+        if self._term is not None:
+            return False, "active, but its session's lease was not renewed in time (the metadata store does not answer)"
+        if self._campaign_error is not None:
+            return False, f"standby, cannot take over: {self._campaign_error}"
+        return True, "OK standby"
 
     def wait_active(self, timeout: float | None = None) -> bool:
         """Wait until it answers calls (False once ``timeout`` passed, or it was stopped)."""
@@ -171,9 +186,12 @@ class Coord:
             ended.session.close()
         while not self._stopped:
             try:
-                if self._try_to_take_over():
+                taken = self._try_to_take_over()
+                self._campaign_error = None
+                if taken:
                     return
             except Exception as e:  # noqa: BLE001 (store unreachable, fenced off while starting: keep trying)
+                self._campaign_error = f"{type(e).__name__}: {e}"
                 log.warning("coord at %s could not take over (tries again): %s", self.address, e)
             with self._changed:
                 self._changed.wait_for(lambda: self._stopped, _CAMPAIGN_PAUSE)

@@ -52,6 +52,7 @@ class Session:
         self.meta, self.key, self.value, self.ttl = meta, key, value, float(ttl)
         self._on_lost = on_lost
         self._stop = threading.Event()
+        self.lost = False  # set once a renewal found the lease gone (before on_lost is called)
         # time.monotonic() when the last grant or renewal that succeeded was sent: the lease surely lives
         # until renewed_at + ttl (the store counts from when it got it). A holder that must not act once
         # another may hold the key acts only before then: a renewal can fail (store unreachable) for
@@ -93,9 +94,22 @@ class Session:
                 self.renewed_at = sent
                 continue
             log.error("session %s lost (its lease expired): another process may take over", self.key)
+            self.lost = True
             if self._on_lost is not None:
                 self._on_lost()
             return
+
+    def trouble(self) -> str | None:
+        """None while the session surely holds its key, else why not (for health checks): lost,
+        ended, or not renewed for longer than its ttl (the store does not answer)."""
+        if self.lost:
+            return f"session {self.key} lost (its lease expired)"
+        if self._stop.is_set():
+            return f"session {self.key} ended"
+        late = time.monotonic() - self.renewed_at
+        if late > self.ttl:
+            return f"session {self.key} not renewed for {late:.1f} s (the metadata store does not answer)"
+        return None
 
     def close(self) -> None:
         """Stop renewing and end the lease now (the key goes at once)."""

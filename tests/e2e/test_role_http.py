@@ -1,0 +1,105 @@
+"""/healthz and /metrics of the cluster roles: a query node and a proxy in this process (embedded
+backends), a coord's health states, and ``vecdb querynode --http-port`` as a real process.
+200 "OK" only while the role is ready; 503 with the reason while it is not (session lost, stopping)."""
+
+from __future__ import annotations
+
+import signal
+import time
+import urllib.error
+import urllib.request
+
+from tests.conftest import free_port, server_settings, spawn_vecdb
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def _until(cond, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.02)
+
+
+def test_querynode_healthz_turns_503_when_its_session_is_lost_and_when_stopping(tmp_path):
+    from vecdb.querynode.process import QueryNodeProcess
+
+    settings = server_settings(tmp_path, storage={"session_ttl": 1})
+    settings.http.port = http = free_port()
+    node = QueryNodeProcess(settings, node_id="qn-h")
+    try:
+        assert _get(http, "/healthz") == (200, "OK")
+        status, metrics = _get(http, "/metrics")
+        assert status == 200
+        assert 'vecdb_node_info{node_id="qn-h",role="querynode"} 1.0' in metrics
+        node.backends.meta.revoke_lease(node.session.lease)  # as if the store expired it
+        _until(lambda: _get(http, "/healthz")[0] == 503)
+        status, body = _get(http, "/healthz")
+        assert "session/querynode/qn-h lost" in body, body
+    finally:
+        node.stop()
+    assert node.health() == (False, "stopping")
+
+
+def test_proxy_metrics_show_its_requests(tmp_path, remote_storage):
+    from pymilvus import MilvusClient
+
+    from vecdb.coord.service import Coord
+    from vecdb.proxy.process import ProxyProcess
+    from vecdb.storage.backends import open_meta
+
+    settings = server_settings(tmp_path, storage=remote_storage())
+    meta = open_meta(settings.storage)
+    coord = Coord(meta, session_ttl=2)
+    settings.http.port = http = free_port()
+    proxy = None
+    try:
+        proxy = ProxyProcess(settings, node_id="px-h")
+        assert _get(http, "/healthz") == (200, "OK")
+        client = MilvusClient(f"http://127.0.0.1:{proxy.port}")
+        client.list_collections()
+        client.close()
+        status, metrics = _get(http, "/metrics")
+        assert status == 200
+        assert 'vecdb_proxy_requests_total{method="ShowCollections",status="ok"}' in metrics
+        assert 'vecdb_node_info{node_id="px-h",role="proxy"} 1.0' in metrics
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        coord.stop()
+        meta.close()
+
+
+def test_coord_health_says_active_or_standby():
+    from vecdb.coord.service import Coord
+    from vecdb.storage.memory import MemoryMetaStore
+
+    meta = MemoryMetaStore()
+    active, standby = Coord(meta, session_ttl=2), Coord(meta, session_ttl=2)
+    try:
+        assert active.health() == (True, "OK active")
+        assert standby.health() == (True, "OK standby")
+        active.stop()
+        assert active.health() == (False, "stopping")
+        assert standby.wait_active(10)
+        assert standby.health() == (True, "OK active")
+    finally:
+        active.stop()
+        standby.stop()
+
+
+def test_querynode_process_serves_http_port(tmp_path):
+    http = free_port()
+    proc = spawn_vecdb({}, tmp_path, "querynode", "--port", "0", "--node-id", "qn-p", "--http-port", str(http))
+    try:
+        assert _get(http, "/healthz") == (200, "OK")
+        assert 'role="querynode"' in _get(http, "/metrics")[1]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
