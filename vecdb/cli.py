@@ -146,9 +146,11 @@ def _cluster_command(sub) -> None:
     upp.add_argument("--data-dir", **data_dir)
     upp.add_argument("--port", type=int, default=19530,
                      help="the first proxy's Milvus API port (default 19530; proxy i gets port+i-1)")
-    st = actions.add_parser("status", help="each process of the cluster, alive or dead; whether proxies answer",
-                            description="One line per process `up` started: alive or dead, and for a proxy "
-                                        "whether pymilvus gets an answer. Exits 0 only when all is well.")
+    st = actions.add_parser(
+        "status", help="each process of the cluster: alive or dead, each role's /healthz, whether proxies answer",
+        description="One line per process `up` started: alive or dead, for a vecdb role its /healthz answer (each "
+                    "role gets an HTTP port of its own, also serving /metrics), and for a proxy whether pymilvus "
+                    "gets an answer. Exits 0 only when all is well.")
     st.add_argument("--data-dir", **data_dir)
     dn = actions.add_parser("down", help="stop every process `up` started (the data stays)",
                             description="Stop the processes recorded in DATA_DIR/cluster.json (proxies, query "

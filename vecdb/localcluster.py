@@ -70,6 +70,7 @@ class Proc:
     start_ticks: int | None = None  # /proc/<pid>/stat field 22: tells a reused pid apart
     url: str = ""
     extra: dict = field(default_factory=dict)
+    http_port: int = 0  # a vecdb role's /healthz and /metrics (0: none, a backend)
 
 
 # --- processes: is this pid still the process we started? ---------------------------------------
@@ -232,6 +233,20 @@ def milvus_answers(port: int, timeout: float = 5.0) -> str | None:
     return None
 
 
+def healthz(port: int, timeout: float = 2.0) -> tuple[bool, str]:
+    """A role's /healthz on ``port``: (True, "OK ...") on 200, else (False, the status and reason)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=timeout) as r:
+            return True, r.read().decode(errors="replace").strip()
+    except urllib.error.HTTPError as e:
+        return False, f"{e.code}: {e.read().decode(errors='replace').strip()}"
+    except OSError as e:
+        return False, f"no answer ({e})"
+
+
 # --- up -------------------------------------------------------------------------------------------------
 
 
@@ -291,16 +306,22 @@ def _make_bucket(url: str, config: dict, timeout: float = 20.0) -> None:
 
 
 def _spawn_role(data_dir: str, logs: str, role: str, name: str, port: int, args: list[str], env: dict) -> Proc:
+    """``vecdb <role>`` detached, on ``port`` and a free /healthz and /metrics port of its own."""
+    from vecdb.storage.servers import free_port
+
     log = os.path.join(logs, f"{name}.log")
     cache = os.path.join(data_dir, name)
     os.makedirs(cache, exist_ok=True)
-    cmd = [sys.executable, "-m", "vecdb", role, "--data-dir", cache, "--host", HOST, "--port", str(port), *args]
+    http_port = free_port()
+    cmd = [sys.executable, "-m", "vecdb", role, "--data-dir", cache, "--host", HOST, "--port", str(port),
+           "--http-port", str(http_port), *args]
     with open(log, "ab") as f:
         f.write(f"--- {_now()} vecdb cluster up: {' '.join(cmd)}\n".encode())
         f.flush()
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 cwd=data_dir, start_new_session=True)
         p = _record(role, name, proc, port, log)
+        p.http_port = http_port
         p.extra["log_offset"] = f.tell()
     proc.returncode = 0  # not ours to reap: it outlives this command (keeps Popen.__del__ quiet)
     return p
@@ -475,7 +496,8 @@ def down(data_dir: str, out: Out = print) -> int:
 
 
 def status(data_dir: str, out: Out = print) -> int:
-    """One line per recorded process; 0 when every one runs and every proxy answers pymilvus."""
+    """One line per recorded process; 0 when every one runs, every role's /healthz says 200 and every
+    proxy answers pymilvus."""
     data_dir = os.path.abspath(data_dir)
     procs = load_state(data_dir) if os.path.isdir(data_dir) else None
     if procs is None:
@@ -487,6 +509,10 @@ def status(data_dir: str, out: Out = print) -> int:
     for p in procs:
         alive = running(p)
         line = f"  {p.name:<12} {p.role:<10} {p.pid:<8} {p.port:<6} {'alive' if alive else 'DEAD':<6} {p.started}"
+        if p.http_port and alive:
+            ok, text = healthz(p.http_port)
+            line += f"  healthz: {text if ok else 'UNHEALTHY ' + text}"
+            healthy &= ok
         if p.role == "proxy" and alive:
             why = milvus_answers(p.port)
             line += "  pymilvus: " + ("answers" if why is None else f"NO ANSWER ({why})")

@@ -99,6 +99,9 @@ def test_cluster_up_status_down_up_again(tmp_path):
         lines = [line for line in st.stdout.splitlines() if " alive " in line or " DEAD " in line]
         assert len(lines) == 7 and all(" alive " in line for line in lines), st.stdout
         assert "pymilvus: answers" in st.stdout
+        roles = [line for line in lines if line.split()[1] in ("coord", "querynode", "proxy")]
+        assert len(roles) == 4 and all("healthz: OK" in line for line in roles), st.stdout
+        assert "healthz: OK active" in st.stdout
 
         # a query node crashes: status says so (and fails), reads go on through the other one
         qn2 = next(p for p in procs if p["name"] == "querynode2")
