@@ -55,3 +55,21 @@ def test_non_exclusive_sessions_overwrite():
     assert meta.get("session/querynode/1") == b"b"
     b.close()
     a.close()
+
+
+def test_trouble_says_why_a_session_is_not_surely_held():
+    meta = MemoryMetaStore()
+    s = Session(meta, "session/querynode/x", describe_process(role="querynode"), ttl=1)
+    assert s.trouble() is None
+    s.renewed_at -= 5  # as if renewals had failed for 5 s (the store did not answer)
+    assert "not renewed for" in (s.trouble() or "")
+    meta.revoke_lease(s.lease)
+    deadline = time.monotonic() + 5
+    while not s.lost:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert "lost" in (s.trouble() or "")
+    s.close()
+    s2 = Session(meta, "session/querynode/y", describe_process(role="querynode"), ttl=1)
+    s2.close()
+    assert "ended" in (s2.trouble() or "")
