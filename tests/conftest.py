@@ -77,11 +77,12 @@ def spawn_vecdb(storage: dict, data_dir, *args: str, ready: str = " ready on "):
 
 
 class LocalCluster:
-    """coord + query node + two proxies, each as it runs in its own process (here in this one), on
-    the distributed backends, finding each other from their sessions as separate processes do
-    (no addresses given); ``port`` is the first proxy's, ``ports`` every proxy's, for pymilvus."""
+    """coord + three query nodes + two proxies, each as it runs in its own process (here in this
+    one), on the distributed backends, finding each other from their sessions as separate processes
+    do (no addresses given); ``port`` is the first proxy's, ``ports`` every proxy's, for pymilvus;
+    ``querynode`` the first query node (tests that look inside one: each holds everything)."""
 
-    def __init__(self, data_dir, storage: dict, port: int | None = None, proxies: int = 2):
+    def __init__(self, data_dir, storage: dict, port: int | None = None, proxies: int = 2, querynodes: int = 3):
         from vecdb.coord.service import Coord
         from vecdb.proxy.process import ProxyProcess
         from vecdb.querynode.process import QueryNodeProcess
@@ -94,9 +95,11 @@ class LocalCluster:
             self.parts.append(self.coord_meta)
             self.coord = Coord(self.coord_meta, session_ttl=settings.storage.session_ttl)
             self.parts.append(self.coord)
-            qn = QueryNodeProcess(settings)
-            self.parts.append(qn)
-            self.querynode = qn.node  # what tests that look inside a server's query node expect
+            qns = []
+            for _ in range(querynodes):
+                qns.append(QueryNodeProcess(settings))
+                self.parts.append(qns[-1])
+            self.querynode = qns[0].node  # what tests that look inside a server's query node expect
             self.proxies = []
             for _ in range(proxies):
                 self.proxies.append(ProxyProcess(settings))

@@ -4,6 +4,8 @@ of a cluster holds a whole copy (a replica of its own, leading every shard); sta
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from pymilvus import Collection, MilvusException, utility
 
@@ -30,7 +32,12 @@ def test_replicas_and_segment_nodes_name_the_nodes_that_serve(server, client, na
     nodes = {g.group_nodes[0] for g in groups}
     if not hasattr(server, "ports"):  # standalone
         assert nodes == {1}
-    segments = utility.get_query_segment_info(name, using=orm)
+    deadline = time.monotonic() + 30
+    while True:  # segment info is not a read with a consistency level: any node answers as it is
+        segments = utility.get_query_segment_info(name, using=orm)
+        if sum(s.num_rows for s in segments) == 20 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert segments and sum(s.num_rows for s in segments) == 20
     for s in segments:
         assert set(s.nodeIds) == nodes and s.nodeID in nodes
