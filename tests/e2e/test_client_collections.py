@@ -12,13 +12,19 @@ from pymilvus.grpc_gen import milvus_pb2
 from tests.e2e._helpers import count, float_schema, float_vectors, make_collection, raw_stub
 
 
-def test_connect_health_and_version(client, uri):
+def test_connect_health_and_version(server, client, uri):
     assert client.get_server_version().startswith("v2.")
+    cluster = hasattr(server, "ports")
     with raw_stub(uri) as stub:
         health = stub.CheckHealth(milvus_pb2.CheckHealthRequest())
         assert health.status.code == 0 and health.isHealthy is True
         states = stub.GetComponentStates(milvus_pb2.GetComponentStatesRequest())
         assert states.state.state_code == 1  # Healthy
+        assert states.state.role == ("proxy" if cluster else "standalone")
+        # a cluster's proxy lists the query nodes it reads from (LocalCluster runs three)
+        assert [s.role for s in states.subcomponent_states] == (["querynode"] * 3 if cluster else [])
+        mode = stub.Connect(milvus_pb2.ConnectRequest()).server_info.deploy_mode
+        assert mode == ("CLUSTER" if cluster else "STANDALONE")
 
 
 def test_databases_create_list_use_drop(uri):

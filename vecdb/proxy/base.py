@@ -34,6 +34,9 @@ class Roles:
     datanode: DataNodeRole
     max_request_bytes: int = 64 << 20
     max_query_window: int = 16384
+    # what Connect and GetComponentStates say this server is: "standalone", or a cluster's "proxy"
+    component: str = "standalone"
+    node_id: int = 1
     # background work of the proxy (automatic seals); shut down with the server
     background: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealer"))

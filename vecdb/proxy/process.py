@@ -22,6 +22,7 @@ from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
 from vecdb.coord.client import CoordClient, RemoteIdAllocator, RemoteTimestampOracle
 from vecdb.datanode.node import DataNode
+from vecdb.discovery import node_number
 from vecdb.errors import CollectionNotFound
 from vecdb.process import NodeProcess
 from vecdb.proxy.base import Roles
@@ -58,7 +59,8 @@ class ProxyProcess(NodeProcess):
         self._closers.append(self.datanode.close)
         self.roles = Roles(catalog, tso, ids, writer, self.router, self.datanode,
                            max_request_bytes=settings.proxy.max_request_bytes,
-                           max_query_window=settings.proxy.max_query_window)
+                           max_query_window=settings.proxy.max_query_window,
+                           component="proxy", node_id=node_number(self.node_id))
         p = settings.proxy
         server, port = start_server(self.roles, p.host, p.port, p.workers)
         self._closers.append(lambda: self.roles.background.shutdown(wait=True, cancel_futures=True))

@@ -21,14 +21,19 @@ class AdminRpcs(ServiceBase):
 
     @rpc(milvus_pb2.ConnectResponse)
     def Connect(self, request, context):
+        mode = "STANDALONE" if self.r.component == "standalone" else "CLUSTER"
         info = common_pb2.ServerInfo(build_tags=f"vecdb-{__version__}", build_time="", git_commit="",
-                                     go_version="python", deploy_mode="STANDALONE")
+                                     go_version="python", deploy_mode=mode)
         return milvus_pb2.ConnectResponse(status=status.success(), server_info=info,
                                           identifier=int(time.time() * 1000) & 0x7FFFFFFF)
 
     @rpc(milvus_pb2.CheckHealthResponse)
     def CheckHealth(self, request, context):
-        return milvus_pb2.CheckHealthResponse(status=status.success(), isHealthy=True)
+        """Healthy while some query node serves reads (standalone: its own, always)."""
+        if self.r.querynode.serving_nodes():
+            return milvus_pb2.CheckHealthResponse(status=status.success(), isHealthy=True)
+        return milvus_pb2.CheckHealthResponse(status=status.success(), isHealthy=False,
+                                              reasons=["no query node is serving (none has a session)"])
 
     @rpc(milvus_pb2.GetVersionResponse)
     def GetVersion(self, request, context):
@@ -36,9 +41,15 @@ class AdminRpcs(ServiceBase):
 
     @rpc(milvus_pb2.ComponentStates)
     def GetComponentStates(self, request, context):
+        """This server (standalone, or a cluster's proxy) and, in a cluster, the query nodes it reads from."""
+        nodes = self.r.querynode.serving_nodes()
+        subs = [] if self.r.component == "standalone" else [
+            milvus_pb2.ComponentInfo(nodeID=node, role="querynode", state_code=common_pb2.Healthy)
+            for node, _ in nodes]
+        code = common_pb2.Healthy if nodes else common_pb2.Abnormal
         return milvus_pb2.ComponentStates(
-            state=milvus_pb2.ComponentInfo(role="standalone", state_code=common_pb2.Healthy),
-            status=status.success())
+            state=milvus_pb2.ComponentInfo(nodeID=self.r.node_id, role=self.r.component, state_code=code),
+            subcomponent_states=subs, status=status.success())
 
     @rpc(milvus_pb2.AllocTimestampResponse)
     def AllocTimestamp(self, request, context):
