@@ -9,6 +9,7 @@ the server comes up instead of crash-looping.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import time
 
 import numpy as np
 import pytest
-from pymilvus import MilvusClient
+from pymilvus import MilvusClient, MilvusException
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from tests.conftest import free_port
@@ -127,7 +128,8 @@ def test_a_build_that_kills_the_process_is_not_run_again(tmp_path):
         procs.append(_spawn(tmp_path, port, "abort"))
         client = MilvusClient(uri=uri)
         _fill(client, "c", vectors)
-        _create_index(client, "c")  # the background build aborts the process
+        with contextlib.suppress(MilvusException):  # the process may die before it answers
+            _create_index(client, "c")  # the background build aborts the process
         assert procs[-1].wait(timeout=60) != 0
         client.close()
 
