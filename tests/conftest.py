@@ -30,6 +30,18 @@ def no_unexpected_errors(request):
     assert not grown, f"replies with code 65535 (unexpected error) during this test, by exception: {grown}; see the log"
 
 
+def wait_until(cond, seconds: float = 20.0, what: str = "condition not reached") -> float:
+    """Poll ``cond()`` until it holds; fail the test with ``what`` after ``seconds``. Returns the
+    seconds it took (tests print measured recovery times)."""
+    import time
+
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < seconds, f"{what} (within {seconds} s)"
+        time.sleep(0.02)
+    return time.monotonic() - t0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

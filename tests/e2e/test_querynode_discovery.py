@@ -13,18 +13,11 @@ import time
 import numpy as np
 from pymilvus import MilvusClient
 
-from tests.conftest import server_settings, spawn_vecdb
+from tests.conftest import server_settings, spawn_vecdb, wait_until
 
 TTL = 2  # session_ttl: a killed node's session expires within this
 
 
-def _until(cond, what: str, seconds: float = 60.0) -> float:
-    """Seconds until ``cond()`` held (fails after ``seconds``)."""
-    t0 = time.monotonic()
-    while not cond():
-        assert time.monotonic() - t0 < seconds, f"{what}: not within {seconds} s"
-        time.sleep(0.02)
-    return time.monotonic() - t0
 
 
 def _stop(procs) -> None:
@@ -69,7 +62,7 @@ def test_proxy_finds_the_nodes_that_join_and_drops_those_that_leave(tmp_path, re
         assert set(router.reads_served()) == {"a"}
 
         querynode("b")  # registered when it printed ready: the proxy takes it up without a restart
-        joined = _until(lambda: router.node_ids() == ["a", "b"], "b joins")
+        joined = wait_until(lambda: router.node_ids() == ["a", "b"], 60.0, "b joins")
         served = router.reads_served()
         for _ in range(6):
             assert count() == rows
@@ -94,10 +87,10 @@ def test_proxy_finds_the_nodes_that_join_and_drops_those_that_leave(tmp_path, re
         print(f"leave (kill -9): a dropped {left:.2f} s after the kill (session ttl {TTL} s)")
 
         querynode("a")  # back under its id: loads the collection, then takes reads again
-        rejoined = _until(lambda: router.node_ids() == ["a", "b"], "a rejoins")
+        rejoined = wait_until(lambda: router.node_ids() == ["a", "b"], 60.0, "a rejoins")
         procs["b"].send_signal(signal.SIGTERM)  # a clean stop revokes b's session at once
         t0 = time.monotonic()
-        stopped = _until(lambda: router.node_ids() == ["a"], "b leaves on a clean stop")
+        stopped = wait_until(lambda: router.node_ids() == ["a"], 60.0, "b leaves on a clean stop")
         assert procs["b"].wait(15) == 0
         before = router.reads_served()
         for _ in range(4):

@@ -5,11 +5,10 @@ backends), a coord's health states, and ``vecdb querynode --http-port`` as a rea
 from __future__ import annotations
 
 import signal
-import time
 import urllib.error
 import urllib.request
 
-from tests.conftest import free_port, server_settings, spawn_vecdb
+from tests.conftest import free_port, server_settings, spawn_vecdb, wait_until
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
@@ -20,11 +19,6 @@ def _get(port: int, path: str) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
-def _until(cond, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not cond():
-        assert time.monotonic() < deadline, "not within the time"
-        time.sleep(0.02)
 
 
 def test_querynode_healthz_turns_503_when_its_session_is_lost_and_when_stopping(tmp_path):
@@ -39,7 +33,7 @@ def test_querynode_healthz_turns_503_when_its_session_is_lost_and_when_stopping(
         assert status == 200
         assert 'vecdb_node_info{node_id="qn-h",role="querynode"} 1.0' in metrics
         node.backends.meta.revoke_lease(node.session.lease)  # as if the store expired it
-        _until(lambda: _get(http, "/healthz")[0] == 503)
+        wait_until(lambda: _get(http, "/healthz")[0] == 503, 10.0)
         status, body = _get(http, "/healthz")
         assert "session/querynode/qn-h lost" in body, body
     finally:

@@ -12,6 +12,7 @@ from functools import partial
 
 import pytest
 
+from tests.conftest import wait_until
 from vecdb import errors
 from vecdb.coord.catalog import Catalog, CatalogConflict, CollectionInfo, PartitionInfo
 from vecdb.schema import CollectionSchema, DataType, FieldSchema
@@ -19,6 +20,7 @@ from vecdb.storage.etcd_meta import EtcdMetaStore
 from vecdb.storage.memory import MemoryMetaStore
 
 WAIT = 30.0  # generous bound for anything that should happen at once
+wait_until = partial(wait_until, seconds=WAIT)
 
 
 class Stores:
@@ -72,11 +74,6 @@ def make_info(name: str, db: str = "default") -> CollectionInfo:
                           created_ts=1, partitions=[PartitionInfo(cid + 1, "_default", 1)])
 
 
-def wait_until(cond, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 def test_ddl_on_a_is_visible_on_b_when_it_returns(stores):

@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from tests.conftest import wait_until
 from vecdb import errors
 from vecdb.coord.client import CoordClient, RemoteTimestampOracle
 from vecdb.coord.service import Coord
@@ -46,12 +47,6 @@ def _ts(coord: Coord) -> int:
         c.close()
 
 
-def _wait(cond, timeout: float, what: str) -> float:
-    t0 = time.monotonic()
-    while not cond():
-        assert time.monotonic() - t0 < timeout, what
-        time.sleep(0.05)
-    return time.monotonic() - t0
 
 
 @pytest.fixture
@@ -75,12 +70,12 @@ def test_standby_takes_over_when_the_active_session_is_revoked(etcd_stores):
         assert a.active and not b.active
         last_a = _ts(a)
         meta.revoke_lease(a.session.lease)  # as the store does when the lease runs out
-        took = _wait(lambda: b.active, 2 * TTL + 8, "the standby did not take over")
+        took = wait_until(lambda: b.active, 2 * TTL + 8, "the standby did not take over")
         print(f"\nstandby active {took:.2f} s after the active session was revoked (ttl {TTL} s)")
         last_b = _ts(b)
         assert last_b > last_a
         # the old one learns it at its next renewal (ttl / 3), stops answering and stands by
-        _wait(lambda: not a.active, 10, "the old coord still answers")
+        wait_until(lambda: not a.active, 10, "the old coord still answers")
         with pytest.raises(errors.ServiceNotReady):
             _ts(a)
         b.stop()
@@ -114,7 +109,7 @@ def test_a_coord_cut_off_from_the_store_stops_answering_before_a_standby_can_tak
         with pytest.raises(errors.ServiceNotReady):
             _ts(a)  # never both: a refused before its lease could end, and b took over only after
         view.cut.clear()  # the store answers again: a's renewal says its lease ended; a stands by
-        _wait(lambda: a.session is None, 10, "the cut-off coord did not step down")
+        wait_until(lambda: a.session is None, 10, "the cut-off coord did not step down")
         b.stop()
         assert a.wait_active(2 * TTL + 8)
         assert _ts(a) > first_b
@@ -142,16 +137,16 @@ def test_timestamps_keep_increasing_for_a_caller_while_the_active_coord_crashes(
     thread = threading.Thread(target=caller)
     try:
         thread.start()
-        _wait(lambda: len(got) > 20, 10, "no timestamps before the crash")
+        wait_until(lambda: len(got) > 20, 10, "no timestamps before the crash")
         assert client.address == a.address
         view.cut.set()  # a crash as the others see it: no more renewals, no more answers
         a.server.stop(0)
         crashed = time.monotonic()
-        _wait(lambda: failures or (got[-1][0] > crashed and client.address == b.address), 2 * TTL + 15,
+        wait_until(lambda: failures or (got[-1][0] > crashed and client.address == b.address), 2 * TTL + 15,
               "no answer after the crash")
         assert not failures, failures
         n = len(got)
-        _wait(lambda: len(got) > n + 20, 10, "too few answers after the takeover")
+        wait_until(lambda: len(got) > n + 20, 10, "too few answers after the takeover")
         done.set()
         thread.join(20)
         assert not failures, failures  # the caller saw a delay, never an error

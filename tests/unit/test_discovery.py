@@ -5,16 +5,10 @@ from __future__ import annotations
 
 import time
 
+from tests.conftest import wait_until
 from vecdb.coord.session import describe_process, register_node
 from vecdb.discovery import SessionWatch, session_address
 from vecdb.storage.memory import MemoryMetaStore
-
-
-def _wait(cond, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
 
 
 def _watch(meta):
@@ -32,7 +26,7 @@ def test_joins_and_leaves_in_order_and_other_roles_ignored():
     b = register_node(meta, "querynode", "b", "h:2", 30)
     p = register_node(meta, "proxy", "p", "h:3", 30)
     a.close()
-    _wait(lambda: len(calls) == 3)
+    wait_until(lambda: len(calls) == 3)
     assert calls[1:] == [("join", "b", "h:2"), ("leave", "a")]
     w.close()
     b.close()

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.conftest import wait_until
 from vecdb import errors
 from vecdb.coord.session import register_node
 from vecdb.proxy import router as router_mod
@@ -98,11 +99,6 @@ def test_all_down_fails_after_retrying_and_loads_need_one_live_node(setup):
 # --- nodes found from their sessions (session/querynode/<id>) -----------------------------------
 
 
-def _wait(cond, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -128,10 +124,10 @@ def test_a_node_that_registers_gets_what_the_proxy_loaded_then_reads(cluster):
     r, start, _ = cluster
     assert r.node_ids() == []
     n0, _ = start("n0")
-    _wait(lambda: r.node_ids() == ["n0"])
+    wait_until(lambda: r.node_ids() == ["n0"])
     r.load(INFO)
     n1, _ = start("n1")  # joins later: loads the collection before it takes reads
-    _wait(lambda: r.node_ids() == ["n0", "n1"])
+    wait_until(lambda: r.node_ids() == ["n0", "n1"])
     assert INFO.id in n1.loaded_ids
     assert sorted(r.count(INFO, 1, None, None) for _ in range(4)) == ["n0", "n0", "n1", "n1"]
     assert r.reads_served() == {"n0": 2, "n1": 2}
@@ -140,10 +136,10 @@ def test_a_node_that_registers_gets_what_the_proxy_loaded_then_reads(cluster):
 def test_a_node_whose_session_goes_gets_no_more_reads(cluster):
     r, start, _ = cluster
     nodes = [start(f"n{i}") for i in range(3)]
-    _wait(lambda: len(r.node_ids()) == 3)
+    wait_until(lambda: len(r.node_ids()) == 3)
     r.load(INFO)
     nodes[1][1].close()  # a clean stop revokes its session
-    _wait(lambda: r.node_ids() == ["n0", "n2"])
+    wait_until(lambda: r.node_ids() == ["n0", "n2"])
     assert {r.count(INFO, 1, None, None) for _ in range(6)} == {"n0", "n2"}
     assert not nodes[1][0].calls
 
@@ -152,22 +148,22 @@ def test_a_crashed_node_leaves_when_its_lease_expires(cluster):
     r, start, meta = cluster
     start("n0")
     n1, s1 = start("n1", ttl=2)
-    _wait(lambda: len(r.node_ids()) == 2)
+    wait_until(lambda: len(r.node_ids()) == 2)
     s1._stop.set()  # the process stops renewing (a crash): its session expires within the ttl
     t0 = time.monotonic()
-    _wait(lambda: r.node_ids() == ["n0"])
+    wait_until(lambda: r.node_ids() == ["n0"])
     print(f"crashed node left the router {time.monotonic() - t0:.2f} s after its last renewal (ttl 2 s)")
 
 
 def test_a_node_restarted_under_its_id_loads_again(cluster):
     r, start, _ = cluster
     n0, s0 = start("n0")
-    _wait(lambda: r.node_ids() == ["n0"])
+    wait_until(lambda: r.node_ids() == ["n0"])
     r.load(INFO)
     s0.close()
-    _wait(lambda: r.node_ids() == [])
+    wait_until(lambda: r.node_ids() == [])
     n0b, _ = start("n0")  # a new process under the same id: a new client, loaded before its reads
-    _wait(lambda: r.node_ids() == ["n0"])
+    wait_until(lambda: r.node_ids() == ["n0"])
     assert INFO.id in n0b.loaded_ids and r.count(INFO, 1, None, None) == "n0"
 
 
@@ -179,10 +175,10 @@ def test_with_no_node_reads_wait_for_one_to_register(cluster, monkeypatch):
     with pytest.raises(errors.ServiceUnavailable):  # nor can a read be served, after RETRY_SECONDS
         r.count(INFO, 1, None, None)
     _, s0 = start("n0")
-    _wait(lambda: r.node_ids() == ["n0"])
+    wait_until(lambda: r.node_ids() == ["n0"])
     r.load(INFO)
     s0.close()
-    _wait(lambda: r.node_ids() == [])
+    wait_until(lambda: r.node_ids() == [])
     monkeypatch.setattr(router_mod, "RETRY_SECONDS", 30.0)
     threading.Timer(0.3, start, ["n1"]).start()
     assert r.count(INFO, 1, None, None) == "n1"  # waited for the node that registered meanwhile
@@ -192,10 +188,10 @@ def test_a_node_that_joins_while_down_is_tried_later_and_loads_on_its_first_read
     r, start, _ = cluster
     monkeypatch.setattr(router_mod, "DOWN_SECONDS", 0.3)
     start("n0")
-    _wait(lambda: r.node_ids() == ["n0"])
+    wait_until(lambda: r.node_ids() == ["n0"])
     r.load(INFO)
     n1, _ = start("n1", up=False)  # registered, but does not answer
-    _wait(lambda: r.node_ids() == ["n0", "n1"])
+    wait_until(lambda: r.node_ids() == ["n0", "n1"])
     assert {r.count(INFO, 1, None, None) for _ in range(4)} == {"n0"}
     n1.up = True
     time.sleep(0.4)
@@ -206,7 +202,7 @@ def test_a_node_that_joins_while_down_is_tried_later_and_loads_on_its_first_read
 def test_closing_stops_the_watch_and_closes_the_clients(cluster):
     r, start, _ = cluster
     n0, _ = start("n0")
-    _wait(lambda: r.node_ids() == ["n0"])
+    wait_until(lambda: r.node_ids() == ["n0"])
     r.close()
     assert n0.closed
     start("n1")

@@ -9,18 +9,12 @@ import time
 
 import pytest
 
+from tests.conftest import wait_until
 from vecdb.errors import IoFailed
 from vecdb.storage.etcd_meta import EtcdMetaStore
 from vecdb.storage.local_meta import LocalMetaStore
 from vecdb.storage.memory import MemoryMetaStore
 from vecdb.storage.watch import DELETE, PUT, ChangeFeed, PrefixWatch, WatchCompacted
-
-
-def _wait(cond, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("compact_bytes", [1 << 20, 200])
@@ -115,9 +109,9 @@ def test_prefix_watch_keeps_a_view_of_the_prefix():
     lease = s.grant_lease(30)
     s.txn(puts={"nodes/2": b"b"}, lease=lease)
     s.put("nodes/1", b"a2")
-    _wait(lambda: view.snapshot() == {"nodes/1": b"a2", "nodes/2": b"b"})
+    wait_until(lambda: view.snapshot() == {"nodes/1": b"a2", "nodes/2": b"b"})
     s.revoke_lease(lease)  # a node leaving
-    _wait(lambda: view.snapshot() == {"nodes/1": b"a2"})
+    wait_until(lambda: view.snapshot() == {"nodes/1": b"a2"})
     pw.close()
     s.put("nodes/3", b"after close")
     time.sleep(0.5)
@@ -145,11 +139,11 @@ def test_prefix_watch_starts_over_when_it_fell_behind_or_a_callback_failed():
     for i in range(20):
         s.put(f"n/{i}", b"%d" % i)
     gate.set()  # its next poll finds its events gone: a new scan replaces the view
-    _wait(lambda: view.resets >= 2)
-    _wait(lambda: view.snapshot() == dict(s.scan("n/")))
+    wait_until(lambda: view.resets >= 2)
+    wait_until(lambda: view.snapshot() == dict(s.scan("n/")))
     resets = view.resets
     s.put("n/boom", b"!")  # the callback raises: it starts over too, and sees the key in the scan
-    _wait(lambda: view.resets > resets and view.snapshot().get("n/boom") == b"!")
+    wait_until(lambda: view.resets > resets and view.snapshot().get("n/boom") == b"!")
     pw.close()
 
 
@@ -203,7 +197,7 @@ def test_prefix_watch_can_be_closed_from_its_callback():
 
     holder.append(PrefixWatch(s, "n/", lambda pairs: None, apply, poll_timeout=0.2))
     s.put("n/stop", b"")
-    _wait(lambda: not holder[0]._thread.is_alive())
+    wait_until(lambda: not holder[0]._thread.is_alive())
     s.put("n/later", b"")
     time.sleep(0.5)
     assert seen == ["n/stop"]
