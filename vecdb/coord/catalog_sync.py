@@ -95,15 +95,15 @@ class CatalogSync:
 
     # --- following the store -----------------------------------------------------
     def _on_reset(self, pairs) -> None:
-        with self.changed:
-            self.state.reset(pairs)
-            self.changed.notify_all()
-            version = self.state.version
-        self._publish(version)
+        self._follow(lambda: self.state.reset(pairs))
 
     def _on_events(self, events) -> None:
+        self._follow(lambda: self.state.apply(events))
+
+    def _follow(self, change: Callable[[], None]) -> None:
+        """Apply what the watch delivered, wake the waiters (fence, catch-up), publish the version."""
         with self.changed:
-            self.state.apply(events)
+            change()
             self.changed.notify_all()
             version = self.state.version
         self._publish(version)
