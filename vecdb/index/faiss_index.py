@@ -365,6 +365,10 @@ class FaissIndex:
         q = self._prepare(queries)
         threads_for_queries(len(q))
         sp = validate_search_params(self.index_type, self.metric_type, params, 1, range_search=True)
+        if limit and "ef" in sp and sp["ef"] < limit:
+            # HNSW's range search keeps what its ef-wide beam visits: a beam narrower than the limit
+            # would cut the result short of hits inside the range (Milvus answers, it does not refuse)
+            sp = {**sp, "ef": limit}
         with self._lock.read():
             ntotal = self.ntotal
             mask, nvalid, exhaustive = self._filter_mode(prepare_mask(valid, ntotal), 0, ntotal)

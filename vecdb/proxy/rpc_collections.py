@@ -127,7 +127,7 @@ class CollectionRpcs(ServiceBase):
             created_timestamp=info.created_ts, created_utc_timestamp=physical_ms(info.created_ts),
             virtual_channel_names=info.channels, physical_channel_names=info.channels,
             aliases=self.r.catalog.aliases_of(info), properties=kv_pairs(info.properties),
-            num_partitions=info.num_partitions,
+            num_partitions=len(info.partitions),  # Milvus: the partitions there are, _default included
         )
         info.schema.to_proto(resp.schema)
         return resp

@@ -30,6 +30,29 @@ def _split_index_params(pairs) -> tuple[str, str, dict]:
     return index_type.upper() if index_type.upper() != "TRIE" else "Trie", metric.upper(), params
 
 
+def _param_text(value) -> str:
+    """A build parameter as Milvus echoes it: the text the client sent (pymilvus: ``str`` of a number,
+    JSON of anything else that is not a string)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return json.dumps(value)
+
+
+def _described_params(idx: IndexInfo) -> list:
+    """DescribeIndex's params the way Milvus 2.4+ answers for an index made by today's clients: its
+    ``UserIndexParams``, one pair per key (``index_type``, ``metric_type``, then each build parameter
+    such as ``M``, ``efConstruction``, ``nlist``), which pymilvus's describe_index lifts into top-level
+    keys (``d["M"] == "16"``). The parameters are the validated ones, defaults included."""
+    pairs = {"index_type": idx.index_type}
+    if idx.metric_type:
+        pairs["metric_type"] = idx.metric_type
+    for key, value in idx.params.items():
+        pairs.setdefault(key, _param_text(value))
+    return kv_pairs(pairs)
+
+
 @dataclass(frozen=True)
 class _Progress:
     """An index's build progress. Segments whose build failed (``failed``: vecdb.coord.index_builds)
@@ -117,13 +140,9 @@ class IndexRpcs(ServiceBase):
         descs = []
         for idx in self._indexes(info, request.index_name, request.field_name):
             p = self._progress(info, idx)
-            params = {"index_type": idx.index_type}
-            if idx.metric_type:
-                params["metric_type"] = idx.metric_type
-            params["params"] = json.dumps(idx.params)
             descs.append(milvus_pb2.IndexDescription(
                 index_name=idx.index_name, indexID=idx.index_id, field_name=idx.field_name,
-                params=kv_pairs(params), indexed_rows=p.done, total_rows=p.total, pending_index_rows=p.pending,
+                params=_described_params(idx), indexed_rows=p.done, total_rows=p.total, pending_index_rows=p.pending,
                 state=p.state, index_state_fail_reason=p.fail_reason))
         return milvus_pb2.DescribeIndexResponse(status=status.success(), index_descriptions=descs)
 

@@ -200,7 +200,8 @@ class SearchRpcs(ServiceBase):
         out_fields, dyn_keys = resolve_output_fields(schema, output_fields)
         return SearchPlan(
             field=field, limit=limit, offset=offset, metric=metric, index_type=index_type,
-            params=validate_search_params(index_type, metric, params, limit + offset),
+            # a range search is bounded by its radius, not by ef: the index raises ef to the limit itself
+            params=validate_search_params(index_type, metric, params, limit + offset, range_search=radius is not None),
             radius=radius, range_filter=range_filter, round_decimal=round_decimal, iterator=iterator,
             out_fields=out_fields, dyn_keys=dyn_keys,
             fetch=_fetched(schema, out_fields, dyn_keys),
