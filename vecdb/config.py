@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 
 class ProxySettings(BaseModel):
@@ -48,11 +48,21 @@ class HttpSettings(BaseModel):
     port: int = Field(9091, description="/healthz and /metrics; 0 disables")
 
 
+class SecuritySettings(BaseModel):
+    authorization_enabled: bool = Field(False, description="require a user and password on every Milvus API call "
+                                        "(Milvus's common.security.authorizationEnabled); `--auth` turns it on")
+    root_password: SecretStr = Field(SecretStr("Milvus"), description="root's password when the metadata store "
+                                     "has no root user yet (first start); afterwards it is changed through the API "
+                                     "(update_password). Set it from a secret: VECDB_SECURITY__ROOT_PASSWORD (never "
+                                     "shown in reprs or logs)")
+
+
 class Settings(BaseModel):
     proxy: ProxySettings = ProxySettings()
     storage: StorageSettings = StorageSettings()
     querynode: QueryNodeSettings = QueryNodeSettings()
     http: HttpSettings = HttpSettings()
+    security: SecuritySettings = SecuritySettings()
 
 
 def load_settings(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:

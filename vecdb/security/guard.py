@@ -1,0 +1,113 @@
+"""``Security``: who is calling (authentication) and whether they may (privileges), per request.
+
+Authentication, as Milvus's proxy does it: the ``authorization`` metadata is base64 of
+``user:password`` (pymilvus sends it for ``user=``/``password=`` and for
+``token="user:password"``). A missing header, undecodable base64, a token without ``:``
+(Milvus's API keys, which vecdb does not have) or a wrong user or password is refused with
+Milvus's messages; ``vecdb.proxy.auth_interceptor`` answers them with gRPC UNAUTHENTICATED,
+as Milvus does, before any handler runs.
+
+The KDF (about 0.1 s) runs once per user, password and stored record: a verified login is
+cached against the exact record it was checked with, so the next request costs one dict lookup
+and a keyed hash, and a password change or a deletion (a new record, or none) takes effect on
+the very next request that this proxy's view shows it for (``vecdb.security.view``: at once
+on the proxy that made the change, within milliseconds on the others). Failed logins are not
+cached: each costs a KDF run. The cache holds HMACs of passwords under a per-process random
+key, never the passwords.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import os
+import threading
+
+from vecdb import errors
+from vecdb.config import SecuritySettings
+from vecdb.security.credentials import ROOT, CredentialStore, password_matches, user_key
+from vecdb.security.rbac import REQUIRED, RoleStore
+from vecdb.security.view import CredentialView
+from vecdb.storage.base import MetaStore
+
+MISSING = "missing authorization in header"
+BAD_TOKEN = "invalid token format"
+BAD_API_KEY = "auth check failure, please check api key is correct"
+BAD_PASSWORD = "auth check failure, please check username and password are correct"
+
+_CACHE_MAX = 10_000
+
+
+class Security:
+    """The credential and role stores of one proxy over ``meta``, its view of them, and the checks.
+
+    The stores work whether or not ``enabled`` (as in Milvus, users and roles can be managed
+    with authentication off); only ``enabled`` makes the server check requests."""
+
+    def __init__(self, meta: MetaStore, settings: SecuritySettings | None = None):
+        settings = settings or SecuritySettings()
+        self.enabled = settings.authorization_enabled
+        self.view = CredentialView(meta)
+        try:
+            self.users = CredentialStore(meta, self.view.wait_for)
+            self.roles = RoleStore(meta, self.view.scan, self.view.get, self.view.wait_for)
+            self.users.ensure_root(settings.root_password.get_secret_value())
+            self.roles.seed_public()
+        except BaseException:
+            self.view.close()
+            raise
+        self._mac_key = os.urandom(32)
+        self._verified: dict[tuple[str, bytes], bytes] = {}  # (user, HMAC of password) -> record checked
+        self._lock = threading.Lock()
+
+    def authenticate(self, authorization: str | None) -> str:
+        """The user an ``authorization`` header value names, if its password is right; raises
+        ``NotAuthenticated`` with Milvus's message otherwise."""
+        if not authorization:
+            raise errors.NotAuthenticated(MISSING)
+        try:
+            raw = base64.b64decode(authorization, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            raise errors.NotAuthenticated(BAD_TOKEN) from None
+        user, sep, password = raw.partition(":")
+        if not sep:
+            raise errors.NotAuthenticated(BAD_API_KEY)
+        if not self.password_ok(user, password):
+            raise errors.NotAuthenticated(BAD_PASSWORD)
+        return user
+
+    def password_ok(self, user: str, password: str) -> bool:
+        record = self.view.get(user_key(user))
+        if record is None:
+            return False
+        mac = hmac.new(self._mac_key, password.encode("utf-8", "surrogatepass"), "sha256").digest()
+        with self._lock:
+            if self._verified.get((user, mac)) == record:
+                return True
+        if not password_matches(record, password):
+            return False
+        with self._lock:
+            if len(self._verified) >= _CACHE_MAX:
+                self._verified.clear()
+            self._verified[(user, mac)] = record
+        return True
+
+    def authorize(self, user: str, method: str, request, db: str) -> None:
+        """Raise ``NotPermitted`` (Milvus's message) unless ``user`` may call ``method`` with
+        ``request`` in database ``db`` (rules: ``vecdb.security.rbac``)."""
+        required = REQUIRED.get(method)
+        if required is None or user == ROOT:
+            return
+        names = required.object_names(request)
+        if required.object_type == "User" and names == [user]:
+            return  # one's own user: update one's password, describe oneself
+        if method == "SelectGrant" and request.entity.role.name in [*self.roles.user_roles(user), "public"]:
+            return  # the grants of one's own roles
+        if names and all(self.roles.allowed(user, db, required.object_type, name, required.privilege)
+                         for name in names):
+            return
+        raise errors.NotPermitted(f"Privilege{required.privilege}: permission deny to {user} in the `{db}` database")
+
+    def close(self) -> None:
+        self.view.close()

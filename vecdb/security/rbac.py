@@ -1,0 +1,235 @@
+"""Roles, user-role links and grants (Milvus's RBAC), and the privilege each RPC needs.
+
+Keys in the metadata store, beside the users (``vecdb.security.credentials``):
+
+- ``cred/role/<role>``: a custom role (``admin`` and ``public`` are built in, never stored);
+- ``cred/user-role/<user>/<role>``: the user has the role;
+- ``cred/grant/<role>/<db>/<object type>/<object name>/<privilege>``: the role may do that
+  (value: JSON with the grantor). Object type is ``Global``, ``Collection`` or ``User``; object
+  name and db may be ``*`` (any).
+
+Rules, as Milvus's: ``root`` may do anything; ``admin`` may do anything; every user has
+``public``, which starts with DescribeCollection and ShowCollections on Global ``*`` and
+IndexDetail on Collection ``*`` (revocable, as in Milvus). A grant of ``All`` on Global covers
+every privilege. A user may always update and describe itself (User object named after it)
+and list the grants of its own roles. An RPC whose request message carries no privilege
+option needs none (Connect, health, version...).
+
+``REQUIRED`` is Milvus's own table: each request message of the Milvus proto carries a
+``common.privilege_ext_obj`` option (object type, privilege, the field number holding the
+object name, or of a repeated field of names), read here from pymilvus's descriptors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vecdb import errors
+from vecdb.security.credentials import USER_ROLE_PREFIX, Synced, check_name, user_key
+from vecdb.storage.base import MetaStore
+
+ROLE_PREFIX = "cred/role/"
+GRANT_PREFIX = "cred/grant/"
+PUBLIC_SEEDED = "cred/public-seeded"
+ADMIN, PUBLIC = "admin", "public"
+BUILTIN_ROLES = (ADMIN, PUBLIC)
+ANY = "*"
+DEFAULT_DB = "default"
+GLOBAL, COLLECTION, USER = "Global", "Collection", "User"
+
+# What may be granted on each object type (Milvus 2.3's ObjectPrivileges, API names)
+GRANTABLE: dict[str, frozenset[str]] = {
+    COLLECTION: frozenset({
+        "Load", "Release", "Compaction", "Insert", "Delete", "Upsert", "GetStatistics", "CreateIndex",
+        "IndexDetail", "DropIndex", "Search", "Flush", "Query", "LoadBalance", "Import", "GetLoadingProgress",
+        "GetLoadState", "CreatePartition", "DropPartition", "ShowPartitions", "HasPartition", "GetFlushState"}),
+    GLOBAL: frozenset({
+        "All", "CreateCollection", "DropCollection", "DescribeCollection", "ShowCollections", "RenameCollection",
+        "CreateOwnership", "DropOwnership", "SelectOwnership", "ManageOwnership", "CreateResourceGroup",
+        "UpdateResourceGroups", "DropResourceGroup", "DescribeResourceGroup", "ListResourceGroups",
+        "TransferReplica", "TransferNode", "FlushAll", "CreateDatabase", "DropDatabase", "ListDatabases",
+        "AlterDatabase", "DescribeDatabase", "CreateAlias", "DropAlias", "DescribeAlias", "ListAliases"}),
+    USER: frozenset({"UpdateUser", "SelectUser"}),
+}
+# Granting one grants these too (Milvus's RelatedPrivileges)
+RELATED = {"Load": ("GetLoadState", "GetLoadingProgress"), "Flush": ("GetFlushState",)}
+PUBLIC_GRANTS = [(GLOBAL, ANY, "DescribeCollection"), (GLOBAL, ANY, "ShowCollections"),
+                 (COLLECTION, ANY, "IndexDetail")]
+_OBJECT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$-]{0,254}")
+
+
+@dataclass(frozen=True)
+class Required:
+    """The privilege an RPC needs: on which object type, and where its request names the object."""
+
+    object_type: str
+    privilege: str  # API name: "Search", not "PrivilegeSearch"
+    name_field: str | None  # the request field naming one object
+    names_field: str | None  # or a repeated field naming several (Flush)
+
+    def object_names(self, request) -> list[str]:
+        if self.names_field:
+            return list(getattr(request, self.names_field))
+        return [getattr(request, self.name_field) if self.name_field else ANY]
+
+
+def _required_table() -> dict[str, Required]:
+    importlib.import_module("vecdb.proxy")  # first: loads pymilvus's generated stubs without its client package
+    from pymilvus.grpc_gen import common_pb2, milvus_pb2
+
+    ext = common_pb2.privilege_ext_obj
+    table = {}
+    for method in milvus_pb2.DESCRIPTOR.services_by_name["MilvusService"].methods:
+        options = method.input_type.GetOptions()
+        if not options.HasExtension(ext):
+            continue
+        e = options.Extensions[ext]
+        fields = method.input_type.fields_by_number
+        one = fields[e.object_name_index].name if e.object_name_index in fields else None
+        many = fields[e.object_name_indexs].name if e.object_name_indexs in fields else None
+        privilege = common_pb2.ObjectPrivilege.Name(e.object_privilege).removeprefix("Privilege")
+        table[method.name] = Required(common_pb2.ObjectType.Name(e.object_type), privilege, one, many)
+    return table
+
+
+REQUIRED: dict[str, Required] = _required_table()
+
+
+def grant_key(role: str, db: str, object_type: str, name: str, privilege: str) -> str:
+    return f"{GRANT_PREFIX}{role}/{db}/{object_type}/{name}/{privilege}"
+
+
+@dataclass(frozen=True)
+class Grant:
+    role: str
+    db: str
+    object_type: str
+    object_name: str
+    privilege: str
+    grantor: str
+
+    @classmethod
+    def parse(cls, key: str, value: bytes) -> Grant:
+        role, db, object_type, name, privilege = key[len(GRANT_PREFIX):].split("/", 4)
+        return cls(role, db, object_type, name, privilege, json.loads(value).get("grantor", ""))
+
+    def covers(self, db: str, object_type: str, name: str, privilege: str) -> bool:
+        if self.db not in (ANY, db):
+            return False
+        if self.object_type == GLOBAL and self.privilege == "All":
+            return True
+        return (self.object_type == object_type and self.object_name in (ANY, name)
+                and self.privilege == privilege)
+
+
+def check_role_name(name: str) -> str:
+    return check_name(name, "role name")
+
+
+def check_object_name(name: str, what: str = "object name") -> str:
+    if name != ANY and not _OBJECT_NAME.fullmatch(name or ""):
+        raise errors.InvalidParameter(f"invalid {what} {name!r}: '*' or a collection/database name")
+    return name
+
+
+class RoleStore:
+    """Writes roles, links and grants to ``meta``; reads go to ``read`` (a ``CredentialView``'s
+    scan/get, or the store itself in tests)."""
+
+    def __init__(self, meta: MetaStore, scan: Callable[[str], list[tuple[str, bytes]]],
+                 get: Callable[[str], bytes | None], synced: Synced | None = None):
+        self.meta, self._scan, self._get = meta, scan, get
+        self._synced = synced or (lambda changes: None)
+
+    def seed_public(self) -> None:
+        """Give ``public`` its starting grants, once per store (a revoke stays revoked)."""
+        puts = {grant_key(PUBLIC, ANY, t, n, p): b'{"grantor": "root"}' for t, n, p in PUBLIC_GRANTS}
+        puts[PUBLIC_SEEDED] = b"1"
+        if self.meta.txn(puts=puts, expect={PUBLIC_SEEDED: None}):
+            self._synced(dict(puts))
+
+    # --- roles
+    def roles(self) -> list[str]:
+        return [*BUILTIN_ROLES, *(k[len(ROLE_PREFIX):] for k, _ in self._scan(ROLE_PREFIX))]
+
+    def role_exists(self, role: str) -> bool:
+        return role in BUILTIN_ROLES or self._get(ROLE_PREFIX + role) is not None
+
+    def create_role(self, role: str) -> None:
+        role = check_role_name(role)
+        if role in BUILTIN_ROLES or not self.meta.txn(puts={ROLE_PREFIX + role: b"{}"},
+                                                       expect={ROLE_PREFIX + role: None}):
+            raise errors.InvalidParameter(f"role [{role}] already exists")
+        self._synced({ROLE_PREFIX + role: b"{}"})
+
+    def drop_role(self, role: str) -> None:
+        """Drop the role with its grants and user links (Milvus 2.3)."""
+        role = check_role_name(role)
+        if role in BUILTIN_ROLES:
+            raise errors.NotPermitted(f"the role[{role}] is a default role, which can't be dropped")
+        if not self.role_exists(role):
+            raise errors.InvalidParameter(f"role [{role}] not found")
+        gone = [ROLE_PREFIX + role, *(k for k, _ in self._scan(f"{GRANT_PREFIX}{role}/")),
+                *(k for k, _ in self._scan(USER_ROLE_PREFIX) if k.endswith(f"/{role}"))]
+        self.meta.txn(deletes=gone)
+        self._synced(dict.fromkeys(gone))
+
+    # --- users' roles
+    def user_roles(self, user: str) -> list[str]:
+        prefix = f"{USER_ROLE_PREFIX}{user}/"
+        return [k[len(prefix):] for k, _ in self._scan(prefix)]
+
+    def role_users(self, role: str) -> list[str]:
+        return sorted(k[len(USER_ROLE_PREFIX):].split("/", 1)[0] for k, _ in self._scan(USER_ROLE_PREFIX)
+                      if k.endswith(f"/{role}"))
+
+    def set_user_role(self, user: str, role: str, add: bool) -> None:
+        check_name(user)
+        role = check_role_name(role)
+        if self._get(user_key(user)) is None:
+            raise errors.InvalidParameter(f"user [{user}] not found")
+        if not self.role_exists(role):
+            raise errors.InvalidParameter(f"role [{role}] not found")
+        key = f"{USER_ROLE_PREFIX}{user}/{role}"
+        if add:
+            # the user must still exist as the link is written (a concurrent delete would orphan it)
+            if not self.meta.txn(puts={key: b"{}"}, expect={user_key(user): self._get(user_key(user))}):
+                raise errors.CatalogConflict(f"user [{user}] changed concurrently; retry")
+        else:
+            self.meta.txn(deletes=[key])
+        self._synced({key: b"{}" if add else None})
+
+    # --- grants
+    def grants(self, role: str) -> list[Grant]:
+        return [Grant.parse(k, v) for k, v in self._scan(f"{GRANT_PREFIX}{role}/")]
+
+    def operate(self, role: str, db: str, object_type: str, name: str, privilege: str, grantor: str,
+                grant: bool) -> None:
+        role = check_role_name(role)
+        if not self.role_exists(role):
+            raise errors.InvalidParameter(f"role [{role}] not found")
+        if object_type not in GRANTABLE:
+            raise errors.InvalidParameter(f"invalid object type, object type: {object_type}")
+        if privilege not in GRANTABLE[object_type]:
+            raise errors.InvalidParameter(f"not found the privilege name[{privilege}] in object[{object_type}]")
+        name = check_object_name(name)
+        db = check_object_name(db or DEFAULT_DB, "database name")
+        privileges = [privilege, *RELATED.get(privilege, ())]
+        keys = [grant_key(role, db, object_type, name, p) for p in privileges]
+        if grant:
+            value = json.dumps({"grantor": grantor}).encode()
+            self.meta.txn(puts=dict.fromkeys(keys, value))
+            self._synced(dict.fromkeys(keys, value))
+        else:
+            self.meta.txn(deletes=keys)
+            self._synced(dict.fromkeys(keys))
+
+    def allowed(self, user: str, db: str, object_type: str, name: str, privilege: str) -> bool:
+        roles = [*self.user_roles(user), PUBLIC]
+        if ADMIN in roles:
+            return True
+        return any(g.covers(db, object_type, name, privilege) for role in roles for g in self.grants(role))
