@@ -26,6 +26,8 @@ def _settings(args):
     for flag, key in (("log_store", "log"), ("meta_store", "meta"), ("object_store", "objects")):
         if getattr(args, flag, None):
             setattr(settings.storage, key, getattr(args, flag))
+    if getattr(args, "auth", False):
+        settings.security.authorization_enabled = True
     return settings
 
 
@@ -204,6 +206,13 @@ def _storage_flags(p) -> None:
     p.add_argument("--config", default=None, help="YAML settings file (see vecdb/config.py)")
 
 
+def _auth_flag(p) -> None:
+    p.add_argument("--auth", action="store_true",
+                   help="require a user and password on every call, as Milvus with authorizationEnabled (or "
+                        "security.authorization_enabled in --config, VECDB_SECURITY__AUTHORIZATION_ENABLED=true). "
+                        "root's first password: VECDB_SECURITY__ROOT_PASSWORD, default Milvus. See docs/security.md")
+
+
 def main(argv: list[str] | None = None) -> int:
     # OpenMP threads that spin between FAISS calls burn the cores gRPC handlers need (measured: server CPU
     # per nq=100 search 19.6 -> 12.1 ms, same throughput). Must be set before FAISS is first imported.
@@ -227,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                   port="gRPC port for pymilvus (default 19530)")
     st.add_argument("--http-port", type=int, default=None, help="/healthz and /metrics port (default 9091, 0 = off)")
     _storage_flags(st)
+    _auth_flag(st)
     co = _command(sub, "coord", _coord, "run the cluster's coordinator (timestamps and ids for proxies and nodes)",
                   "Run the coord of a vecdb cluster: the timestamp oracle and id allocator, over internal gRPC "
                   "on --host:--port, its state in --meta-store (etcd for a cluster). Start a second one on the same "
@@ -259,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     px.add_argument("--node-id", default=None, help="this proxy's id in session/proxy/<id> (default: random)")
     _role_http_flag(px)
     _storage_flags(px)
+    _auth_flag(px)
     _cluster_command(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -25,6 +25,7 @@ from vecdb.proxy.base import Roles
 from vecdb.proxy.server import start_server
 from vecdb.proxy.writer import ShardWriter
 from vecdb.querynode.node import QueryNode
+from vecdb.security import Security
 from vecdb.storage.backends import open_backends
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,12 @@ class Standalone:
         self.port = 0
         self.http: ThreadingHTTPServer | None = None
         self.session: Session | None = None
+        self.security: Security | None = None
         try:
             self._open_roles(settings)
         except BaseException:
+            if self.security is not None:
+                self.security.close()
             if self.session is not None:
                 self.session.close()
             self.backends.close()
@@ -58,9 +62,10 @@ class Standalone:
         self.querynode = QueryNode(self.wal, self.meta, self.objects, settings.querynode.index_threads)
         self.datanode = DataNode(self.wal, self.meta, self.objects, ids, settings.querynode.index_threads)
         writer = ShardWriter(self.wal, tso, self.querynode.deliver)
+        self.security = Security(self.meta, settings.security)
         self.roles = Roles(catalog, tso, ids, writer, self.querynode, self.datanode,
                            max_request_bytes=settings.proxy.max_request_bytes,
-                           max_query_window=settings.proxy.max_query_window)
+                           max_query_window=settings.proxy.max_query_window, security=self.security)
         for info in catalog.all_collections():
             if info.loaded:
                 with writer.locked(info.channels):
@@ -79,8 +84,9 @@ class Standalone:
             from vecdb.http import start_http
 
             self.http = start_http(p.host, self.settings.http.port, self.health)
-        log.info("vecdb standalone listening on %s:%d (data in %s)", p.host, self.port,
-                 os.path.abspath(self.settings.storage.data_dir))
+        log.info("vecdb standalone listening on %s:%d (data in %s, authentication %s)", p.host, self.port,
+                 os.path.abspath(self.settings.storage.data_dir),
+                 "on" if self.settings.security.authorization_enabled else "off")
         return self
 
     def healthy(self) -> bool:
@@ -106,6 +112,8 @@ class Standalone:
         self.roles.background.shutdown(wait=True, cancel_futures=True)
         self.querynode.close()
         self.datanode.close()
+        if self.security is not None:
+            self.security.close()
         if self.session is not None:
             self.session.close()
         self.backends.close()

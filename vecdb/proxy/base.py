@@ -8,6 +8,7 @@ import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from prometheus_client import Counter, Histogram
@@ -19,6 +20,9 @@ from vecdb.proxy import status
 from vecdb.proxy.writer import ShardWriter
 from vecdb.roles import CatalogRole, DataNodeRole, IdSource, QueryNodeRole, TimestampSource
 from vecdb.schema import DataType
+
+if TYPE_CHECKING:
+    from vecdb.security import Security
 
 
 @dataclass
@@ -40,6 +44,8 @@ class Roles:
     # background work of the proxy (automatic seals); shut down with the server
     background: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealer"))
+    # users and roles (vecdb.security); requests are checked when security.enabled
+    security: Security | None = None
 
 
 PARTITION_KEY_NAMES = "not support manually specifying the partition names if partition key mode is used"

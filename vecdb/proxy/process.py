@@ -29,6 +29,7 @@ from vecdb.proxy.base import Roles
 from vecdb.proxy.router import QueryNodeRouter
 from vecdb.proxy.server import start_server
 from vecdb.proxy.writer import ShardWriter
+from vecdb.security import Security
 
 
 class ProxyProcess(NodeProcess):
@@ -57,10 +58,12 @@ class ProxyProcess(NodeProcess):
         self.datanode = DataNode(self.backends.log, self.backends.meta, self.backends.objects, ids,
                                  settings.querynode.index_threads, truncate=False)
         self._closers.append(self.datanode.close)
+        security = Security(self.backends.meta, settings.security)  # users and roles, shared by every proxy
+        self._closers.append(security.close)
         self.roles = Roles(catalog, tso, ids, writer, self.router, self.datanode,
                            max_request_bytes=settings.proxy.max_request_bytes,
                            max_query_window=settings.proxy.max_query_window,
-                           component="proxy", node_id=node_number(self.node_id))
+                           component="proxy", node_id=node_number(self.node_id), security=security)
         p = settings.proxy
         server, port = start_server(self.roles, p.host, p.port, p.workers)
         self._closers.append(lambda: self.roles.background.shutdown(wait=True, cancel_futures=True))

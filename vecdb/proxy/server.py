@@ -17,6 +17,7 @@ import grpc
 from prometheus_client import Counter
 from pymilvus.grpc_gen import milvus_pb2_grpc
 
+from vecdb.proxy.auth_interceptor import AuthInterceptor
 from vecdb.proxy.base import Roles
 from vecdb.proxy.service import MilvusService
 
@@ -108,8 +109,13 @@ def handler_threads(workers: int) -> int:
 def start_server(roles: Roles, host: str, port: int, workers: int = 0) -> tuple[grpc.Server, int]:
     workers = handler_threads(workers)
     install_bad_request_log()
+    # authentication and privilege checks on every call when on (vecdb.security, docs/security.md)
+    interceptors: list[grpc.ServerInterceptor] = []
+    if roles.security is not None and roles.security.enabled:
+        interceptors.append(AuthInterceptor(roles.security))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

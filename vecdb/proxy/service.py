@@ -13,8 +13,9 @@ from vecdb.proxy.rpc_collections import CollectionRpcs
 from vecdb.proxy.rpc_dml import DmlRpcs
 from vecdb.proxy.rpc_index import IndexRpcs
 from vecdb.proxy.rpc_search import SearchRpcs
+from vecdb.proxy.rpc_security import SecurityRpcs
 
 
-class MilvusService(AdminRpcs, CollectionRpcs, IndexRpcs, DmlRpcs, SearchRpcs,
+class MilvusService(AdminRpcs, CollectionRpcs, IndexRpcs, DmlRpcs, SearchRpcs, SecurityRpcs,
                     milvus_pb2_grpc.MilvusServiceServicer):
     pass

@@ -1,0 +1,271 @@
+"""Authentication and RBAC through pymilvus, as Milvus behaves with authorizationEnabled.
+
+A server with authentication on (in this process; one through ``vecdb standalone --auth``; two
+proxies of a cluster sharing etcd) refuses a missing or wrong credential with gRPC
+UNAUTHENTICATED and Milvus's message before any handler runs, so no data leaves; pymilvus's
+client then raises "Fail connecting to server". root (default password Milvus) works with
+``user``/``password`` and with ``token``; users are created, changed, deleted and listed, each
+change taking effect on the next request; a user without a privilege gets PERMISSION_DENIED.
+With authentication off nothing is asked.
+"""
+
+from __future__ import annotations
+
+import base64
+import signal
+import uuid
+
+import grpc
+import pytest
+from pymilvus import MilvusClient, MilvusException
+from pymilvus.grpc_gen import milvus_pb2, milvus_pb2_grpc
+
+from tests.conftest import free_port, server_settings, spawn_vecdb, wait_until
+from tests.e2e._helpers import count, float_schema, make_collection
+
+DIM = 4
+ROWS = [{"id": i, "vec": [float(i)] * DIM} for i in range(20)]
+
+
+def _start(data_dir, auth: bool = True):
+    from vecdb.standalone import Standalone
+
+    settings = server_settings(data_dir)
+    settings.security.authorization_enabled = auth
+    return Standalone(settings).start()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    node = _start(tmp_path_factory.mktemp("auth"))
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="module")
+def uri(server) -> str:
+    return f"http://127.0.0.1:{server.port}"
+
+
+@pytest.fixture(scope="module")
+def root(uri):
+    c = MilvusClient(uri=uri, user="root", password="Milvus")
+    name = "auth_books"
+    make_collection(c, name, float_schema(DIM))
+    c.insert(name, ROWS)
+    yield c
+    c.close()
+
+
+def _raw_call(port: int, method: str, request, header: str | None):
+    """One RPC on a bare channel, with ``header`` as the authorization metadata (None: none)."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = milvus_pb2_grpc.MilvusServiceStub(channel)
+        metadata = [("authorization", header)] if header is not None else None
+        return getattr(stub, method)(request, metadata=metadata, timeout=10)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _refused(port: int, header: str | None, message: str) -> None:
+    for method, request in [("ShowCollections", milvus_pb2.ShowCollectionsRequest()),
+                            ("Query", milvus_pb2.QueryRequest(collection_name="auth_books", expr="id >= 0",
+                                                              output_fields=["id"])),
+                            ("Connect", milvus_pb2.ConnectRequest())]:
+        with pytest.raises(grpc.RpcError) as err:
+            _raw_call(port, method, request, header)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, (method, err.value)
+        assert message in err.value.details()
+
+
+def _cannot_connect(uri: str, **credentials) -> None:
+    """A new connection (dedicated: pymilvus would otherwise reuse an open one with the same
+    credentials, which asks the server nothing) is refused."""
+    with pytest.raises(MilvusException) as err:
+        MilvusClient(uri=uri, timeout=10, dedicated=True, **credentials)
+    assert "Fail connecting to server" in err.value.message
+
+
+def test_no_credential_is_refused_and_sees_nothing(server, uri, root):
+    _refused(server.port, None, "missing authorization in header")
+    _refused(server.port, "%%%", "invalid token format")
+    _cannot_connect(uri)
+
+
+def test_wrong_password_or_unknown_user_is_refused(server, uri, root):
+    _refused(server.port, _b64("root:wrong-password"), "auth check failure, please check username and password")
+    _refused(server.port, _b64("nobody:Milvus"), "auth check failure, please check username and password")
+    _cannot_connect(uri, user="root", password="wrong-password")
+    _cannot_connect(uri, token="root:wrong-password")
+
+
+def test_root_works_with_user_password_and_with_token(uri, root):
+    assert count(root, "auth_books") == 20
+    by_token = MilvusClient(uri=uri, token="root:Milvus")
+    try:
+        assert "auth_books" in by_token.list_collections()
+        assert sorted(r["id"] for r in by_token.query("auth_books", "id < 3")) == [0, 1, 2]
+    finally:
+        by_token.close()
+
+
+def _name() -> str:
+    return "u" + uuid.uuid4().hex[:10]
+
+
+def test_user_lifecycle_create_connect_update_delete_list(uri, root):
+    user = _name()
+    root.create_user(user, "first-pass")
+    assert user in root.list_users() and "root" in root.list_users()
+    with pytest.raises(MilvusException, match="user already exists"):
+        root.create_user(user, "other-pass")
+    with pytest.raises(MilvusException, match="The length of password must be great than 6"):
+        root.create_user(_name(), "short")
+
+    me = MilvusClient(uri=uri, token=f"{user}:first-pass")
+    try:
+        assert "auth_books" in me.list_collections()  # listing needs no privilege
+        with pytest.raises(MilvusException, match="old password not correct"):
+            me.update_password(user, "not-the-old-one", "second-pass")
+        me.update_password(user, "first-pass", "second-pass", reset_connection=True)  # one's own password
+        assert "auth_books" in me.list_collections()  # the reset connection uses the new one
+        _cannot_connect(uri, user=user, password="first-pass")  # the old one is refused at once
+        with_new = MilvusClient(uri=uri, user=user, password="second-pass")
+        root.drop_user(user)
+        with pytest.raises(grpc.RpcError) as err:
+            with_new.list_collections()  # an open connection of a deleted user: the next call is refused
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with_new.close()
+        _cannot_connect(uri, user=user, password="second-pass")
+        assert user not in root.list_users()
+    finally:
+        me.close()
+    with pytest.raises(MilvusException, match="root user cannot be deleted"):
+        root.drop_user("root")
+
+
+def test_rbac_privileges_per_collection_grant_and_revoke(server, uri, root):
+    user, role = _name(), "r" + uuid.uuid4().hex[:8]
+    root.create_user(user, "reader-pass")
+    me = MilvusClient(uri=uri, user=user, password="reader-pass")
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            me.query("auth_books", "id >= 0")
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert f"PrivilegeQuery: permission deny to {user} in the `default` database" in err.value.details()
+        with pytest.raises(grpc.RpcError) as err:
+            me.drop_collection("auth_books")
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.RpcError):
+            me.create_user(_name(), "some-pass")  # CreateOwnership
+
+        root.create_role(role)
+        assert role in root.list_roles() and {"admin", "public"} <= set(root.list_roles())
+        root.grant_role(user, role)
+        assert root.describe_user(user)["roles"] == (role,)
+        root.grant_privilege(role, "Collection", "Query", "auth_books")
+        privileges = root.describe_role(role)["privileges"]
+        assert [(p["object_type"], p["object_name"], p["privilege"]) for p in privileges] == \
+            [("Collection", "auth_books", "Query")]
+        assert count(me, "auth_books") == 20  # now allowed
+        with pytest.raises(grpc.RpcError) as err:
+            me.insert("auth_books", [{"id": 99, "vec": [0.0] * DIM}])  # Insert was not granted
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        root.revoke_privilege(role, "Collection", "Query", "auth_books")
+        with pytest.raises(grpc.RpcError) as err:
+            me.query("auth_books", "id >= 0")  # revoked: refused on the next call
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+        root.grant_role(user, "admin")
+        assert count(me, "auth_books") == 20  # admin may do anything
+        root.revoke_role(user, "admin")
+        root.drop_role(role)
+        assert role not in root.list_roles()
+        with pytest.raises(MilvusException, match="default role"):
+            root.drop_role("public")
+    finally:
+        me.close()
+        root.drop_user(user)
+    assert count(root, "auth_books") == 20  # nothing a refused call asked for happened
+
+
+def test_auth_off_asks_nothing_and_still_manages_users(tmp_path):
+    node = _start(tmp_path, auth=False)
+    uri = f"http://127.0.0.1:{node.port}"
+    try:
+        for creds in ({}, {"user": "root", "password": "wrong-password"}, {"token": "nobody:x"}):
+            c = MilvusClient(uri=uri, **creds)
+            make_collection(c, "open_" + uuid.uuid4().hex[:6], float_schema(DIM), load=False)
+            c.close()
+        c = MilvusClient(uri=uri)
+        c.create_user("someone", "some-pass")
+        assert sorted(c.list_users()) == ["root", "someone"]
+        c.close()
+    finally:
+        node.stop()
+
+
+def test_vecdb_standalone_auth_flag_and_root_password_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("VECDB_SECURITY__ROOT_PASSWORD", "from-env-secret")
+    port = free_port()
+    proc = spawn_vecdb({}, tmp_path, "standalone", "--auth", "--port", str(port), "--http-port", "0")
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        _refused(port, None, "missing authorization in header")
+        _cannot_connect(uri, user="root", password="Milvus")
+        c = MilvusClient(uri=uri, user="root", password="from-env-secret")
+        assert c.list_users() == ["root"]
+        c.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+
+
+def test_two_proxies_of_a_cluster_agree_on_users(tmp_path, remote_storage):
+    from vecdb.coord.service import Coord
+    from vecdb.proxy.process import ProxyProcess
+    from vecdb.storage.backends import open_meta
+
+    storage = remote_storage()
+    settings = server_settings(tmp_path, storage=storage)
+    meta = open_meta(settings.storage)
+    coord = Coord(meta, session_ttl=2)
+    proxies = []
+    clients: list[MilvusClient] = []
+    try:
+        for _ in range(2):
+            s = server_settings(tmp_path, storage=storage)
+            s.security.authorization_enabled = True
+            proxies.append(ProxyProcess(s))
+        a, b = (f"http://127.0.0.1:{p.port}" for p in proxies)
+        root_a = MilvusClient(uri=a, token="root:Milvus")
+        clients.append(root_a)
+        root_a.create_user("shared", "shared-pass1")
+        took = wait_until(lambda: _connects(b, "shared:shared-pass1"), 5, "the other proxy never accepted the user")
+        print(f"a new user was accepted by the other proxy after {took * 1000:.0f} ms")
+        root_b = MilvusClient(uri=b, token="root:Milvus")
+        clients.append(root_b)
+        root_b.update_password("shared", "shared-pass1", "shared-pass2")
+        took = wait_until(lambda: not _connects(a, "shared:shared-pass1"), 5, "the old password kept working")
+        print(f"an old password was refused by the other proxy after {took * 1000:.0f} ms")
+        assert _connects(a, "shared:shared-pass2")
+        root_a.drop_user("shared")
+        wait_until(lambda: not _connects(b, "shared:shared-pass2"), 5, "the deleted user kept working")
+        assert root_b.list_users() == ["root"]
+    finally:
+        for c in clients:
+            c.close()
+        for p in proxies:
+            p.stop()
+        coord.stop()
+        meta.close()
+
+
+def _connects(uri: str, token: str) -> bool:
+    try:
+        MilvusClient(uri=uri, token=token, timeout=10, dedicated=True).close()
+        return True
+    except MilvusException:
+        return False
