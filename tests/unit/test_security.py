@@ -9,6 +9,7 @@ import time
 
 import pytest
 from pydantic import SecretStr
+from pymilvus.grpc_gen import milvus_pb2
 
 from vecdb import errors
 from vecdb.config import SecuritySettings
@@ -147,6 +148,11 @@ def test_required_privileges_are_milvus_table():
         ("User", "username")
     for free in ("Connect", "CheckHealth", "GetVersion", "HasCollection", "ShowCollections"):
         assert free not in REQUIRED
+    # an entity field names its object by its first field (Milvus's GetObjectName); empty means any
+    select = milvus_pb2.SelectUserRequest(user=milvus_pb2.UserEntity(name="erin"))
+    assert REQUIRED["SelectUser"].object_names(select) == ["erin"]
+    assert REQUIRED["SelectUser"].object_names(milvus_pb2.SelectUserRequest()) == ["*"]
+    assert REQUIRED["Flush"].object_names(milvus_pb2.FlushRequest(collection_names=["a", "b"])) == ["a", "b"]
 
 
 class _Req:
@@ -163,6 +169,10 @@ def test_roles_grants_and_checks(sec):
     sec.authorize("erin", "DescribeCollection", _Req(collection_name="books"), "default")  # public's
     sec.authorize("erin", "Connect", _Req(), "default")  # needs no privilege
     sec.authorize("erin", "UpdateCredential", _Req(username="erin"), "default")  # oneself
+    sec.authorize("erin", "SelectUser", milvus_pb2.SelectUserRequest(user=milvus_pb2.UserEntity(name="erin")),
+                  "default")  # describing oneself
+    with pytest.raises(errors.NotPermitted):
+        sec.authorize("erin", "SelectUser", milvus_pb2.SelectUserRequest(), "default")  # every user
     with pytest.raises(errors.NotPermitted):
         sec.authorize("erin", "UpdateCredential", _Req(username="root"), "default")
 

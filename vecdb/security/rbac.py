@@ -74,7 +74,12 @@ class Required:
     def object_names(self, request) -> list[str]:
         if self.names_field:
             return list(getattr(request, self.names_field))
-        return [getattr(request, self.name_field) if self.name_field else ANY]
+        if not self.name_field:
+            return [ANY]
+        value = getattr(request, self.name_field)
+        if not isinstance(value, str):  # an entity message (SelectUser's user): its name, as Milvus reads it
+            value = getattr(value, value.DESCRIPTOR.fields_by_number[1].name) or ANY
+        return [value]
 
 
 def _required_table() -> dict[str, Required]:
