@@ -12,7 +12,10 @@ With authentication off nothing is asked.
 from __future__ import annotations
 
 import base64
+import json
+import os
 import signal
+import subprocess
 import uuid
 
 import grpc
@@ -25,6 +28,7 @@ from tests.e2e._helpers import count, float_schema, make_collection
 
 DIM = 4
 ROWS = [{"id": i, "vec": [float(i)] * DIM} for i in range(20)]
+CLIENT_PYTHON = os.environ.get("VECDB_CLIENT_PYTHON", "")  # the newest pymilvus (3.x), see test_compat_newest_client
 
 
 def _start(data_dir, auth: bool = True):
@@ -269,3 +273,66 @@ def _connects(uri: str, token: str) -> bool:
         return True
     except MilvusException:
         return False
+
+
+NEWEST_CLIENT = r'''
+import json, sys
+import pymilvus
+from pymilvus import MilvusClient, MilvusException
+
+args = json.load(sys.stdin)
+uri, user = args["uri"], args["user"]
+out = {"version": pymilvus.__version__}
+
+
+def refused(**kw):
+    try:
+        MilvusClient(uri=uri, timeout=10, dedicated=True, **kw).close()
+        return False
+    except MilvusException:
+        return True
+
+
+def call(fn):
+    try:
+        return ["ok", fn()]
+    except Exception as e:  # grpc.RpcError for a refused call on an open connection
+        code = e.code() if callable(getattr(e, "code", None)) else getattr(e, "code", None)
+        return ["error", str(code)]
+
+
+out["no_credential_refused"] = refused()
+out["wrong_password_refused"] = refused(user="root", password="wrong-password")
+root = MilvusClient(uri=uri, token="root:Milvus")
+root.create_user(user, "newest-pass")
+out["users"] = sorted(root.list_users())
+me = MilvusClient(uri=uri, user=user, password="newest-pass", dedicated=True)
+out["query_before_grant"] = call(lambda: len(me.query("auth_books", "id >= 0")))
+role = user + "_role"
+root.create_role(role)
+root.grant_role(user, role)
+root.grant_privilege(role, "Collection", "Query", "auth_books")
+out["query_after_grant"] = call(lambda: len(me.query("auth_books", "id >= 0")))
+me.update_password(user, "newest-pass", "newest-pass2")
+out["old_password_refused"] = refused(user=user, password="newest-pass")
+root.drop_user(user)
+root.drop_role(role)
+out["dropped_user_refused"] = refused(user=user, password="newest-pass2")
+print("RESULT " + json.dumps(out))
+'''
+
+
+@pytest.mark.skipif(not CLIENT_PYTHON, reason="VECDB_CLIENT_PYTHON is not set: no newest-pymilvus virtualenv "
+                                              "(run through `make test`, which creates it)")
+def test_newest_pymilvus_client_logs_in_and_is_refused_the_same(uri, root):
+    payload = {"uri": uri, "user": _name()}
+    proc = subprocess.run([CLIENT_PYTHON, "-c", NEWEST_CLIENT], input=json.dumps(payload), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))[len("RESULT "):])
+    assert int(out["version"].split(".")[0]) >= 3, out["version"]
+    assert out["no_credential_refused"] and out["wrong_password_refused"]
+    assert {"root", payload["user"]} <= set(out["users"])
+    assert out["query_before_grant"][0] == "error" and "PERMISSION_DENIED" in out["query_before_grant"][1]
+    assert out["query_after_grant"] == ["ok", 20]
+    assert out["old_password_refused"] and out["dropped_user_refused"]

@@ -104,7 +104,9 @@ class CredentialStore:
 
     def ensure_root(self, password: str) -> bool:
         """Create ``root`` with ``password`` unless it exists; whether this call created it (of
-        several proxies starting at once, exactly one does)."""
+        several proxies starting at once, exactly one does). No KDF run when it exists."""
+        if self.record(ROOT) is not None:
+            return False
         record = hash_password(password)
         created = self.meta.txn(puts={user_key(ROOT): record}, expect={user_key(ROOT): None})
         if created:
