@@ -181,6 +181,11 @@ def test_rbac_privileges_per_collection_grant_and_revoke(server, uri, root):
         with pytest.raises(grpc.RpcError) as err:
             me.query("auth_books", "id >= 0")  # revoked: refused on the next call
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        root.grant_privilege_v2(role, "Query", "auth_books", db_name="default")  # 2.5's form of the same
+        assert count(me, "auth_books") == 20
+        root.revoke_privilege_v2(role, "Query", "auth_books", db_name="default")
+        with pytest.raises(grpc.RpcError):
+            me.query("auth_books", "id >= 0")
 
         root.grant_role(user, "admin")
         assert count(me, "auth_books") == 20  # admin may do anything

@@ -110,10 +110,7 @@ def test_cached_login_skips_the_kdf_until_the_record_changes(sec, monkeypatch):
     monkeypatch.setattr("vecdb.security.guard.password_matches", lambda r, p: calls.append(1) or real(r, p))
     for _ in range(5):
         assert sec.authenticate(_token("carol", "carol-pw")) == "carol"
-    assert len(calls) == 1
-    t0 = time.perf_counter()
-    sec.authenticate(_token("carol", "carol-pw"))
-    assert time.perf_counter() - t0 < 0.01  # no KDF (about 0.1 s) on a cached login
+    assert len(calls) == 1  # one KDF run (about 0.1 s) for five logins
     sec.users.update("carol", "carol-pw", "carol-pw2")
     with pytest.raises(errors.NotAuthenticated):
         sec.authenticate(_token("carol", "carol-pw"))  # the next request after the change
