@@ -131,27 +131,31 @@ class SearchRpcs(ServiceBase):
         info = self.collection(db_of(request, context), request.collection_name)
         self.require_loaded(info)
         if request.sub_reqs:
-            raise errors.OperationNotSupported("hybrid search is not supported yet")
+            raise errors.OperationNotSupported("a Search with sub_reqs is not supported; send a HybridSearch")
         plan = self._search_plan(info, request.search_params, request.output_fields)
         level = level_of(request, info.consistency_level)
+        spec = self._search_spec(info, request, plan, self._snapshot_ts(info, request, level, plan.iterator))
+        with reading_at(level):
+            hits = self.r.querynode.search(info, spec, self.partition_ids(info, request.partition_names), plan.fetch)
+        resp = search_results(info.schema, len(spec.queries), hits.topks, hits.pks, hits.scores, hits.columns,
+                              plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal)
+        resp.collection_name = info.name
+        resp.session_ts = spec.ts
+        return resp
+
+    def _search_spec(self, info, request, plan: SearchPlan, ts: int) -> SearchSpec:
+        """What the query nodes run for one search request (a ``SearchRequest``: a plain search, or one
+        ANN request of a hybrid search) under ``plan``, reading the snapshot ``ts``."""
         if not request.placeholder_group:
             raise errors.InvalidParameter("search by primary keys is not supported yet; pass query vectors")
         queries = parse_placeholder_group(request.placeholder_group, plan.field)
         if len(queries) > MAX_NQ:
             raise errors.InvalidParameter(f"nq [{len(queries)}] is invalid, it should be in range [1, {MAX_NQ}]")
-        spec = SearchSpec(
+        return SearchSpec(
             field=plan.field, queries=queries, limit=plan.limit, offset=plan.offset, metric=plan.metric,
             params=plan.params, index_type=plan.index_type, radius=plan.radius, range_filter=plan.range_filter,
-            flt=self._filter(info, request.dsl, request.expr_template_values),
-            ts=self._snapshot_ts(info, request, level, plan.iterator),
+            flt=self._filter(info, request.dsl, request.expr_template_values), ts=ts,
         )
-        with reading_at(level):
-            hits = self.r.querynode.search(info, spec, self.partition_ids(info, request.partition_names), plan.fetch)
-        resp = search_results(info.schema, len(queries), hits.topks, hits.pks, hits.scores, hits.columns,
-                              plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal)
-        resp.collection_name = info.name
-        resp.session_ts = spec.ts
-        return resp
 
     def _search_plan(self, info, pairs, output_fields) -> SearchPlan:
         """Everything a search derives from its parameters, cached: clients repeat the same ones."""
@@ -259,8 +263,4 @@ class SearchRpcs(ServiceBase):
         resp = query_results(schema, cols, out_fields, dyn_keys, info.name)
         resp.session_ts = ts
         return resp
-
-    @rpc(milvus_pb2.SearchResults)
-    def HybridSearch(self, request, context):
-        raise errors.OperationNotSupported("hybrid search is not supported yet")
 

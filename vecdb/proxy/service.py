@@ -11,11 +11,12 @@ from pymilvus.grpc_gen import milvus_pb2_grpc
 from vecdb.proxy.rpc_admin import AdminRpcs
 from vecdb.proxy.rpc_collections import CollectionRpcs
 from vecdb.proxy.rpc_dml import DmlRpcs
+from vecdb.proxy.rpc_hybrid import HybridRpcs
 from vecdb.proxy.rpc_index import IndexRpcs
 from vecdb.proxy.rpc_search import SearchRpcs
 from vecdb.proxy.rpc_security import SecurityRpcs
 
 
-class MilvusService(AdminRpcs, CollectionRpcs, IndexRpcs, DmlRpcs, SearchRpcs, SecurityRpcs,
+class MilvusService(AdminRpcs, CollectionRpcs, IndexRpcs, DmlRpcs, HybridRpcs, SearchRpcs, SecurityRpcs,
                     milvus_pb2_grpc.MilvusServiceServicer):
     pass

@@ -1,0 +1,243 @@
+"""Hybrid search (MilvusClient.hybrid_search, ORM Collection.hybrid_search) checked against a fusion
+computed here with numpy: each ANN request's exact top-k (FLAT indexes, its own filter) fused by
+RRF (sum of 1 / (k + rank)) or by weighted, normalised scores (Milvus: COSINE (1 + s) / 2,
+IP 1/2 + atan(s) / pi, L2 1 - 2 atan(d) / pi), ties to the smaller primary key.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from pymilvus import (
+    AnnSearchRequest,
+    Collection,
+    DataType,
+    Function,
+    FunctionType,
+    MilvusClient,
+    MilvusException,
+    RRFRanker,
+    WeightedRanker,
+)
+
+from tests.e2e._helpers import float_vectors, orm, reference_topk  # noqa: F401 - fixture
+
+N = 300
+DIMS = {"va": 8, "vb": 6, "vc": 4}
+METRICS = {"va": "L2", "vb": "IP", "vc": "COSINE"}
+
+
+def _schema():
+    schema = MilvusClient.create_schema()
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    for f, dim in DIMS.items():
+        schema.add_field(f, DataType.FLOAT_VECTOR, dim=dim)
+    schema.add_field("grp", DataType.INT64)
+    schema.add_field("tag", DataType.VARCHAR, max_length=16)
+    return schema
+
+
+@pytest.fixture
+def data(client, name):
+    """A loaded collection with three vector fields (L2, IP, COSINE), sealed and growing rows, two
+    partitions; the columns as numpy arrays."""
+    client.create_collection(name, schema=_schema())
+    idx = client.prepare_index_params()
+    for f, metric in METRICS.items():
+        idx.add_index(field_name=f, index_type="FLAT", metric_type=metric)
+    client.create_index(name, idx, sync=False)
+    client.create_partition(name, "p1")
+    client.load_collection(name)
+    cols = {f: float_vectors(N, dim, seed=i + 10) for i, (f, dim) in enumerate(DIMS.items())}
+    cols["id"] = np.arange(N, dtype=np.int64) * 7 + 3
+    cols["grp"] = np.arange(N, dtype=np.int64) % 5
+    cols["tag"] = np.array([f"t{i % 3}" for i in range(N)], dtype=object)
+    rows = [{k: (v[i].tolist() if v.ndim == 2 else v[i].item() if k != "tag" else v[i]) for k, v in cols.items()}
+            for i in range(N)]
+    client.insert(name, rows[:150])
+    client.insert(name, rows[150:200], partition_name="p1")
+    client.flush(name)
+    client.insert(name, rows[200:])  # growing
+    return cols
+
+
+def _sub_reference(cols, field, query, limit, keep=None):
+    """One ANN request's exact hits: [(primary key, score)], best first."""
+    keep = np.ones(N, bool) if keep is None else keep
+    pos, dist = reference_topk(cols[field][keep], query[None, :], METRICS[field], limit)
+    return list(zip(cols["id"][keep][pos[0]].tolist(), dist[0].tolist()))
+
+
+def _norm(metric, s):
+    if metric == "COSINE":
+        return (1 + s) * 0.5
+    if metric == "IP":
+        return 0.5 + math.atan(s) / math.pi
+    return 1 - 2 * math.atan(s) / math.pi
+
+
+def _fuse(subs, scorer, limit, offset=0, descending=True):
+    """subs: per request [(pk, score)] best first; scorer(i, rank, score) -> contribution."""
+    total: dict[int, float] = {}
+    for i, hits in enumerate(subs):
+        for rank, (pk, score) in enumerate(hits, start=1):
+            total[pk] = total.get(pk, 0.0) + scorer(i, rank, score)
+    order = sorted(total.items(), key=lambda kv: ((-kv[1] if descending else kv[1]), kv[0]))
+    return order[offset:offset + limit], total
+
+
+def _assert_fused(hits, want, total, tol=1e-5):
+    """pymilvus hits equal the reference fusion: scores to ``tol``, ids except where reference scores tie
+    within ``tol`` at that rank; every returned id carries its own fused score."""
+    got = [(h["id"], h["distance"]) for h in hits]
+    assert len(got) == len(want), (got, want)
+    np.testing.assert_allclose([s for _, s in got], [s for _, s in want], rtol=tol, atol=tol)
+    for (gid, gscore), (wid, wscore) in zip(got, want):
+        assert abs(total[gid] - gscore) <= tol * max(1, abs(gscore)), (gid, gscore, total[gid])
+        assert gid == wid or abs(total[gid] - wscore) <= tol, (got, want)
+    assert len({g for g, _ in got}) == len(got)
+
+
+def _rrf(k):
+    return lambda i, rank, score: 1.0 / (k + rank)
+
+
+def _weighted(weights, metrics):
+    return lambda i, rank, score: weights[i] * _norm(metrics[i], score)
+
+
+def test_rrf_over_three_fields_with_filters(client, name, data):
+    qa, qb, qc = float_vectors(1, 8, 1)[0], float_vectors(1, 6, 2)[0], float_vectors(1, 4, 3)[0]
+    reqs = [AnnSearchRequest([qa], "va", {"metric_type": "L2"}, limit=20),
+            AnnSearchRequest([qb], "vb", {"metric_type": "IP"}, limit=15, expr="grp in [1, 2, 3]"),
+            AnnSearchRequest([qc], "vc", {}, limit=25, expr='tag != "t0"')]
+    subs = [_sub_reference(data, "va", qa, 20),
+            _sub_reference(data, "vb", qb, 15, np.isin(data["grp"], [1, 2, 3])),
+            _sub_reference(data, "vc", qc, 25, data["tag"] != "t0")]
+    for k in (60, 5):
+        hits = client.hybrid_search(name, reqs, RRFRanker(k), limit=12)
+        assert len(hits) == 1
+        want, total = _fuse(subs, _rrf(k), 12)
+        _assert_fused(hits[0], want, total)
+
+
+def test_weighted_ranker_normalises_each_metric(client, name, data):
+    q = {f: float_vectors(1, d, 20 + i)[0] for i, (f, d) in enumerate(DIMS.items())}
+    fields = ["va", "vb", "vc"]
+    reqs = [AnnSearchRequest([q[f]], f, {"metric_type": METRICS[f]}, limit=30) for f in fields]
+    subs = [_sub_reference(data, f, q[f], 30) for f in fields]
+    weights = [0.2, 0.5, 0.3]
+    hits = client.hybrid_search(name, reqs, WeightedRanker(*weights), limit=10, output_fields=["grp", "tag"])
+    want, total = _fuse(subs, _weighted(weights, [METRICS[f] for f in fields]), 10)
+    _assert_fused(hits[0], want, total)
+    pos = {pk: i for i, pk in enumerate(data["id"].tolist())}
+    for h in hits[0]:
+        i = pos[h["id"]]
+        assert (h["entity"]["grp"], h["entity"]["tag"]) == (data["grp"][i], data["tag"][i])
+
+
+def test_weighted_without_normalisation(client, name, data):
+    q = {f: float_vectors(1, d, 30 + i)[0] for i, (f, d) in enumerate(DIMS.items())}
+    # mixed directions (L2 and IP): L2 distances are still mapped by 1 - 2 atan(d) / pi, IP summed as is
+    reqs = [AnnSearchRequest([q["va"]], "va", {}, limit=20), AnnSearchRequest([q["vb"]], "vb", {}, limit=20)]
+    subs = [_sub_reference(data, "va", q["va"], 20), _sub_reference(data, "vb", q["vb"], 20)]
+    hits = client.hybrid_search(name, reqs, WeightedRanker(0.7, 0.4, norm_score=False), limit=8)
+
+    def mixed(i, rank, score):
+        return [0.7, 0.4][i] * (score if i == 1 else 1 - 2 * math.atan(score) / math.pi)
+
+    want, total = _fuse(subs, mixed, 8)
+    _assert_fused(hits[0], want, total)
+    # all distances (two L2 requests on one field): raw weighted sums, smallest first
+    reqs = [AnnSearchRequest([q["va"]], "va", {}, limit=20),
+            AnnSearchRequest([float_vectors(1, 8, 99)[0]], "va", {}, limit=20)]
+    subs = [_sub_reference(data, "va", q["va"], 20), _sub_reference(data, "va", float_vectors(1, 8, 99)[0], 20)]
+    hits = client.hybrid_search(name, reqs, WeightedRanker(0.5, 1.0, norm_score=False), limit=8)
+    want, total = _fuse(subs, lambda i, rank, s: [0.5, 1.0][i] * s, 8, descending=False)
+    _assert_fused(hits[0], want, total, tol=1e-4)
+
+
+def test_offset_nq_and_partitions(client, name, data):
+    qa, qb = float_vectors(2, 8, 40), float_vectors(2, 6, 41)
+    reqs = [AnnSearchRequest(qa.tolist(), "va", {}, limit=15), AnnSearchRequest(qb.tolist(), "vb", {}, limit=15)]
+    hits = client.hybrid_search(name, reqs, RRFRanker(), limit=6, offset=4)
+    assert len(hits) == 2
+    for qi in range(2):
+        subs = [_sub_reference(data, "va", qa[qi], 15), _sub_reference(data, "vb", qb[qi], 15)]
+        want, total = _fuse(subs, _rrf(60), 6, offset=4)
+        _assert_fused(hits[qi], want, total)
+    # only partition p1 (rows 150..199)
+    in_p1 = (np.arange(N) >= 150) & (np.arange(N) < 200)
+    hits = client.hybrid_search(name, reqs, RRFRanker(), limit=10, partition_names=["p1"])
+    subs = [_sub_reference(data, "va", qa[0], 15, in_p1), _sub_reference(data, "vb", qb[0], 15, in_p1)]
+    want, total = _fuse(subs, _rrf(60), 10)
+    _assert_fused(hits[0], want, total)
+    assert all(150 * 7 + 3 <= h["id"] < 200 * 7 + 3 for h in hits[0])
+
+
+def test_sees_its_own_writes_and_deletes(client, name, data):
+    q = float_vectors(1, 8, 50)[0]
+    reqs = [AnnSearchRequest([q], "va", {}, limit=5), AnnSearchRequest([q[:6]], "vb", {}, limit=5)]
+    best = client.hybrid_search(name, reqs, RRFRanker(), limit=3, consistency_level="Strong")[0][0]["id"]
+    client.delete(name, ids=[best])
+    again = client.hybrid_search(name, reqs, RRFRanker(), limit=3, consistency_level="Strong")[0]
+    assert best not in [h["id"] for h in again]
+
+
+def test_rerank_function_as_ranker(client, name, data):
+    qa, qb = float_vectors(1, 8, 60)[0], float_vectors(1, 6, 61)[0]
+    reqs = [AnnSearchRequest([qa], "va", {}, limit=10), AnnSearchRequest([qb], "vb", {}, limit=10)]
+    subs = [_sub_reference(data, "va", qa, 10), _sub_reference(data, "vb", qb, 10)]
+    rrf = Function("rrf", input_field_names=[], function_type=FunctionType.RERANK,
+                   params={"reranker": "rrf", "k": 30})
+    want, total = _fuse(subs, _rrf(30), 7)
+    _assert_fused(client.hybrid_search(name, reqs, rrf, limit=7)[0], want, total)
+    weighted = Function("w", input_field_names=[], function_type=FunctionType.RERANK,
+                        params={"reranker": "weighted", "weights": [0.1, 0.9], "norm_score": True})
+    want, total = _fuse(subs, _weighted([0.1, 0.9], ["L2", "IP"]), 7)
+    _assert_fused(client.hybrid_search(name, reqs, weighted, limit=7)[0], want, total)
+
+
+def test_orm_collection_hybrid_search(orm, client, name, data):  # noqa: F811
+    coll = Collection(name, using=orm)
+    qa, qc = float_vectors(1, 8, 70)[0], float_vectors(1, 4, 71)[0]
+    reqs = [AnnSearchRequest([qa], "va", {"metric_type": "L2"}, limit=10, expr="grp >= 2"),
+            AnnSearchRequest([qc], "vc", {"metric_type": "COSINE"}, limit=10)]
+    res = coll.hybrid_search(reqs, WeightedRanker(0.6, 0.4), limit=5, output_fields=["grp"])
+    subs = [_sub_reference(data, "va", qa, 10, data["grp"] >= 2), _sub_reference(data, "vc", qc, 10)]
+    want, total = _fuse(subs, _weighted([0.6, 0.4], ["L2", "COSINE"]), 5)
+    got = [{"id": h.id, "distance": h.distance} for h in res[0]]
+    _assert_fused(got, want, total)
+
+
+@pytest.mark.parametrize("ranker, words", [
+    (WeightedRanker(0.5), "the length of weights param mismatch with ann search requests"),
+    (WeightedRanker(0.5, 1.5), "rank param weight should be in range [0, 1]"),
+    (RRFRanker(0), "The rank params k should be in range (0, 16384)"),
+])
+def test_bad_ranker_is_refused(client, name, data, ranker, words):
+    reqs = [AnnSearchRequest([[0.0] * 8], "va", {}, limit=5), AnnSearchRequest([[0.0] * 6], "vb", {}, limit=5)]
+    with pytest.raises(MilvusException) as e:
+        client.hybrid_search(name, reqs, ranker, limit=5)
+    assert e.value.code == 1100 and words in e.value.message
+
+
+def test_mismatched_nq_and_bad_field_are_refused(client, name, data):
+    reqs = [AnnSearchRequest([[0.0] * 8], "va", {}, limit=5),
+            AnnSearchRequest([[0.0] * 6, [1.0] * 6], "vb", {}, limit=5)]
+    with pytest.raises(MilvusException) as e:
+        client.hybrid_search(name, reqs, RRFRanker(), limit=5)
+    assert e.value.code == 1100 and "nq should be the same" in e.value.message
+    reqs = [AnnSearchRequest([[0.0] * 8], "nope", {}, limit=5)]
+    with pytest.raises(MilvusException) as e:
+        client.hybrid_search(name, reqs, RRFRanker(), limit=5)
+    assert "nope" in e.value.message
+
+
+def test_limit_window(client, name, data):
+    reqs = [AnnSearchRequest([[0.0] * 8], "va", {}, limit=5)]
+    with pytest.raises(MilvusException) as e:
+        client.hybrid_search(name, reqs, RRFRanker(), limit=16000, offset=1000)
+    assert e.value.code == 1100 and "(offset+limit) should be in range [1, 16384]" in e.value.message

@@ -1,0 +1,116 @@
+"""RPC: hybrid search (several ANN requests, each over its own vector field with its own filter,
+parameters and limit, fused into one ranking by RRF or weighted scores: ``vecdb.proxy.rerank``).
+
+Each ANN request runs as a search of its own through the query node interface, the same one a
+plain search uses (in a cluster, the router), all at one snapshot timestamp, so the requests see
+the same data. As in Milvus, a request's own ``offset`` is ignored (the hybrid ``offset`` applies
+to the fused list) and the output fields of a fused hit are those of the request that returned
+it first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pymilvus.grpc_gen import milvus_pb2
+
+from vecdb import errors
+from vecdb.proxy.base import kv_dict, rpc
+from vecdb.proxy.consistency import level_of, reading_at
+from vecdb.proxy.rerank import Fused, Ranker, SubResult, fuse, ranker_from_function, ranker_from_rank_params
+from vecdb.proxy.results import search_results
+from vecdb.proxy.rpc_collections import db_of
+from vecdb.proxy.rpc_search import MAX_TOPK, SearchPlan, SearchRpcs, _int_param, _round_decimal
+from vecdb.querynode.executor import Hits, SearchSpec
+
+MAX_ANN_REQUESTS = 1024  # Milvus: defaultMaxSearchRequest
+# sub-request parameters the hybrid request owns (pymilvus copies them into every ANN request)
+_HYBRID_OWNED = {"offset", "round_decimal"}
+
+
+def _ranker(request, n_requests: int) -> Ranker:
+    functions = list(request.function_score.functions) if request.HasField("function_score") else []
+    if len(functions) > 1:
+        raise errors.OperationNotSupported("only one rerank function is supported in a hybrid search")
+    if functions:
+        fn = functions[0]
+        return ranker_from_function(fn.name, kv_dict(fn.params), n_requests)
+    return ranker_from_rank_params(kv_dict(request.rank_params), n_requests)
+
+
+def _window(rank: dict[str, str]) -> tuple[int, int]:
+    """The fused list's (limit, offset): Milvus's checks and words."""
+    if "limit" not in rank:
+        raise errors.InvalidParameter("limit not found in rank_params")
+    limit, offset = _int_param(rank, "limit", 0), _int_param(rank, "offset", 0)
+    if offset < 0:
+        raise errors.InvalidParameter(f"invalid max query result window, offset [{offset}] is invalid, "
+                                      "should be gte than 0")
+    if limit <= 0:
+        raise errors.InvalidParameter(f"invalid max query result window, limit [{limit}] is invalid, "
+                                      "should be greater than 0")
+    if limit + offset > MAX_TOPK:
+        raise errors.InvalidParameter(f"invalid max query result window, (offset+limit) should be in range "
+                                      f"[1, {MAX_TOPK}], but got {limit + offset}")
+    return limit, offset
+
+
+def _fused_columns(fused: Fused, hits: list[Hits], names: list[str]) -> dict[str, np.ndarray]:
+    """Each fused hit's output columns, taken from the request (and the place in its result) where it
+    was first seen."""
+    if not len(fused.pks):
+        return {}
+    out = {}
+    for name in names:
+        proto = next(h.columns[name] for h in hits if name in h.columns)
+        col = np.empty((len(fused.pks),) + proto.shape[1:], proto.dtype)
+        for i in np.unique(fused.sources).tolist():
+            m = fused.sources == i
+            col[m] = hits[i].columns[name][fused.positions[m]]
+        out[name] = col
+    return out
+
+
+class HybridRpcs(SearchRpcs):
+    @rpc(milvus_pb2.SearchResults)
+    def HybridSearch(self, request, context):
+        info = self.collection(db_of(request, context), request.collection_name)
+        self.require_loaded(info)
+        reqs = list(request.requests)
+        if not reqs:
+            raise errors.InvalidParameter("hybrid search needs at least one ANN search request")
+        if len(reqs) > MAX_ANN_REQUESTS:
+            raise errors.InvalidParameter(f"maximum of ann search requests is {MAX_ANN_REQUESTS}")
+        rank = kv_dict(request.rank_params)
+        if rank.get("group_by_field"):
+            raise errors.OperationNotSupported("grouping in a hybrid search is not supported yet")
+        ranker = _ranker(request, len(reqs))
+        limit, offset = _window(rank)
+        round_decimal = _round_decimal(rank)
+        level = level_of(request, info.consistency_level)
+        ts = self._snapshot_ts(info, request, level)
+        parts = self.partition_ids(info, request.partition_names)
+        plans: list[SearchPlan] = []
+        specs: list[SearchSpec] = []
+        for sub in reqs:
+            pairs = [kv for kv in sub.search_params if kv.key not in _HYBRID_OWNED]
+            plan = self._search_plan(info, pairs, request.output_fields)
+            spec = self._search_spec(info, sub, plan, ts)
+            if specs and len(spec.queries) != len(specs[0].queries):
+                raise errors.InvalidParameter(
+                    f"sub search request nq should be the same: invalid parameter"
+                    f"[expected={len(specs[0].queries)}][actual={len(spec.queries)}]")
+            plans.append(plan)
+            specs.append(spec)
+        with reading_at(level):
+            hits = [self.r.querynode.search(info, spec, parts, plan.fetch) for plan, spec in zip(plans, specs)]
+        nq = len(specs[0].queries)
+        fused = fuse(ranker, [SubResult(h.topks, h.pks, h.scores, p.metric) for h, p in zip(hits, plans)],
+                     nq, limit, offset)
+        plan = plans[0]
+        resp = search_results(info.schema, nq, fused.topks, fused.pks, fused.scores,
+                              _fused_columns(fused, hits, plan.fetch), plan.out_fields, plan.dyn_keys,
+                              limit, round_decimal)
+        resp.collection_name = info.name
+        resp.session_ts = ts
+        return resp
+
