@@ -223,7 +223,7 @@ def milvus_answers(port: int, timeout: float = 5.0) -> str | None:
     try:
         from pymilvus import MilvusClient  # type: ignore[import-untyped]
 
-        client = MilvusClient(uri=f"http://{HOST}:{port}", timeout=timeout)
+        client = MilvusClient(uri=f"http://{HOST}:{port}", timeout=timeout, **_credentials())
         try:
             client.list_collections()
         finally:
@@ -231,6 +231,14 @@ def milvus_answers(port: int, timeout: float = 5.0) -> str | None:
     except Exception as e:  # noqa: BLE001 - any failure is "does not answer", with its reason
         return f"{type(e).__name__}: {e}"
     return None
+
+
+def _credentials() -> dict[str, str]:
+    """root's token when the proxies require one (VECDB_SECURITY__AUTHORIZATION_ENABLED, the same
+    variables they read; root's password as at a first start), else none: docs/security.md."""
+    if os.environ.get("VECDB_SECURITY__AUTHORIZATION_ENABLED", "").strip().lower() not in ("1", "true", "yes", "on"):
+        return {}
+    return {"token": "root:" + os.environ.get("VECDB_SECURITY__ROOT_PASSWORD", "Milvus")}
 
 
 def healthz(port: int, timeout: float = 2.0) -> tuple[bool, str]:

@@ -232,6 +232,18 @@ def test_vecdb_standalone_auth_flag_and_root_password_from_the_environment(tmp_p
         proc.wait(15)
 
 
+def test_vecdb_cluster_checks_proxies_with_root_when_auth_is_on(server, monkeypatch):
+    """`vecdb cluster up/status` ask each proxy for its collections: with authentication on (the
+    VECDB_SECURITY__* variables the proxies read) they log in as root, else they would never see
+    a proxy answer."""
+    from vecdb.localcluster import milvus_answers
+
+    monkeypatch.delenv("VECDB_SECURITY__AUTHORIZATION_ENABLED", raising=False)
+    assert "Fail connecting" in (milvus_answers(server.port) or "")
+    monkeypatch.setenv("VECDB_SECURITY__AUTHORIZATION_ENABLED", "true")
+    assert milvus_answers(server.port) is None
+
+
 def test_two_proxies_of_a_cluster_agree_on_users(tmp_path, remote_storage):
     from vecdb.coord.service import Coord
     from vecdb.proxy.process import ProxyProcess
