@@ -129,13 +129,14 @@ def test_weighted_ranker_normalises_each_metric(client, name, data):
     reqs = [AnnSearchRequest([q[f]], f, {"metric_type": METRICS[f]}, limit=30) for f in fields]
     subs = [_sub_reference(data, f, q[f], 30) for f in fields]
     weights = [0.2, 0.5, 0.3]
-    hits = client.hybrid_search(name, reqs, WeightedRanker(*weights), limit=10, output_fields=["grp", "tag"])
+    hits = client.hybrid_search(name, reqs, WeightedRanker(*weights), limit=10, output_fields=["grp", "tag", "vb"])
     want, total = _fuse(subs, _weighted(weights, [METRICS[f] for f in fields]), 10)
     _assert_fused(hits[0], want, total)
     pos = {pk: i for i, pk in enumerate(data["id"].tolist())}
     for h in hits[0]:
         i = pos[h["id"]]
         assert (h["entity"]["grp"], h["entity"]["tag"]) == (data["grp"][i], data["tag"][i])
+        np.testing.assert_allclose(h["entity"]["vb"], data["vb"][i], rtol=1e-6)
 
 
 def test_weighted_without_normalisation(client, name, data):
@@ -184,6 +185,12 @@ def test_sees_its_own_writes_and_deletes(client, name, data):
     client.delete(name, ids=[best])
     again = client.hybrid_search(name, reqs, RRFRanker(), limit=3, consistency_level="Strong")[0]
     assert best not in [h["id"] for h in again]
+
+
+def test_no_hits_with_output_fields(client, name, data):
+    reqs = [AnnSearchRequest([[0.0] * 8], "va", {}, limit=5, expr="grp > 100"),
+            AnnSearchRequest([[1.0] * 6], "vb", {}, limit=5, expr='tag == "none"')]
+    assert client.hybrid_search(name, reqs, RRFRanker(), limit=5, output_fields=["grp", "va"]) == [[]]
 
 
 def test_rerank_function_as_ranker(client, name, data):

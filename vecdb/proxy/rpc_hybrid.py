@@ -57,11 +57,11 @@ def _window(rank: dict[str, str]) -> tuple[int, int]:
 def _fused_columns(fused: Fused, hits: list[Hits], names: list[str]) -> dict[str, np.ndarray]:
     """Each fused hit's output columns, taken from the request (and the place in its result) where it
     was first seen."""
-    if not len(fused.pks):
-        return {}
     out = {}
     for name in names:
-        proto = next(h.columns[name] for h in hits if name in h.columns)
+        proto = next((h.columns[name] for h in hits if name in h.columns), None)
+        if proto is None:
+            continue
         col = np.empty((len(fused.pks),) + proto.shape[1:], proto.dtype)
         for i in np.unique(fused.sources).tolist():
             m = fused.sources == i
