@@ -51,7 +51,7 @@ class Security:
         self.view = CredentialView(meta)
         try:
             self.users = CredentialStore(meta, self.view.wait_for)
-            self.roles = RoleStore(meta, self.view.scan, self.view.get, self.view.wait_for)
+            self.roles = RoleStore(meta, self.view)
             self.users.ensure_root(settings.root_password.get_secret_value())
             self.roles.seed_public()
         except BaseException:

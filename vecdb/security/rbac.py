@@ -25,11 +25,12 @@ from __future__ import annotations
 import importlib
 import json
 import re
-from collections.abc import Callable
+from collections import defaultdict
 from dataclasses import dataclass
 
 from vecdb import errors
-from vecdb.security.credentials import USER_ROLE_PREFIX, Synced, check_name, user_key
+from vecdb.security.credentials import USER_ROLE_PREFIX, check_name, user_key
+from vecdb.security.view import CredentialView
 from vecdb.storage.base import MetaStore
 
 ROLE_PREFIX = "cred/role/"
@@ -142,13 +143,33 @@ def check_object_name(name: str, what: str = "object name") -> str:
 
 
 class RoleStore:
-    """Writes roles, links and grants to ``meta``; reads go to ``read`` (a ``CredentialView``'s
-    scan/get, or the store itself in tests)."""
+    """Writes roles, links and grants to ``meta``; reads them from ``view`` (this proxy's copy).
 
-    def __init__(self, meta: MetaStore, scan: Callable[[str], list[tuple[str, bytes]]],
-                 get: Callable[[str], bytes | None], synced: Synced | None = None):
-        self.meta, self._scan, self._get = meta, scan, get
-        self._synced = synced or (lambda changes: None)
+    Checks run on every request, so who has which role and each role's grants are indexed once
+    per version of the view (a scan of every ``cred/`` key per request cost ~0.5 ms with 200
+    users and 50 grants; the index makes a check a few dict lookups)."""
+
+    def __init__(self, meta: MetaStore, view: CredentialView):
+        self.meta, self._view = meta, view
+        self._scan, self._get, self._synced = view.scan, view.get, view.wait_for
+        self._index: tuple[int, dict[str, list[str]], dict[str, list[Grant]]] | None = None
+
+    def _indexed(self) -> tuple[dict[str, list[str]], dict[str, list[Grant]]]:
+        """(user -> roles, role -> grants) as of the view's current version."""
+        version = self._view.version  # read first: a change during the scans makes the next call rebuild
+        index = self._index
+        if index is None or index[0] != version:
+            user_roles: dict[str, list[str]] = defaultdict(list)
+            for key, _ in self._scan(USER_ROLE_PREFIX):
+                user, _, role = key[len(USER_ROLE_PREFIX):].partition("/")
+                user_roles[user].append(role)
+            grants: dict[str, list[Grant]] = defaultdict(list)
+            for key, value in self._scan(GRANT_PREFIX):
+                g = Grant.parse(key, value)
+                grants[g.role].append(g)
+            index = (version, dict(user_roles), dict(grants))
+            self._index = index  # one assignment: readers see the old index or the new one
+        return index[1], index[2]
 
     def seed_public(self) -> None:
         """Give ``public`` its starting grants, once per store (a revoke stays revoked)."""
@@ -185,8 +206,7 @@ class RoleStore:
 
     # --- users' roles
     def user_roles(self, user: str) -> list[str]:
-        prefix = f"{USER_ROLE_PREFIX}{user}/"
-        return [k[len(prefix):] for k, _ in self._scan(prefix)]
+        return list(self._indexed()[0].get(user, ()))
 
     def role_users(self, role: str) -> list[str]:
         return sorted(k[len(USER_ROLE_PREFIX):].split("/", 1)[0] for k, _ in self._scan(USER_ROLE_PREFIX)
@@ -210,7 +230,7 @@ class RoleStore:
 
     # --- grants
     def grants(self, role: str) -> list[Grant]:
-        return [Grant.parse(k, v) for k, v in self._scan(f"{GRANT_PREFIX}{role}/")]
+        return list(self._indexed()[1].get(role, ()))
 
     def operate(self, role: str, db: str, object_type: str, name: str, privilege: str, grantor: str,
                 grant: bool) -> None:
@@ -234,7 +254,8 @@ class RoleStore:
             self._synced(dict.fromkeys(keys))
 
     def allowed(self, user: str, db: str, object_type: str, name: str, privilege: str) -> bool:
-        roles = [*self.user_roles(user), PUBLIC]
+        user_roles, grants = self._indexed()
+        roles = [*user_roles.get(user, ()), PUBLIC]
         if ADMIN in roles:
             return True
-        return any(g.covers(db, object_type, name, privilege) for role in roles for g in self.grants(role))
+        return any(g.covers(db, object_type, name, privilege) for role in roles for g in grants.get(role, ()))

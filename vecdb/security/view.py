@@ -26,12 +26,14 @@ SYNC_SECONDS = 5.0
 class CredentialView:
     def __init__(self, meta: MetaStore, prefix: str = "cred/"):
         self._data: dict[str, bytes] = {}
+        self.version = 0  # grows with every change seen: lets readers cache what they derive from the copy
         self._changed = threading.Condition()
         self._watch = PrefixWatch(meta, prefix, self._reset, self._events, name="credentials")
 
     def _reset(self, pairs: list[tuple[str, bytes]]) -> None:
         with self._changed:
             self._data = dict(pairs)
+            self.version += 1
             self._changed.notify_all()
 
     def _events(self, events: list[WatchEvent]) -> None:
@@ -42,6 +44,7 @@ class CredentialView:
                     self._data[ev.key] = ev.value
                 else:
                     self._data.pop(ev.key, None)
+            self.version += 1
             self._changed.notify_all()
 
     def get(self, key: str) -> bytes | None:
