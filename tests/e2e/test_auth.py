@@ -216,6 +216,33 @@ def test_auth_off_asks_nothing_and_still_manages_users(tmp_path):
         node.stop()
 
 
+def test_users_and_grants_survive_a_restart(tmp_path):
+    node = _start(tmp_path)
+    try:
+        c = MilvusClient(uri=f"http://127.0.0.1:{node.port}", token="root:Milvus")
+        c.update_password("root", "Milvus", "new-root-pass", reset_connection=True)
+        c.create_user("keeper", "keeper-pass")
+        c.create_role("keepers")
+        c.grant_role("keeper", "keepers")
+        c.grant_privilege("keepers", "Global", "CreateCollection", "*")
+        c.close()
+    finally:
+        node.stop()
+    node = _start(tmp_path)
+    try:
+        uri = f"http://127.0.0.1:{node.port}"
+        _cannot_connect(uri, user="root", password="Milvus")  # the settings' password only counts at the first start
+        c = MilvusClient(uri=uri, token="keeper:keeper-pass", dedicated=True)
+        c.create_collection("kept", schema=float_schema(DIM))  # the grant held
+        assert c.has_collection("kept")
+        c.close()
+        root = MilvusClient(uri=uri, token="root:new-root-pass", dedicated=True)
+        assert root.describe_user("keeper")["roles"] == ("keepers",)
+        root.close()
+    finally:
+        node.stop()
+
+
 def test_vecdb_standalone_auth_flag_and_root_password_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("VECDB_SECURITY__ROOT_PASSWORD", "from-env-secret")
     port = free_port()
