@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 
 import grpc
 from prometheus_client import Counter
 
 from vecdb import errors
 from vecdb.security import Security
-
-log = logging.getLogger(__name__)
 
 REFUSED = Counter("vecdb_auth_refused_total", "Milvus API calls refused by authentication or privilege checks",
                   ["reason"])

@@ -12,7 +12,8 @@ cached against the exact record it was checked with, so the next request costs o
 and a keyed hash, and a password change or a deletion (a new record, or none) takes effect on
 the very next request that this proxy's view shows it for (``vecdb.security.view``: at once
 on the proxy that made the change, within milliseconds on the others). Failed logins are not
-cached: each costs a KDF run. The cache holds HMACs of passwords under a per-process random
+cached: each costs a KDF run, an unknown user's too (a decoy record), so timing does not tell
+which users exist. The cache holds HMACs of passwords under a per-process random
 key, never the passwords.
 """
 
@@ -20,13 +21,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import os
 import threading
 
 from vecdb import errors
 from vecdb.config import SecuritySettings
-from vecdb.security.credentials import ROOT, CredentialStore, password_matches, user_key
+from vecdb.security.credentials import ROOT, CredentialStore, hash_password, password_matches, user_key
 from vecdb.security.rbac import REQUIRED, RoleStore
 from vecdb.security.view import CredentialView
 from vecdb.storage.base import MetaStore
@@ -37,6 +39,12 @@ BAD_API_KEY = "auth check failure, please check api key is correct"
 BAD_PASSWORD = "auth check failure, please check username and password are correct"
 
 _CACHE_MAX = 10_000
+
+
+@functools.cache
+def _decoy() -> bytes:
+    """A record no password matches in practice, made on first use (a KDF run: not at import)."""
+    return hash_password(os.urandom(16).hex())
 
 
 class Security:
@@ -80,6 +88,7 @@ class Security:
     def password_ok(self, user: str, password: str) -> bool:
         record = self.view.get(user_key(user))
         if record is None:
+            password_matches(_decoy(), password)  # as slow as a wrong password: timing does not tell who exists
             return False
         mac = hmac.new(self._mac_key, password.encode("utf-8", "surrogatepass"), "sha256").digest()
         with self._lock:
