@@ -195,6 +195,32 @@ def role_run(argv: list[str], env: dict[str, str]) -> RoleRun:
     return seen["run"]
 
 
+def unknown_settings(data: dict) -> list[str]:
+    """``section.key`` names in ``data`` (a settings file's sections) that vecdb's Settings do not have: pydantic
+    ignores them, so a misspelt setting would be dropped without a word."""
+    from vecdb.config import Settings
+
+    unknown = []
+    for section, values in data.items():
+        field = Settings.model_fields.get(section)
+        if field is None or not isinstance(values, dict):
+            unknown.append(section)
+            continue
+        unknown += [f"{section}.{key}" for key in values if key not in field.annotation.model_fields]
+    return unknown
+
+
+def env_settings(env: dict[str, str]) -> dict:
+    """The VECDB_<SECTION>__<KEY> variables of ``env`` as settings-file sections (as vecdb.config reads them)."""
+    data: dict = {}
+    for key, value in env.items():
+        if key.startswith("VECDB_"):
+            assert "__" in key, f"{key}: vecdb reads VECDB_<SECTION>__<KEY>, this one is ignored"
+            section, _, name = key[len("VECDB_"):].lower().partition("__")
+            data.setdefault(section, {})[name] = value
+    return data
+
+
 def run_python_healthcheck(code: str, timeout: float = 10) -> int:
     """Runs a ``python -c CODE`` health check as the container would; its exit status."""
     return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=timeout).returncode

@@ -17,12 +17,14 @@ from tests.deploy._deploy import (
     COMPOSE_STANDALONE,
     NATS_CONF,
     compose_env,
+    env_settings,
     image_env,
     interpolate,
     load_compose,
     load_yaml,
     role_run,
     run_python_healthcheck,
+    unknown_settings,
 )
 
 BACKENDS = {"nats", "etcd", "minio"}
@@ -211,3 +213,12 @@ def test_compose_health_check_follows_healthz():
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("path", [COMPOSE_STANDALONE, COMPOSE_CLUSTER], ids=lambda p: p.name)
+def test_every_vecdb_variable_names_a_setting_vecdb_has(path):
+    """vecdb ignores a VECDB_* variable it has no setting for: a misspelt one would be lost silently."""
+    for name, service in load_compose(path)["services"].items():
+        env = {**image_env(), **compose_env(service)}
+        assert not unknown_settings(env_settings(env)), name
+    assert unknown_settings(env_settings({"VECDB_STORAGE__SESION_TTL": "2"})) == ["storage.sesion_ttl"]

@@ -23,11 +23,13 @@ from tests.deploy._deploy import (
     DOCKERFILES,
     NATS_CONF,
     RoleRun,
+    env_settings,
     load_yaml,
     load_yaml_all,
     parse_dockerfile,
     role_run,
     stage_last,
+    unknown_settings,
 )
 
 EXTERNAL_VALUES = CHART / "ci" / "external-values.yaml"
@@ -267,6 +269,18 @@ def test_each_role_gets_every_setting_it_needs_from_the_release(values, tmp_path
             assert storage.namespace == "prod" and storage.log_replicas == 3
         for key, expected in {"session_ttl": 10.0}.items():
             assert getattr(storage, key) == expected
+
+
+@pytest.mark.parametrize("values", VALUE_SETS)
+def test_config_map_and_env_name_only_settings_vecdb_has(values):
+    """vecdb ignores settings it does not have: the ConfigMap's file and the roles' VECDB_* variables must
+    name real ones (a renamed setting in vecdb/config.py fails here, not silently in a cluster)."""
+    objs = objects(values)
+    (config_map,) = [o for (k, n), o in objs.items() if k == "ConfigMap" and n == "release-name-vecdb"]
+    assert not unknown_settings(load_yaml(config_map["data"]["vecdb.yaml"]))
+    for deployment in role_deployments(values).values():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert not unknown_settings(env_settings(container_env(container, objs)))
 
 
 def test_external_values_reach_the_pods():
