@@ -119,3 +119,16 @@ def test_healthcheck_command_follows_healthz(monkeypatch):
         server.shutdown()
         server.server_close()
     assert run_python_healthcheck(code) != 0
+
+
+def test_build_context_is_what_the_dockerfiles_copy():
+    """.dockerignore excludes everything (virtualenvs, data directories) but what a COPY needs."""
+    lines = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    assert lines[0] == "*"
+    included = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
+    for path in DOCKERFILES:
+        sources = {src.rstrip("/") for stage in parse_dockerfile(path) for k, text in stage["instructions"]
+                   if k == "COPY" for src in text.split()[:-1] if not src.startswith("--")}
+        assert sources and sources <= included, (path.name, sources - included)
+        assert all((REPO / src).exists() for src in sources)
