@@ -94,6 +94,8 @@ class HybridRpcs(SearchRpcs):
         for sub in reqs:
             pairs = [kv for kv in sub.search_params if kv.key not in _HYBRID_OWNED]
             plan = self._search_plan(info, pairs, request.output_fields)
+            if plan.group is not None:
+                raise errors.InvalidParameter("not support search_group_by operation in the hybrid search")
             spec = self._search_spec(info, sub, plan, ts)
             if specs and len(spec.queries) != len(specs[0].queries):
                 raise errors.InvalidParameter(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
 from vecdb import errors
@@ -14,6 +16,8 @@ from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, kv_dict, parse_json_param, rpc
 from vecdb.proxy.consistency import BOUNDED_STALENESS, ReadLevel, level_of, reading_at
 from vecdb.proxy.fielddata import parse_placeholder_group, resolve_output_fields
+from vecdb.proxy.fieldencode import fill_field_data
+from vecdb.proxy.grouping import GroupBy, group_hits, parse_group_by
 from vecdb.proxy.results import query_results, search_results
 from vecdb.proxy.rpc_collections import db_of
 from vecdb.proxy.templates import template_values
@@ -27,6 +31,7 @@ COUNT_STAR = "count(*)"
 
 
 _PLAN_CACHE_SIZE = 1024
+GROUP_WINDOW_START = 256  # hits per query a grouping search looks at first
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class SearchPlan:
     out_fields: list
     dyn_keys: list
     fetch: list
+    group: GroupBy | None = None  # a grouping search (group_by_field)
 
 
 def _int_param(params: dict, key: str, default: int) -> int:
@@ -100,6 +106,15 @@ def _fetched(schema, out_fields: list[str], dyn_keys: list[str]) -> list[str]:
     return list(dict.fromkeys(out_fields + ([dynamic.name] if dyn_keys and dynamic is not None else [])))
 
 
+def _widened(params: dict, k: int) -> dict:
+    """Search parameters for a top-``k`` window: HNSW's ef and SCANN's reorder_k raised to k."""
+    out = dict(params)
+    for key in ("ef", "reorder_k"):
+        if key in out and out[key] < k:
+            out[key] = k
+    return out
+
+
 def _is_iterator(params: dict) -> bool:
     return str(params.get("iterator", "")).lower() == "true"
 
@@ -135,8 +150,11 @@ class SearchRpcs(ServiceBase):
         plan = self._search_plan(info, request.search_params, request.output_fields)
         level = level_of(request, info.consistency_level)
         spec = self._search_spec(info, request, plan, self._snapshot_ts(info, request, level, plan.iterator))
+        parts = self.partition_ids(info, request.partition_names)
         with reading_at(level):
-            hits = self.r.querynode.search(info, spec, self.partition_ids(info, request.partition_names), plan.fetch)
+            if plan.group is not None:
+                return self._grouped_search(info, spec, plan, parts)
+            hits = self.r.querynode.search(info, spec, parts, plan.fetch)
         resp = search_results(info.schema, len(spec.queries), hits.topks, hits.pks, hits.scores, hits.columns,
                               plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal)
         resp.collection_name = info.name
@@ -157,6 +175,32 @@ class SearchRpcs(ServiceBase):
             flt=self._filter(info, request.dsl, request.expr_template_values), ts=ts,
         )
 
+    def _grouped_search(self, info, spec: SearchSpec, plan: SearchPlan, parts) -> milvus_pb2.SearchResults:
+        """A grouping search (``vecdb.proxy.grouping``): ordinary top-k searches over a window of each
+        query's best hits, widened (x4, up to MAX_TOPK) while an answer is short."""
+        group = plan.group
+        assert group is not None
+        name = group.field.name
+        fetch = plan.fetch if name in plan.fetch else [*plan.fetch, name]
+        window = min(MAX_TOPK, max(GROUP_WINDOW_START, 2 * (plan.limit + plan.offset) * group.size))
+        while True:
+            wide = dataclasses.replace(spec, limit=window, offset=0, params=_widened(plan.params, window))
+            hits = self.r.querynode.search(info, wide, parts, fetch)
+            values = hits.columns.get(name, np.empty(0, object))
+            grouped = group_hits(hits.topks, values, window, plan.limit, plan.offset, group)
+            if all(grouped.done) or window >= MAX_TOPK:
+                break
+            window = min(MAX_TOPK, 4 * window)
+        rows = grouped.rows
+        columns = {k: v[rows] for k, v in hits.columns.items()}
+        resp = search_results(info.schema, len(spec.queries), grouped.topks, hits.pks[rows], hits.scores[rows],
+                              columns, plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal)
+        if name in columns:
+            fill_field_data(lambda: resp.results.group_by_field_value, info.schema, columns, [name], None)
+        resp.collection_name = info.name
+        resp.session_ts = spec.ts
+        return resp
+
     def _search_plan(self, info, pairs, output_fields) -> SearchPlan:
         """Everything a search derives from its parameters, cached: clients repeat the same ones."""
         key = (info.id, tuple([(i.index_id, i.field_name) for i in info.indexes]),
@@ -175,10 +219,11 @@ class SearchRpcs(ServiceBase):
             params = parse_json_param(sp.get("params", ""), "search params")
         except RecursionError:  # json's C scanner recurses per nesting level
             raise errors.InvalidParameter("search params are nested too deeply") from None
-        if sp.get("group_by_field") or params.get("group_by_field"):
-            raise errors.OperationNotSupported("grouping search is not supported yet")
         schema = info.schema
         field = self._anns_field(info, sp.get("anns_field", ""))
+        group = parse_group_by(schema, sp, params, field.dtype)
+        for k in ("group_by_field", "group_size", "strict_group_size"):
+            params.pop(k, None)
         limit = _int_param(sp, "topk", 10)
         offset = _int_param(sp, "offset", _int_param(params, "offset", 0))
         if not 1 <= limit <= MAX_TOPK:
@@ -201,6 +246,10 @@ class SearchRpcs(ServiceBase):
         iterator = _is_iterator(sp) or _is_iterator(params)
         for k in ("offset", "topk", "round_decimal", "ignore_growing", "anns_field", "iterator"):
             params.pop(k, None)
+        if group is not None and iterator:
+            raise errors.InvalidParameter("Not allowed to do groupBy when doing iteration")
+        if group is not None and radius is not None:
+            raise errors.InvalidParameter("Not allowed to do range-search when doing search-group-by")
         out_fields, dyn_keys = resolve_output_fields(schema, output_fields)
         return SearchPlan(
             field=field, limit=limit, offset=offset, metric=metric, index_type=index_type,
@@ -208,7 +257,7 @@ class SearchRpcs(ServiceBase):
             params=validate_search_params(index_type, metric, params, limit + offset, range_search=radius is not None),
             radius=radius, range_filter=range_filter, round_decimal=round_decimal, iterator=iterator,
             out_fields=out_fields, dyn_keys=dyn_keys,
-            fetch=_fetched(schema, out_fields, dyn_keys),
+            fetch=_fetched(schema, out_fields, dyn_keys), group=group,
         )
 
     def _anns_field(self, info, name: str):
