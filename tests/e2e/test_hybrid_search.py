@@ -248,3 +248,65 @@ def test_limit_window(client, name, data):
     with pytest.raises(MilvusException) as e:
         client.hybrid_search(name, reqs, RRFRanker(), limit=16000, offset=1000)
     assert e.value.code == 1100 and "(offset+limit) should be in range [1, 16384]" in e.value.message
+
+
+def _raw_request(name, rank: dict, subs=None, function=None):
+    """A HybridSearchRequest as pymilvus would never send it."""
+    from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
+
+    def vec(dim):
+        group = common_pb2.PlaceholderGroup(placeholders=[common_pb2.PlaceholderValue(
+            tag="$0", type=common_pb2.FloatVector, values=[np.zeros(dim, np.float32).tobytes()])])
+        return group.SerializeToString()
+
+    if subs is None:
+        subs = [("va", 8, {}), ("vb", 6, {})]
+    reqs = []
+    for field, dim, extra in subs:
+        pairs = {"anns_field": field, "topk": "5", "params": "{}", **extra}
+        reqs.append(milvus_pb2.SearchRequest(
+            collection_name=name, placeholder_group=vec(dim) if dim else b"", nq=1,
+            search_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in pairs.items()]))
+    request = milvus_pb2.HybridSearchRequest(
+        collection_name=name, requests=reqs,
+        rank_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in rank.items()])
+    for fn_params in function or []:
+        request.function_score.functions.append(schema_pb2.FunctionSchema(
+            name="f", type=schema_pb2.FunctionType.Rerank,
+            params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in fn_params.items()]))
+    return request
+
+
+RRF = {"strategy": "rrf", "params": '{"k": 60}', "limit": "5"}
+
+
+@pytest.mark.parametrize("rank, subs, function, code, words", [
+    ({**RRF, "limit": "abc"}, None, None, 1100, "limit [abc] is invalid"),
+    ({"strategy": "rrf", "params": '{"k": 60}'}, None, None, 1100, "limit not found in rank_params"),
+    ({**RRF, "params": "not json"}, None, None, 1100, "not valid JSON"),
+    ({**RRF, "params": "[1, 2]"}, None, None, 1100, "must be a JSON object"),
+    ({**RRF, "params": '{"k": "60"}'}, None, None, 1100, "should be float"),
+    ({**RRF, "params": '{"k": 1e400}'}, None, None, 1100, "should be in range"),
+    ({**RRF, "strategy": "weighted", "params": '{"weights": ["a", 1]}'}, None, None, 1100, "should be float"),
+    ({**RRF, "strategy": "weighted", "params": '{"weights": [0.5, 0.5], "norm_score": "maybe"}'}, None, None,
+     1100, "norm_score"),
+    ({**RRF, "strategy": "magic"}, None, None, 1100, "unsupported rank type magic"),
+    ({**RRF, "round_decimal": "9"}, None, None, 1100, "round_decimal [9] is invalid"),
+    ({**RRF, "offset": "-1"}, None, None, 1100, "offset [-1] is invalid"),
+    (RRF, [], None, 1100, "at least one ANN search request"),
+    (RRF, [("va", 0, {})], None, 1100, "pass query vectors"),
+    (RRF, [("va", 7, {})], None, 1100, ""),
+    (RRF, [("va", 8, {"offset": "3", "round_decimal": "2"})], None, 0, ""),  # the hybrid request owns them
+    (RRF, [("va", 8, {"group_by_field": "grp"})], None, 1100, "not support search_group_by"),
+    (RRF, None, [{"reranker": "decay"}], 3000, "decay"),
+    (RRF, None, [{"reranker": "rrf"}, {"reranker": "rrf"}], 3000, "only one rerank function"),
+    (RRF, None, [{"reranker": "rrf", "k": "abc"}], 1100, "is not a number"),
+    (RRF, None, [{"reranker": "weighted", "weights": "[0.5"}], 1100, "Parse weights param failed"),
+])
+def test_hostile_hybrid_requests(uri, client, name, data, rank, subs, function, code, words):
+    from tests.e2e._helpers import raw_stub
+
+    with raw_stub(uri) as stub:
+        reply = stub.HybridSearch(_raw_request(name, rank, subs, function))
+    assert reply.status.code == code, reply.status.reason
+    assert words in reply.status.reason
