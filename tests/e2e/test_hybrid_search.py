@@ -91,7 +91,7 @@ def _fuse(subs, scorer, limit, offset=0, descending=True):
 def _assert_fused(hits, want, total, tol=1e-5):
     """pymilvus hits equal the reference fusion: scores to ``tol``, ids except where reference scores tie
     within ``tol`` at that rank; every returned id carries its own fused score."""
-    got = [(h["id"], h["distance"]) for h in hits]
+    got = [(h.id, h.distance) if hasattr(h, "id") else (h["id"], h["distance"]) for h in hits]
     assert len(got) == len(want), (got, want)
     np.testing.assert_allclose([s for _, s in got], [s for _, s in want], rtol=tol, atol=tol)
     for (gid, gscore), (wid, wscore) in zip(got, want):
@@ -191,6 +191,33 @@ def test_no_hits_with_output_fields(client, name, data):
     reqs = [AnnSearchRequest([[0.0] * 8], "va", {}, limit=5, expr="grp > 100"),
             AnnSearchRequest([[1.0] * 6], "vb", {}, limit=5, expr='tag == "none"')]
     assert client.hybrid_search(name, reqs, RRFRanker(), limit=5, output_fields=["grp", "va"]) == [[]]
+
+
+def test_varchar_primary_keys_and_a_range_request(client, name):
+    schema = MilvusClient.create_schema()
+    schema.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=16)
+    schema.add_field("va", DataType.FLOAT_VECTOR, dim=8)
+    schema.add_field("vb", DataType.FLOAT_VECTOR, dim=6)
+    client.create_collection(name, schema=schema)
+    idx = client.prepare_index_params()
+    idx.add_index(field_name="va", index_type="FLAT", metric_type="L2")
+    idx.add_index(field_name="vb", index_type="HNSW", metric_type="IP", params={"M": 16, "efConstruction": 200})
+    client.create_index(name, idx, sync=False)
+    client.load_collection(name)
+    va, vb = float_vectors(200, 8, 80), float_vectors(200, 6, 81)
+    pks = np.array([f"k{i:03d}" for i in range(200)], dtype=object)
+    client.insert(name, [{"pk": pks[i], "va": va[i].tolist(), "vb": vb[i].tolist()} for i in range(200)])
+    qa, qb = float_vectors(1, 8, 82)[0], float_vectors(1, 6, 83)[0]
+    dist_a = ((va.astype(np.float64) - qa) ** 2).sum(1)
+    radius = float(np.sort(dist_a)[30])  # the range request keeps the 30 nearest
+    reqs = [AnnSearchRequest([qa], "va", {"params": {"radius": radius}}, limit=50),
+            AnnSearchRequest([qb], "vb", {"params": {"ef": 200}}, limit=20)]
+    hits = client.hybrid_search(name, reqs, RRFRanker(10), limit=15)[0]
+    order_a = np.argsort(dist_a, kind="stable")[:30]
+    order_b = np.argsort(-(vb.astype(np.float64) @ qb), kind="stable")[:20]  # HNSW over 200 rows: exact here
+    subs = [[(pks[i], 0.0) for i in order_a], [(pks[i], 0.0) for i in order_b]]
+    want, total = _fuse(subs, _rrf(10), 15)
+    _assert_fused(hits, want, total)
 
 
 def test_rerank_function_as_ranker(client, name, data):
