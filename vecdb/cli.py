@@ -89,7 +89,7 @@ def _proxy(args) -> int:
 
     settings = _settings(args)
     _role_http_port(args, settings)
-    node = ProxyProcess(settings, args.coord, args.querynode, args.node_id)
+    node = ProxyProcess(settings, args.coord, args.node_id)
     return _run_until_signalled(node, f"vecdb proxy {node.node_id} ready on {node.address}")
 
 
@@ -258,14 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     px = _command(sub, "proxy", _proxy, "run a proxy of a cluster (the Milvus API)",
                   "Run a proxy: the Milvus gRPC API for pymilvus on --host:--port, data on the cluster's storage "
                   "(nats://, etcd://, s3://). It finds the active coord and the query nodes from their sessions in "
-                  "--meta-store; --coord and --querynode override that.",
+                  "--meta-store (the coord assigns the query nodes their channels); --coord overrides the coord's.",
                   data_dir="local cache of the segment files (default ./data)",
                   port="gRPC port for pymilvus (default 19530)")
     px.add_argument("--coord", default=None, metavar="HOST:PORT",
                     help="the coord's internal RPC address (overrides discovery: default, the one in session/coord)")
-    px.add_argument("--querynode", action="append", default=None, metavar="HOST:PORT",
-                    help="a query node's internal RPC address, repeat for several (overrides discovery: default, "
-                         "every node with a session under session/querynode/, as they join and leave)")
     px.add_argument("--node-id", default=None, help="this proxy's id in session/proxy/<id> (default: random)")
     _role_http_flag(px)
     _storage_flags(px)

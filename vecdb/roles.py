@@ -100,11 +100,18 @@ class QueryNodeRole(Protocol):
         """(rows indexed or needing no index, total rows) of the loaded collection's field."""
         ...
 
-    def segment_infos(self, info: CollectionInfo) -> list[dict[str, Any]]: ...
+    def segment_infos(self, info: CollectionInfo) -> list[dict[str, Any]]:
+        """The loaded segments (id, partition, rows, state); with ``node_ids`` (the nodes holding
+        each) where there are several nodes."""
+        ...
 
     def serving_nodes(self) -> list[tuple[int, str]]:
-        """(node id, address) of each query node taking reads; every one holds every loaded
-        segment (a full replica) until the coord assigns channels and segments."""
+        """(node id, address) of each query node."""
+        ...
+
+    def replicas(self, collection_id: int) -> list[dict[str, Any]]:
+        """The loaded collection's replicas: ``id``, ``nodes`` (node ids) and ``leaders`` (channel
+        -> (node id, address) of the node serving it)."""
         ...
 
 

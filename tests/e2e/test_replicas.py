@@ -1,6 +1,7 @@
 """Which nodes hold a loaded collection, as pymilvus asks it (``Collection.get_replicas``,
-``utility.get_query_segment_info``): real node ids, the same in both answers. Every query node
-of a cluster holds a whole copy (a replica of its own, leading every shard); standalone is node 1."""
+``utility.get_query_segment_info``): real node ids, the same in both answers. In a cluster the
+coord places the replica on the query nodes (each shard led by one of them); standalone is node 1.
+The placement itself is tested with separate processes in test_assignment.py."""
 
 from __future__ import annotations
 
@@ -22,26 +23,24 @@ def test_replicas_and_segment_nodes_name_the_nodes_that_serve(server, client, na
     assert client.query(name, "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 20
     replicas = Collection(name, using=orm).get_replicas()
     groups = replicas.groups
-    assert len(groups) >= 1
-    for g in groups:
-        assert len(g.group_nodes) == 1
-        node = g.group_nodes[0]
-        assert node > 0 and g.id == node
-        assert len(g.shards) == 2  # one shard replica per channel, led by that node
-        assert all(s.shard_leader == node and list(s.shard_nodes) == [node] for s in g.shards)
-    nodes = {g.group_nodes[0] for g in groups}
+    assert len(groups) == 1  # replica_number 1
+    g = groups[0]
+    assert g.group_nodes and all(node > 0 for node in g.group_nodes)
+    assert len(g.shards) == 2  # one shard replica per channel, led by a node of the replica
+    assert all(s.shard_leader in g.group_nodes and list(s.shard_nodes) == [s.shard_leader] for s in g.shards)
+    nodes = set(g.group_nodes)
     if not hasattr(server, "ports"):  # standalone
-        assert nodes == {1}
+        assert nodes == {1} and g.id == 1
     deadline = time.monotonic() + 30
-    while True:  # segment info is not a read with a consistency level: any node answers as it is
+    while True:  # segment info is not a read with a consistency level: the nodes answer as they are
         segments = utility.get_query_segment_info(name, using=orm)
         if sum(s.num_rows for s in segments) == 20 or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     assert segments and sum(s.num_rows for s in segments) == 20
-    for s in segments:
-        assert set(s.nodeIds) == nodes and s.nodeID in nodes
-
+    leaders = {s.shard_leader for s in g.shards}
+    for s in segments:  # each segment is held by the node leading its shard, once per replica
+        assert len(s.nodeIds) == 1 and s.nodeID == s.nodeIds[0] and s.nodeID in leaders
 
 def test_replicas_of_an_unloaded_collection_are_refused(client, name, orm):  # noqa: F811
     make_collection(client, name, float_schema(DIM), load=False)

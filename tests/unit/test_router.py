@@ -1,213 +1,192 @@
-"""QueryNodeRouter's routing rules (vecdb.proxy.router), on stand-in nodes: which node a read
-goes to, and which nodes it knows from their sessions, is the router's own logic; real nodes are
-exercised in tests/e2e/test_cluster_processes.py and tests/e2e/test_querynode_discovery.py."""
+"""QueryNodeRouter's routing rules (vecdb.proxy.router), on stand-in nodes and a memory metadata
+store: which nodes a read goes to (the coord's assignment, what each node reports it serves, the
+sessions), how the answers are merged, and what a read waits for. Real nodes and a real coord
+are exercised in tests/e2e/test_assignment.py and tests/e2e/test_cluster_processes.py."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from tests.conftest import wait_until
 from vecdb import errors
+from vecdb.coord.assignment import Assignment, Replica, assign_key, serve_key
 from vecdb.coord.session import register_node
 from vecdb.proxy import router as router_mod
 from vecdb.proxy.router import QueryNodeRouter
 from vecdb.storage.memory import MemoryLog, MemoryMetaStore
 
-INFO = SimpleNamespace(id=7, channels=["c0", "c1"])
+PK = SimpleNamespace(name="id")
+INFO = SimpleNamespace(id=7, name="c7", channels=["c7-s0", "c7-s1"], replica_number=1,
+                       schema=SimpleNamespace(primary_field=PK))
 
 
 class Node:
-    def __init__(self, name):
-        self.name, self.up, self.loaded_ids, self.calls, self.closed = name, True, set(), [], False
+    """A stand-in query node: counts one row per channel it is asked for; query answers its
+    channels' names as primary keys."""
 
-    def _check(self):
+    def __init__(self, name):
+        self.name, self.up, self.calls, self.closed = name, True, [], False
+
+    def count(self, info, ts, flt, parts, wait=None, channels=None):
         if not self.up:
             raise errors.ServiceUnavailable(f"{self.name} is down")
+        self.calls.append((list(channels), wait))
+        return len(channels)
 
-    def loaded(self):
-        self._check()
-        return sorted(self.loaded_ids)
-
-    def load(self, info):
-        self._check()
-        self.loaded_ids.add(info.id)
-
-    def count(self, info, ts, flt, parts, wait=None):
-        self._check()
-        if info.id not in self.loaded_ids:
-            raise errors.CollectionNotLoaded("not loaded")
-        self.calls.append(wait)
-        return self.name
-
-    def release(self, collection_id):
-        self._check()
-        self.loaded_ids.discard(collection_id)
+    def query(self, info, ts, flt, parts, fields, limit, offset, wait=None, channels=None):
+        self.calls.append((list(channels), wait))
+        pks = np.array(sorted(int(ch[-1]) * 10 + i for ch in channels for i in range(3)), np.int64)
+        return {"id": pks[offset:None if limit is None else offset + limit]}
 
     def close(self):
         self.closed = True
 
 
 @pytest.fixture
-def setup(monkeypatch):
-    monkeypatch.setattr(router_mod, "RETRY_SECONDS", 0.5)
-    log = MemoryLog()
-    log.append_batch("c0", [b"a", b"b"])
-    nodes = [Node("n0"), Node("n1"), Node("n2")]
-    by_address = {n.name: n for n in nodes}
-    r = QueryNodeRouter(log, addresses=list(by_address), connect=by_address.__getitem__)
-    yield r, nodes
-    r.close()
-
-
-def test_reads_go_round_robin_with_the_log_ends_to_wait_for(setup):
-    r, nodes = setup
-    r.load(INFO)
-    assert [r.count(INFO, 1, None, None) for _ in range(6)] == ["n0", "n1", "n2"] * 2
-    assert nodes[0].calls[0] == {"c0": 2, "c1": 0}
-
-
-def test_a_down_node_is_skipped_and_a_node_back_without_the_collection_loads_it(setup):
-    r, nodes = setup
-    r.load(INFO)
-    nodes[1].up = False
-    got = [r.count(INFO, 1, None, None) for _ in range(6)]
-    assert got == ["n0", "n2", "n2", "n0", "n2", "n2"]  # n1's turns go to the node after it
-    nodes[1].up, nodes[1].loaded_ids = True, set()  # restarted: empty
-    r._down_until.clear()
-    assert [r.count(INFO, 1, None, None) for _ in range(3)] == ["n0", "n1", "n2"]
-    assert INFO.id in nodes[1].loaded_ids
-
-
-def test_all_down_fails_after_retrying_and_loads_need_one_live_node(setup):
-    r, nodes = setup
-    r.load(INFO)
-    for n in nodes:
-        n.up = False
-    with pytest.raises(errors.ServiceUnavailable):
-        r.count(INFO, 1, None, None)
-    with pytest.raises(errors.ServiceUnavailable):
-        r.load(SimpleNamespace(id=8, channels=[]))
-    nodes[2].up = True
-    r.load(SimpleNamespace(id=8, channels=[]))  # one node is enough; the others load on first read
-    assert r.is_loaded(8) and nodes[2].loaded_ids == {7, 8}
-
-
-# --- nodes found from their sessions (session/querynode/<id>) -----------------------------------
-
-
-
-
-@pytest.fixture
 def cluster(monkeypatch):
-    """A router on a memory metadata store; ``start(name)`` registers a stand-in node's session
-    (its address is its name) as a query node process does, and returns (node, session)."""
-    monkeypatch.setattr(router_mod, "RETRY_SECONDS", 0.5)
+    """A router on a memory store; ``start(name)`` registers a stand-in node's session (its address
+    is its name); ``assign(*replicas)`` writes the coord's assignment of INFO (each replica a dict
+    channel -> owner); ``serve(name, channels)`` writes what a node reports it holds."""
+    monkeypatch.setattr(router_mod, "READ_WAIT", 1.0)
     meta, log = MemoryMetaStore(), MemoryLog()
-    log.append_batch("c0", [b"a"])
+    log.append_batch("c7-s0", [b"a", b"b"])
     nodes: dict[str, Node] = {}
+    sessions = {}
 
-    def start(name: str, ttl: float = 30.0, up: bool = True):
+    def start(name: str, ttl: float = 30.0):
         nodes[name] = Node(name)
-        nodes[name].up = up
-        return nodes[name], register_node(meta, "querynode", name, name, ttl)
+        sessions[name] = register_node(meta, "querynode", name, name, ttl)
+        return nodes[name]
 
-    r = QueryNodeRouter(log, meta=meta, connect=lambda address: nodes[address])
-    yield r, start, meta
+    def assign(*replicas):
+        a = Assignment(INFO.id, [Replica(i + 1, sorted(set(r.values())), dict(r)) for i, r in enumerate(replicas)])
+        meta.put(assign_key(INFO.id), a.to_json())
+
+    def serve(name: str, channels: list[str]):
+        meta.put(serve_key(name), json.dumps({str(INFO.id): {ch: 1 for ch in channels}}).encode())
+
+    r = QueryNodeRouter(log, meta, connect=lambda address: nodes[address])
+    yield SimpleNamespace(router=r, start=start, assign=assign, serve=serve, sessions=sessions, meta=meta)
     r.close()
 
 
-def test_a_node_that_registers_gets_what_the_proxy_loaded_then_reads(cluster):
-    r, start, _ = cluster
-    assert r.node_ids() == []
-    n0, _ = start("n0")
-    wait_until(lambda: r.node_ids() == ["n0"])
-    r.load(INFO)
-    n1, _ = start("n1")  # joins later: loads the collection before it takes reads
-    wait_until(lambda: r.node_ids() == ["n0", "n1"])
-    assert INFO.id in n1.loaded_ids
-    assert sorted(r.count(INFO, 1, None, None) for _ in range(4)) == ["n0", "n0", "n1", "n1"]
-    assert r.reads_served() == {"n0": 2, "n1": 2}
+def _ready(c, *names):
+    for n in names:
+        c.start(n)
+    wait_until(lambda: c.router.node_ids() == sorted(names))
 
 
-def test_a_node_whose_session_goes_gets_no_more_reads(cluster):
-    r, start, _ = cluster
-    nodes = [start(f"n{i}") for i in range(3)]
-    wait_until(lambda: len(r.node_ids()) == 3)
-    r.load(INFO)
-    nodes[1][1].close()  # a clean stop revokes its session
-    wait_until(lambda: r.node_ids() == ["n0", "n2"])
-    assert {r.count(INFO, 1, None, None) for _ in range(6)} == {"n0", "n2"}
-    assert not nodes[1][0].calls
+def test_a_read_goes_to_each_channel_owner_with_its_channels_and_their_positions(cluster):
+    c = cluster
+    a, b = (c.start(n) for n in ("a", "b"))
+    c.assign({"c7-s0": "a", "c7-s1": "b"})
+    c.serve("a", ["c7-s0"])
+    c.serve("b", ["c7-s1"])
+    wait_until(lambda: c.router.plans(INFO.id))
+    assert c.router.count(INFO, 1, None, None) == 2  # one row per channel, each counted once
+    assert a.calls == [(["c7-s0"], {"c7-s0": 2})] and b.calls == [(["c7-s1"], {"c7-s1": 0})]
+    got = c.router.query(INFO, 1, None, None, ["id"], 4, 1)["id"].tolist()
+    assert got == [1, 2, 10, 11]  # merged by primary key across the nodes, then offset and limit
 
 
-def test_a_crashed_node_leaves_when_its_lease_expires(cluster):
-    r, start, meta = cluster
-    start("n0")
-    n1, s1 = start("n1", ttl=2)
-    wait_until(lambda: len(r.node_ids()) == 2)
-    s1._stop.set()  # the process stops renewing (a crash): its session expires within the ttl
+def test_replicas_take_reads_in_turn_and_a_replica_not_fully_served_takes_none(cluster):
+    c = cluster
+    a, b = c.start("a"), c.start("b")
+    c.assign({"c7-s0": "a", "c7-s1": "a"}, {"c7-s0": "b", "c7-s1": "b"})
+    c.serve("a", ["c7-s0", "c7-s1"])
+    c.serve("b", ["c7-s0"])  # still loading c7-s1
+    wait_until(lambda: len(c.router.plans(INFO.id)) == 1)
+    for _ in range(4):
+        c.router.count(INFO, 1, None, None)
+    assert len(a.calls) == 4 and not b.calls
+    c.serve("b", ["c7-s0", "c7-s1"])
+    wait_until(lambda: len(c.router.plans(INFO.id)) == 2)
+    for _ in range(4):
+        c.router.count(INFO, 1, None, None)
+    assert len(a.calls) == 6 and len(b.calls) == 2
+
+
+def test_a_node_that_does_not_answer_sends_the_read_to_the_other_replica(cluster):
+    c = cluster
+    a, b = c.start("a"), c.start("b")
+    c.assign({"c7-s0": "a", "c7-s1": "a"}, {"c7-s0": "b", "c7-s1": "b"})
+    c.serve("a", INFO.channels)
+    c.serve("b", INFO.channels)
+    wait_until(lambda: len(c.router.plans(INFO.id)) == 2)
+    a.up = False
+    assert [c.router.count(INFO, 1, None, None) for _ in range(4)] == [2] * 4
+    assert len(b.calls) == 4  # a was tried once, then marked down: b answers first from then on
+    assert c.router.plans(INFO.id)[0] == [("b", INFO.channels)]
+
+
+def test_a_read_waits_for_a_failover_then_gives_up(cluster):
+    c = cluster
+    c.start("a")
+    c.assign({"c7-s0": "a", "c7-s1": "a"})
+    c.serve("a", INFO.channels)
+    wait_until(lambda: c.router.plans(INFO.id))
+    c.sessions["a"].close()  # a's session goes: nothing serves the collection until it is reassigned
+    wait_until(lambda: not c.router.plans(INFO.id))
     t0 = time.monotonic()
-    wait_until(lambda: r.node_ids() == ["n0"])
-    print(f"crashed node left the router {time.monotonic() - t0:.2f} s after its last renewal (ttl 2 s)")
+    with pytest.raises(errors.ServiceUnavailable, match="no replica"):
+        c.router.count(INFO, 1, None, None)
+    assert time.monotonic() - t0 >= 0.9  # READ_WAIT
+    b = c.start("b")
+
+    def failover():
+        c.assign({"c7-s0": "b", "c7-s1": "b"})
+        c.serve("b", INFO.channels)
+    threading.Timer(0.3, failover).start()
+    assert c.router.count(INFO, 1, None, None) == 2 and len(b.calls) == 1
 
 
-def test_a_node_restarted_under_its_id_loads_again(cluster):
-    r, start, _ = cluster
-    n0, s0 = start("n0")
-    wait_until(lambda: r.node_ids() == ["n0"])
-    r.load(INFO)
-    s0.close()
-    wait_until(lambda: r.node_ids() == [])
-    n0b, _ = start("n0")  # a new process under the same id: a new client, loaded before its reads
-    wait_until(lambda: r.node_ids() == ["n0"])
-    assert INFO.id in n0b.loaded_ids and r.count(INFO, 1, None, None) == "n0"
+def test_load_waits_for_every_replica_and_refuses_more_replicas_than_nodes(cluster, monkeypatch):
+    c = cluster
+    _ready(c, "a", "b")
+    with pytest.raises(errors.InvalidParameter, match="node not enough"):
+        c.router.load(SimpleNamespace(**{**vars(INFO), "replica_number": 3}))
+    two = SimpleNamespace(**{**vars(INFO), "replica_number": 2})
+
+    def coord_places():
+        c.assign({"c7-s0": "a", "c7-s1": "a"}, {"c7-s0": "b", "c7-s1": "b"})
+        c.serve("a", INFO.channels)
+        time.sleep(0.2)
+        c.serve("b", INFO.channels)
+    threading.Timer(0.2, coord_places).start()
+    t0 = time.monotonic()
+    c.router.load(two)
+    assert time.monotonic() - t0 >= 0.35 and len(c.router.plans(INFO.id)) == 2
+    monkeypatch.setattr(router_mod, "RELEASE_WAIT", 5.0)
+    c.router._loaded_in_catalog = lambda cid: False  # the catalog says released (saved before the call)
+    threading.Timer(0.2, lambda: [c.meta.delete(serve_key(n)) for n in ("a", "b")]).start()
+    c.router.release(INFO.id)  # returns once no node reports the collection
+    assert not c.router.plans(INFO.id)
 
 
-def test_with_no_node_reads_wait_for_one_to_register(cluster, monkeypatch):
-    r, start, _ = cluster
-    with pytest.raises(errors.ServiceUnavailable):  # none registered: a load has nobody to load
-        r.load(INFO)
-    assert not r.is_loaded(INFO.id)
-    with pytest.raises(errors.ServiceUnavailable):  # nor can a read be served, after RETRY_SECONDS
-        r.count(INFO, 1, None, None)
-    _, s0 = start("n0")
-    wait_until(lambda: r.node_ids() == ["n0"])
-    r.load(INFO)
-    s0.close()
-    wait_until(lambda: r.node_ids() == [])
-    monkeypatch.setattr(router_mod, "RETRY_SECONDS", 30.0)
-    threading.Timer(0.3, start, ["n1"]).start()
-    assert r.count(INFO, 1, None, None) == "n1"  # waited for the node that registered meanwhile
+def test_replicas_and_segment_nodes_as_placed(cluster):
+    c = cluster
+    _ready(c, "7", "9")
+    c.assign({"c7-s0": "7", "c7-s1": "9"})
+    wait_until(lambda: c.router.replicas(INFO.id))
+    assert c.router.replicas(INFO.id) == [{"id": 1, "nodes": [7, 9], "leaders": {"c7-s0": (7, "7"), "c7-s1": (9, "9")}}]
+    assert c.router.serving_nodes() == [(7, "7"), (9, "9")]
 
 
-def test_a_node_that_joins_while_down_is_tried_later_and_loads_on_its_first_read(cluster, monkeypatch):
-    r, start, _ = cluster
-    monkeypatch.setattr(router_mod, "DOWN_SECONDS", 0.3)
-    start("n0")
-    wait_until(lambda: r.node_ids() == ["n0"])
-    r.load(INFO)
-    n1, _ = start("n1", up=False)  # registered, but does not answer
-    wait_until(lambda: r.node_ids() == ["n0", "n1"])
-    assert {r.count(INFO, 1, None, None) for _ in range(4)} == {"n0"}
-    n1.up = True
-    time.sleep(0.4)
-    assert "n1" in {r.count(INFO, 1, None, None) for _ in range(4)}
-    assert INFO.id in n1.loaded_ids
-
-
-def test_closing_stops_the_watch_and_closes_the_clients(cluster):
-    r, start, _ = cluster
-    n0, _ = start("n0")
-    wait_until(lambda: r.node_ids() == ["n0"])
-    r.close()
-    assert n0.closed
-    start("n1")
+def test_closing_stops_the_watches_and_closes_the_clients(cluster):
+    c = cluster
+    a = c.start("a")
+    wait_until(lambda: c.router.node_ids() == ["a"])
+    c.router.close()
+    assert a.closed
+    c.start("b")
     time.sleep(0.3)
-    assert r.node_ids() == []
+    assert c.router.node_ids() == []
 
 
 class CountingLog(MemoryLog):
@@ -226,26 +205,30 @@ def test_what_a_read_waits_for_by_consistency_level(monkeypatch):
     from vecdb.proxy import consistency
     from vecdb.proxy.consistency import ReadLevel, reading_at
 
-    log = CountingLog()
-    log.append_batch("c0", [b"a", b"b", b"c"])
-    log.append_batch("c1", [b"a"])
+    log, meta = CountingLog(), MemoryMetaStore()
+    log.append_batch("c7-s0", [b"a", b"b", b"c"])
+    log.append_batch("c7-s1", [b"a"])
     node = Node("n0")
-    node.loaded_ids.add(INFO.id)
-    own = {"c0": 2}  # this proxy's writer reached position 2 of c0 and wrote nothing to c1
-    r = QueryNodeRouter(log, addresses=["n0"], connect=lambda a: node, written=lambda chs: dict(own))
+    register_node(meta, "querynode", "n0", "n0", 30)
+    placed = Assignment(INFO.id, [Replica(1, ["n0"], {ch: "n0" for ch in INFO.channels})])
+    meta.put(assign_key(INFO.id), placed.to_json())
+    meta.put(serve_key("n0"), json.dumps({str(INFO.id): {ch: 1 for ch in INFO.channels}}).encode())
+    own = {"c7-s0": 2}  # this proxy's writer reached position 2 of c7-s0 and wrote nothing to c7-s1
+    r = QueryNodeRouter(log, meta, connect=lambda a: node, written=lambda chs: dict(own))
+    wait_until(lambda: r.plans(INFO.id))
 
     def wait_of(level):
         with reading_at(level):
             r.count(INFO, 0, None, None)
-        return node.calls[-1]
+        return node.calls[-1][1]
 
-    assert wait_of(ReadLevel.STRONG) == {"c0": 3, "c1": 1} and log.lookups == 2  # every read looks up the ends
-    assert wait_of(ReadLevel.SESSION) == {"c0": 2} and log.lookups == 2  # its own writes: no lookup
-    assert wait_of(ReadLevel.EVENTUALLY) == {"c0": 2} and log.lookups == 2
-    assert wait_of(ReadLevel.BOUNDED) == {"c0": 3, "c1": 1} and log.lookups == 4
-    log.append_batch("c1", [b"b"])
-    assert wait_of(ReadLevel.BOUNDED) == {"c0": 3, "c1": 1} and log.lookups == 4  # ends reused within the bound
+    assert wait_of(ReadLevel.STRONG) == {"c7-s0": 3, "c7-s1": 1} and log.lookups == 2  # every read looks up the ends
+    assert wait_of(ReadLevel.SESSION) == {"c7-s0": 2} and log.lookups == 2  # its own writes: no lookup
+    assert wait_of(ReadLevel.EVENTUALLY) == {"c7-s0": 2} and log.lookups == 2
+    assert wait_of(ReadLevel.BOUNDED) == {"c7-s0": 3, "c7-s1": 1} and log.lookups == 4
+    log.append_batch("c7-s1", [b"b"])
+    assert wait_of(ReadLevel.BOUNDED) == {"c7-s0": 3, "c7-s1": 1} and log.lookups == 4  # ends reused within the bound
     monkeypatch.setattr(consistency, "BOUNDED_STALENESS", 0.0)
     time.sleep(0.01)
-    assert wait_of(ReadLevel.BOUNDED) == {"c0": 3, "c1": 2} and log.lookups == 6  # then looked up again
+    assert wait_of(ReadLevel.BOUNDED) == {"c7-s0": 3, "c7-s1": 2} and log.lookups == 6  # then looked up again
     r.close()

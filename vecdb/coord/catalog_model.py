@@ -53,6 +53,7 @@ class CollectionInfo:
     # With ``loaded``: None = every partition (load_collection, new partitions included), else the ids
     # that load_partitions loaded and release_partitions has not released.
     loaded_partitions: list[int] | None = None
+    replica_number: int = 1  # replicas to load (a cluster's coord places them on query nodes)
 
     @property
     def channels(self) -> list[str]:

@@ -2,7 +2,8 @@
 
 Proxies and nodes of a cluster call ``AllocTimestamp`` and ``AllocID`` instead of owning a
 TSO: one allocator per cluster keeps timestamps strictly increasing across every process.
-(Catalog writes, node sessions and channel assignment move here next: see docs/cluster.md.)
+The active coord also assigns the loaded collections' channels to the query nodes
+(``vecdb.coord.assignment``).
 
 Active-standby. Any number of coords may run on one metadata store; the one holding
 ``session/coord`` (exclusive, its value naming the coord's address) is active, the others are
@@ -33,6 +34,7 @@ import time
 import uuid
 
 # the remote allocators live beside CoordClient; imported from here too
+from vecdb.coord.assignment import AssignmentManager
 from vecdb.coord.client import SESSION_KEY, RemoteIdAllocator, RemoteTimestampOracle  # noqa: F401
 from vecdb.coord.session import Session, describe_process
 from vecdb.coord.tso import IdAllocator, TimestampOracle
@@ -59,10 +61,15 @@ def _count(meta: dict, limit: int) -> int:
 
 
 class _Term:
-    """One period as the active coord: the session taken and the allocators fenced by it."""
+    """One period as the active coord: the session taken, the allocators and the assignment of
+    channels to query nodes, all fenced by it."""
 
-    def __init__(self, session: Session, tso: TimestampOracle, ids: IdAllocator):
-        self.session, self.tso, self.ids = session, tso, ids
+    def __init__(self, session: Session, tso: TimestampOracle, ids: IdAllocator, assigner: AssignmentManager):
+        self.session, self.tso, self.ids, self.assigner = session, tso, ids, assigner
+
+    def end(self) -> None:
+        self.assigner.close()
+        self.session.close()
 
     def live(self) -> bool:
         s = self.session
@@ -161,7 +168,8 @@ class Coord:
             return False
         try:
             fence = {SESSION_KEY: value}
-            term = _Term(session, TimestampOracle(self.meta, fence=fence), IdAllocator(self.meta, fence=fence))
+            term = _Term(session, TimestampOracle(self.meta, fence=fence), IdAllocator(self.meta, fence=fence),
+                         AssignmentManager(self.meta, fence))
         except BaseException:
             session.close()
             raise
@@ -171,7 +179,7 @@ class Coord:
                 self._term = term
                 self._changed.notify_all()
         if not won:
-            session.close()
+            term.end()
         else:
             log.info("coord at %s is now the active coord", self.address)
         return True
@@ -183,7 +191,7 @@ class Coord:
 
     def _campaign(self, ended: _Term | None) -> None:
         if ended is not None:
-            ended.session.close()
+            ended.end()
         while not self._stopped:
             try:
                 taken = self._try_to_take_over()
@@ -221,7 +229,7 @@ class Coord:
             campaigner = self._campaigner
             self._changed.notify_all()
         if term is not None:
-            term.session.close()
+            term.end()
         if campaigner is not None:
             campaigner.join(10)
         self.server.stop(grace).wait()

@@ -7,13 +7,12 @@ the catalog on the shared metadata store. Until data nodes run as their own proc
 proxy flushes (``DataNode`` in-process, without truncating the log that query nodes follow).
 
 It needs only the storage backends: the active coord is the one named in ``session/coord``
-(``CoordClient``, which follows a failover) and the query nodes are those with a session under
-``session/querynode/`` (the router watches them join and leave). ``coord`` / ``querynodes``
-addresses override that discovery.
+(``CoordClient``, which follows a failover; a ``coord`` address overrides that), and the query
+nodes, with what each serves, come from the coord's assignments and the nodes' sessions (the
+router mirrors them).
 
 Any number of proxies share a namespace: each one's catalog cache follows the store, and a DDL
-call on one returns once every live proxy has applied it. First cut (docs/cluster.md): every
-query node a full replica.
+call on one returns once every live proxy has applied it.
 """
 
 from __future__ import annotations
@@ -35,10 +34,9 @@ from vecdb.security import Security
 class ProxyProcess(NodeProcess):
     role = "proxy"
 
-    def __init__(self, settings: Settings, coord: str | None = None, querynodes: list[str] | None = None,
-                 node_id: str | None = None):
-        """``coord``, ``querynodes``: fixed addresses instead of the ones in the sessions."""
-        self._coord_address, self._querynodes = coord, querynodes
+    def __init__(self, settings: Settings, coord: str | None = None, node_id: str | None = None):
+        """``coord``: the coord's address instead of the one in its session."""
+        self._coord_address = coord
         super().__init__(settings, settings.proxy.host, node_id)
 
     def _start(self, settings: Settings):
@@ -51,7 +49,7 @@ class ProxyProcess(NodeProcess):
         self._closers.append(catalog.close)
         # query nodes follow the log; reads below Strong reuse a recent snapshot timestamp
         writer = ShardWriter(self.backends.log, tso, lambda *_: None, reuse_read_ts=True)
-        self.router = QueryNodeRouter(self.backends.log, self.backends.meta, self._querynodes,
+        self.router = QueryNodeRouter(self.backends.log, self.backends.meta,
                                       loaded_in_catalog=lambda cid: _loaded(catalog, cid),
                                       written=writer.written_positions)
         self._closers.append(self.router.close)

@@ -1,16 +1,19 @@
 """``QueryNodeRouter``: a proxy's view of the query nodes of a cluster, with the methods of an
 in-process ``QueryNode`` so the Milvus service code is the same in both deployments.
 
-The nodes are found from their sessions (``session/querynode/<id>``, ``vecdb.discovery``): a
-node that registers takes reads once it has loaded what the proxy has loaded, and one whose
-session goes (a clean stop revokes it, a crash lets it expire) gets no more reads from then on.
-Fixed addresses (``vecdb proxy --querynode``) override discovery.
+Where data lives is the coord's word (``vecdb.coord.assignment``): each loaded collection has
+replicas, and in each replica every shard channel has one owner node. The router mirrors the
+assignments (``assign/``), what each node reports it serves (``qnserve/``) and the nodes'
+sessions (``session/querynode/``, their addresses). A read goes to one replica whose every
+channel's owner serves it (replicas in turn); each owner gets the read for its channels only and
+the router merges the answers (``vecdb.proxy.merge``) into what one node holding everything
+would answer. A node that does not answer, or no longer holds a channel it was sent, makes the
+read try the next replica, then wait for the assignment to change (a failover: the coord gives
+the channel to another node, which loads it) for up to ``READ_WAIT`` seconds.
 
-Every node loads what the proxy loads (each is a full replica; assignment of channels to nodes
-by the coord comes later, see docs/cluster.md). Reads go to the nodes in turn, skipping one
-that does not answer, and carry the channels' current log ends, so the node answers only once
-it applied every write acknowledged before the read began (Strong consistency, and so every
-weaker level too).
+Reads carry, per channel, the log position the node must have applied first: the channel's log
+end for Strong, the proxy's own writes (and, for Bounded, recent log ends) below it
+(``vecdb.proxy.consistency``).
 """
 
 from __future__ import annotations
@@ -19,250 +22,212 @@ import itertools
 import logging
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Protocol
 
 from vecdb import errors
+from vecdb.coord.assignment import ASSIGN_PREFIX, SERVE_PREFIX, Assignment, parse_served
 from vecdb.discovery import SessionWatch, node_number
 from vecdb.proxy import consistency
 from vecdb.proxy.consistency import ReadLevel
+from vecdb.proxy.merge import merge_hits, merge_query
 from vecdb.querynode.service import RemoteQueryNode
 from vecdb.storage.base import Log, MetaStore
+from vecdb.storage.watch import Mirror
 
 log = logging.getLogger(__name__)
 
-DOWN_SECONDS = 5.0  # a node that did not answer gets no reads for this long
-RETRY_SECONDS = 5.0  # how long a read waits for some node to answer when none does
+DOWN_SECONDS = 5.0  # a node that did not answer is tried after the others for this long
+READ_WAIT = 15.0  # how long a read waits for some replica to be served completely
+LOAD_WAIT = 120.0  # how long load waits for every replica to be served
+RELEASE_WAIT = 10.0  # how long release waits for the nodes to let go
 RETIRE_SECONDS = 120.0  # a gone node's client stays open this long: a read may have picked it just before
+
+Plan = list[tuple[str, list[str]]]  # (node id, its channels) covering every channel of a collection once
 
 
 class NodeClient(Protocol):
     """A query node as the router reaches it (``RemoteQueryNode``, or a test's stand-in): the
-    reads of ``QueryNodeRole`` (called by name, with ``wait``) plus these."""
-
-    def loaded(self) -> list[int]: ...
-
-    def load(self, info: Any) -> None: ...
+    reads of ``QueryNodeRole`` (called by name, with ``wait`` and ``channels``) plus ``close``."""
 
     def close(self) -> None: ...
 
 
 class QueryNodeRouter:
-    def __init__(self, log: Log, meta: MetaStore | None = None, addresses: list[str] | None = None,
-                 connect: Callable[[str], NodeClient] = RemoteQueryNode,
+    def __init__(self, log: Log, meta: MetaStore, connect: Callable[[str], Any] = RemoteQueryNode,
                  loaded_in_catalog: Callable[[int], bool] | None = None,
                  written: Callable[[list[str]], dict[str, int]] | None = None):
-        """The nodes with a session in ``meta``, or the fixed ``addresses`` instead (then the
-        sessions are not read). ``connect(address)`` makes a node's client (tests: stand-ins).
+        """``connect(address)`` makes a node's client (tests: stand-ins).
 
-        ``loaded_in_catalog(collection id)``: whether the catalog says the collection is loaded.
-        With several proxies (or after a restart) that, not what this router loaded itself, is
-        the truth: a collection loaded through another proxy is served here, one released there
-        is not, and a node without a collection the catalog says is loaded loads it on its first
-        read. Without it, the router's own loads and releases decide.
+        ``loaded_in_catalog(collection id)``: whether the catalog says the collection is loaded
+        (with several proxies, or after a restart, the catalog is the truth).
 
         ``written(channels)``: the positions this proxy's own writes reached (its ``ShardWriter``),
         which is what reads below Strong wait for (vecdb.proxy.consistency)."""
-        if not addresses and meta is None:
-            raise errors.InvalidParameter("a proxy needs the metadata store or query node addresses")
         self.log = log
         self._connect = connect
-        self._loaded_in_catalog = loaded_in_catalog
+        self._loaded_in_catalog = loaded_in_catalog or (lambda cid: True)
         self._written = written or (lambda channels: {})
         self._ends_seen: dict[str, tuple[float, int]] = {}  # channel -> (when, log end) for Bounded reads
         self._turn = itertools.count()
         self._lock = threading.Lock()
-        self._nodes: dict[str, NodeClient] = {}  # node id (or fixed address) -> client: the nodes taking reads
-        self._joining: dict[str, NodeClient] = {}  # nodes loading what the proxy has loaded before they take reads
-        self._addresses: dict[str, str] = {}  # node id (or fixed address) -> its address
-        self._loaded: dict[int, Any] = {}  # collection id -> its latest info (None: learnt from a node)
-        self._down_until: dict[str, float] = {}  # node -> when to try it again
-        self._retired: list[tuple[float, NodeClient]] = []  # (when it left, client) of gone nodes
-        self._served: Counter[str] = Counter()  # node -> reads it answered
+        self._changed = threading.Condition(self._lock)  # notified when nodes, assignments or reports change
+        self._nodes: dict[str, Any] = {}  # node id -> client
+        self._addresses: dict[str, str] = {}
+        self._down_until: dict[str, float] = {}
+        self._retired: list[tuple[float, Any]] = []
+        self._served_count: dict[str, int] = {}
+        self._parsed: dict[str, tuple[bytes, Any]] = {}  # cache: key -> (raw, parsed)
+        self._temporary: dict[int, tuple[str, Any]] = {}  # collection id -> (node id, client): see load
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="router-fanout")
         self._closed = False
-        # nodes there at start are admitted before the constructor returns (what they serve counts as
-        # loaded: a proxy restarted while its nodes kept running); later joins load in the background
-        self._admit_inline = True
-        self._sessions = None
-        if addresses:
-            for address in addresses:
-                self._join(address, address)
-        elif meta is not None:
+        self._mirrors: list[Mirror] = []
+        self._sessions: SessionWatch | None = None
+        try:
             self._sessions = SessionWatch(meta, "querynode", self._join, self._leave)
-        self._admit_inline = False
-
-    # --- membership ----------------------------------------------------------------
-    def _join(self, key: str, address: str) -> None:
-        self._addresses[key] = address
-        node = self._connect(address)
-        with self._lock:
-            self._joining[key] = node
-        if self._admit_inline:
-            self._admit(key, node)
-        else:
-            threading.Thread(target=self._admit, args=(key, node), name=f"admit querynode {key}", daemon=True).start()
-
-    def _admit(self, key: str, node) -> None:
-        """Load on a joining node what the proxy has loaded, then give it reads. The last check
-        for something left to load and the admission are one step under the lock, and ``load``
-        marks a collection loaded before it calls the nodes, so a load that runs meanwhile
-        reaches the node one way or the other. A node that does not answer takes reads at once,
-        marked down (reads try it after ``DOWN_SECONDS`` and load a collection it lacks on its
-        first read)."""
-        down = False
-        try:
-            have = set(node.loaded())
-            with self._lock:
-                for cid in have:
-                    self._loaded.setdefault(cid, None)
-            while todo := self._admit_or_list(key, node, have):
-                for info in todo:
-                    self._load_one(node, info)
-                    have.add(info.id)
-            return
-        except errors.ServiceUnavailable as e:
-            log.warning("query node %s joined but does not answer: %s", key, e)
-            down = True
-        except Exception:
-            if not self._closed:
-                log.exception("query node %s: loading it on join failed; reads load what it lacks", key)
-        self._admit_or_list(key, node, None, down)
-
-    def _admit_or_list(self, key: str, node: NodeClient, have: set[int] | None, down: bool = False) -> list:
-        """The collections ``node`` lacks (``have``: what it has; None: admit it as it is); when
-        none, it takes reads from now on (unless it left, or the router closed, meanwhile)."""
-        with self._lock:
-            if have is not None:
-                todo = [info for cid, info in self._loaded.items() if cid not in have and info is not None]
-                if todo:
-                    return todo
-            if self._joining.get(key) is node:
-                del self._joining[key]
-                self._nodes[key] = node
-                if down:
-                    self._down_until[key] = time.monotonic() + DOWN_SECONDS
-                else:
-                    self._down_until.pop(key, None)
-                log.info("query node %s takes reads", key)
-            return []
-
-    @staticmethod
-    def _load_one(node, info) -> None:
-        try:
-            node.load(info)
-        except errors.ServiceUnavailable:
+            self._assigned = Mirror(meta, ASSIGN_PREFIX, self._notify)
+            self._mirrors.append(self._assigned)
+            self._served = Mirror(meta, SERVE_PREFIX, self._notify)
+            self._mirrors.append(self._served)
+        except BaseException:
+            self.close()
             raise
-        except errors.VecdbError as e:  # dropped meanwhile, ...: its first read says what is wrong
-            log.warning("query node could not load collection %s on join: %s", info.id, e)
+
+    # --- membership and state --------------------------------------------------------
+    def _join(self, key: str, address: str) -> None:
+        node = self._connect(address)
+        with self._changed:
+            self._nodes[key] = node
+            self._addresses[key] = address
+            self._down_until.pop(key, None)
+            self._changed.notify_all()
+        log.info("query node %s joined at %s", key, address)
 
     def _leave(self, key: str) -> None:
-        with self._lock:
+        with self._changed:
             node = self._nodes.pop(key, None)
-            if node is None:
-                node = self._joining.pop(key, None)
             self._down_until.pop(key, None)
-            if node is not None:
-                self._retired.append((time.monotonic(), node))
             now = time.monotonic()
+            if node is not None:
+                self._retired.append((now, node))
             stale = [n for t, n in self._retired if now - t > RETIRE_SECONDS]
             self._retired = [(t, n) for t, n in self._retired if now - t <= RETIRE_SECONDS]
+            self._changed.notify_all()
         for n in stale:
             n.close()
         if node is not None:
             log.info("query node %s left", key)
 
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def _parse(self, key: str, raw: bytes, parse):
+        hit = self._parsed.get(key)
+        if hit is not None and hit[0] is raw:
+            return hit[1]
+        value = parse(raw)
+        self._parsed[key] = (raw, value)
+        return value
+
+    def assignment(self, collection_id: int) -> Assignment | None:
+        raw = self._assigned.get(str(collection_id))
+        return None if raw is None else self._parse(f"a{collection_id}", raw, Assignment.from_json)
+
+    def _serving(self) -> dict[str, dict[int, dict[str, int]]]:
+        """node id -> collection id -> channels it reports holding (live rows)."""
+        return {n: self._parse(f"s{n}", raw, parse_served) for n, raw in self._served.items().items()}
+
     def node_ids(self) -> list[str]:
-        """The nodes taking reads (node ids; addresses when they were given)."""
+        """The query nodes with a session."""
         with self._lock:
             return sorted(self._nodes)
 
     def reads_served(self) -> dict[str, int]:
-        """Reads each node answered, by node id (including nodes gone since)."""
+        """Reads each node answered (a read over several nodes counts for each), by node id."""
         with self._lock:
-            return dict(self._served)
+            return dict(self._served_count)
 
-    def _members(self) -> list[tuple[str, NodeClient]]:
-        """The nodes taking reads (in the order they joined)."""
-        with self._lock:
-            return list(self._nodes.items())
-
-    def _in_turn(self) -> list[tuple[str, NodeClient]]:
-        """The nodes taking reads, starting at the next in turn."""
-        nodes = self._members()
-        if not nodes:
+    def plans(self, collection_id: int) -> list[Plan]:
+        """The replicas that can answer a read now (every channel's owner live and serving it),
+        each as (node, channels) pairs; replicas with a node marked down last."""
+        a = self.assignment(collection_id)
+        if a is None:
             return []
-        first = next(self._turn) % len(nodes)
-        return nodes[first:] + nodes[:first]
+        serving = self._serving()
+        with self._lock:
+            nodes = set(self._nodes)
+            down = {n for n, t in self._down_until.items() if t > time.monotonic()}
+        out: list[Plan] = []
+        for r in a.replicas:
+            groups: dict[str, list[str]] = {}
+            for ch, owner in sorted(r.channels.items()):
+                if owner is None or owner not in nodes or ch not in serving.get(owner, {}).get(collection_id, {}):
+                    break
+                groups.setdefault(owner, []).append(ch)
+            else:
+                if groups:
+                    out.append(list(groups.items()))
+        if len(out) > 1:
+            first = next(self._turn) % len(out)
+            out = out[first:] + out[:first]
+        return sorted(out, key=lambda p: any(n in down for n, _ in p))  # stable: the turn order stays
 
     # --- calls -----------------------------------------------------------------------
-    def _read(self, method: str, *args, **kwargs):
-        """A read on the next node in turn; a node that does not answer is skipped (for
-        ``DOWN_SECONDS``) and the read goes to the next one, so any one live node serves. When
-        none answers (or none is registered), the nodes of the moment are tried again for a
-        few seconds (one may be restarting or joining)."""
-        order = self._in_turn()
-        now = time.monotonic()
-        live = [(k, n) for k, n in order if self._down_until.get(k, 0) <= now]
-        try:
-            return self._try(live or order, method, args, kwargs)
-        except errors.ServiceUnavailable:
-            deadline = time.monotonic() + RETRY_SECONDS
-            while True:
-                time.sleep(0.2)
+    def _read(self, info, call: Callable[[Plan], Any]):
+        """``call(plan)`` on a replica that can answer; on a node that does not answer or lacks a
+        channel, the next replica; when none can, waits for the assignment to change, up to
+        ``READ_WAIT`` seconds."""
+        deadline = time.monotonic() + READ_WAIT
+        error: errors.VecdbError | None = None
+        while True:
+            for plan in self.plans(info.id):
                 try:
-                    return self._try(self._in_turn(), method, args, kwargs)
-                except errors.ServiceUnavailable:
-                    if time.monotonic() > deadline:
-                        raise
+                    return call(plan)
+                except (errors.ServiceUnavailable, errors.CollectionNotLoaded) as e:
+                    error = e
+            if not self._loaded_in_catalog(info.id):
+                raise errors.CollectionNotLoaded(f"collection not loaded[collection={info.name}]")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise error or errors.ServiceUnavailable(
+                    f"no replica of collection {info.name} is served by live query nodes: "
+                    f"query nodes {self.node_ids()}, assignment {self._assigned.get(str(info.id))!r}")
+            with self._changed:
+                self._changed.wait(min(left, 0.2))
 
-    def _try(self, nodes: list[tuple[str, NodeClient]], method: str, args, kwargs):
-        error = errors.ServiceUnavailable("no query node is registered (session/querynode/)")
-        for key, node in nodes:
-            try:
-                out = self._call(node, method, args, kwargs)
-            except errors.ServiceUnavailable as e:
-                self._down_until[key] = time.monotonic() + DOWN_SECONDS
-                error = e
-                continue
+    def _on_nodes(self, plan: Plan, fn: Callable[[Any, list[str]], Any]) -> list:
+        """``fn(client, channels)`` on every node of ``plan`` (in parallel when several); their
+        results in plan order. A node that does not answer is marked down."""
+        def one(key: str, channels: list[str]):
             with self._lock:
-                self._served[key] += 1
-            return out
-        raise error
-
-    def _call(self, node, method: str, args, kwargs):
-        try:
-            return getattr(node, method)(*args, **kwargs)
-        except errors.CollectionNotLoaded:
-            info = args[0] if args and hasattr(args[0], "channels") else None
-            if info is None or not self._should_serve(info):
-                raise
-            node.load(info)  # a node that was down when the collection was loaded (or restarted)
-            return getattr(node, method)(*args, **kwargs)
-
-    def _should_serve(self, info) -> bool:
-        """Whether the nodes should hold ``info`` (the caller's info is the catalog's, current)."""
-        if self._loaded_in_catalog is None:
-            return info.id in self._loaded
-        with self._lock:
-            if info.loaded:
-                self._loaded[info.id] = info  # nodes that join load it too
-            else:
-                self._loaded.pop(info.id, None)
-        return bool(info.loaded)
-
-    def _all(self, method: str, *args) -> None:
-        """On every node; one that is down is skipped (it loads what it must when it comes back:
-        see docs/cluster.md), but if none answers the call fails."""
-        done = 0
-        for key, node in self._members():
+                node = self._nodes.get(key)
+            if node is None:
+                raise errors.ServiceUnavailable(f"query node {key} left")
             try:
-                getattr(node, method)(*args)
-                done += 1
+                out = fn(node, channels)
             except errors.ServiceUnavailable:
-                self._down_until[key] = time.monotonic() + DOWN_SECONDS
-        if not done:
-            raise errors.ServiceUnavailable(f"no query node answered ({method})")
+                with self._lock:
+                    self._down_until[key] = time.monotonic() + DOWN_SECONDS
+                raise
+            with self._lock:
+                self._served_count[key] = self._served_count.get(key, 0) + 1
+            return out
+        if len(plan) == 1:
+            return [one(*plan[0])]
+        futures = [self._pool.submit(one, key, chs) for key, chs in plan[1:]]
+        results = [one(*plan[0])]
+        error = None
+        for f in futures:
+            try:
+                results.append(f.result())
+            except BaseException as e:  # noqa: BLE001 (re-raised below, after every call ended)
+                error = error or e
+        if error is not None:
+            raise error
+        return results
 
     def _end(self, info) -> dict[str, int]:
         """The positions a read must find applied, by the level of the read in progress."""
@@ -286,78 +251,206 @@ class QueryNodeRouter:
             out[ch] = seen[1]
         return out
 
-    # --- load state ------------------------------------------------------------
-    def load(self, info) -> None:
-        # loaded before the nodes load it: a node joining meanwhile either is among them or loads it on joining
-        with self._lock:
-            reload = info.id in self._loaded
-            self._loaded[info.id] = info
-        try:
-            self._all("load", info)
-        except BaseException:
-            if not reload:
-                with self._lock:
-                    self._loaded.pop(info.id, None)
-            raise
-
-    def release(self, collection_id: int) -> None:
-        with self._lock:  # first, so a node joining meanwhile does not load it
-            self._loaded.pop(collection_id, None)
-        self._all("release", collection_id)
-
-    def is_loaded(self, collection_id: int) -> bool:
-        if self._loaded_in_catalog is not None:
-            return self._loaded_in_catalog(collection_id)
-        return collection_id in self._loaded
-
-    def refresh_info(self, info) -> None:
-        if info.id in self._loaded:
-            with self._lock:
-                self._loaded[info.id] = info
-            self._all("refresh_info", info)
-
-    def schedule_indexes(self, info) -> None:
-        if info.id in self._loaded:
-            self._all("schedule_indexes", info)
-
-    def drop_partition(self, collection_id: int, partition_id: int) -> None:
-        if collection_id in self._loaded:
-            self._all("drop_partition", collection_id, partition_id)
-
     # --- reads -------------------------------------------------------------------
     def search(self, info, spec, partition_ids, output_fields):
-        return self._read("search", info, spec, partition_ids, output_fields, wait=self._end(info))
+        end = self._end(info)
+
+        def call(plan: Plan):
+            if len(plan) == 1:
+                key, chs = plan[0]
+                return self._on_nodes(plan, lambda n, c: n.search(info, spec, partition_ids, output_fields,
+                                                                  wait=_only(end, c), channels=c))[0]
+            each = replace(spec, limit=spec.limit + spec.offset, offset=0)
+            parts = self._on_nodes(plan, lambda n, c: n.search(info, each, partition_ids, output_fields,
+                                                               wait=_only(end, c), channels=c))
+            return merge_hits(parts, len(spec.queries), spec.limit, spec.offset, spec.metric)
+        return self._read(info, call)
 
     def query(self, info, ts, flt, partition_ids, output_fields, limit, offset):
-        return self._read("query", info, ts, flt, partition_ids, output_fields, limit, offset, wait=self._end(info))
+        end = self._end(info)
+        pk = info.schema.primary_field.name
+
+        def call(plan: Plan):
+            if len(plan) == 1:
+                return self._on_nodes(plan, lambda n, c: n.query(info, ts, flt, partition_ids, output_fields,
+                                                                 limit, offset, wait=_only(end, c), channels=c))[0]
+            fields = list(output_fields) if pk in output_fields else [*output_fields, pk]
+            each = None if limit is None else limit + offset
+            parts = self._on_nodes(plan, lambda n, c: n.query(info, ts, flt, partition_ids, fields, each, 0,
+                                                              wait=_only(end, c), channels=c))
+            return merge_query(parts, pk, limit, offset, list(output_fields))
+        return self._read(info, call)
 
     def count(self, info, ts, flt, partition_ids) -> int:
-        return self._read("count", info, ts, flt, partition_ids, wait=self._end(info))
+        end = self._end(info)
+        temporary = self._temporary.get(info.id)
+        if temporary is not None:
+            return temporary[1].count(info, ts, flt, partition_ids, wait=end)
+        return self._read(info, lambda plan: sum(self._on_nodes(
+            plan, lambda n, c: n.count(info, ts, flt, partition_ids, wait=_only(end, c), channels=c))))
 
-    # --- state for flush, index progress and statistics (from any node: they are replicas) ---
+    # --- load state ------------------------------------------------------------
+    def load(self, info) -> None:
+        """Wait until the coord placed every replica of the collection (the catalog, saved before
+        this call, says it is loaded) and their nodes serve it.
+
+        A collection the catalog says is not loaded is loaded whole on one node for the caller
+        alone (``GetCollectionStatistics`` counting an unloaded collection's rows): ``count``
+        reads there until ``release``. The node's assignment follower lets it go by itself if
+        ``release`` never comes."""
+        if not self._loaded_in_catalog(info.id):
+            with self._lock:
+                nodes = sorted(self._nodes.items())
+            if not nodes:
+                raise errors.ServiceUnavailable("no query node is registered (session/querynode/)")
+            key, node = nodes[info.id % len(nodes)]
+            node.load(info)
+            self._temporary[info.id] = (key, node)
+            return
+        live = len(self.node_ids())
+        if info.replica_number > live:
+            raise errors.InvalidParameter(
+                f"failed to load collection {info.name}: {info.replica_number} replicas need as many query "
+                f"nodes, {live} live (resource group node not enough)")
+        deadline = time.monotonic() + LOAD_WAIT
+        with self._changed:
+            while True:
+                a = self.assignment(info.id)
+                want = min(info.replica_number, len(self._nodes))
+                if a is not None and len(a.replicas) >= want and len(self._complete(info.id)) >= want:
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise errors.ServiceUnavailable(f"collection {info.name} was not loaded within {LOAD_WAIT:.0f} s: "
+                                                    f"assignment {self._assigned.get(str(info.id))!r}")
+                self._changed.wait(min(left, 0.2))
+
+    def _complete(self, collection_id: int) -> list[Plan]:
+        """``plans`` without the lock held (called under it)."""
+        self._lock.release()
+        try:
+            return self.plans(collection_id)
+        finally:
+            self._lock.acquire()
+
+    def release(self, collection_id: int) -> None:
+        """Wait (a while) until no node reports the collection: the coord withdraws its assignment
+        once the catalog says released."""
+        temporary = self._temporary.pop(collection_id, None)
+        if temporary is not None:
+            if not self._loaded_in_catalog(collection_id):
+                temporary[1].release(collection_id)
+            return
+        if self._loaded_in_catalog(collection_id):
+            return  # loaded again meanwhile (or the caller had not saved the release): nothing to wait for
+        deadline = time.monotonic() + RELEASE_WAIT
+        with self._changed:
+            while any(collection_id in held for held in self._serving_unlocked().values()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.warning("collection %s: still held by query nodes %s s after its release", collection_id,
+                                RELEASE_WAIT)
+                    return
+                self._changed.wait(min(left, 0.2))
+
+    def _serving_unlocked(self):
+        self._lock.release()
+        try:
+            return self._serving()
+        finally:
+            self._lock.acquire()
+
+    def is_loaded(self, collection_id: int) -> bool:
+        return self._loaded_in_catalog(collection_id)
+
+    def _all(self, method: str, *args) -> None:
+        """On every node that answers (a node that does not reads the catalog when it loads)."""
+        with self._lock:
+            nodes = list(self._nodes.items())
+        for key, node in nodes:
+            try:
+                getattr(node, method)(*args)
+            except errors.ServiceUnavailable:
+                with self._lock:
+                    self._down_until[key] = time.monotonic() + DOWN_SECONDS
+
+    def refresh_info(self, info) -> None:
+        self._all("refresh_info", info)
+
+    def schedule_indexes(self, info) -> None:
+        self._all("schedule_indexes", info)
+
+    def drop_partition(self, collection_id: int, partition_id: int) -> None:
+        self._all("drop_partition", collection_id, partition_id)
+
+    # --- state for flush, index progress and statistics -------------------------------
     def growing_rows(self, channel: str) -> int:
-        return self._read("growing_rows", channel)
+        """The channel owner's count (the seal policy, after each write: it never waits; 0 when no
+        live owner serves the channel now)."""
+        cid = int(channel[1:channel.index("-")])
+        for plan in self.plans(cid):
+            owner = [(k, chs) for k, chs in plan if channel in chs]
+            try:
+                return self._on_nodes(owner, lambda n, c: n.growing_rows(channel))[0]
+            except (errors.ServiceUnavailable, errors.CollectionNotLoaded):
+                continue
+        return 0
 
     def index_state(self, collection_id: int, field_name: str) -> tuple[int, int]:
-        return self._read("index_state", collection_id, field_name)
+        def call(plan: Plan):
+            parts = self._on_nodes(plan, lambda n, c: n.index_state(collection_id, field_name, channels=c))
+            return sum(p[0] for p in parts), sum(p[1] for p in parts)
+        return self._read(_Named(collection_id, f"id {collection_id}"), call)
 
     def segment_infos(self, info) -> list[dict]:
-        return self._read("segment_infos", info)
+        """Every replica's segments; each with ``node_ids``: the nodes holding it (one per replica)."""
+        out: dict[tuple, dict] = {}
+        for plan in self.plans(info.id) or [self._read(info, lambda p: p)]:
+            for (key, _), segs in zip(plan, self._on_nodes(plan, lambda n, c: n.segment_infos(info, channels=c))):
+                for i, seg in enumerate(segs):
+                    ident = (seg["segment_id"],) if seg["segment_id"] else (key, i)  # growing ones have no id
+                    merged = out.setdefault(ident, {**seg, "node_ids": []})
+                    merged["node_ids"].append(node_number(key))
+        return list(out.values())
+
+    def replicas(self, collection_id: int) -> list[dict]:
+        """The collection's replicas as the coord placed them: id, node numbers, and for each
+        channel its owner's (number, address)."""
+        a = self.assignment(collection_id)
+        if a is None:
+            return []
+        with self._lock:
+            addresses = dict(self._addresses)
+        return [{"id": r.id, "nodes": [node_number(n) for n in r.nodes],
+                 "leaders": {ch: (node_number(o), addresses.get(o, "")) for ch, o in r.channels.items() if o}}
+                for r in a.replicas]
 
     def serving_nodes(self) -> list[tuple[int, str]]:
-        """The nodes taking reads, numbered from their node ids (``node_number``), in id order."""
+        """The query nodes with a session, numbered from their node ids (``node_number``), in id order."""
         with self._lock:
-            keys = list(self._nodes)
-            addresses = dict(self._addresses)
-        return sorted((node_number(k), addresses.get(k, k)) for k in keys)
+            return sorted((node_number(k), self._addresses.get(k, k)) for k in self._nodes)
 
     def close(self) -> None:
-        """Stop watching the sessions, then close every node's client."""
+        """Stop watching, then close every node's client."""
         self._closed = True
         if self._sessions is not None:
             self._sessions.close()
+        for m in self._mirrors:
+            m.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
         with self._lock:
-            nodes = [*self._nodes.values(), *self._joining.values(), *(n for _, n in self._retired)]
-            self._nodes, self._joining, self._retired = {}, {}, []
+            nodes = [*self._nodes.values(), *(n for _, n in self._retired)]
+            self._nodes, self._retired = {}, []
         for node in nodes:
             node.close()
+
+
+class _Named:
+    """Enough of a CollectionInfo for ``_read`` (id and name)."""
+
+    def __init__(self, collection_id: int, name: str):
+        self.id, self.name = collection_id, name
+
+
+def _only(end: dict[str, int], channels: Sequence[str]) -> dict[str, int]:
+    return {ch: end[ch] for ch in channels if ch in end}

@@ -68,22 +68,22 @@ class AdminRpcs(ServiceBase):
 
     @rpc(milvus_pb2.GetQuerySegmentInfoResponse)
     def GetQuerySegmentInfo(self, request, context):
+        """Each loaded segment with the nodes that hold it (one per replica)."""
         info = self.collection(db_of(request, context), request.collectionName)
         self.require_loaded(info)
-        node_ids = [n for n, _ in self.r.querynode.serving_nodes()]  # each holds every segment
-        infos = [
-            milvus_pb2.QuerySegmentInfo(segmentID=seg.get("segment_id", 0), collectionID=info.id,
-                                        partitionID=seg["partition_id"], num_rows=seg["num_rows"],
-                                        state=seg["state"], nodeID=node_ids[0] if node_ids else 0,
-                                        nodeIds=node_ids)
-            for seg in self.r.querynode.segment_infos(info)
-        ]
+        every = [n for n, _ in self.r.querynode.serving_nodes()]  # standalone: its one node holds all
+        infos = []
+        for seg in self.r.querynode.segment_infos(info):
+            nodes = seg.get("node_ids", every)
+            infos.append(milvus_pb2.QuerySegmentInfo(
+                segmentID=seg.get("segment_id", 0), collectionID=info.id, partitionID=seg["partition_id"],
+                num_rows=seg["num_rows"], state=seg["state"], nodeID=nodes[0] if nodes else 0, nodeIds=nodes))
         return milvus_pb2.GetQuerySegmentInfoResponse(status=status.success(), infos=infos)
 
     @rpc(milvus_pb2.GetReplicasResponse)
     def GetReplicas(self, request, context):
-        """Every query node holds a whole copy of each loaded collection (the coord does not assign
-        channels and segments yet), so each is a replica of its own, leading every shard."""
+        """The replicas as placed (a cluster's coord: ``vecdb.coord.assignment``), each shard led
+        by the node that serves its channel."""
         if request.collection_name:
             info = self.collection(db_of(request, context), request.collection_name)
         else:
@@ -92,10 +92,11 @@ class AdminRpcs(ServiceBase):
         parts = [p.id for p in info.partitions if info.partition_loaded(p.id)]
         replicas = [
             milvus_pb2.ReplicaInfo(
-                replicaID=node, collectionID=info.id, partition_ids=parts, node_ids=[node],
+                replicaID=r["id"], collectionID=info.id, partition_ids=parts, node_ids=r["nodes"],
                 resource_group_name=DEFAULT_RESOURCE_GROUP,
-                shard_replicas=[milvus_pb2.ShardReplica(leaderID=node, leader_addr=address, dm_channel_name=ch,
-                                                        node_ids=[node]) for ch in info.channels])
-            for node, address in self.r.querynode.serving_nodes()
+                shard_replicas=[milvus_pb2.ShardReplica(leaderID=leader, leader_addr=address, dm_channel_name=ch,
+                                                        node_ids=[leader])
+                                for ch, (leader, address) in sorted(r["leaders"].items())])
+            for r in self.r.querynode.replicas(info.id)
         ]
         return milvus_pb2.GetReplicasResponse(status=status.success(), replicas=replicas)

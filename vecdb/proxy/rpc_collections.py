@@ -104,8 +104,8 @@ class CollectionRpcs(ServiceBase):
         if request.collection_name in self.r.catalog.aliases_of(info):
             raise errors.InvalidParameter(f"cannot drop the collection via alias = {request.collection_name}")
         with self.r.writer.locked(info.channels):
+            self.r.catalog.drop_collection(info)  # first: a cluster's coord then withdraws its assignment
             self.r.querynode.release(info.id)
-            self.r.catalog.drop_collection(info)
             self.r.datanode.drop_collection(info)
         return status.success()
 

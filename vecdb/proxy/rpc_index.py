@@ -171,16 +171,19 @@ class IndexRpcs(ServiceBase):
         return milvus_pb2.GetIndexBuildProgressResponse(status=status.success(), indexed_rows=done, total_rows=total)
 
     # --- load / release -----------------------------------------------------------
-    def _load(self, info, partition_ids: list[int] | None = None) -> None:
-        """Load the collection's data; ``partition_ids`` None = the whole collection."""
+    def _load(self, info, partition_ids: list[int] | None = None, replica_number: int = 0) -> None:
+        """Load the collection's data; ``partition_ids`` None = the whole collection. The catalog
+        says loaded first (a cluster's coord places the replicas from it), then the query nodes
+        load; when they cannot, the catalog goes back to what it said."""
         for f in info.schema.vector_fields:
             if info.index_for_field(f.name) is None:
                 raise errors.IndexNotFound(
                     f"there is no vector index on field: [{f.name}], please create index firstly: "
                     f"collection={info.name}")
+        if replica_number < 0:
+            raise errors.InvalidParameter(f"invalid replica_number {replica_number}: it must be positive")
         self.r.datanode.indexer.settle(info.id)  # the query node builds what is not started yet
-        with self.r.writer.locked(info.channels):
-            self.r.querynode.load(info)
+        before = (info.loaded, info.loaded_partitions, info.replica_number)
         if partition_ids is None:
             info.loaded_partitions = None
         elif not info.loaded:
@@ -188,16 +191,28 @@ class IndexRpcs(ServiceBase):
         elif info.loaded_partitions is not None:
             info.loaded_partitions = sorted(set(info.loaded_partitions) | set(partition_ids))
         info.loaded = True
+        if replica_number or not before[0]:
+            info.replica_number = replica_number or 1
         self.r.catalog.save(info)
+        try:
+            with self.r.writer.locked(info.channels):
+                self.r.querynode.load(info)
+        except BaseException:
+            info.loaded, info.loaded_partitions, info.replica_number = before
+            self.r.catalog.save(info)
+            raise
 
     def _release(self, info) -> None:
-        self.r.querynode.release(info.id)
+        """The catalog says released first (reads are refused from then on, and a cluster's coord
+        withdraws the assignment), then the query nodes let go."""
         info.loaded, info.loaded_partitions = False, None
         self.r.catalog.save(info)
+        self.r.querynode.release(info.id)
 
     @rpc()
     def LoadCollection(self, request, context):
-        self._load(self.collection(db_of(request, context), request.collection_name))
+        self._load(self.collection(db_of(request, context), request.collection_name),
+                   replica_number=request.replica_number)
         return status.success()
 
     @rpc()
@@ -206,7 +221,7 @@ class IndexRpcs(ServiceBase):
         ids = [info.partition(name).id for name in request.partition_names]
         if not ids:
             raise errors.InvalidParameter("partition names should not be empty")
-        self._load(info, ids)
+        self._load(info, ids, replica_number=request.replica_number)
         return status.success()
 
     @rpc()

@@ -50,8 +50,18 @@ class LoadedCollection:
         self.info = info
         self.shards = shards
 
-    def snapshot(self, partition_ids: set[int] | None) -> list[SegmentView]:
-        return [v for s in self.shards for v in s.snapshot(partition_ids)]
+    def snapshot(self, partition_ids: set[int] | None, channels: Sequence[str] | None = None) -> list[SegmentView]:
+        """The segments of every shard held, or of ``channels`` only (each must be held here: a
+        proxy that planned a read with an older assignment gets ``CollectionNotLoaded`` and plans
+        again)."""
+        if channels is None:
+            return [v for s in self.shards for v in s.snapshot(partition_ids)]
+        by_channel = {s.channel: s for s in self.shards}
+        missing = [ch for ch in channels if ch not in by_channel]
+        if missing:
+            raise errors.CollectionNotLoaded(f"channels {missing} of collection {self.info.name} are not "
+                                             f"loaded on this query node")
+        return [v for ch in channels for v in by_channel[ch].snapshot(partition_ids)]
 
 
 class QueryNode:
@@ -75,13 +85,23 @@ class QueryNode:
         self.builds = IndexBuilds(meta)
 
     # --- load / release ---------------------------------------------------------
-    def load(self, info: CollectionInfo) -> None:
-        """Load sealed data and replay the log tail. The caller blocks writers to ``info``'s channels."""
+    def load(self, info: CollectionInfo, channels: Sequence[str] | None = None) -> None:
+        """Load sealed data and replay the log tail of every channel of ``info``, or of ``channels``
+        (a cluster's query node holds the channels the coord assigned it; a collection's channels
+        may come one load at a time). Channels held already stay as they are. The caller blocks
+        writers to the channels (standalone; a tailing node follows the log instead)."""
         with self._lock:
-            if info.id in self.collections:
+            coll = self.collections.get(info.id)
+            have = set() if coll is None else {s.channel for s in coll.shards}
+            todo = [ch for ch in (info.channels if channels is None else channels) if ch not in have]
+            if coll is not None and not todo:
                 return
-            shards = [self._load_shard(info, ch) for ch in info.channels]
-            self.collections[info.id] = LoadedCollection(info, shards)
+            shards = [self._load_shard(info, ch) for ch in todo]
+            if coll is None:
+                coll = self.collections[info.id] = LoadedCollection(info, shards)
+            else:
+                coll.info = info
+                coll.shards = [*coll.shards, *shards]  # replaced whole: readers iterate without the lock
             for shard in shards:
                 self._by_channel[shard.channel] = shard
                 if self._tail:
@@ -170,15 +190,26 @@ class QueryNode:
             if sf.checkpoint(self.meta, collection_id, channel) == start:
                 return start, segments, deltas
 
-    def release(self, collection_id: int) -> None:
+    def release(self, collection_id: int, channels: Sequence[str] | None = None) -> None:
+        """Release the collection, or only its ``channels`` (the collection goes with its last one)."""
         with self._lock:
-            coll = self.collections.pop(collection_id, None)
-            if coll:
-                for shard in coll.shards:
-                    self._by_channel.pop(shard.channel, None)
-                    stop = self._tailers.pop(shard.channel, None)
-                    if stop is not None:
-                        stop.set()
+            coll = self.collections.get(collection_id)
+            if coll is None:
+                return
+            gone = [s for s in coll.shards if channels is None or s.channel in channels]
+            coll.shards = [s for s in coll.shards if s not in gone]
+            if not coll.shards:
+                del self.collections[collection_id]
+            for shard in gone:
+                self._by_channel.pop(shard.channel, None)
+                stop = self._tailers.pop(shard.channel, None)
+                if stop is not None:
+                    stop.set()
+
+    def channels_held(self) -> dict[int, dict[str, int]]:
+        """collection id -> {channel: live rows} of every shard held (what this node serves)."""
+        with self._lock:
+            return {cid: {s.channel: len(s.pk_index) for s in coll.shards} for cid, coll in self.collections.items()}
 
     def is_loaded(self, collection_id: int) -> bool:
         return collection_id in self.collections
@@ -264,12 +295,20 @@ class QueryNode:
         """The one node of a standalone server (Milvus numbers it 1 too)."""
         return [(STANDALONE_NODE_ID, "local")]
 
-    def segment_infos(self, info: CollectionInfo) -> list[dict]:
+    def replicas(self, collection_id: int) -> list[dict]:
+        """Standalone: one replica, this node leading every channel it holds."""
+        coll = self.collections.get(collection_id)
+        if coll is None:
+            return []
+        return [{"id": STANDALONE_NODE_ID, "nodes": [STANDALONE_NODE_ID],
+                 "leaders": {s.channel: (STANDALONE_NODE_ID, "local") for s in coll.shards}}]
+
+    def segment_infos(self, info: CollectionInfo, channels: Sequence[str] | None = None) -> list[dict]:
         coll = self._collection(info)
         return [
             {"segment_id": v.segment.segment_id or 0, "partition_id": v.segment.partition_id,
              "num_rows": v.n, "state": 4 if v.segment.sealed else 2}
-            for v in coll.snapshot(None)
+            for v in coll.snapshot(None, channels)
         ]
 
     # --- indexes ------------------------------------------------------------------
@@ -363,7 +402,8 @@ class QueryNode:
             f.flush()
             return load_index(f.name, mmap=False)
 
-    def index_state(self, collection_id: int, field_name: str) -> tuple[int, int]:
+    def index_state(self, collection_id: int, field_name: str,
+                    channels: Sequence[str] | None = None) -> tuple[int, int]:
         """(rows indexed or not needing an index, total rows) for index progress."""
         coll = self.collections.get(collection_id)
         if coll is None:
@@ -371,7 +411,7 @@ class QueryNode:
         idx = coll.info.index_for_field(field_name)
         exact = idx is None or idx.index_type in _NO_BUILD
         done = total = 0
-        for view in coll.snapshot(None):
+        for view in coll.snapshot(None, channels):
             total += view.n
             if (exact or not view.segment.sealed or view.n < sf.MIN_ROWS_FOR_INDEX
                     or field_name in view.segment.indexes):
@@ -386,9 +426,10 @@ class QueryNode:
         return coll
 
     def search(self, info: CollectionInfo, spec: executor.SearchSpec, partition_ids: set[int] | None,
-               output_fields: Sequence[str]) -> executor.Hits:
+               output_fields: Sequence[str], channels: Sequence[str] | None = None) -> executor.Hits:
+        """Over every channel held, or over ``channels`` (a proxy's share of a sharded read)."""
         coll = self._collection(info)
-        views = coll.snapshot(partition_ids)
+        views = coll.snapshot(partition_ids, channels)
         hits = executor.search(views, spec, info.schema.primary_field.name, output_fields)
         for name in output_fields:
             if name not in hits.columns or not len(hits.pks):
@@ -396,15 +437,17 @@ class QueryNode:
         return hits
 
     def query(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
-              output_fields: Sequence[str], limit: int | None, offset: int) -> dict[str, np.ndarray]:
+              output_fields: Sequence[str], limit: int | None, offset: int,
+              channels: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         coll = self._collection(info)
-        views = coll.snapshot(partition_ids)
+        views = coll.snapshot(partition_ids, channels)
         if not views:
             return {n: empty_column(info.schema.field(n), 0) for n in output_fields}
         return executor.query(views, ts, flt, output_fields, info.schema.primary_field.name, limit, offset)
 
-    def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None) -> int:
-        return executor.count(self._collection(info).snapshot(partition_ids), ts, flt)
+    def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
+              channels: Sequence[str] | None = None) -> int:
+        return executor.count(self._collection(info).snapshot(partition_ids, channels), ts, flt)
 
     def num_rows(self, info: CollectionInfo) -> int:
         coll = self.collections.get(info.id)

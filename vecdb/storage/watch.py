@@ -260,3 +260,47 @@ class PrefixWatch:
         self._drop()
         if threading.current_thread() is not self._thread:
             self._thread.join(10)
+
+
+class Mirror:
+    """A dict that follows a prefix of a ``MetaStore`` (key without the prefix -> value), kept by a
+    ``PrefixWatch``; ``on_change()`` runs after each batch of changes is applied (on the watch's
+    thread: it must be quick). ``items()`` is a copy taken under the lock."""
+
+    def __init__(self, store, prefix: str, on_change: Callable[[], None] | None = None, *, retry_wait: float = 1.0):
+        self.prefix = prefix
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self._items: dict[str, bytes] = {}
+        self._watch = PrefixWatch(store, prefix, self._reset, self._events, retry_wait=retry_wait,
+                                  name=f"mirror {prefix}")
+
+    def _reset(self, pairs: list[tuple[str, bytes]]) -> None:
+        with self._lock:
+            self._items = {key[len(self.prefix):]: value for key, value in pairs}
+        self._changed()
+
+    def _events(self, events: list[WatchEvent]) -> None:
+        with self._lock:
+            for ev in events:
+                if ev.kind == PUT:
+                    assert ev.value is not None, "a put carries its value"
+                    self._items[ev.key[len(self.prefix):]] = ev.value
+                else:
+                    self._items.pop(ev.key[len(self.prefix):], None)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
+    def items(self) -> dict[str, bytes]:
+        with self._lock:
+            return dict(self._items)
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def close(self) -> None:
+        self._watch.close()
