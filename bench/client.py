@@ -84,9 +84,10 @@ def _hit_ids(hits) -> list:
     return list(ids) if ids is not None else [h["id"] for h in hits]
 
 
-def build(uri: str, data_dir: str, collection: str, index_params: dict, batch: int = 5000) -> dict:
+def build(uri: str, data_dir: str, collection: str, index_params: dict, batch: int = 5000,
+          replicas: int = 1) -> dict:
     """Create the collection, insert ``batch``-row batches, flush, create the index
-    (pymilvus waits until DescribeIndex says Finished), load (waits for 100%),
+    (pymilvus waits until DescribeIndex says Finished), load ``replicas`` replicas (waits for 100%),
     then wait until DescribeIndex counts all rows as indexed (``index_wait_s``).
 
     Returns phase times in seconds and ``insert_rows_s`` (rows / time inside the
@@ -123,7 +124,7 @@ def build(uri: str, data_dir: str, collection: str, index_params: dict, batch: i
                  metric_type=index_params["metric_type"], params=index_params["params"])
     client.create_index(collection, ip)
     t3 = time.perf_counter()
-    client.load_collection(collection)
+    client.load_collection(collection, replica_number=replicas)
     t4 = time.perf_counter()
     _wait_indexed(client, collection, len(base))
     t5 = time.perf_counter()

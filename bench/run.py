@@ -202,7 +202,8 @@ def run_server(system: str, spec, args, data_dir: str, metric: str, profile_out:
         srv.start()
         target = (srv.uri, data_dir, coll)
         say(f"{system} up in {time.perf_counter() - t:.1f} s on {srv.uri} (pid {srv.pid})")
-        b = client.isolated(client.build, srv.uri, data_dir, coll, spec.milvus_index_params(metric), args.batch)
+        b = client.isolated(client.build, srv.uri, data_dir, coll, spec.milvus_index_params(metric), args.batch,
+                            getattr(srv, "replicas", 1))
         res["build"] = b
         say(f"{system} {spec.name}: build {b['build_s']:.1f} s (insert {b['insert_s']:.1f} s = "
             f"{b['insert_rows_s']:,.0f} rows/s, flush {b['flush_s']:.1f}, index {b['index_s']:.1f}, "

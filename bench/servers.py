@@ -302,6 +302,7 @@ class VecdbCluster:
     def __init__(self, workdir: str | None = None, querynodes: int = 2, log_level: str = "WARNING"):
         self.workdir = workdir or tempfile.mkdtemp(prefix="bench-vecdb-cluster-")
         self.querynodes = querynodes
+        self.replicas = querynodes  # every query node serves reads: a replica each (vecdb.coord.assignment)
         self.log_level = log_level
         self.port = free_port()
         self.namespace = "bench" + os.urandom(4).hex()

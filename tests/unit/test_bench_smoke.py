@@ -117,7 +117,8 @@ def test_cluster_launcher_serves_the_harness_loads_and_stops_everything(tmp_path
         assert set(cluster.backend_pids()) == {"nats", "etcd", "s3"}
         assert cluster.pid == cluster.vecdb_pids()["proxy"]
         build = bench_client.build(cluster.uri, str(tmp_path), "smoke",
-                                   {"index_type": "FLAT", "metric_type": "L2", "params": {}}, batch=300)
+                                   {"index_type": "FLAT", "metric_type": "L2", "params": {}}, batch=300,
+                                   replicas=cluster.replicas)  # a replica per query node: both serve reads
         assert build["rows"] == 600
         c0 = cluster.cpu_breakdown()
         load = bench_client.search_load(cluster.uri, str(tmp_path), "smoke", {"metric_type": "L2", "params": {}},
