@@ -84,6 +84,15 @@ def _querynode(args) -> int:
     return _run_until_signalled(node, f"vecdb querynode {node.node_id} ready on {node.address}")
 
 
+def _datanode(args) -> int:
+    from vecdb.datanode.process import DataNodeProcess
+
+    settings = _settings(args)
+    _role_http_port(args, settings)
+    node = DataNodeProcess(settings, settings.proxy.host, args.port if args.port is not None else 21124, args.node_id)
+    return _run_until_signalled(node, f"vecdb datanode {node.node_id} ready on {node.address}")
+
+
 def _proxy(args) -> int:
     from vecdb.proxy.process import ProxyProcess
 
@@ -144,7 +153,7 @@ def _cluster_command(sub) -> None:
     upp.add_argument("--proxies", type=int, default=1, help="proxies, each a Milvus API endpoint (default 1)")
     upp.add_argument("--querynodes", type=int, default=1, help="query nodes (default 1)")
     upp.add_argument("--datanodes", type=int, default=None,
-                     help="accepted and ignored: data nodes run inside the proxies until issue 11")
+                     help="data nodes, which persist the log into segment files (default 0: the proxies do)")
     upp.add_argument("--data-dir", **data_dir)
     upp.add_argument("--port", type=int, default=19530,
                      help="the first proxy's Milvus API port (default 19530; proxy i gets port+i-1)")
@@ -247,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     co.add_argument("--config", default=None, help="YAML settings file (see vecdb/config.py)")
     _role_http_flag(co)
     qn = _command(sub, "querynode", _querynode, "run a query node of a cluster",
-                  "Run a query node: it follows the log channels of the collections it is asked to load and "
+                  "Run a query node: it follows the log channels the coord assigns it and "
                   "answers search/query/count over internal gRPC on --host:--port. Storage flags as for standalone "
                   "(a cluster's: nats://, etcd://, s3://).",
                   data_dir="local cache of the segment files it maps (default ./data)",
@@ -255,6 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     qn.add_argument("--node-id", default=None, help="this node's id in session/querynode/<id> (default: random)")
     _role_http_flag(qn)
     _storage_flags(qn)
+    dn = _command(sub, "datanode", _datanode, "run a data node of a cluster",
+                  "Run a data node: it persists the log channels the coord assigns it into segment files in the "
+                  "object store (at each seal record: a flush, or the seal policy), and moves their checkpoints. "
+                  "Storage flags as for standalone (a cluster's: nats://, etcd://, s3://).",
+                  data_dir="local cache of the object store (default ./data)",
+                  port="internal gRPC port (default 21124)")
+    dn.add_argument("--node-id", default=None, help="this node's id in session/datanode/<id> (default: random)")
+    _role_http_flag(dn)
+    _storage_flags(dn)
     px = _command(sub, "proxy", _proxy, "run a proxy of a cluster (the Milvus API)",
                   "Run a proxy: the Milvus gRPC API for pymilvus on --host:--port, data on the cluster's storage "
                   "(nats://, etcd://, s3://). It finds the active coord and the query nodes from their sessions in "

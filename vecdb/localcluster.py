@@ -45,11 +45,10 @@ BUCKET = "vecdb"
 HOST = "127.0.0.1"
 # down stops the roles before the backends they use: proxies (they write), query nodes, the coord,
 # then the servers (S3 before etcd and NATS: nothing writes to it once the roles are gone)
-STOP_ORDER = ("proxy", "querynode", "coord", "s3", "etcd", "nats")
+STOP_ORDER = ("proxy", "querynode", "datanode", "coord", "s3", "etcd", "nats")
 # seconds between SIGTERM and SIGKILL (SeaweedFS hangs on SIGTERM: SERVICES.md says ~3 s)
-GRACE = {"proxy": 10.0, "querynode": 10.0, "coord": 10.0, "s3": 3.0, "etcd": 5.0, "nats": 5.0}
+GRACE = {"proxy": 10.0, "querynode": 10.0, "datanode": 10.0, "coord": 10.0, "s3": 3.0, "etcd": 5.0, "nats": 5.0}
 READY_TIMEOUT = 60.0
-DATANODES_NOTE = "data nodes run inside the proxies until issue 11"
 
 Out = Callable[[str], None]
 
@@ -60,7 +59,7 @@ class ClusterError(Exception):
 
 @dataclass
 class Proc:
-    role: str  # nats, etcd, s3, coord, querynode, proxy
+    role: str  # nats, etcd, s3, coord, querynode, datanode, proxy
     name: str  # unique: the log file's name
     pid: int
     port: int  # the one that matters to a user (the client port of a backend, the gRPC port of a role)
@@ -386,8 +385,6 @@ def up(data_dir: str, proxies: int = 1, querynodes: int = 1, port: int = 19530, 
                 return 1
             out(f"{STATE_FILE} in {data_dir} names no running process (left by a crash or a reboot): starting afresh")
             os.remove(os.path.join(data_dir, STATE_FILE))
-        if datanodes:
-            out(f"--datanodes {datanodes}: {DATANODES_NOTE} (none started)")
         proxy_ports = [port + i for i in range(proxies)]
         busy = [p for p in proxy_ports if not _port_free(p)]
         if busy:
@@ -436,6 +433,8 @@ def up(data_dir: str, proxies: int = 1, querynodes: int = 1, port: int = 19530, 
             roles = [_spawn_role(data_dir, logs, "coord", "coord", free_port(), ["--meta-store", flags[3]], env)]
             roles += [_spawn_role(data_dir, logs, "querynode", f"querynode{i}", free_port(),
                                   ["--node-id", f"qn{i}", *flags], env) for i in range(1, querynodes + 1)]
+            roles += [_spawn_role(data_dir, logs, "datanode", f"datanode{i}", free_port(),
+                                  ["--node-id", f"dn{i}", *flags], env) for i in range(1, (datanodes or 0) + 1)]
             started += roles
             _save_state(data_dir, started, info)
             _wait_ready(roles)
@@ -455,7 +454,8 @@ def up(data_dir: str, proxies: int = 1, querynodes: int = 1, port: int = 19530, 
             p.extra.pop("log_offset", None)
         _save_state(data_dir, started, info)
     out(f"vecdb cluster up in {time.monotonic() - t0:.1f} s: {proxies} prox{'ies' if proxies > 1 else 'y'}, "
-        f"{querynodes} query node{'s' if querynodes > 1 else ''}, data in {data_dir}")
+        f"{querynodes} query node{'s' if querynodes > 1 else ''}, {datanodes or 0} data node"
+        f"{'' if datanodes == 1 else 's'}, data in {data_dir}")
     for p in started:
         if p.role == "proxy":
             out(f"  Milvus API   http://{HOST}:{p.port}   (pymilvus: MilvusClient(\"http://{HOST}:{p.port}\"))")

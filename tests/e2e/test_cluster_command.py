@@ -68,9 +68,10 @@ def test_cluster_up_status_down_up_again(tmp_path):
     t0 = time.monotonic()
     try:
         res = _vecdb("up", "--querynodes", "2", "--datanodes", "1", "--port", str(port), *common)
-        assert f"http://127.0.0.1:{port}" in res.stdout and "data nodes run inside the proxies" in res.stdout
+        assert f"http://127.0.0.1:{port}" in res.stdout and "1 data node," in res.stdout
         procs = _state(data_dir)
-        assert sorted(p["role"] for p in procs) == ["coord", "etcd", "nats", "proxy", "querynode", "querynode", "s3"]
+        assert sorted(p["role"] for p in procs) == ["coord", "datanode", "etcd", "nats", "proxy", "querynode",
+                                                    "querynode", "s3"]
         assert all(p["log"].startswith(str(data_dir / "logs")) for p in procs)
         first_pids = [p["pid"] for p in procs]
 
@@ -97,10 +98,10 @@ def test_cluster_up_status_down_up_again(tmp_path):
 
         st = _vecdb("status", *common)
         lines = [line for line in st.stdout.splitlines() if " alive " in line or " DEAD " in line]
-        assert len(lines) == 7 and all(" alive " in line for line in lines), st.stdout
+        assert len(lines) == 8 and all(" alive " in line for line in lines), st.stdout
         assert "pymilvus: answers" in st.stdout
-        roles = [line for line in lines if line.split()[1] in ("coord", "querynode", "proxy")]
-        assert len(roles) == 4 and all("healthz: OK" in line for line in roles), st.stdout
+        roles = [line for line in lines if line.split()[1] in ("coord", "querynode", "datanode", "proxy")]
+        assert len(roles) == 5 and all("healthz: OK" in line for line in roles), st.stdout
         assert "healthz: OK active" in st.stdout
 
         # a query node crashes: status says so (and fails), reads go on through the other one

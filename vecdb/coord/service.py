@@ -3,7 +3,8 @@
 Proxies and nodes of a cluster call ``AllocTimestamp`` and ``AllocID`` instead of owning a
 TSO: one allocator per cluster keeps timestamps strictly increasing across every process.
 The active coord also assigns the loaded collections' channels to the query nodes
-(``vecdb.coord.assignment``).
+(``vecdb.coord.assignment``) and every collection's channels to the data nodes
+(``vecdb.coord.datanode_assignment``).
 
 Active-standby. Any number of coords may run on one metadata store; the one holding
 ``session/coord`` (exclusive, its value naming the coord's address) is active, the others are
@@ -36,6 +37,7 @@ import uuid
 # the remote allocators live beside CoordClient; imported from here too
 from vecdb.coord.assignment import AssignmentManager
 from vecdb.coord.client import SESSION_KEY, RemoteIdAllocator, RemoteTimestampOracle  # noqa: F401
+from vecdb.coord.datanode_assignment import DataNodeAssigner
 from vecdb.coord.session import Session, describe_process
 from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.errors import InvalidParameter, IoFailed, ServiceNotReady, ServiceUnavailable
@@ -64,11 +66,12 @@ class _Term:
     """One period as the active coord: the session taken, the allocators and the assignment of
     channels to query nodes, all fenced by it."""
 
-    def __init__(self, session: Session, tso: TimestampOracle, ids: IdAllocator, assigner: AssignmentManager):
-        self.session, self.tso, self.ids, self.assigner = session, tso, ids, assigner
+    def __init__(self, session: Session, tso: TimestampOracle, ids: IdAllocator, assigners: list):
+        self.session, self.tso, self.ids, self.assigners = session, tso, ids, assigners
 
     def end(self) -> None:
-        self.assigner.close()
+        for assigner in self.assigners:
+            assigner.close()
         self.session.close()
 
     def live(self) -> bool:
@@ -168,8 +171,16 @@ class Coord:
             return False
         try:
             fence = {SESSION_KEY: value}
-            term = _Term(session, TimestampOracle(self.meta, fence=fence), IdAllocator(self.meta, fence=fence),
-                         AssignmentManager(self.meta, fence))
+            tso, ids = TimestampOracle(self.meta, fence=fence), IdAllocator(self.meta, fence=fence)
+            assigners: list = []
+            try:
+                assigners.append(AssignmentManager(self.meta, fence))
+                assigners.append(DataNodeAssigner(self.meta, fence))
+            except BaseException:
+                for a in assigners:
+                    a.close()
+                raise
+            term = _Term(session, tso, ids, assigners)
         except BaseException:
             session.close()
             raise

@@ -32,11 +32,12 @@ log = logging.getLogger(__name__)
 
 class DataNode:
     def __init__(self, wal: Log, meta: MetaStore, objects: ObjectStore, ids: IdSource, index_threads: int = 1,
-                 truncate: bool = True):
+                 truncate: bool = True, node_id: str | None = None):
         """``truncate``: discard flushed records from the log. Only where every reader of the log
         is in this process (standalone); in a cluster, query nodes that follow the channels may
         not have applied them yet (docs/cluster.md)."""
         self.truncate = truncate
+        self.node_id = node_id  # a data node process's: recorded in the segments it writes ("by")
         self.ids = ids
         self.log = wal
         self.meta = meta
@@ -48,10 +49,11 @@ class DataNode:
         """Persist records in (checkpoint, upto]; returns the new segments' infos.
 
         The checkpoint moves by compare-and-set: when another process persisted the channel
-        meanwhile (in a cluster every proxy still hosts a data node), this attempt's metadata is
-        not committed, its files are deleted, and it starts over from the new checkpoint, so no
-        record is persisted twice. Its files are its own to delete: ``upto`` is the position of a
-        seal record this process wrote, and object keys are named by it."""
+        meanwhile (a data node and a proxy that persists itself, or two data nodes while a channel
+        moves), this attempt's metadata is not committed, its files are deleted, and it starts over
+        from the new checkpoint, so no record is persisted twice. Object keys are named by ``upto``
+        (a seal record's position): a process that persisted up to the same record meanwhile wrote
+        the same rows under the same keys, so files the winner registered are kept."""
         with self._locks[channel]:
             while True:
                 segments = self._persist_once(info, channel, upto)
@@ -78,6 +80,8 @@ class DataNode:
             sf.write_segment(self.objects, prefix, info.schema, columns, ts)
             seg = {"segment_id": self.ids.allocate(), "partition_id": pid, "num_rows": len(ts),
                    "prefix": prefix, "position": upto}
+            if self.node_id is not None:
+                seg["by"] = self.node_id
             segments.append(seg)
             puts[f"seg/{info.id}/{channel}/{upto:020d}-{pid}"] = json.dumps(seg).encode()
         if deletes:
@@ -88,10 +92,16 @@ class DataNode:
         puts[ckpt_key] = str(upto).encode()
         if not self.meta.txn(puts=puts, expect={ckpt_key: raw_start}):
             log.info("channel %s was persisted by another process meanwhile; starting over", channel)
+            # another process that persisted up to the same seal record wrote the same keys (named by
+            # it) with the same rows and registered them: those files are the winner's now, not garbage
+            kept = {json.loads(v)["prefix"] for _, v in self.meta.scan(f"seg/{info.id}/{channel}/")}
+            kept |= {v.decode() for _, v in self.meta.scan(f"delta/{info.id}/{channel}/")}
             for seg in segments:
-                self.objects.delete_prefix(seg["prefix"])
-            if deletes:
-                self.objects.delete(puts[f"delta/{info.id}/{channel}/{upto:020d}"].decode())
+                if seg["prefix"] not in kept:
+                    self.objects.delete_prefix(seg["prefix"])
+            delta_key = puts.get(f"delta/{info.id}/{channel}/{upto:020d}")
+            if delta_key is not None and delta_key.decode() not in kept:
+                self.objects.delete(delta_key.decode())
             return None
         if self.truncate:
             self.log.truncate_before(channel, upto + 1)

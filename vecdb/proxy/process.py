@@ -3,8 +3,9 @@
 The same Milvus service code as standalone, wired to the cluster: timestamps and ids from
 the coord, writes into the shared log (``ShardWriter`` appends expecting each channel's end, so
 several proxies keep timestamp order), reads through ``QueryNodeRouter`` to the query nodes,
-the catalog on the shared metadata store. Until data nodes run as their own processes, the
-proxy flushes (``DataNode`` in-process, without truncating the log that query nodes follow).
+the catalog on the shared metadata store. A flush waits for the data node processes
+(``vecdb datanode``) to persist the channels; with none running, the proxy persists itself
+(``ClusterDataNode``; the log is never truncated in a cluster yet).
 
 It needs only the storage backends: the active coord is the one named in ``session/coord``
 (``CoordClient``, which follows a failover; a ``coord`` address overrides that), and the query
@@ -21,6 +22,7 @@ from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
 from vecdb.coord.client import CoordClient, RemoteIdAllocator, RemoteTimestampOracle
 from vecdb.datanode.node import DataNode
+from vecdb.datanode.remote import ClusterDataNode
 from vecdb.discovery import node_number
 from vecdb.errors import CollectionNotFound
 from vecdb.process import NodeProcess
@@ -53,8 +55,10 @@ class ProxyProcess(NodeProcess):
                                       loaded_in_catalog=lambda cid: _loaded(catalog, cid),
                                       written=writer.written_positions)
         self._closers.append(self.router.close)
-        self.datanode = DataNode(self.backends.log, self.backends.meta, self.backends.objects, ids,
-                                 settings.querynode.index_threads, truncate=False)
+        # flushes wait for the data node processes (this proxy persists itself when none runs)
+        self.datanode = ClusterDataNode(DataNode(self.backends.log, self.backends.meta, self.backends.objects, ids,
+                                                 settings.querynode.index_threads, truncate=False),
+                                        self.backends.meta)
         self._closers.append(self.datanode.close)
         security = Security(self.backends.meta, settings.security)  # users and roles, shared by every proxy
         self._closers.append(security.close)

@@ -1,0 +1,82 @@
+"""Data nodes as processes (``vecdb datanode``): the coord gives each channel to one data node
+(vecdb.coord.datanode_assignment), which persists it at every seal record; a flush through the
+proxy returns once the data node moved the checkpoint. Killed, a data node's channels go to the
+other one; with none left the proxy persists itself. Real processes on NATS, etcd and S3 through
+pymilvus; the segments' metadata says who wrote them."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import numpy as np
+from pymilvus import MilvusClient
+
+from tests.conftest import free_port, server_settings, spawn_vecdb, wait_until
+from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
+from vecdb.storage.backends import open_meta
+
+DIM = 8
+
+
+def _writers(meta) -> list:
+    """Who wrote each persisted segment, in position order (None: a proxy)."""
+    segs = [json.loads(v) for _, v in meta.scan("seg/")]
+    return [s.get("by") for s in sorted(segs, key=lambda s: s["position"])]
+
+
+def test_data_nodes_persist_flushes_fail_over_and_the_proxy_stands_in(tmp_path, remote_storage):
+    storage = dict(remote_storage(), session_ttl=2)
+    meta = open_meta(server_settings(tmp_path / "probe", None, storage).storage)
+    procs: dict[str, subprocess.Popen] = {}
+    c = None
+    try:
+        procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(free_port()))
+        procs["qn0"] = spawn_vecdb(storage, tmp_path / "qn0", "querynode", "--port", str(free_port()),
+                                   "--node-id", "qn0")
+        for dn in ("dn0", "dn1"):
+            procs[dn] = spawn_vecdb(storage, tmp_path / dn, "datanode", "--port", str(free_port()), "--node-id", dn)
+        port = free_port()
+        procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(port))
+        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
+        c.create_collection("docs", dimension=DIM, metric_type="L2", num_shards=2)
+        vecs = np.random.default_rng(0).random((3000, DIM), dtype=np.float32)
+        c.insert("docs", [{"id": i, "vector": vecs[i]} for i in range(1000)])
+
+        wait_until(lambda: sorted(n for _, v in meta.scan(DN_ASSIGN_PREFIX) for n in json.loads(v).values())
+                   == ["dn0", "dn1"], 20, "each data node owns one of the two channels")
+        c.flush("docs")
+        assert sorted(_writers(meta)) == ["dn0", "dn1"]  # each channel persisted by its data node
+        assert c.query("docs", "", output_fields=["count(*)"])[0]["count(*)"] == 1000
+
+        procs["dn0"].kill()  # its channel goes to dn1 once its session expires
+        procs["dn0"].wait(5)
+        killed = time.monotonic()
+        c.insert("docs", [{"id": i, "vector": vecs[i]} for i in range(1000, 2000)])
+        c.flush("docs")  # waits for dn1 to take the channel over and persist it
+        print(f"flush after kill -9 of a data node returned {time.monotonic() - killed:.2f} s after the kill "
+              "(session ttl 2 s)")
+        assert _writers(meta)[2:] == ["dn1", "dn1"]
+
+        procs["dn1"].send_signal(signal.SIGTERM)  # no data node left: the proxy persists itself
+        assert procs["dn1"].wait(15) == 0
+        c.insert("docs", [{"id": i, "vector": vecs[i]} for i in range(2000, 3000)])
+        c.flush("docs")
+        assert _writers(meta)[4:] == [None, None]
+        assert c.query("docs", "", output_fields=["count(*)"])[0]["count(*)"] == 3000
+        hits = c.search("docs", data=[vecs[2500].tolist()], limit=1)[0]
+        assert hits[0]["id"] == 2500
+    finally:
+        if c is not None:
+            c.close()
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        meta.close()

@@ -1,0 +1,100 @@
+"""A data node process persists the channels the coord assigned it (``vecdb.coord.datanode_assignment``).
+
+``ChannelFlusher`` mirrors ``dnassign/`` and follows each channel assigned to its node in the log,
+from the channel's checkpoint: at every seal record (written by a proxy's flush or its seal
+policy) it persists the channel up to that record (``DataNode.persist``: segment files, delta
+file, then segments and checkpoint in one compare-and-set). A proxy's flush returns once the
+checkpoint reached its seal record (``vecdb.datanode.remote``). A channel no longer assigned (moved
+to another data node, collection dropped) stops being followed; the compare-and-set on the
+checkpoint keeps two data nodes from persisting one record twice during a move.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+from vecdb import errors
+from vecdb.coord.catalog import read_collection
+from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
+from vecdb.datanode import segment_files as sf
+from vecdb.datanode.node import DataNode
+from vecdb.records import SealRecord, decode
+from vecdb.storage.base import Log, MetaStore
+from vecdb.storage.watch import Mirror
+
+log = logging.getLogger(__name__)
+
+
+class ChannelFlusher:
+    def __init__(self, node: DataNode, wal: Log, meta: MetaStore, node_id: str):
+        self.node, self.log, self.meta, self.node_id = node, wal, meta, node_id
+        self._lock = threading.Lock()
+        self._followers: dict[str, threading.Event] = {}  # channel -> stop flag of its thread
+        self._closed = False
+        self._mirror = Mirror(meta, DN_ASSIGN_PREFIX, self._reconcile)
+        self._reconcile()
+
+    def channels(self) -> list[str]:
+        """The channels this node follows now."""
+        with self._lock:
+            return sorted(self._followers)
+
+    def _wanted(self) -> dict[str, int]:
+        out = {}
+        for key, raw in self._mirror.items().items():
+            for ch, node in json.loads(raw).items():
+                if node == self.node_id:
+                    out[ch] = int(key)
+        return out
+
+    def _reconcile(self) -> None:
+        if not hasattr(self, "_mirror"):
+            return  # the mirror's first scan, inside its constructor: the constructor reconciles next
+        wanted = self._wanted()
+        with self._lock:
+            if self._closed:
+                return
+            for ch in [ch for ch in self._followers if ch not in wanted]:
+                self._followers.pop(ch).set()
+                log.info("data node %s stops persisting %s", self.node_id, ch)
+            for ch, cid in wanted.items():
+                if ch not in self._followers:
+                    stop = self._followers[ch] = threading.Event()
+                    threading.Thread(target=self._follow, args=(cid, ch, stop), name=f"flush-{ch}",
+                                     daemon=True).start()
+                    log.info("data node %s persists %s", self.node_id, ch)
+
+    def _follow(self, cid: int, channel: str, stop: threading.Event) -> None:
+        """Persist at each seal record after the checkpoint, until told to stop; starts over from
+        the checkpoint after a failure."""
+        while not stop.is_set():
+            follower = None
+            try:
+                follower = self.log.follow(channel, sf.checkpoint(self.meta, cid, channel) + 1)
+                while not stop.is_set():
+                    for pos, payload in follower.poll(timeout=0.5):
+                        if isinstance(decode(payload), SealRecord) and pos > sf.checkpoint(self.meta, cid, channel):
+                            self._persist(cid, channel, pos)
+            except errors.CollectionNotFound:
+                return  # dropped: its assignment goes next
+            except Exception:  # noqa: BLE001 (store or log trouble: start over from the checkpoint)
+                log.exception("data node %s: persisting %s failed; starting over", self.node_id, channel)
+                stop.wait(1.0)
+            finally:
+                if follower is not None:
+                    follower.close()
+
+    def _persist(self, cid: int, channel: str, upto: int) -> None:
+        info = read_collection(self.meta, cid)
+        segments = self.node.persist(info, channel, upto)
+        log.info("data node %s persisted %s up to %d: %d segments", self.node_id, channel, upto, len(segments))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for stop in self._followers.values():
+                stop.set()
+            self._followers.clear()
+        self._mirror.close()

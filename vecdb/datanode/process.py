@@ -1,0 +1,51 @@
+"""``vecdb datanode``: a data node as its own process.
+
+It opens the storage backends, registers ``session/datanode/<node id>`` (renewed under a lease)
+so the coord can assign it channels and notice when it is gone, then persists the channels the
+coord assigns it (``ChannelFlusher``): segment files, delta files and checkpoints in the object
+and metadata stores, at each seal record in the log. Segment ids come from the coord. It serves
+no RPC of its own yet (its port answers gRPC's health only), which a later split of index builds
+and compaction will use.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+from vecdb.config import Settings
+from vecdb.coord.client import CoordClient, RemoteIdAllocator
+from vecdb.datanode.flusher import ChannelFlusher
+from vecdb.datanode.node import DataNode
+from vecdb.process import NodeProcess
+
+
+class DataNodeProcess(NodeProcess):
+    role = "datanode"
+
+    def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 0, node_id: str | None = None):
+        self._host, self._port = host, port
+        self.flusher: ChannelFlusher | None = None
+        super().__init__(settings, host, node_id)
+        try:
+            self.flusher = ChannelFlusher(self.node, self.backends.log, self.backends.meta, self.node_id)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, settings: Settings):
+        coord = CoordClient(self.backends.meta)
+        self._closers.append(coord.close)
+        self.node = DataNode(self.backends.log, self.backends.meta, self.backends.objects, RemoteIdAllocator(coord),
+                             settings.querynode.index_threads, truncate=False, node_id=self.node_id)
+        self._closers.append(self.node.close)
+        server = grpc.server(ThreadPoolExecutor(max_workers=1, thread_name_prefix="datanode-rpc"))
+        port = server.add_insecure_port(f"{self._host}:{self._port}")
+        server.start()
+        return server, port
+
+    def stop(self, grace: float = 1.0) -> None:
+        if self.flusher is not None:
+            self.flusher.close()
+        super().stop(grace)

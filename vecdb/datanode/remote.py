@@ -1,0 +1,69 @@
+"""A cluster proxy's data node role: persisting is the data node processes' job when any runs.
+
+``ClusterDataNode.persist`` (a flush, or the seal policy) waits until the data node that owns the
+channel (``vecdb.coord.datanode_assignment``) moved the channel's checkpoint to the seal record
+(``vecdb.datanode.flusher``), and returns the segments that persist wrote. With no data node
+alive it persists in-process, as a cluster without data nodes always did. Everything else (the
+indexer for unloaded collections, segment lists, drops) is the in-process ``DataNode``'s, over the
+same metadata and object stores.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from vecdb import errors
+from vecdb.coord.catalog_model import CollectionInfo
+from vecdb.coord.datanode_assignment import DATANODE_SESSIONS
+from vecdb.datanode import segment_files as sf
+from vecdb.datanode.indexer import SegmentIndexer
+from vecdb.datanode.node import DataNode
+from vecdb.storage.base import MetaStore
+
+log = logging.getLogger(__name__)
+
+PERSIST_WAIT = 120.0  # seconds a flush waits for the data nodes before it fails (retriable)
+
+
+class ClusterDataNode:
+    def __init__(self, local: DataNode, meta: MetaStore, wait: float = PERSIST_WAIT):
+        self.local, self.meta, self.wait = local, meta, wait
+
+    @property
+    def indexer(self) -> SegmentIndexer:
+        return self.local.indexer
+
+    def _datanodes(self) -> list[str]:
+        return [k for k, _ in self.meta.scan(DATANODE_SESSIONS)]
+
+    def persist(self, info: CollectionInfo, channel: str, upto: int) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + self.wait
+        pause = 0.005
+        while True:
+            if sf.checkpoint(self.meta, info.id, channel) >= upto:
+                return [s for s in sf.list_segments(self.meta, info.id, channel) if s.get("position") == upto]
+            if not self._datanodes():
+                return self.local.persist(info, channel, upto)
+            if time.monotonic() > deadline:
+                raise errors.ServiceUnavailable(f"channel {channel}: no data node persisted it up to {upto} "
+                                                f"within {self.wait:.0f} s")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+    def segments(self, info: CollectionInfo) -> list[dict[str, Any]]:
+        return self.local.segments(info)
+
+    def drop_collection(self, info: CollectionInfo) -> None:
+        self.local.drop_collection(info)
+
+    def drop_partition(self, info: CollectionInfo, partition_id: int) -> None:
+        self.local.drop_partition(info, partition_id)
+
+    def forget_index_builds(self, collection_id: int, index_ids: Iterable[int]) -> None:
+        self.local.forget_index_builds(collection_id, index_ids)
+
+    def close(self) -> None:
+        self.local.close()
