@@ -80,3 +80,61 @@ def test_data_nodes_persist_flushes_fail_over_and_the_proxy_stands_in(tmp_path, 
             except subprocess.TimeoutExpired:
                 proc.kill()
         meta.close()
+
+
+def _first_position(log, channel: str) -> int:
+    """The first position the channel still holds (0 when empty)."""
+    return next((pos for pos, _ in log.read(channel, 1)), 0)
+
+
+def test_the_log_is_truncated_below_what_every_follower_applied(tmp_path, remote_storage):
+    """The data node cuts each channel below its checkpoint and what the query nodes applied; a
+    query node that starts (or restarts) afterwards loads from the segments and the rest of the log."""
+    from vecdb.storage.backends import open_backends
+
+    storage = dict(remote_storage(), session_ttl=2)
+    backends = open_backends(server_settings(tmp_path / "probe", None, storage).storage)
+    procs: dict[str, subprocess.Popen] = {}
+    c = None
+    try:
+        procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(free_port()))
+        procs["qn0"] = spawn_vecdb(storage, tmp_path / "qn0", "querynode", "--port", str(free_port()),
+                                   "--node-id", "qn0")
+        procs["dn0"] = spawn_vecdb(storage, tmp_path / "dn0", "datanode", "--port", str(free_port()),
+                                   "--node-id", "dn0")
+        port = free_port()
+        procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(port))
+        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
+        c.create_collection("docs", dimension=DIM, metric_type="L2")
+        channel = f"c{c.describe_collection('docs')['collection_id']}-s0"
+        vecs = np.random.default_rng(1).random((2000, DIM), dtype=np.float32)
+        for lo in range(0, 1500, 500):
+            c.insert("docs", [{"id": i, "vector": vecs[i]} for i in range(lo, lo + 500)])
+            c.flush("docs")
+        c.insert("docs", [{"id": i, "vector": vecs[i]} for i in range(1500, 2000)])  # growing, in the log only
+        assert c.query("docs", "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 2000
+        last = backends.log.last_position(channel)
+        took = wait_until(lambda: _first_position(backends.log, channel) > 1, 20, "the log is never truncated")
+        first = _first_position(backends.log, channel)
+        print(f"log of {channel}: positions {first}..{last} kept (truncated {took:.1f} s after the last write)")
+        assert 1 < first <= last
+
+        procs["qn0"].kill()  # a node that starts now finds part of the log gone: it loads the segments
+        procs["qn0"].wait(5)
+        procs["qn1"] = spawn_vecdb(storage, tmp_path / "qn1", "querynode", "--port", str(free_port()),
+                                   "--node-id", "qn1")
+        assert c.query("docs", "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 2000
+        hits = c.search("docs", data=[vecs[1700].tolist(), vecs[100].tolist()], limit=1)
+        assert [h[0]["id"] for h in hits] == [1700, 100]
+    finally:
+        if c is not None:
+            c.close()
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        backends.close()

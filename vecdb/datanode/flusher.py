@@ -7,6 +7,12 @@ file, then segments and checkpoint in one compare-and-set). A proxy's flush retu
 checkpoint reached its seal record (``vecdb.datanode.remote``). A channel no longer assigned (moved
 to another data node, collection dropped) stops being followed; the compare-and-set on the
 checkpoint keeps two data nodes from persisting one record twice during a move.
+
+The log is bounded: after each persist, and every ``TRUNCATE_SECONDS`` while idle, the owner
+truncates the channel below the lowest of its checkpoint and the positions the query nodes
+holding the channel applied (``qnpos/``, ``vecdb.querynode.positions``). A query node more than
+``MAX_FOLLOWER_LAG`` records behind the checkpoint does not hold the log back: it is named in the
+log, the cut passes it, and it reloads the channel from the segments when it meets the gap.
 """
 
 from __future__ import annotations
@@ -14,17 +20,22 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 
 from vecdb import errors
 from vecdb.coord.catalog import read_collection
 from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
 from vecdb.datanode import segment_files as sf
 from vecdb.datanode.node import DataNode
+from vecdb.querynode.positions import QN_POS_PREFIX
 from vecdb.records import SealRecord, decode
 from vecdb.storage.base import Log, MetaStore
 from vecdb.storage.watch import Mirror
 
 log = logging.getLogger(__name__)
+
+TRUNCATE_SECONDS = 5.0
+MAX_FOLLOWER_LAG = 1_000_000  # records behind the checkpoint a query node may hold the log back
 
 
 class ChannelFlusher:
@@ -32,6 +43,7 @@ class ChannelFlusher:
         self.node, self.log, self.meta, self.node_id = node, wal, meta, node_id
         self._lock = threading.Lock()
         self._followers: dict[str, threading.Event] = {}  # channel -> stop flag of its thread
+        self._truncated: dict[str, int] = {}  # channel -> position the log was last truncated below
         self._closed = False
         self._mirror = Mirror(meta, DN_ASSIGN_PREFIX, self._reconcile)
         self._reconcile()
@@ -73,10 +85,15 @@ class ChannelFlusher:
             follower = None
             try:
                 follower = self.log.follow(channel, sf.checkpoint(self.meta, cid, channel) + 1)
+                due = time.monotonic() + TRUNCATE_SECONDS
                 while not stop.is_set():
                     for pos, payload in follower.poll(timeout=0.5):
                         if isinstance(decode(payload), SealRecord) and pos > sf.checkpoint(self.meta, cid, channel):
                             self._persist(cid, channel, pos)
+                            due = 0.0
+                    if time.monotonic() >= due:
+                        self.truncate(cid, channel)
+                        due = time.monotonic() + TRUNCATE_SECONDS
             except errors.CollectionNotFound:
                 return  # dropped: its assignment goes next
             except Exception:  # noqa: BLE001 (store or log trouble: start over from the checkpoint)
@@ -90,6 +107,26 @@ class ChannelFlusher:
         info = read_collection(self.meta, cid)
         segments = self.node.persist(info, channel, upto)
         log.info("data node %s persisted %s up to %d: %d segments", self.node_id, channel, upto, len(segments))
+
+    def truncate(self, cid: int, channel: str) -> int:
+        """Cut the channel below the lowest of its checkpoint and the applied positions of the query
+        nodes holding it; returns the position it is now cut below."""
+        ckpt = sf.checkpoint(self.meta, cid, channel)
+        low = ckpt
+        for key, raw in self.meta.scan(QN_POS_PREFIX):
+            applied = json.loads(raw).get(channel)
+            if applied is None:
+                continue
+            if applied < ckpt - MAX_FOLLOWER_LAG:
+                log.error("query node %s applied %s only up to %d, %d records behind the checkpoint: the log is "
+                          "cut past it, and it reloads the channel from the segments", key, channel, applied,
+                          ckpt - applied)
+                continue
+            low = min(low, applied)
+        if low + 1 > self._truncated.get(channel, 1):
+            self.log.truncate_before(channel, low + 1)
+            self._truncated[channel] = low + 1
+        return self._truncated.get(channel, 1)
 
     def close(self) -> None:
         with self._lock:

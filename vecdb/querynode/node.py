@@ -96,7 +96,7 @@ class QueryNode:
             todo = [ch for ch in (info.channels if channels is None else channels) if ch not in have]
             if coll is not None and not todo:
                 return
-            shards = [self._load_shard(info, ch) for ch in todo]
+            shards = [self._load_shard_whole(info, ch) for ch in todo]
             if coll is None:
                 coll = self.collections[info.id] = LoadedCollection(info, shards)
             else:
@@ -125,12 +125,21 @@ class QueryNode:
                     stop.wait(0.5)
                     continue
                 for pos, payload in records:
-                    if pos > shard.applied_position + 1:  # the log was truncated past what this node applied
-                        log.error("channel %s: records %d..%d were truncated before this node applied them; "
-                                  "reload the collection", shard.channel, shard.applied_position + 1, pos - 1)
+                    if pos > shard.applied_position + 1:  # truncated past what this node applied: reload
+                        log.error("channel %s: records %d..%d were truncated before this node applied them "
+                                  "(it fell behind the log's retention); it releases the channel, which its "
+                                  "assignment loads again from the segments", shard.channel,
+                                  shard.applied_position + 1, pos - 1)
+                        self.release(_collection_id(shard.channel), [shard.channel])
+                        return
                     self.deliver(shard.channel, pos, decode(payload))
         finally:
             follower.close()
+
+    def applied_positions(self) -> dict[str, int]:
+        """channel -> the last log position applied, for every channel held (the log may be truncated
+        below the lowest of these and the checkpoint: vecdb.datanode.flusher)."""
+        return {ch: shard.applied_position for ch, shard in list(self._by_channel.items())}
 
     def wait_applied(self, positions: dict[str, int], timeout: float = 30.0) -> None:
         """Block until each channel's records up to its position are applied (a Strong read's
@@ -143,6 +152,16 @@ class QueryNode:
             if not shard.wait_applied(position, max(deadline - time.monotonic(), 0)):
                 raise errors.ServiceUnavailable(f"channel {channel!r}: position {position} not applied within "
                                                 f"{timeout} s (at {shard.applied_position})")
+
+    def _load_shard_whole(self, info: CollectionInfo, channel: str, tries: int = 5) -> Shard:
+        """``_load_shard``, again when the log was truncated under it (a flush moved the checkpoint
+        and the log was cut below it after this load read the old one: the new one covers the gap)."""
+        for _ in range(tries):
+            try:
+                return self._load_shard(info, channel)
+            except _Truncated as e:
+                log.info("loading %s: %s; loading again from the new checkpoint", channel, e)
+        return self._load_shard(info, channel)
 
     def _load_shard(self, info: CollectionInfo, channel: str) -> Shard:
         shard = Shard(channel, info.schema)
@@ -170,6 +189,8 @@ class QueryNode:
             shard.apply_deltas(pks, ts)
         shard.applied_position = start
         for pos, payload in self.log.read(channel, start + 1):
+            if pos != shard.applied_position + 1:
+                raise _Truncated(f"records {shard.applied_position + 1}..{pos - 1} are no longer in the log")
             rec = decode(payload)
             if isinstance(rec, InsertRecord) and rec.partition_id not in live:
                 shard.applied_position = pos  # rows of a dropped partition stay dropped
@@ -459,6 +480,10 @@ class QueryNode:
         self._builder.shutdown(wait=False, cancel_futures=True)
         self._interim.shutdown(wait=False, cancel_futures=True)
         self.builds.close()
+
+
+class _Truncated(Exception):
+    """The log no longer holds records a load needs (truncated below a newer checkpoint)."""
 
 
 def _interim_params(idx) -> dict:

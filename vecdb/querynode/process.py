@@ -3,7 +3,8 @@
 It opens the storage backends, serves search/query/count over internal RPC, registers
 ``session/querynode/<node id>`` (its address, renewed under a lease) so the coord and proxies
 can find it and notice when it is gone, then holds the channels the coord assigns it
-(``AssignmentFollower``), following each in the log (``QueryNode(tail=True)``).
+(``AssignmentFollower``), following each in the log (``QueryNode(tail=True)``), and publishes
+how far it applied each (``PositionPublisher``), which bounds the log's truncation.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from vecdb.config import Settings
 from vecdb.process import NodeProcess
 from vecdb.querynode.assigned import AssignmentFollower
 from vecdb.querynode.node import QueryNode
+from vecdb.querynode.positions import PositionPublisher
 from vecdb.querynode.service import serve_querynode
 
 
@@ -21,17 +23,20 @@ class QueryNodeProcess(NodeProcess):
     def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 0, node_id: str | None = None):
         self._host, self._port = host, port
         self.follower: AssignmentFollower | None = None
+        self.positions: PositionPublisher | None = None
         super().__init__(settings, host, node_id)
         assert self.session is not None
         try:
             self.follower = AssignmentFollower(self.node, self.backends.meta, self.node_id, self.session.lease)
+            self.positions = PositionPublisher(self.node, self.backends.meta, self.node_id, self.session.lease)
         except BaseException:
             self.stop()
             raise
 
     def stop(self, grace: float = 1.0) -> None:
-        if self.follower is not None:
-            self.follower.close()
+        for part in (self.positions, self.follower):
+            if part is not None:
+                part.close()
         super().stop(grace)
 
     def _start(self, settings: Settings):
