@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import logging
 import os
 import signal
 import sys
@@ -14,9 +13,11 @@ import threading
 def _settings(args):
     """Settings from --config and the environment, then the command line's storage and
     listening flags."""
+    from vecdb import logs
     from vecdb.config import load_settings
 
     settings = load_settings(args.config)
+    logs.set_level(logs.level_for(args.command, args.log_level, settings.log))  # log.<role>, log.level
     if args.data_dir:
         settings.storage.data_dir = args.data_dir
     if args.host:
@@ -52,6 +53,7 @@ def _run_until_signalled(node, ready: str) -> int:
 
 
 def _coord(args) -> int:
+    from vecdb import logs
     from vecdb.coord.service import Coord
     from vecdb.storage.backends import open_meta
 
@@ -66,6 +68,7 @@ def _coord(args) -> int:
             from vecdb.http import start_http
 
             http = start_http(settings.proxy.host, settings.http.port, coord.health, "coord", coord.address)
+        logs.set_node("coord", coord.address)
         # a standby serves too (it refuses calls until it takes over): ready either way, and says which
         return _run_until_signalled(coord, f"vecdb coord ready on {coord.address} "
                                            f"({'active' if coord.active else 'standby'})")
@@ -235,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="vecdb",
         description="vecdb: a vector database that speaks the Milvus API (use pymilvus to talk to it).",
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument("--log-level", default=None,
+                        help="DEBUG, INFO, WARNING or ERROR (default: the config's log.<role>, else log.level, else "
+                             "INFO; VECDB_LOG__<ROLE> / VECDB_LOG__LEVEL set them)")
     sub = parser.add_subparsers(dest="command", required=True)
     st = _command(sub, "standalone", _standalone,
                   "run every role in one process with embedded storage (no other servers needed)",
@@ -287,10 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     _auth_flag(px)
     _cluster_command(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # FAISS logs which of its builds it tried ("Could not load library with AVX512 support") at INFO:
-    # noise for a user, and not a problem (faiss-cpu picks the best kernels at run time).
-    logging.getLogger("faiss.loader").setLevel(max(logging.WARNING, logging.getLogger().level))
+    from vecdb import logs
+
+    # one line per event, "[<role> <node id>]" in each; the level is settled once the settings are read
+    logs.setup(args.command, logs.level_for(args.command, args.log_level))
     return args.func(args)
 
 

@@ -48,6 +48,17 @@ class HttpSettings(BaseModel):
     port: int = Field(9091, description="/healthz and /metrics; 0 disables")
 
 
+class LogSettings(BaseModel):
+    """Log level per role (``vecdb.logs``): ``--log-level`` first, then the role's own key, then ``level``."""
+
+    level: str = Field("", description="every role's level: DEBUG, INFO, WARNING or ERROR (empty = INFO)")
+    standalone: str = Field("", description="the standalone server's level (empty = level)")
+    coord: str = Field("", description="a coord's level (empty = level)")
+    proxy: str = Field("", description="a proxy's level (empty = level)")
+    querynode: str = Field("", description="a query node's level (empty = level)")
+    datanode: str = Field("", description="a data node's level (empty = level)")
+
+
 class SecuritySettings(BaseModel):
     authorization_enabled: bool = Field(False, description="require a user and password on every Milvus API call "
                                         "(Milvus's common.security.authorizationEnabled); `--auth` turns it on")
@@ -62,6 +73,7 @@ class Settings(BaseModel):
     storage: StorageSettings = StorageSettings()
     querynode: QueryNodeSettings = QueryNodeSettings()
     http: HttpSettings = HttpSettings()
+    log: LogSettings = LogSettings()
     security: SecuritySettings = SecuritySettings()
 
 

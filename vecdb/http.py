@@ -6,9 +6,10 @@ coord|querynode|proxy``: ``--http-port``, off unless given). The rules:
 - ``/healthz`` asks the role's ``health()``: ``(True, text)`` answers 200 with ``text`` (it starts
   with "OK": "OK", "OK active", "OK standby"); ``(False, reason)`` answers 503 with the reason
   ("starting", "stopping", "session lost ...").
-- ``/metrics`` is the process's prometheus-client registry (every metric defined in this process,
-  whichever role defined it), plus ``vecdb_node_info{role, node_id} 1`` per role served here: join on
-  it to tell processes apart (several roles in one process, as in tests, share one registry).
+- ``/metrics`` is every metric defined in this process (``vecdb.metrics``: Milvus's names where
+  Milvus has the metric, each with a ``node_id`` label; prometheus-client's process metrics), plus
+  ``vecdb_node_info{role, node_id} 1`` per role served here (several roles in one process, as in
+  tests, share one registry: their ``node_id`` labels tell them apart).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge
+
+from vecdb.metrics import exposition
 
 Health = Callable[[], tuple[bool, str]]
 
@@ -35,7 +38,7 @@ def start_http(host: str, port: int, health: Health, role: str = "standalone",
                 ok, text = _ask(health)
                 self._send(200 if ok else 503, text.encode(), "text/plain; charset=utf-8")
             elif self.path.startswith("/metrics"):
-                self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
+                self._send(200, exposition(), CONTENT_TYPE_LATEST)
             else:
                 self._send(404, b"not found", "text/plain")
 

@@ -9,7 +9,12 @@ before it can serve, and ended first by ``stop``, so the others stop sending it 
 With ``http.port`` set (``--http-port``; 0 = off), ``/healthz`` and ``/metrics`` (``vecdb.http``)
 start first, so a probe sees "starting" while the role loads, and stop last, so it sees
 "stopping" during the grace. Healthy (200 "OK") only between: started, session registered and
-surely held (not lost, not ended, renewed within its ttl: ``Session.trouble``).
+surely held (not lost, not ended, renewed within its ttl: ``Session.trouble``) and the log reachable
+(a JetStream log's NATS connection up).
+
+Metrics and logs name the node by its id (``vecdb.metrics``): the number Milvus clients see for it
+(``node_number``) maps back to the id, the role's engine (``self.node``, when it has
+``metrics_node_id``) takes it, and so do the process's log lines (``vecdb.logs``).
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import uuid
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 
+from vecdb import logs, metrics
 from vecdb.config import Settings
 from vecdb.coord.session import register_node
+from vecdb.discovery import node_number
 from vecdb.storage.backends import open_backends
 
 
@@ -28,6 +35,16 @@ def advertised_address(host: str, port: int) -> str:
     """The address others reach a server at: a wildcard listen address names no host, so the
     machine's name stands for it."""
     return f"{socket.gethostname() if host in ('', '0.0.0.0', '::', '[::]') else host}:{port}"
+
+
+def _log_trouble(log) -> str | None:
+    """Why the log cannot be reached now, if it cannot: a JetStream log's NATS connection is down
+    (it reconnects by itself; the node is healthy again once it has). The metadata store's
+    reachability shows in the session (not renewed within its ttl)."""
+    nc = getattr(log, "_nc", None)
+    if nc is not None and not nc.is_connected:
+        return "the log (NATS) is unreachable: reconnecting"
+    return None
 
 
 class NodeProcess:
@@ -40,9 +57,14 @@ class NodeProcess:
         self.http: ThreadingHTTPServer | None = None
         self._stopping = False
         self._closers: list[Callable[[], None]] = []
+        metrics.name_node(node_number(self.node_id), self.node_id)
+        logs.set_node(self.role, self.node_id)
         try:
             self._start_http(host, settings.http.port)
             self.server, self.port = self._start(settings)
+            engine = getattr(self, "node", None)
+            if engine is not None and hasattr(engine, "metrics_node_id"):
+                engine.metrics_node_id = self.node_id
             self.address = advertised_address(host, self.port)
             self.session = register_node(self.backends.meta, self.role, self.node_id, self.address,
                                          settings.storage.session_ttl)
@@ -62,7 +84,7 @@ class NodeProcess:
             return False, "stopping"
         if self.session is None:
             return False, "starting"
-        trouble = self.session.trouble()
+        trouble = self.session.trouble() or _log_trouble(self.backends.log)
         return (False, trouble) if trouble else (True, "OK")
 
     def _start(self, settings: Settings):

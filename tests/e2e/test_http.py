@@ -23,10 +23,13 @@ def test_healthz_and_metrics(tmp_path):
         client = MilvusClient(f"http://127.0.0.1:{node.port}")
         client.list_collections()
         metrics = urllib.request.urlopen(f"{base}/metrics").read().decode()
-        line = next(x for x in metrics.splitlines()
-                    if x.startswith('vecdb_proxy_requests_total{method="ShowCollections",status="ok"}'))
+        # Milvus's names, exactly (no prometheus-client "_total"), node_id "standalone"
+        line = next(x for x in metrics.splitlines() if x.startswith(
+            'milvus_proxy_req_count{function_name="ShowCollections",node_id="standalone",status="success"}'))
         assert float(line.split()[-1]) >= 1
-        assert "vecdb_proxy_request_seconds_bucket" in metrics
+        assert "# TYPE milvus_proxy_req_count counter" in metrics
+        assert 'milvus_proxy_req_latency_bucket{function_name="ShowCollections",le="1.0",node_id="standalone"}' \
+            in metrics
         client.close()
     finally:
         node.stop()

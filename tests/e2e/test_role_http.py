@@ -61,7 +61,8 @@ def test_proxy_metrics_show_its_requests(tmp_path, remote_storage):
         client.close()
         status, metrics = _get(http, "/metrics")
         assert status == 200
-        assert 'vecdb_proxy_requests_total{method="ShowCollections",status="ok"}' in metrics
+        assert 'milvus_proxy_req_count{function_name="ShowCollections",node_id="px-h",status="success"} 1.0' \
+            in metrics
         assert 'vecdb_node_info{node_id="px-h",role="proxy"} 1.0' in metrics
     finally:
         if proxy is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -11,10 +12,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from prometheus_client import Counter, Histogram
 from pymilvus.grpc_gen import common_pb2
 
-from vecdb import errors
+from vecdb import errors, metrics
 from vecdb.coord.catalog import DEFAULT_PARTITION, CollectionInfo
 from vecdb.proxy import status
 from vecdb.proxy.writer import ShardWriter
@@ -50,33 +50,45 @@ class Roles:
 
 PARTITION_KEY_NAMES = "not support manually specifying the partition names if partition key mode is used"
 
-REQUESTS = Counter("vecdb_proxy_requests_total", "Milvus API requests by method and outcome", ["method", "status"])
-LATENCY = Histogram("vecdb_proxy_request_seconds", "Milvus API request latency", ["method"],
-                    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
+log = logging.getLogger(__name__)
 
 
 def rpc(response_type=None):
     """Turn exceptions into a Status (or ``response_type(status=...)``) for the client; count and time
-    every call (``/metrics``)."""
+    every call with Milvus's metrics (``vecdb.metrics``): ``milvus_proxy_req_count`` "total" as it
+    starts, then "success" or "fail" (an exception, or a reply whose status is an error), and
+    ``milvus_proxy_req_latency`` (ms) of the successful ones; inserts, deletes, searches and queries
+    count their vectors too (``metrics.PROXY_AFTER``)."""
 
     def wrap(fn):
-        ok = REQUESTS.labels(fn.__name__, "ok")
-        failed = REQUESTS.labels(fn.__name__, "error")
-        latency = LATENCY.labels(fn.__name__)
+        calls = metrics.ProxyCalls(fn.__name__)
+        after = metrics.PROXY_AFTER.get(fn.__name__)
+        failed_reply = metrics.reply_failed
+        clock = time.perf_counter
 
         @functools.wraps(fn)
         def handler(self, request, context):
-            start = time.perf_counter()
+            start = clock()
+            total, ok, failed, latency, node = calls.children(self.r.node_id, self.r.component)
+            total.inc()
             try:
                 reply = fn(self, request, context)
-                ok.inc()
-                return reply
             except Exception as exc:  # noqa: BLE001 - every error goes back as a Status
                 failed.inc()
                 st = status.from_exception(exc)
                 return st if response_type is None else response_type(status=st)
-            finally:
-                latency.observe(time.perf_counter() - start)
+            if failed_reply(reply):
+                failed.inc()
+                return reply
+            ms = (clock() - start) * 1000.0
+            ok.inc()
+            latency.observe(ms)
+            if after is not None:
+                try:
+                    after(node, request, context, reply, ms)
+                except Exception:  # noqa: BLE001 - a metric must never fail the call
+                    log.exception("metrics of %s", fn.__name__)
+            return reply
 
         return handler
 

@@ -100,3 +100,22 @@ class AdminRpcs(ServiceBase):
             for r in self.r.querynode.replicas(info.id)
         ]
         return milvus_pb2.GetReplicasResponse(status=status.success(), replicas=replicas)
+
+    @rpc(milvus_pb2.GetMetricsResponse)
+    def GetMetrics(self, request, context):
+        """``{"metric_type": "system_info"}``: the live nodes of the cluster (every process holding a
+        session) with their roles and ids, as Milvus's topology JSON (``vecdb.proxy.system_info``)."""
+        import json
+
+        from vecdb import errors, metrics
+        from vecdb.proxy.base import parse_json_param
+        from vecdb.proxy.system_info import SYSTEM_INFO, system_topology
+
+        asked = parse_json_param(request.request, "GetMetrics request").get("metric_type", "")
+        if asked != SYSTEM_INFO:
+            raise errors.InvalidParameter(f"unsupported metric type: {asked!r} (vecdb answers {SYSTEM_INFO!r})")
+        role = "standalone" if self.r.component == "standalone" else "proxy"
+        topology = system_topology(getattr(self.r.datanode, "meta", None), role, self.r.node_id,
+                                   metrics.node_label(self.r.node_id, self.r.component))
+        return milvus_pb2.GetMetricsResponse(status=status.success(), response=json.dumps(topology),
+                                             component_name=f"{role}{self.r.node_id}")

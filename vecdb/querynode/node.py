@@ -17,7 +17,7 @@ from functools import partial
 
 import numpy as np
 
-from vecdb import errors
+from vecdb import errors, metrics
 from vecdb.columns import empty_column
 from vecdb.coord.catalog import CollectionInfo
 from vecdb.coord.index_builds import BuildRefused, IndexBuilds
@@ -83,6 +83,9 @@ class QueryNode:
         self._interim = ThreadPoolExecutor(max_workers=1, thread_name_prefix="growing-index")
         self._interim_busy: set[int] = set()  # id() of segments with a pending interim task
         self.builds = IndexBuilds(meta)
+        # the node_id label of its metrics (a query node process sets its own id: vecdb.process)
+        self.metrics_node_id = metrics.STANDALONE
+        metrics.track_querynode(self)  # entities, segments and log lag are read when /metrics is scraped
 
     # --- load / release ---------------------------------------------------------
     def load(self, info: CollectionInfo, channels: Sequence[str] | None = None) -> None:
@@ -367,8 +370,9 @@ class QueryNode:
             with seg.index_lock:
                 if field.name in seg.indexes:
                     return  # scheduled twice (seal and a new index description): built already
-                index = self.builds.run(info.id, idx.index_id, seg.prefix, seg.n,
-                                        lambda: self._new_sealed_index(idx, field, seg))
+                with metrics.timed(metrics.INDEX_BUILD_LATENCY, metrics.INDEX_TASK_COUNT, self.metrics_node_id):
+                    index = self.builds.run(info.id, idx.index_id, seg.prefix, seg.n,
+                                            lambda: self._new_sealed_index(idx, field, seg))
                 index.freeze()
                 if seg.prefix is not None:
                     try:
@@ -446,6 +450,7 @@ class QueryNode:
             raise errors.CollectionNotLoaded(f"collection not loaded[collection={info.name}]")
         return coll
 
+    @metrics.querynode_read("search")
     def search(self, info: CollectionInfo, spec: executor.SearchSpec, partition_ids: set[int] | None,
                output_fields: Sequence[str], channels: Sequence[str] | None = None) -> executor.Hits:
         """Over every channel held, or over ``channels`` (a proxy's share of a sharded read)."""
@@ -457,6 +462,7 @@ class QueryNode:
                 hits.columns[name] = empty_column(info.schema.field(name), 0)
         return hits
 
+    @metrics.querynode_read("query")
     def query(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               output_fields: Sequence[str], limit: int | None, offset: int,
               channels: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -466,6 +472,7 @@ class QueryNode:
             return {n: empty_column(info.schema.field(n), 0) for n in output_fields}
         return executor.query(views, ts, flt, output_fields, info.schema.primary_field.name, limit, offset)
 
+    @metrics.querynode_read("count")
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               channels: Sequence[str] | None = None) -> int:
         return executor.count(self._collection(info).snapshot(partition_ids, channels), ts, flt)
@@ -475,6 +482,7 @@ class QueryNode:
         return sum(len(s.pk_index) for s in coll.shards) if coll else 0
 
     def close(self) -> None:
+        metrics.untrack_querynode(self)
         for stop in self._tailers.values():
             stop.set()
         self._builder.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,341 @@
+"""The metrics every role exposes on ``/metrics`` (``vecdb.http``), defined in one place.
+
+Names and labels are Milvus's (``pkg/metrics`` of Milvus) where Milvus has the metric, so Milvus
+dashboards and alerts work unchanged; what Milvus has no metric for is named ``vecdb_...``. Every
+metric carries ``node_id``: the node's id as in its session (``session/<role>/<node id>``, the
+``node_id`` of ``vecdb_node_info``), "standalone" in a standalone server.
+
+Milvus's metrics are exposed exactly as Milvus names them: a counter is ``milvus_proxy_req_count``,
+not prometheus-client's ``milvus_proxy_req_count_total`` (they live in ``MILVUS``, a registry of
+their own that ``exposition`` writes without that renaming). Durations are in milliseconds with
+Milvus's buckets, as Milvus's are.
+
+What is a state rather than an event (entities and segments a query node holds, how far it is
+behind the log) is read when scraped (``QueryNodeCollector``), so the write and read paths pay
+nothing for it. Per-call counters are prometheus-client children looked up once per (node,
+function) and cached by the caller (``ProxyCalls``): a call costs a few counter increments and one
+histogram observation (measured in ``tests/unit/test_metrics.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from contextlib import contextmanager
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+log = logging.getLogger(__name__)
+
+MILVUS = CollectorRegistry(auto_describe=True)
+STANDALONE = "standalone"
+
+# Milvus's buckets: durations in milliseconds, 1 ms .. 131 s doubling; long tasks up to an hour.
+BUCKETS_MS = tuple(float(2 ** i) for i in range(18))
+LONG_TASK_BUCKETS_MS = (1.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0, 20000.0, 50000.0, 100000.0, 250000.0,
+                        500000.0, 1000000.0, 3600000.0)
+
+# Milvus's status label values: "total" when a call starts, then "success" or "fail".
+TOTAL, SUCCESS, FAIL = "total", "success", "fail"
+
+# --- proxy ---------------------------------------------------------------------------------------
+PROXY_REQ_COUNT = Counter("milvus_proxy_req_count", "count of operation executed",
+                          ["node_id", "function_name", "status"], registry=MILVUS)
+PROXY_REQ_LATENCY = Histogram("milvus_proxy_req_latency", "latency of each request (ms)",
+                              ["node_id", "function_name"], buckets=BUCKETS_MS, registry=MILVUS)
+PROXY_INSERT_VECTORS = Counter("milvus_proxy_insert_vectors_count", "counter of vectors successfully inserted",
+                               ["node_id", "db_name", "collection_name"], registry=MILVUS)
+PROXY_UPSERT_VECTORS = Counter("milvus_proxy_upsert_vectors_count", "counter of vectors successfully upserted",
+                               ["node_id", "db_name", "collection_name"], registry=MILVUS)
+PROXY_DELETE_VECTORS = Counter("milvus_proxy_delete_vectors_count", "counter of vectors successfully deleted",
+                               ["node_id", "db_name", "collection_name"], registry=MILVUS)
+PROXY_SEARCH_VECTORS = Counter("milvus_proxy_search_vectors_count", "counter of vectors successfully searched",
+                               ["node_id", "db_name", "collection_name"], registry=MILVUS)
+PROXY_RECEIVED_NQ = Counter("milvus_proxy_received_nq", "counter of nq of received search and query requests",
+                            ["node_id", "query_type", "collection_name"], registry=MILVUS)
+PROXY_SQ_LATENCY = Histogram("milvus_proxy_sq_latency", "latency of search or query successfully (ms)",
+                             ["node_id", "query_type", "db_name", "collection_name"], buckets=BUCKETS_MS,
+                             registry=MILVUS)
+PROXY_MUTATION_LATENCY = Histogram("milvus_proxy_mutation_latency", "latency of insert or delete successfully (ms)",
+                                   ["node_id", "msg_type", "db_name", "collection_name"], buckets=BUCKETS_MS,
+                                   registry=MILVUS)
+
+# --- query node ----------------------------------------------------------------------------------
+QUERYNODE_SQ_REQ_COUNT = Counter("milvus_querynode_sq_req_count", "count of search / query request",
+                                 ["node_id", "query_type", "status"], registry=MILVUS)
+QUERYNODE_SQ_REQ_LATENCY = Histogram("milvus_querynode_sq_req_latency", "latency of Search or query requests (ms)",
+                                     ["node_id", "query_type"], buckets=BUCKETS_MS, registry=MILVUS)
+
+
+# --- index builds (a query node's, or a data node's indexer) --------------------------------------
+INDEX_BUILD_LATENCY = Histogram("milvus_indexnode_build_index_latency", "latency of building the index (ms)",
+                                ["node_id"], buckets=BUCKETS_MS, registry=MILVUS)
+INDEX_TASK_COUNT = Counter("milvus_indexnode_index_task_count", "number of index builds, by outcome",
+                           ["node_id", "status"], registry=MILVUS)
+
+# --- flushes (a data node's) --------------------------------------------------------------------
+FLUSH_LATENCY = Histogram("milvus_datanode_save_latency", "latency of a flush: segment files saved and committed (ms)",
+                          ["node_id", "segment_level"], buckets=LONG_TASK_BUCKETS_MS, registry=MILVUS)
+FLUSH_COUNT = Counter("milvus_datanode_flush_buffer_op_count", "count of flushes, by outcome",
+                      ["node_id", "status"], registry=MILVUS)
+
+
+def elapsed_ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+@contextmanager
+def timed(histogram: Histogram, counter: Counter | None, node_id: str, *labels: str):
+    """Observe how long the block took (ms) in ``histogram{node_id, *labels}``; count it in
+    ``counter{node_id, status}`` as success or fail."""
+    start = time.perf_counter()
+    try:
+        yield
+    except BaseException:
+        if counter is not None:
+            counter.labels(node_id, FAIL).inc()
+        raise
+    histogram.labels(node_id, *labels).observe(elapsed_ms(start))
+    if counter is not None:
+        counter.labels(node_id, SUCCESS).inc()
+
+
+# --- node ids --------------------------------------------------------------------------------------
+# The number a Milvus client sees for a node (vecdb.discovery.node_number) -> the node's own id, so a
+# proxy's metrics, labelled from the number its handlers know, carry the id of its session.
+_NODE_NAMES: dict[int, str] = {}
+
+
+def name_node(number: int, node_id: str) -> None:
+    _NODE_NAMES[number] = node_id
+
+
+def node_label(number: int, component: str) -> str:
+    if component == STANDALONE:
+        return STANDALONE
+    return _NODE_NAMES.get(number, str(number))
+
+
+class ProxyCalls:
+    """The children of the proxy's per-call metrics for one function, per node (a process may serve
+    several proxies, in tests): looked up once, then a dict hit per call."""
+
+    __slots__ = ("function", "_by_node")
+
+    def __init__(self, function: str):
+        self.function = function
+        self._by_node: dict[int, tuple[Any, Any, Any, Any, str]] = {}
+
+    def children(self, number: int, component: str):
+        """(total, success, fail counters, latency histogram, node label) of node ``number``."""
+        got = self._by_node.get(number)
+        if got is None:
+            node = node_label(number, component)
+            got = self._by_node[number] = (
+                PROXY_REQ_COUNT.labels(node, self.function, TOTAL),
+                PROXY_REQ_COUNT.labels(node, self.function, SUCCESS),
+                PROXY_REQ_COUNT.labels(node, self.function, FAIL),
+                PROXY_REQ_LATENCY.labels(node, self.function),
+                node,
+            )
+        return got
+
+
+def _db(request, context) -> str:
+    if getattr(request, "db_name", ""):
+        return request.db_name
+    for k, v in context.invocation_metadata() if context is not None else ():
+        if k == "dbname" and v:
+            return v
+    return "default"
+
+
+def _after_insert(node, request, context, reply, ms) -> None:
+    db, coll = _db(request, context), request.collection_name
+    PROXY_INSERT_VECTORS.labels(node, db, coll).inc(reply.insert_cnt)
+    PROXY_MUTATION_LATENCY.labels(node, "insert", db, coll).observe(ms)
+
+
+def _after_upsert(node, request, context, reply, ms) -> None:
+    db, coll = _db(request, context), request.collection_name
+    PROXY_UPSERT_VECTORS.labels(node, db, coll).inc(reply.upsert_cnt)
+    PROXY_MUTATION_LATENCY.labels(node, "upsert", db, coll).observe(ms)
+
+
+def _after_delete(node, request, context, reply, ms) -> None:
+    db, coll = _db(request, context), request.collection_name
+    PROXY_DELETE_VECTORS.labels(node, db, coll).inc(reply.delete_cnt)
+    PROXY_MUTATION_LATENCY.labels(node, "delete", db, coll).observe(ms)
+
+
+def _after_search(node, request, context, reply, ms) -> None:
+    db, coll = _db(request, context), request.collection_name
+    nq = reply.results.num_queries or request.nq
+    PROXY_SEARCH_VECTORS.labels(node, db, coll).inc(nq)
+    PROXY_RECEIVED_NQ.labels(node, "search", coll).inc(nq)
+    PROXY_SQ_LATENCY.labels(node, "search", db, coll).observe(ms)
+
+
+def _after_hybrid_search(node, request, context, reply, ms) -> None:
+    db, coll = _db(request, context), request.collection_name
+    nq = reply.results.num_queries
+    PROXY_SEARCH_VECTORS.labels(node, db, coll).inc(nq)
+    PROXY_RECEIVED_NQ.labels(node, "hybrid_search", coll).inc(nq)
+    PROXY_SQ_LATENCY.labels(node, "hybrid_search", db, coll).observe(ms)
+
+
+def _after_query(node, request, context, reply, ms) -> None:
+    db, coll = _db(request, context), request.collection_name
+    PROXY_RECEIVED_NQ.labels(node, "query", coll).inc()
+    PROXY_SQ_LATENCY.labels(node, "query", db, coll).observe(ms)
+
+
+# After a successful call of these functions (one whose reply's status is success), what else is
+# counted: vectors written or searched, search/query and mutation latencies.
+PROXY_AFTER = {
+    "Insert": _after_insert, "Upsert": _after_upsert, "Delete": _after_delete,
+    "Search": _after_search, "HybridSearch": _after_hybrid_search, "Query": _after_query,
+}
+
+
+def reply_failed(reply) -> bool:
+    """A reply that carries a failed status (a handler may answer an error without raising)."""
+    st = getattr(reply, "status", reply)
+    return bool(getattr(st, "code", 0) or getattr(st, "error_code", 0))
+
+
+# --- query nodes: what they hold, read when scraped ------------------------------------------------
+_QUERYNODES: weakref.WeakSet = weakref.WeakSet()
+_QN_LOCK = threading.Lock()
+
+
+def track_querynode(node) -> None:
+    """Report ``node`` (a ``QueryNode``: ``metrics_node_id``, ``collections``, ``log``) on /metrics."""
+    with _QN_LOCK:
+        _QUERYNODES.add(node)
+
+
+def untrack_querynode(node) -> None:
+    with _QN_LOCK:
+        _QUERYNODES.discard(node)
+
+
+def querynode_read(query_type: str):
+    """Count and time a query node's read (``milvus_querynode_sq_req_count`` / ``_latency``)."""
+
+    def wrap(fn):
+        def read(self, *args, **kwargs):
+            node = self.metrics_node_id
+            QUERYNODE_SQ_REQ_COUNT.labels(node, query_type, TOTAL).inc()
+            start = time.perf_counter()
+            try:
+                out = fn(self, *args, **kwargs)
+            except BaseException:
+                QUERYNODE_SQ_REQ_COUNT.labels(node, query_type, FAIL).inc()
+                raise
+            QUERYNODE_SQ_REQ_COUNT.labels(node, query_type, SUCCESS).inc()
+            QUERYNODE_SQ_REQ_LATENCY.labels(node, query_type).observe(elapsed_ms(start))
+            return out
+
+        read.__name__, read.__doc__, read.__wrapped__ = fn.__name__, fn.__doc__, fn  # type: ignore[attr-defined]
+        return read
+
+    return wrap
+
+
+class QueryNodeCollector(Collector):
+    """Entities and segments per collection, channels and collections held, and how far each
+    channel's applied position is behind the log's end, for every query node of this process."""
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        entities = GaugeMetricFamily(
+            "milvus_querynode_entity_num",
+            "number of entities which can be searched/queried, clustered by collection and state",
+            labels=["db_name", "collection_name", "node_id", "collection_id", "segment_state"])
+        segments = GaugeMetricFamily(
+            "milvus_querynode_segment_num", "number of segments loaded, clustered by its collection and state",
+            labels=["node_id", "collection_id", "segment_state", "segment_level"])
+        collections = GaugeMetricFamily("milvus_querynode_collection_num", "number of collections loaded",
+                                        labels=["node_id"])
+        channels = GaugeMetricFamily("milvus_querynode_dml_vchannel_num", "number of dmlChannels watched",
+                                     labels=["node_id"])
+        lag = GaugeMetricFamily(
+            "vecdb_querynode_consume_lag", "records of a channel in the log not applied yet (log end minus "
+            "applied position)", labels=["node_id", "collection_id", "channel_name"])
+        applied = GaugeMetricFamily("vecdb_querynode_applied_position", "the last log position applied, per channel",
+                                    labels=["node_id", "collection_id", "channel_name"])
+        with _QN_LOCK:
+            nodes = list(_QUERYNODES)
+        for node in nodes:
+            self._node(node, entities, segments, collections, channels, lag, applied)
+        return [entities, segments, collections, channels, lag, applied]
+
+    @staticmethod
+    def _node(node, entities, segments, collections, channels, lag, applied) -> None:
+        label = node.metrics_node_id
+        loaded = list(node.collections.items())
+        collections.add_metric([label], len(loaded))
+        n_channels = 0
+        for cid, coll in loaded:
+            info, shards = coll.info, list(coll.shards)
+            n_channels += len(shards)
+            counts = {"Sealed": [0, 0], "Growing": [0, 0]}  # state -> [entities, segments]
+            for shard in shards:
+                for seg in list(shard.segments.values()):
+                    if not seg.n:
+                        continue
+                    c = counts["Sealed" if seg.sealed else "Growing"]
+                    c[0] += seg.alive_count()
+                    c[1] += 1
+                position = shard.applied_position
+                applied.add_metric([label, str(cid), shard.channel], position)
+                try:
+                    end = node.log.last_position(shard.channel)
+                except Exception as e:  # noqa: BLE001 - the log is unreachable: no lag to report
+                    log.debug("consume lag of %s: %s", shard.channel, e)
+                    continue
+                lag.add_metric([label, str(cid), shard.channel], max(end - position, 0))
+            for state, (rows, segs) in counts.items():
+                entities.add_metric([info.db, info.name, label, str(cid), state], rows)
+                segments.add_metric([label, str(cid), state, "L1"], segs)
+        channels.add_metric([label], n_channels)
+
+
+MILVUS.register(QueryNodeCollector())
+
+
+# --- exposition ------------------------------------------------------------------------------------
+def exposition() -> bytes:
+    """/metrics: prometheus-client's default registry (process, gc, vecdb_* metrics) in its format, then
+    the Milvus-named metrics with Milvus's exact names."""
+    return generate_latest(REGISTRY) + _milvus_text(MILVUS)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _milvus_text(registry: CollectorRegistry) -> bytes:
+    out: list[str] = []
+    for family in registry.collect():
+        name, kind = family.name, family.type
+        if kind == "unknown":
+            kind = "untyped"
+        doc = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        out.append(f"# HELP {name} {doc}\n")
+        out.append(f"# TYPE {name} {kind}\n")
+        for s in family.samples:
+            if s.name.endswith("_created"):
+                continue
+            sample = name if kind == "counter" and s.name == name + "_total" else s.name
+            labels = ",".join(f'{k}="{_escape(str(v))}"' for k, v in sorted(s.labels.items()))
+            out.append(f"{sample}{{{labels}}} {floatToGoString(s.value)}\n" if labels
+                       else f"{sample} {floatToGoString(s.value)}\n")
+    return "".join(out).encode()
