@@ -23,7 +23,8 @@ COMPOSE_CLUSTER = DEPLOY / "docker-compose.cluster.yml"
 COMPOSE_STANDALONE = DEPLOY / "docker-compose.yml"
 NATS_CONF = DEPLOY / "nats" / "nats.conf"
 DOCKERFILES = [REPO / "Dockerfile", REPO / "Dockerfile.arm64"]
-ROLES = ("standalone", "coord", "proxy", "querynode")
+ROLES = ("standalone", "coord", "proxy", "querynode", "datanode")  # every `vecdb <role>` (cli_roles() checks)
+CLUSTER_ROLES = ("coord", "proxy", "querynode", "datanode")  # what the compose cluster and the chart run
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -156,7 +157,7 @@ class RoleRun:
     @property
     def listen(self) -> tuple[str, int]:
         """The role's listening host and gRPC port, as cli.py gives them to the role."""
-        defaults = {"coord": 19540, "querynode": 21123}
+        defaults = {"coord": 19540, "querynode": 21123, "datanode": 21124}
         if self.role in defaults:
             return self.settings.proxy.host, self.args.port if self.args.port is not None else defaults[self.role]
         return self.settings.proxy.host, self.settings.proxy.port
@@ -181,7 +182,7 @@ def role_run(argv: list[str], env: dict[str, str]) -> RoleRun:
         return 0
 
     with pytest.MonkeyPatch.context() as mp:
-        for name in ("_standalone", "_coord", "_querynode", "_proxy"):
+        for name in ("_standalone", "_coord", "_querynode", "_datanode", "_proxy"):
             mp.setattr(cli, f"{name}", capture)
         for key in list(os.environ):
             if key.startswith("VECDB_"):
@@ -193,6 +194,24 @@ def role_run(argv: list[str], env: dict[str, str]) -> RoleRun:
         assert cli.main([str(a) for a in argv]) == 0
     assert "run" in seen, f"vecdb {argv} did not reach a role"
     return seen["run"]
+
+
+def cli_roles() -> set[str]:
+    """The roles ``vecdb`` has a command for: its subcommands (from its own ``--help``) but ``cluster``."""
+    import contextlib
+    import io
+
+    from vecdb import cli
+
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
+        for key in ("OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS"):  # main() sets these: undone afterwards
+            mp.setenv(key, os.environ.get(key, "1" if key == "OPENBLAS_NUM_THREADS" else "PASSIVE"))
+        with pytest.raises(SystemExit):
+            cli.main(["--help"])
+    m = re.search(r"\{([\w,-]+)\}", out.getvalue())
+    assert m, out.getvalue()
+    return set(m.group(1).split(",")) - {"cluster"}
 
 
 def unknown_settings(data: dict) -> list[str]:

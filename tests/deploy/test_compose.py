@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.deploy._deploy import (
+    CLUSTER_ROLES,
     COMPOSE_CLUSTER,
     COMPOSE_STANDALONE,
     NATS_CONF,
@@ -88,13 +89,23 @@ def test_standalone_compose_serves_on_its_ports_with_data_on_the_volume():
     assert target == run.settings.storage.data_dir and volume in doc["volumes"]
 
 
-def test_cluster_has_the_backends_two_coords_two_querynodes_and_a_proxy(cluster):
+def test_cluster_has_the_backends_two_coords_two_querynodes_a_datanode_and_a_proxy(cluster):
     roles: dict[str, list[str]] = {}
     for name, service in vecdb_services(cluster).items():
         roles.setdefault(service_run(service).role, []).append(name)
-    assert {k: len(v) for k, v in roles.items()} == {"coord": 2, "querynode": 2, "proxy": 1}
+    assert {k: len(v) for k, v in roles.items()} == {"coord": 2, "querynode": 2, "datanode": 1, "proxy": 1}
+    assert set(roles) == set(CLUSTER_ROLES)
     assert BACKENDS <= set(cluster["services"])
-    assert not [n for n, s in cluster["services"].items() if "datanode" in " ".join(s.get("command") or [])]
+
+
+def test_nodes_have_their_own_ids_and_the_default_ports(cluster):
+    """Query and data nodes register session/<role>/<node id>: the id is the service's name (two nodes with one id
+    would take each other's session), and each listens on its role's default port as the chart's do."""
+    for name, service in vecdb_services(cluster).items():
+        run = service_run(service)
+        if run.role in ("querynode", "datanode"):
+            assert run.args.node_id == name, name
+            assert run.listen == ("0.0.0.0", {"querynode": 21123, "datanode": 21124}[run.role]), name
 
 
 def test_every_setting_a_role_needs_names_a_service_it_waits_for(cluster):
@@ -134,7 +145,7 @@ def test_credentials_set_once_reach_minio_and_every_role(cluster):
             assert (storage.s3_access_key, storage.s3_secret_key) == ("someone", "a-long-secret"), name
 
 
-def test_start_order_proxy_after_coord_and_querynodes_standby_after_active(cluster):
+def test_start_order_proxy_after_coord_query_and_data_nodes_standby_after_active(cluster):
     services = cluster["services"]
     for name, service in services.items():
         for dep, cond in (service.get("depends_on") or {}).items():
@@ -147,9 +158,15 @@ def test_start_order_proxy_after_coord_and_querynodes_standby_after_active(clust
         order += sorted(ready)
     roles = {name: service_run(s).role for name, s in vecdb_services(cluster).items()}
     proxy_deps = set(services["proxy"]["depends_on"])
-    assert {n for n, r in roles.items() if r == "querynode"} <= proxy_deps
+    assert {n for n, r in roles.items() if r in ("querynode", "datanode")} <= proxy_deps
     assert any(roles[n] == "coord" for n in proxy_deps if n in roles)
     assert "coord-1" in services["coord-2"]["depends_on"]
+    # nodes wait for the active coord (data nodes get their channels and segment ids from it)
+    for name, role in roles.items():
+        if role in ("querynode", "datanode"):
+            assert "coord-1" in services[name]["depends_on"], name
+            assert order.index(name) > order.index("coord-1")
+    assert max(order.index(n) for n in roles if n != "proxy") < order.index("proxy")
 
 
 def test_proxy_publishes_the_milvus_api_and_its_metrics(cluster):

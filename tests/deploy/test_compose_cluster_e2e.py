@@ -2,10 +2,12 @@
 on 127.0.0.1 with the file's own command and environment (on top of the image's ENV), its addresses moved to
 loopback (the backend services become the test session's real NATS, etcd and S3 servers; each role gets free
 ports instead of its container's), in the file's start order, each one started only once its dependencies pass
-the file's own health check. Then pymilvus against the proxy: what a user of the compose file would do."""
+the file's own health check. Then pymilvus against the proxy: what a user of the compose file would do, and a
+flush that the file's data node persists (the segments' metadata in etcd names it)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -21,6 +23,9 @@ from pymilvus import MilvusClient
 
 from tests.conftest import free_port
 from tests.deploy._deploy import COMPOSE_CLUSTER, compose_env, image_env, load_compose, run_python_healthcheck
+from vecdb.config import load_settings
+from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
+from vecdb.storage.backends import open_meta
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
@@ -111,7 +116,7 @@ def test_compose_cluster_serves_pymilvus_with_its_own_commands_and_environment(
         http = {n: p.ports["--http-port"] for n, p in procs.items()}
         assert _get(http["coord-1"], "/healthz") == (200, "OK active")
         assert _get(http["coord-2"], "/healthz") == (200, "OK standby")
-        for name in ("querynode-1", "querynode-2", "proxy"):
+        for name in ("querynode-1", "querynode-2", "datanode-1", "proxy"):
             assert _get(http[name], "/healthz")[0] == 200
 
         client = MilvusClient(uri=f"http://127.0.0.1:{procs['proxy'].ports['--port']}")
@@ -128,11 +133,28 @@ def test_compose_cluster_serves_pymilvus_with_its_own_commands_and_environment(
             filtered = client.search("compose_docs", data=[vecs[42]], limit=5, filter='tag == "t1"',
                                      output_fields=["tag"])[0]
             assert len(filtered) == 5 and all(h["entity"]["tag"] == "t1" for h in filtered)
+
+            # a flush returns once the channel's data node persisted it: the file's datanode-1, which the coord
+            # gave the channel, wrote every segment ("by"), as the metadata store the roles share says
+            client.flush("compose_docs")
+            meta = open_meta(load_settings(None, env=procs["datanode-1"].env).storage)
+            try:
+                segments = [json.loads(v) for _, v in meta.scan("seg/")]
+                owners = {n for _, v in meta.scan(DN_ASSIGN_PREFIX) for n in json.loads(v).values()}
+            finally:
+                meta.close()
+            assert segments and sum(s["num_rows"] for s in segments) == 300, segments
+            assert {s.get("by") for s in segments} == {"datanode-1"}, segments
+            assert owners == {"datanode-1"}
+            assert client.query("compose_docs", filter="", output_fields=["count(*)"],
+                                consistency_level="Strong")[0]["count(*)"] == 300
+            assert client.search("compose_docs", data=[vecs[42]], limit=1)[0][0]["id"] == 42
         finally:
             client.close()
-        # the proxy's metrics carry the node id the file gives it
-        status, metrics = _get(http["proxy"], "/metrics")
-        assert status == 200 and 'vecdb_node_info{node_id="proxy-1",role="proxy"} 1.0' in metrics
+        # the metrics carry the node id and role the file gives each node
+        for name, node_id, role in (("proxy", "proxy-1", "proxy"), ("datanode-1", "datanode-1", "datanode")):
+            status, metrics = _get(http[name], "/metrics")
+            assert status == 200 and f'vecdb_node_info{{node_id="{node_id}",role="{role}"}} 1.0' in metrics, name
     finally:
         for proc in reversed(procs.values()):
             if proc.proc is not None and proc.proc.poll() is None:

@@ -17,6 +17,8 @@ from tests.conftest import free_port
 from tests.deploy._deploy import (
     DOCKERFILES,
     REPO,
+    ROLES,
+    cli_roles,
     healthcheck_code,
     parse_dockerfile,
     role_run,
@@ -76,8 +78,16 @@ def test_one_image_every_role_non_root_gpu_target(path):
     assert "[gpu]" in gpu_runs and "[gpu]" not in " ".join(t for k, t in by_name["cpu"]["instructions"] if k == "RUN")
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert any(dep.startswith("cupy-cuda12") for dep in extras["gpu"])
-    # there is no `vecdb datanode` command yet: no instruction may name one
-    assert not [t for s in stages for _, t in s["instructions"] if "datanode" in t]
+
+
+def test_every_role_of_the_command_line_is_checked_and_named_in_the_dockerfiles():
+    """ROLES (what these tests run every role check over) is every `vecdb <role>` the command line has, and
+    each Dockerfile's header, which says what the command can be, names them all."""
+    assert set(ROLES) == cli_roles()
+    for path in DOCKERFILES:
+        header = "\n".join(line for line in path.read_text().splitlines() if line.startswith("#"))
+        named = re.search(r"vecdb ((?:\w+\|)+\w+)", header)
+        assert named and set(named.group(1).split("|")) == set(ROLES), (path.name, named and named.group(1))
 
 
 def test_arm64_file_is_the_same_image_for_arm():
@@ -88,7 +98,7 @@ def test_arm64_file_is_the_same_image_for_arm():
         assert (a["name"], a["image"], a["instructions"]) == (b["name"], b["image"], b["instructions"])
 
 
-@pytest.mark.parametrize("role_argv", [["standalone"], ["coord"], ["querynode"], ["proxy"]], ids=lambda a: a[0])
+@pytest.mark.parametrize("role_argv", [[role] for role in ROLES], ids=lambda a: a[0])
 def test_image_defaults_give_every_role_its_healthz_port_and_the_volume(role_argv):
     """`docker run IMAGE <role>` (the image's ENV, no flags): every role listens on all interfaces, keeps
     its data under the volume and serves /healthz on the port the HEALTHCHECK asks."""

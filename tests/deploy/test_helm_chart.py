@@ -20,6 +20,7 @@ import pytest
 
 from tests.deploy._deploy import (
     CHART,
+    CLUSTER_ROLES,
     DOCKERFILES,
     NATS_CONF,
     RoleRun,
@@ -157,6 +158,9 @@ def test_helm_lint_fails_bad_values():
 @pytest.mark.parametrize(("bad", "where"), [
     ({"coord": {"replicas": "two"}}, "/coord/replicas"),
     ({"querynode": {"replicas": -1}}, "/querynode/replicas"),
+    ({"datanode": {"replicas": "one"}}, "/datanode/replicas"),
+    ({"datanode": {"nodeSelector": {"disk": 1}}}, "/datanode/nodeSelector"),
+    ({"ports": {"datanode": "21124"}}, "/ports/datanode"),
     ({"logLevel": "LOUD"}, "/logLevel"),
     ({"etcd": {"bundled": False}}, "/etcd"),  # external without an endpoint
     ({"etcd": {"bundled": False, "endpoint": "http://etcd:2379"}}, "/etcd/endpoint"),  # no scheme: etcd://host:port
@@ -181,6 +185,7 @@ def test_values_schema_takes_good_variants():
     out = helm.Chart.load(str(CHART)).render({
         "podDisruptionBudget": {"enabled": True, "maxUnavailable": "50%"},
         "querynode": {"replicas": 0, "resources": {"requests": {"cpu": 2, "memory": "512Mi"}}},
+        "datanode": {"replicas": 0},  # no data node: the proxies persist
         "s3": {"accessKey": "vecdbuser", "secretKey": "vecdb-secret-key"}})
     assert any("PodDisruptionBudget" in text for text in out.values())
 
@@ -231,7 +236,7 @@ def test_strict_validation_catches_what_the_chart_must_not_do():
 def test_each_role_gets_every_setting_it_needs_from_the_release(values, tmp_path):
     objs, vals = objects(values), values_of(values)
     deployments = role_deployments(values)
-    assert set(deployments) == {"coord", "querynode", "proxy"}
+    assert set(deployments) == set(CLUSTER_ROLES)
     for role, deployment in deployments.items():
         run, container = role_of(deployment, objs, tmp_path)
         assert run.role == role == container["name"]
@@ -240,6 +245,8 @@ def test_each_role_gets_every_setting_it_needs_from_the_release(values, tmp_path
         # listens on every address (Service and port-forward)
         assert run.listen == ("0.0.0.0" if role == "proxy" else POD_IP, container_port(container, "grpc"))
         assert run.settings.http.port == container_port(container, "http") == 9091
+        # the role's own default port (`vecdb <role>` without --port), as in the compose file
+        assert run.listen[1] == {"coord": 19540, "querynode": 21123, "datanode": 21124, "proxy": 19530}[role]
         if role != "coord":
             assert run.args.node_id == POD_NAMES["metadata.name"]
         data = next(m for m in container["volumeMounts"] if m["mountPath"] == storage.data_dir)
@@ -289,6 +296,11 @@ def test_external_values_reach_the_pods():
     vals = values_of("external")["querynode"]
     assert dep["querynode"]["spec"]["replicas"] == 4 and dep["proxy"]["spec"]["replicas"] == 2
     assert dep["coord"]["spec"]["replicas"] == 2  # active + standby by default
+    assert role_deployments("default")["datanode"]["spec"]["replicas"] == 1
+    dn_vals, dn_pod = values_of("external")["datanode"], dep["datanode"]["spec"]["template"]["spec"]
+    assert dep["datanode"]["spec"]["replicas"] == dn_vals["replicas"] == 2
+    assert dn_pod["affinity"] == dn_vals["affinity"]
+    assert dn_pod["containers"][0]["resources"] == dn_vals["resources"]
     assert pod["nodeSelector"] == vals["nodeSelector"]
     assert pod["tolerations"] == vals["tolerations"]
     assert pod["affinity"] == vals["affinity"]
@@ -351,10 +363,10 @@ def test_selectors_and_references_resolve(values):
             assert {p["name"] for p in service["spec"]["ports"]} >= {e["port"] for e in obj["spec"]["endpoints"]}
             roles = {t["metadata"]["labels"].get("app.kubernetes.io/component")
                      for t in templates if matches(service["spec"]["selector"], t["metadata"]["labels"])}
-            assert roles == {"coord", "querynode", "proxy"}, roles
+            assert roles == set(CLUSTER_ROLES), roles
     if values == "external":
         assert {n for (k, n) in objs if k == "PodDisruptionBudget"} == {
-            f"release-name-vecdb-{r}" for r in ("coord", "querynode", "proxy")}
+            f"release-name-vecdb-{r}" for r in CLUSTER_ROLES}
 
 
 def test_proxy_service_publishes_the_milvus_api_and_metrics():

@@ -1,5 +1,5 @@
 {{/*
-The Deployment of one vecdb role: (dict "root" $ "role" "coord|querynode|proxy" "host" LISTEN "port" PORT).
+The Deployment of one vecdb role: (dict "root" $ "role" "coord|querynode|datanode|proxy" "host" LISTEN "port" PORT).
 Every role: the image's `vecdb` with the role as its command, the settings file from the ConfigMap, S3 keys from the
 Secret, /healthz probes on the http port. A role that listens on $(POD_IP) tells the others that address (its
 session in etcd); one on 0.0.0.0 would tell its pod name, which other pods cannot resolve.
