@@ -14,7 +14,7 @@ What is a state rather than an event (entities and segments a query node holds, 
 behind the log) is read when scraped (``QueryNodeCollector``), so the write and read paths pay
 nothing for it. Per-call counters are prometheus-client children looked up once per (node,
 function) and cached by the caller (``ProxyCalls``): a call costs a few counter increments and one
-histogram observation (measured in ``tests/unit/test_metrics.py``).
+histogram observation (measured in ``tests/unit/test_metrics_exposition.py``).
 """
 
 from __future__ import annotations
