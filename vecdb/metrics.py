@@ -32,6 +32,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from vecdb.timestamp import MAX_TIMESTAMP
+
 log = logging.getLogger(__name__)
 
 MILVUS = CollectorRegistry(auto_describe=True)
@@ -292,7 +294,8 @@ class QueryNodeCollector(Collector):
                     if not seg.n:
                         continue
                     c = counts["Sealed" if seg.sealed else "Growing"]
-                    c[0] += seg.alive_count()
+                    # no row deleted yet (the common case): no scan of the delete timestamps
+                    c[0] += seg.n if seg.min_del_ts == MAX_TIMESTAMP else seg.alive_count()
                     c[1] += 1
                 position = shard.applied_position
                 applied.add_metric([label, str(cid), shard.channel], position)

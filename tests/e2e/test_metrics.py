@@ -5,7 +5,7 @@ process, each on its own HTTP port, on NATS, etcd and S3), after a known workloa
   searched (``milvus_proxy_req_count`` total / success / fail, ``milvus_proxy_req_latency``,
   ``milvus_proxy_insert_vectors_count``, ``milvus_proxy_search_vectors_count``, ...), each labelled
   with the proxy's node id;
-- the query node's: one search request per search, the entities and segments it holds per
+- the query node's: one search request per search, the entities (live rows) and segments it holds per
   collection (growing, then sealed after a flush), its consumer lag 0 once a Strong read returned,
   one index build after the flush;
 - ``GetMetrics`` (``system_info``) lists the coord, the query node and the proxy with their ids;
@@ -30,8 +30,9 @@ from pymilvus.grpc_gen import milvus_pb2
 from tests.conftest import free_port, server_settings, wait_until
 from vecdb.discovery import node_number
 
-DIM, BATCHES, BATCH, SEARCHES, NQ, QUERIES = 8, 3, 400, 5, 2, 2
+DIM, BATCHES, BATCH, SEARCHES, NQ, QUERIES, DELETED = 8, 3, 400, 5, 2, 2, 10
 ROWS = BATCHES * BATCH  # over MIN_ROWS_FOR_INDEX (1024): the sealed segment gets an index built
+LIVE = ROWS - DELETED
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
@@ -126,15 +127,16 @@ def test_counters_move_by_exactly_the_workload_and_get_metrics_lists_every_role(
         for s in range(SEARCHES):
             hits = client.search(name, data[s * NQ:(s + 1) * NQ], limit=3, consistency_level="Strong")
             assert [h[0]["id"] for h in hits] == list(range(s * NQ, (s + 1) * NQ))
+        client.delete(name, ids=list(range(ROWS - DELETED, ROWS)))
         for _ in range(QUERIES):
             assert client.query(name, "id >= 0", output_fields=["count(*)"],
-                                consistency_level="Strong")[0]["count(*)"] == ROWS
+                                consistency_level="Strong")[0]["count(*)"] == LIVE
         with pytest.raises(Exception, match="can.t find collection"):
             client.describe_collection("no_such_" + name)
         p1, q1 = Scrape(px_http), Scrape(qn_http)
 
         # the proxy: every call counted once under its function, labelled with the proxy's id
-        for fn, calls in (("Insert", BATCHES), ("Search", SEARCHES), ("Query", QUERIES)):
+        for fn, calls in (("Insert", BATCHES), ("Search", SEARCHES), ("Query", QUERIES), ("Delete", 1)):
             assert _moved(p0, p1, "milvus_proxy_req_count", node_id=px, function_name=fn, status="total") == calls
             assert _moved(p0, p1, "milvus_proxy_req_count", node_id=px, function_name=fn, status="success") == calls
             assert _moved(p0, p1, "milvus_proxy_req_count", node_id=px, function_name=fn, status="fail") == 0
@@ -143,6 +145,8 @@ def test_counters_move_by_exactly_the_workload_and_get_metrics_lists_every_role(
                       status="fail") == 1
         assert _moved(p0, p1, "milvus_proxy_insert_vectors_count", node_id=px, db_name="default",
                       collection_name=name) == ROWS
+        assert _moved(p0, p1, "milvus_proxy_delete_vectors_count", node_id=px, db_name="default",
+                      collection_name=name) == DELETED
         assert _moved(p0, p1, "milvus_proxy_search_vectors_count", node_id=px, db_name="default",
                       collection_name=name) == SEARCHES * NQ
         assert _moved(p0, p1, "milvus_proxy_received_nq", node_id=px, query_type="search",
@@ -163,7 +167,7 @@ def test_counters_move_by_exactly_the_workload_and_get_metrics_lists_every_role(
         assert _moved(q0, q1, "milvus_querynode_sq_req_count", node_id=qn, query_type="count",
                       status="success") == QUERIES
         assert q1.value("milvus_querynode_entity_num", node_id=qn, collection_id=cid, collection_name=name,
-                        segment_state="Growing") == ROWS
+                        segment_state="Growing") == LIVE  # deleted rows are no entities
         assert q1.value("milvus_querynode_entity_num", node_id=qn, collection_id=cid, segment_state="Sealed") == 0
         assert q1.value("milvus_querynode_segment_num", node_id=qn, collection_id=cid, segment_state="Growing") == 1
         assert q1.count("vecdb_querynode_consume_lag", node_id=qn, collection_id=cid) == 1
@@ -174,7 +178,7 @@ def test_counters_move_by_exactly_the_workload_and_get_metrics_lists_every_role(
         # a flush: the rows become one sealed segment, whose index the query node builds
         client.flush(name)
         wait_until(lambda: Scrape(qn_http).value("milvus_querynode_entity_num", node_id=qn, collection_id=cid,
-                                                 segment_state="Sealed") == ROWS, 20, "rows sealed on the node")
+                                                 segment_state="Sealed") == LIVE, 20, "rows sealed on the node")
         wait_until(lambda: _moved(q0, Scrape(qn_http), "milvus_indexnode_index_task_count", node_id=qn,
                                   status="success") == 1, 30, "one index built")
         q2 = Scrape(qn_http)
