@@ -94,7 +94,10 @@ def test_querynode_process_serves_http_port(tmp_path):
     proc = spawn_vecdb({}, tmp_path, "querynode", "--port", "0", "--node-id", "qn-p", "--http-port", str(http))
     try:
         assert _get(http, "/healthz") == (200, "OK")
-        assert 'role="querynode"' in _get(http, "/metrics")[1]
+        metrics = _get(http, "/metrics")[1]
+        assert 'vecdb_node_info{node_id="qn-p",role="querynode"} 1.0' in metrics
+        # the node's own metrics carry the id it was started with (Milvus's name and labels)
+        assert 'milvus_querynode_collection_num{node_id="qn-p"} 0.0' in metrics
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(15)
