@@ -283,6 +283,10 @@ class QueryNodeCollector(Collector):
     def _node(node, entities, segments, collections, channels, lag, applied) -> None:
         label = node.metrics_node_id
         loaded = list(node.collections.items())
+        # a log that is reconnecting (JetStream's NATS connection down) would hold each lookup of a
+        # channel's end for its request timeout: no lag is reported meanwhile (/healthz says why)
+        nc = getattr(node.log, "_nc", None)
+        log_up = nc is None or nc.is_connected
         collections.add_metric([label], len(loaded))
         n_channels = 0
         for cid, coll in loaded:
@@ -299,6 +303,8 @@ class QueryNodeCollector(Collector):
                     c[1] += 1
                 position = shard.applied_position
                 applied.add_metric([label, str(cid), shard.channel], position)
+                if not log_up:
+                    continue
                 try:
                     end = node.log.last_position(shard.channel)
                 except Exception as e:  # noqa: BLE001 - the log is unreachable: no lag to report

@@ -9,14 +9,15 @@ process, each on its own HTTP port, on NATS, etcd and S3), after a known workloa
   collection (growing, then sealed after a flush), its consumer lag 0 once a Strong read returned,
   one index build after the flush;
 - ``GetMetrics`` (``system_info``) lists the coord, the query node and the proxy with their ids;
-- ``/healthz`` of a query node turns 503 when its NATS server stops and 200 once it is back, then
-  the same for its etcd server (private servers, so no other test sees them go).
+- ``/healthz`` of a query node and of a proxy turns 503 when their NATS server stops and 200 once it
+  is back, then the same for their etcd server (private servers, so no other test sees them go).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -210,41 +211,77 @@ def test_counters_move_by_exactly_the_workload_and_get_metrics_lists_every_role(
         client.close()
 
 
-def test_querynode_healthz_follows_its_nats_and_etcd(tmp_path, s3_server):
+def test_healthz_follows_the_nats_and_etcd_servers(tmp_path, s3_server):
+    """A query node holding a channel and a proxy, on NATS and etcd servers of this test's own: each
+    server stopped turns both /healthz to 503 with the reason, started again (same data, same port)
+    back to 200; while NATS is down /metrics still answers at once (no lag is looked up)."""
+    from vecdb.coord.service import Coord
+    from vecdb.proxy.process import ProxyProcess
     from vecdb.querynode.process import QueryNodeProcess
     from vecdb.storage import servers
+    from vecdb.storage.backends import open_meta
 
     nats = servers.start_nats(str(tmp_path / "nats"))
     etcd = servers.start_etcd(str(tmp_path / "etcd"))
-    node = None
+    meta = coord = node = proxy = client = None
     try:
         storage = {"log": nats.url, "meta": "etcd://" + etcd.url.split("://", 1)[1], "objects": "s3://vecdb-e2e",
                    "namespace": "h" + uuid.uuid4().hex[:10], "s3_endpoint": s3_server.url,
                    "s3_access_key": "test", "s3_secret_key": "test", "session_ttl": 2}
-        settings = server_settings(tmp_path / "qn", storage=storage)
-        settings.http.port = http = free_port()
-        node = QueryNodeProcess(settings, node_id="qn-b" + uuid.uuid4().hex[:4])
-        assert _get(http, "/healthz") == (200, "OK")
+        meta = open_meta(server_settings(tmp_path / "coord", storage=storage).storage)
+        coord = Coord(meta, session_ttl=2)
+        qs, ps = server_settings(tmp_path / "qn", storage=storage), server_settings(tmp_path / "px", storage=storage)
+        qs.http.port, ps.http.port = free_port(), free_port()
+        node = QueryNodeProcess(qs, node_id="qn-b" + uuid.uuid4().hex[:4])
+        proxy = ProxyProcess(ps, node_id="px-b" + uuid.uuid4().hex[:4])
+        ports = {"querynode": qs.http.port, "proxy": ps.http.port}
+        client = MilvusClient(f"http://127.0.0.1:{proxy.port}")
+        client.create_collection("h", dimension=DIM, num_shards=1)
+        client.insert("h", [{"id": i, "vector": [float(i)] * DIM} for i in range(10)])
+        assert client.query("h", "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 10
+
+        def all_healthy() -> bool:
+            return all(_get(p, "/healthz") == (200, "OK") for p in ports.values())
+
+        def lag_samples() -> int:
+            return Scrape(ports["querynode"]).count("vecdb_querynode_consume_lag", node_id=node.node_id)
+
+        assert all_healthy() and lag_samples() == 1
 
         nats.stop()
-        took = wait_until(lambda: _get(http, "/healthz")[0] == 503, 15, "503 once NATS is gone")
-        status, body = _get(http, "/healthz")
-        assert status == 503 and "NATS" in body, body
+        took = wait_until(lambda: all(_get(p, "/healthz")[0] == 503 for p in ports.values()), 15,
+                          "503 from both once NATS is gone")
+        for role, port in ports.items():
+            status, body = _get(port, "/healthz")
+            assert status == 503 and "NATS" in body, (role, body)
+        t0 = time.monotonic()
+        assert lag_samples() == 0  # not looked up while the log is unreachable
+        assert time.monotonic() - t0 < 2
         print(f"NATS stopped: /healthz 503 after {took:.2f} s")
         nats = servers.start_nats(str(tmp_path / "nats"), port=nats.ports[0], monitor_port=nats.ports[1])
-        took = wait_until(lambda: _get(http, "/healthz") == (200, "OK"), 20, "200 once NATS is back")
+        took = wait_until(all_healthy, 20, "200 from both once NATS is back")
         print(f"NATS back: /healthz 200 after {took:.2f} s")
+        client.insert("h", [{"id": 10, "vector": [1.0] * DIM}])
+        assert client.query("h", "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 11
+        assert lag_samples() == 1
 
         etcd.stop()
-        took = wait_until(lambda: _get(http, "/healthz")[0] == 503, 15, "503 once etcd is gone")
-        status, body = _get(http, "/healthz")
-        assert status == 503 and "not renewed" in body, body
+        took = wait_until(lambda: all(_get(p, "/healthz")[0] == 503 for p in ports.values()), 15,
+                          "503 from both once etcd is gone")
+        for role, port in ports.items():
+            status, body = _get(port, "/healthz")
+            assert status == 503 and "not renewed" in body, (role, body)
         print(f"etcd stopped: /healthz 503 after {took:.2f} s")
         etcd = servers.start_etcd(str(tmp_path / "etcd"), port=etcd.ports[0], peer_port=etcd.ports[1])
-        took = wait_until(lambda: _get(http, "/healthz") == (200, "OK"), 20, "200 once etcd is back")
+        took = wait_until(all_healthy, 20, "200 from both once etcd is back")
         print(f"etcd back: /healthz 200 after {took:.2f} s")
     finally:
-        if node is not None:
-            node.stop()
+        if client is not None:
+            client.close()
+        for p in (proxy, node, coord):
+            if p is not None:
+                p.stop()
+        if meta is not None:
+            meta.close()
         nats.stop()
         etcd.stop()
