@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 
-from vecdb import errors
+from vecdb import errors, metrics
 from vecdb.coord.catalog import read_collection
 from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
 from vecdb.datanode import segment_files as sf
@@ -105,7 +105,8 @@ class ChannelFlusher:
 
     def _persist(self, cid: int, channel: str, upto: int) -> None:
         info = read_collection(self.meta, cid)
-        segments = self.node.persist(info, channel, upto)
+        with metrics.timed(metrics.FLUSH_LATENCY, metrics.FLUSH_COUNT, self.node_id, "L1"):
+            segments = self.node.persist(info, channel, upto)
         log.info("data node %s persisted %s up to %d: %d segments", self.node_id, channel, upto, len(segments))
 
     def truncate(self, cid: int, channel: str) -> int:
