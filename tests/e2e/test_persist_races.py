@@ -17,9 +17,9 @@ from pymilvus import MilvusClient
 
 from tests.conftest import start_standalone
 from tests.e2e._helpers import count, float_schema, make_collection
-from vecdb.datanode import segment_files as sf
 from vecdb.datanode.node import DataNode
 from vecdb.querynode.node import QueryNode
+from vecdb.storage import segments as sf
 
 DIM = 4
 

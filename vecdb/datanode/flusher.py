@@ -25,10 +25,10 @@ import time
 from vecdb import errors, metrics
 from vecdb.coord.catalog import read_collection
 from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
-from vecdb.datanode import segment_files as sf
 from vecdb.datanode.node import DataNode
 from vecdb.querynode.positions import QN_POS_PREFIX
 from vecdb.records import SealRecord, decode
+from vecdb.storage import segments as sf
 from vecdb.storage.base import Log, MetaStore
 from vecdb.storage.watch import Mirror
 

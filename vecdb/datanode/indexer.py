@@ -2,7 +2,7 @@
 
 Once a collection has a vector index, every flushed segment of at least
 ``MIN_ROWS_FOR_INDEX`` rows gets an index file beside its column files
-(``segment_files.index_key``), whether the collection is loaded or not. So
+(``vecdb.storage.segments.index_key``), whether the collection is loaded or not. So
 DescribeIndex can say ``Finished`` honestly before a load, and a load reads the
 finished index instead of building it.
 
@@ -21,14 +21,12 @@ from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
 
-import numpy as np
-
 from vecdb.coord import index_builds
 from vecdb.coord.catalog import CollectionInfo
 from vecdb.coord.index_builds import BuildRefused, IndexBuilds
-from vecdb.datanode import segment_files as sf
 from vecdb.errors import KeyNotFound
-from vecdb.index import create_index
+from vecdb.index import new_index
+from vecdb.storage import segments as sf
 from vecdb.storage.base import MetaStore, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -130,10 +128,3 @@ class SegmentIndexer:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.builds.close()
-
-
-def new_index(idx, field, vectors: np.ndarray):
-    """A built index of ``field`` as ``idx`` (catalog IndexInfo) describes it, over ``vectors``."""
-    index = create_index(idx.index_type, idx.metric_type, field.dim, idx.params, field.dtype)
-    index.build(np.ascontiguousarray(vectors))
-    return index

@@ -21,10 +21,10 @@ import numpy as np
 from vecdb.columns import default_column
 from vecdb.coord import index_builds
 from vecdb.coord.catalog import CollectionInfo
-from vecdb.datanode import segment_files as sf
 from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.records import DeleteRecord, InsertRecord, decode
 from vecdb.roles import IdSource
+from vecdb.storage import segments as sf
 from vecdb.storage.base import Log, MetaStore, ObjectStore
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,9 @@ from typing import Any
 from vecdb import errors
 from vecdb.coord.catalog_model import CollectionInfo
 from vecdb.coord.datanode_assignment import DATANODE_SESSIONS
-from vecdb.datanode import segment_files as sf
 from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.node import DataNode
+from vecdb.storage import segments as sf
 from vecdb.storage.base import MetaStore
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ for parameter checks, ``bruteforce.py`` for the exact reference.
 
 from vecdb.index.base import VectorIndex, check_range_params, is_similarity
 from vecdb.index.bruteforce import brute_force_range, brute_force_search
-from vecdb.index.factory import create_index, load_index
+from vecdb.index.factory import create_index, load_index, new_index
 from vecdb.index.gpu import gpu_available
 from vecdb.index.params import (
     CPU_INDEX_TYPES,
@@ -28,6 +28,7 @@ __all__ = [
     "gpu_available",
     "is_similarity",
     "load_index",
+    "new_index",
     "validate_index_params",
     "validate_search_params",
 ]

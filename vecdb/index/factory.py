@@ -43,3 +43,11 @@ def load_index(path: str, mmap: bool = False) -> VectorIndex:
         return gpu_index_from_saved(meta, arrays)
     raise IoFailed(f"{path}: unknown index kind {meta.get('kind')!r}")
 
+
+def new_index(idx, field, vectors) -> VectorIndex:
+    """A built index of ``field`` as ``idx`` (the catalog's IndexInfo) describes it, over ``vectors``."""
+    import numpy as np
+
+    index = create_index(idx.index_type, idx.metric_type, field.dim, idx.params, field.dtype)
+    index.build(np.ascontiguousarray(vectors))
+    return index

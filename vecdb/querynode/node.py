@@ -21,14 +21,13 @@ from vecdb import errors, metrics
 from vecdb.columns import empty_column
 from vecdb.coord.catalog import CollectionInfo
 from vecdb.coord.index_builds import BuildRefused, IndexBuilds
-from vecdb.datanode import segment_files as sf
-from vecdb.datanode.indexer import new_index
-from vecdb.index import create_index, load_index
+from vecdb.index import create_index, load_index, new_index
 from vecdb.querynode import executor
 from vecdb.querynode.segment import Segment
 from vecdb.querynode.shard import SegmentView, Shard
 from vecdb.records import InsertRecord, Record, decode
 from vecdb.roles import RowFilter
+from vecdb.storage import segments as sf
 from vecdb.storage.base import Log, MetaStore, ObjectStore
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vecdb.datanode.segment_files import segment_prefix
 from vecdb.querynode.segment import Segment
 from vecdb.records import DeleteRecord, InsertRecord, Record, SealRecord
 from vecdb.schema import CollectionSchema
+from vecdb.storage.segments import segment_prefix
 
 _OFFSET_BITS = 32
 _OFFSET_MASK = (1 << _OFFSET_BITS) - 1
