@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import itertools
+import signal
 import socket
+import subprocess
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -18,16 +23,27 @@ def pytest_configure(config):
 def no_unexpected_errors(request):
     """End-to-end tests fail on any reply with code 65535 ("unexpected error"): bad input must get
     a Milvus error with its own code, so a 65535 is a bug. Counts what in-process servers
-    answered (vecdb.proxy.status counts them); servers in subprocesses are not covered."""
+    answered (vecdb.proxy.status counts them), and reads what the session ``server``'s proxies
+    logged when it is a cluster of processes (``vecdb.proxy.status`` logs each one); other servers
+    in subprocesses are not covered."""
     if "e2e" not in request.path.parts or request.node.get_closest_marker("unexpected_errors_expected"):
         yield
         return
     from vecdb.proxy import status
 
+    cluster = request.getfixturevalue("server") if "server" in request.fixturenames else None
+    offsets = cluster.log_offsets() if hasattr(cluster, "log_offsets") else None  # a LocalCluster
     before = status.unexpected_errors()
     yield
     grown = {kind: n - before.get(kind, 0) for kind, n in status.unexpected_errors().items() if n > before.get(kind, 0)}
     assert not grown, f"replies with code 65535 (unexpected error) during this test, by exception: {grown}; see the log"
+    if offsets is not None:
+        logged = cluster.new_output(offsets)
+        assert UNEXPECTED_LINE not in logged, (
+            f"a proxy answered code 65535 (unexpected error) during this test; its log:\n{logged[-6000:]}")
+
+
+UNEXPECTED_LINE = "vecdb.proxy.status: unexpected error"  # how vecdb.proxy.status logs a 65535
 
 
 def wait_until(cond, seconds: float = 20.0, what: str = "condition not reached") -> float:
@@ -70,71 +86,196 @@ def start_standalone(data_dir: str, port: int | None = None, storage: dict | Non
     return Standalone(server_settings(data_dir, port, storage)).start()
 
 
-def spawn_vecdb(storage: dict, data_dir, *args: str, ready: str = " ready on "):
-    """``python -m vecdb <args> --data-dir <data_dir>`` with ``storage`` as VECDB_STORAGE__*
-    environment variables; returns the process once its first line contained ``ready`` (killed,
-    and the test failed with its output, if it did not)."""
-    import os
-    import subprocess
+class VecdbProcess(subprocess.Popen):
+    """A ``python -m vecdb`` child process whose stdout and stderr go to the log file ``log`` (no
+    pipe, so a chatty process never blocks on one); ``output()`` is what it wrote so far, and so is
+    ``stdout.read()`` (for callers written against a pipe)."""
+
+    log: Path | None = None
+    name: str = "vecdb"
+    terminated = False  # SIGTERM was sent (once is enough: a second one may end its clean stop early)
+    stacks = ""  # its threads' stacks when it had to be killed (py-spy, where installed)
+
+    @property
+    def stdout(self):
+        return io.StringIO(self.output()) if self.log is not None else None
+
+    @stdout.setter
+    def stdout(self, value) -> None:  # Popen sets None: the output is in the log file
+        pass
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log is not None else ""
+
+    def failure(self, what: str, tail: int = 6000) -> str:
+        """``what``, the exit status if it ended, and the end of its log: for assertion messages."""
+        out = self.output()
+        status = "still running" if self.poll() is None else f"exited with {self.returncode}"
+        stacks = f"\nits stacks before the kill:\n{self.stacks}" if self.stacks else ""
+        which = "the end of its output" if len(out) > tail else "its output"
+        return f"{self.name}: {what} ({status}); {which}:\n{out[-tail:]}{stacks}"
+
+    def send_signal(self, sig) -> None:
+        if sig == signal.SIGTERM:
+            self.terminated = True
+        super().send_signal(sig)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM (unless sent already), then SIGKILL after ``timeout`` s; the exit status (None if it
+        had to be killed)."""
+        if self.poll() is None and not self.terminated:
+            self.send_signal(signal.SIGTERM)
+        try:
+            return self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stacks = _py_spy_dump(self.pid)
+            self.kill()
+            self.wait()
+            return None
+
+
+def _py_spy_dump(pid: int) -> str:
+    """The Python stacks of process ``pid`` by py-spy (the bench extra installs it), or ""."""
+    import shutil
     import sys
 
-    env = dict(os.environ, **{f"VECDB_STORAGE__{k.upper()}": str(v) for k, v in storage.items()})
-    cmd = [sys.executable, "-m", "vecdb", "--log-level", "WARNING", *args, "--data-dir", str(data_dir)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = proc.stdout.readline()
-    if ready not in line:
-        proc.kill()
-        raise AssertionError(f"{args[0]}: {line}{proc.stdout.read()}")
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    try:
+        return subprocess.run([exe, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def start_vecdb(*args: str, data_dir=None, storage: dict | None = None, env: dict | None = None,
+                ready: str | None = " ready on ", timeout: float = 60.0, log=None) -> VecdbProcess:
+    """``python -m vecdb --log-level WARNING <args> [--data-dir <data_dir>]``, the one way tests start
+    vecdb processes. ``storage`` becomes VECDB_STORAGE__<KEY> environment variables; ``env`` overrides
+    the environment (a value of None removes the variable). The output goes to ``log`` (default: a
+    fresh ``vecdb-<command>-*.log`` in ``data_dir``, else in a temporary directory). Returns once the
+    output contains ``ready`` (any line: logged warnings may come first; None: at once); if the
+    process ends first or ``timeout`` s pass, it is killed and the test fails with its output."""
+    import os
+    import sys
+    import tempfile
+
+    environ = dict(os.environ, **{f"VECDB_STORAGE__{k.upper()}": str(v) for k, v in (storage or {}).items()})
+    for key, value in (env or {}).items():
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = str(value)
+    cmd = [sys.executable, "-m", "vecdb", "--log-level", "WARNING", *args]
+    if data_dir is not None:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        cmd += ["--data-dir", str(data_dir)]
+    if log is None:
+        fd, log = tempfile.mkstemp(prefix=f"vecdb-{args[0]}-", suffix=".log",
+                                   dir=str(data_dir) if data_dir is not None else None)
+        os.close(fd)
+    with open(log, "wb") as out:  # the child holds its own descriptor of it
+        proc = VecdbProcess(cmd, env=environ, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc.log, proc.name = Path(log), args[0]
+    if ready is None:
+        return proc
+    wait_ready(proc, ready, timeout)
     return proc
 
 
+def wait_ready(proc: VecdbProcess, ready: str = " ready on ", timeout: float = 60.0) -> None:
+    """Returns once ``proc``'s output contains ``ready``; kills it and fails with its output if it
+    ends first or does not print it within ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while ready not in proc.output():
+        ended = proc.poll() is not None
+        if ended or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(proc.failure(f"ended before its {ready.strip()!r} line" if ended
+                                              else f"no {ready.strip()!r} line within {timeout:.0f} s"))
+        time.sleep(0.02)
+
+
+def spawn_vecdb(storage: dict, data_dir, *args: str, ready: str = " ready on ", env: dict | None = None):
+    """``python -m vecdb <args> --data-dir <data_dir>`` with ``storage`` as VECDB_STORAGE__*
+    environment variables, once it printed ``ready`` (see ``start_vecdb``)."""
+    return start_vecdb(*args, data_dir=data_dir, storage=storage, env=env, ready=ready)
+
+
 class LocalCluster:
-    """coord + three query nodes + two proxies, each as it runs in its own process (here in this
-    one), on the distributed backends, finding each other from their sessions as separate processes
-    do (no addresses given); ``port`` is the first proxy's, ``ports`` every proxy's, for pymilvus;
-    ``querynode`` the first query node (tests that look inside one: each holds everything)."""
+    """coord + three query nodes + a data node + two proxies, each its own ``python -m vecdb``
+    process, on the distributed backends of ``storage``, finding each other from their sessions (no
+    addresses given). ``port`` is the first proxy's and ``ports`` every proxy's, for pymilvus;
+    ``procs`` the processes by role (``coord``, ``querynode0``.., ``datanode0``.., ``proxy0``..), each
+    logging to ``<data_dir>/<role>.log``. Nothing inside a node can be looked at from here: tests
+    that need a query node's internals skip the cluster."""
 
-    def __init__(self, data_dir, storage: dict, port: int | None = None, proxies: int = 2, querynodes: int = 3):
-        from vecdb.coord.service import Coord
-        from vecdb.proxy.process import ProxyProcess
-        from vecdb.querynode.process import QueryNodeProcess
-        from vecdb.storage.backends import open_meta
-
-        settings = server_settings(data_dir, port, storage)
-        self.parts = []
+    def __init__(self, data_dir, storage: dict, port: int | None = None, proxies: int = 2, querynodes: int = 3,
+                 datanodes: int = 1):
+        self.data_dir, self.storage = Path(data_dir), storage
+        self.procs: dict[str, VecdbProcess] = {}
+        self.ports = [port or free_port()] + [free_port() for _ in range(proxies - 1)]
         try:
-            self.coord_meta = open_meta(settings.storage)
-            self.parts.append(self.coord_meta)
-            self.coord = Coord(self.coord_meta, session_ttl=settings.storage.session_ttl)
-            self.parts.append(self.coord)
-            qns = []
-            for _ in range(querynodes):
-                qns.append(QueryNodeProcess(settings))
-                self.parts.append(qns[-1])
-            self.querynode = qns[0].node  # what tests that look inside a server's query node expect
-            self.proxies = []
-            for _ in range(proxies):
-                self.proxies.append(ProxyProcess(settings))
-                self.parts.append(self.proxies[-1])
-                settings = server_settings(data_dir, None, storage)  # the next proxy: a port of its own
+            self._start("coord", ready=" ready on ", args=("--port", "0"))
+            # the others at once (they find the coord and each other in the sessions), then waited for
+            for i in range(querynodes):
+                self._start(f"querynode{i}", ready=None, args=("--port", "0"))
+            for i in range(datanodes):
+                self._start(f"datanode{i}", ready=None, args=("--port", "0"))
+            for i, p in enumerate(self.ports):
+                self._start(f"proxy{i}", ready=None, args=("--port", str(p)))
+            for proc in self.procs.values():
+                wait_ready(proc)
+            self.port = self.ports[0]
         except BaseException:
-            self.stop()
+            self.stop(check=False)
             raise
-        self.proxy = self.proxies[0]
-        self.port = self.proxy.port
-        self.ports = [p.port for p in self.proxies]
 
-    def stop(self) -> None:
-        for part in reversed(self.parts):
-            part.stop() if hasattr(part, "stop") else part.close()
-        self.parts = []
+    def _start(self, role: str, ready, args) -> None:
+        command = role.rstrip("0123456789")
+        self.procs[role] = start_vecdb(command, *args, data_dir=self.data_dir / role, storage=self.storage,
+                                       ready=ready, log=self.data_dir / f"{role}.log")
+        self.procs[role].name = role
+
+    def check(self) -> None:
+        """Fails with the process's output if one of them ended."""
+        for proc in self.procs.values():
+            assert proc.poll() is None, proc.failure("ended while the cluster was in use")
+
+    def log_offsets(self) -> dict[str, int]:
+        """Per proxy, the length of its log so far (what comes after it: ``new_output``)."""
+        return {role: proc.log.stat().st_size for role, proc in self.procs.items() if role.startswith("proxy")}
+
+    def new_output(self, since: dict[str, int]) -> str:
+        text = []
+        for role, offset in since.items():
+            with open(self.procs[role].log, "rb") as f:
+                f.seek(offset)
+                text.append(f.read().decode(errors="replace"))
+        return "".join(text)
+
+    def stop(self, check: bool = True) -> None:
+        """SIGTERM to the proxies, then the query nodes, the data nodes, the coord (each group at once),
+        a kill after 15 s; fails (after stopping everything) if one did not exit cleanly."""
+        bad = []
+        for group in ("proxy", "querynode", "datanode", "coord"):
+            procs = [p for role, p in self.procs.items() if role.startswith(group)]
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                if proc.stop() != 0:
+                    bad.append(proc)
+        self.procs = {}
+        if check and bad:
+            raise AssertionError("\n".join(p.failure("did not stop cleanly on SIGTERM", 3000) for p in bad))
 
 
 @pytest.fixture(scope="session", params=["embedded", "remote", "cluster"])
 def server(request, tmp_path_factory):
     """The shared server of the end-to-end tests, three times: standalone on the embedded
-    backends, standalone on the distributed ones (JetStream, etcd, S3), and a cluster (coord,
-    query node, proxy) on them, so all satisfy the same client-visible behaviour."""
+    backends, standalone on the distributed ones (JetStream, etcd, S3), and a cluster of processes
+    (``LocalCluster``: coord, three query nodes, a data node, two proxies) on them, so all satisfy
+    the same client-visible behaviour."""
     storage = request.getfixturevalue("remote_storage")() if request.param != "embedded" else None
     if request.param == "cluster":
         node = LocalCluster(tmp_path_factory.mktemp("vecdb-cluster"), storage)
@@ -158,6 +299,8 @@ def client(server):
     suite uses every proxy, and module fixtures (made through ``uri``, the first) cross proxies."""
     from pymilvus import MilvusClient
 
+    if hasattr(server, "check"):  # a LocalCluster
+        server.check()  # a process that died earlier: its log, rather than connection errors
     ports = getattr(server, "ports", [server.port])
     c = MilvusClient(uri=f"http://127.0.0.1:{ports[next(_proxy_turn) % len(ports)]}")
     yield c
