@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -20,27 +19,14 @@ import numpy as np
 import pytest
 from pymilvus import DataType, MilvusClient
 
-from tests.conftest import free_port
+from tests.conftest import free_port, start_vecdb
 
 DIM = 8
 PK_SPACE = 3000
 
 
 def _start(data_dir, port) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vecdb", "--log-level", "WARNING", "standalone", "--data-dir", str(data_dir),
-         "--port", str(port), "--http-port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if "ready" in line:
-            threading.Thread(target=proc.stdout.read, daemon=True).start()  # drain
-            return proc
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {line}{proc.stdout.read()}")
-    raise TimeoutError("server did not start")
+    return start_vecdb("standalone", "--port", str(port), "--http-port", "0", data_dir=data_dir)
 
 
 def _apply(model: dict, op) -> None:

@@ -10,10 +10,7 @@ the server comes up instead of crash-looping.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
-import sys
-import threading
 import time
 
 import numpy as np
@@ -21,7 +18,7 @@ import pytest
 from pymilvus import MilvusClient, MilvusException
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
-from tests.conftest import free_port
+from tests.conftest import free_port, start_vecdb
 from tests.e2e._helpers import assert_search_matches, float_schema, raw_stub, serving
 from vecdb.coord.index_builds import FAULT_ENV
 
@@ -102,21 +99,9 @@ def test_failed_build_is_reported_served_exactly_and_not_retried(tmp_path, monke
 
 
 def _spawn(data_dir, port: int, fault: str | None) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
-    if fault:
-        env[FAULT_ENV] = fault
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vecdb", "--log-level", "WARNING", "standalone", "--data-dir", str(data_dir),
-         "--port", str(port), "--http-port", "0"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = []
-    while not seen or " ready on " not in seen[-1]:  # logged errors may come first
-        seen.append(proc.stdout.readline())
-        if not seen[-1]:
-            proc.kill()
-            raise AssertionError("server did not start: " + "".join(seen))
-    threading.Thread(target=proc.stdout.read, daemon=True).start()  # drain
-    return proc
+    """A standalone server process on ``data_dir``, with the build fault ``fault`` armed (or none)."""
+    return start_vecdb("standalone", "--port", str(port), "--http-port", "0", data_dir=data_dir,
+                       env={FAULT_ENV: fault})
 
 
 def test_a_build_that_kills_the_process_is_not_run_again(tmp_path):
