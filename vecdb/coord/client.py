@@ -18,13 +18,18 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
+from google.protobuf.message import Message
 
 from vecdb.errors import ServiceNotReady, ServiceUnavailable
 from vecdb.rpc import Client
+from vecdb.rpc.gen import coord_pb2
 from vecdb.storage.base import MetaStore
+
+T = TypeVar("T")
 
 SESSION_KEY = "session/coord"
 _FIRST_PAUSE, _MAX_PAUSE = 0.05, 0.5  # seconds between tries while a coord takes over
@@ -65,14 +70,21 @@ class CoordClient:
         """The coord address calls go to now (None until the session was first read)."""
         return self._current
 
+    def invoke(self, method: str, request: Message) -> Any:
+        """As ``vecdb.rpc.Client.invoke``: the reply of the coord's ``method`` (proto/coord.proto)."""
+        return self._retrying(lambda client, timeout: client.invoke(method, request, timeout))
+
     def call(self, method: str, msg: dict, arrays: dict | None = None) -> tuple[Any, dict[str, np.ndarray]]:
-        """As ``vecdb.rpc.Client.call``: (the handler's result, its arrays)."""
+        """As ``vecdb.rpc.Client.call``: the request and reply as dicts of their fields."""
+        return self._retrying(lambda client, timeout: client.call(method, msg, arrays, timeout))
+
+    def _retrying(self, attempt: Callable[[Client, float], T]) -> T:
         deadline = time.monotonic() + self.timeout
         pause = _FIRST_PAUSE
         while True:
             try:
                 client = self._client()
-                return client.call(method, msg, arrays, timeout=max(deadline - time.monotonic(), _MIN_ATTEMPT))
+                return attempt(client, max(deadline - time.monotonic(), _MIN_ATTEMPT))
             except (ServiceNotReady, ServiceUnavailable):  # a standby, not reached, or stopped mid-call
                 if time.monotonic() + pause >= deadline:
                     raise
@@ -102,7 +114,7 @@ class CoordClient:
 class Caller(Protocol):
     """What the remote allocators call through: ``CoordClient`` or a ``vecdb.rpc.Client``."""
 
-    def call(self, method: str, msg: dict, arrays: dict | None = None) -> tuple[Any, dict[str, np.ndarray]]:
+    def invoke(self, method: str, request: Message) -> Any:
         ...
 
 
@@ -114,7 +126,7 @@ class RemoteTimestampOracle:
         self._client = client
 
     def allocate(self, count: int = 1) -> int:
-        return self._client.call("AllocTimestamp", {"count": count})[0]["ts"]
+        return self._client.invoke("AllocTimestamp", coord_pb2.AllocRequest(count=count)).ts
 
 
 class RemoteIdAllocator:
@@ -122,4 +134,4 @@ class RemoteIdAllocator:
         self._client = client
 
     def allocate(self, count: int = 1) -> int:
-        return self._client.call("AllocID", {"count": count})[0]["id"]
+        return self._client.invoke("AllocID", coord_pb2.AllocRequest(count=count)).id

@@ -33,6 +33,7 @@ import logging
 import threading
 import time
 import uuid
+from types import SimpleNamespace
 
 # the remote allocators live beside CoordClient; imported from here too
 from vecdb.coord.assignment import AssignmentManager
@@ -42,7 +43,8 @@ from vecdb.coord.session import Session, describe_process
 from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.errors import InvalidParameter, IoFailed, ServiceNotReady, ServiceUnavailable
 from vecdb.process import advertised_address
-from vecdb.rpc import serve
+from vecdb.rpc import serve, set_fields
+from vecdb.rpc.gen.coord_pb2 import AllocIDReply, AllocTimestampReply
 from vecdb.storage.base import MetaStore
 from vecdb.timestamp import LOGICAL_MASK
 
@@ -90,10 +92,13 @@ class Coord:
         self._stopped = False
         self._campaigner: threading.Thread | None = None
         self._campaign_error: str | None = None  # why the standby's last try to take over failed
-        self.server, self.port = serve("coord", {
-            "AllocTimestamp": lambda m, a: {"ts": self._serve(lambda t: t.tso.allocate(_count(m, LOGICAL_MASK)))},
-            "AllocID": lambda m, a: {"id": self._serve(lambda t: t.ids.allocate(_count(m, MAX_IDS_PER_CALL)))},
-        }, host, port)
+        # the RPCs of proto/coord.proto; set_fields(request) is {} or {"count": n}
+        self.server, self.port = serve("coord", SimpleNamespace(
+            AllocTimestamp=lambda r, ctx: AllocTimestampReply(
+                ts=self._serve(lambda t: t.tso.allocate(_count(set_fields(r), LOGICAL_MASK)))),
+            AllocID=lambda r, ctx: AllocIDReply(
+                id=self._serve(lambda t: t.ids.allocate(_count(set_fields(r), MAX_IDS_PER_CALL)))),
+        ), host, port)
         self.address = advertised_address(host, self.port)
         try:
             if not self._try_to_take_over():  # a first try here: a lone coord is active on return

@@ -1,14 +1,19 @@
-"""A query node behind internal RPC, and ``RemoteQueryNode``: the client a proxy uses in place
-of an in-process ``QueryNode`` (same ``search``/``query``/``count`` signatures).
+"""A query node behind internal RPC (the ``QueryNode`` service of proto/querynode.proto), and
+``RemoteQueryNode``: the client a proxy uses in place of an in-process ``QueryNode`` (same
+``search``/``query``/``count`` signatures).
 
 Reads carry the positions the proxy's snapshot needs (``wait``: channel -> log position); the
 node answers once it applied them (``QueryNode.wait_applied``), which is how a Strong read on a
 node that follows the log sees every acknowledged write. Filters travel as their expression
 and template values and are compiled again on the node (against the node's copy of the schema).
+Query vectors, hits and output columns travel as ``Column`` messages (``vecdb.rpc.columns``):
+the node encodes Search and Query replies with the columns' buffers joined as they are, and
+``RemoteQueryNode`` reads them as views of the received bytes.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,91 +26,132 @@ from vecdb.querynode.executor import Hits, SearchSpec
 from vecdb.querynode.node import QueryNode
 from vecdb.roles import RowFilter
 from vecdb.rpc import Client, serve
+from vecdb.rpc.columns import (
+    column_wire,
+    embed,
+    fill_column,
+    from_column,
+    named_wire,
+    read_query_reply,
+    read_search_reply,
+)
+from vecdb.rpc.gen import common_pb2 as common
+from vecdb.rpc.gen import querynode_pb2 as pb
+from vecdb.rpc.gen.querynode_pb2_grpc import QueryNodeServicer
 
-_COL = "col."  # prefix of output columns among a reply's arrays
+_EMPTY = common.Empty()
 
 
-def _flt_meta(flt: RowFilter | None) -> dict:
-    return {} if flt is None else {"expr": flt.expr, "template": flt.template}
+def _channels(channels: Sequence[str] | None) -> common.ChannelList | None:
+    return None if channels is None else common.ChannelList(names=channels)
 
 
-class QueryNodeService:
+def _channels_of(request) -> list[str] | None:
+    return list(request.channels.names) if request.HasField("channels") else None
+
+
+class QueryNodeService(QueryNodeServicer):
+    """The RPCs of proto/querynode.proto, answered by ``node``."""
+
     def __init__(self, node: QueryNode):
         self.node = node
 
-    def handlers(self) -> dict:
-        n = self.node
-        return {"Search": self._search, "Query": self._query, "Count": self._count, "Load": self._load,
-                "Release": self._release, "Loaded": self._loaded,
-                "Refresh": lambda m, a: n.refresh_info(read_collection(n.meta, m["collection_id"])),
-                "ScheduleIndexes": lambda m, a: n.schedule_indexes(read_collection(n.meta, m["collection_id"])),
-                "DropPartition": lambda m, a: n.drop_partition(m["collection_id"], m["partition_id"]),
-                "GrowingRows": lambda m, a: {"rows": n.growing_rows(m["channel"])},
-                "IndexState": lambda m, a: {"state": list(n.index_state(m["collection_id"], m["field"],
-                                                                        m.get("channels")))},
-                "SegmentInfos": lambda m, a: {"segments": n.segment_infos(read_collection(n.meta, m["collection_id"]),
-                                                                          m.get("channels"))},
-                "Held": lambda m, a: {"held": {str(c): chs for c, chs in n.channels_held().items()}}}
+    # --- reads
 
-    def _load(self, meta: dict, arrays: dict):
-        """Load a collection (or some of its channels) as its metadata stands in the store now;
-        what is loaded already stays."""
-        self.node.load(read_collection(self.node.meta, meta["collection_id"]), meta.get("channels"))
-        return {}
-
-    def _release(self, meta: dict, arrays: dict):
-        self.node.release(meta["collection_id"], meta.get("channels"))
-        return {}
-
-    def _loaded(self, meta: dict, arrays: dict):
-        return {"collection_ids": sorted(self.node.collections)}
-
-    def _info(self, meta: dict):
-        coll = self.node.collections.get(meta["collection_id"])
+    def _info(self, scope: pb.ReadScope) -> CollectionInfo:
+        coll = self.node.collections.get(scope.collection_id)
         if coll is None:
-            raise errors.CollectionNotLoaded(f"collection {meta['collection_id']} is not loaded on this query node")
-        if meta.get("wait"):
-            self.node.wait_applied(meta["wait"])
+            raise errors.CollectionNotLoaded(f"collection {scope.collection_id} is not loaded on this query node")
+        if scope.wait:
+            self.node.wait_applied(dict(scope.wait))
         return coll.info
 
     @staticmethod
-    def _filter(info, meta: dict):
-        return compile_filter(meta["expr"], info.schema, meta.get("template")) if meta.get("expr") else None
+    def _filter(info: CollectionInfo, scope: pb.ReadScope):
+        if not scope.filter.expr:
+            return None
+        template = json.loads(scope.filter.template_json) if scope.filter.template_json else None
+        return compile_filter(scope.filter.expr, info.schema, template)
 
     @staticmethod
-    def _parts(meta: dict):
-        parts = meta.get("partition_ids")
-        return None if parts is None else set(parts)
+    def _parts(scope: pb.ReadScope) -> set[int] | None:
+        return set(scope.partition_ids.ids) if scope.HasField("partition_ids") else None
 
-    def _search(self, meta: dict, arrays: dict):
-        info = self._info(meta)
-        field = info.schema.field(meta["field"])
+    def Search(self, request: pb.SearchRequest, context) -> bytes:
+        """A SearchReply, encoded with its columns' buffers as they are (``vecdb.rpc.columns``)."""
+        scope = request.scope
+        info = self._info(scope)
+        field = info.schema.field(request.field)
         if field is None:
-            raise errors.FieldNotFound(f"field {meta['field']!r} not found")
-        spec = SearchSpec(field=field, queries=arrays["queries"], limit=meta["limit"], offset=meta["offset"],
-                          metric=meta["metric"], params=meta["params"], index_type=meta["index_type"],
-                          radius=meta.get("radius"), range_filter=meta.get("range_filter"),
-                          flt=self._filter(info, meta), ts=meta["ts"])
-        hits = self.node.search(info, spec, self._parts(meta), meta["output_fields"], meta.get("channels"))
-        out = {"pks": hits.pks, "scores": hits.scores}
-        out.update({_COL + k: v for k, v in hits.columns.items()})
-        return {"topks": hits.topks}, out
+            raise errors.FieldNotFound(f"field {request.field!r} not found")
+        spec = SearchSpec(field=field, queries=from_column(request.queries), limit=request.limit,
+                          offset=request.offset, metric=request.metric, params=json.loads(request.params_json or "{}"),
+                          index_type=request.index_type,
+                          radius=request.radius if request.HasField("radius") else None,
+                          range_filter=request.range_filter if request.HasField("range_filter") else None,
+                          flt=self._filter(info, scope), ts=scope.ts)
+        hits = self.node.search(info, spec, self._parts(scope), list(request.output_fields), _channels_of(scope))
+        return b"".join([pb.SearchReply(topks=hits.topks).SerializeToString(), *embed(2, column_wire(hits.pks)),
+                         *embed(3, column_wire(hits.scores)), *named_wire(4, hits.columns)])
 
-    def _query(self, meta: dict, arrays: dict):
-        info = self._info(meta)
-        cols = self.node.query(info, meta["ts"], self._filter(info, meta), self._parts(meta), meta["output_fields"],
-                               meta.get("limit"), meta.get("offset", 0), meta.get("channels"))
-        return {}, {_COL + k: v for k, v in cols.items()}
+    def Query(self, request: pb.QueryRequest, context) -> bytes:
+        """A QueryReply, encoded as Search's is."""
+        scope = request.scope
+        info = self._info(scope)
+        cols = self.node.query(info, scope.ts, self._filter(info, scope), self._parts(scope),
+                               list(request.output_fields), request.limit if request.HasField("limit") else None,
+                               request.offset, _channels_of(scope))
+        return b"".join(named_wire(1, cols))
 
-    def _count(self, meta: dict, arrays: dict):
-        info = self._info(meta)
-        return {"count": self.node.count(info, meta["ts"], self._filter(info, meta), self._parts(meta),
-                                         meta.get("channels"))}
+    def Count(self, request: pb.CountRequest, context) -> pb.CountReply:
+        scope = request.scope
+        info = self._info(scope)
+        return pb.CountReply(count=self.node.count(info, scope.ts, self._filter(info, scope), self._parts(scope),
+                                                   _channels_of(scope)))
+
+    # --- loading, and what is held
+
+    def Load(self, request: pb.LoadRequest, context) -> common.Empty:
+        self.node.load(read_collection(self.node.meta, request.collection_id), _channels_of(request))
+        return _EMPTY
+
+    def Release(self, request: pb.ReleaseRequest, context) -> common.Empty:
+        self.node.release(request.collection_id, _channels_of(request))
+        return _EMPTY
+
+    def Loaded(self, request: common.Empty, context) -> pb.LoadedReply:
+        return pb.LoadedReply(collection_ids=sorted(self.node.collections))
+
+    def Held(self, request: common.Empty, context) -> pb.HeldReply:
+        return pb.HeldReply(held={c: pb.ChannelRows(rows=chs) for c, chs in self.node.channels_held().items()})
+
+    def Refresh(self, request: pb.CollectionRequest, context) -> common.Empty:
+        self.node.refresh_info(read_collection(self.node.meta, request.collection_id))
+        return _EMPTY
+
+    def ScheduleIndexes(self, request: pb.CollectionRequest, context) -> common.Empty:
+        self.node.schedule_indexes(read_collection(self.node.meta, request.collection_id))
+        return _EMPTY
+
+    def DropPartition(self, request: pb.DropPartitionRequest, context) -> common.Empty:
+        self.node.drop_partition(request.collection_id, request.partition_id)
+        return _EMPTY
+
+    def GrowingRows(self, request: pb.GrowingRowsRequest, context) -> pb.GrowingRowsReply:
+        return pb.GrowingRowsReply(rows=self.node.growing_rows(request.channel))
+
+    def IndexState(self, request: pb.IndexStateRequest, context) -> pb.IndexStateReply:
+        indexed, total = self.node.index_state(request.collection_id, request.field, _channels_of(request))
+        return pb.IndexStateReply(indexed=indexed, total=total)
+
+    def SegmentInfos(self, request: pb.SegmentInfosRequest, context) -> pb.SegmentInfosReply:
+        infos = self.node.segment_infos(read_collection(self.node.meta, request.collection_id), _channels_of(request))
+        return pb.SegmentInfosReply(segments=[pb.SegmentInfo(**s) for s in infos])
 
 
 def serve_querynode(node: QueryNode, host: str = "127.0.0.1", port: int = 0, workers: int = 8):
     """Start the node's RPC service; returns (grpc server, bound port)."""
-    return serve("querynode", QueryNodeService(node).handlers(), host, port, workers)
+    return serve("querynode", QueryNodeService(node), host, port, workers)
 
 
 class RemoteQueryNode:
@@ -117,65 +163,82 @@ class RemoteQueryNode:
         self._client = Client(address, "querynode", timeout)
 
     @staticmethod
-    def _common(info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
-                wait: dict[str, int] | None, channels: Sequence[str] | None) -> dict:
-        return {"collection_id": info.id, "ts": int(ts), **_flt_meta(flt),
-                "partition_ids": None if partition_ids is None else sorted(partition_ids), "wait": wait or {},
-                "channels": None if channels is None else list(channels)}
+    def _scope(scope: pb.ReadScope, info: CollectionInfo, ts: int, flt: RowFilter | None,
+               partition_ids: set[int] | None, wait: dict[str, int] | None,
+               channels: Sequence[str] | None) -> None:
+        """Fill the request's ``scope`` in place (a message given to a constructor is copied)."""
+        scope.collection_id, scope.ts = info.id, int(ts)
+        if flt is not None:
+            scope.filter.expr = flt.expr
+            if flt.template is not None:
+                scope.filter.template_json = json.dumps(flt.template)
+        if partition_ids is not None:
+            scope.partition_ids.SetInParent()  # set, even when empty
+            scope.partition_ids.ids.extend(sorted(partition_ids))
+        if wait:
+            scope.wait.update(wait)
+        if channels is not None:
+            scope.channels.SetInParent()
+            scope.channels.names.extend(channels)
 
     def search(self, info: CollectionInfo, spec: SearchSpec, partition_ids: set[int] | None,
                output_fields: Sequence[str], wait: dict[str, int] | None = None,
                channels: Sequence[str] | None = None) -> Hits:
-        meta = self._common(info, spec.ts, spec.flt, partition_ids, wait, channels)
-        meta.update(field=spec.field.name, limit=spec.limit, offset=spec.offset, metric=spec.metric,
-                    params=spec.params, index_type=spec.index_type, radius=spec.radius,
-                    range_filter=spec.range_filter, output_fields=list(output_fields))
-        out, arrays = self._client.call("Search", meta, {"queries": np.asarray(spec.queries)})
-        cols = {k[len(_COL):]: v for k, v in arrays.items() if k.startswith(_COL)}
-        return Hits(out["topks"], arrays["pks"], arrays["scores"], cols)
+        request = pb.SearchRequest(
+            field=spec.field.name, limit=spec.limit, offset=spec.offset, metric=spec.metric,
+            params_json=json.dumps(spec.params), index_type=spec.index_type, radius=spec.radius,
+            range_filter=spec.range_filter, output_fields=output_fields)
+        self._scope(request.scope, info, spec.ts, spec.flt, partition_ids, wait, channels)
+        fill_column(request.queries, spec.queries)
+        topks, pks, scores, columns = read_search_reply(self._client.invoke_encoded("Search", request))
+        return Hits(topks, pks, scores, columns)
 
     def query(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               output_fields: Sequence[str], limit: int | None, offset: int,
               wait: dict[str, int] | None = None, channels: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        meta = self._common(info, ts, flt, partition_ids, wait, channels)
-        meta.update(output_fields=list(output_fields), limit=limit, offset=offset)
-        _, arrays = self._client.call("Query", meta)
-        return {k[len(_COL):]: v for k, v in arrays.items() if k.startswith(_COL)}
+        request = pb.QueryRequest(output_fields=output_fields, limit=limit, offset=offset)
+        self._scope(request.scope, info, ts, flt, partition_ids, wait, channels)
+        return read_query_reply(self._client.invoke_encoded("Query", request))
 
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               wait: dict[str, int] | None = None, channels: Sequence[str] | None = None) -> int:
-        return self._client.call("Count", self._common(info, ts, flt, partition_ids, wait, channels))[0]["count"]
+        request = pb.CountRequest()
+        self._scope(request.scope, info, ts, flt, partition_ids, wait, channels)
+        return self._client.invoke("Count", request).count
 
     def load(self, info: CollectionInfo, channels: Sequence[str] | None = None) -> None:
-        self._client.call("Load", {"collection_id": info.id, "channels": None if channels is None else list(channels)})
+        self._client.invoke("Load", pb.LoadRequest(collection_id=info.id, channels=_channels(channels)))
 
     def loaded(self) -> list[int]:
-        return self._client.call("Loaded")[0]["collection_ids"]
+        return list(self._client.invoke("Loaded", _EMPTY).collection_ids)
 
     def channels_held(self) -> dict[int, dict[str, int]]:
-        return {int(c): chs for c, chs in self._client.call("Held")[0]["held"].items()}
+        return {c: dict(chs.rows) for c, chs in self._client.invoke("Held", _EMPTY).held.items()}
 
     def refresh_info(self, info: CollectionInfo) -> None:
-        self._client.call("Refresh", {"collection_id": info.id})
+        self._client.invoke("Refresh", pb.CollectionRequest(collection_id=info.id))
 
     def schedule_indexes(self, info: CollectionInfo) -> None:
-        self._client.call("ScheduleIndexes", {"collection_id": info.id})
+        self._client.invoke("ScheduleIndexes", pb.CollectionRequest(collection_id=info.id))
 
     def drop_partition(self, collection_id: int, partition_id: int) -> None:
-        self._client.call("DropPartition", {"collection_id": collection_id, "partition_id": partition_id})
+        self._client.invoke("DropPartition", pb.DropPartitionRequest(collection_id=collection_id,
+                                                                     partition_id=partition_id))
 
     def growing_rows(self, channel: str) -> int:
-        return self._client.call("GrowingRows", {"channel": channel})[0]["rows"]
+        return self._client.invoke("GrowingRows", pb.GrowingRowsRequest(channel=channel)).rows
 
     def index_state(self, collection_id: int, field_name: str,
                     channels: Sequence[str] | None = None) -> tuple[int, int]:
-        meta = {"collection_id": collection_id, "field": field_name,
-                "channels": None if channels is None else list(channels)}
-        return tuple(self._client.call("IndexState", meta)[0]["state"])
+        reply = self._client.invoke("IndexState", pb.IndexStateRequest(collection_id=collection_id, field=field_name,
+                                                                       channels=_channels(channels)))
+        return reply.indexed, reply.total
 
     def segment_infos(self, info: CollectionInfo, channels: Sequence[str] | None = None) -> list[dict]:
-        meta = {"collection_id": info.id, "channels": None if channels is None else list(channels)}
-        return self._client.call("SegmentInfos", meta)[0]["segments"]
+        reply = self._client.invoke("SegmentInfos", pb.SegmentInfosRequest(collection_id=info.id,
+                                                                           channels=_channels(channels)))
+        return [{"segment_id": s.segment_id, "partition_id": s.partition_id, "num_rows": s.num_rows,
+                 "state": s.state} for s in reply.segments]
 
     def serving_nodes(self) -> list[tuple[int, str]]:
         """This one node, numbered from its address (its node id is the router's to know)."""
@@ -190,8 +253,7 @@ class RemoteQueryNode:
         return [{"id": me, "nodes": [me], "leaders": {ch: (me, self.address) for ch in held}}]
 
     def release(self, collection_id: int, channels: Sequence[str] | None = None) -> None:
-        self._client.call("Release", {"collection_id": collection_id,
-                                      "channels": None if channels is None else list(channels)})
+        self._client.invoke("Release", pb.ReleaseRequest(collection_id=collection_id, channels=_channels(channels)))
 
     def is_loaded(self, collection_id: int) -> bool:
         return collection_id in self.loaded()

@@ -1,11 +1,14 @@
 """Internal RPC between vecdb's own processes (coord, proxies, query and data nodes).
 
-gRPC unary calls whose request and reply are ``codec`` messages (a JSON header plus
-numpy buffers), served by a generic handler: no generated stubs, vectors and columns
-cross as raw buffers. ``serve`` exposes a dict of handlers; ``Client`` calls them. A
-``VecdbError`` raised by a handler reaches the caller as the same class and message.
+The services and their messages are typed contracts in ``proto/`` (``coord.proto``,
+``querynode.proto``, ``common.proto``); their Python modules are generated into ``vecdb/rpc/gen``
+and committed (``python -m vecdb.rpc.protogen`` rewrites them, a unit test checks they match).
+numpy arrays cross as ``Column`` messages: raw buffers read back with ``np.frombuffer``
+(``vecdb.rpc.columns``). ``serve`` runs a generated service's servicer; ``Client`` calls one
+through its stub. A ``VecdbError`` raised by a handler reaches the caller as the same class and
+message (the gRPC status's details, the class named in the trailing metadata).
 """
 
-from vecdb.rpc.service import Client, serve
+from vecdb.rpc.service import Client, serve, set_fields
 
-__all__ = ["Client", "serve"]
+__all__ = ["Client", "serve", "set_fields"]

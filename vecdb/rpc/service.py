@@ -1,4 +1,4 @@
-"""Serving and calling internal RPC methods over gRPC (see the package docstring)."""
+"""Serving and calling vecdb's internal gRPC services (see the package docstring)."""
 
 from __future__ import annotations
 
@@ -10,50 +10,91 @@ from typing import Any
 
 import grpc
 import numpy as np
+from google.protobuf import json_format, message_factory
+from google.protobuf.message import Message
 
 from vecdb import errors
-from vecdb.rpc.codec import pack, unpack
+from vecdb.rpc.gen import coord_pb2, coord_pb2_grpc, querynode_pb2, querynode_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 512 << 20
-_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+           ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+# reconnect quickly to a peer that restarted (gRPC's default backoff grows to 2 minutes)
+_CLIENT_OPTIONS = OPTIONS + [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
+                             ("grpc.max_reconnect_backoff_ms", 2000)]
+# the trailing metadata key naming the vecdb error class a call ended with (proto/common.proto)
+ERROR_KEY = "vecdb-error"
 
-# A handler takes (meta, arrays) and returns (meta, arrays), or just meta.
-Handler = Callable[[dict, dict[str, np.ndarray]], object]
+# the internal services: name -> (the generated stub, the service's descriptor)
+SERVICES: dict[str, tuple[Callable[[grpc.Channel], Any], Any]] = {
+    "coord": (coord_pb2_grpc.CoordStub, coord_pb2.DESCRIPTOR.services_by_name["Coord"]),
+    "querynode": (querynode_pb2_grpc.QueryNodeStub, querynode_pb2.DESCRIPTOR.services_by_name["QueryNode"]),
+}
 
 
-def _identity(b: bytes) -> bytes:
-    return b
+def _status(e: errors.VecdbError) -> grpc.StatusCode:
+    if e.retriable:
+        return grpc.StatusCode.UNAVAILABLE
+    if isinstance(e, errors.Unimplemented):
+        return grpc.StatusCode.UNIMPLEMENTED
+    if isinstance(e, errors.InternalError):
+        return grpc.StatusCode.INTERNAL
+    if e.input_error:
+        return grpc.StatusCode.INVALID_ARGUMENT
+    return grpc.StatusCode.UNKNOWN
 
 
-def _wrap(name: str, fn: Handler):
-    def unary(request: bytes, context) -> bytes:
+def _abort(context: grpc.ServicerContext, e: errors.VecdbError) -> None:
+    context.set_trailing_metadata(((ERROR_KEY, type(e).__name__),))
+    context.abort(_status(e), e.message)
+
+
+def _guarded(name: str, fn: Callable[[Any, grpc.ServicerContext], Any]):
+    """``fn`` ending a call whose handler raised with the error's status, message and class name;
+    a bug (any other exception) is an InternalError naming it, and the server keeps serving."""
+
+    def unary(request, context):
         try:
-            meta, arrays = unpack(request)
-            out = fn(meta, arrays)
-            if isinstance(out, tuple):
-                return pack({"ok": out[0]}, out[1])
-            return pack({"ok": out})
+            return fn(request, context)
         except errors.VecdbError as e:
-            return pack({"error": {"type": type(e).__name__, "message": e.message}})
-        except Exception as e:  # a bug: say so to the caller, keep the server up
+            _abort(context, e)
+        except NotImplementedError:  # the generated servicer's default for a method not served
+            _abort(context, errors.Unimplemented(f"method {name} is not served here"))
+        except Exception as e:
             log.exception("internal RPC %s failed", name)
-            return pack({"error": {"type": "InternalError", "message": f"{name}: {type(e).__name__}: {e}"}})
+            _abort(context, errors.InternalError(f"{name}: {type(e).__name__}: {e}"))
 
-    return grpc.unary_unary_rpc_method_handler(unary, request_deserializer=_identity, response_serializer=_identity)
+    return unary
 
 
-def serve(service: str, handlers: dict[str, Handler], host: str = "127.0.0.1", port: int = 0,
+def _serialize(reply: Message | bytes) -> bytes:
+    return reply if isinstance(reply, bytes) else reply.SerializeToString()
+
+
+def serve(service: str, servicer: object, host: str = "127.0.0.1", port: int = 0,
           workers: int = 8) -> tuple[grpc.Server, int]:
-    """Start a gRPC server for ``service`` (e.g. "coord") with one method per handler; returns
-    (server, bound port)."""
+    """Start a gRPC server for the internal service ``service`` ("coord", "querynode"):
+    ``servicer`` has a method per RPC of its .proto (``def Search(request, context) -> reply``;
+    the generated ``<Service>Servicer`` is a base that answers UNIMPLEMENTED for the others). A
+    reply may also be its message already encoded (bytes: ``vecdb.rpc.columns``). A ``VecdbError``
+    a method raises reaches the caller as the same class and message. Returns (server, bound port).
+
+    The methods are registered from the service's descriptor, as the generated
+    ``add_<Service>Servicer_to_server`` would, but with these errors and encoded replies."""
+    if service not in SERVICES:
+        raise ValueError(f"no internal service {service!r} (one of {sorted(SERVICES)})")
+    descriptor = SERVICES[service][1]
+    handlers = {
+        m.name: grpc.unary_unary_rpc_method_handler(
+            _guarded(m.name, getattr(servicer, m.name)),
+            request_deserializer=message_factory.GetMessageClass(m.input_type).FromString,
+            response_serializer=_serialize)
+        for m in descriptor.methods}
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"rpc-{service}"),
-                         options=_OPTIONS)
-    generic = grpc.method_handlers_generic_handler(
-        f"vecdb.{service}", {name: _wrap(name, fn) for name, fn in handlers.items()})
-    server.add_generic_rpc_handlers((generic,))
+                         options=OPTIONS)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(descriptor.full_name, handlers),))
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port} (address in use?)")
@@ -61,49 +102,86 @@ def serve(service: str, handlers: dict[str, Handler], host: str = "127.0.0.1", p
     return server, bound
 
 
+def set_fields(message: Message) -> dict[str, Any]:
+    """The fields set in ``message`` (those with presence, and proto3 scalars that are not zero)."""
+    return {f.name: v for f, v in message.ListFields()}
+
+
 class Client:
-    """Calls one service at ``address`` ("host:port"). Thread-safe; one channel, reused."""
+    """Calls the internal service ``service`` ("coord", "querynode") at ``address`` ("host:port")
+    through its generated stub. Thread-safe; one channel, reused."""
 
     def __init__(self, address: str, service: str, timeout: float = 30.0):
+        if service not in SERVICES:
+            raise ValueError(f"no internal service {service!r} (one of {sorted(SERVICES)})")
         self.address, self.service, self.timeout = address, service, timeout
-        # reconnect quickly to a peer that restarted (gRPC's default backoff grows to 2 minutes)
-        self._channel = grpc.insecure_channel(address, options=_OPTIONS + [
-            ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
-            ("grpc.max_reconnect_backoff_ms", 2000)])
-        self._methods: dict[str, Callable] = {}
+        stub, self._descriptor = SERVICES[service]
+        self._channel = grpc.insecure_channel(address, options=_CLIENT_OPTIONS)
+        self.stub = stub(self._channel)
+        self._encoded: dict[str, Callable] = {}
         self._lock = threading.Lock()
 
-    def _method(self, name: str):
-        with self._lock:
-            m = self._methods.get(name)
-            if m is None:
-                m = self._methods[name] = self._channel.unary_unary(
-                    f"/vecdb.{self.service}/{name}", request_serializer=_identity, response_deserializer=_identity)
-            return m
-
-    def call(self, name: str, meta: dict | None = None, arrays: dict | None = None,
-             timeout: float | None = None) -> tuple[Any, dict[str, np.ndarray]]:
-        """Returns (the handler's meta result, its arrays); re-raises the handler's VecdbError. The
-        result is what the handler returned, decoded (JSON-like values): typed by its caller."""
+    def invoke(self, method: str, request: Message, timeout: float | None = None) -> Any:
+        """The reply of ``method`` to ``request`` (the generated messages); re-raises the handler's
+        VecdbError; ServiceUnavailable when the server cannot be reached, stopped during the call
+        or did not answer in time."""
+        fn = getattr(self.stub, method, None)
+        if fn is None:
+            raise errors.Unimplemented(f"{self.service} has no method {method}")
         try:
-            reply = self._method(name)(pack(meta, arrays), timeout=timeout or self.timeout)
+            return fn(request, timeout=timeout or self.timeout)
         except grpc.RpcError as e:
-            code = e.code()
-            # CANCELLED: the server stopped during the call (these clients never cancel one themselves),
-            # so another server, or this one once back, may answer: retriable as unreachable is
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
-                raise errors.ServiceUnavailable(f"{self.service} at {self.address}: {e.details()}") from e
-            if code == grpc.StatusCode.UNIMPLEMENTED:
-                raise errors.Unimplemented(f"{self.service} at {self.address} has no method {name}") from e
-            raise errors.InternalError(f"{self.service}.{name}: {code.name}: {e.details()}") from e
-        out, arrays = unpack(reply)
-        err = out.get("error")
-        if err is not None:
-            cls = getattr(errors, err.get("type", ""), None)
+            raise self._error(method, e) from None
+
+    def invoke_encoded(self, method: str, request: Message, timeout: float | None = None) -> bytes:
+        """As ``invoke``, with the reply as it came, encoded (read it with ``vecdb.rpc.columns``:
+        its arrays are then views of these bytes, where ``FromString`` would copy each)."""
+        with self._lock:
+            fn = self._encoded.get(method)
+            if fn is None:
+                if method not in self._descriptor.methods_by_name:
+                    raise errors.Unimplemented(f"{self.service} has no method {method}")
+                fn = self._encoded[method] = self._channel.unary_unary(
+                    f"/{self._descriptor.full_name}/{method}", request_serializer=_serialize)
+        try:
+            return fn(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as e:
+            raise self._error(method, e) from None
+
+    def _error(self, method: str, e: grpc.RpcError) -> errors.VecdbError:
+        code, details = e.code(), e.details()
+        sent = next((m.value for m in e.trailing_metadata() or () if m.key == ERROR_KEY), None)
+        if sent is not None:
+            cls = getattr(errors, sent if isinstance(sent, str) else sent.decode(), None)
             if not (isinstance(cls, type) and issubclass(cls, errors.VecdbError)):
                 cls = errors.InternalError
-            raise cls(err.get("message"))
-        return out.get("ok"), arrays
+            return cls(details)
+        # CANCELLED: the server stopped during the call (these clients never cancel one themselves),
+        # so another server, or this one once back, may answer: retriable as unreachable is
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+            return errors.ServiceUnavailable(f"{self.service} at {self.address}: {details}")
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            return errors.Unimplemented(f"{self.service} at {self.address} has no method {method}")
+        return errors.InternalError(f"{self.service}.{method}: {code.name}: {details}")
+
+    def call(self, method: str, msg: dict | None = None, arrays: dict | None = None,
+             timeout: float | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``invoke`` with the request and reply as dicts of their fields, for methods of scalar
+        fields (the coord's): ``call("AllocTimestamp", {"count": 2})[0]["ts"]``. A field the request
+        has not, or a value of the wrong type, is InvalidParameter. No method takes ``arrays``; the
+        second value is always empty (the shape of the calls before the typed services)."""
+        if arrays:
+            raise errors.InvalidParameter(f"{self.service}.{method} takes no arrays")
+        desc = self._descriptor.methods_by_name.get(method)
+        if desc is None:
+            raise errors.Unimplemented(f"{self.service} has no method {method}")
+        request = message_factory.GetMessageClass(desc.input_type)()
+        try:
+            json_format.ParseDict(msg or {}, request)
+        except json_format.ParseError as e:
+            raise errors.InvalidParameter(f"{self.service}.{method}: {e}") from None
+        reply = self.invoke(method, request, timeout)
+        return {f.name: getattr(reply, f.name) for f in reply.DESCRIPTOR.fields}, {}
 
     def close(self) -> None:
         self._channel.close()

@@ -1,0 +1,1 @@
+"""Generated from proto/ by ``python -m vecdb.rpc.protogen``: do not edit."""

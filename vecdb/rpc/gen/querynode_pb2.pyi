@@ -1,0 +1,225 @@
+from . import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ReadScope(_message.Message):
+    __slots__ = ("collection_id", "ts", "filter", "partition_ids", "wait", "channels")
+    class WaitEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    TS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_IDS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    collection_id: int
+    ts: int
+    filter: Filter
+    partition_ids: _common_pb2.IdList
+    wait: _containers.ScalarMap[str, int]
+    channels: _common_pb2.ChannelList
+    def __init__(self, collection_id: _Optional[int] = ..., ts: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., partition_ids: _Optional[_Union[_common_pb2.IdList, _Mapping]] = ..., wait: _Optional[_Mapping[str, int]] = ..., channels: _Optional[_Union[_common_pb2.ChannelList, _Mapping]] = ...) -> None: ...
+
+class Filter(_message.Message):
+    __slots__ = ("expr", "template_json")
+    EXPR_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_JSON_FIELD_NUMBER: _ClassVar[int]
+    expr: str
+    template_json: str
+    def __init__(self, expr: _Optional[str] = ..., template_json: _Optional[str] = ...) -> None: ...
+
+class SearchRequest(_message.Message):
+    __slots__ = ("scope", "field", "queries", "limit", "offset", "metric", "params_json", "index_type", "radius", "range_filter", "output_fields")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    INDEX_TYPE_FIELD_NUMBER: _ClassVar[int]
+    RADIUS_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FILTER_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    scope: ReadScope
+    field: str
+    queries: _common_pb2.Column
+    limit: int
+    offset: int
+    metric: str
+    params_json: str
+    index_type: str
+    radius: float
+    range_filter: float
+    output_fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, scope: _Optional[_Union[ReadScope, _Mapping]] = ..., field: _Optional[str] = ..., queries: _Optional[_Union[_common_pb2.Column, _Mapping]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., metric: _Optional[str] = ..., params_json: _Optional[str] = ..., index_type: _Optional[str] = ..., radius: _Optional[float] = ..., range_filter: _Optional[float] = ..., output_fields: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SearchReply(_message.Message):
+    __slots__ = ("topks", "pks", "scores", "columns")
+    TOPKS_FIELD_NUMBER: _ClassVar[int]
+    PKS_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    topks: _containers.RepeatedScalarFieldContainer[int]
+    pks: _common_pb2.Column
+    scores: _common_pb2.Column
+    columns: _containers.RepeatedCompositeFieldContainer[_common_pb2.NamedColumn]
+    def __init__(self, topks: _Optional[_Iterable[int]] = ..., pks: _Optional[_Union[_common_pb2.Column, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.Column, _Mapping]] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.NamedColumn, _Mapping]]] = ...) -> None: ...
+
+class QueryRequest(_message.Message):
+    __slots__ = ("scope", "output_fields", "limit", "offset")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    scope: ReadScope
+    output_fields: _containers.RepeatedScalarFieldContainer[str]
+    limit: int
+    offset: int
+    def __init__(self, scope: _Optional[_Union[ReadScope, _Mapping]] = ..., output_fields: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class QueryReply(_message.Message):
+    __slots__ = ("columns",)
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    columns: _containers.RepeatedCompositeFieldContainer[_common_pb2.NamedColumn]
+    def __init__(self, columns: _Optional[_Iterable[_Union[_common_pb2.NamedColumn, _Mapping]]] = ...) -> None: ...
+
+class CountRequest(_message.Message):
+    __slots__ = ("scope",)
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    scope: ReadScope
+    def __init__(self, scope: _Optional[_Union[ReadScope, _Mapping]] = ...) -> None: ...
+
+class CountReply(_message.Message):
+    __slots__ = ("count",)
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...
+
+class LoadRequest(_message.Message):
+    __slots__ = ("collection_id", "channels")
+    COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    collection_id: int
+    channels: _common_pb2.ChannelList
+    def __init__(self, collection_id: _Optional[int] = ..., channels: _Optional[_Union[_common_pb2.ChannelList, _Mapping]] = ...) -> None: ...
+
+class ReleaseRequest(_message.Message):
+    __slots__ = ("collection_id", "channels")
+    COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    collection_id: int
+    channels: _common_pb2.ChannelList
+    def __init__(self, collection_id: _Optional[int] = ..., channels: _Optional[_Union[_common_pb2.ChannelList, _Mapping]] = ...) -> None: ...
+
+class LoadedReply(_message.Message):
+    __slots__ = ("collection_ids",)
+    COLLECTION_IDS_FIELD_NUMBER: _ClassVar[int]
+    collection_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, collection_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ChannelRows(_message.Message):
+    __slots__ = ("rows",)
+    class RowsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.ScalarMap[str, int]
+    def __init__(self, rows: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class HeldReply(_message.Message):
+    __slots__ = ("held",)
+    class HeldEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: ChannelRows
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[_Union[ChannelRows, _Mapping]] = ...) -> None: ...
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    held: _containers.MessageMap[int, ChannelRows]
+    def __init__(self, held: _Optional[_Mapping[int, ChannelRows]] = ...) -> None: ...
+
+class CollectionRequest(_message.Message):
+    __slots__ = ("collection_id",)
+    COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    collection_id: int
+    def __init__(self, collection_id: _Optional[int] = ...) -> None: ...
+
+class DropPartitionRequest(_message.Message):
+    __slots__ = ("collection_id", "partition_id")
+    COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_ID_FIELD_NUMBER: _ClassVar[int]
+    collection_id: int
+    partition_id: int
+    def __init__(self, collection_id: _Optional[int] = ..., partition_id: _Optional[int] = ...) -> None: ...
+
+class GrowingRowsRequest(_message.Message):
+    __slots__ = ("channel",)
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    def __init__(self, channel: _Optional[str] = ...) -> None: ...
+
+class GrowingRowsReply(_message.Message):
+    __slots__ = ("rows",)
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    rows: int
+    def __init__(self, rows: _Optional[int] = ...) -> None: ...
+
+class IndexStateRequest(_message.Message):
+    __slots__ = ("collection_id", "field", "channels")
+    COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    collection_id: int
+    field: str
+    channels: _common_pb2.ChannelList
+    def __init__(self, collection_id: _Optional[int] = ..., field: _Optional[str] = ..., channels: _Optional[_Union[_common_pb2.ChannelList, _Mapping]] = ...) -> None: ...
+
+class IndexStateReply(_message.Message):
+    __slots__ = ("indexed", "total")
+    INDEXED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    indexed: int
+    total: int
+    def __init__(self, indexed: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+
+class SegmentInfosRequest(_message.Message):
+    __slots__ = ("collection_id", "channels")
+    COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    collection_id: int
+    channels: _common_pb2.ChannelList
+    def __init__(self, collection_id: _Optional[int] = ..., channels: _Optional[_Union[_common_pb2.ChannelList, _Mapping]] = ...) -> None: ...
+
+class SegmentInfo(_message.Message):
+    __slots__ = ("segment_id", "partition_id", "num_rows", "state")
+    SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_ID_FIELD_NUMBER: _ClassVar[int]
+    NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    segment_id: int
+    partition_id: int
+    num_rows: int
+    state: int
+    def __init__(self, segment_id: _Optional[int] = ..., partition_id: _Optional[int] = ..., num_rows: _Optional[int] = ..., state: _Optional[int] = ...) -> None: ...
+
+class SegmentInfosReply(_message.Message):
+    __slots__ = ("segments",)
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedCompositeFieldContainer[SegmentInfo]
+    def __init__(self, segments: _Optional[_Iterable[_Union[SegmentInfo, _Mapping]]] = ...) -> None: ...
