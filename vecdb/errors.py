@@ -89,6 +89,32 @@ class PartitionNotLoaded(VecdbError):
     default_message = "partition not loaded"
 
 
+# --- resource group (300-399) ----------------------------------------------
+class ResourceGroupNotFound(VecdbError):
+    code, legacy_code, input_error = 300, "UnexpectedError", True
+    default_message = "resource group not found"
+
+
+class ResourceGroupAlreadyExist(VecdbError):
+    code, legacy_code, input_error = 301, "UnexpectedError", True
+    default_message = "resource group already exist, but create with different config"
+
+
+class ResourceGroupReachLimit(VecdbError):
+    code, legacy_code, input_error = 302, "UnexpectedError", True
+    default_message = "resource group num reach limit"
+
+
+class ResourceGroupIllegalConfig(VecdbError):
+    code, legacy_code, input_error = 303, "IllegalArgument", True
+    default_message = "resource group illegal config"
+
+
+class ResourceGroupNodeNotEnough(VecdbError):
+    code, legacy_code, input_error = 304, "UnexpectedError", True
+    default_message = "resource group node not enough"
+
+
 # --- index (700-799) -------------------------------------------------------
 class IndexNotFound(VecdbError):
     code, legacy_code, input_error = 700, "IndexNotExist", True

@@ -18,13 +18,14 @@ import grpc
 
 from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
+from vecdb.coord.resource_groups import ResourceGroups
 from vecdb.coord.session import Session, describe_process
 from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.datanode.node import DataNode
 from vecdb.proxy.base import Roles
 from vecdb.proxy.server import start_server
 from vecdb.proxy.writer import ShardWriter
-from vecdb.querynode.node import QueryNode
+from vecdb.querynode.node import STANDALONE_NODE_ID, QueryNode
 from vecdb.security import Security
 from vecdb.storage.backends import open_backends
 
@@ -65,7 +66,8 @@ class Standalone:
         self.security = Security(self.meta, settings.security)
         self.roles = Roles(catalog, tso, ids, writer, self.querynode, self.datanode,
                            max_request_bytes=settings.proxy.max_request_bytes,
-                           max_query_window=settings.proxy.max_query_window, security=self.security)
+                           max_query_window=settings.proxy.max_query_window, security=self.security,
+                           resource_groups=ResourceGroups(self.meta, lambda: {str(STANDALONE_NODE_ID): "local"}))
         for info in catalog.all_collections():
             if info.loaded:
                 with writer.locked(info.channels):

@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import wait_until
 from vecdb import errors
 from vecdb.coord.assignment import Assignment, Replica, assign_key, serve_key
+from vecdb.coord.resource_groups import DEFAULT_RESOURCE_GROUP
 from vecdb.coord.session import register_node
 from vecdb.proxy import router as router_mod
 from vecdb.proxy.router import QueryNodeRouter
@@ -174,7 +175,8 @@ def test_replicas_and_segment_nodes_as_placed(cluster):
     _ready(c, "7", "9")
     c.assign({"c7-s0": "7", "c7-s1": "9"})
     wait_until(lambda: c.router.replicas(INFO.id))
-    assert c.router.replicas(INFO.id) == [{"id": 1, "nodes": [7, 9], "leaders": {"c7-s0": (7, "7"), "c7-s1": (9, "9")}}]
+    assert c.router.replicas(INFO.id) == [{"id": 1, "nodes": [7, 9], "resource_group": DEFAULT_RESOURCE_GROUP,
+                                           "leaders": {"c7-s0": (7, "7"), "c7-s1": (9, "9")}}]
     assert c.router.serving_nodes() == [(7, "7"), (9, "9")]
 
 

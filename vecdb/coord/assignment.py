@@ -15,6 +15,14 @@ Rules (``plan``):
 - ``replica_number`` replicas per loaded collection, each a disjoint set of live query nodes
   (fewer when fewer nodes live). Every live node belongs to one replica of each collection: a
   joining node goes to the replica with the fewest nodes.
+- Resource groups (``vecdb.coord.resource_groups``): each replica belongs to one group (the
+  catalog's ``resource_groups`` of the collection say how many replicas each group gets; none:
+  all in ``__default_resource_group``) and takes its nodes only from that group's live nodes (at
+  most as many replicas in a group as it has nodes). A replica moved to another group
+  (TransferReplica) keeps its id; a node moved to another group (TransferNode) leaves its replicas.
+  A node that leaves a replica but still lives keeps serving the channels it owns until their new
+  owner in the replica serves them (a hand-over, as in balance); in a replica left without nodes
+  it keeps them.
 - In a replica, each channel has one owner, the node that serves all of it (sealed and growing
   data). A channel whose owner is gone (its session ended) gets the least loaded node of the
   replica at once; it serves once it has loaded.
@@ -35,6 +43,14 @@ from dataclasses import asdict, dataclass, field
 
 from vecdb.coord.catalog_model import CollectionInfo
 from vecdb.coord.catalog_state import COLL_PREFIX
+from vecdb.coord.resource_groups import (
+    DEFAULT_RESOURCE_GROUP,
+    RG_PREFIX,
+    ResourceGroups,
+    node_groups,
+    parse_groups,
+    recover,
+)
 from vecdb.storage.base import MetaStore
 from vecdb.storage.watch import Mirror
 
@@ -60,6 +76,7 @@ class Replica:
     nodes: list[str]
     channels: dict[str, str | None]  # channel -> owner node id (None: no live node to own it)
     moving: dict[str, str] = field(default_factory=dict)  # channel -> node taking it over
+    resource_group: str = DEFAULT_RESOURCE_GROUP
 
     def node_channels(self, node_id: str) -> list[str]:
         """The channels ``node_id`` must hold: those it owns and those it takes over."""
@@ -83,6 +100,11 @@ class Assignment:
     def replica_of(self, node_id: str) -> Replica | None:
         return next((r for r in self.replicas if node_id in r.nodes), None)
 
+    def node_channels(self, node_id: str) -> list[str]:
+        """Every channel ``node_id`` must hold, over the replicas: a node that left a replica
+        (another resource group) still owns some there until they are handed over."""
+        return sorted({ch for r in self.replicas for ch in r.node_channels(node_id)})
+
 
 Served = dict[str, dict[int, dict[str, int]]]  # node id -> collection id -> channel -> live rows
 
@@ -91,22 +113,31 @@ def parse_served(raw: bytes) -> dict[int, dict[str, int]]:
     return {int(cid): chs for cid, chs in json.loads(raw).items()}
 
 
-def plan(loaded: dict[int, tuple[list[str], int]], nodes: list[str], current: dict[int, Assignment],
-         served: Served) -> dict[int, Assignment]:
+Loaded = dict[int, tuple]  # collection id -> (channels, replica number[, each replica's resource group])
+
+
+def plan(loaded: Loaded, nodes: list[str], current: dict[int, Assignment],
+         served: Served, groups: dict[str, str] | None = None) -> dict[int, Assignment]:
     """The assignments that should stand: ``loaded`` (collection id -> (channels, replica
-    number)), the live query ``nodes``, the ``current`` assignments and what each node reports it
-    serves. Pure; the rules are the module's."""
+    number) or (channels, replica number, the resource group of each replica)), the live query
+    ``nodes``, the ``current`` assignments, what each node reports it serves and ``groups``
+    (node id -> its resource group; a node not in it is in the default group). Pure; the rules
+    are the module's."""
     live = set(nodes)
+    group_of = {n: (groups or {}).get(n, DEFAULT_RESOURCE_GROUP) for n in live}
     load = {n: 0 for n in sorted(live)}
     rows = _channel_rows(served)
     out: dict[int, Assignment] = {}
     for cid in sorted(loaded):
-        channels, replica_number = loaded[cid]
+        replica_number = max(1, loaded[cid][1])
+        wanted = list(loaded[cid][2]) if len(loaded[cid]) > 2 and loaded[cid][2] else []
+        if len(wanted) != replica_number:
+            wanted = [DEFAULT_RESOURCE_GROUP] * replica_number
         a = current.get(cid) or Assignment(cid, [])
-        out[cid] = Assignment(cid, _place_nodes(a.replicas, max(1, replica_number), live))
+        out[cid] = Assignment(cid, _place_in_groups(a.replicas, wanted, group_of))
     # owners first for every collection (so the loads below are complete), then hand-overs
     for cid, a in out.items():
-        channels, _ = loaded[cid]
+        channels = loaded[cid][0]
         for r in a.replicas:
             _own(r, channels, live, cid, served, rows, load)
     for cid, a in out.items():
@@ -132,7 +163,7 @@ def _place_nodes(replicas: list[Replica], replica_number: int, live: set[str]) -
     for r in replicas[:replica_number]:
         members = [n for n in r.nodes if n in live and n not in taken]
         taken.update(members)
-        kept.append(Replica(r.id, members, dict(r.channels), dict(r.moving)))
+        kept.append(Replica(r.id, members, dict(r.channels), dict(r.moving), r.resource_group))
     next_id = max([r.id for r in replicas] + [0]) + 1
     while len(kept) < min(replica_number, len(live)):
         kept.append(Replica(next_id, [], {}))
@@ -143,6 +174,46 @@ def _place_nodes(replicas: list[Replica], replica_number: int, live: set[str]) -
     for r in kept:
         r.nodes.sort()
     return kept
+
+
+def _place_in_groups(replicas: list[Replica], wanted: list[str], group_of: dict[str, str]) -> list[Replica]:
+    """The replicas, each in its group (``wanted``: one group name per replica), with nodes of
+    that group only: replicas keep their group while it is still wanted, the others move to a
+    group that lacks replicas (keeping their id); per group, ``_place_nodes``."""
+    need: dict[str, int] = {}
+    for g in wanted:
+        need[g] = need.get(g, 0) + 1
+    kept: list[Replica] = []
+    spare: list[Replica] = []
+    for r in replicas:
+        if need.get(r.resource_group, 0) > 0:
+            need[r.resource_group] -= 1
+            kept.append(r)
+        else:
+            spare.append(r)
+    next_id = max([r.id for r in replicas] + [0]) + 1
+    for g in sorted(need):
+        for _ in range(need[g]):
+            if spare:  # moved here by TransferReplica: same replica, new group
+                r = spare.pop(0)
+                kept.append(Replica(r.id, list(r.nodes), dict(r.channels), dict(r.moving), g))
+    for g in sorted(set(wanted)):
+        members = {n for n, ng in group_of.items() if ng == g}
+        have = sum(1 for r in kept if r.resource_group == g)
+        for _ in range(min(wanted.count(g), len(members)) - have):  # no more new replicas than nodes
+            kept.append(Replica(next_id, [], {}, {}, g))
+            next_id += 1
+    out: list[Replica] = []
+    for g in sorted({r.resource_group for r in kept}):
+        members = {n for n, ng in group_of.items() if ng == g}
+        in_group = [r for r in kept if r.resource_group == g]
+        # in id order, the replicas that had nodes first (a group short of nodes leaves the new ones empty)
+        in_group.sort(key=lambda r: (not r.nodes, r.id))
+        placed = _place_nodes(in_group, len(in_group), members)
+        for r in placed:
+            r.resource_group = g
+        out.extend(placed)
+    return sorted(out, key=lambda r: r.id)
 
 
 def _weight(rows: dict[tuple[int, str], int], cid: int, ch: str) -> int:
@@ -167,13 +238,21 @@ def _own(r: Replica, channels: list[str], live: set[str], cid: int, served: Serv
             old = r.channels[ch]
             assert old is not None
             w = _weight(rows, cid, ch)
-            load[old] -= w
+            if old in members:
+                load[old] -= w
             load[target] += w
             r.channels[ch] = target
             del r.moving[ch]
     r.moving = {ch: n for ch, n in r.moving.items() if ch in r.channels}
     for ch in channels:
         owner = r.channels[ch]
+        if owner is not None and owner not in members and owner in live:
+            # it left the replica (another resource group) but lives: it serves until handed over
+            if r.nodes and ch not in r.moving:
+                best = min(r.nodes, key=lambda n: (load[n], n))
+                r.moving[ch] = best
+                load[best] += _weight(rows, cid, ch)
+            continue
         if owner is None or owner not in members:
             if not r.nodes:
                 r.channels[ch] = None
@@ -217,12 +296,15 @@ class AssignmentManager:
         self._stop = threading.Event()
         self._mirrors: list[Mirror] = []
         try:
-            for prefix in (COLL_PREFIX, QUERYNODE_SESSIONS, SERVE_PREFIX, ASSIGN_PREFIX):
+            for prefix in (COLL_PREFIX, QUERYNODE_SESSIONS, SERVE_PREFIX, ASSIGN_PREFIX, RG_PREFIX):
                 self._mirrors.append(Mirror(meta, prefix, self._wake.set))
         except BaseException:
             self.close()
             raise
-        self._colls, self._nodes, self._served, self._assigned = self._mirrors
+        self._colls, self._nodes, self._served, self._assigned, self._rgs = self._mirrors
+        # the coord keeps resource groups' members what their configs ask as nodes come and go
+        self._groups = ResourceGroups(meta, lambda: {n: "" for n in self._nodes.items()})
+        self._groups_seen: tuple | None = None
         # what stands: the store's at start, then what this manager wrote (its mirror may lag behind)
         self._current = {int(k): Assignment.from_json(v) for k, v in self._assigned.items().items()}
         self._thread = threading.Thread(target=self._run, name="coord-assignment", daemon=True)
@@ -240,16 +322,24 @@ class AssignmentManager:
                 log.exception("assignment: planning failed; trying again")
                 self._stop.wait(0.5)
 
+    def _node_groups(self, nodes: list[str]) -> dict[str, str]:
+        """node id -> resource group, once the groups' members follow the rules (written when not)."""
+        seen = (tuple(nodes), tuple(sorted(self._rgs.items().items())))
+        if seen != self._groups_seen:
+            self._groups.reconcile()  # a compare-and-set: a proxy's concurrent change wins, then this again
+            self._groups_seen = seen
+        return node_groups(recover(parse_groups(dict(self._rgs.items()), nodes), nodes))
+
     def tick(self) -> None:
-        loaded: dict[int, tuple[list[str], int]] = {}
+        loaded: dict[int, tuple] = {}
         for raw in self._colls.items().values():
             info = CollectionInfo.from_json(raw)
             if info.loaded:
-                loaded[info.id] = (info.channels, info.replica_number)
+                loaded[info.id] = (info.channels, info.replica_number, info.resource_groups)
         nodes = sorted(self._nodes.items())
         served = {n: parse_served(raw) for n, raw in self._served.items().items() if n in nodes}
         current = self._current
-        wanted = plan(loaded, nodes, current, served)
+        wanted = plan(loaded, nodes, current, served, self._node_groups(nodes))
         puts = {assign_key(cid): raw for cid, a in wanted.items()
                 if (raw := a.to_json()) != (current[cid].to_json() if cid in current else None)}
         deletes = [assign_key(cid) for cid in current if cid not in wanted]

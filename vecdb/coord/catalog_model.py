@@ -54,6 +54,8 @@ class CollectionInfo:
     # that load_partitions loaded and release_partitions has not released.
     loaded_partitions: list[int] | None = None
     replica_number: int = 1  # replicas to load (a cluster's coord places them on query nodes)
+    # the resource group of each replica when loaded (vecdb.coord.resource_groups); [] = all in the default group
+    resource_groups: list[str] = field(default_factory=list)
 
     @property
     def channels(self) -> list[str]:

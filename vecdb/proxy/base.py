@@ -22,6 +22,7 @@ from vecdb.roles import CatalogRole, DataNodeRole, IdSource, QueryNodeRole, Time
 from vecdb.schema import DataType
 
 if TYPE_CHECKING:
+    from vecdb.coord.resource_groups import ResourceGroups
     from vecdb.security import Security
 
 
@@ -46,6 +47,8 @@ class Roles:
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealer"))
     # users and roles (vecdb.security); requests are checked when security.enabled
     security: Security | None = None
+    # resource groups (vecdb.coord.resource_groups); None: made from the router's store and sessions
+    resource_groups: ResourceGroups | None = None
 
 
 PARTITION_KEY_NAMES = "not support manually specifying the partition names if partition key mode is used"

@@ -67,6 +67,7 @@ class QueryNodeRouter:
         ``written(channels)``: the positions this proxy's own writes reached (its ``ShardWriter``),
         which is what reads below Strong wait for (vecdb.proxy.consistency)."""
         self.log = log
+        self.meta = meta  # resource groups (vecdb.coord.resource_groups) are kept there too
         self._connect = connect
         self._loaded_in_catalog = loaded_in_catalog or (lambda cid: True)
         self._written = written or (lambda channels: {})
@@ -144,6 +145,11 @@ class QueryNodeRouter:
         """The query nodes with a session."""
         with self._lock:
             return sorted(self._nodes)
+
+    def node_addresses(self) -> dict[str, str]:
+        """The query nodes with a session: node id -> address."""
+        with self._lock:
+            return {k: self._addresses.get(k, "") for k in self._nodes}
 
     def reads_served(self) -> dict[str, int]:
         """Reads each node answered (a read over several nodes counts for each), by node id."""
@@ -414,14 +420,14 @@ class QueryNodeRouter:
         return list(out.values())
 
     def replicas(self, collection_id: int) -> list[dict]:
-        """The collection's replicas as the coord placed them: id, node numbers, and for each
-        channel its owner's (number, address)."""
+        """The collection's replicas as the coord placed them: id, node numbers, resource group,
+        and for each channel its owner's (number, address)."""
         a = self.assignment(collection_id)
         if a is None:
             return []
         with self._lock:
             addresses = dict(self._addresses)
-        return [{"id": r.id, "nodes": [node_number(n) for n in r.nodes],
+        return [{"id": r.id, "nodes": [node_number(n) for n in r.nodes], "resource_group": r.resource_group,
                  "leaders": {ch: (node_number(o), addresses.get(o, "")) for ch, o in r.channels.items() if o}}
                 for r in a.replicas]
 

@@ -7,13 +7,19 @@ import time
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from vecdb import __version__
+from vecdb.coord.resource_groups import DEFAULT_RESOURCE_GROUP
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, rpc
 from vecdb.proxy.rpc_collections import db_of
 
 # The Milvus release whose API vecdb speaks; clients use it for feature checks.
 MILVUS_API_VERSION = "v2.3.5"
-DEFAULT_RESOURCE_GROUP = "__default_resource_group"
+
+
+def standalone_group(info) -> str:
+    """The resource group of a replica placed without the coord (standalone): the catalog's."""
+    groups = sorted(info.resource_groups)
+    return groups[0] if groups else DEFAULT_RESOURCE_GROUP
 
 
 class AdminRpcs(ServiceBase):
@@ -93,7 +99,7 @@ class AdminRpcs(ServiceBase):
         replicas = [
             milvus_pb2.ReplicaInfo(
                 replicaID=r["id"], collectionID=info.id, partition_ids=parts, node_ids=r["nodes"],
-                resource_group_name=DEFAULT_RESOURCE_GROUP,
+                resource_group_name=r.get("resource_group") or standalone_group(info),
                 shard_replicas=[milvus_pb2.ShardReplica(leaderID=leader, leader_addr=address, dm_channel_name=ch,
                                                         node_ids=[leader])
                                 for ch, (leader, address) in sorted(r["leaders"].items())])

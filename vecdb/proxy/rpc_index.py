@@ -9,10 +9,13 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from vecdb import errors
 from vecdb.coord.catalog import IndexInfo
+from vecdb.coord.resource_groups import replica_groups
+from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
 from vecdb.index import validate_index_params
 from vecdb.proxy import status
-from vecdb.proxy.base import ServiceBase, kv_dict, kv_pairs, parse_json_param, rpc
+from vecdb.proxy.base import kv_dict, kv_pairs, parse_json_param, rpc
 from vecdb.proxy.rpc_collections import db_of
+from vecdb.proxy.rpc_resource_groups import ResourceGroupRpcs
 
 _SCALAR_INDEXES = {"", "INVERTED", "STL_SORT", "Trie", "TRIE", "BITMAP", "AUTOINDEX"}
 
@@ -82,7 +85,7 @@ class _Progress:
                 f"exactly; segment {self.failed[0]['segment']}: {self.failed[0]['reason']}")
 
 
-class IndexRpcs(ServiceBase):
+class IndexRpcs(ResourceGroupRpcs):
     @rpc()
     def CreateIndex(self, request, context):
         info = self.collection(db_of(request, context), request.collection_name)
@@ -171,10 +174,12 @@ class IndexRpcs(ServiceBase):
         return milvus_pb2.GetIndexBuildProgressResponse(status=status.success(), indexed_rows=done, total_rows=total)
 
     # --- load / release -----------------------------------------------------------
-    def _load(self, info, partition_ids: list[int] | None = None, replica_number: int = 0) -> None:
+    def _load(self, info, partition_ids: list[int] | None = None, replica_number: int = 0,
+              resource_groups: list[str] | None = None) -> None:
         """Load the collection's data; ``partition_ids`` None = the whole collection. The catalog
-        says loaded first (a cluster's coord places the replicas from it), then the query nodes
-        load; when they cannot, the catalog goes back to what it said."""
+        says loaded first (a cluster's coord places the replicas from it, each on the nodes of its
+        resource group), then the query nodes load; when they cannot, the catalog goes back to
+        what it said."""
         for f in info.schema.vector_fields:
             if info.index_for_field(f.name) is None:
                 raise errors.IndexNotFound(
@@ -183,7 +188,13 @@ class IndexRpcs(ServiceBase):
         if replica_number < 0:
             raise errors.InvalidParameter(f"invalid replica_number {replica_number}: it must be positive")
         self.r.datanode.indexer.settle(info.id)  # the query node builds what is not started yet
-        before = (info.loaded, info.loaded_partitions, info.replica_number)
+        before = (info.loaded, info.loaded_partitions, info.replica_number, list(info.resource_groups))
+        resource_groups = [g for g in resource_groups or [] if g]
+        if replica_number or resource_groups or not info.loaded:
+            for g in resource_groups:
+                validate_resource_group_name(g)
+            number = replica_number or (info.replica_number if info.loaded else 1)
+            info.resource_groups = replica_groups(resource_groups, number, self.groups().snapshot())
         if partition_ids is None:
             info.loaded_partitions = None
         elif not info.loaded:
@@ -198,7 +209,7 @@ class IndexRpcs(ServiceBase):
             with self.r.writer.locked(info.channels):
                 self.r.querynode.load(info)
         except BaseException:
-            info.loaded, info.loaded_partitions, info.replica_number = before
+            info.loaded, info.loaded_partitions, info.replica_number, info.resource_groups = before
             self.r.catalog.save(info)
             raise
 
@@ -212,7 +223,7 @@ class IndexRpcs(ServiceBase):
     @rpc()
     def LoadCollection(self, request, context):
         self._load(self.collection(db_of(request, context), request.collection_name),
-                   replica_number=request.replica_number)
+                   replica_number=request.replica_number, resource_groups=list(request.resource_groups))
         return status.success()
 
     @rpc()
@@ -221,7 +232,7 @@ class IndexRpcs(ServiceBase):
         ids = [info.partition(name).id for name in request.partition_names]
         if not ids:
             raise errors.InvalidParameter("partition names should not be empty")
-        self._load(info, ids, replica_number=request.replica_number)
+        self._load(info, ids, replica_number=request.replica_number, resource_groups=list(request.resource_groups))
         return status.success()
 
     @rpc()

@@ -13,10 +13,11 @@ from vecdb.proxy.rpc_collections import CollectionRpcs
 from vecdb.proxy.rpc_dml import DmlRpcs
 from vecdb.proxy.rpc_hybrid import HybridRpcs
 from vecdb.proxy.rpc_index import IndexRpcs
+from vecdb.proxy.rpc_resource_groups import ResourceGroupRpcs
 from vecdb.proxy.rpc_search import SearchRpcs
 from vecdb.proxy.rpc_security import SecurityRpcs
 
 
-class MilvusService(AdminRpcs, CollectionRpcs, IndexRpcs, DmlRpcs, HybridRpcs, SearchRpcs, SecurityRpcs,
-                    milvus_pb2_grpc.MilvusServiceServicer):
+class MilvusService(AdminRpcs, CollectionRpcs, IndexRpcs, ResourceGroupRpcs, DmlRpcs, HybridRpcs, SearchRpcs,
+                    SecurityRpcs, milvus_pb2_grpc.MilvusServiceServicer):
     pass

@@ -48,8 +48,7 @@ class AssignmentFollower:
         for raw in self._mirror.items().values():
             a = Assignment.from_json(raw)
             placed.add(a.collection_id)
-            r = a.replica_of(self.node_id)
-            if r is not None and (chs := r.node_channels(self.node_id)):
+            if chs := a.node_channels(self.node_id):  # over replicas: one it left may still need it
                 out[a.collection_id] = chs
         return out, placed
 
