@@ -138,3 +138,61 @@ def test_the_log_is_truncated_below_what_every_follower_applied(tmp_path, remote
             except subprocess.TimeoutExpired:
                 proc.kill()
         backends.close()
+
+
+def test_a_data_node_killed_in_the_middle_of_a_flush_loses_nothing_and_repeats_nothing(tmp_path, remote_storage):
+    """The data node owning the channel dies inside the persist (its segment files written, its
+    metadata not committed: VECDB_FAULT_PERSIST=abort); the other data node takes the channel over
+    and the flush returns with every acknowledged row searchable once."""
+    storage = dict(remote_storage(), session_ttl=2)
+    meta = open_meta(server_settings(tmp_path / "probe", None, storage).storage)
+    procs: dict[str, subprocess.Popen] = {}
+    c = None
+    try:
+        procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(free_port()))
+        procs["qn0"] = spawn_vecdb(storage, tmp_path / "qn0", "querynode", "--port", str(free_port()),
+                                   "--node-id", "qn0")
+        procs["dn0"] = spawn_vecdb(storage, tmp_path / "dn0", "datanode", "--port", str(free_port()),
+                                   "--node-id", "dn0", env={"VECDB_FAULT_PERSIST": "abort"})
+        port = free_port()
+        procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(port))
+        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
+        c.create_collection("docs", dimension=DIM, metric_type="L2")
+        wait_until(lambda: [n for _, v in meta.scan(DN_ASSIGN_PREFIX) for n in json.loads(v).values()] == ["dn0"],
+                   20, "dn0 owns the channel")
+        procs["dn1"] = spawn_vecdb(storage, tmp_path / "dn1", "datanode", "--port", str(free_port()),
+                                   "--node-id", "dn1")  # joins later: dn0 keeps the channel while it lives
+        vecs = np.random.default_rng(2).random((3000, DIM), dtype=np.float32)
+        for lo in range(0, 3000, 1000):
+            c.insert("docs", [{"id": i, "vector": vecs[i]} for i in range(lo, lo + 1000)])
+        c.upsert("docs", [{"id": i, "vector": vecs[i]} for i in range(10)])  # a second version of 10 rows
+        c.delete("docs", ids=[20, 21])
+        t0 = time.monotonic()
+        c.flush("docs")  # dn0 aborts inside the persist; dn1 takes over once dn0's session expires
+        took = time.monotonic() - t0
+        assert procs["dn0"].wait(5) != 0  # it died in the persist
+        print(f"flush with the owning data node killed inside it: returned after {took:.2f} s (session ttl 2 s)")
+        segs = [json.loads(v) for _, v in meta.scan("seg/")]
+        assert [s.get("by") for s in segs] == ["dn1"] and segs[0]["num_rows"] == 3010
+        assert c.query("docs", "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 2998
+        got = c.query("docs", "id < 12", output_fields=["id"], consistency_level="Strong")
+        assert sorted(r["id"] for r in got) == list(range(12))  # one row per key, the upserted ones once
+        procs["qn0"].kill()  # a node that loads only the persisted state sees the same
+        procs["qn0"].wait(5)
+        procs["qn1"] = spawn_vecdb(storage, tmp_path / "qn1", "querynode", "--port", str(free_port()),
+                                   "--node-id", "qn1")
+        assert c.query("docs", "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 2998
+        hits = c.search("docs", data=[vecs[2999].tolist()], limit=2)[0]
+        assert hits[0]["id"] == 2999
+    finally:
+        if c is not None:
+            c.close()
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        meta.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
@@ -28,6 +29,11 @@ from vecdb.storage import segments as sf
 from vecdb.storage.base import Log, MetaStore, ObjectStore
 
 log = logging.getLogger(__name__)
+
+# A test switch for the crash tests: "abort" kills the process inside a persist, after its files are
+# written and before its metadata is committed (as a kill -9 in the middle of a flush would). Never
+# set in production.
+FAULT_ENV = "VECDB_FAULT_PERSIST"
 
 
 class DataNode:
@@ -90,6 +96,8 @@ class DataNode:
                            np.concatenate([ts for _, ts in deletes]))
             puts[f"delta/{info.id}/{channel}/{upto:020d}"] = key.encode()
         puts[ckpt_key] = str(upto).encode()
+        if os.environ.get(FAULT_ENV) == "abort":  # crash tests: files written, metadata not committed
+            os.abort()
         if not self.meta.txn(puts=puts, expect={ckpt_key: raw_start}):
             log.info("channel %s was persisted by another process meanwhile; starting over", channel)
             # another process that persisted up to the same seal record wrote the same keys (named by
