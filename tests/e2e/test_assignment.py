@@ -53,6 +53,7 @@ def test_the_coord_spreads_replicates_fails_over_and_rebalances(tmp_path, remote
     proxy_port = free_port()
     procs: dict[str, subprocess.Popen] = {}
     c = None
+    stop = threading.Event()  # ends the reader thread below, whatever happens
     try:
         procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(free_port()))
         for q in ("qn0", "qn1"):
@@ -103,7 +104,6 @@ def test_the_coord_spreads_replicates_fails_over_and_rebalances(tmp_path, remote
         c.release_collection("docs")
         c.load_collection("docs")
         complete: list[float] = []
-        stop = threading.Event()
 
         def reader():  # a steady search load; an answer is complete when it is the exact one
             reads = MilvusClient(uri=uri)
@@ -116,7 +116,7 @@ def test_the_coord_spreads_replicates_fails_over_and_rebalances(tmp_path, remote
                 if ok:
                     complete.append(time.monotonic())
             reads.close()
-        t = threading.Thread(target=reader)
+        t = threading.Thread(target=reader, daemon=True)
         t.start()
         time.sleep(0.5)
         procs["qn1"].kill()
@@ -142,6 +142,7 @@ def test_the_coord_spreads_replicates_fails_over_and_rebalances(tmp_path, remote
         assert complete[-1] > joined  # still complete after the hand-over
         check_answers()
     finally:
+        stop.set()
         if c is not None:
             c.close()
         connections.disconnect("assign")
