@@ -4,14 +4,17 @@ On the shared server (standalone and the cluster): create, list, describe, updat
 Milvus's error codes (300 unknown group, 301 exists with another config, 303 illegal config, 304
 not enough nodes, 1100 for the rest); loads name their groups; GetReplicas says each replica's
 group. As separate processes (coord, two query nodes, a proxy): a node transferred into a new
-group holds everything of a collection loaded there, and TransferReplica moves the replica (and
-so the data) to the other node while answers stay complete.
+group holds everything of a collection loaded there; TransferReplica moves the replica (and so
+the data) to the other node, and TransferNode takes a node holding channels out of a loaded
+replica, answers staying complete under a steady read load during both. Standalone's one node
+(id 1) changes group as in Milvus.
 """
 
 from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 import time
 import uuid
 
@@ -196,18 +199,51 @@ def test_a_group_s_node_holds_what_is_loaded_there_and_transfer_replica_moves_it
         assert c.describe_resource_group("rg1").num_loaded_replica == {"docs": 1}
         assert _code(lambda: c.drop_resource_group("rg1")) == 1100  # a replica is loaded there
 
-        # TransferReplica: the replica, and the rows, go to the default group's node
-        start = time.monotonic()
-        c.transfer_replica("rg1", DEFAULT, "docs", 1)
-        wait_until(lambda: _holders("rgs", "docs") == {theirs: ROWS}, 30, "the replica did not move")
-        print(f"transfer_replica: held by the default group's node {time.monotonic() - start:.2f} s later")
+        # TransferReplica: the replica, and the rows, go to the default group's node; reads meanwhile
+        # stay complete (the old node serves until the new one does)
+        def reading_while(what: str, change, done) -> None:
+            """``change()`` under a steady count(*) load, then waits for ``done()``: every answer complete."""
+            answers: list[int | str] = []
+            stop = threading.Event()
+
+            def reader():
+                reads = MilvusClient(uri=uri)
+                while not stop.is_set():
+                    try:
+                        answers.append(reads.query("docs", "", output_fields=["count(*)"])[0]["count(*)"])
+                    except Exception as e:  # noqa: BLE001 (counted as a failed read)
+                        answers.append(repr(e))
+                reads.close()
+            t = threading.Thread(target=reader)
+            t.start()
+            try:
+                start = time.monotonic()
+                change()
+                wait_until(done, 30, f"{what}: not done")
+                print(f"{what}: done {time.monotonic() - start:.2f} s later")
+                time.sleep(2.5)  # past the old node's release
+            finally:
+                stop.set()
+                t.join(30)
+            print(f"{what}: {len(answers)} reads meanwhile")
+            assert answers and all(a == ROWS for a in answers), [a for a in answers if a != ROWS][:3]
+
+        reading_while("transfer_replica to the default group", lambda: c.transfer_replica("rg1", DEFAULT, "docs", 1),
+                      lambda: _holders("rgs", "docs") == {theirs: ROWS})
         assert count() == ROWS
         (group,) = Collection("docs", using="rgs").get_replicas().groups
         assert group.resource_group == DEFAULT and list(group.group_nodes) == [theirs]
 
-        # the node goes back; the empty group can go
+        # the node goes back: the default group's replica spreads over both nodes
         utility.transfer_node("rg1", DEFAULT, 1, using="rgs")
         assert c.describe_resource_group(DEFAULT).num_available_node == 2
+        wait_until(lambda: set(_holders("rgs", "docs")) == {mine, theirs}, 30, "no balance over both nodes")
+        # a node that holds channels leaves the replica's group: it hands them over, reads stay complete
+        reading_while("transfer_node out of a loaded replica", lambda: utility.transfer_node(DEFAULT, "rg1", 1,
+                                                                                             using="rgs"),
+                      lambda: len(_holders("rgs", "docs")) == 1 and sum(_holders("rgs", "docs").values()) == ROWS)
+        utility.transfer_node("rg1", DEFAULT, 1, using="rgs")
+        c.update_resource_groups({"rg1": _cfg(0, 0)})
         c.drop_resource_group("rg1")
         assert c.list_resource_groups() == [DEFAULT]
         assert count() == ROWS
