@@ -94,3 +94,14 @@ def test_released_collections_lose_their_assignment_and_loads_across_collections
             counts[n] = counts.get(n, 0) + 1
     assert sorted(counts.values()) == [2, 2, 2]
     assert set(plan({2: (["c2-s0", "c2-s1"], 1)}, ["n0", "n1", "n2"], a, {})) == {2}
+
+
+def test_hand_overs_wait_for_settled_collections_and_a_real_gain():
+    a = plan({1: (CHS, 1)}, ["n0"], {}, {})
+    b = plan({1: (CHS, 1)}, ["n0", "n1"], a, served_as(a[1]), settled=set())[1]
+    assert not b.replicas[0].moving  # just changed: the nodes' reports catch up first
+    c = plan({1: (CHS, 1)}, ["n0", "n1"], {1: b}, served_as(a[1]), settled={1})[1]
+    assert list(c.replicas[0].moving.values()) == ["n1"]
+    rows = {"c1-s0": 1000, "c1-s1": 1000, "c1-s2": 1000, "c1-s3": 1050}
+    final = settle({1: (CHS, 1)}, ["n0", "n1"], {}, rows)[1]
+    assert per_node(final) == {"n0": 2, "n1": 2}  # 2050 vs 2000: no hand-over gains 10%

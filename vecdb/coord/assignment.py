@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 
 from vecdb.coord.catalog_model import CollectionInfo
@@ -60,6 +61,10 @@ ASSIGN_PREFIX = "assign/"
 SERVE_PREFIX = "qnserve/"
 QUERYNODE_SESSIONS = "session/querynode/"
 REBALANCE_SECONDS = 1.0  # the manager plans again at least this often (reported rows change)
+# A collection whose assignment changed starts no hand-over for this long: the nodes' reports of the
+# rows they hold catch up first (balancing on reports taken at different moments makes channels flap).
+REBALANCE_COOLDOWN = 5.0
+MIN_GAIN = 0.1  # a hand-over must lower the busier node's load by this share at least
 
 
 def assign_key(collection_id: int) -> str:
@@ -117,12 +122,13 @@ Loaded = dict[int, tuple]  # collection id -> (channels, replica number[, each r
 
 
 def plan(loaded: Loaded, nodes: list[str], current: dict[int, Assignment],
-         served: Served, groups: dict[str, str] | None = None) -> dict[int, Assignment]:
+         served: Served, groups: dict[str, str] | None = None,
+         settled: set[int] | None = None) -> dict[int, Assignment]:
     """The assignments that should stand: ``loaded`` (collection id -> (channels, replica
     number) or (channels, replica number, the resource group of each replica)), the live query
     ``nodes``, the ``current`` assignments, what each node reports it serves and ``groups``
-    (node id -> its resource group; a node not in it is in the default group). Pure; the rules
-    are the module's."""
+    (node id -> its resource group; a node not in it is in the default group). Hand-overs for
+    balance start only in the ``settled`` collections (None: all). Pure; the rules are the module's."""
     live = set(nodes)
     group_of = {n: (groups or {}).get(n, DEFAULT_RESOURCE_GROUP) for n in live}
     load = {n: 0 for n in sorted(live)}
@@ -141,8 +147,9 @@ def plan(loaded: Loaded, nodes: list[str], current: dict[int, Assignment],
         for r in a.replicas:
             _own(r, channels, live, cid, served, rows, load)
     for cid, a in out.items():
-        for r in a.replicas:
-            _rebalance(r, cid, rows, load)
+        if settled is None or cid in settled:
+            for r in a.replicas:
+                _rebalance(r, cid, rows, load)
     return out
 
 
@@ -275,7 +282,7 @@ def _rebalance(r: Replica, cid: int, rows: dict[tuple[int, str], int], load: dic
             continue
         w = _weight(rows, cid, ch)
         after = max(load[heavy] - w, load[light] + w)
-        if after < load[heavy] and (best is None or after < best[0]):
+        if load[heavy] - after >= MIN_GAIN * load[heavy] and (best is None or after < best[0]):
             best = (after, ch, w)
     if best is not None:
         _, ch, w = best
@@ -307,6 +314,7 @@ class AssignmentManager:
         self._groups_seen: tuple | None = None
         # what stands: the store's at start, then what this manager wrote (its mirror may lag behind)
         self._current = {int(k): Assignment.from_json(v) for k, v in self._assigned.items().items()}
+        self._changed_at: dict[int, float] = {}  # collection id -> when this manager last changed its assignment
         self._thread = threading.Thread(target=self._run, name="coord-assignment", daemon=True)
         self._thread.start()
 
@@ -339,7 +347,9 @@ class AssignmentManager:
         nodes = sorted(self._nodes.items())
         served = {n: parse_served(raw) for n, raw in self._served.items().items() if n in nodes}
         current = self._current
-        wanted = plan(loaded, nodes, current, served, self._node_groups(nodes))
+        now = time.monotonic()
+        settled = {cid for cid in loaded if now - self._changed_at.get(cid, -REBALANCE_COOLDOWN) >= REBALANCE_COOLDOWN}
+        wanted = plan(loaded, nodes, current, served, self._node_groups(nodes), settled)
         puts = {assign_key(cid): raw for cid, a in wanted.items()
                 if (raw := a.to_json()) != (current[cid].to_json() if cid in current else None)}
         deletes = [assign_key(cid) for cid in current if cid not in wanted]
@@ -348,6 +358,7 @@ class AssignmentManager:
                 raise RuntimeError("the coord's session changed: it may no longer assign")
             self._current = wanted
             for key, raw in puts.items():
+                self._changed_at[int(key[len(ASSIGN_PREFIX):])] = now
                 log.info("assignment %s: %s", key, raw.decode())
 
     def close(self) -> None:

@@ -409,14 +409,26 @@ class QueryNodeRouter:
         return self._read(_Named(collection_id, f"id {collection_id}"), call)
 
     def segment_infos(self, info) -> list[dict]:
-        """Every replica's segments; each with ``node_ids``: the nodes holding it (one per replica)."""
+        """Every replica's segments; each with ``node_ids``: the nodes holding it (one per replica).
+        A replica with a node that does not answer is left out; when none answers, this waits for
+        one as a read does."""
+        def ask(plan: Plan) -> list[tuple[str, list[dict]]]:
+            segs = self._on_nodes(plan, lambda n, c: n.segment_infos(info, channels=c))
+            return [(key, s) for (key, _), s in zip(plan, segs)]
+        answers = []
+        for plan in self.plans(info.id):
+            try:
+                answers += ask(plan)
+            except (errors.ServiceUnavailable, errors.CollectionNotLoaded):
+                continue
+        if not answers:
+            answers = self._read(info, ask)
         out: dict[tuple, dict] = {}
-        for plan in self.plans(info.id) or [self._read(info, lambda p: p)]:
-            for (key, _), segs in zip(plan, self._on_nodes(plan, lambda n, c: n.segment_infos(info, channels=c))):
-                for i, seg in enumerate(segs):
-                    ident = (seg["segment_id"],) if seg["segment_id"] else (key, i)  # growing ones have no id
-                    merged = out.setdefault(ident, {**seg, "node_ids": []})
-                    merged["node_ids"].append(node_number(key))
+        for key, segs in answers:
+            for i, seg in enumerate(segs):
+                ident = (seg["segment_id"],) if seg["segment_id"] else (key, i)  # growing ones have no id
+                merged = out.setdefault(ident, {**seg, "node_ids": []})
+                merged["node_ids"].append(node_number(key))
         return list(out.values())
 
     def replicas(self, collection_id: int) -> list[dict]:

@@ -7,7 +7,9 @@ node reports the channel, and proxies send reads only to nodes that report what 
 
 A channel handed over to another node is released ``RELEASE_GRACE`` seconds later, so reads that
 a proxy planned just before the change still find it; the channels of a collection released or
-dropped (its assignment gone) are released at once.
+dropped (its assignment gone) are released at once. Only what this follower loaded: a proxy's
+temporary load of an unloaded collection (counting its rows) is the proxy's to release, and is
+released here only if it is still held ``TEMPORARY_GRACE`` seconds later (a proxy that died).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from vecdb.storage.watch import Mirror
 log = logging.getLogger(__name__)
 
 RELEASE_GRACE = 2.0
+TEMPORARY_GRACE = 60.0
 PUBLISH_SECONDS = 1.0  # held rows are published again at most this often when they change
 
 
@@ -36,6 +39,7 @@ class AssignmentFollower:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._unwanted_since: dict[tuple[int, str], float] = {}
+        self._mine: set[tuple[int, str]] = set()  # the channels this follower loaded (not a proxy's temporary load)
         self._published: bytes | None = None
         self._published_at = 0.0
         self._mirror = Mirror(meta, ASSIGN_PREFIX, self._wake.set)
@@ -68,6 +72,7 @@ class AssignmentFollower:
         wanted, placed = self.wanted()
         held = self.node.channels_held()
         for cid, channels in wanted.items():
+            self._mine.update((cid, ch) for ch in channels)  # assigned: this follower's from now on
             missing = [ch for ch in channels if ch not in held.get(cid, {})]
             if missing:
                 self._load(cid, missing)
@@ -81,11 +86,18 @@ class AssignmentFollower:
                 still.add((cid, ch))
                 # a hand-over keeps the channel a while for reads planned before it; a collection released
                 # or dropped (no assignment left) goes at once: its reads are refused by the catalog already
-                if now - since >= RELEASE_GRACE or cid not in placed:
+                if (cid, ch) not in self._mine:
+                    due = now - since >= TEMPORARY_GRACE
+                else:
+                    due = now - since >= RELEASE_GRACE or cid not in placed
+                if due:
                     log.info("query node %s releases %s of collection %s", self.node_id, ch, cid)
                     self.node.release(cid, [ch])
+                    self._mine.discard((cid, ch))
                     still.discard((cid, ch))
         self._unwanted_since = {k: v for k, v in self._unwanted_since.items() if k in still}
+        self._mine &= {(cid, ch) for cid, chs in self.node.channels_held().items() for ch in chs} | \
+            {(cid, ch) for cid, chs in wanted.items() for ch in chs}
         self._publish()
 
     def _load(self, cid: int, channels: list[str]) -> None:
