@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -46,6 +46,12 @@ LONG_TASK_BUCKETS_MS = (1.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0, 20000.0, 500
 
 # Milvus's status label values: "total" when a call starts, then "success" or "fail".
 TOTAL, SUCCESS, FAIL = "total", "success", "fail"
+
+# --- coord -----------------------------------------------------------------------------------------
+ROOTCOORD_ID_ALLOC = Counter("milvus_rootcoord_id_alloc_count", "count of ID allocated", ["node_id"],
+                             registry=MILVUS)
+ROOTCOORD_TIMESTAMP = Gauge("milvus_rootcoord_timestamp", "latest timestamp allocated in memory", ["node_id"],
+                            registry=MILVUS)
 
 # --- proxy ---------------------------------------------------------------------------------------
 PROXY_REQ_COUNT = Counter("milvus_proxy_req_count", "count of operation executed",

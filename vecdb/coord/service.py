@@ -36,6 +36,7 @@ import uuid
 from types import SimpleNamespace
 
 # the remote allocators live beside CoordClient; imported from here too
+from vecdb import metrics
 from vecdb.coord.assignment import AssignmentManager
 from vecdb.coord.client import SESSION_KEY, RemoteIdAllocator, RemoteTimestampOracle  # noqa: F401
 from vecdb.coord.datanode_assignment import DataNodeAssigner
@@ -94,10 +95,8 @@ class Coord:
         self._campaign_error: str | None = None  # why the standby's last try to take over failed
         # the RPCs of proto/coord.proto; set_fields(request) is {} or {"count": n}
         self.server, self.port = serve("coord", SimpleNamespace(
-            AllocTimestamp=lambda r, ctx: AllocTimestampReply(
-                ts=self._serve(lambda t: t.tso.allocate(_count(set_fields(r), LOGICAL_MASK)))),
-            AllocID=lambda r, ctx: AllocIDReply(
-                id=self._serve(lambda t: t.ids.allocate(_count(set_fields(r), MAX_IDS_PER_CALL)))),
+            AllocTimestamp=lambda r, ctx: AllocTimestampReply(ts=self._alloc_ts(_count(set_fields(r), LOGICAL_MASK))),
+            AllocID=lambda r, ctx: AllocIDReply(id=self._alloc_ids(_count(set_fields(r), MAX_IDS_PER_CALL))),
         ), host, port)
         self.address = advertised_address(host, self.port)
         try:
@@ -146,6 +145,16 @@ class Coord:
         return self.active
 
     # --- serving
+
+    def _alloc_ts(self, count: int) -> int:
+        first = self._serve(lambda t: t.tso.allocate(count))
+        metrics.ROOTCOORD_TIMESTAMP.labels(self.address).set(first + count - 1)
+        return first
+
+    def _alloc_ids(self, count: int) -> int:
+        first = self._serve(lambda t: t.ids.allocate(count))
+        metrics.ROOTCOORD_ID_ALLOC.labels(self.address).inc(count)
+        return first
 
     def _serve(self, allocate):
         term = self._term

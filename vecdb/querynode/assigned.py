@@ -40,6 +40,9 @@ class AssignmentFollower:
         self._stop = threading.Event()
         self._unwanted_since: dict[tuple[int, str], float] = {}
         self._mine: set[tuple[int, str]] = set()  # the channels this follower loaded (not a proxy's temporary load)
+        # set once everything assigned to the node has been loaded (the first pass that found nothing missing):
+        # the node is ready (/healthz 200) from then on; later hand-overs load while it serves the rest
+        self.ready = threading.Event()
         self._published: bytes | None = None
         self._published_at = 0.0
         self._mirror = Mirror(meta, ASSIGN_PREFIX, self._wake.set)
@@ -71,6 +74,8 @@ class AssignmentFollower:
     def reconcile(self) -> None:
         wanted, placed = self.wanted()
         held = self.node.channels_held()
+        if not any(ch not in held.get(cid, {}) for cid, chs in wanted.items() for ch in chs):
+            self.ready.set()
         for cid, channels in wanted.items():
             self._mine.update((cid, ch) for ch in channels)  # assigned: this follower's from now on
             missing = [ch for ch in channels if ch not in held.get(cid, {})]

@@ -33,6 +33,14 @@ class QueryNodeProcess(NodeProcess):
             self.stop()
             raise
 
+    def health(self) -> tuple[bool, str]:
+        """Ready (200) once it holds every channel assigned to it at start (and its session and log
+        are fine); a later hand-over loads while it serves the rest, ready all along."""
+        ok, why = super().health()
+        if ok and (self.follower is None or not self.follower.ready.is_set()):
+            return False, "loading the channels assigned to it"
+        return ok, why
+
     def stop(self, grace: float = 1.0) -> None:
         for part in (self.positions, self.follower):
             if part is not None:
