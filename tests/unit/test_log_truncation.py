@@ -94,3 +94,18 @@ def test_a_load_that_finds_the_log_cut_loads_from_the_new_checkpoint(monkeypatch
     finally:
         qn.close()
         dn.close()
+
+
+def test_no_cut_while_a_node_assigned_the_channel_has_not_published_its_position():
+    from vecdb.coord.assignment import Assignment, Replica, assign_key
+
+    f, log, meta = _flusher()
+    try:
+        meta.put(f"ckpt/5/{CH}", b"60")
+        meta.put(assign_key(5), Assignment(5, [Replica(1, ["qn0", "qn1"], {CH: "qn0"}, {CH: "qn1"})]).to_json())
+        meta.put(positions_key("qn0"), json.dumps({CH: 80}).encode())
+        assert f.truncate(5, CH) == 1 and _first(log) == 1  # qn1 (taking the channel over) said nothing yet
+        meta.put(positions_key("qn1"), json.dumps({CH: 50}).encode())
+        assert f.truncate(5, CH) == 51 and _first(log) == 51
+    finally:
+        f.close()

@@ -23,6 +23,7 @@ import threading
 import time
 
 from vecdb import errors, metrics
+from vecdb.coord.assignment import Assignment, assign_key
 from vecdb.coord.catalog import read_collection
 from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
 from vecdb.datanode.node import DataNode
@@ -111,11 +112,20 @@ class ChannelFlusher:
 
     def truncate(self, cid: int, channel: str) -> int:
         """Cut the channel below the lowest of its checkpoint and the applied positions of the query
-        nodes holding it; returns the position it is now cut below."""
+        nodes holding it; returns the position it is now cut below. Not at all while a node assigned
+        the channel has not published a position for it yet (it may have just loaded it: were the
+        records it still needs cut, no later record might come to show it the gap)."""
         ckpt = sf.checkpoint(self.meta, cid, channel)
         low = ckpt
-        for key, raw in self.meta.scan(QN_POS_PREFIX):
-            applied = json.loads(raw).get(channel)
+        published = {key[len(QN_POS_PREFIX):]: json.loads(raw) for key, raw in self.meta.scan(QN_POS_PREFIX)}
+        raw_assignment = self.meta.get(assign_key(cid))
+        if raw_assignment is not None:
+            a = Assignment.from_json(raw_assignment)
+            holders = {n for r in a.replicas for n in (r.channels.get(channel), r.moving.get(channel)) if n}
+            if any(channel not in published.get(n, {}) for n in holders):
+                return self._truncated.get(channel, 1)
+        for key, positions in published.items():
+            applied = positions.get(channel)
             if applied is None:
                 continue
             if applied < ckpt - MAX_FOLLOWER_LAG:
