@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     from bench.datasets import load_dataset
     from bench.indexes import INDEXES
     from vecdb.config import Settings
-    from vecdb.proxy.service import MilvusService
+    from vecdb.proxy.milvus_service import MilvusService
     from vecdb.standalone import Standalone
 
     ds = load_dataset(args.n, max(args.calls, 200))

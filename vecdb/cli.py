@@ -54,7 +54,7 @@ def _run_until_signalled(node, ready: str) -> int:
 
 def _coord(args) -> int:
     from vecdb import logs
-    from vecdb.coord.service import Coord
+    from vecdb.coord.server import Coord
     from vecdb.storage.backends import open_meta
 
     settings = _settings(args)

@@ -272,7 +272,7 @@ def test_vecdb_cluster_checks_proxies_with_root_when_auth_is_on(server, monkeypa
 
 
 def test_two_proxies_of_a_cluster_agree_on_users(tmp_path, remote_storage):
-    from vecdb.coord.service import Coord
+    from vecdb.coord.server import Coord
     from vecdb.proxy.process import ProxyProcess
     from vecdb.storage.backends import open_meta
 

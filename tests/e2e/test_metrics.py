@@ -79,7 +79,7 @@ def _moved(before: Scrape, after: Scrape, name: str, **labels) -> float:
 @pytest.fixture
 def roles(tmp_path, remote_storage):
     """coord, query node "qn-<x>" and proxy "px-<x>" in this process; yields (coord, node, proxy)."""
-    from vecdb.coord.service import Coord
+    from vecdb.coord.server import Coord
     from vecdb.proxy.process import ProxyProcess
     from vecdb.querynode.process import QueryNodeProcess
     from vecdb.storage.backends import open_meta
@@ -215,7 +215,7 @@ def test_healthz_follows_the_nats_and_etcd_servers(tmp_path, s3_server):
     """A query node holding a channel and a proxy, on NATS and etcd servers of this test's own: each
     server stopped turns both /healthz to 503 with the reason, started again (same data, same port)
     back to 200; while NATS is down /metrics still answers at once (no lag is looked up)."""
-    from vecdb.coord.service import Coord
+    from vecdb.coord.server import Coord
     from vecdb.proxy.process import ProxyProcess
     from vecdb.querynode.process import QueryNodeProcess
     from vecdb.storage import servers

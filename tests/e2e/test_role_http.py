@@ -44,7 +44,7 @@ def test_querynode_healthz_turns_503_when_its_session_is_lost_and_when_stopping(
 def test_proxy_metrics_show_its_requests(tmp_path, remote_storage):
     from pymilvus import MilvusClient
 
-    from vecdb.coord.service import Coord
+    from vecdb.coord.server import Coord
     from vecdb.proxy.process import ProxyProcess
     from vecdb.storage.backends import open_meta
 
@@ -72,7 +72,7 @@ def test_proxy_metrics_show_its_requests(tmp_path, remote_storage):
 
 
 def test_coord_health_says_active_or_standby():
-    from vecdb.coord.service import Coord
+    from vecdb.coord.server import Coord
     from vecdb.storage.memory import MemoryMetaStore
 
     meta = MemoryMetaStore()

@@ -18,7 +18,7 @@ from vecdb.errors import CollectionNotLoaded, ServiceUnavailable
 from vecdb.expr.filter import compile_filter
 from vecdb.querynode.executor import SearchSpec
 from vecdb.querynode.node import QueryNode
-from vecdb.querynode.service import RemoteQueryNode, serve_querynode
+from vecdb.querynode.rpc import RemoteQueryNode, serve_querynode
 from vecdb.storage.backends import open_backends
 
 DIM = 8

@@ -11,7 +11,7 @@ import pytest
 
 from vecdb import errors
 from vecdb.coord.client import CoordClient, RemoteIdAllocator, RemoteTimestampOracle, active_coord_address
-from vecdb.coord.service import Coord
+from vecdb.coord.server import Coord
 from vecdb.storage.memory import MemoryMetaStore
 
 

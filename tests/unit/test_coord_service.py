@@ -1,4 +1,4 @@
-"""The coord process's timestamp and id service (vecdb.coord.service), in-process and as
+"""The coord process's timestamp and id service (vecdb.coord.server), in-process and as
 ``vecdb coord`` on a real etcd."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import spawn_vecdb
 from vecdb import errors
-from vecdb.coord.service import Coord, RemoteIdAllocator, RemoteTimestampOracle
+from vecdb.coord.server import Coord, RemoteIdAllocator, RemoteTimestampOracle
 from vecdb.rpc import Client
 from vecdb.storage.etcd_meta import EtcdMetaStore
 from vecdb.storage.memory import MemoryMetaStore

@@ -1,4 +1,4 @@
-"""Coord active-standby (vecdb.coord.service): a standby takes over when the active coord's session
+"""Coord active-standby (vecdb.coord.server): a standby takes over when the active coord's session
 ends; a coord stops answering before its lease can end, goes back to standby when it learns it
 lost the session, and timestamps never go back across a failover."""
 
@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import wait_until
 from vecdb import errors
 from vecdb.coord.client import CoordClient, RemoteTimestampOracle
-from vecdb.coord.service import Coord
+from vecdb.coord.server import Coord
 from vecdb.rpc import Client
 from vecdb.storage.etcd_meta import EtcdMetaStore
 from vecdb.storage.memory import MemoryMetaStore

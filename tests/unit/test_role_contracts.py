@@ -21,7 +21,7 @@ from vecdb.expr.filter import Filter
 from vecdb.proxy.router import QueryNodeRouter
 from vecdb.proxy.rpc_dml import _PkFilter
 from vecdb.querynode.node import QueryNode
-from vecdb.querynode.service import RemoteQueryNode
+from vecdb.querynode.rpc import RemoteQueryNode
 
 IMPLEMENTATIONS = [
     (roles.QueryNodeRole, QueryNode),

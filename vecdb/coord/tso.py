@@ -10,7 +10,7 @@ Fencing: a reservation is a compare-and-set. It expects the window as this alloc
 coord's session ended or was taken over, the old allocator cannot reserve again: it raises
 ``ServiceNotReady`` and hands out nothing more than the rest of its window, which its
 successor starts above. (Handing out that rest is for the caller to stop: the coord answers
-only while its lease is valid, ``vecdb.coord.service``.)
+only while its lease is valid, ``vecdb.coord.server``.)
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from vecdb.discovery import SessionWatch, node_number
 from vecdb.proxy import consistency
 from vecdb.proxy.consistency import ReadLevel
 from vecdb.proxy.merge import merge_hits, merge_query
-from vecdb.querynode.service import RemoteQueryNode
+from vecdb.querynode.rpc import RemoteQueryNode
 from vecdb.storage.base import Log, MetaStore
 from vecdb.storage.watch import Mirror
 

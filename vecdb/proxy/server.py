@@ -19,7 +19,7 @@ from pymilvus.grpc_gen import milvus_pb2_grpc
 
 from vecdb.proxy.auth_interceptor import AuthInterceptor
 from vecdb.proxy.base import Roles
-from vecdb.proxy.service import MilvusService
+from vecdb.proxy.milvus_service import MilvusService
 
 MAX_MESSAGE_BYTES = 512 << 20
 

@@ -14,7 +14,7 @@ from vecdb.process import NodeProcess
 from vecdb.querynode.assigned import AssignmentFollower
 from vecdb.querynode.node import QueryNode
 from vecdb.querynode.positions import PositionPublisher
-from vecdb.querynode.service import serve_querynode
+from vecdb.querynode.rpc import serve_querynode
 
 
 class QueryNodeProcess(NodeProcess):

@@ -9,6 +9,6 @@ through its stub. A ``VecdbError`` raised by a handler reaches the caller as the
 message (the gRPC status's details, the class named in the trailing metadata).
 """
 
-from vecdb.rpc.service import Client, serve, set_fields
+from vecdb.rpc.transport import Client, serve, set_fields
 
 __all__ = ["Client", "serve", "set_fields"]
