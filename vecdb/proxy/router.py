@@ -75,15 +75,14 @@ class QueryNodeRouter:
         self._turn = itertools.count()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # notified when nodes, assignments or reports change
-        self._nodes: dict[str, Any] = {}  # node id -> client
+        self._nodes: dict[str, NodeClient] = {}  # node id -> client
         self._addresses: dict[str, str] = {}
         self._down_until: dict[str, float] = {}
-        self._retired: list[tuple[float, Any]] = []
+        self._retired: list[tuple[float, NodeClient]] = []
         self._served_count: dict[str, int] = {}
         self._parsed: dict[str, tuple[bytes, Any]] = {}  # cache: key -> (raw, parsed)
         self._temporary: dict[int, tuple[str, Any]] = {}  # collection id -> (node id, client): see load
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="router-fanout")
-        self._closed = False
         self._mirrors: list[Mirror] = []
         self._sessions: SessionWatch | None = None
         try:
@@ -450,7 +449,6 @@ class QueryNodeRouter:
 
     def close(self) -> None:
         """Stop watching, then close every node's client."""
-        self._closed = True
         if self._sessions is not None:
             self._sessions.close()
         for m in self._mirrors:
