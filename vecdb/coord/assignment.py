@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 
 from vecdb.coord.catalog_model import CollectionInfo
 from vecdb.coord.catalog_state import COLL_PREFIX
+from vecdb.coord.planner import Planner
 from vecdb.coord.resource_groups import (
     DEFAULT_RESOURCE_GROUP,
     RG_PREFIX,
@@ -53,7 +53,6 @@ from vecdb.coord.resource_groups import (
     recover,
 )
 from vecdb.storage.base import MetaStore
-from vecdb.storage.watch import Mirror
 
 log = logging.getLogger(__name__)
 
@@ -291,44 +290,26 @@ def _rebalance(r: Replica, cid: int, rows: dict[tuple[int, str], int], load: dic
         load[light] += w
 
 
-class AssignmentManager:
+class AssignmentManager(Planner):
     """Keeps ``assign/`` equal to ``plan(...)`` while its coord is active: re-plans on every change
     of the catalog, the query node sessions, the nodes' reports or the assignments, and at least
     every ``REBALANCE_SECONDS``. Writes are fenced by ``fence`` (the coord's session key and value)."""
 
+    name = "assignment"
+    interval = REBALANCE_SECONDS
+
     def __init__(self, meta: MetaStore, fence: dict[str, bytes]):
-        self.meta = meta
-        self.fence: dict[str, bytes | None] = dict(fence)
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._mirrors: list[Mirror] = []
+        super().__init__(meta, fence, ASSIGN_PREFIX, (COLL_PREFIX, QUERYNODE_SESSIONS, SERVE_PREFIX, RG_PREFIX))
         try:
-            for prefix in (COLL_PREFIX, QUERYNODE_SESSIONS, SERVE_PREFIX, ASSIGN_PREFIX, RG_PREFIX):
-                self._mirrors.append(Mirror(meta, prefix, self._wake.set))
+            self._colls, self._nodes, self._served, self._rgs, _ = self.mirrors
+            # the coord keeps resource groups' members what their configs ask as nodes come and go
+            self._groups = ResourceGroups(meta, lambda: {n: "" for n in self._nodes.items()})
+            self._groups_seen: tuple | None = None
+            self._changed_at: dict[int, float] = {}  # collection id -> when this manager last changed its assignment
         except BaseException:
             self.close()
             raise
-        self._colls, self._nodes, self._served, self._assigned, self._rgs = self._mirrors
-        # the coord keeps resource groups' members what their configs ask as nodes come and go
-        self._groups = ResourceGroups(meta, lambda: {n: "" for n in self._nodes.items()})
-        self._groups_seen: tuple | None = None
-        # what stands: the store's at start, then what this manager wrote (its mirror may lag behind)
-        self._current = {int(k): Assignment.from_json(v) for k, v in self._assigned.items().items()}
-        self._changed_at: dict[int, float] = {}  # collection id -> when this manager last changed its assignment
-        self._thread = threading.Thread(target=self._run, name="coord-assignment", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(REBALANCE_SECONDS)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self.tick()
-            except Exception:  # noqa: BLE001 (the store failed, fenced off...: the next tick tries again)
-                log.exception("assignment: planning failed; trying again")
-                self._stop.wait(0.5)
+        self.start()
 
     def _node_groups(self, nodes: list[str]) -> dict[str, str]:
         """node id -> resource group, once the groups' members follow the rules (written when not)."""
@@ -346,26 +327,9 @@ class AssignmentManager:
                 loaded[info.id] = (info.channels, info.replica_number, info.resource_groups)
         nodes = sorted(self._nodes.items())
         served = {n: parse_served(raw) for n, raw in self._served.items().items() if n in nodes}
-        current = self._current
+        current = {cid: Assignment.from_json(raw) for cid, raw in self.current.items()}
         now = time.monotonic()
         settled = {cid for cid in loaded if now - self._changed_at.get(cid, -REBALANCE_COOLDOWN) >= REBALANCE_COOLDOWN}
         wanted = plan(loaded, nodes, current, served, self._node_groups(nodes), settled)
-        puts = {assign_key(cid): raw for cid, a in wanted.items()
-                if (raw := a.to_json()) != (current[cid].to_json() if cid in current else None)}
-        deletes = [assign_key(cid) for cid in current if cid not in wanted]
-        if puts or deletes:
-            if not self.meta.txn(puts=puts, deletes=deletes, expect=self.fence):
-                raise RuntimeError("the coord's session changed: it may no longer assign")
-            self._current = wanted
-            for key, raw in puts.items():
-                self._changed_at[int(key[len(ASSIGN_PREFIX):])] = now
-                log.info("assignment %s: %s", key, raw.decode())
-
-    def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        for m in self._mirrors:
-            m.close()
-        thread = getattr(self, "_thread", None)
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(10)
+        for cid in self.commit({cid: a.to_json() for cid, a in wanted.items()}):
+            self._changed_at[cid] = now
