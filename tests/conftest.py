@@ -201,6 +201,22 @@ def spawn_vecdb(storage: dict, data_dir, *args: str, ready: str = " ready on ", 
     return start_vecdb(*args, data_dir=data_dir, storage=storage, env=env, ready=ready)
 
 
+def stop_processes(procs) -> None:
+    """The teardown of a test that started vecdb processes: SIGTERM to each one still running (all
+    at once, so they stop in parallel), then up to 15 s for each to exit, a kill (and reaping) for one
+    that does not."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 class LocalCluster:
     """coord + three query nodes + a data node + two proxies, each its own ``python -m vecdb``
     process, on the distributed backends of ``storage``, finding each other from their sessions (no

@@ -11,7 +11,6 @@ through pymilvus:
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import threading
 import time
@@ -20,7 +19,7 @@ from collections import Counter
 import numpy as np
 from pymilvus import Collection, DataType, MilvusClient, connections, utility
 
-from tests.conftest import free_port, spawn_vecdb, wait_until
+from tests.conftest import free_port, spawn_vecdb, stop_processes, wait_until
 from vecdb.discovery import node_number
 
 DIM, ROWS, SHARDS = 16, 4000, 4
@@ -147,11 +146,4 @@ def test_the_coord_spreads_replicates_fails_over_and_rebalances(tmp_path, remote
         if c is not None:
             c.close()
         connections.disconnect("assign")
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs.values())

@@ -24,7 +24,7 @@ import numpy as np
 from pymilvus import Collection, DataType, MilvusClient, connections
 from pymilvus.client.types import LoadState
 
-from tests.conftest import free_port, spawn_vecdb, wait_until
+from tests.conftest import free_port, spawn_vecdb, stop_processes, wait_until
 
 TTL = 2  # session ttl (s): a kill -9ed process's session ends this long after its last renewal
 DIM = 8
@@ -77,15 +77,7 @@ class Procs:
         assert not failed, failed
 
     def close(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_processes(self.procs.values())
         self.procs.clear()
 
 

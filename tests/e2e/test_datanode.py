@@ -14,7 +14,7 @@ import time
 import numpy as np
 from pymilvus import MilvusClient
 
-from tests.conftest import free_port, server_settings, spawn_vecdb, wait_until
+from tests.conftest import free_port, server_settings, spawn_vecdb, stop_processes, wait_until
 from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
 from vecdb.storage.backends import open_meta
 
@@ -71,14 +71,7 @@ def test_data_nodes_persist_flushes_fail_over_and_the_proxy_stands_in(tmp_path, 
     finally:
         if c is not None:
             c.close()
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs.values())
         meta.close()
 
 
@@ -129,14 +122,7 @@ def test_the_log_is_truncated_below_what_every_follower_applied(tmp_path, remote
     finally:
         if c is not None:
             c.close()
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs.values())
         backends.close()
 
 
@@ -187,12 +173,5 @@ def test_a_data_node_killed_in_the_middle_of_a_flush_loses_nothing_and_repeats_n
     finally:
         if c is not None:
             c.close()
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs.values())
         meta.close()

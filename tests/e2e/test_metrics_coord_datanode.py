@@ -8,13 +8,12 @@ node's counters: tests/e2e/test_metrics.py.)"""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 
 import numpy as np
 from pymilvus import DataType, MilvusClient
 
-from tests.conftest import free_port, spawn_vecdb, wait_until
+from tests.conftest import free_port, spawn_vecdb, stop_processes, wait_until
 from tests.e2e.test_metrics import Scrape, _get, _moved
 
 
@@ -62,14 +61,7 @@ def test_coord_and_data_node_metrics_move_by_the_workload(tmp_path, remote_stora
     finally:
         if c is not None:
             c.close()
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs.values())
 
 
 def _sessions(storage: dict, tmp_path):

@@ -14,22 +14,11 @@ import time
 import numpy as np
 from pymilvus import MilvusClient
 
-from tests.conftest import server_settings, spawn_vecdb, wait_until
+from tests.conftest import server_settings, spawn_vecdb, stop_processes, wait_until
 
 TTL = 2  # session_ttl: a killed node's session expires within this
 
 
-
-
-def _stop(procs) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_proxy_finds_the_nodes_that_join_and_drops_those_that_leave(tmp_path, remote_storage):
@@ -107,4 +96,4 @@ def test_proxy_finds_the_nodes_that_join_and_drops_those_that_leave(tmp_path, re
             c.close()
         if proxy is not None:
             proxy.stop()
-        _stop(list(procs.values()))
+        stop_processes(procs.values())

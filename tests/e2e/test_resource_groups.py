@@ -12,7 +12,6 @@ replica, answers staying complete under a steady read load during both. Standalo
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import threading
 import time
@@ -23,7 +22,7 @@ import pytest
 from pymilvus import Collection, DataType, MilvusClient, MilvusException, connections, utility
 from pymilvus.client.types import ResourceGroupConfig
 
-from tests.conftest import free_port, spawn_vecdb, wait_until
+from tests.conftest import free_port, spawn_vecdb, stop_processes, wait_until
 from tests.e2e._helpers import float_schema, make_collection, orm  # noqa: F401 - fixture
 
 DEFAULT = "__default_resource_group"
@@ -251,11 +250,4 @@ def test_a_group_s_node_holds_what_is_loaded_there_and_transfer_replica_moves_it
         if c is not None:
             c.close()
         connections.disconnect("rgs")
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs.values())
