@@ -47,7 +47,7 @@ class Roles:
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealer"))
     # users and roles (vecdb.security); requests are checked when security.enabled
     security: Security | None = None
-    # resource groups (vecdb.coord.resource_groups); None: made from the router's store and sessions
+    # resource groups (vecdb.coord.resource_groups): the store's, with the live query nodes
     resource_groups: ResourceGroups | None = None
 
 

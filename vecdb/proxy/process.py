@@ -21,6 +21,7 @@ from __future__ import annotations
 from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
 from vecdb.coord.client import CoordClient, RemoteIdAllocator, RemoteTimestampOracle
+from vecdb.coord.resource_groups import ResourceGroups
 from vecdb.datanode.node import DataNode
 from vecdb.datanode.remote import ClusterDataNode
 from vecdb.discovery import node_number
@@ -65,7 +66,8 @@ class ProxyProcess(NodeProcess):
         self.roles = Roles(catalog, tso, ids, writer, self.router, self.datanode,
                            max_request_bytes=settings.proxy.max_request_bytes,
                            max_query_window=settings.proxy.max_query_window,
-                           component="proxy", node_id=node_number(self.node_id), security=security)
+                           component="proxy", node_id=node_number(self.node_id), security=security,
+                           resource_groups=ResourceGroups(self.backends.meta, self.router.node_addresses))
         p = settings.proxy
         server, port = start_server(self.roles, p.host, p.port, p.workers)
         self._closers.append(lambda: self.roles.background.shutdown(wait=True, cancel_futures=True))

@@ -67,7 +67,6 @@ class QueryNodeRouter:
         ``written(channels)``: the positions this proxy's own writes reached (its ``ShardWriter``),
         which is what reads below Strong wait for (vecdb.proxy.consistency)."""
         self.log = log
-        self.meta = meta  # resource groups (vecdb.coord.resource_groups) are kept there too
         self._connect = connect
         self._loaded_in_catalog = loaded_in_catalog or (lambda cid: True)
         self._written = written or (lambda channels: {})

@@ -55,9 +55,8 @@ def replica_groups_of(info: CollectionInfo) -> list[str]:
 class ResourceGroupRpcs(ServiceBase):
     def groups(self) -> ResourceGroups:
         rgs = self.r.resource_groups
-        if rgs is None:  # a cluster's proxy: the router's store and query node sessions
-            router = self.r.querynode
-            rgs = self.r.resource_groups = ResourceGroups(router.meta, router.node_addresses)  # type: ignore[attr-defined]
+        if rgs is None:
+            raise errors.OperationNotSupported("resource groups are not set up on this server")
         return rgs
 
     def _loaded(self) -> list[CollectionInfo]:
