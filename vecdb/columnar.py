@@ -22,7 +22,8 @@ MAGIC = b"VCOL"
 _ALIGN = 64
 
 
-def _json_default(o):
+def json_default(o):
+    """``json.dumps``'s ``default`` for numpy values inside object columns (arrays, scalars)."""
     if isinstance(o, np.ndarray):
         return o.tolist()
     if isinstance(o, np.generic):
@@ -44,7 +45,7 @@ def encode_columns(columns: Mapping[str, np.ndarray], n: int, extra: dict | None
             if values and isinstance(values[0], np.ndarray):
                 elem = str(values[0].dtype) if values[0].dtype != object else "str"
                 values = [v.tolist() for v in values]
-            buf = json.dumps(values, ensure_ascii=False, default=_json_default).encode()
+            buf = json.dumps(values, ensure_ascii=False, default=json_default).encode()
             desc = {"name": name, "kind": "json", "elem": elem}
         else:
             a = np.ascontiguousarray(arr)

@@ -21,20 +21,12 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from vecdb.columnar import object_array
+from vecdb.columnar import json_default, object_array
 from vecdb.errors import InvalidParameter
 from vecdb.rpc.gen.common_pb2 import Column, JsonValues, NamedColumn
 from vecdb.rpc.gen.querynode_pb2 import QueryReply, SearchReply
 
 Parts = list[bytes | memoryview]
-
-
-def _json_default(o):
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(f"cannot encode {type(o).__name__}")
 
 
 def _fixed(arr: np.ndarray) -> np.ndarray:
@@ -49,7 +41,7 @@ def _json(values: list) -> tuple[bytes, str]:
         dt = values[0].dtype
         # strings: numpy's fixed width would be the first row's, so each row gets its own
         elem = "str" if dt.kind == "O" else "<U" if dt.kind == "U" else dt.str
-    return json.dumps(values, ensure_ascii=False, default=_json_default).encode(), elem
+    return json.dumps(values, ensure_ascii=False, default=json_default).encode(), elem
 
 
 def fill_column(col: Column, arr: np.ndarray) -> Column:
