@@ -321,7 +321,7 @@ class QueryNodeRouter:
             while True:
                 a = self.assignment(info.id)
                 want = min(info.replica_number, len(self._nodes))
-                if a is not None and len(a.replicas) >= want and len(self._complete(info.id)) >= want:
+                if a is not None and len(a.replicas) >= want and len(self._unlocked(self.plans, info.id)) >= want:
                     return
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -329,11 +329,11 @@ class QueryNodeRouter:
                                                     f"assignment {self._assigned.get(str(info.id))!r}")
                 self._changed.wait(min(left, 0.2))
 
-    def _complete(self, collection_id: int) -> list[Plan]:
-        """``plans`` without the lock held (called under it)."""
+    def _unlocked(self, fn: Callable[..., Any], *args) -> Any:
+        """``fn(*args)`` with the lock let go (called under it: a wait on ``_changed``; ``fn`` takes it)."""
         self._lock.release()
         try:
-            return self.plans(collection_id)
+            return fn(*args)
         finally:
             self._lock.acquire()
 
@@ -349,20 +349,13 @@ class QueryNodeRouter:
             return  # loaded again meanwhile (or the caller had not saved the release): nothing to wait for
         deadline = time.monotonic() + RELEASE_WAIT
         with self._changed:
-            while any(collection_id in held for held in self._serving_unlocked().values()):
+            while any(collection_id in held for held in self._unlocked(self._serving).values()):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     log.warning("collection %s: still held by query nodes %s s after its release", collection_id,
                                 RELEASE_WAIT)
                     return
                 self._changed.wait(min(left, 0.2))
-
-    def _serving_unlocked(self):
-        self._lock.release()
-        try:
-            return self._serving()
-        finally:
-            self._lock.acquire()
 
     def is_loaded(self, collection_id: int) -> bool:
         return self._loaded_in_catalog(collection_id)
