@@ -95,6 +95,14 @@ FLUSH_COUNT = Counter("milvus_datanode_flush_buffer_op_count", "count of flushes
                       ["node_id", "status"], registry=MILVUS)
 
 
+# --- garbage collection (the active coord's, or a standalone server's: vecdb.coord.gc) -----------
+GC_RUN_COUNT = Counter("milvus_datacoord_gc_run_count", "garbage collection running count", ["node_id"],
+                       registry=MILVUS)
+GC_OBJECT_COUNT = Counter("milvus_datacoord_gc_object_count", "objects deleted by garbage collection, by what made "
+                          "them garbage (compacted, orphan_segment, orphan_delta, dropped_collection, "
+                          "dropped_partition, dropped_index)", ["node_id", "kind"], registry=MILVUS)
+
+
 def elapsed_ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 

@@ -1,0 +1,380 @@
+"""Garbage collection of the object store: the one place that deletes what no metadata needs.
+
+``GarbageCollector`` runs a pass every ``interval`` seconds: in the active coord of a cluster
+(started and ended with its term, its metadata writes fenced by the coord's session) and
+in-process in a standalone server. Each pass lists the object store once (``list("")``: one
+listing per pass, however many segments), then reads the metadata it judges by, and deletes:
+
+- what ``gc/<cid>/<id>`` records name (``{"prefixes", "keys", "after"}``: a compaction's source
+  segments and obsolete delta objects) once ``after`` (unix seconds) passed, then the record and
+  every ``compacted/<cid>/<channel>/<segment id>`` record whose ``from`` names those prefixes;
+- orphans, once found garbage in every pass for ``grace`` seconds (the clock starts over when a
+  pass finds one needed again; it is kept in memory, so a new coord starts it over):
+  - segment objects ``segments/<cid>/<ch>/<position>-<pid>[-c<id>]/`` whose prefix no ``seg/`` key
+    registers and no ``gc/`` record names, at a position at or below the channel's checkpoint,
+    without a ``gcintent/<prefix>`` of a live incarnation (a compaction writing it): what a crash
+    between upload and commit leaves, or a persist that lost its compare-and-set;
+  - delta objects ``deltas/<cid>/<ch>/<position>.vcol`` at or below the checkpoint that no
+    ``delta/`` key registers and no ``gc/`` record names;
+  - intents of dead incarnations (after the objects under their prefix);
+  - a dropped collection's everything (its id has no ``coll/`` key): objects, and the metadata
+    keys ``seg/``, ``delta/``, ``ckpt/``, ``idxbuild/``, ``gc/``, ``compacted/``, ``gcintent/``
+    under its id (what a drop interrupted by a crash leaves);
+  - a dropped partition's segments (``seg/`` keys of a partition id the collection no longer has:
+    the key first, then its objects);
+  - index files ``index-<field>-<index>.bin`` and index build records of index ids the collection
+    no longer has.
+
+Nothing a reader may still need is deleted: an object registered by a ``seg/`` or ``delta/`` key
+of a live collection and partition is never an orphan, the grace (or a record's ``after``) lies
+between something becoming garbage and its deletion, and the order of the reads makes a write that
+races a pass look needed, never garbage. Objects are listed first, then the metadata is read
+checkpoints first, then intents, segments, deltas, records, catalog, sessions last: an object in
+the listing was written before any of them was read, so a persist committed meanwhile shows its
+segment registered or its position above the checkpoint read; a compaction shows its intent or its
+registered segment (its commit puts one and deletes the other at once); a new collection, partition
+or index shows in the catalog, read after everything it could have written; an intent's writer that
+lives shows in the sessions read after it.
+
+Drops still delete their data at once (``DataNode.drop_collection``/``drop_partition``); the
+collector is the safety net behind them, behind persists and behind compactions.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from functools import partial
+
+from vecdb import metrics
+from vecdb.coord import index_builds
+from vecdb.coord.catalog_state import COLL_PREFIX
+from vecdb.coord.session import live_incarnations
+from vecdb.storage.base import MetaStore, ObjectStore
+
+log = logging.getLogger(__name__)
+
+GC_PREFIX = "gc/"
+INTENT_PREFIX = "gcintent/"
+COMPACTED_PREFIX = "compacted/"
+SEGMENTS, DELTAS = "segments/", "deltas/"
+
+# what made objects garbage: the ``kind`` label of milvus_datacoord_gc_object_count
+COMPACTED = "compacted"  # named by a gc/ record
+ORPHAN_SEGMENT = "orphan_segment"
+ORPHAN_DELTA = "orphan_delta"
+DROPPED_COLLECTION = "dropped_collection"
+DROPPED_PARTITION = "dropped_partition"
+DROPPED_INDEX = "dropped_index"
+
+
+class Fenced(Exception):
+    """The coord's session changed: this collector may no longer write."""
+
+
+def intent_key(prefix: str) -> str:
+    """The key that marks ``prefix`` (a segment prefix) as being written (see the module doc)."""
+    return INTENT_PREFIX + prefix
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _position(segment_dir: str) -> int | None:
+    """``<position:020d>-<pid>[-c<id>]`` -> position."""
+    return _int(segment_dir.split("-", 1)[0])
+
+
+def _index_id(file_name: str) -> int | None:
+    """``index-<field>-<index>.bin`` -> index id; None for other files."""
+    if not (file_name.startswith("index-") and file_name.endswith(".bin")):
+        return None
+    parts = file_name[:-4].split("-")
+    return _int(parts[2]) if len(parts) == 3 else None
+
+
+def _json(raw: bytes, key: str) -> dict | None:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        log.warning("gc: ignoring malformed %s: %r", key, raw[:200])
+        return None
+    return value
+
+
+class _Snapshot:
+    """One pass's view: the object listing, then the metadata (read in the order the module doc
+    gives), indexed for the checks."""
+
+    def __init__(self, meta: MetaStore, objects: ObjectStore):
+        self.objects = objects.list("")
+        self.ckpt: dict[tuple[int, str], int] = {}
+        self.collection_ids: set[int] = set()  # ids any object or metadata key names
+        for key, raw in meta.scan("ckpt/"):
+            _, cid_text, ch = (key.split("/", 2) + ["", ""])[:3]
+            if (c := _int(cid_text)) is not None and (pos := _int(raw.decode(errors="replace"))) is not None:
+                self.ckpt[(c, ch)] = pos
+                self.collection_ids.add(c)
+        self.intents: dict[str, tuple[str, str]] = {}  # segment prefix -> (intent key, incarnation)
+        for key, raw in meta.scan(INTENT_PREFIX):
+            value = _json(raw, key)
+            self.intents[key[len(INTENT_PREFIX):]] = (key, str((value or {}).get("incarnation", "")))
+        self.segs: dict[str, dict] = {}  # seg key -> segment info
+        for key, raw in meta.scan("seg/"):
+            if (value := _json(raw, key)) is not None:
+                self.segs[key] = value
+        self.registered = Counter(s.get("prefix") for s in self.segs.values())  # prefix -> seg keys naming it
+        self.delta_keys = {key: raw.decode(errors="replace") for key, raw in meta.scan("delta/")}
+        self.registered_deltas = set(self.delta_keys.values())
+        self.records: dict[str, dict] = {}  # gc/ key -> record
+        for key, raw in meta.scan(GC_PREFIX):
+            if (value := _json(raw, key)) is not None:
+                self.records[key] = value
+        self.doomed_prefixes = {p for r in self.records.values() for p in r.get("prefixes") or ()}
+        self.doomed_keys = {k for r in self.records.values() for k in r.get("keys") or ()}
+        self.compacted: dict[str, set[str]] = {}  # compacted/ key -> its "from" prefixes
+        for key, raw in meta.scan(COMPACTED_PREFIX):
+            value = _json(raw, key)
+            self.compacted[key] = set((value or {}).get("from") or ())
+        self.build_records = [key for key, _ in meta.scan(index_builds.ROOT)]
+        # the catalog: collection id -> (partition ids, index ids); None for a record it cannot read
+        # (nothing of that collection is judged then)
+        self.collections: dict[int, tuple[set[int], set[int]] | None] = {}
+        for key, raw in meta.scan(COLL_PREFIX):
+            if (cid := _int(key[len(COLL_PREFIX):])) is None:
+                continue
+            info = _json(raw, key)
+            try:
+                self.collections[cid] = ({p["id"] for p in info["partitions"]},
+                                         {i["index_id"] for i in info["indexes"]}) if info is not None else None
+            except (KeyError, TypeError):
+                log.warning("gc: %s is not a collection record I can read: its collection is left alone", key)
+                self.collections[cid] = None
+        self.live = live_incarnations(meta)
+        listed = [k for k in self.objects if k.startswith((SEGMENTS, DELTAS))]
+        for keys in (listed, self.segs, self.delta_keys, self.records, self.compacted, self.build_records,
+                     self.intents):
+            for key in keys:
+                parts = key.split("/", 3)
+                at = 2 if key.startswith(INTENT_PREFIX) else 1
+                if len(parts) > at and (c := _int(parts[at])) is not None:
+                    self.collection_ids.add(c)
+
+
+class GarbageCollector:
+    """Deletes garbage every ``interval`` seconds on a thread (``start``), or once (``run_once``)."""
+
+    def __init__(self, meta: MetaStore, objects: ObjectStore, interval: float = 10.0, grace: float = 60.0,
+                 fence: dict[str, bytes] | None = None, node_id: str = metrics.STANDALONE,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time):
+        """``fence``: keys that must hold these values for its metadata writes (a coord's session);
+        ``clock`` times the grace, ``wall`` is compared with the records' ``after`` (tests set both)."""
+        self.meta, self.objects = meta, objects
+        self.interval, self.grace = float(interval), float(grace)
+        self.fence: dict[str, bytes | None] | None = dict(fence) if fence else None
+        self.node_id = node_id
+        self._clock, self._wall = clock, wall
+        self._first_seen: dict[tuple[str, str], float] = {}  # candidate -> when a pass first found it garbage
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # one pass at a time
+
+    def start(self) -> GarbageCollector:
+        self._thread = threading.Thread(target=self._run, name="gc", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.run_once()
+            except Fenced as e:
+                log.info("gc: %s", e)
+            except Exception:  # noqa: BLE001 (the store failed...: the next pass tries again)
+                log.exception("gc: a pass failed; the next one tries again")
+
+    # --- a pass
+
+    def run_once(self) -> Counter[str]:
+        """One pass; the number of objects deleted, by kind."""
+        with self._lock:
+            self._check_fence()
+            snap = _Snapshot(self.meta, self.objects)
+            done: Counter[str] = Counter()
+            self._records(snap, done)
+            candidates = self._candidates(snap)
+            now = self._clock()
+            self._first_seen = {c: self._first_seen.get(c, now) for c in candidates}
+            for cand, act in candidates.items():
+                if self._stop.is_set():
+                    break
+                if now - self._first_seen[cand] >= self.grace:
+                    act(done)
+                    self._first_seen.pop(cand, None)
+            metrics.GC_RUN_COUNT.labels(self.node_id).inc()
+            for kind, n in done.items():
+                metrics.GC_OBJECT_COUNT.labels(self.node_id, kind).inc(n)
+            if done:
+                log.info("gc: deleted %s", ", ".join(f"{n} {kind}" for kind, n in sorted(done.items())))
+            return done
+
+    def pending(self) -> int:
+        """How many things the last pass found garbage and kept for their grace."""
+        return len(self._first_seen)
+
+    def _check_fence(self) -> None:
+        for key, value in (self.fence or {}).items():
+            if self.meta.get(key) != value:
+                raise Fenced(f"{key} changed: this coord is no longer active")
+
+    def _meta_delete(self, deletes: Iterable[str] = (), prefixes: Iterable[str] = ()) -> None:
+        deletes, prefixes = list(deletes), list(prefixes)
+        if not deletes and not prefixes:
+            return
+        if not self.meta.txn(deletes=deletes, delete_prefixes=prefixes, expect=self.fence):
+            raise Fenced("the coord's session changed: this coord is no longer active")
+
+    def _under(self, snap: _Snapshot, prefix: str) -> list[str]:
+        """The listed objects under ``prefix`` (the listing is sorted)."""
+        lo = bisect.bisect_left(snap.objects, prefix)
+        hi = lo
+        while hi < len(snap.objects) and snap.objects[hi].startswith(prefix):
+            hi += 1
+        return snap.objects[lo:hi]
+
+    def _delete_prefix(self, snap: _Snapshot, prefix: str) -> int:
+        n = len(self._under(snap, prefix))
+        if n:
+            self.objects.delete_prefix(prefix)
+        return n
+
+    def _records(self, snap: _Snapshot, done: Counter[str]) -> None:
+        """``gc/`` records whose ``after`` passed: their objects, then the records (and the
+        ``compacted/`` records of the same prefixes)."""
+        wall = self._wall()
+        for key, rec in snap.records.items():
+            try:
+                after = float(rec.get("after", 0))
+            except (TypeError, ValueError):
+                after = 0.0
+            if after > wall:
+                continue
+            prefixes = set(rec.get("prefixes") or ())
+            for prefix in sorted(prefixes):
+                if prefix in snap.registered or not prefix.startswith(SEGMENTS) or not prefix.endswith("/"):
+                    log.warning("gc: %s names %s, which a segment still registers (or no segment prefix): kept",
+                                key, prefix)
+                    continue
+                done[COMPACTED] += self._delete_prefix(snap, prefix)
+            for obj in sorted(set(rec.get("keys") or ())):
+                if obj in snap.registered_deltas or not obj.startswith(DELTAS):
+                    log.warning("gc: %s names %s, which a delta key still registers: kept", key, obj)
+                    continue
+                if obj in snap.objects:
+                    self.objects.delete(obj)
+                    done[COMPACTED] += 1
+            swapped = [k for k, sources in snap.compacted.items() if sources & prefixes]
+            self._meta_delete([key, *swapped])
+
+    def _candidates(self, snap: _Snapshot) -> dict[tuple[str, str], Callable[[Counter[str]], None]]:
+        """Everything this pass finds garbage (but records), each with what deletes it."""
+        out: dict[tuple[str, str], Callable[[Counter[str]], None]] = {}
+        dropped = {c for c in snap.collection_ids if c not in snap.collections}
+        for cid in sorted(dropped):
+            out[("collection", str(cid))] = partial(self._drop_collection, snap, cid)
+        # dropped partitions: the seg key, then its objects
+        judged = {cid: c for cid, c in snap.collections.items() if c is not None}
+        for key, seg in snap.segs.items():
+            seg_cid = _int(key.split("/")[1])
+            if seg_cid in judged and seg.get("partition_id") not in judged[seg_cid][0]:
+                out[("seg", key)] = partial(self._drop_segment, snap, key, seg)
+        # segment objects: orphans by prefix, index files of dropped indexes
+        prefixes: dict[str, list[str]] = defaultdict(list)
+        for obj in snap.objects:
+            parts = obj.split("/")
+            if obj.startswith(SEGMENTS) and len(parts) == 5:
+                prefixes["/".join(parts[:4]) + "/"].append(parts[4])
+            elif obj.startswith(DELTAS) and len(parts) == 4:
+                delta_cid, pos = _int(parts[1]), _int(parts[3].split(".", 1)[0])
+                if (delta_cid in judged and pos is not None and pos <= snap.ckpt.get((delta_cid, parts[2]), 0)
+                        and obj not in snap.registered_deltas and obj not in snap.doomed_keys):
+                    out[("delta", obj)] = partial(self._delete_object, obj, ORPHAN_DELTA)
+        for prefix, files in prefixes.items():
+            _, c, ch, seg_dir, _ = prefix.split("/")
+            prefix_cid = _int(c)
+            if prefix_cid is None or prefix_cid not in judged or prefix in snap.doomed_prefixes:
+                continue
+            if prefix in snap.registered:
+                indexes = judged[prefix_cid][1]
+                for f in files:
+                    if (index_id := _index_id(f)) is not None and index_id not in indexes:
+                        obj = prefix + f
+                        out[("index", obj)] = partial(self._delete_object, obj, DROPPED_INDEX)
+                continue
+            pos = _position(seg_dir)
+            if pos is None or pos > snap.ckpt.get((prefix_cid, ch), 0):
+                continue  # a persist may be writing it
+            intent = snap.intents.get(prefix)
+            if intent is not None and intent[1] in snap.live:
+                continue  # a compaction is writing it
+            out[("prefix", prefix)] = partial(self._drop_orphan, snap, prefix)
+        # intents of dead writers without objects (or whose prefix was registered)
+        for prefix, (key, incarnation) in snap.intents.items():
+            intent_cid = _int(prefix.split("/")[1]) if prefix.count("/") >= 2 else None
+            if intent_cid in judged and incarnation not in snap.live and ("prefix", prefix) not in out:
+                out[("intent", key)] = partial(self._forget, [key], [])
+        # index build records of dropped indexes
+        stale = set()
+        for key in snap.build_records:
+            parts = key.split("/")
+            build_cid, index_id = (_int(parts[1]), _int(parts[2])) if len(parts) > 3 else (None, None)
+            if (build_cid is not None and index_id is not None and build_cid in judged
+                    and index_id not in judged[build_cid][1]):
+                stale.add(index_builds.index_prefix(build_cid, index_id))
+        for prefix in sorted(stale):
+            out[("idxbuild", prefix)] = partial(self._forget, [], [prefix])
+        return out
+
+    def _forget(self, deletes: list[str], prefixes: list[str], done: Counter[str]) -> None:
+        self._meta_delete(deletes, prefixes)
+
+    def _delete_object(self, obj: str, kind: str, done: Counter[str]) -> None:
+        self.objects.delete(obj)
+        done[kind] += 1
+
+    def _drop_orphan(self, snap: _Snapshot, prefix: str, done: Counter[str]) -> None:
+        done[ORPHAN_SEGMENT] += self._delete_prefix(snap, prefix)
+        intent = snap.intents.get(prefix)
+        if intent is not None:
+            self._meta_delete([intent[0]])
+
+    def _drop_segment(self, snap: _Snapshot, key: str, seg: dict, done: Counter[str]) -> None:
+        self._meta_delete([key])
+        prefix = seg.get("prefix")
+        if isinstance(prefix, str) and prefix.startswith(SEGMENTS) and snap.registered[prefix] == 1:
+            done[DROPPED_PARTITION] += self._delete_prefix(snap, prefix)
+
+    def _drop_collection(self, snap: _Snapshot, cid: int, done: Counter[str]) -> None:
+        """Objects first, then the metadata (a crash in between leaves keys that name the id: the
+        next pass finds it again)."""
+        n = self._delete_prefix(snap, f"{SEGMENTS}{cid}/") + self._delete_prefix(snap, f"{DELTAS}{cid}/")
+        done[DROPPED_COLLECTION] += n
+        self._meta_delete(prefixes=[f"seg/{cid}/", f"delta/{cid}/", f"ckpt/{cid}/", index_builds.collection_prefix(cid),
+                                    f"{GC_PREFIX}{cid}/", f"{COMPACTED_PREFIX}{cid}/",
+                                    f"{INTENT_PREFIX}{SEGMENTS}{cid}/"])
