@@ -90,6 +90,16 @@ def decode_columns(data: bytes | memoryview) -> tuple[int, dict[str, np.ndarray]
     return header["n"], out, header.get("extra", {})
 
 
+def read_header(data: bytes | memoryview) -> tuple[int, dict]:
+    """``(n, extra)`` of a column block from its header alone (no column is decoded)."""
+    mv = memoryview(data)
+    if bytes(mv[:4]) != MAGIC:
+        raise IoFailed("not a vecdb column block (bad magic)")
+    (hlen,) = struct.unpack_from("<I", mv, 4)
+    header = json.loads(bytes(mv[8 : 8 + hlen]))
+    return header["n"], header.get("extra", {})
+
+
 def object_array(values: list) -> np.ndarray:
     """A 1-D object array holding each value as one element (never broadcast:
     a list of equal-length lists stays a list of lists)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vecdb.columnar import decode_columns, encode_columns
+from vecdb.columnar import decode_columns, encode_columns, read_header
 
 _INSERT, _DELETE, _SEAL = b"I", b"D", b"S"
 
@@ -73,3 +73,13 @@ def decode(payload: bytes | memoryview) -> Record:
     if kind == _SEAL:
         return SealRecord(extra["c"], extra["ts"])
     raise ValueError(f"unknown record kind {kind!r}")
+
+
+def inserted_rows(payload: bytes | memoryview) -> tuple[int, int] | None:
+    """``(partition_id, num_rows)`` of an insert record from its header alone, None for another
+    kind: counting a channel's rows without decoding any column."""
+    mv = memoryview(payload)
+    if bytes(mv[:1]) != _INSERT:
+        return None
+    n, extra = read_header(mv[1:])
+    return extra["p"], n

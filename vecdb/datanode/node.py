@@ -23,6 +23,7 @@ from vecdb.columns import default_column
 from vecdb.coord import index_builds
 from vecdb.coord.catalog import CollectionInfo
 from vecdb.datanode.indexer import SegmentIndexer
+from vecdb.datanode.row_stats import RowStats
 from vecdb.records import DeleteRecord, InsertRecord, decode
 from vecdb.roles import IdSource
 from vecdb.storage import segments as sf
@@ -50,6 +51,7 @@ class DataNode:
         self.objects = objects
         self.indexer = SegmentIndexer(meta, objects, index_threads)
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self.stats = RowStats(meta, wal)
 
     def persist(self, info: CollectionInfo, channel: str, upto: int) -> list[dict]:
         """Persist records in (checkpoint, upto]; returns the new segments' infos.
@@ -133,7 +135,11 @@ class DataNode:
     def segments(self, info: CollectionInfo) -> list[dict]:
         return [s for ch in info.channels for s in sf.list_segments(self.meta, info.id, ch)]
 
+    def row_count(self, info: CollectionInfo, partition_ids: Iterable[int] | None = None) -> int:
+        return self.stats.row_count(info, partition_ids)
+
     def drop_collection(self, info: CollectionInfo) -> None:
+        self.stats.forget(info.id)
         for channel in info.channels:
             with self._locks[channel]:
                 self.objects.delete_prefix(f"segments/{info.id}/{channel}/")

@@ -56,6 +56,9 @@ class ClusterDataNode:
     def segments(self, info: CollectionInfo) -> list[dict[str, Any]]:
         return self.local.segments(info)
 
+    def row_count(self, info: CollectionInfo, partition_ids: Iterable[int] | None = None) -> int:
+        return self.local.row_count(info, partition_ids)
+
     def drop_collection(self, info: CollectionInfo) -> None:
         self.local.drop_collection(info)
 

@@ -180,17 +180,9 @@ class CollectionRpcs(ServiceBase):
             status=status.success(), stats=[common_pb2.KeyValuePair(key="row_count", value=str(rows))])
 
     def _row_count(self, info: CollectionInfo, partition_ids) -> int:
-        """Exact live rows; loads nothing: an unloaded collection is counted from a temporary load."""
-        qn = self.r.querynode
-        if not qn.is_loaded(info.id):
-            with self.r.writer.locked(info.channels):
-                qn.load(info)
-            try:
-                return qn.count(info, self.r.writer.read_ts(info.channels), None, partition_ids)
-            finally:
-                if not info.loaded:
-                    qn.release(info.id)
-        return qn.count(info, self.r.writer.read_ts(info.channels), None, partition_ids)
+        """Milvus's ``row_count``: the rows of the segments, from metadata, loaded or not (deleted rows
+        counted until compaction; ``count(*)`` is the exact live count): ``vecdb.datanode.row_stats``."""
+        return self.r.datanode.row_count(info, partition_ids)
 
     # --- partitions -------------------------------------------------------------
     @rpc()

@@ -1,0 +1,78 @@
+"""get_collection_stats / get_partition_stats from metadata (vecdb.datanode.row_stats): Milvus's
+row_count (the segments' rows, persisted and not yet persisted; deleted rows counted until
+compaction), the same loaded or not, and nothing is loaded to answer, on every deployment."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from tests.e2e._helpers import count, float_schema, float_vectors, make_collection
+
+
+def _stats(client, name: str, partition: str | None = None) -> int:
+    if partition is None:
+        return client.get_collection_stats(name)["row_count"]
+    return client.get_partition_stats(name, partition)["row_count"]
+
+
+def _columns(ids: np.ndarray, dim: int, seed: int = 0) -> list[dict]:
+    vecs = float_vectors(len(ids), dim, seed)
+    return [{"id": int(i), "vec": v} for i, v in zip(ids.tolist(), vecs)]
+
+
+def test_row_count_rule_loaded_and_unloaded(client, name):
+    make_collection(client, name, float_schema(4), num_shards=2)
+    client.create_partition(name, "p1")
+    client.insert(name, _columns(np.arange(0, 30), 4))
+    client.insert(name, _columns(np.arange(30, 50), 4), partition_name="p1")
+    client.flush(name)  # persisted: 30 + 20
+    client.insert(name, _columns(np.arange(50, 57), 4))  # in the log after the checkpoint
+    client.delete(name, ids=[0, 1, 2, 31])  # counted until compaction, as in Milvus
+    client.upsert(name, _columns(np.arange(3, 8), 4, seed=1))  # the new versions count too
+    expected = {None: 30 + 20 + 7 + 5, "_default": 30 + 7 + 5, "p1": 20}
+    assert count(client, name) == 57 - 4
+    for part, rows in expected.items():
+        assert _stats(client, name, part) == rows
+    client.release_collection(name)
+    for part, rows in expected.items():  # the same answers unloaded, and nothing gets loaded
+        assert _stats(client, name, part) == rows
+    assert client.get_load_state(name)["state"].name == "NotLoad"
+    client.flush(name)  # persisting moves rows from the log to segments: the count stays
+    for part, rows in expected.items():
+        assert _stats(client, name, part) == rows
+    client.drop_partition(name, "p1")  # a dropped partition's rows go with it
+    assert _stats(client, name) == expected["_default"]
+
+
+def test_unloaded_million_rows_answers_in_milliseconds(client, name):
+    dim, batch, total, unflushed = 4, 200_000, 1_000_000, 2_345
+    make_collection(client, name, float_schema(dim), load=False, num_shards=2)
+    client.create_partition(name, "p1")
+    rng = np.random.default_rng(7)
+    start = time.perf_counter()
+    for lo in range(0, total, batch):
+        ids = np.arange(lo, lo + batch)
+        vecs = rng.standard_normal((batch, dim), dtype=np.float32)
+        client.insert(name, [{"id": int(i), "vec": v} for i, v in zip(ids.tolist(), vecs)],
+                      partition_name="p1" if lo == 0 else "_default")
+    client.flush(name)
+    client.insert(name, _columns(np.arange(total, total + unflushed), dim))  # past the checkpoint
+    print(f"\n1,000,000 rows inserted and flushed, {unflushed} more inserted: {time.perf_counter() - start:.1f} s")
+    assert client.get_load_state(name)["state"].name == "NotLoad"
+    timings = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        rows = _stats(client, name)
+        timings.append(time.perf_counter() - t0)
+        assert rows == total + unflushed
+    t0 = time.perf_counter()
+    p1 = _stats(client, name, "p1")
+    part_time = time.perf_counter() - t0
+    assert p1 == batch and _stats(client, name, "_default") == total - batch + unflushed
+    print(f"get_collection_stats of an unloaded collection of {total + unflushed:,} rows: first "
+          f"{timings[0] * 1000:.1f} ms, best {min(timings) * 1000:.1f} ms; "
+          f"get_partition_stats {part_time * 1000:.1f} ms")
+    assert max(timings) < 0.2 and part_time < 0.2  # generous: the speed target is the bench's
+    assert client.get_load_state(name)["state"].name == "NotLoad"
