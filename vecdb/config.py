@@ -68,6 +68,42 @@ class LogSettings(BaseModel):
     datanode: str = Field("", description="a data node's level (empty = level)")
 
 
+class QuotaSettings(BaseModel):
+    """Rate limits and write protection (``vecdb.proxy.quota``), as Milvus's ``quotaAndLimits``. A negative
+    rate is no limit (the default, as in Milvus). DML rates are in MB/s of request bytes, search in vectors
+    (nq) per second, query and DDL in calls per second; ``_per_collection`` and ``_per_user`` limit each
+    collection and each authenticated user on their own."""
+
+    enabled: bool = Field(True, description="check the limits below (Milvus's quotaAndLimits.enabled)")
+    insert_rate: float = Field(-1.0, description="MB/s of inserts, the whole server (dml.insertRate.max)")
+    insert_rate_per_collection: float = Field(-1.0, description="MB/s per collection (dml.insertRate.collection.max)")
+    insert_rate_per_user: float = Field(-1.0, description="MB/s per user")
+    upsert_rate: float = Field(-1.0, description="MB/s of upserts (dml.upsertRate.max)")
+    upsert_rate_per_collection: float = -1.0
+    upsert_rate_per_user: float = -1.0
+    delete_rate: float = Field(-1.0, description="MB/s of deletes (dml.deleteRate.max)")
+    delete_rate_per_collection: float = -1.0
+    delete_rate_per_user: float = -1.0
+    search_rate: float = Field(-1.0, description="query vectors per second (dql.searchRate.max)")
+    search_rate_per_collection: float = -1.0
+    search_rate_per_user: float = -1.0
+    query_rate: float = Field(-1.0, description="queries per second (dql.queryRate.max)")
+    query_rate_per_collection: float = -1.0
+    query_rate_per_user: float = -1.0
+    ddl_collection_rate: float = Field(-1.0, description="create/drop/load/release/rename/alter collection "
+                                       "calls per second (ddl.collectionRate)")
+    ddl_partition_rate: float = Field(-1.0, description="partition DDL calls per second (ddl.partitionRate)")
+    ddl_index_rate: float = Field(-1.0, description="create/drop index calls per second (ddl.indexRate)")
+    flush_rate: float = Field(-1.0, description="flush calls per second (ddl.flushRate)")
+    compaction_rate: float = Field(-1.0, description="manual compaction calls per second (ddl.compactionRate)")
+    memory_protection: bool = Field(True, description="refuse inserts and upserts while resident memory is above "
+                                    "the high water level (limitWriting.memProtection)")
+    memory_high_water_level: float = Field(0.95, gt=0, description="share of memory_limit_bytes")
+    memory_limit_bytes: int = Field(0, ge=0, description="0 = the cgroup limit, else the machine's memory")
+    disk_quota_mb: float = Field(-1.0, description="refuse inserts and upserts while the data directory holds more "
+                                 "(limitWriting.diskProtection.diskQuota); negative = no quota")
+
+
 class SecuritySettings(BaseModel):
     authorization_enabled: bool = Field(False, description="require a user and password on every Milvus API call "
                                         "(Milvus's common.security.authorizationEnabled); `--auth` turns it on")
@@ -84,6 +120,7 @@ class Settings(BaseModel):
     gc: GcSettings = GcSettings()
     http: HttpSettings = HttpSettings()
     log: LogSettings = LogSettings()
+    quota: QuotaSettings = QuotaSettings()
     security: SecuritySettings = SecuritySettings()
 
 

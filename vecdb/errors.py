@@ -52,6 +52,20 @@ class InternalError(VecdbError):
     default_message = "service internal error"
 
 
+class RateLimited(VecdbError):
+    """A call over a rate limit (``vecdb.proxy.quota``); pymilvus retries it with backoff."""
+
+    code, legacy_code, retriable = 8, "RateLimit", True
+    default_message = "rate limit exceeded"
+
+
+class ForceDeny(VecdbError):
+    """Writes refused while memory or disk is over its limit (``vecdb.proxy.quota``)."""
+
+    code, legacy_code = 9, "ForceDeny"
+    default_message = "force deny"
+
+
 class Unimplemented(VecdbError):
     code, legacy_code = 10, "UnexpectedError"
     default_message = "service unimplemented"

@@ -23,6 +23,7 @@ from vecdb.coord.session import Session, describe_process
 from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.datanode.node import DataNode
 from vecdb.proxy.base import Roles
+from vecdb.proxy.quota import Quota
 from vecdb.proxy.server import start_server
 from vecdb.proxy.writer import ShardWriter
 from vecdb.querynode.node import STANDALONE_NODE_ID, QueryNode
@@ -67,7 +68,8 @@ class Standalone:
         self.roles = Roles(catalog, tso, ids, writer, self.querynode, self.datanode,
                            max_request_bytes=settings.proxy.max_request_bytes,
                            max_query_window=settings.proxy.max_query_window, security=self.security,
-                           resource_groups=ResourceGroups(self.meta, lambda: {str(STANDALONE_NODE_ID): "local"}))
+                           resource_groups=ResourceGroups(self.meta, lambda: {str(STANDALONE_NODE_ID): "local"}),
+                           quota=Quota(settings.quota, data_dir=settings.storage.data_dir))
         for info in catalog.all_collections():
             if info.loaded:
                 with writer.locked(info.channels):

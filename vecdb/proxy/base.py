@@ -23,6 +23,7 @@ from vecdb.schema import DataType
 
 if TYPE_CHECKING:
     from vecdb.coord.resource_groups import ResourceGroups
+    from vecdb.proxy.quota import Quota
     from vecdb.security import Security
 
 
@@ -49,6 +50,8 @@ class Roles:
     security: Security | None = None
     # resource groups (vecdb.coord.resource_groups): the store's, with the live query nodes
     resource_groups: ResourceGroups | None = None
+    # rate limits and write protection (vecdb.proxy.quota); None = none
+    quota: Quota | None = None
 
 
 PARTITION_KEY_NAMES = "not support manually specifying the partition names if partition key mode is used"
@@ -64,7 +67,8 @@ def rpc(response_type=None):
     count their vectors too (``metrics.PROXY_AFTER``)."""
 
     def wrap(fn):
-        calls = metrics.ProxyCalls(fn.__name__)
+        name = fn.__name__
+        calls = metrics.ProxyCalls(name)
         after = metrics.PROXY_AFTER.get(fn.__name__)
         failed_reply = metrics.reply_failed
         clock = time.perf_counter
@@ -75,6 +79,8 @@ def rpc(response_type=None):
             total, ok, failed, latency, node = calls.children(self.r.node_id, self.r.component)
             total.inc()
             try:
+                if self.r.quota is not None:
+                    self.r.quota.admit(name, request, context)
                 reply = fn(self, request, context)
             except Exception as exc:  # noqa: BLE001 - every error goes back as a Status
                 failed.inc()
@@ -96,6 +102,16 @@ def rpc(response_type=None):
         return handler
 
     return wrap
+
+
+def db_of(request, context) -> str:
+    """The database a request names: its ``db_name``, else the connection's ``dbname`` header, else "default"."""
+    if getattr(request, "db_name", ""):
+        return request.db_name
+    for k, v in context.invocation_metadata() if context is not None else ():
+        if k == "dbname" and v:
+            return v
+    return "default"
 
 
 class ServiceBase:

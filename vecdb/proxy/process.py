@@ -28,6 +28,7 @@ from vecdb.discovery import node_number
 from vecdb.errors import CollectionNotFound
 from vecdb.process import NodeProcess
 from vecdb.proxy.base import Roles
+from vecdb.proxy.quota import Quota
 from vecdb.proxy.router import QueryNodeRouter
 from vecdb.proxy.server import start_server
 from vecdb.proxy.writer import ShardWriter
@@ -67,7 +68,8 @@ class ProxyProcess(NodeProcess):
                            max_request_bytes=settings.proxy.max_request_bytes,
                            max_query_window=settings.proxy.max_query_window,
                            component="proxy", node_id=node_number(self.node_id), security=security,
-                           resource_groups=ResourceGroups(self.backends.meta, self.router.node_addresses))
+                           resource_groups=ResourceGroups(self.backends.meta, self.router.node_addresses),
+                           quota=Quota(settings.quota, node_id=self.node_id))
         p = settings.proxy
         server, port = start_server(self.roles, p.host, p.port, p.workers)
         self._closers.append(lambda: self.roles.background.shutdown(wait=True, cancel_futures=True))

@@ -7,21 +7,12 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 from vecdb import errors
 from vecdb.coord.catalog import DEFAULT_PARTITION, MAX_PARTITIONS, CollectionInfo, PartitionInfo
 from vecdb.proxy import status
-from vecdb.proxy.base import ServiceBase, kv_dict, kv_pairs, rpc
+from vecdb.proxy.base import ServiceBase, db_of, kv_dict, kv_pairs, rpc
 from vecdb.schema import CollectionSchema, validate_collection_name
 from vecdb.timestamp import physical_ms
 
 DEFAULT_PARTITION_KEY_PARTITIONS = 16
 MAX_SHARDS = 16
-
-
-def db_of(request, context) -> str:
-    if getattr(request, "db_name", ""):
-        return request.db_name
-    for k, v in context.invocation_metadata() if context is not None else ():
-        if k == "dbname" and v:
-            return v
-    return "default"
 
 
 class CollectionRpcs(ServiceBase):

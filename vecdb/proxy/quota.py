@@ -1,0 +1,201 @@
+"""Rate limits and write protection: Milvus's quotaAndLimits, checked as each Milvus API call starts.
+
+Rates (``vecdb.config.QuotaSettings``; a negative rate is no limit, the default, as in Milvus):
+
+- insert, upsert and delete in MB/s of request bytes; search in vectors (nq) per second; query in
+  calls per second; each server-wide (Milvus's ``dml.insertRate.max`` ...), per collection
+  (``...collection.max``) and per user (vecdb's own: the authenticated user, "" without
+  authentication);
+- DDL in calls per second, server-wide (Milvus's ``ddl.collectionRate``, ``partitionRate``,
+  ``indexRate``, ``flushRate``, ``compactionRate``).
+
+Each limit is a token bucket that holds at most one second of its rate. A call is let through
+while its bucket is not in debt and then pays its whole cost, so one request larger than a
+second's worth (a big insert batch) still passes, and the calls after it wait until the debt is
+paid, as Milvus's limiter does. A refused call gets Milvus's "rate limit exceeded" (code 8,
+legacy ``RateLimit``), which pymilvus retries with backoff unless told not to
+(``retry_on_rate_limit=False``); a refused call costs nothing.
+
+Write protection (Milvus's ``limitWriting``): inserts and upserts are refused with code 9
+(``ForceDeny``) while this process's resident memory is above ``memory_high_water_level`` of the
+memory it may use (``memory_limit_bytes``, else the cgroup limit, else the machine's memory), or
+while the data directory holds more than ``disk_quota_mb``. Deletes are always let through: they
+are how a user makes room. Memory and disk are measured at most once a second and once every ten
+seconds, on the call that finds the reading old, so the hot path pays a clock read.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from prometheus_client import Counter
+
+from vecdb import errors, metrics
+from vecdb.config import QuotaSettings
+from vecdb.proxy.auth_interceptor import current_user
+from vecdb.proxy.base import db_of
+
+MB = 1024.0 * 1024.0
+RATE_LIMITED = Counter("milvus_proxy_rate_limit_req_count", "count of operation executed, by rate limit outcome",
+                       ["node_id", "msg_type", "status"], registry=metrics.MILVUS)
+
+# Milvus's rate types: the kind of each limited call and the unit its rate is in.
+DML = {"Insert": "insert", "Upsert": "upsert", "Delete": "delete"}
+DQL = {"Search": "search", "HybridSearch": "search", "Query": "query"}
+DDL = {
+    **dict.fromkeys(("CreateCollection", "DropCollection", "LoadCollection", "ReleaseCollection",
+                     "RenameCollection", "AlterCollection"), "ddl_collection"),
+    **dict.fromkeys(("CreatePartition", "DropPartition", "LoadPartitions", "ReleasePartitions"), "ddl_partition"),
+    **dict.fromkeys(("CreateIndex", "DropIndex"), "ddl_index"),
+    "Flush": "flush",
+    "ManualCompaction": "compaction",
+}
+UNITS = {"insert": "MB/s", "upsert": "MB/s", "delete": "MB/s", "search": "vectors/s", "query": "qps"}
+PROTECTED = frozenset(("Insert", "Upsert"))  # refused while memory or disk is over its limit
+MEMORY_EVERY, DISK_EVERY = 1.0, 10.0
+
+
+class TokenBucket:
+    """``rate`` per second, at most one second of it saved up; a call passes while the bucket is not
+    in debt and then pays its whole cost."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self._clock = clock
+        self._tokens = rate
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def take(self, cost: float) -> bool:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.rate, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens <= 0:
+                return False
+            self._tokens -= cost
+            return True
+
+
+def _cost(kind: str, request) -> float:
+    if kind in ("insert", "upsert", "delete"):
+        return request.ByteSize() / MB
+    if kind == "search":
+        subs = getattr(request, "requests", None)  # HybridSearch: the sum of its searches' nq
+        if subs:
+            return float(sum(max(1, s.nq) for s in subs))
+        return float(max(1, getattr(request, "nq", 1)))
+    return 1.0
+
+
+def memory_limit() -> int:
+    """The memory this process may use: the cgroup's limit when there is one, else the machine's."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            raw = open(path).read().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and int(raw) < 1 << 60:
+            return int(raw)
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def directory_bytes(path: str) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue  # removed meanwhile
+    return total
+
+
+class Quota:
+    def __init__(self, settings: QuotaSettings, node_id: str = metrics.STANDALONE, data_dir: str | None = None,
+                 memory_used: Callable[[], int] = resident_bytes, clock: Callable[[], float] = time.monotonic):
+        self.s = settings
+        self.node_id = node_id
+        self._clock = clock
+        self._memory_used = memory_used
+        self._memory_limit = settings.memory_limit_bytes or memory_limit()
+        self._data_dir = data_dir
+        self._buckets: dict[tuple[str, str, str], TokenBucket] = {}
+        self._guard = threading.Lock()
+        self._memory_at = self._disk_at = -1e18
+        self._memory_over = self._disk_over = ""
+        self._counters: dict[tuple[str, str], Counter] = {}
+
+    def _rate(self, kind: str, scope: str) -> float:
+        name = f"{kind}_rate" if scope == "max" else f"{kind}_rate_per_{scope}"
+        return float(getattr(self.s, name, -1.0))
+
+    def _bucket(self, kind: str, scope: str, key: str, rate: float) -> TokenBucket:
+        with self._guard:
+            bucket = self._buckets.get((kind, scope, key))
+            if bucket is None or bucket.rate != rate:
+                bucket = self._buckets[(kind, scope, key)] = TokenBucket(rate, self._clock)
+            return bucket
+
+    def _count(self, method: str, outcome: str) -> None:
+        child = self._counters.get((method, outcome))
+        if child is None:
+            child = self._counters[(method, outcome)] = RATE_LIMITED.labels(self.node_id, method, outcome)
+        child.inc()
+
+    def admit(self, method: str, request, context=None) -> None:
+        """Raise ``RateLimited`` or ``ForceDeny`` when ``method`` may not run now; else let it pay its cost.
+        ``context`` (the gRPC call's) names the database and the user, looked at only when a
+        per-collection or per-user limit is set."""
+        if not self.s.enabled:
+            return
+        if method in PROTECTED:
+            self._check_protection(method)
+        kind = DML.get(method) or DQL.get(method) or DDL.get(method)
+        if kind is None:
+            return
+        cost = 0.0
+        for scope in ("max", "collection", "user") if kind in UNITS else ("max",):
+            rate = self._rate(kind, scope)
+            if rate < 0:
+                continue
+            if scope == "collection":
+                key = f"{db_of(request, context)}.{getattr(request, 'collection_name', '')}"
+            else:
+                key = current_user(context) if scope == "user" and context is not None else ""
+            cost = cost or _cost(kind, request)
+            if not self._bucket(kind, scope, key, rate).take(cost):
+                self._count(method, "fail")
+                where = {"max": "", "collection": f", collection={key.partition('.')[2]}",
+                         "user": f", user={key}"}[scope]
+                raise errors.RateLimited(f"rate limit exceeded[rate={rate:g} {UNITS.get(kind, 'qps')}, "
+                                         f"{method}{where}]")
+        self._count(method, "success")
+
+    def _check_protection(self, method: str) -> None:
+        now = self._clock()
+        s = self.s
+        if s.memory_protection and now - self._memory_at >= MEMORY_EVERY:
+            self._memory_at = now
+            used = self._memory_used()
+            high = s.memory_high_water_level * self._memory_limit
+            self._memory_over = (f"memory quota exceeded, please allocate more resources[used={used / MB:.0f} MB, "
+                                 f"high water level {s.memory_high_water_level:g} of {self._memory_limit / MB:.0f} "
+                                 "MB]") if used > high else ""
+        if s.disk_quota_mb >= 0 and self._data_dir and now - self._disk_at >= DISK_EVERY:
+            self._disk_at = now
+            used = directory_bytes(self._data_dir)
+            self._disk_over = (f"disk quota exceeded, please allocate more resources[used={used / MB:.0f} MB, "
+                               f"quota {s.disk_quota_mb:g} MB]") if used > s.disk_quota_mb * MB else ""
+        reason = self._memory_over or self._disk_over
+        if reason:
+            self._count(method, "fail")
+            raise errors.ForceDeny(f"deny to write, reason: {reason}")
