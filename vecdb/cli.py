@@ -29,6 +29,12 @@ def _settings(args):
             setattr(settings.storage, key, getattr(args, flag))
     if getattr(args, "auth", False):
         settings.security.authorization_enabled = True
+    for flag, key in (("tls_mode", "mode"), ("tls_cert", "server_pem_path"), ("tls_key", "server_key_path"),
+                      ("tls_ca", "ca_pem_path")):
+        if getattr(args, flag, None) is not None:
+            setattr(settings.tls, key, getattr(args, flag))
+    if getattr(args, "cluster_secret_file", None):
+        settings.security.cluster_secret_file = args.cluster_secret_file
     return settings
 
 
@@ -55,9 +61,11 @@ def _run_until_signalled(node, ready: str) -> int:
 def _coord(args) -> int:
     from vecdb import logs
     from vecdb.coord.server import Coord
+    from vecdb.rpc.transport import use_cluster_secret
     from vecdb.storage.backends import open_meta
 
     settings = _settings(args)
+    use_cluster_secret(settings.security.cluster_secret_value())  # required of every call it serves
     meta = open_meta(settings.storage)
     http = None
     try:
@@ -67,7 +75,8 @@ def _coord(args) -> int:
         if settings.http.port:
             from vecdb.http import start_http
 
-            http = start_http(settings.proxy.host, settings.http.port, coord.health, "coord", coord.address)
+            http = start_http(settings.proxy.host, settings.http.port, coord.health, "coord", coord.address,
+                              settings.tls)
         logs.set_node("coord", coord.address)
         # a standby serves too (it refuses calls until it takes over): ready either way, and says which
         return _run_until_signalled(coord, f"vecdb coord ready on {coord.address} "
@@ -225,6 +234,24 @@ def _auth_flag(p) -> None:
                         "root's first password: VECDB_SECURITY__ROOT_PASSWORD, default Milvus. See docs/security.md")
 
 
+def _tls_flags(p) -> None:
+    p.add_argument("--tls-mode", type=int, choices=(0, 1, 2), default=None,
+                   help="TLS on the Milvus API and HTTP ports, as Milvus's tlsMode: 0 plain text (default), 1 one-way, "
+                        "2 mutual (clients need a certificate signed by --tls-ca). Or tls.mode in --config, "
+                        "VECDB_TLS__MODE. See docs/security.md")
+    p.add_argument("--tls-cert", default=None, metavar="PEM", help="the server's certificate (tls.server_pem_path)")
+    p.add_argument("--tls-key", default=None, metavar="PEM", help="the server's private key (tls.server_key_path)")
+    p.add_argument("--tls-ca", default=None, metavar="PEM",
+                   help="the CA that signs client certificates, for --tls-mode 2 (tls.ca_pem_path)")
+
+
+def _cluster_secret_flag(p) -> None:
+    p.add_argument("--cluster-secret-file", default=None, metavar="PATH",
+                   help="a file holding the cluster secret: internal RPC (coord, query and data nodes) is sent with "
+                        "it and refused without it; every process of the cluster needs the same one (or "
+                        "VECDB_SECURITY__CLUSTER_SECRET, security.cluster_secret_file). See docs/security.md")
+
+
 def main(argv: list[str] | None = None) -> int:
     # OpenMP threads that spin between FAISS calls burn the cores gRPC handlers need (measured: server CPU
     # per nq=100 search 19.6 -> 12.1 ms, same throughput). Must be set before FAISS is first imported.
@@ -251,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--http-port", type=int, default=None, help="/healthz and /metrics port (default 9091, 0 = off)")
     _storage_flags(st)
     _auth_flag(st)
+    _tls_flags(st)
     co = _command(sub, "coord", _coord, "run the cluster's coordinator (timestamps and ids for proxies and nodes)",
                   "Run the coord of a vecdb cluster: the timestamp oracle and id allocator, over internal gRPC "
                   "on --host:--port, its state in --meta-store (etcd for a cluster). Start a second one on the same "
@@ -260,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="metadata: etcd://host:port (or 'local', files in --data-dir)")
     co.add_argument("--config", default=None, help="YAML settings file (see vecdb/config.py)")
     _role_http_flag(co)
+    _cluster_secret_flag(co)
     qn = _command(sub, "querynode", _querynode, "run a query node of a cluster",
                   "Run a query node: it follows the log channels the coord assigns it and "
                   "answers search/query/count over internal gRPC on --host:--port. Storage flags as for standalone "
@@ -269,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     qn.add_argument("--node-id", default=None, help="this node's id in session/querynode/<id> (default: random)")
     _role_http_flag(qn)
     _storage_flags(qn)
+    _cluster_secret_flag(qn)
     dn = _command(sub, "datanode", _datanode, "run a data node of a cluster",
                   "Run a data node: it persists the log channels the coord assigns it into segment files in the "
                   "object store (at each seal record: a flush, or the seal policy), and moves their checkpoints. "
@@ -278,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     dn.add_argument("--node-id", default=None, help="this node's id in session/datanode/<id> (default: random)")
     _role_http_flag(dn)
     _storage_flags(dn)
+    _cluster_secret_flag(dn)
     px = _command(sub, "proxy", _proxy, "run a proxy of a cluster (the Milvus API)",
                   "Run a proxy: the Milvus gRPC API for pymilvus on --host:--port, data on the cluster's storage "
                   "(nats://, etcd://, s3://). It finds the active coord and the query nodes from their sessions in "
@@ -290,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     _role_http_flag(px)
     _storage_flags(px)
     _auth_flag(px)
+    _tls_flags(px)
+    _cluster_secret_flag(px)
     _cluster_command(sub)
     args = parser.parse_args(argv)
     from vecdb import logs

@@ -111,6 +111,35 @@ class SecuritySettings(BaseModel):
                                      "has no root user yet (first start); afterwards it is changed through the API "
                                      "(update_password). Set it from a secret: VECDB_SECURITY__ROOT_PASSWORD (never "
                                      "shown in reprs or logs)")
+    cluster_secret: SecretStr = Field(SecretStr(""), description="the secret every process of a cluster sends "
+                                      "with its internal RPC calls and requires of the calls it serves (coord, "
+                                      "query and data nodes); empty = internal RPC unauthenticated. From "
+                                      "VECDB_SECURITY__CLUSTER_SECRET or cluster_secret_file; never logged")
+    cluster_secret_file: str = Field("", description="a file holding the cluster secret (a mounted Kubernetes "
+                                     "Secret; surrounding whitespace ignored); used when cluster_secret is empty")
+
+    def cluster_secret_value(self) -> str:
+        """The cluster secret from ``cluster_secret``, else ``cluster_secret_file``; "" when neither."""
+        secret = self.cluster_secret.get_secret_value()
+        if not secret and self.cluster_secret_file:
+            try:
+                secret = Path(self.cluster_secret_file).read_text().strip()
+            except OSError as e:
+                raise ValueError(f"security.cluster_secret_file: cannot read {self.cluster_secret_file}: "
+                                 f"{e.strerror}") from None
+            if not secret:
+                raise ValueError(f"security.cluster_secret_file: {self.cluster_secret_file} is empty")
+        return secret
+
+
+class TlsSettings(BaseModel):
+    """TLS on the Milvus API port and the HTTP port, as Milvus's ``common.security.tlsMode`` and ``tls.*``."""
+
+    mode: int = Field(0, ge=0, le=2, description="0: plain text; 1: one-way TLS (the server's certificate); 2: "
+                      "mutual TLS (clients present a certificate signed by ca_pem_path). Milvus's tlsMode")
+    server_pem_path: str = Field("", description="the server's certificate chain (PEM); Milvus's tls.serverPemPath")
+    server_key_path: str = Field("", description="its private key (PEM); Milvus's tls.serverKeyPath")
+    ca_pem_path: str = Field("", description="the CA that signs client certificates (mode 2); tls.caPemPath")
 
 
 class Settings(BaseModel):
@@ -122,6 +151,7 @@ class Settings(BaseModel):
     log: LogSettings = LogSettings()
     quota: QuotaSettings = QuotaSettings()
     security: SecuritySettings = SecuritySettings()
+    tls: TlsSettings = TlsSettings()
 
 
 def load_settings(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:

@@ -20,7 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 
+from vecdb.config import TlsSettings
 from vecdb.metrics import exposition
+from vecdb.security.tls import TlsHTTPServer, ssl_context
+from vecdb.security.tls import enabled as tls_enabled
 
 Health = Callable[[], tuple[bool, str]]
 
@@ -29,8 +32,10 @@ NODE_INFO = Gauge("vecdb_node_info", "1 for each role this process serves, label
 
 
 def start_http(host: str, port: int, health: Health, role: str = "standalone",
-               node_id: str = "standalone") -> ThreadingHTTPServer:
-    """Serve /healthz and /metrics on ``host:port`` in a daemon thread; ``shutdown()`` stops it."""
+               node_id: str = "standalone", tls: TlsSettings | None = None) -> ThreadingHTTPServer:
+    """Serve /healthz and /metrics on ``host:port`` in a daemon thread; ``shutdown()`` stops it.
+    Over TLS when ``tls.mode`` is 1 or 2 (mode 2: only to clients with a certificate signed by its CA),
+    as the Milvus API port (``vecdb.security.tls``)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server API
@@ -52,7 +57,11 @@ def start_http(host: str, port: int, health: Health, role: str = "standalone",
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    if tls_enabled(tls):
+        assert tls is not None
+        server: ThreadingHTTPServer = TlsHTTPServer((host, port), Handler, ssl_context(tls))
+    else:
+        server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     NODE_INFO.labels(role, node_id).set(1)
     threading.Thread(target=server.serve_forever, name=f"http-{role}", daemon=True).start()

@@ -15,9 +15,11 @@ Two files say what is there:
   start tick of the pid. ``down`` signals a pid only while ``/proc/<pid>/cmdline`` is still that
   command line (and its start tick the recorded one), so a pid the system reused for something
   else is never killed. ``down`` removes the file once everything is stopped.
-- ``DATA_DIR/backends.json``, kept across ``down``: the backends' ports and the S3 credentials
-  (generated at the first ``up``, file mode 0600). A later ``up`` reuses them (a port taken
-  meanwhile is replaced by a free one), so the servers come back as they were.
+- ``DATA_DIR/backends.json``, kept across ``down``: the backends' ports, the S3 credentials and the
+  cluster secret the vecdb processes require of each other's internal RPC (generated at the first
+  ``up``, file mode 0600; a VECDB_SECURITY__CLUSTER_SECRET[_FILE] given is used instead). A later
+  ``up`` reuses them (a port taken meanwhile is replaced by a free one), so the servers come back as
+  they were.
 
 The module is the local cluster's wiring, as ``vecdb/standalone.py`` is standalone's: it owns no
 role, it starts processes of the roles. ``cli.py`` only parses the flags.
@@ -277,7 +279,9 @@ def _backend_config(data_dir: str) -> dict:
     keys = ["nats", "nats_monitor", "etcd", "etcd_peer", *(f"s3_{n}" for n in SEAWEEDFS_PORTS)]
     config = {"ports": {k: port(k) for k in keys},
               "s3_access_key": old.get("s3_access_key") or "vecdb" + secrets.token_hex(4),
-              "s3_secret_key": old.get("s3_secret_key") or secrets.token_urlsafe(24)}
+              "s3_secret_key": old.get("s3_secret_key") or secrets.token_urlsafe(24),
+              # internal RPC between the vecdb processes requires it (security.cluster_secret)
+              "cluster_secret": old.get("cluster_secret") or secrets.token_urlsafe(32)}
     _write_json(path, config, mode=0o600)
     return config
 
@@ -430,6 +434,8 @@ def up(data_dir: str, proxies: int = 1, querynodes: int = 1, port: int = 19530, 
             env = dict(os.environ, VECDB_STORAGE__S3_ENDPOINT=urls["s3"], VECDB_STORAGE__S3_REGION="us-east-1",
                        VECDB_STORAGE__S3_ACCESS_KEY=config["s3_access_key"],
                        VECDB_STORAGE__S3_SECRET_KEY=config["s3_secret_key"])
+            if not env.get("VECDB_SECURITY__CLUSTER_SECRET") and not env.get("VECDB_SECURITY__CLUSTER_SECRET_FILE"):
+                env["VECDB_SECURITY__CLUSTER_SECRET"] = config["cluster_secret"]  # one given is kept
             roles = [_spawn_role(data_dir, logs, "coord", "coord", free_port(), ["--meta-store", flags[3]], env)]
             roles += [_spawn_role(data_dir, logs, "querynode", f"querynode{i}", free_port(),
                                   ["--node-id", f"qn{i}", *flags], env) for i in range(1, querynodes + 1)]

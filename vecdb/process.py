@@ -28,6 +28,7 @@ from vecdb import logs, metrics
 from vecdb.config import Settings
 from vecdb.coord.session import register_node
 from vecdb.discovery import node_number
+from vecdb.rpc.transport import use_cluster_secret
 from vecdb.storage.backends import open_backends
 
 
@@ -59,7 +60,10 @@ class NodeProcess:
         self._closers: list[Callable[[], None]] = []
         metrics.name_node(node_number(self.node_id), self.node_id)
         logs.set_node(self.role, self.node_id)
+        self._tls = settings.tls
         try:
+            # internal RPC served and called with the cluster secret, if set (vecdb.rpc.transport)
+            use_cluster_secret(settings.security.cluster_secret_value())
             self._start_http(host, settings.http.port)
             self.server, self.port = self._start(settings)
             engine = getattr(self, "node", None)
@@ -76,7 +80,7 @@ class NodeProcess:
         if port:
             from vecdb.http import start_http
 
-            self.http = start_http(host, port, self.health, self.role, self.node_id)
+            self.http = start_http(host, port, self.health, self.role, self.node_id, self._tls)
 
     def health(self) -> tuple[bool, str]:
         """For /healthz: (True, "OK") while ready, else (False, why)."""

@@ -83,14 +83,14 @@ class Standalone:
 
     def start(self) -> Standalone:
         p = self.settings.proxy
-        self.server, self.port = start_server(self.roles, p.host, p.port, p.workers)
+        self.server, self.port = start_server(self.roles, p.host, p.port, p.workers, self.settings.tls)
         if self.settings.http.port:
             from vecdb.http import start_http
 
-            self.http = start_http(p.host, self.settings.http.port, self.health)
-        log.info("vecdb standalone listening on %s:%d (data in %s, authentication %s)", p.host, self.port,
-                 os.path.abspath(self.settings.storage.data_dir),
-                 "on" if self.settings.security.authorization_enabled else "off")
+            self.http = start_http(p.host, self.settings.http.port, self.health, tls=self.settings.tls)
+        log.info("vecdb standalone listening on %s:%d (data in %s, authentication %s, tls mode %d)", p.host,
+                 self.port, os.path.abspath(self.settings.storage.data_dir),
+                 "on" if self.settings.security.authorization_enabled else "off", self.settings.tls.mode)
         return self
 
     def healthy(self) -> bool:

@@ -19,6 +19,7 @@ from vecdb.coord.client import CoordClient, RemoteIdAllocator
 from vecdb.datanode.flusher import ChannelFlusher
 from vecdb.datanode.node import DataNode
 from vecdb.process import NodeProcess
+from vecdb.rpc.transport import server_interceptors
 
 
 class DataNodeProcess(NodeProcess):
@@ -40,7 +41,8 @@ class DataNodeProcess(NodeProcess):
         self.node = DataNode(self.backends.log, self.backends.meta, self.backends.objects, RemoteIdAllocator(coord),
                              settings.querynode.index_threads, truncate=False, node_id=self.node_id)
         self._closers.append(self.node.close)
-        server = grpc.server(ThreadPoolExecutor(max_workers=1, thread_name_prefix="datanode-rpc"))
+        server = grpc.server(ThreadPoolExecutor(max_workers=1, thread_name_prefix="datanode-rpc"),
+                             interceptors=server_interceptors("datanode"))  # the cluster secret's check
         port = server.add_insecure_port(f"{self._host}:{self._port}")
         server.start()
         return server, port

@@ -71,7 +71,7 @@ class ProxyProcess(NodeProcess):
                            resource_groups=ResourceGroups(self.backends.meta, self.router.node_addresses),
                            quota=Quota(settings.quota, node_id=self.node_id))
         p = settings.proxy
-        server, port = start_server(self.roles, p.host, p.port, p.workers)
+        server, port = start_server(self.roles, p.host, p.port, p.workers, settings.tls)
         self._closers.append(lambda: self.roles.background.shutdown(wait=True, cancel_futures=True))
         return server, port
 

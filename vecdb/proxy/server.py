@@ -17,9 +17,11 @@ import grpc
 from prometheus_client import Counter
 from pymilvus.grpc_gen import milvus_pb2_grpc
 
+from vecdb.config import TlsSettings
 from vecdb.proxy.auth_interceptor import AuthInterceptor
 from vecdb.proxy.base import Roles
 from vecdb.proxy.milvus_service import MilvusService
+from vecdb.security.tls import add_port
 
 MAX_MESSAGE_BYTES = 512 << 20
 
@@ -106,7 +108,9 @@ def handler_threads(workers: int) -> int:
     return max(4, 2 * len(os.sched_getaffinity(0)))
 
 
-def start_server(roles: Roles, host: str, port: int, workers: int = 0) -> tuple[grpc.Server, int]:
+def start_server(roles: Roles, host: str, port: int, workers: int = 0,
+                 tls: TlsSettings | None = None) -> tuple[grpc.Server, int]:
+    """The Milvus API on ``host:port``; over TLS when ``tls.mode`` is 1 or 2 (``vecdb.security.tls``)."""
     workers = handler_threads(workers)
     install_bad_request_log()
     # authentication and privilege checks on every call when on (vecdb.security, docs/security.md)
@@ -127,7 +131,7 @@ def start_server(roles: Roles, host: str, port: int, workers: int = 0) -> tuple[
         ],
     )
     milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusService(roles), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = add_port(server, f"{host}:{port}", tls)
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port} (address in use?)")
     server.start()

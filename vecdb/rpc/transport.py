@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
 from collections.abc import Callable
@@ -12,6 +14,7 @@ import grpc
 import numpy as np
 from google.protobuf import json_format, message_factory
 from google.protobuf.message import Message
+from prometheus_client import Counter
 
 from vecdb import errors
 from vecdb.rpc.gen import coord_pb2, coord_pb2_grpc, querynode_pb2, querynode_pb2_grpc
@@ -26,6 +29,55 @@ _CLIENT_OPTIONS = OPTIONS + [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.
                              ("grpc.max_reconnect_backoff_ms", 2000)]
 # the trailing metadata key naming the vecdb error class a call ended with (proto/common.proto)
 ERROR_KEY = "vecdb-error"
+
+# the call metadata key carrying the cluster credential (a digest of the cluster secret, never the secret)
+SECRET_KEY = "vecdb-cluster-credential"
+REFUSED = Counter("vecdb_internal_rpc_refused_total", "Internal RPC calls refused for a missing or wrong cluster "
+                  "credential, by service", ["service"])
+_process_secret = ""  # the process's cluster secret: use_cluster_secret()
+
+
+def use_cluster_secret(secret: str) -> None:
+    """The cluster secret this process's internal servers require and its clients send, unless one
+    is given to ``serve``/``Client`` ("" = none: unauthenticated internal RPC). Set once at start
+    (``vecdb.process.NodeProcess``, ``vecdb coord``)."""
+    global _process_secret
+    _process_secret = secret
+
+
+def _credential(secret: str) -> str:
+    """What a call carries for ``secret``: a digest (ASCII whatever the secret's characters, and the
+    secret itself never on the wire)."""
+    return hashlib.sha256(b"vecdb-cluster-secret\0" + secret.encode()).hexdigest()
+
+
+def _refuse(request, context: grpc.ServicerContext):
+    context.abort(grpc.StatusCode.UNAUTHENTICATED, "internal RPC refused: missing or wrong cluster credential")
+
+
+class ClusterSecretCheck(grpc.ServerInterceptor):
+    """Refuses every call without the cluster credential (UNAUTHENTICATED, before any handler runs)."""
+
+    def __init__(self, secret: str, service: str):
+        self._expected = _credential(secret).encode()
+        self._service = service
+        self._refused: grpc.RpcMethodHandler = grpc.unary_unary_rpc_method_handler(_refuse)
+
+    def intercept_service(self, continuation, handler_call_details):
+        sent = next((v for k, v in handler_call_details.invocation_metadata or () if k == SECRET_KEY), None)
+        if sent is not None and hmac.compare_digest(sent.encode() if isinstance(sent, str) else sent,
+                                                    self._expected):
+            return continuation(handler_call_details)
+        REFUSED.labels(self._service).inc()
+        return self._refused
+
+
+def server_interceptors(service: str, secret: str | None = None) -> list[grpc.ServerInterceptor]:
+    """The interceptors of an internal server: the cluster secret's check when there is a secret
+    (``secret``, else the process's)."""
+    secret = _process_secret if secret is None else secret
+    return [ClusterSecretCheck(secret, service)] if secret else []
+
 
 # the internal services: name -> (the generated stub, the service's descriptor)
 SERVICES: dict[str, tuple[Callable[[grpc.Channel], Any], Any]] = {
@@ -74,7 +126,7 @@ def _serialize(reply: Message | bytes) -> bytes:
 
 
 def serve(service: str, servicer: object, host: str = "127.0.0.1", port: int = 0,
-          workers: int = 8) -> tuple[grpc.Server, int]:
+          workers: int = 8, secret: str | None = None) -> tuple[grpc.Server, int]:
     """Start a gRPC server for the internal service ``service`` ("coord", "querynode"):
     ``servicer`` has a method per RPC of its .proto (``def Search(request, context) -> reply``;
     the generated ``<Service>Servicer`` is a base that answers UNIMPLEMENTED for the others). A
@@ -82,7 +134,9 @@ def serve(service: str, servicer: object, host: str = "127.0.0.1", port: int = 0
     a method raises reaches the caller as the same class and message. Returns (server, bound port).
 
     The methods are registered from the service's descriptor, as the generated
-    ``add_<Service>Servicer_to_server`` would, but with these errors and encoded replies."""
+    ``add_<Service>Servicer_to_server`` would, but with these errors and encoded replies. With a
+    cluster secret (``secret``, else the process's: ``use_cluster_secret``), a call without its
+    credential is refused with UNAUTHENTICATED."""
     if service not in SERVICES:
         raise ValueError(f"no internal service {service!r} (one of {sorted(SERVICES)})")
     descriptor = SERVICES[service][1]
@@ -93,7 +147,7 @@ def serve(service: str, servicer: object, host: str = "127.0.0.1", port: int = 0
             response_serializer=_serialize)
         for m in descriptor.methods}
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"rpc-{service}"),
-                         options=OPTIONS)
+                         options=OPTIONS, interceptors=server_interceptors(service, secret))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(descriptor.full_name, handlers),))
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
@@ -109,9 +163,10 @@ def set_fields(message: Message) -> dict[str, Any]:
 
 class Client:
     """Calls the internal service ``service`` ("coord", "querynode") at ``address`` ("host:port")
-    through its generated stub. Thread-safe; one channel, reused."""
+    through its generated stub. Thread-safe; one channel, reused. Every call carries the cluster
+    credential when there is a secret (``secret``, else the process's)."""
 
-    def __init__(self, address: str, service: str, timeout: float = 30.0):
+    def __init__(self, address: str, service: str, timeout: float = 30.0, secret: str | None = None):
         if service not in SERVICES:
             raise ValueError(f"no internal service {service!r} (one of {sorted(SERVICES)})")
         self.address, self.service, self.timeout = address, service, timeout
@@ -120,6 +175,8 @@ class Client:
         self.stub = stub(self._channel)
         self._encoded: dict[str, Callable] = {}
         self._lock = threading.Lock()
+        secret = _process_secret if secret is None else secret
+        self._metadata = ((SECRET_KEY, _credential(secret)),) if secret else None
 
     def invoke(self, method: str, request: Message, timeout: float | None = None) -> Any:
         """The reply of ``method`` to ``request`` (the generated messages); re-raises the handler's
@@ -129,7 +186,7 @@ class Client:
         if fn is None:
             raise errors.Unimplemented(f"{self.service} has no method {method}")
         try:
-            return fn(request, timeout=timeout or self.timeout)
+            return fn(request, timeout=timeout or self.timeout, metadata=self._metadata)
         except grpc.RpcError as e:
             raise self._error(method, e) from None
 
@@ -144,7 +201,7 @@ class Client:
                 fn = self._encoded[method] = self._channel.unary_unary(
                     f"/{self._descriptor.full_name}/{method}", request_serializer=_serialize)
         try:
-            return fn(request, timeout=timeout or self.timeout)
+            return fn(request, timeout=timeout or self.timeout, metadata=self._metadata)
         except grpc.RpcError as e:
             raise self._error(method, e) from None
 
@@ -162,6 +219,9 @@ class Client:
             return errors.ServiceUnavailable(f"{self.service} at {self.address}: {details}")
         if code == grpc.StatusCode.UNIMPLEMENTED:
             return errors.Unimplemented(f"{self.service} at {self.address} has no method {method}")
+        if code == grpc.StatusCode.UNAUTHENTICATED:  # this process's cluster secret is not the server's
+            return errors.InternalError(f"{self.service} at {self.address} refused {method}: {details} "
+                                        f"(security.cluster_secret must be the same in every process)")
         return errors.InternalError(f"{self.service}.{method}: {code.name}: {details}")
 
     def call(self, method: str, msg: dict | None = None, arrays: dict | None = None,

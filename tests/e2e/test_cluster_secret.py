@@ -1,0 +1,148 @@
+"""Internal RPC of a cluster authenticated by the cluster secret (``security.cluster_secret``).
+
+A cluster of processes (coord, query node, data node, proxy) on NATS, etcd and S3 with the secret
+set serves pymilvus as usual. A raw gRPC call to the query node's Search, the coord's
+AllocTimestamp or the data node's port without the credential, or with a wrong one, is refused
+with UNAUTHENTICATED; with it, the query node answers the search. A proxy without the secret
+cannot write (the coord refuses it). The secret is in no log line and no metric.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+import uuid
+
+import grpc
+import numpy as np
+import pytest
+from pymilvus import MilvusClient, MilvusException
+
+from tests.conftest import free_port, spawn_vecdb, stop_processes
+from vecdb import errors, timestamp
+from vecdb.rpc import Client
+from vecdb.rpc.columns import fill_column, read_search_reply
+from vecdb.rpc.gen import coord_pb2, querynode_pb2
+from vecdb.rpc.transport import SECRET_KEY, _credential
+
+
+def _raw(address: str, path: str, request, metadata=None) -> bytes:
+    """One call on a bare channel, the reply undecoded."""
+    with grpc.insecure_channel(address) as channel:
+        call = channel.unary_unary(path, request_serializer=lambda m: m.SerializeToString())
+        return call(request, metadata=metadata, timeout=10)
+
+
+def _refused(address: str, path: str, request, metadata=None) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        _raw(address, path, request, metadata)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, err.value
+    assert "cluster credential" in err.value.details()
+
+
+def test_internal_rpc_needs_the_cluster_secret(tmp_path, remote_storage):
+    secret = "s3cr3t-" + uuid.uuid4().hex
+    (tmp_path / "secret").write_text(secret + "\n")
+    storage = dict(remote_storage(), session_ttl=2)
+    env = {"VECDB_SECURITY__CLUSTER_SECRET": secret}
+    coord_port, qn_port, dn_port, qn_http = free_port(), free_port(), free_port(), free_port()
+    procs = []
+    try:
+        procs.append(spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(coord_port), env=env))
+        # the query node reads it from a file (a mounted Kubernetes Secret), the others from the environment
+        procs.append(spawn_vecdb(storage, tmp_path / "qn", "querynode", "--port", str(qn_port), "--node-id", "qn0",
+                                 "--http-port", str(qn_http), "--cluster-secret-file", str(tmp_path / "secret")))
+        procs.append(spawn_vecdb(storage, tmp_path / "dn", "datanode", "--port", str(dn_port), env=env))
+        proxy_port = free_port()
+        procs.append(spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(proxy_port), env=env))
+
+        c = MilvusClient(uri=f"http://127.0.0.1:{proxy_port}")
+        c.create_collection("docs", dimension=4, metric_type="L2", consistency_level="Strong")
+        vecs = np.random.default_rng(0).random((300, 4), dtype=np.float32)
+        c.insert("docs", [{"id": i, "vector": vecs[i]} for i in range(300)])
+        c.flush("docs")  # the data node persists it
+        c.insert("docs", [{"id": 1000, "vector": vecs[3]}])
+        assert c.query("docs", filter="", output_fields=["count(*)"])[0]["count(*)"] == 301
+        assert c.search("docs", data=[vecs[42]], limit=1)[0][0]["id"] == 42
+        collection_id = c.describe_collection("docs")["collection_id"]
+        c.close()
+
+        # the query node's Search, as a proxy sends it
+        search = querynode_pb2.SearchRequest(field="vector", limit=3, metric="L2", params_json="{}")
+        search.scope.collection_id = collection_id
+        search.scope.ts = timestamp.compose(timestamp.now_ms() + 60_000)
+        fill_column(search.queries, vecs[42:43])
+        qn = f"127.0.0.1:{qn_port}"
+        _refused(qn, "/vecdb.internal.QueryNode/Search", search)
+        _refused(qn, "/vecdb.internal.QueryNode/Search", search, [(SECRET_KEY, _credential("wrong"))])
+        _refused(qn, "/vecdb.internal.QueryNode/Search", search, [(SECRET_KEY, secret)])  # the digest, not it
+        client = Client(qn, "querynode", secret=secret)
+        try:
+            _, pks, _, _ = read_search_reply(client.invoke_encoded("Search", search))
+            assert pks[0] == 42
+        finally:
+            client.close()
+        # the coord's allocator and the data node's port alike
+        _refused(f"127.0.0.1:{coord_port}", "/vecdb.internal.Coord/AllocTimestamp", coord_pb2.AllocRequest(count=1))
+        coord = Client(f"127.0.0.1:{coord_port}", "coord", secret=secret)
+        try:
+            ts = coord.invoke("AllocTimestamp", coord_pb2.AllocRequest(count=1)).ts
+            assert abs(timestamp.physical_ms(ts) - timestamp.now_ms()) < 60_000
+        finally:
+            coord.close()
+        _refused(f"127.0.0.1:{dn_port}", "/vecdb.internal.DataNode/Anything", coord_pb2.AllocRequest())
+        with pytest.raises(grpc.RpcError) as err:  # with the credential it gets as far as the method
+            _raw(f"127.0.0.1:{dn_port}", "/vecdb.internal.DataNode/Anything", coord_pb2.AllocRequest(),
+                 [(SECRET_KEY, _credential(secret))])
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+        # a proxy without the secret cannot write: the coord refuses its timestamps
+        rogue_port = free_port()
+        procs.append(spawn_vecdb(storage, tmp_path / "rogue", "proxy", "--port", str(rogue_port)))
+        rogue = MilvusClient(uri=f"http://127.0.0.1:{rogue_port}")
+        with pytest.raises(MilvusException) as refused:
+            rogue.insert("docs", [{"id": 2000, "vector": vecs[0]}])
+        assert "cluster credential" in refused.value.message and secret not in refused.value.message
+        rogue.close()
+
+        # refusals are counted per service; the secret is in no metric and no log
+        with urllib.request.urlopen(f"http://127.0.0.1:{qn_http}/metrics", timeout=5) as reply:
+            metrics = reply.read().decode()
+        assert secret not in metrics and _credential(secret) not in metrics
+        refused_line = next(line for line in metrics.splitlines()
+                            if line.startswith('vecdb_internal_rpc_refused_total{service="querynode"}'))
+        assert float(refused_line.split()[-1]) >= 3
+    finally:
+        stop_processes(procs)
+    for proc in procs:
+        text = proc.output()
+        assert secret not in text and _credential(secret) not in text, proc.name
+
+
+def test_a_wrong_secret_is_refused_in_process_and_named_in_no_error():
+    from vecdb.rpc import serve
+    from vecdb.rpc.transport import REFUSED
+
+    secret = "in-process-" + uuid.uuid4().hex
+    server, port = serve("coord", _Alloc(), secret=secret)
+    try:
+        before = REFUSED.labels("coord")._value.get()
+        good = Client(f"127.0.0.1:{port}", "coord", secret=secret)
+        assert good.invoke("AllocID", coord_pb2.AllocRequest(count=1)).id == 7
+        good.close()
+        for other in ("", "not-" + secret):
+            bad = Client(f"127.0.0.1:{port}", "coord", secret=other)
+            with pytest.raises(errors.InternalError) as err:
+                bad.invoke("AllocID", coord_pb2.AllocRequest(count=1))
+            bad.close()
+            assert "cluster credential" in str(err.value) and secret not in str(err.value)
+        assert REFUSED.labels("coord")._value.get() == before + 2
+    finally:
+        server.stop(0)
+
+
+class _Alloc:
+    def AllocTimestamp(self, request, context):
+        return coord_pb2.AllocTimestampReply(ts=1)
+
+    def AllocID(self, request, context):
+        return coord_pb2.AllocIDReply(id=7)

@@ -1,0 +1,112 @@
+"""TLS on the Milvus API port and the HTTP port, from ``TlsSettings`` (Milvus's ``tlsMode``).
+
+- mode 0: plain text (the default, as Milvus).
+- mode 1: one-way TLS: the server presents ``server_pem_path`` / ``server_key_path``; pymilvus
+  connects with ``secure=True, server_pem_path=<the server's certificate or its CA>,
+  server_name=<a name in the certificate>``.
+- mode 2: mutual TLS: clients must also present a certificate signed by ``ca_pem_path``
+  (pymilvus: ``secure=True, client_pem_path, client_key_path, ca_pem_path, server_name``).
+
+A plain-text client to a TLS port, or a client without a certificate under mode 2, fails its
+handshake: it never reaches a handler. The files are read (and checked: they parse, the key
+matches the certificate) once, at start; a bad setting is a ``TlsConfigError`` naming the setting
+and the file, never the key's contents.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import sys
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import grpc
+
+from vecdb.config import TlsSettings
+
+
+class TlsConfigError(ValueError):
+    """A TLS setting that cannot be used (missing, unreadable or mismatched files)."""
+
+
+def _read(path: str, setting: str) -> bytes:
+    if not path:
+        raise TlsConfigError(f"tls.{setting} is required when tls.mode is 1 or 2")
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise TlsConfigError(f"tls.{setting}: cannot read {path}: {e.strerror}") from None
+
+
+def enabled(tls: TlsSettings | None) -> bool:
+    return tls is not None and tls.mode > 0
+
+
+def ssl_context(tls: TlsSettings) -> ssl.SSLContext:
+    """A server-side context for ``tls`` (mode 1 or 2); checks the files as it loads them."""
+    _read(tls.server_pem_path, "server_pem_path")
+    _read(tls.server_key_path, "server_key_path")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(tls.server_pem_path, tls.server_key_path)
+    except ssl.SSLError as e:
+        raise TlsConfigError(f"tls.server_pem_path {tls.server_pem_path} and tls.server_key_path "
+                             f"{tls.server_key_path}: not a certificate and its key ({e.reason})") from None
+    if tls.mode == 2:
+        _read(tls.ca_pem_path, "ca_pem_path")
+        try:
+            ctx.load_verify_locations(cafile=tls.ca_pem_path)
+        except ssl.SSLError as e:
+            raise TlsConfigError(f"tls.ca_pem_path {tls.ca_pem_path}: not a CA certificate ({e.reason})") from None
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def server_credentials(tls: TlsSettings | None) -> grpc.ServerCredentials | None:
+    """The gRPC server credentials for ``tls``; None for mode 0 (plain text)."""
+    if not enabled(tls):
+        return None
+    assert tls is not None
+    ssl_context(tls)  # the files exist, parse and match: a clear error here, not grpc's at bind time
+    return grpc.ssl_server_credentials(
+        [(_read(tls.server_key_path, "server_key_path"), _read(tls.server_pem_path, "server_pem_path"))],
+        root_certificates=_read(tls.ca_pem_path, "ca_pem_path") if tls.mode == 2 else None,
+        require_client_auth=tls.mode == 2)
+
+
+def add_port(server: grpc.Server, address: str, tls: TlsSettings | None) -> int:
+    """``server.add_secure_port`` with ``tls``'s credentials, or ``add_insecure_port`` under mode 0."""
+    credentials = server_credentials(tls)
+    if credentials is None:
+        return server.add_insecure_port(address)
+    return server.add_secure_port(address, credentials)
+
+
+class TlsHTTPServer(ThreadingHTTPServer):
+    """An HTTP server whose connections are TLS. The handshake runs in the connection's own thread
+    (a client that connects and says nothing holds up only itself); a failed one (plain HTTP, no
+    client certificate under mode 2) closes the connection without a log line."""
+
+    daemon_threads = True
+
+    def __init__(self, address, handler, context: ssl.SSLContext):
+        self.context = context
+        super().__init__(address, handler)
+
+    def finish_request(self, request, client_address):
+        assert isinstance(request, socket.socket)
+        request.settimeout(30)
+        try:
+            conn = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            conn.close()  # wrap_socket took over the connection: closing ``request`` would not close it
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], OSError):  # a client that went away mid-request: no report
+            super().handle_error(request, client_address)
