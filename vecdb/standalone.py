@@ -18,6 +18,7 @@ import grpc
 
 from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
+from vecdb.coord.gc import GarbageCollector
 from vecdb.coord.resource_groups import ResourceGroups
 from vecdb.coord.session import Session, describe_process
 from vecdb.coord.tso import IdAllocator, TimestampOracle
@@ -44,6 +45,7 @@ class Standalone:
         self.http: ThreadingHTTPServer | None = None
         self.session: Session | None = None
         self.security: Security | None = None
+        self.gc: GarbageCollector | None = None
         try:
             self._open_roles(settings)
         except BaseException:
@@ -76,6 +78,9 @@ class Standalone:
                     self.querynode.load(info)
             else:  # index builds cut short by a stop
                 self.datanode.indexer.schedule(info)
+        # the object store's garbage (vecdb.coord.gc), collected while this server holds the storage
+        self.gc = GarbageCollector(self.meta, self.objects, settings.gc.interval, settings.gc.grace,
+                                   fence={self.session.key: self.session.value}).start()
 
     def _session_lost(self) -> None:
         log.error("the storage session was lost; stopping so that no two servers write the same data")
@@ -114,6 +119,8 @@ class Standalone:
         if self.server is not None:
             self.server.stop(grace).wait()
         self.roles.background.shutdown(wait=True, cancel_futures=True)
+        if self.gc is not None:
+            self.gc.close()
         self.querynode.close()
         self.datanode.close()
         if self.security is not None:

@@ -254,3 +254,21 @@ def test_the_thread_runs_passes(stores):
         assert objects.list("") == [] and meta.scan("seg/") == []
     finally:
         gc.close()
+
+
+def test_build_records_of_segments_gone(stores):
+    meta, objects = stores
+    _collection(meta)
+    meta.put(f"ckpt/{CID}/{CH}", b"50")
+    _segment(objects, meta, 10)
+    source = _segment(objects, meta, 20, register=False)  # compacted away, its record pending
+    meta.put(f"gc/{CID}/r", json.dumps({"prefixes": [source], "keys": [], "after": 5000.0}).encode())
+    for pos in (10, 20, 30):  # 30: compacted away and collected earlier
+        meta.put(f"idxbuild/{CID}/{INDEX}/{CH}/{pos:020d}-{PID}/inc", b'{"state": "finished"}')
+    gc, _, wall = _gc(meta, objects)
+    assert gc.run_once() == {}
+    assert [k.split("/")[4] for k, _ in meta.scan("idxbuild/")] == [f"{10:020d}-{PID}", f"{20:020d}-{PID}"]
+    wall.now = 5000.0
+    assert gc.run_once() == {"compacted": 4}
+    gc.run_once()
+    assert [k.split("/")[4] for k, _ in meta.scan("idxbuild/")] == [f"{10:020d}-{PID}"]

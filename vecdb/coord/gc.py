@@ -23,13 +23,13 @@ listing per pass, however many segments), then reads the metadata it judges by, 
   - a dropped partition's segments (``seg/`` keys of a partition id the collection no longer has:
     the key first, then its objects);
   - index files ``index-<field>-<index>.bin`` and index build records of index ids the collection
-    no longer has.
+    no longer has, and the build records of segments no ``seg/`` key registers any more.
 
 Nothing a reader may still need is deleted: an object registered by a ``seg/`` or ``delta/`` key
 of a live collection and partition is never an orphan, the grace (or a record's ``after``) lies
 between something becoming garbage and its deletion, and the order of the reads makes a write that
 races a pass look needed, never garbage. Objects are listed first, then the metadata is read
-checkpoints first, then intents, segments, deltas, records, catalog, sessions last: an object in
+checkpoints first, then intents, index build records, segments, deltas, records, catalog, sessions last: an object in
 the listing was written before any of them was read, so a persist committed meanwhile shows its
 segment registered or its position above the checkpoint read; a compaction shows its intent or its
 registered segment (its commit puts one and deletes the other at once); a new collection, partition
@@ -130,6 +130,8 @@ class _Snapshot:
         for key, raw in meta.scan(INTENT_PREFIX):
             value = _json(raw, key)
             self.intents[key[len(INTENT_PREFIX):]] = (key, str((value or {}).get("incarnation", "")))
+        # before the segments: a build record is written after its segment was registered
+        self.build_records = [key for key, _ in meta.scan(index_builds.ROOT)]
         self.segs: dict[str, dict] = {}  # seg key -> segment info
         for key, raw in meta.scan("seg/"):
             if (value := _json(raw, key)) is not None:
@@ -147,7 +149,6 @@ class _Snapshot:
         for key, raw in meta.scan(COMPACTED_PREFIX):
             value = _json(raw, key)
             self.compacted[key] = set((value or {}).get("from") or ())
-        self.build_records = [key for key, _ in meta.scan(index_builds.ROOT)]
         # the catalog: collection id -> (partition ids, index ids); None for a record it cannot read
         # (nothing of that collection is judged then)
         self.collections: dict[int, tuple[set[int], set[int]] | None] = {}
@@ -347,6 +348,15 @@ class GarbageCollector:
             if (build_cid is not None and index_id is not None and build_cid in judged
                     and index_id not in judged[build_cid][1]):
                 stale.add(index_builds.index_prefix(build_cid, index_id))
+        # build records of segments gone (compacted away, dropped): registered by no seg key, and
+        # their objects named by no pending record
+        for key in snap.build_records:
+            parts = key.split("/")
+            if len(parts) != 6 or (build_cid := _int(parts[1])) is None or build_cid not in judged:
+                continue
+            segment = f"{SEGMENTS}{build_cid}/{parts[3]}/{parts[4]}/"
+            if segment not in snap.registered and segment not in snap.doomed_prefixes:
+                stale.add(f"{index_builds.ROOT}{'/'.join(parts[1:5])}/")
         for prefix in sorted(stale):
             out[("idxbuild", prefix)] = partial(self._forget, [], [prefix])
         return out

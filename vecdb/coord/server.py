@@ -37,16 +37,18 @@ from types import SimpleNamespace
 
 # the remote allocators live beside CoordClient; imported from here too
 from vecdb import metrics
+from vecdb.config import GcSettings
 from vecdb.coord.assignment import AssignmentManager
 from vecdb.coord.client import SESSION_KEY, RemoteIdAllocator, RemoteTimestampOracle  # noqa: F401
 from vecdb.coord.datanode_assignment import DataNodeAssigner
+from vecdb.coord.gc import GarbageCollector
 from vecdb.coord.session import Session, describe_process
 from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.errors import InvalidParameter, IoFailed, ServiceNotReady, ServiceUnavailable
 from vecdb.process import advertised_address
 from vecdb.rpc import serve, set_fields
 from vecdb.rpc.gen.coord_pb2 import AllocIDReply, AllocTimestampReply
-from vecdb.storage.base import MetaStore
+from vecdb.storage.base import MetaStore, ObjectStore
 from vecdb.timestamp import LOGICAL_MASK
 
 log = logging.getLogger(__name__)
@@ -86,8 +88,12 @@ class Coord:
     """Serves at once; active when the constructor returns if no other coord holds the session,
     else a standby that takes over on its own (``active``, ``wait_active``)."""
 
-    def __init__(self, meta: MetaStore, host: str = "127.0.0.1", port: int = 0, session_ttl: float = 10.0):
+    def __init__(self, meta: MetaStore, host: str = "127.0.0.1", port: int = 0, session_ttl: float = 10.0,
+                 objects: ObjectStore | None = None, gc: GcSettings | None = None):
+        """``objects``: the object store, for its garbage collection while active (``vecdb.coord.gc``, with
+        ``gc``'s interval and grace); None: no garbage collection."""
         self.meta, self.ttl = meta, float(session_ttl)
+        self.objects, self.gc = objects, gc or GcSettings()
         self._term: _Term | None = None
         self._changed = threading.Condition()
         self._stopped = False
@@ -190,6 +196,9 @@ class Coord:
             try:
                 assigners.append(AssignmentManager(self.meta, fence))
                 assigners.append(DataNodeAssigner(self.meta, fence))
+                if self.objects is not None:
+                    assigners.append(GarbageCollector(self.meta, self.objects, self.gc.interval, self.gc.grace,
+                                                      fence=fence, node_id=self.address).start())
             except BaseException:
                 for a in assigners:
                     a.close()

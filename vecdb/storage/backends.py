@@ -40,6 +40,11 @@ def open_meta(storage) -> MetaStore:
     return _open_meta(storage.meta, os.path.abspath(storage.data_dir), _namespace(storage))
 
 
+def open_objects(storage) -> ObjectStore:
+    """Just the object store (what the coord's garbage collection needs besides the metadata)."""
+    return _open_objects(storage, os.path.abspath(storage.data_dir), _namespace(storage))
+
+
 def open_backends(storage) -> Backends:
     """``storage``: a ``vecdb.config.StorageSettings``. Opens in order, closes what opened on failure."""
     root = os.path.abspath(storage.data_dir)
