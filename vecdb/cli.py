@@ -62,15 +62,16 @@ def _coord(args) -> int:
     from vecdb import logs
     from vecdb.coord.server import Coord
     from vecdb.rpc.transport import use_cluster_secret
-    from vecdb.storage.backends import open_meta
+    from vecdb.storage.backends import open_meta, open_objects
 
     settings = _settings(args)
     use_cluster_secret(settings.security.cluster_secret_value())  # required of every call it serves
     meta = open_meta(settings.storage)
-    http = None
+    http = objects = None
     try:
+        objects = open_objects(settings.storage)  # its garbage collection's (storage.objects)
         coord = Coord(meta, settings.proxy.host, args.port if args.port is not None else 19540,
-                      settings.storage.session_ttl)
+                      settings.storage.session_ttl, objects, settings.gc)
         _role_http_port(args, settings)
         if settings.http.port:
             from vecdb.http import start_http
@@ -84,6 +85,8 @@ def _coord(args) -> int:
     finally:
         if http is not None:
             http.shutdown()
+        if objects is not None:
+            objects.close()
         meta.close()
 
 
