@@ -394,9 +394,28 @@ def test_s3_credentials_from_values_or_an_existing_secret():
     out = chart.render({"s3": {"existingSecret": "mine"}})
     assert not load_yaml_all(out["vecdb/templates/secret-s3.yaml"])
     refs = re.findall(r"secretKeyRef:\s*\{?\s*name: (\S+?),?\s", "\n".join(out.values()))
-    assert refs and set(refs) == {"mine"}, refs
+    assert refs and set(refs) - {"release-name-vecdb-cluster"} == {"mine"}, refs  # and the cluster secret's
 
 
 def _host_port(url: str) -> tuple[str, int]:
     host, port = url.split("://", 1)[1].rsplit(":", 1)
     return host, int(port)
+
+
+def test_every_role_gets_the_same_cluster_secret_from_a_secret():
+    """Internal RPC is refused without security.cluster_secret (docs/security.md): every role gets the same one,
+    from the chart's Secret (random, 48 characters; kept across upgrades by lookup) or clusterSecret.existingSecret."""
+    for values in VALUE_SETS:
+        objs = objects(values)
+        got = set()
+        for deployment in role_deployments(values).values():
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            got.add(container_env(container, objs)["VECDB_SECURITY__CLUSTER_SECRET"])
+        (secret,) = got
+        if values == "default":
+            assert len(secret) == 48 and secret.isalnum()
+            assert ("Secret", "release-name-vecdb-cluster") in objs
+        else:
+            assert secret == "<secret vecdb-cluster-secret/clusterSecret>"
+    assert jsonschema.Draft202012Validator(json.loads((CHART / "values.schema.json").read_text())).is_valid(
+        {**load_yaml((CHART / "values.yaml").read_text()), "clusterSecret": {"existingSecret": "mine"}})

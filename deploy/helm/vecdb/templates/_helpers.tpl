@@ -72,6 +72,11 @@ s3://{{ .Values.s3.bucket }}{{ with .Values.s3.prefix }}/{{ . }}{{ end }}
 {{- end }}
 {{- end }}
 
+{{/* The Secret with the key clusterSecret: the roles' shared secret for internal RPC. */}}
+{{- define "vecdb.clusterSecret" -}}
+{{- .Values.clusterSecret.existingSecret | default (printf "%s-cluster" (include "vecdb.fullname" .)) }}
+{{- end }}
+
 {{/* The settings file: .Values.config plus the backends. */}}
 {{- define "vecdb.settings" -}}
 {{- $storage := dict "log" (include "vecdb.logStore" .) "meta" (include "vecdb.metaStore" .) "objects" (include "vecdb.objectStore" .) "s3_endpoint" (include "vecdb.s3Endpoint" .) "s3_region" .Values.s3.region "data_dir" "/var/lib/vecdb" }}

@@ -1,7 +1,7 @@
 {{/*
 The Deployment of one vecdb role: (dict "root" $ "role" "coord|querynode|datanode|proxy" "host" LISTEN "port" PORT).
-Every role: the image's `vecdb` with the role as its command, the settings file from the ConfigMap, S3 keys from the
-Secret, /healthz probes on the http port. A role that listens on $(POD_IP) tells the others that address (its
+Every role: the image's `vecdb` with the role as its command, the settings file from the ConfigMap, S3 keys and the
+cluster secret from Secrets, /healthz probes on the http port. A role that listens on $(POD_IP) tells the others that address (its
 session in etcd); one on 0.0.0.0 would tell its pod name, which other pods cannot resolve.
 */}}
 {{- define "vecdb.role" -}}
@@ -71,6 +71,12 @@ spec:
               valueFrom:
                 fieldRef:
                   fieldPath: status.podIP
+            # internal RPC (coord, query and data nodes) is refused without it (docs/security.md)
+            - name: VECDB_SECURITY__CLUSTER_SECRET
+              valueFrom:
+                secretKeyRef:
+                  name: {{ include "vecdb.clusterSecret" $root }}
+                  key: clusterSecret
             {{- with include "vecdb.s3Secret" $root }}
             - name: VECDB_STORAGE__S3_ACCESS_KEY
               valueFrom:
