@@ -289,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
                   data_dir="for a 'local' metadata store (default ./data)", port="internal gRPC port (default 19540)")
     co.add_argument("--meta-store", default=None, metavar="URL",
                     help="metadata: etcd://host:port (or 'local', files in --data-dir)")
+    co.add_argument("--object-store", default=None, metavar="URL",
+                    help="the cluster's segments and indexes, s3://bucket[/prefix] (or 'local'): the active coord "
+                         "collects their garbage (settings gc.interval, gc.grace)")
     co.add_argument("--config", default=None, help="YAML settings file (see vecdb/config.py)")
     _role_http_flag(co)
     _cluster_secret_flag(co)
