@@ -61,11 +61,12 @@ def _run_until_signalled(node, ready: str) -> int:
 def _coord(args) -> int:
     from vecdb import logs
     from vecdb.coord.server import Coord
-    from vecdb.rpc.transport import use_cluster_secret
+    from vecdb.rpc.transport import use_cluster_secret, use_internal_tls
     from vecdb.storage.backends import open_meta, open_objects
 
     settings = _settings(args)
     use_cluster_secret(settings.security.cluster_secret_value())  # required of every call it serves
+    use_internal_tls(settings.tls)  # served over mutual TLS with tls.internal
     meta = open_meta(settings.storage)
     http = objects = None
     try:

@@ -140,6 +140,11 @@ class TlsSettings(BaseModel):
     server_pem_path: str = Field("", description="the server's certificate chain (PEM); Milvus's tls.serverPemPath")
     server_key_path: str = Field("", description="its private key (PEM); Milvus's tls.serverKeyPath")
     ca_pem_path: str = Field("", description="the CA that signs client certificates (mode 2); tls.caPemPath")
+    internal: bool = Field(False, description="mutual TLS on a cluster's internal RPC too (coord, query and data "
+                           "nodes), whatever the mode: every role serves and calls with server_pem_path/"
+                           "server_key_path and requires its peer's certificate to be signed by ca_pem_path")
+    internal_server_name: str = Field("", description="the name internal clients check the servers' certificate "
+                                      "against (roles advertise IP addresses); empty = the address's host")
 
 
 class Settings(BaseModel):

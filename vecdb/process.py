@@ -28,7 +28,7 @@ from vecdb import logs, metrics
 from vecdb.config import Settings
 from vecdb.coord.session import register_node
 from vecdb.discovery import node_number
-from vecdb.rpc.transport import use_cluster_secret
+from vecdb.rpc.transport import use_cluster_secret, use_internal_tls
 from vecdb.storage.backends import open_backends
 
 
@@ -64,6 +64,7 @@ class NodeProcess:
         try:
             # internal RPC served and called with the cluster secret, if set (vecdb.rpc.transport)
             use_cluster_secret(settings.security.cluster_secret_value())
+            use_internal_tls(settings.tls)  # and over mutual TLS with tls.internal
             self._start_http(host, settings.http.port)
             self.server, self.port = self._start(settings)
             engine = getattr(self, "node", None)

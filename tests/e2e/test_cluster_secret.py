@@ -4,7 +4,8 @@ A cluster of processes (coord, query node, data node, proxy) on NATS, etcd and S
 set serves pymilvus as usual. A raw gRPC call to the query node's Search, the coord's
 AllocTimestamp or the data node's port without the credential, or with a wrong one, is refused
 with UNAUTHENTICATED; with it, the query node answers the search. A proxy without the secret
-cannot write (the coord refuses it). The secret is in no log line and no metric.
+cannot write (the coord refuses it). The secret is in no log line and no metric. With tls.internal
+the roles also talk over mutual TLS: a plain-text call or a certificate from another CA is refused.
 """
 
 from __future__ import annotations
@@ -146,3 +147,58 @@ class _Alloc:
 
     def AllocID(self, request, context):
         return coord_pb2.AllocIDReply(id=7)
+
+
+def test_internal_rpc_over_mutual_tls(tmp_path, remote_storage):
+    """tls.internal: the roles serve and call each other over mutual TLS with the one certificate (and the
+    secret); a plain-text call, or one with a certificate from another CA, fails in the handshake."""
+    from tests.e2e._certs import make_certs
+    from vecdb.config import TlsSettings
+    from vecdb.rpc.transport import InternalTls
+
+    certs = make_certs(tmp_path / "certs")
+    secret = "s3cr3t-" + uuid.uuid4().hex
+    tls = dict(VECDB_TLS__INTERNAL="true", VECDB_TLS__SERVER_PEM_PATH=certs.server_pem,
+               VECDB_TLS__SERVER_KEY_PATH=certs.server_key, VECDB_TLS__CA_PEM_PATH=certs.ca,
+               VECDB_TLS__INTERNAL_SERVER_NAME="localhost")
+    env = {"VECDB_SECURITY__CLUSTER_SECRET": secret, **tls}
+    storage = dict(remote_storage(), session_ttl=2)
+    coord_port, qn_port, proxy_port = free_port(), free_port(), free_port()
+    procs = []
+    try:
+        procs.append(spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(coord_port), env=env))
+        procs.append(spawn_vecdb(storage, tmp_path / "qn", "querynode", "--port", str(qn_port), env=env))
+        procs.append(spawn_vecdb(storage, tmp_path / "dn", "datanode", "--port", "0", env=env))
+        procs.append(spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(proxy_port), env=env))
+        c = MilvusClient(uri=f"http://127.0.0.1:{proxy_port}")  # the Milvus port: tls.mode 0, plain
+        c.create_collection("docs", dimension=4, metric_type="L2", consistency_level="Strong")
+        vecs = np.random.default_rng(0).random((100, 4), dtype=np.float32)
+        c.insert("docs", [{"id": i, "vector": vecs[i]} for i in range(100)])
+        c.flush("docs")
+        assert c.search("docs", data=[vecs[42]], limit=1)[0][0]["id"] == 42
+        assert c.query("docs", filter="", output_fields=["count(*)"])[0]["count(*)"] == 100
+        c.close()
+
+        request = coord_pb2.AllocRequest(count=1)
+        with pytest.raises(grpc.RpcError) as err:  # plain text, even with the credential
+            _raw(f"127.0.0.1:{coord_port}", "/vecdb.internal.Coord/AllocTimestamp", request,
+                 [(SECRET_KEY, _credential(secret))])
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        rogue = InternalTls(TlsSettings(internal=True, server_pem_path=str(certs.rogue_client_pem),
+                                        server_key_path=str(certs.rogue_client_key), ca_pem_path=str(certs.ca),
+                                        internal_server_name="localhost"))
+        with pytest.raises(errors.ServiceUnavailable):  # a certificate the roles' CA did not sign
+            Client(f"127.0.0.1:{coord_port}", "coord", timeout=3, secret=secret, tls=rogue).invoke(
+                "AllocTimestamp", request)
+        good = InternalTls(TlsSettings(internal=True, server_pem_path=str(certs.client_pem),
+                                       server_key_path=str(certs.client_key), ca_pem_path=str(certs.ca),
+                                       internal_server_name="localhost"))
+        coord = Client(f"127.0.0.1:{coord_port}", "coord", secret=secret, tls=good)
+        try:
+            assert coord.invoke("AllocTimestamp", request).ts > 0
+            with pytest.raises(errors.InternalError, match="cluster credential"):  # TLS, but no secret
+                Client(f"127.0.0.1:{coord_port}", "coord", secret="", tls=good).invoke("AllocTimestamp", request)
+        finally:
+            coord.close()
+    finally:
+        stop_processes(procs)

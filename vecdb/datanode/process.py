@@ -19,7 +19,7 @@ from vecdb.coord.client import CoordClient, RemoteIdAllocator
 from vecdb.datanode.flusher import ChannelFlusher
 from vecdb.datanode.node import DataNode
 from vecdb.process import NodeProcess
-from vecdb.rpc.transport import server_interceptors
+from vecdb.rpc.transport import listen, server_interceptors
 
 
 class DataNodeProcess(NodeProcess):
@@ -43,7 +43,7 @@ class DataNodeProcess(NodeProcess):
         self._closers.append(self.node.close)
         server = grpc.server(ThreadPoolExecutor(max_workers=1, thread_name_prefix="datanode-rpc"),
                              interceptors=server_interceptors("datanode"))  # the cluster secret's check
-        port = server.add_insecure_port(f"{self._host}:{self._port}")
+        port = listen(server, f"{self._host}:{self._port}")  # mutual TLS with tls.internal
         server.start()
         return server, port
 

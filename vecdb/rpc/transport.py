@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from prometheus_client import Counter
 
 from vecdb import errors
+from vecdb.config import TlsSettings
 from vecdb.rpc.gen import coord_pb2, coord_pb2_grpc, querynode_pb2, querynode_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,33 @@ SECRET_KEY = "vecdb-cluster-credential"
 REFUSED = Counter("vecdb_internal_rpc_refused_total", "Internal RPC calls refused for a missing or wrong cluster "
                   "credential, by service", ["service"])
 _process_secret = ""  # the process's cluster secret: use_cluster_secret()
+
+
+class InternalTls:
+    """Mutual TLS on internal RPC (``tls.internal``): the credentials, read and checked once."""
+
+    def __init__(self, tls: TlsSettings):
+        from vecdb.security.tls import internal_credentials
+
+        self.server, self.channel = internal_credentials(tls)
+        self.options = [("grpc.ssl_target_name_override", tls.internal_server_name)] if tls.internal_server_name \
+            else []
+
+
+_process_tls: InternalTls | None = None  # the process's: use_internal_tls()
+
+
+def use_internal_tls(tls: TlsSettings | None) -> None:
+    """Serve and call internal RPC over mutual TLS when ``tls.internal`` is on (set once at start, as
+    ``use_cluster_secret``); a bad certificate setting raises ``TlsConfigError`` here."""
+    global _process_tls
+    _process_tls = InternalTls(tls) if tls is not None and tls.internal else None
+
+
+def listen(server: grpc.Server, address: str, tls: InternalTls | None = None) -> int:
+    """``server`` listening on ``address``: over mutual TLS with ``tls`` (else the process's), else plain."""
+    tls = tls or _process_tls
+    return server.add_secure_port(address, tls.server) if tls is not None else server.add_insecure_port(address)
 
 
 def use_cluster_secret(secret: str) -> None:
@@ -126,7 +154,7 @@ def _serialize(reply: Message | bytes) -> bytes:
 
 
 def serve(service: str, servicer: object, host: str = "127.0.0.1", port: int = 0,
-          workers: int = 8, secret: str | None = None) -> tuple[grpc.Server, int]:
+          workers: int = 8, secret: str | None = None, tls: InternalTls | None = None) -> tuple[grpc.Server, int]:
     """Start a gRPC server for the internal service ``service`` ("coord", "querynode"):
     ``servicer`` has a method per RPC of its .proto (``def Search(request, context) -> reply``;
     the generated ``<Service>Servicer`` is a base that answers UNIMPLEMENTED for the others). A
@@ -136,7 +164,8 @@ def serve(service: str, servicer: object, host: str = "127.0.0.1", port: int = 0
     The methods are registered from the service's descriptor, as the generated
     ``add_<Service>Servicer_to_server`` would, but with these errors and encoded replies. With a
     cluster secret (``secret``, else the process's: ``use_cluster_secret``), a call without its
-    credential is refused with UNAUTHENTICATED."""
+    credential is refused with UNAUTHENTICATED. Over mutual TLS with ``tls`` (else the process's:
+    ``use_internal_tls``), when there is one."""
     if service not in SERVICES:
         raise ValueError(f"no internal service {service!r} (one of {sorted(SERVICES)})")
     descriptor = SERVICES[service][1]
@@ -149,7 +178,7 @@ def serve(service: str, servicer: object, host: str = "127.0.0.1", port: int = 0
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"rpc-{service}"),
                          options=OPTIONS, interceptors=server_interceptors(service, secret))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(descriptor.full_name, handlers),))
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = listen(server, f"{host}:{port}", tls)
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port} (address in use?)")
     server.start()
@@ -164,14 +193,18 @@ def set_fields(message: Message) -> dict[str, Any]:
 class Client:
     """Calls the internal service ``service`` ("coord", "querynode") at ``address`` ("host:port")
     through its generated stub. Thread-safe; one channel, reused. Every call carries the cluster
-    credential when there is a secret (``secret``, else the process's)."""
+    credential when there is a secret (``secret``, else the process's), over mutual TLS when there is
+    an ``InternalTls`` (``tls``, else the process's)."""
 
-    def __init__(self, address: str, service: str, timeout: float = 30.0, secret: str | None = None):
+    def __init__(self, address: str, service: str, timeout: float = 30.0, secret: str | None = None,
+                 tls: InternalTls | None = None):
         if service not in SERVICES:
             raise ValueError(f"no internal service {service!r} (one of {sorted(SERVICES)})")
         self.address, self.service, self.timeout = address, service, timeout
         stub, self._descriptor = SERVICES[service]
-        self._channel = grpc.insecure_channel(address, options=_CLIENT_OPTIONS)
+        tls = tls or _process_tls
+        self._channel = grpc.insecure_channel(address, options=_CLIENT_OPTIONS) if tls is None else \
+            grpc.secure_channel(address, tls.channel, options=_CLIENT_OPTIONS + tls.options)
         self.stub = stub(self._channel)
         self._encoded: dict[str, Callable] = {}
         self._lock = threading.Lock()

@@ -32,7 +32,7 @@ class TlsConfigError(ValueError):
 
 def _read(path: str, setting: str) -> bytes:
     if not path:
-        raise TlsConfigError(f"tls.{setting} is required when tls.mode is 1 or 2")
+        raise TlsConfigError(f"tls.{setting} is required for TLS (tls.mode 1 or 2, tls.internal)")
     try:
         return Path(path).read_bytes()
     except OSError as e:
@@ -74,6 +74,18 @@ def server_credentials(tls: TlsSettings | None) -> grpc.ServerCredentials | None
         [(_read(tls.server_key_path, "server_key_path"), _read(tls.server_pem_path, "server_pem_path"))],
         root_certificates=_read(tls.ca_pem_path, "ca_pem_path") if tls.mode == 2 else None,
         require_client_auth=tls.mode == 2)
+
+
+def internal_credentials(tls: TlsSettings) -> tuple[grpc.ServerCredentials, grpc.ChannelCredentials]:
+    """``tls.internal``: mutual TLS between a cluster's roles, each serving and calling with the one
+    certificate and key and requiring its peer's to be signed by ``ca_pem_path`` (a certificate with
+    an extended key usage needs both serverAuth and clientAuth)."""
+    ssl_context(TlsSettings(mode=2, server_pem_path=tls.server_pem_path, server_key_path=tls.server_key_path,
+                            ca_pem_path=tls.ca_pem_path))  # present, parse, match
+    cert, key = _read(tls.server_pem_path, "server_pem_path"), _read(tls.server_key_path, "server_key_path")
+    ca = _read(tls.ca_pem_path, "ca_pem_path")
+    return (grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True),
+            grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert))
 
 
 def add_port(server: grpc.Server, address: str, tls: TlsSettings | None) -> int:
