@@ -16,15 +16,17 @@ import pytest
 from pymilvus import DataType, MilvusClient
 
 from tests.conftest import LocalCluster, server_settings, wait_until
+from vecdb import metrics
 from vecdb.storage.backends import open_backends
 
 DIM = 8
-GC_ENV = {"VECDB_GC__INTERVAL": "0.3", "VECDB_GC__GRACE": "1"}
+# compaction's grace too: files of compacted-away segments are named by gc/ records with an "after"
+GC_ENV = {"VECDB_GC__INTERVAL": "0.3", "VECDB_GC__GRACE": "1", "VECDB_COMPACTION__GC_GRACE": "1"}
 
 
 class Deployment:
-    def __init__(self, uri: str, meta, objects, stop):
-        self.uri, self.meta, self.objects, self._stop = uri, meta, objects, stop
+    def __init__(self, uri: str, meta, objects, stop, in_process: bool):
+        self.uri, self.meta, self.objects, self._stop, self.in_process = uri, meta, objects, stop, in_process
 
     def stop(self) -> None:
         self._stop()
@@ -53,14 +55,22 @@ def deployment(request, tmp_path_factory):
             cluster.stop()
             probe.close()
 
-        d = Deployment(f"http://127.0.0.1:{cluster.port}", probe.meta, probe.objects, stop)
+        d = Deployment(f"http://127.0.0.1:{cluster.port}", probe.meta, probe.objects, stop, False)
     else:
         settings = server_settings(data_dir, storage=storage)
         settings.gc.interval, settings.gc.grace = float(GC_ENV["VECDB_GC__INTERVAL"]), float(GC_ENV["VECDB_GC__GRACE"])
+        if hasattr(settings, "compaction"):
+            settings.compaction.gc_grace = 1.0
         server = Standalone(settings).start()
-        d = Deployment(f"http://127.0.0.1:{server.port}", server.meta, server.objects, server.stop)
+        d = Deployment(f"http://127.0.0.1:{server.port}", server.meta, server.objects, server.stop, True)
     yield d
     d.stop()
+
+
+def _collected() -> dict[str, float]:
+    """milvus_datacoord_gc_object_count of a standalone server in this process, by kind."""
+    return {s.labels["kind"]: s.value for m in metrics.MILVUS.collect() if m.name == "milvus_datacoord_gc_object_count"
+            for s in m.samples if s.name.endswith("_total") and s.labels.get("node_id") == metrics.STANDALONE}
 
 
 def _data_objects(objects) -> list[str]:
@@ -87,6 +97,7 @@ def _gone(objects, keys) -> bool:
 
 def test_gc_collects_orphans_and_dropped_data_and_keeps_what_is_referenced(deployment):
     meta, objects = deployment.meta, deployment.objects
+    before = _collected()  # in this process: a standalone's (a cluster's coord counts in its own)
     c = MilvusClient(uri=deployment.uri)
     try:
         cid = _create(c, "gc_a")
@@ -133,6 +144,10 @@ def test_gc_collects_orphans_and_dropped_data_and_keeps_what_is_referenced(deplo
         print(f"orphans, a dropped partition's segments and a dropped index's files collected {waited:.1f} s "
               f"after the drops (gc interval {GC_ENV['VECDB_GC__INTERVAL']} s, grace {GC_ENV['VECDB_GC__GRACE']} s)")
         assert meta.get(f"gcintent/{dead}") is None
+        if deployment.in_process:
+            moved = {kind: n - before.get(kind, 0) for kind, n in _collected().items()}
+            assert moved.get("orphan_segment", 0) >= 3 and moved.get("orphan_delta", 0) >= 1, moved
+            assert moved.get("dropped_index", 0) >= 1, moved
         # what the metadata references stays: every row still loads and counts
         c.create_index("gc_a", ip)
         c.load_collection("gc_a")
