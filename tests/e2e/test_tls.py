@@ -5,12 +5,16 @@ Certificates are made here (``tests/e2e/_certs.py``). One-way TLS: pymilvus with
 Mutual TLS: a client with a certificate signed by the server's CA connects (with authentication
 on too: then it also needs its user and password); one without a certificate, or with one from
 another CA, is refused in the handshake. The HTTP port (/healthz, /metrics) is TLS alike. The
-``vecdb standalone`` flags set it all up; a bad setting stops the start with a clear error.
+``vecdb standalone`` flags set it all up; a bad setting stops the start with a clear error. The
+newest pymilvus (3.x, under ``make test``) connects and is refused the same.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import ssl
+import subprocess
 import urllib.error
 import urllib.request
 
@@ -191,3 +195,50 @@ def test_bad_tls_settings_stop_the_start_with_a_clear_error(tmp_path, certs):
             assert "PRIVATE KEY" not in str(err.value)
         finally:
             node.stop()
+
+
+CLIENT_PYTHON = os.environ.get("VECDB_CLIENT_PYTHON", "")  # the newest pymilvus (3.x), see test_compat_newest_client
+NEWEST_CLIENT = r'''
+import json, sys
+import pymilvus
+from pymilvus import MilvusClient, MilvusException
+
+p = json.loads(sys.stdin.read())
+out = {"version": pymilvus.__version__}
+
+
+def connects(uri, **kw):
+    try:
+        c = MilvusClient(uri=uri, timeout=5, dedicated=True, **kw)
+    except MilvusException:
+        return False
+    try:
+        c.list_collections()
+        return True
+    finally:
+        c.close()
+
+
+mutual = dict(ca_pem_path=p["ca"], client_pem_path=p["client_pem"], client_key_path=p["client_key"],
+              server_name="localhost", user="root", password="Milvus")
+out["one_way"] = connects("https://127.0.0.1:%d" % p["one_way"], server_pem_path=p["ca"], server_name="localhost")
+out["one_way_plain"] = connects("http://127.0.0.1:%d" % p["one_way"])
+out["mutual"] = connects("https://127.0.0.1:%d" % p["mutual"], **mutual)
+out["mutual_without_certificate"] = connects("https://127.0.0.1:%d" % p["mutual"], server_pem_path=p["ca"],
+                                             server_name="localhost", user="root", password="Milvus")
+print("RESULT " + json.dumps(out))
+'''
+
+
+@pytest.mark.skipif(not CLIENT_PYTHON, reason="VECDB_CLIENT_PYTHON is not set: no newest-pymilvus virtualenv "
+                                              "(run through `make test`, which creates it)")
+def test_newest_pymilvus_connects_over_tls_the_same(one_way, mutual, certs):
+    payload = {"one_way": one_way.port, "mutual": mutual.port, "ca": str(certs.ca),
+               "client_pem": str(certs.client_pem), "client_key": str(certs.client_key)}
+    proc = subprocess.run([CLIENT_PYTHON, "-c", NEWEST_CLIENT], input=json.dumps(payload), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))[len("RESULT "):])
+    assert int(out["version"].split(".")[0]) >= 3, out["version"]
+    assert out == {"version": out["version"], "one_way": True, "one_way_plain": False, "mutual": True,
+                   "mutual_without_certificate": False}
