@@ -1,8 +1,9 @@
 """The role contracts: what the proxy (and the data node) call on the other roles.
 
 Standalone wires the in-process roles (``QueryNode``, ``DataNode``, ``TimestampOracle``,
-``IdAllocator``, ``Catalog``); a cluster proxy wires their remote clients (``QueryNodeRouter``
-over ``RemoteQueryNode``s, ``RemoteTimestampOracle``, ``RemoteIdAllocator``). Callers type
+``IdAllocator``, ``Catalog``, ``DdlManager``); a cluster proxy wires their remote clients
+(``QueryNodeRouter`` over ``RemoteQueryNode``s, ``RemoteTimestampOracle``, ``RemoteIdAllocator``,
+``RemoteDdl``, which calls the active coord). Callers type
 against these Protocols, so where a role lives is not their business.
 
 mypy checks the types where the roles are wired (``Roles``); tests/unit/test_role_contracts.py
@@ -21,7 +22,9 @@ import numpy as np
 
 if TYPE_CHECKING:
     from vecdb.coord.catalog_model import CollectionInfo
+    from vecdb.coord.ddl import LoadState
     from vecdb.querynode.executor import Hits, SearchSpec
+    from vecdb.schema import CollectionSchema
 
 
 class TimestampSource(Protocol):
@@ -199,3 +202,61 @@ class CatalogRole(Protocol):
     def aliases_of(self, info: CollectionInfo) -> list[str]: ...
 
     def list_aliases(self, db: str, collection: str | None) -> list[str]: ...
+
+
+class DdlRole(Protocol):
+    """The catalog's changes, decided by the coord (``vecdb.coord.ddl``): the checks against the
+    current catalog, the ids and timestamps of what is created, replica placement at load. A call
+    returns once every live proxy's catalog has the change. The caller validates the request
+    first and then does what the nodes must (release, drop files, build indexes, wait for a load)."""
+
+    def create_database(self, name: str, properties: dict[str, str]) -> None: ...
+
+    def drop_database(self, name: str) -> None: ...
+
+    def alter_database(self, name: str, properties: dict[str, str]) -> None: ...
+
+    def create_collection(self, db: str, name: str, schema: CollectionSchema, shards_num: int,
+                          consistency_level: int, properties: dict[str, str], num_partitions: int) -> int:
+        """The collection's id (the existing one's when it has the same schema)."""
+        ...
+
+    def drop_collection(self, db: str, name: str) -> int | None:
+        """The dropped collection's id; None when there was none."""
+        ...
+
+    def rename_collection(self, db: str, name: str, new_db: str, new_name: str) -> None: ...
+
+    def alter_collection(self, db: str, name: str, properties: dict[str, str], delete_keys: list[str]) -> None: ...
+
+    def create_partition(self, db: str, collection: str, partition: str) -> None: ...
+
+    def drop_partition(self, db: str, collection: str, partition: str) -> int | None:
+        """The dropped partition's id; None when there was none."""
+        ...
+
+    def create_alias(self, db: str, alias: str, collection: str) -> None: ...
+
+    def alter_alias(self, db: str, alias: str, collection: str) -> None: ...
+
+    def drop_alias(self, db: str, alias: str) -> None: ...
+
+    def create_index(self, db: str, collection: str, field_name: str, index_name: str, index_type: str,
+                     metric_type: str, params: dict[str, Any]) -> None: ...
+
+    def drop_index(self, db: str, collection: str, index_name: str, field_name: str) -> list[int]:
+        """The dropped indexes' ids."""
+        ...
+
+    def load(self, db: str, collection: str, partition_names: list[str] | None, replica_number: int,
+             resource_groups: list[str]) -> LoadState:
+        """Mark it loaded with its replicas placed; the load state before (for ``undo_load``)."""
+        ...
+
+    def undo_load(self, collection_id: int, before: LoadState) -> None: ...
+
+    def release(self, db: str, collection: str, partition_names: list[str] | None) -> bool:
+        """Whether the whole collection is released now."""
+        ...
+
+    def transfer_replica(self, db: str, collection: str, source: str, target: str, num_replica: int) -> None: ...

@@ -14,6 +14,8 @@ import pytest
 from vecdb import roles
 from vecdb.coord.catalog import Catalog
 from vecdb.coord.client import RemoteIdAllocator, RemoteTimestampOracle
+from vecdb.coord.ddl import DdlManager
+from vecdb.coord.ddl_rpc import RemoteDdl
 from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.node import DataNode
@@ -34,6 +36,8 @@ IMPLEMENTATIONS = [
     (roles.IdSource, IdAllocator),
     (roles.IdSource, RemoteIdAllocator),
     (roles.CatalogRole, Catalog),
+    (roles.DdlRole, DdlManager),
+    (roles.DdlRole, RemoteDdl),
     (roles.RowFilter, Filter),
     (roles.RowFilter, _PkFilter),
 ]

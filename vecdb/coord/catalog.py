@@ -60,6 +60,13 @@ class Catalog:
         """The catalog version this cache is at."""
         return self._state.version
 
+    def wait_version(self, version: int, timeout: float) -> bool:
+        """Wait until this cache is at ``version`` or later (a change another process committed
+        and this one must read: the coord's DDL, ``vecdb.coord.ddl_rpc``); whether it got there."""
+        if self._state.version >= version:
+            return True
+        return self._sync.catch_up(version, timeout)
+
     def _plan_default_db(self) -> Change | None:
         if DEFAULT_DB in self._state.databases:
             return None

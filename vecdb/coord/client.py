@@ -78,6 +78,11 @@ class CoordClient:
         """As ``vecdb.rpc.Client.call``: the request and reply as dicts of their fields."""
         return self._retrying(lambda client, timeout: client.call(method, msg, arrays, timeout))
 
+    def retrying(self, attempt: Callable[[Client, float], T]) -> T:
+        """``attempt(client, timeout)`` on the active coord, tried again as ``invoke`` is (a caller
+        that must tell a repeat from the first try counts its attempts: ``vecdb.coord.ddl_rpc``)."""
+        return self._retrying(attempt)
+
     def _retrying(self, attempt: Callable[[Client, float], T]) -> T:
         deadline = time.monotonic() + self.timeout
         pause = _FIRST_PAUSE

@@ -37,9 +37,13 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vecdb import errors
 from vecdb.storage.base import MetaStore
+
+if TYPE_CHECKING:
+    from vecdb.coord.catalog_model import CollectionInfo
 
 DEFAULT_RESOURCE_GROUP = "__default_resource_group"
 DEFAULT_CAPACITY = 1_000_000  # the default group's limits (and reported capacity), as in Milvus
@@ -241,6 +245,15 @@ def replica_groups(requested: list[str], replica_number: int, groups: Groups) ->
             raise errors.ResourceGroupNodeNotEnough(
                 f"resource group node not enough[rg={name}][currentNodeNum={have}][expectedNodeNum={n}]")
     return sorted(out)
+
+
+def replica_groups_of(info: CollectionInfo) -> list[str]:
+    """The resource group of each replica of a loaded collection."""
+    if not info.loaded:
+        return []
+    if len(info.resource_groups) == max(info.replica_number, 1):
+        return list(info.resource_groups)
+    return [DEFAULT_RESOURCE_GROUP] * max(info.replica_number, 1)
 
 
 def transfer_node_configs(groups: Groups, source: str, target: str, num: int) -> dict[str, GroupConfig]:

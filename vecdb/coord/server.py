@@ -4,7 +4,9 @@ Proxies and nodes of a cluster call ``AllocTimestamp`` and ``AllocID`` instead o
 TSO: one allocator per cluster keeps timestamps strictly increasing across every process.
 The active coord also assigns the loaded collections' channels to the query nodes
 (``vecdb.coord.assignment``) and every collection's channels to the data nodes
-(``vecdb.coord.datanode_assignment``).
+(``vecdb.coord.datanode_assignment``), and it owns DDL: the DDL RPCs change the catalog through
+its ``DdlManager`` (``vecdb.coord.ddl``, one per term, over a catalog of its own that follows the
+store) and answer once every live proxy applied the change.
 
 Active-standby. Any number of coords may run on one metadata store; the one holding
 ``session/coord`` (exclusive, its value naming the coord's address) is active, the others are
@@ -41,6 +43,7 @@ from vecdb.config import GcSettings
 from vecdb.coord.assignment import AssignmentManager
 from vecdb.coord.client import SESSION_KEY, RemoteIdAllocator, RemoteTimestampOracle  # noqa: F401
 from vecdb.coord.datanode_assignment import DataNodeAssigner
+from vecdb.coord.ddl_rpc import ddl_handlers, open_ddl
 from vecdb.coord.gc import GarbageCollector
 from vecdb.coord.session import Session, describe_process
 from vecdb.coord.tso import IdAllocator, TimestampOracle
@@ -73,8 +76,15 @@ class _Term:
 
     def __init__(self, session: Session, tso: TimestampOracle, ids: IdAllocator, assigners: list):
         self.session, self.tso, self.ids, self.assigners = session, tso, ids, assigners
+        try:
+            self.ddl = open_ddl(session.meta, tso, ids, session.ttl)
+        except BaseException:
+            for assigner in assigners:
+                assigner.close()
+            raise
 
     def end(self) -> None:
+        self.ddl.close()
         for assigner in self.assigners:
             assigner.close()
         self.session.close()
@@ -103,6 +113,7 @@ class Coord:
         self.server, self.port = serve("coord", SimpleNamespace(
             AllocTimestamp=lambda r, ctx: AllocTimestampReply(ts=self._alloc_ts(_count(set_fields(r), LOGICAL_MASK))),
             AllocID=lambda r, ctx: AllocIDReply(id=self._alloc_ids(_count(set_fields(r), MAX_IDS_PER_CALL))),
+            **ddl_handlers(self._serve_ddl),
         ), host, port)
         self.address = advertised_address(host, self.port)
         try:
@@ -175,6 +186,17 @@ class Coord:
         except IoFailed as e:  # the store did not answer a reservation: worth retrying, here or elsewhere
             raise ServiceUnavailable(f"coord at {self.address} cannot reserve in the metadata store: "
                                      f"{e.message}") from e
+
+    def _serve_ddl(self, change):
+        """``change(manager)`` on the active term's DDL manager (``vecdb.coord.ddl_rpc``)."""
+        term = self._term
+        if term is None or not term.live():
+            raise ServiceNotReady(f"coord at {self.address} is not the active coord (standby, or its session is "
+                                  f"ending): the active one is named in {SESSION_KEY}")
+        try:
+            return change(term.ddl)
+        except IoFailed as e:
+            raise ServiceUnavailable(f"coord at {self.address} cannot reach the metadata store: {e.message}") from e
 
     # --- becoming active and stepping down
 

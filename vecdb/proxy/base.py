@@ -18,7 +18,7 @@ from vecdb import errors, metrics
 from vecdb.coord.catalog import DEFAULT_PARTITION, CollectionInfo
 from vecdb.proxy import status
 from vecdb.proxy.writer import ShardWriter
-from vecdb.roles import CatalogRole, DataNodeRole, IdSource, QueryNodeRole, TimestampSource
+from vecdb.roles import CatalogRole, DataNodeRole, DdlRole, IdSource, QueryNodeRole, TimestampSource
 from vecdb.schema import DataType
 
 if TYPE_CHECKING:
@@ -38,6 +38,9 @@ class Roles:
     writer: ShardWriter
     querynode: QueryNodeRole
     datanode: DataNodeRole
+    # the catalog's changes (vecdb.coord.ddl): a cluster proxy's calls the coord (RemoteDdl);
+    # None = decided in-process over ``catalog`` (standalone: a DdlManager, wired at construction)
+    ddl: DdlRole | None = None
     max_request_bytes: int = 64 << 20
     max_query_window: int = 16384
     # what Connect and GetComponentStates say this server is: "standalone", or a cluster's "proxy"
@@ -117,6 +120,11 @@ def db_of(request, context) -> str:
 class ServiceBase:
     def __init__(self, roles: Roles):
         self.r = roles
+        if roles.ddl is None:  # standalone: the coord's DDL manager in-process, over the same catalog
+            from vecdb.coord.ddl import DdlManager
+
+            roles.ddl = DdlManager(roles.catalog, roles.ids, roles.tso, roles.resource_groups)
+        self.ddl: DdlRole = roles.ddl
 
     def collection(self, db: str, name: str) -> CollectionInfo:
         if not name:

@@ -12,8 +12,10 @@ It needs only the storage backends: the active coord is the one named in ``sessi
 nodes, with what each serves, come from the coord's assignments and the nodes' sessions (the
 router mirrors them).
 
-Any number of proxies share a namespace: each one's catalog cache follows the store, and a DDL
-call on one returns once every live proxy has applied it.
+Any number of proxies share a namespace: each one's catalog cache follows the store. DDL goes
+through the active coord (``RemoteDdl``: the coord checks and writes the catalog, and answers once
+every live proxy has applied the change); the handlers here validate and then do what the nodes
+must (releases, index builds, waiting for a load to be served).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
 from vecdb.coord.client import CoordClient, RemoteIdAllocator, RemoteTimestampOracle
+from vecdb.coord.ddl_rpc import RemoteDdl
 from vecdb.coord.resource_groups import ResourceGroups
 from vecdb.datanode.node import DataNode
 from vecdb.datanode.remote import ClusterDataNode
@@ -70,6 +73,7 @@ class ProxyProcess(NodeProcess):
                            component="proxy", node_id=node_number(self.node_id), security=security,
                            resource_groups=ResourceGroups(self.backends.meta, self.router.node_addresses),
                            quota=Quota(settings.quota, node_id=self.node_id))
+        self.roles.ddl = RemoteDdl(coord, catalog)  # catalog changes: the coord's (vecdb.coord.ddl)
         p = settings.proxy
         server, port = start_server(self.roles, p.host, p.port, p.workers, settings.tls)
         self._closers.append(lambda: self.roles.background.shutdown(wait=True, cancel_futures=True))

@@ -1,11 +1,17 @@
-"""RPCs: databases, collections, partitions, aliases."""
+"""RPCs: databases, collections, partitions, aliases.
+
+The handlers parse and validate; the catalog's changes are the coord's (``self.ddl``,
+``vecdb.coord.ddl``: in-process on standalone, the coord's RPCs in a cluster), and what the
+nodes must do about a change (release a dropped collection, delete its files) follows here.
+"""
 
 from __future__ import annotations
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
 from vecdb import errors
-from vecdb.coord.catalog import DEFAULT_PARTITION, MAX_PARTITIONS, CollectionInfo, PartitionInfo
+from vecdb.coord.catalog import DEFAULT_PARTITION, MAX_PARTITIONS, CollectionInfo
+from vecdb.coord.ddl import too_many_partitions
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, db_of, kv_dict, kv_pairs, rpc
 from vecdb.schema import CollectionSchema, validate_collection_name
@@ -19,13 +25,13 @@ class CollectionRpcs(ServiceBase):
     # --- databases --------------------------------------------------------------
     @rpc()
     def CreateDatabase(self, request, context):
-        self.r.catalog.create_database(request.db_name, self.r.ids.allocate(), self.r.tso.allocate(),
-                                       kv_dict(request.properties))
+        validate_collection_name(request.db_name, "database name")
+        self.ddl.create_database(request.db_name, kv_dict(request.properties))
         return status.success()
 
     @rpc()
     def DropDatabase(self, request, context):
-        self.r.catalog.drop_database(request.db_name)
+        self.ddl.drop_database(request.db_name)
         return status.success()
 
     @rpc(milvus_pb2.ListDatabasesResponse)
@@ -45,7 +51,7 @@ class CollectionRpcs(ServiceBase):
 
     @rpc()
     def AlterDatabase(self, request, context):
-        self.r.catalog.alter_database(request.db_name, kv_dict(request.properties))
+        self.ddl.alter_database(request.db_name, kv_dict(request.properties))
         return status.success()
 
     # --- collections ------------------------------------------------------------
@@ -62,7 +68,6 @@ class CollectionRpcs(ServiceBase):
         shards = request.shards_num or 1
         if not 1 <= shards <= MAX_SHARDS:
             raise errors.InvalidParameter(f"maximum shards's number should be limited to {MAX_SHARDS}")
-        ts = self.r.tso.allocate()
         pk_field = schema.partition_key_field
         if pk_field is None and request.num_partitions:
             raise errors.InvalidParameter("num_partitions should only be specified with partition key field enabled")
@@ -70,20 +75,10 @@ class CollectionRpcs(ServiceBase):
             raise errors.InvalidParameter("the specified partitions should be greater than 0 if partition key is used")
         num_parts = request.num_partitions or (DEFAULT_PARTITION_KEY_PARTITIONS if pk_field else 0)
         if num_parts > MAX_PARTITIONS:
-            raise errors.InvalidParameter(_too_many_partitions(num_parts))
-        names = [f"{DEFAULT_PARTITION}_{i}" for i in range(num_parts)] if pk_field else [DEFAULT_PARTITION]
-        first_pid = self.r.ids.allocate(len(names))
-        info = CollectionInfo(
-            id=self.r.ids.allocate(), db=db, name=request.collection_name, schema=schema,
-            shards_num=shards, consistency_level=request.consistency_level, created_ts=ts,
-            properties=kv_dict(request.properties), num_partitions=num_parts,
-            partitions=[PartitionInfo(first_pid + i, n, ts) for i, n in enumerate(names)],
-        )
-        if self.r.catalog.exists(db, request.collection_name):
-            existing = self.r.catalog.get(db, request.collection_name)
-            if existing.name == request.collection_name and existing.schema.to_dict() == schema.to_dict():
-                return status.success()  # Milvus: same schema again is accepted
-        self.r.catalog.add_collection(info)
+            raise errors.InvalidParameter(too_many_partitions(num_parts))
+        # Milvus: the same schema again is accepted (the coord answers with the existing collection)
+        self.ddl.create_collection(db, request.collection_name, schema, shards, request.consistency_level,
+                                   kv_dict(request.properties), num_parts)
         return status.success()
 
     @rpc()
@@ -95,7 +90,9 @@ class CollectionRpcs(ServiceBase):
         if request.collection_name in self.r.catalog.aliases_of(info):
             raise errors.InvalidParameter(f"cannot drop the collection via alias = {request.collection_name}")
         with self.r.writer.locked(info.channels):
-            self.r.catalog.drop_collection(info)  # first: a cluster's coord then withdraws its assignment
+            # the catalog first: a cluster's coord then withdraws its assignment
+            if self.ddl.drop_collection(db, request.collection_name) != info.id:
+                return status.success()  # dropped meanwhile (by another call), or the name now means another
             self.r.querynode.release(info.id)
             self.r.datanode.drop_collection(info)
         return status.success()
@@ -150,17 +147,16 @@ class CollectionRpcs(ServiceBase):
     def RenameCollection(self, request, context):
         db = db_of(request, context)
         info = self.collection(db, request.oldName)
-        self.r.catalog.rename_collection(info, request.newDBName or db, request.newName)
-        self.r.querynode.refresh_info(info)
+        validate_collection_name(request.newName)
+        self.ddl.rename_collection(db, request.oldName, request.newDBName or db, request.newName)
+        self.r.querynode.refresh_info(self.r.catalog.get_by_id(info.id))
         return status.success()
 
     @rpc()
     def AlterCollection(self, request, context):
-        info = self.collection(db_of(request, context), request.collection_name)
-        info.properties.update(kv_dict(request.properties))
-        for k in request.delete_keys:
-            info.properties.pop(k, None)
-        self.r.catalog.save(info)
+        db = db_of(request, context)
+        self.collection(db, request.collection_name)
+        self.ddl.alter_collection(db, request.collection_name, kv_dict(request.properties), list(request.delete_keys))
         return status.success()
 
     @rpc(milvus_pb2.GetCollectionStatisticsResponse)
@@ -178,36 +174,24 @@ class CollectionRpcs(ServiceBase):
     # --- partitions -------------------------------------------------------------
     @rpc()
     def CreatePartition(self, request, context):
-        info = self.collection(db_of(request, context), request.collection_name)
+        db = db_of(request, context)
+        self.collection(db, request.collection_name)
         validate_collection_name(request.partition_name, "partition name")
-        if info.schema.partition_key_field is not None:
-            raise errors.InvalidParameter("disable create partition if partition key mode is used")
-        if info.has_partition(request.partition_name):
-            raise errors.InvalidParameter(f"partition already exists: {request.partition_name}")
-        if len(info.partitions) >= MAX_PARTITIONS:
-            raise errors.InvalidParameter(_too_many_partitions(len(info.partitions)))
-        info.partitions.append(PartitionInfo(self.r.ids.allocate(), request.partition_name, self.r.tso.allocate()))
-        self.r.catalog.save(info)
+        self.ddl.create_partition(db, request.collection_name, request.partition_name)
         return status.success()
 
     @rpc()
     def DropPartition(self, request, context):
-        info = self.collection(db_of(request, context), request.collection_name)
+        db = db_of(request, context)
+        info = self.collection(db, request.collection_name)
         if request.partition_name == DEFAULT_PARTITION:
             raise errors.InvalidParameter("default partition cannot be deleted")
-        if info.schema.partition_key_field is not None:
-            raise errors.InvalidParameter("disable drop partition if partition key mode is used")
-        if not info.has_partition(request.partition_name):
-            return status.success()
-        part = info.partition(request.partition_name)
-        if info.partition_loaded(part.id):
-            raise errors.InvalidParameter(
-                f"partition cannot be dropped, partition is loaded, please release it first[partition={part.name}]")
         with self.r.writer.locked(info.channels):
-            info.partitions = [p for p in info.partitions if p.id != part.id]
-            self.r.catalog.save(info)
-            self.r.querynode.drop_partition(info.id, part.id)
-            self.r.datanode.drop_partition(info, part.id)
+            part_id = self.ddl.drop_partition(db, request.collection_name, request.partition_name)
+            if part_id is None:
+                return status.success()
+            self.r.querynode.drop_partition(info.id, part_id)
+            self.r.datanode.drop_partition(info, part_id)
         return status.success()
 
     @rpc(milvus_pb2.BoolResponse)
@@ -237,17 +221,18 @@ class CollectionRpcs(ServiceBase):
     # --- aliases ----------------------------------------------------------------
     @rpc()
     def CreateAlias(self, request, context):
-        self.r.catalog.create_alias(db_of(request, context), request.alias, request.collection_name)
+        validate_collection_name(request.alias, "alias")
+        self.ddl.create_alias(db_of(request, context), request.alias, request.collection_name)
         return status.success()
 
     @rpc()
     def DropAlias(self, request, context):
-        self.r.catalog.drop_alias(db_of(request, context), request.alias)
+        self.ddl.drop_alias(db_of(request, context), request.alias)
         return status.success()
 
     @rpc()
     def AlterAlias(self, request, context):
-        self.r.catalog.alter_alias(db_of(request, context), request.alias, request.collection_name)
+        self.ddl.alter_alias(db_of(request, context), request.alias, request.collection_name)
         return status.success()
 
     @rpc(milvus_pb2.DescribeAliasResponse)
@@ -263,7 +248,3 @@ class CollectionRpcs(ServiceBase):
         aliases = self.r.catalog.list_aliases(db, request.collection_name or None)
         return milvus_pb2.ListAliasesResponse(status=status.success(), db_name=db,
                                               collection_name=request.collection_name, aliases=aliases)
-
-
-def _too_many_partitions(n: int) -> str:
-    return f"partition number ({n}) exceeds max configuration ({MAX_PARTITIONS})"

@@ -1,4 +1,10 @@
-"""RPCs: indexes, load and release."""
+"""RPCs: indexes, load and release.
+
+The handlers parse and validate (index parameters against the field); the catalog's changes are
+the coord's (``self.ddl``, ``vecdb.coord.ddl``): the index's id and name rules, the load state and
+the replicas' resource groups. What the nodes do follows here: index builds, waiting until the
+query nodes serve a load (a cluster's coord places the replicas from the catalog), releases.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from vecdb import errors
 from vecdb.coord.catalog import IndexInfo
-from vecdb.coord.resource_groups import replica_groups
+from vecdb.coord.ddl import matching_indexes
 from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
 from vecdb.index import validate_index_params
 from vecdb.proxy import status
@@ -88,7 +94,8 @@ class _Progress:
 class IndexRpcs(ResourceGroupRpcs):
     @rpc()
     def CreateIndex(self, request, context):
-        info = self.collection(db_of(request, context), request.collection_name)
+        db = db_of(request, context)
+        info = self.collection(db, request.collection_name)
         field = info.schema.field(request.field_name)
         if field is None:
             raise errors.FieldNotFound(f"cannot create index on non-exist field: {request.field_name}")
@@ -100,17 +107,12 @@ class IndexRpcs(ResourceGroupRpcs):
         elif index_type not in _SCALAR_INDEXES:
             raise errors.InvalidParameter(f"index type {index_type} is not supported for scalar field {field.name}")
         existing = info.index_for_field(field.name)
-        # Milvus (datacoord CreateIndex): an unnamed index takes the field's existing index name, else the field name
-        name = request.index_name or (existing.index_name if existing is not None else field.name)
-        if existing is not None:
-            if (existing.index_type, existing.metric_type, existing.params) == (index_type, metric, params):
-                return status.success()
-            raise errors.IndexDuplicate("at most one distinct index is allowed per field")
-        if any(i.index_name == name for i in info.indexes):
-            raise errors.IndexDuplicate(f"index name {name} already exists on another field")
-        info.indexes.append(IndexInfo(self.r.ids.allocate(), name, field.name, index_type, metric, params,
-                                      self.r.tso.allocate()))
-        self.r.catalog.save(info)
+        if existing is not None and (existing.index_type, existing.metric_type, existing.params) == (
+                index_type, metric, params):
+            return status.success()  # the same index again (the coord would say so too)
+        # the name rules and duplicates are the coord's (vecdb.coord.ddl.DdlManager.create_index)
+        self.ddl.create_index(db, request.collection_name, field.name, request.index_name, index_type, metric, params)
+        info = self.r.catalog.get_by_id(info.id)
         self.r.querynode.refresh_info(info)
         self.r.querynode.schedule_indexes(info)
         if not self.r.querynode.is_loaded(info.id):
@@ -127,15 +129,8 @@ class IndexRpcs(ResourceGroupRpcs):
         done, total = self._index_state(info, idx.field_name)
         return _Progress(done, total, self.r.datanode.indexer.failures(info, idx.index_id))
 
-    def _indexes(self, info, index_name: str, field_name: str = ""):
-        idxs = info.indexes
-        if index_name:
-            idxs = [i for i in idxs if i.index_name == index_name]
-        if field_name:
-            idxs = [i for i in idxs if i.field_name == field_name]
-        if not idxs:
-            raise errors.IndexNotFound(f"index not found[collection={info.name}]")
-        return idxs
+    def _indexes(self, info, index_name: str, field_name: str = "") -> list[IndexInfo]:
+        return matching_indexes(info, index_name, field_name)
 
     @rpc(milvus_pb2.DescribeIndexResponse)
     def DescribeIndex(self, request, context):
@@ -151,12 +146,12 @@ class IndexRpcs(ResourceGroupRpcs):
 
     @rpc()
     def DropIndex(self, request, context):
-        info = self.collection(db_of(request, context), request.collection_name)
+        db = db_of(request, context)
+        info = self.collection(db, request.collection_name)
         if self.r.querynode.is_loaded(info.id):
             raise errors.InvalidParameter("index cannot be dropped, collection is loaded, please release it first")
-        drop = {i.index_id for i in self._indexes(info, request.index_name, request.field_name)}
-        info.indexes = [i for i in info.indexes if i.index_id not in drop]
-        self.r.catalog.save(info)
+        self._indexes(info, request.index_name, request.field_name)
+        drop = self.ddl.drop_index(db, request.collection_name, request.index_name, request.field_name)
         self.r.datanode.forget_index_builds(info.id, drop)
         return status.success()
 
@@ -174,12 +169,12 @@ class IndexRpcs(ResourceGroupRpcs):
         return milvus_pb2.GetIndexBuildProgressResponse(status=status.success(), indexed_rows=done, total_rows=total)
 
     # --- load / release -----------------------------------------------------------
-    def _load(self, info, partition_ids: list[int] | None = None, replica_number: int = 0,
+    def _load(self, db: str, info, partition_names: list[str] | None = None, replica_number: int = 0,
               resource_groups: list[str] | None = None) -> None:
-        """Load the collection's data; ``partition_ids`` None = the whole collection. The catalog
-        says loaded first (a cluster's coord places the replicas from it, each on the nodes of its
-        resource group), then the query nodes load; when they cannot, the catalog goes back to
-        what it said."""
+        """Load the collection's data; ``partition_names`` None = the whole collection. The coord
+        marks it loaded first (in a cluster it then places the replicas, each on the nodes of its
+        resource group), then the query nodes load; when they cannot, the coord puts back the load
+        state it replaced."""
         for f in info.schema.vector_fields:
             if info.index_for_field(f.name) is None:
                 raise errors.IndexNotFound(
@@ -187,72 +182,61 @@ class IndexRpcs(ResourceGroupRpcs):
                     f"collection={info.name}")
         if replica_number < 0:
             raise errors.InvalidParameter(f"invalid replica_number {replica_number}: it must be positive")
+        groups = [g for g in resource_groups or [] if g]
+        for g in groups:
+            validate_resource_group_name(g)
         self.r.datanode.indexer.settle(info.id)  # the query node builds what is not started yet
-        before = (info.loaded, info.loaded_partitions, info.replica_number, list(info.resource_groups))
-        resource_groups = [g for g in resource_groups or [] if g]
-        if replica_number or resource_groups or not info.loaded:
-            for g in resource_groups:
-                validate_resource_group_name(g)
-            number = replica_number or (info.replica_number if info.loaded else 1)
-            info.resource_groups = replica_groups(resource_groups, number, self.groups().snapshot())
-        if partition_ids is None:
-            info.loaded_partitions = None
-        elif not info.loaded:
-            info.loaded_partitions = sorted(set(partition_ids))
-        elif info.loaded_partitions is not None:
-            info.loaded_partitions = sorted(set(info.loaded_partitions) | set(partition_ids))
-        info.loaded = True
-        if replica_number or not before[0]:
-            info.replica_number = replica_number or 1
-        self.r.catalog.save(info)
+        before = self.ddl.load(db, info.name, partition_names, replica_number, groups)
+        info = self.r.catalog.get_by_id(info.id)
         try:
             with self.r.writer.locked(info.channels):
                 self.r.querynode.load(info)
         except BaseException:
-            info.loaded, info.loaded_partitions, info.replica_number, info.resource_groups = before
-            self.r.catalog.save(info)
+            self.ddl.undo_load(info.id, before)
             raise
 
-    def _release(self, info) -> None:
-        """The catalog says released first (reads are refused from then on, and a cluster's coord
+    def _release(self, db: str, info) -> None:
+        """The coord marks it released first (reads are refused from then on, and a cluster's coord
         withdraws the assignment), then the query nodes let go."""
-        info.loaded, info.loaded_partitions = False, None
-        self.r.catalog.save(info)
+        self.ddl.release(db, info.name, None)
         self.r.querynode.release(info.id)
 
     @rpc()
     def LoadCollection(self, request, context):
-        self._load(self.collection(db_of(request, context), request.collection_name),
+        db = db_of(request, context)
+        self._load(db, self.collection(db, request.collection_name),
                    replica_number=request.replica_number, resource_groups=list(request.resource_groups))
         return status.success()
 
     @rpc()
     def LoadPartitions(self, request, context):
-        info = self.collection(db_of(request, context), request.collection_name)
-        ids = [info.partition(name).id for name in request.partition_names]
-        if not ids:
+        db = db_of(request, context)
+        info = self.collection(db, request.collection_name)
+        names = list(request.partition_names)
+        for name in names:
+            info.partition(name)  # PartitionNotFound
+        if not names:
             raise errors.InvalidParameter("partition names should not be empty")
-        self._load(info, ids, replica_number=request.replica_number, resource_groups=list(request.resource_groups))
+        self._load(db, info, names, replica_number=request.replica_number,
+                   resource_groups=list(request.resource_groups))
         return status.success()
 
     @rpc()
     def ReleaseCollection(self, request, context):
-        self._release(self.collection(db_of(request, context), request.collection_name))
+        db = db_of(request, context)
+        self._release(db, self.collection(db, request.collection_name))
         return status.success()
 
     @rpc()
     def ReleasePartitions(self, request, context):
-        info = self.collection(db_of(request, context), request.collection_name)
-        released = {info.partition(name).id for name in request.partition_names}
+        db = db_of(request, context)
+        info = self.collection(db, request.collection_name)
+        for name in request.partition_names:
+            info.partition(name)  # PartitionNotFound
         if not info.loaded:
             return status.success()
-        current = {p.id for p in info.partitions} if info.loaded_partitions is None else set(info.loaded_partitions)
-        remaining = current - released
-        if not remaining:
-            self._release(info)
-        else:
-            info.loaded_partitions = sorted(remaining)
-            self.r.catalog.save(info)
+        if self.ddl.release(db, info.name, list(request.partition_names)):
+            self.r.querynode.release(info.id)  # none of its partitions is loaded any more
         return status.success()
 
     @rpc(milvus_pb2.GetLoadStateResponse)

@@ -11,11 +11,11 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2, rg_pb2
 from vecdb import errors
 from vecdb.coord.catalog_model import CollectionInfo
 from vecdb.coord.resource_groups import (
-    DEFAULT_RESOURCE_GROUP,
     Group,
     GroupConfig,
     ResourceGroups,
     not_found,
+    replica_groups_of,
     transfer_replicas,
     validate_name,
 )
@@ -41,15 +41,6 @@ def config_to_pb(cfg: GroupConfig) -> rg_pb2.ResourceGroupConfig:
         limits=rg_pb2.ResourceGroupLimit(node_num=cfg.limits),
         transfer_from=[rg_pb2.ResourceGroupTransfer(resource_group=g) for g in cfg.transfer_from],
         transfer_to=[rg_pb2.ResourceGroupTransfer(resource_group=g) for g in cfg.transfer_to])
-
-
-def replica_groups_of(info: CollectionInfo) -> list[str]:
-    """The resource group of each replica of a loaded collection."""
-    if not info.loaded:
-        return []
-    if len(info.resource_groups) == max(info.replica_number, 1):
-        return list(info.resource_groups)
-    return [DEFAULT_RESOURCE_GROUP] * max(info.replica_number, 1)
 
 
 class ResourceGroupRpcs(ServiceBase):
@@ -126,10 +117,12 @@ class ResourceGroupRpcs(ServiceBase):
             if name not in groups:
                 raise errors.ResourceGroupNotFound(
                     f"the {which} resource group[{name}] doesn't exist: resource group not found[rg={name}]")
-        info = self.collection(db_of(request, context), request.collection_name)
+        db = db_of(request, context)
+        info = self.collection(db, request.collection_name)
         if not info.loaded:
             raise errors.InvalidParameter(
                 f"invalid parameter[expected=Collection not loaded][actual=collectionID {info.id}]")
-        info.resource_groups = transfer_replicas(replica_groups_of(info), source, target, request.num_replica)
-        self.r.catalog.save(info)  # the coord moves the replica's nodes (vecdb.coord.assignment)
+        transfer_replicas(replica_groups_of(info), source, target, request.num_replica)  # the checks, early
+        # the coord changes the catalog, then moves the replica's nodes (vecdb.coord.assignment)
+        self.ddl.transfer_replica(db, request.collection_name, source, target, request.num_replica)
         return status.success()

@@ -24,19 +24,61 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avecdb/internal/coord.proto\x12\x0evecdb.internal\",\n\x0c\x41llocRequest\x12\x12\n\x05\x63ount\x18\x01 \x01(\x03H\x00\x88\x01\x01\x42\x08\n\x06_count\"!\n\x13\x41llocTimestampReply\x12\n\n\x02ts\x18\x01 \x01(\x04\"\x1a\n\x0c\x41llocIDReply\x12\n\n\x02id\x18\x01 \x01(\x03\x32\xa3\x01\n\x05\x43oord\x12S\n\x0e\x41llocTimestamp\x12\x1c.vecdb.internal.AllocRequest\x1a#.vecdb.internal.AllocTimestampReply\x12\x45\n\x07\x41llocID\x12\x1c.vecdb.internal.AllocRequest\x1a\x1c.vecdb.internal.AllocIDReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avecdb/internal/coord.proto\x12\x0evecdb.internal\",\n\x0c\x41llocRequest\x12\x12\n\x05\x63ount\x18\x01 \x01(\x03H\x00\x88\x01\x01\x42\x08\n\x06_count\"!\n\x13\x41llocTimestampReply\x12\n\n\x02ts\x18\x01 \x01(\x04\"\x1a\n\x0c\x41llocIDReply\x12\n\n\x02id\x18\x01 \x01(\x03\"\xac\x01\n\x12\x44\x64lDatabaseRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x46\n\nproperties\x18\x02 \x03(\x0b\x32\x32.vecdb.internal.DdlDatabaseRequest.PropertiesEntry\x12\r\n\x05retry\x18\x0f \x01(\x08\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa4\x02\n\x1a\x44\x64lCreateCollectionRequest\x12\n\n\x02\x64\x62\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bschema_json\x18\x03 \x01(\t\x12\x12\n\nshards_num\x18\x04 \x01(\x05\x12\x19\n\x11\x63onsistency_level\x18\x05 \x01(\x05\x12N\n\nproperties\x18\x06 \x03(\x0b\x32:.vecdb.internal.DdlCreateCollectionRequest.PropertiesEntry\x12\x16\n\x0enum_partitions\x18\x07 \x01(\x05\x12\r\n\x05retry\x18\x0f \x01(\x08\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x14\x44\x64lCollectionRequest\x12\n\n\x02\x64\x62\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05retry\x18\x0f \x01(\x08\"g\n\x1a\x44\x64lRenameCollectionRequest\x12\n\n\x02\x64\x62\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06new_db\x18\x03 \x01(\t\x12\x10\n\x08new_name\x18\x04 \x01(\t\x12\r\n\x05retry\x18\x0f \x01(\x08\"\xdb\x01\n\x19\x44\x64lAlterCollectionRequest\x12\n\n\x02\x64\x62\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12M\n\nproperties\x18\x03 \x03(\x0b\x32\x39.vecdb.internal.DdlAlterCollectionRequest.PropertiesEntry\x12\x13\n\x0b\x64\x65lete_keys\x18\x04 \x03(\t\x12\r\n\x05retry\x18\x0f \x01(\x08\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"W\n\x13\x44\x64lPartitionRequest\x12\n\n\x02\x64\x62\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x11\n\tpartition\x18\x03 \x01(\t\x12\r\n\x05retry\x18\x0f \x01(\x08\"O\n\x0f\x44\x64lAliasRequest\x12\n\n\x02\x64\x62\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x12\n\ncollection\x18\x03 \x01(\t\x12\r\n\x05retry\x18\x0f \x01(\x08\"\xac\x01\n\x15\x44\x64lCreateIndexRequest\x12\n\n\x02\x64\x62\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x12\n\nfield_name\x18\x03 \x01(\t\x12\x12\n\nindex_name\x18\x04 \x01(\t\x12\x12\n\nindex_type\x18\x05 \x01(\t\x12\x13\n\x0bmetric_type\x18\x06 \x01(\t\x12\x13\n\x0bparams_json\x18\x07 \x01(\t\x12\r\n\x05retry\x18\x0f \x01(\x08\"l\n\x13\x44\x64lDropIndexRequest\x12\n\n\x02\x64\x62\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x12\n\nindex_name\x18\x03 \x01(\t\x12\x12\n\nfield_name\x18\x04 \x01(\t\x12\r\n\x05retry\x18\x0f \x01(\x08\"\x82\x01\n\x0c\x44\x64lLoadState\x12\x0e\n\x06loaded\x18\x01 \x01(\x08\x12\x16\n\x0e\x61ll_partitions\x18\x02 \x01(\x08\x12\x19\n\x11loaded_partitions\x18\x03 \x03(\x03\x12\x16\n\x0ereplica_number\x18\x04 \x01(\x05\x12\x17\n\x0fresource_groups\x18\x05 \x03(\t\"\xa1\x01\n\x0e\x44\x64lLoadRequest\x12\n\n\x02\x64\x62\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x16\n\x0e\x61ll_partitions\x18\x03 \x01(\x08\x12\x17\n\x0fpartition_names\x18\x04 \x03(\t\x12\x16\n\x0ereplica_number\x18\x05 \x01(\x05\x12\x17\n\x0fresource_groups\x18\x06 \x03(\t\x12\r\n\x05retry\x18\x0f \x01(\x08\"h\n\x12\x44\x64lUndoLoadRequest\x12\x15\n\rcollection_id\x18\x01 \x01(\x03\x12,\n\x06\x62\x65\x66ore\x18\x02 \x01(\x0b\x32\x1c.vecdb.internal.DdlLoadState\x12\r\n\x05retry\x18\x0f \x01(\x08\"s\n\x11\x44\x64lReleaseRequest\x12\n\n\x02\x64\x62\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x16\n\x0e\x61ll_partitions\x18\x03 \x01(\x08\x12\x17\n\x0fpartition_names\x18\x04 \x03(\t\x12\r\n\x05retry\x18\x0f \x01(\x08\"\x7f\n\x19\x44\x64lTransferReplicaRequest\x12\n\n\x02\x64\x62\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\x13\n\x0bnum_replica\x18\x05 \x01(\x03\x12\r\n\x05retry\x18\x0f \x01(\x08\"q\n\x08\x44\x64lReply\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12\n\n\x02id\x18\x03 \x01(\x03\x12\x0b\n\x03ids\x18\x04 \x03(\x03\x12,\n\x06\x62\x65\x66ore\x18\x05 \x01(\x0b\x32\x1c.vecdb.internal.DdlLoadState2\xc7\x0c\n\x05\x43oord\x12S\n\x0e\x41llocTimestamp\x12\x1c.vecdb.internal.AllocRequest\x1a#.vecdb.internal.AllocTimestampReply\x12\x45\n\x07\x41llocID\x12\x1c.vecdb.internal.AllocRequest\x1a\x1c.vecdb.internal.AllocIDReply\x12N\n\x0e\x43reateDatabase\x12\".vecdb.internal.DdlDatabaseRequest\x1a\x18.vecdb.internal.DdlReply\x12L\n\x0c\x44ropDatabase\x12\".vecdb.internal.DdlDatabaseRequest\x1a\x18.vecdb.internal.DdlReply\x12M\n\rAlterDatabase\x12\".vecdb.internal.DdlDatabaseRequest\x1a\x18.vecdb.internal.DdlReply\x12X\n\x10\x43reateCollection\x12*.vecdb.internal.DdlCreateCollectionRequest\x1a\x18.vecdb.internal.DdlReply\x12P\n\x0e\x44ropCollection\x12$.vecdb.internal.DdlCollectionRequest\x1a\x18.vecdb.internal.DdlReply\x12X\n\x10RenameCollection\x12*.vecdb.internal.DdlRenameCollectionRequest\x1a\x18.vecdb.internal.DdlReply\x12V\n\x0f\x41lterCollection\x12).vecdb.internal.DdlAlterCollectionRequest\x1a\x18.vecdb.internal.DdlReply\x12P\n\x0f\x43reatePartition\x12#.vecdb.internal.DdlPartitionRequest\x1a\x18.vecdb.internal.DdlReply\x12N\n\rDropPartition\x12#.vecdb.internal.DdlPartitionRequest\x1a\x18.vecdb.internal.DdlReply\x12H\n\x0b\x43reateAlias\x12\x1f.vecdb.internal.DdlAliasRequest\x1a\x18.vecdb.internal.DdlReply\x12G\n\nAlterAlias\x12\x1f.vecdb.internal.DdlAliasRequest\x1a\x18.vecdb.internal.DdlReply\x12\x46\n\tDropAlias\x12\x1f.vecdb.internal.DdlAliasRequest\x1a\x18.vecdb.internal.DdlReply\x12N\n\x0b\x43reateIndex\x12%.vecdb.internal.DdlCreateIndexRequest\x1a\x18.vecdb.internal.DdlReply\x12J\n\tDropIndex\x12#.vecdb.internal.DdlDropIndexRequest\x1a\x18.vecdb.internal.DdlReply\x12J\n\x0eLoadCollection\x12\x1e.vecdb.internal.DdlLoadRequest\x1a\x18.vecdb.internal.DdlReply\x12H\n\x08UndoLoad\x12\".vecdb.internal.DdlUndoLoadRequest\x1a\x18.vecdb.internal.DdlReply\x12P\n\x11ReleaseCollection\x12!.vecdb.internal.DdlReleaseRequest\x1a\x18.vecdb.internal.DdlReply\x12V\n\x0fTransferReplica\x12).vecdb.internal.DdlTransferReplicaRequest\x1a\x18.vecdb.internal.DdlReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vecdb.internal.coord_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_DDLDATABASEREQUEST_PROPERTIESENTRY']._loaded_options = None
+  _globals['_DDLDATABASEREQUEST_PROPERTIESENTRY']._serialized_options = b'8\001'
+  _globals['_DDLCREATECOLLECTIONREQUEST_PROPERTIESENTRY']._loaded_options = None
+  _globals['_DDLCREATECOLLECTIONREQUEST_PROPERTIESENTRY']._serialized_options = b'8\001'
+  _globals['_DDLALTERCOLLECTIONREQUEST_PROPERTIESENTRY']._loaded_options = None
+  _globals['_DDLALTERCOLLECTIONREQUEST_PROPERTIESENTRY']._serialized_options = b'8\001'
   _globals['_ALLOCREQUEST']._serialized_start=46
   _globals['_ALLOCREQUEST']._serialized_end=90
   _globals['_ALLOCTIMESTAMPREPLY']._serialized_start=92
   _globals['_ALLOCTIMESTAMPREPLY']._serialized_end=125
   _globals['_ALLOCIDREPLY']._serialized_start=127
   _globals['_ALLOCIDREPLY']._serialized_end=153
-  _globals['_COORD']._serialized_start=156
-  _globals['_COORD']._serialized_end=319
+  _globals['_DDLDATABASEREQUEST']._serialized_start=156
+  _globals['_DDLDATABASEREQUEST']._serialized_end=328
+  _globals['_DDLDATABASEREQUEST_PROPERTIESENTRY']._serialized_start=279
+  _globals['_DDLDATABASEREQUEST_PROPERTIESENTRY']._serialized_end=328
+  _globals['_DDLCREATECOLLECTIONREQUEST']._serialized_start=331
+  _globals['_DDLCREATECOLLECTIONREQUEST']._serialized_end=623
+  _globals['_DDLCREATECOLLECTIONREQUEST_PROPERTIESENTRY']._serialized_start=279
+  _globals['_DDLCREATECOLLECTIONREQUEST_PROPERTIESENTRY']._serialized_end=328
+  _globals['_DDLCOLLECTIONREQUEST']._serialized_start=625
+  _globals['_DDLCOLLECTIONREQUEST']._serialized_end=688
+  _globals['_DDLRENAMECOLLECTIONREQUEST']._serialized_start=690
+  _globals['_DDLRENAMECOLLECTIONREQUEST']._serialized_end=793
+  _globals['_DDLALTERCOLLECTIONREQUEST']._serialized_start=796
+  _globals['_DDLALTERCOLLECTIONREQUEST']._serialized_end=1015
+  _globals['_DDLALTERCOLLECTIONREQUEST_PROPERTIESENTRY']._serialized_start=279
+  _globals['_DDLALTERCOLLECTIONREQUEST_PROPERTIESENTRY']._serialized_end=328
+  _globals['_DDLPARTITIONREQUEST']._serialized_start=1017
+  _globals['_DDLPARTITIONREQUEST']._serialized_end=1104
+  _globals['_DDLALIASREQUEST']._serialized_start=1106
+  _globals['_DDLALIASREQUEST']._serialized_end=1185
+  _globals['_DDLCREATEINDEXREQUEST']._serialized_start=1188
+  _globals['_DDLCREATEINDEXREQUEST']._serialized_end=1360
+  _globals['_DDLDROPINDEXREQUEST']._serialized_start=1362
+  _globals['_DDLDROPINDEXREQUEST']._serialized_end=1470
+  _globals['_DDLLOADSTATE']._serialized_start=1473
+  _globals['_DDLLOADSTATE']._serialized_end=1603
+  _globals['_DDLLOADREQUEST']._serialized_start=1606
+  _globals['_DDLLOADREQUEST']._serialized_end=1767
+  _globals['_DDLUNDOLOADREQUEST']._serialized_start=1769
+  _globals['_DDLUNDOLOADREQUEST']._serialized_end=1873
+  _globals['_DDLRELEASEREQUEST']._serialized_start=1875
+  _globals['_DDLRELEASEREQUEST']._serialized_end=1990
+  _globals['_DDLTRANSFERREPLICAREQUEST']._serialized_start=1992
+  _globals['_DDLTRANSFERREPLICAREQUEST']._serialized_end=2119
+  _globals['_DDLREPLY']._serialized_start=2121
+  _globals['_DDLREPLY']._serialized_end=2234
+  _globals['_COORD']._serialized_start=2237
+  _globals['_COORD']._serialized_end=3844
 # @@protoc_insertion_point(module_scope)

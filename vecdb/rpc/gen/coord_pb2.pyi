@@ -1,6 +1,8 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -21,3 +23,236 @@ class AllocIDReply(_message.Message):
     ID_FIELD_NUMBER: _ClassVar[int]
     id: int
     def __init__(self, id: _Optional[int] = ...) -> None: ...
+
+class DdlDatabaseRequest(_message.Message):
+    __slots__ = ("name", "properties", "retry")
+    class PropertiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    properties: _containers.ScalarMap[str, str]
+    retry: bool
+    def __init__(self, name: _Optional[str] = ..., properties: _Optional[_Mapping[str, str]] = ..., retry: _Optional[bool] = ...) -> None: ...
+
+class DdlCreateCollectionRequest(_message.Message):
+    __slots__ = ("db", "name", "schema_json", "shards_num", "consistency_level", "properties", "num_partitions", "retry")
+    class PropertiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    DB_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_NUM_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    NUM_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    db: str
+    name: str
+    schema_json: str
+    shards_num: int
+    consistency_level: int
+    properties: _containers.ScalarMap[str, str]
+    num_partitions: int
+    retry: bool
+    def __init__(self, db: _Optional[str] = ..., name: _Optional[str] = ..., schema_json: _Optional[str] = ..., shards_num: _Optional[int] = ..., consistency_level: _Optional[int] = ..., properties: _Optional[_Mapping[str, str]] = ..., num_partitions: _Optional[int] = ..., retry: _Optional[bool] = ...) -> None: ...
+
+class DdlCollectionRequest(_message.Message):
+    __slots__ = ("db", "name", "retry")
+    DB_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    db: str
+    name: str
+    retry: bool
+    def __init__(self, db: _Optional[str] = ..., name: _Optional[str] = ..., retry: _Optional[bool] = ...) -> None: ...
+
+class DdlRenameCollectionRequest(_message.Message):
+    __slots__ = ("db", "name", "new_db", "new_name", "retry")
+    DB_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NEW_DB_FIELD_NUMBER: _ClassVar[int]
+    NEW_NAME_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    db: str
+    name: str
+    new_db: str
+    new_name: str
+    retry: bool
+    def __init__(self, db: _Optional[str] = ..., name: _Optional[str] = ..., new_db: _Optional[str] = ..., new_name: _Optional[str] = ..., retry: _Optional[bool] = ...) -> None: ...
+
+class DdlAlterCollectionRequest(_message.Message):
+    __slots__ = ("db", "name", "properties", "delete_keys", "retry")
+    class PropertiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    DB_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    DELETE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    db: str
+    name: str
+    properties: _containers.ScalarMap[str, str]
+    delete_keys: _containers.RepeatedScalarFieldContainer[str]
+    retry: bool
+    def __init__(self, db: _Optional[str] = ..., name: _Optional[str] = ..., properties: _Optional[_Mapping[str, str]] = ..., delete_keys: _Optional[_Iterable[str]] = ..., retry: _Optional[bool] = ...) -> None: ...
+
+class DdlPartitionRequest(_message.Message):
+    __slots__ = ("db", "collection", "partition", "retry")
+    DB_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    db: str
+    collection: str
+    partition: str
+    retry: bool
+    def __init__(self, db: _Optional[str] = ..., collection: _Optional[str] = ..., partition: _Optional[str] = ..., retry: _Optional[bool] = ...) -> None: ...
+
+class DdlAliasRequest(_message.Message):
+    __slots__ = ("db", "alias", "collection", "retry")
+    DB_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    db: str
+    alias: str
+    collection: str
+    retry: bool
+    def __init__(self, db: _Optional[str] = ..., alias: _Optional[str] = ..., collection: _Optional[str] = ..., retry: _Optional[bool] = ...) -> None: ...
+
+class DdlCreateIndexRequest(_message.Message):
+    __slots__ = ("db", "collection", "field_name", "index_name", "index_type", "metric_type", "params_json", "retry")
+    DB_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    FIELD_NAME_FIELD_NUMBER: _ClassVar[int]
+    INDEX_NAME_FIELD_NUMBER: _ClassVar[int]
+    INDEX_TYPE_FIELD_NUMBER: _ClassVar[int]
+    METRIC_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    db: str
+    collection: str
+    field_name: str
+    index_name: str
+    index_type: str
+    metric_type: str
+    params_json: str
+    retry: bool
+    def __init__(self, db: _Optional[str] = ..., collection: _Optional[str] = ..., field_name: _Optional[str] = ..., index_name: _Optional[str] = ..., index_type: _Optional[str] = ..., metric_type: _Optional[str] = ..., params_json: _Optional[str] = ..., retry: _Optional[bool] = ...) -> None: ...
+
+class DdlDropIndexRequest(_message.Message):
+    __slots__ = ("db", "collection", "index_name", "field_name", "retry")
+    DB_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    INDEX_NAME_FIELD_NUMBER: _ClassVar[int]
+    FIELD_NAME_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    db: str
+    collection: str
+    index_name: str
+    field_name: str
+    retry: bool
+    def __init__(self, db: _Optional[str] = ..., collection: _Optional[str] = ..., index_name: _Optional[str] = ..., field_name: _Optional[str] = ..., retry: _Optional[bool] = ...) -> None: ...
+
+class DdlLoadState(_message.Message):
+    __slots__ = ("loaded", "all_partitions", "loaded_partitions", "replica_number", "resource_groups")
+    LOADED_FIELD_NUMBER: _ClassVar[int]
+    ALL_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    LOADED_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    loaded: bool
+    all_partitions: bool
+    loaded_partitions: _containers.RepeatedScalarFieldContainer[int]
+    replica_number: int
+    resource_groups: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, loaded: _Optional[bool] = ..., all_partitions: _Optional[bool] = ..., loaded_partitions: _Optional[_Iterable[int]] = ..., replica_number: _Optional[int] = ..., resource_groups: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DdlLoadRequest(_message.Message):
+    __slots__ = ("db", "collection", "all_partitions", "partition_names", "replica_number", "resource_groups", "retry")
+    DB_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    ALL_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_NAMES_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    db: str
+    collection: str
+    all_partitions: bool
+    partition_names: _containers.RepeatedScalarFieldContainer[str]
+    replica_number: int
+    resource_groups: _containers.RepeatedScalarFieldContainer[str]
+    retry: bool
+    def __init__(self, db: _Optional[str] = ..., collection: _Optional[str] = ..., all_partitions: _Optional[bool] = ..., partition_names: _Optional[_Iterable[str]] = ..., replica_number: _Optional[int] = ..., resource_groups: _Optional[_Iterable[str]] = ..., retry: _Optional[bool] = ...) -> None: ...
+
+class DdlUndoLoadRequest(_message.Message):
+    __slots__ = ("collection_id", "before", "retry")
+    COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    collection_id: int
+    before: DdlLoadState
+    retry: bool
+    def __init__(self, collection_id: _Optional[int] = ..., before: _Optional[_Union[DdlLoadState, _Mapping]] = ..., retry: _Optional[bool] = ...) -> None: ...
+
+class DdlReleaseRequest(_message.Message):
+    __slots__ = ("db", "collection", "all_partitions", "partition_names", "retry")
+    DB_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    ALL_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_NAMES_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    db: str
+    collection: str
+    all_partitions: bool
+    partition_names: _containers.RepeatedScalarFieldContainer[str]
+    retry: bool
+    def __init__(self, db: _Optional[str] = ..., collection: _Optional[str] = ..., all_partitions: _Optional[bool] = ..., partition_names: _Optional[_Iterable[str]] = ..., retry: _Optional[bool] = ...) -> None: ...
+
+class DdlTransferReplicaRequest(_message.Message):
+    __slots__ = ("db", "collection", "source", "target", "num_replica", "retry")
+    DB_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    NUM_REPLICA_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    db: str
+    collection: str
+    source: str
+    target: str
+    num_replica: int
+    retry: bool
+    def __init__(self, db: _Optional[str] = ..., collection: _Optional[str] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., num_replica: _Optional[int] = ..., retry: _Optional[bool] = ...) -> None: ...
+
+class DdlReply(_message.Message):
+    __slots__ = ("version", "found", "id", "ids", "before")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    found: bool
+    id: int
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    before: DdlLoadState
+    def __init__(self, version: _Optional[int] = ..., found: _Optional[bool] = ..., id: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ..., before: _Optional[_Union[DdlLoadState, _Mapping]] = ...) -> None: ...

@@ -44,6 +44,96 @@ class CoordStub:
                 request_serializer=vecdb_dot_internal_dot_coord__pb2.AllocRequest.SerializeToString,
                 response_deserializer=vecdb_dot_internal_dot_coord__pb2.AllocIDReply.FromString,
                 _registered_method=True)
+        self.CreateDatabase = channel.unary_unary(
+                '/vecdb.internal.Coord/CreateDatabase',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlDatabaseRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.DropDatabase = channel.unary_unary(
+                '/vecdb.internal.Coord/DropDatabase',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlDatabaseRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.AlterDatabase = channel.unary_unary(
+                '/vecdb.internal.Coord/AlterDatabase',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlDatabaseRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.CreateCollection = channel.unary_unary(
+                '/vecdb.internal.Coord/CreateCollection',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlCreateCollectionRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.DropCollection = channel.unary_unary(
+                '/vecdb.internal.Coord/DropCollection',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlCollectionRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.RenameCollection = channel.unary_unary(
+                '/vecdb.internal.Coord/RenameCollection',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlRenameCollectionRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.AlterCollection = channel.unary_unary(
+                '/vecdb.internal.Coord/AlterCollection',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlAlterCollectionRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.CreatePartition = channel.unary_unary(
+                '/vecdb.internal.Coord/CreatePartition',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlPartitionRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.DropPartition = channel.unary_unary(
+                '/vecdb.internal.Coord/DropPartition',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlPartitionRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.CreateAlias = channel.unary_unary(
+                '/vecdb.internal.Coord/CreateAlias',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlAliasRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.AlterAlias = channel.unary_unary(
+                '/vecdb.internal.Coord/AlterAlias',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlAliasRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.DropAlias = channel.unary_unary(
+                '/vecdb.internal.Coord/DropAlias',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlAliasRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.CreateIndex = channel.unary_unary(
+                '/vecdb.internal.Coord/CreateIndex',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlCreateIndexRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.DropIndex = channel.unary_unary(
+                '/vecdb.internal.Coord/DropIndex',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlDropIndexRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.LoadCollection = channel.unary_unary(
+                '/vecdb.internal.Coord/LoadCollection',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlLoadRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.UndoLoad = channel.unary_unary(
+                '/vecdb.internal.Coord/UndoLoad',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlUndoLoadRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.ReleaseCollection = channel.unary_unary(
+                '/vecdb.internal.Coord/ReleaseCollection',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReleaseRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.TransferReplica = channel.unary_unary(
+                '/vecdb.internal.Coord/TransferReplica',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlTransferReplicaRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
 
 
 class CoordServicer:
@@ -64,6 +154,129 @@ class CoordServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateDatabase(self, request, context):
+        """DDL: the coord checks the change against its catalog, writes it (compare-and-set on the
+        catalog version) and answers once every live proxy applied it, so the change is visible
+        through every proxy when the call returns. Names are Milvus's; `db` empty means "default".
+        Every call may be repeated: a repeat after a failover or a lost reply carries `retry`, and a
+        create that finds exactly what it would have made answers success (vecdb/coord/ddl.py).
+        Errors are VecdbErrors with Milvus's codes (the proxy hands them to the client as they are).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropDatabase(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AlterDatabase(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateCollection(self, request, context):
+        """DdlReply.id: the collection's id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropCollection(self, request, context):
+        """DdlReply.found: whether there was such a collection; id: its id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenameCollection(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AlterCollection(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePartition(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropPartition(self, request, context):
+        """DdlReply.found: whether there was such a partition; id: its id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAlias(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AlterAlias(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropAlias(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateIndex(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropIndex(self, request, context):
+        """DdlReply.ids: the dropped indexes' ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadCollection(self, request, context):
+        """Marks the collection (or partitions) loaded, its replicas placed on resource groups; the
+        query nodes follow the catalog. DdlReply.before: the load state it replaced.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UndoLoad(self, request, context):
+        """Puts back a load state (a load the query nodes could not serve).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseCollection(self, request, context):
+        """DdlReply.found: whether the whole collection is released now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TransferReplica(self, request, context):
+        """Moves replicas of a loaded collection to another resource group (the assignment follows).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +289,96 @@ def add_CoordServicer_to_server(servicer, server):
                     servicer.AllocID,
                     request_deserializer=vecdb_dot_internal_dot_coord__pb2.AllocRequest.FromString,
                     response_serializer=vecdb_dot_internal_dot_coord__pb2.AllocIDReply.SerializeToString,
+            ),
+            'CreateDatabase': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDatabase,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlDatabaseRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'DropDatabase': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropDatabase,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlDatabaseRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'AlterDatabase': grpc.unary_unary_rpc_method_handler(
+                    servicer.AlterDatabase,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlDatabaseRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'CreateCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCollection,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlCreateCollectionRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'DropCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropCollection,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlCollectionRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'RenameCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenameCollection,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlRenameCollectionRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'AlterCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.AlterCollection,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlAlterCollectionRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'CreatePartition': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePartition,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlPartitionRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'DropPartition': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropPartition,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlPartitionRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'CreateAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAlias,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlAliasRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'AlterAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.AlterAlias,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlAliasRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'DropAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropAlias,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlAliasRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'CreateIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateIndex,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlCreateIndexRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'DropIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropIndex,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlDropIndexRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'LoadCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadCollection,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlLoadRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'UndoLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.UndoLoad,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlUndoLoadRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'ReleaseCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseCollection,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReleaseRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'TransferReplica': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransferReplica,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlTransferReplicaRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +435,492 @@ class Coord:
             '/vecdb.internal.Coord/AllocID',
             vecdb_dot_internal_dot_coord__pb2.AllocRequest.SerializeToString,
             vecdb_dot_internal_dot_coord__pb2.AllocIDReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDatabase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/CreateDatabase',
+            vecdb_dot_internal_dot_coord__pb2.DdlDatabaseRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropDatabase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/DropDatabase',
+            vecdb_dot_internal_dot_coord__pb2.DdlDatabaseRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AlterDatabase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/AlterDatabase',
+            vecdb_dot_internal_dot_coord__pb2.DdlDatabaseRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/CreateCollection',
+            vecdb_dot_internal_dot_coord__pb2.DdlCreateCollectionRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/DropCollection',
+            vecdb_dot_internal_dot_coord__pb2.DdlCollectionRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenameCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/RenameCollection',
+            vecdb_dot_internal_dot_coord__pb2.DdlRenameCollectionRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AlterCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/AlterCollection',
+            vecdb_dot_internal_dot_coord__pb2.DdlAlterCollectionRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePartition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/CreatePartition',
+            vecdb_dot_internal_dot_coord__pb2.DdlPartitionRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropPartition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/DropPartition',
+            vecdb_dot_internal_dot_coord__pb2.DdlPartitionRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/CreateAlias',
+            vecdb_dot_internal_dot_coord__pb2.DdlAliasRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AlterAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/AlterAlias',
+            vecdb_dot_internal_dot_coord__pb2.DdlAliasRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/DropAlias',
+            vecdb_dot_internal_dot_coord__pb2.DdlAliasRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/CreateIndex',
+            vecdb_dot_internal_dot_coord__pb2.DdlCreateIndexRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/DropIndex',
+            vecdb_dot_internal_dot_coord__pb2.DdlDropIndexRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/LoadCollection',
+            vecdb_dot_internal_dot_coord__pb2.DdlLoadRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UndoLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/UndoLoad',
+            vecdb_dot_internal_dot_coord__pb2.DdlUndoLoadRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/ReleaseCollection',
+            vecdb_dot_internal_dot_coord__pb2.DdlReleaseRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransferReplica(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/TransferReplica',
+            vecdb_dot_internal_dot_coord__pb2.DdlTransferReplicaRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,385 @@
+"""The coord's DDL manager: databases, collections, partitions, aliases, indexes and load state.
+
+Every change to the catalog is decided and written here, on the coord's own ``Catalog``
+(``vecdb.coord.catalog``): the checks run on the coord's cache, the write is a compare-and-set on
+the catalog version, and the call returns once every live proxy applied it (the catalog's fence,
+``vecdb.coord.catalog_sync``), so DDL through one proxy is visible through every other when it
+returns. Standalone wires a ``DdlManager`` in-process over its catalog (the proxy's handlers call
+it directly); a cluster's active coord runs one per term behind the DDL RPCs of
+``proto/coord.proto`` (``vecdb.coord.ddl_rpc``), and a cluster proxy calls them through
+``RemoteDdl``. The contract is ``vecdb.roles.DdlRole``.
+
+What stays with the caller (the proxy): parsing and validating the request (schema, index
+parameters, names), Milvus's error codes, and what the query and data nodes do about a change:
+releasing a dropped collection, deleting its files, building indexes, waiting until a load is
+served. What is decided here: ids and timestamps of what is created, the checks against the
+current catalog (exists, duplicate, loaded), replica placement on resource groups at load.
+
+Retries. A call may be repeated after a failover or a lost reply (``CoordClient`` retries on
+``ServiceNotReady`` / ``ServiceUnavailable``); a repeat carries ``retry=True``. Drops, alters and
+release are idempotent by themselves; a create that finds exactly what it would have made
+(database, partition, alias on the same collection, collection with the same schema, index with
+the same parameters) answers success on a repeat instead of "already exists"; a rename that finds
+the old name gone and the new one there does too.
+
+Changes are serialized by one lock (the coord is the catalog's one writer in a cluster, so the
+compare-and-set seldom loses; a ``CatalogConflict`` from a save is tried again on a fresh copy).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from vecdb import errors
+from vecdb.coord.catalog_model import (
+    DEFAULT_DB,
+    DEFAULT_PARTITION,
+    MAX_PARTITIONS,
+    CollectionInfo,
+    IndexInfo,
+    PartitionInfo,
+)
+from vecdb.coord.catalog_sync import CatalogConflict
+from vecdb.coord.resource_groups import replica_groups, replica_groups_of, transfer_replicas
+from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
+from vecdb.schema import CollectionSchema, validate_collection_name
+
+if TYPE_CHECKING:
+    from vecdb.coord.resource_groups import ResourceGroups
+    from vecdb.roles import CatalogRole, IdSource, TimestampSource
+
+T = TypeVar("T")
+
+_SAVE_TRIES = 3  # a save refused with CatalogConflict is tried again on a fresh copy this many times
+
+
+@dataclass
+class LoadState:
+    """A collection's load state in the catalog (what ``load`` changed, for ``undo_load``)."""
+
+    loaded: bool = False
+    loaded_partitions: list[int] | None = None
+    replica_number: int = 1
+    resource_groups: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, info: CollectionInfo) -> LoadState:
+        parts = None if info.loaded_partitions is None else list(info.loaded_partitions)
+        return cls(info.loaded, parts, info.replica_number, list(info.resource_groups))
+
+    def apply(self, info: CollectionInfo) -> None:
+        info.loaded = self.loaded
+        info.loaded_partitions = None if self.loaded_partitions is None else list(self.loaded_partitions)
+        info.replica_number, info.resource_groups = self.replica_number, list(self.resource_groups)
+
+
+def too_many_partitions(n: int) -> str:
+    return f"partition number ({n}) exceeds max configuration ({MAX_PARTITIONS})"
+
+
+class DdlManager:
+    """``groups``: the resource groups replicas are placed on at load (None: every replica in the
+    default group, no check of its nodes)."""
+
+    def __init__(self, catalog: CatalogRole, ids: IdSource, tso: TimestampSource,
+                 groups: ResourceGroups | None = None):
+        self.catalog, self.ids, self.tso, self.groups = catalog, ids, tso, groups
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        """Close the catalog it was given (the coord's, opened for it by ``ddl_rpc.open_ddl``)."""
+        close = getattr(self.catalog, "close", None)
+        if close is not None:
+            close()
+
+    @property
+    def version(self) -> int:
+        """The catalog version the coord's cache is at (every change returned so far is in it)."""
+        return int(getattr(self.catalog, "version", 0))
+
+    def _serial(self, fn: Callable[[], T]) -> T:
+        with self._lock:
+            return fn()
+
+    def _saving(self, get: Callable[[], CollectionInfo], change: Callable[[CollectionInfo], T]) -> T:
+        """``change(info)`` on the cached collection, then save it; on a conflict (another writer
+        changed it meanwhile) once more on the fresh copy."""
+        with self._lock:
+            for attempt in range(_SAVE_TRIES):
+                info = get()
+                out = change(info)
+                try:
+                    self.catalog.save(info)
+                    return out
+                except CatalogConflict:
+                    if attempt == _SAVE_TRIES - 1:
+                        raise
+            raise AssertionError("unreachable")
+
+    # --- databases ------------------------------------------------------------------
+    def create_database(self, name: str, properties: dict[str, str], *, retry: bool = False) -> None:
+        def run() -> None:
+            if retry and name in self.catalog.list_databases():
+                if self.catalog.database(name)["properties"] == properties:
+                    return  # the first try's
+            self.catalog.create_database(name, self.ids.allocate(), self.tso.allocate(), dict(properties))
+
+        self._serial(run)
+
+    def drop_database(self, name: str) -> None:
+        self._serial(lambda: self.catalog.drop_database(name))
+
+    def alter_database(self, name: str, properties: dict[str, str]) -> None:
+        self._serial(lambda: self.catalog.alter_database(name, dict(properties)))
+
+    # --- collections ----------------------------------------------------------------
+    def create_collection(self, db: str, name: str, schema: CollectionSchema, shards_num: int,
+                          consistency_level: int, properties: dict[str, str], num_partitions: int) -> int:
+        """The collection's id. ``num_partitions``: the partitions of a partition-key collection
+        (the caller's default applied), else 0. The same name with the same schema again is
+        accepted (Milvus's rule; it also makes a repeat safe)."""
+        db = db or DEFAULT_DB
+        validate_collection_name(name)
+        pk_field = schema.partition_key_field
+        if pk_field is None and num_partitions:
+            raise errors.InvalidParameter("num_partitions should only be specified with partition key field enabled")
+        if num_partitions > MAX_PARTITIONS:
+            raise errors.InvalidParameter(too_many_partitions(num_partitions))
+        names = [f"{DEFAULT_PARTITION}_{i}" for i in range(num_partitions)] if pk_field else [DEFAULT_PARTITION]
+
+        def run() -> int:
+            if self.catalog.exists(db, name):
+                existing = self.catalog.get(db, name)
+                if existing.name == name and existing.schema.to_dict() == schema.to_dict():
+                    return existing.id
+            ts = self.tso.allocate()
+            first_pid = self.ids.allocate(len(names))
+            info = CollectionInfo(
+                id=self.ids.allocate(), db=db, name=name, schema=schema, shards_num=shards_num,
+                consistency_level=consistency_level, created_ts=ts, properties=dict(properties),
+                num_partitions=num_partitions if pk_field else 0,
+                partitions=[PartitionInfo(first_pid + i, n, ts) for i, n in enumerate(names)])
+            self.catalog.add_collection(info)
+            return info.id
+
+        return self._serial(run)
+
+    def drop_collection(self, db: str, name: str) -> int | None:
+        """The dropped collection's id; None when there was none by that name."""
+        db = db or DEFAULT_DB
+
+        def run() -> int | None:
+            if not self.catalog.exists(db, name):
+                return None
+            info = self.catalog.get(db, name)
+            if name in self.catalog.aliases_of(info):
+                raise errors.InvalidParameter(f"cannot drop the collection via alias = {name}")
+            self.catalog.drop_collection(info)
+            return info.id
+
+        return self._serial(run)
+
+    def rename_collection(self, db: str, name: str, new_db: str, new_name: str, *, retry: bool = False) -> None:
+        db = db or DEFAULT_DB
+        new_db = new_db or db
+
+        def run() -> None:
+            if retry and not self.catalog.exists(db, name) and self.catalog.exists(new_db, new_name):
+                return  # the first try's
+            self.catalog.rename_collection(self.catalog.get(db, name), new_db, new_name)
+
+        self._serial(run)
+
+    def alter_collection(self, db: str, name: str, properties: dict[str, str], delete_keys: list[str]) -> None:
+        def change(info: CollectionInfo) -> None:
+            info.properties.update(properties)
+            for k in delete_keys:
+                info.properties.pop(k, None)
+
+        self._saving(lambda: self.catalog.get(db or DEFAULT_DB, name), change)
+
+    # --- partitions -----------------------------------------------------------------
+    def create_partition(self, db: str, collection: str, partition: str, *, retry: bool = False) -> None:
+        validate_collection_name(partition, "partition name")
+
+        def change(info: CollectionInfo) -> None:
+            if info.schema.partition_key_field is not None:
+                raise errors.InvalidParameter("disable create partition if partition key mode is used")
+            if info.has_partition(partition):
+                if retry:
+                    return
+                raise errors.InvalidParameter(f"partition already exists: {partition}")
+            if len(info.partitions) >= MAX_PARTITIONS:
+                raise errors.InvalidParameter(too_many_partitions(len(info.partitions)))
+            info.partitions.append(PartitionInfo(self.ids.allocate(), partition, self.tso.allocate()))
+
+        self._saving(lambda: self.catalog.get(db or DEFAULT_DB, collection), change)
+
+    def drop_partition(self, db: str, collection: str, partition: str) -> int | None:
+        """The dropped partition's id; None when there was none by that name."""
+        if partition == DEFAULT_PARTITION:
+            raise errors.InvalidParameter("default partition cannot be deleted")
+
+        def change(info: CollectionInfo) -> int | None:
+            if info.schema.partition_key_field is not None:
+                raise errors.InvalidParameter("disable drop partition if partition key mode is used")
+            if not info.has_partition(partition):
+                return None
+            part = info.partition(partition)
+            if info.partition_loaded(part.id):
+                raise errors.InvalidParameter(
+                    f"partition cannot be dropped, partition is loaded, please release it first[partition={part.name}]")
+            info.partitions = [p for p in info.partitions if p.id != part.id]
+            return part.id
+
+        return self._saving(lambda: self.catalog.get(db or DEFAULT_DB, collection), change)
+
+    # --- aliases --------------------------------------------------------------------
+    def create_alias(self, db: str, alias: str, collection: str, *, retry: bool = False) -> None:
+        def run() -> None:
+            try:
+                self.catalog.create_alias(db, alias, collection)
+            except errors.AliasAlreadyExists:
+                if not (retry and self.catalog.describe_alias(db, alias).id == self.catalog.get(db, collection).id):
+                    raise
+
+        self._serial(run)
+
+    def alter_alias(self, db: str, alias: str, collection: str) -> None:
+        self._serial(lambda: self.catalog.alter_alias(db, alias, collection))
+
+    def drop_alias(self, db: str, alias: str) -> None:
+        self._serial(lambda: self.catalog.drop_alias(db, alias))
+
+    # --- indexes --------------------------------------------------------------------
+    def create_index(self, db: str, collection: str, field_name: str, index_name: str, index_type: str,
+                     metric_type: str, params: dict[str, Any]) -> None:
+        """The index as the caller validated it (``vecdb.index.validate_index_params``). An unnamed
+        index takes the field's existing index name, else the field name (Milvus's datacoord);
+        the same index again is accepted, another one on the field or under a taken name is not."""
+
+        def change(info: CollectionInfo) -> None:
+            if info.schema.field(field_name) is None:
+                raise errors.FieldNotFound(f"cannot create index on non-exist field: {field_name}")
+            existing = info.index_for_field(field_name)
+            name = index_name or (existing.index_name if existing is not None else field_name)
+            if existing is not None:
+                if (existing.index_type, existing.metric_type, existing.params) == (index_type, metric_type, params):
+                    return
+                raise errors.IndexDuplicate("at most one distinct index is allowed per field")
+            if any(i.index_name == name for i in info.indexes):
+                raise errors.IndexDuplicate(f"index name {name} already exists on another field")
+            info.indexes.append(IndexInfo(self.ids.allocate(), name, field_name, index_type, metric_type,
+                                          dict(params), self.tso.allocate()))
+
+        self._saving(lambda: self.catalog.get(db or DEFAULT_DB, collection), change)
+
+    def drop_index(self, db: str, collection: str, index_name: str, field_name: str) -> list[int]:
+        """The dropped indexes' ids (IndexNotFound when none matches). Refused while loaded."""
+
+        def change(info: CollectionInfo) -> list[int]:
+            if info.loaded:
+                raise errors.InvalidParameter("index cannot be dropped, collection is loaded, please release it first")
+            drop = [i.index_id for i in matching_indexes(info, index_name, field_name)]
+            info.indexes = [i for i in info.indexes if i.index_id not in drop]
+            return drop
+
+        return self._saving(lambda: self.catalog.get(db or DEFAULT_DB, collection), change)
+
+    # --- load state -----------------------------------------------------------------
+    def load(self, db: str, collection: str, partition_names: list[str] | None, replica_number: int,
+             resource_groups: list[str]) -> LoadState:
+        """Mark the collection loaded (``partition_names`` None: whole, else those partitions too),
+        its replicas placed on resource groups; the state before, for ``undo_load`` when the
+        query nodes cannot load it. Refused without an index on every vector field."""
+        if replica_number < 0:
+            raise errors.InvalidParameter(f"invalid replica_number {replica_number}: it must be positive")
+        groups = [g for g in resource_groups if g]
+        for g in groups:
+            validate_resource_group_name(g)
+
+        def change(info: CollectionInfo) -> LoadState:
+            for f in info.schema.vector_fields:
+                if info.index_for_field(f.name) is None:
+                    raise errors.IndexNotFound(
+                        f"there is no vector index on field: [{f.name}], please create index firstly: "
+                        f"collection={info.name}")
+            before = LoadState.of(info)
+            partition_ids = None if partition_names is None else [info.partition(n).id for n in partition_names]
+            if replica_number or groups or not info.loaded:
+                number = replica_number or (info.replica_number if info.loaded else 1)
+                snapshot = self.groups.snapshot() if self.groups is not None else None
+                info.resource_groups = (replica_groups(groups, number, snapshot) if snapshot is not None
+                                        else list(groups))
+            if partition_ids is None:
+                info.loaded_partitions = None
+            elif not info.loaded:
+                info.loaded_partitions = sorted(set(partition_ids))
+            elif info.loaded_partitions is not None:
+                info.loaded_partitions = sorted(set(info.loaded_partitions) | set(partition_ids))
+            if replica_number or not info.loaded:
+                info.replica_number = replica_number or 1
+            info.loaded = True
+            return before
+
+        return self._saving(lambda: self.catalog.get(db or DEFAULT_DB, collection), change)
+
+    def undo_load(self, collection_id: int, before: LoadState) -> None:
+        """Put back the load state ``load`` found (its query nodes could not load it)."""
+
+        def change(info: CollectionInfo) -> None:
+            before.apply(info)
+
+        try:
+            self._saving(lambda: self.catalog.get_by_id(collection_id), change)
+        except errors.CollectionNotFound:
+            pass  # dropped meanwhile: nothing to put back
+
+    def transfer_replica(self, db: str, collection: str, source: str, target: str, num_replica: int) -> None:
+        """Move ``num_replica`` of the loaded collection's replicas from group ``source`` to ``target``
+        (the caller checked that both exist); the assignment then moves their nodes."""
+
+        def change(info: CollectionInfo) -> None:
+            if not info.loaded:
+                raise errors.InvalidParameter(
+                    f"invalid parameter[expected=Collection not loaded][actual=collectionID {info.id}]")
+            info.resource_groups = transfer_replicas(replica_groups_of(info), source, target, num_replica)
+
+        self._saving(lambda: self.catalog.get(db or DEFAULT_DB, collection), change)
+
+    def release(self, db: str, collection: str, partition_names: list[str] | None) -> bool:
+        """Release the collection (``partition_names`` None) or those partitions. Whether the whole
+        collection is released now (the caller then lets the query nodes go)."""
+
+        def change(info: CollectionInfo) -> bool:
+            if partition_names is None:
+                info.loaded, info.loaded_partitions = False, None
+                return True
+            released = {info.partition(n).id for n in partition_names}
+            if not info.loaded:
+                return False
+            current = ({p.id for p in info.partitions} if info.loaded_partitions is None
+                       else set(info.loaded_partitions))
+            remaining = current - released
+            if not remaining:
+                info.loaded, info.loaded_partitions = False, None
+                return True
+            info.loaded_partitions = sorted(remaining)
+            return False
+
+        return self._saving(lambda: self.catalog.get(db or DEFAULT_DB, collection), change)
+
+
+def matching_indexes(info: CollectionInfo, index_name: str, field_name: str = "") -> list[IndexInfo]:
+    """The collection's indexes by name and field (empty: any); IndexNotFound when none."""
+    idxs = info.indexes
+    if index_name:
+        idxs = [i for i in idxs if i.index_name == index_name]
+    if field_name:
+        idxs = [i for i in idxs if i.field_name == field_name]
+    if not idxs:
+        raise errors.IndexNotFound(f"index not found[collection={info.name}]")
+    return idxs
