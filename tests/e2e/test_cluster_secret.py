@@ -23,6 +23,7 @@ from vecdb import errors, timestamp
 from vecdb.rpc import Client
 from vecdb.rpc.columns import fill_column, read_search_reply
 from vecdb.rpc.gen import coord_pb2, querynode_pb2
+from vecdb.rpc.gen.coord_pb2_grpc import CoordServicer
 from vecdb.rpc.transport import SECRET_KEY, _credential
 
 
@@ -141,7 +142,7 @@ def test_a_wrong_secret_is_refused_in_process_and_named_in_no_error():
         server.stop(0)
 
 
-class _Alloc:
+class _Alloc(CoordServicer):  # the generated base answers UNIMPLEMENTED for the coord's other methods
     def AllocTimestamp(self, request, context):
         return coord_pb2.AllocTimestampReply(ts=1)
 
