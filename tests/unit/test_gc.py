@@ -249,7 +249,7 @@ def test_the_thread_runs_passes(stores):
         import time
 
         deadline = time.monotonic() + 10
-        while objects.list("") and time.monotonic() < deadline:
+        while (objects.list("") or meta.scan("seg/")) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert objects.list("") == [] and meta.scan("seg/") == []
     finally:
@@ -272,3 +272,29 @@ def test_build_records_of_segments_gone(stores):
     assert gc.run_once() == {"compacted": 4}
     gc.run_once()
     assert [k.split("/")[4] for k, _ in meta.scan("idxbuild/")] == [f"{10:020d}-{PID}"]
+
+
+def test_the_active_coord_collects_and_a_standby_does_not():
+    from tests.conftest import wait_until
+    from vecdb.config import GcSettings
+    from vecdb.coord.server import Coord
+
+    meta, objects = MemoryMetaStore(), MemoryObjectStore()
+    settings = GcSettings(interval=0.05, grace=0)
+    first = Coord(meta, session_ttl=2, objects=objects, gc=settings)
+    second = Coord(meta, session_ttl=2, objects=objects, gc=settings)
+    try:
+        assert first.active and not second.active
+        _segment(objects, meta, 10, cid=8)  # a dropped collection's leftovers
+        wait_until(lambda: objects.list("") == [] and meta.scan("seg/") == [], 10, "the active coord collects")
+        runs = metrics.GC_RUN_COUNT.labels(second.address)._value.get()
+        assert runs == 0  # a standby runs no pass
+        first.stop()  # its term ends, its collector with it; the standby takes over and collects
+        assert second.wait_active(10)
+        _segment(objects, meta, 10, cid=9)
+        wait_until(lambda: objects.list("") == [], 10, "the new active coord collects")
+        assert metrics.GC_RUN_COUNT.labels(second.address)._value.get() > 0
+    finally:
+        first.stop()
+        second.stop()
+        meta.close()

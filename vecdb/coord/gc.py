@@ -199,7 +199,7 @@ class GarbageCollector:
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(30)
+            self._thread.join(10)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
