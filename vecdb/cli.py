@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import logging
 import os
 import signal
 import sys
@@ -70,7 +71,11 @@ def _coord(args) -> int:
     meta = open_meta(settings.storage)
     http = objects = None
     try:
-        objects = open_objects(settings.storage)  # its garbage collection's (storage.objects)
+        if settings.storage.objects != "local":  # the cluster's objects: its garbage collection's
+            objects = open_objects(settings.storage)
+        else:  # a local store under the coord's own directory holds nothing of the cluster's
+            logging.getLogger("vecdb.coord.gc").warning(
+                "no shared object store (storage.objects / --object-store is 'local'): no garbage collection")
         coord = Coord(meta, settings.proxy.host, args.port if args.port is not None else 19540,
                       settings.storage.session_ttl, objects, settings.gc)
         _role_http_port(args, settings)
@@ -291,8 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     co.add_argument("--meta-store", default=None, metavar="URL",
                     help="metadata: etcd://host:port (or 'local', files in --data-dir)")
     co.add_argument("--object-store", default=None, metavar="URL",
-                    help="the cluster's segments and indexes, s3://bucket[/prefix] (or 'local'): the active coord "
-                         "collects their garbage (settings gc.interval, gc.grace)")
+                    help="the cluster's segments and indexes, s3://bucket[/prefix]: the active coord collects "
+                         "their garbage (settings gc.interval, gc.grace); 'local' (default): no garbage collection")
     co.add_argument("--config", default=None, help="YAML settings file (see vecdb/config.py)")
     _role_http_flag(co)
     _cluster_secret_flag(co)
