@@ -19,6 +19,7 @@ from vecdb.coord.ddl_rpc import RemoteDdl
 from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.node import DataNode
+from vecdb.datanode.remote import ClusterIndexer
 from vecdb.expr.filter import Filter
 from vecdb.proxy.router import QueryNodeRouter
 from vecdb.proxy.rpc_dml import _PkFilter
@@ -31,6 +32,7 @@ IMPLEMENTATIONS = [
     (roles.QueryNodeRole, RemoteQueryNode),
     (roles.DataNodeRole, DataNode),
     (roles.IndexBuilder, SegmentIndexer),
+    (roles.IndexBuilder, ClusterIndexer),
     (roles.TimestampSource, TimestampOracle),
     (roles.TimestampSource, RemoteTimestampOracle),
     (roles.IdSource, IdAllocator),

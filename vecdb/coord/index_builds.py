@@ -21,6 +21,12 @@ dropping the index or the collection deletes its records.
 A clean stop forgets the builds it interrupts (``close``), so only a process that dies in the
 middle of a build leaves a ``running`` record behind. Segments without files (no ``prefix``)
 have no stable identity across restarts and are built without records.
+
+Once the index file is written whole, the builder puts the same key with
+``{"state": "finished", "key": <index object key>, "rows": ...}`` (``finish``): the one record a
+finished build leaves, which is how query nodes learn the file is there (they watch ``idxbuild/``,
+``vecdb.querynode.node``) and how DescribeIndex counts a segment as indexed without asking the
+object store. A segment built twice would show two finished records (two incarnations).
 """
 
 from __future__ import annotations
@@ -40,9 +46,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ROOT = "idxbuild/"
-RUNNING, FAILED = "running", "failed"
+RUNNING, FAILED, FINISHED = "running", "failed", "finished"
 # A test switch for the crash tests: "raise" makes every recorded build fail with an exception,
-# "abort" makes it kill the process the way a native crash does. Never set in production.
+# "abort" makes it kill the process the way a native crash does, "sleep:<seconds>" makes it take that
+# long (a window in which the segment is not indexed yet). Never set in production.
 FAULT_ENV = "VECDB_FAULT_INDEX_BUILD"
 
 
@@ -68,6 +75,41 @@ def _segment_prefix(collection_id: int, index_id: int, segment_prefix: str) -> s
     return f"{index_prefix(collection_id, index_id)}{tail}"
 
 
+def segment_records_prefix(collection_id: int, index_id: int, segment_prefix: str) -> str:
+    """The prefix of one segment's build records of one index."""
+    return _segment_prefix(collection_id, index_id, segment_prefix)
+
+
+def parse_key(key: str) -> tuple[int, int, str] | None:
+    """``idxbuild/<collection>/<index>/<channel>/<segment dir>/<incarnation>`` -> (collection id,
+    index id, segment prefix ``segments/<collection>/<channel>/<segment dir>/``); None for another key."""
+    parts = key.split("/")
+    if len(parts) != 6 or parts[0] + "/" != ROOT:
+        return None
+    try:
+        cid, index_id = int(parts[1]), int(parts[2])
+    except ValueError:
+        return None
+    return cid, index_id, f"segments/{cid}/{parts[3]}/{parts[4]}/"
+
+
+def finished(meta: MetaStore, collection_id: int) -> dict[tuple[int, str], str]:
+    """(index id, segment prefix) -> index object key, of every finished build of a collection."""
+    out = {}
+    for key, raw in meta.scan(collection_prefix(collection_id)):
+        if b'"finished"' not in raw:
+            continue
+        rec, parsed = json.loads(raw), parse_key(key)
+        if rec["state"] == FINISHED and parsed is not None:
+            out[(parsed[1], parsed[2])] = rec["key"]
+    return out
+
+
+def forget_segment(meta: MetaStore, collection_id: int, segment_prefix: str, index_ids) -> None:
+    """The build records of a segment that is gone (compacted away, its partition dropped)."""
+    meta.txn(delete_prefixes=[_segment_prefix(collection_id, i, segment_prefix) for i in index_ids])
+
+
 def failures(meta: MetaStore, collection_id: int, index_id: int) -> list[dict]:
     """The failed builds of one index: ``{"segment", "rows", "reason"}`` each, oldest first.
 
@@ -77,6 +119,8 @@ def failures(meta: MetaStore, collection_id: int, index_id: int) -> list[dict]:
     prefix = index_prefix(collection_id, index_id)
     for key, raw in meta.scan(prefix):
         rec = json.loads(raw)
+        if rec["state"] == FINISHED:
+            continue
         if rec["state"] == RUNNING:
             live = live_incarnations(meta) if live is None else live
             if rec["incarnation"] in live:
@@ -126,13 +170,28 @@ class IndexBuilds:
         self._finish(key, None)
         return result
 
+    def finish(self, collection_id: int, index_id: int, segment_prefix: str, rows: int, index_key: str,
+               by: str | None = None, segment_id: int | None = None) -> None:
+        """Record that the segment's index file ``index_key`` is written whole (after ``run``)."""
+        rec = json.loads(_record(FINISHED, rows))
+        rec["key"] = index_key
+        if by is not None:
+            rec["by"] = by
+        if segment_id is not None:
+            rec["segment_id"] = segment_id
+        self.meta.put(_segment_prefix(collection_id, index_id, segment_prefix) + INCARNATION, json.dumps(rec).encode())
+
     def _refuse_if_failed(self, prefix: str) -> None:
         records = self.meta.scan(prefix)
         live = live_incarnations(self.meta) if any(b'"running"' in raw for _, raw in records) else set()
         for key, raw in records:
             rec = json.loads(raw)
-            if rec["state"] == RUNNING and rec["incarnation"] in live | {INCARNATION}:
-                continue  # another live process (a cluster peer) builds its own copy
+            if rec["state"] == FINISHED:
+                continue  # built before (its file is the caller's to check): building again is allowed
+            if rec["state"] == RUNNING and rec["incarnation"] == INCARNATION:
+                continue  # this process's own record (a build of the same segment by another of its parts)
+            if rec["state"] == RUNNING and rec["incarnation"] in live:
+                raise BuildRefused("another live process is building it")  # built once, not once per process
             if rec["state"] == RUNNING:
                 rec = _crashed(rec)
                 self.meta.put(key, json.dumps(rec).encode())
@@ -174,3 +233,5 @@ def _inject_fault() -> None:
         raise RuntimeError(f"index build failed on purpose ({FAULT_ENV}=raise)")
     if fault == "abort":
         os.abort()
+    if fault.startswith("sleep:"):
+        time.sleep(float(fault.split(":", 1)[1]))

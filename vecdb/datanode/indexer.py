@@ -6,11 +6,16 @@ Once a collection has a vector index, every flushed segment of at least
 DescribeIndex can say ``Finished`` honestly before a load, and a load reads the
 finished index instead of building it.
 
-Loaded collections are the query node's business: it builds the indexes of the
-segments it seals (adopting their interim index) and writes the same files. A
-load first calls ``settle``: builds not yet started are dropped (the query node
-makes them) and running ones are waited for, so no segment is built twice.
-GPU indexes are built on the device at load, and BIN_FLAT has nothing to build.
+In a cluster, the data node that owns a channel builds the indexes of all its
+segments, loaded or not (``vecdb.datanode.index_scheduler``); query nodes never
+build, they load the finished files. Standalone, a loaded collection is the
+query node's business: it builds the indexes of the segments it seals (adopting
+their interim index) and writes the same files; a load first calls ``settle``:
+builds not yet started are dropped (the query node makes them) and running
+ones are waited for, so no segment is built twice. Whoever builds records the
+finished file (``IndexBuilds.finish``), which is what ``state`` counts and what
+query nodes watch. GPU indexes are built on the device at load, and BIN_FLAT
+has nothing to build.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
 
+from vecdb import metrics
 from vecdb.coord import index_builds
 from vecdb.coord.catalog import CollectionInfo
 from vecdb.coord.index_builds import BuildRefused, IndexBuilds
@@ -38,18 +44,20 @@ def file_built(index_type: str) -> bool:
 
 
 class SegmentIndexer:
-    def __init__(self, meta: MetaStore, objects: ObjectStore, threads: int = 1):
+    def __init__(self, meta: MetaStore, objects: ObjectStore, threads: int = 1, node_id: str | None = None):
         self.meta = meta
         self.objects = objects
+        self.node_id = node_id  # the builder named in the finished records and the build metrics
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="indexer")
         self._lock = threading.Lock()
         self._pending: dict[int, dict[str, Future]] = defaultdict(dict)  # collection id -> key -> build
         self._built: set[str] = set()  # index keys known to exist
         self.builds = IndexBuilds(meta)
 
-    def _segments(self, info: CollectionInfo) -> list[tuple[str, dict]]:
-        """(channel, segment info) of every persisted segment of ``info``."""
-        return [(ch, seg) for ch in info.channels for seg in sf.list_segments(self.meta, info.id, ch)]
+    def _segments(self, info: CollectionInfo, channels=None) -> list[tuple[str, dict]]:
+        """(channel, segment info) of every persisted segment of ``info`` (of its ``channels``)."""
+        return [(ch, seg) for ch in (info.channels if channels is None else channels)
+                for seg in sf.list_segments(self.meta, info.id, ch)]
 
     def _targets(self, info: CollectionInfo, segments: list[tuple[str, dict]]):
         """(index info, field, channel, segment info, key) of every segment index ``info`` calls for."""
@@ -61,31 +69,45 @@ class SegmentIndexer:
             for idx, field in fields:
                 yield idx, field, channel, seg, sf.index_key(seg["prefix"], field.field_id, idx.index_id)
 
-    def _exists(self, key: str) -> bool:
-        if key in self._built:
+    def _exists(self, key: str, recorded: set[str]) -> bool:
+        """Whether the index file ``key`` is there: a finished build record says so (``recorded``), or,
+        for files written before builds were recorded, the object store."""
+        if key in self._built or key in recorded:
             return True
         if self.objects.exists(key):
             self._built.add(key)
             return True
         return False
 
-    def schedule(self, info: CollectionInfo) -> None:
-        """Queue a build for every persisted segment of ``info`` that lacks its index file."""
-        for idx, field, channel, seg, key in self._targets(info, self._segments(info)):
+    def _recorded(self, collection_id: int) -> set[str]:
+        return set(index_builds.finished(self.meta, collection_id).values())
+
+    def schedule(self, info: CollectionInfo, channels=None) -> None:
+        """Queue a build for every persisted segment of ``info`` (of its ``channels``) that lacks its
+        index file."""
+        targets = list(self._targets(info, self._segments(info, channels)))
+        recorded = self._recorded(info.id) if targets else set()
+        for idx, field, channel, seg, key in targets:
             with self._lock:
-                if key in self._pending[info.id] or self._exists(key):
+                if key in self._pending[info.id] or self._exists(key, recorded):
                     continue
                 self._pending[info.id][key] = self._pool.submit(self._build, info, idx, field, channel, seg, key)
 
     def _build(self, info: CollectionInfo, idx, field, channel: str, seg: dict, key: str) -> None:
         try:
             vectors = sf.read_column(self.objects, seg["prefix"], field, mmap=True)
-            index = self.builds.run(info.id, idx.index_id, seg["prefix"], seg["num_rows"],
-                                    partial(new_index, idx, field, vectors))
+            with metrics.timed(metrics.INDEX_BUILD_LATENCY, metrics.INDEX_TASK_COUNT,
+                               self.node_id or metrics.STANDALONE):
+                index = self.builds.run(info.id, idx.index_id, seg["prefix"], seg["num_rows"],
+                                        partial(new_index, idx, field, vectors))
             del vectors  # the mapped column, before the index file is written
             sf.save_index(self.objects, index, key)
+            # the file is whole: say so (query nodes holding the segment watch for this record)
+            self.builds.finish(info.id, idx.index_id, seg["prefix"], seg["num_rows"], key, self.node_id,
+                               seg.get("segment_id"))
             if not any(s["prefix"] == seg["prefix"] for s in sf.list_segments(self.meta, info.id, channel)):
                 self.objects.delete(key)  # the segment was dropped while we built
+                index_builds.forget_segment(self.meta, info.id, seg["prefix"], [idx.index_id])
             else:
                 with self._lock:
                     self._built.add(key)
@@ -106,8 +128,9 @@ class SegmentIndexer:
         idx = info.index_for_field(field_name)
         if idx is None or not file_built(idx.index_type):
             return total, total
+        recorded = self._recorded(info.id)
         missing = sum(seg["num_rows"] for i, _, _, seg, key in self._targets(info, segments)
-                      if i.index_id == idx.index_id and not self._exists(key))
+                      if i.index_id == idx.index_id and not self._exists(key, recorded))
         return total - missing, total
 
     def failures(self, info: CollectionInfo, index_id: int) -> list[dict]:

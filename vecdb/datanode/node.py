@@ -49,7 +49,7 @@ class DataNode:
         self.log = wal
         self.meta = meta
         self.objects = objects
-        self.indexer = SegmentIndexer(meta, objects, index_threads)
+        self.indexer = SegmentIndexer(meta, objects, index_threads, node_id)
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self.stats = RowStats(meta, wal)
 

@@ -17,6 +17,7 @@ import grpc
 from vecdb.config import Settings
 from vecdb.coord.client import CoordClient, RemoteIdAllocator
 from vecdb.datanode.flusher import ChannelFlusher
+from vecdb.datanode.index_scheduler import IndexScheduler
 from vecdb.datanode.node import DataNode
 from vecdb.process import NodeProcess
 from vecdb.rpc.transport import listen, server_interceptors
@@ -28,9 +29,11 @@ class DataNodeProcess(NodeProcess):
     def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 0, node_id: str | None = None):
         self._host, self._port = host, port
         self.flusher: ChannelFlusher | None = None
+        self.indexes: IndexScheduler | None = None  # builds the index of every segment of its channels
         super().__init__(settings, host, node_id)
         try:
             self.flusher = ChannelFlusher(self.node, self.backends.log, self.backends.meta, self.node_id)
+            self.indexes = IndexScheduler(self.node.indexer, self.backends.meta, self.node_id)
         except BaseException:
             self.stop()
             raise
@@ -48,6 +51,8 @@ class DataNodeProcess(NodeProcess):
         return server, port
 
     def stop(self, grace: float = 1.0) -> None:
+        if self.indexes is not None:
+            self.indexes.close()
         if self.flusher is not None:
             self.flusher.close()
         super().stop(grace)

@@ -33,8 +33,8 @@ class ClusterDataNode:
         self.local, self.meta, self.wait = local, meta, wait
 
     @property
-    def indexer(self) -> SegmentIndexer:
-        return self.local.indexer
+    def indexer(self) -> ClusterIndexer:
+        return ClusterIndexer(self.local.indexer, self)
 
     def _datanodes(self) -> list[str]:
         return [k for k, _ in self.meta.scan(DATANODE_SESSIONS)]
@@ -46,7 +46,10 @@ class ClusterDataNode:
             if sf.checkpoint(self.meta, info.id, channel) >= upto:
                 return [s for s in sf.list_segments(self.meta, info.id, channel) if s.get("position") == upto]
             if not self._datanodes():
-                return self.local.persist(info, channel, upto)
+                segments = self.local.persist(info, channel, upto)
+                if segments and info.indexes:  # no data node builds them, and query nodes never do
+                    self.local.indexer.schedule(info, [channel])
+                return segments
             if time.monotonic() > deadline:
                 raise errors.ServiceUnavailable(f"channel {channel}: no data node persisted it up to {upto} "
                                                 f"within {self.wait:.0f} s")
@@ -70,3 +73,25 @@ class ClusterDataNode:
 
     def close(self) -> None:
         self.local.close()
+
+
+class ClusterIndexer:
+    """The proxy's view of index builds: the data nodes build every segment of their channels
+    (``vecdb.datanode.index_scheduler``), so ``schedule`` builds here only when none is alive;
+    progress and failures are read from the build records, which any process can."""
+
+    def __init__(self, local: SegmentIndexer, datanode: ClusterDataNode):
+        self.local, self._datanode = local, datanode
+
+    def schedule(self, info: CollectionInfo, channels=None) -> None:
+        if not self._datanode._datanodes():
+            self.local.schedule(info, channels)
+
+    def state(self, info: CollectionInfo, field_name: str) -> tuple[int, int]:
+        return self.local.state(info, field_name)
+
+    def failures(self, info: CollectionInfo, index_id: int) -> list[dict]:
+        return self.local.failures(info, index_id)
+
+    def settle(self, collection_id: int) -> None:
+        self.local.settle(collection_id)

@@ -83,7 +83,8 @@ class AdminRpcs(ServiceBase):
             nodes = seg.get("node_ids", every)
             infos.append(milvus_pb2.QuerySegmentInfo(
                 segmentID=seg.get("segment_id", 0), collectionID=info.id, partitionID=seg["partition_id"],
-                num_rows=seg["num_rows"], state=seg["state"], nodeID=nodes[0] if nodes else 0, nodeIds=nodes))
+                num_rows=seg["num_rows"], state=seg["state"], nodeID=nodes[0] if nodes else 0, nodeIds=nodes,
+                indexID=seg.get("index_id", 0), index_name=seg.get("index_name", "")))
         return milvus_pb2.GetQuerySegmentInfoResponse(status=status.success(), infos=infos)
 
     @rpc(milvus_pb2.GetReplicasResponse)

@@ -3,10 +3,20 @@
 Loading a collection = reading its sealed segments and delta files, resolving
 primary keys, then replaying the log from the data node's checkpoint. After
 that, records arrive through ``deliver`` in channel order.
+
+Sealed-segment indexes: standalone, the node builds them itself (``build_indexes``).
+A cluster's query node never builds: the data node owning the channel builds each
+segment's index once (``vecdb.datanode.index_scheduler``) and records the finished
+file (``idxbuild/``, ``vecdb.coord.index_builds``). The node watches those records;
+until a segment's file is there it searches the segment with what it has (its
+interim index, else exactly), then loads the file (memory-mapped when the
+collection says mmap) and switches the segment to it in one assignment, so reads
+never wait and never miss a row.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import threading
@@ -19,8 +29,10 @@ import numpy as np
 
 from vecdb import errors, metrics
 from vecdb.columns import empty_column
+from vecdb.coord import index_builds
 from vecdb.coord.catalog import CollectionInfo
 from vecdb.coord.index_builds import BuildRefused, IndexBuilds
+from vecdb.datanode.indexer import file_built
 from vecdb.index import create_index, load_index, new_index
 from vecdb.querynode import executor
 from vecdb.querynode.segment import Segment
@@ -29,6 +41,7 @@ from vecdb.records import InsertRecord, Record, decode
 from vecdb.roles import RowFilter
 from vecdb.storage import segments as sf
 from vecdb.storage.base import Log, MetaStore, ObjectStore
+from vecdb.storage.watch import PUT, PrefixWatch, WatchEvent
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +55,9 @@ STANDALONE_NODE_ID = 1
 # Growing segments get an interim HNSW index once this many rows are not covered by it.
 GROWING_INDEX_BATCH = 4096
 GROWING_INDEX_PARAMS = {"M": 16, "efConstruction": 100}
+# A node that does not build looks over its sealed segments for finished index files this often
+# (in memory, against the watched records: a backstop for segments added after their record came).
+ADOPT_SWEEP_SECONDS = 5.0
 
 
 class LoadedCollection:
@@ -69,7 +85,10 @@ class QueryNode:
     the loaded channels in the log instead, and ``wait_applied`` is how a reader waits for the
     writes it must see."""
 
-    def __init__(self, wal: Log, meta: MetaStore, objects: ObjectStore, index_threads: int = 1, tail: bool = False):
+    def __init__(self, wal: Log, meta: MetaStore, objects: ObjectStore, index_threads: int = 1, tail: bool = False,
+                 build_indexes: bool | None = None):
+        """``build_indexes``: build sealed segments' indexes here (default: unless ``tail``, i.e.
+        standalone); otherwise load the files the data nodes build (see the module doc)."""
         self.log = wal
         self.meta = meta
         self.objects = objects
@@ -82,6 +101,18 @@ class QueryNode:
         self._interim = ThreadPoolExecutor(max_workers=1, thread_name_prefix="growing-index")
         self._interim_busy: set[int] = set()  # id() of segments with a pending interim task
         self.builds = IndexBuilds(meta)
+        self.build_indexes = not tail if build_indexes is None else build_indexes
+        # (collection id, index id, segment prefix) -> (record key, index file key) of finished builds
+        self._ready: dict[tuple[int, int, str], tuple[str, str, int | None]] = {}
+        self._ready_lock = threading.Lock()
+        self._adopting: set[tuple[int, str]] = set()  # (id(segment), field name) whose file is being loaded
+        self._unusable: set[str] = set()  # index files that did not fit their segment (not tried again)
+        self._closed = threading.Event()
+        self._ready_watch: PrefixWatch | None = None
+        if not self.build_indexes:
+            self._ready_watch = PrefixWatch(meta, index_builds.ROOT, self._ready_reset, self._ready_events,
+                                            name="index files")
+            threading.Thread(target=self._sweep_ready, name="index-files-sweep", daemon=True).start()
         # the node_id label of its metrics (a query node process sets its own id: vecdb.process)
         self.metrics_node_id = metrics.STANDALONE
         metrics.track_querynode(self)  # entities, segments and log lag are read when /metrics is scraped
@@ -327,12 +358,16 @@ class QueryNode:
                  "leaders": {s.channel: (STANDALONE_NODE_ID, "local") for s in coll.shards}}]
 
     def segment_infos(self, info: CollectionInfo, channels: Sequence[str] | None = None) -> list[dict]:
+        """Each segment held; ``index_id`` / ``index_name``: the vector index it is searched with (0 / ""
+        while it has none: growing, or sealed with its index not built or not loaded yet)."""
         coll = self._collection(info)
-        return [
-            {"segment_id": v.segment.segment_id or 0, "partition_id": v.segment.partition_id,
-             "num_rows": v.n, "state": 4 if v.segment.sealed else 2}
-            for v in coll.snapshot(None, channels)
-        ]
+        out = []
+        for v in coll.snapshot(None, channels):
+            idx = next((i for i in info.indexes if i.field_name in v.segment.indexes), None)
+            out.append({"segment_id": v.segment.segment_id or 0, "partition_id": v.segment.partition_id,
+                        "num_rows": v.n, "state": 4 if v.segment.sealed else 2,
+                        "index_id": idx.index_id if idx else 0, "index_name": idx.index_name if idx else ""})
+        return out
 
     # --- indexes ------------------------------------------------------------------
     def schedule_indexes(self, info: CollectionInfo) -> None:
@@ -353,6 +388,9 @@ class QueryNode:
             log.info("index build not scheduled: query node is closing")
 
     def _schedule_index(self, info: CollectionInfo, segments: list[Segment]) -> None:
+        if not self.build_indexes:  # the data node builds; switch to the files that are there
+            self._adopt_ready({info.id})
+            return
         for idx in info.indexes:
             field = info.schema.field(idx.field_name)
             if field is None or not field.dtype.is_vector or idx.index_type in _NO_BUILD:
@@ -393,6 +431,103 @@ class QueryNode:
             _catch_up(interim, seg, field.name)  # built like the real one: adopt it
             return interim
         return new_index(idx, field, seg.column(field.name))
+
+    # --- finished index files (a node that does not build) ---------------------------
+    def _ready_reset(self, pairs: list[tuple[str, bytes]]) -> None:
+        ready = {}
+        for key, raw in pairs:
+            entry = _finished_entry(key, raw)
+            if entry is not None:
+                ready[entry[0]] = entry[1]
+        with self._ready_lock:
+            self._ready = ready
+        self._adopt_ready()
+
+    def _ready_events(self, events: list[WatchEvent]) -> None:
+        touched = set()
+        with self._ready_lock:
+            for ev in events:
+                if ev.kind == PUT:
+                    assert ev.value is not None
+                    entry = _finished_entry(ev.key, ev.value)
+                    if entry is not None:
+                        self._ready[entry[0]] = entry[1]
+                        touched.add(entry[0][0])
+                elif (parsed := index_builds.parse_key(ev.key)) is not None:
+                    old = self._ready.get(parsed)
+                    if old is not None and old[0] == ev.key:
+                        del self._ready[parsed]
+        if touched:
+            self._adopt_ready(touched)
+
+    def _sweep_ready(self) -> None:
+        while not self._closed.wait(ADOPT_SWEEP_SECONDS):
+            try:
+                self._adopt_ready()
+            except Exception:  # noqa: BLE001 - the next sweep tries again
+                log.exception("looking for finished index files failed")
+
+    def _adopt_ready(self, collection_ids: set[int] | None = None) -> None:
+        """Start loading the finished index file of every sealed segment held without its index."""
+        if self.build_indexes:
+            return
+        with self._ready_lock:
+            ready = dict(self._ready)
+        if not ready:
+            return
+        for cid, coll in list(self.collections.items()):
+            if collection_ids is not None and cid not in collection_ids:
+                continue
+            info = coll.info
+            targets = [(idx, f) for idx in info.indexes if (f := info.schema.field(idx.field_name)) is not None
+                       and f.dtype.is_vector and file_built(idx.index_type)]
+            mmap = info.properties.get("mmap.enabled", "false").lower() == "true"
+            for shard in coll.shards:
+                for seg in list(shard.segments.values()):
+                    if not seg.sealed or seg.prefix is None:
+                        continue
+                    for idx, field in targets:
+                        entry = ready.get((cid, idx.index_id, seg.prefix))
+                        token = (id(seg), field.name)
+                        if (entry is None or field.name in seg.indexes or entry[1] in self._unusable
+                                or token in self._adopting):
+                            continue
+                        self._adopting.add(token)
+                        try:
+                            self._builder.submit(self._adopt_file, seg, field, entry, mmap, token)
+                        except RuntimeError:  # closing
+                            self._adopting.discard(token)
+                            return
+
+    def _adopt_file(self, seg: Segment, field, entry: tuple[str, str, int | None], mmap: bool,
+                    token: tuple[int, str]) -> None:
+        """Load a finished index file and switch ``seg`` to it: until the one assignment below, reads
+        use the interim index or exact search; after it, the file's index."""
+        _, key, segment_id = entry
+        try:
+            index = self._read_index(key, mmap)
+            if index.ntotal != seg.n:
+                log.warning("index %s holds %d rows, its segment %d: the segment stays on exact search",
+                            key, index.ntotal, seg.n)
+                self._unusable.add(key)
+                return
+            index.freeze()
+            with seg.index_lock:
+                if field.name in seg.indexes:
+                    return
+                seg.indexes[field.name] = index
+                seg.growing_indexes.pop(field.name, None)
+                seg.share_column(field.name, index.raw_vectors())
+                if seg.segment_id is None and segment_id is not None:
+                    seg.segment_id = segment_id
+            log.info("segment %s serves its %s index from %s", seg.prefix, field.name, key)
+        except errors.KeyNotFound:  # the segment went (compacted, dropped) with its files
+            log.info("index file %s is gone", key)
+        except Exception:  # the segment stays on exact search, still correct
+            log.exception("cannot load index %s", key)
+            self._unusable.add(key)
+        finally:
+            self._adopting.discard(token)
 
     def _load_saved_indexes(self, info: CollectionInfo, prefix: str, rows: int, mmap: bool) -> dict:
         """Index files built before (by the data node's indexer, or by this node before a restart),
@@ -481,6 +616,9 @@ class QueryNode:
         return sum(len(s.pk_index) for s in coll.shards) if coll else 0
 
     def close(self) -> None:
+        self._closed.set()
+        if self._ready_watch is not None:
+            self._ready_watch.close()
         metrics.untrack_querynode(self)
         for stop in self._tailers.values():
             stop.set()
@@ -491,6 +629,18 @@ class QueryNode:
 
 class _Truncated(Exception):
     """The log no longer holds records a load needs (truncated below a newer checkpoint)."""
+
+
+def _finished_entry(key: str, raw: bytes) -> tuple[tuple[int, int, str], tuple[str, str, int | None]] | None:
+    """A finished build record -> ((collection id, index id, segment prefix), (record key, file key,
+    segment id)); None for any other record."""
+    if b'"finished"' not in raw:
+        return None
+    parsed = index_builds.parse_key(key)
+    rec = json.loads(raw)
+    if parsed is None or rec.get("state") != index_builds.FINISHED:
+        return None
+    return parsed, (key, rec["key"], rec.get("segment_id"))
 
 
 def _interim_params(idx) -> dict:

@@ -238,7 +238,7 @@ class RemoteQueryNode:
         reply = self._client.invoke("SegmentInfos", pb.SegmentInfosRequest(collection_id=info.id,
                                                                            channels=_channels(channels)))
         return [{"segment_id": s.segment_id, "partition_id": s.partition_id, "num_rows": s.num_rows,
-                 "state": s.state} for s in reply.segments]
+                 "state": s.state, "index_id": s.index_id, "index_name": s.index_name} for s in reply.segments]
 
     def serving_nodes(self) -> list[tuple[int, str]]:
         """This one node, numbered from its address (its node id is the router's to know)."""

@@ -207,16 +207,20 @@ class SegmentInfosRequest(_message.Message):
     def __init__(self, collection_id: _Optional[int] = ..., channels: _Optional[_Union[_common_pb2.ChannelList, _Mapping]] = ...) -> None: ...
 
 class SegmentInfo(_message.Message):
-    __slots__ = ("segment_id", "partition_id", "num_rows", "state")
+    __slots__ = ("segment_id", "partition_id", "num_rows", "state", "index_id", "index_name")
     SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
     PARTITION_ID_FIELD_NUMBER: _ClassVar[int]
     NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    INDEX_ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_NAME_FIELD_NUMBER: _ClassVar[int]
     segment_id: int
     partition_id: int
     num_rows: int
     state: int
-    def __init__(self, segment_id: _Optional[int] = ..., partition_id: _Optional[int] = ..., num_rows: _Optional[int] = ..., state: _Optional[int] = ...) -> None: ...
+    index_id: int
+    index_name: str
+    def __init__(self, segment_id: _Optional[int] = ..., partition_id: _Optional[int] = ..., num_rows: _Optional[int] = ..., state: _Optional[int] = ..., index_id: _Optional[int] = ..., index_name: _Optional[str] = ...) -> None: ...
 
 class SegmentInfosReply(_message.Message):
     __slots__ = ("segments",)

@@ -1,0 +1,144 @@
+"""Index builds once per segment (vecdb.datanode.index_scheduler, vecdb.querynode.node): a query node
+that does not build (a cluster's) serves a sealed segment with what it has until the finished build
+record of its index file appears, then loads the file and switches the segment to it, with the same
+answers before, during and after; the build records say each segment was built once."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+
+from vecdb.coord import index_builds
+from vecdb.coord.catalog_model import CollectionInfo, IndexInfo, PartitionInfo
+from vecdb.datanode.node import DataNode
+from vecdb.index import new_index
+from vecdb.querynode import executor
+from vecdb.querynode.node import QueryNode
+from vecdb.records import InsertRecord, SealRecord, encode
+from vecdb.schema import CollectionSchema, DataType, FieldSchema
+from vecdb.storage import segments as sf
+from vecdb.storage.memory import MemoryLog, MemoryMetaStore, MemoryObjectStore
+
+CH = "c5-s0"
+ROWS = 3000
+DIM = 8
+
+
+class _Ids:
+    def __init__(self):
+        self.n = 0
+
+    def allocate(self, count: int = 1) -> int:
+        self.n += count
+        return self.n
+
+
+def _info() -> CollectionInfo:
+    schema = CollectionSchema("c", [FieldSchema("id", DataType.INT64, field_id=100, is_primary=True),
+                                    FieldSchema("v", DataType.FLOAT_VECTOR, field_id=101, dim=DIM)])
+    return CollectionInfo(id=5, db="default", name="c", schema=schema, shards_num=1, consistency_level=0,
+                          created_ts=1, partitions=[PartitionInfo(0, "_default", 1)],
+                          indexes=[IndexInfo(7, "v", "v", "IVF_FLAT", "L2", {"nlist": 16}, 1)])
+
+
+def _insert(vecs: np.ndarray, lo: int, ts: int) -> bytes:
+    n = len(vecs)
+    return encode(InsertRecord(5, 0, ts, n, {"id": np.arange(lo, lo + n, dtype=np.int64), "v": vecs}))
+
+
+def _search(qn: QueryNode, info: CollectionInfo, queries: np.ndarray):
+    spec = executor.SearchSpec(field=info.schema.field("v"), queries=queries, limit=10, offset=0, metric="L2",
+                               params={"nprobe": 16}, index_type="IVF_FLAT", ts=2**62)
+    hits = qn.search(info, spec, None, [])
+    return hits.pks.tolist(), hits.scores
+
+
+def _segments(qn: QueryNode):
+    return [s for shard in qn.collections[5].shards for s in shard.segments.values() if s.sealed]
+
+
+def _wait(cond, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < deadline, "not reached in time"
+        time.sleep(0.01)
+
+
+def test_a_query_node_that_does_not_build_switches_to_the_data_nodes_file_without_a_gap():
+    info = _info()
+    log, meta, objects = MemoryLog(), MemoryMetaStore(), MemoryObjectStore()
+    vecs = np.random.default_rng(0).random((2 * ROWS, DIM), dtype=np.float32)
+    log.append_batch(CH, [_insert(vecs[:ROWS], 0, 1), encode(SealRecord(5, 2))])
+    dn = DataNode(log, meta, objects, _Ids(), truncate=False, node_id="dn0")
+    dn.persist(info, CH, 2)
+    qn = QueryNode(log, meta, objects, build_indexes=False)
+    stop = threading.Event()
+    answers: list = []
+    try:
+        qn.load(info)  # one persisted segment, no index file yet
+        # a second segment sealed on the node from the log (as a tailing node does), persisted after
+        records = [InsertRecord(5, 0, 3, ROWS, {"id": np.arange(ROWS, 2 * ROWS, dtype=np.int64), "v": vecs[ROWS:]}),
+                   SealRecord(5, 4)]
+        pos = log.append_batch(CH, [encode(r) for r in records])
+        for p, rec in zip(pos, records):
+            qn.deliver(CH, p, rec)
+        dn.persist(info, CH, pos[-1])
+        segs = _segments(qn)
+        assert len(segs) == 2 and all(not s.indexes for s in segs)
+        time.sleep(0.3)
+        assert all(not s.indexes for s in segs), "a query node that does not build built an index"
+        queries = vecs[::500] + 0.01
+        before = _search(qn, info, queries)
+        assert [r["index_id"] for r in qn.segment_infos(info)] == [0, 0]
+
+        def read():  # reads all along the switch: every answer the same
+            while not stop.is_set():
+                answers.append(_search(qn, info, queries)[0])
+        reader = threading.Thread(target=read)
+        reader.start()
+        dn.indexer.schedule(info)  # the data node builds both; the query node learns it from the records
+        _wait(lambda: all("v" in s.indexes for s in segs))
+        stop.set()
+        reader.join()
+        after = _search(qn, info, queries)
+        assert after[0] == before[0]
+        np.testing.assert_allclose(after[1], before[1], rtol=1e-5)
+        assert answers and all(a == before[0] for a in answers)
+        infos = qn.segment_infos(info)
+        assert [r["index_id"] for r in infos] == [7, 7] and all(r["segment_id"] for r in infos)
+        # built once each, by dn0, and recorded finished
+        recs = [json.loads(v) for _, v in meta.scan(index_builds.index_prefix(5, 7))]
+        assert sorted((r["state"], r["by"], r["rows"]) for r in recs) == [("finished", "dn0", ROWS)] * 2
+        assert dn.indexer.state(info, "v") == (2 * ROWS, 2 * ROWS)
+        assert index_builds.failures(meta, 5, 7) == []
+        # asking again builds nothing: the records say the files are there
+        dn.indexer.schedule(info)
+        assert len(meta.scan(index_builds.index_prefix(5, 7))) == 2
+    finally:
+        stop.set()
+        qn.close()
+        dn.close()
+
+
+def test_a_file_that_does_not_fit_its_segment_is_not_served():
+    info = _info()
+    log, meta, objects = MemoryLog(), MemoryMetaStore(), MemoryObjectStore()
+    vecs = np.random.default_rng(1).random((ROWS, DIM), dtype=np.float32)
+    log.append_batch(CH, [_insert(vecs, 0, 1), encode(SealRecord(5, 2))])
+    dn = DataNode(log, meta, objects, _Ids(), truncate=False, node_id="dn0")
+    seg = dn.persist(info, CH, 2)[0]
+    qn = QueryNode(log, meta, objects, build_indexes=False)
+    try:
+        qn.load(info)
+        key = sf.index_key(seg["prefix"], 101, 7)
+        sf.save_index(objects, new_index(info.indexes[0], info.schema.field("v"), vecs[:2000]), key)  # too few rows
+        dn.indexer.builds.finish(5, 7, seg["prefix"], ROWS, key, "dn0")
+        time.sleep(0.5)
+        assert not _segments(qn)[0].indexes
+        assert _search(qn, info, vecs[:1])[0][0] == 0  # still answered exactly
+    finally:
+        qn.close()
+        dn.close()
