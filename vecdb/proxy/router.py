@@ -80,7 +80,6 @@ class QueryNodeRouter:
         self._retired: list[tuple[float, NodeClient]] = []
         self._served_count: dict[str, int] = {}
         self._parsed: dict[str, tuple[bytes, Any]] = {}  # cache: key -> (raw, parsed)
-        self._temporary: dict[int, tuple[str, Any]] = {}  # collection id -> (node id, client): see load
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="router-fanout")
         self._mirrors: list[Mirror] = []
         self._sessions: SessionWatch | None = None
@@ -287,30 +286,13 @@ class QueryNodeRouter:
 
     def count(self, info, ts, flt, partition_ids) -> int:
         end = self._end(info)
-        temporary = self._temporary.get(info.id)
-        if temporary is not None:
-            return temporary[1].count(info, ts, flt, partition_ids, wait=end)
         return self._read(info, lambda plan: sum(self._on_nodes(
             plan, lambda n, c: n.count(info, ts, flt, partition_ids, wait=_only(end, c), channels=c))))
 
     # --- load state ------------------------------------------------------------
     def load(self, info) -> None:
         """Wait until the coord placed every replica of the collection (the catalog, saved before
-        this call, says it is loaded) and their nodes serve it.
-
-        A collection the catalog says is not loaded is loaded whole on one node for the caller
-        alone (``GetCollectionStatistics`` counting an unloaded collection's rows): ``count``
-        reads there until ``release``. The node's assignment follower lets it go by itself if
-        ``release`` never comes."""
-        if not self._loaded_in_catalog(info.id):
-            with self._lock:
-                nodes = sorted(self._nodes.items())
-            if not nodes:
-                raise errors.ServiceUnavailable("no query node is registered (session/querynode/)")
-            key, node = nodes[info.id % len(nodes)]
-            node.load(info)
-            self._temporary[info.id] = (key, node)
-            return
+        this call, says it is loaded) and their nodes serve it."""
         live = len(self.node_ids())
         if info.replica_number > live:
             raise errors.InvalidParameter(
@@ -340,11 +322,6 @@ class QueryNodeRouter:
     def release(self, collection_id: int) -> None:
         """Wait (a while) until no node reports the collection: the coord withdraws its assignment
         once the catalog says released."""
-        temporary = self._temporary.pop(collection_id, None)
-        if temporary is not None:
-            if not self._loaded_in_catalog(collection_id):
-                temporary[1].release(collection_id)
-            return
         if self._loaded_in_catalog(collection_id):
             return  # loaded again meanwhile (or the caller had not saved the release): nothing to wait for
         deadline = time.monotonic() + RELEASE_WAIT

@@ -7,9 +7,7 @@ node reports the channel, and proxies send reads only to nodes that report what 
 
 A channel handed over to another node is released ``RELEASE_GRACE`` seconds later, so reads that
 a proxy planned just before the change still find it; the channels of a collection released or
-dropped (its assignment gone) are released at once. Only what this follower loaded: a proxy's
-temporary load of an unloaded collection (counting its rows) is the proxy's to release, and is
-released here only if it is still held ``TEMPORARY_GRACE`` seconds later (a proxy that died).
+dropped (its assignment gone) are released at once.
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ from vecdb.storage.watch import Mirror
 log = logging.getLogger(__name__)
 
 RELEASE_GRACE = 2.0
-TEMPORARY_GRACE = 60.0
 PUBLISH_SECONDS = 1.0  # held rows are published again at most this often when they change
 
 
@@ -39,7 +36,6 @@ class AssignmentFollower:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._unwanted_since: dict[tuple[int, str], float] = {}
-        self._mine: set[tuple[int, str]] = set()  # the channels this follower loaded (not a proxy's temporary load)
         # set once everything assigned to the node has been loaded (the first pass that found nothing missing):
         # the node is ready (/healthz 200) from then on; later hand-overs load while it serves the rest
         self.ready = threading.Event()
@@ -77,7 +73,6 @@ class AssignmentFollower:
         if not any(ch not in held.get(cid, {}) for cid, chs in wanted.items() for ch in chs):
             self.ready.set()
         for cid, channels in wanted.items():
-            self._mine.update((cid, ch) for ch in channels)  # assigned: this follower's from now on
             missing = [ch for ch in channels if ch not in held.get(cid, {})]
             if missing:
                 self._load(cid, missing)
@@ -91,18 +86,11 @@ class AssignmentFollower:
                 still.add((cid, ch))
                 # a hand-over keeps the channel a while for reads planned before it; a collection released
                 # or dropped (no assignment left) goes at once: its reads are refused by the catalog already
-                if (cid, ch) not in self._mine:
-                    due = now - since >= TEMPORARY_GRACE
-                else:
-                    due = now - since >= RELEASE_GRACE or cid not in placed
-                if due:
+                if now - since >= RELEASE_GRACE or cid not in placed:
                     log.info("query node %s releases %s of collection %s", self.node_id, ch, cid)
                     self.node.release(cid, [ch])
-                    self._mine.discard((cid, ch))
                     still.discard((cid, ch))
         self._unwanted_since = {k: v for k, v in self._unwanted_since.items() if k in still}
-        self._mine &= {(cid, ch) for cid, chs in self.node.channels_held().items() for ch in chs} | \
-            {(cid, ch) for cid, chs in wanted.items() for ch in chs}
         self._publish()
 
     def _load(self, cid: int, channels: list[str]) -> None:
