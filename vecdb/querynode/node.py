@@ -35,6 +35,7 @@ from vecdb.coord.index_builds import BuildRefused, IndexBuilds
 from vecdb.datanode.indexer import file_built
 from vecdb.index import create_index, load_index, new_index
 from vecdb.querynode import executor
+from vecdb.querynode.compaction import CompactionFollower
 from vecdb.querynode.segment import Segment
 from vecdb.querynode.shard import SegmentView, Shard
 from vecdb.records import InsertRecord, Record, decode
@@ -116,6 +117,8 @@ class QueryNode:
         # the node_id label of its metrics (a query node process sets its own id: vecdb.process)
         self.metrics_node_id = metrics.STANDALONE
         metrics.track_querynode(self)  # entities, segments and log lag are read when /metrics is scraped
+        # swaps the segments of held channels for compacted ones (started by the first load)
+        self.compactions = CompactionFollower(self)
 
     # --- load / release ---------------------------------------------------------
     def load(self, info: CollectionInfo, channels: Sequence[str] | None = None) -> None:
@@ -141,6 +144,8 @@ class QueryNode:
                     self._start_tailer(shard)
             for shard in shards:
                 self._schedule_index(info, list(shard.segments.values()))
+        self.compactions.start()
+        self.compactions.wake()
 
     def _start_tailer(self, shard: Shard) -> None:
         stop = self._tailers[shard.channel] = threading.Event()
@@ -188,12 +193,16 @@ class QueryNode:
 
     def _load_shard_whole(self, info: CollectionInfo, channel: str, tries: int = 5) -> Shard:
         """``_load_shard``, again when the log was truncated under it (a flush moved the checkpoint
-        and the log was cut below it after this load read the old one: the new one covers the gap)."""
+        and the log was cut below it after this load read the old one: the new one covers the gap),
+        or when a segment or delta object it lists is gone (a compaction replaced it after this load
+        read the metadata, and garbage collection deleted it: the new metadata lists what replaced it)."""
         for _ in range(tries):
             try:
                 return self._load_shard(info, channel)
             except _Truncated as e:
                 log.info("loading %s: %s; loading again from the new checkpoint", channel, e)
+            except (errors.KeyNotFound, FileNotFoundError) as e:
+                log.info("loading %s: an object is gone (%s); loading again from new metadata", channel, e)
         return self._load_shard(info, channel)
 
     def _load_shard(self, info: CollectionInfo, channel: str) -> Shard:
@@ -236,13 +245,16 @@ class QueryNode:
         commits its segments, deltas and the checkpoint in one transaction, so lists read while the
         checkpoint did not move belong together. Read apart from it, a flush committing in between
         would give the old segments with the new checkpoint, and the rows of the new segment would
-        be neither loaded nor replayed from the log."""
+        be neither loaded nor replayed from the log. A compaction commits without moving the
+        checkpoint, but always deletes segment keys: the segment list is read again after the
+        deltas (a compaction in between would give its sources without the deltas it folded)."""
         while True:
             start = sf.checkpoint(self.meta, collection_id, channel)
-            segments = sf.list_segments(self.meta, collection_id, channel)
+            seg_pairs = self.meta.scan(f"seg/{collection_id}/{channel}/")
             deltas = sf.list_deltas(self.meta, collection_id, channel)
-            if sf.checkpoint(self.meta, collection_id, channel) == start:
-                return start, segments, deltas
+            if (self.meta.scan(f"seg/{collection_id}/{channel}/") == seg_pairs
+                    and sf.checkpoint(self.meta, collection_id, channel) == start):
+                return start, [json.loads(v) for _, v in seg_pairs], deltas
 
     def release(self, collection_id: int, channels: Sequence[str] | None = None) -> None:
         """Release the collection, or only its ``channels`` (the collection goes with its last one)."""
@@ -620,6 +632,7 @@ class QueryNode:
         if self._ready_watch is not None:
             self._ready_watch.close()
         metrics.untrack_querynode(self)
+        self.compactions.close()
         for stop in self._tailers.values():
             stop.set()
         self._builder.shutdown(wait=False, cancel_futures=True)

@@ -21,6 +21,7 @@ from vecdb.storage.segments import segment_prefix
 
 _OFFSET_BITS = 32
 _OFFSET_MASK = (1 << _OFFSET_BITS) - 1
+OFFSET_BITS = _OFFSET_BITS  # a locator is ``slot << OFFSET_BITS | offset``
 
 
 @dataclass
@@ -78,6 +79,22 @@ class Shard:
             self._next_slot += 1
             self.segments[seg.slot] = seg
             return seg
+
+    def replace_segments(self, old: list[Segment], seg_factory=None) -> Segment | None:
+        """Swap sealed segments for the one ``seg_factory(slot)`` builds, or for none (a compaction,
+        ``vecdb.querynode.compaction``). The dict is replaced whole, in one assignment: a reader's
+        snapshot lists either the old segments or the new one. The caller holds the lock and points
+        the primary-key index at the new segment's live rows."""
+        segments = dict(self.segments)
+        for seg in old:
+            del segments[seg.slot]
+        new = None
+        if seg_factory is not None:
+            new = seg_factory(self._next_slot)
+            self._next_slot += 1
+            segments[new.slot] = new
+        self.segments = segments
+        return new
 
     def _insert(self, rec: InsertRecord) -> None:
         pks = rec.columns[self.schema.primary_field.name]

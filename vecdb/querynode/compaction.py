@@ -1,0 +1,341 @@
+"""A query node follows compaction: it swaps its in-memory segments for the compacted one.
+
+A compaction (``vecdb.datanode.compactor``) of a channel commits, in one metadata transaction, a new
+segment made of the rows of its source segments still alive at position ``P`` (the checkpoint it
+read), and ``compacted/<cid>/<channel>/<new segment id>`` = ``{"from": [source prefixes], "to": new
+prefix or null, "position": P, "at": ...}``. A query node that holds the channel and has applied it
+up to ``P`` replaces the source segments it holds by the new one:
+
+- it reads the new segment's columns (memory-mapped when the collection asks for mmap) and its index
+  files, if any, as a load does, outside the shard lock;
+- it finds each new row's source row by ``(pk, ts)`` (one sort over both, no per-row Python); then,
+  under the shard lock, a new row takes its source row's delete timestamp (a row deleted after
+  ``P`` in memory stays deleted at the same timestamp), and the primary-key index points the keys of
+  live rows at the new segment;
+- the shard's segment dict is replaced whole (``Shard.replace_segments``), so a reader's snapshot holds
+  either the sources or the new segment, never both and never neither. Readers that took their
+  snapshot before keep the old segments until they finish; then nothing references them.
+
+``"to": null`` (no row survived) drops the sources, which must all be dead here. A record whose sources
+this node does not hold (it loaded the channel after the compaction, or the partition was dropped) is
+ignored. Records are applied in position order, so a chain of compactions is followed link by link;
+a record whose new segment is gone already is skipped and its sources stand for its prefix in
+later records. When the rows do not match (a row of the new segment without a source, a live
+source row missing from it), or a record's sources are held only in part (the record that made the
+others was refused, or collected before this node applied it), the node keeps its own segments,
+which are still right, and says so in the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vecdb import errors
+from vecdb.querynode.segment import Segment
+from vecdb.querynode.shard import OFFSET_BITS, Shard
+from vecdb.storage import segments as sf
+from vecdb.storage.watch import PUT, PrefixWatch, WatchEvent
+from vecdb.timestamp import MAX_TIMESTAMP
+
+if TYPE_CHECKING:
+    from vecdb.querynode.node import QueryNode
+
+log = logging.getLogger(__name__)
+
+COMPACTED_PREFIX = "compacted/"
+# how often records waiting for their shard to apply their position are looked at again
+WAIT_INTERVAL = 0.2
+IDLE_INTERVAL = 5.0
+
+
+@dataclass(frozen=True)
+class CompactionRecord:
+    key: str
+    channel: str
+    sources: tuple[str, ...]
+    target: str | None
+    position: int
+
+    @property
+    def collection_id(self) -> int:
+        return int(self.key.split("/")[1])
+
+    @property
+    def segment_id(self) -> int | None:
+        last = self.key.rsplit("/", 1)[1]
+        return int(last) if last.isdigit() else None
+
+    @classmethod
+    def parse(cls, key: str, raw: bytes) -> CompactionRecord | None:
+        """``compacted/<cid>/<channel>/<segment id>`` and its JSON; None (logged) when malformed."""
+        try:
+            parts = key.split("/")
+            doc = json.loads(raw)
+            int(parts[1])
+            return cls(key, parts[2], tuple(doc["from"]), doc["to"], int(doc["position"]))
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            log.error("ignoring malformed compaction record %s: %s", key, e)
+            return None
+
+
+@dataclass
+class _Prepared:
+    """A record's new segment, read and matched against the sources outside the shard lock."""
+
+    sources: list[Segment]
+    columns: dict[str, np.ndarray]
+    ts: np.ndarray
+    indexes: dict
+    segment_id: int | None
+    src_index: np.ndarray  # per new row: its source row (into the sources' rows, concatenated); -1 none
+    superseded: np.ndarray  # per new row: another new row has the same (pk, ts) and stands for it
+
+
+def match_rows(sources: list[Segment], pks: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each row ``(pks[i], ts[i])`` of a compacted segment, the index of the source row with the
+    same primary key and timestamp among the sources' rows concatenated in order (the last such row
+    when several share them: the one an insert batch's duplicates let win), or -1 when none. And
+    which rows are superseded: rows after which another row of the new segment has the same
+    ``(pk, ts)`` (the last one stands for the source row; the others are dead)."""
+    src_pk = np.concatenate([s.pks() for s in sources]) if sources else pks[:0]
+    src_ts = np.concatenate([s.ts() for s in sources]) if sources else np.empty(0, np.uint64)
+    n_src, n_new = len(src_pk), len(pks)
+    all_pk = np.concatenate([src_pk, pks])
+    if all_pk.dtype == object:  # VARCHAR keys: sort by their codes
+        all_pk = np.unique(all_pk, return_inverse=True)[1].reshape(-1)
+    all_ts = np.concatenate([src_ts.astype(np.uint64), np.asarray(ts, np.uint64)])
+    tag = np.concatenate([np.zeros(n_src, np.int8), np.ones(n_new, np.int8)])
+    # lexsort is stable: within one (pk, ts), the source rows in their order, then the new rows in theirs
+    order = np.lexsort((tag, all_ts, all_pk))
+    p, t, g = all_pk[order], all_ts[order], tag[order]
+    total = len(order)
+    idx = np.arange(total)
+    starts = np.ones(total, bool)
+    if total > 1:
+        starts[1:] = (p[1:] != p[:-1]) | (t[1:] != t[:-1])
+    group_start = np.maximum.accumulate(np.where(starts, idx, 0)) if total else idx
+    last_src = np.maximum.accumulate(np.where(g == 0, idx, -1)) if total else idx
+    is_last = np.ones(total, bool)
+    if total > 1:
+        is_last[:-1] = starts[1:]
+    new_at = np.flatnonzero(g == 1)
+    matched = last_src[new_at] >= group_start[new_at]
+    src_index = np.full(n_new, -1, np.int64)
+    superseded = np.zeros(n_new, bool)
+    row = order[new_at] - n_src  # new row number of each sorted new element
+    src_index[row[matched]] = order[last_src[new_at][matched]]
+    superseded[row] = ~is_last[new_at]
+    return src_index, superseded
+
+
+class CompactionFollower:
+    """Watches ``compacted/`` for a query node and applies the records to the shards it holds."""
+
+    def __init__(self, node: QueryNode):
+        self.node = node
+        self._records: dict[str, CompactionRecord] = {}
+        self._records_lock = threading.Lock()
+        self._lock = threading.Lock()  # one pass at a time
+        self._done: weakref.WeakKeyDictionary[Shard, set[str]] = weakref.WeakKeyDictionary()
+        self._lost: dict[str, tuple[str, ...]] = {}  # new prefix gone before it was read -> its sources
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._watch: PrefixWatch | None = None
+        self._thread: threading.Thread | None = None
+        self.swapped = 0  # records applied (a swap or a drop), for tests and logs
+
+    # --- life ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start watching (a node starts on its first load: one that loads nothing needs no thread)."""
+        with self._lock:
+            if self._watch is not None or self._stop.is_set():
+                return
+            self._watch = PrefixWatch(self.node.meta, COMPACTED_PREFIX, self._reset, self._events,
+                                      name="compaction-watch")
+            self._thread = threading.Thread(target=self._run, name="compaction-swap", daemon=True)
+            self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        watch = self._watch
+        if watch is not None:
+            watch.close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(10)
+
+    def _reset(self, pairs: list[tuple[str, bytes]]) -> None:
+        records = {k: r for k, v in pairs if (r := CompactionRecord.parse(k, v)) is not None}
+        with self._records_lock:
+            self._records = records
+        self._wake.set()
+
+    def _events(self, events: list[WatchEvent]) -> None:
+        with self._records_lock:
+            for ev in events:
+                if ev.kind == PUT:
+                    assert ev.value is not None
+                    rec = CompactionRecord.parse(ev.key, ev.value)
+                    if rec is not None:
+                        self._records[ev.key] = rec
+                else:
+                    self._records.pop(ev.key, None)
+        self._wake.set()
+
+    def _run(self) -> None:
+        waiting = False
+        while not self._stop.is_set():
+            self._wake.wait(WAIT_INTERVAL if waiting else IDLE_INTERVAL)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                waiting = self.process() > 0
+            except Exception:  # noqa: BLE001 (keep following; the shard's own segments stay right)
+                log.exception("applying compaction records failed")
+                waiting = True
+
+    # --- applying ----------------------------------------------------------------------
+    def process(self) -> int:
+        """Apply every record whose shard is held here and has applied its position; returns how many
+        records still wait (for their position, or for the rest of their sources)."""
+        with self._lock:
+            with self._records_lock:
+                records = sorted(self._records.values(), key=lambda r: (r.position, r.key))
+            waiting = 0
+            for rec in records:
+                shard = self.node._by_channel.get(rec.channel)
+                if shard is None:
+                    continue
+                done = self._done.setdefault(shard, set())
+                if rec.key in done:
+                    continue
+                if shard.applied_position < rec.position:
+                    waiting += 1
+                    continue
+                outcome = self._apply(shard, rec)
+                if outcome is None:
+                    waiting += 1
+                else:
+                    done.add(rec.key)
+            return waiting
+
+    def _sources(self, rec: CompactionRecord) -> list[str]:
+        """The record's source prefixes, a lost new segment's own sources standing for its prefix."""
+        out: list[str] = []
+        todo = list(rec.sources)
+        while todo:
+            prefix = todo.pop(0)
+            if prefix in self._lost:
+                todo[:0] = self._lost[prefix]
+            else:
+                out.append(prefix)
+        return out
+
+    def _apply(self, shard: Shard, rec: CompactionRecord) -> bool | None:
+        """True: swapped; False: nothing to do here (ignored, or refused and logged); None: try later."""
+        by_prefix = {s.prefix: s for s in list(shard.segments.values()) if s.sealed and s.prefix is not None}
+        prefixes = self._sources(rec)
+        held = [by_prefix[p] for p in prefixes if p in by_prefix]
+        if not held:
+            return False  # loaded after the compaction (or the partition is gone): nothing to swap
+        if len(held) < len(prefixes):
+            # Records come in commit order and are applied by position: the record that made the other
+            # sources was refused here, or collected before this node applied it (it lagged past the
+            # grace period). The node keeps its own segments, which are still right.
+            log.warning("compaction %s: this node holds only %d of its %d sources; keeping its segments", rec.key,
+                        len(held), len(prefixes))
+            return False
+        if rec.target is None:
+            return self._drop(shard, rec, held)
+        try:
+            prepared = self._prepare(shard, rec, held)
+        except errors.KeyNotFound as e:  # collected already: a later record names its sources
+            log.warning("compacted segment %s is gone before this node read it (%s); keeping %s", rec.target,
+                        e, rec.sources)
+            self._lost[rec.target] = tuple(prefixes)
+            return False
+        if prepared is None:
+            return False
+        return self._swap(shard, rec, prepared)
+
+    def _drop(self, shard: Shard, rec: CompactionRecord, held: list[Segment]) -> bool:
+        with shard.lock:
+            if not _still_held(shard, held):
+                return False
+            alive = sum(s.alive_count() for s in held)
+            if alive:
+                log.error("compaction %s: no row of %s is alive at %d, but %d are here; keeping them", rec.key,
+                          rec.sources, rec.position, alive)
+                return False
+            shard.replace_segments(held, None)
+        self.swapped += 1
+        log.info("channel %s: dropped %d compacted-away segments (%s)", rec.channel, len(held), rec.key)
+        return True
+
+    def _prepare(self, shard: Shard, rec: CompactionRecord, held: list[Segment]) -> _Prepared | None:
+        assert rec.target is not None
+        coll = self.node.collections.get(rec.collection_id)
+        if coll is None:
+            return None
+        info = coll.info
+        mmap = info.properties.get("mmap.enabled", "false").lower() == "true"
+        rows = len(sf.read_segment(self.node.objects, rec.target, info.schema,
+                                   skip=[f.name for f in info.schema.fields])[1])
+        indexes = self.node._load_saved_indexes(info, rec.target, rows, mmap)
+        shared = {name: v for name, ix in indexes.items() if (v := ix.raw_vectors()) is not None}
+        columns, ts = sf.read_segment(self.node.objects, rec.target, info.schema, mmap=mmap, skip=shared)
+        columns.update(shared)
+        pks = columns[info.schema.primary_field.name]
+        src_index, superseded = match_rows(held, pks, ts)
+        return _Prepared(held, columns, ts, indexes, rec.segment_id, src_index, superseded)
+
+    def _swap(self, shard: Shard, rec: CompactionRecord, p: _Prepared) -> bool:
+        with shard.lock:
+            if not _still_held(shard, p.sources):
+                return False
+            src_del = np.concatenate([s.del_ts() for s in p.sources])
+            unmatched = (p.src_index < 0) & ~p.superseded
+            if unmatched.any():
+                log.error("compaction %s: %d rows of %s have no source row here; keeping %s", rec.key,
+                          int(unmatched.sum()), rec.target, rec.sources)
+                return False
+            del_ts = np.where(p.superseded | (p.src_index < 0), p.ts.astype(np.uint64),
+                              src_del[np.maximum(p.src_index, 0)])
+            live = np.flatnonzero(del_ts == MAX_TIMESTAMP)
+            src_live = int(np.count_nonzero(src_del == MAX_TIMESTAMP))
+            if len(live) != src_live:
+                log.error("compaction %s: %d rows are alive in %s here, %d in %s; keeping them", rec.key, src_live,
+                          rec.sources, len(live), rec.target)
+                return False
+            seg = shard.replace_segments(p.sources, lambda slot: Segment.from_columns(
+                slot, p.sources[0].partition_id, shard.schema, p.columns, p.ts, del_ts))
+            assert seg is not None
+            seg.segment_id, seg.prefix = p.segment_id, rec.target
+            seg.indexes.update(p.indexes)
+            pks = seg.pks()[live]
+            shard.pk_index.update(zip(pks.tolist(), ((seg.slot << OFFSET_BITS) + live).tolist()))
+        self.swapped += 1
+        log.info("channel %s: %d segments swapped for compacted %s (%d rows, %d alive)", rec.channel,
+                 len(p.sources), rec.target, len(p.ts), len(live))
+        coll = self.node.collections.get(rec.collection_id)
+        if coll is not None and not p.indexes:
+            self.node._schedule_index(coll.info, [seg])
+        return True
+
+
+def _still_held(shard: Shard, segments: list[Segment]) -> bool:
+    """Under the shard lock: every one of ``segments`` is still in the shard (no release, partition drop or
+    other swap took it meanwhile)."""
+    return all(shard.segments.get(s.slot) is s for s in segments)
+
