@@ -142,3 +142,56 @@ def test_a_file_that_does_not_fit_its_segment_is_not_served():
     finally:
         qn.close()
         dn.close()
+
+
+def test_the_owning_data_node_builds_flushed_compacted_and_new_index_segments_once():
+    """IndexScheduler (a data node process's): segments of the channels this node owns get their index
+    whether flushed or made by a compaction (a ``-c<segment id>`` prefix, as vecdb.datanode.compactor
+    names them), and a new index on the collection builds every segment; a channel owned by another
+    node is left to it."""
+    from vecdb.coord.catalog_state import coll_key
+    from vecdb.coord.datanode_assignment import dn_assign_key
+    from vecdb.datanode.index_scheduler import IndexScheduler
+
+    info = _info()
+    info.indexes = []
+    info.shards_num = 2
+    other = "c5-s1"
+    log, meta, objects = MemoryLog(), MemoryMetaStore(), MemoryObjectStore()
+    meta.put(coll_key(5), info.to_json())
+    meta.put(dn_assign_key(5), json.dumps({CH: "dn0", other: "dn1"}).encode())
+    vecs = np.random.default_rng(2).random((ROWS, DIM), dtype=np.float32)
+    for ch in (CH, other):
+        log.append_batch(ch, [_insert(vecs, 0, 1), encode(SealRecord(5, 2))])
+    dn = DataNode(log, meta, objects, _Ids(), truncate=False, node_id="dn0")
+    scheduler = IndexScheduler(dn.indexer, meta, "dn0")
+
+    def finished() -> list[str]:
+        return sorted(seg for (_, seg) in index_builds.finished(meta, 5))
+    try:
+        for ch in (CH, other):
+            dn.persist(info, ch, 2)  # no index yet: nothing to build
+        time.sleep(0.3)
+        assert finished() == []
+        info.indexes = _info().indexes  # CreateIndex: the catalog changes
+        meta.put(coll_key(5), info.to_json())
+        flushed = sf.segment_prefix(5, CH, 2, 0)
+        _wait(lambda: finished() == [flushed])  # this node's channel only
+        # a compaction's segment: objects under its own prefix, then its seg key (the contract's layout)
+        compacted = f"segments/5/{CH}/{2:020d}-0-c99/"
+        sf.write_segment(objects, compacted, info.schema, {"id": np.arange(ROWS, dtype=np.int64), "v": vecs},
+                         np.ones(ROWS, np.uint64))
+        meta.put(f"seg/5/{CH}/{2:020d}-0-c99", json.dumps({"segment_id": 99, "partition_id": 0, "num_rows": ROWS,
+                                                           "prefix": compacted, "position": 2, "from": [flushed],
+                                                           "deltas_upto": 2}).encode())
+        _wait(lambda: finished() == sorted([flushed, compacted]))
+        recs = [json.loads(v) for _, v in meta.scan(index_builds.collection_prefix(5))]
+        assert sorted((r["state"], r["by"], r.get("segment_id")) for r in recs) == [("finished", "dn0", 1),
+                                                                                    ("finished", "dn0", 99)]
+        assert objects.exists(sf.index_key(compacted, 101, 7))
+        # the other channel becomes this node's (dn1 died): its segment is built on the take-over
+        meta.put(dn_assign_key(5), json.dumps({CH: "dn0", other: "dn0"}).encode())
+        _wait(lambda: len(finished()) == 3)
+    finally:
+        scheduler.close()
+        dn.close()
