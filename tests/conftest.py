@@ -79,11 +79,17 @@ def server_settings(data_dir, port: int | None = None, storage: dict | None = No
     return settings
 
 
-def start_standalone(data_dir: str, port: int | None = None, storage: dict | None = None):
-    """A standalone server on ``data_dir`` (see ``server_settings``)."""
+def start_standalone(data_dir: str, port: int | None = None, storage: dict | None = None, http: bool = False):
+    """A standalone server on ``data_dir`` (see ``server_settings``); with ``http``, its HTTP port (REST
+    API, /healthz, /metrics) on a free port too, as ``http_ports[0]``."""
     from vecdb.standalone import Standalone
 
-    return Standalone(server_settings(data_dir, port, storage)).start()
+    settings = server_settings(data_dir, port, storage)
+    if http:
+        settings.http.port = free_port()
+    node = Standalone(settings).start()
+    node.http_ports = [settings.http.port] if http else []
+    return node
 
 
 class VecdbProcess(subprocess.Popen):
@@ -237,8 +243,9 @@ class LocalCluster:
                 self._start(f"querynode{i}", ready=None, args=("--port", "0"))
             for i in range(datanodes):
                 self._start(f"datanode{i}", ready=None, args=("--port", "0"))
-            for i, p in enumerate(self.ports):
-                self._start(f"proxy{i}", ready=None, args=("--port", str(p)))
+            self.http_ports = [free_port() for _ in self.ports]  # each proxy's REST API, /healthz, /metrics
+            for i, (p, h) in enumerate(zip(self.ports, self.http_ports)):
+                self._start(f"proxy{i}", ready=None, args=("--port", str(p), "--http-port", str(h)))
             for proc in self.procs.values():
                 wait_ready(proc)
             self.port = self.ports[0]
@@ -296,7 +303,7 @@ def server(request, tmp_path_factory):
     if request.param == "cluster":
         node = LocalCluster(tmp_path_factory.mktemp("vecdb-cluster"), storage)
     else:
-        node = start_standalone(tmp_path_factory.mktemp("vecdb-data"), storage=storage)
+        node = start_standalone(tmp_path_factory.mktemp("vecdb-data"), storage=storage, http=True)
     yield node
     node.stop()
 

@@ -6,6 +6,8 @@ coord|querynode|proxy``: ``--http-port``, off unless given). The rules:
 - ``/healthz`` asks the role's ``health()``: ``(True, text)`` answers 200 with ``text`` (it starts
   with "OK": "OK", "OK active", "OK standby"); ``(False, reason)`` answers 503 with the reason
   ("starting", "stopping", "session lost ...").
+- ``POST /v2/vectordb/...`` is Milvus's REST API where the role serves the Milvus API (standalone,
+  proxy: ``vecdb.proxy.rest``, once the role is up); 404 elsewhere.
 - ``/metrics`` is every metric defined in this process (``vecdb.metrics``: Milvus's names where
   Milvus has the metric, each with a ``node_id`` label; prometheus-client's process metrics), plus
   ``vecdb_node_info{role, node_id} 1`` per role served here (several roles in one process, as in
@@ -17,6 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 
@@ -25,6 +28,9 @@ from vecdb.metrics import exposition
 from vecdb.security.tls import TlsHTTPServer, ssl_context
 from vecdb.security.tls import enabled as tls_enabled
 
+if TYPE_CHECKING:
+    from vecdb.proxy.rest import RestApi
+
 Health = Callable[[], tuple[bool, str]]
 
 NODE_INFO = Gauge("vecdb_node_info", "1 for each role this process serves, labelled with its node id",
@@ -32,10 +38,12 @@ NODE_INFO = Gauge("vecdb_node_info", "1 for each role this process serves, label
 
 
 def start_http(host: str, port: int, health: Health, role: str = "standalone",
-               node_id: str = "standalone", tls: TlsSettings | None = None) -> ThreadingHTTPServer:
+               node_id: str = "standalone", tls: TlsSettings | None = None,
+               rest: Callable[[], RestApi | None] | None = None) -> ThreadingHTTPServer:
     """Serve /healthz and /metrics on ``host:port`` in a daemon thread; ``shutdown()`` stops it.
     Over TLS when ``tls.mode`` is 1 or 2 (mode 2: only to clients with a certificate signed by its CA),
-    as the Milvus API port (``vecdb.security.tls``)."""
+    as the Milvus API port (``vecdb.security.tls``). ``rest()`` is the Milvus REST API to serve on POST, once
+    the role has one (None before)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server API
@@ -46,6 +54,15 @@ def start_http(host: str, port: int, health: Health, role: str = "standalone",
                 self._send(200, exposition(), CONTENT_TYPE_LATEST)
             else:
                 self._send(404, b"not found", "text/plain")
+
+        def do_POST(self):  # noqa: N802 - http.server API
+            api = rest() if rest is not None else None  # the Milvus REST API, where this role serves one
+            if api is None or not self.path.startswith("/v2/"):
+                self._send(404, b"not found", "text/plain")
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            status, reply = api.handle_bytes(self.path.split("?", 1)[0], self.rfile.read(length), self.headers)
+            self._send(status, reply, "application/json")
 
         def _send(self, code, body, ctype):
             self.send_response(code)

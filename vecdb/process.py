@@ -23,6 +23,7 @@ import socket
 import uuid
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
 from vecdb import logs, metrics
 from vecdb.config import Settings
@@ -30,6 +31,9 @@ from vecdb.coord.session import register_node
 from vecdb.discovery import node_number
 from vecdb.rpc.transport import use_cluster_secret, use_internal_tls
 from vecdb.storage.backends import open_backends
+
+if TYPE_CHECKING:
+    from vecdb.proxy.rest import RestApi
 
 
 def advertised_address(host: str, port: int) -> str:
@@ -61,6 +65,7 @@ class NodeProcess:
         metrics.name_node(node_number(self.node_id), self.node_id)
         logs.set_node(self.role, self.node_id)
         self._tls = settings.tls
+        self.rest_api: RestApi | None = None  # Milvus's REST API on the HTTP port, where the role serves one
         try:
             # internal RPC served and called with the cluster secret, if set (vecdb.rpc.transport)
             use_cluster_secret(settings.security.cluster_secret_value())
@@ -81,7 +86,8 @@ class NodeProcess:
         if port:
             from vecdb.http import start_http
 
-            self.http = start_http(host, port, self.health, self.role, self.node_id, self._tls)
+            self.http = start_http(host, port, self.health, self.role, self.node_id, self._tls,
+                                   rest=lambda: self.rest_api)
 
     def health(self) -> tuple[bool, str]:
         """For /healthz: (True, "OK") while ready, else (False, why)."""

@@ -24,7 +24,9 @@ from vecdb.coord.session import Session, describe_process
 from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.datanode.node import DataNode
 from vecdb.proxy.base import Roles
+from vecdb.proxy.milvus_service import MilvusService
 from vecdb.proxy.quota import Quota
+from vecdb.proxy.rest import RestApi
 from vecdb.proxy.server import start_server
 from vecdb.proxy.writer import ShardWriter
 from vecdb.querynode.node import STANDALONE_NODE_ID, QueryNode
@@ -92,7 +94,9 @@ class Standalone:
         if self.settings.http.port:
             from vecdb.http import start_http
 
-            self.http = start_http(p.host, self.settings.http.port, self.health, tls=self.settings.tls)
+            rest = RestApi(MilvusService(self.roles), self.roles.security)  # Milvus's REST API v2
+            self.http = start_http(p.host, self.settings.http.port, self.health, tls=self.settings.tls,
+                                   rest=lambda: rest)
         log.info("vecdb standalone listening on %s:%d (data in %s, authentication %s, tls mode %d)", p.host,
                  self.port, os.path.abspath(self.settings.storage.data_dir),
                  "on" if self.settings.security.authorization_enabled else "off", self.settings.tls.mode)

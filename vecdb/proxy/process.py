@@ -31,7 +31,9 @@ from vecdb.discovery import node_number
 from vecdb.errors import CollectionNotFound
 from vecdb.process import NodeProcess
 from vecdb.proxy.base import Roles
+from vecdb.proxy.milvus_service import MilvusService
 from vecdb.proxy.quota import Quota
+from vecdb.proxy.rest import RestApi
 from vecdb.proxy.router import QueryNodeRouter
 from vecdb.proxy.server import start_server
 from vecdb.proxy.writer import ShardWriter
@@ -74,6 +76,7 @@ class ProxyProcess(NodeProcess):
                            resource_groups=ResourceGroups(self.backends.meta, self.router.node_addresses),
                            quota=Quota(settings.quota, node_id=self.node_id))
         self.roles.ddl = RemoteDdl(coord, catalog)  # catalog changes: the coord's (vecdb.coord.ddl)
+        self.rest_api = RestApi(MilvusService(self.roles), security)  # Milvus's REST API v2 on the HTTP port
         p = settings.proxy
         server, port = start_server(self.roles, p.host, p.port, p.workers, settings.tls)
         self._closers.append(lambda: self.roles.background.shutdown(wait=True, cancel_futures=True))

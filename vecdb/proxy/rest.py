@@ -1,0 +1,836 @@
+"""Milvus's RESTful API v2 on the HTTP port: ``POST /v2/vectordb/<category>/<action>``, JSON in and out.
+
+Each endpoint builds the request a gRPC client would send and calls the same handler of the Milvus
+service in this process (``vecdb.proxy.milvus_service``), after the same authentication and
+privilege checks (``vecdb.security``), so its answers, errors, limits and metrics are the gRPC
+API's. Replies are HTTP 200 with ``{"code": 0, "data": ...}``, or ``{"code": <Milvus error code>,
+"message": ...}`` as Milvus's REST API answers; an unknown endpoint is 404, a missing or wrong
+credential 401 (code 1800), a missing privilege 403. Credentials come as ``Authorization: Bearer
+<user>:<password>``; the database from ``dbName`` in the body (default "default").
+
+Endpoints (Milvus 2.4's): collections list/has/describe/get_stats/get_load_state/create/drop/
+rename/load/release; entities insert/upsert/delete/get/query/search/hybrid_search;
+partitions list/has/get_stats/create/drop/load/release; indexes list/describe/create/drop;
+aliases list/describe/create/drop/alter; databases list/describe/create/drop; users and roles.
+docs/rest.md documents them and ``docs/openapi/rest-v2.yaml`` is their OpenAPI description.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
+
+from vecdb import errors
+from vecdb.proxy.fielddata import float32_to_bfloat16
+from vecdb.proxy.fieldencode import dumps_json, field_data_from_columns
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/v2/vectordb/"
+# Milvus's REST error codes (merr): request body problems
+NEED_AUTHENTICATE, BAD_FORMAT, MISSING_PARAMETER, BAD_INSERT_DATA, BAD_PRIMARY_KEY = 1800, 1801, 1802, 1804, 1806
+
+
+class RestError(Exception):
+    def __init__(self, code: int, message: str, http_status: int = 200):
+        super().__init__(message)
+        self.code, self.message, self.http_status = code, message, http_status
+
+
+class _Call:
+    """What a handler reads of a gRPC call: its metadata (credential and database)."""
+
+    def __init__(self, metadata: list[tuple[str, str]]):
+        self._metadata = metadata
+
+    def invocation_metadata(self):
+        return self._metadata
+
+    def peer(self) -> str:
+        return "rest"
+
+    def abort(self, code, details: str):
+        raise RestError(errors.InternalError.code, details)
+
+
+def _status_of(reply) -> common_pb2.Status:
+    return reply if isinstance(reply, common_pb2.Status) else reply.status
+
+
+class RestApi:
+    def __init__(self, service, security=None):
+        self.service = service
+        self.security = security if security is not None and security.enabled else None
+        self.routes: dict[str, Callable[[dict, _Request], Any]] = {
+            f"{category}/{action}": getattr(self, f"_{category}_{action}")
+            for category, actions in ENDPOINTS.items() for action in actions
+        }
+
+    def handle_bytes(self, path: str, body: bytes, headers) -> tuple[int, bytes]:
+        """``handle`` with the reply as JSON bytes."""
+        status, reply = self.handle(path, body, headers)
+        return status, dumps_json(reply)
+
+    def handle(self, path: str, body: bytes, headers) -> tuple[int, dict]:
+        """(HTTP status, JSON reply) of one POST; ``headers`` a mapping or ``http.client`` headers."""
+        route = self.routes.get(path[len(PREFIX):].strip("/")) if path.startswith(PREFIX) else None
+        if route is None:
+            return 404, {"code": 404, "message": f"no such endpoint: {path}"}
+        try:
+            req = json.loads(body or b"{}")
+            if not isinstance(req, dict):
+                raise ValueError("not an object")
+        except ValueError as e:
+            return 200, {"code": BAD_FORMAT, "message": f"can only accept json format request, error: {e}"}
+        try:
+            r = _Request(self, req, headers)
+            return 200, {"code": 0, "data": route(req, r)}
+        except RestError as e:
+            return e.http_status, {"code": e.code, "message": e.message}
+        except errors.VecdbError as e:
+            return 200, {"code": e.code, "message": e.message}
+        except (KeyError, TypeError, ValueError) as e:
+            return 200, {"code": MISSING_PARAMETER, "message": f"missing required parameters, error: {e}"}
+
+    # --- collections -------------------------------------------------------------------
+    def _collections_list(self, req, r):
+        return list(r.call("ShowCollections", milvus_pb2.ShowCollectionsRequest(db_name=r.db)).collection_names)
+
+    def _collections_has(self, req, r):
+        reply = r.call("HasCollection", milvus_pb2.HasCollectionRequest(db_name=r.db, collection_name=_name(req)))
+        return {"has": reply.value}
+
+    def _collections_describe(self, req, r):
+        name = _name(req)
+        d = r.call("DescribeCollection", milvus_pb2.DescribeCollectionRequest(db_name=r.db, collection_name=name))
+        indexes = r.call("DescribeIndex", milvus_pb2.DescribeIndexRequest(db_name=r.db, collection_name=name),
+                         ok_codes=(700,))
+        load = r.call("GetLoadState", milvus_pb2.GetLoadStateRequest(db_name=r.db, collection_name=name))
+        partitions = r.call("ShowPartitions", milvus_pb2.ShowPartitionsRequest(db_name=r.db, collection_name=name))
+        pk = next((f for f in d.schema.fields if f.is_primary_key), None)
+        return {
+            "collectionName": d.collection_name, "collectionID": d.collectionID, "description": d.schema.description,
+            "autoId": bool(pk and pk.autoID), "fields": [_field_json(f) for f in d.schema.fields],
+            "indexes": [{"fieldName": i.field_name, "indexName": i.index_name,
+                         "metricType": _kv(i.params).get("metric_type", "")} for i in indexes.index_descriptions],
+            "load": common_pb2.LoadState.Name(load.state), "shardsNum": d.shards_num,
+            "partitionsNum": len(partitions.partition_names),
+            "consistencyLevel": common_pb2.ConsistencyLevel.Name(d.consistency_level),
+            "enableDynamicField": d.schema.enable_dynamic_field, "aliases": list(d.aliases),
+            "properties": [{"key": kv.key, "value": kv.value} for kv in d.properties],
+        }
+
+    def _collections_get_stats(self, req, r):
+        reply = r.call("GetCollectionStatistics",
+                       milvus_pb2.GetCollectionStatisticsRequest(db_name=r.db, collection_name=_name(req)))
+        return {"rowCount": int(_kv(reply.stats).get("row_count", 0))}
+
+    def _collections_get_load_state(self, req, r):
+        name = _name(req)
+        state = r.call("GetLoadState", milvus_pb2.GetLoadStateRequest(
+            db_name=r.db, collection_name=name, partition_names=req.get("partitionNames", []))).state
+        if state == common_pb2.LoadStateNotExist:
+            raise errors.CollectionNotFound(f"collection not found[collection={name}]")
+        if state == common_pb2.LoadStateNotLoad:
+            return {"loadState": "LoadStateNotLoad"}
+        progress = r.call("GetLoadingProgress", milvus_pb2.GetLoadingProgressRequest(
+            db_name=r.db, collection_name=name, partition_names=req.get("partitionNames", []))).progress
+        return {"loadState": "LoadStateLoaded" if progress >= 100 else "LoadStateLoading", "loadProgress": progress}
+
+    def _collections_create(self, req, r):
+        name = _name(req)
+        params = req.get("params") or {}
+        schema, indexes = _collection_schema(name, req)
+        create = milvus_pb2.CreateCollectionRequest(
+            db_name=r.db, collection_name=name, schema=schema.SerializeToString(),
+            shards_num=int(params.get("shardsNum", 1)), num_partitions=int(params.get("partitionsNum", 0)),
+            consistency_level=common_pb2.ConsistencyLevel.Value(params.get("consistencyLevel", "Bounded")))
+        r.call("CreateCollection", create)
+        for idx in indexes:
+            r.call("CreateIndex", _index_request(r.db, name, idx))
+        vectors = {f.name for f in schema.fields if f.data_type in _VECTOR_TYPES}
+        if vectors and vectors <= {i["fieldName"] for i in indexes}:
+            r.call("LoadCollection", milvus_pb2.LoadCollectionRequest(db_name=r.db, collection_name=name))
+        return {}
+
+    def _collections_drop(self, req, r):
+        r.call("DropCollection", milvus_pb2.DropCollectionRequest(db_name=r.db, collection_name=_name(req)))
+        return {}
+
+    def _collections_rename(self, req, r):
+        r.call("RenameCollection", milvus_pb2.RenameCollectionRequest(
+            db_name=r.db, oldName=_name(req), newName=req["newCollectionName"],
+            newDBName=req.get("newDbName", r.db)))
+        return {}
+
+    def _collections_load(self, req, r):
+        r.call("LoadCollection", milvus_pb2.LoadCollectionRequest(db_name=r.db, collection_name=_name(req)))
+        return {}
+
+    def _collections_release(self, req, r):
+        r.call("ReleaseCollection", milvus_pb2.ReleaseCollectionRequest(db_name=r.db, collection_name=_name(req)))
+        return {}
+
+    # --- entities --------------------------------------------------------------------------
+    def _write(self, req, r, method: str, request_type):
+        name = _name(req)
+        rows = req.get("data")
+        if isinstance(rows, dict):
+            rows = [rows]
+        if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
+            raise RestError(BAD_INSERT_DATA, "fail to deal the insert data, error: data should be a list of objects")
+        schema = r.schema(name)
+        try:
+            fields = rows_to_field_data(schema, rows, skip_auto_id=method == "Insert")
+        except (KeyError, TypeError, ValueError) as e:
+            raise RestError(BAD_INSERT_DATA, f"fail to deal the insert data, error: {e}") from None
+        reply = r.call(method, request_type(db_name=r.db, collection_name=name,
+                                            partition_name=req.get("partitionName", ""),
+                                            fields_data=fields, num_rows=len(rows)))
+        ids = reply.IDs.int_id.data if reply.IDs.HasField("int_id") else reply.IDs.str_id.data
+        return list(ids), reply
+
+    def _entities_insert(self, req, r):
+        ids, reply = self._write(req, r, "Insert", milvus_pb2.InsertRequest)
+        return {"insertCount": reply.insert_cnt, "insertIds": ids}
+
+    def _entities_upsert(self, req, r):
+        ids, reply = self._write(req, r, "Upsert", milvus_pb2.UpsertRequest)
+        return {"upsertCount": reply.upsert_cnt, "upsertIds": ids}
+
+    def _entities_delete(self, req, r):
+        name = _name(req)
+        expr = req.get("filter") or _pk_filter(r.schema(name), req.get("id"))
+        reply = r.call("Delete", milvus_pb2.DeleteRequest(db_name=r.db, collection_name=name, expr=expr,
+                                                          partition_name=req.get("partitionName", "")))
+        return {"deleteCount": reply.delete_cnt}
+
+    def _query(self, r, name: str, expr: str, req, limit: int | None) -> list[dict]:
+        params = []
+        if limit:
+            params.append(common_pb2.KeyValuePair(key="limit", value=str(limit)))
+        if req.get("offset"):
+            params.append(common_pb2.KeyValuePair(key="offset", value=str(int(req["offset"]))))
+        reply = r.call("Query", milvus_pb2.QueryRequest(
+            db_name=r.db, collection_name=name, expr=expr, output_fields=req.get("outputFields") or ["*"],
+            partition_names=req.get("partitionNames", []), query_params=params,
+            consistency_level=_consistency(req), use_default_consistency="consistencyLevel" not in req))
+        return field_data_to_rows(reply.fields_data)
+
+    def _entities_query(self, req, r):
+        name = _name(req)
+        limit = req.get("limit")
+        filter_ = req.get("filter", "")
+        if not filter_ and not limit:
+            limit = 100  # Milvus's REST default: a query without a filter needs a limit
+        return self._query(r, name, filter_, req, int(limit) if limit else None)
+
+    def _entities_get(self, req, r):
+        name = _name(req)
+        return self._query(r, name, _pk_filter(r.schema(name), req.get("id")), req, None)
+
+    def _search_request(self, r, name: str, schema: CollectionSchema, req: dict,
+                        limit: int) -> milvus_pb2.SearchRequest:
+        vectors = req.get("data", req.get("vector"))
+        if vectors is None:
+            raise KeyError("data")
+        if vectors and not isinstance(vectors[0], (list, str, dict)):
+            vectors = [vectors]  # one vector
+        anns = req.get("annsField") or (schema.vector_fields[0].name if len(schema.vector_fields) == 1 else "")
+        field = schema.field(anns)
+        if field is None or not field.dtype.is_vector:
+            raise errors.InvalidParameter(f"annsField {anns!r} is not a vector field of {name}")
+        sp = dict(req.get("searchParams") or {})
+        params = dict(sp.get("params") or req.get("params") or {})
+        for key in ("radius", "range_filter"):
+            if key in sp:
+                params[key] = sp[key]
+        kv = {"anns_field": anns, "topk": str(limit), "params": json.dumps(params), "round_decimal": "-1",
+              "offset": str(int(req.get("offset", 0)))}
+        if sp.get("metricType") or req.get("metricType"):
+            kv["metric_type"] = sp.get("metricType") or req.get("metricType")
+        if req.get("groupingField"):
+            kv["group_by_field"] = req["groupingField"]
+        return milvus_pb2.SearchRequest(
+            db_name=r.db, collection_name=name, partition_names=req.get("partitionNames", []),
+            dsl=req.get("filter", ""), dsl_type=common_pb2.BoolExprV1,
+            placeholder_group=_placeholders(field.dtype, vectors), output_fields=req.get("outputFields", []),
+            search_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in kv.items()], nq=len(vectors),
+            consistency_level=_consistency(req), use_default_consistency="consistencyLevel" not in req)
+
+    def _entities_search(self, req, r):
+        name = _name(req)
+        schema = r.schema(name)
+        reply = r.call("Search", self._search_request(r, name, schema, req, int(req.get("limit", 100))))
+        return search_rows(reply.results, schema.primary_field.name)
+
+    def _entities_hybrid_search(self, req, r):
+        name = _name(req)
+        schema = r.schema(name)
+        limit = int(req.get("limit", 100))
+        subs = [self._search_request(r, name, schema, {**s, "partitionNames": req.get("partitionNames", [])},
+                                     int(s.get("limit", limit))) for s in req["search"]]
+        rerank = req.get("rerank") or {"strategy": "rrf", "params": {"k": 60}}
+        rank = {"strategy": rerank["strategy"], "params": json.dumps(rerank.get("params", {})), "limit": str(limit),
+                "round_decimal": "-1", "offset": str(int(req.get("offset", 0)))}
+        reply = r.call("HybridSearch", milvus_pb2.HybridSearchRequest(
+            db_name=r.db, collection_name=name, partition_names=req.get("partitionNames", []), requests=subs,
+            rank_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in rank.items()],
+            output_fields=req.get("outputFields", []), consistency_level=_consistency(req),
+            use_default_consistency="consistencyLevel" not in req))
+        return search_rows(reply.results, schema.primary_field.name)
+
+    # --- partitions ----------------------------------------------------------------------
+    def _partitions_list(self, req, r):
+        reply = r.call("ShowPartitions", milvus_pb2.ShowPartitionsRequest(db_name=r.db, collection_name=_name(req)))
+        return list(reply.partition_names)
+
+    def _partitions_has(self, req, r):
+        reply = r.call("HasPartition", milvus_pb2.HasPartitionRequest(
+            db_name=r.db, collection_name=_name(req), partition_name=req["partitionName"]))
+        return {"has": reply.value}
+
+    def _partitions_get_stats(self, req, r):
+        reply = r.call("GetPartitionStatistics", milvus_pb2.GetPartitionStatisticsRequest(
+            db_name=r.db, collection_name=_name(req), partition_name=req["partitionName"]))
+        return {"rowCount": int(_kv(reply.stats).get("row_count", 0))}
+
+    def _partitions_create(self, req, r):
+        r.call("CreatePartition", milvus_pb2.CreatePartitionRequest(
+            db_name=r.db, collection_name=_name(req), partition_name=req["partitionName"]))
+        return {}
+
+    def _partitions_drop(self, req, r):
+        r.call("DropPartition", milvus_pb2.DropPartitionRequest(
+            db_name=r.db, collection_name=_name(req), partition_name=req["partitionName"]))
+        return {}
+
+    def _partitions_load(self, req, r):
+        r.call("LoadPartitions", milvus_pb2.LoadPartitionsRequest(
+            db_name=r.db, collection_name=_name(req), partition_names=req["partitionNames"]))
+        return {}
+
+    def _partitions_release(self, req, r):
+        r.call("ReleasePartitions", milvus_pb2.ReleasePartitionsRequest(
+            db_name=r.db, collection_name=_name(req), partition_names=req["partitionNames"]))
+        return {}
+
+    # --- indexes -------------------------------------------------------------------------
+    def _indexes_list(self, req, r):
+        reply = r.call("DescribeIndex", milvus_pb2.DescribeIndexRequest(db_name=r.db, collection_name=_name(req)),
+                       ok_codes=(700,))
+        return [i.index_name for i in reply.index_descriptions]
+
+    def _indexes_describe(self, req, r):
+        reply = r.call("DescribeIndex", milvus_pb2.DescribeIndexRequest(
+            db_name=r.db, collection_name=_name(req), index_name=req["indexName"]))
+        out = []
+        for i in reply.index_descriptions:
+            params = _kv(i.params)
+            out.append({"indexName": i.index_name, "fieldName": i.field_name,
+                        "indexType": params.get("index_type", ""), "metricType": params.get("metric_type", ""),
+                        "totalRows": i.total_rows, "pendingRows": i.pending_index_rows,
+                        "indexedRows": i.indexed_rows, "indexState": common_pb2.IndexState.Name(i.state),
+                        "failReason": i.index_state_fail_reason})
+        return out
+
+    def _indexes_create(self, req, r):
+        for idx in req["indexParams"]:
+            r.call("CreateIndex", _index_request(r.db, _name(req), idx))
+        return {}
+
+    def _indexes_drop(self, req, r):
+        r.call("DropIndex", milvus_pb2.DropIndexRequest(db_name=r.db, collection_name=_name(req),
+                                                        index_name=req["indexName"]))
+        return {}
+
+    # --- aliases -------------------------------------------------------------------------
+    def _aliases_list(self, req, r):
+        reply = r.call("ListAliases", milvus_pb2.ListAliasesRequest(db_name=r.db,
+                                                                    collection_name=req.get("collectionName", "")))
+        return list(reply.aliases)
+
+    def _aliases_describe(self, req, r):
+        reply = r.call("DescribeAlias", milvus_pb2.DescribeAliasRequest(db_name=r.db, alias=req["aliasName"]))
+        return {"dbName": reply.db_name, "collectionName": reply.collection, "aliasName": reply.alias}
+
+    def _aliases_create(self, req, r):
+        r.call("CreateAlias", milvus_pb2.CreateAliasRequest(db_name=r.db, collection_name=_name(req),
+                                                            alias=req["aliasName"]))
+        return {}
+
+    def _aliases_drop(self, req, r):
+        r.call("DropAlias", milvus_pb2.DropAliasRequest(db_name=r.db, alias=req["aliasName"]))
+        return {}
+
+    def _aliases_alter(self, req, r):
+        r.call("AlterAlias", milvus_pb2.AlterAliasRequest(db_name=r.db, collection_name=_name(req),
+                                                          alias=req["aliasName"]))
+        return {}
+
+    # --- databases -----------------------------------------------------------------------
+    def _databases_list(self, req, r):
+        return list(r.call("ListDatabases", milvus_pb2.ListDatabasesRequest()).db_names)
+
+    def _databases_describe(self, req, r):
+        reply = r.call("DescribeDatabase", milvus_pb2.DescribeDatabaseRequest(db_name=req["dbName"]))
+        return {"dbName": reply.db_name, "dbID": reply.dbID, "properties": _kv_list(reply.properties)}
+
+    def _databases_create(self, req, r):
+        props = [common_pb2.KeyValuePair(key=k, value=str(v)) for k, v in (req.get("properties") or {}).items()]
+        r.call("CreateDatabase", milvus_pb2.CreateDatabaseRequest(db_name=req["dbName"], properties=props))
+        return {}
+
+    def _databases_drop(self, req, r):
+        r.call("DropDatabase", milvus_pb2.DropDatabaseRequest(db_name=req["dbName"]))
+        return {}
+
+    # --- users and roles -----------------------------------------------------------------
+    def _users_list(self, req, r):
+        return list(r.call("ListCredUsers", milvus_pb2.ListCredUsersRequest()).usernames)
+
+    def _users_describe(self, req, r):
+        reply = r.call("SelectUser", milvus_pb2.SelectUserRequest(user=milvus_pb2.UserEntity(name=req["userName"]),
+                                                                  include_role_info=True))
+        return [role.name for res in reply.results if res.user.name == req["userName"] for role in res.roles]
+
+    def _users_create(self, req, r):
+        r.call("CreateCredential", milvus_pb2.CreateCredentialRequest(
+            username=req["userName"], password=_b64(req["password"])))
+        return {}
+
+    def _users_update_password(self, req, r):
+        r.call("UpdateCredential", milvus_pb2.UpdateCredentialRequest(
+            username=req["userName"], oldPassword=_b64(req["password"]), newPassword=_b64(req["newPassword"])))
+        return {}
+
+    def _users_drop(self, req, r):
+        r.call("DeleteCredential", milvus_pb2.DeleteCredentialRequest(username=req["userName"]))
+        return {}
+
+    def _users_grant_role(self, req, r):
+        return self._user_role(req, r, milvus_pb2.AddUserToRole)
+
+    def _users_revoke_role(self, req, r):
+        return self._user_role(req, r, milvus_pb2.RemoveUserFromRole)
+
+    def _user_role(self, req, r, kind):
+        r.call("OperateUserRole", milvus_pb2.OperateUserRoleRequest(username=req["userName"],
+                                                                    role_name=req["roleName"], type=kind))
+        return {}
+
+    def _roles_list(self, req, r):
+        return [res.role.name for res in r.call("SelectRole", milvus_pb2.SelectRoleRequest()).results]
+
+    def _roles_describe(self, req, r):
+        reply = r.call("SelectGrant", milvus_pb2.SelectGrantRequest(
+            entity=milvus_pb2.GrantEntity(role=milvus_pb2.RoleEntity(name=req["roleName"]))))
+        return [{"objectType": g.object.name, "objectName": g.object_name, "privilege": g.grantor.privilege.name,
+                 "dbName": g.db_name, "grantor": g.grantor.user.name} for g in reply.entities]
+
+    def _roles_create(self, req, r):
+        r.call("CreateRole", milvus_pb2.CreateRoleRequest(entity=milvus_pb2.RoleEntity(name=req["roleName"])))
+        return {}
+
+    def _roles_drop(self, req, r):
+        r.call("DropRole", milvus_pb2.DropRoleRequest(role_name=req["roleName"]))
+        return {}
+
+    def _roles_grant_privilege(self, req, r):
+        return self._privilege(req, r, milvus_pb2.Grant)
+
+    def _roles_revoke_privilege(self, req, r):
+        return self._privilege(req, r, milvus_pb2.Revoke)
+
+    def _privilege(self, req, r, kind):
+        r.call("OperatePrivilege", milvus_pb2.OperatePrivilegeRequest(type=kind, entity=milvus_pb2.GrantEntity(
+            role=milvus_pb2.RoleEntity(name=req["roleName"]), object=milvus_pb2.ObjectEntity(name=req["objectType"]),
+            object_name=req["objectName"], db_name=r.db,
+            grantor=milvus_pb2.GrantorEntity(privilege=milvus_pb2.PrivilegeEntity(name=req["privilege"])))))
+        return {}
+
+
+ENDPOINTS = {
+    "collections": ("list", "has", "describe", "get_stats", "get_load_state", "create", "drop", "rename", "load",
+                    "release"),
+    "entities": ("insert", "upsert", "delete", "get", "query", "search", "hybrid_search"),
+    "partitions": ("list", "has", "get_stats", "create", "drop", "load", "release"),
+    "indexes": ("list", "describe", "create", "drop"),
+    "aliases": ("list", "describe", "create", "drop", "alter"),
+    "databases": ("list", "describe", "create", "drop"),
+    "users": ("list", "describe", "create", "update_password", "drop", "grant_role", "revoke_role"),
+    "roles": ("list", "describe", "create", "drop", "grant_privilege", "revoke_privilege"),
+}
+
+
+class _Request:
+    """One REST call: its database and credential, and the Milvus handlers it calls."""
+
+    def __init__(self, api: RestApi, req: dict, headers):
+        self.api = api
+        self.db = req.get("dbName") or "default"
+        metadata = [("dbname", self.db)]
+        auth = headers.get("Authorization") or headers.get("authorization") or ""
+        token = auth[len("Bearer "):].strip() if auth.startswith("Bearer ") else ""
+        if token:
+            metadata.append(("authorization", _b64(token)))
+        self.call_context = _Call(metadata)
+        self.user = ""
+        if api.security is not None:
+            try:
+                self.user = api.security.authenticate(_b64(token) if token else None)
+            except errors.NotAuthenticated as e:
+                raise RestError(NEED_AUTHENTICATE, e.message, 401) from None
+        self._schemas: dict[str, CollectionSchema] = {}
+
+    def call(self, method: str, request, ok_codes: tuple[int, ...] = ()):
+        """The Milvus handler's reply; its error status raised as a Milvus error."""
+        if self.api.security is not None:
+            try:
+                self.api.security.authorize(self.user, method, request, self.db)
+            except errors.NotPermitted as e:
+                raise RestError(e.code, e.message, 403) from None
+        reply = getattr(self.api.service, method)(request, self.call_context)
+        status = _status_of(reply)
+        if status.code and status.code not in ok_codes:
+            raise RestError(status.code, status.reason)
+        return reply
+
+    def schema(self, name: str) -> CollectionSchema:
+        if name not in self._schemas:
+            d = self.call("DescribeCollection", milvus_pb2.DescribeCollectionRequest(db_name=self.db,
+                                                                                     collection_name=name))
+            self._schemas[name] = CollectionSchema.from_proto(d.schema, name)
+        return self._schemas[name]
+
+
+# --- requests ------------------------------------------------------------------------------
+_VECTOR_TYPES = {int(t) for t in DataType if t.is_vector} | {int(DataType.SPARSE_FLOAT_VECTOR)}
+
+
+def _name(req: dict) -> str:
+    name = req.get("collectionName")
+    if not isinstance(name, str) or not name:
+        raise RestError(MISSING_PARAMETER, "missing required parameters, error: collectionName")
+    return name
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _kv(pairs) -> dict[str, str]:
+    return {kv.key: kv.value for kv in pairs}
+
+
+def _kv_list(pairs) -> list[dict[str, str]]:
+    return [{"key": kv.key, "value": kv.value} for kv in pairs]
+
+
+def _consistency(req: dict) -> int:
+    return common_pb2.ConsistencyLevel.Value(req.get("consistencyLevel", "Bounded"))
+
+
+def _pk_filter(schema: CollectionSchema, ids) -> str:
+    if ids is None:
+        raise RestError(BAD_PRIMARY_KEY, "primary key is invalid, error: give a filter or the ids (id)")
+    ids = ids if isinstance(ids, list) else [ids]
+    pk = schema.primary_field
+    if pk.dtype == DataType.VARCHAR:
+        if not all(isinstance(i, str) for i in ids):
+            raise RestError(BAD_PRIMARY_KEY, f"primary key is invalid, error: {pk.name} is a VarChar")
+        return f"{pk.name} in {json.dumps(ids)}"
+    if not all(isinstance(i, int) or (isinstance(i, str) and i.lstrip('-').isdigit()) for i in ids):
+        raise RestError(BAD_PRIMARY_KEY, f"primary key is invalid, error: {pk.name} is an Int64")
+    return f"{pk.name} in [{', '.join(str(int(i)) for i in ids)}]"
+
+
+def _field_json(f: schema_pb2.FieldSchema) -> dict:
+    out = {"name": f.name, "type": schema_pb2.DataType.Name(f.data_type), "primaryKey": f.is_primary_key,
+           "partitionKey": f.is_partition_key, "autoId": f.autoID, "description": f.description,
+           "params": _kv_list(f.type_params)}
+    if f.data_type == schema_pb2.Array:
+        out["elementType"] = schema_pb2.DataType.Name(f.element_type)
+    return out
+
+
+def _collection_schema(name: str, req: dict) -> tuple[schema_pb2.CollectionSchema, list[dict]]:
+    """The schema and the indexes of a create: Milvus's quick setup (``dimension``) or ``schema``."""
+    spec = req.get("schema")
+    if not spec:
+        dim = req.get("dimension")
+        if not dim:
+            raise RestError(MISSING_PARAMETER, "missing required parameters, error: dimension or schema")
+        id_type = req.get("idType", "Int64")
+        pk_params = {"max_length": str((req.get("params") or {}).get("max_length", 65535))} \
+            if id_type == "VarChar" else {}
+        spec = {"autoId": bool(req.get("autoID", False)), "enableDynamicField": True, "fields": [
+            {"fieldName": req.get("primaryFieldName", "id"), "dataType": id_type, "isPrimary": True,
+             "elementTypeParams": pk_params},
+            {"fieldName": req.get("vectorFieldName", "vector"), "dataType": "FloatVector",
+             "elementTypeParams": {"dim": str(dim)}}]}
+        vector = req.get("vectorFieldName", "vector")
+        indexes = [{"fieldName": vector, "indexName": vector, "metricType": req.get("metricType", "COSINE"),
+                    "indexType": "AUTOINDEX"}]
+    else:
+        indexes = list(req.get("indexParams") or [])
+    pb = schema_pb2.CollectionSchema(name=name, description=req.get("description", ""),
+                                     enable_dynamic_field=bool(spec.get("enableDynamicField", False)))
+    for f in spec["fields"]:
+        field = pb.fields.add(name=f["fieldName"], data_type=schema_pb2.DataType.Value(f["dataType"]),
+                              is_primary_key=bool(f.get("isPrimary", False)),
+                              is_partition_key=bool(f.get("isPartitionKey", False)),
+                              description=f.get("description", ""))
+        if field.is_primary_key:
+            field.autoID = bool(spec.get("autoId", False))
+        if f.get("elementDataType"):
+            field.element_type = schema_pb2.DataType.Value(f["elementDataType"])
+        for key, value in (f.get("elementTypeParams") or {}).items():
+            field.type_params.add(key=key, value=str(value))
+    return pb, indexes
+
+
+def _index_request(db: str, collection: str, idx: dict) -> milvus_pb2.CreateIndexRequest:
+    params = {"metric_type": idx.get("metricType", ""), "index_type": idx.get("indexType", "AUTOINDEX"),
+              **{k: str(v) for k, v in (idx.get("params") or {}).items()}}
+    if "index_type" in (idx.get("params") or {}):
+        params["index_type"] = str(idx["params"]["index_type"])
+    return milvus_pb2.CreateIndexRequest(
+        db_name=db, collection_name=collection, field_name=idx["fieldName"],
+        index_name=idx.get("indexName", ""),
+        extra_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in params.items() if v])
+
+
+def _placeholders(dtype: DataType, vectors: list) -> bytes:
+    if dtype == DataType.BINARY_VECTOR:
+        kind, values = common_pb2.BinaryVector, [bytes(np.asarray(v, np.uint8)) for v in vectors]
+    elif dtype == DataType.FLOAT16_VECTOR:
+        kind, values = common_pb2.Float16Vector, [np.asarray(v, np.float16).tobytes() for v in vectors]
+    elif dtype == DataType.BFLOAT16_VECTOR:
+        kind = common_pb2.BFloat16Vector
+        values = [float32_to_bfloat16(np.asarray(v, np.float32)).tobytes() for v in vectors]
+    else:
+        kind, values = common_pb2.FloatVector, [np.asarray(v, np.float32).tobytes() for v in vectors]
+    group = common_pb2.PlaceholderGroup(placeholders=[common_pb2.PlaceholderValue(tag="$0", type=kind, values=values)])
+    return group.SerializeToString()
+
+
+_NUMPY = {DataType.BOOL: np.bool_, DataType.INT8: np.int8, DataType.INT16: np.int16, DataType.INT32: np.int32,
+          DataType.INT64: np.int64, DataType.FLOAT: np.float32, DataType.DOUBLE: np.float64}
+
+
+def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id: bool = True) -> list:
+    """JSON rows to the ``FieldData`` columns of an insert or upsert (keys not in the schema go to the
+    dynamic field when it is on, as pymilvus's row inserts do)."""
+    names: list[str] = []
+    columns: dict[str, np.ndarray] = {}
+    static = {f.name for f in schema.fields}
+    for f in schema.fields:
+        if f.is_dynamic or (f.is_primary and f.auto_id and skip_auto_id):
+            continue
+        missing = [i for i, row in enumerate(rows) if f.name not in row]
+        if missing:
+            raise KeyError(f"field {f.name} is missing in row {missing[0]}")
+        values = [row[f.name] for row in rows]
+        col: np.ndarray
+        if f.dtype == DataType.BINARY_VECTOR:
+            col = np.asarray(values, np.uint8).reshape(len(rows), -1)
+        elif f.dtype in (DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR):
+            col = np.asarray(values, np.float32).reshape(len(rows), -1)
+            if f.dtype == DataType.FLOAT16_VECTOR:
+                col = col.astype(np.float16)
+            elif f.dtype == DataType.BFLOAT16_VECTOR:
+                col = float32_to_bfloat16(col)
+        elif f.dtype in _NUMPY:
+            col = np.asarray(values, _NUMPY[f.dtype])
+        else:  # VARCHAR, JSON, ARRAY
+            col = np.empty(len(values), object)
+            col[:] = values
+        names.append(f.name)
+        columns[f.name] = col
+    dynamic_keys = None
+    if schema.dynamic_field is not None:
+        extra = np.empty(len(rows), object)
+        extra[:] = [{k: v for k, v in row.items() if k not in static} for row in rows]
+        columns[DYNAMIC_FIELD] = extra
+        names.append(DYNAMIC_FIELD)
+        dynamic_keys = ["*"]
+    else:
+        unknown = sorted({k for row in rows for k in row} - static)
+        if unknown:
+            raise KeyError(f"field {unknown[0]} is not in the schema and the dynamic field is off")
+    return field_data_from_columns(schema, columns, names, dynamic_keys)
+
+
+# --- replies -------------------------------------------------------------------------------
+def _column_values(fd: schema_pb2.FieldData, n: int) -> list:
+    if fd.HasField("vectors"):
+        v = fd.vectors
+        kind = v.WhichOneof("data")
+        if kind == "float_vector":
+            return _floats(np.asarray(v.float_vector.data, np.float32)).reshape(n, -1).tolist() if n else []
+        if kind == "binary_vector":
+            return np.frombuffer(v.binary_vector, np.uint8).reshape(n, -1).tolist() if n else []
+        if kind == "float16_vector":
+            return _floats(np.frombuffer(v.float16_vector, np.float16)).reshape(n, -1).tolist() if n else []
+        if kind == "bfloat16_vector":
+            raw = np.frombuffer(v.bfloat16_vector, np.uint16).astype(np.uint32) << 16
+            return _floats(raw.view(np.float32)).reshape(n, -1).tolist() if n else []
+        return [None] * n
+    s = fd.scalars
+    kind = s.WhichOneof("data")
+    if kind is None:
+        return [None] * n
+    data = getattr(s, kind).data
+    if kind == "json_data":
+        values = [json.loads(b) for b in data]
+    elif kind == "float_data":
+        values = _floats(np.asarray(data, np.float32)).tolist()
+    elif kind == "array_data":
+        values = [list(getattr(a, a.WhichOneof("data")).data) if a.WhichOneof("data") else [] for a in data]
+    else:
+        values = list(data)
+    if len(fd.valid_data):
+        values = [v if ok else None for v, ok in zip(values, fd.valid_data)]
+    return values
+
+
+def field_data_to_rows(fields_data, n: int | None = None) -> list[dict]:
+    """Result columns as JSON rows; the dynamic field's keys become the rows' own."""
+    columns = []
+    for fd in fields_data:
+        size = n if n is not None else _column_length(fd)
+        columns.append((fd, _column_values(fd, size)))
+    count = n if n is not None else (min(len(v) for _, v in columns) if columns else 0)
+    rows: list[dict] = [{} for _ in range(count)]
+    for fd, values in columns:
+        for row, value in zip(rows, values):
+            if fd.is_dynamic and isinstance(value, dict):
+                row.update(value)
+            else:
+                row[fd.field_name] = value
+    return rows
+
+
+def _floats(values: np.ndarray) -> np.ndarray:
+    """float32 values as the float64 closest to their shortest decimal form (0.02, not 0.0199999995...),
+    as Milvus's REST API writes them."""
+    return values.astype(str).astype(np.float64)
+
+
+def _column_length(fd: schema_pb2.FieldData) -> int:
+    if fd.HasField("vectors"):
+        v = fd.vectors
+        kind = v.WhichOneof("data")
+        if kind == "float_vector":
+            return len(v.float_vector.data) // max(1, v.dim)
+        if kind == "binary_vector":
+            return len(v.binary_vector) * 8 // max(1, v.dim)
+        if kind in ("float16_vector", "bfloat16_vector"):
+            return len(getattr(v, kind)) // (2 * max(1, v.dim))
+        return 0
+    kind = fd.scalars.WhichOneof("data")
+    return len(getattr(fd.scalars, kind).data) if kind else 0
+
+
+def search_rows(results: schema_pb2.SearchResultData, pk_name: str) -> list[dict]:
+    """Hits of every query, in order, each with its primary key, ``distance`` and output fields (Milvus's
+    REST API lists the hits of several query vectors one after the other)."""
+    ids = results.ids.int_id.data if results.ids.HasField("int_id") else results.ids.str_id.data
+    rows = field_data_to_rows(results.fields_data, len(ids)) if results.fields_data else [{} for _ in ids]
+    for row, pk, score in zip(rows, ids, _floats(np.asarray(results.scores, np.float32)).tolist()):
+        row[pk_name] = pk
+        row["distance"] = score
+    return rows
+
+
+# --- the OpenAPI description (docs/openapi/rest-v2.json, checked against this by tests/e2e/test_rest.py) ---
+_S, _I, _B, _O, _A = "string", "integer", "boolean", "object", "array"
+_COLL = [("collectionName", _S, True)]
+_PART = _COLL + [("partitionName", _S, True)]
+_PARTS = _COLL + [("partitionNames", _A, True)]
+_READ = [("filter", _S, False), ("outputFields", _A, False), ("partitionNames", _A, False),
+         ("consistencyLevel", _S, False)]
+_SEARCH = [("data", _A, True), ("annsField", _S, False), ("limit", _I, False), ("offset", _I, False),
+           ("searchParams", _O, False), ("groupingField", _S, False)]
+PARAMETERS: dict[str, list[tuple[str, str, bool]]] = {
+    "collections/list": [], "collections/has": _COLL, "collections/describe": _COLL,
+    "collections/get_stats": _COLL, "collections/get_load_state": _COLL + [("partitionNames", _A, False)],
+    "collections/create": _COLL + [("dimension", _I, False), ("metricType", _S, False), ("idType", _S, False),
+                                   ("autoID", _B, False), ("primaryFieldName", _S, False),
+                                   ("vectorFieldName", _S, False), ("schema", _O, False),
+                                   ("indexParams", _A, False), ("params", _O, False)],
+    "collections/drop": _COLL, "collections/rename": _COLL + [("newCollectionName", _S, True),
+                                                            ("newDbName", _S, False)],
+    "collections/load": _COLL, "collections/release": _COLL,
+    "entities/insert": _COLL + [("data", _A, True), ("partitionName", _S, False)],
+    "entities/upsert": _COLL + [("data", _A, True), ("partitionName", _S, False)],
+    "entities/delete": _COLL + [("filter", _S, False), ("id", _A, False), ("partitionName", _S, False)],
+    "entities/get": _COLL + [("id", _A, True), ("outputFields", _A, False), ("partitionNames", _A, False)],
+    "entities/query": _COLL + _READ + [("limit", _I, False), ("offset", _I, False)],
+    "entities/search": _COLL + _READ + _SEARCH,
+    "entities/hybrid_search": _COLL + [("search", _A, True), ("rerank", _O, False), ("limit", _I, False),
+                                       ("offset", _I, False), ("outputFields", _A, False),
+                                       ("partitionNames", _A, False), ("consistencyLevel", _S, False)],
+    "partitions/list": _COLL, "partitions/has": _PART, "partitions/get_stats": _PART, "partitions/create": _PART,
+    "partitions/drop": _PART, "partitions/load": _PARTS, "partitions/release": _PARTS,
+    "indexes/list": _COLL, "indexes/describe": _COLL + [("indexName", _S, True)],
+    "indexes/create": _COLL + [("indexParams", _A, True)], "indexes/drop": _COLL + [("indexName", _S, True)],
+    "aliases/list": [("collectionName", _S, False)], "aliases/describe": [("aliasName", _S, True)],
+    "aliases/create": _COLL + [("aliasName", _S, True)], "aliases/drop": [("aliasName", _S, True)],
+    "aliases/alter": _COLL + [("aliasName", _S, True)],
+    "databases/list": [], "databases/describe": [], "databases/create": [("properties", _O, False)],
+    "databases/drop": [],
+    "users/list": [], "users/describe": [("userName", _S, True)],
+    "users/create": [("userName", _S, True), ("password", _S, True)],
+    "users/update_password": [("userName", _S, True), ("password", _S, True), ("newPassword", _S, True)],
+    "users/drop": [("userName", _S, True)], "users/grant_role": [("userName", _S, True), ("roleName", _S, True)],
+    "users/revoke_role": [("userName", _S, True), ("roleName", _S, True)],
+    "roles/list": [], "roles/describe": [("roleName", _S, True)], "roles/create": [("roleName", _S, True)],
+    "roles/drop": [("roleName", _S, True)],
+    "roles/grant_privilege": [("roleName", _S, True), ("objectType", _S, True), ("objectName", _S, True),
+                              ("privilege", _S, True)],
+    "roles/revoke_privilege": [("roleName", _S, True), ("objectType", _S, True), ("objectName", _S, True),
+                               ("privilege", _S, True)],
+}
+
+
+def openapi() -> dict:
+    """The OpenAPI 3 description of every endpoint: request bodies and the common reply."""
+    reply = {"type": "object", "required": ["code"], "properties": {
+        "code": {"type": "integer", "description": "0, or the Milvus error code"},
+        "message": {"type": "string", "description": "what went wrong (errors only)"},
+        "data": {"description": "the endpoint's answer (success only)"}}}
+    paths = {}
+    for route in (f"{c}/{a}" for c, actions in ENDPOINTS.items() for a in actions):
+        fields = [("dbName", _S, route.startswith("databases/") and not route.endswith("/list"))]
+        fields += PARAMETERS[route]
+        body = {"type": "object", "properties": {name: {"type": t} for name, t, _ in fields}}
+        required = [name for name, _, req in fields if req]
+        if required:
+            body["required"] = required
+        paths[f"{PREFIX}{route}"] = {"post": {
+            "operationId": route.replace("/", "_"), "tags": [route.split("/")[0]],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {
+                "200": {"description": "the answer, or a Milvus error", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Reply"}}}},
+                "401": {"description": "no or a wrong credential (code 1800)"},
+                "403": {"description": "the user lacks the privilege"}}}}
+    return {"openapi": "3.0.3",
+            "info": {"title": "vecdb: Milvus RESTful API v2", "version": "2.4",
+                     "description": "Milvus's RESTful API v2 on vecdb's HTTP port (docs/rest.md)."},
+            "components": {"schemas": {"Reply": reply}, "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "<user>:<password>"}}},
+            "security": [{"bearer": []}], "paths": paths}
+
+
+if __name__ == "__main__":  # python -m vecdb.proxy.rest > docs/openapi/rest-v2.json
+    print(json.dumps(openapi(), indent=1))
