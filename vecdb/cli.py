@@ -341,7 +341,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # one line per event, "[<role> <node id>]" in each; the level is settled once the settings are read
     logs.setup(args.command, logs.level_for(args.command, args.log_level))
-    return args.func(args)
+    from vecdb.config import SettingError
+
+    try:
+        return args.func(args)
+    except SettingError as e:  # a bad TLS file, an unreadable secret file: the message says which
+        print(f"vecdb {args.command}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr
 
 
+class SettingError(ValueError):
+    """A setting that cannot be used (a missing file, say); ``vecdb`` prints its message and exits 2."""
+
+
 class ProxySettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 19530
@@ -125,10 +129,10 @@ class SecuritySettings(BaseModel):
             try:
                 secret = Path(self.cluster_secret_file).read_text().strip()
             except OSError as e:
-                raise ValueError(f"security.cluster_secret_file: cannot read {self.cluster_secret_file}: "
-                                 f"{e.strerror}") from None
+                raise SettingError(f"security.cluster_secret_file: cannot read {self.cluster_secret_file}: "
+                                   f"{e.strerror}") from None
             if not secret:
-                raise ValueError(f"security.cluster_secret_file: {self.cluster_secret_file} is empty")
+                raise SettingError(f"security.cluster_secret_file: {self.cluster_secret_file} is empty")
         return secret
 
 

@@ -242,3 +242,15 @@ def test_newest_pymilvus_connects_over_tls_the_same(one_way, mutual, certs):
     assert int(out["version"].split(".")[0]) >= 3, out["version"]
     assert out == {"version": out["version"], "one_way": True, "one_way_plain": False, "mutual": True,
                    "mutual_without_certificate": False}
+
+
+def test_a_bad_setting_on_the_command_line_exits_2_with_its_message(tmp_path, certs):
+    tls = start_vecdb("standalone", "--port", "0", "--http-port", "0", "--tls-mode", "2", "--tls-cert",
+                      str(certs.server_pem), "--tls-key", str(certs.server_key), data_dir=tmp_path / "s", ready=None)
+    secret = start_vecdb("querynode", "--port", "0", "--cluster-secret-file", str(tmp_path / "missing"),
+                         data_dir=tmp_path / "q", ready=None)
+    assert tls.wait(60) == 2 and secret.wait(60) == 2
+    assert tls.output().strip().endswith("vecdb standalone: tls.ca_pem_path is required for TLS (tls.mode 1 or 2, "
+                                         "tls.internal)"), tls.output()
+    assert "vecdb querynode: security.cluster_secret_file: cannot read " in secret.output()
+    assert "Traceback" not in tls.output() + secret.output()

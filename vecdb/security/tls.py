@@ -23,10 +23,10 @@ from pathlib import Path
 
 import grpc
 
-from vecdb.config import TlsSettings
+from vecdb.config import SettingError, TlsSettings
 
 
-class TlsConfigError(ValueError):
+class TlsConfigError(SettingError):
     """A TLS setting that cannot be used (missing, unreadable or mismatched files)."""
 
 
