@@ -516,3 +516,51 @@ def test_match_rows_pairs_by_pk_and_ts():
 
 def match_rows_of(segs, ids, ts):
     return qc.match_rows(segs, np.asarray(ids, np.int64), np.asarray(ts, np.uint64))
+
+
+def test_deletes_and_upserts_between_reading_the_new_segment_and_the_swap_are_kept(world, monkeypatch):
+    """The new segment is read and built outside the shard lock; writes that land meanwhile reach the
+    sources' rows, and the swap carries them over."""
+    w = world
+    qn = w.node()
+    w.insert(range(100), "a")
+    w.seal_and_persist()
+    w.delete(range(10))
+    w.seal_and_persist()
+    follower = qn.compactions
+    real = follower._prepare
+
+    def writes_meanwhile(shard, rec, held):
+        prepared = real(shard, rec, held)
+        w.delete(range(20, 30))
+        w.insert(range(40, 45), "up")
+        return prepared
+    monkeypatch.setattr(follower, "_prepare", writes_meanwhile)
+    record = compact(w)
+    apply_records(qn)
+    assert prefixes_held(qn) == sorted([record["to"], "growing"])
+    got = check(w, qn)
+    assert got["count"] == 80
+    assert results(w, w.node()) == got
+
+
+def test_the_new_segments_index_file_is_loaded(world):
+    from vecdb.coord.catalog_model import IndexInfo
+    from vecdb.index import new_index
+
+    w = world
+    w.info.indexes = [IndexInfo(1, "v_idx", "v", "IVF_FLAT", "L2", {"nlist": 4})]
+    qn = w.node()
+    w.insert(range(300), "a")
+    w.seal_and_persist()
+    w.delete(range(0, 300, 4))
+    w.seal_and_persist()
+    field = w.info.schema.field("v")
+
+    def build(prefix, columns):
+        sf.save_index(w.objects, new_index(w.info.indexes[0], field, columns["v"]), sf.index_key(prefix, 101, 1))
+    record = compact(w, index=build)
+    apply_records(qn)
+    seg = qn._by_channel[CH].segments[max(qn._by_channel[CH].segments)]
+    assert seg.prefix == record["to"] and seg.n == 225 and "v" in seg.indexes and seg.indexes["v"].ntotal == 225
+    check(w, qn)

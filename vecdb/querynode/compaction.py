@@ -87,15 +87,16 @@ class CompactionRecord:
 
 @dataclass
 class _Prepared:
-    """A record's new segment, read and matched against the sources outside the shard lock."""
+    """A record's new segment, read, matched against the sources and built outside the shard lock,
+    with the delete timestamps its rows had then (a delete meanwhile is applied under the lock)."""
 
     sources: list[Segment]
-    columns: dict[str, np.ndarray]
-    ts: np.ndarray
-    indexes: dict
-    segment_id: int | None
-    src_index: np.ndarray  # per new row: its source row (into the sources' rows, concatenated); -1 none
-    superseded: np.ndarray  # per new row: another new row has the same (pk, ts) and stands for it
+    segment: Segment
+    picked: np.ndarray  # the new rows that take their source row's delete timestamp
+    take: np.ndarray  # their source rows (into the sources' rows, concatenated)
+    live: np.ndarray  # the new rows alive when it was built
+    keys: list  # their primary keys
+    locators: list  # and locators
 
 
 def match_rows(sources: list[Segment], pks: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,33 +104,35 @@ def match_rows(sources: list[Segment], pks: np.ndarray, ts: np.ndarray) -> tuple
     same primary key and timestamp among the sources' rows concatenated in order (the last such row
     when several share them: the one an insert batch's duplicates let win), or -1 when none. And
     which rows are superseded: rows after which another row of the new segment has the same
-    ``(pk, ts)`` (the last one stands for the source row; the others are dead)."""
+    ``(pk, ts)`` (the last one stands for the source row; the others are dead). One sort of both
+    sets of keys; VARCHAR keys are sorted as fixed-width strings (numpy compares those in C)."""
     src_pk = np.concatenate([s.pks() for s in sources]) if sources else pks[:0]
     src_ts = np.concatenate([s.ts() for s in sources]) if sources else np.empty(0, np.uint64)
     n_src, n_new = len(src_pk), len(pks)
     all_pk = np.concatenate([src_pk, pks])
-    if all_pk.dtype == object:  # VARCHAR keys: sort by their codes
-        all_pk = np.unique(all_pk, return_inverse=True)[1].reshape(-1)
+    if all_pk.dtype == object:
+        all_pk = all_pk.astype(str)
     all_ts = np.concatenate([src_ts.astype(np.uint64), np.asarray(ts, np.uint64)])
-    tag = np.concatenate([np.zeros(n_src, np.int8), np.ones(n_new, np.int8)])
     # lexsort is stable: within one (pk, ts), the source rows in their order, then the new rows in theirs
-    order = np.lexsort((tag, all_ts, all_pk))
-    p, t, g = all_pk[order], all_ts[order], tag[order]
+    order = np.lexsort((all_ts, all_pk))
     total = len(order)
+    if not n_new:
+        return np.full(0, -1, np.int64), np.zeros(0, bool)
+    p, t = all_pk[order], all_ts[order]
+    is_new = order >= n_src
     idx = np.arange(total)
     starts = np.ones(total, bool)
-    if total > 1:
-        starts[1:] = (p[1:] != p[:-1]) | (t[1:] != t[:-1])
-    group_start = np.maximum.accumulate(np.where(starts, idx, 0)) if total else idx
-    last_src = np.maximum.accumulate(np.where(g == 0, idx, -1)) if total else idx
+    starts[1:] = (p[1:] != p[:-1]) | (t[1:] != t[:-1])
+    del p, t
+    group_start = np.maximum.accumulate(np.where(starts, idx, 0))
+    last_src = np.maximum.accumulate(np.where(is_new, -1, idx))
     is_last = np.ones(total, bool)
-    if total > 1:
-        is_last[:-1] = starts[1:]
-    new_at = np.flatnonzero(g == 1)
+    is_last[:-1] = starts[1:]
+    new_at = np.flatnonzero(is_new)
     matched = last_src[new_at] >= group_start[new_at]
     src_index = np.full(n_new, -1, np.int64)
     superseded = np.zeros(n_new, bool)
-    row = order[new_at] - n_src  # new row number of each sorted new element
+    row = order[new_at] - n_src  # the new row of each sorted new element
     src_index[row[matched]] = order[last_src[new_at][matched]]
     superseded[row] = ~is_last[new_at]
     return src_index, superseded
@@ -298,40 +301,54 @@ class CompactionFollower:
         columns.update(shared)
         pks = columns[info.schema.primary_field.name]
         src_index, superseded = match_rows(held, pks, ts)
-        return _Prepared(held, columns, ts, indexes, rec.segment_id, src_index, superseded)
+        unmatched = (src_index < 0) & ~superseded
+        if unmatched.any():
+            log.error("compaction %s: %d rows of %s have no source row here; keeping %s", rec.key,
+                      int(unmatched.sum()), rec.target, rec.sources)
+            return None
+        picked = np.flatnonzero(~superseded)
+        take = src_index[picked]
+        del_ts = np.asarray(ts, np.uint64).copy()  # a superseded row is dead from its start
+        del_ts[picked] = np.concatenate([s.del_ts() for s in held])[take]
+        slot = shard.reserve_slot()
+        seg = Segment.from_columns(slot, held[0].partition_id, shard.schema, columns, ts, del_ts)
+        seg.segment_id, seg.prefix = rec.segment_id, rec.target
+        seg.indexes.update(indexes)
+        live = np.flatnonzero(seg.del_ts() == MAX_TIMESTAMP)
+        return _Prepared(held, seg, picked, take, live, *_index_entries(seg, live))
 
     def _swap(self, shard: Shard, rec: CompactionRecord, p: _Prepared) -> bool:
+        seg = p.segment
         with shard.lock:
             if not _still_held(shard, p.sources):
                 return False
             src_del = np.concatenate([s.del_ts() for s in p.sources])
-            unmatched = (p.src_index < 0) & ~p.superseded
-            if unmatched.any():
-                log.error("compaction %s: %d rows of %s have no source row here; keeping %s", rec.key,
-                          int(unmatched.sum()), rec.target, rec.sources)
-                return False
-            del_ts = np.where(p.superseded | (p.src_index < 0), p.ts.astype(np.uint64),
-                              src_del[np.maximum(p.src_index, 0)])
-            live = np.flatnonzero(del_ts == MAX_TIMESTAMP)
+            now = src_del[p.take]
+            changed = np.flatnonzero(now != seg.del_ts()[p.picked])
+            live, keys, locators = p.live, p.keys, p.locators
+            if len(changed):  # deleted since the segment was built
+                seg.mark_deleted(p.picked[changed], now[changed])
+                live = np.flatnonzero(seg.del_ts() == MAX_TIMESTAMP)
+                keys, locators = _index_entries(seg, live)
             src_live = int(np.count_nonzero(src_del == MAX_TIMESTAMP))
             if len(live) != src_live:
                 log.error("compaction %s: %d rows are alive in %s here, %d in %s; keeping them", rec.key, src_live,
                           rec.sources, len(live), rec.target)
                 return False
-            seg = shard.replace_segments(p.sources, lambda slot: Segment.from_columns(
-                slot, p.sources[0].partition_id, shard.schema, p.columns, p.ts, del_ts))
-            assert seg is not None
-            seg.segment_id, seg.prefix = p.segment_id, rec.target
-            seg.indexes.update(p.indexes)
-            pks = seg.pks()[live]
-            shard.pk_index.update(zip(pks.tolist(), ((seg.slot << OFFSET_BITS) + live).tolist()))
+            shard.replace_segments(p.sources, seg)
+            shard.pk_index.update(zip(keys, locators))
         self.swapped += 1
         log.info("channel %s: %d segments swapped for compacted %s (%d rows, %d alive)", rec.channel,
-                 len(p.sources), rec.target, len(p.ts), len(live))
+                 len(p.sources), rec.target, seg.n, len(live))
         coll = self.node.collections.get(rec.collection_id)
-        if coll is not None and not p.indexes:
+        if coll is not None and not seg.indexes:
             self.node._schedule_index(coll.info, [seg])
         return True
+
+
+def _index_entries(seg: Segment, live: np.ndarray) -> tuple[list, list]:
+    """The primary-key index entries of a segment's ``live`` rows: keys and locators."""
+    return seg.pks()[live].tolist(), ((seg.slot << OFFSET_BITS) + live).tolist()
 
 
 def _still_held(shard: Shard, segments: list[Segment]) -> bool:

@@ -80,21 +80,23 @@ class Shard:
             self.segments[seg.slot] = seg
             return seg
 
-    def replace_segments(self, old: list[Segment], seg_factory=None) -> Segment | None:
-        """Swap sealed segments for the one ``seg_factory(slot)`` builds, or for none (a compaction,
-        ``vecdb.querynode.compaction``). The dict is replaced whole, in one assignment: a reader's
+    def reserve_slot(self) -> int:
+        """A slot for a segment built outside the lock (``replace_segments``)."""
+        with self.lock:
+            self._next_slot += 1
+            return self._next_slot - 1
+
+    def replace_segments(self, old: list[Segment], new: Segment | None) -> None:
+        """Swap sealed segments for ``new`` (its slot from ``reserve_slot``), or for none: a compaction
+        (``vecdb.querynode.compaction``). The dict is replaced whole, in one assignment: a reader's
         snapshot lists either the old segments or the new one. The caller holds the lock and points
         the primary-key index at the new segment's live rows."""
         segments = dict(self.segments)
         for seg in old:
             del segments[seg.slot]
-        new = None
-        if seg_factory is not None:
-            new = seg_factory(self._next_slot)
-            self._next_slot += 1
+        if new is not None:
             segments[new.slot] = new
         self.segments = segments
-        return new
 
     def _insert(self, rec: InsertRecord) -> None:
         pks = rec.columns[self.schema.primary_field.name]
