@@ -298,3 +298,26 @@ def test_the_active_coord_collects_and_a_standby_does_not():
         first.stop()
         second.stop()
         meta.close()
+
+
+def test_what_it_cannot_read_protects(stores):
+    """An intent without a readable incarnation protects its prefix; a seg key it cannot read keeps
+    every unregistered prefix of its channel; a segment without a partition id is not a dropped
+    partition's."""
+    meta, objects = stores
+    _collection(meta)
+    meta.put(f"ckpt/{CID}/{CH}", b"50")
+    guarded = _segment(objects, meta, 20, register=False, suffix="-c900")
+    meta.put(intent_key(guarded), b"not json")
+    no_pid = _segment(objects, meta, 10)
+    key = f"seg/{CID}/{CH}/{10:020d}-{PID}"
+    meta.put(key, json.dumps({"prefix": no_pid, "position": 10}).encode())
+    gc, _, _ = _gc(meta, objects)
+    assert gc.run_once() == {}
+    assert len(objects.list(guarded)) == 4 and meta.get(key) is not None
+    meta.delete(intent_key(guarded))
+    meta.put(f"seg/{CID}/{CH}/{30:020d}-{PID}", b"{broken")
+    assert gc.run_once() == {}
+    assert len(objects.list(guarded)) == 4
+    meta.delete(f"seg/{CID}/{CH}/{30:020d}-{PID}")
+    assert gc.run_once() == {"orphan_segment": 4}

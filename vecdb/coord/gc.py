@@ -126,16 +126,23 @@ class _Snapshot:
             if (c := _int(cid_text)) is not None and (pos := _int(raw.decode(errors="replace"))) is not None:
                 self.ckpt[(c, ch)] = pos
                 self.collection_ids.add(c)
-        self.intents: dict[str, tuple[str, str]] = {}  # segment prefix -> (intent key, incarnation)
+        self.intents: dict[str, tuple[str, str | None]] = {}  # segment prefix -> (intent key, incarnation)
         for key, raw in meta.scan(INTENT_PREFIX):
             value = _json(raw, key)
-            self.intents[key[len(INTENT_PREFIX):]] = (key, str((value or {}).get("incarnation", "")))
+            # one it cannot read protects its prefix (as a live writer's would)
+            incarnation = (value or {}).get("incarnation")
+            self.intents[key[len(INTENT_PREFIX):]] = (key, incarnation if isinstance(incarnation, str) else None)
         # before the segments: a build record is written after its segment was registered
         self.build_records = [key for key, _ in meta.scan(index_builds.ROOT)]
         self.segs: dict[str, dict] = {}  # seg key -> segment info
-        for key, raw in meta.scan("seg/"):
-            if (value := _json(raw, key)) is not None:
+        self.unreadable: set[tuple[str, str]] = set()  # (collection id, channel) with a seg key it cannot read
+        seg_pairs = meta.scan("seg/")
+        for key, raw in seg_pairs:
+            if (value := _json(raw, key)) is not None and isinstance(value.get("prefix"), str):
                 self.segs[key] = value
+            else:  # the prefix it registers is unknown: no orphan is judged in its channel
+                parts = key.split("/") + ["", ""]
+                self.unreadable.add((parts[1], parts[2]))
         self.registered = Counter(s.get("prefix") for s in self.segs.values())  # prefix -> seg keys naming it
         self.delta_keys = {key: raw.decode(errors="replace") for key, raw in meta.scan("delta/")}
         self.registered_deltas = set(self.delta_keys.values())
@@ -164,8 +171,8 @@ class _Snapshot:
                 self.collections[cid] = None
         self.live = live_incarnations(meta)
         listed = [k for k in self.objects if k.startswith((SEGMENTS, DELTAS))]
-        for keys in (listed, self.segs, self.delta_keys, self.records, self.compacted, self.build_records,
-                     self.intents):
+        for keys in (listed, [k for k, _ in seg_pairs], self.delta_keys, self.records, self.compacted,
+                     self.build_records, self.intents):
             for key in keys:
                 parts = key.split("/", 3)
                 at = 2 if key.startswith(INTENT_PREFIX) else 1
@@ -302,8 +309,8 @@ class GarbageCollector:
         # dropped partitions: the seg key, then its objects
         judged = {cid: c for cid, c in snap.collections.items() if c is not None}
         for key, seg in snap.segs.items():
-            seg_cid = _int(key.split("/")[1])
-            if seg_cid in judged and seg.get("partition_id") not in judged[seg_cid][0]:
+            seg_cid, pid = _int(key.split("/")[1]), seg.get("partition_id")
+            if seg_cid in judged and isinstance(pid, int) and pid not in judged[seg_cid][0]:
                 out[("seg", key)] = partial(self._drop_segment, snap, key, seg)
         # segment objects: orphans by prefix, index files of dropped indexes
         prefixes: dict[str, list[str]] = defaultdict(list)
@@ -319,7 +326,8 @@ class GarbageCollector:
         for prefix, files in prefixes.items():
             _, c, ch, seg_dir, _ = prefix.split("/")
             prefix_cid = _int(c)
-            if prefix_cid is None or prefix_cid not in judged or prefix in snap.doomed_prefixes:
+            if (prefix_cid is None or prefix_cid not in judged or prefix in snap.doomed_prefixes
+                    or (c, ch) in snap.unreadable):
                 continue
             if prefix in snap.registered:
                 indexes = judged[prefix_cid][1]
@@ -332,13 +340,14 @@ class GarbageCollector:
             if pos is None or pos > snap.ckpt.get((prefix_cid, ch), 0):
                 continue  # a persist may be writing it
             intent = snap.intents.get(prefix)
-            if intent is not None and intent[1] in snap.live:
+            if intent is not None and (intent[1] is None or intent[1] in snap.live):
                 continue  # a compaction is writing it
             out[("prefix", prefix)] = partial(self._drop_orphan, snap, prefix)
         # intents of dead writers without objects (or whose prefix was registered)
         for prefix, (key, incarnation) in snap.intents.items():
             intent_cid = _int(prefix.split("/")[1]) if prefix.count("/") >= 2 else None
-            if intent_cid in judged and incarnation not in snap.live and ("prefix", prefix) not in out:
+            if (intent_cid in judged and incarnation is not None and incarnation not in snap.live
+                    and ("prefix", prefix) not in out):
                 out[("intent", key)] = partial(self._forget, [key], [])
         # index build records of dropped indexes
         stale = set()
