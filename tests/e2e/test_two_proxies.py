@@ -4,6 +4,9 @@ and S3."""
 
 from __future__ import annotations
 
+import signal
+import time
+
 import numpy as np
 import pytest
 from pymilvus import MilvusClient, MilvusException
@@ -15,13 +18,18 @@ DIM = 4
 
 
 @pytest.fixture(scope="module")
-def clients(remote_storage, tmp_path_factory):
+def cluster(remote_storage, tmp_path_factory):
     cluster = LocalCluster(tmp_path_factory.mktemp("two-proxies"), remote_storage(), proxies=2)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def clients(cluster):
     a, b = (MilvusClient(uri=f"http://127.0.0.1:{port}") for port in cluster.ports)
     yield a, b
     a.close()
     b.close()
-    cluster.stop()
 
 
 def test_ddl_through_one_proxy_is_seen_through_the_other_when_it_returns(clients):
@@ -80,3 +88,30 @@ def test_load_and_release_through_one_proxy_hold_for_the_other(clients):
         count(a, "tp_load")
     assert err.value.code == 101
     assert a.get_load_state("tp_load")["state"].name == "NotLoad"
+
+
+def test_ddl_goes_through_the_coord(cluster, clients):
+    """The proxies change the catalog only through the active coord (vecdb.coord.ddl): with the
+    coord stopped DDL fails (retriable, after the proxy's retries) and changes nothing; once a new
+    coord is active it works again, seen through the other proxy on return. Runs last: it replaces
+    the module's coord."""
+    a, b = clients
+    make_collection(a, "tp_coord", float_schema(DIM), load=False)
+    coord = cluster.procs.pop("coord")
+    coord.send_signal(signal.SIGTERM)
+    assert coord.stop() == 0
+    t0 = time.monotonic()
+    with pytest.raises(MilvusException) as err:
+        a.create_partition("tp_coord", "p1")
+    failed_after = time.monotonic() - t0
+    print(f"create_partition with no coord failed after {failed_after:.1f} s: {err.value}")
+    assert "coord" in str(err.value)
+    assert not b.has_partition("tp_coord", "p1")
+    assert b.has_collection("tp_coord")  # reads need no coord
+    cluster._start("coord1", ready=" ready on ", args=("--port", "0"))
+    t0 = time.monotonic()
+    a.create_partition("tp_coord", "p1")  # the proxy finds the new coord in its session
+    print(f"create_partition through the new coord: {time.monotonic() - t0:.2f} s")
+    assert b.has_partition("tp_coord", "p1")
+    b.drop_collection("tp_coord")
+    assert not a.has_collection("tp_coord")
