@@ -501,10 +501,12 @@ class QueryNode:
                     for idx, field in targets:
                         entry = ready.get((cid, idx.index_id, seg.prefix))
                         token = (id(seg), field.name)
-                        if (entry is None or field.name in seg.indexes or entry[1] in self._unusable
-                                or token in self._adopting):
+                        if entry is None or field.name in seg.indexes or entry[1] in self._unusable:
                             continue
-                        self._adopting.add(token)
+                        with self._ready_lock:  # the watch's thread and the sweep's both get here
+                            if token in self._adopting:
+                                continue
+                            self._adopting.add(token)
                         try:
                             self._builder.submit(self._adopt_file, seg, field, entry, mmap, token)
                         except RuntimeError:  # closing
