@@ -195,3 +195,27 @@ def test_the_owning_data_node_builds_flushed_compacted_and_new_index_segments_on
     finally:
         scheduler.close()
         dn.close()
+
+
+def test_with_mmap_on_the_switched_index_is_memory_mapped(tmp_path):
+    from vecdb.storage.local_objects import LocalObjectStore
+
+    info = _info()
+    info.properties = {"mmap.enabled": "true"}
+    log, meta, objects = MemoryLog(), MemoryMetaStore(), LocalObjectStore(str(tmp_path))
+    vecs = np.random.default_rng(3).random((ROWS, DIM), dtype=np.float32)
+    log.append_batch(CH, [_insert(vecs, 0, 1), encode(SealRecord(5, 2))])
+    dn = DataNode(log, meta, objects, _Ids(), truncate=False, node_id="dn0")
+    dn.persist(info, CH, 2)
+    qn = QueryNode(log, meta, objects, build_indexes=False)
+    try:
+        qn.load(info)
+        seg = _segments(qn)[0]
+        before = _search(qn, info, vecs[:3])
+        dn.indexer.schedule(info)
+        _wait(lambda: "v" in seg.indexes)
+        assert seg.indexes["v"]._read_only  # loaded with mmap (read-only), not read into memory
+        assert _search(qn, info, vecs[:3])[0] == before[0]
+    finally:
+        qn.close()
+        dn.close()
