@@ -219,3 +219,30 @@ def test_with_mmap_on_the_switched_index_is_memory_mapped(tmp_path):
     finally:
         qn.close()
         dn.close()
+
+
+def test_with_no_data_node_alive_the_proxy_that_persists_builds_else_it_leaves_builds_to_them():
+    from vecdb.coord.datanode_assignment import DATANODE_SESSIONS
+    from vecdb.datanode.remote import ClusterDataNode
+
+    info = _info()
+    log, meta, objects = MemoryLog(), MemoryMetaStore(), MemoryObjectStore()
+    vecs = np.random.default_rng(4).random((ROWS, DIM), dtype=np.float32)
+    log.append_batch(CH, [_insert(vecs, 0, 1), encode(SealRecord(5, 2)), _insert(vecs, ROWS, 3),
+                          encode(SealRecord(5, 4))])
+    proxy = ClusterDataNode(DataNode(log, meta, objects, _Ids(), truncate=False), meta)
+    try:
+        meta.put(f"{DATANODE_SESSIONS}dn0", b"{}")  # a data node lives: builds are its business
+        proxy.local.persist(info, CH, 2)  # (as that data node would)
+        proxy.indexer.schedule(info)
+        time.sleep(0.3)
+        assert index_builds.finished(meta, 5) == {}
+        assert proxy.indexer.state(info, "v") == (0, ROWS)
+        meta.delete(f"{DATANODE_SESSIONS}dn0")  # none left: the proxy persists, and builds what the channel lacks
+        segs = proxy.persist(info, CH, 4)
+        assert [s["position"] for s in segs] == [4]
+        _wait(lambda: sorted(p for _, p in index_builds.finished(meta, 5)) == [sf.segment_prefix(5, CH, 2, 0),
+                                                                               segs[0]["prefix"]])
+        assert proxy.indexer.state(info, "v") == (2 * ROWS, 2 * ROWS)
+    finally:
+        proxy.close()
