@@ -246,3 +246,22 @@ def test_with_no_data_node_alive_the_proxy_that_persists_builds_else_it_leaves_b
         assert proxy.indexer.state(info, "v") == (2 * ROWS, 2 * ROWS)
     finally:
         proxy.close()
+
+
+def test_a_standalone_query_node_builds_itself_and_records_the_finished_file():
+    info = _info()
+    log, meta, objects = MemoryLog(), MemoryMetaStore(), MemoryObjectStore()
+    vecs = np.random.default_rng(5).random((ROWS, DIM), dtype=np.float32)
+    qn = QueryNode(log, meta, objects)  # standalone: builds
+    try:
+        qn.load(info)
+        records = [InsertRecord(5, 0, 1, ROWS, {"id": np.arange(ROWS, dtype=np.int64), "v": vecs}), SealRecord(5, 2)]
+        for p, rec in zip(log.append_batch(CH, [encode(r) for r in records]), records):
+            qn.deliver(CH, p, rec)
+        seg = _segments(qn)[0]
+        _wait(lambda: "v" in seg.indexes)
+        prefix = sf.segment_prefix(5, CH, 2, 0)
+        assert index_builds.finished(meta, 5) == {(7, prefix): sf.index_key(prefix, 101, 7)}
+        assert objects.exists(sf.index_key(prefix, 101, 7))
+    finally:
+        qn.close()

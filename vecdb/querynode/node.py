@@ -424,8 +424,11 @@ class QueryNode:
                                             lambda: self._new_sealed_index(idx, field, seg))
                 index.freeze()
                 if seg.prefix is not None:
+                    key = sf.index_key(seg.prefix, field.field_id, idx.index_id)
                     try:
-                        sf.save_index(self.objects, index, sf.index_key(seg.prefix, field.field_id, idx.index_id))
+                        sf.save_index(self.objects, index, key)
+                        self.builds.finish(info.id, idx.index_id, seg.prefix, seg.n, key,
+                                           segment_id=seg.segment_id)  # the file is whole (as a data node says)
                     except Exception:  # still serve it; the next load builds it again
                         log.exception("cannot save the index of segment %s", seg.segment_id)
                 seg.indexes[field.name] = index
