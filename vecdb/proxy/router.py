@@ -31,6 +31,7 @@ from vecdb import errors
 from vecdb.coord.assignment import ASSIGN_PREFIX, SERVE_PREFIX, Assignment, parse_served
 from vecdb.discovery import SessionWatch, node_number
 from vecdb.proxy import consistency
+from vecdb.proxy.batching import SearchBatcher, batch_key
 from vecdb.proxy.consistency import ReadLevel
 from vecdb.proxy.merge import merge_hits, merge_query
 from vecdb.querynode.rpc import RemoteQueryNode
@@ -81,6 +82,8 @@ class QueryNodeRouter:
         self._served_count: dict[str, int] = {}
         self._parsed: dict[str, tuple[bytes, Any]] = {}  # cache: key -> (raw, parsed)
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="router-fanout")
+        # searches merge once as many calls of their kind are in flight as there are nodes to take them
+        self._batcher = SearchBatcher(lambda: max(1, len(self._nodes)))
         self._mirrors: list[Mirror] = []
         self._sessions: SessionWatch | None = None
         try:
@@ -256,18 +259,21 @@ class QueryNodeRouter:
 
     # --- reads -------------------------------------------------------------------
     def search(self, info, spec, partition_ids, output_fields):
+        """Concurrent one-query searches that agree on everything else go to the nodes as one
+        request when calls of theirs are already in flight (``vecdb.proxy.batching``)."""
         end = self._end(info)
 
-        def call(plan: Plan):
-            if len(plan) == 1:
-                key, chs = plan[0]
-                return self._on_nodes(plan, lambda n, c: n.search(info, spec, partition_ids, output_fields,
-                                                                  wait=_only(end, c), channels=c))[0]
-            each = replace(spec, limit=spec.limit + spec.offset, offset=0)
-            parts = self._on_nodes(plan, lambda n, c: n.search(info, each, partition_ids, output_fields,
-                                                               wait=_only(end, c), channels=c))
-            return merge_hits(parts, len(spec.queries), spec.limit, spec.offset, spec.metric)
-        return self._read(info, call)
+        def run(spec):
+            def call(plan: Plan):
+                if len(plan) == 1:
+                    return self._on_nodes(plan, lambda n, c: n.search(info, spec, partition_ids, output_fields,
+                                                                      wait=_only(end, c), channels=c))[0]
+                each = replace(spec, limit=spec.limit + spec.offset, offset=0)
+                parts = self._on_nodes(plan, lambda n, c: n.search(info, each, partition_ids, output_fields,
+                                                                   wait=_only(end, c), channels=c))
+                return merge_hits(parts, len(spec.queries), spec.limit, spec.offset, spec.metric)
+            return self._read(info, call)
+        return self._batcher.search(batch_key(info, spec, partition_ids, output_fields, end), spec, run)
 
     def query(self, info, ts, flt, partition_ids, output_fields, limit, offset):
         end = self._end(info)

@@ -1,0 +1,88 @@
+"""CPU per query of each cluster process at nq=1 (where the cluster's read cost goes).
+
+Starts ``VecdbCluster`` (coord, query nodes, one proxy on NATS, etcd and S3 on loopback), builds
+an HNSW collection on a GloVe subset (``replica_number`` = query nodes, as bench.run does), then
+runs ``--rounds`` nq=1 loads of ``--threads`` pymilvus threads and prints each process's CPU
+milliseconds per query (user + system from /proc, so a shared machine's other load does not
+count), with the client's own. CPU per query, unlike QPS, holds still when other processes share
+the cores. ``--profile SECONDS`` also py-spies the proxy and the first query node under one more
+load and prints where their time goes (bench.profile).
+
+    python -m bench.cluster_cost [--n 20000] [--rounds 3] [--duration 5] [--profile 10]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+from bench import client  # noqa: E402
+from bench.datasets import load_dataset  # noqa: E402
+from bench.indexes import INDEXES  # noqa: E402
+from bench.profile import format_summary, record, summarize  # noqa: E402
+from bench.servers import VecdbCluster  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=20000, help="base vectors (GloVe-50d subset)")
+    ap.add_argument("--nq", type=int, default=500, help="held-out queries")
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per load")
+    ap.add_argument("--rounds", type=int, default=3, help="loads measured")
+    ap.add_argument("--querynodes", type=int, default=2)
+    ap.add_argument("--profile", type=float, default=0.0, help="py-spy proxy and qn0 for SECONDS (0: no)")
+    ap.add_argument("--out", help="write the numbers as JSON here")
+    args = ap.parse_args(argv)
+
+    spec = INDEXES["HNSW"]
+    data_dir = tempfile.mkdtemp(prefix="cluster-cost-data-")
+    load_dataset(args.n, args.nq).save(data_dir)
+    metric = "L2"
+    sp = spec.search_params(metric, spec.headline)
+    coll = "cost_hnsw"
+    rounds = []
+    with VecdbCluster(querynodes=args.querynodes) as srv:
+        client.isolated(client.build, srv.uri, data_dir, coll, spec.milvus_index_params(metric), 5000,
+                        srv.replicas)
+        for _ in range(args.rounds):
+            b0 = srv.cpu_breakdown()
+            load = client.isolated(client.search_load, srv.uri, data_dir, coll, sp, threads=args.threads, nq=1,
+                                   duration=args.duration, warmup=0.5, timeout=args.duration + 300)
+            b1 = srv.cpu_breakdown()
+            seen = load["requests"] + load["warmup_requests"]
+            per = {k: (b1[k] - b0[k]) * 1000.0 / seen for k in b0 if b0[k] is not None and b1[k] is not None}
+            per["client"] = load["client_cpu_ms_per_query"]
+            qns = sum(v for k, v in per.items() if k.startswith("qn"))
+            rounds.append({"qps": load["qps"], "recall": load["recall"], "cpu_ms_per_query": per,
+                           "query_nodes_ms": qns})
+            print(f"qps {load['qps']:,.0f} recall {load['recall']:.3f}  CPU ms/query: "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in per.items()) + f"  (query nodes together {qns:.3f})",
+                  flush=True)
+        if args.profile:
+            pids = {name: pid for name, pid in srv.vecdb_pids().items() if name in ("proxy", "qn0")}
+            raws = {name: os.path.join(data_dir, f"{name}.txt") for name in pids}
+            spies = {name: record(pid, args.profile, raws[name]) for name, pid in pids.items()}
+            time.sleep(1.0)
+            client.isolated(client.search_load, srv.uri, data_dir, coll, sp, threads=args.threads, nq=1,
+                            duration=args.profile, warmup=0.5, timeout=args.profile + 300)
+            for name, spy in spies.items():
+                spy.communicate(timeout=args.profile + 60)
+                print(f"--- {name} under load\n" + format_summary(summarize(raws[name], top=25)), flush=True)
+    keys = rounds[0]["cpu_ms_per_query"].keys() if rounds else []
+    median = {k: sorted(r["cpu_ms_per_query"][k] for r in rounds)[len(rounds) // 2] for k in keys}
+    print("median CPU ms/query: " + ", ".join(f"{k} {v:.3f}" for k, v in median.items()))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"args": vars(args), "rounds": rounds, "median": median}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
