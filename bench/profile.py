@@ -6,8 +6,9 @@ time; ``summarize`` turns that into the top frames by self samples (the frame
 on top of the stack) and by inclusive samples (anywhere on the stack), each as
 ``function (file:line)``. py-spy's idle detection misses waits that block in
 C with the GIL released (a thread pool's ``queue.get``, gRPC's completion-queue
-poll, ``Condition.wait``), so ``summarize`` drops stacks whose top frame is one
-of those (``IDLE_LEAVES``, a heuristic) and reports the rest as busy samples.
+poll, ``Condition.wait``, a blocking gRPC call waiting for its reply), so
+``summarize`` drops stacks whose top frame is one of those (``IDLE_LEAVES``, a
+heuristic) and reports the rest as busy samples.
 Native FAISS time shows on the Python line that called it. (``gil=True``, py-spy's
 GIL-holder view, caught only ~15% of samples on Python 3.11 here.)
 
@@ -58,10 +59,34 @@ PROJECT_PREFIXES = ("vecdb/", "bench/")
 _PLUMBING = ("Thread._bootstrap", "Thread.run ", "_run_module_as_main", "_run_code")
 
 
+def _grpc_reply_wait() -> str | None:
+    """'file:line' of grpc's blocking unary call where it waits for the reply (``call.next_event()``
+    in ``_UnaryUnaryMultiCallable._blocking``, GIL released): a client thread waiting for its server
+    there is idle, not busy (the line moves between grpc versions, so it is looked up)."""
+    try:
+        import inspect
+
+        from grpc import _channel
+        lines, first = inspect.getsourcelines(_channel._UnaryUnaryMultiCallable._blocking)
+    except (ImportError, AttributeError, OSError, TypeError):
+        return None
+    for i, line in enumerate(lines):
+        if "call.next_event()" in line:
+            return f"grpc/_channel.py:{first + i}"
+    return None
+
+
+_REPLY_WAIT = _grpc_reply_wait()
+
+
 def _is_idle(frame: str) -> bool:
     name, _, loc = frame.partition(" (")
+    loc = loc.rstrip(")")
+    if _REPLY_WAIT is not None and name.endswith("._blocking") and loc.endswith(_REPLY_WAIT):
+        return True
     path = loc.rsplit(":", 1)[0]
-    return any(name == fn and path.endswith(suffix) for fn, suffix in IDLE_LEAVES)
+    # py-spy names methods Class.method ("EpollSelector.select"), functions by their name
+    return any((name == fn or name.endswith("." + fn)) and path.endswith(suffix) for fn, suffix in IDLE_LEAVES)
 
 
 def _short(frame: str) -> str:
