@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 
 from vecdb.config import TlsSettings
 from vecdb.metrics import exposition
-from vecdb.security.tls import TlsHTTPServer, ssl_context
+from vecdb.security.tls import TlsHTTPServer, certificate_files
 from vecdb.security.tls import enabled as tls_enabled
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def start_http(host: str, port: int, health: Health, role: str = "standalone",
 
     if tls_enabled(tls):
         assert tls is not None
-        server: ThreadingHTTPServer = TlsHTTPServer((host, port), Handler, ssl_context(tls))
+        server: ThreadingHTTPServer = TlsHTTPServer((host, port), Handler, certificate_files(tls))
     else:
         server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True

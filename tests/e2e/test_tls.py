@@ -254,3 +254,59 @@ def test_a_bad_setting_on_the_command_line_exits_2_with_its_message(tmp_path, ce
                                          "tls.internal)"), tls.output()
     assert "vecdb querynode: security.cluster_secret_file: cannot read " in secret.output()
     assert "Traceback" not in tls.output() + secret.output()
+
+
+def test_rotated_certificate_files_serve_new_connections(tmp_path):
+    """New certificate, key and CA written over the files (as cert-manager or a rotation script does) serve
+    the next connections on both ports without a restart; open connections go on; a half-written set (a
+    certificate without its key) keeps the previous one in use."""
+    import shutil
+
+    from vecdb.standalone import Standalone
+
+    old, new = make_certs(tmp_path / "old"), make_certs(tmp_path / "new")
+    live = tmp_path / "live"
+    live.mkdir()
+
+    def install(certs: Certs, *names: str) -> None:
+        for name in names:  # each file written beside, then renamed over: a reader never sees half a file
+            source = {"server.pem": certs.server_pem, "server.key": certs.server_key, "ca.pem": certs.ca}[name]
+            shutil.copy(source, live / (name + ".tmp"))
+            os.replace(live / (name + ".tmp"), live / name)
+
+    install(old, "server.pem", "server.key", "ca.pem")
+    settings = server_settings(tmp_path / "data")
+    settings.http.port = free_port()
+    settings.tls.mode = 2
+    settings.tls.server_pem_path, settings.tls.server_key_path = str(live / "server.pem"), str(live / "server.key")
+    settings.tls.ca_pem_path = str(live / "ca.pem")
+    node = Standalone(settings).start()
+    uri, health = f"https://127.0.0.1:{node.port}", f"https://localhost:{settings.http.port}/healthz"
+
+    def client_of(certs: Certs) -> dict:
+        return dict(ca_pem_path=str(certs.ca), client_pem_path=str(certs.client_pem),
+                    client_key_path=str(certs.client_key), server_name="localhost")
+
+    try:
+        opened = MilvusClient(uri=uri, dedicated=True, **client_of(old))
+        opened.create_collection("rotated", dimension=DIM)
+        assert _get(health, _client_context(old, True))[0] == 200
+
+        install(new, "server.pem", "server.key", "ca.pem")
+        fresh = MilvusClient(uri=uri, dedicated=True, **client_of(new))
+        assert fresh.list_collections() == ["rotated"]
+        fresh.close()
+        _refused(uri, **client_of(old))  # the old CA neither signs the new server certificate nor is trusted
+        assert opened.list_collections() == ["rotated"]  # the connection made before goes on
+        assert _get(health, _client_context(new, True))[0] == 200
+        with pytest.raises((urllib.error.URLError, ConnectionError, ssl.SSLError)):
+            _get(health, _client_context(old, True))
+
+        install(old, "server.pem")  # half a rotation: the old certificate beside the new key
+        again = MilvusClient(uri=uri, dedicated=True, **client_of(new))  # the new set still serves
+        assert again.list_collections() == ["rotated"]
+        again.close()
+        assert _get(health, _client_context(new, True))[0] == 200
+        opened.close()
+    finally:
+        node.stop()

@@ -9,21 +9,32 @@
 
 A plain-text client to a TLS port, or a client without a certificate under mode 2, fails its
 handshake: it never reaches a handler. The files are read (and checked: they parse, the key
-matches the certificate) once, at start; a bad setting is a ``TlsConfigError`` naming the setting
-and the file, never the key's contents.
+matches the certificate) at start; a bad setting is a ``TlsConfigError`` naming the setting and
+the file, never the key's contents.
+
+Rotation: before each new connection's handshake the files' modification times are looked at
+(``CertificateFiles``: three ``stat`` calls); once they changed and the new set is valid, new
+connections get the new certificate, key and CA, and the connections already open keep theirs. A
+set that is not valid yet (a certificate written before its key) keeps the previous one in use,
+with one warning, until the files change again.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
 import ssl
 import sys
+import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
 
 from vecdb.config import SettingError, TlsSettings
+
+log = logging.getLogger(__name__)
 
 
 class TlsConfigError(SettingError):
@@ -64,16 +75,98 @@ def ssl_context(tls: TlsSettings) -> ssl.SSLContext:
     return ctx
 
 
+class CertificateFiles:
+    """The certificate, key and (mode 2) CA of ``tls`` as last loaded and checked, reloaded by
+    ``refresh`` once the files changed on disk and the new set is valid (``version`` counts the
+    loads). One per set of files in a process (``certificate_files``): the Milvus port and the HTTP
+    port follow the same files."""
+
+    def __init__(self, tls: TlsSettings):
+        self.tls = tls
+        self._paths = [tls.server_pem_path, tls.server_key_path] + ([tls.ca_pem_path] if tls.mode == 2 else [])
+        self._lock = threading.Lock()
+        self._stamp = self._stat()
+        self.version = 0
+        self.context, self.cert, self.key, self.ca = self._load()
+
+    def _stat(self) -> tuple:
+        stamps: list[tuple[int, int, int] | None] = []
+        for path in self._paths:
+            try:
+                st = os.stat(path)
+                stamps.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                stamps.append(None)
+        return tuple(stamps)
+
+    def _load(self) -> tuple[ssl.SSLContext, bytes, bytes, bytes | None]:
+        context = ssl_context(self.tls)
+        ca = _read(self.tls.ca_pem_path, "ca_pem_path") if self.tls.mode == 2 else None
+        return (context, _read(self.tls.server_pem_path, "server_pem_path"),
+                _read(self.tls.server_key_path, "server_key_path"), ca)
+
+    def refresh(self) -> int:
+        """Reload the files if they changed since the last look and are valid; the current version."""
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return self.version
+        with self._lock:
+            if stamp != self._stamp:
+                self._stamp = stamp  # a set that fails is tried again only once the files change again
+                try:
+                    loaded = self._load()
+                except TlsConfigError as e:
+                    log.warning("the TLS files changed but cannot be used (%s); new connections keep the previous "
+                                "certificate until they change again", e)
+                else:
+                    self.context, self.cert, self.key, self.ca = loaded
+                    self.version += 1
+                    log.info("TLS certificate files reloaded (%s): new connections use them", self.tls.server_pem_path)
+            return self.version
+
+
+_files: dict[tuple, CertificateFiles] = {}
+_files_lock = threading.Lock()
+
+
+def certificate_files(tls: TlsSettings) -> CertificateFiles:
+    """The process's ``CertificateFiles`` for ``tls``'s files (checked now: a ``TlsConfigError`` if unusable)."""
+    key = (tls.mode, tls.server_pem_path, tls.server_key_path, tls.ca_pem_path if tls.mode == 2 else "")
+    with _files_lock:
+        files = _files.get(key)
+        if files is None:
+            files = _files[key] = CertificateFiles(tls)
+        else:
+            files.refresh()
+        return files
+
+
 def server_credentials(tls: TlsSettings | None) -> grpc.ServerCredentials | None:
-    """The gRPC server credentials for ``tls``; None for mode 0 (plain text)."""
+    """The gRPC server credentials for ``tls``, following the files (``CertificateFiles``); None for
+    mode 0 (plain text)."""
     if not enabled(tls):
         return None
     assert tls is not None
-    ssl_context(tls)  # the files exist, parse and match: a clear error here, not grpc's at bind time
-    return grpc.ssl_server_credentials(
-        [(_read(tls.server_key_path, "server_key_path"), _read(tls.server_pem_path, "server_pem_path"))],
-        root_certificates=_read(tls.ca_pem_path, "ca_pem_path") if tls.mode == 2 else None,
-        require_client_auth=tls.mode == 2)
+    files = certificate_files(tls)  # the files exist, parse and match: a clear error here, not grpc's at bind time
+
+    def configuration():
+        return grpc.ssl_server_certificate_configuration([(files.key, files.cert)], root_certificates=files.ca)
+
+    applied = files.version
+
+    def fetch():  # grpc asks before each new connection's handshake; None keeps the current one
+        nonlocal applied
+        try:
+            version = files.refresh()
+            if version == applied:
+                return None
+            applied = version
+            return configuration()
+        except Exception:  # noqa: BLE001 - never fail a handshake over the reload itself
+            log.exception("reloading the TLS files failed; keeping the current certificate")
+            return None
+
+    return grpc.dynamic_ssl_server_credentials(configuration(), fetch, require_client_authentication=tls.mode == 2)
 
 
 def internal_credentials(tls: TlsSettings) -> tuple[grpc.ServerCredentials, grpc.ChannelCredentials]:
@@ -103,15 +196,16 @@ class TlsHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address, handler, context: ssl.SSLContext):
-        self.context = context
+    def __init__(self, address, handler, files: CertificateFiles):
+        self.files = files
         super().__init__(address, handler)
 
     def finish_request(self, request, client_address):
         assert isinstance(request, socket.socket)
         request.settimeout(30)
+        self.files.refresh()
         try:
-            conn = self.context.wrap_socket(request, server_side=True)
+            conn = self.files.context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
             return
         try:
