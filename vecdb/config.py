@@ -57,6 +57,32 @@ class GcSettings(BaseModel):
                          "is deleted: readers that still hold it finish first")
 
 
+class CompactionSettings(BaseModel):
+    """Compaction of sealed segments (``vecdb.datanode.compactor``), by the data node that owns a channel."""
+
+    enabled: bool = Field(True, description="compact automatically after persists (client.compact works either way)")
+    small_rows: int = Field(50_000, ge=1, description="a segment with fewer live rows is merged with the other small "
+                            "segments of its partition (a quarter of the seal size, 200,000 rows)")
+    max_rows: int = Field(200_000, ge=1, description="a merge stops adding segments at this many live rows")
+    dead_ratio: float = Field(0.2, ge=0, le=1, description="a segment whose deleted or superseded share passes this "
+                              "is rewritten without those rows (Milvus's dataCoord.compaction.single.ratio.threshold)")
+    interval: float = Field(10.0, ge=0, description="seconds between automatic checks of a channel (a persist "
+                            "or client.compact checks at once)")
+    gc_grace: float = Field(60.0, ge=0, description="seconds the files of compacted-away segments stay for readers "
+                            "that still hold them (the gc/ record's 'after')")
+    keep_requests: float = Field(3600.0, ge=0, description="seconds a finished client.compact request's state stays "
+                                 "(get_compaction_state)")
+
+
+class GcSettings(BaseModel):
+    """Garbage collection of the object store (``vecdb.coord.gc``): in the active coord, or a standalone server."""
+
+    interval: float = Field(10.0, gt=0, description="seconds between garbage collection passes")
+    grace: float = Field(60.0, ge=0, description="seconds an unreferenced object (an orphan left by a crash, a "
+                         "dropped collection's, partition's or index's) is found garbage in every pass before it "
+                         "is deleted: readers that still hold it finish first")
+
+
 class HttpSettings(BaseModel):
     port: int = Field(9091, description="/healthz and /metrics; 0 disables")
 
@@ -155,6 +181,7 @@ class Settings(BaseModel):
     proxy: ProxySettings = ProxySettings()
     storage: StorageSettings = StorageSettings()
     querynode: QueryNodeSettings = QueryNodeSettings()
+    compaction: CompactionSettings = CompactionSettings()
     gc: GcSettings = GcSettings()
     http: HttpSettings = HttpSettings()
     log: LogSettings = LogSettings()

@@ -20,8 +20,10 @@ from collections.abc import Iterable
 import numpy as np
 
 from vecdb.columns import default_column
+from vecdb.config import CompactionSettings
 from vecdb.coord import index_builds
 from vecdb.coord.catalog import CollectionInfo
+from vecdb.datanode.compactor import Compactor, compaction_state, request_compaction
 from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.row_stats import RowStats
 from vecdb.records import DeleteRecord, InsertRecord, decode
@@ -39,7 +41,7 @@ FAULT_ENV = "VECDB_FAULT_PERSIST"
 
 class DataNode:
     def __init__(self, wal: Log, meta: MetaStore, objects: ObjectStore, ids: IdSource, index_threads: int = 1,
-                 truncate: bool = True, node_id: str | None = None):
+                 truncate: bool = True, node_id: str | None = None, compaction: CompactionSettings | None = None):
         """``truncate``: discard flushed records from the log. Only where every reader of the log
         is in this process (standalone); in a cluster, query nodes that follow the channels may
         not have applied them yet (docs/cluster.md)."""
@@ -51,6 +53,7 @@ class DataNode:
         self.objects = objects
         self.indexer = SegmentIndexer(meta, objects, index_threads, node_id)
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self.compactor = Compactor(self, compaction)  # started by the process that owns channels
         self.stats = RowStats(meta, wal)
 
     def persist(self, info: CollectionInfo, channel: str, upto: int) -> list[dict]:
@@ -66,6 +69,7 @@ class DataNode:
             while True:
                 segments = self._persist_once(info, channel, upto)
                 if segments is not None:
+                    self.compactor.wake()  # the automatic compaction check
                     return segments
 
     def _persist_once(self, info: CollectionInfo, channel: str, upto: int) -> list[dict] | None:
@@ -129,7 +133,24 @@ class DataNode:
                 deletes.append((rec.pks, np.full(len(rec.pks), rec.ts, np.uint64)))
         return inserts, deletes
 
+    def compact(self, info: CollectionInfo) -> int:
+        """client.compact: put a request record (``vecdb.datanode.compactor``) and carry it out, by
+        this process's compactor when it runs, else in a thread now; returns the compaction id."""
+        compaction_id = self.ids.allocate()
+        request_compaction(self.meta, compaction_id, info, self.compactor.settings.keep_requests)
+        if self.compactor.running:
+            self.compactor.wake()
+        else:
+            threading.Thread(target=self.compactor.carry_out, args=(info.id, compaction_id), name="compaction",
+                             daemon=True).start()
+        return compaction_id
+
+    def compaction(self, compaction_id: int) -> dict | None:
+        """A compaction request's record (state and plans per channel); None when unknown."""
+        return compaction_state(self.meta, compaction_id)
+
     def close(self) -> None:
+        self.compactor.close()
         self.indexer.close()
 
     def segments(self, info: CollectionInfo) -> list[dict]:

@@ -1,0 +1,439 @@
+"""Compaction of a channel's persisted segments, as Milvus's data coordinator does it.
+
+Two kinds of plan, made from the segment list and the rows' primary keys and timestamps:
+
+- **merge**: the small segments of one partition (fewer live rows than ``small_rows``, a quarter of
+  the seal size by default) become one, up to ``max_rows`` live rows;
+- **rewrite**: a segment whose dead share passes ``dead_ratio`` (Milvus's 0.2) is written again
+  without its dead rows (a manual compaction rewrites every segment with a dead row).
+
+A row is dead when a persisted delete (a delta at or below the checkpoint) of its key has a larger
+timestamp, or when a row of the same key with a larger timestamp is in any persisted segment of the
+channel (upserts are plain inserts; within one insert batch the last occurrence wins): what the
+query node resolves at load (``Shard.rebuild_pk_index``, ``Shard.apply_deltas``). Live rows keep
+their timestamps.
+
+A compaction of one channel commits in ONE metadata transaction that expects the checkpoint and
+every source ``seg/`` key unchanged (a persist or another process's compaction meanwhile: its
+objects are deleted and it plans again): the new ``seg/`` keys (with ``from`` and ``deltas_upto``),
+the sources' keys and the delta keys it made obsolete gone, a ``compacted/`` record per plan for the
+query nodes to swap their segments, a ``gc/`` record naming the objects to delete after a grace,
+and the ``gcintent/`` keys (put before the first object is written) gone. A crash before the commit
+leaves only objects under a new prefix that no ``seg/`` key names, with an intent of a dead
+incarnation: garbage collection removes them.
+
+Triggers: after each persist and every ``interval`` seconds (a channel whose segment and delta
+lists did not change since its last check is not read again), and on demand: ``client.compact``
+puts ``compaction/<collection id>/<compaction id>`` with a state per channel, which the data node
+owning the channel carries out (any proxy answers ``get_compaction_state`` from it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vecdb import errors
+from vecdb.config import CompactionSettings
+from vecdb.coord import session
+from vecdb.coord.catalog import CollectionInfo, read_collection
+from vecdb.storage import segments as sf
+from vecdb.storage.base import MetaStore
+from vecdb.storage.watch import Mirror
+
+if TYPE_CHECKING:
+    from vecdb.datanode.node import DataNode
+
+log = logging.getLogger(__name__)
+
+# A test switch for the crash tests: "abort" kills the process inside a compaction, after its objects
+# are written and before its metadata is committed. Never set in production.
+FAULT_ENV = "VECDB_FAULT_COMPACT"
+
+REQUEST_PREFIX = "compaction/"
+PENDING, EXECUTING, COMPLETED = "pending", "executing", "completed"
+
+_NEVER = np.iinfo(np.uint64).max
+
+
+def request_key(collection_id: int, compaction_id: int) -> str:
+    return f"{REQUEST_PREFIX}{collection_id}/{compaction_id}"
+
+
+def compacted_prefix(source_prefix: str, position: int, partition_id: int, segment_id: int) -> str:
+    """``segments/<cid>/<channel>/<position:020d>-<pid>-c<segment id>/`` beside its sources."""
+    base = source_prefix.rstrip("/").rsplit("/", 1)[0]
+    return f"{base}/{position:020d}-{partition_id}-c{segment_id}/"
+
+
+@dataclass
+class Plan:
+    partition_id: int
+    sources: list[dict]  # segment infos, by position
+    seg_keys: list[str]  # their seg/ keys
+    keep: list[np.ndarray]  # per source: the offsets of its live rows
+    kind: str  # "merge" or "rewrite"
+    segment_id: int = 0  # of the new segment (allocated when executed)
+    target: dict | None = None  # the new segment's info; None when no row survives
+
+    @property
+    def live_rows(self) -> int:
+        return int(sum(len(k) for k in self.keep))
+
+
+@dataclass
+class ChannelState:
+    """One channel's persisted state, read consistently (the checkpoint did not move meanwhile)."""
+
+    checkpoint_raw: bytes | None
+    checkpoint: int
+    segments: dict[str, dict]  # seg key -> info
+    raw: dict[str, bytes]  # seg key -> its value as read (the txn expects it)
+    deltas: dict[str, str]  # delta key -> object key
+    signature: tuple = field(default=())
+
+
+class Compactor:
+    def __init__(self, node: DataNode, settings: CompactionSettings | None = None):
+        self.node = node
+        self.meta: MetaStore = node.meta
+        self.settings = settings or CompactionSettings()
+        self._pk_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # segment prefix -> (pks, ts)
+        self._checked: dict[str, tuple] = {}  # channel -> signature of its last automatic check
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._mirror: Mirror | None = None
+        self._owned: Callable[[], dict[str, int]] = dict
+
+    # --- planning ---------------------------------------------------------------
+    def read_state(self, collection_id: int, channel: str) -> ChannelState:
+        while True:
+            raw_ckpt = self.meta.get(f"ckpt/{collection_id}/{channel}")
+            seg_pairs = self.meta.scan(f"seg/{collection_id}/{channel}/")
+            delta_pairs = self.meta.scan(f"delta/{collection_id}/{channel}/")
+            if self.meta.get(f"ckpt/{collection_id}/{channel}") == raw_ckpt:
+                break
+        return ChannelState(
+            raw_ckpt, int(raw_ckpt) if raw_ckpt else 0,
+            {k: json.loads(v) for k, v in seg_pairs}, dict(seg_pairs),
+            {k: v.decode() for k, v in delta_pairs},
+            (raw_ckpt, tuple(k for k, _ in seg_pairs), tuple(k for k, _ in delta_pairs)))
+
+    def _pks(self, info: CollectionInfo, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+        """Primary keys and timestamps of a segment (segments never change: cached by prefix)."""
+        got = self._pk_cache.get(prefix)
+        if got is None:
+            pk = info.schema.primary_field.name
+            cols, ts = sf.read_segment(self.node.objects, prefix, info.schema,
+                                       skip=[f.name for f in info.schema.fields if f.name != pk])
+            got = self._pk_cache[prefix] = (np.asarray(cols[pk]), np.asarray(ts, np.uint64))
+        return got
+
+    def live_rows(self, info: CollectionInfo, state: ChannelState) -> dict[str, np.ndarray]:
+        """seg key -> boolean mask of its live rows, over the segments of live partitions."""
+        partitions = {p.id for p in info.partitions}
+        keys = [k for k, s in state.segments.items() if s["partition_id"] in partitions]
+        if not keys:
+            return {}
+        parts = [self._pks(info, state.segments[k]["prefix"]) for k in keys]
+        pks = np.concatenate([p for p, _ in parts])
+        ts = np.concatenate([t for _, t in parts])
+        n = len(pks)
+        dpks, dts = [], []
+        for obj in state.deltas.values():
+            p, t = sf.read_delta(self.node.objects, obj)
+            dpks.append(np.asarray(p, dtype=pks.dtype))
+            dts.append(np.asarray(t, np.uint64))
+        allkeys = np.concatenate([pks, *dpks]) if dpks else pks
+        uniq, inv = np.unique(allkeys, return_inverse=True)
+        inv = inv.reshape(-1)
+        codes = inv[:n]
+        # the newest version of each key: the largest ts, and of those the last row (one insert
+        # batch, one segment, rows in order: the last occurrence wins)
+        newest = np.zeros(len(uniq), np.uint64)
+        np.maximum.at(newest, codes, ts)
+        at_newest = np.flatnonzero(ts == newest[codes])
+        last = np.full(len(uniq), -1, np.int64)
+        np.maximum.at(last, codes[at_newest], at_newest)
+        alive = last[codes] == np.arange(n)
+        if dpks:
+            deleted_at = np.zeros(len(uniq), np.uint64)
+            np.maximum.at(deleted_at, inv[n:], np.concatenate(dts))
+            alive &= deleted_at[codes] <= ts
+        bounds = np.cumsum([0] + [len(p) for p, _ in parts])
+        return {k: alive[bounds[i]:bounds[i + 1]] for i, k in enumerate(keys)}
+
+    def plan(self, info: CollectionInfo, state: ChannelState, manual: bool = False) -> list[Plan]:
+        s = self.settings
+        masks = self.live_rows(info, state)
+        by_partition: dict[int, list[str]] = {}
+        for key in sorted(masks, key=lambda k: (state.segments[k]["position"], k)):
+            by_partition.setdefault(state.segments[key]["partition_id"], []).append(key)
+        plans = []
+        for pid, keys in by_partition.items():
+            live = {k: int(masks[k].sum()) for k in keys}
+            dirty = {k for k in keys if (len(masks[k]) - live[k]) > (0 if manual else s.dead_ratio * len(masks[k]))}
+            groups: list[list[str]] = []
+            group: list[str] = []
+            rows = 0
+            for k in (k for k in keys if live[k] < s.small_rows):
+                if group and rows + live[k] > s.max_rows:
+                    groups.append(group)
+                    group, rows = [], 0
+                group.append(k)
+                rows += live[k]
+            if group:
+                groups.append(group)
+            merged: set[str] = set()
+            for g in groups:
+                if len(g) > 1 or g[0] in dirty:
+                    plans.append(self._plan(pid, g, state, masks, "merge" if len(g) > 1 else "rewrite"))
+                    merged.update(g)
+            for k in keys:
+                if k in dirty and k not in merged:
+                    plans.append(self._plan(pid, [k], state, masks, "rewrite"))
+        return plans
+
+    @staticmethod
+    def _plan(pid: int, keys: list[str], state: ChannelState, masks: dict[str, np.ndarray], kind: str) -> Plan:
+        return Plan(pid, [state.segments[k] for k in keys], keys, [np.flatnonzero(masks[k]) for k in keys], kind)
+
+    # --- execution --------------------------------------------------------------
+    def compact_channel(self, info: CollectionInfo, channel: str, manual: bool = False,
+                        tries: int = 5) -> list[Plan]:
+        """Plan and carry out the compaction of one channel; the plans committed ([] when nothing
+        called for one). Under the channel's persist lock; planned again when the metadata changed
+        under it (another process persisted or compacted the channel)."""
+        for _ in range(tries):
+            with self.node._locks[channel]:
+                state = self.read_state(info.id, channel)
+                self._checked[channel] = state.signature
+                plans = self.plan(info, state, manual)
+                self._forget_cached(info, channel, state)
+                if not plans:
+                    return []
+                if self._execute(info, channel, state, plans):
+                    self._forget_cached(info, channel, state, plans)
+                    break
+        else:
+            raise errors.ServiceUnavailable(f"channel {channel}: its segments kept changing under the compaction")
+        if info.indexes and not info.loaded and any(p.target for p in plans):
+            self.node.indexer.schedule(info)  # a loaded collection's query nodes index what they hold
+        return plans
+
+    def _forget_cached(self, info: CollectionInfo, channel: str, state: ChannelState,
+                       plans: list[Plan] | None = None) -> None:
+        """Drop the cached keys of the channel's segments that are gone or go now."""
+        listed = {s["prefix"] for s in state.segments.values()} - {s["prefix"] for p in plans or [] for s in p.sources}
+        mine = f"segments/{info.id}/{channel}/"
+        for prefix in [p for p in self._pk_cache if p.startswith(mine) and p not in listed]:
+            del self._pk_cache[prefix]
+
+    def _execute(self, info: CollectionInfo, channel: str, state: ChannelState, plans: list[Plan]) -> bool:
+        """Write the plans' segments and commit them in one txn; False (objects deleted) when the
+        checkpoint or a source changed meanwhile."""
+        cid, now = info.id, time.time()
+        written: list[str] = []
+        intents: list[str] = []
+        puts: dict[str, bytes] = {}
+        for p in plans:
+            p.segment_id = self.node.ids.allocate()
+            position = max(s["position"] for s in p.sources)
+            if p.live_rows == 0:
+                p.target = None
+                continue
+            prefix = compacted_prefix(p.sources[0]["prefix"], position, p.partition_id, p.segment_id)
+            intent = f"gcintent/{prefix}"
+            self.meta.put(intent, json.dumps({"incarnation": session.INCARNATION}).encode())
+            intents.append(intent)
+            written.append(prefix)
+            columns, ts = self._gather(info, p)
+            sf.write_segment(self.node.objects, prefix, info.schema, columns, ts)
+            p.target = {"segment_id": p.segment_id, "partition_id": p.partition_id, "num_rows": int(len(ts)),
+                        "prefix": prefix, "position": position, "from": [s["prefix"] for s in p.sources],
+                        "deltas_upto": state.checkpoint}
+            if self.node.node_id is not None:
+                p.target["by"] = self.node.node_id
+            puts[f"seg/{cid}/{channel}/{position:020d}-{p.partition_id}-c{p.segment_id}"] = \
+                json.dumps(p.target).encode()
+        sources = {k for p in plans for k in p.seg_keys}
+        remaining = [s for k, s in state.segments.items() if k not in sources] + [p.target for p in plans if p.target]
+        obsolete = [k for k in state.deltas if _delta_obsolete(int(k.rsplit("/", 1)[1]), remaining)]
+        for p in plans:
+            puts[f"compacted/{cid}/{channel}/{p.segment_id}"] = json.dumps({
+                "from": [s["prefix"] for s in p.sources], "to": p.target["prefix"] if p.target else None,
+                "position": state.checkpoint, "at": now}).encode()
+        puts[f"gc/{cid}/{uuid.uuid4().hex}"] = json.dumps({
+            "prefixes": [s["prefix"] for p in plans for s in p.sources],
+            "keys": [state.deltas[k] for k in obsolete], "after": now + self.settings.gc_grace}).encode()
+        expect: dict[str, bytes | None] = {f"ckpt/{cid}/{channel}": state.checkpoint_raw}
+        expect.update({k: state.raw[k] for k in sources})
+        if os.environ.get(FAULT_ENV) == "abort":  # crash tests: objects written, metadata not committed
+            os.abort()
+        if not self.meta.txn(puts=puts, deletes=sorted(sources) + obsolete + intents, expect=expect):
+            log.info("channel %s changed under its compaction; planning again", channel)
+            for prefix in written:
+                self.node.objects.delete_prefix(prefix)
+            self.meta.txn(deletes=intents)
+            return False
+        log.info("compacted %s: %s", channel, "; ".join(
+            f"{p.kind} {[s['segment_id'] for s in p.sources]} -> {p.segment_id if p.target else None} "
+            f"({p.live_rows} rows)" for p in plans))
+        return True
+
+    def _gather(self, info: CollectionInfo, p: Plan) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
+        """The live rows of a plan's sources: column chunks (one per source) and their timestamps."""
+        columns: dict[str, list[np.ndarray]] = {f.name: [] for f in info.schema.fields}
+        ts_parts = []
+        for src, keep in zip(p.sources, p.keep):
+            if not len(keep):
+                continue
+            cols, ts = sf.read_segment(self.node.objects, src["prefix"], info.schema, mmap=True)
+            for name, col in cols.items():
+                columns[name].append(np.asarray(col)[keep])
+            ts_parts.append(np.asarray(ts, np.uint64)[keep])
+        return columns, np.concatenate(ts_parts)
+
+    # --- triggers ---------------------------------------------------------------
+    def maybe_compact(self, info: CollectionInfo, channel: str) -> list[Plan]:
+        """The automatic check: plans only when the channel's segments or deltas changed since its last check."""
+        state_sig = self._signature(info.id, channel)
+        if self._checked.get(channel) == state_sig:
+            return []
+        return self.compact_channel(info, channel)
+
+    def _signature(self, collection_id: int, channel: str) -> tuple:
+        raw = self.meta.get(f"ckpt/{collection_id}/{channel}")
+        return (raw, tuple(k for k, _ in self.meta.scan(f"seg/{collection_id}/{channel}/")),
+                tuple(k for k, _ in self.meta.scan(f"delta/{collection_id}/{channel}/")))
+
+    def start(self, owned: Callable[[], dict[str, int]], watch_requests: bool = True) -> None:
+        """Compact, in a background thread, the channels ``owned()`` names (channel -> collection id):
+        requests first, then the automatic check (when enabled). ``watch_requests``: wake when a
+        request is put by another process (a cluster's proxy)."""
+        self._owned = owned
+        if watch_requests:
+            self._mirror = Mirror(self.meta, REQUEST_PREFIX, self.wake)
+        self._thread = threading.Thread(target=self._run, name="compactor", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and not self._stop.is_set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def carry_out(self, collection_id: int, compaction_id: int) -> None:
+        """Carry out a request's channels here and now (a process that owns them all)."""
+        key = request_key(collection_id, compaction_id)
+        raw = self.meta.get(key)
+        if raw is None:
+            return
+        for channel, st in json.loads(raw)["channels"].items():
+            if st["state"] != COMPLETED:
+                self._carry_out(key, collection_id, channel)
+
+    def _run(self) -> None:
+        interval = self.settings.interval or 1.0
+        while not self._stop.is_set():
+            self._wake.wait(interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 (store trouble: the next round tries again)
+                log.exception("compaction round failed")
+
+    def run_once(self) -> None:
+        """One round over the owned channels: pending requests, then the automatic check."""
+        owned = self._owned()
+        requests = self.meta.scan(REQUEST_PREFIX)
+        for key, raw in requests:
+            req = json.loads(raw)
+            for channel, st in req["channels"].items():
+                if st["state"] != COMPLETED and owned.get(channel) == req["collection_id"] and not self._stop.is_set():
+                    self._carry_out(key, req["collection_id"], channel)
+        if not self.settings.enabled:
+            return
+        for channel, cid in owned.items():
+            if self._stop.is_set():
+                return
+            try:
+                self.maybe_compact(read_collection(self.meta, cid), channel)
+            except errors.CollectionNotFound:
+                continue
+
+    def _carry_out(self, key: str, cid: int, channel: str) -> None:
+        try:
+            info = read_collection(self.meta, cid)
+        except errors.CollectionNotFound:
+            self.meta.delete(key)  # dropped: nobody asks for its state any more
+            return
+        update_request(self.meta, key, channel, EXECUTING)
+        plans = self.compact_channel(info, channel, manual=True)
+        update_request(self.meta, key, channel, COMPLETED, [
+            {"sources": [s["segment_id"] for s in p.sources], "target": p.segment_id} for p in plans])
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._mirror is not None:
+            self._mirror.close()
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+def _delta_obsolete(position: int, remaining: list[dict]) -> bool:
+    """A delta at ``position`` is obsolete once every remaining segment its deletes could hit (those at
+    or below it: a persist writes the segment and the delta of the same records at one position)
+    folded it in."""
+    return all(s.get("deltas_upto", 0) >= position for s in remaining if s["position"] <= position)
+
+
+# --- requests (client.compact) ---------------------------------------------------
+def request_compaction(meta: MetaStore, compaction_id: int, info: CollectionInfo, keep: float = 3600.0) -> None:
+    """Put the request record the owning data nodes carry out; drops finished ones older than ``keep``."""
+    now = time.time()
+    for key, raw in meta.scan(REQUEST_PREFIX):
+        req = json.loads(raw)
+        if now - req.get("at", now) > keep and all(c["state"] == COMPLETED for c in req["channels"].values()):
+            meta.txn(deletes=[key], expect={key: raw})
+    meta.put(request_key(info.id, compaction_id), json.dumps({
+        "collection_id": info.id, "compaction_id": compaction_id, "at": now,
+        "channels": {ch: {"state": PENDING, "plans": []} for ch in info.channels}}).encode())
+
+
+def update_request(meta: MetaStore, key: str, channel: str, state: str, plans: list | None = None) -> None:
+    """Set one channel's state (and plans) in a request record by compare-and-set."""
+    while True:
+        raw = meta.get(key)
+        if raw is None:
+            return
+        req = json.loads(raw)
+        entry = req["channels"].setdefault(channel, {"state": PENDING, "plans": []})
+        entry["state"] = state
+        if plans is not None:
+            entry["plans"] = plans
+        if meta.txn(puts={key: json.dumps(req).encode()}, expect={key: raw}):
+            return
+
+
+def compaction_state(meta: MetaStore, compaction_id: int) -> dict[str, Any] | None:
+    """A request's record (any collection), None when unknown."""
+    suffix = f"/{compaction_id}"
+    for key, raw in meta.scan(REQUEST_PREFIX):
+        if key.endswith(suffix):
+            return json.loads(raw)
+    return None
