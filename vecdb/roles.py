@@ -158,6 +158,11 @@ class DataNodeRole(Protocol):
 
     def forget_index_builds(self, collection_id: int, index_ids: Iterable[int]) -> None: ...
 
+    def seals_itself(self) -> bool:
+        """Whether the data nodes apply the seal policy as they follow the channels (data node
+        processes: ``vecdb.datanode.flusher``); False: the proxy's writes do (``growing_rows``)."""
+        ...
+
 
 class CatalogRole(Protocol):
     """Databases, collections, partitions, aliases and indexes. When a write returns, every

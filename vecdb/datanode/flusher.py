@@ -8,6 +8,13 @@ checkpoint reached its seal record (``vecdb.datanode.remote``). A channel no lon
 to another data node, collection dropped) stops being followed; the compare-and-set on the
 checkpoint keeps two data nodes from persisting one record twice during a move.
 
+The seal policy is the channel's data node's too (given ``seal``): counting the rows inserted
+after the last seal record as it follows the channel, it appends a seal record (``seal(collection
+id, channel)``) once they reach ``seal_rows``, and persists at that record like at a flush's. So a
+proxy's write does not ask a query node how many rows are growing (``DataNodeRole.seals_itself``);
+two data nodes following one channel during a move may both seal (one more small segment, nothing
+lost or repeated). A seal that fails is tried again at the next insert.
+
 The log is bounded: after each persist, and every ``TRUNCATE_SECONDS`` while idle, the owner
 truncates the channel below the lowest of its checkpoint and the positions the query nodes
 holding the channel applied (``qnpos/``, ``vecdb.querynode.positions``). A query node more than
@@ -21,6 +28,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from vecdb import errors, metrics
 from vecdb.coord.assignment import Assignment, assign_key
@@ -28,7 +36,7 @@ from vecdb.coord.catalog import read_collection
 from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
 from vecdb.datanode.node import DataNode
 from vecdb.querynode.positions import QN_POS_PREFIX
-from vecdb.records import SealRecord, decode
+from vecdb.records import InsertRecord, SealRecord, decode
 from vecdb.storage import segments as sf
 from vecdb.storage.base import Log, MetaStore
 from vecdb.storage.watch import Mirror
@@ -37,11 +45,14 @@ log = logging.getLogger(__name__)
 
 TRUNCATE_SECONDS = 5.0
 MAX_FOLLOWER_LAG = 1_000_000  # records behind the checkpoint a query node may hold the log back
+SEAL_ROWS = 200_000  # rows after a channel's last seal record that make the seal policy seal it
 
 
 class ChannelFlusher:
-    def __init__(self, node: DataNode, wal: Log, meta: MetaStore, node_id: str):
+    def __init__(self, node: DataNode, wal: Log, meta: MetaStore, node_id: str,
+                 seal: Callable[[int, str], None] | None = None, seal_rows: int = SEAL_ROWS):
         self.node, self.log, self.meta, self.node_id = node, wal, meta, node_id
+        self.seal, self.seal_rows = seal, seal_rows
         self._lock = threading.Lock()
         self._followers: dict[str, threading.Event] = {}  # channel -> stop flag of its thread
         self._truncated: dict[str, int] = {}  # channel -> position the log was last truncated below
@@ -87,11 +98,19 @@ class ChannelFlusher:
             try:
                 follower = self.log.follow(channel, sf.checkpoint(self.meta, cid, channel) + 1)
                 due = time.monotonic() + TRUNCATE_SECONDS
+                growing = 0  # rows inserted after the last seal record (from the checkpoint on)
                 while not stop.is_set():
                     for pos, payload in follower.poll(timeout=0.5):
-                        if isinstance(decode(payload), SealRecord) and pos > sf.checkpoint(self.meta, cid, channel):
-                            self._persist(cid, channel, pos)
-                            due = 0.0
+                        record = decode(payload)
+                        if isinstance(record, SealRecord):
+                            growing = 0
+                            if pos > sf.checkpoint(self.meta, cid, channel):
+                                self._persist(cid, channel, pos)
+                                due = 0.0
+                        elif isinstance(record, InsertRecord):
+                            growing += record.num_rows
+                            if growing >= self.seal_rows and self._seal(cid, channel):
+                                growing = 0  # its seal record comes back here, and is persisted
                     if time.monotonic() >= due:
                         self.truncate(cid, channel)
                         due = time.monotonic() + TRUNCATE_SECONDS
@@ -103,6 +122,19 @@ class ChannelFlusher:
             finally:
                 if follower is not None:
                     follower.close()
+
+    def _seal(self, cid: int, channel: str) -> bool:
+        """Whether the seal record was appended (never raises: the next insert tries again)."""
+        if self.seal is None:
+            return False
+        try:
+            self.seal(cid, channel)
+        except Exception as e:  # noqa: BLE001 (coord or log trouble)
+            log.warning("data node %s: sealing %s failed (tried again at the next insert): %s", self.node_id,
+                        channel, e)
+            return False
+        log.info("data node %s sealed %s (seal policy: %d rows)", self.node_id, channel, self.seal_rows)
+        return True
 
     def _persist(self, cid: int, channel: str, upto: int) -> None:
         info = read_collection(self.meta, cid)

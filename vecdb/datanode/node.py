@@ -159,6 +159,10 @@ class DataNode:
     def row_count(self, info: CollectionInfo, partition_ids: Iterable[int] | None = None) -> int:
         return self.stats.row_count(info, partition_ids)
 
+    def seals_itself(self) -> bool:
+        """The in-process data node does not follow the log: the proxy's writes apply the seal policy."""
+        return False
+
     def drop_collection(self, info: CollectionInfo) -> None:
         self.stats.forget(info.id)
         for channel in info.channels:

@@ -3,7 +3,10 @@
 It opens the storage backends, registers ``session/datanode/<node id>`` (renewed under a lease)
 so the coord can assign it channels and notice when it is gone, then persists the channels the
 coord assigns it (``ChannelFlusher``): segment files, delta files and checkpoints in the object
-and metadata stores, at each seal record in the log. Segment ids come from the coord. It serves
+and metadata stores, at each seal record in the log. It is also the seal policy of its channels: once a channel holds
+``SEAL_ROWS`` rows after its last seal record, it appends one (a proxy's write no longer asks a
+query node how many rows are growing). Segment ids and the seal records' timestamps come from the
+coord. It serves
 no RPC of its own yet (its port answers gRPC's health only), which a later split of index builds
 and compaction will use.
 """
@@ -15,11 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 from vecdb.config import Settings
-from vecdb.coord.client import CoordClient, RemoteIdAllocator
+from vecdb.coord.client import CoordClient, RemoteIdAllocator, RemoteTimestampOracle
 from vecdb.datanode.flusher import ChannelFlusher
 from vecdb.datanode.index_scheduler import IndexScheduler
 from vecdb.datanode.node import DataNode
 from vecdb.process import NodeProcess
+from vecdb.proxy.writer import ShardWriter
+from vecdb.records import SealRecord
 from vecdb.rpc.transport import listen, server_interceptors
 
 
@@ -32,7 +37,8 @@ class DataNodeProcess(NodeProcess):
         self.indexes: IndexScheduler | None = None  # builds the index of every segment of its channels
         super().__init__(settings, host, node_id)
         try:
-            self.flusher = ChannelFlusher(self.node, self.backends.log, self.backends.meta, self.node_id)
+            self.flusher = ChannelFlusher(self.node, self.backends.log, self.backends.meta, self.node_id,
+                                          seal=self._seal)
             self.indexes = IndexScheduler(self.node.indexer, self.backends.meta, self.node_id)
         except BaseException:
             self.stop()
@@ -41,6 +47,8 @@ class DataNodeProcess(NodeProcess):
     def _start(self, settings: Settings):
         coord = CoordClient(self.backends.meta)
         self._closers.append(coord.close)
+        # the seal policy's seal records, in timestamp order with the proxies' writes (vecdb.proxy.writer)
+        self._sealer = ShardWriter(self.backends.log, RemoteTimestampOracle(coord), lambda *_: None)
         self.node = DataNode(self.backends.log, self.backends.meta, self.backends.objects, RemoteIdAllocator(coord),
                              settings.querynode.index_threads, truncate=False, node_id=self.node_id)
         self._closers.append(self.node.close)
@@ -49,6 +57,10 @@ class DataNodeProcess(NodeProcess):
         port = listen(server, f"{self._host}:{self._port}")  # mutual TLS with tls.internal
         server.start()
         return server, port
+
+    def _seal(self, collection_id: int, channel: str) -> None:
+        """Append a seal record to the channel (the seal policy: ``ChannelFlusher``)."""
+        self._sealer.write({channel: lambda ts: [SealRecord(collection_id, ts)]})
 
     def stop(self, grace: float = 1.0) -> None:
         if self.indexes is not None:

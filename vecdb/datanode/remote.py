@@ -26,6 +26,7 @@ from vecdb.storage.base import MetaStore
 log = logging.getLogger(__name__)
 
 PERSIST_WAIT = 120.0  # seconds a flush waits for the data nodes before it fails (retriable)
+SEALERS_RECHECK = 1.0  # seconds between looks at whether data node processes run (the seal policy's)
 
 
 class ClusterDataNode:
@@ -38,6 +39,16 @@ class ClusterDataNode:
 
     def _datanodes(self) -> list[str]:
         return [k for k, _ in self.meta.scan(DATANODE_SESSIONS)]
+
+    def seals_itself(self) -> bool:
+        """While a data node process runs, the one following each channel seals it
+        (``vecdb.datanode.flusher``); looked up at most once a second (a write asks every time)."""
+        now = time.monotonic()
+        checked, alive = getattr(self, "_sealers", (float("-inf"), False))
+        if now - checked >= SEALERS_RECHECK:
+            alive = bool(self._datanodes())
+            self._sealers = (now, alive)
+        return alive
 
     def persist(self, info: CollectionInfo, channel: str, upto: int) -> list[dict[str, Any]]:
         deadline = time.monotonic() + self.wait

@@ -12,6 +12,7 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from vecdb import errors
 from vecdb.coord.catalog import DEFAULT_PARTITION, CollectionInfo
+from vecdb.datanode.flusher import SEAL_ROWS
 from vecdb.expr import compile_filter
 from vecdb.expr.lexer import INT64_MAX, INT64_MIN, syntax_error
 from vecdb.expr.limits import MAX_EXPR_LENGTH
@@ -28,7 +29,6 @@ from vecdb.timestamp import physical_ms
 
 log = logging.getLogger(__name__)
 
-SEAL_ROWS = 200_000
 _PK_IN = re.compile(r"^\s*\(?\s*([A-Za-z_]\w*)\s+in\s+(\[.*\])\s*\)?\s*$", re.S)
 _PK_EQ = re.compile(r"^\s*([A-Za-z_]\w*)\s*==\s*(-?\d+|\"[^\"\\]*\"|'[^'\\]*')\s*$")
 # What the fast path reads with ast.literal_eval: plain decimal ints (no leading zero: the filter
@@ -218,9 +218,13 @@ class DmlRpcs(ServiceBase):
         return seg_ids, ts
 
     def _maybe_seal(self, info: CollectionInfo, channels: list[str]) -> None:
-        """Runs once the rows are durable: nothing here may fail the write, or a client would
-        retry an insert that is already in the log (and duplicate its auto_id rows)."""
+        """The seal policy where no data node follows the channels (standalone, a cluster without
+        data node processes; else theirs: ``vecdb.datanode.flusher``). Runs once the rows are
+        durable: nothing here may fail the write, or a client would retry an insert that is already
+        in the log (and duplicate its auto_id rows)."""
         try:
+            if self.r.datanode.seals_itself():
+                return
             full = [ch for ch in channels if self.r.querynode.growing_rows(ch) >= SEAL_ROWS]
         except Exception as e:  # noqa: BLE001 - a query node that does not answer: the next write checks again
             log.warning("seal check of %s skipped: %s", info.name, e)

@@ -1,0 +1,100 @@
+"""The seal policy on the data node that follows a channel (vecdb.datanode.flusher): once the rows
+inserted after the channel's last seal record reach ``seal_rows`` it appends a seal record and
+persists at it; a flush's seal record starts the count again; a seal that fails is tried again at
+the next insert. And the proxy leaves the policy to the data nodes while any runs
+(ClusterDataNode.seals_itself)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from tests.conftest import wait_until
+from vecdb.coord.catalog import Catalog
+from vecdb.coord.catalog_model import CollectionInfo, PartitionInfo
+from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
+from vecdb.coord.tso import IdAllocator, TimestampOracle
+from vecdb.datanode import remote
+from vecdb.datanode.flusher import ChannelFlusher
+from vecdb.datanode.node import DataNode
+from vecdb.datanode.remote import ClusterDataNode
+from vecdb.proxy.writer import ShardWriter
+from vecdb.records import InsertRecord, SealRecord, decode
+from vecdb.schema import CollectionSchema, DataType, FieldSchema
+from vecdb.storage import segments as sf
+from vecdb.storage.memory import MemoryLog, MemoryMetaStore, MemoryObjectStore
+
+
+def test_the_data_node_seals_a_channel_at_seal_rows_and_persists_it():
+    meta, wal, objects = MemoryMetaStore(), MemoryLog(), MemoryObjectStore()
+    catalog = Catalog(meta)
+    schema = CollectionSchema("c", [FieldSchema("id", DataType.INT64, is_primary=True),
+                                    FieldSchema("v", DataType.FLOAT_VECTOR, dim=2)])
+    info = CollectionInfo(id=100, db="default", name="c", schema=schema, shards_num=1, consistency_level=0,
+                          created_ts=1, partitions=[PartitionInfo(101, "_default", 1)])
+    catalog.add_collection(info)
+    (channel,) = info.channels
+    meta.put(f"{DN_ASSIGN_PREFIX}{info.id}", json.dumps({channel: "dn0"}).encode())
+    writer = ShardWriter(wal, TimestampOracle(meta), lambda *_: None)
+    failing = [True]
+    seals = []
+
+    def seal(cid: int, ch: str) -> None:
+        seals.append(ch)
+        if failing[0]:
+            failing[0] = False
+            raise ConnectionError("coord not reachable (test)")
+        writer.write({ch: lambda ts: [SealRecord(cid, ts)]})
+
+    node = DataNode(wal, meta, objects, IdAllocator(meta))
+    flusher = ChannelFlusher(node, wal, meta, "dn0", seal=seal, seal_rows=100)
+    next_id = [0]
+
+    def insert(n: int) -> None:
+        ids = np.arange(next_id[0], next_id[0] + n, dtype=np.int64)
+        next_id[0] += n
+        cols = {"id": ids, "v": np.zeros((n, 2), np.float32)}
+        writer.write({channel: lambda ts: [InsertRecord(info.id, 101, ts, n, cols)]})
+
+    def persisted_rows() -> int:
+        return sum(s["num_rows"] for s in sf.list_segments(meta, info.id, channel))
+
+    try:
+        insert(60)
+        insert(60)  # 120 >= 100: a seal, which fails (the coord is away) ...
+        wait_until(lambda: len(seals) == 1, 10, "first seal try")
+        insert(10)  # ... and is tried again here: 130 rows sealed and persisted
+        wait_until(lambda: persisted_rows() == 130, 10, "the seal policy's persist")
+        assert seals == [channel, channel]
+        insert(90)  # 90 after the seal: no seal yet
+        writer.write({channel: lambda ts: [SealRecord(info.id, ts)]})  # a flush's seal record
+        wait_until(lambda: persisted_rows() == 220, 10, "the flush's persist")
+        insert(60)  # the count started again at the flush: 60 < 100
+        insert(30)
+        time.sleep(1.5)  # the follower polls every 0.5 s: a seal would have been appended by now
+        assert persisted_rows() == 220 and len(seals) == 2
+        records = [decode(p) for _, p in wal.read(channel, sf.checkpoint(meta, info.id, channel) + 1)]
+        assert [type(r).__name__ for r in records] == ["InsertRecord", "InsertRecord"]
+    finally:
+        flusher.close()
+        node.close()
+        catalog.close()
+
+
+def test_the_proxy_leaves_the_seal_policy_to_running_data_nodes(monkeypatch):
+    meta = MemoryMetaStore()
+    node = DataNode(MemoryLog(), meta, MemoryObjectStore(), IdAllocator(meta))
+    monkeypatch.setattr(remote, "SEALERS_RECHECK", 0.0)
+    cluster = ClusterDataNode(node, meta)
+    try:
+        assert not node.seals_itself()  # standalone: the proxy's writes seal
+        assert not cluster.seals_itself()  # no data node process: the proxy persists and seals
+        meta.put("session/datanode/dn0", b"{}")
+        assert cluster.seals_itself()
+        meta.delete("session/datanode/dn0")
+        assert not cluster.seals_itself()
+    finally:
+        node.close()
+
