@@ -23,6 +23,7 @@ import numpy as np
 if TYPE_CHECKING:
     from vecdb.coord.catalog_model import CollectionInfo
     from vecdb.coord.ddl import LoadState
+    from vecdb.coord.resource_groups import GroupConfig
     from vecdb.querynode.executor import Hits, SearchSpec
     from vecdb.schema import CollectionSchema
 
@@ -158,6 +159,15 @@ class DataNodeRole(Protocol):
 
     def forget_index_builds(self, collection_id: int, index_ids: Iterable[int]) -> None: ...
 
+    def compact(self, info: CollectionInfo) -> int:
+        """client.compact: a compaction request the data nodes owning the channels carry out
+        (``vecdb.datanode.compactor``); its id."""
+        ...
+
+    def compaction(self, compaction_id: int) -> dict[str, Any] | None:
+        """A compaction request's record (state and plans per channel); None when unknown."""
+        ...
+
     def seals_itself(self) -> bool:
         """Whether the data nodes apply the seal policy as they follow the channels (data node
         processes: ``vecdb.datanode.flusher``); False: the proxy's writes do (``growing_rows``)."""
@@ -265,3 +275,13 @@ class DdlRole(Protocol):
         ...
 
     def transfer_replica(self, db: str, collection: str, source: str, target: str, num_replica: int) -> None: ...
+
+    def create_resource_group(self, name: str, config: GroupConfig | None) -> None: ...
+
+    def update_resource_groups(self, configs: dict[str, GroupConfig]) -> None: ...
+
+    def drop_resource_group(self, name: str) -> None:
+        """Refused while a loaded collection has replicas in the group."""
+        ...
+
+    def transfer_node(self, source: str, target: str, num: int) -> None: ...

@@ -1,7 +1,7 @@
 """Standalone mode: every role in one process, by default over the embedded backends (the
 storage settings can point it at JetStream, etcd and S3 instead: ``vecdb.storage.backends``).
 
-Start order follows the dependencies: storage, coord (catalog, TSO, ids), query
+Start order follows the dependencies: storage, coord (catalog, TSO, ids, DDL), query
 and data nodes, then the proxy's gRPC server; collections that were loaded before
 a restart are loaded again (sealed segments plus the log tail). Stop runs in
 reverse.
@@ -18,6 +18,7 @@ import grpc
 
 from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
+from vecdb.coord.ddl import DdlManager
 from vecdb.coord.gc import GarbageCollector
 from vecdb.coord.resource_groups import ResourceGroups
 from vecdb.coord.session import Session, describe_process
@@ -66,14 +67,21 @@ class Standalone:
         tso = TimestampOracle(self.meta)
         ids = IdAllocator(self.meta)
         self.querynode = QueryNode(self.wal, self.meta, self.objects, settings.querynode.index_threads)
-        self.datanode = DataNode(self.wal, self.meta, self.objects, ids, settings.querynode.index_threads)
+        self.datanode = DataNode(self.wal, self.meta, self.objects, ids, settings.querynode.index_threads,
+                                 compaction=settings.compaction)
         writer = ShardWriter(self.wal, tso, self.querynode.deliver)
         self.security = Security(self.meta, settings.security)
-        self.roles = Roles(catalog, tso, ids, writer, self.querynode, self.datanode,
+        groups = ResourceGroups(self.meta, lambda: {str(STANDALONE_NODE_ID): "local"})
+        # the coord's DDL manager, in-process over the same catalog (a cluster's proxy calls the coord's)
+        ddl = DdlManager(catalog, ids, tso, groups)
+        self.roles = Roles(catalog, tso, ids, writer, self.querynode, self.datanode, ddl=ddl,
                            max_request_bytes=settings.proxy.max_request_bytes,
                            max_query_window=settings.proxy.max_query_window, security=self.security,
-                           resource_groups=ResourceGroups(self.meta, lambda: {str(STANDALONE_NODE_ID): "local"}),
+                           resource_groups=groups,
                            quota=Quota(settings.quota, data_dir=settings.storage.data_dir))
+        # compaction of every collection's channels, in the background (vecdb.datanode.compactor)
+        self.datanode.compactor.start(
+            lambda: {ch: info.id for info in catalog.all_collections() for ch in info.channels}, watch_requests=False)
         for info in catalog.all_collections():
             if info.loaded:
                 with writer.locked(info.channels):

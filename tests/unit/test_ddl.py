@@ -14,7 +14,7 @@ from vecdb.coord.catalog import Catalog
 from vecdb.coord.client import CoordClient
 from vecdb.coord.ddl import DdlManager, LoadState
 from vecdb.coord.ddl_rpc import RemoteDdl
-from vecdb.coord.resource_groups import ResourceGroups
+from vecdb.coord.resource_groups import GroupConfig, ResourceGroups
 from vecdb.coord.server import Coord
 from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.schema import CollectionSchema, DataType, FieldSchema
@@ -233,3 +233,31 @@ def test_ddl_needs_the_active_coord_and_goes_on_through_the_standby(cluster):
     assert third.active
     p.ddl.create_partition("", "c", "p2")
     assert [x.name for x in p.catalog.get("", "c").partitions] == ["_default", "p1", "p2"]
+
+
+def test_resource_groups_through_the_manager_and_the_coord(cluster):
+    meta, coord, proxy = cluster
+    for n in ("7", "8"):  # two live query nodes
+        meta.put(f"session/querynode/{n}", b'{"address": "127.0.0.1:1"}')
+    coord()
+    a = proxy("a")
+    a.ddl.create_resource_group("rg1", GroupConfig(requests=1, limits=1))
+    a.ddl.create_resource_group("rg1", GroupConfig(requests=1, limits=1))  # the same again: accepted
+    with pytest.raises(errors.ResourceGroupAlreadyExist):
+        a.ddl.create_resource_group("rg1", GroupConfig(requests=2, limits=2))
+    groups = ResourceGroups(meta, lambda: {"7": "", "8": ""}).snapshot()
+    assert len(groups["rg1"].nodes) == 1 and len(groups["__default_resource_group"].nodes) == 1
+    a.ddl.create_collection("", "c", schema(), 1, 0, {}, 0)
+    a.ddl.create_index("", "c", "v", "", "FLAT", "L2", {})
+    a.ddl.load("", "c", None, 1, ["rg1"])
+    assert a.catalog.get("", "c").resource_groups == ["rg1"]
+    a.ddl.update_resource_groups({"rg1": GroupConfig(requests=1, limits=2)})
+    with pytest.raises(errors.InvalidParameter, match="release it first"):  # the coord checks its catalog
+        a.ddl.drop_resource_group("rg1")
+    a.ddl.release("", "c", None)
+    a.ddl.transfer_node("rg1", "__default_resource_group", 1)
+    a.ddl.update_resource_groups({"rg1": GroupConfig(requests=0, limits=0)})
+    a.ddl.drop_resource_group("rg1")
+    a.ddl.drop_resource_group("rg1")  # gone already: accepted, as in Milvus
+    groups = ResourceGroups(meta, lambda: {"7": "", "8": ""}).snapshot()
+    assert sorted(groups) == ["__default_resource_group"] and len(groups["__default_resource_group"].nodes) == 2

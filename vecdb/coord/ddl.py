@@ -43,7 +43,7 @@ from vecdb.coord.catalog_model import (
     PartitionInfo,
 )
 from vecdb.coord.catalog_sync import CatalogConflict
-from vecdb.coord.resource_groups import replica_groups, replica_groups_of, transfer_replicas
+from vecdb.coord.resource_groups import GroupConfig, replica_groups, replica_groups_of, transfer_replicas
 from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
 from vecdb.schema import CollectionSchema, validate_collection_name
 
@@ -349,6 +349,34 @@ class DdlManager:
             info.resource_groups = transfer_replicas(replica_groups_of(info), source, target, num_replica)
 
         self._saving(lambda: self.catalog.get(db or DEFAULT_DB, collection), change)
+
+    # --- resource groups ----------------------------------------------------------
+    def _groups(self) -> ResourceGroups:
+        if self.groups is None:
+            raise errors.OperationNotSupported("resource groups are not set up on this server")
+        return self.groups
+
+    def create_resource_group(self, name: str, config: GroupConfig | None) -> None:
+        self._serial(lambda: self._groups().create(name, config))
+
+    def update_resource_groups(self, configs: dict[str, GroupConfig]) -> None:
+        self._serial(lambda: self._groups().update(configs))
+
+    def drop_resource_group(self, name: str) -> None:
+        """Refused while a loaded collection has replicas in the group (checked under the lock that
+        serializes loads, so none slips in between)."""
+
+        def user_of(group: str) -> str | None:
+            for db in self.catalog.list_databases():
+                for c in self.catalog.list_collections(db):
+                    if c.loaded and group in replica_groups_of(c):
+                        return c.name
+            return None
+
+        self._serial(lambda: self._groups().drop(name, user_of))
+
+    def transfer_node(self, source: str, target: str, num: int) -> None:
+        self._serial(lambda: self._groups().transfer_node(source, target, num))
 
     def release(self, db: str, collection: str, partition_names: list[str] | None) -> bool:
         """Release the collection (``partition_names`` None) or those partitions. Whether the whole

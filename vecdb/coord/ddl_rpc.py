@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 from vecdb.coord.catalog import Catalog
 from vecdb.coord.client import CoordClient
 from vecdb.coord.ddl import DdlManager, LoadState
-from vecdb.coord.resource_groups import ResourceGroups
+from vecdb.coord.resource_groups import GroupConfig, ResourceGroups
 from vecdb.discovery import session_address
 from vecdb.roles import IdSource, TimestampSource
 from vecdb.rpc.gen import coord_pb2 as pb
@@ -120,6 +120,12 @@ def ddl_handlers(serve: Callable[[Callable[[DdlManager], Any]], Any]) -> dict[st
         "LoadCollection": load,
         "UndoLoad": undo_load,
         "ReleaseCollection": release,
+        "CreateResourceGroup": unit(lambda d, r: d.create_resource_group(
+            r.name, GroupConfig.from_dict(json.loads(r.config_json)) if r.config_json else None)),
+        "UpdateResourceGroups": unit(lambda d, r: d.update_resource_groups(
+            {n: GroupConfig.from_dict(json.loads(c)) for n, c in r.configs_json.items()})),
+        "DropResourceGroup": unit(lambda d, r: d.drop_resource_group(r.name)),
+        "TransferNode": unit(lambda d, r: d.transfer_node(r.source, r.target, r.num)),
         "TransferReplica": unit(lambda d, r: d.transfer_replica(r.db, r.collection, r.source, r.target,
                                                                 r.num_replica)),
     }
@@ -230,3 +236,18 @@ class RemoteDdl:
     def transfer_replica(self, db: str, collection: str, source: str, target: str, num_replica: int) -> None:
         self._call("TransferReplica", pb.DdlTransferReplicaRequest(
             db=db, collection=collection, source=source, target=target, num_replica=num_replica))
+
+    # --- resource groups
+    def create_resource_group(self, name: str, config: GroupConfig | None) -> None:
+        self._call("CreateResourceGroup", pb.DdlResourceGroupRequest(
+            name=name, config_json=json.dumps(config.to_dict()) if config is not None else ""))
+
+    def update_resource_groups(self, configs: dict[str, GroupConfig]) -> None:
+        self._call("UpdateResourceGroups", pb.DdlUpdateResourceGroupsRequest(
+            configs_json={n: json.dumps(c.to_dict()) for n, c in configs.items()}))
+
+    def drop_resource_group(self, name: str) -> None:
+        self._call("DropResourceGroup", pb.DdlResourceGroupRequest(name=name))
+
+    def transfer_node(self, source: str, target: str, num: int) -> None:
+        self._call("TransferNode", pb.DdlTransferNodeRequest(source=source, target=target, num=num))

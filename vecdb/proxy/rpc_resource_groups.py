@@ -56,26 +56,27 @@ class ResourceGroupRpcs(ServiceBase):
             out.extend(c for c in self.r.catalog.list_collections(db) if c.loaded)
         return out
 
-    def _user_of(self, name: str) -> str | None:
-        return next((c.name for c in self._loaded() if name in replica_groups_of(c)), None)
-
     @rpc()
     def CreateResourceGroup(self, request, context):
         name = request.resource_group
         cfg = config_from_pb(request.config, name, False) if request.HasField("config") else None
-        self.groups().create(name, cfg)
+        validate_name(name)
+        self.ddl.create_resource_group(name, cfg)  # the coord's (vecdb.coord.ddl), as every change here
         return status.success()
 
     @rpc()
     def UpdateResourceGroups(self, request, context):
         configs = {name: config_from_pb(cfg, name, True) for name, cfg in request.resource_groups.items()}
         if configs:
-            self.groups().update(configs)
+            for name in configs:
+                validate_name(name)
+            self.ddl.update_resource_groups(configs)
         return status.success()
 
     @rpc()
     def DropResourceGroup(self, request, context):
-        self.groups().drop(request.resource_group, self._user_of)
+        validate_name(request.resource_group)
+        self.ddl.drop_resource_group(request.resource_group)
         return status.success()
 
     @rpc(milvus_pb2.ListResourceGroupsResponse)
@@ -104,7 +105,9 @@ class ResourceGroupRpcs(ServiceBase):
 
     @rpc()
     def TransferNode(self, request, context):
-        self.groups().transfer_node(request.source_resource_group, request.target_resource_group, request.num_node)
+        validate_name(request.source_resource_group)
+        validate_name(request.target_resource_group)
+        self.ddl.transfer_node(request.source_resource_group, request.target_resource_group, request.num_node)
         return status.success()
 
     @rpc()

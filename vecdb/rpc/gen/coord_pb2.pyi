@@ -243,6 +243,43 @@ class DdlTransferReplicaRequest(_message.Message):
     retry: bool
     def __init__(self, db: _Optional[str] = ..., collection: _Optional[str] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., num_replica: _Optional[int] = ..., retry: _Optional[bool] = ...) -> None: ...
 
+class DdlResourceGroupRequest(_message.Message):
+    __slots__ = ("name", "config_json", "retry")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    config_json: str
+    retry: bool
+    def __init__(self, name: _Optional[str] = ..., config_json: _Optional[str] = ..., retry: _Optional[bool] = ...) -> None: ...
+
+class DdlUpdateResourceGroupsRequest(_message.Message):
+    __slots__ = ("configs_json", "retry")
+    class ConfigsJsonEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CONFIGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    configs_json: _containers.ScalarMap[str, str]
+    retry: bool
+    def __init__(self, configs_json: _Optional[_Mapping[str, str]] = ..., retry: _Optional[bool] = ...) -> None: ...
+
+class DdlTransferNodeRequest(_message.Message):
+    __slots__ = ("source", "target", "num", "retry")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    NUM_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    target: str
+    num: int
+    retry: bool
+    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., num: _Optional[int] = ..., retry: _Optional[bool] = ...) -> None: ...
+
 class DdlReply(_message.Message):
     __slots__ = ("version", "found", "id", "ids", "before")
     VERSION_FIELD_NUMBER: _ClassVar[int]

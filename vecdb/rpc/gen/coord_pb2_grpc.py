@@ -134,6 +134,26 @@ class CoordStub:
                 request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlTransferReplicaRequest.SerializeToString,
                 response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
                 _registered_method=True)
+        self.CreateResourceGroup = channel.unary_unary(
+                '/vecdb.internal.Coord/CreateResourceGroup',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlResourceGroupRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.UpdateResourceGroups = channel.unary_unary(
+                '/vecdb.internal.Coord/UpdateResourceGroups',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlUpdateResourceGroupsRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.DropResourceGroup = channel.unary_unary(
+                '/vecdb.internal.Coord/DropResourceGroup',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlResourceGroupRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.TransferNode = channel.unary_unary(
+                '/vecdb.internal.Coord/TransferNode',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlTransferNodeRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
 
 
 class CoordServicer:
@@ -277,6 +297,33 @@ class CoordServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateResourceGroup(self, request, context):
+        """Resource groups (vecdb/coord/resource_groups.py): configs and members in rg/<name>, changed by
+        compare-and-set; the coord checks a drop against its catalog's loaded replicas. TransferNode
+        is a config change (Milvus 2.4): like Milvus's, a repeat moves `num` nodes again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateResourceGroups(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropResourceGroup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TransferNode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -378,6 +425,26 @@ def add_CoordServicer_to_server(servicer, server):
             'TransferReplica': grpc.unary_unary_rpc_method_handler(
                     servicer.TransferReplica,
                     request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlTransferReplicaRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'CreateResourceGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateResourceGroup,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlResourceGroupRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'UpdateResourceGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateResourceGroups,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlUpdateResourceGroupsRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'DropResourceGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropResourceGroup,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlResourceGroupRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'TransferNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransferNode,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlTransferNodeRequest.FromString,
                     response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
             ),
     }
@@ -920,6 +987,114 @@ class Coord:
             target,
             '/vecdb.internal.Coord/TransferReplica',
             vecdb_dot_internal_dot_coord__pb2.DdlTransferReplicaRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateResourceGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/CreateResourceGroup',
+            vecdb_dot_internal_dot_coord__pb2.DdlResourceGroupRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateResourceGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/UpdateResourceGroups',
+            vecdb_dot_internal_dot_coord__pb2.DdlUpdateResourceGroupsRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropResourceGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/DropResourceGroup',
+            vecdb_dot_internal_dot_coord__pb2.DdlResourceGroupRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransferNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/TransferNode',
+            vecdb_dot_internal_dot_coord__pb2.DdlTransferNodeRequest.SerializeToString,
             vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
             options,
             channel_credentials,
