@@ -154,3 +154,54 @@ def test_each_segment_is_indexed_once_by_the_data_node_and_served_from_its_file(
         connections.disconnect(alias)
         stop_processes(procs.values())
         meta.close()
+
+
+def test_a_data_node_killed_in_the_middle_of_a_build_leaves_it_to_the_next_owner(tmp_path, remote_storage):
+    """kill -9 of the data node while it builds (slowed to 60 s) and with a second build queued: the
+    other data node takes the channel over, builds the interrupted segment once more
+    (``retry_after_crash``: a crash is taken for the build's only when it happens twice) and the
+    queued one, and the query node serves both from the files; nothing is reported failed."""
+    storage = dict(remote_storage(), session_ttl=2)
+    meta = open_meta(server_settings(tmp_path / "probe", None, storage).storage)
+    procs: dict[str, subprocess.Popen] = {}
+    c = None
+    alias = "index-once-kill"
+    try:
+        procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(free_port()))
+        procs["qn0"] = spawn_vecdb(storage, tmp_path / "qn0", "querynode", "--port", str(free_port()),
+                                   "--node-id", "qn0")
+        procs["dn0"] = spawn_vecdb(storage, tmp_path / "dn0", "datanode", "--port", str(free_port()),
+                                   "--node-id", "dn0", env={FAULT_ENV: "sleep:60"})
+        port = free_port()
+        procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(port))
+        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
+        connections.connect(alias, uri=f"http://127.0.0.1:{port}")
+        _create(c, "docs")
+        c.load_collection("docs")
+        cid = c.describe_collection("docs")["collection_id"]
+        vecs = np.random.default_rng(1).random((SEGMENTS * SEGMENT_ROWS, DIM), dtype=np.float32)
+        _fill(c, "docs", vecs)
+        wait_until(lambda: any(json.loads(v)["state"] == "running"
+                               for _, v in meta.scan(index_builds.collection_prefix(cid))), 20, "dn0 never builds")
+        procs["dn1"] = spawn_vecdb(storage, tmp_path / "dn1", "datanode", "--port", str(free_port()),
+                                   "--node-id", "dn1")
+        procs["dn0"].kill()
+        procs["dn0"].wait(5)
+        killed = time.monotonic()
+        wait_until(lambda: (s := _sealed(alias, "docs")) and len(s) == SEGMENTS and all(x.indexID for x in s), 60,
+                   "the query node never served the segments' files after the take-over")
+        print(f"kill -9 of the building data node: both segments served from dn1's files "
+              f"{time.monotonic() - killed:.1f} s later (session ttl 2 s)")
+        recs = [json.loads(v) for _, v in meta.scan(index_builds.collection_prefix(cid))]
+        assert sorted((r["state"], r["by"]) for r in recs) == [("finished", "dn1")] * SEGMENTS, recs
+        desc = c.describe_index("docs", "vec")
+        assert (desc["indexed_rows"], desc["total_rows"], desc["state"]) == (3000, 3000, "Finished"), desc
+        queries = vecs[::300] + 0.01
+        expected = np.argsort(((queries[:, None, :] - vecs[None, :, :]) ** 2).sum(-1), axis=1)[:, :10].tolist()
+        assert _search(c, "docs", queries) == expected
+    finally:
+        if c is not None:
+            c.close()
+        connections.disconnect(alias)
+        stop_processes(procs.values())
+        meta.close()

@@ -265,3 +265,31 @@ def test_a_standalone_query_node_builds_itself_and_records_the_finished_file():
         assert objects.exists(sf.index_key(prefix, 101, 7))
     finally:
         qn.close()
+
+
+def test_a_data_nodes_build_cut_short_by_its_death_runs_once_more_then_counts_as_a_crash():
+    """``IndexBuilds(retry_after_crash=True)`` (a data node's): a running record of a dead process
+    marked ``retry`` is built again (and reported pending meanwhile, not failed); a second death
+    in the same build makes it failed, as in standalone after the first."""
+    meta = MemoryMetaStore()
+    builds = index_builds.IndexBuilds(meta, retry_after_crash=True)
+    prefix = sf.segment_prefix(5, CH, 2, 0)
+    key = index_builds.segment_records_prefix(5, 7, prefix) + "dead-incarnation"
+    dead = {"state": "running", "incarnation": "dead-incarnation", "pid": 1, "host": "h", "since": "s", "rows": 9}
+    meta.put(key, json.dumps({**dead, "retry": True}).encode())
+    assert index_builds.failures(meta, 5, 7) == []  # to be built again: pending, not failed
+    seen = []
+
+    def build():
+        seen.extend(json.loads(v) for _, v in meta.scan(index_builds.segment_records_prefix(5, 7, prefix)))
+        return "index"
+    assert builds.run(5, 7, prefix, 9, build) == "index"
+    assert [(r["state"], r.get("retry")) for r in seen] == [("running", None)]  # the retry carries no mark
+    meta.put(key, json.dumps(dead).encode())  # ... and the retry's process died too
+    try:
+        builds.run(5, 7, prefix, 9, build)
+        raise AssertionError("a build that died twice ran a third time")
+    except index_builds.BuildRefused as e:
+        assert "stopped while building" in e.reason
+    assert [f["rows"] for f in index_builds.failures(meta, 5, 7)] == [9]
+    builds.close()

@@ -19,7 +19,11 @@ the reason. Nothing retries it until the index is dropped and created again (a n
 dropping the index or the collection deletes its records.
 
 A clean stop forgets the builds it interrupts (``close``), so only a process that dies in the
-middle of a build leaves a ``running`` record behind. Segments without files (no ``prefix``)
+middle of a build leaves a ``running`` record behind. A builder made with ``retry_after_crash``
+(a cluster's data node: it is also killed from outside, and its channels move to another data
+node) marks its first attempt ``"retry": true``: a process that finds such a record of a dead
+process deletes it and builds once more, without the mark, so a build that kills its process
+again is refused after two crashes instead of one. Segments without files (no ``prefix``)
 have no stable identity across restarts and are built without records.
 
 Once the index file is written whole, the builder puts the same key with
@@ -123,8 +127,8 @@ def failures(meta: MetaStore, collection_id: int, index_id: int) -> list[dict]:
             continue
         if rec["state"] == RUNNING:
             live = live_incarnations(meta) if live is None else live
-            if rec["incarnation"] in live:
-                continue
+            if rec["incarnation"] in live or rec.get("retry"):
+                continue  # building, or to be built again by the channel's next data node
             rec = _crashed(rec)
         out.append({"segment": key[len(prefix):].rsplit("/", 1)[0], "rows": rec.get("rows", 0), "reason": rec["reason"],
                     "since": rec.get("since", "")})
@@ -141,8 +145,9 @@ def _crashed(rec: dict) -> dict:
 class IndexBuilds:
     """Runs index builds of persisted segments under records in ``meta`` (see the module doc)."""
 
-    def __init__(self, meta: MetaStore):
+    def __init__(self, meta: MetaStore, retry_after_crash: bool = False):
         self.meta = meta
+        self.retry_after_crash = retry_after_crash  # see the module doc
         self._lock = threading.Lock()
         self._running: set[str] = set()  # this process's record keys of builds in progress
         self._closed = False
@@ -158,10 +163,13 @@ class IndexBuilds:
         with self._lock:
             if key in self._running:
                 raise BuildRefused("the same build is already running in this process")
-            self._refuse_if_failed(prefix)
+            retried = self._refuse_if_failed(prefix)
             self._running.add(key)
         try:
-            self.meta.put(key, _record(RUNNING, rows))
+            running = json.loads(_record(RUNNING, rows))
+            if self.retry_after_crash and not retried:
+                running["retry"] = True
+            self.meta.put(key, json.dumps(running).encode())
             _inject_fault()
             result = build()
         except BaseException as exc:
@@ -181,7 +189,9 @@ class IndexBuilds:
             rec["segment_id"] = segment_id
         self.meta.put(_segment_prefix(collection_id, index_id, segment_prefix) + INCARNATION, json.dumps(rec).encode())
 
-    def _refuse_if_failed(self, prefix: str) -> None:
+    def _refuse_if_failed(self, prefix: str) -> bool:
+        """Raises BuildRefused when the build must not run; True when it runs again after a crash."""
+        retried = False
         records = self.meta.scan(prefix)
         live = live_incarnations(self.meta) if any(b'"running"' in raw for _, raw in records) else set()
         for key, raw in records:
@@ -192,11 +202,18 @@ class IndexBuilds:
                 continue  # this process's own record (a build of the same segment by another of its parts)
             if rec["state"] == RUNNING and rec["incarnation"] in live:
                 raise BuildRefused("another live process is building it")  # built once, not once per process
+            if rec["state"] == RUNNING and rec.get("retry"):
+                log.warning("index build %s: its process (pid %s on %s) stopped while building it; building it "
+                            "once more", key, rec.get("pid"), rec.get("host"))
+                self.meta.delete(key)
+                retried = True
+                continue
             if rec["state"] == RUNNING:
                 rec = _crashed(rec)
                 self.meta.put(key, json.dumps(rec).encode())
                 log.error("index build %s: %s", key, rec["reason"])
             raise BuildRefused(rec["reason"])
+        return retried
 
     def _finish(self, key: str, record: bytes | None) -> None:
         with self._lock:

@@ -9,7 +9,8 @@ not, so query nodes never build: they load the finished files (``vecdb.querynode
   compaction's, which replace their sources);
 - when an owned channel's collection changes (a watch on ``coll/``: a new index);
 - when a channel becomes owned (start, or taken over from a data node that died: builds its
-  predecessor did not finish), and every ``SWEEP_SECONDS`` as a backstop.
+  predecessor did not finish, one that died in the middle of a build is built once more:
+  ``IndexBuilds.retry_after_crash``), and every ``SWEEP_SECONDS`` as a backstop.
 
 Each look lists the channel's segments and the collection's finished build records (metadata
 only) and queues the builds missing. The build records of segments gone (compacted away, their
@@ -39,6 +40,9 @@ SWEEP_SECONDS = 30.0
 class IndexScheduler:
     def __init__(self, indexer: SegmentIndexer, meta: MetaStore, node_id: str, sweep_seconds: float = SWEEP_SECONDS):
         self.indexer, self.meta, self.node_id = indexer, meta, node_id
+        # a data node may be killed from outside mid-build, and its channels move on: the next owner
+        # builds a segment once more before a crash is taken for the build's (index_builds)
+        indexer.builds.retry_after_crash = True
         self._cond = threading.Condition()
         self._owned: dict[str, int] = {}  # channel -> collection id, of the channels this node owns
         self._todo: dict[int, set[str]] = {}  # collection id -> channels to look at
