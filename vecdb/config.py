@@ -74,15 +74,6 @@ class CompactionSettings(BaseModel):
                                  "(get_compaction_state)")
 
 
-class GcSettings(BaseModel):
-    """Garbage collection of the object store (``vecdb.coord.gc``): in the active coord, or a standalone server."""
-
-    interval: float = Field(10.0, gt=0, description="seconds between garbage collection passes")
-    grace: float = Field(60.0, ge=0, description="seconds an unreferenced object (an orphan left by a crash, a "
-                         "dropped collection's, partition's or index's) is found garbage in every pass before it "
-                         "is deleted: readers that still hold it finish first")
-
-
 class HttpSettings(BaseModel):
     port: int = Field(9091, description="/healthz and /metrics; 0 disables")
 
