@@ -564,3 +564,46 @@ def test_the_new_segments_index_file_is_loaded(world):
     seg = qn._by_channel[CH].segments[max(qn._by_channel[CH].segments)]
     assert seg.prefix == record["to"] and seg.n == 225 and "v" in seg.indexes and seg.indexes["v"].ntotal == 225
     check(w, qn)
+
+
+def test_a_tailing_node_swaps_once_it_has_followed_the_log_up_to_the_record(world):
+    """A cluster's query node follows the log on its own thread: the record waits for its position."""
+    w = world
+    qn = QueryNode(w.log, w.meta, w.objects, tail=True)
+    try:
+        qn.load(w.info)
+        w.insert(range(60), "a")
+        w.seal_and_persist(deliver_to=[])
+        w.insert(range(60, 90), "b", deliver_to=[])
+        w.delete(range(20), deliver_to=[])
+        p = w.seal_and_persist(deliver_to=[])
+        record = compact(w)
+        wait_for(lambda: record["to"] in prefixes_held(qn))
+        assert qn._by_channel[CH].applied_position >= p
+        check(w, qn)
+        w.delete(range(20, 30), deliver_to=[])
+        wait_for(lambda: qn.count(w.info, READ_TS, None, None) == len(w.ref))
+        check(w, qn)
+    finally:
+        qn.close()
+
+
+def test_segments_this_node_sealed_apart_but_persisted_together_are_swapped_together(world):
+    """Two flushes racing: the data node persists up to the second seal record at once (one segment),
+    where the node sealed two. The compacted segment's rows are found in both."""
+    w = world
+    qn = w.node()
+    w.insert(range(40), "a")
+    w.ts += 1
+    w.append(SealRecord(CID, w.ts))  # the first flush's seal record; its persist comes too late
+    w.insert(range(40, 70), "b")
+    w.delete(range(0, 10))
+    p = w.seal_and_persist()
+    assert len(sf.list_segments(w.meta, CID, CH)) == 1 and len(prefixes_held(qn)) == 2
+    w.insert(range(70, 80), "c")
+    w.seal_and_persist()
+    record = compact(w)
+    assert record["position"] > p
+    apply_records(qn)
+    assert prefixes_held(qn) == [record["to"]]
+    check(w, qn)

@@ -8,22 +8,24 @@ up to ``P`` replaces the source segments it holds by the new one:
 
 - it reads the new segment's columns (memory-mapped when the collection asks for mmap) and its index
   files, if any, as a load does, outside the shard lock;
-- it finds each new row's source row by ``(pk, ts)`` (one sort over both, no per-row Python); then,
-  under the shard lock, a new row takes its source row's delete timestamp (a row deleted after
-  ``P`` in memory stays deleted at the same timestamp), and the primary-key index points the keys of
-  live rows at the new segment;
-- the shard's segment dict is replaced whole (``Shard.replace_segments``), so a reader's snapshot holds
-  either the sources or the new segment, never both and never neither. Readers that took their
-  snapshot before keep the old segments until they finish; then nothing references them.
+- it finds each new row's source row by ``(pk, ts)`` (one sort over both, no per-row Python) and
+  builds the segment, rows taking their source row's delete timestamp (a row deleted after ``P`` in
+  memory stays deleted at the same timestamp), still outside the lock; under it, deletes that came
+  meanwhile are carried over, the primary-key index points the keys of live rows at the new
+  segment, and the shard's segment dict is replaced whole (``Shard.replace_segments``): a reader's
+  snapshot holds either the sources or the new segment, never both and never neither. Readers that
+  took their snapshot before keep the old segments until they finish; then nothing references them.
 
-``"to": null`` (no row survived) drops the sources, which must all be dead here. A record whose sources
-this node does not hold (it loaded the channel after the compaction, or the partition was dropped) is
-ignored. Records are applied in position order, so a chain of compactions is followed link by link;
-a record whose new segment is gone already is skipped and its sources stand for its prefix in
-later records. When the rows do not match (a row of the new segment without a source, a live
-source row missing from it), or a record's sources are held only in part (the record that made the
-others was refused, or collected before this node applied it), the node keeps its own segments,
-which are still right, and says so in the log.
+``"to": null`` (no row survived) drops the sources, which must all be dead here. A record whose
+sources this node does not hold (it loaded the channel after the compaction, or the partition was
+dropped) is ignored. Where a persist covered several seal records (flushes racing), this node
+sealed several segments where the data node wrote one: the ones no seg/ key names join the sources
+when they hold rows of the new segment. Records are applied in position order, so a chain of
+compactions is followed link by link; a record whose new segment is gone already is skipped and
+its sources stand for its prefix in later records. When the rows do not match (a row of the new
+segment without a source, a live source row missing from it), or a record's sources are held only
+in part (the record that made the others was refused, or collected before this node applied it),
+the node keeps its own segments, which are still right, and says so in the log.
 """
 
 from __future__ import annotations
@@ -303,6 +305,21 @@ class CompactionFollower:
         src_index, superseded = match_rows(held, pks, ts)
         unmatched = (src_index < 0) & ~superseded
         if unmatched.any():
+            # A persist that covered several seal records (two flushes racing) wrote one segment where
+            # this node sealed several: the others hold the rest of the rows, under prefixes no seg/ key
+            # names. They join the sources when they hold some of the new segment's rows.
+            extras = self._unregistered(shard, rec, held)
+            if extras:
+                src_index, superseded = match_rows(held + extras, pks, ts)
+                bounds = np.cumsum([0] + [s.n for s in held + extras])
+                hit = np.zeros(bounds[-1], bool)
+                hit[src_index[src_index >= 0]] = True
+                used = [s for i, s in enumerate(extras, len(held)) if hit[bounds[i]:bounds[i + 1]].any()]
+                if used:
+                    held = held + used
+                    src_index, superseded = match_rows(held, pks, ts)
+                    unmatched = (src_index < 0) & ~superseded
+        if unmatched.any():
             log.error("compaction %s: %d rows of %s have no source row here; keeping %s", rec.key,
                       int(unmatched.sum()), rec.target, rec.sources)
             return None
@@ -316,6 +333,18 @@ class CompactionFollower:
         seg.indexes.update(indexes)
         live = np.flatnonzero(seg.del_ts() == MAX_TIMESTAMP)
         return _Prepared(held, seg, picked, take, live, *_index_entries(seg, live))
+
+    def _unregistered(self, shard: Shard, rec: CompactionRecord, held: list[Segment]) -> list[Segment]:
+        """Sealed segments of the sources' partition, at or below their position, that no seg/ key and
+        no known compaction record names: rows this node sealed apart that were persisted together."""
+        cid = rec.collection_id
+        registered = {json.loads(v)["prefix"] for _, v in self.node.meta.scan(f"seg/{cid}/{rec.channel}/")}
+        with self._records_lock:
+            named = {p for r in self._records.values() for p in (*r.sources, r.target)}
+        top = max(_position(s.prefix) for s in held if s.prefix is not None)
+        return [s for s in list(shard.segments.values())
+                if s.sealed and s.prefix is not None and s not in held and s.partition_id == held[0].partition_id
+                and s.prefix not in registered and s.prefix not in named and _position(s.prefix) <= top]
 
     def _swap(self, shard: Shard, rec: CompactionRecord, p: _Prepared) -> bool:
         seg = p.segment
@@ -344,6 +373,11 @@ class CompactionFollower:
         if coll is not None and not seg.indexes:
             self.node._schedule_index(coll.info, [seg])
         return True
+
+
+def _position(prefix: str) -> int:
+    """The log position in a segment prefix ``segments/<cid>/<channel>/<position>-<partition>[-c<id>]/``."""
+    return int(prefix.rstrip("/").rsplit("/", 1)[1].split("-", 1)[0])
 
 
 def _index_entries(seg: Segment, live: np.ndarray) -> tuple[list, list]:
