@@ -224,7 +224,9 @@ def milvus_answers(port: int, timeout: float = 5.0) -> str | None:
     try:
         from pymilvus import MilvusClient  # type: ignore[import-untyped]
 
-        client = MilvusClient(uri=f"http://{HOST}:{port}", timeout=timeout, **_credentials())
+        mode, tls = _tls()
+        client = MilvusClient(uri=f"{'https' if mode else 'http'}://{HOST}:{port}", timeout=timeout, **_credentials(),
+                              **tls)
         try:
             client.list_collections()
         finally:
@@ -242,13 +244,38 @@ def _credentials() -> dict[str, str]:
     return {"token": "root:" + os.environ.get("VECDB_SECURITY__ROOT_PASSWORD", "Milvus")}
 
 
+def _tls() -> tuple[int, dict[str, str]]:
+    """The roles' tls.mode and how pymilvus connects to them, from the VECDB_TLS__* variables they read
+    (docs/security.md): mode 1 trusts tls.ca_pem_path (else the server's certificate); mode 2 also
+    presents the server's certificate and key as the client's (signed by the same CA)."""
+    env = os.environ
+    mode = int(env.get("VECDB_TLS__MODE", "0") or 0)
+    if not mode:
+        return 0, {}
+    cert, key, ca = (env.get(f"VECDB_TLS__{k}", "") for k in ("SERVER_PEM_PATH", "SERVER_KEY_PATH", "CA_PEM_PATH"))
+    name = {"server_name": env["VECDB_TLS__INTERNAL_SERVER_NAME"]} if env.get("VECDB_TLS__INTERNAL_SERVER_NAME") else {}
+    if mode == 1:
+        return 1, {"server_pem_path": ca or cert, **name}
+    return 2, {"ca_pem_path": ca, "client_pem_path": cert, "client_key_path": key, **name}
+
+
 def healthz(port: int, timeout: float = 2.0) -> tuple[bool, str]:
-    """A role's /healthz on ``port``: (True, "OK ...") on 200, else (False, the status and reason)."""
+    """A role's /healthz on ``port``: (True, "OK ...") on 200, else (False, the status and reason). Over
+    TLS when the roles serve it (``_tls``: whether the port is up, not who serves it, so unverified)."""
+    import ssl
     import urllib.error
     import urllib.request
 
+    mode, tls = _tls()
+    context = None
+    if mode:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        if mode == 2:
+            context.load_cert_chain(tls["client_pem_path"], tls["client_key_path"])
     try:
-        with urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=timeout) as r:
+        with urllib.request.urlopen(f"{'https' if mode else 'http'}://{HOST}:{port}/healthz", timeout=timeout,
+                                    context=context) as r:
             return True, r.read().decode(errors="replace").strip()
     except urllib.error.HTTPError as e:
         return False, f"{e.code}: {e.read().decode(errors='replace').strip()}"
@@ -465,7 +492,8 @@ def up(data_dir: str, proxies: int = 1, querynodes: int = 1, port: int = 19530, 
         f"{'' if datanodes == 1 else 's'}, data in {data_dir}")
     for p in started:
         if p.role == "proxy":
-            out(f"  Milvus API   http://{HOST}:{p.port}   (pymilvus: MilvusClient(\"http://{HOST}:{p.port}\"))")
+            scheme = "https" if _tls()[0] else "http"  # TLS: see docs/security.md for pymilvus's arguments
+            out(f"  Milvus API   {scheme}://{HOST}:{p.port}   (pymilvus: MilvusClient(\"{scheme}://{HOST}:{p.port}\"))")
     out(f"  NATS {urls['nats']}   etcd {urls['etcd']}   S3 {urls['s3']} (bucket {BUCKET})")
     out(f"  logs in {logs}; `vecdb cluster status --data-dir {data_dir}`, `vecdb cluster down --data-dir {data_dir}`")
     return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from pymilvus import MilvusClient
+from pymilvus import MilvusClient, MilvusException
 
 from tests.conftest import free_port
 
@@ -32,9 +32,10 @@ def _binaries_or_skip() -> None:
         pytest.skip(f"cluster-dev servers not installed: {e}")
 
 
-def _vecdb(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+def _vecdb(*args: str, check: bool = True, timeout: float = 120,
+           env: dict | None = None) -> subprocess.CompletedProcess:
     # a short session ttl: a stopped node's session goes fast, the second `up` does not wait on the first's
-    env = dict(os.environ, VECDB_STORAGE__SESSION_TTL="2")
+    env = dict(os.environ, VECDB_STORAGE__SESSION_TTL="2", **(env or {}))
     res = subprocess.run([sys.executable, "-m", "vecdb", "cluster", *args], capture_output=True, text=True,
                          env=env, timeout=timeout)
     if check:
@@ -177,3 +178,39 @@ def test_down_never_signals_a_pid_that_runs_something_else(tmp_path):
         for p in (other, ours):
             p.kill()
             p.wait()
+
+
+@pytest.mark.timeout(240)
+def test_cluster_up_with_mutual_tls_and_auth(tmp_path):
+    """The VECDB_TLS__* and VECDB_SECURITY__* variables given to `up` reach every role: the proxy serves mutual
+    TLS with authentication, `up` and `status` reach every role over TLS (the server's certificate as the client's)."""
+    from tests.e2e._certs import make_certs
+
+    _binaries_or_skip()
+    certs = make_certs(tmp_path / "certs")
+    data_dir, port = tmp_path / "cluster", free_port()
+    common = ["--data-dir", str(data_dir)]
+    env = {"VECDB_TLS__MODE": "2", "VECDB_TLS__SERVER_PEM_PATH": str(certs.server_pem),
+           "VECDB_TLS__SERVER_KEY_PATH": str(certs.server_key), "VECDB_TLS__CA_PEM_PATH": str(certs.ca),
+           "VECDB_SECURITY__AUTHORIZATION_ENABLED": "true", "VECDB_SECURITY__ROOT_PASSWORD": "tls-root-pass"}
+    try:
+        res = _vecdb("up", "--port", str(port), *common, env=env)
+        assert f"https://127.0.0.1:{port}" in res.stdout
+        c = MilvusClient(uri=f"https://127.0.0.1:{port}", ca_pem_path=str(certs.ca),
+                         client_pem_path=str(certs.client_pem), client_key_path=str(certs.client_key),
+                         user="root", password="tls-root-pass")
+        c.create_collection("docs", dimension=4)
+        c.insert("docs", [{"id": i, "vector": [float(i)] * 4} for i in range(10)])
+        assert c.query("docs", filter="", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 10
+        c.close()
+        with pytest.raises(MilvusException):  # plain text (dedicated: pymilvus would reuse the TLS connection)
+            MilvusClient(uri=f"http://127.0.0.1:{port}", user="root", password="tls-root-pass", timeout=3,
+                         dedicated=True)
+        st = _vecdb("status", *common, env=env)
+        roles = [line for line in st.stdout.splitlines() if line.split()[1:2] in (["coord"], ["querynode"], ["proxy"])]
+        assert len(roles) == 3 and all("healthz: OK" in line for line in roles), st.stdout
+        assert "pymilvus: answers" in st.stdout
+        _vecdb("down", *common)
+    finally:
+        if (data_dir / "cluster.json").exists():
+            _vecdb("down", *common, check=False)
