@@ -159,6 +159,15 @@ class DataNodeRole(Protocol):
 
     def forget_index_builds(self, collection_id: int, index_ids: Iterable[int]) -> None: ...
 
+    def compact(self, info: CollectionInfo) -> int:
+        """client.compact: a compaction request the data nodes owning the channels carry out
+        (``vecdb.datanode.compactor``); its id."""
+        ...
+
+    def compaction(self, compaction_id: int) -> dict[str, Any] | None:
+        """A compaction request's record (state and plans per channel); None when unknown."""
+        ...
+
     def seals_itself(self) -> bool:
         """Whether the data nodes apply the seal policy as they follow the channels (data node
         processes: ``vecdb.datanode.flusher``); False: the proxy's writes do (``growing_rows``)."""

@@ -67,7 +67,8 @@ class Standalone:
         tso = TimestampOracle(self.meta)
         ids = IdAllocator(self.meta)
         self.querynode = QueryNode(self.wal, self.meta, self.objects, settings.querynode.index_threads)
-        self.datanode = DataNode(self.wal, self.meta, self.objects, ids, settings.querynode.index_threads)
+        self.datanode = DataNode(self.wal, self.meta, self.objects, ids, settings.querynode.index_threads,
+                                 compaction=settings.compaction)
         writer = ShardWriter(self.wal, tso, self.querynode.deliver)
         self.security = Security(self.meta, settings.security)
         groups = ResourceGroups(self.meta, lambda: {str(STANDALONE_NODE_ID): "local"})
@@ -78,6 +79,9 @@ class Standalone:
                            max_query_window=settings.proxy.max_query_window, security=self.security,
                            resource_groups=groups,
                            quota=Quota(settings.quota, data_dir=settings.storage.data_dir))
+        # compaction of every collection's channels, in the background (vecdb.datanode.compactor)
+        self.datanode.compactor.start(
+            lambda: {ch: info.id for info in catalog.all_collections() for ch in info.channels}, watch_requests=False)
         for info in catalog.all_collections():
             if info.loaded:
                 with writer.locked(info.channels):

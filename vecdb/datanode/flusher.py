@@ -65,6 +65,10 @@ class ChannelFlusher:
         with self._lock:
             return sorted(self._followers)
 
+    def assigned(self) -> dict[str, int]:
+        """channel -> collection id of the channels assigned to this node (it persists and compacts them)."""
+        return self._wanted()
+
     def _wanted(self) -> dict[str, int]:
         out = {}
         for key, raw in self._mirror.items().items():

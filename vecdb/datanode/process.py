@@ -40,6 +40,7 @@ class DataNodeProcess(NodeProcess):
             self.flusher = ChannelFlusher(self.node, self.backends.log, self.backends.meta, self.node_id,
                                           seal=self._seal)
             self.indexes = IndexScheduler(self.node.indexer, self.backends.meta, self.node_id)
+            self.node.compactor.start(self.flusher.assigned)  # compacts the channels it persists
         except BaseException:
             self.stop()
             raise
@@ -50,7 +51,8 @@ class DataNodeProcess(NodeProcess):
         # the seal policy's seal records, in timestamp order with the proxies' writes (vecdb.proxy.writer)
         self._sealer = ShardWriter(self.backends.log, RemoteTimestampOracle(coord), lambda *_: None)
         self.node = DataNode(self.backends.log, self.backends.meta, self.backends.objects, RemoteIdAllocator(coord),
-                             settings.querynode.index_threads, truncate=False, node_id=self.node_id)
+                             settings.querynode.index_threads, truncate=False, node_id=self.node_id,
+                             compaction=settings.compaction)
         self._closers.append(self.node.close)
         server = grpc.server(ThreadPoolExecutor(max_workers=1, thread_name_prefix="datanode-rpc"),
                              interceptors=server_interceptors("datanode"))  # the cluster secret's check

@@ -18,6 +18,7 @@ from typing import Any
 from vecdb import errors
 from vecdb.coord.catalog_model import CollectionInfo
 from vecdb.coord.datanode_assignment import DATANODE_SESSIONS
+from vecdb.datanode.compactor import request_compaction
 from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.node import DataNode
 from vecdb.storage import segments as sf
@@ -78,6 +79,18 @@ class ClusterDataNode:
 
     def drop_partition(self, info: CollectionInfo, partition_id: int) -> None:
         self.local.drop_partition(info, partition_id)
+
+    def compact(self, info: CollectionInfo) -> int:
+        """A request record the data node processes owning the channels carry out (they watch
+        ``compaction/``); with none alive, this process compacts (as it persists)."""
+        if not self._datanodes():
+            return self.local.compact(info)
+        compaction_id = self.local.ids.allocate()
+        request_compaction(self.meta, compaction_id, info, self.local.compactor.settings.keep_requests)
+        return compaction_id
+
+    def compaction(self, compaction_id: int) -> dict[str, Any] | None:
+        return self.local.compaction(compaction_id)
 
     def forget_index_builds(self, collection_id: int, index_ids: Iterable[int]) -> None:
         self.local.forget_index_builds(collection_id, index_ids)

@@ -10,6 +10,7 @@ from pymilvus.grpc_gen import milvus_pb2_grpc
 
 from vecdb.proxy.rpc_admin import AdminRpcs
 from vecdb.proxy.rpc_collections import CollectionRpcs
+from vecdb.proxy.rpc_compaction import CompactionRpcs
 from vecdb.proxy.rpc_dml import DmlRpcs
 from vecdb.proxy.rpc_hybrid import HybridRpcs
 from vecdb.proxy.rpc_index import IndexRpcs
@@ -18,6 +19,6 @@ from vecdb.proxy.rpc_search import SearchRpcs
 from vecdb.proxy.rpc_security import SecurityRpcs
 
 
-class MilvusService(AdminRpcs, CollectionRpcs, IndexRpcs, ResourceGroupRpcs, DmlRpcs, HybridRpcs, SearchRpcs,
-                    SecurityRpcs, milvus_pb2_grpc.MilvusServiceServicer):
+class MilvusService(AdminRpcs, CollectionRpcs, CompactionRpcs, IndexRpcs, ResourceGroupRpcs, DmlRpcs, HybridRpcs,
+                    SearchRpcs, SecurityRpcs, milvus_pb2_grpc.MilvusServiceServicer):
     pass
