@@ -87,7 +87,8 @@ class CertificateFiles:
         self._lock = threading.Lock()
         self._stamp = self._stat()
         self.version = 0
-        self.context, self.cert, self.key, self.ca = self._load()
+        # (context, certificate, key, CA): replaced as one, so a reader never mixes two sets
+        self.loaded: tuple[ssl.SSLContext, bytes, bytes, bytes | None] = self._load()
 
     def _stat(self) -> tuple:
         stamps: list[tuple[int, int, int] | None] = []
@@ -119,7 +120,7 @@ class CertificateFiles:
                     log.warning("the TLS files changed but cannot be used (%s); new connections keep the previous "
                                 "certificate until they change again", e)
                 else:
-                    self.context, self.cert, self.key, self.ca = loaded
+                    self.loaded = loaded
                     self.version += 1
                     log.info("TLS certificate files reloaded (%s): new connections use them", self.tls.server_pem_path)
             return self.version
@@ -150,7 +151,8 @@ def server_credentials(tls: TlsSettings | None) -> grpc.ServerCredentials | None
     files = certificate_files(tls)  # the files exist, parse and match: a clear error here, not grpc's at bind time
 
     def configuration():
-        return grpc.ssl_server_certificate_configuration([(files.key, files.cert)], root_certificates=files.ca)
+        _, cert, key, ca = files.loaded
+        return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
 
     applied = files.version
 
@@ -205,7 +207,7 @@ class TlsHTTPServer(ThreadingHTTPServer):
         request.settimeout(30)
         self.files.refresh()
         try:
-            conn = self.files.context.wrap_socket(request, server_side=True)
+            conn = self.files.loaded[0].wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
             return
         try:
