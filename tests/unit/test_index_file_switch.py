@@ -293,3 +293,52 @@ def test_a_data_nodes_build_cut_short_by_its_death_runs_once_more_then_counts_as
         assert "stopped while building" in e.reason
     assert [f["rows"] for f in index_builds.failures(meta, 5, 7)] == [9]
     builds.close()
+
+
+def test_a_compacted_segment_is_indexed_by_the_owning_data_node_and_the_query_node_swaps_to_its_file():
+    """The real pieces together (memory stores): the data node (vecdb.datanode.compactor) merges two
+    indexed segments, dropping deleted rows; its IndexScheduler builds the new segment's index once;
+    a cluster's query node (tail=True) swaps the sources for the new segment (vecdb.querynode.compaction)
+    and serves it from that file; answers the exact ones throughout."""
+    from vecdb.coord.catalog_state import coll_key
+    from vecdb.coord.datanode_assignment import dn_assign_key
+    from vecdb.datanode.index_scheduler import IndexScheduler
+    from vecdb.records import DeleteRecord
+
+    info = _info()
+    log, meta, objects = MemoryLog(), MemoryMetaStore(), MemoryObjectStore()
+    meta.put(coll_key(5), info.to_json())
+    meta.put(dn_assign_key(5), json.dumps({CH: "dn0"}).encode())
+    vecs = np.random.default_rng(6).random((2 * ROWS, DIM), dtype=np.float32)
+    dn = DataNode(log, meta, objects, _Ids(), truncate=False, node_id="dn0")
+    scheduler = IndexScheduler(dn.indexer, meta, "dn0")
+    qn = QueryNode(log, meta, objects, tail=True)
+    try:
+        qn.load(info)
+        for lo, ts in ((0, 1), (ROWS, 3)):
+            pos = log.append_batch(CH, [_insert(vecs[lo:lo + ROWS], lo, ts), encode(SealRecord(5, ts + 1))])
+            dn.persist(info, CH, pos[-1])
+        _wait(lambda: len(_segments(qn)) == 2 and all("v" in s.indexes for s in _segments(qn)))
+        dead = np.arange(0, 2 * ROWS, 7, dtype=np.int64)
+        pos = log.append_batch(CH, [encode(DeleteRecord(5, 10, dead)), encode(SealRecord(5, 11))])
+        dn.persist(info, CH, pos[-1])
+        alive = np.setdiff1d(np.arange(2 * ROWS), dead)
+        queries = vecs[1::401] + 0.01
+        expected = alive[np.argsort(((queries[:, None, :] - vecs[alive][None]) ** 2).sum(-1), axis=1)[:, :10]]
+        _wait(lambda: qn._by_channel[CH].applied_position >= pos[-1])
+        assert _search(qn, info, queries)[0] == expected.ravel().tolist()
+
+        plans = dn.compactor.compact_channel(info, CH, manual=True)
+        assert [len(p.sources) for p in plans] == [2]
+        new = [s for s in sf.list_segments(meta, 5, CH) if "from" in s]
+        assert len(new) == 1 and new[0]["num_rows"] == len(alive)
+        _wait(lambda: [s.prefix for s in _segments(qn)] == [new[0]["prefix"]] and "v" in _segments(qn)[0].indexes)
+        assert _segments(qn)[0].indexes["v"].ntotal == len(alive)
+        assert _search(qn, info, queries)[0] == expected.ravel().tolist()
+        new_dir = f"/{new[0]['prefix'].split('/')[3]}/"  # <position>-<partition>-c<segment id>
+        recs = [json.loads(v) for k, v in meta.scan(index_builds.collection_prefix(5)) if new_dir in k]
+        assert [(r["state"], r["by"], r["segment_id"]) for r in recs] == [("finished", "dn0", new[0]["segment_id"])]
+    finally:
+        qn.close()
+        scheduler.close()
+        dn.close()
