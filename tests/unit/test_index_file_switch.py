@@ -342,3 +342,28 @@ def test_a_compacted_segment_is_indexed_by_the_owning_data_node_and_the_query_no
         qn.close()
         scheduler.close()
         dn.close()
+
+
+def test_an_indexer_does_not_build_a_segment_another_process_finished_after_it_was_queued(monkeypatch):
+    from vecdb.datanode import indexer as indexer_mod
+
+    info = _info()
+    log, meta, objects = MemoryLog(), MemoryMetaStore(), MemoryObjectStore()
+    vecs = np.random.default_rng(7).random((ROWS, DIM), dtype=np.float32)
+    log.append_batch(CH, [_insert(vecs, 0, 1), encode(SealRecord(5, 2))])
+    first = DataNode(log, meta, objects, _Ids(), truncate=False, node_id="dn0")
+    late = DataNode(log, meta, objects, _Ids(), truncate=False, node_id="dn1")
+    built = []
+    real = indexer_mod.new_index
+    monkeypatch.setattr(indexer_mod, "new_index", lambda *a: built.append(1) or real(*a))
+    try:
+        seg = first.persist(info, CH, 2)[0]
+        first.indexer.schedule(info)
+        _wait(lambda: index_builds.finished(meta, 5) != {})
+        idx, field = info.indexes[0], info.schema.field("v")
+        late.indexer._build(info, idx, field, CH, seg, sf.index_key(seg["prefix"], 101, 7))  # queued before
+        assert built == [1]
+        assert [json.loads(v)["by"] for _, v in meta.scan(index_builds.collection_prefix(5))] == ["dn0"]
+    finally:
+        first.close()
+        late.close()

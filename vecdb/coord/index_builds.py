@@ -109,6 +109,14 @@ def finished(meta: MetaStore, collection_id: int) -> dict[tuple[int, str], str]:
     return out
 
 
+def finished_key(meta: MetaStore, collection_id: int, index_id: int, segment_prefix: str) -> str | None:
+    """The index file of the segment's finished build of ``index_id``; None when none finished."""
+    for _, raw in meta.scan(_segment_prefix(collection_id, index_id, segment_prefix)):
+        if b'"finished"' in raw and (rec := json.loads(raw))["state"] == FINISHED:
+            return rec["key"]
+    return None
+
+
 def forget_segment(meta: MetaStore, collection_id: int, segment_prefix: str, index_ids) -> None:
     """The build records of a segment that is gone (compacted away, its partition dropped)."""
     meta.txn(delete_prefixes=[_segment_prefix(collection_id, i, segment_prefix) for i in index_ids])

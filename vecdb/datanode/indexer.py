@@ -95,6 +95,10 @@ class SegmentIndexer:
 
     def _build(self, info: CollectionInfo, idx, field, channel: str, seg: dict, key: str) -> None:
         try:
+            if index_builds.finished_key(self.meta, info.id, idx.index_id, seg["prefix"]) is not None:
+                with self._lock:  # built meanwhile by another process (one that scheduled more than its channels)
+                    self._built.add(key)
+                return
             vectors = sf.read_column(self.objects, seg["prefix"], field, mmap=True)
             with metrics.timed(metrics.INDEX_BUILD_LATENCY, metrics.INDEX_TASK_COUNT,
                                self.node_id or metrics.STANDALONE):
