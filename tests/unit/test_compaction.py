@@ -15,7 +15,7 @@ import pytest
 from vecdb.config import CompactionSettings
 from vecdb.coord.catalog_model import CollectionInfo, PartitionInfo
 from vecdb.coord.catalog_state import coll_key
-from vecdb.datanode.compactor import compaction_state
+from vecdb.datanode.compactor import compaction_state, request_compaction, request_key
 from vecdb.datanode.node import DataNode
 from vecdb.querynode.node import QueryNode
 from vecdb.records import DeleteRecord, InsertRecord, SealRecord, encode
@@ -257,6 +257,11 @@ def test_dead_share_threshold_and_manual_compaction():
         (plan,) = state["channels"][CH]["plans"]
         assert e.segments()[0]["segment_id"] == plan["target"] and e.segments()[0]["num_rows"] == 74
         assert compaction_state(e.meta, 123456) is None
+        # a request of a collection dropped meanwhile goes with the next request
+        e.meta.put(request_key(99, 5), json.dumps({"collection_id": 99, "at": 0, "channels": {
+            "c99-s0": {"state": "pending", "plans": []}}}).encode())
+        request_compaction(e.meta, 77, e.info)
+        assert compaction_state(e.meta, 5) is None and compaction_state(e.meta, cid) is not None
     finally:
         e.close()
 

@@ -46,6 +46,7 @@ from vecdb import errors
 from vecdb.config import CompactionSettings
 from vecdb.coord import session
 from vecdb.coord.catalog import CollectionInfo, read_collection
+from vecdb.coord.catalog_state import coll_key
 from vecdb.storage import segments as sf
 from vecdb.storage.base import MetaStore
 from vecdb.storage.watch import Mirror
@@ -236,8 +237,8 @@ class Compactor:
         """Drop the cached keys of the channel's segments that are gone or go now."""
         listed = {s["prefix"] for s in state.segments.values()} - {s["prefix"] for p in plans or [] for s in p.sources}
         mine = f"segments/{info.id}/{channel}/"
-        for prefix in [p for p in self._pk_cache if p.startswith(mine) and p not in listed]:
-            del self._pk_cache[prefix]
+        for prefix in [p for p in list(self._pk_cache) if p.startswith(mine) and p not in listed]:
+            self._pk_cache.pop(prefix, None)
 
     def _execute(self, info: CollectionInfo, channel: str, state: ChannelState, plans: list[Plan]) -> bool:
         """Write the plans' segments and commit them in one txn; False (objects deleted) when the
@@ -365,6 +366,9 @@ class Compactor:
             for channel, st in req["channels"].items():
                 if st["state"] != COMPLETED and owned.get(channel) == req["collection_id"] and not self._stop.is_set():
                     self._carry_out(key, req["collection_id"], channel)
+        # the cached keys of channels no longer owned (moved, dropped)
+        for prefix in [p for p in list(self._pk_cache) if p.split("/")[2] not in owned]:
+            self._pk_cache.pop(prefix, None)
         if not self.settings.enabled:
             return
         for channel, cid in owned.items():
@@ -404,11 +408,13 @@ def _delta_obsolete(position: int, remaining: list[dict]) -> bool:
 
 # --- requests (client.compact) ---------------------------------------------------
 def request_compaction(meta: MetaStore, compaction_id: int, info: CollectionInfo, keep: float = 3600.0) -> None:
-    """Put the request record the owning data nodes carry out; drops finished ones older than ``keep``."""
+    """Put the request record the owning data nodes carry out; drops finished ones older than ``keep``
+    and those of collections dropped since (nobody carries them out)."""
     now = time.time()
     for key, raw in meta.scan(REQUEST_PREFIX):
         req = json.loads(raw)
-        if now - req.get("at", now) > keep and all(c["state"] == COMPLETED for c in req["channels"].values()):
+        finished = all(c["state"] == COMPLETED for c in req["channels"].values())
+        if (finished and now - req.get("at", now) > keep) or meta.get(coll_key(req["collection_id"])) is None:
             meta.txn(deletes=[key], expect={key: raw})
     meta.put(request_key(info.id, compaction_id), json.dumps({
         "collection_id": info.id, "compaction_id": compaction_id, "at": now,
