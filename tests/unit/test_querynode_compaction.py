@@ -402,6 +402,8 @@ def test_a_chain_whose_first_record_was_collected_before_the_node_applied_it(wor
         first = compact(w, [a, b])
         second = compact(w, [first["to"], c])
         collect(w, first)  # the node lagged past the grace period: the first record is gone
+        keys = {k for k, _ in w.meta.scan(qc.COMPACTED_PREFIX)}
+        wait_for(lambda: set(qn.compactions._records) == keys)  # its watch saw it go
     with caplog.at_level("WARNING", logger="vecdb.querynode.compaction"):
         assert apply_records(qn) == 0
     assert "holds only 1 of its 2 sources; keeping its segments" in caplog.text
@@ -606,4 +608,21 @@ def test_segments_this_node_sealed_apart_but_persisted_together_are_swapped_toge
     assert record["position"] > p
     apply_records(qn)
     assert prefixes_held(qn) == [record["to"]]
+    check(w, qn)
+
+
+def test_a_chain_at_one_checkpoint_is_followed_whatever_the_order_of_its_records(world):
+    """Two compactions at the same checkpoint, the second of the first's segment: the records have the
+    same position, and the one made first may come second (here its segment id is the larger)."""
+    w = world
+    qn = w.node()
+    a, b, c = _three_segments(w)
+    with qn.compactions._lock:
+        w.ids.next = 5000
+        first = compact(w, [a, b])
+        w.ids.next = 4000
+        second = compact(w, [first["to"], c])
+        assert first["position"] == second["position"]
+    assert apply_records(qn) == 0 and qn.compactions.swapped == 2
+    assert prefixes_held(qn) == [second["to"]]
     check(w, qn)

@@ -216,7 +216,7 @@ class CompactionFollower:
         records still wait (for their position, or for the rest of their sources)."""
         with self._lock:
             with self._records_lock:
-                records = sorted(self._records.values(), key=lambda r: (r.position, r.key))
+                records = sorted(self._records.values(), key=lambda r: (r.position, r.segment_id or 0, r.key))
             waiting = 0
             for rec in records:
                 shard = self.node._by_channel.get(rec.channel)
@@ -255,9 +255,14 @@ class CompactionFollower:
         if not held:
             return False  # loaded after the compaction (or the partition is gone): nothing to swap
         if len(held) < len(prefixes):
-            # Records come in commit order and are applied by position: the record that made the other
-            # sources was refused here, or collected before this node applied it (it lagged past the
-            # grace period). The node keeps its own segments, which are still right.
+            missing = {p for p in prefixes if p not in by_prefix}
+            done = self._done.get(shard, set())
+            with self._records_lock:
+                pending = any(r.target in missing and r.key not in done for r in self._records.values())
+            if pending:
+                return None  # a chain: the record that makes the other sources comes first
+            # The record that made the other sources was refused here, or collected before this node
+            # applied it (it lagged past the grace period). The node keeps its own segments, still right.
             log.warning("compaction %s: this node holds only %d of its %d sources; keeping its segments", rec.key,
                         len(held), len(prefixes))
             return False
