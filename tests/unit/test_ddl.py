@@ -261,3 +261,15 @@ def test_resource_groups_through_the_manager_and_the_coord(cluster):
     a.ddl.drop_resource_group("rg1")  # gone already: accepted, as in Milvus
     groups = ResourceGroups(meta, lambda: {"7": "", "8": ""}).snapshot()
     assert sorted(groups) == ["__default_resource_group"] and len(groups["__default_resource_group"].nodes) == 2
+
+
+def test_repeats_are_safe(manager):
+    """What a repeat after a lost reply (retry=True) answers once its first try was applied."""
+    manager.create_collection("", "c", schema(), 1, 0, {}, 0)
+    manager.create_index("", "c", "v", "", "FLAT", "L2", {})
+    (idx,) = manager.catalog.get("", "c").indexes
+    assert manager.drop_index("", "c", "", "") == [idx.index_id]
+    assert manager.drop_index("", "c", "", "", retry=True) == []
+    with pytest.raises(errors.IndexNotFound):
+        manager.drop_index("", "c", "", "")
+    assert manager.create_collection("", "c", schema(), 1, 0, {}, 0) == manager.catalog.get("", "c").id

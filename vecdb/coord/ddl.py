@@ -17,10 +17,12 @@ current catalog (exists, duplicate, loaded), replica placement on resource group
 
 Retries. A call may be repeated after a failover or a lost reply (``CoordClient`` retries on
 ``ServiceNotReady`` / ``ServiceUnavailable``); a repeat carries ``retry=True``. Drops, alters and
-release are idempotent by themselves; a create that finds exactly what it would have made
-(database, partition, alias on the same collection, collection with the same schema, index with
-the same parameters) answers success on a repeat instead of "already exists"; a rename that finds
-the old name gone and the new one there does too.
+release are idempotent by themselves (a drop index repeat answers []); a create that finds exactly
+what it would have made (database, partition, alias on the same collection, collection with the
+same schema, index with the same parameters, resource group with the same config) answers success
+on a repeat instead of "already exists"; a rename that finds the old name gone and the new one
+there does too. Not made safe: a repeated ``load`` answers the state its first try left (an undo
+then keeps it loaded), and ``transfer_replica`` / ``transfer_node`` move again (as in Milvus).
 
 Changes are serialized by one lock (the coord is the catalog's one writer in a cluster, so the
 compare-and-set seldom loses; a ``CatalogConflict`` from a save is tried again on a fresh copy).
@@ -277,13 +279,20 @@ class DdlManager:
 
         self._saving(lambda: self.catalog.get(db or DEFAULT_DB, collection), change)
 
-    def drop_index(self, db: str, collection: str, index_name: str, field_name: str) -> list[int]:
-        """The dropped indexes' ids (IndexNotFound when none matches). Refused while loaded."""
+    def drop_index(self, db: str, collection: str, index_name: str, field_name: str, *,
+                   retry: bool = False) -> list[int]:
+        """The dropped indexes' ids (IndexNotFound when none matches, [] on a repeat). Refused while
+        loaded."""
 
         def change(info: CollectionInfo) -> list[int]:
             if info.loaded:
                 raise errors.InvalidParameter("index cannot be dropped, collection is loaded, please release it first")
-            drop = [i.index_id for i in matching_indexes(info, index_name, field_name)]
+            try:
+                drop = [i.index_id for i in matching_indexes(info, index_name, field_name)]
+            except errors.IndexNotFound:
+                if retry:
+                    return []  # the first try dropped it
+                raise
             info.indexes = [i for i in info.indexes if i.index_id not in drop]
             return drop
 

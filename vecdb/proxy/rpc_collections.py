@@ -91,8 +91,11 @@ class CollectionRpcs(ServiceBase):
             raise errors.InvalidParameter(f"cannot drop the collection via alias = {request.collection_name}")
         with self.r.writer.locked(info.channels):
             # the catalog first: a cluster's coord then withdraws its assignment
-            if self.ddl.drop_collection(db, request.collection_name) != info.id:
-                return status.success()  # dropped meanwhile (by another call), or the name now means another
+            dropped = self.ddl.drop_collection(db, request.collection_name)
+            if dropped is not None and dropped != info.id:
+                return status.success()  # the name meant another collection by then (dropped and created again)
+            # None: gone already (another call, or this call's first try before a failover): the
+            # cleanup below is idempotent, so it runs again rather than never
             self.r.querynode.release(info.id)
             self.r.datanode.drop_collection(info)
         return status.success()
@@ -186,8 +189,10 @@ class CollectionRpcs(ServiceBase):
         info = self.collection(db, request.collection_name)
         if request.partition_name == DEFAULT_PARTITION:
             raise errors.InvalidParameter("default partition cannot be deleted")
+        known = info.partition(request.partition_name).id if info.has_partition(request.partition_name) else None
         with self.r.writer.locked(info.channels):
-            part_id = self.ddl.drop_partition(db, request.collection_name, request.partition_name)
+            # None: not there (any more): the cleanup of the one this proxy knew is idempotent
+            part_id = self.ddl.drop_partition(db, request.collection_name, request.partition_name) or known
             if part_id is None:
                 return status.success()
             self.r.querynode.drop_partition(info.id, part_id)

@@ -150,8 +150,9 @@ class IndexRpcs(ResourceGroupRpcs):
         info = self.collection(db, request.collection_name)
         if self.r.querynode.is_loaded(info.id):
             raise errors.InvalidParameter("index cannot be dropped, collection is loaded, please release it first")
-        self._indexes(info, request.index_name, request.field_name)
-        drop = self.ddl.drop_index(db, request.collection_name, request.index_name, request.field_name)
+        known = [i.index_id for i in self._indexes(info, request.index_name, request.field_name)]
+        # [] after a repeat that found them dropped by its first try: forget the ones this proxy knew
+        drop = self.ddl.drop_index(db, request.collection_name, request.index_name, request.field_name) or known
         self.r.datanode.forget_index_builds(info.id, drop)
         return status.success()
 
