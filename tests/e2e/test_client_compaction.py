@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import numpy as np
+import pytest
 from pymilvus import MilvusClient
 
 from tests.conftest import free_port, server_settings, spawn_vecdb, stop_processes, wait_until
@@ -77,16 +78,19 @@ def test_unknown_compaction_id_reads_as_completed(client):
     assert client.get_compaction_plans(987654321).plans == []
 
 
-def test_data_node_killed_inside_a_compaction(tmp_path, remote_storage):
+@pytest.mark.parametrize("trigger", ["automatic", "manual"])
+def test_data_node_killed_inside_a_compaction(tmp_path, remote_storage, trigger):
     """dn0 aborts inside its first compaction (after the merged segment's objects are written, before
-    the metadata commit). Every acknowledged row stays searchable once, and dn1, taking its channel
-    over, completes the compaction; the aborted attempt's objects are orphans with a dead intent."""
+    the metadata commit): the automatic one after a persist, or client.compact's. Every acknowledged
+    row stays searchable once, and dn1, taking its channel over, completes the compaction (the
+    client's request too: Executing until then); the aborted attempt's objects are orphans with a
+    dead intent."""
     storage = dict(remote_storage(), session_ttl=2)
     settings = server_settings(tmp_path / "probe", None, storage)
     meta, objects = open_meta(settings.storage), open_objects(settings.storage)
     procs: dict[str, subprocess.Popen] = {}
     c = None
-    fast = {"VECDB_COMPACTION__INTERVAL": "0.5"}
+    fast = {"VECDB_COMPACTION__INTERVAL": "0.5", "VECDB_COMPACTION__ENABLED": str(trigger == "automatic").lower()}
     try:
         procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(free_port()))
         procs["qn0"] = spawn_vecdb(storage, tmp_path / "qn0", "querynode", "--port", str(free_port()),
@@ -104,7 +108,9 @@ def test_data_node_killed_inside_a_compaction(tmp_path, remote_storage):
         c.delete("docs", ids=list(range(0, 100, 2)))
         c.upsert("docs", [{"id": i, "vector": vecs[i + 1000], "tag": f"v2-{i}"} for i in range(100, 150)])
         c.flush("docs")  # persisted; then the automatic check merges the two segments: dn0 aborts in it
+        requested = c.compact("docs") if trigger == "manual" else None  # else dn0 aborts in it
         assert procs["dn0"].wait(30) != 0
+        sources = sorted(json.loads(v)["segment_id"] for _, v in meta.scan("seg/"))
         intents = meta.scan("gcintent/")
         assert len(intents) == 1, "the aborted compaction's intent stays"
         orphan = intents[0][0][len("gcintent/"):]
@@ -113,6 +119,8 @@ def test_data_node_killed_inside_a_compaction(tmp_path, remote_storage):
         assert len(meta.scan("seg/")) == 2 and meta.scan("compacted/") == []
         before = _answers(c, "docs", vecs)
         assert before[0] == 350
+        if requested is not None:
+            assert c.get_compaction_state(requested) == "Executing"  # until the channel's next owner is done
 
         procs["dn1"] = spawn_vecdb(storage, tmp_path / "dn1", "datanode", "--port", str(free_port()),
                                    "--node-id", "dn1", env=fast)
@@ -122,6 +130,10 @@ def test_data_node_killed_inside_a_compaction(tmp_path, remote_storage):
         (seg,) = [json.loads(v) for _, v in meta.scan("seg/")]
         assert seg["by"] == "dn1" and seg["num_rows"] == 350 and len(seg["from"]) == 2
         assert len(meta.scan("compacted/")) == 1
+        if requested is not None:
+            wait_until(lambda: c.get_compaction_state(requested) == "Completed", 30, "the request completed")
+            (plan,) = c.get_compaction_plans(requested).plans
+            assert sorted(plan.sources) == sources and plan.target == seg["segment_id"]
         compaction_id = c.compact("docs")  # nothing left to do: completes with no plan
         wait_until(lambda: c.get_compaction_state(compaction_id) == "Completed", 30, "manual compaction")
         assert _answers(c, "docs", vecs) == before
