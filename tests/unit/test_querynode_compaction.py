@@ -626,3 +626,27 @@ def test_a_chain_at_one_checkpoint_is_followed_whatever_the_order_of_its_records
     assert apply_records(qn) == 0 and qn.compactions.swapped == 2
     assert prefixes_held(qn) == [second["to"]]
     check(w, qn)
+
+
+def test_a_watch_that_cannot_start_does_not_fail_the_load(world, monkeypatch):
+    from vecdb.errors import IoFailed
+
+    w = world
+    real = w.meta.scan_revision
+    failures = []
+
+    def flaky(prefix):
+        if prefix == qc.COMPACTED_PREFIX and len(failures) < 2:
+            failures.append(prefix)
+            raise IoFailed("store unreachable")
+        return real(prefix)
+    monkeypatch.setattr(w.meta, "scan_revision", flaky)
+    qn = w.node()  # loads although the watch cannot start yet
+    w.insert(range(50), "a")
+    w.seal_and_persist()
+    w.delete(range(5))
+    w.seal_and_persist()
+    record = compact(w)
+    wait_for(lambda: record["to"] in prefixes_held(qn))  # the watch started on a later try
+    assert len(failures) == 2
+    check(w, qn)

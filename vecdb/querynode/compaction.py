@@ -148,6 +148,7 @@ class CompactionFollower:
         self._records: dict[str, CompactionRecord] = {}
         self._records_lock = threading.Lock()
         self._lock = threading.Lock()  # one pass at a time
+        self._start_lock = threading.Lock()
         self._done: weakref.WeakKeyDictionary[Shard, set[str]] = weakref.WeakKeyDictionary()
         self._lost: dict[str, tuple[str, ...]] = {}  # new prefix gone before it was read -> its sources
         self._wake = threading.Event()
@@ -158,12 +159,11 @@ class CompactionFollower:
 
     # --- life ------------------------------------------------------------------------
     def start(self) -> None:
-        """Start watching (a node starts on its first load: one that loads nothing needs no thread)."""
-        with self._lock:
-            if self._watch is not None or self._stop.is_set():
+        """Start following (a node starts on its first load: one that loads nothing needs no thread).
+        The watch is opened on the thread, again after a failure: a load never fails for it."""
+        with self._start_lock:
+            if self._thread is not None or self._stop.is_set():
                 return
-            self._watch = PrefixWatch(self.node.meta, COMPACTED_PREFIX, self._reset, self._events,
-                                      name="compaction-watch")
             self._thread = threading.Thread(target=self._run, name="compaction-swap", daemon=True)
             self._thread.start()
 
@@ -171,13 +171,14 @@ class CompactionFollower:
         self._wake.set()
 
     def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        watch = self._watch
-        if watch is not None:
-            watch.close()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(10)
+        with self._start_lock:
+            self._stop.set()
+            self._wake.set()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(10)
+        if self._watch is not None:
+            self._watch.close()
 
     def _reset(self, pairs: list[tuple[str, bytes]]) -> None:
         records = {k: r for k, v in pairs if (r := CompactionRecord.parse(k, v)) is not None}
@@ -200,15 +201,25 @@ class CompactionFollower:
     def _run(self) -> None:
         waiting = False
         while not self._stop.is_set():
+            if self._watch is None:
+                try:
+                    self._watch = PrefixWatch(self.node.meta, COMPACTED_PREFIX, self._reset, self._events,
+                                              name="compaction-watch")
+                except Exception as e:  # noqa: BLE001 (the store is unreachable: try again)
+                    log.warning("cannot watch %s: %s; trying again", COMPACTED_PREFIX, e)
+                    self._stop.wait(1.0)
+                    continue
             self._wake.wait(WAIT_INTERVAL if waiting else IDLE_INTERVAL)
             self._wake.clear()
             if self._stop.is_set():
-                return
+                break
             try:
                 waiting = self.process() > 0
             except Exception:  # noqa: BLE001 (keep following; the shard's own segments stay right)
                 log.exception("applying compaction records failed")
                 waiting = True
+        if self._watch is not None:
+            self._watch.close()
 
     # --- applying ----------------------------------------------------------------------
     def process(self) -> int:
