@@ -60,9 +60,10 @@ class World:
     """One channel's log, metadata and objects, a data node, query nodes fed every record (as a
     standalone writer does), and the reference: pk -> (vector, tag) of every live row."""
 
-    def __init__(self, pk_type=DataType.INT64):
+    def __init__(self, pk_type=DataType.INT64, objects=None):
         self.info = _info(pk_type)
-        self.log, self.meta, self.objects = MemoryLog(), MemoryMetaStore(), MemoryObjectStore()
+        self.log, self.meta = MemoryLog(), MemoryMetaStore()
+        self.objects = MemoryObjectStore() if objects is None else objects
         self.ids = _Ids()
         self.dn = DataNode(self.log, self.meta, self.objects, self.ids, truncate=False)
         self.nodes: list[QueryNode] = []
@@ -650,3 +651,37 @@ def test_a_watch_that_cannot_start_does_not_fail_the_load(world, monkeypatch):
     wait_for(lambda: record["to"] in prefixes_held(qn))  # the watch started on a later try
     assert len(failures) == 2
     check(w, qn)
+
+
+def test_the_cached_copies_of_swapped_out_segments_are_dropped(s3_server, tmp_path):
+    """On S3 a query node reads segment files through local cache copies; the collector deletes the
+    objects, not this node's copies: the node drops them when it swaps the segments out."""
+    import glob
+    import uuid
+
+    from vecdb.storage.s3_objects import S3ObjectStore
+
+    store = S3ObjectStore("vecdb-test", endpoint_url=s3_server.url, prefix=f"t{uuid.uuid4().hex[:12]}",
+                          access_key="test", secret_key="test", cache_dir=str(tmp_path / "cache"))
+    w = World(objects=store)
+    try:
+        w.insert(range(100), "a")
+        w.seal_and_persist()
+        w.insert(range(100, 150), "b")
+        w.delete(range(10))
+        w.seal_and_persist()
+        qn = w.node()  # loads both segments from their files: cached copies
+
+        def cached(prefix):
+            return [p for f in ("_ts.npy", "100.npy", "101.npy")
+                    for p in glob.glob(glob.escape(store._cache_stem(prefix + f)) + "-*")]
+        sources = [s["prefix"] for s in sf.list_segments(w.meta, CID, CH)]
+        assert all(len(cached(p)) == 3 for p in sources)
+        record = compact(w)
+        apply_records(qn)
+        assert prefixes_held(qn) == [record["to"]]
+        assert [cached(p) for p in sources] == [[], []]
+        assert len(cached(record["to"])) == 3  # the new segment's, read through the cache
+        check(w, qn)
+    finally:
+        w.close()

@@ -301,6 +301,7 @@ class CompactionFollower:
                 return False
             shard.replace_segments(held, None)
         self.swapped += 1
+        self._evict_cached(rec, held)
         log.info("channel %s: dropped %d compacted-away segments (%s)", rec.channel, len(held), rec.key)
         return True
 
@@ -350,6 +351,26 @@ class CompactionFollower:
         live = np.flatnonzero(seg.del_ts() == MAX_TIMESTAMP)
         return _Prepared(held, seg, picked, take, live, *_index_entries(seg, live))
 
+    def _evict_cached(self, rec: CompactionRecord, gone: list[Segment]) -> None:
+        """Drop the local cache copies (an S3 store's) of the swapped-out segments' files: nothing
+        reads them again here (a reader in flight keeps its mapping), and the collector deletes the
+        objects, not this node's copies."""
+        evict = getattr(self.node.objects, "evict_local", None)
+        coll = self.node.collections.get(rec.collection_id)
+        if evict is None or coll is None:
+            return
+        info = coll.info
+        names = ["_ts.npy", *(f"{f.field_id}.npy" for f in info.schema.fields)]
+        for idx in info.indexes:
+            field = info.schema.field(idx.field_name)
+            if field is not None:
+                names.append(sf.index_key("", field.field_id, idx.index_id))
+        keys = [f"{s.prefix}{name}" for s in gone if s.prefix is not None for name in names]
+        try:
+            evict(keys)
+        except OSError as e:  # the copies stay; nothing else depends on it
+            log.warning("cannot drop cached copies of compacted-away segments: %s", e)
+
     def _unregistered(self, shard: Shard, rec: CompactionRecord, held: list[Segment]) -> list[Segment]:
         """Sealed segments of the sources' partition, at or below their position, that no seg/ key and
         no known compaction record names: rows this node sealed apart that were persisted together."""
@@ -385,6 +406,7 @@ class CompactionFollower:
         self.swapped += 1
         log.info("channel %s: %d segments swapped for compacted %s (%d rows, %d alive)", rec.channel,
                  len(p.sources), rec.target, seg.n, len(live))
+        self._evict_cached(rec, p.sources)
         coll = self.node.collections.get(rec.collection_id)
         if coll is not None and not seg.indexes:
             self.node._schedule_index(coll.info, [seg])

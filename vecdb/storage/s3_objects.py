@@ -184,6 +184,13 @@ class S3ObjectStore:
         h = hashlib.sha1(key.encode()).hexdigest()
         return os.path.join(self.cache_dir, h[:2], h)
 
+    def evict_local(self, keys) -> None:
+        """Drop the cached copies of ``keys`` (no error for those not cached), which stay in S3: a
+        reader that is done with them (a query node's compacted-away segments). Mappings already
+        open on a copy stay valid (the file goes when the last one closes)."""
+        for key in keys:
+            self._evict(key)
+
     def _evict(self, key: str) -> None:
         if self.cache_dir is not None:
             for old in glob.glob(glob.escape(self._cache_stem(key)) + "-*"):
