@@ -685,3 +685,28 @@ def test_the_cached_copies_of_swapped_out_segments_are_dropped(s3_server, tmp_pa
         check(w, qn)
     finally:
         w.close()
+
+
+def test_a_swap_that_fails_on_the_store_is_tried_again(world, monkeypatch, caplog):
+    from vecdb.errors import IoFailed
+
+    w = world
+    qn = w.node()
+    w.insert(range(50), "a")
+    w.seal_and_persist()
+    w.insert(range(50, 60), "b")
+    w.seal_and_persist()
+    real = w.objects.get
+    failed = []
+
+    def flaky(key):
+        if "-c" in key and len(failed) < 2:  # the new segment's files, twice
+            failed.append(key)
+            raise IoFailed("S3 unreachable")
+        return real(key)
+    monkeypatch.setattr(w.objects, "get", flaky)
+    with caplog.at_level("ERROR", logger="vecdb.querynode.compaction"):
+        record = compact(w)
+        wait_for(lambda: record["to"] in prefixes_held(qn))
+    assert len(failed) == 2 and "swap failed (2 of 20 tries)" in caplog.text
+    check(w, qn)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -55,6 +56,9 @@ COMPACTED_PREFIX = "compacted/"
 # how often records waiting for their shard to apply their position are looked at again
 WAIT_INTERVAL = 0.2
 IDLE_INTERVAL = 5.0
+# a record whose swap keeps failing (an unreadable file) is tried again later and later (up to 10 s
+# apart), and given up after this many tries (about 2.5 minutes): the node keeps its sources
+MAX_TRIES = 20
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,7 @@ class CompactionFollower:
         self._start_lock = threading.Lock()
         self._done: weakref.WeakKeyDictionary[Shard, set[str]] = weakref.WeakKeyDictionary()
         self._lost: dict[str, tuple[str, ...]] = {}  # new prefix gone before it was read -> its sources
+        self._failures: dict[str, tuple[int, float]] = {}  # record key -> (failed tries, next try at)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._watch: PrefixWatch | None = None
@@ -239,11 +244,22 @@ class CompactionFollower:
                 if shard.applied_position < rec.position:
                     waiting += 1
                     continue
-                outcome = self._apply(shard, rec)
+                tries, next_at = self._failures.get(rec.key, (0, 0.0))
+                if time.monotonic() < next_at:
+                    waiting += 1
+                    continue
+                try:
+                    outcome = self._apply(shard, rec)
+                except Exception:  # noqa: BLE001 (store trouble: tried again; the shard's segments stay right)
+                    tries += 1
+                    log.exception("compaction %s: swap failed (%d of %d tries)", rec.key, tries, MAX_TRIES)
+                    self._failures[rec.key] = (tries, time.monotonic() + min(WAIT_INTERVAL * 2 ** tries, 10.0))
+                    outcome = False if tries >= MAX_TRIES else None
                 if outcome is None:
                     waiting += 1
                 else:
                     done.add(rec.key)
+                    self._failures.pop(rec.key, None)
             return waiting
 
     def _sources(self, rec: CompactionRecord) -> list[str]:
