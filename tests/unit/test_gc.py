@@ -199,7 +199,7 @@ def test_dropped_partition_index_and_collection(stores):
     _segment(objects, meta, 10, cid=gone)
     _delta(objects, meta, 10, cid=gone)
     for key in (f"ckpt/{gone}/c{gone}-s0", f"idxbuild/{gone}/1/c{gone}-s0/x/y", f"gc/{gone}/r",
-                f"compacted/{gone}/c{gone}-s0/1", f"gcintent/segments/{gone}/c{gone}-s0/x/"):
+                f"compacted/{gone}/c{gone}-s0/1", f"gcintent/segments/{gone}/c{gone}-s0/x/", f"compaction/{gone}/5"):
         meta.put(key, b"{}")
     meta.put("coll/9", b"not json")  # unreadable: left alone, not taken for dropped
     unreadable = _segment(objects, meta, 10, cid=9, register=False)

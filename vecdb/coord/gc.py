@@ -18,8 +18,8 @@ listing per pass, however many segments), then reads the metadata it judges by, 
     ``delta/`` key registers and no ``gc/`` record names;
   - intents of dead incarnations (after the objects under their prefix);
   - a dropped collection's everything (its id has no ``coll/`` key): objects, and the metadata
-    keys ``seg/``, ``delta/``, ``ckpt/``, ``idxbuild/``, ``gc/``, ``compacted/``, ``gcintent/``
-    under its id (what a drop interrupted by a crash leaves);
+    keys ``seg/``, ``delta/``, ``ckpt/``, ``idxbuild/``, ``gc/``, ``compacted/``, ``gcintent/``,
+    ``compaction/`` under its id (what a drop interrupted by a crash leaves);
   - a dropped partition's segments (``seg/`` keys of a partition id the collection no longer has:
     the key first, then its objects);
   - index files ``index-<field>-<index>.bin`` and index build records of index ids the collection
@@ -396,4 +396,4 @@ class GarbageCollector:
         done[DROPPED_COLLECTION] += n
         self._meta_delete(prefixes=[f"seg/{cid}/", f"delta/{cid}/", f"ckpt/{cid}/", index_builds.collection_prefix(cid),
                                     f"{GC_PREFIX}{cid}/", f"{COMPACTED_PREFIX}{cid}/",
-                                    f"{INTENT_PREFIX}{SEGMENTS}{cid}/"])
+                                    f"{INTENT_PREFIX}{SEGMENTS}{cid}/", f"compaction/{cid}/"])
