@@ -76,6 +76,9 @@ def server_settings(data_dir, port: int | None = None, storage: dict | None = No
         setattr(settings.storage, key, value)
     settings.proxy.port = port or free_port()
     settings.http.port = 0
+    # no automatic compaction (a persist's segments rewritten at once would change segment lists and
+    # row counts under tests of something else); tests of compaction ask for it (client.compact)
+    settings.compaction.enabled = False
     return settings
 
 
@@ -256,7 +259,8 @@ class LocalCluster:
     def _start(self, role: str, ready, args) -> None:
         command = role.rstrip("0123456789")
         self.procs[role] = start_vecdb(command, *args, data_dir=self.data_dir / role, storage=self.storage,
-                                       ready=ready, log=self.data_dir / f"{role}.log")
+                                       ready=ready, log=self.data_dir / f"{role}.log",
+                                       env={"VECDB_COMPACTION__ENABLED": "false"})  # as server_settings
         self.procs[role].name = role
 
     def check(self) -> None:

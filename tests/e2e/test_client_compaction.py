@@ -47,8 +47,14 @@ def test_compact_keeps_every_answer_and_leaves_no_dead_row(client, name):
     c.create_collection(name, dimension=DIM, metric_type="L2", num_shards=2)
     vecs = np.random.default_rng(3).random((1200, DIM), dtype=np.float32)
     _write(c, name, vecs)
-    # the automatic compaction after the persists merges the small segments, one per channel
-    wait_until(lambda: len(_segments(c, name)) <= 2, 60, "automatic merge")
+    before = _answers(c, name, vecs)
+    assert before[0] == 900 and len(_segments(c, name)) == 12  # six flushes of two channels
+    merge = c.compact(name)  # (the test server compacts only when asked)
+    wait_until(lambda: c.get_compaction_state(merge) == "Completed", 60, "compaction completed")
+    assert sorted(len(p.sources) for p in c.get_compaction_plans(merge).plans) == [6, 6]  # one per channel
+    segs = _segments(c, name)
+    assert len(segs) == 2 and sum(s.num_rows for s in segs) == 900  # deleted and superseded rows gone
+    assert _answers(c, name, vecs) == before
     c.delete(name, ids=[1, 2, 4, 5, 7])  # a dead share below 0.2: only a manual compaction rewrites it
     c.flush(name)
     before = _answers(c, name, vecs)
