@@ -710,3 +710,40 @@ def test_a_swap_that_fails_on_the_store_is_tried_again(world, monkeypatch, caplo
         wait_for(lambda: record["to"] in prefixes_held(qn))
     assert len(failed) == 2 and "swap failed (2 of 20 tries)" in caplog.text
     check(w, qn)
+
+
+def test_readers_during_swaps_never_see_a_row_twice_or_miss_one(world):
+    """Readers run without the shard lock while the node swaps segments (three compactions, one of
+    them a chain): every answer is the same set of rows."""
+    import threading
+
+    w = world
+    qn = w.node()
+    for lo in range(0, 400, 100):
+        w.insert(range(lo, lo + 100), f"b{lo}")
+        w.insert(range(lo, lo + 10), f"u{lo}")  # upserts within the batch's segment
+        w.seal_and_persist()
+    w.delete(range(0, 400, 7))
+    w.seal_and_persist()
+    expected = sorted(w.ref)
+    answers, stop = [], threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            rows = qn.query(w.info, READ_TS, None, None, ["id"], None, 0)["id"].tolist()
+            answers.append((qn.count(w.info, READ_TS, None, None), sorted(rows)))
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        segs = sorted(s["prefix"] for s in sf.list_segments(w.meta, CID, CH))
+        first = compact(w, segs[:2])
+        wait_for(lambda: first["to"] in prefixes_held(qn))
+        second = compact(w, segs[2:])
+        third = compact(w, [first["to"], second["to"]])
+        wait_for(lambda: prefixes_held(qn) == [third["to"]])
+        time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join()
+    assert len(answers) > 3
+    assert all(n == len(expected) and rows == expected for n, rows in answers)
