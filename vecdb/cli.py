@@ -14,6 +14,8 @@ import threading
 def _settings(args):
     """Settings from --config and the environment, then the command line's storage and
     listening flags."""
+    from pydantic import SecretStr
+
     from vecdb import logs
     from vecdb.config import load_settings
 
@@ -34,8 +36,9 @@ def _settings(args):
                       ("tls_ca", "ca_pem_path")):
         if getattr(args, flag, None) is not None:
             setattr(settings.tls, key, getattr(args, flag))
-    if getattr(args, "cluster_secret_file", None):
+    if getattr(args, "cluster_secret_file", None):  # the flag wins over a secret from the config or environment
         settings.security.cluster_secret_file = args.cluster_secret_file
+        settings.security.cluster_secret = SecretStr("")
     return settings
 
 

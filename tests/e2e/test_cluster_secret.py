@@ -99,7 +99,8 @@ def test_internal_rpc_needs_the_cluster_secret(tmp_path, remote_storage):
 
         # a proxy without the secret cannot write: the coord refuses its timestamps
         rogue_port = free_port()
-        procs.append(spawn_vecdb(storage, tmp_path / "rogue", "proxy", "--port", str(rogue_port)))
+        no_secret = {"VECDB_SECURITY__CLUSTER_SECRET": None, "VECDB_SECURITY__CLUSTER_SECRET_FILE": None}
+        procs.append(spawn_vecdb(storage, tmp_path / "rogue", "proxy", "--port", str(rogue_port), env=no_secret))
         rogue = MilvusClient(uri=f"http://127.0.0.1:{rogue_port}")
         with pytest.raises(MilvusException) as refused:
             rogue.insert("docs", [{"id": 2000, "vector": vecs[0]}])
