@@ -119,6 +119,7 @@ class _Snapshot:
 
     def __init__(self, meta: MetaStore, objects: ObjectStore):
         self.objects = objects.list("")
+        self.object_set = set(self.objects)
         self.ckpt: dict[tuple[int, str], int] = {}
         self.collection_ids: set[int] = set()  # ids any object or metadata key names
         for key, raw in meta.scan("ckpt/"):
@@ -294,7 +295,7 @@ class GarbageCollector:
                 if obj in snap.registered_deltas or not obj.startswith(DELTAS):
                     log.warning("gc: %s names %s, which a delta key still registers: kept", key, obj)
                     continue
-                if obj in snap.objects:
+                if obj in snap.object_set:
                     self.objects.delete(obj)
                     done[COMPACTED] += 1
             swapped = [k for k, sources in snap.compacted.items() if sources & prefixes]
