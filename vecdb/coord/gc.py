@@ -28,13 +28,15 @@ listing per pass, however many segments), then reads the metadata it judges by, 
 Nothing a reader may still need is deleted: an object registered by a ``seg/`` or ``delta/`` key
 of a live collection and partition is never an orphan, the grace (or a record's ``after``) lies
 between something becoming garbage and its deletion, and the order of the reads makes a write that
-races a pass look needed, never garbage. Objects are listed first, then the metadata is read
-checkpoints first, then intents, index build records, segments, deltas, records, catalog, sessions last: an object in
-the listing was written before any of them was read, so a persist committed meanwhile shows its
-segment registered or its position above the checkpoint read; a compaction shows its intent or its
-registered segment (its commit puts one and deletes the other at once); a new collection, partition
-or index shows in the catalog, read after everything it could have written; an intent's writer that
-lives shows in the sessions read after it.
+races a pass look needed, never garbage. Objects are listed first, then the metadata is read:
+checkpoints, intents, index build records, segments, deltas, records, catalog, sessions last. An
+object in the listing was written before any of them was read, so a persist committed meanwhile
+shows its segment registered or its position above the checkpoint read; a compaction shows its
+intent or its registered segment (its commit puts one and deletes the other at once); a build
+record is written after its segment was registered; a new collection, partition or index shows in
+the catalog, read after everything it could have written; an intent's writer that lives shows in
+the sessions read after it. Something it cannot read (a collection record, a seg key, an intent)
+protects whatever it could concern.
 
 Drops still delete their data at once (``DataNode.drop_collection``/``drop_partition``); the
 collector is the safety net behind them, behind persists and behind compactions.
