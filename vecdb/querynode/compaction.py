@@ -260,6 +260,10 @@ class CompactionFollower:
                 else:
                     done.add(rec.key)
                     self._failures.pop(rec.key, None)
+            keys = {r.key for r in records}  # records collected since are forgotten
+            for done in self._done.values():
+                done &= keys
+            self._failures = {k: v for k, v in self._failures.items() if k in keys}
             return waiting
 
     def _sources(self, rec: CompactionRecord) -> list[str]:
