@@ -159,7 +159,8 @@ def start_vecdb(*args: str, data_dir=None, storage: dict | None = None, env: dic
                 ready: str | None = " ready on ", timeout: float = 60.0, log=None) -> VecdbProcess:
     """``python -m vecdb --log-level WARNING <args> [--data-dir <data_dir>]``, the one way tests start
     vecdb processes. ``storage`` becomes VECDB_STORAGE__<KEY> environment variables; ``env`` overrides
-    the environment (a value of None removes the variable). The output goes to ``log`` (default: a
+    the environment (a value of None removes the variable); automatic compaction is off unless ``env``
+    turns it on (``VECDB_COMPACTION__ENABLED``). The output goes to ``log`` (default: a
     fresh ``vecdb-<command>-*.log`` in ``data_dir``, else in a temporary directory). Returns once the
     output contains ``ready`` (any line: logged warnings may come first; None: at once); if the
     process ends first or ``timeout`` s pass, it is killed and the test fails with its output."""
@@ -168,6 +169,7 @@ def start_vecdb(*args: str, data_dir=None, storage: dict | None = None, env: dic
     import tempfile
 
     environ = dict(os.environ, **{f"VECDB_STORAGE__{k.upper()}": str(v) for k, v in (storage or {}).items()})
+    environ.setdefault("VECDB_COMPACTION__ENABLED", "false")  # as server_settings: a test asks for it in ``env``
     for key, value in (env or {}).items():
         if value is None:
             environ.pop(key, None)
@@ -259,8 +261,7 @@ class LocalCluster:
     def _start(self, role: str, ready, args) -> None:
         command = role.rstrip("0123456789")
         self.procs[role] = start_vecdb(command, *args, data_dir=self.data_dir / role, storage=self.storage,
-                                       ready=ready, log=self.data_dir / f"{role}.log",
-                                       env={"VECDB_COMPACTION__ENABLED": "false"})  # as server_settings
+                                       ready=ready, log=self.data_dir / f"{role}.log")
         self.procs[role].name = role
 
     def check(self) -> None:
