@@ -412,14 +412,19 @@ def run(args) -> dict:
             if r % every == 0 or r == rounds:
                 sample(r)
         elapsed = time.monotonic() - start
+        time.sleep(args.settle)  # idle: truncation, compaction and collection catch up
+        idle = observe(dep)
         reader = clients[-1]  # on the cluster, the other proxy
         result = verify(reader, ref, rng)
         series = {"log records (largest channel)": [max(s["log"].values(), default=0) for s in samples],
                   "segments": [s["segments"] for s in samples], "objects": [s["objects"] for s in samples]}
         growth = {name: bounded(v) for name, v in series.items()}
+        settled = {"log records (largest channel)": max(idle["log"].values(), default=0),
+                   "segments": idle["segments"], "objects": idle["objects"]}
         summary = {"deployment": dep.name, "rows": args.rows, "seed": args.seed, "rounds": rounds,
                    "seconds": round(elapsed, 1), "ops": ops, "compactions_requested": len(compaction["jobs"]),
                    "compaction_unsupported": compaction["unsupported"], "series": series, "bounded": growth,
+                   "settle_seconds": args.settle, "settled": settled,
                    "verify": result}
         summary["ok"] = not result["problems"] and (args.no_bound_check or all(growth.values()))
         print_summary(summary)
@@ -437,20 +442,23 @@ def print_summary(s: dict) -> None:
           f"({ops['inserted']:,} inserted, {ops['upserted']:,} upserted, {ops['deleted']:,} deleted, "
           f"{ops['flushes']} flushes, {s['compactions_requested']} compactions requested"
           f"{', ManualCompaction unsupported' if s['compaction_unsupported'] else ''})")
-    print("| series | 1st third min-max | 2nd third min-max | last third min-max | end | bounded |")
-    print("|---|---:|---:|---:|---:|---|")
+    print(f"| series | 1st third min-max | 2nd third min-max | last third min-max | end | {s['settle_seconds']:g} s "
+          f"idle later | bounded |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     for name, values in s["series"].items():
         t = max(len(values) // 3, 1)
         thirds = [values[:t], values[t:2 * t] or values[-1:], values[2 * t:] or values[-1:]]
         spans = " | ".join(f"{min(v)}-{max(v)}" for v in thirds)
-        print(f"| {name} | {spans} | {values[-1]} | {'yes' if s['bounded'][name] else 'NO: keeps growing'} |")
-    print(f"| count(*) | | | | {v['count']:,} (reference {v['expected_count']:,}) | "
+        print(f"| {name} | {spans} | {values[-1]} | {s['settled'][name]} | "
+              f"{'yes' if s['bounded'][name] else 'NO: keeps growing'} |")
+    print(f"| count(*) | | | | | {v['count']:,} (reference {v['expected_count']:,}) | "
           f"{'equal' if v['count'] == v['expected_count'] else 'DIFFERS'} |")
-    print(f"| all rows, crc32 of (pk, val, vector) | | | | {v['checksum']:#010x} (reference "
+    print(f"| all rows, crc32 of (pk, val, vector) | | | | | {v['checksum']:#010x} (reference "
           f"{v['expected_checksum']:#010x}) | {'equal' if v['checksum'] == v['expected_checksum'] else 'DIFFERS'} |")
-    print(f"| exact FLAT searches, top-10 | | | | {v['searches'] - v['searches_wrong']} of {v['searches']} equal | "
+    print(f"| exact FLAT searches, top-10 | | | | | {v['searches'] - v['searches_wrong']} of {v['searches']} equal | "
           f"{'equal' if not v['searches_wrong'] else 'DIFFERS'} |")
-    print(f"| get_collection_stats row_count | | | | {v['row_count']:,} | (Milvus's: deleted rows until compaction) |")
+    print(f"| get_collection_stats row_count | | | | | {v['row_count']:,} | "
+          "(Milvus's: deleted rows until compaction) |")
     for p in v["problems"]:
         print(f"PROBLEM: {p}")
     print("soak: OK" if s["ok"] else "soak: FAILED")
@@ -470,6 +478,7 @@ def parse_args(argv=None):
     p.add_argument("--storage", choices=["embedded", "remote"], default="embedded", help="standalone's backends")
     p.add_argument("--cluster", action="store_true", help="a cluster of processes instead of standalone")
     p.add_argument("--no-bound-check", action="store_true", help="only the results decide (smoke runs)")
+    p.add_argument("--settle", type=float, default=10.0, help="idle seconds before the last observation")
     p.add_argument("--json", help="write the summary there")
     return p.parse_args(argv)
 

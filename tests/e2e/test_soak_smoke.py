@@ -9,7 +9,7 @@ from bench import soak
 
 def test_soak_smoke_matches_its_reference(capsys):
     args = soak.parse_args(["--rows", "2400", "--batch", "300", "--live", "900", "--flush-every", "2",
-                            "--compact-every", "4", "--samples", "8", "--no-bound-check"])
+                            "--compact-every", "4", "--samples", "8", "--settle", "0", "--no-bound-check"])
     summary = soak.run(args)
     out = capsys.readouterr().out
     v = summary["verify"]
