@@ -109,6 +109,7 @@ class Compactor:
         self.meta: MetaStore = node.meta
         self.settings = settings or CompactionSettings()
         self._pk_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # segment prefix -> (pks, ts)
+        self._delta_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # delta object key -> (pks, ts)
         self._checked: dict[str, tuple] = {}  # channel -> signature of its last automatic check
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -152,9 +153,12 @@ class Compactor:
         n = len(pks)
         dpks, dts = [], []
         for obj in state.deltas.values():
-            p, t = sf.read_delta(self.node.objects, obj)
-            dpks.append(np.asarray(p, dtype=pks.dtype))
-            dts.append(np.asarray(t, np.uint64))
+            got = self._delta_cache.get(obj)
+            if got is None:  # delta files never change either
+                p, t = sf.read_delta(self.node.objects, obj)
+                got = self._delta_cache[obj] = (np.asarray(p, dtype=pks.dtype), np.asarray(t, np.uint64))
+            dpks.append(got[0])
+            dts.append(got[1])
         allkeys = np.concatenate([pks, *dpks]) if dpks else pks
         uniq, inv = np.unique(allkeys, return_inverse=True)
         inv = inv.reshape(-1)
@@ -239,6 +243,10 @@ class Compactor:
         mine = f"segments/{info.id}/{channel}/"
         for prefix in [p for p in list(self._pk_cache) if p.startswith(mine) and p not in listed]:
             self._pk_cache.pop(prefix, None)
+        deltas = set(state.deltas.values())
+        mine = f"deltas/{info.id}/{channel}/"
+        for key in [k for k in list(self._delta_cache) if k.startswith(mine) and k not in deltas]:
+            self._delta_cache.pop(key, None)
 
     def _execute(self, info: CollectionInfo, channel: str, state: ChannelState, plans: list[Plan]) -> bool:
         """Write the plans' segments and commit them in one txn; False (objects deleted) when the
@@ -367,8 +375,9 @@ class Compactor:
                 if st["state"] != COMPLETED and owned.get(channel) == req["collection_id"] and not self._stop.is_set():
                     self._carry_out(key, req["collection_id"], channel)
         # the cached keys of channels no longer owned (moved, dropped)
-        for prefix in [p for p in list(self._pk_cache) if p.split("/")[2] not in owned]:
-            self._pk_cache.pop(prefix, None)
+        for cache in (self._pk_cache, self._delta_cache):
+            for key in [k for k in list(cache) if k.split("/")[2] not in owned]:
+                cache.pop(key, None)
         if not self.settings.enabled:
             return
         for channel, cid in owned.items():
