@@ -1,0 +1,58 @@
+"""The seal policy is the data node's (vecdb.datanode.flusher): in a cluster of processes, inserts
+through pymilvus past SEAL_ROWS rows get the channel sealed and persisted by its data node with no
+flush call (the proxy no longer asks a query node for the growing rows). Real NATS, etcd, S3."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import numpy as np
+from pymilvus import MilvusClient
+
+from tests.conftest import free_port, server_settings, spawn_vecdb, stop_processes, wait_until
+from vecdb.datanode.flusher import SEAL_ROWS
+from vecdb.storage.backends import open_meta
+
+BATCH = 25_000
+
+
+def test_the_data_node_seals_a_channel_past_seal_rows_without_a_flush(tmp_path, remote_storage):
+    storage = remote_storage()
+    meta = open_meta(server_settings(tmp_path / "probe", None, storage).storage)
+    procs: dict[str, subprocess.Popen] = {}
+    c = None
+    try:
+        procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(free_port()))
+        procs["qn0"] = spawn_vecdb(storage, tmp_path / "qn0", "querynode", "--port", str(free_port()),
+                                   "--node-id", "qn0")
+        procs["dn0"] = spawn_vecdb(storage, tmp_path / "dn0", "datanode", "--port", str(free_port()),
+                                   "--node-id", "dn0")
+        port = free_port()
+        procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(port))
+        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
+        c.create_collection("big", dimension=2, metric_type="L2", num_shards=1)
+        total = SEAL_ROWS + BATCH  # one batch past the threshold
+        rng = np.random.default_rng(0)
+        t0 = time.monotonic()
+        for lo in range(0, total, BATCH):
+            vecs = rng.random((BATCH, 2), dtype=np.float32)
+            c.insert("big", [{"id": lo + i, "vector": v} for i, v in enumerate(vecs)])
+        inserted = time.monotonic()
+
+        def persisted() -> int:
+            return sum(json.loads(v)["num_rows"] for _, v in meta.scan("seg/"))
+
+        wait_until(lambda: persisted() >= SEAL_ROWS, 60, "the data node's seal policy persisting the channel")
+        print(f"{total} rows inserted in {inserted - t0:.1f} s; {persisted()} persisted by the seal policy "
+              f"{time.monotonic() - inserted:.1f} s after the last insert, no flush")
+        writers = {json.loads(v).get("by") for _, v in meta.scan("seg/")}
+        assert writers == {"dn0"}
+        assert SEAL_ROWS <= persisted() <= total
+        assert c.query("big", "", output_fields=["count(*)"])[0]["count(*)"] == total
+    finally:
+        if c is not None:
+            c.close()
+        stop_processes(procs.values())
+        meta.close()
