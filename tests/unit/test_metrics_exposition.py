@@ -24,7 +24,7 @@ def _sample(name: str, **labels) -> float:
 
 class _Service:
     def __init__(self, node_id: int, component: str = "proxy"):
-        self.r = SimpleNamespace(node_id=node_id, component=component)
+        self.r = SimpleNamespace(node_id=node_id, component=component, quota=None)
 
     def plain(self, request, context):
         return milvus_pb2.BoolResponse(status=status.success(), value=True)
