@@ -5,7 +5,9 @@ segment; they search it exactly while the data node builds (a build slowed on pu
 VECDB_FAULT_INDEX_BUILD=sleep), then load the finished file and serve it from there
 (GetQuerySegmentInfo's indexID on both nodes), answers the same before, during and after. The
 build records and the data node's build counter say one build per segment; the query nodes' counter
-says none. An unloaded collection is indexed the same way, and its load serves the files at once."""
+says none. A compaction's segment is indexed the same way (once, by the data node; the query nodes
+swap to it, then to its file). An unloaded collection is indexed the same way, and its load serves
+the files at once."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from vecdb.coord.index_builds import FAULT_ENV
 from vecdb.storage.backends import open_meta
 
 DIM, SEGMENT_ROWS, SEGMENTS, BUILD_SECONDS = 8, 1500, 2, 6
+NO_COMPACTION = {"VECDB_COMPACTION__ENABLED": "false"}  # the segments stay as flushed unless asked
 
 
 def _create(c: MilvusClient, name: str) -> None:
@@ -73,7 +76,8 @@ def test_each_segment_is_indexed_once_by_the_data_node_and_served_from_its_file(
                                    "--http-port", str(http[q]))
         procs["dn0"] = spawn_vecdb(storage, tmp_path / "dn0", "datanode", "--port", str(free_port()),
                                    "--node-id", "dn0", "--http-port", str(http["dn0"]),
-                                   env={FAULT_ENV: f"sleep:{BUILD_SECONDS}"})
+                                   env={FAULT_ENV: f"sleep:{BUILD_SECONDS}",  # the window before each file
+                                        **NO_COMPACTION})  # compaction below, by request
         port = free_port()
         procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(port))
         for q in ("qn0", "qn1"):
@@ -133,6 +137,22 @@ def test_each_segment_is_indexed_once_by_the_data_node_and_served_from_its_file(
         desc = c.describe_index("docs", "vec")
         assert (desc["indexed_rows"], desc["total_rows"], desc["state"]) == (3000, 3000, "Finished"), desc
 
+        # a compaction merges the two: its segment is indexed once by dn0, and served from that file
+        compacted_at = time.monotonic()
+        job = c.compact("docs")
+        wait_until(lambda: c.get_compaction_state(job) == "Completed", 60, "the compaction never completed")
+        wait_until(lambda: [(s.num_rows, len(s.nodeIds), s.indexID != 0) for s in _sealed(alias, "docs")]
+                   == [(len(vecs), 2, True)], 60, "the query nodes never served the compacted segment's file")
+        print(f"compacted segment served from its file on both query nodes {time.monotonic() - compacted_at:.1f} s "
+              f"after client.compact (its build slowed to {BUILD_SECONDS} s)")
+        assert _search(c, "docs", queries) == expected
+        recs = _records(meta, cid, index_id)
+        assert sorted((r["state"], r["by"]) for _, r in recs) == [("finished", "dn0")] * 3, recs
+        assert len({k.rsplit("/", 1)[0] for k, _ in recs}) == 3 and sum("-c" in k for k, _ in recs) == 1
+        moved_dn = Scrape(http["dn0"]).value("milvus_indexnode_index_task_count", status="success") \
+            - before_metrics["dn0"].value("milvus_indexnode_index_task_count", status="success")
+        assert moved_dn == SEGMENTS + 1
+
         # an unloaded collection: indexed by the data node the same way; its load serves the files
         _create(c, "cold")
         _fill(c, "cold", vecs)
@@ -171,7 +191,7 @@ def test_a_data_node_killed_in_the_middle_of_a_build_leaves_it_to_the_next_owner
         procs["qn0"] = spawn_vecdb(storage, tmp_path / "qn0", "querynode", "--port", str(free_port()),
                                    "--node-id", "qn0")
         procs["dn0"] = spawn_vecdb(storage, tmp_path / "dn0", "datanode", "--port", str(free_port()),
-                                   "--node-id", "dn0", env={FAULT_ENV: "sleep:60"})
+                                   "--node-id", "dn0", env={FAULT_ENV: "sleep:60", **NO_COMPACTION})
         port = free_port()
         procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(port))
         c = MilvusClient(uri=f"http://127.0.0.1:{port}")
@@ -184,7 +204,7 @@ def test_a_data_node_killed_in_the_middle_of_a_build_leaves_it_to_the_next_owner
         wait_until(lambda: any(json.loads(v)["state"] == "running"
                                for _, v in meta.scan(index_builds.collection_prefix(cid))), 20, "dn0 never builds")
         procs["dn1"] = spawn_vecdb(storage, tmp_path / "dn1", "datanode", "--port", str(free_port()),
-                                   "--node-id", "dn1")
+                                   "--node-id", "dn1", env=NO_COMPACTION)
         procs["dn0"].kill()
         procs["dn0"].wait(5)
         killed = time.monotonic()

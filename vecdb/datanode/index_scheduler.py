@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 
 from vecdb import errors
 from vecdb.coord.catalog import read_collection
@@ -52,8 +53,9 @@ class IndexScheduler:
         self._worker.start()
         self._assignment = Mirror(meta, DN_ASSIGN_PREFIX, self._on_assignment)
         self._on_assignment()
-        self._segments = PrefixWatch(meta, SEG_PREFIX, lambda pairs: None, self._on_segments, name="index seg/")
-        self._catalog = PrefixWatch(meta, COLL_PREFIX, lambda pairs: None, self._on_catalog, name="index coll/")
+        # a watch that starts over (compacted, store trouble) may have missed events: look at everything
+        self._segments = PrefixWatch(meta, SEG_PREFIX, self._want_all, self._on_segments, name="index seg/")
+        self._catalog = PrefixWatch(meta, COLL_PREFIX, self._want_all, self._on_catalog, name="index coll/")
 
     def _on_assignment(self) -> None:
         if not hasattr(self, "_assignment"):
@@ -90,17 +92,25 @@ class IndexScheduler:
             if channels and ev.kind != DELETE:
                 self._want(cid, channels)
 
+    def _want_all(self, _pairs=None) -> None:
+        with self._cond:
+            for ch, cid in self._owned.items():
+                self._todo.setdefault(cid, set()).add(ch)
+            self._cond.notify()
+
     def _want(self, cid: int, channels: list[str]) -> None:
         with self._cond:
             self._todo.setdefault(cid, set()).update(channels)
             self._cond.notify()
 
     def _run(self) -> None:
+        sweep_at = time.monotonic() + self._sweep_seconds
         while not self._stop.is_set():
             with self._cond:
-                if not self._todo and not self._cond.wait_for(lambda: self._todo or self._stop.is_set(),
-                                                              self._sweep_seconds):
-                    for ch, cid in self._owned.items():  # nothing for a while: look at everything owned
+                self._cond.wait_for(lambda: self._todo or self._stop.is_set(), max(sweep_at - time.monotonic(), 0))
+                if time.monotonic() >= sweep_at:  # the backstop: everything owned, events or not
+                    sweep_at = time.monotonic() + self._sweep_seconds
+                    for ch, cid in self._owned.items():
                         self._todo.setdefault(cid, set()).add(ch)
                 todo, self._todo = self._todo, {}
             for cid, channels in todo.items():
