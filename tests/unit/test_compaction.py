@@ -176,6 +176,24 @@ def test_a_delta_stays_while_a_segment_that_may_need_it_was_not_compacted(env):
     assert env.meta.scan(f"gc/{CID}/") and all(json.loads(v)["keys"] == [] for _, v in env.meta.scan(f"gc/{CID}/"))
 
 
+def test_a_delta_stays_for_the_segment_written_at_its_own_position(env):
+    """A persist writes a segment and the delta of the same records at one position: a delete there
+    can hit a row of that very segment, so the delta stays while that segment did not fold it."""
+    env.insert(range(1000, 1010))
+    env.flush()
+    env.insert(range(1010, 1020))
+    env.flush()
+    env.insert(range(300))  # big, and 1 of 300 dead: neither merged nor rewritten
+    env.delete([7])
+    env.flush()
+    before = env.visible()
+    assert env.keys([7]).tolist()[0] not in before
+    plans = env.dn.compactor.compact_channel(env.info, CH)
+    assert [(p.kind, p.live_rows) for p in plans] == [("merge", 20)]
+    assert len(sf.list_deltas(env.meta, CID, CH)) == 1  # the big segment at the delta's position needs it
+    assert env.visible() == before
+
+
 def test_a_segment_whose_rows_all_died_goes_without_a_new_one(env):
     env.insert(range(150))
     env.flush()
