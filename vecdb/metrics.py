@@ -32,6 +32,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from vecdb.request_db import db_of
 from vecdb.timestamp import MAX_TIMESTAMP
 
 log = logging.getLogger(__name__)
@@ -164,35 +165,26 @@ class ProxyCalls:
         return got
 
 
-def _db(request, context) -> str:
-    if getattr(request, "db_name", ""):
-        return request.db_name
-    for k, v in context.invocation_metadata() if context is not None else ():
-        if k == "dbname" and v:
-            return v
-    return "default"
-
-
 def _after_insert(node, request, context, reply, ms) -> None:
-    db, coll = _db(request, context), request.collection_name
+    db, coll = db_of(request, context), request.collection_name
     PROXY_INSERT_VECTORS.labels(node, db, coll).inc(reply.insert_cnt)
     PROXY_MUTATION_LATENCY.labels(node, "insert", db, coll).observe(ms)
 
 
 def _after_upsert(node, request, context, reply, ms) -> None:
-    db, coll = _db(request, context), request.collection_name
+    db, coll = db_of(request, context), request.collection_name
     PROXY_UPSERT_VECTORS.labels(node, db, coll).inc(reply.upsert_cnt)
     PROXY_MUTATION_LATENCY.labels(node, "upsert", db, coll).observe(ms)
 
 
 def _after_delete(node, request, context, reply, ms) -> None:
-    db, coll = _db(request, context), request.collection_name
+    db, coll = db_of(request, context), request.collection_name
     PROXY_DELETE_VECTORS.labels(node, db, coll).inc(reply.delete_cnt)
     PROXY_MUTATION_LATENCY.labels(node, "delete", db, coll).observe(ms)
 
 
 def _after_search(node, request, context, reply, ms) -> None:
-    db, coll = _db(request, context), request.collection_name
+    db, coll = db_of(request, context), request.collection_name
     nq = reply.results.num_queries or request.nq
     PROXY_SEARCH_VECTORS.labels(node, db, coll).inc(nq)
     PROXY_RECEIVED_NQ.labels(node, "search", coll).inc(nq)
@@ -200,7 +192,7 @@ def _after_search(node, request, context, reply, ms) -> None:
 
 
 def _after_hybrid_search(node, request, context, reply, ms) -> None:
-    db, coll = _db(request, context), request.collection_name
+    db, coll = db_of(request, context), request.collection_name
     nq = reply.results.num_queries
     PROXY_SEARCH_VECTORS.labels(node, db, coll).inc(nq)
     PROXY_RECEIVED_NQ.labels(node, "hybrid_search", coll).inc(nq)
@@ -208,7 +200,7 @@ def _after_hybrid_search(node, request, context, reply, ms) -> None:
 
 
 def _after_query(node, request, context, reply, ms) -> None:
-    db, coll = _db(request, context), request.collection_name
+    db, coll = db_of(request, context), request.collection_name
     PROXY_RECEIVED_NQ.labels(node, "query", coll).inc()
     PROXY_SQ_LATENCY.labels(node, "query", db, coll).observe(ms)
 

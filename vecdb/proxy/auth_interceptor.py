@@ -15,6 +15,7 @@ import grpc
 from prometheus_client import Counter
 
 from vecdb import errors
+from vecdb.request_db import database_of
 from vecdb.security import Security
 
 REFUSED = Counter("vecdb_auth_refused_total", "Milvus API calls refused by authentication or privilege checks",
@@ -71,7 +72,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, e.message)
             if one_request:  # a stream's requests are not looked into (the Milvus API has none we serve)
                 try:
-                    self.security.authorize(user, method, request, _db(request, metadata))
+                    self.security.authorize(user, method, request, database_of(request, metadata))
                 except errors.NotPermitted as e:
                     REFUSED.labels("permission").inc()
                     context.abort(grpc.StatusCode.PERMISSION_DENIED, e.message)
@@ -79,7 +80,3 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
         return checked
 
-
-def _db(request, metadata) -> str:
-    """The database a request is in: its ``db_name`` field, else pymilvus's ``dbname`` header."""
-    return getattr(request, "db_name", "") or _header(metadata, "dbname") or "default"

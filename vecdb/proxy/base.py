@@ -107,16 +107,6 @@ def rpc(response_type=None):
     return wrap
 
 
-def db_of(request, context) -> str:
-    """The database a request names: its ``db_name``, else the connection's ``dbname`` header, else "default"."""
-    if getattr(request, "db_name", ""):
-        return request.db_name
-    for k, v in context.invocation_metadata() if context is not None else ():
-        if k == "dbname" and v:
-            return v
-    return "default"
-
-
 class ServiceBase:
     def __init__(self, roles: Roles):
         self.r = roles

@@ -36,7 +36,7 @@ from prometheus_client import Counter
 from vecdb import errors, metrics
 from vecdb.config import QuotaSettings
 from vecdb.proxy.auth_interceptor import current_user
-from vecdb.proxy.base import db_of
+from vecdb.request_db import db_of
 
 MB = 1024.0 * 1024.0
 RATE_LIMITED = Counter("milvus_proxy_rate_limit_req_count", "count of operation executed, by rate limit outcome",

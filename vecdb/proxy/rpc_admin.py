@@ -10,7 +10,7 @@ from vecdb import __version__
 from vecdb.coord.resource_groups import DEFAULT_RESOURCE_GROUP
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, rpc
-from vecdb.proxy.rpc_collections import db_of
+from vecdb.request_db import db_of
 
 # The Milvus release whose API vecdb speaks; clients use it for feature checks.
 MILVUS_API_VERSION = "v2.3.5"

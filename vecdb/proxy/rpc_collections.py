@@ -13,7 +13,8 @@ from vecdb import errors
 from vecdb.coord.catalog import DEFAULT_PARTITION, MAX_PARTITIONS, CollectionInfo
 from vecdb.coord.ddl import too_many_partitions
 from vecdb.proxy import status
-from vecdb.proxy.base import ServiceBase, db_of, kv_dict, kv_pairs, rpc
+from vecdb.proxy.base import ServiceBase, kv_dict, kv_pairs, rpc
+from vecdb.request_db import db_of
 from vecdb.schema import CollectionSchema, validate_collection_name
 from vecdb.timestamp import physical_ms
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from vecdb.proxy import status
-from vecdb.proxy.base import ServiceBase, db_of, rpc
+from vecdb.proxy.base import ServiceBase, rpc
+from vecdb.request_db import db_of
 
 
 def _summary(record: dict | None) -> tuple[int, int, int, list]:

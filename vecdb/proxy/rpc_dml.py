@@ -21,9 +21,9 @@ from vecdb.proxy import status
 from vecdb.proxy.base import PARTITION_KEY_NAMES, ServiceBase, hash_keys, rpc
 from vecdb.proxy.fielddata import columns_from_field_data
 from vecdb.proxy.results import ids_proto
-from vecdb.proxy.rpc_collections import db_of
 from vecdb.proxy.templates import template_values
 from vecdb.records import DeleteRecord, InsertRecord, Record, SealRecord
+from vecdb.request_db import db_of
 from vecdb.schema import DataType
 from vecdb.timestamp import physical_ms
 

@@ -18,9 +18,9 @@ from vecdb.proxy.base import kv_dict, rpc
 from vecdb.proxy.consistency import level_of, reading_at
 from vecdb.proxy.rerank import Fused, Ranker, SubResult, fuse, ranker_from_function, ranker_from_rank_params
 from vecdb.proxy.results import search_results
-from vecdb.proxy.rpc_collections import db_of
 from vecdb.proxy.rpc_search import MAX_TOPK, SearchPlan, SearchRpcs, _int_param, _round_decimal
 from vecdb.querynode.executor import Hits, SearchSpec
+from vecdb.request_db import db_of
 
 MAX_ANN_REQUESTS = 1024  # Milvus: defaultMaxSearchRequest
 # sub-request parameters the hybrid request owns (pymilvus copies them into every ANN request)

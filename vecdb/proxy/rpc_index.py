@@ -20,8 +20,8 @@ from vecdb.coord.resource_groups import validate_name as validate_resource_group
 from vecdb.index import validate_index_params
 from vecdb.proxy import status
 from vecdb.proxy.base import kv_dict, kv_pairs, parse_json_param, rpc
-from vecdb.proxy.rpc_collections import db_of
 from vecdb.proxy.rpc_resource_groups import ResourceGroupRpcs
+from vecdb.request_db import db_of
 
 _SCALAR_INDEXES = {"", "INVERTED", "STL_SORT", "Trie", "TRIE", "BITMAP", "AUTOINDEX"}
 

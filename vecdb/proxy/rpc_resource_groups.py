@@ -22,7 +22,7 @@ from vecdb.coord.resource_groups import (
 from vecdb.discovery import node_number
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, rpc
-from vecdb.proxy.rpc_collections import db_of
+from vecdb.request_db import db_of
 
 
 def config_from_pb(cfg: rg_pb2.ResourceGroupConfig, name: str, required: bool) -> GroupConfig:

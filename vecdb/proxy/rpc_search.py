@@ -19,9 +19,9 @@ from vecdb.proxy.fielddata import parse_placeholder_group, resolve_output_fields
 from vecdb.proxy.fieldencode import fill_field_data
 from vecdb.proxy.grouping import GroupBy, group_hits, parse_group_by
 from vecdb.proxy.results import query_results, search_results
-from vecdb.proxy.rpc_collections import db_of
 from vecdb.proxy.templates import template_values
 from vecdb.querynode.executor import SearchSpec
+from vecdb.request_db import db_of
 from vecdb.schema import FieldSchema
 
 MAX_TOPK = 16384

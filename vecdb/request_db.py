@@ -1,0 +1,23 @@
+"""The database a Milvus API request is in, for every place that needs it (the handlers, the
+privilege checks, the metrics' labels); free of the pymilvus stubs, which the metrics of every role
+must not load."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def database_of(request, metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """The request's ``db_name``, else the connection's ``dbname`` header (pymilvus sends it), else "default"."""
+    name = getattr(request, "db_name", "")
+    if name:
+        return name
+    for key, value in metadata or ():
+        if key == "dbname" and value:
+            return value if isinstance(value, str) else value.decode("utf-8", "replace")
+    return "default"
+
+
+def db_of(request, context) -> str:
+    """``database_of`` for a gRPC call's context (None: no metadata)."""
+    return database_of(request, context.invocation_metadata() if context is not None else None)
