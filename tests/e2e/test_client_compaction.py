@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from pymilvus import MilvusClient
 
-from tests.conftest import free_port, server_settings, spawn_vecdb, stop_processes, wait_until
+from tests.conftest import free_port, server_settings, spawn_vecdb, start_vecdb, stop_processes, wait_until
 from vecdb.storage.backends import open_meta, open_objects
 
 DIM = 8
@@ -153,3 +153,44 @@ def test_data_node_killed_inside_a_compaction(tmp_path, remote_storage, trigger)
         stop_processes(procs.values())
         meta.close()
         objects.close()
+
+
+def test_standalone_restarted_after_a_crash_inside_a_compaction_completes_it(tmp_path, remote_storage):
+    """A standalone server aborts inside client.compact's compaction; the next server on the same
+    storage carries the request out as it starts: Completed, one plan, every row once."""
+    storage = dict(remote_storage(), session_ttl=2)
+    meta = open_meta(server_settings(tmp_path / "probe", None, storage).storage)
+    port = free_port()
+    procs = []
+    c = None
+    try:
+        procs.append(start_vecdb("standalone", "--port", str(port), "--http-port", "0", data_dir=tmp_path / "a",
+                                 storage=storage, env={"VECDB_FAULT_COMPACT": "abort"}))
+        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
+        c.create_collection("docs", dimension=DIM, metric_type="L2", num_shards=1)
+        vecs = np.random.default_rng(1).random((300, DIM), dtype=np.float32)
+        c.insert("docs", [{"id": i, "vector": vecs[i], "tag": f"v1-{i}"} for i in range(100)])
+        c.flush("docs")
+        c.insert("docs", [{"id": i, "vector": vecs[i + 100], "tag": f"v2-{i}"} for i in range(50, 150)])
+        c.flush("docs")
+        before = _answers(c, "docs", vecs)
+        requested = c.compact("docs")  # answered before the background compaction aborts the server
+        assert procs[0].wait(60) != 0, procs[0].failure("did not abort inside the compaction")
+        c.close()
+        c = None
+        assert len(meta.scan("seg/")) == 2
+
+        procs.append(start_vecdb("standalone", "--port", str(port), "--http-port", "0", data_dir=tmp_path / "b",
+                                 storage=storage, env={"VECDB_FAULT_COMPACT": None}))
+        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
+        wait_until(lambda: c.get_compaction_state(requested) == "Completed", 30, "the restarted server completes it")
+        (plan,) = c.get_compaction_plans(requested).plans
+        (seg,) = [json.loads(v) for _, v in meta.scan("seg/")]
+        assert plan.target == seg["segment_id"] and len(plan.sources) == 2 and seg["num_rows"] == 150
+        c.load_collection("docs")
+        assert _answers(c, "docs", vecs) == before
+    finally:
+        if c is not None:
+            c.close()
+        stop_processes(procs)
+        meta.close()

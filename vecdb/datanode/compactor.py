@@ -334,6 +334,7 @@ class Compactor:
         if watch_requests:
             self._mirror = Mirror(self.meta, REQUEST_PREFIX, self.wake)
         self._thread = threading.Thread(target=self._run, name="compactor", daemon=True)
+        self._wake.set()  # a first round at once: requests a crash left unfinished, segments persisted meanwhile
         self._thread.start()
 
     @property
