@@ -119,11 +119,14 @@ class Compactor:
 
     # --- planning ---------------------------------------------------------------
     def read_state(self, collection_id: int, channel: str) -> ChannelState:
+        """A persist moves the checkpoint; another process's compaction changes the segment list
+        without moving it: both are read again after the deltas, until neither moved."""
         while True:
             raw_ckpt = self.meta.get(f"ckpt/{collection_id}/{channel}")
             seg_pairs = self.meta.scan(f"seg/{collection_id}/{channel}/")
             delta_pairs = self.meta.scan(f"delta/{collection_id}/{channel}/")
-            if self.meta.get(f"ckpt/{collection_id}/{channel}") == raw_ckpt:
+            if (self.meta.scan(f"seg/{collection_id}/{channel}/") == seg_pairs
+                    and self.meta.get(f"ckpt/{collection_id}/{channel}") == raw_ckpt):
                 break
         return ChannelState(
             raw_ckpt, int(raw_ckpt) if raw_ckpt else 0,
