@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
+from vecdb import errors
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, rpc
 from vecdb.request_db import db_of
@@ -36,6 +37,9 @@ class CompactionRpcs(ServiceBase):
             info = self.collection(db_of(request, context), request.collection_name)
         else:
             info = self.r.catalog.get_by_id(request.collectionID)
+        if request.majorCompaction:  # client.compact(is_clustering=True)
+            raise errors.InvalidParameter(f"collection {info.name} has no clustering key field: clustering "
+                                          "compaction needs one (vecdb supports none yet)")
         compaction_id = self.r.datanode.compact(info)
         return milvus_pb2.ManualCompactionResponse(status=status.success(), compactionID=compaction_id,
                                                    compactionPlanCount=len(info.channels))
