@@ -120,7 +120,9 @@ class QueryNodeRole(Protocol):
 
 
 class IndexBuilder(Protocol):
-    """Builds the index files of persisted segments (for collections no query node has loaded)."""
+    """Builds the index files of persisted segments: standalone, of the collections its query node has
+    not loaded (that node builds the rest); in a cluster the data node owning a channel builds every
+    segment of it (``vecdb.datanode.index_scheduler``), a proxy only while no data node lives."""
 
     def schedule(self, info: CollectionInfo) -> None: ...
 
