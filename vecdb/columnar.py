@@ -4,7 +4,8 @@ Layout: ``b"VCOL"`` | u32 header length | JSON header | 64-byte aligned buffers.
 Fixed-width columns (numbers, bools, vectors) are raw little-endian buffers and
 decode with ``np.frombuffer`` (no copy). Object columns (VARCHAR, JSON, ARRAY)
 are one JSON document each (``json`` is C-accelerated; no pickle, so a file from
-an untrusted bucket cannot run code).
+an untrusted bucket cannot run code). Sparse vector columns (``bytes`` per row) are
+two raw buffers: the non-zeros of each row (uint32) and all the rows' pairs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from vecdb.errors import IoFailed
+from vecdb.sparse import pack as sparse_pack
+from vecdb.sparse import unpack as sparse_unpack
 
 MAGIC = b"VCOL"
 _ALIGN = 64
@@ -39,7 +42,12 @@ def encode_columns(columns: Mapping[str, np.ndarray], n: int, extra: dict | None
     for name, arr in columns.items():
         buf: bytes | memoryview
         desc: dict[str, Any]
-        if arr.dtype == object:
+        if arr.dtype == object and len(arr) and isinstance(arr[0], bytes):  # sparse vectors
+            nnz, blob = sparse_pack(arr)
+            pad = (-(offset + len(nnz) * 4)) % 8
+            buf = nnz.tobytes() + b"\0" * pad + blob
+            desc = {"name": name, "kind": "sparse", "rows": len(nnz), "blob_at": len(nnz) * 4 + pad}
+        elif arr.dtype == object:
             elem = None
             values = arr.tolist()
             if values and isinstance(values[0], np.ndarray):
@@ -80,6 +88,10 @@ def decode_columns(data: bytes | memoryview) -> tuple[int, dict[str, np.ndarray]
         raw = mv[base + c["offset"] : base + c["offset"] + c["length"]]
         if c["kind"] == "raw":
             out[c["name"]] = np.frombuffer(raw, dtype=np.dtype(c["dtype"])).reshape(c["shape"])
+        elif c["kind"] == "sparse":
+            at = c["blob_at"]
+            nnz = np.frombuffer(raw[: c["rows"] * 4], dtype="<u4")
+            out[c["name"]] = sparse_unpack(nnz, raw[at:])
         else:
             values = json.loads(bytes(raw))
             elem = c.get("elem")

@@ -20,6 +20,8 @@ FLOAT_VECTOR        ``float32`` 2-D ``(n, dim)``
 BINARY_VECTOR       ``uint8`` 2-D ``(n, dim // 8)``
 FLOAT16_VECTOR      ``float16`` 2-D ``(n, dim)``
 BFLOAT16_VECTOR     ``uint16`` 2-D ``(n, dim)`` (raw bfloat16 bits)
+SPARSE_FLOAT_VECTOR object array of ``bytes``, one per row: (uint32 index, float32
+                    value) little-endian pairs, indices increasing (vecdb.sparse)
 ==================  ==========================================================
 """
 
@@ -76,7 +78,8 @@ class DataType(IntEnum):
 
 
 VECTOR_TYPES = frozenset(
-    {DataType.BINARY_VECTOR, DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR}
+    {DataType.BINARY_VECTOR, DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR,
+     DataType.SPARSE_FLOAT_VECTOR}
 )
 SCALAR_TYPES = frozenset(
     {
@@ -330,7 +333,7 @@ def _data_type(value: int, name: str) -> DataType:
         dt = DataType(value)
     except ValueError:
         raise IllegalSchema(f"field {name}: data type {value} is not supported") from None
-    if dt in (DataType.NONE, DataType.STRING, DataType.SPARSE_FLOAT_VECTOR):
+    if dt in (DataType.NONE, DataType.STRING):
         raise IllegalSchema(f"field {name}: data type {dt.name} is not supported")
     return dt
 
@@ -345,7 +348,10 @@ def _int_param(params: dict[str, str], key: str, field_name: str) -> int | None:
 
 
 def _parse_type_params(f: FieldSchema, params: dict[str, str]) -> None:
-    if f.dtype.is_vector:
+    if f.dtype == DataType.SPARSE_FLOAT_VECTOR:  # no dim: any uint32 index below 2^32-1
+        if "dim" in params:
+            raise IllegalSchema(f"dim should not be specified for the sparse vector field {f.name}")
+    elif f.dtype.is_vector:
         dim = _int_param(params, "dim", f.name)
         if dim is None:
             raise IllegalSchema(f"dimension is not defined in field type params of field {f.name}")

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 def file_built(index_type: str) -> bool:
     """Whether a segment's index of this type is built once and kept as a file."""
-    return index_type != "BIN_FLAT" and not index_type.startswith("GPU")
+    return (index_type not in ("BIN_FLAT", "SPARSE_INVERTED_INDEX", "SPARSE_WAND")
+            and not index_type.startswith("GPU"))
 
 
 class SegmentIndexer:

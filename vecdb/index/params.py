@@ -132,8 +132,12 @@ INDEX_SPECS: dict[str, IndexSpec] = {
             gpu=True,
         ),
         IndexSpec("GPU_BRUTE_FORCE", False, _RAFT_METRICS, gpu=True),
+        # SPARSE_FLOAT_VECTOR only (vecdb.sparse); drop ratios are floats, read by _sparse_params
+        IndexSpec("SPARSE_INVERTED_INDEX", False, ("IP",)),
+        IndexSpec("SPARSE_WAND", False, ("IP",)),
     )
 }
+SPARSE_INDEX_TYPES = ("SPARSE_INVERTED_INDEX", "SPARSE_WAND")
 
 CPU_INDEX_TYPES = tuple(n for n, s in INDEX_SPECS.items() if not s.gpu)
 GPU_INDEX_TYPES = tuple(n for n, s in INDEX_SPECS.items() if s.gpu)
@@ -217,6 +221,8 @@ def validate_index_params(
     binary = vt == DataType.BINARY_VECTOR
     params = dict(params or {})
     itype = str(index_type or "").strip().upper() or AUTOINDEX
+    if vt == DataType.SPARSE_FLOAT_VECTOR or itype in SPARSE_INDEX_TYPES:
+        return _sparse_build_params(vt, itype, metric_type, params)
     if itype == AUTOINDEX:
         auto = AUTOINDEX_BINARY if binary else AUTOINDEX_FLOAT
         params = {**params, **auto}
@@ -256,6 +262,30 @@ def validate_index_params(
     return out
 
 
+def _drop_ratio(params: dict, key: str) -> float:
+    raw = params.get(key, 0.0)
+    try:
+        v = float(raw) if raw not in (None, "") else 0.0
+    except (TypeError, ValueError):
+        raise InvalidParameter(f"param '{key}' ({raw!r}) should be a number") from None
+    if not 0.0 <= v < 1.0:
+        raise InvalidParameter(f"Out of range in json: param '{key}' ({v}) should be in range [0, 1)")
+    return v
+
+
+def _sparse_build_params(vt: DataType, itype: str, metric_type: str, params: dict) -> dict:
+    """SPARSE_INVERTED_INDEX / SPARSE_WAND (AUTOINDEX: SPARSE_INVERTED_INDEX) on a sparse field, IP."""
+    if itype == AUTOINDEX:
+        itype = "SPARSE_INVERTED_INDEX"
+    if vt != DataType.SPARSE_FLOAT_VECTOR or itype not in SPARSE_INDEX_TYPES:
+        raise InvalidParameter(f"data type {vt.name} can't build with this index {itype}")
+    metric = str(metric_type or "").strip().upper() or "IP"
+    if metric != "IP":
+        raise InvalidParameter(f"metric type {metric} not found or not supported, supported: [IP]")
+    return {"index_type": itype, "metric_type": metric,
+            "drop_ratio_build": _drop_ratio(params, "drop_ratio_build")}
+
+
 # --- search params -----------------------------------------------------------
 def validate_search_params(
     index_type: str, metric_type: str, params: dict, k: int, *, range_search: bool = False
@@ -277,6 +307,8 @@ def validate_search_params(
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_TOPK:
             raise InvalidParameter(f"topk [{k}] is invalid, top k should be in range [1, {MAX_TOPK}]")
     out: dict[str, Any] = {}
+    if spec.name in SPARSE_INDEX_TYPES or "drop_ratio_search" in params:
+        out["drop_ratio_search"] = _drop_ratio(params, "drop_ratio_search")
     for p in spec.search:
         v = _read(p, params, search=True)
         if v is not None:

@@ -45,6 +45,7 @@ import orjson
 from google.protobuf.message import DecodeError
 from pymilvus.grpc_gen import common_pb2, schema_pb2
 
+from vecdb import sparse
 from vecdb.errors import FieldNotFound, InvalidParameter
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema
 from vecdb.vectors_check import check_float_vectors
@@ -97,6 +98,7 @@ _PLACEHOLDER_DTYPES: dict[DataType, dict[int, type[np.generic]]] = {
     DataType.FLOAT16_VECTOR: {_PT.Float16Vector: np.float16, _PT.FloatVector: np.float32},
     DataType.BFLOAT16_VECTOR: {_PT.BFloat16Vector: np.uint16, _PT.FloatVector: np.float32},
     DataType.BINARY_VECTOR: {_PT.BinaryVector: np.uint8},
+    DataType.SPARSE_FLOAT_VECTOR: {_PT.SparseFloatVector: np.uint8},
 }
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -197,6 +199,13 @@ def _check_valid_data(field: FieldSchema, fd) -> None:
 def _decode_vectors(field: FieldSchema, fd, n: int) -> np.ndarray:
     dim, name = field.dim, field.name
     kind = fd.vectors.WhichOneof("data") if fd.WhichOneof("field") == "vectors" else None
+    if field.dtype == DataType.SPARSE_FLOAT_VECTOR:
+        if kind != "sparse_float_vector":
+            raise _type_mismatch(field, "sparse_float_vector", kind)
+        rows = fd.vectors.sparse_float_vector.contents
+        if len(rows) != n:
+            raise _rows_mismatch(name, len(rows), n)
+        return sparse.validate_rows(rows, name)
     expected = _VECTOR_ATTR[field.dtype]
     from_f32 = kind == "float_vector" and field.dtype in (DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR)
     if kind != expected and not from_f32:
@@ -498,6 +507,8 @@ def parse_placeholder_group(data: bytes, field: FieldSchema) -> np.ndarray:
             f"the type of search vectors ({got}) does not match the type of field "
             f"({field.name}): {_type_name(field.dtype)}"
         )
+    if field.dtype == DataType.SPARSE_FLOAT_VECTOR:  # (nq,) object array of rows, checked as at insert
+        return sparse.validate_rows(values, field.name, "sparse float search vector")
     dtype = np.dtype(allowed[ph.type])
     dim = field.dim
     width = dim // 8 if field.dtype == DataType.BINARY_VECTOR else dim

@@ -92,7 +92,11 @@ def _encode_column(fd, field: FieldSchema, col: np.ndarray) -> None:
     if dt.is_vector:
         vec = fd.vectors
         vec.dim = field.dim
-        if dt == DataType.FLOAT_VECTOR:
+        if dt == DataType.SPARSE_FLOAT_VECTOR:
+            rows = col.tolist()
+            vec.sparse_float_vector.contents.extend(rows)
+            vec.dim = vec.sparse_float_vector.dim = max_sparse_dim(rows)
+        elif dt == DataType.FLOAT_VECTOR:
             vec.float_vector.SetInParent()
             merge_packed(vec.float_vector, 1, np.asarray(col, dtype="<f4"))
         else:
@@ -116,6 +120,12 @@ def _encode_column(fd, field: FieldSchema, col: np.ndarray) -> None:
         merge_packed(payload, 1, np.asarray(col, dtype=_PACKED_DTYPE[dt]))
     else:
         payload.data.extend(col.tolist())
+
+
+def max_sparse_dim(rows: list[bytes]) -> int:
+    """Milvus's ``dim`` of sparse rows: the largest index + 1 (0 for no non-zeros)."""
+    last = [r[-8:-4] for r in rows if r]  # indices are increasing: a row's last pair holds its largest
+    return int(np.frombuffer(b"".join(last), "<u4").max()) + 1 if last else 0
 
 
 def _varint(n: int) -> bytes:

@@ -237,7 +237,9 @@ class SearchRpcs(ServiceBase):
         if index is not None and metric and metric != index.metric_type:
             raise errors.InvalidParameter(
                 f"metric type not match: invalid parameter[expected={index.metric_type}][actual={metric}]")
-        metric = metric or ("HAMMING" if field.dtype.name == "BINARY_VECTOR" else "L2")
+        if field.dtype.name == "SPARSE_FLOAT_VECTOR" and metric not in ("", "IP"):
+            raise errors.InvalidParameter(f"metric type {metric} not found or not supported, supported: [IP]")
+        metric = metric or {"BINARY_VECTOR": "HAMMING", "SPARSE_FLOAT_VECTOR": "IP"}.get(field.dtype.name, "L2")
         index_type = index.index_type if index else "FLAT"
         radius = _float_param(params, "radius")
         range_filter = _float_param(params, "range_filter")
@@ -251,10 +253,14 @@ class SearchRpcs(ServiceBase):
         if group is not None and radius is not None:
             raise errors.InvalidParameter("Not allowed to do range-search when doing search-group-by")
         out_fields, dyn_keys = resolve_output_fields(schema, output_fields)
+        # a range search is bounded by its radius, not by ef: the index raises ef to the limit itself
+        search_params = validate_search_params(index_type, metric, params, limit + offset,
+                                               range_search=radius is not None)
+        if index is not None and "drop_ratio_build" in index.params:  # sparse: postings built on the node
+            search_params["drop_ratio_build"] = float(index.params["drop_ratio_build"])
         return SearchPlan(
             field=field, limit=limit, offset=offset, metric=metric, index_type=index_type,
-            # a range search is bounded by its radius, not by ef: the index raises ef to the limit itself
-            params=validate_search_params(index_type, metric, params, limit + offset, range_search=radius is not None),
+            params=search_params,
             radius=radius, range_filter=range_filter, round_decimal=round_decimal, iterator=iterator,
             out_fields=out_fields, dyn_keys=dyn_keys,
             fetch=_fetched(schema, out_fields, dyn_keys), group=group,

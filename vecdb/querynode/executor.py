@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vecdb import sparse
 from vecdb.index import brute_force_search, create_index, is_similarity
 from vecdb.index.bruteforce import merge_topk
 from vecdb.querynode.shard import SegmentView
 from vecdb.roles import RowFilter
-from vecdb.schema import FieldSchema
+from vecdb.schema import DataType, FieldSchema
 
 
 class SegmentColumns(Mapping):
@@ -78,6 +79,8 @@ class Hits:
 
 def _segment_search(view: SegmentView, spec: SearchSpec, k: int, mask: np.ndarray | None):
     seg = view.segment
+    if spec.field.dtype == DataType.SPARSE_FLOAT_VECTOR:
+        return sparse.segment_search(view, spec, k, mask)
     index = seg.indexes.get(spec.field.name) if seg.sealed else None
     if spec.radius is not None:
         if index is None:

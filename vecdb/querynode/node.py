@@ -50,8 +50,9 @@ log = logging.getLogger(__name__)
 # FLAT segment is served by a FAISS flat index that holds the column (shared with the segment for
 # L2/IP, see Segment.share_column): about 5x faster than numpy at nq=1. BIN_FLAT searches the
 # segment's own codes with FAISS's popcount kernels: nothing to build.
-_NO_INTERIM = ("FLAT", "BIN_FLAT")
-_NO_BUILD = ("BIN_FLAT",)
+# Sparse indexes are postings the executor builds and keeps on the segment (vecdb.sparse): no file.
+_NO_INTERIM = ("FLAT", "BIN_FLAT", "SPARSE_INVERTED_INDEX", "SPARSE_WAND")
+_NO_BUILD = ("BIN_FLAT", "SPARSE_INVERTED_INDEX", "SPARSE_WAND")
 STANDALONE_NODE_ID = 1
 # Growing segments get an interim HNSW index once this many rows are not covered by it.
 GROWING_INDEX_BATCH = 4096

@@ -37,6 +37,8 @@ def _fixed(arr: np.ndarray) -> np.ndarray:
 def _json(values: list) -> tuple[bytes, str]:
     """(the JSON document of an object column's values, the dtype of its rows' arrays or "")."""
     elem = ""
+    if values and isinstance(values[0], bytes):  # sparse vector rows (vecdb.sparse), as hex strings
+        return json.dumps([v.hex() for v in values]).encode(), "sparse"
     if values and isinstance(values[0], np.ndarray):
         dt = values[0].dtype
         # strings: numpy's fixed width would be the first row's, so each row gets its own
@@ -70,6 +72,8 @@ def from_column(col: Column) -> np.ndarray:
             return np.frombuffer(col.raw, dtype=np.dtype(col.dtype)).reshape(tuple(col.shape))
         values = json.loads(col.json.doc)
         elem = col.json.elem_dtype
+        if elem == "sparse":
+            return object_array([bytes.fromhex(v) for v in values])
         if elem:
             dt = object if elem == "str" else np.dtype(elem)
             values = [np.asarray(v, dtype=dt) for v in values]
