@@ -1,0 +1,553 @@
+"""One CDC task at work: the source's catalog replayed on the target as DDL, the source's log
+channels replayed as DML, each channel's applied position committed after the target acknowledged.
+
+DDL is replayed by reconciling state, not by replaying calls: whenever the source's catalog
+version moves, the task reads the source catalog (``db/``, ``coll/``, ``alias/``) and makes the
+target match it for the collections it replicates: databases created, collections created with the
+same schema, shards, consistency level and properties (a collection dropped on the source is
+dropped on the target, one dropped and created again under the same name is a new collection with
+a new id and is replaced on the target), partitions, indexes, aliases, load and release. A target
+collection is always created with ``auto_id`` off, so the source's ids (auto_id ones included) are
+written as they are.
+
+DML: each channel of each replicated collection is followed in the source log from the task's
+position; consecutive records of one kind are batched (inserts of one partition without a primary
+key twice, deletes) and applied in log order, inserts and upserts as upserts by primary key and
+deletes by primary key, so applying a record a second time after a crash changes nothing. The
+channel's position is committed only after the target acknowledged the batch. A gap in a channel
+(the log was truncated past the task's position: beyond ``CDC_RETENTION`` records, see
+``vecdb.datanode.flusher``) fails the task loudly: it cannot be replayed, only re-synced.
+
+Any other failure (the target is down, refuses a call, the source is unreachable) is retried with
+backoff (0.5 s doubling to 10 s) from the committed positions; the task keeps its state ``running``
+and reports the error as ``last_error`` until a pass succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vecdb import timestamp
+from vecdb.cdc.task import FAILED, PAUSED, RUNNING, Task, TaskStore
+from vecdb.cdc.verify import is_loaded
+from vecdb.coord.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, CollectionInfo
+from vecdb.records import DeleteRecord, InsertRecord, decode
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType
+from vecdb.storage.base import Follower, Log, MetaStore
+
+log = logging.getLogger(__name__)
+
+CDC_POS_PREFIX = "cdcpos/"  # in the SOURCE's store: cdcpos/<task id> = {channel: applied position}
+BATCH_ROWS = 2000  # rows per upsert call
+PUBLISH_SECONDS = 1.0
+
+
+def cdc_positions_key(task_id: str) -> str:
+    return CDC_POS_PREFIX + task_id
+
+
+class TaskFailed(Exception):
+    """The task cannot go on by itself (its positions were truncated away): it stops as failed."""
+
+
+@dataclass
+class Progress:
+    """What a running task reports (API and /metrics)."""
+
+    state: str = RUNNING
+    reason: str = ""
+    last_error: str = ""
+    last_error_at: float = 0.0
+    applied_records: int = 0
+    applied_rows: int = 0
+    lag_records: int = 0
+    lag_seconds: float = 0.0
+    channels: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# --- the target, through pymilvus ---------------------------------------------------------------
+
+def target_schema(schema: CollectionSchema):
+    """The pymilvus schema of a target collection: the source's, with auto_id off (ids are copied)."""
+    from pymilvus import DataType as PDataType  # type: ignore[import-untyped]
+    from pymilvus import MilvusClient
+
+    s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=schema.enable_dynamic_field,
+                                   description=schema.description)
+    for f in schema.fields:
+        if f.is_dynamic:
+            continue
+        kw: dict[str, Any] = {}
+        if f.dtype.is_vector and f.dtype != DataType.SPARSE_FLOAT_VECTOR:
+            kw["dim"] = f.dim
+        if f.dtype == DataType.VARCHAR or (f.dtype == DataType.ARRAY and f.element_type == DataType.VARCHAR):
+            kw["max_length"] = f.max_length
+        if f.dtype == DataType.ARRAY:
+            kw["element_type"] = PDataType(int(f.element_type))
+            kw["max_capacity"] = f.max_capacity
+        if f.is_partition_key:
+            kw["is_partition_key"] = True
+        s.add_field(f.name, PDataType(int(f.dtype)), is_primary=f.is_primary, auto_id=False,
+                    description=f.description, **kw)
+    return s
+
+
+def rows_of(schema: CollectionSchema, columns: dict[str, np.ndarray], n: int) -> list[dict[str, Any]]:
+    """pymilvus rows of an insert record's columns (vecdb.schema's column representation)."""
+    names, values = [], []
+    for f in schema.fields:
+        col = columns.get(f.name)
+        if col is None or f.is_dynamic:
+            continue
+        if f.dtype == DataType.BINARY_VECTOR:
+            vals: list = [bytes(r) for r in col]
+        elif f.dtype in (DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR):
+            vals = list(col)
+        elif f.dtype == DataType.ARRAY:
+            vals = [np.asarray(a).tolist() for a in col]
+        else:
+            vals = col.tolist()
+        names.append(f.name)
+        values.append(vals)
+    rows = [dict(zip(names, vals)) for vals in zip(*values)] if values else [{} for _ in range(n)]
+    meta = columns.get(DYNAMIC_FIELD)
+    if meta is not None and schema.enable_dynamic_field:
+        for row, extra in zip(rows, meta.tolist()):
+            if extra:
+                row.update(extra)
+    return rows
+
+
+class Target:
+    """The target endpoint: one MilvusClient per database."""
+
+    def __init__(self, uri: str, token: str = "", timeout: float = 30.0):
+        self.uri, self.token, self.timeout = uri, token, timeout
+        self._clients: dict[str, Any] = {}
+
+    def client(self, db: str):
+        c = self._clients.get(db)
+        if c is None:
+            from pymilvus import MilvusClient
+
+            c = self._clients[db] = MilvusClient(uri=self.uri, token=self.token, db_name=db or DEFAULT_DB,
+                                                 timeout=self.timeout)
+        return c
+
+    def ensure_database(self, db: str) -> None:
+        if db in ("", DEFAULT_DB):
+            return
+        c = self.client(DEFAULT_DB)
+        if db not in c.list_databases():
+            c.create_database(db)
+
+    def close(self) -> None:
+        for c in self._clients.values():
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001 (closing a broken connection)
+                pass
+        self._clients.clear()
+
+
+# --- the source ------------------------------------------------------------------------------------
+
+def open_source(source: dict[str, Any]) -> tuple[MetaStore, Log]:
+    from vecdb.config import StorageSettings
+    from vecdb.storage import backends
+
+    storage = StorageSettings(**source)
+    meta = backends.open_meta(storage)
+    try:
+        wal = backends._open_log(storage, os.path.abspath(storage.data_dir), storage.namespace)  # noqa: SLF001
+    except BaseException:
+        meta.close()
+        raise
+    return meta, wal
+
+
+def read_catalog(meta: MetaStore) -> tuple[dict[int, CollectionInfo], list[str], dict[tuple[str, str], int]]:
+    colls = {int(k[len("coll/"):]): CollectionInfo.from_json(v) for k, v in meta.scan("coll/")}
+    dbs = [k[len("db/"):] for k, _ in meta.scan("db/")]
+    aliases = {}
+    for k, v in meta.scan("alias/"):
+        db, _, alias = k[len("alias/"):].partition("/")
+        aliases[(db, alias)] = int(v)
+    return colls, dbs, aliases
+
+
+# --- the task ----------------------------------------------------------------------------------
+
+class Replicator:
+    """Runs one task on a thread of its own until ``stop()``; ``progress`` says how it goes."""
+
+    def __init__(self, task: Task, store: TaskStore, on_change=None):
+        self.task, self.store = task, store
+        self.on_change = on_change  # called with the task when it stops by itself (failed)
+        self.progress = Progress(state=task.state, reason=task.reason)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._meta: MetaStore | None = None
+        self._log: Log | None = None
+        self._target: Target | None = None
+        self._followers: dict[str, Follower] = {}
+        self._channel_coll: dict[str, int] = {}
+        self._colls: dict[int, CollectionInfo] = {}
+        self._positions: dict[str, int] = {}
+        self._last_ts: dict[str, int] = {}
+        self._published: bytes | None = None
+        self._published_at = 0.0
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> Replicator:
+        self._thread = threading.Thread(target=self._run, name=f"cdc {self.task.id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(30)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                self._open()
+                self._session()
+            except TaskFailed as e:
+                log.error("cdc task %s failed: %s", self.task.id, e)
+                self.task.state, self.task.reason = FAILED, str(e)
+                self.progress.state, self.progress.reason = FAILED, str(e)
+                try:
+                    self.store.put(self.task)
+                except Exception:  # noqa: BLE001 (reported in the API anyway)
+                    log.exception("cdc task %s: cannot record its failure", self.task.id)
+                if self.on_change is not None:
+                    self.on_change(self.task)
+                break
+            except Exception as e:  # noqa: BLE001 (target down, source unreachable: retried)
+                self.progress.last_error = f"{type(e).__name__}: {e}"[:2000]
+                self.progress.last_error_at = time.time()
+                log.warning("cdc task %s: %s; retrying in %.1f s", self.task.id, self.progress.last_error, backoff)
+                self._close_followers()
+                if self._target is not None:
+                    self._target.close()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            break
+        self._close()
+
+    def _open(self) -> None:
+        if self._meta is None:
+            self._meta, self._log = open_source(self.task.spec.source)
+        if self._target is None:
+            t = self.task.spec.target
+            self._target = Target(t["uri"], t.get("token", ""))
+
+    def _close_followers(self) -> None:
+        for f in self._followers.values():
+            f.close()
+        self._followers.clear()
+
+    def _close(self) -> None:
+        self._close_followers()
+        if self._target is not None:
+            self._target.close()
+        for b in (self._log, self._meta):
+            if b is not None:
+                b.close()
+        self._meta = self._log = None
+
+    # --- the loop ----------------------------------------------------------------------------
+    def _session(self) -> None:
+        assert self._meta is not None and self._log is not None
+        version: bytes | None | int = -1
+        self._positions = self.store.positions(self.task.id)
+        while not self._stop.is_set():
+            v = self._meta.get("catalog/version")
+            if v != version:
+                self._sync_catalog()
+                version = v
+            busy = False
+            for ch in list(self._followers):
+                busy |= self._pump(ch)
+            self._report()
+            self._publish()
+            if not busy and not self._followers:
+                self._stop.wait(0.2)
+
+    def _pump(self, ch: str) -> bool:
+        """Apply what the channel has now (up to a few thousand records); whether there was any."""
+        records = self._followers[ch].poll(timeout=0.02, max_records=2048)
+        if not records:
+            return False
+        cid = self._channel_coll[ch]
+        info = self._colls[cid]
+        start = self.task.spec.start
+        applied = self._positions.get(ch, 0)
+        batch: list = []  # consecutive records of one kind: ("I", pid, [InsertRecord]) / ("D", pid, [pks])
+        last_pos = applied
+        for pos, payload in records:
+            if pos != applied + 1 and not (applied == 0 and start != "now"):
+                raise TaskFailed(
+                    f"the source log no longer holds {ch} from position {applied + 1} (the next record is {pos}): "
+                    "it was truncated past this task's position (retention limit). Re-sync: delete the task, "
+                    "copy the collection (or drop it on the target) and create the task again with start=earliest")
+            applied = pos
+            rec = decode(payload)
+            if isinstance(start, int) and not isinstance(start, bool) and getattr(rec, "ts", 0) < start:
+                last_pos = pos
+                continue
+            if isinstance(rec, InsertRecord):
+                if not self._add_insert(batch, info, rec):
+                    self._flush(info, batch)
+                    batch.clear()
+                    self._add_insert(batch, info, rec)
+            elif isinstance(rec, DeleteRecord):
+                if batch and batch[-1][0] == "D" and batch[-1][1] == rec.partition_id:
+                    batch[-1][2].append(rec.pks)
+                else:
+                    batch.append(["D", rec.partition_id, [rec.pks]])
+            self._last_ts[ch] = getattr(rec, "ts", 0) or self._last_ts.get(ch, 0)
+            last_pos = pos
+        self._flush(info, batch)
+        self.store.commit_position(self.task.id, ch, last_pos)
+        self._positions[ch] = last_pos
+        self.progress.applied_records += len(records)
+        return True
+
+    def _add_insert(self, batch: list, info: CollectionInfo, rec: InsertRecord) -> bool:
+        """Append ``rec`` to the batch's last insert group when that keeps each primary key once."""
+        pk = info.schema.primary_field.name
+        if batch and batch[-1][0] == "I" and batch[-1][1] == rec.partition_id:
+            group = batch[-1][2]
+            pks = np.concatenate([r.columns[pk] for r in group] + [rec.columns[pk]])
+            if len(np.unique(pks)) != len(pks) or sum(r.num_rows for r in group) >= BATCH_ROWS:
+                return False
+            group.append(rec)
+            return True
+        if batch and batch[-1][0] == "I":
+            return False  # another partition: keep log order, apply what came first
+        batch.append(["I", rec.partition_id, [rec]])
+        return True
+
+    def _flush(self, info: CollectionInfo, batch: list) -> None:
+        assert self._target is not None
+        entry = self._target_of(info)
+        c = self._target.client(info.db)
+        pkey = info.schema.partition_key_field is not None
+        for kind, pid, items in batch:
+            pname = self._partition_name(info, pid)
+            if kind == "I":
+                if pname is None:
+                    continue  # its partition was dropped on the source (and so on the target)
+                pname = "" if pkey else pname
+                for rec in items:
+                    rows = rows_of(info.schema, rec.columns, rec.num_rows)
+                    for i in range(0, len(rows), BATCH_ROWS):
+                        c.upsert(entry, rows[i:i + BATCH_ROWS], partition_name=pname)
+                    self.progress.applied_rows += rec.num_rows
+            else:
+                pks = np.concatenate(items)
+                if not len(pks):
+                    continue
+                kw = {"partition_name": pname} if pid != -1 and pname and not pkey else {}
+                if pid != -1 and pname is None:
+                    continue
+                ids = pks.tolist()
+                for i in range(0, len(ids), 10_000):
+                    c.delete(entry, ids=ids[i:i + 10_000], **kw)
+        batch.clear()
+
+    def _partition_name(self, info: CollectionInfo, pid: int) -> str | None:
+        if pid == -1:
+            return ""
+        for p in info.partitions:
+            if p.id == pid:
+                return p.name
+        fresh = self._reread(info.id)  # a partition created after the last catalog pass
+        if fresh is not None:
+            for p in fresh.partitions:
+                if p.id == pid:
+                    self._sync_one(fresh)
+                    return p.name
+        return None
+
+    def _reread(self, cid: int) -> CollectionInfo | None:
+        assert self._meta is not None
+        raw = self._meta.get(f"coll/{cid}")
+        if raw is None:
+            return None
+        info = self._colls[cid] = CollectionInfo.from_json(raw)
+        return info
+
+    def _target_of(self, info: CollectionInfo) -> str:
+        return self.task.spec.target_name(info.db, info.name)
+
+    # --- DDL -----------------------------------------------------------------------------------
+    def _sync_catalog(self) -> None:
+        assert self._meta is not None and self._log is not None and self._target is not None
+        colls, dbs, aliases = read_catalog(self._meta)
+        spec, tid = self.task.spec, self.task.id
+        wanted = {cid: info for cid, info in colls.items() if spec.wants(info.db, info.name)}
+        known = self.store.collections(tid)
+        for db in dbs:
+            self._target.ensure_database(db)
+        for cid, entry in known.items():
+            if cid in wanted:
+                continue
+            c = self._target.client(entry["db"])
+            if c.has_collection(entry["target"]):
+                c.drop_collection(entry["target"])
+                log.info("cdc task %s dropped %s.%s on the target", tid, entry["db"], entry["target"])
+            channels = [ch for ch, owner in self._channel_coll.items() if owner == cid] or \
+                [f"c{cid}-s{i}" for i in range(64)]
+            for ch in channels:
+                f = self._followers.pop(ch, None)
+                if f is not None:
+                    f.close()
+                self._channel_coll.pop(ch, None)
+                self._positions.pop(ch, None)
+            self.store.remove_collection(tid, cid, channels)
+        created_ms = self.task.created * 1000
+        for cid, info in sorted(wanted.items()):
+            if cid not in known:
+                fresh = timestamp.physical_ms(info.created_ts) >= created_ms
+                if spec.start == "now" and not fresh:
+                    start = {ch: self._log.last_position(ch) for ch in info.channels}
+                else:
+                    start = {ch: 0 for ch in info.channels}
+                self.store.add_collection(tid, cid, {"db": info.db, "name": info.name,
+                                                     "target": self._target_of(info)}, start)
+                self._positions.update(start)
+            self._colls[cid] = info
+            self._sync_one(info)
+        self._sync_aliases(wanted, aliases)
+        for cid, info in wanted.items():
+            for ch in info.channels:
+                if ch not in self._followers:
+                    self._channel_coll[ch] = cid
+                    self._followers[ch] = self._log.follow(ch, self._positions.get(ch, 0) + 1)
+
+    def _sync_one(self, info: CollectionInfo) -> None:
+        assert self._target is not None
+        c = self._target.client(info.db)
+        name = self._target_of(info)
+        if not c.has_collection(name):
+            kw: dict[str, Any] = {"num_shards": info.shards_num, "consistency_level": info.consistency_level}
+            if info.properties:
+                kw["properties"] = dict(info.properties)
+            if info.schema.partition_key_field is not None:
+                kw["num_partitions"] = info.num_partitions
+            c.create_collection(name, schema=target_schema(info.schema), **kw)
+            log.info("cdc task %s created %s.%s on the target", self.task.id, info.db, name)
+        if info.schema.partition_key_field is None:
+            have = set(c.list_partitions(name))
+            for p in info.partitions:
+                if p.name not in have:
+                    c.create_partition(name, p.name)
+            for p in have - {p.name for p in info.partitions} - {DEFAULT_PARTITION}:
+                c.release_partitions(name, [p])
+                c.drop_partition(name, p)
+        have_idx = {}
+        for idx_name in c.list_indexes(name):
+            d = c.describe_index(name, idx_name)
+            have_idx[d.get("field_name")] = idx_name
+        loaded = is_loaded(c, name)
+        for idx in info.indexes:
+            if idx.field_name not in have_idx:
+                ip = c.prepare_index_params()
+                ip.add_index(field_name=idx.field_name, index_type=idx.index_type, index_name=idx.index_name,
+                             metric_type=idx.metric_type, params=dict(idx.params))
+                c.create_index(name, ip)
+        gone = {f: n for f, n in have_idx.items() if info.index_for_field(f) is None}
+        if gone and loaded:
+            c.release_collection(name)
+            loaded = False
+        for idx_name in gone.values():
+            c.drop_index(name, idx_name)
+        if info.loaded and not loaded:
+            if info.loaded_partitions is None:
+                c.load_collection(name)
+            else:
+                pnames = [p.name for p in info.partitions if p.id in info.loaded_partitions]
+                if pnames:
+                    c.load_partitions(name, pnames)
+        elif not info.loaded and loaded:
+            c.release_collection(name)
+
+    def _sync_aliases(self, wanted: dict[int, CollectionInfo], aliases: dict[tuple[str, str], int]) -> None:
+        assert self._target is not None
+        for info in wanted.values():
+            c = self._target.client(info.db)
+            name = self._target_of(info)
+            want = {a for (db, a), cid in aliases.items() if cid == info.id and db == info.db}
+            have = set(c.list_aliases(name).get("aliases", [])) if isinstance(c.list_aliases(name), dict) \
+                else set(c.list_aliases(name))
+            for a in want - have:
+                try:
+                    c.create_alias(name, a)
+                except Exception:  # noqa: BLE001 (the alias names another target collection: move it)
+                    c.alter_alias(name, a)
+            for a in have - want:
+                c.drop_alias(a)
+
+    # --- reporting ---------------------------------------------------------------------------------
+    def _report(self) -> None:
+        assert self._log is not None
+        lag, chans = 0, {}
+        oldest = None
+        for ch in self._followers:
+            last = self._log.last_position(ch)
+            applied = self._positions.get(ch, 0)
+            chans[ch] = {"applied": applied, "last": last}
+            if last > applied:
+                lag += last - applied
+                ts = self._last_ts.get(ch)
+                ms = timestamp.physical_ms(ts) if ts else self.task.created * 1000
+                oldest = ms if oldest is None else min(oldest, ms)
+        self.progress.lag_records = lag
+        self.progress.lag_seconds = 0.0 if oldest is None else max(0.0, (time.time() * 1000 - oldest) / 1000)
+        self.progress.channels = chans
+        if self.progress.state != PAUSED:
+            self.progress.state = RUNNING
+        self.progress.last_error = ""
+
+    def _publish(self) -> None:
+        """The task's applied positions as a follower of the source log (``cdcpos/<task>``): the source's
+        data nodes truncate a channel no further than what this task applied (see ``vecdb.datanode.flusher``)."""
+        assert self._meta is not None
+        now = time.monotonic()
+        if now - self._published_at < PUBLISH_SECONDS:
+            return
+        raw = json.dumps({ch: p for ch, p in sorted(self._positions.items()) if ch in self._followers}).encode()
+        if raw != self._published:
+            self._meta.put(cdc_positions_key(self.task.id), raw)
+            self._published = raw
+        self._published_at = now
+
+
+def unpublish(source: dict[str, Any], task_id: str) -> None:
+    """Take a deleted task's follower positions off the source (its log may be truncated past them)."""
+    meta, wal = open_source(source)
+    try:
+        meta.delete(cdc_positions_key(task_id))
+    finally:
+        wal.close()
+        meta.close()

@@ -1,0 +1,145 @@
+"""A CDC task: what it replicates (its spec) and where it stands (its state), kept in the CDC
+service's own metadata store.
+
+Layout (the service's store, not the source's)::
+
+    cdc/tasks/<task id>                 the spec and the state (JSON), rewritten on every change of state
+    cdc/pos/<task id>/<channel>         the last source log position applied to the target (text int)
+    cdc/colls/<task id>/<source coll>   a source collection id the task replicates: {"db", "name", "target"}
+
+A channel's position moves only after the target acknowledged every record up to it, so a
+restarted task starts again right after what the target has; what it applies again (the records
+of a batch the target took but whose position was not written yet) are upserts by primary key
+and deletes by primary key, in log order, which give the same rows a second time: nothing is
+lost, nothing is doubled.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from vecdb import errors
+from vecdb.storage.base import MetaStore
+
+TASK_PREFIX = "cdc/tasks/"
+POS_PREFIX = "cdc/pos/"
+COLLS_PREFIX = "cdc/colls/"
+
+RUNNING, PAUSED, FAILED = "running", "paused", "failed"
+STARTS = ("now", "earliest")
+
+
+@dataclass
+class TaskSpec:
+    """``source``: the source deployment's storage settings (``vecdb.config.StorageSettings`` keys: log,
+    meta, namespace, and the s3_* keys; its log and metadata store must be reachable from the CDC
+    service: NATS and etcd). ``target``: ``{"uri": ..., "token": ...}``, any Milvus API endpoint.
+    ``collections``: ``["*"]`` or names (``name`` or ``db.name``); ``rename``: source name -> target
+    name. ``start``: ``now`` (each collection's channels from their current end; collections created
+    later from their beginning), ``earliest`` (from the oldest record the log kept) or a hybrid
+    timestamp (records at or after it)."""
+
+    source: dict[str, Any]
+    target: dict[str, Any]
+    collections: list[str] = field(default_factory=lambda: ["*"])
+    rename: dict[str, str] = field(default_factory=dict)
+    start: str | int = "now"
+
+    def validate(self) -> None:
+        if not isinstance(self.source, dict) or not self.source.get("meta") or not self.source.get("log"):
+            raise errors.InvalidParameter("cdc task: source needs its 'log' and 'meta' store URLs (and 'namespace')")
+        if self.source["meta"] == "local" or self.source["log"] == "wal":
+            raise errors.InvalidParameter(
+                "cdc task: the source's log and metadata store must be shared servers (nats://, etcd://): the "
+                "embedded ones are opened by one process at a time")
+        if not isinstance(self.target, dict) or not self.target.get("uri"):
+            raise errors.InvalidParameter("cdc task: target needs a 'uri'")
+        if not isinstance(self.collections, list) or not self.collections \
+                or not all(isinstance(c, str) and c for c in self.collections):
+            raise errors.InvalidParameter("cdc task: collections must be a non-empty list of names or ['*']")
+        if not isinstance(self.rename, dict):
+            raise errors.InvalidParameter("cdc task: rename must map source names to target names")
+        if isinstance(self.start, bool) or not (self.start in STARTS or isinstance(self.start, int)):
+            raise errors.InvalidParameter(f"cdc task: start must be one of {STARTS} or a timestamp, not {self.start!r}")
+
+    def wants(self, db: str, name: str) -> bool:
+        return "*" in self.collections or name in self.collections or f"{db}.{name}" in self.collections
+
+    def target_name(self, db: str, name: str) -> str:
+        return self.rename.get(f"{db}.{name}", self.rename.get(name, name))
+
+
+@dataclass
+class Task:
+    id: str
+    spec: TaskSpec
+    state: str = RUNNING
+    reason: str = ""  # why it is paused or failed (never empty then)
+    created: float = field(default_factory=time.time)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Task:
+        d = json.loads(raw)
+        d["spec"] = TaskSpec(**d["spec"])
+        return cls(**d)
+
+
+def new_task_id() -> str:
+    return "t" + uuid.uuid4().hex[:12]
+
+
+def check_task_id(task_id: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", task_id):
+        raise errors.InvalidParameter(f"invalid cdc task id {task_id!r}")
+    return task_id
+
+
+class TaskStore:
+    """The tasks, positions and replicated collections in the service's metadata store."""
+
+    def __init__(self, meta: MetaStore):
+        self.meta = meta
+
+    def put(self, task: Task) -> None:
+        self.meta.put(TASK_PREFIX + task.id, task.to_json())
+
+    def get(self, task_id: str) -> Task | None:
+        raw = self.meta.get(TASK_PREFIX + check_task_id(task_id))
+        return None if raw is None else Task.from_json(raw)
+
+    def all(self) -> list[Task]:
+        return [Task.from_json(raw) for _, raw in self.meta.scan(TASK_PREFIX)]
+
+    def delete(self, task_id: str) -> None:
+        self.meta.txn(deletes=[TASK_PREFIX + task_id],
+                      delete_prefixes=[f"{POS_PREFIX}{task_id}/", f"{COLLS_PREFIX}{task_id}/"])
+
+    # --- positions --------------------------------------------------------------------------
+    def positions(self, task_id: str) -> dict[str, int]:
+        p = f"{POS_PREFIX}{task_id}/"
+        return {k[len(p):]: int(v) for k, v in self.meta.scan(p)}
+
+    def commit_position(self, task_id: str, channel: str, position: int) -> None:
+        self.meta.put(f"{POS_PREFIX}{task_id}/{channel}", str(position).encode())
+
+    # --- replicated collections ----------------------------------------------------------------
+    def collections(self, task_id: str) -> dict[int, dict[str, str]]:
+        p = f"{COLLS_PREFIX}{task_id}/"
+        return {int(k[len(p):]): json.loads(v) for k, v in self.meta.scan(p)}
+
+    def add_collection(self, task_id: str, cid: int, entry: dict[str, str], positions: dict[str, int]) -> None:
+        """Record a newly replicated collection and its channels' start positions in one step."""
+        puts = {f"{COLLS_PREFIX}{task_id}/{cid}": json.dumps(entry).encode()}
+        puts.update({f"{POS_PREFIX}{task_id}/{ch}": str(p).encode() for ch, p in positions.items()})
+        self.meta.txn(puts=puts)
+
+    def remove_collection(self, task_id: str, cid: int, channels: list[str]) -> None:
+        self.meta.txn(deletes=[f"{COLLS_PREFIX}{task_id}/{cid}"] + [f"{POS_PREFIX}{task_id}/{ch}" for ch in channels])
