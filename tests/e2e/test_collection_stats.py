@@ -77,3 +77,26 @@ def test_unloaded_million_rows_answers_in_milliseconds(client, name):
           f"get_partition_stats {part_time * 1000:.1f} ms")
     assert max(timings) < 0.2 and part_time < 0.2  # generous: the speed target is the bench's
     assert client.get_load_state(name)["state"].name == "NotLoad"
+
+
+def test_deleted_rows_leave_the_count_with_compaction(client, name):
+    """Milvus's rule end to end: deleted and superseded rows count until compaction rewrites their
+    segments, then row_count is the live count."""
+    make_collection(client, name, float_schema(4), num_shards=2)
+    client.insert(name, _columns(np.arange(0, 40), 4))
+    client.flush(name)
+    client.delete(name, ids=list(range(0, 20)))
+    client.upsert(name, _columns(np.arange(20, 25), 4, seed=1))
+    client.flush(name)  # deltas persisted
+    job = client.compact(name)
+    deadline = time.monotonic() + 60
+    while client.get_compaction_state(job) != "Completed":
+        assert time.monotonic() < deadline, "compaction did not complete within 60 s"
+        time.sleep(0.1)
+    deadline = time.monotonic() + 30
+    while _stats(client, name) != 20:  # automatic compaction after the flush may still be swapping
+        assert time.monotonic() < deadline, f"row_count {_stats(client, name)} after compaction, 20 live"
+        time.sleep(0.1)
+    assert count(client, name) == 20
+    client.release_collection(name)
+    assert _stats(client, name) == 20
