@@ -207,3 +207,25 @@ def test_sparse_schema_and_index_errors(client, name):
     idx.add_index(field_name="sp", index_type="SPARSE_WAND", metric_type="IP", params={"drop_ratio_build": 1.5})
     with pytest.raises(MilvusException, match="drop_ratio_build"):
         client.create_index(name, idx)
+
+
+def test_sparse_search_iterator_walks_every_hit_in_order(client, name):
+    _create(client, name)
+    rows = _rows(N, seed=11)
+    client.insert(name, rows[:200])
+    client.flush(name)
+    client.insert(name, rows[200:])
+    live = {r["id"]: r for r in rows}
+    q = _queries(1, seed=12)[0]
+    want = _expected(live, q, N)
+    it = client.search_iterator(name, [q], anns_field="sp", batch_size=17, limit=len(want),
+                                search_params={"metric_type": "IP"}, consistency_level="Strong")
+    got = []
+    while True:
+        page = it.next()
+        if not page:
+            break
+        got += [(h["id"], h["distance"]) for h in page]
+    it.close()
+    assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-6)
+    assert sorted(pk for pk, _ in got) == sorted(pk for pk, _ in want)  # each hit once

@@ -198,3 +198,21 @@ def test_index_params():
     assert validate_search_params("SPARSE_WAND", "IP", {"drop_ratio_search": 0.3}, 10) == {"drop_ratio_search": 0.3}
     with pytest.raises(InvalidParameter, match="drop_ratio_search"):
         validate_search_params("SPARSE_INVERTED_INDEX", "IP", {"drop_ratio_search": "x"}, 10)
+
+
+def test_sealed_files_are_csr_npy_and_map(tmp_path):
+    from vecdb.storage.local_objects import LocalObjectStore
+
+    store = LocalObjectStore(str(tmp_path))
+    rows = [_row([(4, 1.0), (9, 0.25)]), b"", _row([(0, -2.0)]), _row([(7, 3.5)])]
+    schema = _schema()
+    write_segment(store, "s/", schema, {"id": np.arange(4), "sp": [sparse.column(rows[:3]), sparse.column(rows[3:])]},
+                  np.arange(4, dtype=np.uint64))
+    fid = schema.field("sp").field_id
+    indptr = np.load(tmp_path / "s" / f"{fid}.indptr.npy")
+    assert indptr.tolist() == [0, 2, 2, 3, 4]
+    assert np.load(tmp_path / "s" / f"{fid}.indices.npy").tolist() == [4, 9, 0, 7]
+    assert np.load(tmp_path / "s" / f"{fid}.values.npy").tolist() == [1.0, 0.25, -2.0, 3.5]
+    for mmap in (False, True):
+        got, _ = read_segment(store, "s/", schema, mmap=mmap)
+        assert got["sp"].tolist() == rows

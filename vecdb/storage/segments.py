@@ -3,6 +3,7 @@
 Object store layout:
   ``segments/<collection>/<channel>/<position>-<partition>/<field_id>.npy``  fixed-width column
   ``segments/.../<field_id>.vcol``   object column (VARCHAR, JSON, ARRAY) in the columnar format
+  ``segments/.../<field_id>.{indptr,indices,values}.npy``  SPARSE_FLOAT_VECTOR column as CSR
   ``segments/.../_ts.npy``           row timestamps
   ``segments/.../index-<field_id>-<index_id>.bin``  a vector index of the segment (vecdb.index.storage)
   ``deltas/<collection>/<channel>/<position>.vcol``  deletes (pk, ts) logged up to that position
@@ -23,8 +24,9 @@ from collections.abc import Collection, Mapping
 
 import numpy as np
 
+from vecdb import sparse
 from vecdb.columnar import decode_columns, encode_columns
-from vecdb.schema import CollectionSchema
+from vecdb.schema import CollectionSchema, DataType
 from vecdb.storage.base import MetaStore, ObjectStore
 from vecdb.storage.fsutil import file_chunks
 
@@ -40,7 +42,11 @@ def write_segment(store: ObjectStore, prefix: str, schema: CollectionSchema,
     for f in schema.fields:
         column = columns[f.name]
         chunks = column if isinstance(column, list) else [column]
-        if chunks[0].dtype == object:
+        if f.dtype == DataType.SPARSE_FLOAT_VECTOR:
+            csr = sparse.to_csr(np.concatenate(chunks) if len(chunks) > 1 else chunks[0])
+            for part in _CSR_PARTS:
+                store.put(f"{prefix}{f.field_id}.{part}.npy", _npy_parts([getattr(csr, part)]))
+        elif chunks[0].dtype == object:
             col = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
             store.put(f"{prefix}{f.field_id}.vcol", encode_columns({"v": col}, len(col)))
         else:
@@ -56,7 +62,10 @@ def read_segment(store: ObjectStore, prefix: str, schema: CollectionSchema, mmap
         if f.name in skip:
             continue
         key = f"{prefix}{f.field_id}.npy"
-        if store.exists(key):
+        if f.dtype == DataType.SPARSE_FLOAT_VECTOR and store.exists(f"{prefix}{f.field_id}.indptr.npy"):
+            parts = [_load_npy(store, f"{prefix}{f.field_id}.{p}.npy", mmap) for p in _CSR_PARTS]
+            columns[f.name] = sparse.from_csr(sparse.Csr(*parts))
+        elif store.exists(key):
             columns[f.name] = _load_npy(store, key, mmap)
         else:
             _, cols, _ = decode_columns(store.get(f"{prefix}{f.field_id}.vcol"))
@@ -67,6 +76,9 @@ def read_segment(store: ObjectStore, prefix: str, schema: CollectionSchema, mmap
 def read_column(store: ObjectStore, prefix: str, field, mmap: bool = False) -> np.ndarray:
     """One fixed-width column (a vector field) of a segment."""
     return _load_npy(store, f"{prefix}{field.field_id}.npy", mmap)
+
+
+_CSR_PARTS = ("indptr", "indices", "values")  # the fields of vecdb.sparse.Csr, in order
 
 
 # Segments smaller than this are searched exactly: an index would not pay for itself.
