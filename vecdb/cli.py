@@ -16,7 +16,7 @@ def _settings(args):
     listening flags."""
     from pydantic import SecretStr
 
-    from vecdb import logs
+    from vecdb import limits, logs
     from vecdb.config import load_settings
 
     settings = load_settings(args.config)
@@ -39,6 +39,7 @@ def _settings(args):
     if getattr(args, "cluster_secret_file", None):  # the flag wins over a secret from the config or environment
         settings.security.cluster_secret_file = args.cluster_secret_file
         settings.security.cluster_secret = SecretStr("")
+    limits.configure(settings.limits)  # this process's request and schema limits (vecdb.limits)
     return settings
 
 

@@ -89,6 +89,19 @@ class LogSettings(BaseModel):
     datanode: str = Field("", description="a data node's level (empty = level)")
 
 
+class LimitsSettings(BaseModel):
+    """Request and schema limits (``vecdb.limits``), Milvus's defaults."""
+
+    max_nq: int = Field(16384, ge=1, description="query vectors per search (quotaAndLimits.limits.nq)")
+    max_topk: int = Field(16384, ge=1, description="limit + offset of a search (quotaAndLimits.limits.topK)")
+    max_dim: int = Field(32768, ge=1, description="dimension of a vector field (proxy.maxDimension)")
+    max_fields: int = Field(64, ge=2, description="fields of a collection (proxy.maxFieldNum)")
+    max_shards: int = Field(16, ge=1, description="shards of a collection (proxy.maxShardNum)")
+    max_partitions: int = Field(4096, ge=1, description="partitions of a collection (rootCoord.maxPartitionNum)")
+    max_collections: int = Field(65536, ge=1, description="collections in all databases "
+                                 "(quotaAndLimits.limits.maxCollectionNum)")
+
+
 class QuotaSettings(BaseModel):
     """Rate limits and write protection (``vecdb.proxy.quota``), as Milvus's ``quotaAndLimits``. A negative
     rate is no limit (the default, as in Milvus). DML rates are in MB/s of request bytes, search in vectors
@@ -177,6 +190,7 @@ class Settings(BaseModel):
     http: HttpSettings = HttpSettings()
     log: LogSettings = LogSettings()
     quota: QuotaSettings = QuotaSettings()
+    limits: LimitsSettings = LimitsSettings()
     security: SecuritySettings = SecuritySettings()
     tls: TlsSettings = TlsSettings()
 

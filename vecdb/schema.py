@@ -33,12 +33,11 @@ from enum import IntEnum
 from typing import Any
 
 from vecdb.errors import IllegalSchema, InvalidParameter
+from vecdb.limits import LIMITS
 
 DYNAMIC_FIELD = "$meta"
-MAX_DIM = 32768
 MAX_VARCHAR_LENGTH = 65535
 MAX_ARRAY_CAPACITY = 4096
-MAX_FIELDS = 64
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _COLLECTION_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -258,8 +257,8 @@ class CollectionSchema:
         validate_collection_name(self.name)
         if not self.fields:
             raise IllegalSchema("schema has no fields")
-        if len(self.fields) > MAX_FIELDS:
-            raise IllegalSchema(f"maximum field's number should be limited to {MAX_FIELDS}")
+        if len(self.fields) > LIMITS.max_fields:
+            raise IllegalSchema(f"maximum field's number should be limited to {LIMITS.max_fields}")
         names = set()
         for f in self.fields:
             if not f.is_dynamic:
@@ -355,8 +354,8 @@ def _parse_type_params(f: FieldSchema, params: dict[str, str]) -> None:
         dim = _int_param(params, "dim", f.name)
         if dim is None:
             raise IllegalSchema(f"dimension is not defined in field type params of field {f.name}")
-        if not 1 <= dim <= MAX_DIM:
-            raise IllegalSchema(f"invalid dimension: {dim}. should be in range 1 ~ {MAX_DIM}")
+        if not 1 <= dim <= LIMITS.max_dim:
+            raise IllegalSchema(f"invalid dimension: {dim}. should be in range 1 ~ {LIMITS.max_dim}")
         if f.dtype == DataType.BINARY_VECTOR and dim % 8:
             raise IllegalSchema(f"invalid dimension: {dim}. binary vector dimension should be multiple of 8")
         f.dim = dim

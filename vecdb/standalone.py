@@ -16,6 +16,7 @@ from http.server import ThreadingHTTPServer
 
 import grpc
 
+from vecdb import limits
 from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
 from vecdb.coord.ddl import DdlManager
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 class Standalone:
     def __init__(self, settings: Settings):
         self.settings = settings
+        limits.configure(settings.limits)  # this process's request and schema limits (vecdb.limits)
         self.backends = open_backends(settings.storage)
         self.meta, self.objects, self.wal = self.backends.meta, self.backends.objects, self.backends.log
         self._stopped = threading.Event()

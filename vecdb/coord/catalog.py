@@ -27,7 +27,6 @@ from vecdb.coord.catalog_model import (  # noqa: F401 - the data model, imported
     DEFAULT_DB,
     DEFAULT_PARTITION,
     MAX_DATABASES,
-    MAX_PARTITIONS,
     CollectionInfo,
     IndexInfo,
     PartitionInfo,

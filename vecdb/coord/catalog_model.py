@@ -14,7 +14,6 @@ from vecdb.schema import CollectionSchema
 
 DEFAULT_DB = "default"
 DEFAULT_PARTITION = "_default"
-MAX_PARTITIONS = 4096
 MAX_DATABASES = 64
 
 

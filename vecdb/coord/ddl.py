@@ -39,7 +39,6 @@ from vecdb import errors
 from vecdb.coord.catalog_model import (
     DEFAULT_DB,
     DEFAULT_PARTITION,
-    MAX_PARTITIONS,
     CollectionInfo,
     IndexInfo,
     PartitionInfo,
@@ -47,6 +46,7 @@ from vecdb.coord.catalog_model import (
 from vecdb.coord.catalog_sync import CatalogConflict
 from vecdb.coord.resource_groups import GroupConfig, replica_groups, replica_groups_of, transfer_replicas
 from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
+from vecdb.limits import LIMITS
 from vecdb.schema import CollectionSchema, validate_collection_name
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class LoadState:
 
 
 def too_many_partitions(n: int) -> str:
-    return f"partition number ({n}) exceeds max configuration ({MAX_PARTITIONS})"
+    return f"partition number ({n}) exceeds max configuration ({LIMITS.max_partitions})"
 
 
 class DdlManager:
@@ -148,7 +148,7 @@ class DdlManager:
         pk_field = schema.partition_key_field
         if pk_field is None and num_partitions:
             raise errors.InvalidParameter("num_partitions should only be specified with partition key field enabled")
-        if num_partitions > MAX_PARTITIONS:
+        if num_partitions > LIMITS.max_partitions:
             raise errors.InvalidParameter(too_many_partitions(num_partitions))
         names = [f"{DEFAULT_PARTITION}_{i}" for i in range(num_partitions)] if pk_field else [DEFAULT_PARTITION]
 
@@ -157,6 +157,10 @@ class DdlManager:
                 existing = self.catalog.get(db, name)
                 if existing.name == name and existing.schema.to_dict() == schema.to_dict():
                     return existing.id
+            if sum(len(self.catalog.list_collections(d)) for d in self.catalog.list_databases()) \
+                    >= LIMITS.max_collections:
+                raise errors.CollectionLimitExceeded(
+                    f"exceeded the limit number of collections[limit={LIMITS.max_collections}]")
             ts = self.tso.allocate()
             first_pid = self.ids.allocate(len(names))
             info = CollectionInfo(
@@ -214,7 +218,7 @@ class DdlManager:
                 if retry:
                     return
                 raise errors.InvalidParameter(f"partition already exists: {partition}")
-            if len(info.partitions) >= MAX_PARTITIONS:
+            if len(info.partitions) >= LIMITS.max_partitions:
                 raise errors.InvalidParameter(too_many_partitions(len(info.partitions)))
             info.partitions.append(PartitionInfo(self.ids.allocate(), partition, self.tso.allocate()))
 

@@ -18,10 +18,6 @@ FLOAT_METRICS = ("L2", "IP", "COSINE")
 BINARY_METRICS = ("HAMMING", "JACCARD")
 SIMILARITY_METRICS = frozenset({"IP", "COSINE"})
 
-# Top-k cap, as in Milvus (quota.topk / proxy check).
-MAX_TOPK = 16384
-
-
 @runtime_checkable
 class VectorIndex(Protocol):
     """One vector index over the rows of one segment.

@@ -39,15 +39,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from vecdb.errors import IndexNotSupported, InvalidParameter
-from vecdb.index.base import BINARY_METRICS, FLOAT_METRICS, MAX_TOPK
-from vecdb.schema import MAX_DIM, DataType
+from vecdb.index.base import BINARY_METRICS, FLOAT_METRICS
+from vecdb.limits import LIMITS
+from vecdb.schema import DataType
 
 INT32_MAX = 2**31 - 1
 MIN_NLIST, MAX_NLIST = 1, 65536
 MIN_NBITS, MAX_NBITS = 1, 16
 HNSW_MIN_M, HNSW_MAX_M = 2, 2048
 # Cap on candidate-list sizes (HNSW ef/efConstruction, SCANN reorder_k): see the docstring.
-MAX_CANDIDATES = 2 * MAX_TOPK
+MAX_CANDIDATES = 32768  # knowhere's bound, twice Milvus's default top k
 MAX_ITOPK = 65536  # knowhere GPU_CAGRA itopk_size range
 MAX_SEARCH_WIDTH = 1024
 MAX_ITERATIONS = 4096
@@ -233,8 +234,8 @@ def validate_index_params(
 
         check_gpu(spec.name)
 
-    if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= MAX_DIM:
-        raise InvalidParameter(f"invalid dimension: {dim}. should be in range 1 ~ {MAX_DIM}")
+    if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= LIMITS.max_dim:
+        raise InvalidParameter(f"invalid dimension: {dim}. should be in range 1 ~ {LIMITS.max_dim}")
     if binary and dim % 8:
         raise InvalidParameter(f"invalid dimension: {dim}. binary vector dimension should be multiple of 8")
     if spec.binary != binary:
@@ -304,8 +305,8 @@ def validate_search_params(
             f"metric type {metric} not found or not supported, supported: [{' '.join(spec.metrics)}]"
         )
     if not range_search:
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_TOPK:
-            raise InvalidParameter(f"topk [{k}] is invalid, top k should be in range [1, {MAX_TOPK}]")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= LIMITS.max_topk:
+            raise InvalidParameter(f"topk [{k}] is invalid, top k should be in range [1, {LIMITS.max_topk}]")
     out: dict[str, Any] = {}
     if spec.name in SPARSE_INDEX_TYPES or "drop_ratio_search" in params:
         out["drop_ratio_search"] = _drop_ratio(params, "drop_ratio_search")

@@ -47,6 +47,7 @@ from pymilvus.grpc_gen import common_pb2, schema_pb2
 
 from vecdb import sparse
 from vecdb.errors import FieldNotFound, InvalidParameter
+from vecdb.limits import LIMITS
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema
 from vecdb.vectors_check import check_float_vectors
 
@@ -56,7 +57,6 @@ JSON_MAX_LENGTH = 65536  # Milvus common.JSONMaxLength default, bytes per JSON v
 # past 254 levels, and the write-ahead log and segment formats wrap a value in a few
 # levels of their own. 128 leaves that margin and is far deeper than real documents.
 JSON_MAX_DEPTH = 128
-MAX_NQ = 16384
 
 _SCALAR_ATTR = {
     DataType.BOOL: "bool_data",
@@ -495,8 +495,8 @@ def parse_placeholder_group(data: bytes, field: FieldSchema) -> np.ndarray:
     ph = group.placeholders[0]
     values = ph.values
     nq = len(values)
-    if not 1 <= nq <= MAX_NQ:
-        raise InvalidParameter(f"nq ({nq}) should be in range [1, {MAX_NQ}]")
+    if not 1 <= nq <= LIMITS.max_nq:
+        raise InvalidParameter(f"nq ({nq}) should be in range [1, {LIMITS.max_nq}]")
     allowed = _PLACEHOLDER_DTYPES[field.dtype]
     if ph.type not in allowed:
         try:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
 from vecdb import errors
-from vecdb.coord.catalog import DEFAULT_PARTITION, MAX_PARTITIONS, CollectionInfo
+from vecdb.coord.catalog import DEFAULT_PARTITION, CollectionInfo
 from vecdb.coord.ddl import too_many_partitions
+from vecdb.limits import LIMITS
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, kv_dict, kv_pairs, rpc
 from vecdb.request_db import db_of
@@ -19,7 +20,6 @@ from vecdb.schema import CollectionSchema, validate_collection_name
 from vecdb.timestamp import physical_ms
 
 DEFAULT_PARTITION_KEY_PARTITIONS = 16
-MAX_SHARDS = 16
 
 
 class CollectionRpcs(ServiceBase):
@@ -67,15 +67,15 @@ class CollectionRpcs(ServiceBase):
             raise errors.InvalidParameter("the schema is not a valid CollectionSchema message") from None
         schema = CollectionSchema.from_proto(pb, request.collection_name)
         shards = request.shards_num or 1
-        if not 1 <= shards <= MAX_SHARDS:
-            raise errors.InvalidParameter(f"maximum shards's number should be limited to {MAX_SHARDS}")
+        if not 1 <= shards <= LIMITS.max_shards:
+            raise errors.InvalidParameter(f"maximum shards's number should be limited to {LIMITS.max_shards}")
         pk_field = schema.partition_key_field
         if pk_field is None and request.num_partitions:
             raise errors.InvalidParameter("num_partitions should only be specified with partition key field enabled")
         if request.num_partitions < 0:  # Milvus's check and words; 0 means the default
             raise errors.InvalidParameter("the specified partitions should be greater than 0 if partition key is used")
         num_parts = request.num_partitions or (DEFAULT_PARTITION_KEY_PARTITIONS if pk_field else 0)
-        if num_parts > MAX_PARTITIONS:
+        if num_parts > LIMITS.max_partitions:
             raise errors.InvalidParameter(too_many_partitions(num_parts))
         # Milvus: the same schema again is accepted (the coord answers with the existing collection)
         self.ddl.create_collection(db, request.collection_name, schema, shards, request.consistency_level,

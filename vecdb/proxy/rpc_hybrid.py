@@ -14,11 +14,12 @@ import numpy as np
 from pymilvus.grpc_gen import milvus_pb2
 
 from vecdb import errors
+from vecdb.limits import LIMITS
 from vecdb.proxy.base import kv_dict, rpc
 from vecdb.proxy.consistency import level_of, reading_at
 from vecdb.proxy.rerank import Fused, Ranker, SubResult, fuse, ranker_from_function, ranker_from_rank_params
 from vecdb.proxy.results import search_results
-from vecdb.proxy.rpc_search import MAX_TOPK, SearchPlan, SearchRpcs, _int_param, _round_decimal
+from vecdb.proxy.rpc_search import SearchPlan, SearchRpcs, _int_param, _round_decimal
 from vecdb.querynode.executor import Hits, SearchSpec
 from vecdb.request_db import db_of
 
@@ -48,9 +49,9 @@ def _window(rank: dict[str, str]) -> tuple[int, int]:
     if limit <= 0:
         raise errors.InvalidParameter(f"invalid max query result window, limit [{limit}] is invalid, "
                                       "should be greater than 0")
-    if limit + offset > MAX_TOPK:
+    if limit + offset > LIMITS.max_topk:
         raise errors.InvalidParameter(f"invalid max query result window, (offset+limit) should be in range "
-                                      f"[1, {MAX_TOPK}], but got {limit + offset}")
+                                      f"[1, {LIMITS.max_topk}], but got {limit + offset}")
     return limit, offset
 
 

@@ -12,6 +12,7 @@ from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 from vecdb import errors
 from vecdb.expr import compile_filter
 from vecdb.index import validate_search_params
+from vecdb.limits import LIMITS
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, kv_dict, parse_json_param, rpc
 from vecdb.proxy.consistency import BOUNDED_STALENESS, ReadLevel, level_of, reading_at
@@ -24,8 +25,6 @@ from vecdb.querynode.executor import SearchSpec
 from vecdb.request_db import db_of
 from vecdb.schema import FieldSchema
 
-MAX_TOPK = 16384
-MAX_NQ = 16384
 MAX_ROUND_DECIMAL = 6
 COUNT_STAR = "count(*)"
 
@@ -167,8 +166,8 @@ class SearchRpcs(ServiceBase):
         if not request.placeholder_group:
             raise errors.InvalidParameter("search by primary keys is not supported yet; pass query vectors")
         queries = parse_placeholder_group(request.placeholder_group, plan.field)
-        if len(queries) > MAX_NQ:
-            raise errors.InvalidParameter(f"nq [{len(queries)}] is invalid, it should be in range [1, {MAX_NQ}]")
+        if len(queries) > LIMITS.max_nq:
+            raise errors.InvalidParameter(f"nq [{len(queries)}] is invalid, it should be in range [1, {LIMITS.max_nq}]")
         return SearchSpec(
             field=plan.field, queries=queries, limit=plan.limit, offset=plan.offset, metric=plan.metric,
             params=plan.params, index_type=plan.index_type, radius=plan.radius, range_filter=plan.range_filter,
@@ -177,20 +176,20 @@ class SearchRpcs(ServiceBase):
 
     def _grouped_search(self, info, spec: SearchSpec, plan: SearchPlan, parts) -> milvus_pb2.SearchResults:
         """A grouping search (``vecdb.proxy.grouping``): ordinary top-k searches over a window of each
-        query's best hits, widened (x4, up to MAX_TOPK) while an answer is short."""
+        query's best hits, widened (x4, up to LIMITS.max_topk) while an answer is short."""
         group = plan.group
         assert group is not None
         name = group.field.name
         fetch = plan.fetch if name in plan.fetch else [*plan.fetch, name]
-        window = min(MAX_TOPK, max(GROUP_WINDOW_START, 2 * (plan.limit + plan.offset) * group.size))
+        window = min(LIMITS.max_topk, max(GROUP_WINDOW_START, 2 * (plan.limit + plan.offset) * group.size))
         while True:
             wide = dataclasses.replace(spec, limit=window, offset=0, params=_widened(plan.params, window))
             hits = self.r.querynode.search(info, wide, parts, fetch)
             values = hits.columns.get(name, np.empty(0, object))
             grouped = group_hits(hits.topks, values, window, plan.limit, plan.offset, group)
-            if all(grouped.done) or window >= MAX_TOPK:
+            if all(grouped.done) or window >= LIMITS.max_topk:
                 break
-            window = min(MAX_TOPK, 4 * window)
+            window = min(LIMITS.max_topk, 4 * window)
         rows = grouped.rows
         columns = {k: v[rows] for k, v in hits.columns.items()}
         resp = search_results(info.schema, len(spec.queries), grouped.topks, hits.pks[rows], hits.scores[rows],
@@ -226,11 +225,11 @@ class SearchRpcs(ServiceBase):
             params.pop(k, None)
         limit = _int_param(sp, "topk", 10)
         offset = _int_param(sp, "offset", _int_param(params, "offset", 0))
-        if not 1 <= limit <= MAX_TOPK:
-            raise errors.InvalidParameter(f"topk [{limit}] is invalid, it should be in range [1, {MAX_TOPK}]")
-        if offset < 0 or limit + offset > MAX_TOPK:
+        if not 1 <= limit <= LIMITS.max_topk:
+            raise errors.InvalidParameter(f"topk [{limit}] is invalid, it should be in range [1, {LIMITS.max_topk}]")
+        if offset < 0 or limit + offset > LIMITS.max_topk:
             raise errors.InvalidParameter(
-                f"top k [{limit}] + offset [{offset}] is invalid, it should be in range [1, {MAX_TOPK}]")
+                f"top k [{limit}] + offset [{offset}] is invalid, it should be in range [1, {LIMITS.max_topk}]")
         index = info.index_for_field(field.name)
         metric = sp.get("metric_type") or params.pop("metric_type", "") or (index.metric_type if index else "")
         metric = metric.upper()
