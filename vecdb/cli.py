@@ -340,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     _tls_flags(px)
     _cluster_secret_flag(px)
     _cluster_command(sub)
+    from vecdb.cdc.cli import add_parser as _cdc_command
+
+    _cdc_command(sub)
     args = parser.parse_args(argv)
     from vecdb import logs
 

@@ -247,6 +247,11 @@ class Replicator:
                 self._close_followers()
                 if self._target is not None:
                     self._target.close()
+                try:
+                    if self._log is not None:
+                        self._report()  # the lag keeps growing while the target is down
+                except Exception:  # noqa: BLE001 (the source is down too)
+                    pass
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
@@ -254,6 +259,7 @@ class Replicator:
         self._close()
 
     def _open(self) -> None:
+        self._positions = self.store.positions(self.task.id)
         if self._meta is None:
             self._meta, self._log = open_source(self.task.spec.source)
         if self._target is None:
@@ -278,7 +284,6 @@ class Replicator:
     def _session(self) -> None:
         assert self._meta is not None and self._log is not None
         version: bytes | None | int = -1
-        self._positions = self.store.positions(self.task.id)
         while not self._stop.is_set():
             v = self._meta.get("catalog/version")
             if v != version:
@@ -289,6 +294,7 @@ class Replicator:
                 busy |= self._pump(ch)
             self._report()
             self._publish()
+            self.progress.last_error = ""  # a whole pass succeeded
             if not busy and not self._followers:
                 self._stop.wait(0.2)
 
@@ -513,7 +519,7 @@ class Replicator:
         assert self._log is not None
         lag, chans = 0, {}
         oldest = None
-        for ch in self._followers:
+        for ch in sorted(set(self._channel_coll) | set(self._positions)):
             last = self._log.last_position(ch)
             applied = self._positions.get(ch, 0)
             chans[ch] = {"applied": applied, "last": last}
@@ -527,7 +533,6 @@ class Replicator:
         self.progress.channels = chans
         if self.progress.state != PAUSED:
             self.progress.state = RUNNING
-        self.progress.last_error = ""
 
     def _publish(self) -> None:
         """The task's applied positions as a follower of the source log (``cdcpos/<task>``): the source's
