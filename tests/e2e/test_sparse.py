@@ -8,6 +8,10 @@ and ties are real: they go to the smaller primary key.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+
 import numpy as np
 import pytest
 from pymilvus import AnnSearchRequest, DataType, MilvusClient, MilvusException, RRFRanker
@@ -229,3 +233,46 @@ def test_sparse_search_iterator_walks_every_hit_in_order(client, name):
     it.close()
     assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-6)
     assert sorted(pk for pk, _ in got) == sorted(pk for pk, _ in want)  # each hit once
+
+
+CLIENT_PYTHON = os.environ.get("VECDB_CLIENT_PYTHON", "")
+NEWEST_SCRIPT = r'''
+import json, sys
+import pymilvus
+from pymilvus import DataType, MilvusClient
+
+a = json.load(sys.stdin)
+c = MilvusClient(uri=a["uri"])
+s = MilvusClient.create_schema()
+s.add_field("id", DataType.INT64, is_primary=True)
+s.add_field("sp", DataType.SPARSE_FLOAT_VECTOR)
+c.create_collection(a["name"], schema=s)
+idx = c.prepare_index_params()
+idx.add_index(field_name="sp", index_type="SPARSE_WAND", metric_type="IP")
+c.create_index(a["name"], idx)
+c.load_collection(a["name"])
+rows = [{"id": r["id"], "sp": {int(k): v for k, v in r["sp"].items()}} for r in a["rows"]]
+c.insert(a["name"], rows)
+res = c.search(a["name"], [{int(k): v for k, v in a["q"].items()}], anns_field="sp", limit=10,
+               search_params={"metric_type": "IP"}, output_fields=["sp"], consistency_level="Strong")
+out = {"version": pymilvus.__version__,
+       "hits": [[h["id"], h["distance"], {str(k): v for k, v in h["entity"]["sp"].items()}] for h in res[0]]}
+print("RESULT " + json.dumps(out))
+'''
+
+
+@pytest.mark.skipif(not CLIENT_PYTHON, reason="VECDB_CLIENT_PYTHON is not set: no newest-pymilvus virtualenv")
+def test_newest_pymilvus_sparse(uri, name):
+    rows = [{"id": r["id"], "sp": {str(k): v for k, v in _as_dict(r["sp"]).items()}} for r in _rows(150, seed=13)]
+    q = _queries(1, seed=14)[0]
+    payload = {"uri": uri, "name": name, "rows": rows, "q": {str(k): v for k, v in q.items()}}
+    proc = subprocess.run([CLIENT_PYTHON, "-c", NEWEST_SCRIPT], input=json.dumps(payload), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))[7:])
+    assert out["version"].startswith("3.")
+    live = {r["id"]: {"sp": {int(k): v for k, v in r["sp"].items()}} for r in rows}
+    want = _expected(live, q, 10)
+    assert [h[0] for h in out["hits"]] == [pk for pk, _ in want]
+    assert [h[1] for h in out["hits"]] == pytest.approx([s for _, s in want], abs=1e-6)
+    assert all({int(k): v for k, v in h[2].items()} == live[h[0]]["sp"] for h in out["hits"])
