@@ -6,11 +6,13 @@ both sides equal."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from pymilvus import MilvusClient
 
 from tests.conftest import start_standalone, wait_until
-from vecdb.cdc.replicator import Replicator
+from vecdb.cdc.replicator import PUBLISH_SECONDS, Replicator
 from vecdb.cdc.task import Task, TaskSpec, TaskStore, new_task_id
 from vecdb.cdc.verify import verify
 from vecdb.storage.memory import MemoryMetaStore
@@ -108,6 +110,16 @@ def test_two_standalones_mixed_ddl_and_dml_replicate(tmp_path, remote_storage):
         c.drop_collection("auto")
         wait_until(lambda: not t.has_collection("auto"), 30, "drop not replicated")
         assert rep.progress.state == "running" and rep.progress.last_error == ""
+        # the task is a follower of the source log: with the task stopped, a flush (which truncates the log
+        # up to its checkpoint) keeps what the task has not applied yet; a new run of the task replays it
+        time.sleep(PUBLISH_SECONDS * 1.5)
+        rep.stop()
+        c.insert("plain", _rows(range(2000, 2300), seed=5))
+        c.delete("plain", ids=list(range(2000, 2010)))
+        c.flush("plain")
+        rep = Replicator(task, store).start()
+        wait_until(caught_up, 60, "no catching up after a flush")
+        assert t.query("plain", filter="", output_fields=["count(*)"])[0]["count(*)"] == 700 - 50 - 3 + 290
     finally:
         rep.stop()
         source.stop()

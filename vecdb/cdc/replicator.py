@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from vecdb import timestamp
+from vecdb.cdc.follower import cdc_positions_key
 from vecdb.cdc.task import FAILED, PAUSED, RUNNING, Task, TaskStore
 from vecdb.cdc.verify import is_loaded
 from vecdb.coord.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, CollectionInfo
@@ -45,13 +46,8 @@ from vecdb.storage.base import Follower, Log, MetaStore
 
 log = logging.getLogger(__name__)
 
-CDC_POS_PREFIX = "cdcpos/"  # in the SOURCE's store: cdcpos/<task id> = {channel: applied position}
 BATCH_ROWS = 2000  # rows per upsert call
 PUBLISH_SECONDS = 1.0
-
-
-def cdc_positions_key(task_id: str) -> str:
-    return CDC_POS_PREFIX + task_id
 
 
 class TaskFailed(Exception):

@@ -17,7 +17,8 @@ lost or repeated). A seal that fails is tried again at the next insert.
 
 The log is bounded: after each persist, and every ``TRUNCATE_SECONDS`` while idle, the owner
 truncates the channel below the lowest of its checkpoint and the positions the query nodes
-holding the channel applied (``qnpos/``, ``vecdb.querynode.positions``). A query node more than
+holding the channel applied (``qnpos/``, ``vecdb.querynode.positions``) and the CDC tasks following
+it applied (``cdcpos/``, ``vecdb.cdc.follower``: within their retention limit). A query node more than
 ``MAX_FOLLOWER_LAG`` records behind the checkpoint does not hold the log back: it is named in the
 log, the cut passes it, and it reloads the channel from the segments when it meets the gap.
 """
@@ -31,6 +32,7 @@ import time
 from collections.abc import Callable
 
 from vecdb import errors, metrics
+from vecdb.cdc.follower import cdc_floor
 from vecdb.coord.assignment import Assignment, assign_key
 from vecdb.coord.catalog import read_collection
 from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
@@ -170,6 +172,9 @@ class ChannelFlusher:
                           ckpt - applied)
                 continue
             low = min(low, applied)
+        floor = cdc_floor(self.meta, channel, ckpt)  # CDC tasks following the channel (vecdb.cdc.follower)
+        if floor is not None:
+            low = min(low, floor)
         if low + 1 > self._truncated.get(channel, 1):
             self.log.truncate_before(channel, low + 1)
             self._truncated[channel] = low + 1

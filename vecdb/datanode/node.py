@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from vecdb.cdc.follower import cdc_floor
 from vecdb.columns import default_column
 from vecdb.config import CompactionSettings
 from vecdb.coord import index_builds
@@ -117,8 +118,9 @@ class DataNode:
             if delta_key is not None and delta_key.decode() not in kept:
                 self.objects.delete(delta_key.decode())
             return None
-        if self.truncate:
-            self.log.truncate_before(channel, upto + 1)
+        if self.truncate:  # no further than a CDC task following the channel applied (vecdb.cdc.follower)
+            floor = cdc_floor(self.meta, channel, upto)
+            self.log.truncate_before(channel, upto + 1 if floor is None else min(upto, floor) + 1)
         return segments
 
     def _read_records(self, channel: str, start: int, upto: int):
