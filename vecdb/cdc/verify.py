@@ -113,23 +113,29 @@ def verify(source_uri: str, target_uri: str, collection: str | None = None, sour
     from pymilvus import MilvusClient  # type: ignore[import-untyped]
 
     rename = rename or {}
-    src = MilvusClient(uri=source_uri, token=source_token)
-    dst = MilvusClient(uri=target_uri, token=target_token)
+    opened: list = []
+
+    def connect(uri: str, token: str, db: str | None):
+        # a client per database: use_database asks DescribeDatabase, which Milvus 2.3 lacks
+        c = MilvusClient(uri=uri, token=token, **({"db_name": db} if db else {}))
+        opened.append(c)
+        return c
+
     report: dict[str, list[str]] = {}
     try:
-        dbs = src.list_databases() if collection is None else [None]
+        src0, dst0 = connect(source_uri, source_token, None), connect(target_uri, target_token, None)
+        dbs = src0.list_databases() if collection is None else [None]
+        target_dbs = dst0.list_databases() if collection is None else []
         for db in dbs:
-            if db is not None:
-                src.use_database(db)
+            if db is not None and db not in target_dbs:
+                report[f"{db}.*"] = [f"database {db} missing on the target"]
+                continue
+            src = connect(source_uri, source_token, db) if db else src0
+            dst = connect(target_uri, target_token, db) if db else dst0
             names = src.list_collections() if collection is None else [collection]
             for name in names:
                 label = f"{db or 'default'}.{name}"
                 target_name = rename.get(label, rename.get(name, name))
-                if db is not None:
-                    if db not in dst.list_databases():
-                        report[label] = [f"database {db} missing on the target"]
-                        continue
-                    dst.use_database(db)
                 if not dst.has_collection(target_name):
                     report[label] = [f"collection {target_name} missing on the target"]
                     continue
@@ -138,8 +144,8 @@ def verify(source_uri: str, target_uri: str, collection: str | None = None, sour
                 for name in set(dst.list_collections()) - {rename.get(n, n) for n in src.list_collections()}:
                     report[f"{db}.{name}"] = [f"collection {name} only on the target"]
     finally:
-        src.close()
-        dst.close()
+        for c in opened:
+            c.close()
     return report
 
 
