@@ -8,7 +8,11 @@ with Poisson(``--qnnz``) non-zeros. Exact top-``k`` ground truth by a CSR x quer
 nq=1 queries one after another in this process (one core) and reports QPS and recall@k.
 
     python -m bench.sparse_bench [--rows 100000 --dims 30000 --nnz 100 --qnnz 50 --queries 200]
-        [--out bench/results/<date>-sparse.json]
+        [--server] [--out bench/results/<date>-sparse.json]
+
+``--server`` also runs the same data through pymilvus against a vecdb standalone server (its own
+process): insert (5,000-row batches of {index: value} dicts), flush, SPARSE_INVERTED_INDEX, load,
+then nq=1 searches one after another from one client thread: QPS, recall@k, server peak RSS.
 """
 
 from __future__ import annotations
@@ -50,6 +54,47 @@ def brute_force(csr: sparse.Csr, q: bytes, dims: int, k: int) -> np.ndarray:
     return top[np.lexsort((top, -scores[top]))]
 
 
+def through_server(csr: sparse.Csr, queries: list, truth: list, k: int) -> dict:
+    from pymilvus import DataType, MilvusClient  # noqa: PLC0415 - only for --server
+
+    from bench.servers import VecdbServer  # noqa: PLC0415
+
+    def as_dict(row: bytes) -> dict:
+        p = np.frombuffer(row, sparse.PAIR)
+        return dict(zip(p["i"].tolist(), p["v"].tolist(), strict=True))
+
+    with VecdbServer() as srv:
+        c = MilvusClient(uri=srv.uri)
+        schema = MilvusClient.create_schema()
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("sp", DataType.SPARSE_FLOAT_VECTOR)
+        c.create_collection("sparse_bench", schema=schema)
+        rows = sparse.from_csr(csr).tolist()
+        t = time.perf_counter()
+        for lo in range(0, len(rows), 5000):
+            c.insert("sparse_bench", [{"id": i, "sp": as_dict(rows[i])} for i in range(lo, min(lo + 5000, len(rows)))])
+        insert_s = time.perf_counter() - t
+        c.flush("sparse_bench")
+        idx = c.prepare_index_params()
+        idx.add_index(field_name="sp", index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
+        c.create_index("sparse_bench", idx)
+        c.load_collection("sparse_bench")
+        qd = [as_dict(q) for q in queries]
+
+        def one(q):
+            hits = c.search("sparse_bench", [q], anns_field="sp", limit=k, search_params={"metric_type": "IP"})
+            return np.array([h["id"] for h in hits[0]])
+
+        qps, got = timed_qps(one, qd)
+        recall = float(np.mean([len(set(g.tolist()) & set(w.tolist())) / k for g, w in zip(got, truth, strict=True)]))
+        rss = srv.peak_rss_mb()
+        c.close()
+    print(f"{'vecdb server, pymilvus, SPARSE_INVERTED_INDEX':48s} QPS {qps:8.1f}  recall@{k} {recall:.3f}  "
+          f"insert {len(rows) / insert_s:,.0f} rows/s  server peak RSS {rss:.0f} MB")
+    return {"config": "vecdb server via pymilvus, SPARSE_INVERTED_INDEX", "qps": qps, "recall": recall,
+            "insert_rows_per_s": len(rows) / insert_s, "server_peak_rss_mb": rss}
+
+
 def timed_qps(fn, queries) -> tuple[float, list]:
     fn(queries[0])  # warm-up
     t = time.perf_counter()
@@ -67,6 +112,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--server", action="store_true")
     ap.add_argument("--out")
     a = ap.parse_args()
     t = time.perf_counter()
@@ -102,6 +148,8 @@ def main() -> None:
         results.append({"config": name, "qps": qps, "recall": recall, "build_s": build_s,
                         "postings_mib": post.nbytes() / 2**20})
     print(f"column: {col_bytes / 2**20:.0f} MiB of pairs in {a.rows} bytes objects")
+    if a.server:
+        results.append(through_server(csr, queries, truth, a.k))
     if a.out:
         with open(a.out, "w") as f:
             json.dump({"args": vars(a), "nnz": int(len(csr.indices)), "results": results}, f, indent=1)

@@ -188,14 +188,14 @@ class Postings:
 
 
 def search(post: Postings, queries: np.ndarray, k: int, valid: np.ndarray | None,
-           drop_ratio: float = 0.0, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+           drop_ratio: float = 0.0, n: int | None = None, tail: Tail | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` rows by inner product per query: (nq, k) scores and offsets, padded with
     -inf / -1; ties by offset. Rows at or past ``n`` (a growing segment's view) are not seen."""
     nq = len(queries)
     D = np.full((nq, k), -np.inf, np.float32)
     O = np.full((nq, k), -1, np.int64)
     for qi, q in enumerate(queries.tolist()):  # one pass per query (nq), never per row
-        rows, s = _candidates(post, q, valid, drop_ratio, n)
+        rows, s = _candidates(post, q, valid, drop_ratio, n, tail)
         if not len(rows):
             continue
         m = min(k, len(rows))
@@ -210,11 +210,11 @@ def search(post: Postings, queries: np.ndarray, k: int, valid: np.ndarray | None
 
 def range_search(post: Postings, queries: np.ndarray, radius: float, range_filter: float | None,
                  valid: np.ndarray | None, limit: int | None, drop_ratio: float = 0.0,
-                 n: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+                 n: int | None = None, tail: Tail | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per query: hits with ``radius < score <= range_filter``, best first (ties by offset)."""
     out = []
     for q in queries.tolist():
-        rows, s = _candidates(post, q, valid, drop_ratio, n)
+        rows, s = _candidates(post, q, valid, drop_ratio, n, tail)
         keep = s > radius
         if range_filter is not None:
             keep &= s <= range_filter
@@ -226,11 +226,40 @@ def range_search(post: Postings, queries: np.ndarray, radius: float, range_filte
     return out
 
 
-def _candidates(post: Postings, q: bytes, valid, drop_ratio: float, n: int | None):
+class Tail:
+    """Rows ``[start, start + len(col))`` of a growing segment that its postings do not cover yet,
+    scored directly from their CSR (the query's dimensions looked up with a binary search)."""
+
+    def __init__(self, col: np.ndarray, start: int):
+        self.csr = to_csr(col)
+        self.start = start
+        self.row_of = np.repeat(np.arange(self.csr.n, dtype=np.int64), np.diff(self.csr.indptr))
+
+    def scores(self, q: bytes, drop_ratio: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        qi, qv = query_pairs(q, drop_ratio)
+        idx = self.csr.indices
+        if not len(qi) or not len(idx):
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        order = np.argsort(qi)
+        qi, qv = qi[order], qv[order].astype(np.float64)
+        p = np.minimum(np.searchsorted(qi, idx), len(qi) - 1)
+        m = qi[p] == idx
+        r = self.row_of[m]
+        acc = np.bincount(r, weights=self.csr.values[m] * qv[p[m]], minlength=self.csr.n)
+        hit = np.zeros(self.csr.n, bool)
+        hit[r] = True
+        touched = np.flatnonzero(hit)
+        return touched + self.start, acc[touched].astype(np.float32)
+
+
+def _candidates(post: Postings, q: bytes, valid, drop_ratio: float, n: int | None, tail: Tail | None = None):
     rows, s = post.scores(q, drop_ratio)
     if n is not None and n < post.ntotal:
         keep = rows < n
         rows, s = rows[keep], s[keep]
+    if tail is not None:  # its rows all come after the postings' rows: still ascending
+        t_rows, t_s = tail.scores(q, drop_ratio)
+        rows, s = np.concatenate([rows, t_rows]), np.concatenate([s, t_s])
     if valid is not None:
         keep = valid[rows]
         rows, s = rows[keep], s[keep]
@@ -243,16 +272,26 @@ def brute_force(col: np.ndarray, queries: np.ndarray, k: int, valid: np.ndarray 
 
 
 # --- the query node's per-segment search (vecdb.querynode.executor) ----------------------------
-def segment_postings(seg, name: str, n: int, drop_ratio_build: float) -> Postings:
-    """The postings of a segment's column, kept on the segment: built once for a sealed segment
-    (with the index's ``drop_ratio_build`` when it has one), again when a growing one has grown."""
+def segment_postings(seg, name: str, n: int, drop_ratio_build: float) -> tuple[Postings, Tail | None]:
+    """The postings of a segment's column, kept on the segment, and the rows they do not cover.
+
+    Sealed: built once over every row (with the index's ``drop_ratio_build`` when it has one).
+    Growing: over a prefix of the rows, rebuilt once the rows after it (scored directly as a
+    ``Tail``) exceed a quarter of it, so the building costs O(non-zeros) overall as it grows."""
     cache = seg.__dict__.setdefault("_sparse_postings", {})
     hit = cache.get(name)
-    if hit is not None and hit[0] == n and hit[1] == drop_ratio_build:
-        return hit[2]
+    if hit is not None and hit[1] == drop_ratio_build:
+        m, post = hit[0], hit[2]
+        if m >= n:  # (an older snapshot of a growing segment: search() leaves out rows past n)
+            return post, None
+        if not seg.sealed and n - m <= max(GROWING_TAIL_ROWS, m // 4):
+            return post, Tail(seg.column(name, n)[m:n], m)
     post = Postings(seg.column(name, n), drop_ratio_build)
     cache[name] = (n, drop_ratio_build, post)
-    return post
+    return post, None
+
+
+GROWING_TAIL_ROWS = 4096
 
 
 def segment_search(view, spec, k: int, mask: np.ndarray | None):
@@ -262,13 +301,14 @@ def segment_search(view, spec, k: int, mask: np.ndarray | None):
     params = spec.params or {}
     indexed = seg.sealed and spec.index_type in SPARSE_INDEX_TYPES
     build_drop = float(params.get("drop_ratio_build", 0.0)) if indexed else 0.0
-    post = segment_postings(seg, spec.field.name, view.n, build_drop)
+    post, tail = segment_postings(seg, spec.field.name, view.n, build_drop)
     search_drop = float(params.get("drop_ratio_search", 0.0))
     if spec.radius is not None:
-        per_query = range_search(post, spec.queries, spec.radius, spec.range_filter, mask, k, search_drop, view.n)
+        per_query = range_search(post, spec.queries, spec.radius, spec.range_filter, mask, k, search_drop,
+                                 view.n, tail)
         D = np.full((len(per_query), k), -np.inf, np.float32)
         O = np.full((len(per_query), k), -1, np.int64)
         for i, (d, o) in enumerate(per_query):
             D[i, :len(o)], O[i, :len(o)] = d, o
         return D, O
-    return search(post, spec.queries, k, mask, search_drop, view.n)
+    return search(post, spec.queries, k, mask, search_drop, view.n, tail)

@@ -216,3 +216,37 @@ def test_sealed_files_are_csr_npy_and_map(tmp_path):
     for mmap in (False, True):
         got, _ = read_segment(store, "s/", schema, mmap=mmap)
         assert got["sp"].tolist() == rows
+
+
+class _GrowingSegment:
+    """What segment_postings reads of a segment: its column and whether it is sealed."""
+
+    def __init__(self, col):
+        self.col, self.sealed = col, False
+
+    def column(self, name, n):
+        return self.col[:n]
+
+
+def test_growing_segment_postings_cover_a_prefix_and_score_the_tail():
+    rng = np.random.default_rng(5)
+    rows = [_row(zip(np.sort(rng.choice(50, 5, replace=False)).tolist(), (rng.integers(1, 9, 5) / 8).tolist(),
+                     strict=True)) for _ in range(20000)]
+    seg = _GrowingSegment(sparse.column(rows))
+    qs = sparse.column([_row([(1, 1.0), (7, 0.5), (30, 2.0)]), _row([(2, 0.25), (49, 1.0)])])
+    post, tail = sparse.segment_postings(seg, "sp", 10000, 0.0)
+    assert tail is None and post.ntotal == 10000
+    for n in (10000, 11000, 14000, 9000):  # within max(4096, a quarter) past the prefix: postings + tail
+        post2, tail = sparse.segment_postings(seg, "sp", n, 0.0)
+        assert post2 is post and (tail is None) == (n <= 10000)
+        valid = rng.random(n) < 0.9
+        for k in (5, 40):
+            got = sparse.search(post2, qs, k, valid, 0.0, n, tail)
+            want = sparse.search(sparse.Postings(seg.col[:n]), qs, k, valid)
+            assert got[1].tolist() == want[1].tolist()
+            np.testing.assert_allclose(got[0], want[0])
+        got_r = sparse.range_search(post2, qs, 1.0, 2.5, None, 100, 0.0, n, tail)
+        want_r = sparse.range_search(sparse.Postings(seg.col[:n]), qs, 1.0, 2.5, None, 100)
+        assert [o.tolist() for _, o in got_r] == [o.tolist() for _, o in want_r]
+    post3, tail = sparse.segment_postings(seg, "sp", 14200, 0.0)  # past max(4096, a quarter): rebuilt
+    assert post3 is not post and post3.ntotal == 14200 and tail is None
