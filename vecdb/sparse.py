@@ -304,6 +304,10 @@ def segment_search(view, spec, k: int, mask: np.ndarray | None):
     post, tail = segment_postings(seg, spec.field.name, view.n, build_drop)
     search_drop = float(params.get("drop_ratio_search", 0.0))
     if spec.radius is not None:
+        if spec.range_filter is not None and spec.radius >= spec.range_filter:  # (index.base's rule for
+            raise InvalidParameter(  # IP; not imported: vecdb.columnar imports this module, FAISS stays out)
+                f"range_filter must be greater than radius for IP/COSINE, "
+                f"range_filter:{spec.range_filter:f}, radius:{spec.radius:f}")
         per_query = range_search(post, spec.queries, spec.radius, spec.range_filter, mask, k, search_drop,
                                  view.n, tail)
         D = np.full((len(per_query), k), -np.inf, np.float32)

@@ -192,6 +192,34 @@ def test_hybrid_search_dense_and_sparse_rrf(client, name):
     assert all(h["entity"]["sp"] == _as_dict(live[h["id"]]["sp"]) for h in res[0])
 
 
+def test_sparse_range_filter_must_be_above_radius(client, name):
+    _create(client, name)
+    client.insert(name, _rows(20, seed=15))
+    with pytest.raises(MilvusException, match="range_filter must be greater than radius for IP"):
+        client.search(name, _queries(1, seed=16), anns_field="sp", limit=5,
+                      search_params={"metric_type": "IP", "params": {"radius": 2.0, "range_filter": 1.0}})
+
+
+def test_scipy_sparse_rows(client, name):
+    """pymilvus turns scipy sparse matrices (and 1-row slices) into the same rows as dicts; scipy is
+    only needed on the client, so this runs where the test environment has it."""
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    _create(client, name)
+    rows = _rows(60, seed=17)
+    m = scipy_sparse.lil_matrix((60, DIMS), dtype=np.float32)
+    for i, r in enumerate(rows):
+        for d, v in _as_dict(r["sp"]).items():
+            m[i, d] = v
+    csr = m.tocsr()
+    client.insert(name, [{**r, "sp": csr[i]} for i, r in enumerate(rows)])  # one 1-row matrix per row
+    live = {r["id"]: r for r in rows}
+    q = _queries(1, seed=18)[0]
+    qm = scipy_sparse.csr_matrix((list(q.values()), ([0] * len(q), list(q.keys()))), shape=(1, DIMS))
+    res = client.search(name, qm, anns_field="sp", limit=10, search_params={"metric_type": "IP"},
+                        consistency_level="Strong")
+    assert [h["id"] for h in res[0]] == [pk for pk, _ in _expected(live, q, 10)]
+
+
 def test_sparse_schema_and_index_errors(client, name):
     bad = MilvusClient.create_schema()
     bad.add_field("id", DataType.INT64, is_primary=True)
