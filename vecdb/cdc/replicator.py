@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 BATCH_ROWS = 2000  # rows per upsert call
 PUBLISH_SECONDS = 1.0
+REPORT_SECONDS = 0.25  # how often lag is measured
 
 
 class TaskFailed(Exception):
@@ -280,6 +281,7 @@ class Replicator:
     def _session(self) -> None:
         assert self._meta is not None and self._log is not None
         version: bytes | None | int = -1
+        report_due = 0.0
         while not self._stop.is_set():
             v = self._meta.get("catalog/version")
             if v != version:
@@ -288,7 +290,9 @@ class Replicator:
             busy = False
             for ch in list(self._followers):
                 busy |= self._pump(ch)
-            self._report()
+            if time.monotonic() >= report_due:  # last_position is a round trip per channel on JetStream
+                self._report()
+                report_due = time.monotonic() + REPORT_SECONDS
             self._publish()
             self.progress.last_error = ""  # a whole pass succeeded
             if not busy and not self._followers:
@@ -500,8 +504,8 @@ class Replicator:
             c = self._target.client(info.db)
             name = self._target_of(info)
             want = {a for (db, a), cid in aliases.items() if cid == info.id and db == info.db}
-            have = set(c.list_aliases(name).get("aliases", [])) if isinstance(c.list_aliases(name), dict) \
-                else set(c.list_aliases(name))
+            listed = c.list_aliases(name)
+            have = set(listed.get("aliases", []) if isinstance(listed, dict) else listed)
             for a in want - have:
                 try:
                     c.create_alias(name, a)
