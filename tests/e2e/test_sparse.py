@@ -304,3 +304,50 @@ def test_newest_pymilvus_sparse(uri, name):
     assert [h[0] for h in out["hits"]] == [pk for pk, _ in want]
     assert [h[1] for h in out["hits"]] == pytest.approx([s for _, s in want], abs=1e-6)
     assert all({int(k): v for k, v in h[2].items()} == live[h[0]]["sp"] for h in out["hits"])
+
+
+def test_sealed_postings_are_built_at_load_and_survive_a_restart(tmp_path):
+    """Standalone on a data directory: the postings of a sealed segment with a sparse index are
+    built in the background when the collection is loaded (not at its first search), with the
+    index's drop_ratio_build; after a restart the CSR files load back to the same answers."""
+    from tests.conftest import free_port, start_standalone
+
+    port = free_port()
+    node = start_standalone(tmp_path, port)
+    try:
+        c = MilvusClient(f"http://127.0.0.1:{port}")
+        c.create_collection("sp_restart", schema=_schema())
+        idx = c.prepare_index_params()
+        idx.add_index(field_name="sp", index_type="SPARSE_INVERTED_INDEX", metric_type="IP",
+                      params={"drop_ratio_build": 0.1})
+        idx.add_index(field_name="dense", index_type="FLAT", metric_type="L2")
+        c.create_index("sp_restart", idx)
+        rows = _rows(300, seed=19)
+        c.insert("sp_restart", rows)
+        c.flush("sp_restart")
+        c.load_collection("sp_restart")
+
+        def segments():
+            coll = next(x for x in node.querynode.collections.values() if x.info.name == "sp_restart")
+            return [s for shard in coll.shards for s in shard.segments.values() if s.sealed]
+
+        wait_until(lambda: segments() and all("_sparse_postings" in s.__dict__ for s in segments()), 30,
+                   "postings built without a search")
+        cached = [s.__dict__["_sparse_postings"]["sp"] for s in segments()]
+        assert all(n == s.n and drop == 0.1 for (n, drop, _), s in zip(cached, segments(), strict=True))
+        q = _queries(2, seed=20)
+        before = _got(c.search("sp_restart", q, anns_field="sp", limit=10, search_params={"metric_type": "IP"},
+                               consistency_level="Strong"))
+        assert all(s.__dict__["_sparse_postings"]["sp"][2] is p for s, (_, _, p) in zip(segments(), cached,
+                                                                                        strict=True))
+        c.close()
+        node.stop()
+        node = start_standalone(tmp_path, port)
+        c = MilvusClient(f"http://127.0.0.1:{port}")
+        c.load_collection("sp_restart")
+        after = _got(c.search("sp_restart", q, anns_field="sp", limit=10, search_params={"metric_type": "IP"},
+                              consistency_level="Strong"))
+        assert after == before and all(len(h) == 10 for h in after)
+        c.close()
+    finally:
+        node.stop()

@@ -27,7 +27,7 @@ from functools import partial
 
 import numpy as np
 
-from vecdb import errors, metrics
+from vecdb import errors, metrics, sparse
 from vecdb.columns import empty_column
 from vecdb.coord import index_builds
 from vecdb.coord.catalog import CollectionInfo
@@ -401,6 +401,7 @@ class QueryNode:
             log.info("index build not scheduled: query node is closing")
 
     def _schedule_index(self, info: CollectionInfo, segments: list[Segment]) -> None:
+        self._warm_sparse(info, segments)
         if not self.build_indexes:  # the data node builds; switch to the files that are there
             self._adopt_ready({info.id})
             return
@@ -411,6 +412,18 @@ class QueryNode:
             for seg in segments:
                 if seg.n >= sf.MIN_ROWS_FOR_INDEX and field.name not in seg.indexes:
                     self._builder.submit(self._build_index, info, idx, field, seg)
+
+    def _warm_sparse(self, info: CollectionInfo, segments: list[Segment]) -> None:
+        """A sparse index is postings kept on the segment (vecdb.sparse), built at its first search
+        otherwise: build them in the background when a sealed segment is loaded, sealed or indexed."""
+        for idx in info.indexes:
+            field = info.schema.field(idx.field_name)
+            if field is None or idx.index_type not in sparse.SPARSE_INDEX_TYPES:
+                continue
+            drop = float(idx.params.get("drop_ratio_build", 0.0))
+            for seg in segments:
+                if seg.sealed:
+                    self._builder.submit(_warm_postings, seg, field.name, drop)
 
     def _build_index(self, info, idx, field, seg: Segment) -> None:
         """Build (or adopt the interim HNSW), save the file, then publish: once DescribeIndex counts a
@@ -676,3 +689,10 @@ def _catch_up(index, seg: Segment, field_name: str) -> None:
 def _collection_id(channel: str) -> int:
     """Channels are named ``c<collection id>-s<shard>``."""
     return int(channel[1:channel.index("-")])
+
+
+def _warm_postings(seg: Segment, name: str, drop_ratio_build: float) -> None:
+    try:
+        sparse.segment_postings(seg, name, seg.n, drop_ratio_build)
+    except Exception:  # the first search builds them instead
+        log.exception("sparse postings of segment %s not built", seg.segment_id)
