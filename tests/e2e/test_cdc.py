@@ -107,9 +107,14 @@ def test_two_standalones_mixed_ddl_and_dml_replicate(tmp_path, remote_storage):
         # the auto_id rows kept the source's ids
         src_ids = sorted(r["pk"] for r in c.query("auto", filter="", output_fields=["pk"], limit=1000))
         assert sorted(r["pk"] for r in t.query("auto", filter="", output_fields=["pk"], limit=1000)) == src_ids
-        # a later drop reaches the target
+        # later drops reach the target: a collection, a database
         c.drop_collection("auto")
         wait_until(lambda: not t.has_collection("auto"), 30, "drop not replicated")
+        c.use_database("db2")
+        c.drop_collection("other")
+        c.use_database("default")
+        c.drop_database("db2")
+        wait_until(lambda: "db2" not in t.list_databases(), 30, "drop database not replicated")
         assert rep.progress.state == "running" and rep.progress.last_error == ""
         # the task is a follower of the source log: with the task stopped, a flush (which truncates the log
         # up to its checkpoint) keeps what the task has not applied yet; a new run of the task replays it

@@ -149,6 +149,11 @@ class Target:
         if db not in c.list_databases():
             c.create_database(db)
 
+    def forget(self, db: str) -> None:
+        c = self._clients.pop(db, None)
+        if c is not None:
+            c.close()
+
     def close(self) -> None:
         for c in self._clients.values():
             try:
@@ -413,8 +418,12 @@ class Replicator:
         spec, tid = self.task.spec, self.task.id
         wanted = {cid: info for cid, info in colls.items() if spec.wants(info.db, info.name)}
         known = self.store.collections(tid)
+        ours = self.store.databases(tid)
         for db in dbs:
-            self._target.ensure_database(db)
+            if db != DEFAULT_DB:
+                self._target.ensure_database(db)
+                if db not in ours:
+                    self.store.add_database(tid, db)
         for cid, entry in known.items():
             if cid in wanted:
                 continue
@@ -431,6 +440,15 @@ class Replicator:
                 self._channel_coll.pop(ch, None)
                 self._positions.pop(ch, None)
             self.store.remove_collection(tid, cid, channels)
+        for db in sorted(ours - set(dbs)):  # dropped on the source (its collections were dropped above)
+            try:
+                if db in self._target.client(DEFAULT_DB).list_databases():
+                    self._target.client(DEFAULT_DB).drop_database(db)
+                    log.info("cdc task %s dropped database %s on the target", tid, db)
+            except Exception as e:  # noqa: BLE001 (it holds collections this task did not create: kept)
+                log.warning("cdc task %s: database %s was dropped on the source, not on the target: %s", tid, db, e)
+            self._target.forget(db)
+            self.store.remove_database(tid, db)
         created_ms = self.task.created * 1000
         for cid, info in sorted(wanted.items()):
             if cid not in known:

@@ -6,6 +6,7 @@ Layout (the service's store, not the source's)::
     cdc/tasks/<task id>                 the spec and the state (JSON), rewritten on every change of state
     cdc/pos/<task id>/<channel>         the last source log position applied to the target (text int)
     cdc/colls/<task id>/<source coll>   a source collection id the task replicates: {"db", "name", "target"}
+    cdc/dbs/<task id>/<db>              a database the task created on the target (dropped there with the source's)
 
 A channel's position moves only after the target acknowledged every record up to it, so a
 restarted task starts again right after what the target has; what it applies again (the records
@@ -29,6 +30,7 @@ from vecdb.storage.base import MetaStore
 TASK_PREFIX = "cdc/tasks/"
 POS_PREFIX = "cdc/pos/"
 COLLS_PREFIX = "cdc/colls/"
+DBS_PREFIX = "cdc/dbs/"
 
 RUNNING, PAUSED, FAILED = "running", "paused", "failed"
 STARTS = ("now", "earliest")
@@ -120,7 +122,7 @@ class TaskStore:
 
     def delete(self, task_id: str) -> None:
         self.meta.txn(deletes=[TASK_PREFIX + task_id],
-                      delete_prefixes=[f"{POS_PREFIX}{task_id}/", f"{COLLS_PREFIX}{task_id}/"])
+                      delete_prefixes=[f"{p}{task_id}/" for p in (POS_PREFIX, COLLS_PREFIX, DBS_PREFIX)])
 
     # --- positions --------------------------------------------------------------------------
     def positions(self, task_id: str) -> dict[str, int]:
@@ -129,6 +131,17 @@ class TaskStore:
 
     def commit_position(self, task_id: str, channel: str, position: int) -> None:
         self.meta.put(f"{POS_PREFIX}{task_id}/{channel}", str(position).encode())
+
+    # --- replicated databases ---------------------------------------------------------------
+    def databases(self, task_id: str) -> set[str]:
+        p = f"{DBS_PREFIX}{task_id}/"
+        return {k[len(p):] for k, _ in self.meta.scan(p)}
+
+    def add_database(self, task_id: str, db: str) -> None:
+        self.meta.put(f"{DBS_PREFIX}{task_id}/{db}", b"1")
+
+    def remove_database(self, task_id: str, db: str) -> None:
+        self.meta.delete(f"{DBS_PREFIX}{task_id}/{db}")
 
     # --- replicated collections ----------------------------------------------------------------
     def collections(self, task_id: str) -> dict[int, dict[str, str]]:
