@@ -157,3 +157,37 @@ def test_two_standalones_mixed_ddl_and_dml_replicate(tmp_path, remote_storage):
         rep.stop()
         source.stop()
         target.stop()
+
+
+def test_a_task_past_the_retention_limit_fails_loudly(tmp_path, remote_storage, monkeypatch):
+    """The source cut its log past a stopped task's position (retention 0 here): the task does not skip
+    the gap, it fails, saying so and how to re-sync."""
+    from vecdb.cdc import follower
+    from vecdb.cdc.task import FAILED
+
+    monkeypatch.setattr(follower, "CDC_RETENTION", 0)
+    storage = remote_storage("cdcret" + new_task_id())
+    source = start_standalone(str(tmp_path / "src"), storage=storage)
+    target = start_standalone(str(tmp_path / "dst"))
+    store = TaskStore(MemoryMetaStore())
+    task = Task(new_task_id(), TaskSpec(source=storage, target={"uri": f"http://127.0.0.1:{target.port}"}))
+    store.put(task)
+    rep = Replicator(task, store).start()
+    try:
+        c = MilvusClient(uri=f"http://127.0.0.1:{source.port}")
+        c.create_collection("r", dimension=DIM)
+        c.insert("r", _rows(range(10), extra=False))
+        wait_until(lambda: store.positions(task.id) and min(store.positions(task.id).values()) > 0
+                   and rep.progress.lag_records == 0, 30, "not replicated")
+        rep.stop()
+        c.insert("r", _rows(range(10, 20), extra=False))
+        c.insert("r", _rows(range(20, 30), extra=False))
+        c.flush("r")  # the log is cut at the checkpoint: past the task
+        rep = Replicator(task, store).start()
+        wait_until(lambda: rep.progress.state == FAILED, 30, "the task did not fail")
+        assert "truncated past this task's position" in rep.progress.reason and "Re-sync" in rep.progress.reason
+        assert store.get(task.id).state == FAILED  # recorded: a restarted service shows it failed, with the reason
+    finally:
+        rep.stop()
+        source.stop()
+        target.stop()

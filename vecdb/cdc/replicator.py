@@ -31,7 +31,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -316,10 +316,7 @@ class Replicator:
         last_pos = applied
         for pos, payload in records:
             if pos != applied + 1 and not (applied == 0 and start != "now"):
-                raise TaskFailed(
-                    f"the source log no longer holds {ch} from position {applied + 1} (the next record is {pos}): "
-                    "it was truncated past this task's position (retention limit). Re-sync: delete the task, "
-                    "copy the collection (or drop it on the target) and create the task again with start=earliest")
+                self._gap(ch, applied, pos)
             applied = pos
             rec = decode(payload)
             if isinstance(start, int) and not isinstance(start, bool) and getattr(rec, "ts", 0) < start:
@@ -467,7 +464,26 @@ class Replicator:
             for ch in info.channels:
                 if ch not in self._followers:
                     self._channel_coll[ch] = cid
-                    self._followers[ch] = self._log.follow(ch, self._positions.get(ch, 0) + 1)
+                    applied = self._positions.get(ch, 0)
+                    self._check_gap(ch, applied)
+                    self._followers[ch] = self._log.follow(ch, applied + 1)
+
+    def _check_gap(self, ch: str, applied: int) -> None:
+        """Fail when the log no longer holds the record after ``applied`` though it has later ones (cut
+        past the task): found here when the channel is (re)opened, in ``_pump`` as records come."""
+        assert self._log is not None
+        if applied == 0 and self.task.spec.start != "now":
+            return  # from the beginning: whatever the log still holds
+        if self._log.last_position(ch) > applied and not any(True for _ in self._log.read(ch, applied + 1,
+                                                                                           applied + 1)):
+            self._gap(ch, applied, None)
+
+    def _gap(self, ch: str, applied: int, pos: int | None) -> NoReturn:
+        raise TaskFailed(
+            f"the source log no longer holds {ch} from position {applied + 1}"
+            + (f" (the next record is {pos})" if pos is not None else "")
+            + ": it was truncated past this task's position (retention limit). Re-sync: delete the task, "
+            "drop the collection on the target (or copy it) and create the task again with start=earliest")
 
     def _sync_one(self, info: CollectionInfo) -> None:
         assert self._target is not None
