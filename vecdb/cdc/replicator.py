@@ -107,10 +107,10 @@ def rows_of(schema: CollectionSchema, columns: dict[str, np.ndarray], n: int) ->
         col = columns.get(f.name)
         if col is None or f.is_dynamic:
             continue
-        if f.dtype == DataType.BINARY_VECTOR:
-            vals: list = [bytes(r) for r in col]
-        elif f.dtype in (DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR):
-            vals = list(col)
+        if f.dtype in (DataType.BINARY_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR):
+            raw = np.ascontiguousarray(col).tobytes()  # pymilvus takes each row's raw bytes for these
+            width = len(raw) // n if n else 0
+            vals: list = [raw[i * width:(i + 1) * width] for i in range(n)]
         elif f.dtype == DataType.ARRAY:
             vals = [np.asarray(a).tolist() for a in col]
         else:
