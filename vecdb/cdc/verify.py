@@ -40,12 +40,14 @@ def _canonical(value: Any) -> Any:
 
 
 def _schema_of(desc: dict) -> list[tuple]:
-    out: list[tuple] = []
+    out: list[tuple] = [("<partitions>", desc.get("num_partitions") if any(
+        f.get("is_partition_key") for f in desc.get("fields", [])) else None)]
     for f in desc.get("fields", []):
         params = f.get("params", {}) or {}
         out.append((f["name"], int(f["type"]), bool(f.get("is_primary", False)),
                     str(params.get("dim", "")), str(params.get("max_length", "")),
-                    int(f.get("element_type", 0) or 0), str(params.get("max_capacity", ""))))
+                    int(f.get("element_type", 0) or 0), str(params.get("max_capacity", "")),
+                    bool(f.get("is_partition_key", False))))
     out.append(("<dynamic>", bool(desc.get("enable_dynamic_field", False))))
     return out
 
