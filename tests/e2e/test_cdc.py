@@ -136,14 +136,16 @@ def test_two_standalones_mixed_ddl_and_dml_replicate(tmp_path, remote_storage):
         rep = Replicator(task, store).start()
         wait_until(caught_up, 60, "no catching up after a flush")
         assert t.query("plain", filter="", output_fields=["count(*)"])[0]["count(*)"] == 700 - 50 - 3 + 290
-        # a task from a timestamp: the catalog as it is, and only the changes at or after that timestamp
+        # a task from a timestamp, for two collections, one renamed: the catalog as it is, and only the
+        # changes at or after that timestamp
         since = timestamp.compose(timestamp.now_ms())
         c.insert("plain", _rows(range(5000, 5020), seed=6))
         c.delete("plain", ids=[100])
         second = start_standalone(str(tmp_path / "dst2"))
         try:
             u2 = f"http://127.0.0.1:{second.port}"
-            task2 = Task(new_task_id(), TaskSpec(source=storage, target={"uri": u2}, start=since))
+            task2 = Task(new_task_id(), TaskSpec(source=storage, target={"uri": u2}, start=since,
+                                                 collections=["plain", "default.keyed"], rename={"plain": "copy"}))
             store.put(task2)
             rep2 = Replicator(task2, store).start()
             try:
@@ -152,13 +154,16 @@ def test_two_standalones_mixed_ddl_and_dml_replicate(tmp_path, remote_storage):
                 def later_rows() -> bool:
                     try:
                         return rep2.progress.lag_records == 0 and \
-                            t2.query("plain", filter="", output_fields=["count(*)"])[0]["count(*)"] == 20
+                            t2.query("copy", filter="", output_fields=["count(*)"])[0]["count(*)"] == 20
                     except Exception:  # noqa: BLE001 (not created or loaded yet)
                         return False
 
                 wait_until(later_rows, 60, "the task from a timestamp did not replicate the later rows")
-                ids = sorted(r["id"] for r in t2.query("plain", filter="", output_fields=["id"], limit=100))
+                ids = sorted(r["id"] for r in t2.query("copy", filter="", output_fields=["id"], limit=100))
                 assert ids == list(range(5000, 5020))
+                # only the collections named, under their new names
+                assert sorted(t2.list_collections()) == ["copy", "keyed"]
+                assert "plain_alias" in t2.list_aliases("copy")["aliases"]
             finally:
                 rep2.stop()
         finally:
