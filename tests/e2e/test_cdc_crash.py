@@ -1,9 +1,10 @@
 """CDC under failures: the CDC service (``vecdb cdc``, its own process, tasks in its local store)
-replicates a source standalone on NATS/etcd/S3 into a target standalone on the embedded backends
-while a writer keeps inserting, upserting and deleting. The service is killed with SIGKILL at random
-moments five times, the target is stopped for a while, the source is restarted: afterwards ``verify``
-finds both sides equal (no primary key missing or doubled, every field equal), and the API and
-/metrics said what the task was doing meanwhile (the target's error while it was down)."""
+replicates a source (a standalone, or a cluster of processes) on NATS/etcd/S3 into a target
+standalone on the embedded backends while a writer keeps inserting, upserting and deleting. The
+service is killed with SIGKILL at random moments five times, the target is stopped for a while, the
+source is restarted: afterwards ``verify`` finds both sides equal (no primary key missing or doubled,
+every field equal), and the API and /metrics said what the task was doing meanwhile (the target's
+error while it was down)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import time
 import urllib.request
 
 import numpy as np
+import pytest
 from pymilvus import MilvusClient
 
-from tests.conftest import free_port, start_standalone, start_vecdb, stop_processes, wait_until
+from tests.conftest import LocalCluster, free_port, start_standalone, start_vecdb, stop_processes, wait_until
 from vecdb.cdc.cli import call
 from vecdb.cdc.task import new_task_id
 from vecdb.cdc.verify import verify
@@ -62,10 +64,17 @@ def _get(url: str, task: str) -> dict:
     return out
 
 
-def test_cdc_survives_kills_a_down_target_and_a_source_restart(tmp_path, remote_storage):
+def _start_source(kind: str, data_dir, port: int, storage: dict):
+    if kind == "cluster":
+        return LocalCluster(data_dir, storage, port=port, proxies=1, querynodes=1)
+    return start_standalone(str(data_dir), port=port, storage=storage)
+
+
+@pytest.mark.parametrize("kind", ["standalone", "cluster"])
+def test_cdc_survives_kills_a_down_target_and_a_source_restart(tmp_path, remote_storage, kind):
     storage = remote_storage("cdccrash" + new_task_id())
     sport, tport, cport = free_port(), free_port(), free_port()
-    source = start_standalone(str(tmp_path / "src"), port=sport, storage=storage)
+    source = _start_source(kind, tmp_path / "src", sport, storage)
     target = start_standalone(str(tmp_path / "dst"), port=tport)
     su, tu = f"http://127.0.0.1:{sport}", f"http://127.0.0.1:{tport}"
     url = f"http://127.0.0.1:{cport}"
@@ -106,7 +115,7 @@ def test_cdc_survives_kills_a_down_target_and_a_source_restart(tmp_path, remote_
         target = start_standalone(str(tmp_path / "dst"), port=tport)
         # the source restarted under the writer
         source.stop()
-        source = start_standalone(str(tmp_path / "src"), port=sport, storage=storage)
+        source = _start_source(kind, tmp_path / "src", sport, storage)
         time.sleep(2)
         writer.stop.set()
         writer.join(30)
