@@ -197,7 +197,9 @@ def role_run(argv: list[str], env: dict[str, str]) -> RoleRun:
 
 
 def cli_roles() -> set[str]:
-    """The roles ``vecdb`` has a command for: its subcommands (from its own ``--help``) but ``cluster``."""
+    """The roles ``vecdb`` has a command for: its subcommands (from its own ``--help``) but the tools that are
+    not a database role: ``cluster`` (starts roles) and ``cdc`` (the replication service of docs/cdc.md,
+    with its own HTTP API and metadata store)."""
     import contextlib
     import io
 
@@ -211,7 +213,7 @@ def cli_roles() -> set[str]:
             cli.main(["--help"])
     m = re.search(r"\{([\w,-]+)\}", out.getvalue())
     assert m, out.getvalue()
-    return set(m.group(1).split(",")) - {"cluster"}
+    return set(m.group(1).split(",")) - {"cluster", "cdc"}
 
 
 def unknown_settings(data: dict) -> list[str]:

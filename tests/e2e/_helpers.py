@@ -112,6 +112,18 @@ def count(client: MilvusClient, name: str, **kwargs) -> int:
     return client.query(name, output_fields=["count(*)"], **kwargs)[0]["count(*)"]
 
 
+def reader_view(c: MilvusClient, name: str, vecs: np.ndarray, queries: int = 5, limit: int = 10) -> tuple:
+    """What a reader sees of a collection with id, tag and vector fields, read Strong: count(*), every
+    live row (id -> tag and rounded vector; none twice), and the nearest neighbours (id, distance, tag)
+    of the first ``queries`` of ``vecs``. Equal before and after a change that must not change answers."""
+    n = c.query(name, "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"]
+    rows = c.query(name, "id >= 0", output_fields=["id", "tag", "vector"], limit=16384, consistency_level="Strong")
+    live = {r["id"]: (r["tag"], tuple(np.round(r["vector"], 5))) for r in rows}
+    assert len(live) == len(rows) == n  # none twice
+    hits = c.search(name, vecs[:queries].tolist(), limit=limit, output_fields=["tag"], consistency_level="Strong")
+    return n, live, [[(h["id"], round(h["distance"], 4), h["entity"]["tag"]) for h in q] for q in hits]
+
+
 def host_port(uri: str) -> str:
     return uri.split("://", 1)[-1]
 

@@ -13,19 +13,11 @@ import pytest
 from pymilvus import MilvusClient
 
 from tests.conftest import free_port, server_settings, spawn_vecdb, start_vecdb, stop_processes, wait_until
+from tests.e2e._helpers import reader_view
 from vecdb.storage.backends import open_meta, open_objects
 
 DIM = 8
 
-
-def _answers(c: MilvusClient, name: str, vecs: np.ndarray) -> tuple:
-    """What a reader sees: count(*), every live row (id -> tag and vector), nearest neighbours."""
-    count = c.query(name, "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"]
-    rows = c.query(name, "id >= 0", output_fields=["id", "tag", "vector"], limit=16384, consistency_level="Strong")
-    live = {r["id"]: (r["tag"], tuple(np.round(r["vector"], 5))) for r in rows}
-    assert len(live) == len(rows) == count  # none twice
-    hits = c.search(name, vecs[:5].tolist(), limit=10, output_fields=["id"], consistency_level="Strong")
-    return count, live, [[(h["id"], round(h["distance"], 4)) for h in q] for q in hits]
 
 
 def _segments(c: MilvusClient, name: str) -> list:
@@ -47,17 +39,17 @@ def test_compact_keeps_every_answer_and_leaves_no_dead_row(client, name):
     c.create_collection(name, dimension=DIM, metric_type="L2", num_shards=2)
     vecs = np.random.default_rng(3).random((1200, DIM), dtype=np.float32)
     _write(c, name, vecs)
-    before = _answers(c, name, vecs)
+    before = reader_view(c, name, vecs)
     assert before[0] == 900 and len(_segments(c, name)) == 12  # six flushes of two channels
     merge = c.compact(name)  # (the test server compacts only when asked)
     wait_until(lambda: c.get_compaction_state(merge) == "Completed", 60, "compaction completed")
     assert sorted(len(p.sources) for p in c.get_compaction_plans(merge).plans) == [6, 6]  # one per channel
     segs = _segments(c, name)
     assert len(segs) == 2 and sum(s.num_rows for s in segs) == 900  # deleted and superseded rows gone
-    assert _answers(c, name, vecs) == before
+    assert reader_view(c, name, vecs) == before
     c.delete(name, ids=[1, 2, 4, 5, 7])  # a dead share below 0.2: only a manual compaction rewrites it
     c.flush(name)
-    before = _answers(c, name, vecs)
+    before = reader_view(c, name, vecs)
     assert before[0] == 895
     compaction_id = c.compact(name)
     assert isinstance(compaction_id, int) and compaction_id > 0
@@ -69,13 +61,13 @@ def test_compact_keeps_every_answer_and_leaves_no_dead_row(client, name):
     # every deleted and superseded row is gone from the persisted segments
     assert sum(s.num_rows for s in segs) == 895
     assert len(segs) <= 2  # small segments merged: one per channel
-    assert _answers(c, name, vecs) == before
+    assert reader_view(c, name, vecs) == before
     # the data stays readable after a release and a load from the compacted segments
     c.release_collection(name)
     c.load_collection(name)
-    assert _answers(c, name, vecs) == before
+    assert reader_view(c, name, vecs) == before
     c.insert(name, [{"id": 5000, "vector": vecs[0], "tag": "new"}])  # and writes go on
-    assert _answers(c, name, vecs)[0] == 896
+    assert reader_view(c, name, vecs)[0] == 896
 
 
 def test_clustering_compaction_is_refused_clearly(client, name):
@@ -132,7 +124,7 @@ def test_data_node_killed_inside_a_compaction(tmp_path, remote_storage, trigger)
         assert objects.list(orphan), "its objects were written"
         assert not any(json.loads(v)["prefix"] == orphan for _, v in meta.scan("seg/")), "but never registered"
         assert len(meta.scan("seg/")) == 2 and meta.scan("compacted/") == []
-        before = _answers(c, "docs", vecs)
+        before = reader_view(c, "docs", vecs)
         assert before[0] == 350
         if requested is not None:
             assert c.get_compaction_state(requested) == "Executing"  # until the channel's next owner is done
@@ -151,11 +143,11 @@ def test_data_node_killed_inside_a_compaction(tmp_path, remote_storage, trigger)
             assert sorted(plan.sources) == sources and plan.target == seg["segment_id"]
         compaction_id = c.compact("docs")  # nothing left to do: completes with no plan
         wait_until(lambda: c.get_compaction_state(compaction_id) == "Completed", 30, "manual compaction")
-        assert _answers(c, "docs", vecs) == before
+        assert reader_view(c, "docs", vecs) == before
         # a query node loading afresh reads the compacted segment: every row once
         c.release_collection("docs")
         c.load_collection("docs")
-        assert _answers(c, "docs", vecs) == before
+        assert reader_view(c, "docs", vecs) == before
     finally:
         if c is not None:
             c.close()
@@ -182,7 +174,7 @@ def test_standalone_restarted_after_a_crash_inside_a_compaction_completes_it(tmp
         c.flush("docs")
         c.insert("docs", [{"id": i, "vector": vecs[i + 100], "tag": f"v2-{i}"} for i in range(50, 150)])
         c.flush("docs")
-        before = _answers(c, "docs", vecs)
+        before = reader_view(c, "docs", vecs)
         requested = c.compact("docs")  # answered before the background compaction aborts the server
         assert procs[0].wait(60) != 0, procs[0].failure("did not abort inside the compaction")
         c.close()
@@ -197,7 +189,7 @@ def test_standalone_restarted_after_a_crash_inside_a_compaction_completes_it(tmp
         (seg,) = [json.loads(v) for _, v in meta.scan("seg/")]
         assert plan.target == seg["segment_id"] and len(plan.sources) == 2 and seg["num_rows"] == 150
         c.load_collection("docs")
-        assert _answers(c, "docs", vecs) == before
+        assert reader_view(c, "docs", vecs) == before
     finally:
         if c is not None:
             c.close()

@@ -9,17 +9,10 @@ import numpy as np
 from pymilvus import MilvusClient
 
 from tests.conftest import wait_until
+from tests.e2e._helpers import reader_view
 
 DIM = 8
 
-
-def _answers(c: MilvusClient, name: str, vecs: np.ndarray) -> tuple:
-    count = c.query(name, "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"]
-    rows = c.query(name, "id >= 0", output_fields=["id", "tag", "vector"], limit=16384, consistency_level="Strong")
-    live = {r["id"]: (r["tag"], tuple(np.round(r["vector"], 5))) for r in rows}
-    assert len(live) == len(rows) == count  # none twice
-    hits = c.search(name, vecs[:6].tolist(), limit=12, output_fields=["tag"], consistency_level="Strong")
-    return count, live, [[(h["id"], round(h["distance"], 4), h["entity"]["tag"]) for h in q] for q in hits]
 
 
 def _sealed_served(c: MilvusClient, name: str) -> list[int]:
@@ -45,7 +38,7 @@ def test_query_nodes_serve_the_compacted_segment_with_every_answer_kept(client, 
     c.delete(name, ids=list(range(600, 640)))
     c.upsert(name, [{"id": i, "vector": vecs[i + 1000], "tag": f"v3-{i}"} for i in range(640, 660)])
     c.insert(name, [{"id": i, "vector": vecs[i], "tag": f"v1-{i}"} for i in range(900, 950)])
-    before = _answers(c, name, vecs)
+    before = reader_view(c, name, vecs, 6, 12)
     assert before[0] == 950 - 60 - 40
 
     compaction_id = c.compact(name)
@@ -54,14 +47,14 @@ def test_query_nodes_serve_the_compacted_segment_with_every_answer_kept(client, 
     assert len(persisted) == 1
     # the query nodes swap their segments for the compacted one on their own
     wait_until(lambda: _sealed_served(c, name) == persisted, 30, "query nodes serve the compacted segment")
-    assert _answers(c, name, vecs) == before
+    assert reader_view(c, name, vecs, 6, 12) == before
 
     # the pk index points into the compacted segment: deletes and upserts of its rows go on working
     c.delete(name, ids=[1, 2, 3, 301])
     c.upsert(name, [{"id": 302, "vector": vecs[1999], "tag": "v4"}])
-    after = _answers(c, name, vecs)
+    after = reader_view(c, name, vecs, 6, 12)
     assert after[0] == before[0] - 4 and after[1][302][0] == "v4" and 301 not in after[1]
     c.flush(name)
     c.release_collection(name)
     c.load_collection(name)
-    assert _answers(c, name, vecs) == after
+    assert reader_view(c, name, vecs, 6, 12) == after
