@@ -655,7 +655,8 @@ def test_a_watch_that_cannot_start_does_not_fail_the_load(world, monkeypatch):
 
 def test_the_cached_copies_of_swapped_out_segments_are_dropped(s3_server, tmp_path):
     """On S3 a query node reads segment files through local cache copies; the collector deletes the
-    objects, not this node's copies: the node drops them when it swaps the segments out."""
+    objects, not this node's copies: the node drops them when it swaps the segments out, and when it
+    releases the collection."""
     import glob
     import uuid
 
@@ -683,6 +684,8 @@ def test_the_cached_copies_of_swapped_out_segments_are_dropped(s3_server, tmp_pa
         assert [cached(p) for p in sources] == [[], []]
         assert len(cached(record["to"])) == 3  # the new segment's, read through the cache
         check(w, qn)
+        qn.release(CID)  # a release drops the copies of what the node held too
+        assert cached(record["to"]) == []
     finally:
         w.close()
 

@@ -372,24 +372,11 @@ class CompactionFollower:
         return _Prepared(held, seg, picked, take, live, *_index_entries(seg, live))
 
     def _evict_cached(self, rec: CompactionRecord, gone: list[Segment]) -> None:
-        """Drop the local cache copies (an S3 store's) of the swapped-out segments' files: nothing
-        reads them again here (a reader in flight keeps its mapping), and the collector deletes the
-        objects, not this node's copies."""
-        evict = getattr(self.node.objects, "evict_local", None)
+        """Drop the local cache copies of the swapped-out segments' files: nothing reads them again
+        here, and the collector deletes the objects, not this node's copies."""
         coll = self.node.collections.get(rec.collection_id)
-        if evict is None or coll is None:
-            return
-        info = coll.info
-        names = ["_ts.npy", *(f"{f.field_id}.npy" for f in info.schema.fields)]
-        for idx in info.indexes:
-            field = info.schema.field(idx.field_name)
-            if field is not None:
-                names.append(sf.index_key("", field.field_id, idx.index_id))
-        keys = [f"{s.prefix}{name}" for s in gone if s.prefix is not None for name in names]
-        try:
-            evict(keys)
-        except OSError as e:  # the copies stay; nothing else depends on it
-            log.warning("cannot drop cached copies of compacted-away segments: %s", e)
+        if coll is not None:
+            self.node.evict_cached(coll.info, gone)
 
     def _unregistered(self, shard: Shard, rec: CompactionRecord, held: list[Segment]) -> list[Segment]:
         """Sealed segments of the sources' partition, at or below their position, that no seg/ key and

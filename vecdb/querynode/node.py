@@ -272,6 +272,25 @@ class QueryNode:
                 stop = self._tailers.pop(shard.channel, None)
                 if stop is not None:
                     stop.set()
+        self.evict_cached(coll.info, [seg for shard in gone for seg in shard.segments.values()])
+
+    def evict_cached(self, info: CollectionInfo, segments: Sequence[Segment]) -> None:
+        """Drop the local cache copies (an S3 store's) of ``segments``' files (columns and index files):
+        after a release or a compaction swap nothing here reads them again; a reader in flight keeps its
+        mapping (the file goes when it closes), and a later load fetches them again."""
+        evict = getattr(self.objects, "evict_local", None)
+        if evict is None:
+            return
+        names = sf.npy_names(info.schema)
+        for idx in info.indexes:
+            field = info.schema.field(idx.field_name)
+            if field is not None:
+                names.append(sf.index_key("", field.field_id, idx.index_id))
+        keys = [f"{s.prefix}{name}" for s in segments if s.prefix is not None for name in names]
+        try:
+            evict(keys)
+        except OSError as e:  # the copies stay; nothing else depends on it
+            log.warning("cannot drop cached copies of %d segments of %s: %s", len(segments), info.name, e)
 
     def channels_held(self) -> dict[int, dict[str, int]]:
         """collection id -> {channel: live rows} of every shard held (what this node serves)."""

@@ -81,6 +81,18 @@ def read_column(store: ObjectStore, prefix: str, field, mmap: bool = False) -> n
 _CSR_PARTS = ("indptr", "indices", "values")  # the fields of vecdb.sparse.Csr, in order
 
 
+def npy_names(schema: CollectionSchema) -> list[str]:
+    """The names of the .npy files a segment of ``schema`` may have (what a store caches locally to map):
+    row timestamps, fixed-width columns and sparse columns' CSR parts."""
+    names = ["_ts.npy"]
+    for f in schema.fields:
+        if f.dtype == DataType.SPARSE_FLOAT_VECTOR:
+            names += [f"{f.field_id}.{part}.npy" for part in _CSR_PARTS]
+        else:
+            names.append(f"{f.field_id}.npy")
+    return names
+
+
 # Segments smaller than this are searched exactly: an index would not pay for itself.
 MIN_ROWS_FOR_INDEX = 1024
 
