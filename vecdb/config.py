@@ -48,6 +48,12 @@ class QueryNodeSettings(BaseModel):
     index_threads: int = 1
 
 
+class DataNodeSettings(BaseModel):
+    seal_rows: int = Field(200_000, ge=1, description="rows of a channel after its last seal record that make the "
+                           "seal policy seal it (the data node following the channel, or the proxy where none "
+                           "does); Milvus seals by size (dataCoord.segment.maxSize)")
+
+
 class GcSettings(BaseModel):
     """Garbage collection of the object store (``vecdb.coord.gc``): in the active coord, or a standalone server."""
 
@@ -185,6 +191,7 @@ class Settings(BaseModel):
     proxy: ProxySettings = ProxySettings()
     storage: StorageSettings = StorageSettings()
     querynode: QueryNodeSettings = QueryNodeSettings()
+    datanode: DataNodeSettings = DataNodeSettings()
     compaction: CompactionSettings = CompactionSettings()
     gc: GcSettings = GcSettings()
     http: HttpSettings = HttpSettings()

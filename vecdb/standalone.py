@@ -79,6 +79,7 @@ class Standalone:
         self.roles = Roles(catalog, tso, ids, writer, self.querynode, self.datanode, ddl=ddl,
                            max_request_bytes=settings.proxy.max_request_bytes,
                            max_query_window=settings.proxy.max_query_window, security=self.security,
+                           seal_rows=settings.datanode.seal_rows,
                            resource_groups=groups,
                            quota=Quota(settings.quota, data_dir=settings.storage.data_dir))
         # compaction of every collection's channels, in the background (vecdb.datanode.compactor)

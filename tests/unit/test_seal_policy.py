@@ -98,3 +98,31 @@ def test_the_proxy_leaves_the_seal_policy_to_running_data_nodes(monkeypatch):
     finally:
         node.close()
 
+
+
+def test_seal_rows_is_a_setting_the_standalone_proxy_follows(tmp_path):
+    """``datanode.seal_rows`` (VECDB_DATANODE__SEAL_ROWS): a standalone server seals and persists a
+    channel once that many rows are past its last seal, with no flush call."""
+    from pymilvus import MilvusClient
+
+    from tests.conftest import server_settings
+    from vecdb.config import load_settings
+    from vecdb.standalone import Standalone
+
+    assert load_settings(env={"VECDB_DATANODE__SEAL_ROWS": "5000"}).datanode.seal_rows == 5000
+    settings = server_settings(tmp_path)
+    settings.datanode.seal_rows = 1000
+    srv = Standalone(settings).start()
+    client = MilvusClient(uri=f"http://127.0.0.1:{srv.port}")
+    try:
+        client.create_collection("s", dimension=2, metric_type="L2")
+        for start in range(0, 1500, 300):
+            client.insert("s", [{"id": i, "vector": [float(i), 0.0]} for i in range(start, start + 300)])
+        def persisted() -> int:
+            return sum(json.loads(v)["num_rows"] for _, v in srv.meta.scan("seg/"))
+
+        wait_until(lambda: persisted() >= 1000, 20, "the proxy's seal policy persisting the channel")
+        assert persisted() <= 1500
+    finally:
+        client.close()
+        srv.stop()

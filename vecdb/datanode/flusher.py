@@ -33,6 +33,7 @@ from collections.abc import Callable
 
 from vecdb import errors, metrics
 from vecdb.cdc.follower import cdc_floor
+from vecdb.config import DataNodeSettings
 from vecdb.coord.assignment import Assignment, assign_key
 from vecdb.coord.catalog import read_collection
 from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
@@ -47,7 +48,8 @@ log = logging.getLogger(__name__)
 
 TRUNCATE_SECONDS = 5.0
 MAX_FOLLOWER_LAG = 1_000_000  # records behind the checkpoint a query node may hold the log back
-SEAL_ROWS = 200_000  # rows after a channel's last seal record that make the seal policy seal it
+# rows after a channel's last seal record that make the seal policy seal it (the setting's default)
+SEAL_ROWS: int = DataNodeSettings.model_fields["seal_rows"].default
 
 
 class ChannelFlusher:

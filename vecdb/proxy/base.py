@@ -16,6 +16,7 @@ from pymilvus.grpc_gen import common_pb2
 
 from vecdb import errors, metrics
 from vecdb.coord.catalog import DEFAULT_PARTITION, CollectionInfo
+from vecdb.datanode.flusher import SEAL_ROWS
 from vecdb.proxy import status
 from vecdb.proxy.writer import ShardWriter
 from vecdb.roles import CatalogRole, DataNodeRole, DdlRole, IdSource, QueryNodeRole, TimestampSource
@@ -43,6 +44,8 @@ class Roles:
     ddl: DdlRole | None = None
     max_request_bytes: int = 64 << 20
     max_query_window: int = 16384
+    # rows after a channel's last seal record that make the proxy's seal policy seal it (datanode.seal_rows)
+    seal_rows: int = SEAL_ROWS
     # what Connect and GetComponentStates say this server is: "standalone", or a cluster's "proxy"
     component: str = "standalone"
     node_id: int = 1

@@ -12,7 +12,6 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from vecdb import errors
 from vecdb.coord.catalog import DEFAULT_PARTITION, CollectionInfo
-from vecdb.datanode.flusher import SEAL_ROWS
 from vecdb.expr import compile_filter
 from vecdb.expr.lexer import INT64_MAX, INT64_MIN, syntax_error
 from vecdb.expr.limits import MAX_EXPR_LENGTH
@@ -225,7 +224,7 @@ class DmlRpcs(ServiceBase):
         try:
             if self.r.datanode.seals_itself():
                 return
-            full = [ch for ch in channels if self.r.querynode.growing_rows(ch) >= SEAL_ROWS]
+            full = [ch for ch in channels if self.r.querynode.growing_rows(ch) >= self.r.seal_rows]
         except Exception as e:  # noqa: BLE001 - a query node that does not answer: the next write checks again
             log.warning("seal check of %s skipped: %s", info.name, e)
             return
