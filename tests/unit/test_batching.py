@@ -84,31 +84,40 @@ def _views():
     return _real_valued(np.random.default_rng(1), DataType.INT64, "L2")
 
 
-def _gate(batcher: SearchBatcher, last_batch: int, views):
-    """A ``run`` whose first call holds its slot until the batch still open holds ``last_batch``
-    searches (every later one queued); it records the number of queries of every call."""
-    first = threading.Event()
+VIEWS = _views()
+
+
+def _gate():
+    """A ``run`` whose first call holds its slot until ``release`` is set; it records the number of
+    queries of every call."""
+    first, release = threading.Event(), threading.Event()
     sizes: list[int] = []
 
     def run(spec):
         sizes.append(len(spec.queries))
         if not first.is_set():
             first.set()
-            deadline = time.monotonic() + 10
-            while [len(b.queries) for b in list(batcher._open.values())] != [last_batch]:
-                assert time.monotonic() < deadline, "the searches did not queue"
-                time.sleep(0.005)
-        return executor.search(views, spec, "pk", OUT)
-    return run, sizes
+            assert release.wait(30), "the searches were never released"
+        return executor.search(VIEWS, spec, "pk", OUT)
+    return run, sizes, release
 
 
-def _search_all(batcher, views, queries, run, key_of):
-    """One thread per query (the first started alone, so it takes the slot); each thread's answer."""
+def _wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.002)
+
+
+def _search_all(batcher, queries, run, release, key_of):
+    """One thread per query, started one at a time: the first takes the slot (its call held by the
+    gate), each later one is started once the one before it has queued; then the gate opens.
+    Each thread's answer (or error)."""
     answers: list = [None] * len(queries)
     failures: list = []
 
     def one(i):
-        spec = _spec(views, queries[i:i + 1], "L2")
+        spec = _spec(VIEWS, queries[i:i + 1], "L2")
         try:
             answers[i] = batcher.search(key_of(spec), spec, run)
         except BaseException as e:  # noqa: BLE001 (checked by the test)
@@ -117,21 +126,29 @@ def _search_all(batcher, views, queries, run, key_of):
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(queries))]
     threads[0].start()
-    time.sleep(0.05)
-    for t in threads[1:]:
+    _wait_for(lambda: batcher.calls == 1, "the first search did not take the slot")
+    seen: dict[int, object] = {}  # every batch seen open (a full one leaves _open as it fills)
+
+    def queued() -> int:
+        with batcher._lock:
+            seen.update((id(b), b) for b in batcher._open.values())
+            return sum(len(b.queries) for b in seen.values())
+    for i, t in enumerate(threads[1:], 1):
         t.start()
+        _wait_for(lambda i=i: queued() == i, f"search {i} did not queue")
+    release.set()
     for t in threads:
         t.join(30)
     return answers, failures
 
 
 def test_searches_that_arrive_while_their_call_is_in_flight_go_together_in_the_next():
-    views = _views()
+    views = VIEWS
     queries = np.random.default_rng(2).standard_normal((MAX_QUERIES + 4, 4)).astype(np.float32)
     batcher = SearchBatcher(slots=lambda: 1)
     key_of = lambda spec: batch_key(INFO, spec, None, OUT, {"ch": 3})  # noqa: E731
-    run, sizes = _gate(batcher, len(queries) - 1 - MAX_QUERIES, views)
-    answers, failures = _search_all(batcher, views, queries, run, key_of)
+    run, sizes, release = _gate()
+    answers, failures = _search_all(batcher, queries, run, release, key_of)
     assert not failures
     # the first alone; the others waited: a full batch of MAX_QUERIES, then the rest
     assert sorted(sizes) == sorted([1, MAX_QUERIES, len(queries) - 1 - MAX_QUERIES])
@@ -142,11 +159,11 @@ def test_searches_that_arrive_while_their_call_is_in_flight_go_together_in_the_n
 
 
 def test_every_search_of_a_failed_call_raises_its_error_and_the_next_calls_go_on():
-    views = _views()
+    views = VIEWS
     queries = np.random.default_rng(3).standard_normal((5, 4)).astype(np.float32)
     batcher = SearchBatcher(slots=lambda: 1)
     key_of = lambda spec: batch_key(INFO, spec, None, OUT, {})  # noqa: E731
-    gate, sizes = _gate(batcher, 4, views)
+    gate, sizes, release = _gate()
 
     def run(spec):
         gate(spec)
@@ -154,7 +171,7 @@ def test_every_search_of_a_failed_call_raises_its_error_and_the_next_calls_go_on
             raise errors.ServiceUnavailable("query node gone")
         return executor.search(views, spec, "pk", OUT)
 
-    answers, failures = _search_all(batcher, views, queries, run, key_of)
+    answers, failures = _search_all(batcher, queries, run, release, key_of)
     assert sizes == [1, 4]
     assert len(failures) == 4 and all(isinstance(e, errors.ServiceUnavailable) for e in failures)
     assert len({id(e) for e in failures}) == 4  # each thread raised its own instance
