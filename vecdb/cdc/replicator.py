@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -172,7 +171,7 @@ def open_source(source: dict[str, Any]) -> tuple[MetaStore, Log]:
     storage = StorageSettings(**source)
     meta = backends.open_meta(storage)
     try:
-        wal = backends._open_log(storage, os.path.abspath(storage.data_dir), storage.namespace)  # noqa: SLF001
+        wal = backends.open_log(storage)
     except BaseException:
         meta.close()
         raise

@@ -45,6 +45,11 @@ def open_objects(storage) -> ObjectStore:
     return _open_objects(storage, os.path.abspath(storage.data_dir), _namespace(storage))
 
 
+def open_log(storage) -> Log:
+    """Just the log (what a CDC task reads of its source, besides the metadata)."""
+    return _open_log(storage, os.path.abspath(storage.data_dir), _namespace(storage))
+
+
 def open_backends(storage) -> Backends:
     """``storage``: a ``vecdb.config.StorageSettings``. Opens in order, closes what opened on failure."""
     root = os.path.abspath(storage.data_dir)
