@@ -22,7 +22,7 @@ DIM = 8
 
 
 def _writers(meta) -> list:
-    """Who wrote each persisted segment, in position order (None: a proxy)."""
+    """Who wrote each persisted segment (a data node's or a proxy's node id), in position order."""
     segs = [json.loads(v) for _, v in meta.scan("seg/")]
     return [s.get("by") for s in sorted(segs, key=lambda s: s["position"])]
 
@@ -39,7 +39,7 @@ def test_data_nodes_persist_flushes_fail_over_and_the_proxy_stands_in(tmp_path, 
         for dn in ("dn0", "dn1"):
             procs[dn] = spawn_vecdb(storage, tmp_path / dn, "datanode", "--port", str(free_port()), "--node-id", dn)
         port = free_port()
-        procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(port))
+        procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(port), "--node-id", "px0")
         c = MilvusClient(uri=f"http://127.0.0.1:{port}")
         c.create_collection("docs", dimension=DIM, metric_type="L2", num_shards=2)
         vecs = np.random.default_rng(0).random((3000, DIM), dtype=np.float32)
@@ -64,7 +64,7 @@ def test_data_nodes_persist_flushes_fail_over_and_the_proxy_stands_in(tmp_path, 
         assert procs["dn1"].wait(15) == 0
         c.insert("docs", [{"id": i, "vector": vecs[i]} for i in range(2000, 3000)])
         c.flush("docs")
-        assert _writers(meta)[4:] == [None, None]
+        assert _writers(meta)[4:] == ["px0", "px0"]  # persisted by the proxy, which names itself
         assert c.query("docs", "", output_fields=["count(*)"])[0]["count(*)"] == 3000
         hits = c.search("docs", data=[vecs[2500].tolist()], limit=1)[0]
         assert hits[0]["id"] == 2500

@@ -6,8 +6,9 @@ process, each on its own HTTP port, on NATS, etcd and S3), after a known workloa
   ``milvus_proxy_insert_vectors_count``, ``milvus_proxy_search_vectors_count``, ...), each labelled
   with the proxy's node id;
 - the query node's: one search request per search, the entities (live rows) and segments it holds per
-  collection (growing, then sealed after a flush), its consumer lag 0 once a Strong read returned,
-  one index build after the flush;
+  collection (growing, then sealed after a flush), its consumer lag 0 once a Strong read returned;
+- one index build after the flush, the proxy's (no data node runs): its build counter and its finished
+  build record name the proxy's node id, the query node builds none;
 - ``GetMetrics`` (``system_info``) lists the coord, the query node and the proxy with their ids;
 - ``/healthz`` of a query node and of a proxy turns 503 when their NATS server stops and 200 once it
   is back, then the same for their etcd server (private servers, so no other test sees them go).
@@ -29,6 +30,7 @@ from pymilvus import DataType, MilvusClient
 from pymilvus.grpc_gen import milvus_pb2
 
 from tests.conftest import free_port, server_settings, wait_until
+from vecdb.coord import index_builds
 from vecdb.discovery import node_number
 
 DIM, BATCHES, BATCH, SEARCHES, NQ, QUERIES, DELETED = 8, 3, 400, 5, 2, 2, 10
@@ -186,6 +188,10 @@ def test_counters_move_by_exactly_the_workload_and_get_metrics_lists_every_role(
                                   status="success") == 1, 30, "one index built")
         q2 = Scrape(qn_http)
         assert _moved(q0, q2, "milvus_indexnode_index_task_count", node_id=qn) == 0
+        # the build is the proxy's: its metrics and its finished record name the proxy's node id
+        assert _moved(q0, q2, "milvus_indexnode_index_task_count", node_id=px, status="success") == 1
+        records = [json.loads(v) for _, v in proxy.backends.meta.scan(index_builds.collection_prefix(cid))]
+        assert [(r["state"], r["by"]) for r in records] == [("finished", px)], records
         assert q2.value("milvus_querynode_entity_num", node_id=qn, collection_id=cid, segment_state="Growing") == 0
         assert q2.value("milvus_querynode_segment_num", node_id=qn, collection_id=cid, segment_state="Sealed") == 1
         assert _moved(q0, q2, "milvus_indexnode_build_index_latency_count") == 1

@@ -47,7 +47,7 @@ class DataNode:
         is in this process (standalone); in a cluster, query nodes that follow the channels may
         not have applied them yet (docs/cluster.md)."""
         self.truncate = truncate
-        self.node_id = node_id  # a data node process's: recorded in the segments it writes ("by")
+        self.node_id = node_id  # a data node process's or a cluster proxy's: recorded in the segments it writes ("by")
         self.ids = ids
         self.log = wal
         self.meta = meta

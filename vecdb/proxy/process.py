@@ -62,9 +62,11 @@ class ProxyProcess(NodeProcess):
                                       loaded_in_catalog=lambda cid: _loaded(catalog, cid),
                                       written=writer.written_positions)
         self._closers.append(self.router.close)
-        # flushes wait for the data node processes (this proxy persists itself when none runs)
+        # flushes wait for the data node processes (this proxy persists itself when none runs; the segments,
+        # build records and index build metrics it makes then name this proxy, as a data node's name it)
         self.datanode = ClusterDataNode(DataNode(self.backends.log, self.backends.meta, self.backends.objects, ids,
-                                                 settings.querynode.index_threads, truncate=False),
+                                                 settings.querynode.index_threads, truncate=False,
+                                                 node_id=self.node_id),
                                         self.backends.meta)
         self._closers.append(self.datanode.close)
         security = Security(self.backends.meta, settings.security)  # users and roles, shared by every proxy
