@@ -6,6 +6,7 @@ both sides equal."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -34,6 +35,65 @@ def _rows(ids, seed=0, extra=True) -> list[dict]:
 
 def _equal(source_uri: str, target_uri: str) -> dict:
     return {k: v for k, v in verify(source_uri, target_uri).items() if v}
+
+
+class Stream:
+    """A source standalone on ``storage`` (NATS/etcd/S3; its data dir ``<tmp_path>/src``) and a CDC task
+    (``Replicator``; the task in a memory task store) replicating it, from ``start="now"``, into the
+    Milvus API at ``target_uri``: see ``replicating``."""
+
+    def __init__(self, tmp_path, storage: dict, target_uri: str):
+        self.storage, self.target_uri = storage, target_uri
+        self.source = start_standalone(str(tmp_path / "src"), storage=storage)
+        self.source_uri = f"http://127.0.0.1:{self.source.port}"
+        self.store = TaskStore(MemoryMetaStore())
+        try:
+            self.task, self.rep = self.start_task(target_uri)
+        except BaseException:
+            self.source.stop()
+            raise
+
+    def start_task(self, target_uri: str, **spec) -> tuple[Task, Replicator]:
+        """Another task of this source (``spec``: ``TaskSpec``'s collections, rename, start), running."""
+        task = Task(new_task_id(), TaskSpec(source=self.storage, target={"uri": target_uri}, **spec))
+        self.store.put(task)
+        return task, Replicator(task, self.store).start()
+
+    def resume(self) -> Replicator:
+        """The task run again (after ``rep.stop()``): from the positions its last run recorded."""
+        self.rep = Replicator(self.task, self.store).start()
+        return self.rep
+
+    def wait_equal(self, seconds: float, what: str) -> None:
+        """Until the task has no lag and ``verify`` finds source and target equal; else fails with what
+        it saw last (the task's progress, the differences)."""
+        seen: list = []
+
+        def caught_up() -> bool:
+            seen[:] = [self.rep.progress.to_dict(), _equal(self.source_uri, self.target_uri)]
+            return self.rep.progress.lag_records == 0 and not seen[1]
+
+        try:
+            wait_until(caught_up, seconds, what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {seen}") from None
+
+
+@contextlib.contextmanager
+def replicating(tmp_path, storage: dict, target, target_uri: str):
+    """A ``Stream`` into ``target`` (a started server, at ``target_uri``); the task, the source and
+    ``target`` stopped at the end, in that order (``target`` also when the stream does not start)."""
+    try:
+        stream = Stream(tmp_path, storage, target_uri)
+    except BaseException:
+        target.stop()
+        raise
+    try:
+        yield stream
+    finally:
+        stream.rep.stop()
+        stream.source.stop()
+        target.stop()
 
 
 def mixed_stream(c: MilvusClient) -> None:
@@ -85,27 +145,12 @@ def mixed_stream(c: MilvusClient) -> None:
 
 
 def test_two_standalones_mixed_ddl_and_dml_replicate(tmp_path, remote_storage):
-    storage = remote_storage("cdcsrc" + new_task_id())
-    source = start_standalone(str(tmp_path / "src"), storage=storage)
     target = start_standalone(str(tmp_path / "dst"))
-    su, tu = f"http://127.0.0.1:{source.port}", f"http://127.0.0.1:{target.port}"
-    store = TaskStore(MemoryMetaStore())
-    task = Task(new_task_id(), TaskSpec(source=storage, target={"uri": tu}, start="now"))
-    store.put(task)
-    rep = Replicator(task, store).start()
-    try:
-        c = MilvusClient(uri=su)
+    tu = f"http://127.0.0.1:{target.port}"
+    with replicating(tmp_path, remote_storage("cdcsrc" + new_task_id()), target, tu) as stream:
+        c = MilvusClient(uri=stream.source_uri)
         mixed_stream(c)
-        seen: list = []
-
-        def caught_up() -> bool:
-            seen[:] = [rep.progress.to_dict(), _equal(su, tu)]
-            return rep.progress.lag_records == 0 and not seen[1]
-
-        try:
-            wait_until(caught_up, 90, "target never equal")
-        except AssertionError as e:
-            raise AssertionError(f"{e}: {seen}") from None
+        stream.wait_equal(90, "target never equal")
         t = MilvusClient(uri=tu)
         assert t.query("plain", filter="", output_fields=["count(*)"])[0]["count(*)"] == 700 - 50 - 3
         assert t.query("auto", filter="", output_fields=["count(*)"])[0]["count(*)"] == 300
@@ -125,16 +170,16 @@ def test_two_standalones_mixed_ddl_and_dml_replicate(tmp_path, remote_storage):
         c.use_database("default")
         c.drop_database("db2")
         wait_until(lambda: "db2" not in t.list_databases(), 30, "drop database not replicated")
-        assert rep.progress.state == "running" and rep.progress.last_error == ""
+        assert stream.rep.progress.state == "running" and stream.rep.progress.last_error == ""
         # the task is a follower of the source log: with the task stopped, a flush (which truncates the log
         # up to its checkpoint) keeps what the task has not applied yet; a new run of the task replays it
         time.sleep(PUBLISH_SECONDS * 1.5)
-        rep.stop()
+        stream.rep.stop()
         c.insert("plain", _rows(range(2000, 2300), seed=5))
         c.delete("plain", ids=list(range(2000, 2010)))
         c.flush("plain")
-        rep = Replicator(task, store).start()
-        wait_until(caught_up, 60, "no catching up after a flush")
+        stream.resume()
+        stream.wait_equal(60, "no catching up after a flush")
         assert t.query("plain", filter="", output_fields=["count(*)"])[0]["count(*)"] == 700 - 50 - 3 + 290
         # a task from a timestamp, for two collections, one renamed: the catalog as it is, and only the
         # changes at or after that timestamp
@@ -144,10 +189,8 @@ def test_two_standalones_mixed_ddl_and_dml_replicate(tmp_path, remote_storage):
         second = start_standalone(str(tmp_path / "dst2"))
         try:
             u2 = f"http://127.0.0.1:{second.port}"
-            task2 = Task(new_task_id(), TaskSpec(source=storage, target={"uri": u2}, start=since,
-                                                 collections=["plain", "default.keyed"], rename={"plain": "copy"}))
-            store.put(task2)
-            rep2 = Replicator(task2, store).start()
+            _, rep2 = stream.start_task(u2, start=since, collections=["plain", "default.keyed"],
+                                        rename={"plain": "copy"})
             try:
                 t2 = MilvusClient(uri=u2)
 
@@ -168,10 +211,6 @@ def test_two_standalones_mixed_ddl_and_dml_replicate(tmp_path, remote_storage):
                 rep2.stop()
         finally:
             second.stop()
-    finally:
-        rep.stop()
-        source.stop()
-        target.stop()
 
 
 def test_a_task_past_the_retention_limit_fails_loudly(tmp_path, remote_storage, monkeypatch):
@@ -181,28 +220,20 @@ def test_a_task_past_the_retention_limit_fails_loudly(tmp_path, remote_storage, 
     from vecdb.cdc.task import FAILED
 
     monkeypatch.setattr(follower, "CDC_RETENTION", 0)
-    storage = remote_storage("cdcret" + new_task_id())
-    source = start_standalone(str(tmp_path / "src"), storage=storage)
     target = start_standalone(str(tmp_path / "dst"))
-    store = TaskStore(MemoryMetaStore())
-    task = Task(new_task_id(), TaskSpec(source=storage, target={"uri": f"http://127.0.0.1:{target.port}"}))
-    store.put(task)
-    rep = Replicator(task, store).start()
-    try:
-        c = MilvusClient(uri=f"http://127.0.0.1:{source.port}")
+    with replicating(tmp_path, remote_storage("cdcret" + new_task_id()), target,
+                     f"http://127.0.0.1:{target.port}") as stream:
+        store, task = stream.store, stream.task
+        c = MilvusClient(uri=stream.source_uri)
         c.create_collection("r", dimension=DIM)
         c.insert("r", _rows(range(10), extra=False))
         wait_until(lambda: store.positions(task.id) and min(store.positions(task.id).values()) > 0
-                   and rep.progress.lag_records == 0, 30, "not replicated")
-        rep.stop()
+                   and stream.rep.progress.lag_records == 0, 30, "not replicated")
+        stream.rep.stop()
         c.insert("r", _rows(range(10, 20), extra=False))
         c.insert("r", _rows(range(20, 30), extra=False))
         c.flush("r")  # the log is cut at the checkpoint: past the task
-        rep = Replicator(task, store).start()
+        rep = stream.resume()
         wait_until(lambda: rep.progress.state == FAILED, 30, "the task did not fail")
         assert "truncated past this task's position" in rep.progress.reason and "Re-sync" in rep.progress.reason
         assert store.get(task.id).state == FAILED  # recorded: a restarted service shows it failed, with the reason
-    finally:
-        rep.stop()
-        source.stop()
-        target.stop()
