@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from vecdb.schema import DYNAMIC_FIELD, DataType
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, valid_key
+
+VALID_PREFIX = valid_key("")
 
 
 def empty_column(field, n: int) -> np.ndarray:
@@ -28,8 +30,19 @@ SCALAR_DTYPES = {
 }
 
 
+def output_column(schema: CollectionSchema, name: str, n: int = 0) -> np.ndarray:
+    """An empty result column ``name``: a field, or a nullable field's validity mask."""
+    field = schema.field(name)
+    if field is None and name.startswith(VALID_PREFIX):
+        return np.empty(n, np.bool_)
+    return empty_column(field, n)
+
+
 def default_column(name: str, count: int) -> np.ndarray:
-    """Values for a column a batch left out: the dynamic field defaults to ``{}`` per row."""
+    """Values for a column a batch left out: the dynamic field defaults to ``{}`` per row, a validity
+    mask to every row valid."""
+    if name.startswith(VALID_PREFIX):
+        return np.ones(count, np.bool_)
     if name == DYNAMIC_FIELD:
         col = np.empty(count, object)
         for i in range(count):

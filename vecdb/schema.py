@@ -109,6 +109,12 @@ class FieldSchema:
     element_type: DataType = DataType.NONE
     max_capacity: int = 0
     type_params: dict[str, str] = field(default_factory=dict)
+    nullable: bool = False
+    default_value: bool | int | float | str | None = None  # None: no default value
+
+    @property
+    def has_default(self) -> bool:
+        return self.default_value is not None
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -208,6 +214,7 @@ class CollectionSchema:
                 type_params=params,
             )
             _parse_type_params(f, params)
+            _parse_null_and_default(f, fpb)
             fields.append(f)
         schema = cls(
             name=collection_name,
@@ -251,6 +258,10 @@ class CollectionSchema:
             for k, v in f.type_params.items():
                 kv = fpb.type_params.add()
                 kv.key, kv.value = k, str(v)
+            if f.nullable:
+                fpb.nullable = True
+            if f.default_value is not None:
+                setattr(fpb.default_value, _DEFAULT_ATTR[f.dtype], f.default_value)
 
     # --- validation ----------------------------------------------------
     def validate(self) -> None:
@@ -291,7 +302,8 @@ class CollectionSchema:
 
 # Parts of the schema proto vecdb does not implement yet. Each is refused at create time:
 # dropping it silently would give a collection that behaves differently from the one asked
-# for (nulls and defaults rejected at insert, functions never run, ...). Proto parts not
+# for (functions never run, ...). ``nullable`` and ``default_value`` are taken (see
+# _parse_null_and_default). Proto parts not
 # listed are taken or harmless to ignore: fieldID and state (the server assigns them),
 # index_params (unused by Milvus at create), the schema's dbName (the request's db
 # applies), version, properties, and type params that are storage hints (mmap_enabled).
@@ -314,10 +326,6 @@ def _refuse_unsupported_schema(pb) -> None:
 
 def _refuse_unsupported_field(fpb) -> None:
     name = fpb.name
-    if fpb.nullable:
-        raise _not_yet(f"nullable field ({name}): nullable=True")
-    if fpb.HasField("default_value"):
-        raise _not_yet(f"default value of field ({name})")
     if fpb.is_clustering_key:
         raise _not_yet(f"clustering key field ({name})")
     if fpb.is_function_output:
@@ -325,6 +333,76 @@ def _refuse_unsupported_field(fpb) -> None:
     for kv in fpb.type_params:
         if kv.key in _UNSUPPORTED_TEXT_PARAMS and kv.value.strip().lower() not in ("", "false"):
             raise _not_yet(f"type param {kv.key} of field ({name}) (text analysis and match)")
+
+
+# The ValueField member a default value of each field type travels in (Milvus's checkFieldSchema);
+# JSON, ARRAY and vector fields take no default value.
+_DEFAULT_ATTR = {
+    DataType.BOOL: "bool_data", DataType.INT8: "int_data", DataType.INT16: "int_data",
+    DataType.INT32: "int_data", DataType.INT64: "long_data", DataType.FLOAT: "float_data",
+    DataType.DOUBLE: "double_data", DataType.VARCHAR: "string_data",
+}
+_DEFAULT_KIND_NAME = {"bool_data": "DataType_Bool", "int_data": "DataType_Int", "long_data": "DataType_Int64",
+                      "float_data": "DataType_Float", "double_data": "DataType_Double",
+                      "string_data": "DataType_VarChar", "bytes_data": "DataType_Bytes"}
+_SMALL_INT_RANGE = {DataType.INT8: (-128, 127), DataType.INT16: (-32768, 32767),
+                    DataType.INT32: (-(2**31), 2**31 - 1)}
+
+
+def valid_key(name: str) -> str:
+    """The key of a nullable field's validity mask (bool per row, False: null) among a batch's or a
+    segment's columns. ``$`` cannot start a field name, so it never clashes with a field."""
+    return "$valid." + name
+
+
+def _parse_null_and_default(f: FieldSchema, fpb) -> None:
+    """``nullable`` and ``default_value`` as Milvus 2.5 takes them: scalar fields only, never the
+    primary key (nor the partition key for nullable), a default value of the field's type."""
+    name = f.name
+    if fpb.nullable:
+        if f.is_primary:
+            raise InvalidParameter(f"primary field not support null, name:{name}")
+        if f.dtype.is_vector:
+            type_name = _PROTO_TYPE_NAMES.get(f.dtype, f.dtype.name)
+            raise InvalidParameter(f"vector type not support null, type:{type_name}, name:{name}")
+        if f.is_partition_key:
+            raise InvalidParameter(f"partition key field not support nullable, name:{name}")
+        f.nullable = True
+    if not fpb.HasField("default_value"):
+        return
+    kind = fpb.default_value.WhichOneof("data")
+    if kind is None:  # an empty ValueField: no default value
+        return
+    if f.is_primary:
+        raise InvalidParameter(f"primary field not support default_value, name:{name}")
+    want = _DEFAULT_ATTR.get(f.dtype)
+    if want is None:
+        type_name = _PROTO_TYPE_NAMES.get(f.dtype, f.dtype.name)
+        raise InvalidParameter(f"type not support default_value, type:{type_name}, name:{name}")
+    if kind != want:
+        raise InvalidParameter(
+            f"invalid parameter[expected={_DEFAULT_KIND_NAME.get(kind, kind)}][actual=not match]: "
+            f"default value type mismatches field schema type, field: {name}")
+    value = getattr(fpb.default_value, kind)
+    if f.dtype in _SMALL_INT_RANGE:
+        lo, hi = _SMALL_INT_RANGE[f.dtype]
+        if not lo <= value <= hi:
+            raise InvalidParameter(
+                f"default value out of range, field: {name}, value: {value}, range: [{lo}, {hi}]")
+    if f.dtype == DataType.VARCHAR and len(value.encode("utf-8", "surrogatepass")) > f.max_length:
+        raise InvalidParameter(
+            f"the length ({len(value.encode('utf-8', 'surrogatepass'))}) of string exceeds max length "
+            f"({f.max_length}), field: {name}")
+    if f.dtype in (DataType.FLOAT, DataType.DOUBLE) and value != value:
+        raise InvalidParameter(f"default value of field {name} is NaN")
+    f.default_value = value
+
+
+_PROTO_TYPE_NAMES = {
+    DataType.FLOAT_VECTOR: "FloatVector", DataType.BINARY_VECTOR: "BinaryVector",
+    DataType.FLOAT16_VECTOR: "Float16Vector", DataType.BFLOAT16_VECTOR: "BFloat16Vector",
+    DataType.SPARSE_FLOAT_VECTOR: "SparseFloatVector", DataType.JSON: "JSON", DataType.ARRAY: "Array",
+}
 
 
 def _data_type(value: int, name: str) -> DataType:

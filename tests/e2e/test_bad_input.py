@@ -184,8 +184,6 @@ def test_num_partitions_rules(client, uri, name):
 
 
 @pytest.mark.parametrize("field_kwargs,message", [
-    ({"nullable": True}, "nullable field (x): nullable=True is not supported by vecdb yet"),
-    ({"default_value": 5}, "default value of field (x) is not supported by vecdb yet"),
     ({"is_clustering_key": True}, "clustering key field (x) is not supported by vecdb yet"),
 ])
 def test_unsupported_field_properties_are_refused(client, name, field_kwargs, message):

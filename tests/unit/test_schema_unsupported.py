@@ -27,14 +27,6 @@ def test_plain_schema_is_accepted_and_ignorable_parts_pass():
     assert [f.name for f in schema.fields] == ["id", "v", "s"]
 
 
-def _nullable(pb):
-    pb.fields[2].nullable = True
-
-
-def _default(pb):
-    pb.fields[2].default_value.string_data = "x"
-
-
 def _clustering(pb):
     pb.fields[2].is_clustering_key = True
 
@@ -61,8 +53,6 @@ def _analyzer(pb):
 
 
 @pytest.mark.parametrize("change,message", [
-    (_nullable, r"nullable field \(s\): nullable=True is not supported by vecdb yet"),
-    (_default, r"default value of field \(s\) is not supported by vecdb yet"),
     (_clustering, r"clustering key field \(s\) is not supported by vecdb yet"),
     (_function_output, r"function output field \(v\) is not supported by vecdb yet"),
     (_function, r"collection schema functions \(BM25, embedding functions: bm25\) is not supported by vecdb yet"),

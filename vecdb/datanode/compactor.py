@@ -305,14 +305,14 @@ class Compactor:
 
     def _gather(self, info: CollectionInfo, p: Plan) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
         """The live rows of a plan's sources: column chunks (one per source) and their timestamps."""
-        columns: dict[str, list[np.ndarray]] = {f.name: [] for f in info.schema.fields}
+        columns: dict[str, list[np.ndarray]] = {f.name: [] for f in info.schema.fields}  # and validity masks
         ts_parts = []
         for src, keep in zip(p.sources, p.keep):
             if not len(keep):
                 continue
             cols, ts = sf.read_segment(self.node.objects, src["prefix"], info.schema, mmap=True)
             for name, col in cols.items():
-                columns[name].append(np.asarray(col)[keep])
+                columns.setdefault(name, []).append(np.asarray(col)[keep])
             ts_parts.append(np.asarray(ts, np.uint64)[keep])
         return columns, np.concatenate(ts_parts)
 

@@ -29,6 +29,7 @@ from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.row_stats import RowStats
 from vecdb.records import DeleteRecord, InsertRecord, decode
 from vecdb.roles import IdSource
+from vecdb.schema import valid_key
 from vecdb.storage import segments as sf
 from vecdb.storage.base import Log, MetaStore, ObjectStore
 
@@ -88,7 +89,9 @@ class DataNode:
             if pid not in live_partitions:
                 continue  # partition dropped meanwhile
             prefix = sf.segment_prefix(info.id, channel, upto, pid)
-            columns = {f.name: _chunks(recs, f) for f in info.schema.fields}
+            columns = {f.name: _chunks(recs, f.name) for f in info.schema.fields}
+            columns.update({valid_key(f.name): _chunks(recs, valid_key(f.name))
+                            for f in info.schema.fields if f.nullable})
             ts = np.concatenate([np.full(r.num_rows, r.ts, np.uint64) for r in recs])
             sf.write_segment(self.objects, prefix, info.schema, columns, ts)
             seg = {"segment_id": self.ids.allocate(), "partition_id": pid, "num_rows": len(ts),
@@ -190,7 +193,6 @@ class DataNode:
                 self.meta.txn(deletes=list(doomed))
 
 
-def _chunks(recs: list[InsertRecord], field) -> list[np.ndarray]:
+def _chunks(recs: list[InsertRecord], name: str) -> list[np.ndarray]:
     """One column of a run of insert records, chunk per record (written without concatenating)."""
-    return [r.columns[field.name] if field.name in r.columns else default_column(field.name, r.num_rows)
-            for r in recs]
+    return [r.columns[name] if name in r.columns else default_column(name, r.num_rows) for r in recs]

@@ -17,6 +17,12 @@ Type rules (errors at compile time, like Milvus's plan parser):
   field's type; ``*_contains*`` need a JSON path or an ARRAY field;
   ``array_length`` an ARRAY field or JSON path; ``exists`` a JSON path.
 - a bare BOOL field or JSON path used as a predicate means ``== true``.
+
+Nullable fields (Milvus 2.5): a null row is false for every predicate that reads the field
+(comparison, in, like, contains, ...: a predicate is ANDed with the validity masks of the
+nullable fields it reads), and ``not`` keeps it false (``not p`` is ``~p`` AND those masks,
+as Milvus's NOT flips the result and ANDs the valid bitmap). ``x is null`` / ``x is not null``
+read the field's mask.
 Every error is InvalidParameter("cannot parse expression: <expr>, error: ...
 at column N").
 """
@@ -33,7 +39,7 @@ from vecdb.expr import predicates as preds
 from vecdb.expr.lexer import INT64_MAX, INT64_MIN, clip, syntax_error
 from vecdb.expr.like import compile_like, match_one
 from vecdb.expr.parser import parse
-from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, valid_key
 
 TYPE_NAMES = {"int": "Int64", "float": "Double", "bool": "Bool", "str": "VarChar", "json": "JSON",
               "array": "Array", "list": "Array"}
@@ -88,6 +94,7 @@ class _Compiler:
     def __init__(self, expr: str, schema: CollectionSchema, template_values: dict):
         self.expr, self.schema, self.templates = expr, schema, template_values
         self.fields: set[str] = set()
+        self.null_refs: set[str] = set()  # validity masks of the nullable fields read so far
 
     def error(self, detail: str, pos: int) -> InvalidParameter:
         return syntax_error(self.expr, f"{detail} at column {pos + 1}")
@@ -98,6 +105,19 @@ class _Compiler:
 
     # --- predicates ----------------------------------------------------
     def predicate(self, node: ast.Node):
+        """A predicate that is false on rows where a nullable field it reads is null (see the module doc)."""
+        outer, self.null_refs = self.null_refs, set()
+        try:
+            p = self._predicate(node)
+            structural = ((isinstance(node, ast.Binary) and node.op in ("and", "or"))
+                          or (isinstance(node, ast.Unary) and node.op == "not"))
+            if self.null_refs and not structural:  # and/or children and not are masked already
+                p = preds.NonNull(p, tuple(sorted(self.null_refs)))
+            return p
+        finally:
+            self.null_refs |= outer
+
+    def _predicate(self, node: ast.Node):
         if isinstance(node, ast.Binary) and node.op in ("and", "or"):
             kids: list[preds.Pred] = []
             cls = preds.And if node.op == "and" else preds.Or
@@ -111,7 +131,7 @@ class _Compiler:
                 return p.child
             if isinstance(p, preds.ConstPred):
                 return preds.ConstPred(not p.value)
-            return preds.Not(p)
+            return preds.Not(p, tuple(sorted(self.null_refs)))
         if isinstance(node, ast.Binary) and node.op in _REVERSED:
             return self.compare(node.op, self.value(node.left), self.value(node.right), node.pos)
         if isinstance(node, ast.Range):
@@ -133,8 +153,15 @@ class _Compiler:
         if isinstance(node, ast.IsNull):
             if not isinstance(node.operand, ast.Name):
                 raise self.error("is null can only be applied to a field or a JSON path", node.pos)
+            refs = set(self.null_refs)
             target = self.name(node.operand)
-            return preds.IsNull(target, node.negate)
+            self.null_refs = refs  # is null reads the mask itself: a null row is no unknown here
+            f = self.schema.field(node.operand.name)
+            mask = None
+            if f is not None and f.nullable and not node.operand.path:
+                mask = valid_key(f.name)
+                self.fields.add(mask)
+            return preds.IsNull(target, node.negate, mask)
         return self.to_predicate(self.value(node), node.pos)
 
     def to_predicate(self, v: nodes.ValueNode, pos: int):
@@ -285,6 +312,9 @@ class _Compiler:
         if not t:
             raise self.error(f"field {name} of type {f.dtype.name} can't be used in a filter expression", node.pos)
         self.fields.add(name)
+        if f.nullable:
+            self.null_refs.add(valid_key(name))
+            self.fields.add(valid_key(name))
         if t == "json":
             return nodes.JsonPath(name, path, desc)
         if t == "array":

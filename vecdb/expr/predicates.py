@@ -69,14 +69,36 @@ class Or(Pred):
 
 
 class Not(Pred):
-    __slots__ = ("child",)
+    """``not child``; rows where a nullable field the child reads is null stay false (``masks``: the
+    validity masks of those fields)."""
 
-    def __init__(self, child):
-        self.child = child
+    __slots__ = ("child", "masks")
+
+    def __init__(self, child, masks: tuple[str, ...] = ()):
+        self.child, self.masks = child, masks
 
     def eval(self, ctx):
         res = self.child.eval(ctx)
         np.logical_not(res, out=res)
+        for key in self.masks:
+            res &= ctx.column(key)
+        return res
+
+
+class NonNull(Pred):
+    """``child`` on rows where every nullable field it reads holds a value, false elsewhere."""
+
+    __slots__ = ("child", "masks")
+
+    def __init__(self, child, masks: tuple[str, ...]):
+        self.child, self.masks = child, masks
+
+    def eval(self, ctx):
+        res = self.child.eval(ctx)
+        for key in self.masks:
+            if not res.any():
+                break
+            res &= ctx.column(key)
         return res
 
 
@@ -241,15 +263,19 @@ class Exists(Pred):
 
 
 class IsNull(Pred):
-    """JSON: missing key or JSON null; array element: index out of range;
-    other fields: a None entry (non-nullable columns never have one)."""
+    """A nullable field: its validity mask (``mask``, the column holding it) says; otherwise JSON:
+    missing key or JSON null; array element: index out of range; other fields: a None entry
+    (non-nullable columns never have one)."""
 
-    __slots__ = ("value", "negate")
+    __slots__ = ("value", "negate", "mask")
 
-    def __init__(self, value: FieldNode, negate: bool):
-        self.value, self.negate = value, negate
+    def __init__(self, value: FieldNode, negate: bool, mask: str | None = None):
+        self.value, self.negate, self.mask = value, negate, mask
 
     def eval(self, ctx):
+        if self.mask is not None:
+            valid = ctx.column(self.mask)
+            return np.array(valid, dtype=bool) if self.negate else ~valid
         V = self.value.eval(ctx)
         if isinstance(V, JsonVal):
             res = np.fromiter([v is MISSING or v is None for v in V.raw], bool, ctx.n)

@@ -48,7 +48,7 @@ from pymilvus.grpc_gen import common_pb2, schema_pb2
 from vecdb import sparse
 from vecdb.errors import FieldNotFound, InvalidParameter
 from vecdb.limits import LIMITS
-from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, valid_key
 from vecdb.vectors_check import check_float_vectors
 
 JSON_MAX_LENGTH = 65536  # Milvus common.JSONMaxLength default, bytes per JSON value
@@ -159,6 +159,8 @@ def columns_from_field_data(
     for field in schema.fields:
         if field.name in sent or field.is_dynamic:
             continue
+        if (field.nullable or field.has_default) and not partial_update:
+            continue  # filled below: every row null, or the default value
         if field.is_primary:
             if partial_update:
                 raise InvalidParameter(f"must assign pk when upsert, primary field: {pk.name}")
@@ -171,7 +173,7 @@ def columns_from_field_data(
     static_names = frozenset(f.name for f in schema.fields if not f.is_dynamic)
     columns: dict[str, np.ndarray] = {}
     for name, (field, fd) in sent.items():
-        _check_valid_data(field, fd)
+        mask = _valid_mask(field, fd, num_rows)
         if fd.type and fd.type != field.dtype:
             raise InvalidParameter(
                 f"the data type of field ({field.name}) is {_type_name(fd.type)}, "
@@ -179,21 +181,98 @@ def columns_from_field_data(
             )
         if field.dtype.is_vector:
             columns[name] = _decode_vectors(field, fd, num_rows)
-        else:
+        elif mask is None:
             columns[name] = _decode_scalars(field, fd, num_rows, static_names)
+        else:
+            columns[name] = _decode_with_nulls(field, fd, num_rows, mask, static_names)
+        if field.nullable or field.has_default:
+            _fill_nulls(columns, field, num_rows, mask)
+    if not partial_update:  # fields left out: null, or their default value, in every row
+        for field in schema.fields:
+            if field.name not in columns and (field.nullable or field.has_default):
+                columns[field.name] = null_column(field, num_rows)
+                _fill_nulls(columns, field, num_rows, np.zeros(num_rows, np.bool_))
     dyn = schema.dynamic_field
     if dyn is not None and dyn.name not in columns and not partial_update:
         empty = np.empty(num_rows, dtype=object)
         for i in range(num_rows):
             empty[i] = {}
         columns[dyn.name] = empty
-    return {f.name: columns[f.name] for f in schema.fields if f.name in columns}
+    out = {}
+    for f in schema.fields:
+        if f.name in columns:
+            out[f.name] = columns[f.name]
+            if f.nullable:
+                out[valid_key(f.name)] = columns[valid_key(f.name)]
+    return out
 
 
-def _check_valid_data(field: FieldSchema, fd) -> None:
+def _valid_mask(field: FieldSchema, fd, n: int) -> np.ndarray | None:
+    """The rows ``fd.valid_data`` marks as holding a value; None when it marks none null (or is empty).
+    Nulls are for nullable fields and fields with a default value (Milvus 2.5)."""
     valid = fd.valid_data
-    if len(valid) and not all(valid):
+    if not len(valid):
+        return None
+    if len(valid) != n:
+        raise InvalidParameter(
+            f"the length of valid_data of field({field.name}) is wrong: {len(valid)}, num_rows: {n}")
+    mask = np.array(valid, dtype=np.bool_)
+    if mask.all():
+        return None
+    if not (field.nullable or field.has_default):
         raise InvalidParameter(f"field ({field.name}) is not nullable, but null values were passed")
+    return mask
+
+
+def null_column(field: FieldSchema, n: int) -> np.ndarray:
+    """A column of ``n`` null rows: the placeholder a null row holds under its validity mask (0, false,
+    "", JSON null, an empty array), so that every column keeps one type."""
+    dt = field.dtype
+    if dt in _NP_DTYPE:
+        return np.zeros(n, _NP_DTYPE[dt])
+    out = np.empty(n, dtype=object)
+    if dt == DataType.VARCHAR:
+        out[:] = ""
+    elif dt == DataType.ARRAY:
+        empty = np.empty(0, dtype=object if field.element_type == DataType.VARCHAR else _NP_DTYPE[field.element_type])
+        out.fill(empty)  # one shared read-only placeholder
+    return out  # JSON: None
+
+
+def _decode_with_nulls(field: FieldSchema, fd, n: int, mask: np.ndarray, static_names: frozenset[str]) -> np.ndarray:
+    """A column with null rows. pymilvus sends only the valid rows' values (as Milvus expects); a
+    payload of all ``n`` rows (placeholders at the null ones) is taken too."""
+    attr = _SCALAR_ATTR[field.dtype]
+    kind = fd.scalars.WhichOneof("data") if fd.WhichOneof("field") == "scalars" else None
+    if kind != attr:
+        raise _type_mismatch(field, attr, kind)
+    sent = len(getattr(fd.scalars, attr).data)
+    valid = int(np.count_nonzero(mask))
+    if sent == n:
+        return _decode_scalars(field, fd, n, static_names)
+    if sent != valid:
+        raise InvalidParameter(
+            f"the num_rows ({sent}) of field ({field.name}) is not equal to the number of valid rows "
+            f"({valid}) nor to passed num_rows ({n})")
+    values = _decode_scalars(field, fd, valid, static_names)
+    col = null_column(field, n)
+    col[mask] = values
+    return col
+
+
+def _fill_nulls(columns: dict, field: FieldSchema, n: int, mask: np.ndarray | None) -> None:
+    """Null rows (``mask`` False) of a field with a default value take it; a nullable field gets its
+    validity mask column (every row valid once the default is in)."""
+    name = field.name
+    if mask is not None and field.has_default:
+        col = columns[name]
+        if not col.flags.writeable:
+            col = col.copy()
+        col[~mask] = field.default_value
+        columns[name] = col
+        mask = None
+    if field.nullable:
+        columns[valid_key(name)] = np.ones(n, np.bool_) if mask is None else mask
 
 
 def _decode_vectors(field: FieldSchema, fd, n: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from pymilvus.grpc_gen import schema_pb2
 
 from vecdb.errors import FieldNotFound, InternalError
 from vecdb.proxy.fielddata import _PACKED_DTYPE, _SCALAR_ATTR, _VECTOR_ATTR
-from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, valid_key
 
 
 def field_data_from_columns(
@@ -62,11 +62,17 @@ def fill_field_data(
         field = schema.field(name)
         if field is None:
             raise FieldNotFound(f"field {name} not exist")
-        _encode_column(new(), field, _column(columns, name))
+        fd = new()
+        _encode_column(fd, field, _column(columns, name))
+        if field.nullable:  # pymilvus reads a row as None where valid_data is false
+            merge_packed(fd, _VALID_DATA, np.asarray(_column(columns, valid_key(name)), np.uint8))
     if dyn is not None and (want_all_meta or dynamic_keys):
         # dynamic_keys is non-empty unless want_all_meta
         keys = None if want_all_meta or not dynamic_keys or "*" in dynamic_keys else list(dynamic_keys)
         _encode_dynamic(new(), dyn, _column(columns, dyn.name), keys)
+
+
+_VALID_DATA = schema_pb2.FieldData.DESCRIPTOR.fields_by_name["valid_data"].number
 
 
 def _column(columns: Mapping[str, np.ndarray], name: str) -> np.ndarray:

@@ -23,7 +23,7 @@ from vecdb.proxy.results import ids_proto
 from vecdb.proxy.templates import template_values
 from vecdb.records import DeleteRecord, InsertRecord, Record, SealRecord
 from vecdb.request_db import db_of
-from vecdb.schema import DataType
+from vecdb.schema import DataType, valid_key
 from vecdb.timestamp import physical_ms
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,7 @@ class DmlRpcs(ServiceBase):
         """Fill fields the client left out from the current rows (partial update)."""
         schema = info.schema
         missing = [f.name for f in schema.fields if f.name not in columns]
+        missing += [valid_key(f.name) for f in schema.fields if f.nullable and f.name not in columns]
         if not missing:
             return columns
         self.require_loaded(info)

@@ -23,7 +23,7 @@ from vecdb.proxy.results import query_results, search_results
 from vecdb.proxy.templates import template_values
 from vecdb.querynode.executor import SearchSpec
 from vecdb.request_db import db_of
-from vecdb.schema import FieldSchema
+from vecdb.schema import FieldSchema, valid_key
 
 MAX_ROUND_DECIMAL = 6
 COUNT_STAR = "count(*)"
@@ -100,9 +100,11 @@ def _round_decimal(params: dict) -> int:
 
 
 def _fetched(schema, out_fields: list[str], dyn_keys: list[str]) -> list[str]:
-    """The columns a read fetches: the output fields, and the dynamic field when keys of it are asked for."""
+    """The columns a read fetches: the output fields, nullable ones' validity masks, and the dynamic field
+    when keys of it are asked for."""
     dynamic = schema.dynamic_field
-    return list(dict.fromkeys(out_fields + ([dynamic.name] if dyn_keys and dynamic is not None else [])))
+    masks = [valid_key(f.name) for name in out_fields if (f := schema.field(name)) is not None and f.nullable]
+    return list(dict.fromkeys(out_fields + masks + ([dynamic.name] if dyn_keys and dynamic is not None else [])))
 
 
 def _widened(params: dict, k: int) -> dict:

@@ -28,7 +28,7 @@ from functools import partial
 import numpy as np
 
 from vecdb import errors, metrics, sparse
-from vecdb.columns import empty_column
+from vecdb.columns import output_column
 from vecdb.coord import index_builds
 from vecdb.coord.catalog import CollectionInfo
 from vecdb.coord.index_builds import BuildRefused, IndexBuilds
@@ -643,7 +643,7 @@ class QueryNode:
         hits = executor.search(views, spec, info.schema.primary_field.name, output_fields)
         for name in output_fields:
             if name not in hits.columns or not len(hits.pks):
-                hits.columns[name] = empty_column(info.schema.field(name), 0)
+                hits.columns[name] = output_column(info.schema, name)
         return hits
 
     @metrics.querynode_read("query")
@@ -653,7 +653,7 @@ class QueryNode:
         coll = self._collection(info)
         views = coll.snapshot(partition_ids, channels)
         if not views:
-            return {n: empty_column(info.schema.field(n), 0) for n in output_fields}
+            return {n: output_column(info.schema, n) for n in output_fields}
         return executor.query(views, ts, flt, output_fields, info.schema.primary_field.name, limit, offset)
 
     @metrics.querynode_read("count")

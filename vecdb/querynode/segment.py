@@ -16,7 +16,7 @@ import numpy as np
 
 from vecdb.columns import default_column, empty_column
 from vecdb.index.base import VectorIndex
-from vecdb.schema import CollectionSchema
+from vecdb.schema import CollectionSchema, valid_key
 from vecdb.timestamp import MAX_TIMESTAMP
 
 _MIN_CAPACITY = 1024
@@ -41,6 +41,9 @@ class Segment:
         self._cols = {f.name: empty_column(f, capacity) for f in schema.fields}
         self._ts = np.empty(capacity, np.uint64)
         self._del_ts = np.empty(capacity, np.uint64)
+        for f in schema.fields:  # a nullable field's validity mask, a column of its own (vecdb.columns)
+            if f.nullable and f.name in self._cols:
+                self._cols[valid_key(f.name)] = np.empty(capacity, np.bool_)
 
     @classmethod
     def from_columns(cls, slot: int, partition_id: int, schema: CollectionSchema,

@@ -4,6 +4,7 @@ Object store layout:
   ``segments/<collection>/<channel>/<position>-<partition>/<field_id>.npy``  fixed-width column
   ``segments/.../<field_id>.vcol``   object column (VARCHAR, JSON, ARRAY) in the columnar format
   ``segments/.../<field_id>.{indptr,indices,values}.npy``  SPARSE_FLOAT_VECTOR column as CSR
+  ``segments/.../<field_id>.valid.npy``  a nullable field's validity mask (bool per row, False: null)
   ``segments/.../_ts.npy``           row timestamps
   ``segments/.../index-<field_id>-<index_id>.bin``  a vector index of the segment (vecdb.index.storage)
   ``deltas/<collection>/<channel>/<position>.vcol``  deletes (pk, ts) logged up to that position
@@ -26,7 +27,7 @@ import numpy as np
 
 from vecdb import sparse
 from vecdb.columnar import decode_columns, encode_columns
-from vecdb.schema import CollectionSchema, DataType
+from vecdb.schema import CollectionSchema, DataType, valid_key
 from vecdb.storage.base import MetaStore, ObjectStore
 from vecdb.storage.fsutil import file_chunks
 
@@ -51,16 +52,22 @@ def write_segment(store: ObjectStore, prefix: str, schema: CollectionSchema,
             store.put(f"{prefix}{f.field_id}.vcol", encode_columns({"v": col}, len(col)))
         else:
             store.put(f"{prefix}{f.field_id}.npy", _npy_parts(chunks))
+        if f.nullable:
+            mask = columns[valid_key(f.name)]
+            store.put(f"{prefix}{f.field_id}.valid.npy", _npy_parts(mask if isinstance(mask, list) else [mask]))
     store.put(f"{prefix}_ts.npy", _npy_parts([ts.astype(np.uint64)]))
 
 
 def read_segment(store: ObjectStore, prefix: str, schema: CollectionSchema, mmap: bool = False,
                  skip: Collection[str] = ()) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Columns (but those named in ``skip``) and row timestamps of one segment."""
+    """Columns (but those named in ``skip``) and row timestamps of one segment; a nullable field comes
+    with its validity mask, keyed ``valid_key(name)``."""
     columns = {}
     for f in schema.fields:
         if f.name in skip:
             continue
+        if f.nullable:
+            columns[valid_key(f.name)] = _load_npy(store, f"{prefix}{f.field_id}.valid.npy", mmap)
         key = f"{prefix}{f.field_id}.npy"
         if f.dtype == DataType.SPARSE_FLOAT_VECTOR and store.exists(f"{prefix}{f.field_id}.indptr.npy"):
             parts = [_load_npy(store, f"{prefix}{f.field_id}.{p}.npy", mmap) for p in _CSR_PARTS]
@@ -90,6 +97,8 @@ def npy_names(schema: CollectionSchema) -> list[str]:
             names += [f"{f.field_id}.{part}.npy" for part in _CSR_PARTS]
         else:
             names.append(f"{f.field_id}.npy")
+        if f.nullable:
+            names.append(f"{f.field_id}.valid.npy")
     return names
 
 
