@@ -261,7 +261,7 @@ class CollectionSchema:
             if f.nullable:
                 fpb.nullable = True
             if f.default_value is not None:
-                setattr(fpb.default_value, _DEFAULT_ATTR[f.dtype], f.default_value)
+                setattr(fpb.default_value, DEFAULT_VALUE_ATTR[f.dtype], f.default_value)
 
     # --- validation ----------------------------------------------------
     def validate(self) -> None:
@@ -337,7 +337,7 @@ def _refuse_unsupported_field(fpb) -> None:
 
 # The ValueField member a default value of each field type travels in (Milvus's checkFieldSchema);
 # JSON, ARRAY and vector fields take no default value.
-_DEFAULT_ATTR = {
+DEFAULT_VALUE_ATTR = {
     DataType.BOOL: "bool_data", DataType.INT8: "int_data", DataType.INT16: "int_data",
     DataType.INT32: "int_data", DataType.INT64: "long_data", DataType.FLOAT: "float_data",
     DataType.DOUBLE: "double_data", DataType.VARCHAR: "string_data",
@@ -375,7 +375,7 @@ def _parse_null_and_default(f: FieldSchema, fpb) -> None:
         return
     if f.is_primary:
         raise InvalidParameter(f"primary field not support default_value, name:{name}")
-    want = _DEFAULT_ATTR.get(f.dtype)
+    want = DEFAULT_VALUE_ATTR.get(f.dtype)
     if want is None:
         type_name = _PROTO_TYPE_NAMES.get(f.dtype, f.dtype.name)
         raise InvalidParameter(f"type not support default_value, type:{type_name}, name:{name}")

@@ -8,6 +8,9 @@ computed here.
 
 from __future__ import annotations
 
+import json
+import urllib.request
+
 import pytest
 from pymilvus import DataType, MilvusClient, MilvusException
 
@@ -218,3 +221,44 @@ def test_nulls_survive_a_restart(tmp_path):
         c.close()
     finally:
         node.stop()
+
+
+def _post(port: int, path: str, body: dict) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v2/vectordb/{path}", data=json.dumps(body).encode(),
+                                 method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def test_rest_nullable_and_default(server, client, name):
+    """The RESTful API: a schema with ``nullable`` and ``defaultValue`` (Milvus's field keys), rows with
+    null and left-out values, nulls back as JSON null, the same answers as through gRPC."""
+    port = server.http_ports[0]
+    fields = [{"fieldName": "id", "dataType": "Int64", "isPrimary": True},
+              {"fieldName": "vector", "dataType": "FloatVector", "elementTypeParams": {"dim": 2}},
+              {"fieldName": "age", "dataType": "Int64", "nullable": True},
+              {"fieldName": "status", "dataType": "VarChar", "elementTypeParams": {"max_length": 10},
+               "defaultValue": "active"}]
+    body = _post(port, "collections/create", {"collectionName": name, "schema": {"fields": fields},
+                                              "indexParams": [{"fieldName": "vector", "metricType": "L2",
+                                                               "indexType": "FLAT"}]})
+    assert body["code"] == 0, body
+    desc = {f["name"]: f for f in _post(port, "collections/describe", {"collectionName": name})["data"]["fields"]}
+    assert desc["age"]["nullable"] is True and desc["status"]["defaultValue"] == "active"
+    data = [{"id": 1, "vector": [0.0, 1.0], "age": 30, "status": "premium"},
+            {"id": 2, "vector": [0.0, 2.0], "age": None, "status": None},
+            {"id": 3, "vector": [0.0, 3.0]}]
+    body = _post(port, "entities/insert", {"collectionName": name, "data": data})
+    assert body["code"] == 0 and body["data"]["insertCount"] == 3, body
+    got = _post(port, "entities/query", {"collectionName": name, "filter": "id > 0", "outputFields": ["age", "status"]})
+    assert sorted(got["data"], key=lambda r: r["id"]) == [
+        {"id": 1, "age": 30, "status": "premium"}, {"id": 2, "age": None, "status": "active"},
+        {"id": 3, "age": None, "status": "active"}]
+    grpc = client.query(name, "age is null", output_fields=["age", "status"], consistency_level="Strong")
+    rest = _post(port, "entities/query", {"collectionName": name, "filter": "age is null",
+                                          "outputFields": ["age", "status"]})["data"]
+    assert sorted(rest, key=lambda r: r["id"]) == sorted(grpc, key=lambda r: r["id"]) and len(rest) == 2
+    bad = [{"fieldName": "id", "dataType": "Int64", "isPrimary": True, "nullable": True},
+           {"fieldName": "vector", "dataType": "FloatVector", "elementTypeParams": {"dim": 2}}]
+    body = _post(port, "collections/create", {"collectionName": name + "_bad", "schema": {"fields": bad}})
+    assert body["code"] == 1100 and "primary field not support null" in body["message"], body

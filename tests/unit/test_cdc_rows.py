@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from vecdb.cdc.replicator import rows_of, target_schema
-from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, valid_key
 
 
 def test_rows_of_every_type():
@@ -40,3 +40,19 @@ def test_rows_of_every_type():
     ts = target_schema(schema)
     assert [f.name for f in ts.fields] == ["id", "f", "b", "h", "s", "a", "j", "ok"]
     assert ts.auto_id is False and ts.enable_dynamic_field and ts.primary_field.name == "id"
+
+
+def test_rows_of_nulls_and_target_schema_keeps_nullable_and_defaults():
+    fields = [FieldSchema("id", DataType.INT64, 100, is_primary=True),
+              FieldSchema("f", DataType.FLOAT_VECTOR, 101, dim=2),
+              FieldSchema("age", DataType.INT64, 102, nullable=True),
+              FieldSchema("s", DataType.VARCHAR, 103, max_length=8, default_value="d")]
+    schema = CollectionSchema("c", fields)
+    strs = np.empty(2, object)
+    strs[0], strs[1] = "a", "d"
+    cols = {"id": np.array([1, 2], np.int64), "f": np.zeros((2, 2), np.float32),
+            "age": np.array([5, 0], np.int64), valid_key("age"): np.array([True, False]), "s": strs}
+    rows = rows_of(schema, cols, 2)
+    assert [r["age"] for r in rows] == [5, None] and [r["s"] for r in rows] == ["a", "d"]
+    by = {f.name: f for f in target_schema(schema).fields}
+    assert by["age"].nullable and by["s"].default_value.string_data == "d" and not by["s"].nullable

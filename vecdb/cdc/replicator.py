@@ -40,7 +40,7 @@ from vecdb.cdc.task import FAILED, PAUSED, RUNNING, Task, TaskStore
 from vecdb.cdc.verify import is_loaded
 from vecdb.coord.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, CollectionInfo
 from vecdb.records import DeleteRecord, InsertRecord, decode
-from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, valid_key
 from vecdb.storage.base import Follower, Log, MetaStore
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,10 @@ def target_schema(schema: CollectionSchema):
             kw["max_capacity"] = f.max_capacity
         if f.is_partition_key:
             kw["is_partition_key"] = True
+        if f.nullable:
+            kw["nullable"] = True
+        if f.default_value is not None:
+            kw["default_value"] = f.default_value
         s.add_field(f.name, PDataType(int(f.dtype)), is_primary=f.is_primary, auto_id=False,
                     description=f.description, **kw)
     return s
@@ -114,6 +118,10 @@ def rows_of(schema: CollectionSchema, columns: dict[str, np.ndarray], n: int) ->
             vals = [np.asarray(a).tolist() for a in col]
         else:
             vals = col.tolist()
+        valid = columns.get(valid_key(f.name)) if f.nullable else None
+        if valid is not None and not valid.all():  # a null travels as None
+            for i in np.flatnonzero(~np.asarray(valid, bool)).tolist():
+                vals[i] = None
         names.append(f.name)
         values.append(vals)
     rows = [dict(zip(names, vals)) for vals in zip(*values)] if values else [{} for _ in range(n)]

@@ -27,15 +27,16 @@ import numpy as np
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
 from vecdb import errors
-from vecdb.proxy.fielddata import float32_to_bfloat16
+from vecdb.proxy.fielddata import float32_to_bfloat16, null_column
 from vecdb.proxy.fieldencode import dumps_json, field_data_from_columns
-from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType
+from vecdb.schema import DEFAULT_VALUE_ATTR, DYNAMIC_FIELD, CollectionSchema, DataType, valid_key
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/v2/vectordb/"
 # Milvus's REST error codes (merr): request body problems
 NEED_AUTHENTICATE, BAD_FORMAT, MISSING_PARAMETER, BAD_INSERT_DATA, BAD_PRIMARY_KEY = 1800, 1801, 1802, 1804, 1806
+INVALID_PARAMETER = 1100
 
 
 class RestError(Exception):
@@ -558,6 +559,11 @@ def _field_json(f: schema_pb2.FieldSchema) -> dict:
            "params": _kv_list(f.type_params)}
     if f.data_type == schema_pb2.Array:
         out["elementType"] = schema_pb2.DataType.Name(f.element_type)
+    if f.nullable:
+        out["nullable"] = True
+    kind = f.default_value.WhichOneof("data") if f.HasField("default_value") else None
+    if kind is not None:
+        out["defaultValue"] = getattr(f.default_value, kind)
     return out
 
 
@@ -594,7 +600,24 @@ def _collection_schema(name: str, req: dict) -> tuple[schema_pb2.CollectionSchem
             field.element_type = schema_pb2.DataType.Value(f["elementDataType"])
         for key, value in (f.get("elementTypeParams") or {}).items():
             field.type_params.add(key=key, value=str(value))
+        field.nullable = bool(f.get("nullable", False))
+        if f.get("defaultValue") is not None:
+            _set_default(field, f["defaultValue"])
     return pb, indexes
+
+
+def _set_default(field: schema_pb2.FieldSchema, value) -> None:
+    """A JSON ``defaultValue`` in the ValueField member of the field's type (the schema checks it)."""
+    try:
+        attr = DEFAULT_VALUE_ATTR.get(DataType(field.data_type))
+    except ValueError:
+        attr = None
+    if attr is None:
+        raise RestError(INVALID_PARAMETER, f"type not support default_value, name:{field.name}")
+    try:
+        setattr(field.default_value, attr, value)
+    except (TypeError, ValueError) as e:
+        raise RestError(INVALID_PARAMETER, f"invalid defaultValue of field {field.name}: {e}") from None
 
 
 def _index_request(db: str, collection: str, idx: dict) -> milvus_pb2.CreateIndexRequest:
@@ -632,13 +655,25 @@ def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id:
     names: list[str] = []
     columns: dict[str, np.ndarray] = {}
     static = {f.name for f in schema.fields}
+    nulls: dict[str, np.ndarray] = {}  # nullable / default-valued fields: the rows holding a value
     for f in schema.fields:
         if f.is_dynamic or (f.is_primary and f.auto_id and skip_auto_id):
             continue
-        missing = [i for i, row in enumerate(rows) if f.name not in row]
-        if missing:
-            raise KeyError(f"field {f.name} is missing in row {missing[0]}")
-        values = [row[f.name] for row in rows]
+        if f.nullable or f.has_default:  # a null or left-out value: null, or the default (the server's)
+            valid = np.array([row.get(f.name) is not None for row in rows], np.bool_)
+            if not valid.any():
+                continue
+            if not valid.all():
+                nulls[f.name] = valid
+            placeholder = null_column(f, 1)[0]
+            values = [row.get(f.name) if ok else placeholder for row, ok in zip(rows, valid.tolist())]
+        else:
+            missing = [i for i, row in enumerate(rows) if f.name not in row]
+            if missing:
+                raise KeyError(f"field {f.name} is missing in row {missing[0]}")
+            values = [row[f.name] for row in rows]
+        if f.nullable:
+            columns[valid_key(f.name)] = nulls.get(f.name, np.ones(len(rows), np.bool_))
         col: np.ndarray
         if f.dtype == DataType.BINARY_VECTOR:
             col = np.asarray(values, np.uint8).reshape(len(rows), -1)
@@ -666,7 +701,11 @@ def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id:
         unknown = sorted({k for row in rows for k in row} - static)
         if unknown:
             raise KeyError(f"field {unknown[0]} is not in the schema and the dynamic field is off")
-    return field_data_from_columns(schema, columns, names, dynamic_keys)
+    out = field_data_from_columns(schema, columns, names, dynamic_keys)
+    for fd in out:  # a default-valued field that is not nullable: its null rows take the default
+        if fd.field_name in nulls and not len(fd.valid_data):
+            fd.valid_data.extend(nulls[fd.field_name].tolist())
+    return out
 
 
 # --- replies -------------------------------------------------------------------------------
