@@ -228,6 +228,141 @@ def stop_processes(procs) -> None:
             proc.wait(5)
 
 
+STOP_ORDER = ("proxy", "querynode", "datanode", "coord")  # who gets SIGTERM first when a cluster stops
+
+
+def stop_in_order(procs, check: bool = True) -> None:
+    """Stops ``procs`` ((role, process) pairs): SIGTERM to the proxies, then the query nodes, the data
+    nodes, the coords (each group at once, the next once it exited), a kill after 15 s; fails (after
+    stopping everything) if one did not exit cleanly."""
+    procs = list(procs)
+    bad = []
+    for group in STOP_ORDER:
+        members = [p for role, p in procs if role == group]
+        for proc in members:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in members:
+            if proc.stop() != 0:
+                bad.append(proc)
+    if check and bad:
+        raise AssertionError("\n".join(p.failure("did not stop cleanly on SIGTERM", 3000) for p in bad))
+
+
+class RoleProcesses:
+    """The role processes of a test that starts them one by one (``start``), by name, on the
+    distributed backends of ``storage``: each in ``<root>/<name>`` on a free port kept for its name
+    across restarts (``ports``; ``uri(name)`` for pymilvus), with ``--node-id <name>`` (but the coord's),
+    and with ``http=True`` an HTTP port (``http_ports``: /healthz, /metrics). ``start_cluster`` starts
+    the usual set. ``client()``, ``connect(alias)`` (pymilvus's ORM) and ``meta`` (the namespace's
+    metadata store, to look at what the processes wrote) are opened on first use; ``close()`` (or the
+    end of a ``with``) calls what ``at_close`` was given (a test's reader threads' stop), closes them
+    and stops every process still running, without checking how (``stop_all`` checks)."""
+
+    ROLES = {"coord": "coord", "qn": "querynode", "dn": "datanode", "proxy": "proxy"}  # name prefix -> role
+
+    def __init__(self, storage: dict, root):
+        self.storage, self.root = storage, Path(root)
+        self.procs: dict[str, VecdbProcess] = {}
+        self.roles: dict[str, str] = {}
+        self.ports: dict[str, int] = {}
+        self.http_ports: dict[str, int] = {}
+        self._meta = None
+        self._closers: list = []  # run by close(), last first
+
+    def start(self, name: str, role: str | None = None, *flags: str, http: bool = False, env: dict | None = None,
+              ready: str = " ready on ") -> VecdbProcess:
+        """``python -m vecdb <role> ...`` as ``name``; ``role`` defaults to the one its name starts
+        with (``ROLES``); returns once it printed ``ready``."""
+        role = role or next((r for prefix, r in self.ROLES.items() if name.startswith(prefix)), None)
+        assert role is not None, f"{name}: which role? (name it after one of {list(self.ROLES)}, or say)"
+        args = ["--port", str(self.ports.setdefault(name, free_port()))]
+        if role != "coord":
+            args += ["--node-id", name]
+        if http:
+            args += ["--http-port", str(self.http_ports.setdefault(name, free_port()))]
+        self.roles[name] = role
+        self.procs[name] = start_vecdb(role, *args, *flags, data_dir=self.root / name, storage=self.storage, env=env,
+                                       ready=ready)
+        self.procs[name].name = name
+        return self.procs[name]
+
+    def uri(self, name: str = "proxy") -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def client(self, name: str = "proxy"):
+        """A pymilvus client of proxy ``name``, closed by ``close()``."""
+        from pymilvus import MilvusClient
+
+        client = MilvusClient(uri=self.uri(name))
+        self._closers.append(client.close)
+        return client
+
+    def connect(self, alias: str, name: str = "proxy") -> None:
+        """pymilvus's ORM connection ``alias`` to proxy ``name``, disconnected by ``close()``."""
+        from pymilvus import connections
+
+        connections.connect(alias, uri=self.uri(name))
+        self._closers.append(lambda: connections.disconnect(alias))
+
+    def at_close(self, fn) -> None:
+        """``fn()`` first thing in ``close()`` (what a test started that uses the processes)."""
+        self._closers.append(fn)
+
+    @property
+    def meta(self):
+        if self._meta is None:
+            from vecdb.storage.backends import open_meta
+
+            self._meta = open_meta(server_settings(self.root / "probe", None, self.storage).storage)
+        return self._meta
+
+    def kill(self, name: str) -> float:
+        """kill -9 of ``name`` (reaped); returns the monotonic time of the kill."""
+        proc = self.procs.pop(name)
+        proc.kill()
+        killed = time.monotonic()
+        proc.wait(10)
+        return killed
+
+    def stop_all(self) -> None:
+        """Every process stopped in order (``stop_in_order``); fails if one did not exit cleanly."""
+        procs, self.procs = self.procs, {}
+        stop_in_order((self.roles[name], proc) for name, proc in procs.items())
+
+    def close(self) -> None:
+        while self._closers:
+            self._closers.pop()()
+        stop_processes(self.procs.values())
+        self.procs.clear()
+        if self._meta is not None:
+            self._meta.close()
+            self._meta = None
+
+    def __enter__(self) -> RoleProcesses:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def start_cluster(storage: dict, root, querynodes=("qn0",), datanodes=("dn0",), proxies=("proxy",),
+                  http=(), env: dict | None = None) -> RoleProcesses:
+    """A cluster started by hand (``RoleProcesses``), each process once the one before it is ready: a
+    coord, then the query nodes, the data nodes and the proxies named; ``http``: the names that get an
+    HTTP port, ``env``: environment by name (see ``start_vecdb``). Closed on failure."""
+    cluster = RoleProcesses(storage, root)
+    roles = [("coord", "coord"), *((n, "querynode") for n in querynodes), *((n, "datanode") for n in datanodes),
+             *((n, "proxy") for n in proxies)]
+    try:
+        for name, role in roles:
+            cluster.start(name, role, http=name in http, env=(env or {}).get(name))
+    except BaseException:
+        cluster.close()
+        raise
+    return cluster
+
+
 class LocalCluster:
     """coord + three query nodes + a data node + two proxies, each its own ``python -m vecdb``
     process, on the distributed backends of ``storage``, finding each other from their sessions (no
@@ -282,20 +417,9 @@ class LocalCluster:
         return "".join(text)
 
     def stop(self, check: bool = True) -> None:
-        """SIGTERM to the proxies, then the query nodes, the data nodes, the coord (each group at once),
-        a kill after 15 s; fails (after stopping everything) if one did not exit cleanly."""
-        bad = []
-        for group in ("proxy", "querynode", "datanode", "coord"):
-            procs = [p for role, p in self.procs.items() if role.startswith(group)]
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                if proc.stop() != 0:
-                    bad.append(proc)
-        self.procs = {}
-        if check and bad:
-            raise AssertionError("\n".join(p.failure("did not stop cleanly on SIGTERM", 3000) for p in bad))
+        """Every process stopped in order (``stop_in_order``); fails if one did not exit cleanly."""
+        procs, self.procs = self.procs, {}
+        stop_in_order(((role.rstrip("0123456789"), proc) for role, proc in procs.items()), check)
 
 
 @pytest.fixture(scope="session", params=["embedded", "remote", "cluster"])

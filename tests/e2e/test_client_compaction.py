@@ -4,15 +4,15 @@ metadata not committed) on real processes over NATS, etcd and S3."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import subprocess
 import time
 
 import numpy as np
 import pytest
 from pymilvus import MilvusClient
 
-from tests.conftest import free_port, server_settings, spawn_vecdb, start_vecdb, stop_processes, wait_until
+from tests.conftest import free_port, server_settings, start_cluster, start_vecdb, stop_processes, wait_until
 from tests.e2e._helpers import reader_view
 from vecdb.storage.backends import open_meta, open_objects
 
@@ -93,20 +93,10 @@ def test_data_node_killed_inside_a_compaction(tmp_path, remote_storage, trigger)
     client's request too: Executing until then); the aborted attempt's objects are orphans with a
     dead intent."""
     storage = dict(remote_storage(), session_ttl=2)
-    settings = server_settings(tmp_path / "probe", None, storage)
-    meta, objects = open_meta(settings.storage), open_objects(settings.storage)
-    procs: dict[str, subprocess.Popen] = {}
-    c = None
     fast = {"VECDB_COMPACTION__INTERVAL": "0.5", "VECDB_COMPACTION__ENABLED": str(trigger == "automatic").lower()}
-    try:
-        procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(free_port()))
-        procs["qn0"] = spawn_vecdb(storage, tmp_path / "qn0", "querynode", "--port", str(free_port()),
-                                   "--node-id", "qn0")
-        procs["dn0"] = spawn_vecdb(storage, tmp_path / "dn0", "datanode", "--port", str(free_port()), "--node-id",
-                                   "dn0", env={**fast, "VECDB_FAULT_COMPACT": "abort"})
-        port = free_port()
-        procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(port))
-        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
+    with start_cluster(storage, tmp_path, env={"dn0": {**fast, "VECDB_FAULT_COMPACT": "abort"}}) as cluster, \
+            contextlib.closing(open_objects(server_settings(tmp_path / "probe", None, storage).storage)) as objects:
+        procs, meta, c = cluster.procs, cluster.meta, cluster.client()
         c.create_collection("docs", dimension=DIM, metric_type="L2", num_shards=1)
         vecs = np.random.default_rng(0).random((1200, DIM), dtype=np.float32)
         c.insert("docs", [{"id": i, "vector": vecs[i], "tag": f"v1-{i}"} for i in range(200)])
@@ -129,8 +119,7 @@ def test_data_node_killed_inside_a_compaction(tmp_path, remote_storage, trigger)
         if requested is not None:
             assert c.get_compaction_state(requested) == "Executing"  # until the channel's next owner is done
 
-        procs["dn1"] = spawn_vecdb(storage, tmp_path / "dn1", "datanode", "--port", str(free_port()),
-                                   "--node-id", "dn1", env=fast)
+        cluster.start("dn1", env=fast)
         started = time.monotonic()
         wait_until(lambda: len(meta.scan("seg/")) == 1, 60, "dn1 completed the merge")
         print(f"compaction completed by dn1 {time.monotonic() - started:.1f} s after it started (session ttl 2 s)")
@@ -148,12 +137,6 @@ def test_data_node_killed_inside_a_compaction(tmp_path, remote_storage, trigger)
         c.release_collection("docs")
         c.load_collection("docs")
         assert reader_view(c, "docs", vecs) == before
-    finally:
-        if c is not None:
-            c.close()
-        stop_processes(procs.values())
-        meta.close()
-        objects.close()
 
 
 def test_standalone_restarted_after_a_crash_inside_a_compaction_completes_it(tmp_path, remote_storage):

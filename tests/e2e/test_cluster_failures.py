@@ -14,8 +14,6 @@
 from __future__ import annotations
 
 import itertools
-import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -24,61 +22,10 @@ import numpy as np
 from pymilvus import Collection, DataType, MilvusClient, connections
 from pymilvus.client.types import LoadState
 
-from tests.conftest import free_port, spawn_vecdb, stop_processes, wait_until
+from tests.conftest import RoleProcesses, wait_until
 
 TTL = 2  # session ttl (s): a kill -9ed process's session ends this long after its last renewal
 DIM = 8
-
-
-class Procs:
-    """The cluster's processes by name: each keeps its data dir and port across restarts."""
-
-    def __init__(self, storage: dict, root):
-        self.storage, self.root = storage, root
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.ports: dict[str, int] = {}
-
-    def start(self, name: str, role: str, *flags: str, ready: str = " ready on ") -> subprocess.Popen:
-        port = self.ports.setdefault(name, free_port())
-        if role in ("querynode", "proxy"):
-            flags = ("--node-id", name, *flags)
-        self.procs[name] = spawn_vecdb(self.storage, self.root / name, role, "--port", str(port), *flags,
-                                       ready=ready)
-        return self.procs[name]
-
-    def uri(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.ports[name]}"
-
-    def kill(self, name: str) -> float:
-        """kill -9; returns the monotonic time of the kill."""
-        proc = self.procs.pop(name)
-        proc.kill()
-        killed = time.monotonic()
-        proc.wait(10)
-        return killed
-
-    def stop_all(self) -> None:
-        """SIGTERM to every process (proxies first), then wait; a process that does not exit 0 fails."""
-        order = sorted(self.procs, key=lambda n: ("proxy" not in n, "qn" not in n))
-        for name in order:
-            if self.procs[name].poll() is None:
-                self.procs[name].send_signal(signal.SIGTERM)
-        failed = []
-        for name in order:
-            proc = self.procs.pop(name)
-            try:
-                rc = proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-                rc = "hung"
-            if rc != 0:
-                failed.append(f"{name}: exit {rc}: {proc.stdout.read()[-2000:]}")
-        assert not failed, failed
-
-    def close(self) -> None:
-        stop_processes(self.procs.values())
-        self.procs.clear()
 
 
 def _schema(c: MilvusClient):
@@ -142,7 +89,7 @@ class Loop:
 
 
 def test_kill_9_of_the_active_coord_under_inserts_and_ddl(tmp_path, remote_storage):
-    cl = Procs(dict(remote_storage(), session_ttl=TTL), tmp_path)
+    cl = RoleProcesses(dict(remote_storage(), session_ttl=TTL), tmp_path)
     alias = "fail_coord_" + uuid.uuid4().hex[:6]
     loops: list[Loop] = []
     a = b = None
@@ -233,7 +180,7 @@ def test_kill_9_of_the_active_coord_under_inserts_and_ddl(tmp_path, remote_stora
 
 
 def test_kill_9_of_a_proxy_leaves_the_other_unaffected(tmp_path, remote_storage):
-    cl = Procs(dict(remote_storage(), session_ttl=TTL), tmp_path)
+    cl = RoleProcesses(dict(remote_storage(), session_ttl=TTL), tmp_path)
     loops: list[Loop] = []
     a = b = None
     try:
@@ -300,7 +247,7 @@ def test_kill_9_of_a_proxy_leaves_the_other_unaffected(tmp_path, remote_storage)
 
 
 def test_a_full_restart_keeps_a_loaded_collection_serving(tmp_path, remote_storage):
-    cl = Procs(dict(remote_storage(), session_ttl=TTL), tmp_path)  # one namespace for both runs
+    cl = RoleProcesses(dict(remote_storage(), session_ttl=TTL), tmp_path)  # one namespace for both runs
     names = ("coord", "qn0", "qn1", "proxy")
     c = None
 

@@ -6,17 +6,15 @@ pymilvus; the segments' metadata says who wrote them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
-import subprocess
 import time
 
 import numpy as np
-from pymilvus import MilvusClient
 
-from tests.conftest import free_port, server_settings, spawn_vecdb, stop_processes, wait_until
+from tests.conftest import start_cluster, wait_until
 from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
-from vecdb.storage.backends import open_meta
 
 DIM = 8
 
@@ -28,19 +26,8 @@ def _writers(meta) -> list:
 
 
 def test_data_nodes_persist_flushes_fail_over_and_the_proxy_stands_in(tmp_path, remote_storage):
-    storage = dict(remote_storage(), session_ttl=2)
-    meta = open_meta(server_settings(tmp_path / "probe", None, storage).storage)
-    procs: dict[str, subprocess.Popen] = {}
-    c = None
-    try:
-        procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(free_port()))
-        procs["qn0"] = spawn_vecdb(storage, tmp_path / "qn0", "querynode", "--port", str(free_port()),
-                                   "--node-id", "qn0")
-        for dn in ("dn0", "dn1"):
-            procs[dn] = spawn_vecdb(storage, tmp_path / dn, "datanode", "--port", str(free_port()), "--node-id", dn)
-        port = free_port()
-        procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(port), "--node-id", "px0")
-        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
+    with start_cluster(dict(remote_storage(), session_ttl=2), tmp_path, datanodes=("dn0", "dn1")) as cluster:
+        procs, meta, c = cluster.procs, cluster.meta, cluster.client()
         c.create_collection("docs", dimension=DIM, metric_type="L2", num_shards=2)
         vecs = np.random.default_rng(0).random((3000, DIM), dtype=np.float32)
         c.insert("docs", [{"id": i, "vector": vecs[i]} for i in range(1000)])
@@ -64,15 +51,10 @@ def test_data_nodes_persist_flushes_fail_over_and_the_proxy_stands_in(tmp_path, 
         assert procs["dn1"].wait(15) == 0
         c.insert("docs", [{"id": i, "vector": vecs[i]} for i in range(2000, 3000)])
         c.flush("docs")
-        assert _writers(meta)[4:] == ["px0", "px0"]  # persisted by the proxy, which names itself
+        assert _writers(meta)[4:] == ["proxy", "proxy"]  # persisted by the proxy, which names itself
         assert c.query("docs", "", output_fields=["count(*)"])[0]["count(*)"] == 3000
         hits = c.search("docs", data=[vecs[2500].tolist()], limit=1)[0]
         assert hits[0]["id"] == 2500
-    finally:
-        if c is not None:
-            c.close()
-        stop_processes(procs.values())
-        meta.close()
 
 
 def _first_position(log, channel: str) -> int:
@@ -83,21 +65,13 @@ def _first_position(log, channel: str) -> int:
 def test_the_log_is_truncated_below_what_every_follower_applied(tmp_path, remote_storage):
     """The data node cuts each channel below its checkpoint and what the query nodes applied; a
     query node that starts (or restarts) afterwards loads from the segments and the rest of the log."""
-    from vecdb.storage.backends import open_backends
+    from tests.conftest import server_settings
+    from vecdb.storage.backends import open_log
 
     storage = dict(remote_storage(), session_ttl=2)
-    backends = open_backends(server_settings(tmp_path / "probe", None, storage).storage)
-    procs: dict[str, subprocess.Popen] = {}
-    c = None
-    try:
-        procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(free_port()))
-        procs["qn0"] = spawn_vecdb(storage, tmp_path / "qn0", "querynode", "--port", str(free_port()),
-                                   "--node-id", "qn0")
-        procs["dn0"] = spawn_vecdb(storage, tmp_path / "dn0", "datanode", "--port", str(free_port()),
-                                   "--node-id", "dn0")
-        port = free_port()
-        procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(port))
-        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
+    with start_cluster(storage, tmp_path) as cluster, \
+            contextlib.closing(open_log(server_settings(tmp_path / "probe", None, storage).storage)) as wal:
+        c = cluster.client()
         c.create_collection("docs", dimension=DIM, metric_type="L2")
         channel = f"c{c.describe_collection('docs')['collection_id']}-s0"
         vecs = np.random.default_rng(1).random((2000, DIM), dtype=np.float32)
@@ -106,48 +80,30 @@ def test_the_log_is_truncated_below_what_every_follower_applied(tmp_path, remote
             c.flush("docs")
         c.insert("docs", [{"id": i, "vector": vecs[i]} for i in range(1500, 2000)])  # growing, in the log only
         assert c.query("docs", "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 2000
-        last = backends.log.last_position(channel)
-        took = wait_until(lambda: _first_position(backends.log, channel) > 1, 20, "the log is never truncated")
-        first = _first_position(backends.log, channel)
+        last = wal.last_position(channel)
+        took = wait_until(lambda: _first_position(wal, channel) > 1, 20, "the log is never truncated")
+        first = _first_position(wal, channel)
         print(f"log of {channel}: positions {first}..{last} kept (truncated {took:.1f} s after the last write)")
         assert 1 < first <= last
 
-        procs["qn0"].kill()  # a node that starts now finds part of the log gone: it loads the segments
-        procs["qn0"].wait(5)
-        procs["qn1"] = spawn_vecdb(storage, tmp_path / "qn1", "querynode", "--port", str(free_port()),
-                                   "--node-id", "qn1")
+        cluster.kill("qn0")  # a node that starts now finds part of the log gone: it loads the segments
+        cluster.start("qn1")
         assert c.query("docs", "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 2000
         hits = c.search("docs", data=[vecs[1700].tolist(), vecs[100].tolist()], limit=1)
         assert [h[0]["id"] for h in hits] == [1700, 100]
-    finally:
-        if c is not None:
-            c.close()
-        stop_processes(procs.values())
-        backends.close()
 
 
 def test_a_data_node_killed_in_the_middle_of_a_flush_loses_nothing_and_repeats_nothing(tmp_path, remote_storage):
     """The data node owning the channel dies inside the persist (its segment files written, its
     metadata not committed: VECDB_FAULT_PERSIST=abort); the other data node takes the channel over
     and the flush returns with every acknowledged row searchable once."""
-    storage = dict(remote_storage(), session_ttl=2)
-    meta = open_meta(server_settings(tmp_path / "probe", None, storage).storage)
-    procs: dict[str, subprocess.Popen] = {}
-    c = None
-    try:
-        procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(free_port()))
-        procs["qn0"] = spawn_vecdb(storage, tmp_path / "qn0", "querynode", "--port", str(free_port()),
-                                   "--node-id", "qn0")
-        procs["dn0"] = spawn_vecdb(storage, tmp_path / "dn0", "datanode", "--port", str(free_port()),
-                                   "--node-id", "dn0", env={"VECDB_FAULT_PERSIST": "abort"})
-        port = free_port()
-        procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(port))
-        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
+    with start_cluster(dict(remote_storage(), session_ttl=2), tmp_path,
+                       env={"dn0": {"VECDB_FAULT_PERSIST": "abort"}}) as cluster:
+        procs, meta, c = cluster.procs, cluster.meta, cluster.client()
         c.create_collection("docs", dimension=DIM, metric_type="L2")
         wait_until(lambda: [n for _, v in meta.scan(DN_ASSIGN_PREFIX) for n in json.loads(v).values()] == ["dn0"],
                    20, "dn0 owns the channel")
-        procs["dn1"] = spawn_vecdb(storage, tmp_path / "dn1", "datanode", "--port", str(free_port()),
-                                   "--node-id", "dn1")  # joins later: dn0 keeps the channel while it lives
+        cluster.start("dn1")  # joins later: dn0 keeps the channel while it lives
         vecs = np.random.default_rng(2).random((3000, DIM), dtype=np.float32)
         for lo in range(0, 3000, 1000):
             c.insert("docs", [{"id": i, "vector": vecs[i]} for i in range(lo, lo + 1000)])
@@ -163,15 +119,8 @@ def test_a_data_node_killed_in_the_middle_of_a_flush_loses_nothing_and_repeats_n
         assert c.query("docs", "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 2998
         got = c.query("docs", "id < 12", output_fields=["id"], consistency_level="Strong")
         assert sorted(r["id"] for r in got) == list(range(12))  # one row per key, the upserted ones once
-        procs["qn0"].kill()  # a node that loads only the persisted state sees the same
-        procs["qn0"].wait(5)
-        procs["qn1"] = spawn_vecdb(storage, tmp_path / "qn1", "querynode", "--port", str(free_port()),
-                                   "--node-id", "qn1")
+        cluster.kill("qn0")  # a node that loads only the persisted state sees the same
+        cluster.start("qn1")
         assert c.query("docs", "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 2998
         hits = c.search("docs", data=[vecs[2999].tolist()], limit=2)[0]
         assert hits[0]["id"] == 2999
-    finally:
-        if c is not None:
-            c.close()
-        stop_processes(procs.values())
-        meta.close()

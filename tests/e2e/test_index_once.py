@@ -12,18 +12,16 @@ the files at once."""
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 
 import numpy as np
-from pymilvus import DataType, MilvusClient, connections, utility
+from pymilvus import DataType, MilvusClient, utility
 
-from tests.conftest import free_port, server_settings, spawn_vecdb, stop_processes, wait_until
+from tests.conftest import start_cluster, wait_until
 from tests.e2e.test_metrics import Scrape, _get
 from vecdb.coord import index_builds
 from vecdb.coord.index_builds import FAULT_ENV
-from vecdb.storage.backends import open_meta
 
 DIM, SEGMENT_ROWS, SEGMENTS, BUILD_SECONDS = 8, 1500, 2, 6
 NO_COMPACTION = {"VECDB_COMPACTION__ENABLED": "false"}  # the segments stay as flushed unless asked
@@ -62,28 +60,16 @@ def _records(meta, cid: int, index_id: int) -> list[tuple[str, dict]]:
 
 
 def test_each_segment_is_indexed_once_by_the_data_node_and_served_from_its_file(tmp_path, remote_storage):
-    storage = dict(remote_storage(), session_ttl=2)
-    meta = open_meta(server_settings(tmp_path / "probe", None, storage).storage)
-    http = {r: free_port() for r in ("qn0", "qn1", "dn0")}
-    procs: dict[str, subprocess.Popen] = {}
-    c = None
     alias = "index-once"
-    stop = threading.Event()
-    try:
-        procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(free_port()))
-        for q in ("qn0", "qn1"):
-            procs[q] = spawn_vecdb(storage, tmp_path / q, "querynode", "--port", str(free_port()), "--node-id", q,
-                                   "--http-port", str(http[q]))
-        procs["dn0"] = spawn_vecdb(storage, tmp_path / "dn0", "datanode", "--port", str(free_port()),
-                                   "--node-id", "dn0", "--http-port", str(http["dn0"]),
-                                   env={FAULT_ENV: f"sleep:{BUILD_SECONDS}",  # the window before each file
-                                        **NO_COMPACTION})  # compaction below, by request
-        port = free_port()
-        procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(port))
+    with start_cluster(dict(remote_storage(), session_ttl=2), tmp_path, querynodes=("qn0", "qn1"),
+                       http=("qn0", "qn1", "dn0"),
+                       env={"dn0": {FAULT_ENV: f"sleep:{BUILD_SECONDS}",  # the window before each file
+                                    **NO_COMPACTION}}) as cluster:  # compaction below, by request
+        meta, http = cluster.meta, cluster.http_ports
         for q in ("qn0", "qn1"):
             wait_until(lambda q=q: _get(http[q], "/healthz")[0] == 200, 20, f"{q} is ready")
-        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
-        connections.connect(alias, uri=f"http://127.0.0.1:{port}")
+        c = cluster.client()
+        cluster.connect(alias)
         _create(c, "docs")
         c.load_collection("docs", replica_number=2)
         cid = c.describe_collection("docs")["collection_id"]
@@ -106,6 +92,8 @@ def test_each_segment_is_indexed_once_by_the_data_node_and_served_from_its_file(
         assert before == expected
 
         answers: list = []
+        stop = threading.Event()
+        cluster.at_close(stop.set)
 
         def read():  # reads all along the switch
             while not stop.is_set():
@@ -167,13 +155,6 @@ def test_each_segment_is_indexed_once_by_the_data_node_and_served_from_its_file(
         assert segs and all(s.indexID != 0 for s in segs) and sum(len(s.nodeIds) for s in segs) == 2 * SEGMENTS
         assert _search(c, "cold", queries) == expected
         assert len(list(meta.scan(index_builds.collection_prefix(cold_id)))) == SEGMENTS  # loading built nothing
-    finally:
-        stop.set()
-        if c is not None:
-            c.close()
-        connections.disconnect(alias)
-        stop_processes(procs.values())
-        meta.close()
 
 
 def test_a_data_node_killed_in_the_middle_of_a_build_leaves_it_to_the_next_owner(tmp_path, remote_storage):
@@ -181,21 +162,11 @@ def test_a_data_node_killed_in_the_middle_of_a_build_leaves_it_to_the_next_owner
     other data node takes the channel over, builds the interrupted segment once more
     (``retry_after_crash``: a crash is taken for the build's only when it happens twice) and the
     queued one, and the query node serves both from the files; nothing is reported failed."""
-    storage = dict(remote_storage(), session_ttl=2)
-    meta = open_meta(server_settings(tmp_path / "probe", None, storage).storage)
-    procs: dict[str, subprocess.Popen] = {}
-    c = None
     alias = "index-once-kill"
-    try:
-        procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(free_port()))
-        procs["qn0"] = spawn_vecdb(storage, tmp_path / "qn0", "querynode", "--port", str(free_port()),
-                                   "--node-id", "qn0")
-        procs["dn0"] = spawn_vecdb(storage, tmp_path / "dn0", "datanode", "--port", str(free_port()),
-                                   "--node-id", "dn0", env={FAULT_ENV: "sleep:60", **NO_COMPACTION})
-        port = free_port()
-        procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(port))
-        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
-        connections.connect(alias, uri=f"http://127.0.0.1:{port}")
+    with start_cluster(dict(remote_storage(), session_ttl=2), tmp_path,
+                       env={"dn0": {FAULT_ENV: "sleep:60", **NO_COMPACTION}}) as cluster:
+        meta, c = cluster.meta, cluster.client()
+        cluster.connect(alias)
         _create(c, "docs")
         c.load_collection("docs")
         cid = c.describe_collection("docs")["collection_id"]
@@ -203,11 +174,8 @@ def test_a_data_node_killed_in_the_middle_of_a_build_leaves_it_to_the_next_owner
         _fill(c, "docs", vecs)
         wait_until(lambda: any(json.loads(v)["state"] == "running"
                                for _, v in meta.scan(index_builds.collection_prefix(cid))), 20, "dn0 never builds")
-        procs["dn1"] = spawn_vecdb(storage, tmp_path / "dn1", "datanode", "--port", str(free_port()),
-                                   "--node-id", "dn1", env=NO_COMPACTION)
-        procs["dn0"].kill()
-        procs["dn0"].wait(5)
-        killed = time.monotonic()
+        cluster.start("dn1", env=NO_COMPACTION)
+        killed = cluster.kill("dn0")
         wait_until(lambda: (s := _sealed(alias, "docs")) and len(s) == SEGMENTS and all(x.indexID for x in s), 60,
                    "the query node never served the segments' files after the take-over")
         print(f"kill -9 of the building data node: both segments served from dn1's files "
@@ -219,9 +187,3 @@ def test_a_data_node_killed_in_the_middle_of_a_build_leaves_it_to_the_next_owner
         queries = vecs[::300] + 0.01
         expected = np.argsort(((queries[:, None, :] - vecs[None, :, :]) ** 2).sum(-1), axis=1)[:, :10].tolist()
         assert _search(c, "docs", queries) == expected
-    finally:
-        if c is not None:
-            c.close()
-        connections.disconnect(alias)
-        stop_processes(procs.values())
-        meta.close()

@@ -8,38 +8,26 @@ node's counters: tests/e2e/test_metrics.py.)"""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import numpy as np
-from pymilvus import DataType, MilvusClient
+from pymilvus import DataType
 
-from tests.conftest import free_port, spawn_vecdb, stop_processes, wait_until
+from tests.conftest import start_cluster, wait_until
 from tests.e2e.test_metrics import Scrape, _get, _moved
 
 
 def test_coord_and_data_node_metrics_move_by_the_workload(tmp_path, remote_storage):
-    storage = dict(remote_storage(), session_ttl=2)
-    http = {r: free_port() for r in ("coord", "qn0", "dn0")}
-    procs: dict[str, subprocess.Popen] = {}
-    c = None
-    try:
-        procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", "0",
-                                     "--http-port", str(http["coord"]))
-        procs["qn0"] = spawn_vecdb(storage, tmp_path / "qn0", "querynode", "--port", "0", "--node-id", "qn0",
-                                   "--http-port", str(http["qn0"]))
-        procs["dn0"] = spawn_vecdb(storage, tmp_path / "dn0", "datanode", "--port", "0", "--node-id", "dn0",
-                                   "--http-port", str(http["dn0"]))
-        port = free_port()
-        procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(port))
+    with start_cluster(dict(remote_storage(), session_ttl=2), tmp_path, http=("coord", "qn0", "dn0")) as cluster:
+        http = cluster.http_ports
         wait_until(lambda: _get(http["qn0"], "/healthz")[0] == 200, 20, "the query node is ready")
-        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
+        c = cluster.client()
         schema = c.create_schema(auto_id=True)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("vec", DataType.FLOAT_VECTOR, dim=4)
         index = c.prepare_index_params()
         index.add_index("vec", index_type="FLAT", metric_type="L2")
         c.create_collection("docs", schema=schema, index_params=index)
-        coord_address = json.loads(next(v for k, v in _sessions(storage, tmp_path) if k == "session/coord"))["address"]
+        coord_address = json.loads(cluster.meta.get("session/coord"))["address"]
 
         before = {r: Scrape(http[r]) for r in ("coord", "dn0")}
         vecs = np.random.default_rng(0).random((300, 4), dtype=np.float32)
@@ -58,18 +46,3 @@ def test_coord_and_data_node_metrics_move_by_the_workload(tmp_path, remote_stora
                       node_id="dn0", status="success") == 2
         assert _moved(before["dn0"], after["dn0"], "milvus_datanode_save_latency_count", node_id="dn0") == 2
         assert after["dn0"].value("vecdb_node_info", role="datanode", node_id="dn0") == 1
-    finally:
-        if c is not None:
-            c.close()
-        stop_processes(procs.values())
-
-
-def _sessions(storage: dict, tmp_path):
-    from tests.conftest import server_settings
-    from vecdb.storage.backends import open_meta
-
-    meta = open_meta(server_settings(tmp_path / "probe", None, storage).storage)
-    try:
-        return meta.scan("session/")
-    finally:
-        meta.close()

@@ -5,33 +5,19 @@ flush call (the proxy no longer asks a query node for the growing rows). Real NA
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import numpy as np
-from pymilvus import MilvusClient
 
-from tests.conftest import free_port, server_settings, spawn_vecdb, stop_processes, wait_until
+from tests.conftest import start_cluster, wait_until
 from vecdb.datanode.flusher import SEAL_ROWS
-from vecdb.storage.backends import open_meta
 
 BATCH = 25_000
 
 
 def test_the_data_node_seals_a_channel_past_seal_rows_without_a_flush(tmp_path, remote_storage):
-    storage = remote_storage()
-    meta = open_meta(server_settings(tmp_path / "probe", None, storage).storage)
-    procs: dict[str, subprocess.Popen] = {}
-    c = None
-    try:
-        procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(free_port()))
-        procs["qn0"] = spawn_vecdb(storage, tmp_path / "qn0", "querynode", "--port", str(free_port()),
-                                   "--node-id", "qn0")
-        procs["dn0"] = spawn_vecdb(storage, tmp_path / "dn0", "datanode", "--port", str(free_port()),
-                                   "--node-id", "dn0")
-        port = free_port()
-        procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(port))
-        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
+    with start_cluster(remote_storage(), tmp_path) as cluster:
+        meta, c = cluster.meta, cluster.client()
         c.create_collection("big", dimension=2, metric_type="L2", num_shards=1)
         total = SEAL_ROWS + BATCH  # one batch past the threshold
         rng = np.random.default_rng(0)
@@ -51,8 +37,3 @@ def test_the_data_node_seals_a_channel_past_seal_rows_without_a_flush(tmp_path, 
         assert writers == {"dn0"}
         assert SEAL_ROWS <= persisted() <= total
         assert c.query("big", "", output_fields=["count(*)"])[0]["count(*)"] == total
-    finally:
-        if c is not None:
-            c.close()
-        stop_processes(procs.values())
-        meta.close()
