@@ -262,3 +262,44 @@ def test_rest_nullable_and_default(server, client, name):
            {"fieldName": "vector", "dataType": "FloatVector", "elementTypeParams": {"dim": 2}}]
     body = _post(port, "collections/create", {"collectionName": name + "_bad", "schema": {"fields": bad}})
     assert body["code"] == 1100 and "primary field not support null" in body["message"], body
+
+
+def test_milvus_docs_examples(client, name):
+    """The examples of Milvus 2.5's "Nullable & Default" page, with the answers it prints."""
+    s = MilvusClient.create_schema(enable_dynamic_field=True)
+    s.add_field("id", DataType.INT64, is_primary=True)
+    s.add_field("vector", DataType.FLOAT_VECTOR, dim=5)
+    s.add_field("age", DataType.INT64, nullable=True)
+    s.add_field("status", DataType.VARCHAR, default_value="active", max_length=10)
+    idx = client.prepare_index_params()
+    idx.add_index(field_name="vector", index_type="IVF_FLAT", metric_type="L2", params={"nlist": 128})
+    client.create_collection(name, schema=s, index_params=idx)
+    client.insert(name, [{"id": 1, "vector": [0.1, 0.2, 0.3, 0.4, 0.5], "age": 30, "status": "premium"},
+                         {"id": 2, "vector": [0.2, 0.3, 0.4, 0.5, 0.6], "age": None},
+                         {"id": 3, "vector": [0.3, 0.4, 0.5, 0.6, 0.7], "status": None}])
+    q = {"output_fields": ["id", "age", "status"], "consistency_level": "Strong"}
+    assert client.query(name, "age >= 0", **q) == [{"id": 1, "age": 30, "status": "premium"}]
+    everything = client.query(name, "", limit=10, **q)
+    assert sorted(everything, key=lambda r: r["id"]) == [
+        {"id": 1, "age": 30, "status": "premium"}, {"id": 2, "age": None, "status": "active"},
+        {"id": 3, "age": None, "status": "active"}]
+    assert sorted(r["id"] for r in client.query(name, 'status == "active"', **q)) == [2, 3]
+    res = client.search(name, [[0.1, 0.2, 0.4, 0.3, 0.128]], limit=2, search_params={"params": {"nprobe": 16}},
+                        output_fields=["id", "age"], consistency_level="Strong")
+    assert [(h["id"], h["entity"]["age"]) for h in res[0]] == [(1, 30), (2, None)]
+    # grouping on a nullable field is refused (Milvus 2.5's limits)
+    with pytest.raises(MilvusException, match="nullable"):
+        client.search(name, [[0.1] * 5], limit=2, group_by_field="age")
+
+
+def test_partial_update_keeps_nulls(client, name):
+    """An upsert with partial_update: the fields left out keep their values and their nulls."""
+    _create(client, name)
+    rows = _rows(0, 12)
+    client.insert(name, rows)
+    client.upsert(name, [{"id": 1, "flag": False}], partial_update=True)
+    client.upsert(name, [{"id": 2, "age": None}], partial_update=True)
+    want = {r["id"]: _stored(r) for r in rows}
+    want[1]["flag"], want[2]["age"] = False, None
+    got = client.query(name, "id in [1, 2]", output_fields=FIELDS, consistency_level="Strong")
+    assert {r["id"]: {k: r[k] for k in ("id", *FIELDS)} for r in got} == {1: want[1], 2: want[2]}

@@ -59,6 +59,9 @@ def parse_group_by(schema, sp: dict, params: dict, anns_dtype: DataType) -> Grou
         raise errors.FieldNotFound(f"field not found[field={name}]: groupBy field not found in schema")
     if anns_dtype == DataType.BINARY_VECTOR:
         raise errors.InvalidParameter("not support search_group_by operation based on binary vector column")
+    if field.nullable:  # Milvus 2.5: "nullable fields cannot be used as group_by_field"
+        raise errors.InvalidParameter(f"group by field {name} is nullable: a nullable field cannot be used "
+                                      "as group_by_field")
     if field.dtype not in GROUPABLE:
         raise errors.InvalidParameter(
             f"Unsupported data type for group by: field {name} is {field.dtype.name}, supported: "
