@@ -119,12 +119,28 @@ def _datanode(args) -> int:
 
 
 def _proxy(args) -> int:
-    from vecdb.proxy.process import ProxyProcess
-
     settings = _settings(args)
     _role_http_port(args, settings)
-    node = ProxyProcess(settings, args.coord, args.node_id)
-    return _run_until_signalled(node, f"vecdb proxy {node.node_id} ready on {node.address}")
+    if args.worker_port is not None:
+        settings.proxy.worker_port = args.worker_port
+    workers = args.workers if args.workers is not None else settings.proxy.processes
+    if workers < 1:
+        print(f"vecdb proxy: --workers must be 1 or more, not {workers}", file=sys.stderr)
+        return 2
+    if args.worker_index is None and workers > 1:  # the parent of the workers (vecdb.proxy.workers)
+        from vecdb.proxy.workers import supervise
+
+        return supervise(args.argv, workers, args.node_id, settings.proxy.host, settings.proxy.port)
+    from vecdb.proxy.process import ProxyProcess
+
+    if args.worker_index is not None and settings.http.port:  # each worker's own /healthz, /metrics, REST port
+        settings.http.port += args.worker_index
+    node = ProxyProcess(settings, args.coord, args.node_id, worker=args.worker_index)
+    if args.worker_index is None:
+        return _run_until_signalled(node, f"vecdb proxy {node.node_id} ready on {node.address}")
+    from vecdb.proxy.workers import WORKER_UP
+
+    return _run_until_signalled(node, f"{WORKER_UP} {args.worker_index} {node.node_id} {node.address}")
 
 
 def _standalone(args) -> int:
@@ -333,7 +349,15 @@ def main(argv: list[str] | None = None) -> int:
                   port="gRPC port for pymilvus (default 19530)")
     px.add_argument("--coord", default=None, metavar="HOST:PORT",
                     help="the coord's internal RPC address (overrides discovery: default, the one in session/coord)")
-    px.add_argument("--node-id", default=None, help="this proxy's id in session/proxy/<id> (default: random)")
+    px.add_argument("--node-id", default=None, help="this proxy's id in session/proxy/<id> (default: random; "
+                                                     "with --workers, worker i's is <id>-w<i>)")
+    px.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="serve from N processes on --port (SO_REUSEPORT), each a whole proxy; a worker that dies "
+                         "is started again; with --http-port P worker i serves HTTP on P+i (default 1, or "
+                         "proxy.processes, VECDB_PROXY__PROCESSES). See docs/cluster.md")
+    px.add_argument("--worker-port", type=int, default=None, metavar="PORT",
+                    help="with --workers: worker i also serves the Milvus API on PORT+i alone (proxy.worker_port)")
+    px.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set by the parent
     _role_http_flag(px)
     _storage_flags(px)
     _auth_flag(px)
@@ -344,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _cdc_command(sub)
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as given: a proxy's workers get it (--workers)
     from vecdb import logs
 
     # one line per event, "[<role> <node id>]" in each; the level is settled once the settings are read

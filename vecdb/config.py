@@ -23,6 +23,12 @@ class ProxySettings(BaseModel):
     workers: int = Field(0, description="gRPC handler threads; 0 = twice the CPU cores, at least 4 (more "
                          "Python threads than that only add GIL contention: measured ~9% more CPU per nq=1 "
                          "search with 8 than with 4 on 2 cores)")
+    processes: int = Field(1, ge=1, description="worker processes of a cluster proxy (``vecdb proxy --workers``), "
+                           "each a whole proxy with its own node id, all accepting on ``port`` (SO_REUSEPORT); "
+                           "1 = the proxy is one process (measured on 2 cores: 2 workers gave no more QPS at "
+                           "nq=1, docs/benchmarks.md)")
+    worker_port: int = Field(0, ge=0, description="with processes > 1: worker i also serves the Milvus API on "
+                             "worker_port + i alone (to reach one worker); 0 = off")
     max_request_bytes: int = 64 << 20
     max_query_window: int = Field(16384, description="Largest offset+limit a query may ask for (iterators excepted)")
 

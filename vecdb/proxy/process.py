@@ -43,9 +43,13 @@ from vecdb.security import Security
 class ProxyProcess(NodeProcess):
     role = "proxy"
 
-    def __init__(self, settings: Settings, coord: str | None = None, node_id: str | None = None):
-        """``coord``: the coord's address instead of the one in its session."""
+    def __init__(self, settings: Settings, coord: str | None = None, node_id: str | None = None,
+                 worker: int | None = None):
+        """``coord``: the coord's address instead of the one in its session. ``worker``: this process
+        is worker ``worker`` of a proxy of several processes (``vecdb.proxy.workers``): it shares the
+        Milvus API port with the others, and serves ``proxy.worker_port + worker`` too when that is set."""
         self._coord_address = coord
+        self.worker = worker
         super().__init__(settings, settings.proxy.host, node_id)
 
     def _start(self, settings: Settings):
@@ -80,7 +84,9 @@ class ProxyProcess(NodeProcess):
         self.roles.ddl = RemoteDdl(coord, catalog)  # catalog changes: the coord's (vecdb.coord.ddl)
         self.rest_api = RestApi(MilvusService(self.roles), security)  # Milvus's REST API v2 on the HTTP port
         p = settings.proxy
-        server, port = start_server(self.roles, p.host, p.port, p.workers, settings.tls)
+        own_port = p.worker_port + self.worker if self.worker is not None and p.worker_port else 0
+        server, port = start_server(self.roles, p.host, p.port, p.workers, settings.tls,
+                                    reuse_port=self.worker is not None, extra_port=own_port)
         self._closers.append(lambda: self.roles.background.shutdown(wait=True, cancel_futures=True))
         return server, port
 

@@ -109,8 +109,13 @@ def handler_threads(workers: int) -> int:
 
 
 def start_server(roles: Roles, host: str, port: int, workers: int = 0,
-                 tls: TlsSettings | None = None) -> tuple[grpc.Server, int]:
-    """The Milvus API on ``host:port``; over TLS when ``tls.mode`` is 1 or 2 (``vecdb.security.tls``)."""
+                 tls: TlsSettings | None = None, *, reuse_port: bool = False,
+                 extra_port: int = 0) -> tuple[grpc.Server, int]:
+    """The Milvus API on ``host:port``; over TLS when ``tls.mode`` is 1 or 2 (``vecdb.security.tls``).
+
+    ``reuse_port``: the port is shared with the other worker processes of one proxy (SO_REUSEPORT: the
+    kernel spreads the connections over them); off, a port in use is an error. ``extra_port``: the same
+    service on this port too (a worker's own)."""
     workers = handler_threads(workers)
     install_bad_request_log()
     # authentication and privilege checks on every call when on (vecdb.security, docs/security.md)
@@ -123,7 +128,8 @@ def start_server(roles: Roles, host: str, port: int, workers: int = 0,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
+            # off (grpc's Linux default is on): a second server on a port in use fails instead of sharing it
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
             # pymilvus sends keepalive pings every 10 s, also between calls: accept them
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
@@ -134,5 +140,7 @@ def start_server(roles: Roles, host: str, port: int, workers: int = 0,
     bound = add_port(server, f"{host}:{port}", tls)
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port} (address in use?)")
+    if extra_port and add_port(server, f"{host}:{extra_port}", tls) == 0:
+        raise OSError(f"cannot listen on {host}:{extra_port} (address in use?)")
     server.start()
     return server, bound
