@@ -143,7 +143,10 @@ def test_hostile_filters_are_refused_fast_and_others_keep_being_served(coll, uri
     if failures:
         raise failures[0]
     assert len(results) == 3 * len(HOSTILE_FILTERS) + 4 + 3, "a hostile request failed its checks"
-    assert len(latencies) >= 5 and max(latencies) < 1.0, sorted(latencies)[-5:]
+    # the bystander is served all along: a hostile filter that held the server (catastrophic backtracking, a
+    # huge allocation) would stall it for minutes; a machine busy with other work stalls it for a second or two
+    assert len(latencies) >= 5 and float(np.median(latencies)) < 0.5 and max(latencies) < 10.0, \
+        sorted(latencies)[-5:]
     assert count(client, name) == before  # nothing written (or deleted)
     assert client.query(name, filter="id in [7]", output_fields=["s"])[0]["s"] == TEXT + "b"
 
