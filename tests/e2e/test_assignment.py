@@ -11,15 +11,14 @@ through pymilvus:
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections import Counter
 
 import numpy as np
-from pymilvus import Collection, DataType, MilvusClient, connections, utility
+from pymilvus import Collection, DataType, MilvusClient, utility
 
-from tests.conftest import free_port, spawn_vecdb, stop_processes, wait_until
+from tests.conftest import start_cluster, wait_until
 from vecdb.discovery import node_number
 
 DIM, ROWS, SHARDS = 16, 4000, 4
@@ -48,19 +47,12 @@ def _exact(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 
 
 def test_the_coord_spreads_replicates_fails_over_and_rebalances(tmp_path, remote_storage):
-    storage = dict(remote_storage(), session_ttl=2)
-    proxy_port = free_port()
-    procs: dict[str, subprocess.Popen] = {}
-    c = None
     stop = threading.Event()  # ends the reader thread below, whatever happens
-    try:
-        procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(free_port()))
-        for q in ("qn0", "qn1"):
-            procs[q] = spawn_vecdb(storage, tmp_path / q, "querynode", "--port", str(free_port()), "--node-id", q)
-        procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(proxy_port))
-        uri = f"http://127.0.0.1:{proxy_port}"
-        c = MilvusClient(uri=uri)
-        connections.connect("assign", uri=uri)
+    with start_cluster(dict(remote_storage(), session_ttl=2), tmp_path, querynodes=("qn0", "qn1"),
+                       datanodes=()) as cluster:
+        procs, uri, c = cluster.procs, cluster.uri(), cluster.client()
+        cluster.connect("assign")
+        cluster.at_close(stop.set)  # first
         number = {q: node_number(q) for q in ("qn0", "qn1", "qn2")}
 
         schema = c.create_schema(auto_id=False)
@@ -130,8 +122,7 @@ def test_the_coord_spreads_replicates_fails_over_and_rebalances(tmp_path, remote
         assert set(_rows_per_node("assign", "docs")) == {number["qn0"]}
 
         # a node that starts now takes channels over; answers stay complete meanwhile
-        procs["qn2"] = spawn_vecdb(storage, tmp_path / "qn2", "querynode", "--port", str(free_port()),
-                                   "--node-id", "qn2")
+        cluster.start("qn2")
         wait_until(lambda: _rows_per_node("assign", "docs").get(number["qn2"], 0) >= 0.25 * ROWS, 30,
                    "the new node took no channel")
         joined = time.monotonic()
@@ -141,9 +132,3 @@ def test_the_coord_spreads_replicates_fails_over_and_rebalances(tmp_path, remote
         print(f"after qn2 joined: rows per node {dict(_rows_per_node('assign', 'docs'))}")
         assert complete[-1] > joined  # still complete after the hand-over
         check_answers()
-    finally:
-        stop.set()
-        if c is not None:
-            c.close()
-        connections.disconnect("assign")
-        stop_processes(procs.values())

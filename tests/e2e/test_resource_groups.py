@@ -12,17 +12,16 @@ replica, answers staying complete under a steady read load during both. Standalo
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 import uuid
 
 import numpy as np
 import pytest
-from pymilvus import Collection, DataType, MilvusClient, MilvusException, connections, utility
+from pymilvus import Collection, DataType, MilvusClient, MilvusException, utility
 from pymilvus.client.types import ResourceGroupConfig
 
-from tests.conftest import free_port, spawn_vecdb, stop_processes, wait_until
+from tests.conftest import start_cluster, wait_until
 from tests.e2e._helpers import float_schema, make_collection, orm  # noqa: F401 - fixture
 
 DEFAULT = "__default_resource_group"
@@ -151,18 +150,10 @@ def _holders(alias: str, name: str) -> dict[int, int]:
 
 
 def test_a_group_s_node_holds_what_is_loaded_there_and_transfer_replica_moves_it(tmp_path, remote_storage):
-    storage = dict(remote_storage(), session_ttl=2)
-    proxy_port = free_port()
-    procs: dict[str, subprocess.Popen] = {}
-    c = None
-    try:
-        procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(free_port()))
-        for q in ("qn0", "qn1"):
-            procs[q] = spawn_vecdb(storage, tmp_path / q, "querynode", "--port", str(free_port()), "--node-id", q)
-        procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(proxy_port))
-        uri = f"http://127.0.0.1:{proxy_port}"
-        c = MilvusClient(uri=uri)
-        connections.connect("rgs", uri=uri)
+    with start_cluster(dict(remote_storage(), session_ttl=2), tmp_path, querynodes=("qn0", "qn1"),
+                       datanodes=()) as cluster:
+        uri, c = cluster.uri(), cluster.client()
+        cluster.connect("rgs")
         wait_until(lambda: c.describe_resource_group(DEFAULT).num_available_node == 2, 30, "two query nodes")
 
         c.create_resource_group("rg1")
@@ -246,8 +237,3 @@ def test_a_group_s_node_holds_what_is_loaded_there_and_transfer_replica_moves_it
         c.drop_resource_group("rg1")
         assert c.list_resource_groups() == [DEFAULT]
         assert count() == ROWS
-    finally:
-        if c is not None:
-            c.close()
-        connections.disconnect("rgs")
-        stop_processes(procs.values())
