@@ -226,3 +226,14 @@ def test_filters_on_nulls(expr, ids):
 
 def test_is_null_on_a_plain_field_is_never_true():
     assert _eval("id is null") == [] and _eval("id is not null") == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("expr,ids", [
+    # Milvus: and/or are "known" where either side is; not flips and ANDs that (ids 2, 3: age null)
+    ("not (age > 10 and status == 'premium')", [2, 3, 4]),  # status known on 2, 3: not(false) = true
+    ("not (age > 10 or j['k'] == 9)", [4]),  # j null on 2, 3 too: unknown, false
+    ("not (age > 10 or status == 'nope')", [2, 3, 4]),
+    ("not (not (age > 10))", [1]),
+])
+def test_not_over_and_or_follows_milvus_validity(expr, ids):
+    assert _eval(expr) == ids

@@ -20,9 +20,9 @@ Type rules (errors at compile time, like Milvus's plan parser):
 
 Nullable fields (Milvus 2.5): a null row is false for every predicate that reads the field
 (comparison, in, like, contains, ...: a predicate is ANDed with the validity masks of the
-nullable fields it reads), and ``not`` keeps it false (``not p`` is ``~p`` AND those masks,
-as Milvus's NOT flips the result and ANDs the valid bitmap). ``x is null`` / ``x is not null``
-read the field's mask.
+nullable fields it reads), and ``not`` keeps an unknown row false: as Milvus's NOT, it flips
+the result and ANDs its operand's validity (``and`` / ``or`` are known where either side is;
+``predicates.validity``). ``x is null`` / ``x is not null`` read the field's mask.
 Every error is InvalidParameter("cannot parse expression: <expr>, error: ...
 at column N").
 """
@@ -131,7 +131,7 @@ class _Compiler:
                 return p.child
             if isinstance(p, preds.ConstPred):
                 return preds.ConstPred(not p.value)
-            return preds.Not(p, tuple(sorted(self.null_refs)))
+            return preds.Not(p)
         if isinstance(node, ast.Binary) and node.op in _REVERSED:
             return self.compare(node.op, self.value(node.left), self.value(node.right), node.pos)
         if isinstance(node, ast.Range):

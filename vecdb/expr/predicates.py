@@ -69,20 +69,51 @@ class Or(Pred):
 
 
 class Not(Pred):
-    """``not child``; rows where a nullable field the child reads is null stay false (``masks``: the
-    validity masks of those fields)."""
+    """``not child`` as Milvus computes it over nullable fields: the child's result flipped, then ANDed
+    with the child's validity (see :func:`validity`), so a row where the child is "unknown" stays false."""
 
-    __slots__ = ("child", "masks")
+    __slots__ = ("child", "valid")
 
-    def __init__(self, child, masks: tuple[str, ...] = ()):
-        self.child, self.masks = child, masks
+    def __init__(self, child):
+        self.child, self.valid = child, validity(child)
 
     def eval(self, ctx):
         res = self.child.eval(ctx)
         np.logical_not(res, out=res)
-        for key in self.masks:
+        if self.valid is not None:
+            res &= eval_validity(self.valid, ctx)
+        return res
+
+
+def validity(pred):
+    """Where ``pred``'s result is known, as Milvus tracks it beside each result bitmap: a predicate on
+    nullable fields where all of them hold a value (``NonNull``'s masks), ``and`` / ``or`` where
+    either side is known, ``not`` where its operand is; ``is null`` and predicates on other fields
+    everywhere. A plan for :func:`eval_validity`: None (every row), ``("masks", keys)`` or
+    ``("any", plans)``."""
+    if isinstance(pred, NonNull):
+        return ("masks", pred.masks)
+    if isinstance(pred, Not):
+        return pred.valid
+    if isinstance(pred, (And, Or)):
+        plans = [validity(c) for c in pred.children]
+        if any(p is None for p in plans):
+            return None
+        return ("any", tuple(plans))
+    return None
+
+
+def eval_validity(plan, ctx) -> np.ndarray:
+    kind, parts = plan
+    if kind == "masks":
+        res = np.array(ctx.column(parts[0]), dtype=bool)
+        for key in parts[1:]:
             res &= ctx.column(key)
         return res
+    res = eval_validity(parts[0], ctx)
+    for p in parts[1:]:
+        res |= eval_validity(p, ctx)
+    return res
 
 
 class NonNull(Pred):
