@@ -67,21 +67,26 @@ def _coord(args) -> int:
     from vecdb import logs
     from vecdb.coord.server import Coord
     from vecdb.rpc.transport import use_cluster_secret, use_internal_tls
-    from vecdb.storage.backends import open_meta, open_objects
+    from vecdb.storage.backends import open_log, open_meta, open_objects
 
     settings = _settings(args)
     use_cluster_secret(settings.security.cluster_secret_value())  # required of every call it serves
     use_internal_tls(settings.tls)  # served over mutual TLS with tls.internal
     meta = open_meta(settings.storage)
-    http = objects = None
+    http = objects = wal = None
     try:
+        if settings.storage.log != "wal":  # the cluster's shared log: flushes write their seal records there
+            wal = open_log(settings.storage)
+        else:  # a log under the coord's own directory is no one else's
+            logging.getLogger("vecdb.coord.flush").warning(
+                "no shared log (storage.log / --log is 'wal'): flushes through this coord are refused")
         if settings.storage.objects != "local":  # the cluster's objects: its garbage collection's
             objects = open_objects(settings.storage)
         else:  # a local store under the coord's own directory holds nothing of the cluster's
             logging.getLogger("vecdb.coord.gc").warning(
                 "no shared object store (storage.objects / --object-store is 'local'): no garbage collection")
         coord = Coord(meta, settings.proxy.host, args.port if args.port is not None else 19540,
-                      settings.storage.session_ttl, objects, settings.gc)
+                      settings.storage.session_ttl, objects, settings.gc, wal)
         _role_http_port(args, settings)
         if settings.http.port:
             from vecdb.http import start_http
@@ -97,6 +102,8 @@ def _coord(args) -> int:
             http.shutdown()
         if objects is not None:
             objects.close()
+        if wal is not None:
+            wal.close()
         meta.close()
 
 

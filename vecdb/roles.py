@@ -1,9 +1,9 @@
 """The role contracts: what the proxy (and the data node) call on the other roles.
 
 Standalone wires the in-process roles (``QueryNode``, ``DataNode``, ``TimestampOracle``,
-``IdAllocator``, ``Catalog``, ``DdlManager``); a cluster proxy wires their remote clients
-(``QueryNodeRouter`` over ``RemoteQueryNode``s, ``RemoteTimestampOracle``, ``RemoteIdAllocator``,
-``RemoteDdl``, which calls the active coord). Callers type
+``IdAllocator``, ``Catalog``, ``DdlManager``, ``FlushManager``); a cluster proxy wires their remote
+clients (``QueryNodeRouter`` over ``RemoteQueryNode``s, ``RemoteTimestampOracle``, ``RemoteIdAllocator``,
+``RemoteDdl`` and ``RemoteFlush``, which call the active coord). Callers type
 against these Protocols, so where a role lives is not their business.
 
 mypy checks the types where the roles are wired (``Roles``); tests/unit/test_role_contracts.py
@@ -23,6 +23,7 @@ import numpy as np
 if TYPE_CHECKING:
     from vecdb.coord.catalog_model import CollectionInfo
     from vecdb.coord.ddl import LoadState
+    from vecdb.coord.flush import FlushResult
     from vecdb.coord.resource_groups import GroupConfig
     from vecdb.querynode.executor import Hits, SearchSpec
     from vecdb.schema import CollectionSchema
@@ -287,3 +288,14 @@ class DdlRole(Protocol):
         ...
 
     def transfer_node(self, source: str, target: str, num: int) -> None: ...
+
+
+class FlushRole(Protocol):
+    """A collection's flush, run by the coord (``vecdb.coord.flush``): seal records written into the
+    channels under one timestamp, then persisted by the data nodes owning them."""
+
+    def flush(self, collection_id: int, channels: Sequence[str]) -> FlushResult:
+        """Returns once each channel is persisted up to its seal record, except those no data node
+        process persists (``FlushResult.unpersisted``: the caller persists them in-process). May be
+        repeated: no row is lost or persisted twice."""
+        ...

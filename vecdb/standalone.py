@@ -20,6 +20,7 @@ from vecdb import limits
 from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
 from vecdb.coord.ddl import DdlManager
+from vecdb.coord.flush import FlushManager
 from vecdb.coord.gc import GarbageCollector
 from vecdb.coord.resource_groups import ResourceGroups
 from vecdb.coord.session import Session, describe_process
@@ -76,7 +77,10 @@ class Standalone:
         groups = ResourceGroups(self.meta, lambda: {str(STANDALONE_NODE_ID): "local"})
         # the coord's DDL manager, in-process over the same catalog (a cluster's proxy calls the coord's)
         ddl = DdlManager(catalog, ids, tso, groups)
-        self.roles = Roles(catalog, tso, ids, writer, self.querynode, self.datanode, ddl=ddl,
+        # the coord's flush manager, in-process over the same writer (no data node processes: the proxy's
+        # handler persists every channel itself)
+        flush = FlushManager(writer, self.meta)
+        self.roles = Roles(catalog, tso, ids, writer, self.querynode, self.datanode, ddl=ddl, flush=flush,
                            max_request_bytes=settings.proxy.max_request_bytes,
                            max_query_window=settings.proxy.max_query_window, security=self.security,
                            seal_rows=settings.datanode.seal_rows,

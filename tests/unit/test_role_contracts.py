@@ -16,6 +16,7 @@ from vecdb.coord.catalog import Catalog
 from vecdb.coord.client import RemoteIdAllocator, RemoteTimestampOracle
 from vecdb.coord.ddl import DdlManager
 from vecdb.coord.ddl_rpc import RemoteDdl
+from vecdb.coord.flush import FlushManager, RemoteFlush
 from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.node import DataNode
@@ -40,6 +41,8 @@ IMPLEMENTATIONS = [
     (roles.CatalogRole, Catalog),
     (roles.DdlRole, DdlManager),
     (roles.DdlRole, RemoteDdl),
+    (roles.FlushRole, FlushManager),
+    (roles.FlushRole, RemoteFlush),
     (roles.RowFilter, Filter),
     (roles.RowFilter, _PkFilter),
 ]

@@ -6,7 +6,9 @@ The active coord also assigns the loaded collections' channels to the query node
 (``vecdb.coord.assignment``) and every collection's channels to the data nodes
 (``vecdb.coord.datanode_assignment``), and it owns DDL: the DDL RPCs change the catalog through
 its ``DdlManager`` (``vecdb.coord.ddl``, one per term, over a catalog of its own that follows the
-store) and answer once every live proxy applied the change.
+store) and answer once every live proxy applied the change. It runs flushes too: ``Flush`` writes
+the seal records into the shared log through its ``FlushManager`` (``vecdb.coord.flush``, one per
+term, its writer timestamping from the term's TSO) and answers once the data nodes persisted them.
 
 Active-standby. Any number of coords may run on one metadata store; the one holding
 ``session/coord`` (exclusive, its value naming the coord's address) is active, the others are
@@ -44,14 +46,16 @@ from vecdb.coord.assignment import AssignmentManager
 from vecdb.coord.client import SESSION_KEY, RemoteIdAllocator, RemoteTimestampOracle  # noqa: F401
 from vecdb.coord.datanode_assignment import DataNodeAssigner
 from vecdb.coord.ddl_rpc import ddl_handlers, open_ddl
+from vecdb.coord.flush import FlushManager, FlushSlots, flush_reply
 from vecdb.coord.gc import GarbageCollector
 from vecdb.coord.session import Session, describe_process
 from vecdb.coord.tso import IdAllocator, TimestampOracle
-from vecdb.errors import InvalidParameter, IoFailed, ServiceNotReady, ServiceUnavailable
+from vecdb.errors import InvalidParameter, IoFailed, ServiceNotReady, ServiceUnavailable, Unimplemented
 from vecdb.process import advertised_address
+from vecdb.proxy.writer import ShardWriter
 from vecdb.rpc import serve, set_fields
-from vecdb.rpc.gen.coord_pb2 import AllocIDReply, AllocTimestampReply
-from vecdb.storage.base import MetaStore, ObjectStore
+from vecdb.rpc.gen.coord_pb2 import AllocIDReply, AllocTimestampReply, FlushReply, FlushRequest
+from vecdb.storage.base import Log, MetaStore, ObjectStore
 from vecdb.timestamp import LOGICAL_MASK
 
 log = logging.getLogger(__name__)
@@ -61,6 +65,8 @@ MAX_IDS_PER_CALL = 1 << 24
 # a clock that runs a little fast next to the store's, and the time a reply takes to leave.
 _LEASE_SHARE = 0.8
 _CAMPAIGN_PAUSE = 0.25  # seconds between a standby's tries (a takeover waits out the old lease anyway)
+# RPC workers: flushes hold one each while they wait for the data nodes (at most FlushSlots' limit)
+_WORKERS = 32
 
 
 def _count(meta: dict, limit: int) -> int:
@@ -70,12 +76,19 @@ def _count(meta: dict, limit: int) -> int:
     return count
 
 
+def _no_delivery(channel: str, position: int, record: object) -> None:
+    """The coord's writer hands its seal records to nobody: the nodes follow the log."""
+
+
 class _Term:
     """One period as the active coord: the session taken, the allocators and the assignment of
     channels to query nodes, all fenced by it."""
 
-    def __init__(self, session: Session, tso: TimestampOracle, ids: IdAllocator, assigners: list):
+    def __init__(self, session: Session, tso: TimestampOracle, ids: IdAllocator, assigners: list,
+                 wal: Log | None = None):
         self.session, self.tso, self.ids, self.assigners = session, tso, ids, assigners
+        # its own writer: it finds each channel's end afresh, and timestamps from this term's TSO
+        self.flush = None if wal is None else FlushManager(ShardWriter(wal, tso, _no_delivery), session.meta)
         try:
             self.ddl = open_ddl(session.meta, tso, ids, session.ttl)
         except BaseException:
@@ -99,10 +112,12 @@ class Coord:
     else a standby that takes over on its own (``active``, ``wait_active``)."""
 
     def __init__(self, meta: MetaStore, host: str = "127.0.0.1", port: int = 0, session_ttl: float = 10.0,
-                 objects: ObjectStore | None = None, gc: GcSettings | None = None):
+                 objects: ObjectStore | None = None, gc: GcSettings | None = None, wal: Log | None = None):
         """``objects``: the object store, for its garbage collection while active (``vecdb.coord.gc``, with
-        ``gc``'s interval and grace); None: no garbage collection."""
-        self.meta, self.ttl = meta, float(session_ttl)
+        ``gc``'s interval and grace); None: no garbage collection. ``wal``: the cluster's shared log,
+        where ``Flush`` writes seal records; None: ``Flush`` answers Unimplemented."""
+        self.meta, self.ttl, self.wal = meta, float(session_ttl), wal
+        self._flush_slots = FlushSlots()
         self.objects, self.gc = objects, gc or GcSettings()
         self._term: _Term | None = None
         self._changed = threading.Condition()
@@ -114,7 +129,8 @@ class Coord:
             AllocTimestamp=lambda r, ctx: AllocTimestampReply(ts=self._alloc_ts(_count(set_fields(r), LOGICAL_MASK))),
             AllocID=lambda r, ctx: AllocIDReply(id=self._alloc_ids(_count(set_fields(r), MAX_IDS_PER_CALL))),
             **ddl_handlers(self._serve_ddl),
-        ), host, port)
+            Flush=lambda r, ctx: self._flush(r),
+        ), host, port, workers=_WORKERS)
         self.address = advertised_address(host, self.port)
         try:
             if not self._try_to_take_over():  # a first try here: a lone coord is active on return
@@ -198,6 +214,28 @@ class Coord:
         except IoFailed as e:
             raise ServiceUnavailable(f"coord at {self.address} cannot reach the metadata store: {e.message}") from e
 
+    def _flush(self, request: FlushRequest) -> FlushReply:
+        """``Flush`` (``vecdb.coord.flush``): checked against this term's catalog, then run by its manager."""
+        term = self._term
+        if term is None or not term.live():
+            raise ServiceNotReady(f"coord at {self.address} is not the active coord (standby, or its session is "
+                                  f"ending): the active one is named in {SESSION_KEY}")
+        if term.flush is None:
+            raise Unimplemented(f"coord at {self.address} has no shared log (storage.log): it cannot flush")
+        try:
+            info = term.ddl.catalog.get_by_id(request.collection_id)  # CollectionNotFound
+            channels = list(request.channels) or list(info.channels)
+            strange = sorted(set(channels) - set(info.channels))
+            if strange:
+                raise InvalidParameter(f"channels {strange} are not collection {info.name}'s ({info.channels})")
+            with self._flush_slots:
+                return flush_reply(term.flush.flush(info.id, channels))
+        except ServiceNotReady as e:  # the seal's timestamp was fenced off: another coord took over
+            self._step_down(term, str(e))
+            raise
+        except IoFailed as e:  # the log or the store did not answer: worth retrying, here or elsewhere
+            raise ServiceUnavailable(f"coord at {self.address} could not flush: {e.message}") from e
+
     # --- becoming active and stepping down
 
     def _try_to_take_over(self) -> bool:
@@ -225,7 +263,7 @@ class Coord:
                 for a in assigners:
                     a.close()
                 raise
-            term = _Term(session, tso, ids, assigners)
+            term = _Term(session, tso, ids, assigners, self.wal)
         except BaseException:
             session.close()
             raise

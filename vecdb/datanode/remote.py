@@ -1,9 +1,10 @@
 """A cluster proxy's data node role: persisting is the data node processes' job when any runs.
 
-``ClusterDataNode.persist`` (a flush, or the seal policy) waits until the data node that owns the
-channel (``vecdb.coord.datanode_assignment``) moved the channel's checkpoint to the seal record
-(``vecdb.datanode.flusher``), and returns the segments that persist wrote. With no data node
-alive it persists in-process, as a cluster without data nodes always did. Everything else (the
+A flush is the coord's (``vecdb.coord.flush``): it writes the seal records and waits until the data
+node that owns each channel (``vecdb.coord.datanode_assignment``) persisted it up to its seal record
+(``vecdb.datanode.flusher``). A channel that no data node process persisted (none lives) comes back
+to the proxy, and ``ClusterDataNode.persist`` persists it in-process, as a cluster without data
+nodes always did (and builds its indexes, which no data node then does). Everything else (the
 indexer for unloaded collections, segment lists, drops) is the in-process ``DataNode``'s, over the
 same metadata and object stores.
 """
@@ -15,24 +16,21 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from vecdb import errors
 from vecdb.coord.catalog_model import CollectionInfo
 from vecdb.coord.datanode_assignment import DATANODE_SESSIONS
 from vecdb.datanode.compactor import request_compaction
 from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.node import DataNode
-from vecdb.storage import segments as sf
 from vecdb.storage.base import MetaStore
 
 log = logging.getLogger(__name__)
 
-PERSIST_WAIT = 120.0  # seconds a flush waits for the data nodes before it fails (retriable)
 SEALERS_RECHECK = 1.0  # seconds between looks at whether data node processes run (the seal policy's)
 
 
 class ClusterDataNode:
-    def __init__(self, local: DataNode, meta: MetaStore, wait: float = PERSIST_WAIT):
-        self.local, self.meta, self.wait = local, meta, wait
+    def __init__(self, local: DataNode, meta: MetaStore):
+        self.local, self.meta = local, meta
 
     @property
     def indexer(self) -> ClusterIndexer:
@@ -52,21 +50,13 @@ class ClusterDataNode:
         return alive
 
     def persist(self, info: CollectionInfo, channel: str, upto: int) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + self.wait
-        pause = 0.005
-        while True:
-            if sf.checkpoint(self.meta, info.id, channel) >= upto:
-                return [s for s in sf.list_segments(self.meta, info.id, channel) if s.get("position") == upto]
-            if not self._datanodes():
-                segments = self.local.persist(info, channel, upto)
-                if segments and info.indexes:  # no data node builds them, and query nodes never do
-                    self.local.indexer.schedule(info, [channel])
-                return segments
-            if time.monotonic() > deadline:
-                raise errors.ServiceUnavailable(f"channel {channel}: no data node persisted it up to {upto} "
-                                                f"within {self.wait:.0f} s")
-            time.sleep(pause)
-            pause = min(pause * 2, 0.1)
+        """In-process: what a flush leaves to the proxy when no data node process persisted the
+        channel (``vecdb.coord.flush``; the compare-and-set on the checkpoint keeps it from persisting
+        a record twice should one start meanwhile)."""
+        segments = self.local.persist(info, channel, upto)
+        if segments and info.indexes and not self._datanodes():  # no data node builds them, nor query nodes
+            self.local.indexer.schedule(info, [channel])
+        return segments
 
     def segments(self, info: CollectionInfo) -> list[dict[str, Any]]:
         return self.local.segments(info)

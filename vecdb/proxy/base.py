@@ -19,7 +19,7 @@ from vecdb.coord.catalog import DEFAULT_PARTITION, CollectionInfo
 from vecdb.datanode.flusher import SEAL_ROWS
 from vecdb.proxy import status
 from vecdb.proxy.writer import ShardWriter
-from vecdb.roles import CatalogRole, DataNodeRole, DdlRole, IdSource, QueryNodeRole, TimestampSource
+from vecdb.roles import CatalogRole, DataNodeRole, DdlRole, FlushRole, IdSource, QueryNodeRole, TimestampSource
 from vecdb.schema import DataType
 
 if TYPE_CHECKING:
@@ -42,6 +42,9 @@ class Roles:
     # the catalog's changes (vecdb.coord.ddl): a cluster proxy's calls the coord (RemoteDdl);
     # None = decided in-process over ``catalog`` (standalone: a DdlManager, wired at construction)
     ddl: DdlRole | None = None
+    # flushes (vecdb.coord.flush): a cluster proxy's call the coord (RemoteFlush); None = in-process over
+    # ``writer``, every channel persisted by ``datanode`` here (a FlushManager, wired at construction)
+    flush: FlushRole | None = None
     max_request_bytes: int = 64 << 20
     max_query_window: int = 16384
     # rows after a channel's last seal record that make the proxy's seal policy seal it (datanode.seal_rows)
@@ -118,6 +121,11 @@ class ServiceBase:
 
             roles.ddl = DdlManager(roles.catalog, roles.ids, roles.tso, roles.resource_groups)
         self.ddl: DdlRole = roles.ddl
+        if roles.flush is None:  # no store to find data nodes in: the caller persists every channel
+            from vecdb.coord.flush import FlushManager
+
+            roles.flush = FlushManager(roles.writer, None)
+        self.flusher: FlushRole = roles.flush
 
     def collection(self, db: str, name: str) -> CollectionInfo:
         if not name:

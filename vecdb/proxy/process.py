@@ -3,9 +3,10 @@
 The same Milvus service code as standalone, wired to the cluster: timestamps and ids from
 the coord, writes into the shared log (``ShardWriter`` appends expecting each channel's end, so
 several proxies keep timestamp order), reads through ``QueryNodeRouter`` to the query nodes,
-the catalog on the shared metadata store. A flush waits for the data node processes
-(``vecdb datanode``) to persist the channels; with none running, the proxy persists itself
-(``ClusterDataNode``; the log is never truncated in a cluster yet).
+the catalog on the shared metadata store. A flush is the coord's (``RemoteFlush``: it writes the
+seal records and waits for the data node processes, ``vecdb datanode``, to persist the channels);
+the channels none persisted (none running) the proxy persists itself (``ClusterDataNode``; the log
+is never truncated in a cluster yet).
 
 It needs only the storage backends: the active coord is the one named in ``session/coord``
 (``CoordClient``, which follows a failover; a ``coord`` address overrides that), and the query
@@ -24,6 +25,7 @@ from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
 from vecdb.coord.client import CoordClient, RemoteIdAllocator, RemoteTimestampOracle
 from vecdb.coord.ddl_rpc import RemoteDdl
+from vecdb.coord.flush import RemoteFlush
 from vecdb.coord.resource_groups import ResourceGroups
 from vecdb.datanode.node import DataNode
 from vecdb.datanode.remote import ClusterDataNode
@@ -82,6 +84,7 @@ class ProxyProcess(NodeProcess):
                            resource_groups=ResourceGroups(self.backends.meta, self.router.node_addresses),
                            quota=Quota(settings.quota, node_id=self.node_id))
         self.roles.ddl = RemoteDdl(coord, catalog)  # catalog changes: the coord's (vecdb.coord.ddl)
+        self.roles.flush = RemoteFlush(coord)  # flushes and automatic seals: the coord's (vecdb.coord.flush)
         self.rest_api = RestApi(MilvusService(self.roles), security)  # Milvus's REST API v2 on the HTTP port
         p = settings.proxy
         own_port = p.worker_port + self.worker if self.worker is not None and p.worker_port else 0

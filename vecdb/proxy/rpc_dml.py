@@ -21,7 +21,7 @@ from vecdb.proxy.base import PARTITION_KEY_NAMES, ServiceBase, hash_keys, rpc
 from vecdb.proxy.fielddata import columns_from_field_data
 from vecdb.proxy.results import ids_proto
 from vecdb.proxy.templates import template_values
-from vecdb.records import DeleteRecord, InsertRecord, Record, SealRecord
+from vecdb.records import DeleteRecord, InsertRecord, Record
 from vecdb.request_db import db_of
 from vecdb.schema import DataType, valid_key
 from vecdb.timestamp import physical_ms
@@ -208,14 +208,15 @@ class DmlRpcs(ServiceBase):
 
     # --- flush ------------------------------------------------------------------
     def flush_collection(self, info: CollectionInfo, channels: list[str] | None = None) -> tuple[list[int], int]:
-        channels = channels or info.channels
-        ts, positions = self.r.writer.write({ch: lambda ts: [SealRecord(info.id, ts)] for ch in channels})
-        seg_ids = []
-        for ch, pos in positions.items():
+        """The coord's flush (``vecdb.coord.flush``: seal records, persisted by the data nodes); the
+        channels no data node process persisted are persisted here, in-process."""
+        done = self.flusher.flush(info.id, channels or info.channels)
+        seg_ids = list(done.segment_ids)
+        for ch, pos in done.unpersisted.items():
             seg_ids += [s["segment_id"] for s in self.r.datanode.persist(info, ch, pos)]
         if seg_ids and info.indexes and not self.r.querynode.is_loaded(info.id):
             self.r.datanode.indexer.schedule(info)  # a loaded collection's query node indexes what it seals
-        return seg_ids, ts
+        return seg_ids, done.ts
 
     def _maybe_seal(self, info: CollectionInfo, channels: list[str]) -> None:
         """The seal policy where no data node follows the channels (standalone, a cluster without

@@ -293,3 +293,28 @@ class DdlReply(_message.Message):
     ids: _containers.RepeatedScalarFieldContainer[int]
     before: DdlLoadState
     def __init__(self, version: _Optional[int] = ..., found: _Optional[bool] = ..., id: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ..., before: _Optional[_Union[DdlLoadState, _Mapping]] = ...) -> None: ...
+
+class FlushRequest(_message.Message):
+    __slots__ = ("collection_id", "channels")
+    COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    collection_id: int
+    channels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, collection_id: _Optional[int] = ..., channels: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FlushReply(_message.Message):
+    __slots__ = ("segment_ids", "ts", "unpersisted")
+    class UnpersistedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    SEGMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    TS_FIELD_NUMBER: _ClassVar[int]
+    UNPERSISTED_FIELD_NUMBER: _ClassVar[int]
+    segment_ids: _containers.RepeatedScalarFieldContainer[int]
+    ts: int
+    unpersisted: _containers.ScalarMap[str, int]
+    def __init__(self, segment_ids: _Optional[_Iterable[int]] = ..., ts: _Optional[int] = ..., unpersisted: _Optional[_Mapping[str, int]] = ...) -> None: ...

@@ -154,6 +154,11 @@ class CoordStub:
                 request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlTransferNodeRequest.SerializeToString,
                 response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
                 _registered_method=True)
+        self.Flush = channel.unary_unary(
+                '/vecdb.internal.Coord/Flush',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.FlushRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.FlushReply.FromString,
+                _registered_method=True)
 
 
 class CoordServicer:
@@ -324,6 +329,18 @@ class CoordServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Flush(self, request, context):
+        """Flush (vecdb/coord/flush.py): the coord writes a seal record into each of the collection's
+        channels (one timestamp from its TSO, appended in timestamp order with the proxies' writes)
+        and answers once the data node owning each channel persisted it up to that record. A channel
+        no data node process persists (none lives) comes back in FlushReply.unpersisted: the caller
+        persists it. May be repeated: seal records are markers, a repeat loses and duplicates no row.
+        CollectionNotFound for an unknown collection id, InvalidParameter for a channel not its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -446,6 +463,11 @@ def add_CoordServicer_to_server(servicer, server):
                     servicer.TransferNode,
                     request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlTransferNodeRequest.FromString,
                     response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'Flush': grpc.unary_unary_rpc_method_handler(
+                    servicer.Flush,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.FlushRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.FlushReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1096,6 +1118,33 @@ class Coord:
             '/vecdb.internal.Coord/TransferNode',
             vecdb_dot_internal_dot_coord__pb2.DdlTransferNodeRequest.SerializeToString,
             vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Flush(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/Flush',
+            vecdb_dot_internal_dot_coord__pb2.FlushRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.FlushReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,168 @@
+"""The coord's flush manager: a collection's flush is decided and written here, not by the proxy.
+
+``FlushManager.flush(collection id, channels)`` writes one seal record into each channel under
+one timestamp from the coord's own TSO, then waits until the data node that owns each channel
+(``vecdb.coord.datanode_assignment``) moved the channel's checkpoint to its seal record
+(``vecdb.datanode.flusher``), and returns the segments written at those records and the seal
+timestamp. The records go through a ``ShardWriter`` (``vecdb.proxy.writer``): each append
+expects the channel to end where the writer last saw it, so the coord's seal records and the
+proxies' writes keep every channel in timestamp order (one that lost the race re-reads the end,
+takes a newer timestamp and appends again).
+
+Where the fallback lives: with the caller. A channel whose checkpoint no data node process moves
+(none has a session: standalone, a cluster without data nodes, or the last one died during the
+wait) comes back in ``FlushResult.unpersisted`` with its seal position, and the caller persists it
+in-process (the proxy's ``DataNodeRole.persist``: standalone's ``DataNode``, a cluster proxy's
+``ClusterDataNode``, which also builds the indexes then). So the coord writes no segment files
+and needs no object store for a flush, and standalone keeps persisting in its own process, as it
+always did.
+
+Deployments. Standalone wires a ``FlushManager`` in-process over the proxy's own writer (which
+hands the seal record to its query node); a cluster's active coord runs one per term over a
+writer of its own on the shared log (``vecdb.coord.server``: the ``Flush`` RPC of
+``proto/coord.proto``, a standby answers not ready), and a cluster proxy calls it through
+``RemoteFlush``. The contract is ``vecdb.roles.FlushRole``; the proxy's Flush and its automatic
+seal both call it.
+
+Retries. A flush may be repeated (``CoordClient`` retries through a failover or a lost reply):
+seal records are markers, not data. A data node persists the records between the checkpoint and a
+seal record (``DataNode.persist``); a second seal record right after the first persists nothing
+more (an empty range only moves the checkpoint), and rows between the two are persisted once, at
+the second. So a repeat neither loses nor duplicates a row; it answers the segments written at
+its own seal records (those of an earlier try are persisted and listed all the same).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from vecdb import errors
+from vecdb.coord.datanode_assignment import DATANODE_SESSIONS
+from vecdb.records import Record, SealRecord
+from vecdb.rpc.gen import coord_pb2 as pb
+from vecdb.storage import segments as sf
+
+if TYPE_CHECKING:
+    from vecdb.coord.client import CoordClient
+    from vecdb.proxy.writer import ShardWriter
+    from vecdb.storage.base import MetaStore
+
+log = logging.getLogger(__name__)
+
+PERSIST_WAIT = 120.0  # seconds a flush waits for the data nodes before it fails (retriable)
+REPLY_MARGIN = 10.0  # seconds a caller waits for the coord's reply beyond the coord's own wait
+LONG_ATTEMPT = 5.0  # seconds: an attempt that failed after so long was a wait cut short, not a refusal
+MAX_CONCURRENT = 16  # flushes one coord waits on at once; more are refused (retriable), leaving RPC workers free
+
+
+@dataclass
+class FlushResult:
+    segment_ids: list[int]
+    ts: int  # the seal records' timestamp (the largest, if an append had to take a newer one)
+    # channel -> seal position, for the channels no data node process persisted: the caller's to persist
+    unpersisted: dict[str, int] = field(default_factory=dict)
+
+
+class FlushManager:
+    """``writer``: appends the seal records (the coord's own, or standalone's proxy writer).
+    ``meta``: where checkpoints, segments and data node sessions are read; None: no data node
+    processes can exist (every channel is the caller's to persist)."""
+
+    def __init__(self, writer: ShardWriter, meta: MetaStore | None, wait: float = PERSIST_WAIT):
+        self.writer, self.meta, self.wait = writer, meta, wait
+
+    def flush(self, collection_id: int, channels: Sequence[str]) -> FlushResult:
+        def seal(ts: int) -> list[Record]:
+            return [SealRecord(collection_id, ts)]
+
+        ts, positions = self.writer.write({ch: seal for ch in channels})
+        deadline = time.monotonic() + self.wait
+        seg_ids: list[int] = []
+        unpersisted: dict[str, int] = {}
+        for ch, pos in positions.items():
+            segments = self._persisted(collection_id, ch, pos, deadline)
+            if segments is None:
+                unpersisted[ch] = pos
+            else:
+                seg_ids += [s["segment_id"] for s in segments]
+        return FlushResult(seg_ids, ts, unpersisted)
+
+    def _datanodes(self) -> bool:
+        return self.meta is not None and any(True for _ in self.meta.scan(DATANODE_SESSIONS))
+
+    def _persisted(self, collection_id: int, channel: str, upto: int, deadline: float) -> list[dict[str, Any]] | None:
+        """The segments written at ``upto`` once the channel's checkpoint reached it; None when no
+        data node process lives (now, or any more) to move it."""
+        if self.meta is None:
+            return None
+        pause = 0.005
+        while True:
+            if sf.checkpoint(self.meta, collection_id, channel) >= upto:
+                return [s for s in sf.list_segments(self.meta, collection_id, channel) if s.get("position") == upto]
+            if not self._datanodes():
+                return None
+            if time.monotonic() > deadline:
+                raise errors.ServiceUnavailable(f"channel {channel}: no data node persisted it up to {upto} "
+                                                f"within {self.wait:.0f} s")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+
+def flush_reply(result: FlushResult) -> pb.FlushReply:
+    return pb.FlushReply(segment_ids=result.segment_ids, ts=result.ts, unpersisted=result.unpersisted)
+
+
+class FlushSlots:
+    """At most ``limit`` flushes wait at once on one coord (each holds an RPC worker while it waits
+    for the data nodes); one more is refused with ServiceUnavailable, which the caller retries."""
+
+    def __init__(self, limit: int = MAX_CONCURRENT):
+        self._slots, self.limit = threading.BoundedSemaphore(limit), limit
+
+    def __enter__(self) -> FlushSlots:
+        if not self._slots.acquire(blocking=False):
+            raise errors.ServiceUnavailable(f"the coord is waiting on {self.limit} flushes already; try again")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._slots.release()
+
+
+class RemoteFlush:
+    """``FlushRole`` of a cluster proxy: the active coord's ``Flush``. The call may outlast the
+    coord's usual timeout (the coord waits up to ``wait`` seconds for the data nodes); a failover
+    during it is retried (``CoordClient``), a repeat being safe (see the module doc)."""
+
+    def __init__(self, coord: CoordClient, wait: float = PERSIST_WAIT):
+        self._coord, self.wait = coord, wait
+
+    def flush(self, collection_id: int, channels: Sequence[str]) -> FlushResult:
+        request = pb.FlushRequest(collection_id=collection_id, channels=list(channels))
+        deadline = time.monotonic() + self.wait + REPLY_MARGIN + self._coord.timeout
+
+        began = [0.0]  # when the last attempt started
+
+        def attempt(client: Any, timeout: float) -> pb.FlushReply:
+            began[0] = time.monotonic()
+            left = max(deadline - began[0], timeout)
+            return client.invoke("Flush", request, min(self.wait + REPLY_MARGIN, left))
+
+        while True:
+            try:
+                out: pb.FlushReply = self._coord.retrying(attempt)
+                break
+            except (errors.ServiceNotReady, errors.ServiceUnavailable):
+                # retrying's deadline counts from its start: an attempt cut short after a long wait for
+                # the data nodes (the coord stopped meanwhile) gets a fresh round, within the flush's
+                # deadline; refusals from the start fail as any coord call does
+                now = time.monotonic()
+                if now - began[0] < LONG_ATTEMPT or now >= deadline:
+                    raise
+                log.info("flush of collection %d: the coord stopped answering during it; trying again",
+                         collection_id)
+        return FlushResult(list(out.segment_ids), out.ts, dict(out.unpersisted))
