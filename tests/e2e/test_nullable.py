@@ -198,14 +198,15 @@ def test_schema_refusals(client, name, field, kwargs, message):
 
 
 def test_nulls_survive_a_restart(tmp_path):
-    """Standalone on a data directory: sealed and growing rows with nulls, stopped and started again."""
+    """Standalone on a data directory, columns memory-mapped: sealed and growing rows with nulls,
+    stopped and started again."""
     from tests.conftest import free_port, start_standalone
 
     port = free_port()
     node = start_standalone(tmp_path, port)
     try:
         c = MilvusClient(f"http://127.0.0.1:{port}")
-        _create(c, "nulls_restart")
+        _create(c, "nulls_restart", properties={"mmap.enabled": "true"})
         rows = _rows(0, 90)
         c.insert("nulls_restart", rows[:60])
         c.flush("nulls_restart")
