@@ -105,3 +105,46 @@ def test_hand_overs_wait_for_settled_collections_and_a_real_gain():
     rows = {"c1-s0": 1000, "c1-s1": 1000, "c1-s2": 1000, "c1-s3": 1050}
     final = settle({1: (CHS, 1)}, ["n0", "n1"], {}, rows)[1]
     assert per_node(final) == {"n0": 2, "n1": 2}  # 2050 vs 2000: no hand-over gains 10%
+
+
+def _segment_rows(a: Assignment, sealed: dict, replica: int = 0) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for ch, segs in a.replicas[replica].segments.items():
+        for prefix, node in segs.items():
+            out[node] = out.get(node, 0) + sealed[ch][prefix]
+    return out
+
+
+def test_sealed_segments_of_one_channel_spread_over_a_replica_and_stay_where_they_are():
+    sealed = {"c1-s0": {f"p{i}": 1000 for i in range(6)}}
+    a = plan({1: (["c1-s0"], 1)}, ["n0", "n1"], {}, {}, sealed={1: sealed})
+    assert _segment_rows(a[1], sealed) == {"n0": 3000, "n1": 3000}
+    assert set(a[1].replicas[0].segments["c1-s0"]) == set(sealed["c1-s0"])
+    # a new segment goes to the node with the fewest placed rows; the others stay put
+    more = {"c1-s0": {**sealed["c1-s0"], "p6": 500}}
+    b = plan({1: (["c1-s0"], 1)}, ["n0", "n1"], a, {}, sealed={1: more})
+    old, new = a[1].replicas[0].segments["c1-s0"], b[1].replicas[0].segments["c1-s0"]
+    assert {p: new[p] for p in old} == old and set(new) == set(more["c1-s0"])
+    # one node alone, or replicas of one node each: nothing to spread
+    assert plan({1: (["c1-s0"], 1)}, ["n0"], {}, {}, sealed={1: sealed})[1].replicas[0].segments == {}
+    two = plan({1: (["c1-s0"], 2)}, ["n0", "n1"], {}, {}, sealed={1: sealed})[1]
+    assert all(r.segments == {} for r in two.replicas)
+
+
+def test_segments_of_a_gone_node_are_placed_again_and_a_joining_node_takes_some_one_move_at_a_time():
+    sealed = {1: {"c1-s0": {f"p{i}": 1000 for i in range(6)}}}
+    a = plan({1: (["c1-s0"], 1)}, ["n0", "n1"], {}, {}, sealed=sealed)
+    b = plan({1: (["c1-s0"], 1)}, ["n0"], a, {}, sealed=sealed)
+    assert b[1].replicas[0].segments == {}  # one node left: it leads and holds everything
+    c = plan({1: (["c1-s0"], 1)}, ["n0", "n1", "n2"], a, {}, sealed=sealed)
+    before, after = _segment_rows(a[1], sealed[1]), _segment_rows(c[1], sealed[1])
+    assert after.get("n2") == 1000 and sum(after.values()) == 6000  # one segment moved to the new node
+    assert sum(abs(before.get(n, 0) - after.get(n, 0)) for n in ("n0", "n1")) == 1000
+    for _ in range(5):  # later passes go on until moving one more would not lower the busiest node's rows
+        c = plan({1: (["c1-s0"], 1)}, ["n0", "n1", "n2"], c, {}, sealed=sealed)
+    assert sorted(_segment_rows(c[1], sealed[1]).values()) == [2000, 2000, 2000]
+    # a compacted-away segment leaves the placement; not settled: no moves, new segments still placed
+    fewer = {1: {"c1-s0": {"p0": 1000, "p9": 3000}}}
+    d = plan({1: (["c1-s0"], 1)}, ["n0", "n1", "n2"], c, {}, settled=set(), sealed=fewer)
+    assert set(d[1].replicas[0].segments["c1-s0"]) == {"p0", "p9"}
+    assert d[1].replicas[0].segments["c1-s0"]["p0"] == c[1].replicas[0].segments["c1-s0"]["p0"]

@@ -34,13 +34,13 @@ class Node:
     def __init__(self, name):
         self.name, self.up, self.calls, self.closed = name, True, [], False
 
-    def count(self, info, ts, flt, parts, wait=None, channels=None):
+    def count(self, info, ts, flt, parts, wait=None, channels=None, scopes=None):
         if not self.up:
             raise errors.ServiceUnavailable(f"{self.name} is down")
         self.calls.append((list(channels), wait))
         return len(channels)
 
-    def query(self, info, ts, flt, parts, fields, limit, offset, wait=None, channels=None):
+    def query(self, info, ts, flt, parts, fields, limit, offset, wait=None, channels=None, scopes=None):
         self.calls.append((list(channels), wait))
         pks = np.array(sorted(int(ch[-1]) * 10 + i for ch in channels for i in range(3)), np.int64)
         return {"id": pks[offset:None if limit is None else offset + limit]}
@@ -123,7 +123,7 @@ def test_a_node_that_does_not_answer_sends_the_read_to_the_other_replica(cluster
     a.up = False
     assert [c.router.count(INFO, 1, None, None) for _ in range(4)] == [2] * 4
     assert len(b.calls) == 4  # a was tried once, then marked down: b answers first from then on
-    assert c.router.plans(INFO.id)[0] == [("b", INFO.channels)]
+    assert c.router.plans(INFO.id)[0] == [("b", INFO.channels, {})]
 
 
 def test_a_read_waits_for_a_failover_then_gives_up(cluster):

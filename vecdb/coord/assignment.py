@@ -32,6 +32,17 @@ Rules (``plan``):
   node loads it while the old one still serves (``moving``), and ownership passes only once the
   new node reports it serves the channel; the old node then releases it. One hand-over per
   replica at a time, so reads always find a complete replica.
+- Sealed segments spread over the replica's nodes (``Replica.segments``), so that memory scales
+  out even for a collection of one shard: in a replica of two nodes or more, each persisted segment
+  (``seg/`` keys) is placed on one node of the replica, new ones on the node holding the fewest
+  placed rows, placements kept while their node stays. When moving one segment from the busiest to
+  the least busy node lowers the higher of the two (by ``MIN_GAIN`` at least), it moves (one per
+  replica and pass, in settled collections). The channel's leader (its owner above) holds the
+  growing rows and every sealed segment no other node of the replica serves; a node that holds
+  only placed segments of a channel follows the channel too, keeping the other rows as stubs (keys
+  and timestamps), so deletes and upserts reach every row. Hand-overs keep a segment served: the
+  node losing it lets go only once the node it goes to reports it (``qnfull/<node id>``: the
+  sealed segments each node holds in full, under its lease); see ``vecdb.querynode.assigned``.
 """
 
 from __future__ import annotations
@@ -58,6 +69,8 @@ log = logging.getLogger(__name__)
 
 ASSIGN_PREFIX = "assign/"
 SERVE_PREFIX = "qnserve/"
+FULL_PREFIX = "qnfull/"
+SEG_PREFIX = "seg/"
 QUERYNODE_SESSIONS = "session/querynode/"
 REBALANCE_SECONDS = 1.0  # the manager plans again at least this often (reported rows change)
 # A collection whose assignment changed starts no hand-over for this long: the nodes' reports of the
@@ -74,6 +87,15 @@ def serve_key(node_id: str) -> str:
     return f"{SERVE_PREFIX}{node_id}"
 
 
+def full_key(node_id: str) -> str:
+    return f"{FULL_PREFIX}{node_id}"
+
+
+def parse_full(raw: bytes) -> dict[int, dict[str, list[str]]]:
+    """A ``qnfull/`` value: collection id -> channel -> the sealed segments held in full."""
+    return {int(cid): chs for cid, chs in json.loads(raw).items()}
+
+
 @dataclass
 class Replica:
     id: int
@@ -81,11 +103,22 @@ class Replica:
     channels: dict[str, str | None]  # channel -> owner node id (None: no live node to own it)
     moving: dict[str, str] = field(default_factory=dict)  # channel -> node taking it over
     resource_group: str = DEFAULT_RESOURCE_GROUP
+    # channel -> sealed segment prefix -> the node of this replica that serves it (empty with one node)
+    segments: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def node_channels(self, node_id: str) -> list[str]:
-        """The channels ``node_id`` must hold: those it owns and those it takes over."""
+        """The channels ``node_id`` must lead: those it owns and those it takes over."""
         return sorted({ch for ch, n in self.channels.items() if n == node_id}
                       | {ch for ch, n in self.moving.items() if n == node_id})
+
+    def placed_on(self, node_id: str) -> dict[str, set[str]]:
+        """channel -> the sealed segments placed on ``node_id``."""
+        out: dict[str, set[str]] = {}
+        for ch, segs in self.segments.items():
+            mine = {p for p, n in segs.items() if n == node_id}
+            if mine:
+                out[ch] = mine
+        return out
 
 
 @dataclass
@@ -120,14 +153,18 @@ def parse_served(raw: bytes) -> dict[int, dict[str, int]]:
 Loaded = dict[int, tuple]  # collection id -> (channels, replica number[, each replica's resource group])
 
 
+Sealed = dict[int, dict[str, dict[str, int]]]  # collection id -> channel -> segment prefix -> rows
+
+
 def plan(loaded: Loaded, nodes: list[str], current: dict[int, Assignment],
          served: Served, groups: dict[str, str] | None = None,
-         settled: set[int] | None = None) -> dict[int, Assignment]:
+         settled: set[int] | None = None, sealed: Sealed | None = None) -> dict[int, Assignment]:
     """The assignments that should stand: ``loaded`` (collection id -> (channels, replica
     number) or (channels, replica number, the resource group of each replica)), the live query
     ``nodes``, the ``current`` assignments, what each node reports it serves and ``groups``
-    (node id -> its resource group; a node not in it is in the default group). Hand-overs for
-    balance start only in the ``settled`` collections (None: all). Pure; the rules are the module's."""
+    (node id -> its resource group; a node not in it is in the default group) and the ``sealed``
+    segments of each channel (their rows). Hand-overs for balance start only in the ``settled``
+    collections (None: all). Pure; the rules are the module's."""
     live = set(nodes)
     group_of = {n: (groups or {}).get(n, DEFAULT_RESOURCE_GROUP) for n in live}
     load = {n: 0 for n in sorted(live)}
@@ -149,7 +186,56 @@ def plan(loaded: Loaded, nodes: list[str], current: dict[int, Assignment],
         if settled is None or cid in settled:
             for r in a.replicas:
                 _rebalance(r, cid, rows, load)
+    for cid, a in out.items():
+        for r in a.replicas:
+            _place_segments(r, (sealed or {}).get(cid, {}), settled is None or cid in settled)
     return out
+
+
+def _place_segments(r: Replica, sealed: dict[str, dict[str, int]], settled: bool) -> None:
+    """Each sealed segment of ``r``'s channels on one node of ``r`` (the module's rules)."""
+    if len(r.nodes) < 2:
+        r.segments = {}
+        return
+    load = {n: 0 for n in r.nodes}
+    placed: dict[str, dict[str, str]] = {}
+    todo = []
+    for ch in sorted(r.channels):
+        old = r.segments.get(ch, {})
+        for prefix, n_rows in sorted(sealed.get(ch, {}).items()):
+            node = old.get(prefix)
+            if node in load:
+                placed.setdefault(ch, {})[prefix] = node
+                load[node] += n_rows
+            else:
+                todo.append((-n_rows, ch, prefix))
+    for neg_rows, ch, prefix in sorted(todo):  # the biggest first
+        best = min(r.nodes, key=lambda n: (load[n], n))
+        placed.setdefault(ch, {})[prefix] = best
+        load[best] -= neg_rows
+    if settled:
+        heavy = max(r.nodes, key=lambda n: (load[n], n))
+        light = min(r.nodes, key=lambda n: (load[n], n))
+        best_move = None
+        for ch, segs in sorted(placed.items()):
+            for prefix, node in sorted(segs.items()):
+                if node != heavy:
+                    continue
+                w = sealed[ch][prefix]
+                after = max(load[heavy] - w, load[light] + w)
+                if load[heavy] - after >= MIN_GAIN * load[heavy] and (best_move is None or after < best_move[0]):
+                    best_move = (after, ch, prefix)
+        if best_move is not None:
+            placed[best_move[1]][best_move[2]] = light
+    r.segments = placed
+
+
+def parse_segment_key(key: str) -> tuple[int, str] | None:
+    """(collection id, channel) of a ``seg/<collection id>/<channel>/<name>`` key."""
+    parts = key[len(SEG_PREFIX):].split("/") if key.startswith(SEG_PREFIX) else []
+    if len(parts) != 3 or not parts[0].isdigit():
+        return None
+    return int(parts[0]), parts[1]
 
 
 def _channel_rows(served: Served) -> dict[tuple[int, str], int]:
@@ -169,7 +255,7 @@ def _place_nodes(replicas: list[Replica], replica_number: int, live: set[str]) -
     for r in replicas[:replica_number]:
         members = [n for n in r.nodes if n in live and n not in taken]
         taken.update(members)
-        kept.append(Replica(r.id, members, dict(r.channels), dict(r.moving), r.resource_group))
+        kept.append(Replica(r.id, members, dict(r.channels), dict(r.moving), r.resource_group, dict(r.segments)))
     next_id = max([r.id for r in replicas] + [0]) + 1
     while len(kept) < min(replica_number, len(live)):
         kept.append(Replica(next_id, [], {}))
@@ -202,7 +288,7 @@ def _place_in_groups(replicas: list[Replica], wanted: list[str], group_of: dict[
         for _ in range(need[g]):
             if spare:  # moved here by TransferReplica: same replica, new group
                 r = spare.pop(0)
-                kept.append(Replica(r.id, list(r.nodes), dict(r.channels), dict(r.moving), g))
+                kept.append(Replica(r.id, list(r.nodes), dict(r.channels), dict(r.moving), g, dict(r.segments)))
     for g in sorted(set(wanted)):
         members = {n for n, ng in group_of.items() if ng == g}
         have = sum(1 for r in kept if r.resource_group == g)
@@ -299,9 +385,10 @@ class AssignmentManager(Planner):
     interval = REBALANCE_SECONDS
 
     def __init__(self, meta: MetaStore, fence: dict[str, bytes]):
-        super().__init__(meta, fence, ASSIGN_PREFIX, (COLL_PREFIX, QUERYNODE_SESSIONS, SERVE_PREFIX, RG_PREFIX))
+        super().__init__(meta, fence, ASSIGN_PREFIX, (COLL_PREFIX, QUERYNODE_SESSIONS, SERVE_PREFIX, RG_PREFIX,
+                                                      SEG_PREFIX))
         try:
-            self._colls, self._nodes, self._served, self._rgs, _ = self.mirrors
+            self._colls, self._nodes, self._served, self._rgs, self._segs, _ = self.mirrors
             # the coord keeps resource groups' members what their configs ask as nodes come and go
             self._groups = ResourceGroups(meta, lambda: {n: "" for n in self._nodes.items()})
             self._groups_seen: tuple | None = None
@@ -330,6 +417,12 @@ class AssignmentManager(Planner):
         current = {cid: Assignment.from_json(raw) for cid, raw in self.current.items()}
         now = time.monotonic()
         settled = {cid for cid in loaded if now - self._changed_at.get(cid, -REBALANCE_COOLDOWN) >= REBALANCE_COOLDOWN}
-        wanted = plan(loaded, nodes, current, served, self._node_groups(nodes), settled)
+        sealed: Sealed = {}
+        for key, raw in self._segs.items().items():
+            where = parse_segment_key(SEG_PREFIX + key)
+            if where is not None and where[0] in loaded:
+                seg = json.loads(raw)
+                sealed.setdefault(where[0], {}).setdefault(where[1], {})[seg["prefix"]] = int(seg["num_rows"])
+        wanted = plan(loaded, nodes, current, served, self._node_groups(nodes), settled, sealed)
         for cid in self.commit({cid: a.to_json() for cid, a in wanted.items()}):
             self._changed_at[cid] = now

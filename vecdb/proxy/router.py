@@ -28,13 +28,22 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from vecdb import errors
-from vecdb.coord.assignment import ASSIGN_PREFIX, SERVE_PREFIX, Assignment, parse_served
+from vecdb.coord.assignment import (
+    ASSIGN_PREFIX,
+    FULL_PREFIX,
+    SERVE_PREFIX,
+    Assignment,
+    Replica,
+    parse_full,
+    parse_served,
+)
 from vecdb.discovery import SessionWatch, node_number
 from vecdb.proxy import consistency
 from vecdb.proxy.batching import SearchBatcher, batch_key
 from vecdb.proxy.consistency import ReadLevel
 from vecdb.proxy.merge import merge_hits, merge_query
 from vecdb.querynode.rpc import RemoteQueryNode
+from vecdb.querynode.shard import ReadScope
 from vecdb.storage.base import Log, MetaStore
 from vecdb.storage.watch import Mirror
 
@@ -46,7 +55,9 @@ LOAD_WAIT = 120.0  # how long load waits for every replica to be served
 RELEASE_WAIT = 10.0  # how long release waits for the nodes to let go
 RETIRE_SECONDS = 120.0  # a gone node's client stays open this long: a read may have picked it just before
 
-Plan = list[tuple[str, list[str]]]  # (node id, its channels) covering every channel of a collection once
+# (node id, its channels, the part of each it reads where a channel's sealed segments are spread over several
+# nodes) covering every row of a collection once
+Plan = list[tuple[str, list[str], dict[str, ReadScope]]]
 
 
 class NodeClient(Protocol):
@@ -92,6 +103,8 @@ class QueryNodeRouter:
             self._mirrors.append(self._assigned)
             self._served = Mirror(meta, SERVE_PREFIX, self._notify)
             self._mirrors.append(self._served)
+            self._full = Mirror(meta, FULL_PREFIX, self._notify)
+            self._mirrors.append(self._full)
         except BaseException:
             self.close()
             raise
@@ -141,6 +154,10 @@ class QueryNodeRouter:
         """node id -> collection id -> channels it reports holding (live rows)."""
         return {n: self._parse(f"s{n}", raw, parse_served) for n, raw in self._served.items().items()}
 
+    def _fulls(self) -> dict[str, dict[int, dict[str, list[str]]]]:
+        """node id -> collection id -> channel -> the sealed segments it holds in full."""
+        return {n: self._parse(f"f{n}", raw, parse_full) for n, raw in self._full.items().items()}
+
     def node_ids(self) -> list[str]:
         """The query nodes with a session."""
         with self._lock:
@@ -163,23 +180,32 @@ class QueryNodeRouter:
         if a is None:
             return []
         serving = self._serving()
+        fulls = self._fulls() if any(r.segments for r in a.replicas) else {}
         with self._lock:
             nodes = set(self._nodes)
             down = {n for n, t in self._down_until.items() if t > time.monotonic()}
         out: list[Plan] = []
         for r in a.replicas:
             groups: dict[str, list[str]] = {}
+            scopes: dict[str, dict[str, ReadScope]] = {}
             for ch, owner in sorted(r.channels.items()):
                 if owner is None or owner not in nodes or ch not in serving.get(owner, {}).get(collection_id, {}):
                     break
                 groups.setdefault(owner, []).append(ch)
+                if r.segments.get(ch):
+                    routed = _route_segments(r, ch, owner, collection_id, fulls, nodes)
+                    scopes.setdefault(owner, {})[ch] = ReadScope(True, frozenset(routed))
+                    for n in sorted(set(routed.values())):
+                        groups.setdefault(n, []).append(ch)
+                        scopes.setdefault(n, {})[ch] = ReadScope(False, frozenset(p for p, m in routed.items()
+                                                                                  if m == n))
             else:
                 if groups:
-                    out.append(list(groups.items()))
+                    out.append([(n, chs, scopes.get(n, {})) for n, chs in groups.items()])
         if len(out) > 1:
             first = next(self._turn) % len(out)
             out = out[first:] + out[:first]
-        return sorted(out, key=lambda p: any(n in down for n, _ in p))  # stable: the turn order stays
+        return sorted(out, key=lambda p: any(part[0] in down for part in p))  # stable: the turn order stays
 
     # --- calls -----------------------------------------------------------------------
     def _read(self, info, call: Callable[[Plan], Any]):
@@ -204,16 +230,16 @@ class QueryNodeRouter:
             with self._changed:
                 self._changed.wait(min(left, 0.2))
 
-    def _on_nodes(self, plan: Plan, fn: Callable[[Any, list[str]], Any]) -> list:
-        """``fn(client, channels)`` on every node of ``plan`` (in parallel when several); their
+    def _on_nodes(self, plan: Plan, fn: Callable[[Any, list[str], dict[str, ReadScope] | None], Any]) -> list:
+        """``fn(client, channels, scopes)`` on every node of ``plan`` (in parallel when several); their
         results in plan order. A node that does not answer is marked down."""
-        def one(key: str, channels: list[str]):
+        def one(key: str, channels: list[str], scopes: dict[str, ReadScope]):
             with self._lock:
                 node = self._nodes.get(key)
             if node is None:
                 raise errors.ServiceUnavailable(f"query node {key} left")
             try:
-                out = fn(node, channels)
+                out = fn(node, channels, scopes or None)
             except errors.ServiceUnavailable:
                 with self._lock:
                     self._down_until[key] = time.monotonic() + DOWN_SECONDS
@@ -223,7 +249,7 @@ class QueryNodeRouter:
             return out
         if len(plan) == 1:
             return [one(*plan[0])]
-        futures = [self._pool.submit(one, key, chs) for key, chs in plan[1:]]
+        futures = [self._pool.submit(one, *part) for part in plan[1:]]
         results = [one(*plan[0])]
         error = None
         for f in futures:
@@ -266,11 +292,11 @@ class QueryNodeRouter:
         def run(spec):
             def call(plan: Plan):
                 if len(plan) == 1:
-                    return self._on_nodes(plan, lambda n, c: n.search(info, spec, partition_ids, output_fields,
-                                                                      wait=_only(end, c), channels=c))[0]
+                    return self._on_nodes(plan, lambda n, c, s: n.search(info, spec, partition_ids, output_fields,
+                                                                         wait=_only(end, c), channels=c, scopes=s))[0]
                 each = replace(spec, limit=spec.limit + spec.offset, offset=0)
-                parts = self._on_nodes(plan, lambda n, c: n.search(info, each, partition_ids, output_fields,
-                                                                   wait=_only(end, c), channels=c))
+                parts = self._on_nodes(plan, lambda n, c, s: n.search(info, each, partition_ids, output_fields,
+                                                                      wait=_only(end, c), channels=c, scopes=s))
                 return merge_hits(parts, len(spec.queries), spec.limit, spec.offset, spec.metric)
             return self._read(info, call)
         return self._batcher.search(batch_key(info, spec, partition_ids, output_fields, end), spec, run)
@@ -281,19 +307,20 @@ class QueryNodeRouter:
 
         def call(plan: Plan):
             if len(plan) == 1:
-                return self._on_nodes(plan, lambda n, c: n.query(info, ts, flt, partition_ids, output_fields,
-                                                                 limit, offset, wait=_only(end, c), channels=c))[0]
+                return self._on_nodes(plan, lambda n, c, s: n.query(info, ts, flt, partition_ids, output_fields, limit,
+                                                                    offset, wait=_only(end, c), channels=c,
+                                                                    scopes=s))[0]
             fields = list(output_fields) if pk in output_fields else [*output_fields, pk]
             each = None if limit is None else limit + offset
-            parts = self._on_nodes(plan, lambda n, c: n.query(info, ts, flt, partition_ids, fields, each, 0,
-                                                              wait=_only(end, c), channels=c))
+            parts = self._on_nodes(plan, lambda n, c, s: n.query(info, ts, flt, partition_ids, fields, each, 0,
+                                                                 wait=_only(end, c), channels=c, scopes=s))
             return merge_query(parts, pk, limit, offset, list(output_fields))
         return self._read(info, call)
 
     def count(self, info, ts, flt, partition_ids) -> int:
         end = self._end(info)
         return self._read(info, lambda plan: sum(self._on_nodes(
-            plan, lambda n, c: n.count(info, ts, flt, partition_ids, wait=_only(end, c), channels=c))))
+            plan, lambda n, c, s: n.count(info, ts, flt, partition_ids, wait=_only(end, c), channels=c, scopes=s))))
 
     # --- load state ------------------------------------------------------------
     def load(self, info) -> None:
@@ -369,16 +396,17 @@ class QueryNodeRouter:
         live owner serves the channel now)."""
         cid = int(channel[1:channel.index("-")])
         for plan in self.plans(cid):
-            owner = [(k, chs) for k, chs in plan if channel in chs]
+            owner: Plan = [(k, chs, {}) for k, chs, scopes in _leaders(plan) if channel in chs]
             try:
-                return self._on_nodes(owner, lambda n, c: n.growing_rows(channel))[0]
+                return self._on_nodes(owner, lambda n, c, s: n.growing_rows(channel))[0]
             except (errors.ServiceUnavailable, errors.CollectionNotLoaded):
                 continue
         return 0
 
     def index_state(self, collection_id: int, field_name: str) -> tuple[int, int]:
         def call(plan: Plan):
-            parts = self._on_nodes(plan, lambda n, c: n.index_state(collection_id, field_name, channels=c))
+            parts = self._on_nodes(_leaders(plan), lambda n, c, s: n.index_state(collection_id, field_name,
+                                                                                  channels=c))
             return sum(p[0] for p in parts), sum(p[1] for p in parts)
         return self._read(_Named(collection_id, f"id {collection_id}"), call)
 
@@ -387,8 +415,8 @@ class QueryNodeRouter:
         A replica with a node that does not answer is left out; when none answers, this waits for
         one as a read does."""
         def ask(plan: Plan) -> list[tuple[str, list[dict]]]:
-            segs = self._on_nodes(plan, lambda n, c: n.segment_infos(info, channels=c))
-            return [(key, s) for (key, _), s in zip(plan, segs)]
+            segs = self._on_nodes(plan, lambda n, c, s: n.segment_infos(info, channels=c))
+            return [(part[0], s) for part, s in zip(plan, segs)]
         answers = []
         for plan in self.plans(info.id):
             try:
@@ -441,6 +469,30 @@ class _Named:
 
     def __init__(self, collection_id: int, name: str):
         self.id, self.name = collection_id, name
+
+
+def _route_segments(r: Replica, channel: str, owner: str, collection_id: int,
+                    fulls: dict[str, dict[int, dict[str, list[str]]]], nodes: set[str]) -> dict[str, str]:
+    """Sealed segments of ``channel`` that nodes of ``r`` other than its leader ``owner`` serve:
+    prefix -> node. The node a segment is placed on when it reports it held; else, during a
+    hand-over, another node that still holds it while the leader does not."""
+    def full(n: str) -> list[str]:
+        return fulls.get(n, {}).get(collection_id, {}).get(channel, [])
+    others = [n for n in r.nodes if n != owner and n in nodes]
+    routed = {p: n for p, n in r.segments.get(channel, {}).items() if n in others and p in full(n)}
+    owner_full = set(full(owner))
+    for n in others:
+        for p in full(n):
+            if p not in routed and p not in owner_full:
+                routed[p] = n
+    return routed
+
+
+def _leaders(plan: Plan) -> Plan:
+    """The plan without the nodes that serve only sealed segments of others' channels (for a count
+    every node would give in full: index progress counts the leaders' rows)."""
+    return [(n, [ch for ch in chs if scopes.get(ch) is None or scopes[ch].rest], {})
+            for n, chs, scopes in plan if any(scopes.get(ch) is None or scopes[ch].rest for ch in chs)]
 
 
 def _only(end: dict[str, int], channels: Sequence[str]) -> dict[str, int]:

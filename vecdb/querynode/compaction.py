@@ -334,10 +334,10 @@ class CompactionFollower:
         mmap = info.properties.get("mmap.enabled", "false").lower() == "true"
         rows = len(sf.read_segment(self.node.objects, rec.target, info.schema,
                                    skip=[f.name for f in info.schema.fields])[1])
-        indexes = self.node._load_saved_indexes(info, rec.target, rows, mmap)
-        shared = {name: v for name, ix in indexes.items() if (v := ix.raw_vectors()) is not None}
-        columns, ts = sf.read_segment(self.node.objects, rec.target, info.schema, mmap=mmap, skip=shared)
-        columns.update(shared)
+        # a node that does not lead the channel keeps the new segment as a stub: the leader serves it
+        # until the coord places it (vecdb.coord.assignment)
+        stub = not shard.leader
+        columns, ts, indexes = self.node._read_sealed(info, rec.target, rows, mmap, stub)
         pks = columns[info.schema.primary_field.name]
         src_index, superseded = match_rows(held, pks, ts)
         unmatched = (src_index < 0) & ~superseded
@@ -365,7 +365,7 @@ class CompactionFollower:
         del_ts = np.asarray(ts, np.uint64).copy()  # a superseded row is dead from its start
         del_ts[picked] = np.concatenate([s.del_ts() for s in held])[take]
         slot = shard.reserve_slot()
-        seg = Segment.from_columns(slot, held[0].partition_id, shard.schema, columns, ts, del_ts)
+        seg = Segment.from_columns(slot, held[0].partition_id, shard.schema, columns, ts, del_ts, stub=stub)
         seg.segment_id, seg.prefix = rec.segment_id, rec.target
         seg.indexes.update(indexes)
         live = np.flatnonzero(seg.del_ts() == MAX_TIMESTAMP)

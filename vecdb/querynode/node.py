@@ -21,7 +21,7 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -37,7 +37,7 @@ from vecdb.index import create_index, load_index, new_index
 from vecdb.querynode import executor
 from vecdb.querynode.compaction import CompactionFollower
 from vecdb.querynode.segment import Segment
-from vecdb.querynode.shard import SegmentView, Shard
+from vecdb.querynode.shard import ReadScope, SegmentView, Shard
 from vecdb.records import InsertRecord, Record, decode
 from vecdb.roles import RowFilter
 from vecdb.storage import segments as sf
@@ -67,18 +67,21 @@ class LoadedCollection:
         self.info = info
         self.shards = shards
 
-    def snapshot(self, partition_ids: set[int] | None, channels: Sequence[str] | None = None) -> list[SegmentView]:
+    def snapshot(self, partition_ids: set[int] | None, channels: Sequence[str] | None = None,
+                 scopes: Mapping[str, ReadScope] | None = None) -> list[SegmentView]:
         """The segments of every shard held, or of ``channels`` only (each must be held here: a
         proxy that planned a read with an older assignment gets ``CollectionNotLoaded`` and plans
-        again)."""
+        again); ``scopes``: the part of a channel to read, where its sealed segments are spread over
+        several nodes (``ReadScope``)."""
+        scopes = scopes or {}
         if channels is None:
-            return [v for s in self.shards for v in s.snapshot(partition_ids)]
+            return [v for s in self.shards for v in s.snapshot(partition_ids, scopes.get(s.channel))]
         by_channel = {s.channel: s for s in self.shards}
         missing = [ch for ch in channels if ch not in by_channel]
         if missing:
             raise errors.CollectionNotLoaded(f"channels {missing} of collection {self.info.name} are not "
                                              f"loaded on this query node")
-        return [v for ch in channels for v in by_channel[ch].snapshot(partition_ids)]
+        return [v for ch in channels for v in by_channel[ch].snapshot(partition_ids, scopes.get(ch))]
 
 
 class QueryNode:
@@ -122,18 +125,23 @@ class QueryNode:
         self.compactions = CompactionFollower(self)
 
     # --- load / release ---------------------------------------------------------
-    def load(self, info: CollectionInfo, channels: Sequence[str] | None = None) -> None:
+    def load(self, info: CollectionInfo, channels: Sequence[str] | None = None, leader: bool = True,
+             full: Callable[[str, str], bool] | None = None) -> None:
         """Load sealed data and replay the log tail of every channel of ``info``, or of ``channels``
         (a cluster's query node holds the channels the coord assigned it; a collection's channels
         may come one load at a time). Channels held already stay as they are. The caller blocks
-        writers to the channels (standalone; a tailing node follows the log instead)."""
+        writers to the channels (standalone; a tailing node follows the log instead).
+
+        ``full(channel, segment prefix)``: whether to hold a sealed segment in full (None: all); the
+        others are loaded as stubs (keys and timestamps). ``leader=False``: growing rows as stubs
+        too (the node serves only some sealed segments of the channels)."""
         with self._lock:
             coll = self.collections.get(info.id)
             have = set() if coll is None else {s.channel for s in coll.shards}
             todo = [ch for ch in (info.channels if channels is None else channels) if ch not in have]
             if coll is not None and not todo:
                 return
-            shards = [self._load_shard_whole(info, ch) for ch in todo]
+            shards = [self._load_shard_whole(info, ch, leader, full) for ch in todo]
             if coll is None:
                 coll = self.collections[info.id] = LoadedCollection(info, shards)
             else:
@@ -192,22 +200,25 @@ class QueryNode:
                 raise errors.ServiceUnavailable(f"channel {channel!r}: position {position} not applied within "
                                                 f"{timeout} s (at {shard.applied_position})")
 
-    def _load_shard_whole(self, info: CollectionInfo, channel: str, tries: int = 5) -> Shard:
+    def _load_shard_whole(self, info: CollectionInfo, channel: str, leader: bool = True,
+                          full: Callable[[str, str], bool] | None = None, tries: int = 5) -> Shard:
         """``_load_shard``, again when the log was truncated under it (a flush moved the checkpoint
         and the log was cut below it after this load read the old one: the new one covers the gap),
         or when a segment or delta object it lists is gone (a compaction replaced it after this load
         read the metadata, and garbage collection deleted it: the new metadata lists what replaced it)."""
         for _ in range(tries):
             try:
-                return self._load_shard(info, channel)
+                return self._load_shard(info, channel, leader, full)
             except _Truncated as e:
                 log.info("loading %s: %s; loading again from the new checkpoint", channel, e)
             except (errors.KeyNotFound, FileNotFoundError) as e:
                 log.info("loading %s: an object is gone (%s); loading again from new metadata", channel, e)
-        return self._load_shard(info, channel)
+        return self._load_shard(info, channel, leader, full)
 
-    def _load_shard(self, info: CollectionInfo, channel: str) -> Shard:
+    def _load_shard(self, info: CollectionInfo, channel: str, leader: bool = True,
+                    full: Callable[[str, str], bool] | None = None) -> Shard:
         shard = Shard(channel, info.schema)
+        shard.leader = leader
         shard.on_seal = lambda sh, segs, cid=info.id: self._on_seal(cid, segs)
         live = {p.id for p in info.partitions}
         mmap = info.properties.get("mmap.enabled", "false").lower() == "true"
@@ -215,14 +226,12 @@ class QueryNode:
         for seg_info in seg_infos:
             if seg_info["partition_id"] not in live:
                 continue
-            indexes = self._load_saved_indexes(info, seg_info["prefix"], seg_info["num_rows"], mmap)
-            # an index that keeps the raw vectors serves the column too: that file is not read at all
-            shared = {name: v for name, ix in indexes.items() if (v := ix.raw_vectors()) is not None}
-            columns, ts = sf.read_segment(self.objects, seg_info["prefix"], info.schema, mmap=mmap, skip=shared)
-            columns.update(shared)
+            stub = full is not None and not full(channel, seg_info["prefix"])
+            columns, ts, indexes = self._read_sealed(info, seg_info["prefix"], seg_info["num_rows"], mmap, stub)
             never_deleted = np.full(len(ts), np.iinfo(np.uint64).max, np.uint64)
             seg = shard.add_sealed(partial(Segment.from_columns, partition_id=seg_info["partition_id"],
-                                           schema=info.schema, columns=columns, ts=ts, del_ts=never_deleted))
+                                           schema=info.schema, columns=columns, ts=ts, del_ts=never_deleted,
+                                           stub=stub))
             seg.segment_id = seg_info["segment_id"]
             seg.prefix = seg_info["prefix"]
             seg.indexes.update(indexes)
@@ -240,6 +249,93 @@ class QueryNode:
                 continue
             shard.apply(pos, rec)
         return shard
+
+    def _read_sealed(self, info: CollectionInfo, prefix: str, rows: int, mmap: bool,
+                     stub: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
+        """(columns, row timestamps, indexes by field name) of a sealed segment's files; a ``stub``
+        reads the primary keys only."""
+        if stub:
+            pk = info.schema.primary_field.name
+            columns, ts = sf.read_segment(self.objects, prefix, info.schema,
+                                          skip=[f.name for f in info.schema.fields if f.name != pk])
+            return columns, ts, {}
+        indexes = self._load_saved_indexes(info, prefix, rows, mmap)
+        # an index that keeps the raw vectors serves the column too: that file is not read at all
+        shared = {name: v for name, ix in indexes.items() if (v := ix.raw_vectors()) is not None}
+        columns, ts = sf.read_segment(self.objects, prefix, info.schema, mmap=mmap, skip=shared)
+        columns.update(shared)
+        return columns, ts, indexes
+
+    # --- sealed segments spread over a replica's nodes ------------------------------
+    def full_segments(self) -> dict[int, dict[str, list[str]]]:
+        """collection id -> {channel: the sealed segments held in full} of every shard held."""
+        with self._lock:
+            return {cid: {s.channel: s.full_prefixes() for s in coll.shards} for cid, coll in self.collections.items()}
+
+    def sealed_prefixes(self, channel: str) -> list[str]:
+        """Every sealed segment of ``channel`` held, in full or as a stub."""
+        shard = self._by_channel.get(channel)
+        return [] if shard is None else sorted(s.prefix for s in list(shard.segments.values()) if s.sealed and s.prefix)
+
+    def leads(self, channel: str) -> bool:
+        shard = self._by_channel.get(channel)
+        return shard is not None and shard.leader
+
+    def follow_only(self, channel: str) -> None:
+        """Stop leading ``channel``: keep its growing rows as stubs (another node leads it now)."""
+        shard = self._by_channel.get(channel)
+        if shard is not None:
+            shard.follow_only()
+
+    def promote(self, collection_id: int, channel: str, prefixes: Sequence[str]) -> list[str]:
+        """Hold these sealed segments of ``channel`` in full (read from their files; stubs so far):
+        the ones promoted. A segment whose files hold other rows than its stub here (two flushes
+        raced: this node sealed it apart) stays a stub, and the log says so."""
+        shard = self._by_channel.get(channel)
+        coll = self.collections.get(collection_id)
+        if shard is None or coll is None:
+            return []
+        info = coll.info
+        mmap = info.properties.get("mmap.enabled", "false").lower() == "true"
+        done = []
+        for prefix in prefixes:
+            stub = next((s for s in shard.segments.values() if s.prefix == prefix and s.stub and s.sealed), None)
+            if stub is None:
+                continue
+            columns, ts, indexes = self._read_sealed(info, prefix, stub.n, mmap)
+            pk = info.schema.primary_field.name
+            if len(ts) != stub.n or not np.array_equal(ts, stub.ts()) or not np.array_equal(columns[pk], stub.pks()):
+                log.warning("channel %s: the files of segment %s hold other rows than this node sealed; "
+                            "it stays served where it is", channel, prefix)
+                continue
+            seg = Segment.from_columns(stub.slot, stub.partition_id, info.schema, columns, ts, stub.del_ts())
+            seg.segment_id, seg.prefix = stub.segment_id, prefix
+            seg.indexes.update(indexes)
+            with shard.lock:
+                if shard.segments.get(stub.slot) is not stub:
+                    continue  # compacted away meanwhile
+                seg.adopt_deletes(stub)
+                shard.swap(stub, seg)
+            done.append(prefix)
+        if done:
+            self._schedule_index(info, [s for s in shard.segments.values() if s.prefix in done])
+        return done
+
+    def demote(self, collection_id: int, channel: str, prefixes: Sequence[str]) -> list[str]:
+        """Keep only keys and timestamps of these sealed segments of ``channel`` (served elsewhere now):
+        the ones demoted. Readers in flight keep the columns until they finish."""
+        shard = self._by_channel.get(channel)
+        coll = self.collections.get(collection_id)
+        if shard is None or coll is None:
+            return []
+        gone = []
+        with shard.lock:
+            for seg in list(shard.segments.values()):
+                if seg.sealed and not seg.stub and seg.prefix in prefixes:
+                    shard.swap(seg, seg.stubbed())
+                    gone.append(seg)
+        self.evict_cached(coll.info, gone)
+        return [s.prefix for s in gone if s.prefix]
 
     def _persisted_state(self, collection_id: int, channel: str) -> tuple[int, list[dict], list[str]]:
         """(checkpoint, segment infos, delta keys) of one channel, as one flush left them: a flush
@@ -295,7 +391,7 @@ class QueryNode:
     def channels_held(self) -> dict[int, dict[str, int]]:
         """collection id -> {channel: live rows} of every shard held (what this node serves)."""
         with self._lock:
-            return {cid: {s.channel: len(s.pk_index) for s in coll.shards} for cid, coll in self.collections.items()}
+            return {cid: {s.channel: s.served_rows() for s in coll.shards} for cid, coll in self.collections.items()}
 
     def is_loaded(self, collection_id: int) -> bool:
         return collection_id in self.collections
@@ -328,7 +424,7 @@ class QueryNode:
 
     def _maybe_grow_index(self, channel: str, seg: Segment) -> None:
         coll = self.collections.get(_collection_id(channel))
-        if coll is None or id(seg) in self._interim_busy:
+        if coll is None or id(seg) in self._interim_busy or seg.stub:
             return
         fields = self._interim_fields(coll.info)
         if not fields:
@@ -420,6 +516,7 @@ class QueryNode:
             log.info("index build not scheduled: query node is closing")
 
     def _schedule_index(self, info: CollectionInfo, segments: list[Segment]) -> None:
+        segments = [s for s in segments if not s.stub]  # served elsewhere
         self._warm_sparse(info, segments)
         if not self.build_indexes:  # the data node builds; switch to the files that are there
             self._adopt_ready({info.id})
@@ -532,7 +629,7 @@ class QueryNode:
             mmap = info.properties.get("mmap.enabled", "false").lower() == "true"
             for shard in coll.shards:
                 for seg in list(shard.segments.values()):
-                    if not seg.sealed or seg.prefix is None:
+                    if not seg.sealed or seg.prefix is None or seg.stub:
                         continue
                     for idx, field in targets:
                         entry = ready.get((cid, idx.index_id, seg.prefix))
@@ -636,10 +733,12 @@ class QueryNode:
 
     @metrics.querynode_read("search")
     def search(self, info: CollectionInfo, spec: executor.SearchSpec, partition_ids: set[int] | None,
-               output_fields: Sequence[str], channels: Sequence[str] | None = None) -> executor.Hits:
-        """Over every channel held, or over ``channels`` (a proxy's share of a sharded read)."""
+               output_fields: Sequence[str], channels: Sequence[str] | None = None,
+               scopes: Mapping[str, ReadScope] | None = None) -> executor.Hits:
+        """Over every channel held, or over ``channels`` (a proxy's share of a sharded read), or the
+        part of them ``scopes`` names."""
         coll = self._collection(info)
-        views = coll.snapshot(partition_ids, channels)
+        views = coll.snapshot(partition_ids, channels, scopes)
         hits = executor.search(views, spec, info.schema.primary_field.name, output_fields)
         for name in output_fields:
             if name not in hits.columns or not len(hits.pks):
@@ -649,17 +748,18 @@ class QueryNode:
     @metrics.querynode_read("query")
     def query(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               output_fields: Sequence[str], limit: int | None, offset: int,
-              channels: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+              channels: Sequence[str] | None = None,
+              scopes: Mapping[str, ReadScope] | None = None) -> dict[str, np.ndarray]:
         coll = self._collection(info)
-        views = coll.snapshot(partition_ids, channels)
+        views = coll.snapshot(partition_ids, channels, scopes)
         if not views:
             return {n: output_column(info.schema, n) for n in output_fields}
         return executor.query(views, ts, flt, output_fields, info.schema.primary_field.name, limit, offset)
 
     @metrics.querynode_read("count")
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
-              channels: Sequence[str] | None = None) -> int:
-        return executor.count(self._collection(info).snapshot(partition_ids, channels), ts, flt)
+              channels: Sequence[str] | None = None, scopes: Mapping[str, ReadScope] | None = None) -> int:
+        return executor.count(self._collection(info).snapshot(partition_ids, channels, scopes), ts, flt)
 
     def num_rows(self, info: CollectionInfo) -> int:
         coll = self.collections.get(info.id)

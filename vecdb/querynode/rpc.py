@@ -14,7 +14,7 @@ the node encodes Search and Query replies with the columns' buffers joined as th
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from vecdb.discovery import node_number
 from vecdb.expr.filter import compile_filter
 from vecdb.querynode.executor import Hits, SearchSpec
 from vecdb.querynode.node import QueryNode
+from vecdb.querynode.shard import ReadScope
 from vecdb.roles import RowFilter
 from vecdb.rpc import Client, serve
 from vecdb.rpc.columns import (
@@ -48,6 +49,12 @@ def _channels(channels: Sequence[str] | None) -> common.ChannelList | None:
 
 def _channels_of(request) -> list[str] | None:
     return list(request.channels.names) if request.HasField("channels") else None
+
+
+def _scopes_of(scope: pb.ReadScope) -> dict[str, ReadScope] | None:
+    if not scope.segments:
+        return None
+    return {ch: ReadScope(s.rest, frozenset(s.prefixes)) for ch, s in scope.segments.items()}
 
 
 class QueryNodeService(QueryNodeServicer):
@@ -90,7 +97,8 @@ class QueryNodeService(QueryNodeServicer):
                           radius=request.radius if request.HasField("radius") else None,
                           range_filter=request.range_filter if request.HasField("range_filter") else None,
                           flt=self._filter(info, scope), ts=scope.ts)
-        hits = self.node.search(info, spec, self._parts(scope), list(request.output_fields), _channels_of(scope))
+        hits = self.node.search(info, spec, self._parts(scope), list(request.output_fields), _channels_of(scope),
+                                _scopes_of(scope))
         return b"".join([pb.SearchReply(topks=hits.topks).SerializeToString(), *embed(2, column_wire(hits.pks)),
                          *embed(3, column_wire(hits.scores)), *named_wire(4, hits.columns)])
 
@@ -100,14 +108,14 @@ class QueryNodeService(QueryNodeServicer):
         info = self._info(scope)
         cols = self.node.query(info, scope.ts, self._filter(info, scope), self._parts(scope),
                                list(request.output_fields), request.limit if request.HasField("limit") else None,
-                               request.offset, _channels_of(scope))
+                               request.offset, _channels_of(scope), _scopes_of(scope))
         return b"".join(named_wire(1, cols))
 
     def Count(self, request: pb.CountRequest, context) -> pb.CountReply:
         scope = request.scope
         info = self._info(scope)
         return pb.CountReply(count=self.node.count(info, scope.ts, self._filter(info, scope), self._parts(scope),
-                                                   _channels_of(scope)))
+                                                   _channels_of(scope), _scopes_of(scope)))
 
     # --- loading, and what is held
 
@@ -165,7 +173,7 @@ class RemoteQueryNode:
     @staticmethod
     def _scope(scope: pb.ReadScope, info: CollectionInfo, ts: int, flt: RowFilter | None,
                partition_ids: set[int] | None, wait: dict[str, int] | None,
-               channels: Sequence[str] | None) -> None:
+               channels: Sequence[str] | None, scopes: Mapping[str, ReadScope] | None = None) -> None:
         """Fill the request's ``scope`` in place (a message given to a constructor is copied)."""
         scope.collection_id, scope.ts = info.id, int(ts)
         if flt is not None:
@@ -180,30 +188,35 @@ class RemoteQueryNode:
         if channels is not None:
             scope.channels.SetInParent()
             scope.channels.names.extend(channels)
+        for ch, part in (scopes or {}).items():
+            scope.segments[ch].rest = part.rest
+            scope.segments[ch].prefixes.extend(sorted(part.prefixes))
 
     def search(self, info: CollectionInfo, spec: SearchSpec, partition_ids: set[int] | None,
                output_fields: Sequence[str], wait: dict[str, int] | None = None,
-               channels: Sequence[str] | None = None) -> Hits:
+               channels: Sequence[str] | None = None, scopes: Mapping[str, ReadScope] | None = None) -> Hits:
         request = pb.SearchRequest(
             field=spec.field.name, limit=spec.limit, offset=spec.offset, metric=spec.metric,
             params_json=json.dumps(spec.params), index_type=spec.index_type, radius=spec.radius,
             range_filter=spec.range_filter, output_fields=output_fields)
-        self._scope(request.scope, info, spec.ts, spec.flt, partition_ids, wait, channels)
+        self._scope(request.scope, info, spec.ts, spec.flt, partition_ids, wait, channels, scopes)
         fill_column(request.queries, spec.queries)
         topks, pks, scores, columns = read_search_reply(self._client.invoke_encoded("Search", request))
         return Hits(topks, pks, scores, columns)
 
     def query(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               output_fields: Sequence[str], limit: int | None, offset: int,
-              wait: dict[str, int] | None = None, channels: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+              wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,
+              scopes: Mapping[str, ReadScope] | None = None) -> dict[str, np.ndarray]:
         request = pb.QueryRequest(output_fields=output_fields, limit=limit, offset=offset)
-        self._scope(request.scope, info, ts, flt, partition_ids, wait, channels)
+        self._scope(request.scope, info, ts, flt, partition_ids, wait, channels, scopes)
         return read_query_reply(self._client.invoke_encoded("Query", request))
 
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
-              wait: dict[str, int] | None = None, channels: Sequence[str] | None = None) -> int:
+              wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,
+              scopes: Mapping[str, ReadScope] | None = None) -> int:
         request = pb.CountRequest()
-        self._scope(request.scope, info, ts, flt, partition_ids, wait, channels)
+        self._scope(request.scope, info, ts, flt, partition_ids, wait, channels, scopes)
         return self._client.invoke("Count", request).count
 
     def load(self, info: CollectionInfo, channels: Sequence[str] | None = None) -> None:

@@ -23,8 +23,15 @@ _MIN_CAPACITY = 1024
 
 
 class Segment:
-    def __init__(self, slot: int, partition_id: int, schema: CollectionSchema, capacity: int = _MIN_CAPACITY):
+    """``stub``: a segment of which this node keeps only the primary keys and row timestamps (a
+    cluster query node that does not serve it: another node of its replica does, see
+    ``vecdb.coord.assignment``). A stub takes deletes and supersedes rows like any segment, so the
+    node's primary-key index spans the whole channel, but it is never read."""
+
+    def __init__(self, slot: int, partition_id: int, schema: CollectionSchema, capacity: int = _MIN_CAPACITY,
+                 stub: bool = False):
         self.slot = slot
+        self.stub = stub
         self.partition_id = partition_id
         self.schema = schema
         self.sealed = False
@@ -38,7 +45,8 @@ class Segment:
         # grows (and until its sealed index is ready); the rest is searched exactly.
         self.growing_indexes: dict[str, VectorIndex] = {}
         self.index_lock = threading.Lock()
-        self._cols = {f.name: empty_column(f, capacity) for f in schema.fields}
+        self._cols = {f.name: empty_column(f, capacity) for f in schema.fields
+                      if not stub or f.name == schema.primary_field.name}
         self._ts = np.empty(capacity, np.uint64)
         self._del_ts = np.empty(capacity, np.uint64)
         for f in schema.fields:  # a nullable field's validity mask, a column of its own (vecdb.columns)
@@ -47,10 +55,12 @@ class Segment:
 
     @classmethod
     def from_columns(cls, slot: int, partition_id: int, schema: CollectionSchema,
-                     columns: Mapping[str, np.ndarray], ts: np.ndarray, del_ts: np.ndarray) -> Segment:
-        """A sealed segment over existing arrays (loaded from files; may be memory-mapped)."""
+                     columns: Mapping[str, np.ndarray], ts: np.ndarray, del_ts: np.ndarray,
+                     stub: bool = False) -> Segment:
+        """A sealed segment over existing arrays (loaded from files; may be memory-mapped); a
+        ``stub`` needs only the primary key column."""
         seg = cls.__new__(cls)
-        seg.slot, seg.partition_id, seg.schema = slot, partition_id, schema
+        seg.slot, seg.partition_id, seg.schema, seg.stub = slot, partition_id, schema, stub
         seg.sealed, seg.segment_id, seg.prefix, seg.n = True, None, None, len(ts)
         seg.max_ts = int(ts.max()) if len(ts) else 0
         seg.min_del_ts = int(np.min(del_ts)) if len(del_ts) else MAX_TIMESTAMP
@@ -59,6 +69,21 @@ class Segment:
         seg._ts = np.asarray(ts, np.uint64)
         seg._del_ts = np.array(del_ts, np.uint64)  # writable copy: deletes land here
         return seg
+
+    def stubbed(self) -> Segment:
+        """This segment as a stub: the same slot, keys, timestamps and delete timestamps (the very
+        arrays: a delete marked on either lands in both), without its other columns and indexes."""
+        seg = Segment.__new__(Segment)
+        seg.__dict__.update(self.__dict__)
+        pk = self.schema.primary_field.name
+        seg.stub, seg._cols = True, {pk: self._cols[pk]}
+        seg.indexes, seg.growing_indexes, seg.index_lock = {}, {}, threading.Lock()
+        return seg
+
+    def adopt_deletes(self, stub: Segment) -> None:
+        """Take ``stub``'s delete timestamps (the same rows, in the same order): this segment
+        replaces it, and deletes marked on it meanwhile must stay."""
+        self._del_ts, self.min_del_ts = stub._del_ts, stub.min_del_ts
 
     # --- writes (caller holds the shard lock) --------------------------------
     def append(self, columns: Mapping[str, np.ndarray], count: int, ts: int) -> int:

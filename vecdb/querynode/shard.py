@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vecdb import errors
 from vecdb.querynode.segment import Segment
 from vecdb.records import DeleteRecord, InsertRecord, Record, SealRecord
 from vecdb.schema import CollectionSchema
@@ -45,6 +46,10 @@ class Shard:
         self.applied_ts = 0
         self._next_slot = 0
         self.on_seal: Callable[[Shard, list[Segment]], None] | None = None  # for index building
+        # The channel's leader serves its growing rows and every sealed segment it holds in full; a
+        # node that serves only some sealed segments of the channel (``vecdb.coord.assignment``)
+        # keeps the rest, and the rows still growing, as stubs (keys and timestamps).
+        self.leader = True
 
     # --- writes -----------------------------------------------------------
     def apply(self, position: int, record: Record) -> None:
@@ -67,7 +72,7 @@ class Shard:
             return self._applied.wait_for(lambda: self.applied_position >= position, timeout)
 
     def _new_segment(self, partition_id: int) -> Segment:
-        seg = Segment(self._next_slot, partition_id, self.schema)
+        seg = Segment(self._next_slot, partition_id, self.schema, stub=not self.leader)
         self.segments[seg.slot] = seg
         self._next_slot += 1
         return seg
@@ -97,6 +102,33 @@ class Shard:
         if new is not None:
             segments[new.slot] = new
         self.segments = segments
+
+    def swap(self, old: Segment, new: Segment) -> None:
+        """Put ``new`` in ``old``'s slot (the same rows: a stub for a full segment or the other way);
+        the caller holds the lock. The dict is replaced whole, as in ``replace_segments``."""
+        assert new.slot == old.slot and self.segments.get(old.slot) is old
+        self.segments = {**self.segments, old.slot: new}
+        if self.growing.get(old.partition_id) is old:
+            self.growing[old.partition_id] = new
+
+    def follow_only(self) -> None:
+        """This node no longer leads the channel: its growing rows become stubs (and later ones too)."""
+        with self.lock:
+            self.leader = False
+            for seg in list(self.growing.values()):
+                if not seg.stub:
+                    self.swap(seg, seg.stubbed())
+
+    def full_prefixes(self) -> list[str]:
+        """The sealed segments held in full (what this node serves of the channel besides growing rows)."""
+        return sorted(s.prefix for s in list(self.segments.values()) if s.sealed and not s.stub and s.prefix)
+
+    def served_rows(self) -> int:
+        """Live rows this node serves of the channel (its stubs' rows are served elsewhere)."""
+        segs = list(self.segments.values())
+        if not any(s.stub for s in segs):
+            return len(self.pk_index)
+        return sum(s.alive_count() for s in segs if not s.stub)
 
     def _insert(self, rec: InsertRecord) -> None:
         pks = rec.columns[self.schema.primary_field.name]
@@ -208,15 +240,45 @@ class Shard:
             self.segments[slot].mark_deleted(locs[m] & _OFFSET_MASK, ts[m])
 
     # --- reads ------------------------------------------------------------
-    def snapshot(self, partition_ids: set[int] | None) -> list[SegmentView]:
+    def snapshot(self, partition_ids: set[int] | None, scope: ReadScope | None = None) -> list[SegmentView]:
         """Lock-free: rows appended after the reader's timestamp are hidden by MVCC anyway, and
         ``segments`` is only ever replaced or grown by whole-item operations (list() copies it
-        atomically under the GIL)."""
-        return [
-            SegmentView(s, s.n)
-            for s in list(self.segments.values())
-            if s.n and (partition_ids is None or s.partition_id in partition_ids)
-        ]
+        atomically under the GIL). Stubs are never read. ``scope``: the part of the channel a
+        proxy reads here when the channel's sealed segments are spread over several nodes
+        (``CollectionNotLoaded`` when this node does not hold that part: the proxy planned with an older
+        picture and plans again)."""
+        segs = [s for s in list(self.segments.values()) if s.n]
+        if scope is not None:
+            segs = scope.select(self, segs)
+        return [SegmentView(s, s.n) for s in segs
+                if not s.stub and (partition_ids is None or s.partition_id in partition_ids)]
+
+
+@dataclass(frozen=True)
+class ReadScope:
+    """The part of a channel one node reads: ``rest=True`` (the channel's leader): everything it
+    holds but the sealed segments named (served by other nodes); ``rest=False``: only the sealed
+    segments named."""
+
+    rest: bool
+    prefixes: frozenset[str]
+
+    def select(self, shard: Shard, segs: list[Segment]) -> list[Segment]:
+        if self.rest:
+            if not shard.leader:
+                raise errors.CollectionNotLoaded(f"channel {shard.channel} is not led by this query node")
+            out = [s for s in segs if s.prefix not in self.prefixes or not s.sealed]
+            stale = [s.prefix for s in out if s.stub and s.sealed]
+            if stale:
+                raise errors.CollectionNotLoaded(f"channel {shard.channel}: segments {stale} are not served here "
+                                                 f"any more; read them where they moved")
+            return out
+        out = [s for s in segs if s.sealed and s.prefix in self.prefixes and not s.stub]
+        missing = self.prefixes - {s.prefix for s in out}
+        if missing:
+            raise errors.CollectionNotLoaded(f"channel {shard.channel}: segments {sorted(missing)} are not served "
+                                             f"here")
+        return out
 
 
 def _lexsort_obj(pks: np.ndarray, ts: np.ndarray) -> np.ndarray:

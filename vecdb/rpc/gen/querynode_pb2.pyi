@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ReadScope(_message.Message):
-    __slots__ = ("collection_id", "ts", "filter", "partition_ids", "wait", "channels")
+    __slots__ = ("collection_id", "ts", "filter", "partition_ids", "wait", "channels", "segments")
     class WaitEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -16,19 +16,36 @@ class ReadScope(_message.Message):
         key: str
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class SegmentsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: SegmentScope
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[SegmentScope, _Mapping]] = ...) -> None: ...
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
     TS_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     PARTITION_IDS_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     collection_id: int
     ts: int
     filter: Filter
     partition_ids: _common_pb2.IdList
     wait: _containers.ScalarMap[str, int]
     channels: _common_pb2.ChannelList
-    def __init__(self, collection_id: _Optional[int] = ..., ts: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., partition_ids: _Optional[_Union[_common_pb2.IdList, _Mapping]] = ..., wait: _Optional[_Mapping[str, int]] = ..., channels: _Optional[_Union[_common_pb2.ChannelList, _Mapping]] = ...) -> None: ...
+    segments: _containers.MessageMap[str, SegmentScope]
+    def __init__(self, collection_id: _Optional[int] = ..., ts: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., partition_ids: _Optional[_Union[_common_pb2.IdList, _Mapping]] = ..., wait: _Optional[_Mapping[str, int]] = ..., channels: _Optional[_Union[_common_pb2.ChannelList, _Mapping]] = ..., segments: _Optional[_Mapping[str, SegmentScope]] = ...) -> None: ...
+
+class SegmentScope(_message.Message):
+    __slots__ = ("rest", "prefixes")
+    REST_FIELD_NUMBER: _ClassVar[int]
+    PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    rest: bool
+    prefixes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, rest: _Optional[bool] = ..., prefixes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Filter(_message.Message):
     __slots__ = ("expr", "template_json")
