@@ -12,7 +12,7 @@ import json
 import urllib.request
 
 import pytest
-from pymilvus import DataType, MilvusClient, MilvusException
+from pymilvus import AnnSearchRequest, DataType, MilvusClient, MilvusException, RRFRanker
 
 from tests.conftest import wait_until
 
@@ -304,3 +304,24 @@ def test_partial_update_keeps_nulls(client, name):
     want[1]["flag"], want[2]["age"] = False, None
     got = client.query(name, "id in [1, 2]", output_fields=FIELDS, consistency_level="Strong")
     assert {r["id"]: {k: r[k] for k in ("id", *FIELDS)} for r in got} == {1: want[1], 2: want[2]}
+
+
+def test_get_hybrid_search_and_delete_by_a_null_filter(client, name):
+    s = MilvusClient.create_schema()
+    s.add_field("id", DataType.INT64, is_primary=True)
+    s.add_field("v", DataType.FLOAT_VECTOR, dim=2)
+    s.add_field("w", DataType.FLOAT_VECTOR, dim=2)
+    s.add_field("age", DataType.INT64, nullable=True)
+    idx = client.prepare_index_params()
+    idx.add_index("v", index_type="FLAT", metric_type="L2")
+    idx.add_index("w", index_type="FLAT", metric_type="L2")
+    client.create_collection(name, schema=s, index_params=idx)
+    client.insert(name, [{"id": i, "v": [i, 0], "w": [0, i], "age": None if i % 2 else i} for i in range(10)])
+    got = client.get(name, ids=[1, 2], output_fields=["age"])
+    assert sorted((r["id"], r["age"]) for r in got) == [(1, None), (2, 2)]
+    reqs = [AnnSearchRequest([[0.0, 0.0]], "v", {}, limit=4), AnnSearchRequest([[0.0, 0.0]], "w", {}, limit=4)]
+    res = client.hybrid_search(name, reqs, RRFRanker(), limit=4, output_fields=["age"])
+    assert [(h["id"], h["entity"]["age"]) for h in res[0]] == [(0, 0), (1, None), (2, 2), (3, None)]
+    assert client.delete(name, filter="age is null")["delete_count"] == 5
+    left = client.query(name, "", limit=20, output_fields=["age"], consistency_level="Strong")
+    assert sorted((r["id"], r["age"]) for r in left) == [(i, i) for i in range(0, 10, 2)]
