@@ -301,7 +301,7 @@ class QueryNodeCollector(Collector):
             counts = {"Sealed": [0, 0], "Growing": [0, 0]}  # state -> [entities, segments]
             for shard in shards:
                 for seg in list(shard.segments.values()):
-                    if not seg.n:
+                    if not seg.n or seg.stub:  # a stub's rows are served (and counted) by another node
                         continue
                     c = counts["Sealed" if seg.sealed else "Growing"]
                     # no row deleted yet (the common case): no scan of the delete timestamps
