@@ -320,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
                   "on --host:--port, its state in --meta-store (etcd for a cluster). Start a second one on the same "
                   "--meta-store as a standby: it takes over when the active one's session ends.",
                   data_dir="for a 'local' metadata store (default ./data)", port="internal gRPC port (default 19540)")
+    co.add_argument("--log-store", default=None, metavar="URL",
+                    help="the cluster's log, nats://host:port: the active coord writes a flush's seal records "
+                         "there; 'wal' (default): flushes through this coord are refused")
     co.add_argument("--meta-store", default=None, metavar="URL",
                     help="metadata: etcd://host:port (or 'local', files in --data-dir)")
     co.add_argument("--object-store", default=None, metavar="URL",

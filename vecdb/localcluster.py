@@ -463,8 +463,9 @@ def up(data_dir: str, proxies: int = 1, querynodes: int = 1, port: int = 19530, 
                        VECDB_STORAGE__S3_SECRET_KEY=config["s3_secret_key"])
             if not env.get("VECDB_SECURITY__CLUSTER_SECRET") and not env.get("VECDB_SECURITY__CLUSTER_SECRET_FILE"):
                 env["VECDB_SECURITY__CLUSTER_SECRET"] = config["cluster_secret"]  # one given is kept
-            roles = [_spawn_role(data_dir, logs, "coord", "coord", free_port(),  # its gc needs the objects
-                                 ["--meta-store", flags[3], "--object-store", flags[5]], env)]
+            # the coord's gc needs the objects, its flushes the log (their seal records)
+            roles = [_spawn_role(data_dir, logs, "coord", "coord", free_port(),
+                                 ["--log-store", flags[1], "--meta-store", flags[3], "--object-store", flags[5]], env)]
             roles += [_spawn_role(data_dir, logs, "querynode", f"querynode{i}", free_port(),
                                   ["--node-id", f"qn{i}", *flags], env) for i in range(1, querynodes + 1)]
             roles += [_spawn_role(data_dir, logs, "datanode", f"datanode{i}", free_port(),
