@@ -14,14 +14,13 @@ etcd and S3 through pymilvus:
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 
 import numpy as np
-from pymilvus import Collection, DataType, MilvusClient, connections
+from pymilvus import Collection, DataType, MilvusClient
 
-from tests.conftest import free_port, spawn_vecdb, stop_processes, wait_until
+from tests.conftest import start_cluster, wait_until
 from tests.e2e.test_assignment import _exact, _rows_per_node, _rss_mib
 from vecdb.discovery import node_number
 
@@ -29,19 +28,12 @@ DIM, BATCH, BATCHES = 16, 1000, 6
 
 
 def test_the_sealed_segments_of_one_shard_spread_over_the_nodes_of_a_replica(tmp_path, remote_storage):
-    storage = dict(remote_storage(), session_ttl=2)
-    proxy_port = free_port()
-    procs: dict[str, subprocess.Popen] = {}
-    c = None
     stop = threading.Event()
-    try:
-        procs["coord"] = spawn_vecdb(storage, tmp_path / "coord", "coord", "--port", str(free_port()))
-        for q in ("qn0", "qn1"):
-            procs[q] = spawn_vecdb(storage, tmp_path / q, "querynode", "--port", str(free_port()), "--node-id", q)
-        procs["proxy"] = spawn_vecdb(storage, tmp_path / "proxy", "proxy", "--port", str(proxy_port))
-        uri = f"http://127.0.0.1:{proxy_port}"
-        c = MilvusClient(uri=uri)
-        connections.connect("spread", uri=uri)
+    with start_cluster(dict(remote_storage(), session_ttl=2), tmp_path, querynodes=("qn0", "qn1"),
+                       datanodes=()) as cluster:
+        uri, c = cluster.uri(), cluster.client()
+        cluster.connect("spread")
+        cluster.at_close(stop.set)
         number = {q: node_number(q) for q in ("qn0", "qn1", "qn2")}
 
         schema = c.create_schema(auto_id=False)
@@ -79,7 +71,7 @@ def test_the_sealed_segments_of_one_shard_spread_over_the_nodes_of_a_replica(tmp
         # the sealed rows spread over both nodes; answers exact
         wait_until(spread, 30)
         held = _rows_per_node("spread", "docs")
-        rss = {q: _rss_mib(procs[q].pid) for q in ("qn0", "qn1")}
+        rss = {q: _rss_mib(cluster.procs[q].pid) for q in ("qn0", "qn1")}
         print(f"one shard, replica 1: sealed rows per node {dict(held)}, RSS MiB {rss}")
         check_answers()
 
@@ -121,8 +113,7 @@ def test_the_sealed_segments_of_one_shard_spread_over_the_nodes_of_a_replica(tmp
         wait_until(lambda: len(complete) >= 3, 30)
         leaders = {n for r in _replicas("docs") for n in r}
         victim = "qn1" if leaders == {number["qn0"]} else "qn0"
-        killed_at = time.monotonic()
-        procs.pop(victim).kill()
+        killed_at = cluster.kill(victim)
         wait_until(lambda: any(b > killed_at for b in complete), 30)
         recovery = min(b for b in complete if b > killed_at) - killed_at
         print(f"kill -9 of {victim} (not the leader; collection {a['collection_name']}): complete answers again "
@@ -133,17 +124,10 @@ def test_the_sealed_segments_of_one_shard_spread_over_the_nodes_of_a_replica(tmp
         check_answers()
 
         # a node that starts later takes segments, without any restart
-        procs["qn2"] = spawn_vecdb(storage, tmp_path / "qn2", "querynode", "--port", str(free_port()),
-                                   "--node-id", "qn2")
+        cluster.start("qn2")
         wait_until(lambda: number["qn2"] in _rows_per_node("spread", "docs"), 60)
         check_answers()
         print(f"after qn2 joined: sealed rows per node {dict(_rows_per_node('spread', 'docs'))}")
-    finally:
-        stop.set()
-        if c is not None:
-            c.close()
-        connections.disconnect("spread")
-        stop_processes(procs.values())
 
 
 def _replicas(name: str) -> list[list[int]]:
