@@ -154,14 +154,15 @@ def _wait_indexed(client, collection: str, rows: int, timeout: float = 3600.0, p
 
 def search_load(uri: str, data_dir: str, collection: str, search_params: dict, *,
                 threads: int = 1, nq: int = 1, duration: float = 5.0, warmup: float = 0.5,
-                k: int = 10) -> dict:
+                k: int = 10, barrier=None) -> dict:
     """Closed-loop search load: ``threads`` threads sharing one MilvusClient, each
     sending ``nq`` queries per request back to back.
 
     Returns qps (queries/s), rps (requests/s), p50/p99/mean latency (ms, per
     request), recall@k, the counts (``warmup_requests`` too, so a caller can
     divide the server's CPU time by every request it saw) and the client
-    process's own CPU per query.
+    process's own CPU per query. ``barrier`` (a multiprocessing Barrier): the warm-up starts once
+    it is passed, not at once (several client processes loading together).
     """
     from bench.datasets import recall_at_k
 
@@ -170,6 +171,8 @@ def search_load(uri: str, data_dir: str, collection: str, search_params: dict, *
     nbatch = max(1, len(queries) // nq)
     batches = [queries[i * nq:(i + 1) * nq] for i in range(nbatch)]
     client = _client(uri)
+    if barrier is not None:
+        barrier.wait(300)
 
     def one(j: int):
         return client.search(collection, data=batches[j % nbatch], limit=k,

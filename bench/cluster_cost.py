@@ -8,7 +8,15 @@ count), with the client's own. CPU per query, unlike QPS, holds still when other
 the cores. ``--profile SECONDS`` also py-spies the proxy and the first query node under one more
 load and prints where their time goes (bench.profile).
 
+``--workers N`` runs the proxy as N worker processes (``vecdb proxy --workers``; each counted as
+``proxy.w<i>``, ``proxy`` being their parent) and ``--clients C`` splits the threads over C client
+processes (one pymilvus connection each: the kernel spreads connections, not calls, over the
+workers), started together; the CPU is then read over the loads' common window only. ``--pin``:
+client i connects to worker i % N's own port (``--worker-port``) instead of the shared one, so the
+connections are spread evenly (the kernel's hash may put most of a few on one worker).
+
     python -m bench.cluster_cost [--n 20000] [--rounds 3] [--duration 5] [--profile 10]
+    python -m bench.cluster_cost --workers 2 --clients 4 --threads 8 [--pin]
 """
 
 from __future__ import annotations
@@ -19,14 +27,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import multiprocessing  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 
 from bench import client  # noqa: E402
 from bench.datasets import load_dataset  # noqa: E402
 from bench.indexes import INDEXES  # noqa: E402
 from bench.profile import format_summary, record, summarize  # noqa: E402
-from bench.servers import VecdbCluster  # noqa: E402
+from bench.servers import VecdbCluster, free_port  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -38,6 +48,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="loads measured")
     ap.add_argument("--querynodes", type=int, default=2)
     ap.add_argument("--profile", type=float, default=0.0, help="py-spy proxy and qn0 for SECONDS (0: no)")
+    ap.add_argument("--workers", type=int, default=1, help="proxy worker processes (vecdb proxy --workers)")
+    ap.add_argument("--clients", type=int, default=1, help="client processes the threads are split over")
+    ap.add_argument("--pin", action="store_true", help="client i on worker i %% N's own port (--worker-port)")
     ap.add_argument("--out", help="write the numbers as JSON here")
     args = ap.parse_args(argv)
 
@@ -48,16 +61,24 @@ def main(argv=None) -> int:
     sp = spec.search_params(metric, spec.headline)
     coll = "cost_hnsw"
     rounds = []
-    with VecdbCluster(querynodes=args.querynodes) as srv:
+    worker_port = free_port() + 1000 if args.pin and args.workers > 1 else 0
+    with VecdbCluster(querynodes=args.querynodes, proxy_workers=args.workers, worker_port=worker_port) as srv:
         client.isolated(client.build, srv.uri, data_dir, coll, spec.milvus_index_params(metric), 5000,
                         srv.replicas)
         for _ in range(args.rounds):
-            b0 = srv.cpu_breakdown()
-            load = client.isolated(client.search_load, srv.uri, data_dir, coll, sp, threads=args.threads, nq=1,
-                                   duration=args.duration, warmup=0.5, timeout=args.duration + 300)
-            b1 = srv.cpu_breakdown()
-            seen = load["requests"] + load["warmup_requests"]
-            per = {k: (b1[k] - b0[k]) * 1000.0 / seen for k in b0 if b0[k] is not None and b1[k] is not None}
+            if args.clients == 1:
+                b0 = srv.cpu_breakdown()
+                load = client.isolated(client.search_load, srv.uri, data_dir, coll, sp, threads=args.threads, nq=1,
+                                       duration=args.duration, warmup=0.5, timeout=args.duration + 300)
+                b1 = srv.cpu_breakdown()
+                seen = load["requests"] + load["warmup_requests"]
+            else:
+                load, b0, b1 = _clients_load(srv, args, data_dir, coll, sp)
+                seen = load["requests"]
+            per = {k: (b1[k] - b0[k]) * 1000.0 / seen for k in b0
+                   if b0.get(k) is not None and b1.get(k) is not None}
+            if args.workers > 1:
+                per["proxy+workers"] = sum(v for k, v in per.items() if k.startswith("proxy"))
             per["client"] = load["client_cpu_ms_per_query"]
             qns = sum(v for k, v in per.items() if k.startswith("qn"))
             rounds.append({"qps": load["qps"], "recall": load["recall"], "cpu_ms_per_query": per,
@@ -82,6 +103,45 @@ def main(argv=None) -> int:
         with open(args.out, "w") as f:
             json.dump({"args": vars(args), "rounds": rounds, "median": median}, f, indent=1)
     return 0
+
+
+def _clients_load(srv, args, data_dir: str, coll: str, sp: dict):
+    """``args.clients`` client processes, ``args.threads`` threads in all, loading together once each has
+    connected (a barrier); the server's CPU read at the end of the warm-up and after ``args.duration``.
+    Returns the loads summed (qps, requests in the window, client CPU per query) and the two CPU readings."""
+    barrier = multiprocessing.get_context("spawn").Barrier(args.clients + 1)
+    uris = [srv.uri if not srv.worker_port else f"http://127.0.0.1:{srv.worker_port + i % args.workers}"
+            for i in range(args.clients)]
+    threads = [args.threads // args.clients + (1 if i < args.threads % args.clients else 0)
+               for i in range(args.clients)]
+    loads: list = [None] * args.clients
+    errors: list = []
+
+    def run(i: int) -> None:
+        try:
+            loads[i] = client.isolated(client.search_load, uris[i], data_dir, coll, sp, threads=threads[i], nq=1,
+                                       duration=args.duration, warmup=0.5, barrier=barrier,
+                                       timeout=args.duration + 300)
+        except BaseException as e:  # noqa: BLE001 - raised below
+            errors.append(e)
+
+    pool = [threading.Thread(target=run, args=(i,)) for i in range(args.clients)]
+    for t in pool:
+        t.start()
+    barrier.wait(300)
+    time.sleep(0.5)
+    b0 = srv.cpu_breakdown()
+    time.sleep(args.duration)
+    b1 = srv.cpu_breakdown()
+    for t in pool:
+        t.join()
+    if errors:
+        raise errors[0]
+    requests = sum(x["requests"] for x in loads)
+    return ({"qps": sum(x["qps"] for x in loads), "requests": requests,
+             "recall": sum(x["recall"] * x["requests"] for x in loads) / requests,
+             "client_cpu_ms_per_query": sum(x["client_cpu_ms_per_query"] * x["requests"] for x in loads) / requests,
+             "per_client_qps": [x["qps"] for x in loads]}, b0, b1)
 
 
 if __name__ == "__main__":

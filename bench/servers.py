@@ -65,6 +65,15 @@ def read_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux's /proc/<pid>/task/<pid>/children), in start order."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return sorted(int(c) for c in f.read().split())
+    except OSError:
+        return []
+
+
 def _stop_pid(proc: subprocess.Popen, grace: float = 5.0) -> None:
     if proc.poll() is not None:
         return
@@ -299,9 +308,12 @@ class VecdbCluster:
 
     name = "vecdb-cluster"
 
-    def __init__(self, workdir: str | None = None, querynodes: int = 2, log_level: str = "WARNING"):
+    def __init__(self, workdir: str | None = None, querynodes: int = 2, log_level: str = "WARNING",
+                 proxy_workers: int = 1, worker_port: int = 0):
         self.workdir = workdir or tempfile.mkdtemp(prefix="bench-vecdb-cluster-")
         self.querynodes = querynodes
+        self.proxy_workers = proxy_workers  # vecdb proxy --workers: its worker processes count as proxy.w<i>
+        self.worker_port = worker_port  # --worker-port: worker i also alone on worker_port + i
         self.replicas = querynodes  # every query node serves reads: a replica each (vecdb.coord.assignment)
         self.log_level = log_level
         self.port = free_port()
@@ -365,7 +377,9 @@ class VecdbCluster:
             for name in qns:
                 self._spawn(name, ["querynode", "--port", "0", "--node-id", name], env)
             self._wait_ready(qns, deadline)
-            self._spawn("proxy", ["proxy", "--port", str(self.port), "--node-id", "proxy0"], env)
+            self._spawn("proxy", ["proxy", "--port", str(self.port), "--node-id", "proxy0",
+                                  *(["--workers", str(self.proxy_workers)] if self.proxy_workers > 1 else []),
+                                  *(["--worker-port", str(self.worker_port)] if self.worker_port else [])], env)
             self._wait_ready(["proxy"], deadline)
         except BaseException:
             self.stop()
@@ -373,7 +387,15 @@ class VecdbCluster:
         return self
 
     def vecdb_pids(self) -> dict[str, int]:
-        return {name: p.pid for name, p, _ in self.procs}
+        """Each vecdb process's pid by role name; a proxy's worker processes (``--workers``) as ``proxy.w<i>``
+        after it (its own pid, the parent's, is ``proxy``)."""
+        out = {}
+        for name, p, _ in self.procs:
+            out[name] = p.pid
+            if name == "proxy" and self.proxy_workers > 1:
+                for i, pid in enumerate(_children(p.pid)):
+                    out[f"proxy.w{i}"] = pid
+        return out
 
     def backend_pids(self) -> dict[str, int]:
         return {b.name: b.proc.pid for b in self.backends}

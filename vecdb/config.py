@@ -25,8 +25,8 @@ class ProxySettings(BaseModel):
                          "search with 8 than with 4 on 2 cores)")
     processes: int = Field(1, ge=1, description="worker processes of a cluster proxy (``vecdb proxy --workers``), "
                            "each a whole proxy with its own node id, all accepting on ``port`` (SO_REUSEPORT); "
-                           "1 = the proxy is one process (measured on 2 cores: 2 workers gave no more QPS at "
-                           "nq=1, docs/benchmarks.md)")
+                           "1 = one process (measured on 2 shared cores: 2 workers cost 19% more proxy CPU per "
+                           "query at nq=1 for no more QPS, docs/benchmarks.md)")
     worker_port: int = Field(0, ge=0, description="with processes > 1: worker i also serves the Milvus API on "
                              "worker_port + i alone (to reach one worker); 0 = off")
     max_request_bytes: int = 64 << 20

@@ -4,7 +4,8 @@ own (its node id, session, /metrics on http port + i, its own Milvus port with -
 both accept on the shared port; a Strong read through one worker sees what the other acknowledged,
 DDL through one is seen at once by the other; kill -9 of a worker loses no acknowledged write, the
 other keeps serving, and the parent starts the dead one again under a new id; SIGTERM to the parent
-stops both cleanly."""
+stops both cleanly. A client on the shared port answers through the loss of its worker (pymilvus
+reconnects, to a live one)."""
 
 from __future__ import annotations
 
@@ -116,6 +117,10 @@ def test_two_workers_one_port(tmp_path, remote_storage):
         b.delete("docs", ids=[0, 1])
         assert count(a, "docs") == 398
 
+        # a client on the shared port, on one worker or the other: it answers through the kills of both below
+        shared = MilvusClient(uri=f"http://127.0.0.1:{port}")
+        clients.append(shared)
+        assert count(shared, "docs") == 398
         # kill -9 worker 0 while it takes writes: every acknowledged one stays, worker 1 keeps serving
         pid0 = worker_pid(proxy.pid, 0)
         assert pid0 is not None
@@ -141,9 +146,7 @@ def test_two_workers_one_port(tmp_path, remote_storage):
         assert failed.is_set() and not writer_thread.is_alive()
         got = b.query("docs", filter="id >= 1000", output_fields=["id"], consistency_level="Strong", limit=5000)
         assert set(acked) <= {r["id"] for r in got}
-        shared = MilvusClient(uri=f"http://127.0.0.1:{port}")  # the shared port serves on
-        clients.append(shared)
-        assert count(shared, "docs") == 398 + len({r["id"] for r in got})
+        assert count(shared, "docs") == 398 + len({r["id"] for r in got})  # the shared port serves on
         # the parent starts worker 0 again, under a new id; it reads everything
         wait_until(lambda: "vecdb proxy worker 0 (px-w0.1) serving on" in proxy.output(), 60,
                    "worker 0 was not started again")
@@ -153,6 +156,10 @@ def test_two_workers_one_port(tmp_path, remote_storage):
         clients.append(a2)
         a2.insert("docs", [{"id": 5000, "vector": vecs[0]}])
         assert count(b, "docs") == count(a2, "docs") == 399 + len({r["id"] for r in got})
+        os.kill(worker_pid(proxy.pid, 1), signal.SIGKILL)  # now worker 1: the shared client lost its worker once
+        assert count(shared, "docs") == 399 + len({r["id"] for r in got})  # pymilvus reconnects, to worker 0
+        wait_until(lambda: "vecdb proxy worker 1 (px-w1.1) serving on" in proxy.output(), 60,
+                   "worker 1 was not started again")
         for c in clients:
             c.close()
         clients.clear()
