@@ -49,7 +49,7 @@ def test_proxy_finds_the_nodes_that_join_and_drops_those_that_leave(tmp_path, re
             return c.query("docs", filter="", output_fields=["count(*)"])[0]["count(*)"]
 
         def holders() -> set[str]:
-            return {n for plan in router.plans(info.id) for n, _ in plan}
+            return {part[0] for plan in router.plans(info.id) for part in plan}
 
         for _ in range(3):
             assert count() == rows

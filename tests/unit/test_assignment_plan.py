@@ -148,3 +148,9 @@ def test_segments_of_a_gone_node_are_placed_again_and_a_joining_node_takes_some_
     d = plan({1: (["c1-s0"], 1)}, ["n0", "n1", "n2"], c, {}, settled=set(), sealed=fewer)
     assert set(d[1].replicas[0].segments["c1-s0"]) == {"p0", "p9"}
     assert d[1].replicas[0].segments["c1-s0"]["p0"] == c[1].replicas[0].segments["c1-s0"]["p0"]
+
+
+def test_a_new_segment_stays_with_its_channels_leader_when_the_loads_are_about_even():
+    sealed = {1: {ch: {f"{ch}-p": 1000 + i} for i, ch in enumerate(CHS)}}
+    a = plan({1: (CHS, 1)}, ["n0", "n1"], {}, {}, sealed=sealed)[1].replicas[0]
+    assert {ch: a.segments[ch][f"{ch}-p"] for ch in CHS} == a.channels  # nothing to move: every leader keeps its own

@@ -35,7 +35,8 @@ Rules (``plan``):
 - Sealed segments spread over the replica's nodes (``Replica.segments``), so that memory scales
   out even for a collection of one shard: in a replica of two nodes or more, each persisted segment
   (``seg/`` keys) is placed on one node of the replica, new ones on the node holding the fewest
-  placed rows, placements kept while their node stays. When moving one segment from the busiest to
+  placed rows (the channel's leader, which sealed it, unless another node is lighter by more than a
+  tenth of the segment's rows), placements kept while their node stays. When moving one segment from the busiest to
   the least busy node lowers the higher of the two (by ``MIN_GAIN`` at least), it moves (one per
   replica and pass, in settled collections). The channel's leader (its owner above) holds the
   growing rows and every sealed segment no other node of the replica serves; a node that holds
@@ -210,7 +211,10 @@ def _place_segments(r: Replica, sealed: dict[str, dict[str, int]], settled: bool
             else:
                 todo.append((-n_rows, ch, prefix))
     for neg_rows, ch, prefix in sorted(todo):  # the biggest first
-        best = min(r.nodes, key=lambda n: (load[n], n))
+        # the channel's leader holds it already (it sealed it): it keeps it unless another node is
+        # lighter by more than a tenth of the segment
+        leader, slack = r.channels.get(ch), -neg_rows * MIN_GAIN
+        best = min(r.nodes, key=lambda n: (load[n] - (slack if n == leader else 0), n))
         placed.setdefault(ch, {})[prefix] = best
         load[best] -= neg_rows
     if settled:
