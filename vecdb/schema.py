@@ -111,6 +111,11 @@ class FieldSchema:
     type_params: dict[str, str] = field(default_factory=dict)
     nullable: bool = False
     default_value: bool | int | float | str | None = None  # None: no default value
+    is_function_output: bool = False  # filled by a schema function (BM25), never sent by clients
+
+    @property
+    def enable_analyzer(self) -> bool:
+        return self.type_params.get("enable_analyzer", "").strip().lower() == "true"
 
     @property
     def has_default(self) -> bool:
@@ -130,12 +135,50 @@ class FieldSchema:
         return cls(**d)
 
 
+class FunctionType(IntEnum):
+    """Values equal to ``schema_pb2.FunctionType``; vecdb runs BM25 only."""
+
+    UNKNOWN = 0
+    BM25 = 1
+
+
+@dataclass
+class FunctionSchema:
+    """A schema function (Milvus 2.5): BM25 turns its input VARCHAR field's text into the term
+    frequencies stored in its output SPARSE_FLOAT_VECTOR field (vecdb.analyzer, vecdb.bm25)."""
+
+    name: str
+    type: FunctionType
+    input_field_names: list[str]
+    output_field_names: list[str]
+    description: str = ""
+    function_id: int = 0
+    params: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["type"] = int(self.type)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FunctionSchema:
+        d = dict(d)
+        d["type"] = FunctionType(d["type"])
+        return cls(**d)
+
+
 @dataclass
 class CollectionSchema:
     name: str
     fields: list[FieldSchema]
     description: str = ""
     enable_dynamic_field: bool = False
+    functions: list[FunctionSchema] = field(default_factory=list)
+
+    def bm25_function_of(self, output_name: str) -> FunctionSchema | None:
+        """The BM25 function whose output is field ``output_name``, if any."""
+        return next((fn for fn in self.functions
+                     if fn.type == FunctionType.BM25 and output_name in fn.output_field_names), None)
 
     # --- lookups -------------------------------------------------------
     @property
@@ -177,6 +220,7 @@ class CollectionSchema:
             "description": self.description,
             "enable_dynamic_field": self.enable_dynamic_field,
             "fields": [f.to_dict() for f in self.fields],
+            **({"functions": [fn.to_dict() for fn in self.functions]} if self.functions else {}),
         }
 
     @classmethod
@@ -186,6 +230,7 @@ class CollectionSchema:
             description=d.get("description", ""),
             enable_dynamic_field=d.get("enable_dynamic_field", False),
             fields=[FieldSchema.from_dict(f) for f in d["fields"]],
+            functions=[FunctionSchema.from_dict(fn) for fn in d.get("functions", ())],
         )
 
     # --- proto ---------------------------------------------------------
@@ -222,6 +267,7 @@ class CollectionSchema:
             enable_dynamic_field=pb.enable_dynamic_field,
             fields=[f for f in fields if not f.is_dynamic],
         )
+        schema.functions = _parse_functions(pb, schema)
         if schema.enable_dynamic_field:
             schema.fields.append(
                 FieldSchema(
@@ -262,6 +308,17 @@ class CollectionSchema:
                 fpb.nullable = True
             if f.default_value is not None:
                 setattr(fpb.default_value, DEFAULT_VALUE_ATTR[f.dtype], f.default_value)
+            if f.is_function_output:
+                fpb.is_function_output = True
+        for fn in self.functions:
+            out = pb.functions.add()
+            out.name, out.id, out.description, out.type = fn.name, fn.function_id, fn.description, int(fn.type)
+            out.input_field_names.extend(fn.input_field_names)
+            out.output_field_names.extend(fn.output_field_names)
+            out.input_field_ids.extend(self.field(n).field_id for n in fn.input_field_names)  # type: ignore[union-attr]
+            out.output_field_ids.extend(self.field(n).field_id for n in fn.output_field_names)  # type: ignore[union-attr]
+            for k, v in fn.params.items():
+                out.params.add(key=k, value=v)
 
     # --- validation ----------------------------------------------------
     def validate(self) -> None:
@@ -303,11 +360,11 @@ class CollectionSchema:
 # Parts of the schema proto vecdb does not implement yet. Each is refused at create time:
 # dropping it silently would give a collection that behaves differently from the one asked
 # for (functions never run, ...). ``nullable`` and ``default_value`` are taken (see
-# _parse_null_and_default). Proto parts not
+# _parse_null_and_default), BM25 functions and analyzers too (_parse_functions). Proto parts not
 # listed are taken or harmless to ignore: fieldID and state (the server assigns them),
 # index_params (unused by Milvus at create), the schema's dbName (the request's db
 # applies), version, properties, and type params that are storage hints (mmap_enabled).
-_UNSUPPORTED_TEXT_PARAMS = ("enable_analyzer", "enable_match", "analyzer_params", "multi_analyzer_params")
+_UNSUPPORTED_TEXT_PARAMS = ("enable_match", "multi_analyzer_params")
 
 
 def _not_yet(what: str) -> IllegalSchema:
@@ -315,9 +372,9 @@ def _not_yet(what: str) -> IllegalSchema:
 
 
 def _refuse_unsupported_schema(pb) -> None:
-    if len(pb.functions):
-        names = ", ".join(f.name or "?" for f in pb.functions)
-        raise _not_yet(f"collection schema functions (BM25, embedding functions: {names})")
+    other = [f.name or "?" for f in pb.functions if f.type != FunctionType.BM25]
+    if other:
+        raise _not_yet(f"collection schema functions other than BM25 (embedding functions: {', '.join(other)})")
     if len(getattr(pb, "struct_array_fields", ())):
         raise _not_yet("struct array fields")
     if getattr(pb, "enable_namespace", False):
@@ -328,11 +385,95 @@ def _refuse_unsupported_field(fpb) -> None:
     name = fpb.name
     if fpb.is_clustering_key:
         raise _not_yet(f"clustering key field ({name})")
-    if fpb.is_function_output:
-        raise _not_yet(f"function output field ({name})")
     for kv in fpb.type_params:
         if kv.key in _UNSUPPORTED_TEXT_PARAMS and kv.value.strip().lower() not in ("", "false"):
             raise _not_yet(f"type param {kv.key} of field ({name}) (text analysis and match)")
+
+
+def _parse_functions(pb, schema: CollectionSchema) -> list[FunctionSchema]:
+    """BM25 functions, checked as Milvus's validateFunction does (1100 with its messages); each
+    output field is marked ``is_function_output``. Analyzer params are checked on every field that
+    enables the analyzer (vecdb.analyzer.parse_params)."""
+    from vecdb.analyzer import parse_params  # (vecdb.analyzer imports vecdb.sparse, not the schema)
+
+    for f in schema.fields:
+        if f.enable_analyzer:
+            if f.dtype != DataType.VARCHAR:
+                raise InvalidParameter(f"enable_analyzer is only for VARCHAR fields, field {f.name} is "
+                                       f"{_PROTO_TYPE_NAMES.get(f.dtype, f.dtype.name)}")
+            parse_params(f.type_params.get("analyzer_params"), f.name)
+    out: list[FunctionSchema] = []
+    used_names: set[str] = set()
+    used_outputs: set[str] = set()
+    for fpb in pb.functions:
+        name = fpb.name
+        inputs, outputs = list(fpb.input_field_names), list(fpb.output_field_names)
+        if not name:
+            raise InvalidParameter("function name cannot be empty")
+        if not inputs:
+            raise InvalidParameter(f"function input field names cannot be empty, function: {name}")
+        if not outputs:
+            raise InvalidParameter(f"function output field names cannot be empty, function: {name}")
+        for i in inputs:
+            if not i:
+                raise InvalidParameter(f"function input field name cannot be empty string, function: {name}")
+            if inputs.count(i) > 1:
+                raise InvalidParameter("each function input field should be used exactly once in the same "
+                                       f"function, function: {name}, input field: {i}")
+        for o in outputs:
+            if not o:
+                raise InvalidParameter(f"function output field name cannot be empty string, function: {name}")
+            if o in inputs:
+                raise InvalidParameter("a single field cannot be both input and output in the same function, "
+                                       f"function: {name}, field: {o}")
+            if outputs.count(o) > 1:
+                raise InvalidParameter("each function output field should be used exactly once in the same "
+                                       f"function, function: {name}, output field: {o}")
+        if len(fpb.params):
+            raise InvalidParameter("BM25 function accepts no params")
+        if name in used_names:
+            raise InvalidParameter(f"duplicate function name: {name}")
+        used_names.add(name)
+        in_fields = []
+        for i in inputs:
+            inf = schema.field(i)
+            if inf is None:
+                raise InvalidParameter(f"function input field not found: {i}")
+            if inf.nullable:
+                raise InvalidParameter(f"function input field cannot be nullable: function {name}, field {i}")
+            in_fields.append(inf)
+        if len(in_fields) != 1 or in_fields[0].dtype != DataType.VARCHAR:
+            raise InvalidParameter(
+                f"BM25 function input field must be a VARCHAR field, got {len(in_fields)} field with type "
+                f"{_PROTO_TYPE_NAMES.get(in_fields[0].dtype, in_fields[0].dtype.name)}")
+        if not in_fields[0].enable_analyzer:
+            raise InvalidParameter("BM25 function input field must set enable_analyzer to true")
+        out_fields = []
+        for o in outputs:
+            outf = schema.field(o)
+            if outf is None:
+                raise InvalidParameter(f"function output field not found: {o}")
+            if outf.is_primary:
+                raise InvalidParameter(f"function output field cannot be primary key: function {name}, field {o}")
+            if outf.is_partition_key:
+                raise InvalidParameter("function output field cannot be partition key or clustering key: "
+                                       f"function {name}, field {o}")
+            if outf.nullable:
+                raise InvalidParameter(f"function output field cannot be nullable: function {name}, field {o}")
+            if o in used_outputs:
+                raise InvalidParameter(f"duplicate function output field: function {name}, field {o}")
+            used_outputs.add(o)
+            out_fields.append(outf)
+        if len(out_fields) != 1:
+            raise InvalidParameter(f"BM25 function only need 1 output field, but got {len(out_fields)}")
+        if out_fields[0].dtype != DataType.SPARSE_FLOAT_VECTOR:
+            raise InvalidParameter("BM25 function output field must be a SparseFloatVector field, but got "
+                                   f"{_PROTO_TYPE_NAMES.get(out_fields[0].dtype, out_fields[0].dtype.name)}")
+        out_fields[0].is_function_output = True
+        out.append(FunctionSchema(name=name, type=FunctionType.BM25, input_field_names=inputs,
+                                  output_field_names=outputs, description=fpb.description,
+                                  function_id=100 + len(out)))
+    return out
 
 
 # The ValueField member a default value of each field type travels in (Milvus's checkFieldSchema);
@@ -402,6 +543,8 @@ _PROTO_TYPE_NAMES = {
     DataType.FLOAT_VECTOR: "FloatVector", DataType.BINARY_VECTOR: "BinaryVector",
     DataType.FLOAT16_VECTOR: "Float16Vector", DataType.BFLOAT16_VECTOR: "BFloat16Vector",
     DataType.SPARSE_FLOAT_VECTOR: "SparseFloatVector", DataType.JSON: "JSON", DataType.ARRAY: "Array",
+    DataType.BOOL: "Bool", DataType.INT8: "Int8", DataType.INT16: "Int16", DataType.INT32: "Int32",
+    DataType.INT64: "Int64", DataType.FLOAT: "Float", DataType.DOUBLE: "Double", DataType.VARCHAR: "VarChar",
 }
 
 

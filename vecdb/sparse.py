@@ -163,8 +163,9 @@ class Postings:
     def nbytes(self) -> int:
         return int(self.rows.nbytes + self.values.nbytes + self.dims.nbytes + self.starts.nbytes)
 
-    def scores(self, q: bytes, drop_ratio: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """(rows touched by the query, their inner products), rows ascending."""
+    def scores(self, q: bytes, drop_ratio: float = 0.0, weigh=None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows touched by the query, their inner products), rows ascending. ``weigh(rows, values)``
+        replaces the rows' values first (BM25's saturated term frequencies: vecdb.bm25)."""
         qi, qv = query_pairs(q, drop_ratio)
         if not len(qi) or not len(self.dims):
             return np.empty(0, np.int64), np.empty(0, np.float32)
@@ -179,7 +180,8 @@ class Postings:
         # positions a[j] .. b[j]-1 for every query term j, without a Python loop
         offs = np.repeat(a - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
         rows = self.rows[offs]
-        w = self.values[offs].astype(np.float64) * np.repeat(qv.astype(np.float64), counts)
+        x = self.values[offs].astype(np.float64) if weigh is None else weigh(rows, self.values[offs])
+        w = x * np.repeat(qv.astype(np.float64), counts)
         acc = np.bincount(rows, weights=w, minlength=self.ntotal)  # O(rows + postings), no sort
         hit = np.zeros(self.ntotal, bool)
         hit[rows] = True
@@ -188,14 +190,15 @@ class Postings:
 
 
 def search(post: Postings, queries: np.ndarray, k: int, valid: np.ndarray | None,
-           drop_ratio: float = 0.0, n: int | None = None, tail: Tail | None = None) -> tuple[np.ndarray, np.ndarray]:
+           drop_ratio: float = 0.0, n: int | None = None, tail: Tail | None = None,
+           weigh=None) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` rows by inner product per query: (nq, k) scores and offsets, padded with
     -inf / -1; ties by offset. Rows at or past ``n`` (a growing segment's view) are not seen."""
     nq = len(queries)
     D = np.full((nq, k), -np.inf, np.float32)
     O = np.full((nq, k), -1, np.int64)
     for qi, q in enumerate(queries.tolist()):  # one pass per query (nq), never per row
-        rows, s = _candidates(post, q, valid, drop_ratio, n, tail)
+        rows, s = _candidates(post, q, valid, drop_ratio, n, tail, weigh)
         if not len(rows):
             continue
         m = min(k, len(rows))
@@ -210,11 +213,11 @@ def search(post: Postings, queries: np.ndarray, k: int, valid: np.ndarray | None
 
 def range_search(post: Postings, queries: np.ndarray, radius: float, range_filter: float | None,
                  valid: np.ndarray | None, limit: int | None, drop_ratio: float = 0.0,
-                 n: int | None = None, tail: Tail | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+                 n: int | None = None, tail: Tail | None = None, weigh=None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per query: hits with ``radius < score <= range_filter``, best first (ties by offset)."""
     out = []
     for q in queries.tolist():
-        rows, s = _candidates(post, q, valid, drop_ratio, n, tail)
+        rows, s = _candidates(post, q, valid, drop_ratio, n, tail, weigh)
         keep = s > radius
         if range_filter is not None:
             keep &= s <= range_filter
@@ -235,7 +238,7 @@ class Tail:
         self.start = start
         self.row_of = np.repeat(np.arange(self.csr.n, dtype=np.int64), np.diff(self.csr.indptr))
 
-    def scores(self, q: bytes, drop_ratio: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    def scores(self, q: bytes, drop_ratio: float = 0.0, weigh=None) -> tuple[np.ndarray, np.ndarray]:
         qi, qv = query_pairs(q, drop_ratio)
         idx = self.csr.indices
         if not len(qi) or not len(idx):
@@ -245,20 +248,22 @@ class Tail:
         p = np.minimum(np.searchsorted(qi, idx), len(qi) - 1)
         m = qi[p] == idx
         r = self.row_of[m]
-        acc = np.bincount(r, weights=self.csr.values[m] * qv[p[m]], minlength=self.csr.n)
+        x = self.csr.values[m] if weigh is None else weigh(r + self.start, self.csr.values[m])
+        acc = np.bincount(r, weights=x * qv[p[m]], minlength=self.csr.n)
         hit = np.zeros(self.csr.n, bool)
         hit[r] = True
         touched = np.flatnonzero(hit)
         return touched + self.start, acc[touched].astype(np.float32)
 
 
-def _candidates(post: Postings, q: bytes, valid, drop_ratio: float, n: int | None, tail: Tail | None = None):
-    rows, s = post.scores(q, drop_ratio)
+def _candidates(post: Postings, q: bytes, valid, drop_ratio: float, n: int | None, tail: Tail | None = None,
+                weigh=None):
+    rows, s = post.scores(q, drop_ratio, weigh)
     if n is not None and n < post.ntotal:
         keep = rows < n
         rows, s = rows[keep], s[keep]
     if tail is not None:  # its rows all come after the postings' rows: still ascending
-        t_rows, t_s = tail.scores(q, drop_ratio)
+        t_rows, t_s = tail.scores(q, drop_ratio, weigh)
         rows, s = np.concatenate([rows, t_rows]), np.concatenate([s, t_s])
     if valid is not None:
         keep = valid[rows]
@@ -303,16 +308,21 @@ def segment_search(view, spec, k: int, mask: np.ndarray | None):
     build_drop = float(params.get("drop_ratio_build", 0.0)) if indexed else 0.0
     post, tail = segment_postings(seg, spec.field.name, view.n, build_drop)
     search_drop = float(params.get("drop_ratio_search", 0.0))
+    weigh = None
+    if spec.metric == "BM25":  # query rows come IDF-weighted (vecdb.bm25.prepare); rows' tf saturate here
+        from vecdb import bm25  # noqa: PLC0415 - vecdb.bm25 imports this module
+
+        weigh = bm25.weight_fn(seg, spec.field.name, max(view.n, post.ntotal), params)
     if spec.radius is not None:
         if spec.range_filter is not None and spec.radius >= spec.range_filter:  # (index.base's rule for
             raise InvalidParameter(  # IP; not imported: vecdb.columnar imports this module, FAISS stays out)
                 f"range_filter must be greater than radius for IP/COSINE, "
                 f"range_filter:{spec.range_filter:f}, radius:{spec.radius:f}")
         per_query = range_search(post, spec.queries, spec.radius, spec.range_filter, mask, k, search_drop,
-                                 view.n, tail)
+                                 view.n, tail, weigh)
         D = np.full((len(per_query), k), -np.inf, np.float32)
         O = np.full((len(per_query), k), -1, np.int64)
         for i, (d, o) in enumerate(per_query):
             D[i, :len(o)], O[i, :len(o)] = d, o
         return D, O
-    return search(post, spec.queries, k, mask, search_drop, view.n, tail)
+    return search(post, spec.queries, k, mask, search_drop, view.n, tail, weigh)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pymilvus.grpc_gen import common_pb2, schema_pb2
+from pymilvus.grpc_gen import schema_pb2
 
 from vecdb.errors import IllegalSchema
 from vecdb.schema import CollectionSchema, DataType
@@ -31,12 +31,8 @@ def _clustering(pb):
     pb.fields[2].is_clustering_key = True
 
 
-def _function_output(pb):
-    pb.fields[1].is_function_output = True
-
-
-def _function(pb):
-    pb.functions.add(name="bm25", type=common_pb2.FunctionType.BM25 if hasattr(common_pb2, "FunctionType") else 1,
+def _function(pb):  # an embedding function (BM25 is taken: tests/unit/test_analyzer.py)
+    pb.functions.add(name="emb", type=schema_pb2.FunctionType.TextEmbedding,
                      input_field_names=["s"], output_field_names=["v"])
 
 
@@ -48,17 +44,18 @@ def _namespace(pb):
     pb.enable_namespace = True
 
 
-def _analyzer(pb):
+def _match(pb):
     pb.fields[2].type_params.add(key="enable_analyzer", value="true")
+    pb.fields[2].type_params.add(key="enable_match", value="true")
 
 
 @pytest.mark.parametrize("change,message", [
     (_clustering, r"clustering key field \(s\) is not supported by vecdb yet"),
-    (_function_output, r"function output field \(v\) is not supported by vecdb yet"),
-    (_function, r"collection schema functions \(BM25, embedding functions: bm25\) is not supported by vecdb yet"),
+    (_function, r"collection schema functions other than BM25 \(embedding functions: emb\) is not supported by "
+                r"vecdb yet"),
     (_struct, "struct array fields is not supported by vecdb yet"),
     (_namespace, "enable_namespace is not supported by vecdb yet"),
-    (_analyzer, r"type param enable_analyzer of field \(s\) \(text analysis and match\) is not supported"),
+    (_match, r"type param enable_match of field \(s\) \(text analysis and match\) is not supported"),
 ])
 def test_unsupported_parts_are_refused(change, message):
     pb = _schema()

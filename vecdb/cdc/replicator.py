@@ -98,8 +98,17 @@ def target_schema(schema: CollectionSchema):
             kw["nullable"] = True
         if f.default_value is not None:
             kw["default_value"] = f.default_value
+        if f.enable_analyzer:  # full text (BM25): the analyzer travels with the field
+            kw["enable_analyzer"] = True
+            if f.type_params.get("analyzer_params"):
+                kw["analyzer_params"] = json.loads(f.type_params["analyzer_params"])
         s.add_field(f.name, PDataType(int(f.dtype)), is_primary=f.is_primary, auto_id=False,
                     description=f.description, **kw)
+    for fn in schema.functions:  # the target computes its BM25 outputs itself from the copied text
+        from pymilvus import Function, FunctionType
+
+        s.add_function(Function(fn.name, FunctionType(int(fn.type)), fn.input_field_names, fn.output_field_names,
+                                description=fn.description))
     return s
 
 
@@ -108,7 +117,7 @@ def rows_of(schema: CollectionSchema, columns: dict[str, np.ndarray], n: int) ->
     names, values = [], []
     for f in schema.fields:
         col = columns.get(f.name)
-        if col is None or f.is_dynamic:
+        if col is None or f.is_dynamic or f.is_function_output:  # (the target's function fills it)
             continue
         if f.dtype in (DataType.BINARY_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR):
             raw = np.ascontiguousarray(col).tobytes()  # pymilvus takes each row's raw bytes for these

@@ -16,7 +16,7 @@ from vecdb.vectors_check import MAX_SQUARED_NORM, invalid_rows
 
 FLOAT_METRICS = ("L2", "IP", "COSINE")
 BINARY_METRICS = ("HAMMING", "JACCARD")
-SIMILARITY_METRICS = frozenset({"IP", "COSINE"})
+SIMILARITY_METRICS = frozenset({"IP", "COSINE", "BM25"})  # BM25: sparse full text (vecdb.bm25)
 
 @runtime_checkable
 class VectorIndex(Protocol):

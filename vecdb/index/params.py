@@ -134,8 +134,8 @@ INDEX_SPECS: dict[str, IndexSpec] = {
         ),
         IndexSpec("GPU_BRUTE_FORCE", False, _RAFT_METRICS, gpu=True),
         # SPARSE_FLOAT_VECTOR only (vecdb.sparse); drop ratios are floats, read by _sparse_params
-        IndexSpec("SPARSE_INVERTED_INDEX", False, ("IP",)),
-        IndexSpec("SPARSE_WAND", False, ("IP",)),
+        IndexSpec("SPARSE_INVERTED_INDEX", False, ("IP", "BM25")),
+        IndexSpec("SPARSE_WAND", False, ("IP", "BM25")),
     )
 }
 SPARSE_INDEX_TYPES = ("SPARSE_INVERTED_INDEX", "SPARSE_WAND")
@@ -275,16 +275,41 @@ def _drop_ratio(params: dict, key: str) -> float:
 
 
 def _sparse_build_params(vt: DataType, itype: str, metric_type: str, params: dict) -> dict:
-    """SPARSE_INVERTED_INDEX / SPARSE_WAND (AUTOINDEX: SPARSE_INVERTED_INDEX) on a sparse field, IP."""
+    """SPARSE_INVERTED_INDEX / SPARSE_WAND (AUTOINDEX: SPARSE_INVERTED_INDEX) on a sparse field: IP, or
+    BM25 on a BM25 function's output field (bm25_k1, bm25_b, inverted_index_algo; which field may take
+    which metric is the proxy's check, vecdb.proxy.rpc_index)."""
     if itype == AUTOINDEX:
         itype = "SPARSE_INVERTED_INDEX"
     if vt != DataType.SPARSE_FLOAT_VECTOR or itype not in SPARSE_INDEX_TYPES:
         raise InvalidParameter(f"data type {vt.name} can't build with this index {itype}")
     metric = str(metric_type or "").strip().upper() or "IP"
-    if metric != "IP":
+    if metric not in ("IP", "BM25"):
         raise InvalidParameter(f"metric type {metric} not found or not supported, supported: [IP]")
-    return {"index_type": itype, "metric_type": metric,
-            "drop_ratio_build": _drop_ratio(params, "drop_ratio_build")}
+    out: dict[str, Any] = {"index_type": itype, "metric_type": metric,
+                           "drop_ratio_build": _drop_ratio(params, "drop_ratio_build")}
+    if metric == "BM25":
+        out["bm25_k1"] = _float_in(params, "bm25_k1", BM25_K1, 0.0, 3.0)
+        out["bm25_b"] = _float_in(params, "bm25_b", BM25_B, 0.0, 1.0)
+        algo = str(params.get("inverted_index_algo", "DAAT_MAXSCORE")).upper()
+        if algo not in BM25_ALGOS:
+            raise InvalidParameter(f"param 'inverted_index_algo' ({algo}) should be one of {list(BM25_ALGOS)}")
+        out["inverted_index_algo"] = algo
+    return out
+
+
+BM25_K1, BM25_B = 1.2, 0.75  # knowhere's defaults
+BM25_ALGOS = ("DAAT_MAXSCORE", "DAAT_WAND", "TAAT_NAIVE")
+
+
+def _float_in(params: dict, key: str, default: float, lo: float, hi: float) -> float:
+    raw = params.get(key, default)
+    try:
+        v = float(raw) if raw not in (None, "") else default
+    except (TypeError, ValueError):
+        raise InvalidParameter(f"param '{key}' ({raw!r}) should be a number") from None
+    if not lo <= v <= hi:
+        raise InvalidParameter(f"Out of range in json: param '{key}' ({v}) should be in range [{lo}, {hi}]")
+    return v
 
 
 # --- search params -----------------------------------------------------------

@@ -45,7 +45,8 @@ import orjson
 from google.protobuf.message import DecodeError
 from pymilvus.grpc_gen import common_pb2, schema_pb2
 
-from vecdb import sparse
+from vecdb import bm25, sparse
+from vecdb.analyzer import Analyzer
 from vecdb.errors import FieldNotFound, InvalidParameter
 from vecdb.limits import LIMITS
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, valid_key
@@ -152,12 +153,14 @@ def columns_from_field_data(
             raise FieldNotFound(f"field {name or fd.field_id} not exist in collection {schema.name}")
         if field.name in sent:
             raise InvalidParameter(f"duplicated field {field.name} found")
+        if field.is_function_output:
+            raise InvalidParameter(f"not support manually specifying the function output field {field.name}")
         sent[field.name] = (field, fd)
 
     if schema.auto_id and pk.name in sent and not partial_update:
         raise InvalidParameter(f"can not assign primary field data when auto id enabled {pk.name}")
     for field in schema.fields:
-        if field.name in sent or field.is_dynamic:
+        if field.name in sent or field.is_dynamic or field.is_function_output:
             continue
         if (field.nullable or field.has_default) and not partial_update:
             continue  # filled below: every row null, or the default value
@@ -192,6 +195,10 @@ def columns_from_field_data(
             if field.name not in columns and (field.nullable or field.has_default):
                 columns[field.name] = null_column(field, num_rows)
                 _fill_nulls(columns, field, num_rows, np.zeros(num_rows, np.bool_))
+    for fn in schema.functions:  # BM25: the input text's term frequencies (vecdb.analyzer)
+        text = columns.get(fn.input_field_names[0])
+        if text is not None:
+            columns[fn.output_field_names[0]] = bm25.analyzer_of(schema, fn).term_frequencies(text.tolist())
     dyn = schema.dynamic_field
     if dyn is not None and dyn.name not in columns and not partial_update:
         empty = np.empty(num_rows, dtype=object)
@@ -551,7 +558,7 @@ def resolve_output_fields(schema: CollectionSchema, requested: list[str]) -> tup
     return list(names), (["*"] if all_meta else list(keys))
 
 
-def parse_placeholder_group(data: bytes, field: FieldSchema) -> np.ndarray:
+def parse_placeholder_group(data: bytes, field: FieldSchema, analyzer: Analyzer | None = None) -> np.ndarray:
     """Decode search vectors from ``common_pb2.PlaceholderGroup`` bytes.
 
     Returns ``(nq, dim)`` (binary: ``(nq, dim // 8)``) in the field's column
@@ -576,6 +583,8 @@ def parse_placeholder_group(data: bytes, field: FieldSchema) -> np.ndarray:
     nq = len(values)
     if not 1 <= nq <= LIMITS.max_nq:
         raise InvalidParameter(f"nq ({nq}) should be in range [1, {LIMITS.max_nq}]")
+    if analyzer is not None and ph.type == _PT.VarChar:  # full text on a BM25 output field: its query rows
+        return analyzer.query_rows([v.decode("utf-8", "replace") for v in values])
     allowed = _PLACEHOLDER_DTYPES[field.dtype]
     if ph.type not in allowed:
         try:
@@ -592,13 +601,14 @@ def parse_placeholder_group(data: bytes, field: FieldSchema) -> np.ndarray:
     dim = field.dim
     width = dim // 8 if field.dtype == DataType.BINARY_VECTOR else dim
     row_bytes = width * dtype.itemsize
-    for v in values:
-        if len(v) != row_bytes:
-            got_dim = len(v) // dtype.itemsize * (8 if field.dtype == DataType.BINARY_VECTOR else 1)
-            raise InvalidParameter(
-                f"the dim ({got_dim}) of search vectors is not equal to schema dim ({dim}) "
-                f"of field ({field.name})"
-            )
+    lengths = set(map(len, values))  # in C: no Python loop over the nq rows
+    if lengths != {row_bytes}:
+        bad = min(lengths - {row_bytes})
+        got_dim = bad // dtype.itemsize * (8 if field.dtype == DataType.BINARY_VECTOR else 1)
+        raise InvalidParameter(
+            f"the dim ({got_dim}) of search vectors is not equal to schema dim ({dim}) "
+            f"of field ({field.name})"
+        )
     buf = values[0] if nq == 1 else b"".join(values)
     vecs = np.frombuffer(buf, dtype=dtype).reshape(nq, width)
     if field.dtype == DataType.BINARY_VECTOR:

@@ -100,10 +100,19 @@ class IndexRpcs(ResourceGroupRpcs):
         if field is None:
             raise errors.FieldNotFound(f"cannot create index on non-exist field: {request.field_name}")
         index_type, metric, params = _split_index_params(request.extra_params)
+        if field.is_function_output:  # a BM25 function's output: BM25 only
+            metric = metric or "BM25"
+            if metric != "BM25":
+                raise errors.InvalidParameter(
+                    f"only BM25 metric type can be used to build index for the BM25 function output field "
+                    f"{field.name}, got {metric}")
         if field.dtype.is_vector:
             params = validate_index_params(index_type, metric, field.dtype, field.dim, params)
             index_type = params.pop("index_type", index_type)
             metric = params.pop("metric_type", metric)
+            if metric == "BM25" and not field.is_function_output:
+                raise errors.InvalidParameter(
+                    f"BM25 metric type is only for the output field of a BM25 function, field {field.name} is not")
         elif index_type not in _SCALAR_INDEXES:
             raise errors.InvalidParameter(f"index type {index_type} is not supported for scalar field {field.name}")
         existing = info.index_for_field(field.name)

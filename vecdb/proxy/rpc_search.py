@@ -10,6 +10,7 @@ import numpy as np
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
 from vecdb import errors
+from vecdb.bm25 import output_analyzer
 from vecdb.expr import compile_filter
 from vecdb.index import validate_search_params
 from vecdb.limits import LIMITS
@@ -167,7 +168,8 @@ class SearchRpcs(ServiceBase):
         ANN request of a hybrid search) under ``plan``, reading the snapshot ``ts``."""
         if not request.placeholder_group:
             raise errors.InvalidParameter("search by primary keys is not supported yet; pass query vectors")
-        queries = parse_placeholder_group(request.placeholder_group, plan.field)
+        analyzer = output_analyzer(info.schema, plan.field.name) if plan.field.is_function_output else None
+        queries = parse_placeholder_group(request.placeholder_group, plan.field, analyzer)
         if len(queries) > LIMITS.max_nq:
             raise errors.InvalidParameter(f"nq [{len(queries)}] is invalid, it should be in range [1, {LIMITS.max_nq}]")
         return SearchSpec(
@@ -238,7 +240,12 @@ class SearchRpcs(ServiceBase):
         if index is not None and metric and metric != index.metric_type:
             raise errors.InvalidParameter(
                 f"metric type not match: invalid parameter[expected={index.metric_type}][actual={metric}]")
-        if field.dtype.name == "SPARSE_FLOAT_VECTOR" and metric not in ("", "IP"):
+        if field.is_function_output:  # a BM25 function's output: full-text search (vecdb.bm25)
+            if metric not in ("", "BM25"):
+                raise errors.InvalidParameter(
+                    "must use BM25 metric type when searching against BM25 Function output field")
+            metric = "BM25"
+        elif field.dtype.name == "SPARSE_FLOAT_VECTOR" and metric not in ("", "IP"):
             raise errors.InvalidParameter(f"metric type {metric} not found or not supported, supported: [IP]")
         metric = metric or {"BINARY_VECTOR": "HAMMING", "SPARSE_FLOAT_VECTOR": "IP"}.get(field.dtype.name, "L2")
         index_type = index.index_type if index else "FLAT"
@@ -259,6 +266,10 @@ class SearchRpcs(ServiceBase):
                                                range_search=radius is not None)
         if index is not None and "drop_ratio_build" in index.params:  # sparse: postings built on the node
             search_params["drop_ratio_build"] = float(index.params["drop_ratio_build"])
+        if index is not None and index.metric_type == "BM25":  # scored on the node with the index's k1, b
+            for key in ("bm25_k1", "bm25_b"):
+                if key in index.params:
+                    search_params[key] = float(index.params[key])
         return SearchPlan(
             field=field, limit=limit, offset=offset, metric=metric, index_type=index_type,
             params=search_params,

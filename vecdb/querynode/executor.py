@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vecdb import sparse
+from vecdb import bm25, sparse
 from vecdb.index import brute_force_search, create_index, is_similarity
 from vecdb.index.bruteforce import merge_topk
 from vecdb.querynode.shard import SegmentView
@@ -127,6 +127,8 @@ def _pad_ranges(per_query, k: int, metric: str):
 
 
 def search(views: list[SegmentView], spec: SearchSpec, pk_name: str, output_fields: Sequence[str]) -> Hits:
+    if spec.metric == "BM25":  # IDF weights and avgdl over the segments searched (vecdb.bm25)
+        spec = bm25.prepare(views, spec)
     nq = len(spec.queries)
     k = spec.limit + spec.offset
     hit_views, dists, offs = [], [], []

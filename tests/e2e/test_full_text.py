@@ -1,0 +1,289 @@
+"""Full-text search (Milvus 2.5's BM25 function) through pymilvus on every deployment: a VARCHAR field
+with the standard analyzer, a BM25 function filling a sparse field at insert, search with raw text
+and metric BM25, checked against a reference BM25 computed here with numpy over the same tokens
+(N, avgdl and df over every stored row, Milvus's idf and knowhere's saturation); filters, limits,
+output fields, k1/b from the index, sealed + growing segments, upserts and deletes, hybrid search
+with a dense field, describe_collection, and the refusals (Milvus's messages and codes).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, MilvusException, RRFRanker
+from pymilvus.grpc_gen import milvus_pb2, schema_pb2
+
+from tests.e2e._helpers import raw_stub
+
+VOCAB = ("apple banana cherry delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
+         "quebec romeo sierra tango uniform victor whiskey xray yankee zulu the and of").split()
+STOP = {"the", "and", "of"}
+
+
+def _texts(n: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, len(VOCAB) + 1)  # Zipf-like: some words in most rows, some rare
+    weights /= weights.sum()
+    out = []
+    for _ in range(n):
+        words = rng.choice(VOCAB, int(rng.integers(0, 16)), p=weights)
+        # capitals and punctuation the analyzer must see through
+        out.append(", ".join(w.upper() if rng.random() < 0.2 else w for w in words) + ("!" if len(words) else ""))
+    return out
+
+
+def _tokens(text: str, stop: set[str]) -> list[str]:
+    return [t for t in re.findall(r"[a-z]+", text.lower()) if t not in stop]
+
+
+def _reference(docs: dict[int, str], live: set[int], query: str, limit: int, k1: float, b: float,
+               stop: set[str], flt=None) -> list[tuple[int, float]]:
+    """BM25 as Milvus scores it: statistics over every stored row (``docs``: deleted ones included, as
+    Milvus keeps them until compaction), hits among ``live`` rows sharing a term with the query."""
+    pks = np.array(sorted(docs))
+    toks = [_tokens(docs[pk], stop) for pk in pks]
+    dl = np.array([len(t) for t in toks], np.float64)
+    n, avgdl = len(pks), dl.sum() / len(pks)
+    q = _tokens(query, stop)
+    score = np.zeros(n)
+    hit = np.zeros(n, bool)
+    for term in set(q):
+        tf = np.array([t.count(term) for t in toks], np.float64)
+        df = np.count_nonzero(tf)
+        idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
+        score += q.count(term) * idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))
+        hit |= tf > 0
+    keep = hit & np.isin(pks, list(live))
+    if flt is not None:
+        keep &= np.array([flt(pk) for pk in pks])
+    order = np.lexsort((pks[keep], -score[keep]))[:limit]
+    return list(zip(pks[keep][order].tolist(), score[keep][order].tolist(), strict=True))
+
+
+def _schema(analyzer_params=None):
+    schema = MilvusClient.create_schema()
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    kw = {"analyzer_params": analyzer_params} if analyzer_params is not None else {}
+    schema.add_field("text", DataType.VARCHAR, max_length=2000, enable_analyzer=True, **kw)
+    schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_field("dense", DataType.FLOAT_VECTOR, dim=4)
+    schema.add_field("grp", DataType.INT64)
+    schema.add_function(Function("bm25", function_type=FunctionType.BM25, input_field_names=["text"],
+                                 output_field_names=["sparse"]))
+    return schema
+
+
+def _create(client, name, analyzer_params=None, k1=None, b=None):
+    client.create_collection(name, schema=_schema(analyzer_params))
+    idx = client.prepare_index_params()
+    params = {k: v for k, v in (("bm25_k1", k1), ("bm25_b", b)) if v is not None}
+    idx.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params=params)
+    idx.add_index("dense", index_type="FLAT", metric_type="L2")
+    client.create_index(name, idx)
+    client.load_collection(name)
+
+
+def _rows(texts: list[str], start: int = 0) -> list[dict]:
+    rng = np.random.default_rng(start)
+    return [{"id": start + i, "text": t, "dense": rng.random(4).tolist(), "grp": (start + i) % 3}
+            for i, t in enumerate(texts)]
+
+
+QUERIES = ["apple banana", "Cherry, DELTA delta echo", "zulu yankee xray the", "kilo", "nothing matches here"]
+
+
+def _check(client, name, docs, live, limit=10, k1=1.2, b=0.75, stop=frozenset(), flt_expr="", flt=None,
+           output_fields=None, tol=1e-4):
+    res = client.search(name, QUERIES, anns_field="sparse", limit=limit, filter=flt_expr,
+                        output_fields=output_fields or [], search_params={"metric_type": "BM25"},
+                        consistency_level="Strong")
+    assert len(res) == len(QUERIES)
+    for query, hits in zip(QUERIES, res, strict=True):
+        want = _reference(docs, live, query, limit, k1, b, set(stop), flt)
+        got = [(h["id"], h["distance"]) for h in hits]
+        assert len(got) == len(want), (query, got, want)
+        np.testing.assert_allclose([s for _, s in got], [s for _, s in want], rtol=tol, atol=tol)
+        ref = dict(_reference(docs, live, query, len(docs), k1, b, set(stop), flt))
+        for pk, s in got:  # every hit is a right one, with its own score (ties may swap places)
+            assert pk in ref and abs(ref[pk] - s) <= tol * max(1.0, abs(s)), (query, pk, s, ref.get(pk))
+        if output_fields:
+            for h in hits:
+                assert h["entity"]["text"] == docs[h["id"]]
+    return res
+
+
+def test_bm25_search_matches_a_reference_bm25(client, name):
+    _create(client, name)
+    texts = _texts(300, 1)
+    client.insert(name, _rows(texts))
+    docs = dict(enumerate(texts))
+    live = set(docs)
+    _check(client, name, docs, live, limit=10, output_fields=["text"])
+    _check(client, name, docs, live, limit=50)
+    _check(client, name, docs, live, limit=5, flt_expr="grp == 1", flt=lambda pk: pk % 3 == 1)
+    # nothing matches: empty result, not an error
+    res = client.search(name, ["nothing here"], anns_field="sparse", limit=5, search_params={"metric_type": "BM25"},
+                        consistency_level="Strong")
+    assert list(res[0]) == []
+    # the stored term frequencies are the server's, readable as sparse vectors
+    got = client.query(name, filter="id in [0, 1]", output_fields=["sparse", "text"], consistency_level="Strong")
+    for row in got:
+        assert sum(row["sparse"].values()) == len(_tokens(row["text"], set()))
+
+
+def test_bm25_index_params_stop_words_sealed_growing_upsert_delete(client, name):
+    _create(client, name, analyzer_params={"type": "standard", "stop_words": ["_english_"]}, k1=1.6, b=0.4)
+    texts = _texts(200, 2)
+    client.insert(name, _rows(texts))
+    client.flush(name)
+    more = _texts(150, 3)
+    client.insert(name, _rows(more, 200))
+    docs = {**dict(enumerate(texts)), **{200 + i: t for i, t in enumerate(more)}}
+    live = set(docs)
+    kw = {"k1": 1.6, "b": 0.4, "stop": STOP}
+    _check(client, name, docs, live, **kw)
+    # deletes leave the statistics as they are (Milvus drops them at compaction); hits go
+    client.delete(name, ids=[0, 1, 2, 250])
+    live -= {0, 1, 2, 250}
+    # an upsert: a new text for rows 10 and 260 (the old rows stay counted, deleted)
+    new = _texts(2, 4)
+    client.upsert(name, _rows(new[:1], 10) + _rows(new[1:], 260))
+    stats_docs = dict(docs)
+    stats_docs[10_000], stats_docs[10_001] = docs[10], docs[260]  # the replaced rows, still counted
+    stats_docs[10], stats_docs[260] = new[0], new[1]
+    res = _check(client, name, stats_docs, live, **kw)
+    assert all(h["id"] not in (0, 1, 2, 250, 10_000, 10_001) for hits in res for h in hits)
+
+
+def test_bm25_in_hybrid_search_with_rrf(client, name):
+    _create(client, name)
+    texts = _texts(200, 5)
+    client.insert(name, _rows(texts))
+    rng = np.random.default_rng(9)
+    dense_q = rng.random(4).tolist()
+    text_req = AnnSearchRequest(["apple cherry"], "sparse", {"metric_type": "BM25"}, limit=20)
+    dense_req = AnnSearchRequest([dense_q], "dense", {"metric_type": "L2"}, limit=20)
+    fused = client.hybrid_search(name, [text_req, dense_req], RRFRanker(60), limit=10, output_fields=["text"],
+                                 consistency_level="Strong")[0]
+    one = client.search(name, ["apple cherry"], anns_field="sparse", limit=20, search_params={"metric_type": "BM25"},
+                        consistency_level="Strong")[0]
+    two = client.search(name, [dense_q], anns_field="dense", limit=20, search_params={"metric_type": "L2"},
+                        consistency_level="Strong")[0]
+    rrf: dict[int, float] = {}
+    for hits in (one, two):
+        for rank, h in enumerate(hits):
+            rrf[h["id"]] = rrf.get(h["id"], 0.0) + 1.0 / (60 + rank + 1)
+    want = sorted(rrf.items(), key=lambda t: (-t[1], t[0]))[:10]
+    assert [h["id"] for h in fused] == [pk for pk, _ in want]
+    np.testing.assert_allclose([h["distance"] for h in fused], [s for _, s in want], rtol=1e-5)
+    assert all(h["entity"]["text"] == texts[h["id"]] for h in fused)
+
+
+def test_describe_collection_shows_the_function_and_analyzer(client, name):
+    _create(client, name, analyzer_params={"tokenizer": "standard", "filter": ["lowercase"]})
+    d = client.describe_collection(name)
+    (fn,) = d["functions"]
+    assert fn["name"] == "bm25" and fn["type"] == FunctionType.BM25
+    assert fn["input_field_names"] == ["text"] and fn["output_field_names"] == ["sparse"]
+    fields = {f["name"]: f for f in d["fields"]}
+    assert fields["text"]["params"]["enable_analyzer"] in (True, "true")
+    assert fields["sparse"].get("is_function_output") is True
+    idx = client.describe_index(name, "sparse")
+    assert idx["metric_type"] == "BM25" and idx["index_type"] == "SPARSE_INVERTED_INDEX"
+
+
+def _code(fn, *args, **kw) -> tuple[int, str]:
+    with pytest.raises(MilvusException) as e:
+        fn(*args, **kw)
+    return e.value.code, e.value.message
+
+
+def _raw_insert(uri, name, with_sparse: bool):
+    """An insert request as a client that does not know the schema's functions would send it (pymilvus
+    refuses the output field itself)."""
+    fields = [schema_pb2.FieldData(field_name="id", type=schema_pb2.Int64),
+              schema_pb2.FieldData(field_name="text", type=schema_pb2.VarChar),
+              schema_pb2.FieldData(field_name="dense", type=schema_pb2.FloatVector),
+              schema_pb2.FieldData(field_name="grp", type=schema_pb2.Int64)]
+    fields[0].scalars.long_data.data.append(7)
+    fields[1].scalars.string_data.data.append("apple apple")
+    fields[2].vectors.dim = 4
+    fields[2].vectors.float_vector.data.extend([0.0] * 4)
+    fields[3].scalars.long_data.data.append(0)
+    if with_sparse:
+        fd = schema_pb2.FieldData(field_name="sparse", type=schema_pb2.SparseFloatVector)
+        fd.vectors.sparse_float_vector.contents.append(np.array([(1, 1.0)], dtype=[("i", "<u4"), ("v", "<f4")])
+                                                       .tobytes())
+        fd.vectors.sparse_float_vector.dim = 2
+        fields.append(fd)
+    with raw_stub(uri) as stub:
+        return stub.Insert(milvus_pb2.InsertRequest(collection_name=name, fields_data=fields, num_rows=1))
+
+
+def test_refusals(client, uri, name):
+    _create(client, name)
+    # the output field is the server's to fill
+    reply = _raw_insert(uri, name, with_sparse=True)
+    assert reply.status.code == 1100
+    assert "not support manually specifying the function output field sparse" in reply.status.reason
+    assert _raw_insert(uri, name, with_sparse=False).status.code == 0
+    (hit,) = client.search(name, ["apple"], anns_field="sparse", limit=3, search_params={"metric_type": "BM25"},
+                           consistency_level="Strong")[0]
+    assert hit["id"] == 7 and hit["distance"] > 0
+    # BM25 fields take BM25 only, other fields do not
+    code, msg = _code(client.search, name, ["apple"], anns_field="sparse", limit=3,
+                      search_params={"metric_type": "IP"})
+    assert code == 1100 and "metric type not match" in msg
+    code, msg = _code(client.search, name, [[0.0] * 4], anns_field="dense", limit=3,
+                      search_params={"metric_type": "BM25"})
+    assert code == 1100
+    client.release_collection(name)
+    client.drop_index(name, "sparse")
+    for metric in ("IP",):
+        idx = client.prepare_index_params()
+        idx.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type=metric)
+        code, msg = _code(client.create_index, name, idx)
+        assert code == 1100 and "only BM25 metric type" in msg
+    idx = client.prepare_index_params()
+    idx.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params={"bm25_k1": 5})
+    code, msg = _code(client.create_index, name, idx)
+    assert code == 1100 and "bm25_k1" in msg
+
+
+def test_bad_schemas_are_refused(client, uri, name):
+    """Sent as raw requests: pymilvus checks some of these itself (not every client does)."""
+
+    def schema(analyzer: bool = True, input_type=schema_pb2.VarChar, out_type=schema_pb2.SparseFloatVector,
+               analyzer_params: str = ""):
+        pb = schema_pb2.CollectionSchema(name=name)
+        pb.fields.add(name="id", data_type=schema_pb2.Int64, is_primary_key=True)
+        text = pb.fields.add(name="text", data_type=input_type)
+        if input_type == schema_pb2.VarChar:
+            text.type_params.add(key="max_length", value="100")
+        if analyzer:
+            text.type_params.add(key="enable_analyzer", value="true")
+        if analyzer_params:
+            text.type_params.add(key="analyzer_params", value=analyzer_params)
+        out = pb.fields.add(name="out", data_type=out_type)
+        if out_type == schema_pb2.FloatVector:
+            out.type_params.add(key="dim", value="4")
+        pb.functions.add(name="f", type=schema_pb2.FunctionType.BM25, input_field_names=["text"],
+                         output_field_names=["out"])
+        return pb
+
+    cases = [
+        (schema(analyzer=False), "BM25 function input field must set enable_analyzer to true"),
+        (schema(analyzer=False, input_type=schema_pb2.Int64),
+         "BM25 function input field must be a VARCHAR field, got 1 field with type Int64"),
+        (schema(out_type=schema_pb2.FloatVector), "BM25 function output field must be a SparseFloatVector field"),
+        (schema(analyzer_params='{"type": "english"}'), "analyzer type 'english'"),
+        (schema(analyzer_params='{"tokenizer": "jieba"}'), "tokenizer 'jieba'"),
+    ]
+    with raw_stub(uri) as stub:
+        for pb, words in cases:
+            st = stub.CreateCollection(milvus_pb2.CreateCollectionRequest(collection_name=name,
+                                                                         schema=pb.SerializeToString()))
+            assert st.code == 1100 and words in st.reason, st.reason
+            assert not client.has_collection(name)

@@ -1,0 +1,171 @@
+"""vecdb.analyzer (tokenizers, filters, Milvus's term ids, term-frequency rows) and the BM25 function's
+schema rules (vecdb.schema._parse_functions: Milvus's validateFunction checks and messages)."""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+from pymilvus.grpc_gen import schema_pb2
+
+from vecdb import sparse
+from vecdb.analyzer import ENGLISH_STOP_WORDS, Analyzer, parse_params, term_ids
+from vecdb.errors import InvalidParameter
+from vecdb.schema import CollectionSchema, DataType, FunctionType
+
+
+def test_standard_tokenizer_word_boundaries_and_lowercase():
+    a = parse_params('{"type": "standard"}')
+    text = "Don't stop: U.S.A costs 1,000.50 dollars; hello_world -- Cafe\u0301 ÜBER 東京 x2!"
+    assert a.tokens(text) == ["don't", "stop", "u.s.a", "costs", "1,000.50", "dollars", "hello_world",
+                              "cafe\u0301", "über", "東京", "x2"]
+    assert a.tokens("") == [] and a.tokens("  ,.;  ") == []
+    assert parse_params(None) == parse_params("") == Analyzer()  # no params: the standard analyzer
+
+
+def test_filters_stop_words_length_ascii_folding_and_whitespace():
+    a = parse_params({"type": "standard", "stop_words": ["_english_", "cat"]})
+    assert a.tokens("The Cat and the DOG are in it") == ["dog"]
+    assert {"the", "and", "of", "a"} <= ENGLISH_STOP_WORDS
+    b = parse_params({"tokenizer": "standard", "filter": ["lowercase", {"type": "length", "max": 3},
+                                                          {"type": "stop", "stop_words": ["ab"]}]})
+    assert b.tokens("AB abc ABCD x") == ["abc", "x"]
+    c = parse_params({"tokenizer": "whitespace", "filter": ["asciifolding"]})
+    assert c.tokens("Café  Naïve-Thing,") == ["Cafe", "Naive-Thing,"]  # no lowercase filter: case kept
+    d = parse_params({"tokenizer": "standard", "filter": ["lowercase", "alphanumonly"]})
+    assert d.tokens("abc don't 東京 x_y 42") == ["abc", "42"]
+
+
+@pytest.mark.parametrize("params, words", [
+    ('{"type": "english"}', "analyzer type 'english'"),
+    ('{"type": "chinese"}', "analyzer type 'chinese'"),
+    ({"tokenizer": "jieba"}, "tokenizer 'jieba'"),
+    ({"tokenizer": "standard", "filter": ["stemmer"]}, "filter 'stemmer'"),
+    ({"tokenizer": "standard", "filter": [{"type": "stemmer", "language": "english"}]}, "filter {"),
+    ({"tokenizer": "standard", "filter": [{"type": "length", "max": 0}]}, "length filter max"),
+    ({"type": "standard", "stop_words": "the"}, "stop_words"),
+    ({"type": "standard", "tokenizer": "standard"}, "type cannot be given with tokenizer"),
+    ({"typo": 1}, "unknown analyzer params"),
+    ("{not json", "not valid JSON"),
+    ("[1]", "must be a JSON object"),
+])
+def test_unsupported_or_bad_params_are_refused(params, words):
+    with pytest.raises(InvalidParameter, match=None) as e:
+        parse_params(params, "text")
+    assert e.value.code == 1100 and words in str(e.value) and "text" in str(e.value)
+
+
+def test_term_ids_are_milvus_crc32_of_the_first_100_bytes():
+    toks = ["hello", "", "é" * 60, "a" * 150]
+    want = [zlib.crc32(t.encode()[:100]) % (2**32 - 1) for t in toks]
+    assert term_ids(toks).tolist() == want
+    assert term_ids(["a" * 100 + "x"])[0] == term_ids(["a" * 100 + "y"])[0]  # only 100 bytes hashed
+
+
+def test_term_frequency_rows_count_tokens_per_row_with_sorted_indices():
+    a = Analyzer()
+    texts = ["the cat the dog", "", "Cat cat CAT", "dog"]
+    col = a.term_frequencies(texts)
+    csr = sparse.to_csr(col)
+    assert csr.n == 4 and np.diff(csr.indptr).tolist() == [3, 0, 1, 1]
+    for i, text in enumerate(texts):
+        row = np.frombuffer(col[i], sparse.PAIR)
+        assert (np.diff(row["i"].astype(np.int64)) > 0).all()  # a valid sparse row (Milvus's order)
+        want: dict[int, float] = {}
+        for t in a.tokens(text):
+            k = int(term_ids([t])[0])
+            want[k] = want.get(k, 0.0) + 1.0
+        assert dict(zip(row["i"].tolist(), row["v"].tolist(), strict=True)) == want
+    sparse.validate_rows(list(col), "sp")  # what insert would take
+    assert len(a.term_frequencies([])) == 0 and a.term_frequencies(["", ""]).tolist() == [b"", b""]
+
+
+# --- the BM25 function in a schema ----------------------------------------------------------------
+def _pb(analyzer: bool = True, text_type=DataType.VARCHAR, out_type=DataType.SPARSE_FLOAT_VECTOR,
+        inputs=("text",), outputs=("sp",), params=None, nullable=False, extra_params=None):
+    pb = schema_pb2.CollectionSchema(name="c")
+    pb.fields.add(name="id", data_type=DataType.INT64, is_primary_key=True)
+    t = pb.fields.add(name="text", data_type=text_type, nullable=nullable)
+    t.type_params.add(key="max_length", value="100")
+    if analyzer:
+        t.type_params.add(key="enable_analyzer", value="true")
+    for k, v in (extra_params or {}).items():
+        t.type_params.add(key=k, value=v)
+    o = pb.fields.add(name="sp", data_type=out_type)
+    if out_type == DataType.FLOAT_VECTOR:
+        o.type_params.add(key="dim", value="4")
+    fn = pb.functions.add(name="bm25", type=schema_pb2.FunctionType.BM25, input_field_names=list(inputs),
+                          output_field_names=list(outputs))
+    for k, v in (params or {}).items():
+        fn.params.add(key=k, value=v)
+    return pb
+
+
+def test_bm25_function_is_taken_and_round_trips():
+    schema = CollectionSchema.from_proto(_pb(extra_params={"analyzer_params": '{"type": "standard"}'}), "c")
+    (fn,) = schema.functions
+    assert (fn.name, fn.type, fn.input_field_names, fn.output_field_names) == ("bm25", FunctionType.BM25,
+                                                                              ["text"], ["sp"])
+    assert schema.field("sp").is_function_output and not schema.field("text").is_function_output
+    assert schema.field("text").enable_analyzer
+    assert schema.bm25_function_of("sp") is fn and schema.bm25_function_of("text") is None
+    assert CollectionSchema.from_dict(schema.to_dict()) == schema
+    out = schema_pb2.CollectionSchema()
+    schema.to_proto(out)
+    assert [f.name for f in out.fields if f.is_function_output] == ["sp"]
+    assert out.functions[0].input_field_ids == [101] and out.functions[0].output_field_ids == [102]
+    assert CollectionSchema.from_proto(out, "c") == schema
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"analyzer": False}, "BM25 function input field must set enable_analyzer to true"),
+    ({"text_type": DataType.INT64}, "enable_analyzer is only for VARCHAR fields"),
+    ({"analyzer": False, "text_type": DataType.INT64},
+     "BM25 function input field must be a VARCHAR field, got 1 field with type Int64"),
+    ({"out_type": DataType.FLOAT_VECTOR},
+     "BM25 function output field must be a SparseFloatVector field, but got FloatVector"),
+    ({"inputs": ("nope",)}, "function input field not found: nope"),
+    ({"outputs": ("nope",)}, "function output field not found: nope"),
+    ({"outputs": ("text",)}, "a single field cannot be both input and output in the same function"),
+    ({"outputs": ("sp", "sp")}, "each function output field should be used exactly once"),
+    ({"inputs": ("text", "text")}, "each function input field should be used exactly once"),
+    ({"inputs": ()}, "function input field names cannot be empty"),
+    ({"params": {"k": "v"}}, "BM25 function accepts no params"),
+    ({"nullable": True}, "function input field cannot be nullable: function bm25, field text"),
+    ({"extra_params": {"analyzer_params": '{"type": "english"}'}}, "analyzer type 'english'"),
+])
+def test_bm25_function_is_checked_as_milvus_does(kw, words):
+    with pytest.raises(InvalidParameter) as e:
+        CollectionSchema.from_proto(_pb(**kw), "c")
+    assert e.value.code == 1100 and words in str(e.value)
+
+
+def test_duplicate_function_names_and_outputs_are_refused():
+    pb = _pb()
+    pb.fields.add(name="sp2", data_type=DataType.SPARSE_FLOAT_VECTOR)
+    pb.functions.add(name="bm25", type=schema_pb2.FunctionType.BM25, input_field_names=["text"],
+                     output_field_names=["sp2"])
+    with pytest.raises(InvalidParameter, match="duplicate function name: bm25"):
+        CollectionSchema.from_proto(pb, "c")
+    pb.functions[1].name = "other"
+    pb.functions[1].output_field_names[0] = "sp"
+    with pytest.raises(InvalidParameter, match="duplicate function output field: function other, field sp"):
+        CollectionSchema.from_proto(pb, "c")
+
+
+def test_cdc_target_schema_keeps_the_function_and_rows_leave_its_output_out():
+    from vecdb.analyzer import Analyzer as _A
+    from vecdb.cdc.replicator import rows_of, target_schema
+
+    schema = CollectionSchema.from_proto(_pb(extra_params={"analyzer_params": '{"type": "standard"}'}), "c")
+    target = target_schema(schema).to_dict()
+    (fn,) = target["functions"]
+    assert fn["input_field_names"] == ["text"] and fn["output_field_names"] == ["sp"]
+    text = next(f for f in target["fields"] if f["name"] == "text")
+    assert text["params"]["enable_analyzer"] is True
+    assert json.loads(text["params"]["analyzer_params"]) == {"type": "standard"}
+    cols = {"id": np.array([1, 2]), "text": np.array(["a b", "c"], object),
+            "sp": _A().term_frequencies(["a b", "c"])}
+    assert rows_of(schema, cols, 2) == [{"id": 1, "text": "a b"}, {"id": 2, "text": "c"}]

@@ -1,0 +1,134 @@
+"""BM25 full-text search over a BM25 function's output field (Milvus 2.5).
+
+Insert: the proxy analyzes the function's input text (vecdb.analyzer) and stores each row's term
+frequencies ``{term id: count}`` in the output SPARSE_FLOAT_VECTOR field, as Milvus's BM25
+function does. Clients never send that field.
+
+Search: the proxy analyzes the query text the same way (query term frequencies). The query node
+then does what Milvus's shard delegator and knowhere do together:
+
+- statistics over the segments it searches (growing and sealed): ``N`` rows, ``avgdl`` (the mean
+  of the rows' token counts) and, per query term, ``df`` (rows holding it). As in Milvus, deleted
+  rows stay counted until compaction drops them, and rows are counted whatever the filter.
+- query weights ``qtf * idf``, ``idf = ln(1 + (N - df + 0.5) / (df + 0.5))`` (Milvus's
+  ``BM25Stats.BuildIDF``), and row scores
+  ``sum over query terms of weight * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))``
+  (knowhere's BM25 metric), ``dl`` the row's token count, ``k1`` / ``b`` the index's
+  ``bm25_k1`` / ``bm25_b`` (1.2 / 0.75 by default).
+
+Milvus keeps the statistics per shard (its delegator sums every segment of the channel, wherever it
+is served). vecdb sums the segments the answering query node reads: the same on standalone and on a
+cluster where a node serves a whole shard; where a shard's sealed segments are spread over several
+query nodes (docs/cluster.md), or several shards are read by one node, each node scores with the
+statistics of its own part.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import lru_cache
+
+import numpy as np
+
+from vecdb import sparse
+from vecdb.analyzer import Analyzer, parse_params
+from vecdb.schema import CollectionSchema, FunctionSchema
+
+DEFAULT_K1, DEFAULT_B = 1.2, 0.75
+
+
+@lru_cache(maxsize=256)
+def _analyzer(params: str) -> Analyzer:
+    return parse_params(params)
+
+
+def analyzer_of(schema: CollectionSchema, fn: FunctionSchema) -> Analyzer:
+    """The analyzer of a BM25 function's input field."""
+    f = schema.field(fn.input_field_names[0])
+    assert f is not None
+    return _analyzer(f.type_params.get("analyzer_params", ""))
+
+
+def output_analyzer(schema: CollectionSchema, output_name: str) -> Analyzer | None:
+    """The analyzer that fills field ``output_name`` (a BM25 output), else None."""
+    fn = schema.bm25_function_of(output_name)
+    return None if fn is None else analyzer_of(schema, fn)
+
+
+# --- query node -----------------------------------------------------------------------------------
+def row_lengths(seg, name: str, n: int) -> np.ndarray:
+    """Token count of each of the segment's first ``n`` rows (the sum of its term frequencies), kept
+    on the segment and extended as a growing segment grows (O(new rows) per search)."""
+    cache = seg.__dict__.setdefault("_bm25_lengths", {})
+    have = cache.get(name)
+    if have is not None and len(have) >= n:
+        return have[:n]
+    m = 0 if have is None else len(have)
+    csr = sparse.to_csr(seg.column(name, n)[m:n])
+    rows = np.repeat(np.arange(csr.n, dtype=np.int64), np.diff(csr.indptr))
+    more = np.bincount(rows, weights=csr.values.astype(np.float64), minlength=csr.n)
+    dl = more if have is None else np.concatenate([have, more])
+    cache[name] = dl
+    return dl
+
+
+def _document_frequencies(view, name: str, terms: np.ndarray) -> np.ndarray:
+    """Rows of the view holding each of ``terms`` (sorted, unique uint32)."""
+    post, tail = sparse.segment_postings(view.segment, name, view.n, 0.0)
+    df = np.zeros(len(terms), np.int64)
+    if len(post.dims):
+        pos = np.minimum(np.searchsorted(post.dims, terms), len(post.dims) - 1)
+        hit = np.flatnonzero(post.dims[pos] == terms)
+        a, b = post.starts[pos[hit]], post.starts[pos[hit] + 1]
+        if post.ntotal <= view.n:
+            df[hit] = b - a
+        else:  # an older snapshot of a growing segment: only rows below n count
+            df[hit] = [int(np.count_nonzero(post.rows[x:y] < view.n)) for x, y in zip(a.tolist(), b.tolist())]
+    if tail is not None and len(tail.csr.indices):
+        dims, counts = np.unique(tail.csr.indices, return_counts=True)
+        pos = np.minimum(np.searchsorted(dims, terms), len(dims) - 1)
+        hit = dims[pos] == terms
+        df[hit] += counts[pos[hit]]
+    return df
+
+
+def prepare(views, spec):
+    """The search ``spec`` with IDF-weighted query rows and the statistics' ``bm25_avgdl`` in its
+    params, over the segments ``views`` (see the module docstring)."""
+    name = spec.field.name
+    rows = [np.frombuffer(q, sparse.PAIR) for q in spec.queries.tolist()]
+    terms = np.unique(np.concatenate([r["i"] for r in rows])) if rows else np.empty(0, np.uint32)
+    total_rows, tokens = 0, 0.0
+    df = np.zeros(len(terms), np.int64)
+    for view in views:
+        if not view.n:
+            continue
+        total_rows += view.n
+        tokens += float(row_lengths(view.segment, name, view.n).sum())
+        if len(terms):
+            df += _document_frequencies(view, name, terms)
+    avgdl = tokens / total_rows if total_rows and tokens else 0.0
+    weighted = []
+    for r in rows:
+        d = df[np.searchsorted(terms, r["i"])] if len(r) else np.empty(0, np.int64)
+        idf = np.log(1.0 + (total_rows - d + 0.5) / (d + 0.5))
+        out = r.copy()
+        out["v"] = (r["v"].astype(np.float64) * idf).astype(np.float32)
+        weighted.append(out.tobytes())
+    params = dict(spec.params or {})
+    params["bm25_avgdl"] = avgdl
+    return dataclasses.replace(spec, queries=sparse.column(weighted), params=params)
+
+
+def weight_fn(seg, name: str, n: int, params: dict):
+    """``(rows, tf) -> tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))`` for the segment's rows."""
+    k1 = float(params.get("bm25_k1", DEFAULT_K1))
+    b = float(params.get("bm25_b", DEFAULT_B))
+    avgdl = float(params.get("bm25_avgdl", 0.0)) or 1.0
+    dl = row_lengths(seg, name, n)
+
+    def weigh(rows: np.ndarray, tf: np.ndarray) -> np.ndarray:
+        tf = tf.astype(np.float64)
+        return tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * dl[rows] / avgdl))
+
+    return weigh
