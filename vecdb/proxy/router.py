@@ -405,8 +405,9 @@ class QueryNodeRouter:
 
     def index_state(self, collection_id: int, field_name: str) -> tuple[int, int]:
         def call(plan: Plan):
-            parts = self._on_nodes(_leaders(plan), lambda n, c, s: n.index_state(collection_id, field_name,
-                                                                                  channels=c))
+            # each node counts the segments it holds in full (a segment in a hand-over, on two nodes for a
+            # moment, counts twice: in the indexed rows and in the total alike)
+            parts = self._on_nodes(plan, lambda n, c, s: n.index_state(collection_id, field_name, channels=c))
             return sum(p[0] for p in parts), sum(p[1] for p in parts)
         return self._read(_Named(collection_id, f"id {collection_id}"), call)
 
@@ -489,8 +490,8 @@ def _route_segments(r: Replica, channel: str, owner: str, collection_id: int,
 
 
 def _leaders(plan: Plan) -> Plan:
-    """The plan without the nodes that serve only sealed segments of others' channels (for a count
-    every node would give in full: index progress counts the leaders' rows)."""
+    """The plan without the nodes that serve only sealed segments of others' channels (what only a
+    channel's leader knows: its growing rows)."""
     return [(n, [ch for ch in chs if scopes.get(ch) is None or scopes[ch].rest], {})
             for n, chs, scopes in plan if any(scopes.get(ch) is None or scopes[ch].rest for ch in chs)]
 
