@@ -307,3 +307,56 @@ def test_bad_schemas_are_refused(client, uri, name):
                                                                          schema=pb.SerializeToString()))
             assert st.code == 1100 and words in st.reason, st.reason
             assert not client.has_collection(name)
+
+
+def test_bm25_range_grouping_weighted_hybrid_and_iterator(client, name):
+    _create(client, name)
+    texts = _texts(300, 6)
+    client.insert(name, _rows(texts))
+    docs, live = dict(enumerate(texts)), set(range(300))
+    query = "apple banana cherry"
+    ref = _reference(docs, live, query, 300, 1.2, 0.75, set())
+    bm25 = {"metric_type": "BM25"}
+    # range search on the score: radius < score <= range_filter
+    lo, hi = ref[len(ref) // 2][1], ref[3][1]
+    hits = client.search(name, [query], anns_field="sparse", limit=300, consistency_level="Strong",
+                         search_params={**bm25, "params": {"radius": lo, "range_filter": hi}})[0]
+    want = [(pk, s) for pk, s in ref if lo < s <= hi]
+    assert {h["id"] for h in hits} ^ {pk for pk, _ in want} <= {pk for pk, s in ref if abs(s - lo) < 1e-4 or
+                                                               abs(s - hi) < 1e-4}
+    # grouping: the best row of each group
+    hits = client.search(name, [query], anns_field="sparse", limit=3, group_by_field="grp",
+                         search_params=bm25, consistency_level="Strong")[0]
+    best: dict[int, tuple[int, float]] = {}
+    for pk, s in ref:
+        best.setdefault(pk % 3, (pk, s))
+    assert sorted((h["id"], round(h["distance"], 3)) for h in hits) == sorted(
+        (pk, round(s, 3)) for pk, s in best.values())
+    # weighted hybrid: Milvus normalises BM25 with 2 atan(s) / pi
+    from pymilvus import WeightedRanker
+
+    dense_q = [0.5, 0.5, 0.5, 0.5]
+    fused = client.hybrid_search(name, [AnnSearchRequest([query], "sparse", bm25, limit=20),
+                                        AnnSearchRequest([dense_q], "dense", {"metric_type": "L2"}, limit=20)],
+                                 WeightedRanker(0.7, 0.3), limit=5, consistency_level="Strong")[0]
+    two = client.search(name, [dense_q], anns_field="dense", limit=20, search_params={"metric_type": "L2"},
+                        consistency_level="Strong")[0]
+    score: dict[int, float] = {}
+    for pk, s in ref[:20]:
+        score[pk] = score.get(pk, 0.0) + 0.7 * 2 * np.arctan(s) / np.pi
+    for h in two:
+        score[h["id"]] = score.get(h["id"], 0.0) + 0.3 * (1 - 2 * np.arctan(h["distance"]) / np.pi)
+    want5 = sorted(score.items(), key=lambda t: (-t[1], t[0]))[:5]
+    np.testing.assert_allclose([h["distance"] for h in fused], [s for _, s in want5], rtol=1e-4)
+    # a search iterator walks every hit, best first
+    it = client.search_iterator(name, [query], anns_field="sparse", batch_size=40, limit=len(ref),
+                                search_params=bm25, consistency_level="Strong")
+    walked = []
+    while True:
+        page = it.next()
+        if not page:
+            break
+        walked += [(h["id"], h["distance"]) for h in page]
+    it.close()
+    assert sorted(pk for pk, _ in walked) == sorted(pk for pk, _ in ref)
+    np.testing.assert_allclose([s for _, s in walked], [s for _, s in ref], rtol=1e-4)
