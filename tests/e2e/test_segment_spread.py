@@ -2,7 +2,7 @@
 placed on the nodes (vecdb.coord.assignment ``Replica.segments``), the channel's leader keeps the
 growing rows, and every node keeps the rows it does not serve as stubs so deletes and upserts reach
 them. Tested as processes (``vecdb coord``, ``vecdb querynode`` x2 then x3, ``vecdb proxy``) on NATS,
-etcd and S3 through pymilvus:
+etcd and S3 through pymilvus (with a data node, which builds every segment's index file):
 
 - each node holds about half of the sealed rows (rows and RSS printed); answers (search, query,
   count) equal the exact ones, after deletes and upserts of rows on either node and with growing
@@ -18,19 +18,19 @@ import threading
 import time
 
 import numpy as np
-from pymilvus import Collection, DataType, MilvusClient
+from pymilvus import Collection, DataType, MilvusClient, utility
 
 from tests.conftest import start_cluster, wait_until
 from tests.e2e.test_assignment import _exact, _rows_per_node, _rss_mib
 from vecdb.discovery import node_number
 
-DIM, BATCH, BATCHES = 16, 1000, 6
+DIM, BATCH, BATCHES = 16, 2000, 6  # segments of 2,000 rows: indexed (over MIN_ROWS_FOR_INDEX)
+EVERY_LIST = {"params": {"nprobe": 8}}
 
 
 def test_the_sealed_segments_of_one_shard_spread_over_the_nodes_of_a_replica(tmp_path, remote_storage):
     stop = threading.Event()
-    with start_cluster(dict(remote_storage(), session_ttl=2), tmp_path, querynodes=("qn0", "qn1"),
-                       datanodes=()) as cluster:
+    with start_cluster(dict(remote_storage(), session_ttl=2), tmp_path, querynodes=("qn0", "qn1")) as cluster:
         uri, c = cluster.uri(), cluster.client()
         cluster.connect("spread")
         cluster.at_close(stop.set)
@@ -41,7 +41,9 @@ def test_the_sealed_segments_of_one_shard_spread_over_the_nodes_of_a_replica(tmp
         schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
         schema.add_field("tag", DataType.INT64)
         index = c.prepare_index_params()
-        index.add_index("vec", index_type="FLAT", metric_type="L2")
+        # IVF_FLAT probing every list answers exactly, and its files are built per segment (and loaded by
+        # whichever node serves the segment)
+        index.add_index("vec", index_type="IVF_FLAT", metric_type="L2", params={"nlist": 8})
         c.create_collection("docs", schema=schema, index_params=index, num_shards=1)
         rows = BATCH * BATCHES
         data = np.random.default_rng(0).random((rows, DIM), dtype=np.float32)
@@ -57,7 +59,8 @@ def test_the_sealed_segments_of_one_shard_spread_over_the_nodes_of_a_replica(tmp
             count = c.query("docs", "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"]
             assert count == len(ids)
             want = ids[_exact(data[ids], queries, 10)].tolist()
-            got = c.search("docs", data=queries.tolist(), limit=10, output_fields=["tag"], consistency_level="Strong")
+            got = c.search("docs", data=queries.tolist(), limit=10, output_fields=["tag"], search_params=EVERY_LIST,
+                           consistency_level="Strong")
             assert [[h["id"] for h in hits] for hits in got] == want
             assert all(h["entity"]["tag"] == tags[h["id"]] for hits in got for h in hits)
             hit = c.query("docs", "tag == 3", output_fields=["tag"], consistency_level="Strong")
@@ -74,6 +77,11 @@ def test_the_sealed_segments_of_one_shard_spread_over_the_nodes_of_a_replica(tmp
         rss = {q: _rss_mib(cluster.procs[q].pid) for q in ("qn0", "qn1")}
         print(f"one shard, replica 1: sealed rows per node {dict(held)}, RSS MiB {rss}")
         check_answers()
+        # every sealed segment is searched with its index on the node that serves it
+        wait_until(lambda: all(s.index_name for s in utility.get_query_segment_info("docs", using="spread")), 60,
+                   f"{utility.get_query_segment_info('docs', using='spread')}")
+        progress = c.describe_index("docs", "vec")
+        assert progress["indexed_rows"] == progress["total_rows"] == rows, progress
 
         # deletes and upserts reach rows on either node; growing rows on top of the sealed ones
         gone = list(range(0, rows, 97))
@@ -101,7 +109,8 @@ def test_the_sealed_segments_of_one_shard_spread_over_the_nodes_of_a_replica(tmp
             while not stop.is_set():
                 began = time.monotonic()
                 try:
-                    got = reads.search("docs", data=queries.tolist(), limit=10, consistency_level="Strong")
+                    got = reads.search("docs", data=queries.tolist(), limit=10, search_params=EVERY_LIST,
+                                       consistency_level="Strong")
                     ok = [[h["id"] for h in hits] for hits in got] == want
                 except Exception:  # noqa: BLE001 (a search may fail while segments move)
                     ok = False
