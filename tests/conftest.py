@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
+import random
 import signal
 import socket
 import subprocess
@@ -62,6 +64,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_ports(n: int) -> int:
+    """A port p with p .. p+n-1 all free now, below the kernel's ephemeral range (where ``free_port``
+    and every ``--port 0`` get theirs, so p+1.. could be handed out next)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10000, low - n)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError(f"no {n} consecutive free ports")
 
 
 def server_settings(data_dir, port: int | None = None, storage: dict | None = None):
@@ -369,7 +393,8 @@ class LocalCluster:
     addresses given). ``port`` is the first proxy's and ``ports`` every proxy's, for pymilvus;
     ``procs`` the processes by role (``coord``, ``querynode0``.., ``datanode0``.., ``proxy0``..), each
     logging to ``<data_dir>/<role>.log``. Nothing inside a node can be looked at from here: tests
-    that need a query node's internals skip the cluster."""
+    that need a query node's internals skip the cluster. ``VECDB_TEST_PROXY_WORKERS=N`` makes each
+    proxy N worker processes on its port (``vecdb proxy --workers N``; HTTP on its port + i)."""
 
     def __init__(self, data_dir, storage: dict, port: int | None = None, proxies: int = 2, querynodes: int = 3,
                  datanodes: int = 1):
@@ -383,9 +408,12 @@ class LocalCluster:
                 self._start(f"querynode{i}", ready=None, args=("--port", "0"))
             for i in range(datanodes):
                 self._start(f"datanode{i}", ready=None, args=("--port", "0"))
-            self.http_ports = [free_port() for _ in self.ports]  # each proxy's REST API, /healthz, /metrics
+            workers = int(os.environ.get("VECDB_TEST_PROXY_WORKERS", "1"))
+            # each proxy's REST API, /healthz, /metrics (worker i of a proxy of workers: that port + i)
+            self.http_ports = [free_ports(workers) if workers > 1 else free_port() for _ in self.ports]
+            flags = ("--workers", str(workers)) if workers > 1 else ()
             for i, (p, h) in enumerate(zip(self.ports, self.http_ports)):
-                self._start(f"proxy{i}", ready=None, args=("--port", str(p), "--http-port", str(h)))
+                self._start(f"proxy{i}", ready=None, args=("--port", str(p), "--http-port", str(h), *flags))
             for proc in self.procs.values():
                 wait_ready(proc)
             self.port = self.ports[0]

@@ -48,12 +48,20 @@ BACKOFF = (0.25, 30.0)  # first and longest wait before a restart
 STOP_GRACE = 30.0  # seconds each worker gets to stop on SIGTERM before SIGKILL
 
 
+def _libc_prctl():
+    try:
+        return ctypes.CDLL("libc.so.6").prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _libc_prctl()  # looked up here: the forked child, before exec, only calls it (no dlopen there)
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when the parent dies (Linux's PR_SET_PDEATHSIG)."""
-    try:
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @dataclass
