@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+import weakref
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -99,6 +100,63 @@ class Analyzer:
     def query_rows(self, texts: Sequence[str]) -> np.ndarray:
         """Search texts as term-frequency rows (Milvus analyzes query text with the same function)."""
         return self.term_frequencies(texts)
+
+
+# --- text_match: which rows hold a term ------------------------------------------------------------
+_MATCH_CACHE: dict[tuple, tuple] = {}
+_MATCH_CACHE_MAX = 64
+
+
+def term_rows(col: np.ndarray, analyzer: Analyzer) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, term ids)``: one pair per distinct (row, term) of a column of texts. Kept for the
+    column's base array (a sealed segment's column, read again by every filter; a growing segment's
+    buffer, whose rows below its length never change) while that array lives: a filter analyzes
+    each row once, a longer prefix of the same array only its new rows."""
+    root = col
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    prefix = (col.ndim == 1 and root.ndim == 1 and root.strides == col.strides
+              and root.__array_interface__["data"][0] == col.__array_interface__["data"][0])
+    n = len(col)
+    if not prefix:
+        return _term_rows(col, 0, analyzer)
+    key = (id(root), analyzer)
+    hit = _MATCH_CACHE.get(key)
+    if hit is None or hit[0]() is not root:  # (the entry goes with its array)
+        hit = (weakref.ref(root, _forget(key)), 0, np.empty(0, np.int64), np.empty(0, np.uint32))
+    done, rows, ids = hit[1], hit[2], hit[3]
+    if done < n:  # analyze the rows past the ones done
+        more_rows, more_ids = _term_rows(col[done:n], done, analyzer)
+        rows, ids = np.concatenate([rows, more_rows]), np.concatenate([ids, more_ids])
+        if key not in _MATCH_CACHE and len(_MATCH_CACHE) >= _MATCH_CACHE_MAX:
+            _MATCH_CACHE.pop(next(iter(_MATCH_CACHE)))
+        _MATCH_CACHE[key] = (hit[0], n, rows, ids)
+    elif done > n:
+        keep = rows < n
+        rows, ids = rows[keep], ids[keep]
+    return rows, ids
+
+
+def _forget(key: tuple):
+    def drop(_ref) -> None:
+        _MATCH_CACHE.pop(key, None)
+
+    return drop
+
+
+def _term_rows(col: np.ndarray, first: int, analyzer: Analyzer) -> tuple[np.ndarray, np.ndarray]:
+    csr = sparse.to_csr(analyzer.term_frequencies(col.tolist()))
+    return np.repeat(np.arange(first, first + csr.n, dtype=np.int64), np.diff(csr.indptr)), csr.indices
+
+
+def match_any(col: np.ndarray, analyzer: Analyzer, query_ids: np.ndarray) -> np.ndarray:
+    """Rows whose text holds any of ``query_ids`` (Milvus's text_match: any query token)."""
+    out = np.zeros(len(col), bool)
+    if not len(query_ids) or not len(col):
+        return out
+    rows, ids = term_rows(col, analyzer)
+    out[rows[np.isin(ids, query_ids)]] = True
+    return out
 
 
 def _fold(text: str) -> str:

@@ -364,7 +364,7 @@ class CollectionSchema:
 # listed are taken or harmless to ignore: fieldID and state (the server assigns them),
 # index_params (unused by Milvus at create), the schema's dbName (the request's db
 # applies), version, properties, and type params that are storage hints (mmap_enabled).
-_UNSUPPORTED_TEXT_PARAMS = ("enable_match", "multi_analyzer_params")
+_UNSUPPORTED_TEXT_PARAMS = ("multi_analyzer_params",)
 
 
 def _not_yet(what: str) -> IllegalSchema:
@@ -397,6 +397,8 @@ def _parse_functions(pb, schema: CollectionSchema) -> list[FunctionSchema]:
     from vecdb.analyzer import parse_params  # (vecdb.analyzer imports vecdb.sparse, not the schema)
 
     for f in schema.fields:
+        if f.type_params.get("enable_match", "").strip().lower() == "true" and not f.enable_analyzer:
+            raise InvalidParameter(f"field {f.name} is set to enable match but not enable analyzer")
         if f.enable_analyzer:
             if f.dtype != DataType.VARCHAR:
                 raise InvalidParameter(f"enable_analyzer is only for VARCHAR fields, field {f.name} is "

@@ -360,3 +360,40 @@ def test_bm25_range_grouping_weighted_hybrid_and_iterator(client, name):
     it.close()
     assert sorted(pk for pk, _ in walked) == sorted(pk for pk, _ in ref)
     np.testing.assert_allclose([s for _, s in walked], [s for _, s in ref], rtol=1e-4)
+
+
+def test_text_match_filter_in_query_and_search(client, name):
+    schema = MilvusClient.create_schema()
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("text", DataType.VARCHAR, max_length=2000, enable_analyzer=True, enable_match=True)
+    schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_field("dense", DataType.FLOAT_VECTOR, dim=4)
+    schema.add_field("grp", DataType.INT64)
+    schema.add_function(Function("bm25", function_type=FunctionType.BM25, input_field_names=["text"],
+                                 output_field_names=["sparse"]))
+    client.create_collection(name, schema=schema)
+    idx = client.prepare_index_params()
+    idx.add_index("sparse", index_type="AUTOINDEX", metric_type="BM25")
+    idx.add_index("dense", index_type="FLAT", metric_type="L2")
+    client.create_index(name, idx)
+    client.load_collection(name)
+    texts = _texts(300, 7)
+    client.insert(name, _rows(texts[:150]))
+    client.flush(name)
+    client.insert(name, _rows(texts[150:], 150))  # sealed and growing rows
+
+    def holding(words: str) -> set[int]:
+        q = set(_tokens(words, set()))
+        return {i for i, t in enumerate(texts) if q & set(_tokens(t, set()))}
+
+    got = client.query(name, filter="text_match(text, 'Kilo lima')", output_fields=["id"], limit=1000,
+                       consistency_level="Strong")
+    assert {r["id"] for r in got} == holding("kilo lima")
+    got = client.query(name, filter="text_match(text, 'kilo') and not text_match(text, 'lima') and grp == 2",
+                       output_fields=["id"], limit=1000, consistency_level="Strong")
+    assert {r["id"] for r in got} == {i for i in holding("kilo") - holding("lima") if i % 3 == 2}
+    hits = client.search(name, [[0.5] * 4], anns_field="dense", limit=300, filter="text_match(text, 'mike')",
+                         search_params={"metric_type": "L2"}, consistency_level="Strong")[0]
+    assert {h["id"] for h in hits} == holding("mike")
+    code, msg = _code(client.query, name, filter="text_match(grp, 'x')", limit=3)
+    assert code == 1100 and "text_match is only supported on VARCHAR fields" in msg

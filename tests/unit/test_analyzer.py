@@ -169,3 +169,45 @@ def test_cdc_target_schema_keeps_the_function_and_rows_leave_its_output_out():
     cols = {"id": np.array([1, 2]), "text": np.array(["a b", "c"], object),
             "sp": _A().term_frequencies(["a b", "c"])}
     assert rows_of(schema, cols, 2) == [{"id": 1, "text": "a b"}, {"id": 2, "text": "c"}]
+
+
+# --- text_match -----------------------------------------------------------------------------------
+def _match_schema(match: bool = True):
+    pb = _pb(extra_params={"enable_match": "true"} if match else None)
+    return CollectionSchema.from_proto(pb, "c")
+
+
+def test_text_match_filters_rows_holding_any_query_token():
+    from vecdb.expr import compile_filter
+
+    schema = _match_schema()
+    texts = np.array(["The quick brown fox", "lazy DOG", "", "a fox and a dog", "quickly"], object)
+    flt = compile_filter("text_match(text, 'FOX dog')", schema)
+    assert flt.evaluate({"text": texts}, 5).tolist() == [True, True, False, True, False]
+    assert compile_filter("text_match(text, 'quick') and id > 0", schema).evaluate(
+        {"text": texts, "id": np.arange(5)}, 5).tolist() == [False] * 5
+    assert compile_filter("not text_match(text, 'quick')", schema).evaluate({"text": texts}, 5).tolist() == [
+        False, True, True, True, True]
+    assert not compile_filter("text_match(text, '...')", schema).evaluate({"text": texts}, 5).any()
+    # the same array again (a sealed segment's column) and a prefix of it reuse the analysis
+    assert compile_filter("text_match(text, 'dog')", schema).evaluate({"text": texts[:2]}, 2).tolist() == [
+        False, True]
+
+
+@pytest.mark.parametrize("expr, words", [
+    ("text_match(id, 'x')", "text_match is only supported on VARCHAR fields"),
+    ("text_match(text, 3)", "the second argument of text_match must be a string"),
+    ("text_match(text)", "text_match takes 2 arguments"),
+])
+def test_text_match_errors(expr, words):
+    from vecdb.expr import compile_filter
+
+    with pytest.raises(InvalidParameter) as e:
+        compile_filter(expr, _match_schema())
+    assert e.value.code == 1100 and words in str(e.value)
+    with pytest.raises(InvalidParameter, match='field "text" does not enable match'):
+        compile_filter("text_match(text, 'x')", _match_schema(match=False))
+    pb = _pb(analyzer=False, extra_params={"enable_match": "true"})
+    pb.functions.pop()
+    with pytest.raises(InvalidParameter, match="set to enable match but not enable analyzer"):
+        CollectionSchema.from_proto(pb, "c")

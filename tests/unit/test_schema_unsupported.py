@@ -44,9 +44,9 @@ def _namespace(pb):
     pb.enable_namespace = True
 
 
-def _match(pb):
+def _multi_analyzer(pb):
     pb.fields[2].type_params.add(key="enable_analyzer", value="true")
-    pb.fields[2].type_params.add(key="enable_match", value="true")
+    pb.fields[2].type_params.add(key="multi_analyzer_params", value='{"by_field": "lang"}')
 
 
 @pytest.mark.parametrize("change,message", [
@@ -55,7 +55,8 @@ def _match(pb):
                 r"vecdb yet"),
     (_struct, "struct array fields is not supported by vecdb yet"),
     (_namespace, "enable_namespace is not supported by vecdb yet"),
-    (_match, r"type param enable_match of field \(s\) \(text analysis and match\) is not supported"),
+    (_multi_analyzer, r"type param multi_analyzer_params of field \(s\) \(text analysis and match\) is not "
+                      r"supported"),
 ])
 def test_unsupported_parts_are_refused(change, message):
     pb = _schema()

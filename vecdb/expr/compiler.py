@@ -144,6 +144,8 @@ class _Compiler:
             return self.like(node)
         if isinstance(node, ast.Call) and node.name in _CONTAINS:
             return self.contains(node)
+        if isinstance(node, ast.Call) and node.name == "text_match":
+            return self.text_match(node)
         if isinstance(node, ast.Exists):
             target = self.value(node.operand)
             if not isinstance(target, nodes.JsonPath):
@@ -243,6 +245,26 @@ class _Compiler:
         raise self.error(f"{node.name} operation is only supported on json or array fields, "
                          f"got {self.typed(target)}", node.args[0].pos)
 
+    def text_match(self, node: ast.Call):
+        """``text_match(field, 'words')`` on a VARCHAR field with ``enable_match`` (Milvus 2.5)."""
+        from vecdb.analyzer import parse_params, term_ids  # noqa: PLC0415 - only for text_match
+
+        if len(node.args) != 2:
+            raise self.error(f"text_match takes 2 arguments, got {len(node.args)}", node.pos)
+        target, arg = self.value(node.args[0]), self.value(node.args[1])
+        if not isinstance(target, nodes.Column) or target.type != "str":
+            raise self.error(f"text_match is only supported on VARCHAR fields, got {self.typed(target)}",
+                             node.args[0].pos)
+        f = self.schema.field(target.field)
+        assert f is not None, "name() made the target from this field"
+        if f.type_params.get("enable_match", "").strip().lower() != "true":
+            raise self.error(f"field \"{f.name}\" does not enable match", node.args[0].pos)
+        if not isinstance(arg, nodes.Const) or arg.type != "str":
+            raise self.error(f"the second argument of text_match must be a string, got {self.typed(arg)}",
+                             node.args[1].pos)
+        analyzer = parse_params(f.type_params.get("analyzer_params"), f.name)
+        return preds.TextMatch(f.name, analyzer, np.unique(term_ids(analyzer.tokens(arg.value))))
+
     # --- values --------------------------------------------------------
     def value(self, node: ast.Node) -> nodes.ValueNode:
         if isinstance(node, ast.Literal):
@@ -273,7 +295,7 @@ class _Compiler:
                 raise self.error(f"array_length is only supported on array or json fields, got {self.typed(src)}",
                                  node.args[0].pos)
             return nodes.ArrayLength(src, f"array_length({src.desc})")
-        if isinstance(node, ast.Call) and node.name not in _CONTAINS:
+        if isinstance(node, ast.Call) and node.name not in _CONTAINS and node.name != "text_match":
             raise self.error(f"function {node.name}() is not supported", node.pos)
         return nodes.PredValue(self.predicate(node), "predicate")
 

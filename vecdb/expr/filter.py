@@ -78,7 +78,10 @@ def _cached(expr: str, shape: tuple, tkey: tuple, schema: CollectionSchema, temp
 
 def _schema_key(schema: CollectionSchema) -> tuple:
     return (schema.enable_dynamic_field,
-            tuple((f.name, int(f.dtype), int(f.element_type), f.is_dynamic, f.nullable) for f in schema.fields))
+            tuple((f.name, int(f.dtype), int(f.element_type), f.is_dynamic, f.nullable,
+                   # text_match compiles the field's analyzer in
+                   f.type_params.get("enable_match"), f.type_params.get("analyzer_params"))
+                  for f in schema.fields))
 
 
 def _freeze(v):

@@ -239,6 +239,21 @@ class Like(Pred):
         return res if valid is None else res & valid
 
 
+class TextMatch(Pred):
+    """``text_match(field, 'words')``: rows whose text holds any of the words' tokens, both analyzed
+    with the field's analyzer (vecdb.analyzer)."""
+
+    __slots__ = ("field", "analyzer", "ids")
+
+    def __init__(self, field: str, analyzer, ids: np.ndarray):
+        self.field, self.analyzer, self.ids = field, analyzer, ids
+
+    def eval(self, ctx):
+        from vecdb.analyzer import match_any  # noqa: PLC0415 - analyzers only where text_match is used
+
+        return match_any(ctx.column(self.field), self.analyzer, self.ids)
+
+
 class JsonContains(Pred):
     __slots__ = ("target", "values", "mode")
 
