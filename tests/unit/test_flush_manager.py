@@ -66,8 +66,8 @@ class Env:
         self.flusher: ChannelFlusher | None = None
 
     def manager(self, wait: float = 30.0) -> FlushManager:
-        """A coord term's manager: a writer of its own, which has not seen the channels yet."""
-        return FlushManager(ShardWriter(self.wal, self.tso, _noop), self.meta, wait=wait)
+        """A coord term's manager: a writer of its own, reading the channels' ends at each flush."""
+        return FlushManager(ShardWriter(self.wal, self.tso, _noop, refresh_ends=True), self.meta, wait=wait)
 
     def insert(self, channel: str, n: int) -> None:
         ids = np.arange(self.next_id, self.next_id + n, dtype=np.int64)
@@ -175,6 +175,44 @@ def test_seal_records_keep_each_channel_in_timestamp_order_with_the_proxies_writ
     for ch in env.info.channels:
         stamps = [decode(p).ts for _, p in env.wal.read(ch, 1)]
         assert len(stamps) == 6 and stamps == sorted(stamps) and len(set(stamps)) == 6
+
+
+class CountingTso:
+    def __init__(self, tso):
+        self.tso, self.calls = tso, 0
+
+    def allocate(self, count: int = 1) -> int:
+        self.calls += 1
+        return self.tso.allocate(count)
+
+
+def test_neither_writer_fails_an_append_on_the_others_records(env):
+    """The coord's writer reads the ends before a flush; the proxy's takes the seal positions as the
+    ends (``saw``): each append then takes one timestamp, none is refused and taken again."""
+    ch0, ch1 = env.info.channels
+    proxy_tso, coord_tso = CountingTso(env.tso), CountingTso(env.tso)
+    proxy = ShardWriter(env.wal, proxy_tso, _noop)
+    coord = FlushManager(ShardWriter(env.wal, coord_tso, _noop, refresh_ends=True), env.meta)
+    cols = {"id": np.arange(3, dtype=np.int64), "v": np.zeros((3, 2), np.float32)}
+
+    def insert() -> None:
+        proxy.write({ch: lambda ts: [InsertRecord(CID, PID, ts, 3, cols)] for ch in (ch0, ch1)})
+
+    insert()
+    for _ in range(3):
+        proxy_tso.calls = coord_tso.calls = 0
+        done = coord.flush(CID, [ch0, ch1])
+        assert coord_tso.calls == 1
+        proxy.saw(done.positions)
+        insert()
+        assert proxy_tso.calls == 1
+    done = coord.flush(CID, [ch0, ch1])
+    proxy_tso.calls = 0
+    insert()  # without the hint: each channel's append finds the seal record, reads the end, takes a new timestamp
+    assert proxy_tso.calls == 1 + 2
+    for ch in (ch0, ch1):
+        stamps = [decode(p).ts for _, p in env.wal.read(ch, 1)]
+        assert stamps == sorted(stamps) and len(stamps) == 9  # 5 inserts, 4 seal records
 
 
 def test_a_flush_goes_back_to_the_caller_when_the_data_nodes_go_and_fails_when_none_persists(env):

@@ -7,7 +7,10 @@ one timestamp from the coord's own TSO, then waits until the data node that owns
 timestamp. The records go through a ``ShardWriter`` (``vecdb.proxy.writer``): each append
 expects the channel to end where the writer last saw it, so the coord's seal records and the
 proxies' writes keep every channel in timestamp order (one that lost the race re-reads the end,
-takes a newer timestamp and appends again).
+takes a newer timestamp and appends again). The coord's writer reads the ends before each flush
+(``refresh_ends``: the proxies appended since), and the result names every seal position, which
+the calling proxy's writer takes as the channels' ends (``ShardWriter.saw``), so neither side's
+next append fails on the other's records.
 
 Where the fallback lives: with the caller. A channel whose checkpoint no data node process moves
 (none has a session: standalone, a cluster without data nodes, or the last one died during the
@@ -66,6 +69,8 @@ class FlushResult:
     ts: int  # the seal records' timestamp (the largest, if an append had to take a newer one)
     # channel -> seal position, for the channels no data node process persisted: the caller's to persist
     unpersisted: dict[str, int] = field(default_factory=dict)
+    # channel -> seal position, for every channel (a caller's writer expects its next append there)
+    positions: dict[str, int] = field(default_factory=dict)
 
 
 class FlushManager:
@@ -90,7 +95,7 @@ class FlushManager:
                 unpersisted[ch] = pos
             else:
                 seg_ids += [s["segment_id"] for s in segments]
-        return FlushResult(seg_ids, ts, unpersisted)
+        return FlushResult(seg_ids, ts, unpersisted, positions)
 
     def _datanodes(self) -> bool:
         return self.meta is not None and any(True for _ in self.meta.scan(DATANODE_SESSIONS))
@@ -114,7 +119,8 @@ class FlushManager:
 
 
 def flush_reply(result: FlushResult) -> pb.FlushReply:
-    return pb.FlushReply(segment_ids=result.segment_ids, ts=result.ts, unpersisted=result.unpersisted)
+    return pb.FlushReply(segment_ids=result.segment_ids, ts=result.ts, unpersisted=result.unpersisted,
+                         positions=result.positions)
 
 
 class FlushSlots:
@@ -165,4 +171,4 @@ class RemoteFlush:
                     raise
                 log.info("flush of collection %d: the coord stopped answering during it; trying again",
                          collection_id)
-        return FlushResult(list(out.segment_ids), out.ts, dict(out.unpersisted))
+        return FlushResult(list(out.segment_ids), out.ts, dict(out.unpersisted), dict(out.positions))

@@ -87,8 +87,9 @@ class _Term:
     def __init__(self, session: Session, tso: TimestampOracle, ids: IdAllocator, assigners: list,
                  wal: Log | None = None):
         self.session, self.tso, self.ids, self.assigners = session, tso, ids, assigners
-        # its own writer: it finds each channel's end afresh, and timestamps from this term's TSO
-        self.flush = None if wal is None else FlushManager(ShardWriter(wal, tso, _no_delivery), session.meta)
+        # its own writer: it reads each channel's end afresh, and timestamps from this term's TSO
+        writer = None if wal is None else ShardWriter(wal, tso, _no_delivery, refresh_ends=True)
+        self.flush = None if writer is None else FlushManager(writer, session.meta)
         try:
             self.ddl = open_ddl(session.meta, tso, ids, session.ttl)
         except BaseException:

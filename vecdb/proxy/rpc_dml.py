@@ -211,6 +211,7 @@ class DmlRpcs(ServiceBase):
         """The coord's flush (``vecdb.coord.flush``: seal records, persisted by the data nodes); the
         channels no data node process persisted are persisted here, in-process."""
         done = self.flusher.flush(info.id, channels or info.channels)
+        self.r.writer.saw(done.positions)  # the coord's seal records end the channels now (a hint)
         seg_ids = list(done.segment_ids)
         for ch, pos in done.unpersisted.items():
             seg_ids += [s["segment_id"] for s in self.r.datanode.persist(info, ch, pos)]

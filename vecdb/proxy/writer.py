@@ -7,6 +7,12 @@ expects the channel to end where this writer last saw it, so writers in several
 processes (the cluster's proxies) keep every channel in timestamp order: one that lost
 the race re-reads the end, takes a newer timestamp and appends again.
 
+A writer that seldom appends (the coord's, for a flush's seal records: the proxies append in
+between) is made with ``refresh_ends``: it reads each channel's end before every write rather than
+failing an append on the end it saw last time. The other way round, ``saw`` tells a writer where
+another one's records ended (a proxy, the seal positions of the flush it asked the coord for), so
+its next append there expects that end and does not fail once on it.
+
 Reads need a snapshot timestamp T such that every write with a smaller timestamp
 is already applied (so re-reading at T is stable). ``read_ts`` gets one without
 taking the channel locks in the common case: a writer marks its channels "in
@@ -36,10 +42,11 @@ from vecdb.storage.base import Log
 
 class ShardWriter:
     def __init__(self, wal: Log, tso: TimestampSource, deliver: Callable[[str, int, Record], None],
-                 reuse_read_ts: bool = False):
+                 reuse_read_ts: bool = False, refresh_ends: bool = False):
         self.log = wal
         self.tso = tso
         self._reuse_read_ts = reuse_read_ts
+        self._refresh_ends = refresh_ends
         self._recent_read_ts: dict[tuple[str, ...], tuple[float, int]] = {}  # channels -> (when, ts)
         self._newest = 0  # the largest timestamp this writer's acknowledged writes used
         self._deliver = deliver
@@ -69,7 +76,7 @@ class ShardWriter:
                 self._inflight[channel] = 0
             try:
                 for channel in builders:
-                    if channel not in self._last:
+                    if self._refresh_ends or channel not in self._last:
                         self._last[channel] = self.log.last_position(channel)
                 ts = self.tso.allocate()
                 for channel in builders:
@@ -109,6 +116,15 @@ class ShardWriter:
             for pos, record in zip(appended, records):
                 self._deliver(channel, pos, record)
             return ts, appended[-1]
+
+    def saw(self, positions: dict[str, int]) -> None:
+        """Another writer appended up to these positions (a flush's seal records, by the coord): this
+        writer's next append to each channel expects the end there, unless it saw a later one. Only a
+        hint: an append that finds the channel longer still re-reads the end and retries."""
+        for channel, position in positions.items():
+            with self._lock(channel):
+                if channel in self._last and position > self._last[channel]:
+                    self._last[channel] = position
 
     def written_positions(self, channels: list[str]) -> dict[str, int]:
         """How far this writer's own appends reached in ``channels`` (those it wrote to): what a

@@ -303,8 +303,15 @@ class FlushRequest(_message.Message):
     def __init__(self, collection_id: _Optional[int] = ..., channels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FlushReply(_message.Message):
-    __slots__ = ("segment_ids", "ts", "unpersisted")
+    __slots__ = ("segment_ids", "ts", "unpersisted", "positions")
     class UnpersistedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class PositionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -314,7 +321,9 @@ class FlushReply(_message.Message):
     SEGMENT_IDS_FIELD_NUMBER: _ClassVar[int]
     TS_FIELD_NUMBER: _ClassVar[int]
     UNPERSISTED_FIELD_NUMBER: _ClassVar[int]
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
     segment_ids: _containers.RepeatedScalarFieldContainer[int]
     ts: int
     unpersisted: _containers.ScalarMap[str, int]
-    def __init__(self, segment_ids: _Optional[_Iterable[int]] = ..., ts: _Optional[int] = ..., unpersisted: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    positions: _containers.ScalarMap[str, int]
+    def __init__(self, segment_ids: _Optional[_Iterable[int]] = ..., ts: _Optional[int] = ..., unpersisted: _Optional[_Mapping[str, int]] = ..., positions: _Optional[_Mapping[str, int]] = ...) -> None: ...
