@@ -76,6 +76,28 @@ class Analyzer:
             toks = [t for t in toks if t not in self.stop_words]
         return toks
 
+    def keeps(self, token: str) -> bool:
+        """Whether the filters after the tokenizer keep ``token`` (as ``tokens`` filters them)."""
+        return ((not self.alphanumonly or (token.isascii() and token.isalnum()))
+                and (self.max_length is None or len(token) <= self.max_length)
+                and token not in self.stop_words)
+
+    def spans(self, text: str) -> list[tuple[str, int, int, int]]:
+        """``(token, start, end, position)`` of each kept token: UTF-8 byte offsets in ``text`` (as
+        Milvus's RunAnalyzer reports them) and the token's place in the tokenizer's stream. Offsets
+        are exact where lowercasing / folding keep each character's length (all but a few
+        characters)."""
+        src = text.lower() if self.lowercase else text
+        if self.asciifolding:
+            src = _fold(src)
+        out = []
+        for pos, m in enumerate(_TOKENIZERS[self.tokenizer].finditer(src)):
+            if self.keeps(m.group()):
+                start = len(text[:m.start()].encode("utf-8", "surrogatepass"))
+                end = start + len(text[m.start():m.end()].encode("utf-8", "surrogatepass"))
+                out.append((m.group(), start, end, pos))
+        return out
+
     def term_frequencies(self, texts: Sequence[str]) -> np.ndarray:
         """The sparse column (vecdb.sparse's form) of each text's term counts: what Milvus's BM25
         function stores in its output field. Term ids are hashed once per distinct token."""

@@ -432,3 +432,27 @@ def test_bm25_collection_survives_a_restart(tmp_path):
         c.close()
     finally:
         node.stop()
+
+
+def test_run_analyzer(client, name):
+    """pymilvus's run_analyzer: the tokens of texts, by params or by a field's analyzer, with byte offsets,
+    positions and term ids (the ids a BM25 function stores)."""
+    import zlib
+
+    res = client.run_analyzer(["The Quick, brown fox", "Über café"], with_detail=True, with_hash=True)
+    toks = [[(t["token"], t["start_offset"], t["end_offset"], t["position"], t["hash"]) for t in r.tokens]
+            for r in res]
+    h = lambda t: zlib.crc32(t.encode()) % (2**32 - 1)  # noqa: E731
+    assert toks[0] == [("the", 0, 3, 0, h("the")), ("quick", 4, 9, 1, h("quick")), ("brown", 11, 16, 2, h("brown")),
+                       ("fox", 17, 20, 3, h("fox"))]
+    assert toks[1] == [("über", 0, 5, 0, h("über")), ("café", 6, 11, 1, h("café"))]  # UTF-8 byte offsets
+    plain = client.run_analyzer("The cat and the hat", analyzer_params={"type": "standard",
+                                                                      "stop_words": ["_english_"]})
+    assert plain.tokens == ["cat", "hat"]
+    _create(client, name, analyzer_params={"tokenizer": "whitespace", "filter": ["lowercase"]})
+    by_field = client.run_analyzer("Don't STOP-me", collection_name=name, field_name="text")
+    assert by_field.tokens == ["don't", "stop-me"]
+    code, msg = _code(client.run_analyzer, "x", collection_name=name, field_name="grp")
+    assert code == 1100 and "does not enable analyzer" in msg
+    code, msg = _code(client.run_analyzer, "x", analyzer_params={"type": "english"})
+    assert code == 1100 and "analyzer type 'english'" in msg

@@ -17,8 +17,9 @@ from vecdb.proxy.rpc_index import IndexRpcs
 from vecdb.proxy.rpc_resource_groups import ResourceGroupRpcs
 from vecdb.proxy.rpc_search import SearchRpcs
 from vecdb.proxy.rpc_security import SecurityRpcs
+from vecdb.proxy.rpc_text import TextRpcs
 
 
 class MilvusService(AdminRpcs, CollectionRpcs, CompactionRpcs, IndexRpcs, ResourceGroupRpcs, DmlRpcs, HybridRpcs,
-                    SearchRpcs, SecurityRpcs, milvus_pb2_grpc.MilvusServiceServicer):
+                    SearchRpcs, SecurityRpcs, TextRpcs, milvus_pb2_grpc.MilvusServiceServicer):
     pass
