@@ -81,8 +81,11 @@ class Supervisor:
     """The parent of a proxy's workers (see the module's doc). ``argv``: the command line as given
     (after ``python -m vecdb``); each worker gets it with ``extra`` and its own flags appended."""
 
-    def __init__(self, argv: list[str], workers: int, node_id: str, extra: list[str] | None = None):
+    def __init__(self, argv: list[str], workers: int, node_id: str, extra: list[str] | None = None,
+                 command: list[str] | None = None):
+        """``command``: what runs a worker, before ``argv`` (default ``python -m vecdb``)."""
         self.argv, self.node_id, self.extra = list(argv), node_id, list(extra or ())
+        self.command = list(command or (sys.executable, "-m", "vecdb"))
         self.workers = [Worker(i) for i in range(workers)]
         self.stopping = threading.Event()
         self._lock = threading.Lock()
@@ -90,7 +93,7 @@ class Supervisor:
     def _spawn(self, w: Worker) -> None:
         w.node_id = f"{self.node_id}-w{w.index}" + (f".{w.restarts}" if w.restarts else "")
         w.up.clear()
-        cmd = [sys.executable, "-m", "vecdb", *self.argv, *self.extra,
+        cmd = [*self.command, *self.argv, *self.extra,
                "--worker-index", str(w.index), "--node-id", w.node_id]
         w.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, bufsize=1,
                                   preexec_fn=_die_with_parent)  # noqa: PLW1509 - prctl only, before exec
