@@ -456,3 +456,40 @@ def test_run_analyzer(client, name):
     assert code == 1100 and "does not enable analyzer" in msg
     code, msg = _code(client.run_analyzer, "x", analyzer_params={"type": "english"})
     assert code == 1100 and "analyzer type 'english'" in msg
+
+
+def test_rest_full_text_equals_grpc(server, client, name):
+    """RESTful API v2: a BM25 collection created with schema.functions, rows inserted without the output
+    field, searched with text: the same answers as pymilvus's; describe lists the function."""
+    from tests.e2e.test_rest import ok, post
+
+    port = server.http_ports[0]
+    ok(post(port, "collections/create", {"collectionName": name, "schema": {
+        "fields": [
+            {"fieldName": "id", "dataType": "Int64", "isPrimary": True},
+            {"fieldName": "text", "dataType": "VarChar", "elementTypeParams": {
+                "max_length": 2000, "enable_analyzer": True, "analyzer_params": {"type": "standard"}}},
+            {"fieldName": "sparse", "dataType": "SparseFloatVector"},
+            {"fieldName": "dense", "dataType": "FloatVector", "elementTypeParams": {"dim": 4}},
+            {"fieldName": "grp", "dataType": "Int64"}],
+        "functions": [{"name": "bm25", "type": "BM25", "inputFieldNames": ["text"],
+                       "outputFieldNames": ["sparse"], "params": {}}]},
+        "indexParams": [{"fieldName": "sparse", "indexName": "sparse", "metricType": "BM25",
+                         "indexType": "SPARSE_INVERTED_INDEX", "params": {"bm25_k1": 1.4, "bm25_b": 0.7}},
+                        {"fieldName": "dense", "indexName": "dense", "metricType": "L2", "indexType": "FLAT"}]}))
+    d = ok(post(port, "collections/describe", {"collectionName": name}))
+    assert d["functions"][0]["type"] == "BM25" and d["functions"][0]["outputFieldNames"] == ["sparse"]
+    texts = _texts(120, 13)
+    assert ok(post(port, "entities/insert", {"collectionName": name, "data": _rows(texts)}))["insertCount"] == 120
+    docs = dict(enumerate(texts))
+    got = ok(post(port, "entities/search", {"collectionName": name, "data": QUERIES[:2], "annsField": "sparse",
+                                             "limit": 10, "outputFields": ["id"],
+                                             "searchParams": {"metricType": "BM25"},
+                                             "consistencyLevel": "Strong"}))
+    res = client.search(name, QUERIES[:2], anns_field="sparse", limit=10, search_params={"metric_type": "BM25"},
+                        consistency_level="Strong")
+    flat = [(h["id"], h["distance"]) for hits in res for h in hits]
+    assert [g["id"] for g in got] == [pk for pk, _ in flat]
+    np.testing.assert_allclose([g["distance"] for g in got], [d for _, d in flat], rtol=1e-6)
+    want = _reference(docs, set(docs), QUERIES[0], 10, 1.4, 0.7, set())
+    assert [pk for pk, _ in want] == [h["id"] for h in res[0]]

@@ -126,6 +126,11 @@ class RestApi:
             "consistencyLevel": common_pb2.ConsistencyLevel.Name(d.consistency_level),
             "enableDynamicField": d.schema.enable_dynamic_field, "aliases": list(d.aliases),
             "properties": [{"key": kv.key, "value": kv.value} for kv in d.properties],
+            "functions": [{"name": fn.name, "id": fn.id, "description": fn.description,
+                           "type": schema_pb2.FunctionType.Name(fn.type),
+                           "inputFieldNames": list(fn.input_field_names),
+                           "outputFieldNames": list(fn.output_field_names), "params": _kv(fn.params)}
+                          for fn in d.schema.functions],
         }
 
     def _collections_get_stats(self, req, r):
@@ -262,7 +267,8 @@ class RestApi:
         return milvus_pb2.SearchRequest(
             db_name=r.db, collection_name=name, partition_names=req.get("partitionNames", []),
             dsl=req.get("filter", ""), dsl_type=common_pb2.BoolExprV1,
-            placeholder_group=_placeholders(field.dtype, vectors), output_fields=req.get("outputFields", []),
+            placeholder_group=_placeholders(field.dtype, vectors, field.is_function_output),
+            output_fields=req.get("outputFields", []),
             search_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in kv.items()], nq=len(vectors),
             consistency_level=_consistency(req), use_default_consistency="consistencyLevel" not in req)
 
@@ -598,11 +604,23 @@ def _collection_schema(name: str, req: dict) -> tuple[schema_pb2.CollectionSchem
             field.autoID = bool(spec.get("autoId", False))
         if f.get("elementDataType"):
             field.element_type = schema_pb2.DataType.Value(f["elementDataType"])
-        for key, value in (f.get("elementTypeParams") or {}).items():
-            field.type_params.add(key=key, value=str(value))
+        for key, value in (f.get("elementTypeParams") or {}).items():  # analyzer_params: a JSON object
+            text = json.dumps(value) if isinstance(value, (dict, list)) else \
+                str(value).lower() if isinstance(value, bool) else str(value)
+            field.type_params.add(key=key, value=text)
         field.nullable = bool(f.get("nullable", False))
         if f.get("defaultValue") is not None:
             _set_default(field, f["defaultValue"])
+    for fn in spec.get("functions") or []:  # BM25 (vecdb.schema checks them)
+        try:
+            kind = schema_pb2.FunctionType.Value(fn.get("type", ""))
+        except ValueError:
+            raise RestError(INVALID_PARAMETER, f"unknown function type {fn.get('type')!r}") from None
+        pb.functions.add(name=fn.get("name", ""), type=kind, description=fn.get("description", ""),
+                         input_field_names=list(fn.get("inputFieldNames") or []),
+                         output_field_names=list(fn.get("outputFieldNames") or []),
+                         params=[common_pb2.KeyValuePair(key=k, value=str(v))
+                                 for k, v in (fn.get("params") or {}).items()])
     return pb, indexes
 
 
@@ -631,8 +649,12 @@ def _index_request(db: str, collection: str, idx: dict) -> milvus_pb2.CreateInde
         extra_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in params.items() if v])
 
 
-def _placeholders(dtype: DataType, vectors: list) -> bytes:
-    if dtype == DataType.BINARY_VECTOR:
+def _placeholders(dtype: DataType, vectors: list, text: bool = False) -> bytes:
+    if text and all(isinstance(v, str) for v in vectors):  # full text on a BM25 output field
+        kind, values = common_pb2.VarChar, [v.encode("utf-8") for v in vectors]
+    elif dtype == DataType.SPARSE_FLOAT_VECTOR:  # {index: value} objects
+        kind, values = common_pb2.SparseFloatVector, [_sparse_row(v) for v in vectors]
+    elif dtype == DataType.BINARY_VECTOR:
         kind, values = common_pb2.BinaryVector, [bytes(np.asarray(v, np.uint8)) for v in vectors]
     elif dtype == DataType.FLOAT16_VECTOR:
         kind, values = common_pb2.Float16Vector, [np.asarray(v, np.float16).tobytes() for v in vectors]
@@ -643,6 +665,16 @@ def _placeholders(dtype: DataType, vectors: list) -> bytes:
         kind, values = common_pb2.FloatVector, [np.asarray(v, np.float32).tobytes() for v in vectors]
     group = common_pb2.PlaceholderGroup(placeholders=[common_pb2.PlaceholderValue(tag="$0", type=kind, values=values)])
     return group.SerializeToString()
+
+
+def _sparse_row(v) -> bytes:
+    if not isinstance(v, dict):
+        raise errors.InvalidParameter(f"a sparse vector is a JSON object of index: value, got {type(v).__name__}")
+    try:
+        pairs = sorted((int(k), float(x)) for k, x in v.items())
+    except (TypeError, ValueError):
+        raise errors.InvalidParameter("a sparse vector's indices are integers and its values numbers") from None
+    return np.array(pairs, dtype=[("i", "<u4"), ("v", "<f4")]).tobytes()
 
 
 _NUMPY = {DataType.BOOL: np.bool_, DataType.INT8: np.int8, DataType.INT16: np.int16, DataType.INT32: np.int32,
@@ -657,8 +689,8 @@ def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id:
     static = {f.name for f in schema.fields}
     nulls: dict[str, np.ndarray] = {}  # nullable / default-valued fields: the rows holding a value
     for f in schema.fields:
-        if f.is_dynamic or (f.is_primary and f.auto_id and skip_auto_id):
-            continue
+        if f.is_dynamic or (f.is_primary and f.auto_id and skip_auto_id) or f.is_function_output:
+            continue  # (a BM25 output: the server's to fill)
         if f.nullable or f.has_default:  # a null or left-out value: null, or the default (the server's)
             valid = np.array([row.get(f.name) is not None for row in rows], np.bool_)
             if not valid.any():
