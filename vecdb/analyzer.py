@@ -106,10 +106,12 @@ class Analyzer:
         flat = [t for toks in per_row for t in toks]
         if not flat:
             return sparse.column([b""] * len(per_row))
-        vocab, inverse = np.unique(np.array(flat, dtype=object).astype(str), return_inverse=True)
-        ids = term_ids(vocab.tolist())
+        # distinct tokens by a dict (a fixed-width string array would cost the longest token per token)
+        vocab: dict[str, int] = {}
+        inverse = np.fromiter((vocab.setdefault(t, len(vocab)) for t in flat), np.int64, len(flat))
+        ids = term_ids(list(vocab))
         row = np.repeat(np.arange(len(per_row), dtype=np.int64), counts)
-        term = ids[inverse.ravel()].astype(np.int64)
+        term = ids[inverse].astype(np.int64)
         # count (row, term) pairs: one key per pair, sorted, so each row's indices come out increasing
         key = row << 32 | term
         uniq, n = np.unique(key, return_counts=True)
