@@ -284,16 +284,22 @@ def test_flush_through_the_coord_rpc_and_through_the_standby_that_took_over(clus
         catalog.close()
 
 
-def test_a_coord_without_the_shared_log_refuses_flushes(cluster):
-    meta, _, coord = cluster
+def test_a_coord_without_the_shared_log_refuses_flushes_and_the_proxy_writes_them_itself(cluster):
+    meta, wal, coord = cluster
     coord(with_log=False)
     meta.put("session/proxy/a", b"{}")
     catalog = Catalog(meta, "a", ttl=2)
     client = CoordClient(meta, timeout=2)
     try:
         cid = RemoteDdl(client, catalog).create_collection("", "c", SCHEMA, 1, 0, {}, 0)
+        (channel,) = catalog.get_by_id(cid).channels
         with pytest.raises(errors.Unimplemented, match="no shared log"):
             RemoteFlush(client).flush(cid, [])
+        # a proxy's RemoteFlush falls back to its own writer (as before the coord flushed)
+        own = FlushManager(ShardWriter(wal, TimestampOracle(MemoryMetaStore()), _noop), meta)
+        done = RemoteFlush(client, fallback=own).flush(cid, [channel])
+        assert list(done.unpersisted) == [channel]
+        assert decode(dict(wal.read(channel, 1))[done.unpersisted[channel]]) == SealRecord(cid, done.ts)
     finally:
         client.close()
         catalog.close()

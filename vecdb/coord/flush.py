@@ -142,12 +142,28 @@ class FlushSlots:
 class RemoteFlush:
     """``FlushRole`` of a cluster proxy: the active coord's ``Flush``. The call may outlast the
     coord's usual timeout (the coord waits up to ``wait`` seconds for the data nodes); a failover
-    during it is retried (``CoordClient``), a repeat being safe (see the module doc)."""
+    during it is retried (``CoordClient``), a repeat being safe (see the module doc).
 
-    def __init__(self, coord: CoordClient, wait: float = PERSIST_WAIT):
-        self._coord, self.wait = coord, wait
+    ``fallback``: a manager over the proxy's own writer, for a coord that does not flush (one
+    without the shared log, ``Unimplemented``; or an older coord without the RPC, during a rolling
+    upgrade): the proxy then writes the seal records itself, as before the coord flushed."""
+
+    def __init__(self, coord: CoordClient, wait: float = PERSIST_WAIT, fallback: FlushManager | None = None):
+        self._coord, self.wait, self._fallback = coord, wait, fallback
+        self._warned = False
 
     def flush(self, collection_id: int, channels: Sequence[str]) -> FlushResult:
+        try:
+            return self._remote(collection_id, channels)
+        except errors.Unimplemented as e:
+            if self._fallback is None:
+                raise
+            if not self._warned:
+                self._warned = True
+                log.warning("the coord does not flush (%s): this proxy writes the seal records itself", e.message)
+            return self._fallback.flush(collection_id, channels)
+
+    def _remote(self, collection_id: int, channels: Sequence[str]) -> FlushResult:
         request = pb.FlushRequest(collection_id=collection_id, channels=list(channels))
         deadline = time.monotonic() + self.wait + REPLY_MARGIN + self._coord.timeout
 

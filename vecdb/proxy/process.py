@@ -25,7 +25,7 @@ from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
 from vecdb.coord.client import CoordClient, RemoteIdAllocator, RemoteTimestampOracle
 from vecdb.coord.ddl_rpc import RemoteDdl
-from vecdb.coord.flush import RemoteFlush
+from vecdb.coord.flush import FlushManager, RemoteFlush
 from vecdb.coord.resource_groups import ResourceGroups
 from vecdb.datanode.node import DataNode
 from vecdb.datanode.remote import ClusterDataNode
@@ -84,7 +84,9 @@ class ProxyProcess(NodeProcess):
                            resource_groups=ResourceGroups(self.backends.meta, self.router.node_addresses),
                            quota=Quota(settings.quota, node_id=self.node_id))
         self.roles.ddl = RemoteDdl(coord, catalog)  # catalog changes: the coord's (vecdb.coord.ddl)
-        self.roles.flush = RemoteFlush(coord)  # flushes and automatic seals: the coord's (vecdb.coord.flush)
+        # flushes and automatic seals: the coord's (vecdb.coord.flush); this proxy's own writer for a coord
+        # that does not flush (no shared log, or an older one)
+        self.roles.flush = RemoteFlush(coord, fallback=FlushManager(writer, self.backends.meta))
         self.rest_api = RestApi(MilvusService(self.roles), security)  # Milvus's REST API v2 on the HTTP port
         p = settings.proxy
         own_port = p.worker_port + self.worker if self.worker is not None and p.worker_port else 0
