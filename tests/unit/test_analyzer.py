@@ -211,3 +211,72 @@ def test_text_match_errors(expr, words):
     pb.functions.pop()
     with pytest.raises(InvalidParameter, match="set to enable match but not enable analyzer"):
         CollectionSchema.from_proto(pb, "c")
+
+
+# --- BM25 scoring over several segments (vecdb.bm25 through the query node's executor) --------------
+class _Seg:
+    """A segment as the executor reads it: a sparse column, primary keys, all rows visible."""
+
+    def __init__(self, col: np.ndarray, first_pk: int, sealed: bool):
+        self.col, self.first_pk, self.sealed = col, first_pk, sealed
+
+    def column(self, name: str, n: int) -> np.ndarray:
+        return self.col[:n] if name == "sp" else np.arange(self.first_pk, self.first_pk + n, dtype=np.int64)
+
+    def visible(self, ts: int, n: int):
+        return None
+
+
+def _bm25_reference(texts: list[str], q: str, k1: float, b: float) -> dict[int, float]:
+    a = Analyzer()
+    toks = [a.tokens(t) for t in texts]
+    dl = np.array([len(t) for t in toks], float)
+    avgdl = dl.sum() / len(texts)
+    out: dict[int, float] = {}
+    qt = a.tokens(q)
+    for term in set(qt):
+        tf = np.array([t.count(term) for t in toks], float)
+        df = np.count_nonzero(tf)
+        idf = np.log(1 + (len(texts) - df + 0.5) / (df + 0.5))
+        s = qt.count(term) * idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))
+        for i in np.flatnonzero(tf):
+            out[int(i)] = out.get(int(i), 0.0) + float(s[i])
+    return out
+
+
+def test_bm25_statistics_span_sealed_growing_tail_and_older_snapshots():
+    from vecdb import sparse as sp
+    from vecdb.querynode import executor
+    from vecdb.querynode.shard import SegmentView
+    from vecdb.schema import FieldSchema
+
+    rng = np.random.default_rng(3)
+    words = "red green blue cyan magenta yellow black white".split()
+    texts = [" ".join(rng.choice(words, int(rng.integers(1, 9)))) for _ in range(9000)]
+    a = Analyzer()
+    sealed = _Seg(a.term_frequencies(texts[:3000]), 0, True)
+    growing = _Seg(a.term_frequencies(texts[3000:]), 3000, False)
+    field = FieldSchema("sp", DataType.SPARSE_FLOAT_VECTOR, is_function_output=True)
+
+    def search(views, q, k1=1.2, b=0.75):
+        spec = executor.SearchSpec(field=field, queries=a.query_rows([q]), limit=20, offset=0, metric="BM25",
+                                   params={"bm25_k1": k1, "bm25_b": b}, index_type="SPARSE_INVERTED_INDEX")
+        hits = executor.search(views, spec, "id", [])
+        return hits.pks.tolist(), hits.scores.tolist()
+
+    def check(n_growing: int, q: str, k1=1.2, b=0.75):
+        views = [SegmentView(sealed, 3000), SegmentView(growing, n_growing)]
+        ref = _bm25_reference(texts[:3000 + n_growing], q, k1, b)
+        want = sorted(ref.items(), key=lambda t: (-t[1], t[0]))[:20]
+        pks, scores = search(views, q, k1, b)
+        np.testing.assert_allclose(scores, [s for _, s in want], rtol=1e-5)
+        assert all(abs(ref[pk] - s) <= 1e-5 * s for pk, s in zip(pks, scores, strict=True))
+
+    check(6000, "red blue", 1.5, 0.3)  # postings over all growing rows
+    sp.segment_postings(growing, "sp", 6000, 0.0)  # the growing postings cover 6,000 rows now
+    check(4000, "cyan cyan white")  # an older snapshot: only its 4,000 rows count, in scores and statistics
+    more = a.term_frequencies(["red red red", "magenta"] * 500)
+    growing.col = np.concatenate([growing.col, more])  # rows after the postings: scored from their CSR
+    texts += ["red red red", "magenta"] * 500
+    check(7000, "red magenta")
+    assert search([SegmentView(sealed, 3000)], "nothing known") == ([], [])
