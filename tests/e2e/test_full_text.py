@@ -493,3 +493,32 @@ def test_rest_full_text_equals_grpc(server, client, name):
     np.testing.assert_allclose([g["distance"] for g in got], [d for _, d in flat], rtol=1e-6)
     want = _reference(docs, set(docs), QUERIES[0], 10, 1.4, 0.7, set())
     assert [pk for pk, _ in want] == [h["id"] for h in res[0]]
+
+
+def test_cdc_replicates_a_bm25_collection(tmp_path, remote_storage):
+    """CDC: the target collection gets the function and analyzer, computes the term frequencies from the
+    replicated texts itself, and answers BM25 searches as the source does."""
+    from tests.conftest import start_standalone
+    from tests.e2e.test_cdc import replicating
+    from vecdb.cdc.task import new_task_id
+
+    target = start_standalone(str(tmp_path / "dst"))
+    tu = f"http://127.0.0.1:{target.port}"
+    with replicating(tmp_path, remote_storage("cdcft" + new_task_id()), target, tu) as stream:
+        c = MilvusClient(uri=stream.source_uri)
+        _create(c, "ft", analyzer_params={"type": "standard", "stop_words": ["_english_"]}, k1=1.3, b=0.7)
+        texts = _texts(150, 21)
+        c.insert("ft", _rows(texts))
+        c.delete("ft", ids=[3, 4])
+        stream.wait_equal(90, "target never equal")
+        t = MilvusClient(uri=tu)
+        assert t.describe_collection("ft")["functions"][0]["output_field_names"] == ["sparse"]
+        kw = {"anns_field": "sparse", "limit": 10, "search_params": {"metric_type": "BM25"},
+              "consistency_level": "Strong"}
+        src = c.search("ft", QUERIES[:3], **kw)
+        dst = t.search("ft", QUERIES[:3], **kw)
+        assert [[h["id"] for h in q] for q in dst] == [[h["id"] for h in q] for q in src]
+        for a, b in zip(src, dst, strict=True):
+            np.testing.assert_allclose([h["distance"] for h in b], [h["distance"] for h in a], rtol=1e-5)
+        c.close()
+        t.close()
