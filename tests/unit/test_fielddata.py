@@ -634,6 +634,9 @@ def test_placeholder_errors(small):
     vec = schema.field("vec")
     with pytest.raises(InvalidParameter, match=r"the dim \(4\) of search vectors is not equal to schema dim \(8\)"):
         parse_placeholder_group(_group([[0.1] * 8, [0.1] * 4]), vec)
+    # rows checked one by one, not by the total: 12 + 4 floats are two rows' bytes, still refused (first bad row)
+    with pytest.raises(InvalidParameter, match=r"the dim \(12\) of search vectors is not equal to schema dim \(8\)"):
+        parse_placeholder_group(_group([[0.1] * 12, [0.1] * 4]), vec)
     with pytest.raises(InvalidParameter, match=r"BinaryVector\) does not match the type of field \(vec\): FloatVector"):
         parse_placeholder_group(_group([b"\x01"]), vec)
     with pytest.raises(InvalidParameter, match="not a vector field"):

@@ -601,9 +601,8 @@ def parse_placeholder_group(data: bytes, field: FieldSchema, analyzer: Analyzer 
     dim = field.dim
     width = dim // 8 if field.dtype == DataType.BINARY_VECTOR else dim
     row_bytes = width * dtype.itemsize
-    lengths = set(map(len, values))  # in C: no Python loop over the nq rows
-    if lengths != {row_bytes}:
-        bad = min(lengths - {row_bytes})
+    if set(map(len, values)) != {row_bytes}:  # checked in C; the loop below runs only on an error
+        bad = next(len(v) for v in values if len(v) != row_bytes)
         got_dim = bad // dtype.itemsize * (8 if field.dtype == DataType.BINARY_VECTOR else 1)
         raise InvalidParameter(
             f"the dim ({got_dim}) of search vectors is not equal to schema dim ({dim}) "
