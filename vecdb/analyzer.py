@@ -6,12 +6,14 @@ analyzer parameters (``analyzer_params`` on a VARCHAR field, a JSON object):
 - ``{"type": "standard"}`` (the default when none is given): the standard tokenizer and the
   ``lowercase`` filter; ``"stop_words": [...]`` adds a stop filter (``"_english_"`` expands to
   the English list), ``"max_token_length"`` a length filter.
+- ``{"type": "english"}``: the standard analyzer, the English Snowball stemmer, English stop words.
 - ``{"tokenizer": "standard" | "whitespace", "filter": [...]}``: a tokenizer and filters; each
   filter a name (``"lowercase"``, ``"asciifolding"``, ``"alphanumonly"``) or an object
-  (``{"type": "stop", "stop_words": [...]}``, ``{"type": "length", "max": N}``).
+  (``{"type": "stop", "stop_words": [...]}``, ``{"type": "length", "max": N}``,
+  ``{"type": "stemmer", "language": "english"}``: Snowball stemmers, the ``snowballstemmer`` package).
 
-Anything else (``"english"`` / ``"chinese"`` types, stemmers, jieba, ...) is refused at create
-time (1100), never silently replaced.
+Anything else (the ``"chinese"`` type, jieba, lindera, ...) is refused at create time (1100),
+never silently replaced.
 
 The standard tokenizer follows Unicode word boundaries (UAX #29) for the common cases with one
 regular expression: runs of letters, digits and ``_``, joined across a ``'`` or ``.`` between
@@ -30,8 +32,9 @@ import re
 import unicodedata
 import weakref
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -61,6 +64,7 @@ class Analyzer:
     alphanumonly: bool = False
     stop_words: frozenset[str] = field(default_factory=frozenset)
     max_length: int | None = None  # tokens longer (in characters) are dropped
+    stemmer: str | None = None  # a Snowball language: tokens stemmed (before the stop words, as Milvus)
 
     def tokens(self, text: str) -> list[str]:
         if self.lowercase:
@@ -72,15 +76,22 @@ class Analyzer:
             toks = [t for t in toks if t.isascii() and t.isalnum()]
         if self.max_length is not None:
             toks = [t for t in toks if len(t) <= self.max_length]
+        if self.stemmer is not None:
+            stem = _stem_fn(self.stemmer)
+            toks = [stem(t) for t in toks]
         if self.stop_words:
             toks = [t for t in toks if t not in self.stop_words]
         return toks
 
-    def keeps(self, token: str) -> bool:
-        """Whether the filters after the tokenizer keep ``token`` (as ``tokens`` filters them)."""
-        return ((not self.alphanumonly or (token.isascii() and token.isalnum()))
-                and (self.max_length is None or len(token) <= self.max_length)
-                and token not in self.stop_words)
+    def emit(self, token: str) -> str | None:
+        """What the filters after the tokenizer make of ``token`` (None: dropped), as ``tokens`` does."""
+        if self.alphanumonly and not (token.isascii() and token.isalnum()):
+            return None
+        if self.max_length is not None and len(token) > self.max_length:
+            return None
+        if self.stemmer is not None:
+            token = _stem_fn(self.stemmer)(token)
+        return None if token in self.stop_words else token
 
     def spans(self, text: str) -> list[tuple[str, int, int, int]]:
         """``(token, start, end, position)`` of each kept token: UTF-8 byte offsets in ``text`` (as
@@ -92,10 +103,11 @@ class Analyzer:
             src = _fold(src)
         out = []
         for pos, m in enumerate(_TOKENIZERS[self.tokenizer].finditer(src)):
-            if self.keeps(m.group()):
+            token = self.emit(m.group())
+            if token is not None:
                 start = len(text[:m.start()].encode("utf-8", "surrogatepass"))
                 end = start + len(text[m.start():m.end()].encode("utf-8", "surrogatepass"))
-                out.append((m.group(), start, end, pos))
+                out.append((token, start, end, pos))
         return out
 
     def term_frequencies(self, texts: Sequence[str]) -> np.ndarray:
@@ -183,6 +195,35 @@ def match_any(col: np.ndarray, analyzer: Analyzer, query_ids: np.ndarray) -> np.
     return out
 
 
+# Milvus's stemmer languages (tantivy's rust-stemmers), all Snowball algorithms
+STEMMER_LANGUAGES = ("arabic", "danish", "dutch", "english", "finnish", "french", "german", "greek", "hungarian",
+                     "italian", "norwegian", "portuguese", "romanian", "russian", "spanish", "swedish", "tamil",
+                     "turkish")
+_STEMS: dict[str, Callable[[str], str]] = {}
+
+
+def _stem_fn(language: str) -> Callable[[str], str]:
+    """A Snowball stemmer (the snowballstemmer package), each distinct word stemmed once."""
+    fn = _STEMS.get(language)
+    if fn is None:
+        import snowballstemmer  # type: ignore[import-untyped]  # noqa: PLC0415 - only stemming analyzers need it
+
+        fn = _STEMS[language] = lru_cache(maxsize=200_000)(snowballstemmer.stemmer(language).stemWord)
+    return fn
+
+
+def _stemmer(language, where: str) -> str:
+    lang = str(language).lower()
+    if lang not in STEMMER_LANGUAGES:
+        raise InvalidParameter(f"unsupported stemmer language {language!r}{where} (supported: "
+                               f"{', '.join(STEMMER_LANGUAGES)})")
+    try:
+        _stem_fn(lang)
+    except ImportError:
+        raise InvalidParameter(f"the stemmer{where} needs the snowballstemmer package") from None
+    return lang
+
+
 def _fold(text: str) -> str:
     return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
 
@@ -216,13 +257,17 @@ def parse_params(raw: str | dict | None, field_name: str = "") -> Analyzer:
         if "tokenizer" in params or "filter" in params:
             raise InvalidParameter(f"analyzer params{where}: type cannot be given with tokenizer or filter")
         kind = params["type"]
-        if kind != "standard":
+        if kind not in ("standard", "english"):
             raise InvalidParameter(
-                f"analyzer type {kind!r}{where} is not supported by vecdb (supported: standard; the "
-                "english and chinese analyzers need a stemmer / jieba)")
+                f"analyzer type {kind!r}{where} is not supported by vecdb (supported: standard, english; "
+                "the chinese analyzer needs jieba)")
         words = _stop_words(params.get("stop_words", []), where)
         mtl = params.get("max_token_length")
-        return Analyzer(stop_words=words, max_length=None if mtl is None else _positive(mtl, "max_token_length", where))
+        max_length = None if mtl is None else _positive(mtl, "max_token_length", where)
+        if kind == "english":  # Milvus's: standard, lowercase, the English stemmer, English stop words
+            return Analyzer(stop_words=words | ENGLISH_STOP_WORDS, max_length=max_length,
+                            stemmer=_stemmer("english", where))
+        return Analyzer(stop_words=words, max_length=max_length)
     for k in ("stop_words", "max_token_length"):
         if k in params:
             raise InvalidParameter(f"analyzer params{where}: {k} is a param of the standard analyzer type")
@@ -241,15 +286,17 @@ def parse_params(raw: str | dict | None, field_name: str = "") -> Analyzer:
         if isinstance(f, str):
             if f not in _SIMPLE_FILTERS:
                 raise InvalidParameter(f"filter {f!r}{where} is not supported by vecdb "
-                                       f"(supported: {', '.join(_SIMPLE_FILTERS)}, stop, length)")
+                                       f"(supported: {', '.join(_SIMPLE_FILTERS)}, stop, length, stemmer)")
             opts[f] = True
         elif isinstance(f, dict) and f.get("type") == "stop":
             stop |= _stop_words(f.get("stop_words", []), where)
         elif isinstance(f, dict) and f.get("type") == "length":
             opts["max_length"] = _positive(f.get("max"), "length filter max", where)
+        elif isinstance(f, dict) and f.get("type") == "stemmer":
+            opts["stemmer"] = _stemmer(f.get("language", ""), where)
         else:
             raise InvalidParameter(f"filter {f!r}{where} is not supported by vecdb "
-                                   f"(supported: {', '.join(_SIMPLE_FILTERS)}, stop, length)")
+                                   f"(supported: {', '.join(_SIMPLE_FILTERS)}, stop, length, stemmer)")
     return Analyzer(stop_words=frozenset(stop), **opts)
 
 

@@ -39,14 +39,14 @@ def _tokens(text: str, stop: set[str]) -> list[str]:
 
 
 def _reference(docs: dict[int, str], live: set[int], query: str, limit: int, k1: float, b: float,
-               stop: set[str], flt=None) -> list[tuple[int, float]]:
+               stop: set[str], flt=None, tokens=_tokens) -> list[tuple[int, float]]:
     """BM25 as Milvus scores it: statistics over every stored row (``docs``: deleted ones included, as
     Milvus keeps them until compaction), hits among ``live`` rows sharing a term with the query."""
     pks = np.array(sorted(docs))
-    toks = [_tokens(docs[pk], stop) for pk in pks]
+    toks = [tokens(docs[pk], stop) for pk in pks]
     dl = np.array([len(t) for t in toks], np.float64)
     n, avgdl = len(pks), dl.sum() / len(pks)
-    q = _tokens(query, stop)
+    q = tokens(query, stop)
     score = np.zeros(n)
     hit = np.zeros(n, bool)
     for term in set(q):
@@ -298,7 +298,7 @@ def test_bad_schemas_are_refused(client, uri, name):
         (schema(analyzer=False, input_type=schema_pb2.Int64),
          "BM25 function input field must be a VARCHAR field, got 1 field with type Int64"),
         (schema(out_type=schema_pb2.FloatVector), "BM25 function output field must be a SparseFloatVector field"),
-        (schema(analyzer_params='{"type": "english"}'), "analyzer type 'english'"),
+        (schema(analyzer_params='{"type": "chinese"}'), "analyzer type 'chinese'"),
         (schema(analyzer_params='{"tokenizer": "jieba"}'), "tokenizer 'jieba'"),
     ]
     with raw_stub(uri) as stub:
@@ -454,8 +454,9 @@ def test_run_analyzer(client, name):
     assert by_field.tokens == ["don't", "stop-me"]
     code, msg = _code(client.run_analyzer, "x", collection_name=name, field_name="grp")
     assert code == 1100 and "does not enable analyzer" in msg
-    code, msg = _code(client.run_analyzer, "x", analyzer_params={"type": "english"})
-    assert code == 1100 and "analyzer type 'english'" in msg
+    assert client.run_analyzer("Cats running", analyzer_params={"type": "english"}).tokens == ["cat", "run"]
+    code, msg = _code(client.run_analyzer, "x", analyzer_params={"type": "chinese"})
+    assert code == 1100 and "analyzer type 'chinese'" in msg
 
 
 def test_rest_full_text_equals_grpc(server, client, name):
@@ -522,3 +523,32 @@ def test_cdc_replicates_a_bm25_collection(tmp_path, remote_storage):
             np.testing.assert_allclose([h["distance"] for h in b], [h["distance"] for h in a], rtol=1e-5)
         c.close()
         t.close()
+
+
+def test_english_analyzer_stems_documents_and_queries(client, name):
+    """{"type": "english"}: Snowball English stems and English stop words on both sides, so "running
+    cats" finds "run" and "cat"; scores as the reference over the same stems."""
+    import snowballstemmer
+
+    stem = snowballstemmer.stemmer("english").stemWord
+    stop = {"a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no",
+            "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this",
+            "to", "was", "will", "with"}
+
+    def stems(text: str, _stop) -> list[str]:
+        return [t for t in (stem(w) for w in re.findall(r"[a-z]+", text.lower())) if t not in stop]
+
+    _create(client, name, analyzer_params={"type": "english"})
+    rng = np.random.default_rng(17)
+    forms = ["run", "runs", "running", "cat", "cats", "dog", "dogs", "jumped", "jumping", "jump", "happily",
+             "happy", "quickly", "the", "and", "connection", "connected", "connecting"]
+    texts = [" ".join(rng.choice(forms, int(rng.integers(1, 12)))) for _ in range(200)]
+    client.insert(name, _rows(texts))
+    docs = dict(enumerate(texts))
+    for query in ("running cats", "the Connections", "jumps happily"):
+        hits = client.search(name, [query], anns_field="sparse", limit=15, search_params={"metric_type": "BM25"},
+                             consistency_level="Strong")[0]
+        want = _reference(docs, set(docs), query, 15, 1.2, 0.75, set(), tokens=stems)
+        np.testing.assert_allclose([h["distance"] for h in hits], [s for _, s in want], rtol=1e-4)
+        ref = dict(_reference(docs, set(docs), query, 200, 1.2, 0.75, set(), tokens=stems))
+        assert all(abs(ref[h["id"]] - h["distance"]) <= 1e-4 * h["distance"] for h in hits)

@@ -38,12 +38,29 @@ def test_filters_stop_words_length_ascii_folding_and_whitespace():
     assert d.tokens("abc don't 東京 x_y 42") == ["abc", "42"]
 
 
+def test_english_analyzer_and_stemmer_filters_stem_as_snowball():
+    """Milvus's english analyzer: standard tokenizer, lowercase, the (Snowball) English stemmer, then the
+    English stop words; a stemmer filter in a custom chain."""
+    en = parse_params({"type": "english"})
+    assert en.tokens("The Cats were RUNNING happily, and this is generously done") == [
+        "cat", "were", "run", "happili", "generous", "done"]
+    assert parse_params({"type": "english", "stop_words": ["cat"]}).tokens("cats and dogs") == ["dog"]
+    fr = parse_params({"tokenizer": "standard", "filter": ["lowercase", {"type": "stemmer", "language": "french"}]})
+    assert fr.tokens("Les chevaux mangeaient") == ["le", "cheval", "mang"]
+    # run_analyzer's spans give the stemmed tokens at their places
+    assert [t for t, *_ in en.spans("Running dogs")] == ["run", "dog"]
+    # term frequencies and the query rows agree on stems: "runs" finds "running"
+    doc, query = en.term_frequencies(["running fast"])[0], en.query_rows(["runs"])[0]
+    assert np.frombuffer(query, sparse.PAIR)["i"][0] in np.frombuffer(doc, sparse.PAIR)["i"]
+
+
 @pytest.mark.parametrize("params, words", [
-    ('{"type": "english"}', "analyzer type 'english'"),
+    ('{"type": "french"}', "analyzer type 'french'"),
     ('{"type": "chinese"}', "analyzer type 'chinese'"),
     ({"tokenizer": "jieba"}, "tokenizer 'jieba'"),
     ({"tokenizer": "standard", "filter": ["stemmer"]}, "filter 'stemmer'"),
-    ({"tokenizer": "standard", "filter": [{"type": "stemmer", "language": "english"}]}, "filter {"),
+    ({"tokenizer": "standard", "filter": [{"type": "stemmer", "language": "klingon"}]}, "stemmer language 'klingon'"),
+    ({"tokenizer": "standard", "filter": [{"type": "decompounder"}]}, "filter {"),
     ({"tokenizer": "standard", "filter": [{"type": "length", "max": 0}]}, "length filter max"),
     ({"type": "standard", "stop_words": "the"}, "stop_words"),
     ({"type": "standard", "tokenizer": "standard"}, "type cannot be given with tokenizer"),
@@ -134,7 +151,7 @@ def test_bm25_function_is_taken_and_round_trips():
     ({"inputs": ()}, "function input field names cannot be empty"),
     ({"params": {"k": "v"}}, "BM25 function accepts no params"),
     ({"nullable": True}, "function input field cannot be nullable: function bm25, field text"),
-    ({"extra_params": {"analyzer_params": '{"type": "english"}'}}, "analyzer type 'english'"),
+    ({"extra_params": {"analyzer_params": '{"type": "chinese"}'}}, "analyzer type 'chinese'"),
 ])
 def test_bm25_function_is_checked_as_milvus_does(kw, words):
     with pytest.raises(InvalidParameter) as e:
