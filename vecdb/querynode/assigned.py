@@ -201,8 +201,11 @@ class AssignmentFollower:
         """``qnserve/<node id>`` (rows held per channel) and ``qnfull/<node id>`` (sealed segments held
         in full): at once when what is held changed, at most every ``PUBLISH_SECONDS`` when only row
         counts did."""
-        raw = json.dumps({str(c): chs for c, chs in sorted(self.node.channels_held().items())},
-                         sort_keys=True).encode()
+        # qnserve: the channels this node leads (a read of the whole channel may go to it); those where it
+        # holds only placed segments are in qnfull alone
+        led = {c: {ch: n for ch, n in chs.items() if self.node.leads(ch)}
+               for c, chs in self.node.channels_held().items()}
+        raw = json.dumps({str(c): chs for c, chs in sorted(led.items()) if chs}, sort_keys=True).encode()
         full = json.dumps({str(c): chs for c, chs in sorted(self.node.full_segments().items())},
                           sort_keys=True).encode()
         now = time.monotonic()

@@ -68,14 +68,22 @@ class LoadedCollection:
         self.shards = shards
 
     def snapshot(self, partition_ids: set[int] | None, channels: Sequence[str] | None = None,
-                 scopes: Mapping[str, ReadScope] | None = None) -> list[SegmentView]:
+                 scopes: Mapping[str, ReadScope] | None = None, reading: bool = False) -> list[SegmentView]:
         """The segments of every shard held, or of ``channels`` only (each must be held here: a
         proxy that planned a read with an older assignment gets ``CollectionNotLoaded`` and plans
         again); ``scopes``: the part of a channel to read, where its sealed segments are spread over
-        several nodes (``ReadScope``)."""
+        several nodes (``ReadScope``); ``reading``: a read of ``channels`` without a scope for a channel
+        this node does not lead is refused (``CollectionNotLoaded``: the proxy planned it with an older
+        picture)."""
         scopes = scopes or {}
         if channels is None:
             return [v for s in self.shards for v in s.snapshot(partition_ids, scopes.get(s.channel))]
+        if reading:
+            led_elsewhere = [s.channel for s in self.shards if s.channel in channels and not s.leader
+                             and s.channel not in scopes]
+            if led_elsewhere:  # this node holds only some sealed segments of them: a whole-channel read is not its
+                raise errors.CollectionNotLoaded(f"channels {led_elsewhere} of collection {self.info.name} are led by "
+                                                 f"another query node")
         by_channel = {s.channel: s for s in self.shards}
         missing = [ch for ch in channels if ch not in by_channel]
         if missing:
@@ -738,7 +746,7 @@ class QueryNode:
         """Over every channel held, or over ``channels`` (a proxy's share of a sharded read), or the
         part of them ``scopes`` names."""
         coll = self._collection(info)
-        views = coll.snapshot(partition_ids, channels, scopes)
+        views = coll.snapshot(partition_ids, channels, scopes, reading=True)
         hits = executor.search(views, spec, info.schema.primary_field.name, output_fields)
         for name in output_fields:
             if name not in hits.columns or not len(hits.pks):
@@ -751,7 +759,7 @@ class QueryNode:
               channels: Sequence[str] | None = None,
               scopes: Mapping[str, ReadScope] | None = None) -> dict[str, np.ndarray]:
         coll = self._collection(info)
-        views = coll.snapshot(partition_ids, channels, scopes)
+        views = coll.snapshot(partition_ids, channels, scopes, reading=True)
         if not views:
             return {n: output_column(info.schema, n) for n in output_fields}
         return executor.query(views, ts, flt, output_fields, info.schema.primary_field.name, limit, offset)
@@ -759,7 +767,7 @@ class QueryNode:
     @metrics.querynode_read("count")
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               channels: Sequence[str] | None = None, scopes: Mapping[str, ReadScope] | None = None) -> int:
-        return executor.count(self._collection(info).snapshot(partition_ids, channels, scopes), ts, flt)
+        return executor.count(self._collection(info).snapshot(partition_ids, channels, scopes, reading=True), ts, flt)
 
     def num_rows(self, info: CollectionInfo) -> int:
         coll = self.collections.get(info.id)
