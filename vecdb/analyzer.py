@@ -244,8 +244,8 @@ def parse_params(raw: str | dict | None, field_name: str = "") -> Analyzer:
     if isinstance(raw, str):
         try:
             params = json.loads(raw)
-        except ValueError:
-            raise InvalidParameter(f"analyzer params{where} are not valid JSON: {raw!r}") from None
+        except (ValueError, RecursionError):
+            raise InvalidParameter(f"analyzer params{where} are not valid JSON: {raw[:200]!r}") from None
     else:
         params = raw
     if not isinstance(params, dict):
@@ -274,7 +274,7 @@ def parse_params(raw: str | dict | None, field_name: str = "") -> Analyzer:
     tok = params.get("tokenizer", "standard")
     if isinstance(tok, dict):
         tok = tok.get("type")
-    if tok not in _TOKENIZERS:
+    if not isinstance(tok, str) or tok not in _TOKENIZERS:
         raise InvalidParameter(
             f"tokenizer {tok!r}{where} is not supported by vecdb (supported: {', '.join(_TOKENIZERS)})")
     filters = params.get("filter", [])

@@ -297,3 +297,12 @@ def test_bm25_statistics_span_sealed_growing_tail_and_older_snapshots():
     texts += ["red red red", "magenta"] * 500
     check(7000, "red magenta")
     assert search([SegmentView(sealed, 3000)], "nothing known") == ([], [])
+
+
+@pytest.mark.parametrize("raw", ["[" * 100_000, '{"tokenizer": ["x"]}', '{"type": ["standard"]}', '{"filter": [["x"]]}',
+                                 '{"filter": [{"type": "length", "max": true}]}', '{"filter": "lowercase"}',
+                                 '{"filter": [{"type": "stemmer", "language": null}]}', "null", '"x"'])
+def test_hostile_analyzer_params_are_1100_not_crashes(raw):
+    with pytest.raises(InvalidParameter) as e:
+        parse_params(raw, "text")
+    assert e.value.code == 1100
