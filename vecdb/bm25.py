@@ -72,10 +72,28 @@ def row_lengths(seg, name: str, n: int) -> np.ndarray:
     return dl
 
 
+def _sealed_terms(seg, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A sealed segment's (terms, rows holding each), kept on the segment: from its rows, not its
+    postings (an index's drop_ratio_build leaves values out of those; Milvus's statistics count them)."""
+    cache = seg.__dict__.setdefault("_bm25_terms", {})
+    hit = cache.get(name)
+    if hit is None:
+        hit = cache[name] = np.unique(sparse.to_csr(seg.column(name, seg.n)).indices, return_counts=True)
+    return hit
+
+
 def _document_frequencies(view, name: str, terms: np.ndarray) -> np.ndarray:
     """Rows of the view holding each of ``terms`` (sorted, unique uint32)."""
-    post, tail = sparse.segment_postings(view.segment, name, view.n, 0.0)
     df = np.zeros(len(terms), np.int64)
+    if view.segment.sealed:
+        dims, counts = _sealed_terms(view.segment, name)
+        if len(dims):
+            pos = np.minimum(np.searchsorted(dims, terms), len(dims) - 1)
+            hit = dims[pos] == terms
+            df[hit] = counts[pos[hit]]
+        return df
+    # growing: its postings (built without a drop ratio, as the search reads them) and the rows after them
+    post, tail = sparse.segment_postings(view.segment, name, view.n, 0.0)
     if len(post.dims):
         pos = np.minimum(np.searchsorted(post.dims, terms), len(post.dims) - 1)
         hit = np.flatnonzero(post.dims[pos] == terms)

@@ -237,6 +237,10 @@ class _Seg:
     def __init__(self, col: np.ndarray, first_pk: int, sealed: bool):
         self.col, self.first_pk, self.sealed = col, first_pk, sealed
 
+    @property
+    def n(self) -> int:
+        return len(self.col)
+
     def column(self, name: str, n: int) -> np.ndarray:
         return self.col[:n] if name == "sp" else np.arange(self.first_pk, self.first_pk + n, dtype=np.int64)
 
@@ -297,6 +301,14 @@ def test_bm25_statistics_span_sealed_growing_tail_and_older_snapshots():
     texts += ["red red red", "magenta"] * 500
     check(7000, "red magenta")
     assert search([SegmentView(sealed, 3000)], "nothing known") == ([], [])
+    # a sealed index's drop_ratio_build leaves values out of the postings, not out of the statistics
+    views = [SegmentView(sealed, 3000)]
+    spec = executor.SearchSpec(field=field, queries=a.query_rows(["red"]), limit=3000, offset=0, metric="BM25",
+                               params={"drop_ratio_build": 0.5}, index_type="SPARSE_INVERTED_INDEX")
+    hits = executor.search(views, spec, "id", [])
+    ref = _bm25_reference(texts[:3000], "red", 1.2, 0.75)
+    assert all(abs(ref[pk] - s) <= 1e-5 * s for pk, s in zip(hits.pks.tolist(), hits.scores.tolist(), strict=True))
+    assert len(hits.pks) and sealed.__dict__["_sparse_postings"]["sp"][1] == 0.5  # the index's postings
 
 
 @pytest.mark.parametrize("raw", ["[" * 100_000, '{"tokenizer": ["x"]}', '{"type": ["standard"]}', '{"filter": [["x"]]}',
