@@ -86,7 +86,8 @@ def _coord(args) -> int:
             logging.getLogger("vecdb.coord.gc").warning(
                 "no shared object store (storage.objects / --object-store is 'local'): no garbage collection")
         coord = Coord(meta, settings.proxy.host, args.port if args.port is not None else 19540,
-                      settings.storage.session_ttl, objects, settings.gc, wal)
+                      settings.storage.session_ttl, objects, settings.gc, wal,
+                      spread_min_rows=settings.querynode.spread_min_rows)
         _role_http_port(args, settings)
         if settings.http.port:
             from vecdb.http import start_http

@@ -52,6 +52,9 @@ class StorageSettings(BaseModel):
 
 class QueryNodeSettings(BaseModel):
     index_threads: int = 1
+    spread_min_rows: int = Field(200_000, ge=0, description="sealed rows a shard channel holds before the coord "
+                                 "spreads its segments over a replica's query nodes (below it the channel's leader "
+                                 "holds them all and no other node follows the channel; 0: always spread)")
 
 
 class DataNodeSettings(BaseModel):

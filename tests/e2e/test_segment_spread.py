@@ -30,7 +30,8 @@ EVERY_LIST = {"params": {"nprobe": 8}}
 
 def test_the_sealed_segments_of_one_shard_spread_over_the_nodes_of_a_replica(tmp_path, remote_storage):
     stop = threading.Event()
-    with start_cluster(dict(remote_storage(), session_ttl=2), tmp_path, querynodes=("qn0", "qn1")) as cluster:
+    with start_cluster(dict(remote_storage(), session_ttl=2), tmp_path, querynodes=("qn0", "qn1"),
+                       env={"coord": {"VECDB_QUERYNODE__SPREAD_MIN_ROWS": "10000"}}) as cluster:
         uri, c = cluster.uri(), cluster.client()
         cluster.connect("spread")
         cluster.at_close(stop.set)

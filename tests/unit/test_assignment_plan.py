@@ -154,3 +154,12 @@ def test_a_new_segment_stays_with_its_channels_leader_when_the_loads_are_about_e
     sealed = {1: {ch: {f"{ch}-p": 1000 + i} for i, ch in enumerate(CHS)}}
     a = plan({1: (CHS, 1)}, ["n0", "n1"], {}, {}, sealed=sealed)[1].replicas[0]
     assert {ch: a.segments[ch][f"{ch}-p"] for ch in CHS} == a.channels  # nothing to move: every leader keeps its own
+
+
+def test_a_channel_is_spread_only_once_its_sealed_rows_reach_the_threshold():
+    small = {1: {"c1-s0": {"p0": 600, "p1": 600}}}
+    a = plan({1: (["c1-s0"], 1)}, ["n0", "n1"], {}, {}, sealed=small, spread_min_rows=1500)
+    assert a[1].replicas[0].segments == {}  # the leader holds them all; no other node follows the channel
+    grown = {1: {"c1-s0": {"p0": 600, "p1": 600, "p2": 600}}}
+    b = plan({1: (["c1-s0"], 1)}, ["n0", "n1"], a, {}, sealed=grown, spread_min_rows=1500)[1]
+    assert sorted(b.replicas[0].segments["c1-s0"].values()).count("n1") >= 1

@@ -33,7 +33,9 @@ Rules (``plan``):
   new node reports it serves the channel; the old node then releases it. One hand-over per
   replica at a time, so reads always find a complete replica.
 - Sealed segments spread over the replica's nodes (``Replica.segments``), so that memory scales
-  out even for a collection of one shard: in a replica of two nodes or more, each persisted segment
+  out even for a collection of one shard: in a replica of two nodes or more, once a channel's sealed
+  rows reach ``querynode.spread_min_rows`` (200,000 by default: below it spreading costs more than it
+  saves, every node holding segments of a channel follows it), each persisted segment
   (``seg/`` keys) is placed on one node of the replica, new ones on the node holding the fewest
   placed rows (the channel's leader, which sealed it, unless another node is lighter by more than a
   tenth of the segment's rows), placements kept while their node stays. When moving one segment from the busiest to
@@ -159,13 +161,15 @@ Sealed = dict[int, dict[str, dict[str, int]]]  # collection id -> channel -> seg
 
 def plan(loaded: Loaded, nodes: list[str], current: dict[int, Assignment],
          served: Served, groups: dict[str, str] | None = None,
-         settled: set[int] | None = None, sealed: Sealed | None = None) -> dict[int, Assignment]:
+         settled: set[int] | None = None, sealed: Sealed | None = None,
+         spread_min_rows: int = 0) -> dict[int, Assignment]:
     """The assignments that should stand: ``loaded`` (collection id -> (channels, replica
     number) or (channels, replica number, the resource group of each replica)), the live query
     ``nodes``, the ``current`` assignments, what each node reports it serves and ``groups``
     (node id -> its resource group; a node not in it is in the default group) and the ``sealed``
-    segments of each channel (their rows). Hand-overs for balance start only in the ``settled``
-    collections (None: all). Pure; the rules are the module's."""
+    segments of each channel (their rows; a channel's are spread once they hold
+    ``spread_min_rows``). Hand-overs for balance start only in the ``settled`` collections (None:
+    all). Pure; the rules are the module's."""
     live = set(nodes)
     group_of = {n: (groups or {}).get(n, DEFAULT_RESOURCE_GROUP) for n in live}
     load = {n: 0 for n in sorted(live)}
@@ -189,7 +193,9 @@ def plan(loaded: Loaded, nodes: list[str], current: dict[int, Assignment],
                 _rebalance(r, cid, rows, load)
     for cid, a in out.items():
         for r in a.replicas:
-            _place_segments(r, (sealed or {}).get(cid, {}), settled is None or cid in settled)
+            spread = {ch: segs for ch, segs in (sealed or {}).get(cid, {}).items()
+                      if sum(segs.values()) >= spread_min_rows}
+            _place_segments(r, spread, settled is None or cid in settled)
     return out
 
 
@@ -388,7 +394,8 @@ class AssignmentManager(Planner):
     name = "assignment"
     interval = REBALANCE_SECONDS
 
-    def __init__(self, meta: MetaStore, fence: dict[str, bytes]):
+    def __init__(self, meta: MetaStore, fence: dict[str, bytes], spread_min_rows: int = 0):
+        self.spread_min_rows = spread_min_rows
         super().__init__(meta, fence, ASSIGN_PREFIX, (COLL_PREFIX, QUERYNODE_SESSIONS, SERVE_PREFIX, RG_PREFIX,
                                                       SEG_PREFIX))
         try:
@@ -427,6 +434,6 @@ class AssignmentManager(Planner):
             if where is not None and where[0] in loaded:
                 seg = json.loads(raw)
                 sealed.setdefault(where[0], {}).setdefault(where[1], {})[seg["prefix"]] = int(seg["num_rows"])
-        wanted = plan(loaded, nodes, current, served, self._node_groups(nodes), settled, sealed)
+        wanted = plan(loaded, nodes, current, served, self._node_groups(nodes), settled, sealed, self.spread_min_rows)
         for cid in self.commit({cid: a.to_json() for cid, a in wanted.items()}):
             self._changed_at[cid] = now
