@@ -13,6 +13,7 @@ from vecdb.proxy.rpc_collections import CollectionRpcs
 from vecdb.proxy.rpc_compaction import CompactionRpcs
 from vecdb.proxy.rpc_dml import DmlRpcs
 from vecdb.proxy.rpc_hybrid import HybridRpcs
+from vecdb.proxy.rpc_import import ImportRpcs
 from vecdb.proxy.rpc_index import IndexRpcs
 from vecdb.proxy.rpc_resource_groups import ResourceGroupRpcs
 from vecdb.proxy.rpc_search import SearchRpcs
@@ -20,6 +21,6 @@ from vecdb.proxy.rpc_security import SecurityRpcs
 from vecdb.proxy.rpc_text import TextRpcs
 
 
-class MilvusService(AdminRpcs, CollectionRpcs, CompactionRpcs, IndexRpcs, ResourceGroupRpcs, DmlRpcs, HybridRpcs,
-                    SearchRpcs, SecurityRpcs, TextRpcs, milvus_pb2_grpc.MilvusServiceServicer):
+class MilvusService(AdminRpcs, CollectionRpcs, CompactionRpcs, IndexRpcs, ResourceGroupRpcs, ImportRpcs, DmlRpcs,
+                    HybridRpcs, SearchRpcs, SecurityRpcs, TextRpcs, milvus_pb2_grpc.MilvusServiceServicer):
     pass

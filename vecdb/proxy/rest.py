@@ -20,13 +20,14 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
-from vecdb import errors
+from vecdb import errors, importer
 from vecdb.proxy.fielddata import float32_to_bfloat16, null_column
 from vecdb.proxy.fieldencode import dumps_json, field_data_from_columns
 from vecdb.schema import DEFAULT_VALUE_ATTR, DYNAMIC_FIELD, CollectionSchema, DataType, valid_key
@@ -70,7 +71,7 @@ class RestApi:
         self.service = service
         self.security = security if security is not None and security.enabled else None
         self.routes: dict[str, Callable[[dict, _Request], Any]] = {
-            f"{category}/{action}": getattr(self, f"_{category}_{action}")
+            f"{category}/{action}": getattr(self, f"_{category.replace('/', '_')}_{action}")
             for category, actions in ENDPOINTS.items() for action in actions
         }
 
@@ -463,6 +464,39 @@ class RestApi:
             grantor=milvus_pb2.GrantorEntity(privilege=milvus_pb2.PrivilegeEntity(name=req["privilege"])))))
         return {}
 
+    # --- import jobs (vecdb.proxy.rpc_import) -------------------------------------------------
+    def _jobs_import_create(self, req, r):
+        name, partition = _name(req), req.get("partitionName") or ""
+        files = req.get("files")
+        if not isinstance(files, list) or not all(isinstance(g, list) for g in files):
+            raise RestError(MISSING_PARAMETER, "missing required parameters, error: files (a list of lists of paths)")
+        r.authorize("Import", milvus_pb2.ImportRequest(db_name=r.db, collection_name=name, partition_name=partition,
+                                                       files=[str(p) for g in files for p in g]))
+        job = self.service.start_import(r.db, name, partition, importer.check_groups(files))
+        return {"jobId": str(job.id)}
+
+    def _import_job(self, req, r):
+        try:
+            job_id = int(req["jobId"])
+        except (KeyError, TypeError, ValueError):
+            raise RestError(MISSING_PARAMETER, "missing required parameters, error: jobId") from None
+        job = self.service.get_import_job(job_id)
+        r.authorize("Import", milvus_pb2.ImportRequest(db_name=job.db, collection_name=job.collection))
+        return job
+
+    def _jobs_import_get_progress(self, req, r):
+        return _job_progress(self._import_job(req, r))
+
+    def _jobs_import_describe(self, req, r):
+        return _job_progress(self._import_job(req, r))
+
+    def _jobs_import_list(self, req, r):
+        name = req.get("collectionName") or ""
+        if name:
+            r.authorize("Import", milvus_pb2.ImportRequest(db_name=r.db, collection_name=name))
+        return {"records": [{"collectionName": j.collection, "jobId": str(j.id), "state": j.state,
+                             "progress": j.progress} for j in self.service.list_import_jobs(r.db, name)]}
+
 
 ENDPOINTS = {
     "collections": ("list", "has", "describe", "get_stats", "get_load_state", "create", "drop", "rename", "load",
@@ -474,7 +508,17 @@ ENDPOINTS = {
     "databases": ("list", "describe", "create", "drop"),
     "users": ("list", "describe", "create", "update_password", "drop", "grant_role", "revoke_role"),
     "roles": ("list", "describe", "create", "drop", "grant_privilege", "revoke_privilege"),
+    "jobs/import": ("create", "list", "get_progress", "describe"),
 }
+
+def _job_progress(job) -> dict:
+    """A job as Milvus 2.4's REST get_progress answers it (per-file details carry the job's state)."""
+    done = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(job.complete_ms / 1000)) if job.complete_ms else ""
+    details = [{"fileName": ",".join(g), "fileSize": 0, "state": job.state, "progress": job.progress,
+                "completeTime": done, "reason": job.reason} for g in job.files]
+    return {"jobId": str(job.id), "collectionName": job.collection, "state": job.state, "progress": job.progress,
+            "reason": job.reason, "completeTime": done, "importedRows": job.imported_rows,
+            "totalRows": job.total_rows, "fileSize": 0, "details": details}
 
 
 class _Request:
@@ -497,13 +541,17 @@ class _Request:
                 raise RestError(NEED_AUTHENTICATE, e.message, 401) from None
         self._schemas: dict[str, CollectionSchema] = {}
 
-    def call(self, method: str, request, ok_codes: tuple[int, ...] = ()):
-        """The Milvus handler's reply; its error status raised as a Milvus error."""
+    def authorize(self, method: str, request) -> None:
+        """Whether this call's user may call the Milvus ``method`` with ``request`` (403 if not)."""
         if self.api.security is not None:
             try:
                 self.api.security.authorize(self.user, method, request, self.db)
             except errors.NotPermitted as e:
                 raise RestError(e.code, e.message, 403) from None
+
+    def call(self, method: str, request, ok_codes: tuple[int, ...] = ()):
+        """The Milvus handler's reply; its error status raised as a Milvus error."""
+        self.authorize(method, request)
         reply = getattr(self.api.service, method)(request, self.call_context)
         status = _status_of(reply)
         if status.code and status.code not in ok_codes:
@@ -870,6 +918,9 @@ PARAMETERS: dict[str, list[tuple[str, str, bool]]] = {
                               ("privilege", _S, True)],
     "roles/revoke_privilege": [("roleName", _S, True), ("objectType", _S, True), ("objectName", _S, True),
                                ("privilege", _S, True)],
+    "jobs/import/create": _COLL + [("files", _A, True), ("partitionName", _S, False), ("options", _O, False)],
+    "jobs/import/list": [("collectionName", _S, False)], "jobs/import/get_progress": [("jobId", _S, True)],
+    "jobs/import/describe": [("jobId", _S, True)],
 }
 
 

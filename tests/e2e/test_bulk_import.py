@@ -1,0 +1,172 @@
+"""Bulk import (vecdb.importer, vecdb.proxy.rpc_import) through pymilvus on every deployment: JSON
+and NumPy files in the object store imported (counts, search and query exact), states to
+Completed with progress, a bad file failing the job with the row and the reason and importing
+nothing, ListImportTasks, and the REST v2 jobs/import endpoints."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+
+import numpy as np
+import pytest
+from pymilvus import BulkInsertState, CollectionSchema, DataType, FieldSchema, MilvusClient, utility
+
+from tests.e2e._helpers import orm  # noqa: F401 - fixture
+from tests.e2e.test_rest import post
+
+DIM = 8
+
+
+@pytest.fixture(scope="module")
+def objects(server, tmp_path_factory):
+    """The server's object store, where the files to import go."""
+    if hasattr(server, "objects"):  # a Standalone
+        yield server.objects
+        return
+    from vecdb.config import StorageSettings
+    from vecdb.storage.backends import open_objects
+
+    store = open_objects(StorageSettings(**server.storage, data_dir=str(tmp_path_factory.mktemp("import-s3"))))
+    yield store
+    store.close()
+
+
+def _wait(job_id: int, orm_alias: str, timeout: float = 60) -> BulkInsertState:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = utility.get_bulk_insert_state(job_id, using=orm_alias)
+        if st.state in (BulkInsertState.ImportCompleted, BulkInsertState.ImportFailed) or time.monotonic() > deadline:
+            return st
+        time.sleep(0.1)
+
+
+def _collection(client: MilvusClient, name: str, auto_id: bool = False) -> None:
+    schema = CollectionSchema([
+        FieldSchema("id", DataType.INT64, is_primary=True, auto_id=auto_id),
+        FieldSchema("vec", DataType.FLOAT_VECTOR, dim=DIM),
+        FieldSchema("tag", DataType.VARCHAR, max_length=16),
+        FieldSchema("score", DataType.FLOAT, nullable=True),
+    ], enable_dynamic_field=True)
+    client.create_collection(name, schema=schema)
+    idx = client.prepare_index_params()
+    idx.add_index("vec", index_type="FLAT", metric_type="L2")
+    client.create_index(name, idx)
+    client.load_collection(name)
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def _rows(n: int, start: int = 0) -> tuple[list[dict], np.ndarray]:
+    vecs = np.random.default_rng(start).random((n, DIM), dtype=np.float32)
+    rows = [{"id": start + i, "vec": vecs[i].tolist(), "tag": f"t{(start + i) % 5}",
+             "score": None if i % 4 == 0 else float(i), "extra": i * 2} for i in range(n)]
+    return rows, vecs
+
+
+def test_json_import_completes_and_rows_are_exact(client, name, orm, objects):  # noqa: F811
+    _collection(client, name)
+    rows, vecs = _rows(1500)
+    prefix = f"imports/{uuid.uuid4().hex}"
+    objects.put(f"{prefix}/a.json", json.dumps({"rows": rows[:1000]}).encode())
+    objects.put(f"{prefix}/b.json", json.dumps(rows[1000:]).encode())  # a top-level list, as newer writers do
+    job = utility.do_bulk_insert(name, files=[f"{prefix}/a.json", f"{prefix}/b.json"], using=orm)
+    st = _wait(job, orm)
+    assert st.state == BulkInsertState.ImportCompleted, st
+    assert st.row_count == 1500 and st.progress == 100 and st.infos["failed_reason"] == ""
+    assert st.infos["collection"] == name and st.files == f"{prefix}/a.json,{prefix}/b.json"
+    assert client.query(name, "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 1500
+    hits = client.search(name, [vecs[1234].tolist()], limit=1, output_fields=["tag", "extra", "score"],
+                         consistency_level="Strong")[0]
+    assert hits[0]["id"] == 1234 and hits[0]["entity"]["tag"] == "t4" and hits[0]["entity"]["extra"] == 2468
+    assert hits[0]["entity"]["score"] == pytest.approx(1234.0)
+    got = client.query(name, "id in [0, 1, 1004]", output_fields=["score", "tag"], consistency_level="Strong")
+    assert {r["id"]: r["score"] for r in got} == {0: None, 1: 1.0, 1004: None}
+    tasks = utility.list_bulk_insert_tasks(collection_name=name, using=orm)
+    assert [t.task_id for t in tasks] == [job] and tasks[0].state == BulkInsertState.ImportCompleted
+
+
+def test_numpy_import_with_auto_id_and_dynamic_field(client, name, orm, objects):  # noqa: F811
+    _collection(client, name, auto_id=True)
+    n = 2000
+    vecs = np.random.default_rng(7).random((n, DIM), dtype=np.float32)
+    prefix = f"imports/{uuid.uuid4().hex}"
+    files = {"vec.npy": vecs, "tag": np.array([f"t{i % 5}" for i in range(n)]),
+             "$meta.npy": np.array([json.dumps({"k": i}) for i in range(n)])}
+    for fname, arr in files.items():
+        objects.put(f"{prefix}/{fname if fname.endswith('.npy') else fname + '.npy'}", _npy(arr))
+    paths = [f"{prefix}/vec.npy", f"{prefix}/tag.npy", f"{prefix}/$meta.npy"]
+    objects.put(f"{prefix}/id.npy", _npy(np.arange(n)))  # the auto-generated primary key given: refused
+    st = _wait(utility.do_bulk_insert(name, files=paths + [f"{prefix}/id.npy"], using=orm), orm)
+    assert st.state == BulkInsertState.ImportFailed and "auto-generated" in st.failed_reason, st.failed_reason
+    st = _wait(utility.do_bulk_insert(name, files=paths, using=orm), orm)
+    assert st.state == BulkInsertState.ImportCompleted and st.row_count == n, st
+    assert client.query(name, "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == n
+    hit = client.search(name, [vecs[777].tolist()], limit=1, output_fields=["tag", "k", "score"],
+                        consistency_level="Strong")[0][0]
+    assert hit["distance"] == pytest.approx(0.0, abs=1e-5)
+    assert hit["entity"]["tag"] == "t2" and hit["entity"]["k"] == 777 and hit["entity"]["score"] is None
+    ids = [r["id"] for r in client.query(name, "tag == 't0'", output_fields=["id"], consistency_level="Strong")]
+    assert len(ids) == n // 5 and len(set(ids)) == len(ids)  # auto_id keys, all distinct
+
+
+def test_a_bad_file_fails_the_job_and_imports_nothing(client, name, orm, objects):  # noqa: F811
+    _collection(client, name)
+    rows, _ = _rows(50)
+    rows[37]["vec"] = rows[37]["vec"][:5]  # a 5-dim vector in an 8-dim field
+    prefix = f"imports/{uuid.uuid4().hex}"
+    objects.put(f"{prefix}/good.json", json.dumps({"rows": _rows(20, 100)[0]}).encode())
+    objects.put(f"{prefix}/bad.json", json.dumps({"rows": rows}).encode())
+    st = _wait(utility.do_bulk_insert(name, files=[f"{prefix}/good.json", f"{prefix}/bad.json"], using=orm), orm)
+    assert st.state == BulkInsertState.ImportFailed and st.row_count == 0, st
+    assert "bad.json" in st.failed_reason and "row 37" in st.failed_reason, st.failed_reason
+    # NumPy: files of different lengths; a missing file
+    objects.put(f"{prefix}/id.npy", _npy(np.arange(10)))
+    objects.put(f"{prefix}/vec.npy", _npy(np.zeros((9, DIM), np.float32)))
+    objects.put(f"{prefix}/tag.npy", _npy(np.array(["x"] * 10)))
+    st = _wait(utility.do_bulk_insert(name, files=[f"{prefix}/{f}.npy" for f in ("id", "vec", "tag")], using=orm), orm)
+    assert st.state == BulkInsertState.ImportFailed and "9 rows" in st.failed_reason, st.failed_reason
+    st = _wait(utility.do_bulk_insert(name, files=[f"{prefix}/nothere.json"], using=orm), orm)
+    assert st.state == BulkInsertState.ImportFailed and "does not exist" in st.failed_reason
+    assert client.query(name, "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 0
+    with pytest.raises(Exception, match="unexpected file type"):
+        utility.do_bulk_insert(name, files=[f"{prefix}/x.csv2"], using=orm)
+    with pytest.raises(Exception, match="can't find collection"):
+        utility.do_bulk_insert("no_such_" + name, files=[f"{prefix}/good.json"], using=orm)
+    assert len(utility.list_bulk_insert_tasks(collection_name=name, using=orm)) == 3
+
+
+def test_rest_import_jobs(server, client, name, objects):
+    port = server.http_ports[0]
+    _collection(client, name)
+    rows, vecs = _rows(300)
+    key = f"imports/{uuid.uuid4().hex}/rows.json"
+    objects.put(key, json.dumps({"rows": rows}).encode())
+    status, body = post(port, "jobs/import/create", {"collectionName": name, "files": [[key]]})
+    assert status == 200 and body["code"] == 0, body
+    job_id = body["data"]["jobId"]
+    deadline = time.monotonic() + 60
+    while True:
+        _, prog = post(port, "jobs/import/get_progress", {"jobId": job_id})
+        assert prog["code"] == 0, prog
+        if prog["data"]["state"] in ("Completed", "Failed") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    data = prog["data"]
+    assert data["state"] == "Completed" and data["progress"] == 100 and data["importedRows"] == 300, data
+    assert data["totalRows"] == 300 and data["collectionName"] == name and data["details"][0]["fileName"] == key
+    _, desc = post(port, "jobs/import/describe", {"jobId": job_id})
+    assert desc["data"]["state"] == "Completed"
+    _, listed = post(port, "jobs/import/list", {"collectionName": name})
+    assert [(r["jobId"], r["state"], r["progress"]) for r in listed["data"]["records"]] == [(job_id, "Completed", 100)]
+    assert client.query(name, "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 300
+    _, missing = post(port, "jobs/import/get_progress", {"jobId": "12345"})
+    assert missing["code"] != 0 and "does not exist" in missing["message"]
+    _, bad = post(port, "jobs/import/create", {"collectionName": name, "files": []})
+    assert bad["code"] != 0

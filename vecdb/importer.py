@@ -1,0 +1,232 @@
+"""Bulk import (Milvus's ``Import`` / ``GetImportState`` / ``ListImportTasks`` and the REST v2
+``jobs/import`` endpoints): the job records and the file readers.
+
+A job is a JSON record ``import/<job id>`` in the metadata store, so every proxy answers for it
+and it outlives the process that ran it. Files are keys of the deployment's object store (the
+data dir's ``objects/`` on the embedded backends, the configured bucket and namespace on S3);
+a standalone server on the embedded object store also takes absolute local paths.
+
+Formats, as Milvus 2.4 reads them: a row-based JSON file (``{"rows": [{...}, ...]}`` or a
+top-level list of row objects, as ``LocalBulkWriter`` writes them) is one file of a job; NumPy
+column files (``<field>.npy``, one per field, ``$meta.npy`` for the dynamic field as JSON
+strings) form one group together. Parquet needs pyarrow, which is not a dependency: refused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from vecdb import errors
+from vecdb.schema import CollectionSchema, DataType
+from vecdb.storage.base import MetaStore, ObjectStore
+
+JOB_PREFIX = "import/"
+
+PENDING, IMPORTING, COMPLETED, FAILED = "Pending", "Importing", "Completed", "Failed"
+# JSON rows per validated and written batch; NumPy columns are cut by bytes (BATCH_BYTES)
+JSON_BATCH_ROWS = 10_000
+BATCH_BYTES = 16 << 20
+
+
+@dataclass
+class ImportJob:
+    id: int
+    db: str
+    collection: str
+    collection_id: int
+    partition: str
+    files: list[list[str]]
+    state: str = PENDING
+    progress: int = 0
+    imported_rows: int = 0
+    total_rows: int = 0
+    reason: str = ""
+    create_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    complete_ms: int = 0
+    segment_ids: list[int] = field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> ImportJob:
+        return cls(**json.loads(raw))
+
+
+class JobStore:
+    """Import jobs in the metadata store (``import/<id>``)."""
+
+    def __init__(self, meta: MetaStore):
+        self.meta = meta
+
+    def put(self, job: ImportJob) -> None:
+        self.meta.put(f"{JOB_PREFIX}{job.id}", job.to_json())
+
+    def get(self, job_id: int) -> ImportJob | None:
+        raw = self.meta.get(f"{JOB_PREFIX}{job_id}")
+        return None if raw is None else ImportJob.from_json(raw)
+
+    def list(self, db: str, collection_id: int | None = None) -> list[ImportJob]:
+        jobs = [ImportJob.from_json(v) for _, v in self.meta.scan(JOB_PREFIX)]
+        jobs = [j for j in jobs if j.db == db and (collection_id is None or j.collection_id == collection_id)]
+        return sorted(jobs, key=lambda j: j.id)
+
+
+# --- files --------------------------------------------------------------------------------
+def file_kind(path: str) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    if ext in (".json", ".npy"):
+        return ext[1:]
+    if ext == ".parquet":
+        raise errors.InvalidParameter(
+            f"parquet files are not supported yet by this server (pyarrow is not installed): {path}")
+    raise errors.InvalidParameter(f"unexpected file type, files={path}: .json or .npy files only")
+
+
+def group_files(files: list[str]) -> list[list[str]]:
+    """``Import``'s flat file list as the groups a job reads: each JSON file alone, all NumPy files
+    together (the column files of one set of rows)."""
+    files = [f for f in files if f]
+    if not files:
+        raise errors.InvalidParameter("import request is empty")
+    kinds = [file_kind(f) for f in files]
+    npy = [f for f, k in zip(files, kinds) if k == "npy"]
+    return [[f] for f, k in zip(files, kinds) if k == "json"] + ([npy] if npy else [])
+
+
+def check_groups(groups: list[list[str]]) -> list[list[str]]:
+    """REST ``files`` (a list of lists): each group one JSON file or NumPy files."""
+    if not groups or not all(isinstance(g, list) and g and all(isinstance(p, str) and p for p in g)
+                             for g in groups):
+        raise errors.InvalidParameter("import request is empty: files must be a non-empty list of lists of paths")
+    for g in groups:
+        kinds = {file_kind(p) for p in g}
+        if kinds == {"json"} and len(g) > 1:
+            raise errors.InvalidParameter(f"for JSON or parquet import, accepts only one file, files={g}")
+        if len(kinds) > 1:
+            raise errors.InvalidParameter(f"mixed file types in one group, files={g}")
+    return groups
+
+
+def read_object(objects: ObjectStore, path: str, local_files: bool) -> bytes:
+    """A file's bytes: an object store key, or (``local_files``) an absolute local path."""
+    if local_files and os.path.isabs(path) and os.path.isfile(path):
+        with open(path, "rb") as f:
+            return f.read()
+    try:
+        return objects.get(path.lstrip("/"))
+    except (errors.KeyNotFound, errors.InvalidParameter):
+        raise errors.InvalidParameter(f"the file {path} does not exist in the object store") from None
+
+
+def json_rows(data: bytes, path: str) -> list[dict]:
+    try:
+        doc = json.loads(data)
+    except ValueError as e:
+        raise errors.InvalidParameter(f"failed to parse the JSON file {path}: {e}") from None
+    rows = doc.get("rows") if isinstance(doc, dict) else doc
+    if not isinstance(rows, list):
+        raise errors.InvalidParameter(f"the JSON file {path} holds no rows: expected {{\"rows\": [...]}} or a list")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise errors.InvalidParameter(f"the JSON file {path}: row {i} is not an object")
+    return rows
+
+
+def numpy_columns(schema: CollectionSchema, files: dict[str, bytes]) -> tuple[dict[str, np.ndarray], int]:
+    """NumPy column files (``{path: bytes}``, each named after its field) as insert columns: VARCHAR
+    as str objects, JSON and the dynamic field parsed; checked against the schema (every field
+    that needs a value present, vector dims, one row count)."""
+    columns: dict[str, np.ndarray] = {}
+    n = None
+    for path, data in files.items():
+        name = os.path.splitext(os.path.basename(path))[0]
+        f = schema.field(name)
+        if f is None:
+            raise errors.InvalidParameter(f"the field {name} of the numpy file {path} is not in the schema")
+        if f.is_function_output:
+            raise errors.InvalidParameter(f"the function output field {name} cannot be imported ({path})")
+        if f.is_primary and f.auto_id:
+            raise errors.InvalidParameter(f"the primary key '{name}' is auto-generated, no need to provide ({path})")
+        try:
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise errors.InvalidParameter(f"failed to read the numpy file {path}: {e}") from None
+        columns[f.name] = _numpy_column(f, arr, path)
+        if n is None:
+            n = len(arr)
+        elif len(arr) != n:
+            raise errors.InvalidParameter(
+                f"the numpy file {path} has {len(arr)} rows, other files of the same import have {n}")
+    for f in schema.fields:
+        if f.name in columns or f.is_function_output or f.is_dynamic or f.nullable or f.has_default:
+            continue
+        if f.is_primary and f.auto_id:
+            continue
+        raise errors.InvalidParameter(f"no numpy file for the field {f.name} ({f.name}.npy)")
+    return columns, n or 0
+
+
+_INTS: dict[DataType, type[np.signedinteger]] = {
+    DataType.INT8: np.int8, DataType.INT16: np.int16, DataType.INT32: np.int32, DataType.INT64: np.int64}
+
+
+def _numpy_column(f, arr: np.ndarray, path: str) -> np.ndarray:
+    dt = f.dtype
+    if dt.is_vector and dt != DataType.SPARSE_FLOAT_VECTOR:
+        width = f.dim // 8 if dt == DataType.BINARY_VECTOR else f.dim
+        if arr.ndim != 2 or arr.shape[1] != width:
+            raise errors.InvalidParameter(
+                f"the dim of the numpy file {path} is {arr.shape[1:] or '()'}, the field {f.name} has dim {f.dim}")
+        if dt == DataType.BINARY_VECTOR:
+            if arr.dtype != np.uint8:
+                raise errors.InvalidParameter(f"the numpy file {path} holds {arr.dtype}, binary vectors need uint8")
+            return arr
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise errors.InvalidParameter(f"the numpy file {path} holds {arr.dtype}, the field {f.name} needs floats")
+        return arr.astype(np.float16 if dt == DataType.FLOAT16_VECTOR else np.float32, copy=False)
+    if arr.ndim != 1:
+        raise errors.InvalidParameter(f"the numpy file {path} of the scalar field {f.name} must be 1-dimensional")
+    if dt == DataType.VARCHAR:
+        if arr.dtype.kind != "U":
+            raise errors.InvalidParameter(f"the numpy file {path} holds {arr.dtype}, the field {f.name} needs strings")
+        return arr.astype(object)
+    if dt == DataType.JSON or f.is_dynamic:
+        if arr.dtype.kind not in "US":
+            raise errors.InvalidParameter(f"the numpy file {path} of the JSON field {f.name} must hold JSON strings")
+        out = np.empty(len(arr), object)
+        try:
+            out[:] = [json.loads(s) for s in arr.tolist()]
+        except ValueError as e:
+            raise errors.InvalidParameter(f"the numpy file {path}: invalid JSON: {e}") from None
+        return out
+    if dt == DataType.BOOL:
+        if arr.dtype != np.bool_:
+            raise errors.InvalidParameter(f"the numpy file {path} holds {arr.dtype}, the field {f.name} needs bool")
+        return arr
+    if dt in (DataType.FLOAT, DataType.DOUBLE):
+        if arr.dtype.kind not in "fiu":
+            raise errors.InvalidParameter(f"the numpy file {path} holds {arr.dtype}, the field {f.name} needs numbers")
+        return arr.astype(np.float32 if dt == DataType.FLOAT else np.float64)
+    if dt in (DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64):
+        if arr.dtype.kind not in "iu":
+            raise errors.InvalidParameter(f"the numpy file {path} holds {arr.dtype}, the field {f.name} needs integers")
+        target = _INTS[dt]
+        info = np.iinfo(target)
+        if len(arr) and (arr.min() < info.min or arr.max() > info.max):
+            raise errors.InvalidParameter(f"the numpy file {path}: a value of the field {f.name} is out of {target}")
+        return arr.astype(target)
+    raise errors.InvalidParameter(f"the field {f.name} of type {dt.name} cannot be imported from numpy ({path})")
+
+
+def row_batches(n: int, row_bytes: int) -> Iterator[tuple[int, int]]:
+    step = max(1, min(n, BATCH_BYTES // max(1, row_bytes)))
+    for start in range(0, n, step):
+        yield start, min(n, start + step)

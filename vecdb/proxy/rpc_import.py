@@ -1,0 +1,215 @@
+"""RPCs: bulk import (``Import``, ``GetImportState``, ``ListImportTasks``; pymilvus
+``utility.do_bulk_insert`` and friends), run by the proxy that takes the request.
+
+A job (``vecdb.importer``) is recorded in the metadata store, then run in a thread of this
+proxy: every file is read and validated against the schema first (the same checks as an
+insert: types, dims, primary keys, auto_id, dynamic fields, nullable and default values), so a
+bad file fails the job with the file, the row and the reason and nothing is written; then the
+rows go in as inserts through the log in batches (auto_id keys assigned, routed to shards and
+partitions, the seal policy applied), and the collection is flushed, so the rows end as sealed
+segments, visible to loaded collections as any insert is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from pymilvus.grpc_gen import common_pb2, milvus_pb2
+
+from vecdb import errors, importer
+from vecdb.coord.catalog import DEFAULT_PARTITION
+from vecdb.importer import COMPLETED, FAILED, IMPORTING, PENDING, ImportJob, JobStore
+from vecdb.proxy import status
+from vecdb.proxy.base import PARTITION_KEY_NAMES, kv_dict, rpc
+from vecdb.proxy.fielddata import columns_from_field_data
+from vecdb.proxy.fieldencode import field_data_from_columns
+from vecdb.proxy.rpc_dml import DmlRpcs
+from vecdb.request_db import db_of
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema
+
+log = logging.getLogger(__name__)
+
+_STATES = {PENDING: common_pb2.ImportPending, IMPORTING: common_pb2.ImportStarted,
+           COMPLETED: common_pb2.ImportCompleted, FAILED: common_pb2.ImportFailed}
+
+
+class ImportRpcs(DmlRpcs):
+    def _import_stores(self) -> tuple[Any, Any]:
+        node: Any = getattr(self.r.datanode, "local", self.r.datanode)  # a cluster proxy's ClusterDataNode wraps one
+        return node.meta, node.objects
+
+    def _jobs(self) -> JobStore:
+        return JobStore(self._import_stores()[0])
+
+    def start_import(self, db: str, collection: str, partition: str, groups: list[list[str]]) -> ImportJob:
+        """Record a job for ``groups`` (see ``importer.group_files``) and start it; checks what can be
+        checked before any file is read (the collection, the partition, the file types)."""
+        info = self.collection(db, collection)
+        if partition and info.schema.partition_key_field is not None:
+            raise errors.InvalidParameter(PARTITION_KEY_NAMES)
+        info.partition(partition or DEFAULT_PARTITION)  # PartitionNotFound
+        importer.check_groups(groups)
+        job = ImportJob(id=self.r.ids.allocate(1), db=db, collection=info.name, collection_id=info.id,
+                        partition=partition, files=groups)
+        jobs = self._jobs()
+        jobs.put(job)
+        threading.Thread(target=self._run_import, args=(jobs, job), name=f"import-{job.id}", daemon=True).start()
+        return job
+
+    def get_import_job(self, job_id: int) -> ImportJob:
+        job = self._jobs().get(job_id)
+        if job is None:
+            raise errors.InvalidParameter(f"import job does not exist[jobID={job_id}]")
+        return job
+
+    def list_import_jobs(self, db: str, collection: str) -> list[ImportJob]:
+        cid = self.collection(db, collection).id if collection else None
+        return self._jobs().list(db, cid)
+
+    # --- the job -------------------------------------------------------------------------
+    def _run_import(self, jobs: JobStore, job: ImportJob) -> None:
+        try:
+            self._import(jobs, job)
+        except Exception as e:  # noqa: BLE001 - every failure ends the job with its reason
+            if not isinstance(e, errors.VecdbError):
+                log.exception("import job %d failed", job.id)
+            job.state, job.reason = FAILED, getattr(e, "message", None) or str(e)
+            job.complete_ms = int(time.time() * 1000)
+            try:
+                jobs.put(job)
+            except Exception:  # noqa: BLE001 - the store is gone (stopping)
+                log.exception("import job %d: its failure could not be recorded", job.id)
+
+    def _import(self, jobs: JobStore, job: ImportJob) -> None:
+        _, objects = self._import_stores()
+        local_files = self.r.component == "standalone" and hasattr(objects, "_root")
+        info = self.collection(job.db, job.collection)
+        if info.id != job.collection_id:
+            raise errors.CollectionNotFound(f"collection {job.collection} was dropped during the import")
+        job.state = IMPORTING
+        jobs.put(job)
+        batches: list[tuple[dict, int]] = []
+        nfiles = sum(len(g) for g in job.files)
+        read = 0
+        for group in job.files:  # read and validate everything before writing anything
+            data = {p: importer.read_object(objects, p, local_files) for p in group}
+            read += len(group)
+            if importer.file_kind(group[0]) == "json":
+                batches += _json_batches(info.schema, importer.json_rows(data[group[0]], group[0]), group[0])
+            else:
+                batches += _numpy_batches(info.schema, data)
+            job.total_rows = sum(n for _, n in batches)
+            job.progress = 50 * read // nfiles
+            jobs.put(job)
+        written, last_put = 0, time.monotonic()
+        for columns, n in batches:
+            self._assign_pks(info, columns, n)
+            self._write_rows(info, columns, n, job.partition)
+            written += n
+            job.imported_rows = written
+            job.progress = 50 + 49 * written // max(1, job.total_rows)
+            if time.monotonic() - last_put > 0.5:
+                jobs.put(job)
+                last_put = time.monotonic()
+        seg_ids, _ = self.flush_collection(self.collection(job.db, job.collection))
+        job.segment_ids = seg_ids
+        job.state, job.progress, job.complete_ms = COMPLETED, 100, int(time.time() * 1000)
+        jobs.put(job)
+
+    # --- the RPCs ------------------------------------------------------------------------
+    @rpc(milvus_pb2.ImportResponse)
+    def Import(self, request, context):
+        options = kv_dict(request.options)
+        if options.get("backup", "").lower() == "true":
+            raise errors.InvalidParameter("importing a backup (options backup=true) is not supported")
+        job = self.start_import(db_of(request, context), request.collection_name, request.partition_name,
+                                importer.group_files(list(request.files)))
+        return milvus_pb2.ImportResponse(status=status.success(), tasks=[job.id])
+
+    @rpc(milvus_pb2.GetImportStateResponse)
+    def GetImportState(self, request, context):
+        return _state_reply(self.get_import_job(request.task))
+
+    @rpc(milvus_pb2.ListImportTasksResponse)
+    def ListImportTasks(self, request, context):
+        jobs = self.list_import_jobs(db_of(request, context), request.collection_name)
+        if request.limit > 0:
+            jobs = jobs[-request.limit:]
+        return milvus_pb2.ListImportTasksResponse(status=status.success(), tasks=[_state_reply(j) for j in jobs])
+
+
+def _state_reply(job: ImportJob) -> milvus_pb2.GetImportStateResponse:
+    """As Milvus 2.4's proxy answers: the state, the imported rows, and infos with the files,
+    collection, partition, progress_percent and failed_reason."""
+    infos = {"files": ",".join(p for g in job.files for p in g), "collection": job.collection,
+             "partition": job.partition or DEFAULT_PARTITION, "progress_percent": str(job.progress),
+             "failed_reason": job.reason}
+    return milvus_pb2.GetImportStateResponse(
+        status=status.success(), state=_STATES[job.state], row_count=job.imported_rows, id=job.id,
+        collection_id=job.collection_id, segment_ids=job.segment_ids, create_ts=job.create_ms // 1000,
+        infos=[common_pb2.KeyValuePair(key=k, value=v) for k, v in infos.items()])
+
+
+def _validated(schema: CollectionSchema, fields: list, n: int) -> dict:
+    return columns_from_field_data(schema, fields, n)
+
+
+def _json_batches(schema: CollectionSchema, rows: list[dict], path: str) -> list[tuple[dict, int]]:
+    from vecdb.proxy.rest import rows_to_field_data
+
+    pk = schema.primary_field
+    out = []
+    for start in range(0, len(rows), importer.JSON_BATCH_ROWS):
+        part = rows[start:start + importer.JSON_BATCH_ROWS]
+        try:
+            if pk.auto_id and any(pk.name in row for row in part):
+                raise errors.InvalidParameter(f"the primary key '{pk.name}' is auto-generated, no need to provide")
+            out.append((_validated(schema, rows_to_field_data(schema, part), len(part)), len(part)))
+        except (errors.VecdbError, KeyError, TypeError, ValueError) as e:
+            row, reason = _first_bad_row(schema, part, e)
+            raise errors.InvalidParameter(f"failed to import the file {path}: row {start + row}: {reason}") from None
+    return out
+
+
+def _first_bad_row(schema: CollectionSchema, rows: list[dict], batch_error: Exception) -> tuple[int, str]:
+    """The first row of a failed batch that fails alone, and why (only on the error path)."""
+    from vecdb.proxy.rest import rows_to_field_data
+
+    pk = schema.primary_field
+    for i, row in enumerate(rows):
+        try:
+            if pk.auto_id and pk.name in row:
+                raise errors.InvalidParameter(f"the primary key '{pk.name}' is auto-generated, no need to provide")
+            _validated(schema, rows_to_field_data(schema, [row]), 1)
+        except (errors.VecdbError, KeyError, TypeError, ValueError) as e:
+            return i, _reason(e)
+    return 0, _reason(batch_error)
+
+
+def _reason(e: Exception) -> str:
+    msg = getattr(e, "message", None) or str(e)
+    return msg.strip("'\"") if isinstance(e, KeyError) else msg
+
+
+def _numpy_batches(schema: CollectionSchema, files: dict[str, bytes]) -> list[tuple[dict, int]]:
+    columns, n = importer.numpy_columns(schema, files)
+    if not n:
+        return []
+    names = [name for name in columns if name != DYNAMIC_FIELD]
+    dynamic = ["*"] if DYNAMIC_FIELD in columns else None
+    row_bytes = sum(c.nbytes // max(1, len(c)) if c.dtype != object else 64 for c in columns.values())
+    out = []
+    where = ", ".join(os.path.basename(p) for p in files)
+    for start, end in importer.row_batches(n, row_bytes):
+        part = {k: v[start:end] for k, v in columns.items()}
+        try:
+            fields = field_data_from_columns(schema, part, names, dynamic)
+            out.append((_validated(schema, fields, end - start), end - start))
+        except errors.VecdbError as e:
+            raise errors.InvalidParameter(f"failed to import the numpy files {where} (rows {start}-{end - 1}): "
+                                          f"{e.message}") from None
+    return out
