@@ -17,10 +17,11 @@ then does what Milvus's shard delegator and knowhere do together:
   ``bm25_k1`` / ``bm25_b`` (1.2 / 0.75 by default).
 
 Milvus keeps the statistics per shard (its delegator sums every segment of the channel, wherever it
-is served). vecdb sums the segments the answering query node reads: the same on standalone and on a
-cluster where a node serves a whole shard; where a shard's sealed segments are spread over several
-query nodes (docs/cluster.md), or several shards are read by one node, each node scores with the
-statistics of its own part.
+is served). vecdb sums every segment the search reads: on one node the segments it reads; where a
+search goes to several query nodes (shards on different nodes, or a shard's sealed segments spread
+over a replica's nodes: docs/cluster.md) the proxy first asks each node for the statistics of its
+part (``statistics``), sums them and sends the sums with the search (``bm25_stats`` in its params),
+so every node scores with the same statistics, those of the whole collection, as standalone does.
 """
 
 from __future__ import annotations
@@ -110,12 +111,18 @@ def _document_frequencies(view, name: str, terms: np.ndarray) -> np.ndarray:
     return df
 
 
-def prepare(views, spec):
-    """The search ``spec`` with IDF-weighted query rows and the statistics' ``bm25_avgdl`` in its
-    params, over the segments ``views`` (see the module docstring)."""
-    name = spec.field.name
+def _query_terms(spec) -> tuple[list[np.ndarray], np.ndarray]:
     rows = [np.frombuffer(q, sparse.PAIR) for q in spec.queries.tolist()]
     terms = np.unique(np.concatenate([r["i"] for r in rows])) if rows else np.empty(0, np.uint32)
+    return rows, terms
+
+
+def statistics(views, spec) -> dict:
+    """The statistics of the segments ``views`` for the query terms of ``spec``: ``{"rows": N,
+    "tokens": sum of the rows' token counts, "terms": [term ids], "df": [rows holding each]}``;
+    the statistics of disjoint parts add up (``add``)."""
+    name = spec.field.name
+    _, terms = _query_terms(spec)
     total_rows, tokens = 0, 0.0
     df = np.zeros(len(terms), np.int64)
     for view in views:
@@ -125,6 +132,34 @@ def prepare(views, spec):
         tokens += float(row_lengths(view.segment, name, view.n).sum())
         if len(terms):
             df += _document_frequencies(view, name, terms)
+    return {"rows": total_rows, "tokens": tokens, "terms": terms.tolist(), "df": df.tolist()}
+
+
+def add(parts: list[dict]) -> dict:
+    """The statistics of the union of disjoint parts (each from ``statistics`` for the same query)."""
+    out = {"rows": sum(p["rows"] for p in parts), "tokens": sum(p["tokens"] for p in parts),
+           "terms": parts[0]["terms"] if parts else [], "df": [0] * (len(parts[0]["terms"]) if parts else 0)}
+    for p in parts:
+        if p["terms"] != out["terms"]:
+            raise ValueError("BM25 statistics of different query terms cannot be added")
+        out["df"] = [a + b for a, b in zip(out["df"], p["df"])]
+    return out
+
+
+def prepare(views, spec):
+    """The search ``spec`` with IDF-weighted query rows and the statistics' ``bm25_avgdl`` in its
+    params, over the segments ``views``, or with the statistics the proxy sent (``bm25_stats``: the
+    whole search's, see the module docstring)."""
+    rows, terms = _query_terms(spec)
+    given = (spec.params or {}).get("bm25_stats")
+    stats = given if given is not None else statistics(views, spec)
+    total_rows, tokens = int(stats["rows"]), float(stats["tokens"])
+    df = np.zeros(len(terms), np.int64)
+    if len(terms) and stats["terms"]:
+        known = np.asarray(stats["terms"], np.uint32)
+        pos = np.minimum(np.searchsorted(known, terms), len(known) - 1)
+        hit = known[pos] == terms
+        df[hit] = np.asarray(stats["df"], np.int64)[pos[hit]]
     avgdl = tokens / total_rows if total_rows and tokens else 0.0
     weighted = []
     for r in rows:
@@ -133,7 +168,7 @@ def prepare(views, spec):
         out = r.copy()
         out["v"] = (r["v"].astype(np.float64) * idf).astype(np.float32)
         weighted.append(out.tobytes())
-    params = dict(spec.params or {})
+    params = {k: v for k, v in (spec.params or {}).items() if k != "bm25_stats"}
     params["bm25_avgdl"] = avgdl
     return dataclasses.replace(spec, queries=sparse.column(weighted), params=params)
 

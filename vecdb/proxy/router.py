@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Protocol
 
-from vecdb import errors
+from vecdb import bm25, errors
 from vecdb.coord.assignment import (
     ASSIGN_PREFIX,
     FULL_PREFIX,
@@ -291,6 +291,17 @@ class QueryNodeRouter:
 
         def run(spec):
             def call(plan: Plan):
+                return search_on(plan, with_bm25_stats(plan, spec))
+
+            def with_bm25_stats(plan: Plan, spec):
+                """A BM25 search over several nodes scores with one set of statistics, the whole search's."""
+                if spec.metric != "BM25" or len(plan) < 2:
+                    return spec
+                stats = bm25.add(self._on_nodes(plan, lambda n, c, s: n.bm25_statistics(
+                    info, spec, partition_ids, wait=_only(end, c), channels=c, scopes=s)))
+                return replace(spec, params={**(spec.params or {}), "bm25_stats": stats})
+
+            def search_on(plan: Plan, spec):
                 if len(plan) == 1:
                     return self._on_nodes(plan, lambda n, c, s: n.search(info, spec, partition_ids, output_fields,
                                                                          wait=_only(end, c), channels=c, scopes=s))[0]

@@ -27,7 +27,7 @@ from functools import partial
 
 import numpy as np
 
-from vecdb import errors, metrics, sparse
+from vecdb import bm25, errors, metrics, sparse
 from vecdb.columns import output_column
 from vecdb.coord import index_builds
 from vecdb.coord.catalog import CollectionInfo
@@ -752,6 +752,12 @@ class QueryNode:
             if name not in hits.columns or not len(hits.pks):
                 hits.columns[name] = output_column(info.schema, name)
         return hits
+
+    def bm25_statistics(self, info: CollectionInfo, spec: executor.SearchSpec, partition_ids: set[int] | None,
+                        channels: Sequence[str] | None = None,
+                        scopes: Mapping[str, ReadScope] | None = None) -> dict:
+        """``vecdb.bm25.statistics`` over what ``search`` with the same arguments reads."""
+        return bm25.statistics(self._collection(info).snapshot(partition_ids, channels, scopes, reading=True), spec)
 
     @metrics.querynode_read("query")
     def query(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,

@@ -84,19 +84,29 @@ class QueryNodeService(QueryNodeServicer):
     def _parts(scope: pb.ReadScope) -> set[int] | None:
         return set(scope.partition_ids.ids) if scope.HasField("partition_ids") else None
 
-    def Search(self, request: pb.SearchRequest, context) -> bytes:
-        """A SearchReply, encoded with its columns' buffers as they are (``vecdb.rpc.columns``)."""
+    def _search_spec(self, request: pb.SearchRequest) -> tuple[CollectionInfo, SearchSpec]:
         scope = request.scope
         info = self._info(scope)
         field = info.schema.field(request.field)
         if field is None:
             raise errors.FieldNotFound(f"field {request.field!r} not found")
-        spec = SearchSpec(field=field, queries=from_column(request.queries), limit=request.limit,
-                          offset=request.offset, metric=request.metric, params=json.loads(request.params_json or "{}"),
-                          index_type=request.index_type,
-                          radius=request.radius if request.HasField("radius") else None,
-                          range_filter=request.range_filter if request.HasField("range_filter") else None,
-                          flt=self._filter(info, scope), ts=scope.ts)
+        return info, SearchSpec(field=field, queries=from_column(request.queries), limit=request.limit,
+                                offset=request.offset, metric=request.metric,
+                                params=json.loads(request.params_json or "{}"), index_type=request.index_type,
+                                radius=request.radius if request.HasField("radius") else None,
+                                range_filter=request.range_filter if request.HasField("range_filter") else None,
+                                flt=self._filter(info, scope), ts=scope.ts)
+
+    def Bm25Stats(self, request: pb.SearchRequest, context) -> pb.Bm25StatsReply:
+        info, spec = self._search_spec(request)
+        scope = request.scope
+        stats = self.node.bm25_statistics(info, spec, self._parts(scope), _channels_of(scope), _scopes_of(scope))
+        return pb.Bm25StatsReply(rows=stats["rows"], tokens=stats["tokens"], terms=stats["terms"], df=stats["df"])
+
+    def Search(self, request: pb.SearchRequest, context) -> bytes:
+        """A SearchReply, encoded with its columns' buffers as they are (``vecdb.rpc.columns``)."""
+        scope = request.scope
+        info, spec = self._search_spec(request)
         hits = self.node.search(info, spec, self._parts(scope), list(request.output_fields), _channels_of(scope),
                                 _scopes_of(scope))
         return b"".join([pb.SearchReply(topks=hits.topks).SerializeToString(), *embed(2, column_wire(hits.pks)),
@@ -192,17 +202,30 @@ class RemoteQueryNode:
             scope.segments[ch].rest = part.rest
             scope.segments[ch].prefixes.extend(sorted(part.prefixes))
 
-    def search(self, info: CollectionInfo, spec: SearchSpec, partition_ids: set[int] | None,
-               output_fields: Sequence[str], wait: dict[str, int] | None = None,
-               channels: Sequence[str] | None = None, scopes: Mapping[str, ReadScope] | None = None) -> Hits:
+    def _search_request(self, info: CollectionInfo, spec: SearchSpec, partition_ids: set[int] | None,
+                        output_fields: Sequence[str], wait: dict[str, int] | None,
+                        channels: Sequence[str] | None, scopes: Mapping[str, ReadScope] | None) -> pb.SearchRequest:
         request = pb.SearchRequest(
             field=spec.field.name, limit=spec.limit, offset=spec.offset, metric=spec.metric,
             params_json=json.dumps(spec.params), index_type=spec.index_type, radius=spec.radius,
             range_filter=spec.range_filter, output_fields=output_fields)
         self._scope(request.scope, info, spec.ts, spec.flt, partition_ids, wait, channels, scopes)
         fill_column(request.queries, spec.queries)
+        return request
+
+    def search(self, info: CollectionInfo, spec: SearchSpec, partition_ids: set[int] | None,
+               output_fields: Sequence[str], wait: dict[str, int] | None = None,
+               channels: Sequence[str] | None = None, scopes: Mapping[str, ReadScope] | None = None) -> Hits:
+        request = self._search_request(info, spec, partition_ids, output_fields, wait, channels, scopes)
         topks, pks, scores, columns = read_search_reply(self._client.invoke_encoded("Search", request))
         return Hits(topks, pks, scores, columns)
+
+    def bm25_statistics(self, info: CollectionInfo, spec: SearchSpec, partition_ids: set[int] | None,
+                        wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,
+                        scopes: Mapping[str, ReadScope] | None = None) -> dict:
+        request = self._search_request(info, spec, partition_ids, (), wait, channels, scopes)
+        reply = self._client.invoke("Bm25Stats", request)
+        return {"rows": reply.rows, "tokens": reply.tokens, "terms": list(reply.terms), "df": list(reply.df)}
 
     def query(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               output_fields: Sequence[str], limit: int | None, offset: int,

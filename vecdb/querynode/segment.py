@@ -74,7 +74,9 @@ class Segment:
         """This segment as a stub: the same slot, keys, timestamps and delete timestamps (the very
         arrays: a delete marked on either lands in both), without its other columns and indexes."""
         seg = Segment.__new__(Segment)
-        seg.__dict__.update(self.__dict__)
+        # caches kept on the segment (sparse postings, BM25 lengths...) stay with the full one
+        keep = {"_cols", "_ts", "_del_ts"}
+        seg.__dict__.update((k, v) for k, v in self.__dict__.items() if not k.startswith("_") or k in keep)
         pk = self.schema.primary_field.name
         seg.stub, seg._cols = True, {pk: self._cols[pk]}
         seg.indexes, seg.growing_indexes, seg.index_lock = {}, {}, threading.Lock()

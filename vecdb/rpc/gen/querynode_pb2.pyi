@@ -55,6 +55,18 @@ class Filter(_message.Message):
     template_json: str
     def __init__(self, expr: _Optional[str] = ..., template_json: _Optional[str] = ...) -> None: ...
 
+class Bm25StatsReply(_message.Message):
+    __slots__ = ("rows", "tokens", "terms", "df")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TERMS_FIELD_NUMBER: _ClassVar[int]
+    DF_FIELD_NUMBER: _ClassVar[int]
+    rows: int
+    tokens: float
+    terms: _containers.RepeatedScalarFieldContainer[int]
+    df: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, rows: _Optional[int] = ..., tokens: _Optional[float] = ..., terms: _Optional[_Iterable[int]] = ..., df: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class SearchRequest(_message.Message):
     __slots__ = ("scope", "field", "queries", "limit", "offset", "metric", "params_json", "index_type", "radius", "range_filter", "output_fields")
     SCOPE_FIELD_NUMBER: _ClassVar[int]

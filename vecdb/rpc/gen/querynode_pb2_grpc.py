@@ -100,6 +100,11 @@ class QueryNodeStub:
                 request_serializer=vecdb_dot_internal_dot_querynode__pb2.SegmentInfosRequest.SerializeToString,
                 response_deserializer=vecdb_dot_internal_dot_querynode__pb2.SegmentInfosReply.FromString,
                 _registered_method=True)
+        self.Bm25Stats = channel.unary_unary(
+                '/vecdb.internal.QueryNode/Bm25Stats',
+                request_serializer=vecdb_dot_internal_dot_querynode__pb2.SearchRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_querynode__pb2.Bm25StatsReply.FromString,
+                _registered_method=True)
 
 
 class QueryNodeServicer:
@@ -190,6 +195,14 @@ class QueryNodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Bm25Stats(self, request, context):
+        """A BM25 search's statistics over what the node would read for it (vecdb.bm25.statistics): the
+        proxy sums them over the nodes of a search and sends the sums with it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryNodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -257,6 +270,11 @@ def add_QueryNodeServicer_to_server(servicer, server):
                     servicer.SegmentInfos,
                     request_deserializer=vecdb_dot_internal_dot_querynode__pb2.SegmentInfosRequest.FromString,
                     response_serializer=vecdb_dot_internal_dot_querynode__pb2.SegmentInfosReply.SerializeToString,
+            ),
+            'Bm25Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Bm25Stats,
+                    request_deserializer=vecdb_dot_internal_dot_querynode__pb2.SearchRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_querynode__pb2.Bm25StatsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -610,6 +628,33 @@ class QueryNode:
             '/vecdb.internal.QueryNode/SegmentInfos',
             vecdb_dot_internal_dot_querynode__pb2.SegmentInfosRequest.SerializeToString,
             vecdb_dot_internal_dot_querynode__pb2.SegmentInfosReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Bm25Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.QueryNode/Bm25Stats',
+            vecdb_dot_internal_dot_querynode__pb2.SearchRequest.SerializeToString,
+            vecdb_dot_internal_dot_querynode__pb2.Bm25StatsReply.FromString,
             options,
             channel_credentials,
             insecure,
