@@ -69,7 +69,7 @@ def refused(fn, *args, **kwargs) -> str:
     start = time.perf_counter()
     with pytest.raises(MilvusException) as ei:
         fn(*args, **kwargs)
-    assert time.perf_counter() - start < 3.0, "refusing took too long"
+    assert time.perf_counter() - start < 10.0, "refusing took too long"  # a blow-up would take hours
     assert ei.value.code == 1100, ei.value
     return ei.value.message
 
@@ -80,7 +80,7 @@ def hostile_requests(client: MilvusClient, name: str, uri: str) -> list[str]:
     start = time.perf_counter()
     assert client.query(name, filter=HOSTILE_LIKE, output_fields=["id"]) == [{"id": 7}]
     assert client.query(name, filter='s like "%a_a%a%a%a%a%a%c%"', output_fields=["id"]) == []
-    assert time.perf_counter() - start < 3.0
+    assert time.perf_counter() - start < 10.0
     for expr, detail in HOSTILE_FILTERS:
         msg = refused(client.query, name, filter=expr, output_fields=["id"])
         assert detail in msg and msg.startswith("cannot parse expression: ") and len(msg) < 1300, msg

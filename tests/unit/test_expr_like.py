@@ -62,7 +62,7 @@ def test_hostile_pattern_is_linear(pattern):
     start = time.perf_counter()
     got = compile_like(pattern)(data)
     one = match_one(pattern, s)
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 5.0  # linear: well under; a backtracking blow-up: hours
     assert got.tolist() == [one] * 20
     assert one == (pattern == "%a%a%a%a%a%a%")
 
@@ -73,7 +73,7 @@ def test_hostile_pattern_in_filter():
     cols = {"name": np.array(["a" * 5_000] * 2_000 + ["aaaaaab"], dtype=object)}
     start = time.perf_counter()
     mask = flt.evaluate(cols, 2_001)
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 5.0  # linear: well under; a backtracking blow-up: hours
     assert mask.tolist() == [False] * 2_000 + [True]
 
 

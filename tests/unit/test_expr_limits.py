@@ -28,7 +28,7 @@ def error_of(expr: str, **templates) -> str:
     start = time.perf_counter()
     with pytest.raises(InvalidParameter) as ei:
         compile_filter(expr, SCHEMA, templates or None)
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 5.0  # linear: well under; a backtracking blow-up: hours
     assert ei.value.code == 1100
     msg = str(ei.value)
     assert msg.startswith("cannot parse expression: ")
