@@ -6,8 +6,9 @@ and it outlives the process that ran it. Files are keys of the deployment's obje
 data dir's ``objects/`` on the embedded backends, the configured bucket and namespace on S3);
 a standalone server on the embedded object store also takes absolute local paths.
 
-Formats, as Milvus 2.4 reads them: a row-based JSON file (``{"rows": [{...}, ...]}`` or a
-top-level list of row objects, as ``LocalBulkWriter`` writes them) is one file of a job; NumPy
+Formats, as Milvus 2.4 reads them: a row-based JSON file (``{"rows": [{...}, ...]}``, as
+``LocalBulkWriter`` writes them, or a top-level list of row objects) or a JSON lines file
+(``.jsonl``, one row object a line) is one file of a job; NumPy
 column files (``<field>.npy``, one per field, ``$meta.npy`` for the dynamic field as JSON
 strings) form one group together. Parquet needs pyarrow, which is not a dependency: refused.
 """
@@ -24,7 +25,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from vecdb import errors
-from vecdb.schema import CollectionSchema, DataType
+from vecdb.proxy.fielddata import float32_to_bfloat16
+from vecdb.schema import CollectionSchema, DataType, valid_key
 from vecdb.storage.base import MetaStore, ObjectStore
 
 JOB_PREFIX = "import/"
@@ -82,12 +84,12 @@ class JobStore:
 # --- files --------------------------------------------------------------------------------
 def file_kind(path: str) -> str:
     ext = os.path.splitext(path)[1].lower()
-    if ext in (".json", ".npy"):
+    if ext in (".json", ".jsonl", ".npy"):
         return ext[1:]
     if ext == ".parquet":
         raise errors.InvalidParameter(
             f"parquet files are not supported yet by this server (pyarrow is not installed): {path}")
-    raise errors.InvalidParameter(f"unexpected file type, files={path}: .json or .npy files only")
+    raise errors.InvalidParameter(f"unexpected file type, files={path}: .json, .jsonl or .npy files only")
 
 
 def group_files(files: list[str]) -> list[list[str]]:
@@ -98,7 +100,7 @@ def group_files(files: list[str]) -> list[list[str]]:
         raise errors.InvalidParameter("import request is empty")
     kinds = [file_kind(f) for f in files]
     npy = [f for f, k in zip(files, kinds) if k == "npy"]
-    return [[f] for f, k in zip(files, kinds) if k == "json"] + ([npy] if npy else [])
+    return [[f] for f, k in zip(files, kinds) if k != "npy"] + ([npy] if npy else [])
 
 
 def check_groups(groups: list[list[str]]) -> list[list[str]]:
@@ -108,7 +110,7 @@ def check_groups(groups: list[list[str]]) -> list[list[str]]:
         raise errors.InvalidParameter("import request is empty: files must be a non-empty list of lists of paths")
     for g in groups:
         kinds = {file_kind(p) for p in g}
-        if kinds == {"json"} and len(g) > 1:
+        if kinds & {"json", "jsonl"} and len(g) > 1:
             raise errors.InvalidParameter(f"for JSON or parquet import, accepts only one file, files={g}")
         if len(kinds) > 1:
             raise errors.InvalidParameter(f"mixed file types in one group, files={g}")
@@ -128,7 +130,10 @@ def read_object(objects: ObjectStore, path: str, local_files: bool) -> bytes:
 
 def json_rows(data: bytes, path: str) -> list[dict]:
     try:
-        doc = json.loads(data)
+        if path.lower().endswith(".jsonl"):  # JSON lines: one row object a line
+            doc = [json.loads(line) for line in data.splitlines() if line.strip()]
+        else:
+            doc = json.loads(data)
     except ValueError as e:
         raise errors.InvalidParameter(f"failed to parse the JSON file {path}: {e}") from None
     rows = doc.get("rows") if isinstance(doc, dict) else doc
@@ -160,6 +165,8 @@ def numpy_columns(schema: CollectionSchema, files: dict[str, bytes]) -> tuple[di
         except (ValueError, OSError) as e:
             raise errors.InvalidParameter(f"failed to read the numpy file {path}: {e}") from None
         columns[f.name] = _numpy_column(f, arr, path)
+        if f.nullable:  # numpy has no nulls: every row holds a value
+            columns[valid_key(f.name)] = np.ones(len(arr), np.bool_)
         if n is None:
             n = len(arr)
         elif len(arr) != n:
@@ -180,6 +187,12 @@ _INTS: dict[DataType, type[np.signedinteger]] = {
 
 def _numpy_column(f, arr: np.ndarray, path: str) -> np.ndarray:
     dt = f.dtype
+    if dt in (DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR) and arr.dtype == np.uint8:
+        # pymilvus's writers store half-precision vectors as their bytes (dim * 2 uint8 per row)
+        if arr.ndim != 2 or arr.shape[1] != 2 * f.dim:
+            raise errors.InvalidParameter(
+                f"the numpy file {path} holds {arr.shape[1:]} bytes per row, the field {f.name} needs {2 * f.dim}")
+        return np.ascontiguousarray(arr).view(np.float16 if dt == DataType.FLOAT16_VECTOR else np.uint16)
     if dt.is_vector and dt != DataType.SPARSE_FLOAT_VECTOR:
         width = f.dim // 8 if dt == DataType.BINARY_VECTOR else f.dim
         if arr.ndim != 2 or arr.shape[1] != width:
@@ -191,6 +204,8 @@ def _numpy_column(f, arr: np.ndarray, path: str) -> np.ndarray:
             return arr
         if not np.issubdtype(arr.dtype, np.floating):
             raise errors.InvalidParameter(f"the numpy file {path} holds {arr.dtype}, the field {f.name} needs floats")
+        if dt == DataType.BFLOAT16_VECTOR:
+            return float32_to_bfloat16(arr)
         return arr.astype(np.float16 if dt == DataType.FLOAT16_VECTOR else np.float32, copy=False)
     if arr.ndim != 1:
         raise errors.InvalidParameter(f"the numpy file {path} of the scalar field {f.name} must be 1-dimensional")

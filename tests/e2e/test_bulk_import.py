@@ -142,6 +142,53 @@ def test_a_bad_file_fails_the_job_and_imports_nothing(client, name, orm, objects
     assert len(utility.list_bulk_insert_tasks(collection_name=name, using=orm)) == 3
 
 
+def _pymilvus_bulk_import():
+    """pymilvus.bulk_writer's REST client functions (bulk_import, get_import_progress, list_import_jobs);
+    loaded from its file: the package itself needs pymilvus[bulk_writer]'s extras (pyarrow, minio, ...)."""
+    import importlib.util
+    from pathlib import Path
+
+    import pymilvus
+
+    path = Path(pymilvus.__file__).parent / "bulk_writer" / "bulk_import.py"
+    spec = importlib.util.spec_from_file_location("pymilvus_bulk_import", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pymilvus_bulk_writer_rest_functions(server, client, name, objects):
+    """The REST client that pymilvus.bulk_writer ships, on files as its LocalBulkWriter writes them
+    (JSON {"rows": [...]}, NumPy <field>.npy with $meta.npy JSON strings)."""
+    bi = _pymilvus_bulk_import()
+    url = f"http://127.0.0.1:{server.http_ports[0]}"
+    _collection(client, name)
+    rows, vecs = _rows(200)
+    prefix = f"imports/{uuid.uuid4().hex}"
+    objects.put(f"{prefix}/1.json", json.dumps({"rows": rows[:100]}, indent=2).encode())
+    for field, arr in {"id": np.arange(100, 200), "vec": vecs[100:], "tag": np.array([r["tag"] for r in rows[100:]]),
+                       "score": np.arange(100, 200, dtype=np.float32),
+                       "$meta": np.array([json.dumps({"extra": r["extra"]}) for r in rows[100:]])}.items():
+        objects.put(f"{prefix}/2/{field}.npy", _npy(arr))
+    npy = [f"{prefix}/2/{f}.npy" for f in ("id", "vec", "tag", "score", "$meta")]
+    job_id = bi.bulk_import(url=url, collection_name=name, files=[[f"{prefix}/1.json"], npy]).json()["data"]["jobId"]
+    deadline = time.monotonic() + 60
+    while (progress := bi.get_import_progress(url=url, job_id=job_id).json()["data"])["state"] not in (
+            "Completed", "Failed") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert progress["state"] == "Completed" and progress["importedRows"] == 200, progress["reason"]
+    records = bi.list_import_jobs(url=url, collection_name=name).json()["data"]["records"]
+    assert [(r["jobId"], r["state"]) for r in records] == [(job_id, "Completed")]
+    got = client.query(name, "id in [5, 150]", output_fields=["vec", "tag", "score", "extra"],
+                       consistency_level="Strong")
+    by_id = {r["id"]: r for r in got}
+    assert by_id[5]["tag"] == "t0" and by_id[5]["extra"] == 10 and by_id[5]["score"] == 5.0
+    assert by_id[150]["tag"] == "t0" and by_id[150]["extra"] == 300 and by_id[150]["score"] == 150.0
+    np.testing.assert_allclose(by_id[150]["vec"], vecs[150], rtol=1e-6)
+    with pytest.raises(Exception, match="does not exist"):
+        bi.get_import_progress(url=url, job_id="1")
+
+
 def test_rest_import_jobs(server, client, name, objects):
     port = server.http_ports[0]
     _collection(client, name)

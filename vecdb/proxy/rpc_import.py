@@ -98,7 +98,7 @@ class ImportRpcs(DmlRpcs):
         for group in job.files:  # read and validate everything before writing anything
             data = {p: importer.read_object(objects, p, local_files) for p in group}
             read += len(group)
-            if importer.file_kind(group[0]) == "json":
+            if importer.file_kind(group[0]) != "npy":
                 batches += _json_batches(info.schema, importer.json_rows(data[group[0]], group[0]), group[0])
             else:
                 batches += _numpy_batches(info.schema, data)
@@ -199,7 +199,7 @@ def _numpy_batches(schema: CollectionSchema, files: dict[str, bytes]) -> list[tu
     columns, n = importer.numpy_columns(schema, files)
     if not n:
         return []
-    names = [name for name in columns if name != DYNAMIC_FIELD]
+    names = [f.name for f in schema.fields if f.name in columns and not f.is_dynamic]
     dynamic = ["*"] if DYNAMIC_FIELD in columns else None
     row_bytes = sum(c.nbytes // max(1, len(c)) if c.dtype != object else 64 for c in columns.values())
     out = []

@@ -1,0 +1,89 @@
+"""vecdb.importer: file grouping and types, JSON / JSON lines rows, NumPy columns checked against the
+schema (the e2e tests, tests/e2e/test_bulk_import.py, run whole jobs through pymilvus)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from vecdb import errors, importer
+from vecdb.schema import CollectionSchema, DataType, FieldSchema
+from vecdb.storage.memory import MemoryObjectStore
+
+
+def _schema(auto_id: bool = False) -> CollectionSchema:
+    return CollectionSchema(name="c", fields=[
+        FieldSchema(name="id", dtype=DataType.INT64, is_primary=True, auto_id=auto_id, field_id=100),
+        FieldSchema(name="v", dtype=DataType.FLOAT16_VECTOR, dim=4, field_id=101),
+        FieldSchema(name="n", dtype=DataType.INT8, field_id=102),
+        FieldSchema(name="s", dtype=DataType.VARCHAR, max_length=8, field_id=103),
+    ])
+
+
+def _npy(arr) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(arr))
+    return buf.getvalue()
+
+
+def test_files_group_by_kind_and_unknown_kinds_are_refused():
+    assert importer.group_files(["a.json", "x/id.npy", "b.jsonl", "x/v.npy"]) == [
+        ["a.json"], ["b.jsonl"], ["x/id.npy", "x/v.npy"]]
+    with pytest.raises(errors.InvalidParameter, match="import request is empty"):
+        importer.group_files([])
+    with pytest.raises(errors.InvalidParameter, match="unexpected file type"):
+        importer.group_files(["a.csv"])
+    with pytest.raises(errors.InvalidParameter, match="pyarrow"):
+        importer.group_files(["a.parquet"])
+    with pytest.raises(errors.InvalidParameter, match="only one file"):
+        importer.check_groups([["a.json", "b.json"]])
+
+
+def test_json_and_json_lines_rows():
+    assert importer.json_rows(b'{"rows": [{"a": 1}]}', "f.json") == [{"a": 1}]
+    assert importer.json_rows(b'[{"a": 1}, {"a": 2}]', "f.json") == [{"a": 1}, {"a": 2}]
+    assert importer.json_rows(b'{"a": 1}\n\n{"a": 2}\n', "f.jsonl") == [{"a": 1}, {"a": 2}]
+    with pytest.raises(errors.InvalidParameter, match="row 1 is not an object"):
+        importer.json_rows(b'[{"a": 1}, 2]', "f.json")
+    with pytest.raises(errors.InvalidParameter, match="failed to parse"):
+        importer.json_rows(b'{"rows": [', "f.json")
+
+
+def test_numpy_columns_convert_and_check_against_the_schema():
+    vecs = np.arange(12, dtype=np.float16).reshape(3, 4)
+    files = {"d/id.npy": _npy(np.array([1, 2, 3], np.int32)), "d/v.npy": _npy(vecs.view(np.uint8)),
+             "d/n.npy": _npy(np.array([1, -2, 3])), "d/s.npy": _npy(np.array(["a", "bb", "c"]))}
+    cols, n = importer.numpy_columns(_schema(), files)
+    assert n == 3 and cols["id"].dtype == np.int64 and cols["n"].dtype == np.int8
+    np.testing.assert_array_equal(cols["v"], vecs)  # half-precision vectors stored as their bytes
+    assert cols["s"].tolist() == ["a", "bb", "c"]
+    with pytest.raises(errors.InvalidParameter, match="out of"):
+        importer.numpy_columns(_schema(), {**files, "d/n.npy": _npy(np.array([1, 2, 300]))})
+    with pytest.raises(errors.InvalidParameter, match="has dim 4"):
+        importer.numpy_columns(_schema(), {**files, "d/v.npy": _npy(np.zeros((3, 5), np.float32))})
+    with pytest.raises(errors.InvalidParameter, match="2 rows"):
+        importer.numpy_columns(_schema(), {**files, "d/s.npy": _npy(np.array(["a", "b"]))})
+    with pytest.raises(errors.InvalidParameter, match="no numpy file for the field n"):
+        importer.numpy_columns(_schema(), {k: v for k, v in files.items() if k != "d/n.npy"})
+    with pytest.raises(errors.InvalidParameter, match="auto-generated"):
+        importer.numpy_columns(_schema(auto_id=True), files)
+    with pytest.raises(errors.InvalidParameter, match="not in the schema"):
+        importer.numpy_columns(_schema(), {**files, "d/other.npy": _npy(np.zeros(3))})
+    with pytest.raises(errors.InvalidParameter, match="needs strings"):
+        importer.numpy_columns(_schema(), {**files, "d/s.npy": _npy(np.zeros(3))})
+
+
+def test_files_are_read_from_the_object_store_and_local_paths_only_when_allowed(tmp_path):
+    store = MemoryObjectStore()
+    store.put("in/a.json", b"[]")
+    assert importer.read_object(store, "/in/a.json", local_files=False) == b"[]"
+    local = tmp_path / "b.json"
+    local.write_text(json.dumps([{"a": 1}]))
+    assert importer.read_object(store, str(local), local_files=True) == local.read_bytes()
+    with pytest.raises(errors.InvalidParameter, match="does not exist"):
+        importer.read_object(store, str(local), local_files=False)
+    with pytest.raises(errors.InvalidParameter, match="does not exist"):
+        importer.read_object(store, "in/../../etc/passwd", local_files=False)
