@@ -204,3 +204,52 @@ def test_internal_rpc_over_mutual_tls(tmp_path, remote_storage):
             coord.close()
     finally:
         stop_processes(procs)
+
+
+def test_rotated_internal_certificates_reach_new_connections_without_a_restart(tmp_path):
+    """tls.internal follows its files as the Milvus port does: after a rotation (certificate, key and CA
+    written over them) new connections are served with the new set and a caller of the old CA is refused,
+    an open connection goes on, and the process's own new channels present the new certificate."""
+    import os
+    import shutil
+
+    from tests.e2e._certs import Certs, make_certs
+    from vecdb.config import TlsSettings
+    from vecdb.rpc import serve
+    from vecdb.rpc.transport import InternalTls
+
+    old, new = make_certs(tmp_path / "old"), make_certs(tmp_path / "new")
+    live = tmp_path / "live"
+    live.mkdir()
+
+    def install(certs: Certs) -> None:
+        for source, name in ((certs.server_pem, "server.pem"), (certs.server_key, "server.key"), (certs.ca, "ca.pem")):
+            shutil.copy(source, live / (name + ".tmp"))
+            os.replace(live / (name + ".tmp"), live / name)
+
+    def tls_of(pem, key, ca) -> InternalTls:
+        return InternalTls(TlsSettings(internal=True, server_pem_path=str(pem), server_key_path=str(key),
+                                       ca_pem_path=str(ca), internal_server_name="localhost"))
+
+    install(old)
+    own = tls_of(live / "server.pem", live / "server.key", live / "ca.pem")
+    server, port = serve("coord", _Alloc(), secret="s", tls=own)
+    address, request = f"127.0.0.1:{port}", coord_pb2.AllocRequest(count=1)
+    opened = Client(address, "coord", secret="s", tls=tls_of(old.client_pem, old.client_key, old.ca))
+    try:
+        assert opened.invoke("AllocID", request).id == 7
+        install(new)
+        fresh = Client(address, "coord", secret="s", tls=tls_of(new.client_pem, new.client_key, new.ca))
+        assert fresh.invoke("AllocID", request).id == 7
+        fresh.close()
+        stale = Client(address, "coord", secret="s", timeout=3, tls=tls_of(old.client_pem, old.client_key, old.ca))
+        with pytest.raises(errors.ServiceUnavailable):  # neither signed by the CA served now, nor trusting it
+            stale.invoke("AllocID", request)
+        stale.close()
+        assert opened.invoke("AllocID", request).id == 7  # the connection made before goes on
+        mine = Client(address, "coord", secret="s", tls=own)  # the process's own calls: the new set
+        assert mine.invoke("AllocID", request).id == 7
+        mine.close()
+    finally:
+        opened.close()
+        server.stop(0)

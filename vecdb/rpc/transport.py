@@ -39,14 +39,21 @@ _process_secret = ""  # the process's cluster secret: use_cluster_secret()
 
 
 class InternalTls:
-    """Mutual TLS on internal RPC (``tls.internal``): the credentials, read and checked once."""
+    """Mutual TLS on internal RPC (``tls.internal``): the credentials, checked at start and following the
+    files (a rotated certificate reaches new connections, served and made, without a restart)."""
 
     def __init__(self, tls: TlsSettings):
         from vecdb.security.tls import internal_credentials
 
-        self.server, self.channel = internal_credentials(tls)
+        self.server, self._channel = internal_credentials(tls)
         self.options = [("grpc.ssl_target_name_override", tls.internal_server_name)] if tls.internal_server_name \
             else []
+
+
+    @property
+    def channel(self) -> grpc.ChannelCredentials:
+        """The credentials of a new channel: the certificate files as they are now (rotated ones too)."""
+        return self._channel()
 
 
 _process_tls: InternalTls | None = None  # the process's: use_internal_tls()

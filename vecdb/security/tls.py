@@ -27,6 +27,7 @@ import socket
 import ssl
 import sys
 import threading
+from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -171,16 +172,32 @@ def server_credentials(tls: TlsSettings | None) -> grpc.ServerCredentials | None
     return grpc.dynamic_ssl_server_credentials(configuration(), fetch, require_client_authentication=tls.mode == 2)
 
 
-def internal_credentials(tls: TlsSettings) -> tuple[grpc.ServerCredentials, grpc.ChannelCredentials]:
+def _mutual(tls: TlsSettings) -> TlsSettings:
+    return TlsSettings(mode=2, server_pem_path=tls.server_pem_path, server_key_path=tls.server_key_path,
+                       ca_pem_path=tls.ca_pem_path)
+
+
+def internal_credentials(tls: TlsSettings) -> tuple[grpc.ServerCredentials, Callable[[], grpc.ChannelCredentials]]:
     """``tls.internal``: mutual TLS between a cluster's roles, each serving and calling with the one
     certificate and key and requiring its peer's to be signed by ``ca_pem_path`` (a certificate with
-    an extended key usage needs both serverAuth and clientAuth)."""
-    ssl_context(TlsSettings(mode=2, server_pem_path=tls.server_pem_path, server_key_path=tls.server_key_path,
-                            ca_pem_path=tls.ca_pem_path))  # present, parse, match
-    cert, key = _read(tls.server_pem_path, "server_pem_path"), _read(tls.server_key_path, "server_key_path")
-    ca = _read(tls.ca_pem_path, "ca_pem_path")
-    return (grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True),
-            grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert))
+    an extended key usage needs both serverAuth and clientAuth). The server follows the files as the
+    Milvus port does (a rotation reaches new connections without a restart); the second value gives
+    the channel credentials of the files as they are now, for each new channel."""
+    mutual = _mutual(tls)
+    server = server_credentials(mutual)  # checks the files: present, parse, match
+    assert server is not None
+    files = certificate_files(mutual)
+    made: list = [None, None]  # (version, credentials) last made
+
+    def channel() -> grpc.ChannelCredentials:
+        version = files.refresh()
+        if made[0] != version:
+            _, cert, key, ca = files.loaded
+            made[:] = [version, grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                                             certificate_chain=cert)]
+        return made[1]
+
+    return server, channel
 
 
 def add_port(server: grpc.Server, address: str, tls: TlsSettings | None) -> int:
