@@ -38,6 +38,43 @@ def output_column(schema: CollectionSchema, name: str, n: int = 0) -> np.ndarray
     return empty_column(field, n)
 
 
+def absent_column(field, count: int) -> np.ndarray:
+    """The column of ``count`` rows written without ``field`` (before it was added to the schema):
+    its default value in every row, else the null placeholder (0, false, "", JSON null, an empty
+    array) under a validity mask of False (``absent_mask``)."""
+    dt = field.dtype
+    col: np.ndarray
+    if dt in SCALAR_DTYPES:
+        col = np.zeros(count, SCALAR_DTYPES[dt])
+    else:
+        col = np.empty(count, object)
+        if dt == DataType.VARCHAR:
+            col[:] = ""
+        elif dt == DataType.ARRAY:
+            elem = field.element_type
+            col.fill(np.empty(0, object if elem == DataType.VARCHAR else SCALAR_DTYPES.get(elem, object)))
+    if field.default_value is not None:
+        col[:] = field.default_value
+    return col
+
+
+def absent_mask(field, count: int) -> np.ndarray:
+    """The validity mask of ``absent_column``: every row valid when the field has a default value."""
+    return np.full(count, field.default_value is not None, np.bool_)
+
+
+def missing_column(schema: CollectionSchema, name: str, count: int, columns) -> np.ndarray:
+    """Column ``name`` (a field or a validity mask) of a batch of ``count`` rows that left it out:
+    a field added to the schema after the batch was written reads as ``absent_column`` (its mask
+    as ``absent_mask`` when the batch has no value column for it either); otherwise
+    ``default_column``."""
+    fname = name[len(VALID_PREFIX):] if name.startswith(VALID_PREFIX) else name
+    field = schema.field(fname)
+    if field is not None and (field.nullable or field.default_value is not None) and fname not in columns:
+        return absent_mask(field, count) if name != fname else absent_column(field, count)
+    return default_column(name, count)
+
+
 def default_column(name: str, count: int) -> np.ndarray:
     """Values for a column a batch left out: the dynamic field defaults to ``{}`` per row, a validity
     mask to every row valid."""

@@ -93,6 +93,13 @@ class IllegalSchema(VecdbError):
 
 
 # --- partition (200-299) ---------------------------------------------------
+class SchemaMismatch(VecdbError):
+    """A write made against an older schema than the collection's (the request's schema_timestamp is
+    below the schema's last change): pymilvus 2.6 then reads the schema again and retries."""
+
+    code, legacy_code, input_error = 109, "SchemaMismatch", True
+
+
 class PartitionNotFound(VecdbError):
     code, legacy_code, input_error = 200, "UnexpectedError", True
     default_message = "partition not found"

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from vecdb.coord.flush import FlushResult
     from vecdb.coord.resource_groups import GroupConfig
     from vecdb.querynode.executor import Hits, SearchSpec
-    from vecdb.schema import CollectionSchema
+    from vecdb.schema import CollectionSchema, FieldSchema
 
 
 class TimestampSource(Protocol):
@@ -246,6 +246,13 @@ class DdlRole(Protocol):
     def rename_collection(self, db: str, name: str, new_db: str, new_name: str) -> None: ...
 
     def alter_collection(self, db: str, name: str, properties: dict[str, str], delete_keys: list[str]) -> None: ...
+
+    def add_collection_field(self, db: str, name: str, new: FieldSchema) -> int:
+        """Add a field (``vecdb.schema.added_field`` checked it) to the schema; its id."""
+        ...
+
+    def alter_collection_field(self, db: str, name: str, field_name: str, properties: dict[str, str],
+                               delete_keys: list[str]) -> None: ...
 
     def create_partition(self, db: str, collection: str, partition: str) -> None: ...
 

@@ -174,6 +174,8 @@ class CollectionSchema:
     description: str = ""
     enable_dynamic_field: bool = False
     functions: list[FunctionSchema] = field(default_factory=list)
+    version: int = 0  # moves by one with each field added (add_collection_field), as Milvus's schema version
+    update_ts: int = 0  # the timestamp of the last field added or altered (0: none since created)
 
     def bm25_function_of(self, output_name: str) -> FunctionSchema | None:
         """The BM25 function whose output is field ``output_name``, if any."""
@@ -221,6 +223,8 @@ class CollectionSchema:
             "enable_dynamic_field": self.enable_dynamic_field,
             "fields": [f.to_dict() for f in self.fields],
             **({"functions": [fn.to_dict() for fn in self.functions]} if self.functions else {}),
+            **({"version": self.version} if self.version else {}),
+            **({"update_ts": self.update_ts} if self.update_ts else {}),
         }
 
     @classmethod
@@ -231,6 +235,8 @@ class CollectionSchema:
             enable_dynamic_field=d.get("enable_dynamic_field", False),
             fields=[FieldSchema.from_dict(f) for f in d["fields"]],
             functions=[FunctionSchema.from_dict(fn) for fn in d.get("functions", ())],
+            version=d.get("version", 0),
+            update_ts=d.get("update_ts", 0),
         )
 
     # --- proto ---------------------------------------------------------
@@ -287,6 +293,7 @@ class CollectionSchema:
         pb.description = self.description
         pb.enable_dynamic_field = self.enable_dynamic_field
         pb.autoID = self.auto_id
+        pb.version = self.version
         for f in self.fields:
             if f.is_dynamic:
                 continue
@@ -355,6 +362,89 @@ class CollectionSchema:
                 raise IllegalSchema("the partition key field must not be primary field")
             if f.dtype not in (DataType.INT64, DataType.VARCHAR):
                 raise IllegalSchema("the data type of partition key should be Int64 or VarChar")
+
+
+def added_field(schema: CollectionSchema, fpb) -> FieldSchema:
+    """The field ``fpb`` (``schema_pb2.FieldSchema``) of an ``add_collection_field`` on ``schema``,
+    checked as Milvus 2.6 checks it: a new name, nullable (rows written before read as null, or as
+    its default value when it has one), a scalar type, never a primary, partition or clustering
+    key, nor a function's output. Its id is the schema's largest plus one; ``field_id`` and the
+    place in ``schema.fields`` are the coord's to set (``vecdb.coord.ddl``)."""
+    _refuse_unsupported_field(fpb)
+    name = fpb.name
+    validate_field_name(name)
+    if schema.field(name) is not None or name == DYNAMIC_FIELD:
+        raise InvalidParameter(f"duplicate field name: {name}")
+    if fpb.is_primary_key:
+        raise InvalidParameter(f"not support to add pk field, field name = {name}")
+    if fpb.is_partition_key:
+        raise InvalidParameter(f"not support to add partition key field, field name = {name}")
+    if fpb.is_dynamic or fpb.is_function_output:
+        raise InvalidParameter(f"not support to add a dynamic or function output field, field name = {name}")
+    if not fpb.nullable:
+        raise InvalidParameter(f"added field must be nullable, please check it, field name = {name}")
+    params = {kv.key: kv.value for kv in fpb.type_params}
+    f = FieldSchema(
+        name=name, dtype=_data_type(fpb.data_type, name), description=fpb.description,
+        element_type=_data_type(fpb.element_type, name) if fpb.element_type else DataType.NONE,
+        type_params=params)
+    if f.dtype.is_vector:
+        type_name = _PROTO_TYPE_NAMES.get(f.dtype, f.dtype.name)
+        raise InvalidParameter(f"vector type not support null, type:{type_name}, name:{name}")
+    if f.enable_analyzer or params.get("enable_match", "").strip().lower() == "true":
+        raise _not_yet(f"an added field with an analyzer ({name})")
+    _parse_type_params(f, params)
+    _parse_null_and_default(f, fpb)
+    if len(schema.fields) + 1 > LIMITS.max_fields:  # counted as CollectionSchema.validate counts
+        raise InvalidParameter(f"maximum field's number should be limited to {LIMITS.max_fields}")
+    return f
+
+
+ALTERABLE_FIELD_PROPERTIES = ("max_length", "max_capacity", "mmap.enabled")
+
+
+def altered_field(f: FieldSchema, properties: dict[str, str], delete_keys: list[str]) -> FieldSchema:
+    """A copy of ``f`` with the properties of an ``alter_collection_field`` applied, as Milvus 2.6
+    allows them: ``max_length`` of a VARCHAR field (or ARRAY of VARCHAR), ``max_capacity`` of an
+    ARRAY field, ``mmap.enabled`` (a hint kept in the field's type params, shown by describe);
+    ``delete_keys`` may name ``mmap.enabled`` only. Anything else is refused (InvalidParameter)."""
+    out = FieldSchema.from_dict(f.to_dict())
+    out.type_params = dict(f.type_params)
+    for key in [*properties, *delete_keys]:
+        if key not in ALTERABLE_FIELD_PROPERTIES:
+            raise InvalidParameter(f"{key} does not allow update in collection field param")
+    for key, value in properties.items():
+        if key == "max_length":
+            if not (f.dtype == DataType.VARCHAR or f.element_type == DataType.VARCHAR):
+                raise InvalidParameter(f"{f.name} can not modify the maxlength for non-string types")
+            try:
+                n = int(value)
+            except ValueError:
+                raise InvalidParameter(f"max_length of field {f.name} must be an integer, got {value!r}") from None
+            if not 1 <= n <= MAX_VARCHAR_LENGTH:
+                raise InvalidParameter(f"{value} exceeds the maximum allowed value {MAX_VARCHAR_LENGTH}"
+                                       if n > 0 else f"max_length of field {f.name} should be greater than 0")
+            out.max_length, out.type_params["max_length"] = n, str(n)
+        elif key == "max_capacity":
+            if f.dtype != DataType.ARRAY:
+                raise InvalidParameter(f"{f.name} can not modify the maxcapacity for non-array types")
+            try:
+                n = int(value)
+            except ValueError:
+                raise InvalidParameter(f"max_capacity of field {f.name} must be an integer, got {value!r}") from None
+            if not 1 <= n <= MAX_ARRAY_CAPACITY:
+                raise InvalidParameter(
+                    f"the maximum capacity specified for a Array should be in (0, {MAX_ARRAY_CAPACITY}]")
+            out.max_capacity, out.type_params["max_capacity"] = n, str(n)
+        else:  # mmap.enabled
+            if value.strip().lower() not in ("true", "false"):
+                raise InvalidParameter(f"invalid mmap.enabled value: {value}, expected true or false")
+            out.type_params[key] = value.strip().lower()
+    for key in delete_keys:
+        if key != "mmap.enabled":
+            raise InvalidParameter(f"{key} cannot be deleted from a field's params")
+        out.type_params.pop(key, None)
+    return out
 
 
 # Parts of the schema proto vecdb does not implement yet. Each is refused at create time:

@@ -273,3 +273,35 @@ def test_repeats_are_safe(manager):
     with pytest.raises(errors.IndexNotFound):
         manager.drop_index("", "c", "", "")
     assert manager.create_collection("", "c", schema(), 1, 0, {}, 0) == manager.catalog.get("", "c").id
+
+
+def test_add_and_alter_collection_field(manager):
+    """A field added gets the next id (above the dynamic field's), goes before ``$meta``, moves the
+    schema version and its update timestamp; a repeat answers the field it made; the old schema
+    object is left whole (readers holding it); alter changes what Milvus allows and nothing else."""
+    s = schema()
+    s.enable_dynamic_field = True
+    s.fields.append(FieldSchema("$meta", DataType.JSON, field_id=102, is_dynamic=True))
+    s.fields[0].field_id, s.fields[1].field_id = 100, 101
+    manager.create_collection("", "c", s, 1, 0, {}, 0)
+    before = manager.catalog.get("default", "c").schema
+    new = FieldSchema("tag", DataType.VARCHAR, max_length=8, nullable=True, type_params={"max_length": "8"})
+    assert manager.add_collection_field("", "c", new) == 103
+    after = manager.catalog.get("default", "c").schema
+    assert [f.name for f in after.fields] == ["id", "v", "tag", "$meta"]
+    assert (after.version, before.version) == (1, 0) and after.update_ts > 0
+    assert [f.name for f in before.fields] == ["id", "v", "$meta"]
+    assert manager.add_collection_field("", "c", new, retry=True) == 103  # the first try's
+    with pytest.raises(errors.InvalidParameter, match="duplicate field name"):
+        manager.add_collection_field("", "c", new)
+    ts = after.update_ts
+    manager.alter_collection_field("", "c", "tag", {"max_length": "64"}, [])
+    tag = manager.catalog.get("default", "c").schema.field("tag")
+    assert (tag.max_length, tag.type_params["max_length"]) == (64, "64")
+    assert manager.catalog.get("default", "c").schema.update_ts > ts
+    with pytest.raises(errors.InvalidParameter, match="does not allow update"):
+        manager.alter_collection_field("", "c", "v", {"dim": "8"}, [])
+    with pytest.raises(errors.FieldNotFound):
+        manager.alter_collection_field("", "c", "nope", {"max_length": "8"}, [])
+    # the catalog's JSON round trip keeps them
+    assert CollectionSchema.from_dict(after.to_dict()) == after

@@ -47,7 +47,7 @@ from vecdb.coord.catalog_sync import CatalogConflict
 from vecdb.coord.resource_groups import GroupConfig, replica_groups, replica_groups_of, transfer_replicas
 from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
 from vecdb.limits import LIMITS
-from vecdb.schema import CollectionSchema, validate_collection_name
+from vecdb.schema import CollectionSchema, FieldSchema, altered_field, validate_collection_name
 
 if TYPE_CHECKING:
     from vecdb.coord.resource_groups import ResourceGroups
@@ -204,6 +204,52 @@ class DdlManager:
             info.properties.update(properties)
             for k in delete_keys:
                 info.properties.pop(k, None)
+
+        self._saving(lambda: self.catalog.get(db or DEFAULT_DB, name), change)
+
+    def add_collection_field(self, db: str, name: str, new: FieldSchema, *, retry: bool = False) -> int:
+        """Add ``new`` (checked by ``vecdb.schema.added_field``) to the collection's schema: its id the
+        largest plus one, placed before the dynamic field, the schema version moved by one. Returns
+        the field id. A repeat that finds the same field there answers it; another field of that
+        name is refused."""
+
+        def change(info: CollectionInfo) -> int:
+            schema = info.schema
+            there = schema.field(new.name)
+            if there is not None:
+                if retry and _same_field(there, new):
+                    return there.field_id
+                raise errors.InvalidParameter(f"duplicate field name: {new.name}")
+            if len(schema.fields) + 1 > LIMITS.max_fields:
+                raise errors.InvalidParameter(f"maximum field's number should be limited to {LIMITS.max_fields}")
+            added = FieldSchema.from_dict(new.to_dict())
+            added.field_id = max(f.field_id for f in schema.fields) + 1
+            schema = CollectionSchema.from_dict(schema.to_dict())  # a new object: readers of the old keep it whole
+            at = next((i for i, f in enumerate(schema.fields) if f.is_dynamic), len(schema.fields))
+            schema.fields.insert(at, added)
+            schema.version += 1
+            schema.update_ts = self.tso.allocate()
+            info.schema = schema
+            return added.field_id
+
+        return self._saving(lambda: self.catalog.get(db or DEFAULT_DB, name), change)
+
+    def alter_collection_field(self, db: str, name: str, field_name: str, properties: dict[str, str],
+                               delete_keys: list[str]) -> None:
+        """Change a field's properties (``vecdb.schema.altered_field``: what Milvus allows, the rest
+        refused). The same change again leaves the schema as it is."""
+
+        def change(info: CollectionInfo) -> None:
+            f = info.schema.field(field_name)
+            if f is None or f.is_dynamic:
+                raise errors.FieldNotFound(f"field {field_name} does not exist in collection {name}")
+            new = altered_field(f, properties, delete_keys)
+            if new == f:
+                return
+            schema = CollectionSchema.from_dict(info.schema.to_dict())
+            schema.fields = [new if x.name == field_name else x for x in schema.fields]
+            schema.update_ts = self.tso.allocate()
+            info.schema = schema
 
         self._saving(lambda: self.catalog.get(db or DEFAULT_DB, name), change)
 
@@ -412,6 +458,11 @@ class DdlManager:
             return False
 
         return self._saving(lambda: self.catalog.get(db or DEFAULT_DB, collection), change)
+
+
+def _same_field(a: FieldSchema, b: FieldSchema) -> bool:
+    """Whether ``a`` (in the schema) is the field ``b`` asked for, its id aside."""
+    return {**a.to_dict(), "field_id": 0} == {**b.to_dict(), "field_id": 0}
 
 
 def matching_indexes(info: CollectionInfo, index_name: str, field_name: str = "") -> list[IndexInfo]:

@@ -25,7 +25,7 @@ from vecdb.coord.resource_groups import GroupConfig, ResourceGroups
 from vecdb.discovery import session_address
 from vecdb.roles import IdSource, TimestampSource
 from vecdb.rpc.gen import coord_pb2 as pb
-from vecdb.schema import CollectionSchema
+from vecdb.schema import CollectionSchema, FieldSchema
 from vecdb.storage.base import MetaStore
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,10 @@ def ddl_handlers(serve: Callable[[Callable[[DdlManager], Any]], Any]) -> dict[st
                                                                   retry=r.retry)),
         "AlterCollection": unit(lambda d, r: d.alter_collection(r.db, r.name, dict(r.properties),
                                                                 list(r.delete_keys))),
+        "AddCollectionField": lambda d, r: reply(d, found=True, id=d.add_collection_field(
+            r.db, r.name, FieldSchema.from_dict(json.loads(r.field_json)), retry=r.retry)),
+        "AlterCollectionField": unit(lambda d, r: d.alter_collection_field(
+            r.db, r.name, r.field_name, dict(r.properties), list(r.delete_keys))),
         "CreatePartition": unit(lambda d, r: d.create_partition(r.db, r.collection, r.partition, retry=r.retry)),
         "DropPartition": lambda d, r: reply(d, **found(d.drop_partition(r.db, r.collection, r.partition))),
         "CreateAlias": unit(lambda d, r: d.create_alias(r.db, r.alias, r.collection, retry=r.retry)),
@@ -188,6 +192,15 @@ class RemoteDdl:
     def alter_collection(self, db: str, name: str, properties: dict[str, str], delete_keys: list[str]) -> None:
         self._call("AlterCollection", pb.DdlAlterCollectionRequest(db=db, name=name, properties=properties,
                                                                    delete_keys=delete_keys))
+
+    def add_collection_field(self, db: str, name: str, new: FieldSchema) -> int:
+        return self._call("AddCollectionField", pb.DdlAddFieldRequest(
+            db=db, name=name, field_json=json.dumps(new.to_dict()))).id
+
+    def alter_collection_field(self, db: str, name: str, field_name: str, properties: dict[str, str],
+                               delete_keys: list[str]) -> None:
+        self._call("AlterCollectionField", pb.DdlAlterFieldRequest(
+            db=db, name=name, field_name=field_name, properties=properties, delete_keys=delete_keys))
 
     # --- partitions
     def create_partition(self, db: str, collection: str, partition: str) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from vecdb.cdc.follower import cdc_floor
-from vecdb.columns import default_column
+from vecdb.columns import missing_column
 from vecdb.config import CompactionSettings
 from vecdb.coord import index_builds
 from vecdb.coord.catalog import CollectionInfo
@@ -29,7 +29,7 @@ from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.row_stats import RowStats
 from vecdb.records import DeleteRecord, InsertRecord, decode
 from vecdb.roles import IdSource
-from vecdb.schema import valid_key
+from vecdb.schema import CollectionSchema, valid_key
 from vecdb.storage import segments as sf
 from vecdb.storage.base import Log, MetaStore, ObjectStore
 
@@ -89,8 +89,8 @@ class DataNode:
             if pid not in live_partitions:
                 continue  # partition dropped meanwhile
             prefix = sf.segment_prefix(info.id, channel, upto, pid)
-            columns = {f.name: _chunks(recs, f.name) for f in info.schema.fields}
-            columns.update({valid_key(f.name): _chunks(recs, valid_key(f.name))
+            columns = {f.name: _chunks(info.schema, recs, f.name) for f in info.schema.fields}
+            columns.update({valid_key(f.name): _chunks(info.schema, recs, valid_key(f.name))
                             for f in info.schema.fields if f.nullable})
             ts = np.concatenate([np.full(r.num_rows, r.ts, np.uint64) for r in recs])
             sf.write_segment(self.objects, prefix, info.schema, columns, ts)
@@ -193,6 +193,8 @@ class DataNode:
                 self.meta.txn(deletes=list(doomed))
 
 
-def _chunks(recs: list[InsertRecord], name: str) -> list[np.ndarray]:
-    """One column of a run of insert records, chunk per record (written without concatenating)."""
-    return [r.columns[name] if name in r.columns else default_column(name, r.num_rows) for r in recs]
+def _chunks(schema: CollectionSchema, recs: list[InsertRecord], name: str) -> list[np.ndarray]:
+    """One column of a run of insert records, chunk per record (written without concatenating); a
+    record written before its field was added holds nulls (or the default) there."""
+    return [r.columns[name] if name in r.columns else missing_column(schema, name, r.num_rows, r.columns)
+            for r in recs]

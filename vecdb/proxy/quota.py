@@ -47,7 +47,8 @@ DML = {"Insert": "insert", "Upsert": "upsert", "Delete": "delete"}
 DQL = {"Search": "search", "HybridSearch": "search", "Query": "query"}
 DDL = {
     **dict.fromkeys(("CreateCollection", "DropCollection", "LoadCollection", "ReleaseCollection",
-                     "RenameCollection", "AlterCollection"), "ddl_collection"),
+                     "RenameCollection", "AlterCollection", "AddCollectionField", "AlterCollectionField",
+                     "TruncateCollection"), "ddl_collection"),
     **dict.fromkeys(("CreatePartition", "DropPartition", "LoadPartitions", "ReleasePartitions"), "ddl_partition"),
     **dict.fromkeys(("CreateIndex", "DropIndex"), "ddl_index"),
     "Flush": "flush",

@@ -16,7 +16,7 @@ from vecdb.limits import LIMITS
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, kv_dict, kv_pairs, rpc
 from vecdb.request_db import db_of
-from vecdb.schema import CollectionSchema, validate_collection_name
+from vecdb.schema import CollectionSchema, added_field, validate_collection_name
 from vecdb.timestamp import physical_ms
 
 DEFAULT_PARTITION_KEY_PARTITIONS = 16
@@ -120,6 +120,7 @@ class CollectionRpcs(ServiceBase):
             virtual_channel_names=info.channels, physical_channel_names=info.channels,
             aliases=self.r.catalog.aliases_of(info), properties=kv_pairs(info.properties),
             num_partitions=len(info.partitions),  # Milvus: the partitions there are, _default included
+            update_timestamp=info.schema.update_ts or info.created_ts,  # pymilvus 2.6 sends it back on writes
         )
         info.schema.to_proto(resp.schema)
         return resp
@@ -161,6 +162,33 @@ class CollectionRpcs(ServiceBase):
         db = db_of(request, context)
         self.collection(db, request.collection_name)
         self.ddl.alter_collection(db, request.collection_name, kv_dict(request.properties), list(request.delete_keys))
+        return status.success()
+
+    @rpc()
+    def AddCollectionField(self, request, context):
+        """pymilvus ``add_collection_field``: the field (``vecdb.schema.added_field``: nullable, scalar)
+        goes into the schema through the coord; the query nodes that hold the collection take the
+        new schema before this returns (their rows so far read as null, or as the default value),
+        so an insert that carries the field after it is served in full."""
+        db = db_of(request, context)
+        info = self.collection(db, request.collection_name)
+        fpb = schema_pb2.FieldSchema()
+        try:
+            fpb.ParseFromString(request.schema)
+        except Exception:
+            raise errors.InvalidParameter("the schema is not a valid FieldSchema message") from None
+        new = added_field(info.schema, fpb)
+        self.ddl.add_collection_field(db, request.collection_name, new)
+        self.r.querynode.refresh_info(self.r.catalog.get_by_id(info.id))
+        return status.success()
+
+    @rpc()
+    def AlterCollectionField(self, request, context):
+        db = db_of(request, context)
+        info = self.collection(db, request.collection_name)
+        self.ddl.alter_collection_field(db, request.collection_name, request.field_name,
+                                        kv_dict(request.properties), list(request.delete_keys))
+        self.r.querynode.refresh_info(self.r.catalog.get_by_id(info.id))
         return status.success()
 
     @rpc(milvus_pb2.GetCollectionStatisticsResponse)

@@ -94,6 +94,7 @@ class DmlRpcs(ServiceBase):
     def Insert(self, request, context):
         self._check_size(request)
         info = self.collection(db_of(request, context), request.collection_name)
+        _check_schema_ts(info, request)
         n = request.num_rows
         columns = columns_from_field_data(info.schema, request.fields_data, n)
         self._assign_pks(info, columns, n)
@@ -107,6 +108,7 @@ class DmlRpcs(ServiceBase):
     def Upsert(self, request, context):
         self._check_size(request)
         info = self.collection(db_of(request, context), request.collection_name)
+        _check_schema_ts(info, request)
         pk = info.schema.primary_field
         if pk.auto_id:
             raise errors.InvalidParameter(
@@ -278,3 +280,12 @@ class _PkFilter:
     def evaluate(self, columns, n):
         return np.isin(columns[self._name], self._pks)
 
+
+def _check_schema_ts(info: CollectionInfo, request) -> None:
+    """pymilvus 2.6 sends the schema's update timestamp it read (``schema_timestamp``); one older than
+    the schema's last change (add_collection_field, alter_collection_field) is answered with
+    SchemaMismatch, on which it reads the schema again and retries (Milvus 2.6)."""
+    sent = getattr(request, "schema_timestamp", 0)
+    if sent and sent < info.schema.update_ts:
+        raise errors.SchemaMismatch(f"collection schema mismatch: the schema of {info.name} changed at "
+                                    f"{info.schema.update_ts}, the request was made for {sent}")

@@ -407,6 +407,12 @@ class QueryNode:
     def refresh_info(self, info: CollectionInfo) -> None:
         coll = self.collections.get(info.id)
         if coll is not None:
+            for shard in coll.shards:  # fields added (add_collection_field): every segment gets them
+                if shard.schema.version != info.schema.version:
+                    with shard.lock:
+                        for seg in shard.segments.values():
+                            seg.take_schema(info.schema)
+                        shard.schema = info.schema
             coll.info = info
 
     # --- log delivery -------------------------------------------------------------

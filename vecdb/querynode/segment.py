@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from vecdb.columns import default_column, empty_column
+from vecdb.columns import absent_column, absent_mask, empty_column, missing_column
 from vecdb.index.base import VectorIndex
 from vecdb.schema import CollectionSchema, valid_key
 from vecdb.timestamp import MAX_TIMESTAMP
@@ -96,7 +96,7 @@ class Segment:
         for name, buf in self._cols.items():
             col = columns.get(name)
             if col is None:
-                col = default_column(name, count)
+                col = missing_column(self.schema, name, count, columns)
             buf[start:end] = col
         self._ts[start:end] = ts
         self._del_ts[start:end] = MAX_TIMESTAMP
@@ -115,6 +115,21 @@ class Segment:
             new = np.empty(cap, np.uint64)
             new[: self.n] = old[: self.n]
             setattr(self, attr, new)
+
+    def take_schema(self, schema: CollectionSchema) -> None:
+        """Follow a schema with fields added (add_collection_field; caller holds the shard lock): each
+        new field gets a column (and validity mask) over the rows so far, as ``absent_column`` reads
+        them, in the buffer's whole capacity so appends carry on. A stub keeps its keys only."""
+        if not self.stub:
+            cap, cols = len(self._ts), dict(self._cols)  # swapped in whole: readers may be iterating it
+            for f in schema.fields:
+                if f.name in cols:
+                    continue
+                cols[f.name] = absent_column(f, cap)
+                if f.nullable:
+                    cols[valid_key(f.name)] = absent_mask(f, cap)
+            self._cols = cols
+        self.schema = schema
 
     def mark_deleted(self, offsets: np.ndarray, ts) -> None:
         """Rows die at ``ts`` (a scalar or one timestamp per offset); an earlier death stands."""

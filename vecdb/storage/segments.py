@@ -27,6 +27,7 @@ import numpy as np
 
 from vecdb import sparse
 from vecdb.columnar import decode_columns, encode_columns
+from vecdb.columns import absent_column, absent_mask
 from vecdb.schema import CollectionSchema, DataType, valid_key
 from vecdb.storage.base import MetaStore, ObjectStore
 from vecdb.storage.fsutil import file_chunks
@@ -61,23 +62,29 @@ def write_segment(store: ObjectStore, prefix: str, schema: CollectionSchema,
 def read_segment(store: ObjectStore, prefix: str, schema: CollectionSchema, mmap: bool = False,
                  skip: Collection[str] = ()) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Columns (but those named in ``skip``) and row timestamps of one segment; a nullable field comes
-    with its validity mask, keyed ``valid_key(name)``."""
+    with its validity mask, keyed ``valid_key(name)``. A field the segment has no file of (added to
+    the schema after it was written) reads as null in every row, or as its default value."""
     columns = {}
+    ts = _load_npy(store, f"{prefix}_ts.npy", False)
     for f in schema.fields:
         if f.name in skip:
             continue
-        if f.nullable:
-            columns[valid_key(f.name)] = _load_npy(store, f"{prefix}{f.field_id}.valid.npy", mmap)
         key = f"{prefix}{f.field_id}.npy"
         if f.dtype == DataType.SPARSE_FLOAT_VECTOR and store.exists(f"{prefix}{f.field_id}.indptr.npy"):
             parts = [_load_npy(store, f"{prefix}{f.field_id}.{p}.npy", mmap) for p in _CSR_PARTS]
             columns[f.name] = sparse.from_csr(sparse.Csr(*parts))
         elif store.exists(key):
             columns[f.name] = _load_npy(store, key, mmap)
+        elif f.nullable and not store.exists(f"{prefix}{f.field_id}.vcol"):
+            # written before the field was added (add_collection_field): null, or its default value
+            columns[f.name], columns[valid_key(f.name)] = absent_column(f, len(ts)), absent_mask(f, len(ts))
+            continue
         else:
             _, cols, _ = decode_columns(store.get(f"{prefix}{f.field_id}.vcol"))
             columns[f.name] = cols["v"]
-    return columns, _load_npy(store, f"{prefix}_ts.npy", False)
+        if f.nullable:
+            columns[valid_key(f.name)] = _load_npy(store, f"{prefix}{f.field_id}.valid.npy", mmap)
+    return columns, ts
 
 
 def read_column(store: ObjectStore, prefix: str, field, mmap: bool = False) -> np.ndarray:

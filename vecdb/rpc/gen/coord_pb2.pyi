@@ -113,6 +113,41 @@ class DdlAlterCollectionRequest(_message.Message):
     retry: bool
     def __init__(self, db: _Optional[str] = ..., name: _Optional[str] = ..., properties: _Optional[_Mapping[str, str]] = ..., delete_keys: _Optional[_Iterable[str]] = ..., retry: _Optional[bool] = ...) -> None: ...
 
+class DdlAddFieldRequest(_message.Message):
+    __slots__ = ("db", "name", "field_json", "retry")
+    DB_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FIELD_JSON_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    db: str
+    name: str
+    field_json: str
+    retry: bool
+    def __init__(self, db: _Optional[str] = ..., name: _Optional[str] = ..., field_json: _Optional[str] = ..., retry: _Optional[bool] = ...) -> None: ...
+
+class DdlAlterFieldRequest(_message.Message):
+    __slots__ = ("db", "name", "field_name", "properties", "delete_keys", "retry")
+    class PropertiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    DB_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FIELD_NAME_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    DELETE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    db: str
+    name: str
+    field_name: str
+    properties: _containers.ScalarMap[str, str]
+    delete_keys: _containers.RepeatedScalarFieldContainer[str]
+    retry: bool
+    def __init__(self, db: _Optional[str] = ..., name: _Optional[str] = ..., field_name: _Optional[str] = ..., properties: _Optional[_Mapping[str, str]] = ..., delete_keys: _Optional[_Iterable[str]] = ..., retry: _Optional[bool] = ...) -> None: ...
+
 class DdlPartitionRequest(_message.Message):
     __slots__ = ("db", "collection", "partition", "retry")
     DB_FIELD_NUMBER: _ClassVar[int]

@@ -79,6 +79,16 @@ class CoordStub:
                 request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlAlterCollectionRequest.SerializeToString,
                 response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
                 _registered_method=True)
+        self.AddCollectionField = channel.unary_unary(
+                '/vecdb.internal.Coord/AddCollectionField',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlAddFieldRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
+        self.AlterCollectionField = channel.unary_unary(
+                '/vecdb.internal.Coord/AlterCollectionField',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlAlterFieldRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
         self.CreatePartition = channel.unary_unary(
                 '/vecdb.internal.Coord/CreatePartition',
                 request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlPartitionRequest.SerializeToString,
@@ -225,6 +235,21 @@ class CoordServicer:
 
     def AlterCollection(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddCollectionField(self, request, context):
+        """Adds a field to a collection's schema (add_collection_field; the proxy checked it): a new id,
+        the schema version moved. DdlReply.id: the field's id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AlterCollectionField(self, request, context):
+        """Changes a field's properties (alter_collection_field: max_length, max_capacity, mmap.enabled).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -387,6 +412,16 @@ def add_CoordServicer_to_server(servicer, server):
             'AlterCollection': grpc.unary_unary_rpc_method_handler(
                     servicer.AlterCollection,
                     request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlAlterCollectionRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'AddCollectionField': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddCollectionField,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlAddFieldRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'AlterCollectionField': grpc.unary_unary_rpc_method_handler(
+                    servicer.AlterCollectionField,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlAlterFieldRequest.FromString,
                     response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
             ),
             'CreatePartition': grpc.unary_unary_rpc_method_handler(
@@ -712,6 +747,60 @@ class Coord:
             target,
             '/vecdb.internal.Coord/AlterCollection',
             vecdb_dot_internal_dot_coord__pb2.DdlAlterCollectionRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddCollectionField(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/AddCollectionField',
+            vecdb_dot_internal_dot_coord__pb2.DdlAddFieldRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AlterCollectionField(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/AlterCollectionField',
+            vecdb_dot_internal_dot_coord__pb2.DdlAlterFieldRequest.SerializeToString,
             vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
             options,
             channel_credentials,

@@ -1,0 +1,198 @@
+"""Schema changes on a collection with data, through pymilvus 2.6 on every deployment:
+``add_collection_field`` (rows written before read as null or as the field's default, in growing
+and sealed segments, through compaction, a release/load and a restart; inserts carry it from then
+on; ``is null`` filters; describe shows it with a new id and the schema version moved; Milvus's
+refusals) and ``alter_collection_field`` (max_length, max_capacity, mmap.enabled taken; the rest
+refused). Every answer is checked against the rows computed here."""
+
+from __future__ import annotations
+
+import pytest
+from pymilvus import DataType, MilvusClient, MilvusException
+
+from tests.conftest import wait_until
+
+
+def _create(client, name, properties=None):
+    s = MilvusClient.create_schema(enable_dynamic_field=True)
+    s.add_field("id", DataType.INT64, is_primary=True)
+    s.add_field("v", DataType.FLOAT_VECTOR, dim=2)
+    s.add_field("tag", DataType.VARCHAR, max_length=8)
+    s.add_field("a", DataType.ARRAY, element_type=DataType.INT64, max_capacity=2)
+    client.create_collection(name, schema=s, properties=properties or {})
+    idx = client.prepare_index_params()
+    idx.add_index(field_name="v", index_type="FLAT", metric_type="L2")
+    client.create_index(name, idx)
+    client.load_collection(name)
+
+
+def _rows(lo, hi, new=False):
+    out = []
+    for i in range(lo, hi):
+        r = {"id": i, "v": [float(i % 13), float(i % 7)], "tag": f"t{i % 5}", "a": [i % 3]}
+        if new and i % 3:  # every third new row leaves the new fields out
+            r["score"] = i / 2
+            r["label"] = f"l{i % 4}"
+        out.append(r)
+    return out
+
+
+def _want(rows, new=False):
+    out = {}
+    for r in rows:
+        out[r["id"]] = {"id": r["id"], "score": r.get("score"), "label": r.get("label", "none"),
+                        "tag": r["tag"]} if new else {"id": r["id"], "tag": r["tag"]}
+    return out
+
+
+def _check(client, name, live):
+    got = client.query(name, "id >= 0", output_fields=["id", "tag", "score", "label"], consistency_level="Strong",
+                       limit=16384)
+    assert {r["id"]: {k: r[k] for k in ("id", "score", "label", "tag")} for r in got} == live
+    for expr, pred in [("score is null", lambda r: r["score"] is None),
+                       ("score is not null and score > 20", lambda r: r["score"] is not None and r["score"] > 20),
+                       ('label == "none"', lambda r: r["label"] == "none"),
+                       ('label == "l1"', lambda r: r["label"] == "l1")]:
+        hits = client.query(name, expr, output_fields=["id"], consistency_level="Strong", limit=16384)
+        assert sorted(h["id"] for h in hits) == sorted(pk for pk, r in live.items() if pred(r)), expr
+    res = client.search(name, [[1.0, 1.0]], limit=10, filter="score is null", output_fields=["score", "label"],
+                        consistency_level="Strong")
+    want_null = [pk for pk, r in live.items() if r["score"] is None]
+    assert len(res[0]) == min(10, len(want_null))
+    for h in res[0]:
+        assert h["entity"] == {"score": None, "label": live[h["id"]]["label"]}
+
+
+def _add_fields(client, name):
+    client.add_collection_field(name, "score", DataType.DOUBLE, nullable=True)
+    client.add_collection_field(name, "label", DataType.VARCHAR, max_length=8, nullable=True, default_value="none")
+
+
+def test_add_field_to_growing_and_sealed_rows(client, name):
+    _create(client, name)
+    old = _rows(0, 120)
+    client.insert(name, old[:60])
+    client.flush(name)  # sealed
+    client.insert(name, old[60:])  # growing
+    before = client.describe_collection(name)
+    _add_fields(client, name)
+    desc = client.describe_collection(name)
+    fields = {f["name"]: f for f in desc["fields"]}
+    assert fields["score"]["type"] == DataType.DOUBLE and fields["score"].get("nullable") is True
+    assert fields["label"]["default_value"].string_data == "none"
+    # a new id above every field's, the hidden dynamic field's ($meta, 104) too
+    assert fields["score"]["field_id"] == max(f["field_id"] for f in before["fields"]) + 2
+    assert fields["label"]["field_id"] == fields["score"]["field_id"] + 1
+    assert [f["name"] for f in desc["fields"]][-2:] == ["score", "label"]
+    live = {pk: {**r, "score": None, "label": "none"} for pk, r in _want(old).items()}
+    _check(client, name, live)
+    new = _rows(120, 240, new=True)
+    client.insert(name, new[:60])  # into the growing segment that was there before the fields
+    live.update(_want(new[:60], new=True))
+    _check(client, name, live)
+    client.flush(name)
+    client.insert(name, new[60:])
+    live.update(_want(new[60:], new=True))
+    _check(client, name, live)
+    client.upsert(name, [{"id": 5, "v": [0.0, 0.0], "tag": "u", "a": [], "score": 99.0, "label": "up"}])
+    live[5] = {"id": 5, "tag": "u", "score": 99.0, "label": "up"}
+    _check(client, name, live)
+    client.flush(name)
+    cid = client.compact(name)
+    wait_until(lambda: client.get_compaction_state(cid) == "Completed", 60, "compaction completed")
+    _check(client, name, live)
+    client.release_collection(name)
+    client.load_collection(name)
+    _check(client, name, live)
+
+
+def test_add_field_before_load(client, name):
+    """Added while released: the load reads the old segments' missing columns as null."""
+    _create(client, name)
+    client.insert(name, _rows(0, 40))
+    client.flush(name)
+    client.release_collection(name)
+    _add_fields(client, name)
+    client.load_collection(name)
+    _check(client, name, {pk: {**r, "score": None, "label": "none"} for pk, r in _want(_rows(0, 40)).items()})
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"field_name": "nn", "data_type": DataType.INT64}, "added field must be nullable"),
+    ({"field_name": "tag", "data_type": DataType.INT64, "nullable": True}, "duplicate field name"),
+    ({"field_name": "v2", "data_type": DataType.FLOAT_VECTOR, "dim": 2, "nullable": True}, "vector type not support"),
+    ({"field_name": "pk2", "data_type": DataType.INT64, "nullable": True, "is_primary": True}, "pk field"),
+    ({"field_name": "s", "data_type": DataType.VARCHAR, "nullable": True}, "max_length"),
+    ({"field_name": "i8", "data_type": DataType.INT8, "nullable": True, "default_value": 1000}, "default value"),
+])
+def test_add_field_refused(client, name, kwargs, message):
+    _create(client, name)
+    with pytest.raises(MilvusException) as e:
+        client.add_collection_field(name, **kwargs)
+    assert message in e.value.message
+    assert [f["name"] for f in client.describe_collection(name)["fields"]] == ["id", "v", "tag", "a"]
+
+
+def test_add_field_to_missing_collection(client):
+    with pytest.raises(MilvusException) as e:
+        client.add_collection_field("no_such_coll_sc", "x", DataType.INT64, nullable=True)
+    assert "not found" in e.value.message or "can't find" in e.value.message
+
+
+def test_alter_collection_field(client, name):
+    _create(client, name)
+    client.insert(name, _rows(0, 10))
+    long = {"id": 100, "v": [0.0, 0.0], "tag": "x" * 20, "a": [1, 2, 3]}
+    with pytest.raises(MilvusException):
+        client.insert(name, [long])
+    client.alter_collection_field(name, "tag", field_params={"max_length": 32})
+    client.alter_collection_field(name, "a", field_params={"max_capacity": 4})
+    client.alter_collection_field(name, "tag", field_params={"mmap.enabled": True})
+    fields = {f["name"]: f for f in client.describe_collection(name)["fields"]}
+    assert fields["tag"]["params"]["max_length"] == 32
+    assert fields["tag"]["params"]["mmap_enabled"] is True  # pymilvus's name for the mmap.enabled param
+    assert fields["a"]["params"]["max_capacity"] == 4
+    client.insert(name, [long])
+    got = client.query(name, "id == 100", output_fields=["tag", "a"], consistency_level="Strong")
+    assert got[0]["tag"] == "x" * 20 and list(got[0]["a"]) == [1, 2, 3]
+    for field, params, message in [
+        ("v", {"dim": 4}, "does not allow update"),
+        ("id", {"max_length": 10}, "can not modify the maxlength"),
+        ("tag", {"max_capacity": 3}, "can not modify the maxcapacity"),
+        ("tag", {"max_length": 70000}, "exceeds the maximum"),
+        ("nope", {"max_length": 10}, "does not exist"),
+    ]:
+        with pytest.raises(MilvusException) as e:
+            client.alter_collection_field(name, field, field_params=params)
+        assert message in e.value.message, (field, params)
+    assert client.describe_collection(name)["fields"][2]["params"]["max_length"] == 32
+
+
+def test_added_field_survives_a_restart(tmp_path):
+    """Standalone on a data directory: sealed rows from before and after the field, growing rows
+    replayed from the log (some written before the field), after a restart."""
+    from tests.conftest import free_port, start_standalone
+
+    port = free_port()
+    node = start_standalone(tmp_path, port)
+    try:
+        c = MilvusClient(f"http://127.0.0.1:{port}")
+        _create(c, "added_restart")
+        old, new = _rows(0, 60), _rows(60, 120, new=True)
+        c.insert("added_restart", old[:30])
+        c.flush("added_restart")
+        c.insert("added_restart", old[30:])  # growing, written without the field
+        _add_fields(c, "added_restart")
+        c.insert("added_restart", new)
+        live = {pk: {**r, "score": None, "label": "none"} for pk, r in _want(old).items()}
+        live.update(_want(new, new=True))
+        _check(c, "added_restart", live)
+        c.close()
+        node.stop()
+        node = start_standalone(tmp_path, port)
+        c = MilvusClient(f"http://127.0.0.1:{port}")
+        c.load_collection("added_restart")
+        _check(c, "added_restart", live)
+        c.close()
+    finally:
+        node.stop()
