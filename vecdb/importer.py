@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -35,6 +36,10 @@ PENDING, IMPORTING, COMPLETED, FAILED = "Pending", "Importing", "Completed", "Fa
 # JSON rows per validated and written batch; NumPy columns are cut by bytes (BATCH_BYTES)
 JSON_BATCH_ROWS = 10_000
 BATCH_BYTES = 16 << 20
+# a running job's record is rewritten at least this often (seconds); one unfinished and older than
+# STALE_S reads as Failed: the process running it ended
+HEARTBEAT_S = 5.0
+STALE_S = 60.0
 
 
 @dataclass
@@ -53,13 +58,19 @@ class ImportJob:
     create_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     complete_ms: int = 0
     segment_ids: list[int] = field(default_factory=list)
+    updated_ms: int = 0
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> ImportJob:
-        return cls(**json.loads(raw))
+        job = cls(**json.loads(raw))
+        if job.state in (PENDING, IMPORTING) and time.time() * 1000 - job.updated_ms > STALE_S * 1000:
+            job.state = FAILED
+            job.reason = ("the import stopped: the process running it ended (rows it had written stay; "
+                          "import the files again into a fresh collection, or delete them)")
+        return job
 
 
 class JobStore:
@@ -69,6 +80,7 @@ class JobStore:
         self.meta = meta
 
     def put(self, job: ImportJob) -> None:
+        job.updated_ms = int(time.time() * 1000)
         self.meta.put(f"{JOB_PREFIX}{job.id}", job.to_json())
 
     def get(self, job_id: int) -> ImportJob | None:
@@ -79,6 +91,34 @@ class JobStore:
         jobs = [ImportJob.from_json(v) for _, v in self.meta.scan(JOB_PREFIX)]
         jobs = [j for j in jobs if j.db == db and (collection_id is None or j.collection_id == collection_id)]
         return sorted(jobs, key=lambda j: j.id)
+
+
+class Recorder:
+    """A running job's record: ``put`` after each step, a heartbeat every HEARTBEAT_S meanwhile (so
+    a long file read does not look like a dead runner), ``close`` ends both."""
+
+    def __init__(self, jobs: JobStore, job: ImportJob):
+        self.jobs, self.job = jobs, job
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, name=f"import-{job.id}-heartbeat", daemon=True)
+        self._beat.start()
+
+    def put(self) -> None:
+        with self._lock:
+            self.jobs.put(self.job)
+
+    def close(self) -> None:
+        self._done.set()
+
+    def _heartbeat(self) -> None:
+        while not self._done.wait(HEARTBEAT_S):
+            try:
+                with self._lock:
+                    if not self._done.is_set():
+                        self.jobs.put(self.job)
+            except Exception:  # noqa: BLE001 - the next beat or step retries
+                pass
 
 
 # --- files --------------------------------------------------------------------------------

@@ -217,3 +217,41 @@ def test_rest_import_jobs(server, client, name, objects):
     assert missing["code"] != 0 and "does not exist" in missing["message"]
     _, bad = post(port, "jobs/import/create", {"collectionName": name, "files": []})
     assert bad["code"] != 0
+
+
+def test_jobs_and_imported_rows_survive_a_restart(tmp_path):
+    """Standalone: a finished job is still listed after a restart (the metadata store), the rows were
+    sealed by the import's flush, and a local absolute path works on the embedded object store."""
+    from pymilvus import connections
+
+    from tests.conftest import start_standalone
+
+    rows, vecs = _rows(300)
+    local = tmp_path / "rows.json"
+    local.write_text(json.dumps({"rows": rows}))
+    srv = start_standalone(str(tmp_path / "data"))
+    port = srv.port
+    try:
+        client = MilvusClient(uri=f"http://127.0.0.1:{port}")
+        _collection(client, "imported")
+        connections.connect("restart", uri=f"http://127.0.0.1:{port}")
+        job = utility.do_bulk_insert("imported", files=[str(local)], using="restart")
+        assert _wait(job, "restart").state == BulkInsertState.ImportCompleted
+        connections.disconnect("restart")
+        client.close()
+    finally:
+        srv.stop()
+    srv = start_standalone(str(tmp_path / "data"), port=port)
+    try:
+        client = MilvusClient(uri=f"http://127.0.0.1:{port}")
+        connections.connect("restart", uri=f"http://127.0.0.1:{port}")
+        st = utility.get_bulk_insert_state(job, using="restart")
+        assert st.state == BulkInsertState.ImportCompleted and st.row_count == 300
+        assert [t.task_id for t in utility.list_bulk_insert_tasks(collection_name="imported", using="restart")] == [job]
+        count = client.query("imported", "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"]
+        assert count == 300
+        assert client.search("imported", [vecs[42].tolist()], limit=1)[0][0]["id"] == 42
+        connections.disconnect("restart")
+        client.close()
+    finally:
+        srv.stop()

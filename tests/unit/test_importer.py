@@ -87,3 +87,38 @@ def test_files_are_read_from_the_object_store_and_local_paths_only_when_allowed(
         importer.read_object(store, str(local), local_files=False)
     with pytest.raises(errors.InvalidParameter, match="does not exist"):
         importer.read_object(store, "in/../../etc/passwd", local_files=False)
+
+
+def test_jobs_in_the_metadata_store_and_a_stale_unfinished_job_reads_as_failed():
+    from vecdb.storage.memory import MemoryMetaStore
+
+    jobs = importer.JobStore(MemoryMetaStore())
+    a = importer.ImportJob(id=7, db="default", collection="c", collection_id=1, partition="", files=[["a.json"]])
+    b = importer.ImportJob(id=9, db="default", collection="d", collection_id=2, partition="", files=[["b.json"]],
+                           state=importer.COMPLETED)
+    jobs.put(a)
+    jobs.put(b)
+    assert jobs.get(7).state == importer.PENDING and jobs.get(8) is None
+    assert [j.id for j in jobs.list("default")] == [7, 9] and [j.id for j in jobs.list("default", 2)] == [9]
+    assert jobs.list("other") == []
+    a.updated_ms -= int(importer.STALE_S * 1000) + 1000  # its runner stopped beating a while ago
+    jobs.meta.put("import/7", a.to_json())
+    stale = jobs.get(7)
+    assert stale.state == importer.FAILED and "the process running it ended" in stale.reason
+    assert jobs.get(9).state == importer.COMPLETED  # finished jobs never go stale
+
+
+def test_the_recorder_beats_while_a_step_runs(monkeypatch):
+    from vecdb.storage.memory import MemoryMetaStore
+
+    monkeypatch.setattr(importer, "HEARTBEAT_S", 0.02)
+    jobs = importer.JobStore(MemoryMetaStore())
+    job = importer.ImportJob(id=1, db="default", collection="c", collection_id=1, partition="", files=[["a"]])
+    rec = importer.Recorder(jobs, job)
+    rec.put()
+    first = jobs.get(1).updated_ms
+    import time
+
+    time.sleep(0.2)
+    rec.close()
+    assert jobs.get(1).updated_ms > first

@@ -72,26 +72,30 @@ class ImportRpcs(DmlRpcs):
 
     # --- the job -------------------------------------------------------------------------
     def _run_import(self, jobs: JobStore, job: ImportJob) -> None:
+        rec = importer.Recorder(jobs, job)
         try:
-            self._import(jobs, job)
+            self._import(rec)
         except Exception as e:  # noqa: BLE001 - every failure ends the job with its reason
             if not isinstance(e, errors.VecdbError):
                 log.exception("import job %d failed", job.id)
             job.state, job.reason = FAILED, getattr(e, "message", None) or str(e)
             job.complete_ms = int(time.time() * 1000)
             try:
-                jobs.put(job)
+                rec.put()
             except Exception:  # noqa: BLE001 - the store is gone (stopping)
                 log.exception("import job %d: its failure could not be recorded", job.id)
+        finally:
+            rec.close()
 
-    def _import(self, jobs: JobStore, job: ImportJob) -> None:
+    def _import(self, rec: importer.Recorder) -> None:
+        job = rec.job
         _, objects = self._import_stores()
         local_files = self.r.component == "standalone" and hasattr(objects, "_root")
         info = self.collection(job.db, job.collection)
         if info.id != job.collection_id:
             raise errors.CollectionNotFound(f"collection {job.collection} was dropped during the import")
         job.state = IMPORTING
-        jobs.put(job)
+        rec.put()
         batches: list[tuple[dict, int]] = []
         nfiles = sum(len(g) for g in job.files)
         read = 0
@@ -104,7 +108,7 @@ class ImportRpcs(DmlRpcs):
                 batches += _numpy_batches(info.schema, data)
             job.total_rows = sum(n for _, n in batches)
             job.progress = 50 * read // nfiles
-            jobs.put(job)
+            rec.put()
         written, last_put = 0, time.monotonic()
         for columns, n in batches:
             self._assign_pks(info, columns, n)
@@ -113,12 +117,12 @@ class ImportRpcs(DmlRpcs):
             job.imported_rows = written
             job.progress = 50 + 49 * written // max(1, job.total_rows)
             if time.monotonic() - last_put > 0.5:
-                jobs.put(job)
+                rec.put()
                 last_put = time.monotonic()
         seg_ids, _ = self.flush_collection(self.collection(job.db, job.collection))
         job.segment_ids = seg_ids
         job.state, job.progress, job.complete_ms = COMPLETED, 100, int(time.time() * 1000)
-        jobs.put(job)
+        rec.put()
 
     # --- the RPCs ------------------------------------------------------------------------
     @rpc(milvus_pb2.ImportResponse)
