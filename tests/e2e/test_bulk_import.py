@@ -255,3 +255,66 @@ def test_jobs_and_imported_rows_survive_a_restart(tmp_path):
         client.close()
     finally:
         srv.stop()
+
+
+def test_partitions_partition_keys_and_richer_types(client, name, orm, objects):  # noqa: F811
+    """A named partition; a partition-key collection (rows hashed to its partitions, a partition name
+    refused); ARRAY, JSON and sparse vector fields from JSON rows."""
+    schema = CollectionSchema([
+        FieldSchema("id", DataType.VARCHAR, is_primary=True, max_length=16),
+        FieldSchema("vec", DataType.FLOAT_VECTOR, dim=DIM),
+        FieldSchema("sp", DataType.SPARSE_FLOAT_VECTOR),
+        FieldSchema("tags", DataType.ARRAY, element_type=DataType.INT64, max_capacity=4),
+        FieldSchema("doc", DataType.JSON),
+    ])
+    client.create_collection(name, schema=schema)
+    client.create_partition(name, "p1")
+    idx = client.prepare_index_params()
+    idx.add_index("vec", index_type="FLAT", metric_type="L2")
+    idx.add_index("sp", index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
+    client.create_index(name, idx)
+    client.load_collection(name)
+    rng = np.random.default_rng(3)
+    rows = [{"id": f"k{i}", "vec": rng.random(DIM).tolist(),
+             "sp": {str(i % 7): 1.0 + i, "100": 0.5} if i % 2 else {"indices": [i % 7, 100], "values": [1.0 + i, 0.5]},
+             "tags": [i, i + 1], "doc": {"i": i, "even": i % 2 == 0}} for i in range(40)]
+    key = f"imports/{uuid.uuid4().hex}/rich.json"
+    objects.put(key, json.dumps({"rows": rows}).encode())
+    st = _wait(utility.do_bulk_insert(name, files=[key], partition_name="p1", using=orm), orm)
+    assert st.state == BulkInsertState.ImportCompleted and st.partition_name == "p1", st
+    got = client.query(name, "array_contains(tags, 11) and doc['even'] == false", output_fields=["tags", "doc"],
+                       partition_names=["p1"], consistency_level="Strong")
+    assert [(r["id"], r["tags"], r["doc"]) for r in got] == [("k11", [11, 12], {"i": 11, "even": False})]
+    assert client.query(name, "", output_fields=["count(*)"], partition_names=["_default"],
+                        consistency_level="Strong")[0]["count(*)"] == 0
+    hits = client.search(name, [{3: 1.0}], anns_field="sp", limit=3, search_params={"metric_type": "IP"},
+                         consistency_level="Strong")[0]
+    assert [h["id"] for h in hits] == ["k38", "k31", "k24"]  # rows with dimension 3, by weight
+    with pytest.raises(Exception, match="partition"):
+        utility.do_bulk_insert(name, files=[key], partition_name="nope", using=orm)
+
+
+def test_partition_key_collection(client, name, orm, objects):  # noqa: F811
+    schema = CollectionSchema([
+        FieldSchema("id", DataType.INT64, is_primary=True),
+        FieldSchema("vec", DataType.FLOAT_VECTOR, dim=DIM),
+        FieldSchema("tenant", DataType.VARCHAR, max_length=16, is_partition_key=True),
+    ], num_partitions=4)
+    client.create_collection(name, schema=schema, num_partitions=4)
+    idx = client.prepare_index_params()
+    idx.add_index("vec", index_type="FLAT", metric_type="L2")
+    client.create_index(name, idx)
+    client.load_collection(name)
+    prefix = f"imports/{uuid.uuid4().hex}"
+    n = 400
+    objects.put(f"{prefix}/id.npy", _npy(np.arange(n)))
+    objects.put(f"{prefix}/vec.npy", _npy(np.random.default_rng(1).random((n, DIM), dtype=np.float32)))
+    objects.put(f"{prefix}/tenant.npy", _npy(np.array([f"t{i % 10}" for i in range(n)])))
+    files = [f"{prefix}/{f}.npy" for f in ("id", "vec", "tenant")]
+    st = _wait(utility.do_bulk_insert(name, files=files, using=orm), orm)
+    assert st.state == BulkInsertState.ImportCompleted, st
+    for t in ("t0", "t7"):
+        got = client.query(name, f"tenant == '{t}'", output_fields=["id"], consistency_level="Strong")
+        assert sorted(r["id"] for r in got) == list(range(int(t[1:]), n, 10))
+    with pytest.raises(Exception, match="partition key"):
+        utility.do_bulk_insert(name, files=files, partition_name="_default", using=orm)

@@ -718,6 +718,11 @@ def _placeholders(dtype: DataType, vectors: list, text: bool = False) -> bytes:
 def _sparse_row(v) -> bytes:
     if not isinstance(v, dict):
         raise errors.InvalidParameter(f"a sparse vector is a JSON object of index: value, got {type(v).__name__}")
+    if set(v) == {"indices", "values"}:  # Milvus's other JSON form (bulk import files)
+        if not isinstance(v["indices"], list) or not isinstance(v["values"], list) or \
+                len(v["indices"]) != len(v["values"]):
+            raise errors.InvalidParameter("a sparse vector's indices and values are lists of the same length")
+        v = dict(zip(v["indices"], v["values"]))
     try:
         pairs = sorted((int(k), float(x)) for k, x in v.items())
     except (TypeError, ValueError):
@@ -763,6 +768,9 @@ def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id:
                 col = col.astype(np.float16)
             elif f.dtype == DataType.BFLOAT16_VECTOR:
                 col = float32_to_bfloat16(col)
+        elif f.dtype == DataType.SPARSE_FLOAT_VECTOR:  # {index: value} or {"indices": [..], "values": [..]}
+            col = np.empty(len(values), object)
+            col[:] = [_sparse_row(v) for v in values]
         elif f.dtype in _NUMPY:
             col = np.asarray(values, _NUMPY[f.dtype])
         else:  # VARCHAR, JSON, ARRAY

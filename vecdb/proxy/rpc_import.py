@@ -49,9 +49,11 @@ class ImportRpcs(DmlRpcs):
         """Record a job for ``groups`` (see ``importer.group_files``) and start it; checks what can be
         checked before any file is read (the collection, the partition, the file types)."""
         info = self.collection(db, collection)
-        if partition and info.schema.partition_key_field is not None:
-            raise errors.InvalidParameter(PARTITION_KEY_NAMES)
-        info.partition(partition or DEFAULT_PARTITION)  # PartitionNotFound
+        if info.schema.partition_key_field is not None:
+            if partition:
+                raise errors.InvalidParameter(PARTITION_KEY_NAMES)
+        else:
+            info.partition(partition or DEFAULT_PARTITION)  # PartitionNotFound
         importer.check_groups(groups)
         job = ImportJob(id=self.r.ids.allocate(1), db=db, collection=info.name, collection_id=info.id,
                         partition=partition, files=groups)
