@@ -160,6 +160,10 @@ class DataNodeRole(Protocol):
 
     def drop_partition(self, info: CollectionInfo, partition_id: int) -> None: ...
 
+    def truncate_collection(self, info: CollectionInfo, ts: int) -> None:
+        """Drop the sealed segments whose rows were all written at or before ``ts``."""
+        ...
+
     def forget_index_builds(self, collection_id: int, index_ids: Iterable[int]) -> None: ...
 
     def compact(self, info: CollectionInfo) -> int:
@@ -253,6 +257,10 @@ class DdlRole(Protocol):
 
     def alter_collection_field(self, db: str, name: str, field_name: str, properties: dict[str, str],
                                delete_keys: list[str]) -> None: ...
+
+    def truncate_collection(self, db: str, name: str) -> int:
+        """The collection's new ``truncated_ts``: rows written at or before it are gone."""
+        ...
 
     def create_partition(self, db: str, collection: str, partition: str) -> None: ...
 

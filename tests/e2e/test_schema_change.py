@@ -196,3 +196,117 @@ def test_added_field_survives_a_restart(tmp_path):
         c.close()
     finally:
         node.stop()
+
+
+def _count(client, name):
+    return client.query(name, "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"]
+
+
+def test_truncate_collection(client, name):
+    """Sealed, growing and partition rows gone; schema, index, partitions, alias, load state kept;
+    inserts after it served alone, through a flush, a release/load and a compaction."""
+    _create(client, name)
+    client.create_partition(name, "p1")
+    alias = name + "_al"
+    client.create_alias(name, alias)
+    client.insert(name, _rows(0, 60))
+    client.flush(name)
+    client.insert(name, _rows(60, 100))
+    client.insert(name, _rows(100, 120), partition_name="p1")
+    assert _count(client, name) == 120
+    before = client.describe_collection(name)
+    client.truncate_collection(name)
+    assert _count(client, name) == 0
+    assert client.query(name, "id >= 0", consistency_level="Strong") == []
+    assert client.search(name, [[1.0, 1.0]], limit=5, consistency_level="Strong")[0] == []
+    after = client.describe_collection(name)
+    assert (after["fields"], after["collection_id"], after["aliases"]) == (
+        before["fields"], before["collection_id"], before["aliases"])
+    assert client.list_partitions(name) == ["_default", "p1"]
+    assert client.list_indexes(name) == ["v"]
+    assert str(client.get_load_state(name)["state"]) == "Loaded"
+    new = [{"id": i, "v": [float(i), 0.0], "tag": "n", "a": []} for i in range(50, 80)]  # ids of old rows too
+    client.insert(alias, new)
+    want = {r["id"] for r in new}
+    hits = client.search(name, [[55.0, 0.0]], limit=100, consistency_level="Strong")[0]
+    assert {h["id"] for h in hits} == want and hits[0]["id"] == 55
+    assert _count(client, name) == 30
+    client.flush(name)
+    client.release_collection(name)
+    client.load_collection(name)
+    assert {r["id"] for r in client.query(name, "id >= 0", consistency_level="Strong")} == want
+    cid = client.compact(name)
+    wait_until(lambda: client.get_compaction_state(cid) == "Completed", 60, "compaction completed")
+    assert _count(client, name) == 30
+    client.truncate_collection(name)  # twice: the new rows go too
+    assert _count(client, name) == 0
+
+
+def test_truncate_during_inserts(client, name):
+    """Inserts racing a truncate: each batch is wholly gone or wholly kept, every batch acknowledged
+    after the truncate returned is kept, and what a query sees stays so after a flush and a reload."""
+    import threading
+
+    _create(client, name)
+    batches, done, acked = 40, threading.Event(), []
+    truncated_at: list[int] = []
+
+    def writer():
+        for b in range(batches):
+            begun_after = len(truncated_at)  # read before the call: begun after the truncate returned
+            client.insert(name, [{"id": b * 1000 + i, "v": [float(i), 1.0], "tag": "w", "a": []} for i in range(50)])
+            acked.append((b, begun_after))
+        done.set()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    wait_until(lambda: len(acked) >= 10, 60, "inserts under way")
+    client.truncate_collection(name)
+    truncated_at.append(len(acked))
+    t.join(120)
+    assert done.is_set()
+
+    def per_batch():
+        ids = [r["id"] for r in client.query(name, "id >= 0", consistency_level="Strong", limit=16384)]
+        counts: dict[int, int] = {}
+        for pk in ids:
+            counts[pk // 1000] = counts.get(pk // 1000, 0) + 1
+        return counts
+
+    counts = per_batch()
+    assert set(counts.values()) <= {50}, counts  # never half a batch
+    after = [b for b, seen in acked if seen]  # begun after the truncate returned
+    assert after and all(b in counts for b in after), (sorted(counts), acked)
+    assert all(b not in counts for b, _ in acked[:10])  # acknowledged before it began
+    client.flush(name)
+    client.release_collection(name)
+    client.load_collection(name)
+    assert per_batch() == counts
+
+
+def test_truncate_survives_a_restart(tmp_path):
+    """Standalone: truncated rows (sealed and still in the log) stay gone after a restart; rows
+    written after the truncate are replayed."""
+    from tests.conftest import free_port, start_standalone
+
+    port = free_port()
+    node = start_standalone(tmp_path, port)
+    try:
+        c = MilvusClient(f"http://127.0.0.1:{port}")
+        _create(c, "trunc_restart")
+        c.insert("trunc_restart", _rows(0, 40))
+        c.flush("trunc_restart")
+        c.insert("trunc_restart", _rows(40, 80))
+        c.truncate_collection("trunc_restart")
+        c.insert("trunc_restart", _rows(200, 210))
+        assert _count(c, "trunc_restart") == 10
+        c.close()
+        node.stop()
+        node = start_standalone(tmp_path, port)
+        c = MilvusClient(f"http://127.0.0.1:{port}")
+        c.load_collection("trunc_restart")
+        assert sorted(r["id"] for r in c.query("trunc_restart", "id >= 0", consistency_level="Strong")) == list(
+            range(200, 210))
+        c.close()
+    finally:
+        node.stop()

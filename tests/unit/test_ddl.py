@@ -305,3 +305,7 @@ def test_add_and_alter_collection_field(manager):
         manager.alter_collection_field("", "c", "nope", {"max_length": "8"}, [])
     # the catalog's JSON round trip keeps them
     assert CollectionSchema.from_dict(after.to_dict()) == after
+    t = manager.truncate_collection("", "c")
+    info = manager.catalog.get("default", "c")
+    assert info.truncated_ts == t > after.update_ts and [f.name for f in info.schema.fields] == [
+        "id", "v", "tag", "$meta"]

@@ -55,6 +55,8 @@ class CollectionInfo:
     replica_number: int = 1  # replicas to load (a cluster's coord places them on query nodes)
     # the resource group of each replica when loaded (vecdb.coord.resource_groups); [] = all in the default group
     resource_groups: list[str] = field(default_factory=list)
+    # truncate_collection: every row written at or before this timestamp is gone (0: never truncated)
+    truncated_ts: int = 0
 
     @property
     def channels(self) -> list[str]:

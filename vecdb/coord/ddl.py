@@ -253,6 +253,17 @@ class DdlManager:
 
         self._saving(lambda: self.catalog.get(db or DEFAULT_DB, name), change)
 
+    def truncate_collection(self, db: str, name: str) -> int:
+        """Mark every row written so far gone: a new timestamp becomes the collection's
+        ``truncated_ts`` (rows at or before it are dropped by the query nodes, the data nodes' persist
+        and a load), and is returned. Schema, indexes, partitions, aliases and load state stay."""
+
+        def change(info: CollectionInfo) -> int:
+            info.truncated_ts = self.tso.allocate()
+            return info.truncated_ts
+
+        return self._saving(lambda: self.catalog.get(db or DEFAULT_DB, name), change)
+
     # --- partitions -----------------------------------------------------------------
     def create_partition(self, db: str, collection: str, partition: str, *, retry: bool = False) -> None:
         validate_collection_name(partition, "partition name")

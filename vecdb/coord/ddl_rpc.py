@@ -113,6 +113,7 @@ def ddl_handlers(serve: Callable[[Callable[[DdlManager], Any]], Any]) -> dict[st
             r.db, r.name, FieldSchema.from_dict(json.loads(r.field_json)), retry=r.retry)),
         "AlterCollectionField": unit(lambda d, r: d.alter_collection_field(
             r.db, r.name, r.field_name, dict(r.properties), list(r.delete_keys))),
+        "TruncateCollection": lambda d, r: reply(d, found=True, id=d.truncate_collection(r.db, r.name)),
         "CreatePartition": unit(lambda d, r: d.create_partition(r.db, r.collection, r.partition, retry=r.retry)),
         "DropPartition": lambda d, r: reply(d, **found(d.drop_partition(r.db, r.collection, r.partition))),
         "CreateAlias": unit(lambda d, r: d.create_alias(r.db, r.alias, r.collection, retry=r.retry)),
@@ -201,6 +202,9 @@ class RemoteDdl:
                                delete_keys: list[str]) -> None:
         self._call("AlterCollectionField", pb.DdlAlterFieldRequest(
             db=db, name=name, field_name=field_name, properties=properties, delete_keys=delete_keys))
+
+    def truncate_collection(self, db: str, name: str) -> int:
+        return self._call("TruncateCollection", pb.DdlCollectionRequest(db=db, name=name)).id
 
     # --- partitions
     def create_partition(self, db: str, collection: str, partition: str) -> None:

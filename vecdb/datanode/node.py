@@ -88,6 +88,9 @@ class DataNode:
         for pid, recs in inserts.items():
             if pid not in live_partitions:
                 continue  # partition dropped meanwhile
+            recs = [r for r in recs if r.ts > info.truncated_ts]  # written before a truncate: gone
+            if not recs:
+                continue
             prefix = sf.segment_prefix(info.id, channel, upto, pid)
             columns = {f.name: _chunks(info.schema, recs, f.name) for f in info.schema.fields}
             columns.update({valid_key(f.name): _chunks(info.schema, recs, valid_key(f.name))
@@ -182,6 +185,24 @@ class DataNode:
     def forget_index_builds(self, collection_id: int, index_ids: Iterable[int]) -> None:
         """A dropped index's build records go with it (a new index gets a new id and builds afresh)."""
         self.meta.txn(delete_prefixes=[index_builds.index_prefix(collection_id, i) for i in index_ids])
+
+    def truncate_collection(self, info: CollectionInfo, ts: int) -> None:
+        """truncate_collection: the sealed segments whose rows were all written at or before ``ts``
+        go (metadata, then files); one that also holds later rows (persisted while the truncate ran)
+        stays, its older rows dropped where it is read (``truncated_ts``). Persists after this skip
+        records at or before ``info.truncated_ts``."""
+        self.stats.forget(info.id)
+        for channel in info.channels:
+            with self._locks[channel]:
+                doomed = {}
+                for k, v in self.meta.scan(f"seg/{info.id}/{channel}/"):
+                    seg = json.loads(v)
+                    row_ts = sf.read_ts(self.objects, seg["prefix"])
+                    if not len(row_ts) or int(row_ts.max()) <= ts:
+                        doomed[k] = seg
+                self.meta.txn(deletes=list(doomed))
+                for seg in doomed.values():
+                    self.objects.delete_prefix(seg["prefix"])
 
     def drop_partition(self, info: CollectionInfo, partition_id: int) -> None:
         for channel in info.channels:

@@ -70,6 +70,9 @@ class ClusterDataNode:
     def drop_partition(self, info: CollectionInfo, partition_id: int) -> None:
         self.local.drop_partition(info, partition_id)
 
+    def truncate_collection(self, info: CollectionInfo, ts: int) -> None:
+        self.local.truncate_collection(info, ts)
+
     def compact(self, info: CollectionInfo) -> int:
         """A request record the data node processes owning the channels carry out (they watch
         ``compaction/``); with none alive, this process compacts (as it persists)."""

@@ -191,6 +191,23 @@ class CollectionRpcs(ServiceBase):
         self.r.querynode.refresh_info(self.r.catalog.get_by_id(info.id))
         return status.success()
 
+    @rpc(milvus_pb2.TruncateCollectionResponse)
+    def TruncateCollection(self, request, context):
+        """pymilvus ``truncate_collection``: every row gone, schema, indexes, partitions, aliases and
+        load state kept. The coord sets a new timestamp as the collection's ``truncated_ts``: a row
+        written at or before it is gone (the query nodes drop what they hold before this returns and
+        skip such rows when the log brings them; the data nodes drop the sealed segments and skip
+        them at persist; a load drops them too), a row written after it is kept, so an insert that
+        races the truncate is wholly before or wholly after it."""
+        db = db_of(request, context)
+        info = self.collection(db, request.collection_name)
+        with self.r.writer.locked(info.channels):
+            ts = self.ddl.truncate_collection(db, request.collection_name)
+            fresh = self.r.catalog.get_by_id(info.id)
+            self.r.querynode.refresh_info(fresh)
+            self.r.datanode.truncate_collection(fresh, ts)
+        return milvus_pb2.TruncateCollectionResponse(status=status.success())
+
     @rpc(milvus_pb2.GetCollectionStatisticsResponse)
     def GetCollectionStatistics(self, request, context):
         info = self.collection(db_of(request, context), request.collection_name)

@@ -243,6 +243,8 @@ class QueryNode:
             seg.segment_id = seg_info["segment_id"]
             seg.prefix = seg_info["prefix"]
             seg.indexes.update(indexes)
+        if info.truncated_ts:  # truncate_collection: older rows gone, the log's skipped
+            shard.truncate(info.truncated_ts)
         shard.rebuild_pk_index()
         for key in delta_keys:
             pks, ts = sf.read_delta(self.objects, key)
@@ -408,6 +410,8 @@ class QueryNode:
         coll = self.collections.get(info.id)
         if coll is not None:
             for shard in coll.shards:  # fields added (add_collection_field): every segment gets them
+                if info.truncated_ts > shard.truncated_ts:  # truncate_collection
+                    shard.truncate(info.truncated_ts)
                 if shard.schema.version != info.schema.version:
                     with shard.lock:
                         for seg in shard.segments.values():

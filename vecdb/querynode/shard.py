@@ -50,6 +50,7 @@ class Shard:
         # node that serves only some sealed segments of the channel (``vecdb.coord.assignment``)
         # keeps the rest, and the rows still growing, as stubs (keys and timestamps).
         self.leader = True
+        self.truncated_ts = 0  # truncate_collection: rows written at or before it are gone (``truncate``)
 
     # --- writes -----------------------------------------------------------
     def apply(self, position: int, record: Record) -> None:
@@ -130,7 +131,22 @@ class Shard:
             return len(self.pk_index)
         return sum(s.alive_count() for s in segs if not s.stub)
 
+    def truncate(self, ts: int) -> None:
+        """truncate_collection at ``ts``: segments whose rows are all that old go, rows that old in the
+        others die at ``ts``, and records that old applied later are skipped (``_insert``)."""
+        with self.lock:
+            self.truncated_ts = max(self.truncated_ts, ts)
+            keep = {slot: s for slot, s in self.segments.items() if s.max_ts > ts}
+            for seg in keep.values():
+                seg.mark_deleted(np.flatnonzero(seg.ts() <= np.uint64(ts)), ts)
+            self.growing = {pid: s for pid, s in self.growing.items() if s.slot in keep}
+            self.segments = keep
+            self.pk_index = {}
+            self.rebuild_pk_index()
+
     def _insert(self, rec: InsertRecord) -> None:
+        if rec.ts <= self.truncated_ts:
+            return  # written before a truncate_collection, applied after it: gone
         pks = rec.columns[self.schema.primary_field.name]
         seg = self.growing.get(rec.partition_id)
         if seg is None:

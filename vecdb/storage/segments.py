@@ -87,6 +87,11 @@ def read_segment(store: ObjectStore, prefix: str, schema: CollectionSchema, mmap
     return columns, ts
 
 
+def read_ts(store: ObjectStore, prefix: str) -> np.ndarray:
+    """A segment's row timestamps."""
+    return _load_npy(store, f"{prefix}_ts.npy", False)
+
+
 def read_column(store: ObjectStore, prefix: str, field, mmap: bool = False) -> np.ndarray:
     """One fixed-width column (a vector field) of a segment."""
     return _load_npy(store, f"{prefix}{field.field_id}.npy", mmap)

@@ -89,6 +89,11 @@ class CoordStub:
                 request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlAlterFieldRequest.SerializeToString,
                 response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
                 _registered_method=True)
+        self.TruncateCollection = channel.unary_unary(
+                '/vecdb.internal.Coord/TruncateCollection',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlCollectionRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
         self.CreatePartition = channel.unary_unary(
                 '/vecdb.internal.Coord/CreatePartition',
                 request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlPartitionRequest.SerializeToString,
@@ -249,6 +254,14 @@ class CoordServicer:
 
     def AlterCollectionField(self, request, context):
         """Changes a field's properties (alter_collection_field: max_length, max_capacity, mmap.enabled).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TruncateCollection(self, request, context):
+        """truncate_collection: a timestamp from the TSO becomes the collection's truncated_ts (every row
+        written at or before it is gone; the nodes follow the catalog). DdlReply.id: that timestamp.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -422,6 +435,11 @@ def add_CoordServicer_to_server(servicer, server):
             'AlterCollectionField': grpc.unary_unary_rpc_method_handler(
                     servicer.AlterCollectionField,
                     request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlAlterFieldRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'TruncateCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.TruncateCollection,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlCollectionRequest.FromString,
                     response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
             ),
             'CreatePartition': grpc.unary_unary_rpc_method_handler(
@@ -801,6 +819,33 @@ class Coord:
             target,
             '/vecdb.internal.Coord/AlterCollectionField',
             vecdb_dot_internal_dot_coord__pb2.DdlAlterFieldRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TruncateCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/TruncateCollection',
+            vecdb_dot_internal_dot_coord__pb2.DdlCollectionRequest.SerializeToString,
             vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
             options,
             channel_credentials,
