@@ -36,6 +36,9 @@ PENDING, IMPORTING, COMPLETED, FAILED = "Pending", "Importing", "Completed", "Fa
 # JSON rows per validated and written batch; NumPy columns are cut by bytes (BATCH_BYTES)
 JSON_BATCH_ROWS = 10_000
 BATCH_BYTES = 16 << 20
+# validated rows a job keeps between its check of every file and its writes; groups past it are
+# read and converted a second time when written (memory bounded by one group, not the job)
+HOLD_BYTES = 1 << 30
 # a running job's record is rewritten at least this often (seconds); one unfinished and older than
 # STALE_S reads as Failed: the process running it ended
 HEARTBEAT_S = 5.0

@@ -98,33 +98,46 @@ class ImportRpcs(DmlRpcs):
             raise errors.CollectionNotFound(f"collection {job.collection} was dropped during the import")
         job.state = IMPORTING
         rec.put()
-        batches: list[tuple[dict, int]] = []
-        nfiles = sum(len(g) for g in job.files)
-        read = 0
-        for group in job.files:  # read and validate everything before writing anything
-            data = {p: importer.read_object(objects, p, local_files) for p in group}
+        # pass 1: read and validate every file before writing anything; the validated batches are
+        # kept up to HOLD_BYTES, the groups past it read and converted again in pass 2
+        kept: list[list[tuple[dict, int]] | None] = []
+        held, nfiles, read = 0, sum(len(g) for g in job.files), 0
+        for group in job.files:
+            batches = self._read_group(info.schema, objects, group, local_files)
+            size = sum(_nbytes(cols) for cols, _ in batches)
+            kept.append(batches if held + size <= importer.HOLD_BYTES else None)
+            held += size if kept[-1] is not None else 0
             read += len(group)
-            if importer.file_kind(group[0]) != "npy":
-                batches += _json_batches(info.schema, importer.json_rows(data[group[0]], group[0]), group[0])
-            else:
-                batches += _numpy_batches(info.schema, data)
-            job.total_rows = sum(n for _, n in batches)
+            job.total_rows += sum(n for _, n in batches)
             job.progress = 50 * read // nfiles
             rec.put()
+            del batches
+        # pass 2: the rows as inserts through the log
         written, last_put = 0, time.monotonic()
-        for columns, n in batches:
-            self._assign_pks(info, columns, n)
-            self._write_rows(info, columns, n, job.partition)
-            written += n
-            job.imported_rows = written
-            job.progress = 50 + 49 * written // max(1, job.total_rows)
-            if time.monotonic() - last_put > 0.5:
-                rec.put()
-                last_put = time.monotonic()
+        for group, held_batches in zip(job.files, kept):
+            if held_batches is None:
+                held_batches = self._read_group(info.schema, objects, group, local_files)
+            for columns, n in held_batches:
+                self._assign_pks(info, columns, n)
+                self._write_rows(info, columns, n, job.partition)
+                written += n
+                job.imported_rows = written
+                job.progress = 50 + 49 * written // max(1, job.total_rows)
+                if time.monotonic() - last_put > 0.5:
+                    rec.put()
+                    last_put = time.monotonic()
         seg_ids, _ = self.flush_collection(self.collection(job.db, job.collection))
         job.segment_ids = seg_ids
         job.state, job.progress, job.complete_ms = COMPLETED, 100, int(time.time() * 1000)
         rec.put()
+
+    @staticmethod
+    def _read_group(schema: CollectionSchema, objects, group: list[str], local_files: bool) -> list[tuple[dict, int]]:
+        """One file group as validated insert batches (raises on the first bad row)."""
+        data = {p: importer.read_object(objects, p, local_files) for p in group}
+        if importer.file_kind(group[0]) != "npy":
+            return _json_batches(schema, importer.json_rows(data[group[0]], group[0]), group[0])
+        return _numpy_batches(schema, data)
 
     # --- the RPCs ------------------------------------------------------------------------
     @rpc(milvus_pb2.ImportResponse)
@@ -158,6 +171,10 @@ def _state_reply(job: ImportJob) -> milvus_pb2.GetImportStateResponse:
         status=status.success(), state=_STATES[job.state], row_count=job.imported_rows, id=job.id,
         collection_id=job.collection_id, segment_ids=job.segment_ids, create_ts=job.create_ms // 1000,
         infos=[common_pb2.KeyValuePair(key=k, value=v) for k, v in infos.items()])
+
+
+def _nbytes(columns: dict) -> int:
+    return sum(c.nbytes if c.dtype != object else 64 * len(c) for c in columns.values())
 
 
 def _validated(schema: CollectionSchema, fields: list, n: int) -> dict:
