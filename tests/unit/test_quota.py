@@ -144,6 +144,8 @@ def test_disk_quota_on_the_data_directory(tmp_path):
     clock.now += 10
     with pytest.raises(errors.ForceDeny, match="disk quota exceeded"):
         q.admit("Insert", milvus_pb2.InsertRequest())
+    with pytest.raises(errors.ForceDeny, match="disk quota exceeded"):
+        q.admit("Import", milvus_pb2.ImportRequest())  # a bulk import writes too
 
 
 def test_settings_from_the_environment():

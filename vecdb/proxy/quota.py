@@ -55,7 +55,8 @@ DDL = {
     "ManualCompaction": "compaction",
 }
 UNITS = {"insert": "MB/s", "upsert": "MB/s", "delete": "MB/s", "search": "vectors/s", "query": "qps"}
-PROTECTED = frozenset(("Insert", "Upsert"))  # refused while memory or disk is over its limit
+# refused while memory or disk is over its limit (bulk import too, as Milvus denies bulk loads)
+PROTECTED = frozenset(("Insert", "Upsert", "Import"))
 MEMORY_EVERY, DISK_EVERY = 1.0, 10.0
 
 
