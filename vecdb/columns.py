@@ -63,6 +63,12 @@ def absent_mask(field, count: int) -> np.ndarray:
     return np.full(count, field.default_value is not None, np.bool_)
 
 
+def unknown_columns(schema: CollectionSchema, columns) -> bool:
+    """Whether a batch carries a column (or validity mask) of a field ``schema`` lacks: one added
+    to the collection after ``schema`` was read."""
+    return any(schema.field(k[len(VALID_PREFIX):] if k.startswith(VALID_PREFIX) else k) is None for k in columns)
+
+
 def missing_column(schema: CollectionSchema, name: str, count: int, columns) -> np.ndarray:
     """Column ``name`` (a field or a validity mask) of a batch of ``count`` rows that left it out:
     a field added to the schema after the batch was written reads as ``absent_column`` (its mask

@@ -63,3 +63,38 @@ def test_take_schema_gives_old_rows_null_or_default_and_appends_go_on():
     assert seg.column(valid_key("n")).tolist() == [False, False, False, True, False, False]
     assert seg.column("s").tolist() == ["d", "d", "d", "x", "y", "d"]
     assert seg.column(valid_key("s")).tolist() == [True] * 6
+
+
+def test_a_query_node_takes_an_added_field_from_the_catalog_when_a_record_carries_it():
+    """A proxy that saw the new schema may send the field before the query nodes were refreshed:
+    the node reads the schema from the catalog then, and the rows keep the field's values (rows
+    before it read as null), in the growing segment and after a persist and a load."""
+    from tests.unit.test_compaction_swap import CH, CID, READ_TS, World
+    from vecdb.coord.catalog_state import coll_key
+
+    w = World()
+    try:
+        w.insert(range(5), "a")
+        w.seal_and_persist()
+        w.insert(range(5, 8), "b")
+        qn = w.node()
+        w.info.schema = CollectionSchema.from_dict(w.info.schema.to_dict())
+        w.info.schema.fields.append(FieldSchema("n", DataType.INT64, field_id=103, nullable=True))
+        w.info.schema.version = 1
+        w.meta.put(coll_key(CID), w.info.to_json())  # the catalog has it; the node was not told
+        w.ts += 1
+        cols = {"id": np.array([8, 9], np.int64), "v": np.zeros((2, 4), np.float32),
+                "s": np.array(["c", "c"], object), "n": np.array([80, 90]), valid_key("n"): np.array([True, True])}
+        w.append(InsertRecord(CID, 0, w.ts, 2, cols))
+        got = qn.query(w.info, READ_TS, None, None, ["id", "n", valid_key("n")], None, 0)
+        by_id = dict(zip(got["id"].tolist(), zip(got["n"].tolist(), got[valid_key("n")].tolist())))
+        assert by_id[8] == (80, True) and by_id[9] == (90, True)
+        assert all(by_id[i][1] is False for i in range(8))
+        w.seal_and_persist()
+        qn2 = w.node()
+        got = qn2.query(w.info, READ_TS, None, None, ["id", "n", valid_key("n")], None, 0)
+        assert dict(zip(got["id"].tolist(), got["n"].tolist()))[9] == 90
+        assert sorted(got["id"][got[valid_key("n")]].tolist()) == [8, 9]
+        assert CH in qn2._by_channel
+    finally:
+        w.close()

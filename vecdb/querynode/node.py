@@ -28,9 +28,9 @@ from functools import partial
 import numpy as np
 
 from vecdb import bm25, errors, metrics, sparse
-from vecdb.columns import output_column
+from vecdb.columns import output_column, unknown_columns
 from vecdb.coord import index_builds
-from vecdb.coord.catalog import CollectionInfo
+from vecdb.coord.catalog import CollectionInfo, read_collection
 from vecdb.coord.index_builds import BuildRefused, IndexBuilds
 from vecdb.datanode.indexer import file_built
 from vecdb.index import create_index, load_index, new_index
@@ -423,11 +423,22 @@ class QueryNode:
     def deliver(self, channel: str, position: int, record: Record) -> None:
         shard = self._by_channel.get(channel)
         if shard is not None:
+            if isinstance(record, InsertRecord) and unknown_columns(shard.schema, record.columns):
+                self._follow_schema(record.collection_id)  # a field added: a proxy sent it before our refresh
             shard.apply(position, record)
             if isinstance(record, InsertRecord):
                 seg = shard.growing.get(record.partition_id)
                 if seg is not None:
                     self._maybe_grow_index(channel, seg)
+
+    def _follow_schema(self, collection_id: int) -> None:
+        """Take the collection's schema from the catalog now (``refresh_info``): an insert carries a
+        field added after this node's schema, sent by a proxy that saw the change before the proxy
+        that made it refreshed the query nodes."""
+        try:
+            self.refresh_info(read_collection(self.meta, collection_id))
+        except errors.VecdbError as e:
+            log.warning("cannot read collection %d's schema: %s", collection_id, e)
 
     # --- growing (interim) indexes --------------------------------------------------
     def _interim_fields(self, info: CollectionInfo) -> list:
