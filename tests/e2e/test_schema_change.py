@@ -310,3 +310,29 @@ def test_truncate_survives_a_restart(tmp_path):
         c.close()
     finally:
         node.stop()
+
+
+def test_a_client_with_the_old_schema_cached_sends_the_new_field(server, name):
+    """Client B read the schema (pymilvus caches it) before client A added a field through another
+    proxy (on the cluster): B's next insert carries the field — the server answers its old
+    schema_timestamp with SchemaMismatch, pymilvus reads the schema again and retries."""
+    ports = getattr(server, "ports", [server.port])
+    a = MilvusClient(uri=f"http://127.0.0.1:{ports[0]}")
+    b = MilvusClient(uri=f"http://127.0.0.1:{ports[-1]}")
+    try:
+        _create(a, name)
+        b.insert(name, _rows(0, 10))  # B caches the schema without the field
+        _add_fields(a, name)
+        new = _rows(10, 20, new=True)
+        b.insert(name, new)
+        live = {pk: {**r, "score": None, "label": "none"} for pk, r in _want(_rows(0, 10)).items()}
+        live.update(_want(new, new=True))
+        _check(b, name, live)
+        _check(a, name, live)
+        assert not any("$meta" in str(r) for r in b.query(name, "id >= 10", output_fields=["*"],
+                                                          consistency_level="Strong"))
+    finally:
+        if a.has_collection(name):
+            a.drop_collection(name)
+        a.close()
+        b.close()
