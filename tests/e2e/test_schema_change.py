@@ -336,3 +336,32 @@ def test_a_client_with_the_old_schema_cached_sends_the_new_field(server, name):
             a.drop_collection(name)
         a.close()
         b.close()
+
+
+def test_cdc_replicates_an_added_field(tmp_path, remote_storage):
+    """A CDC task adds the field on the target when the source adds it, and rows written with it
+    after reach the target with their values (rows before it null there too)."""
+    from tests.conftest import start_standalone
+    from tests.e2e.test_cdc import replicating
+    from vecdb.cdc.task import new_task_id
+
+    target = start_standalone(str(tmp_path / "dst"))
+    tu = f"http://127.0.0.1:{target.port}"
+    with replicating(tmp_path, remote_storage("cdcsc" + new_task_id()), target, tu) as stream:
+        c = MilvusClient(uri=stream.source_uri)
+        _create(c, "grow")
+        c.insert("grow", _rows(0, 20))
+        stream.wait_equal(60, "target never equal before the field")
+        _add_fields(c, "grow")
+        new = _rows(20, 40, new=True)
+        c.insert("grow", new)
+        stream.wait_equal(60, "target never equal after the field")
+        t = MilvusClient(uri=tu)
+        fields = {f["name"]: f for f in t.describe_collection("grow")["fields"]}
+        assert fields["score"].get("nullable") is True and fields["label"]["default_value"].string_data == "none"
+        live = {pk: {**r, "score": None, "label": "none"} for pk, r in _want(_rows(0, 20)).items()}
+        live.update(_want(new, new=True))
+        _check(t, "grow", live)
+        assert stream.rep.progress.last_error == ""
+        c.close()
+        t.close()

@@ -84,32 +84,40 @@ def target_schema(schema: CollectionSchema):
     for f in schema.fields:
         if f.is_dynamic:
             continue
-        kw: dict[str, Any] = {}
-        if f.dtype.is_vector and f.dtype != DataType.SPARSE_FLOAT_VECTOR:
-            kw["dim"] = f.dim
-        if f.dtype == DataType.VARCHAR or (f.dtype == DataType.ARRAY and f.element_type == DataType.VARCHAR):
-            kw["max_length"] = f.max_length
-        if f.dtype == DataType.ARRAY:
-            kw["element_type"] = PDataType(int(f.element_type))
-            kw["max_capacity"] = f.max_capacity
-        if f.is_partition_key:
-            kw["is_partition_key"] = True
-        if f.nullable:
-            kw["nullable"] = True
-        if f.default_value is not None:
-            kw["default_value"] = f.default_value
-        if f.enable_analyzer:  # full text (BM25): the analyzer travels with the field
-            kw["enable_analyzer"] = True
-            if f.type_params.get("analyzer_params"):
-                kw["analyzer_params"] = json.loads(f.type_params["analyzer_params"])
         s.add_field(f.name, PDataType(int(f.dtype)), is_primary=f.is_primary, auto_id=False,
-                    description=f.description, **kw)
+                    description=f.description, **field_kwargs(f))
     for fn in schema.functions:  # the target computes its BM25 outputs itself from the copied text
         from pymilvus import Function, FunctionType
 
         s.add_function(Function(fn.name, FunctionType(int(fn.type)), fn.input_field_names, fn.output_field_names,
                                 description=fn.description))
     return s
+
+
+def field_kwargs(f) -> dict[str, Any]:
+    """The pymilvus keyword arguments (``add_field``, ``add_collection_field``) of a field's type
+    params, nullability, default value and analyzer."""
+    from pymilvus import DataType as PDataType
+
+    kw: dict[str, Any] = {}
+    if f.dtype.is_vector and f.dtype != DataType.SPARSE_FLOAT_VECTOR:
+        kw["dim"] = f.dim
+    if f.dtype == DataType.VARCHAR or (f.dtype == DataType.ARRAY and f.element_type == DataType.VARCHAR):
+        kw["max_length"] = f.max_length
+    if f.dtype == DataType.ARRAY:
+        kw["element_type"] = PDataType(int(f.element_type))
+        kw["max_capacity"] = f.max_capacity
+    if f.is_partition_key:
+        kw["is_partition_key"] = True
+    if f.nullable:
+        kw["nullable"] = True
+    if f.default_value is not None:
+        kw["default_value"] = f.default_value
+    if f.enable_analyzer:  # full text (BM25): the analyzer travels with the field
+        kw["enable_analyzer"] = True
+        if f.type_params.get("analyzer_params"):
+            kw["analyzer_params"] = json.loads(f.type_params["analyzer_params"])
+    return kw
 
 
 def rows_of(schema: CollectionSchema, columns: dict[str, np.ndarray], n: int) -> list[dict[str, Any]]:
@@ -513,6 +521,15 @@ class Replicator:
                 kw["num_partitions"] = info.num_partitions
             c.create_collection(name, schema=target_schema(info.schema), **kw)
             log.info("cdc task %s created %s.%s on the target", self.task.id, info.db, name)
+        elif info.schema.version:  # fields added on the source (add_collection_field): added on the target
+            have_fields = {f["name"] for f in c.describe_collection(name)["fields"]}
+            for f in info.schema.fields:
+                if not f.is_dynamic and f.name not in have_fields:
+                    from pymilvus import DataType as PDataType
+
+                    c.add_collection_field(name, f.name, PDataType(int(f.dtype)), desc=f.description,
+                                           **field_kwargs(f))
+                    log.info("cdc task %s added field %s to %s.%s on the target", self.task.id, f.name, info.db, name)
         if info.schema.partition_key_field is None:
             have = set(c.list_partitions(name))
             for p in info.partitions:
