@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from vecdb.expr import rowdata
-from vecdb.expr.nodes import FieldNode, JsonPath, ValueNode
+from vecdb.expr.nodes import Column, Const, FieldNode, JsonPath, ValueNode
 from vecdb.expr.rowdata import MISSING
-from vecdb.expr.runtime import ArrayVal, JsonVal, ListLit, Typed, and_masks
+from vecdb.expr.runtime import ArrayVal, JsonVal, ListLit, Scalar, Typed, and_masks
 
 _CMP = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
         ">": np.greater, ">=": np.greater_equal}
@@ -133,14 +133,31 @@ class NonNull(Pred):
         return res
 
 
+def _indexed_column(value: ValueNode) -> bool:
+    """A column a scalar index may answer for (vecdb.index.scalar: BOOL, numeric, VARCHAR)."""
+    return isinstance(value, Column) and value.cat in ("num", "str", "bool")
+
+
 class Compare(Pred):
-    __slots__ = ("op", "left", "right", "cats", "json_ne")
+    __slots__ = ("op", "left", "right", "cats", "json_ne", "indexable")
 
     def __init__(self, op: str, left: ValueNode, right: ValueNode, cats: tuple[str, ...]):
         self.op, self.left, self.right, self.cats = op, left, right, cats
         self.json_ne = op == "!=" and (left.is_json or right.is_json)
+        # column op constant: a sealed segment's scalar index answers it (the same rows as the scan)
+        self.indexable = _indexed_column(left) and isinstance(right, Const) and getattr(left, "cat", "") in cats
 
     def eval(self, ctx):
+        if self.indexable:
+            assert isinstance(self.left, Column) and isinstance(self.right, Const)
+            idx = ctx.scalar_index(self.left.field)
+            if idx is not None:
+                rv = Scalar(self.right.value).view(self.left.cat)
+                if rv is None:
+                    return np.zeros(ctx.n, dtype=bool)
+                res = idx.compare(self.op, rv[0])
+                if res is not None:  # else a scan is cheaper
+                    return res
         L, R = self.left.eval(ctx), self.right.eval(ctx)
         if self.json_ne:
             res = compare("==", L, R, self.cats, ctx.n)
@@ -200,7 +217,28 @@ class In(Pred):
         self.bools = np.array(bools, dtype=bool) if bools else None
         self.lists = [v for v in values if v.__class__ is list]
 
+    def _indexed(self, ctx):
+        """The rows a sealed segment's scalar index finds (None: no index, scan)."""
+        col = self.value
+        if not _indexed_column(col):
+            return None
+        assert isinstance(col, Column)
+        idx = ctx.scalar_index(col.field)
+        if idx is None:
+            return None
+        vals = {"num": self.nums, "str": self.strs, "bool": self.bools}[col.cat]
+        if vals is None:
+            return np.zeros(ctx.n, dtype=bool)
+        if idx.values.dtype == np.float32:
+            vals = vals.astype(np.float32)
+        return idx.isin(vals)
+
     def eval(self, ctx):
+        res = self._indexed(ctx)
+        if res is not None:
+            if self.negate:
+                np.logical_not(res, out=res)
+            return res
         V = self.value.eval(ctx)
         res = np.zeros(ctx.n, dtype=bool)
         for cat, vals in (("num", self.nums), ("str", self.strs), ("bool", self.bools)):

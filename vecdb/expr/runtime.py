@@ -37,6 +37,12 @@ class EvalContext:
             self._cache[key] = col
         return col
 
+    def scalar_index(self, field: str):
+        """The scalar index (vecdb.index.scalar.SortedIndex) of ``field`` over exactly these ``n`` rows,
+        when the columns come with one (a sealed segment's, vecdb.querynode.executor); else None."""
+        get = getattr(self.columns, "scalar_index", None)
+        return None if get is None else get(field)
+
     def json(self, field: str, path: tuple) -> JsonVal:
         key = ("json", field, path)
         val = self._cache.get(key)

@@ -18,12 +18,11 @@ from vecdb.coord.catalog import IndexInfo
 from vecdb.coord.ddl import matching_indexes
 from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
 from vecdb.index import validate_index_params
+from vecdb.index.scalar import validate_scalar_index
 from vecdb.proxy import status
 from vecdb.proxy.base import kv_dict, kv_pairs, parse_json_param, rpc
 from vecdb.proxy.rpc_resource_groups import ResourceGroupRpcs
 from vecdb.request_db import db_of
-
-_SCALAR_INDEXES = {"", "INVERTED", "STL_SORT", "Trie", "TRIE", "BITMAP", "AUTOINDEX"}
 
 
 def _split_index_params(pairs) -> tuple[str, str, dict]:
@@ -113,8 +112,8 @@ class IndexRpcs(ResourceGroupRpcs):
             if metric == "BM25" and not field.is_function_output:
                 raise errors.InvalidParameter(
                     f"BM25 metric type is only for the output field of a BM25 function, field {field.name} is not")
-        elif index_type not in _SCALAR_INDEXES:
-            raise errors.InvalidParameter(f"index type {index_type} is not supported for scalar field {field.name}")
+        else:  # the field types Milvus allows each scalar index on (vecdb.index.scalar)
+            index_type = validate_scalar_index(index_type, field, params)
         existing = info.index_for_field(field.name)
         if existing is not None and (existing.index_type, existing.metric_type, existing.params) == (
                 index_type, metric, params):

@@ -15,6 +15,7 @@ import numpy as np
 from vecdb import bm25, sparse
 from vecdb.index import brute_force_search, create_index, is_similarity
 from vecdb.index.bruteforce import merge_topk
+from vecdb.index.scalar import segment_scalar_index
 from vecdb.querynode.shard import SegmentView
 from vecdb.roles import RowFilter
 from vecdb.schema import DataType, FieldSchema
@@ -28,6 +29,12 @@ class SegmentColumns(Mapping):
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self._view.segment.column(name, self._view.n)
+
+    def scalar_index(self, name: str):
+        """The sealed segment's scalar index of ``name`` when built over the view's rows (filters on
+        the field then use it: vecdb.index.scalar)."""
+        idx = segment_scalar_index(self._view.segment, name)
+        return idx if idx is not None and idx.n == self._view.n else None
 
     def __iter__(self):
         return iter(self._view.segment.column_names())

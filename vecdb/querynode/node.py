@@ -34,6 +34,7 @@ from vecdb.coord.catalog import CollectionInfo, read_collection
 from vecdb.coord.index_builds import BuildRefused, IndexBuilds
 from vecdb.datanode.indexer import file_built
 from vecdb.index import create_index, load_index, new_index
+from vecdb.index import scalar as scalar_index
 from vecdb.querynode import executor
 from vecdb.querynode.compaction import CompactionFollower
 from vecdb.querynode.segment import Segment
@@ -547,6 +548,7 @@ class QueryNode:
     def _schedule_index(self, info: CollectionInfo, segments: list[Segment]) -> None:
         segments = [s for s in segments if not s.stub]  # served elsewhere
         self._warm_sparse(info, segments)
+        self._warm_scalar(info, segments)
         if not self.build_indexes:  # the data node builds; switch to the files that are there
             self._adopt_ready({info.id})
             return
@@ -569,6 +571,18 @@ class QueryNode:
             for seg in segments:
                 if seg.sealed:
                     self._builder.submit(_warm_postings, seg, field.name, drop)
+
+    def _warm_scalar(self, info: CollectionInfo, segments: list[Segment]) -> None:
+        """A scalar index (INVERTED, BITMAP, STL_SORT, Trie, AUTOINDEX) on a BOOL, numeric or VARCHAR
+        field: each sealed segment's column sorted once, in the background, which filters on the
+        field then read (vecdb.index.scalar); until it is there they scan."""
+        for idx in info.indexes:
+            field = info.schema.field(idx.field_name)
+            if field is None or field.dtype.is_vector or not scalar_index.accelerates(field):
+                continue
+            for seg in segments:
+                if seg.sealed and not seg.stub and field.name in seg.column_names():
+                    self._builder.submit(_warm_scalar_index, seg, field.name)
 
     def _build_index(self, info, idx, field, seg: Segment) -> None:
         """Build (or adopt the interim HNSW), save the file, then publish: once DescribeIndex counts a
@@ -744,7 +758,9 @@ class QueryNode:
         if coll is None:
             return 0, 0
         idx = coll.info.index_for_field(field_name)
-        exact = idx is None or idx.index_type in _NO_BUILD
+        field = coll.info.schema.field(field_name)
+        # a scalar index is finished at once: filters scan until a segment's is built (vecdb.index.scalar)
+        exact = idx is None or idx.index_type in _NO_BUILD or field is None or not field.dtype.is_vector
         done = total = 0
         for view in coll.snapshot(None, channels):
             total += view.n
@@ -843,6 +859,13 @@ def _catch_up(index, seg: Segment, field_name: str) -> None:
 def _collection_id(channel: str) -> int:
     """Channels are named ``c<collection id>-s<shard>``."""
     return int(channel[1:channel.index("-")])
+
+
+def _warm_scalar_index(seg: Segment, name: str) -> None:
+    try:
+        scalar_index.build_segment_scalar_index(seg, name)
+    except Exception:  # filters on the field scan instead
+        log.exception("scalar index of segment %s not built", seg.segment_id)
 
 
 def _warm_postings(seg: Segment, name: str, drop_ratio_build: float) -> None:

@@ -1,0 +1,174 @@
+"""Scalar indexes: INVERTED, BITMAP, STL_SORT, Trie (and AUTOINDEX on a scalar field).
+
+``validate_scalar_index`` accepts an index type on exactly the field types Milvus 2.6 allows
+(``internal/util/indexparamcheck``) and refuses the rest with Milvus's message (1100):
+
+- STL_SORT: numeric and VARCHAR fields (Milvus 2.5: numeric only; 2.6 added VARCHAR);
+- Trie: VARCHAR only;
+- BITMAP: BOOL, integers, VARCHAR and ARRAY of those; never the primary key;
+- INVERTED: BOOL, numeric, VARCHAR, ARRAY and JSON (JSON with ``json_cast_type`` and
+  ``json_path``);
+- AUTOINDEX: any scalar field (Milvus picks a scalar index itself).
+
+What one is used for (``SortedIndex``): a sealed segment's column, sorted once (its values and
+the row ids in that order), answers ``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=`` against a
+constant and ``in [...]`` on the indexed field with ``np.searchsorted`` instead of comparing every
+row: one binary search per bound and a scatter of the matching row ids. It is built when a sealed
+segment is loaded or sealed on a query node (``vecdb.querynode.node``) for every non-nullable
+BOOL, numeric or VARCHAR field with a scalar index, whichever of the four types it is (the answer
+is the same: the index only pays for it). ARRAY and JSON fields and nullable ones keep the scan.
+Results equal the scan's: searchsorted and the comparison cast the constant the same way (NumPy 2's
+rules: a Python float against a FLOAT column is compared as float32, against an integer column as
+float64).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pymilvus.grpc_gen import schema_pb2
+
+from vecdb.errors import InvalidParameter
+from vecdb.schema import DataType, FieldSchema
+
+SCALAR_INDEX_TYPES = ("INVERTED", "BITMAP", "STL_SORT", "Trie", "AUTOINDEX")
+JSON_CAST_TYPES = ("BOOL", "DOUBLE", "VARCHAR", "ARRAY_BOOL", "ARRAY_DOUBLE", "ARRAY_VARCHAR", "JSON")
+
+
+def _type_name(dtype: DataType) -> str:
+    """The data type as Milvus's messages name it (``VarChar``, ``Float``, ``JSON``)."""
+    try:
+        return schema_pb2.DataType.Name(int(dtype))
+    except ValueError:
+        return dtype.name
+
+
+def _bitmap_ok(dtype: DataType) -> bool:
+    return dtype == DataType.BOOL or dtype.is_integer or dtype == DataType.VARCHAR
+
+
+def validate_scalar_index(index_type: str, field: FieldSchema, params: dict) -> str:
+    """The canonical index type (``Trie`` for any spelling of it), or InvalidParameter."""
+    t = "Trie" if index_type.upper() == "TRIE" else index_type.upper()
+    dt = field.dtype
+    if t not in SCALAR_INDEX_TYPES:
+        raise InvalidParameter(f"index type {index_type} is not supported for scalar field {field.name}")
+    if t == "STL_SORT":
+        if not (dt.is_numeric or dt == DataType.VARCHAR):
+            raise InvalidParameter(f"STL_SORT are only supported on numeric or varchar field, got {_type_name(dt)}")
+    elif t == "Trie":
+        if dt != DataType.VARCHAR:
+            raise InvalidParameter("TRIE are only supported on varchar field")
+    elif t == "BITMAP":
+        if field.is_primary:
+            raise InvalidParameter("create bitmap index on primary key not supported")
+        if not (_bitmap_ok(dt) or dt == DataType.ARRAY):
+            raise InvalidParameter("bitmap index are only supported on bool, int, string and array field")
+        if dt == DataType.ARRAY and not _bitmap_ok(field.element_type):
+            raise InvalidParameter("bitmap index are only supported on bool, int, string for array field")
+    elif t == "INVERTED":
+        if not (dt == DataType.BOOL or dt.is_numeric or dt in (DataType.VARCHAR, DataType.ARRAY, DataType.JSON)):
+            raise InvalidParameter(f"INVERTED are not supported on {_type_name(dt)} field")
+    if dt == DataType.JSON and t != "AUTOINDEX":
+        cast = params.get("json_cast_type")
+        if cast is None:
+            raise InvalidParameter("json index must specify cast type: missing parameter[json_cast_type]")
+        if str(cast).upper() not in JSON_CAST_TYPES:
+            raise InvalidParameter(f"json_cast_type {cast} is not supported")
+        if "json_path" not in params:
+            raise InvalidParameter("json index must specify json path: missing parameter[json_path]")
+    return t
+
+
+def accelerates(field: FieldSchema) -> bool:
+    """Whether a scalar index on ``field`` is served by a ``SortedIndex`` (else filters scan)."""
+    dt = field.dtype
+    return not field.nullable and (dt == DataType.BOOL or dt.is_numeric or dt == DataType.VARCHAR)
+
+
+BROAD = 16  # a numeric comparison scattering more than n/BROAD rows scans instead
+
+_SIDES: dict[str, tuple[Literal["left", "right"], bool]] = {
+    "<": ("left", False), "<=": ("right", False), ">": ("right", True), ">=": ("left", True)}
+
+
+class SortedIndex:
+    """A column's values sorted (``values``) with their row ids (``order``); ``n`` rows."""
+
+    __slots__ = ("values", "order", "n")
+
+    def __init__(self, column: np.ndarray):
+        col = np.asarray(column)
+        self.n = len(col)
+        self.order = np.argsort(col, kind="stable").astype(np.int64 if self.n > 2**31 - 1 else np.int32)
+        self.values = col[self.order]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.order.nbytes + (self.values.nbytes if self.values.dtype != object else 0))
+
+    def _rows(self, lo: int, hi: int) -> np.ndarray:
+        res = np.zeros(self.n, dtype=bool)
+        if hi > lo:
+            res[self.order[lo:hi]] = True
+        return res
+
+    def compare(self, op: str, value) -> np.ndarray | None:
+        """Rows where ``column op value`` (the column on the left); None where a scan is cheaper: a
+        numeric column where more than ``1/BROAD`` of the rows would be scattered (a comparison of a
+        numeric column is one vectorised pass; scattering random row ids costs more per row). The
+        side of a range with fewer rows is the one scattered (then inverted)."""
+        v = self.values
+        if v.dtype != object and np.result_type(v.dtype, value) == v.dtype:
+            value = v.dtype.type(value)  # as the comparison casts it (0.1 against a FLOAT column: float32)
+        if op in ("==", "!="):
+            lo, hi = int(np.searchsorted(v, value, "left")), int(np.searchsorted(v, value, "right"))
+            invert = op == "!="
+        else:
+            side, upper = _SIDES[op]
+            cut = int(np.searchsorted(v, value, side))
+            lo, hi = (cut, self.n) if upper else (0, cut)
+            if hi - lo > self.n // 2:  # scatter the smaller side
+                lo, hi = (0, cut) if upper else (cut, self.n)
+                invert = True
+            else:
+                invert = False
+        if v.dtype != object and (hi - lo) * BROAD > self.n:
+            return None
+        res = self._rows(lo, hi)
+        if invert:
+            np.logical_not(res, out=res)
+        return res
+
+    def isin(self, values: np.ndarray) -> np.ndarray:
+        """Rows whose value is one of ``values``."""
+        v = self.values
+        if len(values) == 0 or self.n == 0:
+            return np.zeros(self.n, dtype=bool)
+        lo = np.searchsorted(v, values, "left")
+        hi = np.searchsorted(v, values, "right")
+        keep = hi > lo
+        lo, hi = lo[keep], hi[keep]
+        res = np.zeros(self.n, dtype=bool)
+        if len(lo):
+            lengths = hi - lo
+            # positions lo[i] .. hi[i]-1 for every i, without a Python loop
+            starts = np.repeat(lo - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+            res[self.order[starts + np.arange(int(lengths.sum()))]] = True
+        return res
+
+
+def segment_scalar_index(seg, name: str) -> SortedIndex | None:
+    """The index kept on sealed segment ``seg`` for column ``name``, if built."""
+    return seg.__dict__.get("_scalar_indexes", {}).get(name)
+
+
+def build_segment_scalar_index(seg, name: str) -> SortedIndex:
+    """Build (once) and keep the index of a sealed segment's column ``name``."""
+    cache = seg.__dict__.setdefault("_scalar_indexes", {})
+    idx = cache.get(name)
+    if idx is None or idx.n != seg.n:
+        idx = cache[name] = SortedIndex(seg.column(name))
+    return idx
+
