@@ -240,6 +240,15 @@ def test_truncate_collection(client, name):
     assert _count(client, name) == 30
     client.truncate_collection(name)  # twice: the new rows go too
     assert _count(client, name) == 0
+    assert client.get_collection_stats(name)["row_count"] == 0  # the sealed segments' metadata went too
+    client.insert(name, _rows(0, 10))
+    client.flush(name)
+    client.release_collection(name)
+    client.truncate_collection(name)  # released: the load drops what is older
+    client.load_collection(name)
+    assert _count(client, name) == 0
+    client.insert(name, _rows(10, 12))
+    assert sorted(r["id"] for r in client.query(name, "id >= 0", consistency_level="Strong")) == [10, 11]
 
 
 def test_truncate_during_inserts(client, name):
