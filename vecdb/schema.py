@@ -401,6 +401,7 @@ def added_field(schema: CollectionSchema, fpb) -> FieldSchema:
 
 
 ALTERABLE_FIELD_PROPERTIES = ("max_length", "max_capacity", "mmap.enabled")
+_FIELD_PROPERTY_ALIASES = {"mmap_enabled": "mmap.enabled"}  # the name Milvus's API reference uses
 
 
 def altered_field(f: FieldSchema, properties: dict[str, str], delete_keys: list[str]) -> FieldSchema:
@@ -410,6 +411,11 @@ def altered_field(f: FieldSchema, properties: dict[str, str], delete_keys: list[
     ``delete_keys`` may name ``mmap.enabled`` only. Anything else is refused (InvalidParameter)."""
     out = FieldSchema.from_dict(f.to_dict())
     out.type_params = dict(f.type_params)
+    if f.is_primary or f.is_partition_key:  # Milvus: set at create, never altered
+        raise InvalidParameter(f"the {'primary' if f.is_primary else 'partition key'} field {f.name} "
+                               "can not be altered")
+    properties = {_FIELD_PROPERTY_ALIASES.get(k, k): v for k, v in properties.items()}
+    delete_keys = [_FIELD_PROPERTY_ALIASES.get(k, k) for k in delete_keys]
     for key in [*properties, *delete_keys]:
         if key not in ALTERABLE_FIELD_PROPERTIES:
             raise InvalidParameter(f"{key} does not allow update in collection field param")

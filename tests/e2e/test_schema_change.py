@@ -157,7 +157,8 @@ def test_alter_collection_field(client, name):
     assert got[0]["tag"] == "x" * 20 and list(got[0]["a"]) == [1, 2, 3]
     for field, params, message in [
         ("v", {"dim": 4}, "does not allow update"),
-        ("id", {"max_length": 10}, "can not modify the maxlength"),
+        ("id", {"max_length": 10}, "primary field id can not be altered"),
+        ("a", {"max_length": 10}, "can not modify the maxlength"),
         ("tag", {"max_capacity": 3}, "can not modify the maxcapacity"),
         ("tag", {"max_length": 70000}, "exceeds the maximum"),
         ("nope", {"max_length": 10}, "does not exist"),

@@ -303,6 +303,12 @@ def test_add_and_alter_collection_field(manager):
         manager.alter_collection_field("", "c", "v", {"dim": "8"}, [])
     with pytest.raises(errors.FieldNotFound):
         manager.alter_collection_field("", "c", "nope", {"max_length": "8"}, [])
+    with pytest.raises(errors.InvalidParameter, match="primary field id can not be altered"):
+        manager.alter_collection_field("", "c", "id", {"mmap.enabled": "true"}, [])
+    manager.alter_collection_field("", "c", "tag", {"mmap_enabled": "True"}, [])  # the API reference's name
+    assert manager.catalog.get("default", "c").schema.field("tag").type_params["mmap.enabled"] == "true"
+    manager.alter_collection_field("", "c", "tag", {}, ["mmap.enabled"])
+    assert "mmap.enabled" not in manager.catalog.get("default", "c").schema.field("tag").type_params
     # the catalog's JSON round trip keeps them
     assert CollectionSchema.from_dict(after.to_dict()) == after
     t = manager.truncate_collection("", "c")
