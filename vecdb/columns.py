@@ -20,6 +20,8 @@ def empty_column(field, n: int) -> np.ndarray:
         return np.empty((n, field.dim), np.float16)
     if dt == DataType.BFLOAT16_VECTOR:
         return np.empty((n, field.dim), np.uint16)
+    if dt == DataType.INT8_VECTOR:
+        return np.empty((n, field.dim), np.int8)
     return np.empty(n, SCALAR_DTYPES.get(dt, object))
 
 

@@ -20,6 +20,7 @@ FLOAT_VECTOR        ``float32`` 2-D ``(n, dim)``
 BINARY_VECTOR       ``uint8`` 2-D ``(n, dim // 8)``
 FLOAT16_VECTOR      ``float16`` 2-D ``(n, dim)``
 BFLOAT16_VECTOR     ``uint16`` 2-D ``(n, dim)`` (raw bfloat16 bits)
+INT8_VECTOR         ``int8`` 2-D ``(n, dim)`` (Milvus 2.6; searched as float32)
 SPARSE_FLOAT_VECTOR object array of ``bytes``, one per row: (uint32 index, float32
                     value) little-endian pairs, indices increasing (vecdb.sparse)
 ==================  ==========================================================
@@ -62,6 +63,7 @@ class DataType(IntEnum):
     FLOAT16_VECTOR = 102
     BFLOAT16_VECTOR = 103
     SPARSE_FLOAT_VECTOR = 104
+    INT8_VECTOR = 105
 
     @property
     def is_vector(self) -> bool:
@@ -78,7 +80,7 @@ class DataType(IntEnum):
 
 VECTOR_TYPES = frozenset(
     {DataType.BINARY_VECTOR, DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR,
-     DataType.SPARSE_FLOAT_VECTOR}
+     DataType.SPARSE_FLOAT_VECTOR, DataType.INT8_VECTOR}
 )
 SCALAR_TYPES = frozenset(
     {
@@ -640,7 +642,8 @@ def _parse_null_and_default(f: FieldSchema, fpb) -> None:
 _PROTO_TYPE_NAMES = {
     DataType.FLOAT_VECTOR: "FloatVector", DataType.BINARY_VECTOR: "BinaryVector",
     DataType.FLOAT16_VECTOR: "Float16Vector", DataType.BFLOAT16_VECTOR: "BFloat16Vector",
-    DataType.SPARSE_FLOAT_VECTOR: "SparseFloatVector", DataType.JSON: "JSON", DataType.ARRAY: "Array",
+    DataType.SPARSE_FLOAT_VECTOR: "SparseFloatVector", DataType.INT8_VECTOR: "Int8Vector",
+    DataType.JSON: "JSON", DataType.ARRAY: "Array",
     DataType.BOOL: "Bool", DataType.INT8: "Int8", DataType.INT16: "Int16", DataType.INT32: "Int32",
     DataType.INT64: "Int64", DataType.FLOAT: "Float", DataType.DOUBLE: "Double", DataType.VARCHAR: "VarChar",
 }

@@ -57,6 +57,7 @@ DEFAULT_HNSW_RANGE_EF = 512
 
 FLOAT_VECTOR_TYPES = frozenset({DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR})
 AUTOINDEX = "AUTOINDEX"
+INT8_INDEX_TYPES = ("HNSW", "FLAT")  # INT8_VECTOR: stored as int8, built and searched as float32
 AUTOINDEX_FLOAT: dict[str, str | int] = {"index_type": "HNSW", "M": 18, "efConstruction": 240}
 AUTOINDEX_BINARY: dict[str, str | int] = {"index_type": "BIN_FLAT"}
 
@@ -240,6 +241,8 @@ def validate_index_params(
         raise InvalidParameter(f"invalid dimension: {dim}. binary vector dimension should be multiple of 8")
     if spec.binary != binary:
         raise InvalidParameter(f"data type {vt.name} can't build with this index {spec.name}")
+    if vt == DataType.INT8_VECTOR and spec.name not in INT8_INDEX_TYPES:  # Milvus 2.6: HNSW (and FLAT here)
+        raise InvalidParameter(f"data type Int8Vector can't build with this index {spec.name}")
 
     metric = str(metric_type or "").strip().upper() or ("HAMMING" if binary else "COSINE")
     if metric not in spec.metrics:

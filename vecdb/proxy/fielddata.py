@@ -76,6 +76,7 @@ _VECTOR_ATTR = {
     DataType.BINARY_VECTOR: "binary_vector",
     DataType.FLOAT16_VECTOR: "float16_vector",
     DataType.BFLOAT16_VECTOR: "bfloat16_vector",
+    DataType.INT8_VECTOR: "int8_vector",
 }
 # numpy dtype of fixed-width scalar columns and of ARRAY elements
 _NP_DTYPE: dict[DataType, type[np.generic]] = {
@@ -99,6 +100,7 @@ _PLACEHOLDER_DTYPES: dict[DataType, dict[int, type[np.generic]]] = {
     DataType.FLOAT16_VECTOR: {_PT.Float16Vector: np.float16, _PT.FloatVector: np.float32},
     DataType.BFLOAT16_VECTOR: {_PT.BFloat16Vector: np.uint16, _PT.FloatVector: np.float32},
     DataType.BINARY_VECTOR: {_PT.BinaryVector: np.uint8},
+    DataType.INT8_VECTOR: {_PT.Int8Vector: np.int8},
     DataType.SPARSE_FLOAT_VECTOR: {_PT.SparseFloatVector: np.uint8},
 }
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -326,6 +328,8 @@ def _decode_vectors(field: FieldSchema, fd, n: int) -> np.ndarray:
     dtype: type[np.generic]
     if field.dtype == DataType.BINARY_VECTOR:
         width, dtype = dim // 8, np.uint8
+    elif field.dtype == DataType.INT8_VECTOR:
+        width, dtype = dim, np.int8
     else:
         width, dtype = dim, (np.float16 if field.dtype == DataType.FLOAT16_VECTOR else np.uint16)
     row_bytes = width * np.dtype(dtype).itemsize
@@ -610,7 +614,7 @@ def parse_placeholder_group(data: bytes, field: FieldSchema, analyzer: Analyzer 
         )
     buf = values[0] if nq == 1 else b"".join(values)
     vecs = np.frombuffer(buf, dtype=dtype).reshape(nq, width)
-    if field.dtype == DataType.BINARY_VECTOR:
+    if field.dtype in (DataType.BINARY_VECTOR, DataType.INT8_VECTOR):
         return vecs
     check_float_vectors(vecs, field.name, "search vector")
     if dtype == np.float32 and field.dtype == DataType.FLOAT16_VECTOR:

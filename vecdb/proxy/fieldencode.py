@@ -106,7 +106,8 @@ def _encode_column(fd, field: FieldSchema, col: np.ndarray) -> None:
             vec.float_vector.SetInParent()
             merge_packed(vec.float_vector, 1, np.asarray(col, dtype="<f4"))
         else:
-            np_dtype = {DataType.BINARY_VECTOR: np.uint8, DataType.FLOAT16_VECTOR: np.float16}.get(dt, np.uint16)
+            np_dtype = {DataType.BINARY_VECTOR: np.uint8, DataType.FLOAT16_VECTOR: np.float16,
+                        DataType.INT8_VECTOR: np.int8}.get(dt, np.uint16)
             setattr(vec, _VECTOR_ATTR[dt], np.ascontiguousarray(col, dtype=np_dtype).tobytes())
         return
     payload = getattr(fd.scalars, _SCALAR_ATTR[dt])
