@@ -18,6 +18,7 @@ from vecdb.expr.limits import MAX_EXPR_LENGTH
 from vecdb.expr.parser import parse
 from vecdb.proxy import status
 from vecdb.proxy.base import PARTITION_KEY_NAMES, ServiceBase, hash_keys, rpc
+from vecdb.proxy.field_ops import apply_field_ops, parse_field_ops
 from vecdb.proxy.fielddata import columns_from_field_data
 from vecdb.proxy.results import ids_proto
 from vecdb.proxy.templates import template_values
@@ -115,37 +116,45 @@ class DmlRpcs(ServiceBase):
                 "upsert can not assign primary field data when auto id enabled: the collection "
                 f"{info.name} uses auto_id, so upsert cannot keep the primary key; use insert instead")
         n = request.num_rows
-        partial = bool(getattr(request, "partial_update", False))
+        ops = parse_field_ops(info.schema, request)  # ARRAY_APPEND / ARRAY_REMOVE: a partial update
+        partial = bool(getattr(request, "partial_update", False)) or bool(ops)
         columns = columns_from_field_data(info.schema, request.fields_data, n, partial_update=partial)
         if partial:
-            columns = self._merge_partial(info, columns, n, request.partition_name)
+            columns = self._merge_partial(info, columns, n, request.partition_name, ops)
         ts = self._write_rows(info, columns, n, request.partition_name)
         return milvus_pb2.MutationResult(
             status=status.success(), IDs=ids_proto(columns[pk.name], pk.dtype),
             succ_index=range(n), upsert_cnt=n, timestamp=ts)
 
-    def _merge_partial(self, info: CollectionInfo, columns: dict, n: int, partition_name: str) -> dict:
-        """Fill fields the client left out from the current rows (partial update)."""
+    def _merge_partial(self, info: CollectionInfo, columns: dict, n: int, partition_name: str,
+                       ops: dict[str, int] | None = None) -> dict:
+        """Fill fields the client left out from the current rows (partial update); fields with an
+        ARRAY_APPEND / ARRAY_REMOVE op get the op applied to the current arrays (vecdb.proxy.field_ops)."""
         schema = info.schema
+        ops = ops or {}
         missing = [f.name for f in schema.fields if f.name not in columns]
         missing += [valid_key(f.name) for f in schema.fields if f.nullable and f.name not in columns]
-        if not missing:
+        if not missing and not ops:
             return columns
         self.require_loaded(info)
         pk_name = schema.primary_field.name
         pks = columns[pk_name]
         with self.r.writer.locked(info.channels):
             current = self.r.querynode.query(info, self.r.tso.allocate(), _PkFilter(pk_name, pks), None,
-                                             [pk_name] + missing, None, 0)
+                                             [pk_name] + missing + list(ops), None, 0)
         pos = {k: i for i, k in enumerate(current[pk_name].tolist())}
         idx = [pos.get(k) for k in pks.tolist()]
-        if any(i is None for i in idx):
+        exists = np.array([i is not None for i in idx], dtype=bool)
+        if missing and not exists.all():
             absent = next(k for k, i in zip(pks.tolist(), idx) if i is None)
             raise errors.InvalidParameter(
                 f"partial update of a new primary key {absent!r} must provide every field; missing {missing}")
-        take = np.asarray(idx, np.int64)
+        take = np.asarray([-1 if i is None else i for i in idx], np.int64)
         for name in missing:
             columns[name] = current[name][take]
+        if ops:
+            base = {name: current[name][take] if len(current[name]) else np.empty(n, object) for name in ops}
+            apply_field_ops(schema, ops, columns, base, exists)
         return columns
 
     # --- delete -----------------------------------------------------------------
