@@ -7,8 +7,10 @@ Source: the GloVe-6B 50-d word vectors shipped in the PyPI package
 ``nq``), so queries are never in the base. If the package is missing, seeded
 clustered 128-d vectors stand in (``source="synthetic"``).
 
-Metric: L2 (squared Euclidean, as Milvus reports it). Ground truth is exact:
-brute force in float32 with numpy, row ids 0..n-1 are the primary keys inserted.
+Metric: L2 (squared Euclidean, as Milvus reports it) by default; ``metric="IP"``
+or ``"COSINE"`` (inner product of the L2-normalised vectors) give that metric's
+ground truth instead (``with_metric``). Ground truth is exact: brute force in
+float32 with numpy, row ids 0..n-1 are the primary keys inserted.
 """
 
 from __future__ import annotations
@@ -70,14 +72,27 @@ def synthetic(n_total: int, dim: int = 128, clusters: int = 256, seed: int = 0) 
     return centres[labels] + rng.standard_normal((n_total, dim), dtype=np.float32)
 
 
+def _normalised(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0).astype(np.float32)
+
+
 def exact_topk(base: np.ndarray, queries: np.ndarray, k: int, metric: str = "L2",
                chunk: int = 256) -> np.ndarray:
-    """Exact top-k ids by brute force (ties: lower id first is not guaranteed)."""
+    """Exact top-k ids by brute force for ``metric`` L2 (smallest squared distance),
+    IP (largest inner product) or COSINE (largest inner product of the normalised
+    vectors); ties: lower id first is not guaranteed."""
+    if metric not in ("L2", "IP", "COSINE"):
+        raise ValueError(f"metric must be L2, IP or COSINE, not {metric!r}")
     base = np.asarray(base, dtype=np.float32)
+    if metric == "COSINE":
+        base = _normalised(base)
     out = np.empty((len(queries), k), dtype=np.int64)
     norms = (base * base).sum(1) if metric == "L2" else None
     for s in range(0, len(queries), chunk):
         q = np.asarray(queries[s:s + chunk], dtype=np.float32)
+        if metric == "COSINE":
+            q = _normalised(q)
         sims = q @ base.T
         score = norms[None, :] - 2.0 * sims if metric == "L2" else -sims
         part = np.argpartition(score, k, axis=1)[:, :k]
@@ -107,6 +122,14 @@ def load_dataset(n: int, nq: int, k: int = 10, source: str = "auto", seed: int =
     base = np.ascontiguousarray(vecs[:n])
     queries = np.ascontiguousarray(vecs[n:])
     return Dataset(name, "L2", base, queries, exact_topk(base, queries, k, "L2"))
+
+
+def with_metric(ds: Dataset, metric: str, k: int = 10) -> Dataset:
+    """The same base and queries with ``metric``'s exact top-``k`` (the data
+    unchanged: a COSINE index normalises for itself)."""
+    if metric == ds.metric:
+        return ds
+    return Dataset(ds.name, metric, ds.base, ds.queries, exact_topk(ds.base, ds.queries, k, metric))
 
 
 def recall_at_k(found: np.ndarray, gt: np.ndarray, k: int = 10) -> float:

