@@ -34,6 +34,7 @@ from vecdb.storage.keys import check_channel, check_payload, check_position, dec
 
 MAX_BATCH = 1000  # the server's limit on messages per atomic batch
 _FETCH = 256  # records per pull request when reading
+_FETCH_BYTES = 32 << 20  # bytes per pull request when reading (at least one record's max_payload)
 _NOT_FOUND = 10059  # JetStream "stream not found"
 _WRONG_LAST_SEQUENCE = 10071  # JetStream "wrong last sequence: N"
 
@@ -233,7 +234,10 @@ class JetStreamLog:
         sub = await self._nc.subscribe(inbox)
         out: list[tuple[int, bytes]] = []
         try:
-            req = {"batch": n, "no_wait": True}
+            # at most ~one max_payload per page (a record always fits): a page of 256 large records
+            # (a bulk import's, a 64 MB insert's) overran the subscription's 128 MB pending limit, the
+            # server cut the slow consumer off and the read timed out, again and again
+            req = {"batch": n, "no_wait": True, "max_bytes": max(_FETCH_BYTES, self._nc.max_payload + (1 << 20))}
             await self._nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}", json.dumps(req).encode(),
                                    reply=inbox)
             while len(out) < n:
