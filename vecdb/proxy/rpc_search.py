@@ -20,6 +20,7 @@ from vecdb.proxy.consistency import BOUNDED_STALENESS, ReadLevel, level_of, read
 from vecdb.proxy.fielddata import parse_placeholder_group, resolve_output_fields
 from vecdb.proxy.fieldencode import fill_field_data
 from vecdb.proxy.grouping import GroupBy, group_hits, parse_group_by
+from vecdb.proxy.order_by import order_fields, order_rows, parse_order_by
 from vecdb.proxy.results import query_results, search_results
 from vecdb.proxy.templates import template_values
 from vecdb.querynode.executor import SearchSpec
@@ -52,6 +53,7 @@ class SearchPlan:
     dyn_keys: list
     fetch: list
     group: GroupBy | None = None  # a grouping search (group_by_field)
+    order: tuple = ()  # order_by_fields: ((field, ascending), ...) (vecdb.proxy.order_by)
 
 
 def _int_param(params: dict, key: str, default: int) -> int:
@@ -157,6 +159,10 @@ class SearchRpcs(ServiceBase):
             if plan.group is not None:
                 return self._grouped_search(info, spec, plan, parts)
             hits = self.r.querynode.search(info, spec, parts, plan.fetch)
+        if plan.order:  # each query's hits re-sorted by the fields (Milvus 2.6)
+            rows = order_rows(hits.topks, hits.columns, plan.order)
+            hits.pks, hits.scores = hits.pks[rows], hits.scores[rows]
+            hits.columns = {k: v[rows] for k, v in hits.columns.items()}
         resp = search_results(info.schema, len(spec.queries), hits.topks, hits.pks, hits.scores, hits.columns,
                               plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal)
         resp.collection_name = info.name
@@ -227,6 +233,7 @@ class SearchRpcs(ServiceBase):
         group = parse_group_by(schema, sp, params, field.dtype)
         for k in ("group_by_field", "group_size", "strict_group_size"):
             params.pop(k, None)
+        order = parse_order_by(schema, sp.get("order_by_fields") or params.pop("order_by_fields", ""))
         limit = _int_param(sp, "topk", 10)
         offset = _int_param(sp, "offset", _int_param(params, "offset", 0))
         if not 1 <= limit <= LIMITS.max_topk:
@@ -260,6 +267,10 @@ class SearchRpcs(ServiceBase):
             raise errors.InvalidParameter("Not allowed to do groupBy when doing iteration")
         if group is not None and radius is not None:
             raise errors.InvalidParameter("Not allowed to do range-search when doing search-group-by")
+        if order and iterator:
+            raise errors.InvalidParameter("order_by is not supported when using search iterator")
+        if order and group is not None:
+            raise errors.InvalidParameter("order_by_fields with group_by_field is not supported yet")
         out_fields, dyn_keys = resolve_output_fields(schema, output_fields)
         # a range search is bounded by its radius, not by ef: the index raises ef to the limit itself
         search_params = validate_search_params(index_type, metric, params, limit + offset,
@@ -275,7 +286,8 @@ class SearchRpcs(ServiceBase):
             params=search_params,
             radius=radius, range_filter=range_filter, round_decimal=round_decimal, iterator=iterator,
             out_fields=out_fields, dyn_keys=dyn_keys,
-            fetch=_fetched(schema, out_fields, dyn_keys), group=group,
+            fetch=list(dict.fromkeys(_fetched(schema, out_fields, dyn_keys) + order_fields(schema, order))),
+            group=group, order=order,
         )
 
     def _anns_field(self, info, name: str):
