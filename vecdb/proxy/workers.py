@@ -29,8 +29,8 @@ answers; a worker's own line (``WORKER_UP``) is read by the parent, not passed o
 
 from __future__ import annotations
 
-import ctypes
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -48,20 +48,20 @@ BACKOFF = (0.25, 30.0)  # first and longest wait before a restart
 STOP_GRACE = 30.0  # seconds each worker gets to stop on SIGTERM before SIGKILL
 
 
-def _libc_prctl():
-    try:
-        return ctypes.CDLL("libc.so.6").prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _libc_prctl()  # looked up here: the forked child, before exec, only calls it (no dlopen there)
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the parent dies (Linux's PR_SET_PDEATHSIG)."""
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+# A worker starts through this trampoline: it asks Linux for SIGTERM when its parent dies
+# (PR_SET_PDEATHSIG, kept across exec), leaves at once if the parent is already gone, then becomes the
+# worker. Done in the child's own interpreter rather than in a preexec_fn: Python code between fork
+# and exec in a process with threads can deadlock or abort (seen: a worker killed by SIGABRT at start).
+_TRAMPOLINE = (
+    "import ctypes, os, signal, sys\n"
+    "try:\n"
+    "    ctypes.CDLL('libc.so.6').prctl(1, signal.SIGTERM)\n"
+    "except (OSError, AttributeError):\n"
+    "    pass\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(1)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
 
 
 @dataclass
@@ -95,8 +95,8 @@ class Supervisor:
         w.up.clear()
         cmd = [*self.command, *self.argv, *self.extra,
                "--worker-index", str(w.index), "--node-id", w.node_id]
-        w.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, bufsize=1,
-                                  preexec_fn=_die_with_parent)  # noqa: PLW1509 - prctl only, before exec
+        w.proc = subprocess.Popen([sys.executable, "-c", _TRAMPOLINE, str(os.getpid()), *cmd],
+                                  stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, bufsize=1)
         w.started = time.monotonic()
         threading.Thread(target=self._read, args=(w, w.proc), name=f"worker-{w.index}-out", daemon=True).start()
 
