@@ -28,7 +28,7 @@ def empty_column(field, n: int) -> np.ndarray:
 SCALAR_DTYPES = {
     DataType.BOOL: np.bool_, DataType.INT8: np.int8, DataType.INT16: np.int16,
     DataType.INT32: np.int32, DataType.INT64: np.int64, DataType.FLOAT: np.float32,
-    DataType.DOUBLE: np.float64,
+    DataType.DOUBLE: np.float64, DataType.TIMESTAMPTZ: np.int64,
 }
 
 

@@ -58,6 +58,7 @@ class DataType(IntEnum):
     VARCHAR = 21
     ARRAY = 22
     JSON = 23
+    TIMESTAMPTZ = 26  # int64 microseconds since the epoch, UTC (vecdb.timestamptz)
     BINARY_VECTOR = 100
     FLOAT_VECTOR = 101
     FLOAT16_VECTOR = 102
@@ -86,6 +87,7 @@ SCALAR_TYPES = frozenset(
     {
         DataType.BOOL, DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64,
         DataType.FLOAT, DataType.DOUBLE, DataType.VARCHAR, DataType.JSON, DataType.ARRAY,
+        DataType.TIMESTAMPTZ,
     }
 )
 ARRAY_ELEMENT_TYPES = frozenset(
@@ -646,6 +648,7 @@ _PROTO_TYPE_NAMES = {
     DataType.JSON: "JSON", DataType.ARRAY: "Array",
     DataType.BOOL: "Bool", DataType.INT8: "Int8", DataType.INT16: "Int16", DataType.INT32: "Int32",
     DataType.INT64: "Int64", DataType.FLOAT: "Float", DataType.DOUBLE: "Double", DataType.VARCHAR: "VarChar",
+    DataType.TIMESTAMPTZ: "Timestamptz",
 }
 
 

@@ -57,7 +57,7 @@ _ELEM_DTYPES = {DataType.BOOL: np.bool_, DataType.INT8: np.int64, DataType.INT16
 
 
 def static_type(dtype: DataType) -> str:
-    if dtype.is_integer:
+    if dtype.is_integer or dtype == DataType.TIMESTAMPTZ:  # TIMESTAMPTZ: microseconds, vs ISO '...' literals
         return "int"
     return {DataType.FLOAT: "float", DataType.DOUBLE: "float", DataType.BOOL: "bool",
             DataType.VARCHAR: "str", DataType.JSON: "json", DataType.ARRAY: "array"}.get(dtype, "")

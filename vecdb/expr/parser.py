@@ -23,9 +23,11 @@ the compiler flattens.
 
 from __future__ import annotations
 
+from vecdb.errors import InvalidParameter
 from vecdb.expr import ast
 from vecdb.expr.lexer import Token, syntax_error, tokenize
 from vecdb.expr.limits import MAX_DEPTH, MAX_EXPR_LENGTH, MAX_NESTING
+from vecdb.timestamptz import parse_iso
 
 _REL_OPS = ("<", "<=", ">", ">=")
 _LOGIC = ("and", "or")
@@ -239,6 +241,13 @@ class _Parser:
             return ast.Template(t.pos, name.word)
         if t.kind == "IDENT":
             self._next()
+            if t.word.upper() == "ISO" and self.tok.kind == "STR":  # a TIMESTAMPTZ literal: microseconds, UTC
+                text = self._next()
+                try:
+                    return ast.Literal(t.pos, parse_iso(str(text.value)))
+                except InvalidParameter:
+                    raise syntax_error(self.expr, f"invalid ISO 8601 timestamp {text.value!r} "
+                                                  f"at column {text.pos + 1}") from None
             if self._is("OP", "("):
                 self._descend(self._next())
                 node = ast.Call(t.pos, t.word.lower(), self._items(")"))

@@ -45,7 +45,7 @@ import orjson
 from google.protobuf.message import DecodeError
 from pymilvus.grpc_gen import common_pb2, schema_pb2
 
-from vecdb import bm25, sparse
+from vecdb import bm25, sparse, timestamptz
 from vecdb.analyzer import Analyzer
 from vecdb.errors import FieldNotFound, InvalidParameter
 from vecdb.limits import LIMITS
@@ -68,6 +68,7 @@ _SCALAR_ATTR = {
     DataType.FLOAT: "float_data",
     DataType.DOUBLE: "double_data",
     DataType.VARCHAR: "string_data",
+    DataType.TIMESTAMPTZ: "string_data",  # ISO 8601 strings (vecdb.timestamptz)
     DataType.JSON: "json_data",
     DataType.ARRAY: "array_data",
 }
@@ -375,6 +376,8 @@ def _decode_scalars(field: FieldSchema, fd, n: int, static_names: frozenset[str]
     if len(data) != n:
         raise _rows_mismatch(field.name, len(data), n)
     dt = field.dtype
+    if dt == DataType.TIMESTAMPTZ:
+        return timestamptz.parse_column(data, field.name)
     if dt in _NP_DTYPE:
         return _decode_fixed(dt, data, f"field ({field.name})", check_finite=True)
     if dt == DataType.VARCHAR:

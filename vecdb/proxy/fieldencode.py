@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 from pymilvus.grpc_gen import schema_pb2
 
+from vecdb import timestamptz
 from vecdb.errors import FieldNotFound, InternalError
 from vecdb.proxy.fielddata import _PACKED_DTYPE, _SCALAR_ATTR, _VECTOR_ATTR
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, valid_key
@@ -123,6 +124,8 @@ def _encode_column(fd, field: FieldSchema, col: np.ndarray) -> None:
             cell = getattr(rows.add(), attr)
             cell.SetInParent()
             cell.data.extend(value.tolist() if isinstance(value, np.ndarray) else list(value))
+    elif dt == DataType.TIMESTAMPTZ:
+        payload.data.extend(timestamptz.format_column(col))
     elif dt in _PACKED_DTYPE:
         merge_packed(payload, 1, np.asarray(col, dtype=_PACKED_DTYPE[dt]))
     else:
