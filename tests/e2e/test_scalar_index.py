@@ -63,7 +63,8 @@ def _refused(client, name, field, index_type, code, message, **params):
 def test_scalar_index_types_accepted_and_refused(client, name):
     client.create_collection(name, schema=_schema())
     _refused(client, name, "i32", "Trie", 1100, "TRIE are only supported on varchar field")
-    _refused(client, name, "b", "STL_SORT", 1100, "STL_SORT are only supported on numeric or varchar field, got Bool")
+    _refused(client, name, "b", "STL_SORT", 1100,
+             "STL_SORT are only supported on numeric, varchar or timestamptz field, got Bool")
     _refused(client, name, "f", "BITMAP", 1100, "bitmap index are only supported on bool, int, string and array field")
     _refused(client, name, "id", "BITMAP", 1100, "create bitmap index on primary key not supported")
     _refused(client, name, "j", "INVERTED", 1100, "json index must specify cast type")

@@ -28,6 +28,7 @@ def test_timestamptz_in_out_and_filters(client, name):
     client.create_collection(name, schema=schema)
     idx = client.prepare_index_params()
     idx.add_index("vec", index_type="FLAT", metric_type="L2")
+    idx.add_index("tsz", index_type="STL_SORT")  # sealed rows' filters through the sorted index
     client.create_index(name, idx)
     client.load_collection(name)
     rng = np.random.default_rng(3)

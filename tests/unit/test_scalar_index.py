@@ -118,6 +118,7 @@ ACCEPTED = [
     ("BITMAP", DataType.BOOL), ("BITMAP", DataType.INT8), ("BITMAP", DataType.VARCHAR),
     ("INVERTED", DataType.BOOL), ("INVERTED", DataType.DOUBLE), ("INVERTED", DataType.VARCHAR),
     ("INVERTED", DataType.INT64), ("AUTOINDEX", DataType.INT16), ("AUTOINDEX", DataType.JSON),
+    ("STL_SORT", DataType.TIMESTAMPTZ), ("INVERTED", DataType.TIMESTAMPTZ),
 ]
 
 
@@ -134,9 +135,10 @@ def test_accepted_arrays_and_json():
                                  {"json_cast_type": "double", "json_path": "x['a']"}) == "INVERTED"
 
 
+STL = "STL_SORT are only supported on numeric, varchar or timestamptz field, got "
 REFUSED = [
-    ("STL_SORT", _field(DataType.BOOL), "STL_SORT are only supported on numeric or varchar field, got Bool"),
-    ("STL_SORT", _field(DataType.JSON), "STL_SORT are only supported on numeric or varchar field, got JSON"),
+    ("STL_SORT", _field(DataType.BOOL), STL + "Bool"),
+    ("STL_SORT", _field(DataType.JSON), STL + "JSON"),
     ("STL_SORT", _field(DataType.ARRAY, element_type=DataType.INT64), "got Array"),
     ("Trie", _field(DataType.INT64), "TRIE are only supported on varchar field"),
     ("BITMAP", _field(DataType.FLOAT), "bitmap index are only supported on bool, int, string and array field"),

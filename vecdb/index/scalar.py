@@ -3,10 +3,10 @@
 ``validate_scalar_index`` accepts an index type on exactly the field types Milvus 2.6 allows
 (``internal/util/indexparamcheck``) and refuses the rest with Milvus's message (1100):
 
-- STL_SORT: numeric and VARCHAR fields (Milvus 2.5: numeric only; 2.6 added VARCHAR);
+- STL_SORT: numeric, VARCHAR and TIMESTAMPTZ fields (Milvus 2.5: numeric only; 2.6 added the others);
 - Trie: VARCHAR only;
 - BITMAP: BOOL, integers, VARCHAR and ARRAY of those; never the primary key;
-- INVERTED: BOOL, numeric, VARCHAR, ARRAY and JSON (JSON with ``json_cast_type`` and
+- INVERTED: BOOL, numeric, VARCHAR, TIMESTAMPTZ, ARRAY and JSON (JSON with ``json_cast_type`` and
   ``json_path``);
 - AUTOINDEX: any scalar field (Milvus picks a scalar index itself).
 
@@ -55,8 +55,9 @@ def validate_scalar_index(index_type: str, field: FieldSchema, params: dict) -> 
     if t not in SCALAR_INDEX_TYPES:
         raise InvalidParameter(f"index type {index_type} is not supported for scalar field {field.name}")
     if t == "STL_SORT":
-        if not (dt.is_numeric or dt == DataType.VARCHAR):
-            raise InvalidParameter(f"STL_SORT are only supported on numeric or varchar field, got {_type_name(dt)}")
+        if not (dt.is_numeric or dt in (DataType.VARCHAR, DataType.TIMESTAMPTZ)):
+            raise InvalidParameter(
+                f"STL_SORT are only supported on numeric, varchar or timestamptz field, got {_type_name(dt)}")
     elif t == "Trie":
         if dt != DataType.VARCHAR:
             raise InvalidParameter("TRIE are only supported on varchar field")
@@ -68,7 +69,8 @@ def validate_scalar_index(index_type: str, field: FieldSchema, params: dict) -> 
         if dt == DataType.ARRAY and not _bitmap_ok(field.element_type):
             raise InvalidParameter("bitmap index are only supported on bool, int, string for array field")
     elif t == "INVERTED":
-        if not (dt == DataType.BOOL or dt.is_numeric or dt in (DataType.VARCHAR, DataType.ARRAY, DataType.JSON)):
+        if not (dt == DataType.BOOL or dt.is_numeric
+                or dt in (DataType.VARCHAR, DataType.ARRAY, DataType.JSON, DataType.TIMESTAMPTZ)):
             raise InvalidParameter(f"INVERTED are not supported on {_type_name(dt)} field")
     if dt == DataType.JSON and t != "AUTOINDEX":
         cast = params.get("json_cast_type")
@@ -84,7 +86,8 @@ def validate_scalar_index(index_type: str, field: FieldSchema, params: dict) -> 
 def accelerates(field: FieldSchema) -> bool:
     """Whether a scalar index on ``field`` is served by a ``SortedIndex`` (else filters scan)."""
     dt = field.dtype
-    return not field.nullable and (dt == DataType.BOOL or dt.is_numeric or dt == DataType.VARCHAR)
+    return not field.nullable and (dt == DataType.BOOL or dt.is_numeric
+                                   or dt in (DataType.VARCHAR, DataType.TIMESTAMPTZ))
 
 
 BROAD = 16  # a numeric comparison scattering more than n/BROAD rows scans instead
