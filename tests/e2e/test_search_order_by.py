@@ -79,3 +79,23 @@ def test_order_by_refused(client, name):
         with pytest.raises(MilvusException) as e:
             client.search(name, q, limit=3, order_by_fields=spec)
         assert e.value.code == 1100 and message in e.value.message, e.value.message
+
+
+def test_order_by_orders_groups_by_their_first_hit(client, name):
+    """With group_by_field the groups (as the unordered grouping search returns them) are ordered by
+    their first hit's value, stably; each group's hits stay together in their order."""
+    _load(client, name)
+    q = np.random.default_rng(23).random((2, DIM), dtype=np.float32).tolist()
+    kw = {"limit": 4, "group_by_field": "tag", "group_size": 2, "output_fields": ["price", "tag"]}
+    plain = client.search(name, q, **kw)
+    ordered = client.search(name, q, order_by_fields=[{"field": "price", "order": "desc"}], **kw)
+    for qi in range(len(q)):
+        groups: list[list] = []
+        for h in plain[qi]:
+            if groups and groups[-1][0]["entity"]["tag"] == h["entity"]["tag"]:
+                groups[-1].append(h)
+            else:
+                groups.append([h])
+        groups.sort(key=lambda g: -g[0]["entity"]["price"])  # stable
+        assert [h["id"] for h in ordered[qi]] == [h["id"] for g in groups for h in g]
+        assert len(groups) == 4

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vecdb.errors import InvalidParameter
-from vecdb.proxy.order_by import order_fields, order_rows, parse_order_by
+from vecdb.proxy.order_by import order_fields, order_group_rows, order_rows, parse_order_by
 from vecdb.schema import CollectionSchema, DataType, FieldSchema, valid_key
 
 
@@ -56,3 +56,13 @@ def test_order_rows_equals_reference(seed):
                     pos = sorted(pos, key=lambda p: cols[name][p], reverse=not asc)
             assert rows[start:start + k] == pos, (order, k)
             start += k
+
+
+def test_order_group_rows():
+    # two queries: groups a,a | b | c,c  and  x | y,y
+    topks = [5, 3]
+    gv = np.array(["a", "a", "b", "c", "c", "x", "y", "y"], object)
+    price = np.array([1, 9, 5, 7, 0, 2, 3, 8])
+    rows = order_group_rows(topks, gv, {"p": price}, (("p", False),)).tolist()
+    assert rows == [3, 4, 2, 0, 1, 6, 7, 5]  # c (7), b (5), a (1); then y (3), x (2)
+    assert order_group_rows([0], np.empty(0, object), {"p": np.empty(0)}, (("p", True),)).tolist() == []

@@ -6,8 +6,9 @@ order), null values first in either direction.
 
 Fields: BOOL (false < true), integers, FLOAT, DOUBLE, VARCHAR of the schema. Refused (1100) as Milvus
 refuses them: an empty field name, a direction other than asc / desc / ascending / descending, a
-field not in the schema, a JSON, ARRAY or vector field; and with a search iterator. Not here yet
-(refused, 1100): dynamic-field keys and JSON paths, and ordering a grouping search.
+field not in the schema, a JSON, ARRAY or vector field; and with a search iterator. With
+``group_by_field`` the groups are ordered by their first hit's values, each group's hits kept
+together in their order. Not here yet (refused, 1100): dynamic-field keys and JSON paths.
 """
 
 from __future__ import annotations
@@ -79,3 +80,23 @@ def order_rows(topks, columns, order: tuple[tuple[str, bool], ...]) -> np.ndarra
         key = np.where(present.astype(bool), rank if asc else -rank, 0)  # nulls keep their distance order
         keys += [present, key]  # nulls (present 0) first in either direction
     return np.lexsort(keys[::-1])
+
+
+def order_group_rows(topks, group_values: np.ndarray, columns, order: tuple[tuple[str, bool], ...]) -> np.ndarray:
+    """For a grouping search: the permutation that orders each query's groups (runs of hits with one
+    group value, ``topks[i]`` hits per query) by their first hit's values, as Milvus 2.6 orders groups;
+    the hits inside a group keep their order."""
+    topks = np.asarray(topks, np.int64)
+    n = int(topks.sum())
+    if n == 0:
+        return np.arange(0)
+    query = np.repeat(np.arange(len(topks)), topks)
+    start = np.ones(n, bool)
+    start[1:] = (query[1:] != query[:-1]) | (np.asarray(group_values[1:] != group_values[:-1], bool))
+    first = np.flatnonzero(start)
+    lengths = np.diff(np.append(first, n))
+    groups_per_query = np.bincount(query[first], minlength=len(topks))
+    heads = {k: np.asarray(v)[first] for k, v in columns.items()}
+    g = order_rows(groups_per_query, heads, order)  # the groups in their new order
+    starts, lens = first[g], lengths[g]
+    return np.repeat(starts - np.concatenate(([0], np.cumsum(lens)[:-1])), lens) + np.arange(n)

@@ -20,7 +20,7 @@ from vecdb.proxy.consistency import BOUNDED_STALENESS, ReadLevel, level_of, read
 from vecdb.proxy.fielddata import parse_placeholder_group, resolve_output_fields
 from vecdb.proxy.fieldencode import fill_field_data
 from vecdb.proxy.grouping import GroupBy, group_hits, parse_group_by
-from vecdb.proxy.order_by import order_fields, order_rows, parse_order_by
+from vecdb.proxy.order_by import order_fields, order_group_rows, order_rows, parse_order_by
 from vecdb.proxy.results import query_results, search_results
 from vecdb.proxy.templates import template_values
 from vecdb.querynode.executor import SearchSpec
@@ -201,6 +201,9 @@ class SearchRpcs(ServiceBase):
                 break
             window = min(LIMITS.max_topk, 4 * window)
         rows = grouped.rows
+        if plan.order:  # the groups ordered by their first hit's values (Milvus 2.6)
+            rows = rows[order_group_rows(grouped.topks, values[rows],
+                                         {k: v[rows] for k, v in hits.columns.items()}, plan.order)]
         columns = {k: v[rows] for k, v in hits.columns.items()}
         resp = search_results(info.schema, len(spec.queries), grouped.topks, hits.pks[rows], hits.scores[rows],
                               columns, plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal)
@@ -269,8 +272,6 @@ class SearchRpcs(ServiceBase):
             raise errors.InvalidParameter("Not allowed to do range-search when doing search-group-by")
         if order and iterator:
             raise errors.InvalidParameter("order_by is not supported when using search iterator")
-        if order and group is not None:
-            raise errors.InvalidParameter("order_by_fields with group_by_field is not supported yet")
         out_fields, dyn_keys = resolve_output_fields(schema, output_fields)
         # a range search is bounded by its radius, not by ef: the index raises ef to the limit itself
         search_params = validate_search_params(index_type, metric, params, limit + offset,
