@@ -6,11 +6,13 @@ In: what pymilvus sends (``string_data``), each string parsed by ``datetime.from
 offset is UTC (the collection and database ``timezone`` settings are not kept here). Out: UTC in
 RFC 3339 form, as Go's ``time.RFC3339Nano`` writes it (``2025-05-01T15:59:59Z``,
 ``2025-05-01T15:59:59.25Z``: fraction without trailing zeros). Filters compare the field with
-``ISO '2025-01-01T00:00:00+08:00'`` literals (vecdb.expr.parser), in UTC.
+``ISO '2025-01-01T00:00:00+08:00'`` literals (vecdb.expr.parser), in UTC, also after adding or
+subtracting ``INTERVAL 'P1DT2H'`` durations (weeks to seconds; years and months are refused).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import numpy as np
@@ -45,3 +47,22 @@ def format_column(us: np.ndarray) -> list[str]:
     text = np.datetime_as_string(np.asarray(us, np.int64).astype("datetime64[us]"), unit="us")
     trimmed = np.char.rstrip(np.char.rstrip(text, "0"), ".")  # the fraction always has a '.' before it
     return [s + "Z" for s in trimmed.tolist()]
+
+
+_DURATION = re.compile(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
+                       r"(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)(?:\.(\d{1,6}))?S)?)?", re.ASCII)
+
+
+def parse_interval(text: str) -> int:
+    """An ISO 8601 duration (``P1DT2H30M``, ``PT0.5S``, ``P2W``) as microseconds; years and months
+    (calendar lengths) are refused here."""
+    s = str(text).strip().upper()
+    m = _DURATION.fullmatch(s)
+    if m is None or s in ("P", "PT"):
+        raise InvalidParameter(f"invalid ISO 8601 duration {text!r}")
+    years, months, weeks, days, hours, minutes, seconds, frac = m.groups()
+    if years or months:
+        raise InvalidParameter(f"INTERVAL {text!r}: years and months are not supported, use days")
+    total = (((int(weeks or 0) * 7 + int(days or 0)) * 24 + int(hours or 0)) * 60 + int(minutes or 0)) * 60
+    total += int(seconds or 0)
+    return total * 1_000_000 + int((frac or "").ljust(6, "0") or 0)

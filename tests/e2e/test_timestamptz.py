@@ -45,7 +45,9 @@ def test_timestamptz_in_out_and_filters(client, name):
     assert got == {i: _iso_out(times[i]) for i in range(N)}
     for expr, lo, op in [("tsz > ISO '2025-02-01T08:00:00+08:00'", datetime(2025, 2, 1, tzinfo=UTC), "gt"),
                          ("tsz <= ISO '2025-01-15T12:30:00Z'", datetime(2025, 1, 15, 12, 30, tzinfo=UTC), "le"),
-                         (f"tsz == ISO '{sent[7]}'", times[7], "eq")]:
+                         (f"tsz == ISO '{sent[7]}'", times[7], "eq"),
+                         ("tsz + INTERVAL 'P10DT12H' > ISO '2025-02-01T00:00:00Z'",
+                          datetime(2025, 2, 1, tzinfo=UTC) - timedelta(days=10, hours=12), "gt")]:
         want = sorted(i for i in range(N) if {"gt": times[i] > lo, "le": times[i] <= lo, "eq": times[i] == lo}[op])
         assert sorted(r["id"] for r in client.query(name, filter=expr, output_fields=["id"], limit=N)) == want, expr
     hit = client.search(name, [[5.0, 0.0]], limit=1, output_fields=["tsz"],

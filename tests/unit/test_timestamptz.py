@@ -11,7 +11,7 @@ import pytest
 from vecdb.errors import InvalidParameter
 from vecdb.expr import compile_filter
 from vecdb.schema import CollectionSchema, DataType, FieldSchema
-from vecdb.timestamptz import format_column, parse_column, parse_iso
+from vecdb.timestamptz import format_column, parse_column, parse_interval, parse_iso
 
 
 def test_parse_and_format_round_trip():
@@ -40,3 +40,18 @@ def test_iso_literals_in_filters():
     assert flt.evaluate({"t": col}, 3).tolist() == [True, True, True]
     with pytest.raises(InvalidParameter, match="invalid ISO 8601 timestamp 'nope' at column 9"):
         compile_filter("t < ISO 'nope'", schema)
+    # INTERVAL: a duration in microseconds, added to or subtracted from the field
+    flt = compile_filter("t + INTERVAL 'P150DT1H' >= ISO '2025-06-01T00:00:00Z'", schema)
+    assert flt.evaluate({"t": col}, 3).tolist() == [False, False, True]
+    flt = compile_filter("t - INTERVAL 'PT8H' < ISO '2024-12-31T16:00:00.5Z'", schema)
+    assert flt.evaluate({"t": col}, 3).tolist() == [True, True, False]
+    with pytest.raises(InvalidParameter, match="years and months are not supported"):
+        compile_filter("t + INTERVAL 'P1M' > ISO '2025-01-01T00:00:00Z'", schema)
+
+
+def test_intervals():
+    assert [parse_interval(s) for s in ("P1D", "PT1H30M", "P1DT0.5S", "P2W", "pt0s")] == [
+        86_400_000_000, 5_400_000_000, 86_400_500_000, 1_209_600_000_000, 0]
+    for bad in ("P", "PT", "P1DT", "1D", "P1.5D"):
+        with pytest.raises(InvalidParameter, match="invalid ISO 8601 duration"):
+            parse_interval(bad)

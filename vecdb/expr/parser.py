@@ -27,7 +27,7 @@ from vecdb.errors import InvalidParameter
 from vecdb.expr import ast
 from vecdb.expr.lexer import Token, syntax_error, tokenize
 from vecdb.expr.limits import MAX_DEPTH, MAX_EXPR_LENGTH, MAX_NESTING
-from vecdb.timestamptz import parse_iso
+from vecdb.timestamptz import parse_interval, parse_iso
 
 _REL_OPS = ("<", "<=", ">", ">=")
 _LOGIC = ("and", "or")
@@ -241,13 +241,15 @@ class _Parser:
             return ast.Template(t.pos, name.word)
         if t.kind == "IDENT":
             self._next()
-            if t.word.upper() == "ISO" and self.tok.kind == "STR":  # a TIMESTAMPTZ literal: microseconds, UTC
+            if t.word.upper() in ("ISO", "INTERVAL") and self.tok.kind == "STR":
+                # TIMESTAMPTZ literals: ISO '...' an instant, INTERVAL '...' a duration, in microseconds
                 text = self._next()
+                iso = t.word.upper() == "ISO"
                 try:
-                    return ast.Literal(t.pos, parse_iso(str(text.value)))
-                except InvalidParameter:
-                    raise syntax_error(self.expr, f"invalid ISO 8601 timestamp {text.value!r} "
-                                                  f"at column {text.pos + 1}") from None
+                    return ast.Literal(t.pos, (parse_iso if iso else parse_interval)(str(text.value)))
+                except InvalidParameter as e:
+                    detail = f"invalid ISO 8601 timestamp {text.value!r}" if iso else e.message
+                    raise syntax_error(self.expr, f"{detail} at column {text.pos + 1}") from None
             if self._is("OP", "("):
                 self._descend(self._next())
                 node = ast.Call(t.pos, t.word.lower(), self._items(")"))
