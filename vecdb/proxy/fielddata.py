@@ -240,6 +240,8 @@ def null_column(field: FieldSchema, n: int) -> np.ndarray:
     dt = field.dtype
     if dt in _NP_DTYPE:
         return np.zeros(n, _NP_DTYPE[dt])
+    if dt == DataType.TIMESTAMPTZ:  # int64 microseconds
+        return np.zeros(n, np.int64)
     out = np.empty(n, dtype=object)
     if dt == DataType.VARCHAR:
         out[:] = ""
