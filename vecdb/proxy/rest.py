@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
-from vecdb import errors, importer
+from vecdb import errors, importer, timestamptz
 from vecdb.proxy.fielddata import float32_to_bfloat16, null_column
 from vecdb.proxy.fieldencode import dumps_json, field_data_from_columns
 from vecdb.schema import DEFAULT_VALUE_ATTR, DYNAMIC_FIELD, CollectionSchema, DataType, valid_key
@@ -704,6 +704,8 @@ def _placeholders(dtype: DataType, vectors: list, text: bool = False) -> bytes:
         kind, values = common_pb2.SparseFloatVector, [_sparse_row(v) for v in vectors]
     elif dtype == DataType.BINARY_VECTOR:
         kind, values = common_pb2.BinaryVector, [bytes(np.asarray(v, np.uint8)) for v in vectors]
+    elif dtype == DataType.INT8_VECTOR:  # lists of integers in [-128, 127]
+        kind, values = common_pb2.Int8Vector, [_int8_rows([v]).tobytes() for v in vectors]
     elif dtype == DataType.FLOAT16_VECTOR:
         kind, values = common_pb2.Float16Vector, [np.asarray(v, np.float16).tobytes() for v in vectors]
     elif dtype == DataType.BFLOAT16_VECTOR:
@@ -713,6 +715,17 @@ def _placeholders(dtype: DataType, vectors: list, text: bool = False) -> bytes:
         kind, values = common_pb2.FloatVector, [np.asarray(v, np.float32).tobytes() for v in vectors]
     group = common_pb2.PlaceholderGroup(placeholders=[common_pb2.PlaceholderValue(tag="$0", type=kind, values=values)])
     return group.SerializeToString()
+
+
+def _int8_rows(values) -> np.ndarray:
+    """INT8_VECTOR rows from JSON lists of integers; a value outside [-128, 127] or not an integer is 1100."""
+    try:
+        a = np.asarray(values, np.float64)
+    except (TypeError, ValueError):
+        raise errors.InvalidParameter("an int8 vector is a list of integers in [-128, 127]") from None
+    if a.size and ((a != np.round(a)).any() or a.min() < -128 or a.max() > 127):
+        raise errors.InvalidParameter("an int8 vector is a list of integers in [-128, 127]")
+    return a.astype(np.int8)
 
 
 def _sparse_row(v) -> bytes:
@@ -762,6 +775,12 @@ def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id:
         col: np.ndarray
         if f.dtype == DataType.BINARY_VECTOR:
             col = np.asarray(values, np.uint8).reshape(len(rows), -1)
+        elif f.dtype == DataType.INT8_VECTOR:
+            col = _int8_rows(values).reshape(len(rows), -1)
+        elif f.dtype == DataType.TIMESTAMPTZ:  # ISO 8601 strings; null rows keep their placeholder 0
+            col = np.zeros(len(values), np.int64)
+            present = np.flatnonzero(nulls.get(f.name, np.ones(len(values), np.bool_)))
+            col[present] = timestamptz.parse_column([values[i] for i in present.tolist()], f.name)
         elif f.dtype in (DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR):
             col = np.asarray(values, np.float32).reshape(len(rows), -1)
             if f.dtype == DataType.FLOAT16_VECTOR:
@@ -805,6 +824,8 @@ def _column_values(fd: schema_pb2.FieldData, n: int) -> list:
             return _floats(np.asarray(v.float_vector.data, np.float32)).reshape(n, -1).tolist() if n else []
         if kind == "binary_vector":
             return np.frombuffer(v.binary_vector, np.uint8).reshape(n, -1).tolist() if n else []
+        if kind == "int8_vector":
+            return np.frombuffer(v.int8_vector, np.int8).reshape(n, -1).tolist() if n else []
         if kind == "float16_vector":
             return _floats(np.frombuffer(v.float16_vector, np.float16)).reshape(n, -1).tolist() if n else []
         if kind == "bfloat16_vector":
@@ -862,6 +883,8 @@ def _column_length(fd: schema_pb2.FieldData) -> int:
             return len(v.binary_vector) * 8 // max(1, v.dim)
         if kind in ("float16_vector", "bfloat16_vector"):
             return len(getattr(v, kind)) // (2 * max(1, v.dim))
+        if kind == "int8_vector":
+            return len(v.int8_vector) // max(1, v.dim)
         return 0
     kind = fd.scalars.WhichOneof("data")
     return len(getattr(fd.scalars, kind).data) if kind else 0
