@@ -56,3 +56,16 @@ def test_rows_of_nulls_and_target_schema_keeps_nullable_and_defaults():
     assert [r["age"] for r in rows] == [5, None] and [r["s"] for r in rows] == ["a", "d"]
     by = {f.name: f for f in target_schema(schema).fields}
     assert by["age"].nullable and by["s"].default_value.string_data == "d" and not by["s"].nullable
+
+
+def test_rows_of_int8_vectors_and_timestamptz():
+    """INT8_VECTOR rows go as np.int8 arrays and TIMESTAMPTZ values as ISO strings (what pymilvus takes);
+    a null TIMESTAMPTZ as None."""
+    schema = CollectionSchema("c", [FieldSchema("id", DataType.INT64, 100, is_primary=True),
+                                    FieldSchema("v", DataType.INT8_VECTOR, 101, dim=3),
+                                    FieldSchema("t", DataType.TIMESTAMPTZ, 102, nullable=True)])
+    cols = {"id": np.array([1, 2], np.int64), "v": np.array([[-128, 0, 127], [1, 2, 3]], np.int8),
+            "t": np.array([1_700_000_000_250_000, 0], np.int64), valid_key("t"): np.array([True, False])}
+    rows = rows_of(schema, cols, 2)
+    assert rows[0]["v"].dtype == np.int8 and rows[0]["v"].tolist() == [-128, 0, 127]
+    assert rows[0]["t"] == "2023-11-14T22:13:20.25Z" and rows[1]["t"] is None

@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from vecdb import timestamp
+from vecdb import timestamp, timestamptz
 from vecdb.cdc.follower import cdc_positions_key
 from vecdb.cdc.task import FAILED, PAUSED, RUNNING, Task, TaskStore
 from vecdb.cdc.verify import is_loaded
@@ -131,6 +131,10 @@ def rows_of(schema: CollectionSchema, columns: dict[str, np.ndarray], n: int) ->
             raw = np.ascontiguousarray(col).tobytes()  # pymilvus takes each row's raw bytes for these
             width = len(raw) // n if n else 0
             vals: list = [raw[i * width:(i + 1) * width] for i in range(n)]
+        elif f.dtype == DataType.INT8_VECTOR:  # pymilvus takes np.int8 rows
+            vals = list(np.asarray(col, np.int8))
+        elif f.dtype == DataType.TIMESTAMPTZ:  # ISO strings, as pymilvus sends them
+            vals = timestamptz.format_column(col)
         elif f.dtype == DataType.ARRAY:
             vals = [np.asarray(a).tolist() for a in col]
         else:
