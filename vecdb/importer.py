@@ -35,7 +35,7 @@ JOB_PREFIX = "import/"
 PENDING, IMPORTING, COMPLETED, FAILED = "Pending", "Importing", "Completed", "Failed"
 # JSON rows per validated and written batch; NumPy columns are cut by bytes (BATCH_BYTES)
 JSON_BATCH_ROWS = 10_000
-BATCH_BYTES = 16 << 20
+BATCH_BYTES = 8 << 20
 # validated rows a job keeps between its check of every file and its writes; groups past it are
 # read and converted a second time when written (memory bounded by one group, not the job)
 HOLD_BYTES = 1 << 30

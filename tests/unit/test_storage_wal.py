@@ -259,14 +259,15 @@ def test_jetstream_record_over_max_payload_is_refused(nats_server):
 
 def test_jetstream_reads_a_channel_of_large_records(nats_server):
     """Pages are bounded by bytes as well as records: 40 records of 8 MB (320 MB, past the client
-    subscription's 128 MB pending limit in one 256-record page) read back whole and in order."""
+    subscription's 128 MB pending limit in one 256-record page), then records larger than a page's
+    bytes (each fetched alone) between small ones, read back whole and in order."""
     log = JetStreamLog(nats_server.url, prefix="t" + uuid.uuid4().hex[:12])
     try:
-        big = 8 << 20
-        for i in range(40):
-            log.append("c", bytes([i]) * big)
+        sizes = [8 << 20] * 40 + [10, 20 << 20, 20 << 20, 10, 20 << 20]
+        for i, size in enumerate(sizes):
+            log.append("c", bytes([i]) * size)
         got = [(pos, len(data), data[:1]) for pos, data in log.read("c")]
-        assert got == [(i + 1, big, bytes([i])) for i in range(40)]
+        assert got == [(i + 1, size, bytes([i])) for i, size in enumerate(sizes)]
     finally:
         log.close()
 

@@ -34,7 +34,7 @@ from vecdb.storage.keys import check_channel, check_payload, check_position, dec
 
 MAX_BATCH = 1000  # the server's limit on messages per atomic batch
 _FETCH = 256  # records per pull request when reading
-_FETCH_BYTES = 32 << 20  # bytes per pull request when reading (at least one record's max_payload)
+_FETCH_BYTES = 16 << 20  # bytes per pull request when reading (a larger record comes alone)
 _NOT_FOUND = 10059  # JetStream "stream not found"
 _WRONG_LAST_SEQUENCE = 10071  # JetStream "wrong last sequence: N"
 
@@ -227,17 +227,22 @@ class JetStreamLog:
             raise IoFailed(f"cannot read stream {stream}: {r['error'].get('description')}")
         return r["name"]
 
-    async def _fetch(self, stream: str, consumer: str, n: int) -> list[tuple[int, bytes]]:
-        """Up to ``n`` records from a pull consumer (fewer when the stream has no more)."""
+    async def _fetch(self, stream: str, consumer: str, n: int, max_bytes: int | None = _FETCH_BYTES
+                     ) -> list[tuple[int, bytes]]:
+        """Up to ``n`` records from a pull consumer (fewer when the stream has no more), at most
+        ``max_bytes`` of them: a page of large records (a bulk import's, a 64 MB insert's) would
+        overrun the subscription's pending limit and the server's per-client buffer, which cuts the
+        slow consumer off (nats: unexpected EOF) and the read times out, again and again. A record
+        larger than ``max_bytes`` alone is fetched by itself."""
 
         inbox = self._nc.new_inbox()
         sub = await self._nc.subscribe(inbox)
         out: list[tuple[int, bytes]] = []
+        too_big = False
         try:
-            # at most ~one max_payload per page (a record always fits): a page of 256 large records
-            # (a bulk import's, a 64 MB insert's) overran the subscription's 128 MB pending limit, the
-            # server cut the slow consumer off and the read timed out, again and again
-            req = {"batch": n, "no_wait": True, "max_bytes": max(_FETCH_BYTES, self._nc.max_payload + (1 << 20))}
+            req: dict = {"batch": n, "no_wait": True}
+            if max_bytes is not None:
+                req["max_bytes"] = max_bytes
             await self._nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}", json.dumps(req).encode(),
                                    reply=inbox)
             while len(out) < n:
@@ -248,9 +253,13 @@ class JetStreamLog:
                 if msg.reply and msg.reply.startswith("$JS.ACK."):
                     out.append((_stream_seq(msg.reply), msg.data))
                     continue
-                break  # a status message (404 no messages, 408, 409): the page ends here
+                # a status message (404 no messages, 408, 409): the page ends here
+                too_big = "MaxBytes" in ((msg.headers or {}).get("Description") or "")
+                break
         finally:
             await sub.unsubscribe()
+        if not out and too_big:  # the next record alone is larger than max_bytes
+            return await self._fetch(stream, consumer, 1, None)
         return out
 
     def follow(self, channel: str, start: int = 1) -> JetStreamFollower:
