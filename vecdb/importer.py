@@ -241,9 +241,11 @@ def _numpy_column(f, arr: np.ndarray, path: str) -> np.ndarray:
         if arr.ndim != 2 or arr.shape[1] != width:
             raise errors.InvalidParameter(
                 f"the dim of the numpy file {path} is {arr.shape[1:] or '()'}, the field {f.name} has dim {f.dim}")
-        if dt == DataType.BINARY_VECTOR:
-            if arr.dtype != np.uint8:
-                raise errors.InvalidParameter(f"the numpy file {path} holds {arr.dtype}, binary vectors need uint8")
+        if dt in (DataType.BINARY_VECTOR, DataType.INT8_VECTOR):
+            need = np.uint8 if dt == DataType.BINARY_VECTOR else np.int8
+            if arr.dtype != need:
+                raise errors.InvalidParameter(f"the numpy file {path} holds {arr.dtype}, the field {f.name} needs "
+                                              f"{np.dtype(need).name}")
             return arr
         if not np.issubdtype(arr.dtype, np.floating):
             raise errors.InvalidParameter(f"the numpy file {path} holds {arr.dtype}, the field {f.name} needs floats")

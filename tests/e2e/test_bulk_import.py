@@ -322,3 +322,23 @@ def test_partition_key_collection(client, name, orm, objects):  # noqa: F811
         assert sorted(r["id"] for r in got) == list(range(int(t[1:]), n, 10))
     with pytest.raises(Exception, match="partition key"):
         utility.do_bulk_insert(name, files=files, partition_name="_default", using=orm)
+
+
+def test_int8_vectors_from_numpy(client, name, orm, objects):  # noqa: F811
+    schema = CollectionSchema([FieldSchema("id", DataType.INT64, is_primary=True),
+                               FieldSchema("v", DataType.INT8_VECTOR, dim=DIM)])
+    client.create_collection(name, schema=schema)
+    idx = client.prepare_index_params()
+    idx.add_index("v", index_type="HNSW", metric_type="L2", params={"M": 8, "efConstruction": 64})
+    client.create_index(name, idx)
+    client.load_collection(name)
+    vecs = np.random.default_rng(5).integers(-128, 128, (100, DIM), dtype=np.int8)
+    prefix = f"imports/{uuid.uuid4().hex}"
+    objects.put(f"{prefix}/id.npy", _npy(np.arange(100)))
+    objects.put(f"{prefix}/v.npy", _npy(vecs))
+    st = _wait(utility.do_bulk_insert(name, files=[f"{prefix}/id.npy", f"{prefix}/v.npy"], using=orm), orm)
+    assert st.state == BulkInsertState.ImportCompleted, st
+    got = client.query(name, "id in [3, 77]", output_fields=["v"], consistency_level="Strong")
+    assert {r["id"]: np.frombuffer(r["v"][0], np.int8).tolist() if isinstance(r["v"], list) and
+            isinstance(r["v"][0], bytes) else np.asarray(r["v"]).tolist() for r in got} == {
+        3: vecs[3].tolist(), 77: vecs[77].tolist()}

@@ -122,3 +122,15 @@ def test_the_recorder_beats_while_a_step_runs(monkeypatch):
     time.sleep(0.2)
     rec.close()
     assert jobs.get(1).updated_ms > first
+
+
+def test_int8_vectors_from_numpy():
+    schema = CollectionSchema(name="c", fields=[
+        FieldSchema(name="id", dtype=DataType.INT64, is_primary=True, field_id=100),
+        FieldSchema(name="v", dtype=DataType.INT8_VECTOR, dim=4, field_id=101)])
+    vecs = np.arange(-4, 4, dtype=np.int8).reshape(2, 4)
+    cols, n = importer.numpy_columns(schema, {"id.npy": _npy(np.array([1, 2])), "v.npy": _npy(vecs)})
+    assert n == 2 and cols["v"].dtype == np.int8
+    np.testing.assert_array_equal(cols["v"], vecs)
+    with pytest.raises(errors.InvalidParameter, match="needs int8"):
+        importer.numpy_columns(schema, {"id.npy": _npy(np.array([1, 2])), "v.npy": _npy(vecs.astype(np.float32))})
