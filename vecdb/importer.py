@@ -10,7 +10,9 @@ Formats, as Milvus 2.4 reads them: a row-based JSON file (``{"rows": [{...}, ...
 ``LocalBulkWriter`` writes them, or a top-level list of row objects) or a JSON lines file
 (``.jsonl``, one row object a line) is one file of a job; NumPy
 column files (``<field>.npy``, one per field, ``$meta.npy`` for the dynamic field as JSON
-strings) form one group together. Parquet needs pyarrow, which is not a dependency: refused.
+strings) form one group together. A Parquet file (as pymilvus's ``BulkFileType.PARQUET`` writers
+write it: vectors as lists, JSON, sparse vectors and the dynamic field ``$meta`` as JSON strings) is
+one file of a job, read with pyarrow and then checked as JSON rows are.
 """
 
 from __future__ import annotations
@@ -127,12 +129,9 @@ class Recorder:
 # --- files --------------------------------------------------------------------------------
 def file_kind(path: str) -> str:
     ext = os.path.splitext(path)[1].lower()
-    if ext in (".json", ".jsonl", ".npy"):
+    if ext in (".json", ".jsonl", ".npy", ".parquet"):
         return ext[1:]
-    if ext == ".parquet":
-        raise errors.InvalidParameter(
-            f"parquet files are not supported yet by this server (pyarrow is not installed): {path}")
-    raise errors.InvalidParameter(f"unexpected file type, files={path}: .json, .jsonl or .npy files only")
+    raise errors.InvalidParameter(f"unexpected file type, files={path}: .json, .jsonl, .parquet or .npy files only")
 
 
 def group_files(files: list[str]) -> list[list[str]]:
@@ -153,7 +152,7 @@ def check_groups(groups: list[list[str]]) -> list[list[str]]:
         raise errors.InvalidParameter("import request is empty: files must be a non-empty list of lists of paths")
     for g in groups:
         kinds = {file_kind(p) for p in g}
-        if kinds & {"json", "jsonl"} and len(g) > 1:
+        if kinds & {"json", "jsonl", "parquet"} and len(g) > 1:
             raise errors.InvalidParameter(f"for JSON or parquet import, accepts only one file, files={g}")
         if len(kinds) > 1:
             raise errors.InvalidParameter(f"mixed file types in one group, files={g}")
@@ -185,6 +184,36 @@ def json_rows(data: bytes, path: str) -> list[dict]:
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise errors.InvalidParameter(f"the JSON file {path}: row {i} is not an object")
+    return rows
+
+
+DYNAMIC = "$meta"
+
+
+def parquet_rows(schema: CollectionSchema, data: bytes, path: str) -> list[dict]:
+    """A Parquet file's rows as JSON import rows: the columns pymilvus's writers store as JSON
+    strings (JSON fields, sparse vectors, ``$meta``) parsed, ``$meta``'s keys spread into the row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(io.BytesIO(data)).to_pylist()
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise errors.InvalidParameter(f"failed to read the parquet file {path}: {e}") from None
+    as_json = [f.name for f in schema.fields if f.dtype in (DataType.JSON, DataType.SPARSE_FLOAT_VECTOR)
+               and not f.is_dynamic]
+    for i, row in enumerate(rows):
+        try:
+            for name in as_json:
+                if isinstance(row.get(name), str):
+                    row[name] = json.loads(row[name])
+            meta = row.pop(DYNAMIC, None)
+            if isinstance(meta, str):
+                meta = json.loads(meta)
+            if isinstance(meta, dict):
+                row.update({k: v for k, v in meta.items() if k not in row})
+        except ValueError as e:
+            raise errors.InvalidParameter(f"failed to import the file {path}: row {i}: invalid JSON: {e}") from None
     return rows
 
 

@@ -342,3 +342,36 @@ def test_int8_vectors_from_numpy(client, name, orm, objects):  # noqa: F811
     assert {r["id"]: np.frombuffer(r["v"][0], np.int8).tolist() if isinstance(r["v"], list) and
             isinstance(r["v"][0], bytes) else np.asarray(r["v"]).tolist() for r in got} == {
         3: vecs[3].tolist(), 77: vecs[77].tolist()}
+
+
+def test_parquet_import_as_pymilvus_writers_write_it(client, name, orm, objects):  # noqa: F811
+    """A Parquet file as pymilvus's BulkFileType.PARQUET writer lays it out (vectors as lists, nulls as
+    nulls, the dynamic field as a JSON string column ``$meta``): rows exact; a file that is not Parquet
+    fails the job with the reason and imports nothing."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _collection(client, name)
+    rows, vecs = _rows(700)
+    table = pa.table({"id": pa.array([r["id"] for r in rows], pa.int64()),
+                      "vec": pa.array([r["vec"] for r in rows], pa.list_(pa.float32())),
+                      "tag": [r["tag"] for r in rows],
+                      "score": pa.array([r["score"] for r in rows], pa.float32()),
+                      "$meta": [json.dumps({"extra": r["extra"]}) for r in rows]})
+    buf = io.BytesIO()
+    pq.write_table(table, buf, row_group_size=256)
+    prefix = f"imports/{uuid.uuid4().hex}"
+    objects.put(f"{prefix}/rows.parquet", buf.getvalue())
+    st = _wait(utility.do_bulk_insert(name, files=[f"{prefix}/rows.parquet"], using=orm), orm)
+    assert st.state == BulkInsertState.ImportCompleted and st.row_count == 700, st
+    assert client.query(name, "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 700
+    hits = client.search(name, [vecs[345].tolist()], limit=1, output_fields=["tag", "extra", "score"],
+                         consistency_level="Strong")[0]
+    assert hits[0]["id"] == 345 and hits[0]["entity"]["tag"] == "t0" and hits[0]["entity"]["extra"] == 690
+    assert hits[0]["entity"]["score"] == pytest.approx(345.0)  # row 345 of 700: a value (every 4th is null)
+    got = client.query(name, "id in [0, 1, 4]", output_fields=["score"], consistency_level="Strong")
+    assert {r["id"]: r["score"] for r in got} == {0: None, 1: 1.0, 4: None}
+    objects.put(f"{prefix}/bad.parquet", b"not parquet at all")
+    st = _wait(utility.do_bulk_insert(name, files=[f"{prefix}/bad.parquet"], using=orm), orm)
+    assert st.state == BulkInsertState.ImportFailed and "failed to read the parquet file" in st.infos["failed_reason"]
+    assert client.query(name, "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 700

@@ -36,8 +36,9 @@ def test_files_group_by_kind_and_unknown_kinds_are_refused():
         importer.group_files([])
     with pytest.raises(errors.InvalidParameter, match="unexpected file type"):
         importer.group_files(["a.csv"])
-    with pytest.raises(errors.InvalidParameter, match="pyarrow"):
-        importer.group_files(["a.parquet"])
+    assert importer.group_files(["a.parquet", "b.json"]) == [["a.parquet"], ["b.json"]]
+    with pytest.raises(errors.InvalidParameter, match="only one file"):
+        importer.check_groups([["a.parquet", "b.parquet"]])
     with pytest.raises(errors.InvalidParameter, match="only one file"):
         importer.check_groups([["a.json", "b.json"]])
 

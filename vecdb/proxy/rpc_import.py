@@ -137,7 +137,10 @@ class ImportRpcs(DmlRpcs):
     def _read_group(schema: CollectionSchema, objects, group: list[str], local_files: bool) -> list[tuple[dict, int]]:
         """One file group as validated insert batches (raises on the first bad row)."""
         data = {p: importer.read_object(objects, p, local_files) for p in group}
-        if importer.file_kind(group[0]) != "npy":
+        kind = importer.file_kind(group[0])
+        if kind == "parquet":
+            return _json_batches(schema, importer.parquet_rows(schema, data[group[0]], group[0]), group[0])
+        if kind != "npy":
             return _json_batches(schema, importer.json_rows(data[group[0]], group[0]), group[0])
         return _numpy_batches(schema, data)
 
