@@ -310,6 +310,8 @@ def _ratios_line(r: dict, big: int) -> str:
 def _target_value(t: dict) -> str:
     if t["value"] is None:
         return "not measured"
+    if "recall" in t["target"]:
+        return f"{t['value']:+.3f} {t['op']} {t['limit']:+.3f}"
     unit = " ms" if "ms" in t["target"] else "x"
     return f"{t['value']:.2f}{unit} {t['op']} {t['limit']}{unit.strip() if unit == 'x' else ' ms'}"
 
