@@ -112,6 +112,23 @@ def count(client: MilvusClient, name: str, **kwargs) -> int:
     return client.query(name, output_fields=["count(*)"], **kwargs)[0]["count(*)"]
 
 
+def compact(client: MilvusClient, name: str) -> None:
+    """A manual compaction of ``name``, waited for."""
+    from tests.conftest import wait_until
+
+    cid = client.compact(name)
+    wait_until(lambda: client.get_compaction_state(cid) == "Completed", 60, "compaction completed")
+
+
+def check_compacted_and_reloaded(client: MilvusClient, name: str, check) -> None:
+    """``check()`` after a compaction, and again after a release and a load."""
+    compact(client, name)
+    check()
+    client.release_collection(name)
+    client.load_collection(name)
+    check()
+
+
 def reader_view(c: MilvusClient, name: str, vecs: np.ndarray, queries: int = 5, limit: int = 10) -> tuple:
     """What a reader sees of a collection with id, tag and vector fields, read Strong: count(*), every
     live row (id -> tag and rounded vector; none twice), and the nearest neighbours (id, distance, tag)

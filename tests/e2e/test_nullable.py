@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 from pymilvus import AnnSearchRequest, DataType, MilvusClient, MilvusException, RRFRanker
 
-from tests.conftest import wait_until
+from tests.e2e._helpers import check_compacted_and_reloaded
 
 N = 300
 
@@ -132,12 +132,7 @@ def test_nulls_and_defaults_growing_sealed_compacted(client, name):
         live.pop(pk)
     _check(client, name, live)
     client.flush(name)
-    cid = client.compact(name)
-    wait_until(lambda: client.get_compaction_state(cid) == "Completed", 60, "compaction completed")
-    _check(client, name, live)
-    client.release_collection(name)
-    client.load_collection(name)
-    _check(client, name, live)
+    check_compacted_and_reloaded(client, name, lambda: _check(client, name, live))
 
 
 def test_describe_round_trip_and_iterator(client, name):

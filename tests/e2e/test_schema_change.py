@@ -11,6 +11,7 @@ import pytest
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from tests.conftest import wait_until
+from tests.e2e._helpers import check_compacted_and_reloaded, compact
 
 
 def _create(client, name, properties=None):
@@ -98,12 +99,7 @@ def test_add_field_to_growing_and_sealed_rows(client, name):
     live[5] = {"id": 5, "tag": "u", "score": 99.0, "label": "up"}
     _check(client, name, live)
     client.flush(name)
-    cid = client.compact(name)
-    wait_until(lambda: client.get_compaction_state(cid) == "Completed", 60, "compaction completed")
-    _check(client, name, live)
-    client.release_collection(name)
-    client.load_collection(name)
-    _check(client, name, live)
+    check_compacted_and_reloaded(client, name, lambda: _check(client, name, live))
 
 
 def test_add_field_before_load(client, name):
@@ -236,8 +232,7 @@ def test_truncate_collection(client, name):
     client.release_collection(name)
     client.load_collection(name)
     assert {r["id"] for r in client.query(name, "id >= 0", consistency_level="Strong")} == want
-    cid = client.compact(name)
-    wait_until(lambda: client.get_compaction_state(cid) == "Completed", 60, "compaction completed")
+    compact(client, name)
     assert _count(client, name) == 30
     client.truncate_collection(name)  # twice: the new rows go too
     assert _count(client, name) == 0

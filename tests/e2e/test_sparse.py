@@ -17,6 +17,7 @@ import pytest
 from pymilvus import AnnSearchRequest, DataType, MilvusClient, MilvusException, RRFRanker
 
 from tests.conftest import wait_until
+from tests.e2e._helpers import check_compacted_and_reloaded
 
 DIMS = 300  # sparse dimensions in use
 N = 400
@@ -155,12 +156,7 @@ def test_sparse_compaction_and_mmap(client, name):
     client.flush(name)
     queries = _queries(3, seed=5)
     _check(client, name, live, queries, limit=25)
-    cid = client.compact(name)
-    wait_until(lambda: client.get_compaction_state(cid) == "Completed", 60, "compaction completed")
-    _check(client, name, live, queries, limit=25)
-    client.release_collection(name)
-    client.load_collection(name)
-    _check(client, name, live, queries, limit=25)
+    check_compacted_and_reloaded(client, name, lambda: _check(client, name, live, queries, limit=25))
     got = client.query(name, "id >= 0", output_fields=["sp"], limit=1000, consistency_level="Strong")
     assert {r["id"]: r["sp"] for r in got} == {pk: _as_dict(r["sp"]) for pk, r in live.items()}
 
