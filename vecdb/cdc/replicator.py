@@ -395,7 +395,7 @@ class Replicator:
                     continue  # its partition was dropped on the source (and so on the target)
                 pname = "" if pkey else pname
                 for rec in items:
-                    rows = rows_of(info.schema, rec.columns, rec.num_rows)
+                    rows = rows_of(self._schema_of(info, rec), rec.columns, rec.num_rows)
                     for i in range(0, len(rows), BATCH_ROWS):
                         c.upsert(entry, rows[i:i + BATCH_ROWS], partition_name=pname)
                     self.progress.applied_rows += rec.num_rows
@@ -410,6 +410,19 @@ class Replicator:
                 for i in range(0, len(ids), 10_000):
                     c.delete(entry, ids=ids[i:i + 10_000], **kw)
         batch.clear()
+
+    def _schema_of(self, info: CollectionInfo, rec: InsertRecord) -> CollectionSchema:
+        """The schema ``rec`` was written with. A record naming a field the last catalog pass did not
+        see (added on the source since; the catalog pass is not ordered with the log) re-reads the
+        collection and adds the field on the target before its rows go there."""
+        names = {f.name for f in info.schema.fields}
+        if all(k.startswith("$") or k in names for k in rec.columns):
+            return info.schema
+        fresh = self._reread(info.id)
+        if fresh is None:
+            return info.schema
+        self._sync_one(fresh)
+        return fresh.schema
 
     def _partition_name(self, info: CollectionInfo, pid: int) -> str | None:
         if pid == -1:
