@@ -30,7 +30,7 @@ from vecdb.config import Settings
 from vecdb.coord.session import register_node
 from vecdb.discovery import node_number
 from vecdb.rpc.transport import use_cluster_secret, use_internal_tls
-from vecdb.storage.backends import open_backends
+from vecdb.storage.backends import Backends, open_backends
 
 if TYPE_CHECKING:
     from vecdb.proxy.rest import RestApi
@@ -55,9 +55,12 @@ def _log_trouble(log) -> str | None:
 class NodeProcess:
     role = "node"
 
-    def __init__(self, settings: Settings, host: str, node_id: str | None = None):
+    def __init__(self, settings: Settings, host: str, node_id: str | None = None, backends: Backends | None = None):
+        """``backends``: storage opened by the caller, which also closes it (a standalone primary's data node,
+        ``vecdb.primary``); None: opened from ``settings.storage`` here and closed by ``stop``."""
         self.node_id = node_id or uuid.uuid4().hex[:12]
-        self.backends = open_backends(settings.storage)
+        self._own_backends = backends is None
+        self.backends = open_backends(settings.storage) if backends is None else backends
         self.server = self.session = None
         self.http: ThreadingHTTPServer | None = None
         self._stopping = False
@@ -110,7 +113,8 @@ class NodeProcess:
             self.server.stop(grace).wait()
         for close in reversed(self._closers):
             close()
-        self.backends.close()
+        if self._own_backends:
+            self.backends.close()
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()

@@ -26,16 +26,19 @@ from vecdb.process import NodeProcess
 from vecdb.proxy.writer import ShardWriter
 from vecdb.records import SealRecord
 from vecdb.rpc.transport import listen, server_interceptors
+from vecdb.storage.backends import Backends
 
 
 class DataNodeProcess(NodeProcess):
     role = "datanode"
 
-    def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 0, node_id: str | None = None):
+    def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 0, node_id: str | None = None,
+                 backends: Backends | None = None):
+        """``backends``: storage the caller opened and closes (``NodeProcess``)."""
         self._host, self._port = host, port
         self.flusher: ChannelFlusher | None = None
         self.indexes: IndexScheduler | None = None  # builds the index of every segment of its channels
-        super().__init__(settings, host, node_id)
+        super().__init__(settings, host, node_id, backends)
         try:
             self.flusher = ChannelFlusher(self.node, self.backends.log, self.backends.meta, self.node_id,
                                           seal=self._seal, seal_rows=settings.datanode.seal_rows)

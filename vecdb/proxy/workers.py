@@ -82,9 +82,11 @@ class Supervisor:
     (after ``python -m vecdb``); each worker gets it with ``extra`` and its own flags appended."""
 
     def __init__(self, argv: list[str], workers: int, node_id: str, extra: list[str] | None = None,
-                 command: list[str] | None = None):
-        """``command``: what runs a worker, before ``argv`` (default ``python -m vecdb``)."""
-        self.argv, self.node_id, self.extra = list(argv), node_id, list(extra or ())
+                 command: list[str] | None = None, label: str = "proxy"):
+        """``command``: what runs a worker, before ``argv`` (default ``python -m vecdb``). ``label``: what the
+        workers are in the lines printed and logged ("proxy": "vecdb proxy worker 0 (...) serving on ...";
+        "standalone" for a standalone primary's, ``vecdb.primary``)."""
+        self.argv, self.node_id, self.extra, self.label = list(argv), node_id, list(extra or ()), label
         self.command = list(command or (sys.executable, "-m", "vecdb"))
         self.workers = [Worker(i) for i in range(workers)]
         self.stopping = threading.Event()
@@ -107,7 +109,7 @@ class Supervisor:
             if line.startswith(WORKER_UP):
                 _, _, node_id, address = line.split()
                 w.address = address
-                print(f"vecdb proxy worker {w.index} ({node_id}) serving on {address}", flush=True)
+                print(f"vecdb {self.label} worker {w.index} ({node_id}) serving on {address}", flush=True)
                 w.up.set()
             else:
                 sys.stdout.write(line)
@@ -123,7 +125,7 @@ class Supervisor:
                 assert w.proc is not None
                 code = w.proc.poll()
                 if code is not None and not w.up.is_set():
-                    log.error("proxy worker %d (%s) exited with code %s before it was up: stopping", w.index,
+                    log.error("%s worker %d (%s) exited with code %s before it was up: stopping", self.label, w.index,
                               w.node_id, code)
                     self.stop()
                     return code or 1
@@ -143,7 +145,7 @@ class Supervisor:
                         continue
                     w.failures = w.failures + 1 if now - w.started < STABLE else 1
                     delay = min(BACKOFF[1], BACKOFF[0] * 2 ** (w.failures - 1))
-                    log.error("proxy worker %d (%s) exited with code %s: starting it again in %.2f s", w.index,
+                    log.error("%s worker %d (%s) exited with code %s: starting it again in %.2f s", self.label, w.index,
                               w.node_id, code, delay)
                     w.restart_at = now + delay
                 elif now >= w.restart_at:
