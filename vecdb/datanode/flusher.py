@@ -59,6 +59,7 @@ class ChannelFlusher:
         self.seal, self.seal_rows = seal, seal_rows
         self._lock = threading.Lock()
         self._followers: dict[str, threading.Event] = {}  # channel -> stop flag of its thread
+        self._threads: list[threading.Thread] = []  # every follower thread started (close waits for them)
         self._truncated: dict[str, int] = {}  # channel -> position the log was last truncated below
         self._closed = False
         self._mirror = Mirror(meta, DN_ASSIGN_PREFIX, self._reconcile)
@@ -94,8 +95,10 @@ class ChannelFlusher:
             for ch, cid in wanted.items():
                 if ch not in self._followers:
                     stop = self._followers[ch] = threading.Event()
-                    threading.Thread(target=self._follow, args=(cid, ch, stop), name=f"flush-{ch}",
-                                     daemon=True).start()
+                    thread = threading.Thread(target=self._follow, args=(cid, ch, stop), name=f"flush-{ch}",
+                                              daemon=True)
+                    self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+                    thread.start()
                     log.info("data node %s persists %s", self.node_id, ch)
 
     def _follow(self, cid: int, channel: str, stop: threading.Event) -> None:
@@ -182,10 +185,16 @@ class ChannelFlusher:
             self._truncated[channel] = low + 1
         return self._truncated.get(channel, 1)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop following; waits up to ``timeout`` s for the follower threads (a persist under way ends
+        first), so that none reads the log after its owner closed it."""
         with self._lock:
             self._closed = True
             for stop in self._followers.values():
                 stop.set()
             self._followers.clear()
+            threads = list(self._threads)
         self._mirror.close()
+        deadline = time.monotonic() + timeout
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
