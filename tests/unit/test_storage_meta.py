@@ -1,5 +1,6 @@
 """Metadata stores: LocalMetaStore checked against MemoryMetaStore, plus
-journal recovery, compaction and a SIGKILL crash test."""
+journal recovery, compaction and a SIGKILL crash test. The "remote" kind is a LocalMetaStore
+served by ``backend_server`` and used through ``RemoteMetaStore`` (``vecdb://``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import uuid
 
 import pytest
 
+from tests.unit.storage_served import ServedMetaStore
 from vecdb.errors import InvalidParameter, IoFailed, LeaseExpired
 from vecdb.storage import framing
 from vecdb.storage.base import MetaStore
@@ -41,6 +43,8 @@ class MetaHarness:
             return MemoryMetaStore()
         if self.kind == "etcd":
             return EtcdMetaStore(self.etcd_url, prefix=self.prefix)
+        if self.kind == "remote":  # reopen: the serving process restarts
+            return ServedMetaStore(self.path, self.compact_bytes)
         return LocalMetaStore(self.path, self.compact_bytes)
 
     def reopen(self):
@@ -51,11 +55,15 @@ class MetaHarness:
 
     def other(self, **kw):
         """Another store of the same kind with ``kw`` (etcd: on the same namespace, so the same keys;
-        local: in a directory of its own, as a directory has one store at a time)."""
+        local: in a directory of its own, as a directory has one store at a time; remote: another
+        client of the same served store, or with ``kw`` a store of its own served apart)."""
         if self.kind == "memory":
             return MemoryMetaStore(**kw)
         if self.kind == "etcd":
             return EtcdMetaStore(self.etcd_url, prefix=self.prefix, **kw)
+        if self.kind == "remote":
+            return ServedMetaStore(self.path + f"-{uuid.uuid4().hex[:6]}", self.compact_bytes, **kw) if kw \
+                else self.store.client()
         return LocalMetaStore(self.path + f"-{uuid.uuid4().hex[:6]}", self.compact_bytes, **kw)
 
 
@@ -63,7 +71,7 @@ def _etcd_url(request, kind: str) -> str | None:
     return request.getfixturevalue("etcd_server").url if kind == "etcd" else None
 
 
-@pytest.fixture(params=["memory", "local", "etcd"])
+@pytest.fixture(params=["memory", "local", "etcd", "remote"])
 def harness(request, tmp_path):
     h = MetaHarness(request.param, str(tmp_path / "meta"), etcd_url=_etcd_url(request, request.param))
     yield h
@@ -620,7 +628,7 @@ def test_closing_the_store_ends_its_watchers(harness):
 
 
 def test_a_watcher_sees_changes_made_through_another_client(harness):
-    if harness.kind != "etcd":
+    if harness.kind not in ("etcd", "remote"):
         pytest.skip("memory: one instance is the store; local: one process and one instance per "
                     "directory (test_second_open_is_refused)")
     other = harness.other()

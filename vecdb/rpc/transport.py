@@ -18,7 +18,7 @@ from prometheus_client import Counter
 
 from vecdb import errors
 from vecdb.config import TlsSettings
-from vecdb.rpc.gen import coord_pb2, coord_pb2_grpc, querynode_pb2, querynode_pb2_grpc
+from vecdb.rpc.gen import coord_pb2, coord_pb2_grpc, querynode_pb2, querynode_pb2_grpc, storage_pb2, storage_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ def server_interceptors(service: str, secret: str | None = None) -> list[grpc.Se
 SERVICES: dict[str, tuple[Callable[[grpc.Channel], Any], Any]] = {
     "coord": (coord_pb2_grpc.CoordStub, coord_pb2.DESCRIPTOR.services_by_name["Coord"]),
     "querynode": (querynode_pb2_grpc.QueryNodeStub, querynode_pb2.DESCRIPTOR.services_by_name["QueryNode"]),
+    "storage": (storage_pb2_grpc.StorageStub, storage_pb2.DESCRIPTOR.services_by_name["Storage"]),
 }
 
 

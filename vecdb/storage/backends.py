@@ -6,6 +6,11 @@
 boto3's usual environment variables; a remote store caches the files it maps under
 ``<data dir>/cache``). ``storage.namespace`` keeps several vecdb deployments apart on shared
 servers (stream names, etcd keys and object prefixes start with it).
+
+``storage.meta`` / ``storage.log`` = ``vecdb://host:port``: the metadata store / the log another
+process of the node serves (``vecdb.storage.backend_server.serve_backends``: a primary that opened
+the embedded ``local`` store and ``wal`` log, for its worker processes; ``vecdb.storage.remote``).
+The namespace is the serving process's own: these clients add no prefix.
 """
 
 from __future__ import annotations
@@ -78,7 +83,11 @@ def _open_log(storage, root: str, ns: str) -> Log:
         from vecdb.storage.jetstream_log import JetStreamLog
 
         return JetStreamLog(url.split(","), prefix=ns.upper().replace("-", "_"), replicas=storage.log_replicas)
-    raise InvalidParameter(f"invalid storage.log {url!r}: 'wal' or nats://host:port")
+    if url.startswith("vecdb://"):
+        from vecdb.storage.remote import RemoteLog
+
+        return RemoteLog(url)
+    raise InvalidParameter(f"invalid storage.log {url!r}: 'wal', nats://host:port or vecdb://host:port")
 
 
 def _open_meta(url: str, root: str, ns: str) -> MetaStore:
@@ -91,7 +100,11 @@ def _open_meta(url: str, root: str, ns: str) -> MetaStore:
         from vecdb.storage.etcd_meta import EtcdMetaStore
 
         return EtcdMetaStore(url[len("etcd://"):], prefix=f"{ns}/")
-    raise InvalidParameter(f"invalid storage.meta {url!r}: 'local' or etcd://host:port")
+    if url.startswith("vecdb://"):
+        from vecdb.storage.remote import RemoteMetaStore
+
+        return RemoteMetaStore(url)
+    raise InvalidParameter(f"invalid storage.meta {url!r}: 'local', etcd://host:port or vecdb://host:port")
 
 
 def _open_objects(storage, root: str, ns: str) -> ObjectStore:

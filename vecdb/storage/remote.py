@@ -1,0 +1,334 @@
+"""``RemoteMetaStore`` and ``RemoteLog``: the metadata store and the log of another process of the
+node, served by ``vecdb.storage.backend_server`` (``storage.meta`` / ``storage.log`` =
+``vecdb://host:port``).
+
+Each call is one RPC to the served store, with the same rules (``vecdb.storage.base``) and the
+same errors (``InvalidParameter``, ``LeaseExpired``, ``LogConflict``, ``IoFailed``: arguments are
+checked here too, as the embedded stores check them). A server that cannot be reached, or
+stopped during a call, is ``IoFailed`` (a failure of the medium); a write that failed that way
+may or may not have been applied, as with etcd.
+
+Payloads cross as bytes, batched: ``read`` fetches pages of about 16 MB (its snapshot is taken by
+the first page, fetched in the call), and a follower's ``poll`` is one long poll returning up to
+``max_records`` records as soon as one is acknowledged.
+
+Watches (``RemoteWatcher``) are long polls on a watcher the server holds. Like etcd's they resume
+on their own when the server is gone (restarted, or it forgot a watcher not polled for a while):
+the next poll opens a new one from the last revision handed out + 1 (meanwhile polls return
+nothing); if the served store no longer keeps that revision (a restarted local store keeps none
+before it), the watcher raises ``WatchCompacted`` and stays dropped, and the caller scans again
+(``watch.PrefixWatch`` does). Leases live in the served store: a client that stops renewing
+(or dies) loses its keys after the ttl, as with etcd.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+from vecdb import errors
+from vecdb.errors import InvalidParameter, IoFailed
+from vecdb.rpc.gen import common_pb2 as common
+from vecdb.rpc.gen import storage_pb2 as pb
+from vecdb.rpc.transport import Client
+from vecdb.storage.keys import (
+    check_channel,
+    check_expect,
+    check_meta_key,
+    check_payload,
+    check_position,
+    check_prefix,
+)
+from vecdb.storage.leases import check_ttl
+from vecdb.storage.watch import DELETE, PUT, WatchCompacted, WatchEvent, check_start_revision
+
+MAX_WAIT = 10.0  # seconds one long-poll RPC waits at most (the server's cap too)
+PAGE_BYTES = 16 << 20
+_SLACK = 10.0  # seconds an RPC may take beyond the time it asks the server to wait
+_RETRY = 0.2  # seconds between attempts to reopen a watch while the server is away
+_EMPTY = common.Empty()
+
+
+def parse_address(url: str) -> str:
+    """``vecdb://host:port`` -> ``host:port``."""
+    address = url[len("vecdb://"):] if url.startswith("vecdb://") else url
+    host, _, port = address.rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise InvalidParameter(f"invalid backend address {url!r}: vecdb://host:port")
+    return f"{host}:{port}"
+
+
+class Unreachable(IoFailed):
+    """The storage server could not be reached, or stopped during the call."""
+
+
+class _Remote:
+    """One connection to a storage server; ``_call`` turns every failure into the store's errors."""
+
+    _what = "storage"
+
+    def __init__(self, url: str, timeout: float = 30.0, secret: str | None = None, tls=None):
+        self.address = parse_address(url)
+        self.timeout = timeout
+        self._client = Client(self.address, "storage", timeout=timeout, secret=secret, tls=tls)
+        self._closed = False
+
+    def _call(self, method: str, request, timeout: float | None = None):
+        if self._closed:
+            raise IoFailed(f"{self._what} is closed")
+        try:
+            return self._client.invoke(method, request, timeout)
+        except errors.ServiceUnavailable as e:
+            if self._closed:
+                raise IoFailed(f"{self._what} is closed") from None
+            raise Unreachable(f"{self._what} at {self.address}: {e.message}") from None
+        except errors.Unimplemented as e:
+            raise IoFailed(f"{self._what} at {self.address}: {e.message}") from None
+        except ValueError as e:  # grpc: the channel was closed during the call
+            raise IoFailed(f"{self._what} is closed ({e})") from None
+
+    def close(self) -> None:
+        self._closed = True
+        self._client.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class RemoteMetaStore(_Remote):
+    """The ``MetaStore`` served at ``vecdb://host:port`` (see module docstring). Thread-safe."""
+
+    _what = "metadata store"
+
+    def __init__(self, url: str, timeout: float = 30.0, secret: str | None = None, tls=None):
+        super().__init__(url, timeout, secret, tls)
+        self._watchers: set[RemoteWatcher] = set()
+        self._watchers_lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        reply = self._call("Get", pb.KeyRequest(key=check_meta_key(key)))
+        return reply.value if reply.HasField("value") else None
+
+    def put(self, key: str, value: bytes) -> None:
+        self.txn(puts={key: value})
+
+    def delete(self, key: str) -> None:
+        self.txn(deletes=[key])
+
+    def scan(self, prefix: str) -> list[tuple[str, bytes]]:
+        return self.scan_revision(prefix)[0]
+
+    def scan_revision(self, prefix: str) -> tuple[list[tuple[str, bytes]], int]:
+        reply = self._call("Scan", pb.ScanRequest(prefix=check_prefix(prefix)))
+        return list(zip(reply.keys, reply.values, strict=True)), reply.revision
+
+    def txn(self, puts: dict[str, bytes] | None = None, deletes: list[str] | None = None,
+            delete_prefixes: list[str] | None = None, expect: dict[str, bytes | None] | None = None,
+            lease: int | None = None) -> bool:
+        puts = {check_meta_key(k): check_payload(v) for k, v in (puts or {}).items()}
+        request = pb.TxnRequest(
+            put_keys=list(puts), put_values=list(puts.values()),
+            deletes=[check_meta_key(k) for k in deletes or []],
+            delete_prefixes=[check_prefix(p) for p in delete_prefixes or []],
+            expect=[pb.Expected(key=k) if v is None else pb.Expected(key=k, value=v)
+                    for k, v in check_expect(expect).items()])
+        if lease is not None:
+            request.lease = _lease_id(lease)
+        return self._call("Txn", request).applied
+
+    def grant_lease(self, ttl: float) -> int:
+        return self._call("GrantLease", pb.GrantLeaseRequest(ttl=check_ttl(ttl))).lease
+
+    def renew_lease(self, lease: int) -> bool:
+        return self._call("RenewLease", pb.LeaseRequest(lease=_lease_id(lease))).alive
+
+    def revoke_lease(self, lease: int) -> None:
+        self._call("RevokeLease", pb.LeaseRequest(lease=_lease_id(lease)))
+
+    def watch(self, prefix: str, start_revision: int | None = None) -> RemoteWatcher:
+        w = RemoteWatcher(self, check_prefix(prefix), check_start_revision(start_revision))
+        with self._watchers_lock:
+            if self._closed:
+                w.close()
+                raise IoFailed("metadata store is closed")
+            self._watchers.add(w)
+        return w
+
+    def _open_watch(self, prefix: str, start: int | None) -> tuple[int, int]:
+        """A watcher on the server: (its id, the revision it starts from); WatchCompacted."""
+        request = pb.WatchOpenRequest(prefix=prefix)
+        if start is not None:
+            request.start_revision = start
+        reply = self._call("WatchOpen", request)
+        if reply.compacted:
+            raise WatchCompacted(reply.compacted)
+        return reply.watch_id, reply.start_revision
+
+    def _watch_closed(self, w: RemoteWatcher) -> None:
+        with self._watchers_lock:
+            self._watchers.discard(w)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        with self._watchers_lock:
+            watchers = list(self._watchers)
+        for w in watchers:
+            w.close()
+        super().close()
+
+
+def _lease_id(lease: int) -> int:
+    if isinstance(lease, bool) or not isinstance(lease, int):
+        raise InvalidParameter(f"invalid lease {lease!r}: must be an int")
+    return lease
+
+
+class RemoteWatcher:
+    """``Watcher`` of a ``RemoteMetaStore`` (see the module docstring: long polls, resumed)."""
+
+    def __init__(self, store: RemoteMetaStore, prefix: str, start: int | None):
+        self._store, self._prefix = store, prefix
+        self._id: int | None
+        self._id, self._next = store._open_watch(prefix, start)
+        self._error: WatchCompacted | None = None
+        self._closed = False
+        self._lock = threading.Lock()  # one poll at a time
+
+    def poll(self, timeout: float = 1.0, max_events: int = 1024) -> list[WatchEvent]:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._lock:
+            while True:
+                if self._closed:
+                    raise IoFailed("watcher is closed")
+                if self._error is not None:
+                    raise self._error
+                left = deadline - time.monotonic()
+                try:
+                    if self._id is None:
+                        self._id, self._next = self._store._open_watch(self._prefix, self._next)
+                    wait = min(max(left, 0.0), MAX_WAIT)
+                    reply = self._store._call("WatchPoll", pb.WatchPollRequest(
+                        watch_id=self._id, timeout=wait, max_events=max_events), wait + _SLACK)
+                except WatchCompacted as e:
+                    self._error = e
+                    raise
+                except Unreachable:
+                    if self._closed or self._store._closed:
+                        raise IoFailed("watcher is closed") from None
+                    self._id = None  # the server is away: reopen from self._next once it is back
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return []
+                    time.sleep(min(left, _RETRY))
+                    continue
+                if reply.gone:
+                    self._id = None
+                    continue
+                if reply.compacted:
+                    self._error = WatchCompacted(reply.compacted)
+                    raise self._error
+                if reply.revisions:
+                    self._next = reply.revisions[-1] + 1
+                    return [WatchEvent(PUT, k, v, r) if kind == 0 else WatchEvent(DELETE, k, None, r)
+                            for kind, k, v, r in zip(reply.kinds, reply.keys, reply.values, reply.revisions,
+                                                     strict=True)]
+                if deadline - time.monotonic() <= 0:
+                    return []
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        wid, self._id = self._id, None
+        self._store._watch_closed(self)
+        if wid is not None and not self._store._closed:
+            try:
+                self._store._call("WatchClose", pb.WatchCloseRequest(watch_id=wid), 5.0)
+            except IoFailed:  # the server is away: it forgets the watcher on its own
+                pass
+
+
+class RemoteLog(_Remote):
+    """The ``Log`` served at ``vecdb://host:port`` (see module docstring). Thread-safe."""
+
+    _what = "log"
+
+    def append(self, channel: str, payload: bytes) -> int:
+        return self.append_batch(channel, [payload])[0]
+
+    def append_batch(self, channel: str, payloads: list[bytes], expect_last: int | None = None) -> list[int]:
+        request = pb.AppendRequest(channel=check_channel(channel), payloads=[check_payload(p) for p in payloads])
+        if expect_last is not None:
+            request.expect_last = check_position(expect_last, "expect_last")
+        reply = self._call("Append", request)
+        return list(range(reply.first, reply.first + reply.count))
+
+    def read(self, channel: str, start: int = 1, end: int | None = None) -> Iterator[tuple[int, bytes]]:
+        request = pb.ReadRequest(channel=check_channel(channel), start=check_position(start, "start"),
+                                 max_bytes=PAGE_BYTES)
+        if end is not None:
+            request.end = check_position(end, "end")
+        first = self._call("Read", request)  # the snapshot is taken now, not when iterated
+        return self._pages(request, first)
+
+    def _pages(self, request: pb.ReadRequest, page: pb.Records) -> Iterator[tuple[int, bytes]]:
+        while True:
+            yield from zip(page.positions, page.payloads, strict=True)
+            if not page.positions or page.positions[-1] >= page.limit:
+                return
+            request.start = page.positions[-1] + 1
+            request.end = page.limit
+            page = self._call("Read", request)
+
+    def follow(self, channel: str, start: int = 1) -> RemoteFollower:
+        check_channel(channel)
+        check_position(start, "start")
+        if self._closed:
+            raise IoFailed("log is closed")
+        return RemoteFollower(self, channel, start)
+
+    def last_position(self, channel: str) -> int:
+        return self._call("LastPosition", pb.ChannelRequest(channel=check_channel(channel))).position
+
+    def truncate_before(self, channel: str, position: int) -> None:
+        self._call("TruncateBefore", pb.TruncateRequest(channel=check_channel(channel),
+                                                        position=check_position(position)))
+
+    def channels(self) -> list[str]:
+        return list(self._call("Channels", _EMPTY).names)
+
+    def drop_channel(self, channel: str) -> None:
+        self._call("DropChannel", pb.ChannelRequest(channel=check_channel(channel)))
+
+
+class RemoteFollower:
+    """``Follower`` of a ``RemoteLog``: each poll is one long poll from the last position handed out
+    (the server keeps nothing between polls)."""
+
+    def __init__(self, log: RemoteLog, channel: str, start: int):
+        self._log, self._channel = log, channel
+        self.position = max(int(start), 1) - 1  # last position handed out
+        self._closed = False
+
+    def poll(self, timeout: float = 1.0, max_records: int = 1024) -> list[tuple[int, bytes]]:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            if self._closed:
+                raise IoFailed("follower is closed")
+            wait = min(max(deadline - time.monotonic(), 0.0), MAX_WAIT)
+            page = self._log._call("Follow", pb.FollowRequest(
+                channel=self._channel, after=self.position, timeout=wait, max_records=max(max_records, 1),
+                max_bytes=PAGE_BYTES), wait + _SLACK)
+            if page.positions:
+                self.position = page.positions[-1]
+                return list(zip(page.positions, page.payloads, strict=True))
+            if deadline - time.monotonic() <= 0:
+                return []
+
+    def close(self) -> None:
+        self._closed = True
