@@ -87,7 +87,8 @@ def _coord(args) -> int:
                 "no shared object store (storage.objects / --object-store is 'local'): no garbage collection")
         coord = Coord(meta, settings.proxy.host, args.port if args.port is not None else 19540,
                       settings.storage.session_ttl, objects, settings.gc, wal,
-                      spread_min_rows=settings.querynode.spread_min_rows)
+                      spread_min_rows=settings.querynode.spread_min_rows,
+                      replica_per_node=settings.querynode.replica_per_node)
         _role_http_port(args, settings)
         if settings.http.port:
             from vecdb.http import start_http
@@ -146,6 +147,35 @@ def _proxy(args) -> int:
     node = ProxyProcess(settings, args.coord, args.node_id, worker=args.worker_index)
     if args.worker_index is None:
         return _run_until_signalled(node, f"vecdb proxy {node.node_id} ready on {node.address}")
+    from vecdb.proxy.workers import WORKER_UP
+
+    return _run_until_signalled(node, f"{WORKER_UP} {args.worker_index} {node.node_id} {node.address}")
+
+
+def _node(args) -> int:
+    settings = _settings(args)
+    _role_http_port(args, settings)
+    if args.worker_port is not None:
+        settings.proxy.worker_port = args.worker_port
+    workers = args.workers if args.workers is not None else 1
+    if workers < 1:
+        print(f"vecdb node: --workers must be 1 or more, not {workers}", file=sys.stderr)
+        return 2
+    if args.worker_index is None and workers > 1:  # the parent of the workers (vecdb.node.supervise)
+        from vecdb.node import supervise as supervise_nodes
+
+        return supervise_nodes(args.argv, workers, args.node_id, settings.proxy.host, settings.proxy.port)
+    from vecdb.node import NodeRoleProcess
+
+    if args.worker_index is not None and settings.http.port:  # each worker's own /healthz, /metrics, REST port
+        settings.http.port += args.worker_index
+    qn_port = args.querynode_port or 0
+    if args.worker_index is not None and qn_port:
+        qn_port += args.worker_index
+    node = NodeRoleProcess(settings, args.coord, args.node_id, worker=args.worker_index, querynode_port=qn_port)
+    if args.worker_index is None:
+        return _run_until_signalled(node, f"vecdb node {node.node_id} ready on {node.address} "
+                                          f"(query node on {node.querynode_address})")
     from vecdb.proxy.workers import WORKER_UP
 
     return _run_until_signalled(node, f"{WORKER_UP} {args.worker_index} {node.node_id} {node.address}")
@@ -374,6 +404,34 @@ def main(argv: list[str] | None = None) -> int:
     _auth_flag(px)
     _tls_flags(px)
     _cluster_secret_flag(px)
+    nd = _command(sub, "node", _node, "run a proxy and a query node of a cluster in one process",
+                  "Run a proxy and a query node in one process under one node id: the Milvus API on --host:--port "
+                  "(as `vecdb proxy`) whose reads go to its own query node in-process (no RPC), and the query node "
+                  "of a cluster (as `vecdb querynode`: the channels the coord assigns it, internal gRPC on "
+                  "--querynode-port for other proxies). With the coord's querynode.replica_per_node every node holds "
+                  "a whole replica of every loaded collection. Storage flags as for standalone (a cluster's: "
+                  "nats://, etcd://, s3://). See docs/cluster.md",
+                  data_dir="local cache of the segment files (default ./data)",
+                  port="gRPC port for pymilvus (default 19530)")
+    nd.add_argument("--querynode-port", type=int, default=None, metavar="PORT",
+                    help="the query node's internal gRPC port (default: any free port; with --workers, worker i's "
+                         "is PORT+i)")
+    nd.add_argument("--coord", default=None, metavar="HOST:PORT",
+                    help="the coord's internal RPC address (overrides discovery: default, the one in session/coord)")
+    nd.add_argument("--node-id", default=None, help="this node's id, in session/proxy/<id> and session/querynode/<id> "
+                                                     "(default: random; with --workers, worker i's is <id>-w<i>)")
+    nd.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="serve from N node processes on --port (SO_REUSEPORT), each a whole node (proxy and query "
+                         "node); a worker that dies is started again under a new id; with --http-port P worker i "
+                         "serves HTTP on P+i (default 1)")
+    nd.add_argument("--worker-port", type=int, default=None, metavar="PORT",
+                    help="with --workers: worker i also serves the Milvus API on PORT+i alone (proxy.worker_port)")
+    nd.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set by the parent
+    _role_http_flag(nd)
+    _storage_flags(nd)
+    _auth_flag(nd)
+    _tls_flags(nd)
+    _cluster_secret_flag(nd)
     _cluster_command(sub)
     from vecdb.cdc.cli import add_parser as _cdc_command
 

@@ -55,6 +55,11 @@ class QueryNodeSettings(BaseModel):
     spread_min_rows: int = Field(200_000, ge=0, description="sealed rows a shard channel holds before the coord "
                                  "spreads its segments over a replica's query nodes (below it the channel's leader "
                                  "holds them all and no other node follows the channel; 0: always spread)")
+    replica_per_node: bool = Field(False, description="read by the coord: every loaded collection gets a replica on "
+                                   "each live query node (at least replica_number; in each resource group it has "
+                                   "replicas in), so a proxy beside its query node in one process (``vecdb node``) "
+                                   "reads from it alone; a node that joins gets one, a gone node's goes with it. "
+                                   "Costs each node the memory of every loaded collection. docs/cluster.md")
 
 
 class DataNodeSettings(BaseModel):

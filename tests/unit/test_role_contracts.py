@@ -22,6 +22,7 @@ from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.node import DataNode
 from vecdb.datanode.remote import ClusterIndexer
 from vecdb.expr.filter import Filter
+from vecdb.node import LocalQueryNode
 from vecdb.proxy.router import QueryNodeRouter
 from vecdb.proxy.rpc_dml import _PkFilter
 from vecdb.querynode.node import QueryNode
@@ -31,6 +32,7 @@ IMPLEMENTATIONS = [
     (roles.QueryNodeRole, QueryNode),
     (roles.QueryNodeRole, QueryNodeRouter),
     (roles.QueryNodeRole, RemoteQueryNode),
+    (roles.QueryNodeRole, LocalQueryNode),
     (roles.DataNodeRole, DataNode),
     (roles.IndexBuilder, SegmentIndexer),
     (roles.IndexBuilder, ClusterIndexer),

@@ -170,6 +170,52 @@ def test_load_waits_for_every_replica_and_refuses_more_replicas_than_nodes(clust
     assert not c.router.plans(INFO.id)
 
 
+def test_a_local_node_is_called_in_process_and_its_whole_replica_goes_first(cluster):
+    """``set_local``: the query node in the proxy's own process (vecdb node) is called through the client
+    given, never through ``connect``, and a replica it serves entirely takes every read while it can."""
+    c = cluster
+    local = Node("b-in-process")
+    c.router.set_local("b", local)
+    a, b = c.start("a"), c.start("b")  # b's stand-in over "RPC" must never be called
+    c.assign({"c7-s0": "a", "c7-s1": "a"}, {"c7-s0": "b", "c7-s1": "b"})
+    c.serve("a", INFO.channels)
+    c.serve("b", ["c7-s0"])  # the local replica is not served yet: the other one answers
+    wait_until(lambda: len(c.router.plans(INFO.id)) == 1)
+    assert c.router.count(INFO, 1, None, None) == 2 and len(a.calls) == 1 and not local.calls
+    c.serve("b", INFO.channels)
+    wait_until(lambda: len(c.router.plans(INFO.id)) == 2)
+    for _ in range(6):  # no turns: the local replica every time
+        assert c.router.count(INFO, 1, None, None) == 2
+    assert len(local.calls) == 6 and len(a.calls) == 1 and not b.calls
+    assert c.router.plans(INFO.id)[0] == [("b", INFO.channels, {})]
+    local.up = False  # the local node fails a read: the other replica answers it
+    assert c.router.count(INFO, 1, None, None) == 2 and len(a.calls) == 2
+    # set after the node joined: its client over RPC is swapped for the in-process one
+    local.up = True
+    c.router.set_local("a", a2 := Node("a-in-process"))
+    c.router._down_until.clear()
+    assert c.router.count(INFO, 1, None, None) == 2 and len(a2.calls) == 1 and len(a.calls) == 2
+
+
+def test_load_waits_a_while_for_the_replicas_beyond_replica_number(cluster, monkeypatch):
+    """With a replica per node (querynode.replica_per_node) load waits for the coord's extra replicas to be
+    served, up to EXTRA_REPLICA_WAIT, then returns with replica_number served."""
+    c = cluster
+    monkeypatch.setattr(router_mod, "EXTRA_REPLICA_WAIT", 1.0)
+    _ready(c, "a", "b")
+    c.assign({"c7-s0": "a", "c7-s1": "a"}, {"c7-s0": "b", "c7-s1": "b"})
+    c.serve("a", INFO.channels)
+    threading.Timer(0.4, lambda: c.serve("b", INFO.channels)).start()
+    t0 = time.monotonic()
+    c.router.load(INFO)  # replica_number 1: served at once, b's replica 0.4 s later
+    assert 0.35 <= time.monotonic() - t0 < 1.0 and len(c.router.plans(INFO.id)) == 2
+    c.meta.delete(serve_key("b"))
+    wait_until(lambda: len(c.router.plans(INFO.id)) == 1)
+    t0 = time.monotonic()
+    c.router.load(INFO)  # b never serves: load returns after EXTRA_REPLICA_WAIT without an error
+    assert 0.9 <= time.monotonic() - t0 < 3.0
+
+
 def test_replicas_and_segment_nodes_as_placed(cluster):
     c = cluster
     _ready(c, "7", "9")

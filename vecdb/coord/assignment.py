@@ -15,6 +15,14 @@ Rules (``plan``):
 - ``replica_number`` replicas per loaded collection, each a disjoint set of live query nodes
   (fewer when fewer nodes live). Every live node belongs to one replica of each collection: a
   joining node goes to the replica with the fewest nodes.
+- With ``querynode.replica_per_node`` (``per_node``), a collection gets, in each resource group it
+  has replicas in, as many replicas as the group has live query nodes, at least the replicas the
+  client asked for there (``replica_number`` stays the floor): every node holds a whole replica of
+  every loaded collection, so a proxy in the same process (``vecdb node``) reads from its own
+  node only. A node that joins gets a new replica; a node that is gone (its session ended) takes
+  its replica with it (a replica with a live node is kept before one without), the others keep
+  theirs untouched. A replica has one node then (one of several, placed before the setting was
+  on, keeps its first live node; the others hand its channels over and take replicas of their own).
 - Resource groups (``vecdb.coord.resource_groups``): each replica belongs to one group (the
   catalog's ``resource_groups`` of the collection say how many replicas each group gets; none:
   all in ``__default_resource_group``) and takes its nodes only from that group's live nodes (at
@@ -53,7 +61,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from vecdb.coord.catalog_model import CollectionInfo
 from vecdb.coord.catalog_state import COLL_PREFIX
@@ -162,14 +170,15 @@ Sealed = dict[int, dict[str, dict[str, int]]]  # collection id -> channel -> seg
 def plan(loaded: Loaded, nodes: list[str], current: dict[int, Assignment],
          served: Served, groups: dict[str, str] | None = None,
          settled: set[int] | None = None, sealed: Sealed | None = None,
-         spread_min_rows: int = 0) -> dict[int, Assignment]:
+         spread_min_rows: int = 0, per_node: bool = False) -> dict[int, Assignment]:
     """The assignments that should stand: ``loaded`` (collection id -> (channels, replica
     number) or (channels, replica number, the resource group of each replica)), the live query
     ``nodes``, the ``current`` assignments, what each node reports it serves and ``groups``
     (node id -> its resource group; a node not in it is in the default group) and the ``sealed``
     segments of each channel (their rows; a channel's are spread once they hold
     ``spread_min_rows``). Hand-overs for balance start only in the ``settled`` collections (None:
-    all). Pure; the rules are the module's."""
+    all). ``per_node``: a replica per live node (``querynode.replica_per_node``). Pure; the rules
+    are the module's."""
     live = set(nodes)
     group_of = {n: (groups or {}).get(n, DEFAULT_RESOURCE_GROUP) for n in live}
     load = {n: 0 for n in sorted(live)}
@@ -181,7 +190,14 @@ def plan(loaded: Loaded, nodes: list[str], current: dict[int, Assignment],
         if len(wanted) != replica_number:
             wanted = [DEFAULT_RESOURCE_GROUP] * replica_number
         a = current.get(cid) or Assignment(cid, [])
-        out[cid] = Assignment(cid, _place_in_groups(a.replicas, wanted, group_of))
+        replicas = a.replicas
+        if per_node:
+            wanted = _per_node(wanted, group_of)
+            # a replica with a live node first: one whose nodes are all gone is the one dropped; one node
+            # per replica (a replica of several, placed before the setting, lets the others go to new ones)
+            replicas = [replace(r, nodes=[n for n in r.nodes if n in live][:1])
+                        for r in sorted(replicas, key=lambda r: not any(n in live for n in r.nodes))]
+        out[cid] = Assignment(cid, _place_in_groups(replicas, wanted, group_of))
     # owners first for every collection (so the loads below are complete), then hand-overs
     for cid, a in out.items():
         channels = loaded[cid][0]
@@ -196,6 +212,16 @@ def plan(loaded: Loaded, nodes: list[str], current: dict[int, Assignment],
             spread = {ch: segs for ch, segs in (sealed or {}).get(cid, {}).items()
                       if sum(segs.values()) >= spread_min_rows}
             _place_segments(r, spread, settled is None or cid in settled)
+    return out
+
+
+def _per_node(wanted: list[str], group_of: dict[str, str]) -> list[str]:
+    """``wanted`` (a resource group per replica) with more replicas in each of its groups, up to the
+    group's live nodes."""
+    out = list(wanted)
+    for g in sorted(set(wanted)):
+        members = sum(1 for ng in group_of.values() if ng == g)
+        out += [g] * (members - wanted.count(g))
     return out
 
 
@@ -394,8 +420,10 @@ class AssignmentManager(Planner):
     name = "assignment"
     interval = REBALANCE_SECONDS
 
-    def __init__(self, meta: MetaStore, fence: dict[str, bytes], spread_min_rows: int = 0):
-        self.spread_min_rows = spread_min_rows
+    def __init__(self, meta: MetaStore, fence: dict[str, bytes], spread_min_rows: int = 0,
+                 replica_per_node: bool = False):
+        """``spread_min_rows``, ``replica_per_node``: the placement's (see ``plan``)."""
+        self.spread_min_rows, self.replica_per_node = spread_min_rows, replica_per_node
         super().__init__(meta, fence, ASSIGN_PREFIX, (COLL_PREFIX, QUERYNODE_SESSIONS, SERVE_PREFIX, RG_PREFIX,
                                                       SEG_PREFIX))
         try:
@@ -434,6 +462,7 @@ class AssignmentManager(Planner):
             if where is not None and where[0] in loaded:
                 seg = json.loads(raw)
                 sealed.setdefault(where[0], {}).setdefault(where[1], {})[seg["prefix"]] = int(seg["num_rows"])
-        wanted = plan(loaded, nodes, current, served, self._node_groups(nodes), settled, sealed, self.spread_min_rows)
+        wanted = plan(loaded, nodes, current, served, self._node_groups(nodes), settled, sealed, self.spread_min_rows,
+                      self.replica_per_node)
         for cid in self.commit({cid: a.to_json() for cid, a in wanted.items()}):
             self._changed_at[cid] = now

@@ -114,12 +114,13 @@ class Coord:
 
     def __init__(self, meta: MetaStore, host: str = "127.0.0.1", port: int = 0, session_ttl: float = 10.0,
                  objects: ObjectStore | None = None, gc: GcSettings | None = None, wal: Log | None = None,
-                 spread_min_rows: int = 0):
+                 spread_min_rows: int = 0, replica_per_node: bool = False):
         """``objects``: the object store, for its garbage collection while active (``vecdb.coord.gc``, with
         ``gc``'s interval and grace); None: no garbage collection. ``wal``: the cluster's shared log,
         where ``Flush`` writes seal records; None: ``Flush`` answers Unimplemented. ``spread_min_rows``:
-        the placement's (``vecdb.coord.assignment``)."""
-        self.spread_min_rows = spread_min_rows
+        the placement's (``vecdb.coord.assignment``); ``replica_per_node``: a replica of every
+        loaded collection on each live query node (``querynode.replica_per_node``)."""
+        self.spread_min_rows, self.replica_per_node = spread_min_rows, replica_per_node
         self.meta, self.ttl, self.wal = meta, float(session_ttl), wal
         self._flush_slots = FlushSlots()
         self.objects, self.gc = objects, gc or GcSettings()
@@ -258,7 +259,7 @@ class Coord:
             tso, ids = TimestampOracle(self.meta, fence=fence), IdAllocator(self.meta, fence=fence)
             assigners: list = []
             try:
-                assigners.append(AssignmentManager(self.meta, fence, self.spread_min_rows))
+                assigners.append(AssignmentManager(self.meta, fence, self.spread_min_rows, self.replica_per_node))
                 assigners.append(DataNodeAssigner(self.meta, fence))
                 if self.objects is not None:
                     assigners.append(GarbageCollector(self.meta, self.objects, self.gc.interval, self.gc.grace,

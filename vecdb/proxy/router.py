@@ -14,6 +14,13 @@ the channel to another node, which loads it) for up to ``READ_WAIT`` seconds.
 Reads carry, per channel, the log position the node must have applied first: the channel's log
 end for Strong, the proxy's own writes (and, for Bounded, recent log ends) below it
 (``vecdb.proxy.consistency``).
+
+A proxy with a query node in its own process (``vecdb node``, ``vecdb.node``) gives the router
+that node (``local``: its node id and an in-process client, ``vecdb.node.LocalQueryNode``): the
+router calls it directly, with no RPC and no serialization, and tries first a replica that node
+serves entirely (with ``querynode.replica_per_node`` every node has one), so such a proxy's reads
+never leave its process while its node serves its replica; other nodes are reached over RPC as
+usual (the fallback when its own replica cannot answer).
 """
 
 from __future__ import annotations
@@ -52,6 +59,9 @@ log = logging.getLogger(__name__)
 DOWN_SECONDS = 5.0  # a node that did not answer is tried after the others for this long
 READ_WAIT = 15.0  # how long a read waits for some replica to be served completely
 LOAD_WAIT = 120.0  # how long load waits for every replica to be served
+# how long load waits, once replica_number replicas are served, for the coord's further replicas (one per
+# node with querynode.replica_per_node) to be served too: a slow or stuck node does not fail the load
+EXTRA_REPLICA_WAIT = 10.0
 RELEASE_WAIT = 10.0  # how long release waits for the nodes to let go
 RETIRE_SECONDS = 120.0  # a gone node's client stays open this long: a read may have picked it just before
 
@@ -70,8 +80,11 @@ class NodeClient(Protocol):
 class QueryNodeRouter:
     def __init__(self, log: Log, meta: MetaStore, connect: Callable[[str], Any] = RemoteQueryNode,
                  loaded_in_catalog: Callable[[int], bool] | None = None,
-                 written: Callable[[list[str]], dict[str, int]] | None = None):
+                 written: Callable[[list[str]], dict[str, int]] | None = None,
+                 local: tuple[str, NodeClient] | None = None):
         """``connect(address)`` makes a node's client (tests: stand-ins).
+
+        ``local``: (node id, client) of the query node in this process (``set_local``).
 
         ``loaded_in_catalog(collection id)``: whether the catalog says the collection is loaded
         (with several proxies, or after a restart, the catalog is the truth).
@@ -91,6 +104,7 @@ class QueryNodeRouter:
         self._down_until: dict[str, float] = {}
         self._retired: list[tuple[float, NodeClient]] = []
         self._served_count: dict[str, int] = {}
+        self._local: tuple[str, NodeClient] | None = local
         self._parsed: dict[str, tuple[bytes, Any]] = {}  # cache: key -> (raw, parsed)
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="router-fanout")
         # searches merge once as many calls of their kind are in flight as there are nodes to take them
@@ -110,8 +124,26 @@ class QueryNodeRouter:
             raise
 
     # --- membership and state --------------------------------------------------------
+    def set_local(self, node_id: str, client: NodeClient) -> None:
+        """The query node ``node_id`` runs in this process: calls to it go to ``client`` (in-process),
+        and replicas it serves entirely are tried first. Set before its session appears (else a
+        client over RPC, made when it joined, is swapped for ``client``)."""
+        with self._changed:
+            self._local = (node_id, client)
+            old = self._nodes.get(node_id)
+            if old is not None and old is not client:
+                self._nodes[node_id] = client
+                self._retired.append((time.monotonic(), old))
+            self._changed.notify_all()
+
+    @property
+    def local_node(self) -> str | None:
+        """The id of the query node in this process, if any."""
+        return None if self._local is None else self._local[0]
+
     def _join(self, key: str, address: str) -> None:
-        node = self._connect(address)
+        local = self._local
+        node = local[1] if local is not None and local[0] == key else self._connect(address)
         with self._changed:
             self._nodes[key] = node
             self._addresses[key] = address
@@ -175,7 +207,8 @@ class QueryNodeRouter:
 
     def plans(self, collection_id: int) -> list[Plan]:
         """The replicas that can answer a read now (every channel's owner live and serving it),
-        each as (node, channels) pairs; replicas with a node marked down last."""
+        each as (node, channels) pairs; one served entirely by this process's own query node first
+        (``set_local``), replicas with a node marked down last, the others in turn."""
         a = self.assignment(collection_id)
         if a is None:
             return []
@@ -205,7 +238,10 @@ class QueryNodeRouter:
         if len(out) > 1:
             first = next(self._turn) % len(out)
             out = out[first:] + out[:first]
-        return sorted(out, key=lambda p: any(part[0] in down for part in p))  # stable: the turn order stays
+        local = self.local_node
+        # stable: the turn order stays among equals
+        return sorted(out, key=lambda p: (any(part[0] in down for part in p),
+                                          local is None or any(part[0] != local for part in p)))
 
     # --- calls -----------------------------------------------------------------------
     def _read(self, info, call: Callable[[Plan], Any]):
@@ -336,19 +372,25 @@ class QueryNodeRouter:
     # --- load state ------------------------------------------------------------
     def load(self, info) -> None:
         """Wait until the coord placed every replica of the collection (the catalog, saved before
-        this call, says it is loaded) and their nodes serve it."""
+        this call, says it is loaded) and their nodes serve it: ``replica_number`` of them (fewer
+        with fewer nodes) within ``LOAD_WAIT`` s, else an error; the coord's further replicas
+        (``querynode.replica_per_node``) for up to ``EXTRA_REPLICA_WAIT`` s more, without an error."""
         live = len(self.node_ids())
         if info.replica_number > live:
             raise errors.InvalidParameter(
                 f"failed to load collection {info.name}: {info.replica_number} replicas need as many query "
                 f"nodes, {live} live (resource group node not enough)")
-        deadline = time.monotonic() + LOAD_WAIT
+        start = time.monotonic()
+        deadline = start + LOAD_WAIT
         with self._changed:
             while True:
                 a = self.assignment(info.id)
                 want = min(info.replica_number, len(self._nodes))
-                if a is not None and len(a.replicas) >= want and len(self._unlocked(self.plans, info.id)) >= want:
-                    return
+                if a is not None and len(a.replicas) >= want:
+                    served = len(self._unlocked(self.plans, info.id))
+                    placed = sum(1 for r in a.replicas if r.nodes)
+                    if served >= want and (served >= placed or time.monotonic() - start >= EXTRA_REPLICA_WAIT):
+                        return
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise errors.ServiceUnavailable(f"collection {info.name} was not loaded within {LOAD_WAIT:.0f} s: "

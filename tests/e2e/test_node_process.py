@@ -1,0 +1,185 @@
+"""``vecdb node``: a proxy and a query node in one process (vecdb.node), two of them beside a coord
+with ``querynode.replica_per_node`` on NATS, etcd and S3, as real processes driven through pymilvus.
+
+Each node holds a whole replica of the collection (describe_replica: one replica per node, each
+node the leader of every shard); searches and queries through either node's port answer exactly
+(brute force) and are served by that node's own query node: the other node's search counter
+(``milvus_querynode_sq_req_count`` on its /metrics) stays still. A Strong read through one node
+sees what the other acknowledged. kill -9 of a node while it takes writes loses no acknowledged
+write, the other node answers at once (its own replica: no failover to wait for) and the dead
+node's replica goes; a node started later gets a replica of its own and serves its reads itself."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import urllib.request
+
+import numpy as np
+from pymilvus import DataType, MilvusClient
+
+from tests.conftest import RoleProcesses, wait_until
+from vecdb.discovery import node_number
+
+DIM = 8
+ENV = {"VECDB_QUERYNODE__REPLICA_PER_NODE": "true"}
+
+
+def client(port: int, **kwargs) -> MilvusClient:
+    return MilvusClient(uri=f"http://127.0.0.1:{port}", dedicated=True, **kwargs)
+
+
+def searches_served(http_port: int, node_id: str) -> float:
+    """The searches the query node ``node_id`` answered, from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    total = 0.0
+    for m in re.finditer(r"^milvus_querynode_sq_req_count(?:_total)?\{([^}]*)\} (\S+)$", text, re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        if labels == {"node_id": node_id, "query_type": "search", "status": "total"}:
+            total += float(m.group(2))
+    return total
+
+
+def replicas(c: MilvusClient) -> dict[int, set[int]]:
+    """node number -> the shard leaders of its replica, for each replica of one node."""
+    out = {}
+    for r in c.describe_replica("docs"):
+        assert len(r.group_nodes) == 1, r
+        out[r.group_nodes[0]] = {s.shard_leader for s in r.shards}
+    return out
+
+
+def count(c: MilvusClient) -> int:
+    return c.query("docs", filter="", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"]
+
+
+def brute(vecs: dict[int, np.ndarray], q: np.ndarray, k: int) -> list[int]:
+    ids = np.array(sorted(vecs))
+    d = ((np.stack([vecs[i] for i in ids]) - q) ** 2).sum(axis=1)
+    return ids[np.argsort(d, kind="stable")[:k]].tolist()
+
+
+def check_exact(c: MilvusClient, vecs: dict[int, np.ndarray], queries: np.ndarray) -> None:
+    got = c.search("docs", data=queries.tolist(), limit=10, consistency_level="Strong")
+    for q, hits in zip(queries, got):
+        assert [h["id"] for h in hits] == brute(vecs, q, 10)
+    rows = c.query("docs", filter="id < 40", output_fields=["vector"], consistency_level="Strong")
+    assert sorted(r["id"] for r in rows) == [i for i in sorted(vecs) if i < 40]
+    for r in rows:
+        assert np.allclose(r["vector"], vecs[r["id"]])
+
+
+def test_nodes_serve_reads_from_their_own_replica(tmp_path, remote_storage):
+    rng = np.random.default_rng(7)
+    vecs: dict[int, np.ndarray] = {}
+    with RoleProcesses(dict(remote_storage(), session_ttl=2), tmp_path) as cl:
+        cl.start("coord", env=ENV)
+        for name in ("na", "nb"):
+            proc = cl.start(name, "node", http=True)
+            assert f"vecdb node {name} ready on 127.0.0.1:{cl.ports[name]} (query node on 127.0.0.1:" in proc.output()
+        a, b = client(cl.ports["na"]), client(cl.ports["nb"])
+        cl.at_close(a.close)
+        cl.at_close(b.close)
+        schema = a.create_schema(auto_id=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
+        index = a.prepare_index_params()
+        index.add_index("vector", index_type="FLAT", metric_type="L2")
+        a.create_collection("docs", schema=schema, index_params=index, num_shards=2, consistency_level="Strong")
+
+        def insert(c: MilvusClient, ids) -> None:
+            rows = [{"id": int(i), "vector": rng.random(DIM, dtype=np.float32)} for i in ids]
+            c.insert("docs", rows)
+            vecs.update({r["id"]: r["vector"] for r in rows})
+
+        insert(a, range(300))
+        a.flush("docs")  # sealed segments and growing rows below
+        insert(b, range(300, 500))
+        # a replica per node, each node leading every shard of its own
+        na, nb = node_number("na"), node_number("nb")
+        wait_until(lambda: replicas(a) == {na: {na}, nb: {nb}}, 30, "no replica per node")
+        assert replicas(b) == {na: {na}, nb: {nb}}
+
+        # exact answers through either node, each served by its own query node alone
+        queries = rng.random((5, DIM), dtype=np.float32)
+        ha, hb = cl.http_ports["na"], cl.http_ports["nb"]
+        for reader, own, other in ((a, ("na", ha), ("nb", hb)), (b, ("nb", hb), ("na", ha))):
+            check_exact(reader, vecs, queries)  # a first read may wait for the node's replica to be served
+            before = searches_served(own[1], own[0]), searches_served(other[1], other[0])
+            for q in queries:
+                hits = reader.search("docs", data=[q.tolist()], limit=10, consistency_level="Strong")[0]
+                assert [h["id"] for h in hits] == brute(vecs, q, 10)
+            assert searches_served(own[1], own[0]) == before[0] + len(queries)
+            assert searches_served(other[1], other[0]) == before[1]  # the other node answered none
+
+        # a Strong read through one node sees each write the other acknowledged
+        for step in range(6):
+            writer, reader = (a, b) if step % 2 == 0 else (b, a)
+            base = 1000 + step * 20
+            insert(writer, range(base, base + 20))
+            assert count(reader) == len(vecs)
+            assert reader.search("docs", data=[vecs[base + 19].tolist()], limit=1)[0][0]["id"] == base + 19
+        b.delete("docs", ids=[0, 1])
+        del vecs[0], vecs[1]
+        assert count(a) == len(vecs)
+
+        # kill -9 of node a while it takes writes: every acknowledged write stays, b answers at once
+        acked: list[int] = []
+        failed = threading.Event()
+
+        def write() -> None:
+            c = client(cl.ports["na"], timeout=5)
+            try:
+                for i in range(2000, 4000):
+                    v = rng.random(DIM, dtype=np.float32)
+                    c.insert("docs", [{"id": i, "vector": v}])
+                    vecs[i] = v
+                    acked.append(i)
+            except Exception:  # noqa: BLE001 - the node is gone: what was acknowledged is what counts
+                failed.set()
+            finally:
+                c.close()
+
+        writer_thread = threading.Thread(target=write, daemon=True)
+        writer_thread.start()
+        wait_until(lambda: len(acked) >= 20, 30, "the writer got no acknowledgements")
+        cl.kill("na")
+        writer_thread.join(60)
+        assert failed.is_set() and not writer_thread.is_alive()
+        t0 = time.monotonic()
+        got = b.query("docs", filter="id >= 2000", output_fields=["id"], consistency_level="Strong", limit=5000)
+        assert time.monotonic() - t0 < 2.0  # b's own replica: no failover, no wait for a's session to end
+        got_ids = {r["id"] for r in got}
+        assert set(acked) <= got_ids
+        for i in got_ids - set(acked):  # a write in flight at the kill may have landed (never acknowledged)
+            assert i == max(acked) + 1
+        for i in got_ids - set(vecs):
+            vecs[i] = np.array(b.get("docs", ids=[i], output_fields=["vector"])[0]["vector"], np.float32)
+        assert count(b) == len(vecs)
+        check_exact(b, vecs, queries)
+        # a's replica goes once its session ended
+        wait_until(lambda: replicas(b) == {nb: {nb}}, 30, "the dead node's replica stayed")
+
+        # a node started later gets a replica of its own and serves its reads itself
+        cl.start("nc", "node", http=True)
+        c = client(cl.ports["nc"])
+        cl.at_close(c.close)
+        nc = node_number("nc")
+        wait_until(lambda: replicas(b) == {nb: {nb}, nc: {nc}}, 30, "the new node got no replica")
+        hc = cl.http_ports["nc"]
+
+        def served_by_nc() -> bool:  # once it loaded its replica (until then, reads go to nb's)
+            before = searches_served(hc, "nc")
+            c.search("docs", data=[queries[0].tolist()], limit=1)
+            return searches_served(hc, "nc") > before
+        took = wait_until(served_by_nc, 30, "the new node never served its own reads")
+        print(f"nc served its own replica {took:.2f} s after describe_replica showed it")
+        check_exact(c, vecs, queries)
+        before = searches_served(hc, "nc"), searches_served(hb, "nb")
+        for q in queries:
+            assert [h["id"] for h in c.search("docs", data=[q.tolist()], limit=10)[0]] == brute(vecs, q, 10)
+        assert (searches_served(hc, "nc"), searches_served(hb, "nb")) == (before[0] + len(queries), before[1])
+        insert(c, range(5000, 5010))
+        assert count(b) == count(c) == len(vecs)
