@@ -1,5 +1,6 @@
 """Log backends: WalLog checked against the MemoryLog reference, plus WAL
-recovery (torn tails, corruption), group commit and a SIGKILL crash test."""
+recovery (torn tails, corruption), group commit and a SIGKILL crash test. The "remote" kind is a
+WalLog served by ``backend_server`` and used through ``RemoteLog`` (``vecdb://``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import uuid
 
 import pytest
 
+from tests.unit.storage_served import ServedLog
 from vecdb.errors import InvalidParameter, IoFailed, LogConflict
 from vecdb.storage import framing, wal
 from vecdb.storage.base import Log
@@ -39,6 +41,8 @@ class LogHarness:
             return MemoryLog()
         if self.kind == "jetstream":
             return JetStreamLog(self.nats_url, prefix=self.prefix)
+        if self.kind == "remote":  # reopen: the serving process restarts
+            return ServedLog(self.path, self.segment_bytes)
         return WalLog(self.path, self.segment_bytes)
 
     def reopen(self) -> Log:
@@ -52,7 +56,7 @@ def _nats_url(request, kind: str) -> str | None:
     return request.getfixturevalue("nats_server").url if kind == "jetstream" else None
 
 
-@pytest.fixture(params=["memory", "wal", "jetstream"])
+@pytest.fixture(params=["memory", "wal", "jetstream", "remote"])
 def harness(request, tmp_path):
     h = LogHarness(request.param, str(tmp_path / "wal"), nats_url=_nats_url(request, request.param))
     yield h
@@ -161,7 +165,7 @@ def test_bad_arguments(harness):
         log.append("c", b"x")
 
 
-@pytest.mark.parametrize("kind", ["wal", "jetstream"])
+@pytest.mark.parametrize("kind", ["wal", "jetstream", "remote"])
 def test_random_operations_match_reference(request, tmp_path, kind):
     rng = random.Random(7)
     ref = MemoryLog()
