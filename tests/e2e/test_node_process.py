@@ -7,7 +7,9 @@ node the leader of every shard); searches and queries through either node's port
 (``milvus_querynode_sq_req_count`` on its /metrics) stays still. A Strong read through one node
 sees what the other acknowledged. kill -9 of a node while it takes writes loses no acknowledged
 write, the other node answers at once (its own replica: no failover to wait for) and the dead
-node's replica goes; a node started later gets a replica of its own and serves its reads itself."""
+node's replica goes; a node started later gets a replica of its own and serves its reads itself.
+``vecdb node --workers 2``: each worker process a replica of its own, serving its own reads; a worker
+killed with -9 comes back under a new id, which gets a replica."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import urllib.request
 import numpy as np
 from pymilvus import DataType, MilvusClient
 
-from tests.conftest import RoleProcesses, wait_until
+from tests.conftest import RoleProcesses, free_ports, wait_until
 from vecdb.discovery import node_number
 
 DIM = 8
@@ -183,3 +185,51 @@ def test_nodes_serve_reads_from_their_own_replica(tmp_path, remote_storage):
         assert (searches_served(hc, "nc"), searches_served(hb, "nb")) == (before[0] + len(queries), before[1])
         insert(c, range(5000, 5010))
         assert count(b) == count(c) == len(vecs)
+
+
+def test_node_workers_each_hold_a_replica(tmp_path, remote_storage):
+    """``vecdb node --workers 2``: two node processes on one port, each a replica of its own and serving
+    its own reads; a worker killed with -9 is started again under a new id, which gets a replica while
+    the dead one's goes."""
+    import os
+    import signal
+
+    from tests.e2e.test_proxy_workers import worker_pid
+
+    rng = np.random.default_rng(3)
+    with RoleProcesses(dict(remote_storage(), session_ttl=2), tmp_path) as cl:
+        cl.start("coord", env=ENV)
+        base = free_ports(4)  # one block: ports picked one by one could overlap
+        wport, hport = base, base + 2
+        node = cl.start("nw", "node", "--workers", "2", "--worker-port", str(wport), "--http-port", str(hport))
+        out = node.output()
+        assert "vecdb node worker 0 (nw-w0) serving on" in out and "vecdb node worker 1 (nw-w1) serving on" in out
+        assert f"vecdb node nw ready on 127.0.0.1:{cl.ports['nw']} (2 workers)" in out
+        shared, w0, w1 = client(cl.ports["nw"]), client(wport), client(wport + 1)
+        for c in (shared, w0, w1):
+            cl.at_close(c.close)
+        shared.create_collection("docs", dimension=DIM, metric_type="L2", consistency_level="Strong")
+        vecs = {i: rng.random(DIM, dtype=np.float32) for i in range(200)}
+        shared.insert("docs", [{"id": i, "vector": v} for i, v in vecs.items()])
+        n0, n1 = node_number("nw-w0"), node_number("nw-w1")
+        wait_until(lambda: replicas(shared) == {n0: {n0}, n1: {n1}}, 30, "no replica per worker")
+        q = rng.random(DIM, dtype=np.float32)
+        for c, i in ((w0, 0), (w1, 1)):
+            mine, other = f"nw-w{i}", f"nw-w{1 - i}"
+
+            def served_here(c=c, mine=mine, i=i) -> bool:  # once the worker's replica is served
+                before = searches_served(hport + i, mine)
+                c.search("docs", data=[q.tolist()], limit=1)
+                return searches_served(hport + i, mine) > before
+            wait_until(served_here, 30, f"{mine} never served its own reads")
+            before = searches_served(hport + 1 - i, other)
+            assert [h["id"] for h in c.search("docs", data=[q.tolist()], limit=10)[0]] == brute(vecs, q, 10)
+            assert searches_served(hport + 1 - i, other) == before
+        pid0 = worker_pid(node.pid, 0)
+        assert pid0 is not None
+        os.kill(pid0, signal.SIGKILL)
+        wait_until(lambda: "vecdb node worker 0 (nw-w0.1) serving on" in node.output(), 60,
+                   "worker 0 was not started again")
+        n01 = node_number("nw-w0.1")
+        wait_until(lambda: replicas(w1) == {n01: {n01}, n1: {n1}}, 30, "the restarted worker got no replica")
+        assert count(w1) == 200
