@@ -187,6 +187,14 @@ def _standalone(args) -> int:
     settings = _settings(args)
     if args.http_port is not None:
         settings.http.port = args.http_port
+    workers = args.workers if args.workers is not None else settings.standalone.workers
+    if workers < 1:
+        print(f"vecdb standalone: --workers must be 1 or more, not {workers}", file=sys.stderr)
+        return 2
+    if workers > 1:  # a primary process and its workers (vecdb.primary)
+        from vecdb.primary import run_primary, worker_flags
+
+        return run_primary(settings, workers, worker_flags(args), args.log_level)
     node = Standalone(settings).start()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before "ready": a stop sent right after it is handled
         signal.signal(sig, lambda *_: node.stop())
@@ -343,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
                   data_dir="where the log, metadata and segments live (default ./data)",
                   port="gRPC port for pymilvus (default 19530)")
     st.add_argument("--http-port", type=int, default=None, help="/healthz and /metrics port (default 9091, 0 = off)")
+    st.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="serve the Milvus API from N worker processes on --port (SO_REUSEPORT) beside a primary "
+                         "process that owns the storage (default 1: one process; or standalone.workers, "
+                         "VECDB_STANDALONE__WORKERS). The same --data-dir works with any N. See docs/deploy.md")
     _storage_flags(st)
     _auth_flag(st)
     _tls_flags(st)

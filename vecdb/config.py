@@ -33,6 +33,13 @@ class ProxySettings(BaseModel):
     max_query_window: int = Field(16384, description="Largest offset+limit a query may ask for (iterators excepted)")
 
 
+class StandaloneSettings(BaseModel):
+    workers: int = Field(1, ge=1, description="processes serving the Milvus API of ``vecdb standalone`` "
+                         "(``--workers``): 1 = today's one process; N > 1 = a primary process (storage, coord, "
+                         "data node) and N worker processes (each a proxy and a query node) accepting on "
+                         "``proxy.port`` (SO_REUSEPORT), over the same data directory (vecdb.primary)")
+
+
 class StorageSettings(BaseModel):
     data_dir: str = "./data"
     wal_segment_bytes: int = 64 << 20
@@ -202,6 +209,7 @@ class TlsSettings(BaseModel):
 
 
 class Settings(BaseModel):
+    standalone: StandaloneSettings = StandaloneSettings()
     proxy: ProxySettings = ProxySettings()
     storage: StorageSettings = StorageSettings()
     querynode: QueryNodeSettings = QueryNodeSettings()
