@@ -1,0 +1,192 @@
+"""``vecdb standalone --workers N``: QPS and server CPU per query at nq=1, N = 1 against N = 2 (issue 16).
+
+Builds one HNSW collection (GloVe-50d subset, L2) on a one-process standalone, then measures each server
+setting in turn, interleaved (``--rounds`` rounds of every setting), on the same data directory: a
+standalone of N workers is the primary process (storage, coord, data node) plus N worker processes
+(vecdb.primary), all counted. The clients are ``--clients`` processes of their own (``--threads`` threads
+in all, one pymilvus connection each: the kernel spreads connections over the workers; ``--pin``: client i
+on worker i % N's own port, ``proxy.worker_port``), started together behind a barrier; the server's CPU
+(user + system from /proc, every process of it) is read over the loads' common window only, so it is CPU
+per query whatever else shares the cores.
+
+    python -m bench.standalone_workers [--n 20000] [--workers 1,2] [--clients 4] [--threads 8] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+from bench import client  # noqa: E402
+from bench.datasets import load_dataset  # noqa: E402
+from bench.indexes import INDEXES  # noqa: E402
+from bench.servers import REPO, SERVER_ENV, _children, _stop_pid, free_port, read_cpu_seconds  # noqa: E402
+
+
+class WorkersServer:
+    """``python -m vecdb standalone --workers N`` on ``data_dir``; ``cpu()``: each process's CPU seconds
+    (``primary``, ``w0``, ``w1``...; with one worker, ``standalone``)."""
+
+    def __init__(self, data_dir: str, workers: int, worker_port: int = 0):
+        self.data_dir, self.workers, self.worker_port = data_dir, workers, worker_port
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log_path = os.path.join(os.path.dirname(data_dir), f"server-w{workers}.log")
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 300.0) -> WorkersServer:
+        env = dict(os.environ, **SERVER_ENV)
+        env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+        if self.worker_port:
+            env["VECDB_PROXY__WORKER_PORT"] = str(self.worker_port)
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "vecdb", "--log-level", "WARNING", "standalone",
+                                      "--data-dir", self.data_dir, "--port", str(self.port), "--http-port", "0",
+                                      "--workers", str(self.workers)],
+                                     stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=env, cwd=REPO)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.tail()}")
+            with open(self.log_path) as f:
+                if "standalone ready on" in f.read():
+                    return self
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"server not ready in {timeout:.0f} s: {self.tail()}")
+
+    def tail(self, n: int = 30) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+
+    def pids(self) -> dict[str, int]:
+        assert self.proc is not None
+        if self.workers == 1:
+            return {"standalone": self.proc.pid}
+        return {"primary": self.proc.pid, **{f"w{i}": pid for i, pid in enumerate(_children(self.proc.pid))}}
+
+    def cpu(self) -> dict[str, float | None]:
+        return {name: read_cpu_seconds(pid) for name, pid in self.pids().items()}
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop_pid(self.proc, grace=60.0)
+            self._log.close()
+            self.proc = None
+
+
+def _load(srv: WorkersServer, args, data_dir: str, coll: str, sp: dict) -> dict:
+    """``args.clients`` client processes, ``args.threads`` threads in all, loading together once each has
+    connected; the server's CPU read at the end of the warm-up and ``args.duration`` s later."""
+    barrier = multiprocessing.get_context("spawn").Barrier(args.clients + 1)
+    uris = [srv.uri if not srv.worker_port else f"http://127.0.0.1:{srv.worker_port + i % srv.workers}"
+            for i in range(args.clients)]
+    threads = [args.threads // args.clients + (1 if i < args.threads % args.clients else 0)
+               for i in range(args.clients)]
+    loads: list = [None] * args.clients
+    errors: list = []
+
+    def run(i: int) -> None:
+        try:
+            loads[i] = client.isolated(client.search_load, uris[i], data_dir, coll, sp, threads=threads[i], nq=1,
+                                       duration=args.duration, warmup=0.5, barrier=barrier,
+                                       timeout=args.duration + 300)
+        except BaseException as e:  # noqa: BLE001 - raised below
+            errors.append(e)
+
+    pool = [threading.Thread(target=run, args=(i,)) for i in range(args.clients)]
+    for t in pool:
+        t.start()
+    barrier.wait(300)
+    time.sleep(0.5)
+    c0, t0 = srv.cpu(), time.monotonic()
+    time.sleep(args.duration)
+    c1, t1 = srv.cpu(), time.monotonic()
+    for t in pool:
+        t.join()
+    if errors:
+        raise errors[0]
+    requests = sum(x["requests"] for x in loads)
+    qps = sum(x["qps"] for x in loads)
+    per = {k: (c1[k] - c0[k]) * 1000.0 / (qps * (t1 - t0)) for k in c0
+           if c0.get(k) is not None and c1.get(k) is not None}
+    return {"qps": qps, "recall": sum(x["recall"] * x["requests"] for x in loads) / requests,
+            "server_cpu_ms_per_query": sum(per.values()), "cpu_ms_per_query": per,
+            "client_cpu_ms_per_query": sum(x["client_cpu_ms_per_query"] * x["requests"] for x in loads) / requests,
+            "per_client_qps": [x["qps"] for x in loads]}
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=20000, help="base vectors (GloVe-50d subset)")
+    ap.add_argument("--nq", type=int, default=500, help="held-out queries")
+    ap.add_argument("--workers", default="1,2", help="server settings to compare, comma-separated")
+    ap.add_argument("--clients", type=int, default=4, help="client processes the threads are split over")
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per load")
+    ap.add_argument("--rounds", type=int, default=3, help="loads measured per setting, interleaved")
+    ap.add_argument("--pin", action="store_true", help="client i on worker i %% N's own port (proxy.worker_port)")
+    ap.add_argument("--out", help="write the numbers as JSON here")
+    args = ap.parse_args(argv)
+    settings = [int(w) for w in args.workers.split(",")]
+
+    spec = INDEXES["HNSW"]
+    work = tempfile.mkdtemp(prefix="standalone-workers-")
+    vectors_dir, data_dir = os.path.join(work, "vectors"), os.path.join(work, "data")
+    load_dataset(args.n, args.nq).save(vectors_dir)
+    sp = spec.search_params("L2", spec.headline)
+    coll = "workers_hnsw"
+    srv = WorkersServer(data_dir, 1).start()
+    try:
+        client.isolated(client.build, srv.uri, vectors_dir, coll, spec.milvus_index_params("L2"), 5000, 1)
+    finally:
+        srv.stop()
+    results: dict[int, list[dict]] = {w: [] for w in settings}
+    for _ in range(args.rounds):
+        for w in settings:
+            wport = free_port() + 1000 if args.pin and w > 1 else 0
+            srv = WorkersServer(data_dir, w, wport).start()
+            try:
+                # warm: every worker's query node has loaded the collection (a Strong count through each)
+                client.isolated(client.count_latency, srv.uri, coll, reps=5)
+                r = _load(srv, args, vectors_dir, coll, sp)
+            finally:
+                srv.stop()
+            results[w].append(r)
+            print(f"workers {w}: qps {r['qps']:,.0f} recall {r['recall']:.3f} server CPU ms/query "
+                  f"{r['server_cpu_ms_per_query']:.3f} (" + ", ".join(f"{k} {v:.3f}" for k, v in
+                                                                      r["cpu_ms_per_query"].items())
+                  + f") client {r['client_cpu_ms_per_query']:.3f}, per client qps "
+                  + ", ".join(f"{q:,.0f}" for q in r["per_client_qps"]), flush=True)
+    summary = {}
+    for w, rs in results.items():
+        summary[w] = {key: _median([r[key] for r in rs]) for key in ("qps", "server_cpu_ms_per_query", "recall")}
+        print(f"median workers {w}: qps {summary[w]['qps']:,.0f}, server CPU ms/query "
+              f"{summary[w]['server_cpu_ms_per_query']:.3f}, recall {summary[w]['recall']:.3f}")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"args": vars(args), "cpus": os.cpu_count(), "results": results, "median": summary}, f,
+                      indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
