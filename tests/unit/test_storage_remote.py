@@ -16,7 +16,7 @@ import pytest
 
 from tests.unit.storage_served import ServedLog, ServedMetaStore
 from vecdb.config import StorageSettings
-from vecdb.errors import InternalError, InvalidParameter, IoFailed
+from vecdb.errors import InternalError, InvalidParameter, IoFailed, LeaseExpired
 from vecdb.storage import backend_server
 from vecdb.storage.backend_server import serve_backends
 from vecdb.storage.backends import open_log, open_meta
@@ -297,3 +297,32 @@ def test_long_polls_are_capped_by_the_server(tmp_path, monkeypatch):
         assert 0.9 < time.monotonic() - t0 < 3
     finally:
         log.close()
+
+
+def test_a_lease_of_the_server_before_a_restart_is_not_another_clients(tmp_path):
+    """The restarted store numbers its leases from 1 again; a client still holding a lease of the
+    old process must not renew, or put with, the new process's lease of the same number."""
+    path = str(tmp_path / "meta")
+    local = LocalMetaStore(path)
+    server, port = serve_backends(local, None)
+    old, new = RemoteMetaStore(f"vecdb://127.0.0.1:{port}"), None
+    try:
+        stale = old.grant_lease(30)
+        old.txn(puts={"session/old": b"1"}, lease=stale)
+        server, local = _restart(server, local, path, port)
+        new = RemoteMetaStore(f"vecdb://127.0.0.1:{port}")
+        fresh = new.grant_lease(30)
+        new.txn(puts={"session/new": b"2"}, lease=fresh)
+        assert fresh != stale and old.renew_lease(stale) is False
+        with pytest.raises(LeaseExpired):
+            old.txn(puts={"session/late": b"x"}, lease=stale)
+        old.revoke_lease(stale)  # no error, and not the new lease
+        assert new.scan("session/") == [("session/new", b"2")] and new.renew_lease(fresh) is True
+        new.revoke_lease(fresh)
+        assert new.scan("session/") == []
+    finally:
+        old.close()
+        if new is not None:
+            new.close()
+        server.stop(0)
+        local.close()

@@ -24,6 +24,9 @@ pool is large (``workers``; Python threads blocked on a condition cost little).
 
 Calls go over the process's internal TLS and cluster secret unless ``secret`` / ``tls`` are given
 (``vecdb.rpc.transport``), like the coord's and the query nodes' services.
+
+For debugging, ``python -m vecdb.storage.backend_server --data-dir D --port P`` serves a data
+directory's metadata store and log on their own (``main``).
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ PAGE_BYTES = 16 << 20  # payload bytes per Read / Follow reply (at least one rec
 IDLE_WATCH = 300.0  # seconds after which a watcher nobody polled is closed
 _PROBE = "\x00vecdb-probe\x00"  # a prefix no key has: scan_revision of it reads just the revision
 _EMPTY = common.Empty()
+_LEASE_BITS = 32
+_LEASE_MASK = (1 << _LEASE_BITS) - 1
 
 
 class _Held:
@@ -67,6 +72,7 @@ class StorageService(StorageServicer):
         self._watchers: dict[int, _Held] = {}
         self._swept = time.monotonic()
         self._stopped = False
+        self._epoch = secrets.randbits(30) or 1  # see _lease
 
     @property
     def meta(self) -> MetaStore:
@@ -91,21 +97,37 @@ class StorageService(StorageServicer):
         return pb.ScanReply(keys=[k for k, _ in pairs], values=[v for _, v in pairs], revision=revision)
 
     def Txn(self, request: pb.TxnRequest, context) -> pb.TxnReply:
+        lease = None
+        if request.HasField("lease"):
+            lease = self._lease(request.lease)
+            if lease is None:
+                raise errors.LeaseExpired(f"lease {request.lease} expired or does not exist")
         applied = self.meta.txn(
             puts=dict(zip(request.put_keys, request.put_values, strict=True)),
             deletes=list(request.deletes), delete_prefixes=list(request.delete_prefixes),
-            expect={e.key: (e.value if e.HasField("value") else None) for e in request.expect},
-            lease=request.lease if request.HasField("lease") else None)
+            expect={e.key: (e.value if e.HasField("value") else None) for e in request.expect}, lease=lease)
         return pb.TxnReply(applied=applied)
 
+    # Lease ids: the served store's (1, 2, ... in each process) under this server's random epoch, so
+    # that a client of a restarted server cannot renew, or put with, another client's new lease.
+    def _lease(self, lease: int) -> int | None:
+        """The store's id of a lease this server granted; None for another server's."""
+        return lease & _LEASE_MASK if lease >> _LEASE_BITS == self._epoch else None
+
     def GrantLease(self, request: pb.GrantLeaseRequest, context) -> pb.LeaseReply:
-        return pb.LeaseReply(lease=self.meta.grant_lease(request.ttl))
+        lid = self.meta.grant_lease(request.ttl)
+        if lid > _LEASE_MASK:
+            raise errors.InternalError(f"lease id {lid} does not fit in {_LEASE_BITS} bits")
+        return pb.LeaseReply(lease=self._epoch << _LEASE_BITS | lid)
 
     def RenewLease(self, request: pb.LeaseRequest, context) -> pb.RenewLeaseReply:
-        return pb.RenewLeaseReply(alive=self.meta.renew_lease(request.lease))
+        lease = self._lease(request.lease)
+        return pb.RenewLeaseReply(alive=lease is not None and self.meta.renew_lease(lease))
 
     def RevokeLease(self, request: pb.LeaseRequest, context) -> common.Empty:
-        self.meta.revoke_lease(request.lease)
+        lease = self._lease(request.lease)
+        if lease is not None:
+            self.meta.revoke_lease(lease)
         return _EMPTY
 
     # --- watches --------------------------------------------------------------------------------
@@ -273,3 +295,41 @@ def serve_backends(meta: MetaStore | None, log: Log | None, host: str = "127.0.0
     service = StorageService(meta, log, idle_watch)
     server, bound = serve("storage", service, host, port, workers=workers, secret=secret, tls=tls)
     return BackendServer(service, server, bound), bound
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vecdb.storage.backend_server --data-dir D [--host H] [--port P]``: serve the
+    embedded metadata store and log of data directory D (``D/meta``, ``D/wal``, as
+    ``storage.meta = local`` and ``storage.log = wal`` open them) until SIGINT/SIGTERM: for
+    debugging (no cluster secret or TLS; the directory must not be open in another process)."""
+    import argparse
+    import os
+    import signal
+
+    from vecdb.storage.local_meta import LocalMetaStore
+    from vecdb.storage.wal import WalLog
+
+    ap = argparse.ArgumentParser(prog="python -m vecdb.storage.backend_server", description=main.__doc__)
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args(argv)
+    root = os.path.abspath(args.data_dir)
+    meta = LocalMetaStore(os.path.join(root, "meta"))
+    wal = WalLog(os.path.join(root, "wal"))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server, port = serve_backends(meta, wal, args.host, args.port, secret="", tls=None)
+    print(f"serving {root} on vecdb://{args.host}:{port}", flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+        meta.close()
+        wal.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
