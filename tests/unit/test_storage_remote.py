@@ -10,7 +10,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections import Counter
 
 import pytest
 
@@ -23,6 +25,7 @@ from vecdb.storage.backends import open_log, open_meta
 from vecdb.storage.local_meta import LocalMetaStore
 from vecdb.storage.remote import RemoteLog, RemoteMetaStore
 from vecdb.storage.servers import free_port
+from vecdb.storage.wal import WalLog
 from vecdb.storage.watch import DELETE, PUT, Mirror, WatchCompacted
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -326,3 +329,54 @@ def test_a_lease_of_the_server_before_a_restart_is_not_another_clients(tmp_path)
             new.close()
         server.stop(0)
         local.close()
+
+
+class _CountingLog:
+    """A WalLog that counts the reads of each channel."""
+
+    def __init__(self, log: WalLog):
+        self._log, self.appended, self.reads = log, log.appended, Counter()
+
+    def read(self, channel, start=1, end=None):
+        self.reads[channel] += 1
+        return self._log.read(channel, start, end)
+
+    def __getattr__(self, name):
+        return getattr(self._log, name)
+
+
+def test_an_append_wakes_only_the_followers_of_its_channel(tmp_path):
+    """Followers waiting on the server for other channels are not woken by an append (each append
+    would otherwise cost a read per waiting follower of every worker), and those of the channel are."""
+    wal = WalLog(str(tmp_path / "wal"))
+    counting = _CountingLog(wal)
+    server, port = serve_backends(None, counting)  # type: ignore[arg-type]
+    log = RemoteLog(f"vecdb://127.0.0.1:{port}")
+    stop, got = threading.Event(), []
+
+    def follow(channel):
+        f = log.follow(channel)
+        while not stop.is_set():
+            got.extend(r for r in f.poll(0.5) if channel == "hot")
+
+    threads = [threading.Thread(target=follow, args=(ch,)) for ch in ["idle"] * 10 + ["hot"]]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(1.0)  # every poll is waiting on the server
+        before, t0 = counting.reads["idle"], time.monotonic()
+        for i in range(30):
+            log.append("hot", b"%d" % i)
+        deadline = time.monotonic() + 10
+        while len(got) < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [v for _, v in got] == [b"%d" % i for i in range(30)]
+        # each idle follower reads once per 0.5 s poll, not once per append (that would be 300 reads)
+        assert counting.reads["idle"] - before <= 10 * ((time.monotonic() - t0) / 0.5 + 2)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        log.close()
+        server.stop(0)
+        wal.close()
