@@ -453,15 +453,42 @@ class LocalCluster:
         stop_in_order(((role.rstrip("0123456789"), proc) for role, proc in procs.items()), check)
 
 
+class WorkersStandalone:
+    """``vecdb standalone --workers N`` as a process on the embedded backends: the ``embedded`` server of
+    the suite when ``VECDB_TEST_STANDALONE_WORKERS=N`` (N > 1). Like ``LocalCluster``, nothing inside it
+    can be looked at (``ports``, ``check``); ``http_ports``: each worker's REST API, /healthz, /metrics."""
+
+    def __init__(self, data_dir, workers: int):
+        base = free_ports(workers + 2)
+        self.port, self.ports = base, [base]
+        self.http_ports = [base + 2 + i for i in range(workers)]  # the primary's is base + 1
+        self.proc = start_vecdb("standalone", "--port", str(base), "--http-port", str(base + 1), "--workers",
+                                str(workers), data_dir=data_dir, env={"VECDB_STORAGE__SESSION_TTL": "2"},
+                                timeout=120)
+        self.procs = {"standalone": self.proc}
+
+    def check(self) -> None:
+        assert self.proc.poll() is None, self.proc.failure("ended while the server was in use")
+
+    def stop(self, check: bool = True) -> None:
+        code = self.proc.stop(60)
+        if check:
+            assert code == 0, self.proc.failure("did not stop cleanly")
+
+
 @pytest.fixture(scope="session", params=["embedded", "remote", "cluster"])
 def server(request, tmp_path_factory):
     """The shared server of the end-to-end tests, three times: standalone on the embedded
     backends, standalone on the distributed ones (JetStream, etcd, S3), and a cluster of processes
     (``LocalCluster``: coord, three query nodes, a data node, two proxies) on them, so all satisfy
-    the same client-visible behaviour."""
+    the same client-visible behaviour. ``VECDB_TEST_STANDALONE_WORKERS=N`` makes the embedded one
+    ``vecdb standalone --workers N`` (``WorkersStandalone``)."""
     storage = request.getfixturevalue("remote_storage")() if request.param != "embedded" else None
+    workers = int(os.environ.get("VECDB_TEST_STANDALONE_WORKERS", "1"))
     if request.param == "cluster":
         node = LocalCluster(tmp_path_factory.mktemp("vecdb-cluster"), storage)
+    elif request.param == "embedded" and workers > 1:
+        node = WorkersStandalone(tmp_path_factory.mktemp("vecdb-workers"), workers)
     else:
         node = start_standalone(tmp_path_factory.mktemp("vecdb-data"), storage=storage, http=True)
     yield node

@@ -17,7 +17,8 @@ standalone: stop it and start it again with 1 or N workers, it finds everything.
   - a data node (``vecdb.datanode.process.DataNodeProcess`` on the primary's backends, not its own):
     persists every channel into segments, applies the seal policy, builds indexes, compacts, and
     truncates the log below what every worker's query node applied;
-  - ``/healthz`` and ``/metrics`` on ``http.port`` (healthy once every worker is up).
+  - ``/healthz`` and ``/metrics`` on ``http.port`` (healthy once every worker is up; "OK (1 of 2 workers
+    restarting: [0])" while the others serve).
 
   A backend that is not embedded (``etcd://``, ``nats://``, ``s3://``) is not served: the workers
   open it themselves.
@@ -79,7 +80,8 @@ class Primary:
         self.coord: Coord | None = None
         self.datanode: DataNodeProcess | None = None
         self.http: ThreadingHTTPServer | None = None
-        self.workers_up = False
+        self.workers_up = False  # every worker answered once (the ready line)
+        self.supervisor: Supervisor | None = None  # the workers' (run_primary)
         self.backend_address = ""
         try:
             host = settings.proxy.host
@@ -143,6 +145,10 @@ class Primary:
             return False, f"data node: {why}"
         if not self.workers_up:
             return False, "starting the workers"
+        workers = self.supervisor.workers if self.supervisor is not None else []
+        down = [w.index for w in workers if not w.up.is_set() or w.proc is None or w.proc.poll() is not None]
+        if down:  # the others serve meanwhile: still healthy
+            return True, f"OK ({len(down)} of {len(workers)} workers restarting: {down})"
         return True, "OK"
 
     def stop(self) -> None:
@@ -199,7 +205,8 @@ def run_primary(settings: Settings, workers: int, flags: list[str], log_level: s
         # worker i's own HTTP port (/healthz, /metrics, the REST API): http.port + 1 + i, or none
         http = settings.http.port + 1 if settings.http.port else 0
         argv = ["node", "--host", host, "--http-port", str(http), *primary.worker_storage(), *flags]
-        sup = Supervisor(argv, workers, primary.node_id, ["--port", str(port)], command=command, label="standalone")
+        sup = primary.supervisor = Supervisor(argv, workers, primary.node_id, ["--port", str(port)], command=command,
+                                              label="standalone")
         if stopping.is_set():
             return 0
         code = sup.start()

@@ -223,6 +223,11 @@ def test_strong_reads_across_workers_kill_and_restart(tmp_path):
         os.kill(pid0, signal.SIGKILL)
         wait_until(lambda: "standalone worker 0" in server.output() and "exited with code -9" in server.output(),
                    30, "the primary did not see worker 0 die")
+        health = http_get(hport, "/healthz")  # still 200: worker 1 serves
+        if "-w0.1) serving on" not in server.output():  # (printed before the worker counts as up)
+            assert health == "OK (1 of 2 workers restarting: [0])"
+        else:
+            assert health == "OK"
         writer_thread.join(60)
         assert failed.is_set() and not writer_thread.is_alive()
         got = b.query("docs", filter="id >= 1000", output_fields=["id"], consistency_level="Strong", limit=5000)
@@ -274,3 +279,62 @@ def test_strong_reads_across_workers_kill_and_restart(tmp_path):
 def test_bad_worker_count(tmp_path):
     bad = start_vecdb("standalone", "--workers", "0", "--http-port", "0", data_dir=tmp_path, ready=None)
     assert bad.wait(30) == 2 and "--workers must be 1 or more" in bad.output()
+
+
+def test_kill_of_the_primary_loses_no_acknowledged_write(tmp_path):
+    """kill -9 of the primary while a client writes through a worker: the workers exit (PR_SET_PDEATHSIG,
+    their storage gone), and the server started again on the directory has every acknowledged write."""
+    base = free_ports(3)
+    port, wport = base, base + 1
+    data = tmp_path / "data"
+    procs, clients = [], []
+    try:
+        server = _start(data, port, 2, worker_port=wport)
+        procs.append(server)
+        workers = [worker_pid(server.pid, i) for i in range(2)]
+        assert None not in workers
+        a = client(wport)
+        clients.append(a)
+        a.create_collection("docs", dimension=DIM, metric_type="L2", consistency_level="Strong")
+        vecs = vectors(3, 100)
+        a.insert("docs", [{"id": i, "vector": vecs[i]} for i in range(100)])
+        a.flush("docs")  # some rows in segments, the rest only in the log
+        acked: list[int] = []
+        failed = threading.Event()
+
+        def write() -> None:
+            c = client(wport + 1, timeout=5)
+            try:
+                for i in range(1000, 5000):
+                    c.insert("docs", [{"id": i, "vector": vecs[i % 100]}])
+                    acked.append(i)
+            except Exception:  # noqa: BLE001 - the server is gone: what was acknowledged is what counts
+                failed.set()
+            finally:
+                c.close()
+
+        writer_thread = threading.Thread(target=write, daemon=True)
+        writer_thread.start()
+        wait_until(lambda: len(acked) >= 30, 30, "the writer got no acknowledgements")
+        server.kill()
+        server.wait(10)
+        writer_thread.join(60)
+        assert failed.is_set() and not writer_thread.is_alive()
+        for pid in workers:  # the workers went with it
+            wait_until(lambda pid=pid: not os.path.exists(f"/proc/{pid}")
+                       or open(f"/proc/{pid}/stat").read().split()[2] == "Z", 30, f"worker {pid} outlived the primary")
+        for c in clients:
+            c.close()
+        clients.clear()
+        again = _start(data, port, 2, worker_port=wport)  # waits out the dead primary's session (ttl 2 s)
+        procs.append(again)
+        b = client(wport + 1)
+        clients.append(b)
+        got = {r["id"] for r in b.query("docs", filter="id >= 1000", output_fields=["id"], limit=10000,
+                                        consistency_level="Strong")}
+        assert set(acked) <= got and len(got) - len(acked) <= 1  # at most the insert in flight at the kill
+        assert count(b, "docs") == 100 + len(got)
+    finally:
+        for c in clients:
+            c.close()
+        stop_processes(procs)
