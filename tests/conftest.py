@@ -456,7 +456,8 @@ class LocalCluster:
 class WorkersStandalone:
     """``vecdb standalone --workers N`` as a process on the embedded backends: the ``embedded`` server of
     the suite when ``VECDB_TEST_STANDALONE_WORKERS=N`` (N > 1). Like ``LocalCluster``, nothing inside it
-    can be looked at (``ports``, ``check``); ``http_ports``: each worker's REST API, /healthz, /metrics."""
+    can be looked at (``ports``, ``check``) but the object store's files (``objects``); ``http_ports``: each
+    worker's REST API, /healthz, /metrics."""
 
     def __init__(self, data_dir, workers: int):
         base = free_ports(workers + 2)
@@ -466,11 +467,16 @@ class WorkersStandalone:
                                 str(workers), data_dir=data_dir, env={"VECDB_STORAGE__SESSION_TTL": "2"},
                                 timeout=120)
         self.procs = {"standalone": self.proc}
+        from vecdb.storage.local_objects import LocalObjectStore
+
+        # its object store: plain files every process may read and write (the files bulk import reads)
+        self.objects = LocalObjectStore(str(Path(data_dir) / "objects"))
 
     def check(self) -> None:
         assert self.proc.poll() is None, self.proc.failure("ended while the server was in use")
 
     def stop(self, check: bool = True) -> None:
+        self.objects.close()
         code = self.proc.stop(60)
         if check:
             assert code == 0, self.proc.failure("did not stop cleanly")
