@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import urllib.request
 
@@ -338,3 +339,29 @@ def test_kill_of_the_primary_loses_no_acknowledged_write(tmp_path):
         for c in clients:
             c.close()
         stop_processes(procs)
+
+
+def test_a_worker_that_cannot_start_ends_the_server(tmp_path):
+    """A worker that fails before the first ready (its port taken) ends the server with an error, and the
+    primary lets go of the data directory: a server started next on it runs."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        bad = start_vecdb("standalone", "--port", str(port), "--http-port", "0", "--workers", "2",
+                          data_dir=tmp_path, env={"VECDB_STORAGE__SESSION_TTL": str(TTL)}, ready=None)
+        try:
+            assert bad.wait(120) != 0, bad.failure("kept running")
+        finally:
+            stop_processes([bad])
+    out = bad.output()
+    assert "before it was up: stopping" in out and " ready on " not in out
+    other = free_ports(1)
+    good = _start(tmp_path, other, 2)
+    try:
+        c = client(other)
+        c.create_collection("after", dimension=DIM, consistency_level="Strong")
+        assert c.list_collections() == ["after"]
+        c.close()
+    finally:
+        stop_processes([good])
