@@ -380,3 +380,22 @@ def test_an_append_wakes_only_the_followers_of_its_channel(tmp_path):
         log.close()
         server.stop(0)
         wal.close()
+
+
+def test_a_client_opened_before_the_process_sets_its_secret_uses_it(tmp_path):
+    """A node opens its storage before it sets the process's cluster secret (vecdb.process): the
+    clients take the secret at their first call."""
+    from vecdb.rpc import transport
+
+    local = LocalMetaStore(str(tmp_path / "meta"))
+    server, port = serve_backends(local, None, secret="s3cret")
+    client = RemoteMetaStore(f"vecdb://127.0.0.1:{port}")
+    try:
+        transport.use_cluster_secret("s3cret")
+        client.put("k", b"v")
+        assert client.get("k") == b"v"
+    finally:
+        transport.use_cluster_secret("")
+        client.close()
+        server.stop(0)
+        local.close()

@@ -71,8 +71,26 @@ class _Remote:
     def __init__(self, url: str, timeout: float = 30.0, secret: str | None = None, tls=None):
         self.address = parse_address(url)
         self.timeout = timeout
-        self._client = Client(self.address, "storage", timeout=timeout, secret=secret, tls=tls)
+        self._secret, self._tls = secret, tls
+        self._client_: Client | None = None
+        self._client_lock = threading.Lock()
         self._closed = False
+
+    @property
+    def _client(self) -> Client:
+        """The connection, made at the first call: with the process's cluster secret and internal TLS
+        as they are then (``transport.use_cluster_secret`` / ``use_internal_tls``, which a process may
+        set after opening its storage) unless the constructor was given them."""
+        client = self._client_
+        if client is None:
+            with self._client_lock:
+                if self._closed:
+                    raise IoFailed(f"{self._what} is closed")
+                if self._client_ is None:
+                    self._client_ = Client(self.address, "storage", timeout=self.timeout, secret=self._secret,
+                                           tls=self._tls)
+                client = self._client_
+        return client
 
     def _call(self, method: str, request, timeout: float | None = None):
         if self._closed:
@@ -89,8 +107,11 @@ class _Remote:
             raise IoFailed(f"{self._what} is closed ({e})") from None
 
     def close(self) -> None:
-        self._closed = True
-        self._client.close()
+        with self._client_lock:
+            self._closed = True
+            client = self._client_
+        if client is not None:
+            client.close()
 
     def __enter__(self):
         return self
