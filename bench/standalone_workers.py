@@ -9,6 +9,9 @@ on worker i % N's own port, ``proxy.worker_port``), started together behind a ba
 (user + system from /proc, every process of it) is read over the loads' common window only, so it is CPU
 per query whatever else shares the cores.
 
+``--profile SECONDS``: afterwards, each setting once more under the same load with py-spy on the serving
+process (the one-process server, or worker 0), printing where its busy samples go (bench.profile).
+
     python -m bench.standalone_workers [--n 20000] [--workers 1,2] [--clients 4] [--threads 8] [--rounds 3]
 """
 
@@ -130,6 +133,24 @@ def _load(srv: WorkersServer, args, data_dir: str, coll: str, sp: dict) -> dict:
             "per_client_qps": [x["qps"] for x in loads]}
 
 
+def _profile(data_dir: str, vectors_dir: str, workers: int, args, coll: str, sp: dict) -> str:
+    """py-spy's summary of the serving process (worker 0 with several) under the load of ``_load``."""
+    from bench.profile import format_summary, record, summarize
+
+    srv = WorkersServer(data_dir, workers).start()
+    try:
+        client.isolated(client.count_latency, srv.uri, coll, reps=5)
+        pid = srv.pids()["w0" if workers > 1 else "standalone"]
+        raw = os.path.join(os.path.dirname(data_dir), f"profile-w{workers}.txt")
+        spy = record(pid, args.profile, raw)
+        time.sleep(1.0)
+        _load(srv, argparse.Namespace(**{**vars(args), "duration": args.profile}), vectors_dir, coll, sp)
+        spy.communicate(timeout=args.profile + 60)
+        return format_summary(summarize(raw, top=25))
+    finally:
+        srv.stop()
+
+
 def _median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
@@ -144,6 +165,7 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per load")
     ap.add_argument("--rounds", type=int, default=3, help="loads measured per setting, interleaved")
     ap.add_argument("--pin", action="store_true", help="client i on worker i %% N's own port (proxy.worker_port)")
+    ap.add_argument("--profile", type=float, default=0.0, help="py-spy one serving process for SECONDS (0: no)")
     ap.add_argument("--out", help="write the numbers as JSON here")
     args = ap.parse_args(argv)
     settings = [int(w) for w in args.workers.split(",")]
@@ -176,6 +198,10 @@ def main(argv=None) -> int:
                                                                       r["cpu_ms_per_query"].items())
                   + f") client {r['client_cpu_ms_per_query']:.3f}, per client qps "
                   + ", ".join(f"{q:,.0f}" for q in r["per_client_qps"]), flush=True)
+    profiles = {}
+    for w in settings if args.profile else []:
+        profiles[w] = _profile(data_dir, vectors_dir, w, args, coll, sp)
+        print(f"--- workers {w}: {'worker 0' if w > 1 else 'the server'} under load\n" + profiles[w], flush=True)
     summary = {}
     for w, rs in results.items():
         summary[w] = {key: _median([r[key] for r in rs]) for key in ("qps", "server_cpu_ms_per_query", "recall")}
@@ -183,8 +209,8 @@ def main(argv=None) -> int:
               f"{summary[w]['server_cpu_ms_per_query']:.3f}, recall {summary[w]['recall']:.3f}")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"args": vars(args), "cpus": os.cpu_count(), "results": results, "median": summary}, f,
-                      indent=1)
+            json.dump({"args": vars(args), "cpus": os.cpu_count(), "results": results, "median": summary,
+                       "profiles": profiles}, f, indent=1)
     return 0
 
 
