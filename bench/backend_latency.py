@@ -1,7 +1,7 @@
 """Per-call latency of the embedded backends served over loopback (``vecdb://``, issue 16's
 worker processes) next to the same calls in process.
 
-    .venv/bin/python -m bench.backend_latency [--n 2000] [--dir /tmp/x]
+    .venv/bin/python -m bench.backend_latency [--n 2000] [--dir /tmp/x] [--ends 2x16]
 
 A server process opens a LocalMetaStore and a WalLog in a temporary directory and serves them
 (``backend_server.serve_backends``); this process calls it through ``RemoteMetaStore`` /
@@ -10,6 +10,10 @@ and 99th percentile of each call in microseconds: get, scan of 100 keys, put (on
 record), append of one 100-byte record, append_batch of 100 x 1 KB, read of 100 records, a follow
 poll that finds a record waiting, and the wake-up latencies: append -> a follower blocked in poll
 has it, put -> a watcher blocked in poll has it (both long polls on the server).
+
+``--ends PxT``: then P client processes of T threads each call ``last_position`` for 4 s (what
+every Strong read of a worker asks): calls per second and the server's CPU per call (concurrent
+calls of one client share RPCs: ``remote._Ends``).
 """
 
 from __future__ import annotations
@@ -27,14 +31,16 @@ import time
 import numpy as np
 
 _SERVER = """
-import sys, time
+import sys, time, resource
 from vecdb.storage.local_meta import LocalMetaStore
 from vecdb.storage.wal import WalLog
 from vecdb.storage.backend_server import serve_backends
 meta, log = LocalMetaStore(sys.argv[1] + "/meta"), WalLog(sys.argv[1] + "/wal")
 server, port = serve_backends(meta, log)
 print(port, flush=True)
-sys.stdin.read()
+for line in sys.stdin:  # "cpu": this process's CPU seconds so far
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    print(r.ru_utime + r.ru_stime, flush=True)
 server.stop(0)
 meta.close()
 log.close()
@@ -77,6 +83,44 @@ def _wake(n: int, poll, trigger) -> list[float]:
     return out
 
 
+_ENDS_CLIENT = """
+import sys, threading, time
+from vecdb.storage.remote import RemoteLog
+log = RemoteLog(sys.argv[1])
+log.last_position("ends")
+counts = []
+end = time.monotonic() + float(sys.argv[3])
+def run():
+    c = 0
+    while time.monotonic() < end:
+        log.last_position("ends")
+        c += 1
+    counts.append(c)
+threads = [threading.Thread(target=run) for _ in range(int(sys.argv[2]))]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(sum(counts))
+"""
+
+
+def ends_throughput(server: subprocess.Popen, url: str, procs: int, threads: int, seconds: float = 4.0):
+    """(last_position calls per second, server CPU microseconds per call)."""
+    assert server.stdin is not None and server.stdout is not None
+
+    def cpu() -> float:
+        server.stdin.write("cpu\n")
+        server.stdin.flush()
+        return float(server.stdout.readline())
+
+    before = cpu()
+    clients = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(_ENDS_CLIENT), url, str(threads), str(seconds)],
+                                stdout=subprocess.PIPE, text=True) for _ in range(procs)]
+    calls = sum(int(c.communicate()[0]) for c in clients)
+    return calls / seconds, (cpu() - before) / max(calls, 1) * 1e6
+
+
 def measure(meta, log, n: int) -> dict[str, list[float]]:
     res: dict[str, list[float]] = {}
     meta.txn(puts={f"s/{i:03d}": b"v" * 100 for i in range(100)})
@@ -111,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--dir", default=None, help="where the stores live (default: a temporary directory)")
     ap.add_argument("--json", default=None, help="also write the numbers here")
+    ap.add_argument("--ends", default=None, metavar="PxT", help="also last_position from P processes x T threads")
     args = ap.parse_args(argv)
     from vecdb.storage.local_meta import LocalMetaStore
     from vecdb.storage.remote import RemoteLog, RemoteMetaStore
@@ -127,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         remote = measure(rmeta, rlog, args.n)
         rmeta.close()
         rlog.close()
+        ends = None
+        if args.ends:
+            procs, threads = (int(x) for x in args.ends.split("x"))
+            rate, cpu_us = ends_throughput(server, url, procs, threads)
+            ends = {"procs": procs, "threads": threads, "calls_per_s": rate, "server_cpu_us_per_call": cpu_us}
     finally:
         assert server.stdin is not None
         server.stdin.close()
@@ -147,9 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"{name:44s} {row['remote_p50_us']:11.0f} {row['remote_p99_us']:9.0f} "
               f"{row['local_p50_us']:15.0f} {row['local_p99_us']:9.0f}")
+    if ends:
+        print(f"last_position from {ends['procs']} processes x {ends['threads']} threads: "
+              f"{ends['calls_per_s']:.0f} calls/s, server CPU {ends['server_cpu_us_per_call']:.0f} us per call")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"n": args.n, "rows": rows, "load": os.getloadavg()}, fh, indent=1)
+            json.dump({"n": args.n, "rows": rows, "ends": ends, "load": os.getloadavg()}, fh, indent=1)
     print(f"load average: {os.getloadavg()}")
     return 0
 

@@ -399,3 +399,45 @@ def test_a_client_opened_before_the_process_sets_its_secret_uses_it(tmp_path):
         client.close()
         server.stop(0)
         local.close()
+
+
+def test_concurrent_last_position_calls_share_rpcs_and_see_every_acknowledged_append(tmp_path):
+    """Threads that append and then ask for the end always get at least what was acknowledged before
+    they asked (a round already sent is never joined), with far fewer calls reaching the server."""
+    wal = WalLog(str(tmp_path / "wal"))
+    counting = _CountingLog(wal)
+    asked = Counter()
+    counting.last_position = lambda ch: (asked.update([ch]), wal.last_position(ch))[1]  # type: ignore[method-assign]
+    server, port = serve_backends(None, counting)  # type: ignore[arg-type]
+    log = RemoteLog(f"vecdb://127.0.0.1:{port}")
+    acknowledged = [0]  # the highest position an append returned, before the ask
+    lock, bad, calls = threading.Lock(), [], Counter()
+
+    def run(t):
+        for i in range(40):
+            if i % 8 == 0:
+                (pos,) = log.append_batch("c", [b"%d" % t])
+                with lock:
+                    acknowledged[0] = max(acknowledged[0], pos)
+            with lock:
+                floor = acknowledged[0]
+            end = log.last_position("c" if i % 2 else "d")
+            calls["c" if i % 2 else "d"] += 1
+            if i % 2 and end < floor:
+                bad.append((floor, end))
+            if not i % 2 and end != 0:
+                bad.append(("d", end))
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(16)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not bad
+        assert log.last_position("c") == 16 * 5 and calls["c"] == calls["d"] == 16 * 20
+        assert asked["c"] + asked["d"] < 0.8 * (calls["c"] + calls["d"])  # shared rounds
+    finally:
+        log.close()
+        server.stop(0)
+        wal.close()

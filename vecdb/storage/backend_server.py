@@ -356,6 +356,10 @@ class StorageService(StorageServicer):
     def LastPosition(self, request: pb.ChannelRequest, context) -> pb.PositionReply:
         return pb.PositionReply(position=self.log.last_position(request.channel))
 
+    def LastPositions(self, request: common.ChannelList, context) -> pb.PositionsReply:
+        log_ = self.log
+        return pb.PositionsReply(positions=[log_.last_position(ch) for ch in request.names])
+
     def TruncateBefore(self, request: pb.TruncateRequest, context) -> common.Empty:
         self.log.truncate_before(request.channel, request.position)
         return _EMPTY

@@ -205,6 +205,12 @@ class PositionReply(_message.Message):
     position: int
     def __init__(self, position: _Optional[int] = ...) -> None: ...
 
+class PositionsReply(_message.Message):
+    __slots__ = ("positions",)
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    positions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, positions: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class TruncateRequest(_message.Message):
     __slots__ = ("channel", "position")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]

@@ -100,6 +100,11 @@ class StorageStub:
                 request_serializer=vecdb_dot_internal_dot_storage__pb2.ChannelRequest.SerializeToString,
                 response_deserializer=vecdb_dot_internal_dot_storage__pb2.PositionReply.FromString,
                 _registered_method=True)
+        self.LastPositions = channel.unary_unary(
+                '/vecdb.internal.Storage/LastPositions',
+                request_serializer=vecdb_dot_internal_dot_common__pb2.ChannelList.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_storage__pb2.PositionsReply.FromString,
+                _registered_method=True)
         self.TruncateBefore = channel.unary_unary(
                 '/vecdb.internal.Storage/TruncateBefore',
                 request_serializer=vecdb_dot_internal_dot_storage__pb2.TruncateRequest.SerializeToString,
@@ -200,6 +205,14 @@ class StorageServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LastPositions(self, request, context):
+        """The last positions of several channels, read after the call arrived (concurrent
+        last_position calls of one client share one: remote.RemoteLog).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def TruncateBefore(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -285,6 +298,11 @@ def add_StorageServicer_to_server(servicer, server):
                     servicer.LastPosition,
                     request_deserializer=vecdb_dot_internal_dot_storage__pb2.ChannelRequest.FromString,
                     response_serializer=vecdb_dot_internal_dot_storage__pb2.PositionReply.SerializeToString,
+            ),
+            'LastPositions': grpc.unary_unary_rpc_method_handler(
+                    servicer.LastPositions,
+                    request_deserializer=vecdb_dot_internal_dot_common__pb2.ChannelList.FromString,
+                    response_serializer=vecdb_dot_internal_dot_storage__pb2.PositionsReply.SerializeToString,
             ),
             'TruncateBefore': grpc.unary_unary_rpc_method_handler(
                     servicer.TruncateBefore,
@@ -653,6 +671,33 @@ class Storage:
             '/vecdb.internal.Storage/LastPosition',
             vecdb_dot_internal_dot_storage__pb2.ChannelRequest.SerializeToString,
             vecdb_dot_internal_dot_storage__pb2.PositionReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LastPositions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Storage/LastPositions',
+            vecdb_dot_internal_dot_common__pb2.ChannelList.SerializeToString,
+            vecdb_dot_internal_dot_storage__pb2.PositionsReply.FromString,
             options,
             channel_credentials,
             insecure,
