@@ -21,7 +21,8 @@ import threading
 import urllib.request
 
 import numpy as np
-from pymilvus import DataType, MilvusClient
+import pytest
+from pymilvus import DataType, MilvusClient, MilvusException
 
 from tests.conftest import free_ports, start_vecdb, stop_processes, wait_until
 
@@ -365,3 +366,27 @@ def test_a_worker_that_cannot_start_ends_the_server(tmp_path):
         c.close()
     finally:
         stop_processes([good])
+
+
+def test_flags_reach_the_workers(tmp_path):
+    """--auth given to the primary holds on every worker: a call without a password is refused, root's works,
+    and a user created through one worker logs in through the other."""
+    base = free_ports(3)
+    proc = start_vecdb("standalone", "--port", str(base), "--http-port", "0", "--workers", "2", "--auth",
+                       data_dir=tmp_path, env={"VECDB_STORAGE__SESSION_TTL": str(TTL),
+                                               "VECDB_PROXY__WORKER_PORT": str(base + 1)}, timeout=120)
+    clients = []
+    try:
+        for i in range(2):
+            with pytest.raises(MilvusException):
+                client(base + 1 + i, timeout=10).list_collections()
+        root0 = client(base + 1, token="root:Milvus")
+        clients.append(root0)
+        root0.create_user("alice", "secret-pw-1")
+        alice1 = client(base + 2, token="alice:secret-pw-1")
+        clients.append(alice1)
+        assert alice1.list_collections() == []
+    finally:
+        for c in clients:
+            c.close()
+        stop_processes([proc])
