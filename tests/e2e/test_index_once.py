@@ -67,7 +67,7 @@ def test_each_segment_is_indexed_once_by_the_data_node_and_served_from_its_file(
                                     **NO_COMPACTION}}) as cluster:  # compaction below, by request
         meta, http = cluster.meta, cluster.http_ports
         for q in ("qn0", "qn1"):
-            wait_until(lambda q=q: _get(http[q], "/healthz")[0] == 200, 20, f"{q} is ready")
+            wait_until(lambda q=q: _get(http[q], "/healthz")[0] == 200, 60, f"{q} is ready")
         c = cluster.client()
         cluster.connect(alias)
         _create(c, "docs")

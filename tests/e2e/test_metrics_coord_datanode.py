@@ -19,7 +19,7 @@ from tests.e2e.test_metrics import Scrape, _get, _moved
 def test_coord_and_data_node_metrics_move_by_the_workload(tmp_path, remote_storage):
     with start_cluster(dict(remote_storage(), session_ttl=2), tmp_path, http=("coord", "qn0", "dn0")) as cluster:
         http = cluster.http_ports
-        wait_until(lambda: _get(http["qn0"], "/healthz")[0] == 200, 20, "the query node is ready")
+        wait_until(lambda: _get(http["qn0"], "/healthz")[0] == 200, 60, "the query node is ready")
         c = cluster.client()
         schema = c.create_schema(auto_id=True)
         schema.add_field("id", DataType.INT64, is_primary=True)
