@@ -177,6 +177,8 @@ class QueryNode:
                 try:
                     records = follower.poll(timeout=0.5)
                 except errors.IoFailed as e:  # the log is unreachable: keep trying, reads wait meanwhile
+                    if stop.is_set():  # released or closed meanwhile (a stopping process closes its log next)
+                        break
                     log.warning("following %s: %s", shard.channel, e)
                     stop.wait(0.5)
                     continue
