@@ -394,17 +394,21 @@ class LocalCluster:
     ``procs`` the processes by role (``coord``, ``querynode0``.., ``datanode0``.., ``proxy0``..), each
     logging to ``<data_dir>/<role>.log``. Nothing inside a node can be looked at from here: tests
     that need a query node's internals skip the cluster. ``VECDB_TEST_PROXY_WORKERS=N`` makes each
-    proxy N worker processes on its port (``vecdb proxy --workers N``; HTTP on its port + i)."""
+    proxy N worker processes on its port (``vecdb proxy --workers N``; HTTP on its port + i).
+    ``VECDB_TEST_NODES=1`` makes each proxy a ``vecdb node`` (a proxy and a query node in one process,
+    reads in-process) and starts no other query node, on a coord with ``querynode.replica_per_node``
+    (each node a whole replica of every loaded collection)."""
 
     def __init__(self, data_dir, storage: dict, port: int | None = None, proxies: int = 2, querynodes: int = 3,
                  datanodes: int = 1):
         self.data_dir, self.storage = Path(data_dir), storage
         self.procs: dict[str, VecdbProcess] = {}
         self.ports = [port or free_port()] + [free_port() for _ in range(proxies - 1)]
+        self.nodes = os.environ.get("VECDB_TEST_NODES", "") == "1"
         try:
             self._start("coord", ready=" ready on ", args=("--port", "0"))
             # the others at once (they find the coord and each other in the sessions), then waited for
-            for i in range(querynodes):
+            for i in range(0 if self.nodes else querynodes):
                 self._start(f"querynode{i}", ready=None, args=("--port", "0"))
             for i in range(datanodes):
                 self._start(f"datanode{i}", ready=None, args=("--port", "0"))
@@ -413,7 +417,8 @@ class LocalCluster:
             self.http_ports = [free_ports(workers) if workers > 1 else free_port() for _ in self.ports]
             flags = ("--workers", str(workers)) if workers > 1 else ()
             for i, (p, h) in enumerate(zip(self.ports, self.http_ports)):
-                self._start(f"proxy{i}", ready=None, args=("--port", str(p), "--http-port", str(h), *flags))
+                self._start(f"proxy{i}", ready=None, args=("--port", str(p), "--http-port", str(h), *flags),
+                            command="node" if self.nodes else None)
             for proc in self.procs.values():
                 wait_ready(proc)
             self.port = self.ports[0]
@@ -421,11 +426,13 @@ class LocalCluster:
             self.stop(check=False)
             raise
 
-    def _start(self, role: str, ready, args) -> None:
-        command = role.rstrip("0123456789")
+    def _start(self, role: str, ready, args, command: str | None = None) -> None:
+        command = command or role.rstrip("0123456789")
         # the coord spreads every shard's sealed segments over the query nodes, however few their rows, so
         # the suite reads through spread shards (the default waits for 200,000 rows)
         env = {"VECDB_QUERYNODE__SPREAD_MIN_ROWS": "0"} if command == "coord" else None
+        if command == "coord" and self.nodes:
+            env = {**(env or {}), "VECDB_QUERYNODE__REPLICA_PER_NODE": "true"}
         self.procs[role] = start_vecdb(command, *args, data_dir=self.data_dir / role, storage=self.storage,
                                        ready=ready, log=self.data_dir / f"{role}.log", env=env)
         self.procs[role].name = role
