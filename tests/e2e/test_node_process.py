@@ -9,7 +9,7 @@ sees what the other acknowledged. kill -9 of a node while it takes writes loses 
 write, the other node answers at once (its own replica: no failover to wait for) and the dead
 node's replica goes; a node started later gets a replica of its own and serves its reads itself.
 ``vecdb node --workers 2``: each worker process a replica of its own, serving its own reads; a worker
-killed with -9 comes back under a new id, which gets a replica."""
+killed with -9 comes back under a new id, which gets a replica. SIGTERM stops a node cleanly."""
 
 from __future__ import annotations
 
@@ -192,6 +192,12 @@ def test_nodes_serve_reads_from_their_own_replica(tmp_path, remote_storage):
         assert (searches_served(hc, "nc"), searches_served(hb, "nb")) == (before[0] + len(queries), before[1])
         insert(c, range(5000, 5010))
         assert count(b) == count(c) == len(vecs)
+        # SIGTERM: each node stops cleanly (exit 0), the other serving on meanwhile
+        stopped = cl.procs.pop("nc")
+        assert stopped.stop(30) == 0, stopped.failure("did not stop cleanly")
+        assert count(b) == len(vecs)
+        stopped = cl.procs.pop("nb")
+        assert stopped.stop(30) == 0, stopped.failure("did not stop cleanly")
 
 
 def test_node_workers_each_hold_a_replica(tmp_path, remote_storage):
@@ -235,3 +241,5 @@ def test_node_workers_each_hold_a_replica(tmp_path, remote_storage):
         n01 = node_number("nw-w0.1")
         wait_until(lambda: replicas(w1) == {n01: {n01}, n1: {n1}}, 30, "the restarted worker got no replica")
         assert count(w1) == 200
+        stopped = cl.procs.pop("nw")  # SIGTERM to the parent: both workers stop, the parent exits 0
+        assert stopped.stop(40) == 0, stopped.failure("did not stop cleanly")
