@@ -7,7 +7,8 @@ standalone of N workers is the primary process (storage, coord, data node) plus 
 in all, one pymilvus connection each: the kernel spreads connections over the workers; ``--pin``: client i
 on worker i % N's own port, ``proxy.worker_port``), started together behind a barrier; the server's CPU
 (user + system from /proc, every process of it) is read over the loads' common window only, so it is CPU
-per query whatever else shares the cores.
+per query whatever else shares the cores. Memory: each process's Pss (a page shared by k processes
+counted 1/k in each) at the end of each load, summed.
 
 ``--profile SECONDS``: afterwards, each setting once more under the same load with py-spy on the serving
 process (the one-process server, or worker 0), printing where its busy samples go (bench.profile).
@@ -85,6 +86,19 @@ class WorkersServer:
     def cpu(self) -> dict[str, float | None]:
         return {name: read_cpu_seconds(pid) for name, pid in self.pids().items()}
 
+    def memory(self) -> dict[str, dict[str, float]]:
+        """Each process's resident and proportional set size in MiB (smaps_rollup: Pss counts a page
+        shared by k processes as 1/k in each, so the Pss sum is the server's memory)."""
+        out = {}
+        for name, pid in self.pids().items():
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as f:
+                    fields = dict(line.split()[:2] for line in f if line.startswith(("Rss:", "Pss:")))
+            except OSError:
+                continue
+            out[name] = {k.rstrip(":").lower() + "_mib": int(v) / 1024 for k, v in fields.items()}
+        return out
+
     def stop(self) -> None:
         if self.proc is not None:
             _stop_pid(self.proc, grace=60.0)
@@ -119,6 +133,7 @@ def _load(srv: WorkersServer, args, data_dir: str, coll: str, sp: dict) -> dict:
     c0, t0 = srv.cpu(), time.monotonic()
     time.sleep(args.duration)
     c1, t1 = srv.cpu(), time.monotonic()
+    memory = srv.memory()  # under load, every collection loaded
     for t in pool:
         t.join()
     if errors:
@@ -130,7 +145,8 @@ def _load(srv: WorkersServer, args, data_dir: str, coll: str, sp: dict) -> dict:
     return {"qps": qps, "recall": sum(x["recall"] * x["requests"] for x in loads) / requests,
             "server_cpu_ms_per_query": sum(per.values()), "cpu_ms_per_query": per,
             "client_cpu_ms_per_query": sum(x["client_cpu_ms_per_query"] * x["requests"] for x in loads) / requests,
-            "per_client_qps": [x["qps"] for x in loads]}
+            "per_client_qps": [x["qps"] for x in loads], "memory": memory,
+            "pss_mib": sum(m["pss_mib"] for m in memory.values())}
 
 
 def _profile(data_dir: str, vectors_dir: str, workers: int, args, coll: str, sp: dict) -> str:
@@ -197,16 +213,20 @@ def main(argv=None) -> int:
                   f"{r['server_cpu_ms_per_query']:.3f} (" + ", ".join(f"{k} {v:.3f}" for k, v in
                                                                       r["cpu_ms_per_query"].items())
                   + f") client {r['client_cpu_ms_per_query']:.3f}, per client qps "
-                  + ", ".join(f"{q:,.0f}" for q in r["per_client_qps"]), flush=True)
+                  + ", ".join(f"{q:,.0f}" for q in r["per_client_qps"])
+                  + f"; memory (Pss) {r['pss_mib']:.0f} MiB (" + ", ".join(
+                      f"{k} {m['pss_mib']:.0f}" for k, m in r["memory"].items()) + ")", flush=True)
     profiles = {}
     for w in settings if args.profile else []:
         profiles[w] = _profile(data_dir, vectors_dir, w, args, coll, sp)
         print(f"--- workers {w}: {'worker 0' if w > 1 else 'the server'} under load\n" + profiles[w], flush=True)
     summary = {}
     for w, rs in results.items():
-        summary[w] = {key: _median([r[key] for r in rs]) for key in ("qps", "server_cpu_ms_per_query", "recall")}
+        summary[w] = {key: _median([r[key] for r in rs])
+                      for key in ("qps", "server_cpu_ms_per_query", "recall", "pss_mib")}
         print(f"median workers {w}: qps {summary[w]['qps']:,.0f}, server CPU ms/query "
-              f"{summary[w]['server_cpu_ms_per_query']:.3f}, recall {summary[w]['recall']:.3f}")
+              f"{summary[w]['server_cpu_ms_per_query']:.3f}, recall {summary[w]['recall']:.3f}, "
+              f"memory (Pss) {summary[w]['pss_mib']:.0f} MiB")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"args": vars(args), "cpus": os.cpu_count(), "results": results, "median": summary,
