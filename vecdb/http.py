@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 
@@ -28,10 +28,14 @@ from vecdb.metrics import exposition
 from vecdb.security.tls import TlsHTTPServer, certificate_files
 from vecdb.security.tls import enabled as tls_enabled
 
-if TYPE_CHECKING:
-    from vecdb.proxy.rest import RestApi
-
 Health = Callable[[], tuple[bool, str]]
+
+
+class RestHandler(Protocol):
+    """What answers the REST API's POSTs: ``vecdb.proxy.rest.RestApi``, or a standalone primary's forwarder
+    to its workers (``vecdb.primary.RestForwarder``)."""
+
+    def handle_bytes(self, path: str, body: bytes, headers) -> tuple[int, bytes]: ...
 
 NODE_INFO = Gauge("vecdb_node_info", "1 for each role this process serves, labelled with its node id",
                   ["role", "node_id"])
@@ -39,7 +43,7 @@ NODE_INFO = Gauge("vecdb_node_info", "1 for each role this process serves, label
 
 def start_http(host: str, port: int, health: Health, role: str = "standalone",
                node_id: str = "standalone", tls: TlsSettings | None = None,
-               rest: Callable[[], RestApi | None] | None = None) -> ThreadingHTTPServer:
+               rest: Callable[[], RestHandler | None] | None = None) -> ThreadingHTTPServer:
     """Serve /healthz and /metrics on ``host:port`` in a daemon thread; ``shutdown()`` stops it.
     Over TLS when ``tls.mode`` is 1 or 2 (mode 2: only to clients with a certificate signed by its CA),
     as the Milvus API port (``vecdb.security.tls``). ``rest()`` is the Milvus REST API to serve on POST, once

@@ -18,7 +18,8 @@ standalone: stop it and start it again with 1 or N workers, it finds everything.
     persists every channel into segments, applies the seal policy, builds indexes, compacts, and
     truncates the log below what every worker's query node applied;
   - ``/healthz`` and ``/metrics`` on ``http.port`` (healthy once every worker is up; "OK (1 of 2 workers
-    restarting: [0])" while the others serve).
+    restarting: [0])" while the others serve), and Milvus's REST API there too, each call passed on to a
+    worker's HTTP port (``RestForwarder``; without TLS), so REST clients keep their address.
 
   A backend that is not embedded (``etcd://``, ``nats://``, ``s3://``) is not served: the workers
   open it themselves.
@@ -39,11 +40,15 @@ standalone: stop it and start it again with 1 or N workers, it finds everything.
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import os
 import signal
 import sys
 import threading
+import urllib.error
+import urllib.request
 import uuid
 from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING
@@ -55,6 +60,7 @@ from vecdb.coord.session import Session, describe_process
 from vecdb.datanode.process import DataNodeProcess
 from vecdb.proxy.workers import Supervisor, free_port
 from vecdb.rpc.transport import use_cluster_secret, use_internal_tls
+from vecdb.security.tls import enabled as tls_enabled
 from vecdb.storage.backends import open_backends
 
 if TYPE_CHECKING:
@@ -65,10 +71,42 @@ log = logging.getLogger(__name__)
 SESSION_KEY = "session/standalone"  # as a one-process standalone's (vecdb.standalone): one server per storage
 
 
+_HOP_HEADERS = {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "upgrade"}
+REST_TIMEOUT = 600.0  # seconds a REST call passed on to a worker may take (a load or flush waits)
+
+
+class RestForwarder:
+    """Milvus's REST API on the primary's HTTP port: each POST is passed on to a worker's HTTP port (the
+    next one in turn that answers), so REST clients keep the address they had with one process. The
+    workers' own ports serve it directly. Plain HTTP only: with TLS (``tls.mode`` 1 or 2) the primary
+    serves no REST API (the workers' ports do)."""
+
+    def __init__(self, host: str, ports: list[int]):
+        self.host = "127.0.0.1" if host in ("", "0.0.0.0", "::", "[::]") else host
+        self.ports = ports
+        self._next = itertools.count()
+
+    def handle_bytes(self, path: str, body: bytes, headers) -> tuple[int, bytes]:
+        first = next(self._next)
+        sent = {k: v for k, v in headers.items() if k.lower() not in _HOP_HEADERS}
+        for i in range(len(self.ports)):
+            port = self.ports[(first + i) % len(self.ports)]
+            request = urllib.request.Request(f"http://{self.host}:{port}{path}", data=body, method="POST",
+                                             headers=sent)
+            try:
+                with urllib.request.urlopen(request, timeout=REST_TIMEOUT) as reply:
+                    return reply.status, reply.read()
+            except urllib.error.HTTPError as e:  # the worker's answer, an error status included
+                return e.code, e.read()
+            except (urllib.error.URLError, ConnectionError):  # that worker is down: the next one
+                continue
+        return 503, json.dumps({"code": 503, "message": "no worker of this server answers (restarting?)"}).encode()
+
+
 class Primary:
     """The primary's own parts (see the module's doc); the workers are ``run_primary``'s."""
 
-    def __init__(self, settings: Settings, node_id: str | None = None):
+    def __init__(self, settings: Settings, workers: int, node_id: str | None = None):
         self.settings = settings
         self.node_id = node_id or uuid.uuid4().hex[:12]
         limits.configure(settings.limits)
@@ -102,8 +140,10 @@ class Primary:
             if settings.http.port:
                 from vecdb.http import start_http
 
+                rest = None if tls_enabled(settings.tls) else RestForwarder(
+                    host, [settings.http.port + 1 + i for i in range(workers)])
                 self.http = start_http(host, settings.http.port, self.health, "standalone", self.node_id,
-                                       settings.tls)
+                                       settings.tls, rest=lambda: rest)
             self.coord = Coord(self.backends.meta, "127.0.0.1", 0, storage.session_ttl, self.backends.objects,
                                settings.gc, self.backends.log, spread_min_rows=settings.querynode.spread_min_rows,
                                replica_per_node=True)  # each worker's reads stay in its process
@@ -198,7 +238,7 @@ def run_primary(settings: Settings, workers: int, flags: list[str], log_level: s
 
     for sig in (signal.SIGINT, signal.SIGTERM):  # before "ready": a stop sent right after it is handled
         signal.signal(sig, on_signal)
-    primary = Primary(settings)
+    primary = Primary(settings, workers)
     try:
         host, port = settings.proxy.host, settings.proxy.port or free_port(settings.proxy.host)
         command = [sys.executable, "-m", "vecdb"] + (["--log-level", log_level] if log_level else [])

@@ -25,6 +25,7 @@ import pytest
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from tests.conftest import free_ports, start_vecdb, stop_processes, wait_until
+from tests.e2e.test_rest import post
 
 DIM = 8
 N = 600
@@ -185,6 +186,13 @@ def test_strong_reads_across_workers_kill_and_restart(tmp_path):
         clients += [a, b]
         a.create_collection("docs", dimension=DIM, metric_type="L2", consistency_level="Strong")
         assert b.has_collection("docs")  # DDL through worker 0 answered once worker 1 applied it
+        # the REST API on the primary's HTTP port as with one process (passed on to a worker), and on each worker's
+        for p in (hport, hport + 1, hport + 2):
+            assert post(p, "collections/has", {"collectionName": "docs"}) == (200, {"code": 0, "data": {"has": True}})
+        assert post(hport, "entities/insert", {"collectionName": "docs", "data": [
+            {"id": 9999, "vector": [0.5] * DIM}]})[1]["data"]["insertCount"] == 1
+        a.delete("docs", ids=[9999])
+        assert post(hport, "no/such/endpoint", {})[0] == 404
         vecs = vectors(0, 400)
         for step in range(8):  # a write acknowledged by one worker is seen by a Strong read on the other
             writer, reader = (a, b) if step % 2 == 0 else (b, a)
