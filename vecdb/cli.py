@@ -165,7 +165,7 @@ def _node(args) -> int:
         from vecdb.node import supervise as supervise_nodes
 
         return supervise_nodes(args.argv, workers, args.node_id, settings.proxy.host, settings.proxy.port)
-    from vecdb.node import NodeRoleProcess
+    from vecdb.node import NodeRoleProcess, run_until_signalled
 
     if args.worker_index is not None and settings.http.port:  # each worker's own /healthz, /metrics, REST port
         settings.http.port += args.worker_index
@@ -173,12 +173,12 @@ def _node(args) -> int:
     if args.worker_index is not None and qn_port:
         qn_port += args.worker_index
     node = NodeRoleProcess(settings, args.coord, args.node_id, worker=args.worker_index, querynode_port=qn_port)
-    if args.worker_index is None:
-        return _run_until_signalled(node, f"vecdb node {node.node_id} ready on {node.address} "
-                                          f"(query node on {node.querynode_address})")
+    if args.worker_index is None:  # exits 1 if a session of the node is lost (vecdb.node)
+        return run_until_signalled(node, f"vecdb node {node.node_id} ready on {node.address} "
+                                         f"(query node on {node.querynode_address})")
     from vecdb.proxy.workers import WORKER_UP
 
-    return _run_until_signalled(node, f"{WORKER_UP} {args.worker_index} {node.node_id} {node.address}")
+    return run_until_signalled(node, f"{WORKER_UP} {args.worker_index} {node.node_id} {node.address}")
 
 
 def _standalone(args) -> int:

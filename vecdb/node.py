@@ -22,6 +22,11 @@ proxies find the query node as any other, the coord's DDL fan-out waits for the 
 With the coord's ``querynode.replica_per_node`` every live query node holds a replica of every
 loaded collection, so a ``vecdb node``'s reads never leave its process (``vecdb.coord.assignment``).
 
+A node whose session is lost (its lease expired: a stall or an unreachable store longer than the
+ttl) is gone for the cluster: the coord drops its replica and DDL stops waiting for its proxy. It
+then stops and exits 1 (``run_until_signalled``), as Milvus's nodes exit, so a supervisor starts it
+again under a new id rather than leave it serving from a stale view.
+
 ``--workers N`` serves the Milvus port from N such processes (SO_REUSEPORT), each a whole node with an
 id of its own (``<id>-w<i>``), supervised as ``vecdb proxy --workers`` supervises its workers
 (``vecdb.proxy.workers.Supervisor``: a dead one is started again under a new id, which then gets
@@ -30,7 +35,9 @@ a replica of its own).
 
 from __future__ import annotations
 
+import logging
 import signal
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 
@@ -50,6 +57,10 @@ from vecdb.querynode.positions import PositionPublisher
 from vecdb.querynode.rpc import serve_querynode
 from vecdb.querynode.shard import ReadScope
 from vecdb.roles import RowFilter
+
+log = logging.getLogger(__name__)
+
+LOST_POLL = 0.25  # seconds between looks at the node's sessions (run_until_signalled)
 
 
 class LocalQueryNode:
@@ -180,6 +191,15 @@ class NodeRoleProcess(ProxyProcess):
             raise
         return server, port
 
+    def lost_session(self) -> str | None:
+        """The key of a session of this node that was lost (its lease expired: a stall longer than its
+        ttl, the store unreachable as long), if one was: the cluster then counts the node gone (the
+        coord drops its replica, DDL no longer waits for its proxy), so it must not go on serving."""
+        for session in (self.session, self.qn_session):
+            if session is not None and session.lost:
+                return session.key
+        return None
+
     def health(self) -> tuple[bool, str]:
         """Ready (200) once the proxy is, the query node's session is held and it holds every channel
         assigned to it at start."""
@@ -192,6 +212,25 @@ class NodeRoleProcess(ProxyProcess):
         if self.follower is None or not self.follower.ready.is_set():
             return False, "loading the channels assigned to it"
         return True, "OK"
+
+
+def run_until_signalled(node: NodeRoleProcess, ready: str) -> int:
+    """Print ``ready``, serve until SIGTERM or SIGINT (then stop, exit 0) or until a session of the
+    node is lost (then stop, exit 1: under ``--workers`` or the standalone primary, the supervisor
+    starts it again under a new id, which the coord gives a replica of its own; alone, whatever runs
+    it sees it fail). Milvus's nodes exit on a lost session too."""
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before "ready": a stop sent right after it is handled
+        signal.signal(sig, lambda *_: stopped.set())
+    print(ready, flush=True)
+    lost = None
+    while not stopped.wait(LOST_POLL):
+        lost = node.lost_session()
+        if lost is not None:
+            log.error("node %s: its session %s was lost: stopping (exit 1)", node.node_id, lost)
+            break
+    node.stop()
+    return 1 if lost is not None else 0
 
 
 def supervise(argv: list[str], workers: int, node_id: str | None, host: str, port: int) -> int:

@@ -9,7 +9,8 @@ sees what the other acknowledged. kill -9 of a node while it takes writes loses 
 write, the other node answers at once (its own replica: no failover to wait for) and the dead
 node's replica goes; a node started later gets a replica of its own and serves its reads itself.
 ``vecdb node --workers 2``: each worker process a replica of its own, serving its own reads; a worker
-killed with -9 comes back under a new id, which gets a replica. SIGTERM stops a node cleanly."""
+killed with -9 comes back under a new id, which gets a replica; a worker stalled past its session's
+ttl (SIGSTOP) exits 1 on waking and comes back the same way. SIGTERM stops a node cleanly."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ from vecdb.discovery import node_number
 
 DIM = 8
 ENV = {"VECDB_QUERYNODE__REPLICA_PER_NODE": "true"}
+# the sessions' ttl: a killed node is found gone within it; 2 s (as other cluster tests use) has seen a live
+# node's sessions lapse on this 2-core machine under other sessions' load (a node then exits 1)
+TTL = 4
 
 
 def client(port: int, **kwargs) -> MilvusClient:
@@ -63,6 +67,18 @@ def wait_served_here(c: MilvusClient, http_port: int, node_id: str, q: np.ndarra
     return wait_until(served, 30, f"{node_id} never served its own reads")
 
 
+def wait_replicas(c: MilvusClient, want: dict[int, set[int]], what: str) -> None:
+    seen: list = []
+
+    def holds() -> bool:
+        seen[:] = [replicas(c)]
+        return seen[0] == want
+    try:
+        wait_until(holds, 30, what)
+    except AssertionError as e:
+        raise AssertionError(f"{e}: {seen[0]} (want {want})") from None
+
+
 def count(c: MilvusClient) -> int:
     return c.query("docs", filter="", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"]
 
@@ -86,7 +102,7 @@ def check_exact(c: MilvusClient, vecs: dict[int, np.ndarray], queries: np.ndarra
 def test_nodes_serve_reads_from_their_own_replica(tmp_path, remote_storage):
     rng = np.random.default_rng(7)
     vecs: dict[int, np.ndarray] = {}
-    with RoleProcesses(dict(remote_storage(), session_ttl=2), tmp_path) as cl:
+    with RoleProcesses(dict(remote_storage(), session_ttl=TTL), tmp_path) as cl:
         cl.start("coord", env=ENV)
         for name in ("na", "nb"):
             proc = cl.start(name, "node", http=True)
@@ -111,7 +127,7 @@ def test_nodes_serve_reads_from_their_own_replica(tmp_path, remote_storage):
         insert(b, range(300, 500))
         # a replica per node, each node leading every shard of its own
         na, nb = node_number("na"), node_number("nb")
-        wait_until(lambda: replicas(a) == {na: {na}, nb: {nb}}, 30, "no replica per node")
+        wait_replicas(a, {na: {na}, nb: {nb}}, "no replica per node")
         assert replicas(b) == {na: {na}, nb: {nb}}
 
         # exact answers through either node, each served by its own query node alone
@@ -166,7 +182,7 @@ def test_nodes_serve_reads_from_their_own_replica(tmp_path, remote_storage):
         assert time.monotonic() - t0 < 2.0  # b's own replica: no failover, no wait for a's session to end
         assert set(acked) <= {r["id"] for r in got}
         # a's replica goes once its session ended
-        wait_until(lambda: replicas(b) == {nb: {nb}}, 30, "the dead node's replica stayed")
+        wait_replicas(b, {nb: {nb}}, "the dead node's replica stayed")
         # a write in flight at the kill may have landed (never acknowledged; its bytes may have reached NATS
         # after the read above): by now it has, or never will
         got_ids = {r["id"] for r in b.query("docs", filter="id >= 2000", output_fields=["id"], limit=5000)}
@@ -181,7 +197,7 @@ def test_nodes_serve_reads_from_their_own_replica(tmp_path, remote_storage):
         c = client(cl.ports["nc"])
         cl.at_close(c.close)
         nc = node_number("nc")
-        wait_until(lambda: replicas(b) == {nb: {nb}, nc: {nc}}, 30, "the new node got no replica")
+        wait_replicas(b, {nb: {nb}, nc: {nc}}, "the new node got no replica")
         hc = cl.http_ports["nc"]
         took = wait_served_here(c, hc, "nc", queries[0])  # until then its reads go to nb's replica
         print(f"nc served its own replica {took:.2f} s after describe_replica showed it")
@@ -210,7 +226,7 @@ def test_node_workers_each_hold_a_replica(tmp_path, remote_storage):
     from tests.e2e.test_proxy_workers import worker_pid
 
     rng = np.random.default_rng(3)
-    with RoleProcesses(dict(remote_storage(), session_ttl=2), tmp_path) as cl:
+    with RoleProcesses(dict(remote_storage(), session_ttl=TTL), tmp_path) as cl:
         cl.start("coord", env=ENV)
         base = free_ports(4)  # one block: ports picked one by one could overlap
         wport, hport = base, base + 2
@@ -225,7 +241,7 @@ def test_node_workers_each_hold_a_replica(tmp_path, remote_storage):
         vecs = {i: rng.random(DIM, dtype=np.float32) for i in range(200)}
         shared.insert("docs", [{"id": i, "vector": v} for i, v in vecs.items()])
         n0, n1 = node_number("nw-w0"), node_number("nw-w1")
-        wait_until(lambda: replicas(shared) == {n0: {n0}, n1: {n1}}, 30, "no replica per worker")
+        wait_replicas(shared, {n0: {n0}, n1: {n1}}, "no replica per worker")
         q = rng.random(DIM, dtype=np.float32)
         for c, i in ((w0, 0), (w1, 1)):
             mine, other = f"nw-w{i}", f"nw-w{1 - i}"
@@ -239,7 +255,25 @@ def test_node_workers_each_hold_a_replica(tmp_path, remote_storage):
         wait_until(lambda: "vecdb node worker 0 (nw-w0.1) serving on" in node.output(), 60,
                    "worker 0 was not started again")
         n01 = node_number("nw-w0.1")
-        wait_until(lambda: replicas(w1) == {n01: {n01}, n1: {n1}}, 30, "the restarted worker got no replica")
+        wait_replicas(w1, {n01: {n01}, n1: {n1}}, "the restarted worker got no replica")
         assert count(w1) == 200
+        # worker 1 stalls longer than its session's ttl (SIGSTOP): on waking its sessions are lost, so it stops
+        # and exits 1, and comes back under a new id with a replica of its own (not serving from a stale view)
+        pid1 = worker_pid(node.pid, 1)
+        assert pid1 is not None
+        os.kill(pid1, signal.SIGSTOP)
+        try:
+            wait_replicas(w0b := client(wport), {n01: {n01}}, "the stalled worker's replica stayed")
+        finally:
+            os.kill(pid1, signal.SIGCONT)
+        cl.at_close(w0b.close)
+        wait_until(lambda: "node worker 1 (nw-w1) exited with code 1: starting it again" in node.output(), 30,
+                   "the stalled worker did not exit")
+        assert "node nw-w1: its session session/" in node.output()
+        wait_until(lambda: "vecdb node worker 1 (nw-w1.1) serving on" in node.output(), 60,
+                   "worker 1 was not started again")
+        n11 = node_number("nw-w1.1")
+        wait_replicas(w0b, {n01: {n01}, n11: {n11}}, "the restarted worker got no replica")
+        assert count(w0b) == 200
         stopped = cl.procs.pop("nw")  # SIGTERM to the parent: both workers stop, the parent exits 0
         assert stopped.stop(40) == 0, stopped.failure("did not stop cleanly")
