@@ -9,7 +9,9 @@ threads on one and then on the other (interleaved, so the shared machine's drift
 query: user + system of each vecdb process from /proc over the load (bench.cluster_cost's method),
 "server" their sum (coord included; the backends listed apart).
 
-    python -m bench.node_cost [--n 20000] [--rounds 3] [--duration 5] [--threads 8] [--out FILE]
+``--nodes K``: the node cluster has K ``vecdb node``s (a replica each), the load going to the first.
+
+    python -m bench.node_cost [--n 20000] [--rounds 3] [--duration 5] [--threads 8] [--nodes K] [--out FILE]
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ class VecdbNodeCluster(VecdbCluster):
 
     name = "vecdb-node"
 
-    def __init__(self, workdir: str | None = None, log_level: str = "WARNING"):
+    def __init__(self, workdir: str | None = None, log_level: str = "WARNING", nodes: int = 1):
         super().__init__(workdir, querynodes=1, log_level=log_level)
+        self.nodes = nodes  # node0 ("proxy") takes the load; the others hold replicas of their own
 
     def start(self, timeout: float = 120.0) -> VecdbNodeCluster:
         from vecdb.storage import servers
@@ -52,7 +55,9 @@ class VecdbNodeCluster(VecdbCluster):
             self._spawn("coord", ["coord", "--port", "0"], env)
             self._wait_ready(["coord"], deadline)
             self._spawn("proxy", ["node", "--port", str(self.port), "--node-id", "node0"], env)
-            self._wait_ready(["proxy"], deadline)
+            for i in range(1, self.nodes):
+                self._spawn(f"node{i}", ["node", "--port", "0", "--node-id", f"node{i}"], env)
+            self._wait_ready(["proxy", *(f"node{i}" for i in range(1, self.nodes))], deadline)
         except BaseException:
             self.stop()
             raise
@@ -66,6 +71,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per load")
     ap.add_argument("--rounds", type=int, default=3, help="loads measured on each")
+    ap.add_argument("--nodes", type=int, default=1, help="vecdb nodes in the node cluster (the load goes to the "
+                    "first; each holds a replica)")
     ap.add_argument("--out", help="write the numbers as JSON here")
     args = ap.parse_args(argv)
 
@@ -76,7 +83,7 @@ def main(argv=None) -> int:
     sp = spec.search_params(metric, spec.headline)
     coll = "cost_hnsw"
     results: dict[str, list[dict]] = {"split": [], "node": []}
-    with VecdbCluster(querynodes=1) as split, VecdbNodeCluster() as node:
+    with VecdbCluster(querynodes=1) as split, VecdbNodeCluster(nodes=args.nodes) as node:
         servers = {"split": split, "node": node}
         for srv in servers.values():
             client.isolated(client.build, srv.uri, data_dir, coll, spec.milvus_index_params(metric), 5000, 1)

@@ -184,6 +184,7 @@ def test_a_local_node_is_called_in_process_and_its_whole_replica_goes_first(clus
     assert c.router.count(INFO, 1, None, None) == 2 and len(a.calls) == 1 and not local.calls
     c.serve("b", INFO.channels)
     wait_until(lambda: len(c.router.plans(INFO.id)) == 2)
+    assert c.router._batcher._slots() == 1  # one node takes the searches: they merge behind one call in flight
     for _ in range(6):  # no turns: the local replica every time
         assert c.router.count(INFO, 1, None, None) == 2
     assert len(local.calls) == 6 and len(a.calls) == 1 and not b.calls
@@ -195,6 +196,12 @@ def test_a_local_node_is_called_in_process_and_its_whole_replica_goes_first(clus
     c.router.set_local("a", a2 := Node("a-in-process"))
     c.router._down_until.clear()
     assert c.router.count(INFO, 1, None, None) == 2 and len(a2.calls) == 1 and len(a.calls) == 2
+
+
+def test_searches_merge_behind_as_many_calls_as_nodes_take_them(cluster):
+    c = cluster
+    _ready(c, "a", "b")
+    assert c.router._batcher._slots() == 2  # no local node: a call in flight per node before merging
 
 
 def test_load_waits_a_while_for_the_replicas_beyond_replica_number(cluster, monkeypatch):

@@ -107,8 +107,9 @@ class QueryNodeRouter:
         self._local: tuple[str, NodeClient] | None = local
         self._parsed: dict[str, tuple[bytes, Any]] = {}  # cache: key -> (raw, parsed)
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="router-fanout")
-        # searches merge once as many calls of their kind are in flight as there are nodes to take them
-        self._batcher = SearchBatcher(lambda: max(1, len(self._nodes)))
+        # searches merge once as many calls of their kind are in flight as there are nodes to take them: one
+        # when a query node in this process takes them all (its replica first, ``set_local``)
+        self._batcher = SearchBatcher(lambda: 1 if self._local is not None else max(1, len(self._nodes)))
         self._mirrors: list[Mirror] = []
         self._sessions: SessionWatch | None = None
         try:
