@@ -29,7 +29,8 @@ from tests.e2e.test_rest import post
 
 DIM = 8
 N = 600
-TTL = 2  # session ttl: a killed worker's query node is found gone within ~2 s
+TTL = 4  # session ttl: a killed worker's query node is found gone within ~4 s (at 2 s a live worker's session
+# lapsed under load, and a worker whose session is lost exits: test_node_process saw it)
 
 
 def _start(data_dir, port: int, workers: int, worker_port: int | None = None, http_port: int = 0,
@@ -336,7 +337,7 @@ def test_kill_of_the_primary_loses_no_acknowledged_write(tmp_path):
         for c in clients:
             c.close()
         clients.clear()
-        again = _start(data, port, 2, worker_port=wport)  # waits out the dead primary's session (ttl 2 s)
+        again = _start(data, port, 2, worker_port=wport)  # waits out the dead primary's session (ttl TTL s)
         procs.append(again)
         b = client(wport + 1)
         clients.append(b)
