@@ -293,9 +293,11 @@ def _command(sub, name: str, func, help: str, description: str, data_dir: str, p
 
 def _storage_flags(p) -> None:
     p.add_argument("--log-store", default=None, metavar="URL",
-                   help="the write-ahead log: 'wal' (files in --data-dir, default) or nats://host:port (JetStream)")
+                   help="the write-ahead log: 'wal' (files in --data-dir, default), nats://host:port (JetStream) "
+                        "or vecdb://host:port (a standalone primary's, served to its workers)")
     p.add_argument("--meta-store", default=None, metavar="URL",
-                   help="metadata: 'local' (files in --data-dir, default) or etcd://host:port")
+                   help="metadata: 'local' (files in --data-dir, default), etcd://host:port or vecdb://host:port "
+                        "(a standalone primary's, served to its workers)")
     p.add_argument("--object-store", default=None, metavar="URL",
                    help="segments and indexes: 'local' (files in --data-dir, default) or s3://bucket[/prefix] "
                         "(endpoint and keys: VECDB_STORAGE__S3_ENDPOINT etc. or boto3's AWS_* variables)")

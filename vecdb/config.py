@@ -43,8 +43,10 @@ class StandaloneSettings(BaseModel):
 class StorageSettings(BaseModel):
     data_dir: str = "./data"
     wal_segment_bytes: int = 64 << 20
-    log: str = Field("wal", description="'wal' (files under data_dir) or nats://host:port[,...] (JetStream)")
-    meta: str = Field("local", description="'local' (files under data_dir) or etcd://host:port")
+    log: str = Field("wal", description="'wal' (files under data_dir), nats://host:port[,...] (JetStream) or "
+                     "vecdb://host:port (the log a standalone primary serves its workers)")
+    meta: str = Field("local", description="'local' (files under data_dir), etcd://host:port or vecdb://host:port "
+                      "(the metadata a standalone primary serves its workers)")
     objects: str = Field("local", description="'local' (files under data_dir) or s3://bucket[/prefix]")
     namespace: str = Field("vecdb", description="prefix of stream names, etcd keys and objects on shared servers")
     session_ttl: float = Field(10.0, ge=2, description="seconds a server's session outlives its last renewal; a "
