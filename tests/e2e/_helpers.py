@@ -188,3 +188,42 @@ def cname(orm):
     yield n
     if utility.has_collection(n, using=orm):
         utility.drop_collection(n, using=orm)
+
+
+class AckedWriter:
+    """Inserts one row at a time into ``collection`` through a connection of its own to ``port``
+    until the server stops answering (a kill under writes); ``acked`` lists the ids acknowledged, in
+    order, which the server must keep. ``row(i)`` makes row ``i``."""
+
+    def __init__(self, port: int, collection: str, ids: range, row):
+        import threading
+
+        self.acked: list[int] = []
+        self.failed = threading.Event()
+        self._args = (port, collection, ids, row)
+        self._thread = threading.Thread(target=self._write, daemon=True)
+
+    def _write(self) -> None:
+        port, collection, ids, row = self._args
+        c = MilvusClient(uri=f"http://127.0.0.1:{port}", dedicated=True, timeout=5)
+        try:
+            for i in ids:
+                c.insert(collection, [row(i)])
+                self.acked.append(i)
+        except Exception:  # noqa: BLE001 - the server is gone: what was acknowledged is what counts
+            self.failed.set()
+        finally:
+            c.close()
+
+    def start(self, acknowledged: int = 20) -> AckedWriter:
+        """Start writing; return once ``acknowledged`` inserts were."""
+        from tests.conftest import wait_until
+
+        self._thread.start()
+        wait_until(lambda: len(self.acked) >= acknowledged, 30, "the writer got no acknowledgements")
+        return self
+
+    def join(self) -> None:
+        """Wait (60 s at most) for the writer to have failed on the server's end."""
+        self._thread.join(60)
+        assert self.failed.is_set() and not self._thread.is_alive(), "the writer did not fail on the kill"

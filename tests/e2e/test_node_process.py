@@ -15,7 +15,6 @@ ttl (SIGSTOP) exits 1 on waking and comes back the same way. SIGTERM stops a nod
 from __future__ import annotations
 
 import re
-import threading
 import time
 import urllib.request
 
@@ -23,6 +22,7 @@ import numpy as np
 from pymilvus import DataType, MilvusClient
 
 from tests.conftest import RoleProcesses, free_ports, wait_until
+from tests.e2e._helpers import AckedWriter
 from vecdb.discovery import node_number
 
 DIM = 8
@@ -155,28 +155,17 @@ def test_nodes_serve_reads_from_their_own_replica(tmp_path, remote_storage):
         assert count(a) == len(vecs)
 
         # kill -9 of node a while it takes writes: every acknowledged write stays, b answers at once
-        acked: list[int] = []
-        failed = threading.Event()
+        drawn: dict[int, np.ndarray] = {}
 
-        def write() -> None:
-            c = client(cl.ports["na"], timeout=5)
-            try:
-                for i in range(2000, 4000):
-                    v = rng.random(DIM, dtype=np.float32)
-                    c.insert("docs", [{"id": i, "vector": v}])
-                    vecs[i] = v
-                    acked.append(i)
-            except Exception:  # noqa: BLE001 - the node is gone: what was acknowledged is what counts
-                failed.set()
-            finally:
-                c.close()
+        def row(i: int) -> dict:
+            drawn[i] = rng.random(DIM, dtype=np.float32)
+            return {"id": i, "vector": drawn[i]}
 
-        writer_thread = threading.Thread(target=write, daemon=True)
-        writer_thread.start()
-        wait_until(lambda: len(acked) >= 20, 30, "the writer got no acknowledgements")
+        writes = AckedWriter(cl.ports["na"], "docs", range(2000, 4000), row).start(20)
         cl.kill("na")
-        writer_thread.join(60)
-        assert failed.is_set() and not writer_thread.is_alive()
+        writes.join()
+        acked = writes.acked
+        vecs.update({i: drawn[i] for i in acked})
         t0 = time.monotonic()
         got = b.query("docs", filter="id >= 2000", output_fields=["id"], consistency_level="Strong", limit=5000)
         assert time.monotonic() - t0 < 2.0  # b's own replica: no failover, no wait for a's session to end

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import threading
 import urllib.request
 
 import grpc
@@ -21,6 +20,7 @@ from pymilvus import MilvusClient
 from pymilvus.grpc_gen import milvus_pb2, milvus_pb2_grpc
 
 from tests.conftest import free_port, free_ports, spawn_vecdb, stop_processes, wait_until
+from tests.e2e._helpers import AckedWriter
 from vecdb.discovery import node_number
 
 
@@ -111,31 +111,14 @@ def test_two_workers_one_port(tmp_path, remote_storage):
         # kill -9 worker 0 while it takes writes: every acknowledged one stays, worker 1 keeps serving
         pid0 = worker_pid(proxy.pid, 0)
         assert pid0 is not None
-        acked: list[int] = []
-        failed = threading.Event()
-
-        def write() -> None:
-            c = client(wport, timeout=5)
-            try:
-                for i in range(1000, 3000):
-                    c.insert("docs", [{"id": i, "vector": vecs[i % 400]}])
-                    acked.append(i)
-            except Exception:  # noqa: BLE001 - the worker is gone: what was acknowledged is what counts
-                failed.set()
-            finally:
-                c.close()
-
-        writer_thread = threading.Thread(target=write, daemon=True)
-        writer_thread.start()
-        wait_until(lambda: len(acked) >= 20, 30, "the writer got no acknowledgements")
+        writes = AckedWriter(wport, "docs", range(1000, 3000), lambda i: {"id": i, "vector": vecs[i % 400]}).start(20)
         os.kill(pid0, signal.SIGKILL)
         # gone once the parent reaped it (a connection made while it dies can land in its backlog and be reset)
         wait_until(lambda: "proxy worker 0 (px-w0) exited with code -9: starting it again" in proxy.output(), 30,
                    "the parent did not see worker 0 die")
-        writer_thread.join(60)
-        assert failed.is_set() and not writer_thread.is_alive()
+        writes.join()
         got = b.query("docs", filter="id >= 1000", output_fields=["id"], consistency_level="Strong", limit=5000)
-        assert set(acked) <= {r["id"] for r in got}
+        assert set(writes.acked) <= {r["id"] for r in got}
         assert count(shared, "docs") == 398 + len({r["id"] for r in got})  # the shared port serves on
         # the parent starts worker 0 again, under a new id; it reads everything
         wait_until(lambda: "vecdb proxy worker 0 (px-w0.1) serving on" in proxy.output(), 60,

@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import socket
-import threading
 import urllib.request
 
 import numpy as np
@@ -25,6 +24,7 @@ import pytest
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from tests.conftest import free_ports, start_vecdb, stop_processes, wait_until
+from tests.e2e._helpers import AckedWriter
 from tests.e2e.test_rest import post
 
 DIM = 8
@@ -214,23 +214,7 @@ def test_strong_reads_across_workers_kill_and_restart(tmp_path):
         # kill -9 worker 0 while it takes writes: every acknowledged one stays, worker 1 keeps serving
         pid0 = worker_pid(server.pid, 0)
         assert pid0 is not None
-        acked: list[int] = []
-        failed = threading.Event()
-
-        def write() -> None:
-            c = client(wport, timeout=5)
-            try:
-                for i in range(1000, 3000):
-                    c.insert("docs", [{"id": i, "vector": vecs[i % 400]}])
-                    acked.append(i)
-            except Exception:  # noqa: BLE001 - the worker is gone: what was acknowledged is what counts
-                failed.set()
-            finally:
-                c.close()
-
-        writer_thread = threading.Thread(target=write, daemon=True)
-        writer_thread.start()
-        wait_until(lambda: len(acked) >= 20, 30, "the writer got no acknowledgements")
+        writes = AckedWriter(wport, "docs", range(1000, 3000), lambda i: {"id": i, "vector": vecs[i % 400]}).start(20)
         os.kill(pid0, signal.SIGKILL)
         wait_until(lambda: "standalone worker 0" in server.output() and "exited with code -9" in server.output(),
                    30, "the primary did not see worker 0 die")
@@ -239,11 +223,10 @@ def test_strong_reads_across_workers_kill_and_restart(tmp_path):
             assert health == "OK (1 of 2 workers restarting: [0])"
         else:
             assert health == "OK"
-        writer_thread.join(60)
-        assert failed.is_set() and not writer_thread.is_alive()
+        writes.join()
         got = b.query("docs", filter="id >= 1000", output_fields=["id"], consistency_level="Strong", limit=5000)
         written = {r["id"] for r in got}
-        assert set(acked) <= written
+        assert set(writes.acked) <= written
         assert count(b, "docs") == 398 + len(written)
         wait_until(lambda: "-w0.1) serving on" in server.output(), 90, "worker 0 was not started again (new id)")
         a2 = client(wport)
@@ -310,27 +293,11 @@ def test_kill_of_the_primary_loses_no_acknowledged_write(tmp_path):
         vecs = vectors(3, 100)
         a.insert("docs", [{"id": i, "vector": vecs[i]} for i in range(100)])
         a.flush("docs")  # some rows in segments, the rest only in the log
-        acked: list[int] = []
-        failed = threading.Event()
-
-        def write() -> None:
-            c = client(wport + 1, timeout=5)
-            try:
-                for i in range(1000, 5000):
-                    c.insert("docs", [{"id": i, "vector": vecs[i % 100]}])
-                    acked.append(i)
-            except Exception:  # noqa: BLE001 - the server is gone: what was acknowledged is what counts
-                failed.set()
-            finally:
-                c.close()
-
-        writer_thread = threading.Thread(target=write, daemon=True)
-        writer_thread.start()
-        wait_until(lambda: len(acked) >= 30, 30, "the writer got no acknowledgements")
+        writes = AckedWriter(wport + 1, "docs", range(1000, 5000),
+                             lambda i: {"id": i, "vector": vecs[i % 100]}).start(30)
         server.kill()
         server.wait(10)
-        writer_thread.join(60)
-        assert failed.is_set() and not writer_thread.is_alive()
+        writes.join()
         for pid in workers:  # the workers went with it
             wait_until(lambda pid=pid: not os.path.exists(f"/proc/{pid}")
                        or open(f"/proc/{pid}/stat").read().split()[2] == "Z", 30, f"worker {pid} outlived the primary")
@@ -343,7 +310,8 @@ def test_kill_of_the_primary_loses_no_acknowledged_write(tmp_path):
         clients.append(b)
         got = {r["id"] for r in b.query("docs", filter="id >= 1000", output_fields=["id"], limit=10000,
                                         consistency_level="Strong")}
-        assert set(acked) <= got and len(got) - len(acked) <= 1  # at most the insert in flight at the kill
+        # at most the insert in flight at the kill beyond the acknowledged ones
+        assert set(writes.acked) <= got and len(got) - len(writes.acked) <= 1
         assert count(b, "docs") == 100 + len(got)
     finally:
         for c in clients:
