@@ -254,3 +254,42 @@ def drop(uri: str, collection: str) -> None:
     if client.has_collection(collection):
         client.drop_collection(collection)
     client.close()
+
+
+def spread_load(uris: list[str], threads: int, data_dir: str, collection: str, search_params: dict, *,
+                duration: float, sample):
+    """nq=1 searches from ``len(uris)`` client processes (client i on ``uris[i]``), ``threads`` threads in all,
+    loading together once each has connected (a barrier). ``sample()`` (the server's CPU) is read at the end of
+    the 0.5 s warm-up and ``duration`` s later, while the clients still load. Returns the loads summed (qps,
+    requests in the window, recall, client CPU per query, each client's qps), the two samples and the seconds
+    between them."""
+    n = len(uris)
+    barrier = multiprocessing.get_context("spawn").Barrier(n + 1)
+    split = [threads // n + (1 if i < threads % n else 0) for i in range(n)]
+    loads: list = [None] * n
+    errors: list = []
+
+    def run(i: int) -> None:
+        try:
+            loads[i] = isolated(search_load, uris[i], data_dir, collection, search_params, threads=split[i], nq=1,
+                                duration=duration, warmup=0.5, barrier=barrier, timeout=duration + 300)
+        except BaseException as e:  # noqa: BLE001 - raised below
+            errors.append(e)
+
+    pool = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in pool:
+        t.start()
+    barrier.wait(300)
+    time.sleep(0.5)
+    s0, t0 = sample(), time.monotonic()
+    time.sleep(duration)
+    s1, t1 = sample(), time.monotonic()
+    for t in pool:
+        t.join()
+    if errors:
+        raise errors[0]
+    requests = sum(x["requests"] for x in loads)
+    return ({"qps": sum(x["qps"] for x in loads), "requests": requests,
+             "recall": sum(x["recall"] * x["requests"] for x in loads) / requests,
+             "client_cpu_ms_per_query": sum(x["client_cpu_ms_per_query"] * x["requests"] for x in loads) / requests,
+             "per_client_qps": [x["qps"] for x in loads]}, s0, s1, t1 - t0)

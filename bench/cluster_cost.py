@@ -27,9 +27,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import multiprocessing  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 
 from bench import client  # noqa: E402
@@ -73,7 +71,10 @@ def main(argv=None) -> int:
                 b1 = srv.cpu_breakdown()
                 seen = load["requests"] + load["warmup_requests"]
             else:
-                load, b0, b1 = _clients_load(srv, args, data_dir, coll, sp)
+                uris = [srv.uri if not srv.worker_port else f"http://127.0.0.1:{srv.worker_port + i % args.workers}"
+                        for i in range(args.clients)]
+                load, b0, b1, _ = client.spread_load(uris, args.threads, data_dir, coll, sp, duration=args.duration,
+                                                     sample=srv.cpu_breakdown)
                 seen = load["requests"]
             per = {k: (b1[k] - b0[k]) * 1000.0 / seen for k in b0
                    if b0.get(k) is not None and b1.get(k) is not None}
@@ -103,45 +104,6 @@ def main(argv=None) -> int:
         with open(args.out, "w") as f:
             json.dump({"args": vars(args), "rounds": rounds, "median": median}, f, indent=1)
     return 0
-
-
-def _clients_load(srv, args, data_dir: str, coll: str, sp: dict):
-    """``args.clients`` client processes, ``args.threads`` threads in all, loading together once each has
-    connected (a barrier); the server's CPU read at the end of the warm-up and after ``args.duration``.
-    Returns the loads summed (qps, requests in the window, client CPU per query) and the two CPU readings."""
-    barrier = multiprocessing.get_context("spawn").Barrier(args.clients + 1)
-    uris = [srv.uri if not srv.worker_port else f"http://127.0.0.1:{srv.worker_port + i % args.workers}"
-            for i in range(args.clients)]
-    threads = [args.threads // args.clients + (1 if i < args.threads % args.clients else 0)
-               for i in range(args.clients)]
-    loads: list = [None] * args.clients
-    errors: list = []
-
-    def run(i: int) -> None:
-        try:
-            loads[i] = client.isolated(client.search_load, uris[i], data_dir, coll, sp, threads=threads[i], nq=1,
-                                       duration=args.duration, warmup=0.5, barrier=barrier,
-                                       timeout=args.duration + 300)
-        except BaseException as e:  # noqa: BLE001 - raised below
-            errors.append(e)
-
-    pool = [threading.Thread(target=run, args=(i,)) for i in range(args.clients)]
-    for t in pool:
-        t.start()
-    barrier.wait(300)
-    time.sleep(0.5)
-    b0 = srv.cpu_breakdown()
-    time.sleep(args.duration)
-    b1 = srv.cpu_breakdown()
-    for t in pool:
-        t.join()
-    if errors:
-        raise errors[0]
-    requests = sum(x["requests"] for x in loads)
-    return ({"qps": sum(x["qps"] for x in loads), "requests": requests,
-             "recall": sum(x["recall"] * x["requests"] for x in loads) / requests,
-             "client_cpu_ms_per_query": sum(x["client_cpu_ms_per_query"] * x["requests"] for x in loads) / requests,
-             "per_client_qps": [x["qps"] for x in loads]}, b0, b1)
 
 
 if __name__ == "__main__":

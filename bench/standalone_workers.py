@@ -24,11 +24,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import multiprocessing  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 
 from bench import client  # noqa: E402
@@ -107,45 +105,19 @@ class WorkersServer:
 
 
 def _load(srv: WorkersServer, args, data_dir: str, coll: str, sp: dict) -> dict:
-    """``args.clients`` client processes, ``args.threads`` threads in all, loading together once each has
-    connected; the server's CPU read at the end of the warm-up and ``args.duration`` s later."""
-    barrier = multiprocessing.get_context("spawn").Barrier(args.clients + 1)
+    """``args.clients`` client processes, ``args.threads`` threads in all (``client.spread_load``); the
+    server's CPU and memory read under load."""
     uris = [srv.uri if not srv.worker_port else f"http://127.0.0.1:{srv.worker_port + i % srv.workers}"
             for i in range(args.clients)]
-    threads = [args.threads // args.clients + (1 if i < args.threads % args.clients else 0)
-               for i in range(args.clients)]
-    loads: list = [None] * args.clients
-    errors: list = []
-
-    def run(i: int) -> None:
-        try:
-            loads[i] = client.isolated(client.search_load, uris[i], data_dir, coll, sp, threads=threads[i], nq=1,
-                                       duration=args.duration, warmup=0.5, barrier=barrier,
-                                       timeout=args.duration + 300)
-        except BaseException as e:  # noqa: BLE001 - raised below
-            errors.append(e)
-
-    pool = [threading.Thread(target=run, args=(i,)) for i in range(args.clients)]
-    for t in pool:
-        t.start()
-    barrier.wait(300)
-    time.sleep(0.5)
-    c0, t0 = srv.cpu(), time.monotonic()
-    time.sleep(args.duration)
-    c1, t1 = srv.cpu(), time.monotonic()
-    memory = srv.memory()  # under load, every collection loaded
-    for t in pool:
-        t.join()
-    if errors:
-        raise errors[0]
-    requests = sum(x["requests"] for x in loads)
-    qps = sum(x["qps"] for x in loads)
-    per = {k: (c1[k] - c0[k]) * 1000.0 / (qps * (t1 - t0)) for k in c0
+    load, (c0, _), (c1, memory), secs = client.spread_load(
+        uris, args.threads, data_dir, coll, sp, duration=args.duration, sample=lambda: (srv.cpu(), srv.memory()))
+    qps = load["qps"]
+    per = {k: (c1[k] - c0[k]) * 1000.0 / (qps * secs) for k in c0
            if c0.get(k) is not None and c1.get(k) is not None}
-    return {"qps": qps, "recall": sum(x["recall"] * x["requests"] for x in loads) / requests,
+    return {"qps": qps, "recall": load["recall"],
             "server_cpu_ms_per_query": sum(per.values()), "cpu_ms_per_query": per,
-            "client_cpu_ms_per_query": sum(x["client_cpu_ms_per_query"] * x["requests"] for x in loads) / requests,
-            "per_client_qps": [x["qps"] for x in loads], "memory": memory,
+            "client_cpu_ms_per_query": load["client_cpu_ms_per_query"],
+            "per_client_qps": load["per_client_qps"], "memory": memory,
             "pss_mib": sum(m["pss_mib"] for m in memory.values())}
 
 
