@@ -219,6 +219,11 @@ def run_row(system: str, spec, args, data_dir: str, n: int) -> dict:
             res["runs"][key] = run
             say(f"  {key}: {run['qps']:,.0f} q/s, recall {run['recall']:.3f}, p50 {run['p50_ms']:.2f} ms, "
                 f"server CPU {run.get('server_cpu_ms_per_query', float('nan')):.3f} ms/q")
+        for value in args.sweep if spec.search_key else []:  # other ef/nprobe: recall against QPS
+            run = _measured_load(srv, target, spec.search_params("L2", value), threads=args.threads, nq=1, **loads)
+            res["runs"][f"nq1_t8_{spec.search_key}{value}"] = run
+            say(f"  nq1_t8 {spec.search_key}={value}: {run['qps']:,.0f} q/s, recall {run['recall']:.3f}, "
+                f"server CPU {run.get('server_cpu_ms_per_query', float('nan')):.3f} ms/q")
     except Exception as e:  # one system failing must not lose the others' numbers
         res["error"] = _short_error(e)
         res["error_detail"] = f"{type(e).__name__}: {e}\n--- server log tail ---\n{srv.tail() if srv else ''}"
@@ -283,6 +288,13 @@ def markdown(doc: dict) -> str:
         proj.append(f"| {knob} | {r['system']} | {_f(p['bytes_per_row'])} | {_f(p['peak_rss_gib'], '{:.1f}')} | "
                     f"{_f(p['index_build_s'] / 60, '{:.0f}')} | {_f(p['searchable_s'] / 60, '{:.0f}')} |")
     out = head + "\n".join(rows)
+    sweep = [f"| {r['index']} | {r['system']} | {k[len('nq1_t8_'):]} | {_f(v.get('recall'), '{:.3f}')} | "
+             f"{_f(v.get('qps'))} | {_f(v.get('server_cpu_ms_per_query'), '{:.3f}')} |"
+             for r in doc["results"] if not r.get("error") for k, v in r["runs"].items() if k.startswith("nq1_t8_")]
+    if sweep:
+        out += ("\n\nOther search parameters, nq=1 with 8 client threads:\n\n"
+                "| index | system | parameter | recall@10 | QPS | server CPU ms/q |\n|---|---|---|---|---|---|\n"
+                + "\n".join(sweep))
     if proj:
         out += ("\n\n10M-row projection (**an estimate**, not measured: per-row memory from (peak - RSS after "
                 "start) / n; build times scaled by 10M/n, times log(10M)/log(n) for HNSW):\n\n"
@@ -310,12 +322,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--big-nq", type=int, default=100)
     ap.add_argument("--big-threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=5000, help="rows per insert call")
+    ap.add_argument("--sweep", default="", help="comma list of other ef/nprobe values: an nq=1 load each")
     ap.add_argument("--build-timeout", type=float, default=5400.0, help="seconds a system may take to build")
     ap.add_argument("--out", help="results JSON (default bench/results/<date>-scale-<dataset>-<n>.json)")
     ap.add_argument("--render", nargs="+", metavar="JSON", help="print the markdown tables of results files")
     args = ap.parse_args(argv)
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     args.indexes = [s.strip().upper() for s in args.index.split(",") if s.strip()]
+    args.sweep = [int(v) for v in args.sweep.split(",") if v.strip()]
     bad = [s for s in args.systems if s not in SYSTEMS] + [s for s in args.indexes if s not in INDEXES]
     if bad:
         ap.error(f"unknown system(s) or index type(s): {bad}")
