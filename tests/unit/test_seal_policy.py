@@ -126,3 +126,36 @@ def test_seal_rows_is_a_setting_the_standalone_proxy_follows(tmp_path):
     finally:
         client.close()
         srv.stop()
+
+
+def test_rows_inserted_before_the_load_are_sealed_at_seal_rows_too(tmp_path):
+    """A collection not loaded has no growing rows on the query node to count: the proxy counts what it
+    wrote since each channel's last seal, so 2,700 rows inserted before any load become segments of about
+    ``seal_rows`` (1,000), not one segment of everything (seen at 1M rows: one 1M-row HNSW graph)."""
+    from pymilvus import DataType, MilvusClient
+
+    from tests.conftest import server_settings
+    from vecdb.standalone import Standalone
+
+    settings = server_settings(tmp_path)
+    settings.datanode.seal_rows = 1000
+    srv = Standalone(settings).start()
+    client = MilvusClient(uri=f"http://127.0.0.1:{srv.port}")
+    try:
+        schema = client.create_schema(auto_id=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=2)
+        client.create_collection("unloaded", schema=schema)  # no index: not loaded
+        for start in range(0, 2700, 300):
+            client.insert("unloaded", [{"id": i, "vector": [float(i), 0.0]} for i in range(start, start + 300)])
+
+        def segments() -> list[int]:
+            return [json.loads(v)["num_rows"] for _, v in srv.meta.scan("seg/")]
+
+        wait_until(lambda: sum(segments()) >= 2000, 20, "the proxy's seal policy persisting the channel")
+        assert len(segments()) >= 2 and max(segments()) <= 1000 + 300
+        client.flush("unloaded")
+        assert sorted(segments())[-1] <= 1300 and sum(segments()) == 2700
+    finally:
+        client.close()
+        srv.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,29 @@ if TYPE_CHECKING:
     from vecdb.coord.resource_groups import ResourceGroups
     from vecdb.proxy.quota import Quota
     from vecdb.security import Security
+
+
+class UnsealedRows:
+    """Rows written through this proxy to each channel since its last seal through this proxy. The seal
+    policy's count for a collection no query node here holds (inserted before its load: its growing rows
+    are nowhere else counted, and it would be persisted as one segment however large it grew)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def add(self, rows: dict[str, int]) -> None:
+        with self._lock:
+            for ch, n in rows.items():
+                self._rows[ch] = self._rows.get(ch, 0) + n
+
+    def get(self, channel: str) -> int:
+        return self._rows.get(channel, 0)
+
+    def sealed(self, channels: list[str]) -> None:
+        with self._lock:
+            for ch in channels:
+                self._rows.pop(ch, None)
 
 
 @dataclass
@@ -61,6 +85,8 @@ class Roles:
     resource_groups: ResourceGroups | None = None
     # rate limits and write protection (vecdb.proxy.quota); None = none
     quota: Quota | None = None
+    # rows written per channel since its last seal (the seal policy's count where no query node holds them)
+    unsealed: UnsealedRows = field(default_factory=UnsealedRows)
 
 
 PARTITION_KEY_NAMES = "not support manually specifying the partition names if partition key mode is used"

@@ -81,6 +81,8 @@ class DmlRpcs(ServiceBase):
             return build
 
         ts, _ = self.r.writer.write({ch: builder(parts) for ch, parts in groups.items()})
+        self.r.unsealed.add({ch: sum(n if rows is None else len(rows) for _, rows in parts)
+                             for ch, parts in groups.items()})
         self._maybe_seal(info, list(groups))
         return ts
 
@@ -222,6 +224,7 @@ class DmlRpcs(ServiceBase):
         """The coord's flush (``vecdb.coord.flush``: seal records, persisted by the data nodes); the
         channels no data node process persisted are persisted here, in-process."""
         done = self.flusher.flush(info.id, channels or info.channels)
+        self.r.unsealed.sealed(channels or info.channels)
         self.r.writer.saw(done.positions)  # the coord's seal records end the channels now (a hint)
         seg_ids = list(done.segment_ids)
         for ch, pos in done.unpersisted.items():
@@ -238,7 +241,9 @@ class DmlRpcs(ServiceBase):
         try:
             if self.r.datanode.seals_itself():
                 return
-            full = [ch for ch in channels if self.r.querynode.growing_rows(ch) >= self.r.seal_rows]
+            # the query node's growing rows; this proxy's own count where it holds none (not loaded yet)
+            full = [ch for ch in channels
+                    if max(self.r.querynode.growing_rows(ch), self.r.unsealed.get(ch)) >= self.r.seal_rows]
         except Exception as e:  # noqa: BLE001 - a query node that does not answer: the next write checks again
             log.warning("seal check of %s skipped: %s", info.name, e)
             return
