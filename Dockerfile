@@ -3,7 +3,7 @@
 #   docker build --target gpu -t vecdb:gpu .      GPU indexes: CUDA 12 runtime + the `gpu` extra (CuPy)
 #   docker run -p 19530:19530 -p 9091:9091 -v vecdb-data:/var/lib/vecdb vecdb        standalone
 #   docker run vecdb coord --meta-store etcd://etcd:2379                              any role:
-#     vecdb standalone|coord|proxy|querynode|datanode, with its flags. docs/deploy.md
+#     vecdb standalone|coord|proxy|querynode|datanode|node, with its flags. docs/deploy.md
 # Every role listens on 0.0.0.0 (VECDB_PROXY__HOST: the listen address of whichever role runs) and serves
 # /healthz and /metrics on VECDB_HTTP__PORT (9091), which the HEALTHCHECK asks; data under /var/lib/vecdb.
 

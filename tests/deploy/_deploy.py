@@ -23,7 +23,7 @@ COMPOSE_CLUSTER = DEPLOY / "docker-compose.cluster.yml"
 COMPOSE_STANDALONE = DEPLOY / "docker-compose.yml"
 NATS_CONF = DEPLOY / "nats" / "nats.conf"
 DOCKERFILES = [REPO / "Dockerfile", REPO / "Dockerfile.arm64"]
-ROLES = ("standalone", "coord", "proxy", "querynode", "datanode")  # every `vecdb <role>` (cli_roles() checks)
+ROLES = ("standalone", "coord", "proxy", "querynode", "datanode", "node")  # every `vecdb <role>` (cli_roles() checks)
 CLUSTER_ROLES = ("coord", "proxy", "querynode", "datanode")  # what the compose cluster and the chart run
 
 
@@ -182,7 +182,7 @@ def role_run(argv: list[str], env: dict[str, str]) -> RoleRun:
         return 0
 
     with pytest.MonkeyPatch.context() as mp:
-        for name in ("_standalone", "_coord", "_querynode", "_datanode", "_proxy"):
+        for name in ("_standalone", "_coord", "_querynode", "_datanode", "_proxy", "_node"):
             mp.setattr(cli, f"{name}", capture)
         for key in list(os.environ):
             if key.startswith("VECDB_"):
