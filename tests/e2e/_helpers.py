@@ -8,6 +8,8 @@ HAMMING the number of differing bits (smaller is closer).
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 import uuid
 
 import grpc
@@ -196,8 +198,6 @@ class AckedWriter:
     order, which the server must keep. ``row(i)`` makes row ``i``."""
 
     def __init__(self, port: int, collection: str, ids: range, row):
-        import threading
-
         self.acked: list[int] = []
         self.failed = threading.Event()
         self._args = (port, collection, ids, row)
@@ -227,3 +227,21 @@ class AckedWriter:
         """Wait (60 s at most) for the writer to have failed on the server's end."""
         self._thread.join(60)
         assert self.failed.is_set() and not self._thread.is_alive(), "the writer did not fail on the kill"
+
+
+def worker_pid(parent: int, index: int) -> int | None:
+    """The pid of the parent's worker ``index`` (the child whose command line has --worker-index)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and b"--worker-index" in args and args[args.index(b"--worker-index") + 1] == str(
+                index).encode():
+            return int(entry)
+    return None

@@ -22,7 +22,7 @@ import numpy as np
 from pymilvus import DataType, MilvusClient
 
 from tests.conftest import RoleProcesses, free_ports, wait_until
-from tests.e2e._helpers import AckedWriter
+from tests.e2e._helpers import AckedWriter, worker_pid
 from vecdb.discovery import node_number
 
 DIM = 8
@@ -212,7 +212,6 @@ def test_node_workers_each_hold_a_replica(tmp_path, remote_storage):
     import os
     import signal
 
-    from tests.e2e.test_proxy_workers import worker_pid
 
     rng = np.random.default_rng(3)
     with RoleProcesses(dict(remote_storage(), session_ttl=TTL), tmp_path) as cl:

@@ -20,26 +20,8 @@ from pymilvus import MilvusClient
 from pymilvus.grpc_gen import milvus_pb2, milvus_pb2_grpc
 
 from tests.conftest import free_port, free_ports, spawn_vecdb, stop_processes, wait_until
-from tests.e2e._helpers import AckedWriter
+from tests.e2e._helpers import AckedWriter, worker_pid
 from vecdb.discovery import node_number
-
-
-def worker_pid(parent: int, index: int) -> int | None:
-    """The pid of the parent's worker ``index`` (the child whose command line has --worker-index)."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == parent and b"--worker-index" in args and args[args.index(b"--worker-index") + 1] == str(
-                index).encode():
-            return int(entry)
-    return None
 
 
 def answering_node(port: int) -> int:

@@ -24,7 +24,7 @@ import pytest
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from tests.conftest import free_ports, start_vecdb, stop_processes, wait_until
-from tests.e2e._helpers import AckedWriter
+from tests.e2e._helpers import AckedWriter, worker_pid
 from tests.e2e.test_rest import post
 
 DIM = 8
@@ -52,24 +52,6 @@ def wal_starts(data_dir) -> list[int]:
     root = data_dir / "wal"
     return [min(int(f.split(".")[0]) for f in os.listdir(root / ch)) for ch in os.listdir(root)
             if not ch.startswith(".") and (root / ch).is_dir() and os.listdir(root / ch)]
-
-
-def worker_pid(parent: int, index: int) -> int | None:
-    """The pid of the primary's worker ``index`` (the child whose command line has --worker-index)."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == parent and b"--worker-index" in args and args[args.index(b"--worker-index") + 1] == str(
-                index).encode():
-            return int(entry)
-    return None
 
 
 def client(port: int, **kwargs) -> MilvusClient:
