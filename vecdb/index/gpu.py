@@ -28,6 +28,7 @@ import numpy as np
 from vecdb.errors import IndexNotSupported, IoFailed
 from vecdb.index.gpu_base import GpuIndex, check_gpu_memory
 from vecdb.index.gpu_cagra import GpuCagra
+from vecdb.index.gpu_cuvs import CuvsSearcher, brute_force_search, log_fallback, use_cuvs
 from vecdb.index.gpu_ivf import GpuIvfFlat
 from vecdb.index.gpu_ivf_pq import GpuIvfPq
 from vecdb.index.gpu_ops import WORKSPACE_BYTES, row_norms
@@ -59,18 +60,24 @@ class GpuBruteForce(GpuIndex):
 
     approximate = False
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._cuvs = CuvsSearcher()
+
     @classmethod
     def estimate_bytes(cls, n: int, dim: int, params: dict, building: bool = True) -> int:
         return n * (dim * 4 + 4) + WORKSPACE_BYTES
 
     def _build(self, x: np.ndarray) -> None:
         v = self.xp.asarray(x)
+        self._cuvs.reset()
         self._dev = {"vectors": v, "norms": row_norms(self.xp, v)}
         self._n = len(x)
 
     def _add(self, x: np.ndarray) -> None:
         xp = self.xp
         v = xp.asarray(x)
+        self._cuvs.reset()
         self._dev = {
             "vectors": xp.concatenate([self._dev["vectors"], v]),
             "norms": xp.concatenate([self._dev["norms"], row_norms(xp, v)]),
@@ -78,6 +85,11 @@ class GpuBruteForce(GpuIndex):
         self._n += len(x)
 
     def _search_exact(self, q, k: int, mask):
+        if mask is None and use_cuvs(self.xp):
+            try:
+                return brute_force_search(self.xp, self._cuvs, self._dev, self._n, self._metric, q, k)
+            except Exception as e:  # noqa: BLE001 - any cuVS failure: CuPy's GEMM + top-k answers
+                log_fallback("brute-force search", e)
         return self._exact_rows(q, k, self._dev["vectors"], self._dev["norms"], mask)
 
     def _range(self, q, radius: float, range_filter, sp: dict, mask, exhaustive: bool):

@@ -36,6 +36,7 @@ import math
 import numpy as np
 
 from vecdb.index.gpu_base import GpuIndex
+from vecdb.index.gpu_cuvs import CUVS_MIN_GRAPH_ROWS, CuvsSearcher, cagra_graph, cagra_search, log_fallback, use_cuvs
 from vecdb.index.gpu_ops import (
     WORKSPACE_BYTES,
     argsort_stable,
@@ -89,7 +90,12 @@ def reverse_edge_graph(xp, knn, degree: int):
 
 
 class GpuCagra(GpuIndex):
-    """GPU_CAGRA: kNN graph + batched beam search, exact distances; see the module docstring."""
+    """GPU_CAGRA: kNN graph + batched beam search, exact distances; see the module docstring.
+    With cuVS (gpu_cuvs.py) the graph is cuVS's CAGRA graph and unfiltered searches are cuVS's."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._cuvs = CuvsSearcher()
 
     @classmethod
     def estimate_bytes(cls, n: int, dim: int, params: dict, building: bool = True) -> int:
@@ -115,8 +121,16 @@ class GpuCagra(GpuIndex):
         norms = row_norms(xp, v)
         ideg = min(self.params.get("intermediate_graph_degree", 128), n - 1)
         deg = min(self.params.get("graph_degree", 64), ideg)
-        knn = self._knn_graph(v, norms, ideg)
-        graph = reverse_edge_graph(xp, knn, deg).astype(xp.int32)
+        graph = None
+        if n >= CUVS_MIN_GRAPH_ROWS and use_cuvs(xp):
+            try:
+                graph = cagra_graph(xp, v, self._metric, ideg, deg, self.params.get("build_algo", "IVF_PQ"))
+            except Exception as e:  # noqa: BLE001 - any cuVS failure: the exact graph still builds
+                log_fallback("CAGRA build", e)
+        if graph is None:
+            knn = self._knn_graph(v, norms, ideg)
+            graph = reverse_edge_graph(xp, knn, deg).astype(xp.int32)
+        self._cuvs.reset()
         self._dev = {"vectors": v, "norms": norms, "graph": graph}
         self._info = {"graph_degree": int(deg)}
         self._n = n
@@ -155,6 +169,13 @@ class GpuCagra(GpuIndex):
         itopk = min(itopk, n)
         if itopk >= n or self._info.get("graph_degree", 0) == 0:
             return self._search_exact(q, k, mask)
+        if mask is None and use_cuvs(xp):
+            try:
+                return cagra_search(xp, self._cuvs, self._dev, n, self._metric, q, k, itopk,
+                                    int(sp.get("search_width") or 1), int(sp.get("min_iterations") or 0),
+                                    int(sp.get("max_iterations") or 0))
+            except Exception as e:  # noqa: BLE001 - any cuVS failure: the CuPy beam search answers
+                log_fallback("CAGRA search", e)
         max_iter = int(sp.get("max_iterations") or 0) or 2 * math.ceil(itopk / width) + 32
         min_iter = int(sp.get("min_iterations") or 0)
         out_d = xp.empty((len(q), k), dtype=xp.float32)
