@@ -21,6 +21,13 @@ Rules (on top of VectorIndex, base.py):
   is more than ``GPU_MEMORY_HEADROOM`` of the free memory (CUDA's free memory
   plus what CuPy's pool holds unused); the index is left as it was.
 - **Threads.** Searches share a read lock, build/add take the write lock.
+- **Batching.** Concurrent small unfiltered searches with the same k and
+  search params are coalesced into one device search (gpu_batch.py): a
+  request with fewer than ``BATCH_MAX_NQ`` queries and no filter mask (or an
+  all-valid one) goes through the index's QueryBatcher, which runs it at once
+  when no other such search is in flight, else stacks it with its companions.
+  The batch runs under one read lock, so it sees one state of the index.
+  ``batches_run`` / ``queries_batched`` count what was coalesced.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from vecdb.index.base import (
     normalize_rows,
     prepare_mask,
 )
+from vecdb.index.gpu_batch import BATCH_MAX_NQ, QueryBatcher
 from vecdb.index.gpu_ops import assemble_range, knn_exact, range_exact, to_host
 from vecdb.index.params import validate_search_params
 from vecdb.schema import DataType
@@ -94,6 +102,7 @@ class GpuIndex:
         self._info: dict[str, Any] = {}
         self._n = 0
         self._lock = RWLock()
+        self._batcher = QueryBatcher()
 
     # --- hooks -------------------------------------------------------------
     @classmethod
@@ -179,28 +188,64 @@ class GpuIndex:
             return None, nvalid
         return self.xp.asarray(mask), nvalid
 
+    @property
+    def batches_run(self) -> int:
+        """Device searches that served more than one concurrent request."""
+        return self._batcher.batches_run
+
+    @property
+    def queries_batched(self) -> int:
+        """Queries answered by those searches."""
+        return self._batcher.queries_batched
+
     def search(
         self, queries: np.ndarray, k: int, params: dict, valid: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         q = self._prepare(queries)
         sp = validate_search_params(self.index_type, self.metric_type, params, k)
+        key = self._batch_key(q, k, sp, valid)
+        if key is None:
+            with self._lock.read():
+                return self._search_locked(q, k, sp, valid)
+        return self._batcher.run(key, q, self._search_batch, k, sp, key[2])
+
+    @staticmethod
+    def _batch_key(q: np.ndarray, k: int, sp: dict, valid) -> tuple[int, tuple, int | None] | None:
+        """What a search may share a batch on: (k, params, mask length or None); None: not batchable
+        (no queries, many queries, or a mask that excludes rows). The validated params are
+        scalars in a fixed order, so their items are the key as they come."""
+        if not 0 < len(q) < BATCH_MAX_NQ:
+            return None
+        if valid is None:
+            return k, tuple(sp.items()), None
+        v = np.asarray(valid)
+        if v.ndim != 1 or not v.all():
+            return None
+        return k, tuple(sp.items()), len(v)  # all valid: rows added after this snapshot stay excluded
+
+    def _search_batch(self, qs: np.ndarray, k: int, sp: dict, rows: int | None):
         with self._lock.read():
-            mask, nvalid = self._mask(valid)
-            if nvalid == 0 or not len(q):
-                return empty_result(len(q), k, self.metric_type)
-            xp = self.xp
-            qd = xp.asarray(q)
-            exhaustive = not self.approximate or (
-                mask is not None and (nvalid <= k or nvalid < EXHAUSTIVE_VALID_FRACTION * self._n)
-            )
-            if exhaustive:
-                d, i = self._search_exact(qd, k, mask)
-            else:
-                d, i = self._search_approx(qd, k, sp, mask)
-                short = xp.flatnonzero((i >= 0).sum(axis=1) < min(k, nvalid))
-                if short.size:
-                    d[short], i[short] = self._search_exact(qd[short], k, mask)
-            return to_host(d), to_host(i)
+            valid = None if rows is None or rows == self._n else np.ones(rows, dtype=np.bool_)
+            return self._search_locked(qs, k, sp, valid)
+
+    def _search_locked(self, q: np.ndarray, k: int, sp: dict, valid) -> tuple[np.ndarray, np.ndarray]:
+        """One search over prepared queries; the caller holds the read lock."""
+        mask, nvalid = self._mask(valid)
+        if nvalid == 0 or not len(q):
+            return empty_result(len(q), k, self.metric_type)
+        xp = self.xp
+        qd = xp.asarray(q)
+        exhaustive = not self.approximate or (
+            mask is not None and (nvalid <= k or nvalid < EXHAUSTIVE_VALID_FRACTION * self._n)
+        )
+        if exhaustive:
+            d, i = self._search_exact(qd, k, mask)
+        else:
+            d, i = self._search_approx(qd, k, sp, mask)
+            short = xp.flatnonzero((i >= 0).sum(axis=1) < min(k, nvalid))
+            if short.size:
+                d[short], i[short] = self._search_exact(qd[short], k, mask)
+        return to_host(d), to_host(i)
 
     def range_search(
         self,
