@@ -261,8 +261,10 @@ def spread_load(uris: list[str], threads: int, data_dir: str, collection: str, s
     """nq=1 searches from ``len(uris)`` client processes (client i on ``uris[i]``), ``threads`` threads in all,
     loading together once each has connected (a barrier). ``sample()`` (the server's CPU) is read at the end of
     the 0.5 s warm-up and ``duration`` s later, while the clients still load. Returns the loads summed (qps,
-    requests in the window, recall, client CPU per query, each client's qps), the two samples and the seconds
-    between them."""
+    requests in the window, recall, client CPU per query, each client's qps, ``clients_ready_s``: seconds from
+    the call until every client had connected and passed the barrier), the two samples and the seconds between
+    them."""
+    started = time.monotonic()
     n = len(uris)
     barrier = multiprocessing.get_context("spawn").Barrier(n + 1)
     split = [threads // n + (1 if i < threads % n else 0) for i in range(n)]
@@ -280,6 +282,7 @@ def spread_load(uris: list[str], threads: int, data_dir: str, collection: str, s
     for t in pool:
         t.start()
     barrier.wait(300)
+    ready_s = time.monotonic() - started
     time.sleep(0.5)
     s0, t0 = sample(), time.monotonic()
     time.sleep(duration)
@@ -292,4 +295,4 @@ def spread_load(uris: list[str], threads: int, data_dir: str, collection: str, s
     return ({"qps": sum(x["qps"] for x in loads), "requests": requests,
              "recall": sum(x["recall"] * x["requests"] for x in loads) / requests,
              "client_cpu_ms_per_query": sum(x["client_cpu_ms_per_query"] * x["requests"] for x in loads) / requests,
-             "per_client_qps": [x["qps"] for x in loads]}, s0, s1, t1 - t0)
+             "per_client_qps": [x["qps"] for x in loads], "clients_ready_s": ready_s}, s0, s1, t1 - t0)

@@ -194,7 +194,12 @@ class MilvusStandalone:
     def pid(self) -> int:
         return self.server.server_proc.pid
 
-    def start(self) -> MilvusStandalone:
+    def start(self, wait: bool = True) -> MilvusStandalone:
+        """Start Milvus; ``wait=False``: return once its process is started, without waiting for its
+        health check (``wait_started()`` does that later), so its ~30 s start can overlap other work.
+        MilvusServer's start changes the working directory and ``os.environ`` for a moment, so start
+        it from the main thread before any other thread spawns processes; ``wait_started`` is safe in
+        any thread."""
         try:
             from milvus import MilvusServer, MilvusServerConfig
         except ImportError as e:
@@ -212,7 +217,7 @@ class MilvusStandalone:
         os.environ["ETCD_CONFIG_PATH"] = etcd_yaml  # MilvusServer copies os.environ at start
         os.environ.update(SERVER_ENV)
         try:
-            self.server = MilvusServer(MilvusServerConfig(), wait_for_started=True)
+            self.server = MilvusServer(MilvusServerConfig(), wait_for_started=wait)
             self.server.set_base_dir(os.path.join(self.workdir, "milvus"))
             # Every listening port fresh, not Milvus's defaults (19529, 21123, ...):
             # another Milvus on this machine must not collide with this one.
@@ -228,6 +233,27 @@ class MilvusStandalone:
                 else:
                     os.environ[k] = v
         return self
+
+    def wait_started(self, timeout: float = 180.0) -> MilvusStandalone:
+        """After ``start(wait=False)``: wait until Milvus's /healthz says OK (TimeoutError after ``timeout``
+        seconds, RuntimeError at once if it exited)."""
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.server.webservice_port}/healthz"
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            code = self.server.server_proc.poll()
+            if code is not None:
+                raise RuntimeError(f"Milvus exited with {code} before its health check passed: {self.tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    if "OK" in resp.read().decode("utf-8", "replace"):
+                        time.sleep(1.0)  # as MilvusServer.wait_started does: ready a moment after /healthz
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"Milvus not healthy in {timeout:.0f} s: {self.tail()}")
 
     def peak_rss_mb(self) -> float | None:
         return read_vmhwm_mb(self.pid) if self.server and self.server.server_proc else None
