@@ -42,11 +42,23 @@ _import_error: list[str] = []
 def cuvs_modules() -> dict[str, Any] | None:
     """cuVS's ``cagra`` and ``brute_force`` modules, or None when cuVS does not import."""
     try:
-        from cuvs.neighbors import brute_force, cagra  # optional dependency (vecdb[gpu])
+        from cuvs.common import Resources  # optional dependency (vecdb[gpu])
+        from cuvs.neighbors import brute_force, cagra
     except Exception as e:  # noqa: BLE001 - ImportError, a missing CUDA library (OSError)...
         _import_error.append(f"{type(e).__name__}: {e}")
         return None
-    return {"cagra": cagra, "brute_force": brute_force}
+    return {"cagra": cagra, "brute_force": brute_force, "Resources": Resources}
+
+
+_local = threading.local()
+
+
+def _resources() -> Any:
+    """This thread's cuVS handle (its stream, cuBLAS handle, workspace): made once per thread, not per call."""
+    res = getattr(_local, "res", None)
+    if res is None:
+        res = _local.res = cuvs_modules()["Resources"]()  # type: ignore[index]
+    return res
 
 
 def backend_choice() -> str:
@@ -86,7 +98,9 @@ def cagra_graph(xp: Any, v: Any, metric: str, ideg: int, deg: int, build_algo: s
     params = cagra.IndexParams(metric=_METRICS[metric], intermediate_graph_degree=int(ideg),
                                graph_degree=int(deg), build_algo=algo)
     _sync(xp)
-    index = cagra.build(params, v)
+    res = _resources()
+    index = cagra.build(params, v, resources=res)
+    res.sync()
     graph = xp.asarray(index.graph).astype(xp.int32)  # a copy: the view dies with ``index``
     del index
     return graph
@@ -140,14 +154,21 @@ def cagra_search(xp: Any, searcher: CuvsSearcher, dev: dict, n: int, metric: str
     cagra = cuvs_modules()["cagra"]  # type: ignore[index]
 
     def make():
+        # cuVS's index views the graph and the rows without copying them: the uint32 graph lives with it
+        graph = dev["graph"].astype(xp.uint32)
         _sync(xp)
-        return cagra.from_graph(dev["graph"].astype(xp.uint32), dev["vectors"], metric=_METRICS[metric])
+        res = _resources()
+        index = cagra.from_graph(graph, dev["vectors"], metric=_METRICS[metric], resources=res)
+        res.sync()
+        return index, graph
 
-    index = searcher.get(make)
+    index, _graph = searcher.get(make)
     sp = cagra.SearchParams(itopk_size=int(itopk), search_width=int(width), min_iterations=int(min_iter),
                             max_iterations=int(max_iter))
     _sync(xp)
-    _d, raw = cagra.search(sp, index, q, int(k))
+    res = _resources()
+    _d, raw = cagra.search(sp, index, q, int(k), resources=res)
+    res.sync()
     return rescore(xp, q, dev["vectors"], dev["norms"], _valid_ids(xp, raw, n), k, metric)
 
 
@@ -157,11 +178,16 @@ def brute_force_search(xp: Any, searcher: CuvsSearcher, dev: dict, n: int, metri
 
     def make():
         _sync(xp)
-        return bf.build(dev["vectors"], metric=_METRICS[metric])
+        res = _resources()
+        index = bf.build(dev["vectors"], metric=_METRICS[metric], resources=res)
+        res.sync()
+        return index
 
     index = searcher.get(make)
     _sync(xp)
-    _d, raw = bf.search(index, q, int(min(k, n)))
+    res = _resources()
+    _d, raw = bf.search(index, q, int(min(k, n)), resources=res)
+    res.sync()
     return rescore(xp, q, dev["vectors"], dev["norms"], _valid_ids(xp, raw, n), k, metric)
 
 
