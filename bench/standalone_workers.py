@@ -157,6 +157,15 @@ class MilvusSetting:
         return _pss(self.pids())
 
 
+def _worker_uris(srv) -> list[str]:
+    return [f"http://127.0.0.1:{srv.worker_port + i}" for i in range(srv.workers)] if srv.worker_port else []
+
+
+def _warm(uris: list[str], coll: str) -> None:
+    for uri in uris:
+        client.count_latency(uri, coll, reps=2)
+
+
 def _load(srv, args, data_dir: str, coll: str, sp: dict, background: dict[str, int] | None = None) -> dict:
     """``args.clients`` client processes, ``args.threads`` threads in all (``client.spread_load``); the
     server's CPU and memory read under load. ``background``: other processes left running (the idle Milvus
@@ -431,8 +440,9 @@ def main(argv=None) -> int:
                         wport = free_port() + 1000 if args.pin and w > 1 else 0
                         srv = WorkersServer(data_dir, w, wport).start()
                         try:
-                            # warm: a Strong count (through one worker: the others answered before "ready")
-                            client.isolated(client.count_latency, srv.uri, coll, reps=5, timeout=120.0)
+                            # warm: a Strong count through the shared port, and through each worker's own
+                            # port when the clients are pinned (a worker's query node loads on first use)
+                            client.isolated(_warm, [srv.uri] + _worker_uris(srv), coll, timeout=120.0)
                             r = _load(srv, args, vectors_dir, coll, sp,
                                       background={"milvus": milvus.pid} if milvus is not None else None)
                         finally:
