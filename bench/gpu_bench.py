@@ -4,7 +4,8 @@ Runs the index layer in-process (vecdb.index.factory.create_index, the objects a
 generated clustered set of bench/datasets.py (fixed seed, exact L2 ground truth), for:
 
 - HNSW on the CPU (FAISS through vecdb, M=16 efConstruction=200, ef=64): the anchor;
-- GPU_CAGRA on cuVS (intermediate_graph_degree=128 graph_degree=64, itopk_size=64), and on vecdb's
+- GPU_CAGRA on cuVS (intermediate_graph_degree=128 graph_degree=64, itopk_size=64; the graph by
+  NN-descent, vecdb's default, and by IVF-PQ, knowhere's), and on vecdb's
   own CuPy kernels at ``--cupy-cagra-n`` rows (its exact kNN graph is O(n^2): not run at 1M);
 - GPU_BRUTE_FORCE on cuVS and on CuPy; GPU_IVF_FLAT (nlist=1024, nprobe=16) and GPU_IVF_PQ
   (nlist=1024, m=32, nbits=8, nprobe=16) on CuPy;
@@ -37,6 +38,8 @@ CONFIGS = [
     # label, index type, backend, build params, search params, rows (None: all), seconds it may need at 1M
     ("GPU_CAGRA cuvs", "GPU_CAGRA", "cuvs", {"intermediate_graph_degree": 128, "graph_degree": 64},
      {"itopk_size": 64}, None, 40),
+    ("GPU_CAGRA cuvs IVF_PQ graph", "GPU_CAGRA", "cuvs",
+     {"intermediate_graph_degree": 128, "graph_degree": 64, "build_algo": "IVF_PQ"}, {"itopk_size": 64}, None, 40),
     ("HNSW cpu", "HNSW", None, {"M": 16, "efConstruction": 200}, {"ef": 64}, None, 90),
     ("GPU_BRUTE_FORCE cuvs", "GPU_BRUTE_FORCE", "cuvs", {}, {}, None, 15),
     ("GPU_BRUTE_FORCE cupy", "GPU_BRUTE_FORCE", "cupy", {}, {}, None, 15),
