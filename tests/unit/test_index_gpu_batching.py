@@ -283,3 +283,40 @@ def test_batcher_stacks_rows_and_fails_every_caller():
     assert b.batches_run == 1 and b.queries_batched == 6 and not b._open and not b._busy
     d, i = b.run("k", qs[1], fn)  # alone again: runs at once, succeeds
     np.testing.assert_array_equal(d, qs[1] + 1)
+
+
+def test_requests_gather_while_the_device_is_busy():
+    """A slow search in flight: the callers arriving meanwhile go as one batch once it is done, not as
+    many small searches at once (the device would run them one after another anyway)."""
+    b = QueryBatcher()
+    lock = threading.Lock()
+    state = {"in_flight": 0, "most": 0, "calls": 0}
+
+    def slow(qs: np.ndarray):
+        with lock:
+            state["in_flight"] += 1
+            state["most"] = max(state["most"], state["in_flight"])
+            state["calls"] += 1
+        time.sleep(0.01)
+        with lock:
+            state["in_flight"] -= 1
+        return qs[:, :1].copy(), qs[:, :1].astype(np.int64)
+
+    out: dict[int, float] = {}
+
+    def caller(j: int) -> None:
+        for r in range(5):
+            v = float(j * 100 + r)
+            d, _ = b.run("k", np.full((1, 2), v, np.float32), slow)
+            assert d[0, 0] == v  # its own row back
+        out[j] = v
+
+    threads = [threading.Thread(target=caller, args=(j,)) for j in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(out) == 16
+    assert state["most"] <= 2  # one search on the device, the next one gathering
+    assert state["calls"] <= 40  # 80 requests: batches of several, not one search each
+    assert b.queries_batched >= 60

@@ -10,8 +10,9 @@ batcher coalesces them into one device call:
   than ``BATCH_MAX_NQ`` queries) and passes the rest around the batcher.
 - **No waiting without concurrency.** A request whose key has no search in
   flight runs at once, alone (a lock, a dict update). Otherwise the first
-  request opens a batch and becomes its **leader**: it waits ``BATCH_WAIT_S``
-  (or until ``MAX_BATCH_QUERIES`` queries have joined), closes the batch,
+  request opens a batch and becomes its **leader**: it takes companions while
+  the key's other searches are still running (at least ``BATCH_WAIT_S``, at most
+  ``MAX_LEAD_WAIT_S``, or until ``MAX_BATCH_QUERIES`` queries have joined), closes the batch,
   runs one search over the stacked queries and publishes the result; the
   **followers** block on the batch's event and take their own rows (or
   re-raise the leader's exception).
@@ -24,12 +25,14 @@ than one request and the queries they served (tests and benchmarks read them).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
 
-BATCH_WAIT_S = 0.0002  # how long a leader waits for companions (only when its key is already busy)
+BATCH_WAIT_S = 0.0002  # how long a leader waits for companions at least (only when its key is already busy)
+MAX_LEAD_WAIT_S = 0.02  # ... and at most, while the key's other searches are still running
 MAX_BATCH_QUERIES = 256  # a batch closes early at this many queries
 BATCH_MAX_NQ = 64  # requests with this many queries or more bypass the batcher
 
@@ -101,7 +104,7 @@ class QueryBatcher:
 
     def _lead(self, key: Hashable, b: _Batch, fn: Callable[..., Result], args: tuple) -> Result:
         try:
-            b.full.wait(self.wait_s)
+            self._gather(key, b)
             self._close(key, b)
             qs = b.parts[0] if len(b.parts) == 1 else np.concatenate(b.parts)
             b.result = fn(qs, *args)
@@ -114,6 +117,18 @@ class QueryBatcher:
         d, i = b.result
         n = len(b.parts[0])
         return d[:n], i[:n]
+
+    def _gather(self, key: Hashable, b: _Batch) -> None:
+        """Take companions while the key's other searches run: the device runs one search after another
+        anyway, so the requests that arrive meanwhile go as one batch when the device is free (seen on an
+        H200: 32 callers of 3 ms searches made batches of ~5 with a fixed 0.2 ms wait, and 32 searches in
+        flight waited on each other's kernels). At least ``wait_s``, at most ``MAX_LEAD_WAIT_S``."""
+        deadline = time.monotonic() + MAX_LEAD_WAIT_S
+        while not b.full.wait(self.wait_s):
+            with self._lock:
+                others = self._busy.get(key, 0) - 1  # solo searches and leaders in flight, this one aside
+            if others <= 0 or time.monotonic() >= deadline:
+                return
 
     def _close(self, key: Hashable, b: _Batch) -> None:
         """No more joins; count the batch if it serves more than one request."""
