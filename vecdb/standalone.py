@@ -83,7 +83,7 @@ class Standalone:
         self.roles = Roles(catalog, tso, ids, writer, self.querynode, self.datanode, ddl=ddl, flush=flush,
                            max_request_bytes=settings.proxy.max_request_bytes,
                            max_query_window=settings.proxy.max_query_window, security=self.security,
-                           seal_rows=settings.datanode.seal_rows,
+                           seal_rows=settings.datanode.seal_rows, seal_bytes=settings.datanode.seal_bytes,
                            resource_groups=groups,
                            quota=Quota(settings.quota, data_dir=settings.storage.data_dir))
         # compaction of every collection's channels, in the background (vecdb.datanode.compactor)

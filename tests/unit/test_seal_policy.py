@@ -10,6 +10,7 @@ import json
 import time
 
 import numpy as np
+import pytest
 
 from tests.conftest import wait_until
 from vecdb.coord.catalog import Catalog
@@ -20,6 +21,7 @@ from vecdb.datanode import remote
 from vecdb.datanode.flusher import ChannelFlusher
 from vecdb.datanode.node import DataNode
 from vecdb.datanode.remote import ClusterDataNode
+from vecdb.datanode.seal import VARIABLE_FIELD_BYTES, row_bytes, seal_rows_for
 from vecdb.proxy.writer import ShardWriter
 from vecdb.records import InsertRecord, SealRecord, decode
 from vecdb.schema import CollectionSchema, DataType, FieldSchema
@@ -27,7 +29,10 @@ from vecdb.storage import segments as sf
 from vecdb.storage.memory import MemoryLog, MemoryMetaStore, MemoryObjectStore
 
 
-def test_the_data_node_seals_a_channel_at_seal_rows_and_persists_it():
+@pytest.mark.parametrize("limits", [{"seal_rows": 100}, {"seal_rows": 10**6, "seal_bytes": 100 * 32}],
+                         ids=["rows", "bytes"])
+def test_the_data_node_seals_a_channel_at_seal_rows_and_persists_it(limits):
+    """By rows, or by bytes: 100 rows of (int64 id, 2-d float vector) are 100 x 32 estimated bytes."""
     meta, wal, objects = MemoryMetaStore(), MemoryLog(), MemoryObjectStore()
     catalog = Catalog(meta)
     schema = CollectionSchema("c", [FieldSchema("id", DataType.INT64, is_primary=True),
@@ -49,7 +54,8 @@ def test_the_data_node_seals_a_channel_at_seal_rows_and_persists_it():
         writer.write({ch: lambda ts: [SealRecord(cid, ts)]})
 
     node = DataNode(wal, meta, objects, IdAllocator(meta))
-    flusher = ChannelFlusher(node, wal, meta, "dn0", seal=seal, seal_rows=100)
+    assert row_bytes(schema) == 32
+    flusher = ChannelFlusher(node, wal, meta, "dn0", seal=seal, **limits)
     next_id = [0]
 
     def insert(n: int) -> None:
@@ -83,6 +89,31 @@ def test_the_data_node_seals_a_channel_at_seal_rows_and_persists_it():
         catalog.close()
 
 
+def test_segments_are_sized_in_bytes_as_milvus_sizes_them():
+    """128 MiB of estimated rows, at most 1M rows: 1M x 128-d floats make 4 segments (Milvus made 4),
+    400k GloVe-50d rows one; narrow rows stop at the row cap."""
+    from vecdb.config import DataNodeSettings
+
+    d = DataNodeSettings()
+    assert (d.seal_bytes, d.seal_rows) == (128 << 20, 1_000_000)
+
+    def schema(*fields):
+        return CollectionSchema("c", [FieldSchema("id", DataType.INT64, is_primary=True), *fields])
+
+    wide = schema(FieldSchema("v", DataType.FLOAT_VECTOR, dim=128))
+    assert row_bytes(wide) == 16 + 8 + 512
+    assert seal_rows_for(wide, d.seal_rows, d.seal_bytes) == (128 << 20) // 536 == 250_406
+    glove = schema(FieldSchema("v", DataType.FLOAT_VECTOR, dim=50))
+    assert seal_rows_for(glove, d.seal_rows, d.seal_bytes) > 400_000
+    narrow = schema(FieldSchema("v", DataType.BINARY_VECTOR, dim=8))
+    assert seal_rows_for(narrow, d.seal_rows, d.seal_bytes) == d.seal_rows
+    mixed = schema(FieldSchema("v", DataType.FLOAT16_VECTOR, dim=64),
+                   FieldSchema("t", DataType.VARCHAR, max_length=512), FieldSchema("j", DataType.JSON),
+                   FieldSchema("b", DataType.BOOL))
+    assert row_bytes(mixed) == 16 + 8 + 128 + 2 * VARIABLE_FIELD_BYTES + 1
+    assert seal_rows_for(mixed, 10, 1) == 1  # never 0
+
+
 def test_the_proxy_leaves_the_seal_policy_to_running_data_nodes(monkeypatch):
     meta = MemoryMetaStore()
     node = DataNode(MemoryLog(), meta, MemoryObjectStore(), IdAllocator(meta))
@@ -100,9 +131,12 @@ def test_the_proxy_leaves_the_seal_policy_to_running_data_nodes(monkeypatch):
 
 
 
-def test_seal_rows_is_a_setting_the_standalone_proxy_follows(tmp_path):
-    """``datanode.seal_rows`` (VECDB_DATANODE__SEAL_ROWS): a standalone server seals and persists a
-    channel once that many rows are past its last seal, with no flush call."""
+@pytest.mark.parametrize("limits", [{"seal_rows": 1000}, {"seal_rows": 10**6, "seal_bytes": 1000 * 96}],
+                         ids=["rows", "bytes"])
+def test_seal_rows_is_a_setting_the_standalone_proxy_follows(tmp_path, limits):
+    """``datanode.seal_rows`` (VECDB_DATANODE__SEAL_ROWS) and ``datanode.seal_bytes``: a standalone server
+    seals and persists a channel once that many rows (or that many estimated bytes of rows) are past its
+    last seal, with no flush call."""
     from pymilvus import MilvusClient
 
     from tests.conftest import server_settings
@@ -110,8 +144,11 @@ def test_seal_rows_is_a_setting_the_standalone_proxy_follows(tmp_path):
     from vecdb.standalone import Standalone
 
     assert load_settings(env={"VECDB_DATANODE__SEAL_ROWS": "5000"}).datanode.seal_rows == 5000
+    assert load_settings(env={"VECDB_DATANODE__SEAL_BYTES": "4096"}).datanode.seal_bytes == 4096
+    # the quick-setup schema: id, a 2-d vector and the dynamic field's JSON: 16 + 8 + 8 + 64 bytes a row
     settings = server_settings(tmp_path)
-    settings.datanode.seal_rows = 1000
+    for key, value in limits.items():
+        setattr(settings.datanode, key, value)
     srv = Standalone(settings).start()
     client = MilvusClient(uri=f"http://127.0.0.1:{srv.port}")
     try:

@@ -38,6 +38,7 @@ from vecdb.coord.assignment import Assignment, assign_key
 from vecdb.coord.catalog import read_collection
 from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
 from vecdb.datanode.node import DataNode
+from vecdb.datanode.seal import seal_rows_for
 from vecdb.querynode.positions import QN_POS_PREFIX
 from vecdb.records import InsertRecord, SealRecord, decode
 from vecdb.storage import segments as sf
@@ -50,13 +51,15 @@ TRUNCATE_SECONDS = 5.0
 MAX_FOLLOWER_LAG = 1_000_000  # records behind the checkpoint a query node may hold the log back
 # rows after a channel's last seal record that make the seal policy seal it (the setting's default)
 SEAL_ROWS: int = DataNodeSettings.model_fields["seal_rows"].default
+SEAL_BYTES: int = DataNodeSettings.model_fields["seal_bytes"].default
 
 
 class ChannelFlusher:
     def __init__(self, node: DataNode, wal: Log, meta: MetaStore, node_id: str,
-                 seal: Callable[[int, str], None] | None = None, seal_rows: int = SEAL_ROWS):
+                 seal: Callable[[int, str], None] | None = None, seal_rows: int = SEAL_ROWS,
+                 seal_bytes: int = SEAL_BYTES):
         self.node, self.log, self.meta, self.node_id = node, wal, meta, node_id
-        self.seal, self.seal_rows = seal, seal_rows
+        self.seal, self.seal_rows, self.seal_bytes = seal, seal_rows, seal_bytes
         self._lock = threading.Lock()
         self._followers: dict[str, threading.Event] = {}  # channel -> stop flag of its thread
         self._threads: list[threading.Thread] = []  # every follower thread started (close waits for them)
@@ -108,6 +111,7 @@ class ChannelFlusher:
             follower = None
             try:
                 follower = self.log.follow(channel, sf.checkpoint(self.meta, cid, channel) + 1)
+                limit = seal_rows_for(read_collection(self.meta, cid).schema, self.seal_rows, self.seal_bytes)
                 due = time.monotonic() + TRUNCATE_SECONDS
                 growing = 0  # rows inserted after the last seal record (from the checkpoint on)
                 while not stop.is_set():
@@ -120,7 +124,7 @@ class ChannelFlusher:
                                 due = 0.0
                         elif isinstance(record, InsertRecord):
                             growing += record.num_rows
-                            if growing >= self.seal_rows and self._seal(cid, channel):
+                            if growing >= limit and self._seal(cid, channel, limit):
                                 growing = 0  # its seal record comes back here, and is persisted
                     if time.monotonic() >= due:
                         self.truncate(cid, channel)
@@ -134,7 +138,7 @@ class ChannelFlusher:
                 if follower is not None:
                     follower.close()
 
-    def _seal(self, cid: int, channel: str) -> bool:
+    def _seal(self, cid: int, channel: str, limit: int) -> bool:
         """Whether the seal record was appended (never raises: the next insert tries again)."""
         if self.seal is None:
             return False
@@ -144,7 +148,7 @@ class ChannelFlusher:
             log.warning("data node %s: sealing %s failed (tried again at the next insert): %s", self.node_id,
                         channel, e)
             return False
-        log.info("data node %s sealed %s (seal policy: %d rows)", self.node_id, channel, self.seal_rows)
+        log.info("data node %s sealed %s (seal policy: %d rows)", self.node_id, channel, limit)
         return True
 
     def _persist(self, cid: int, channel: str, upto: int) -> None:

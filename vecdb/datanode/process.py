@@ -41,7 +41,8 @@ class DataNodeProcess(NodeProcess):
         super().__init__(settings, host, node_id, backends)
         try:
             self.flusher = ChannelFlusher(self.node, self.backends.log, self.backends.meta, self.node_id,
-                                          seal=self._seal, seal_rows=settings.datanode.seal_rows)
+                                          seal=self._seal, seal_rows=settings.datanode.seal_rows,
+                                          seal_bytes=settings.datanode.seal_bytes)
             self.indexes = IndexScheduler(self.node.indexer, self.backends.meta, self.node_id)
             self.node.compactor.start(self.flusher.assigned)  # compacts the channels it persists
         except BaseException:

@@ -17,7 +17,7 @@ from pymilvus.grpc_gen import common_pb2
 
 from vecdb import errors, metrics
 from vecdb.coord.catalog import DEFAULT_PARTITION, CollectionInfo
-from vecdb.datanode.flusher import SEAL_ROWS
+from vecdb.datanode.flusher import SEAL_BYTES, SEAL_ROWS
 from vecdb.proxy import status
 from vecdb.proxy.writer import ShardWriter
 from vecdb.roles import CatalogRole, DataNodeRole, DdlRole, FlushRole, IdSource, QueryNodeRole, TimestampSource
@@ -73,6 +73,7 @@ class Roles:
     max_query_window: int = 16384
     # rows after a channel's last seal record that make the proxy's seal policy seal it (datanode.seal_rows)
     seal_rows: int = SEAL_ROWS
+    seal_bytes: int = SEAL_BYTES
     # what Connect and GetComponentStates say this server is: "standalone", or a cluster's "proxy"
     component: str = "standalone"
     node_id: int = 1

@@ -80,6 +80,7 @@ class ProxyProcess(NodeProcess):
         self.roles = Roles(catalog, tso, ids, writer, self.router, self.datanode,
                            max_request_bytes=settings.proxy.max_request_bytes,
                            max_query_window=settings.proxy.max_query_window, seal_rows=settings.datanode.seal_rows,
+                           seal_bytes=settings.datanode.seal_bytes,
                            component="proxy", node_id=node_number(self.node_id), security=security,
                            resource_groups=ResourceGroups(self.backends.meta, self.router.node_addresses),
                            quota=Quota(settings.quota, node_id=self.node_id))

@@ -12,6 +12,7 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from vecdb import errors
 from vecdb.coord.catalog import DEFAULT_PARTITION, CollectionInfo
+from vecdb.datanode.seal import seal_rows_for
 from vecdb.expr import compile_filter
 from vecdb.expr.lexer import INT64_MAX, INT64_MIN, syntax_error
 from vecdb.expr.limits import MAX_EXPR_LENGTH
@@ -242,8 +243,9 @@ class DmlRpcs(ServiceBase):
             if self.r.datanode.seals_itself():
                 return
             # the query node's growing rows; this proxy's own count where it holds none (not loaded yet)
+            limit = seal_rows_for(info.schema, self.r.seal_rows, self.r.seal_bytes)
             full = [ch for ch in channels
-                    if max(self.r.querynode.growing_rows(ch), self.r.unsealed.get(ch)) >= self.r.seal_rows]
+                    if max(self.r.querynode.growing_rows(ch), self.r.unsealed.get(ch)) >= limit]
         except Exception as e:  # noqa: BLE001 - a query node that does not answer: the next write checks again
             log.warning("seal check of %s skipped: %s", info.name, e)
             return
