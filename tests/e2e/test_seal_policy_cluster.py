@@ -1,6 +1,7 @@
 """The seal policy is the data node's (vecdb.datanode.flusher): in a cluster of processes, inserts
-through pymilvus past SEAL_ROWS rows get the channel sealed and persisted by its data node with no
-flush call (the proxy no longer asks a query node for the growing rows). Real NATS, etcd, S3."""
+through pymilvus past ``datanode.seal_rows`` rows (set to SEAL_ROWS here) get the channel sealed and
+persisted by its data node with no flush call (the proxy no longer asks a query node for the growing
+rows). Real NATS, etcd, S3."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import time
 import numpy as np
 
 from tests.conftest import start_cluster, wait_until
-from vecdb.datanode.flusher import SEAL_ROWS
 
+SEAL_ROWS = 200_000  # the data node's datanode.seal_rows (the default seals 2-d rows at 1M, by bytes)
 BATCH = 25_000
 
 
 def test_the_data_node_seals_a_channel_past_seal_rows_without_a_flush(tmp_path, remote_storage):
-    with start_cluster(remote_storage(), tmp_path) as cluster:
+    env = {"dn0": {"VECDB_DATANODE__SEAL_ROWS": str(SEAL_ROWS)}}
+    with start_cluster(remote_storage(), tmp_path, env=env) as cluster:
         meta, c = cluster.meta, cluster.client()
         c.create_collection("big", dimension=2, metric_type="L2", num_shards=1)
         total = SEAL_ROWS + BATCH  # one batch past the threshold
