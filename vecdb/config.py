@@ -64,6 +64,9 @@ class QueryNodeSettings(BaseModel):
     spread_min_rows: int = Field(200_000, ge=0, description="sealed rows a shard channel holds before the coord "
                                  "spreads its segments over a replica's query nodes (below it the channel's leader "
                                  "holds them all and no other node follows the channel; 0: always spread)")
+    mmap_sealed: bool = Field(False, description="map every sealed segment's columns and index files, whatever "
+                              "the collection's mmap.enabled says: the workers of `vecdb standalone --workers N` "
+                              "(N > 1) get it, so the files they all read are one copy in the page cache")
     replica_per_node: bool = Field(False, description="read by the coord: every loaded collection gets a replica on "
                                    "each live query node (at least replica_number; in each resource group it has "
                                    "replicas in), so a proxy beside its query node in one process (``vecdb node``) "

@@ -170,7 +170,8 @@ class NodeRoleProcess(ProxyProcess):
     def _start(self, settings: Settings):
         host = settings.proxy.host
         self.node = QueryNode(self.backends.log, self.backends.meta, self.backends.objects,
-                              settings.querynode.index_threads, tail=True)
+                              settings.querynode.index_threads, tail=True,
+                              mmap_sealed=settings.querynode.mmap_sealed)
         self._closers.append(self.node.close)
         qn_server, qn_port = serve_querynode(self.node, host, self._qn_port)
         self._closers.append(lambda: qn_server.stop(1.0).wait())

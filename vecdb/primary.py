@@ -245,8 +245,11 @@ def run_primary(settings: Settings, workers: int, flags: list[str], log_level: s
         # worker i's own HTTP port (/healthz, /metrics, the REST API): http.port + 1 + i, or none
         http = settings.http.port + 1 if settings.http.port else 0
         argv = ["node", "--host", host, "--http-port", str(http), *primary.worker_storage(), *flags]
+        # the workers map sealed segments (querynode.mmap_sealed), so the files they all read are one copy in the
+        # page cache, unless the environment says otherwise
+        env = {} if "VECDB_QUERYNODE__MMAP_SEALED" in os.environ else {"VECDB_QUERYNODE__MMAP_SEALED": "true"}
         sup = primary.supervisor = Supervisor(argv, workers, primary.node_id, ["--port", str(port)], command=command,
-                                              label="standalone")
+                                              label="standalone", env=env)
         if stopping.is_set():
             return 0
         code = sup.start()

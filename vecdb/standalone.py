@@ -69,7 +69,8 @@ class Standalone:
         catalog = Catalog(self.meta)
         tso = TimestampOracle(self.meta)
         ids = IdAllocator(self.meta)
-        self.querynode = QueryNode(self.wal, self.meta, self.objects, settings.querynode.index_threads)
+        self.querynode = QueryNode(self.wal, self.meta, self.objects, settings.querynode.index_threads,
+                                   mmap_sealed=settings.querynode.mmap_sealed)
         self.datanode = DataNode(self.wal, self.meta, self.objects, ids, settings.querynode.index_threads,
                                  compaction=settings.compaction)
         writer = ShardWriter(self.wal, tso, self.querynode.deliver)

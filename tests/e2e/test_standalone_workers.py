@@ -145,6 +145,16 @@ def test_round_trip_answers_as_one_process(tmp_path):
         c2 = client(base + 1)
         clients.append(c2)
         assert round_trip(c2) == expected
+        # each worker maps the sealed segments' files (querynode.mmap_sealed, set by the primary): the files
+        # both read are one copy in the page cache, not one in each worker's memory (a segment sealed while
+        # loaded keeps the rows it had in memory; a load reads the files)
+        c2.release_collection("rt")
+        c2.load_collection("rt")
+        assert count(c2, "rt") == steps["count after flush"]
+        for i in range(2):
+            with open(f"/proc/{worker_pid(two.pid, i)}/maps") as f:
+                mapped = {line.split()[-1] for line in f if len(line.split()) >= 6}
+            assert any(path.startswith(str(tmp_path / "two")) for path in mapped), sorted(mapped)[-10:]
     finally:
         for c in clients:
             c.close()

@@ -82,10 +82,12 @@ class Supervisor:
     (after ``python -m vecdb``); each worker gets it with ``extra`` and its own flags appended."""
 
     def __init__(self, argv: list[str], workers: int, node_id: str, extra: list[str] | None = None,
-                 command: list[str] | None = None, label: str = "proxy"):
+                 command: list[str] | None = None, label: str = "proxy", env: dict[str, str] | None = None):
         """``command``: what runs a worker, before ``argv`` (default ``python -m vecdb``). ``label``: what the
         workers are in the lines printed and logged ("proxy": "vecdb proxy worker 0 (...) serving on ...";
-        "standalone" for a standalone primary's, ``vecdb.primary``)."""
+        "standalone" for a standalone primary's, ``vecdb.primary``). ``env``: set in each worker's environment,
+        over this process's."""
+        self.env = dict(env or {})
         self.argv, self.node_id, self.extra, self.label = list(argv), node_id, list(extra or ()), label
         self.command = list(command or (sys.executable, "-m", "vecdb"))
         self.workers = [Worker(i) for i in range(workers)]
@@ -98,7 +100,8 @@ class Supervisor:
         cmd = [*self.command, *self.argv, *self.extra,
                "--worker-index", str(w.index), "--node-id", w.node_id]
         w.proc = subprocess.Popen([sys.executable, "-c", _TRAMPOLINE, str(os.getpid()), *cmd],
-                                  stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, bufsize=1)
+                                  stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, bufsize=1,
+                                  env={**os.environ, **self.env} if self.env else None)
         w.started = time.monotonic()
         threading.Thread(target=self._read, args=(w, w.proc), name=f"worker-{w.index}-out", daemon=True).start()
 

@@ -331,7 +331,7 @@ class CompactionFollower:
         if coll is None:
             return None
         info = coll.info
-        mmap = info.properties.get("mmap.enabled", "false").lower() == "true"
+        mmap = self.node.mmap(info)
         rows = len(sf.read_segment(self.node.objects, rec.target, info.schema,
                                    skip=[f.name for f in info.schema.fields])[1])
         # a node that does not lead the channel keeps the new segment as a stub: the leader serves it

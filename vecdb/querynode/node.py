@@ -100,9 +100,11 @@ class QueryNode:
     writes it must see."""
 
     def __init__(self, wal: Log, meta: MetaStore, objects: ObjectStore, index_threads: int = 1, tail: bool = False,
-                 build_indexes: bool | None = None):
+                 build_indexes: bool | None = None, mmap_sealed: bool = False):
         """``build_indexes``: build sealed segments' indexes here (default: unless ``tail``, i.e.
-        standalone); otherwise load the files the data nodes build (see the module doc)."""
+        standalone); otherwise load the files the data nodes build (see the module doc). ``mmap_sealed``:
+        map every sealed segment's files, whatever the collection says (``querynode.mmap_sealed``)."""
+        self.mmap_sealed = mmap_sealed
         self.log = wal
         self.meta = meta
         self.objects = objects
@@ -232,7 +234,7 @@ class QueryNode:
         shard.leader = leader
         shard.on_seal = lambda sh, segs, cid=info.id: self._on_seal(cid, segs)
         live = {p.id for p in info.partitions}
-        mmap = info.properties.get("mmap.enabled", "false").lower() == "true"
+        mmap = self.mmap(info)
         start, seg_infos, delta_keys = self._persisted_state(info.id, channel)
         for seg_info in seg_infos:
             if seg_info["partition_id"] not in live:
@@ -262,6 +264,11 @@ class QueryNode:
                 continue
             shard.apply(pos, rec)
         return shard
+
+    def mmap(self, info: CollectionInfo) -> bool:
+        """Whether sealed segments of ``info`` are read memory-mapped: the collection's ``mmap.enabled``, or
+        this node's ``mmap_sealed``."""
+        return self.mmap_sealed or info.properties.get("mmap.enabled", "false").lower() == "true"
 
     def _read_sealed(self, info: CollectionInfo, prefix: str, rows: int, mmap: bool,
                      stub: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
@@ -309,7 +316,7 @@ class QueryNode:
         if shard is None or coll is None:
             return []
         info = coll.info
-        mmap = info.properties.get("mmap.enabled", "false").lower() == "true"
+        mmap = self.mmap(info)
         done = []
         for prefix in prefixes:
             stub = next((s for s in shard.segments.values() if s.prefix == prefix and s.stub and s.sealed), None)
@@ -671,7 +678,7 @@ class QueryNode:
             info = coll.info
             targets = [(idx, f) for idx in info.indexes if (f := info.schema.field(idx.field_name)) is not None
                        and f.dtype.is_vector and file_built(idx.index_type)]
-            mmap = info.properties.get("mmap.enabled", "false").lower() == "true"
+            mmap = self.mmap(info)
             for shard in coll.shards:
                 for seg in list(shard.segments.values()):
                     if not seg.sealed or seg.prefix is None or seg.stub:

@@ -49,6 +49,7 @@ class QueryNodeProcess(NodeProcess):
 
     def _start(self, settings: Settings):
         self.node = QueryNode(self.backends.log, self.backends.meta, self.backends.objects,
-                              settings.querynode.index_threads, tail=True)
+                              settings.querynode.index_threads, tail=True,
+                              mmap_sealed=settings.querynode.mmap_sealed)
         self._closers.append(self.node.close)
         return serve_querynode(self.node, self._host, self._port)
