@@ -124,7 +124,7 @@ class GpuCagra(GpuIndex):
         graph = None
         if n >= CUVS_MIN_GRAPH_ROWS and use_cuvs(xp):
             try:
-                graph = cagra_graph(xp, v, self._metric, ideg, deg, self.params.get("build_algo", "IVF_PQ"))
+                graph = cagra_graph(xp, v, self._metric, ideg, deg, self.params.get("build_algo", "NN_DESCENT"))
             except Exception as e:  # noqa: BLE001 - any cuVS failure: the exact graph still builds
                 log_fallback("CAGRA build", e)
         if graph is None:
