@@ -74,6 +74,35 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def parse_cpus(spec: str) -> set[int]:
+    """``"0-7,12"`` -> {0, ..., 7, 12} (taskset's list syntax)."""
+    cpus: set[int] = set()
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def pin_tree(pid: int, cpus: set[int]) -> int:
+    """Every thread of ``pid`` and of its descendants onto ``cpus`` (threads and processes they start
+    later inherit it); the threads pinned."""
+    pinned, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += _children(p)
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                os.sched_setaffinity(int(tid), cpus)
+                pinned += 1
+            except OSError:  # a thread that ended meanwhile
+                pass
+    return pinned
+
+
 def _stop_pid(proc: subprocess.Popen, grace: float = 5.0) -> None:
     if proc.poll() is not None:
         return

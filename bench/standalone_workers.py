@@ -58,6 +58,8 @@ from bench.servers import (  # noqa: E402
     _children,
     _stop_pid,
     free_port,
+    parse_cpus,
+    pin_tree,
     read_cpu_seconds,
 )
 
@@ -331,8 +333,14 @@ def main(argv=None) -> int:
                     help="wall-clock seconds for the whole run: no setting started that would not fit (0: none)")
     ap.add_argument("--pin", action="store_true", help="client i on worker i %% N's own port (proxy.worker_port)")
     ap.add_argument("--profile", type=float, default=0.0, help="py-spy one serving process for SECONDS (0: no)")
+    ap.add_argument("--server-cpus", default="", help="CPUs of the servers under load, taskset's syntax "
+                    "(e.g. 0-7; default: any): with --client-cpus, clients and servers do not share cores")
+    ap.add_argument("--client-cpus", default="", help="CPUs of this process and the clients it starts (e.g. 8-15)")
     ap.add_argument("--out", help="write the numbers as JSON here (after every setting)")
     args = ap.parse_args(argv)
+    server_cpus = parse_cpus(args.server_cpus)
+    if args.client_cpus:
+        os.sched_setaffinity(0, parse_cpus(args.client_cpus))  # the clients this process starts inherit it
     if not 1 <= args.clients <= args.threads:
         ap.error("--clients must be between 1 and --threads")
     t_start = time.monotonic()
@@ -433,12 +441,16 @@ def main(argv=None) -> int:
                     if s == "milvus":
                         assert milvus is not None
                         msrv = MilvusSetting(milvus)
+                        if server_cpus:
+                            pin_tree(milvus.pid, server_cpus)
                         client.isolated(client.count_latency, msrv.uri, coll, reps=5, timeout=120.0)
                         r = _load(msrv, args, vectors_dir, coll, sp)
                     else:
                         w = int(s)
                         wport = free_port() + 1000 if args.pin and w > 1 else 0
                         srv = WorkersServer(data_dir, w, wport).start()
+                        if server_cpus:
+                            pin_tree(srv.proc.pid, server_cpus)  # type: ignore[union-attr]
                         try:
                             # warm: a Strong count through the shared port, and through each worker's own
                             # port when the clients are pinned (a worker's query node loads on first use)
