@@ -165,44 +165,77 @@ class ProxyCalls:
         return got
 
 
+class _Children:
+    """Labelled children of several metrics, looked up once per label tuple (prometheus-client's
+    ``labels`` takes a lock and builds its key on every call; a dict hit is what a request pays).
+    Children are never removed from these metrics, so a cached child stays the exported one."""
+
+    __slots__ = ("_make", "_cache")
+
+    def __init__(self, make):
+        self._make = make
+        self._cache: dict[tuple, Any] = {}
+
+    def get(self, *key):
+        got = self._cache.get(key)
+        if got is None:
+            got = self._cache[key] = self._make(*key)
+        return got
+
+
+_INSERTED = _Children(lambda node, db, coll: (PROXY_INSERT_VECTORS.labels(node, db, coll),
+                                              PROXY_MUTATION_LATENCY.labels(node, "insert", db, coll)))
+_UPSERTED = _Children(lambda node, db, coll: (PROXY_UPSERT_VECTORS.labels(node, db, coll),
+                                              PROXY_MUTATION_LATENCY.labels(node, "upsert", db, coll)))
+_DELETED = _Children(lambda node, db, coll: (PROXY_DELETE_VECTORS.labels(node, db, coll),
+                                             PROXY_MUTATION_LATENCY.labels(node, "delete", db, coll)))
+# (vectors searched, received nq, latency) of a search ("search" or "hybrid_search"); query: (received, latency)
+_SEARCHED = _Children(lambda node, kind, db, coll: (PROXY_SEARCH_VECTORS.labels(node, db, coll),
+                                                    PROXY_RECEIVED_NQ.labels(node, kind, coll),
+                                                    PROXY_SQ_LATENCY.labels(node, kind, db, coll)))
+_QUERIED = _Children(lambda node, db, coll: (PROXY_RECEIVED_NQ.labels(node, "query", coll),
+                                             PROXY_SQ_LATENCY.labels(node, "query", db, coll)))
+
+
 def _after_insert(node, request, context, reply, ms) -> None:
-    db, coll = db_of(request, context), request.collection_name
-    PROXY_INSERT_VECTORS.labels(node, db, coll).inc(reply.insert_cnt)
-    PROXY_MUTATION_LATENCY.labels(node, "insert", db, coll).observe(ms)
+    vectors, latency = _INSERTED.get(node, db_of(request, context), request.collection_name)
+    vectors.inc(reply.insert_cnt)
+    latency.observe(ms)
 
 
 def _after_upsert(node, request, context, reply, ms) -> None:
-    db, coll = db_of(request, context), request.collection_name
-    PROXY_UPSERT_VECTORS.labels(node, db, coll).inc(reply.upsert_cnt)
-    PROXY_MUTATION_LATENCY.labels(node, "upsert", db, coll).observe(ms)
+    vectors, latency = _UPSERTED.get(node, db_of(request, context), request.collection_name)
+    vectors.inc(reply.upsert_cnt)
+    latency.observe(ms)
 
 
 def _after_delete(node, request, context, reply, ms) -> None:
-    db, coll = db_of(request, context), request.collection_name
-    PROXY_DELETE_VECTORS.labels(node, db, coll).inc(reply.delete_cnt)
-    PROXY_MUTATION_LATENCY.labels(node, "delete", db, coll).observe(ms)
+    vectors, latency = _DELETED.get(node, db_of(request, context), request.collection_name)
+    vectors.inc(reply.delete_cnt)
+    latency.observe(ms)
 
 
 def _after_search(node, request, context, reply, ms) -> None:
-    db, coll = db_of(request, context), request.collection_name
     nq = reply.results.num_queries or request.nq
-    PROXY_SEARCH_VECTORS.labels(node, db, coll).inc(nq)
-    PROXY_RECEIVED_NQ.labels(node, "search", coll).inc(nq)
-    PROXY_SQ_LATENCY.labels(node, "search", db, coll).observe(ms)
+    vectors, received, latency = _SEARCHED.get(node, "search", db_of(request, context), request.collection_name)
+    vectors.inc(nq)
+    received.inc(nq)
+    latency.observe(ms)
 
 
 def _after_hybrid_search(node, request, context, reply, ms) -> None:
-    db, coll = db_of(request, context), request.collection_name
     nq = reply.results.num_queries
-    PROXY_SEARCH_VECTORS.labels(node, db, coll).inc(nq)
-    PROXY_RECEIVED_NQ.labels(node, "hybrid_search", coll).inc(nq)
-    PROXY_SQ_LATENCY.labels(node, "hybrid_search", db, coll).observe(ms)
+    vectors, received, latency = _SEARCHED.get(node, "hybrid_search", db_of(request, context),
+                                               request.collection_name)
+    vectors.inc(nq)
+    received.inc(nq)
+    latency.observe(ms)
 
 
 def _after_query(node, request, context, reply, ms) -> None:
-    db, coll = db_of(request, context), request.collection_name
-    PROXY_RECEIVED_NQ.labels(node, "query", coll).inc()
-    PROXY_SQ_LATENCY.labels(node, "query", db, coll).observe(ms)
+    received, latency = _QUERIED.get(node, db_of(request, context), request.collection_name)
+    received.inc()
+    latency.observe(ms)
 
 
 # After a successful call of these functions (one whose reply's status is success), what else is
@@ -239,17 +272,24 @@ def querynode_read(query_type: str):
     """Count and time a query node's read (``milvus_querynode_sq_req_count`` / ``_latency``)."""
 
     def wrap(fn):
+        # the "fail" child is made at the first failure, as before: no zero series until one
+        children = _Children(lambda node: (QUERYNODE_SQ_REQ_COUNT.labels(node, query_type, TOTAL),
+                                           QUERYNODE_SQ_REQ_COUNT.labels(node, query_type, SUCCESS),
+                                           QUERYNODE_SQ_REQ_LATENCY.labels(node, query_type)))
+        clock = time.perf_counter
+
         def read(self, *args, **kwargs):
             node = self.metrics_node_id
-            QUERYNODE_SQ_REQ_COUNT.labels(node, query_type, TOTAL).inc()
-            start = time.perf_counter()
+            total, success, latency = children.get(node)
+            total.inc()
+            start = clock()
             try:
                 out = fn(self, *args, **kwargs)
             except BaseException:
                 QUERYNODE_SQ_REQ_COUNT.labels(node, query_type, FAIL).inc()
                 raise
-            QUERYNODE_SQ_REQ_COUNT.labels(node, query_type, SUCCESS).inc()
-            QUERYNODE_SQ_REQ_LATENCY.labels(node, query_type).observe(elapsed_ms(start))
+            success.inc()
+            latency.observe((clock() - start) * 1000.0)
             return out
 
         read.__name__, read.__doc__, read.__wrapped__ = fn.__name__, fn.__doc__, fn  # type: ignore[attr-defined]
