@@ -23,7 +23,6 @@ node calls (``reading_at``), so the nodes' read methods keep one signature in ev
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import enum
 
@@ -53,13 +52,19 @@ def level_of(request, default_level: int) -> ReadLevel:
         return ReadLevel.STRONG
 
 
-@contextlib.contextmanager
-def reading_at(level: ReadLevel):
-    token = _LEVEL.set(level)
-    try:
-        yield
-    finally:
-        _LEVEL.reset(token)
+class reading_at:  # noqa: N801 - used as a function: ``with reading_at(level):``
+    """The read level for the block (a class, not a generator: it is entered on every read)."""
+
+    __slots__ = ("_level", "_token")
+
+    def __init__(self, level: ReadLevel):
+        self._level = level
+
+    def __enter__(self) -> None:
+        self._token = _LEVEL.set(self._level)
+
+    def __exit__(self, *exc) -> None:
+        _LEVEL.reset(self._token)
 
 
 def current() -> ReadLevel:
