@@ -240,13 +240,15 @@ def test_filter_edge_cases():
         idx.search(Q, K, {}, valid=np.ones(N + 1, bool))
 
 
-def test_short_ivf_results_are_completed_exhaustively():
+@pytest.mark.parametrize("nq", [len(Q), 1])  # 1: the one-query test of the last slot
+def test_short_ivf_results_are_completed_exhaustively(nq):
     idx = built("IVF_FLAT", "L2")
-    d, i = idx.search(Q, 1000, {"nprobe": 1})  # a list holds ~150 rows: too few for k=1000
+    q = Q[:nq]
+    d, i = idx.search(q, 1000, {"nprobe": 1})  # a list holds ~150 rows: too few for k=1000
     assert np.all(i >= 0) and all(len(set(row)) == 1000 for row in i)
     assert_sorted(d, "L2")
     # the completed queries are the exact top-k (over IVF_FLAT's exact distances)
-    np.testing.assert_allclose(d, brute_force_search(X, Q, 1000, "L2")[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(d, brute_force_search(X, q, 1000, "L2")[0], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("metric", ["HAMMING", "JACCARD"])

@@ -333,8 +333,10 @@ class FaissIndex:
         d, i = self._run_search(q, k, sp, sel, mask, exhaustive)
         if not exhaustive:
             # FAISS pads short rows at the end: a query is short when its last expected slot is empty
-            short = np.flatnonzero(i[:, min(k, nvalid) - 1] < 0)
-            if len(short):
+            last = i[:, min(k, nvalid) - 1]
+            # (one query, the nq=1 case: a scalar test, not an array scan)
+            if (last[0] < 0) if len(last) == 1 else (last < 0).any():
+                short = np.flatnonzero(last < 0)
                 d[short], i[short] = self._run_search(q[short], k, sp, sel, mask, True)
         del keep
         return d, i
