@@ -127,58 +127,60 @@ def _datanode(args) -> int:
     return _run_until_signalled(node, f"vecdb datanode {node.node_id} ready on {node.address}")
 
 
-def _proxy(args) -> int:
+def _proxy_start(args, default_workers, supervise):
+    """The start `vecdb proxy` and `vecdb node` share. Returns (settings, None) for the one process to
+    run (a worker's HTTP port moved to P + its index), or (None, exit code) for a bad --workers or for
+    the parent of N > 1 workers, which ``supervise`` runs; ``default_workers(settings)`` is N without
+    --workers."""
     settings = _settings(args)
     _role_http_port(args, settings)
     if args.worker_port is not None:
         settings.proxy.worker_port = args.worker_port
-    workers = args.workers if args.workers is not None else settings.proxy.processes
+    workers = args.workers if args.workers is not None else default_workers(settings)
     if workers < 1:
-        print(f"vecdb proxy: --workers must be 1 or more, not {workers}", file=sys.stderr)
-        return 2
-    if args.worker_index is None and workers > 1:  # the parent of the workers (vecdb.proxy.workers)
-        from vecdb.proxy.workers import supervise
-
-        return supervise(args.argv, workers, args.node_id, settings.proxy.host, settings.proxy.port)
-    from vecdb.proxy.process import ProxyProcess
-
+        print(f"vecdb {args.command}: --workers must be 1 or more, not {workers}", file=sys.stderr)
+        return None, 2
+    if args.worker_index is None and workers > 1:  # the parent of the workers
+        return None, supervise(args.argv, workers, args.node_id, settings.proxy.host, settings.proxy.port)
     if args.worker_index is not None and settings.http.port:  # each worker's own /healthz, /metrics, REST port
         settings.http.port += args.worker_index
-    node = ProxyProcess(settings, args.coord, args.node_id, worker=args.worker_index)
+    return settings, None
+
+
+def _ready_line(args, node, ready: str) -> str:
+    """``ready`` for a lone process; a worker prints the line its parent waits for instead."""
     if args.worker_index is None:
-        return _run_until_signalled(node, f"vecdb proxy {node.node_id} ready on {node.address}")
+        return ready
     from vecdb.proxy.workers import WORKER_UP
 
-    return _run_until_signalled(node, f"{WORKER_UP} {args.worker_index} {node.node_id} {node.address}")
+    return f"{WORKER_UP} {args.worker_index} {node.node_id} {node.address}"
+
+
+def _proxy(args) -> int:
+    from vecdb.proxy.workers import supervise  # vecdb.proxy.workers: the parent of --workers N
+
+    settings, code = _proxy_start(args, lambda s: s.proxy.processes, supervise)
+    if settings is None:
+        return code
+    from vecdb.proxy.process import ProxyProcess
+
+    node = ProxyProcess(settings, args.coord, args.node_id, worker=args.worker_index)
+    return _run_until_signalled(node, _ready_line(args, node, f"vecdb proxy {node.node_id} ready on {node.address}"))
 
 
 def _node(args) -> int:
-    settings = _settings(args)
-    _role_http_port(args, settings)
-    if args.worker_port is not None:
-        settings.proxy.worker_port = args.worker_port
-    workers = args.workers if args.workers is not None else 1
-    if workers < 1:
-        print(f"vecdb node: --workers must be 1 or more, not {workers}", file=sys.stderr)
-        return 2
-    if args.worker_index is None and workers > 1:  # the parent of the workers (vecdb.node.supervise)
-        from vecdb.node import supervise as supervise_nodes
+    from vecdb.node import NodeRoleProcess, run_until_signalled, supervise  # vecdb.node.supervise: --workers N
 
-        return supervise_nodes(args.argv, workers, args.node_id, settings.proxy.host, settings.proxy.port)
-    from vecdb.node import NodeRoleProcess, run_until_signalled
-
-    if args.worker_index is not None and settings.http.port:  # each worker's own /healthz, /metrics, REST port
-        settings.http.port += args.worker_index
+    settings, code = _proxy_start(args, lambda s: 1, supervise)
+    if settings is None:
+        return code
     qn_port = args.querynode_port or 0
     if args.worker_index is not None and qn_port:
         qn_port += args.worker_index
     node = NodeRoleProcess(settings, args.coord, args.node_id, worker=args.worker_index, querynode_port=qn_port)
-    if args.worker_index is None:  # exits 1 if a session of the node is lost (vecdb.node)
-        return run_until_signalled(node, f"vecdb node {node.node_id} ready on {node.address} "
-                                         f"(query node on {node.querynode_address})")
-    from vecdb.proxy.workers import WORKER_UP
-
-    return run_until_signalled(node, f"{WORKER_UP} {args.worker_index} {node.node_id} {node.address}")
+    # exits 1 if a session of the node is lost (vecdb.node)
+    return run_until_signalled(node, _ready_line(args, node, f"vecdb node {node.node_id} ready on {node.address} "
+                                                             f"(query node on {node.querynode_address})"))
 
 
 def _standalone(args) -> int:
@@ -291,6 +293,31 @@ def _command(sub, name: str, func, help: str, description: str, data_dir: str, p
     return p
 
 
+def _node_role_flags(p, role: str) -> None:
+    """The flags of `vecdb querynode` and `vecdb datanode` after the common three."""
+    p.add_argument("--node-id", default=None, help=f"this node's id in session/{role}/<id> (default: random)")
+    _role_http_flag(p)
+    _storage_flags(p)
+    _cluster_secret_flag(p)
+
+
+def _proxy_flags(p, node_id: str, workers: str) -> None:
+    """The flags of a command that serves the Milvus API in a cluster (`vecdb proxy`, `vecdb node`), after
+    its own: ``node_id`` and ``workers`` are the help of --node-id and --workers."""
+    p.add_argument("--coord", default=None, metavar="HOST:PORT",
+                   help="the coord's internal RPC address (overrides discovery: default, the one in session/coord)")
+    p.add_argument("--node-id", default=None, help=node_id)
+    p.add_argument("--workers", type=int, default=None, metavar="N", help=workers)
+    p.add_argument("--worker-port", type=int, default=None, metavar="PORT",
+                   help="with --workers: worker i also serves the Milvus API on PORT+i alone (proxy.worker_port)")
+    p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set by the parent
+    _role_http_flag(p)
+    _storage_flags(p)
+    _auth_flag(p)
+    _tls_flags(p)
+    _cluster_secret_flag(p)
+
+
 def _storage_flags(p) -> None:
     p.add_argument("--log-store", default=None, metavar="URL",
                    help="the write-ahead log: 'wal' (files in --data-dir, default), nats://host:port (JetStream) "
@@ -382,42 +409,25 @@ def main(argv: list[str] | None = None) -> int:
                   "(a cluster's: nats://, etcd://, s3://).",
                   data_dir="local cache of the segment files it maps (default ./data)",
                   port="internal gRPC port (default 21123)")
-    qn.add_argument("--node-id", default=None, help="this node's id in session/querynode/<id> (default: random)")
-    _role_http_flag(qn)
-    _storage_flags(qn)
-    _cluster_secret_flag(qn)
+    _node_role_flags(qn, "querynode")
     dn = _command(sub, "datanode", _datanode, "run a data node of a cluster",
                   "Run a data node: it persists the log channels the coord assigns it into segment files in the "
                   "object store (at each seal record: a flush, or the seal policy), and moves their checkpoints. "
                   "Storage flags as for standalone (a cluster's: nats://, etcd://, s3://).",
                   data_dir="local cache of the object store (default ./data)",
                   port="internal gRPC port (default 21124)")
-    dn.add_argument("--node-id", default=None, help="this node's id in session/datanode/<id> (default: random)")
-    _role_http_flag(dn)
-    _storage_flags(dn)
-    _cluster_secret_flag(dn)
+    _node_role_flags(dn, "datanode")
     px = _command(sub, "proxy", _proxy, "run a proxy of a cluster (the Milvus API)",
                   "Run a proxy: the Milvus gRPC API for pymilvus on --host:--port, data on the cluster's storage "
                   "(nats://, etcd://, s3://). It finds the active coord and the query nodes from their sessions in "
                   "--meta-store (the coord assigns the query nodes their channels); --coord overrides the coord's.",
                   data_dir="local cache of the segment files (default ./data)",
                   port="gRPC port for pymilvus (default 19530)")
-    px.add_argument("--coord", default=None, metavar="HOST:PORT",
-                    help="the coord's internal RPC address (overrides discovery: default, the one in session/coord)")
-    px.add_argument("--node-id", default=None, help="this proxy's id in session/proxy/<id> (default: random; "
-                                                     "with --workers, worker i's is <id>-w<i>)")
-    px.add_argument("--workers", type=int, default=None, metavar="N",
-                    help="serve from N processes on --port (SO_REUSEPORT), each a whole proxy; a worker that dies "
+    _proxy_flags(px, node_id="this proxy's id in session/proxy/<id> (default: random; with --workers, worker i's is "
+                              "<id>-w<i>)",
+                 workers="serve from N processes on --port (SO_REUSEPORT), each a whole proxy; a worker that dies "
                          "is started again; with --http-port P worker i serves HTTP on P+i (default 1, or "
                          "proxy.processes, VECDB_PROXY__PROCESSES). See docs/cluster.md")
-    px.add_argument("--worker-port", type=int, default=None, metavar="PORT",
-                    help="with --workers: worker i also serves the Milvus API on PORT+i alone (proxy.worker_port)")
-    px.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set by the parent
-    _role_http_flag(px)
-    _storage_flags(px)
-    _auth_flag(px)
-    _tls_flags(px)
-    _cluster_secret_flag(px)
     nd = _command(sub, "node", _node, "run a proxy and a query node of a cluster in one process",
                   "Run a proxy and a query node in one process under one node id: the Milvus API on --host:--port "
                   "(as `vecdb proxy`) whose reads go to its own query node in-process (no RPC), and the query node "
@@ -430,22 +440,11 @@ def main(argv: list[str] | None = None) -> int:
     nd.add_argument("--querynode-port", type=int, default=None, metavar="PORT",
                     help="the query node's internal gRPC port (default: any free port; with --workers, worker i's "
                          "is PORT+i)")
-    nd.add_argument("--coord", default=None, metavar="HOST:PORT",
-                    help="the coord's internal RPC address (overrides discovery: default, the one in session/coord)")
-    nd.add_argument("--node-id", default=None, help="this node's id, in session/proxy/<id> and session/querynode/<id> "
-                                                     "(default: random; with --workers, worker i's is <id>-w<i>)")
-    nd.add_argument("--workers", type=int, default=None, metavar="N",
-                    help="serve from N node processes on --port (SO_REUSEPORT), each a whole node (proxy and query "
+    _proxy_flags(nd, node_id="this node's id, in session/proxy/<id> and session/querynode/<id> (default: random; "
+                              "with --workers, worker i's is <id>-w<i>)",
+                 workers="serve from N node processes on --port (SO_REUSEPORT), each a whole node (proxy and query "
                          "node); a worker that dies is started again under a new id; with --http-port P worker i "
                          "serves HTTP on P+i (default 1)")
-    nd.add_argument("--worker-port", type=int, default=None, metavar="PORT",
-                    help="with --workers: worker i also serves the Milvus API on PORT+i alone (proxy.worker_port)")
-    nd.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set by the parent
-    _role_http_flag(nd)
-    _storage_flags(nd)
-    _auth_flag(nd)
-    _tls_flags(nd)
-    _cluster_secret_flag(nd)
     _cluster_command(sub)
     from vecdb.cdc.cli import add_parser as _cdc_command
 
