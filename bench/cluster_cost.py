@@ -36,14 +36,47 @@ from bench.indexes import INDEXES  # noqa: E402
 from bench.profile import format_summary, record, summarize  # noqa: E402
 from bench.servers import VecdbCluster, free_port  # noqa: E402
 
+METRIC = "L2"
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+
+def cost_args(description: str, rounds: str) -> argparse.ArgumentParser:
+    """The flags of this module and bench.node_cost: the data set and the nq=1 loads (``rounds``: the
+    help of --rounds)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--n", type=int, default=20000, help="base vectors (GloVe-50d subset)")
     ap.add_argument("--nq", type=int, default=500, help="held-out queries")
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per load")
-    ap.add_argument("--rounds", type=int, default=3, help="loads measured")
+    ap.add_argument("--rounds", type=int, default=3, help=rounds)
+    return ap
+
+
+def hnsw_data(args, prefix: str):
+    """The HNSW spec, a fresh data directory holding --n base vectors and --nq queries, and the search
+    params at bench.run's headline ef."""
+    spec = INDEXES["HNSW"]
+    data_dir = tempfile.mkdtemp(prefix=prefix)
+    load_dataset(args.n, args.nq).save(data_dir)
+    return spec, data_dir, spec.search_params(METRIC, spec.headline)
+
+
+def cpu_per_query(b0: dict, b1: dict, seen: int) -> dict[str, float]:
+    """Each process's CPU milliseconds per query between two ``cpu_breakdown`` samples."""
+    return {k: (b1[k] - b0[k]) * 1000.0 / seen for k in b0 if b0.get(k) is not None and b1.get(k) is not None}
+
+
+def measured_load(srv, args, data_dir: str, coll: str, sp) -> tuple[dict, dict[str, float]]:
+    """One nq=1 load of --threads pymilvus threads on ``srv`` for --duration seconds, and each of its
+    processes' CPU ms per query over it (warm-up included)."""
+    b0 = srv.cpu_breakdown()
+    load = client.isolated(client.search_load, srv.uri, data_dir, coll, sp, threads=args.threads, nq=1,
+                           duration=args.duration, warmup=0.5, timeout=args.duration + 300)
+    b1 = srv.cpu_breakdown()
+    return load, cpu_per_query(b0, b1, load["requests"] + load["warmup_requests"])
+
+
+def main(argv=None) -> int:
+    ap = cost_args(__doc__.split("\n")[0], rounds="loads measured")
     ap.add_argument("--querynodes", type=int, default=2)
     ap.add_argument("--profile", type=float, default=0.0, help="py-spy proxy and qn0 for SECONDS (0: no)")
     ap.add_argument("--workers", type=int, default=1, help="proxy worker processes (vecdb proxy --workers)")
@@ -52,32 +85,22 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="write the numbers as JSON here")
     args = ap.parse_args(argv)
 
-    spec = INDEXES["HNSW"]
-    data_dir = tempfile.mkdtemp(prefix="cluster-cost-data-")
-    load_dataset(args.n, args.nq).save(data_dir)
-    metric = "L2"
-    sp = spec.search_params(metric, spec.headline)
+    spec, data_dir, sp = hnsw_data(args, "cluster-cost-data-")
     coll = "cost_hnsw"
     rounds = []
     worker_port = free_port() + 1000 if args.pin and args.workers > 1 else 0
     with VecdbCluster(querynodes=args.querynodes, proxy_workers=args.workers, worker_port=worker_port) as srv:
-        client.isolated(client.build, srv.uri, data_dir, coll, spec.milvus_index_params(metric), 5000,
+        client.isolated(client.build, srv.uri, data_dir, coll, spec.milvus_index_params(METRIC), 5000,
                         srv.replicas)
         for _ in range(args.rounds):
             if args.clients == 1:
-                b0 = srv.cpu_breakdown()
-                load = client.isolated(client.search_load, srv.uri, data_dir, coll, sp, threads=args.threads, nq=1,
-                                       duration=args.duration, warmup=0.5, timeout=args.duration + 300)
-                b1 = srv.cpu_breakdown()
-                seen = load["requests"] + load["warmup_requests"]
+                load, per = measured_load(srv, args, data_dir, coll, sp)
             else:
                 uris = [srv.uri if not srv.worker_port else f"http://127.0.0.1:{srv.worker_port + i % args.workers}"
                         for i in range(args.clients)]
                 load, b0, b1, _ = client.spread_load(uris, args.threads, data_dir, coll, sp, duration=args.duration,
                                                      sample=srv.cpu_breakdown)
-                seen = load["requests"]
-            per = {k: (b1[k] - b0[k]) * 1000.0 / seen for k in b0
-                   if b0.get(k) is not None and b1.get(k) is not None}
+                per = cpu_per_query(b0, b1, load["requests"])
             if args.workers > 1:
                 per["proxy+workers"] = sum(v for k, v in per.items() if k.startswith("proxy"))
             per["client"] = load["client_cpu_ms_per_query"]

@@ -20,14 +20,11 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
 import json  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 
 from bench import client  # noqa: E402
-from bench.datasets import load_dataset  # noqa: E402
-from bench.indexes import INDEXES  # noqa: E402
+from bench.cluster_cost import METRIC, cost_args, hnsw_data, measured_load  # noqa: E402
 from bench.servers import REPO, SERVER_ENV, VecdbCluster  # noqa: E402
 
 BACKENDS = ("nats", "etcd", "s3")
@@ -65,37 +62,22 @@ class VecdbNodeCluster(VecdbCluster):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=20000, help="base vectors (GloVe-50d subset)")
-    ap.add_argument("--nq", type=int, default=500, help="held-out queries")
-    ap.add_argument("--threads", type=int, default=8)
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds per load")
-    ap.add_argument("--rounds", type=int, default=3, help="loads measured on each")
+    ap = cost_args(__doc__.split("\n")[0], rounds="loads measured on each")
     ap.add_argument("--nodes", type=int, default=1, help="vecdb nodes in the node cluster (the load goes to the "
                     "first; each holds a replica)")
     ap.add_argument("--out", help="write the numbers as JSON here")
     args = ap.parse_args(argv)
 
-    spec = INDEXES["HNSW"]
-    data_dir = tempfile.mkdtemp(prefix="node-cost-data-")
-    load_dataset(args.n, args.nq).save(data_dir)
-    metric = "L2"
-    sp = spec.search_params(metric, spec.headline)
+    spec, data_dir, sp = hnsw_data(args, "node-cost-data-")
     coll = "cost_hnsw"
     results: dict[str, list[dict]] = {"split": [], "node": []}
     with VecdbCluster(querynodes=1) as split, VecdbNodeCluster(nodes=args.nodes) as node:
         servers = {"split": split, "node": node}
         for srv in servers.values():
-            client.isolated(client.build, srv.uri, data_dir, coll, spec.milvus_index_params(metric), 5000, 1)
+            client.isolated(client.build, srv.uri, data_dir, coll, spec.milvus_index_params(METRIC), 5000, 1)
         for _ in range(args.rounds):
             for name, srv in servers.items():
-                b0 = srv.cpu_breakdown()
-                load = client.isolated(client.search_load, srv.uri, data_dir, coll, sp, threads=args.threads, nq=1,
-                                       duration=args.duration, warmup=0.5, timeout=args.duration + 300)
-                b1 = srv.cpu_breakdown()
-                seen = load["requests"] + load["warmup_requests"]
-                per = {k: (b1[k] - b0[k]) * 1000.0 / seen for k in b0
-                       if b0.get(k) is not None and b1.get(k) is not None}
+                load, per = measured_load(srv, args, data_dir, coll, sp)
                 per["server"] = sum(v for k, v in per.items() if k not in BACKENDS)
                 per["client"] = load["client_cpu_ms_per_query"]
                 results[name].append({"qps": load["qps"], "p50_ms": load["p50_ms"], "recall": load["recall"],
