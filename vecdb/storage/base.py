@@ -10,7 +10,7 @@ thread-safe. Failures of the medium (disk, network) raise
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -187,6 +187,23 @@ class MetaStore(Protocol):
 
     def close(self) -> None:
         ...
+
+
+class MetaStoreMethods:
+    """``put``, ``delete`` and ``scan`` of a ``MetaStore`` in terms of its ``txn`` and ``scan_revision``."""
+
+    # what the store provides (declared, not defined: a definition here would shadow the store's)
+    txn: Callable[..., bool]
+    scan_revision: Callable[[str], tuple[list[tuple[str, bytes]], int]]
+
+    def put(self, key: str, value: bytes) -> None:
+        self.txn(puts={key: value})
+
+    def delete(self, key: str) -> None:
+        self.txn(deletes=[key])
+
+    def scan(self, prefix: str) -> list[tuple[str, bytes]]:
+        return self.scan_revision(prefix)[0]
 
 
 @runtime_checkable

@@ -26,6 +26,7 @@ import threading
 
 from vecdb.errors import InvalidParameter, IoFailed, LeaseExpired
 from vecdb.storage.aioloop import LoopThread
+from vecdb.storage.base import MetaStoreMethods
 from vecdb.storage.keys import check_expect, check_meta_key, check_payload, check_prefix
 from vecdb.storage.leases import check_ttl
 from vecdb.storage.watch import WATCH_BACKLOG, check_backlog, check_start_revision
@@ -44,7 +45,7 @@ def range_end(prefix: bytes) -> bytes:
     return b"\0"
 
 
-class EtcdMetaStore:
+class EtcdMetaStore(MetaStoreMethods):
     """The distributed ``MetaStore`` (see module docstring). Thread-safe."""
 
     def __init__(self, endpoint: str = "127.0.0.1:2379", *, prefix: str = "vecdb/", timeout: float = 10.0,
@@ -96,15 +97,6 @@ class EtcdMetaStore:
     def get(self, key: str) -> bytes | None:
         r = self._run(self._range(self._k(key), None), "read metadata")
         return r.kvs[0].value if r.kvs else None
-
-    def put(self, key: str, value: bytes) -> None:
-        self.txn(puts={key: value})
-
-    def delete(self, key: str) -> None:
-        self.txn(deletes=[key])
-
-    def scan(self, prefix: str) -> list[tuple[str, bytes]]:
-        return self.scan_revision(prefix)[0]
 
     def scan_revision(self, prefix: str) -> tuple[list[tuple[str, bytes]], int]:
         p = self._ns + check_prefix(prefix).encode()

@@ -58,8 +58,13 @@ def makedirs_durable(path: str) -> None:
 
 
 def lock_dir(path: str, what: str) -> int:
-    """Take an exclusive lock on ``path``/LOCK, for the life of the returned
-    fd, so two processes never open the same store. Raises IoFailed if held."""
+    """Create ``path`` if need be and take an exclusive lock on ``path``/LOCK, for the life of the
+    returned fd, so two processes never open the same store. Raises IoFailed if held, or if the
+    directory cannot be created."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise IoFailed(f"cannot create {what} {path}: {e}") from e
     fd = os.open(os.path.join(path, "LOCK"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

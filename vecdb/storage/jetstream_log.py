@@ -30,7 +30,7 @@ from collections.abc import Iterator
 
 from vecdb.errors import InvalidParameter, IoFailed, LogConflict
 from vecdb.storage.aioloop import LoopThread
-from vecdb.storage.keys import check_channel, check_payload, check_position, decode_channel, encode_channel
+from vecdb.storage.keys import check_channel, check_payload, check_position, check_read, decode_channel, encode_channel
 
 MAX_BATCH = 1000  # the server's limit on messages per atomic batch
 _FETCH = 256  # records per pull request when reading
@@ -180,10 +180,7 @@ class JetStreamLog:
         return ack
 
     def read(self, channel: str, start: int = 1, end: int | None = None) -> Iterator[tuple[int, bytes]]:
-        check_channel(channel)
-        check_position(start, "start")
-        if end is not None:
-            check_position(end, "end")
+        check_read(channel, start, end)
         info = self._run(self._info(self._stream(channel)), "read the log")
         if info is None:
             return iter(())

@@ -26,6 +26,14 @@ def check_position(position: int, what: str = "position") -> int:
     return position
 
 
+def check_read(channel: str, start: int, end: int | None) -> None:
+    """The arguments of a ``Log.read``."""
+    check_channel(channel)
+    check_position(start, "start")
+    if end is not None:
+        check_position(end, "end")
+
+
 def check_expected_last(channel: str, last: int, expect_last: int | None) -> None:
     """An append's ``expect_last`` condition (see ``Log.append_batch``)."""
     if expect_last is not None and last != expect_last:

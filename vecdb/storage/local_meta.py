@@ -35,6 +35,7 @@ import threading
 
 from vecdb.errors import IoFailed, LeaseExpired
 from vecdb.storage import framing
+from vecdb.storage.base import MetaStoreMethods
 from vecdb.storage.fsutil import datasync, fsync_dir, lock_dir, unlock_dir, write_all
 from vecdb.storage.keys import check_expect, check_meta_key, check_payload, check_prefix
 from vecdb.storage.leases import LeaseMethods, LeaseTable
@@ -93,7 +94,7 @@ def _decode_ops(buf: bytes, path: str):
         raise IoFailed(f"undecodable metadata record in {path}: {e}") from e
 
 
-class LocalMetaStore(FeedMethods, LeaseMethods):
+class LocalMetaStore(FeedMethods, LeaseMethods, MetaStoreMethods):
     """The embedded ``MetaStore`` (see module docstring). Thread-safe; one
     process per directory. Watchers read a ``ChangeFeed`` of the last ``watch_backlog`` events."""
 
@@ -108,10 +109,6 @@ class LocalMetaStore(FeedMethods, LeaseMethods):
         self._stored_revision = 0  # the highest revision read from the files (see _apply)
         self._fd: int | None = None
         self._closed = False
-        try:
-            os.makedirs(self._dir, exist_ok=True)
-        except OSError as e:
-            raise IoFailed(f"cannot create metadata directory {self._dir}: {e}") from e
         self._lock_fd = lock_dir(self._dir, "metadata directory")
         try:
             self._load()
@@ -201,9 +198,6 @@ class LocalMetaStore(FeedMethods, LeaseMethods):
             self._live()
             return self._data.get(key)
 
-    def scan(self, prefix: str) -> list[tuple[str, bytes]]:
-        return self.scan_revision(prefix)[0]
-
     def scan_revision(self, prefix: str) -> tuple[list[tuple[str, bytes]], int]:
         check_prefix(prefix)
         with self._lock:
@@ -219,12 +213,6 @@ class LocalMetaStore(FeedMethods, LeaseMethods):
         return hi
 
     # --- writes -------------------------------------------------------------------
-
-    def put(self, key: str, value: bytes) -> None:
-        self.txn(puts={key: value})
-
-    def delete(self, key: str) -> None:
-        self.txn(deletes=[key])
 
     def txn(
         self,

@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from vecdb.errors import IoFailed, KeyNotFound, LeaseExpired
+from vecdb.storage.base import MetaStoreMethods
 from vecdb.storage.follow import AppendSignal, PollingFollower
 from vecdb.storage.keys import (
     check_channel,
@@ -23,6 +24,7 @@ from vecdb.storage.keys import (
     check_payload,
     check_position,
     check_prefix,
+    check_read,
     payload_parts,
 )
 from vecdb.storage.leases import LeaseMethods, LeaseTable
@@ -80,10 +82,7 @@ class MemoryLog(_Closable):
         return list(range(first, first + len(data)))
 
     def read(self, channel: str, start: int = 1, end: int | None = None) -> Iterator[tuple[int, bytes]]:
-        check_channel(channel)
-        check_position(start, "start")
-        if end is not None:
-            check_position(end, "end")
+        check_read(channel, start, end)
         with self._lock:
             self._check_open()
             ch = self._channels.get(channel)
@@ -135,7 +134,7 @@ class MemoryLog(_Closable):
             self._channels.pop(channel, None)
 
 
-class MemoryMetaStore(FeedMethods, LeaseMethods, _Closable):
+class MemoryMetaStore(FeedMethods, LeaseMethods, MetaStoreMethods, _Closable):
     """``MetaStore`` as a dict; watchers read a ``ChangeFeed`` of the last ``watch_backlog`` events."""
 
     def __init__(self, watch_backlog: int = WATCH_BACKLOG) -> None:
@@ -153,15 +152,6 @@ class MemoryMetaStore(FeedMethods, LeaseMethods, _Closable):
         with self._lock:
             self._live()
             return self._data.get(key)
-
-    def put(self, key: str, value: bytes) -> None:
-        self.txn(puts={key: value})
-
-    def delete(self, key: str) -> None:
-        self.txn(deletes=[key])
-
-    def scan(self, prefix: str) -> list[tuple[str, bytes]]:
-        return self.scan_revision(prefix)[0]
 
     def scan_revision(self, prefix: str) -> tuple[list[tuple[str, bytes]], int]:
         check_prefix(prefix)

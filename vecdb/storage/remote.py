@@ -32,6 +32,7 @@ from vecdb.errors import InvalidParameter, IoFailed
 from vecdb.rpc.gen import common_pb2 as common
 from vecdb.rpc.gen import storage_pb2 as pb
 from vecdb.rpc.transport import Client
+from vecdb.storage.base import MetaStoreMethods
 from vecdb.storage.keys import (
     check_channel,
     check_expect,
@@ -39,6 +40,7 @@ from vecdb.storage.keys import (
     check_payload,
     check_position,
     check_prefix,
+    check_read,
 )
 from vecdb.storage.leases import check_ttl
 from vecdb.storage.watch import DELETE, PUT, WatchCompacted, WatchEvent, check_start_revision
@@ -120,7 +122,7 @@ class _Remote:
         self.close()
 
 
-class RemoteMetaStore(_Remote):
+class RemoteMetaStore(_Remote, MetaStoreMethods):
     """The ``MetaStore`` served at ``vecdb://host:port`` (see module docstring). Thread-safe."""
 
     _what = "metadata store"
@@ -133,15 +135,6 @@ class RemoteMetaStore(_Remote):
     def get(self, key: str) -> bytes | None:
         reply = self._call("Get", pb.KeyRequest(key=check_meta_key(key)))
         return reply.value if reply.HasField("value") else None
-
-    def put(self, key: str, value: bytes) -> None:
-        self.txn(puts={key: value})
-
-    def delete(self, key: str) -> None:
-        self.txn(deletes=[key])
-
-    def scan(self, prefix: str) -> list[tuple[str, bytes]]:
-        return self.scan_revision(prefix)[0]
 
     def scan_revision(self, prefix: str) -> tuple[list[tuple[str, bytes]], int]:
         reply = self._call("Scan", pb.ScanRequest(prefix=check_prefix(prefix)))
@@ -351,10 +344,10 @@ class RemoteLog(_Remote):
         return list(range(reply.first, reply.first + reply.count))
 
     def read(self, channel: str, start: int = 1, end: int | None = None) -> Iterator[tuple[int, bytes]]:
-        request = pb.ReadRequest(channel=check_channel(channel), start=check_position(start, "start"),
-                                 max_bytes=PAGE_BYTES)
+        check_read(channel, start, end)
+        request = pb.ReadRequest(channel=channel, start=start, max_bytes=PAGE_BYTES)
         if end is not None:
-            request.end = check_position(end, "end")
+            request.end = end
         first = self._call("Read", request)  # the snapshot is taken now, not when iterated
         return self._pages(request, first)
 

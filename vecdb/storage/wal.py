@@ -54,6 +54,7 @@ from vecdb.storage.keys import (
     check_expected_last,
     check_payload,
     check_position,
+    check_read,
     decode_channel,
     encode_channel,
 )
@@ -103,10 +104,6 @@ class WalLog:
         self._channels: dict[str, _Channel] = {}
         self._closed = False
         self.appended = AppendSignal()  # wakes followers
-        try:
-            os.makedirs(self._root, exist_ok=True)
-        except OSError as e:
-            raise IoFailed(f"cannot create WAL directory {self._root}: {e}") from e
         self._lock_fd = lock_dir(self._root, "WAL directory")
         try:
             self._open_channels()
@@ -298,10 +295,7 @@ class WalLog:
     # --- reads ----------------------------------------------------------------
 
     def read(self, channel: str, start: int = 1, end: int | None = None) -> Iterator[tuple[int, bytes]]:
-        check_channel(channel)
-        check_position(start, "start")
-        if end is not None:
-            check_position(end, "end")
+        check_read(channel, start, end)
         with self._lock:
             self._check_open()
             ch = self._channels.get(channel)
