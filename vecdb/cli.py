@@ -53,13 +53,21 @@ def _role_http_port(args, settings) -> None:
         settings.http.port = 0
 
 
+def _stop(node) -> None:
+    """A signalled stop; one that hangs prints where (``logs.stacks_if_slow``) to the process's log."""
+    from vecdb import logs
+
+    with logs.stacks_if_slow():
+        node.stop()
+
+
 def _run_until_signalled(node, ready: str) -> int:
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before "ready": a stop sent right after it is handled
         signal.signal(sig, lambda *_: stopped.set())
     print(ready, flush=True)
     stopped.wait()
-    node.stop()
+    _stop(node)
     return 0
 
 
@@ -199,7 +207,7 @@ def _standalone(args) -> int:
         return run_primary(settings, workers, worker_flags(args), args.log_level)
     node = Standalone(settings).start()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before "ready": a stop sent right after it is handled
-        signal.signal(sig, lambda *_: node.stop())
+        signal.signal(sig, lambda *_: _stop(node))
     print(f"vecdb standalone ready on {settings.proxy.host}:{node.port} "
           f"(data: {settings.storage.data_dir})", flush=True)
     node.wait()

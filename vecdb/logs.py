@@ -13,8 +13,11 @@ The level, first that is set: ``--log-level``; ``log.<role>`` (``VECDB_LOG__QUER
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 FORMAT = "%(asctime)s %(levelname)s [%(vecdb_role)s %(vecdb_node)s] %(name)s: %(message)s"
 
@@ -75,3 +78,18 @@ def set_node(role: str, node_id: str) -> None:
     """The role and node id this process's lines name (the last role started, when a test runs
     several in one process)."""
     _context["role"], _context["node"] = role, node_id
+
+
+SLOW_STOP_S = 10.0  # a stop that takes longer prints every thread's stack (where it hangs)
+
+
+@contextmanager
+def stacks_if_slow(seconds: float = SLOW_STOP_S) -> Iterator[None]:
+    """Around a process's stop: if it has not finished after ``seconds``, every thread's Python
+    stack goes to stderr (faulthandler, so it works while threads hold locks or the GIL is busy),
+    and the stop goes on. A node that hangs on its way out says where, in its own log."""
+    faulthandler.dump_traceback_later(seconds, exit=False, file=sys.stderr)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
