@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -434,6 +435,14 @@ def test_vector_check_function():
     assert invalid_rows(v.astype(np.float64)).tolist() == [1, 3, 4]
     assert invalid_rows(float32_to_bfloat16(v)).tolist() == [1, 3, 4]
     assert invalid_rows(np.full((2, 4), 65504, np.float16)).tolist() == []
+    # one row at a time (a search's query: the one-row path) gives the same verdicts, and no numpy warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for rows in (v, v.astype(np.float64), float32_to_bfloat16(v)):
+            assert [i for i in range(6) if invalid_rows(rows[i:i + 1]).tolist() == [0]] == [1, 3, 4]
+        for value in (np.inf, -np.inf, 3.4e38):
+            assert invalid_rows(np.full((1, 4), value, np.float32)).tolist() == [0]
+        assert invalid_rows(np.full((1, 4), 1.1e18, np.float32)).tolist() == []  # 4.84e36: under the bound
     with pytest.raises(InvalidParameter, match=r"the 1th search vector of field \(x\) contains NaN or infinity: "
                                                r"value 'nan' is not a number or infinity"):
         check_float_vectors(v, "x", "search vector")
