@@ -179,19 +179,25 @@ def _py_spy_dump(pid: int) -> str:
         return ""
 
 
+def vecdb_command(*args: str) -> list[str]:
+    """``python -m vecdb --log-level <level> <args>``: how tests run vecdb. The level is WARNING, or
+    ``VECDB_TEST_LOG_LEVEL`` from the test run's environment (INFO: for chasing a failure through
+    the processes' logs)."""
+    import sys
+
+    return [sys.executable, "-m", "vecdb", "--log-level", os.environ.get("VECDB_TEST_LOG_LEVEL", "WARNING"), *args]
+
+
 def start_vecdb(*args: str, data_dir=None, storage: dict | None = None, env: dict | None = None,
                 ready: str | None = " ready on ", timeout: float = 60.0, log=None) -> VecdbProcess:
-    """``python -m vecdb --log-level WARNING <args> [--data-dir <data_dir>]``, the one way tests start
-    vecdb processes (``VECDB_TEST_LOG_LEVEL=INFO`` in the test run's environment: another level, for
-    chasing a failure through the processes' logs). ``storage`` becomes VECDB_STORAGE__<KEY>
-    environment variables; ``env`` overrides the environment (a value of None removes the variable);
-    automatic compaction is off unless ``env`` turns it on (``VECDB_COMPACTION__ENABLED``). The
-    output goes to ``log`` (default: a fresh ``vecdb-<command>-*.log`` in ``data_dir``, else in a
-    temporary directory). Returns once the output contains ``ready`` (any line: logged warnings may
-    come first; None: at once); if the process ends first or ``timeout`` s pass, it is killed and
-    the test fails with its output."""
+    """``vecdb_command(<args>) [--data-dir <data_dir>]``, the one way tests start vecdb processes.
+    ``storage`` becomes VECDB_STORAGE__<KEY> environment variables; ``env`` overrides the environment
+    (a value of None removes the variable); automatic compaction is off unless ``env`` turns it on
+    (``VECDB_COMPACTION__ENABLED``). The output goes to ``log`` (default: a fresh
+    ``vecdb-<command>-*.log`` in ``data_dir``, else in a temporary directory). Returns once the
+    output contains ``ready`` (any line: logged warnings may come first; None: at once); if the
+    process ends first or ``timeout`` s pass, it is killed and the test fails with its output."""
     import os
-    import sys
     import tempfile
 
     environ = dict(os.environ, **{f"VECDB_STORAGE__{k.upper()}": str(v) for k, v in (storage or {}).items()})
@@ -201,7 +207,7 @@ def start_vecdb(*args: str, data_dir=None, storage: dict | None = None, env: dic
             environ.pop(key, None)
         else:
             environ[key] = str(value)
-    cmd = [sys.executable, "-m", "vecdb", "--log-level", os.environ.get("VECDB_TEST_LOG_LEVEL", "WARNING"), *args]
+    cmd = vecdb_command(*args)
     if data_dir is not None:
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         cmd += ["--data-dir", str(data_dir)]

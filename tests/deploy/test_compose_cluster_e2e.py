@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +20,7 @@ import uuid
 import numpy as np
 from pymilvus import MilvusClient
 
-from tests.conftest import free_port
+from tests.conftest import free_port, vecdb_command
 from tests.deploy._deploy import COMPOSE_CLUSTER, compose_env, image_env, load_compose, run_python_healthcheck
 from vecdb.config import load_settings
 from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
@@ -82,7 +81,7 @@ class Translated:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VECDB_")}
         env.update(self.env)
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "vecdb", "--log-level", "WARNING", *self.argv],
+            self.proc = subprocess.Popen(vecdb_command(*self.argv),
                                          env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def wait_healthy(self, timeout: float = 60.0) -> float:
