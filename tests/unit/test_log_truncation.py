@@ -109,3 +109,23 @@ def test_no_cut_while_a_node_assigned_the_channel_has_not_published_its_position
         assert f.truncate(5, CH) == 51 and _first(log) == 51
     finally:
         f.close()
+
+
+def test_no_cut_while_a_node_given_some_of_its_sealed_segments_has_not_published_its_position():
+    """A node that serves some sealed segments of a channel it does not lead loads the channel (its
+    other rows as stubs) and follows it; cut past what it still needs before its first position,
+    it would wait for records that are gone with no later record to show it the gap (a Strong read
+    then times out on it)."""
+    from vecdb.coord.assignment import Assignment, Replica, assign_key
+
+    f, log, meta = _flusher()
+    try:
+        meta.put(f"ckpt/5/{CH}", b"60")
+        spread = Replica(1, ["qn0", "qn1"], {CH: "qn0"}, segments={CH: {"seg/a/": "qn0", "seg/b/": "qn1"}})
+        meta.put(assign_key(5), Assignment(5, [spread]).to_json())
+        meta.put(positions_key("qn0"), json.dumps({CH: 80}).encode())
+        assert f.truncate(5, CH) == 1 and _first(log) == 1  # qn1 said nothing yet
+        meta.put(positions_key("qn1"), json.dumps({CH: 55}).encode())
+        assert f.truncate(5, CH) == 56 and _first(log) == 56
+    finally:
+        f.close()

@@ -160,15 +160,18 @@ class ChannelFlusher:
     def truncate(self, cid: int, channel: str) -> int:
         """Cut the channel below the lowest of its checkpoint and the applied positions of the query
         nodes holding it; returns the position it is now cut below. Not at all while a node assigned
-        the channel has not published a position for it yet (it may have just loaded it: were the
-        records it still needs cut, no later record might come to show it the gap)."""
+        the channel (to lead it, or some of its sealed segments) has not published a position for it
+        yet (it may have just loaded it: were the records it still needs cut, no later record might
+        come to show it the gap)."""
         ckpt = sf.checkpoint(self.meta, cid, channel)
         low = ckpt
         published = {key[len(QN_POS_PREFIX):]: json.loads(raw) for key, raw in self.meta.scan(QN_POS_PREFIX)}
         raw_assignment = self.meta.get(assign_key(cid))
         if raw_assignment is not None:
             a = Assignment.from_json(raw_assignment)
+            # its leaders, and the nodes it is spread over (they hold its other rows as stubs)
             holders = {n for r in a.replicas for n in (r.channels.get(channel), r.moving.get(channel)) if n}
+            holders |= {n for r in a.replicas for n in r.segments.get(channel, {}).values()}
             if any(channel not in published.get(n, {}) for n in holders):
                 return self._truncated.get(channel, 1)
         for key, positions in published.items():
