@@ -61,6 +61,10 @@ GROWING_INDEX_PARAMS = {"M": 16, "efConstruction": 100}
 # A node that does not build looks over its sealed segments for finished index files this often
 # (in memory, against the watched records: a backstop for segments added after their record came).
 ADOPT_SWEEP_SECONDS = 5.0
+# A tailer that got nothing for this long while the log's end is past what it applied looks at the
+# log itself: the records it waits for are gone (cut below it: the channel is loaded again from the
+# segments), or its follower is stuck (opened again). Either way no Strong read waits on it for ever.
+STALL_SECONDS = 5.0
 
 
 class LoadedCollection:
@@ -174,10 +178,25 @@ class QueryNode:
     def _follow(self, shard: Shard, stop: threading.Event) -> None:
         """Apply the channel's records from the log as they are acknowledged, until released."""
         follower = self.log.follow(shard.channel, shard.applied_position + 1)
+        quiet_since = time.monotonic()
         try:
             while not stop.is_set():
                 try:
                     records = follower.poll(timeout=0.5)
+                    if records:
+                        quiet_since = time.monotonic()
+                    elif time.monotonic() - quiet_since >= STALL_SECONDS:
+                        quiet_since = time.monotonic()
+                        first = self._first_unapplied(shard)
+                        if first is not None and first > shard.applied_position + 1:
+                            self._truncated_under(shard, first)
+                            return
+                        if first is not None:
+                            log.warning("channel %s: no record from the log for %.0f s while %d is there to "
+                                        "apply next; following it again", shard.channel, STALL_SECONDS, first)
+                            again = self.log.follow(shard.channel, shard.applied_position + 1)
+                            follower.close()
+                            follower = again
                 except errors.IoFailed as e:  # the log is unreachable: keep trying, reads wait meanwhile
                     if stop.is_set():  # released or closed meanwhile (a stopping process closes its log next)
                         break
@@ -186,15 +205,34 @@ class QueryNode:
                     continue
                 for pos, payload in records:
                     if pos > shard.applied_position + 1:  # truncated past what this node applied: reload
-                        log.error("channel %s: records %d..%d were truncated before this node applied them "
-                                  "(it fell behind the log's retention); it releases the channel, which its "
-                                  "assignment loads again from the segments", shard.channel,
-                                  shard.applied_position + 1, pos - 1)
-                        self.release(_collection_id(shard.channel), [shard.channel])
+                        self._truncated_under(shard, pos)
                         return
                     self.deliver(shard.channel, pos, decode(payload))
         finally:
             follower.close()
+
+    def _first_unapplied(self, shard: Shard) -> int | None:
+        """Where the log's records after the shard's applied position begin, when it has any: the next
+        position (a follower that should have handed it out), a later one (the ones between were cut),
+        or ``last + 1`` when every record past the applied position was cut; None when the log ends at
+        the applied position."""
+        last = self.log.last_position(shard.channel)
+        if last <= shard.applied_position:
+            return None
+        records = iter(self.log.read(shard.channel, shard.applied_position + 1))
+        try:
+            return next((pos for pos, _ in records), last + 1)
+        finally:
+            close = getattr(records, "close", None)
+            if close is not None:
+                close()
+
+    def _truncated_under(self, shard: Shard, first: int) -> None:
+        """Records from the shard's applied position + 1 to ``first`` - 1 are gone from the log."""
+        log.error("channel %s: records %d..%d were truncated before this node applied them (it fell behind the "
+                  "log's retention); it releases the channel, which its assignment loads again from the segments",
+                  shard.channel, shard.applied_position + 1, first - 1)
+        self.release(_collection_id(shard.channel), [shard.channel])
 
     def applied_positions(self) -> dict[str, int]:
         """channel -> the last log position applied, for every channel held (the log may be truncated

@@ -1,0 +1,110 @@
+"""A cluster query node's tailer that hears nothing while the log's end is past what it applied
+looks at the log itself (vecdb.querynode.node ``STALL_SECONDS``): the records it waits for were cut
+below it (the channel is released, and its assignment loads it again from the segments), or its
+follower is stuck (it follows the channel again). Either way a Strong read does not wait on it for
+ever. A stuck follower is what a JetStream consumer opened past a purge looks like (no later record
+ever came to show the gap); it is faked here, the log underneath is the memory backend."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from vecdb.coord.catalog_model import CollectionInfo, PartitionInfo
+from vecdb.querynode import node as node_mod
+from vecdb.querynode.node import QueryNode
+from vecdb.records import InsertRecord, encode
+from vecdb.schema import CollectionSchema, DataType, FieldSchema
+from vecdb.storage.memory import MemoryLog, MemoryMetaStore, MemoryObjectStore
+
+CH = "c5-s0"
+
+
+def _info() -> CollectionInfo:
+    schema = CollectionSchema("c", [FieldSchema("id", DataType.INT64, field_id=100, is_primary=True),
+                                    FieldSchema("v", DataType.FLOAT_VECTOR, field_id=101, dim=2)])
+    return CollectionInfo(id=5, db="default", name="c", schema=schema, shards_num=1, consistency_level=0,
+                          created_ts=1, partitions=[PartitionInfo(0, "_default", 1)])
+
+
+def _insert(lo: int, ts: int) -> bytes:
+    return encode(InsertRecord(5, 0, ts, 10, {"id": np.arange(lo, lo + 10, dtype=np.int64),
+                                             "v": np.ones((10, 2), np.float32)}))
+
+
+class _Silent:
+    """A follower that never hands anything out."""
+
+    def __init__(self):
+        self._closed = threading.Event()
+
+    def poll(self, timeout: float = 1.0, max_records: int = 1024) -> list:
+        self._closed.wait(timeout)
+        return []
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+class _FirstFollowerSilent:
+    """The memory log, whose first follower is stuck; later ones are real."""
+
+    def __init__(self, log: MemoryLog):
+        self._log = log
+        self.follows = 0
+
+    def follow(self, channel: str, start: int = 1):
+        self.follows += 1
+        return _Silent() if self.follows == 1 else self._log.follow(channel, start)
+
+    def __getattr__(self, name):
+        return getattr(self._log, name)
+
+
+@pytest.fixture
+def tailing(monkeypatch):
+    monkeypatch.setattr(node_mod, "STALL_SECONDS", 0.3)
+    log = MemoryLog()
+    log.append_batch(CH, [_insert(0, 1)])
+    wrapped = _FirstFollowerSilent(log)
+    qn = QueryNode(wrapped, MemoryMetaStore(), MemoryObjectStore(), tail=True)  # type: ignore[arg-type]
+    qn.load(_info())
+    assert qn.applied_positions() == {CH: 1}
+    yield log, wrapped, qn
+    qn.close()
+
+
+def _wait(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_records_cut_under_a_silent_tailer_release_the_channel(tailing, caplog):
+    log, _, qn = tailing
+    with caplog.at_level("ERROR", logger="vecdb.querynode.node"):
+        log.append_batch(CH, [_insert(10, 2), _insert(20, 3)])
+        log.truncate_before(CH, 4)  # both cut before this node applied them, nothing after them
+        _wait(lambda: CH not in qn.applied_positions())
+    assert "channel c5-s0: records 2..3 were truncated before this node applied them" in caplog.text
+    assert not qn.is_loaded(5)  # released: its assignment loads it again from the segments
+
+
+def test_a_silent_follower_is_replaced_and_the_records_are_applied(tailing, caplog):
+    log, wrapped, qn = tailing
+    with caplog.at_level("WARNING", logger="vecdb.querynode.node"):
+        log.append_batch(CH, [_insert(10, 2), _insert(20, 3)])
+        _wait(lambda: qn.applied_positions() == {CH: 3})
+    assert "channel c5-s0: no record from the log for 0 s while 2 is there to apply next" in caplog.text
+    assert wrapped.follows == 2 and qn.num_rows(_info()) == 30
+
+
+def test_a_quiet_log_is_left_alone(tailing):
+    """Nothing past the applied position: silence is right, the follower stays."""
+    _, wrapped, qn = tailing
+    time.sleep(1.0)  # over three stall periods
+    assert wrapped.follows == 1 and qn.applied_positions() == {CH: 1}
