@@ -6,9 +6,7 @@ import argparse
 import ctypes
 import logging
 import os
-import signal
 import sys
-import threading
 
 
 def _settings(args):
@@ -62,9 +60,9 @@ def _stop(node) -> None:
 
 
 def _run_until_signalled(node, ready: str) -> int:
-    stopped = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # before "ready": a stop sent right after it is handled
-        signal.signal(sig, lambda *_: stopped.set())
+    from vecdb import signals
+
+    stopped = signals.stop_event()  # before "ready": a stop sent right after it is handled
     print(ready, flush=True)
     stopped.wait()
     _stop(node)
@@ -205,12 +203,15 @@ def _standalone(args) -> int:
         from vecdb.primary import run_primary, worker_flags
 
         return run_primary(settings, workers, worker_flags(args), args.log_level)
+    from vecdb import signals
+
     node = Standalone(settings).start()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # before "ready": a stop sent right after it is handled
-        signal.signal(sig, lambda *_: _stop(node))
+    stopped = signals.stop_event()  # before "ready": a stop sent right after it is handled
     print(f"vecdb standalone ready on {settings.proxy.host}:{node.port} "
           f"(data: {settings.storage.data_dir})", flush=True)
-    node.wait()
+    while not stopped.wait(0.5) and not node.stopped:  # signalled, or it stopped itself (a lost session)
+        pass
+    _stop(node)
     return 0
 
 

@@ -36,14 +36,12 @@ a replica of its own).
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import uuid
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from vecdb import errors, logs
+from vecdb import errors, logs, signals
 from vecdb.config import Settings
 from vecdb.coord.catalog import CollectionInfo, read_collection
 from vecdb.coord.session import Session, register_node
@@ -220,9 +218,7 @@ def run_until_signalled(node: NodeRoleProcess, ready: str) -> int:
     node is lost (then stop, exit 1: under ``--workers`` or the standalone primary, the supervisor
     starts it again under a new id, which the coord gives a replica of its own; alone, whatever runs
     it sees it fail). Milvus's nodes exit on a lost session too."""
-    stopped = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # before "ready": a stop sent right after it is handled
-        signal.signal(sig, lambda *_: stopped.set())
+    stopped = signals.stop_event()  # before "ready": a stop sent right after it is handled
     print(ready, flush=True)
     lost = None
     while not stopped.wait(LOST_POLL):
@@ -241,8 +237,7 @@ def supervise(argv: list[str], workers: int, node_id: str | None, host: str, por
 
     node_id = node_id or uuid.uuid4().hex[:12]
     sup = Supervisor(argv, workers, node_id, ["--port", str(port or free_port(host))], label="node")
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: sup.stopping.set())
+    signals.on_stop_signal(sup.stopping.set)
     code = sup.start()
     if code or sup.stopping.is_set():
         return code if code else (0 if sup.stop() else 1)

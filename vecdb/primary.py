@@ -53,7 +53,7 @@ import uuid
 from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
-from vecdb import limits, logs
+from vecdb import limits, logs, signals
 from vecdb.config import Settings
 from vecdb.coord.server import Coord
 from vecdb.coord.session import Session, describe_process
@@ -236,8 +236,7 @@ def run_primary(settings: Settings, workers: int, flags: list[str], log_level: s
         if sup is not None:
             sup.stopping.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):  # before "ready": a stop sent right after it is handled
-        signal.signal(sig, on_signal)
+    signals.on_stop_signal(on_signal)  # before "ready": a stop sent right after it is handled
     primary = Primary(settings, workers)
     try:
         host, port = settings.proxy.host, settings.proxy.port or free_port(settings.proxy.host)

@@ -130,6 +130,11 @@ class Standalone:
     def wait(self) -> None:
         self._stopped.wait()
 
+    @property
+    def stopped(self) -> bool:
+        """Whether it has begun to stop (``stop``: signalled, or its storage session was lost)."""
+        return self._stopped.is_set()
+
     def stop(self, grace: float = 2.0) -> None:
         if self._stopped.is_set():
             return

@@ -6,9 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 import urllib.error
 import urllib.request
 
@@ -44,6 +42,7 @@ def add_parser(sub) -> None:
 
 
 def _serve(args) -> int:
+    from vecdb import signals
     from vecdb.cdc.server import CdcService, serve
     from vecdb.config import StorageSettings
     from vecdb.storage.backends import open_meta
@@ -51,9 +50,7 @@ def _serve(args) -> int:
     meta = open_meta(StorageSettings(data_dir=args.data_dir, meta=args.meta_store, namespace=args.namespace))
     service = CdcService(meta)
     httpd = serve(service, args.host, args.port)
-    stopped = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
+    stopped = signals.stop_event()
     print(f"vecdb cdc ready on {args.host}:{httpd.server_address[1]} (tasks in {args.meta_store})", flush=True)
     stopped.wait()
     httpd.shutdown()

@@ -40,6 +40,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from vecdb import signals
+
 log = logging.getLogger(__name__)
 
 WORKER_UP = "vecdb-proxy-worker-up"  # a worker's first stdout line: "<WORKER_UP> <index> <node id> <address>"
@@ -192,8 +194,7 @@ def supervise(argv: list[str], workers: int, node_id: str | None, host: str, por
     node_id = node_id or uuid.uuid4().hex[:12]
     extra = ["--port", str(port or free_port(host))]
     sup = Supervisor(argv, workers, node_id, extra)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: sup.stopping.set())
+    signals.on_stop_signal(sup.stopping.set)
     code = sup.start()
     if code or sup.stopping.is_set():
         return code if code else (0 if sup.stop() else 1)

@@ -404,8 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     debugging (no cluster secret or TLS; the directory must not be open in another process)."""
     import argparse
     import os
-    import signal
 
+    from vecdb import signals
     from vecdb.storage.local_meta import LocalMetaStore
     from vecdb.storage.wal import WalLog
 
@@ -417,9 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     root = os.path.abspath(args.data_dir)
     meta = LocalMetaStore(os.path.join(root, "meta"))
     wal = WalLog(os.path.join(root, "wal"))
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = signals.stop_event()
     server, port = serve_backends(meta, wal, args.host, args.port, secret="", tls=None)
     print(f"serving {root} on vecdb://{args.host}:{port}", flush=True)
     try:
