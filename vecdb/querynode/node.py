@@ -179,24 +179,30 @@ class QueryNode:
         """Apply the channel's records from the log as they are acknowledged, until released."""
         follower = self.log.follow(shard.channel, shard.applied_position + 1)
         quiet_since = time.monotonic()
+        suspect = None  # the applied position at which the log was last seen ahead of a silent follower
         try:
             while not stop.is_set():
                 try:
                     records = follower.poll(timeout=0.5)
                     if records:
-                        quiet_since = time.monotonic()
+                        quiet_since, suspect = time.monotonic(), None
                     elif time.monotonic() - quiet_since >= STALL_SECONDS:
                         quiet_since = time.monotonic()
                         first = self._first_unapplied(shard)
                         if first is not None and first > shard.applied_position + 1:
                             self._truncated_under(shard, first)
                             return
-                        if first is not None:
+                        if first is None:
+                            suspect = None
+                        elif suspect != shard.applied_position:  # a record may be on its way: look again in 1 s
+                            suspect = shard.applied_position
+                            quiet_since -= STALL_SECONDS - 1.0
+                        else:
                             log.warning("channel %s: no record from the log for %.0f s while %d is there to "
                                         "apply next; following it again", shard.channel, STALL_SECONDS, first)
                             again = self.log.follow(shard.channel, shard.applied_position + 1)
                             follower.close()
-                            follower = again
+                            follower, suspect = again, None
                 except errors.IoFailed as e:  # the log is unreachable: keep trying, reads wait meanwhile
                     if stop.is_set():  # released or closed meanwhile (a stopping process closes its log next)
                         break
