@@ -211,8 +211,8 @@ def _standalone(args) -> int:
           f"(data: {settings.storage.data_dir})", flush=True)
     while not stopped.wait(0.5) and not node.stopped:  # signalled, or it stopped itself (a lost session)
         pass
-    _stop(node)
-    return 0
+    _stop(node)  # (or waits for the stop under way to end)
+    return 1 if node.session_lost else 0
 
 
 def _cluster(args) -> int:

@@ -45,7 +45,9 @@ class Standalone:
         limits.configure(settings.limits)  # this process's request and schema limits (vecdb.limits)
         self.backends = open_backends(settings.storage)
         self.meta, self.objects, self.wal = self.backends.meta, self.backends.objects, self.backends.log
-        self._stopped = threading.Event()
+        self._stopped = threading.Event()  # a stop began
+        self._finished = threading.Event()  # ... and ended
+        self.session_lost = False
         self.server: grpc.Server | None = None
         self.port = 0
         self.http: ThreadingHTTPServer | None = None
@@ -102,6 +104,7 @@ class Standalone:
 
     def _session_lost(self) -> None:
         log.error("the storage session was lost; stopping so that no two servers write the same data")
+        self.session_lost = True
         threading.Thread(target=self.stop, name="stop-on-session-loss", daemon=True).start()
 
     def start(self) -> Standalone:
@@ -135,10 +138,20 @@ class Standalone:
         """Whether it has begun to stop (``stop``: signalled, or its storage session was lost)."""
         return self._stopped.is_set()
 
-    def stop(self, grace: float = 2.0) -> None:
+    def stop(self, grace: float = 2.0, wait: float = 60.0) -> None:
+        """Stop serving and close everything; a second call waits (up to ``wait`` s) for the first
+        one to end, so whoever exits the process next does not cut a stop short (a lost session's
+        stop runs on a thread of its own while the main thread returns)."""
         if self._stopped.is_set():
+            self._finished.wait(wait)
             return
         self._stopped.set()
+        try:
+            self._close(grace)
+        finally:
+            self._finished.set()
+
+    def _close(self, grace: float) -> None:
         if self.http is not None:
             self.http.shutdown()
         if self.server is not None:
