@@ -130,9 +130,6 @@ class Standalone:
             return False, "stopping"
         return (True, "OK") if self.server is not None else (False, "starting")
 
-    def wait(self) -> None:
-        self._stopped.wait()
-
     @property
     def stopped(self) -> bool:
         """Whether it has begun to stop (``stop``: signalled, or its storage session was lost)."""
