@@ -1,9 +1,10 @@
-"""A cluster query node's tailer that hears nothing while the log's end is past what it applied
-looks at the log itself (vecdb.querynode.node ``STALL_SECONDS``): the records it waits for were cut
-below it (the channel is released, and its assignment loads it again from the segments), or its
-follower is stuck (it follows the channel again). Either way a Strong read does not wait on it for
-ever. A stuck follower is what a JetStream consumer opened past a purge looks like (no later record
-ever came to show the gap); it is faked here, the log underneath is the memory backend."""
+"""A tailer of the log (a cluster query node's or a data node's) that hears nothing while the log's
+end is past what it applied looks at the log itself (``vecdb.storage.stall``): the records it waits
+for were cut below it (a query node releases the channel, and its assignment loads it again from the
+segments), or its follower is stuck (it follows the channel again). Either way a Strong read or a
+flush does not wait on it for ever. A stuck follower is what a JetStream consumer opened past a purge
+looks like (no later record ever came to show the gap); it is faked here, the log underneath is the
+memory backend."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import numpy as np
 import pytest
 
 from vecdb.coord.catalog_model import CollectionInfo, PartitionInfo
-from vecdb.querynode import node as node_mod
 from vecdb.querynode.node import QueryNode
 from vecdb.records import InsertRecord, encode
 from vecdb.schema import CollectionSchema, DataType, FieldSchema
+from vecdb.storage import stall
 from vecdb.storage.memory import MemoryLog, MemoryMetaStore, MemoryObjectStore
 
 CH = "c5-s0"
@@ -66,7 +67,7 @@ class _FirstFollowerSilent:
 
 @pytest.fixture
 def tailing(monkeypatch):
-    monkeypatch.setattr(node_mod, "STALL_SECONDS", 0.3)
+    monkeypatch.setattr(stall, "STALL_SECONDS", 0.3)
     log = MemoryLog()
     log.append_batch(CH, [_insert(0, 1)])
     wrapped = _FirstFollowerSilent(log)
@@ -108,3 +109,37 @@ def test_a_quiet_log_is_left_alone(tailing):
     _, wrapped, qn = tailing
     time.sleep(1.0)  # over three stall periods
     assert wrapped.follows == 1 and qn.applied_positions() == {CH: 1}
+
+
+def test_a_data_node_replaces_a_silent_follower_and_persists(monkeypatch, caplog):
+    """The data node's tailer runs the same check: the seal record its stuck follower never handed
+    out is persisted once it follows the channel again."""
+    import json
+
+    from vecdb.coord.catalog import Catalog
+    from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
+    from vecdb.coord.tso import IdAllocator
+    from vecdb.datanode.flusher import ChannelFlusher
+    from vecdb.datanode.node import DataNode
+    from vecdb.records import SealRecord
+    from vecdb.storage import segments as sf
+
+    monkeypatch.setattr(stall, "STALL_SECONDS", 0.3)
+    meta, log, objects = MemoryMetaStore(), MemoryLog(), MemoryObjectStore()
+    catalog = Catalog(meta)
+    catalog.add_collection(_info())
+    meta.put(f"{DN_ASSIGN_PREFIX}5", json.dumps({CH: "dn0"}).encode())
+    wrapped = _FirstFollowerSilent(log)
+    node = DataNode(wrapped, meta, objects, IdAllocator(meta))  # type: ignore[arg-type]
+    flusher = ChannelFlusher(node, wrapped, meta, "dn0")  # type: ignore[arg-type]
+    try:
+        with caplog.at_level("WARNING", logger="vecdb.datanode.flusher"):
+            log.append_batch(CH, [_insert(0, 1), _insert(10, 2), encode(SealRecord(5, 3))])
+            _wait(lambda: sf.checkpoint(meta, 5, CH) == 3)
+        assert "no record of c5-s0 from the log for 0 s while 1 is there to persist next" in caplog.text
+        assert wrapped.follows == 2
+        assert sum(s["num_rows"] for s in sf.list_segments(meta, 5, CH)) == 20
+    finally:
+        flusher.close()
+        node.close()
+        catalog.close()

@@ -42,7 +42,8 @@ from vecdb.datanode.seal import seal_rows_for
 from vecdb.querynode.positions import QN_POS_PREFIX
 from vecdb.records import InsertRecord, SealRecord, decode
 from vecdb.storage import segments as sf
-from vecdb.storage.base import Log, MetaStore
+from vecdb.storage import stall
+from vecdb.storage.base import Follower, Log, MetaStore
 from vecdb.storage.watch import Mirror
 
 log = logging.getLogger(__name__)
@@ -110,12 +111,22 @@ class ChannelFlusher:
         while not stop.is_set():
             follower = None
             try:
-                follower = self.log.follow(channel, sf.checkpoint(self.meta, cid, channel) + 1)
+                seen = sf.checkpoint(self.meta, cid, channel)  # the last position handled
+                follower = self.log.follow(channel, seen + 1)
+                watch = stall.StallWatch(self.log, channel)
                 limit = seal_rows_for(read_collection(self.meta, cid).schema, self.seal_rows, self.seal_bytes)
                 due = time.monotonic() + TRUNCATE_SECONDS
                 growing = 0  # rows inserted after the last seal record (from the checkpoint on)
                 while not stop.is_set():
-                    for pos, payload in follower.poll(timeout=0.5):
+                    records = follower.poll(timeout=0.5)
+                    if records:
+                        watch.heard()
+                    elif (first := watch.check(seen)) is not None:
+                        again = self._follow_again(channel, seen, first)
+                        follower.close()
+                        follower, seen = again, first - 1
+                    for pos, payload in records:
+                        seen = pos
                         record = decode(payload)
                         if isinstance(record, SealRecord):
                             growing = 0
@@ -137,6 +148,16 @@ class ChannelFlusher:
             finally:
                 if follower is not None:
                     follower.close()
+
+    def _follow_again(self, channel: str, seen: int, first: int) -> Follower:
+        """A follower from ``first`` on, for one that stalled (``vecdb.storage.stall``) after ``seen``."""
+        if first > seen + 1:  # only this node cuts below its checkpoint: something else purged the log
+            log.error("data node %s: records %d..%d of %s were cut from the log before they were persisted",
+                      self.node_id, seen + 1, first - 1, channel)
+        else:
+            log.warning("data node %s: no record of %s from the log for %.0f s while %d is there to persist "
+                        "next; following it again", self.node_id, channel, stall.STALL_SECONDS, first)
+        return self.log.follow(channel, first)
 
     def _seal(self, cid: int, channel: str, limit: int) -> bool:
         """Whether the seal record was appended (never raises: the next insert tries again)."""

@@ -42,6 +42,7 @@ from vecdb.querynode.shard import ReadScope, SegmentView, Shard
 from vecdb.records import InsertRecord, Record, decode
 from vecdb.roles import RowFilter
 from vecdb.storage import segments as sf
+from vecdb.storage import stall
 from vecdb.storage.base import Log, MetaStore, ObjectStore
 from vecdb.storage.watch import PUT, PrefixWatch, WatchEvent
 
@@ -61,10 +62,6 @@ GROWING_INDEX_PARAMS = {"M": 16, "efConstruction": 100}
 # A node that does not build looks over its sealed segments for finished index files this often
 # (in memory, against the watched records: a backstop for segments added after their record came).
 ADOPT_SWEEP_SECONDS = 5.0
-# A tailer that got nothing for this long while the log's end is past what it applied looks at the
-# log itself: the records it waits for are gone (cut below it: the channel is loaded again from the
-# segments), or its follower is stuck (opened again). Either way no Strong read waits on it for ever.
-STALL_SECONDS = 5.0
 
 
 class LoadedCollection:
@@ -178,31 +175,22 @@ class QueryNode:
     def _follow(self, shard: Shard, stop: threading.Event) -> None:
         """Apply the channel's records from the log as they are acknowledged, until released."""
         follower = self.log.follow(shard.channel, shard.applied_position + 1)
-        quiet_since = time.monotonic()
-        suspect = None  # the applied position at which the log was last seen ahead of a silent follower
+        watch = stall.StallWatch(self.log, shard.channel)  # records cut below it, or a stuck follower
         try:
             while not stop.is_set():
                 try:
                     records = follower.poll(timeout=0.5)
                     if records:
-                        quiet_since, suspect = time.monotonic(), None
-                    elif time.monotonic() - quiet_since >= STALL_SECONDS:
-                        quiet_since = time.monotonic()
-                        first = self._first_unapplied(shard)
-                        if first is not None and first > shard.applied_position + 1:
+                        watch.heard()
+                    elif (first := watch.check(shard.applied_position)) is not None:
+                        if first > shard.applied_position + 1:
                             self._truncated_under(shard, first)
                             return
-                        if first is None:
-                            suspect = None
-                        elif suspect != shard.applied_position:  # a record may be on its way: look again in 1 s
-                            suspect = shard.applied_position
-                            quiet_since -= STALL_SECONDS - 1.0
-                        else:
-                            log.warning("channel %s: no record from the log for %.0f s while %d is there to "
-                                        "apply next; following it again", shard.channel, STALL_SECONDS, first)
-                            again = self.log.follow(shard.channel, shard.applied_position + 1)
-                            follower.close()
-                            follower, suspect = again, None
+                        log.warning("channel %s: no record from the log for %.0f s while %d is there to apply "
+                                    "next; following it again", shard.channel, stall.STALL_SECONDS, first)
+                        again = self.log.follow(shard.channel, shard.applied_position + 1)
+                        follower.close()
+                        follower = again
                 except errors.IoFailed as e:  # the log is unreachable: keep trying, reads wait meanwhile
                     if stop.is_set():  # released or closed meanwhile (a stopping process closes its log next)
                         break
@@ -216,22 +204,6 @@ class QueryNode:
                     self.deliver(shard.channel, pos, decode(payload))
         finally:
             follower.close()
-
-    def _first_unapplied(self, shard: Shard) -> int | None:
-        """Where the log's records after the shard's applied position begin, when it has any: the next
-        position (a follower that should have handed it out), a later one (the ones between were cut),
-        or ``last + 1`` when every record past the applied position was cut; None when the log ends at
-        the applied position."""
-        last = self.log.last_position(shard.channel)
-        if last <= shard.applied_position:
-            return None
-        records = iter(self.log.read(shard.channel, shard.applied_position + 1))
-        try:
-            return next((pos for pos, _ in records), last + 1)
-        finally:
-            close = getattr(records, "close", None)
-            if close is not None:
-                close()
 
     def _truncated_under(self, shard: Shard, first: int) -> None:
         """Records from the shard's applied position + 1 to ``first`` - 1 are gone from the log."""

@@ -1,0 +1,64 @@
+"""A channel follower that hears nothing while the log is ahead of it: the check that every tailer
+of the log runs (a query node's, a data node's), so none waits for ever on records that were cut
+below it or on a follower that stopped handing them out (a JetStream consumer opened past a purge
+looks like that: no later record ever comes to show it the gap)."""
+
+from __future__ import annotations
+
+import time
+
+from vecdb.storage.base import Log
+
+STALL_SECONDS = 5.0  # silence after which a follower's tailer looks at the log itself
+SETTLE_SECONDS = 1.0  # a record may be on its way at the first look: a follower is stuck at the second
+
+
+def first_after(log: Log, channel: str, applied: int) -> int | None:
+    """Where the channel's records after position ``applied`` begin, when it has any: ``applied + 1``
+    (a follower should have handed it out), a later position (the ones between were cut), or
+    ``last + 1`` when every record past ``applied`` was cut; None when the log ends at ``applied``."""
+    last = log.last_position(channel)
+    if last <= applied:
+        return None
+    records = iter(log.read(channel, applied + 1))
+    try:
+        return next((pos for pos, _ in records), last + 1)
+    finally:
+        close = getattr(records, "close", None)
+        if close is not None:
+            close()
+
+
+class StallWatch:
+    """Tells a follower's loop, polled after each empty poll, when its follower has stalled.
+
+    ``heard()`` after each poll that handed out records; ``check(applied)`` after each that did not:
+    after ``STALL_SECONDS`` of silence it looks at the log, and returns where the records after
+    ``applied`` begin when the tailer must act: a position past ``applied + 1`` at once (records were
+    cut below it), or ``applied + 1`` when the follower stayed silent on two looks ``SETTLE_SECONDS``
+    apart at the same applied position with that record in the log (the follower is stuck: follow
+    the channel again). None otherwise (a quiet log, or too soon to tell)."""
+
+    def __init__(self, log: Log, channel: str):
+        self.log = log
+        self.channel = channel
+        self._quiet_since = time.monotonic()
+        self._suspect: int | None = None  # the applied position at which the log was last seen ahead
+
+    def heard(self) -> None:
+        self._quiet_since, self._suspect = time.monotonic(), None
+
+    def check(self, applied: int) -> int | None:
+        if time.monotonic() - self._quiet_since < STALL_SECONDS:
+            return None
+        self._quiet_since = time.monotonic()
+        first = first_after(self.log, self.channel, applied)
+        if first is None or first > applied + 1:
+            self._suspect = None
+            return first
+        if self._suspect != applied:  # a record may be on its way: look again shortly
+            self._suspect = applied
+            self._quiet_since -= STALL_SECONDS - min(SETTLE_SECONDS, STALL_SECONDS)
+            return None
+        self._suspect = None
+        return first
