@@ -237,3 +237,52 @@ def test_a_task_past_the_retention_limit_fails_loudly(tmp_path, remote_storage, 
         wait_until(lambda: rep.progress.state == FAILED, 30, "the task did not fail")
         assert "truncated past this task's position" in rep.progress.reason and "Re-sync" in rep.progress.reason
         assert store.get(task.id).state == FAILED  # recorded: a restarted service shows it failed, with the reason
+
+
+def test_a_stalled_source_follower_is_followed_again(tmp_path, remote_storage, monkeypatch):
+    """The first follower the task opens on each channel of the source's log never hands a record out
+    (as a JetStream consumer opened past a purge does): after ``vecdb.storage.stall``'s silence the
+    task follows the channel again, and the rows arrive."""
+    from vecdb.cdc import replicator
+    from vecdb.storage import stall
+
+    monkeypatch.setattr(stall, "STALL_SECONDS", 0.5)
+    real_open = replicator.open_source
+    silenced: list[str] = []
+
+    class Silent:
+        def poll(self, timeout: float = 1.0, max_records: int = 1024) -> list:
+            time.sleep(min(timeout, 0.05))
+            return []
+
+        def close(self) -> None:
+            pass
+
+    class FirstFollowerSilent:
+        def __init__(self, log):
+            self._log = log
+
+        def follow(self, channel: str, start: int = 1):
+            if channel in silenced:
+                return self._log.follow(channel, start)
+            silenced.append(channel)
+            return Silent()
+
+        def __getattr__(self, name):
+            return getattr(self._log, name)
+
+    def open_source(source):
+        meta, log = real_open(source)
+        return meta, FirstFollowerSilent(log)
+
+    monkeypatch.setattr(replicator, "open_source", open_source)
+    target = start_standalone(str(tmp_path / "dst"))
+    with replicating(tmp_path, remote_storage("cdcstall" + new_task_id()), target,
+                     f"http://127.0.0.1:{target.port}") as stream:
+        c = MilvusClient(uri=stream.source_uri)
+        c.create_collection("s", dimension=DIM)
+        c.insert("s", _rows(range(40), extra=False))
+        stream.wait_equal(60, "the rows behind a stalled follower")
+        assert silenced  # every channel's first follower was the silent one
+        t = MilvusClient(uri=stream.target_uri)
+        assert t.query("s", filter="", output_fields=["count(*)"])[0]["count(*)"] == 40

@@ -41,6 +41,7 @@ from vecdb.cdc.verify import is_loaded
 from vecdb.coord.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, CollectionInfo
 from vecdb.records import DeleteRecord, InsertRecord, decode
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, valid_key
+from vecdb.storage import stall
 from vecdb.storage.base import Follower, Log, MetaStore
 
 log = logging.getLogger(__name__)
@@ -232,6 +233,7 @@ class Replicator:
         self._log: Log | None = None
         self._target: Target | None = None
         self._followers: dict[str, Follower] = {}
+        self._watches: dict[str, stall.StallWatch] = {}  # channel -> its follower's stall check
         self._channel_coll: dict[str, int] = {}
         self._colls: dict[int, CollectionInfo] = {}
         self._positions: dict[str, int] = {}
@@ -300,6 +302,7 @@ class Replicator:
         for f in self._followers.values():
             f.close()
         self._followers.clear()
+        self._watches.clear()
 
     def _close(self) -> None:
         self._close_followers()
@@ -335,7 +338,9 @@ class Replicator:
         """Apply what the channel has now (up to a few thousand records); whether there was any."""
         records = self._followers[ch].poll(timeout=0.02, max_records=2048)
         if not records:
+            self._check_stall(ch)
             return False
+        self._watches[ch].heard()
         cid = self._channel_coll[ch]
         info = self._colls[cid]
         start = self.task.spec.start
@@ -475,6 +480,7 @@ class Replicator:
                 f = self._followers.pop(ch, None)
                 if f is not None:
                     f.close()
+                self._watches.pop(ch, None)
                 self._channel_coll.pop(ch, None)
                 self._positions.pop(ch, None)
             self.store.remove_collection(tid, cid, channels)
@@ -508,6 +514,23 @@ class Replicator:
                     applied = self._positions.get(ch, 0)
                     self._check_gap(ch, applied)
                     self._followers[ch] = self._log.follow(ch, applied + 1)
+                    self._watches[ch] = stall.StallWatch(self._log, ch)
+
+    def _check_stall(self, ch: str) -> None:
+        """After a silent poll: the channel's follower is opened again when it stalled with records after
+        the task's position in the log (``vecdb.storage.stall``); records cut past it fail the task."""
+        assert self._log is not None
+        applied = self._positions.get(ch, 0)
+        first = self._watches[ch].check(applied)
+        if first is None:
+            return
+        if first > applied + 1 and not (applied == 0 and self.task.spec.start != "now"):
+            self._gap(ch, applied, first)
+        log.warning("cdc task %s: no record of %s from the source log for %.0f s while %d is there to apply "
+                    "next; following it again", self.task.id, ch, stall.STALL_SECONDS, first)
+        again = self._log.follow(ch, applied + 1)
+        self._followers[ch].close()
+        self._followers[ch] = again
 
     def _check_gap(self, ch: str, applied: int) -> None:
         """Fail when the log no longer holds the record after ``applied`` though it has later ones (cut
