@@ -20,7 +20,16 @@ from vecdb.coord.catalog import DEFAULT_PARTITION, CollectionInfo
 from vecdb.datanode.flusher import SEAL_BYTES, SEAL_ROWS
 from vecdb.proxy import status
 from vecdb.proxy.writer import ShardWriter
-from vecdb.roles import CatalogRole, DataNodeRole, DdlRole, FlushRole, IdSource, QueryNodeRole, TimestampSource
+from vecdb.roles import (
+    CatalogRole,
+    DataNodeRole,
+    DdlRole,
+    FlushRole,
+    IdSource,
+    IndexBuilder,
+    QueryNodeRole,
+    TimestampSource,
+)
 from vecdb.schema import DataType
 
 if TYPE_CHECKING:
@@ -153,6 +162,7 @@ class ServiceBase:
 
             roles.flush = FlushManager(roles.writer, None)
         self.flusher: FlushRole = roles.flush
+        self.indexer: IndexBuilder = roles.datanode.indexer  # builds of what no query node here has loaded
 
     def collection(self, db: str, name: str) -> CollectionInfo:
         if not name:

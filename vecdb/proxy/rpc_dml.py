@@ -231,7 +231,7 @@ class DmlRpcs(ServiceBase):
         for ch, pos in done.unpersisted.items():
             seg_ids += [s["segment_id"] for s in self.r.datanode.persist(info, ch, pos)]
         if seg_ids and info.indexes and not self.r.querynode.is_loaded(info.id):
-            self.r.datanode.indexer.schedule(info)  # a loaded collection's query node indexes what it seals
+            self.indexer.schedule(info)  # a loaded collection's query node indexes what it seals
         return seg_ids, done.ts
 
     def _maybe_seal(self, info: CollectionInfo, channels: list[str]) -> None:

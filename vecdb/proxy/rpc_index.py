@@ -124,18 +124,18 @@ class IndexRpcs(ResourceGroupRpcs):
         self.r.querynode.refresh_info(info)
         self.r.querynode.schedule_indexes(info)
         if not self.r.querynode.is_loaded(info.id):
-            self.r.datanode.indexer.schedule(info)
+            self.indexer.schedule(info)
         return status.success()
 
     def _index_state(self, info, field_name: str) -> tuple[int, int]:
         """(indexed rows, total rows): the query node's view when loaded, else the segment files'."""
         if self.r.querynode.is_loaded(info.id):
             return self.r.querynode.index_state(info.id, field_name)
-        return self.r.datanode.indexer.state(info, field_name)
+        return self.indexer.state(info, field_name)
 
     def _progress(self, info, idx) -> _Progress:
         done, total = self._index_state(info, idx.field_name)
-        return _Progress(done, total, self.r.datanode.indexer.failures(info, idx.index_id))
+        return _Progress(done, total, self.indexer.failures(info, idx.index_id))
 
     def _indexes(self, info, index_name: str, field_name: str = "") -> list[IndexInfo]:
         return matching_indexes(info, index_name, field_name)
@@ -194,7 +194,7 @@ class IndexRpcs(ResourceGroupRpcs):
         groups = [g for g in resource_groups or [] if g]
         for g in groups:
             validate_resource_group_name(g)
-        self.r.datanode.indexer.settle(info.id)  # the query node builds what is not started yet
+        self.indexer.settle(info.id)  # the query node builds what is not started yet
         before = self.ddl.load(db, info.name, partition_names, replica_number, groups)
         info = self.r.catalog.get_by_id(info.id)
         try:
