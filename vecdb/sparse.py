@@ -315,7 +315,7 @@ def segment_search(view, spec, k: int, mask: np.ndarray | None):
         weigh = bm25.weight_fn(seg, spec.field.name, max(view.n, post.ntotal), params)
     if spec.radius is not None:
         if spec.range_filter is not None and spec.radius >= spec.range_filter:  # (index.base's rule for
-            raise InvalidParameter(  # IP; not imported: vecdb.columnar imports this module, FAISS stays out)
+            raise InvalidParameter(  # IP; not imported: vecdb.column_codec imports this module, FAISS stays out)
                 f"range_filter must be greater than radius for IP/COSINE, "
                 f"range_filter:{spec.range_filter:f}, radius:{spec.radius:f}")
         per_query = range_search(post, spec.queries, spec.radius, spec.range_filter, mask, k, search_drop,

@@ -17,8 +17,8 @@ from vecdb.coord.catalog_model import CollectionInfo, PartitionInfo
 from vecdb.coord.catalog_state import coll_key
 from vecdb.datanode.compactor import compaction_state, request_compaction, request_key
 from vecdb.datanode.node import DataNode
+from vecdb.log_records import DeleteRecord, InsertRecord, SealRecord, encode
 from vecdb.querynode.node import QueryNode
-from vecdb.records import DeleteRecord, InsertRecord, SealRecord, encode
 from vecdb.schema import CollectionSchema, DataType, FieldSchema
 from vecdb.storage import segments as sf
 from vecdb.storage.memory import MemoryLog, MemoryMetaStore, MemoryObjectStore

@@ -22,12 +22,12 @@ import pytest
 
 from vecdb.coord.catalog_model import CollectionInfo, PartitionInfo
 from vecdb.datanode.node import DataNode
+from vecdb.log_records import DeleteRecord, InsertRecord, SealRecord, encode
 from vecdb.querynode import compaction as qc
 from vecdb.querynode.executor import SearchSpec, count
 from vecdb.querynode.node import QueryNode
 from vecdb.querynode.segment import Segment
 from vecdb.querynode.shard import Shard
-from vecdb.records import DeleteRecord, InsertRecord, SealRecord, encode
 from vecdb.schema import CollectionSchema, DataType, FieldSchema
 from vecdb.storage import segments as sf
 from vecdb.storage.memory import MemoryLog, MemoryMetaStore, MemoryObjectStore
@@ -346,7 +346,7 @@ def test_a_record_waits_until_the_node_applied_its_position(world):
     assert qn._by_channel[CH].applied_position < record["position"]
     assert apply_records(qn) == 1  # waits
     assert seg1 in prefixes_held(qn) and record["to"] not in prefixes_held(qn)
-    from vecdb.records import decode
+    from vecdb.log_records import decode
     for pos, payload in [*lagging, *w.log.read(CH, lagging[-1][0] + 1)]:
         qn.deliver(CH, pos, decode(payload))
     assert apply_records(qn) == 0

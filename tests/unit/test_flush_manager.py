@@ -26,8 +26,8 @@ from vecdb.coord.server import Coord
 from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.datanode.flusher import ChannelFlusher
 from vecdb.datanode.node import DataNode
+from vecdb.log_records import InsertRecord, SealRecord, decode
 from vecdb.proxy.writer import ShardWriter
-from vecdb.records import InsertRecord, SealRecord, decode
 from vecdb.rpc import Client
 from vecdb.rpc.gen import coord_pb2
 from vecdb.schema import CollectionSchema, DataType, FieldSchema

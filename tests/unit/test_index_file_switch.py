@@ -15,9 +15,9 @@ from vecdb.coord import index_builds
 from vecdb.coord.catalog_model import CollectionInfo, IndexInfo, PartitionInfo
 from vecdb.datanode.node import DataNode
 from vecdb.index import new_index
+from vecdb.log_records import InsertRecord, SealRecord, encode
 from vecdb.querynode import executor
 from vecdb.querynode.node import QueryNode
-from vecdb.records import InsertRecord, SealRecord, encode
 from vecdb.schema import CollectionSchema, DataType, FieldSchema
 from vecdb.storage import segments as sf
 from vecdb.storage.memory import MemoryLog, MemoryMetaStore, MemoryObjectStore
@@ -303,7 +303,7 @@ def test_a_compacted_segment_is_indexed_by_the_owning_data_node_and_the_query_no
     from vecdb.coord.catalog_state import coll_key
     from vecdb.coord.datanode_assignment import dn_assign_key
     from vecdb.datanode.index_scheduler import IndexScheduler
-    from vecdb.records import DeleteRecord
+    from vecdb.log_records import DeleteRecord
 
     info = _info()
     log, meta, objects = MemoryLog(), MemoryMetaStore(), MemoryObjectStore()

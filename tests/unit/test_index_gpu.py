@@ -20,8 +20,8 @@ from vecdb.index.bruteforce import brute_force_range, brute_force_search
 from vecdb.index.factory import create_index
 from vecdb.index.gpu_cagra import reverse_edge_graph
 from vecdb.index.gpu_ops import assemble_range, select_topk
+from vecdb.index.index_file import read_index_file
 from vecdb.index.params import validate_index_params
-from vecdb.index.storage import read_index_file
 from vecdb.schema import DataType
 
 N, DIM, NQ, K = 4000, 32, 40, 10

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from pymilvus.grpc_gen import common_pb2, schema_pb2
 
-from vecdb.columns import empty_column
+from vecdb.column_defaults import empty_column
 from vecdb.errors import InvalidParameter
 from vecdb.index import validate_index_params
 from vecdb.index.base import as_float32

@@ -58,8 +58,8 @@ def test_a_load_that_finds_the_log_cut_loads_from_the_new_checkpoint(monkeypatch
     import numpy as np
 
     from vecdb.coord.catalog_model import CollectionInfo, PartitionInfo
+    from vecdb.log_records import InsertRecord, SealRecord, encode
     from vecdb.querynode.node import QueryNode
-    from vecdb.records import InsertRecord, SealRecord, encode
     from vecdb.schema import CollectionSchema, DataType, FieldSchema
 
     schema = CollectionSchema("c", [FieldSchema("id", DataType.INT64, field_id=100, is_primary=True),

@@ -9,7 +9,7 @@ import numpy as np
 from vecdb.coord.catalog_model import CollectionInfo, PartitionInfo
 from vecdb.datanode.node import DataNode
 from vecdb.datanode.row_stats import RowStats
-from vecdb.records import DeleteRecord, InsertRecord, SealRecord, encode, inserted_rows
+from vecdb.log_records import DeleteRecord, InsertRecord, SealRecord, encode, inserted_rows
 from vecdb.schema import CollectionSchema, DataType, FieldSchema
 from vecdb.storage.memory import MemoryLog, MemoryMetaStore, MemoryObjectStore
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vecdb import errors
-from vecdb.columnar import object_array
+from vecdb.column_codec import object_array
 from vecdb.rpc import Client, columns, serve
 from vecdb.rpc.columns import (
     column_wire,

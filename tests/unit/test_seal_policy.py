@@ -22,8 +22,8 @@ from vecdb.datanode.flusher import ChannelFlusher
 from vecdb.datanode.node import DataNode
 from vecdb.datanode.remote import ClusterDataNode
 from vecdb.datanode.seal import VARIABLE_FIELD_BYTES, row_bytes, seal_rows_for
+from vecdb.log_records import InsertRecord, SealRecord, decode
 from vecdb.proxy.writer import ShardWriter
-from vecdb.records import InsertRecord, SealRecord, decode
 from vecdb.schema import CollectionSchema, DataType, FieldSchema
 from vecdb.storage import segments as sf
 from vecdb.storage.memory import MemoryLog, MemoryMetaStore, MemoryObjectStore

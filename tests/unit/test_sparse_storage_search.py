@@ -12,7 +12,7 @@ from pymilvus.client.prepare import Prepare
 from pymilvus.grpc_gen import schema_pb2
 
 from vecdb import sparse
-from vecdb.columnar import decode_columns, encode_columns
+from vecdb.column_codec import decode_columns, encode_columns
 from vecdb.errors import IllegalSchema, InvalidParameter
 from vecdb.index.params import validate_index_params, validate_search_params
 from vecdb.proxy.fielddata import columns_from_field_data, parse_placeholder_group

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from vecdb.coord.catalog_model import CollectionInfo, PartitionInfo
+from vecdb.log_records import InsertRecord, encode
 from vecdb.querynode.node import QueryNode
-from vecdb.records import InsertRecord, encode
 from vecdb.schema import CollectionSchema, DataType, FieldSchema
 from vecdb.storage import stall
 from vecdb.storage.memory import MemoryLog, MemoryMetaStore, MemoryObjectStore
@@ -121,7 +121,7 @@ def test_a_data_node_replaces_a_silent_follower_and_persists(monkeypatch, caplog
     from vecdb.coord.tso import IdAllocator
     from vecdb.datanode.flusher import ChannelFlusher
     from vecdb.datanode.node import DataNode
-    from vecdb.records import SealRecord
+    from vecdb.log_records import SealRecord
     from vecdb.storage import segments as sf
 
     monkeypatch.setattr(stall, "STALL_SECONDS", 0.3)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vecdb.log_records import InsertRecord, SealRecord
 from vecdb.querynode.shard import Shard
-from vecdb.records import InsertRecord, SealRecord
 from vecdb.schema import CollectionSchema, DataType, FieldSchema, valid_key
 
 SCHEMA = CollectionSchema("c", [FieldSchema("id", DataType.INT64, field_id=100, is_primary=True),

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from vecdb.coord.tso import TimestampOracle
+from vecdb.log_records import DeleteRecord, decode
 from vecdb.proxy.writer import ShardWriter
-from vecdb.records import DeleteRecord, decode
 from vecdb.storage.jetstream_log import JetStreamLog
 from vecdb.storage.memory import MemoryLog, MemoryMetaStore
 

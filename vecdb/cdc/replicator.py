@@ -39,7 +39,7 @@ from vecdb.cdc.follower import cdc_positions_key
 from vecdb.cdc.task import FAILED, PAUSED, RUNNING, Task, TaskStore
 from vecdb.cdc.verify import is_loaded
 from vecdb.coord.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, CollectionInfo
-from vecdb.records import DeleteRecord, InsertRecord, decode
+from vecdb.log_records import DeleteRecord, InsertRecord, decode
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, valid_key
 from vecdb.storage import stall
 from vecdb.storage.base import Follower, Log, MetaStore

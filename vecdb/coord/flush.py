@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from vecdb import errors
 from vecdb.coord.datanode_assignment import DATANODE_SESSIONS
-from vecdb.records import Record, SealRecord
+from vecdb.log_records import Record, SealRecord
 from vecdb.rpc.gen import coord_pb2 as pb
 from vecdb.storage import segments as sf
 

@@ -39,8 +39,8 @@ from vecdb.coord.catalog import read_collection
 from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
 from vecdb.datanode.node import DataNode
 from vecdb.datanode.seal import seal_rows_for
+from vecdb.log_records import InsertRecord, SealRecord, decode
 from vecdb.querynode.positions import QN_POS_PREFIX
-from vecdb.records import InsertRecord, SealRecord, decode
 from vecdb.storage import segments as sf
 from vecdb.storage import stall
 from vecdb.storage.base import Follower, Log, MetaStore

@@ -20,14 +20,14 @@ from collections.abc import Iterable
 import numpy as np
 
 from vecdb.cdc.follower import cdc_floor
-from vecdb.columns import missing_column
+from vecdb.column_defaults import missing_column
 from vecdb.config import CompactionSettings
 from vecdb.coord import index_builds
 from vecdb.coord.catalog import CollectionInfo
 from vecdb.datanode.compactor import Compactor, compaction_state, request_compaction
 from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.row_stats import RowStats
-from vecdb.records import DeleteRecord, InsertRecord, decode
+from vecdb.log_records import DeleteRecord, InsertRecord, decode
 from vecdb.roles import IdSource
 from vecdb.schema import CollectionSchema, valid_key
 from vecdb.storage import segments as sf

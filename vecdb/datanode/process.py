@@ -22,9 +22,9 @@ from vecdb.coord.client import CoordClient, RemoteIdAllocator, RemoteTimestampOr
 from vecdb.datanode.flusher import ChannelFlusher
 from vecdb.datanode.index_scheduler import IndexScheduler
 from vecdb.datanode.node import DataNode
+from vecdb.log_records import SealRecord
 from vecdb.process import NodeProcess
 from vecdb.proxy.writer import ShardWriter
-from vecdb.records import SealRecord
 from vecdb.rpc.transport import listen, server_interceptors
 from vecdb.storage.backends import Backends
 

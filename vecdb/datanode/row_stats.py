@@ -13,7 +13,7 @@ Per shard channel, consistently at one checkpoint:
 - persisted rows: the ``num_rows`` of the channel's segments (``seg/<collection>/<channel>/``,
   ``vecdb.storage.segments``), registered with the checkpoint in one transaction;
 - rows not persisted yet: the insert records in the log after the checkpoint, counted from each
-  record's header (``vecdb.records.inserted_rows``; no column is decoded). Each proxy keeps per
+  record's header (``vecdb.log_records.inserted_rows``; no column is decoded). Each proxy keeps per
   channel the counts of the records it already read, so a call reads only the records appended
   since its last one and forgets those at or below the checkpoint. A seal record bounds how many
   records follow the checkpoint (flush and the proxies' seal policy).
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from vecdb import errors
 from vecdb.coord.catalog_model import CollectionInfo
-from vecdb.records import inserted_rows
+from vecdb.log_records import inserted_rows
 from vecdb.storage import segments as sf
 from vecdb.storage.base import Log, MetaStore
 

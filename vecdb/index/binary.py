@@ -42,8 +42,8 @@ from vecdb.index.faiss_index import (
     faiss_search_params,
     match_nlist,
 )
+from vecdb.index.index_file import write_index_file
 from vecdb.index.params import validate_search_params
-from vecdb.index.storage import write_index_file
 from vecdb.index.threads import threads_for_queries
 from vecdb.schema import DataType
 

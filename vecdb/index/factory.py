@@ -7,8 +7,8 @@ from vecdb.index.base import VectorIndex
 from vecdb.index.binary import BinaryIndex
 from vecdb.index.faiss_index import FaissIndex
 from vecdb.index.gpu import create_gpu_index
+from vecdb.index.index_file import read_index_file
 from vecdb.index.params import index_spec, validate_index_params
-from vecdb.index.storage import read_index_file
 from vecdb.schema import DataType
 
 

@@ -56,8 +56,8 @@ from vecdb.index.base import (
     prepare_mask,
     split_range_result,
 )
+from vecdb.index.index_file import write_index_file
 from vecdb.index.params import validate_search_params
-from vecdb.index.storage import write_index_file
 from vecdb.index.threads import threads_for_queries
 from vecdb.schema import DataType
 

@@ -145,7 +145,7 @@ def gpu_index_from_saved(meta: dict, arrays: dict[str, np.ndarray], xp: Any = No
 
 def load_gpu_index(path: str, xp: Any = None) -> GpuIndex:
     """Load a GPU index written by ``save`` (the arrays are read once, then uploaded)."""
-    from vecdb.index.storage import read_index_file  # storage imports FAISS
+    from vecdb.index.index_file import read_index_file  # index_file imports FAISS
 
     meta, _, arrays = read_index_file(path, mmap=True)
     return gpu_index_from_saved(meta, arrays, xp=xp)

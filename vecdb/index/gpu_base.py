@@ -305,7 +305,7 @@ class GpuIndex:
     # --- persistence ------------------------------------------------------------------
     def save(self, path: str) -> None:
         """One file (storage.py layout): JSON meta + host copies of the device arrays."""
-        from vecdb.index.storage import write_index_file  # storage imports FAISS
+        from vecdb.index.index_file import write_index_file  # index_file imports FAISS
 
         with self._lock.read():
             meta = {

@@ -17,13 +17,13 @@ from vecdb.expr import compile_filter
 from vecdb.expr.lexer import INT64_MAX, INT64_MIN, syntax_error
 from vecdb.expr.limits import MAX_EXPR_LENGTH
 from vecdb.expr.parser import parse
+from vecdb.log_records import DeleteRecord, InsertRecord, Record
 from vecdb.proxy import status
 from vecdb.proxy.base import PARTITION_KEY_NAMES, ServiceBase, hash_keys, rpc
 from vecdb.proxy.field_ops import apply_field_ops, parse_field_ops
 from vecdb.proxy.fielddata import columns_from_field_data
 from vecdb.proxy.results import ids_proto
 from vecdb.proxy.templates import template_values
-from vecdb.records import DeleteRecord, InsertRecord, Record
 from vecdb.request_db import db_of
 from vecdb.schema import DataType, valid_key
 from vecdb.timestamp import physical_ms

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 
 from vecdb.errors import LogConflict
-from vecdb.records import Record, encode
+from vecdb.log_records import Record, encode
 from vecdb.roles import TimestampSource
 from vecdb.storage.base import Log
 

@@ -28,18 +28,18 @@ from functools import partial
 import numpy as np
 
 from vecdb import bm25, errors, metrics, sparse
-from vecdb.columns import output_column, unknown_columns
+from vecdb.column_defaults import output_column, unknown_columns
 from vecdb.coord import index_builds
 from vecdb.coord.catalog import CollectionInfo, read_collection
 from vecdb.coord.index_builds import BuildRefused, IndexBuilds
 from vecdb.datanode.indexer import file_built
 from vecdb.index import create_index, load_index, new_index
 from vecdb.index import scalar as scalar_index
+from vecdb.log_records import InsertRecord, Record, decode
 from vecdb.querynode import executor
 from vecdb.querynode.compaction import CompactionFollower
 from vecdb.querynode.segment import Segment
 from vecdb.querynode.shard import ReadScope, SegmentView, Shard
-from vecdb.records import InsertRecord, Record, decode
 from vecdb.roles import RowFilter
 from vecdb.storage import segments as sf
 from vecdb.storage import stall

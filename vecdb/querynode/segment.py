@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from vecdb.columns import absent_column, absent_mask, empty_column, missing_column
+from vecdb.column_defaults import absent_column, absent_mask, empty_column, missing_column
 from vecdb.index.base import VectorIndex
 from vecdb.schema import CollectionSchema, valid_key
 from vecdb.timestamp import MAX_TIMESTAMP
@@ -49,7 +49,7 @@ class Segment:
                       if not stub or f.name == schema.primary_field.name}
         self._ts = np.empty(capacity, np.uint64)
         self._del_ts = np.empty(capacity, np.uint64)
-        for f in schema.fields:  # a nullable field's validity mask, a column of its own (vecdb.columns)
+        for f in schema.fields:  # a nullable field's validity mask, a column of its own (vecdb.column_defaults)
             if f.nullable and f.name in self._cols:
                 self._cols[valid_key(f.name)] = np.empty(capacity, np.bool_)
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from vecdb import errors
+from vecdb.log_records import DeleteRecord, InsertRecord, Record, SealRecord
 from vecdb.querynode.segment import Segment
-from vecdb.records import DeleteRecord, InsertRecord, Record, SealRecord
 from vecdb.schema import CollectionSchema
 from vecdb.storage.segments import segment_prefix
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from vecdb.columnar import json_default, object_array
+from vecdb.column_codec import json_default, object_array
 from vecdb.errors import InvalidParameter
 from vecdb.rpc.gen.common_pb2 import Column, JsonValues, NamedColumn
 from vecdb.rpc.gen.querynode_pb2 import QueryReply, SearchReply

@@ -2,11 +2,11 @@
 
 Object store layout:
   ``segments/<collection>/<channel>/<position>-<partition>/<field_id>.npy``  fixed-width column
-  ``segments/.../<field_id>.vcol``   object column (VARCHAR, JSON, ARRAY) in the columnar format
+  ``segments/.../<field_id>.vcol``   object column (VARCHAR, JSON, ARRAY) in vecdb.column_codec's format
   ``segments/.../<field_id>.{indptr,indices,values}.npy``  SPARSE_FLOAT_VECTOR column as CSR
   ``segments/.../<field_id>.valid.npy``  a nullable field's validity mask (bool per row, False: null)
   ``segments/.../_ts.npy``           row timestamps
-  ``segments/.../index-<field_id>-<index_id>.bin``  a vector index of the segment (vecdb.index.storage)
+  ``segments/.../index-<field_id>-<index_id>.bin``  a vector index of the segment (vecdb.index.index_file)
   ``deltas/<collection>/<channel>/<position>.vcol``  deletes (pk, ts) logged up to that position
 Fixed-width columns are ``.npy`` so a local store can memory-map them.
 
@@ -26,8 +26,8 @@ from collections.abc import Collection, Mapping
 import numpy as np
 
 from vecdb import sparse
-from vecdb.columnar import decode_columns, encode_columns
-from vecdb.columns import absent_column, absent_mask
+from vecdb.column_codec import decode_columns, encode_columns
+from vecdb.column_defaults import absent_column, absent_mask
 from vecdb.schema import CollectionSchema, DataType, valid_key
 from vecdb.storage.base import MetaStore, ObjectStore
 from vecdb.storage.fsutil import file_chunks

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vecdb.columnar import decode_columns, encode_columns, read_header
+from vecdb.column_codec import decode_columns, encode_columns, read_header
 
 _INSERT, _DELETE, _SEAL = b"I", b"D", b"S"
 
