@@ -42,8 +42,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from vecdb import errors, logs, signals
+from vecdb.catalog_model import CollectionInfo, read_collection
 from vecdb.config import Settings
-from vecdb.coord.catalog import CollectionInfo, read_collection
 from vecdb.coord.session import Session, register_node
 from vecdb.discovery import node_number
 from vecdb.process import advertised_address

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from vecdb.coord.catalog_model import CollectionInfo
+    from vecdb.catalog_model import CollectionInfo
     from vecdb.coord.ddl import LoadState
     from vecdb.coord.flush import FlushResult
     from vecdb.coord.resource_groups import GroupConfig

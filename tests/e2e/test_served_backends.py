@@ -10,7 +10,7 @@ import numpy as np
 from pymilvus import MilvusClient
 
 from tests.conftest import free_port, start_vecdb, stop_processes
-from vecdb.coord.catalog import read_collection
+from vecdb.catalog_model import read_collection
 from vecdb.coord.catalog_state import COLL_PREFIX
 from vecdb.storage.backend_server import serve_backends
 from vecdb.storage.local_meta import LocalMetaStore

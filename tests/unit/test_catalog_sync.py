@@ -14,7 +14,8 @@ import pytest
 
 from tests.conftest import wait_until
 from vecdb import errors
-from vecdb.coord.catalog import Catalog, CatalogConflict, CollectionInfo, PartitionInfo
+from vecdb.catalog_model import CollectionInfo, PartitionInfo
+from vecdb.coord.catalog import Catalog, CatalogConflict
 from vecdb.schema import CollectionSchema, DataType, FieldSchema
 from vecdb.storage.etcd_meta import EtcdMetaStore
 from vecdb.storage.memory import MemoryMetaStore

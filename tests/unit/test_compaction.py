@@ -12,9 +12,8 @@ import json
 import numpy as np
 import pytest
 
+from vecdb.catalog_model import CollectionInfo, PartitionInfo, coll_key
 from vecdb.config import CompactionSettings
-from vecdb.coord.catalog_model import CollectionInfo, PartitionInfo
-from vecdb.coord.catalog_state import coll_key
 from vecdb.datanode.compactor import compaction_state, request_compaction, request_key
 from vecdb.datanode.node import DataNode
 from vecdb.log_records import DeleteRecord, InsertRecord, SealRecord, encode

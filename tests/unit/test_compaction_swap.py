@@ -20,7 +20,7 @@ from functools import partial
 import numpy as np
 import pytest
 
-from vecdb.coord.catalog_model import CollectionInfo, PartitionInfo
+from vecdb.catalog_model import CollectionInfo, PartitionInfo
 from vecdb.datanode.node import DataNode
 from vecdb.log_records import DeleteRecord, InsertRecord, SealRecord, encode
 from vecdb.querynode import compaction as qc
@@ -548,7 +548,7 @@ def test_deletes_and_upserts_between_reading_the_new_segment_and_the_swap_are_ke
 
 
 def test_the_new_segments_index_file_is_loaded(world):
-    from vecdb.coord.catalog_model import IndexInfo
+    from vecdb.catalog_model import IndexInfo
     from vecdb.index import new_index
 
     w = world

@@ -16,8 +16,8 @@ import pytest
 
 from tests.conftest import wait_until
 from vecdb import errors
+from vecdb.catalog_model import CollectionInfo, PartitionInfo
 from vecdb.coord.catalog import Catalog
-from vecdb.coord.catalog_model import CollectionInfo, PartitionInfo
 from vecdb.coord.client import CoordClient
 from vecdb.coord.datanode_assignment import DATANODE_SESSIONS, DN_ASSIGN_PREFIX
 from vecdb.coord.ddl_rpc import RemoteDdl

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from vecdb import metrics
-from vecdb.coord.catalog_model import CollectionInfo, IndexInfo, PartitionInfo
+from vecdb.catalog_model import CollectionInfo, IndexInfo, PartitionInfo
 from vecdb.coord.gc import GarbageCollector, intent_key
 from vecdb.coord.session import INCARNATION, Session, describe_process
 from vecdb.schema import CollectionSchema, DataType, FieldSchema

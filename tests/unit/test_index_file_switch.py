@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
+from vecdb.catalog_model import CollectionInfo, IndexInfo, PartitionInfo
 from vecdb.coord import index_builds
-from vecdb.coord.catalog_model import CollectionInfo, IndexInfo, PartitionInfo
 from vecdb.datanode.node import DataNode
 from vecdb.index import new_index
 from vecdb.log_records import InsertRecord, SealRecord, encode
@@ -149,7 +149,7 @@ def test_the_owning_data_node_builds_flushed_compacted_and_new_index_segments_on
     whether flushed or made by a compaction (a ``-c<segment id>`` prefix, as vecdb.datanode.compactor
     names them), and a new index on the collection builds every segment; a channel owned by another
     node is left to it."""
-    from vecdb.coord.catalog_state import coll_key
+    from vecdb.catalog_model import coll_key
     from vecdb.coord.datanode_assignment import dn_assign_key
     from vecdb.datanode.index_scheduler import IndexScheduler
 
@@ -300,7 +300,7 @@ def test_a_compacted_segment_is_indexed_by_the_owning_data_node_and_the_query_no
     indexed segments, dropping deleted rows; its IndexScheduler builds the new segment's index once;
     a cluster's query node (tail=True) swaps the sources for the new segment (vecdb.querynode.compaction)
     and serves it from that file; answers the exact ones throughout."""
-    from vecdb.coord.catalog_state import coll_key
+    from vecdb.catalog_model import coll_key
     from vecdb.coord.datanode_assignment import dn_assign_key
     from vecdb.datanode.index_scheduler import IndexScheduler
     from vecdb.log_records import DeleteRecord

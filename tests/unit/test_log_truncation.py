@@ -57,7 +57,7 @@ def test_a_load_that_finds_the_log_cut_loads_from_the_new_checkpoint(monkeypatch
     of the log: the load starts over from the new checkpoint instead of missing rows."""
     import numpy as np
 
-    from vecdb.coord.catalog_model import CollectionInfo, PartitionInfo
+    from vecdb.catalog_model import CollectionInfo, PartitionInfo
     from vecdb.log_records import InsertRecord, SealRecord, encode
     from vecdb.querynode.node import QueryNode
     from vecdb.schema import CollectionSchema, DataType, FieldSchema

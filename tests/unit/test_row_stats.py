@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vecdb.coord.catalog_model import CollectionInfo, PartitionInfo
+from vecdb.catalog_model import CollectionInfo, PartitionInfo
 from vecdb.datanode.node import DataNode
 from vecdb.datanode.row_stats import RowStats
 from vecdb.log_records import DeleteRecord, InsertRecord, SealRecord, encode, inserted_rows

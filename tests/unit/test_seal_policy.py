@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import wait_until
+from vecdb.catalog_model import CollectionInfo, PartitionInfo
 from vecdb.coord.catalog import Catalog
-from vecdb.coord.catalog_model import CollectionInfo, PartitionInfo
 from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
 from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.datanode import remote

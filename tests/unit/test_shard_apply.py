@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vecdb.coord.catalog_model import CollectionInfo, PartitionInfo
+from vecdb.catalog_model import CollectionInfo, PartitionInfo
 from vecdb.coord.tso import IdAllocator
 from vecdb.datanode.node import DataNode
 from vecdb.errors import IoFailed

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from vecdb.coord.catalog_model import CollectionInfo, PartitionInfo
+from vecdb.catalog_model import CollectionInfo, PartitionInfo
 from vecdb.log_records import InsertRecord, encode
 from vecdb.querynode.node import QueryNode
 from vecdb.schema import CollectionSchema, DataType, FieldSchema

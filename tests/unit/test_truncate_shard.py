@@ -70,7 +70,7 @@ def test_a_query_node_takes_an_added_field_from_the_catalog_when_a_record_carrie
     the node reads the schema from the catalog then, and the rows keep the field's values (rows
     before it read as null), in the growing segment and after a persist and a load."""
     from tests.unit.test_compaction_swap import CH, CID, READ_TS, World
-    from vecdb.coord.catalog_state import coll_key
+    from vecdb.catalog_model import coll_key
 
     w = World()
     try:

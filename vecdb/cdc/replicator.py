@@ -35,10 +35,10 @@ from typing import Any, NoReturn
 import numpy as np
 
 from vecdb import timestamp, timestamptz
+from vecdb.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, CollectionInfo
 from vecdb.cdc.follower import cdc_positions_key
 from vecdb.cdc.task import FAILED, PAUSED, RUNNING, Task, TaskStore
 from vecdb.cdc.verify import is_loaded
-from vecdb.coord.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, CollectionInfo
 from vecdb.log_records import DeleteRecord, InsertRecord, decode
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, valid_key
 from vecdb.storage import stall

@@ -63,7 +63,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
 
-from vecdb.coord.catalog_model import CollectionInfo
+from vecdb.catalog_model import CollectionInfo
 from vecdb.coord.catalog_state import COLL_PREFIX
 from vecdb.coord.planner import Planner
 from vecdb.coord.resource_groups import (

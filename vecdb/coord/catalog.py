@@ -23,15 +23,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from vecdb import errors
-from vecdb.coord.catalog_model import (  # noqa: F401 - the data model, imported from here by the roles
+from vecdb.catalog_model import (
     DEFAULT_DB,
-    DEFAULT_PARTITION,
     MAX_DATABASES,
     CollectionInfo,
-    IndexInfo,
-    PartitionInfo,
+    coll_key,
 )
-from vecdb.coord.catalog_state import alias_key, coll_key, db_key
+from vecdb.coord.catalog_state import alias_key, db_key
 from vecdb.coord.catalog_sync import FENCE_WAIT, CatalogConflict, CatalogSync, Change  # noqa: F401
 from vecdb.schema import validate_collection_name
 from vecdb.storage.base import MetaStore
@@ -310,11 +308,3 @@ def _rename(info: CollectionInfo, db: str, name: str) -> None:
     info.db, info.name = db, name
     info.schema.name = name
 
-
-def read_collection(meta: MetaStore, collection_id: int) -> CollectionInfo:
-    """One collection's current metadata straight from the store (for a node in another process
-    than the catalog's owner)."""
-    raw = meta.get(coll_key(collection_id))
-    if raw is None:
-        raise errors.CollectionNotFound(f"can't find collection[collectionID={collection_id}]")
-    return CollectionInfo.from_json(raw)

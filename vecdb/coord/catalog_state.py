@@ -21,13 +21,12 @@ from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from vecdb.coord.catalog_model import CollectionInfo
+from vecdb.catalog_model import COLL_PREFIX, CollectionInfo, coll_key
 from vecdb.storage.watch import PUT, WatchEvent
 
 log = logging.getLogger(__name__)
 
 DB_PREFIX = "db/"
-COLL_PREFIX = "coll/"
 ALIAS_PREFIX = "alias/"
 VERSION_KEY = "catalog/version"
 APPLIED_PREFIX = "catalog/applied/"
@@ -37,10 +36,6 @@ CATALOG_PREFIXES = (DB_PREFIX, COLL_PREFIX, ALIAS_PREFIX)
 
 def db_key(name: str) -> str:
     return DB_PREFIX + name
-
-
-def coll_key(collection_id: int) -> str:
-    return f"{COLL_PREFIX}{collection_id}"
 
 
 def alias_key(db: str, alias: str) -> str:

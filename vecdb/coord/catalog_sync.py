@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vecdb import errors
-from vecdb.coord.catalog_model import CollectionInfo
+from vecdb.catalog_model import CollectionInfo
 from vecdb.coord.catalog_state import (
     APPLIED_PREFIX,
     CATALOG_PREFIXES,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 
-from vecdb.coord.catalog_model import CollectionInfo
+from vecdb.catalog_model import CollectionInfo
 from vecdb.coord.catalog_state import COLL_PREFIX
 from vecdb.coord.planner import Planner
 from vecdb.storage.base import MetaStore

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vecdb import errors
-from vecdb.coord.catalog_model import (
+from vecdb.catalog_model import (
     DEFAULT_DB,
     DEFAULT_PARTITION,
     CollectionInfo,

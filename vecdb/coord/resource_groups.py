@@ -43,7 +43,7 @@ from vecdb import errors
 from vecdb.storage.base import MetaStore
 
 if TYPE_CHECKING:
-    from vecdb.coord.catalog_model import CollectionInfo
+    from vecdb.catalog_model import CollectionInfo
 
 DEFAULT_RESOURCE_GROUP = "__default_resource_group"
 DEFAULT_CAPACITY = 1_000_000  # the default group's limits (and reported capacity), as in Milvus

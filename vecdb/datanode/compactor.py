@@ -43,10 +43,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vecdb import errors
+from vecdb.catalog_model import CollectionInfo, coll_key, read_collection
 from vecdb.config import CompactionSettings
 from vecdb.coord import session
-from vecdb.coord.catalog import CollectionInfo, read_collection
-from vecdb.coord.catalog_state import coll_key
 from vecdb.storage import segments as sf
 from vecdb.storage.base import MetaStore
 from vecdb.storage.watch import Mirror

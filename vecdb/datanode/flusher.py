@@ -32,10 +32,10 @@ import time
 from collections.abc import Callable
 
 from vecdb import errors, metrics
+from vecdb.catalog_model import read_collection
 from vecdb.cdc.follower import cdc_floor
 from vecdb.config import DataNodeSettings
 from vecdb.coord.assignment import Assignment, assign_key
-from vecdb.coord.catalog import read_collection
 from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
 from vecdb.datanode.node import DataNode
 from vecdb.datanode.seal import seal_rows_for

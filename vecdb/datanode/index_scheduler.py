@@ -25,7 +25,7 @@ import threading
 import time
 
 from vecdb import errors
-from vecdb.coord.catalog import read_collection
+from vecdb.catalog_model import read_collection
 from vecdb.coord.catalog_state import COLL_PREFIX
 from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
 from vecdb.datanode.indexer import SegmentIndexer

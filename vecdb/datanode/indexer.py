@@ -27,8 +27,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
 
 from vecdb import metrics
+from vecdb.catalog_model import CollectionInfo
 from vecdb.coord import index_builds
-from vecdb.coord.catalog import CollectionInfo
 from vecdb.coord.index_builds import BuildRefused, IndexBuilds
 from vecdb.errors import KeyNotFound
 from vecdb.index import new_index

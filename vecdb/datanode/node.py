@@ -19,11 +19,11 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from vecdb.catalog_model import CollectionInfo
 from vecdb.cdc.follower import cdc_floor
 from vecdb.column_defaults import missing_column
 from vecdb.config import CompactionSettings
 from vecdb.coord import index_builds
-from vecdb.coord.catalog import CollectionInfo
 from vecdb.datanode.compactor import Compactor, compaction_state, request_compaction
 from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.row_stats import RowStats

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from vecdb.coord.catalog_model import CollectionInfo
+from vecdb.catalog_model import CollectionInfo
 from vecdb.coord.datanode_assignment import DATANODE_SESSIONS
 from vecdb.datanode.compactor import request_compaction
 from vecdb.datanode.indexer import SegmentIndexer

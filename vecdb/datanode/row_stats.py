@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from vecdb import errors
-from vecdb.coord.catalog_model import CollectionInfo
+from vecdb.catalog_model import CollectionInfo
 from vecdb.log_records import inserted_rows
 from vecdb.storage import segments as sf
 from vecdb.storage.base import Log, MetaStore

@@ -16,7 +16,7 @@ import numpy as np
 from pymilvus.grpc_gen import common_pb2
 
 from vecdb import errors, metrics
-from vecdb.coord.catalog import DEFAULT_PARTITION, CollectionInfo
+from vecdb.catalog_model import DEFAULT_PARTITION, CollectionInfo
 from vecdb.datanode.flusher import SEAL_BYTES, SEAL_ROWS
 from vecdb.proxy import status
 from vecdb.proxy.writer import ShardWriter

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
 from vecdb import errors
-from vecdb.coord.catalog import DEFAULT_PARTITION, CollectionInfo
+from vecdb.catalog_model import DEFAULT_PARTITION, CollectionInfo
 from vecdb.coord.ddl import too_many_partitions
 from vecdb.limits import LIMITS
 from vecdb.proxy import status

@@ -11,7 +11,7 @@ import numpy as np
 from pymilvus.grpc_gen import milvus_pb2
 
 from vecdb import errors
-from vecdb.coord.catalog import DEFAULT_PARTITION, CollectionInfo
+from vecdb.catalog_model import DEFAULT_PARTITION, CollectionInfo
 from vecdb.datanode.seal import seal_rows_for
 from vecdb.expr import compile_filter
 from vecdb.expr.lexer import INT64_MAX, INT64_MIN, syntax_error

@@ -21,7 +21,7 @@ from typing import Any
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from vecdb import errors, importer
-from vecdb.coord.catalog import DEFAULT_PARTITION
+from vecdb.catalog_model import DEFAULT_PARTITION
 from vecdb.importer import COMPLETED, FAILED, IMPORTING, PENDING, ImportJob, JobStore
 from vecdb.proxy import status
 from vecdb.proxy.base import PARTITION_KEY_NAMES, kv_dict, rpc

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from vecdb import errors
-from vecdb.coord.catalog import IndexInfo
+from vecdb.catalog_model import IndexInfo
 from vecdb.coord.ddl import matching_indexes
 from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
 from vecdb.index import validate_index_params

@@ -9,7 +9,7 @@ from collections import Counter
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, rg_pb2
 
 from vecdb import errors
-from vecdb.coord.catalog_model import CollectionInfo
+from vecdb.catalog_model import CollectionInfo
 from vecdb.coord.resource_groups import (
     Group,
     GroupConfig,

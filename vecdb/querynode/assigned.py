@@ -19,8 +19,8 @@ import time
 from functools import partial
 
 from vecdb import errors
+from vecdb.catalog_model import read_collection
 from vecdb.coord.assignment import ASSIGN_PREFIX, FULL_PREFIX, Assignment, full_key, parse_full, serve_key
-from vecdb.coord.catalog import read_collection
 from vecdb.querynode.node import QueryNode
 from vecdb.storage.base import MetaStore
 from vecdb.storage.watch import Mirror

@@ -28,9 +28,9 @@ from functools import partial
 import numpy as np
 
 from vecdb import bm25, errors, metrics, sparse
+from vecdb.catalog_model import CollectionInfo, read_collection
 from vecdb.column_defaults import output_column, unknown_columns
 from vecdb.coord import index_builds
-from vecdb.coord.catalog import CollectionInfo, read_collection
 from vecdb.coord.index_builds import BuildRefused, IndexBuilds
 from vecdb.datanode.indexer import file_built
 from vecdb.index import create_index, load_index, new_index

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from vecdb import errors
-from vecdb.coord.catalog import CollectionInfo, read_collection
+from vecdb.catalog_model import CollectionInfo, read_collection
 from vecdb.discovery import node_number
 from vecdb.expr.filter import compile_filter
 from vecdb.querynode.executor import Hits, SearchSpec

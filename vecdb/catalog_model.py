@@ -1,6 +1,7 @@
 """The catalog's data model: what a collection, its partitions and its indexes are, as stored
-(``CollectionInfo.to_json``) and as every role reads them. Shared by the catalog (``vecdb.coord.catalog``),
-the proxy, the query nodes and the data nodes; the catalog owns where and how it is kept.
+(``CollectionInfo.to_json`` under ``coll_key``) and as every role reads them (``read_collection``).
+A contract between the roles, so it lives outside them: the coord's catalog (``vecdb.coord.catalog``)
+changes it, the proxy, the query nodes and the data nodes read it.
 """
 
 from __future__ import annotations
@@ -11,10 +12,16 @@ from typing import Any
 
 from vecdb import errors
 from vecdb.schema import CollectionSchema
+from vecdb.storage.base import MetaStore
 
 DEFAULT_DB = "default"
 DEFAULT_PARTITION = "_default"
 MAX_DATABASES = 64
+COLL_PREFIX = "coll/"  # coll/<collection id> -> CollectionInfo.to_json()
+
+
+def coll_key(collection_id: int) -> str:
+    return f"{COLL_PREFIX}{collection_id}"
 
 
 @dataclass
@@ -89,3 +96,12 @@ class CollectionInfo:
         d["partitions"] = [PartitionInfo(**p) for p in d["partitions"]]
         d["indexes"] = [IndexInfo(**i) for i in d["indexes"]]
         return cls(**d)
+
+
+def read_collection(meta: MetaStore, collection_id: int) -> CollectionInfo:
+    """One collection's current metadata straight from the store (for a node in another process
+    than the catalog's owner)."""
+    raw = meta.get(coll_key(collection_id))
+    if raw is None:
+        raise errors.CollectionNotFound(f"can't find collection[collectionID={collection_id}]")
+    return CollectionInfo.from_json(raw)
