@@ -12,8 +12,8 @@ import numpy as np
 
 from tests.conftest import start_cluster, wait_until
 
-SEAL_ROWS = 200_000  # the data node's datanode.seal_rows (the default seals 2-d rows at 1M, by bytes)
-BATCH = 25_000
+SEAL_ROWS = 20_000  # the data node's datanode.seal_rows (the default seals 2-d rows at 1M, by bytes)
+BATCH = 2_500
 
 
 def test_the_data_node_seals_a_channel_past_seal_rows_without_a_flush(tmp_path, remote_storage):
