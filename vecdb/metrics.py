@@ -98,6 +98,19 @@ FLUSH_COUNT = Counter("milvus_datanode_flush_buffer_op_count", "count of flushes
                       ["node_id", "status"], registry=MILVUS)
 
 
+# --- the log's tailers (a query node's, a data node's: vecdb.storage.stall) ---------------------------
+LOG_FOLLOWER_STALLS = Counter("vecdb_log_follower_stall_count", "a channel's follower found silent while the log was "
+                              "ahead of it: followed again (stuck), or records cut below it (cut)",
+                              ["node_id", "channel_name", "outcome"], registry=MILVUS)
+STALL_STUCK, STALL_CUT = "stuck", "cut"
+
+
+def count_stall(node_id: str, channel: str, applied: int, first: int) -> None:
+    """One stall of ``channel``'s follower: ``first`` (where the log's records after ``applied`` begin)
+    past ``applied + 1`` means records were cut below it."""
+    LOG_FOLLOWER_STALLS.labels(node_id, channel, STALL_CUT if first > applied + 1 else STALL_STUCK).inc()
+
+
 # --- garbage collection (the active coord's, or a standalone server's: vecdb.coord.gc) -----------
 GC_RUN_COUNT = Counter("milvus_datacoord_gc_run_count", "garbage collection running count", ["node_id"],
                        registry=MILVUS)

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 
+from vecdb import metrics
 from vecdb.catalog_model import CollectionInfo, PartitionInfo
 from vecdb.log_records import InsertRecord, encode
 from vecdb.querynode.node import QueryNode
@@ -78,6 +79,12 @@ def tailing(monkeypatch):
     qn.close()
 
 
+def _stalls(node_id: str, outcome: str) -> float:
+    """``vecdb_log_follower_stall_count`` of ``node_id`` on CH."""
+    return metrics.MILVUS.get_sample_value("vecdb_log_follower_stall_count_total",
+                                           {"node_id": node_id, "channel_name": CH, "outcome": outcome}) or 0.0
+
+
 def _wait(predicate, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -87,19 +94,23 @@ def _wait(predicate, timeout: float = 10.0) -> None:
 
 def test_records_cut_under_a_silent_tailer_release_the_channel(tailing, caplog):
     log, _, qn = tailing
+    before = _stalls(qn.metrics_node_id, "cut")
     with caplog.at_level("ERROR", logger="vecdb.querynode.node"):
         log.append_batch(CH, [_insert(10, 2), _insert(20, 3)])
         log.truncate_before(CH, 4)  # both cut before this node applied them, nothing after them
         _wait(lambda: CH not in qn.applied_positions())
+    assert _stalls(qn.metrics_node_id, "cut") == before + 1
     assert "channel c5-s0: records 2..3 were truncated before this node applied them" in caplog.text
     assert not qn.is_loaded(5)  # released: its assignment loads it again from the segments
 
 
 def test_a_silent_follower_is_replaced_and_the_records_are_applied(tailing, caplog):
     log, wrapped, qn = tailing
+    before = _stalls(qn.metrics_node_id, "stuck")
     with caplog.at_level("WARNING", logger="vecdb.querynode.node"):
         log.append_batch(CH, [_insert(10, 2), _insert(20, 3)])
         _wait(lambda: qn.applied_positions() == {CH: 3})
+    assert _stalls(qn.metrics_node_id, "stuck") == before + 1
     assert "channel c5-s0: no record from the log for 0 s while 2 is there to apply next" in caplog.text
     assert wrapped.follows == 2 and qn.num_rows(_info()) == 30
 
@@ -132,12 +143,13 @@ def test_a_data_node_replaces_a_silent_follower_and_persists(monkeypatch, caplog
     wrapped = _FirstFollowerSilent(log)
     node = DataNode(wrapped, meta, objects, IdAllocator(meta))  # type: ignore[arg-type]
     flusher = ChannelFlusher(node, wrapped, meta, "dn0")  # type: ignore[arg-type]
+    before = _stalls("dn0", "stuck")
     try:
         with caplog.at_level("WARNING", logger="vecdb.datanode.flusher"):
             log.append_batch(CH, [_insert(0, 1), _insert(10, 2), encode(SealRecord(5, 3))])
             _wait(lambda: sf.checkpoint(meta, 5, CH) == 3)
         assert "no record of c5-s0 from the log for 0 s while 1 is there to persist next" in caplog.text
-        assert wrapped.follows == 2
+        assert wrapped.follows == 2 and _stalls("dn0", "stuck") == before + 1
         assert sum(s["num_rows"] for s in sf.list_segments(meta, 5, CH)) == 20
     finally:
         flusher.close()

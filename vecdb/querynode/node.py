@@ -183,6 +183,7 @@ class QueryNode:
                     if records:
                         watch.heard()
                     elif (first := watch.check(shard.applied_position)) is not None:
+                        metrics.count_stall(self.metrics_node_id, shard.channel, shard.applied_position, first)
                         if first > shard.applied_position + 1:
                             self._truncated_under(shard, first)
                             return
