@@ -335,7 +335,10 @@ def test_torn_tail_at_every_offset_is_cut_back(tmp_path, segment_bytes):
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"\x00" * 4096, os.urandom(333), framing.MAGIC + os.urandom(30), framing.encode(99, b"wrong position")],
+    # seeded bytes: the same test ids in every collection (pytest-xdist's workers must agree on them)
+    [b"\x00" * 4096, random.Random(1).randbytes(333), framing.MAGIC + random.Random(2).randbytes(30),
+     framing.encode(99, b"wrong position")],
+    ids=["zeros", "random", "magic-then-random", "wrong-position"],
 )
 def test_garbage_after_last_record_is_cut(tmp_path, garbage):
     root = str(tmp_path / "w")
