@@ -630,9 +630,10 @@ class QueryNode:
                                            segment_id=seg.segment_id)  # the file is whole (as a data node says)
                     except Exception:  # still serve it; the next load builds it again
                         log.exception("cannot save the index of segment %s", seg.segment_id)
+                # the column first: whoever sees the index also sees its one copy of the vectors
+                seg.share_column(field.name, index.raw_vectors())
                 seg.indexes[field.name] = index
                 seg.growing_indexes.pop(field.name, None)
-                seg.share_column(field.name, index.raw_vectors())
         except BuildRefused as e:  # recorded before: the segment stays on exact search
             log.warning("index of segment %s not built: %s", seg.prefix, e.reason)
         except Exception:  # recorded as failed; the segment stays on exact search, still correct
@@ -731,9 +732,9 @@ class QueryNode:
             with seg.index_lock:
                 if field.name in seg.indexes:
                     return
+                seg.share_column(field.name, index.raw_vectors())  # as in the build: before the index shows
                 seg.indexes[field.name] = index
                 seg.growing_indexes.pop(field.name, None)
-                seg.share_column(field.name, index.raw_vectors())
                 if seg.segment_id is None and segment_id is not None:
                     seg.segment_id = segment_id
             log.info("segment %s serves its %s index from %s", seg.prefix, field.name, key)
