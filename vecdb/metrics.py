@@ -105,10 +105,9 @@ LOG_FOLLOWER_STALLS = Counter("vecdb_log_follower_stall_count", "a channel's fol
 STALL_STUCK, STALL_CUT = "stuck", "cut"
 
 
-def count_stall(node_id: str, channel: str, applied: int, first: int) -> None:
-    """One stall of ``channel``'s follower: ``first`` (where the log's records after ``applied`` begin)
-    past ``applied + 1`` means records were cut below it."""
-    LOG_FOLLOWER_STALLS.labels(node_id, channel, STALL_CUT if first > applied + 1 else STALL_STUCK).inc()
+def count_stall(node_id: str, channel: str, cut: bool) -> None:
+    """One stall of ``channel``'s follower: records cut below it (``cut``), or a stuck follower."""
+    LOG_FOLLOWER_STALLS.labels(node_id, channel, STALL_CUT if cut else STALL_STUCK).inc()
 
 
 # --- garbage collection (the active coord's, or a standalone server's: vecdb.coord.gc) -----------

@@ -13,6 +13,7 @@ import numpy as np
 from pymilvus import MilvusClient
 
 from tests.conftest import start_standalone, wait_until
+from tests.log_fakes import FirstFollowerSilent
 from vecdb import timestamp
 from vecdb.cdc.replicator import PUBLISH_SECONDS, Replicator
 from vecdb.cdc.task import Task, TaskSpec, TaskStore, new_task_id
@@ -248,32 +249,12 @@ def test_a_stalled_source_follower_is_followed_again(tmp_path, remote_storage, m
 
     monkeypatch.setattr(stall, "STALL_SECONDS", 0.5)
     real_open = replicator.open_source
-    silenced: list[str] = []
-
-    class Silent:
-        def poll(self, timeout: float = 1.0, max_records: int = 1024) -> list:
-            time.sleep(min(timeout, 0.05))
-            return []
-
-        def close(self) -> None:
-            pass
-
-    class FirstFollowerSilent:
-        def __init__(self, log):
-            self._log = log
-
-        def follow(self, channel: str, start: int = 1):
-            if channel in silenced:
-                return self._log.follow(channel, start)
-            silenced.append(channel)
-            return Silent()
-
-        def __getattr__(self, name):
-            return getattr(self._log, name)
+    logs: list[FirstFollowerSilent] = []
 
     def open_source(source):
         meta, log = real_open(source)
-        return meta, FirstFollowerSilent(log)
+        logs.append(FirstFollowerSilent(log))
+        return meta, logs[-1]
 
     monkeypatch.setattr(replicator, "open_source", open_source)
     target = start_standalone(str(tmp_path / "dst"))
@@ -283,6 +264,7 @@ def test_a_stalled_source_follower_is_followed_again(tmp_path, remote_storage, m
         c.create_collection("s", dimension=DIM)
         c.insert("s", _rows(range(40), extra=False))
         stream.wait_equal(60, "the rows behind a stalled follower")
-        assert silenced  # every channel's first follower was the silent one
+        followed = logs[-1].follows
+        assert followed and all(n >= 2 for n in followed.values()), followed  # each channel's first was silent
         t = MilvusClient(uri=stream.target_uri)
         assert t.query("s", filter="", output_fields=["count(*)"])[0]["count(*)"] == 40

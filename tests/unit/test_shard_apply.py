@@ -7,6 +7,7 @@ loads the segments and replays the log after the checkpoint."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from vecdb.catalog_model import CollectionInfo, PartitionInfo
 from vecdb.coord.tso import IdAllocator
@@ -99,11 +100,8 @@ def test_a_persist_failing_half_way_tried_again_leaves_every_row_once():
                                                 _insert([0], 200, 1.0), SealRecord(7, 250))])
     dn = DataNode(log, meta, objects, IdAllocator(meta))
     try:
-        try:
+        with pytest.raises(IoFailed, match="unreachable at put 2"):
             dn.persist(info, CH, 4)
-            raise AssertionError("the persist should have failed on its second object write")
-        except IoFailed:
-            pass
         assert sf.checkpoint(meta, 7, CH) == 0 and sf.list_segments(meta, 7, CH) == []  # nothing committed
         objects.heal()
         (seg,) = dn.persist(info, CH, 4)

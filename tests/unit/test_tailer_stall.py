@@ -3,17 +3,17 @@ end is past what it applied looks at the log itself (``vecdb.storage.stall``): t
 for were cut below it (a query node releases the channel, and its assignment loads it again from the
 segments), or its follower is stuck (it follows the channel again). Either way a Strong read or a
 flush does not wait on it for ever. A stuck follower is what a JetStream consumer opened past a purge
-looks like (no later record ever came to show the gap); it is faked here, the log underneath is the
-memory backend."""
+looks like (no later record ever came to show the gap); it is faked here (``tests/log_fakes.py``),
+the log underneath is the memory backend."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
 import pytest
 
+from tests.log_fakes import FirstFollowerSilent
 from vecdb import metrics
 from vecdb.catalog_model import CollectionInfo, PartitionInfo
 from vecdb.log_records import InsertRecord, encode
@@ -37,41 +37,12 @@ def _insert(lo: int, ts: int) -> bytes:
                                              "v": np.ones((10, 2), np.float32)}))
 
 
-class _Silent:
-    """A follower that never hands anything out."""
-
-    def __init__(self):
-        self._closed = threading.Event()
-
-    def poll(self, timeout: float = 1.0, max_records: int = 1024) -> list:
-        self._closed.wait(timeout)
-        return []
-
-    def close(self) -> None:
-        self._closed.set()
-
-
-class _FirstFollowerSilent:
-    """The memory log, whose first follower is stuck; later ones are real."""
-
-    def __init__(self, log: MemoryLog):
-        self._log = log
-        self.follows = 0
-
-    def follow(self, channel: str, start: int = 1):
-        self.follows += 1
-        return _Silent() if self.follows == 1 else self._log.follow(channel, start)
-
-    def __getattr__(self, name):
-        return getattr(self._log, name)
-
-
 @pytest.fixture
 def tailing(monkeypatch):
     monkeypatch.setattr(stall, "STALL_SECONDS", 0.3)
     log = MemoryLog()
     log.append_batch(CH, [_insert(0, 1)])
-    wrapped = _FirstFollowerSilent(log)
+    wrapped = FirstFollowerSilent(log)
     qn = QueryNode(wrapped, MemoryMetaStore(), MemoryObjectStore(), tail=True)  # type: ignore[arg-type]
     qn.load(_info())
     assert qn.applied_positions() == {CH: 1}
@@ -112,14 +83,14 @@ def test_a_silent_follower_is_replaced_and_the_records_are_applied(tailing, capl
         _wait(lambda: qn.applied_positions() == {CH: 3})
     assert _stalls(qn.metrics_node_id, "stuck") == before + 1
     assert "channel c5-s0: no record from the log for 0 s while 2 is there to apply next" in caplog.text
-    assert wrapped.follows == 2 and qn.num_rows(_info()) == 30
+    assert wrapped.follows[CH] == 2 and qn.num_rows(_info()) == 30
 
 
 def test_a_quiet_log_is_left_alone(tailing):
     """Nothing past the applied position: silence is right, the follower stays."""
     _, wrapped, qn = tailing
     time.sleep(1.0)  # over three stall periods
-    assert wrapped.follows == 1 and qn.applied_positions() == {CH: 1}
+    assert wrapped.follows[CH] == 1 and qn.applied_positions() == {CH: 1}
 
 
 def test_a_data_node_replaces_a_silent_follower_and_persists(monkeypatch, caplog):
@@ -140,7 +111,7 @@ def test_a_data_node_replaces_a_silent_follower_and_persists(monkeypatch, caplog
     catalog = Catalog(meta)
     catalog.add_collection(_info())
     meta.put(f"{DN_ASSIGN_PREFIX}5", json.dumps({CH: "dn0"}).encode())
-    wrapped = _FirstFollowerSilent(log)
+    wrapped = FirstFollowerSilent(log)
     node = DataNode(wrapped, meta, objects, IdAllocator(meta))  # type: ignore[arg-type]
     flusher = ChannelFlusher(node, wrapped, meta, "dn0")  # type: ignore[arg-type]
     before = _stalls("dn0", "stuck")
@@ -149,7 +120,7 @@ def test_a_data_node_replaces_a_silent_follower_and_persists(monkeypatch, caplog
             log.append_batch(CH, [_insert(0, 1), _insert(10, 2), encode(SealRecord(5, 3))])
             _wait(lambda: sf.checkpoint(meta, 5, CH) == 3)
         assert "no record of c5-s0 from the log for 0 s while 1 is there to persist next" in caplog.text
-        assert wrapped.follows == 2 and _stalls("dn0", "stuck") == before + 1
+        assert wrapped.follows[CH] == 2 and _stalls("dn0", "stuck") == before + 1
         assert sum(s["num_rows"] for s in sf.list_segments(meta, 5, CH)) == 20
     finally:
         flusher.close()

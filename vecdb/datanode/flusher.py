@@ -151,8 +151,9 @@ class ChannelFlusher:
 
     def _follow_again(self, channel: str, seen: int, first: int) -> Follower:
         """A follower from ``first`` on, for one that stalled (``vecdb.storage.stall``) after ``seen``."""
-        metrics.count_stall(self.node_id, channel, seen, first)
-        if first > seen + 1:  # only this node cuts below its checkpoint: something else purged the log
+        cut = first > seen + 1  # only this node cuts below its checkpoint: something else purged the log
+        metrics.count_stall(self.node_id, channel, cut)
+        if cut:
             log.error("data node %s: records %d..%d of %s were cut from the log before they were persisted",
                       self.node_id, seen + 1, first - 1, channel)
         else:

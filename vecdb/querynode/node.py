@@ -183,8 +183,9 @@ class QueryNode:
                     if records:
                         watch.heard()
                     elif (first := watch.check(shard.applied_position)) is not None:
-                        metrics.count_stall(self.metrics_node_id, shard.channel, shard.applied_position, first)
-                        if first > shard.applied_position + 1:
+                        cut = first > shard.applied_position + 1
+                        metrics.count_stall(self.metrics_node_id, shard.channel, cut)
+                        if cut:
                             self._truncated_under(shard, first)
                             return
                         log.warning("channel %s: no record from the log for %.0f s while %d is there to apply "
