@@ -98,7 +98,7 @@ class QueryNodeRole(Protocol):
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None) -> int: ...
 
     def growing_rows(self, channel: str) -> int:
-        """Rows of the channel not yet sealed (the proxy's seal policy)."""
+        """Rows of the channel not yet sealed (the proxy's seal policy: ``vecdb.coord.sealer``)."""
         ...
 
     def index_state(self, collection_id: int, field_name: str) -> tuple[int, int]:

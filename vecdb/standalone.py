@@ -153,7 +153,8 @@ class Standalone:
             self.http.shutdown()
         if self.server is not None:
             self.server.stop(grace).wait()
-        self.roles.background.shutdown(wait=True, cancel_futures=True)
+        if self.roles.sealer is not None:
+            self.roles.sealer.close()
         if self.gc is not None:
             self.gc.close()
         self.querynode.close()

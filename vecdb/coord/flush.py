@@ -25,7 +25,7 @@ hands the seal record to its query node); a cluster's active coord runs one per 
 writer of its own on the shared log (``vecdb.coord.server``: the ``Flush`` RPC of
 ``proto/coord.proto``, a standby answers not ready), and a cluster proxy calls it through
 ``RemoteFlush``. The contract is ``vecdb.roles.FlushRole``; the proxy's Flush and its automatic
-seal both call it.
+seal both call it through ``vecdb.coord.sealer.Sealer``.
 
 Retries. A flush may be repeated (``CoordClient`` retries through a failover or a lost reply):
 seal records are markers, not data. A data node persists the records between the checkpoint and a

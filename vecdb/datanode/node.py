@@ -168,7 +168,8 @@ class DataNode:
         return self.stats.row_count(info, partition_ids)
 
     def seals_itself(self) -> bool:
-        """The in-process data node does not follow the log: the proxy's writes apply the seal policy."""
+        """The in-process data node does not follow the log: the proxy's writes apply the seal policy
+        (``vecdb.coord.sealer``)."""
         return False
 
     def drop_collection(self, info: CollectionInfo) -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import threading
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,31 +32,9 @@ from vecdb.schema import DataType
 
 if TYPE_CHECKING:
     from vecdb.coord.resource_groups import ResourceGroups
+    from vecdb.coord.sealer import Sealer
     from vecdb.proxy.quota import Quota
     from vecdb.security import Security
-
-
-class UnsealedRows:
-    """Rows written through this proxy to each channel since its last seal through this proxy. The seal
-    policy's count for a collection no query node here holds (inserted before its load: its growing rows
-    are nowhere else counted, and it would be persisted as one segment however large it grew)."""
-
-    def __init__(self) -> None:
-        self._rows: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def add(self, rows: dict[str, int]) -> None:
-        with self._lock:
-            for ch, n in rows.items():
-                self._rows[ch] = self._rows.get(ch, 0) + n
-
-    def get(self, channel: str) -> int:
-        return self._rows.get(channel, 0)
-
-    def sealed(self, channels: list[str]) -> None:
-        with self._lock:
-            for ch in channels:
-                self._rows.pop(ch, None)
 
 
 @dataclass
@@ -80,23 +56,22 @@ class Roles:
     flush: FlushRole | None = None
     max_request_bytes: int = 64 << 20
     max_query_window: int = 16384
-    # rows after a channel's last seal record that make the proxy's seal policy seal it (datanode.seal_rows)
+    # rows after a channel's last seal record that make the proxy's seal policy seal it (datanode.seal_rows,
+    # vecdb.coord.sealer)
     seal_rows: int = SEAL_ROWS
     seal_bytes: int = SEAL_BYTES
     # what Connect and GetComponentStates say this server is: "standalone", or a cluster's "proxy"
     component: str = "standalone"
     node_id: int = 1
-    # background work of the proxy (automatic seals); shut down with the server
-    background: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealer"))
     # users and roles (vecdb.security); requests are checked when security.enabled
     security: Security | None = None
     # resource groups (vecdb.coord.resource_groups): the store's, with the live query nodes
     resource_groups: ResourceGroups | None = None
     # rate limits and write protection (vecdb.proxy.quota); None = none
     quota: Quota | None = None
-    # rows written per channel since its last seal (the seal policy's count where no query node holds them)
-    unsealed: UnsealedRows = field(default_factory=UnsealedRows)
+    # flushes and the automatic seal policy (vecdb.coord.sealer) over the roles above; None = wired at
+    # construction; closed with the server
+    sealer: Sealer | None = None
 
 
 PARTITION_KEY_NAMES = "not support manually specifying the partition names if partition key mode is used"
@@ -161,7 +136,12 @@ class ServiceBase:
             from vecdb.coord.flush import FlushManager
 
             roles.flush = FlushManager(roles.writer, None)
-        self.flusher: FlushRole = roles.flush
+        if roles.sealer is None:
+            from vecdb.coord.sealer import Sealer
+
+            roles.sealer = Sealer(roles.flush, roles.writer, roles.datanode, roles.querynode, roles.catalog,
+                                  roles.seal_rows, roles.seal_bytes)
+        self.sealer: Sealer = roles.sealer
         self.indexer: IndexBuilder = roles.datanode.indexer  # builds of what no query node here has loaded
 
     def collection(self, db: str, name: str) -> CollectionInfo:

@@ -93,7 +93,8 @@ class ProxyProcess(NodeProcess):
         own_port = p.worker_port + self.worker if self.worker is not None and p.worker_port else 0
         server, port = start_server(self.roles, p.host, p.port, p.workers, settings.tls,
                                     reuse_port=self.worker is not None, extra_port=own_port)
-        self._closers.append(lambda: self.roles.background.shutdown(wait=True, cancel_futures=True))
+        if self.roles.sealer is not None:  # wired by the servicer (vecdb.proxy.base.ServiceBase)
+            self._closers.append(self.roles.sealer.close)
         return server, port
 
 

@@ -12,7 +12,6 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from vecdb import errors
 from vecdb.catalog_model import DEFAULT_PARTITION, CollectionInfo
-from vecdb.datanode.seal import seal_rows_for
 from vecdb.expr import compile_filter
 from vecdb.expr.lexer import INT64_MAX, INT64_MIN, syntax_error
 from vecdb.expr.limits import MAX_EXPR_LENGTH
@@ -82,9 +81,8 @@ class DmlRpcs(ServiceBase):
             return build
 
         ts, _ = self.r.writer.write({ch: builder(parts) for ch, parts in groups.items()})
-        self.r.unsealed.add({ch: sum(n if rows is None else len(rows) for _, rows in parts)
-                             for ch, parts in groups.items()})
-        self._maybe_seal(info, list(groups))
+        self.sealer.wrote(info, {ch: sum(n if rows is None else len(rows) for _, rows in parts)
+                                 for ch, parts in groups.items()})
         return ts
 
     def _assign_pks(self, info: CollectionInfo, columns: dict, n: int) -> None:
@@ -220,52 +218,14 @@ class DmlRpcs(ServiceBase):
             return np.unique(np.asarray(values, np.int64))
         return np.asarray(sorted(set(values)), dtype=object)
 
-    # --- flush ------------------------------------------------------------------
-    def flush_collection(self, info: CollectionInfo, channels: list[str] | None = None) -> tuple[list[int], int]:
-        """The coord's flush (``vecdb.coord.flush``: seal records, persisted by the data nodes); the
-        channels no data node process persisted are persisted here, in-process."""
-        done = self.flusher.flush(info.id, channels or info.channels)
-        self.r.unsealed.sealed(channels or info.channels)
-        self.r.writer.saw(done.positions)  # the coord's seal records end the channels now (a hint)
-        seg_ids = list(done.segment_ids)
-        for ch, pos in done.unpersisted.items():
-            seg_ids += [s["segment_id"] for s in self.r.datanode.persist(info, ch, pos)]
-        if seg_ids and info.indexes and not self.r.querynode.is_loaded(info.id):
-            self.indexer.schedule(info)  # a loaded collection's query node indexes what it seals
-        return seg_ids, done.ts
-
-    def _maybe_seal(self, info: CollectionInfo, channels: list[str]) -> None:
-        """The seal policy where no data node follows the channels (standalone, a cluster without
-        data node processes; else theirs: ``vecdb.datanode.flusher``). Runs once the rows are
-        durable: nothing here may fail the write, or a client would retry an insert that is already
-        in the log (and duplicate its auto_id rows)."""
-        try:
-            if self.r.datanode.seals_itself():
-                return
-            # the query node's growing rows; this proxy's own count where it holds none (not loaded yet)
-            limit = seal_rows_for(info.schema, self.r.seal_rows, self.r.seal_bytes)
-            full = [ch for ch in channels
-                    if max(self.r.querynode.growing_rows(ch), self.r.unsealed.get(ch)) >= limit]
-        except Exception as e:  # noqa: BLE001 - a query node that does not answer: the next write checks again
-            log.warning("seal check of %s skipped: %s", info.name, e)
-            return
-        if full:
-            self.r.background.submit(self._seal_quietly, info, full)
-
-    def _seal_quietly(self, info, channels) -> None:
-        try:
-            if self.r.catalog.exists(info.db, info.name):
-                self.flush_collection(info, channels)
-        except Exception:  # the next insert or flush retries; the log still has the rows
-            log.exception("automatic seal failed")
-
+    # --- flush (vecdb.coord.sealer) ---------------------------------------------------------
     @rpc(milvus_pb2.FlushResponse)
     def Flush(self, request, context):
         db = db_of(request, context)
         resp = milvus_pb2.FlushResponse(status=status.success(), db_name=db)
         for name in request.collection_names:
             info = self.collection(db, name)
-            seg_ids, ts = self.flush_collection(info)
+            seg_ids, ts = self.sealer.flush(info)
             resp.coll_segIDs[name].data.extend(seg_ids)
             resp.flush_coll_segIDs[name].data.extend(seg_ids)
             resp.coll_seal_times[name] = physical_ms(ts) // 1000

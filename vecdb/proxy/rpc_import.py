@@ -127,7 +127,7 @@ class ImportRpcs(DmlRpcs):
                     rec.put()
                     last_put = time.monotonic()
         try:  # seal what was written (Milvus's imports end as sealed segments)
-            job.segment_ids, _ = self.flush_collection(self.collection(job.db, job.collection))
+            job.segment_ids, _ = self.sealer.flush(self.collection(job.db, job.collection))
         except Exception as e:  # noqa: BLE001 - the rows are durable in the log: the seal policy seals them later
             log.warning("import job %d: every row is written; the flush after it failed (%s)", job.id, e)
         job.state, job.progress, job.complete_ms = COMPLETED, 100, int(time.time() * 1000)

@@ -1,0 +1,105 @@
+"""Flushes and the automatic seal policy, over the roles a proxy holds: the one collaborator of the
+proxy's Flush, Insert, Upsert and import handlers for both (as Milvus's proxy hands a flush to its
+data coordinator in one call, and the coordinator decides when a growing segment is sealed).
+
+``Sealer.flush(info, channels)``: the flush role's seal records (``vecdb.coord.flush``: in-process in
+standalone, the coord's in a cluster), then the channels no data node process persisted persisted here
+(``DataNodeRole.persist``), then the index builds of a collection no query node has loaded scheduled
+(a loaded one's query node indexes what it seals).
+
+``Sealer.wrote(info, rows per channel)``: the seal policy where no data node follows the channels
+(standalone, a cluster without data node processes; else the data nodes', ``vecdb.datanode.flusher``):
+a channel whose rows since its last seal reach ``seal_rows_for`` (``datanode.seal_rows`` /
+``datanode.seal_bytes``) is flushed, in the background. It runs once the rows are durable, so nothing
+in it may fail the write: a client would retry an insert that is already in the log (and duplicate its
+auto_id rows).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from vecdb.catalog_model import CollectionInfo
+from vecdb.datanode.seal import seal_rows_for
+from vecdb.roles import CatalogRole, DataNodeRole, FlushRole, QueryNodeRole
+
+if TYPE_CHECKING:
+    from vecdb.proxy.writer import ShardWriter
+
+log = logging.getLogger(__name__)
+
+
+class UnsealedRows:
+    """Rows written through this proxy to each channel since its last seal through this proxy. The seal
+    policy's count for a collection no query node here holds (inserted before its load: its growing rows
+    are nowhere else counted, and it would be persisted as one segment however large it grew)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def add(self, rows: dict[str, int]) -> None:
+        with self._lock:
+            for ch, n in rows.items():
+                self._rows[ch] = self._rows.get(ch, 0) + n
+
+    def get(self, channel: str) -> int:
+        return self._rows.get(channel, 0)
+
+    def sealed(self, channels: list[str]) -> None:
+        with self._lock:
+            for ch in channels:
+                self._rows.pop(ch, None)
+
+
+class Sealer:
+    def __init__(self, flush: FlushRole, writer: ShardWriter, datanode: DataNodeRole, querynode: QueryNodeRole,
+                 catalog: CatalogRole, seal_rows: int, seal_bytes: int) -> None:
+        self.flusher, self.writer, self.datanode, self.querynode, self.catalog = (
+            flush, writer, datanode, querynode, catalog)
+        self.seal_rows, self.seal_bytes = seal_rows, seal_bytes
+        self.unsealed = UnsealedRows()
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealer")
+
+    def flush(self, info: CollectionInfo, channels: list[str] | None = None) -> tuple[list[int], int]:
+        """Seal and persist ``channels`` (default: all of the collection's); the segment ids written
+        and the seal timestamp."""
+        channels = channels or info.channels
+        done = self.flusher.flush(info.id, channels)
+        self.unsealed.sealed(channels)
+        self.writer.saw(done.positions)  # the coord's seal records end the channels now (a hint)
+        seg_ids = list(done.segment_ids)
+        for ch, pos in done.unpersisted.items():
+            seg_ids += [s["segment_id"] for s in self.datanode.persist(info, ch, pos)]
+        if seg_ids and info.indexes and not self.querynode.is_loaded(info.id):
+            self.datanode.indexer.schedule(info)
+        return seg_ids, done.ts
+
+    def wrote(self, info: CollectionInfo, rows: dict[str, int]) -> None:
+        """``rows`` (per channel) of ``info`` are in the log: seal the channels that are full."""
+        self.unsealed.add(rows)
+        try:
+            if self.datanode.seals_itself():
+                return
+            # the query node's growing rows; this proxy's own count where it holds none (not loaded yet)
+            limit = seal_rows_for(info.schema, self.seal_rows, self.seal_bytes)
+            full = [ch for ch in rows if max(self.querynode.growing_rows(ch), self.unsealed.get(ch)) >= limit]
+        except Exception as e:  # noqa: BLE001 - a query node that does not answer: the next write checks again
+            log.warning("seal check of %s skipped: %s", info.name, e)
+            return
+        if full:
+            self._background.submit(self._seal_quietly, info, full)
+
+    def _seal_quietly(self, info: CollectionInfo, channels: list[str]) -> None:
+        try:
+            if self.catalog.exists(info.db, info.name):
+                self.flush(info, channels)
+        except Exception:  # the next insert or flush retries; the log still has the rows
+            log.exception("automatic seal failed")
+
+    def close(self) -> None:
+        """Waits for a seal under way; drops those not started (the next write or flush does them)."""
+        self._background.shutdown(wait=True, cancel_futures=True)
