@@ -220,6 +220,14 @@ def read_catalog(meta: MetaStore) -> tuple[dict[int, CollectionInfo], list[str],
 
 # --- the task ----------------------------------------------------------------------------------
 
+@dataclass
+class _Tail:
+    """A channel this task follows: its follower of the source log and that follower's stall check."""
+
+    follower: Follower
+    watch: stall.StallWatch
+
+
 class Replicator:
     """Runs one task on a thread of its own until ``stop()``; ``progress`` says how it goes."""
 
@@ -232,8 +240,7 @@ class Replicator:
         self._meta: MetaStore | None = None
         self._log: Log | None = None
         self._target: Target | None = None
-        self._followers: dict[str, Follower] = {}
-        self._watches: dict[str, stall.StallWatch] = {}  # channel -> its follower's stall check
+        self._tails: dict[str, _Tail] = {}
         self._channel_coll: dict[str, int] = {}
         self._colls: dict[int, CollectionInfo] = {}
         self._positions: dict[str, int] = {}
@@ -299,10 +306,9 @@ class Replicator:
             self._target = Target(t["uri"], t.get("token", ""))
 
     def _close_followers(self) -> None:
-        for f in self._followers.values():
-            f.close()
-        self._followers.clear()
-        self._watches.clear()
+        for tail in self._tails.values():
+            tail.follower.close()
+        self._tails.clear()
 
     def _close(self) -> None:
         self._close_followers()
@@ -324,23 +330,24 @@ class Replicator:
                 self._sync_catalog()
                 version = v
             busy = False
-            for ch in list(self._followers):
+            for ch in list(self._tails):
                 busy |= self._pump(ch)
             if time.monotonic() >= report_due:  # last_position is a round trip per channel on JetStream
                 self._report()
                 report_due = time.monotonic() + REPORT_SECONDS
             self._publish()
             self.progress.last_error = ""  # a whole pass succeeded
-            if not busy and not self._followers:
+            if not busy and not self._tails:
                 self._stop.wait(0.2)
 
     def _pump(self, ch: str) -> bool:
         """Apply what the channel has now (up to a few thousand records); whether there was any."""
-        records = self._followers[ch].poll(timeout=0.02, max_records=2048)
+        tail = self._tails[ch]
+        records = tail.follower.poll(timeout=0.02, max_records=2048)
         if not records:
             self._check_stall(ch)
             return False
-        self._watches[ch].heard()
+        tail.watch.heard()
         cid = self._channel_coll[ch]
         info = self._colls[cid]
         start = self.task.spec.start
@@ -477,10 +484,9 @@ class Replicator:
             channels = [ch for ch, owner in self._channel_coll.items() if owner == cid] or \
                 [f"c{cid}-s{i}" for i in range(64)]
             for ch in channels:
-                f = self._followers.pop(ch, None)
-                if f is not None:
-                    f.close()
-                self._watches.pop(ch, None)
+                tail = self._tails.pop(ch, None)
+                if tail is not None:
+                    tail.follower.close()
                 self._channel_coll.pop(ch, None)
                 self._positions.pop(ch, None)
             self.store.remove_collection(tid, cid, channels)
@@ -509,19 +515,19 @@ class Replicator:
         self._sync_aliases(wanted, aliases)
         for cid, info in wanted.items():
             for ch in info.channels:
-                if ch not in self._followers:
+                if ch not in self._tails:
                     self._channel_coll[ch] = cid
                     applied = self._positions.get(ch, 0)
                     self._check_gap(ch, applied)
-                    self._followers[ch] = self._log.follow(ch, applied + 1)
-                    self._watches[ch] = stall.StallWatch(self._log, ch)
+                    self._tails[ch] = _Tail(self._log.follow(ch, applied + 1), stall.StallWatch(self._log, ch))
 
     def _check_stall(self, ch: str) -> None:
         """After a silent poll: the channel's follower is opened again when it stalled with records after
         the task's position in the log (``vecdb.storage.stall``); records cut past it fail the task."""
         assert self._log is not None
         applied = self._positions.get(ch, 0)
-        first = self._watches[ch].check(applied)
+        tail = self._tails[ch]
+        first = tail.watch.check(applied)
         if first is None:
             return
         if first > applied + 1 and not (applied == 0 and self.task.spec.start != "now"):
@@ -529,8 +535,8 @@ class Replicator:
         log.warning("cdc task %s: no record of %s from the source log for %.0f s while %d is there to apply "
                     "next; following it again", self.task.id, ch, stall.STALL_SECONDS, first)
         again = self._log.follow(ch, applied + 1)
-        self._followers[ch].close()
-        self._followers[ch] = again
+        tail.follower.close()
+        tail.follower = again
 
     def _check_gap(self, ch: str, applied: int) -> None:
         """Fail when the log no longer holds the record after ``applied`` though it has later ones (cut
@@ -648,7 +654,7 @@ class Replicator:
         now = time.monotonic()
         if now - self._published_at < PUBLISH_SECONDS:
             return
-        raw = json.dumps({ch: p for ch, p in sorted(self._positions.items()) if ch in self._followers}).encode()
+        raw = json.dumps({ch: p for ch, p in sorted(self._positions.items()) if ch in self._tails}).encode()
         if raw != self._published:
             self._meta.put(cdc_positions_key(self.task.id), raw)
             self._published = raw
