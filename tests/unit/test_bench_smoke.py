@@ -268,3 +268,28 @@ def test_merge_docs_unites_indexes_and_results():
     assert merged["meta"]["indexes"] == ["HNSW", "FLAT"]
     assert len(merged["results"]) == 8 and [m["started"] for m in merged["meta"]["merged_runs"]] == ["t1", "t2"]
     assert {r["index"] for r in merged["results"] if r["system"] == "vecdb"} == {"HNSW", "FLAT"}
+
+
+def test_hnsw_order_renumbers_without_changing_the_answers():
+    """bench.hnsw_order's premise: a graph renumbered by ``permute_entries`` answers the same rows
+    once its ids go back through the permutation."""
+    import faiss
+
+    from bench.hnsw_order import _build
+
+    base = synthetic(3000, dim=16, seed=3)
+    queries = base[:50] + np.float32(0.01)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # one thread: the two builds make the same graph
+    try:
+        plain, ordered = _build(base, 16, 40), _build(base, 16, 40)
+        order = np.random.default_rng(0).permutation(len(base)).astype(np.int64)
+        ordered.permute_entries(order)
+        for index in (plain, ordered):
+            index.hnsw.efSearch = 64
+        d0, _ = plain.search(queries, 5)
+        d1, i1 = ordered.search(queries, 5)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    np.testing.assert_allclose(np.sort(d1, axis=1), np.sort(d0, axis=1), rtol=1e-5)
+    assert (order[i1[:, 0]] == np.arange(50)).all()  # each query's own row comes back first, by its old id
