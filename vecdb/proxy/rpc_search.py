@@ -13,6 +13,7 @@ from vecdb import errors
 from vecdb.bm25 import output_analyzer
 from vecdb.expr import compile_filter
 from vecdb.index import validate_search_params
+from vecdb.index.params import MAX_CANDIDATES
 from vecdb.limits import LIMITS
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, kv_dict, parse_json_param, rpc
@@ -22,6 +23,15 @@ from vecdb.proxy.fieldencode import fill_field_data
 from vecdb.proxy.grouping import GroupBy, group_hits, parse_group_by
 from vecdb.proxy.order_by import order_fields, order_group_rows, order_rows, parse_order_by
 from vecdb.proxy.results import query_results, search_results
+from vecdb.proxy.search_iterator import (
+    PER_PAGE_KEYS,
+    Cursors,
+    far_bound,
+    iterator_batch,
+    nearer_bound,
+    next_page,
+    page_request,
+)
 from vecdb.proxy.templates import template_values
 from vecdb.querynode.executor import SearchSpec
 from vecdb.request_db import db_of
@@ -54,6 +64,7 @@ class SearchPlan:
     fetch: list
     group: GroupBy | None = None  # a grouping search (group_by_field)
     order: tuple = ()  # order_by_fields: ((field, ascending), ...) (vecdb.proxy.order_by)
+    iter_batch: int = 0  # a search iterator v2's page size (vecdb.proxy.search_iterator); 0: none
 
 
 def _int_param(params: dict, key: str, default: int) -> int:
@@ -155,6 +166,8 @@ class SearchRpcs(ServiceBase):
         level = level_of(request, info.consistency_level)
         spec = self._search_spec(info, request, plan, self._snapshot_ts(info, request, level, plan.iterator))
         parts = self.partition_ids(info, request.partition_names)
+        if plan.iter_batch:
+            return self._iterator_page(info, request, spec, plan, parts, level)
         with reading_at(level):
             if plan.group is not None:
                 return self._grouped_search(info, spec, plan, parts)
@@ -183,6 +196,38 @@ class SearchRpcs(ServiceBase):
             params=plan.params, index_type=plan.index_type, radius=plan.radius, range_filter=plan.range_filter,
             flt=self._filter(info, request.dsl, request.expr_template_values), ts=ts,
         )
+
+    def _iterator_page(self, info, request, spec: SearchSpec, plan: SearchPlan, parts,
+                       level: ReadLevel) -> milvus_pb2.SearchResults:
+        """One page of a search iterator v2 (``vecdb.proxy.search_iterator``)."""
+        req = page_request(request.search_params)
+        cursors: Cursors = self.__dict__.setdefault("_cursors", Cursors())
+        at = None if req.bound is None else cursors.get(req.token, req.bound)
+        depth = 0 if at is None else at.depth  # a graph index's beam must reach past the rows returned
+        far = plan.radius if plan.radius is not None else far_bound(plan.metric, plan.field.dim)
+
+        def search(window: int):
+            if req.bound is None:  # the first page: the best hits
+                wide = dataclasses.replace(spec, limit=window, offset=0, params=_widened(plan.params, window))
+            else:  # from the bound (inclusive) outwards
+                near = nearer_bound(req.bound, plan.range_filter, plan.metric)
+                wide = dataclasses.replace(spec, limit=window, offset=0, radius=far, range_filter=near,
+                                           params=_widened(plan.params, min(depth + window, MAX_CANDIDATES)))
+            with reading_at(level):
+                return self.r.querynode.search(info, wide, parts, plan.fetch)
+
+        hits, page = next_page(search, len(spec.queries), plan.limit, req, at, plan.metric)
+        if page.cursor is not None:
+            cursors.remember(req.token, page.last_bound, page.cursor)
+        rows = page.rows
+        resp = search_results(info.schema, len(spec.queries), page.topks, hits.pks[rows], hits.scores[rows],
+                              {k: v[rows] for k, v in hits.columns.items()}, plan.out_fields, plan.dyn_keys,
+                              plan.limit, plan.round_decimal)
+        resp.results.search_iterator_v2_results.token = req.token
+        resp.results.search_iterator_v2_results.last_bound = page.last_bound
+        resp.collection_name = info.name
+        resp.session_ts = spec.ts
+        return resp
 
     def _grouped_search(self, info, spec: SearchSpec, plan: SearchPlan, parts) -> milvus_pb2.SearchResults:
         """A grouping search (``vecdb.proxy.grouping``): ordinary top-k searches over a window of each
@@ -216,7 +261,7 @@ class SearchRpcs(ServiceBase):
     def _search_plan(self, info, pairs, output_fields) -> SearchPlan:
         """Everything a search derives from its parameters, cached: clients repeat the same ones."""
         key = (info.id, tuple([(i.index_id, i.field_name) for i in info.indexes]),
-               tuple([(kv.key, kv.value) for kv in pairs]), tuple(output_fields))
+               tuple([(kv.key, kv.value) for kv in pairs if kv.key not in PER_PAGE_KEYS]), tuple(output_fields))
         cache = self.__dict__.setdefault("_plans", {})
         plan = cache.get(key)
         if plan is None:
@@ -272,6 +317,9 @@ class SearchRpcs(ServiceBase):
             raise errors.InvalidParameter("Not allowed to do range-search when doing search-group-by")
         if order and iterator:
             raise errors.InvalidParameter("order_by is not supported when using search iterator")
+        iter_batch = iterator_batch(sp, iterator, offset)
+        if iter_batch:
+            limit = iter_batch
         out_fields, dyn_keys = resolve_output_fields(schema, output_fields)
         # a range search is bounded by its radius, not by ef: the index raises ef to the limit itself
         search_params = validate_search_params(index_type, metric, params, limit + offset,
@@ -288,7 +336,7 @@ class SearchRpcs(ServiceBase):
             radius=radius, range_filter=range_filter, round_decimal=round_decimal, iterator=iterator,
             out_fields=out_fields, dyn_keys=dyn_keys,
             fetch=list(dict.fromkeys(_fetched(schema, out_fields, dyn_keys) + order_fields(schema, order))),
-            group=group, order=order,
+            group=group, order=order, iter_batch=iter_batch,
         )
 
     def _anns_field(self, info, name: str):
