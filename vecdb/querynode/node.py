@@ -630,7 +630,10 @@ class QueryNode:
                         self.builds.finish(info.id, idx.index_id, seg.prefix, seg.n, key,
                                            segment_id=seg.segment_id)  # the file is whole (as a data node says)
                     except Exception:  # still serve it; the next load builds it again
-                        log.exception("cannot save the index of segment %s", seg.segment_id)
+                        if self._closed.is_set():  # a build that outlived close(): its stores are closed
+                            log.info("index of segment %s not saved: the node stopped", seg.segment_id)
+                        else:
+                            log.exception("cannot save the index of segment %s", seg.segment_id)
                 # the column first: whoever sees the index also sees its one copy of the vectors
                 seg.share_column(field.name, index.raw_vectors())
                 seg.indexes[field.name] = index
