@@ -40,6 +40,8 @@ class IndexInfo:
     metric_type: str
     params: dict[str, Any]
     created_ts: int = 0
+    # alter_index_properties: settings of the index that are not build parameters (mmap.enabled)
+    properties: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

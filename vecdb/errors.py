@@ -87,6 +87,11 @@ class CollectionLimitExceeded(VecdbError):
     default_message = "exceeded the limit number of collections"
 
 
+class CollectionLoaded(VecdbError):
+    code, legacy_code, input_error = 104, "IllegalArgument", True
+    default_message = "collection already loaded"
+
+
 class IllegalSchema(VecdbError):
     code, legacy_code, input_error = 105, "IllegalArgument", True
     default_message = "illegal collection schema"

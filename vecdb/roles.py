@@ -281,6 +281,9 @@ class DdlRole(Protocol):
         """The dropped indexes' ids."""
         ...
 
+    def alter_index(self, db: str, collection: str, index_name: str, properties: dict[str, str],
+                    delete_keys: list[str]) -> None: ...
+
     def load(self, db: str, collection: str, partition_names: list[str] | None, replica_number: int,
              resource_groups: list[str]) -> LoadState:
         """Mark it loaded with its replicas placed; the load state before (for ``undo_load``)."""

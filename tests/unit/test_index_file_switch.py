@@ -10,6 +10,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from vecdb.catalog_model import CollectionInfo, IndexInfo, PartitionInfo
 from vecdb.coord import index_builds
@@ -197,11 +198,16 @@ def test_the_owning_data_node_builds_flushed_compacted_and_new_index_segments_on
         dn.close()
 
 
-def test_with_mmap_on_the_switched_index_is_memory_mapped(tmp_path):
+@pytest.mark.parametrize("where", ["collection", "index"])
+def test_with_mmap_on_the_switched_index_is_memory_mapped(tmp_path, where):
+    """The collection's ``mmap.enabled``, or the index's own (alter_index_properties)."""
     from vecdb.storage.local_objects import LocalObjectStore
 
     info = _info()
-    info.properties = {"mmap.enabled": "true"}
+    if where == "collection":
+        info.properties = {"mmap.enabled": "true"}
+    else:
+        info.indexes[0].properties = {"mmap.enabled": "True"}
     log, meta, objects = MemoryLog(), MemoryMetaStore(), LocalObjectStore(str(tmp_path))
     vecs = np.random.default_rng(3).random((ROWS, DIM), dtype=np.float32)
     log.append_batch(CH, [_insert(vecs, 0, 1), encode(SealRecord(5, 2))])

@@ -340,6 +340,26 @@ class DdlManager:
 
         self._saving(lambda: self.catalog.get(db or DEFAULT_DB, collection), change)
 
+    def alter_index(self, db: str, collection: str, index_name: str, properties: dict[str, str],
+                    delete_keys: list[str]) -> None:
+        """Set and delete an index's properties (the keys the proxy allows: ``vecdb.proxy.rpc_index``).
+        Refused while the collection is loaded, as Milvus refuses it."""
+
+        def change(info: CollectionInfo) -> None:
+            if info.loaded:
+                raise errors.CollectionLoaded(
+                    f"can't alter index on loaded collection, please release the collection first: "
+                    f"collection already loaded[collection={info.name}]")
+            found = [i for i in info.indexes if i.index_name == index_name]
+            if not found:
+                raise errors.IndexNotFound(f"index not found[indexName={index_name}]")
+            idx = found[0]
+            idx.properties.update(properties)
+            for key in delete_keys:
+                idx.properties.pop(key, None)
+
+        self._saving(lambda: self.catalog.get(db or DEFAULT_DB, collection), change)
+
     def drop_index(self, db: str, collection: str, index_name: str, field_name: str, *,
                    retry: bool = False) -> list[int]:
         """The dropped indexes' ids (IndexNotFound when none matches, [] on a repeat). Refused while

@@ -123,6 +123,8 @@ def ddl_handlers(serve: Callable[[Callable[[DdlManager], Any]], Any]) -> dict[st
                                                         r.metric_type, json.loads(r.params_json or "{}"))),
         "DropIndex": lambda d, r: reply(d, ids=d.drop_index(r.db, r.collection, r.index_name, r.field_name,
                                                             retry=r.retry)),
+        "AlterIndex": unit(lambda d, r: d.alter_index(r.db, r.collection, r.index_name, dict(r.properties),
+                                                      list(r.delete_keys))),
         "LoadCollection": load,
         "UndoLoad": undo_load,
         "ReleaseCollection": release,
@@ -234,6 +236,11 @@ class RemoteDdl:
     def drop_index(self, db: str, collection: str, index_name: str, field_name: str) -> list[int]:
         return list(self._call("DropIndex", pb.DdlDropIndexRequest(
             db=db, collection=collection, index_name=index_name, field_name=field_name)).ids)
+
+    def alter_index(self, db: str, collection: str, index_name: str, properties: dict[str, str],
+                    delete_keys: list[str]) -> None:
+        self._call("AlterIndex", pb.DdlAlterIndexRequest(db=db, collection=collection, index_name=index_name,
+                                                         properties=properties, delete_keys=delete_keys))
 
     # --- load state
     def load(self, db: str, collection: str, partition_names: list[str] | None, replica_number: int,

@@ -58,7 +58,24 @@ def _described_params(idx: IndexInfo) -> list:
         pairs["metric_type"] = idx.metric_type
     for key, value in idx.params.items():
         pairs.setdefault(key, _param_text(value))
+    for key, value in idx.properties.items():  # alter_index_properties (Milvus lists them with the params)
+        pairs.setdefault(key, value)
     return kv_pairs(pairs)
+
+
+INDEX_PROPERTIES = ("mmap.enabled",)  # what alter_index_properties may set (Milvus's configurable index params)
+
+
+def _index_properties(pairs, delete_keys) -> dict[str, str]:
+    """The properties an AlterIndex sets, checked as Milvus checks them (1100)."""
+    props = kv_dict(pairs)
+    for key in [*props, *delete_keys]:
+        if key not in INDEX_PROPERTIES:
+            raise errors.InvalidParameter(f"{key} is not configable index param")
+    for key, value in props.items():  # mmap.enabled
+        if value.strip().lower() not in ("true", "false"):
+            raise errors.InvalidParameter(f"invalid {key} value: {value}, expected true or false")
+    return props
 
 
 @dataclass(frozen=True)
@@ -151,6 +168,35 @@ class IndexRpcs(ResourceGroupRpcs):
                 params=_described_params(idx), indexed_rows=p.done, total_rows=p.total, pending_index_rows=p.pending,
                 state=p.state, index_state_fail_reason=p.fail_reason))
         return milvus_pb2.DescribeIndexResponse(status=status.success(), index_descriptions=descs)
+
+    @rpc(milvus_pb2.GetIndexStatisticsResponse)
+    def GetIndexStatistics(self, request, context):
+        """DescribeIndex without the pending rows (the ORM's ``Index``)."""
+        info = self.collection(db_of(request, context), request.collection_name)
+        descs = []
+        for idx in self._indexes(info, request.index_name):
+            p = self._progress(info, idx)
+            descs.append(milvus_pb2.IndexDescription(
+                index_name=idx.index_name, indexID=idx.index_id, field_name=idx.field_name,
+                params=_described_params(idx), indexed_rows=p.done, total_rows=p.total, state=p.state,
+                index_state_fail_reason=p.fail_reason))
+        return milvus_pb2.GetIndexStatisticsResponse(status=status.success(), index_descriptions=descs)
+
+    @rpc()
+    def AlterIndex(self, request, context):
+        """alter_index_properties / drop_index_properties: ``mmap.enabled``, which makes a query node read
+        the index's files memory-mapped when it loads the collection. Refused while loaded."""
+        db = db_of(request, context)
+        props = _index_properties(request.extra_params, list(request.delete_keys))
+        info = self.collection(db, request.collection_name)
+        if not request.index_name:
+            raise errors.InvalidParameter("index name is empty")
+        if self.r.querynode.is_loaded(info.id):
+            raise errors.CollectionLoaded(
+                "can't alter index on loaded collection, please release the collection first: "
+                f"collection already loaded[collection={info.name}]")
+        self.ddl.alter_index(db, request.collection_name, request.index_name, props, list(request.delete_keys))
+        return status.success()
 
     @rpc()
     def DropIndex(self, request, context):

@@ -28,7 +28,7 @@ from functools import partial
 import numpy as np
 
 from vecdb import bm25, errors, metrics, sparse
-from vecdb.catalog_model import CollectionInfo, read_collection
+from vecdb.catalog_model import CollectionInfo, IndexInfo, read_collection
 from vecdb.column_defaults import output_column, unknown_columns
 from vecdb.coord import index_builds
 from vecdb.coord.index_builds import BuildRefused, IndexBuilds
@@ -715,7 +715,7 @@ class QueryNode:
                                 continue
                             self._adopting.add(token)
                         try:
-                            self._builder.submit(self._adopt_file, seg, field, entry, mmap, token)
+                            self._builder.submit(self._adopt_file, seg, field, entry, mmap or _mapped(idx), token)
                         except RuntimeError:  # closing
                             self._adopting.discard(token)
                             return
@@ -752,7 +752,7 @@ class QueryNode:
 
     def _load_saved_indexes(self, info: CollectionInfo, prefix: str, rows: int, mmap: bool) -> dict:
         """Index files built before (by the data node's indexer, or by this node before a restart),
-        by field name; memory-mapped when the collection asks for mmap. A file that does not cover
+        by field name; memory-mapped when the collection or the index asks for mmap. A file that does not cover
         exactly the segment's ``rows`` is ignored (the index is built again)."""
         out = {}
         for idx in info.indexes:
@@ -763,7 +763,7 @@ class QueryNode:
             if not self.objects.exists(key):
                 continue
             try:
-                index = self._read_index(key, mmap)
+                index = self._read_index(key, mmap or _mapped(idx))
                 if index.ntotal != rows:
                     log.warning("index %s holds %d rows, its segment %d; it will be rebuilt", key, index.ntotal, rows)
                     continue
@@ -858,6 +858,11 @@ class QueryNode:
         self._builder.shutdown(wait=False, cancel_futures=True)
         self._interim.shutdown(wait=False, cancel_futures=True)
         self.builds.close()
+
+
+def _mapped(idx: IndexInfo) -> bool:
+    """Whether the index's own ``mmap.enabled`` (alter_index_properties) asks for its files memory-mapped."""
+    return idx.properties.get("mmap.enabled", "").strip().lower() == "true"
 
 
 class _Truncated(Exception):

@@ -192,6 +192,27 @@ class DdlCreateIndexRequest(_message.Message):
     retry: bool
     def __init__(self, db: _Optional[str] = ..., collection: _Optional[str] = ..., field_name: _Optional[str] = ..., index_name: _Optional[str] = ..., index_type: _Optional[str] = ..., metric_type: _Optional[str] = ..., params_json: _Optional[str] = ..., retry: _Optional[bool] = ...) -> None: ...
 
+class DdlAlterIndexRequest(_message.Message):
+    __slots__ = ("db", "collection", "index_name", "properties", "delete_keys")
+    class PropertiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    DB_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    INDEX_NAME_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    DELETE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    db: str
+    collection: str
+    index_name: str
+    properties: _containers.ScalarMap[str, str]
+    delete_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, db: _Optional[str] = ..., collection: _Optional[str] = ..., index_name: _Optional[str] = ..., properties: _Optional[_Mapping[str, str]] = ..., delete_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class DdlDropIndexRequest(_message.Message):
     __slots__ = ("db", "collection", "index_name", "field_name", "retry")
     DB_FIELD_NUMBER: _ClassVar[int]

@@ -129,6 +129,11 @@ class CoordStub:
                 request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlDropIndexRequest.SerializeToString,
                 response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
                 _registered_method=True)
+        self.AlterIndex = channel.unary_unary(
+                '/vecdb.internal.Coord/AlterIndex',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlAlterIndexRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
         self.LoadCollection = channel.unary_unary(
                 '/vecdb.internal.Coord/LoadCollection',
                 request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlLoadRequest.SerializeToString,
@@ -311,6 +316,14 @@ class CoordServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AlterIndex(self, request, context):
+        """An index's properties (alter_index_properties / drop_index_properties: mmap.enabled; the proxy
+        checked the keys); refused while the collection is loaded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def LoadCollection(self, request, context):
         """Marks the collection (or partitions) loaded, its replicas placed on resource groups; the
         query nodes follow the catalog. DdlReply.before: the load state it replaced.
@@ -475,6 +488,11 @@ def add_CoordServicer_to_server(servicer, server):
             'DropIndex': grpc.unary_unary_rpc_method_handler(
                     servicer.DropIndex,
                     request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlDropIndexRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'AlterIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.AlterIndex,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlAlterIndexRequest.FromString,
                     response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
             ),
             'LoadCollection': grpc.unary_unary_rpc_method_handler(
@@ -1035,6 +1053,33 @@ class Coord:
             target,
             '/vecdb.internal.Coord/DropIndex',
             vecdb_dot_internal_dot_coord__pb2.DdlDropIndexRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AlterIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/AlterIndex',
+            vecdb_dot_internal_dot_coord__pb2.DdlAlterIndexRequest.SerializeToString,
             vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
             options,
             channel_credentials,
