@@ -50,7 +50,7 @@ DDL = {
                      "RenameCollection", "AlterCollection", "AddCollectionField", "AlterCollectionField",
                      "TruncateCollection"), "ddl_collection"),
     **dict.fromkeys(("CreatePartition", "DropPartition", "LoadPartitions", "ReleasePartitions"), "ddl_partition"),
-    **dict.fromkeys(("CreateIndex", "DropIndex"), "ddl_index"),
+    **dict.fromkeys(("CreateIndex", "DropIndex", "AlterIndex"), "ddl_index"),
     "Flush": "flush",
     "ManualCompaction": "compaction",
 }
