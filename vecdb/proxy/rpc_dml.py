@@ -11,7 +11,7 @@ import numpy as np
 from pymilvus.grpc_gen import milvus_pb2
 
 from vecdb import errors
-from vecdb.catalog_model import DEFAULT_PARTITION, CollectionInfo
+from vecdb.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, CollectionInfo
 from vecdb.expr import compile_filter
 from vecdb.expr.lexer import INT64_MAX, INT64_MIN, syntax_error
 from vecdb.expr.limits import MAX_EXPR_LENGTH
@@ -235,6 +235,25 @@ class DmlRpcs(ServiceBase):
     @rpc(milvus_pb2.GetFlushStateResponse)
     def GetFlushState(self, request, context):
         return milvus_pb2.GetFlushStateResponse(status=status.success(), flushed=True)
+
+    @rpc(milvus_pb2.FlushAllResponse)
+    def FlushAll(self, request, context):
+        """client.flush_all: every collection of ``db_name`` (every database when empty), or of the
+        request's ``flush_targets`` (pymilvus 2.6), sealed and persisted before the reply (as Flush);
+        ``flush_all_ts`` the newest seal timestamp."""
+        if request.flush_targets:
+            targets = [(t.db_name or DEFAULT_DB, list(t.collection_names)) for t in request.flush_targets]
+        else:
+            targets = [(db, []) for db in ([request.db_name] if request.db_name else self.r.catalog.list_databases())]
+        infos = []
+        for db, names in targets:
+            infos += [self.collection(db, n) for n in names] if names else self.r.catalog.list_collections(db)
+        flush_ts = max([self.sealer.flush(info)[1] for info in infos], default=0) or self.r.tso.allocate()
+        return milvus_pb2.FlushAllResponse(status=status.success(), flush_all_ts=flush_ts)
+
+    @rpc(milvus_pb2.GetFlushAllStateResponse)
+    def GetFlushAllState(self, request, context):
+        return milvus_pb2.GetFlushAllStateResponse(status=status.success(), flushed=True)
 
 
 class _PkFilter:
