@@ -200,6 +200,56 @@ def test_rbac_privileges_per_collection_grant_and_revoke(server, uri, root):
     assert count(root, "auth_books") == 20  # nothing a refused call asked for happened
 
 
+def test_privilege_groups_built_in_and_custom(server, uri, root):
+    """Milvus 2.5's privilege groups: a built-in group granted on one collection allows what it holds
+    there and nothing else; a custom group is created, filled, granted, changed (taking effect on
+    the next call), listed, and dropped only once no role holds it."""
+    user, role, group = _name(), "r" + uuid.uuid4().hex[:8], "g" + uuid.uuid4().hex[:8]
+    root.create_user(user, "group-pass")
+    root.create_role(role)
+    root.grant_role(user, role)
+    me = MilvusClient(uri=uri, user=user, password="group-pass")
+    try:
+        root.grant_privilege_v2(role, "CollectionReadOnly", "auth_books", db_name="default")
+        assert count(me, "auth_books") == 20  # Query is in CollectionReadOnly
+        assert me.search("auth_books", [[0.0] * DIM], limit=1)[0][0]["id"] == 0
+        with pytest.raises(grpc.RpcError) as err:
+            me.insert("auth_books", [{"id": 99, "vec": [0.0] * DIM}])  # Insert is not
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        root.revoke_privilege_v2(role, "CollectionReadOnly", "auth_books", db_name="default")
+        with pytest.raises(grpc.RpcError):
+            me.query("auth_books", "id >= 0")
+
+        root.create_privilege_group(group)
+        with pytest.raises(MilvusException, match="already exists"):
+            root.create_privilege_group(group)
+        with pytest.raises(MilvusException, match="defined by built in"):
+            root.create_privilege_group("CollectionAdmin")
+        with pytest.raises(MilvusException, match="is not valid"):
+            root.add_privileges_to_group(group, ["Query", "Teleport"])
+        root.add_privileges_to_group(group, ["Query", "Insert"])
+        listed = {g["privilege_group"]: sorted(g["privileges"]) for g in root.list_privilege_groups()}
+        assert listed[group] == ["Insert", "Query"] and "CollectionAdmin" not in listed
+        root.grant_privilege_v2(role, group, "auth_books", db_name="default")
+        assert count(me, "auth_books") == 20
+        with pytest.raises(grpc.RpcError) as err:
+            me.upsert("auth_books", [{"id": 0, "vec": [0.0] * DIM}])  # Upsert is not in it
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        root.remove_privileges_from_group(group, ["Query"])
+        with pytest.raises(grpc.RpcError):
+            me.query("auth_books", "id >= 0")  # removed from the group: refused on the next call
+        with pytest.raises(MilvusException, match="Use REVOKE API"):
+            root.drop_privilege_group(group)
+        root.revoke_privilege_v2(role, group, "auth_books", db_name="default")
+        root.drop_privilege_group(group)
+        assert group not in {g["privilege_group"] for g in root.list_privilege_groups()}
+    finally:
+        me.close()
+        root.drop_role(role)
+        root.drop_user(user)
+    assert count(root, "auth_books") == 20
+
+
 def test_auth_off_asks_nothing_and_still_manages_users(tmp_path):
     node = _start(tmp_path, auth=False)
     uri = f"http://127.0.0.1:{node.port}"

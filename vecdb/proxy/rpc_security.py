@@ -16,6 +16,7 @@ from vecdb.proxy import status
 from vecdb.proxy.auth_interceptor import current_user
 from vecdb.proxy.base import ServiceBase, rpc
 from vecdb.security import Security
+from vecdb.security.privilege_groups import GLOBAL_LEVEL_GROUPS
 from vecdb.security.rbac import ANY, COLLECTION, DEFAULT_DB, GLOBAL, GRANTABLE, check_role_name
 
 
@@ -112,10 +113,37 @@ class SecurityRpcs(ServiceBase):
         """grant_privilege_v2: a collection name of ``*`` with a db means every collection there;
         Global privileges are named with collection ``*``."""
         privilege = request.grantor.privilege.name
-        object_type = GLOBAL if privilege in GRANTABLE[GLOBAL] else COLLECTION
+        if self.security.roles.group_privileges(privilege) is not None:  # a privilege group (vecdb.security)
+            object_type = GLOBAL if privilege in GLOBAL_LEVEL_GROUPS else COLLECTION
+        else:
+            object_type = GLOBAL if privilege in GRANTABLE[GLOBAL] else COLLECTION
         self.security.roles.operate(request.role.name, request.db_name or DEFAULT_DB, object_type,
                                     request.collection_name or ANY, privilege, current_user(context) or "root",
                                     grant=request.type == milvus_pb2.OperatePrivilegeType.Grant)
+        return status.success()
+
+    # --- privilege groups (Milvus 2.5) -------------------------------------------------
+    @rpc()
+    def CreatePrivilegeGroup(self, request, context):
+        self.security.roles.create_privilege_group(request.group_name)
+        return status.success()
+
+    @rpc()
+    def DropPrivilegeGroup(self, request, context):
+        self.security.roles.drop_privilege_group(request.group_name)
+        return status.success()
+
+    @rpc(milvus_pb2.ListPrivilegeGroupsResponse)
+    def ListPrivilegeGroups(self, request, context):
+        groups = [milvus_pb2.PrivilegeGroupInfo(group_name=name, privileges=[
+            milvus_pb2.PrivilegeEntity(name=p) for p in privileges])
+            for name, privileges in sorted(self.security.roles.privilege_groups().items())]
+        return milvus_pb2.ListPrivilegeGroupsResponse(status=status.success(), privilege_groups=groups)
+
+    @rpc()
+    def OperatePrivilegeGroup(self, request, context):
+        add = request.type == milvus_pb2.OperatePrivilegeGroupType.AddPrivilegesToGroup
+        self.security.roles.operate_privilege_group(request.group_name, [p.name for p in request.privileges], add)
         return status.success()
 
     @rpc(milvus_pb2.SelectGrantResponse)

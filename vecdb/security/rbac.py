@@ -26,10 +26,12 @@ import importlib
 import json
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from vecdb import errors
 from vecdb.security.credentials import USER_ROLE_PREFIX, check_name, user_key
+from vecdb.security.privilege_groups import BUILTIN_GROUPS, PRIVGROUP_PREFIX
 from vecdb.security.view import CredentialView
 from vecdb.storage.base import MetaStore
 
@@ -56,6 +58,7 @@ GRANTABLE: dict[str, frozenset[str]] = {
         "AlterDatabase", "DescribeDatabase", "CreateAlias", "DropAlias", "DescribeAlias", "ListAliases"}),
     USER: frozenset({"UpdateUser", "SelectUser"}),
 }
+ALL_PRIVILEGES = frozenset().union(*GRANTABLE.values(), *BUILTIN_GROUPS.values())
 # Granting one grants these too (Milvus's RelatedPrivileges)
 RELATED = {"Load": ("GetLoadState", "GetLoadingProgress"), "Flush": ("GetFlushState",)}
 PUBLIC_GRANTS = [(GLOBAL, ANY, "DescribeCollection"), (GLOBAL, ANY, "ShowCollections"),
@@ -123,11 +126,17 @@ class Grant:
         role, db, object_type, name, privilege = key[len(GRANT_PREFIX):].split("/", 4)
         return cls(role, db, object_type, name, privilege, json.loads(value).get("grantor", ""))
 
-    def covers(self, db: str, object_type: str, name: str, privilege: str) -> bool:
+    def covers(self, db: str, object_type: str, name: str, privilege: str,
+               groups: Mapping[str, frozenset[str]] = BUILTIN_GROUPS) -> bool:
+        """Whether this grant allows ``privilege`` on the object; ``groups``: the privilege groups
+        (``vecdb.security.privilege_groups``), a grant of one covering each privilege in it."""
         if self.db not in (ANY, db):
             return False
         if self.object_type == GLOBAL and self.privilege == "All":
             return True
+        members = groups.get(self.privilege)
+        if members is not None:
+            return privilege in members and self.object_name in (ANY, name)
         return (self.object_type == object_type and self.object_name in (ANY, name)
                 and self.privilege == privilege)
 
@@ -152,10 +161,10 @@ class RoleStore:
     def __init__(self, meta: MetaStore, view: CredentialView):
         self.meta, self._view = meta, view
         self._scan, self._get, self._synced = view.scan, view.get, view.wait_for
-        self._index: tuple[int, dict[str, list[str]], dict[str, list[Grant]]] | None = None
+        self._index: tuple[int, dict[str, list[str]], dict[str, list[Grant]], dict[str, frozenset[str]]] | None = None
 
-    def _indexed(self) -> tuple[dict[str, list[str]], dict[str, list[Grant]]]:
-        """(user -> roles, role -> grants) as of the view's current version."""
+    def _indexed(self) -> tuple[dict[str, list[str]], dict[str, list[Grant]], dict[str, frozenset[str]]]:
+        """(user -> roles, role -> grants, privilege group -> privileges) as of the view's current version."""
         version = self._view.version  # read first: a change during the scans makes the next call rebuild
         index = self._index
         if index is None or index[0] != version:
@@ -167,9 +176,12 @@ class RoleStore:
             for key, value in self._scan(GRANT_PREFIX):
                 g = Grant.parse(key, value)
                 grants[g.role].append(g)
-            index = (version, dict(user_roles), dict(grants))
+            groups = dict(BUILTIN_GROUPS)
+            for key, value in self._scan(PRIVGROUP_PREFIX):
+                groups[key[len(PRIVGROUP_PREFIX):]] = frozenset(json.loads(value))
+            index = (version, dict(user_roles), dict(grants), groups)
             self._index = index  # one assignment: readers see the old index or the new one
-        return index[1], index[2]
+        return index[1], index[2], index[3]
 
     def seed_public(self) -> None:
         """Give ``public`` its starting grants, once per store (a revoke stays revoked)."""
@@ -239,7 +251,7 @@ class RoleStore:
             raise errors.InvalidParameter(f"role [{role}] not found")
         if object_type not in GRANTABLE:
             raise errors.InvalidParameter(f"invalid object type, object type: {object_type}")
-        if privilege not in GRANTABLE[object_type]:
+        if privilege not in GRANTABLE[object_type] and self.group_privileges(privilege) is None:
             raise errors.InvalidParameter(f"not found the privilege name[{privilege}] in object[{object_type}]")
         name = check_object_name(name)
         db = check_object_name(db or DEFAULT_DB, "database name")
@@ -254,8 +266,58 @@ class RoleStore:
             self._synced(dict.fromkeys(keys))
 
     def allowed(self, user: str, db: str, object_type: str, name: str, privilege: str) -> bool:
-        user_roles, grants = self._indexed()
+        user_roles, grants, groups = self._indexed()
         roles = [*user_roles.get(user, ()), PUBLIC]
         if ADMIN in roles:
             return True
-        return any(g.covers(db, object_type, name, privilege) for role in roles for g in grants.get(role, ()))
+        return any(g.covers(db, object_type, name, privilege, groups) for role in roles for g in grants.get(role, ()))
+
+    # --- privilege groups (vecdb.security.privilege_groups)
+    def privilege_groups(self) -> dict[str, list[str]]:
+        """The custom groups and their privileges (as Milvus lists them: not the built-in ones)."""
+        return {k[len(PRIVGROUP_PREFIX):]: json.loads(v) for k, v in self._scan(PRIVGROUP_PREFIX)}
+
+    def group_privileges(self, name: str) -> frozenset[str] | None:
+        """A group's privileges (built in or custom); None when there is no such group."""
+        return self._indexed()[2].get(name)
+
+    def create_privilege_group(self, name: str) -> None:
+        name = check_name(name, "privilege group name")
+        if name in BUILTIN_GROUPS or name in ALL_PRIVILEGES:
+            raise errors.InvalidParameter(
+                f"privilege group name [{name}] is defined by built in privileges or privilege groups in system")
+        key = PRIVGROUP_PREFIX + name
+        if not self.meta.txn(puts={key: b"[]"}, expect={key: None}):
+            raise errors.InvalidParameter(f"privilege group [{name}] already exists")
+        self._synced({key: b"[]"})
+
+    def drop_privilege_group(self, name: str) -> None:
+        """Refused for a built-in group and for a group some role is granted (revoke it first)."""
+        name = check_name(name, "privilege group name")
+        if name in BUILTIN_GROUPS:
+            raise errors.InvalidParameter(f"privilege group [{name}] is built in, it can't be dropped")
+        for role, grants in self._indexed()[1].items():
+            if any(g.privilege == name for g in grants):
+                raise errors.InvalidParameter(
+                    f"privilege group [{name}] is used by role [{role}], Use REVOKE API to revoke it first")
+        self.meta.txn(deletes=[PRIVGROUP_PREFIX + name])
+        self._synced({PRIVGROUP_PREFIX + name: None})
+
+    def operate_privilege_group(self, name: str, privileges: list[str], add: bool) -> None:
+        name = check_name(name, "privilege group name")
+        if name in BUILTIN_GROUPS:
+            raise errors.InvalidParameter(f"privilege group [{name}] is built in, it can't be changed")
+        for p in privileges:
+            if p not in ALL_PRIVILEGES:
+                raise errors.InvalidParameter(f"privilege name [{p}] is not valid")
+        key = PRIVGROUP_PREFIX + name
+        while True:  # compare-and-set: two changes of one group at once both land
+            raw = self.meta.get(key)
+            if raw is None:
+                raise errors.InvalidParameter(f"privilege group [{name}] does not exist")
+            now = json.loads(raw)
+            new = sorted(set(now) | set(privileges)) if add else [p for p in now if p not in privileges]
+            value = json.dumps(new).encode()
+            if self.meta.txn(puts={key: value}, expect={key: raw}):
+                self._synced({key: value})
+                return
