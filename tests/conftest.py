@@ -61,14 +61,16 @@ def wait_until(cond, seconds: float = 20.0, what: str = "condition not reached")
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now, below the kernel's ephemeral range: a process started with ``--port 0`` (or
+    any client socket) never gets it in the meantime, as it could get one that ``bind(0)`` handed out
+    and closed (seen: a cluster's proxy port taken by another test's node between the pick and the
+    proxy's bind, under the two-process suite)."""
+    return free_ports(1)
 
 
 def free_ports(n: int) -> int:
-    """A port p with p .. p+n-1 all free now, below the kernel's ephemeral range (where ``free_port``
-    and every ``--port 0`` get theirs, so p+1.. could be handed out next)."""
+    """A port p with p .. p+n-1 all free now, below the kernel's ephemeral range (where every
+    ``--port 0`` gets its port, so p+1.. could be handed out next)."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     rng = random.Random()
     for _ in range(200):
