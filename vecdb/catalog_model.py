@@ -40,8 +40,11 @@ class IndexInfo:
     metric_type: str
     params: dict[str, Any]
     created_ts: int = 0
-    # alter_index_properties: settings of the index that are not build parameters (mmap.enabled)
+    # alter_index_properties: settings of the index that are not build parameters (INDEX_PROPERTIES)
     properties: dict[str, str] = field(default_factory=dict)
+
+
+INDEX_PROPERTIES = ("mmap.enabled",)  # what alter_index_properties may set (Milvus's configurable index params)
 
 
 @dataclass

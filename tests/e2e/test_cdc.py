@@ -114,6 +114,7 @@ def mixed_stream(c: MilvusClient) -> None:
     ip = c.prepare_index_params()
     ip.add_index(field_name="vector", index_type="IVF_FLAT", metric_type="L2", params={"nlist": 8})
     c.create_index("plain", ip)
+    c.alter_index_properties("plain", "vector", {"mmap.enabled": True})  # the target's index gets it too
     c.load_collection("plain")
     c.create_alias("plain", "plain_alias")
     auto = MilvusClient.create_schema(auto_id=True)
@@ -159,6 +160,7 @@ def test_two_standalones_mixed_ddl_and_dml_replicate(tmp_path, remote_storage):
         assert sorted(r["id"] for r in again) == list(range(1000, 1040))
         assert "plain_alias" in t.list_aliases("plain")["aliases"]
         assert t.list_indexes("plain") and "p1" in t.list_partitions("plain")
+        assert t.describe_index("plain", "vector")["mmap.enabled"] == "True"
         assert str(t.get_load_state("plain")["state"]).endswith("Loaded")
         # the auto_id rows kept the source's ids
         src_ids = sorted(r["pk"] for r in c.query("auto", filter="", output_fields=["pk"], limit=1000))

@@ -35,7 +35,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from vecdb import timestamp, timestamptz
-from vecdb.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, CollectionInfo
+from vecdb.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, INDEX_PROPERTIES, CollectionInfo
 from vecdb.cdc.follower import cdc_positions_key
 from vecdb.cdc.task import FAILED, PAUSED, RUNNING, Task, TaskStore
 from vecdb.cdc.verify import is_loaded
@@ -584,10 +584,11 @@ class Replicator:
             for p in have - {p.name for p in info.partitions} - {DEFAULT_PARTITION}:
                 c.release_partitions(name, [p])
                 c.drop_partition(name, p)
-        have_idx = {}
+        have_idx, described = {}, {}
         for idx_name in c.list_indexes(name):
             d = c.describe_index(name, idx_name)
             have_idx[d.get("field_name")] = idx_name
+            described[d.get("field_name")] = d
         loaded = is_loaded(c, name)
         for idx in info.indexes:
             if idx.field_name not in have_idx:
@@ -595,6 +596,7 @@ class Replicator:
                 ip.add_index(field_name=idx.field_name, index_type=idx.index_type, index_name=idx.index_name,
                              metric_type=idx.metric_type, params=dict(idx.params))
                 c.create_index(name, ip)
+            loaded = self._sync_index_properties(c, name, idx, described.get(idx.field_name, {}), loaded)
         gone = {f: n for f, n in have_idx.items() if info.index_for_field(f) is None}
         if gone and loaded:
             c.release_collection(name)
@@ -610,6 +612,23 @@ class Replicator:
                     c.load_partitions(name, pnames)
         elif not info.loaded and loaded:
             c.release_collection(name)
+
+    @staticmethod
+    def _sync_index_properties(c, name: str, idx, described: dict, loaded: bool) -> bool:
+        """An index's properties (alter_index_properties: mmap.enabled) as the source's; only asked of a
+        target when they differ (a Milvus 2.3 target has no AlterIndex). Whether the target collection
+        is still loaded (a change needs it released; the caller loads it again as the source is)."""
+        change = {k: v for k, v in idx.properties.items() if described.get(k) != v}
+        drop = [k for k in INDEX_PROPERTIES if k in described and k not in idx.properties]
+        if not change and not drop:
+            return loaded
+        if loaded:
+            c.release_collection(name)
+        if change:
+            c.alter_index_properties(name, idx.index_name, change)
+        if drop:
+            c.drop_index_properties(name, idx.index_name, drop)
+        return False
 
     def _sync_aliases(self, wanted: dict[int, CollectionInfo], aliases: dict[tuple[str, str], int]) -> None:
         assert self._target is not None

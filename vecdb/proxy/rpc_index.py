@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from vecdb import errors
-from vecdb.catalog_model import IndexInfo
+from vecdb.catalog_model import INDEX_PROPERTIES, IndexInfo
 from vecdb.coord.ddl import matching_indexes
 from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
 from vecdb.index import validate_index_params
@@ -61,9 +61,6 @@ def _described_params(idx: IndexInfo) -> list:
     for key, value in idx.properties.items():  # alter_index_properties (Milvus lists them with the params)
         pairs.setdefault(key, value)
     return kv_pairs(pairs)
-
-
-INDEX_PROPERTIES = ("mmap.enabled",)  # what alter_index_properties may set (Milvus's configurable index params)
 
 
 def _index_properties(pairs, delete_keys) -> dict[str, str]:
