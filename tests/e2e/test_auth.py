@@ -165,8 +165,13 @@ def test_rbac_privileges_per_collection_grant_and_revoke(server, uri, root):
         with pytest.raises(grpc.RpcError):
             me.create_user(_name(), "some-pass")  # CreateOwnership
 
-        root.create_role(role)
+        root.create_role(role, description="reads the books")
         assert role in root.list_roles() and {"admin", "public"} <= set(root.list_roles())
+        assert root.describe_role(role)["description"] == "reads the books"
+        root.alter_role(role, "reads the books, sometimes")  # pymilvus 2.6
+        assert root.describe_role(role)["description"] == "reads the books, sometimes"
+        with pytest.raises(MilvusException, match="default role"):
+            root.alter_role("admin", "anything")
         root.grant_role(user, role)
         assert root.describe_user(user)["roles"] == (role,)
         root.grant_privilege(role, "Collection", "Query", "auth_books")

@@ -59,7 +59,12 @@ class SecurityRpcs(ServiceBase):
     # --- roles ----------------------------------------------------------------------
     @rpc()
     def CreateRole(self, request, context):
-        self.security.roles.create_role(request.entity.name)
+        self.security.roles.create_role(request.entity.name, request.entity.description)
+        return status.success()
+
+    @rpc()
+    def AlterRole(self, request, context):
+        self.security.roles.alter_role(request.role_name, request.description)
         return status.success()
 
     @rpc()
@@ -81,7 +86,7 @@ class SecurityRpcs(ServiceBase):
         else:
             names = roles.roles()
         results = [milvus_pb2.RoleResult(
-            role=milvus_pb2.RoleEntity(name=name),
+            role=milvus_pb2.RoleEntity(name=name, description=roles.description(name)),
             users=[milvus_pb2.UserEntity(name=u) for u in roles.role_users(name)] if request.include_user_info else [])
             for name in names]
         return milvus_pb2.SelectRoleResponse(status=status.success(), results=results)

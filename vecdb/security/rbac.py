@@ -197,12 +197,31 @@ class RoleStore:
     def role_exists(self, role: str) -> bool:
         return role in BUILTIN_ROLES or self._get(ROLE_PREFIX + role) is not None
 
-    def create_role(self, role: str) -> None:
+    def create_role(self, role: str, description: str = "") -> None:
         role = check_role_name(role)
-        if role in BUILTIN_ROLES or not self.meta.txn(puts={ROLE_PREFIX + role: b"{}"},
+        value = json.dumps({"description": description}).encode()
+        if role in BUILTIN_ROLES or not self.meta.txn(puts={ROLE_PREFIX + role: value},
                                                        expect={ROLE_PREFIX + role: None}):
             raise errors.InvalidParameter(f"role [{role}] already exists")
-        self._synced({ROLE_PREFIX + role: b"{}"})
+        self._synced({ROLE_PREFIX + role: value})
+
+    def description(self, role: str) -> str:
+        """A role's description (create_role / alter_role, pymilvus 2.6); "" for a built-in role."""
+        raw = None if role in BUILTIN_ROLES else self._get(ROLE_PREFIX + role)
+        return json.loads(raw).get("description", "") if raw else ""
+
+    def alter_role(self, role: str, description: str) -> None:
+        role = check_role_name(role)
+        if role in BUILTIN_ROLES:
+            raise errors.NotPermitted(f"the role[{role}] is a default role, which can't be altered")
+        key = ROLE_PREFIX + role
+        raw = self._get(key)
+        if raw is None:
+            raise errors.InvalidParameter(f"role [{role}] not found")
+        value = json.dumps({**json.loads(raw), "description": description}).encode()
+        if not self.meta.txn(puts={key: value}, expect={key: raw}):
+            raise errors.CatalogConflict(f"role [{role}] changed concurrently; retry")
+        self._synced({key: value})
 
     def drop_role(self, role: str) -> None:
         """Drop the role with its grants and user links (Milvus 2.3)."""
