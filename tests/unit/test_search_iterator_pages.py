@@ -32,15 +32,18 @@ class _KV:
 
 def _index(scores: np.ndarray, similar: bool):
     """A fake search over rows (pk = row number) with these scores: sorted best first, ties by pk;
-    ``search(window, bound)`` as the proxy's (top-window, or from the bound inclusive)."""
+    ``search(window, bound, outer)`` as the proxy's (top-window, or from the bound inclusive out to
+    ``outer`` exclusive)."""
     pks = np.arange(len(scores), dtype=np.int64)
     order = np.lexsort((pks, -scores if similar else scores))
     s, p = scores[order].astype(np.float32), pks[order]
     windows: list[int] = []
 
-    def search(window: int, bound) -> Hits:
+    def search(window: int, bound, outer=None) -> Hits:
         windows.append(window)
         keep = np.ones(len(s), bool) if bound is None else (s <= bound if similar else s >= bound)
+        if outer is not None:  # the range's outer end, exclusive (as a range search's radius)
+            keep &= s > outer if similar else s < outer
         ss, pp = s[keep][:window], p[keep][:window]
         return Hits([len(ss)], pp, ss)
 
@@ -54,7 +57,7 @@ def _walk(scores: np.ndarray, batch: int, similar: bool, cursors: Cursors | None
     req, pages = PageRequest(str(uuid.uuid4()), None), []
     while True:
         at = None if req.bound is None or cursors is None else cursors.get(req.token, req.bound)
-        hits, page = next_page(lambda w, b=req.bound: search(w, b), 1, batch, req, at, metric)
+        hits, page = next_page(lambda w, o, b=req.bound: search(w, b, o), 1, batch, req, at, metric)
         if not page.topks[0]:
             return pages
         pages.append(hits.pks[page.rows].tolist())
@@ -89,7 +92,7 @@ def test_a_window_grows_past_a_tie_group_larger_than_it():
     search, windows = _index(scores, False)
     req = PageRequest(str(uuid.uuid4()), np.float32(0))
     at = Cursor(np.arange(5), 5)  # the first page returned the 5 rows at 0
-    hits, page = next_page(lambda w: search(w, req.bound), 1, 10, req, at, "L2")
+    hits, page = next_page(lambda w, o: search(w, req.bound, o), 1, 10, req, at, "L2")
     assert hits.pks[page.rows].tolist() == list(range(5, 15))  # the lowest keys of the 500 ties at 1
     assert windows[0] == 25 and windows[-1] > 500  # grown until the window ends past the tie group
     assert page.last_bound == 1.0 and page.cursor is not None
@@ -101,17 +104,48 @@ def test_a_retried_page_is_the_same_page():
     scores = np.repeat(np.arange(3, dtype=np.float32), 20)
     search, _ = _index(scores, False)
     token = str(uuid.uuid4())
-    _, first = next_page(lambda w: search(w, None), 1, 15, PageRequest(token, None), None, "L2")
+    _, first = next_page(lambda w, o: search(w, None, o), 1, 15, PageRequest(token, None), None, "L2")
     assert first.cursor is not None
     cursors.remember(token, first.last_bound, first.cursor)
     req = PageRequest(token, np.float32(first.last_bound))
     answers = []
     for _ in range(2):  # the reply of the first try was lost; the client sends the same request again
-        hits, page = next_page(lambda w: search(w, req.bound), 1, 15, req, cursors.get(token, req.bound), "L2")
+        at = cursors.get(token, req.bound)
+        hits, page = next_page(lambda w, o: search(w, req.bound, o), 1, 15, req, at, "L2")
         assert page.cursor is not None
         cursors.remember(token, page.last_bound, page.cursor)
         answers.append(hits.pks[page.rows].tolist())
     assert answers[0] == answers[1] == list(range(15, 30))
+
+
+@pytest.mark.parametrize("similar", [False, True], ids=["L2", "IP"])
+def test_a_later_page_searches_a_range_about_twice_the_last_page_wide(similar):
+    """An exhaustive index's range search sorts every hit inside its range: a later page's range ends
+    twice the previous page's span past the bound (0.1 x 20 rows here), widened x4 when too few hits
+    are inside (the gap after row 500), not at the far end of every score."""
+    scores = np.concatenate([np.arange(500) * 0.1, 1000 + np.arange(500) * 0.1]).astype(np.float32)
+    if similar:
+        scores = -scores
+    search, _ = _index(scores, similar)
+    outers = []
+
+    def traced(w, o, b):
+        outers.append(o)
+        return search(w, b, o)
+
+    cursors, req, got = Cursors(), PageRequest(str(uuid.uuid4()), None), []
+    while True:
+        at = None if req.bound is None else cursors.get(req.token, req.bound)
+        hits, page = next_page(lambda w, o, b=req.bound: traced(w, o, b), 1, 20, req, at, "IP" if similar else "L2")
+        if not page.topks[0]:
+            break
+        got += hits.pks[page.rows].tolist()
+        cursors.remember(req.token, page.last_bound, page.cursor)
+        req = PageRequest(req.token, np.float32(page.last_bound))
+    assert got == list(range(1000))
+    finite = [o for o in outers if o is not None]
+    # page 1: scores 0 .. 1.9, so page 2 searches out to 1.9 + 2 x 1.9 (-5.7 for IP)
+    assert len(finite) > 40 and abs(finite[0] - (-5.7 if similar else 5.7)) < 1e-3
 
 
 def test_cursors_forget_the_oldest_iterators():

@@ -98,11 +98,13 @@ def page_request(pairs) -> PageRequest:
 
 @dataclass(frozen=True)
 class Cursor:
-    """Where a page ended: the keys returned at its last bound so far, and how many rows the iterator
-    returned in all (how deep its next page is: a graph index searches at least that wide)."""
+    """Where a page ended: the keys returned at its last bound so far, how many rows the iterator
+    returned in all (how deep its next page is: a graph index searches at least that wide), and the
+    span of scores the page covered (the next page's range starts that wide, twice over)."""
 
     returned: np.ndarray
     depth: int
+    width: float = 0.0
 
 
 class Cursors:
@@ -151,22 +153,29 @@ class Page:
     cursor: Cursor | None  # nq == 1: where the next page starts
 
 
-def next_page(search: Callable[[int], Hits], nq: int, batch: int, req: PageRequest, at: Cursor | None,
-              metric: str) -> tuple[Hits, Page]:
-    """Search with growing windows (``search(w)``: the window's hits, an ``executor.Hits`` sorted by
-    distance then primary key per query) until each query's page is settled; the hits and the page.
-    ``at``: the cursor of the page that ended at ``req.bound``, when known."""
+def next_page(search: Callable[[int, float | None], Hits], nq: int, batch: int, req: PageRequest,
+              at: Cursor | None, metric: str) -> tuple[Hits, Page]:
+    """Search with growing windows and ranges (``search(w, outer)``: at most ``w`` hits per query out
+    to the score ``outer``, None: all, as an ``executor.Hits`` sorted by distance then primary key per
+    query) until each query's page is settled; the hits and the page. ``at``: the cursor of the page
+    that ended at ``req.bound``, when known."""
     similar = is_similarity(metric)
     returned = None if at is None else at.returned
     window = 2 * batch + (0 if returned is None else len(returned))
     cap = LIMITS.max_topk if req.bound is None else None  # a top-k search cannot go past it
+    # a later page's range: twice the previous page's span past the bound (the range search of an
+    # exhaustive index sorts every hit inside it), widened x4 while too few hits are inside
+    width = 0.0 if req.bound is None or at is None else 2 * at.width
     while True:
         if cap is not None:
             window = min(window, cap)
-        hits = search(window)
+        outer = None
+        if req.bound is not None and 0 < width < _FAR:
+            outer = float(req.bound) + (-width if similar else width)
+        hits = search(window, outer)
         ends = np.cumsum([0, *hits.topks])
         scores, pks = hits.scores, hits.pks
-        rows, topks, settled = [], [], True
+        rows, topks, settled, short = [], [], True, False
         for q in range(nq):
             s, p = scores[ends[q]:ends[q + 1]], pks[ends[q]:ends[q + 1]]
             ok = _eligible(s, p, req.bound, returned, similar)
@@ -174,8 +183,13 @@ def next_page(search: Callable[[int], Hits], nq: int, batch: int, req: PageReque
             full = len(s) >= window
             if full and (len(take) < batch or s[take[-1]] == s[-1]):
                 settled = False
+            elif not full and len(take) < batch and outer is not None:
+                short = True  # the range may be what cut it short
             rows.append(ends[q] + take)
             topks.append(len(take))
+        if short:
+            width *= 4
+            continue
         if settled or (cap is not None and window >= cap):
             break
         window *= 4
@@ -186,7 +200,9 @@ def next_page(search: Callable[[int], Hits], nq: int, batch: int, req: PageReque
         at_last = pks[flat][scores[flat] == last]
         if req.bound is not None and returned is not None and last == req.bound:
             at_last = np.concatenate([returned, at_last])
-        page.cursor = Cursor(at_last, (0 if at is None else at.depth) + len(flat))
+        page_scores = scores[flat]
+        page.cursor = Cursor(at_last, (0 if at is None else at.depth) + len(flat),
+                             float(abs(page_scores[-1] - page_scores[0])))
     return hits, page
 
 
