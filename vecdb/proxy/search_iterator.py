@@ -166,6 +166,7 @@ def next_page(search: Callable[[int, float | None], Hits], nq: int, batch: int, 
     # a later page's range: twice the previous page's span past the bound (the range search of an
     # exhaustive index sorts every hit inside it), widened x4 while too few hits are inside
     width = 0.0 if req.bound is None or at is None else 2 * at.width
+    found = -1  # hits the last try found
     while True:
         if cap is not None:
             window = min(window, cap)
@@ -187,8 +188,9 @@ def next_page(search: Callable[[int, float | None], Hits], nq: int, batch: int, 
                 short = True  # the range may be what cut it short
             rows.append(ends[q] + take)
             topks.append(len(take))
-        if short:
-            width *= 4
+        if short:  # wider, or all the way when the wider range found no more (a graph's beam cut it short)
+            width = width * 4 if len(scores) > found else _FAR
+            found = len(scores)
             continue
         if settled or (cap is not None and window >= cap):
             break
