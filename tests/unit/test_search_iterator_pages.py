@@ -148,6 +148,23 @@ def test_a_later_page_searches_a_range_about_twice_the_last_page_wide(similar):
     assert len(finite) > 40 and abs(finite[0] - (-5.7 if similar else 5.7)) < 1e-3
 
 
+def test_a_range_that_finds_no_more_when_widened_goes_to_the_far_end_at_once():
+    """A graph index's beam, not the range, may cut a page short: widening the range again and again
+    would repeat the same search ~60 times (x4 up to 3e38); one wider try that finds no more is enough."""
+    scores = np.arange(1000, dtype=np.float32)
+    search, _ = _index(scores, False)
+    outers = []
+
+    def beam(w, o):  # a beam that reaches 5 hits past the bound, whatever the range
+        outers.append(o)
+        h = search(min(w, 6), np.float32(100), o)
+        return Hits([len(h.pks)], h.pks, h.scores)
+
+    req = PageRequest(str(uuid.uuid4()), np.float32(100))
+    _, page = next_page(beam, 1, 10, req, Cursor(np.array([100]), 101, 9.0), "L2")
+    assert page.topks == [5] and len(outers) <= 4 and outers[-1] is None
+
+
 def test_cursors_forget_the_oldest_iterators():
     cursors = Cursors(size=2)
     for token in "abc":
