@@ -154,44 +154,40 @@ class IndexRpcs(ResourceGroupRpcs):
     def _indexes(self, info, index_name: str, field_name: str = "") -> list[IndexInfo]:
         return matching_indexes(info, index_name, field_name)
 
+    def _descriptions(self, info, index_name: str, field_name: str = "",
+                      pending: bool = True) -> list[milvus_pb2.IndexDescription]:
+        out = []
+        for idx in self._indexes(info, index_name, field_name):
+            p = self._progress(info, idx)
+            out.append(milvus_pb2.IndexDescription(
+                index_name=idx.index_name, indexID=idx.index_id, field_name=idx.field_name,
+                params=_described_params(idx), indexed_rows=p.done, total_rows=p.total,
+                pending_index_rows=p.pending if pending else 0, state=p.state, index_state_fail_reason=p.fail_reason))
+        return out
+
     @rpc(milvus_pb2.DescribeIndexResponse)
     def DescribeIndex(self, request, context):
         info = self.collection(db_of(request, context), request.collection_name)
-        descs = []
-        for idx in self._indexes(info, request.index_name, request.field_name):
-            p = self._progress(info, idx)
-            descs.append(milvus_pb2.IndexDescription(
-                index_name=idx.index_name, indexID=idx.index_id, field_name=idx.field_name,
-                params=_described_params(idx), indexed_rows=p.done, total_rows=p.total, pending_index_rows=p.pending,
-                state=p.state, index_state_fail_reason=p.fail_reason))
-        return milvus_pb2.DescribeIndexResponse(status=status.success(), index_descriptions=descs)
+        return milvus_pb2.DescribeIndexResponse(status=status.success(), index_descriptions=self._descriptions(
+            info, request.index_name, request.field_name))
 
     @rpc(milvus_pb2.GetIndexStatisticsResponse)
     def GetIndexStatistics(self, request, context):
         """DescribeIndex without the pending rows (the ORM's ``Index``)."""
         info = self.collection(db_of(request, context), request.collection_name)
-        descs = []
-        for idx in self._indexes(info, request.index_name):
-            p = self._progress(info, idx)
-            descs.append(milvus_pb2.IndexDescription(
-                index_name=idx.index_name, indexID=idx.index_id, field_name=idx.field_name,
-                params=_described_params(idx), indexed_rows=p.done, total_rows=p.total, state=p.state,
-                index_state_fail_reason=p.fail_reason))
-        return milvus_pb2.GetIndexStatisticsResponse(status=status.success(), index_descriptions=descs)
+        return milvus_pb2.GetIndexStatisticsResponse(status=status.success(), index_descriptions=self._descriptions(
+            info, request.index_name, pending=False))
 
     @rpc()
     def AlterIndex(self, request, context):
         """alter_index_properties / drop_index_properties: ``mmap.enabled``, which makes a query node read
-        the index's files memory-mapped when it loads the collection. Refused while loaded."""
+        the index's files memory-mapped when it loads the collection. Refused while loaded (the coord's
+        check: ``vecdb.coord.ddl.DdlManager.alter_index``)."""
         db = db_of(request, context)
         props = _index_properties(request.extra_params, list(request.delete_keys))
-        info = self.collection(db, request.collection_name)
+        self.collection(db, request.collection_name)
         if not request.index_name:
             raise errors.InvalidParameter("index name is empty")
-        if self.r.querynode.is_loaded(info.id):
-            raise errors.CollectionLoaded(
-                "can't alter index on loaded collection, please release the collection first: "
-                f"collection already loaded[collection={info.name}]")
         self.ddl.alter_index(db, request.collection_name, request.index_name, props, list(request.delete_keys))
         return status.success()
 

@@ -12,7 +12,7 @@ from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 from vecdb import errors
 from vecdb.bm25 import output_analyzer
 from vecdb.expr import compile_filter
-from vecdb.index import is_similarity, validate_search_params
+from vecdb.index import validate_search_params
 from vecdb.index.params import MAX_CANDIDATES
 from vecdb.limits import LIMITS
 from vecdb.proxy import status
@@ -30,6 +30,7 @@ from vecdb.proxy.search_iterator import (
     iterator_batch,
     nearer_bound,
     next_page,
+    outer_radius,
     page_request,
 )
 from vecdb.proxy.templates import template_values
@@ -205,17 +206,14 @@ class SearchRpcs(ServiceBase):
         at = None if req.bound is None else cursors.get(req.token, req.bound)
         depth = 0 if at is None else at.depth  # a graph index's beam must reach past the rows returned
         far = plan.radius if plan.radius is not None else far_bound(plan.metric, plan.field.dim)
-        similar = is_similarity(plan.metric)
 
         def search(window: int, outer: float | None):
             if req.bound is None:  # the first page: the best hits
                 wide = dataclasses.replace(spec, limit=window, offset=0, params=_widened(plan.params, window))
             else:  # from the bound (inclusive) outwards, to ``outer`` (None: as far as the request allows)
                 near = nearer_bound(req.bound, plan.range_filter, plan.metric)
-                radius = far if outer is None else (max(outer, far) if similar else min(outer, far))
-                if (radius >= near) if similar else (radius <= near):  # the request's range starts past it
-                    radius = far
-                wide = dataclasses.replace(spec, limit=window, offset=0, radius=radius, range_filter=near,
+                wide = dataclasses.replace(spec, limit=window, offset=0, range_filter=near,
+                                           radius=outer_radius(outer, far, near, plan.metric),
                                            params=_widened(plan.params, min(depth + window, MAX_CANDIDATES)))
             with reading_at(level):
                 return self.r.querynode.search(info, wide, parts, plan.fetch)

@@ -216,6 +216,16 @@ def nearer_bound(bound: np.float32, range_filter: float | None, metric: str) -> 
     return min(b, rf) if is_similarity(metric) else max(b, rf)
 
 
+def outer_radius(outer: float | None, far: float, near: float, metric: str) -> float:
+    """A later page's range search radius: ``outer`` (None: ``far``), but never past the request's own
+    radius ``far``, and ``far`` when the range would end before it starts (``near``)."""
+    if outer is None:
+        return far
+    similar = is_similarity(metric)
+    radius = max(outer, far) if similar else min(outer, far)
+    return far if ((radius >= near) if similar else (radius <= near)) else radius
+
+
 def _eligible(s: np.ndarray, p: np.ndarray, bound: np.float32 | None, returned: np.ndarray | None,
               similar: bool) -> np.ndarray:
     """Hits that may be on the page: past the bound; at it, those not returned yet (when known)."""
