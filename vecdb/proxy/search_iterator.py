@@ -15,10 +15,13 @@ key order: every row exactly once, ties included. A page whose token this proxy 
 proxy, or forgotten) gets Milvus's rule.
 
 How a page is found: the first page is a top-``w`` search; a later one a range search from the bound
-(inclusive) outwards, at most ``w`` hits; ``w`` starts at twice the batch (plus the ties at the bound)
-and grows x4 while the window is full and either holds fewer than ``batch`` hits for the page or ends
-in the middle of the page's last tie group (the window's cut through equal distances is not in primary
-key order). So a page costs one search with a window of a few batches, whatever its depth.
+(inclusive) out to twice the previous page's span of scores past it, at most ``w`` hits; ``w`` starts at
+twice the batch (plus the ties at the bound) and grows x4 while the window is full and either holds
+fewer than ``batch`` hits for the page or ends in the middle of the page's last tie group (the window's
+cut through equal distances is not in primary key order); the range grows x4 while too few hits are
+inside it, and goes to the far end at once when a wider one found no more (a graph's beam cut it). So
+a page costs one search with a window of a few batches; a graph index's beam reaches past the rows
+already returned (its cost grows with the depth).
 """
 
 from __future__ import annotations

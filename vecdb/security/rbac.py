@@ -294,7 +294,8 @@ class RoleStore:
     # --- privilege groups (vecdb.security.privilege_groups)
     def privilege_groups(self) -> dict[str, list[str]]:
         """The custom groups and their privileges (as Milvus lists them: not the built-in ones)."""
-        return {k[len(PRIVGROUP_PREFIX):]: json.loads(v) for k, v in self._scan(PRIVGROUP_PREFIX)}
+        return {name: sorted(privileges) for name, privileges in self._indexed()[2].items()
+                if name not in BUILTIN_GROUPS}
 
     def group_privileges(self, name: str) -> frozenset[str] | None:
         """A group's privileges (built in or custom); None when there is no such group."""
