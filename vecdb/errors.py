@@ -141,6 +141,12 @@ class ResourceGroupNodeNotEnough(VecdbError):
     default_message = "resource group node not enough"
 
 
+# --- segment (600-699) -----------------------------------------------------
+class SegmentNotFound(VecdbError):
+    code, legacy_code, input_error = 600, "UnexpectedError", True
+    default_message = "segment not found"
+
+
 # --- index (700-799) -------------------------------------------------------
 class IndexNotFound(VecdbError):
     code, legacy_code, input_error = 700, "IndexNotExist", True
@@ -171,6 +177,12 @@ class DatabaseLimitExceeded(VecdbError):
 class InvalidDatabaseName(VecdbError):
     code, legacy_code, input_error = 802, "IllegalArgument", True
     default_message = "invalid database name"
+
+
+# --- node (900-999) --------------------------------------------------------
+class NodeNotFound(VecdbError):
+    code, legacy_code, input_error = 901, "UnexpectedError", True
+    default_message = "node not found"
 
 
 # --- io (1000-1099) --------------------------------------------------------

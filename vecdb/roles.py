@@ -317,3 +317,16 @@ class FlushRole(Protocol):
         process persists (``FlushResult.unpersisted``: the caller persists them in-process). May be
         repeated: no row is lost or persisted twice."""
         ...
+
+
+class SegmentMover(Protocol):
+    """Manual segment moves (Milvus's LoadBalance; ``vecdb.coord.segment_moves``): a cluster's coord
+    pins them and waits for the nodes, a standalone server checks the request only."""
+
+    def move_segments(self, info: CollectionInfo, source: int, targets: Sequence[int],
+                      segment_ids: Sequence[int]) -> None:
+        """Moves sealed segments of the loaded collection from query node ``source`` to ``targets``
+        of its replica (node numbers as clients see them; none: the replica's other nodes; no
+        segments: all ``source`` serves); returns once the targets serve them. NodeNotFound,
+        SegmentNotFound."""
+        ...

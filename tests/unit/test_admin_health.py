@@ -12,7 +12,7 @@ from vecdb.proxy.rpc_admin import AdminRpcs
 
 def _proxy(nodes: list[tuple[int, str]]) -> AdminRpcs:
     roles = SimpleNamespace(component="proxy", node_id=42, quota=None, ddl=SimpleNamespace(), flush=SimpleNamespace(),
-                            sealer=SimpleNamespace(),
+                            sealer=SimpleNamespace(), segment_moves=SimpleNamespace(),
                             datanode=SimpleNamespace(indexer=SimpleNamespace()),
                             querynode=SimpleNamespace(serving_nodes=lambda: nodes))
     return AdminRpcs(roles)

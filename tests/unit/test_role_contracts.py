@@ -17,6 +17,7 @@ from vecdb.coord.client import RemoteIdAllocator, RemoteTimestampOracle
 from vecdb.coord.ddl import DdlManager
 from vecdb.coord.ddl_rpc import RemoteDdl
 from vecdb.coord.flush import FlushManager, RemoteFlush
+from vecdb.coord.segment_moves import LocalSegmentMoves, RemoteSegmentMoves
 from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.node import DataNode
@@ -45,6 +46,8 @@ IMPLEMENTATIONS = [
     (roles.DdlRole, RemoteDdl),
     (roles.FlushRole, FlushManager),
     (roles.FlushRole, RemoteFlush),
+    (roles.SegmentMover, LocalSegmentMoves),
+    (roles.SegmentMover, RemoteSegmentMoves),
     (roles.RowFilter, Filter),
     (roles.RowFilter, _PkFilter),
 ]

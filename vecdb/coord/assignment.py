@@ -54,13 +54,19 @@ Rules (``plan``):
   and timestamps), so deletes and upserts reach every row. Hand-overs keep a segment served: the
   node losing it lets go only once the node it goes to reports it (``qnfull/<node id>``: the
   sealed segments each node holds in full, under its lease); see ``vecdb.querynode.assigned``.
+- A manual move (LoadBalance, ``vecdb.coord.segment_moves``) pins a segment to a node
+  (``Replica.pinned``): it is placed there, even in a channel below ``spread_min_rows`` (whose other
+  segments stay with the leader), and the balance never moves it; the pin goes with its node (out of
+  the replica), its segment (compacted away) or the assignment (released).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 
 from vecdb.catalog_model import CollectionInfo
@@ -116,6 +122,9 @@ class Replica:
     resource_group: str = DEFAULT_RESOURCE_GROUP
     # channel -> sealed segment prefix -> the node of this replica that serves it (empty with one node)
     segments: dict[str, dict[str, str]] = field(default_factory=dict)
+    # channel -> sealed segment prefix -> the node a manual move (LoadBalance) put it on: it stays there
+    # while the node is in the replica and the segment exists (vecdb.coord.segment_moves)
+    pinned: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def node_channels(self, node_id: str) -> list[str]:
         """The channels ``node_id`` must lead: those it owns and those it takes over."""
@@ -208,11 +217,22 @@ def plan(loaded: Loaded, nodes: list[str], current: dict[int, Assignment],
             for r in a.replicas:
                 _rebalance(r, cid, rows, load)
     for cid, a in out.items():
+        channel_segs = (sealed or {}).get(cid, {})
         for r in a.replicas:
-            spread = {ch: segs for ch, segs in (sealed or {}).get(cid, {}).items()
-                      if sum(segs.values()) >= spread_min_rows}
-            _place_segments(r, spread, settled is None or cid in settled)
+            _prune_pins(r, channel_segs)
+            # a channel below spread_min_rows places only its pinned segments (its leader holds the rest)
+            spread = {ch: segs if sum(segs.values()) >= spread_min_rows
+                      else {p: n for p, n in segs.items() if p in r.pinned.get(ch, {})}
+                      for ch, segs in channel_segs.items()}
+            _place_segments(r, {ch: segs for ch, segs in spread.items() if segs}, settled is None or cid in settled)
     return out
+
+
+def _prune_pins(r: Replica, sealed: dict[str, dict[str, int]]) -> None:
+    """Keep the pins of segments that still exist, on nodes still in ``r``."""
+    pins = {ch: {p: n for p, n in segs.items() if n in r.nodes and p in sealed.get(ch, {})}
+            for ch, segs in r.pinned.items() if ch in r.channels}
+    r.pinned = {ch: segs for ch, segs in pins.items() if segs} if len(r.nodes) > 1 else {}
 
 
 def _per_node(wanted: list[str], group_of: dict[str, str]) -> list[str]:
@@ -234,7 +254,7 @@ def _place_segments(r: Replica, sealed: dict[str, dict[str, int]], settled: bool
     placed: dict[str, dict[str, str]] = {}
     todo = []
     for ch in sorted(r.channels):
-        old = r.segments.get(ch, {})
+        old = {**r.segments.get(ch, {}), **r.pinned.get(ch, {})}
         for prefix, n_rows in sorted(sealed.get(ch, {}).items()):
             node = old.get(prefix)
             if node in load:
@@ -255,7 +275,7 @@ def _place_segments(r: Replica, sealed: dict[str, dict[str, int]], settled: bool
         best_move = None
         for ch, segs in sorted(placed.items()):
             for prefix, node in sorted(segs.items()):
-                if node != heavy:
+                if node != heavy or prefix in r.pinned.get(ch, {}):
                     continue
                 w = sealed[ch][prefix]
                 after = max(load[heavy] - w, load[light] + w)
@@ -291,7 +311,8 @@ def _place_nodes(replicas: list[Replica], replica_number: int, live: set[str]) -
     for r in replicas[:replica_number]:
         members = [n for n in r.nodes if n in live and n not in taken]
         taken.update(members)
-        kept.append(Replica(r.id, members, dict(r.channels), dict(r.moving), r.resource_group, dict(r.segments)))
+        kept.append(replace(r, nodes=members, channels=dict(r.channels), moving=dict(r.moving),
+                             segments=dict(r.segments), pinned=dict(r.pinned)))
     next_id = max([r.id for r in replicas] + [0]) + 1
     while len(kept) < min(replica_number, len(live)):
         kept.append(Replica(next_id, [], {}))
@@ -324,7 +345,8 @@ def _place_in_groups(replicas: list[Replica], wanted: list[str], group_of: dict[
         for _ in range(need[g]):
             if spare:  # moved here by TransferReplica: same replica, new group
                 r = spare.pop(0)
-                kept.append(Replica(r.id, list(r.nodes), dict(r.channels), dict(r.moving), g, dict(r.segments)))
+                kept.append(replace(r, nodes=list(r.nodes), channels=dict(r.channels), moving=dict(r.moving),
+                                         resource_group=g, segments=dict(r.segments), pinned=dict(r.pinned)))
     for g in sorted(set(wanted)):
         members = {n for n, ng in group_of.items() if ng == g}
         have = sum(1 for r in kept if r.resource_group == g)
@@ -425,9 +447,11 @@ class AssignmentManager(Planner):
         """``spread_min_rows``, ``replica_per_node``: the placement's (see ``plan``)."""
         self.spread_min_rows, self.replica_per_node = spread_min_rows, replica_per_node
         super().__init__(meta, fence, ASSIGN_PREFIX, (COLL_PREFIX, QUERYNODE_SESSIONS, SERVE_PREFIX, RG_PREFIX,
-                                                      SEG_PREFIX))
+                                                      SEG_PREFIX, FULL_PREFIX))
+        self._pins_lock = threading.Lock()
+        self._pending_pins: dict[int, dict[int, dict[str, dict[str, str]]]] = {}  # collection -> replica -> pins
         try:
-            self._colls, self._nodes, self._served, self._rgs, self._segs, _ = self.mirrors
+            self._colls, self._nodes, self._served, self._rgs, self._segs, self._full, _ = self.mirrors
             # the coord keeps resource groups' members what their configs ask as nodes come and go
             self._groups = ResourceGroups(meta, lambda: {n: "" for n in self._nodes.items()})
             self._groups_seen: tuple | None = None
@@ -445,6 +469,44 @@ class AssignmentManager(Planner):
             self._groups_seen = seen
         return node_groups(recover(parse_groups(dict(self._rgs.items()), nodes), nodes))
 
+    def assignment(self, collection_id: int) -> Assignment | None:
+        """The collection's assignment as this manager last wrote it."""
+        raw = self.current.get(collection_id)
+        return None if raw is None else Assignment.from_json(raw)
+
+    def full_reports(self) -> dict[str, dict[int, dict[str, list[str]]]]:
+        """``qnfull/``: node id -> collection id -> channel -> the sealed segments it serves in full."""
+        return {n: parse_full(raw) for n, raw in self._full.items().items()}
+
+    def _segment_records(self) -> Iterator[tuple[int, str, dict]]:
+        """(collection id, channel, ``seg/`` value) of each persisted segment."""
+        for key, raw in self._segs.items().items():
+            where = parse_segment_key(SEG_PREFIX + key)
+            if where is not None:
+                yield where[0], where[1], json.loads(raw)
+
+    def sealed_segments(self, collection_id: int) -> dict[str, dict]:
+        """The collection's persisted segments (``seg/`` values, with their ``channel``) by prefix."""
+        return {seg["prefix"]: {**seg, "channel": ch} for cid, ch, seg in self._segment_records()
+                if cid == collection_id}
+
+    def pin(self, collection_id: int, replica_id: int, pins: dict[str, dict[str, str]]) -> None:
+        """Pin sealed segments (channel -> prefix -> node id) of a replica to nodes at the next pass
+        (``Replica.pinned``)."""
+        with self._pins_lock:
+            mine = self._pending_pins.setdefault(collection_id, {}).setdefault(replica_id, {})
+            for ch, segs in pins.items():
+                mine.setdefault(ch, {}).update(segs)
+        self._wake.set()
+
+    def _take_pins(self, current: dict[int, Assignment]) -> None:
+        with self._pins_lock:
+            pending, self._pending_pins = self._pending_pins, {}
+        for cid, replicas in pending.items():
+            for r in current[cid].replicas if cid in current else []:
+                for ch, segs in replicas.get(r.id, {}).items():
+                    r.pinned.setdefault(ch, {}).update(segs)
+
     def tick(self) -> None:
         loaded: dict[int, tuple] = {}
         for raw in self._colls.items().values():
@@ -454,14 +516,13 @@ class AssignmentManager(Planner):
         nodes = sorted(self._nodes.items())
         served = {n: parse_served(raw) for n, raw in self._served.items().items() if n in nodes}
         current = {cid: Assignment.from_json(raw) for cid, raw in self.current.items()}
+        self._take_pins(current)
         now = time.monotonic()
         settled = {cid for cid in loaded if now - self._changed_at.get(cid, -REBALANCE_COOLDOWN) >= REBALANCE_COOLDOWN}
         sealed: Sealed = {}
-        for key, raw in self._segs.items().items():
-            where = parse_segment_key(SEG_PREFIX + key)
-            if where is not None and where[0] in loaded:
-                seg = json.loads(raw)
-                sealed.setdefault(where[0], {}).setdefault(where[1], {})[seg["prefix"]] = int(seg["num_rows"])
+        for cid, ch, seg in self._segment_records():
+            if cid in loaded:
+                sealed.setdefault(cid, {}).setdefault(ch, {})[seg["prefix"]] = int(seg["num_rows"])
         wanted = plan(loaded, nodes, current, served, self._node_groups(nodes), settled, sealed, self.spread_min_rows,
                       self.replica_per_node)
         for cid in self.commit({cid: a.to_json() for cid, a in wanted.items()}):

@@ -48,13 +48,21 @@ from vecdb.coord.datanode_assignment import DataNodeAssigner
 from vecdb.coord.ddl_rpc import ddl_handlers, open_ddl
 from vecdb.coord.flush import FlushManager, FlushSlots, flush_reply
 from vecdb.coord.gc import GarbageCollector
+from vecdb.coord.segment_moves import MOVE_WAIT, CoordSegmentMoves
 from vecdb.coord.session import Session, describe_process
 from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.errors import InvalidParameter, IoFailed, ServiceNotReady, ServiceUnavailable, Unimplemented
 from vecdb.process import advertised_address
 from vecdb.proxy.writer import ShardWriter
 from vecdb.rpc import serve, set_fields
-from vecdb.rpc.gen.coord_pb2 import AllocIDReply, AllocTimestampReply, FlushReply, FlushRequest
+from vecdb.rpc.gen.coord_pb2 import (
+    AllocIDReply,
+    AllocTimestampReply,
+    FlushReply,
+    FlushRequest,
+    MoveSegmentsReply,
+    MoveSegmentsRequest,
+)
 from vecdb.storage.base import Log, MetaStore, ObjectStore
 from vecdb.timestamp import LOGICAL_MASK
 
@@ -135,6 +143,7 @@ class Coord:
             AllocID=lambda r, ctx: AllocIDReply(id=self._alloc_ids(_count(set_fields(r), MAX_IDS_PER_CALL))),
             **ddl_handlers(self._serve_ddl),
             Flush=lambda r, ctx: self._flush(r),
+            MoveSegments=lambda r, ctx: self._move_segments(r),
         ), host, port, workers=_WORKERS)
         self.address = advertised_address(host, self.port)
         try:
@@ -194,11 +203,16 @@ class Coord:
         metrics.ROOTCOORD_ID_ALLOC.labels(self.address).inc(count)
         return first
 
-    def _serve(self, allocate):
+    def _active_term(self) -> _Term:
+        """This coord's term, while it is the active coord; else ServiceNotReady (the client finds the other)."""
         term = self._term
         if term is None or not term.live():
             raise ServiceNotReady(f"coord at {self.address} is not the active coord (standby, or its session is "
                                   f"ending): the active one is named in {SESSION_KEY}")
+        return term
+
+    def _serve(self, allocate):
+        term = self._active_term()
         try:
             return allocate(term)
         except ServiceNotReady as e:  # fenced off: another coord took over
@@ -210,10 +224,7 @@ class Coord:
 
     def _serve_ddl(self, change):
         """``change(manager)`` on the active term's DDL manager (``vecdb.coord.ddl_rpc``)."""
-        term = self._term
-        if term is None or not term.live():
-            raise ServiceNotReady(f"coord at {self.address} is not the active coord (standby, or its session is "
-                                  f"ending): the active one is named in {SESSION_KEY}")
+        term = self._active_term()
         try:
             return change(term.ddl)
         except IoFailed as e:
@@ -221,10 +232,7 @@ class Coord:
 
     def _flush(self, request: FlushRequest) -> FlushReply:
         """``Flush`` (``vecdb.coord.flush``): checked against this term's catalog, then run by its manager."""
-        term = self._term
-        if term is None or not term.live():
-            raise ServiceNotReady(f"coord at {self.address} is not the active coord (standby, or its session is "
-                                  f"ending): the active one is named in {SESSION_KEY}")
+        term = self._active_term()
         if term.flush is None:
             raise Unimplemented(f"coord at {self.address} has no shared log (storage.log): it cannot flush")
         try:
@@ -240,6 +248,14 @@ class Coord:
             raise
         except IoFailed as e:  # the log or the store did not answer: worth retrying, here or elsewhere
             raise ServiceUnavailable(f"coord at {self.address} could not flush: {e.message}") from e
+
+    def _move_segments(self, request: MoveSegmentsRequest) -> MoveSegmentsReply:
+        """``MoveSegments`` (``vecdb.coord.segment_moves``): pinned by this term's assignment manager."""
+        term = self._active_term()
+        manager = next(a for a in term.assigners if isinstance(a, AssignmentManager))
+        moved = CoordSegmentMoves(manager).move(request.collection_id, request.source, list(request.targets),
+                                                list(request.segment_ids), request.wait_seconds or MOVE_WAIT)
+        return MoveSegmentsReply(moved=moved)
 
     # --- becoming active and stepping down
 

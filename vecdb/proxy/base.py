@@ -26,6 +26,7 @@ from vecdb.roles import (
     IdSource,
     IndexBuilder,
     QueryNodeRole,
+    SegmentMover,
     TimestampSource,
 )
 from vecdb.schema import DataType
@@ -72,6 +73,9 @@ class Roles:
     # flushes and the automatic seal policy (vecdb.coord.sealer) over the roles above; None = wired at
     # construction; closed with the server
     sealer: Sealer | None = None
+    # manual segment moves (LoadBalance, vecdb.coord.segment_moves): a cluster proxy's call the coord
+    # (RemoteSegmentMoves); None = this server's one query node (checks only: LocalSegmentMoves)
+    segment_moves: SegmentMover | None = None
 
 
 PARTITION_KEY_NAMES = "not support manually specifying the partition names if partition key mode is used"
@@ -142,6 +146,11 @@ class ServiceBase:
             roles.sealer = Sealer(roles.flush, roles.writer, roles.datanode, roles.querynode, roles.catalog,
                                   roles.seal_rows, roles.seal_bytes)
         self.sealer: Sealer = roles.sealer
+        if roles.segment_moves is None:
+            from vecdb.coord.segment_moves import LocalSegmentMoves
+
+            roles.segment_moves = LocalSegmentMoves(roles.querynode)
+        self.segment_moves: SegmentMover = roles.segment_moves
         self.indexer: IndexBuilder = roles.datanode.indexer  # builds of what no query node here has loaded
 
     def collection(self, db: str, name: str) -> CollectionInfo:

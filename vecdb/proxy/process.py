@@ -27,6 +27,7 @@ from vecdb.coord.client import CoordClient, RemoteIdAllocator, RemoteTimestampOr
 from vecdb.coord.ddl_rpc import RemoteDdl
 from vecdb.coord.flush import FlushManager, RemoteFlush
 from vecdb.coord.resource_groups import ResourceGroups
+from vecdb.coord.segment_moves import RemoteSegmentMoves
 from vecdb.datanode.node import DataNode
 from vecdb.datanode.remote import ClusterDataNode
 from vecdb.discovery import node_number
@@ -88,6 +89,7 @@ class ProxyProcess(NodeProcess):
         # flushes and automatic seals: the coord's (vecdb.coord.flush); this proxy's own writer for a coord
         # that does not flush (no shared log, or an older one)
         self.roles.flush = RemoteFlush(coord, fallback=FlushManager(writer, self.backends.meta))
+        self.roles.segment_moves = RemoteSegmentMoves(coord)  # LoadBalance: the coord pins segments to nodes
         self.rest_api = RestApi(MilvusService(self.roles), security)  # Milvus's REST API v2 on the HTTP port
         p = settings.proxy
         own_port = p.worker_port + self.worker if self.worker is not None and p.worker_port else 0

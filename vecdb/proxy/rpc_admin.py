@@ -108,6 +108,16 @@ class AdminRpcs(ServiceBase):
         ]
         return milvus_pb2.GetReplicasResponse(status=status.success(), replicas=replicas)
 
+    @rpc()
+    def LoadBalance(self, request, context):
+        """Sealed segments moved from one query node to others of its replica (``utility.load_balance``;
+        ``vecdb.coord.segment_moves``): answered once the new nodes serve them."""
+        info = self.collection(db_of(request, context), request.collectionName)
+        self.require_loaded(info)
+        self.segment_moves.move_segments(info, request.src_nodeID, list(request.dst_nodeIDs),
+                                         list(request.sealed_segmentIDs))
+        return status.success()
+
     @rpc(milvus_pb2.GetMetricsResponse)
     def GetMetrics(self, request, context):
         """``{"metric_type": "system_info"}``: the live nodes of the cluster (every process holding a

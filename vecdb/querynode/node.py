@@ -546,6 +546,7 @@ class QueryNode:
         """Each segment held; ``index_id`` / ``index_name``: the vector index it is searched with (0 / ""
         while it has none: growing, or sealed with its index not built or not loaded yet)."""
         coll = self._collection(info)
+        self._learn_segment_ids(coll, channels)
         out = []
         for v in coll.snapshot(None, channels):
             idx = next((i for i in info.indexes if i.field_name in v.segment.indexes), None)
@@ -553,6 +554,19 @@ class QueryNode:
                         "num_rows": v.n, "state": 4 if v.segment.sealed else 2,
                         "index_id": idx.index_id if idx else 0, "index_name": idx.index_name if idx else ""})
         return out
+
+    def _learn_segment_ids(self, coll: LoadedCollection, channels: Sequence[str] | None) -> None:
+        """Sealed here from the log, a segment learns its id once a data node persisted it (its ``seg/``
+        record, found by the prefix both derive from the seal record); a cluster's node learns it as it
+        loads the persisted segments, or with its index file."""
+        for shard in coll.shards:
+            if channels is not None and shard.channel not in channels:
+                continue
+            unknown = [s for s in list(shard.segments.values()) if s.sealed and s.segment_id is None and s.prefix]
+            if unknown:
+                ids = {r["prefix"]: r["segment_id"] for r in sf.list_segments(self.meta, coll.info.id, shard.channel)}
+                for seg in unknown:
+                    seg.segment_id = ids.get(seg.prefix)
 
     # --- indexes ------------------------------------------------------------------
     def schedule_indexes(self, info: CollectionInfo) -> None:

@@ -383,3 +383,30 @@ class FlushReply(_message.Message):
     unpersisted: _containers.ScalarMap[str, int]
     positions: _containers.ScalarMap[str, int]
     def __init__(self, segment_ids: _Optional[_Iterable[int]] = ..., ts: _Optional[int] = ..., unpersisted: _Optional[_Mapping[str, int]] = ..., positions: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class MoveSegmentsRequest(_message.Message):
+    __slots__ = ("collection_id", "source", "targets", "segment_ids", "wait_seconds")
+    COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    collection_id: int
+    source: int
+    targets: _containers.RepeatedScalarFieldContainer[int]
+    segment_ids: _containers.RepeatedScalarFieldContainer[int]
+    wait_seconds: float
+    def __init__(self, collection_id: _Optional[int] = ..., source: _Optional[int] = ..., targets: _Optional[_Iterable[int]] = ..., segment_ids: _Optional[_Iterable[int]] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
+
+class MoveSegmentsReply(_message.Message):
+    __slots__ = ("moved",)
+    class MovedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: int
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[int] = ...) -> None: ...
+    MOVED_FIELD_NUMBER: _ClassVar[int]
+    moved: _containers.ScalarMap[int, int]
+    def __init__(self, moved: _Optional[_Mapping[int, int]] = ...) -> None: ...

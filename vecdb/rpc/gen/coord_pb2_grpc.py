@@ -179,6 +179,11 @@ class CoordStub:
                 request_serializer=vecdb_dot_internal_dot_coord__pb2.FlushRequest.SerializeToString,
                 response_deserializer=vecdb_dot_internal_dot_coord__pb2.FlushReply.FromString,
                 _registered_method=True)
+        self.MoveSegments = channel.unary_unary(
+                '/vecdb.internal.Coord/MoveSegments',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.MoveSegmentsRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.MoveSegmentsReply.FromString,
+                _registered_method=True)
 
 
 class CoordServicer:
@@ -392,6 +397,17 @@ class CoordServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MoveSegments(self, request, context):
+        """Moves sealed segments of a loaded collection between query nodes of one replica (Milvus's
+        LoadBalance; vecdb/coord/segment_moves.py): the coord checks the request against what the nodes
+        report (NodeNotFound, SegmentNotFound), pins each segment to its new node in the assignment and
+        answers once the new nodes serve them and the source let them go (ServiceUnavailable if not
+        within `wait_seconds`). A repeat whose segments already moved answers SegmentNotFound.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -539,6 +555,11 @@ def add_CoordServicer_to_server(servicer, server):
                     servicer.Flush,
                     request_deserializer=vecdb_dot_internal_dot_coord__pb2.FlushRequest.FromString,
                     response_serializer=vecdb_dot_internal_dot_coord__pb2.FlushReply.SerializeToString,
+            ),
+            'MoveSegments': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveSegments,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.MoveSegmentsRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.MoveSegmentsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1324,6 +1345,33 @@ class Coord:
             '/vecdb.internal.Coord/Flush',
             vecdb_dot_internal_dot_coord__pb2.FlushRequest.SerializeToString,
             vecdb_dot_internal_dot_coord__pb2.FlushReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoveSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/MoveSegments',
+            vecdb_dot_internal_dot_coord__pb2.MoveSegmentsRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.MoveSegmentsReply.FromString,
             options,
             channel_credentials,
             insecure,
