@@ -45,6 +45,8 @@ def test_load_balance_moves_sealed_segments_within_a_replica(client, name, orm):
     nodes = list(Collection(name, using=orm).get_replicas().groups[0].group_nodes)
     placed = _sealed_nodes(name, orm)  # the e2e cluster spreads every channel (spread_min_rows 0)
     assert len(placed) == BATCHES and all(len(v) == 1 for v in placed.values()), placed
+    # the ids the data nodes gave them (a standalone node learns them from the segments' records)
+    assert set(placed) == {s.segment_id for s in client.list_persistent_segments(name)}
     first = min(placed)
     source = placed[first][0]
 
