@@ -226,6 +226,27 @@ def test_hnsw_uses_the_graph_with_a_selector_and_stays_valid(monkeypatch):
     assert np.all(mask[i]) and recall(i, _exact_among(mask, "L2")[1]) >= 0.9
 
 
+def test_hnsw_scans_every_row_once_its_beam_is_a_large_share_of_them():
+    """A beam of 1/64 of the rows (ef, or k when larger) costs more than a scan of them all: the
+    answer is then exact (a sparse graph's beam would miss some)."""
+    idx = built("HNSW", "L2", {"M": 4, "efConstruction": 8})
+    narrow = idx.search(Q, 40, {"ef": 40})[1]  # 40 x 64 < 5,000 rows: the graph
+    assert recall(narrow, _exact_among(None, "L2", k=40)[1]) < 1.0
+    wide_ef = N // faiss_index.BEAM_SCAN_RATIO + 1
+    for k, ef in ((40, wide_ef), (wide_ef, wide_ef)):
+        d, i = idx.search(Q, k, {"ef": ef})
+        want_d, want_i = _exact_among(None, "L2", k=k)
+        assert recall(i, want_i) == 1.0
+        np.testing.assert_allclose(d, want_d, rtol=1e-4, atol=1e-4)
+    mask = np.random.default_rng(5).random(N) < 0.5  # filtered: a share of the valid rows
+    i = idx.search(Q, 40, {"ef": N // 2 // faiss_index.BEAM_SCAN_RATIO + 1}, valid=mask)[1]
+    assert recall(i, _exact_among(mask, "L2", k=40)[1]) == 1.0
+    radius, _ = _range_args("L2", X, Q[:10])
+    got = idx.range_search(Q[:10], radius, None, {"ef": 40}, limit=N)  # the limit widens the beam
+    want = brute_force_range(X, Q[:10], radius, None, "L2")
+    assert all(set(g[1]) == set(w[1]) for g, w in zip(got, want))
+
+
 def test_filter_edge_cases():
     idx = built("IVF_FLAT", "L2")
     d, i = idx.search(Q, K, {"nprobe": 1}, valid=np.zeros(N, bool))

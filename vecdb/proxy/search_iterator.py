@@ -21,7 +21,8 @@ fewer than ``batch`` hits for the page or ends in the middle of the page's last 
 cut through equal distances is not in primary key order); the range grows x4 while too few hits are
 inside it, and goes to the far end at once when a wider one found no more (a graph's beam cut it). So
 a page costs one search with a window of a few batches; a graph index's beam reaches past the rows
-already returned (its cost grows with the depth).
+already returned (its cost grows with the depth, until the beam is wide enough that the index scans
+every row instead: ``vecdb.index.faiss_index.BEAM_SCAN_RATIO``).
 """
 
 from __future__ import annotations
