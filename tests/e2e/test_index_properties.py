@@ -60,6 +60,13 @@ def test_a_loaded_collection_or_another_key_is_refused(released):
         client.alter_index_properties(name, "vec_idx", properties={"mmap.enabled": True})
     assert e.value.code == 104
     assert "mmap.enabled" not in client.describe_index(name, "vec_idx")
+    # dropping the index of a loaded collection is refused too (the coord's check, Milvus's message)
+    with pytest.raises(MilvusException, match="index cannot be dropped, collection is loaded") as e:
+        client.drop_index(name, "vec_idx")
+    assert e.value.code == 1100 and client.list_indexes(name) == ["vec_idx"]
+    client.release_collection(name)
+    client.drop_index(name, "vec_idx")
+    assert client.list_indexes(name) == []
 
 
 def test_index_statistics_name_each_index_with_its_rows(released):

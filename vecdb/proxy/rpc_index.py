@@ -195,11 +195,13 @@ class IndexRpcs(ResourceGroupRpcs):
     def DropIndex(self, request, context):
         db = db_of(request, context)
         info = self.collection(db, request.collection_name)
-        if self.r.querynode.is_loaded(info.id):
-            raise errors.InvalidParameter("index cannot be dropped, collection is loaded, please release it first")
-        known = [i.index_id for i in self._indexes(info, request.index_name, request.field_name)]
-        # [] after a repeat that found them dropped by its first try: forget the ones this proxy knew
-        drop = self.ddl.drop_index(db, request.collection_name, request.index_name, request.field_name) or known
+        # refused while loaded, IndexNotFound...: the coord's checks, on its catalog
+        drop = self.ddl.drop_index(db, request.collection_name, request.index_name, request.field_name)
+        if not drop:  # a repeat whose first try dropped them: forget the ones this proxy knew
+            try:
+                drop = [i.index_id for i in self._indexes(info, request.index_name, request.field_name)]
+            except errors.IndexNotFound:
+                pass
         self.r.datanode.forget_index_builds(info.id, drop)
         return status.success()
 
