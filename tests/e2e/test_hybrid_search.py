@@ -325,7 +325,8 @@ RRF = {"strategy": "rrf", "params": '{"k": 60}', "limit": "5"}
     (RRF, [("va", 7, {})], None, 1100, ""),
     (RRF, [("va", 8, {"offset": "3", "round_decimal": "2"})], None, 0, ""),  # the hybrid request owns them
     (RRF, [("va", 8, {"group_by_field": "grp"})], None, 1100, "not support search_group_by"),
-    (RRF, None, [{"reranker": "decay"}], 3000, "decay"),
+    (RRF, None, [{"reranker": "decay"}], 1100, "Decay function only supports single input"),
+    (RRF, None, [{"reranker": "model", "provider": "tei"}], 3000, "use rrf, weighted or decay"),
     (RRF, None, [{"reranker": "rrf"}, {"reranker": "rrf"}], 3000, "only one rerank function"),
     (RRF, None, [{"reranker": "rrf", "k": "abc"}], 1100, "is not a number"),
     (RRF, None, [{"reranker": "weighted", "weights": "[0.5"}], 1100, "Parse weights param failed"),

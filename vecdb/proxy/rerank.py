@@ -12,6 +12,8 @@ Milvus's rules (proxy rank parameters, ``internal/util/function/rerank``), follo
   ``1 - 2 atan(d) / pi``. Without it the raw scores are summed: when the requests mix
   larger-is-better and smaller-is-better metrics the distances are still mapped by
   ``1 - 2 atan(d) / pi``; otherwise the order follows the metrics' own direction.
+- **Decay** (``vecdb.proxy.decay``): each request's scores made larger-is-better (distances
+  ``1 - 2 atan(d) / pi``), a key's best one over the requests, times the decay of its field value.
 - Scores are float32, summed in request order. Ties go to the smaller primary key. The fused list
   is cut to ``offset + limit`` and the first ``offset`` dropped.
 """
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from vecdb import errors
+from vecdb.proxy.decay import Decay, parse_decay
+from vecdb.schema import CollectionSchema
 
 MAX_RRF_K = 16384
 DEFAULT_RRF_K = 60.0
@@ -33,12 +37,14 @@ _LARGER_IS_BETTER = {"IP", "COSINE", "BM25"}
 
 @dataclass(frozen=True)
 class Ranker:
-    """``strategy`` "rrf" (with ``k``) or "weighted" (with ``weights``, ``norm_score``)."""
+    """``strategy`` "rrf" (with ``k``), "weighted" (with ``weights``, ``norm_score``) or "decay" (with
+    ``decay``: its hits need the field's values, ``SubResult.values``)."""
 
     strategy: str
     k: float = DEFAULT_RRF_K
     weights: tuple[float, ...] = ()
     norm_score: bool = True
+    decay: Decay | None = None
 
 
 @dataclass
@@ -49,6 +55,7 @@ class SubResult:
     pks: np.ndarray
     scores: np.ndarray
     metric: str
+    values: np.ndarray | None = None  # a decay ranker's field, per hit
 
 
 @dataclass
@@ -125,10 +132,13 @@ def ranker_from_rank_params(rank_params: dict[str, str], n_requests: int) -> Ran
     return _weighted(params.get("weights"), params.get("norm_score"), n_requests)
 
 
-def ranker_from_function(name: str, params: dict[str, str], n_requests: int) -> Ranker:
-    """A reranking ``Function`` (pymilvus 2.6 ``function_score``): ``reranker`` "rrf" or "weighted",
-    the parameters as text (lists as JSON)."""
+def ranker_from_function(name: str, params: dict[str, str], n_requests: int, schema: CollectionSchema,
+                         inputs: list[str]) -> Ranker:
+    """A reranking ``Function`` (pymilvus 2.6 ``function_score``): ``reranker`` "rrf", "weighted" or
+    "decay" (over the ``inputs`` field), the parameters as text (lists as JSON)."""
     kind = params.get("reranker", "").lower()
+    if kind == "decay":
+        return Ranker("decay", decay=parse_decay(schema, inputs, params))
     if kind == "rrf":
         raw = params.get("k", str(DEFAULT_RRF_K))
         try:
@@ -145,7 +155,7 @@ def ranker_from_function(name: str, params: dict[str, str], n_requests: int) -> 
                 f"Parse weights param failed, weight should be []float, but got: {text}") from None
         return _weighted(weights, params.get("norm_score", "false"), n_requests)
     raise errors.OperationNotSupported(
-        f"rerank function {name!r} ({kind or 'no reranker'}) is not supported; use rrf or weighted")
+        f"rerank function {name!r} ({kind or 'no reranker'}) is not supported; use rrf, weighted or decay")
 
 
 def _normalizer(metric: str, norm: bool, mixed: bool):
@@ -171,6 +181,8 @@ def _contributions(ranker: Ranker, subs: list[SubResult]) -> tuple[list[np.ndarr
             ranks = np.concatenate([np.arange(1, t + 1) for t in sub.topks]) if sub.topks else np.empty(0)
             out.append((np.float32(1.0) / (np.float32(ranker.k) + ranks.astype(np.float32))).astype(np.float32))
         return out, True
+    if ranker.strategy == "decay":  # larger is better; the decay applies once the best score is known
+        return [_normalizer(sub.metric, False, True)(np.asarray(sub.scores, np.float32)) for sub in subs], True
     larger = [s.metric.upper() in _LARGER_IS_BETTER for s in subs]
     mixed = any(larger) and not all(larger)
     out = []
@@ -187,10 +199,13 @@ def fuse(ranker: Ranker, subs: list[SubResult], nq: int, limit: int, offset: int
     topks: list[int] = []
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     for q in range(nq):
-        pk_parts, score_parts, src_parts, pos_parts = [], [], [], []
+        pk_parts, score_parts, src_parts, pos_parts, value_parts = [], [], [], [], []
         for i, sub in enumerate(subs):
             lo, hi = int(starts[i][q]), int(starts[i][q + 1])
             pk_parts.append(sub.pks[lo:hi])
+            if ranker.decay is not None:
+                assert sub.values is not None  # the caller fetched the decay's field
+                value_parts.append(sub.values[lo:hi])
             score_parts.append(contrib[i][lo:hi])
             src_parts.append(np.full(hi - lo, i, np.int64))
             pos_parts.append(np.arange(lo, hi, dtype=np.int64))
@@ -199,8 +214,13 @@ def fuse(ranker: Ranker, subs: list[SubResult], nq: int, limit: int, offset: int
             topks.append(0)
             continue
         unique, first, inverse = np.unique(pks, return_index=True, return_inverse=True)
-        total = np.zeros(len(unique), np.float32)
-        np.add.at(total, inverse.ravel(), np.concatenate(score_parts))  # in request order, as Milvus adds
+        if ranker.decay is not None:  # a key's best score, times the decay of its value
+            total = np.full(len(unique), -np.inf, np.float32)
+            np.maximum.at(total, inverse.ravel(), np.concatenate(score_parts))
+            total *= ranker.decay.factors(np.concatenate(value_parts)[first]).astype(np.float32)
+        else:
+            total = np.zeros(len(unique), np.float32)
+            np.add.at(total, inverse.ravel(), np.concatenate(score_parts))  # in request order, as Milvus adds
         # unique keys come sorted, so a stable sort on the score leaves ties in primary-key order
         order = np.argsort(-total if descending else total, kind="stable")[offset:offset + limit]
         where = first[order]
@@ -212,3 +232,32 @@ def fuse(ranker: Ranker, subs: list[SubResult], nq: int, limit: int, offset: int
         pk_dtype = subs[0].pks.dtype if subs else np.int64
         return Fused(topks, np.empty(0, pk_dtype), np.empty(0, np.float32), empty, empty)
     return Fused(topks, *(np.concatenate([p[j] for p in parts]) for j in range(4)))
+
+
+def function_ranker(request, n_requests: int, schema: CollectionSchema) -> Ranker | None:
+    """The ranker of a search or hybrid search request's ``function_score`` (pymilvus 2.6 ``ranker=``);
+    None without one."""
+    functions = list(request.function_score.functions) if request.HasField("function_score") else []
+    if len(functions) > 1:
+        raise errors.OperationNotSupported("only one rerank function is supported in a search")
+    if not functions:
+        return None
+    fn = functions[0]
+    return ranker_from_function(fn.name, {kv.key: kv.value for kv in fn.params}, n_requests, schema,
+                                list(fn.input_field_names))
+
+
+def fused_columns(fused: Fused, columns: list[dict[str, np.ndarray]], names: list[str]) -> dict[str, np.ndarray]:
+    """Each fused hit's output columns, taken from the request's ``columns`` (and the place in its
+    result) where it was first seen."""
+    out = {}
+    for name in names:
+        proto = next((c[name] for c in columns if name in c), None)
+        if proto is None:
+            continue
+        col = np.empty((len(fused.pks),) + proto.shape[1:], proto.dtype)
+        for i in np.unique(fused.sources).tolist():
+            m = fused.sources == i
+            col[m] = columns[i][name][fused.positions[m]]
+        out[name] = col
+    return out

@@ -10,17 +10,16 @@ it first.
 
 from __future__ import annotations
 
-import numpy as np
 from pymilvus.grpc_gen import milvus_pb2
 
 from vecdb import errors
 from vecdb.limits import LIMITS
 from vecdb.proxy.base import kv_dict, rpc
 from vecdb.proxy.consistency import level_of, reading_at
-from vecdb.proxy.rerank import Fused, Ranker, SubResult, fuse, ranker_from_function, ranker_from_rank_params
+from vecdb.proxy.rerank import Ranker, SubResult, function_ranker, fuse, fused_columns, ranker_from_rank_params
 from vecdb.proxy.results import search_results
-from vecdb.proxy.rpc_search import SearchPlan, SearchRpcs, _int_param, _round_decimal
-from vecdb.querynode.executor import Hits, SearchSpec
+from vecdb.proxy.rpc_search import SearchPlan, SearchRpcs, _int_param, _round_decimal, with_field
+from vecdb.querynode.executor import SearchSpec
 from vecdb.request_db import db_of
 
 MAX_ANN_REQUESTS = 1024  # Milvus: defaultMaxSearchRequest
@@ -28,14 +27,9 @@ MAX_ANN_REQUESTS = 1024  # Milvus: defaultMaxSearchRequest
 _HYBRID_OWNED = {"offset", "round_decimal"}
 
 
-def _ranker(request, n_requests: int) -> Ranker:
-    functions = list(request.function_score.functions) if request.HasField("function_score") else []
-    if len(functions) > 1:
-        raise errors.OperationNotSupported("only one rerank function is supported in a hybrid search")
-    if functions:
-        fn = functions[0]
-        return ranker_from_function(fn.name, kv_dict(fn.params), n_requests)
-    return ranker_from_rank_params(kv_dict(request.rank_params), n_requests)
+def _ranker(request, n_requests: int, schema) -> Ranker:
+    return function_ranker(request, n_requests, schema) or ranker_from_rank_params(kv_dict(request.rank_params),
+                                                                                   n_requests)
 
 
 def _window(rank: dict[str, str]) -> tuple[int, int]:
@@ -55,22 +49,6 @@ def _window(rank: dict[str, str]) -> tuple[int, int]:
     return limit, offset
 
 
-def _fused_columns(fused: Fused, hits: list[Hits], names: list[str]) -> dict[str, np.ndarray]:
-    """Each fused hit's output columns, taken from the request (and the place in its result) where it
-    was first seen."""
-    out = {}
-    for name in names:
-        proto = next((h.columns[name] for h in hits if name in h.columns), None)
-        if proto is None:
-            continue
-        col = np.empty((len(fused.pks),) + proto.shape[1:], proto.dtype)
-        for i in np.unique(fused.sources).tolist():
-            m = fused.sources == i
-            col[m] = hits[i].columns[name][fused.positions[m]]
-        out[name] = col
-    return out
-
-
 class HybridRpcs(SearchRpcs):
     @rpc(milvus_pb2.SearchResults)
     def HybridSearch(self, request, context):
@@ -84,7 +62,7 @@ class HybridRpcs(SearchRpcs):
         rank = kv_dict(request.rank_params)
         if rank.get("group_by_field"):
             raise errors.OperationNotSupported("grouping in a hybrid search is not supported yet")
-        ranker = _ranker(request, len(reqs))
+        ranker = _ranker(request, len(reqs), info.schema)
         limit, offset = _window(rank)
         round_decimal = _round_decimal(rank)
         level = level_of(request, info.consistency_level)
@@ -104,15 +82,17 @@ class HybridRpcs(SearchRpcs):
                     f"[expected={len(specs[0].queries)}][actual={len(spec.queries)}]")
             plans.append(plan)
             specs.append(spec)
+        decayed = ranker.decay.field if ranker.decay is not None else None  # its field read with every hit
         with reading_at(level):
-            hits = [self.r.querynode.search(info, spec, parts, plan.fetch) for plan, spec in zip(plans, specs)]
+            hits = [self.r.querynode.search(info, spec, parts, with_field(plan.fetch, decayed))
+                    for plan, spec in zip(plans, specs)]
         nq = len(specs[0].queries)
-        fused = fuse(ranker, [SubResult(h.topks, h.pks, h.scores, p.metric) for h, p in zip(hits, plans)],
-                     nq, limit, offset)
+        fused = fuse(ranker, [SubResult(h.topks, h.pks, h.scores, p.metric, h.columns.get(decayed or ""))
+                              for h, p in zip(hits, plans)], nq, limit, offset)
         plan = plans[0]
         resp = search_results(info.schema, nq, fused.topks, fused.pks, fused.scores,
-                              _fused_columns(fused, hits, plan.fetch), plan.out_fields, plan.dyn_keys,
-                              limit, round_decimal)
+                              fused_columns(fused, [h.columns for h in hits], plan.fetch), plan.out_fields,
+                              plan.dyn_keys, limit, round_decimal)
         resp.collection_name = info.name
         resp.session_ts = ts
         return resp

@@ -22,6 +22,7 @@ from vecdb.proxy.fielddata import parse_placeholder_group, resolve_output_fields
 from vecdb.proxy.fieldencode import fill_field_data
 from vecdb.proxy.grouping import GroupBy, group_hits, parse_group_by
 from vecdb.proxy.order_by import order_fields, order_group_rows, order_rows, parse_order_by
+from vecdb.proxy.rerank import Ranker, SubResult, function_ranker, fuse, fused_columns
 from vecdb.proxy.results import query_results, search_results
 from vecdb.proxy.search_iterator import (
     PER_PAGE_KEYS,
@@ -122,6 +123,11 @@ def _fetched(schema, out_fields: list[str], dyn_keys: list[str]) -> list[str]:
     return list(dict.fromkeys(out_fields + masks + ([dynamic.name] if dyn_keys and dynamic is not None else [])))
 
 
+def with_field(fetch: list[str], name: str | None) -> list[str]:
+    """``fetch`` with the field ``name`` read too (None: as it is)."""
+    return fetch if name is None or name in fetch else [*fetch, name]
+
+
 def _widened(params: dict, k: int) -> dict:
     """Search parameters for a top-``k`` window: HNSW's ef and SCANN's reorder_k raised to k."""
     out = dict(params)
@@ -167,11 +173,17 @@ class SearchRpcs(ServiceBase):
         level = level_of(request, info.consistency_level)
         spec = self._search_spec(info, request, plan, self._snapshot_ts(info, request, level, plan.iterator))
         parts = self.partition_ids(info, request.partition_names)
+        ranker = function_ranker(request, 1, info.schema)
+        if ranker is not None and (plan.iterator or plan.group is not None or plan.order):
+            raise errors.InvalidParameter("a rerank function (ranker) cannot be combined with a search iterator, "
+                                          "group_by_field or order_by_fields")
         if plan.iter_batch:
             return self._iterator_page(info, request, spec, plan, parts, level)
         with reading_at(level):
             if plan.group is not None:
                 return self._grouped_search(info, spec, plan, parts)
+            if ranker is not None:
+                return self._reranked_search(info, spec, plan, parts, ranker)
             hits = self.r.querynode.search(info, spec, parts, plan.fetch)
         if plan.order:  # each query's hits re-sorted by the fields (Milvus 2.6)
             rows = order_rows(hits.topks, hits.columns, plan.order)
@@ -231,13 +243,30 @@ class SearchRpcs(ServiceBase):
         resp.session_ts = spec.ts
         return resp
 
+    def _reranked_search(self, info, spec: SearchSpec, plan: SearchPlan, parts,
+                         ranker: Ranker) -> milvus_pb2.SearchResults:
+        """A search with a rerank function (``ranker=``; ``vecdb.proxy.rerank``): its best ``limit +
+        offset`` hits per query re-scored and re-sorted, then the offset dropped (as Milvus's proxy)."""
+        field = ranker.decay.field if ranker.decay is not None else None
+        wide = dataclasses.replace(spec, limit=plan.limit + plan.offset, offset=0)
+        hits = self.r.querynode.search(info, wide, parts, with_field(plan.fetch, field))
+        nq = len(spec.queries)
+        fused = fuse(ranker, [SubResult(hits.topks, hits.pks, hits.scores, plan.metric, hits.columns.get(field or ""))],
+                     nq, plan.limit, plan.offset)
+        resp = search_results(info.schema, nq, fused.topks, fused.pks, fused.scores,
+                              fused_columns(fused, [hits.columns], plan.fetch), plan.out_fields, plan.dyn_keys,
+                              plan.limit, plan.round_decimal)
+        resp.collection_name = info.name
+        resp.session_ts = spec.ts
+        return resp
+
     def _grouped_search(self, info, spec: SearchSpec, plan: SearchPlan, parts) -> milvus_pb2.SearchResults:
         """A grouping search (``vecdb.proxy.grouping``): ordinary top-k searches over a window of each
         query's best hits, widened (x4, up to LIMITS.max_topk) while an answer is short."""
         group = plan.group
         assert group is not None
         name = group.field.name
-        fetch = plan.fetch if name in plan.fetch else [*plan.fetch, name]
+        fetch = with_field(plan.fetch, name)
         window = min(LIMITS.max_topk, max(GROUP_WINDOW_START, 2 * (plan.limit + plan.offset) * group.size))
         while True:
             wide = dataclasses.replace(spec, limit=window, offset=0, params=_widened(plan.params, window))

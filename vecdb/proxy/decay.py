@@ -1,0 +1,94 @@
+"""The decay reranker (Milvus 2.6: a ``Function`` of type RERANK with ``reranker: "decay"``, given to
+``search`` or ``hybrid_search`` as ``ranker=``): a hit's score is multiplied by how far a numeric
+field's value is from an ``origin``.
+
+Milvus's rules (``internal/util/function/rerank/decay_function.go``), followed here: one input field,
+INT8..INT64, FLOAT or DOUBLE; ``function`` "gauss", "exp" or "linear"; ``origin`` and ``scale`` (> 0)
+required, ``offset`` (>= 0, default 0) and ``decay`` (in (0, 1), default 0.5). With ``d`` =
+``max(0, |value - origin| - offset)``:
+
+- gauss: ``exp(ln(decay) * d^2 / scale^2)``
+- exp: ``exp(ln(decay) * d / scale)``
+- linear: ``max(decay, 1 - (1 - decay) * d / scale)``
+
+so a value ``scale`` past the offset keeps ``decay`` of its score. Scores are first made larger-is-
+better (distances: ``1 - 2 atan(d) / pi``); a key several requests returned keeps its best one. A
+null value reads as 0 (the column's placeholder, as Milvus reads it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from vecdb import errors
+from vecdb.schema import CollectionSchema, DataType
+
+FUNCTIONS = ("gauss", "linear", "exp")
+_NUMERIC = {DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64, DataType.FLOAT, DataType.DOUBLE}
+
+
+@dataclass(frozen=True)
+class Decay:
+    field: str
+    function: str
+    origin: float
+    scale: float
+    offset: float = 0.0
+    decay: float = 0.5
+
+    def factors(self, values: np.ndarray) -> np.ndarray:
+        """The multiplier of each value (float64 math, as Milvus's)."""
+        d = np.maximum(0.0, np.abs(values.astype(np.float64) - self.origin) - self.offset)
+        if self.function == "gauss":
+            return np.exp(math.log(self.decay) * d * d / (self.scale * self.scale))
+        if self.function == "exp":
+            return np.exp(math.log(self.decay) * d / self.scale)
+        return np.maximum(self.decay, 1.0 - (1.0 - self.decay) / self.scale * d)
+
+
+def _number(params: dict[str, str], key: str) -> float | None:
+    raw = params.get(key)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise errors.InvalidParameter(f"Param {key}:{raw} is not a number") from None
+    if not math.isfinite(value):
+        raise errors.InvalidParameter(f"Param {key}:{raw} is not a number")
+    return value
+
+
+def parse_decay(schema: CollectionSchema, inputs: list[str], raw: dict[str, str]) -> Decay:
+    """A decay reranker from a Function's input fields and params (keys in any case), checked as
+    Milvus does (InvalidParameter)."""
+    params = {k.lower(): v for k, v in raw.items()}
+    if len(inputs) != 1:
+        raise errors.InvalidParameter(f"Decay function only supports single input, but gets {inputs} input")
+    field = schema.field(inputs[0])
+    if field is None:
+        raise errors.InvalidParameter(f"Function input field not found: {inputs[0]}")
+    if field.dtype not in _NUMERIC:
+        raise errors.InvalidParameter(
+            f"Decay rerank: unsupported input field type:{field.dtype.name}, only support numberic field")
+    origin, scale = _number(params, "origin"), _number(params, "scale")
+    offset, decay = _number(params, "offset"), _number(params, "decay")
+    if origin is None:
+        raise errors.InvalidParameter("Decay function lost param: origin")
+    if scale is None:
+        raise errors.InvalidParameter("Decay function lost param: scale")
+    if scale <= 0:
+        raise errors.InvalidParameter(f"Decay function param: scale must > 0, but got {scale:f}")
+    offset = 0.0 if offset is None else offset
+    if offset < 0:
+        raise errors.InvalidParameter(f"Decay function param: offset must >= 0, but got {offset:f}")
+    decay = 0.5 if decay is None else decay
+    if not 0 < decay < 1:
+        raise errors.InvalidParameter(f"Decay function param: decay must 0 < decay < 1, but got {decay:f}")
+    function = params.get("function", "")
+    if function not in FUNCTIONS:
+        raise errors.InvalidParameter(f"Invalid decay function: {function}, only support [{','.join(FUNCTIONS)}]")
+    return Decay(field.name, function, origin, scale, offset, decay)
