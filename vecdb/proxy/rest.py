@@ -8,11 +8,14 @@ API's. Replies are HTTP 200 with ``{"code": 0, "data": ...}``, or ``{"code": <Mi
 credential 401 (code 1800), a missing privilege 403. Credentials come as ``Authorization: Bearer
 <user>:<password>``; the database from ``dbName`` in the body (default "default").
 
-Endpoints (Milvus 2.4's): collections list/has/describe/get_stats/get_load_state/create/drop/
-rename/load/release; entities insert/upsert/delete/get/query/search/hybrid_search;
-partitions list/has/get_stats/create/drop/load/release; indexes list/describe/create/drop;
-aliases list/describe/create/drop/alter; databases list/describe/create/drop; users and roles.
-docs/rest.md documents them and ``docs/openapi/rest-v2.yaml`` is their OpenAPI description.
+Endpoints (Milvus 2.5's): collections list/has/describe/get_stats/get_load_state/create/drop/
+rename/load/release/alter_properties/drop_properties/compact/get_compaction_state/flush, collections/
+fields alter_properties; entities insert/upsert/delete/get/query/search/hybrid_search;
+partitions list/has/get_stats/create/drop/load/release; indexes list/describe/create/drop/
+alter_properties/drop_properties; aliases list/describe/create/drop/alter; databases list/describe/
+create/drop/alter/alter_properties; users; roles (grant_privilege_v2 too); privilege_groups;
+resource_groups; import jobs. docs/rest.md documents them and ``docs/openapi/rest-v2.json`` is their
+OpenAPI description.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
+from pymilvus.grpc_gen import common_pb2, milvus_pb2, rg_pb2, schema_pb2
 
 from vecdb import errors, importer, timestamptz
 from vecdb.proxy.fielddata import float32_to_bfloat16, null_column
@@ -82,7 +85,8 @@ class RestApi:
 
     def handle(self, path: str, body: bytes, headers) -> tuple[int, dict]:
         """(HTTP status, JSON reply) of one POST; ``headers`` a mapping or ``http.client`` headers."""
-        route = self.routes.get(path[len(PREFIX):].strip("/")) if path.startswith(PREFIX) else None
+        name = path[len(PREFIX):].strip("/") if path.startswith(PREFIX) else ""
+        route = self.routes.get(name)
         if route is None:
             return 404, {"code": 404, "message": f"no such endpoint: {path}"}
         try:
@@ -93,7 +97,8 @@ class RestApi:
             return 200, {"code": BAD_FORMAT, "message": f"can only accept json format request, error: {e}"}
         try:
             r = _Request(self, req, headers)
-            return 200, {"code": 0, "data": route(req, r)}
+            data = route(req, r)
+            return 200, {"code": 0, "data": data, **(data if name in _TOP_LEVEL else {})}
         except RestError as e:
             return e.http_status, {"code": e.code, "message": e.message}
         except errors.VecdbError as e:
@@ -183,6 +188,48 @@ class RestApi:
 
     def _collections_release(self, req, r):
         r.call("ReleaseCollection", milvus_pb2.ReleaseCollectionRequest(db_name=r.db, collection_name=_name(req)))
+        return {}
+
+    def _collections_alter_properties(self, req, r):
+        r.call("AlterCollection", milvus_pb2.AlterCollectionRequest(
+            db_name=r.db, collection_name=_name(req), properties=_properties(req, "properties")))
+        return {}
+
+    def _collections_drop_properties(self, req, r):
+        r.call("AlterCollection", milvus_pb2.AlterCollectionRequest(
+            db_name=r.db, collection_name=_name(req), delete_keys=_keys(req)))
+        return {}
+
+    def _collections_fields_alter_properties(self, req, r):
+        r.call("AlterCollectionField", milvus_pb2.AlterCollectionFieldRequest(
+            db_name=r.db, collection_name=_name(req), field_name=_text(req, "fieldName"),
+            properties=_properties(req, "fieldParams")))
+        return {}
+
+    def _collections_compact(self, req, r):
+        reply = r.call("ManualCompaction", milvus_pb2.ManualCompactionRequest(
+            db_name=r.db, collection_name=_name(req), majorCompaction=bool(req.get("isClustering", False))))
+        return {"compactionID": reply.compactionID}
+
+    def _collections_get_compaction_state(self, req, r):
+        job = int(req["jobID"])
+        reply = r.call("GetCompactionState", milvus_pb2.GetCompactionStateRequest(compactionID=job))
+        return {"compactionID": job, "state": common_pb2.CompactionState.Name(reply.state),
+                "executingPlanNumber": reply.executingPlanNo, "timeoutPlanNumber": reply.timeoutPlanNo,
+                "completedPlanNumber": reply.completedPlanNo}
+
+    def _collections_flush(self, req, r):
+        """Flush, then wait until GetFlushState says the flushed segments are persisted (as Milvus's REST)."""
+        name = _name(req)
+        reply = r.call("Flush", milvus_pb2.FlushRequest(db_name=r.db, collection_names=[name]))
+        state = milvus_pb2.GetFlushStateRequest(db_name=r.db, collection_name=name,
+                                                segmentIDs=reply.coll_segIDs[name].data,
+                                                flush_ts=reply.coll_flush_ts[name])
+        deadline = time.monotonic() + FLUSH_WAIT_S
+        while not r.call("GetFlushState", state).flushed:
+            if time.monotonic() > deadline:
+                raise errors.ServiceUnavailable(f"flush of collection {name} not done in {FLUSH_WAIT_S} s")
+            time.sleep(0.1)
         return {}
 
     # --- entities --------------------------------------------------------------------------
@@ -359,6 +406,17 @@ class RestApi:
                                                         index_name=req["indexName"]))
         return {}
 
+    def _indexes_alter_properties(self, req, r):
+        r.call("AlterIndex", milvus_pb2.AlterIndexRequest(
+            db_name=r.db, collection_name=_name(req), index_name=_text(req, "indexName"),
+            extra_params=_properties(req, "properties")))
+        return {}
+
+    def _indexes_drop_properties(self, req, r):
+        r.call("AlterIndex", milvus_pb2.AlterIndexRequest(
+            db_name=r.db, collection_name=_name(req), index_name=_text(req, "indexName"), delete_keys=_keys(req)))
+        return {}
+
     # --- aliases -------------------------------------------------------------------------
     def _aliases_list(self, req, r):
         reply = r.call("ListAliases", milvus_pb2.ListAliasesRequest(db_name=r.db,
@@ -392,13 +450,21 @@ class RestApi:
         return {"dbName": reply.db_name, "dbID": reply.dbID, "properties": _kv_list(reply.properties)}
 
     def _databases_create(self, req, r):
-        props = [common_pb2.KeyValuePair(key=k, value=str(v)) for k, v in (req.get("properties") or {}).items()]
-        r.call("CreateDatabase", milvus_pb2.CreateDatabaseRequest(db_name=req["dbName"], properties=props))
+        r.call("CreateDatabase", milvus_pb2.CreateDatabaseRequest(db_name=req["dbName"],
+                                                                  properties=_properties(req, "properties")))
         return {}
 
     def _databases_drop(self, req, r):
         r.call("DropDatabase", milvus_pb2.DropDatabaseRequest(db_name=req["dbName"]))
         return {}
+
+    def _databases_alter(self, req, r):
+        r.call("AlterDatabase", milvus_pb2.AlterDatabaseRequest(db_name=_text(req, "dbName"),
+                                                                properties=_properties(req, "properties")))
+        return {}
+
+    def _databases_alter_properties(self, req, r):
+        return self._databases_alter(req, r)
 
     # --- users and roles -----------------------------------------------------------------
     def _users_list(self, req, r):
@@ -464,6 +530,80 @@ class RestApi:
             grantor=milvus_pb2.GrantorEntity(privilege=milvus_pb2.PrivilegeEntity(name=req["privilege"])))))
         return {}
 
+    def _roles_grant_privilege_v2(self, req, r):
+        return self._privilege_v2(req, r, milvus_pb2.Grant)
+
+    def _roles_revoke_privilege_v2(self, req, r):
+        return self._privilege_v2(req, r, milvus_pb2.Revoke)
+
+    def _privilege_v2(self, req, r, kind):
+        """A privilege (or a privilege group) on ``dbName`` / ``collectionName`` (empty: Milvus's defaults)."""
+        r.call("OperatePrivilegeV2", milvus_pb2.OperatePrivilegeV2Request(
+            type=kind, role=milvus_pb2.RoleEntity(name=_text(req, "roleName")),
+            grantor=milvus_pb2.GrantorEntity(privilege=milvus_pb2.PrivilegeEntity(name=_text(req, "privilege"))),
+            db_name=req.get("dbName") or "", collection_name=req.get("collectionName") or ""))
+        return {}
+
+    # --- privilege groups ------------------------------------------------------------------
+    def _privilege_groups_create(self, req, r):
+        r.call("CreatePrivilegeGroup", milvus_pb2.CreatePrivilegeGroupRequest(group_name=_group(req)))
+        return {}
+
+    def _privilege_groups_drop(self, req, r):
+        r.call("DropPrivilegeGroup", milvus_pb2.DropPrivilegeGroupRequest(group_name=_group(req)))
+        return {}
+
+    def _privilege_groups_list(self, req, r):
+        groups = r.call("ListPrivilegeGroups", milvus_pb2.ListPrivilegeGroupsRequest()).privilege_groups
+        return {"privilegeGroups": [{"privilegeGroupName": g.group_name,
+                                     "privileges": ",".join(p.name for p in g.privileges)} for g in groups]}
+
+    def _privilege_groups_add_privileges_to_group(self, req, r):
+        return self._privilege_group(req, r, milvus_pb2.AddPrivilegesToGroup)
+
+    def _privilege_groups_remove_privileges_from_group(self, req, r):
+        return self._privilege_group(req, r, milvus_pb2.RemovePrivilegesFromGroup)
+
+    def _privilege_group(self, req, r, kind):
+        r.call("OperatePrivilegeGroup", milvus_pb2.OperatePrivilegeGroupRequest(
+            group_name=_group(req), type=kind,
+            privileges=[milvus_pb2.PrivilegeEntity(name=p) for p in _names(req, "privileges")]))
+        return {}
+
+    # --- resource groups -------------------------------------------------------------------
+    def _resource_groups_create(self, req, r):
+        create = milvus_pb2.CreateResourceGroupRequest(resource_group=_text(req, "name"))
+        if req.get("config") is not None:
+            create.config.CopyFrom(_rg_config(req["config"]))
+        r.call("CreateResourceGroup", create)
+        return {}
+
+    def _resource_groups_drop(self, req, r):
+        r.call("DropResourceGroup", milvus_pb2.DropResourceGroupRequest(resource_group=_text(req, "name")))
+        return {}
+
+    def _resource_groups_alter(self, req, r):
+        groups = req["resource_groups"]
+        if not isinstance(groups, dict):
+            raise RestError(MISSING_PARAMETER, "missing required parameters, error: resource_groups (an object)")
+        r.call("UpdateResourceGroups", milvus_pb2.UpdateResourceGroupsRequest(
+            resource_groups={name: _rg_config(cfg) for name, cfg in groups.items()}))
+        return {}
+
+    def _resource_groups_describe(self, req, r):
+        reply = r.call("DescribeResourceGroup",
+                       milvus_pb2.DescribeResourceGroupRequest(resource_group=_text(req, "name")))
+        return {"resource_group": _rg_json(reply.resource_group)}
+
+    def _resource_groups_list(self, req, r):
+        return list(r.call("ListResourceGroups", milvus_pb2.ListResourceGroupsRequest()).resource_groups)
+
+    def _resource_groups_transfer_replica(self, req, r):
+        r.call("TransferReplica", milvus_pb2.TransferReplicaRequest(
+            source_resource_group=_text(req, "sourceRgName"), target_resource_group=_text(req, "targetRgName"),
+            collection_name=_name(req), num_replica=int(req["replicaNum"]), db_name=r.db))
+        return {}
+
     # --- import jobs (vecdb.proxy.rpc_import) -------------------------------------------------
     def _jobs_import_create(self, req, r):
         name, partition = _name(req), req.get("partitionName") or ""
@@ -500,16 +640,25 @@ class RestApi:
 
 ENDPOINTS = {
     "collections": ("list", "has", "describe", "get_stats", "get_load_state", "create", "drop", "rename", "load",
-                    "release"),
+                    "release", "alter_properties", "drop_properties", "compact", "get_compaction_state", "flush"),
+    "collections/fields": ("alter_properties",),
     "entities": ("insert", "upsert", "delete", "get", "query", "search", "hybrid_search"),
     "partitions": ("list", "has", "get_stats", "create", "drop", "load", "release"),
-    "indexes": ("list", "describe", "create", "drop"),
+    "indexes": ("list", "describe", "create", "drop", "alter_properties", "drop_properties"),
     "aliases": ("list", "describe", "create", "drop", "alter"),
-    "databases": ("list", "describe", "create", "drop"),
+    "databases": ("list", "describe", "create", "drop", "alter", "alter_properties"),
     "users": ("list", "describe", "create", "update_password", "drop", "grant_role", "revoke_role"),
-    "roles": ("list", "describe", "create", "drop", "grant_privilege", "revoke_privilege"),
+    "roles": ("list", "describe", "create", "drop", "grant_privilege", "revoke_privilege", "grant_privilege_v2",
+              "revoke_privilege_v2"),
+    "privilege_groups": ("create", "drop", "list", "add_privileges_to_group", "remove_privileges_from_group"),
+    "resource_groups": ("create", "drop", "alter", "describe", "list", "transfer_replica"),
     "jobs/import": ("create", "list", "get_progress", "describe"),
 }
+# Milvus's resource_groups/describe answers its group as a top-level "resource_group" (no "data");
+# vecdb's reply carries it both there and in "data"
+_TOP_LEVEL = frozenset({"resource_groups/describe"})
+FLUSH_WAIT_S = 60.0  # collections/flush: how long it waits for GetFlushState to say flushed
+
 
 def _job_progress(job) -> dict:
     """A job as Milvus 2.4's REST get_progress answers it (per-file details carry the job's state)."""
@@ -587,6 +736,70 @@ def _kv(pairs) -> dict[str, str]:
 
 def _kv_list(pairs) -> list[dict[str, str]]:
     return [{"key": kv.key, "value": kv.value} for kv in pairs]
+
+
+def _text(req: dict, key: str) -> str:
+    """A required, non-empty string parameter (1802 when missing)."""
+    value = req.get(key)
+    if not isinstance(value, str) or not value:
+        raise RestError(MISSING_PARAMETER, f"missing required parameters, error: {key}")
+    return value
+
+
+def _group(req: dict) -> str:
+    return _text(req, "privilegeGroupName")
+
+
+def _names(req: dict, key: str) -> list[str]:
+    """An optional list of strings (a missing or null one: empty)."""
+    values = req.get(key) or []
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise RestError(BAD_FORMAT, f"can only accept json format request, error: {key} is a list of strings")
+    return values
+
+
+def _keys(req: dict) -> list[str]:
+    return _names(req, "propertyKeys")
+
+
+def _property_value(value) -> str:
+    """A JSON value as the string Milvus's REST API sends for it (Go's ``%v``): true, 100, 0.5, text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _properties(req: dict, key: str) -> list[common_pb2.KeyValuePair]:
+    """An optional JSON object of properties as key-value pairs."""
+    props = req.get(key) or {}
+    if not isinstance(props, dict):
+        raise RestError(BAD_FORMAT, f"can only accept json format request, error: {key} is an object")
+    return [common_pb2.KeyValuePair(key=k, value=_property_value(v)) for k, v in props.items()]
+
+
+def _rg_config(cfg) -> rg_pb2.ResourceGroupConfig:
+    """A resource group's config from Milvus's REST form: requests and limits {node_num} (required),
+    transfer_from / transfer_to [{resource_group}], node_filter {node_labels: {key: value}}."""
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("requests"), dict) or \
+            not isinstance(cfg.get("limits"), dict):
+        raise RestError(MISSING_PARAMETER, "missing required parameters, error: config.requests and config.limits")
+    node_filter = cfg.get("node_filter") or {}
+    if not isinstance(node_filter, dict):
+        raise TypeError("config.node_filter is an object")
+    labels = dict(node_filter.get("node_labels") or {})
+    return rg_pb2.ResourceGroupConfig(
+        requests=rg_pb2.ResourceGroupLimit(node_num=int(cfg["requests"].get("node_num", 0))),
+        limits=rg_pb2.ResourceGroupLimit(node_num=int(cfg["limits"].get("node_num", 0))),
+        transfer_from=[rg_pb2.ResourceGroupTransfer(resource_group=t["resource_group"])
+                       for t in cfg.get("transfer_from") or []],
+        transfer_to=[rg_pb2.ResourceGroupTransfer(resource_group=t["resource_group"])
+                     for t in cfg.get("transfer_to") or []],
+        node_filter=rg_pb2.ResourceGroupNodeFilter(
+            node_labels=[common_pb2.KeyValuePair(key=k, value=str(v)) for k, v in labels.items()]))
 
 
 def _consistency(req: dict) -> int:
@@ -816,6 +1029,19 @@ def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id:
 
 
 # --- replies -------------------------------------------------------------------------------
+def _rg_json(g) -> dict:
+    """A ``milvus_pb2.ResourceGroup`` with the proto field names Milvus's REST reply uses."""
+    c = g.config
+    return {"name": g.name, "capacity": g.capacity, "num_available_node": g.num_available_node,
+            "num_loaded_replica": dict(g.num_loaded_replica), "num_outgoing_node": dict(g.num_outgoing_node),
+            "num_incoming_node": dict(g.num_incoming_node),
+            "config": {"requests": {"node_num": c.requests.node_num}, "limits": {"node_num": c.limits.node_num},
+                       "transfer_from": [{"resource_group": t.resource_group} for t in c.transfer_from],
+                       "transfer_to": [{"resource_group": t.resource_group} for t in c.transfer_to],
+                       "node_filter": {"node_labels": _kv_list(c.node_filter.node_labels)}},
+            "nodes": [{"node_id": n.node_id, "address": n.address, "hostname": n.hostname} for n in g.nodes]}
+
+
 def _column_values(fd: schema_pb2.FieldData, n: int) -> list:
     if fd.HasField("vectors"):
         v = fd.vectors
@@ -910,6 +1136,9 @@ _READ = [("filter", _S, False), ("outputFields", _A, False), ("partitionNames", 
          ("consistencyLevel", _S, False)]
 _SEARCH = [("data", _A, True), ("annsField", _S, False), ("limit", _I, False), ("offset", _I, False),
            ("searchParams", _O, False), ("groupingField", _S, False)]
+_GRANT_V2 = [("roleName", _S, True), ("privilege", _S, True), ("collectionName", _S, False)]
+_PG = [("privilegeGroupName", _S, True)]
+_RG = [("name", _S, True)]
 PARAMETERS: dict[str, list[tuple[str, str, bool]]] = {
     "collections/list": [], "collections/has": _COLL, "collections/describe": _COLL,
     "collections/get_stats": _COLL, "collections/get_load_state": _COLL + [("partitionNames", _A, False)],
@@ -920,6 +1149,11 @@ PARAMETERS: dict[str, list[tuple[str, str, bool]]] = {
     "collections/drop": _COLL, "collections/rename": _COLL + [("newCollectionName", _S, True),
                                                             ("newDbName", _S, False)],
     "collections/load": _COLL, "collections/release": _COLL,
+    "collections/alter_properties": _COLL + [("properties", _O, False)],
+    "collections/drop_properties": _COLL + [("propertyKeys", _A, False)],
+    "collections/compact": _COLL + [("isClustering", _B, False)],
+    "collections/get_compaction_state": [("jobID", _I, True)], "collections/flush": _COLL,
+    "collections/fields/alter_properties": _COLL + [("fieldName", _S, True), ("fieldParams", _O, False)],
     "entities/insert": _COLL + [("data", _A, True), ("partitionName", _S, False)],
     "entities/upsert": _COLL + [("data", _A, True), ("partitionName", _S, False)],
     "entities/delete": _COLL + [("filter", _S, False), ("id", _A, False), ("partitionName", _S, False)],
@@ -933,11 +1167,14 @@ PARAMETERS: dict[str, list[tuple[str, str, bool]]] = {
     "partitions/drop": _PART, "partitions/load": _PARTS, "partitions/release": _PARTS,
     "indexes/list": _COLL, "indexes/describe": _COLL + [("indexName", _S, True)],
     "indexes/create": _COLL + [("indexParams", _A, True)], "indexes/drop": _COLL + [("indexName", _S, True)],
+    "indexes/alter_properties": _COLL + [("indexName", _S, True), ("properties", _O, False)],
+    "indexes/drop_properties": _COLL + [("indexName", _S, True), ("propertyKeys", _A, False)],
     "aliases/list": [("collectionName", _S, False)], "aliases/describe": [("aliasName", _S, True)],
     "aliases/create": _COLL + [("aliasName", _S, True)], "aliases/drop": [("aliasName", _S, True)],
     "aliases/alter": _COLL + [("aliasName", _S, True)],
     "databases/list": [], "databases/describe": [], "databases/create": [("properties", _O, False)],
-    "databases/drop": [],
+    "databases/drop": [], "databases/alter": [("properties", _O, False)],
+    "databases/alter_properties": [("properties", _O, False)],
     "users/list": [], "users/describe": [("userName", _S, True)],
     "users/create": [("userName", _S, True), ("password", _S, True)],
     "users/update_password": [("userName", _S, True), ("password", _S, True), ("newPassword", _S, True)],
@@ -949,6 +1186,15 @@ PARAMETERS: dict[str, list[tuple[str, str, bool]]] = {
                               ("privilege", _S, True)],
     "roles/revoke_privilege": [("roleName", _S, True), ("objectType", _S, True), ("objectName", _S, True),
                                ("privilege", _S, True)],
+    "roles/grant_privilege_v2": _GRANT_V2, "roles/revoke_privilege_v2": _GRANT_V2,
+    "privilege_groups/create": _PG, "privilege_groups/drop": _PG, "privilege_groups/list": [],
+    "privilege_groups/add_privileges_to_group": _PG + [("privileges", _A, False)],
+    "privilege_groups/remove_privileges_from_group": _PG + [("privileges", _A, False)],
+    "resource_groups/create": _RG + [("config", _O, False)], "resource_groups/drop": _RG,
+    "resource_groups/alter": [("resource_groups", _O, True)], "resource_groups/describe": _RG,
+    "resource_groups/list": [],
+    "resource_groups/transfer_replica": [("sourceRgName", _S, True), ("targetRgName", _S, True),
+                                         ("collectionName", _S, True), ("replicaNum", _I, True)],
     "jobs/import/create": _COLL + [("files", _A, True), ("partitionName", _S, False), ("options", _O, False)],
     "jobs/import/list": [("collectionName", _S, False)], "jobs/import/get_progress": [("jobId", _S, True)],
     "jobs/import/describe": [("jobId", _S, True)],
@@ -978,7 +1224,7 @@ def openapi() -> dict:
                 "401": {"description": "no or a wrong credential (code 1800)"},
                 "403": {"description": "the user lacks the privilege"}}}}
     return {"openapi": "3.0.3",
-            "info": {"title": "vecdb: Milvus RESTful API v2", "version": "2.4",
+            "info": {"title": "vecdb: Milvus RESTful API v2", "version": "2.5",
                      "description": "Milvus's RESTful API v2 on vecdb's HTTP port (docs/rest.md)."},
             "components": {"schemas": {"Reply": reply}, "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "<user>:<password>"}}},
