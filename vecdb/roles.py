@@ -193,7 +193,9 @@ class CatalogRole(Protocol):
 
     def database(self, name: str) -> dict[str, Any]: ...
 
-    def alter_database(self, name: str, properties: dict[str, str]) -> None: ...
+    def alter_database(self, name: str, properties: dict[str, str], delete_keys: list[str]) -> None:
+        """``properties`` set, then ``delete_keys`` removed."""
+        ...
 
     def get(self, db: str, name: str) -> CollectionInfo:
         """By name or alias; raises CollectionNotFound."""
@@ -236,7 +238,9 @@ class DdlRole(Protocol):
 
     def drop_database(self, name: str) -> None: ...
 
-    def alter_database(self, name: str, properties: dict[str, str]) -> None: ...
+    def alter_database(self, name: str, properties: dict[str, str], delete_keys: list[str]) -> None:
+        """``properties`` set, then ``delete_keys`` removed."""
+        ...
 
     def create_collection(self, db: str, name: str, schema: CollectionSchema, shards_num: int,
                           consistency_level: int, properties: dict[str, str], num_partitions: int) -> int:

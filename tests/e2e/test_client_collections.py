@@ -35,6 +35,10 @@ def test_databases_create_list_use_drop(uri):
         c.create_database(db)
         assert db in c.list_databases()
         assert c.describe_database(db)["name"] == db
+        c.alter_database_properties(db, {"database.max.collections": 5, "note": "x"})
+        c.drop_database_properties(db, ["note"])  # was ignored: the catalog only merged properties
+        props = c.describe_database(db)
+        assert props["database.max.collections"] == "5" and "note" not in props
         c.use_database(db)
         c.create_collection("in_db", dimension=4)
         assert c.list_collections() == ["in_db"]

@@ -123,6 +123,10 @@ def test_database_alter(server, client):
         assert {"key": "database.max.collections", "value": "10"} in props
         assert {"key": "mmap.enabled", "value": "true"} in props
         assert client.describe_database(db)["database.max.collections"] == "10"
+        ok(post(port, "databases/drop_properties", {"dbName": db, "propertyKeys": ["mmap.enabled"]}))
+        props = ok(post(port, "databases/describe", {"dbName": db}))["properties"]
+        assert {"key": "database.max.collections", "value": "10"} in props
+        assert not any(p["key"] == "mmap.enabled" for p in props)
         assert code(post(port, "databases/alter", {"dbName": unique("nodb"), "properties": {"a": 1}})) == 800
         assert code(post(port, "databases/alter", {"properties": {"a": 1}})) == 1802
     finally:

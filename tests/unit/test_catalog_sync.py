@@ -93,7 +93,7 @@ def test_ddl_on_a_is_visible_on_b_when_it_returns(stores):
     assert b.get("default", "c2").id == info.id and not b.exists("default", "c1")
     assert b.aliases_of(b.get("default", "c2")) == ["al"]
     a.create_database("db2", 5, 1, {"k": "v"})
-    a.alter_database("db2", {"k2": "v2"})
+    a.alter_database("db2", {"k2": "v2"}, [])
     assert b.database("db2")["properties"] == {"k": "v", "k2": "v2"}
     a.drop_alias("default", "al")
     with pytest.raises(errors.AliasNotFound):

@@ -86,8 +86,10 @@ def test_collections_partitions_aliases_databases(manager):
     with pytest.raises(errors.InvalidParameter, match="already exist"):
         manager.create_database("db2", {"k": "v"})
     manager.create_database("db2", {"k": "v"}, retry=True)
-    manager.alter_database("db2", {"k2": "v2"})
+    manager.alter_database("db2", {"k2": "v2"}, [])
     assert cat.database("db2")["properties"] == {"k": "v", "k2": "v2"}
+    manager.alter_database("db2", {}, ["k", "absent"])  # drop_database_properties
+    assert cat.database("db2")["properties"] == {"k2": "v2"}
     manager.create_collection("db2", "c", schema(), 1, 0, {}, 0)
     with pytest.raises(errors.InvalidParameter, match="not empty"):
         manager.drop_database("db2")
@@ -204,7 +206,7 @@ def test_ddl_through_the_coord_is_seen_by_every_proxy_when_it_returns(cluster):
     assert b.catalog.database("db2")["properties"] == {"k": "v"}
     # a proxy whose session the coord did not see still reads its own DDL on return
     meta.delete("session/proxy/a")
-    a.ddl.alter_database("db2", {"k2": "v"})
+    a.ddl.alter_database("db2", {"k2": "v"}, [])
     assert a.catalog.database("db2")["properties"] == {"k": "v", "k2": "v"}
 
 

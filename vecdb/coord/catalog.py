@@ -126,12 +126,14 @@ class Catalog:
             raise errors.DatabaseNotFound(f"database not found[database={name}]")
         return db
 
-    def alter_database(self, name: str, properties: dict[str, str]) -> None:
+    def alter_database(self, name: str, properties: dict[str, str], delete_keys: list[str]) -> None:
+        """The database's properties updated with ``properties``, then ``delete_keys`` removed."""
         name = name or DEFAULT_DB
 
         def plan() -> Change:
             db = self._cached_database(name)
-            record = {**db, "properties": {**db["properties"], **properties}}
+            kept = {k: v for k, v in {**db["properties"], **properties}.items() if k not in delete_keys}
+            record = {**db, "properties": kept}
             return Change(puts={db_key(name): json.dumps(record).encode()})
 
         self._sync.commit(plan)

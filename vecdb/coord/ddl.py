@@ -134,8 +134,8 @@ class DdlManager:
     def drop_database(self, name: str) -> None:
         self._serial(lambda: self.catalog.drop_database(name))
 
-    def alter_database(self, name: str, properties: dict[str, str]) -> None:
-        self._serial(lambda: self.catalog.alter_database(name, dict(properties)))
+    def alter_database(self, name: str, properties: dict[str, str], delete_keys: list[str]) -> None:
+        self._serial(lambda: self.catalog.alter_database(name, dict(properties), list(delete_keys)))
 
     # --- collections ----------------------------------------------------------------
     def create_collection(self, db: str, name: str, schema: CollectionSchema, shards_num: int,

@@ -102,7 +102,7 @@ def ddl_handlers(serve: Callable[[Callable[[DdlManager], Any]], Any]) -> dict[st
     table: dict[str, Callable[[DdlManager, Any], pb.DdlReply]] = {
         "CreateDatabase": unit(lambda d, r: d.create_database(r.name, dict(r.properties), retry=r.retry)),
         "DropDatabase": unit(lambda d, r: d.drop_database(r.name)),
-        "AlterDatabase": unit(lambda d, r: d.alter_database(r.name, dict(r.properties))),
+        "AlterDatabase": unit(lambda d, r: d.alter_database(r.name, dict(r.properties), list(r.delete_keys))),
         "CreateCollection": create_collection,
         "DropCollection": lambda d, r: reply(d, **found(d.drop_collection(r.db, r.name))),
         "RenameCollection": unit(lambda d, r: d.rename_collection(r.db, r.name, r.new_db, r.new_name,
@@ -174,8 +174,8 @@ class RemoteDdl:
     def drop_database(self, name: str) -> None:
         self._call("DropDatabase", pb.DdlDatabaseRequest(name=name))
 
-    def alter_database(self, name: str, properties: dict[str, str]) -> None:
-        self._call("AlterDatabase", pb.DdlDatabaseRequest(name=name, properties=properties))
+    def alter_database(self, name: str, properties: dict[str, str], delete_keys: list[str]) -> None:
+        self._call("AlterDatabase", pb.DdlDatabaseRequest(name=name, properties=properties, delete_keys=delete_keys))
 
     # --- collections
     def create_collection(self, db: str, name: str, schema: CollectionSchema, shards_num: int,

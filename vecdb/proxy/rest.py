@@ -13,7 +13,7 @@ rename/load/release/alter_properties/drop_properties/compact/get_compaction_stat
 fields alter_properties; entities insert/upsert/delete/get/query/search/hybrid_search;
 partitions list/has/get_stats/create/drop/load/release; indexes list/describe/create/drop/
 alter_properties/drop_properties; aliases list/describe/create/drop/alter; databases list/describe/
-create/drop/alter/alter_properties; users; roles (grant_privilege_v2 too); privilege_groups;
+create/drop/alter/alter_properties/drop_properties; users; roles (grant_privilege_v2 too); privilege_groups;
 resource_groups; import jobs. docs/rest.md documents them and ``docs/openapi/rest-v2.json`` is their
 OpenAPI description.
 """
@@ -466,6 +466,10 @@ class RestApi:
     def _databases_alter_properties(self, req, r):
         return self._databases_alter(req, r)
 
+    def _databases_drop_properties(self, req, r):
+        r.call("AlterDatabase", milvus_pb2.AlterDatabaseRequest(db_name=_text(req, "dbName"), delete_keys=_keys(req)))
+        return {}
+
     # --- users and roles -----------------------------------------------------------------
     def _users_list(self, req, r):
         return list(r.call("ListCredUsers", milvus_pb2.ListCredUsersRequest()).usernames)
@@ -646,7 +650,7 @@ ENDPOINTS = {
     "partitions": ("list", "has", "get_stats", "create", "drop", "load", "release"),
     "indexes": ("list", "describe", "create", "drop", "alter_properties", "drop_properties"),
     "aliases": ("list", "describe", "create", "drop", "alter"),
-    "databases": ("list", "describe", "create", "drop", "alter", "alter_properties"),
+    "databases": ("list", "describe", "create", "drop", "alter", "alter_properties", "drop_properties"),
     "users": ("list", "describe", "create", "update_password", "drop", "grant_role", "revoke_role"),
     "roles": ("list", "describe", "create", "drop", "grant_privilege", "revoke_privilege", "grant_privilege_v2",
               "revoke_privilege_v2"),
@@ -1175,6 +1179,7 @@ PARAMETERS: dict[str, list[tuple[str, str, bool]]] = {
     "databases/list": [], "databases/describe": [], "databases/create": [("properties", _O, False)],
     "databases/drop": [], "databases/alter": [("properties", _O, False)],
     "databases/alter_properties": [("properties", _O, False)],
+    "databases/drop_properties": [("propertyKeys", _A, False)],
     "users/list": [], "users/describe": [("userName", _S, True)],
     "users/create": [("userName", _S, True), ("password", _S, True)],
     "users/update_password": [("userName", _S, True), ("password", _S, True), ("newPassword", _S, True)],

@@ -52,7 +52,7 @@ class CollectionRpcs(ServiceBase):
 
     @rpc()
     def AlterDatabase(self, request, context):
-        self.ddl.alter_database(request.db_name, kv_dict(request.properties))
+        self.ddl.alter_database(request.db_name, kv_dict(request.properties), list(request.delete_keys))
         return status.success()
 
     # --- collections ------------------------------------------------------------

@@ -25,7 +25,7 @@ class AllocIDReply(_message.Message):
     def __init__(self, id: _Optional[int] = ...) -> None: ...
 
 class DdlDatabaseRequest(_message.Message):
-    __slots__ = ("name", "properties", "retry")
+    __slots__ = ("name", "properties", "delete_keys", "retry")
     class PropertiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -35,11 +35,13 @@ class DdlDatabaseRequest(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    DELETE_KEYS_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
     name: str
     properties: _containers.ScalarMap[str, str]
+    delete_keys: _containers.RepeatedScalarFieldContainer[str]
     retry: bool
-    def __init__(self, name: _Optional[str] = ..., properties: _Optional[_Mapping[str, str]] = ..., retry: _Optional[bool] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., properties: _Optional[_Mapping[str, str]] = ..., delete_keys: _Optional[_Iterable[str]] = ..., retry: _Optional[bool] = ...) -> None: ...
 
 class DdlCreateCollectionRequest(_message.Message):
     __slots__ = ("db", "name", "schema_json", "shards_num", "consistency_level", "properties", "num_partitions", "retry")
