@@ -13,6 +13,7 @@ from typing import Any
 from vecdb import errors
 from vecdb.schema import CollectionSchema
 from vecdb.storage.base import MetaStore
+from vecdb.timestamp import compose
 
 DEFAULT_DB = "default"
 DEFAULT_PARTITION = "_default"
@@ -45,6 +46,15 @@ class IndexInfo:
 
 
 INDEX_PROPERTIES = ("mmap.enabled",)  # what alter_index_properties may set (Milvus's configurable index params)
+TTL_PROPERTY = "collection.ttl.seconds"  # rows older than this are expired: no read sees them, compaction drops them
+
+
+def check_collection_properties(properties: dict[str, str]) -> None:
+    """A collection's properties as create/alter may set them: ``collection.ttl.seconds`` a whole
+    number of seconds, 0 or more (0: no TTL). InvalidParameter otherwise."""
+    raw = properties.get(TTL_PROPERTY)
+    if raw is not None and not (raw.strip().isdigit() and int(raw) < 1 << 40):
+        raise errors.InvalidParameter(f"{TTL_PROPERTY} must be a whole number of seconds, 0 or more, got {raw!r}")
 
 
 @dataclass
@@ -73,6 +83,12 @@ class CollectionInfo:
     @property
     def channels(self) -> list[str]:
         return [f"c{self.id}-s{i}" for i in range(self.shards_num)]
+
+    @property
+    def ttl_span(self) -> int:
+        """The collection's TTL (``collection.ttl.seconds``) as a hybrid-timestamp span; 0: none."""
+        raw = self.properties.get(TTL_PROPERTY, "").strip()
+        return compose(int(raw) * 1000) if raw.isdigit() else 0
 
     def partition(self, name: str) -> PartitionInfo:
         for p in self.partitions:

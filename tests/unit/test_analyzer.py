@@ -244,7 +244,7 @@ class _Seg:
     def column(self, name: str, n: int) -> np.ndarray:
         return self.col[:n] if name == "sp" else np.arange(self.first_pk, self.first_pk + n, dtype=np.int64)
 
-    def visible(self, ts: int, n: int):
+    def visible(self, ts: int, n: int, expired_at: int = 0):
         return None
 
 

@@ -337,3 +337,29 @@ def _wait(cond, timeout: float = 10.0) -> None:
 def _wait_state(dn, compaction_id: int) -> dict:
     _wait(lambda: all(c["state"] == "completed" for c in dn.compaction(compaction_id)["channels"].values()))
     return dn.compaction(compaction_id)
+
+
+def test_rows_older_than_the_ttl_are_dropped_and_a_ttl_channel_is_checked_again_unchanged(monkeypatch):
+    """collection.ttl.seconds: compaction drops what reads no longer see (vecdb.querynode.segment masks it)."""
+    from vecdb.datanode import compactor
+    from vecdb.timestamp import compose, now_ms
+
+    e = Env()
+    try:
+        e.info.properties["collection.ttl.seconds"] = "3600"
+        e.meta.put(coll_key(CID), e.info.to_json())
+        now = now_ms()
+        e.ts = iter([compose(now - 7_200_000), compose(now - 60_000), compose(now - 30_000), compose(now)])
+        e.insert(range(0, 150))  # two hours old: expired
+        e.insert(range(150, 300))  # a minute old: alive
+        e.flush()
+        assert len(e.visible()) == 300  # a load keeps them (reads mask by their own snapshot: test_segment_ttl)
+        plans = e.dn.compactor.maybe_compact(e.info, CH)
+        assert [p.kind for p in plans] == ["rewrite"] and sorted(e.visible()) == list(range(150, 300))
+        assert sum(s["num_rows"] for s in e.segments()) == 150
+        assert e.dn.compactor.maybe_compact(e.info, CH) == []  # checked in this period: nothing new
+        monkeypatch.setattr(compactor, "now_ms", lambda: now + 2 * 3_600_000)  # time passes, nothing written
+        assert [p.target for p in e.dn.compactor.maybe_compact(e.info, CH)] == [None]
+        assert e.visible() == {} and e.segments() == []
+    finally:
+        e.close()

@@ -42,6 +42,7 @@ from vecdb.catalog_model import (
     CollectionInfo,
     IndexInfo,
     PartitionInfo,
+    check_collection_properties,
 )
 from vecdb.coord.catalog_sync import CatalogConflict
 from vecdb.coord.resource_groups import GroupConfig, replica_groups, replica_groups_of, transfer_replicas
@@ -145,6 +146,7 @@ class DdlManager:
         accepted (Milvus's rule; it also makes a repeat safe)."""
         db = db or DEFAULT_DB
         validate_collection_name(name)
+        check_collection_properties(properties)
         pk_field = schema.partition_key_field
         if pk_field is None and num_partitions:
             raise errors.InvalidParameter("num_partitions should only be specified with partition key field enabled")
@@ -200,6 +202,8 @@ class DdlManager:
         self._serial(run)
 
     def alter_collection(self, db: str, name: str, properties: dict[str, str], delete_keys: list[str]) -> None:
+        check_collection_properties(properties)
+
         def change(info: CollectionInfo) -> None:
             info.properties.update(properties)
             for k in delete_keys:

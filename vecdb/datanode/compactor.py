@@ -10,8 +10,10 @@ Two kinds of plan, made from the segment list and the rows' primary keys and tim
 A row is dead when a persisted delete (a delta at or below the checkpoint) of its key has a larger
 timestamp, or when a row of the same key with a larger timestamp is in any persisted segment of the
 channel (upserts are plain inserts; within one insert batch the last occurrence wins): what the
-query node resolves at load (``Shard.rebuild_pk_index``, ``Shard.apply_deltas``). Live rows keep
-their timestamps.
+query node resolves at load (``Shard.rebuild_pk_index``, ``Shard.apply_deltas``); or, in a
+collection with a TTL (``collection.ttl.seconds``), when it is older than the TTL (no read sees it
+any more; a TTL collection's channels are checked again every ``TTL_CHECK_MS`` even unchanged). Live
+rows keep their timestamps.
 
 A compaction of one channel commits in ONE metadata transaction that expects the checkpoint and
 every source ``seg/`` key unchanged (a persist or another process's compaction meanwhile: its
@@ -49,6 +51,7 @@ from vecdb.coord import session
 from vecdb.storage import segments as sf
 from vecdb.storage.base import MetaStore
 from vecdb.storage.watch import Mirror
+from vecdb.timestamp import compose, now_ms
 
 if TYPE_CHECKING:
     from vecdb.datanode.node import DataNode
@@ -63,6 +66,7 @@ REQUEST_PREFIX = "compaction/"
 PENDING, EXECUTING, COMPLETED = "pending", "executing", "completed"
 
 _NEVER = np.iinfo(np.uint64).max
+TTL_CHECK_MS = 60_000  # a TTL collection's channels are planned again this often (rows expire meanwhile)
 
 
 def request_key(collection_id: int, compaction_id: int) -> str:
@@ -177,6 +181,8 @@ class Compactor:
             deleted_at = np.zeros(len(uniq), np.uint64)
             np.maximum.at(deleted_at, inv[n:], np.concatenate(dts))
             alive &= deleted_at[codes] <= ts
+        if info.ttl_span:  # expired: older than the TTL (as every read masks them)
+            alive &= ts > np.uint64(max(0, compose(now_ms()) - info.ttl_span))
         bounds = np.cumsum([0] + [len(p) for p, _ in parts])
         return {k: alive[bounds[i]:bounds[i + 1]] for i, k in enumerate(keys)}
 
@@ -224,7 +230,7 @@ class Compactor:
         for _ in range(tries):
             with self.node._locks[channel]:
                 state = self.read_state(info.id, channel)
-                self._checked[channel] = state.signature
+                self._checked[channel] = state.signature + _ttl_period(info)
                 plans = self.plan(info, state, manual)
                 self._forget_cached(info, channel, state)
                 if not plans:
@@ -317,8 +323,9 @@ class Compactor:
 
     # --- triggers ---------------------------------------------------------------
     def maybe_compact(self, info: CollectionInfo, channel: str) -> list[Plan]:
-        """The automatic check: plans only when the channel's segments or deltas changed since its last check."""
-        state_sig = self._signature(info.id, channel)
+        """The automatic check: plans only when the channel's segments or deltas changed since its last
+        check (or, with a TTL, a ``TTL_CHECK_MS`` period went by: rows expire as time passes)."""
+        state_sig = self._signature(info.id, channel) + _ttl_period(info)
         if self._checked.get(channel) == state_sig:
             return []
         return self.compact_channel(info, channel)
@@ -409,6 +416,11 @@ class Compactor:
             self._mirror.close()
         if self._thread is not None:
             self._thread.join(10)
+
+
+def _ttl_period(info: CollectionInfo) -> tuple:
+    """Part of a channel's check signature: the ``TTL_CHECK_MS`` period now, for a collection with a TTL."""
+    return (now_ms() // TTL_CHECK_MS,) if info.ttl_span else ()
 
 
 def _delta_obsolete(position: int, remaining: list[dict]) -> bool:

@@ -160,8 +160,9 @@ class CollectionRpcs(ServiceBase):
     @rpc()
     def AlterCollection(self, request, context):
         db = db_of(request, context)
-        self.collection(db, request.collection_name)
+        info = self.collection(db, request.collection_name)
         self.ddl.alter_collection(db, request.collection_name, kv_dict(request.properties), list(request.delete_keys))
+        self.r.querynode.refresh_info(self.r.catalog.get_by_id(info.id))  # the nodes read with its TTL at once
         return status.success()
 
     @rpc()

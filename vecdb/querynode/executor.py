@@ -45,7 +45,7 @@ class SegmentColumns(Mapping):
 
 def valid_mask(view: SegmentView, ts: int, flt: RowFilter | None) -> np.ndarray | None:
     """Rows of the view a read may return; None when every row qualifies (no mask to apply)."""
-    mask = view.segment.visible(ts, view.n)
+    mask = view.segment.visible(ts, view.n, ts - view.ttl if 0 < view.ttl < ts else 0)
     if flt is None:
         return mask
     if mask is None:

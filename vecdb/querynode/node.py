@@ -821,14 +821,22 @@ class QueryNode:
             raise errors.CollectionNotLoaded(f"collection not loaded[collection={info.name}]")
         return coll
 
+    def _read_views(self, info: CollectionInfo, partition_ids: set[int] | None, channels: Sequence[str] | None,
+                    scopes: Mapping[str, ReadScope] | None) -> list[SegmentView]:
+        """What a read of ``info`` looks at (``LoadedCollection.snapshot``), each view with the
+        collection's TTL (rows older than the read's snapshot by more are expired, as Milvus's segcore
+        masks them)."""
+        views = self._collection(info).snapshot(partition_ids, channels, scopes, reading=True)
+        span = info.ttl_span
+        return [SegmentView(v.segment, v.n, span) for v in views] if span else views
+
     @metrics.querynode_read("search")
     def search(self, info: CollectionInfo, spec: executor.SearchSpec, partition_ids: set[int] | None,
                output_fields: Sequence[str], channels: Sequence[str] | None = None,
                scopes: Mapping[str, ReadScope] | None = None) -> executor.Hits:
         """Over every channel held, or over ``channels`` (a proxy's share of a sharded read), or the
         part of them ``scopes`` names."""
-        coll = self._collection(info)
-        views = coll.snapshot(partition_ids, channels, scopes, reading=True)
+        views = self._read_views(info, partition_ids, channels, scopes)
         hits = executor.search(views, spec, info.schema.primary_field.name, output_fields)
         for name in output_fields:
             if name not in hits.columns or not len(hits.pks):
@@ -839,15 +847,14 @@ class QueryNode:
                         channels: Sequence[str] | None = None,
                         scopes: Mapping[str, ReadScope] | None = None) -> dict:
         """``vecdb.bm25.statistics`` over what ``search`` with the same arguments reads."""
-        return bm25.statistics(self._collection(info).snapshot(partition_ids, channels, scopes, reading=True), spec)
+        return bm25.statistics(self._read_views(info, partition_ids, channels, scopes), spec)
 
     @metrics.querynode_read("query")
     def query(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               output_fields: Sequence[str], limit: int | None, offset: int,
               channels: Sequence[str] | None = None,
               scopes: Mapping[str, ReadScope] | None = None) -> dict[str, np.ndarray]:
-        coll = self._collection(info)
-        views = coll.snapshot(partition_ids, channels, scopes, reading=True)
+        views = self._read_views(info, partition_ids, channels, scopes)
         if not views:
             return {n: output_column(info.schema, n) for n in output_fields}
         return executor.query(views, ts, flt, output_fields, info.schema.primary_field.name, limit, offset)
@@ -855,7 +862,7 @@ class QueryNode:
     @metrics.querynode_read("count")
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               channels: Sequence[str] | None = None, scopes: Mapping[str, ReadScope] | None = None) -> int:
-        return executor.count(self._collection(info).snapshot(partition_ids, channels, scopes, reading=True), ts, flt)
+        return executor.count(self._read_views(info, partition_ids, channels, scopes), ts, flt)
 
     def num_rows(self, info: CollectionInfo) -> int:
         coll = self.collections.get(info.id)

@@ -4,7 +4,8 @@ A segment grows by appends (capacity-doubling buffers, so readers can take
 ``buf[:n]`` views without copying while a writer appends behind them) until a
 seal freezes it. Every row carries its insert timestamp ``ts`` and a delete
 timestamp ``del_ts`` (``MAX_TIMESTAMP`` while alive). A reader at snapshot ``T``
-sees row i iff ``ts[i] <= T < del_ts[i]``.
+sees row i iff ``ts[i] <= T < del_ts[i]``, and, in a collection with a TTL, ``ts[i] > E`` (the
+snapshot's expiry bound, ``T`` less the TTL).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Segment:
         self.prefix: str | None = None  # where its files live in the object store, once sealed
         self.n = 0
         self.max_ts = 0  # newest row timestamp
+        self.min_ts = MAX_TIMESTAMP  # oldest row timestamp: no row expires before it
         self.min_del_ts = MAX_TIMESTAMP  # oldest delete timestamp: rows are all visible before it
         self.indexes: dict[str, VectorIndex] = {}  # field name -> VectorIndex (sealed segments)
         # Interim indexes over a prefix of the rows, built in the background while the segment
@@ -63,6 +65,7 @@ class Segment:
         seg.slot, seg.partition_id, seg.schema, seg.stub = slot, partition_id, schema, stub
         seg.sealed, seg.segment_id, seg.prefix, seg.n = True, None, None, len(ts)
         seg.max_ts = int(ts.max()) if len(ts) else 0
+        seg.min_ts = int(ts.min()) if len(ts) else MAX_TIMESTAMP
         seg.min_del_ts = int(np.min(del_ts)) if len(del_ts) else MAX_TIMESTAMP
         seg.indexes, seg.growing_indexes, seg.index_lock = {}, {}, threading.Lock()
         seg._cols = dict(columns)
@@ -101,6 +104,7 @@ class Segment:
         self._ts[start:end] = ts
         self._del_ts[start:end] = MAX_TIMESTAMP
         self.max_ts = max(self.max_ts, ts)
+        self.min_ts = min(self.min_ts, ts)
         self.n = end  # publish after the data is in place
         return start
 
@@ -173,12 +177,17 @@ class Segment:
     def pks(self, n: int | None = None) -> np.ndarray:
         return self.column(self.schema.primary_field.name, n)
 
-    def visible(self, snapshot_ts: int, n: int) -> np.ndarray | None:
-        """Rows [0, n) visible at ``snapshot_ts``; None means all of them (the common case, no scan)."""
-        if self.max_ts <= snapshot_ts < self.min_del_ts:
+    def visible(self, snapshot_ts: int, n: int, expired_at: int = 0) -> np.ndarray | None:
+        """Rows [0, n) visible at ``snapshot_ts``, those written at or before ``expired_at`` excepted (a
+        collection's TTL); None means all of them (the common case, no scan)."""
+        expiring = self.min_ts <= expired_at
+        if self.max_ts <= snapshot_ts < self.min_del_ts and not expiring:
             return None
         t = np.uint64(snapshot_ts)
-        return (self._ts[:n] <= t) & (self._del_ts[:n] > t)
+        mask = (self._ts[:n] <= t) & (self._del_ts[:n] > t)
+        if expiring:
+            mask &= self._ts[:n] > np.uint64(expired_at)
+        return mask
 
     def alive_count(self) -> int:
         return int(np.count_nonzero(self._del_ts[: self.n] == MAX_TIMESTAMP))

@@ -27,10 +27,13 @@ OFFSET_BITS = _OFFSET_BITS  # a locator is ``slot << OFFSET_BITS | offset``
 
 @dataclass
 class SegmentView:
-    """A segment and the row count a reader may look at (rows appended later are ignored)."""
+    """A segment and the row count a reader may look at (rows appended later are ignored); ``ttl``:
+    its collection's TTL as a timestamp span (0: none), rows older than the snapshot by more are
+    expired."""
 
     segment: Segment
     n: int
+    ttl: int = 0
 
 
 class Shard:
