@@ -126,3 +126,19 @@ def test_query_filters_and_output(client, name):
     assert client.query(name, filter="age >= 30", output_fields=["count(*)"])[0]["count(*)"] == 10
     page = client.query(name, filter="id >= 0", limit=5, offset=5, output_fields=["age"])
     assert len(page) == 5 and {r["age"] - r["id"] for r in page} == {20}
+
+
+def test_ignore_growing_searches_the_sealed_segments_only(client, name):
+    """Milvus's ``ignore_growing`` search parameter (as a keyword or in the search params): rows not yet
+    sealed are left out; without it they are found."""
+    make_collection(client, name, float_schema(DIM))
+    data = float_vectors(150, DIM, seed=4)
+    client.insert(name, [{"id": i, "vec": data[i]} for i in range(100)])
+    client.flush(name)  # 100 sealed rows
+    client.insert(name, [{"id": i, "vec": data[i]} for i in range(100, 150)])  # 50 growing
+    q = data[[120]]
+    every = client.search(name, q, limit=200, consistency_level="Strong")[0]
+    assert len(every) == 150 and every[0]["id"] == 120
+    for kwargs in ({"ignore_growing": True}, {"search_params": {"ignore_growing": True}}):
+        sealed = client.search(name, q, limit=200, consistency_level="Strong", **kwargs)[0]
+        assert sorted(h["id"] for h in sealed) == list(range(100))

@@ -67,6 +67,7 @@ class SearchPlan:
     group: GroupBy | None = None  # a grouping search (group_by_field)
     order: tuple = ()  # order_by_fields: ((field, ascending), ...) (vecdb.proxy.order_by)
     iter_batch: int = 0  # a search iterator v2's page size (vecdb.proxy.search_iterator); 0: none
+    ignore_growing: bool = False  # search sealed segments only
 
 
 def _int_param(params: dict, key: str, default: int) -> int:
@@ -208,6 +209,7 @@ class SearchRpcs(ServiceBase):
             field=plan.field, queries=queries, limit=plan.limit, offset=plan.offset, metric=plan.metric,
             params=plan.params, index_type=plan.index_type, radius=plan.radius, range_filter=plan.range_filter,
             flt=self._filter(info, request.dsl, request.expr_template_values), ts=ts,
+            ignore_growing=plan.ignore_growing,
         )
 
     def _iterator_page(self, info, request, spec: SearchSpec, plan: SearchPlan, parts,
@@ -340,6 +342,7 @@ class SearchRpcs(ServiceBase):
         params.pop("radius", None), params.pop("range_filter", None)
         round_decimal = _round_decimal(sp)
         iterator = _is_iterator(sp) or _is_iterator(params)
+        ignore_growing = any(str(d.get("ignore_growing", "")).lower() == "true" for d in (sp, params))
         for k in ("offset", "topk", "round_decimal", "ignore_growing", "anns_field", "iterator"):
             params.pop(k, None)
         if group is not None and iterator:
@@ -367,7 +370,7 @@ class SearchRpcs(ServiceBase):
             radius=radius, range_filter=range_filter, round_decimal=round_decimal, iterator=iterator,
             out_fields=out_fields, dyn_keys=dyn_keys,
             fetch=list(dict.fromkeys(_fetched(schema, out_fields, dyn_keys) + order_fields(schema, order))),
-            group=group, order=order, iter_batch=iter_batch,
+            group=group, order=order, iter_batch=iter_batch, ignore_growing=ignore_growing,
         )
 
     def _anns_field(self, info, name: str):

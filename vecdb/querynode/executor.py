@@ -72,6 +72,7 @@ class SearchSpec:
     range_filter: float | None = None
     flt: RowFilter | None = None
     ts: int = 0
+    ignore_growing: bool = False  # sealed segments only (Milvus's search param)
 
 
 @dataclass
@@ -140,6 +141,8 @@ def search(views: list[SegmentView], spec: SearchSpec, pk_name: str, output_fiel
     k = spec.limit + spec.offset
     hit_views, dists, offs = [], [], []
     for view in views:
+        if spec.ignore_growing and not view.segment.sealed:
+            continue
         mask = valid_mask(view, spec.ts, spec.flt)
         if not _any(mask):
             continue

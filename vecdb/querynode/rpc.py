@@ -95,7 +95,7 @@ class QueryNodeService(QueryNodeServicer):
                                 params=json.loads(request.params_json or "{}"), index_type=request.index_type,
                                 radius=request.radius if request.HasField("radius") else None,
                                 range_filter=request.range_filter if request.HasField("range_filter") else None,
-                                flt=self._filter(info, scope), ts=scope.ts)
+                                flt=self._filter(info, scope), ts=scope.ts, ignore_growing=request.ignore_growing)
 
     def Bm25Stats(self, request: pb.SearchRequest, context) -> pb.Bm25StatsReply:
         info, spec = self._search_spec(request)
@@ -208,7 +208,7 @@ class RemoteQueryNode:
         request = pb.SearchRequest(
             field=spec.field.name, limit=spec.limit, offset=spec.offset, metric=spec.metric,
             params_json=json.dumps(spec.params), index_type=spec.index_type, radius=spec.radius,
-            range_filter=spec.range_filter, output_fields=output_fields)
+            range_filter=spec.range_filter, output_fields=output_fields, ignore_growing=spec.ignore_growing)
         self._scope(request.scope, info, spec.ts, spec.flt, partition_ids, wait, channels, scopes)
         fill_column(request.queries, spec.queries)
         return request

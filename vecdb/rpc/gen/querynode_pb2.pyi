@@ -68,7 +68,7 @@ class Bm25StatsReply(_message.Message):
     def __init__(self, rows: _Optional[int] = ..., tokens: _Optional[float] = ..., terms: _Optional[_Iterable[int]] = ..., df: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("scope", "field", "queries", "limit", "offset", "metric", "params_json", "index_type", "radius", "range_filter", "output_fields")
+    __slots__ = ("scope", "field", "queries", "limit", "offset", "metric", "params_json", "index_type", "radius", "range_filter", "output_fields", "ignore_growing")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     FIELD_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,7 @@ class SearchRequest(_message.Message):
     RADIUS_FIELD_NUMBER: _ClassVar[int]
     RANGE_FILTER_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_GROWING_FIELD_NUMBER: _ClassVar[int]
     scope: ReadScope
     field: str
     queries: _common_pb2.Column
@@ -91,7 +92,8 @@ class SearchRequest(_message.Message):
     radius: float
     range_filter: float
     output_fields: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, scope: _Optional[_Union[ReadScope, _Mapping]] = ..., field: _Optional[str] = ..., queries: _Optional[_Union[_common_pb2.Column, _Mapping]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., metric: _Optional[str] = ..., params_json: _Optional[str] = ..., index_type: _Optional[str] = ..., radius: _Optional[float] = ..., range_filter: _Optional[float] = ..., output_fields: _Optional[_Iterable[str]] = ...) -> None: ...
+    ignore_growing: bool
+    def __init__(self, scope: _Optional[_Union[ReadScope, _Mapping]] = ..., field: _Optional[str] = ..., queries: _Optional[_Union[_common_pb2.Column, _Mapping]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., metric: _Optional[str] = ..., params_json: _Optional[str] = ..., index_type: _Optional[str] = ..., radius: _Optional[float] = ..., range_filter: _Optional[float] = ..., output_fields: _Optional[_Iterable[str]] = ..., ignore_growing: _Optional[bool] = ...) -> None: ...
 
 class SearchReply(_message.Message):
     __slots__ = ("topks", "pks", "scores", "columns")
