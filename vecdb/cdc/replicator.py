@@ -35,7 +35,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from vecdb import timestamp, timestamptz
-from vecdb.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, INDEX_PROPERTIES, CollectionInfo
+from vecdb.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, INDEX_PROPERTIES, TTL_PROPERTY, CollectionInfo
 from vecdb.cdc.follower import cdc_positions_key
 from vecdb.cdc.task import FAILED, PAUSED, RUNNING, Task, TaskStore
 from vecdb.cdc.verify import is_loaded
@@ -352,6 +352,9 @@ class Replicator:
         info = self._colls[cid]
         start = self.task.spec.start
         applied = self._positions.get(ch, 0)
+        # a collection with a TTL: rows already expired on the source are not copied (the target would
+        # write them with new timestamps and show them again for a whole TTL)
+        expired_at = timestamp.compose(timestamp.now_ms()) - info.ttl_span if info.ttl_span else 0
         batch: list = []  # consecutive records of one kind: ("I", pid, [InsertRecord]) / ("D", pid, [pks])
         last_pos = applied
         for pos, payload in records:
@@ -362,7 +365,7 @@ class Replicator:
             if isinstance(start, int) and not isinstance(start, bool) and getattr(rec, "ts", 0) < start:
                 last_pos = pos
                 continue
-            if isinstance(rec, InsertRecord):
+            if isinstance(rec, InsertRecord) and rec.ts > expired_at:
                 if not self._add_insert(batch, info, rec):
                     self._flush(info, batch)
                     batch.clear()
@@ -567,15 +570,8 @@ class Replicator:
                 kw["num_partitions"] = info.num_partitions
             c.create_collection(name, schema=target_schema(info.schema), **kw)
             log.info("cdc task %s created %s.%s on the target", self.task.id, info.db, name)
-        elif info.schema.version:  # fields added on the source (add_collection_field): added on the target
-            have_fields = {f["name"] for f in c.describe_collection(name)["fields"]}
-            for f in info.schema.fields:
-                if not f.is_dynamic and f.name not in have_fields:
-                    from pymilvus import DataType as PDataType
-
-                    c.add_collection_field(name, f.name, PDataType(int(f.dtype)), desc=f.description,
-                                           **field_kwargs(f))
-                    log.info("cdc task %s added field %s to %s.%s on the target", self.task.id, f.name, info.db, name)
+        else:
+            self._sync_existing(c, name, info)
         if info.schema.partition_key_field is None:
             have = set(c.list_partitions(name))
             for p in info.partitions:
@@ -612,6 +608,27 @@ class Replicator:
                     c.load_partitions(name, pnames)
         elif not info.loaded and loaded:
             c.release_collection(name)
+
+    def _sync_existing(self, c, name: str, info: CollectionInfo) -> None:
+        """A target collection that exists: the fields added on the source (add_collection_field) added,
+        its properties (alter_collection_properties: the TTL, mmap...) set as the source's (only asked
+        of the target when they differ)."""
+        described = c.describe_collection(name)
+        if info.schema.version:
+            have_fields = {f["name"] for f in described["fields"]}
+            for f in info.schema.fields:
+                if not f.is_dynamic and f.name not in have_fields:
+                    from pymilvus import DataType as PDataType
+
+                    c.add_collection_field(name, f.name, PDataType(int(f.dtype)), desc=f.description,
+                                           **field_kwargs(f))
+                    log.info("cdc task %s added field %s to %s.%s on the target", self.task.id, f.name, info.db, name)
+        have = {k: str(v) for k, v in (described.get("properties") or {}).items()}
+        change = {k: v for k, v in info.properties.items() if have.get(k) != v}
+        if change:
+            c.alter_collection_properties(name, change)
+        if TTL_PROPERTY in have and TTL_PROPERTY not in info.properties:  # the TTL removed on the source
+            c.drop_collection_properties(name, [TTL_PROPERTY])
 
     @staticmethod
     def _sync_index_properties(c, name: str, idx, described: dict, loaded: bool) -> bool:
