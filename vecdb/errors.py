@@ -60,7 +60,8 @@ class RateLimited(VecdbError):
 
 
 class ForceDeny(VecdbError):
-    """Writes refused while memory or disk is over its limit (``vecdb.proxy.quota``)."""
+    """Writes refused while memory or disk is over its limit, and calls a database's force-deny
+    properties refuse (``vecdb.proxy.quota``, ``vecdb.coord.properties``): Milvus's quota exceeded."""
 
     code, legacy_code = 9, "ForceDeny"
     default_message = "force deny"

@@ -26,6 +26,14 @@ then keeps it loaded), and ``transfer_replica`` / ``transfer_node`` move again (
 
 Changes are serialized by one lock (the coord is the catalog's one writer in a cluster, so the
 compare-and-set seldom loses; a ``CatalogConflict`` from a save is tried again on a fresh copy).
+
+Database and collection properties acted on here (``vecdb.coord.properties``), as Milvus's rootcoord
+and querycoord do: ``database.max.collections`` caps a database's collections;
+``database.force.deny.ddl`` and its narrower keys refuse the DDL of their kind in that database
+(``check_not_denied``; the proxy asks the same of writes and reads, ``vecdb.proxy.quota``); a load
+that names neither a replica number nor resource groups takes them from ``collection.replica.number``
+/ ``collection.resource_groups``, else ``database.replica.number`` / ``database.resource_groups``
+(``load_defaults``).
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from vecdb.catalog_model import (
     check_collection_properties,
 )
 from vecdb.coord.catalog_sync import CatalogConflict
+from vecdb.coord.properties import check_not_denied, load_defaults, max_collections
 from vecdb.coord.resource_groups import GroupConfig, replica_groups, replica_groups_of, transfer_replicas
 from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
 from vecdb.limits import LIMITS
@@ -107,6 +116,11 @@ class DdlManager:
         with self._lock:
             return fn()
 
+    def _allow(self, db: str, kind: str) -> None:
+        """Refuse DDL of ``kind`` that the database's properties deny (run under the lock: an
+        alter_database that allows it again is seen by the next call)."""
+        check_not_denied(self.catalog.database(db or DEFAULT_DB)["properties"], kind)
+
     def _saving(self, get: Callable[[], CollectionInfo], change: Callable[[CollectionInfo], T]) -> T:
         """``change(info)`` on the cached collection, then save it; on a conflict (another writer
         changed it meanwhile) once more on the fresh copy."""
@@ -155,10 +169,12 @@ class DdlManager:
         names = [f"{DEFAULT_PARTITION}_{i}" for i in range(num_partitions)] if pk_field else [DEFAULT_PARTITION]
 
         def run() -> int:
+            self._allow(db, "ddl_collection")
             if self.catalog.exists(db, name):
                 existing = self.catalog.get(db, name)
                 if existing.name == name and existing.schema.to_dict() == schema.to_dict():
                     return existing.id
+            self._check_room(db)
             if sum(len(self.catalog.list_collections(d)) for d in self.catalog.list_databases()) \
                     >= LIMITS.max_collections:
                 raise errors.CollectionLimitExceeded(
@@ -175,11 +191,20 @@ class DdlManager:
 
         return self._serial(run)
 
+    def _check_room(self, db: str) -> None:
+        """CollectionLimitExceeded when the database holds ``database.max.collections`` already
+        (Milvus's rootcoord checks it before the cluster-wide limit, with these words)."""
+        limit = max_collections(self.catalog.database(db)["properties"])
+        if limit is not None and len(self.catalog.list_collections(db)) >= limit:
+            raise errors.CollectionLimitExceeded(
+                f"exceeded the limit number of collections[dbName={db}][limit={limit}]")
+
     def drop_collection(self, db: str, name: str) -> int | None:
         """The dropped collection's id; None when there was none by that name."""
         db = db or DEFAULT_DB
 
         def run() -> int | None:
+            self._allow(db, "ddl_collection")
             if not self.catalog.exists(db, name):
                 return None
             info = self.catalog.get(db, name)
@@ -195,6 +220,7 @@ class DdlManager:
         new_db = new_db or db
 
         def run() -> None:
+            self._allow(db, "ddl_collection")
             if retry and not self.catalog.exists(db, name) and self.catalog.exists(new_db, new_name):
                 return  # the first try's
             self.catalog.rename_collection(self.catalog.get(db, name), new_db, new_name)
@@ -205,6 +231,7 @@ class DdlManager:
         check_collection_properties(properties)
 
         def change(info: CollectionInfo) -> None:
+            self._allow(info.db, "ddl_collection")
             info.properties.update(properties)
             for k in delete_keys:
                 info.properties.pop(k, None)
@@ -218,6 +245,7 @@ class DdlManager:
         name is refused."""
 
         def change(info: CollectionInfo) -> int:
+            self._allow(info.db, "ddl_collection")
             schema = info.schema
             there = schema.field(new.name)
             if there is not None:
@@ -244,6 +272,7 @@ class DdlManager:
         refused). The same change again leaves the schema as it is."""
 
         def change(info: CollectionInfo) -> None:
+            self._allow(info.db, "ddl_collection")
             f = info.schema.field(field_name)
             if f is None or f.is_dynamic:
                 raise errors.FieldNotFound(f"field {field_name} does not exist in collection {name}")
@@ -263,6 +292,7 @@ class DdlManager:
         and a load), and is returned. Schema, indexes, partitions, aliases and load state stay."""
 
         def change(info: CollectionInfo) -> int:
+            self._allow(info.db, "ddl_collection")
             info.truncated_ts = self.tso.allocate()
             return info.truncated_ts
 
@@ -273,6 +303,7 @@ class DdlManager:
         validate_collection_name(partition, "partition name")
 
         def change(info: CollectionInfo) -> None:
+            self._allow(info.db, "ddl_partition")
             if info.schema.partition_key_field is not None:
                 raise errors.InvalidParameter("disable create partition if partition key mode is used")
             if info.has_partition(partition):
@@ -291,6 +322,7 @@ class DdlManager:
             raise errors.InvalidParameter("default partition cannot be deleted")
 
         def change(info: CollectionInfo) -> int | None:
+            self._allow(info.db, "ddl_partition")
             if info.schema.partition_key_field is not None:
                 raise errors.InvalidParameter("disable drop partition if partition key mode is used")
             if not info.has_partition(partition):
@@ -329,6 +361,7 @@ class DdlManager:
         the same index again is accepted, another one on the field or under a taken name is not."""
 
         def change(info: CollectionInfo) -> None:
+            self._allow(info.db, "ddl_index")
             if info.schema.field(field_name) is None:
                 raise errors.FieldNotFound(f"cannot create index on non-exist field: {field_name}")
             existing = info.index_for_field(field_name)
@@ -350,6 +383,7 @@ class DdlManager:
         Refused while the collection is loaded, as Milvus refuses it."""
 
         def change(info: CollectionInfo) -> None:
+            self._allow(info.db, "ddl_index")
             if info.loaded:
                 raise errors.CollectionLoaded(
                     f"can't alter index on loaded collection, please release the collection first: "
@@ -370,6 +404,7 @@ class DdlManager:
         loaded."""
 
         def change(info: CollectionInfo) -> list[int]:
+            self._allow(info.db, "ddl_index")
             if info.loaded:
                 raise errors.InvalidParameter("index cannot be dropped, collection is loaded, please release it first")
             try:
@@ -388,23 +423,30 @@ class DdlManager:
              resource_groups: list[str]) -> LoadState:
         """Mark the collection loaded (``partition_names`` None: whole, else those partitions too),
         its replicas placed on resource groups; the state before, for ``undo_load`` when the
-        query nodes cannot load it. Refused without an index on every vector field."""
+        query nodes cannot load it. Refused without an index on every vector field. A load that
+        names neither a replica number nor groups takes the properties' (``load_defaults``)."""
         if replica_number < 0:
             raise errors.InvalidParameter(f"invalid replica_number {replica_number}: it must be positive")
-        groups = [g for g in resource_groups if g]
-        for g in groups:
+        requested = [g for g in resource_groups if g]
+        for g in requested:
             validate_resource_group_name(g)
 
         def change(info: CollectionInfo) -> LoadState:
+            self._allow(info.db, "ddl_collection" if partition_names is None else "ddl_partition")
             for f in info.schema.vector_fields:
                 if info.index_for_field(f.name) is None:
                     raise errors.IndexNotFound(
                         f"there is no vector index on field: [{f.name}], please create index firstly: "
                         f"collection={info.name}")
+            replicas, groups = replica_number, requested
+            if not replicas and not groups:
+                replicas, groups = load_defaults(info.properties, self.catalog.database(info.db)["properties"])
+                for g in groups:
+                    validate_resource_group_name(g)
             before = LoadState.of(info)
             partition_ids = None if partition_names is None else [info.partition(n).id for n in partition_names]
-            if replica_number or groups or not info.loaded:
-                number = replica_number or (info.replica_number if info.loaded else 1)
+            if replicas or groups or not info.loaded:
+                number = replicas or (info.replica_number if info.loaded else 1)
                 snapshot = self.groups.snapshot() if self.groups is not None else None
                 info.resource_groups = (replica_groups(groups, number, snapshot) if snapshot is not None
                                         else list(groups))
@@ -414,8 +456,8 @@ class DdlManager:
                 info.loaded_partitions = sorted(set(partition_ids))
             elif info.loaded_partitions is not None:
                 info.loaded_partitions = sorted(set(info.loaded_partitions) | set(partition_ids))
-            if replica_number or not info.loaded:
-                info.replica_number = replica_number or 1
+            if replicas or not info.loaded:
+                info.replica_number = replicas or 1
             info.loaded = True
             return before
 
@@ -477,6 +519,7 @@ class DdlManager:
         collection is released now (the caller then lets the query nodes go)."""
 
         def change(info: CollectionInfo) -> bool:
+            self._allow(info.db, "ddl_collection" if partition_names is None else "ddl_partition")
             if partition_names is None:
                 info.loaded, info.loaded_partitions = False, None
                 return True

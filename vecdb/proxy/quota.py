@@ -22,21 +22,38 @@ memory it may use (``memory_limit_bytes``, else the cgroup limit, else the machi
 while the data directory holds more than ``disk_quota_mb``. Deletes are always let through: they
 are how a user makes room. Memory and disk are measured at most once a second and once every ten
 seconds, on the call that finds the reading old, so the hot path pays a clock read.
+
+Properties (``admit_collection``, called by the handlers once they know the collection, since this
+hook sees no catalog): a database's ``database.force.deny.writing`` / ``.reading`` refuse its writes
+(insert, upsert, delete, import) / reads (search, hybrid search, query) with code 9 and Milvus's
+words (``vecdb.coord.ddl.check_not_denied``, whatever ``enabled`` says: an administrator's switch;
+its DDL keys are the coord's, ``database.force.deny.flush`` is ``admit_database``'s); a collection's
+``collection.insertRate.max.mb``, ``upsertRate.max.mb``, ``deleteRate.max.mb``, ``queryRate.max.qps``
+and ``searchRate.max.vps`` are one more bucket of that collection, checked only while ``enabled``
+(Milvus's quotaAndLimits.enabled). A call refused there gives back what this hook charged it.
+The catalog is in memory: the check costs a lock and a few dict reads, no store read.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
 from vecdb import errors, metrics
 from vecdb.config import QuotaSettings
+from vecdb.coord.properties import check_not_denied
 from vecdb.proxy.auth_interceptor import current_user
 from vecdb.request_db import db_of
+
+if TYPE_CHECKING:
+    from vecdb.catalog_model import CollectionInfo
+    from vecdb.proxy.base import Roles
 
 MB = 1024.0 * 1024.0
 RATE_LIMITED = Counter("milvus_proxy_rate_limit_req_count", "count of operation executed, by rate limit outcome",
@@ -55,6 +72,10 @@ DDL = {
     "ManualCompaction": "compaction",
 }
 UNITS = {"insert": "MB/s", "upsert": "MB/s", "delete": "MB/s", "search": "vectors/s", "query": "qps"}
+# a collection's own rate of each kind (Milvus's collection properties, in the units above)
+RATE_PROPERTIES = {"insert": "collection.insertRate.max.mb", "upsert": "collection.upsertRate.max.mb",
+                   "delete": "collection.deleteRate.max.mb", "search": "collection.searchRate.max.vps",
+                   "query": "collection.queryRate.max.qps"}
 # refused while memory or disk is over its limit (bulk import too, as Milvus denies bulk loads)
 PROTECTED = frozenset(("Insert", "Upsert", "Import"))
 MEMORY_EVERY, DISK_EVERY = 1.0, 10.0
@@ -81,6 +102,11 @@ class TokenBucket:
             self._tokens -= cost
             return True
 
+    def give_back(self, cost: float) -> None:
+        """Undo a ``take`` of a call refused further on (at most a full bucket again)."""
+        with self._lock:
+            self._tokens = min(self.rate, self._tokens + cost)
+
 
 def _cost(kind: str, request) -> float:
     if kind in ("insert", "upsert", "delete"):
@@ -91,6 +117,20 @@ def _cost(kind: str, request) -> float:
             return float(sum(max(1, s.nq) for s in subs))
         return float(max(1, getattr(request, "nq", 1)))
     return 1.0
+
+
+def property_rate(properties: Mapping[str, str], kind: str) -> float:
+    """A collection's own rate of ``kind`` (``RATE_PROPERTIES``); -1 (none) when unset, negative, or
+    not a number (Milvus then keeps its configured rate)."""
+    key = RATE_PROPERTIES.get(kind)
+    raw = properties.get(key) if key is not None else None
+    if raw is None:
+        return -1.0
+    try:
+        rate = float(raw)
+    except ValueError:
+        return -1.0
+    return rate if math.isfinite(rate) and rate >= 0 else -1.0
 
 
 def memory_limit() -> int:
@@ -164,7 +204,24 @@ class Quota:
         kind = DML.get(method) or DQL.get(method) or DDL.get(method)
         if kind is None:
             return
+        taken: list[TokenBucket] = []
         cost = 0.0
+        for scope, key, rate in self._limits(kind, request, context):
+            cost = cost or _cost(kind, request)  # the request's size is read only when a limit applies
+            bucket = self._bucket(kind, scope, key, rate)
+            if not bucket.take(cost):
+                for paid in taken:  # a refused call costs nothing
+                    paid.give_back(cost)
+                self._count(method, "fail")
+                where = {"max": "", "collection": f", collection={key.partition('.')[2]}",
+                         "user": f", user={key}"}[scope]
+                raise errors.RateLimited(f"rate limit exceeded[rate={rate:g} {UNITS.get(kind, 'qps')}, "
+                                         f"{method}{where}]")
+            taken.append(bucket)
+        self._count(method, "success")
+
+    def _limits(self, kind: str, request, context):
+        """(scope, bucket key, rate) of each configured limit a call of ``kind`` pays."""
         for scope in ("max", "collection", "user") if kind in UNITS else ("max",):
             rate = self._rate(kind, scope)
             if rate < 0:
@@ -173,14 +230,32 @@ class Quota:
                 key = f"{db_of(request, context)}.{getattr(request, 'collection_name', '')}"
             else:
                 key = current_user(context) if scope == "user" and context is not None else ""
+            yield scope, key, rate
+
+    def refund(self, method: str, request, context=None) -> None:
+        """Give back what ``admit`` charged a call that was refused afterwards."""
+        kind = DML.get(method) or DQL.get(method) or DDL.get(method)
+        if not self.s.enabled or kind is None:
+            return
+        cost = 0.0
+        for scope, key, rate in self._limits(kind, request, context):
             cost = cost or _cost(kind, request)
-            if not self._bucket(kind, scope, key, rate).take(cost):
-                self._count(method, "fail")
-                where = {"max": "", "collection": f", collection={key.partition('.')[2]}",
-                         "user": f", user={key}"}[scope]
-                raise errors.RateLimited(f"rate limit exceeded[rate={rate:g} {UNITS.get(kind, 'qps')}, "
-                                         f"{method}{where}]")
-        self._count(method, "success")
+            self._bucket(kind, scope, key, rate).give_back(cost)
+
+    def admit_property_rate(self, method: str, request, context, info: CollectionInfo) -> None:
+        """The collection's own rate property of ``method``'s kind, one more bucket (per collection
+        id, so a rename keeps it); refused calls give back what ``admit`` charged them."""
+        kind = DML.get(method) or DQL.get(method)
+        if not self.s.enabled or kind is None:
+            return
+        rate = property_rate(info.properties, kind)
+        if rate < 0:
+            return
+        if not self._bucket(kind, "property", str(info.id), rate).take(_cost(kind, request)):
+            self.refund(method, request, context)
+            self._count(method, "fail")
+            raise errors.RateLimited(f"rate limit exceeded[rate={rate:g} {UNITS[kind]}, {method}, "
+                                     f"collection={info.name}]")
 
     def _check_protection(self, method: str) -> None:
         now = self._clock()
@@ -201,3 +276,33 @@ class Quota:
         if reason:
             self._count(method, "fail")
             raise errors.ForceDeny(f"deny to write, reason: {reason}")
+
+
+# what each call that names a collection is, for its database's force-deny properties
+_KIND = {**DML, **DQL, "Import": "import"}
+
+
+def admit_collection(roles: Roles, method: str, request, context, info: CollectionInfo) -> None:
+    """The checks of ``method`` on ``info`` that need the catalog, after ``Quota.admit``: its
+    database's force-deny property (ForceDeny, 9), then the collection's own rate property. Called
+    by the handler once it has the collection (``request`` / ``context`` None: no rate to pay)."""
+    quota = roles.quota
+    try:
+        check_not_denied(roles.catalog.database(info.db)["properties"], _KIND[method])
+    except errors.ForceDeny:
+        if quota is not None and request is not None:
+            quota.refund(method, request, context)
+        raise
+    if quota is not None and request is not None:
+        quota.admit_property_rate(method, request, context, info)
+
+
+def admit_database(roles: Roles, method: str, request, context, db: str) -> None:
+    """``admit_collection`` for a call on a database's collections as a whole (Flush): its
+    database's force-deny property."""
+    try:
+        check_not_denied(roles.catalog.database(db)["properties"], DDL[method])
+    except errors.ForceDeny:
+        if roles.quota is not None:
+            roles.quota.refund(method, request, context)
+        raise

@@ -16,6 +16,7 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2
 from vecdb import errors
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, rpc
+from vecdb.proxy.quota import admit_database
 from vecdb.request_db import db_of
 
 
@@ -37,6 +38,7 @@ class CompactionRpcs(ServiceBase):
             info = self.collection(db_of(request, context), request.collection_name)
         else:
             info = self.r.catalog.get_by_id(request.collectionID)
+        admit_database(self.r, "ManualCompaction", request, context, info.db)  # database.force.deny.compaction
         if request.majorCompaction:  # client.compact(is_clustering=True)
             raise errors.InvalidParameter(f"collection {info.name} has no clustering key field: clustering "
                                           "compaction needs one (vecdb supports none yet)")

@@ -21,6 +21,7 @@ from vecdb.proxy import status
 from vecdb.proxy.base import PARTITION_KEY_NAMES, ServiceBase, hash_keys, rpc
 from vecdb.proxy.field_ops import apply_field_ops, parse_field_ops
 from vecdb.proxy.fielddata import columns_from_field_data
+from vecdb.proxy.quota import admit_collection, admit_database
 from vecdb.proxy.results import ids_proto
 from vecdb.proxy.templates import template_values
 from vecdb.request_db import db_of
@@ -96,6 +97,7 @@ class DmlRpcs(ServiceBase):
     def Insert(self, request, context):
         self._check_size(request)
         info = self.collection(db_of(request, context), request.collection_name)
+        admit_collection(self.r, "Insert", request, context, info)  # its database's and its own limits
         _check_schema_ts(info, request)
         n = request.num_rows
         columns = columns_from_field_data(info.schema, request.fields_data, n)
@@ -110,6 +112,7 @@ class DmlRpcs(ServiceBase):
     def Upsert(self, request, context):
         self._check_size(request)
         info = self.collection(db_of(request, context), request.collection_name)
+        admit_collection(self.r, "Upsert", request, context, info)  # its database's and its own limits
         _check_schema_ts(info, request)
         pk = info.schema.primary_field
         if pk.auto_id:
@@ -162,6 +165,7 @@ class DmlRpcs(ServiceBase):
     @rpc(milvus_pb2.MutationResult)
     def Delete(self, request, context):
         info = self.collection(db_of(request, context), request.collection_name)
+        admit_collection(self.r, "Delete", request, context, info)  # its database's and its own limits
         expr = request.expr.strip()
         if not expr:
             raise errors.InvalidParameter("delete plan can't be empty or always true : " + request.expr)
@@ -222,6 +226,7 @@ class DmlRpcs(ServiceBase):
     @rpc(milvus_pb2.FlushResponse)
     def Flush(self, request, context):
         db = db_of(request, context)
+        admit_database(self.r, "Flush", request, context, db)  # database.force.deny.flush
         resp = milvus_pb2.FlushResponse(status=status.success(), db_name=db)
         for name in request.collection_names:
             info = self.collection(db, name)

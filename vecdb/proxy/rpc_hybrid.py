@@ -16,6 +16,7 @@ from vecdb import errors
 from vecdb.limits import LIMITS
 from vecdb.proxy.base import kv_dict, rpc
 from vecdb.proxy.consistency import level_of, reading_at
+from vecdb.proxy.quota import admit_collection
 from vecdb.proxy.rerank import Ranker, SubResult, function_ranker, fuse, fused_columns, ranker_from_rank_params
 from vecdb.proxy.results import search_results
 from vecdb.proxy.rpc_search import SearchPlan, SearchRpcs, _int_param, _round_decimal, with_field
@@ -53,6 +54,7 @@ class HybridRpcs(SearchRpcs):
     @rpc(milvus_pb2.SearchResults)
     def HybridSearch(self, request, context):
         info = self.collection(db_of(request, context), request.collection_name)
+        admit_collection(self.r, "HybridSearch", request, context, info)  # its database's and its own limits
         self.require_loaded(info)
         reqs = list(request.requests)
         if not reqs:

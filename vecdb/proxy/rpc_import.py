@@ -27,6 +27,7 @@ from vecdb.proxy import status
 from vecdb.proxy.base import PARTITION_KEY_NAMES, kv_dict, rpc
 from vecdb.proxy.fielddata import columns_from_field_data
 from vecdb.proxy.fieldencode import field_data_from_columns
+from vecdb.proxy.quota import admit_collection
 from vecdb.proxy.rpc_dml import DmlRpcs
 from vecdb.request_db import db_of
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema
@@ -49,6 +50,7 @@ class ImportRpcs(DmlRpcs):
         """Record a job for ``groups`` (see ``importer.group_files``) and start it; checks what can be
         checked before any file is read (the collection, the partition, the file types)."""
         info = self.collection(db, collection)
+        admit_collection(self.r, "Import", None, None, info)  # database.force.deny.writing
         if info.schema.partition_key_field is not None:
             if partition:
                 raise errors.InvalidParameter(PARTITION_KEY_NAMES)

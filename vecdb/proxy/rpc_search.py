@@ -22,6 +22,7 @@ from vecdb.proxy.fielddata import parse_placeholder_group, resolve_output_fields
 from vecdb.proxy.fieldencode import fill_field_data
 from vecdb.proxy.grouping import GroupBy, group_hits, parse_group_by
 from vecdb.proxy.order_by import order_fields, order_group_rows, order_rows, parse_order_by
+from vecdb.proxy.quota import admit_collection
 from vecdb.proxy.rerank import Ranker, SubResult, function_ranker, fuse, fused_columns
 from vecdb.proxy.results import query_results, search_results
 from vecdb.proxy.search_iterator import (
@@ -167,6 +168,7 @@ class SearchRpcs(ServiceBase):
     @rpc(milvus_pb2.SearchResults)
     def Search(self, request, context):
         info = self.collection(db_of(request, context), request.collection_name)
+        admit_collection(self.r, "Search", request, context, info)  # its database's and its own limits
         self.require_loaded(info)
         if request.sub_reqs:
             raise errors.OperationNotSupported("a Search with sub_reqs is not supported; send a HybridSearch")
@@ -388,6 +390,7 @@ class SearchRpcs(ServiceBase):
     @rpc(milvus_pb2.QueryResults)
     def Query(self, request, context):
         info = self.collection(db_of(request, context), request.collection_name)
+        admit_collection(self.r, "Query", request, context, info)  # its database's and its own limits
         self.require_loaded(info)
         schema = info.schema
         qp = kv_dict(request.query_params)
