@@ -195,6 +195,52 @@ def match_any(col: np.ndarray, analyzer: Analyzer, query_ids: np.ndarray) -> np.
     return out
 
 
+def match_phrase(col: np.ndarray, analyzer: Analyzer, phrase: list[str], slop: int) -> np.ndarray:
+    """Rows holding ``phrase`` (its tokens) within ``slop`` (Milvus's phrase_match, see
+    ``vecdb.expr.predicates.PhraseMatch``): the rows holding every token of it, from the column's
+    cached term index, then only their texts' token positions checked."""
+    out = np.zeros(len(col), bool)
+    if not phrase or not len(col):
+        return out
+    rows, ids = term_rows(col, analyzer)
+    candidates = None
+    for term in np.unique(term_ids(phrase)).tolist():
+        with_term = np.unique(rows[ids == term])
+        candidates = with_term if candidates is None else np.intersect1d(candidates, with_term, assume_unique=True)
+        if not len(candidates):
+            return out
+    assert candidates is not None
+    for row in candidates.tolist():
+        out[row] = phrase_within(analyzer.tokens(str(col[row])), phrase, slop)
+    return out
+
+
+def phrase_within(tokens: list[str], phrase: list[str], slop: int) -> bool:
+    """Whether ``tokens`` hold ``phrase`` at positions ``p_i`` whose offsets ``p_i - i`` span at most
+    ``slop``: the narrowest window over the offsets that holds one of each phrase token."""
+    where: dict[str, list[int]] = {}
+    for i, t in enumerate(tokens):
+        where.setdefault(t, []).append(i)
+    offsets = [[p - j for p in where.get(q, ())] for j, q in enumerate(phrase)]
+    if not all(offsets):
+        return False
+    if slop == 0:
+        return bool(set(offsets[0]).intersection(*offsets[1:]))
+    events = sorted((o, j) for j, os_ in enumerate(offsets) for o in os_)
+    count, have, left = [0] * len(phrase), 0, 0
+    for o, j in events:
+        have += count[j] == 0
+        count[j] += 1
+        while have == len(phrase):
+            if o - events[left][0] <= slop:
+                return True
+            lj = events[left][1]
+            count[lj] -= 1
+            have -= count[lj] == 0
+            left += 1
+    return False
+
+
 # Milvus's stemmer languages (tantivy's rust-stemmers), all Snowball algorithms
 STEMMER_LANGUAGES = ("arabic", "danish", "dutch", "english", "finnish", "french", "german", "greek", "hungarian",
                      "italian", "norwegian", "portuguese", "romanian", "russian", "spanish", "swedish", "tamil",

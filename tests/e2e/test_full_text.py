@@ -395,6 +395,23 @@ def test_text_match_filter_in_query_and_search(client, name):
     assert {h["id"] for h in hits} == holding("mike")
     code, msg = _code(client.query, name, filter="text_match(grp, 'x')", limit=3)
     assert code == 1100 and "text_match is only supported on VARCHAR fields" in msg
+    # phrase_match (Milvus 2.5.17+): two words in order, adjacent or (slop) within a few positions
+    first, second = _tokens(texts[0], set())[:2]
+
+    def phrase(slop: int) -> set[int]:
+        out = set()
+        for i, t in enumerate(texts):
+            toks = _tokens(t, set())
+            a = [p for p, w in enumerate(toks) if w == first]
+            b = [p - 1 for p, w in enumerate(toks) if w == second]
+            if any(abs(x - y) <= slop for x in a for y in b):
+                out.add(i)
+        return out
+
+    for slop in (0, 3):
+        got = client.query(name, filter=f"PHRASE_MATCH(text, '{first} {second}', {slop})", output_fields=["id"],
+                           limit=1000, consistency_level="Strong")
+        assert {r["id"] for r in got} == phrase(slop) and 0 in phrase(slop)
 
 
 def test_bm25_collection_survives_a_restart(tmp_path):

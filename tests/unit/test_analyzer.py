@@ -211,6 +211,47 @@ def test_text_match_filters_rows_holding_any_query_token():
         False, True]
 
 
+def test_phrase_match_keeps_order_and_slop_as_milvus_documents_it():
+    """Milvus's phrase-match guide: 'machine learning' matches itself at slop 0, one word in between
+    at slop 1, and the two words swapped only from slop 2."""
+    from vecdb.analyzer import phrase_within
+    from vecdb.expr import compile_filter
+
+    q = ["machine", "learning"]
+    assert phrase_within(["machine", "learning", "boosts"], q, 0)
+    assert not phrase_within(["machine", "deep", "learning"], q, 0)
+    assert phrase_within(["machine", "deep", "learning"], q, 1)
+    assert not phrase_within(["learning", "machine"], q, 1) and phrase_within(["learning", "machine"], q, 2)
+    assert phrase_within(["deep", "learning", "machine", "x"], q, 2)
+    assert not phrase_within(["machine", "a", "b", "c", "learning"], q, 2)
+    assert phrase_within(["robotics", "machine", "learning", "models"], ["robotics", "machine", "learning"], 0)
+    schema = _match_schema()
+    texts = np.array(["Machine learning boosts efficiency", "machine deep learning", "learning machine",
+                      "machine", "", "the learning of a machine"], object)
+    def rows(expr: str) -> list[int]:
+        return np.flatnonzero(compile_filter(expr, schema).evaluate({"text": texts}, len(texts))).tolist()
+    assert rows("phrase_match(text, 'machine learning')") == [0]
+    assert rows('PHRASE_MATCH(text, "machine learning", 1)') == [0, 1]
+    assert rows("phrase_match(text, 'machine learning', 2)") == [0, 1, 2]
+    assert rows("phrase_match(text, 'machine learning', 5)") == [0, 1, 2, 5]
+    assert rows("not phrase_match(text, 'machine learning') and phrase_match(text, 'machine')") == [1, 2, 3, 5]
+    assert rows("phrase_match(text, '')") == []
+
+
+@pytest.mark.parametrize("expr, words", [
+    ("phrase_match(text, 'a b', -1)", "slop of phrase_match must be a non-negative integer"),
+    ("phrase_match(text, 'a b', 1.5)", "slop of phrase_match must be a non-negative integer"),
+    ("phrase_match(text, 'a', 1, 2)", "phrase_match takes 2 or 3 arguments"),
+    ("phrase_match(id, 'a')", "phrase_match is only supported on VARCHAR fields"),
+])
+def test_phrase_match_errors(expr, words):
+    from vecdb.expr import compile_filter
+
+    with pytest.raises(InvalidParameter) as e:
+        compile_filter(expr, _match_schema())
+    assert e.value.code == 1100 and words in str(e.value)
+
+
 @pytest.mark.parametrize("expr, words", [
     ("text_match(id, 'x')", "text_match is only supported on VARCHAR fields"),
     ("text_match(text, 3)", "the second argument of text_match must be a string"),

@@ -146,6 +146,8 @@ class _Compiler:
             return self.contains(node)
         if isinstance(node, ast.Call) and node.name == "text_match":
             return self.text_match(node)
+        if isinstance(node, ast.Call) and node.name == "phrase_match":
+            return self.phrase_match(node)
         if isinstance(node, ast.Exists):
             target = self.value(node.operand)
             if not isinstance(target, nodes.JsonPath):
@@ -245,25 +247,46 @@ class _Compiler:
         raise self.error(f"{node.name} operation is only supported on json or array fields, "
                          f"got {self.typed(target)}", node.args[0].pos)
 
-    def text_match(self, node: ast.Call):
-        """``text_match(field, 'words')`` on a VARCHAR field with ``enable_match`` (Milvus 2.5)."""
-        from vecdb.analyzer import parse_params, term_ids  # noqa: PLC0415 - only for text_match
+    def _match_args(self, node: ast.Call, most: int):
+        """(field, its analyzer, the text) of ``text_match`` / ``phrase_match(field, 'text'[, ...])`` on a
+        VARCHAR field with ``enable_match``."""
+        from vecdb.analyzer import parse_params  # noqa: PLC0415 - only for text and phrase match
 
-        if len(node.args) != 2:
-            raise self.error(f"text_match takes 2 arguments, got {len(node.args)}", node.pos)
+        if not 2 <= len(node.args) <= most:
+            raise self.error(f"{node.name} takes {'2' if most == 2 else '2 or 3'} arguments, got {len(node.args)}",
+                             node.pos)
         target, arg = self.value(node.args[0]), self.value(node.args[1])
         if not isinstance(target, nodes.Column) or target.type != "str":
-            raise self.error(f"text_match is only supported on VARCHAR fields, got {self.typed(target)}",
+            raise self.error(f"{node.name} is only supported on VARCHAR fields, got {self.typed(target)}",
                              node.args[0].pos)
         f = self.schema.field(target.field)
         assert f is not None, "name() made the target from this field"
         if f.type_params.get("enable_match", "").strip().lower() != "true":
             raise self.error(f"field \"{f.name}\" does not enable match", node.args[0].pos)
         if not isinstance(arg, nodes.Const) or arg.type != "str":
-            raise self.error(f"the second argument of text_match must be a string, got {self.typed(arg)}",
+            raise self.error(f"the second argument of {node.name} must be a string, got {self.typed(arg)}",
                              node.args[1].pos)
-        analyzer = parse_params(f.type_params.get("analyzer_params"), f.name)
-        return preds.TextMatch(f.name, analyzer, np.unique(term_ids(analyzer.tokens(arg.value))))
+        return f, parse_params(f.type_params.get("analyzer_params"), f.name), arg.value
+
+    def text_match(self, node: ast.Call):
+        """``text_match(field, 'words')`` on a VARCHAR field with ``enable_match`` (Milvus 2.5)."""
+        from vecdb.analyzer import term_ids  # noqa: PLC0415 - only for text_match
+
+        f, analyzer, text = self._match_args(node, 2)
+        return preds.TextMatch(f.name, analyzer, np.unique(term_ids(analyzer.tokens(text))))
+
+    def phrase_match(self, node: ast.Call):
+        """``phrase_match(field, 'words'[, slop])`` (Milvus 2.5.17+): the words' tokens in order, at most
+        ``slop`` positions apart in all (0 by default: adjacent)."""
+        f, analyzer, text = self._match_args(node, 3)
+        slop = 0
+        if len(node.args) == 3:
+            arg = self.value(node.args[2])
+            if not isinstance(arg, nodes.Const) or arg.type != "int" or not 0 <= arg.value < 1 << 31:
+                raise self.error(f"slop of phrase_match must be a non-negative integer, got {self.typed(arg)}",
+                                 node.args[2].pos)
+            slop = int(arg.value)
+        return preds.PhraseMatch(f.name, analyzer, analyzer.tokens(text), slop)
 
     # --- values --------------------------------------------------------
     def value(self, node: ast.Node) -> nodes.ValueNode:
@@ -295,7 +318,8 @@ class _Compiler:
                 raise self.error(f"array_length is only supported on array or json fields, got {self.typed(src)}",
                                  node.args[0].pos)
             return nodes.ArrayLength(src, f"array_length({src.desc})")
-        if isinstance(node, ast.Call) and node.name not in _CONTAINS and node.name != "text_match":
+        if isinstance(node, ast.Call) and node.name not in _CONTAINS and node.name not in ("text_match",
+                                                                                             "phrase_match"):
             raise self.error(f"function {node.name}() is not supported", node.pos)
         return nodes.PredValue(self.predicate(node), "predicate")
 

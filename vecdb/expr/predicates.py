@@ -292,6 +292,22 @@ class TextMatch(Pred):
         return match_any(ctx.column(self.field), self.analyzer, self.ids)
 
 
+class PhraseMatch(Pred):
+    """``phrase_match(field, 'words', slop)``: rows whose text holds the words' tokens at positions
+    ``p_i`` whose offsets ``p_i - i`` span at most ``slop`` (Lucene's and tantivy's sloppy phrase:
+    0 is the exact phrase; 1 lets one word in between; 2 also matches two words swapped)."""
+
+    __slots__ = ("field", "analyzer", "phrase", "slop")
+
+    def __init__(self, field: str, analyzer, phrase: list[str], slop: int):
+        self.field, self.analyzer, self.phrase, self.slop = field, analyzer, phrase, slop
+
+    def eval(self, ctx):
+        from vecdb.analyzer import match_phrase  # noqa: PLC0415 - analyzers only where phrase_match is used
+
+        return match_phrase(ctx.column(self.field), self.analyzer, self.phrase, self.slop)
+
+
 class JsonContains(Pred):
     __slots__ = ("target", "values", "mode")
 
