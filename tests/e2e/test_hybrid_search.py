@@ -321,7 +321,7 @@ RRF = {"strategy": "rrf", "params": '{"k": 60}', "limit": "5"}
     ({**RRF, "round_decimal": "9"}, None, None, 1100, "round_decimal [9] is invalid"),
     ({**RRF, "offset": "-1"}, None, None, 1100, "offset [-1] is invalid"),
     (RRF, [], None, 1100, "at least one ANN search request"),
-    (RRF, [("va", 0, {})], None, 1100, "pass query vectors"),
+    (RRF, [("va", 0, {})], None, 1100, "a search needs query vectors or primary keys"),
     (RRF, [("va", 7, {})], None, 1100, ""),
     (RRF, [("va", 8, {"offset": "3", "round_decimal": "2"})], None, 0, ""),  # the hybrid request owns them
     (RRF, [("va", 8, {"group_by_field": "grp"})], None, 1100, "not support search_group_by"),

@@ -22,10 +22,9 @@ from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.node import DataNode
 from vecdb.datanode.remote import ClusterIndexer
-from vecdb.expr.filter import Filter
+from vecdb.expr.filter import Filter, KeyFilter
 from vecdb.node import LocalQueryNode
 from vecdb.proxy.router import QueryNodeRouter
-from vecdb.proxy.rpc_dml import _PkFilter
 from vecdb.querynode.node import QueryNode
 from vecdb.querynode.rpc import RemoteQueryNode
 
@@ -49,12 +48,12 @@ IMPLEMENTATIONS = [
     (roles.SegmentMover, LocalSegmentMoves),
     (roles.SegmentMover, RemoteSegmentMoves),
     (roles.RowFilter, Filter),
-    (roles.RowFilter, _PkFilter),
+    (roles.RowFilter, KeyFilter),
 ]
 
 # what a data member may be on the implementing class: set in __init__ (then it is checked on an
 # instance, below), a property, or a slot
-INSTANCE_ATTRIBUTES = {(DataNode, "indexer"), (_PkFilter, "fields")}
+INSTANCE_ATTRIBUTES = {(DataNode, "indexer"), (KeyFilter, "fields")}
 
 
 def _members(proto: type) -> dict[str, object]:
@@ -114,7 +113,7 @@ def test_the_instance_attributes_are_there():
         assert isinstance(node.indexer, SegmentIndexer)
     finally:
         node.close()
-    assert _PkFilter("id", np.arange(3)).fields == frozenset({"id"})
+    assert KeyFilter("id", np.arange(3)).fields == frozenset({"id"})
 
 
 def test_the_check_catches_a_renamed_or_missing_parameter():

@@ -92,3 +92,25 @@ def _freeze(v):
     if isinstance(v, np.ndarray):
         return ("list", tuple(_freeze(x) for x in v.tolist()))
     return (type(v).__name__, v)
+
+
+class KeyFilter:
+    """A filter matching a set of primary keys (partial updates read the rows they change; a search by
+    primary keys reads their vectors)."""
+
+    def __init__(self, pk_name: str, pks: np.ndarray):
+        self.fields = frozenset({pk_name})
+        self._name = pk_name
+        self._pks = pks
+
+    @property
+    def expr(self) -> str:  # its expression form, for a query node in another process
+        return f"{self._name} in {{pks}}"
+
+    @property
+    def template(self) -> dict:
+        return {"pks": self._pks.tolist()}
+
+    def evaluate(self, columns, n):
+        return np.isin(columns[self._name], self._pks)
+

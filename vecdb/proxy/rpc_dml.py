@@ -13,6 +13,7 @@ from pymilvus.grpc_gen import milvus_pb2
 from vecdb import errors
 from vecdb.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, CollectionInfo
 from vecdb.expr import compile_filter
+from vecdb.expr.filter import KeyFilter
 from vecdb.expr.lexer import INT64_MAX, INT64_MIN, syntax_error
 from vecdb.expr.limits import MAX_EXPR_LENGTH
 from vecdb.expr.parser import parse
@@ -144,7 +145,7 @@ class DmlRpcs(ServiceBase):
         pk_name = schema.primary_field.name
         pks = columns[pk_name]
         with self.r.writer.locked(info.channels):
-            current = self.r.querynode.query(info, self.r.tso.allocate(), _PkFilter(pk_name, pks), None,
+            current = self.r.querynode.query(info, self.r.tso.allocate(), KeyFilter(pk_name, pks), None,
                                              [pk_name] + missing + list(ops), None, 0)
         pos = {k: i for i, k in enumerate(current[pk_name].tolist())}
         idx = [pos.get(k) for k in pks.tolist()]
@@ -259,26 +260,6 @@ class DmlRpcs(ServiceBase):
     @rpc(milvus_pb2.GetFlushAllStateResponse)
     def GetFlushAllState(self, request, context):
         return milvus_pb2.GetFlushAllStateResponse(status=status.success(), flushed=True)
-
-
-class _PkFilter:
-    """A filter matching a set of primary keys (used by partial update)."""
-
-    def __init__(self, pk_name: str, pks: np.ndarray):
-        self.fields = frozenset({pk_name})
-        self._name = pk_name
-        self._pks = pks
-
-    @property
-    def expr(self) -> str:  # its expression form, for a query node in another process
-        return f"{self._name} in {{pks}}"
-
-    @property
-    def template(self) -> dict:
-        return {"pks": self._pks.tolist()}
-
-    def evaluate(self, columns, n):
-        return np.isin(columns[self._name], self._pks)
 
 
 def _check_schema_ts(info: CollectionInfo, request) -> None:

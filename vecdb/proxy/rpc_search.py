@@ -12,6 +12,7 @@ from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 from vecdb import errors
 from vecdb.bm25 import output_analyzer
 from vecdb.expr import compile_filter
+from vecdb.expr.filter import KeyFilter
 from vecdb.index import validate_search_params
 from vecdb.index.params import MAX_CANDIDATES
 from vecdb.limits import LIMITS
@@ -201,10 +202,13 @@ class SearchRpcs(ServiceBase):
     def _search_spec(self, info, request, plan: SearchPlan, ts: int) -> SearchSpec:
         """What the query nodes run for one search request (a ``SearchRequest``: a plain search, or one
         ANN request of a hybrid search) under ``plan``, reading the snapshot ``ts``."""
-        if not request.placeholder_group:
-            raise errors.InvalidParameter("search by primary keys is not supported yet; pass query vectors")
-        analyzer = output_analyzer(info.schema, plan.field.name) if plan.field.is_function_output else None
-        queries = parse_placeholder_group(request.placeholder_group, plan.field, analyzer)
+        if request.placeholder_group:
+            analyzer = output_analyzer(info.schema, plan.field.name) if plan.field.is_function_output else None
+            queries = parse_placeholder_group(request.placeholder_group, plan.field, analyzer)
+        elif request.HasField("ids"):  # pymilvus 2.6 search(ids=...): the rows' own vectors as the queries
+            queries = self._vectors_of(info, plan.field, request.ids, ts)
+        else:
+            raise errors.InvalidParameter("a search needs query vectors or primary keys (ids)")
         if len(queries) > LIMITS.max_nq:
             raise errors.InvalidParameter(f"nq [{len(queries)}] is invalid, it should be in range [1, {LIMITS.max_nq}]")
         return SearchSpec(
@@ -213,6 +217,32 @@ class SearchRpcs(ServiceBase):
             flt=self._filter(info, request.dsl, request.expr_template_values), ts=ts,
             ignore_growing=plan.ignore_growing,
         )
+
+    def _vectors_of(self, info, field, ids, ts: int) -> np.ndarray:
+        """The ``field`` vectors of the rows with primary keys ``ids`` (a ``schema_pb2.IDs``), in their
+        order, as read at the search's snapshot ``ts``; every key must be there (InvalidParameter)."""
+        if field.is_function_output:
+            raise errors.InvalidParameter(f"search by primary keys is not supported on {field.name}, the output "
+                                          "field of a function: search it with text")
+        ints = ids.HasField("int_id")
+        if ints != (info.schema.primary_field.dtype.name == "INT64"):
+            raise errors.InvalidParameter(f"the ids' type ({'int' if ints else 'str'}) does not match the primary "
+                                          f"key of collection {info.name} ({info.schema.primary_field.dtype.name})")
+        pks = np.asarray(ids.int_id.data if ints else list(ids.str_id.data), np.int64 if ints else object)
+        if not 1 <= len(pks) <= LIMITS.max_nq:
+            raise errors.InvalidParameter(f"nq [{len(pks)}] is invalid, it should be in range [1, {LIMITS.max_nq}]")
+        pk = info.schema.primary_field.name
+        cols = self.r.querynode.query(info, ts, KeyFilter(pk, np.unique(pks)), None, [pk, field.name], None, 0)
+        have = cols[pk]
+        order = np.argsort(have, kind="stable")
+        at = np.searchsorted(have[order], pks) if len(have) else np.zeros(len(pks), np.int64)
+        found = at < len(have)
+        found[found] = have[order][at[found]] == pks[found]
+        if not found.all():
+            missing = pks[~found][:10].tolist()
+            raise errors.InvalidParameter(f"primary keys {missing} not found in collection {info.name}: "
+                                          "search by primary keys needs each row to exist")
+        return cols[field.name][order[at]]
 
     def _iterator_page(self, info, request, spec: SearchSpec, plan: SearchPlan, parts,
                        level: ReadLevel) -> milvus_pb2.SearchResults:
