@@ -173,6 +173,8 @@ class SearchRpcs(ServiceBase):
         self.require_loaded(info)
         if request.sub_reqs:
             raise errors.OperationNotSupported("a Search with sub_reqs is not supported; send a HybridSearch")
+        if request.HasField("highlighter"):  # refused, not ignored: the caller would wait for highlights
+            raise errors.OperationNotSupported("search result highlighting (highlighter) is not supported yet")
         plan = self._search_plan(info, request.search_params, request.output_fields)
         level = level_of(request, info.consistency_level)
         spec = self._search_spec(info, request, plan, self._snapshot_ts(info, request, level, plan.iterator))
