@@ -186,6 +186,10 @@ class CollectionSchema:
         return next((fn for fn in self.functions
                      if fn.type == FunctionType.BM25 and output_name in fn.output_field_names), None)
 
+    def function(self, name: str) -> FunctionSchema | None:
+        """The schema function named ``name``, if any."""
+        return next((fn for fn in self.functions if fn.name == name), None)
+
     # --- lookups -------------------------------------------------------
     @property
     def primary_field(self) -> FieldSchema:

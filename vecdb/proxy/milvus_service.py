@@ -12,6 +12,7 @@ from vecdb.proxy.rpc_admin import AdminRpcs
 from vecdb.proxy.rpc_collections import CollectionRpcs
 from vecdb.proxy.rpc_compaction import CompactionRpcs
 from vecdb.proxy.rpc_dml import DmlRpcs
+from vecdb.proxy.rpc_functions import CollectionFunctionRpcs
 from vecdb.proxy.rpc_hybrid import HybridRpcs
 from vecdb.proxy.rpc_import import ImportRpcs
 from vecdb.proxy.rpc_index import IndexRpcs
@@ -21,6 +22,7 @@ from vecdb.proxy.rpc_security import SecurityRpcs
 from vecdb.proxy.rpc_text import TextRpcs
 
 
-class MilvusService(AdminRpcs, CollectionRpcs, CompactionRpcs, IndexRpcs, ResourceGroupRpcs, ImportRpcs, DmlRpcs,
-                    HybridRpcs, SearchRpcs, SecurityRpcs, TextRpcs, milvus_pb2_grpc.MilvusServiceServicer):
+class MilvusService(AdminRpcs, CollectionRpcs, CollectionFunctionRpcs, CompactionRpcs, IndexRpcs, ResourceGroupRpcs,
+                    ImportRpcs, DmlRpcs, HybridRpcs, SearchRpcs, SecurityRpcs, TextRpcs,
+                    milvus_pb2_grpc.MilvusServiceServicer):
     pass
