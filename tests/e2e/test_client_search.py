@@ -142,3 +142,18 @@ def test_ignore_growing_searches_the_sealed_segments_only(client, name):
     for kwargs in ({"ignore_growing": True}, {"search_params": {"ignore_growing": True}}):
         sealed = client.search(name, q, limit=200, consistency_level="Strong", **kwargs)[0]
         assert sorted(h["id"] for h in sealed) == list(range(100))
+
+
+def test_random_sample_filter_keeps_about_its_share(client, name):
+    """RANDOM_SAMPLE (Milvus 2.6) in query and search filters; refused under or (1100)."""
+    make_collection(client, name, float_schema(DIM, extra=(("grp", DataType.INT64, {}),)))
+    data = float_vectors(4000, DIM, seed=6)
+    client.insert(name, [{"id": i, "vec": data[i], "grp": i % 2} for i in range(4000)])
+    got = client.query(name, "grp == 1 and RANDOM_SAMPLE(0.25)", output_fields=["grp"], limit=4000,
+                       consistency_level="Strong")
+    assert 350 < len(got) < 650 and all(r["grp"] == 1 for r in got)
+    hits = client.search(name, data[[1]], limit=100, filter="random_sample(0.5)", consistency_level="Strong")[0]
+    assert 0 < len(hits) <= 100
+    with pytest.raises(Exception) as e:
+        client.query(name, "grp == 1 or random_sample(0.1)", limit=10)
+    assert getattr(e.value, "code", None) == 1100

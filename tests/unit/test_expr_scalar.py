@@ -123,3 +123,21 @@ def test_mask_is_fresh_and_columns_untouched():
 
 def test_longer_columns_are_cut_to_n():
     assert compile_filter("a >= 5", SCHEMA).evaluate(COLS, 3).tolist() == [False, True, True]
+
+
+def test_random_sample_keeps_about_its_share_of_what_the_rest_keeps():
+    """random_sample(f) (Milvus 2.6): on its own or and-ed at the top level, a Bernoulli(f) draw per row,
+    fresh per evaluation; anywhere else (or / not, twice) and a factor outside (0, 1) are refused."""
+    n = 200_000
+    cols = {**COLS, "a": np.arange(n) % 10}
+    share = compile_filter("random_sample(0.1)", SCHEMA).evaluate(cols, n).mean()
+    assert 0.095 < share < 0.105
+    both = compile_filter("a < 5 and RANDOM_SAMPLE(0.2)", SCHEMA)
+    first, second = both.evaluate(cols, n), both.evaluate(cols, n)
+    assert not first[cols["a"] >= 5].any() and 0.095 < first.mean() < 0.105
+    assert (first != second).any()  # drawn again
+    for bad in ("a < 5 or random_sample(0.1)", "not random_sample(0.1)", "random_sample(0.1) and random_sample(0.2)",
+                "random_sample(1)", "random_sample(0)", "random_sample('x')", "random_sample()"):
+        with pytest.raises(Exception) as e:
+            compile_filter(bad, SCHEMA)
+        assert getattr(e.value, "code", None) == 1100, bad

@@ -67,6 +67,7 @@ def compile_expr(expr: str, schema: CollectionSchema, template_values: dict | No
     """Return ``(root predicate, set of column names it reads)``."""
     c = _Compiler(expr, schema, template_values or {})
     tree = parse(expr)  # bounds the length and depth (vecdb.expr.limits)
+    _top_level_samples(expr, tree)
     try:
         root = c.predicate(tree)
     except RecursionError:  # a backstop: the depth limit keeps the compiler well inside the stack
@@ -148,6 +149,8 @@ class _Compiler:
             return self.text_match(node)
         if isinstance(node, ast.Call) and node.name == "phrase_match":
             return self.phrase_match(node)
+        if isinstance(node, ast.Call) and node.name == "random_sample":
+            return self.random_sample(node)
         if isinstance(node, ast.Exists):
             target = self.value(node.operand)
             if not isinstance(target, nodes.JsonPath):
@@ -275,6 +278,14 @@ class _Compiler:
         f, analyzer, text = self._match_args(node, 2)
         return preds.TextMatch(f.name, analyzer, np.unique(term_ids(analyzer.tokens(text))))
 
+    def random_sample(self, node: ast.Call):
+        """``random_sample(f)`` (Milvus 2.6): each row the rest of the filter keeps, with probability ``f``
+        in (0, 1); placed by ``_top_level_samples``."""
+        arg = self.value(node.args[0]) if len(node.args) == 1 else None
+        if not (isinstance(arg, nodes.Const) and arg.type in ("int", "float") and 0 < arg.value < 1):
+            raise self.error("the sampling factor of random_sample must be a number in (0, 1), exclusive", node.pos)
+        return preds.RandomSample(float(arg.value))
+
     def phrase_match(self, node: ast.Call):
         """``phrase_match(field, 'words'[, slop])`` (Milvus 2.5.17+): the words' tokens in order, at most
         ``slop`` positions apart in all (0 by default: adjacent)."""
@@ -319,7 +330,8 @@ class _Compiler:
                                  node.args[0].pos)
             return nodes.ArrayLength(src, f"array_length({src.desc})")
         if isinstance(node, ast.Call) and node.name not in _CONTAINS and node.name not in ("text_match",
-                                                                                             "phrase_match"):
+                                                                                             "phrase_match",
+                                                                                             "random_sample"):
             raise self.error(f"function {node.name}() is not supported", node.pos)
         return nodes.PredValue(self.predicate(node), "predicate")
 
@@ -441,6 +453,23 @@ class _Compiler:
         if isinstance(r, complex):
             raise ValueError
         return r
+
+
+def _top_level_samples(expr: str, tree: ast.Node) -> None:
+    """Refuse a ``random_sample`` call where Milvus 2.6 does not take one: it may be the whole filter,
+    or an operand of its top-level ``and`` chain (then it samples the rows the rest keeps), once."""
+    top = _chain(tree) if isinstance(tree, ast.Binary) and tree.op == "and" else [tree]
+    allowed = {id(n) for n in top if isinstance(n, ast.Call) and n.name == "random_sample"}
+    stack, found = [tree], []
+    while stack:  # without recursing: the tree may be thousands of nodes deep in and / or chains
+        node = stack.pop()
+        if isinstance(node, ast.Call) and node.name == "random_sample":
+            found.append(node)
+        stack.extend(ast.children(node))
+    for node in found:
+        if id(node) not in allowed or len(found) > 1:
+            raise syntax_error(expr, "random_sample can only be used once, on its own or and-ed with the rest "
+                                     "of the filter at its top level")
 
 
 def _chain(node: ast.Binary) -> list[ast.Node]:

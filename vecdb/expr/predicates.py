@@ -292,6 +292,19 @@ class TextMatch(Pred):
         return match_any(ctx.column(self.field), self.analyzer, self.ids)
 
 
+class RandomSample(Pred):
+    """``random_sample(f)``: each row with probability ``f`` (a fresh draw per evaluation: per segment
+    and per read, as Milvus samples at the segment level)."""
+
+    __slots__ = ("factor",)
+
+    def __init__(self, factor: float):
+        self.factor = factor
+
+    def eval(self, ctx):
+        return np.random.default_rng().random(ctx.n) < self.factor
+
+
 class PhraseMatch(Pred):
     """``phrase_match(field, 'words', slop)``: rows whose text holds the words' tokens at positions
     ``p_i`` whose offsets ``p_i - i`` span at most ``slop`` (Lucene's and tantivy's sloppy phrase:
