@@ -82,3 +82,19 @@ def test_a_pin_goes_with_its_node_or_its_segment():
     # one node left in the replica: nothing to pin to
     e = plan({1: (["c1-s0"], 1)}, ["n0"], b, {}, sealed=SEALED, spread_min_rows=10_000)
     assert e[1].replicas[0].pinned == {}
+
+
+def test_assignments_stay_readable_across_versions():
+    """Pins are written only when a replica has some (an earlier version's processes read the rest),
+    and keys a later version adds are left out when read."""
+    import json
+
+    from vecdb.coord.assignment import Assignment, Replica
+
+    plain = Assignment(1, [Replica(1, ["n0", "n1"], {"c1-s0": "n0"})])
+    assert "pinned" not in json.loads(plain.to_json())["replicas"][0]
+    pinned = Assignment(1, [Replica(1, ["n0", "n1"], {"c1-s0": "n0"}, pinned={"c1-s0": {"p1": "n1"}})])
+    assert Assignment.from_json(pinned.to_json()) == pinned and Assignment.from_json(plain.to_json()) == plain
+    later = json.loads(pinned.to_json())
+    later["replicas"][0]["weights"] = {"n0": 2}
+    assert Assignment.from_json(json.dumps(later).encode()) == pinned

@@ -147,12 +147,18 @@ class Assignment:
     replicas: list[Replica]
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
+        d = asdict(self)
+        for r in d["replicas"]:  # written only when set: a process of an earlier version reads the rest
+            if not r["pinned"]:
+                del r["pinned"]
+        return json.dumps(d, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> Assignment:
         d = json.loads(raw)
-        return cls(d["collection_id"], [Replica(**r) for r in d["replicas"]])
+        known = Replica.__dataclass_fields__
+        # keys a later version added are left out, so a rolling upgrade's older processes keep reading
+        return cls(d["collection_id"], [Replica(**{k: v for k, v in r.items() if k in known}) for r in d["replicas"]])
 
     def replica_of(self, node_id: str) -> Replica | None:
         return next((r for r in self.replicas if node_id in r.nodes), None)
