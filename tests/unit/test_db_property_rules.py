@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 from pymilvus.grpc_gen import milvus_pb2
 
+from tests.unit.test_quota import Clock
 from vecdb import errors
 from vecdb.catalog_model import CollectionInfo
 from vecdb.config import QuotaSettings
@@ -201,14 +202,6 @@ def test_a_load_of_more_replicas_than_nodes_names_the_property_s_number(manager)
 
 
 # --- the proxy's checks of writes and reads -------------------------------------------------------
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Databases:
     """The catalog as admit_collection reads it: each database's properties."""
 
