@@ -49,13 +49,6 @@ INDEX_PROPERTIES = ("mmap.enabled",)  # what alter_index_properties may set (Mil
 TTL_PROPERTY = "collection.ttl.seconds"  # rows older than this are expired: no read sees them, compaction drops them
 
 
-def check_collection_properties(properties: dict[str, str]) -> None:
-    """A collection's properties as create/alter may set them: ``collection.ttl.seconds`` a whole
-    number of seconds, 0 or more (0: no TTL). InvalidParameter otherwise."""
-    raw = properties.get(TTL_PROPERTY)
-    if raw is not None and not (raw.strip().isdigit() and int(raw) < 1 << 40):
-        raise errors.InvalidParameter(f"{TTL_PROPERTY} must be a whole number of seconds, 0 or more, got {raw!r}")
-
 
 @dataclass
 class CollectionInfo:

@@ -66,7 +66,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import asdict, dataclass, field, replace
 
 from vecdb.catalog_model import CollectionInfo
@@ -484,17 +484,17 @@ class AssignmentManager(Planner):
         """``qnfull/``: node id -> collection id -> channel -> the sealed segments it serves in full."""
         return {n: parse_full(raw) for n, raw in self._full.items().items()}
 
-    def _segment_records(self) -> Iterator[tuple[int, str, dict]]:
-        """(collection id, channel, ``seg/`` value) of each persisted segment."""
+    def _segment_records(self, collections: Container[int]) -> Iterator[tuple[int, str, dict]]:
+        """(collection id, channel, ``seg/`` value) of each persisted segment of ``collections`` (the
+        others' values are not parsed: the planner passes every second)."""
         for key, raw in self._segs.items().items():
             where = parse_segment_key(SEG_PREFIX + key)
-            if where is not None:
+            if where is not None and where[0] in collections:
                 yield where[0], where[1], json.loads(raw)
 
     def sealed_segments(self, collection_id: int) -> dict[str, dict]:
         """The collection's persisted segments (``seg/`` values, with their ``channel``) by prefix."""
-        return {seg["prefix"]: {**seg, "channel": ch} for cid, ch, seg in self._segment_records()
-                if cid == collection_id}
+        return {seg["prefix"]: {**seg, "channel": ch} for _, ch, seg in self._segment_records((collection_id,))}
 
     def pin(self, collection_id: int, replica_id: int, pins: dict[str, dict[str, str]]) -> None:
         """Pin sealed segments (channel -> prefix -> node id) of a replica to nodes at the next pass
@@ -526,9 +526,8 @@ class AssignmentManager(Planner):
         now = time.monotonic()
         settled = {cid for cid in loaded if now - self._changed_at.get(cid, -REBALANCE_COOLDOWN) >= REBALANCE_COOLDOWN}
         sealed: Sealed = {}
-        for cid, ch, seg in self._segment_records():
-            if cid in loaded:
-                sealed.setdefault(cid, {}).setdefault(ch, {})[seg["prefix"]] = int(seg["num_rows"])
+        for cid, ch, seg in self._segment_records(loaded):
+            sealed.setdefault(cid, {}).setdefault(ch, {})[seg["prefix"]] = int(seg["num_rows"])
         wanted = plan(loaded, nodes, current, served, self._node_groups(nodes), settled, sealed, self.spread_min_rows,
                       self.replica_per_node)
         for cid in self.commit({cid: a.to_json() for cid, a in wanted.items()}):

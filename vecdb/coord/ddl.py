@@ -50,10 +50,9 @@ from vecdb.catalog_model import (
     CollectionInfo,
     IndexInfo,
     PartitionInfo,
-    check_collection_properties,
 )
 from vecdb.coord.catalog_sync import CatalogConflict
-from vecdb.coord.properties import check_not_denied, load_defaults, max_collections
+from vecdb.coord.properties import check_collection_properties, check_not_denied, load_defaults, max_collections
 from vecdb.coord.resource_groups import GroupConfig, replica_groups, replica_groups_of, transfer_replicas
 from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
 from vecdb.limits import LIMITS

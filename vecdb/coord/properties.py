@@ -2,7 +2,8 @@
 parsed as Milvus parses them: the force-deny switches of a database (``check_not_denied``: the
 coord's DDL, ``vecdb.coord.ddl``, and the proxy's writes and reads, ``vecdb.proxy.quota``), its cap
 on collections (``max_collections``) and the replica number and resource groups a load takes when it
-names none (``load_defaults``). The TTL is the catalog model's (``vecdb.catalog_model``).
+names none (``load_defaults``); a collection's TTL as create / alter may set it
+(``check_collection_properties``; read as ``CollectionInfo.ttl_span``, ``vecdb.catalog_model``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from collections.abc import Mapping
 
 from vecdb import errors
+from vecdb.catalog_model import TTL_PROPERTY
 
 MAX_COLLECTIONS = "database.max.collections"
 DENY_WRITING = "database.force.deny.writing"
@@ -74,3 +76,11 @@ def load_defaults(collection: Mapping[str, str], database: Mapping[str, str]) ->
     number = _replicas(collection, COLLECTION_REPLICAS) or _replicas(database, DATABASE_REPLICAS)
     groups = _groups(collection, COLLECTION_GROUPS) or _groups(database, DATABASE_GROUPS)
     return number, groups
+
+
+def check_collection_properties(properties: Mapping[str, str]) -> None:
+    """A collection's properties as create/alter may set them: ``collection.ttl.seconds`` a whole
+    number of seconds, 0 or more (0: no TTL). InvalidParameter otherwise."""
+    raw = properties.get(TTL_PROPERTY)
+    if raw is not None and not (raw.strip().isdigit() and int(raw) < 1 << 40):
+        raise errors.InvalidParameter(f"{TTL_PROPERTY} must be a whole number of seconds, 0 or more, got {raw!r}")

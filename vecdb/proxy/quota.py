@@ -26,7 +26,7 @@ seconds, on the call that finds the reading old, so the hot path pays a clock re
 Properties (``admit_collection``, called by the handlers once they know the collection, since this
 hook sees no catalog): a database's ``database.force.deny.writing`` / ``.reading`` refuse its writes
 (insert, upsert, delete, import) / reads (search, hybrid search, query) with code 9 and Milvus's
-words (``vecdb.coord.ddl.check_not_denied``, whatever ``enabled`` says: an administrator's switch;
+words (``vecdb.coord.properties.check_not_denied``, whatever ``enabled`` says: an administrator's switch;
 its DDL keys are the coord's, ``database.force.deny.flush`` is ``admit_database``'s); a collection's
 ``collection.insertRate.max.mb``, ``upsertRate.max.mb``, ``deleteRate.max.mb``, ``queryRate.max.qps``
 and ``searchRate.max.vps`` are one more bucket of that collection, checked only while ``enabled``
@@ -71,6 +71,7 @@ DDL = {
     "Flush": "flush",
     "ManualCompaction": "compaction",
 }
+RATE_KINDS = {**DML, **DQL, **DDL}  # each limited call's rate type
 UNITS = {"insert": "MB/s", "upsert": "MB/s", "delete": "MB/s", "search": "vectors/s", "query": "qps"}
 # a collection's own rate of each kind (Milvus's collection properties, in the units above)
 RATE_PROPERTIES = {"insert": "collection.insertRate.max.mb", "upsert": "collection.upsertRate.max.mb",
@@ -201,7 +202,7 @@ class Quota:
             return
         if method in PROTECTED:
             self._check_protection(method)
-        kind = DML.get(method) or DQL.get(method) or DDL.get(method)
+        kind = RATE_KINDS.get(method)
         if kind is None:
             return
         taken: list[TokenBucket] = []
@@ -234,7 +235,7 @@ class Quota:
 
     def refund(self, method: str, request, context=None) -> None:
         """Give back what ``admit`` charged a call that was refused afterwards."""
-        kind = DML.get(method) or DQL.get(method) or DDL.get(method)
+        kind = RATE_KINDS.get(method)
         if not self.s.enabled or kind is None:
             return
         cost = 0.0
@@ -286,23 +287,23 @@ def admit_collection(roles: Roles, method: str, request, context, info: Collecti
     """The checks of ``method`` on ``info`` that need the catalog, after ``Quota.admit``: its
     database's force-deny property (ForceDeny, 9), then the collection's own rate property. Called
     by the handler once it has the collection (``request`` / ``context`` None: no rate to pay)."""
-    quota = roles.quota
-    try:
-        check_not_denied(roles.catalog.database(info.db)["properties"], _KIND[method])
-    except errors.ForceDeny:
-        if quota is not None and request is not None:
-            quota.refund(method, request, context)
-        raise
-    if quota is not None and request is not None:
-        quota.admit_property_rate(method, request, context, info)
+    _check_not_denied(roles, method, request, context, info.db, _KIND[method])
+    if roles.quota is not None and request is not None:
+        roles.quota.admit_property_rate(method, request, context, info)
 
 
 def admit_database(roles: Roles, method: str, request, context, db: str) -> None:
-    """``admit_collection`` for a call on a database's collections as a whole (Flush): its
-    database's force-deny property."""
+    """``admit_collection`` for a call on a database's collections as a whole (Flush, a manual
+    compaction): its database's force-deny property."""
+    _check_not_denied(roles, method, request, context, db, DDL[method])
+
+
+def _check_not_denied(roles: Roles, method: str, request, context, db: str, kind: str) -> None:
+    """ForceDeny when ``db``'s properties refuse calls of ``kind``; the call then gets back what
+    ``Quota.admit`` charged it."""
     try:
-        check_not_denied(roles.catalog.database(db)["properties"], DDL[method])
+        check_not_denied(roles.catalog.database(db)["properties"], kind)
     except errors.ForceDeny:
-        if roles.quota is not None:
+        if roles.quota is not None and request is not None:
             roles.quota.refund(method, request, context)
         raise
