@@ -327,7 +327,7 @@ def test_sealed_postings_are_built_at_load_and_survive_a_restart(tmp_path):
             coll = next(x for x in node.querynode.collections.values() if x.info.name == "sp_restart")
             return [s for shard in coll.shards for s in shard.segments.values() if s.sealed]
 
-        wait_until(lambda: segments() and all("_sparse_postings" in s.__dict__ for s in segments()), 30,
+        wait_until(lambda: segments() and all("sp" in s.__dict__.get("_sparse_postings", {}) for s in segments()), 30,
                    "postings built without a search")
         cached = [s.__dict__["_sparse_postings"]["sp"] for s in segments()]
         assert all(n == s.n and drop == 0.1 for (n, drop, _), s in zip(cached, segments(), strict=True))
