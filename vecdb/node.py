@@ -90,14 +90,15 @@ class LocalQueryNode:
     def query(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               output_fields: Sequence[str], limit: int | None, offset: int,
               wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,
-              scopes: Mapping[str, ReadScope] | None = None) -> dict[str, np.ndarray]:
+              scopes: Mapping[str, ReadScope] | None = None, *, sealed_only: bool = False) -> dict[str, np.ndarray]:
         return self.node.query(self._info(info.id, wait), ts, flt, partition_ids, list(output_fields), limit, offset,
-                               channels, scopes)
+                               channels, scopes, sealed_only=sealed_only)
 
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,
-              scopes: Mapping[str, ReadScope] | None = None) -> int:
-        return self.node.count(self._info(info.id, wait), ts, flt, partition_ids, channels, scopes)
+              scopes: Mapping[str, ReadScope] | None = None, *, sealed_only: bool = False) -> int:
+        return self.node.count(self._info(info.id, wait), ts, flt, partition_ids, channels, scopes,
+                               sealed_only=sealed_only)
 
     def load(self, info: CollectionInfo, channels: Sequence[str] | None = None) -> None:
         self.node.load(read_collection(self.node.meta, info.id), channels)

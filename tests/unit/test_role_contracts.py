@@ -62,17 +62,28 @@ def _members(proto: type) -> dict[str, object]:
 
 
 def _incompatible(want: inspect.Signature, have: inspect.Signature) -> str | None:
-    """Why ``have`` cannot stand in for ``want``, or None."""
-    wanted, had = list(want.parameters.values()), list(have.parameters.values())
+    """Why ``have`` cannot stand in for ``want``, or None: the positional parameters alike in order
+    (more allowed after them, with defaults), each keyword-only one also keyword-only there, by name."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    wanted = [p for p in want.parameters.values() if p.kind != keyword]
+    had = [p for p in have.parameters.values() if p.kind != keyword]
     if len(had) < len(wanted):
         return f"missing parameters: {have} for {want}"
-    for w, h in zip(wanted, had):
+    pairs = list(zip(wanted, had))
+    for w in want.parameters.values():
+        if w.kind == keyword:
+            h = have.parameters.get(w.name)
+            if h is None or h.kind != keyword:
+                return f"no keyword-only parameter {w.name} in {have}"
+            pairs.append((w, h))
+    for w, h in pairs:
         if (w.name, w.kind) != (h.name, h.kind):
             return f"parameter {h.name} ({h.kind.description}) where {w.name} ({w.kind.description}) is wanted"
         if w.default is not inspect.Parameter.empty and h.default is inspect.Parameter.empty:
             return f"parameter {h.name} has no default"
-    extra = [p.name for p in had[len(wanted):]
-             if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    used = {h.name for _, h in pairs}
+    extra = [p.name for p in have.parameters.values() if p.name not in used
+             and p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     return f"extra parameters without a default: {extra}" if extra else None
 
 

@@ -34,13 +34,14 @@ class Node:
     def __init__(self, name):
         self.name, self.up, self.calls, self.closed = name, True, [], False
 
-    def count(self, info, ts, flt, parts, wait=None, channels=None, scopes=None):
+    def count(self, info, ts, flt, parts, wait=None, channels=None, scopes=None, sealed_only=False):
         if not self.up:
             raise errors.ServiceUnavailable(f"{self.name} is down")
         self.calls.append((list(channels), wait))
         return len(channels)
 
-    def query(self, info, ts, flt, parts, fields, limit, offset, wait=None, channels=None, scopes=None):
+    def query(self, info, ts, flt, parts, fields, limit, offset, wait=None, channels=None, scopes=None,
+              sealed_only=False):
         self.calls.append((list(channels), wait))
         pks = np.array(sorted(int(ch[-1]) * 10 + i for ch in channels for i in range(3)), np.int64)
         return {"id": pks[offset:None if limit is None else offset + limit]}

@@ -349,7 +349,7 @@ class QueryNodeRouter:
             return self._read(info, call)
         return self._batcher.search(batch_key(info, spec, partition_ids, output_fields, end), spec, run)
 
-    def query(self, info, ts, flt, partition_ids, output_fields, limit, offset):
+    def query(self, info, ts, flt, partition_ids, output_fields, limit, offset, *, sealed_only=False):
         end = self._end(info)
         pk = info.schema.primary_field.name
 
@@ -357,18 +357,20 @@ class QueryNodeRouter:
             if len(plan) == 1:
                 return self._on_nodes(plan, lambda n, c, s: n.query(info, ts, flt, partition_ids, output_fields, limit,
                                                                     offset, wait=_only(end, c), channels=c,
-                                                                    scopes=s))[0]
+                                                                    scopes=s, sealed_only=sealed_only))[0]
             fields = list(output_fields) if pk in output_fields else [*output_fields, pk]
             each = None if limit is None else limit + offset
             parts = self._on_nodes(plan, lambda n, c, s: n.query(info, ts, flt, partition_ids, fields, each, 0,
-                                                                 wait=_only(end, c), channels=c, scopes=s))
+                                                                 wait=_only(end, c), channels=c, scopes=s,
+                                                                 sealed_only=sealed_only))
             return merge_query(parts, pk, limit, offset, list(output_fields))
         return self._read(info, call)
 
-    def count(self, info, ts, flt, partition_ids) -> int:
+    def count(self, info, ts, flt, partition_ids, *, sealed_only=False) -> int:
         end = self._end(info)
         return self._read(info, lambda plan: sum(self._on_nodes(
-            plan, lambda n, c, s: n.count(info, ts, flt, partition_ids, wait=_only(end, c), channels=c, scopes=s))))
+            plan, lambda n, c, s: n.count(info, ts, flt, partition_ids, wait=_only(end, c), channels=c, scopes=s,
+                                          sealed_only=sealed_only))))
 
     # --- load state ------------------------------------------------------------
     def load(self, info) -> None:

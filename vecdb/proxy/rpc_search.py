@@ -433,11 +433,12 @@ class SearchRpcs(ServiceBase):
         parts = self.partition_ids(info, request.partition_names)
         level = level_of(request, info.consistency_level)
         ts = self._snapshot_ts(info, request, level, _is_iterator(qp))
+        sealed_only = qp.get("ignore_growing", "").lower() == "true"  # (pymilvus sends str(bool))
         if any(f.strip().lower() == COUNT_STAR for f in requested):
             if len(requested) > 1:
                 raise errors.InvalidParameter("count entities with pagination is not allowed")
             with reading_at(level):
-                n = self.r.querynode.count(info, ts, flt, parts)
+                n = self.r.querynode.count(info, ts, flt, parts, sealed_only=sealed_only)
             fd = schema_pb2.FieldData(type=schema_pb2.Int64, field_name=COUNT_STAR)
             fd.scalars.long_data.data.append(n)
             return milvus_pb2.QueryResults(status=status.success(), fields_data=[fd], collection_name=info.name,
@@ -456,7 +457,7 @@ class SearchRpcs(ServiceBase):
             out_fields = [pk_name] + out_fields
         fetch = _fetched(schema, out_fields, dyn_keys)
         with reading_at(level):
-            cols = self.r.querynode.query(info, ts, flt, parts, fetch, limit, offset)
+            cols = self.r.querynode.query(info, ts, flt, parts, fetch, limit, offset, sealed_only=sealed_only)
         resp = query_results(schema, cols, out_fields, dyn_keys, info.name)
         resp.session_ts = ts
         return resp

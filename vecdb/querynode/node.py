@@ -822,11 +822,13 @@ class QueryNode:
         return coll
 
     def _read_views(self, info: CollectionInfo, partition_ids: set[int] | None, channels: Sequence[str] | None,
-                    scopes: Mapping[str, ReadScope] | None) -> list[SegmentView]:
-        """What a read of ``info`` looks at (``LoadedCollection.snapshot``), each view with the
-        collection's TTL (rows older than the read's snapshot by more are expired, as Milvus's segcore
-        masks them)."""
+                    scopes: Mapping[str, ReadScope] | None, *, sealed_only: bool = False) -> list[SegmentView]:
+        """What a read of ``info`` looks at (``LoadedCollection.snapshot``; ``sealed_only``: not the
+        growing segments), each view with the collection's TTL (rows older than the read's snapshot by
+        more are expired, as Milvus's segcore masks them)."""
         views = self._collection(info).snapshot(partition_ids, channels, scopes, reading=True)
+        if sealed_only:
+            views = [v for v in views if v.segment.sealed]
         span = info.ttl_span
         return [SegmentView(v.segment, v.n, span) for v in views] if span else views
 
@@ -852,17 +854,18 @@ class QueryNode:
     @metrics.querynode_read("query")
     def query(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               output_fields: Sequence[str], limit: int | None, offset: int,
-              channels: Sequence[str] | None = None,
-              scopes: Mapping[str, ReadScope] | None = None) -> dict[str, np.ndarray]:
-        views = self._read_views(info, partition_ids, channels, scopes)
+              channels: Sequence[str] | None = None, scopes: Mapping[str, ReadScope] | None = None,
+              *, sealed_only: bool = False) -> dict[str, np.ndarray]:
+        views = self._read_views(info, partition_ids, channels, scopes, sealed_only=sealed_only)
         if not views:
             return {n: output_column(info.schema, n) for n in output_fields}
         return executor.query(views, ts, flt, output_fields, info.schema.primary_field.name, limit, offset)
 
     @metrics.querynode_read("count")
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
-              channels: Sequence[str] | None = None, scopes: Mapping[str, ReadScope] | None = None) -> int:
-        return executor.count(self._read_views(info, partition_ids, channels, scopes), ts, flt)
+              channels: Sequence[str] | None = None, scopes: Mapping[str, ReadScope] | None = None,
+              *, sealed_only: bool = False) -> int:
+        return executor.count(self._read_views(info, partition_ids, channels, scopes, sealed_only=sealed_only), ts, flt)
 
     def num_rows(self, info: CollectionInfo) -> int:
         coll = self.collections.get(info.id)

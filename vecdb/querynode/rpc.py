@@ -118,14 +118,15 @@ class QueryNodeService(QueryNodeServicer):
         info = self._info(scope)
         cols = self.node.query(info, scope.ts, self._filter(info, scope), self._parts(scope),
                                list(request.output_fields), request.limit if request.HasField("limit") else None,
-                               request.offset, _channels_of(scope), _scopes_of(scope))
+                               request.offset, _channels_of(scope), _scopes_of(scope), sealed_only=scope.sealed_only)
         return b"".join(named_wire(1, cols))
 
     def Count(self, request: pb.CountRequest, context) -> pb.CountReply:
         scope = request.scope
         info = self._info(scope)
-        return pb.CountReply(count=self.node.count(info, scope.ts, self._filter(info, scope), self._parts(scope),
-                                                   _channels_of(scope), _scopes_of(scope)))
+        n = self.node.count(info, scope.ts, self._filter(info, scope), self._parts(scope), _channels_of(scope),
+                            _scopes_of(scope), sealed_only=scope.sealed_only)
+        return pb.CountReply(count=n)
 
     # --- loading, and what is held
 
@@ -183,9 +184,10 @@ class RemoteQueryNode:
     @staticmethod
     def _scope(scope: pb.ReadScope, info: CollectionInfo, ts: int, flt: RowFilter | None,
                partition_ids: set[int] | None, wait: dict[str, int] | None,
-               channels: Sequence[str] | None, scopes: Mapping[str, ReadScope] | None = None) -> None:
+               channels: Sequence[str] | None, scopes: Mapping[str, ReadScope] | None = None,
+               *, sealed_only: bool = False) -> None:
         """Fill the request's ``scope`` in place (a message given to a constructor is copied)."""
-        scope.collection_id, scope.ts = info.id, int(ts)
+        scope.collection_id, scope.ts, scope.sealed_only = info.id, int(ts), sealed_only
         if flt is not None:
             scope.filter.expr = flt.expr
             if flt.template is not None:
@@ -230,16 +232,16 @@ class RemoteQueryNode:
     def query(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               output_fields: Sequence[str], limit: int | None, offset: int,
               wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,
-              scopes: Mapping[str, ReadScope] | None = None) -> dict[str, np.ndarray]:
+              scopes: Mapping[str, ReadScope] | None = None, *, sealed_only: bool = False) -> dict[str, np.ndarray]:
         request = pb.QueryRequest(output_fields=output_fields, limit=limit, offset=offset)
-        self._scope(request.scope, info, ts, flt, partition_ids, wait, channels, scopes)
+        self._scope(request.scope, info, ts, flt, partition_ids, wait, channels, scopes, sealed_only=sealed_only)
         return read_query_reply(self._client.invoke_encoded("Query", request))
 
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,
-              scopes: Mapping[str, ReadScope] | None = None) -> int:
+              scopes: Mapping[str, ReadScope] | None = None, *, sealed_only: bool = False) -> int:
         request = pb.CountRequest()
-        self._scope(request.scope, info, ts, flt, partition_ids, wait, channels, scopes)
+        self._scope(request.scope, info, ts, flt, partition_ids, wait, channels, scopes, sealed_only=sealed_only)
         return self._client.invoke("Count", request).count
 
     def load(self, info: CollectionInfo, channels: Sequence[str] | None = None) -> None:

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ReadScope(_message.Message):
-    __slots__ = ("collection_id", "ts", "filter", "partition_ids", "wait", "channels", "segments")
+    __slots__ = ("collection_id", "ts", "filter", "partition_ids", "wait", "channels", "segments", "sealed_only")
     class WaitEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,7 @@ class ReadScope(_message.Message):
     WAIT_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    SEALED_ONLY_FIELD_NUMBER: _ClassVar[int]
     collection_id: int
     ts: int
     filter: Filter
@@ -37,7 +38,8 @@ class ReadScope(_message.Message):
     wait: _containers.ScalarMap[str, int]
     channels: _common_pb2.ChannelList
     segments: _containers.MessageMap[str, SegmentScope]
-    def __init__(self, collection_id: _Optional[int] = ..., ts: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., partition_ids: _Optional[_Union[_common_pb2.IdList, _Mapping]] = ..., wait: _Optional[_Mapping[str, int]] = ..., channels: _Optional[_Union[_common_pb2.ChannelList, _Mapping]] = ..., segments: _Optional[_Mapping[str, SegmentScope]] = ...) -> None: ...
+    sealed_only: bool
+    def __init__(self, collection_id: _Optional[int] = ..., ts: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., partition_ids: _Optional[_Union[_common_pb2.IdList, _Mapping]] = ..., wait: _Optional[_Mapping[str, int]] = ..., channels: _Optional[_Union[_common_pb2.ChannelList, _Mapping]] = ..., segments: _Optional[_Mapping[str, SegmentScope]] = ..., sealed_only: _Optional[bool] = ...) -> None: ...
 
 class SegmentScope(_message.Message):
     __slots__ = ("rest", "prefixes")
