@@ -185,14 +185,18 @@ def _term_rows(col: np.ndarray, first: int, analyzer: Analyzer) -> tuple[np.ndar
     return np.repeat(np.arange(first, first + csr.n, dtype=np.int64), np.diff(csr.indptr)), csr.indices
 
 
-def match_any(col: np.ndarray, analyzer: Analyzer, query_ids: np.ndarray) -> np.ndarray:
-    """Rows whose text holds any of ``query_ids`` (Milvus's text_match: any query token)."""
+def match_any(col: np.ndarray, analyzer: Analyzer, query_ids: np.ndarray, least: int = 1) -> np.ndarray:
+    """Rows whose text holds any of ``query_ids`` (distinct; Milvus's text_match: any query token),
+    or at least ``least`` of them (its ``minimum_should_match``)."""
     out = np.zeros(len(col), bool)
-    if not len(query_ids) or not len(col):
+    if not len(query_ids) or not len(col) or least > len(query_ids):
         return out
     rows, ids = term_rows(col, analyzer)
-    out[rows[np.isin(ids, query_ids)]] = True
-    return out
+    held = rows[np.isin(ids, query_ids)]  # (term_rows: one pair per distinct row and term)
+    if least <= 1:
+        out[held] = True
+        return out
+    return np.bincount(held, minlength=len(col)) >= least
 
 
 def match_phrase(col: np.ndarray, analyzer: Analyzer, phrase: list[str], slop: int) -> np.ndarray:

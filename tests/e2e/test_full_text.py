@@ -395,6 +395,15 @@ def test_text_match_filter_in_query_and_search(client, name):
     assert {h["id"] for h in hits} == holding("mike")
     code, msg = _code(client.query, name, filter="text_match(grp, 'x')", limit=3)
     assert code == 1100 and "text_match is only supported on VARCHAR fields" in msg
+    # minimum_should_match (Milvus 2.6): at least n of the query's distinct tokens
+    words = "kilo lima mike"
+    q = set(_tokens(words, set()))
+    got = client.query(name, filter=f"text_match(text, '{words}', minimum_should_match=2)", output_fields=["id"],
+                       limit=1000, consistency_level="Strong")
+    at_least_two = {i for i, t in enumerate(texts) if len(q & set(_tokens(t, set()))) >= 2}
+    assert {r["id"] for r in got} == at_least_two and at_least_two and at_least_two < holding(words)
+    code, msg = _code(client.query, name, filter="text_match(text, 'x', minimum_should_match=0)", limit=3)
+    assert code == 1100 and "minimum_should_match should be >= 1, got 0" in msg
     # phrase_match (Milvus 2.5.17+): two words in order, adjacent or (slop) within a few positions
     first, second = _tokens(texts[0], set())[:2]
 

@@ -211,6 +211,25 @@ def test_text_match_filters_rows_holding_any_query_token():
         False, True]
 
 
+def test_text_match_minimum_should_match_counts_distinct_query_tokens():
+    """Milvus 2.6's ``minimum_should_match``: rows holding at least n of the query's distinct tokens
+    (a token repeated in the query or the row counts once); more than the query has: no row."""
+    from vecdb.expr import compile_filter
+
+    schema = _match_schema()
+    texts = np.array(["fox dog cat", "fox fox fox", "dog cat", "bird", "cat dog fox bird"], object)
+
+    def rows(expr: str) -> list[int]:
+        return np.flatnonzero(compile_filter(expr, schema).evaluate({"text": texts}, len(texts))).tolist()
+    assert rows("text_match(text, 'fox dog cat', minimum_should_match=1)") == [0, 1, 2, 4]
+    assert rows("text_match(text, 'fox dog cat', minimum_should_match=2)") == [0, 2, 4]
+    assert rows("TEXT_MATCH(text, 'fox dog cat fox', MINIMUM_SHOULD_MATCH = 3)") == [0, 4]
+    assert rows("text_match(text, 'fox dog', minimum_should_match=3)") == []
+    assert rows("not text_match(text, 'fox dog cat', minimum_should_match=3)") == [1, 2, 3]
+    assert rows("text_match(text, 'bird fox', minimum_should_match=2) or text_match(text, 'fox fox', "
+                "minimum_should_match=1)") == [0, 1, 4]
+
+
 def test_phrase_match_keeps_order_and_slop_as_milvus_documents_it():
     """Milvus's phrase-match guide: 'machine learning' matches itself at slop 0, one word in between
     at slop 1, and the two words swapped only from slop 2."""
@@ -242,6 +261,13 @@ def test_phrase_match_keeps_order_and_slop_as_milvus_documents_it():
     ("text_match(id, 'x')", "text_match is only supported on VARCHAR fields"),
     ("text_match(text, 3)", "the second argument of text_match must be a string"),
     ("text_match(text)", "text_match takes 2 arguments"),
+    ("text_match(text, 'a', minimum_should_match=0)", "minimum_should_match should be >= 1, got 0"),
+    ("text_match(text, 'a', minimum_should_match=1001)", "minimum_should_match should be <= 1000, got 1001"),
+    ("text_match(text, 'a', minimum_should_match=1.5)", "minimum_should_match should be a const integer"),
+    ("text_match(text, 'a', minimum_should_match='2')", "minimum_should_match should be a const integer"),
+    ("text_match(text, 'a', slop=2)", "text_match has no option slop"),
+    ("phrase_match(text, 'a', slop=2)", "unexpected keyword argument slop="),
+    ("array_contains(text, x=1)", "unexpected keyword argument x="),
     ("phrase_match(text, 'a b', -1)", "slop of phrase_match must be a non-negative integer"),
     ("phrase_match(text, 'a b', 1.5)", "slop of phrase_match must be a non-negative integer"),
     ("phrase_match(text, 'a', 1, 2)", "phrase_match takes 2 or 3 arguments"),

@@ -83,6 +83,13 @@ class Call(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class Keyword(Node):
+    """``name=value``, an argument of a call (``text_match(f, 'a b', minimum_should_match=2)``)."""
+    name: str
+    value: Node
+
+
+@dataclass(frozen=True, slots=True)
 class Exists(Node):
     operand: Node
 
@@ -97,6 +104,8 @@ def children(node: Node) -> tuple[Node, ...]:
     """The nodes directly below ``node`` (for walks that must not recurse, e.g. the depth check)."""
     if isinstance(node, (Unary, Exists, IsNull)):
         return (node.operand,)
+    if isinstance(node, Keyword):
+        return (node.value,)
     if isinstance(node, Binary):
         return (node.left, node.right)
     if isinstance(node, ListLiteral):

@@ -272,11 +272,26 @@ class _Compiler:
         return f, parse_params(f.type_params.get("analyzer_params"), f.name), arg.value
 
     def text_match(self, node: ast.Call):
-        """``text_match(field, 'words')`` on a VARCHAR field with ``enable_match`` (Milvus 2.5)."""
+        """``text_match(field, 'words'[, minimum_should_match=n])`` on a VARCHAR field with
+        ``enable_match`` (Milvus 2.5; the option 2.6: rows holding at least n of the words' distinct
+        tokens, 1..1,000)."""
         from vecdb.analyzer import term_ids  # noqa: PLC0415 - only for text_match
 
+        least = 1
+        if node.args and isinstance(node.args[-1], ast.Keyword):
+            option = node.args[-1]
+            if option.name != "minimum_should_match":
+                raise self.error(f"text_match has no option {option.name}", option.pos)
+            arg = self.value(option.value)
+            if not isinstance(arg, nodes.Const) or arg.type != "int":
+                raise self.error("minimum_should_match should be a const integer expression", option.value.pos)
+            least = int(arg.value)
+            if not 1 <= least <= 1000:
+                raise self.error(f"minimum_should_match should be {'>= 1' if least < 1 else '<= 1000'}, got {least}",
+                                 option.value.pos)
+            node = ast.Call(node.pos, node.name, node.args[:-1])
         f, analyzer, text = self._match_args(node, 2)
-        return preds.TextMatch(f.name, analyzer, np.unique(term_ids(analyzer.tokens(text))))
+        return preds.TextMatch(f.name, analyzer, np.unique(term_ids(analyzer.tokens(text))), least)
 
     def random_sample(self, node: ast.Call):
         """``random_sample(f)`` (Milvus 2.6): each row the rest of the filter keeps, with probability ``f``
@@ -317,6 +332,8 @@ class _Compiler:
             return self.const(self._template_value(self.templates[node.name], node), node.pos)
         if isinstance(node, ast.Name):
             return self.name(node)
+        if isinstance(node, ast.Keyword):  # (text_match takes its option before this)
+            raise self.error(f"unexpected keyword argument {node.name}=", node.pos)
         if isinstance(node, ast.Unary) and node.op in ("-", "+"):
             return self.negate(node)
         if isinstance(node, ast.Binary) and node.op in _ARITH:

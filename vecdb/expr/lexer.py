@@ -32,7 +32,7 @@ KEYWORDS = frozenset({"and", "or", "not", "in", "like", "exists", "is", "null"})
 _BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 
 _OPS = ("==", "!=", "<=", ">=", "&&", "||", "**", "<", ">", "+", "-", "*", "/", "%", "(", ")",
-        "[", "]", ",", "{", "}", "!")
+        "[", "]", ",", "{", "}", "!", "=")  # "=": only a call's keyword argument (text_match's option)
 _IDENT_RE = re.compile(r"\$meta\b|[A-Za-z_][A-Za-z0-9_]*")
 _HEXFLOAT_RE = re.compile(r"0[xX](?:[0-9a-fA-F]*\.[0-9a-fA-F]+|[0-9a-fA-F]+\.?)[pP][+-]?[0-9]+")
 _FLOAT_RE = re.compile(r"(?:[0-9]*\.[0-9]+|[0-9]+\.)(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+")

@@ -102,6 +102,8 @@ class _Parser:
         suffix = f" ({hint})" if hint else ""
         if t.kind == "EOF":
             return syntax_error(self.expr, f"unexpected end of expression at column {t.pos + 1}{suffix}")
+        if t.kind == "OP" and t.value == "=" and not hint:
+            suffix = " (use '==' to compare)"
         return syntax_error(self.expr, f"unexpected token '{t.text}' at column {t.pos + 1}{suffix}")
 
     # --- grammar -------------------------------------------------------
@@ -252,16 +254,22 @@ class _Parser:
                     raise syntax_error(self.expr, f"{detail} at column {text.pos + 1}") from None
             if self._is("OP", "("):
                 self._descend(self._next())
-                node = ast.Call(t.pos, t.word.lower(), self._items(")"))
+                node = ast.Call(t.pos, t.word.lower(), self._items(")", keywords=True))
                 self.depth -= 1
                 return node
             return ast.Name(t.pos, t.word, self._subscripts())
         raise self._unexpected()
 
-    def _items(self, close: str) -> tuple[ast.Node, ...]:
+    def _items(self, close: str, keywords: bool = False) -> tuple[ast.Node, ...]:
+        """A list's items, or a call's arguments (``keywords``: ``name=value`` ones too)."""
         items: list[ast.Node] = []
         while not self._accept("OP", close):
-            items.append(self._or())
+            t, after = self.tok, self.toks[min(self.i + 1, len(self.toks) - 1)]
+            if keywords and t.kind == "IDENT" and after.kind == "OP" and after.value == "=":
+                self.i += 2
+                items.append(ast.Keyword(t.pos, t.word.lower(), self._or()))
+            else:
+                items.append(self._or())
             if not self._accept("OP", ","):
                 self._expect("OP", close)
                 break

@@ -278,18 +278,19 @@ class Like(Pred):
 
 
 class TextMatch(Pred):
-    """``text_match(field, 'words')``: rows whose text holds any of the words' tokens, both analyzed
-    with the field's analyzer (vecdb.analyzer)."""
+    """``text_match(field, 'words'[, minimum_should_match=least])``: rows whose text holds any (at
+    least ``least``) of the words' distinct tokens, both analyzed with the field's analyzer
+    (vecdb.analyzer)."""
 
-    __slots__ = ("field", "analyzer", "ids")
+    __slots__ = ("field", "analyzer", "ids", "least")
 
-    def __init__(self, field: str, analyzer, ids: np.ndarray):
-        self.field, self.analyzer, self.ids = field, analyzer, ids
+    def __init__(self, field: str, analyzer, ids: np.ndarray, least: int = 1):
+        self.field, self.analyzer, self.ids, self.least = field, analyzer, ids, least
 
     def eval(self, ctx):
         from vecdb.analyzer import match_any  # noqa: PLC0415 - analyzers only where text_match is used
 
-        return match_any(ctx.column(self.field), self.analyzer, self.ids)
+        return match_any(ctx.column(self.field), self.analyzer, self.ids, self.least)
 
 
 class RandomSample(Pred):
