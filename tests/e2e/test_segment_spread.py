@@ -7,8 +7,9 @@ etcd and S3 through pymilvus (with a data node, which builds every segment's ind
 - each node holds about half of the sealed rows (rows and RSS printed); answers (search, query,
   count) equal the exact ones, after deletes and upserts of rows on either node and with growing
   rows on top;
-- ``kill -9`` of the node that does not lead the channel under a steady search load: complete
-  answers again within 10 s (printed);
+- ``kill -9`` of the node that does not lead the channel, with a segment pinned there by hand
+  (``load_balance``), under a steady search load: complete answers again within 10 s (printed), the
+  survivor serves every sealed segment;
 - a third node that starts later takes segments without any restart.
 """
 
@@ -123,15 +124,25 @@ def test_the_sealed_segments_of_one_shard_spread_over_the_nodes_of_a_replica(tmp
         wait_until(lambda: len(complete) >= 3, 30)
         leaders = {n for r in _replicas("docs") for n in r}
         victim = "qn1" if leaders == {number["qn0"]} else "qn0"
+        survivor = "qn0" if victim == "qn1" else "qn1"
+        # first pin one of the survivor's sealed segments on the victim by hand (load_balance): the pin
+        # must go with the node, and the segment come back to the survivor
+        sealed = [s for s in utility.get_query_segment_info("docs", using="spread") if s.state == 4]
+        moved_seg = next(s.segmentID for s in sealed if s.nodeIds == [number[survivor]])
+        utility.load_balance("docs", number[survivor], [number[victim]], [moved_seg], using="spread")
+        assert [s.nodeIds for s in utility.get_query_segment_info("docs", using="spread")
+                if s.segmentID == moved_seg] == [[number[victim]]]
         killed_at = cluster.kill(victim)
         wait_until(lambda: any(b > killed_at for b in complete), 30)
         recovery = min(b for b in complete if b > killed_at) - killed_at
-        print(f"kill -9 of {victim} (not the leader; collection {a['collection_name']}): complete answers again "
-              f"{recovery:.2f} s later")
+        print(f"kill -9 of {victim} (not the leader, holding a segment pinned there; collection "
+              f"{a['collection_name']}): complete answers again {recovery:.2f} s later")
         assert recovery < 10
         stop.set()
         t.join(30)
         check_answers()
+        wait_until(lambda: {n for s in utility.get_query_segment_info("docs", using="spread") if s.state == 4
+                            for n in s.nodeIds} == {number[survivor]}, 30, "the survivor serves every sealed segment")
 
         # a node that starts later takes segments, without any restart
         cluster.start("qn2")
