@@ -93,21 +93,29 @@ class Analyzer:
             token = _stem_fn(self.stemmer)(token)
         return None if token in self.stop_words else token
 
-    def spans(self, text: str) -> list[tuple[str, int, int, int]]:
-        """``(token, start, end, position)`` of each kept token: UTF-8 byte offsets in ``text`` (as
-        Milvus's RunAnalyzer reports them) and the token's place in the tokenizer's stream. Offsets
-        are exact where lowercasing / folding keep each character's length (all but a few
-        characters)."""
+    def char_spans(self, text: str) -> list[tuple[str, int, int, int]]:
+        """``(token, start, end, position)`` of each kept token: character offsets in ``text`` (the
+        characters the token came from, ``text[start:end]``) and the token's place in the tokenizer's
+        stream. Tokens are the ones ``tokens`` makes. Where lowercasing or folding changes the text's
+        length ("İ", ligatures, characters folding drops), offsets map back character by character."""
         src = text.lower() if self.lowercase else text
         if self.asciifolding:
             src = _fold(src)
+        back = None if len(src) == len(text) else _origins(text, src, self.lowercase, self.asciifolding)
         out = []
         for pos, m in enumerate(_TOKENIZERS[self.tokenizer].finditer(src)):
             token = self.emit(m.group())
             if token is not None:
-                start = len(text[:m.start()].encode("utf-8", "surrogatepass"))
-                end = start + len(text[m.start():m.end()].encode("utf-8", "surrogatepass"))
+                start, end = m.span() if back is None else (back[m.start()], back[m.end() - 1] + 1)
                 out.append((token, start, end, pos))
+        return out
+
+    def spans(self, text: str) -> list[tuple[str, int, int, int]]:
+        """``char_spans`` with UTF-8 byte offsets in ``text``, as Milvus's RunAnalyzer reports them."""
+        out = []
+        for token, start, end, pos in self.char_spans(text):
+            first = len(text[:start].encode("utf-8", "surrogatepass"))
+            out.append((token, first, first + len(text[start:end].encode("utf-8", "surrogatepass")), pos))
         return out
 
     def term_frequencies(self, texts: Sequence[str]) -> np.ndarray:
@@ -276,6 +284,21 @@ def _stemmer(language, where: str) -> str:
 
 def _fold(text: str) -> str:
     return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+
+
+def _origins(text: str, src: str, lowercase: bool, fold: bool) -> list[int]:
+    """For each character of ``src`` (``text`` lowercased and/or folded, of another length), the index
+    of the character of ``text`` it came from, by transforming each character alone. Both transforms
+    act per character but for context rules (a final sigma) that keep lengths; should the lengths
+    still differ, the map is cut or padded with the last character."""
+    back: list[int] = []
+    for i, c in enumerate(text):
+        if lowercase:
+            c = c.lower()
+        if fold:
+            c = _fold(c)
+        back.extend([i] * len(c))
+    return (back + [len(text) - 1] * len(src))[:len(src)]
 
 
 def term_ids(tokens: Sequence[str]) -> np.ndarray:

@@ -99,6 +99,8 @@ class CompactionSettings(BaseModel):
     small_rows: int = Field(50_000, ge=1, description="a segment with fewer live rows is merged with the other small "
                             "segments of its partition (a quarter of the seal size, 200,000 rows)")
     max_rows: int = Field(200_000, ge=1, description="a merge stops adding segments at this many live rows")
+    clustering_rows: int = Field(200_000, ge=1, description="rows of each segment a clustering compaction "
+                                 "(client.compact(is_clustering=True)) writes, sorted by the clustering key")
     dead_ratio: float = Field(0.2, ge=0, le=1, description="a segment whose deleted or superseded share passes this "
                               "is rewritten without those rows (Milvus's dataCoord.compaction.single.ratio.threshold)")
     interval: float = Field(10.0, ge=0, description="seconds between automatic checks of a channel (a persist "

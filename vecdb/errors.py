@@ -98,6 +98,11 @@ class IllegalSchema(VecdbError):
     default_message = "illegal collection schema"
 
 
+class VectorClusteringKeyNotAllowed(VecdbError):
+    code, legacy_code, input_error = 107, "IllegalArgument", True
+    default_message = "vector clustering key not allowed"
+
+
 # --- partition (200-299) ---------------------------------------------------
 class SchemaMismatch(VecdbError):
     """A write made against an older schema than the collection's (the request's schema_timestamp is

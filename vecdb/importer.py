@@ -12,7 +12,10 @@ Formats, as Milvus 2.4 reads them: a row-based JSON file (``{"rows": [{...}, ...
 column files (``<field>.npy``, one per field, ``$meta.npy`` for the dynamic field as JSON
 strings) form one group together. A Parquet file (as pymilvus's ``BulkFileType.PARQUET`` writers
 write it: vectors as lists, JSON, sparse vectors and the dynamic field ``$meta`` as JSON strings) is
-one file of a job, read with pyarrow and then checked as JSON rows are.
+one file of a job, read with pyarrow and then checked as JSON rows are. TIMESTAMPTZ values are ISO
+8601 strings in every format, read as an insert reads them (one without an offset in the
+collection's time zone). GEOMETRY values are WKT strings in every format, checked as an insert
+checks them (a file holding a value that is no WKT fails the job).
 """
 
 from __future__ import annotations
@@ -283,7 +286,8 @@ def _numpy_column(f, arr: np.ndarray, path: str) -> np.ndarray:
         return arr.astype(np.float16 if dt == DataType.FLOAT16_VECTOR else np.float32, copy=False)
     if arr.ndim != 1:
         raise errors.InvalidParameter(f"the numpy file {path} of the scalar field {f.name} must be 1-dimensional")
-    if dt == DataType.VARCHAR:
+    # TIMESTAMPTZ: ISO 8601 strings, GEOMETRY: WKT, both read as an insert's
+    if dt in (DataType.VARCHAR, DataType.TIMESTAMPTZ, DataType.GEOMETRY):
         if arr.dtype.kind != "U":
             raise errors.InvalidParameter(f"the numpy file {path} holds {arr.dtype}, the field {f.name} needs strings")
         return arr.astype(object)

@@ -170,9 +170,9 @@ class DataNodeRole(Protocol):
 
     def forget_index_builds(self, collection_id: int, index_ids: Iterable[int]) -> None: ...
 
-    def compact(self, info: CollectionInfo) -> int:
+    def compact(self, info: CollectionInfo, clustering: bool = False) -> int:
         """client.compact: a compaction request the data nodes owning the channels carry out
-        (``vecdb.datanode.compactor``); its id."""
+        (``vecdb.datanode.compactor``; ``clustering``: a clustering compaction); its id."""
         ...
 
     def compaction(self, compaction_id: int) -> dict[str, Any] | None:

@@ -21,6 +21,8 @@ BINARY_VECTOR       ``uint8`` 2-D ``(n, dim // 8)``
 FLOAT16_VECTOR      ``float16`` 2-D ``(n, dim)``
 BFLOAT16_VECTOR     ``uint16`` 2-D ``(n, dim)`` (raw bfloat16 bits)
 INT8_VECTOR         ``int8`` 2-D ``(n, dim)`` (Milvus 2.6; searched as float32)
+GEOMETRY            object array of ``str``: each row's WKT as vecdb writes it
+                    (Milvus 2.6; normalized at insert, vecdb.geometry)
 SPARSE_FLOAT_VECTOR object array of ``bytes``, one per row: (uint32 index, float32
                     value) little-endian pairs, indices increasing (vecdb.sparse)
 ==================  ==========================================================
@@ -33,8 +35,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from vecdb.errors import IllegalSchema, InvalidParameter
+from vecdb.errors import IllegalSchema, InvalidParameter, VectorClusteringKeyNotAllowed
 from vecdb.limits import LIMITS
+from vecdb.timestamptz import DEFAULT_ZONE, format_one, parse_iso
 
 DYNAMIC_FIELD = "$meta"
 MAX_VARCHAR_LENGTH = 65535
@@ -58,6 +61,7 @@ class DataType(IntEnum):
     VARCHAR = 21
     ARRAY = 22
     JSON = 23
+    GEOMETRY = 24  # WKT strings, normalized at insert (vecdb.geometry)
     TIMESTAMPTZ = 26  # int64 microseconds since the epoch, UTC (vecdb.timestamptz)
     BINARY_VECTOR = 100
     FLOAT_VECTOR = 101
@@ -87,7 +91,7 @@ SCALAR_TYPES = frozenset(
     {
         DataType.BOOL, DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64,
         DataType.FLOAT, DataType.DOUBLE, DataType.VARCHAR, DataType.JSON, DataType.ARRAY,
-        DataType.TIMESTAMPTZ,
+        DataType.TIMESTAMPTZ, DataType.GEOMETRY,
     }
 )
 ARRAY_ELEMENT_TYPES = frozenset(
@@ -114,8 +118,10 @@ class FieldSchema:
     max_capacity: int = 0
     type_params: dict[str, str] = field(default_factory=dict)
     nullable: bool = False
-    default_value: bool | int | float | str | None = None  # None: no default value
+    default_value: bool | int | float | str | None = None  # None: no default value; TIMESTAMPTZ: microseconds
     is_function_output: bool = False  # filled by a schema function (BM25), never sent by clients
+    # rows are grouped by this field's value ranges in a clustering compaction (vecdb.datanode.compactor)
+    is_clustering_key: bool = False
 
     @property
     def enable_analyzer(self) -> bool:
@@ -129,14 +135,19 @@ class FieldSchema:
         d = dict(self.__dict__)
         d["dtype"] = int(self.dtype)
         d["element_type"] = int(self.element_type)
+        if not self.is_clustering_key:  # written only when set: a record the previous version reads
+            del d["is_clustering_key"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FieldSchema:
-        d = dict(d)
+        d = {k: v for k, v in d.items() if k in _FIELD_KEYS}  # a newer version's keys are left out
         d["dtype"] = DataType(d["dtype"])
         d["element_type"] = DataType(d.get("element_type", 0))
         return cls(**d)
+
+
+_FIELD_KEYS = frozenset(FieldSchema.__dataclass_fields__)
 
 
 class FunctionType(IntEnum):
@@ -208,6 +219,10 @@ class CollectionSchema:
         return next((f for f in self.fields if f.is_partition_key), None)
 
     @property
+    def clustering_key_field(self) -> FieldSchema | None:
+        return next((f for f in self.fields if f.is_clustering_key), None)
+
+    @property
     def dynamic_field(self) -> FieldSchema | None:
         return next((f for f in self.fields if f.is_dynamic), None)
 
@@ -249,11 +264,13 @@ class CollectionSchema:
 
     # --- proto ---------------------------------------------------------
     @classmethod
-    def from_proto(cls, pb, collection_name: str) -> CollectionSchema:
+    def from_proto(cls, pb, collection_name: str, zone: str = DEFAULT_ZONE) -> CollectionSchema:
         """Build and validate a schema from ``schema_pb2.CollectionSchema``.
 
         Assigns field ids (100, 101, ...) like Milvus and appends the hidden
-        ``$meta`` JSON field when the dynamic field is enabled.
+        ``$meta`` JSON field when the dynamic field is enabled. ``zone``: the
+        collection's time zone, in which a TIMESTAMPTZ default value without an
+        offset is read.
         """
         _refuse_unsupported_schema(pb)
         fields: list[FieldSchema] = []
@@ -271,9 +288,10 @@ class CollectionSchema:
                 is_dynamic=fpb.is_dynamic,
                 element_type=_data_type(fpb.element_type, fpb.name) if fpb.element_type else DataType.NONE,
                 type_params=params,
+                is_clustering_key=fpb.is_clustering_key,
             )
             _parse_type_params(f, params)
-            _parse_null_and_default(f, fpb)
+            _parse_null_and_default(f, fpb, zone)
             fields.append(f)
         schema = cls(
             name=collection_name,
@@ -281,6 +299,7 @@ class CollectionSchema:
             enable_dynamic_field=pb.enable_dynamic_field,
             fields=[f for f in fields if not f.is_dynamic],
         )
+        _check_clustering_key(fields, collection_name)
         schema.functions = _parse_functions(pb, schema)
         if schema.enable_dynamic_field:
             schema.fields.append(
@@ -292,11 +311,12 @@ class CollectionSchema:
         schema.validate()
         return schema
 
-    def to_proto(self, pb) -> None:
+    def to_proto(self, pb, zone: str = DEFAULT_ZONE) -> None:
         """Fill a ``schema_pb2.CollectionSchema`` message in place.
 
         The hidden ``$meta`` field is left out, as Milvus does: clients add it
-        themselves when ``enable_dynamic_field`` is set."""
+        themselves when ``enable_dynamic_field`` is set. A TIMESTAMPTZ default
+        value is written as an RFC 3339 string in ``zone`` (the collection's)."""
         pb.name = self.name
         pb.description = self.description
         pb.enable_dynamic_field = self.enable_dynamic_field
@@ -321,10 +341,14 @@ class CollectionSchema:
                 kv.key, kv.value = k, str(v)
             if f.nullable:
                 fpb.nullable = True
-            if f.default_value is not None:
+            if f.dtype == DataType.TIMESTAMPTZ and f.default_value is not None:  # kept as microseconds
+                fpb.default_value.string_data = format_one(int(f.default_value), zone)
+            elif f.default_value is not None:
                 setattr(fpb.default_value, DEFAULT_VALUE_ATTR[f.dtype], f.default_value)
             if f.is_function_output:
                 fpb.is_function_output = True
+            if f.is_clustering_key:
+                fpb.is_clustering_key = True
         for fn in self.functions:
             out = pb.functions.add()
             out.name, out.id, out.description, out.type = fn.name, fn.function_id, fn.description, int(fn.type)
@@ -372,12 +396,13 @@ class CollectionSchema:
                 raise IllegalSchema("the data type of partition key should be Int64 or VarChar")
 
 
-def added_field(schema: CollectionSchema, fpb) -> FieldSchema:
+def added_field(schema: CollectionSchema, fpb, zone: str = DEFAULT_ZONE) -> FieldSchema:
     """The field ``fpb`` (``schema_pb2.FieldSchema``) of an ``add_collection_field`` on ``schema``,
     checked as Milvus 2.6 checks it: a new name, nullable (rows written before read as null, or as
     its default value when it has one), a scalar type, never a primary, partition or clustering
     key, nor a function's output. Its id is the schema's largest plus one; ``field_id`` and the
-    place in ``schema.fields`` are the coord's to set (``vecdb.coord.ddl``)."""
+    place in ``schema.fields`` are the coord's to set (``vecdb.coord.ddl``). ``zone``: the
+    collection's time zone (a TIMESTAMPTZ default value without an offset is read in it)."""
     _refuse_unsupported_field(fpb)
     name = fpb.name
     validate_field_name(name)
@@ -387,6 +412,12 @@ def added_field(schema: CollectionSchema, fpb) -> FieldSchema:
         raise InvalidParameter(f"not support to add pk field, field name = {name}")
     if fpb.is_partition_key:
         raise InvalidParameter(f"not support to add partition key field, field name = {name}")
+    if fpb.is_clustering_key:  # Milvus 2.6 takes one, when the collection has none yet
+        if _data_type(fpb.data_type, name) not in CLUSTERING_KEY_TYPES:
+            raise InvalidParameter(f"clustering key field {name} has unsupported data type "
+                                   f"{_proto_type_name(_data_type(fpb.data_type, name))}")
+        if schema.clustering_key_field is not None:
+            raise InvalidParameter(f"already has another clustering key field, field name: {name}")
     if fpb.is_dynamic or fpb.is_function_output:
         raise InvalidParameter(f"not support to add a dynamic or function output field, field name = {name}")
     if not fpb.nullable:
@@ -395,14 +426,14 @@ def added_field(schema: CollectionSchema, fpb) -> FieldSchema:
     f = FieldSchema(
         name=name, dtype=_data_type(fpb.data_type, name), description=fpb.description,
         element_type=_data_type(fpb.element_type, name) if fpb.element_type else DataType.NONE,
-        type_params=params)
+        type_params=params, is_clustering_key=fpb.is_clustering_key)
     if f.dtype.is_vector:
         type_name = _PROTO_TYPE_NAMES.get(f.dtype, f.dtype.name)
         raise InvalidParameter(f"vector type not support null, type:{type_name}, name:{name}")
     if f.enable_analyzer or params.get("enable_match", "").strip().lower() == "true":
         raise _not_yet(f"an added field with an analyzer ({name})")
     _parse_type_params(f, params)
-    _parse_null_and_default(f, fpb)
+    _parse_null_and_default(f, fpb, zone)
     if len(schema.fields) + 1 > LIMITS.max_fields:  # counted as CollectionSchema.validate counts
         raise InvalidParameter(f"maximum field's number should be limited to {LIMITS.max_fields}")
     return f
@@ -487,11 +518,35 @@ def _refuse_unsupported_schema(pb) -> None:
 
 def _refuse_unsupported_field(fpb) -> None:
     name = fpb.name
-    if fpb.is_clustering_key:
-        raise _not_yet(f"clustering key field ({name})")
     for kv in fpb.type_params:
         if kv.key in _UNSUPPORTED_TEXT_PARAMS and kv.value.strip().lower() not in ("", "false"):
             raise _not_yet(f"type param {kv.key} of field ({name}) (text analysis and match)")
+
+
+# The types a clustering key may have (Milvus's typeutil.IsClusteringKeyType); a FloatVector one is
+# refused with 107 all the same, as Milvus does unless common.enableVectorClusteringKey is set.
+CLUSTERING_KEY_TYPES = frozenset({DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64, DataType.FLOAT,
+                                  DataType.DOUBLE, DataType.VARCHAR, DataType.FLOAT_VECTOR})
+
+
+def _proto_type_name(dt: DataType) -> str:
+    return _PROTO_TYPE_NAMES.get(dt, dt.name)
+
+
+def _check_clustering_key(fields: list[FieldSchema], collection_name: str) -> None:
+    """At most one clustering key, of a type Milvus's createCollectionTask.validateClusteringKey takes
+    (105), never a vector (107, Milvus's default)."""
+    first: FieldSchema | None = None
+    for f in fields:
+        if not f.is_clustering_key:
+            continue
+        if f.dtype not in CLUSTERING_KEY_TYPES:
+            raise IllegalSchema(f"clustering key field {f.name} has unsupported data type {_proto_type_name(f.dtype)}")
+        if f.dtype.is_vector:
+            raise VectorClusteringKeyNotAllowed(f"vector clustering key not allowed[collection={collection_name}]")
+        if first is not None:
+            raise IllegalSchema(f"there are more than one clustering key, field name = {first.name}, {f.name}")
+        first = f
 
 
 def _parse_functions(pb, schema: CollectionSchema) -> list[FunctionSchema]:
@@ -561,7 +616,7 @@ def _parse_functions(pb, schema: CollectionSchema) -> list[FunctionSchema]:
                 raise InvalidParameter(f"function output field not found: {o}")
             if outf.is_primary:
                 raise InvalidParameter(f"function output field cannot be primary key: function {name}, field {o}")
-            if outf.is_partition_key:
+            if outf.is_partition_key or outf.is_clustering_key:
                 raise InvalidParameter("function output field cannot be partition key or clustering key: "
                                        f"function {name}, field {o}")
             if outf.nullable:
@@ -588,10 +643,13 @@ DEFAULT_VALUE_ATTR = {
     DataType.BOOL: "bool_data", DataType.INT8: "int_data", DataType.INT16: "int_data",
     DataType.INT32: "int_data", DataType.INT64: "long_data", DataType.FLOAT: "float_data",
     DataType.DOUBLE: "double_data", DataType.VARCHAR: "string_data",
+    DataType.TIMESTAMPTZ: "string_data",  # ISO 8601, kept as int64 microseconds (Milvus: timestamptz_data)
+    DataType.GEOMETRY: "string_data",  # WKT, kept as vecdb.geometry normalizes it
 }
 _DEFAULT_KIND_NAME = {"bool_data": "DataType_Bool", "int_data": "DataType_Int", "long_data": "DataType_Int64",
                       "float_data": "DataType_Float", "double_data": "DataType_Double",
-                      "string_data": "DataType_VarChar", "bytes_data": "DataType_Bytes"}
+                      "string_data": "DataType_VarChar", "bytes_data": "DataType_Bytes",
+                      "timestamptz_data": "DataType_Timestamptz"}
 _SMALL_INT_RANGE = {DataType.INT8: (-128, 127), DataType.INT16: (-32768, 32767),
                     DataType.INT32: (-(2**31), 2**31 - 1)}
 
@@ -602,9 +660,11 @@ def valid_key(name: str) -> str:
     return "$valid." + name
 
 
-def _parse_null_and_default(f: FieldSchema, fpb) -> None:
+def _parse_null_and_default(f: FieldSchema, fpb, zone: str = DEFAULT_ZONE) -> None:
     """``nullable`` and ``default_value`` as Milvus 2.5 takes them: scalar fields only, never the
-    primary key (nor the partition key for nullable), a default value of the field's type."""
+    primary key (nor the partition key for nullable), a default value of the field's type. A
+    TIMESTAMPTZ one (Milvus 2.6) is an ISO 8601 string, one without an offset read in ``zone``
+    (the collection's), kept as int64 microseconds (or sent as them, ``timestamptz_data``)."""
     name = f.name
     if fpb.nullable:
         if f.is_primary:
@@ -626,11 +686,23 @@ def _parse_null_and_default(f: FieldSchema, fpb) -> None:
     if want is None:
         type_name = _PROTO_TYPE_NAMES.get(f.dtype, f.dtype.name)
         raise InvalidParameter(f"type not support default_value, type:{type_name}, name:{name}")
-    if kind != want:
+    if kind != want and not (f.dtype == DataType.TIMESTAMPTZ and kind == "timestamptz_data"):
         raise InvalidParameter(
             f"invalid parameter[expected={_DEFAULT_KIND_NAME.get(kind, kind)}][actual=not match]: "
             f"default value type mismatches field schema type, field: {name}")
     value = getattr(fpb.default_value, kind)
+    if f.dtype == DataType.TIMESTAMPTZ and kind == "string_data":
+        try:
+            value = parse_iso(value, zone)
+        except InvalidParameter as e:
+            raise InvalidParameter(f"invalid default value of field, name: {name}, err: {e.message}") from None
+    if f.dtype == DataType.GEOMETRY:  # a WKT string, normalized as an inserted value is
+        from vecdb.geometry import normalize_wkt  # (shapely, only where a geometry field is)
+
+        try:
+            value = normalize_wkt([value], name)[0]
+        except InvalidParameter as e:
+            raise InvalidParameter(f"invalid default value of field, name: {name}, err: {e.message}") from None
     if f.dtype in _SMALL_INT_RANGE:
         lo, hi = _SMALL_INT_RANGE[f.dtype]
         if not lo <= value <= hi:
@@ -652,7 +724,7 @@ _PROTO_TYPE_NAMES = {
     DataType.JSON: "JSON", DataType.ARRAY: "Array",
     DataType.BOOL: "Bool", DataType.INT8: "Int8", DataType.INT16: "Int16", DataType.INT32: "Int32",
     DataType.INT64: "Int64", DataType.FLOAT: "Float", DataType.DOUBLE: "Double", DataType.VARCHAR: "VarChar",
-    DataType.TIMESTAMPTZ: "Timestamptz",
+    DataType.TIMESTAMPTZ: "Timestamptz", DataType.GEOMETRY: "Geometry",
 }
 
 

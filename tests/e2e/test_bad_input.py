@@ -183,16 +183,6 @@ def test_num_partitions_rules(client, uri, name):
     assert not client.has_collection(name)
 
 
-@pytest.mark.parametrize("field_kwargs,message", [
-    ({"is_clustering_key": True}, "clustering key field (x) is not supported by vecdb yet"),
-])
-def test_unsupported_field_properties_are_refused(client, name, field_kwargs, message):
-    schema = float_schema(DIM)
-    schema.add_field("x", DataType.INT64, **field_kwargs)
-    assert message in _raises(105, client.create_collection, name, schema=schema)
-    assert not client.has_collection(name)
-
-
 def test_schema_functions_are_refused(client, uri, name):
     pb = schema_pb2.CollectionSchema(name=name)
     pb.fields.add(name="id", data_type=schema_pb2.Int64, is_primary_key=True)

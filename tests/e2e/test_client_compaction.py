@@ -70,14 +70,6 @@ def test_compact_keeps_every_answer_and_leaves_no_dead_row(client, name):
     assert reader_view(c, name, vecs)[0] == 896
 
 
-def test_clustering_compaction_is_refused_clearly(client, name):
-    from pymilvus import MilvusException
-
-    client.create_collection(name, dimension=DIM)
-    with pytest.raises(MilvusException) as e:
-        client.compact(name, is_clustering=True)
-    assert e.value.code == 1100 and "clustering key" in e.value.message
-
 
 def test_unknown_compaction_id_reads_as_completed(client):
     # Milvus's data coordinator: no task with that id means nothing is executing

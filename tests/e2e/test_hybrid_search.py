@@ -123,6 +123,54 @@ def test_rrf_over_three_fields_with_filters(client, name, data):
         _assert_fused(hits[0], want, total)
 
 
+def _grouped_sub(cols, field, query, limit, size, keep=None):
+    """One ANN request as a grouping search by ``grp``: its first ``limit`` groups of at most ``size``
+    hits, in the order they opened, each group's hits together (best first)."""
+    group_of = dict(zip(cols["id"].tolist(), cols["grp"].tolist()))
+    groups: dict[int, list] = {}
+    for pk, score in _sub_reference(cols, field, query, N, keep):
+        g = group_of[pk]
+        if g not in groups and len(groups) >= limit:
+            continue
+        members = groups.setdefault(g, [])
+        if len(members) < size:
+            members.append((pk, score))
+    return [hit for members in groups.values() for hit in members]
+
+
+def _grouped_fusion(cols, subs, scorer, limit, offset, size, group_scorer):
+    """Milvus's grouped hybrid answer: every fused hit bucketed by ``grp`` (``size`` each, best first),
+    groups ordered by max / sum / avg of their scores, then the larger, then the smaller first key."""
+    _, total = _fuse(subs, scorer, 10**6)
+    group_of = dict(zip(cols["id"].tolist(), cols["grp"].tolist()))
+    groups: dict[int, list] = {}
+    for pk, score in sorted(total.items(), key=lambda kv: (-kv[1], kv[0])):
+        members = groups.setdefault(group_of[pk], [])
+        if len(members) < size:
+            members.append((pk, score))
+    final = {"max": lambda s: max(s), "sum": sum, "avg": lambda s: sum(s) / len(s)}[group_scorer]
+    kept = sorted(groups.values(), key=lambda m: (-final([s for _, s in m]), -len(m), m[0][0]))[offset:offset + limit]
+    return [hit for members in kept for hit in members], total
+
+
+@pytest.mark.parametrize("group_scorer, offset", [("max", 0), ("sum", 1), ("avg", 0)])
+def test_grouping_hybrid_search(client, name, data, group_scorer, offset):
+    """group_by_field in a hybrid search (Milvus 2.5+): each request a grouping search of its own limit,
+    the fused hits grouped again by rank_group_scorer; the hybrid limit / offset count groups."""
+    qa, qb = float_vectors(1, 8, 41)[0], float_vectors(1, 6, 42)[0]
+    reqs = [AnnSearchRequest([qa], "va", {"metric_type": "L2"}, limit=4),
+            AnnSearchRequest([qb], "vb", {"metric_type": "IP"}, limit=3, expr="id > 30")]
+    subs = [_grouped_sub(data, "va", qa, 4, 3), _grouped_sub(data, "vb", qb, 3, 3, data["id"] > 30)]
+    kwargs = {"group_by_field": "grp", "group_size": 3, "rank_group_scorer": group_scorer, "offset": offset}
+    hits = client.hybrid_search(name, reqs, RRFRanker(), limit=2, output_fields=["grp"], **kwargs)
+    want, total = _grouped_fusion(data, subs, _rrf(60), 2, offset, 3, group_scorer)
+    _assert_fused(hits[0], want, total)
+    got_groups = [h["entity"]["grp"] for h in hits[0]]
+    assert len(set(got_groups)) == 2 and got_groups == sorted(got_groups, key=got_groups.index)
+    with pytest.raises(MilvusException, match="input group scorer type: median is not supported"):
+        client.hybrid_search(name, reqs, RRFRanker(), limit=2, group_by_field="grp", rank_group_scorer="median")
+
+
 def test_weighted_ranker_normalises_each_metric(client, name, data):
     q = {f: float_vectors(1, d, 20 + i)[0] for i, (f, d) in enumerate(DIMS.items())}
     fields = ["va", "vb", "vc"]

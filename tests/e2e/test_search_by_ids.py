@@ -1,7 +1,7 @@
 """Search by primary keys (pymilvus 2.6 ``search(ids=...)``): the rows' own vectors are the queries,
 read at the search's snapshot, so the answers equal a search with those vectors; a key that is not
-there (never written, deleted) or of the wrong type is refused (1100), on every deployment. And a
-search highlighter, which vecdb does not produce, is refused (3000) rather than ignored."""
+there (never written, deleted) or of the wrong type is refused (1100), on every deployment. (Search
+highlighters: tests/e2e/test_highlight.py.)"""
 
 from __future__ import annotations
 
@@ -48,14 +48,3 @@ def test_search_by_string_ids(client, name):
     assert _hits(got)[0] == _hits(client.search(name, data=data[[7]].tolist(), limit=3,
                                                  consistency_level="Strong"))[0]
     assert np.isclose(got[0][0]["distance"], 0.0)
-
-
-def test_a_highlighter_is_refused_not_ignored(client, name):
-    from pymilvus import LexicalHighlighter
-
-    make_collection(client, name, float_schema(DIM))
-    client.insert(name, [{"id": 1, "vec": [0.1] * DIM}])
-    with pytest.raises(MilvusException, match="highlighter") as e:
-        client.search(name, data=[[0.1] * DIM], limit=1, highlighter=LexicalHighlighter(pre_tags=["<b>"],
-                                                                                        post_tags=["</b>"]))
-    assert e.value.code == 3000

@@ -27,10 +27,6 @@ def test_plain_schema_is_accepted_and_ignorable_parts_pass():
     assert [f.name for f in schema.fields] == ["id", "v", "s"]
 
 
-def _clustering(pb):
-    pb.fields[2].is_clustering_key = True
-
-
 def _function(pb):  # an embedding function (BM25 is taken: tests/unit/test_analyzer.py)
     pb.functions.add(name="emb", type=schema_pb2.FunctionType.TextEmbedding,
                      input_field_names=["s"], output_field_names=["v"])
@@ -50,7 +46,6 @@ def _multi_analyzer(pb):
 
 
 @pytest.mark.parametrize("change,message", [
-    (_clustering, r"clustering key field \(s\) is not supported by vecdb yet"),
     (_function, r"collection schema functions other than BM25 \(embedding functions: emb\) is not supported by "
                 r"vecdb yet"),
     (_struct, "struct array fields is not supported by vecdb yet"),

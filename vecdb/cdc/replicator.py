@@ -110,9 +110,13 @@ def field_kwargs(f) -> dict[str, Any]:
         kw["max_capacity"] = f.max_capacity
     if f.is_partition_key:
         kw["is_partition_key"] = True
+    if f.is_clustering_key:
+        kw["is_clustering_key"] = True
     if f.nullable:
         kw["nullable"] = True
-    if f.default_value is not None:
+    if f.dtype == DataType.TIMESTAMPTZ and f.default_value is not None:  # microseconds: as an ISO string
+        kw["default_value"] = timestamptz.format_one(int(f.default_value))
+    elif f.default_value is not None:
         kw["default_value"] = f.default_value
     if f.enable_analyzer:  # full text (BM25): the analyzer travels with the field
         kw["enable_analyzer"] = True
@@ -627,8 +631,9 @@ class Replicator:
         change = {k: v for k, v in info.properties.items() if have.get(k) != v}
         if change:
             c.alter_collection_properties(name, change)
-        if TTL_PROPERTY in have and TTL_PROPERTY not in info.properties:  # the TTL removed on the source
-            c.drop_collection_properties(name, [TTL_PROPERTY])
+        dropped = [k for k in (TTL_PROPERTY, timestamptz.ZONE_KEY) if k in have and k not in info.properties]
+        if dropped:  # the TTL or the time zone removed on the source
+            c.drop_collection_properties(name, dropped)
 
     @staticmethod
     def _sync_index_properties(c, name: str, idx, described: dict, loaded: bool) -> bool:

@@ -52,7 +52,13 @@ from vecdb.catalog_model import (
     PartitionInfo,
 )
 from vecdb.coord.catalog_sync import CatalogConflict
-from vecdb.coord.properties import check_collection_properties, check_not_denied, load_defaults, max_collections
+from vecdb.coord.properties import (
+    check_collection_properties,
+    check_database_properties,
+    check_not_denied,
+    load_defaults,
+    max_collections,
+)
 from vecdb.coord.resource_groups import GroupConfig, replica_groups, replica_groups_of, transfer_replicas
 from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
 from vecdb.limits import LIMITS
@@ -137,6 +143,8 @@ class DdlManager:
 
     # --- databases ------------------------------------------------------------------
     def create_database(self, name: str, properties: dict[str, str], *, retry: bool = False) -> None:
+        check_database_properties(properties)
+
         def run() -> None:
             if retry and name in self.catalog.list_databases():
                 if self.catalog.database(name)["properties"] == properties:
@@ -149,6 +157,7 @@ class DdlManager:
         self._serial(lambda: self.catalog.drop_database(name))
 
     def alter_database(self, name: str, properties: dict[str, str], delete_keys: list[str]) -> None:
+        check_database_properties(properties)
         self._serial(lambda: self.catalog.alter_database(name, dict(properties), list(delete_keys)))
 
     # --- collections ----------------------------------------------------------------

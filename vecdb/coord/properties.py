@@ -3,7 +3,9 @@ parsed as Milvus parses them: the force-deny switches of a database (``check_not
 coord's DDL, ``vecdb.coord.ddl``, and the proxy's writes and reads, ``vecdb.proxy.quota``), its cap
 on collections (``max_collections``) and the replica number and resource groups a load takes when it
 names none (``load_defaults``); a collection's TTL as create / alter may set it
-(``check_collection_properties``; read as ``CollectionInfo.ttl_span``, ``vecdb.catalog_model``).
+(``check_collection_properties``; read as ``CollectionInfo.ttl_span``, ``vecdb.catalog_model``); the
+``timezone`` of a database or a collection, an IANA zone name (``check_database_properties`` and
+``check_collection_properties``; read by ``vecdb.timestamptz.zone_of``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 
 from vecdb import errors
 from vecdb.catalog_model import TTL_PROPERTY
+from vecdb.timestamptz import ZONE_KEY, check_zone
 
 MAX_COLLECTIONS = "database.max.collections"
 DENY_WRITING = "database.force.deny.writing"
@@ -80,7 +83,15 @@ def load_defaults(collection: Mapping[str, str], database: Mapping[str, str]) ->
 
 def check_collection_properties(properties: Mapping[str, str]) -> None:
     """A collection's properties as create/alter may set them: ``collection.ttl.seconds`` a whole
-    number of seconds, 0 or more (0: no TTL). InvalidParameter otherwise."""
+    number of seconds, 0 or more (0: no TTL); ``timezone`` an IANA time zone. InvalidParameter
+    otherwise."""
     raw = properties.get(TTL_PROPERTY)
     if raw is not None and not (raw.strip().isdigit() and int(raw) < 1 << 40):
         raise errors.InvalidParameter(f"{TTL_PROPERTY} must be a whole number of seconds, 0 or more, got {raw!r}")
+    check_database_properties(properties)
+
+
+def check_database_properties(properties: Mapping[str, str]) -> None:
+    """``timezone``, when set, an IANA time zone (Milvus's words for one that is not)."""
+    if ZONE_KEY in properties:
+        check_zone(properties[ZONE_KEY])

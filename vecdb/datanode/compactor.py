@@ -5,7 +5,14 @@ Two kinds of plan, made from the segment list and the rows' primary keys and tim
 - **merge**: the small segments of one partition (fewer live rows than ``small_rows``, a quarter of
   the seal size by default) become one, up to ``max_rows`` live rows;
 - **rewrite**: a segment whose dead share passes ``dead_ratio`` (Milvus's 0.2) is written again
-  without its dead rows (a manual compaction rewrites every segment with a dead row).
+  without its dead rows (a manual compaction rewrites every segment with a dead row);
+- **cluster** (``client.compact(is_clustering=True)`` on a collection with a clustering key): the
+  segments of one partition become segments of at most ``clustering_rows`` live rows each, sorted by
+  the clustering key and cut between key ranges (null keys last), so that each holds one range of
+  it (``"cluster"`` in their ``seg/`` value: the key's min and max). The query nodes skip a segment
+  whose range a filter excludes (``vecdb.expr.prune``). Such segments are never merged with others,
+  only rewritten alone (Milvus's L2 segments, kept out of its mix compactions); a partition whose
+  segments all come from one and have no dead row is left as it is.
 
 A row is dead when a persisted delete (a delta at or below the checkpoint) of its key has a larger
 timestamp, or when a row of the same key with a larger timestamp is in any persisted segment of the
@@ -48,6 +55,7 @@ from vecdb import errors
 from vecdb.catalog_model import CollectionInfo, coll_key, read_collection
 from vecdb.config import CompactionSettings
 from vecdb.coord import session
+from vecdb.schema import CollectionSchema, FieldSchema, valid_key
 from vecdb.storage import segments as sf
 from vecdb.storage.base import MetaStore
 from vecdb.storage.watch import Mirror
@@ -85,13 +93,18 @@ class Plan:
     sources: list[dict]  # segment infos, by position
     seg_keys: list[str]  # their seg/ keys
     keep: list[np.ndarray]  # per source: the offsets of its live rows
-    kind: str  # "merge" or "rewrite"
+    kind: str  # "merge", "rewrite" or "cluster"
     segment_id: int = 0  # of the new segment (allocated when executed)
     target: dict | None = None  # the new segment's info; None when no row survives
+    more: list[dict] = field(default_factory=list)  # a clustering plan's other new segments, in key order
 
     @property
     def live_rows(self) -> int:
         return int(sum(len(k) for k in self.keep))
+
+    @property
+    def targets(self) -> list[dict]:
+        return [self.target, *self.more] if self.target else []
 
 
 @dataclass
@@ -186,20 +199,28 @@ class Compactor:
         bounds = np.cumsum([0] + [len(p) for p, _ in parts])
         return {k: alive[bounds[i]:bounds[i + 1]] for i, k in enumerate(keys)}
 
-    def plan(self, info: CollectionInfo, state: ChannelState, manual: bool = False) -> list[Plan]:
+    def plan(self, info: CollectionInfo, state: ChannelState, manual: bool = False,
+             clustering: bool = False) -> list[Plan]:
+        """``clustering``: one "cluster" plan per partition of a collection with a clustering key."""
         s = self.settings
         masks = self.live_rows(info, state)
         by_partition: dict[int, list[str]] = {}
         for key in sorted(masks, key=lambda k: (state.segments[k]["position"], k)):
             by_partition.setdefault(state.segments[key]["partition_id"], []).append(key)
+        cluster_key = info.schema.clustering_key_field if clustering else None
         plans = []
         for pid, keys in by_partition.items():
+            if cluster_key is not None:
+                if not all(state.segments[k].get("cluster", {}).get("field") == cluster_key.name
+                           and masks[k].all() for k in keys):  # else clustered already, with no dead row
+                    plans.append(self._plan(pid, keys, state, masks, "cluster"))
+                continue
             live = {k: int(masks[k].sum()) for k in keys}
             dirty = {k for k in keys if (len(masks[k]) - live[k]) > (0 if manual else s.dead_ratio * len(masks[k]))}
             groups: list[list[str]] = []
             group: list[str] = []
             rows = 0
-            for k in (k for k in keys if live[k] < s.small_rows):
+            for k in (k for k in keys if live[k] < s.small_rows and "cluster" not in state.segments[k]):
                 if group and rows + live[k] > s.max_rows:
                     groups.append(group)
                     group, rows = [], 0
@@ -223,7 +244,7 @@ class Compactor:
 
     # --- execution --------------------------------------------------------------
     def compact_channel(self, info: CollectionInfo, channel: str, manual: bool = False,
-                        tries: int = 5) -> list[Plan]:
+                        tries: int = 5, clustering: bool = False) -> list[Plan]:
         """Plan and carry out the compaction of one channel; the plans committed ([] when nothing
         called for one). Under the channel's persist lock; planned again when the metadata changed
         under it (another process persisted or compacted the channel)."""
@@ -231,7 +252,7 @@ class Compactor:
             with self.node._locks[channel]:
                 state = self.read_state(info.id, channel)
                 self._checked[channel] = state.signature + _ttl_period(info)
-                plans = self.plan(info, state, manual)
+                plans = self.plan(info, state, manual, clustering)
                 self._forget_cached(info, channel, state)
                 if not plans:
                     return []
@@ -269,27 +290,42 @@ class Compactor:
             if p.live_rows == 0:
                 p.target = None
                 continue
-            prefix = compacted_prefix(p.sources[0]["prefix"], position, p.partition_id, p.segment_id)
-            intent = f"gcintent/{prefix}"
-            self.meta.put(intent, json.dumps({"incarnation": session.INCARNATION}).encode())
-            intents.append(intent)
-            written.append(prefix)
             columns, ts = self._gather(info, p)
-            sf.write_segment(self.node.objects, prefix, info.schema, columns, ts)
-            p.target = {"segment_id": p.segment_id, "partition_id": p.partition_id, "num_rows": int(len(ts)),
-                        "prefix": prefix, "position": position, "from": [s["prefix"] for s in p.sources],
-                        "deltas_upto": state.checkpoint}
-            if self.node.node_id is not None:
-                p.target["by"] = self.node.node_id
-            puts[f"seg/{cid}/{channel}/{position:020d}-{p.partition_id}-c{p.segment_id}"] = \
-                json.dumps(p.target).encode()
+            key = info.schema.clustering_key_field
+            clustered = key is not None and (p.kind == "cluster" or "cluster" in p.sources[0])
+            parts: list[tuple[dict, np.ndarray]] = _cluster_parts(
+                info.schema, columns, ts, self.settings.clustering_rows) if p.kind == "cluster" else [(columns, ts)]
+            for i, (cols, part_ts) in enumerate(parts):
+                sid = p.segment_id if i == 0 else self.node.ids.allocate()
+                prefix = compacted_prefix(p.sources[0]["prefix"], position, p.partition_id, sid)
+                intent = f"gcintent/{prefix}"
+                self.meta.put(intent, json.dumps({"incarnation": session.INCARNATION}).encode())
+                intents.append(intent)
+                written.append(prefix)
+                sf.write_segment(self.node.objects, prefix, info.schema, cols, part_ts)
+                target = {"segment_id": sid, "partition_id": p.partition_id, "num_rows": int(len(part_ts)),
+                          "prefix": prefix, "position": position, "from": [s["prefix"] for s in p.sources],
+                          "deltas_upto": state.checkpoint}
+                if clustered:
+                    assert key is not None
+                    target["cluster"] = _key_range(key, cols)
+                if self.node.node_id is not None:
+                    target["by"] = self.node.node_id
+                if i == 0:
+                    p.target = target
+                else:
+                    p.more.append(target)
+                puts[f"seg/{cid}/{channel}/{position:020d}-{p.partition_id}-c{sid}"] = json.dumps(target).encode()
         sources = {k for p in plans for k in p.seg_keys}
-        remaining = [s for k, s in state.segments.items() if k not in sources] + [p.target for p in plans if p.target]
+        remaining = [s for k, s in state.segments.items() if k not in sources] + [t for p in plans for t in p.targets]
         obsolete = [k for k in state.deltas if _delta_obsolete(int(k.rsplit("/", 1)[1]), remaining)]
         for p in plans:
-            puts[f"compacted/{cid}/{channel}/{p.segment_id}"] = json.dumps({
-                "from": [s["prefix"] for s in p.sources], "to": p.target["prefix"] if p.target else None,
-                "position": state.checkpoint, "at": now}).encode()
+            record: dict[str, Any] = {"from": [s["prefix"] for s in p.sources],
+                                      "to": p.target["prefix"] if p.target else None}
+            if p.more:  # a clustering plan's other segments: a query node swaps the sources for them all
+                record["more"] = [t["prefix"] for t in p.more]
+            puts[f"compacted/{cid}/{channel}/{p.segment_id}"] = json.dumps(
+                {**record, "position": state.checkpoint, "at": now}).encode()
         puts[f"gc/{cid}/{uuid.uuid4().hex}"] = json.dumps({
             "prefixes": [s["prefix"] for p in plans for s in p.sources],
             "keys": [state.deltas[k] for k in obsolete], "after": now + self.settings.gc_grace}).encode()
@@ -304,7 +340,8 @@ class Compactor:
             self.meta.txn(deletes=intents)
             return False
         log.info("compacted %s: %s", channel, "; ".join(
-            f"{p.kind} {[s['segment_id'] for s in p.sources]} -> {p.segment_id if p.target else None} "
+            f"{p.kind} {[s['segment_id'] for s in p.sources]} -> "
+            f"{[t['segment_id'] for t in p.targets] if p.more else p.segment_id if p.target else None} "
             f"({p.live_rows} rows)" for p in plans))
         return True
 
@@ -359,9 +396,10 @@ class Compactor:
         raw = self.meta.get(key)
         if raw is None:
             return
-        for channel, st in json.loads(raw)["channels"].items():
+        req = json.loads(raw)
+        for channel, st in req["channels"].items():
             if st["state"] != COMPLETED:
-                self._carry_out(key, collection_id, channel)
+                self._carry_out(key, collection_id, channel, req.get("clustering", False))
 
     def _run(self) -> None:
         interval = self.settings.interval or 1.0
@@ -383,7 +421,7 @@ class Compactor:
             req = json.loads(raw)
             for channel, st in req["channels"].items():
                 if st["state"] != COMPLETED and owned.get(channel) == req["collection_id"] and not self._stop.is_set():
-                    self._carry_out(key, req["collection_id"], channel)
+                    self._carry_out(key, req["collection_id"], channel, req.get("clustering", False))
         # the cached keys of channels no longer owned (moved, dropped)
         for cache in (self._pk_cache, self._delta_cache):
             for key in [k for k in list(cache) if k.split("/")[2] not in owned]:
@@ -398,16 +436,17 @@ class Compactor:
             except errors.CollectionNotFound:
                 continue
 
-    def _carry_out(self, key: str, cid: int, channel: str) -> None:
+    def _carry_out(self, key: str, cid: int, channel: str, clustering: bool = False) -> None:
         try:
             info = read_collection(self.meta, cid)
         except errors.CollectionNotFound:
             self.meta.delete(key)  # dropped: nobody asks for its state any more
             return
         update_request(self.meta, key, channel, EXECUTING)
-        plans = self.compact_channel(info, channel, manual=True)
-        update_request(self.meta, key, channel, COMPLETED, [
-            {"sources": [s["segment_id"] for s in p.sources], "target": p.segment_id} for p in plans])
+        plans = self.compact_channel(info, channel, manual=True, clustering=clustering)
+        update_request(self.meta, key, channel, COMPLETED, [  # a clustering plan: one entry per new segment
+            {"sources": [s["segment_id"] for s in p.sources], "target": target}
+            for p in plans for target in [p.segment_id, *(t["segment_id"] for t in p.more)]])
 
     def close(self) -> None:
         self._stop.set()
@@ -416,6 +455,81 @@ class Compactor:
             self._mirror.close()
         if self._thread is not None:
             self._thread.join(10)
+
+
+def _whole(column: np.ndarray | list[np.ndarray]) -> np.ndarray:
+    return column if not isinstance(column, list) else column[0] if len(column) == 1 else np.concatenate(column)
+
+
+def _sorted_by_key(key: FieldSchema, columns: dict) -> np.ndarray:
+    """The rows' order by the clustering key: ascending (Python's order for VARCHAR), null keys last."""
+    values = _whole(columns[key.name])
+    mask = columns.get(valid_key(key.name))
+    rows = np.arange(len(values)) if mask is None else np.flatnonzero(_whole(mask))
+    if values.dtype == object:
+        order = np.asarray(sorted(rows.tolist(), key=values.__getitem__), np.int64)
+    else:
+        order = rows[np.argsort(values[rows], kind="stable")]
+    if mask is None:
+        return order
+    return np.concatenate([order, np.flatnonzero(~_whole(mask))])
+
+
+def _cut(run: np.ndarray, limit: int) -> list[int]:
+    """Where to cut ``len(run)`` rows sorted by key (``run``: the id of each row's key, not decreasing)
+    into parts of at most ``limit`` rows, as even as may be: a cut moves past the rows that share the
+    key before it where the part stays within ``limit``, so that parts hold ranges that do not overlap."""
+    n = len(run)
+    size = -(-n // -(-n // limit)) if n else 0  # ceil(n / parts), parts = ceil(n / limit)
+    cuts = [0]
+    while n - cuts[-1] > limit:
+        at = cuts[-1] + size
+        end = int(np.searchsorted(run, run[at - 1], side="right"))
+        cuts.append(end if end - cuts[-1] <= limit else at)
+    return [*cuts, n]
+
+
+def _cluster_parts(schema: CollectionSchema, columns: dict, ts: np.ndarray,
+                   limit: int) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
+    """A clustering plan's live rows sorted by the clustering key and cut into parts (columns, ts) of at
+    most ``limit`` rows, each a range of the key."""
+    key = schema.clustering_key_field
+    assert key is not None
+    order = _sorted_by_key(key, columns)
+    values = _whole(columns[key.name])[order]
+    mask = columns.get(valid_key(key.name))
+    valid = None if mask is None else _whole(mask)[order]
+    change = np.ones(len(order), bool)
+    if len(order) > 1:
+        change[1:] = values[1:] != values[:-1]
+        if valid is not None:
+            change[1:] |= valid[1:] != valid[:-1]
+    cuts = _cut(np.cumsum(change), limit)
+    whole = {name: _whole(col) for name, col in columns.items()}
+    ts = np.asarray(ts)
+    parts = []
+    for lo, hi in zip(cuts, cuts[1:]):
+        rows = order[lo:hi]
+        parts.append(({name: col[rows] for name, col in whole.items()}, ts[rows]))
+    return parts
+
+
+def _key_range(key: FieldSchema, columns: dict) -> dict[str, Any]:
+    """The ``"cluster"`` entry of a segment a clustering compaction wrote: the key's smallest and largest
+    value (None when every key is null), and how many keys are null."""
+    values = _whole(columns[key.name])
+    mask = columns.get(valid_key(key.name))
+    if mask is not None:
+        values = values[_whole(mask)]
+    if values.dtype.kind == "f":
+        values = values[~np.isnan(values)]
+    out: dict[str, Any] = {"field": key.name, "min": None, "max": None}
+    if len(values):
+        lo, hi = (min(values), max(values)) if values.dtype == object else (values.min(), values.max())
+        out["min"], out["max"] = (v.item() if isinstance(v, np.generic) else v for v in (lo, hi))
+    if mask is not None:
+        out["nulls"] = int(len(_whole(mask)) - np.count_nonzero(_whole(mask)))
+    return out
 
 
 def _ttl_period(info: CollectionInfo) -> tuple:
@@ -431,9 +545,11 @@ def _delta_obsolete(position: int, remaining: list[dict]) -> bool:
 
 
 # --- requests (client.compact) ---------------------------------------------------
-def request_compaction(meta: MetaStore, compaction_id: int, info: CollectionInfo, keep: float = 3600.0) -> None:
-    """Put the request record the owning data nodes carry out; drops finished ones older than ``keep``
-    and those of collections dropped since (nobody carries them out)."""
+def request_compaction(meta: MetaStore, compaction_id: int, info: CollectionInfo, keep: float = 3600.0,
+                       clustering: bool = False) -> None:
+    """Put the request record the owning data nodes carry out (``clustering``: a clustering compaction);
+    drops finished ones older than ``keep`` and those of collections dropped since (nobody carries
+    them out)."""
     now = time.time()
     for key, raw in meta.scan(REQUEST_PREFIX):
         req = json.loads(raw)
@@ -442,6 +558,7 @@ def request_compaction(meta: MetaStore, compaction_id: int, info: CollectionInfo
             meta.txn(deletes=[key], expect={key: raw})
     meta.put(request_key(info.id, compaction_id), json.dumps({
         "collection_id": info.id, "compaction_id": compaction_id, "at": now,
+        **({"clustering": True} if clustering else {}),  # only when set: the previous version reads the record
         "channels": {ch: {"state": PENDING, "plans": []} for ch in info.channels}}).encode())
 
 

@@ -141,11 +141,11 @@ class DataNode:
                 deletes.append((rec.pks, np.full(len(rec.pks), rec.ts, np.uint64)))
         return inserts, deletes
 
-    def compact(self, info: CollectionInfo) -> int:
+    def compact(self, info: CollectionInfo, clustering: bool = False) -> int:
         """client.compact: put a request record (``vecdb.datanode.compactor``) and carry it out, by
         this process's compactor when it runs, else in a thread now; returns the compaction id."""
         compaction_id = self.ids.allocate()
-        request_compaction(self.meta, compaction_id, info, self.compactor.settings.keep_requests)
+        request_compaction(self.meta, compaction_id, info, self.compactor.settings.keep_requests, clustering)
         if self.compactor.running:
             self.compactor.wake()
         else:

@@ -73,13 +73,13 @@ class ClusterDataNode:
     def truncate_collection(self, info: CollectionInfo, ts: int) -> None:
         self.local.truncate_collection(info, ts)
 
-    def compact(self, info: CollectionInfo) -> int:
+    def compact(self, info: CollectionInfo, clustering: bool = False) -> int:
         """A request record the data node processes owning the channels carry out (they watch
         ``compaction/``); with none alive, this process compacts (as it persists)."""
         if not self._datanodes():
-            return self.local.compact(info)
+            return self.local.compact(info, clustering)
         compaction_id = self.local.ids.allocate()
-        request_compaction(self.meta, compaction_id, info, self.local.compactor.settings.keep_requests)
+        request_compaction(self.meta, compaction_id, info, self.local.compactor.settings.keep_requests, clustering)
         return compaction_id
 
     def compaction(self, compaction_id: int) -> dict[str, Any] | None:

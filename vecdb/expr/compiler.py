@@ -51,6 +51,9 @@ _REVERSED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 _ARITH = ("+", "-", "*", "/", "%", "**")
 _CONTAINS = {"json_contains": "one", "array_contains": "one", "json_contains_all": "all",
              "array_contains_all": "all", "json_contains_any": "any", "array_contains_any": "any"}
+# GEOMETRY filters (Milvus 2.6; vecdb.geometry.SPATIAL_CALLS): the arguments each takes
+_SPATIAL = {"st_equals": 2, "st_touches": 2, "st_overlaps": 2, "st_crosses": 2, "st_contains": 2,
+            "st_intersects": 2, "st_within": 2, "st_dwithin": 3, "st_isvalid": 1}
 _ELEM_DTYPES = {DataType.BOOL: np.bool_, DataType.INT8: np.int64, DataType.INT16: np.int64,
                 DataType.INT32: np.int64, DataType.INT64: np.int64, DataType.FLOAT: np.float32,
                 DataType.DOUBLE: np.float64, DataType.VARCHAR: object}
@@ -151,6 +154,8 @@ class _Compiler:
             return self.phrase_match(node)
         if isinstance(node, ast.Call) and node.name == "random_sample":
             return self.random_sample(node)
+        if isinstance(node, ast.Call) and node.name in _SPATIAL:
+            return self.spatial(node)
         if isinstance(node, ast.Exists):
             target = self.value(node.operand)
             if not isinstance(target, nodes.JsonPath):
@@ -160,6 +165,12 @@ class _Compiler:
         if isinstance(node, ast.IsNull):
             if not isinstance(node.operand, ast.Name):
                 raise self.error("is null can only be applied to a field or a JSON path", node.pos)
+            geo = self.schema.field(node.operand.name)
+            if geo is not None and geo.dtype == DataType.GEOMETRY and not node.operand.path:
+                if not geo.nullable:  # (a GEOMETRY field is no value here: only its mask says)
+                    return preds.ConstPred(node.negate)
+                self.fields.add(valid_key(geo.name))
+                return preds.IsNull(nodes.Column(geo.name, "str", geo.name), node.negate, valid_key(geo.name))
             refs = set(self.null_refs)
             target = self.name(node.operand)
             self.null_refs = refs  # is null reads the mask itself: a null row is no unknown here
@@ -314,6 +325,53 @@ class _Compiler:
             slop = int(arg.value)
         return preds.PhraseMatch(f.name, analyzer, analyzer.tokens(text), slop)
 
+    def spatial(self, node: ast.Call):
+        """``ST_<OP>(field, 'wkt')``, ``ST_DWITHIN(field, 'POINT (lon lat)', meters)`` and
+        ``ST_ISVALID(field)`` on a GEOMETRY field (Milvus 2.6's Plan.g4 and parser_visitor.go: the WKT a
+        string, a literal or a template value, checked here; the distance a non-negative constant)."""
+        from vecdb import geometry  # noqa: PLC0415 - shapely only where a spatial filter is used
+
+        op, label = node.name, node.name.upper()
+        if len(node.args) != _SPATIAL[op]:
+            raise self.error(f"{label} takes {_SPATIAL[op]} argument{'s' if _SPATIAL[op] > 1 else ''}, "
+                             f"got {len(node.args)}", node.pos)
+        what = {"st_isvalid": "STIsValid", "st_dwithin": "ST_DWITHIN"}.get(op, "spatial")
+        target = node.args[0]
+        f = self.schema.field(target.name) if isinstance(target, ast.Name) and not target.path else None
+        if f is None or f.dtype != DataType.GEOMETRY:
+            if isinstance(target, ast.Name) and self.schema.field(target.name) is None \
+                    and not self.schema.enable_dynamic_field:
+                raise self.error(f"field {target.name} not exist", target.pos)
+            got = _path_desc(target.name, target.path) if isinstance(target, ast.Name) else "an expression"
+            raise self.error(f"{what} operation are only supported on geometry fields now, got: {label}({got})",
+                             target.pos)
+        self.fields.add(f.name)
+        if f.nullable:
+            self.null_refs.add(valid_key(f.name))
+            self.fields.add(valid_key(f.name))
+        if op == "st_isvalid":
+            return preds.Spatial(op, f.name, None)
+        wkt = self.value(node.args[1])
+        if not isinstance(wkt, nodes.Const) or wkt.type != "str":
+            raise self.error(f"the second argument of {label} must be a WKT string, got {self.typed(wkt)}",
+                             node.args[1].pos)
+        try:
+            query = (geometry.query_point if op == "st_dwithin" else geometry.query_geometry)(wkt.value)
+        except InvalidParameter as e:
+            raise self.error(e.message, node.args[1].pos) from None
+        if op != "st_dwithin":
+            return preds.Spatial(op, f.name, query.wkb)
+        dist = self.value(node.args[2])
+        if not isinstance(dist, nodes.Const):
+            raise self.error(f"distance parameter must be a constant numeric value, got: {dist.desc}",
+                             node.args[2].pos)
+        if dist.type not in ("int", "float"):
+            raise self.error(f"distance parameter must be a numeric value (int or float), got: {dist.desc}",
+                             node.args[2].pos)
+        if dist.value < 0:
+            raise self.error(f"distance parameter must be non-negative, got: {float(dist.value):f}", node.args[2].pos)
+        return preds.Spatial(op, f.name, query.wkb, float(dist.value))
+
     # --- values --------------------------------------------------------
     def value(self, node: ast.Node) -> nodes.ValueNode:
         if isinstance(node, ast.Literal):
@@ -346,9 +404,8 @@ class _Compiler:
                 raise self.error(f"array_length is only supported on array or json fields, got {self.typed(src)}",
                                  node.args[0].pos)
             return nodes.ArrayLength(src, f"array_length({src.desc})")
-        if isinstance(node, ast.Call) and node.name not in _CONTAINS and node.name not in ("text_match",
-                                                                                             "phrase_match",
-                                                                                             "random_sample"):
+        if isinstance(node, ast.Call) and node.name not in _CONTAINS and node.name not in _SPATIAL and \
+                node.name not in ("text_match", "phrase_match", "random_sample"):
             raise self.error(f"function {node.name}() is not supported", node.pos)
         return nodes.PredValue(self.predicate(node), "predicate")
 

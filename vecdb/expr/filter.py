@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from vecdb.expr.compiler import compile_expr
+from vecdb.expr.prune import may_match
 from vecdb.expr.runtime import EvalContext
 from vecdb.schema import CollectionSchema
 
@@ -34,6 +35,14 @@ class Filter:
     def evaluate(self, columns: Mapping[str, np.ndarray], n: int) -> np.ndarray:
         with np.errstate(all="ignore"):
             return self._root.eval(EvalContext(columns, n))
+
+    def may_match(self, field: str, bounds: np.ndarray) -> bool:
+        """False when no row whose ``field`` lies in ``bounds`` (``[lo, hi]``) can pass (vecdb.expr.prune)."""
+        try:
+            with np.errstate(all="ignore"):
+                return may_match(self._root, field, bounds)
+        except Exception:  # noqa: BLE001 (pruning only saves work: a read never fails for it, it scans)
+            return True
 
     def __repr__(self) -> str:
         return f"Filter({self.expr!r}, fields={sorted(self.fields)})"

@@ -322,6 +322,29 @@ class PhraseMatch(Pred):
         return match_phrase(ctx.column(self.field), self.analyzer, self.phrase, self.slop)
 
 
+class Spatial(Pred):
+    """``ST_<OP>(field, 'wkt'[, meters])`` on a GEOMETRY field (Milvus 2.6): ``op`` one of
+    ``vecdb.geometry.SPATIAL_CALLS``; ``query`` the WKB of the query geometry (none for
+    ``st_isvalid``), ``meters`` ST_DWITHIN's distance. Vectorized over the column's cached
+    geometries (vecdb.geometry)."""
+
+    __slots__ = ("op", "field", "query", "meters")
+
+    def __init__(self, op: str, field: str, query: bytes | None, meters: float = 0.0):
+        self.op, self.field, self.query, self.meters = op, field, query, meters
+
+    def eval(self, ctx):
+        from vecdb import geometry  # noqa: PLC0415 - shapely only where a spatial filter is used
+
+        col = ctx.column(self.field)
+        if self.op == "st_isvalid":
+            return geometry.is_valid(col)
+        assert self.query is not None, "every spatial predicate but st_isvalid has a query geometry"
+        if self.op == "st_dwithin":
+            return geometry.dwithin(col, self.query, self.meters)
+        return geometry.relate(self.op, col, self.query)
+
+
 class JsonContains(Pred):
     __slots__ = ("target", "values", "mode")
 

@@ -8,6 +8,9 @@
 - BITMAP: BOOL, integers, VARCHAR and ARRAY of those; never the primary key;
 - INVERTED: BOOL, numeric, VARCHAR, TIMESTAMPTZ, ARRAY and JSON (JSON with ``json_cast_type`` and
   ``json_path``);
+- RTREE: GEOMETRY only (Milvus 2.6.4), and no other type on a GEOMETRY field but AUTOINDEX. It is
+  taken and described, and builds nothing: spatial filters scan the segment's cached shapely
+  geometries (vecdb.geometry), whose prepared query geometry does the pruning an R-tree would;
 - AUTOINDEX: any scalar field (Milvus picks a scalar index itself).
 
 What one is used for (``SortedIndex``): a sealed segment's column, sorted once (its values and
@@ -32,7 +35,7 @@ from pymilvus.grpc_gen import schema_pb2
 from vecdb.errors import InvalidParameter
 from vecdb.schema import DataType, FieldSchema
 
-SCALAR_INDEX_TYPES = ("INVERTED", "BITMAP", "STL_SORT", "Trie", "AUTOINDEX")
+SCALAR_INDEX_TYPES = ("INVERTED", "BITMAP", "STL_SORT", "Trie", "RTREE", "AUTOINDEX")
 JSON_CAST_TYPES = ("BOOL", "DOUBLE", "VARCHAR", "ARRAY_BOOL", "ARRAY_DOUBLE", "ARRAY_VARCHAR", "JSON")
 
 
@@ -58,6 +61,9 @@ def validate_scalar_index(index_type: str, field: FieldSchema, params: dict) -> 
         if not (dt.is_numeric or dt in (DataType.VARCHAR, DataType.TIMESTAMPTZ)):
             raise InvalidParameter(
                 f"STL_SORT are only supported on numeric, varchar or timestamptz field, got {_type_name(dt)}")
+    elif t == "RTREE":  # Milvus 2.6.4's rtree_checker.go
+        if dt != DataType.GEOMETRY:
+            raise InvalidParameter(f"RTREE index can only be built on geometry field, got {_type_name(dt)}")
     elif t == "Trie":
         if dt != DataType.VARCHAR:
             raise InvalidParameter("TRIE are only supported on varchar field")

@@ -30,6 +30,7 @@ from vecdb.roles import (
     TimestampSource,
 )
 from vecdb.schema import DataType
+from vecdb.timestamptz import zone_of
 
 if TYPE_CHECKING:
     from vecdb.coord.resource_groups import ResourceGroups
@@ -171,6 +172,11 @@ class ServiceBase:
             if not info.partition_loaded(p.id):
                 raise errors.PartitionNotLoaded(f"partition not loaded[partition={p.name}]")
         return {p.id for p in parts}
+
+    def zone_of(self, info: CollectionInfo) -> str:
+        """The time zone of the collection's TIMESTAMPTZ fields (``vecdb.timestamptz.zone_of``: its
+        ``timezone`` property, else its database's, else UTC)."""
+        return zone_of(info.properties, self.r.catalog.database(info.db)["properties"])
 
     def require_loaded(self, info: CollectionInfo) -> None:
         if not self.r.querynode.is_loaded(info.id):

@@ -23,6 +23,7 @@ Insert rules (``columns_from_field_data``), matching the Milvus 2.3+ proxy:
 - INT8/INT16 travel as int32 and must fit their range (also inside ARRAYs).
 - VARCHAR ``max_length`` counts UTF-8 *bytes* (Go ``len``), as Milvus does.
 - ARRAY rows: element payload must match the element type, length <= max_capacity.
+- GEOMETRY values: WKT (or WKB) that parses, kept as normalized WKT (``vecdb.geometry``).
 - JSON values: valid JSON (and so valid UTF-8), at most ``JSON_MAX_LENGTH`` bytes and
   ``JSON_MAX_DEPTH`` levels of nesting each. The dynamic
   field must hold JSON objects that use neither ``$meta`` nor a static field
@@ -69,6 +70,7 @@ _SCALAR_ATTR = {
     DataType.DOUBLE: "double_data",
     DataType.VARCHAR: "string_data",
     DataType.TIMESTAMPTZ: "string_data",  # ISO 8601 strings (vecdb.timestamptz)
+    DataType.GEOMETRY: "geometry_wkt_data",  # WKT strings (vecdb.geometry); WKB geometry_data is taken too
     DataType.JSON: "json_data",
     DataType.ARRAY: "array_data",
 }
@@ -129,7 +131,8 @@ def _type_mismatch(field: FieldSchema, need: str, got: str | None) -> InvalidPar
 # insert: FieldData -> columns
 # --------------------------------------------------------------------------
 def columns_from_field_data(
-    schema: CollectionSchema, fields_data, num_rows: int, *, partial_update: bool = False
+    schema: CollectionSchema, fields_data, num_rows: int, *, partial_update: bool = False,
+    zone: str = timestamptz.DEFAULT_ZONE,
 ) -> dict[str, np.ndarray]:
     """Validate and convert an insert/upsert payload into columns keyed by field name.
 
@@ -139,7 +142,8 @@ def columns_from_field_data(
     non-pk fields are an error unless ``partial_update``, where only the pk is
     required and missing fields are simply absent. The dynamic field (``$meta``,
     dicts) is filled with empty dicts when dynamic fields are on and none was sent
-    (not under ``partial_update``). Keys come back in schema order.
+    (not under ``partial_update``). Keys come back in schema order. ``zone``: the collection's time
+    zone, in which a TIMESTAMPTZ string without an offset is read.
     """
     if num_rows <= 0:
         raise InvalidParameter(f"invalid num_rows ({num_rows}): num_rows should be greater than 0")
@@ -188,9 +192,9 @@ def columns_from_field_data(
         if field.dtype.is_vector:
             columns[name] = _decode_vectors(field, fd, num_rows)
         elif mask is None:
-            columns[name] = _decode_scalars(field, fd, num_rows, static_names)
+            columns[name] = _decode_scalars(field, fd, num_rows, static_names, zone)
         else:
-            columns[name] = _decode_with_nulls(field, fd, num_rows, mask, static_names)
+            columns[name] = _decode_with_nulls(field, fd, num_rows, mask, static_names, zone)
         if field.nullable or field.has_default:
             _fill_nulls(columns, field, num_rows, mask)
     if not partial_update:  # fields left out: null, or their default value, in every row
@@ -243,7 +247,7 @@ def null_column(field: FieldSchema, n: int) -> np.ndarray:
     if dt == DataType.TIMESTAMPTZ:  # int64 microseconds
         return np.zeros(n, np.int64)
     out = np.empty(n, dtype=object)
-    if dt == DataType.VARCHAR:
+    if dt in (DataType.VARCHAR, DataType.GEOMETRY):  # GEOMETRY: vecdb.geometry.NULL_TEXT
         out[:] = ""
     elif dt == DataType.ARRAY:
         empty = np.empty(0, dtype=object if field.element_type == DataType.VARCHAR else _NP_DTYPE[field.element_type])
@@ -251,22 +255,28 @@ def null_column(field: FieldSchema, n: int) -> np.ndarray:
     return out  # JSON: None
 
 
-def _decode_with_nulls(field: FieldSchema, fd, n: int, mask: np.ndarray, static_names: frozenset[str]) -> np.ndarray:
+def _decode_with_nulls(field: FieldSchema, fd, n: int, mask: np.ndarray, static_names: frozenset[str],
+                       zone: str) -> np.ndarray:
     """A column with null rows. pymilvus sends only the valid rows' values (as Milvus expects); a
     payload of all ``n`` rows (placeholders at the null ones) is taken too."""
     attr = _SCALAR_ATTR[field.dtype]
     kind = fd.scalars.WhichOneof("data") if fd.WhichOneof("field") == "scalars" else None
-    if kind != attr:
+    if kind != attr and not (field.dtype == DataType.GEOMETRY and kind == "geometry_data"):
         raise _type_mismatch(field, attr, kind)
-    sent = len(getattr(fd.scalars, attr).data)
+    sent = len(getattr(fd.scalars, kind).data)
     valid = int(np.count_nonzero(mask))
+    if sent == n and field.dtype == DataType.GEOMETRY:  # the null rows' placeholders need not be WKT
+        col = null_column(field, n)
+        col[mask] = _decode_geometry(field, [v for v, ok in zip(getattr(fd.scalars, kind).data, mask.tolist())
+                                             if ok], kind)
+        return col
     if sent == n:
-        return _decode_scalars(field, fd, n, static_names)
+        return _decode_scalars(field, fd, n, static_names, zone)
     if sent != valid:
         raise InvalidParameter(
             f"the num_rows ({sent}) of field ({field.name}) is not equal to the number of valid rows "
             f"({valid}) nor to passed num_rows ({n})")
-    values = _decode_scalars(field, fd, valid, static_names)
+    values = _decode_scalars(field, fd, valid, static_names, zone)
     col = null_column(field, n)
     col[mask] = values
     return col
@@ -369,17 +379,20 @@ def float32_to_bfloat16(values: np.ndarray) -> np.ndarray:
     return (rounded >> np.uint32(16)).astype(np.uint16)
 
 
-def _decode_scalars(field: FieldSchema, fd, n: int, static_names: frozenset[str]) -> np.ndarray:
+def _decode_scalars(field: FieldSchema, fd, n: int, static_names: frozenset[str],
+                    zone: str = timestamptz.DEFAULT_ZONE) -> np.ndarray:
     attr = _SCALAR_ATTR[field.dtype]
     kind = fd.scalars.WhichOneof("data") if fd.WhichOneof("field") == "scalars" else None
-    if kind != attr:
+    if kind != attr and not (field.dtype == DataType.GEOMETRY and kind == "geometry_data"):
         raise _type_mismatch(field, attr, kind)
-    data = getattr(fd.scalars, attr).data
+    data = getattr(fd.scalars, kind).data
     if len(data) != n:
         raise _rows_mismatch(field.name, len(data), n)
     dt = field.dtype
+    if dt == DataType.GEOMETRY:
+        return _decode_geometry(field, data, kind)
     if dt == DataType.TIMESTAMPTZ:
-        return timestamptz.parse_column(data, field.name)
+        return timestamptz.parse_column(data, field.name, zone)
     if dt in _NP_DTYPE:
         return _decode_fixed(dt, data, f"field ({field.name})", check_finite=True)
     if dt == DataType.VARCHAR:
@@ -392,6 +405,16 @@ def _decode_scalars(field: FieldSchema, fd, n: int, static_names: frozenset[str]
     if dt == DataType.JSON:
         return _decode_json(field, data, static_names)
     return _decode_arrays(field, data)
+
+
+def _decode_geometry(field: FieldSchema, data, kind: str) -> np.ndarray:
+    """GEOMETRY rows as the column keeps them (vecdb.geometry): WKT (``geometry_wkt_data``, what
+    pymilvus sends) or WKB (``geometry_data``), each parsed, any that isn't one refused (1100)."""
+    from vecdb import geometry  # noqa: PLC0415 - shapely only where a geometry field is
+
+    if kind == "geometry_data":
+        return geometry.from_wkb(list(data), field.name)
+    return geometry.normalize_wkt(list(data), field.name)
 
 
 def _decode_fixed(dt: DataType, data, where: str, check_finite: bool = False) -> np.ndarray:

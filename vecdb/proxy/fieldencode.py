@@ -19,6 +19,7 @@ from vecdb import timestamptz
 from vecdb.errors import FieldNotFound, InternalError
 from vecdb.proxy.fielddata import _PACKED_DTYPE, _SCALAR_ATTR, _VECTOR_ATTR
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, valid_key
+from vecdb.timestamptz import UTC_OUTPUT, TimeOutput
 
 
 def field_data_from_columns(
@@ -51,9 +52,11 @@ def fill_field_data(
     columns: Mapping[str, np.ndarray],
     output_fields: Iterable[str],
     dynamic_keys: Sequence[str] | None,
+    times: TimeOutput = UTC_OUTPUT,
 ) -> None:
     """Like :func:`field_data_from_columns`, filling messages from ``new()``; pass a
-    repeated field's ``.add`` (e.g. ``results.fields_data.add``) to build in place."""
+    repeated field's ``.add`` (e.g. ``results.fields_data.add``) to build in place. ``times``: how
+    TIMESTAMPTZ columns are written (the reply's zone, or Milvus's ``time_fields``)."""
     want_all_meta = False
     dyn = schema.dynamic_field
     for name in output_fields:
@@ -64,7 +67,7 @@ def fill_field_data(
         if field is None:
             raise FieldNotFound(f"field {name} not exist")
         fd = new()
-        _encode_column(fd, field, _column(columns, name))
+        _encode_column(fd, field, _column(columns, name), times)
         if field.nullable:  # pymilvus reads a row as None where valid_data is false
             merge_packed(fd, _VALID_DATA, np.asarray(_column(columns, valid_key(name)), np.uint8))
     if dyn is not None and (want_all_meta or dynamic_keys):
@@ -91,11 +94,14 @@ def dumps_json(value) -> bytes:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _encode_column(fd, field: FieldSchema, col: np.ndarray) -> None:
+def _encode_column(fd, field: FieldSchema, col: np.ndarray, times: TimeOutput = UTC_OUTPUT) -> None:
     dt = field.dtype
     fd.type = int(dt)
     fd.field_name = field.name
     fd.field_id = field.field_id
+    if dt == DataType.TIMESTAMPTZ and times.fields and col.dtype != object:
+        _encode_time_parts(fd, col, times)
+        return
     if dt.is_vector:
         vec = fd.vectors
         vec.dim = field.dim
@@ -124,12 +130,25 @@ def _encode_column(fd, field: FieldSchema, col: np.ndarray) -> None:
             cell = getattr(rows.add(), attr)
             cell.SetInParent()
             cell.data.extend(value.tolist() if isinstance(value, np.ndarray) else list(value))
-    elif dt == DataType.TIMESTAMPTZ:
-        payload.data.extend(timestamptz.format_column(col))
+    elif dt == DataType.TIMESTAMPTZ:  # strings (an insert built from rows: vecdb.proxy.rest) go as they are
+        payload.data.extend(col.tolist() if col.dtype == object else timestamptz.format_column(col, times.zone))
     elif dt in _PACKED_DTYPE:
         merge_packed(payload, 1, np.asarray(col, dtype=_PACKED_DTYPE[dt]))
     else:
         payload.data.extend(col.tolist())
+
+
+def _encode_time_parts(fd, col: np.ndarray, times: TimeOutput) -> None:
+    """A TIMESTAMPTZ column under Milvus's ``time_fields``: an ARRAY of INT64 field, each row the
+    value's parts in the reply's zone (``timestamptz.time_parts``)."""
+    fd.type = int(DataType.ARRAY)
+    arr = fd.scalars.array_data
+    arr.SetInParent()
+    arr.element_type = int(DataType.INT64)
+    for row in timestamptz.time_parts(col, times.zone, times.fields).tolist():
+        cell = arr.data.add().long_data
+        cell.SetInParent()
+        cell.data.extend(row)
 
 
 def max_sparse_dim(rows: list[bytes]) -> int:

@@ -119,3 +119,44 @@ def group_hits(topks: list[int], values: np.ndarray, window: int, limit: int, of
         out_topks.append(sum(len(m) for m in groups.values()))
         start += n
     return Grouped(out_topks, np.asarray(rows, np.int64), done)
+
+
+GROUP_SCORERS = ("max", "sum", "avg")  # Milvus's rank_group_scorer (a hybrid search's groups)
+
+
+def parse_group_scorer(rank: dict) -> str:
+    """A grouped hybrid search's ``rank_group_scorer`` (default ``max``), as Milvus checks it."""
+    name = str(rank.get("rank_group_scorer") or "max")
+    if name not in GROUP_SCORERS:
+        raise errors.InvalidParameter(f"input group scorer type: {name} is not supported!")
+    return name
+
+
+def group_fused(topks: list[int], pks: np.ndarray, scores: np.ndarray, values: np.ndarray, size: int,
+                limit: int, offset: int, scorer: str) -> tuple[list[int], np.ndarray]:
+    """A grouped hybrid search's answer from its fused hits (each query's ``topks[q]`` hits, best first,
+    ties in primary-key order; ``values``: their group field), Milvus 2.5+'s rules (``rerank``
+    ``newGroupingIDScores``): each value's first ``size`` hits form its group, scored by ``scorer``
+    over them (max, sum or avg of the fused scores); groups ordered by that score, then the larger
+    group, then the smaller first key; ``offset`` groups skipped, ``limit`` kept, each group's hits
+    together. Returns the topks and the rows (indexes into the hits) in output order."""
+    vals, keys, sc = values.tolist(), pks.tolist(), scores.tolist()
+    out_topks: list[int] = []
+    rows: list[int] = []
+    start = 0
+    for n in topks:
+        groups: dict = {}
+        for j in range(start, start + n):
+            members = groups.setdefault(vals[j], [])
+            if len(members) < size:
+                members.append(j)
+
+        def rank(members: list[int]) -> tuple:
+            s = [sc[j] for j in members]
+            final = max(s) if scorer == "max" else sum(s) if scorer == "sum" else sum(s) / len(s)
+            return -final, -len(members), keys[members[0]]
+        kept = sorted(groups.values(), key=rank)[offset:offset + limit]
+        out_topks.append(sum(len(m) for m in kept))
+        rows.extend(j for m in kept for j in m)
+        start += n
+    return out_topks, np.asarray(rows, np.int64)

@@ -826,8 +826,8 @@ def _pk_filter(schema: CollectionSchema, ids) -> str:
 
 def _field_json(f: schema_pb2.FieldSchema) -> dict:
     out = {"name": f.name, "type": schema_pb2.DataType.Name(f.data_type), "primaryKey": f.is_primary_key,
-           "partitionKey": f.is_partition_key, "autoId": f.autoID, "description": f.description,
-           "params": _kv_list(f.type_params)}
+           "partitionKey": f.is_partition_key, "clusteringKey": f.is_clustering_key, "autoId": f.autoID,
+           "description": f.description, "params": _kv_list(f.type_params)}
     if f.data_type == schema_pb2.Array:
         out["elementType"] = schema_pb2.DataType.Name(f.element_type)
     if f.nullable:
@@ -864,6 +864,7 @@ def _collection_schema(name: str, req: dict) -> tuple[schema_pb2.CollectionSchem
         field = pb.fields.add(name=f["fieldName"], data_type=schema_pb2.DataType.Value(f["dataType"]),
                               is_primary_key=bool(f.get("isPrimary", False)),
                               is_partition_key=bool(f.get("isPartitionKey", False)),
+                              is_clustering_key=bool(f.get("isClusteringKey", False)),
                               description=f.get("description", ""))
         if field.is_primary_key:
             field.autoID = bool(spec.get("autoId", False))
@@ -994,10 +995,10 @@ def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id:
             col = np.asarray(values, np.uint8).reshape(len(rows), -1)
         elif f.dtype == DataType.INT8_VECTOR:
             col = _int8_rows(values).reshape(len(rows), -1)
-        elif f.dtype == DataType.TIMESTAMPTZ:  # ISO 8601 strings; null rows keep their placeholder 0
-            col = np.zeros(len(values), np.int64)
-            present = np.flatnonzero(nulls.get(f.name, np.ones(len(values), np.bool_)))
-            col[present] = timestamptz.parse_column([values[i] for i in present.tolist()], f.name)
+        elif f.dtype == DataType.TIMESTAMPTZ:  # ISO 8601 strings as sent: the insert reads them in the
+            col = np.empty(len(values), object)  # collection's zone; null rows the epoch as a placeholder
+            present = nulls.get(f.name, np.ones(len(values), np.bool_)).tolist()
+            col[:] = [str(v) if ok else timestamptz.EPOCH_TEXT for v, ok in zip(values, present)]
         elif f.dtype in (DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR):
             col = np.asarray(values, np.float32).reshape(len(rows), -1)
             if f.dtype == DataType.FLOAT16_VECTOR:

@@ -22,6 +22,7 @@ from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 from vecdb.errors import InternalError
 from vecdb.proxy.fieldencode import fill_field_data, merge_packed
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType
+from vecdb.timestamptz import UTC_OUTPUT, TimeOutput
 
 _SMALL_REPLY = 64  # hits up to which scores are appended as a list rather than packed bytes
 _SCORES_FIELD = schema_pb2.SearchResultData.DESCRIPTOR.fields_by_name["scores"].number
@@ -74,13 +75,15 @@ def search_results(
     dynamic_keys: Sequence[str] | None,
     top_k: int,
     round_decimal: int = -1,
+    times: TimeOutput = UTC_OUTPUT,
 ) -> milvus_pb2.SearchResults:
     """One ``SearchResults`` reply for ``nq`` queries.
 
     ``pks``/``scores``/``columns`` hold all hits concatenated (query 0's first),
     ``topks[i]`` of them for query ``i``. ``output_fields`` are schema field
     names with a column each; ``dynamic_keys`` as from ``resolve_output_fields``
-    (the ``$meta`` column is then needed). ``round_decimal >= 0`` rounds scores.
+    (the ``$meta`` column is then needed). ``round_decimal >= 0`` rounds scores. ``times``: how
+    TIMESTAMPTZ values are written (``vecdb.timestamptz.TimeOutput``).
     """
     topks = topks if isinstance(topks, list) else np.asarray(topks, dtype=np.int64).tolist()
     total = sum(topks)
@@ -103,7 +106,7 @@ def search_results(
     else:  # a short list is cheaper to extend than to encode
         res.scores.extend(scores.tolist())
     if output_fields or dynamic_keys:
-        fill_field_data(res.fields_data.add, schema, columns, output_fields, dynamic_keys)
+        fill_field_data(res.fields_data.add, schema, columns, output_fields, dynamic_keys, times)
         res.output_fields.extend(_reply_output_fields(output_fields, dynamic_keys))
     return reply
 
@@ -114,6 +117,7 @@ def query_results(
     output_fields: Sequence[str],
     dynamic_keys: Sequence[str] | None,
     collection_name: str,
+    times: TimeOutput = UTC_OUTPUT,
 ) -> milvus_pb2.QueryResults:
     """One ``QueryResults`` reply. Like Milvus, the primary key is always returned:
     it is put first when ``output_fields`` lacks it. Every output field gets a
@@ -123,6 +127,6 @@ def query_results(
     if pk not in names:
         names.insert(0, pk)
     reply = milvus_pb2.QueryResults(collection_name=collection_name)
-    fill_field_data(reply.fields_data.add, schema, columns, names, dynamic_keys)
+    fill_field_data(reply.fields_data.add, schema, columns, names, dynamic_keys, times)
     reply.output_fields.extend(_reply_output_fields(names, dynamic_keys))
     return reply

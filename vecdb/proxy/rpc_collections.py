@@ -18,6 +18,7 @@ from vecdb.proxy.base import ServiceBase, kv_dict, kv_pairs, rpc
 from vecdb.request_db import db_of
 from vecdb.schema import CollectionSchema, added_field, validate_collection_name
 from vecdb.timestamp import physical_ms
+from vecdb.timestamptz import zone_of
 
 DEFAULT_PARTITION_KEY_PARTITIONS = 16
 
@@ -65,7 +66,12 @@ class CollectionRpcs(ServiceBase):
             pb.ParseFromString(request.schema)
         except Exception:
             raise errors.InvalidParameter("the schema is not a valid CollectionSchema message") from None
-        schema = CollectionSchema.from_proto(pb, request.collection_name)
+        properties = kv_dict(request.properties)
+        try:  # the zone a TIMESTAMPTZ default value without an offset is read in (the coord checks the names)
+            db_properties = self.r.catalog.database(db)["properties"]
+        except errors.DatabaseNotFound:
+            db_properties = {}  # the coord's create reports it
+        schema = CollectionSchema.from_proto(pb, request.collection_name, zone_of(properties, db_properties))
         shards = request.shards_num or 1
         if not 1 <= shards <= LIMITS.max_shards:
             raise errors.InvalidParameter(f"maximum shards's number should be limited to {LIMITS.max_shards}")
@@ -79,7 +85,7 @@ class CollectionRpcs(ServiceBase):
             raise errors.InvalidParameter(too_many_partitions(num_parts))
         # Milvus: the same schema again is accepted (the coord answers with the existing collection)
         self.ddl.create_collection(db, request.collection_name, schema, shards, request.consistency_level,
-                                   kv_dict(request.properties), num_parts)
+                                   properties, num_parts)
         return status.success()
 
     @rpc()
@@ -122,7 +128,7 @@ class CollectionRpcs(ServiceBase):
             num_partitions=len(info.partitions),  # Milvus: the partitions there are, _default included
             update_timestamp=info.schema.update_ts or info.created_ts,  # pymilvus 2.6 sends it back on writes
         )
-        info.schema.to_proto(resp.schema)
+        info.schema.to_proto(resp.schema, self.zone_of(info))  # a TIMESTAMPTZ default in its zone
         return resp
 
     @rpc(milvus_pb2.ShowCollectionsResponse)
@@ -178,7 +184,7 @@ class CollectionRpcs(ServiceBase):
             fpb.ParseFromString(request.schema)
         except Exception:
             raise errors.InvalidParameter("the schema is not a valid FieldSchema message") from None
-        new = added_field(info.schema, fpb)
+        new = added_field(info.schema, fpb, self.zone_of(info))
         self.ddl.add_collection_field(db, request.collection_name, new)
         self.r.querynode.refresh_info(self.r.catalog.get_by_id(info.id))
         return status.success()

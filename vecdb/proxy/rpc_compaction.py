@@ -1,5 +1,6 @@
 """RPCs: ManualCompaction, GetCompactionState, GetCompactionStateWithPlans (``client.compact``,
-``get_compaction_state``, ``get_compaction_plans``).
+``get_compaction_state``, ``get_compaction_plans``). ``client.compact(is_clustering=True)``
+(``majorCompaction``) asks for a clustering compaction of a collection with a clustering key.
 
 A manual compaction is a request record in the metadata store (``vecdb.datanode.compactor``) with
 a state per channel, which the data node owning each channel carries out (standalone: the
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
-from vecdb import errors
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, rpc
 from vecdb.proxy.quota import admit_database
@@ -39,10 +39,13 @@ class CompactionRpcs(ServiceBase):
         else:
             info = self.r.catalog.get_by_id(request.collectionID)
         admit_database(self.r, "ManualCompaction", request, context, info.db)  # database.force.deny.compaction
-        if request.majorCompaction:  # client.compact(is_clustering=True)
-            raise errors.InvalidParameter(f"collection {info.name} has no clustering key field: clustering "
-                                          "compaction needs one (vecdb supports none yet)")
-        compaction_id = self.r.datanode.compact(info)
+        if request.majorCompaction and info.schema.clustering_key_field is None:
+            # client.compact(is_clustering=True) on a collection without a clustering key: Milvus's data
+            # coordinator triggers nothing (clusteringCompactionPolicy.triggerOneCollection) and answers
+            # success with compaction id -1 and no plan; get_compaction_state(-1) then reads Completed
+            return milvus_pb2.ManualCompactionResponse(status=status.success(), compactionID=-1,
+                                                       compactionPlanCount=0)
+        compaction_id = self.r.datanode.compact(info, clustering=request.majorCompaction)
         return milvus_pb2.ManualCompactionResponse(status=status.success(), compactionID=compaction_id,
                                                    compactionPlanCount=len(info.channels))
 

@@ -16,6 +16,7 @@ from vecdb.expr import compile_filter
 from vecdb.expr.filter import KeyFilter
 from vecdb.expr.lexer import INT64_MAX, INT64_MIN, syntax_error
 from vecdb.expr.limits import MAX_EXPR_LENGTH
+from vecdb.expr.local_time import localize_iso_literals
 from vecdb.expr.parser import parse
 from vecdb.log_records import DeleteRecord, InsertRecord, Record
 from vecdb.proxy import status
@@ -101,7 +102,7 @@ class DmlRpcs(ServiceBase):
         admit_collection(self.r, "Insert", request, context, info)  # its database's and its own limits
         _check_schema_ts(info, request)
         n = request.num_rows
-        columns = columns_from_field_data(info.schema, request.fields_data, n)
+        columns = columns_from_field_data(info.schema, request.fields_data, n, zone=self.zone_of(info))
         self._assign_pks(info, columns, n)
         ts = self._write_rows(info, columns, n, request.partition_name)
         pks = columns[info.schema.primary_field.name]
@@ -123,7 +124,8 @@ class DmlRpcs(ServiceBase):
         n = request.num_rows
         ops = parse_field_ops(info.schema, request)  # ARRAY_APPEND / ARRAY_REMOVE: a partial update
         partial = bool(getattr(request, "partial_update", False)) or bool(ops)
-        columns = columns_from_field_data(info.schema, request.fields_data, n, partial_update=partial)
+        columns = columns_from_field_data(info.schema, request.fields_data, n, partial_update=partial,
+                                          zone=self.zone_of(info))
         if partial:
             columns = self._merge_partial(info, columns, n, request.partition_name, ops)
         ts = self._write_rows(info, columns, n, request.partition_name)
@@ -176,7 +178,8 @@ class DmlRpcs(ServiceBase):
         pks = self._pks_from_expr(info, expr)
         if pks is None:
             self.require_loaded(info)
-            flt = compile_filter(expr, info.schema, template_values(request.expr_template_values))
+            flt = compile_filter(localize_iso_literals(expr, self.zone_of(info)), info.schema,  # as Milvus: its zone
+                                 template_values(request.expr_template_values))
             pk_name = info.schema.primary_field.name
             parts = {pid} if pid != -1 else None
             ts = self.r.writer.read_ts(info.channels)

@@ -6,9 +6,15 @@ plain search uses (in a cluster, the router), all at one snapshot timestamp, so 
 the same data. As in Milvus, a request's own ``offset`` is ignored (the hybrid ``offset`` applies
 to the fused list) and the output fields of a fused hit are those of the request that returned
 it first.
+
+With ``group_by_field`` (Milvus 2.5+; ``group_size``, ``strict_group_size``, ``rank_group_scorer``
+in the rank parameters) each request is a grouping search of its own limit of groups, and the fused
+hits are grouped again (``vecdb.proxy.grouping.group_fused``): ``limit`` groups after ``offset``.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from pymilvus.grpc_gen import milvus_pb2
 
@@ -16,16 +22,21 @@ from vecdb import errors
 from vecdb.limits import LIMITS
 from vecdb.proxy.base import kv_dict, rpc
 from vecdb.proxy.consistency import level_of, reading_at
+from vecdb.proxy.grouping import group_fused, parse_group_by, parse_group_scorer
 from vecdb.proxy.quota import admit_collection
 from vecdb.proxy.rerank import Ranker, SubResult, function_ranker, fuse, fused_columns, ranker_from_rank_params
 from vecdb.proxy.results import search_results
-from vecdb.proxy.rpc_search import SearchPlan, SearchRpcs, _int_param, _round_decimal, with_field
+from vecdb.proxy.rpc_search import SearchPlan, SearchRpcs, _int_param, _round_decimal, add_group_values, with_field
 from vecdb.querynode.executor import SearchSpec
 from vecdb.request_db import db_of
+from vecdb.timestamptz import TIME_FIELDS_KEY, ZONE_KEY
 
 MAX_ANN_REQUESTS = 1024  # Milvus: defaultMaxSearchRequest
 # sub-request parameters the hybrid request owns (pymilvus copies them into every ANN request)
 _HYBRID_OWNED = {"offset", "round_decimal"}
+# rank parameters an ANN request takes when it has none of its own (pymilvus sends them in every ANN
+# request, Milvus reads the hybrid request's): TIMESTAMPTZ's zone (filters, reply) and time_fields
+_SHARED = (ZONE_KEY, TIME_FIELDS_KEY)
 
 
 def _ranker(request, n_requests: int, schema) -> Ranker:
@@ -62,8 +73,6 @@ class HybridRpcs(SearchRpcs):
         if len(reqs) > MAX_ANN_REQUESTS:
             raise errors.InvalidParameter(f"maximum of ann search requests is {MAX_ANN_REQUESTS}")
         rank = kv_dict(request.rank_params)
-        if rank.get("group_by_field"):
-            raise errors.OperationNotSupported("grouping in a hybrid search is not supported yet")
         ranker = _ranker(request, len(reqs), info.schema)
         limit, offset = _window(rank)
         round_decimal = _round_decimal(rank)
@@ -73,9 +82,11 @@ class HybridRpcs(SearchRpcs):
         plans: list[SearchPlan] = []
         specs: list[SearchSpec] = []
         for sub in reqs:
+            own = {kv.key for kv in sub.search_params}
             pairs = [kv for kv in sub.search_params if kv.key not in _HYBRID_OWNED]
+            pairs += [kv for kv in request.rank_params if kv.key in _SHARED and kv.key not in own]
             plan = self._search_plan(info, pairs, request.output_fields)
-            if plan.group is not None:
+            if plan.group is not None and not rank.get("group_by_field"):  # (pymilvus copies the hybrid's)
                 raise errors.InvalidParameter("not support search_group_by operation in the hybrid search")
             spec = self._search_spec(info, sub, plan, ts)
             if specs and len(spec.queries) != len(specs[0].queries):
@@ -84,17 +95,35 @@ class HybridRpcs(SearchRpcs):
                     f"[expected={len(specs[0].queries)}][actual={len(spec.queries)}]")
             plans.append(plan)
             specs.append(spec)
+        group = None
+        for plan in plans:  # (each request's vector type: grouping refuses binary vectors)
+            group = parse_group_by(info.schema, rank, {}, plan.field.dtype)
         decayed = ranker.decay.field if ranker.decay is not None else None  # its field read with every hit
         with reading_at(level):
-            hits = [self.r.querynode.search(info, spec, parts, with_field(plan.fetch, decayed))
-                    for plan, spec in zip(plans, specs)]
+            if group is None:
+                hits = [self.r.querynode.search(info, spec, parts, with_field(plan.fetch, decayed))
+                        for plan, spec in zip(plans, specs)]
+            else:  # each request a grouping search of its own limit of groups (Milvus 2.5+)
+                hits = [self.grouped_hits(info, spec, dataclasses.replace(plan, fetch=with_field(plan.fetch, decayed)),
+                                          parts, group) for plan, spec in zip(plans, specs)]
         nq = len(specs[0].queries)
-        fused = fuse(ranker, [SubResult(h.topks, h.pks, h.scores, p.metric, h.columns.get(decayed or ""))
-                              for h, p in zip(hits, plans)], nq, limit, offset)
+        subs = [SubResult(h.topks, h.pks, h.scores, p.metric, h.columns.get(decayed or ""))
+                for h, p in zip(hits, plans)]
         plan = plans[0]
-        resp = search_results(info.schema, nq, fused.topks, fused.pks, fused.scores,
-                              fused_columns(fused, [h.columns for h in hits], plan.fetch), plan.out_fields,
-                              plan.dyn_keys, limit, round_decimal)
+        if group is None:
+            fused = fuse(ranker, subs, nq, limit, offset)
+            topks, pks, scores = fused.topks, fused.pks, fused.scores
+            columns = fused_columns(fused, [h.columns for h in hits], plan.fetch)
+        else:  # every fused hit, then groups of them (vecdb.proxy.grouping.group_fused)
+            fused = fuse(ranker, subs, nq, sum(len(h.pks) for h in hits), 0)
+            columns = fused_columns(fused, [h.columns for h in hits], with_field(plan.fetch, group.field.name))
+            topks, rows = group_fused(fused.topks, fused.pks, fused.scores, columns[group.field.name], group.size,
+                                      limit, offset, parse_group_scorer(rank))
+            pks, scores, columns = fused.pks[rows], fused.scores[rows], {k: v[rows] for k, v in columns.items()}
+        resp = search_results(info.schema, nq, topks, pks, scores, columns, plan.out_fields, plan.dyn_keys,
+                              limit, round_decimal, plan.times)
+        if group is not None:
+            add_group_values(resp, info.schema, columns, group)
         resp.collection_name = info.name
         resp.session_ts = ts
         return resp

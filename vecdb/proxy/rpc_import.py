@@ -100,12 +100,13 @@ class ImportRpcs(DmlRpcs):
             raise errors.CollectionNotFound(f"collection {job.collection} was dropped during the import")
         job.state = IMPORTING
         rec.put()
+        zone = self.zone_of(info)  # TIMESTAMPTZ strings without an offset are read in it
         # pass 1: read and validate every file before writing anything; the validated batches are
         # kept up to HOLD_BYTES, the groups past it read and converted again in pass 2
         kept: list[list[tuple[dict, int]] | None] = []
         held, nfiles, read = 0, sum(len(g) for g in job.files), 0
         for group in job.files:
-            batches = self._read_group(info.schema, objects, group, local_files)
+            batches = self._read_group(info.schema, objects, group, local_files, zone)
             size = sum(_nbytes(cols) for cols, _ in batches)
             kept.append(batches if held + size <= importer.HOLD_BYTES else None)
             held += size if kept[-1] is not None else 0
@@ -118,7 +119,7 @@ class ImportRpcs(DmlRpcs):
         written, last_put = 0, time.monotonic()
         for group, held_batches in zip(job.files, kept):
             if held_batches is None:
-                held_batches = self._read_group(info.schema, objects, group, local_files)
+                held_batches = self._read_group(info.schema, objects, group, local_files, zone)
             for columns, n in held_batches:
                 self._assign_pks(info, columns, n)
                 self._write_rows(info, columns, n, job.partition)
@@ -136,15 +137,17 @@ class ImportRpcs(DmlRpcs):
         rec.put()
 
     @staticmethod
-    def _read_group(schema: CollectionSchema, objects, group: list[str], local_files: bool) -> list[tuple[dict, int]]:
-        """One file group as validated insert batches (raises on the first bad row)."""
+    def _read_group(schema: CollectionSchema, objects, group: list[str], local_files: bool,
+                    zone: str) -> list[tuple[dict, int]]:
+        """One file group as validated insert batches (raises on the first bad row); ``zone``: the
+        collection's time zone."""
         data = {p: importer.read_object(objects, p, local_files) for p in group}
         kind = importer.file_kind(group[0])
         if kind == "parquet":
-            return _json_batches(schema, importer.parquet_rows(schema, data[group[0]], group[0]), group[0])
+            return _json_batches(schema, importer.parquet_rows(schema, data[group[0]], group[0]), group[0], zone)
         if kind != "npy":
-            return _json_batches(schema, importer.json_rows(data[group[0]], group[0]), group[0])
-        return _numpy_batches(schema, data)
+            return _json_batches(schema, importer.json_rows(data[group[0]], group[0]), group[0], zone)
+        return _numpy_batches(schema, data, zone)
 
     # --- the RPCs ------------------------------------------------------------------------
     @rpc(milvus_pb2.ImportResponse)
@@ -184,11 +187,11 @@ def _nbytes(columns: dict) -> int:
     return sum(c.nbytes if c.dtype != object else 64 * len(c) for c in columns.values())
 
 
-def _validated(schema: CollectionSchema, fields: list, n: int) -> dict:
-    return columns_from_field_data(schema, fields, n)
+def _validated(schema: CollectionSchema, fields: list, n: int, zone: str) -> dict:
+    return columns_from_field_data(schema, fields, n, zone=zone)
 
 
-def _json_batches(schema: CollectionSchema, rows: list[dict], path: str) -> list[tuple[dict, int]]:
+def _json_batches(schema: CollectionSchema, rows: list[dict], path: str, zone: str) -> list[tuple[dict, int]]:
     from vecdb.proxy.rest import rows_to_field_data
 
     pk = schema.primary_field
@@ -198,14 +201,15 @@ def _json_batches(schema: CollectionSchema, rows: list[dict], path: str) -> list
         try:
             if pk.auto_id and any(pk.name in row for row in part):
                 raise errors.InvalidParameter(f"the primary key '{pk.name}' is auto-generated, no need to provide")
-            out.append((_validated(schema, rows_to_field_data(schema, part), len(part)), len(part)))
+            out.append((_validated(schema, rows_to_field_data(schema, part), len(part), zone), len(part)))
         except (errors.VecdbError, KeyError, TypeError, ValueError) as e:
-            row, reason = _first_bad_row(schema, part, e)
+            row, reason = _first_bad_row(schema, part, e, zone)
             raise errors.InvalidParameter(f"failed to import the file {path}: row {start + row}: {reason}") from None
     return out
 
 
-def _first_bad_row(schema: CollectionSchema, rows: list[dict], batch_error: Exception) -> tuple[int, str]:
+def _first_bad_row(schema: CollectionSchema, rows: list[dict], batch_error: Exception,
+                   zone: str) -> tuple[int, str]:
     """The first row of a failed batch that fails alone, and why (only on the error path)."""
     from vecdb.proxy.rest import rows_to_field_data
 
@@ -214,7 +218,7 @@ def _first_bad_row(schema: CollectionSchema, rows: list[dict], batch_error: Exce
         try:
             if pk.auto_id and pk.name in row:
                 raise errors.InvalidParameter(f"the primary key '{pk.name}' is auto-generated, no need to provide")
-            _validated(schema, rows_to_field_data(schema, [row]), 1)
+            _validated(schema, rows_to_field_data(schema, [row]), 1, zone)
         except (errors.VecdbError, KeyError, TypeError, ValueError) as e:
             return i, _reason(e)
     return 0, _reason(batch_error)
@@ -225,7 +229,7 @@ def _reason(e: Exception) -> str:
     return msg.strip("'\"") if isinstance(e, KeyError) else msg
 
 
-def _numpy_batches(schema: CollectionSchema, files: dict[str, bytes]) -> list[tuple[dict, int]]:
+def _numpy_batches(schema: CollectionSchema, files: dict[str, bytes], zone: str) -> list[tuple[dict, int]]:
     columns, n = importer.numpy_columns(schema, files)
     if not n:
         return []
@@ -238,7 +242,7 @@ def _numpy_batches(schema: CollectionSchema, files: dict[str, bytes]) -> list[tu
         part = {k: v[start:end] for k, v in columns.items()}
         try:
             fields = field_data_from_columns(schema, part, names, dynamic)
-            out.append((_validated(schema, fields, end - start), end - start))
+            out.append((_validated(schema, fields, end - start, zone), end - start))
         except errors.VecdbError as e:
             raise errors.InvalidParameter(f"failed to import the numpy files {where} (rows {start}-{end - 1}): "
                                           f"{e.message}") from None

@@ -13,6 +13,7 @@ from vecdb import errors
 from vecdb.bm25 import output_analyzer
 from vecdb.expr import compile_filter
 from vecdb.expr.filter import KeyFilter
+from vecdb.expr.local_time import localize_iso_literals
 from vecdb.index import validate_search_params
 from vecdb.index.params import MAX_CANDIDATES
 from vecdb.limits import LIMITS
@@ -22,6 +23,7 @@ from vecdb.proxy.consistency import BOUNDED_STALENESS, ReadLevel, level_of, read
 from vecdb.proxy.fielddata import parse_placeholder_group, resolve_output_fields
 from vecdb.proxy.fieldencode import fill_field_data
 from vecdb.proxy.grouping import GroupBy, group_hits, parse_group_by
+from vecdb.proxy.highlight import Highlight, highlight_results, plan_highlight
 from vecdb.proxy.order_by import order_fields, order_group_rows, order_rows, parse_order_by
 from vecdb.proxy.quota import admit_collection
 from vecdb.proxy.rerank import Ranker, SubResult, function_ranker, fuse, fused_columns
@@ -37,9 +39,10 @@ from vecdb.proxy.search_iterator import (
     page_request,
 )
 from vecdb.proxy.templates import template_values
-from vecdb.querynode.executor import SearchSpec
+from vecdb.querynode.executor import Hits, SearchSpec
 from vecdb.request_db import db_of
 from vecdb.schema import FieldSchema, valid_key
+from vecdb.timestamptz import UTC_OUTPUT, TimeOutput, time_output
 
 MAX_ROUND_DECIMAL = 6
 COUNT_STAR = "count(*)"
@@ -70,6 +73,8 @@ class SearchPlan:
     order: tuple = ()  # order_by_fields: ((field, ascending), ...) (vecdb.proxy.order_by)
     iter_batch: int = 0  # a search iterator v2's page size (vecdb.proxy.search_iterator); 0: none
     ignore_growing: bool = False  # search sealed segments only
+    times: TimeOutput = UTC_OUTPUT  # TIMESTAMPTZ: the filter's and the reply's zone, time_fields (vecdb.timestamptz)
+    highlight: Highlight | None = None  # the request's highlighter (per request: vecdb.proxy.highlight)
 
 
 def _int_param(params: dict, key: str, default: int) -> int:
@@ -140,6 +145,25 @@ def _widened(params: dict, k: int) -> dict:
     return out
 
 
+def _with_highlight(plan: SearchPlan, hl: Highlight | None) -> SearchPlan:
+    """``plan`` for one request with a highlighter: the highlighted fields read with the hits."""
+    if hl is None:
+        return plan
+    return dataclasses.replace(plan, highlight=hl, fetch=list(dict.fromkeys(plan.fetch + hl.fields)))
+
+
+def _add_highlights(resp: milvus_pb2.SearchResults, plan: SearchPlan, topks, columns) -> None:
+    """The highlights of the reply's hits (``columns``: their values), when the request asked."""
+    if plan.highlight is not None:
+        resp.results.highlight_results.extend(highlight_results(plan.highlight, list(topks), columns))
+
+
+def add_group_values(resp: milvus_pb2.SearchResults, schema, columns: dict, group: GroupBy) -> None:
+    """A grouping search's reply: each hit's group value (``group_by_field_value``)."""
+    if group.field.name in columns:
+        fill_field_data(lambda: resp.results.group_by_field_value, schema, columns, [group.field.name], None)
+
+
 def _is_iterator(params: dict) -> bool:
     return str(params.get("iterator", "")).lower() == "true"
 
@@ -160,11 +184,13 @@ class SearchRpcs(ServiceBase):
         # state: its node applies each write before acknowledging it, and it never reuses a timestamp.
         return pinned if 0 < pinned < now else now
 
-    def _filter(self, info, expr: str, template_pb):
+    def _filter(self, info, expr: str, template_pb, zone: str):
+        """The compiled filter (None: none); ISO literals without an offset read in ``zone``."""
         expr = (expr or "").strip()
         if not expr:
             return None
-        return compile_filter(expr, info.schema, template_values(template_pb) if template_pb else None)
+        return compile_filter(localize_iso_literals(expr, zone), info.schema,
+                              template_values(template_pb) if template_pb else None)
 
     @rpc(milvus_pb2.SearchResults)
     def Search(self, request, context):
@@ -173,9 +199,10 @@ class SearchRpcs(ServiceBase):
         self.require_loaded(info)
         if request.sub_reqs:
             raise errors.OperationNotSupported("a Search with sub_reqs is not supported; send a HybridSearch")
-        if request.HasField("highlighter"):  # refused, not ignored: the caller would wait for highlights
-            raise errors.OperationNotSupported("search result highlighting (highlighter) is not supported yet")
         plan = self._search_plan(info, request.search_params, request.output_fields)
+        if request.HasField("highlighter"):
+            plan = _with_highlight(plan, plan_highlight(request.highlighter, info.schema, plan.metric, plan.field,
+                                                        request.placeholder_group))
         level = level_of(request, info.consistency_level)
         spec = self._search_spec(info, request, plan, self._snapshot_ts(info, request, level, plan.iterator))
         parts = self.partition_ids(info, request.partition_names)
@@ -196,7 +223,8 @@ class SearchRpcs(ServiceBase):
             hits.pks, hits.scores = hits.pks[rows], hits.scores[rows]
             hits.columns = {k: v[rows] for k, v in hits.columns.items()}
         resp = search_results(info.schema, len(spec.queries), hits.topks, hits.pks, hits.scores, hits.columns,
-                              plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal)
+                              plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal, plan.times)
+        _add_highlights(resp, plan, hits.topks, hits.columns)
         resp.collection_name = info.name
         resp.session_ts = spec.ts
         return resp
@@ -216,7 +244,7 @@ class SearchRpcs(ServiceBase):
         return SearchSpec(
             field=plan.field, queries=queries, limit=plan.limit, offset=plan.offset, metric=plan.metric,
             params=plan.params, index_type=plan.index_type, radius=plan.radius, range_filter=plan.range_filter,
-            flt=self._filter(info, request.dsl, request.expr_template_values), ts=ts,
+            flt=self._filter(info, request.dsl, request.expr_template_values, plan.times.zone), ts=ts,
             ignore_growing=plan.ignore_growing,
         )
 
@@ -270,9 +298,10 @@ class SearchRpcs(ServiceBase):
         if page.cursor is not None:
             cursors.remember(req.token, page.last_bound, page.cursor)
         rows = page.rows
+        columns = {k: v[rows] for k, v in hits.columns.items()}
         resp = search_results(info.schema, len(spec.queries), page.topks, hits.pks[rows], hits.scores[rows],
-                              {k: v[rows] for k, v in hits.columns.items()}, plan.out_fields, plan.dyn_keys,
-                              plan.limit, plan.round_decimal)
+                              columns, plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal, plan.times)
+        _add_highlights(resp, plan, page.topks, columns)
         resp.results.search_iterator_v2_results.token = req.token
         resp.results.search_iterator_v2_results.last_bound = page.last_bound
         resp.collection_name = info.name
@@ -289,18 +318,30 @@ class SearchRpcs(ServiceBase):
         nq = len(spec.queries)
         fused = fuse(ranker, [SubResult(hits.topks, hits.pks, hits.scores, plan.metric, hits.columns.get(field or ""))],
                      nq, plan.limit, plan.offset)
-        resp = search_results(info.schema, nq, fused.topks, fused.pks, fused.scores,
-                              fused_columns(fused, [hits.columns], plan.fetch), plan.out_fields, plan.dyn_keys,
-                              plan.limit, plan.round_decimal)
+        columns = fused_columns(fused, [hits.columns], plan.fetch)
+        resp = search_results(info.schema, nq, fused.topks, fused.pks, fused.scores, columns, plan.out_fields,
+                              plan.dyn_keys, plan.limit, plan.round_decimal, plan.times)
+        _add_highlights(resp, plan, fused.topks, columns)
         resp.collection_name = info.name
         resp.session_ts = spec.ts
         return resp
 
     def _grouped_search(self, info, spec: SearchSpec, plan: SearchPlan, parts) -> milvus_pb2.SearchResults:
-        """A grouping search (``vecdb.proxy.grouping``): ordinary top-k searches over a window of each
-        query's best hits, widened (x4, up to LIMITS.max_topk) while an answer is short."""
-        group = plan.group
-        assert group is not None
+        """A grouping search (``vecdb.proxy.grouping``)."""
+        assert plan.group is not None
+        hits = self.grouped_hits(info, spec, plan, parts, plan.group)
+        resp = search_results(info.schema, len(spec.queries), hits.topks, hits.pks, hits.scores, hits.columns,
+                              plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal, plan.times)
+        _add_highlights(resp, plan, hits.topks, hits.columns)
+        add_group_values(resp, info.schema, hits.columns, plan.group)
+        resp.collection_name = info.name
+        resp.session_ts = spec.ts
+        return resp
+
+    def grouped_hits(self, info, spec: SearchSpec, plan: SearchPlan, parts, group: GroupBy) -> Hits:
+        """Each query's hits grouped by ``group`` (``vecdb.proxy.grouping``), in output order, their columns
+        with the group field's: ordinary top-k searches over a window of each query's best hits, widened
+        (x4, up to LIMITS.max_topk) while an answer is short."""
         name = group.field.name
         fetch = with_field(plan.fetch, name)
         window = min(LIMITS.max_topk, max(GROUP_WINDOW_START, 2 * (plan.limit + plan.offset) * group.size))
@@ -316,29 +357,23 @@ class SearchRpcs(ServiceBase):
         if plan.order:  # the groups ordered by their first hit's values (Milvus 2.6)
             rows = rows[order_group_rows(grouped.topks, values[rows],
                                          {k: v[rows] for k, v in hits.columns.items()}, plan.order)]
-        columns = {k: v[rows] for k, v in hits.columns.items()}
-        resp = search_results(info.schema, len(spec.queries), grouped.topks, hits.pks[rows], hits.scores[rows],
-                              columns, plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal)
-        if name in columns:
-            fill_field_data(lambda: resp.results.group_by_field_value, info.schema, columns, [name], None)
-        resp.collection_name = info.name
-        resp.session_ts = spec.ts
-        return resp
+        return Hits(grouped.topks, hits.pks[rows], hits.scores[rows], {k: v[rows] for k, v in hits.columns.items()})
 
     def _search_plan(self, info, pairs, output_fields) -> SearchPlan:
         """Everything a search derives from its parameters, cached: clients repeat the same ones."""
         key = (info.id, tuple([(i.index_id, i.field_name) for i in info.indexes]),
-               tuple([(kv.key, kv.value) for kv in pairs if kv.key not in PER_PAGE_KEYS]), tuple(output_fields))
+               tuple([(kv.key, kv.value) for kv in pairs if kv.key not in PER_PAGE_KEYS]), tuple(output_fields),
+               self.zone_of(info))  # the collection's time zone: an alter of a property changes it
         cache = self.__dict__.setdefault("_plans", {})
         plan = cache.get(key)
         if plan is None:
-            plan = self._make_search_plan(info, dict(key[2]), list(output_fields))
+            plan = self._make_search_plan(info, dict(key[2]), list(output_fields), key[4])
             if len(cache) >= _PLAN_CACHE_SIZE:
                 cache.clear()
             cache[key] = plan
         return plan
 
-    def _make_search_plan(self, info, sp: dict, output_fields: list) -> SearchPlan:
+    def _make_search_plan(self, info, sp: dict, output_fields: list, zone: str) -> SearchPlan:
         try:
             params = parse_json_param(sp.get("params", ""), "search params")
         except RecursionError:  # json's C scanner recurses per nesting level
@@ -405,6 +440,7 @@ class SearchRpcs(ServiceBase):
             out_fields=out_fields, dyn_keys=dyn_keys,
             fetch=list(dict.fromkeys(_fetched(schema, out_fields, dyn_keys) + order_fields(schema, order))),
             group=group, order=order, iter_batch=iter_batch, ignore_growing=ignore_growing,
+            times=time_output(sp, zone),
         )
 
     def _anns_field(self, info, name: str):
@@ -429,7 +465,8 @@ class SearchRpcs(ServiceBase):
         limit = None if qp.get("limit") in (None, "", "-1") else _int_param(qp, "limit", 0)
         offset = _int_param(qp, "offset", 0)
         requested = list(request.output_fields)
-        flt = self._filter(info, request.expr, request.expr_template_values)
+        times = time_output(qp, self.zone_of(info))  # TIMESTAMPTZ: the filter's and the reply's zone
+        flt = self._filter(info, request.expr, request.expr_template_values, times.zone)
         parts = self.partition_ids(info, request.partition_names)
         level = level_of(request, info.consistency_level)
         ts = self._snapshot_ts(info, request, level, _is_iterator(qp))
@@ -458,7 +495,7 @@ class SearchRpcs(ServiceBase):
         fetch = _fetched(schema, out_fields, dyn_keys)
         with reading_at(level):
             cols = self.r.querynode.query(info, ts, flt, parts, fetch, limit, offset, sealed_only=sealed_only)
-        resp = query_results(schema, cols, out_fields, dyn_keys, info.name)
+        resp = query_results(schema, cols, out_fields, dyn_keys, info.name, times)
         resp.session_ts = ts
         return resp
 

@@ -16,6 +16,8 @@ up to ``P`` replaces the source segments it holds by the new one:
   snapshot holds either the sources or the new segment, never both and never neither. Readers that
   took their snapshot before keep the old segments until they finish; then nothing references them.
 
+A clustering compaction's record names several new segments (``"to"`` and ``"more"``, in key order):
+their rows are matched together against the sources and the sources swapped for them all at once.
 ``"to": null`` (no row survived) drops the sources, which must all be dead here. A record whose
 sources this node does not hold (it loaded the channel after the compaction, or the partition was
 dropped) is ignored. Where a persist covered several seal records (flushes racing), this node
@@ -68,6 +70,11 @@ class CompactionRecord:
     sources: tuple[str, ...]
     target: str | None
     position: int
+    more: tuple[str, ...] = ()  # a clustering compaction's other new segments
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return () if self.target is None else (self.target, *self.more)
 
     @property
     def collection_id(self) -> int:
@@ -85,24 +92,29 @@ class CompactionRecord:
             parts = key.split("/")
             doc = json.loads(raw)
             int(parts[1])
-            return cls(key, parts[2], tuple(doc["from"]), doc["to"], int(doc["position"]))
+            return cls(key, parts[2], tuple(doc["from"]), doc["to"], int(doc["position"]), tuple(doc.get("more") or ()))
         except (ValueError, KeyError, IndexError, TypeError) as e:
             log.error("ignoring malformed compaction record %s: %s", key, e)
             return None
 
 
 @dataclass
-class _Prepared:
-    """A record's new segment, read, matched against the sources and built outside the shard lock,
+class _Built:
+    """One new segment of a record, read, matched against the sources and built outside the shard lock,
     with the delete timestamps its rows had then (a delete meanwhile is applied under the lock)."""
 
-    sources: list[Segment]
     segment: Segment
     picked: np.ndarray  # the new rows that take their source row's delete timestamp
     take: np.ndarray  # their source rows (into the sources' rows, concatenated)
     live: np.ndarray  # the new rows alive when it was built
     keys: list  # their primary keys
     locators: list  # and locators
+
+
+@dataclass
+class _Prepared:
+    sources: list[Segment]
+    built: list[_Built]  # one per new segment of the record
 
 
 def match_rows(sources: list[Segment], pks: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -274,7 +286,7 @@ class CompactionFollower:
             prefix = todo.pop(0)
             if prefix in self._lost:
                 todo[:0] = self._lost[prefix]
-            else:
+            elif prefix not in out:  # the lost segments of one clustering compaction share their sources
                 out.append(prefix)
         return out
 
@@ -289,7 +301,7 @@ class CompactionFollower:
             missing = {p for p in prefixes if p not in by_prefix}
             done = self._done.get(shard, set())
             with self._records_lock:
-                pending = any(r.target in missing and r.key not in done for r in self._records.values())
+                pending = any(missing.intersection(r.targets) and r.key not in done for r in self._records.values())
             if pending:
                 return None  # a chain: the record that makes the other sources comes first
             # The record that made the other sources was refused here, or collected before this node
@@ -304,7 +316,8 @@ class CompactionFollower:
         except errors.KeyNotFound as e:  # collected already: a later record names its sources
             log.warning("compacted segment %s is gone before this node read it (%s); keeping %s", rec.target,
                         e, rec.sources)
-            self._lost[rec.target] = tuple(prefixes)
+            for target in rec.targets:
+                self._lost[target] = tuple(prefixes)
             return False
         if prepared is None:
             return False
@@ -332,13 +345,20 @@ class CompactionFollower:
             return None
         info = coll.info
         mmap = self.node.mmap(info)
-        rows = len(sf.read_segment(self.node.objects, rec.target, info.schema,
-                                   skip=[f.name for f in info.schema.fields])[1])
         # a node that does not lead the channel keeps the new segment as a stub: the leader serves it
         # until the coord places it (vecdb.coord.assignment)
         stub = not shard.leader
-        columns, ts, indexes = self.node._read_sealed(info, rec.target, rows, mmap, stub)
-        pks = columns[info.schema.primary_field.name]
+        reads = []
+        for prefix in rec.targets:
+            rows = len(sf.read_segment(self.node.objects, prefix, info.schema,
+                                       skip=[f.name for f in info.schema.fields])[1])
+            reads.append(self.node._read_sealed(info, prefix, rows, mmap, stub))
+        pk_name = info.schema.primary_field.name
+        if len(reads) == 1:
+            pks, ts = reads[0][0][pk_name], reads[0][1]
+        else:  # a clustering compaction's segments: matched against the sources together
+            pks = np.concatenate([np.asarray(columns[pk_name]) for columns, _, _ in reads])
+            ts = np.concatenate([np.asarray(t, np.uint64) for _, t, _ in reads])
         src_index, superseded = match_rows(held, pks, ts)
         unmatched = (src_index < 0) & ~superseded
         if unmatched.any():
@@ -364,12 +384,19 @@ class CompactionFollower:
         take = src_index[picked]
         del_ts = np.asarray(ts, np.uint64).copy()  # a superseded row is dead from its start
         del_ts[picked] = np.concatenate([s.del_ts() for s in held])[take]
-        slot = shard.reserve_slot()
-        seg = Segment.from_columns(slot, held[0].partition_id, shard.schema, columns, ts, del_ts, stub=stub)
-        seg.segment_id, seg.prefix = rec.segment_id, rec.target
-        seg.indexes.update(indexes)
-        live = np.flatnonzero(seg.del_ts() == MAX_TIMESTAMP)
-        return _Prepared(held, seg, picked, take, live, *_index_entries(seg, live))
+        built = []
+        lo = 0
+        for i, (prefix, (columns, seg_ts, indexes)) in enumerate(zip(rec.targets, reads)):
+            hi = lo + len(seg_ts)
+            seg = Segment.from_columns(shard.reserve_slot(), held[0].partition_id, shard.schema, columns, seg_ts,
+                                       del_ts[lo:hi], stub=stub)
+            seg.segment_id, seg.prefix = rec.segment_id if i == 0 else _compacted_id(prefix), prefix
+            seg.indexes.update(indexes)
+            mine = (picked >= lo) & (picked < hi)
+            live = np.flatnonzero(seg.del_ts() == MAX_TIMESTAMP)
+            built.append(_Built(seg, picked[mine] - lo, take[mine], live, *_index_entries(seg, live)))
+            lo = hi
+        return _Prepared(held, built)
 
     def _evict_cached(self, rec: CompactionRecord, gone: list[Segment]) -> None:
         """Drop the local cache copies of the swapped-out segments' files: nothing reads them again
@@ -384,40 +411,48 @@ class CompactionFollower:
         cid = rec.collection_id
         registered = {json.loads(v)["prefix"] for _, v in self.node.meta.scan(f"seg/{cid}/{rec.channel}/")}
         with self._records_lock:
-            named = {p for r in self._records.values() for p in (*r.sources, r.target)}
+            named = {p for r in self._records.values() for p in (*r.sources, *r.targets)}
         top = max(_position(s.prefix) for s in held if s.prefix is not None)
         return [s for s in list(shard.segments.values())
                 if s.sealed and s.prefix is not None and s not in held and s.partition_id == held[0].partition_id
                 and s.prefix not in registered and s.prefix not in named and _position(s.prefix) <= top]
 
     def _swap(self, shard: Shard, rec: CompactionRecord, p: _Prepared) -> bool:
-        seg = p.segment
         with shard.lock:
             if not _still_held(shard, p.sources):
                 return False
             src_del = np.concatenate([s.del_ts() for s in p.sources])
-            now = src_del[p.take]
-            changed = np.flatnonzero(now != seg.del_ts()[p.picked])
-            live, keys, locators = p.live, p.keys, p.locators
-            if len(changed):  # deleted since the segment was built
-                seg.mark_deleted(p.picked[changed], now[changed])
-                live = np.flatnonzero(seg.del_ts() == MAX_TIMESTAMP)
-                keys, locators = _index_entries(seg, live)
+            for b in p.built:
+                now = src_del[b.take]
+                changed = np.flatnonzero(now != b.segment.del_ts()[b.picked])
+                if len(changed):  # deleted since the segment was built
+                    b.segment.mark_deleted(b.picked[changed], now[changed])
+                    b.live = np.flatnonzero(b.segment.del_ts() == MAX_TIMESTAMP)
+                    b.keys, b.locators = _index_entries(b.segment, b.live)
             src_live = int(np.count_nonzero(src_del == MAX_TIMESTAMP))
-            if len(live) != src_live:
+            live = sum(len(b.live) for b in p.built)
+            if live != src_live:
                 log.error("compaction %s: %d rows are alive in %s here, %d in %s; keeping them", rec.key, src_live,
-                          rec.sources, len(live), rec.target)
+                          rec.sources, live, rec.targets)
                 return False
-            shard.replace_segments(p.sources, seg)
-            shard.pk_index.update(zip(keys, locators))
+            shard.replace_segments(p.sources, [b.segment for b in p.built])
+            for b in p.built:
+                shard.pk_index.update(zip(b.keys, b.locators))
         self.swapped += 1
         log.info("channel %s: %d segments swapped for compacted %s (%d rows, %d alive)", rec.channel,
-                 len(p.sources), rec.target, seg.n, len(live))
+                 len(p.sources), ", ".join(rec.targets), sum(b.segment.n for b in p.built), live)
         self._evict_cached(rec, p.sources)
         coll = self.node.collections.get(rec.collection_id)
-        if coll is not None and not seg.indexes:
-            self.node._schedule_index(coll.info, [seg])
+        unindexed = [b.segment for b in p.built if not b.segment.indexes]
+        if coll is not None and unindexed:
+            self.node._schedule_index(coll.info, unindexed)
         return True
+
+
+def _compacted_id(prefix: str) -> int | None:
+    """The segment id in a compacted segment's prefix ``segments/<cid>/<channel>/<position>-<pid>-c<id>/``."""
+    last = prefix.rstrip("/").rsplit("/", 1)[1].rsplit("-c", 1)
+    return int(last[1]) if len(last) == 2 and last[1].isdigit() else None
 
 
 def _position(prefix: str) -> int:

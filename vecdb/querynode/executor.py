@@ -43,8 +43,22 @@ class SegmentColumns(Mapping):
         return len(self._view.segment.column_names())
 
 
+def pruned(view: SegmentView, flt: RowFilter | None) -> bool:
+    """The filter holds on no row of the sealed segment, known from the range of its clustering key
+    there (after a clustering compaction, one range per segment: vecdb.expr.prune)."""
+    seg = view.segment
+    key = seg.schema.clustering_key_field
+    may_match = getattr(flt, "may_match", None)
+    if key is None or may_match is None or key.name not in flt.fields:  # type: ignore[union-attr]
+        return False
+    bounds = seg.value_range(key.name)
+    return bounds is not None and not may_match(key.name, bounds)
+
+
 def valid_mask(view: SegmentView, ts: int, flt: RowFilter | None) -> np.ndarray | None:
     """Rows of the view a read may return; None when every row qualifies (no mask to apply)."""
+    if flt is not None and view.segment.sealed and pruned(view, flt):
+        return np.zeros(view.n, bool)
     mask = view.segment.visible(ts, view.n, ts - view.ttl if 0 < view.ttl < ts else 0)
     if flt is None:
         return mask

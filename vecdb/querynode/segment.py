@@ -189,6 +189,26 @@ class Segment:
             mask &= self._ts[:n] > np.uint64(expired_at)
         return mask
 
+    def value_range(self, name: str) -> np.ndarray | None:
+        """``[smallest, largest]`` of a sealed segment's scalar column ``name`` (every stored value, a null
+        row's placeholder too), as an array of the column's dtype; computed once (a sealed segment never
+        changes). None when the segment grows, is empty or a stub, or holds a NaN."""
+        if not self.sealed or self.stub or not self.n:
+            return None
+        ranges = self.__dict__.setdefault("_value_ranges", {})
+        if name not in ranges:
+            col = self.column(name)
+            if col.dtype == object:
+                try:
+                    ranges[name] = np.array([min(col), max(col)], dtype=object)
+                except TypeError:  # values that do not order (a VARCHAR column holds str only)
+                    ranges[name] = None
+            elif col.dtype.kind == "f" and np.isnan(col).any():
+                ranges[name] = None
+            else:
+                ranges[name] = np.array([col.min(), col.max()], dtype=col.dtype)
+        return ranges[name]
+
     def alive_count(self) -> int:
         return int(np.count_nonzero(self._del_ts[: self.n] == MAX_TIMESTAMP))
 

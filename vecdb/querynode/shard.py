@@ -95,16 +95,16 @@ class Shard:
             self._next_slot += 1
             return self._next_slot - 1
 
-    def replace_segments(self, old: list[Segment], new: Segment | None) -> None:
-        """Swap sealed segments for ``new`` (its slot from ``reserve_slot``), or for none: a compaction
-        (``vecdb.querynode.compaction``). The dict is replaced whole, in one assignment: a reader's
-        snapshot lists either the old segments or the new one. The caller holds the lock and points
-        the primary-key index at the new segment's live rows."""
+    def replace_segments(self, old: list[Segment], new: Segment | list[Segment] | None) -> None:
+        """Swap sealed segments for ``new`` (slots from ``reserve_slot``; several: a clustering
+        compaction's), or for none: a compaction (``vecdb.querynode.compaction``). The dict is replaced
+        whole, in one assignment: a reader's snapshot lists either the old segments or the new ones. The
+        caller holds the lock and points the primary-key index at the new segments' live rows."""
         segments = dict(self.segments)
         for seg in old:
             del segments[seg.slot]
-        if new is not None:
-            segments[new.slot] = new
+        for seg in [] if new is None else new if isinstance(new, list) else [new]:
+            segments[seg.slot] = seg
         self.segments = segments
 
     def swap(self, old: Segment, new: Segment) -> None:
