@@ -306,3 +306,23 @@ def test_a_collection_ttl_replicates_and_rows_expired_on_the_source_are_not_copi
         wait_until(lambda: "collection.ttl.seconds" not in t.describe_collection("ttl")["properties"], 30,
                    "the TTL removal not replicated")
         assert stream.rep.progress.last_error == ""
+
+
+def test_a_database_time_zone_replicates_and_other_database_properties_do_not(tmp_path, remote_storage):
+    """A database's ``timezone`` (TIMESTAMPTZ output and offset-less input) reaches the target, changed
+    and dropped; its limits and deny switches stay the target's own (the target may be sized and used
+    differently: a force-deny-writing copied there would stop the replication itself)."""
+    target = start_standalone(str(tmp_path / "dst"))
+    tu = f"http://127.0.0.1:{target.port}"
+    with replicating(tmp_path, remote_storage("cdctz" + new_task_id()), target, tu) as stream:
+        c, t = MilvusClient(uri=stream.source_uri), MilvusClient(uri=tu)
+        c.create_database("zoned", properties={"timezone": "Asia/Shanghai", "database.max.collections": "3"})
+        wait_until(lambda: t.describe_database("zoned").get("timezone") == "Asia/Shanghai"
+                   if "zoned" in t.list_databases() else False, 30, "database time zone not replicated")
+        assert "database.max.collections" not in t.describe_database("zoned")
+        c.alter_database_properties("zoned", {"timezone": "America/New_York"})
+        wait_until(lambda: t.describe_database("zoned").get("timezone") == "America/New_York", 30,
+                   "the time zone change not replicated")
+        c.drop_database_properties("zoned", ["timezone"])
+        wait_until(lambda: "timezone" not in t.describe_database("zoned"), 30, "the time zone removal not replicated")
+        assert stream.rep.progress.last_error == ""

@@ -47,6 +47,7 @@ from vecdb.storage.base import Follower, Log, MetaStore
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 2000  # rows per upsert call
+DATABASE_PROPERTIES = (timestamptz.ZONE_KEY,)  # the database properties a target takes from its source
 PUBLISH_SECONDS = 1.0
 REPORT_SECONDS = 0.25  # how often lag is measured
 
@@ -212,9 +213,11 @@ def open_source(source: dict[str, Any]) -> tuple[MetaStore, Log]:
     return meta, wal
 
 
-def read_catalog(meta: MetaStore) -> tuple[dict[int, CollectionInfo], list[str], dict[tuple[str, str], int]]:
+def read_catalog(meta: MetaStore) -> tuple[dict[int, CollectionInfo], dict[str, dict[str, str]],
+                                          dict[tuple[str, str], int]]:
+    """The source's collections, databases (name -> properties) and aliases."""
     colls = {int(k[len("coll/"):]): CollectionInfo.from_json(v) for k, v in meta.scan("coll/")}
-    dbs = [k[len("db/"):] for k, _ in meta.scan("db/")]
+    dbs = {k[len("db/"):]: dict(json.loads(v).get("properties") or {}) for k, v in meta.scan("db/")}
     aliases = {}
     for k, v in meta.scan("alias/"):
         db, _, alias = k[len("alias/"):].partition("/")
@@ -247,6 +250,7 @@ class Replicator:
         self._tails: dict[str, _Tail] = {}
         self._channel_coll: dict[str, int] = {}
         self._colls: dict[int, CollectionInfo] = {}
+        self._db_properties: dict[str, dict[str, str]] = {}  # what the target was given, per database
         self._positions: dict[str, int] = {}
         self._last_ts: dict[str, int] = {}
         self._published: bytes | None = None
@@ -476,11 +480,12 @@ class Replicator:
         wanted = {cid: info for cid, info in colls.items() if spec.wants(info.db, info.name)}
         known = self.store.collections(tid)
         ours = self.store.databases(tid)
-        for db in dbs:
+        for db, properties in dbs.items():
             if db != DEFAULT_DB:
                 self._target.ensure_database(db)
                 if db not in ours:
                     self.store.add_database(tid, db)
+            self._sync_database_properties(db, properties)
         for cid, entry in known.items():
             if cid in wanted:
                 continue
@@ -505,6 +510,7 @@ class Replicator:
             except Exception as e:  # noqa: BLE001 (it holds collections this task did not create: kept)
                 log.warning("cdc task %s: database %s was dropped on the source, not on the target: %s", tid, db, e)
             self._target.forget(db)
+            self._db_properties.pop(db, None)
             self.store.remove_database(tid, db)
         created_ms = self.task.created * 1000
         for cid, info in sorted(wanted.items()):
@@ -612,6 +618,24 @@ class Replicator:
                     c.load_partitions(name, pnames)
         elif not info.loaded and loaded:
             c.release_collection(name)
+
+    def _sync_database_properties(self, db: str, properties: dict[str, str]) -> None:
+        """The database's properties with a meaning for its data (``DATABASE_PROPERTIES``: its time zone)
+        as the source's, asked of the target only when they changed here. Limits, deny switches and
+        load defaults stay the target's own (it may be sized differently, and serve readers)."""
+        want = {k: v for k, v in properties.items() if k in DATABASE_PROPERTIES}
+        if self._db_properties.get(db) == want:
+            return
+        assert self._target is not None
+        c = self._target.client(DEFAULT_DB)
+        have = {k: str(v) for k, v in c.describe_database(db).items() if k in DATABASE_PROPERTIES}
+        change = {k: v for k, v in want.items() if have.get(k) != v}
+        if change:
+            c.alter_database_properties(db, change)
+        dropped = [k for k in have if k not in want]
+        if dropped:
+            c.drop_database_properties(db, dropped)
+        self._db_properties[db] = want
 
     def _sync_existing(self, c, name: str, info: CollectionInfo) -> None:
         """A target collection that exists: the fields added on the source (add_collection_field) added,
