@@ -165,3 +165,29 @@ def test_refused(case):
         validate_scalar_index(itype, field, params)
     assert message in str(e.value)
     assert e.value.code == 1100
+
+
+@pytest.mark.parametrize(("field", "params", "message"), [
+    (_field(DataType.INT64), {"min_gram": "2", "max_gram": "3"}, "Ngram index can only be created on VARCHAR or JSON"),
+    (_field(DataType.JSON), {"min_gram": "2", "max_gram": "3"},
+     "JSON field with ngram index must specify json_cast_type"),
+    (_field(DataType.JSON), {"json_cast_type": "double", "json_path": "x['a']", "min_gram": "2", "max_gram": "3"},
+     "JSON field with ngram index only supports VARCHAR cast type, got: DOUBLE"),
+    (_field(DataType.VARCHAR), {"min_gram": "2"}, "Ngram index must specify both min_gram and max_gram"),
+    (_field(DataType.VARCHAR), {"min_gram": "a", "max_gram": "3"},
+     "min_gram for Ngram index must be an integer, got: a"),
+    (_field(DataType.VARCHAR), {"min_gram": "2", "max_gram": "3.5"}, "max_gram for Ngram index must be an integer"),
+    (_field(DataType.VARCHAR), {"min_gram": "4", "max_gram": "3"},
+     "invalid min_gram or max_gram value for Ngram index, min_gram: 4, max_gram: 3"),
+    (_field(DataType.VARCHAR), {"min_gram": "0", "max_gram": "3"}, "invalid min_gram or max_gram value"),
+])
+def test_ngram_index_checks_as_milvus_26(field, params, message):
+    with pytest.raises(InvalidParameter, match=message.replace("[", r"\[")) as e:
+        validate_scalar_index("NGRAM", field, params)
+    assert e.value.code == 1100
+
+
+def test_ngram_index_accepted_on_varchar_and_json_varchar():
+    assert validate_scalar_index("ngram", _field(DataType.VARCHAR), {"min_gram": "2", "max_gram": "4"}) == "NGRAM"
+    assert validate_scalar_index("NGRAM", _field(DataType.JSON), {"json_cast_type": "varchar", "json_path": "x['a']",
+                                                                 "min_gram": 1, "max_gram": 1}) == "NGRAM"

@@ -11,6 +11,9 @@
 - RTREE: GEOMETRY only (Milvus 2.6.4), and no other type on a GEOMETRY field but AUTOINDEX. It is
   taken and described, and builds nothing: spatial filters scan the segment's cached shapely
   geometries (vecdb.geometry), whose prepared query geometry does the pruning an R-tree would;
+- NGRAM: VARCHAR, and JSON with ``json_cast_type`` VARCHAR (Milvus 2.6: an n-gram index for
+  ``like``), ``min_gram`` and ``max_gram`` integers with 1 <= min <= max. Taken and described; ``like``
+  filters scan the column (vecdb.expr.like), as fast on a segment's strings as a scan can be;
 - AUTOINDEX: any scalar field (Milvus picks a scalar index itself).
 
 What one is used for (``SortedIndex``): a sealed segment's column, sorted once (its values and
@@ -27,6 +30,7 @@ float64).
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import numpy as np
@@ -35,7 +39,8 @@ from pymilvus.grpc_gen import schema_pb2
 from vecdb.errors import InvalidParameter
 from vecdb.schema import DataType, FieldSchema
 
-SCALAR_INDEX_TYPES = ("INVERTED", "BITMAP", "STL_SORT", "Trie", "RTREE", "AUTOINDEX")
+SCALAR_INDEX_TYPES = ("INVERTED", "BITMAP", "STL_SORT", "Trie", "RTREE", "NGRAM", "AUTOINDEX")
+_ATOI = re.compile(r"[+-]?[0-9]+")  # what Go's strconv.Atoi takes
 JSON_CAST_TYPES = ("BOOL", "DOUBLE", "VARCHAR", "ARRAY_BOOL", "ARRAY_DOUBLE", "ARRAY_VARCHAR", "JSON")
 
 
@@ -74,6 +79,8 @@ def validate_scalar_index(index_type: str, field: FieldSchema, params: dict) -> 
             raise InvalidParameter("bitmap index are only supported on bool, int, string and array field")
         if dt == DataType.ARRAY and not _bitmap_ok(field.element_type):
             raise InvalidParameter("bitmap index are only supported on bool, int, string for array field")
+    elif t == "NGRAM":  # Milvus 2.6's ngram_index_checker.go, its order and words
+        _check_ngram(dt, params)
     elif t == "INVERTED":
         if not (dt == DataType.BOOL or dt.is_numeric
                 or dt in (DataType.VARCHAR, DataType.ARRAY, DataType.JSON, DataType.TIMESTAMPTZ)):
@@ -87,6 +94,29 @@ def validate_scalar_index(index_type: str, field: FieldSchema, params: dict) -> 
         if "json_path" not in params:
             raise InvalidParameter("json index must specify json path: missing parameter[json_path]")
     return t
+
+
+def _check_ngram(dt: DataType, params: dict) -> None:
+    if dt not in (DataType.VARCHAR, DataType.JSON):
+        raise InvalidParameter("Ngram index can only be created on VARCHAR or JSON field")
+    if dt == DataType.JSON:
+        cast = params.get("json_cast_type")
+        if cast is None:
+            raise InvalidParameter("JSON field with ngram index must specify json_cast_type")
+        if str(cast).strip().upper() != "VARCHAR":
+            raise InvalidParameter(f"JSON field with ngram index only supports VARCHAR cast type, got: "
+                                   f"{str(cast).strip().upper()}")
+    if "min_gram" not in params or "max_gram" not in params:
+        raise InvalidParameter("Ngram index must specify both min_gram and max_gram")
+    grams = []
+    for key in ("min_gram", "max_gram"):
+        raw = str(params[key])
+        if not _ATOI.fullmatch(raw):
+            raise InvalidParameter(f"{key} for Ngram index must be an integer, got: {raw}")
+        grams.append(int(raw))
+    lo, hi = grams
+    if lo <= 0 or hi <= 0 or lo > hi:
+        raise InvalidParameter(f"invalid min_gram or max_gram value for Ngram index, min_gram: {lo}, max_gram: {hi}")
 
 
 def accelerates(field: FieldSchema) -> bool:
