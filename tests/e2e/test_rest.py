@@ -8,7 +8,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from pymilvus import AnnSearchRequest, MilvusClient, RRFRanker
+from pymilvus import AnnSearchRequest, DataType, MilvusClient, RRFRanker
 
 from tests.conftest import free_port, server_settings
 from vecdb.standalone import Standalone
@@ -117,6 +117,51 @@ def test_quick_collection_round_trip_equals_grpc(deployed):
     assert client.has_collection("quick2") and not client.has_collection("quick")
     ok(post(port, "collections/drop", {"collectionName": "quick2"}))
     assert not client.has_collection("quick2")
+
+
+def test_template_values_search_by_ids_and_grouping_equal_grpc(deployed):
+    """exprParams (the filter's template values), search by primary keys (ids) and groupSize /
+    strictGroupSize, on search and hybrid search: the answers pymilvus gets for the same request."""
+    port, client = deployed
+    name = "rest_params"
+    if client.has_collection(name):
+        client.drop_collection(name)
+    schema = client.create_schema(enable_dynamic_field=True)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
+    schema.add_field("grp", DataType.INT64)
+    index = client.prepare_index_params()
+    index.add_index("vector", index_type="FLAT", metric_type="L2")
+    client.create_collection(name, schema=schema, index_params=index)
+    data = rows(60)
+    for r in data:
+        r["grp"] = r["id"] % 4
+    ok(post(port, "entities/insert", {"collectionName": name, "data": data}))
+    params = {"low": 10, "colors": ["c0", "c2"], "f": 1.5, "yes": True}
+    expr = "n >= {low} and color in {colors} and n * 1.0 > {f} and {yes}"
+    got = ok(post(port, "entities/query", {"collectionName": name, "filter": expr, "exprParams": params,
+                                           "outputFields": ["n"], "limit": 100, "consistencyLevel": "Strong"}))
+    want = client.query(name, expr, filter_params=params, output_fields=["n"], limit=100, consistency_level="Strong")
+    assert sorted(r["id"] for r in got) == sorted(r["id"] for r in want) and len(got) == 33
+    q = data[9]["vector"]
+    body = {"collectionName": name, "data": [q], "limit": 3, "groupingField": "grp", "groupSize": 2,
+            "strictGroupSize": True, "filter": "n > {low}", "exprParams": params, "consistencyLevel": "Strong"}
+    hits = ok(post(port, "entities/search", body))
+    want = client.search(name, [q], limit=3, group_by_field="grp", group_size=2, strict_group_size=True,
+                         filter="n > {low}", filter_params=params, consistency_level="Strong")[0]
+    assert [h["id"] for h in hits] == [h["id"] for h in want] and len(hits) == 6
+    by_ids = ok(post(port, "entities/search", {"collectionName": name, "ids": [9, 20], "limit": 4,
+                                               "consistencyLevel": "Strong"}))
+    want = client.search(name, ids=[9, 20], limit=4, consistency_level="Strong")
+    assert [h["id"] for h in by_ids] == [h["id"] for hits in want for h in hits] and by_ids[0]["id"] == 9
+    hybrid = ok(post(port, "entities/hybrid_search", {
+        "collectionName": name, "search": [{"data": [q], "annsField": "vector", "limit": 3}], "limit": 2,
+        "groupingField": "grp", "groupSize": 2, "consistencyLevel": "Strong"}))
+    assert len(hybrid) == 4 and len({data[h["id"]]["grp"] for h in hybrid}) == 2
+    status, bad = post(port, "entities/query", {"collectionName": name, "filter": "n > {low}",
+                                                "exprParams": {"low": {"a": 1}}, "limit": 3})
+    assert bad["code"] == 1100 and "neither a number" in bad["message"]
+    ok(post(port, "collections/drop", {"collectionName": name}))
 
 
 def test_schema_indexes_partitions_aliases_and_hybrid_search(rest):

@@ -72,3 +72,24 @@ def test_array_data_nested_too_deeply():
         arr = arr.array_data.data.add()
     arr.long_data.data.append(1)
     assert f"arrays nested more than {MAX_NESTING} levels deep" in error_of({"v": tv})
+
+
+def test_rest_expr_params_encode_as_pymilvus_and_decode_back():
+    """The REST API's exprParams (vecdb.proxy.templates.template_proto) decode to the same values, with
+    pymilvus's typed lists (ints widened beside floats, nested lists, mixed lists as JSON)."""
+    from vecdb.proxy.templates import template_proto
+
+    values = {"i": 3, "f": 0.5, "s": "x", "b": False, "ints": [1, 2], "nums": [1, 2.5], "strs": ["a"],
+              "nested": [[1, 2], [3]], "mixed": [1, "a", {"k": 1}], "empty": []}
+    ours = template_proto(values)
+    assert template_values(ours) == {**values, "nums": [1.0, 2.5]}
+    plain = {k: v for k, v in values.items() if k not in ("mixed", "empty")}  # (what pymilvus encodes too)
+    theirs = Prepare.prepare_expression_template(plain)
+    for k in plain:
+        assert ours[k].WhichOneof("val") == theirs[k].WhichOneof("val"), k
+    with pytest.raises(InvalidParameter, match="neither a number"):
+        template_proto({"o": {"a": 1}})
+    with pytest.raises(InvalidParameter, match="out of int64 range"):
+        template_proto({"big": 2**63})
+    with pytest.raises(InvalidParameter, match="must be a JSON object"):
+        template_proto([1])

@@ -33,6 +33,7 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2, rg_pb2, schema_pb2
 from vecdb import errors, importer, timestamptz
 from vecdb.proxy.fielddata import float32_to_bfloat16, null_column
 from vecdb.proxy.fieldencode import dumps_json, field_data_from_columns
+from vecdb.proxy.templates import template_proto
 from vecdb.schema import DEFAULT_VALUE_ATTR, DYNAMIC_FIELD, CollectionSchema, DataType, valid_key
 
 log = logging.getLogger(__name__)
@@ -275,6 +276,7 @@ class RestApi:
         reply = r.call("Query", milvus_pb2.QueryRequest(
             db_name=r.db, collection_name=name, expr=expr, output_fields=req.get("outputFields") or ["*"],
             partition_names=req.get("partitionNames", []), query_params=params,
+            expr_template_values=template_proto(req.get("exprParams") or {}),
             consistency_level=_consistency(req), use_default_consistency="consistencyLevel" not in req))
         return field_data_to_rows(reply.fields_data)
 
@@ -292,8 +294,8 @@ class RestApi:
 
     def _search_request(self, r, name: str, schema: CollectionSchema, req: dict,
                         limit: int) -> milvus_pb2.SearchRequest:
-        vectors = req.get("data", req.get("vector"))
-        if vectors is None:
+        vectors, ids = req.get("data", req.get("vector")), req.get("ids")
+        if vectors is None and not ids:
             raise KeyError("data")
         if vectors and not isinstance(vectors[0], (list, str, dict)):
             vectors = [vectors]  # one vector
@@ -301,6 +303,9 @@ class RestApi:
         field = schema.field(anns)
         if field is None or not field.dtype.is_vector:
             raise errors.InvalidParameter(f"annsField {anns!r} is not a vector field of {name}")
+        by_ids = {}
+        if vectors is None:  # search by primary keys (Milvus 2.6): the rows' own vectors are the queries
+            by_ids = {"ids": _ids(schema, ids)}
         sp = dict(req.get("searchParams") or {})
         params = dict(sp.get("params") or req.get("params") or {})
         for key in ("radius", "range_filter"):
@@ -310,14 +315,14 @@ class RestApi:
               "offset": str(int(req.get("offset", 0)))}
         if sp.get("metricType") or req.get("metricType"):
             kv["metric_type"] = sp.get("metricType") or req.get("metricType")
-        if req.get("groupingField"):
-            kv["group_by_field"] = req["groupingField"]
+        kv.update(_grouping(req))
         return milvus_pb2.SearchRequest(
             db_name=r.db, collection_name=name, partition_names=req.get("partitionNames", []),
             dsl=req.get("filter", ""), dsl_type=common_pb2.BoolExprV1,
-            placeholder_group=_placeholders(field.dtype, vectors, field.is_function_output),
-            output_fields=req.get("outputFields", []),
-            search_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in kv.items()], nq=len(vectors),
+            placeholder_group=_placeholders(field.dtype, vectors, field.is_function_output) if vectors else b"",
+            output_fields=req.get("outputFields", []), expr_template_values=template_proto(req.get("exprParams") or {}),
+            search_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in kv.items()],
+            nq=len(vectors) if vectors else len(ids), **by_ids,
             consistency_level=_consistency(req), use_default_consistency="consistencyLevel" not in req)
 
     def _entities_search(self, req, r):
@@ -334,7 +339,7 @@ class RestApi:
                                      int(s.get("limit", limit))) for s in req["search"]]
         rerank = req.get("rerank") or {"strategy": "rrf", "params": {"k": 60}}
         rank = {"strategy": rerank["strategy"], "params": json.dumps(rerank.get("params", {})), "limit": str(limit),
-                "round_decimal": "-1", "offset": str(int(req.get("offset", 0)))}
+                "round_decimal": "-1", "offset": str(int(req.get("offset", 0))), **_grouping(req)}
         reply = r.call("HybridSearch", milvus_pb2.HybridSearchRequest(
             db_name=r.db, collection_name=name, partition_names=req.get("partitionNames", []), requests=subs,
             rank_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in rank.items()],
@@ -810,6 +815,31 @@ def _consistency(req: dict) -> int:
     return common_pb2.ConsistencyLevel.Value(req.get("consistencyLevel", "Bounded"))
 
 
+def _grouping(req: dict) -> dict[str, str]:
+    """A search's or hybrid search's grouping (``groupingField``, ``groupSize``, ``strictGroupSize``)
+    as the search parameters pymilvus sends."""
+    out = {}
+    if req.get("groupingField"):
+        out["group_by_field"] = str(req["groupingField"])
+        if req.get("groupSize") is not None:
+            out["group_size"] = str(req["groupSize"])
+        if req.get("strictGroupSize") is not None:
+            out["strict_group_size"] = str(bool(req["strictGroupSize"]))
+    return out
+
+
+def _ids(schema: CollectionSchema, ids) -> schema_pb2.IDs:
+    """A search's ``ids`` (the primary keys whose vectors are the queries) of the primary key's type."""
+    ids = ids if isinstance(ids, list) else [ids]
+    if schema.primary_field.dtype == DataType.VARCHAR:
+        if not all(isinstance(i, str) for i in ids):
+            raise RestError(BAD_PRIMARY_KEY, f"primary key is invalid, error: {schema.primary_field.name} is a VarChar")
+        return schema_pb2.IDs(str_id=schema_pb2.StringArray(data=ids))
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise RestError(BAD_PRIMARY_KEY, f"primary key is invalid, error: {schema.primary_field.name} is an Int64")
+    return schema_pb2.IDs(int_id=schema_pb2.LongArray(data=ids))
+
+
 def _pk_filter(schema: CollectionSchema, ids) -> str:
     if ids is None:
         raise RestError(BAD_PRIMARY_KEY, "primary key is invalid, error: give a filter or the ids (id)")
@@ -1139,8 +1169,9 @@ _PART = _COLL + [("partitionName", _S, True)]
 _PARTS = _COLL + [("partitionNames", _A, True)]
 _READ = [("filter", _S, False), ("outputFields", _A, False), ("partitionNames", _A, False),
          ("consistencyLevel", _S, False)]
-_SEARCH = [("data", _A, True), ("annsField", _S, False), ("limit", _I, False), ("offset", _I, False),
-           ("searchParams", _O, False), ("groupingField", _S, False)]
+_SEARCH = [("data", _A, False), ("ids", _A, False), ("annsField", _S, False), ("limit", _I, False),
+           ("offset", _I, False), ("searchParams", _O, False), ("groupingField", _S, False), ("groupSize", _I, False),
+           ("strictGroupSize", _B, False), ("exprParams", _O, False)]
 _GRANT_V2 = [("roleName", _S, True), ("privilege", _S, True), ("collectionName", _S, False)]
 _PG = [("privilegeGroupName", _S, True)]
 _RG = [("name", _S, True)]
@@ -1163,11 +1194,13 @@ PARAMETERS: dict[str, list[tuple[str, str, bool]]] = {
     "entities/upsert": _COLL + [("data", _A, True), ("partitionName", _S, False)],
     "entities/delete": _COLL + [("filter", _S, False), ("id", _A, False), ("partitionName", _S, False)],
     "entities/get": _COLL + [("id", _A, True), ("outputFields", _A, False), ("partitionNames", _A, False)],
-    "entities/query": _COLL + _READ + [("limit", _I, False), ("offset", _I, False)],
+    "entities/query": _COLL + _READ + [("limit", _I, False), ("offset", _I, False), ("exprParams", _O, False)],
     "entities/search": _COLL + _READ + _SEARCH,
     "entities/hybrid_search": _COLL + [("search", _A, True), ("rerank", _O, False), ("limit", _I, False),
                                        ("offset", _I, False), ("outputFields", _A, False),
-                                       ("partitionNames", _A, False), ("consistencyLevel", _S, False)],
+                                       ("partitionNames", _A, False), ("consistencyLevel", _S, False),
+                                       ("groupingField", _S, False), ("groupSize", _I, False),
+                                       ("strictGroupSize", _B, False)],
     "partitions/list": _COLL, "partitions/has": _PART, "partitions/get_stats": _PART, "partitions/create": _PART,
     "partitions/drop": _PART, "partitions/load": _PARTS, "partitions/release": _PARTS,
     "indexes/list": _COLL, "indexes/describe": _COLL + [("indexName", _S, True)],

@@ -72,3 +72,53 @@ def _check(name: str, value, depth: int) -> None:
 
 def _bad(name: str, detail: str) -> InvalidParameter:
     return InvalidParameter(f"invalid value of expression template variable {name}: {detail}")
+
+
+# --- the other way: the REST API's JSON ``exprParams`` to the protobuf map -------------------------
+def template_proto(values: dict) -> dict:
+    """``exprParams`` of a REST request (a JSON object) as SearchRequest / QueryRequest's
+    ``expr_template_values``, encoded as pymilvus encodes its ``filter_params``; 1100 on a value that is
+    neither a scalar nor a list."""
+    if not isinstance(values, dict):
+        raise InvalidParameter(f"exprParams must be a JSON object, got {clip(json.dumps(values))}")
+    return {str(k): _template(str(k), v) for k, v in values.items()}
+
+
+def _template(name: str, v):
+    from pymilvus.grpc_gen import schema_pb2  # noqa: PLC0415 - only the REST API encodes
+
+    if isinstance(v, bool):
+        return schema_pb2.TemplateValue(bool_val=v)
+    if isinstance(v, int):
+        if not INT64_MIN <= v <= INT64_MAX:
+            raise _bad(name, f"integer {clip(str(v))} out of int64 range")
+        return schema_pb2.TemplateValue(int64_val=v)
+    if isinstance(v, float):
+        return schema_pb2.TemplateValue(float_val=v)
+    if isinstance(v, str):
+        return schema_pb2.TemplateValue(string_val=v)
+    if isinstance(v, list):
+        _check(name, v, 1)
+        return schema_pb2.TemplateValue(array_val=_template_array(v))
+    raise _bad(name, f"{clip(json.dumps(v))} is neither a number, a string, a bool nor a list")
+
+
+def _template_array(items: list):
+    """One typed list where every element has the type (ints widened to doubles beside floats), nested
+    lists as arrays, otherwise one JSON text per element (pymilvus's rules)."""
+    from pymilvus.grpc_gen import schema_pb2  # noqa: PLC0415 - only the REST API encodes
+
+    arr = schema_pb2.TemplateArrayValue()
+    if items and all(isinstance(x, bool) for x in items):
+        arr.bool_data.data.extend(items)
+    elif items and all(isinstance(x, int) and not isinstance(x, bool) for x in items):
+        arr.long_data.data.extend(items)
+    elif items and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in items):
+        arr.double_data.data.extend(float(x) for x in items)
+    elif items and all(isinstance(x, str) for x in items):
+        arr.string_data.data.extend(items)
+    elif items and all(isinstance(x, list) for x in items):
+        arr.array_data.data.extend(_template_array(x) for x in items)
+    elif items:
+        arr.json_data.data.extend(json.dumps(x).encode() for x in items)
+    return arr
