@@ -195,8 +195,15 @@ def test_rbac_privileges_per_collection_grant_and_revoke(server, uri, root):
         root.grant_role(user, "admin")
         assert count(me, "auth_books") == 20  # admin may do anything
         root.revoke_role(user, "admin")
-        root.drop_role(role)
+        root.grant_privilege(role, "Collection", "Insert", "auth_books")
+        with pytest.raises(MilvusException, match="fail to drop the role that it has privileges"):
+            root.drop_role(role)  # Milvus 2.4+: revoke first, or force_drop
+        assert [p["privilege"] for p in root.describe_role(role)["privileges"]] == ["Insert"]  # still held
+        root.drop_role(role, force_drop=True)
         assert role not in root.list_roles()
+        root.create_role(role)  # created again: none of the old grants
+        assert root.describe_role(role)["privileges"] == []
+        root.drop_role(role)
         with pytest.raises(MilvusException, match="default role"):
             root.drop_role("public")
     finally:
@@ -250,7 +257,7 @@ def test_privilege_groups_built_in_and_custom(server, uri, root):
         assert group not in {g["privilege_group"] for g in root.list_privilege_groups()}
     finally:
         me.close()
-        root.drop_role(role)
+        root.drop_role(role, force_drop=True)
         root.drop_user(user)
     assert count(root, "auth_books") == 20
 
@@ -415,7 +422,7 @@ out["query_after_grant"] = call(lambda: len(me.query("auth_books", "id >= 0")))
 me.update_password(user, "newest-pass", "newest-pass2")
 out["old_password_refused"] = refused(user=user, password="newest-pass")
 root.drop_user(user)
-root.drop_role(role)
+root.drop_role(role, force_drop=True)
 out["dropped_user_refused"] = refused(user=user, password="newest-pass2")
 print("RESULT " + json.dumps(out))
 '''

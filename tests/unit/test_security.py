@@ -204,7 +204,11 @@ def test_roles_grants_and_checks(sec):
 
     with pytest.raises(errors.NotPermitted, match="default role"):
         sec.roles.drop_role("public")
-    sec.roles.drop_role("reader")
+    sec.roles.operate("reader", "default", "Collection", "books", "Query", "root", grant=True)
+    with pytest.raises(errors.InvalidParameter, match="fail to drop the role that it has privileges"):
+        sec.roles.drop_role("reader")  # Milvus 2.4+: revoke first, or force_drop
+    assert sec.roles.grants("reader") and "reader" in sec.roles.roles()
+    sec.roles.drop_role("reader", force=True)
     assert sec.roles.user_roles("erin") == [] and sec.roles.grants("reader") == []
     assert sec.roles.roles() == ["admin", "public"]
 

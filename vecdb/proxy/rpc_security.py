@@ -69,7 +69,7 @@ class SecurityRpcs(ServiceBase):
 
     @rpc()
     def DropRole(self, request, context):
-        self.security.roles.drop_role(request.role_name)
+        self.security.roles.drop_role(request.role_name, request.force_drop)
         return status.success()
 
     @rpc()

@@ -223,14 +223,19 @@ class RoleStore:
             raise errors.CatalogConflict(f"role [{role}] changed concurrently; retry")
         self._synced({key: value})
 
-    def drop_role(self, role: str) -> None:
-        """Drop the role with its grants and user links (Milvus 2.3)."""
+    def drop_role(self, role: str, force: bool = False) -> None:
+        """Drop the role with its user links; a role holding grants only with ``force`` (pymilvus
+        ``force_drop``), its grants then going too (Milvus 2.4+; 2.3 dropped them always)."""
         role = check_role_name(role)
         if role in BUILTIN_ROLES:
             raise errors.NotPermitted(f"the role[{role}] is a default role, which can't be dropped")
         if not self.role_exists(role):
             raise errors.InvalidParameter(f"role [{role}] not found")
-        gone = [ROLE_PREFIX + role, *(k for k, _ in self._scan(f"{GRANT_PREFIX}{role}/")),
+        grants = [k for k, _ in self._scan(f"{GRANT_PREFIX}{role}/")]
+        if grants and not force:
+            raise errors.InvalidParameter("fail to drop the role that it has privileges. Use REVOKE API to revoke "
+                                          "privileges")
+        gone = [ROLE_PREFIX + role, *grants,
                 *(k for k, _ in self._scan(USER_ROLE_PREFIX) if k.endswith(f"/{role}"))]
         self.meta.txn(deletes=gone)
         self._synced(dict.fromkeys(gone))
