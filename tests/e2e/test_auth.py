@@ -130,11 +130,11 @@ def test_user_lifecycle_create_connect_update_delete_list(uri, root):
 
     me = MilvusClient(uri=uri, token=f"{user}:first-pass")
     try:
-        assert "auth_books" in me.list_collections()  # listing needs no privilege
+        assert me.list_collections() == []  # allowed, and empty: no grant on any collection (Milvus 2.4+)
         with pytest.raises(MilvusException, match="old password not correct"):
             me.update_password(user, "not-the-old-one", "second-pass")
         me.update_password(user, "first-pass", "second-pass", reset_connection=True)  # one's own password
-        assert "auth_books" in me.list_collections()  # the reset connection uses the new one
+        assert me.list_collections() == []  # the reset connection uses the new one
         _cannot_connect(uri, user=user, password="first-pass")  # the old one is refused at once
         with_new = MilvusClient(uri=uri, user=user, password="second-pass")
         root.drop_user(user)
@@ -260,6 +260,43 @@ def test_privilege_groups_built_in_and_custom(server, uri, root):
         root.drop_role(role, force_drop=True)
         root.drop_user(user)
     assert count(root, "auth_books") == 20
+
+
+def test_list_collections_shows_a_user_the_collections_it_holds_a_grant_on(uri, root):
+    """Milvus 2.4+'s ShowCollections under RBAC: root, admin and a global All grant see every
+    collection; another user sees those its roles hold a Collection privilege or a collection-level
+    group on (in that database; '*': all); a database-level group adds none."""
+    other = "auth_hidden_" + uuid.uuid4().hex[:6]
+    make_collection(root, other, float_schema(DIM))
+    user, role, password = _name(), _name(), "some-pass-1"
+    root.create_user(user, password)
+    root.create_role(role)
+    root.grant_role(user, role)
+    me = MilvusClient(uri=uri, user=user, password=password)
+    try:
+        everything = set(root.list_collections())
+        assert {other, "auth_books"} <= everything
+        assert me.list_collections() == []  # no grant yet
+        root.grant_privilege_v2(role, "DatabaseReadOnly", "*", db_name="default")  # ShowCollections itself
+        assert me.list_collections() == []
+        root.grant_privilege(role, "Collection", "Query", "auth_books")
+        assert me.list_collections() == ["auth_books"]
+        root.grant_privilege_v2(role, "CollectionReadOnly", other, db_name="default")
+        assert sorted(me.list_collections()) == sorted(["auth_books", other])
+        root.revoke_privilege_v2(role, "CollectionReadOnly", other, db_name="default")
+        root.grant_privilege(role, "Collection", "Search", "*")
+        assert set(me.list_collections()) == everything
+        root.revoke_privilege(role, "Collection", "Search", "*")
+        root.grant_role(user, "admin")
+        assert set(me.list_collections()) == everything
+        root.revoke_role(user, "admin")
+        assert me.list_collections() == ["auth_books"]
+        assert root.has_collection(other)
+    finally:
+        me.close()
+        root.drop_role(role, force_drop=True)
+        root.drop_user(user)
+        root.drop_collection(other)
 
 
 def test_auth_off_asks_nothing_and_still_manages_users(tmp_path):

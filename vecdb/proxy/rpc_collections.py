@@ -14,9 +14,11 @@ from vecdb.catalog_model import DEFAULT_PARTITION, CollectionInfo
 from vecdb.coord.ddl import too_many_partitions
 from vecdb.limits import LIMITS
 from vecdb.proxy import status
+from vecdb.proxy.auth_interceptor import current_user
 from vecdb.proxy.base import ServiceBase, kv_dict, kv_pairs, rpc
 from vecdb.request_db import db_of
 from vecdb.schema import CollectionSchema, added_field, validate_collection_name
+from vecdb.security.credentials import ROOT
 from vecdb.timestamp import physical_ms
 from vecdb.timestamptz import zone_of
 
@@ -133,7 +135,13 @@ class CollectionRpcs(ServiceBase):
 
     @rpc(milvus_pb2.ShowCollectionsResponse)
     def ShowCollections(self, request, context):
-        infos = self.r.catalog.list_collections(db_of(request, context))
+        db = db_of(request, context)
+        infos = self.r.catalog.list_collections(db)
+        security = self.r.security
+        if security is not None and security.enabled and (user := current_user(context)) not in ("", ROOT):
+            visible = security.roles.visible_collections(user, db)  # Milvus 2.4+: what the user has a grant on
+            if visible is not None:
+                infos = [i for i in infos if i.name in visible]
         if request.collection_names:
             wanted = set(request.collection_names)
             infos = [i for i in infos if i.name in wanted]

@@ -36,3 +36,4 @@ BUILTIN_GROUPS: dict[str, frozenset[str]] = {
 }
 # granted on Global (a database, or every one): the database and cluster levels
 GLOBAL_LEVEL_GROUPS = frozenset(g for g in BUILTIN_GROUPS if not g.startswith("Collection"))
+COLLECTION_LEVEL_GROUPS = frozenset(BUILTIN_GROUPS) - GLOBAL_LEVEL_GROUPS

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from vecdb import errors
 from vecdb.security.credentials import USER_ROLE_PREFIX, check_name, user_key
-from vecdb.security.privilege_groups import BUILTIN_GROUPS, PRIVGROUP_PREFIX
+from vecdb.security.privilege_groups import BUILTIN_GROUPS, COLLECTION_LEVEL_GROUPS, PRIVGROUP_PREFIX
 from vecdb.security.view import CredentialView
 from vecdb.storage.base import MetaStore
 
@@ -288,6 +288,25 @@ class RoleStore:
         else:
             self.meta.txn(deletes=keys)
             self._synced(dict.fromkeys(keys))
+
+    def visible_collections(self, user: str, db: str) -> frozenset[str] | None:
+        """The collections of ``db`` that ``ShowCollections`` lists to ``user`` (Milvus 2.4+'s
+        ``showCollectionTask``); None: all of them. All for ``admin`` and a global ``All`` grant; else
+        the collections the user's own roles hold a grant on in ``db``, a Collection privilege or a
+        collection-level built-in group (``*``: all)."""
+        user_roles, grants, _ = self._indexed()
+        roles = user_roles.get(user, ())
+        if ADMIN in roles:
+            return None
+        names: set[str] = set()
+        for g in (g for role in roles for g in grants.get(role, ()) if g.db == db):
+            if g.object_type == GLOBAL and g.privilege == "All":
+                return None
+            if g.object_type == COLLECTION or g.privilege in COLLECTION_LEVEL_GROUPS:
+                if g.object_name == ANY:
+                    return None
+                names.add(g.object_name)
+        return frozenset(names)
 
     def allowed(self, user: str, db: str, object_type: str, name: str, privilege: str) -> bool:
         user_roles, grants, groups = self._indexed()
