@@ -294,7 +294,7 @@ class RestApi:
 
     def _search_request(self, r, name: str, schema: CollectionSchema, req: dict,
                         limit: int) -> milvus_pb2.SearchRequest:
-        vectors, ids = req.get("data", req.get("vector")), req.get("ids")
+        vectors, ids = req.get("data", req.get("vector")), req.get("ids") or []
         if vectors is None and not ids:
             raise KeyError("data")
         if vectors and not isinstance(vectors[0], (list, str, dict)):
