@@ -12,8 +12,16 @@ analyzer parameters (``analyzer_params`` on a VARCHAR field, a JSON object):
   (``{"type": "stop", "stop_words": [...]}``, ``{"type": "length", "max": N}``,
   ``{"type": "stemmer", "language": "english"}``: Snowball stemmers, the ``snowballstemmer`` package).
 
-Anything else (the ``"chinese"`` type, jieba, lindera, ...) is refused at create time (1100),
-never silently replaced.
+- ``{"type": "chinese"}``: the jieba tokenizer (search mode, HMM, the default dictionary) and the
+  ``cnalphanumonly`` filter, as Milvus's ``chinese_analyzer``; ``"stop_words"`` adds a stop filter.
+- ``{"tokenizer": "jieba" | {"type": "jieba", "dict": [...], "mode": "search" | "exact", "hmm": bool}}``:
+  Milvus's jieba tokenizer (tantivy-binding's ``jieba_tokenizer.rs`` over jieba-rs), here over the
+  PyPI ``jieba`` package, which jieba-rs ports (the same dictionary, DAG, HMM and search-mode
+  n-grams; ``vecdb.jieba_text``). Filters ``cnalphanumonly`` / ``cncharonly`` keep the tokens that
+  hold a Han character or an ASCII letter or digit / a Han character.
+
+Anything else (lindera, icu, the other filters, ...) is refused at create time (1100), never
+silently replaced.
 
 The standard tokenizer follows Unicode word boundaries (UAX #29) for the common cases with one
 regular expression: runs of letters, digits and ``_``, joined across a ``'`` or ``.`` between
@@ -38,8 +46,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from vecdb import sparse
+from vecdb import jieba_text, sparse
 from vecdb.errors import InvalidParameter
+from vecdb.jieba_text import JiebaSpec
 
 _W = r"(?:\w[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]*)+"  # combining marks extend
 _STANDARD = re.compile(_W + r"(?:(?:['\u2019.]|(?<=\d),(?=\d))" + _W + ")*")
@@ -53,7 +62,16 @@ ENGLISH_STOP_WORDS = frozenset(
     "there these they this to was will with".split())
 
 _TOKENIZERS = {"standard": _STANDARD, "whitespace": _WHITESPACE}
-_SIMPLE_FILTERS = ("lowercase", "asciifolding", "alphanumonly")
+_TOKENIZER_NAMES = (*_TOKENIZERS, "jieba")
+_SIMPLE_FILTERS = ("lowercase", "asciifolding", "alphanumonly", "cnalphanumonly", "cncharonly")
+# Unicode's Han script (Rust regex's \p{Han}, which Milvus's cnalphanumonly / cncharonly filters use)
+_HAN_SCRIPT = ("\u2e80-\u2e99\u2e9b-\u2ef3\u2f00-\u2fd5\u3005\u3007\u3021-\u3029\u3038-\u303b\u3400-\u4dbf"
+               "\u4e00-\u9fff\uf900-\ufa6d\ufa70-\ufad9\U00016fe2\U00016fe3\U00016ff0\U00016ff1"
+               "\U00020000-\U0002a6df\U0002a700-\U0002b739\U0002b740-\U0002b81d\U0002b820-\U0002cea1"
+               "\U0002ceb0-\U0002ebe0\U0002ebf0-\U0002ee5d\U0002f800-\U0002fa1d\U00030000-\U0003134a"
+               "\U00031350-\U000323af")
+_CN_ALNUM = re.compile(f"[{_HAN_SCRIPT}a-zA-Z0-9]")  # a token holding one is kept (Milvus: is_match)
+_CN_CHAR = re.compile(f"[{_HAN_SCRIPT}]")
 
 
 @dataclass(frozen=True)
@@ -65,8 +83,13 @@ class Analyzer:
     stop_words: frozenset[str] = field(default_factory=frozenset)
     max_length: int | None = None  # tokens longer (in characters) are dropped
     stemmer: str | None = None  # a Snowball language: tokens stemmed (before the stop words, as Milvus)
+    cn_alnum_only: bool = False  # cnalphanumonly: tokens holding a Han character or an ASCII letter / digit
+    cn_char_only: bool = False  # cncharonly: tokens holding a Han character
+    jieba: JiebaSpec | None = None  # the jieba tokenizer's params (tokenizer "jieba"; vecdb.jieba_text)
 
     def tokens(self, text: str) -> list[str]:
+        if self.jieba is not None:
+            return [t for t, *_ in self._jieba_spans(text)]
         if self.lowercase:
             text = text.lower()
         if self.asciifolding:
@@ -74,6 +97,10 @@ class Analyzer:
         toks = _TOKENIZERS[self.tokenizer].findall(text)
         if self.alphanumonly:
             toks = [t for t in toks if t.isascii() and t.isalnum()]
+        if self.cn_alnum_only:
+            toks = [t for t in toks if _CN_ALNUM.search(t)]
+        if self.cn_char_only:
+            toks = [t for t in toks if _CN_CHAR.search(t)]
         if self.max_length is not None:
             toks = [t for t in toks if len(t) <= self.max_length]
         if self.stemmer is not None:
@@ -87,6 +114,8 @@ class Analyzer:
         """What the filters after the tokenizer make of ``token`` (None: dropped), as ``tokens`` does."""
         if self.alphanumonly and not (token.isascii() and token.isalnum()):
             return None
+        if (self.cn_alnum_only and not _CN_ALNUM.search(token)) or (self.cn_char_only and not _CN_CHAR.search(token)):
+            return None
         if self.max_length is not None and len(token) > self.max_length:
             return None
         if self.stemmer is not None:
@@ -97,7 +126,10 @@ class Analyzer:
         """``(token, start, end, position)`` of each kept token: character offsets in ``text`` (the
         characters the token came from, ``text[start:end]``) and the token's place in the tokenizer's
         stream. Tokens are the ones ``tokens`` makes. Where lowercasing or folding changes the text's
-        length ("İ", ligatures, characters folding drops), offsets map back character by character."""
+        length ("İ", ligatures, characters folding drops), offsets map back character by character.
+        A jieba token's position is its start character (Milvus's jieba tokenizer reports that)."""
+        if self.jieba is not None:
+            return self._jieba_spans(text)
         src = text.lower() if self.lowercase else text
         if self.asciifolding:
             src = _fold(src)
@@ -110,12 +142,29 @@ class Analyzer:
                 out.append((token, start, end, pos))
         return out
 
-    def spans(self, text: str) -> list[tuple[str, int, int, int]]:
-        """``char_spans`` with UTF-8 byte offsets in ``text``, as Milvus's RunAnalyzer reports them."""
+    def spans(self, text: str) -> list[tuple[str, int, int, int, int]]:
+        """``char_spans`` with UTF-8 byte offsets in ``text`` and each token's position length, as
+        Milvus's RunAnalyzer reports them (1, but a jieba token's width in characters)."""
         out = []
         for token, start, end, pos in self.char_spans(text):
             first = len(text[:start].encode("utf-8", "surrogatepass"))
-            out.append((token, first, first + len(text[start:end].encode("utf-8", "surrogatepass")), pos))
+            out.append((token, first, first + len(text[start:end].encode("utf-8", "surrogatepass")), pos,
+                        1 if self.jieba is None else end - start))
+        return out
+
+    def _jieba_spans(self, text: str) -> list[tuple[str, int, int, int]]:
+        """jieba's tokens through the filters: lowercase and asciifolding per token (they come after the
+        tokenizer in Milvus; folding keeps the characters it cannot fold), then ``emit``."""
+        assert self.jieba is not None
+        out = []
+        for word, start, end in jieba_text.tokenize(self.jieba, text):
+            if self.lowercase:
+                word = word.lower()
+            if self.asciifolding:
+                word = "".join(_fold(c) or c for c in word)
+            token = self.emit(word)
+            if token is not None:
+                out.append((token, start, end, start))
         return out
 
     def term_frequencies(self, texts: Sequence[str]) -> np.ndarray:
@@ -308,6 +357,90 @@ def term_ids(tokens: Sequence[str]) -> np.ndarray:
         np.uint32, len(tokens))
 
 
+@dataclass(frozen=True)
+class MultiAnalyzer:
+    """A field's ``multi_analyzer_params`` (Milvus 2.5.x / 2.6 multi-language analyzers): named analyzers,
+    the field (``by_field``, a VARCHAR) whose value in a row names the one that analyzes the row's text,
+    and aliases of the names. A name resolves as Milvus's ``MultiAnalyzerBM25FunctionRunner.getAnalyzer``
+    does: through the alias map, then to the analyzer of that name, else to ``default`` (an empty or
+    missing value too)."""
+
+    by_field: str
+    analyzers: tuple[tuple[str, Analyzer], ...]
+    alias: tuple[tuple[str, str], ...] = ()
+
+    def resolve(self, name: str | None) -> str:
+        names, alias = dict(self.analyzers), dict(self.alias)
+        for candidate in (name or "", "default"):
+            candidate = alias.get(candidate, candidate)
+            if candidate in names:
+                return candidate
+        return "default"
+
+    def analyzer(self, name: str | None) -> Analyzer:
+        """The analyzer ``name`` selects (a search's ``analyzer_name``, a row's ``by_field`` value)."""
+        return dict(self.analyzers)[self.resolve(name)]
+
+    def groups(self, names: Sequence) -> list[tuple[Analyzer, np.ndarray]]:
+        """The rows (indices into ``names``, each row's ``by_field`` value; None: null) of each analyzer."""
+        keys = np.fromiter((v if isinstance(v, str) else "" for v in names), object, len(names))
+        if not len(keys):
+            return []
+        uniq, inverse = np.unique(keys.astype(str), return_inverse=True)
+        resolved = np.array([self.resolve(u) for u in uniq.tolist()], dtype=object)
+        row_names = resolved[inverse]
+        return [(self.analyzer(n), np.flatnonzero(row_names == n)) for n in dict.fromkeys(resolved.tolist())]
+
+    def term_frequencies(self, texts: Sequence[str], names: Sequence) -> np.ndarray:
+        """Each row's term counts (``Analyzer.term_frequencies``), every analyzer run once over its rows."""
+        out = np.empty(len(texts), object)
+        for analyzer, rows in self.groups(names):
+            out[rows] = analyzer.term_frequencies([texts[i] for i in rows.tolist()])
+        return out
+
+
+MULTI_ANALYZER_KEYS = ("analyzers", "by_field", "alias")
+
+
+@lru_cache(maxsize=256)
+def parse_multi_params(raw: str, field_name: str = "") -> MultiAnalyzer:
+    """A MultiAnalyzer from a field's ``multi_analyzer_params`` (JSON text), checked as Milvus's
+    ``validateMultiAnalyzerParams`` does, with its messages (1100), but for ``by_field``'s field, which
+    the schema checks (vecdb.schema)."""
+    where = f" of field ({field_name})" if field_name else ""
+    try:
+        params = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise InvalidParameter(f"multi analyzer params{where} are not valid JSON: {raw[:200]!r}") from None
+    if not isinstance(params, dict):
+        raise InvalidParameter(f"multi analyzer params{where} must be a JSON object, got {raw[:200]!r}")
+    if "by_field" not in params:
+        raise InvalidParameter("multi analyzer params now must set by_field to specify with field decide analyzer")
+    by_field = params["by_field"]
+    if not isinstance(by_field, str):
+        raise InvalidParameter(f"multi analyzer params by_field must be string but now: {json.dumps(by_field)}")
+    alias = params.get("alias", {})
+    if alias is None:
+        alias = {}
+    if not isinstance(alias, dict) or not all(isinstance(v, str) for v in alias.values()):
+        raise InvalidParameter(f"multi analyzer alias must be string map but now: {json.dumps(alias)}")
+    if "analyzers" not in params:
+        raise InvalidParameter("multi analyzer params must set analyzers ")
+    analyzers = params["analyzers"]
+    if not isinstance(analyzers, dict):
+        raise InvalidParameter(f"unmarshal analyzers failed: analyzers must be a JSON object, got "
+                               f"{json.dumps(analyzers)[:200]}")
+    built = []
+    for name, sub in analyzers.items():
+        try:
+            built.append((name, parse_params(sub if isinstance(sub, dict) else json.dumps(sub))))
+        except InvalidParameter as e:
+            raise InvalidParameter(f"analyzer {name} params invalid: {e.message}") from None
+    if "default" not in analyzers:
+        raise InvalidParameter("multi analyzer must set default analyzer for all unknown value")
+    return MultiAnalyzer(by_field, tuple(built), tuple(alias.items()))
+
+
 def parse_params(raw: str | dict | None, field_name: str = "") -> Analyzer:
     """An Analyzer from a field's ``analyzer_params`` (JSON text or a dict); 1100 on what vecdb
     does not build."""
@@ -330,11 +463,16 @@ def parse_params(raw: str | dict | None, field_name: str = "") -> Analyzer:
         if "tokenizer" in params or "filter" in params:
             raise InvalidParameter(f"analyzer params{where}: type cannot be given with tokenizer or filter")
         kind = params["type"]
-        if kind not in ("standard", "english"):
+        if kind not in ("standard", "english", "chinese"):
             raise InvalidParameter(
-                f"analyzer type {kind!r}{where} is not supported by vecdb (supported: standard, english; "
-                "the chinese analyzer needs jieba)")
+                f"analyzer type {kind!r}{where} is not supported by vecdb (supported: standard, english, chinese)")
         words = _stop_words(params.get("stop_words", []), where)
+        if kind == "chinese":  # Milvus's chinese_analyzer: jieba's defaults, cnalphanumonly, the stop words given
+            if "max_token_length" in params:
+                raise InvalidParameter(f"analyzer params{where}: max_token_length is not a param of the chinese "
+                                       "analyzer")
+            return Analyzer(tokenizer="jieba", lowercase=False, jieba=_jieba_spec({}, where), cn_alnum_only=True,
+                            stop_words=words)
         mtl = params.get("max_token_length")
         max_length = None if mtl is None else _positive(mtl, "max_token_length", where)
         if kind == "english":  # Milvus's: standard, lowercase, the English stemmer, English stop words
@@ -344,23 +482,24 @@ def parse_params(raw: str | dict | None, field_name: str = "") -> Analyzer:
     for k in ("stop_words", "max_token_length"):
         if k in params:
             raise InvalidParameter(f"analyzer params{where}: {k} is a param of the standard analyzer type")
-    tok = params.get("tokenizer", "standard")
-    if isinstance(tok, dict):
-        tok = tok.get("type")
-    if not isinstance(tok, str) or tok not in _TOKENIZERS:
+    tok_params = params.get("tokenizer", "standard")
+    tok = tok_params.get("type") if isinstance(tok_params, dict) else tok_params
+    if not isinstance(tok, str) or tok not in _TOKENIZER_NAMES:
         raise InvalidParameter(
-            f"tokenizer {tok!r}{where} is not supported by vecdb (supported: {', '.join(_TOKENIZERS)})")
+            f"tokenizer {tok!r}{where} is not supported by vecdb (supported: {', '.join(_TOKENIZER_NAMES)})")
     filters = params.get("filter", [])
     if not isinstance(filters, list):
         raise InvalidParameter(f"analyzer filter{where} must be a list, got {filters!r}")
     opts: dict = {"tokenizer": tok, "lowercase": False}
+    if tok == "jieba":
+        opts["jieba"] = _jieba_spec(tok_params if isinstance(tok_params, dict) else {}, where)
     stop: set[str] = set()
     for f in filters:
         if isinstance(f, str):
             if f not in _SIMPLE_FILTERS:
                 raise InvalidParameter(f"filter {f!r}{where} is not supported by vecdb "
                                        f"(supported: {', '.join(_SIMPLE_FILTERS)}, stop, length, stemmer)")
-            opts[f] = True
+            opts[_FILTER_FIELDS.get(f, f)] = True
         elif isinstance(f, dict) and f.get("type") == "stop":
             stop |= _stop_words(f.get("stop_words", []), where)
         elif isinstance(f, dict) and f.get("type") == "length":
@@ -371,6 +510,48 @@ def parse_params(raw: str | dict | None, field_name: str = "") -> Analyzer:
             raise InvalidParameter(f"filter {f!r}{where} is not supported by vecdb "
                                    f"(supported: {', '.join(_SIMPLE_FILTERS)}, stop, length, stemmer)")
     return Analyzer(stop_words=frozenset(stop), **opts)
+
+
+_FILTER_FIELDS = {"cnalphanumonly": "cn_alnum_only", "cncharonly": "cn_char_only"}
+
+
+def _jieba_spec(params: dict, where: str) -> JiebaSpec:
+    """A jieba tokenizer's params, checked as tantivy-binding's ``JiebaTokenizer::from_json`` does (its
+    messages): ``dict`` a list of strings (``"_default_"``: the default dictionary; without ``dict``
+    too), ``mode`` ``"exact"`` or ``"search"`` (the default), ``hmm`` a bool (default true)."""
+    unknown = set(params) - {"type", "dict", "mode", "hmm"}
+    if unknown:
+        raise InvalidParameter(f"unknown jieba tokenizer params{where}: {sorted(unknown)} (vecdb takes dict, mode, "
+                               "hmm; dict_path is not supported)")
+    words: list[str] = []
+    default = "dict" not in params
+    if not default:
+        raw = params["dict"]
+        if not isinstance(raw, list):
+            raise InvalidParameter(f"jieba tokenizer dict must be array{where}")
+        for w in raw:
+            if not isinstance(w, str):
+                raise InvalidParameter(f"jieba tokenizer dict item must be string{where}")
+            if w == "_extend_default_":
+                raise InvalidParameter(f"jieba dict _extend_default_{where} is not supported by vecdb (it needs "
+                                       "Milvus's dict.txt.big)")
+            if w == "_default_":
+                default = True
+            elif w:
+                words.append(w)
+    mode = params.get("mode", "search")
+    if not isinstance(mode, str):
+        raise InvalidParameter(f"jieba tokenizer mode must be string{where}")
+    if mode not in ("exact", "search"):
+        raise InvalidParameter(f'jieba tokenizer mode must be "exact" or "search"{where}')
+    hmm = params.get("hmm", True)
+    if not isinstance(hmm, bool):
+        raise InvalidParameter(f"jieba tokenizer hmm must be boolean{where}")
+    try:
+        import jieba  # noqa: F401, PLC0415 - present? (the dictionary loads on first use)
+    except ImportError:
+        raise InvalidParameter(f"the jieba tokenizer{where} needs the jieba package") from None
+    return JiebaSpec(tuple(words), default, mode == "search", hmm)
 
 
 def _stop_words(words, where: str) -> frozenset[str]:

@@ -32,8 +32,8 @@ from functools import lru_cache
 import numpy as np
 
 from vecdb import sparse
-from vecdb.analyzer import Analyzer, parse_params
-from vecdb.schema import CollectionSchema, FunctionSchema
+from vecdb.analyzer import Analyzer, MultiAnalyzer, parse_multi_params, parse_params
+from vecdb.schema import CollectionSchema, FieldSchema, FunctionSchema
 
 DEFAULT_K1, DEFAULT_B = 1.2, 0.75
 
@@ -43,17 +43,45 @@ def _analyzer(params: str) -> Analyzer:
     return parse_params(params)
 
 
-def analyzer_of(schema: CollectionSchema, fn: FunctionSchema) -> Analyzer:
-    """The analyzer of a BM25 function's input field."""
-    f = schema.field(fn.input_field_names[0])
-    assert f is not None
+def text_analyzer(f: FieldSchema) -> Analyzer | MultiAnalyzer:
+    """A VARCHAR field's analyzer: its ``multi_analyzer_params`` (one analyzer per row, chosen by another
+    field's value) or its ``analyzer_params``; both parsed once per params."""
+    multi = f.type_params.get("multi_analyzer_params", "")
+    if multi:
+        return parse_multi_params(multi)
     return _analyzer(f.type_params.get("analyzer_params", ""))
 
 
-def output_analyzer(schema: CollectionSchema, output_name: str) -> Analyzer | None:
-    """The analyzer that fills field ``output_name`` (a BM25 output), else None."""
+def analyzer_of(schema: CollectionSchema, fn: FunctionSchema) -> Analyzer | MultiAnalyzer:
+    """The analyzer of a BM25 function's input field."""
+    f = schema.field(fn.input_field_names[0])
+    assert f is not None
+    return text_analyzer(f)
+
+
+def term_frequencies(schema: CollectionSchema, fn: FunctionSchema, columns: dict) -> np.ndarray | None:
+    """The BM25 function's output column of an insert's ``columns`` (None without its input text): with a
+    multi-analyzer input, each row analyzed by the analyzer its ``by_field`` value names (rows grouped per
+    analyzer; the default analyzer where that field is null or not sent)."""
+    text = columns.get(fn.input_field_names[0])
+    if text is None:
+        return None
+    analyzer = analyzer_of(schema, fn)
+    if isinstance(analyzer, MultiAnalyzer):
+        names = columns.get(analyzer.by_field)
+        return analyzer.term_frequencies(text.tolist(), [""] * len(text) if names is None else names.tolist())
+    return analyzer.term_frequencies(text.tolist())
+
+
+def output_analyzer(schema: CollectionSchema, output_name: str, analyzer_name: str = "") -> Analyzer | None:
+    """The analyzer of the search texts on field ``output_name`` (a BM25 output), else None: the input
+    field's, or, for a multi-analyzer input, the one the search's ``analyzer_name`` names (through its
+    aliases; ``default`` when none or unknown, as Milvus)."""
     fn = schema.bm25_function_of(output_name)
-    return None if fn is None else analyzer_of(schema, fn)
+    if fn is None:
+        return None
+    analyzer = analyzer_of(schema, fn)
+    return analyzer.analyzer(analyzer_name) if isinstance(analyzer, MultiAnalyzer) else analyzer
 
 
 # --- query node -----------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ Fixed-width columns (numbers, bools, vectors) are raw little-endian buffers and
 decode with ``np.frombuffer`` (no copy). Object columns (VARCHAR, JSON, ARRAY)
 are one JSON document each (``json`` is C-accelerated; no pickle, so a file from
 an untrusted bucket cannot run code). Sparse vector columns (``bytes`` per row) are
-two raw buffers: the non-zeros of each row (uint32) and all the rows' pairs.
+two raw buffers: the non-zeros of each row (uint32) and all the rows' pairs. Ragged vector
+columns (ARRAY_OF_VECTOR: a 2-D array per row) are two raw buffers too: each row's element count
+(int64) and all the rows' vectors as one ``(elements, dim)`` block, which decodes to views.
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ def encode_columns(columns: Mapping[str, np.ndarray], n: int, extra: dict | None
             pad = (-(offset + len(nnz) * 4)) % 8
             buf = nnz.tobytes() + b"\0" * pad + blob
             desc = {"name": name, "kind": "sparse", "rows": len(nnz), "blob_at": len(nnz) * 4 + pad}
+        elif arr.dtype == object and len(arr) and isinstance(arr[0], np.ndarray) and arr[0].ndim == 2:
+            counts, block = ragged_block(arr)
+            head = counts.astype("<i8").tobytes()
+            buf = head + np.ascontiguousarray(block, dtype=block.dtype.newbyteorder("<")).tobytes()
+            desc = {"name": name, "kind": "ragged", "rows": len(counts), "dtype": block.dtype.newbyteorder("<").str,
+                    "dim": int(block.shape[1])}
         elif arr.dtype == object:
             elem = None
             values = arr.tolist()
@@ -92,6 +100,10 @@ def decode_columns(data: bytes | memoryview) -> tuple[int, dict[str, np.ndarray]
             at = c["blob_at"]
             nnz = np.frombuffer(raw[: c["rows"] * 4], dtype="<u4")
             out[c["name"]] = sparse_unpack(nnz, raw[at:])
+        elif c["kind"] == "ragged":
+            counts = np.frombuffer(raw[: c["rows"] * 8], dtype="<i8")
+            block = np.frombuffer(raw[c["rows"] * 8:], dtype=np.dtype(c["dtype"])).reshape(-1, c["dim"])
+            out[c["name"]] = ragged_rows(counts, block)
         else:
             values = json.loads(bytes(raw))
             elem = c.get("elem")
@@ -110,6 +122,20 @@ def read_header(data: bytes | memoryview) -> tuple[int, dict]:
     (hlen,) = struct.unpack_from("<I", mv, 4)
     header = json.loads(bytes(mv[8 : 8 + hlen]))
     return header["n"], header.get("extra", {})
+
+
+def ragged_block(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(element count per row, all rows' elements as one block) of a column of 2-D arrays."""
+    rows = col.tolist()
+    counts = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    return counts, np.concatenate(rows, axis=0)
+
+
+def ragged_rows(counts: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """The column of 2-D arrays (views into ``block``) that ``ragged_block`` split."""
+    ends = np.cumsum(counts).tolist()
+    starts = [0, *ends[:-1]]
+    return object_array([block[a:b] for a, b in zip(starts, ends)])
 
 
 def object_array(values: list) -> np.ndarray:

@@ -25,11 +25,19 @@ GEOMETRY            object array of ``str``: each row's WKT as vecdb writes it
                     (Milvus 2.6; normalized at insert, vecdb.geometry)
 SPARSE_FLOAT_VECTOR object array of ``bytes``, one per row: (uint32 index, float32
                     value) little-endian pairs, indices increasing (vecdb.sparse)
+ARRAY_OF_VECTOR     object array of 2-D ``float32`` arrays ``(elements, dim)``: the vector
+                    sub-field of an array-of-struct field (vecdb.emb_list)
 ==================  ==========================================================
+
+An array-of-struct field (Milvus 2.6, ``struct_array_fields`` in the proto) is kept as Milvus
+keeps it inside: each sub-field is a field of its own named ``struct[sub]`` (``struct_name`` set),
+an ARRAY of its scalar type or an ARRAY_OF_VECTOR, one row per entity holding one element per
+struct; ``CollectionSchema.struct_fields`` holds the struct-level part (name, id, capacity).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -69,6 +77,8 @@ class DataType(IntEnum):
     BFLOAT16_VECTOR = 103
     SPARSE_FLOAT_VECTOR = 104
     INT8_VECTOR = 105
+    ARRAY_OF_VECTOR = 106  # a vector sub-field of an array-of-struct field, never a field of its own
+    ARRAY_OF_STRUCT = 200  # the FieldData type of an array-of-struct field (its sub-fields inside)
 
     @property
     def is_vector(self) -> bool:
@@ -122,6 +132,12 @@ class FieldSchema:
     is_function_output: bool = False  # filled by a schema function (BM25), never sent by clients
     # rows are grouped by this field's value ranges in a clustering compaction (vecdb.datanode.compactor)
     is_clustering_key: bool = False
+    struct_name: str = ""  # set on a sub-field of an array-of-struct field (named ``struct[sub]``)
+
+    @property
+    def sub_name(self) -> str:
+        """A struct sub-field's own name (``sub`` of ``struct[sub]``); any other field's name."""
+        return self.name[len(self.struct_name) + 1:-1] if self.struct_name else self.name
 
     @property
     def enable_analyzer(self) -> bool:
@@ -137,6 +153,8 @@ class FieldSchema:
         d["element_type"] = int(self.element_type)
         if not self.is_clustering_key:  # written only when set: a record the previous version reads
             del d["is_clustering_key"]
+        if not self.struct_name:
+            del d["struct_name"]
         return d
 
     @classmethod
@@ -148,6 +166,31 @@ class FieldSchema:
 
 
 _FIELD_KEYS = frozenset(FieldSchema.__dataclass_fields__)
+
+
+def struct_sub_field_name(struct_name: str, sub: str) -> str:
+    """The name a struct's sub-field goes by among the schema's fields (Milvus's
+    ``typeutil.ConcatStructFieldName``): ``chunks[emb]``, also how searches name it (anns_field)."""
+    return f"{struct_name}[{sub}]"
+
+
+@dataclass
+class StructArrayField:
+    """The struct-level part of an array-of-struct field; its sub-fields are in ``CollectionSchema.fields``
+    (``struct_name`` set). Every sub-field has the struct's ``max_capacity``."""
+
+    name: str
+    field_id: int = 0
+    description: str = ""
+    max_capacity: int = 0
+    type_params: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StructArrayField:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 class FunctionType(IntEnum):
@@ -191,6 +234,15 @@ class CollectionSchema:
     functions: list[FunctionSchema] = field(default_factory=list)
     version: int = 0  # moves by one with each field added (add_collection_field), as Milvus's schema version
     update_ts: int = 0  # the timestamp of the last field added or altered (0: none since created)
+    struct_fields: list[StructArrayField] = field(default_factory=list)  # array-of-struct fields (Milvus 2.6)
+
+    def struct(self, name: str) -> StructArrayField | None:
+        """The array-of-struct field named ``name``, if any."""
+        return next((s for s in self.struct_fields if s.name == name), None)
+
+    def sub_fields(self, struct_name: str) -> list[FieldSchema]:
+        """The sub-fields of array-of-struct field ``struct_name``, in schema order."""
+        return [f for f in self.fields if f.struct_name == struct_name]
 
     def bm25_function_of(self, output_name: str) -> FunctionSchema | None:
         """The BM25 function whose output is field ``output_name``, if any."""
@@ -213,6 +265,12 @@ class CollectionSchema:
     @property
     def vector_fields(self) -> list[FieldSchema]:
         return [f for f in self.fields if f.dtype.is_vector]
+
+    @property
+    def indexed_vector_fields(self) -> list[FieldSchema]:
+        """The fields a load needs an index on: vector fields and the vector sub-fields of array-of-struct
+        fields (Milvus 2.6 indexes every one of them)."""
+        return [f for f in self.fields if f.dtype.is_vector or f.dtype == DataType.ARRAY_OF_VECTOR]
 
     @property
     def partition_key_field(self) -> FieldSchema | None:
@@ -248,6 +306,7 @@ class CollectionSchema:
             **({"functions": [fn.to_dict() for fn in self.functions]} if self.functions else {}),
             **({"version": self.version} if self.version else {}),
             **({"update_ts": self.update_ts} if self.update_ts else {}),
+            **({"struct_fields": [s.to_dict() for s in self.struct_fields]} if self.struct_fields else {}),
         }
 
     @classmethod
@@ -260,6 +319,7 @@ class CollectionSchema:
             functions=[FunctionSchema.from_dict(fn) for fn in d.get("functions", ())],
             version=d.get("version", 0),
             update_ts=d.get("update_ts", 0),
+            struct_fields=[StructArrayField.from_dict(s) for s in d.get("struct_fields", ())],
         )
 
     # --- proto ---------------------------------------------------------
@@ -272,6 +332,8 @@ class CollectionSchema:
         collection's time zone, in which a TIMESTAMPTZ default value without an
         offset is read.
         """
+        from vecdb.struct_fields import parse_struct_fields  # (it imports this module)
+
         _refuse_unsupported_schema(pb)
         fields: list[FieldSchema] = []
         for i, fpb in enumerate(pb.fields):
@@ -290,14 +352,18 @@ class CollectionSchema:
                 type_params=params,
                 is_clustering_key=fpb.is_clustering_key,
             )
+            _refuse_struct_only_type(f)
             _parse_type_params(f, params)
             _parse_null_and_default(f, fpb, zone)
             fields.append(f)
+        structs, subs = parse_struct_fields(pb, collection_name, 100 + len(fields) + 1,
+                                            {f.name for f in fields})
         schema = cls(
             name=collection_name,
             description=pb.description,
             enable_dynamic_field=pb.enable_dynamic_field,
-            fields=[f for f in fields if not f.is_dynamic],
+            fields=[f for f in fields if not f.is_dynamic] + subs,
+            struct_fields=structs,
         )
         _check_clustering_key(fields, collection_name)
         schema.functions = _parse_functions(pb, schema)
@@ -323,7 +389,7 @@ class CollectionSchema:
         pb.autoID = self.auto_id
         pb.version = self.version
         for f in self.fields:
-            if f.is_dynamic:
+            if f.is_dynamic or f.struct_name:
                 continue
             fpb = pb.fields.add()
             fpb.fieldID = f.field_id
@@ -358,6 +424,15 @@ class CollectionSchema:
             out.output_field_ids.extend(self.field(n).field_id for n in fn.output_field_names)  # type: ignore[union-attr]
             for k, v in fn.params.items():
                 out.params.add(key=k, value=v)
+        for st in self.struct_fields:  # sub-fields by their own names, as Milvus's describe gives them
+            spb = pb.struct_array_fields.add(fieldID=st.field_id, name=st.name, description=st.description)
+            for k, v in st.type_params.items():
+                spb.type_params.add(key=k, value=v)
+            for f in self.sub_fields(st.name):
+                sub = spb.fields.add(fieldID=f.field_id, name=f.sub_name, data_type=int(f.dtype),
+                                     element_type=int(f.element_type), description=f.description)
+                for k, v in f.type_params.items():
+                    sub.type_params.add(key=k, value=str(v))
 
     # --- validation ----------------------------------------------------
     def validate(self) -> None:
@@ -369,7 +444,7 @@ class CollectionSchema:
         names = set()
         for f in self.fields:
             if not f.is_dynamic:
-                validate_field_name(f.name)
+                validate_field_name(f.sub_name)  # a struct's sub-field: its own name (``chunks[text]``: text)
             if f.name in names:
                 raise IllegalSchema(f"duplicated field name {f.name}")
             names.add(f.name)
@@ -384,7 +459,7 @@ class CollectionSchema:
         for f in self.fields:
             if f.auto_id and not f.is_primary:
                 raise IllegalSchema(f"only primary field can speficy AutoID with True, field name = {f.name}")
-        if not self.vector_fields:
+        if not self.vector_fields and not any(f.dtype == DataType.ARRAY_OF_VECTOR for f in self.fields):
             raise IllegalSchema("schema does not contain vector field")
         pkeys = [f for f in self.fields if f.is_partition_key]
         if len(pkeys) > 1:
@@ -427,6 +502,7 @@ def added_field(schema: CollectionSchema, fpb, zone: str = DEFAULT_ZONE) -> Fiel
         name=name, dtype=_data_type(fpb.data_type, name), description=fpb.description,
         element_type=_data_type(fpb.element_type, name) if fpb.element_type else DataType.NONE,
         type_params=params, is_clustering_key=fpb.is_clustering_key)
+    _refuse_struct_only_type(f)
     if f.dtype.is_vector:
         type_name = _PROTO_TYPE_NAMES.get(f.dtype, f.dtype.name)
         raise InvalidParameter(f"vector type not support null, type:{type_name}, name:{name}")
@@ -499,7 +575,8 @@ def altered_field(f: FieldSchema, properties: dict[str, str], delete_keys: list[
 # listed are taken or harmless to ignore: fieldID and state (the server assigns them),
 # index_params (unused by Milvus at create), the schema's dbName (the request's db
 # applies), version, properties, and type params that are storage hints (mmap_enabled).
-_UNSUPPORTED_TEXT_PARAMS = ("multi_analyzer_params",)
+# (multi_analyzer_params is taken since vecdb.analyzer.MultiAnalyzer; none is refused here now.)
+_UNSUPPORTED_TEXT_PARAMS: tuple[str, ...] = ()
 
 
 def _not_yet(what: str) -> IllegalSchema:
@@ -510,10 +587,14 @@ def _refuse_unsupported_schema(pb) -> None:
     other = [f.name or "?" for f in pb.functions if f.type != FunctionType.BM25]
     if other:
         raise _not_yet(f"collection schema functions other than BM25 (embedding functions: {', '.join(other)})")
-    if len(getattr(pb, "struct_array_fields", ())):
-        raise _not_yet("struct array fields")
     if getattr(pb, "enable_namespace", False):
         raise _not_yet("enable_namespace")
+
+
+def _refuse_struct_only_type(f: FieldSchema) -> None:
+    """ARRAY_OF_VECTOR is for a struct's sub-fields only (Milvus's validateFieldType, 1100)."""
+    if f.dtype in (DataType.ARRAY_OF_VECTOR, DataType.ARRAY_OF_STRUCT):
+        raise InvalidParameter(f"array of vector can only be in the struct array field, field name: {f.name}")
 
 
 def _refuse_unsupported_field(fpb) -> None:
@@ -549,6 +630,27 @@ def _check_clustering_key(fields: list[FieldSchema], collection_name: str) -> No
         first = f
 
 
+def _check_multi_analyzer(schema: CollectionSchema, f: FieldSchema, collection_name: str) -> None:
+    """A field's ``multi_analyzer_params``, checked as Milvus's ``validateAnalyzer`` and
+    ``validateMultiAnalyzerParams`` do (their messages; 1100 here, where Milvus answers 65535): no
+    ``enable_match`` with it, no ``analyzer_params`` beside it, ``by_field`` an existing VARCHAR field,
+    the analyzers valid, one of them ``default`` (vecdb.analyzer.parse_multi_params)."""
+    from vecdb.analyzer import parse_multi_params  # (vecdb.analyzer imports vecdb.sparse, not the schema)
+
+    if f.type_params.get("enable_match", "").strip().lower() == "true":
+        raise InvalidParameter(f"multi analyzer now only support for bm25, but now field {f.name} enable match")
+    if "analyzer_params" in f.type_params:
+        raise InvalidParameter(f"field {f.name} analyzer params should be none if has multi analyzer params")
+    multi = parse_multi_params(f.type_params["multi_analyzer_params"], f.name)
+    by = schema.field(multi.by_field)
+    if by is None or by.is_dynamic:
+        raise InvalidParameter(f"multi analyzer dependent field {json.dumps(multi.by_field)} not exist in "
+                               f"collection {collection_name}")
+    if by.dtype != DataType.VARCHAR:
+        raise InvalidParameter(f"multi analyzer params now only support by string field, but field {by.name} is "
+                               "not string")
+
+
 def _parse_functions(pb, schema: CollectionSchema) -> list[FunctionSchema]:
     """BM25 functions, checked as Milvus's validateFunction does (1100 with its messages); each
     output field is marked ``is_function_output``. Analyzer params are checked on every field that
@@ -562,7 +664,10 @@ def _parse_functions(pb, schema: CollectionSchema) -> list[FunctionSchema]:
             if f.dtype != DataType.VARCHAR:
                 raise InvalidParameter(f"enable_analyzer is only for VARCHAR fields, field {f.name} is "
                                        f"{_PROTO_TYPE_NAMES.get(f.dtype, f.dtype.name)}")
-            parse_params(f.type_params.get("analyzer_params"), f.name)
+            if "multi_analyzer_params" in f.type_params:
+                _check_multi_analyzer(schema, f, pb.name)
+            else:
+                parse_params(f.type_params.get("analyzer_params"), f.name)
     out: list[FunctionSchema] = []
     used_names: set[str] = set()
     used_outputs: set[str] = set()

@@ -296,8 +296,8 @@ def test_bad_schemas_are_refused(client, uri, name):
         (schema(analyzer=False, input_type=schema_pb2.Int64),
          "BM25 function input field must be a VARCHAR field, got 1 field with type Int64"),
         (schema(out_type=schema_pb2.FloatVector), "BM25 function output field must be a SparseFloatVector field"),
-        (schema(analyzer_params='{"type": "chinese"}'), "analyzer type 'chinese'"),
-        (schema(analyzer_params='{"tokenizer": "jieba"}'), "tokenizer 'jieba'"),
+        (schema(analyzer_params='{"type": "japanese"}'), "analyzer type 'japanese'"),
+        (schema(analyzer_params='{"tokenizer": "lindera"}'), "tokenizer 'lindera'"),
     ]
     with raw_stub(uri) as stub:
         for pb, words in cases:
@@ -479,8 +479,8 @@ def test_run_analyzer(client, name):
     code, msg = _code(client.run_analyzer, "x", collection_name=name, field_name="grp")
     assert code == 1100 and "does not enable analyzer" in msg
     assert client.run_analyzer("Cats running", analyzer_params={"type": "english"}).tokens == ["cat", "run"]
-    code, msg = _code(client.run_analyzer, "x", analyzer_params={"type": "chinese"})
-    assert code == 1100 and "analyzer type 'chinese'" in msg
+    code, msg = _code(client.run_analyzer, "x", analyzer_params={"type": "japanese"})
+    assert code == 1100 and "analyzer type 'japanese'" in msg
 
 
 def test_rest_full_text_equals_grpc(server, client, name):

@@ -56,8 +56,8 @@ def test_english_analyzer_and_stemmer_filters_stem_as_snowball():
 
 @pytest.mark.parametrize("params, words", [
     ('{"type": "french"}', "analyzer type 'french'"),
-    ('{"type": "chinese"}', "analyzer type 'chinese'"),
-    ({"tokenizer": "jieba"}, "tokenizer 'jieba'"),
+    ('{"type": "japanese"}', "analyzer type 'japanese'"),
+    ({"tokenizer": "lindera"}, "tokenizer 'lindera'"),
     ({"tokenizer": "standard", "filter": ["stemmer"]}, "filter 'stemmer'"),
     ({"tokenizer": "standard", "filter": [{"type": "stemmer", "language": "klingon"}]}, "stemmer language 'klingon'"),
     ({"tokenizer": "standard", "filter": [{"type": "decompounder"}]}, "filter {"),
@@ -151,7 +151,7 @@ def test_bm25_function_is_taken_and_round_trips():
     ({"inputs": ()}, "function input field names cannot be empty"),
     ({"params": {"k": "v"}}, "BM25 function accepts no params"),
     ({"nullable": True}, "function input field cannot be nullable: function bm25, field text"),
-    ({"extra_params": {"analyzer_params": '{"type": "chinese"}'}}, "analyzer type 'chinese'"),
+    ({"extra_params": {"analyzer_params": '{"type": "japanese"}'}}, "analyzer type 'japanese'"),
 ])
 def test_bm25_function_is_checked_as_milvus_does(kw, words):
     with pytest.raises(InvalidParameter) as e:

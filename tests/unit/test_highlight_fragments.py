@@ -155,7 +155,7 @@ def test_terms_are_the_analyzers_tokens():
 def test_analyzer_char_spans_map_back_through_length_changing_transforms():
     a = Analyzer()
     assert a.char_spans("Hello, wörld") == [("hello", 0, 5, 0), ("wörld", 7, 12, 1)]
-    assert a.spans("Hello, wörld") == [("hello", 0, 5, 0), ("wörld", 7, 13, 1)]  # bytes, as RunAnalyzer
+    assert a.spans("Hello, wörld") == [("hello", 0, 5, 0, 1), ("wörld", 7, 13, 1, 1)]  # bytes, as RunAnalyzer
     # "İ" lowercases to two characters, a ligature folds to two: the offsets stay the original text's
     text = "İstanbul ﬁne day"
     folding = parse_params({"tokenizer": "standard", "filter": ["lowercase", "asciifolding"]})

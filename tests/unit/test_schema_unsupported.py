@@ -32,27 +32,23 @@ def _function(pb):  # an embedding function (BM25 is taken: tests/unit/test_anal
                      input_field_names=["s"], output_field_names=["v"])
 
 
-def _struct(pb):
-    pb.struct_array_fields.add(name="st")
+def _struct(pb):  # array-of-struct fields are taken (tests/unit/test_struct_array.py), not Float16 lists yet
+    sub = pb.struct_array_fields.add(name="st").fields.add(
+        name="e", data_type=DataType.ARRAY_OF_VECTOR, element_type=DataType.FLOAT16_VECTOR)
+    sub.type_params.add(key="dim", value="4")
+    sub.type_params.add(key="max_capacity", value="4")
 
 
 def _namespace(pb):
     pb.enable_namespace = True
 
 
-def _multi_analyzer(pb):
-    pb.fields[2].type_params.add(key="enable_analyzer", value="true")
-    pb.fields[2].type_params.add(key="multi_analyzer_params", value='{"by_field": "lang"}')
-
-
 @pytest.mark.parametrize("change,message", [
     (_function, r"collection schema functions other than BM25 \(embedding functions: emb\) is not supported by "
                 r"vecdb yet"),
-    (_struct, "struct array fields is not supported by vecdb yet"),
+    (_struct, r"ArrayOfVector of Float16Vector \(field e\) is not supported by vecdb yet"),
     (_namespace, "enable_namespace is not supported by vecdb yet"),
-    (_multi_analyzer, r"type param multi_analyzer_params of field \(s\) \(text analysis and match\) is not "
-                      r"supported"),
-])
+])  # (multi_analyzer_params is taken: tests/unit/test_multi_analyzer.py)
 def test_unsupported_parts_are_refused(change, message):
     pb = _schema()
     change(pb)

@@ -40,7 +40,7 @@ from vecdb.cdc.follower import cdc_positions_key
 from vecdb.cdc.task import FAILED, PAUSED, RUNNING, Task, TaskStore
 from vecdb.cdc.verify import is_loaded
 from vecdb.log_records import DeleteRecord, InsertRecord, decode
-from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, valid_key
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, valid_key
 from vecdb.storage import stall
 from vecdb.storage.base import Follower, Log, MetaStore
 
@@ -84,10 +84,18 @@ def target_schema(schema: CollectionSchema):
     s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=schema.enable_dynamic_field,
                                    description=schema.description)
     for f in schema.fields:
-        if f.is_dynamic:
+        if f.is_dynamic or f.struct_name:
             continue
         s.add_field(f.name, PDataType(int(f.dtype)), is_primary=f.is_primary, auto_id=False,
                     description=f.description, **field_kwargs(f))
+    for st in schema.struct_fields:  # array-of-struct fields: each sub-field as its element type
+        struct = MilvusClient.create_struct_field_schema()
+        for f in schema.sub_fields(st.name):
+            sub = FieldSchema.from_dict({**f.to_dict(), "dtype": int(f.element_type), "element_type": 0})
+            struct.add_field(f.sub_name, PDataType(int(f.element_type)), description=f.description,
+                             **field_kwargs(sub))
+        s.add_field(st.name, PDataType.ARRAY, element_type=PDataType.STRUCT, struct_schema=struct,
+                    max_capacity=st.max_capacity, description=st.description)
     for fn in schema.functions:  # the target computes its BM25 outputs itself from the copied text
         from pymilvus import Function, FunctionType
 
@@ -123,6 +131,8 @@ def field_kwargs(f) -> dict[str, Any]:
         kw["enable_analyzer"] = True
         if f.type_params.get("analyzer_params"):
             kw["analyzer_params"] = json.loads(f.type_params["analyzer_params"])
+        if f.type_params.get("multi_analyzer_params"):
+            kw["multi_analyzer_params"] = json.loads(f.type_params["multi_analyzer_params"])
     return kw
 
 
@@ -131,8 +141,8 @@ def rows_of(schema: CollectionSchema, columns: dict[str, np.ndarray], n: int) ->
     names, values = [], []
     for f in schema.fields:
         col = columns.get(f.name)
-        if col is None or f.is_dynamic or f.is_function_output:  # (the target's function fills it)
-            continue
+        if col is None or f.is_dynamic or f.is_function_output or f.struct_name:  # (the target's function
+            continue  # fills it; a struct's sub-fields go in below)
         if f.dtype in (DataType.BINARY_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR):
             raw = np.ascontiguousarray(col).tobytes()  # pymilvus takes each row's raw bytes for these
             width = len(raw) // n if n else 0
@@ -152,6 +162,12 @@ def rows_of(schema: CollectionSchema, columns: dict[str, np.ndarray], n: int) ->
         names.append(f.name)
         values.append(vals)
     rows = [dict(zip(names, vals)) for vals in zip(*values)] if values else [{} for _ in range(n)]
+    for st in schema.struct_fields:  # a list of {sub-field: value} per row, as pymilvus takes it
+        subs = [(f.sub_name, columns[f.name].tolist()) for f in schema.sub_fields(st.name) if f.name in columns]
+        if subs:
+            for i, row in enumerate(rows):
+                cells = [(sub, np.asarray(col[i]).tolist()) for sub, col in subs]
+                row[st.name] = [dict(zip([c[0] for c in cells], vals)) for vals in zip(*[c[1] for c in cells])]
     meta = columns.get(DYNAMIC_FIELD)
     if meta is not None and schema.enable_dynamic_field:
         for row, extra in zip(rows, meta.tolist()):

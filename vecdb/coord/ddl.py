@@ -441,7 +441,7 @@ class DdlManager:
 
         def change(info: CollectionInfo) -> LoadState:
             self._allow(info.db, "ddl_collection" if partition_names is None else "ddl_partition")
-            for f in info.schema.vector_fields:
+            for f in info.schema.indexed_vector_fields:
                 if info.index_for_field(f.name) is None:
                     raise errors.IndexNotFound(
                         f"there is no vector index on field: [{f.name}], please create index firstly: "

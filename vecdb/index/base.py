@@ -16,7 +16,8 @@ from vecdb.vectors_check import MAX_SQUARED_NORM, invalid_rows
 
 FLOAT_METRICS = ("L2", "IP", "COSINE")
 BINARY_METRICS = ("HAMMING", "JACCARD")
-SIMILARITY_METRICS = frozenset({"IP", "COSINE", "BM25"})  # BM25: sparse full text (vecdb.bm25)
+SIMILARITY_METRICS = frozenset({"IP", "COSINE", "BM25",  # BM25: sparse full text (vecdb.bm25)
+                                "MAX_SIM", "MAX_SIM_COSINE", "MAX_SIM_IP"})  # embedding lists (vecdb.emb_list)
 
 @runtime_checkable
 class VectorIndex(Protocol):

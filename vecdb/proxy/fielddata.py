@@ -23,6 +23,10 @@ Insert rules (``columns_from_field_data``), matching the Milvus 2.3+ proxy:
 - INT8/INT16 travel as int32 and must fit their range (also inside ARRAYs).
 - VARCHAR ``max_length`` counts UTF-8 *bytes* (Go ``len``), as Milvus does.
 - ARRAY rows: element payload must match the element type, length <= max_capacity.
+- Array-of-struct fields (Milvus 2.6) come as one ``ArrayOfStruct`` FieldData holding a FieldData
+  per sub-field (ARRAY, or ARRAY_OF_VECTOR: ``vectors.vector_array``, one VectorField per row);
+  each sub-field is checked as a field of its own (``chunks[text]``), and every sub-field of a row
+  must hold as many elements as the others.
 - GEOMETRY values: WKT (or WKB) that parses, kept as normalized WKT (``vecdb.geometry``).
 - JSON values: valid JSON (and so valid UTF-8), at most ``JSON_MAX_LENGTH`` bytes and
   ``JSON_MAX_DEPTH`` levels of nesting each. The dynamic
@@ -48,6 +52,7 @@ from pymilvus.grpc_gen import common_pb2, schema_pb2
 
 from vecdb import bm25, sparse, timestamptz
 from vecdb.analyzer import Analyzer
+from vecdb.column_codec import object_array
 from vecdb.errors import FieldNotFound, InvalidParameter
 from vecdb.limits import LIMITS
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, valid_key
@@ -149,6 +154,8 @@ def columns_from_field_data(
         raise InvalidParameter(f"invalid num_rows ({num_rows}): num_rows should be greater than 0")
     pk = schema.primary_field
     sent: dict[str, tuple[FieldSchema, Any]] = {}  # name -> (field, its FieldData message)
+    if schema.struct_fields:
+        fields_data = _with_struct_sub_fields(schema, fields_data)
     for fd in fields_data:
         name = DYNAMIC_FIELD if fd.is_dynamic else fd.field_name
         field = schema.field(name) if name else schema.field_by_id(fd.field_id)
@@ -191,21 +198,26 @@ def columns_from_field_data(
             )
         if field.dtype.is_vector:
             columns[name] = _decode_vectors(field, fd, num_rows)
+        elif field.dtype == DataType.ARRAY_OF_VECTOR:
+            columns[name] = _decode_vector_arrays(field, fd, num_rows)
         elif mask is None:
             columns[name] = _decode_scalars(field, fd, num_rows, static_names, zone)
         else:
             columns[name] = _decode_with_nulls(field, fd, num_rows, mask, static_names, zone)
         if field.nullable or field.has_default:
             _fill_nulls(columns, field, num_rows, mask)
+    for st in schema.struct_fields:
+        _check_struct_lengths(st.name, [(f.sub_name, columns[f.name]) for f in schema.sub_fields(st.name)
+                                        if f.name in columns])
     if not partial_update:  # fields left out: null, or their default value, in every row
         for field in schema.fields:
             if field.name not in columns and (field.nullable or field.has_default):
                 columns[field.name] = null_column(field, num_rows)
                 _fill_nulls(columns, field, num_rows, np.zeros(num_rows, np.bool_))
     for fn in schema.functions:  # BM25: the input text's term frequencies (vecdb.analyzer)
-        text = columns.get(fn.input_field_names[0])
-        if text is not None:
-            columns[fn.output_field_names[0]] = bm25.analyzer_of(schema, fn).term_frequencies(text.tolist())
+        tf = bm25.term_frequencies(schema, fn, columns)
+        if tf is not None:
+            columns[fn.output_field_names[0]] = tf
     dyn = schema.dynamic_field
     if dyn is not None and dyn.name not in columns and not partial_update:
         empty = np.empty(num_rows, dtype=object)
@@ -219,6 +231,88 @@ def columns_from_field_data(
             if f.nullable:
                 out[valid_key(f.name)] = columns[valid_key(f.name)]
     return out
+
+
+class _SubFieldData:
+    """A struct sub-field's FieldData under the name the schema knows it by (``chunks[text]``)."""
+
+    def __init__(self, fd, name: str):
+        self._fd, self.field_name = fd, name
+
+    def __getattr__(self, attr: str):
+        return getattr(self._fd, attr)
+
+
+def _with_struct_sub_fields(schema: CollectionSchema, fields_data) -> list:
+    """``fields_data`` with each array-of-struct FieldData replaced by its sub-fields' FieldData."""
+    out: list = []
+    for fd in fields_data:
+        st = schema.struct(fd.field_name) if not fd.is_dynamic else None
+        if st is None:
+            if fd.type == DataType.ARRAY_OF_STRUCT:
+                raise FieldNotFound(f"field {fd.field_name} not exist in collection {schema.name}")
+            out.append(fd)
+            continue
+        if fd.WhichOneof("field") != "struct_arrays":
+            raise InvalidParameter(f"struct array field ({st.name}) is illegal, need struct_arrays data, "
+                                   f"got {fd.WhichOneof('field') or 'nil'}")
+        for sub in fd.struct_arrays.fields:
+            plain = sub.field_name
+            if plain.startswith(st.name + "[") and plain.endswith("]"):
+                plain = plain[len(st.name) + 1:-1]
+            full = f"{st.name}[{plain}]"
+            if schema.field(full) is None:
+                raise FieldNotFound(f"field {plain} not exist in struct array field {st.name}")
+            out.append(_SubFieldData(sub, full))
+    return out
+
+
+def _check_struct_lengths(struct_name: str, cols: list[tuple[str, np.ndarray]]) -> None:
+    """Every sub-field of a row holds one element per struct: as many as the others."""
+    if len(cols) < 2:
+        return
+    first_name, first = cols[0]
+    want = np.fromiter((len(v) for v in first.tolist()), np.int64, len(first))
+    for name, col in cols[1:]:
+        got = np.fromiter((len(v) for v in col.tolist()), np.int64, len(col))
+        bad = np.flatnonzero(got != want)
+        if len(bad):
+            i = int(bad[0])
+            raise InvalidParameter(
+                f"the number of elements ({int(got[i])}) of sub-field {name} of struct array field {struct_name} "
+                f"at row {i} is not equal to that of sub-field {first_name} ({int(want[i])})")
+
+
+def _decode_vector_arrays(field: FieldSchema, fd, n: int) -> np.ndarray:
+    """An ARRAY_OF_VECTOR sub-field: each row a ``(elements, dim)`` float32 array, at most max_capacity
+    elements, every vector checked as an inserted FLOAT_VECTOR is."""
+    name, dim, cap = field.name, field.dim, field.max_capacity
+    va = fd.vectors.vector_array if fd.WhichOneof("field") == "vectors" else None
+    if va is None or fd.vectors.WhichOneof("data") != "vector_array":
+        raise _type_mismatch(field, "vector_array", fd.vectors.WhichOneof("data") if va is not None else None)
+    if va.dim and va.dim != dim:
+        raise InvalidParameter(f"the dim ({va.dim}) of field data({name}) is not equal to schema dim ({dim})")
+    if va.element_type and va.element_type != field.element_type:
+        raise InvalidParameter(f"the element type ({_type_name(va.element_type)}) of field data({name}) is not "
+                               f"equal to schema element type ({_type_name(field.element_type)})")
+    if len(va.data) != n:
+        raise _rows_mismatch(name, len(va.data), n)
+    rows = []
+    for i, row in enumerate(va.data):
+        kind = row.WhichOneof("data")
+        if kind not in (None, "float_vector"):
+            raise InvalidParameter(f"array of vector field ({name}) is illegal, need float_vector, got {kind} "
+                                   f"at row {i}")
+        flat = np.array(row.float_vector.data, dtype=np.float32)
+        if flat.size % dim:
+            raise InvalidParameter(
+                f"the length ({flat.size}) of float data of field ({name}) at row {i} should divide the dim ({dim})")
+        if flat.size // dim > cap:
+            raise InvalidParameter(
+                f"the length ({flat.size // dim}) of {i}th array of field ({name}) exceeds max capacity ({cap})")
+        rows.append(flat.reshape(-1, dim))
+    check_float_vectors(np.concatenate(rows) if rows else np.empty((0, dim), np.float32), name)
+    return object_array(rows)  # (never broadcast: rows of one shape stay one array each)
 
 
 def _valid_mask(field: FieldSchema, fd, n: int) -> np.ndarray | None:
@@ -581,6 +675,9 @@ def resolve_output_fields(schema: CollectionSchema, requested: list[str]) -> tup
                 all_meta = True
             else:
                 names[name] = None
+        elif schema.struct(name) is not None:  # an array-of-struct field: all its sub-fields
+            for f in schema.sub_fields(name):
+                names[f.name] = None
         elif not dynamic:
             raise FieldNotFound(f"field {name} not exist")
         elif not _IDENT_RE.match(name):
@@ -602,7 +699,7 @@ def parse_placeholder_group(data: bytes, field: FieldSchema, analyzer: Analyzer 
     query vector and answers NaN distances, which cannot be ordered and are no JSON
     for the HTTP API; vecdb refuses them with InvalidParameter instead.
     """
-    if not field.dtype.is_vector:
+    if not field.dtype.is_vector and field.dtype != DataType.ARRAY_OF_VECTOR:
         raise InvalidParameter(f"field ({field.name}) is not a vector field, cannot search on it")
     try:
         group = common_pb2.PlaceholderGroup.FromString(data)
@@ -617,6 +714,14 @@ def parse_placeholder_group(data: bytes, field: FieldSchema, analyzer: Analyzer 
         raise InvalidParameter(f"nq ({nq}) should be in range [1, {LIMITS.max_nq}]")
     if analyzer is not None and ph.type == _PT.VarChar:  # full text on a BM25 output field: its query rows
         return analyzer.query_rows([v.decode("utf-8", "replace") for v in values])
+    if field.dtype == DataType.ARRAY_OF_VECTOR:  # an array-of-struct vector sub-field: embedding lists only
+        if ph.type != _PT.EmbListFloatVector:
+            raise InvalidParameter(
+                f"search on the struct array vector field ({field.name}) needs EmbeddingList queries "
+                "(placeholder EmbListFloatVector): searching its elements with plain vectors is not supported")
+        from vecdb import emb_list  # noqa: PLC0415
+
+        return emb_list.parse_queries(values, field)
     allowed = _PLACEHOLDER_DTYPES[field.dtype]
     if ph.type not in allowed:
         try:

@@ -59,6 +59,8 @@ def fill_field_data(
     TIMESTAMPTZ columns are written (the reply's zone, or Milvus's ``time_fields``)."""
     want_all_meta = False
     dyn = schema.dynamic_field
+    output_fields = list(output_fields)
+    structs_done: set[str] = set()
     for name in output_fields:
         if name == DYNAMIC_FIELD and dyn is not None:
             want_all_meta = True
@@ -66,6 +68,11 @@ def fill_field_data(
         field = schema.field(name)
         if field is None:
             raise FieldNotFound(f"field {name} not exist")
+        if field.struct_name:  # one FieldData for the struct, holding every sub-field asked for
+            if field.struct_name not in structs_done:
+                structs_done.add(field.struct_name)
+                _encode_struct(new(), schema, field.struct_name, columns, output_fields)
+            continue
         fd = new()
         _encode_column(fd, field, _column(columns, name), times)
         if field.nullable:  # pymilvus reads a row as None where valid_data is false
@@ -136,6 +143,37 @@ def _encode_column(fd, field: FieldSchema, col: np.ndarray, times: TimeOutput = 
         merge_packed(payload, 1, np.asarray(col, dtype=_PACKED_DTYPE[dt]))
     else:
         payload.data.extend(col.tolist())
+
+
+def _encode_struct(fd, schema: CollectionSchema, struct_name: str, columns: Mapping[str, np.ndarray],
+                   output_fields: list[str]) -> None:
+    """An array-of-struct field as Milvus returns it: an ``ArrayOfStruct`` FieldData named after the
+    struct whose ``struct_arrays`` hold the sub-fields asked for, each under its own name (``text``):
+    ARRAY ones as ARRAY fields, vector ones as ``vectors.vector_array`` (one VectorField per row)."""
+    st = schema.struct(struct_name)
+    fd.type = int(DataType.ARRAY_OF_STRUCT)
+    fd.field_name = struct_name
+    fd.field_id = st.field_id if st is not None else 0
+    holder = fd.struct_arrays
+    holder.SetInParent()
+    for f in schema.sub_fields(struct_name):
+        if f.name not in output_fields:
+            continue
+        col = _column(columns, f.name)
+        sub = holder.fields.add()
+        if f.dtype != DataType.ARRAY_OF_VECTOR:
+            _encode_column(sub, f, col)
+            sub.field_name = f.sub_name
+            continue
+        sub.type, sub.field_name, sub.field_id = int(f.dtype), f.sub_name, f.field_id
+        va = sub.vectors.vector_array
+        sub.vectors.dim = va.dim = f.dim
+        va.element_type = int(f.element_type)
+        for row in col.tolist():
+            cell = va.data.add()
+            cell.dim = f.dim
+            cell.float_vector.SetInParent()
+            merge_packed(cell.float_vector, 1, np.asarray(row, dtype="<f4").reshape(-1))
 
 
 def _encode_time_parts(fd, col: np.ndarray, times: TimeOutput) -> None:

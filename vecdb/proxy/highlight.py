@@ -36,13 +36,13 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from google.protobuf.message import DecodeError
 from pymilvus.grpc_gen import common_pb2
 
-from vecdb.analyzer import Analyzer, parse_params
+from vecdb.analyzer import Analyzer, MultiAnalyzer
+from vecdb.bm25 import text_analyzer
 from vecdb.errors import InvalidParameter
 from vecdb.schema import CollectionSchema, DataType, FieldSchema
 
@@ -73,7 +73,7 @@ class FieldTask:
     tokens of its highlight queries (for every query)."""
 
     field: str
-    analyzer: Analyzer
+    analyzer: Analyzer | MultiAnalyzer
     search_terms: tuple[frozenset[str], ...]
     query_terms: frozenset[str]
 
@@ -81,6 +81,17 @@ class FieldTask:
         if query < len(self.search_terms):
             return self.search_terms[query] | self.query_terms
         return self.query_terms
+
+    @property
+    def by_field(self) -> str | None:
+        """A multi-analyzer field's language field: each hit's text goes through the analyzer its value
+        names (Milvus's highlighter sends those values as the hits' analyzer names)."""
+        return self.analyzer.by_field if isinstance(self.analyzer, MultiAnalyzer) else None
+
+    def row_analyzer(self, name) -> Analyzer:
+        if isinstance(self.analyzer, MultiAnalyzer):
+            return self.analyzer.analyzer(name if isinstance(name, str) else "")
+        return self.analyzer
 
 
 @dataclass(frozen=True)
@@ -90,8 +101,9 @@ class Highlight:
 
     @property
     def fields(self) -> list[str]:
-        """The fields whose values the search must read with its hits."""
-        return [t.field for t in self.tasks]
+        """The fields whose values the search must read with its hits (multi-analyzer fields: and their
+        language fields)."""
+        return list(dict.fromkeys(name for t in self.tasks for name in (t.field, t.by_field) if name))
 
 
 def parse_options(pb: common_pb2.Highlighter) -> Options:
@@ -158,11 +170,13 @@ def _queries(raw: str) -> tuple[tuple[str, str], ...]:
 
 
 def plan_highlight(pb: common_pb2.Highlighter, schema: CollectionSchema, metric: str, anns_field: FieldSchema,
-                   placeholder: bytes) -> Highlight | None:
+                   placeholder: bytes, analyzer_name: str = "") -> Highlight | None:
     """What a search's highlighter asks for, checked against the collection (before the search runs);
-    None when it names nothing to highlight."""
+    None when it names nothing to highlight. On a multi-analyzer field the search texts go through the
+    analyzer the search's ``analyzer_name`` names, highlight queries through ``default``, each hit's
+    text through its row's own (``FieldTask.row_analyzer``)."""
     opts = parse_options(pb)
-    tasks: dict[str, tuple[Analyzer, tuple[frozenset[str], ...], set[str]]] = {}
+    tasks: dict[str, tuple[Analyzer | MultiAnalyzer, tuple[frozenset[str], ...], set[str]]] = {}
     if opts.search_text:
         if metric != "BM25":
             raise InvalidParameter(f'Search highlight only support with metric type "BM25" but was: {metric}')
@@ -171,12 +185,14 @@ def plan_highlight(pb: common_pb2.Highlighter, schema: CollectionSchema, metric:
             raise InvalidParameter("Search with highlight failed, input field of BM25 annsField not found")
         name = fn.input_field_names[0]
         analyzer = field_analyzer(schema, name)
-        terms = tuple(frozenset(analyzer.tokens(t)) for t in search_texts(placeholder))
+        texts_by = analyzer.analyzer(analyzer_name) if isinstance(analyzer, MultiAnalyzer) else analyzer
+        terms = tuple(frozenset(texts_by.tokens(t)) for t in search_texts(placeholder))
         tasks[name] = (analyzer, terms, set())
     for name, text in opts.queries:
         if name not in tasks:
             tasks[name] = (field_analyzer(schema, name), (), set())
-        tasks[name][2].update(tasks[name][0].tokens(text))
+        field_an = tasks[name][0]
+        tasks[name][2].update((field_an.analyzer("") if isinstance(field_an, MultiAnalyzer) else field_an).tokens(text))
     if not tasks:
         return None
     return Highlight(opts, tuple(FieldTask(name, a, s, frozenset(q)) for name, (a, s, q) in tasks.items()))
@@ -200,19 +216,14 @@ def search_texts(placeholder: bytes) -> list[str]:
     return [v.decode("utf-8", "replace") for v in ph.values]
 
 
-def field_analyzer(schema: CollectionSchema, name: str) -> Analyzer:
+def field_analyzer(schema: CollectionSchema, name: str) -> Analyzer | MultiAnalyzer:
     f = schema.field(name)
     if f is None:
         raise InvalidParameter(f"highlight field not found in schema: {name}")
     if f.dtype != DataType.VARCHAR or not f.enable_analyzer:
         raise InvalidParameter(f"get highlight failed, field {name} has no analyzer: highlighting needs a "
                                "VARCHAR field with enable_analyzer")
-    return _analyzer(f.type_params.get("analyzer_params", ""))
-
-
-@lru_cache(maxsize=256)
-def _analyzer(params: str) -> Analyzer:
-    return parse_params(params)
+    return text_analyzer(f)
 
 
 # --- the highlights of the final hits -------------------------------------------------------------
@@ -226,13 +237,15 @@ def highlight_results(hl: Highlight, topks: Sequence[int], columns: Mapping[str,
     out = []
     for task in hl.tasks:
         values = columns[task.field]
+        names = columns[task.by_field] if task.by_field else np.full(len(values), None, object)
         result = common_pb2.HighlightResult(field_name=task.field)
         row = 0
         for query, n in enumerate(topks):
             terms = task.terms(query)
-            for value in values[row:row + n]:
+            for value, name in zip(values[row:row + n], names[row:row + n]):
                 text = value if isinstance(value, str) else ""  # null: nothing to highlight
-                spans = merge_spans([(s, e) for tok, s, e, _ in task.analyzer.char_spans(text) if tok in terms])
+                analyzer = task.row_analyzer(name)
+                spans = merge_spans([(s, e) for tok, s, e, _ in analyzer.char_spans(text) if tok in terms])
                 frags = fragments(len(text), spans, opts.fragment_offset, opts.fragment_size, opts.num_of_fragments)
                 result.datas.add().fragments.extend(
                     render(text, frag, opts.pre_tags, opts.post_tags) for frag in frags)

@@ -998,6 +998,10 @@ _NUMPY = {DataType.BOOL: np.bool_, DataType.INT8: np.int8, DataType.INT16: np.in
 def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id: bool = True) -> list:
     """JSON rows to the ``FieldData`` columns of an insert or upsert (keys not in the schema go to the
     dynamic field when it is on, as pymilvus's row inserts do)."""
+    if schema.struct_fields:  # (their sub-fields would be asked for as fields of their own)
+        raise errors.InvalidParameter(
+            f"inserting into a collection with array-of-struct fields ({schema.struct_fields[0].name}) over the "
+            "REST API is not supported by vecdb yet: insert with the gRPC API (pymilvus)")
     names: list[str] = []
     columns: dict[str, np.ndarray] = {}
     static = {f.name for f in schema.fields}

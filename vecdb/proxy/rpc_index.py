@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
-from vecdb import errors
+from vecdb import emb_list, errors
 from vecdb.catalog_model import INDEX_PROPERTIES, IndexInfo
 from vecdb.coord.ddl import matching_indexes
 from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
@@ -119,7 +119,9 @@ class IndexRpcs(ResourceGroupRpcs):
                 raise errors.InvalidParameter(
                     f"only BM25 metric type can be used to build index for the BM25 function output field "
                     f"{field.name}, got {metric}")
-        if field.dtype.is_vector:
+        if field.dtype.name == "ARRAY_OF_VECTOR":  # a struct's vector sub-field: searched exactly (vecdb.emb_list)
+            index_type, metric, params = emb_list.index_params(index_type, metric, field, params)
+        elif field.dtype.is_vector:
             params = validate_index_params(index_type, metric, field.dtype, field.dim, params)
             index_type = params.pop("index_type", index_type)
             metric = params.pop("metric_type", metric)
@@ -225,7 +227,7 @@ class IndexRpcs(ResourceGroupRpcs):
         marks it loaded first (in a cluster it then places the replicas, each on the nodes of its
         resource group), then the query nodes load; when they cannot, the coord puts back the load
         state it replaced."""
-        for f in info.schema.vector_fields:
+        for f in info.schema.indexed_vector_fields:
             if info.index_for_field(f.name) is None:
                 raise errors.IndexNotFound(
                     f"there is no vector index on field: [{f.name}], please create index firstly: "

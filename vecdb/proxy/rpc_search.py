@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
-from vecdb import errors
+from vecdb import emb_list, errors
 from vecdb.bm25 import output_analyzer
 from vecdb.expr import compile_filter
 from vecdb.expr.filter import KeyFilter
@@ -41,7 +41,7 @@ from vecdb.proxy.search_iterator import (
 from vecdb.proxy.templates import template_values
 from vecdb.querynode.executor import Hits, SearchSpec
 from vecdb.request_db import db_of
-from vecdb.schema import FieldSchema, valid_key
+from vecdb.schema import DataType, FieldSchema, valid_key
 from vecdb.timestamptz import UTC_OUTPUT, TimeOutput, time_output
 
 MAX_ROUND_DECIMAL = 6
@@ -75,6 +75,7 @@ class SearchPlan:
     ignore_growing: bool = False  # search sealed segments only
     times: TimeOutput = UTC_OUTPUT  # TIMESTAMPTZ: the filter's and the reply's zone, time_fields (vecdb.timestamptz)
     highlight: Highlight | None = None  # the request's highlighter (per request: vecdb.proxy.highlight)
+    analyzer_name: str = ""  # BM25 on a multi-analyzer field: the analyzer of the search texts ("": default)
 
 
 def _int_param(params: dict, key: str, default: int) -> int:
@@ -202,7 +203,7 @@ class SearchRpcs(ServiceBase):
         plan = self._search_plan(info, request.search_params, request.output_fields)
         if request.HasField("highlighter"):
             plan = _with_highlight(plan, plan_highlight(request.highlighter, info.schema, plan.metric, plan.field,
-                                                        request.placeholder_group))
+                                                        request.placeholder_group, plan.analyzer_name))
         level = level_of(request, info.consistency_level)
         spec = self._search_spec(info, request, plan, self._snapshot_ts(info, request, level, plan.iterator))
         parts = self.partition_ids(info, request.partition_names)
@@ -233,7 +234,8 @@ class SearchRpcs(ServiceBase):
         """What the query nodes run for one search request (a ``SearchRequest``: a plain search, or one
         ANN request of a hybrid search) under ``plan``, reading the snapshot ``ts``."""
         if request.placeholder_group:
-            analyzer = output_analyzer(info.schema, plan.field.name) if plan.field.is_function_output else None
+            analyzer = (output_analyzer(info.schema, plan.field.name, plan.analyzer_name)
+                        if plan.field.is_function_output else None)
             queries = parse_placeholder_group(request.placeholder_group, plan.field, analyzer)
         elif request.HasField("ids"):  # pymilvus 2.6 search(ids=...): the rows' own vectors as the queries
             queries = self._vectors_of(info, plan.field, request.ids, ts)
@@ -254,6 +256,9 @@ class SearchRpcs(ServiceBase):
         if field.is_function_output:
             raise errors.InvalidParameter(f"search by primary keys is not supported on {field.name}, the output "
                                           "field of a function: search it with text")
+        if field.dtype == DataType.ARRAY_OF_VECTOR:
+            raise errors.InvalidParameter(f"search by primary keys is not supported on {field.name}, a struct "
+                                          "array vector field: search it with EmbeddingList queries")
         ints = ids.HasField("int_id")
         if ints != (info.schema.primary_field.dtype.name == "INT64"):
             raise errors.InvalidParameter(f"the ids' type ({'int' if ints else 'str'}) does not match the primary "
@@ -397,6 +402,9 @@ class SearchRpcs(ServiceBase):
         if index is not None and metric and metric != index.metric_type:
             raise errors.InvalidParameter(
                 f"metric type not match: invalid parameter[expected={index.metric_type}][actual={metric}]")
+        emb_lists = field.dtype == DataType.ARRAY_OF_VECTOR  # a struct's vector sub-field (vecdb.emb_list)
+        if emb_lists:
+            metric = emb_list.check_metric(metric, field)
         if field.is_function_output:  # a BM25 function's output: full-text search (vecdb.bm25)
             if metric not in ("", "BM25"):
                 raise errors.InvalidParameter(
@@ -412,7 +420,8 @@ class SearchRpcs(ServiceBase):
         round_decimal = _round_decimal(sp)
         iterator = _is_iterator(sp) or _is_iterator(params)
         ignore_growing = any(str(d.get("ignore_growing", "")).lower() == "true" for d in (sp, params))
-        for k in ("offset", "topk", "round_decimal", "ignore_growing", "anns_field", "iterator"):
+        analyzer_name = str(sp.get("analyzer_name") or params.get("analyzer_name") or "")
+        for k in ("offset", "topk", "round_decimal", "ignore_growing", "anns_field", "iterator", "analyzer_name"):
             params.pop(k, None)
         if group is not None and iterator:
             raise errors.InvalidParameter("Not allowed to do groupBy when doing iteration")
@@ -424,9 +433,16 @@ class SearchRpcs(ServiceBase):
         if iter_batch:
             limit = iter_batch
         out_fields, dyn_keys = resolve_output_fields(schema, output_fields)
-        # a range search is bounded by its radius, not by ef: the index raises ef to the limit itself
-        search_params = validate_search_params(index_type, metric, params, limit + offset,
-                                               range_search=radius is not None)
+        if emb_lists:  # EmbeddingList searches: plain top-k only (Milvus 2.6), searched exactly
+            what = ("a range search" if radius is not None else "group_by_field" if group is not None
+                    else "a search iterator" if iterator else "order_by_fields" if order else "")
+            if what:
+                raise errors.InvalidParameter(f"{what} is not supported with EmbeddingList queries "
+                                              f"(field {field.name})")
+            search_params: dict = {}
+        else:  # a range search is bounded by its radius, not by ef: the index raises ef to the limit itself
+            search_params = validate_search_params(index_type, metric, params, limit + offset,
+                                                   range_search=radius is not None)
         if index is not None and "drop_ratio_build" in index.params:  # sparse: postings built on the node
             search_params["drop_ratio_build"] = float(index.params["drop_ratio_build"])
         if index is not None and index.metric_type == "BM25":  # scored on the node with the index's k1, b
@@ -440,7 +456,7 @@ class SearchRpcs(ServiceBase):
             out_fields=out_fields, dyn_keys=dyn_keys,
             fetch=list(dict.fromkeys(_fetched(schema, out_fields, dyn_keys) + order_fields(schema, order))),
             group=group, order=order, iter_batch=iter_batch, ignore_growing=ignore_growing,
-            times=time_output(sp, zone),
+            times=time_output(sp, zone), analyzer_name=analyzer_name,
         )
 
     def _anns_field(self, info, name: str):
@@ -451,7 +467,7 @@ class SearchRpcs(ServiceBase):
                     "multiple anns_fields exist, please specify a anns_field in search_params")
             return vectors[0]
         field = info.schema.field(name)
-        if field is None or not field.dtype.is_vector:
+        if field is None or not (field.dtype.is_vector or field.dtype == DataType.ARRAY_OF_VECTOR):
             raise errors.FieldNotFound(f"failed to get field schema by name: fieldName({name}) not found")
         return field
 

@@ -3,7 +3,10 @@
 Either ``analyzer_params`` (a JSON object, empty: the standard analyzer) or a collection's field
 with ``enable_analyzer`` (its own analyzer), as in Milvus 2.5; ``with_detail`` adds each token's
 UTF-8 byte offsets and position, ``with_hash`` its term id (what a BM25 function stores).
-``analyzer_names`` (multi-analyzer fields) is refused: vecdb has no multi-analyzer fields.
+On a multi-analyzer field (``multi_analyzer_params``) ``analyzer_names`` picks each text's analyzer, as
+Milvus's shard delegator does: one name for every text, or one per text; a name resolves through the
+field's aliases, an unknown one to ``default``; none is 1101 ("analyzer names must be set for multi
+analyzer"). Elsewhere the names are ignored (Milvus: a single analyzer takes no names).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from pymilvus.grpc_gen import milvus_pb2
 
 from vecdb import errors
-from vecdb.analyzer import parse_params, term_ids
+from vecdb.analyzer import MultiAnalyzer, parse_multi_params, parse_params, term_ids
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, rpc
 from vecdb.request_db import db_of
@@ -20,8 +23,7 @@ from vecdb.request_db import db_of
 class TextRpcs(ServiceBase):
     @rpc(milvus_pb2.RunAnalyzerResponse)
     def RunAnalyzer(self, request, context):
-        if len(request.analyzer_names):
-            raise errors.InvalidParameter("analyzer_names is for multi-analyzer fields, which vecdb does not have")
+        analyzers = None  # a multi-analyzer field's: each text's analyzer
         if request.collection_name:
             info = self.collection(db_of(request, context), request.collection_name)
             f = info.schema.field(request.field_name)
@@ -30,18 +32,36 @@ class TextRpcs(ServiceBase):
                                            f"{request.collection_name}")
             if not f.enable_analyzer:
                 raise errors.InvalidParameter(f"field {f.name} does not enable analyzer")
-            analyzer = parse_params(f.type_params.get("analyzer_params"), f.name)
+            multi = f.type_params.get("multi_analyzer_params")
+            if multi:
+                analyzers = _per_text(parse_multi_params(multi, f.name), list(request.analyzer_names),
+                                      len(request.placeholder))
+            else:
+                analyzer = parse_params(f.type_params.get("analyzer_params"), f.name)
         else:
             analyzer = parse_params(request.analyzer_params or None)
         reply = milvus_pb2.RunAnalyzerResponse(status=status.success())
-        for raw in request.placeholder:
+        for i, raw in enumerate(request.placeholder):
+            if analyzers is not None:
+                analyzer = analyzers[i]
             spans = analyzer.spans(raw.decode("utf-8", "replace"))
             ids = term_ids([t for t, *_ in spans]).tolist() if request.with_hash else [0] * len(spans)
             result = reply.results.add()
-            for (token, start, end, pos), h in zip(spans, ids, strict=True):
+            for (token, start, end, pos, width), h in zip(spans, ids, strict=True):
                 tok = result.tokens.add(token=token)
                 if request.with_detail:
-                    tok.start_offset, tok.end_offset, tok.position, tok.position_length = start, end, pos, 1
+                    tok.start_offset, tok.end_offset, tok.position, tok.position_length = start, end, pos, width
                 if request.with_hash:
                     tok.hash = h
         return reply
+
+
+def _per_text(multi: MultiAnalyzer, names: list[str], n: int) -> list:
+    """Each of ``n`` texts' analyzer by ``names`` (Milvus's ``shardDelegator.RunAnalyzer``)."""
+    if not names:
+        raise errors.MissingParameter("analyzer names must be set for multi analyzer")
+    if len(names) == 1:
+        names = names * n
+    if len(names) != n:
+        raise errors.InvalidParameter("multi analyzer input text and analyzer name must have same length")
+    return [multi.analyzer(name) for name in names]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vecdb import bm25, sparse
+from vecdb import bm25, emb_list, sparse
 from vecdb.index import brute_force_search, create_index, is_similarity
 from vecdb.index.bruteforce import merge_topk
 from vecdb.index.scalar import segment_scalar_index
@@ -103,6 +103,8 @@ def _segment_search(view: SegmentView, spec: SearchSpec, k: int, mask: np.ndarra
     seg = view.segment
     if spec.field.dtype == DataType.SPARSE_FLOAT_VECTOR:
         return sparse.segment_search(view, spec, k, mask)
+    if spec.field.dtype == DataType.ARRAY_OF_VECTOR:  # embedding lists, MAX_SIM (exact)
+        return emb_list.segment_search(view, spec, k, mask)
     index = seg.indexes.get(spec.field.name) if seg.sealed else None
     if spec.radius is not None:
         if index is None:
