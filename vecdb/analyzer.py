@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-import weakref
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ import numpy as np
 from vecdb import jieba_text, sparse
 from vecdb.errors import InvalidParameter
 from vecdb.jieba_text import JiebaSpec
+from vecdb.prefix_cache import ArrayCache, prefix_root
 
 _W = r"(?:\w[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]*)+"  # combining marks extend
 _STANDARD = re.compile(_W + r"(?:(?:['\u2019.]|(?<=\d),(?=\d))" + _W + ")*")
@@ -196,45 +196,25 @@ class Analyzer:
 
 
 # --- text_match: which rows hold a term ------------------------------------------------------------
-_MATCH_CACHE: dict[tuple, tuple] = {}
-_MATCH_CACHE_MAX = 64
+_MATCH_CACHE = ArrayCache(64)  # (done, rows, term ids) per column array and analyzer
 
 
 def term_rows(col: np.ndarray, analyzer: Analyzer) -> tuple[np.ndarray, np.ndarray]:
-    """``(rows, term ids)``: one pair per distinct (row, term) of a column of texts. Kept for the
-    column's base array (a sealed segment's column, read again by every filter; a growing segment's
-    buffer, whose rows below its length never change) while that array lives: a filter analyzes
-    each row once, a longer prefix of the same array only its new rows."""
-    root = col
-    while isinstance(root.base, np.ndarray):
-        root = root.base
-    prefix = (col.ndim == 1 and root.ndim == 1 and root.strides == col.strides
-              and root.__array_interface__["data"][0] == col.__array_interface__["data"][0])
-    n = len(col)
-    if not prefix:
+    """``(rows, term ids)``: one pair per distinct (row, term) of a column of texts, kept for the
+    column's base array while it lives (``vecdb.prefix_cache``): a filter analyzes each row once, a
+    longer prefix of the same array only its new rows."""
+    root, n = prefix_root(col), len(col)
+    if root is None:
         return _term_rows(col, 0, analyzer)
-    key = (id(root), analyzer)
-    hit = _MATCH_CACHE.get(key)
-    if hit is None or hit[0]() is not root:  # (the entry goes with its array)
-        hit = (weakref.ref(root, _forget(key)), 0, np.empty(0, np.int64), np.empty(0, np.uint32))
-    done, rows, ids = hit[1], hit[2], hit[3]
+    done, rows, ids = _MATCH_CACHE.get(root, analyzer) or (0, np.empty(0, np.int64), np.empty(0, np.uint32))
     if done < n:  # analyze the rows past the ones done
         more_rows, more_ids = _term_rows(col[done:n], done, analyzer)
         rows, ids = np.concatenate([rows, more_rows]), np.concatenate([ids, more_ids])
-        if key not in _MATCH_CACHE and len(_MATCH_CACHE) >= _MATCH_CACHE_MAX:
-            _MATCH_CACHE.pop(next(iter(_MATCH_CACHE)))
-        _MATCH_CACHE[key] = (hit[0], n, rows, ids)
+        _MATCH_CACHE.put(root, (n, rows, ids), analyzer)
     elif done > n:
         keep = rows < n
         rows, ids = rows[keep], ids[keep]
     return rows, ids
-
-
-def _forget(key: tuple):
-    def drop(_ref) -> None:
-        _MATCH_CACHE.pop(key, None)
-
-    return drop
 
 
 def _term_rows(col: np.ndarray, first: int, analyzer: Analyzer) -> tuple[np.ndarray, np.ndarray]:

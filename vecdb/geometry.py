@@ -20,13 +20,13 @@ times 111,320 m * sqrt((1 + cos^2 lat) / 2) at the query point's latitude; withi
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 
 import numpy as np
 import shapely
 
 from vecdb.errors import InvalidParameter
+from vecdb.prefix_cache import ArrayCache, prefix_root
 
 EARTH_RADIUS_M = 6371000.0  # Milvus's haversine_distance_meters
 METERS_PER_DEGREE_LAT = 111320.0  # Milvus's degrees_to_meters_at_location
@@ -108,41 +108,23 @@ def query_point(wkt: str) -> shapely.Geometry:
 
 
 # --- a column's geometries, parsed once --------------------------------------------------------------
-_CACHE: dict[int, tuple[weakref.ref, np.ndarray]] = {}
-_CACHE_MAX = 64
+_CACHE = ArrayCache(64)  # the parsed rows per column array
 
 
 def geometries(col: np.ndarray) -> np.ndarray:
-    """The column's rows as shapely geometries (None at ``""``, a null row's placeholder). Kept for the
-    column's base array while it lives (a sealed segment's column, read again by every filter; a
-    growing segment's buffer, whose rows below its length never change): a longer prefix of the same
-    array parses only its new rows."""
-    root = col
-    while isinstance(root.base, np.ndarray):
-        root = root.base
-    prefix = (col.ndim == 1 and root.ndim == 1 and root.strides == col.strides
-              and root.__array_interface__["data"][0] == col.__array_interface__["data"][0])
-    n = len(col)
-    if not prefix:
+    """The column's rows as shapely geometries (None at ``""``, a null row's placeholder), kept for the
+    column's base array while it lives (``vecdb.prefix_cache``): a longer prefix of the same array
+    parses only its new rows."""
+    root, n = prefix_root(col), len(col)
+    if root is None:
         return _parse_rows(col)
-    key = id(root)
-    hit = _CACHE.get(key)
-    if hit is None or hit[0]() is not root:  # (the entry goes with its array)
-        hit = (weakref.ref(root, _forget(key)), np.empty(0, object))
-    done = hit[1]
+    done = _CACHE.get(root)
+    if done is None:
+        done = np.empty(0, object)
     if len(done) < n:
         done = np.concatenate([done, _parse_rows(col[len(done):n])])
-        if key not in _CACHE and len(_CACHE) >= _CACHE_MAX:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = (hit[0], done)
+        _CACHE.put(root, done)
     return done[:n]
-
-
-def _forget(key: int):
-    def drop(_ref) -> None:
-        _CACHE.pop(key, None)
-
-    return drop
 
 
 def _parse_rows(col: np.ndarray) -> np.ndarray:
