@@ -15,6 +15,7 @@ from pymilvus.grpc_gen import schema_pb2
 
 from vecdb.catalog_model import CollectionInfo, PartitionInfo, coll_key
 from vecdb.config import CompactionSettings
+from vecdb.coord.assignment import Assignment, Replica, plan
 from vecdb.datanode.compactor import compaction_state, request_compaction
 from vecdb.datanode.node import DataNode
 from vecdb.errors import IllegalSchema, InvalidParameter, VectorClusteringKeyNotAllowed
@@ -24,7 +25,7 @@ from vecdb.querynode import compaction as qc
 from vecdb.querynode import executor
 from vecdb.querynode.executor import SearchSpec
 from vecdb.querynode.node import QueryNode
-from vecdb.querynode.shard import SegmentView
+from vecdb.querynode.shard import ReadScope, SegmentView
 from vecdb.schema import CollectionSchema, DataType, FieldSchema, added_field
 from vecdb.storage import segments as sf
 from vecdb.storage.memory import MemoryLog, MemoryMetaStore, MemoryObjectStore
@@ -326,6 +327,119 @@ def test_a_clustered_partition_is_left_alone_and_requests_carry_the_kind():
         assert w.dn.compactor.compact_channel(w.info, CH, manual=True, clustering=True) == []
         request_compaction(w.meta, 78, w.info)  # a plain one: no "clustering" key in its record
         assert "clustering" not in json.loads(w.meta.get(f"compaction/{CID}/78"))
+    finally:
+        w.close()
+
+
+# --- a channel spread over a replica's query nodes (vecdb.coord.assignment) --------------------------------
+def _picture(w: World, names: list[str], current: dict | None = None) -> Replica:
+    """The coord's picture of the replica: the channel's owner and the node each persisted segment of the
+    channel is placed on (``plan`` with ``spread_min_rows`` 0, as the e2e cluster runs)."""
+    sealed = {CID: {CH: {s["prefix"]: s["num_rows"] for s in w.segments()}}}
+    a = plan({CID: ([CH], 1)}, names, current or {}, {}, sealed=sealed, spread_min_rows=0)[CID]
+    (r,) = a.replicas
+    assert sorted(r.segments[CH]) == sorted(s["prefix"] for s in w.segments())  # every segment placed
+    return r
+
+
+def _follow(nodes: dict[str, QueryNode], r: Replica) -> None:
+    """What each node's assignment follower does once the others report (vecdb.querynode.assigned): hold in
+    full the segments placed on it, let the others go (stubs)."""
+    for name, qn in nodes.items():
+        mine = {p for p, n in r.segments[CH].items() if n == name}
+        full = qn.full_segments()[CID][CH]
+        qn.promote(CID, CH, [p for p in qn.sealed_prefixes(CH) if p in mine and p not in full])
+        qn.demote(CID, CH, [p for p in full if p not in mine])
+
+
+def _replica_reads(w: World, nodes: dict[str, QueryNode], r: Replica, expr: str = "") -> tuple[int, list]:
+    """count and every row, read as a proxy does: the leader everything but the segments placed elsewhere,
+    each other node the segments placed on it (``CollectionNotLoaded`` where a node does not hold its part)."""
+    flt = compile_filter(expr, w.info.schema) if expr else None
+    placed = r.segments[CH]
+    n, rows = 0, []
+    for name, qn in nodes.items():
+        mine = frozenset(p for p, node in placed.items() if node == name)
+        if name == r.channels[CH]:
+            scope = ReadScope(True, frozenset(placed) - mine)
+        elif mine:
+            scope = ReadScope(False, mine)
+        else:
+            continue
+        got = qn.query(w.info, READ_TS, flt, None, ["id", "k", "v"], None, 0, scopes={CH: scope})
+        n += qn.count(w.info, READ_TS, flt, None, scopes={CH: scope})
+        rows += zip(got["id"].tolist(), got["k"].tolist(), [tuple(v) for v in got["v"].tolist()])
+    return n, sorted(rows)
+
+
+def _reference(w: World, keep=lambda k: True) -> tuple[int, list]:
+    rows = sorted((pk, k, v) for pk, (k, v, _) in w.ref.items() if keep(k))
+    return len(rows), rows
+
+
+def test_a_clustering_compaction_of_a_channel_spread_over_three_query_nodes():
+    """The sources of one clustering plan are held in full by different nodes, the others keeping stubs.
+    Once the compaction commits, each node's assignment follower promotes or demotes sources (the coord
+    no longer places them) while its compaction follower prepares the swap: the swap must take the
+    sources as they are now (the same rows, in full or as stubs), else the node keeps them and never
+    holds the new segments the coord places on it."""
+    w = World(DataType.INT64, rows=40)
+    try:
+        names = ["a", "b", "c"]
+        nodes = {"a": w.node()}  # the channel's leader: it seals the segments itself, from the log
+        for lo in range(0, 400, 100):
+            w.insert(range(lo, lo + 100), partition=lo // 100 % 2)
+            w.flush()
+        w.delete(range(0, 400, 7))
+        w.insert(range(50, 80))  # upserts
+        w.flush()
+        r = _picture(w, names)
+        assert r.channels[CH] == "a"
+        for name in names[1:]:  # the others hold the channel's sealed segments placed on them only
+            qn = nodes[name] = QueryNode(w.log, w.meta, w.objects)
+            qn.load(w.info, [CH], leader=False, full=lambda ch, p, name=name: r.segments[CH][p] == name)
+            w.nodes.append(qn)
+        _follow(nodes, r)
+        sources = w.segments()
+        for pid in (0, 1):  # each plan's sources are spread over several nodes
+            assert len({r.segments[CH][s["prefix"]] for s in sources if s["partition_id"] == pid}) > 1
+        # in memory only (after the checkpoint the compaction reads): deletes, upserts, new rows
+        w.delete(range(300, 320))
+        w.insert(range(100, 110), partition=1)
+        w.insert(range(400, 420))
+        assert _replica_reads(w, nodes, r) == _reference(w)
+
+        def racing(qn: QueryNode, prepare):
+            def run(shard, rec, held):
+                out = prepare(shard, rec, held)
+                if shard.leader:  # it takes back in full the sources the others served
+                    qn.promote(CID, CH, [s.prefix for s in held if s.stub])
+                else:  # it lets its sources go
+                    qn.demote(CID, CH, [s.prefix for s in held if not s.stub])
+                return out
+            return run
+
+        for qn in nodes.values():
+            qn.compactions._prepare = racing(qn, qn.compactions._prepare)  # type: ignore[method-assign]
+        plans = w.dn.compactor.compact_channel(w.info, CH, manual=True, clustering=True)
+        assert len(plans) == 2 and all(p.more for p in plans)  # several new segments per partition
+        targets = w.segments()
+        for qn in nodes.values():
+            apply_records(qn)
+            shard = qn._by_channel[CH]
+            held = {s.prefix: s.segment_id for s in shard.segments.values() if s.sealed}
+            assert held == {s["prefix"]: s["segment_id"] for s in targets}  # no source left, every target
+
+        r = _picture(w, names, {CID: Assignment(CID, [r])})
+        assert {r.segments[CH][s["prefix"]] for s in targets} == set(names)
+        _follow(nodes, r)
+        for name, qn in nodes.items():  # each serves exactly the new segments placed on it
+            assert qn.full_segments()[CID][CH] == sorted(p for p, n in r.segments[CH].items() if n == name)
+        assert _replica_reads(w, nodes, r) == _reference(w)
+        assert _replica_reads(w, nodes, r, "k < 250") == _reference(w, lambda k: k < 250)
+        w.delete([111, 112, 205])  # rows of the new segments, wherever they are served
+        w.insert([113, 206, 401], partition=1)
+        assert _replica_reads(w, nodes, r) == _reference(w)
     finally:
         w.close()
 

@@ -18,7 +18,11 @@ up to ``P`` replaces the source segments it holds by the new one:
 
 A clustering compaction's record names several new segments (``"to"`` and ``"more"``, in key order):
 their rows are matched together against the sources and the sources swapped for them all at once.
-``"to": null`` (no row survived) drops the sources, which must all be dead here. A record whose
+``"to": null`` (no row survived) drops the sources, which must all be dead here. Where the channel's
+sealed segments are spread over a replica's nodes (``vecdb.coord.assignment``), a node holds some
+sources in full and the others as stubs, and its assignment follower promotes or demotes them as the
+coord stops placing them, which is as soon as the compaction commits: the swap takes each source as
+its slot holds it then (the same rows, in full or as a stub). A record whose
 sources this node does not hold (it loaded the channel after the compaction, or the partition was
 dropped) is ignored. Where a persist covered several seal records (flushes racing), this node
 sealed several segments where the data node wrote one: the ones no seg/ key names join the sources
@@ -325,8 +329,11 @@ class CompactionFollower:
 
     def _drop(self, shard: Shard, rec: CompactionRecord, held: list[Segment]) -> bool:
         with shard.lock:
-            if not _still_held(shard, held):
+            current = _now_held(shard, held)
+            if current is None:
+                log.info("compaction %s: its sources left this node meanwhile", rec.key)
                 return False
+            held = current
             alive = sum(s.alive_count() for s in held)
             if alive:
                 log.error("compaction %s: no row of %s is alive at %d, but %d are here; keeping them", rec.key,
@@ -419,8 +426,11 @@ class CompactionFollower:
 
     def _swap(self, shard: Shard, rec: CompactionRecord, p: _Prepared) -> bool:
         with shard.lock:
-            if not _still_held(shard, p.sources):
+            current = _now_held(shard, p.sources)
+            if current is None:
+                log.info("compaction %s: its sources left this node meanwhile", rec.key)
                 return False
+            p.sources = current  # a source promoted or demoted since it was read: the same rows
             src_del = np.concatenate([s.del_ts() for s in p.sources])
             for b in p.built:
                 now = src_del[b.take]
@@ -465,8 +475,17 @@ def _index_entries(seg: Segment, live: np.ndarray) -> tuple[list, list]:
     return seg.pks()[live].tolist(), ((seg.slot << OFFSET_BITS) + live).tolist()
 
 
-def _still_held(shard: Shard, segments: list[Segment]) -> bool:
-    """Under the shard lock: every one of ``segments`` is still in the shard (no release, partition drop or
-    other swap took it meanwhile)."""
-    return all(shard.segments.get(s.slot) is s for s in segments)
+def _now_held(shard: Shard, segments: list[Segment]) -> list[Segment] | None:
+    """Under the shard lock: ``segments`` as the shard holds them now, or None when one is gone (a release,
+    a partition drop or another swap took it meanwhile). A segment promoted from a stub or demoted to one
+    meanwhile (the node's assignment follower, ``Shard.swap``: the same slot, rows and delete timestamps)
+    is still held: its slot holds the new object. A node whose channel is spread over a replica does that
+    as soon as the coord stops placing the sources, which is when the compaction commits."""
+    out = []
+    for seg in segments:
+        now = shard.segments.get(seg.slot)
+        if now is None or now.prefix != seg.prefix or now.n != seg.n:
+            return None
+        out.append(now)
+    return out
 
