@@ -72,6 +72,9 @@ class AssignmentFollower:
                 return
             try:
                 self.reconcile()
+            except (errors.KeyNotFound, errors.CollectionNotFound) as e:  # dropped under it: the next pass releases
+                log.warning("query node %s: following its assignment: %s (dropped meanwhile?); trying again",
+                            self.node_id, e)
             except Exception:  # noqa: BLE001 (the store or a load failed: the next pass tries again)
                 log.exception("query node %s: following its assignment failed; trying again", self.node_id)
                 self._stop.wait(0.5)
