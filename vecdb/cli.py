@@ -458,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     from vecdb.cdc.cli import add_parser as _cdc_command
 
     _cdc_command(sub)
+    from vecdb.inspect import add_parser as _inspect_command
+
+    _inspect_command(sub)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as given: a proxy's workers get it (--workers)
     from vecdb import logs

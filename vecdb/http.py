@@ -8,6 +8,8 @@ coord|querynode|proxy``: ``--http-port``, off unless given). The rules:
   ("starting", "stopping", "session lost ...").
 - ``POST /v2/vectordb/...`` is Milvus's REST API where the role serves the Milvus API (standalone,
   proxy: ``vecdb.proxy.rest``, once the role is up); 404 elsewhere.
+- ``GET /webui/`` is the admin web UI (``vecdb.webui``: the server, databases, collections, their
+  schemas, indexes and segments; JSON at ``/webui/api/collections``) where the REST API is served.
 - ``/metrics`` is every metric defined in this process (``vecdb.metrics``: Milvus's names where
   Milvus has the metric, each with a ``node_id`` label; prometheus-client's process metrics), plus
   ``vecdb_node_info{role, node_id} 1`` per role served here (several roles in one process, as in
@@ -37,6 +39,10 @@ class RestHandler(Protocol):
 
     def handle_bytes(self, path: str, body: bytes, headers) -> tuple[int, bytes]: ...
 
+    def handle_get(self, path: str, headers) -> tuple[int, bytes, dict[str, str]]:
+        """``GET /webui/...``, the admin web UI (``vecdb.webui``): (status, body, headers)."""
+        ...
+
 NODE_INFO = Gauge("vecdb_node_info", "1 for each role this process serves, labelled with its node id",
                   ["role", "node_id"])
 
@@ -56,6 +62,13 @@ def start_http(host: str, port: int, health: Health, role: str = "standalone",
                 self._send(200 if ok else 503, text.encode(), "text/plain; charset=utf-8")
             elif self.path.startswith("/metrics"):
                 self._send(200, exposition(), CONTENT_TYPE_LATEST)
+            elif self.path.split("?", 1)[0] == "/webui" or self.path.startswith("/webui/"):
+                api = rest() if rest is not None else None  # the admin web UI, beside the REST API
+                if api is None:
+                    self._send(404, b"not found", "text/plain")
+                    return
+                code, body, headers = api.handle_get(self.path, self.headers)
+                self._send(code, body, headers.pop("Content-Type", "text/plain"), headers)
             else:
                 self._send(404, b"not found", "text/plain")
 
@@ -68,9 +81,11 @@ def start_http(host: str, port: int, health: Health, role: str = "standalone",
             status, reply = api.handle_bytes(self.path.split("?", 1)[0], self.rfile.read(length), self.headers)
             self._send(status, reply, "application/json")
 
-        def _send(self, code, body, ctype):
+        def _send(self, code, body, ctype, headers: dict[str, str] | None = None):
             self.send_response(code)
             self.send_header("Content-Type", ctype)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -87,20 +87,34 @@ class RestForwarder:
         self._next = itertools.count()
 
     def handle_bytes(self, path: str, body: bytes, headers) -> tuple[int, bytes]:
+        status, reply, _ = self._forward("POST", path, body, headers)
+        return status, reply
+
+    def handle_get(self, path: str, headers) -> tuple[int, bytes, dict[str, str]]:
+        """The admin web UI (``vecdb.webui``), a worker's: its status, body and headers."""
+        return self._forward("GET", path, None, headers)
+
+    def _forward(self, method: str, path: str, body: bytes | None, headers) -> tuple[int, bytes, dict[str, str]]:
         first = next(self._next)
         sent = {k: v for k, v in headers.items() if k.lower() not in _HOP_HEADERS}
         for i in range(len(self.ports)):
             port = self.ports[(first + i) % len(self.ports)]
-            request = urllib.request.Request(f"http://{self.host}:{port}{path}", data=body, method="POST",
+            request = urllib.request.Request(f"http://{self.host}:{port}{path}", data=body, method=method,
                                              headers=sent)
             try:
                 with urllib.request.urlopen(request, timeout=REST_TIMEOUT) as reply:
-                    return reply.status, reply.read()
+                    return reply.status, reply.read(), _kept(reply.headers)
             except urllib.error.HTTPError as e:  # the worker's answer, an error status included
-                return e.code, e.read()
+                return e.code, e.read(), _kept(e.headers)
             except (urllib.error.URLError, ConnectionError):  # that worker is down: the next one
                 continue
-        return 503, json.dumps({"code": 503, "message": "no worker of this server answers (restarting?)"}).encode()
+        return 503, json.dumps({"code": 503, "message": "no worker of this server answers (restarting?)"}).encode(), \
+            {"Content-Type": "application/json"}
+
+
+def _kept(headers) -> dict[str, str]:
+    """The headers of a worker's reply passed back to the client (its type, an auth challenge)."""
+    return {k: v for k, v in (headers or {}).items() if k.lower() in ("content-type", "www-authenticate")}
 
 
 class Primary:

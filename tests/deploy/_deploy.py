@@ -198,8 +198,8 @@ def role_run(argv: list[str], env: dict[str, str]) -> RoleRun:
 
 def cli_roles() -> set[str]:
     """The roles ``vecdb`` has a command for: its subcommands (from its own ``--help``) but the tools that are
-    not a database role: ``cluster`` (starts roles) and ``cdc`` (the replication service of docs/cdc.md,
-    with its own HTTP API and metadata store)."""
+    not a database role: ``cluster`` (starts roles), ``cdc`` (the replication service of docs/cdc.md,
+    with its own HTTP API and metadata store) and ``inspect`` (the debug CLI, read-only)."""
     import contextlib
     import io
 
@@ -213,7 +213,7 @@ def cli_roles() -> set[str]:
             cli.main(["--help"])
     m = re.search(r"\{([\w,-]+)\}", out.getvalue())
     assert m, out.getvalue()
-    return set(m.group(1).split(",")) - {"cluster", "cdc"}
+    return set(m.group(1).split(",")) - {"cluster", "cdc", "inspect"}
 
 
 def unknown_settings(data: dict) -> list[str]:

@@ -74,6 +74,7 @@ class RestApi:
     def __init__(self, service, security=None):
         self.service = service
         self.security = security if security is not None and security.enabled else None
+        self.started = time.time()  # for the admin web UI's uptime
         self.routes: dict[str, Callable[[dict, _Request], Any]] = {
             f"{category}/{action}": getattr(self, f"_{category.replace('/', '_')}_{action}")
             for category, actions in ENDPOINTS.items() for action in actions
@@ -83,6 +84,12 @@ class RestApi:
         """``handle`` with the reply as JSON bytes."""
         status, reply = self.handle(path, body, headers)
         return status, dumps_json(reply)
+
+    def handle_get(self, path: str, headers) -> tuple[int, bytes, dict[str, str]]:
+        """``GET /webui/...``: the admin web UI (``vecdb.webui``), over this API's service and credentials."""
+        from vecdb import webui
+
+        return webui.handle(self, path, headers)
 
     def handle(self, path: str, body: bytes, headers) -> tuple[int, dict]:
         """(HTTP status, JSON reply) of one POST; ``headers`` a mapping or ``http.client`` headers."""
