@@ -466,6 +466,7 @@ def add_parser(sub) -> None:
                     "read without taking its lock: safe beside a running server) or of a cluster (--meta-store "
                     "etcd://host:port) and print collections, segments, sessions, assignments, index builds or "
                     "raw keys. Never writes. See docs/observability.md, 'Debug CLI'.")
+    _store_options(p, suppress=False)  # before the command (vecdb inspect --data-dir d segments) or after it
     actions = p.add_subparsers(dest="what", required=True)
     for name, (_, _, help) in COMMANDS.items():
         a = actions.add_parser(name, help=help, description=help)
@@ -475,16 +476,25 @@ def add_parser(sub) -> None:
             a.add_argument("--full", action="store_true", help="with --values: whole values")
         elif name in ("segments", "assignments", "index-builds"):
             a.add_argument("collection", nargs="?", default=None, help="a collection name or id (default: all)")
-        a.add_argument("--db", default=None, help="only this database's collections (default: every database)")
-        a.add_argument("--json", action="store_true", help="machine-readable output")
-        a.add_argument("--data-dir", default="./data",
-                       help="a standalone's data directory (its 'local' metadata store, default ./data)")
-        a.add_argument("--meta-store", default=None, metavar="URL",
-                       help="the metadata store: 'local' (files in --data-dir, default), etcd://host:port or "
-                            "vecdb://host:port")
-        a.add_argument("--namespace", default="vecdb",
-                       help="the deployment's storage.namespace on a shared etcd (default vecdb)")
+        _store_options(a, suppress=True)
     p.set_defaults(func=run)
+
+
+def _store_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """The options of every command; on a command's own parser without defaults (``suppress``), so that
+    one given before the command is not overwritten."""
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument("--db", default=default(None), help="only this database's collections (default: every one)")
+    parser.add_argument("--json", action="store_true", default=default(False), help="machine-readable output")
+    parser.add_argument("--data-dir", default=default("./data"),
+                        help="a standalone's data directory (its 'local' metadata store, default ./data)")
+    parser.add_argument("--meta-store", default=default(None), metavar="URL",
+                        help="the metadata store: 'local' (files in --data-dir, default), etcd://host:port or "
+                             "vecdb://host:port")
+    parser.add_argument("--namespace", default=default("vecdb"),
+                        help="the deployment's storage.namespace on a shared etcd (default vecdb)")
 
 
 def run(args: argparse.Namespace) -> int:

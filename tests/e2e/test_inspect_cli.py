@@ -95,6 +95,7 @@ def test_inspect_a_running_standalone(tmp_path):
         assert _json("assignments", *where)["assignments"] == []
 
         keys = _json("keys", "coll/", *where)
+        assert json.loads(_inspect(*where, "--json", "keys", "coll/").stdout) == keys  # options before the command
         assert {k["key"] for k in keys["keys"]} == {f"coll/{x['id']}" for x in colls["collections"]}
         with_values = _json("keys", "coll/", "--values", *where)
         assert all(k["value"].startswith("{") and len(k["value"]) <= 123 for k in with_values["keys"])
