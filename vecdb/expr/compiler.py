@@ -264,7 +264,7 @@ class _Compiler:
     def _match_args(self, node: ast.Call, most: int):
         """(field, its analyzer, the text) of ``text_match`` / ``phrase_match(field, 'text'[, ...])`` on a
         VARCHAR field with ``enable_match``."""
-        from vecdb.analyzer import parse_params  # noqa: PLC0415 - only for text and phrase match
+        from vecdb.bm25 import text_analyzer  # noqa: PLC0415 - only for text and phrase match
 
         if not 2 <= len(node.args) <= most:
             raise self.error(f"{node.name} takes {'2' if most == 2 else '2 or 3'} arguments, got {len(node.args)}",
@@ -280,7 +280,7 @@ class _Compiler:
         if not isinstance(arg, nodes.Const) or arg.type != "str":
             raise self.error(f"the second argument of {node.name} must be a string, got {self.typed(arg)}",
                              node.args[1].pos)
-        return f, parse_params(f.type_params.get("analyzer_params"), f.name), arg.value
+        return f, text_analyzer(f), arg.value  # (enable_match excludes multi_analyzer_params: vecdb.schema)
 
     def text_match(self, node: ast.Call):
         """``text_match(field, 'words'[, minimum_should_match=n])`` on a VARCHAR field with

@@ -14,7 +14,8 @@ from __future__ import annotations
 from pymilvus.grpc_gen import milvus_pb2
 
 from vecdb import errors
-from vecdb.analyzer import MultiAnalyzer, parse_multi_params, parse_params, term_ids
+from vecdb.analyzer import MultiAnalyzer, parse_params, term_ids
+from vecdb.bm25 import text_analyzer
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, rpc
 from vecdb.request_db import db_of
@@ -32,12 +33,11 @@ class TextRpcs(ServiceBase):
                                            f"{request.collection_name}")
             if not f.enable_analyzer:
                 raise errors.InvalidParameter(f"field {f.name} does not enable analyzer")
-            multi = f.type_params.get("multi_analyzer_params")
-            if multi:
-                analyzers = _per_text(parse_multi_params(multi, f.name), list(request.analyzer_names),
-                                      len(request.placeholder))
+            own = text_analyzer(f)  # the field's, as its inserts are analyzed
+            if isinstance(own, MultiAnalyzer):
+                analyzers = _per_text(own, list(request.analyzer_names), len(request.placeholder))
             else:
-                analyzer = parse_params(f.type_params.get("analyzer_params"), f.name)
+                analyzer = own
         else:
             analyzer = parse_params(request.analyzer_params or None)
         reply = milvus_pb2.RunAnalyzerResponse(status=status.success())
