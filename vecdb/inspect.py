@@ -54,7 +54,7 @@ class LocalFilesReader:
             raise InspectError(f"no metadata files ({SNAPSHOT}, {JOURNAL}) in {self.dir}")
         for _ in range(tries):
             before = _stamp(snap)
-            data = self._read(snap, journal)
+            data = self._read(self.dir)
             if _stamp(snap) == before:
                 self.data = data
                 break
@@ -63,35 +63,13 @@ class LocalFilesReader:
             raise InspectError(f"{self.dir} kept changing under the reader ({tries} tries): try again")
 
     @staticmethod
-    def _read(snap: str, journal: str) -> dict[str, bytes]:
-        from vecdb.storage import framing
-        from vecdb.storage.local_meta import _DELETE, _PUT, _REVISION, _decode_ops
-
-        data: dict[str, bytes] = {}
-
-        def apply(buf: bytes, path: str) -> None:
-            for op, key, value in _decode_ops(buf, path):
-                if op == _PUT:
-                    data[key] = value
-                elif op == _DELETE:
-                    data.pop(key, None)
-                elif op != _REVISION:  # a deleted prefix
-                    for k in [k for k in data if k.startswith(key)]:
-                        del data[k]
+    def _read(meta_dir: str) -> dict[str, bytes]:
+        from vecdb.storage.local_meta import read_keys
 
         try:
-            raw = _read_file(snap)
-            if raw:
-                rec = framing.parse_at(raw, 0)
-                if rec is None or rec[2] != len(raw):
-                    raise InspectError(f"corrupt metadata snapshot {snap}")
-                apply(raw[rec[1]:rec[2]], snap)
-            raw = _read_file(journal)
-            for _, a, b in framing.scan(raw, journal, 1).records:
-                apply(raw[a:b], journal)
-        except VecdbError as e:  # IoFailed: an undecodable record
+            return read_keys(meta_dir)
+        except VecdbError as e:  # IoFailed: a corrupt snapshot, an undecodable record
             raise InspectError(str(e)) from e
-        return data
 
     def get(self, key: str) -> bytes | None:
         return self.data.get(key)
@@ -129,16 +107,6 @@ def _stamp(path: str) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_ino, st.st_mtime_ns, st.st_size
-
-
-def _read_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return b""
-    except OSError as e:
-        raise InspectError(f"cannot read {path}: {e}") from e
 
 
 def open_store(args) -> Any:

@@ -22,7 +22,7 @@ from vecdb.errors import InvalidParameter, IoFailed, LeaseExpired
 from vecdb.storage import framing
 from vecdb.storage.base import MetaStore
 from vecdb.storage.etcd_meta import EtcdMetaStore
-from vecdb.storage.local_meta import JOURNAL, SNAPSHOT, LocalMetaStore
+from vecdb.storage.local_meta import JOURNAL, SNAPSHOT, LocalMetaStore, read_keys
 from vecdb.storage.memory import MemoryMetaStore
 from vecdb.storage.watch import DELETE, PUT, WatchCompacted
 
@@ -365,6 +365,21 @@ def test_torn_journal_tail_at_every_offset(tmp_path):
             s.put("after", b"cut")
         with LocalMetaStore(path) as s:
             assert s.get("after") == b"cut"
+
+
+def test_read_keys_sees_what_the_owner_holds_without_its_lock(tmp_path):
+    """vecdb inspect's reader (local_meta.read_keys): beside an open store, the snapshot and the journal
+    (puts, deletes, a prefix delete) read as the store holds them; a torn journal tail is left out."""
+    path = str(tmp_path / "m")
+    with LocalMetaStore(path, compact_bytes=1 << 30) as s:  # nothing compacted: the journal holds it all
+        s.txn(puts={f"a/{i}": str(i).encode() for i in range(5)} | {"b/1": b"x", "c": b"y"})
+        s.delete("a/3")
+        s.txn(delete_prefixes=["b/"], puts={"d": b"z"})
+        assert read_keys(path) == dict(s.scan(""))  # the owner still open: no lock taken
+    data, last_start = _journal_with_last_record(str(tmp_path / "t"))
+    with open(os.path.join(str(tmp_path / "t"), JOURNAL), "wb") as f:
+        f.write(data[:-3])  # the last txn torn
+    assert read_keys(str(tmp_path / "t")) == {"base": b"in snapshot", "k1": b"v1"}
 
 
 def test_bad_record_in_middle_of_journal_raises(tmp_path):

@@ -32,6 +32,8 @@ import logging
 import os
 import struct
 import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from vecdb.errors import IoFailed, LeaseExpired
 from vecdb.storage import framing
@@ -94,6 +96,65 @@ def _decode_ops(buf: bytes, path: str):
         raise IoFailed(f"undecodable metadata record in {path}: {e}") from e
 
 
+@dataclass(frozen=True)
+class StoredFiles:
+    """What ``replay_files`` read: the files' sizes (0: absent), the journal's whole records and where
+    its torn tail starts (None: none)."""
+
+    snapshot_size: int
+    journal_size: int
+    journal_records: int
+    torn_at: int | None
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise IoFailed(f"cannot read {path}: {e}") from e
+
+
+def replay_files(path_dir: str, apply: Callable[[Iterator[tuple[int, str, bytes | None]]], None]) -> StoredFiles:
+    """Hand ``apply`` the operations of a store directory's files, in order: the snapshot's, then each
+    whole record of the journal's (a torn tail, a write in flight, is left out). Takes no lock: the
+    store opens with it (``LocalMetaStore._load``), ``read_keys`` (a reader beside the owner) without."""
+    snap_path, jpath = os.path.join(path_dir, SNAPSHOT), os.path.join(path_dir, JOURNAL)
+    snapshot = _read(snap_path)
+    if snapshot is not None:
+        res = framing.parse_at(snapshot, 0)
+        if res is None or res[2] != len(snapshot):
+            raise IoFailed(f"corrupt metadata snapshot {snap_path}")
+        apply(_decode_ops(snapshot[res[1] : res[2]], snap_path))
+    journal = _read(jpath) or b""
+    scan = framing.scan(journal, jpath, 1)
+    for _, a, b in scan.records:
+        apply(_decode_ops(journal[a:b], jpath))
+    return StoredFiles(len(snapshot or b""), len(journal), len(scan.records), scan.end if scan.torn else None)
+
+
+def read_keys(path_dir: str) -> dict[str, bytes]:
+    """The keys a store directory's files hold (``replay_files``), read without the owner's lock, for a
+    read-only look (``vecdb inspect``) beside a running server. Keys put with a lease live in the
+    owner's memory only: not here."""
+    data: dict[str, bytes] = {}
+
+    def apply(ops) -> None:
+        for op, key, value in ops:
+            if op == _PUT:
+                data[key] = value
+            elif op == _DELETE:
+                data.pop(key, None)
+            elif op == _DELETE_PREFIX:
+                for k in [k for k in data if k.startswith(key)]:
+                    del data[k]
+
+    replay_files(path_dir, apply)
+    return data
+
+
 class LocalMetaStore(FeedMethods, LeaseMethods, MetaStoreMethods):
     """The embedded ``MetaStore`` (see module docstring). Thread-safe; one
     process per directory. Watchers read a ``ChangeFeed`` of the last ``watch_backlog`` events."""
@@ -124,44 +185,20 @@ class LocalMetaStore(FeedMethods, LeaseMethods, MetaStoreMethods):
         return os.path.join(self._dir, name)
 
     def _load(self) -> None:
-        snap_path = self._path(SNAPSHOT)
-        self._snapshot_size = 0
-        try:
-            with open(snap_path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            data = None
-        except OSError as e:
-            raise IoFailed(f"cannot read {snap_path}: {e}") from e
-        if data is not None:
-            res = framing.parse_at(data, 0)
-            if res is None or res[2] != len(data):
-                raise IoFailed(f"corrupt metadata snapshot {snap_path}")
-            self._apply(_decode_ops(data[res[1] : res[2]], snap_path))
-            self._snapshot_size = len(data)
-
-        jpath = self._path(JOURNAL)
-        try:
-            with open(jpath, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            data = b""
-        except OSError as e:
-            raise IoFailed(f"cannot read {jpath}: {e}") from e
-        scan = framing.scan(data, jpath, 1)
-        if scan.torn:
+        stored = replay_files(self._dir, self._apply)
+        if stored.torn_at is not None:
             log.warning("metadata journal %s: cutting %d bytes of torn tail at offset %d",
-                        jpath, len(data) - scan.end, scan.end)
-        for _, a, b in scan.records:
-            self._apply(_decode_ops(data[a:b], jpath))
+                        self._path(JOURNAL), stored.journal_size - stored.torn_at, stored.torn_at)
+        jpath = self._path(JOURNAL)
         try:
             self._fd = os.open(jpath, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as e:
             raise IoFailed(f"cannot open {jpath}: {e}") from e
-        self._seq = len(scan.records)
-        self._journal_size = len(data)
+        self._snapshot_size = stored.snapshot_size
+        self._seq = stored.journal_records
+        self._journal_size = stored.journal_size
         self._feed.restore(self._stored_revision)
-        if data or self._snapshot_size == 0:
+        if stored.journal_size or self._snapshot_size == 0:
             self._compact()
 
     def _compact(self) -> None:
