@@ -495,17 +495,17 @@ def _cluster_parts(schema: CollectionSchema, columns: dict, ts: np.ndarray,
     most ``limit`` rows, each a range of the key."""
     key = schema.clustering_key_field
     assert key is not None
-    order = _sorted_by_key(key, columns)
-    values = _whole(columns[key.name])[order]
-    mask = columns.get(valid_key(key.name))
-    valid = None if mask is None else _whole(mask)[order]
+    whole = {name: _whole(col) for name, col in columns.items()}  # each column's chunks joined once
+    order = _sorted_by_key(key, whole)
+    values = whole[key.name][order]
+    mask = whole.get(valid_key(key.name))
+    valid = None if mask is None else mask[order]
     change = np.ones(len(order), bool)
     if len(order) > 1:
         change[1:] = values[1:] != values[:-1]
         if valid is not None:
             change[1:] |= valid[1:] != valid[:-1]
     cuts = _cut(np.cumsum(change), limit)
-    whole = {name: _whole(col) for name, col in columns.items()}
     ts = np.asarray(ts)
     parts = []
     for lo, hi in zip(cuts, cuts[1:]):
