@@ -150,6 +150,30 @@ def test_user_lifecycle_create_connect_update_delete_list(uri, root):
         root.drop_user("root")
 
 
+def test_user_descriptions_set_at_create_and_by_update_user(uri, root):
+    user, other = _name(), _name()
+    root.create_user(user, "first-pass", description="ingest job")
+    root.create_user(other, "other-pass")
+    try:
+        assert root.describe_user(user)["description"] == "ingest job"
+        assert root.describe_user(other)["description"] == ""
+        me = MilvusClient(uri=uri, token=f"{user}:first-pass")
+        try:
+            me.update_user(user, "nightly ingest job")  # a user may describe itself
+            assert me.describe_user(user)["description"] == "nightly ingest job"
+            me.update_password(user, "first-pass", "second-pass", reset_connection=True)
+            assert me.describe_user(user)["description"] == "nightly ingest job"  # kept by a password change
+            with pytest.raises(grpc.RpcError) as err:
+                me.update_user(other, "not mine")  # another user's: UpdateUser on that user
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        finally:
+            me.close()
+        assert root.describe_user(other)["description"] == ""
+    finally:
+        root.drop_user(user)
+        root.drop_user(other)
+
+
 def test_rbac_privileges_per_collection_grant_and_revoke(server, uri, root):
     user, role = _name(), "r" + uuid.uuid4().hex[:8]
     root.create_user(user, "reader-pass")

@@ -93,6 +93,24 @@ def test_create_update_delete_list_with_milvus_rules(sec):
     assert not sec.password_ok("alice", "alice-pw2")
 
 
+def test_user_description_is_kept_through_password_changes_and_updated_alone(sec):
+    sec.users.create("gina", "gina-pw1", "data team")
+    assert cred.record_description(sec.users.record("gina")) == "data team"
+    sec.users.update("gina", "gina-pw1", "gina-pw2")  # no description sent: the old one stays
+    assert cred.record_description(sec.users.record("gina")) == "data team"
+    assert sec.password_ok("gina", "gina-pw2")
+    sec.users.update("gina", "", "", "search team")  # pymilvus update_user: the description alone
+    assert cred.record_description(sec.users.record("gina")) == "search team"
+    assert sec.password_ok("gina", "gina-pw2")  # the password is untouched
+    sec.users.update("gina", "gina-pw2", "gina-pw3", "")  # a change that brings an empty description clears it
+    assert cred.record_description(sec.users.record("gina")) == ""
+    with pytest.raises(errors.InvalidParameter, match="The length of password"):
+        sec.users.update("gina", "", "")  # no description: a password change, and "" is no password
+    with pytest.raises(errors.InvalidParameter, match="found no credential: nobody"):
+        sec.users.update("nobody", "", "", "x")
+    assert cred.record_description(b"not json") == ""
+
+
 def test_authenticate_refuses_with_milvus_messages(sec):
     for header, message in [(None, "missing authorization in header"), ("", "missing authorization in header"),
                             ("%%%not-base64", "invalid token format"),

@@ -16,6 +16,7 @@ from vecdb.proxy import status
 from vecdb.proxy.auth_interceptor import current_user
 from vecdb.proxy.base import ServiceBase, rpc
 from vecdb.security import Security
+from vecdb.security.credentials import record_description
 from vecdb.security.privilege_groups import GLOBAL_LEVEL_GROUPS
 from vecdb.security.rbac import ANY, COLLECTION, DEFAULT_DB, GLOBAL, GRANTABLE, check_role_name
 
@@ -38,13 +39,14 @@ class SecurityRpcs(ServiceBase):
     # --- users ----------------------------------------------------------------------
     @rpc()
     def CreateCredential(self, request, context):
-        self.security.users.create(request.username, _password(request.password))
+        self.security.users.create(request.username, _password(request.password), request.description)
         return status.success()
 
     @rpc()
     def UpdateCredential(self, request, context):
         self.security.users.update(request.username, _password(request.oldPassword, "old password"),
-                                   _password(request.newPassword))
+                                   _password(request.newPassword),
+                                   request.description if request.HasField("description") else None)
         return status.success()
 
     @rpc()
@@ -99,7 +101,7 @@ class SecurityRpcs(ServiceBase):
         else:
             names = users.users()
         results = [milvus_pb2.UserResult(
-            user=milvus_pb2.UserEntity(name=name),
+            user=milvus_pb2.UserEntity(name=name), description=record_description(users.record(name) or b""),
             roles=[milvus_pb2.RoleEntity(name=r) for r in roles.user_roles(name)] if request.include_role_info else [])
             for name in names]
         return milvus_pb2.SelectUserResponse(status=status.success(), results=results)

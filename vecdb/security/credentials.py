@@ -9,6 +9,8 @@ it. Parameters live in each record, so raising them later leaves old records rea
 Names and lengths follow Milvus: a user name starts with a letter, then letters, digits and
 underscores, at most 32 characters; a password has 6 to 256 characters. ``root`` exists from
 the first start (password from settings, Milvus's default ``Milvus``) and cannot be deleted.
+A user's description (pymilvus 2.6's ``create_user(..., description=)`` and ``update_user``)
+lives in its record beside the hash.
 
 Every write is a compare-and-set transaction, so several proxies creating or changing the
 same user at once end with one winner and clear errors for the others.
@@ -46,12 +48,29 @@ def user_key(user: str) -> str:
     return USER_PREFIX + user
 
 
-def hash_password(password: str) -> bytes:
+def hash_password(password: str, description: str = "") -> bytes:
     """A new record for ``password``, with a fresh salt."""
     salt = os.urandom(_SALT_BYTES)
     key = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    return json.dumps({"kdf": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P,
-                       "salt": salt.hex(), "key": key.hex()}, sort_keys=True).encode()
+    record = {"kdf": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P, "salt": salt.hex(), "key": key.hex()}
+    return _with_description(record, description)
+
+
+def _with_description(record: dict, description: str) -> bytes:
+    if description:
+        record["description"] = description
+    else:
+        record.pop("description", None)
+    return json.dumps(record, sort_keys=True).encode()
+
+
+def record_description(record: bytes) -> str:
+    """The user's description kept in its record ("" when none, or the record is damaged)."""
+    try:
+        value = json.loads(record).get("description", "")
+    except (ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
 
 
 def password_matches(record: bytes, password: str) -> bool:
@@ -116,22 +135,29 @@ class CredentialStore:
     def record(self, user: str) -> bytes | None:
         return self.meta.get(user_key(user))
 
-    def create(self, user: str, password: str) -> None:
+    def create(self, user: str, password: str, description: str = "") -> None:
         user = check_name(user)
-        record = hash_password(check_password(password))
+        record = hash_password(check_password(password), description)
         if not self.meta.txn(puts={user_key(user): record}, expect={user_key(user): None}):
             raise errors.InvalidParameter(f"user already exists: {user}")
         self._synced({user_key(user): record})
 
-    def update(self, user: str, old_password: str, new_password: str) -> None:
-        """Milvus's UpdateCredential: the old password must be right."""
-        check_password(new_password)
+    def update(self, user: str, old_password: str, new_password: str, description: str | None = None) -> None:
+        """Milvus's UpdateCredential: the old password must be right. With both passwords empty
+        and a ``description`` (pymilvus's ``update_user``) only the description changes; a
+        password change keeps the description unless it brings one."""
+        only_description = description is not None and not old_password and not new_password
+        if not only_description:
+            check_password(new_password)
         old = self.record(user)
         if old is None:
             raise errors.InvalidParameter(f"found no credential: {user}")
-        if not password_matches(old, old_password):
+        if only_description:
+            record = _with_description(json.loads(old), description or "")
+        elif not password_matches(old, old_password):
             raise errors.NotAuthenticated(f"old password not correct for {user}")
-        record = hash_password(new_password)
+        else:
+            record = hash_password(new_password, record_description(old) if description is None else description)
         if not self.meta.txn(puts={user_key(user): record}, expect={user_key(user): old}):
             raise errors.CatalogConflict(f"the credential of {user} changed concurrently; retry")
         self._synced({user_key(user): record})
