@@ -125,6 +125,8 @@ def main(argv=None) -> int:
     ap.add_argument("--nq", type=int, default=1, help="queries per Search call (default 1)")
     ap.add_argument("--index", default="HNSW", help="index type (default HNSW)")
     ap.add_argument("--knob", type=int, default=None, help="ef / nprobe (default: the headline value)")
+    ap.add_argument("--callers", nargs="*", default=[],
+                    help="print who calls the functions matching these names (pstats print_callers)")
     ap.add_argument("--top", type=int, default=25, help="rows of the cProfile table")
     ap.add_argument("--sort", choices=("tottime", "cumtime"), default="tottime",
                     help="rank the profile by own time (default) or by time including callees")
@@ -211,6 +213,10 @@ def main(argv=None) -> int:
         ranked = "own time" if args.sort == "tottime" else "time with callees"
         print(f"\nvecdb Search under cProfile (its overhead inflates every Python call), by {ranked}:")
         print(out.getvalue().split("\n\n", 1)[-1].rstrip())
+        for name in args.callers:
+            out = io.StringIO()
+            pstats.Stats(prof, stream=out).print_callers(name)
+            print(out.getvalue().split("\n\n", 1)[-1].rstrip())
     finally:
         bare_server.stop(0)
         node.stop()
