@@ -110,7 +110,7 @@ class LocalQueryNode:
         return self.node.channels_held()
 
     def refresh_info(self, info: CollectionInfo) -> None:
-        self.node.refresh_info(read_collection(self.node.meta, info.id))
+        self.node.refresh_from_store(info.id)
 
     def schedule_indexes(self, info: CollectionInfo) -> None:
         self.node.schedule_indexes(read_collection(self.node.meta, info.id))

@@ -8,6 +8,12 @@ node reports the channel, and proxies send reads only to nodes that report what 
 A channel handed over to another node is released ``RELEASE_GRACE`` seconds later, so reads that
 a proxy planned just before the change still find it; the channels of a collection released or
 dropped (its assignment gone) are released at once.
+
+It also mirrors the catalog's collection records (``coll/``): a collection the node holds takes
+its record again whenever it changes (``QueryNode.refresh_from_store``). The proxy that made a DDL
+change refreshes the nodes itself before it answers, so its client reads the change at once; this
+is for the change whose proxy died between the coord's commit and that call (a TTL, a truncate, a
+field added would otherwise stay unseen until the next load), and for DDL made by a coord tool.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import time
 from functools import partial
 
 from vecdb import errors
-from vecdb.catalog_model import read_collection
+from vecdb.catalog_model import COLL_PREFIX, read_collection
 from vecdb.coord.assignment import ASSIGN_PREFIX, FULL_PREFIX, Assignment, full_key, parse_full, serve_key
 from vecdb.querynode.node import QueryNode
 from vecdb.storage.base import MetaStore
@@ -45,6 +51,8 @@ class AssignmentFollower:
         self._demote_since: dict[tuple[str, str], float] = {}
         self._mirror = Mirror(meta, ASSIGN_PREFIX, self._wake.set)
         self._full = Mirror(meta, FULL_PREFIX, self._wake.set)
+        self._catalog = Mirror(meta, COLL_PREFIX, self._wake.set)
+        self._records: dict[int, bytes] = {}  # collection id -> its catalog record as last taken
         self._thread = threading.Thread(target=self._run, name=f"querynode {node_id} assignments", daemon=True)
         self._thread.start()
 
@@ -122,7 +130,22 @@ class AssignmentFollower:
                     self.node.release(cid, [ch])
         self._unwanted_since = {k: v for k, v in self._unwanted_since.items() if k in still}
         self._spread(assigns, fulls, now)
+        self._follow_catalog()
         self._publish()
+
+    def _follow_catalog(self) -> None:
+        """Each collection held takes its catalog record again when the mirror shows it changed (the
+        record itself is read from the store then: never older than what the mirror showed)."""
+        held = set(self.node.collections)
+        for cid in held:
+            raw = self._catalog.get(str(cid))
+            if raw is not None and raw != self._records.get(cid):
+                try:
+                    self.node.refresh_from_store(cid)
+                except errors.CollectionNotFound:
+                    continue  # dropped meanwhile: its assignment goes next
+                self._records[cid] = raw
+        self._records = {cid: raw for cid, raw in self._records.items() if cid in held}
 
     def _holds(self, assigns: dict[int, Assignment], wanted: dict[int, list[str]]) -> dict[int, dict[str, set[str]]]:
         """collection id -> channel -> the sealed segments placed on this node, of the channels it does
@@ -234,5 +257,6 @@ class AssignmentFollower:
         self._wake.set()
         self._mirror.close()
         self._full.close()
+        self._catalog.close()
         if self._thread is not threading.current_thread():
             self._thread.join(10)

@@ -112,6 +112,7 @@ class QueryNode:
         self._tail = tail
         self._tailers: dict[str, threading.Event] = {}  # channel -> stop flag of its follower thread
         self._lock = threading.RLock()
+        self._refresh_lock = threading.Lock()  # refresh_from_store: read and apply as one step
         self.collections: dict[int, LoadedCollection] = {}
         self._by_channel: dict[str, Shard] = {}
         self._builder = ThreadPoolExecutor(max_workers=index_threads, thread_name_prefix="index-build")
@@ -434,6 +435,14 @@ class QueryNode:
     def is_loaded(self, collection_id: int) -> bool:
         return collection_id in self.collections
 
+    def refresh_from_store(self, collection_id: int) -> None:
+        """``refresh_info`` with the collection's record as the metadata store holds it now. Every
+        refresh of a node that has a store goes this way (a proxy's after its DDL, the catalog
+        follower's, an insert's unknown field), one at a time: of two refreshes racing, the one that
+        read later applies later, so a node never goes back to an older record."""
+        with self._refresh_lock:
+            self.refresh_info(read_collection(self.meta, collection_id))
+
     def refresh_info(self, info: CollectionInfo) -> None:
         coll = self.collections.get(info.id)
         if coll is not None:
@@ -464,7 +473,7 @@ class QueryNode:
         field added after this node's schema, sent by a proxy that saw the change before the proxy
         that made it refreshed the query nodes."""
         try:
-            self.refresh_info(read_collection(self.meta, collection_id))
+            self.refresh_from_store(collection_id)
         except errors.VecdbError as e:
             log.warning("cannot read collection %d's schema: %s", collection_id, e)
 

@@ -145,7 +145,7 @@ class QueryNodeService(QueryNodeServicer):
         return pb.HeldReply(held={c: pb.ChannelRows(rows=chs) for c, chs in self.node.channels_held().items()})
 
     def Refresh(self, request: pb.CollectionRequest, context) -> common.Empty:
-        self.node.refresh_info(read_collection(self.node.meta, request.collection_id))
+        self.node.refresh_from_store(request.collection_id)
         return _EMPTY
 
     def ScheduleIndexes(self, request: pb.CollectionRequest, context) -> common.Empty:
