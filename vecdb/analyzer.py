@@ -19,8 +19,12 @@ analyzer parameters (``analyzer_params`` on a VARCHAR field, a JSON object):
   PyPI ``jieba`` package, which jieba-rs ports (the same dictionary, DAG, HMM and search-mode
   n-grams; ``vecdb.jieba_text``). Filters ``cnalphanumonly`` / ``cncharonly`` keep the tokens that
   hold a Han character or an ASCII letter or digit / a Han character.
+- ``{"tokenizer": "icu" | {"type": "icu"}}``: Milvus's icu tokenizer (ICU's word break rules; Milvus
+  runs ICU4X, vecdb ICU4C through the PyPI ``icu4py`` package: ``vecdb.icu_text``). Every segment is a
+  token, spaces and punctuation too; the ``removepunct`` filter (any tokenizer) drops the tokens that
+  hold a punctuation or white space character, as Milvus's ``[\\p{Punct}\\s]+`` test does.
 
-Anything else (lindera, icu, the other filters, ...) is refused at create time (1100), never
+Anything else (lindera, the other filters, ...) is refused at create time (1100), never
 silently replaced.
 
 The standard tokenizer follows Unicode word boundaries (UAX #29) for the common cases with one
@@ -45,7 +49,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from vecdb import jieba_text, sparse
+from vecdb import icu_text, jieba_text, sparse
 from vecdb.errors import InvalidParameter
 from vecdb.jieba_text import JiebaSpec
 from vecdb.prefix_cache import ArrayCache, prefix_root
@@ -62,8 +66,8 @@ ENGLISH_STOP_WORDS = frozenset(
     "there these they this to was will with".split())
 
 _TOKENIZERS = {"standard": _STANDARD, "whitespace": _WHITESPACE}
-_TOKENIZER_NAMES = (*_TOKENIZERS, "jieba")
-_SIMPLE_FILTERS = ("lowercase", "asciifolding", "alphanumonly", "cnalphanumonly", "cncharonly")
+_TOKENIZER_NAMES = (*_TOKENIZERS, "jieba", "icu")
+_SIMPLE_FILTERS = ("lowercase", "asciifolding", "alphanumonly", "cnalphanumonly", "cncharonly", "removepunct")
 # Unicode's Han script (Rust regex's \p{Han}, which Milvus's cnalphanumonly / cncharonly filters use)
 _HAN_SCRIPT = ("\u2e80-\u2e99\u2e9b-\u2ef3\u2f00-\u2fd5\u3005\u3007\u3021-\u3029\u3038-\u303b\u3400-\u4dbf"
                "\u4e00-\u9fff\uf900-\ufa6d\ufa70-\ufad9\U00016fe2\U00016fe3\U00016ff0\U00016ff1"
@@ -72,6 +76,16 @@ _HAN_SCRIPT = ("\u2e80-\u2e99\u2e9b-\u2ef3\u2f00-\u2fd5\u3005\u3007\u3021-\u3029
                "\U00031350-\U000323af")
 _CN_ALNUM = re.compile(f"[{_HAN_SCRIPT}a-zA-Z0-9]")  # a token holding one is kept (Milvus: is_match)
 _CN_CHAR = re.compile(f"[{_HAN_SCRIPT}]")
+# Unicode's White_Space (Rust regex's \s; str.isspace also takes U+001C..U+001F)
+_WHITE_SPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+                         "\u200a\u2028\u2029\u202f\u205f\u3000")
+
+
+@lru_cache(maxsize=100_000)
+def _has_punct(token: str) -> bool:
+    """Whether Milvus's removepunct filter drops ``token``: its regex ``[\\p{Punct}\\s]+`` matches
+    anywhere in it, so one punctuation (general category P) or white space character is enough."""
+    return any(c in _WHITE_SPACE or unicodedata.category(c)[0] == "P" for c in token)
 
 
 @dataclass(frozen=True)
@@ -86,10 +100,17 @@ class Analyzer:
     cn_alnum_only: bool = False  # cnalphanumonly: tokens holding a Han character or an ASCII letter / digit
     cn_char_only: bool = False  # cncharonly: tokens holding a Han character
     jieba: JiebaSpec | None = None  # the jieba tokenizer's params (tokenizer "jieba"; vecdb.jieba_text)
+    remove_punct: bool = False  # removepunct: tokens holding punctuation or white space dropped
+
+    @property
+    def segmenting(self) -> bool:
+        """Whether the tokenizer segments the text (jieba, icu): the filters then act per token, and a
+        token's position is its first character's index, its position length its width."""
+        return self.jieba is not None or self.tokenizer == "icu"
 
     def tokens(self, text: str) -> list[str]:
-        if self.jieba is not None:
-            return [t for t, *_ in self._jieba_spans(text)]
+        if self.segmenting:
+            return [t for t, *_ in self._segment_spans(text)]
         if self.lowercase:
             text = text.lower()
         if self.asciifolding:
@@ -97,6 +118,8 @@ class Analyzer:
         toks = _TOKENIZERS[self.tokenizer].findall(text)
         if self.alphanumonly:
             toks = [t for t in toks if t.isascii() and t.isalnum()]
+        if self.remove_punct:
+            toks = [t for t in toks if not _has_punct(t)]
         if self.cn_alnum_only:
             toks = [t for t in toks if _CN_ALNUM.search(t)]
         if self.cn_char_only:
@@ -114,6 +137,8 @@ class Analyzer:
         """What the filters after the tokenizer make of ``token`` (None: dropped), as ``tokens`` does."""
         if self.alphanumonly and not (token.isascii() and token.isalnum()):
             return None
+        if self.remove_punct and _has_punct(token):
+            return None
         if (self.cn_alnum_only and not _CN_ALNUM.search(token)) or (self.cn_char_only and not _CN_CHAR.search(token)):
             return None
         if self.max_length is not None and len(token) > self.max_length:
@@ -127,9 +152,9 @@ class Analyzer:
         characters the token came from, ``text[start:end]``) and the token's place in the tokenizer's
         stream. Tokens are the ones ``tokens`` makes. Where lowercasing or folding changes the text's
         length ("İ", ligatures, characters folding drops), offsets map back character by character.
-        A jieba token's position is its start character (Milvus's jieba tokenizer reports that)."""
-        if self.jieba is not None:
-            return self._jieba_spans(text)
+        A jieba or icu token's position is its start character (Milvus's tokenizers report that)."""
+        if self.segmenting:
+            return self._segment_spans(text)
         src = text.lower() if self.lowercase else text
         if self.asciifolding:
             src = _fold(src)
@@ -144,20 +169,20 @@ class Analyzer:
 
     def spans(self, text: str) -> list[tuple[str, int, int, int, int]]:
         """``char_spans`` with UTF-8 byte offsets in ``text`` and each token's position length, as
-        Milvus's RunAnalyzer reports them (1, but a jieba token's width in characters)."""
+        Milvus's RunAnalyzer reports them (1, but a jieba or icu token's width in characters)."""
         out = []
         for token, start, end, pos in self.char_spans(text):
             first = len(text[:start].encode("utf-8", "surrogatepass"))
             out.append((token, first, first + len(text[start:end].encode("utf-8", "surrogatepass")), pos,
-                        1 if self.jieba is None else end - start))
+                        end - start if self.segmenting else 1))
         return out
 
-    def _jieba_spans(self, text: str) -> list[tuple[str, int, int, int]]:
-        """jieba's tokens through the filters: lowercase and asciifolding per token (they come after the
-        tokenizer in Milvus; folding keeps the characters it cannot fold), then ``emit``."""
-        assert self.jieba is not None
+    def _segment_spans(self, text: str) -> list[tuple[str, int, int, int]]:
+        """jieba's or icu's tokens through the filters: lowercase and asciifolding per token (they come
+        after the tokenizer in Milvus; folding keeps the characters it cannot fold), then ``emit``."""
+        words = icu_text.tokenize(text) if self.jieba is None else jieba_text.tokenize(self.jieba, text)
         out = []
-        for word, start, end in jieba_text.tokenize(self.jieba, text):
+        for word, start, end in words:
             if self.lowercase:
                 word = word.lower()
             if self.asciifolding:
@@ -473,6 +498,8 @@ def parse_params(raw: str | dict | None, field_name: str = "") -> Analyzer:
     opts: dict = {"tokenizer": tok, "lowercase": False}
     if tok == "jieba":
         opts["jieba"] = _jieba_spec(tok_params if isinstance(tok_params, dict) else {}, where)
+    elif tok == "icu":
+        _icu_check(tok_params if isinstance(tok_params, dict) else {}, where)
     stop: set[str] = set()
     for f in filters:
         if isinstance(f, str):
@@ -492,33 +519,49 @@ def parse_params(raw: str | dict | None, field_name: str = "") -> Analyzer:
     return Analyzer(stop_words=frozenset(stop), **opts)
 
 
-_FILTER_FIELDS = {"cnalphanumonly": "cn_alnum_only", "cncharonly": "cn_char_only"}
+_FILTER_FIELDS = {"cnalphanumonly": "cn_alnum_only", "cncharonly": "cn_char_only", "removepunct": "remove_punct"}
+
+
+def _icu_check(params: dict, where: str) -> None:
+    """The icu tokenizer takes no params (Milvus builds it from its name alone); icu4py must import."""
+    unknown = set(params) - {"type"}
+    if unknown:
+        raise InvalidParameter(f"unknown icu tokenizer params{where}: {sorted(unknown)} (it takes none)")
+    if not icu_text.available():
+        raise InvalidParameter(f"the icu tokenizer{where} needs the icu4py package")
 
 
 def _jieba_spec(params: dict, where: str) -> JiebaSpec:
     """A jieba tokenizer's params, checked as tantivy-binding's ``JiebaTokenizer::from_json`` does (its
     messages): ``dict`` a list of strings (``"_default_"``: the default dictionary; without ``dict``
-    too), ``mode`` ``"exact"`` or ``"search"`` (the default), ``hmm`` a bool (default true)."""
+    too; one system dictionary at most; empty words skipped), ``mode`` ``"exact"`` or ``"search"`` (the
+    default), ``hmm`` a bool (default true). ``"_extend_default_"`` (Milvus's ``dict.txt.big``, which
+    jieba-rs loads instead of ``dict.txt``: the default words and Traditional Chinese ones) is refused:
+    the PyPI jieba package ships only ``dict.txt``, and the default dictionary alone would cut
+    Traditional Chinese text otherwise than Milvus does."""
     unknown = set(params) - {"type", "dict", "mode", "hmm"}
     if unknown:
         raise InvalidParameter(f"unknown jieba tokenizer params{where}: {sorted(unknown)} (vecdb takes dict, mode, "
-                               "hmm; dict_path is not supported)")
+                               "hmm; dict_path and extra_dict_file are not supported)")
     words: list[str] = []
-    default = "dict" not in params
-    if not default:
+    system = "_default_" if "dict" not in params else None
+    if system is None:
         raw = params["dict"]
         if not isinstance(raw, list):
             raise InvalidParameter(f"jieba tokenizer dict must be array{where}")
         for w in raw:
             if not isinstance(w, str):
                 raise InvalidParameter(f"jieba tokenizer dict item must be string{where}")
-            if w == "_extend_default_":
-                raise InvalidParameter(f"jieba dict _extend_default_{where} is not supported by vecdb (it needs "
-                                       "Milvus's dict.txt.big)")
-            if w == "_default_":
-                default = True
+            if w in ("_default_", "_extend_default_"):
+                if system is not None:
+                    raise InvalidParameter(f"jieba tokenizer dict can only set one system dict{where}")
+                system = w
             elif w:
                 words.append(w)
+    if system == "_extend_default_":
+        raise InvalidParameter(f"jieba dict _extend_default_{where} is not supported by vecdb (it needs "
+                               "Milvus's dict.txt.big, which the jieba package does not ship)")
+    default = system is not None
     mode = params.get("mode", "search")
     if not isinstance(mode, str):
         raise InvalidParameter(f"jieba tokenizer mode must be string{where}")

@@ -110,8 +110,8 @@ def test_refusals(client, name):
          "multi analyzer params now only support by string field, but field id is not string"),
         (_schema({**MULTI, "analyzers": {"english": {"type": "english"}}}),
          "multi analyzer must set default analyzer for all unknown value"),
-        (_schema({**MULTI, "analyzers": {"default": {"tokenizer": "icu"}}}),
-         "analyzer default params invalid: tokenizer 'icu'"),
+        (_schema({**MULTI, "analyzers": {"default": {"tokenizer": "lindera"}}}),
+         "analyzer default params invalid: tokenizer 'lindera'"),
     ]
     for schema, words in cases:
         code, msg = _code(client.create_collection, name, schema=schema)

@@ -78,6 +78,11 @@ def test_chinese_filters():
     ({"tokenizer": {"type": "jieba", "mode": 1}}, "jieba tokenizer mode must be string"),
     ({"tokenizer": {"type": "jieba", "hmm": "yes"}}, "jieba tokenizer hmm must be boolean"),
     ({"tokenizer": {"type": "jieba", "dict": ["_extend_default_"]}}, "_extend_default_"),
+    ({"tokenizer": {"type": "jieba", "dict": ["_default_", "x", "_default_"]}},
+     "jieba tokenizer dict can only set one system dict"),
+    ({"tokenizer": {"type": "jieba", "dict": ["_default_", "_extend_default_"]}},
+     "jieba tokenizer dict can only set one system dict"),
+    ({"tokenizer": {"type": "jieba", "extra_dict_file": {"resource_name": "x"}}}, "extra_dict_file"),
     ({"tokenizer": {"type": "jieba", "dict_path": "/x"}}, "dict_path"),
     ({"type": "chinese", "max_token_length": 3}, "max_token_length"),
 ])
