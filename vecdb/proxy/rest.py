@@ -31,10 +31,11 @@ import numpy as np
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, rg_pb2, schema_pb2
 
 from vecdb import errors, importer, timestamptz
+from vecdb.proxy import rest_structs
 from vecdb.proxy.fielddata import float32_to_bfloat16, null_column
 from vecdb.proxy.fieldencode import dumps_json, field_data_from_columns
 from vecdb.proxy.templates import template_proto
-from vecdb.schema import DEFAULT_VALUE_ATTR, DYNAMIC_FIELD, CollectionSchema, DataType, valid_key
+from vecdb.schema import DEFAULT_VALUE_ATTR, DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, valid_key
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ class RestApi:
                            "inputFieldNames": list(fn.input_field_names),
                            "outputFieldNames": list(fn.output_field_names), "params": _kv(fn.params)}
                           for fn in d.schema.functions],
+            **({"structArrayFields": rest_structs.describe_json(d.schema)} if d.schema.struct_array_fields else {}),
         }
 
     def _collections_get_stats(self, req, r):
@@ -176,6 +178,7 @@ class RestApi:
         for idx in indexes:
             r.call("CreateIndex", _index_request(r.db, name, idx))
         vectors = {f.name for f in schema.fields if f.data_type in _VECTOR_TYPES}
+        vectors |= rest_structs.vector_sub_fields(schema)  # a struct's vector sub-fields need an index too
         if vectors and vectors <= {i["fieldName"] for i in indexes}:
             r.call("LoadCollection", milvus_pb2.LoadCollectionRequest(db_name=r.db, collection_name=name))
         return {}
@@ -307,12 +310,15 @@ class RestApi:
         if vectors and not isinstance(vectors[0], (list, str, dict)):
             vectors = [vectors]  # one vector
         anns = req.get("annsField") or (schema.vector_fields[0].name if len(schema.vector_fields) == 1 else "")
+        anns = rest_structs.anns_name(schema, anns)  # a struct's vector sub-field: chunks[emb] (or chunks.emb)
         field = schema.field(anns)
-        if field is None or not field.dtype.is_vector:
+        if field is None or not (field.dtype.is_vector or field.dtype == DataType.ARRAY_OF_VECTOR):
             raise errors.InvalidParameter(f"annsField {anns!r} is not a vector field of {name}")
         by_ids = {}
         if vectors is None:  # search by primary keys (Milvus 2.6): the rows' own vectors are the queries
             by_ids = {"ids": _ids(schema, ids)}
+        elif vectors and field.dtype == DataType.ARRAY_OF_VECTOR:
+            vectors = rest_structs.embedding_lists(vectors, field)  # the float32 bytes of each embedding list
         sp = dict(req.get("searchParams") or {})
         params = dict(sp.get("params") or req.get("params") or {})
         for key in ("radius", "range_filter"):
@@ -320,13 +326,14 @@ class RestApi:
                 params[key] = sp[key]
         kv = {"anns_field": anns, "topk": str(limit), "params": json.dumps(params), "round_decimal": "-1",
               "offset": str(int(req.get("offset", 0)))}
-        if sp.get("metricType") or req.get("metricType"):
-            kv["metric_type"] = sp.get("metricType") or req.get("metricType")
+        metric = sp.get("metricType") or sp.get("metric_type") or req.get("metricType")  # (metric_type: Milvus's docs)
+        if metric:
+            kv["metric_type"] = metric
         kv.update(_grouping(req))
         return milvus_pb2.SearchRequest(
             db_name=r.db, collection_name=name, partition_names=req.get("partitionNames", []),
             dsl=req.get("filter", ""), dsl_type=common_pb2.BoolExprV1,
-            placeholder_group=_placeholders(field.dtype, vectors, field.is_function_output) if vectors else b"",
+            placeholder_group=_placeholders(field, vectors) if vectors else b"",
             output_fields=req.get("outputFields", []), expr_template_values=template_proto(req.get("exprParams") or {}),
             search_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in kv.items()],
             nq=len(vectors) if vectors else len(ids), **by_ids,
@@ -914,6 +921,7 @@ def _collection_schema(name: str, req: dict) -> tuple[schema_pb2.CollectionSchem
         field.nullable = bool(f.get("nullable", False))
         if f.get("defaultValue") is not None:
             _set_default(field, f["defaultValue"])
+    rest_structs.add_struct_fields(pb, spec)  # array-of-struct fields (Milvus 2.6)
     for fn in spec.get("functions") or []:  # BM25 (vecdb.schema checks them)
         try:
             kind = schema_pb2.FunctionType.Value(fn.get("type", ""))
@@ -952,9 +960,12 @@ def _index_request(db: str, collection: str, idx: dict) -> milvus_pb2.CreateInde
         extra_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in params.items() if v])
 
 
-def _placeholders(dtype: DataType, vectors: list, text: bool = False) -> bytes:
-    if text and all(isinstance(v, str) for v in vectors):  # full text on a BM25 output field
+def _placeholders(field: FieldSchema, vectors: list) -> bytes:
+    dtype = field.dtype
+    if field.is_function_output and all(isinstance(v, str) for v in vectors):  # full text on a BM25 output field
         kind, values = common_pb2.VarChar, [v.encode("utf-8") for v in vectors]
+    elif dtype == DataType.ARRAY_OF_VECTOR:  # embedding lists (rest_structs.embedding_lists): their bytes
+        kind, values = common_pb2.EmbListFloatVector, vectors
     elif dtype == DataType.SPARSE_FLOAT_VECTOR:  # {index: value} objects
         kind, values = common_pb2.SparseFloatVector, [_sparse_row(v) for v in vectors]
     elif dtype == DataType.BINARY_VECTOR:
@@ -1005,17 +1016,13 @@ _NUMPY = {DataType.BOOL: np.bool_, DataType.INT8: np.int8, DataType.INT16: np.in
 def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id: bool = True) -> list:
     """JSON rows to the ``FieldData`` columns of an insert or upsert (keys not in the schema go to the
     dynamic field when it is on, as pymilvus's row inserts do)."""
-    if schema.struct_fields:  # (their sub-fields would be asked for as fields of their own)
-        raise errors.InvalidParameter(
-            f"inserting into a collection with array-of-struct fields ({schema.struct_fields[0].name}) over the "
-            "REST API is not supported by vecdb yet: insert with the gRPC API (pymilvus)")
     names: list[str] = []
     columns: dict[str, np.ndarray] = {}
-    static = {f.name for f in schema.fields}
+    static = {f.name for f in schema.fields} | {s.name for s in schema.struct_fields}
     nulls: dict[str, np.ndarray] = {}  # nullable / default-valued fields: the rows holding a value
     for f in schema.fields:
-        if f.is_dynamic or (f.is_primary and f.auto_id and skip_auto_id) or f.is_function_output:
-            continue  # (a BM25 output: the server's to fill)
+        if f.is_dynamic or (f.is_primary and f.auto_id and skip_auto_id) or f.is_function_output or f.struct_name:
+            continue  # (a BM25 output: the server's to fill; struct sub-fields: below)
         if f.nullable or f.has_default:  # a null or left-out value: null, or the default (the server's)
             valid = np.array([row.get(f.name) is not None for row in rows], np.bool_)
             if not valid.any():
@@ -1067,6 +1074,9 @@ def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id:
         unknown = sorted({k for row in rows for k in row} - static)
         if unknown:
             raise KeyError(f"field {unknown[0]} is not in the schema and the dynamic field is off")
+    structs = rest_structs.struct_columns(schema, rows)  # chunks[text], chunks[emb]: one ArrayOfStruct FieldData
+    columns.update(structs)
+    names.extend(structs)
     out = field_data_from_columns(schema, columns, names, dynamic_keys)
     for fd in out:  # a default-valued field that is not nullable: its null rows take the default
         if fd.field_name in nulls and not len(fd.valid_data):
@@ -1089,6 +1099,10 @@ def _rg_json(g) -> dict:
 
 
 def _column_values(fd: schema_pb2.FieldData, n: int) -> list:
+    if fd.WhichOneof("field") == "struct_arrays":  # an array-of-struct field: a list of objects per row
+        subs = [(sub.field_name, _column_values(sub, n)) for sub in fd.struct_arrays.fields]
+        return [[{name: values[i][j] for name, values in subs} for j in range(len(subs[0][1][i]) if subs else 0)]
+                for i in range(n)]
     if fd.HasField("vectors"):
         v = fd.vectors
         kind = v.WhichOneof("data")
@@ -1098,6 +1112,9 @@ def _column_values(fd: schema_pb2.FieldData, n: int) -> list:
             return np.frombuffer(v.binary_vector, np.uint8).reshape(n, -1).tolist() if n else []
         if kind == "int8_vector":
             return np.frombuffer(v.int8_vector, np.int8).reshape(n, -1).tolist() if n else []
+        if kind == "vector_array":  # a struct's vector sub-field: each row its list of vectors
+            cells = [schema_pb2.FieldData(vectors=cell) for cell in v.vector_array.data]
+            return [_column_values(cell, _column_length(cell)) for cell in cells]
         if kind == "float16_vector":
             return _floats(np.frombuffer(v.float16_vector, np.float16)).reshape(n, -1).tolist() if n else []
         if kind == "bfloat16_vector":
@@ -1146,6 +1163,8 @@ def _floats(values: np.ndarray) -> np.ndarray:
 
 
 def _column_length(fd: schema_pb2.FieldData) -> int:
+    if fd.WhichOneof("field") == "struct_arrays":
+        return _column_length(fd.struct_arrays.fields[0]) if fd.struct_arrays.fields else 0
     if fd.HasField("vectors"):
         v = fd.vectors
         kind = v.WhichOneof("data")
@@ -1157,6 +1176,8 @@ def _column_length(fd: schema_pb2.FieldData) -> int:
             return len(getattr(v, kind)) // (2 * max(1, v.dim))
         if kind == "int8_vector":
             return len(v.int8_vector) // max(1, v.dim)
+        if kind == "vector_array":
+            return len(v.vector_array.data)
         return 0
     kind = fd.scalars.WhichOneof("data")
     return len(getattr(fd.scalars, kind).data) if kind else 0
