@@ -14,6 +14,8 @@ Milvus's rules (proxy rank parameters, ``internal/util/function/rerank``), follo
   ``1 - 2 atan(d) / pi``; otherwise the order follows the metrics' own direction.
 - **Decay** (``vecdb.proxy.decay``): each request's scores made larger-is-better (distances
   ``1 - 2 atan(d) / pi``), a key's best one over the requests, times the decay of its field value.
+- **Boost** (``vecdb.proxy.boost``): a plain search's hits rescored by filters and weights; not a
+  hybrid search's ranker (as Milvus: its fusion rankers are rrf, weighted, decay and model).
 - Scores are float32, summed in request order. Ties go to the smaller primary key. The fused list
   is cut to ``offset + limit`` and the first ``offset`` dropped.
 """
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vecdb import errors
+from vecdb.proxy.boost import Boost, parse_boost
 from vecdb.proxy.decay import Decay, parse_decay
 from vecdb.schema import CollectionSchema
 
@@ -37,14 +40,16 @@ _LARGER_IS_BETTER = {"IP", "COSINE", "BM25"}
 
 @dataclass(frozen=True)
 class Ranker:
-    """``strategy`` "rrf" (with ``k``), "weighted" (with ``weights``, ``norm_score``) or "decay" (with
-    ``decay``: its hits need the field's values, ``SubResult.values``)."""
+    """``strategy`` "rrf" (with ``k``), "weighted" (with ``weights``, ``norm_score``), "decay" (with
+    ``decay``: its hits need the field's values, ``SubResult.values``) or "boost" (with ``boost``: a plain
+    search's hits rescored, ``vecdb.proxy.boost``; never fused)."""
 
     strategy: str
     k: float = DEFAULT_RRF_K
     weights: tuple[float, ...] = ()
     norm_score: bool = True
     decay: Decay | None = None
+    boost: Boost | None = None
 
 
 @dataclass
@@ -139,6 +144,8 @@ def ranker_from_function(name: str, params: dict[str, str], n_requests: int, sch
     kind = params.get("reranker", "").lower()
     if kind == "decay":
         return Ranker("decay", decay=parse_decay(schema, inputs, params))
+    if kind == "boost":
+        return Ranker("boost", boost=parse_boost(schema, [(inputs, params)], {}))
     if kind == "rrf":
         raw = params.get("k", str(DEFAULT_RRF_K))
         try:
@@ -155,7 +162,8 @@ def ranker_from_function(name: str, params: dict[str, str], n_requests: int, sch
                 f"Parse weights param failed, weight should be []float, but got: {text}") from None
         return _weighted(weights, params.get("norm_score", "false"), n_requests)
     raise errors.OperationNotSupported(
-        f"rerank function {name!r} ({kind or 'no reranker'}) is not supported; use rrf, weighted or decay")
+        f"rerank function {name!r} ({kind or 'no reranker'}) is not supported; "
+        "use rrf, weighted or decay (or boost, on a search)")
 
 
 def _normalizer(metric: str, norm: bool, mixed: bool):
@@ -238,6 +246,13 @@ def function_ranker(request, n_requests: int, schema: CollectionSchema) -> Ranke
     """The ranker of a search or hybrid search request's ``function_score`` (pymilvus 2.6 ``ranker=``);
     None without one."""
     functions = list(request.function_score.functions) if request.HasField("function_score") else []
+    kinds = [next((kv.value.lower() for kv in fn.params if kv.key.lower() == "reranker"), "") for fn in functions]
+    if "boost" in kinds:  # one or more boost functions, combined by the FunctionScore's modes
+        if set(kinds) != {"boost"}:
+            raise errors.InvalidParameter("boost functions cannot be combined with other rerank functions")
+        return Ranker("boost", boost=parse_boost(
+            schema, [(list(fn.input_field_names), {kv.key: kv.value for kv in fn.params}) for fn in functions],
+            {kv.key: kv.value for kv in request.function_score.params}))
     if len(functions) > 1:
         raise errors.OperationNotSupported("only one rerank function is supported in a search")
     if not functions:

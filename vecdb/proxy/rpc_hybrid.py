@@ -21,6 +21,7 @@ from pymilvus.grpc_gen import milvus_pb2
 from vecdb import errors
 from vecdb.limits import LIMITS
 from vecdb.proxy.base import kv_dict, rpc
+from vecdb.proxy.boost import Boost
 from vecdb.proxy.consistency import level_of, reading_at
 from vecdb.proxy.grouping import group_fused, parse_group_by, parse_group_scorer
 from vecdb.proxy.quota import admit_collection
@@ -40,8 +41,21 @@ _SHARED = (ZONE_KEY, TIME_FIELDS_KEY)
 
 
 def _ranker(request, n_requests: int, schema) -> Ranker:
-    return function_ranker(request, n_requests, schema) or ranker_from_rank_params(kv_dict(request.rank_params),
-                                                                                   n_requests)
+    ranker = function_ranker(request, n_requests, schema)
+    if ranker is not None and ranker.boost is not None:  # (Milvus: not among its fusion rankers)
+        raise errors.InvalidParameter("Unsupported rerank function: [boost] , list of supported "
+                                      "[decay,model,rrf,weighted]: a boost ranker can only rescore a search "
+                                      "or one ANN request of a hybrid search")
+    return ranker or ranker_from_rank_params(kv_dict(request.rank_params), n_requests)
+
+
+def _sub_boost(sub, schema) -> Boost | None:
+    """An ANN request's own boost ranker (Milvus docs: allowed on an AnnSearchRequest); other rankers
+    there are refused."""
+    ranker = function_ranker(sub, 1, schema)
+    if ranker is not None and ranker.boost is None:
+        raise errors.InvalidParameter("an ANN request of a hybrid search takes only a boost ranker")
+    return None if ranker is None else ranker.boost
 
 
 def _window(rank: dict[str, str]) -> tuple[int, int]:
@@ -81,6 +95,7 @@ class HybridRpcs(SearchRpcs):
         parts = self.partition_ids(info, request.partition_names)
         plans: list[SearchPlan] = []
         specs: list[SearchSpec] = []
+        boosts = [_sub_boost(sub, info.schema) for sub in reqs]
         for sub in reqs:
             own = {kv.key for kv in sub.search_params}
             pairs = [kv for kv in sub.search_params if kv.key not in _HYBRID_OWNED]
@@ -99,10 +114,14 @@ class HybridRpcs(SearchRpcs):
         for plan in plans:  # (each request's vector type: grouping refuses binary vectors)
             group = parse_group_by(info.schema, rank, {}, plan.field.dtype)
         decayed = ranker.decay.field if ranker.decay is not None else None  # its field read with every hit
+        if group is not None and any(boosts):
+            raise errors.InvalidParameter("a boost ranker in an ANN request cannot be combined with group_by_field")
         with reading_at(level):
-            if group is None:
-                hits = [self.r.querynode.search(info, spec, parts, with_field(plan.fetch, decayed))
-                        for plan, spec in zip(plans, specs)]
+            if group is None:  # (an ANN request with a boost ranker: its hits rescored and re-sorted)
+                hits = [self.r.querynode.search(info, spec, parts, with_field(plan.fetch, decayed)) if boost is None
+                        else self.boosted_hits(info, spec, dataclasses.replace(
+                            plan, offset=0, fetch=with_field(plan.fetch, decayed)), parts, boost)
+                        for plan, spec, boost in zip(plans, specs, boosts)]
             else:  # each request a grouping search of its own limit of groups (Milvus 2.5+)
                 hits = [self.grouped_hits(info, spec, dataclasses.replace(plan, fetch=with_field(plan.fetch, decayed)),
                                           parts, group) for plan, spec in zip(plans, specs)]

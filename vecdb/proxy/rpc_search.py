@@ -19,6 +19,7 @@ from vecdb.index.params import MAX_CANDIDATES
 from vecdb.limits import LIMITS
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, kv_dict, parse_json_param, rpc
+from vecdb.proxy.boost import Boost, rescored_rows
 from vecdb.proxy.consistency import BOUNDED_STALENESS, ReadLevel, level_of, reading_at
 from vecdb.proxy.fielddata import parse_placeholder_group, resolve_output_fields
 from vecdb.proxy.fieldencode import fill_field_data
@@ -317,6 +318,8 @@ class SearchRpcs(ServiceBase):
                          ranker: Ranker) -> milvus_pb2.SearchResults:
         """A search with a rerank function (``ranker=``; ``vecdb.proxy.rerank``): its best ``limit +
         offset`` hits per query re-scored and re-sorted, then the offset dropped (as Milvus's proxy)."""
+        if ranker.boost is not None:
+            return self._boosted_search(info, spec, plan, parts, ranker.boost)
         field = ranker.decay.field if ranker.decay is not None else None
         wide = dataclasses.replace(spec, limit=plan.limit + plan.offset, offset=0)
         hits = self.r.querynode.search(info, wide, parts, with_field(plan.fetch, field))
@@ -327,6 +330,26 @@ class SearchRpcs(ServiceBase):
         resp = search_results(info.schema, nq, fused.topks, fused.pks, fused.scores, columns, plan.out_fields,
                               plan.dyn_keys, plan.limit, plan.round_decimal, plan.times)
         _add_highlights(resp, plan, fused.topks, columns)
+        resp.collection_name = info.name
+        resp.session_ts = spec.ts
+        return resp
+
+    def boosted_hits(self, info, spec: SearchSpec, plan: SearchPlan, parts, boost: Boost) -> Hits:
+        """The best ``limit + offset`` hits per query rescored by ``boost`` (``vecdb.proxy.boost``) and
+        re-sorted, the offset dropped; their columns those of ``plan.fetch``."""
+        wide = dataclasses.replace(spec, limit=plan.limit + plan.offset, offset=0)
+        hits = self.r.querynode.search(info, wide, parts, list(dict.fromkeys(plan.fetch + boost.fields)))
+        scores = boost.rescore(hits.scores, hits.pks, hits.columns)
+        topks, rows = rescored_rows(hits.topks, scores, plan.metric, plan.limit, plan.offset)
+        columns = {k: v[rows] for k, v in hits.columns.items() if k in plan.fetch}
+        return Hits(topks, hits.pks[rows], scores[rows], columns)
+
+    def _boosted_search(self, info, spec: SearchSpec, plan: SearchPlan, parts,
+                        boost: Boost) -> milvus_pb2.SearchResults:
+        hits = self.boosted_hits(info, spec, plan, parts, boost)
+        resp = search_results(info.schema, len(spec.queries), hits.topks, hits.pks, hits.scores, hits.columns,
+                              plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal, plan.times)
+        _add_highlights(resp, plan, hits.topks, hits.columns)
         resp.collection_name = info.name
         resp.session_ts = spec.ts
         return resp
