@@ -46,7 +46,7 @@ def test_autoindex_resolves_per_vector_type():
         ("SCANN", "L2", F, 9, {}, "divided by 2"),
         ("SCANN", "L2", F, 8, {"with_raw_data": "maybe"}, "should be a boolean"),
         ("FLAT", "HAMMING", F, 8, {}, "metric type HAMMING not found or not supported"),
-        ("BIN_FLAT", "L2", BIN, 8, {}, r"supported: \[HAMMING JACCARD\]"),
+        ("BIN_FLAT", "L2", BIN, 8, {}, r"supported: \[HAMMING JACCARD MHJACCARD\]"),  # Milvus 2.6
         ("BIN_IVF_FLAT", "SUBSTRUCTURE", BIN, 8, {}, "SUBSTRUCTURE not found or not supported"),
         ("IVF_FLAT", "L2", BIN, 8, {}, "can't build with this index IVF_FLAT"),
         ("BIN_FLAT", "HAMMING", F, 8, {}, "can't build with this index BIN_FLAT"),

@@ -16,7 +16,9 @@ from vecdb.vectors_check import MAX_SQUARED_NORM, invalid_rows
 
 FLOAT_METRICS = ("L2", "IP", "COSINE")
 BINARY_METRICS = ("HAMMING", "JACCARD")
+MINHASH_METRIC = "MHJACCARD"  # MinHash signatures in BINARY_VECTOR fields (vecdb.index.minhash)
 SIMILARITY_METRICS = frozenset({"IP", "COSINE", "BM25",  # BM25: sparse full text (vecdb.bm25)
+                                MINHASH_METRIC,
                                 "MAX_SIM", "MAX_SIM_COSINE", "MAX_SIM_IP"})  # embedding lists (vecdb.emb_list)
 
 @runtime_checkable
@@ -31,9 +33,11 @@ class VectorIndex(Protocol):
       euclidean; IP = inner product; COSINE = cosine similarity (vectors are
       normalised on the way in, caller arrays are never mutated, a zero vector
       has similarity 0 to everything, never NaN); HAMMING = differing bit
-      count; JACCARD = 1 - |a & b| / |a | b| (0 for two all-zero vectors).
+      count; JACCARD = 1 - |a & b| / |a | b| (0 for two all-zero vectors);
+      MHJACCARD = the share of equal MinHash elements, an estimate of the sets'
+      Jaccard similarity in [0, 1] (``vecdb.index.minhash``).
     - **Order.** Best first: ascending for L2/HAMMING/JACCARD, descending for
-      IP/COSINE (``is_similarity``).
+      IP/COSINE/MHJACCARD (``is_similarity``).
     - **Padding.** When fewer than k rows qualify, a result row is padded with
       offset -1 and distance +inf (L2-like) or -inf (IP/COSINE).
     - **Filter.** ``valid`` is an optional bool mask over offsets (rows that

@@ -14,6 +14,7 @@ from vecdb.errors import InvalidParameter
 from vecdb.index.base import (
     BINARY_METRICS,
     FLOAT_METRICS,
+    MINHASH_METRIC,
     check_range_params,
     empty_result,
     finish_range,
@@ -23,6 +24,7 @@ from vecdb.index.base import (
     pad_value,
     prepare_mask,
 )
+from vecdb.index.minhash import brute_force_mhjaccard
 from vecdb.index.threads import threads_for_queries
 
 # Bound on the (nq, rows) distance block computed at once (elements).
@@ -233,12 +235,16 @@ def brute_force_search(
     k: int,
     metric_type: str,
     valid: np.ndarray | None = None,
+    params: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k: ((nq, k) float32 distances, (nq, k) int64 offsets), best first.
 
     ``vectors`` are float (n, dim) for L2/IP/COSINE or packed uint8 (n, dim/8)
-    for HAMMING/JACCARD; ``valid`` masks rows (see VectorIndex rules).
+    for HAMMING/JACCARD/MHJACCARD; ``valid`` masks rows (see VectorIndex rules).
+    ``params`` (the search parameters) matter to MHJACCARD only: vecdb.index.minhash.
     """
+    if metric_type.upper() == MINHASH_METRIC:
+        return brute_force_mhjaccard(vectors, queries, k, params, valid)
     x, q, metric = _prepare(vectors, queries, metric_type)
     mask = prepare_mask(valid, len(x))
     return knn_exact(x, q, k, metric, ids=None if mask is None else np.flatnonzero(mask))
@@ -254,6 +260,8 @@ def brute_force_range(
     limit: int | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Exact range search with the Milvus 2.3 rules; per query (distances, offsets) best first."""
+    if metric_type.upper() == MINHASH_METRIC:
+        raise InvalidParameter(f"range search is not supported for metric type {MINHASH_METRIC}")
     check_range_params(metric_type.upper(), radius, range_filter)
     x, q, metric = _prepare(vectors, queries, metric_type)
     mask = prepare_mask(valid, len(x))

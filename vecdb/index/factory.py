@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from vecdb.errors import IoFailed
-from vecdb.index.base import VectorIndex
+from vecdb.index.base import MINHASH_METRIC, VectorIndex
 from vecdb.index.binary import BinaryIndex
 from vecdb.index.faiss_index import FaissIndex
 from vecdb.index.gpu import create_gpu_index
 from vecdb.index.index_file import read_index_file
+from vecdb.index.minhash import MinHashIndex
 from vecdb.index.params import index_spec, validate_index_params
 from vecdb.schema import DataType
 
@@ -25,6 +26,8 @@ def create_index(
     spec = index_spec(itype)
     if spec.gpu:
         return create_gpu_index(itype, metric, dim, p, vector_type)
+    if metric == MINHASH_METRIC:  # MINHASH_LSH, or BIN_FLAT searched exactly
+        return MinHashIndex(itype, metric, dim, p, vector_type)
     if spec.binary:
         return BinaryIndex(itype, metric, dim, p, vector_type)
     return FaissIndex(itype, metric, dim, p, vector_type)
@@ -37,6 +40,8 @@ def load_index(path: str, mmap: bool = False) -> VectorIndex:
         return FaissIndex.from_saved(meta, index, mmap)
     if meta.get("kind") == "binary":
         return BinaryIndex.from_saved(meta, index, arrays, mmap)
+    if meta.get("kind") == "minhash":
+        return MinHashIndex.from_saved(meta, arrays, mmap)
     if meta.get("kind") == "gpu":
         from vecdb.index.gpu import gpu_index_from_saved  # noqa: PLC0415 - CuPy only when needed
 

@@ -32,6 +32,9 @@ Choices that differ from Milvus, on purpose:
   (M 2..2048, nlist and nprobe 1..65536, CAGRA degrees and itopk_size 1..65536).
 - A GPU index type on a server without a GPU is refused when the index is
   created (IndexNotSupported), not when its build fails later.
+- MINHASH_LSH's layout (``mh_element_bit_width`` a multiple of 8 dividing dim,
+  ``mh_lsh_band`` dividing the element count) is checked at create_index;
+  knowhere finds it when the build fails.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vecdb.errors import IndexNotSupported, InvalidParameter
-from vecdb.index.base import BINARY_METRICS, FLOAT_METRICS
+from vecdb.index.base import BINARY_METRICS, FLOAT_METRICS, MINHASH_METRIC
 from vecdb.limits import LIMITS
 from vecdb.schema import DataType
 
@@ -112,8 +115,18 @@ INDEX_SPECS: dict[str, IndexSpec] = {
             (_NLIST, Param("with_raw_data", kind="bool", default=True)),
             (_NPROBE, Param("reorder_k", hi=MAX_CANDIDATES)),
         ),
-        IndexSpec("BIN_FLAT", True, BINARY_METRICS),
+        IndexSpec("BIN_FLAT", True, BINARY_METRICS + (MINHASH_METRIC,)),  # MHJACCARD: exact (vecdb.index.minhash)
         IndexSpec("BIN_IVF_FLAT", True, BINARY_METRICS, (_NLIST,), (_NPROBE,)),
+        IndexSpec(  # Milvus 2.6, knowhere's MinHashLSHConfig; the bloom filter probability is read by _minhash_build
+            "MINHASH_LSH", True, (MINHASH_METRIC,),
+            (
+                Param("mh_element_bit_width", default=8, lo=8, hi=256), Param("mh_lsh_band", default=1),
+                Param("with_raw_data", kind="bool", default=False),
+                Param("mh_lsh_code_in_mem", kind="bool", default=True),
+                Param("mh_lsh_shared_bloom_filter", kind="bool", default=False),
+                Param("mh_lsh_aligned_block_size", default=4096, lo=4096),
+            ),
+        ),
         IndexSpec("GPU_IVF_FLAT", False, _RAFT_METRICS, (_NLIST,), (_NPROBE,), gpu=True),
         IndexSpec(
             "GPU_IVF_PQ", False, _RAFT_METRICS,
@@ -248,7 +261,8 @@ def validate_index_params(
     if vt == DataType.INT8_VECTOR and spec.name not in INT8_INDEX_TYPES:  # Milvus 2.6: HNSW (and FLAT here)
         raise InvalidParameter(f"data type Int8Vector can't build with this index {spec.name}")
 
-    metric = str(metric_type or "").strip().upper() or ("HAMMING" if binary else "COSINE")
+    metric = str(metric_type or "").strip().upper() or (
+        spec.metrics[0] if spec.name == "MINHASH_LSH" else "HAMMING" if binary else "COSINE")
     if metric not in spec.metrics:
         raise InvalidParameter(
             f"metric type {metric} not found or not supported, supported: [{' '.join(spec.metrics)}]"
@@ -267,7 +281,24 @@ def validate_index_params(
         raise InvalidParameter(f"dimension must be able to be divided by 2, dimension: {dim}")
     if spec.name == "GPU_CAGRA" and out["intermediate_graph_degree"] < out["graph_degree"]:
         raise InvalidParameter("Graph degree cannot be larger than intermediate graph degree")
+    if spec.name == "MINHASH_LSH":
+        out["mh_lsh_bloom_false_positive_prob"] = _float_in(params, "mh_lsh_bloom_false_positive_prob", 0.01, 0.0, 1.0)
+        check_minhash_layout(dim, out["mh_element_bit_width"], out["mh_lsh_band"])
     return out
+
+
+def check_minhash_layout(dim: int, bit_width: int, band: int) -> None:
+    """knowhere's MinHash layout rules: ``dim`` bits hold dim / bit_width elements of whole bytes, split
+    into ``band`` equal bands (MinHashLSH::BuildAndSave and MinhashConfigCheck)."""
+    if bit_width % 8:
+        raise InvalidParameter(f"mh_element_bit_width ({bit_width}) should be a multiple of 8")
+    if dim % bit_width:
+        raise InvalidParameter(
+            f"the dim ({dim}) of a MinHash vector should be a multiple of mh_element_bit_width ({bit_width})")
+    if (dim // bit_width) % band:
+        raise InvalidParameter(
+            f"the number of MinHash elements ({dim // bit_width} = dim / mh_element_bit_width) should be "
+            f"divisible by mh_lsh_band ({band})")
 
 
 def _drop_ratio(params: dict, key: str) -> float:
@@ -346,6 +377,10 @@ def validate_search_params(
         v = _read(p, params, search=True)
         if v is not None:
             out[p.key] = v
+    if metric == MINHASH_METRIC or spec.name == "MINHASH_LSH":
+        if range_search:  # knowhere's MinHash search takes no radius (MinhashConfigCheck: search and train only)
+            raise InvalidParameter(f"range search is not supported for metric type {MINHASH_METRIC}")
+        out.update(minhash_search_params(params))
     if spec.name == "HNSW":
         if range_search:
             out.setdefault("ef", DEFAULT_HNSW_RANGE_EF)
@@ -358,4 +393,25 @@ def validate_search_params(
             out["reorder_k"] = k
         elif out["reorder_k"] < k:
             raise InvalidParameter(f"reorder_k({out['reorder_k']}) should be larger than k({k})")
+    return out
+
+
+# knowhere's MinHash search parameters; the element width and band are also search parameters there
+# (BIN_FLAT with MHJACCARD reads them from the search; a MINHASH_LSH index uses its own)
+_MINHASH_SEARCH = (
+    Param("mh_search_with_jaccard", kind="bool", default=False),
+    Param("refine_k"),
+    Param("mh_lsh_batch_search", kind="bool", default=False),
+    Param("mh_element_bit_width", default=8, lo=8, hi=256),
+    Param("mh_lsh_band", default=1),
+)
+
+
+def minhash_search_params(params: dict) -> dict:
+    """The MHJACCARD search parameters with knowhere's defaults (``refine_k`` only when given)."""
+    out = {}
+    for p in _MINHASH_SEARCH:
+        v = _read(p, params or {}, search=True)
+        if v is not None:
+            out[p.key] = v
     return out

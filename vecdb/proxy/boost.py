@@ -29,10 +29,10 @@ import numpy as np
 
 from vecdb import errors
 from vecdb.expr import Filter, compile_filter
+from vecdb.index.base import SIMILARITY_METRICS
 from vecdb.schema import CollectionSchema, DataType
 
 MODES = ("multiply", "sum")
-_LARGER_IS_BETTER = {"IP", "COSINE", "BM25"}
 _U64 = np.uint64
 _C1, _C2 = _U64(0x87C37B91114253D5), _U64(0x4CF5AD432745937F)
 _MANTISSA, _ONE_BITS = _U64((1 << 52) - 1), _U64(0x3FF << 52)
@@ -146,7 +146,7 @@ def rescored_rows(topks: list[int], scores: np.ndarray, metric: str, limit: int,
     """Each query's hits sorted by ``scores`` in ``metric``'s direction (ties: their order now), the
     first ``offset`` dropped and ``limit`` kept: the new topks and the rows, in output order."""
     qid = np.repeat(np.arange(len(topks)), topks)
-    key = -scores if metric.upper() in _LARGER_IS_BETTER else scores
+    key = -scores if metric.upper() in SIMILARITY_METRICS else scores
     order = np.lexsort((key, qid))  # stable: by query, then score
     starts = np.concatenate([[0], np.cumsum(topks)[:-1]]).astype(np.int64) if topks else np.empty(0, np.int64)
     rank = np.arange(len(order)) - starts[qid[order]] if len(order) else np.empty(0, np.int64)

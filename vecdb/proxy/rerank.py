@@ -29,13 +29,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from vecdb import errors
+from vecdb.index.base import SIMILARITY_METRICS
 from vecdb.proxy.boost import Boost, parse_boost
 from vecdb.proxy.decay import Decay, parse_decay
 from vecdb.schema import CollectionSchema
 
 MAX_RRF_K = 16384
 DEFAULT_RRF_K = 60.0
-_LARGER_IS_BETTER = {"IP", "COSINE", "BM25"}
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def ranker_from_function(name: str, params: dict[str, str], n_requests: int, sch
 def _normalizer(metric: str, norm: bool, mixed: bool):
     m = metric.upper()
     if not norm:
-        if not mixed or m in _LARGER_IS_BETTER:
+        if not mixed or m in SIMILARITY_METRICS:
             return lambda s: s
         return lambda s: (1.0 - 2.0 * np.arctan(s.astype(np.float64)) / math.pi).astype(np.float32)
     if m == "COSINE":
@@ -191,7 +191,7 @@ def _contributions(ranker: Ranker, subs: list[SubResult]) -> tuple[list[np.ndarr
         return out, True
     if ranker.strategy == "decay":  # larger is better; the decay applies once the best score is known
         return [_normalizer(sub.metric, False, True)(np.asarray(sub.scores, np.float32)) for sub in subs], True
-    larger = [s.metric.upper() in _LARGER_IS_BETTER for s in subs]
+    larger = [s.metric.upper() in SIMILARITY_METRICS for s in subs]
     mixed = any(larger) and not all(larger)
     out = []
     for w, sub in zip(ranker.weights, subs):

@@ -466,6 +466,9 @@ class SearchRpcs(ServiceBase):
         else:  # a range search is bounded by its radius, not by ef: the index raises ef to the limit itself
             search_params = validate_search_params(index_type, metric, params, limit + offset,
                                                    range_search=radius is not None)
+        if index is not None and index.index_type == "MINHASH_LSH":  # growing rows: the index's layout
+            for key in ("mh_element_bit_width", "mh_lsh_band"):
+                search_params[key] = int(index.params[key])
         if index is not None and "drop_ratio_build" in index.params:  # sparse: postings built on the node
             search_params["drop_ratio_build"] = float(index.params["drop_ratio_build"])
         if index is not None and index.metric_type == "BM25":  # scored on the node with the index's k1, b

@@ -119,7 +119,8 @@ def _segment_search(view: SegmentView, spec: SearchSpec, k: int, mask: np.ndarra
     interim = seg.growing_indexes.get(spec.field.name)
     if interim is not None and interim.ntotal:
         return _interim_search(view, spec, k, mask, interim)
-    return brute_force_search(seg.column(spec.field.name, view.n), spec.queries, k, spec.metric, valid=mask)
+    return brute_force_search(seg.column(spec.field.name, view.n), spec.queries, k, spec.metric, valid=mask,
+                              params=spec.params)  # MHJACCARD's element width and bands (vecdb.index.minhash)
 
 
 INTERIM_EF = 64
