@@ -108,6 +108,9 @@ def test_refused_metric_range_and_layout(client, name, dedup):
     with pytest.raises(MilvusException, match="range search is not supported"):
         client.search(name, q, anns_field="sig", limit=1,
                       search_params={"metric_type": "MHJACCARD", "params": {"radius": 0.5}})
+    with pytest.raises(MilvusException, match="search iterator is not supported for metric type MHJACCARD"):
+        client.search_iterator(name, q, anns_field="sig", batch_size=5, limit=20,
+                               search_params={"metric_type": "MHJACCARD"}).next()
     client.release_collection(name)
     client.drop_index(name, "sig")
     idx = client.prepare_index_params()

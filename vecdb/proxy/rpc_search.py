@@ -15,6 +15,7 @@ from vecdb.expr import compile_filter
 from vecdb.expr.filter import KeyFilter
 from vecdb.expr.local_time import localize_iso_literals
 from vecdb.index import validate_search_params
+from vecdb.index.base import MINHASH_METRIC
 from vecdb.index.params import MAX_CANDIDATES
 from vecdb.limits import LIMITS
 from vecdb.proxy import status
@@ -452,6 +453,8 @@ class SearchRpcs(ServiceBase):
             raise errors.InvalidParameter("Not allowed to do range-search when doing search-group-by")
         if order and iterator:
             raise errors.InvalidParameter("order_by is not supported when using search iterator")
+        if iterator and metric == MINHASH_METRIC:  # its pages past the first are range searches (knowhere: none)
+            raise errors.InvalidParameter(f"search iterator is not supported for metric type {MINHASH_METRIC}")
         iter_batch = iterator_batch(sp, iterator, offset)
         if iter_batch:
             limit = iter_batch
