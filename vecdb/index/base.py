@@ -339,6 +339,26 @@ class RWLock:
         return _Guard(self.acquire_write, self.release_write)
 
 
+class LockedIndex:
+    """What the in-memory indexes share: a reader-writer lock (``_lock``) that ``freeze`` makes
+    lock-free for a sealed segment's index, and ``_read_only`` for one loaded with mmap."""
+
+    _lock: RWLock
+    _read_only: bool
+
+    def _init_lock(self) -> None:
+        self._lock = RWLock()
+        self._read_only = False
+
+    def _check_writable(self) -> None:
+        if self._read_only:
+            raise OperationNotSupported("index was loaded with mmap and is read-only")
+
+    def freeze(self) -> None:
+        """No more writes (a sealed segment's index): searches stop taking the lock."""
+        self._lock.freeze()
+
+
 class _Guard:
     __slots__ = ("_enter", "_exit")
 

@@ -24,9 +24,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from vecdb.errors import OperationNotSupported
 from vecdb.index.base import (
-    RWLock,
+    LockedIndex,
     as_binary,
     check_range_params,
     empty_result,
@@ -73,7 +72,7 @@ class _Rows:
         self._n = need
 
 
-class BinaryIndex:
+class BinaryIndex(LockedIndex):
     """BIN_FLAT / BIN_IVF_FLAT; see the module docstring and VectorIndex for the rules."""
 
     def __init__(self, index_type: str, metric_type: str, dim: int, params: dict,
@@ -85,8 +84,7 @@ class BinaryIndex:
         self.vector_type = DataType(vector_type)
         self._ivf = index_type == "BIN_IVF_FLAT"
         self._nbytes = dim // 8
-        self._lock = RWLock()
-        self._read_only = False
+        self._init_lock()
         self._reset()
 
     def _reset(self) -> None:
@@ -188,14 +186,6 @@ class BinaryIndex:
         assign = self._assign.data
         self._order = np.argsort(assign, kind="stable").astype(np.int64)
         self._bounds = np.searchsorted(assign[self._order], np.arange(len(self._centroids) + 1)).astype(np.int64)
-
-    def _check_writable(self) -> None:
-        if self._read_only:
-            raise OperationNotSupported("index was loaded with mmap and is read-only")
-
-    def freeze(self) -> None:
-        """No more writes (a sealed segment's index): searches stop taking the lock."""
-        self._lock.freeze()
 
     def raw_vectors(self) -> None:
         """Binary codes stay in their own buffers: nothing to share."""

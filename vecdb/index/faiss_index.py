@@ -41,9 +41,8 @@ from typing import Any, TypeVar
 import faiss
 import numpy as np
 
-from vecdb.errors import OperationNotSupported
 from vecdb.index.base import (
-    RWLock,
+    LockedIndex,
     as_float32,
     check_indexable,
     check_range_params,
@@ -114,7 +113,7 @@ def _bitmap_selector(mask: np.ndarray) -> tuple[Any, np.ndarray]:
     return faiss.IDSelectorBitmap(len(packed), faiss.swig_ptr(packed)), packed
 
 
-class FaissIndex:
+class FaissIndex(LockedIndex):
     """A float-vector index on FAISS; see the module docstring and VectorIndex for the rules."""
 
     def __init__(self, index_type: str, metric_type: str, dim: int, params: dict,
@@ -126,8 +125,7 @@ class FaissIndex:
         self.vector_type = DataType(vector_type)
         self._cosine = metric_type == "COSINE"
         self._faiss_metric = faiss.METRIC_L2 if metric_type == "L2" else faiss.METRIC_INNER_PRODUCT
-        self._lock = RWLock()
-        self._read_only = False
+        self._init_lock()
         self._fparams: dict = {}  # unfiltered FAISS SearchParameters, reused (FAISS only reads them)
         self._trained: dict[str, int] = {}  # effective nlist / nbits once trained
         self._index: Any = None  # the real index (None while pending)
@@ -237,14 +235,6 @@ class FaissIndex:
             if n >= self._full_train_rows():
                 stored = faiss.rev_swig_ptr(self._pending.get_xb(), n * self.dim)
                 self._train_on(np.array(stored, dtype=np.float32).reshape(n, self.dim))
-
-    def _check_writable(self) -> None:
-        if self._read_only:
-            raise OperationNotSupported("index was loaded with mmap and is read-only")
-
-    def freeze(self) -> None:
-        """No more writes (a sealed segment's index): searches stop taking the lock."""
-        self._lock.freeze()
 
     def raw_vectors(self) -> np.ndarray | None:
         """The stored vectors, zero-copy, when they are the caller's rows unchanged (VectorIndex)."""

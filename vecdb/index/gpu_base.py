@@ -38,7 +38,7 @@ import numpy as np
 
 from vecdb.errors import MemoryLimitExceeded
 from vecdb.index.base import (
-    RWLock,
+    LockedIndex,
     as_float32,
     check_indexable,
     check_range_params,
@@ -82,7 +82,7 @@ def check_gpu_memory(index_type: str, need_bytes: int) -> None:
         )
 
 
-class GpuIndex:
+class GpuIndex(LockedIndex):
     """Base of the GPU indexes; subclasses fill in the ``_build``/``_add``/``_search_*``/``_range`` hooks."""
 
     approximate = True  # False: every search is exact (GPU_BRUTE_FORCE)
@@ -101,7 +101,7 @@ class GpuIndex:
         self._dev: dict[str, Any] = {}
         self._info: dict[str, Any] = {}
         self._n = 0
-        self._lock = RWLock()
+        self._init_lock()
         self._batcher = QueryBatcher()
 
     # --- hooks -------------------------------------------------------------
@@ -146,10 +146,6 @@ class GpuIndex:
         if stored:
             check_indexable(a)
         return normalize_rows(a) if self._cosine else a
-
-    def freeze(self) -> None:
-        """No more writes (a sealed segment's index): searches stop taking the lock."""
-        self._lock.freeze()
 
     def raw_vectors(self) -> None:
         """GPU indexes keep their vectors on the device: nothing to share."""

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from vecdb.errors import InvalidParameter, OperationNotSupported
+from vecdb.errors import InvalidParameter
 from vecdb.index.base import (
     MINHASH_METRIC,
-    RWLock,
+    LockedIndex,
     as_binary,
     empty_result,
     prepare_mask,
@@ -175,7 +175,7 @@ def brute_force_mhjaccard(vectors: np.ndarray, queries: np.ndarray, k: int, para
 
 
 # --- the index ---------------------------------------------------------------
-class MinHashIndex:
+class MinHashIndex(LockedIndex):
     """MINHASH_LSH, and BIN_FLAT with MHJACCARD (exact); see the module docstring and VectorIndex."""
 
     def __init__(self, index_type: str, metric_type: str, dim: int, params: dict,
@@ -192,8 +192,7 @@ class MinHashIndex:
         self._raw = not self._lsh or bool(self.params.get("with_raw_data", False))
         if self._lsh:
             _layout(self._nbytes, self._width, self._band)
-        self._lock = RWLock()
-        self._read_only = False
+        self._init_lock()
         self._reset()
 
     def _reset(self) -> None:
@@ -232,14 +231,6 @@ class MinHashIndex:
             self._order = np.argsort(self._keys.T, axis=1, kind="stable").astype(np.int64)
             self._sorted = np.take_along_axis(self._keys.T, self._order, axis=1)
         self._n += len(x)
-
-    def _check_writable(self) -> None:
-        if self._read_only:
-            raise OperationNotSupported("index was loaded with mmap and is read-only")
-
-    def freeze(self) -> None:
-        """No more writes (a sealed segment's index): searches stop taking the lock."""
-        self._lock.freeze()
 
     def raw_vectors(self) -> np.ndarray | None:
         """The signatures as given (read-only, zero-copy) when the index keeps them (with_raw_data)."""
