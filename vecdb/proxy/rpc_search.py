@@ -225,6 +225,12 @@ class SearchRpcs(ServiceBase):
             rows = order_rows(hits.topks, hits.columns, plan.order)
             hits.pks, hits.scores = hits.pks[rows], hits.scores[rows]
             hits.columns = {k: v[rows] for k, v in hits.columns.items()}
+        return self._reply(info, spec, plan, hits)
+
+    @staticmethod
+    def _reply(info, spec: SearchSpec, plan: SearchPlan, hits: Hits) -> milvus_pb2.SearchResults:
+        """The SearchResults of ``hits`` (one block per query of ``spec``) as ``plan`` asks: output
+        fields, highlights, the collection's name and the snapshot read."""
         resp = search_results(info.schema, len(spec.queries), hits.topks, hits.pks, hits.scores, hits.columns,
                               plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal, plan.times)
         _add_highlights(resp, plan, hits.topks, hits.columns)
@@ -320,7 +326,7 @@ class SearchRpcs(ServiceBase):
         """A search with a rerank function (``ranker=``; ``vecdb.proxy.rerank``): its best ``limit +
         offset`` hits per query re-scored and re-sorted, then the offset dropped (as Milvus's proxy)."""
         if ranker.boost is not None:
-            return self._boosted_search(info, spec, plan, parts, ranker.boost)
+            return self._reply(info, spec, plan, self.boosted_hits(info, spec, plan, parts, ranker.boost))
         field = ranker.decay.field if ranker.decay is not None else None
         wide = dataclasses.replace(spec, limit=plan.limit + plan.offset, offset=0)
         hits = self.r.querynode.search(info, wide, parts, with_field(plan.fetch, field))
@@ -328,12 +334,7 @@ class SearchRpcs(ServiceBase):
         fused = fuse(ranker, [SubResult(hits.topks, hits.pks, hits.scores, plan.metric, hits.columns.get(field or ""))],
                      nq, plan.limit, plan.offset)
         columns = fused_columns(fused, [hits.columns], plan.fetch)
-        resp = search_results(info.schema, nq, fused.topks, fused.pks, fused.scores, columns, plan.out_fields,
-                              plan.dyn_keys, plan.limit, plan.round_decimal, plan.times)
-        _add_highlights(resp, plan, fused.topks, columns)
-        resp.collection_name = info.name
-        resp.session_ts = spec.ts
-        return resp
+        return self._reply(info, spec, plan, Hits(fused.topks, fused.pks, fused.scores, columns))
 
     def boosted_hits(self, info, spec: SearchSpec, plan: SearchPlan, parts, boost: Boost) -> Hits:
         """The best ``limit + offset`` hits per query rescored by ``boost`` (``vecdb.proxy.boost``) and
@@ -345,26 +346,12 @@ class SearchRpcs(ServiceBase):
         columns = {k: v[rows] for k, v in hits.columns.items() if k in plan.fetch}
         return Hits(topks, hits.pks[rows], scores[rows], columns)
 
-    def _boosted_search(self, info, spec: SearchSpec, plan: SearchPlan, parts,
-                        boost: Boost) -> milvus_pb2.SearchResults:
-        hits = self.boosted_hits(info, spec, plan, parts, boost)
-        resp = search_results(info.schema, len(spec.queries), hits.topks, hits.pks, hits.scores, hits.columns,
-                              plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal, plan.times)
-        _add_highlights(resp, plan, hits.topks, hits.columns)
-        resp.collection_name = info.name
-        resp.session_ts = spec.ts
-        return resp
-
     def _grouped_search(self, info, spec: SearchSpec, plan: SearchPlan, parts) -> milvus_pb2.SearchResults:
         """A grouping search (``vecdb.proxy.grouping``)."""
         assert plan.group is not None
         hits = self.grouped_hits(info, spec, plan, parts, plan.group)
-        resp = search_results(info.schema, len(spec.queries), hits.topks, hits.pks, hits.scores, hits.columns,
-                              plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal, plan.times)
-        _add_highlights(resp, plan, hits.topks, hits.columns)
+        resp = self._reply(info, spec, plan, hits)
         add_group_values(resp, info.schema, hits.columns, plan.group)
-        resp.collection_name = info.name
-        resp.session_ts = spec.ts
         return resp
 
     def grouped_hits(self, info, spec: SearchSpec, plan: SearchPlan, parts, group: GroupBy) -> Hits:
