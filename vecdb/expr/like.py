@@ -3,9 +3,11 @@
 ``%``, ``_`` and backslash, and any other backslash is itself literal.
 Matching is over the whole string (Milvus ``like`` is anchored).
 
-``compile_like(pattern)`` returns a function from a 1-D object array of str to
+``compile_like(pattern)`` returns a callable from a 1-D object array of str to
 a bool mask, picking the cheapest strategy: equality, prefix (two vectorised
-string comparisons), suffix, substring, or a compiled regex.
+string comparisons), suffix, substring, or a compiled regex. It carries the
+pattern's ``literals``, which a sealed segment's NGRAM index looks up to check
+only candidate rows (vecdb.expr.ngram_like).
 
 The regex never backtracks more than one level, so a match costs about
 O(len(s) * len(pattern)) whatever the pattern (a naive ``.*a.*a.*b`` costs
@@ -80,7 +82,29 @@ def _regex(pattern: str):
     return re.compile(like_to_regex(pattern), re.DOTALL).fullmatch
 
 
-def compile_like(pattern: str) -> Matcher:
+def literals(pattern: str) -> list[str]:
+    """The literal runs of ``pattern`` (split at ``%`` and ``_``, escapes read): a string matching
+    it holds each as a substring (what an NGRAM index looks up, vecdb.index.ngram)."""
+    return [p for p in _parse(pattern) if isinstance(p, str)]
+
+
+class LikeMatcher:
+    """``compile_like``'s result: called on strings, a bool mask; ``literals`` for an index."""
+
+    __slots__ = ("pattern", "literals", "_match")
+
+    def __init__(self, pattern: str, match: Matcher):
+        self.pattern, self.literals, self._match = pattern, literals(pattern), match
+
+    def __call__(self, data: np.ndarray) -> np.ndarray:
+        return self._match(data)
+
+
+def compile_like(pattern: str) -> LikeMatcher:
+    return LikeMatcher(pattern, _strategy(pattern))
+
+
+def _strategy(pattern: str) -> Matcher:
     parts = _parse(pattern)
     lits = [p for p in parts if isinstance(p, str)]
     if _ONE not in parts and len(lits) <= 1:

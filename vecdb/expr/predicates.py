@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from vecdb.expr import rowdata
+from vecdb.expr.ngram_like import indexed_like
 from vecdb.expr.nodes import Column, Const, FieldNode, JsonPath, ValueNode
 from vecdb.expr.rowdata import MISSING
 from vecdb.expr.runtime import ArrayVal, JsonVal, ListLit, Scalar, Typed, and_masks
@@ -269,6 +270,9 @@ class Like(Pred):
         self.value, self.matcher = value, matcher
 
     def eval(self, ctx):
+        res = indexed_like(ctx, self.value, self.matcher)  # a sealed segment's NGRAM index: candidates only
+        if res is not None:
+            return res
         view = self.value.eval(ctx).view("str")
         if view is None:
             return np.zeros(ctx.n, dtype=bool)

@@ -12,8 +12,8 @@
   taken and described, and builds nothing: spatial filters scan the segment's cached shapely
   geometries (vecdb.geometry), whose prepared query geometry does the pruning an R-tree would;
 - NGRAM: VARCHAR, and JSON with ``json_cast_type`` VARCHAR (Milvus 2.6: an n-gram index for
-  ``like``), ``min_gram`` and ``max_gram`` integers with 1 <= min <= max. Taken and described; ``like``
-  filters scan the column (vecdb.expr.like), as fast on a segment's strings as a scan can be;
+  ``like``), ``min_gram`` and ``max_gram`` integers with 1 <= min <= max. Built per sealed segment as
+  n-gram posting lists (vecdb.index.ngram), which ``like`` filters read (vecdb.expr.ngram_like);
 - AUTOINDEX: any scalar field (Milvus picks a scalar index itself).
 
 What one is used for (``SortedIndex``): a sealed segment's column, sorted once (its values and

@@ -15,6 +15,7 @@ import numpy as np
 from vecdb import bm25, emb_list, sparse
 from vecdb.index import brute_force_search, create_index, is_similarity
 from vecdb.index.bruteforce import merge_topk
+from vecdb.index.ngram import segment_ngram_index
 from vecdb.index.scalar import segment_scalar_index
 from vecdb.querynode.shard import SegmentView
 from vecdb.roles import RowFilter
@@ -34,6 +35,12 @@ class SegmentColumns(Mapping):
         """The sealed segment's scalar index of ``name`` when built over the view's rows (filters on
         the field then use it: vecdb.index.scalar)."""
         idx = segment_scalar_index(self._view.segment, name)
+        return idx if idx is not None and idx.n == self._view.n else None
+
+    def ngram_index(self, key: tuple):
+        """The sealed segment's NGRAM index of ``key`` (column, JSON path) when built over the view's
+        rows (``like`` then checks its candidates only: vecdb.expr.ngram_like)."""
+        idx = segment_ngram_index(self._view.segment, key)
         return idx if idx is not None and idx.n == self._view.n else None
 
     def __iter__(self):

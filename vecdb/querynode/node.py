@@ -33,7 +33,8 @@ from vecdb.column_defaults import output_column, unknown_columns
 from vecdb.coord import index_builds
 from vecdb.coord.index_builds import BuildRefused, IndexBuilds
 from vecdb.datanode.indexer import file_built
-from vecdb.index import create_index, load_index, new_index
+from vecdb.expr import ngram_like
+from vecdb.index import create_index, load_index, new_index, ngram
 from vecdb.index import scalar as scalar_index
 from vecdb.log_records import InsertRecord, Record, decode
 from vecdb.querynode import executor
@@ -41,6 +42,7 @@ from vecdb.querynode.compaction import CompactionFollower
 from vecdb.querynode.segment import Segment
 from vecdb.querynode.shard import ReadScope, SegmentView, Shard
 from vecdb.roles import RowFilter
+from vecdb.schema import DataType
 from vecdb.storage import segments as sf
 from vecdb.storage import stall
 from vecdb.storage.base import Log, MetaStore, ObjectStore
@@ -625,14 +627,28 @@ class QueryNode:
     def _warm_scalar(self, info: CollectionInfo, segments: list[Segment]) -> None:
         """A scalar index (INVERTED, BITMAP, STL_SORT, Trie, AUTOINDEX) on a BOOL, numeric or VARCHAR
         field: each sealed segment's column sorted once, in the background, which filters on the
-        field then read (vecdb.index.scalar); until it is there they scan."""
+        field then read (vecdb.index.scalar); until it is there they scan. NGRAM: ``_warm_ngram``."""
         for idx in info.indexes:
             field = info.schema.field(idx.field_name)
+            if field is not None and idx.index_type == "NGRAM":
+                self._warm_ngram(info, idx, field, segments)
             if field is None or field.dtype.is_vector or not scalar_index.accelerates(field):
                 continue
             for seg in segments:
                 if seg.sealed and not seg.stub and field.name in seg.column_names():
                     self._builder.submit(_warm_scalar_index, seg, field.name)
+
+    def _warm_ngram(self, info: CollectionInfo, idx: IndexInfo, field, segments: list[Segment]) -> None:
+        """An NGRAM index: each sealed segment's n-gram postings of the field (or its JSON path), built
+        in the background, which ``like`` filters then read (vecdb.index.ngram); until then they scan."""
+        key = ngram_like.index_key(info.schema, idx.field_name, idx.params)
+        if key is None:
+            return
+        grams = int(idx.params["min_gram"]), int(idx.params["max_gram"])
+        json = field.dtype != DataType.VARCHAR
+        for seg in segments:
+            if seg.sealed and not seg.stub and key[0] in seg.column_names():
+                self._builder.submit(_warm_ngram_index, seg, key, grams, json)
 
     def _build_index(self, info, idx, field, seg: Segment) -> None:
         """Build (or adopt the interim HNSW), save the file, then publish: once DescribeIndex counts a
@@ -935,6 +951,14 @@ def _warm_scalar_index(seg: Segment, name: str) -> None:
         scalar_index.build_segment_scalar_index(seg, name)
     except Exception:  # filters on the field scan instead
         log.exception("scalar index of segment %s not built", seg.segment_id)
+
+
+def _warm_ngram_index(seg: Segment, key: tuple, grams: tuple[int, int], json: bool) -> None:
+    try:
+        ngram.build_segment_ngram_index(
+            seg, key, *grams, lambda: ngram_like.indexed_strings(seg.column(key[0]), key[1], json))
+    except Exception:  # like filters on the field scan instead
+        log.exception("ngram index of segment %s not built", seg.segment_id)
 
 
 def _warm_postings(seg: Segment, name: str, drop_ratio_build: float) -> None:
