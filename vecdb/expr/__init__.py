@@ -6,7 +6,8 @@
 Modules: ``lexer`` -> ``parser`` (syntax tree in ``ast``) -> ``compiler``
 (names and types against the schema) -> a plan of ``nodes`` (values) and
 ``predicates`` (masks), evaluated over ``runtime`` values with JSON/ARRAY
-helpers in ``rowdata`` and LIKE in ``like``; ``filter`` ties them together
+helpers in ``rowdata``, LIKE in ``like`` and the array-of-struct operators
+(``element_filter``, ``MATCH_*``) in ``element``; ``filter`` ties them together
 with a cache. ``python -m bench.filter_throughput`` prints throughput.
 """
 

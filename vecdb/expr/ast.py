@@ -38,6 +38,14 @@ class Name(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class SubField(Node):
+    """``$[name]``: sub-field ``name`` of the struct element an element predicate tests (Milvus 3.0's
+    ``element_filter`` / ``MATCH_*``)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Unary(Node):
     op: str  # '-', '+', 'not'
     operand: Node

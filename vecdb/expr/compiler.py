@@ -3,7 +3,9 @@
 Name resolution: ``$meta[...]`` is the dynamic field; a schema field is
 itself (JSON fields take ``["key"]``/``[0]`` paths, ARRAY fields one
 ``[index]``); any other name means ``$meta["name"]`` when the dynamic field
-is enabled and is an error ("field x not exist") otherwise.
+is enabled and is an error ("field x not exist") otherwise. ``$[sub]`` is a struct
+element's sub-field, only inside ``element_filter`` / ``MATCH_*`` (``vecdb.expr.element``),
+whose predicate reads no row-level field.
 
 Type rules (errors at compile time, like Milvus's plan parser):
 
@@ -34,12 +36,12 @@ import math
 import numpy as np
 
 from vecdb.errors import InvalidParameter
-from vecdb.expr import ast, nodes
+from vecdb.expr import ast, element, nodes
 from vecdb.expr import predicates as preds
 from vecdb.expr.lexer import INT64_MAX, INT64_MIN, clip, syntax_error
 from vecdb.expr.like import compile_like, match_one
 from vecdb.expr.parser import parse
-from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, valid_key
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, struct_sub_field_name, valid_key
 
 TYPE_NAMES = {"int": "Int64", "float": "Double", "bool": "Bool", "str": "VarChar", "json": "JSON",
               "array": "Array", "list": "Array"}
@@ -71,6 +73,7 @@ def compile_expr(expr: str, schema: CollectionSchema, template_values: dict | No
     c = _Compiler(expr, schema, template_values or {})
     tree = parse(expr)  # bounds the length and depth (vecdb.expr.limits)
     _top_level_samples(expr, tree)
+    element.check_placement(expr, tree)
     try:
         root = c.predicate(tree)
     except RecursionError:  # a backstop: the depth limit keeps the compiler well inside the stack
@@ -99,6 +102,7 @@ class _Compiler:
         self.expr, self.schema, self.templates = expr, schema, template_values
         self.fields: set[str] = set()
         self.null_refs: set[str] = set()  # validity masks of the nullable fields read so far
+        self.element: element.ElementScope | None = None  # inside element_filter / MATCH_*: its struct
 
     def error(self, detail: str, pos: int) -> InvalidParameter:
         return syntax_error(self.expr, f"{detail} at column {pos + 1}")
@@ -122,6 +126,8 @@ class _Compiler:
             self.null_refs |= outer
 
     def _predicate(self, node: ast.Node):
+        if self.element is not None:
+            element.refuse_in_element(self, node)
         if isinstance(node, ast.Binary) and node.op in ("and", "or"):
             kids: list[preds.Pred] = []
             cls = preds.And if node.op == "and" else preds.Or
@@ -156,6 +162,8 @@ class _Compiler:
             return self.random_sample(node)
         if isinstance(node, ast.Call) and node.name in _SPATIAL:
             return self.spatial(node)
+        if isinstance(node, ast.Call) and node.name in element.OPERATORS:
+            return element.compile_match(self, node)
         if isinstance(node, ast.Exists):
             target = self.value(node.operand)
             if not isinstance(target, nodes.JsonPath):
@@ -390,6 +398,10 @@ class _Compiler:
             return self.const(self._template_value(self.templates[node.name], node), node.pos)
         if isinstance(node, ast.Name):
             return self.name(node)
+        if isinstance(node, ast.SubField):
+            return self.sub_field(node)
+        if self.element is not None and isinstance(node, ast.Call):
+            element.refuse_in_element(self, node)
         if isinstance(node, ast.Keyword):  # (text_match takes its option before this)
             raise self.error(f"unexpected keyword argument {node.name}=", node.pos)
         if isinstance(node, ast.Unary) and node.op in ("-", "+"):
@@ -405,7 +417,7 @@ class _Compiler:
                                  node.args[0].pos)
             return nodes.ArrayLength(src, f"array_length({src.desc})")
         if isinstance(node, ast.Call) and node.name not in _CONTAINS and node.name not in _SPATIAL and \
-                node.name not in ("text_match", "phrase_match", "random_sample"):
+                node.name not in ("text_match", "phrase_match", "random_sample") and node.name not in element.OPERATORS:
             raise self.error(f"function {node.name}() is not supported", node.pos)
         return nodes.PredValue(self.predicate(node), "predicate")
 
@@ -425,7 +437,24 @@ class _Compiler:
             return v
         raise self.error(f"unsupported value {clip(repr(v))} for template variable {node.name}", node.pos)
 
+    def sub_field(self, node: ast.SubField) -> nodes.Column:
+        """``$[sub]`` inside an element predicate: the element column of the struct's scalar sub-field."""
+        scope = self.element
+        if scope is None:
+            raise self.error(f"$[{node.name}] syntax can only be used inside ElementFilter or MATCH_*", node.pos)
+        full = struct_sub_field_name(scope.struct, node.name)
+        f = self.schema.field(full)
+        if f is None or f.struct_name != scope.struct:
+            raise self.error(f"array field not found: {full}", node.pos)
+        if f.dtype != DataType.ARRAY:
+            raise self.error(f"vector sub-field {full} can't be used in a filter expression", node.pos)
+        self.fields.add(full)
+        scope.columns[full] = np.dtype(_ELEM_DTYPES[f.element_type])
+        return nodes.Column(full, static_type(f.element_type), f"$[{node.name}]")
+
     def name(self, node: ast.Name) -> nodes.FieldNode:
+        if self.element is not None:
+            raise self.error(element.ROW_LEVEL, node.pos)
         name, path = node.name, node.path
         desc = _path_desc(name, path)
         dynamic = self.schema.enable_dynamic_field
@@ -435,6 +464,9 @@ class _Compiler:
             self.fields.add(DYNAMIC_FIELD)
             return nodes.JsonPath(DYNAMIC_FIELD, path, desc)
         f = self.schema.field(name)
+        if f is None and self.schema.struct(name) is not None:  # (not a dynamic key, even where there are some)
+            raise self.error(f"array-of-struct field {name} can only be filtered with element_filter or MATCH_*",
+                             node.pos)
         if f is None or f.is_dynamic:
             if not dynamic:
                 raise self.error(f"field {name} not exist", node.pos)

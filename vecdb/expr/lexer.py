@@ -1,8 +1,9 @@
 """Tokenizer for the Milvus boolean expression language.
 
 Token kinds: ``INT``, ``FLOAT``, ``STR``, ``BOOL``, ``IDENT`` (incl. ``$meta``),
-``KW`` (keywords, value lower-cased), ``OP`` (punctuation and operators),
-``EOF``. Every token carries ``pos``, its 0-based offset in the expression;
+``SUBFIELD`` (``$[name]``, a struct element's sub-field, value ``name``; no spaces
+inside, as Milvus lexes it), ``KW`` (keywords, value lower-cased), ``OP``
+(punctuation and operators), ``EOF``. Every token carries ``pos``, its 0-based offset in the expression;
 error messages print it 1-based as "column".
 
 Rules (after Milvus ``planparserv2/Plan.g4``):
@@ -34,6 +35,7 @@ _BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": Fal
 _OPS = ("==", "!=", "<=", ">=", "&&", "||", "**", "<", ">", "+", "-", "*", "/", "%", "(", ")",
         "[", "]", ",", "{", "}", "!", "=")  # "=": only a call's keyword argument (text_match's option)
 _IDENT_RE = re.compile(r"\$meta\b|[A-Za-z_][A-Za-z0-9_]*")
+_SUBFIELD_RE = re.compile(r"\$\[([A-Za-z_][A-Za-z0-9_]*)\]")  # Milvus 3.0's StructSubFieldIdentifier
 _HEXFLOAT_RE = re.compile(r"0[xX](?:[0-9a-fA-F]*\.[0-9a-fA-F]+|[0-9a-fA-F]+\.?)[pP][+-]?[0-9]+")
 _FLOAT_RE = re.compile(r"(?:[0-9]*\.[0-9]+|[0-9]+\.)(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+")
 _INT_RE = re.compile(r"0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO]?[0-7]+|[1-9][0-9]*|0")
@@ -46,13 +48,14 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 @dataclass(frozen=True, slots=True)
 class Token:
     kind: str
-    value: str | int | float | bool | None  # by kind: STR/IDENT/KW/OP str, INT int, FLOAT float, BOOL bool, EOF None
+    # by kind: STR/IDENT/SUBFIELD/KW/OP str, INT int, FLOAT float, BOOL bool, EOF None
+    value: str | int | float | bool | None
     pos: int
     text: str
 
     @property
     def word(self) -> str:
-        """``value`` of a token whose value is text (STR, IDENT, KW, OP)."""
+        """``value`` of a token whose value is text (STR, IDENT, SUBFIELD, KW, OP)."""
         if not isinstance(self.value, str):
             raise TypeError(f"a {self.kind} token has no text value")
         return self.value
@@ -86,6 +89,11 @@ def tokenize(expr: str) -> list[Token]:
             tok = _read_number(expr, i)
             toks.append(tok)
             i += len(tok.text)
+            continue
+        m = _SUBFIELD_RE.match(expr, i) if c == "$" else None
+        if m:
+            toks.append(Token("SUBFIELD", m.group(1), i, m.group()))
+            i = m.end()
             continue
         m = _IDENT_RE.match(expr, i)
         if m:

@@ -9,9 +9,9 @@ boolean operands both readings give the same result)::
     in / not in, like, is null / is not null      (postfix on one operand)
     + -               * / %              unary - +, exists
     **                primary: literal, [list], {template}, (expr),
-                      name[...][...], function(args)
+                      name[...][...], $[sub], function(args)
 
-A range's middle operand must be a field or JSON path, as in Milvus.
+A range's middle operand must be a field, JSON path or ``$[sub]``, as in Milvus.
 
 Cost is bounded (``vecdb.expr.limits``): the text is at most MAX_EXPR_LENGTH
 characters; each construct that recurses (parentheses, lists, calls, unary
@@ -155,7 +155,7 @@ class _Parser:
             raise syntax_error(
                 self.expr, f"invalid range at column {op2_tok.pos + 1}: both operators must be < / <= or > / >="
             )
-        if not isinstance(middle, ast.Name):
+        if not isinstance(middle, (ast.Name, ast.SubField)):
             raise syntax_error(
                 self.expr, f"invalid range at column {middle.pos + 1}: the middle operand must be a field"
             )
@@ -223,6 +223,9 @@ class _Parser:
         if t.kind in ("INT", "FLOAT", "STR", "BOOL"):
             self._next()
             return ast.Literal(t.pos, t.value)
+        if t.kind == "SUBFIELD":
+            self._next()
+            return ast.SubField(t.pos, t.word)
         if t.kind == "OP" and t.value == "(":
             self._descend(self._next())
             node = self._or()
