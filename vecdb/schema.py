@@ -194,16 +194,19 @@ class StructArrayField:
 
 
 class FunctionType(IntEnum):
-    """Values equal to ``schema_pb2.FunctionType``; vecdb runs BM25 only."""
+    """Values equal to ``schema_pb2.FunctionType`` (MinHash: 4, Milvus 3.0's, a name pymilvus 2.6's
+    proto lacks); vecdb runs BM25 and MinHash."""
 
     UNKNOWN = 0
     BM25 = 1
+    MINHASH = 4
 
 
 @dataclass
 class FunctionSchema:
     """A schema function (Milvus 2.5): BM25 turns its input VARCHAR field's text into the term
-    frequencies stored in its output SPARSE_FLOAT_VECTOR field (vecdb.analyzer, vecdb.bm25)."""
+    frequencies stored in its output SPARSE_FLOAT_VECTOR field (vecdb.analyzer, vecdb.bm25); MinHash
+    (Milvus 3.0) into the MinHash signature stored in its output BINARY_VECTOR (vecdb.minhash_function)."""
 
     name: str
     type: FunctionType
@@ -248,6 +251,11 @@ class CollectionSchema:
         """The BM25 function whose output is field ``output_name``, if any."""
         return next((fn for fn in self.functions
                      if fn.type == FunctionType.BM25 and output_name in fn.output_field_names), None)
+
+    def minhash_function_of(self, output_name: str) -> FunctionSchema | None:
+        """The MinHash function whose output is field ``output_name``, if any."""
+        return next((fn for fn in self.functions
+                     if fn.type == FunctionType.MINHASH and output_name in fn.output_field_names), None)
 
     def function(self, name: str) -> FunctionSchema | None:
         """The schema function named ``name``, if any."""
@@ -584,7 +592,7 @@ def _not_yet(what: str) -> IllegalSchema:
 
 
 def _refuse_unsupported_schema(pb) -> None:
-    other = [f.name or "?" for f in pb.functions if f.type != FunctionType.BM25]
+    other = [f.name or "?" for f in pb.functions if f.type not in (FunctionType.BM25, FunctionType.MINHASH)]
     if other:
         raise _not_yet(f"collection schema functions other than BM25 (embedding functions: {', '.join(other)})")
     if getattr(pb, "enable_namespace", False):
@@ -652,7 +660,7 @@ def _check_multi_analyzer(schema: CollectionSchema, f: FieldSchema, collection_n
 
 
 def _parse_functions(pb, schema: CollectionSchema) -> list[FunctionSchema]:
-    """BM25 functions, checked as Milvus's validateFunction does (1100 with its messages); each
+    """BM25 and MinHash functions, checked as Milvus's validateFunction does (1100 with its messages); each
     output field is marked ``is_function_output``. Analyzer params are checked on every field that
     enables the analyzer (vecdb.analyzer.parse_params)."""
     from vecdb.analyzer import parse_params  # (vecdb.analyzer imports vecdb.sparse, not the schema)
@@ -695,7 +703,9 @@ def _parse_functions(pb, schema: CollectionSchema) -> list[FunctionSchema]:
             if outputs.count(o) > 1:
                 raise InvalidParameter("each function output field should be used exactly once in the same "
                                        f"function, function: {name}, output field: {o}")
-        if len(fpb.params):
+        minhash = fpb.type == FunctionType.MINHASH
+        kind = "MinHash" if minhash else "BM25"
+        if len(fpb.params) and not minhash:
             raise InvalidParameter("BM25 function accepts no params")
         if name in used_names:
             raise InvalidParameter(f"duplicate function name: {name}")
@@ -709,10 +719,11 @@ def _parse_functions(pb, schema: CollectionSchema) -> list[FunctionSchema]:
                 raise InvalidParameter(f"function input field cannot be nullable: function {name}, field {i}")
             in_fields.append(inf)
         if len(in_fields) != 1 or in_fields[0].dtype != DataType.VARCHAR:
+            got = _PROTO_TYPE_NAMES.get(in_fields[0].dtype, in_fields[0].dtype.name)
             raise InvalidParameter(
-                f"BM25 function input field must be a VARCHAR field, got {len(in_fields)} field with type "
-                f"{_PROTO_TYPE_NAMES.get(in_fields[0].dtype, in_fields[0].dtype.name)}")
-        if not in_fields[0].enable_analyzer:
+                f"{kind} function input field must be a {'VARCHAR/TEXT' if minhash else 'VARCHAR'} field, got "
+                f"{len(in_fields)} field with type {got}")
+        if not minhash and not in_fields[0].enable_analyzer:
             raise InvalidParameter("BM25 function input field must set enable_analyzer to true")
         out_fields = []
         for o in outputs:
@@ -731,15 +742,31 @@ def _parse_functions(pb, schema: CollectionSchema) -> list[FunctionSchema]:
             used_outputs.add(o)
             out_fields.append(outf)
         if len(out_fields) != 1:
-            raise InvalidParameter(f"BM25 function only need 1 output field, but got {len(out_fields)}")
-        if out_fields[0].dtype != DataType.SPARSE_FLOAT_VECTOR:
-            raise InvalidParameter("BM25 function output field must be a SparseFloatVector field, but got "
+            raise InvalidParameter(f"{kind} function only need 1 output field, but got {len(out_fields)}")
+        want = DataType.BINARY_VECTOR if minhash else DataType.SPARSE_FLOAT_VECTOR
+        if out_fields[0].dtype != want:
+            raise InvalidParameter(f"{kind} function output field must be a "
+                                   f"{'BinaryVector' if minhash else 'SparseFloatVector'} field, but got "
                                    f"{_PROTO_TYPE_NAMES.get(out_fields[0].dtype, out_fields[0].dtype.name)}")
+        params = {kv.key: kv.value for kv in fpb.params}
+        if minhash:
+            _check_minhash(params, in_fields[0], out_fields[0])
         out_fields[0].is_function_output = True
-        out.append(FunctionSchema(name=name, type=FunctionType.BM25, input_field_names=inputs,
+        out.append(FunctionSchema(name=name, type=FunctionType(fpb.type), input_field_names=inputs,
                                   output_field_names=outputs, description=fpb.description,
-                                  function_id=100 + len(out)))
+                                  function_id=100 + len(out), params=params))
     return out
+
+
+def _check_minhash(params: dict[str, str], in_field: FieldSchema, out_field: FieldSchema) -> None:
+    """A MinHash function's params against its output dim (Milvus's ValidateMinHashFunction, 1100), and
+    the analyzer its word tokens come from (the input's ``analyzer_params``, with or without
+    ``enable_analyzer``, as Milvus's runner builds it)."""
+    from vecdb.analyzer import parse_params  # noqa: PLC0415
+    from vecdb.minhash_function import parse_spec  # noqa: PLC0415
+
+    if not parse_spec(params, out_field.name, out_field.dim).char_level:
+        parse_params(in_field.type_params.get("analyzer_params"), in_field.name)
 
 
 # The ValueField member a default value of each field type travels in (Milvus's checkFieldSchema);

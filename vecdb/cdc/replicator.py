@@ -96,11 +96,11 @@ def target_schema(schema: CollectionSchema):
                              **field_kwargs(sub))
         s.add_field(st.name, PDataType.ARRAY, element_type=PDataType.STRUCT, struct_schema=struct,
                     max_capacity=st.max_capacity, description=st.description)
-    for fn in schema.functions:  # the target computes its BM25 outputs itself from the copied text
+    for fn in schema.functions:  # the target computes its BM25 / MinHash outputs itself from the copied text
         from pymilvus import Function, FunctionType
 
         s.add_function(Function(fn.name, FunctionType(int(fn.type)), fn.input_field_names, fn.output_field_names,
-                                description=fn.description))
+                                description=fn.description, params=dict(fn.params) or None))
     return s
 
 

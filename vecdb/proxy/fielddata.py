@@ -50,12 +50,12 @@ import orjson
 from google.protobuf.message import DecodeError
 from pymilvus.grpc_gen import common_pb2, schema_pb2
 
-from vecdb import bm25, sparse, timestamptz
+from vecdb import bm25, minhash_function, sparse, timestamptz
 from vecdb.analyzer import Analyzer
 from vecdb.column_codec import object_array
 from vecdb.errors import FieldNotFound, InvalidParameter
 from vecdb.limits import LIMITS
-from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, valid_key
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, FunctionType, valid_key
 from vecdb.vectors_check import check_float_vectors
 
 JSON_MAX_LENGTH = 65536  # Milvus common.JSONMaxLength default, bytes per JSON value
@@ -214,8 +214,9 @@ def columns_from_field_data(
             if field.name not in columns and (field.nullable or field.has_default):
                 columns[field.name] = null_column(field, num_rows)
                 _fill_nulls(columns, field, num_rows, np.zeros(num_rows, np.bool_))
-    for fn in schema.functions:  # BM25: the input text's term frequencies (vecdb.analyzer)
-        tf = bm25.term_frequencies(schema, fn, columns)
+    for fn in schema.functions:  # BM25: the input text's term frequencies (vecdb.analyzer); MinHash: its signature
+        tf = (minhash_function.signature_column(schema, fn, columns) if fn.type == FunctionType.MINHASH
+              else bm25.term_frequencies(schema, fn, columns))
         if tf is not None:
             columns[fn.output_field_names[0]] = tf
     dyn = schema.dynamic_field
@@ -687,7 +688,8 @@ def resolve_output_fields(schema: CollectionSchema, requested: list[str]) -> tup
     return list(names), (["*"] if all_meta else list(keys))
 
 
-def parse_placeholder_group(data: bytes, field: FieldSchema, analyzer: Analyzer | None = None) -> np.ndarray:
+def parse_placeholder_group(data: bytes, field: FieldSchema,
+                            analyzer: Analyzer | minhash_function.MinHashEncoder | None = None) -> np.ndarray:
     """Decode search vectors from ``common_pb2.PlaceholderGroup`` bytes.
 
     Returns ``(nq, dim)`` (binary: ``(nq, dim // 8)``) in the field's column
@@ -712,7 +714,7 @@ def parse_placeholder_group(data: bytes, field: FieldSchema, analyzer: Analyzer 
     nq = len(values)
     if not 1 <= nq <= LIMITS.max_nq:
         raise InvalidParameter(f"nq ({nq}) should be in range [1, {LIMITS.max_nq}]")
-    if analyzer is not None and ph.type == _PT.VarChar:  # full text on a BM25 output field: its query rows
+    if analyzer is not None and ph.type == _PT.VarChar:  # text on a BM25 / MinHash output field: its query rows
         return analyzer.query_rows([v.decode("utf-8", "replace") for v in values])
     if field.dtype == DataType.ARRAY_OF_VECTOR:  # an array-of-struct vector sub-field: embedding lists only
         if ph.type != _PT.EmbListFloatVector:

@@ -142,7 +142,7 @@ class RestApi:
             "enableDynamicField": d.schema.enable_dynamic_field, "aliases": list(d.aliases),
             "properties": [{"key": kv.key, "value": kv.value} for kv in d.properties],
             "functions": [{"name": fn.name, "id": fn.id, "description": fn.description,
-                           "type": schema_pb2.FunctionType.Name(fn.type),
+                           "type": _function_type_name(fn.type),
                            "inputFieldNames": list(fn.input_field_names),
                            "outputFieldNames": list(fn.output_field_names), "params": _kv(fn.params)}
                           for fn in d.schema.functions],
@@ -924,7 +924,7 @@ def _collection_schema(name: str, req: dict) -> tuple[schema_pb2.CollectionSchem
     rest_structs.add_struct_fields(pb, spec)  # array-of-struct fields (Milvus 2.6)
     for fn in spec.get("functions") or []:  # BM25 (vecdb.schema checks them)
         try:
-            kind = schema_pb2.FunctionType.Value(fn.get("type", ""))
+            kind = _MINHASH if fn.get("type") == "MinHash" else schema_pb2.FunctionType.Value(fn.get("type", ""))
         except ValueError:
             raise RestError(INVALID_PARAMETER, f"unknown function type {fn.get('type')!r}") from None
         pb.functions.add(name=fn.get("name", ""), type=kind, description=fn.get("description", ""),
@@ -958,6 +958,13 @@ def _index_request(db: str, collection: str, idx: dict) -> milvus_pb2.CreateInde
         db_name=db, collection_name=collection, field_name=idx["fieldName"],
         index_name=idx.get("indexName", ""),
         extra_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in params.items() if v])
+
+
+_MINHASH = 4  # FunctionType MinHash (Milvus 3.0): a value pymilvus 2.6's proto enum has no name for
+
+
+def _function_type_name(kind: int) -> str:
+    return "MinHash" if kind == _MINHASH else schema_pb2.FunctionType.Name(kind)
 
 
 def _placeholders(field: FieldSchema, vectors: list) -> bytes:

@@ -113,7 +113,13 @@ class IndexRpcs(ResourceGroupRpcs):
         if field is None:
             raise errors.FieldNotFound(f"cannot create index on non-exist field: {request.field_name}")
         index_type, metric, params = _split_index_params(request.extra_params)
-        if field.is_function_output:  # a BM25 function's output: BM25 only
+        if field.is_function_output and info.schema.minhash_function_of(field.name) is not None:
+            metric = metric or "MHJACCARD"  # a MinHash function's output: searched with text, MHJACCARD only
+            if metric != "MHJACCARD":
+                raise errors.InvalidParameter(
+                    f"only MHJACCARD metric type can be used to build index for the MinHash function output field "
+                    f"{field.name}, got {metric}")
+        elif field.is_function_output:  # a BM25 function's output: BM25 only
             metric = metric or "BM25"
             if metric != "BM25":
                 raise errors.InvalidParameter(

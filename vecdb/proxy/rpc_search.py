@@ -18,6 +18,7 @@ from vecdb.index import validate_search_params
 from vecdb.index.base import MINHASH_METRIC
 from vecdb.index.params import MAX_CANDIDATES
 from vecdb.limits import LIMITS
+from vecdb.minhash_function import output_encoder
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, kv_dict, parse_json_param, rpc
 from vecdb.proxy.boost import Boost, rescored_rows
@@ -242,7 +243,8 @@ class SearchRpcs(ServiceBase):
         """What the query nodes run for one search request (a ``SearchRequest``: a plain search, or one
         ANN request of a hybrid search) under ``plan``, reading the snapshot ``ts``."""
         if request.placeholder_group:
-            analyzer = (output_analyzer(info.schema, plan.field.name, plan.analyzer_name)
+            analyzer = ((output_encoder(info.schema, plan.field.name)  # a MinHash output: the text's signature
+                         or output_analyzer(info.schema, plan.field.name, plan.analyzer_name))
                         if plan.field.is_function_output else None)
             queries = parse_placeholder_group(request.placeholder_group, plan.field, analyzer)
         elif request.HasField("ids"):  # pymilvus 2.6 search(ids=...): the rows' own vectors as the queries
@@ -416,7 +418,12 @@ class SearchRpcs(ServiceBase):
         emb_lists = field.dtype == DataType.ARRAY_OF_VECTOR  # a struct's vector sub-field (vecdb.emb_list)
         if emb_lists:
             metric = emb_list.check_metric(metric, field)
-        if field.is_function_output:  # a BM25 function's output: full-text search (vecdb.bm25)
+        if field.is_function_output and schema.minhash_function_of(field.name) is not None:  # text -> signature
+            if metric not in ("", MINHASH_METRIC):
+                raise errors.InvalidParameter(
+                    "must use MHJACCARD metric type when searching against MinHash Function output field")
+            metric = MINHASH_METRIC
+        elif field.is_function_output:  # a BM25 function's output: full-text search (vecdb.bm25)
             if metric not in ("", "BM25"):
                 raise errors.InvalidParameter(
                     "must use BM25 metric type when searching against BM25 Function output field")
