@@ -4,9 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The newest pymilvus, in its own virtualenv, for the client-compatibility tests.
-CLIENT_VENV ?= .venv-client-newest
-NEWEST_PYMILVUS ?= pymilvus==3.0.2
+# Another pymilvus than the suite's own (pyproject.toml: 3.0), in its own virtualenv, for the
+# client-compatibility tests (VECDB_CLIENT_PYTHON): the 2.6 line, which most Milvus users still run.
+CLIENT_VENV ?= .venv-client-other
+OTHER_PYMILVUS ?= pymilvus==2.6.17
 # pytest processes (pytest-xdist). Most e2e tests wait on servers they started, so two share 2 cores
 # well: the suite took 14:55 with 2 against 21:34 in one process (2 cores, 2026-12-04). 0: one process.
 PYTEST_WORKERS ?= 2
@@ -25,7 +26,7 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 
 $(CLIENT_VENV)/.installed:
 	$(PYTHON) -m venv $(CLIENT_VENV)
-	$(CLIENT_VENV)/bin/python -m pip install -q '$(NEWEST_PYMILVUS)' numpy
+	$(CLIENT_VENV)/bin/python -m pip install -q '$(OTHER_PYMILVUS)' numpy
 	touch $@
 
 install: $(VENV)/.installed

@@ -18,7 +18,7 @@ PIP=(python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3
      --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64
      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_12_x86_64
      --platform manylinux2010_x86_64)
-CORE=(grpcio==1.85.3 protobuf==7.36.2 pymilvus==2.6.17 faiss-cpu==1.15.1 pydantic==2.14.4 pydantic_core==2.50.5
+CORE=(grpcio==1.85.3 protobuf==7.36.2 pymilvus==3.0.2 faiss-cpu==1.15.1 pydantic==2.14.4 pydantic_core==2.50.5
       annotated-types==0.8.0 typing-inspection==0.4.5 orjson==3.13.0 snowballstemmer==3.1.1
       python-dotenv==1.2.4 cachetools==8.0.2 milvus==2.3.5)
 CUVS=(cuvs-cu13==26.10.0 libcuvs-cu13==26.10.0 pylibraft-cu13==26.10.0 libraft-cu13==26.10.0 rmm-cu13==26.10.0
