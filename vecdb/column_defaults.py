@@ -50,7 +50,7 @@ def absent_column(field, count: int) -> np.ndarray:
         col = np.zeros(count, SCALAR_DTYPES[dt])
     else:
         col = np.empty(count, object)
-        if dt in (DataType.VARCHAR, DataType.GEOMETRY):  # GEOMETRY: vecdb.geometry.NULL_TEXT
+        if dt in (DataType.VARCHAR, DataType.TEXT, DataType.GEOMETRY):  # GEOMETRY: vecdb.geometry.NULL_TEXT
             col[:] = ""
         elif dt == DataType.ARRAY:
             elem = field.element_type

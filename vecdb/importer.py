@@ -287,7 +287,7 @@ def _numpy_column(f, arr: np.ndarray, path: str) -> np.ndarray:
     if arr.ndim != 1:
         raise errors.InvalidParameter(f"the numpy file {path} of the scalar field {f.name} must be 1-dimensional")
     # TIMESTAMPTZ: ISO 8601 strings, GEOMETRY: WKT, both read as an insert's
-    if dt in (DataType.VARCHAR, DataType.TIMESTAMPTZ, DataType.GEOMETRY):
+    if dt in (DataType.VARCHAR, DataType.TEXT, DataType.TIMESTAMPTZ, DataType.GEOMETRY):
         if arr.dtype.kind != "U":
             raise errors.InvalidParameter(f"the numpy file {path} holds {arr.dtype}, the field {f.name} needs strings")
         return arr.astype(object)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from vecdb.coord.ddl import LoadState
     from vecdb.coord.flush import FlushResult
     from vecdb.coord.resource_groups import GroupConfig
+    from vecdb.coord.schema_change import SchemaChange
     from vecdb.querynode.executor import Hits, SearchSpec
     from vecdb.schema import CollectionSchema, FieldSchema
 
@@ -179,6 +180,15 @@ class DataNodeRole(Protocol):
         """A compaction request's record (state and plans per channel); None when unknown."""
         ...
 
+    def compactions(self, collection_id: int) -> list[dict[str, Any]]:
+        """The collection's compaction request records still kept (``list_compaction_tasks``)."""
+        ...
+
+    def segment_list(self, info: CollectionInfo, states: Iterable[int] = ()) -> list[dict[str, Any]]:
+        """The collection's segments in Milvus states (``list_segments``; ``vecdb.datanode.segment_listing``):
+        ``states`` empty, the live ones."""
+        ...
+
     def seals_itself(self) -> bool:
         """Whether the data nodes apply the seal policy as they follow the channels (data node
         processes: ``vecdb.datanode.flusher``); False: the proxy's writes do (``growing_rows``)."""
@@ -265,6 +275,10 @@ class DdlRole(Protocol):
 
     def alter_collection_field(self, db: str, name: str, field_name: str, properties: dict[str, str],
                                delete_keys: list[str]) -> None: ...
+
+    def alter_collection_schema(self, db: str, name: str, change: SchemaChange) -> list[int]:
+        """AlterCollectionSchema (``vecdb.coord.schema_change``); the ids of the indexes dropped with a field."""
+        ...
 
     def truncate_collection(self, db: str, name: str) -> int:
         """The collection's new ``truncated_ts``: rows written at or before it are gone."""

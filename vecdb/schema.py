@@ -12,6 +12,8 @@ BOOL                ``np.bool_``
 INT8/16/32/64       ``np.int8`` / ``np.int16`` / ``np.int32`` / ``np.int64``
 FLOAT / DOUBLE      ``np.float32`` / ``np.float64``
 VARCHAR             object array of ``str``
+TEXT                object array of ``str``, as VARCHAR, with no ``max_length`` (Milvus 3.0:
+                    long text; no scalar operator, index nor key on it, see vecdb.text_field)
 JSON                object array of parsed Python values (dict, list, ...);
                     the dynamic field ``$meta`` is a JSON column of dicts
 ARRAY               object array of 1-D numpy arrays of the element type
@@ -70,6 +72,7 @@ class DataType(IntEnum):
     ARRAY = 22
     JSON = 23
     GEOMETRY = 24  # WKT strings, normalized at insert (vecdb.geometry)
+    TEXT = 25  # long strings without max_length (Milvus 3.0; vecdb.text_field)
     TIMESTAMPTZ = 26  # int64 microseconds since the epoch, UTC (vecdb.timestamptz)
     BINARY_VECTOR = 100
     FLOAT_VECTOR = 101
@@ -101,7 +104,7 @@ SCALAR_TYPES = frozenset(
     {
         DataType.BOOL, DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64,
         DataType.FLOAT, DataType.DOUBLE, DataType.VARCHAR, DataType.JSON, DataType.ARRAY,
-        DataType.TIMESTAMPTZ, DataType.GEOMETRY,
+        DataType.TIMESTAMPTZ, DataType.GEOMETRY, DataType.TEXT,
     }
 )
 ARRAY_ELEMENT_TYPES = frozenset(
@@ -238,6 +241,9 @@ class CollectionSchema:
     version: int = 0  # moves by one with each field added (add_collection_field), as Milvus's schema version
     update_ts: int = 0  # the timestamp of the last field added or altered (0: none since created)
     struct_fields: list[StructArrayField] = field(default_factory=list)  # array-of-struct fields (Milvus 2.6)
+    # the largest field id ever given (Milvus's max_field_id): a dropped field's id is never given
+    # again, since old segment files still hold a column under it (0: no field dropped yet)
+    max_field_id: int = 0
 
     def struct(self, name: str) -> StructArrayField | None:
         """The array-of-struct field named ``name``, if any."""
@@ -298,6 +304,11 @@ class CollectionSchema:
                 return f
         return None
 
+    def next_field_id(self) -> int:
+        """The id a field added now gets: above every field's, and every dropped field's."""
+        return max([self.max_field_id, *(f.field_id for f in self.fields),
+                    *(st.field_id for st in self.struct_fields)]) + 1
+
     def field_by_id(self, field_id: int) -> FieldSchema | None:
         for f in self.fields:
             if f.field_id == field_id:
@@ -315,6 +326,7 @@ class CollectionSchema:
             **({"version": self.version} if self.version else {}),
             **({"update_ts": self.update_ts} if self.update_ts else {}),
             **({"struct_fields": [s.to_dict() for s in self.struct_fields]} if self.struct_fields else {}),
+            **({"max_field_id": self.max_field_id} if self.max_field_id else {}),
         }
 
     @classmethod
@@ -328,6 +340,7 @@ class CollectionSchema:
             version=d.get("version", 0),
             update_ts=d.get("update_ts", 0),
             struct_fields=[StructArrayField.from_dict(s) for s in d.get("struct_fields", ())],
+            max_field_id=d.get("max_field_id", 0),
         )
 
     # --- proto ---------------------------------------------------------
@@ -669,8 +682,8 @@ def _parse_functions(pb, schema: CollectionSchema) -> list[FunctionSchema]:
         if f.type_params.get("enable_match", "").strip().lower() == "true" and not f.enable_analyzer:
             raise InvalidParameter(f"field {f.name} is set to enable match but not enable analyzer")
         if f.enable_analyzer:
-            if f.dtype != DataType.VARCHAR:
-                raise InvalidParameter(f"enable_analyzer is only for VARCHAR fields, field {f.name} is "
+            if f.dtype not in (DataType.VARCHAR, DataType.TEXT):
+                raise InvalidParameter(f"enable_analyzer is only for VARCHAR fields (and TEXT), field {f.name} is "
                                        f"{_PROTO_TYPE_NAMES.get(f.dtype, f.dtype.name)}")
             if "multi_analyzer_params" in f.type_params:
                 _check_multi_analyzer(schema, f, pb.name)
@@ -718,7 +731,7 @@ def _parse_functions(pb, schema: CollectionSchema) -> list[FunctionSchema]:
             if inf.nullable:
                 raise InvalidParameter(f"function input field cannot be nullable: function {name}, field {i}")
             in_fields.append(inf)
-        if len(in_fields) != 1 or in_fields[0].dtype != DataType.VARCHAR:
+        if len(in_fields) != 1 or in_fields[0].dtype not in (DataType.VARCHAR, DataType.TEXT):
             got = _PROTO_TYPE_NAMES.get(in_fields[0].dtype, in_fields[0].dtype.name)
             raise InvalidParameter(
                 f"{kind} function input field must be a {'VARCHAR/TEXT' if minhash else 'VARCHAR'} field, got "
@@ -856,7 +869,7 @@ _PROTO_TYPE_NAMES = {
     DataType.JSON: "JSON", DataType.ARRAY: "Array",
     DataType.BOOL: "Bool", DataType.INT8: "Int8", DataType.INT16: "Int16", DataType.INT32: "Int32",
     DataType.INT64: "Int64", DataType.FLOAT: "Float", DataType.DOUBLE: "Double", DataType.VARCHAR: "VarChar",
-    DataType.TIMESTAMPTZ: "Timestamptz", DataType.GEOMETRY: "Geometry",
+    DataType.TIMESTAMPTZ: "Timestamptz", DataType.GEOMETRY: "Geometry", DataType.TEXT: "Text",
 }
 
 

@@ -133,6 +133,8 @@ def field_kwargs(f) -> dict[str, Any]:
             kw["analyzer_params"] = json.loads(f.type_params["analyzer_params"])
         if f.type_params.get("multi_analyzer_params"):
             kw["multi_analyzer_params"] = json.loads(f.type_params["multi_analyzer_params"])
+        if f.type_params.get("enable_match", "").strip().lower() == "true":  # text_match on the target too
+            kw["enable_match"] = True
     return kw
 
 

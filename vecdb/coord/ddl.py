@@ -51,6 +51,7 @@ from vecdb.catalog_model import (
     IndexInfo,
     PartitionInfo,
 )
+from vecdb.coord import schema_change
 from vecdb.coord.catalog_sync import CatalogConflict
 from vecdb.coord.properties import (
     check_collection_properties,
@@ -66,6 +67,7 @@ from vecdb.schema import CollectionSchema, FieldSchema, altered_field, validate_
 
 if TYPE_CHECKING:
     from vecdb.coord.resource_groups import ResourceGroups
+    from vecdb.coord.schema_change import SchemaChange
     from vecdb.roles import CatalogRole, IdSource, TimestampSource
 
 T = TypeVar("T")
@@ -263,7 +265,7 @@ class DdlManager:
             if len(schema.fields) + 1 > LIMITS.max_fields:
                 raise errors.InvalidParameter(f"maximum field's number should be limited to {LIMITS.max_fields}")
             added = FieldSchema.from_dict(new.to_dict())
-            added.field_id = max(f.field_id for f in schema.fields) + 1
+            added.field_id = schema.next_field_id()
             schema = CollectionSchema.from_dict(schema.to_dict())  # a new object: readers of the old keep it whole
             at = next((i for i, f in enumerate(schema.fields) if f.is_dynamic), len(schema.fields))
             schema.fields.insert(at, added)
@@ -293,6 +295,18 @@ class DdlManager:
             info.schema = schema
 
         self._saving(lambda: self.catalog.get(db or DEFAULT_DB, name), change)
+
+    def alter_collection_schema(self, db: str, name: str, change: SchemaChange, *, retry: bool = False) -> list[int]:
+        """Milvus 3.0's AlterCollectionSchema: drop a field, drop a function with its output, or add a
+        function with its output field and index (``vecdb.coord.schema_change``'s rules). Returns the
+        ids of the indexes dropped with a field."""
+
+        def change_info(info: CollectionInfo) -> list[int]:
+            self._allow(info.db, "ddl_collection")
+            index_id = self.ids.allocate() if change.index else 0
+            return schema_change.apply(info, change, index_id, self.tso.allocate(), retry=retry)
+
+        return self._saving(lambda: self.catalog.get(db or DEFAULT_DB, name), change_info)
 
     def truncate_collection(self, db: str, name: str) -> int:
         """Mark every row written so far gone: a new timestamp becomes the collection's

@@ -22,6 +22,7 @@ from vecdb.coord.catalog import Catalog
 from vecdb.coord.client import CoordClient
 from vecdb.coord.ddl import DdlManager, LoadState
 from vecdb.coord.resource_groups import GroupConfig, ResourceGroups
+from vecdb.coord.schema_change import SchemaChange
 from vecdb.discovery import session_address
 from vecdb.roles import IdSource, TimestampSource
 from vecdb.rpc.gen import coord_pb2 as pb
@@ -113,6 +114,8 @@ def ddl_handlers(serve: Callable[[Callable[[DdlManager], Any]], Any]) -> dict[st
             r.db, r.name, FieldSchema.from_dict(json.loads(r.field_json)), retry=r.retry)),
         "AlterCollectionField": unit(lambda d, r: d.alter_collection_field(
             r.db, r.name, r.field_name, dict(r.properties), list(r.delete_keys))),
+        "AlterCollectionSchema": lambda d, r: reply(d, ids=d.alter_collection_schema(
+            r.db, r.name, SchemaChange.from_dict(json.loads(r.change_json)), retry=r.retry)),
         "TruncateCollection": lambda d, r: reply(d, found=True, id=d.truncate_collection(r.db, r.name)),
         "CreatePartition": unit(lambda d, r: d.create_partition(r.db, r.collection, r.partition, retry=r.retry)),
         "DropPartition": lambda d, r: reply(d, **found(d.drop_partition(r.db, r.collection, r.partition))),
@@ -204,6 +207,10 @@ class RemoteDdl:
                                delete_keys: list[str]) -> None:
         self._call("AlterCollectionField", pb.DdlAlterFieldRequest(
             db=db, name=name, field_name=field_name, properties=properties, delete_keys=delete_keys))
+
+    def alter_collection_schema(self, db: str, name: str, change: SchemaChange) -> list[int]:
+        return list(self._call("AlterCollectionSchema", pb.DdlSchemaChangeRequest(
+            db=db, name=name, change_json=json.dumps(change.to_dict()))).ids)
 
     def truncate_collection(self, db: str, name: str) -> int:
         return self._call("TruncateCollection", pb.DdlCollectionRequest(db=db, name=name)).id

@@ -25,6 +25,11 @@ listing per pass, however many segments), then reads the metadata it judges by, 
   - index files ``index-<field>-<index>.bin`` and index build records of index ids the collection
     no longer has, and the build records of segments no ``seg/`` key registers any more.
 
+Nothing a snapshot names is deleted (``vecdb.coord.snapshots.pinned_files``: the segment prefixes and
+delta objects of live snapshots and unexpired pins, read after the ``gc/`` records): a compaction's
+sources, a dropped partition's or collection's files stay while pinned, then go as orphans or with
+their dropped collection.
+
 Nothing a reader may still need is deleted: an object registered by a ``seg/`` or ``delta/`` key
 of a live collection and partition is never an orphan, the grace (or a record's ``after``) lies
 between something becoming garbage and its deletion, and the order of the reads makes a write that
@@ -57,6 +62,7 @@ from vecdb import metrics
 from vecdb.coord import index_builds
 from vecdb.coord.catalog_state import COLL_PREFIX
 from vecdb.coord.session import live_incarnations
+from vecdb.coord.snapshots import pinned_files
 from vecdb.storage.base import MetaStore, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -172,6 +178,8 @@ class _Snapshot:
             except (KeyError, TypeError):
                 log.warning("gc: %s is not a collection record I can read: its collection is left alone", key)
                 self.collections[cid] = None
+        # what snapshots name (vecdb.coord.snapshots): never deleted, whatever else says it is garbage
+        self.pinned_prefixes, self.pinned_keys = pinned_files(meta)
         self.live = live_incarnations(meta)
         listed = [k for k in self.objects if k.startswith((SEGMENTS, DELTAS))]
         for keys in (listed, [k for k, _ in seg_pairs], self.delta_keys, self.records, self.compacted,
@@ -275,6 +283,18 @@ class GarbageCollector:
             self.objects.delete_prefix(prefix)
         return n
 
+    def _delete_unpinned(self, snap: _Snapshot, prefix: str) -> int:
+        """The listed objects under ``prefix`` but those of pinned segments and deltas."""
+        if not any(p.startswith(prefix) for p in snap.pinned_prefixes) and \
+                not any(k.startswith(prefix) for k in snap.pinned_keys):
+            return self._delete_prefix(snap, prefix)
+        n = 0
+        for obj in self._under(snap, prefix):
+            if obj not in snap.pinned_keys and obj.rsplit("/", 1)[0] + "/" not in snap.pinned_prefixes:
+                self.objects.delete(obj)
+                n += 1
+        return n
+
     def _records(self, snap: _Snapshot, done: Counter[str]) -> None:
         """``gc/`` records whose ``after`` passed: their objects, then the records (and the
         ``compacted/`` records of the same prefixes)."""
@@ -287,13 +307,13 @@ class GarbageCollector:
             if after > wall:
                 continue
             prefixes = set(rec.get("prefixes") or ())
-            for prefix in sorted(prefixes):
+            for prefix in sorted(prefixes - snap.pinned_prefixes):  # a pinned one: an orphan once unpinned
                 if prefix in snap.registered or not prefix.startswith(SEGMENTS) or not prefix.endswith("/"):
                     log.warning("gc: %s names %s, which a segment still registers (or no segment prefix): kept",
                                 key, prefix)
                     continue
                 done[COMPACTED] += self._delete_prefix(snap, prefix)
-            for obj in sorted(set(rec.get("keys") or ())):
+            for obj in sorted(set(rec.get("keys") or ()) - snap.pinned_keys):
                 if obj in snap.registered_deltas or not obj.startswith(DELTAS):
                     log.warning("gc: %s names %s, which a delta key still registers: kept", key, obj)
                     continue
@@ -324,13 +344,14 @@ class GarbageCollector:
             elif obj.startswith(DELTAS) and len(parts) == 4:
                 delta_cid, pos = _int(parts[1]), _int(parts[3].split(".", 1)[0])
                 if (delta_cid in judged and pos is not None and pos <= snap.ckpt.get((delta_cid, parts[2]), 0)
-                        and obj not in snap.registered_deltas and obj not in snap.doomed_keys):
+                        and obj not in snap.registered_deltas and obj not in snap.doomed_keys
+                        and obj not in snap.pinned_keys):
                     out[("delta", obj)] = partial(self._delete_object, obj, ORPHAN_DELTA)
         for prefix, files in prefixes.items():
             _, c, ch, seg_dir, _ = prefix.split("/")
             prefix_cid = _int(c)
             if (prefix_cid is None or prefix_cid not in judged or prefix in snap.doomed_prefixes
-                    or (c, ch) in snap.unreadable):
+                    or (c, ch) in snap.unreadable or prefix in snap.pinned_prefixes):
                 continue
             if prefix in snap.registered:
                 indexes = judged[prefix_cid][1]
@@ -389,13 +410,14 @@ class GarbageCollector:
     def _drop_segment(self, snap: _Snapshot, key: str, seg: dict, done: Counter[str]) -> None:
         self._meta_delete([key])
         prefix = seg.get("prefix")
-        if isinstance(prefix, str) and prefix.startswith(SEGMENTS) and snap.registered[prefix] == 1:
+        if (isinstance(prefix, str) and prefix.startswith(SEGMENTS) and snap.registered[prefix] == 1
+                and prefix not in snap.pinned_prefixes):
             done[DROPPED_PARTITION] += self._delete_prefix(snap, prefix)
 
     def _drop_collection(self, snap: _Snapshot, cid: int, done: Counter[str]) -> None:
         """Objects first, then the metadata (a crash in between leaves keys that name the id: the
         next pass finds it again)."""
-        n = self._delete_prefix(snap, f"{SEGMENTS}{cid}/") + self._delete_prefix(snap, f"{DELTAS}{cid}/")
+        n = self._delete_unpinned(snap, f"{SEGMENTS}{cid}/") + self._delete_unpinned(snap, f"{DELTAS}{cid}/")
         done[DROPPED_COLLECTION] += n
         self._meta_delete(prefixes=[f"seg/{cid}/", f"delta/{cid}/", f"ckpt/{cid}/", index_builds.collection_prefix(cid),
                                     f"{GC_PREFIX}{cid}/", f"{COMPACTED_PREFIX}{cid}/",

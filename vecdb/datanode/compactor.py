@@ -305,7 +305,7 @@ class Compactor:
                 sf.write_segment(self.node.objects, prefix, info.schema, cols, part_ts)
                 target = {"segment_id": sid, "partition_id": p.partition_id, "num_rows": int(len(part_ts)),
                           "prefix": prefix, "position": position, "from": [s["prefix"] for s in p.sources],
-                          "deltas_upto": state.checkpoint}
+                          "from_ids": [s["segment_id"] for s in p.sources], "deltas_upto": state.checkpoint}
                 if clustered:
                     assert key is not None
                     target["cluster"] = _key_range(key, cols)
@@ -321,7 +321,11 @@ class Compactor:
         obsolete = [k for k in state.deltas if _delta_obsolete(int(k.rsplit("/", 1)[1]), remaining)]
         for p in plans:
             record: dict[str, Any] = {"from": [s["prefix"] for s in p.sources],
-                                      "to": p.target["prefix"] if p.target else None}
+                                      "to": p.target["prefix"] if p.target else None,
+                                      # what list_segments shows as Dropped until the record goes
+                                      "sources": [{k: s[k] for k in ("segment_id", "partition_id", "num_rows")}
+                                                  | ({"cluster": True} if "cluster" in s else {})
+                                                  for s in p.sources]}
             if p.more:  # a clustering plan's other segments: a query node swaps the sources for them all
                 record["more"] = [t["prefix"] for t in p.more]
             puts[f"compacted/{cid}/{channel}/{p.segment_id}"] = json.dumps(
@@ -445,7 +449,8 @@ class Compactor:
         update_request(self.meta, key, channel, EXECUTING)
         plans = self.compact_channel(info, channel, manual=True, clustering=clustering)
         update_request(self.meta, key, channel, COMPLETED, [  # a clustering plan: one entry per new segment
-            {"sources": [s["segment_id"] for s in p.sources], "target": target}
+            {"sources": [s["segment_id"] for s in p.sources], "target": target, "plan": p.segment_id,
+             "partition_id": p.partition_id}
             for p in plans for target in [p.segment_id, *(t["segment_id"] for t in p.more)]])
 
     def close(self) -> None:

@@ -100,7 +100,7 @@ class SegmentIndexer:
                 with self._lock:  # built meanwhile by another process (one that scheduled more than its channels)
                     self._built.add(key)
                 return
-            vectors = sf.read_column(self.objects, seg["prefix"], field, mmap=True)
+            vectors = sf.read_column(self.objects, seg["prefix"], field, mmap=True, schema=info.schema)
             with metrics.timed(metrics.INDEX_BUILD_LATENCY, metrics.INDEX_TASK_COUNT,
                                self.node_id or metrics.STANDALONE):
                 index = self.builds.run(info.id, idx.index_id, seg["prefix"], seg["num_rows"],

@@ -24,9 +24,12 @@ from vecdb.cdc.follower import cdc_floor
 from vecdb.column_defaults import missing_column
 from vecdb.config import CompactionSettings
 from vecdb.coord import index_builds
+from vecdb.coord.snapshots import delete_unpinned
+from vecdb.datanode import segment_listing
 from vecdb.datanode.compactor import Compactor, compaction_state, request_compaction
 from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.row_stats import RowStats
+from vecdb.function_columns import function_output
 from vecdb.log_records import DeleteRecord, InsertRecord, decode
 from vecdb.roles import IdSource
 from vecdb.schema import CollectionSchema, valid_key
@@ -157,6 +160,14 @@ class DataNode:
         """A compaction request's record (state and plans per channel); None when unknown."""
         return compaction_state(self.meta, compaction_id)
 
+    def compactions(self, collection_id: int) -> list[dict]:
+        """The collection's compaction request records still kept, oldest first."""
+        return segment_listing.collection_requests(self.meta, collection_id)
+
+    def segment_list(self, info: CollectionInfo, states: Iterable[int] = ()) -> list[dict]:
+        """The collection's segments with a Milvus state each (``vecdb.datanode.segment_listing``)."""
+        return segment_listing.list_segments(self.meta, info.id, info.channels, states)
+
     def close(self) -> None:
         self.compactor.close()
         self.indexer.close()
@@ -176,8 +187,9 @@ class DataNode:
         self.stats.forget(info.id)
         for channel in info.channels:
             with self._locks[channel]:
-                self.objects.delete_prefix(f"segments/{info.id}/{channel}/")
-                self.objects.delete_prefix(f"deltas/{info.id}/{channel}/")
+                # what a snapshot names stays (vecdb.coord.snapshots); the collector deletes it once unpinned
+                delete_unpinned(self.meta, self.objects, f"segments/{info.id}/{channel}/")
+                delete_unpinned(self.meta, self.objects, f"deltas/{info.id}/{channel}/")
                 self.meta.txn(delete_prefixes=[f"seg/{info.id}/{channel}/", f"delta/{info.id}/{channel}/"],
                               deletes=[f"ckpt/{info.id}/{channel}"])
                 self.log.drop_channel(channel)
@@ -203,7 +215,7 @@ class DataNode:
                         doomed[k] = seg
                 self.meta.txn(deletes=list(doomed))
                 for seg in doomed.values():
-                    self.objects.delete_prefix(seg["prefix"])
+                    delete_unpinned(self.meta, self.objects, seg["prefix"])
 
     def drop_partition(self, info: CollectionInfo, partition_id: int) -> None:
         for channel in info.channels:
@@ -211,12 +223,18 @@ class DataNode:
                 doomed = {k: seg for k, v in self.meta.scan(f"seg/{info.id}/{channel}/")
                           if (seg := json.loads(v))["partition_id"] == partition_id}
                 for seg in doomed.values():
-                    self.objects.delete_prefix(seg["prefix"])
+                    delete_unpinned(self.meta, self.objects, seg["prefix"])
                 self.meta.txn(deletes=list(doomed))
 
 
 def _chunks(schema: CollectionSchema, recs: list[InsertRecord], name: str) -> list[np.ndarray]:
     """One column of a run of insert records, chunk per record (written without concatenating); a
     record written before its field was added holds nulls (or the default) there."""
-    return [r.columns[name] if name in r.columns else missing_column(schema, name, r.num_rows, r.columns)
-            for r in recs]
+    return [r.columns[name] if name in r.columns else _absent(schema, name, r) for r in recs]
+
+
+def _absent(schema: CollectionSchema, name: str, rec: InsertRecord) -> np.ndarray:
+    """A record's column it was written without: a function's output added since (add_function_field)
+    computed from its input, a field added since null or its default."""
+    col = function_output(schema, name, rec.columns)
+    return missing_column(schema, name, rec.num_rows, rec.columns) if col is None else col

@@ -85,6 +85,12 @@ class ClusterDataNode:
     def compaction(self, compaction_id: int) -> dict[str, Any] | None:
         return self.local.compaction(compaction_id)
 
+    def compactions(self, collection_id: int) -> list[dict[str, Any]]:
+        return self.local.compactions(collection_id)
+
+    def segment_list(self, info: CollectionInfo, states: Iterable[int] = ()) -> list[dict[str, Any]]:
+        return self.local.segment_list(info, states)
+
     def forget_index_builds(self, collection_id: int, index_ids: Iterable[int]) -> None:
         self.local.forget_index_builds(collection_id, index_ids)
 

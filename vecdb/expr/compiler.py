@@ -41,7 +41,7 @@ from vecdb.expr import predicates as preds
 from vecdb.expr.lexer import INT64_MAX, INT64_MIN, clip, syntax_error
 from vecdb.expr.like import compile_like, match_one
 from vecdb.expr.parser import parse
-from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, struct_sub_field_name, valid_key
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, struct_sub_field_name, valid_key
 
 TYPE_NAMES = {"int": "Int64", "float": "Double", "bool": "Bool", "str": "VarChar", "json": "JSON",
               "array": "Array", "list": "Array"}
@@ -277,18 +277,33 @@ class _Compiler:
         if not 2 <= len(node.args) <= most:
             raise self.error(f"{node.name} takes {'2' if most == 2 else '2 or 3'} arguments, got {len(node.args)}",
                              node.pos)
-        target, arg = self.value(node.args[0]), self.value(node.args[1])
-        if not isinstance(target, nodes.Column) or target.type != "str":
-            raise self.error(f"{node.name} is only supported on VARCHAR fields, got {self.typed(target)}",
-                             node.args[0].pos)
-        f = self.schema.field(target.field)
-        assert f is not None, "name() made the target from this field"
+        f = self._text_field(node.args[0])  # TEXT: no value of its own here, only its analyzed terms
+        if f is None:
+            target = self.value(node.args[0])
+            if not isinstance(target, nodes.Column) or target.type != "str":
+                raise self.error(f"{node.name} is only supported on VARCHAR fields (and TEXT), got "
+                                 f"{self.typed(target)}", node.args[0].pos)
+            f = self.schema.field(target.field)
+            assert f is not None, "name() made the target from this field"
+        arg = self.value(node.args[1])
         if f.type_params.get("enable_match", "").strip().lower() != "true":
             raise self.error(f"field \"{f.name}\" does not enable match", node.args[0].pos)
         if not isinstance(arg, nodes.Const) or arg.type != "str":
             raise self.error(f"the second argument of {node.name} must be a string, got {self.typed(arg)}",
                              node.args[1].pos)
         return f, text_analyzer(f), arg.value  # (enable_match excludes multi_analyzer_params: vecdb.schema)
+
+    def _text_field(self, node: ast.Node) -> FieldSchema | None:
+        """The TEXT field ``node`` names, read (with its validity mask) by the match it is the target of;
+        None where ``node`` is anything else."""
+        f = self.schema.field(node.name) if isinstance(node, ast.Name) and not node.path else None
+        if f is None or f.dtype != DataType.TEXT or self.element is not None:
+            return None
+        self.fields.add(f.name)
+        if f.nullable:
+            self.null_refs.add(valid_key(f.name))
+            self.fields.add(valid_key(f.name))
+        return f
 
     def text_match(self, node: ast.Call):
         """``text_match(field, 'words'[, minimum_should_match=n])`` on a VARCHAR field with
@@ -473,6 +488,10 @@ class _Compiler:
             self.fields.add(DYNAMIC_FIELD)
             return nodes.JsonPath(DYNAMIC_FIELD, (name, *path), desc)
         t = static_type(f.dtype)
+        if f.dtype == DataType.TEXT:  # Milvus 3.0: only its analyzed terms are filtered on
+            raise self.error(f"TEXT field {name} does not support scalar filter operators (comparison, range, "
+                             "IN, LIKE, regex, IS NULL); filter it with text_match or phrase_match "
+                             "(enable_analyzer and enable_match)", node.pos)
         if not t:
             raise self.error(f"field {name} of type {f.dtype.name} can't be used in a filter expression", node.pos)
         self.fields.add(name)

@@ -60,6 +60,8 @@ def validate_scalar_index(index_type: str, field: FieldSchema, params: dict) -> 
     """The canonical index type (``Trie`` for any spelling of it), or InvalidParameter."""
     t = "Trie" if index_type.upper() == "TRIE" else index_type.upper()
     dt = field.dtype
+    if dt == DataType.TEXT:  # Milvus 3.0: its only index is the match index enable_match keeps
+        raise InvalidParameter(f"TEXT field does not support user-created scalar index, field: {field.name}")
     if t not in SCALAR_INDEX_TYPES:
         raise InvalidParameter(f"index type {index_type} is not supported for scalar field {field.name}")
     if t == "STL_SORT":

@@ -74,6 +74,7 @@ _SCALAR_ATTR = {
     DataType.FLOAT: "float_data",
     DataType.DOUBLE: "double_data",
     DataType.VARCHAR: "string_data",
+    DataType.TEXT: "string_data",  # no max_length: any length the request carries (Milvus 3.0)
     DataType.TIMESTAMPTZ: "string_data",  # ISO 8601 strings (vecdb.timestamptz)
     DataType.GEOMETRY: "geometry_wkt_data",  # WKT strings (vecdb.geometry); WKB geometry_data is taken too
     DataType.JSON: "json_data",
@@ -342,7 +343,7 @@ def null_column(field: FieldSchema, n: int) -> np.ndarray:
     if dt == DataType.TIMESTAMPTZ:  # int64 microseconds
         return np.zeros(n, np.int64)
     out = np.empty(n, dtype=object)
-    if dt in (DataType.VARCHAR, DataType.GEOMETRY):  # GEOMETRY: vecdb.geometry.NULL_TEXT
+    if dt in (DataType.VARCHAR, DataType.TEXT, DataType.GEOMETRY):  # GEOMETRY: vecdb.geometry.NULL_TEXT
         out[:] = ""
     elif dt == DataType.ARRAY:
         empty = np.empty(0, dtype=object if field.element_type == DataType.VARCHAR else _NP_DTYPE[field.element_type])
@@ -497,6 +498,8 @@ def _decode_scalars(field: FieldSchema, fd, n: int, static_names: frozenset[str]
             f"length: {ln}, max length: {field.max_length}"
         ))
         return _object_array(values)
+    if dt == DataType.TEXT:
+        return _object_array(list(data))
     if dt == DataType.JSON:
         return _decode_json(field, data, static_names)
     return _decode_arrays(field, data)

@@ -220,7 +220,7 @@ def field_analyzer(schema: CollectionSchema, name: str) -> Analyzer | MultiAnaly
     f = schema.field(name)
     if f is None:
         raise InvalidParameter(f"highlight field not found in schema: {name}")
-    if f.dtype != DataType.VARCHAR or not f.enable_analyzer:
+    if f.dtype not in (DataType.VARCHAR, DataType.TEXT) or not f.enable_analyzer:
         raise InvalidParameter(f"get highlight failed, field {name} has no analyzer: highlighting needs a "
                                "VARCHAR field with enable_analyzer")
     return text_analyzer(f)

@@ -17,12 +17,15 @@ from vecdb.proxy.rpc_hybrid import HybridRpcs
 from vecdb.proxy.rpc_import import ImportRpcs
 from vecdb.proxy.rpc_index import IndexRpcs
 from vecdb.proxy.rpc_resource_groups import ResourceGroupRpcs
+from vecdb.proxy.rpc_schema_change import SchemaChangeRpcs
 from vecdb.proxy.rpc_search import SearchRpcs
 from vecdb.proxy.rpc_security import SecurityRpcs
+from vecdb.proxy.rpc_snapshots import SnapshotRpcs
 from vecdb.proxy.rpc_text import TextRpcs
 
 
 class MilvusService(AdminRpcs, CollectionRpcs, CollectionFunctionRpcs, CompactionRpcs, IndexRpcs, ResourceGroupRpcs,
-                    ImportRpcs, DmlRpcs, HybridRpcs, SearchRpcs, SecurityRpcs, TextRpcs,
+                    ImportRpcs, DmlRpcs, HybridRpcs, SchemaChangeRpcs, SearchRpcs, SecurityRpcs, SnapshotRpcs,
+                    TextRpcs,
                     milvus_pb2_grpc.MilvusServiceServicer):
     pass

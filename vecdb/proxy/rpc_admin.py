@@ -63,12 +63,16 @@ class AdminRpcs(ServiceBase):
 
     @rpc(milvus_pb2.GetPersistentSegmentInfoResponse)
     def GetPersistentSegmentInfo(self, request, context):
+        """``list_persistent_segments`` / ``list_segments(states=...)``: the segments in the states
+        asked (none: the live ones), compacted-away ones Dropped until collected
+        (``vecdb.datanode.segment_listing``)."""
         info = self.collection(db_of(request, context), request.collectionName)
         infos = [
             milvus_pb2.PersistentSegmentInfo(segmentID=s["segment_id"], collectionID=info.id,
                                              partitionID=s["partition_id"], num_rows=s["num_rows"],
-                                             state=common_pb2.Flushed)
-            for s in self.r.datanode.segments(info)
+                                             state=s["state"], level=s["level"], insert_channel=s["channel"],
+                                             compaction_from=s["compaction_from"])
+            for s in self.r.datanode.segment_list(info, list(request.states))
         ]
         return milvus_pb2.GetPersistentSegmentInfoResponse(status=status.success(), infos=infos)
 

@@ -14,21 +14,22 @@ from __future__ import annotations
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
+from vecdb.datanode import segment_listing
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, rpc
 from vecdb.proxy.quota import admit_database
 from vecdb.request_db import db_of
 
 
-def _summary(record: dict | None) -> tuple[int, int, int, list]:
-    """(state, executing plans, completed plans, merge infos) of a request record."""
-    if record is None:
-        return common_pb2.Completed, 0, 0, []
-    channels = record["channels"].values()
-    executing = sum(1 for c in channels if c["state"] != "completed")
-    plans = [p for c in channels if c["state"] == "completed" for p in c["plans"]]
-    infos = [milvus_pb2.CompactionMergeInfo(sources=p["sources"], target=p["target"]) for p in plans]
-    return (common_pb2.Executing if executing else common_pb2.Completed), executing, len(plans), infos
+def _summary(records: list[dict]) -> tuple[int, int, int, list]:
+    """(state, executing plans, completed plans, merge infos) of request records (none: Completed)."""
+    executing = sum(segment_listing.executing(r) for r in records)
+    infos = [milvus_pb2.CompactionMergeInfo(**p) for r in records for p in segment_listing.request_plans(r)]
+    return (common_pb2.Executing if executing else common_pb2.Completed), executing, len(infos), infos
+
+
+def _one(record: dict | None) -> list[dict]:
+    return [] if record is None else [record]
 
 
 class CompactionRpcs(ServiceBase):
@@ -51,11 +52,21 @@ class CompactionRpcs(ServiceBase):
 
     @rpc(milvus_pb2.GetCompactionStateResponse)
     def GetCompactionState(self, request, context):
-        state, executing, completed, _ = _summary(self.r.datanode.compaction(request.compactionID))
+        state, executing, completed, _ = _summary(_one(self.r.datanode.compaction(request.compactionID)))
         return milvus_pb2.GetCompactionStateResponse(status=status.success(), state=state, executingPlanNo=executing,
                                                      completedPlanNo=completed, failedPlanNo=0, timeoutPlanNo=0)
 
     @rpc(milvus_pb2.GetCompactionPlansResponse)
     def GetCompactionStateWithPlans(self, request, context):
-        state, _, _, infos = _summary(self.r.datanode.compaction(request.compactionID))
+        """By id (``get_compaction_plans``), or with id 0 by collection (``list_compaction_tasks``):
+        every request of it still kept."""
+        if request.compactionID == 0 and (request.collection_name or request.collection_id):
+            if request.collection_name:
+                info = self.collection(db_of(request, context), request.collection_name)
+            else:
+                info = self.r.catalog.get_by_id(request.collection_id)
+            records = self.r.datanode.compactions(info.id)
+        else:
+            records = _one(self.r.datanode.compaction(request.compactionID))
+        state, _, _, infos = _summary(records)
         return milvus_pb2.GetCompactionPlansResponse(status=status.success(), state=state, mergeInfos=infos)

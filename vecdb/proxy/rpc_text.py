@@ -7,6 +7,9 @@ On a multi-analyzer field (``multi_analyzer_params``) ``analyzer_names`` picks e
 Milvus's shard delegator does: one name for every text, or one per text; a name resolves through the
 field's aliases, an unknown one to ``default``; none is 1101 ("analyzer names must be set for multi
 analyzer"). Elsewhere the names are ignored (Milvus: a single analyzer takes no names).
+
+ComputePhraseMatchSlop (Milvus 3.0; pymilvus 3.0.2 has no client method: its stub): the slop each
+text needs for a phrase to match it (``vecdb.phrase_slop``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pymilvus.grpc_gen import milvus_pb2
 from vecdb import errors
 from vecdb.analyzer import MultiAnalyzer, parse_params, term_ids
 from vecdb.bm25 import text_analyzer
+from vecdb.phrase_slop import min_phrase_slop
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, rpc
 from vecdb.request_db import db_of
@@ -54,6 +58,23 @@ class TextRpcs(ServiceBase):
                 if request.with_hash:
                     tok.hash = h
         return reply
+
+    @rpc(milvus_pb2.ComputePhraseMatchSlopResponse)
+    def ComputePhraseMatchSlop(self, request, context):
+        """Per data text, whether the query text's tokens are all in it and the smallest slop at which
+        ``phrase_match`` finds them (``vecdb.phrase_slop``), -1 where not, with ``analyzer_params``'
+        analyzer (empty: the standard one). An empty query or no data text: an empty answer (Milvus's
+        query node ``computePhraseMatchSlopByParams``). Unlike Milvus, which answers not matched for
+        every text when the analyzer cannot be built, bad ``analyzer_params`` are an error (1100)."""
+        if not request.query_text or not request.data_texts:
+            return milvus_pb2.ComputePhraseMatchSlopResponse(status=status.success())
+        analyzer = parse_params(request.analyzer_params or None)
+        phrase = [(t, pos) for t, _, _, pos, _ in analyzer.spans(request.query_text)]
+        slops = [min_phrase_slop(phrase, [(t, pos) for t, _, _, pos, _ in analyzer.spans(text)])
+                 for text in request.data_texts]
+        return milvus_pb2.ComputePhraseMatchSlopResponse(
+            status=status.success(), is_match=[s is not None for s in slops],
+            slops=[-1 if s is None else s for s in slops])
 
 
 def _per_text(multi: MultiAnalyzer, names: list[str], n: int) -> list:

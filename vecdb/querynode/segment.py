@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from vecdb.column_defaults import absent_column, absent_mask, empty_column, missing_column
+from vecdb.function_columns import function_output
 from vecdb.index.base import VectorIndex
 from vecdb.schema import CollectionSchema, valid_key
 from vecdb.timestamp import MAX_TIMESTAMP
@@ -98,6 +99,8 @@ class Segment:
             self._grow(end)
         for name, buf in self._cols.items():
             col = columns.get(name)
+            if col is None:  # written before a field or function was added: null, default, or computed
+                col = function_output(self.schema, name, columns)
             if col is None:
                 col = missing_column(self.schema, name, count, columns)
             buf[start:end] = col
@@ -121,19 +124,40 @@ class Segment:
             setattr(self, attr, new)
 
     def take_schema(self, schema: CollectionSchema) -> None:
-        """Follow a schema with fields added (add_collection_field; caller holds the shard lock): each
-        new field gets a column (and validity mask) over the rows so far, as ``absent_column`` reads
-        them, in the buffer's whole capacity so appends carry on. A stub keeps its keys only."""
+        """Follow a changed schema (caller holds the shard lock). A field added (add_collection_field)
+        gets a column (and validity mask) over the rows so far, as ``absent_column`` reads them; a
+        function's output added (add_function_field) gets the output computed from its input
+        (``vecdb.function_columns``); both in the buffer's whole capacity so appends carry on. A field
+        dropped (drop_collection_field) loses its column and indexes, as does a name that now means
+        another field (another id). A stub keeps its keys only."""
         if not self.stub:
             cap, cols = len(self._ts), dict(self._cols)  # swapped in whole: readers may be iterating it
+            kept = {f.name for f in schema.fields if (old := self.schema.field(f.name)) is not None
+                    and old.field_id == f.field_id}
+            cols = {k: v for k, v in cols.items() if (k[len(valid_key("")):] if k.startswith(valid_key(""))
+                                                      else k) in kept}
             for f in schema.fields:
                 if f.name in cols:
                     continue
-                cols[f.name] = absent_column(f, cap)
+                cols[f.name] = self._new_column(schema, f, cols, cap)
                 if f.nullable:
                     cols[valid_key(f.name)] = absent_mask(f, cap)
             self._cols = cols
+            for held in (self.indexes, self.growing_indexes):
+                for name in [k for k in held if k not in kept]:
+                    held.pop(name, None)
         self.schema = schema
+
+    def _new_column(self, schema: CollectionSchema, f, cols: dict[str, np.ndarray], cap: int) -> np.ndarray:
+        n = self.n
+        computed = function_output(schema, f.name, {k: v[:n] for k, v in cols.items()})
+        if computed is None:
+            return absent_column(f, cap)
+        if len(computed) == cap:
+            return computed
+        col = empty_column(f, cap)
+        col[:n] = computed
+        return col
 
     def mark_deleted(self, offsets: np.ndarray, ts) -> None:
         """Rows die at ``ts`` (a scalar or one timestamp per offset); an earlier death stands."""

@@ -25,7 +25,7 @@ from collections.abc import Collection, Mapping
 
 import numpy as np
 
-from vecdb import sparse
+from vecdb import function_columns, sparse
 from vecdb.column_codec import decode_columns, encode_columns
 from vecdb.column_defaults import absent_column, absent_mask
 from vecdb.schema import CollectionSchema, DataType, valid_key
@@ -66,8 +66,12 @@ def read_segment(store: ObjectStore, prefix: str, schema: CollectionSchema, mmap
     the schema after it was written) reads as null in every row, or as its default value."""
     columns = {}
     ts = _load_npy(store, f"{prefix}_ts.npy", False)
+    computed = []
     for f in schema.fields:
         if f.name in skip:
+            continue
+        if f.is_function_output and not _has_column(store, prefix, f.field_id):
+            computed.append(f.name)  # written before its function was added (add_function_field)
             continue
         key = f"{prefix}{f.field_id}.npy"
         if f.dtype == DataType.SPARSE_FLOAT_VECTOR and store.exists(f"{prefix}{f.field_id}.indptr.npy"):
@@ -84,7 +88,20 @@ def read_segment(store: ObjectStore, prefix: str, schema: CollectionSchema, mmap
             columns[f.name] = cols["v"]
         if f.nullable:
             columns[valid_key(f.name)] = _load_npy(store, f"{prefix}{f.field_id}.valid.npy", mmap)
+    for name in computed:
+        needed = function_columns.input_names(schema, name)
+        inputs = {k: columns[k] for k in needed if k in columns}
+        if len(inputs) < len(needed):
+            keep = set(needed)
+            inputs, _ = read_segment(store, prefix, schema, skip=[f.name for f in schema.fields if f.name not in keep])
+        col = function_columns.function_output(schema, name, inputs)
+        assert col is not None  # its input is there: read just above
+        columns[name] = col
     return columns, ts
+
+
+def _has_column(store: ObjectStore, prefix: str, field_id: int) -> bool:
+    return any(store.exists(f"{prefix}{field_id}{suffix}") for suffix in (".npy", ".indptr.npy", ".vcol"))
 
 
 def read_ts(store: ObjectStore, prefix: str) -> np.ndarray:
@@ -92,8 +109,13 @@ def read_ts(store: ObjectStore, prefix: str) -> np.ndarray:
     return _load_npy(store, f"{prefix}_ts.npy", False)
 
 
-def read_column(store: ObjectStore, prefix: str, field, mmap: bool = False) -> np.ndarray:
-    """One fixed-width column (a vector field) of a segment."""
+def read_column(store: ObjectStore, prefix: str, field, mmap: bool = False,
+                schema: CollectionSchema | None = None) -> np.ndarray:
+    """One fixed-width column (a vector field) of a segment; with ``schema``, a function's output the
+    segment was written without is computed from its input (``read_segment``)."""
+    if schema is not None and field.is_function_output and not _has_column(store, prefix, field.field_id):
+        return read_segment(store, prefix, schema, skip=[f.name for f in schema.fields if f.name != field.name])[0][
+            field.name]
     return _load_npy(store, f"{prefix}{field.field_id}.npy", mmap)
 
 

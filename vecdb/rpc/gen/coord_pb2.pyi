@@ -127,6 +127,18 @@ class DdlAddFieldRequest(_message.Message):
     retry: bool
     def __init__(self, db: _Optional[str] = ..., name: _Optional[str] = ..., field_json: _Optional[str] = ..., retry: _Optional[bool] = ...) -> None: ...
 
+class DdlSchemaChangeRequest(_message.Message):
+    __slots__ = ("db", "name", "change_json", "retry")
+    DB_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_JSON_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    db: str
+    name: str
+    change_json: str
+    retry: bool
+    def __init__(self, db: _Optional[str] = ..., name: _Optional[str] = ..., change_json: _Optional[str] = ..., retry: _Optional[bool] = ...) -> None: ...
+
 class DdlAlterFieldRequest(_message.Message):
     __slots__ = ("db", "name", "field_name", "properties", "delete_keys", "retry")
     class PropertiesEntry(_message.Message):

@@ -89,6 +89,11 @@ class CoordStub:
                 request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlAlterFieldRequest.SerializeToString,
                 response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
                 _registered_method=True)
+        self.AlterCollectionSchema = channel.unary_unary(
+                '/vecdb.internal.Coord/AlterCollectionSchema',
+                request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlSchemaChangeRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+                _registered_method=True)
         self.TruncateCollection = channel.unary_unary(
                 '/vecdb.internal.Coord/TruncateCollection',
                 request_serializer=vecdb_dot_internal_dot_coord__pb2.DdlCollectionRequest.SerializeToString,
@@ -264,6 +269,14 @@ class CoordServicer:
 
     def AlterCollectionField(self, request, context):
         """Changes a field's properties (alter_collection_field: max_length, max_capacity, mmap.enabled).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AlterCollectionSchema(self, request, context):
+        """Milvus 3.0's AlterCollectionSchema (drop_collection_field, drop_function_field,
+        add_function_field: vecdb.coord.schema_change). DdlReply.ids: the indexes dropped with a field.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -464,6 +477,11 @@ def add_CoordServicer_to_server(servicer, server):
             'AlterCollectionField': grpc.unary_unary_rpc_method_handler(
                     servicer.AlterCollectionField,
                     request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlAlterFieldRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
+            ),
+            'AlterCollectionSchema': grpc.unary_unary_rpc_method_handler(
+                    servicer.AlterCollectionSchema,
+                    request_deserializer=vecdb_dot_internal_dot_coord__pb2.DdlSchemaChangeRequest.FromString,
                     response_serializer=vecdb_dot_internal_dot_coord__pb2.DdlReply.SerializeToString,
             ),
             'TruncateCollection': grpc.unary_unary_rpc_method_handler(
@@ -858,6 +876,33 @@ class Coord:
             target,
             '/vecdb.internal.Coord/AlterCollectionField',
             vecdb_dot_internal_dot_coord__pb2.DdlAlterFieldRequest.SerializeToString,
+            vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AlterCollectionSchema(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Coord/AlterCollectionSchema',
+            vecdb_dot_internal_dot_coord__pb2.DdlSchemaChangeRequest.SerializeToString,
             vecdb_dot_internal_dot_coord__pb2.DdlReply.FromString,
             options,
             channel_credentials,

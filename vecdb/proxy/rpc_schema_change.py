@@ -1,0 +1,114 @@
+"""RPC: AlterCollectionSchema (Milvus 3.0; pymilvus 3.0 ``drop_collection_field``,
+``drop_function_field``, ``add_function_field``, and ``add_collection_field``, which tries it first).
+
+The handler parses and checks the request against the collection as this proxy knows it; the change
+is the coord's (``vecdb.coord.schema_change``: its rules, in-process on standalone, the coord's RPC
+in a cluster). The query nodes that hold the collection take the new schema before this returns
+(``vecdb.querynode.segment.Segment.take_schema``): a dropped field's column goes, a function's
+output added is computed for the rows already there (``vecdb.function_columns``), so a read right
+after sees the change."""
+
+from __future__ import annotations
+
+from pymilvus.grpc_gen import milvus_pb2, schema_pb2
+
+from vecdb import errors
+from vecdb.catalog_model import CollectionInfo
+from vecdb.coord.schema_change import SchemaChange
+from vecdb.index import validate_index_params
+from vecdb.proxy import status
+from vecdb.proxy.base import ServiceBase, rpc
+from vecdb.proxy.rpc_index import _split_index_params
+from vecdb.request_db import db_of
+from vecdb.schema import CollectionSchema, FunctionType, added_field
+
+_ADDABLE = {FunctionType.BM25: "BM25", FunctionType.MINHASH: "MinHash"}
+_METRIC = {FunctionType.BM25: "BM25", FunctionType.MINHASH: "MHJACCARD"}
+
+
+def _reply(status):  # called as rpc's response_type(status=...)
+    return milvus_pb2.AlterCollectionSchemaResponse(alter_status=status)
+
+
+class SchemaChangeRpcs(ServiceBase):
+    @rpc(_reply)
+    def AlterCollectionSchema(self, request, context):
+        db = db_of(request, context)
+        info = self.collection(db, request.collection_name)
+        action = request.action
+        if action.HasField("drop_request"):
+            change = _drop_change(action.drop_request)
+        elif action.HasField("add_request"):
+            add = action.add_request
+            if len(add.field_infos) == 1 and not add.func_schema:  # add_collection_field
+                new = added_field(info.schema, add.field_infos[0].field_schema, self.zone_of(info))
+                self.ddl.add_collection_field(db, request.collection_name, new)
+                self.r.querynode.refresh_info(self.r.catalog.get_by_id(info.id))
+                return _reply(status.success())
+            change = self._add_change(info, add)
+        else:
+            raise errors.InvalidParameter("alter collection schema action is empty")
+        dropped = self.ddl.alter_collection_schema(db, request.collection_name, change)
+        fresh = self.r.catalog.get_by_id(info.id)
+        self.r.querynode.refresh_info(fresh)
+        if dropped:
+            self.r.datanode.forget_index_builds(info.id, dropped)
+        if change.index:  # as CreateIndex: the query nodes (or, not loaded, the data node) build it
+            self.r.querynode.schedule_indexes(fresh)
+            if not self.r.querynode.is_loaded(fresh.id):
+                self.indexer.schedule(fresh)
+        return _reply(status.success())
+
+    def _add_change(self, info: CollectionInfo, add) -> SchemaChange:
+        """The function and its output field, checked as at create (the whole schema with them is
+        built as ``CreateCollection`` builds it) and as Milvus's add_function_field checks them."""
+        if not add.func_schema:
+            raise errors.InvalidParameter("function field add request needs a function")
+        if len(add.func_schema) != 1 or len(add.field_infos) != 1:
+            raise errors.InvalidParameter("add_function_field adds exactly one function with one output field")
+        fpb, fi = add.func_schema[0], add.field_infos[0]
+        if fpb.type not in _ADDABLE:
+            raise errors.InvalidParameter(
+                "For now, only BM25 and MinHash functions are supported in add_function_field interface")
+        kind = _ADDABLE[fpb.type]
+        if len(fpb.input_field_names) != 1 or len(fpb.output_field_names) != 1:
+            raise errors.InvalidParameter(
+                f"{kind} function should have exactly one input field and exactly one output field")
+        if fpb.output_field_names[0] != fi.field_schema.name:
+            raise errors.InvalidParameter(f'function output field "{fpb.output_field_names[0]}" must be the '
+                                          f'newly-added field "{fi.field_schema.name}"')
+        inp = info.schema.field(fpb.input_field_names[0])
+        if inp is not None and inp.dtype.name == "TEXT":
+            raise errors.InvalidParameter(
+                f"adding a {kind} function with a TEXT input field ({inp.name}) is not supported: its output "
+                "cannot be backfilled into existing segments; use a VARCHAR input field")
+        if not fi.extra_params:
+            raise errors.InvalidParameter(
+                f"index params are required when adding function output field {fi.field_schema.name!r} of vector "
+                "type: provide index_type/metric_type (and params) in field_info.extra_params")
+        pb = schema_pb2.CollectionSchema()
+        info.schema.to_proto(pb, self.zone_of(info))
+        pb.fields.append(fi.field_schema)
+        pb.functions.append(fpb)
+        built = CollectionSchema.from_proto(pb, info.name, self.zone_of(info))
+        field, fn = built.field(fi.field_schema.name), built.function(fpb.name)
+        assert field is not None and fn is not None
+        index_type, metric, params = _split_index_params(fi.extra_params)
+        metric = metric or _METRIC[fpb.type]
+        if metric != _METRIC[fpb.type]:
+            raise errors.InvalidParameter(f"only {_METRIC[fpb.type]} metric type can be used to build index for "
+                                          f"the {kind} function output field {field.name}, got {metric}")
+        params = validate_index_params(index_type, metric, field.dtype, field.dim, params)
+        index = {"index_name": fi.index_name, "index_type": params.pop("index_type", index_type),
+                 "metric_type": params.pop("metric_type", metric), "params": params}
+        return SchemaChange(add_field=field, add_function=fn, index=index)
+
+
+def _drop_change(drop) -> SchemaChange:
+    if drop.function_name:
+        return SchemaChange(drop_function=drop.function_name, drop_function_outputs=drop.drop_function_output_fields)
+    if drop.field_id:
+        return SchemaChange(drop_field_id=drop.field_id)
+    if drop.field_name:
+        return SchemaChange(drop_field=drop.field_name)
+    raise errors.InvalidParameter("field name is empty")
