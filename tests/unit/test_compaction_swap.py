@@ -453,16 +453,16 @@ def test_a_load_starts_over_when_objects_are_gone_between_metadata_and_files(wor
     w.seal_and_persist()
     w.insert(range(150, 160), "c")
     qn = QueryNode(w.log, w.meta, w.objects)
-    real = qn._persisted_state
+    real = sf.persisted_state
     snapshots = []
 
-    def compacted_and_collected_after_the_snapshot(cid, channel):
-        state = real(cid, channel)
+    def compacted_and_collected_after_the_snapshot(meta, cid, channel):
+        state = real(meta, cid, channel)
         snapshots.append(state)
         if len(snapshots) == 1:
             collect(w, compact(w))  # segments and the delta file listed in `state` are gone now
         return state
-    monkeypatch.setattr(qn, "_persisted_state", compacted_and_collected_after_the_snapshot)
+    monkeypatch.setattr(sf, "persisted_state", compacted_and_collected_after_the_snapshot)
     try:
         with caplog.at_level("INFO", logger="vecdb.querynode.node"):
             qn.load(w.info)
@@ -495,7 +495,7 @@ def test_the_metadata_snapshot_reads_segments_again_after_the_deltas(world, monk
         return real(meta, cid, channel)
     monkeypatch.setattr(sf, "list_deltas", compaction_commits_first)
     try:
-        start, segs, deltas = qn._persisted_state(CID, CH)
+        start, segs, deltas = sf.persisted_state(w.meta, CID, CH)
         assert len(calls) == 2 and [("from" in s) for s in segs] == [True] and deltas == []
     finally:
         qn.close()

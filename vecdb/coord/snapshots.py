@@ -5,7 +5,7 @@ restore into a new collection.
 A snapshot is one metadata record ``snapshot/<db>/<collection>/<name>`` (names are unique per
 collection, as in Milvus): the collection's ``CollectionInfo`` at creation (schema, partitions,
 indexes, properties), and per channel the persisted state one flush left (read as the query nodes
-read it, ``_persisted_state``: checkpoint, ``seg/`` infos, delta objects), plus the finished index
+read it, ``vecdb.storage.segments.persisted_state``: checkpoint, ``seg/`` infos, delta objects), plus the finished index
 files of those segments. Nothing is copied at creation (Milvus: "metadata only, in milliseconds"),
 and nothing is flushed: rows still growing are not in it (call ``flush`` first, as Milvus advises).
 
@@ -192,7 +192,10 @@ class SnapshotManager:
         key = snapshot_key(db, info.name, name)
         if self.meta.get(key) is not None:
             raise errors.InvalidParameter(f"snapshot already exists[snapshot={name}][collection={info.name}]")
-        channels = [self._persisted(info.id, ch) for ch in info.channels]
+        channels: list[dict[str, Any]] = []
+        for ch in info.channels:
+            start, segments, deltas = sf.persisted_state(self.meta, info.id, ch)
+            channels.append({"checkpoint": start, "segments": segments, "deltas": deltas})
         prefixes = {s["prefix"] for ch in channels for s in ch["segments"] if s.get("prefix")}
         index_files: dict[str, dict[str, str]] = {}
         for (index_id, prefix), obj in index_builds.finished(self.meta, info.id).items():
@@ -206,17 +209,6 @@ class SnapshotManager:
         if not self.meta.txn(puts={key: snap.to_json()}, expect={key: None}):
             raise errors.InvalidParameter(f"snapshot already exists[snapshot={name}][collection={info.name}]")
         return snap
-
-    def _persisted(self, collection_id: int, channel: str) -> dict[str, Any]:
-        """One channel's checkpoint, segments and deltas as one persist left them (read again until
-        neither the checkpoint nor the segment list moved, as a query node's load reads them)."""
-        while True:
-            start = sf.checkpoint(self.meta, collection_id, channel)
-            seg_pairs = self.meta.scan(f"seg/{collection_id}/{channel}/")
-            deltas = sf.list_deltas(self.meta, collection_id, channel)
-            if (self.meta.scan(f"seg/{collection_id}/{channel}/") == seg_pairs
-                    and sf.checkpoint(self.meta, collection_id, channel) == start):
-                return {"checkpoint": start, "segments": [json.loads(v) for _, v in seg_pairs], "deltas": deltas}
 
     def get(self, db: str, collection: str, name: str) -> Snapshot:
         if not name:

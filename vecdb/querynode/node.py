@@ -256,7 +256,7 @@ class QueryNode:
         shard.on_seal = lambda sh, segs, cid=info.id: self._on_seal(cid, segs)
         live = {p.id for p in info.partitions}
         mmap = self.mmap(info)
-        start, seg_infos, delta_keys = self._persisted_state(info.id, channel)
+        start, seg_infos, delta_keys = sf.persisted_state(self.meta, info.id, channel)
         for seg_info in seg_infos:
             if seg_info["partition_id"] not in live:
                 continue
@@ -377,22 +377,6 @@ class QueryNode:
                     gone.append(seg)
         self.evict_cached(coll.info, gone)
         return [s.prefix for s in gone if s.prefix]
-
-    def _persisted_state(self, collection_id: int, channel: str) -> tuple[int, list[dict], list[str]]:
-        """(checkpoint, segment infos, delta keys) of one channel, as one flush left them: a flush
-        commits its segments, deltas and the checkpoint in one transaction, so lists read while the
-        checkpoint did not move belong together. Read apart from it, a flush committing in between
-        would give the old segments with the new checkpoint, and the rows of the new segment would
-        be neither loaded nor replayed from the log. A compaction commits without moving the
-        checkpoint, but always deletes segment keys: the segment list is read again after the
-        deltas (a compaction in between would give its sources without the deltas it folded)."""
-        while True:
-            start = sf.checkpoint(self.meta, collection_id, channel)
-            seg_pairs = self.meta.scan(f"seg/{collection_id}/{channel}/")
-            deltas = sf.list_deltas(self.meta, collection_id, channel)
-            if (self.meta.scan(f"seg/{collection_id}/{channel}/") == seg_pairs
-                    and sf.checkpoint(self.meta, collection_id, channel) == start):
-                return start, [json.loads(v) for _, v in seg_pairs], deltas
 
     def release(self, collection_id: int, channels: Sequence[str] | None = None) -> None:
         """Release the collection, or only its ``channels`` (the collection goes with its last one)."""

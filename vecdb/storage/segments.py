@@ -190,3 +190,20 @@ def list_segments(meta: MetaStore, collection_id: int, channel: str) -> list[dic
 
 def list_deltas(meta: MetaStore, collection_id: int, channel: str) -> list[str]:
     return [v.decode() for _, v in meta.scan(f"delta/{collection_id}/{channel}/")]
+
+
+def persisted_state(meta: MetaStore, collection_id: int, channel: str) -> tuple[int, list[dict], list[str]]:
+    """(checkpoint, segment infos, delta keys) of one channel, as one flush left them: a flush
+    commits its segments, deltas and the checkpoint in one transaction, so lists read while the
+    checkpoint did not move belong together. Read apart from it, a flush committing in between
+    would give the old segments with the new checkpoint, and the rows of the new segment would
+    be neither loaded nor replayed from the log. A compaction commits without moving the
+    checkpoint, but always deletes segment keys: the segment list is read again after the
+    deltas (a compaction in between would give its sources without the deltas it folded)."""
+    while True:
+        start = checkpoint(meta, collection_id, channel)
+        seg_pairs = meta.scan(f"seg/{collection_id}/{channel}/")
+        deltas = list_deltas(meta, collection_id, channel)
+        if (meta.scan(f"seg/{collection_id}/{channel}/") == seg_pairs
+                and checkpoint(meta, collection_id, channel) == start):
+            return start, [json.loads(v) for _, v in seg_pairs], deltas
