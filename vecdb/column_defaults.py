@@ -55,6 +55,8 @@ def absent_column(field, count: int) -> np.ndarray:
         elif dt == DataType.ARRAY:
             elem = field.element_type
             col.fill(np.empty(0, object if elem == DataType.VARCHAR else SCALAR_DTYPES.get(elem, object)))
+        elif dt == DataType.ARRAY_OF_VECTOR:  # a struct added later (add_collection_struct_field): no vectors
+            col.fill(np.empty((0, field.dim), np.float32))
     if field.default_value is not None:
         col[:] = field.default_value
     return col
@@ -78,7 +80,8 @@ def missing_column(schema: CollectionSchema, name: str, count: int, columns) -> 
     ``default_column``."""
     fname = name[len(VALID_PREFIX):] if name.startswith(VALID_PREFIX) else name
     field = schema.field(fname)
-    if field is not None and (field.nullable or field.default_value is not None) and fname not in columns:
+    if field is not None and (field.nullable or field.default_value is not None or field.struct_name) \
+            and fname not in columns:  # a struct's sub-field: the struct was added after (no struct)
         return absent_mask(field, count) if name != fname else absent_column(field, count)
     return default_column(name, count)
 

@@ -75,10 +75,12 @@ class QueryNodeSettings(BaseModel):
 
 
 class DataNodeSettings(BaseModel):
-    seal_bytes: int = Field(128 << 20, ge=1, description="estimated bytes of the rows of a channel after its last "
+    seal_bytes: int = Field(128 << 20, ge=1, description="bytes of the rows of a channel after its last "
                             "seal record that make the seal policy seal it (the data node following the channel, "
                             "or the proxy where none does), as Milvus sizes segments (dataCoord.segment.maxSize "
-                            "x sealProportion); rows estimated from the schema (vecdb.datanode.seal)")
+                            "x sealProportion); fixed-width fields at their width from the schema, variable-length "
+                            "values (VARCHAR, TEXT, JSON, ARRAY, sparse, struct arrays) at their actual size "
+                            "(vecdb.datanode.seal)")
     seal_rows: int = Field(1_000_000, ge=1, description="at most this many rows of a channel after its last seal "
                            "record, whatever their size (narrow rows)")
 

@@ -187,9 +187,15 @@ class StructArrayField:
     description: str = ""
     max_capacity: int = 0
     type_params: dict[str, str] = field(default_factory=dict)
+    # added to a collection with data (Milvus 3.0 add_collection_struct_field): rows that leave it
+    # out, and rows written before, hold no struct (every sub-field an empty list)
+    nullable: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        if not self.nullable:  # written only when set: a record the previous version reads
+            del d["nullable"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StructArrayField:
@@ -446,12 +452,14 @@ class CollectionSchema:
             for k, v in fn.params.items():
                 out.params.add(key=k, value=v)
         for st in self.struct_fields:  # sub-fields by their own names, as Milvus's describe gives them
-            spb = pb.struct_array_fields.add(fieldID=st.field_id, name=st.name, description=st.description)
+            spb = pb.struct_array_fields.add(fieldID=st.field_id, name=st.name, description=st.description,
+                                             nullable=st.nullable)
             for k, v in st.type_params.items():
                 spb.type_params.add(key=k, value=v)
             for f in self.sub_fields(st.name):
                 sub = spb.fields.add(fieldID=f.field_id, name=f.sub_name, data_type=int(f.dtype),
-                                     element_type=int(f.element_type), description=f.description)
+                                     element_type=int(f.element_type), description=f.description,
+                                     nullable=st.nullable)  # as Milvus (and pymilvus's inserts) have it
                 for k, v in f.type_params.items():
                     sub.type_params.add(key=k, value=str(v))
 

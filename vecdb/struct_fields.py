@@ -17,8 +17,10 @@ from vecdb.errors import IllegalSchema, InvalidParameter
 from vecdb.limits import LIMITS
 from vecdb.schema import (
     ARRAY_ELEMENT_TYPES,
+    DYNAMIC_FIELD,
     MAX_ARRAY_CAPACITY,
     MAX_VARCHAR_LENGTH,
+    CollectionSchema,
     DataType,
     FieldSchema,
     StructArrayField,
@@ -88,6 +90,33 @@ def parse_struct_fields(pb, collection_name: str, first_id: int,
     if len(subs) + len(taken) > LIMITS.max_fields:
         raise IllegalSchema(f"maximum field's number should be limited to {LIMITS.max_fields}")
     return structs, subs
+
+
+def added_struct_field(schema: CollectionSchema, spb) -> tuple[StructArrayField, list[FieldSchema]]:
+    """The array-of-struct field ``spb`` (``schema_pb2.StructArrayFieldSchema``) of an
+    ``add_collection_struct_field`` (Milvus 3.0) on ``schema``, checked as at create, and nullable as
+    Milvus requires of any field added to a collection with data: rows written before it, and rows
+    that leave it out, hold no struct (an empty list in every sub-field). pymilvus marks each
+    sub-field nullable with the struct; that is the struct's nullability, taken as such. Ids are the
+    coord's to give (``vecdb.coord.schema_change``)."""
+    from pymilvus.grpc_gen import schema_pb2  # noqa: PLC0415 - the model itself needs no protobuf
+
+    name = spb.name
+    if not spb.nullable:
+        raise InvalidParameter(f"added field must be nullable, please check it, field name = {name}")
+    if schema.field(name) is not None or schema.struct(name) is not None or name == DYNAMIC_FIELD:
+        raise InvalidParameter(f"duplicate field name: {name}")
+    one = schema_pb2.CollectionSchema()
+    copy = one.struct_array_fields.add()
+    copy.CopyFrom(spb)
+    for sub in copy.fields:
+        sub.nullable = False  # the struct's own flag, which pymilvus repeats on every sub-field
+    taken = {f.name for f in schema.fields if not f.struct_name} | {st.name for st in schema.struct_fields}
+    structs, subs = parse_struct_fields(one, schema.name, schema.next_field_id(), taken)
+    if len(schema.fields) + len(subs) > LIMITS.max_fields:
+        raise InvalidParameter(f"maximum field's number should be limited to {LIMITS.max_fields}")
+    structs[0].nullable = True
+    return structs[0], subs
 
 
 def _sub_field(fpb, struct_name: str, collection_name: str, field_id: int) -> FieldSchema:

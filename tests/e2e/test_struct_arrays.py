@@ -135,7 +135,7 @@ def test_refusals(client):
     assert e.value.code == 1100
     client.insert(name, rows(0, 3))
     q = np.ones(DIM, np.float32)
-    with pytest.raises(MilvusException) as e:  # plain vectors: element-level search, not in Milvus 2.6
+    with pytest.raises(MilvusException) as e:  # plain vectors: element-level search, not on a MAX_SIM index
         client.search(name, data=[q.tolist()], anns_field="chunks[emb]", limit=3)
     assert e.value.code == 1100
     el = EmbeddingList()

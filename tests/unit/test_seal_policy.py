@@ -131,11 +131,11 @@ def test_the_proxy_leaves_the_seal_policy_to_running_data_nodes(monkeypatch):
 
 
 
-@pytest.mark.parametrize("limits", [{"seal_rows": 1000}, {"seal_rows": 10**6, "seal_bytes": 1000 * 96}],
+@pytest.mark.parametrize("limits", [{"seal_rows": 1000}, {"seal_rows": 10**6, "seal_bytes": 1000 * 34}],
                          ids=["rows", "bytes"])
 def test_seal_rows_is_a_setting_the_standalone_proxy_follows(tmp_path, limits):
     """``datanode.seal_rows`` (VECDB_DATANODE__SEAL_ROWS) and ``datanode.seal_bytes``: a standalone server
-    seals and persists a channel once that many rows (or that many estimated bytes of rows) are past its
+    seals and persists a channel once that many rows (or that many bytes of rows) are past its
     last seal, with no flush call."""
     from pymilvus import MilvusClient
 
@@ -145,7 +145,8 @@ def test_seal_rows_is_a_setting_the_standalone_proxy_follows(tmp_path, limits):
 
     assert load_settings(env={"VECDB_DATANODE__SEAL_ROWS": "5000"}).datanode.seal_rows == 5000
     assert load_settings(env={"VECDB_DATANODE__SEAL_BYTES": "4096"}).datanode.seal_bytes == 4096
-    # the quick-setup schema: id, a 2-d vector and the dynamic field's JSON: 16 + 8 + 8 + 64 bytes a row
+    # the quick-setup schema: id, a 2-d vector and the dynamic field's JSON, {} (its actual 2 bytes,
+    # vecdb.datanode.seal.batch_bytes): 16 + 8 + 8 + 2 bytes a row
     settings = server_settings(tmp_path)
     for key, value in limits.items():
         setattr(settings.datanode, key, value)

@@ -2,7 +2,9 @@
 
 pymilvus 3.0 sends it for ``drop_collection_field`` (a field by name or id), ``drop_function_field``
 (a BM25 or MinHash function together with its output field) and ``add_function_field`` (a BM25 or
-MinHash function with its new output field and that field's index). ``apply`` checks a change
+MinHash function with its new output field and that field's index); ``AddCollectionStructField``
+(``add_collection_struct_field``) comes here too, as an add of a nullable array-of-struct field and
+its sub-fields (``SchemaChange.add_struct``). ``apply`` checks a change
 against the collection as the coord holds it and makes it: a new schema object, its version moved
 by one; a dropped field's index dropped with it; ``max_field_id`` kept so no dropped field's id is
 given again (its column stays in old segment files, read by id, until a compaction rewrites them).
@@ -20,7 +22,8 @@ from typing import Any
 
 from vecdb import errors
 from vecdb.catalog_model import CollectionInfo, IndexInfo
-from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, FieldSchema, FunctionSchema, FunctionType
+from vecdb.limits import LIMITS
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, FieldSchema, FunctionSchema, FunctionType, StructArrayField
 
 _OUTPUT_DROPPABLE = (FunctionType.BM25, FunctionType.MINHASH)
 
@@ -38,13 +41,18 @@ class SchemaChange:
     add_field: FieldSchema | None = None
     add_function: FunctionSchema | None = None
     index: dict[str, Any] = field(default_factory=dict)
+    # AddCollectionStructField (Milvus 3.0): a nullable array-of-struct field and its sub-fields
+    add_struct: StructArrayField | None = None
+    add_struct_fields: list[FieldSchema] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"drop_field": self.drop_field, "drop_field_id": self.drop_field_id,
                 "drop_function": self.drop_function, "drop_function_outputs": self.drop_function_outputs,
                 "add_field": self.add_field.to_dict() if self.add_field else None,
                 "add_function": self.add_function.to_dict() if self.add_function else None,
-                "index": self.index}
+                "index": self.index,
+                **({"add_struct": self.add_struct.to_dict(),
+                    "add_struct_fields": [f.to_dict() for f in self.add_struct_fields]} if self.add_struct else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SchemaChange:
@@ -52,7 +60,9 @@ class SchemaChange:
                    d.get("drop_function_outputs", False),
                    FieldSchema.from_dict(d["add_field"]) if d.get("add_field") else None,
                    FunctionSchema.from_dict(d["add_function"]) if d.get("add_function") else None,
-                   dict(d.get("index") or {}))
+                   dict(d.get("index") or {}),
+                   StructArrayField.from_dict(d["add_struct"]) if d.get("add_struct") else None,
+                   [FieldSchema.from_dict(f) for f in d.get("add_struct_fields", ())])
 
     @property
     def is_drop(self) -> bool:
@@ -68,6 +78,11 @@ def apply(info: CollectionInfo, change: SchemaChange, new_id: int, ts: int, *, r
         if retry and _already_dropped(info.schema, change):
             return []
         gone = _drop_function(schema, change) if change.drop_function else _drop_field(schema, change)
+    elif change.add_struct is not None:
+        if retry and info.schema.struct(change.add_struct.name) is not None:
+            return []
+        gone = set()
+        _add_struct_field(schema, change)
     else:
         if retry and change.add_field is not None and _same_add(info.schema, change):
             return []
@@ -206,6 +221,33 @@ def _add_function_field(schema: CollectionSchema, change: SchemaChange, collecti
     at = next((i for i, x in enumerate(schema.fields) if x.is_dynamic), len(schema.fields))
     schema.fields.insert(at, added)
     schema.functions.append(FunctionSchema.from_dict(fn.to_dict()))
+
+
+def _add_struct_field(schema: CollectionSchema, change: SchemaChange) -> None:
+    """A nullable array-of-struct field (checked by the proxy: ``vecdb.struct_fields.added_struct_field``),
+    checked again against this schema: its name still free, the field count within the limit. The
+    struct and its sub-fields get their ids here (above every id given), the sub-fields go before
+    ``$meta``. Rows written before read every sub-field as an empty list (``vecdb.column_defaults``)."""
+    st = change.add_struct
+    assert st is not None
+    if not st.nullable:
+        raise errors.InvalidParameter(f"added field must be nullable, please check it, field name = {st.name}")
+    if not change.add_struct_fields:
+        raise errors.InvalidParameter(f"struct array field {st.name} has no sub-fields")
+    if schema.field(st.name) is not None or schema.struct(st.name) is not None or st.name == DYNAMIC_FIELD:
+        raise errors.InvalidParameter(f"duplicate field name: {st.name}")
+    if len(schema.fields) + len(change.add_struct_fields) > LIMITS.max_fields:
+        raise errors.InvalidParameter(f"maximum field's number should be limited to {LIMITS.max_fields}")
+    added = StructArrayField.from_dict(st.to_dict())
+    added.field_id = schema.next_field_id()
+    subs = []
+    for i, f in enumerate(change.add_struct_fields):
+        sub = FieldSchema.from_dict(f.to_dict())
+        sub.field_id, sub.struct_name = added.field_id + 1 + i, added.name
+        subs.append(sub)
+    at = next((i for i, x in enumerate(schema.fields) if x.is_dynamic), len(schema.fields))
+    schema.fields[at:at] = subs
+    schema.struct_fields.append(added)
 
 
 def _same_add(schema: CollectionSchema, change: SchemaChange) -> bool:

@@ -9,22 +9,28 @@ standalone, the coord's in a cluster), then the channels no data node process pe
 
 ``Sealer.wrote(info, rows per channel)``: the seal policy where no data node follows the channels
 (standalone, a cluster without data node processes; else the data nodes', ``vecdb.datanode.flusher``):
-a channel whose rows since its last seal reach ``seal_rows_for`` (``datanode.seal_rows`` /
-``datanode.seal_bytes``) is flushed, in the background. It runs once the rows are durable, so nothing
-in it may fail the write: a client would retry an insert that is already in the log (and duplicate its
-auto_id rows).
+a channel whose rows since its last seal reach ``datanode.seal_bytes`` (their bytes as the proxy measured
+the columns it wrote: ``vecdb.datanode.seal.batch_bytes``) or ``datanode.seal_rows`` (``seal.is_full``, the
+data nodes' policy too) is flushed, in the background. The query node's growing rows (written through
+every proxy) count at the average size of the rows this proxy wrote there since its last seal. It runs
+once the rows are durable, so nothing in it may fail the write: a client would retry an insert that is
+already in the log (and duplicate its auto_id rows).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from vecdb.catalog_model import CollectionInfo
-from vecdb.datanode.seal import seal_rows_for
+from vecdb.datanode.seal import fixed_row_bytes, is_full, row_bytes, variable_row_bytes
 from vecdb.roles import CatalogRole, DataNodeRole, FlushRole, QueryNodeRole
+from vecdb.schema import CollectionSchema
 
 if TYPE_CHECKING:
     from vecdb.proxy.writer import ShardWriter
@@ -32,27 +38,55 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def channel_bytes(schema: CollectionSchema, columns: Mapping[str, np.ndarray], n: int,
+                  groups: Mapping[str, Sequence[tuple[int, np.ndarray | None]]]) -> dict[str, int] | None:
+    """Bytes of the rows of ``columns`` each channel got (``groups``: channel -> [(partition id, the
+    rows' indices, None for all)]), ``vecdb.datanode.seal.batch_bytes`` each; None where they cannot be
+    measured (the schema's estimate counts then: nothing here may fail a write that is in the log)."""
+    try:
+        fixed, sizes = fixed_row_bytes(schema), variable_row_bytes(schema, columns, n)
+        out = {}
+        for ch, parts in groups.items():
+            total = 0
+            for _, rows in parts:
+                total += fixed * (n if rows is None else len(rows))
+                if sizes is not None:
+                    total += int(sizes.sum() if rows is None else sizes[rows].sum())
+            out[ch] = total
+        return out
+    except Exception:  # noqa: BLE001
+        log.exception("measuring the rows written for the seal policy")
+        return None
+
+
 class UnsealedRows:
-    """Rows written through this proxy to each channel since its last seal through this proxy. The seal
-    policy's count for a collection no query node here holds (inserted before its load: its growing rows
-    are nowhere else counted, and it would be persisted as one segment however large it grew)."""
+    """Rows written through this proxy to each channel since its last seal through this proxy, and their
+    bytes. The seal policy's count for a collection no query node here holds (inserted before its load:
+    its growing rows are nowhere else counted, and it would be persisted as one segment however large it
+    grew), and the rows' average size."""
 
     def __init__(self) -> None:
         self._rows: dict[str, int] = {}
+        self._bytes: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def add(self, rows: dict[str, int]) -> None:
+    def add(self, rows: dict[str, int], nbytes: dict[str, int] | None = None) -> None:
         with self._lock:
             for ch, n in rows.items():
                 self._rows[ch] = self._rows.get(ch, 0) + n
+                self._bytes[ch] = self._bytes.get(ch, 0) + (nbytes or {}).get(ch, 0)
 
     def get(self, channel: str) -> int:
         return self._rows.get(channel, 0)
+
+    def bytes(self, channel: str) -> int:
+        return self._bytes.get(channel, 0)
 
     def sealed(self, channels: list[str]) -> None:
         with self._lock:
             for ch in channels:
                 self._rows.pop(ch, None)
+                self._bytes.pop(ch, None)
 
 
 class Sealer:
@@ -78,20 +112,31 @@ class Sealer:
             self.datanode.indexer.schedule(info)
         return seg_ids, done.ts
 
-    def wrote(self, info: CollectionInfo, rows: dict[str, int]) -> None:
-        """``rows`` (per channel) of ``info`` are in the log: seal the channels that are full."""
-        self.unsealed.add(rows)
+    def wrote(self, info: CollectionInfo, rows: dict[str, int], nbytes: dict[str, int] | None = None) -> None:
+        """``rows`` (per channel) of ``info`` are in the log, of ``nbytes`` bytes (per channel,
+        ``vecdb.datanode.seal.batch_bytes``; None: the schema's estimate, ``row_bytes``): seal the channels
+        that are full."""
+        if nbytes is None:
+            per_row = row_bytes(info.schema)
+            nbytes = {ch: n * per_row for ch, n in rows.items()}
+        self.unsealed.add(rows, nbytes)
         try:
             if self.datanode.seals_itself():
                 return
-            # the query node's growing rows; this proxy's own count where it holds none (not loaded yet)
-            limit = seal_rows_for(info.schema, self.seal_rows, self.seal_bytes)
-            full = [ch for ch in rows if max(self.querynode.growing_rows(ch), self.unsealed.get(ch)) >= limit]
+            full = [ch for ch in rows if self._full(ch)]
         except Exception as e:  # noqa: BLE001 - a query node that does not answer: the next write checks again
             log.warning("seal check of %s skipped: %s", info.name, e)
             return
         if full:
             self._background.submit(self._seal_quietly, info, full)
+
+    def _full(self, channel: str) -> bool:
+        """The query node's growing rows (at this proxy's rows' average size); this proxy's own count
+        where it holds none (not loaded yet)."""
+        own_rows, own_bytes = self.unsealed.get(channel), self.unsealed.bytes(channel)
+        growing = self.querynode.growing_rows(channel)
+        grown = growing * own_bytes // own_rows if own_rows else 0
+        return is_full(max(growing, own_rows), max(grown, own_bytes), self.seal_rows, self.seal_bytes)
 
     def _seal_quietly(self, info: CollectionInfo, channels: list[str]) -> None:
         try:

@@ -9,8 +9,10 @@ to another data node, collection dropped) stops being followed; the compare-and-
 checkpoint keeps two data nodes from persisting one record twice during a move.
 
 The seal policy is the channel's data node's too (given ``seal``): counting the rows inserted
-after the last seal record as it follows the channel, it appends a seal record (``seal(collection
-id, channel)``) once they reach ``seal_rows``, and persists at that record like at a flush's. So a
+after the last seal record and their bytes (``vecdb.datanode.seal.batch_bytes``: variable-length
+values at their actual size) as it follows the channel, it appends a seal record (``seal(collection
+id, channel)``) once they reach ``seal_bytes`` or ``seal_rows`` (``seal.is_full``), and persists at
+that record like at a flush's. So a
 proxy's write does not ask a query node how many rows are growing (``DataNodeRole.seals_itself``);
 two data nodes following one channel during a move may both seal (one more small segment, nothing
 lost or repeated). A seal that fails is tried again at the next insert.
@@ -38,7 +40,7 @@ from vecdb.config import DataNodeSettings
 from vecdb.coord.assignment import Assignment, assign_key
 from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
 from vecdb.datanode.node import DataNode
-from vecdb.datanode.seal import seal_rows_for
+from vecdb.datanode.seal import batch_bytes, is_full
 from vecdb.log_records import InsertRecord, SealRecord, decode
 from vecdb.querynode.positions import QN_POS_PREFIX
 from vecdb.storage import segments as sf
@@ -114,9 +116,9 @@ class ChannelFlusher:
                 seen = sf.checkpoint(self.meta, cid, channel)  # the last position handled
                 follower = self.log.follow(channel, seen + 1)
                 watch = stall.StallWatch(self.log, channel)
-                limit = seal_rows_for(read_collection(self.meta, cid).schema, self.seal_rows, self.seal_bytes)
+                schema = read_collection(self.meta, cid).schema
                 due = time.monotonic() + TRUNCATE_SECONDS
-                growing = 0  # rows inserted after the last seal record (from the checkpoint on)
+                growing = grown = 0  # rows inserted after the last seal record (from the checkpoint on), bytes
                 while not stop.is_set():
                     records = follower.poll(timeout=0.5)
                     if records:
@@ -129,14 +131,16 @@ class ChannelFlusher:
                         seen = pos
                         record = decode(payload)
                         if isinstance(record, SealRecord):
-                            growing = 0
+                            growing = grown = 0
                             if pos > sf.checkpoint(self.meta, cid, channel):
                                 self._persist(cid, channel, pos)
                                 due = 0.0
                         elif isinstance(record, InsertRecord):
                             growing += record.num_rows
-                            if growing >= limit and self._seal(cid, channel, limit):
-                                growing = 0  # its seal record comes back here, and is persisted
+                            grown += batch_bytes(schema, record.columns, record.num_rows)
+                            if (is_full(growing, grown, self.seal_rows, self.seal_bytes)
+                                    and self._seal(cid, channel, growing, grown)):
+                                growing = grown = 0  # its seal record comes back here, and is persisted
                     if time.monotonic() >= due:
                         self.truncate(cid, channel)
                         due = time.monotonic() + TRUNCATE_SECONDS
@@ -161,7 +165,7 @@ class ChannelFlusher:
                         "next; following it again", self.node_id, channel, stall.STALL_SECONDS, first)
         return self.log.follow(channel, first)
 
-    def _seal(self, cid: int, channel: str, limit: int) -> bool:
+    def _seal(self, cid: int, channel: str, rows: int, nbytes: int) -> bool:
         """Whether the seal record was appended (never raises: the next insert tries again)."""
         if self.seal is None:
             return False
@@ -171,7 +175,7 @@ class ChannelFlusher:
             log.warning("data node %s: sealing %s failed (tried again at the next insert): %s", self.node_id,
                         channel, e)
             return False
-        log.info("data node %s sealed %s (seal policy: %d rows)", self.node_id, channel, limit)
+        log.info("data node %s sealed %s (seal policy: %d rows, %d bytes)", self.node_id, channel, rows, nbytes)
         return True
 
     def _persist(self, cid: int, channel: str, upto: int) -> None:

@@ -14,8 +14,9 @@ at least one ``$[sub]`` and no row-level field (Milvus's ``parser_visitor.go``: 
 whose messages these are). ``element_filter`` may be the whole filter or the last operand of its
 top-level ``and`` (Milvus's ``VisitLogicalAnd``); the ``MATCH_*`` operators go anywhere.
 
-In Milvus ``element_filter`` also drives element-level vector search (hits are elements); pymilvus
-2.6 cannot ask for that, so here it filters rows only: the entities with a matching element.
+``element_filter`` filters rows (the entities with a matching element); in an element-level search
+(a plain vector query on the struct's vector sub-field: vecdb.element_search) it also restricts
+which elements take part.
 
 Evaluation is vectorized: the referenced sub-field columns (ARRAY per row) are flattened once into
 element columns, the predicate runs once over all elements with the ordinary evaluator, and
@@ -54,11 +55,13 @@ class StructMatch(Pred):
     """A row-level predicate: how many elements of the row's struct array satisfy ``pred`` (a predicate
     over element columns named like the sub-fields), compared with ``count`` as ``mode`` says."""
 
-    __slots__ = ("struct", "mode", "count", "pred", "columns")
+    __slots__ = ("struct", "mode", "count", "pred", "columns", "element_level")
 
-    def __init__(self, struct: str, mode: str, count: int, pred, columns: dict[str, np.dtype]):
+    def __init__(self, struct: str, mode: str, count: int, pred, columns: dict[str, np.dtype],
+                 element_level: bool = False):
         self.struct, self.mode, self.count, self.pred = struct, mode, count, pred
         self.columns = tuple(columns.items())
+        self.element_level = element_level  # element_filter: also restricts an element-level search's elements
 
     def eval(self, ctx: EvalContext) -> np.ndarray:
         n = ctx.n
@@ -114,7 +117,7 @@ def compile_match(c, node: ast.Call) -> StructMatch:
     if not scope.columns:
         raise c.error("predicate must not be constant; it has to test the array element via $[subField]",
                       args[1].pos)
-    return StructMatch(target.name, mode, count, pred, scope.columns)
+    return StructMatch(target.name, mode, count, pred, scope.columns, element_level=label == "ElementFilter")
 
 
 def _threshold(c, arg: ast.Node, label: str, mode: str) -> int:

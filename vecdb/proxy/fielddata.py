@@ -53,6 +53,7 @@ from pymilvus.grpc_gen import common_pb2, schema_pb2
 from vecdb import bm25, minhash_function, sparse, timestamptz
 from vecdb.analyzer import Analyzer
 from vecdb.column_codec import object_array
+from vecdb.column_defaults import absent_column
 from vecdb.errors import FieldNotFound, InvalidParameter
 from vecdb.limits import LIMITS
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, FunctionType, valid_key
@@ -179,6 +180,8 @@ def columns_from_field_data(
             continue
         if (field.nullable or field.has_default) and not partial_update:
             continue  # filled below: every row null, or the default value
+        if _struct_left_out(schema, field, sent) and not partial_update:
+            continue  # a nullable struct (add_collection_struct_field) sent by no sub-field: no struct, below
         if field.is_primary:
             if partial_update:
                 raise InvalidParameter(f"must assign pk when upsert, primary field: {pk.name}")
@@ -191,6 +194,10 @@ def columns_from_field_data(
     static_names = frozenset(f.name for f in schema.fields if not f.is_dynamic)
     columns: dict[str, np.ndarray] = {}
     for name, (field, fd) in sent.items():
+        st = schema.struct(field.struct_name) if field.struct_name else None
+        if st is not None and st.nullable and len(fd.valid_data):  # null rows: no struct
+            columns[name] = _decode_null_structs(field, fd, num_rows, static_names, zone)
+            continue
         mask = _valid_mask(field, fd, num_rows)
         if fd.type and fd.type != field.dtype:
             raise InvalidParameter(
@@ -215,6 +222,8 @@ def columns_from_field_data(
             if field.name not in columns and (field.nullable or field.has_default):
                 columns[field.name] = null_column(field, num_rows)
                 _fill_nulls(columns, field, num_rows, np.zeros(num_rows, np.bool_))
+            elif field.name not in columns and _struct_left_out(schema, field, sent):
+                columns[field.name] = absent_column(field, num_rows)
     for fn in schema.functions:  # BM25: the input text's term frequencies (vecdb.analyzer); MinHash: its signature
         tf = (minhash_function.signature_column(schema, fn, columns) if fn.type == FunctionType.MINHASH
               else bm25.term_frequencies(schema, fn, columns))
@@ -267,6 +276,35 @@ def _with_struct_sub_fields(schema: CollectionSchema, fields_data) -> list:
                 raise FieldNotFound(f"field {plain} not exist in struct array field {st.name}")
             out.append(_SubFieldData(sub, full))
     return out
+
+
+def _decode_null_structs(field: FieldSchema, fd, n: int, static_names: frozenset[str], zone: str) -> np.ndarray:
+    """A sub-field of a nullable struct (add_collection_struct_field) sent with ``valid_data``, as
+    pymilvus 3.0 sends it: a null row (no struct) holds an empty list. The values come one per row or
+    one per valid row only."""
+    valid = np.asarray(fd.valid_data, np.bool_)
+    if len(valid) != n:
+        raise _rows_mismatch(field.name, len(valid), n)
+    vectors = field.dtype == DataType.ARRAY_OF_VECTOR
+    count = len(fd.vectors.vector_array.data) if vectors else len(fd.scalars.array_data.data)
+    if count not in (n, int(valid.sum())):
+        raise _rows_mismatch(field.name, count, int(valid.sum()))
+    out = absent_column(field, n)
+    if not count:  # every row null: pymilvus sends no values at all
+        return out
+    got = (_decode_vector_arrays(field, fd, count) if vectors
+           else _decode_scalars(field, fd, count, static_names, zone))
+    at = np.flatnonzero(valid)
+    for j, i in enumerate(at):
+        out[i] = got[i if count == n else j]
+    return out
+
+
+def _struct_left_out(schema: CollectionSchema, field: FieldSchema, sent) -> bool:
+    """Whether ``field`` is a sub-field of a nullable struct (added to the collection with data) that
+    the request left out whole: its rows hold no struct."""
+    st = schema.struct(field.struct_name) if field.struct_name else None
+    return st is not None and st.nullable and not any(f.name in sent for f in schema.sub_fields(st.name))
 
 
 def _check_struct_lengths(struct_name: str, cols: list[tuple[str, np.ndarray]]) -> None:
@@ -719,11 +757,20 @@ def parse_placeholder_group(data: bytes, field: FieldSchema,
         raise InvalidParameter(f"nq ({nq}) should be in range [1, {LIMITS.max_nq}]")
     if analyzer is not None and ph.type == _PT.VarChar:  # text on a BM25 / MinHash output field: its query rows
         return analyzer.query_rows([v.decode("utf-8", "replace") for v in values])
-    if field.dtype == DataType.ARRAY_OF_VECTOR:  # an array-of-struct vector sub-field: embedding lists only
+    if field.dtype == DataType.ARRAY_OF_VECTOR:  # an array-of-struct vector sub-field
+        if ph.type == _PT.FloatVector:  # plain vectors: element-level search (vecdb.element_search)
+            row_bytes = field.dim * 4
+            bad = next((len(v) for v in values if len(v) != row_bytes), None)
+            if bad is not None:
+                raise InvalidParameter(f"the dim ({bad // 4}) of search vectors is not equal to schema dim "
+                                       f"({field.dim}) of field ({field.name})")
+            vecs = np.frombuffer(b"".join(values), dtype="<f4").reshape(nq, field.dim)
+            check_float_vectors(vecs, field.name, "search vector")
+            return vecs
         if ph.type != _PT.EmbListFloatVector:
             raise InvalidParameter(
                 f"search on the struct array vector field ({field.name}) needs EmbeddingList queries "
-                "(placeholder EmbListFloatVector): searching its elements with plain vectors is not supported")
+                "(placeholder EmbListFloatVector) or plain float vectors (element-level search)")
         from vecdb import emb_list  # noqa: PLC0415
 
         return emb_list.parse_queries(values, field)

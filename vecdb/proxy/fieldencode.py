@@ -161,6 +161,8 @@ def _encode_struct(fd, schema: CollectionSchema, struct_name: str, columns: Mapp
             continue
         col = _column(columns, f.name)
         sub = holder.fields.add()
+        if st is not None and st.nullable:  # added later (add_collection_struct_field): no struct reads null
+            sub.valid_data.extend([len(row) > 0 for row in col])
         if f.dtype != DataType.ARRAY_OF_VECTOR:
             _encode_column(sub, f, col)
             sub.field_name = f.sub_name

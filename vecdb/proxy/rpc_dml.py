@@ -12,6 +12,7 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from vecdb import errors
 from vecdb.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, CollectionInfo
+from vecdb.coord.sealer import channel_bytes
 from vecdb.expr import compile_filter
 from vecdb.expr.filter import KeyFilter
 from vecdb.expr.lexer import INT64_MAX, INT64_MIN, syntax_error
@@ -85,7 +86,7 @@ class DmlRpcs(ServiceBase):
 
         ts, _ = self.r.writer.write({ch: builder(parts) for ch, parts in groups.items()})
         self.sealer.wrote(info, {ch: sum(n if rows is None else len(rows) for _, rows in parts)
-                                 for ch, parts in groups.items()})
+                                 for ch, parts in groups.items()}, channel_bytes(info.schema, columns, n, groups))
         return ts
 
     def _assign_pks(self, info: CollectionInfo, columns: dict, n: int) -> None:

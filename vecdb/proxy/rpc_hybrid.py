@@ -27,7 +27,15 @@ from vecdb.proxy.grouping import group_fused, parse_group_by, parse_group_scorer
 from vecdb.proxy.quota import admit_collection
 from vecdb.proxy.rerank import Ranker, SubResult, function_ranker, fuse, fused_columns, ranker_from_rank_params
 from vecdb.proxy.results import search_results
-from vecdb.proxy.rpc_search import SearchPlan, SearchRpcs, _int_param, _round_decimal, add_group_values, with_field
+from vecdb.proxy.rpc_search import (
+    SearchPlan,
+    SearchRpcs,
+    _element_level,
+    _int_param,
+    _round_decimal,
+    add_group_values,
+    with_field,
+)
 from vecdb.querynode.executor import SearchSpec
 from vecdb.request_db import db_of
 from vecdb.timestamptz import TIME_FIELDS_KEY, ZONE_KEY
@@ -103,6 +111,9 @@ class HybridRpcs(SearchRpcs):
             plan = self._search_plan(info, pairs, request.output_fields)
             if plan.group is not None and not rank.get("group_by_field"):  # (pymilvus copies the hybrid's)
                 raise errors.InvalidParameter("not support search_group_by operation in the hybrid search")
+            if _element_level(plan):  # its hits' element offsets would not survive the fusion
+                raise errors.InvalidParameter(f"element-level search is not supported in a hybrid search "
+                                              f"(field {plan.field.name})")
             spec = self._search_spec(info, sub, plan, ts)
             if specs and len(spec.queries) != len(specs[0].queries):
                 raise errors.InvalidParameter(

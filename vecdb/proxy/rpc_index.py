@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
-from vecdb import emb_list, errors
+from vecdb import element_search, emb_list, errors
 from vecdb.catalog_model import INDEX_PROPERTIES, IndexInfo
 from vecdb.coord.ddl import matching_indexes
 from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
@@ -125,7 +125,10 @@ class IndexRpcs(ResourceGroupRpcs):
                 raise errors.InvalidParameter(
                     f"only BM25 metric type can be used to build index for the BM25 function output field "
                     f"{field.name}, got {metric}")
-        if field.dtype.name == "ARRAY_OF_VECTOR":  # a struct's vector sub-field: searched exactly (vecdb.emb_list)
+        if field.dtype.name == "ARRAY_OF_VECTOR" and element_search.is_element_metric((metric or "").strip().upper()):
+            # a plain metric on a struct's vector sub-field: element-level search (vecdb.element_search)
+            index_type, metric, params = element_search.index_params(index_type, metric.strip().upper(), field, params)
+        elif field.dtype.name == "ARRAY_OF_VECTOR":  # a struct's vector sub-field: searched exactly (vecdb.emb_list)
             index_type, metric, params = emb_list.index_params(index_type, metric, field, params)
         elif field.dtype.is_vector:
             params = validate_index_params(index_type, metric, field.dtype, field.dim, params)

@@ -1,5 +1,7 @@
 """RPC: AlterCollectionSchema (Milvus 3.0; pymilvus 3.0 ``drop_collection_field``,
-``drop_function_field``, ``add_function_field``, and ``add_collection_field``, which tries it first).
+``drop_function_field``, ``add_function_field``, and ``add_collection_field``, which tries it first), and
+AddCollectionStructField (pymilvus 3.0 ``add_collection_struct_field``: a nullable array-of-struct
+field, checked by ``vecdb.struct_fields.added_struct_field``, made by the same coord path).
 
 The handler parses and checks the request against the collection as this proxy knows it; the change
 is the coord's (``vecdb.coord.schema_change``: its rules, in-process on standalone, the coord's RPC
@@ -21,6 +23,7 @@ from vecdb.proxy.base import ServiceBase, rpc
 from vecdb.proxy.rpc_index import _split_index_params
 from vecdb.request_db import db_of
 from vecdb.schema import CollectionSchema, FunctionType, added_field
+from vecdb.struct_fields import added_struct_field
 
 _ADDABLE = {FunctionType.BM25: "BM25", FunctionType.MINHASH: "MinHash"}
 _METRIC = {FunctionType.BM25: "BM25", FunctionType.MINHASH: "MHJACCARD"}
@@ -58,6 +61,20 @@ class SchemaChangeRpcs(ServiceBase):
             if not self.r.querynode.is_loaded(fresh.id):
                 self.indexer.schedule(fresh)
         return _reply(status.success())
+
+    @rpc()
+    def AddCollectionStructField(self, request, context):
+        """The struct and its sub-fields go into the schema through the coord (as AlterCollectionSchema's
+        adds); the query nodes take it before this returns: their rows so far hold no struct."""
+        db = db_of(request, context)
+        info = self.collection(db, request.collection_name)
+        if not request.HasField("struct_array_field_schema"):
+            raise errors.InvalidParameter("struct array field schema is empty")
+        st, subs = added_struct_field(info.schema, request.struct_array_field_schema)
+        self.ddl.alter_collection_schema(db, request.collection_name,
+                                         SchemaChange(add_struct=st, add_struct_fields=subs))
+        self.r.querynode.refresh_info(self.r.catalog.get_by_id(info.id))
+        return status.success()
 
     def _add_change(self, info: CollectionInfo, add) -> SchemaChange:
         """The function and its output field, checked as at create (the whole schema with them is

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
-from vecdb import emb_list, errors
+from vecdb import element_search, emb_list, errors
 from vecdb.bm25 import output_analyzer
 from vecdb.expr import compile_filter
 from vecdb.expr.filter import KeyFilter
@@ -168,6 +168,11 @@ def add_group_values(resp: milvus_pb2.SearchResults, schema, columns: dict, grou
         fill_field_data(lambda: resp.results.group_by_field_value, schema, columns, [group.field.name], None)
 
 
+def _element_level(plan: SearchPlan) -> bool:
+    """A plain-vector search of a struct's vector sub-field (vecdb.element_search)."""
+    return plan.field.dtype == DataType.ARRAY_OF_VECTOR and element_search.is_element_metric(plan.metric)
+
+
 def _is_iterator(params: dict) -> bool:
     return str(params.get("iterator", "")).lower() == "true"
 
@@ -211,6 +216,9 @@ class SearchRpcs(ServiceBase):
         spec = self._search_spec(info, request, plan, self._snapshot_ts(info, request, level, plan.iterator))
         parts = self.partition_ids(info, request.partition_names)
         ranker = function_ranker(request, 1, info.schema)
+        if ranker is not None and _element_level(plan):
+            raise errors.InvalidParameter(f"a rerank function (ranker) is not supported with element-level search "
+                                          f"(field {plan.field.name})")
         if ranker is not None and (plan.iterator or plan.group is not None or plan.order):
             raise errors.InvalidParameter("a rerank function (ranker) cannot be combined with a search iterator, "
                                           "group_by_field or order_by_fields")
@@ -235,6 +243,9 @@ class SearchRpcs(ServiceBase):
         resp = search_results(info.schema, len(spec.queries), hits.topks, hits.pks, hits.scores, hits.columns,
                               plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal, plan.times)
         _add_highlights(resp, plan, hits.topks, hits.columns)
+        elements = hits.columns.get(element_search.ELEMENT_COLUMN)
+        if elements is not None and len(elements):  # element-level search: each hit's element offset
+            resp.results.element_indices.data.extend(np.asarray(elements, np.int64).tolist())
         resp.collection_name = info.name
         resp.session_ts = spec.ts
         return resp
@@ -253,6 +264,8 @@ class SearchRpcs(ServiceBase):
             raise errors.InvalidParameter("a search needs query vectors or primary keys (ids)")
         if len(queries) > LIMITS.max_nq:
             raise errors.InvalidParameter(f"nq [{len(queries)}] is invalid, it should be in range [1, {LIMITS.max_nq}]")
+        if plan.field.dtype == DataType.ARRAY_OF_VECTOR:  # plain vectors: element-level; lists: EmbeddingList
+            element_search.check_queries(queries, plan.field, plan.metric)
         return SearchSpec(
             field=plan.field, queries=queries, limit=plan.limit, offset=plan.offset, metric=plan.metric,
             params=plan.params, index_type=plan.index_type, radius=plan.radius, range_filter=plan.range_filter,
@@ -416,7 +429,7 @@ class SearchRpcs(ServiceBase):
             raise errors.InvalidParameter(
                 f"metric type not match: invalid parameter[expected={index.metric_type}][actual={metric}]")
         emb_lists = field.dtype == DataType.ARRAY_OF_VECTOR  # a struct's vector sub-field (vecdb.emb_list)
-        if emb_lists:
+        if emb_lists and not element_search.is_element_metric(metric):  # plain metric: element-level search
             metric = emb_list.check_metric(metric, field)
         if field.is_function_output and schema.minhash_function_of(field.name) is not None:  # text -> signature
             if metric not in ("", MINHASH_METRIC):
@@ -453,12 +466,13 @@ class SearchRpcs(ServiceBase):
         if iter_batch:
             limit = iter_batch
         out_fields, dyn_keys = resolve_output_fields(schema, output_fields)
-        if emb_lists:  # EmbeddingList searches: plain top-k only (Milvus 2.6), searched exactly
+        if emb_lists:  # EmbeddingList / element-level searches: plain top-k only, searched exactly
             what = ("a range search" if radius is not None else "group_by_field" if group is not None
                     else "a search iterator" if iterator else "order_by_fields" if order else "")
+            kind = ("element-level search" if element_search.is_element_metric(metric)
+                    else "EmbeddingList queries")
             if what:
-                raise errors.InvalidParameter(f"{what} is not supported with EmbeddingList queries "
-                                              f"(field {field.name})")
+                raise errors.InvalidParameter(f"{what} is not supported with {kind} (field {field.name})")
             search_params: dict = {}
         else:  # a range search is bounded by its radius, not by ef: the index raises ef to the limit itself
             search_params = validate_search_params(index_type, metric, params, limit + offset,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vecdb import bm25, emb_list, sparse
+from vecdb import bm25, element_search, emb_list, sparse
 from vecdb.index import brute_force_search, create_index, is_similarity
 from vecdb.index.bruteforce import merge_topk
 from vecdb.index.ngram import segment_ngram_index
@@ -164,18 +164,26 @@ def search(views: list[SegmentView], spec: SearchSpec, pk_name: str, output_fiel
     nq = len(spec.queries)
     k = spec.limit + spec.offset
     hit_views, dists, offs = [], [], []
+    elems: list[np.ndarray] | None = None  # element-level search: each hit's element offset (vecdb.element_search)
+    if spec.field.dtype == DataType.ARRAY_OF_VECTOR and element_search.is_element_metric(spec.metric):
+        elems = []
     for view in views:
         if spec.ignore_growing and not view.segment.sealed:
             continue
         mask = valid_mask(view, spec.ts, spec.flt)
         if not _any(mask):
             continue
-        d, o = _segment_search(view, spec, min(k, view.n), mask)
+        if elems is not None:
+            d, o, e = element_search.segment_search(view, spec, min(k, view.n), mask)
+            elems.append(e)
+        else:
+            d, o = _segment_search(view, spec, min(k, view.n), mask)
         hit_views.append(view)
         dists.append(d)
         offs.append(o)
     if not dists:
         return Hits([0] * nq, np.empty(0, np.int64), np.empty(0, np.float32))
+    E = None if elems is None else np.concatenate(elems, axis=1)
     if len(dists) == 1:  # the common case: no segment ids to carry, nothing to merge
         D, O, S = dists[0], offs[0], None
     else:
@@ -197,10 +205,12 @@ def search(views: list[SegmentView], spec: SearchSpec, pk_name: str, output_fiel
         rows = np.arange(nq)[:, None]
         D, O, P = D[rows, order], O[rows, order], P[rows, order]
         S = None if S is None else S[rows, order]
+        E = None if E is None else E[rows, order]
         valid = None if valid is None else valid[rows, order]
     if spec.offset:  # drop `offset` leading hits per query
         D, O, P = D[:, spec.offset:], O[:, spec.offset:], P[:, spec.offset:]
         S = None if S is None else S[:, spec.offset:]
+        E = None if E is None else E[:, spec.offset:]
         valid = None if valid is None else valid[:, spec.offset:]
     if valid is None:
         topks = [D.shape[1]] * nq
@@ -213,6 +223,8 @@ def search(views: list[SegmentView], spec: SearchSpec, pk_name: str, output_fiel
         s_flat, o_flat = (None if S is None else S.ravel()[flat]), O.ravel()[flat]
     for name in output_fields:
         hits.columns[name] = gather(hit_views, s_flat, o_flat, name)
+    if E is not None:
+        hits.columns[element_search.ELEMENT_COLUMN] = E.ravel() if valid is None else E.ravel()[valid.ravel()]
     return hits
 
 

@@ -79,9 +79,12 @@ def read_segment(store: ObjectStore, prefix: str, schema: CollectionSchema, mmap
             columns[f.name] = sparse.from_csr(sparse.Csr(*parts))
         elif store.exists(key):
             columns[f.name] = _load_npy(store, key, mmap)
-        elif f.nullable and not store.exists(f"{prefix}{f.field_id}.vcol"):
-            # written before the field was added (add_collection_field): null, or its default value
-            columns[f.name], columns[valid_key(f.name)] = absent_column(f, len(ts)), absent_mask(f, len(ts))
+        elif (f.nullable or f.struct_name) and not store.exists(f"{prefix}{f.field_id}.vcol"):
+            # written before the field was added (add_collection_field): null, or its default value;
+            # a struct's sub-field (add_collection_struct_field): no struct, an empty list
+            columns[f.name] = absent_column(f, len(ts))
+            if f.nullable:
+                columns[valid_key(f.name)] = absent_mask(f, len(ts))
             continue
         else:
             _, cols, _ = decode_columns(store.get(f"{prefix}{f.field_id}.vcol"))
