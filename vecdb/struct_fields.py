@@ -71,10 +71,11 @@ def parse_struct_fields(pb, collection_name: str, first_id: int,
             raise InvalidParameter(f"struct array field {name} has no sub-fields")
         st = StructArrayField(name=name, field_id=next_id, description=spb.description,
                               type_params={kv.key: _param_value(kv.value) for kv in spb.type_params})
+        st.nullable = bool(spb.nullable)  # (Milvus 3.0) its sub-fields then carry the struct's flag
         next_id += 1
         own: set[str] = set()
         for fpb in spb.fields:
-            f = _sub_field(fpb, name, collection_name, next_id)
+            f = _sub_field(fpb, name, collection_name, next_id, st.nullable)
             if f.name in own:
                 raise InvalidParameter(f"duplicated field name {f.name} found")
             own.add(f.name)
@@ -119,7 +120,8 @@ def added_struct_field(schema: CollectionSchema, spb) -> tuple[StructArrayField,
     return structs[0], subs
 
 
-def _sub_field(fpb, struct_name: str, collection_name: str, field_id: int) -> FieldSchema:
+def _sub_field(fpb, struct_name: str, collection_name: str, field_id: int,
+               struct_nullable: bool = False) -> FieldSchema:
     plain = fpb.name
     prefix = struct_name + "["
     if plain.startswith(prefix) and plain.endswith("]"):  # already in its stored form
@@ -130,7 +132,7 @@ def _sub_field(fpb, struct_name: str, collection_name: str, field_id: int) -> Fi
         raise InvalidParameter(f"primary key is not supported for struct field, field name = {plain}")
     if fpb.autoID:
         raise InvalidParameter(f"autoID is not supported for struct field, field name = {plain}")
-    if fpb.nullable:
+    if fpb.nullable and not struct_nullable:
         raise InvalidParameter(
             "sub-field in non-nullable struct cannot be nullable individually, set nullable on the struct "
             f"instead: structName={struct_name}, subFieldName={plain}")

@@ -75,6 +75,22 @@ def test_schema_keeps_struct_sub_fields_as_milvus_does():
     assert CollectionSchema.from_proto(pb, "c").fields == cs.fields  # describe's form parses back the same
 
 
+def test_a_nullable_struct_at_create_takes_its_sub_fields_nullable_flags_and_round_trips():
+    """pymilvus 3.0 marks every sub-field of a nullable struct nullable (the struct's flag); describe
+    gives the same back, so a describe -> create round trip (CDC's target) must parse it too."""
+    pb = proto_of(user_schema())
+    pb.struct_array_fields[0].nullable = True
+    for sub in pb.struct_array_fields[0].fields:
+        sub.nullable = True
+    cs = CollectionSchema.from_proto(pb, "c")
+    assert cs.struct("chunks").nullable
+    out = schema_pb2.CollectionSchema()
+    cs.to_proto(out)
+    again = CollectionSchema.from_proto(out, "c")
+    assert again.struct("chunks").nullable and [f.name for f in again.fields] == [f.name for f in cs.fields]
+    assert CollectionSchema.from_proto(proto_of(target_schema(cs)), "c").struct("chunks").nullable
+
+
 def test_schema_refusals():
     pb = proto_of(user_schema())
     pb.struct_array_fields[0].fields[0].nullable = True

@@ -95,7 +95,8 @@ def target_schema(schema: CollectionSchema):
             struct.add_field(f.sub_name, PDataType(int(f.element_type)), description=f.description,
                              **field_kwargs(sub))
         s.add_field(st.name, PDataType.ARRAY, element_type=PDataType.STRUCT, struct_schema=struct,
-                    max_capacity=st.max_capacity, description=st.description)
+                    max_capacity=st.max_capacity, description=st.description,
+                    **({"nullable": True} if st.nullable else {}))  # (one added later: add_collection_struct_field)
     for fn in schema.functions:  # the target computes its BM25 / MinHash outputs itself from the copied text
         from pymilvus import Function, FunctionType
 
