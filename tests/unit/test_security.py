@@ -207,6 +207,9 @@ def test_roles_grants_and_checks(sec):
         sec.authorize("erin", "Insert", _Req(collection_name="books"), "default")  # another privilege
     with pytest.raises(errors.InvalidParameter, match="not found the privilege name"):
         sec.roles.operate("reader", "default", "Collection", "*", "CreateCollection", "root", grant=True)
+    sec.roles.operate("reader", "default", "Collection", "books", "CreateSnapshot", "root", grant=True)
+    sec.authorize("erin", "CreateSnapshot", search, "default")  # a Milvus 3.0 RPC's privilege, from its proto
+    sec.roles.operate("reader", "default", "Collection", "books", "CreateSnapshot", "root", grant=False)
     sec.roles.operate("reader", "default", "Collection", "books", "Load", "root", grant=True)
     assert {g.privilege for g in sec.roles.grants("reader")} == {"Search", "Load", "GetLoadState",
                                                                   "GetLoadingProgress"}  # Milvus's related ones

@@ -106,6 +106,12 @@ def _required_table() -> dict[str, Required]:
 
 
 REQUIRED: dict[str, Required] = _required_table()
+# The privileges of RPCs newer than the lists above (Milvus 2.5+'s AddCollectionField, 3.0's snapshot and
+# schema RPCs...) are grantable on the object type their request declares, as Milvus's proto names them.
+for _r in REQUIRED.values():
+    if _r.object_type in GRANTABLE and _r.privilege not in ALL_PRIVILEGES:
+        GRANTABLE[_r.object_type] = GRANTABLE[_r.object_type] | {_r.privilege}
+ALL_PRIVILEGES = frozenset().union(*GRANTABLE.values(), *BUILTIN_GROUPS.values())
 
 
 def grant_key(role: str, db: str, object_type: str, name: str, privilege: str) -> str:
