@@ -111,6 +111,25 @@ def test_user_description_is_kept_through_password_changes_and_updated_alone(sec
     assert cred.record_description(b"not json") == ""
 
 
+def test_a_login_reads_the_store_where_this_process_view_lags(meta, sec, monkeypatch):
+    """A user created, or a password changed, through another proxy or worker a moment ago logs in here
+    although this process's view has not caught up (a lagging view: mocked, a watch cannot be made late
+    on demand)."""
+    other = Security(meta, SecuritySettings(authorization_enabled=True))  # another proxy on the same store
+    try:
+        old = {cred.user_key("root"): sec.view.get(cred.user_key("root"))}
+        other.users.create("hana", "hana-pw-1")
+        monkeypatch.setattr(sec.view, "get", lambda key: old.get(key))  # knows nothing of hana yet
+        assert sec.authenticate(_token("hana", "hana-pw-1")) == "hana"
+        first = meta.get(cred.user_key("hana"))
+        other.users.update("hana", "hana-pw-1", "hana-pw-2")
+        old[cred.user_key("hana")] = first  # the view still holds the first record
+        assert sec.password_ok("hana", "hana-pw-2")  # (the old one holds until the view shows the change)
+        assert not sec.password_ok("nobody", "whatever-pw")
+    finally:
+        other.close()
+
+
 def test_authenticate_refuses_with_milvus_messages(sec):
     for header, message in [(None, "missing authorization in header"), ("", "missing authorization in header"),
                             ("%%%not-base64", "invalid token format"),

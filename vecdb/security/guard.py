@@ -86,7 +86,10 @@ class Security:
         return user
 
     def password_ok(self, user: str, password: str) -> bool:
-        record = self.view.get(user_key(user))
+        """Checked against this process's view of the credentials; where that view may not have caught
+        up with a change made through another proxy or worker a moment ago (a user it does not know
+        yet, a password that does not match the record it holds), against the store itself."""
+        record = self.view.get(user_key(user)) or self.users.record(user)
         if record is None:
             password_matches(_decoy(), password)  # as slow as a wrong password: timing does not tell who exists
             return False
@@ -95,7 +98,10 @@ class Security:
             if self._verified.get((user, mac)) == record:
                 return True
         if not password_matches(record, password):
-            return False
+            fresh = self.users.record(user)  # changed elsewhere a moment ago? (one more KDF only then)
+            if fresh is None or fresh == record or not password_matches(fresh, password):
+                return False
+            record = fresh
         with self._lock:
             if len(self._verified) >= _CACHE_MAX:
                 self._verified.clear()
