@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from vecdb.errors import InvalidParameter, OperationNotSupported
+from vecdb.schema import DataType
 from vecdb.vectors_check import MAX_SQUARED_NORM, invalid_rows
 
 FLOAT_METRICS = ("L2", "IP", "COSINE")
@@ -340,15 +341,32 @@ class RWLock:
 
 
 class LockedIndex:
-    """What the in-memory indexes share: a reader-writer lock (``_lock``) that ``freeze`` makes
-    lock-free for a sealed segment's index, and ``_read_only`` for one loaded with mmap."""
+    """What the in-memory indexes share: what they are (``_init_index``: type, metric, dim, build
+    params, vector type; ``_file_meta``: the same in a saved index's metadata), a reader-writer lock
+    (``_lock``) that ``freeze`` makes lock-free for a sealed segment's index, and ``_read_only`` for
+    one loaded with mmap."""
 
+    index_type: str
+    metric_type: str
+    dim: int
+    params: dict
+    vector_type: DataType
     _lock: RWLock
     _read_only: bool
 
-    def _init_lock(self) -> None:
+    def _init_index(self, index_type: str, metric_type: str, dim: int, params: dict, vector_type) -> None:
+        self.index_type = index_type
+        self.metric_type = metric_type
+        self.dim = dim
+        self.params = dict(params)  # validated build params (validate_index_params output)
+        self.vector_type = DataType(vector_type)
         self._lock = RWLock()
         self._read_only = False
+
+    def _file_meta(self, kind: str, **extra) -> dict:
+        """A saved index's metadata: its kind (the loader's switch), what it is, and ``extra``."""
+        return {"kind": kind, "index_type": self.index_type, "metric_type": self.metric_type, "dim": self.dim,
+                "vector_type": int(self.vector_type), "params": self.params, **extra}
 
     def _check_writable(self) -> None:
         if self._read_only:

@@ -77,14 +77,9 @@ class BinaryIndex(LockedIndex):
 
     def __init__(self, index_type: str, metric_type: str, dim: int, params: dict,
                  vector_type: DataType = DataType.BINARY_VECTOR) -> None:
-        self.index_type = index_type
-        self.metric_type = metric_type
-        self.dim = dim
-        self.params = dict(params)
-        self.vector_type = DataType(vector_type)
+        self._init_index(index_type, metric_type, dim, params, vector_type)
         self._ivf = index_type == "BIN_IVF_FLAT"
         self._nbytes = dim // 8
-        self._init_lock()
         self._reset()
 
     def _reset(self) -> None:
@@ -289,14 +284,7 @@ class BinaryIndex(LockedIndex):
     # --- persistence ----------------------------------------------------
     def save(self, path: str) -> None:
         with self._lock.read():
-            meta = {
-                "kind": "binary",
-                "index_type": self.index_type,
-                "metric_type": self.metric_type,
-                "dim": self.dim,
-                "vector_type": int(self.vector_type),
-                "params": self.params,
-            }
+            meta = self._file_meta("binary")
             arrays = {"pops": self._pops.data}
             if self._ivf:
                 arrays["codes"] = self._codes.data

@@ -118,14 +118,9 @@ class FaissIndex(LockedIndex):
 
     def __init__(self, index_type: str, metric_type: str, dim: int, params: dict,
                  vector_type: DataType = DataType.FLOAT_VECTOR) -> None:
-        self.index_type = index_type
-        self.metric_type = metric_type
-        self.dim = dim
-        self.params = dict(params)  # validated build params (validate_index_params output)
-        self.vector_type = DataType(vector_type)
+        self._init_index(index_type, metric_type, dim, params, vector_type)
         self._cosine = metric_type == "COSINE"
         self._faiss_metric = faiss.METRIC_L2 if metric_type == "L2" else faiss.METRIC_INNER_PRODUCT
-        self._init_lock()
         self._fparams: dict = {}  # unfiltered FAISS SearchParameters, reused (FAISS only reads them)
         self._trained: dict[str, int] = {}  # effective nlist / nbits once trained
         self._index: Any = None  # the real index (None while pending)
@@ -407,15 +402,7 @@ class FaissIndex(LockedIndex):
     # --- persistence ----------------------------------------------------
     def save(self, path: str) -> None:
         with self._lock.read():
-            meta = {
-                "kind": "faiss",
-                "index_type": self.index_type,
-                "metric_type": self.metric_type,
-                "dim": self.dim,
-                "vector_type": int(self.vector_type),
-                "params": self.params,
-                "trained": self._trained if self._index is not None else None,
-            }
+            meta = self._file_meta("faiss", trained=self._trained if self._index is not None else None)
             write_index_file(path, meta, self._index if self._index is not None else self._pending)
 
     @classmethod

@@ -89,11 +89,7 @@ class GpuIndex(LockedIndex):
 
     def __init__(self, index_type: str, metric_type: str, dim: int, params: dict,
                  vector_type: DataType = DataType.FLOAT_VECTOR, xp: Any = None) -> None:
-        self.index_type = index_type
-        self.metric_type = metric_type
-        self.dim = dim
-        self.params = dict(params)
-        self.vector_type = DataType(vector_type)
+        self._init_index(index_type, metric_type, dim, params, vector_type)
         self.xp = xp if xp is not None else cupy_module()
         self.check_memory = self.xp is not np  # the NumPy stand-in (tests) has no device to check
         self._metric = "L2" if metric_type == "L2" else "IP"
@@ -101,7 +97,6 @@ class GpuIndex(LockedIndex):
         self._dev: dict[str, Any] = {}
         self._info: dict[str, Any] = {}
         self._n = 0
-        self._init_lock()
         self._batcher = QueryBatcher()
 
     # --- hooks -------------------------------------------------------------
@@ -304,16 +299,7 @@ class GpuIndex(LockedIndex):
         from vecdb.index.index_file import write_index_file  # index_file imports FAISS
 
         with self._lock.read():
-            meta = {
-                "kind": "gpu",
-                "index_type": self.index_type,
-                "metric_type": self.metric_type,
-                "dim": self.dim,
-                "vector_type": int(self.vector_type),
-                "params": self.params,
-                "ntotal": self._n,
-                "info": self._info,
-            }
+            meta = self._file_meta("gpu", ntotal=self._n, info=self._info)
             write_index_file(path, meta, arrays={name: to_host(a) for name, a in self._dev.items()})
 
     @classmethod

@@ -180,11 +180,7 @@ class MinHashIndex(LockedIndex):
 
     def __init__(self, index_type: str, metric_type: str, dim: int, params: dict,
                  vector_type: DataType = DataType.BINARY_VECTOR) -> None:
-        self.index_type = index_type
-        self.metric_type = metric_type
-        self.dim = dim
-        self.params = dict(params)
-        self.vector_type = DataType(vector_type)
+        self._init_index(index_type, metric_type, dim, params, vector_type)
         self._lsh = index_type == "MINHASH_LSH"
         self._nbytes = dim // 8
         self._width = self.params.get("mh_element_bit_width", 8) // 8
@@ -192,7 +188,6 @@ class MinHashIndex(LockedIndex):
         self._raw = not self._lsh or bool(self.params.get("with_raw_data", False))
         if self._lsh:
             _layout(self._nbytes, self._width, self._band)
-        self._init_lock()
         self._reset()
 
     def _reset(self) -> None:
@@ -317,15 +312,7 @@ class MinHashIndex(LockedIndex):
     # --- persistence ----------------------------------------------------
     def save(self, path: str) -> None:
         with self._lock.read():
-            meta = {
-                "kind": "minhash",
-                "index_type": self.index_type,
-                "metric_type": self.metric_type,
-                "dim": self.dim,
-                "vector_type": int(self.vector_type),
-                "params": self.params,
-                "ntotal": self._n,
-            }
+            meta = self._file_meta("minhash", ntotal=self._n)
             arrays: dict[str, np.ndarray] = {}
             if self._raw:
                 arrays["codes"] = self._codes[: self._n]
