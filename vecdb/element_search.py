@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vecdb.emb_list import INDEX_TYPES, _block, _normalized
+from vecdb.emb_list import INDEX_TYPES, _block, _normalized, row_chunks
 from vecdb.errors import InvalidParameter
 from vecdb.schema import FieldSchema
 
@@ -34,7 +34,6 @@ METRICS = ("COSINE", "IP", "L2")
 # the pseudo output column carrying each hit's element offset from the query nodes to the reply
 # (no field can be named so: field names are identifiers)
 ELEMENT_COLUMN = "$element_offset"
-_CHUNK = 1 << 22  # queries x elements scored at once (16 MiB of float32)
 
 
 def is_element_metric(metric: str) -> bool:
@@ -112,19 +111,9 @@ def best_elements(queries: np.ndarray, block: np.ndarray, starts: np.ndarray, me
     nq = len(q)
     keys = np.empty((nq, len(starts)), np.float32)
     offs = np.empty((nq, len(starts)), np.int64)
-    b_sq = np.einsum("ij,ij->i", b, b) if metric == "L2" else None
-    ends = np.append(starts[1:], len(b))
-    per_chunk = max(1, _CHUNK // max(1, nq))
-    j = 0
-    while j < len(starts):
-        lo = int(starts[j])
-        stop = j + 1
-        while stop < len(starts) and int(ends[stop]) - lo <= per_chunk:
-            stop += 1
-        hi = int(ends[stop - 1])
-        key = q @ b[lo:hi].T  # bigger is closer
-        if b_sq is not None:  # -(|q|^2 + |b|^2 - 2 q.b) up to the |q|^2 term
-            key = 2 * key - b_sq[lo:hi]
+    l2 = metric == "L2"
+    for j, stop, lo, key in row_chunks(q, b, starts, l2):
+        hi = lo + key.shape[1]
         if allowed is not None:
             key[:, ~allowed[lo:hi]] = -np.inf
         local = starts[j:stop] - lo
@@ -135,8 +124,7 @@ def best_elements(queries: np.ndarray, block: np.ndarray, starts: np.ndarray, me
         first = np.minimum.reduceat(at, local, axis=1)
         keys[:, j:stop] = best
         offs[:, j:stop] = np.where(np.isneginf(best), -1, first)
-        j = stop
-    if b_sq is None:
+    if not l2:
         return keys, offs
     dist = np.einsum("ij,ij->i", q, q)[:, None] - keys
     return np.maximum(dist, 0).astype(np.float32, copy=False), offs

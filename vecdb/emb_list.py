@@ -98,6 +98,28 @@ def _normalized(v: np.ndarray) -> np.ndarray:
     return v / np.where(norms == 0, 1, norms)
 
 
+def row_chunks(q: np.ndarray, b: np.ndarray, starts: np.ndarray, l2: bool):
+    """Rows (their elements ``b[starts[j]:starts[j+1]]``) in chunks small enough that the (queries x
+    elements) product stays under ``_CHUNK`` values: yields ``(j, stop, lo, key)``, rows ``j..stop-1``
+    whose elements start at ``lo``, and ``key`` the queries' closeness to those elements, bigger is
+    closer: ``q . b``, or under ``l2`` ``2 q . b - |b|^2`` (minus the squared distance, up to ``|q|^2``)."""
+    b_sq = np.einsum("ij,ij->i", b, b) if l2 else None
+    ends = np.append(starts[1:], len(b))
+    per_chunk = max(1, _CHUNK // max(1, len(q)))
+    j = 0
+    while j < len(starts):
+        lo = int(starts[j])
+        stop = j + 1
+        while stop < len(starts) and int(ends[stop]) - lo <= per_chunk:
+            stop += 1
+        hi = int(ends[stop - 1])
+        key = q @ b[lo:hi].T
+        if b_sq is not None:
+            key = 2 * key - b_sq[lo:hi]
+        yield j, stop, lo, key
+        j = stop
+
+
 def max_sim(queries: list[np.ndarray], block: np.ndarray, starts: np.ndarray, metric: str) -> np.ndarray:
     """``(len(queries), len(starts))`` MAX_SIM scores of each query list against each row (the rows'
     vectors: ``block[starts[j]:starts[j+1]]``, every row non-empty). For MAX_SIM_L2 the score is the
@@ -109,23 +131,10 @@ def max_sim(queries: list[np.ndarray], block: np.ndarray, starts: np.ndarray, me
         q, b = _normalized(q), _normalized(b)
     q_starts = np.cumsum([0] + [len(x) for x in queries[:-1]])
     best = np.empty((len(q), len(starts)), np.float32)
-    b_sq = np.einsum("ij,ij->i", b, b) if base == "L2" else None
-    # rows in chunks so that the (query vectors x row vectors) product stays small
-    ends = np.append(starts[1:], len(b))
-    per_chunk = max(1, _CHUNK // max(1, len(q)))
-    j = 0
-    while j < len(starts):
-        lo = int(starts[j])
-        stop = j + 1
-        while stop < len(starts) and int(ends[stop]) - lo <= per_chunk:
-            stop += 1
-        hi = int(ends[stop - 1])
-        sims = q @ b[lo:hi].T
-        if b_sq is not None:  # -(|q|^2 + |b|^2 - 2 q.b) up to the |q|^2 term: bigger is closer
-            sims = 2 * sims - b_sq[lo:hi]
+    l2 = base == "L2"
+    for j, stop, lo, sims in row_chunks(q, b, starts, l2):
         best[:, j:stop] = np.maximum.reduceat(sims, starts[j:stop] - lo, axis=1)
-        j = stop
-    if b_sq is not None:
+    if l2:
         best = np.einsum("ij,ij->i", q, q)[:, None] - best
         best = np.maximum(best, 0)
     return np.add.reduceat(best, q_starts, axis=0)

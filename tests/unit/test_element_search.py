@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vecdb import element_search
+from vecdb import element_search, emb_list
 from vecdb.errors import InvalidParameter
 from vecdb.expr import compile_filter
 from vecdb.schema import CollectionSchema, DataType, FieldSchema, StructArrayField
@@ -125,12 +125,12 @@ def test_best_elements_chunks_and_ties():
     allowed = np.array([False, False, True, True, True])
     scores, offs = element_search.best_elements(q, block, starts, "L2", allowed)
     assert np.isinf(scores[0, 0]) and offs.tolist() == [[-1, 0, 0]]
-    old = element_search._CHUNK
+    old = emb_list._CHUNK  # (the chunk walk element-level search shares: emb_list.row_chunks)
     try:  # tiny chunks: every row scored on its own
-        element_search._CHUNK = 1
+        emb_list._CHUNK = 1
         again = element_search.best_elements(q, block, starts, "L2", allowed)
     finally:
-        element_search._CHUNK = old
+        emb_list._CHUNK = old
     assert np.array_equal(again[1], offs) and np.array_equal(again[0], scores)
 
 
