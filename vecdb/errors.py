@@ -116,6 +116,10 @@ class PartitionNotFound(VecdbError):
     default_message = "partition not found"
 
 
+class NamespaceNotFound(PartitionNotFound):
+    default_message = "namespace not found"  # (a partition-mode namespace is a partition: vecdb.namespaces)
+
+
 class PartitionNotLoaded(VecdbError):
     code, legacy_code, input_error = 201, "UnexpectedError", True
     default_message = "partition not loaded"

@@ -50,6 +50,10 @@ from vecdb.limits import LIMITS
 from vecdb.timestamptz import DEFAULT_ZONE, format_one, parse_iso
 
 DYNAMIC_FIELD = "$meta"
+# the field a collection with ``enable_namespace`` (Milvus 3.0) keeps each row's namespace in, in the
+# default ``namespace.mode`` (partition_key): a VARCHAR partition key the server fills from the
+# request's ``namespace``, hidden from clients as ``$meta`` is (vecdb.namespaces)
+NAMESPACE_FIELD = "$namespace_id"
 MAX_VARCHAR_LENGTH = 65535
 MAX_ARRAY_CAPACITY = 4096
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -141,6 +145,12 @@ class FieldSchema:
     def sub_name(self) -> str:
         """A struct sub-field's own name (``sub`` of ``struct[sub]``); any other field's name."""
         return self.name[len(self.struct_name) + 1:-1] if self.struct_name else self.name
+
+    @property
+    def is_hidden(self) -> bool:
+        """A field the server keeps for itself (``$meta``, ``$namespace_id``): not in a described schema,
+        nor among ``*``'s output fields."""
+        return self.is_dynamic or self.name == NAMESPACE_FIELD
 
     @property
     def enable_analyzer(self) -> bool:
@@ -250,6 +260,7 @@ class CollectionSchema:
     # the largest field id ever given (Milvus's max_field_id): a dropped field's id is never given
     # again, since old segment files still hold a column under it (0: no field dropped yet)
     max_field_id: int = 0
+    enable_namespace: bool = False  # Milvus 3.0: writes and reads name a namespace (vecdb.namespaces)
 
     def struct(self, name: str) -> StructArrayField | None:
         """The array-of-struct field named ``name``, if any."""
@@ -333,6 +344,7 @@ class CollectionSchema:
             **({"update_ts": self.update_ts} if self.update_ts else {}),
             **({"struct_fields": [s.to_dict() for s in self.struct_fields]} if self.struct_fields else {}),
             **({"max_field_id": self.max_field_id} if self.max_field_id else {}),
+            **({"enable_namespace": True} if self.enable_namespace else {}),
         }
 
     @classmethod
@@ -347,6 +359,7 @@ class CollectionSchema:
             update_ts=d.get("update_ts", 0),
             struct_fields=[StructArrayField.from_dict(s) for s in d.get("struct_fields", ())],
             max_field_id=d.get("max_field_id", 0),
+            enable_namespace=d.get("enable_namespace", False),
         )
 
     # --- proto ---------------------------------------------------------
@@ -365,6 +378,9 @@ class CollectionSchema:
         fields: list[FieldSchema] = []
         for i, fpb in enumerate(pb.fields):
             _refuse_unsupported_field(fpb)
+            if fpb.name == NAMESPACE_FIELD:
+                raise IllegalSchema(f"field name {NAMESPACE_FIELD} is reserved: the server adds it to a collection "
+                                    f"with enable_namespace")
             params = {kv.key: kv.value for kv in fpb.type_params}
             f = FieldSchema(
                 name=fpb.name,
@@ -391,6 +407,7 @@ class CollectionSchema:
             enable_dynamic_field=pb.enable_dynamic_field,
             fields=[f for f in fields if not f.is_dynamic] + subs,
             struct_fields=structs,
+            enable_namespace=getattr(pb, "enable_namespace", False),
         )
         _check_clustering_key(fields, collection_name)
         schema.functions = _parse_functions(pb, schema)
@@ -415,8 +432,10 @@ class CollectionSchema:
         pb.enable_dynamic_field = self.enable_dynamic_field
         pb.autoID = self.auto_id
         pb.version = self.version
+        if self.enable_namespace:
+            pb.enable_namespace = True
         for f in self.fields:
-            if f.is_dynamic or f.struct_name:
+            if f.is_hidden or f.struct_name:
                 continue
             fpb = pb.fields.add()
             fpb.fieldID = f.field_id
@@ -472,7 +491,7 @@ class CollectionSchema:
             raise IllegalSchema(f"maximum field's number should be limited to {LIMITS.max_fields}")
         names = set()
         for f in self.fields:
-            if not f.is_dynamic:
+            if not f.is_hidden:
                 validate_field_name(f.sub_name)  # a struct's sub-field: its own name (``chunks[text]``: text)
             if f.name in names:
                 raise IllegalSchema(f"duplicated field name {f.name}")
@@ -616,8 +635,8 @@ def _refuse_unsupported_schema(pb) -> None:
     other = [f.name or "?" for f in pb.functions if f.type not in (FunctionType.BM25, FunctionType.MINHASH)]
     if other:
         raise _not_yet(f"collection schema functions other than BM25 (embedding functions: {', '.join(other)})")
-    if getattr(pb, "enable_namespace", False):
-        raise _not_yet("enable_namespace")
+    if getattr(pb, "external_source", "") or getattr(pb, "external_spec", ""):
+        raise _not_yet("external collections (external_source, external_spec)")
 
 
 def _refuse_struct_only_type(f: FieldSchema) -> None:

@@ -63,6 +63,7 @@ from vecdb.coord.properties import (
 from vecdb.coord.resource_groups import GroupConfig, replica_groups, replica_groups_of, transfer_replicas
 from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
 from vecdb.limits import LIMITS
+from vecdb.namespaces import FIXED_PROPERTIES
 from vecdb.schema import CollectionSchema, FieldSchema, altered_field, validate_collection_name
 
 if TYPE_CHECKING:
@@ -239,6 +240,9 @@ class DdlManager:
 
     def alter_collection(self, db: str, name: str, properties: dict[str, str], delete_keys: list[str]) -> None:
         check_collection_properties(properties)
+        fixed = [k for k in (*properties, *delete_keys) if k in FIXED_PROPERTIES]
+        if fixed:
+            raise errors.InvalidParameter(f"{fixed[0]} is set at create and cannot be altered or deleted")
 
         def change(info: CollectionInfo) -> None:
             self._allow(info.db, "ddl_collection")
@@ -284,7 +288,7 @@ class DdlManager:
         def change(info: CollectionInfo) -> None:
             self._allow(info.db, "ddl_collection")
             f = info.schema.field(field_name)
-            if f is None or f.is_dynamic:
+            if f is None or f.is_hidden:
                 raise errors.FieldNotFound(f"field {field_name} does not exist in collection {name}")
             new = altered_field(f, properties, delete_keys)
             if new == f:

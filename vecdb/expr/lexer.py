@@ -1,6 +1,6 @@
 """Tokenizer for the Milvus boolean expression language.
 
-Token kinds: ``INT``, ``FLOAT``, ``STR``, ``BOOL``, ``IDENT`` (incl. ``$meta``),
+Token kinds: ``INT``, ``FLOAT``, ``STR``, ``BOOL``, ``IDENT`` (incl. ``$meta``, ``$namespace_id``),
 ``SUBFIELD`` (``$[name]``, a struct element's sub-field, value ``name``; no spaces
 inside, as Milvus lexes it), ``KW`` (keywords, value lower-cased), ``OP``
 (punctuation and operators), ``EOF``. Every token carries ``pos``, its 0-based offset in the expression;
@@ -34,7 +34,7 @@ _BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": Fal
 
 _OPS = ("==", "!=", "<=", ">=", "&&", "||", "**", "<", ">", "+", "-", "*", "/", "%", "(", ")",
         "[", "]", ",", "{", "}", "!", "=")  # "=": only a call's keyword argument (text_match's option)
-_IDENT_RE = re.compile(r"\$meta\b|[A-Za-z_][A-Za-z0-9_]*")
+_IDENT_RE = re.compile(r"\$meta\b|\$namespace_id\b|[A-Za-z_][A-Za-z0-9_]*")
 _SUBFIELD_RE = re.compile(r"\$\[([A-Za-z_][A-Za-z0-9_]*)\]")  # Milvus 3.0's StructSubFieldIdentifier
 _HEXFLOAT_RE = re.compile(r"0[xX](?:[0-9a-fA-F]*\.[0-9a-fA-F]+|[0-9a-fA-F]+\.?)[pP][+-]?[0-9]+")
 _FLOAT_RE = re.compile(r"(?:[0-9]*\.[0-9]+|[0-9]+\.)(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+")

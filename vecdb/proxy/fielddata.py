@@ -707,7 +707,7 @@ def resolve_output_fields(schema: CollectionSchema, requested: list[str]) -> tup
         name = raw.strip()
         if name == "*":
             for f in schema.fields:
-                if not f.is_dynamic:
+                if not f.is_hidden:
                     names[f.name] = None
             all_meta = all_meta or dynamic
             continue

@@ -16,6 +16,7 @@ from vecdb.proxy.rpc_functions import CollectionFunctionRpcs
 from vecdb.proxy.rpc_hybrid import HybridRpcs
 from vecdb.proxy.rpc_import import ImportRpcs
 from vecdb.proxy.rpc_index import IndexRpcs
+from vecdb.proxy.rpc_namespaces import NamespaceRpcs
 from vecdb.proxy.rpc_resource_groups import ResourceGroupRpcs
 from vecdb.proxy.rpc_schema_change import SchemaChangeRpcs
 from vecdb.proxy.rpc_search import SearchRpcs
@@ -24,8 +25,8 @@ from vecdb.proxy.rpc_snapshots import SnapshotRpcs
 from vecdb.proxy.rpc_text import TextRpcs
 
 
-class MilvusService(AdminRpcs, CollectionRpcs, CollectionFunctionRpcs, CompactionRpcs, IndexRpcs, ResourceGroupRpcs,
-                    ImportRpcs, DmlRpcs, HybridRpcs, SchemaChangeRpcs, SearchRpcs, SecurityRpcs, SnapshotRpcs,
-                    TextRpcs,
+class MilvusService(AdminRpcs, NamespaceRpcs, CollectionRpcs, CollectionFunctionRpcs, CompactionRpcs, IndexRpcs,
+                    ResourceGroupRpcs, ImportRpcs, DmlRpcs, HybridRpcs, SchemaChangeRpcs, SearchRpcs, SecurityRpcs,
+                    SnapshotRpcs, TextRpcs,
                     milvus_pb2_grpc.MilvusServiceServicer):
     pass

@@ -66,7 +66,8 @@ DDL = {
     **dict.fromkeys(("CreateCollection", "DropCollection", "LoadCollection", "ReleaseCollection",
                      "RenameCollection", "AlterCollection", "AddCollectionField", "AlterCollectionField",
                      "TruncateCollection"), "ddl_collection"),
-    **dict.fromkeys(("CreatePartition", "DropPartition", "LoadPartitions", "ReleasePartitions"), "ddl_partition"),
+    **dict.fromkeys(("CreatePartition", "DropPartition", "LoadPartitions", "ReleasePartitions",
+                     "CreateNamespace", "DropNamespace"), "ddl_partition"),  # (a namespace: vecdb.namespaces)
     **dict.fromkeys(("CreateIndex", "DropIndex", "AlterIndex"), "ddl_index"),
     "Flush": "flush",
     "ManualCompaction": "compaction",

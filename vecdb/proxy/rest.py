@@ -134,6 +134,7 @@ class RestApi:
         return {
             "collectionName": d.collection_name, "collectionID": d.collectionID, "description": d.schema.description,
             "autoId": bool(pk and pk.autoID), "fields": [_field_json(f) for f in d.schema.fields],
+            **({"enableNamespace": True} if d.schema.enable_namespace else {}),
             "indexes": [{"fieldName": i.field_name, "indexName": i.index_name,
                          "metricType": _kv(i.params).get("metric_type", "")} for i in indexes.index_descriptions],
             "load": common_pb2.LoadState.Name(load.state), "shardsNum": d.shards_num,
@@ -258,7 +259,7 @@ class RestApi:
             raise RestError(BAD_INSERT_DATA, f"fail to deal the insert data, error: {e}") from None
         reply = r.call(method, request_type(db_name=r.db, collection_name=name,
                                             partition_name=req.get("partitionName", ""),
-                                            fields_data=fields, num_rows=len(rows)))
+                                            fields_data=fields, num_rows=len(rows), **_namespace(req)))
         ids = reply.IDs.int_id.data if reply.IDs.HasField("int_id") else reply.IDs.str_id.data
         return list(ids), reply
 
@@ -274,7 +275,8 @@ class RestApi:
         name = _name(req)
         expr = req.get("filter") or _pk_filter(r.schema(name), req.get("id"))
         reply = r.call("Delete", milvus_pb2.DeleteRequest(db_name=r.db, collection_name=name, expr=expr,
-                                                          partition_name=req.get("partitionName", "")))
+                                                          partition_name=req.get("partitionName", ""),
+                                                          **_namespace(req)))
         return {"deleteCount": reply.delete_cnt}
 
     def _query(self, r, name: str, expr: str, req, limit: int | None) -> list[dict]:
@@ -287,7 +289,8 @@ class RestApi:
             db_name=r.db, collection_name=name, expr=expr, output_fields=req.get("outputFields") or ["*"],
             partition_names=req.get("partitionNames", []), query_params=params,
             expr_template_values=template_proto(req.get("exprParams") or {}),
-            consistency_level=_consistency(req), use_default_consistency="consistencyLevel" not in req))
+            consistency_level=_consistency(req), use_default_consistency="consistencyLevel" not in req,
+            **_namespace(req)))
         return field_data_to_rows(reply.fields_data)
 
     def _entities_query(self, req, r):
@@ -336,7 +339,7 @@ class RestApi:
             placeholder_group=_placeholders(field, vectors) if vectors else b"",
             output_fields=req.get("outputFields", []), expr_template_values=template_proto(req.get("exprParams") or {}),
             search_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in kv.items()],
-            nq=len(vectors) if vectors else len(ids), **by_ids,
+            nq=len(vectors) if vectors else len(ids), **by_ids, **_namespace(req),
             consistency_level=_consistency(req), use_default_consistency="consistencyLevel" not in req)
 
     def _entities_search(self, req, r):
@@ -358,7 +361,7 @@ class RestApi:
             db_name=r.db, collection_name=name, partition_names=req.get("partitionNames", []), requests=subs,
             rank_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in rank.items()],
             output_fields=req.get("outputFields", []), consistency_level=_consistency(req),
-            use_default_consistency="consistencyLevel" not in req))
+            use_default_consistency="consistencyLevel" not in req, **_namespace(req)))
         return search_rows(reply.results, schema.primary_field.name)
 
     # --- partitions ----------------------------------------------------------------------
@@ -882,6 +885,12 @@ def _field_json(f: schema_pb2.FieldSchema) -> dict:
     return out
 
 
+def _namespace(req: dict) -> dict[str, str]:
+    """A request's ``namespace`` (a collection with namespaces: vecdb.namespaces), as a request keyword."""
+    ns = req.get("namespace")
+    return {} if ns is None else {"namespace": str(ns)}
+
+
 def _collection_schema(name: str, req: dict) -> tuple[schema_pb2.CollectionSchema, list[dict]]:
     """The schema and the indexes of a create: Milvus's quick setup (``dimension``) or ``schema``."""
     spec = req.get("schema")
@@ -903,7 +912,8 @@ def _collection_schema(name: str, req: dict) -> tuple[schema_pb2.CollectionSchem
     else:
         indexes = list(req.get("indexParams") or [])
     pb = schema_pb2.CollectionSchema(name=name, description=req.get("description", ""),
-                                     enable_dynamic_field=bool(spec.get("enableDynamicField", False)))
+                                     enable_dynamic_field=bool(spec.get("enableDynamicField", False)),
+                                     enable_namespace=bool(spec.get("enableNamespace", False)))
     for f in spec["fields"]:
         field = pb.fields.add(name=f["fieldName"], data_type=schema_pb2.DataType.Value(f["dataType"]),
                               is_primary_key=bool(f.get("isPrimary", False)),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
-from vecdb import errors
+from vecdb import errors, namespaces
 from vecdb.catalog_model import DEFAULT_PARTITION, CollectionInfo
 from vecdb.coord.ddl import too_many_partitions
 from vecdb.limits import LIMITS
@@ -74,6 +74,7 @@ class CollectionRpcs(ServiceBase):
         except errors.DatabaseNotFound:
             db_properties = {}  # the coord's create reports it
         schema = CollectionSchema.from_proto(pb, request.collection_name, zone_of(properties, db_properties))
+        namespaces.prepare(schema, properties)  # enable_namespace: its mode; partition_key mode's field
         shards = request.shards_num or 1
         if not 1 <= shards <= LIMITS.max_shards:
             raise errors.InvalidParameter(f"maximum shards's number should be limited to {LIMITS.max_shards}")
@@ -247,18 +248,21 @@ class CollectionRpcs(ServiceBase):
     @rpc()
     def DropPartition(self, request, context):
         db = db_of(request, context)
-        info = self.collection(db, request.collection_name)
-        if request.partition_name == DEFAULT_PARTITION:
+        self.drop_partition(db, self.collection(db, request.collection_name), request.partition_name)
+        return status.success()
+
+    def drop_partition(self, db: str, info: CollectionInfo, name: str) -> None:
+        """Drop partition ``name`` of ``info`` (there or not) with its data."""
+        if name == DEFAULT_PARTITION:
             raise errors.InvalidParameter("default partition cannot be deleted")
-        known = info.partition(request.partition_name).id if info.has_partition(request.partition_name) else None
+        known = info.partition(name).id if info.has_partition(name) else None
         with self.r.writer.locked(info.channels):
             # None: not there (any more): the cleanup of the one this proxy knew is idempotent
-            part_id = self.ddl.drop_partition(db, request.collection_name, request.partition_name) or known
+            part_id = self.ddl.drop_partition(db, info.name, name) or known
             if part_id is None:
-                return status.success()
+                return
             self.r.querynode.drop_partition(info.id, part_id)
             self.r.datanode.drop_partition(info, part_id)
-        return status.success()
 
     @rpc(milvus_pb2.BoolResponse)
     def HasPartition(self, request, context):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 from pymilvus.grpc_gen import milvus_pb2
 
-from vecdb import errors
+from vecdb import errors, namespaces
 from vecdb.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, CollectionInfo
 from vecdb.coord.sealer import channel_bytes
 from vecdb.expr import compile_filter
@@ -103,9 +103,10 @@ class DmlRpcs(ServiceBase):
         admit_collection(self.r, "Insert", request, context, info)  # its database's and its own limits
         _check_schema_ts(info, request)
         n = request.num_rows
+        partition_name = _namespaced(info, request)
         columns = columns_from_field_data(info.schema, request.fields_data, n, zone=self.zone_of(info))
         self._assign_pks(info, columns, n)
-        ts = self._write_rows(info, columns, n, request.partition_name)
+        ts = self._write_rows(info, columns, n, partition_name)
         pks = columns[info.schema.primary_field.name]
         return milvus_pb2.MutationResult(
             status=status.success(), IDs=ids_proto(pks, info.schema.primary_field.dtype),
@@ -123,13 +124,14 @@ class DmlRpcs(ServiceBase):
                 "upsert can not assign primary field data when auto id enabled: the collection "
                 f"{info.name} uses auto_id, so upsert cannot keep the primary key; use insert instead")
         n = request.num_rows
+        partition_name = _namespaced(info, request)
         ops = parse_field_ops(info.schema, request)  # ARRAY_APPEND / ARRAY_REMOVE: a partial update
         partial = bool(getattr(request, "partial_update", False)) or bool(ops)
         columns = columns_from_field_data(info.schema, request.fields_data, n, partial_update=partial,
                                           zone=self.zone_of(info))
         if partial:
-            columns = self._merge_partial(info, columns, n, request.partition_name, ops)
-        ts = self._write_rows(info, columns, n, request.partition_name)
+            columns = self._merge_partial(info, columns, n, partition_name, ops)
+        ts = self._write_rows(info, columns, n, partition_name)
         return milvus_pb2.MutationResult(
             status=status.success(), IDs=ids_proto(columns[pk.name], pk.dtype),
             succ_index=range(n), upsert_cnt=n, timestamp=ts)
@@ -173,9 +175,12 @@ class DmlRpcs(ServiceBase):
         expr = request.expr.strip()
         if not expr:
             raise errors.InvalidParameter("delete plan can't be empty or always true : " + request.expr)
+        ns = namespaces.of_request(info, request, required=False)  # named: deletes only its rows
+        expr = namespaces.scoped_expr(info, ns, expr)
+        partition_name = next(iter(namespaces.scoped_partitions(info, ns, [request.partition_name])), "")
         pid = -1
-        if request.partition_name:
-            pid = info.partition(request.partition_name).id
+        if partition_name:
+            pid = info.partition(partition_name).id
         pks = self._pks_from_expr(info, expr)
         if pks is None:
             self.require_loaded(info)
@@ -264,6 +269,14 @@ class DmlRpcs(ServiceBase):
     @rpc(milvus_pb2.GetFlushAllStateResponse)
     def GetFlushAllState(self, request, context):
         return milvus_pb2.GetFlushAllStateResponse(status=status.success(), flushed=True)
+
+
+def _namespaced(info: CollectionInfo, request) -> str:
+    """An insert's or upsert's namespace applied (vecdb.namespaces): ``$namespace_id`` added to its
+    columns, or its partition named; returns the partition it writes to."""
+    ns = namespaces.of_request(info, request)
+    namespaces.fill_column(info, ns, request)
+    return namespaces.write_partition(info, ns, request.partition_name)
 
 
 def _check_schema_ts(info: CollectionInfo, request) -> None:

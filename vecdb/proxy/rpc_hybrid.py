@@ -18,7 +18,7 @@ import dataclasses
 
 from pymilvus.grpc_gen import milvus_pb2
 
-from vecdb import errors
+from vecdb import errors, namespaces
 from vecdb.limits import LIMITS
 from vecdb.proxy.base import kv_dict, rpc
 from vecdb.proxy.boost import Boost
@@ -100,7 +100,11 @@ class HybridRpcs(SearchRpcs):
         round_decimal = _round_decimal(rank)
         level = level_of(request, info.consistency_level)
         ts = self._snapshot_ts(info, request, level)
-        parts = self.partition_ids(info, request.partition_names)
+        ns = namespaces.of_request(info, request)  # every ANN request reads that namespace (vecdb.namespaces)
+        parts = self.partition_ids(info, namespaces.scoped_partitions(info, ns, request.partition_names))
+        for sub in reqs:
+            if ns is not None:
+                sub.namespace = ns
         plans: list[SearchPlan] = []
         specs: list[SearchSpec] = []
         boosts = [_sub_boost(sub, info.schema) for sub in reqs]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
-from vecdb import element_search, emb_list, errors
+from vecdb import element_search, emb_list, errors, namespaces
 from vecdb.bm25 import output_analyzer
 from vecdb.expr import compile_filter
 from vecdb.expr.filter import KeyFilter
@@ -193,9 +193,10 @@ class SearchRpcs(ServiceBase):
         # state: its node applies each write before acknowledging it, and it never reuses a timestamp.
         return pinned if 0 < pinned < now else now
 
-    def _filter(self, info, expr: str, template_pb, zone: str):
-        """The compiled filter (None: none); ISO literals without an offset read in ``zone``."""
-        expr = (expr or "").strip()
+    def _filter(self, info, expr: str, template_pb, zone: str, ns: str | None = None):
+        """The compiled filter (None: none); ISO literals without an offset read in ``zone``. ``ns``: the
+        request's namespace, whose rows alone the filter then passes (vecdb.namespaces)."""
+        expr = namespaces.scoped_expr(info, ns, (expr or "").strip())
         if not expr:
             return None
         return compile_filter(localize_iso_literals(expr, zone), info.schema,
@@ -214,7 +215,8 @@ class SearchRpcs(ServiceBase):
                                                         request.placeholder_group, plan.analyzer_name))
         level = level_of(request, info.consistency_level)
         spec = self._search_spec(info, request, plan, self._snapshot_ts(info, request, level, plan.iterator))
-        parts = self.partition_ids(info, request.partition_names)
+        ns = namespaces.of_request(info, request)
+        parts = self.partition_ids(info, namespaces.scoped_partitions(info, ns, request.partition_names))
         ranker = function_ranker(request, 1, info.schema)
         if ranker is not None and _element_level(plan):
             raise errors.InvalidParameter(f"a rerank function (ranker) is not supported with element-level search "
@@ -262,6 +264,7 @@ class SearchRpcs(ServiceBase):
             queries = self._vectors_of(info, plan.field, request.ids, ts)
         else:
             raise errors.InvalidParameter("a search needs query vectors or primary keys (ids)")
+        ns = namespaces.of_request(info, request)
         if len(queries) > LIMITS.max_nq:
             raise errors.InvalidParameter(f"nq [{len(queries)}] is invalid, it should be in range [1, {LIMITS.max_nq}]")
         if plan.field.dtype == DataType.ARRAY_OF_VECTOR:  # plain vectors: element-level; lists: EmbeddingList
@@ -269,7 +272,7 @@ class SearchRpcs(ServiceBase):
         return SearchSpec(
             field=plan.field, queries=queries, limit=plan.limit, offset=plan.offset, metric=plan.metric,
             params=plan.params, index_type=plan.index_type, radius=plan.radius, range_filter=plan.range_filter,
-            flt=self._filter(info, request.dsl, request.expr_template_values, plan.times.zone), ts=ts,
+            flt=self._filter(info, request.dsl, request.expr_template_values, plan.times.zone, ns), ts=ts,
             ignore_growing=plan.ignore_growing,
         )
 
@@ -519,8 +522,9 @@ class SearchRpcs(ServiceBase):
         offset = _int_param(qp, "offset", 0)
         requested = list(request.output_fields)
         times = time_output(qp, self.zone_of(info))  # TIMESTAMPTZ: the filter's and the reply's zone
-        flt = self._filter(info, request.expr, request.expr_template_values, times.zone)
-        parts = self.partition_ids(info, request.partition_names)
+        ns = namespaces.of_request(info, request)
+        flt = self._filter(info, request.expr, request.expr_template_values, times.zone, ns)
+        parts = self.partition_ids(info, namespaces.scoped_partitions(info, ns, request.partition_names))
         level = level_of(request, info.consistency_level)
         ts = self._snapshot_ts(info, request, level, _is_iterator(qp))
         sealed_only = qp.get("ignore_growing", "").lower() == "true"  # (pymilvus sends str(bool))
@@ -533,7 +537,7 @@ class SearchRpcs(ServiceBase):
             fd.scalars.long_data.data.append(n)
             return milvus_pb2.QueryResults(status=status.success(), fields_data=[fd], collection_name=info.name,
                                            output_fields=[COUNT_STAR], session_ts=ts)
-        if flt is None and limit is None:
+        if not request.expr.strip() and limit is None:  # (a namespace's own condition does not count)
             raise errors.InvalidParameter("empty expression should be used with limit")
         if limit is not None and (limit < 0 or offset < 0):
             raise errors.InvalidParameter(f"invalid limit [{limit}] or offset [{offset}]")
