@@ -11,8 +11,10 @@ import time
 
 import numpy as np
 from pymilvus import MilvusClient
+from pymilvus.grpc_gen import milvus_pb2
 
 from tests.conftest import start_standalone, wait_until
+from tests.e2e._helpers import raw_stub
 from tests.log_fakes import FirstFollowerSilent
 from vecdb import timestamp
 from vecdb.cdc.replicator import PUBLISH_SECONDS, Replicator
@@ -325,4 +327,38 @@ def test_a_database_time_zone_replicates_and_other_database_properties_do_not(tm
                    "the time zone change not replicated")
         c.drop_database_properties("zoned", ["timezone"])
         wait_until(lambda: "timezone" not in t.describe_database("zoned"), 30, "the time zone removal not replicated")
+        assert stream.rep.progress.last_error == ""
+
+
+def test_namespace_collections_replicate_with_their_namespaces(tmp_path, remote_storage):
+    """enable_namespace collections (vecdb.namespaces) reach the target with their mode; each row lands
+    in its own namespace there: by ``$namespace_id`` (partition_key mode), by partition (partition mode)."""
+    target = start_standalone(str(tmp_path / "dst"))
+    tu = f"http://127.0.0.1:{target.port}"
+    with replicating(tmp_path, remote_storage("cdcns" + new_task_id()), target, tu) as stream:
+        c, t = MilvusClient(uri=stream.source_uri), MilvusClient(uri=tu)
+        ip = c.prepare_index_params()
+        ip.add_index(field_name="vector", index_type="FLAT", metric_type="L2")
+        for name, props in (("keyed_ns", {}), ("parted_ns", {"namespace.mode": "partition"})):
+            schema = MilvusClient.create_schema(enable_namespace=True)
+            schema.add_field("id", datatype=5, is_primary=True)
+            schema.add_field("vector", datatype=101, dim=DIM)
+            schema.add_field("tag", datatype=21, max_length=16)
+            c.create_collection(name, schema=schema, index_params=ip, properties=props)
+        c.insert("keyed_ns", _rows(range(0, 30), extra=False), namespace="acme")
+        c.insert("keyed_ns", _rows(range(100, 120), extra=False), namespace="globex")
+        with raw_stub(stream.source_uri) as stub:
+            for ns in ("east", "west"):
+                r = stub.CreateNamespace(milvus_pb2.CreateNamespaceRequest(collection_name="parted_ns",
+                                                                           namespace_name=ns))
+                assert r.status.code == 0, r.status.reason
+        c.insert("parted_ns", _rows(range(0, 10), extra=False), namespace="east")
+        c.insert("parted_ns", _rows(range(10, 15), extra=False), namespace="west")
+        stream.wait_equal(60, "namespace collections not replicated")
+        assert t.describe_collection("keyed_ns")["enable_namespace"] is True
+        assert [f["name"] for f in t.describe_collection("keyed_ns")["fields"]] == ["id", "vector", "tag"]
+        for name, ns, ids in (("keyed_ns", "acme", range(0, 30)), ("keyed_ns", "globex", range(100, 120)),
+                              ("parted_ns", "east", range(0, 10)), ("parted_ns", "west", range(10, 15))):
+            got = t.query(name, filter="id >= 0", namespace=ns, consistency_level="Strong")
+            assert sorted(r["id"] for r in got) == list(ids), (name, ns)
         assert stream.rep.progress.last_error == ""

@@ -34,13 +34,13 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from vecdb import timestamp, timestamptz
+from vecdb import namespaces, timestamp, timestamptz
 from vecdb.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, INDEX_PROPERTIES, TTL_PROPERTY, CollectionInfo
 from vecdb.cdc.follower import cdc_positions_key
 from vecdb.cdc.task import FAILED, PAUSED, RUNNING, Task, TaskStore
 from vecdb.cdc.verify import is_loaded
 from vecdb.log_records import DeleteRecord, InsertRecord, decode
-from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, valid_key
+from vecdb.schema import DYNAMIC_FIELD, NAMESPACE_FIELD, CollectionSchema, DataType, FieldSchema, valid_key
 from vecdb.storage import stall
 from vecdb.storage.base import Follower, Log, MetaStore
 
@@ -82,9 +82,10 @@ def target_schema(schema: CollectionSchema):
     from pymilvus import MilvusClient
 
     s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=schema.enable_dynamic_field,
-                                   description=schema.description)
+                                   description=schema.description,
+                                   **({"enable_namespace": True} if schema.enable_namespace else {}))
     for f in schema.fields:
-        if f.is_dynamic or f.struct_name:
+        if f.is_hidden or f.struct_name:  # ($namespace_id: the target's own, filled from each upsert's namespace)
             continue
         s.add_field(f.name, PDataType(int(f.dtype)), is_primary=f.is_primary, auto_id=False,
                     description=f.description, **field_kwargs(f))
@@ -144,8 +145,8 @@ def rows_of(schema: CollectionSchema, columns: dict[str, np.ndarray], n: int) ->
     names, values = [], []
     for f in schema.fields:
         col = columns.get(f.name)
-        if col is None or f.is_dynamic or f.is_function_output or f.struct_name:  # (the target's function
-            continue  # fills it; a struct's sub-fields go in below)
+        if col is None or f.is_hidden or f.is_function_output or f.struct_name:  # (the target's function
+            continue  # fills it; a struct's sub-fields go in below; the target fills $namespace_id too)
         if f.dtype in (DataType.BINARY_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR):
             raw = np.ascontiguousarray(col).tobytes()  # pymilvus takes each row's raw bytes for these
             width = len(raw) // n if n else 0
@@ -177,6 +178,36 @@ def rows_of(schema: CollectionSchema, columns: dict[str, np.ndarray], n: int) ->
             if extra:
                 row.update(extra)
     return rows
+
+
+def _by_namespace(info: CollectionInfo, rec: InsertRecord, rows: list[dict], partition: str):
+    """``(namespace, rows)`` groups of an insert record's rows (vecdb.namespaces): one group with no
+    namespace where the collection has none; by ``$namespace_id`` in partition_key mode; the
+    partition's name in partition mode."""
+    mode = namespaces.mode_of(info.schema, info.properties)
+    if mode is None:
+        return [(None, rows)]
+    if mode == namespaces.PARTITION_MODE:
+        return [(partition, rows)]
+    col = np.asarray(rec.columns[NAMESPACE_FIELD], dtype=object)
+    return [(ns, [rows[i] for i in np.flatnonzero(col == ns).tolist()]) for ns in np.unique(col).tolist()]
+
+
+def upsert_rows(client, name: str, rows: list[dict], partition_name: str, namespace: str | None,
+                timeout: float) -> None:
+    """``client.upsert`` of ``rows``; with a ``namespace``, which pymilvus 3.0.2's ``upsert`` does not
+    send, the request pymilvus builds goes with it (its stub, the client's database)."""
+    if namespace is None:
+        client.upsert(name, rows, partition_name=partition_name)
+        return
+    from pymilvus.client.call_context import _api_level_md  # type: ignore[import-untyped]
+    from pymilvus.client.utils import check_status  # type: ignore[import-untyped]
+
+    conn = client._get_connection()
+    ctx = client._generate_call_context()
+    request = conn._prepare_row_upsert_request(name, rows, partition_name, timeout=timeout, context=ctx)
+    request.namespace = namespace
+    check_status(conn._stub.Upsert(request, timeout=timeout, metadata=_api_level_md(ctx)).status)
 
 
 class Target:
@@ -438,8 +469,9 @@ class Replicator:
                 pname = "" if pkey else pname
                 for rec in items:
                     rows = rows_of(self._schema_of(info, rec), rec.columns, rec.num_rows)
-                    for i in range(0, len(rows), BATCH_ROWS):
-                        c.upsert(entry, rows[i:i + BATCH_ROWS], partition_name=pname)
+                    for ns, part in _by_namespace(info, rec, rows, pname):
+                        for i in range(0, len(part), BATCH_ROWS):
+                            upsert_rows(c, entry, part[i:i + BATCH_ROWS], pname, ns, self._target.timeout)
                     self.progress.applied_rows += rec.num_rows
             else:
                 pks = np.concatenate(items)
@@ -664,7 +696,7 @@ class Replicator:
         if info.schema.version:
             have_fields = {f["name"] for f in described["fields"]}
             for f in info.schema.fields:
-                if not f.is_dynamic and f.name not in have_fields:
+                if not f.is_hidden and f.name not in have_fields:
                     from pymilvus import DataType as PDataType
 
                     c.add_collection_field(name, f.name, PDataType(int(f.dtype)), desc=f.description,
