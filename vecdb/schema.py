@@ -755,7 +755,7 @@ def _parse_functions(pb, schema: CollectionSchema) -> list[FunctionSchema]:
             inf = schema.field(i)
             if inf is None:
                 raise InvalidParameter(f"function input field not found: {i}")
-            if inf.nullable:
+            if inf.nullable and minhash:  # (a null BM25 input has no terms: Milvus 2.5.x / 2.6 take it)
                 raise InvalidParameter(f"function input field cannot be nullable: function {name}, field {i}")
             in_fields.append(inf)
         if len(in_fields) != 1 or in_fields[0].dtype not in (DataType.VARCHAR, DataType.TEXT):

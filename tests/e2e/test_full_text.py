@@ -576,3 +576,34 @@ def test_english_analyzer_stems_documents_and_queries(client, name):
         np.testing.assert_allclose([h["distance"] for h in hits], [s for _, s in want], rtol=1e-4)
         ref = dict(_reference(docs, set(docs), query, 200, 1.2, 0.75, set(), tokens=stems))
         assert all(abs(ref[h["id"]] - h["distance"]) <= 1e-4 * h["distance"] for h in hits)
+
+
+def test_a_nullable_text_input_gives_null_rows_no_terms(client, name):
+    """A nullable BM25 input (Milvus 2.5.x / 2.6): a null text is stored null and has no terms, so no
+    BM25 search finds its row; the other rows are searched as ever, sealed and growing."""
+    schema = MilvusClient.create_schema()
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("text", DataType.VARCHAR, max_length=2000, enable_analyzer=True, nullable=True)
+    schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_function(Function("bm25", function_type=FunctionType.BM25, input_field_names=["text"],
+                                 output_field_names=["sparse"]))
+    idx = client.prepare_index_params()
+    idx.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    client.create_collection(name, schema=schema, index_params=idx)
+    texts = _texts(60, 7)
+    rows = [{"id": i, "text": None if i % 4 == 0 else t} for i, t in enumerate(texts)]
+    client.insert(name, rows[:30])
+    client.flush(name)
+    client.insert(name, rows[30:])  # (growing)
+    res = client.search(name, QUERIES, anns_field="sparse", limit=60, search_params={"metric_type": "BM25"},
+                        output_fields=["text"], consistency_level="Strong")
+    found = {h["id"] for hits in res for h in hits}
+    assert found and not {i for i in found if i % 4 == 0}
+    for hits in res:
+        for h in hits:
+            assert h["entity"]["text"] == texts[h["id"]]
+    got = client.query(name, filter="id in [0, 1]", output_fields=["text", "sparse"], consistency_level="Strong")
+    by_id = {r["id"]: r for r in got}
+    assert by_id[0]["text"] is None and not by_id[0]["sparse"]
+    assert sum(by_id[1]["sparse"].values()) == len(_tokens(texts[1], set()))
+    assert client.query(name, filter="text is null", output_fields=["count(*)"])[0]["count(*)"] == 15

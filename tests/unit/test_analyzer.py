@@ -150,7 +150,6 @@ def test_bm25_function_is_taken_and_round_trips():
     ({"inputs": ("text", "text")}, "each function input field should be used exactly once"),
     ({"inputs": ()}, "function input field names cannot be empty"),
     ({"params": {"k": "v"}}, "BM25 function accepts no params"),
-    ({"nullable": True}, "function input field cannot be nullable: function bm25, field text"),
     ({"extra_params": {"analyzer_params": '{"type": "japanese"}'}}, "analyzer type 'japanese'"),
 ])
 def test_bm25_function_is_checked_as_milvus_does(kw, words):
