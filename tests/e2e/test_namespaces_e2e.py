@@ -178,3 +178,28 @@ def test_partition_mode_namespaces_are_partitions(client, uri, name):
         exact = stub.GetNamespaceStats(milvus_pb2.GetNamespaceStatsRequest(collection_name=name,
                                                                            namespace_name="t2", exact=True))
         assert exact.status.code == 1100
+
+
+def test_rest_takes_the_namespace(server, client, name):
+    from tests.e2e.test_rest import ok, post  # noqa: PLC0415
+
+    port = server.http_ports[0]
+    schema = {"enableNamespace": True, "fields": [
+        {"fieldName": "id", "dataType": "Int64", "isPrimary": True},
+        {"fieldName": "v", "dataType": "FloatVector", "elementTypeParams": {"dim": DIM}}]}
+    ok(post(port, "collections/create", {"collectionName": name, "schema": schema, "indexParams": [
+        {"fieldName": "v", "indexName": "v", "metricType": "L2", "indexType": "FLAT"}]}))
+    assert ok(post(port, "collections/describe", {"collectionName": name}))["enableNamespace"] is True
+    for ns, ids in (("a", range(5)), ("b", range(10, 13))):
+        ok(post(port, "entities/insert", {"collectionName": name, "namespace": ns,
+                                          "data": [{"id": i, "v": [float(i)] * DIM} for i in ids]}))
+    got = ok(post(port, "entities/query", {"collectionName": name, "namespace": "b", "filter": "id >= 0",
+                                           "outputFields": ["id"]}))
+    assert sorted(r["id"] for r in got) == [10, 11, 12]
+    hits = ok(post(port, "entities/search", {"collectionName": name, "namespace": "a", "data": [[0.0] * DIM],
+                                             "annsField": "v", "limit": 10}))
+    assert sorted(h["id"] for h in hits) == list(range(5))
+    ok(post(port, "entities/delete", {"collectionName": name, "namespace": "a", "filter": "id in [0, 10]"}))
+    assert _ids(client.query(name, filter="id in [0, 10]", namespace="b", consistency_level="Strong")) == {10}
+    status, body = post(port, "entities/insert", {"collectionName": name, "data": [{"id": 99, "v": [0.0] * DIM}]})
+    assert body["code"] == 1100 and "must name a namespace" in body["message"]

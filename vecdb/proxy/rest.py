@@ -1216,8 +1216,9 @@ _S, _I, _B, _O, _A = "string", "integer", "boolean", "object", "array"
 _COLL = [("collectionName", _S, True)]
 _PART = _COLL + [("partitionName", _S, True)]
 _PARTS = _COLL + [("partitionNames", _A, True)]
+_NS = [("namespace", _S, False)]  # a collection with namespaces (docs/namespaces.md)
 _READ = [("filter", _S, False), ("outputFields", _A, False), ("partitionNames", _A, False),
-         ("consistencyLevel", _S, False)]
+         ("consistencyLevel", _S, False)] + _NS
 _SEARCH = [("data", _A, False), ("ids", _A, False), ("annsField", _S, False), ("limit", _I, False),
            ("offset", _I, False), ("searchParams", _O, False), ("groupingField", _S, False), ("groupSize", _I, False),
            ("strictGroupSize", _B, False), ("exprParams", _O, False)]
@@ -1239,17 +1240,17 @@ PARAMETERS: dict[str, list[tuple[str, str, bool]]] = {
     "collections/compact": _COLL + [("isClustering", _B, False)],
     "collections/get_compaction_state": [("jobID", _I, True)], "collections/flush": _COLL,
     "collections/fields/alter_properties": _COLL + [("fieldName", _S, True), ("fieldParams", _O, False)],
-    "entities/insert": _COLL + [("data", _A, True), ("partitionName", _S, False)],
-    "entities/upsert": _COLL + [("data", _A, True), ("partitionName", _S, False)],
-    "entities/delete": _COLL + [("filter", _S, False), ("id", _A, False), ("partitionName", _S, False)],
-    "entities/get": _COLL + [("id", _A, True), ("outputFields", _A, False), ("partitionNames", _A, False)],
+    "entities/insert": _COLL + [("data", _A, True), ("partitionName", _S, False)] + _NS,
+    "entities/upsert": _COLL + [("data", _A, True), ("partitionName", _S, False)] + _NS,
+    "entities/delete": _COLL + [("filter", _S, False), ("id", _A, False), ("partitionName", _S, False)] + _NS,
+    "entities/get": _COLL + [("id", _A, True), ("outputFields", _A, False), ("partitionNames", _A, False)] + _NS,
     "entities/query": _COLL + _READ + [("limit", _I, False), ("offset", _I, False), ("exprParams", _O, False)],
     "entities/search": _COLL + _READ + _SEARCH,
     "entities/hybrid_search": _COLL + [("search", _A, True), ("rerank", _O, False), ("limit", _I, False),
                                        ("offset", _I, False), ("outputFields", _A, False),
                                        ("partitionNames", _A, False), ("consistencyLevel", _S, False),
                                        ("groupingField", _S, False), ("groupSize", _I, False),
-                                       ("strictGroupSize", _B, False)],
+                                       ("strictGroupSize", _B, False)] + _NS,
     "partitions/list": _COLL, "partitions/has": _PART, "partitions/get_stats": _PART, "partitions/create": _PART,
     "partitions/drop": _PART, "partitions/load": _PARTS, "partitions/release": _PARTS,
     "indexes/list": _COLL, "indexes/describe": _COLL + [("indexName", _S, True)],
