@@ -174,3 +174,17 @@ def test_a_function_score_of_boost_functions_is_one_boost_ranker():
     assert ([f.weight for f in ranker.boost.functions], ranker.boost.boost_mode) == ([2.0, 3.0], "sum")
     with pytest.raises(errors.InvalidParameter, match="cannot be combined with other rerank"):
         function_ranker(_request({"reranker": "boost", "weight": 2}, {"reranker": "rrf"}), 1, SCHEMA)
+
+
+def test_a_filter_time_without_an_offset_reads_in_the_search_zone():
+    """A TIMESTAMPTZ literal without an offset in a boost filter means the search's zone, as in the
+    search's own filter (midnight in Shanghai is 16:00 UTC the day before)."""
+    schema = CollectionSchema("c", [FieldSchema("id", DataType.INT64, is_primary=True),
+                                    FieldSchema("at", DataType.TIMESTAMPTZ)])
+    utc_1600 = np.array([1735660800_000_000], np.int64)  # 2024-12-31T16:00:00Z, microseconds
+    fn = {"reranker": "boost", "weight": "2", "filter": "at >= ISO '2025-01-01T00:00:00'"}
+    ids = np.array([1], np.int64)
+    shanghai = parse_boost(schema, [([], fn)], {}, "Asia/Shanghai")
+    assert shanghai.boosts(ids, {"at": utc_1600})[1].all()
+    utc = parse_boost(schema, [([], fn)], {})
+    assert not utc.boosts(ids, {"at": utc_1600})[1].any()

@@ -29,8 +29,10 @@ import numpy as np
 
 from vecdb import errors
 from vecdb.expr import Filter, compile_filter
+from vecdb.expr.local_time import localize_iso_literals
 from vecdb.index.base import SIMILARITY_METRICS
 from vecdb.schema import CollectionSchema, DataType
+from vecdb.timestamptz import DEFAULT_ZONE
 
 MODES = ("multiply", "sum")
 _U64 = np.uint64
@@ -199,9 +201,11 @@ def _random(schema: CollectionSchema, text: str) -> tuple[int, str | None]:
     return seed, field.name
 
 
-def parse_boost_function(schema: CollectionSchema, inputs: list[str], raw: dict[str, str]) -> BoostFunction:
+def parse_boost_function(schema: CollectionSchema, inputs: list[str], raw: dict[str, str],
+                         zone: str = DEFAULT_ZONE) -> BoostFunction:
     """One boost function from a Function's input fields and params (values as text, JSON for
-    ``random_score``), checked (InvalidParameter)."""
+    ``random_score``), checked (InvalidParameter). ``zone``: the search's, in which the filter's
+    TIMESTAMPTZ literals without an offset are read (as the search's own filter reads them)."""
     params = {k.lower(): v for k, v in raw.items()}
     if inputs:
         raise errors.InvalidParameter(f"boost function does not take input fields, but got {inputs}")
@@ -214,7 +218,7 @@ def parse_boost_function(schema: CollectionSchema, inputs: list[str], raw: dict[
     if not np.isfinite(np.float32(weight)):
         raise errors.InvalidParameter(f"Param weight:{params['weight']} is not a finite float")
     expr = (params.get("filter") or "").strip()
-    flt = compile_filter(expr, schema) if expr else None
+    flt = compile_filter(localize_iso_literals(expr, zone), schema) if expr else None
     if "random_score" not in params:
         return BoostFunction(weight, flt)
     seed, field = _random(schema, params["random_score"])
@@ -222,9 +226,9 @@ def parse_boost_function(schema: CollectionSchema, inputs: list[str], raw: dict[
 
 
 def parse_boost(schema: CollectionSchema, functions: list[tuple[list[str], dict[str, str]]],
-                score_params: dict[str, str]) -> Boost:
+                score_params: dict[str, str], zone: str = DEFAULT_ZONE) -> Boost:
     """A boost ranker from its functions' (input fields, params) and the FunctionScore's params
     (``boost_mode``, ``function_mode``)."""
     params = {k.lower(): v for k, v in score_params.items()}
-    return Boost(tuple(parse_boost_function(schema, inputs, p) for inputs, p in functions),
+    return Boost(tuple(parse_boost_function(schema, inputs, p, zone) for inputs, p in functions),
                  _function_mode(params, "boost_mode"), _function_mode(params, "function_mode"))

@@ -33,6 +33,7 @@ from vecdb.index.base import SIMILARITY_METRICS
 from vecdb.proxy.boost import Boost, parse_boost
 from vecdb.proxy.decay import Decay, parse_decay
 from vecdb.schema import CollectionSchema
+from vecdb.timestamptz import DEFAULT_ZONE
 
 MAX_RRF_K = 16384
 DEFAULT_RRF_K = 60.0
@@ -138,14 +139,14 @@ def ranker_from_rank_params(rank_params: dict[str, str], n_requests: int) -> Ran
 
 
 def ranker_from_function(name: str, params: dict[str, str], n_requests: int, schema: CollectionSchema,
-                         inputs: list[str]) -> Ranker:
+                         inputs: list[str], zone: str = DEFAULT_ZONE) -> Ranker:
     """A reranking ``Function`` (pymilvus 2.6 ``function_score``): ``reranker`` "rrf", "weighted" or
     "decay" (over the ``inputs`` field), the parameters as text (lists as JSON)."""
     kind = params.get("reranker", "").lower()
     if kind == "decay":
         return Ranker("decay", decay=parse_decay(schema, inputs, params))
     if kind == "boost":
-        return Ranker("boost", boost=parse_boost(schema, [(inputs, params)], {}))
+        return Ranker("boost", boost=parse_boost(schema, [(inputs, params)], {}, zone))
     if kind == "rrf":
         raw = params.get("k", str(DEFAULT_RRF_K))
         try:
@@ -242,9 +243,9 @@ def fuse(ranker: Ranker, subs: list[SubResult], nq: int, limit: int, offset: int
     return Fused(topks, *(np.concatenate([p[j] for p in parts]) for j in range(4)))
 
 
-def function_ranker(request, n_requests: int, schema: CollectionSchema) -> Ranker | None:
+def function_ranker(request, n_requests: int, schema: CollectionSchema, zone: str = DEFAULT_ZONE) -> Ranker | None:
     """The ranker of a search or hybrid search request's ``function_score`` (pymilvus 2.6 ``ranker=``);
-    None without one."""
+    None without one. ``zone``: the search's (a boost filter's TIMESTAMPTZ literals)."""
     functions = list(request.function_score.functions) if request.HasField("function_score") else []
     kinds = [next((kv.value.lower() for kv in fn.params if kv.key.lower() == "reranker"), "") for fn in functions]
     if "boost" in kinds:  # one or more boost functions, combined by the FunctionScore's modes
@@ -252,14 +253,14 @@ def function_ranker(request, n_requests: int, schema: CollectionSchema) -> Ranke
             raise errors.InvalidParameter("boost functions cannot be combined with other rerank functions")
         return Ranker("boost", boost=parse_boost(
             schema, [(list(fn.input_field_names), {kv.key: kv.value for kv in fn.params}) for fn in functions],
-            {kv.key: kv.value for kv in request.function_score.params}))
+            {kv.key: kv.value for kv in request.function_score.params}, zone))
     if len(functions) > 1:
         raise errors.OperationNotSupported("only one rerank function is supported in a search")
     if not functions:
         return None
     fn = functions[0]
     return ranker_from_function(fn.name, {kv.key: kv.value for kv in fn.params}, n_requests, schema,
-                                list(fn.input_field_names))
+                                list(fn.input_field_names), zone)
 
 
 def fused_columns(fused: Fused, columns: list[dict[str, np.ndarray]], names: list[str]) -> dict[str, np.ndarray]:

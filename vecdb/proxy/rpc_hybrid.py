@@ -38,7 +38,7 @@ from vecdb.proxy.rpc_search import (
 )
 from vecdb.querynode.executor import SearchSpec
 from vecdb.request_db import db_of
-from vecdb.timestamptz import TIME_FIELDS_KEY, ZONE_KEY
+from vecdb.timestamptz import TIME_FIELDS_KEY, ZONE_KEY, time_output
 
 MAX_ANN_REQUESTS = 1024  # Milvus: defaultMaxSearchRequest
 # sub-request parameters the hybrid request owns (pymilvus copies them into every ANN request)
@@ -48,8 +48,8 @@ _HYBRID_OWNED = {"offset", "round_decimal"}
 _SHARED = (ZONE_KEY, TIME_FIELDS_KEY)
 
 
-def _ranker(request, n_requests: int, schema) -> Ranker:
-    ranker = function_ranker(request, n_requests, schema)
+def _ranker(request, n_requests: int, schema, zone: str) -> Ranker:
+    ranker = function_ranker(request, n_requests, schema, zone)
     if ranker is not None and ranker.boost is not None:  # (Milvus: not among its fusion rankers)
         raise errors.InvalidParameter("Unsupported rerank function: [boost] , list of supported "
                                       "[decay,model,rrf,weighted]: a boost ranker can only rescore a search "
@@ -57,10 +57,10 @@ def _ranker(request, n_requests: int, schema) -> Ranker:
     return ranker or ranker_from_rank_params(kv_dict(request.rank_params), n_requests)
 
 
-def _sub_boost(sub, schema) -> Boost | None:
+def _sub_boost(sub, schema, zone: str) -> Boost | None:
     """An ANN request's own boost ranker (Milvus docs: allowed on an AnnSearchRequest); other rankers
     there are refused."""
-    ranker = function_ranker(sub, 1, schema)
+    ranker = function_ranker(sub, 1, schema, zone)
     if ranker is not None and ranker.boost is None:
         raise errors.InvalidParameter("an ANN request of a hybrid search takes only a boost ranker")
     return None if ranker is None else ranker.boost
@@ -95,7 +95,8 @@ class HybridRpcs(SearchRpcs):
         if len(reqs) > MAX_ANN_REQUESTS:
             raise errors.InvalidParameter(f"maximum of ann search requests is {MAX_ANN_REQUESTS}")
         rank = kv_dict(request.rank_params)
-        ranker = _ranker(request, len(reqs), info.schema)
+        zone = time_output(rank, self.zone_of(info)).zone  # (its timezone: each ANN request's too)
+        ranker = _ranker(request, len(reqs), info.schema, zone)
         limit, offset = _window(rank)
         round_decimal = _round_decimal(rank)
         level = level_of(request, info.consistency_level)
@@ -107,7 +108,7 @@ class HybridRpcs(SearchRpcs):
                 sub.namespace = ns
         plans: list[SearchPlan] = []
         specs: list[SearchSpec] = []
-        boosts = [_sub_boost(sub, info.schema) for sub in reqs]
+        boosts = [_sub_boost(sub, info.schema, zone) for sub in reqs]
         for sub in reqs:
             own = {kv.key for kv in sub.search_params}
             pairs = [kv for kv in sub.search_params if kv.key not in _HYBRID_OWNED]

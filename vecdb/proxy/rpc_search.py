@@ -217,7 +217,7 @@ class SearchRpcs(ServiceBase):
         spec = self._search_spec(info, request, plan, self._snapshot_ts(info, request, level, plan.iterator))
         ns = namespaces.of_request(info, request)
         parts = self.partition_ids(info, namespaces.scoped_partitions(info, ns, request.partition_names))
-        ranker = function_ranker(request, 1, info.schema)
+        ranker = function_ranker(request, 1, info.schema, plan.times.zone)
         if ranker is not None and _element_level(plan):
             raise errors.InvalidParameter(f"a rerank function (ranker) is not supported with element-level search "
                                           f"(field {plan.field.name})")
