@@ -94,6 +94,14 @@ def test_variable_length_values_count_at_their_size():
     assert batch_bytes(schema, record.columns, 2) == batch_bytes(schema, cols, 2)
 
 
+def test_texts_count_their_utf8_bytes():
+    schema = _schema(FieldSchema("t", DataType.TEXT), FieldSchema("s", DataType.VARCHAR, max_length=100, nullable=True))
+    cols = {"id": np.arange(3, dtype=np.int64), "v": np.zeros((3, 2), np.float32),
+            "t": _objects(["向量数据库" * 1000, "ascii", "é"]), "s": _objects(["ü", None, "x"])}
+    sizes = variable_row_bytes(schema, cols, 3)
+    assert sizes is not None and sizes.tolist() == [15_000 + 2, 5 + 0, 2 + 1]
+
+
 def test_the_bytes_of_a_batch_split_over_channels_add_up():
     schema = _schema(FieldSchema("t", DataType.TEXT))
     cols = {"id": np.arange(4, dtype=np.int64), "v": np.zeros((4, 2), np.float32),

@@ -70,8 +70,14 @@ def _object_sizes(col: np.ndarray) -> np.ndarray:
     n = len(col)
     first = col[0]
     try:
-        if isinstance(first, str | bytes):  # VARCHAR, TEXT, GEOMETRY; a sparse row's packed pairs
+        if isinstance(first, bytes):  # a sparse row's packed pairs
             return np.fromiter(map(len, col), np.int64, n)
+        if isinstance(first, str):  # VARCHAR, TEXT, GEOMETRY: UTF-8 bytes (str.isascii is O(1))
+            sizes = np.fromiter(map(len, col), np.int64, n)
+            wide = ~np.fromiter(map(str.isascii, col), bool, n)
+            if wide.any():
+                sizes[wide] = np.fromiter(map(len, map(str.encode, col[wide])), np.int64, int(wide.sum()))
+            return sizes
         if isinstance(first, np.ndarray):  # ARRAY, a struct array's sub-field
             if first.dtype != object:
                 return np.fromiter(map(_NBYTES, col), np.int64, n)
