@@ -24,6 +24,12 @@ analyzer parameters (``analyzer_params`` on a VARCHAR field, a JSON object):
   token, spaces and punctuation too; the ``removepunct`` filter (any tokenizer) drops the tokens that
   hold a punctuation or white space character, as Milvus's ``[\\p{Punct}\\s]+`` test does.
 
+- Filters ``{"type": "regex", "expr": ...}`` (tokens the pattern matches anywhere in kept),
+  ``{"type": "decompounder", "word_list": [...]}`` (tantivy's SplitCompoundWords) and
+  ``{"type": "synonym", "synonyms": [...], "expand": bool}`` (Milvus 2.6's synonym filter): an analyzer
+  with one of them runs its filters in their listed order (``Analyzer.steps``); decompounded parts and
+  synonyms share their token's position.
+
 Anything else (lindera, the other filters, ...) is refused at create time (1100), never
 silently replaced.
 
@@ -101,6 +107,48 @@ class Analyzer:
     cn_char_only: bool = False  # cncharonly: tokens holding a Han character
     jieba: JiebaSpec | None = None  # the jieba tokenizer's params (tokenizer "jieba"; vecdb.jieba_text)
     remove_punct: bool = False  # removepunct: tokens holding punctuation or white space dropped
+    # An ordered analyzer (one with a regex, decompounder or synonym filter): its filters in their listed
+    # order, but for a leading lowercase / asciifolding (the flags above); the other fields their defaults.
+    steps: tuple[Step, ...] = ()
+    # the steps over one token, memoized per distinct token (built from ``steps``; not pickled)
+    _chain: Callable[[str], tuple[str, ...]] | None = field(default=None, init=False, compare=False, repr=False)
+
+    def __post_init__(self):
+        if self.steps:
+            object.__setattr__(self, "_chain", _make_chain(self.steps))
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_chain", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.__post_init__()
+
+    @property
+    def expands(self) -> bool:
+        """Whether a filter may put several tokens at one position (decompounder, synonym)."""
+        return any(s.kind in _EXPANDING for s in self.steps)
+
+    def _run(self, token: str) -> tuple[str, ...]:
+        """The ordered filters over one token of the tokenizer: the tokens it becomes."""
+        assert self._chain is not None
+        return self._chain(token)
+
+    def phrase(self, text: str) -> tuple[list[str], list[int] | None]:
+        """``text``'s tokens and, where a filter puts several at one position, each one's position (the
+        tokens of one tokenizer token share it; positions count the tokenizer tokens that keep a token,
+        as ``phrase_within`` counts tokens otherwise); None: each token's index."""
+        if not self.expands:
+            return self.tokens(text), None
+        spans = self.char_spans(text)
+        positions, last, rank = [], None, -1
+        for _, _, _, pos in spans:
+            if pos != last:
+                rank, last = rank + 1, pos
+            positions.append(rank)
+        return [t for t, *_ in spans], positions
 
     @property
     def segmenting(self) -> bool:
@@ -116,6 +164,8 @@ class Analyzer:
         if self.asciifolding:
             text = _fold(text)
         toks = _TOKENIZERS[self.tokenizer].findall(text)
+        if self.steps:
+            return [o for t in toks for o in self._run(t)]
         if self.alphanumonly:
             toks = [t for t in toks if t.isascii() and t.isalnum()]
         if self.remove_punct:
@@ -159,12 +209,16 @@ class Analyzer:
         if self.asciifolding:
             src = _fold(src)
         back = None if len(src) == len(text) else _origins(text, src, self.lowercase, self.asciifolding)
-        out = []
+        out: list[tuple[str, int, int, int]] = []
         for pos, m in enumerate(_TOKENIZERS[self.tokenizer].finditer(src)):
-            token = self.emit(m.group())
-            if token is not None:
+            if self.steps:
+                toks = self._run(m.group())
+            else:
+                token = self.emit(m.group())
+                toks = () if token is None else (token,)
+            if toks:
                 start, end = m.span() if back is None else (back[m.start()], back[m.end() - 1] + 1)
-                out.append((token, start, end, pos))
+                out.extend((token, start, end, pos) for token in toks)
         return out
 
     def spans(self, text: str) -> list[tuple[str, int, int, int, int]]:
@@ -181,12 +235,15 @@ class Analyzer:
         """jieba's or icu's tokens through the filters: lowercase and asciifolding per token (they come
         after the tokenizer in Milvus; folding keeps the characters it cannot fold), then ``emit``."""
         words = icu_text.tokenize(text) if self.jieba is None else jieba_text.tokenize(self.jieba, text)
-        out = []
+        out: list[tuple[str, int, int, int]] = []
         for word, start, end in words:
             if self.lowercase:
                 word = word.lower()
             if self.asciifolding:
                 word = "".join(_fold(c) or c for c in word)
+            if self.steps:
+                out.extend((token, start, end, start) for token in self._run(word))
+                continue
             token = self.emit(word)
             if token is not None:
                 out.append((token, start, end, start))
@@ -261,10 +318,12 @@ def match_any(col: np.ndarray, analyzer: Analyzer, query_ids: np.ndarray, least:
     return np.bincount(held, minlength=len(col)) >= least
 
 
-def match_phrase(col: np.ndarray, analyzer: Analyzer, phrase: list[str], slop: int) -> np.ndarray:
+def match_phrase(col: np.ndarray, analyzer: Analyzer, phrase: list[str], slop: int,
+                 positions: list[int] | None = None) -> np.ndarray:
     """Rows holding ``phrase`` (its tokens) within ``slop`` (Milvus's phrase_match, see
     ``vecdb.expr.predicates.PhraseMatch``): the rows holding every token of it, from the column's
-    cached term index, then only their texts' token positions checked."""
+    cached term index, then only their texts' token positions checked. ``positions``: the phrase
+    tokens' positions where a filter puts several at one (``Analyzer.phrase``), else their indices."""
     out = np.zeros(len(col), bool)
     if not phrase or not len(col):
         return out
@@ -277,17 +336,24 @@ def match_phrase(col: np.ndarray, analyzer: Analyzer, phrase: list[str], slop: i
             return out
     assert candidates is not None
     for row in candidates.tolist():
-        out[row] = phrase_within(analyzer.tokens(str(col[row])), phrase, slop)
+        if analyzer.expands:
+            tokens, token_pos = analyzer.phrase(str(col[row]))
+            out[row] = phrase_within(tokens, phrase, slop, token_pos, positions)
+        else:
+            out[row] = phrase_within(analyzer.tokens(str(col[row])), phrase, slop)
     return out
 
 
-def phrase_within(tokens: list[str], phrase: list[str], slop: int) -> bool:
+def phrase_within(tokens: list[str], phrase: list[str], slop: int, token_pos: list[int] | None = None,
+                  phrase_pos: list[int] | None = None) -> bool:
     """Whether ``tokens`` hold ``phrase`` at positions ``p_i`` whose offsets ``p_i - i`` span at most
-    ``slop``: the narrowest window over the offsets that holds one of each phrase token."""
+    ``slop``: the narrowest window over the offsets that holds one of each phrase token. Positions are
+    the indices, or ``token_pos`` / ``phrase_pos`` where given (tokens sharing a position: each needed)."""
     where: dict[str, list[int]] = {}
     for i, t in enumerate(tokens):
-        where.setdefault(t, []).append(i)
-    offsets = [[p - j for p in where.get(q, ())] for j, q in enumerate(phrase)]
+        where.setdefault(t, []).append(i if token_pos is None else token_pos[i])
+    offsets = [[p - (j if phrase_pos is None else phrase_pos[j]) for p in where.get(q, ())]
+               for j, q in enumerate(phrase)]
     if not all(offsets):
         return False
     if slop == 0:
@@ -334,6 +400,275 @@ def _stemmer(language, where: str) -> str:
     except ImportError:
         raise InvalidParameter(f"the stemmer{where} needs the snowballstemmer package") from None
     return lang
+
+
+# --- the filters that apply in their listed order (Milvus's regex, decompounder, synonym) ------------
+ORDERED_KINDS = ("regex", "decompounder", "synonym")  # filters whose presence makes an analyzer ordered
+_EXPANDING = ("decompounder", "synonym")  # filters that may put several tokens at one position
+_REGEX_TIMEOUT_S = 1.0  # a match running longer keeps the token (fancy-regex's backtrack limit: is_match errs)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One token filter of an ordered analyzer: ``kind`` (a filter name) and ``arg`` (its hashable
+    params), ``run`` a token to the tokens it becomes (none: dropped; several: at the token's place)."""
+
+    kind: str
+    arg: object = None
+    run: Callable[[str], tuple[str, ...]] = field(default=None, compare=False, hash=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self):
+        if self.run is None:
+            object.__setattr__(self, "run", _step_fn(self.kind, self.arg))
+
+    def __reduce__(self):  # pickled and copied by its params (``run`` is rebuilt)
+        return Step, (self.kind, self.arg)
+
+
+def _make_chain(steps: tuple[Step, ...]) -> Callable[[str], tuple[str, ...]]:
+    """The steps one after the other over a token, each distinct token run once (they are pure)."""
+    runs = [step.run for step in steps]
+
+    @lru_cache(maxsize=200_000)
+    def chain(token: str) -> tuple[str, ...]:
+        toks: tuple[str, ...] = (token,)
+        for run in runs:
+            toks = run(toks[0]) if len(toks) == 1 else tuple(o for t in toks for o in run(t))
+            if not toks:
+                break
+        return toks
+    return chain
+
+
+def _keep(pred: Callable[[str], object]) -> Callable[[str], tuple[str, ...]]:
+    return lambda t: (t,) if pred(t) else ()
+
+
+def _step_fn(kind: str, arg) -> Callable[[str], tuple[str, ...]]:
+    if kind == "lowercase":
+        return lambda t: (t.lower(),)
+    if kind == "asciifolding":  # per token, as tantivy's AsciiFoldingFilter: what cannot fold is kept
+        return lambda t: (t if t.isascii() else "".join(_fold(c) or c for c in t),)
+    if kind == "alphanumonly":
+        return _keep(lambda t: t.isascii() and t.isalnum())
+    if kind == "removepunct":
+        return _keep(lambda t: not _has_punct(t))
+    if kind == "cnalphanumonly":
+        return _keep(_CN_ALNUM.search)
+    if kind == "cncharonly":
+        return _keep(_CN_CHAR.search)
+    if kind == "length":
+        return _keep(lambda t: len(t) <= arg)
+    if kind == "stemmer":
+        stem = _stem_fn(arg)
+        return lambda t: (stem(t),)
+    if kind == "stop":
+        return _keep(lambda t: t not in arg)
+    if kind == "regex":
+        return _keep(_regex_matcher(arg))
+    if kind == "decompounder":
+        return _decompounder(arg)
+    if kind == "synonym":
+        table = dict(arg)
+        return lambda t: table.get(t) or (t,)
+    raise AssertionError(kind)
+
+
+# -- regex: Milvus's RegexFilter keeps the tokens its fancy-regex pattern matches anywhere in (is_match,
+# not a full match); a pattern that fails to compile is refused at create time.
+def _regex_compile(expr: str):
+    """The pattern compiled by the ``regex`` package where installed (Rust regex's ``\\p{Han}``,
+    ``(?<name>..)``, atomic groups and possessive quantifiers, as fancy-regex), else by ``re``; Rust's
+    end-of-text ``\\z`` is Python's ``\\Z``. Raises ``ValueError`` (the engine's message)."""
+    src = re.sub(r"(?<!\\)((?:\\\\)*)\\z", r"\1\\Z", expr)
+    try:
+        import regex  # type: ignore[import-untyped]  # noqa: PLC0415 - optional: the closer engine
+    except ImportError:
+        src = re.sub(r"\(\?<(?=[A-Za-z_])", "(?P<", src)
+        try:
+            return re.compile(src), False
+        except (re.error, OverflowError, RecursionError) as e:
+            raise ValueError(str(e)) from None
+    try:
+        return regex.compile(src, regex.V0), True
+    except (regex.error, OverflowError, RecursionError, ValueError) as e:
+        raise ValueError(str(e)) from None
+
+
+@lru_cache(maxsize=256)
+def _regex_matcher(expr: str) -> Callable[[str], bool]:
+    pattern, timed = _regex_compile(expr)
+    if not timed:
+        return lambda t: pattern.search(t) is not None
+
+    def matches(token: str) -> bool:
+        try:
+            return pattern.search(token, timeout=_REGEX_TIMEOUT_S) is not None
+        except TimeoutError:
+            return True  # Milvus: a match error (fancy-regex's backtrack limit) keeps the token
+    return matches
+
+
+# -- decompounder: tantivy's SplitCompoundWords over an Aho-Corasick automaton (leftmost-longest): from
+# the token's start, the longest dictionary word there, again and again; the token becomes these parts
+# (each at its place and offsets) only if they cover it to its end, else it stays whole. Greedy: a
+# shorter word that would have let the rest split is never tried (as tantivy).
+def _decompounder(words: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    vocab = frozenset(w for w in words if w)  # an empty word never changes a split (see the tests)
+    lengths = sorted({len(w) for w in vocab}, reverse=True)
+
+    @lru_cache(maxsize=100_000)
+    def split(token: str) -> tuple[str, ...]:
+        parts, pos, n = [], 0, len(token)
+        while pos < n:
+            for size in lengths:
+                if pos + size <= n and token[pos:pos + size] in vocab:
+                    parts.append(token[pos:pos + size])
+                    pos += size
+                    break
+            else:
+                return (token,)
+        return tuple(parts) or (token,)
+    return split
+
+
+# -- synonym: Milvus 2.6's SynonymFilter (tantivy-binding synonym_filter.rs): Solr-style rules, each
+# "a, b, c" (equivalent words) or "a, b => x, y" (a and b become x and y).
+def _synonym_rule(row: str, where: str) -> tuple[list[str], list[str], bool]:
+    """One rule's words left and right of ``=>`` and whether it has one, read as Milvus does: words
+    separated by ``,``; spaces around words skipped, a space inside one refused; ``\\`` escapes ``,``,
+    ``\\``, a space and ``=>``."""
+    left: list[str] = []
+    right: list[str] = []
+    word: list[str] = []
+    mapping = spaced = False
+    i, n = 0, len(row)
+
+    def flush() -> None:
+        if word:
+            (right if mapping else left).append("".join(word))
+            word.clear()
+
+    while i < n:
+        c = row[i]
+        if c == "\\":
+            if i + 1 >= n:
+                raise InvalidParameter(f"invalid synonym escaped in the end: {row}{where}")
+            nxt = row[i + 1]
+            if nxt in ", \\":
+                word.append(nxt)
+                i += 2
+            elif row.startswith("=>", i + 1):
+                word.append("=>")
+                i += 3
+            else:
+                raise InvalidParameter(f"invalid synonym escaped: \\{nxt} in {row}{where}")
+            continue
+        if c == " ":
+            if word:  # a space after a word: the word ends (a word may still follow a "," or "=>")
+                while i + 1 < n and row[i + 1] == " ":
+                    i += 1
+                spaced = True
+            i += 1
+            continue
+        if c == ",":
+            flush()
+            spaced = False
+            i += 1
+            continue
+        if row.startswith("=>", i):
+            if mapping:
+                raise InvalidParameter(f'read synonym dict failed, has more than one "=>" in {row}{where}')
+            flush()
+            mapping, spaced = True, False
+            i += 2
+            continue
+        if spaced:
+            raise InvalidParameter(f"read synonym dict failed, has space between words {row}, please use \\ to "
+                                   f"escape space{where}")
+        word.append(c)
+        i += 1
+    flush()
+    return left, right, mapping
+
+
+def _synonyms(f: dict, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The synonym filter's table: each word and the tokens it becomes. With ``expand`` (the default)
+    a word of "a, b, c" becomes all three, and a word left of "=>" also stays; without, a word of
+    "a, b, c" becomes "a" and one left of "=>" only the right words. A word of several rules gets the
+    words of each (merged, as Milvus's dict)."""
+    if "synonyms_file" in f:
+        raise InvalidParameter(f"synonym filter synonyms_file{where} is not supported by vecdb (file resources); "
+                               "give the rules in synonyms")
+    expand = f.get("expand", True)
+    if not isinstance(expand, bool):
+        raise InvalidParameter(f"create synonym filter failed, `expand` must be bool{where}")
+    rows = f.get("synonyms", [])
+    if not isinstance(rows, list):
+        raise InvalidParameter(f"create synonym filter failed, `synonyms` must be array{where}")
+    table: dict[str, dict[str, None]] = {}
+
+    def add(key: str, words: list[str]) -> None:
+        if key in table:
+            table[key].update(dict.fromkeys(words))
+        else:
+            table[key] = dict.fromkeys(words)
+            if expand:
+                table[key][key] = None
+
+    for row in rows:
+        if not isinstance(row, str):
+            raise InvalidParameter(f"create synonym filter failed, item in `synonyms` must be string{where}")
+        left, right, mapping = _synonym_rule(row, where)
+        if mapping:
+            for key in left:
+                add(key, right)
+        else:
+            for key in left:
+                add(key, left if expand else left[:1])
+    return tuple((k, tuple(v)) for k, v in table.items())
+
+
+def _filter_step(f, where: str) -> Step:
+    """A filter of the ``filter`` list as a Step, checked (Milvus's messages for the ordered ones)."""
+    supported = f"(supported: {', '.join(_SIMPLE_FILTERS)}, stop, length, stemmer, regex, decompounder, synonym)"
+    if isinstance(f, str):
+        if f not in _SIMPLE_FILTERS:
+            raise InvalidParameter(f"filter {f!r}{where} is not supported by vecdb {supported}")
+        return Step(f)
+    kind = f.get("type") if isinstance(f, dict) else None
+    if kind == "stop":
+        return Step("stop", _stop_words(f.get("stop_words", []), where))
+    if kind == "length":
+        return Step("length", _positive(f.get("max"), "length filter max", where))
+    if kind == "stemmer":
+        return Step("stemmer", _stemmer(f.get("language", ""), where))
+    if kind == "regex":
+        if "expr" not in f:
+            raise InvalidParameter(f"must set expr for regex filter{where}")
+        expr = f["expr"]
+        if not isinstance(expr, str):
+            raise InvalidParameter(f"expr must be string{where}")
+        try:
+            _regex_matcher(expr)
+        except ValueError as e:
+            raise InvalidParameter(f"regex expression invalid, expr:{expr}, err: {e}{where}") from None
+        return Step("regex", expr)
+    if kind == "decompounder":
+        if "word_list_file" in f:
+            raise InvalidParameter(f"decompounder word_list_file{where} is not supported by vecdb (file resources); "
+                                   "give the words in word_list")
+        words = f.get("word_list", [])
+        if not isinstance(words, list):
+            raise InvalidParameter(f"decompounder word list should be array{where}")
+        if not all(isinstance(w, str) for w in words):
+            raise InvalidParameter(f"decompounder word list item should be string{where}")
+        if not words:
+            raise InvalidParameter(f"decompounder word list is empty{where}")
+        return Step("decompounder", tuple(words))
+    if kind == "synonym":
+        return Step("synonym", _synonyms(f, where))
+    raise InvalidParameter(f"filter {f!r}{where} is not supported by vecdb {supported}")
 
 
 def _fold(text: str) -> str:
@@ -500,22 +835,21 @@ def parse_params(raw: str | dict | None, field_name: str = "") -> Analyzer:
         opts["jieba"] = _jieba_spec(tok_params if isinstance(tok_params, dict) else {}, where)
     elif tok == "icu":
         _icu_check(tok_params if isinstance(tok_params, dict) else {}, where)
+    steps = [_filter_step(f, where) for f in filters]
+    if any(step.kind in ORDERED_KINDS for step in steps):  # filters in their order (a leading lowercase /
+        lead = 0                                            # asciifolding over the whole text, as below)
+        while lead < len(steps) and steps[lead].kind in ("lowercase", "asciifolding"):
+            opts[steps[lead].kind] = True
+            lead += 1
+        return Analyzer(steps=tuple(steps[lead:]), **opts)
     stop: set[str] = set()
-    for f in filters:
-        if isinstance(f, str):
-            if f not in _SIMPLE_FILTERS:
-                raise InvalidParameter(f"filter {f!r}{where} is not supported by vecdb "
-                                       f"(supported: {', '.join(_SIMPLE_FILTERS)}, stop, length, stemmer)")
-            opts[_FILTER_FIELDS.get(f, f)] = True
-        elif isinstance(f, dict) and f.get("type") == "stop":
-            stop |= _stop_words(f.get("stop_words", []), where)
-        elif isinstance(f, dict) and f.get("type") == "length":
-            opts["max_length"] = _positive(f.get("max"), "length filter max", where)
-        elif isinstance(f, dict) and f.get("type") == "stemmer":
-            opts["stemmer"] = _stemmer(f.get("language", ""), where)
+    for step in steps:  # the fixed order of Analyzer.tokens, whatever the list's
+        if step.kind == "stop":
+            stop |= step.arg  # type: ignore[arg-type]
+        elif step.kind in ("length", "stemmer"):
+            opts["max_length" if step.kind == "length" else "stemmer"] = step.arg
         else:
-            raise InvalidParameter(f"filter {f!r}{where} is not supported by vecdb "
-                                   f"(supported: {', '.join(_SIMPLE_FILTERS)}, stop, length, stemmer)")
+            opts[_FILTER_FIELDS.get(step.kind, step.kind)] = True
     return Analyzer(stop_words=frozenset(stop), **opts)
 
 

@@ -60,7 +60,7 @@ def test_english_analyzer_and_stemmer_filters_stem_as_snowball():
     ({"tokenizer": "lindera"}, "tokenizer 'lindera'"),
     ({"tokenizer": "standard", "filter": ["stemmer"]}, "filter 'stemmer'"),
     ({"tokenizer": "standard", "filter": [{"type": "stemmer", "language": "klingon"}]}, "stemmer language 'klingon'"),
-    ({"tokenizer": "standard", "filter": [{"type": "decompounder"}]}, "filter {"),
+    ({"tokenizer": "standard", "filter": [{"type": "pinyin"}]}, "filter {"),
     ({"tokenizer": "standard", "filter": [{"type": "length", "max": 0}]}, "length filter max"),
     ({"type": "standard", "stop_words": "the"}, "stop_words"),
     ({"type": "standard", "tokenizer": "standard"}, "type cannot be given with tokenizer"),

@@ -346,7 +346,8 @@ class _Compiler:
                 raise self.error(f"slop of phrase_match must be a non-negative integer, got {self.typed(arg)}",
                                  node.args[2].pos)
             slop = int(arg.value)
-        return preds.PhraseMatch(f.name, analyzer, analyzer.tokens(text), slop)
+        phrase, positions = analyzer.phrase(text)  # positions: where a filter puts tokens at one place
+        return preds.PhraseMatch(f.name, analyzer, phrase, slop, positions)
 
     def spatial(self, node: ast.Call):
         """``ST_<OP>(field, 'wkt')``, ``ST_DWITHIN(field, 'POINT (lon lat)', meters)`` and

@@ -315,15 +315,16 @@ class PhraseMatch(Pred):
     ``p_i`` whose offsets ``p_i - i`` span at most ``slop`` (Lucene's and tantivy's sloppy phrase:
     0 is the exact phrase; 1 lets one word in between; 2 also matches two words swapped)."""
 
-    __slots__ = ("field", "analyzer", "phrase", "slop")
+    __slots__ = ("field", "analyzer", "phrase", "slop", "positions")
 
-    def __init__(self, field: str, analyzer, phrase: list[str], slop: int):
+    def __init__(self, field: str, analyzer, phrase: list[str], slop: int, positions: list[int] | None = None):
         self.field, self.analyzer, self.phrase, self.slop = field, analyzer, phrase, slop
+        self.positions = positions  # the phrase tokens' positions where several share one (Analyzer.phrase)
 
     def eval(self, ctx):
         from vecdb.analyzer import match_phrase  # noqa: PLC0415 - analyzers only where phrase_match is used
 
-        return match_phrase(ctx.column(self.field), self.analyzer, self.phrase, self.slop)
+        return match_phrase(ctx.column(self.field), self.analyzer, self.phrase, self.slop, self.positions)
 
 
 class Spatial(Pred):
