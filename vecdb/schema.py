@@ -54,6 +54,9 @@ DYNAMIC_FIELD = "$meta"
 # default ``namespace.mode`` (partition_key): a VARCHAR partition key the server fills from the
 # request's ``namespace``, hidden from clients as ``$meta`` is (vecdb.namespaces)
 NAMESPACE_FIELD = "$namespace_id"
+# the primary key the server adds to an external collection (Milvus 3.0; vecdb.external_tables): an INT64
+# auto_id key given to each row a refresh reads from the source files; reserved in every collection
+VIRTUAL_PK_FIELD = "__virtual_pk__"
 MAX_VARCHAR_LENGTH = 65535
 MAX_ARRAY_CAPACITY = 4096
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -140,6 +143,7 @@ class FieldSchema:
     # rows are grouped by this field's value ranges in a clustering compaction (vecdb.datanode.compactor)
     is_clustering_key: bool = False
     struct_name: str = ""  # set on a sub-field of an array-of-struct field (named ``struct[sub]``)
+    external_field: str = ""  # an external collection's field: the source files' column it reads
 
     @property
     def sub_name(self) -> str:
@@ -168,6 +172,8 @@ class FieldSchema:
             del d["is_clustering_key"]
         if not self.struct_name:
             del d["struct_name"]
+        if not self.external_field:
+            del d["external_field"]
         return d
 
     @classmethod
@@ -261,6 +267,14 @@ class CollectionSchema:
     # again, since old segment files still hold a column under it (0: no field dropped yet)
     max_field_id: int = 0
     enable_namespace: bool = False  # Milvus 3.0: writes and reads name a namespace (vecdb.namespaces)
+    # Milvus 3.0 external collections: where the rows come from (a URL of parquet files) and how to read
+    # them (a JSON spec); vecdb.external_spec checks them, vecdb.external_tables refreshes from them
+    external_source: str = ""
+    external_spec: str = ""
+
+    @property
+    def is_external(self) -> bool:
+        return bool(self.external_source)
 
     def struct(self, name: str) -> StructArrayField | None:
         """The array-of-struct field named ``name``, if any."""
@@ -345,6 +359,8 @@ class CollectionSchema:
             **({"struct_fields": [s.to_dict() for s in self.struct_fields]} if self.struct_fields else {}),
             **({"max_field_id": self.max_field_id} if self.max_field_id else {}),
             **({"enable_namespace": True} if self.enable_namespace else {}),
+            **({"external_source": self.external_source} if self.external_source else {}),
+            **({"external_spec": self.external_spec} if self.external_spec else {}),
         }
 
     @classmethod
@@ -360,6 +376,8 @@ class CollectionSchema:
             struct_fields=[StructArrayField.from_dict(s) for s in d.get("struct_fields", ())],
             max_field_id=d.get("max_field_id", 0),
             enable_namespace=d.get("enable_namespace", False),
+            external_source=d.get("external_source", ""),
+            external_spec=d.get("external_spec", ""),
         )
 
     # --- proto ---------------------------------------------------------
@@ -381,6 +399,9 @@ class CollectionSchema:
             if fpb.name == NAMESPACE_FIELD:
                 raise IllegalSchema(f"field name {NAMESPACE_FIELD} is reserved: the server adds it to a collection "
                                     f"with enable_namespace")
+            if fpb.name == VIRTUAL_PK_FIELD:
+                raise InvalidParameter(f"field name {json.dumps(VIRTUAL_PK_FIELD)} is reserved for internal use and "
+                                       "cannot be used in user schemas")
             params = {kv.key: kv.value for kv in fpb.type_params}
             f = FieldSchema(
                 name=fpb.name,
@@ -394,6 +415,7 @@ class CollectionSchema:
                 element_type=_data_type(fpb.element_type, fpb.name) if fpb.element_type else DataType.NONE,
                 type_params=params,
                 is_clustering_key=fpb.is_clustering_key,
+                external_field=getattr(fpb, "external_field", ""),
             )
             _refuse_struct_only_type(f)
             _parse_type_params(f, params)
@@ -408,7 +430,14 @@ class CollectionSchema:
             fields=[f for f in fields if not f.is_dynamic] + subs,
             struct_fields=structs,
             enable_namespace=getattr(pb, "enable_namespace", False),
+            external_source=getattr(pb, "external_source", ""),
+            external_spec=getattr(pb, "external_spec", ""),
         )
+        if schema.is_external or schema.external_spec:
+            _prepare_external(schema, pb, collection_name)
+        elif any(f.external_field for f in fields):
+            raise InvalidParameter("external_field is only for the fields of an external collection "
+                                   "(one with external_source)")
         _check_clustering_key(fields, collection_name)
         schema.functions = _parse_functions(pb, schema)
         if schema.enable_dynamic_field:
@@ -434,6 +463,8 @@ class CollectionSchema:
         pb.version = self.version
         if self.enable_namespace:
             pb.enable_namespace = True
+        if self.external_source:
+            pb.external_source, pb.external_spec = self.external_source, self.external_spec
         for f in self.fields:
             if f.is_hidden or f.struct_name:
                 continue
@@ -461,6 +492,8 @@ class CollectionSchema:
                 fpb.is_function_output = True
             if f.is_clustering_key:
                 fpb.is_clustering_key = True
+            if f.external_field:
+                fpb.external_field = f.external_field
         for fn in self.functions:
             out = pb.functions.add()
             out.name, out.id, out.description, out.type = fn.name, fn.function_id, fn.description, int(fn.type)
@@ -635,8 +668,56 @@ def _refuse_unsupported_schema(pb) -> None:
     other = [f.name or "?" for f in pb.functions if f.type not in (FunctionType.BM25, FunctionType.MINHASH)]
     if other:
         raise _not_yet(f"collection schema functions other than BM25 (embedding functions: {', '.join(other)})")
-    if getattr(pb, "external_source", "") or getattr(pb, "external_spec", ""):
-        raise _not_yet("external collections (external_source, external_spec)")
+
+
+def _prepare_external(schema: CollectionSchema, pb, collection_name: str) -> None:
+    """An external collection (Milvus 3.0) checked as Milvus's proxy checks it: its source and spec
+    (vecdb.external_spec), every user field mapped to a column of its own, no key fields, no dynamic
+    field, no struct, no sparse vector; then every scalar field made nullable (a file may lack a value)
+    and the INT64 auto_id primary key ``__virtual_pk__`` added, the key each row a refresh reads gets."""
+    from vecdb.external_spec import check_external  # noqa: PLC0415
+
+    check_external(schema.external_source, schema.external_spec)
+    if pb.enable_dynamic_field:
+        raise InvalidParameter(f"external collection {collection_name} does not support dynamic field")
+    if pb.struct_array_fields:
+        raise InvalidParameter(f"external collection {collection_name} does not support struct fields")
+    if pb.autoID:
+        raise InvalidParameter(f"external collection {collection_name} does not support auto id")
+    if pb.functions:
+        raise InvalidParameter(f"external collection {collection_name} does not support functions")
+    if getattr(pb, "enable_namespace", False):
+        raise InvalidParameter(f"external collection {collection_name} does not support namespace")
+    columns: dict[str, str] = {}
+    for f in schema.fields:
+        if f.is_primary:
+            raise InvalidParameter(f"external collection {collection_name} does not support primary key field "
+                                   f"{f.name}")
+        if f.is_partition_key:
+            raise InvalidParameter(f"external collection {collection_name} does not support partition key field "
+                                   f"{f.name}")
+        if f.is_clustering_key:
+            raise InvalidParameter(f"external collection {collection_name} does not support clustering key field "
+                                   f"{f.name}")
+        if f.auto_id:
+            raise InvalidParameter(f"external collection {collection_name} does not support auto id")
+        if f.dtype == DataType.SPARSE_FLOAT_VECTOR:
+            raise InvalidParameter(f"external collection {collection_name} does not support sparse vector field "
+                                   f"{f.name}")
+        if not f.external_field:
+            raise InvalidParameter(f"field '{f.name}' in external collection {collection_name} must have "
+                                   "external_field mapping")
+        if f.external_field in columns:
+            raise InvalidParameter(f"duplicate external_field {json.dumps(f.external_field)}: fields "
+                                   f"{columns[f.external_field]} and {f.name} of external collection "
+                                   f"{collection_name} map the same column")
+        columns[f.external_field] = f.name
+        if not f.dtype.is_vector:
+            f.nullable = True
+    if not schema.vector_fields:
+        raise InvalidParameter(f"external collection {collection_name} must have at least one vector field")
+    schema.fields.append(FieldSchema(name=VIRTUAL_PK_FIELD, dtype=DataType.INT64, field_id=100 + len(schema.fields),
+                                     is_primary=True, auto_id=True))
 
 
 def _refuse_struct_only_type(f: FieldSchema) -> None:

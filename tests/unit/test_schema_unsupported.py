@@ -39,16 +39,12 @@ def _struct(pb):  # array-of-struct fields are taken (tests/unit/test_struct_arr
     sub.type_params.add(key="max_capacity", value="4")
 
 
-def _external(pb):  # (enable_namespace is taken: tests/e2e/test_namespaces_e2e.py)
-    pb.external_source = "s3://minio:9000/bucket/prefix/"
-
-
 @pytest.mark.parametrize("change,message", [
     (_function, r"collection schema functions other than BM25 \(embedding functions: emb\) is not supported by "
                 r"vecdb yet"),
     (_struct, r"ArrayOfVector of Float16Vector \(field e\) is not supported by vecdb yet"),
-    (_external, r"external collections \(external_source, external_spec\) is not supported by vecdb yet"),
-])  # (multi_analyzer_params is taken: tests/unit/test_multi_analyzer.py)
+])  # (multi_analyzer_params is taken: tests/unit/test_multi_analyzer.py; enable_namespace:
+#     tests/e2e/test_namespaces_e2e.py; external_source: tests/unit/test_external_spec.py)
 def test_unsupported_parts_are_refused(change, message):
     pb = _schema()
     change(pb)

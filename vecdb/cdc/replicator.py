@@ -45,6 +45,8 @@ from vecdb.storage import stall
 from vecdb.storage.base import Follower, Log, MetaStore
 
 log = logging.getLogger(__name__)
+# (task id, collection id) of the external collections a task skips, each logged once
+_EXTERNAL_SKIPPED: set[tuple[str, int]] = set()
 
 BATCH_ROWS = 2000  # rows per upsert call
 DATABASE_PROPERTIES = (timestamptz.ZONE_KEY,)  # the database properties a target takes from its source
@@ -529,6 +531,13 @@ class Replicator:
         colls, dbs, aliases = read_catalog(self._meta)
         spec, tid = self.task.spec, self.task.id
         wanted = {cid: info for cid, info in colls.items() if spec.wants(info.db, info.name)}
+        for cid in [cid for cid, info in wanted.items() if info.schema.is_external]:
+            # an external collection's rows come from its source files (vecdb.external_tables): not replicated
+            if (tid, cid) not in _EXTERNAL_SKIPPED:
+                _EXTERNAL_SKIPPED.add((tid, cid))
+                log.info("cdc task %s skips external collection %s.%s: its data comes from its source files",
+                         tid, wanted[cid].db, wanted[cid].name)
+            del wanted[cid]
         known = self.store.collections(tid)
         ours = self.store.databases(tid)
         for db, properties in dbs.items():

@@ -7,11 +7,14 @@ nodes must do about a change (release a dropped collection, delete its files) fo
 
 from __future__ import annotations
 
+from typing import Any
+
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
 from vecdb import errors, namespaces
 from vecdb.catalog_model import DEFAULT_PARTITION, CollectionInfo
 from vecdb.coord.ddl import too_many_partitions
+from vecdb.external_tables import EXTERNAL_PROPERTIES, RefreshStore, refuse_write
 from vecdb.limits import LIMITS
 from vecdb.proxy import status
 from vecdb.proxy.auth_interceptor import current_user
@@ -76,6 +79,9 @@ class CollectionRpcs(ServiceBase):
         schema = CollectionSchema.from_proto(pb, request.collection_name, zone_of(properties, db_properties))
         namespaces.prepare(schema, properties)  # enable_namespace: its mode; partition_key mode's field
         shards = request.shards_num or 1
+        if schema.is_external and shards != 1:
+            raise errors.InvalidParameter(
+                f"external collection does not support multiple shards, got ShardsNum={shards}")
         if not 1 <= shards <= LIMITS.max_shards:
             raise errors.InvalidParameter(f"maximum shards's number should be limited to {LIMITS.max_shards}")
         pk_field = schema.partition_key_field
@@ -108,7 +114,17 @@ class CollectionRpcs(ServiceBase):
             # cleanup below is idempotent, so it runs again rather than never
             self.r.querynode.release(info.id)
             self.r.datanode.drop_collection(info)
+            if info.schema.is_external:
+                self.refresh_store().drop_state(info.id)
         return status.success()
+
+    def refresh_store(self) -> RefreshStore:
+        """External collections' refresh jobs and file state, in the metadata store (vecdb.external_tables)."""
+        node: Any = getattr(self.r.datanode, "local", self.r.datanode)  # a cluster proxy's ClusterDataNode wraps one
+        return RefreshStore(node.meta)
+
+    def external_pair(self, info: CollectionInfo) -> tuple[str, str]:
+        return self.refresh_store().pair(info.schema, info.id)
 
     @rpc(milvus_pb2.BoolResponse)
     def HasCollection(self, request, context):
@@ -132,6 +148,8 @@ class CollectionRpcs(ServiceBase):
             update_timestamp=info.schema.update_ts or info.created_ts,  # pymilvus 2.6 sends it back on writes
         )
         info.schema.to_proto(resp.schema, self.zone_of(info))  # a TIMESTAMPTZ default in its zone
+        if info.schema.is_external:  # the pair a refresh last named, where it named one
+            resp.schema.external_source, resp.schema.external_spec = self.external_pair(info)
         return resp
 
     @rpc(milvus_pb2.ShowCollectionsResponse)
@@ -176,6 +194,10 @@ class CollectionRpcs(ServiceBase):
     def AlterCollection(self, request, context):
         db = db_of(request, context)
         info = self.collection(db, request.collection_name)
+        fixed = [k for k in (*kv_dict(request.properties), *request.delete_keys) if k in EXTERNAL_PROPERTIES]
+        if fixed:
+            raise errors.InvalidParameter(f"{fixed[0]} cannot be altered: an external collection's source and spec "
+                                          "change with refresh_external_collection(external_source=, external_spec=)")
         self.ddl.alter_collection(db, request.collection_name, kv_dict(request.properties), list(request.delete_keys))
         self.r.querynode.refresh_info(self.r.catalog.get_by_id(info.id))  # the nodes read with its TTL at once
         return status.success()
@@ -188,6 +210,7 @@ class CollectionRpcs(ServiceBase):
         so an insert that carries the field after it is served in full."""
         db = db_of(request, context)
         info = self.collection(db, request.collection_name)
+        refuse_write(info.schema, "add field", info.name)
         fpb = schema_pb2.FieldSchema()
         try:
             fpb.ParseFromString(request.schema)
@@ -202,6 +225,7 @@ class CollectionRpcs(ServiceBase):
     def AlterCollectionField(self, request, context):
         db = db_of(request, context)
         info = self.collection(db, request.collection_name)
+        refuse_write(info.schema, "alter field", info.name)
         self.ddl.alter_collection_field(db, request.collection_name, request.field_name,
                                         kv_dict(request.properties), list(request.delete_keys))
         self.r.querynode.refresh_info(self.r.catalog.get_by_id(info.id))
@@ -219,6 +243,8 @@ class CollectionRpcs(ServiceBase):
         info = self.collection(db, request.collection_name)
         with self.r.writer.locked(info.channels):
             ts = self.ddl.truncate_collection(db, request.collection_name)
+            if info.schema.is_external:  # every file's rows gone: the next refresh reads them all again
+                self.refresh_store().forget_files(info.id)
             fresh = self.r.catalog.get_by_id(info.id)
             self.r.querynode.refresh_info(fresh)
             self.r.datanode.truncate_collection(fresh, ts)
@@ -240,7 +266,8 @@ class CollectionRpcs(ServiceBase):
     @rpc()
     def CreatePartition(self, request, context):
         db = db_of(request, context)
-        self.collection(db, request.collection_name)
+        info = self.collection(db, request.collection_name)
+        refuse_write(info.schema, "create partition", info.name)
         validate_collection_name(request.partition_name, "partition name")
         self.ddl.create_partition(db, request.collection_name, request.partition_name)
         return status.success()
@@ -248,7 +275,9 @@ class CollectionRpcs(ServiceBase):
     @rpc()
     def DropPartition(self, request, context):
         db = db_of(request, context)
-        self.drop_partition(db, self.collection(db, request.collection_name), request.partition_name)
+        info = self.collection(db, request.collection_name)
+        refuse_write(info.schema, "drop partition", info.name)
+        self.drop_partition(db, info, request.partition_name)
         return status.success()
 
     def drop_partition(self, db: str, info: CollectionInfo, name: str) -> None:

@@ -19,6 +19,7 @@ from vecdb.expr.lexer import INT64_MAX, INT64_MIN, syntax_error
 from vecdb.expr.limits import MAX_EXPR_LENGTH
 from vecdb.expr.local_time import localize_iso_literals
 from vecdb.expr.parser import parse
+from vecdb.external_tables import refuse_write
 from vecdb.log_records import DeleteRecord, InsertRecord, Record
 from vecdb.proxy import status
 from vecdb.proxy.base import PARTITION_KEY_NAMES, ServiceBase, hash_keys, rpc
@@ -101,6 +102,7 @@ class DmlRpcs(ServiceBase):
         self._check_size(request)
         info = self.collection(db_of(request, context), request.collection_name)
         admit_collection(self.r, "Insert", request, context, info)  # its database's and its own limits
+        refuse_write(info.schema, "insert", info.name)  # an external collection's rows come from its files
         _check_schema_ts(info, request)
         n = request.num_rows
         partition_name = _namespaced(info, request)
@@ -117,6 +119,7 @@ class DmlRpcs(ServiceBase):
         self._check_size(request)
         info = self.collection(db_of(request, context), request.collection_name)
         admit_collection(self.r, "Upsert", request, context, info)  # its database's and its own limits
+        refuse_write(info.schema, "upsert", info.name)  # an external collection's rows come from its files
         _check_schema_ts(info, request)
         pk = info.schema.primary_field
         if pk.auto_id:
@@ -172,6 +175,7 @@ class DmlRpcs(ServiceBase):
     def Delete(self, request, context):
         info = self.collection(db_of(request, context), request.collection_name)
         admit_collection(self.r, "Delete", request, context, info)  # its database's and its own limits
+        refuse_write(info.schema, "delete", info.name)  # an external collection's rows come from its files
         expr = request.expr.strip()
         if not expr:
             raise errors.InvalidParameter("delete plan can't be empty or always true : " + request.expr)
@@ -193,6 +197,12 @@ class DmlRpcs(ServiceBase):
         # Like Milvus >= 2.3.2 the reply carries no IDs (pymilvus then returns {"delete_count": n}).
         if not len(pks):
             return milvus_pb2.MutationResult(status=status.success(), delete_cnt=0)
+        ts = self._delete_pks(info, pks, pid)
+        return milvus_pb2.MutationResult(status=status.success(), delete_cnt=len(pks), timestamp=ts)
+
+    def _delete_pks(self, info: CollectionInfo, pks: np.ndarray, pid: int = -1) -> int:
+        """Delete the rows of primary keys ``pks`` (of partition ``pid``; -1: any) through the log; the
+        write's timestamp."""
         shard_of = hash_keys(pks, info.shards_num)
         builders: dict[str, Callable[[int], list[Record]]] = {}
         for s in np.unique(shard_of).tolist():
@@ -203,7 +213,7 @@ class DmlRpcs(ServiceBase):
 
             builders[info.channels[s]] = deletes
         ts, _ = self.r.writer.write(builders)
-        return milvus_pb2.MutationResult(status=status.success(), delete_cnt=len(pks), timestamp=ts)
+        return ts
 
     def _pks_from_expr(self, info: CollectionInfo, expr: str) -> np.ndarray | None:
         """Fast path for ``pk in [...]`` / ``pk == v``: no scan, works on unloaded collections."""

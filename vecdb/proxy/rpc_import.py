@@ -22,6 +22,7 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from vecdb import errors, importer
 from vecdb.catalog_model import DEFAULT_PARTITION
+from vecdb.external_tables import refuse_write
 from vecdb.importer import COMPLETED, FAILED, IMPORTING, PENDING, ImportJob, JobStore
 from vecdb.proxy import status
 from vecdb.proxy.base import PARTITION_KEY_NAMES, kv_dict, rpc
@@ -51,6 +52,7 @@ class ImportRpcs(DmlRpcs):
         checked before any file is read (the collection, the partition, the file types)."""
         info = self.collection(db, collection)
         admit_collection(self.r, "Import", None, None, info)  # database.force.deny.writing
+        refuse_write(info.schema, "import", info.name)  # an external collection's rows come from its files
         if info.schema.partition_key_field is not None:
             if partition:
                 raise errors.InvalidParameter(PARTITION_KEY_NAMES)

@@ -17,6 +17,7 @@ from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 from vecdb import errors
 from vecdb.catalog_model import CollectionInfo
 from vecdb.coord.schema_change import SchemaChange
+from vecdb.external_tables import refuse_write
 from vecdb.index import validate_index_params
 from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, rpc
@@ -38,6 +39,7 @@ class SchemaChangeRpcs(ServiceBase):
     def AlterCollectionSchema(self, request, context):
         db = db_of(request, context)
         info = self.collection(db, request.collection_name)
+        refuse_write(info.schema, "alter collection schema", info.name)  # pymilvus then tries AddCollectionField
         action = request.action
         if action.HasField("drop_request"):
             change = _drop_change(action.drop_request)

@@ -1,0 +1,159 @@
+"""RPCs: external collections' refreshes (Milvus 3.0: ``RefreshExternalCollection``,
+``GetRefreshExternalCollectionProgress``, ``ListRefreshExternalCollectionJobs``; pymilvus
+``refresh_external_collection`` and friends).
+
+A refresh is a job (``vecdb.external_tables``: its record in the metadata store, one at a time per
+collection) run in a thread of the proxy that took the request: it lists the parquet files directly
+under the collection's prefix, reads and checks every file that is new (or changed: another size or
+ETag) before writing anything (a file that lacks a mapped column, or holds a value that does not
+convert, fails the job and nothing is written), deletes the rows of the files gone (or changed), then
+writes the new files' rows as inserts through the log, each row with a fresh ``__virtual_pk__``, and
+flushes. Unlike Milvus, which shows a refresh's rows after a release and load, a loaded collection
+shows them at once, as it shows any insert.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+from pymilvus.grpc_gen import milvus_pb2
+
+from vecdb import errors
+from vecdb.external_spec import parse_external
+from vecdb.external_tables import (
+    COMPLETED,
+    FAILED,
+    IN_PROGRESS,
+    Heartbeat,
+    RefreshJob,
+    RefreshStore,
+    SourceFiles,
+    file_rows,
+)
+from vecdb.proxy import status
+from vecdb.proxy.base import rpc
+from vecdb.proxy.rpc_collections import CollectionRpcs
+from vecdb.proxy.rpc_dml import DmlRpcs
+from vecdb.proxy.rpc_import import _json_batches
+from vecdb.request_db import db_of
+
+log = logging.getLogger(__name__)
+
+
+class ExternalRpcs(CollectionRpcs, DmlRpcs):
+    def start_refresh(self, db: str, collection: str, source: str, spec: str) -> RefreshJob:
+        info = self.collection(db, collection)
+        if not info.schema.is_external:
+            raise errors.InvalidParameter(f"collection {info.name} is not an external collection")
+        if bool(source) != bool(spec):
+            raise errors.InvalidParameter("external_source and external_spec must be both given (to replace the "
+                                          "collection's) or both left out")
+        replace = bool(source)
+        if replace:
+            parse_external(source, spec)  # InvalidParameter
+        else:
+            source, spec = self.external_pair(info)
+        job = RefreshJob(id=self.r.ids.allocate(1), db=info.db, collection=info.name, collection_id=info.id,
+                         external_source=source, external_spec=spec, replace=replace)
+        store = self.refresh_store()
+        store.start(job)
+        threading.Thread(target=self._run_refresh, args=(store, job), name=f"refresh-{job.id}", daemon=True).start()
+        return job
+
+    def _run_refresh(self, store: RefreshStore, job: RefreshJob) -> None:
+        beat = Heartbeat(store, job)
+        try:
+            self._refresh(store, job)
+            job.state, job.progress = COMPLETED, 100
+        except Exception as e:  # noqa: BLE001 - every failure ends the job with its reason
+            if not isinstance(e, errors.VecdbError):
+                log.exception("refresh job %d failed", job.id)
+            job.state, job.reason = FAILED, getattr(e, "message", None) or str(e)
+        finally:
+            beat.close()
+            try:
+                store.finish(job)
+            except Exception:  # noqa: BLE001 - the store is gone (stopping)
+                log.exception("refresh job %d: its end could not be recorded", job.id)
+
+    def _refresh(self, store: RefreshStore, job: RefreshJob) -> None:
+        info = self.collection(job.db, job.collection)
+        if info.id != job.collection_id:
+            raise errors.CollectionNotFound(f"collection {job.collection} was dropped during the refresh")
+        job.state = IN_PROGRESS
+        store.put(job)
+        target = parse_external(job.external_source, job.external_spec)
+        files = SourceFiles(target)
+        listed = {f"s3://{target.bucket}/{k}": (k, meta) for k, meta in files.list().items()}
+        state = store.state(info.id)
+        held: dict[str, dict] = state.get("files", {})
+        gone = [p for p, meta in held.items()
+                if p not in listed or {"size": meta["size"], "etag": meta["etag"]} != listed[p][1]]
+        new = sorted(p for p in listed if p not in held or p in gone)
+        # pass 1: read and check every new file before writing anything
+        zone = self.zone_of(info)
+        batches: dict[str, list[tuple[dict, int]]] = {}
+        for i, path in enumerate(new):
+            rows = file_rows(info.schema, files.read(listed[path][0]), path)
+            batches[path] = _json_batches(info.schema, rows, path, zone) if rows else []
+            job.progress = 50 * (i + 1) // len(new)
+            store.put(job)
+        # the rows of the files gone (or changed)
+        for path in gone:
+            pks = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in held[path]["pks"]] or
+                                 [np.empty(0, np.int64)])
+            if len(pks):
+                self._delete_pks(info, pks)
+            job.rows_deleted += len(pks)
+            del held[path]
+            store.put_state(info.id, state)
+        # pass 2: the new rows as inserts, each file's keys kept with it
+        total = sum(n for b in batches.values() for _, n in b)
+        pk = info.schema.primary_field.name
+        for path in new:
+            ranges = []
+            for columns, n in batches.pop(path):
+                self._assign_pks(info, columns, n)
+                first = int(columns[pk][0])
+                ranges.append([first, first + n])
+                self._write_rows(info, columns, n, "")
+                job.rows_added += n
+                job.progress = 50 + 49 * job.rows_added // max(1, total)
+            held[path] = {"size": listed[path][1]["size"], "etag": listed[path][1]["etag"], "pks": ranges}
+            state["files"] = held
+            store.put_state(info.id, state)
+            store.put(job)
+        if job.replace:
+            state["source"], state["spec"] = job.external_source, job.external_spec
+        state["files"] = held
+        store.put_state(info.id, state)
+        if new or gone:
+            try:  # seal what was written, as an import does
+                self.sealer.flush(self.collection(job.db, job.collection))
+            except Exception as e:  # noqa: BLE001 - the rows are durable in the log
+                log.warning("refresh job %d: every row is written; the flush after it failed (%s)", job.id, e)
+
+    # --- the RPCs ------------------------------------------------------------------------
+    @rpc(milvus_pb2.RefreshExternalCollectionResponse)
+    def RefreshExternalCollection(self, request, context):
+        job = self.start_refresh(db_of(request, context), request.collection_name, request.external_source,
+                                 request.external_spec)
+        return milvus_pb2.RefreshExternalCollectionResponse(status=status.success(), job_id=job.id)
+
+    @rpc(milvus_pb2.GetRefreshExternalCollectionProgressResponse)
+    def GetRefreshExternalCollectionProgress(self, request, context):
+        job = self.refresh_store().get(request.job_id)
+        if job is None:
+            raise errors.InvalidParameter(f"refresh job {request.job_id} not found")
+        return milvus_pb2.GetRefreshExternalCollectionProgressResponse(
+            status=status.success(), job_info=milvus_pb2.RefreshExternalCollectionJobInfo(**job.info()))
+
+    @rpc(milvus_pb2.ListRefreshExternalCollectionJobsResponse)
+    def ListRefreshExternalCollectionJobs(self, request, context):
+        db = db_of(request, context)
+        cid = self.collection(db, request.collection_name).id if request.collection_name else None
+        jobs = self.refresh_store().list(db, cid)
+        return milvus_pb2.ListRefreshExternalCollectionJobsResponse(
+            status=status.success(), jobs=[milvus_pb2.RefreshExternalCollectionJobInfo(**j.info()) for j in jobs])
