@@ -36,7 +36,7 @@ from vecdb.proxy import status
 from vecdb.proxy.base import rpc
 from vecdb.proxy.rpc_collections import CollectionRpcs
 from vecdb.proxy.rpc_dml import DmlRpcs
-from vecdb.proxy.rpc_import import _json_batches
+from vecdb.proxy.rpc_import import row_batches
 from vecdb.request_db import db_of
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class ExternalRpcs(CollectionRpcs, DmlRpcs):
         batches: dict[str, list[tuple[dict, int]]] = {}
         for i, path in enumerate(new):
             rows = file_rows(info.schema, files.read(listed[path][0]), path)
-            batches[path] = _json_batches(info.schema, rows, path, zone) if rows else []
+            batches[path] = row_batches(info.schema, rows, path, zone) if rows else []
             job.progress = 50 * (i + 1) // len(new)
             store.put(job)
         # the rows of the files gone (or changed)

@@ -146,9 +146,9 @@ class ImportRpcs(DmlRpcs):
         data = {p: importer.read_object(objects, p, local_files) for p in group}
         kind = importer.file_kind(group[0])
         if kind == "parquet":
-            return _json_batches(schema, importer.parquet_rows(schema, data[group[0]], group[0]), group[0], zone)
+            return row_batches(schema, importer.parquet_rows(schema, data[group[0]], group[0]), group[0], zone)
         if kind != "npy":
-            return _json_batches(schema, importer.json_rows(data[group[0]], group[0]), group[0], zone)
+            return row_batches(schema, importer.json_rows(data[group[0]], group[0]), group[0], zone)
         return _numpy_batches(schema, data, zone)
 
     # --- the RPCs ------------------------------------------------------------------------
@@ -193,7 +193,10 @@ def _validated(schema: CollectionSchema, fields: list, n: int, zone: str) -> dic
     return columns_from_field_data(schema, fields, n, zone=zone)
 
 
-def _json_batches(schema: CollectionSchema, rows: list[dict], path: str, zone: str) -> list[tuple[dict, int]]:
+def row_batches(schema: CollectionSchema, rows: list[dict], path: str, zone: str) -> list[tuple[dict, int]]:
+    """JSON rows (of a file at ``path``) as checked insert columns, ``(columns, rows)`` per batch of
+    ``importer.JSON_BATCH_ROWS``; a bad row fails them all, naming the file, the row and why (bulk
+    import; an external collection's refresh)."""
     from vecdb.proxy.rest import rows_to_field_data
 
     pk = schema.primary_field
