@@ -9,17 +9,24 @@ search, a sub-field taking one index only). Each hit carries the 0-based offset 
 element in the row's struct array (``SearchResultData.element_indices``; pymilvus 3.0 shows it
 as the hit's ``offset``).
 
-vecdb ranks an entity by its best element (once per entity; its ``offset`` that element's, the
-first one on ties). ``element_filter(chunks, pred)`` in the search's filter (the whole filter or
-the last operand of its top-level ``and``, as Milvus places it) also restricts the elements that
-take part: an element failing ``pred`` is never matched (Milvus's "Filtered Search with
-StructArray"). The row filter, deletes and TTL apply as in every search.
+A hit is an element, as in Milvus 3.0 ("Element-level search can return multiple hits from the same
+entity when several Struct elements match the query": Milvus's "Grouping Search with StructArray"):
+each query's ``limit`` best elements over all rows, several of one entity possible, each with its
+score and ``offset``. ``group_by_field`` on the primary key collapses them to one hit per entity (its
+best element; ``group_size`` n: its n best), grouping on another field groups the element hits by it;
+a range search (``radius`` / ``range_filter``) keeps the elements in range. A hybrid search of
+element-level requests on one struct fuses the element hits by (primary key, offset)
+(vecdb.proxy.rpc_hybrid). A query whose filter ends in ``element_filter`` is element-level too: each
+entity with the offsets of its matching elements (``matched_elements``, ``page_elements``).
+``element_filter(chunks, pred)`` in the search's filter (the whole filter or the last operand of its
+top-level ``and``, as Milvus places it) also restricts the elements that take part: an element
+failing ``pred`` is never matched (Milvus's "Filtered Search with StructArray"). The row filter,
+deletes and TTL apply as in every search.
 
 The search is exact, per segment: one matrix product of the queries with all the segment's
-element vectors (the ``(elements, dim)`` block of vecdb.emb_list, in row chunks),
-``np.maximum.reduceat`` over the row offsets for each row's best element and its offset from the
-first position holding that best. The index (``HNSW`` / ``AUTOINDEX`` with a plain metric) is
-accepted and described but builds nothing.
+element vectors (the ``(elements, dim)`` block of vecdb.emb_list, in row chunks), each chunk's best
+``limit`` elements by ``np.argpartition``, then the best of those. The index (``HNSW`` /
+``AUTOINDEX`` with a plain metric) is accepted and described but builds nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import numpy as np
 
 from vecdb.emb_list import INDEX_TYPES, _block, _normalized, row_chunks
 from vecdb.errors import InvalidParameter
+from vecdb.index.base import in_range_mask
 from vecdb.schema import FieldSchema
 
 METRICS = ("COSINE", "IP", "L2")
@@ -63,9 +71,9 @@ def check_queries(queries: np.ndarray, field: FieldSchema, metric: str) -> None:
                                "an index with a plain metric (COSINE, IP or L2)")
 
 
-def element_predicate(flt, struct: str):
-    """The ``element_filter`` over ``struct`` that ends the filter's top-level ``and`` chain (a
-    vecdb.expr.element.StructMatch), or None."""
+def element_predicate(flt, struct: str | None):
+    """The ``element_filter`` over ``struct`` (None: over any struct) that ends the filter's top-level
+    ``and`` chain (a vecdb.expr.element.StructMatch), or None."""
     from vecdb.expr import predicates  # noqa: PLC0415 - keep this module leaf-like
     from vecdb.expr.element import StructMatch  # noqa: PLC0415
 
@@ -77,7 +85,7 @@ def element_predicate(flt, struct: str):
             node = node.child
         else:
             break
-    if isinstance(node, StructMatch) and node.element_level and node.struct == struct:
+    if isinstance(node, StructMatch) and node.element_level and struct in (None, node.struct):
         return node
     return None
 
@@ -98,64 +106,105 @@ def element_mask(view, match, m: int) -> np.ndarray | None:
     return ok
 
 
-def best_elements(queries: np.ndarray, block: np.ndarray, starts: np.ndarray, metric: str,
-                  allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores, offsets)``, each ``(nq, len(starts))``: for each query and row (its elements
-    ``block[starts[j]:starts[j+1]]``, every row non-empty) the best element's score (the smallest
-    squared distance for L2, else the largest similarity) and its offset in the row (-1 and -inf /
-    +inf where ``allowed`` excludes every element of the row)."""
-    q = np.asarray(queries, np.float32)
-    b = block
-    if metric == "COSINE":
-        q, b = _normalized(q), _normalized(b)
-    nq = len(q)
-    keys = np.empty((nq, len(starts)), np.float32)
-    offs = np.empty((nq, len(starts)), np.int64)
-    l2 = metric == "L2"
-    for j, stop, lo, key in row_chunks(q, b, starts, l2):
-        hi = lo + key.shape[1]
-        if allowed is not None:
-            key[:, ~allowed[lo:hi]] = -np.inf
-        local = starts[j:stop] - lo
-        best = np.maximum.reduceat(key, local, axis=1)
-        lengths = np.diff(np.append(local, hi - lo))
-        pos = np.arange(hi - lo) - np.repeat(local, lengths)  # each element's offset in its row
-        at = np.where(key == np.repeat(best, lengths, axis=1), pos, np.iinfo(np.int64).max)
-        first = np.minimum.reduceat(at, local, axis=1)
-        keys[:, j:stop] = best
-        offs[:, j:stop] = np.where(np.isneginf(best), -1, first)
-    if not l2:
-        return keys, offs
-    dist = np.einsum("ij,ij->i", q, q)[:, None] - keys
-    return np.maximum(dist, 0).astype(np.float32, copy=False), offs
+def _element_rows(starts: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """For the ``m`` elements of a block whose rows start at ``starts``: each element's row (index into
+    ``starts``) and its 0-based offset in that row."""
+    lengths = np.diff(np.append(starts, m))
+    row = np.repeat(np.arange(len(starts)), lengths)
+    return row, np.arange(m) - np.repeat(starts, lengths)
 
 
 def segment_search(view, spec, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top ``k`` rows of the view for each query vector of ``spec.queries`` by their best element:
-    ``(scores, row offsets, element offsets)``, each ``(nq, k)``, padded with -1 offsets (and -inf,
-    or +inf for L2)."""
+    """The ``k`` best struct elements of the view for each query vector of ``spec.queries``, several of
+    one row possible (Milvus 3.0: a hit is an element): ``(scores, row offsets, element offsets)``, each
+    ``(nq, k)``, best first (equal scores in element order), padded with -1 offsets (and -inf, or +inf
+    for L2). Elements of rows ``mask`` excludes, or failing the filter's ``element_filter``, take no
+    part; a range search (``spec.radius``) keeps the elements in range only."""
     nq = len(spec.queries)
-    smaller_better = spec.metric == "L2"
-    pad = np.inf if smaller_better else -np.inf
+    metric = spec.metric
+    l2 = metric == "L2"
+    pad = np.inf if l2 else -np.inf
     d = np.full((nq, k), pad, np.float32)
     o = np.full((nq, k), -1, np.int64)
     e = np.full((nq, k), -1, np.int64)
     rows, starts, block = _block(view.segment, spec.field.name, view.n)
-    keep = None if mask is None else mask[rows]
-    if not len(rows) or k <= 0 or (keep is not None and not keep.any()):
+    if not len(rows) or k <= 0:
         return d, o, e
+    elem_row, elem_pos = _element_rows(starts, len(block))
     allowed = element_mask(view, element_predicate(spec.flt, spec.field.struct_name), len(block))
-    scores, elems = best_elements(spec.queries, block, starts, spec.metric, allowed)
-    live = elems >= 0  # (nq, rows): the row has an element that may match
-    if keep is not None:
-        live &= keep[None, :]
-    key = np.where(live, scores if smaller_better else -scores, np.inf)
-    m = min(k, len(rows))
-    top = np.argpartition(key, m - 1, axis=1)[:, :m] if m < len(rows) else np.tile(np.arange(len(rows)), (nq, 1))
-    top_keys = np.take_along_axis(key, top, axis=1)
-    order = np.take_along_axis(top, np.argsort(top_keys, axis=1, kind="stable"), axis=1)
-    ok = np.take_along_axis(live, order, axis=1)
-    d[:, :m] = np.where(ok, np.take_along_axis(scores, order, axis=1), pad)
-    o[:, :m] = np.where(ok, rows[order], -1)
-    e[:, :m] = np.where(ok, np.take_along_axis(elems, order, axis=1), -1)
+    if mask is not None:
+        keep = mask[rows][elem_row]
+        allowed = keep if allowed is None else allowed & keep
+    if allowed is not None and not allowed.any():
+        return d, o, e
+    q = np.asarray(spec.queries, np.float32)
+    b = block
+    if metric == "COSINE":
+        q, b = _normalized(q), _normalized(b)
+    q_sq = np.einsum("ij,ij->i", q, q)[:, None] if l2 else None
+    keys, ids = [], []  # per chunk: the best min(k, width) keys (bigger closer) and their element ids
+    for _j, _stop, lo, key in row_chunks(q, b, starts, l2):
+        width = key.shape[1]
+        if allowed is not None:
+            key[:, ~allowed[lo:lo + width]] = -np.inf
+        if spec.radius is not None:  # in range, by the score the reply shows
+            score = np.maximum(q_sq - key, 0) if l2 else key
+            key[~in_range_mask(score, metric, spec.radius, spec.range_filter)] = -np.inf
+        m = min(k, width)
+        top = np.argpartition(-key, m - 1, axis=1)[:, :m] if m < width else np.tile(np.arange(width), (nq, 1))
+        keys.append(np.take_along_axis(key, top, axis=1))
+        ids.append(top + lo)
+    K, ID = np.concatenate(keys, axis=1), np.concatenate(ids, axis=1)
+    order = np.lexsort((ID, -K), axis=1)[:, :k]  # best first, ties in element order
+    K, ID = np.take_along_axis(K, order, axis=1), np.take_along_axis(ID, order, axis=1)
+    ok = np.isfinite(K)
+    m = K.shape[1]
+    score = np.maximum(q_sq - K, 0) if l2 else K
+    d[:, :m] = np.where(ok, score, pad)
+    o[:, :m] = np.where(ok, rows[elem_row[ID]], -1)
+    e[:, :m] = np.where(ok, elem_pos[ID], -1)
     return d, o, e
+
+
+def matched_elements(cols: dict, n: int, match) -> tuple[np.ndarray, np.ndarray]:
+    """An element-level query's matches: of the ``n`` entities whose columns ``cols`` hold the element
+    predicate's sub-fields, ``(offsets, counts)``: the 0-based offsets of the elements satisfying
+    ``match.pred``, entity after entity, and how many each entity has."""
+    from vecdb.expr.runtime import EvalContext  # noqa: PLC0415
+
+    ctx = EvalContext(cols, n)
+    flat = ctx.flat(match.columns[0][0])  # every sub-field of a row holds as many elements
+    m = len(flat.rows)
+    if not m:
+        return np.empty(0, np.int64), np.zeros(n, np.int64)
+    elements = {name: np.asarray(ctx.flat(name).values, dtype) for name, dtype in match.columns}
+    with np.errstate(all="ignore"):
+        ok = np.asarray(match.pred.eval(EvalContext(elements, m)), bool)
+    rows = np.asarray(flat.rows, np.int64)
+    lengths = np.asarray(flat.lengths, np.int64)
+    pos = np.arange(m) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return pos[ok], np.bincount(rows[ok], minlength=n).astype(np.int64)
+
+
+def page_elements(counts: np.ndarray, limit: int | None, offset: int) -> tuple[int, int, int, int]:
+    """An element-level query's page over its entities in primary-key order (``counts``: each one's
+    matched elements), as Milvus's proxy reduces one (``reduceRetrieveResults``): ``offset`` skips
+    elements, cutting into an entity when it falls inside one (that entity keeps its later elements);
+    then whole entities are taken while fewer than ``limit`` elements are taken (the last one is not
+    cut). Returns ``(first, stop, skip, total)``: entities ``first..stop-1``, the first one's first
+    ``skip`` elements dropped, and ``total`` the elements before entity ``first`` plus ``skip`` (where
+    the page's offsets start in the entity-after-entity offsets)."""
+    n = len(counts)
+    cum = np.cumsum(counts)
+    first = int(np.searchsorted(cum, offset, side="right")) if offset else 0
+    if first >= n:
+        return n, n, 0, int(cum[-1]) if n else 0
+    before = int(cum[first - 1]) if first else 0
+    skip = offset - before if offset else 0
+    if limit is None:
+        return first, n, skip, before + skip
+    taken = counts[first:].copy()
+    taken[0] -= skip
+    taken_before = np.cumsum(taken) - taken
+    stop = first + int(np.count_nonzero(taken_before < limit))
+    return first, stop, skip, before + skip

@@ -1,6 +1,8 @@
 """Milvus 3.0's element-level search (a plain vector query on a struct's vector sub-field indexed with a plain
-metric) through pymilvus on every deployment: hits and their element offsets, with a row filter, with
-``element_filter`` restricting the elements, after a delete, against a numpy reference; refusals with 1100."""
+metric) through pymilvus on every deployment, grouped on the primary key (one hit per entity, its best
+element: the hits themselves are elements, tests/e2e/test_element_level_more_e2e.py): hits and their
+element offsets, with a row filter, with ``element_filter`` restricting the elements, after a delete,
+against a numpy reference; refusals with 1100."""
 
 from __future__ import annotations
 
@@ -86,26 +88,28 @@ def test_element_level_search(client, metric):
     client.insert(name, data[35:])
     rng = np.random.default_rng(11)
     queries = rng.standard_normal((2, DIM)).astype(np.float32)
-    res = client.search(name, data=queries.tolist(), anns_field="chunks[emb]", limit=7,
+    res = client.search(name, data=queries.tolist(), anns_field="chunks[emb]", group_by_field="id", limit=7,
                         output_fields=["chunks[text]"])
     check(res, data, queries, metric, 7)
     hit = res[0][0]
     assert hit["entity"]["chunks"][hit["offset"]]["text"] == f"r{hit['id']}c{hit['offset']}"
     # element_filter restricts the elements that take part; a row-level conjunct before it filters rows
-    res = client.search(name, data=queries.tolist(), anns_field="chunks[emb]", limit=6,
+    res = client.search(name, data=queries.tolist(), anns_field="chunks[emb]", group_by_field="id", limit=6,
                         filter="element_filter(chunks, $[page] > 3)")
     check(res, data, queries, metric, 6, keep_elem=lambda c: c["page"] > 3)
-    res = client.search(name, data=queries.tolist(), anns_field="chunks[emb]", limit=6,
+    res = client.search(name, data=queries.tolist(), anns_field="chunks[emb]", group_by_field="id", limit=6,
                         filter="id >= 20 and element_filter(chunks, $[page] <= 2)")
     check(res, data, queries, metric, 6, keep_row=lambda r: r["id"] >= 20, keep_elem=lambda c: c["page"] <= 2)
     # MATCH_ANY filters rows only: every element of a kept row takes part
-    res = client.search(name, data=queries.tolist(), anns_field="chunks[emb]", limit=6,
+    res = client.search(name, data=queries.tolist(), anns_field="chunks[emb]", group_by_field="id", limit=6,
                         filter="MATCH_ANY(chunks, $[page] > 3)")
     check(res, data, queries, metric, 6, keep_row=lambda r: any(c["page"] > 3 for c in r["chunks"]))
     # deletes apply; offset pages through the ranking
-    gone = [h["id"] for h in client.search(name, data=queries[:1].tolist(), anns_field="chunks[emb]", limit=2)[0]]
+    gone = [h["id"] for h in client.search(name, data=queries[:1].tolist(), anns_field="chunks[emb]",
+                                           group_by_field="id", limit=2)[0]]
     client.delete(name, ids=gone)
-    res = client.search(name, data=queries[:1].tolist(), anns_field="chunks[emb]", limit=5, offset=1)
+    res = client.search(name, data=queries[:1].tolist(), anns_field="chunks[emb]", group_by_field="id", limit=5,
+                        offset=1)
     ids, _, offsets = reference([r for r in data if r["id"] not in gone], queries[0].astype(np.float64), metric, 6)
     assert [h["id"] for h in res[0]] == ids[1:]
     assert [h["offset"] for h in res[0]] == offsets[1:]
@@ -125,8 +129,7 @@ def test_refusals(client):
         client.search(name, data=[q.tolist()], anns_field="chunks[emb]", limit=3, search_params={"metric_type": "IP"})
     assert e.value.code == 1100
     with pytest.raises(MilvusException) as e:
-        client.search(name, data=[q.tolist()], anns_field="chunks[emb]", limit=3,
-                      search_params={"params": {"radius": 0.1}})
+        client.search(name, data=[q.tolist()], anns_field="chunks[emb]", limit=3, order_by_fields=[{"field": "id"}])
     assert e.value.code == 1100
     reqs = [AnnSearchRequest([q.tolist()], "chunks[emb]", {}, limit=3), AnnSearchRequest([q.tolist()], "vec", {}, 3)]
     with pytest.raises(MilvusException) as e:

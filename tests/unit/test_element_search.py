@@ -1,6 +1,7 @@
-"""Element-level search on a struct's vector sub-field (vecdb.element_search): each row scored by its best
-element, with that element's offset, the row mask and ``element_filter`` applied, against a plain-Python
-reference; the filter's element predicate found where Milvus places it; the query kinds each metric takes."""
+"""Element-level search on a struct's vector sub-field (vecdb.element_search): the best elements (several of a
+row possible), with their offsets, the row mask, ``element_filter`` and a range applied, against a
+plain-Python reference; the filter's element predicate found where Milvus places it; the query kinds each
+metric takes."""
 
 from __future__ import annotations
 
@@ -65,21 +66,11 @@ def sim(metric: str, q: np.ndarray, e: np.ndarray) -> float:
 
 
 def reference(structs, q, metric, k, row_ok, elem_ok):
-    """[(row, score, element offset)] of the ``k`` best rows, row by row in plain Python."""
-    scored = []
-    for i, row in enumerate(structs):
-        if not row_ok[i]:
-            continue
-        best = None
-        for j, c in enumerate(row):
-            if not elem_ok(c):
-                continue
-            s = sim(metric, q, c["emb"])
-            if best is None or (s < best[0] if metric == "L2" else s > best[0]):
-                best = (s, j)
-        if best is not None:
-            scored.append((i, best[0], best[1]))
-    scored.sort(key=lambda t: (t[1], t[0]) if metric == "L2" else (-t[1], t[0]))
+    """[(row, score, element offset)] of the ``k`` best elements (several of a row possible), in plain
+    Python; equal scores in element order."""
+    scored = [(i, sim(metric, q, c["emb"]), j) for i, row in enumerate(structs) if row_ok[i]
+              for j, c in enumerate(row) if elem_ok(c)]
+    scored.sort(key=lambda t: (t[1], t[0], t[2]) if metric == "L2" else (-t[1], t[0], t[2]))
     return scored[:k]
 
 
@@ -101,7 +92,7 @@ def test_segment_search_matches_reference(metric, expr):
     else:
         elem_ok = lambda c: True  # noqa: E731 - MATCH_ANY filters rows only
     queries = np.random.default_rng(2).standard_normal((3, DIM)).astype(np.float32)
-    spec = SimpleNamespace(queries=queries, metric=metric, field=field, flt=flt)
+    spec = SimpleNamespace(queries=queries, metric=metric, field=field, flt=flt, radius=None, range_filter=None)
     k = 9
     d, o, e = element_search.segment_search(view, spec, k, row_ok)
     for qi, q in enumerate(queries):
@@ -113,25 +104,35 @@ def test_segment_search_matches_reference(metric, expr):
         assert (o[qi, len(got):] == -1).all() and (e[qi, len(got):] == -1).all()
 
 
-def test_best_elements_chunks_and_ties():
-    block = np.array([[1, 0], [1, 0], [0, 1], [2, 0], [0, 3]], np.float32)
-    starts = np.array([0, 2, 3])
-    q = np.array([[1, 0]], np.float32)
-    scores, offs = element_search.best_elements(q, block, starts, "IP")
-    assert scores.tolist() == [[1.0, 0.0, 2.0]] and offs.tolist() == [[0, 0, 0]]  # a tie: the first element
-    allowed = np.array([True, True, True, False, True])
-    scores, offs = element_search.best_elements(q, block, starts, "IP", allowed)
-    assert scores.tolist() == [[1.0, 0.0, 0.0]] and offs.tolist() == [[0, 0, 1]]
-    allowed = np.array([False, False, True, True, True])
-    scores, offs = element_search.best_elements(q, block, starts, "L2", allowed)
-    assert np.isinf(scores[0, 0]) and offs.tolist() == [[-1, 0, 0]]
+def test_segment_search_chunks_ties_and_range():
+    def el(page, *v):
+        return {"page": page, "emb": np.array(v, np.float32)}
+
+    structs = [[el(0, 1, 0, 0), el(1, 1, 0, 0)], [el(2, 0, 1, 0)], [el(3, 2, 0, 0), el(4, 0, 0, 3)]]
+    view = view_of(structs)
+    field = schema().field("chunks[emb]")
+    q = np.array([[1, 0, 0]], np.float32)
+    spec = SimpleNamespace(queries=q, metric="IP", field=field, flt=None, radius=None, range_filter=None)
+    d, o, e = element_search.segment_search(view, spec, 4, None)
+    # several elements of one row; a tie (rows 0's two elements) in element order
+    assert o.tolist() == [[2, 0, 0, 1]] and e.tolist() == [[0, 0, 1, 0]] and d.tolist() == [[2, 1, 1, 0]]
     old = emb_list._CHUNK  # (the chunk walk element-level search shares: emb_list.row_chunks)
-    try:  # tiny chunks: every row scored on its own
+    try:  # tiny chunks: every row scored on its own, the chunks' best merged
         emb_list._CHUNK = 1
-        again = element_search.best_elements(q, block, starts, "L2", allowed)
+        again = element_search.segment_search(view, spec, 4, None)
     finally:
         emb_list._CHUNK = old
-    assert np.array_equal(again[1], offs) and np.array_equal(again[0], scores)
+    assert [x.tolist() for x in again] == [d.tolist(), o.tolist(), e.tolist()]
+    # a range search keeps the elements in range only; the row mask drops a row's elements
+    spec.radius, spec.range_filter = 0.5, 1.5
+    d, o, e = element_search.segment_search(view, spec, 4, np.array([False, True, True]))
+    assert o.tolist() == [[-1] * 4] and e.tolist() == [[-1] * 4]
+    d, o, e = element_search.segment_search(view, spec, 4, None)
+    assert o.tolist() == [[0, 0, -1, -1]] and e.tolist() == [[0, 1, -1, -1]]
+    spec.metric, spec.radius, spec.range_filter = "L2", 2.0, None  # L2: squared distances below the radius
+    d, o, e = element_search.segment_search(view, spec, 4, None)
+    assert o.tolist() == [[0, 0, 2, -1]] and e.tolist() == [[0, 1, 0, -1]]  # row 1's element: at 2.0, out
+    np.testing.assert_allclose(d[0, :3], [0, 0, 1], atol=1e-6)
 
 
 def test_element_predicate_placement():

@@ -10,15 +10,24 @@ it first.
 With ``group_by_field`` (Milvus 2.5+; ``group_size``, ``strict_group_size``, ``rank_group_scorer``
 in the rank parameters) each request is a grouping search of its own limit of groups, and the fused
 hits are grouped again (``vecdb.proxy.grouping.group_fused``): ``limit`` groups after ``offset``.
+
+Element-level ANN requests (a plain vector on a struct's vector sub-field: vecdb.element_search)
+return struct elements, identified by (primary key, element offset) as in Milvus 3.0's struct
+hybrid search design: when every ANN request is element-level on sub-fields of one struct, the
+fusion is over those (pk, element) keys, so an element found by several requests adds up its
+scores, and each fused hit carries its element's offset (``element_indices``); with
+``group_by_field`` on the primary key the fused elements are grouped by entity. Mixing them with
+row-level requests (or another struct's) is refused: their keys are not comparable.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 from pymilvus.grpc_gen import milvus_pb2
 
-from vecdb import errors, namespaces
+from vecdb import element_search, errors, namespaces
 from vecdb.limits import LIMITS
 from vecdb.proxy.base import kv_dict, rpc
 from vecdb.proxy.boost import Boost
@@ -36,7 +45,7 @@ from vecdb.proxy.rpc_search import (
     add_group_values,
     with_field,
 )
-from vecdb.querynode.executor import SearchSpec
+from vecdb.querynode.executor import Hits, SearchSpec
 from vecdb.request_db import db_of
 from vecdb.timestamptz import TIME_FIELDS_KEY, ZONE_KEY, time_output
 
@@ -116,9 +125,6 @@ class HybridRpcs(SearchRpcs):
             plan = self._search_plan(info, pairs, request.output_fields)
             if plan.group is not None and not rank.get("group_by_field"):  # (pymilvus copies the hybrid's)
                 raise errors.InvalidParameter("not support search_group_by operation in the hybrid search")
-            if _element_level(plan):  # its hits' element offsets would not survive the fusion
-                raise errors.InvalidParameter(f"element-level search is not supported in a hybrid search "
-                                              f"(field {plan.field.name})")
             spec = self._search_spec(info, sub, plan, ts)
             if specs and len(spec.queries) != len(specs[0].queries):
                 raise errors.InvalidParameter(
@@ -126,6 +132,7 @@ class HybridRpcs(SearchRpcs):
                     f"[expected={len(specs[0].queries)}][actual={len(spec.queries)}]")
             plans.append(plan)
             specs.append(spec)
+        element_level = _check_element_level(plans)
         group = None
         for plan in plans:  # (each request's vector type: grouping refuses binary vectors)
             group = parse_group_by(info.schema, rank, {}, plan.field.dtype)
@@ -142,8 +149,9 @@ class HybridRpcs(SearchRpcs):
                 hits = [self.grouped_hits(info, spec, dataclasses.replace(plan, fetch=with_field(plan.fetch, decayed)),
                                           parts, group) for plan, spec in zip(plans, specs)]
         nq = len(specs[0].queries)
-        subs = [SubResult(h.topks, h.pks, h.scores, p.metric, h.columns.get(decayed or ""))
-                for h, p in zip(hits, plans)]
+        keys = _ElementKeys(hits) if element_level else None  # element hits: fused on (pk, element)
+        subs = [SubResult(h.topks, h.pks if keys is None else keys.codes[i], h.scores, p.metric,
+                          h.columns.get(decayed or "")) for i, (h, p) in enumerate(zip(hits, plans))]
         plan = plans[0]
         if group is None:
             fused = fuse(ranker, subs, nq, limit, offset)
@@ -155,11 +163,56 @@ class HybridRpcs(SearchRpcs):
             topks, rows = group_fused(fused.topks, fused.pks, fused.scores, columns[group.field.name], group.size,
                                       limit, offset, parse_group_scorer(rank))
             pks, scores, columns = fused.pks[rows], fused.scores[rows], {k: v[rows] for k, v in columns.items()}
+        if keys is not None:
+            pks, elements = keys.decode(pks)
         resp = search_results(info.schema, nq, topks, pks, scores, columns, plan.out_fields, plan.dyn_keys,
                               limit, round_decimal, plan.times)
+        if keys is not None and len(elements):  # each fused hit's element offset
+            resp.results.element_indices.data.extend(elements.tolist())
         if group is not None:
             add_group_values(resp, info.schema, columns, group)
         resp.collection_name = info.name
         resp.session_ts = ts
         return resp
 
+
+
+def _check_element_level(plans: list[SearchPlan]) -> bool:
+    """Whether the hybrid search's ANN requests are element-level ones (all on one struct); mixing
+    element-level and row-level requests, or two structs, is refused."""
+    flags = [_element_level(p) for p in plans]
+    if not any(flags):
+        return False
+    structs = {p.field.struct_name for p in plans}
+    if not all(flags) or len(structs) != 1:
+        mixed = next(p.field.name for p, f in zip(plans, flags) if f)
+        raise errors.InvalidParameter(
+            f"element-level search (field {mixed}) in a hybrid search needs every ANN request to be an "
+            "element-level search on the same struct field: element hits and entity hits cannot be fused")
+    return True
+
+
+class _ElementKeys:
+    """The (primary key, element offset) of every element hit of the ANN requests as one int64 code
+    each, ordered as the pairs are (primary key first), so the fusion's ties fall in that order."""
+
+    def __init__(self, hits: list[Hits]):
+        pks = np.concatenate([h.pks for h in hits])
+        elems = np.concatenate([np.asarray(h.columns.get(element_search.ELEMENT_COLUMN, np.empty(0, np.int64)),
+                                           np.int64) for h in hits])
+        self._pk_values: np.ndarray | None = None
+        if pks.dtype == object:  # string keys: their rank stands for them
+            self._pk_values, ranks = np.unique(pks, return_inverse=True)
+        else:
+            ranks = pks.astype(np.int64)
+        pairs = np.stack([ranks.ravel().astype(np.int64), elems], axis=1) if len(pks) else np.empty((0, 2), np.int64)
+        self._pairs, inverse = np.unique(pairs, axis=0, return_inverse=True)
+        codes = inverse.ravel().astype(np.int64)
+        bounds = np.cumsum([len(h.pks) for h in hits])[:-1]
+        self.codes = np.split(codes, bounds)
+
+    def decode(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The primary keys and element offsets of fused ``codes``."""
+        pairs = self._pairs[np.asarray(codes, np.int64)]
+        pks = pairs[:, 0] if self._pk_values is None else self._pk_values[pairs[:, 0]]
+        return pks, pairs[:, 1]

@@ -15,7 +15,7 @@ from vecdb.expr import compile_filter
 from vecdb.expr.filter import KeyFilter
 from vecdb.expr.local_time import localize_iso_literals
 from vecdb.index import validate_search_params
-from vecdb.index.base import MINHASH_METRIC
+from vecdb.index.base import MINHASH_METRIC, check_range_params
 from vecdb.index.params import MAX_CANDIDATES
 from vecdb.limits import LIMITS
 from vecdb.minhash_function import output_encoder
@@ -469,11 +469,16 @@ class SearchRpcs(ServiceBase):
         if iter_batch:
             limit = iter_batch
         out_fields, dyn_keys = resolve_output_fields(schema, output_fields)
-        if emb_lists:  # EmbeddingList / element-level searches: plain top-k only, searched exactly
-            what = ("a range search" if radius is not None else "group_by_field" if group is not None
+        if emb_lists:  # EmbeddingList / element-level searches, searched exactly
+            element_level = element_search.is_element_metric(metric)
+            # element-level hits are elements: a range search keeps those in range, group_by_field groups
+            # them (on the primary key: one hit per entity, Milvus's "Grouping Search with StructArray")
+            what = ("a range search" if radius is not None and not element_level
+                    else "group_by_field" if group is not None and not element_level
                     else "a search iterator" if iterator else "order_by_fields" if order else "")
-            kind = ("element-level search" if element_search.is_element_metric(metric)
-                    else "EmbeddingList queries")
+            kind = "element-level search" if element_level else "EmbeddingList queries"
+            if radius is not None and element_level:
+                check_range_params(metric, radius, range_filter)
             if what:
                 raise errors.InvalidParameter(f"{what} is not supported with {kind} (field {field.name})")
             search_params: dict = {}
@@ -550,9 +555,45 @@ class SearchRpcs(ServiceBase):
         if pk_name not in out_fields:
             out_fields = [pk_name] + out_fields
         fetch = _fetched(schema, out_fields, dyn_keys)
+        match = element_search.element_predicate(flt, None) if flt is not None else None
+        if match is not None:  # an element-level query: each entity's matching elements too
+            return self._element_query(info, ts, flt, parts, fetch, limit, offset, match, sealed_only, level,
+                                       (out_fields, dyn_keys, times))
         with reading_at(level):
             cols = self.r.querynode.query(info, ts, flt, parts, fetch, limit, offset, sealed_only=sealed_only)
         resp = query_results(schema, cols, out_fields, dyn_keys, info.name, times)
+        resp.session_ts = ts
+        return resp
+
+    def _element_query(self, info, ts, flt, parts, fetch, limit, offset, match, sealed_only, level,
+                       shape) -> milvus_pb2.QueryResults:
+        """A query whose filter ends in ``element_filter(s, pred)`` (the whole filter or the last operand of
+        its top-level ``and``), Milvus 3.0's element-level query: the entities in primary-key order, each
+        with the offsets of its elements satisfying ``pred`` (``QueryResults.element_indices``, one entry
+        per entity; pymilvus 3.0 returns one row per offset, with an ``offset`` key). ``limit`` and
+        ``offset`` count elements as Milvus's proxy does (vecdb.element_search.page_elements). An entity
+        passing the filter has a matching element, so the first ``offset + limit`` entities cover the page."""
+        out_fields, dyn_keys, times = shape
+        pk = info.schema.primary_field.name
+        extra = [name for name, _ in match.columns if name not in fetch]
+        wanted = fetch + extra + ([pk] if pk not in fetch else [])
+        with reading_at(level):
+            cols = self.r.querynode.query(info, ts, flt, parts, wanted, None if limit is None else offset + limit,
+                                          0, sealed_only=sealed_only)
+        n = len(cols[pk])
+        if limit is None and offset:  # (with a limit the rows come sorted by primary key)
+            order = np.argsort(cols[pk], kind="stable")
+            cols = {k: v[order] for k, v in cols.items()}
+        positions, counts = element_search.matched_elements(cols, n, match)
+        first, stop, skip, start = element_search.page_elements(counts, limit, offset)
+        counts = counts[first:stop].copy()
+        if len(counts):
+            counts[0] -= skip
+        positions = positions[start:start + int(counts.sum())]
+        cols = {k: v[first:stop] for k, v in cols.items() if k in fetch}
+        resp = query_results(info.schema, cols, out_fields, dyn_keys, info.name, times)
+        for part in np.split(positions, np.cumsum(counts)[:-1]) if len(counts) else ():
+            resp.element_indices.add().indices.data.extend(part.tolist())
         resp.session_ts = ts
         return resp
 

@@ -174,7 +174,7 @@ def search(views: list[SegmentView], spec: SearchSpec, pk_name: str, output_fiel
         if not _any(mask):
             continue
         if elems is not None:
-            d, o, e = element_search.segment_search(view, spec, min(k, view.n), mask)
+            d, o, e = element_search.segment_search(view, spec, k, mask)  # hits are elements: not capped by rows
             elems.append(e)
         else:
             d, o = _segment_search(view, spec, min(k, view.n), mask)
