@@ -30,6 +30,12 @@ analyzer parameters (``analyzer_params`` on a VARCHAR field, a JSON object):
   with one of them runs its filters in their listed order (``Analyzer.steps``); decompounded parts and
   synonyms share their token's position.
 
+Files (Milvus 3.0's file resources, ``vecdb.file_resources``): a jieba tokenizer's ``extra_dict_file``
+(lines ``word [frequency [tag]]``), a stop filter's ``stop_words_file`` (a word a line), a synonym filter's
+``synonyms_file`` (a rule a line) and a decompounder's ``word_list_file`` (a word a line), each
+``{"type": "remote", "resource_name": ..., "file_name": ...}``, add to the words or rules given inline; the
+file is read when the analyzer is built (a missing resource or file: 1100 at create time).
+
 Anything else (lindera, the other filters, ...) is refused at create time (1100), never
 silently replaced.
 
@@ -45,6 +51,7 @@ Milvus's BM25 function writes for the same tokens.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import unicodedata
@@ -55,9 +62,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from vecdb import icu_text, jieba_text, sparse
+from vecdb import file_resources, icu_text, jieba_text, sparse
 from vecdb.errors import InvalidParameter
-from vecdb.jieba_text import JiebaSpec
+from vecdb.jieba_text import DictFile, JiebaSpec
 from vecdb.prefix_cache import ArrayCache, prefix_root
 
 _W = r"(?:\w[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]*)+"  # combining marks extend
@@ -597,15 +604,15 @@ def _synonyms(f: dict, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     a word of "a, b, c" becomes all three, and a word left of "=>" also stays; without, a word of
     "a, b, c" becomes "a" and one left of "=>" only the right words. A word of several rules gets the
     words of each (merged, as Milvus's dict)."""
-    if "synonyms_file" in f:
-        raise InvalidParameter(f"synonym filter synonyms_file{where} is not supported by vecdb (file resources); "
-                               "give the rules in synonyms")
     expand = f.get("expand", True)
     if not isinstance(expand, bool):
         raise InvalidParameter(f"create synonym filter failed, `expand` must be bool{where}")
     rows = f.get("synonyms", [])
     if not isinstance(rows, list):
         raise InvalidParameter(f"create synonym filter failed, `synonyms` must be array{where}")
+    if "synonyms_file" in f:  # a file resource's lines, one rule each, after the listed rules
+        lines = file_resources.read_lines(f["synonyms_file"], "synonyms_file (synonyms file)", where)
+        rows = [*rows, *(r for r in lines if r)]
     table: dict[str, dict[str, None]] = {}
 
     def add(key: str, words: list[str]) -> None:
@@ -638,7 +645,11 @@ def _filter_step(f, where: str) -> Step:
         return Step(f)
     kind = f.get("type") if isinstance(f, dict) else None
     if kind == "stop":
-        return Step("stop", _stop_words(f.get("stop_words", []), where))
+        stop = _stop_words(f.get("stop_words", []), where)
+        if "stop_words_file" in f:  # a file resource's lines, one word each (taken as they are)
+            stop |= frozenset(file_resources.read_lines(f["stop_words_file"], "stop_words_file (stop words dict file)",
+                                                        where))
+        return Step("stop", stop)
     if kind == "length":
         return Step("length", _positive(f.get("max"), "length filter max", where))
     if kind == "stemmer":
@@ -655,14 +666,14 @@ def _filter_step(f, where: str) -> Step:
             raise InvalidParameter(f"regex expression invalid, expr:{expr}, err: {e}{where}") from None
         return Step("regex", expr)
     if kind == "decompounder":
-        if "word_list_file" in f:
-            raise InvalidParameter(f"decompounder word_list_file{where} is not supported by vecdb (file resources); "
-                                   "give the words in word_list")
         words = f.get("word_list", [])
         if not isinstance(words, list):
             raise InvalidParameter(f"decompounder word list should be array{where}")
         if not all(isinstance(w, str) for w in words):
             raise InvalidParameter(f"decompounder word list item should be string{where}")
+        if "word_list_file" in f:  # a file resource's lines, one word each, after the listed words
+            words = [*words, *file_resources.read_lines(f["word_list_file"],
+                                                        "word_list_file (decompounder word list file)", where)]
         if not words:
             raise InvalidParameter(f"decompounder word list is empty{where}")
         return Step("decompounder", tuple(words))
@@ -742,11 +753,15 @@ class MultiAnalyzer:
 MULTI_ANALYZER_KEYS = ("analyzers", "by_field", "alias")
 
 
-@lru_cache(maxsize=256)
 def parse_multi_params(raw: str, field_name: str = "") -> MultiAnalyzer:
     """A MultiAnalyzer from a field's ``multi_analyzer_params`` (JSON text), checked as Milvus's
     ``validateMultiAnalyzerParams`` does, with its messages (1100), but for ``by_field``'s field, which
-    the schema checks (vecdb.schema)."""
+    the schema checks (vecdb.schema). Built once per params and file resources they read."""
+    return _parse_multi_params(raw, field_name, file_resources.resource_key(raw))
+
+
+@lru_cache(maxsize=256)
+def _parse_multi_params(raw: str, field_name: str, _resources: tuple) -> MultiAnalyzer:
     where = f" of field ({field_name})" if field_name else ""
     try:
         params = json.loads(raw)
@@ -873,10 +888,10 @@ def _jieba_spec(params: dict, where: str) -> JiebaSpec:
     jieba-rs loads instead of ``dict.txt``: the default words and Traditional Chinese ones) is refused:
     the PyPI jieba package ships only ``dict.txt``, and the default dictionary alone would cut
     Traditional Chinese text otherwise than Milvus does."""
-    unknown = set(params) - {"type", "dict", "mode", "hmm"}
+    unknown = set(params) - {"type", "dict", "mode", "hmm", "extra_dict_file"}
     if unknown:
         raise InvalidParameter(f"unknown jieba tokenizer params{where}: {sorted(unknown)} (vecdb takes dict, mode, "
-                               "hmm; dict_path and extra_dict_file are not supported)")
+                               "hmm, extra_dict_file)")
     words: list[str] = []
     system = "_default_" if "dict" not in params else None
     if system is None:
@@ -908,7 +923,30 @@ def _jieba_spec(params: dict, where: str) -> JiebaSpec:
         import jieba  # noqa: F401, PLC0415 - present? (the dictionary loads on first use)
     except ImportError:
         raise InvalidParameter(f"the jieba tokenizer{where} needs the jieba package") from None
-    return JiebaSpec(tuple(words), default, mode == "search", hmm)
+    dict_file = None
+    if "extra_dict_file" in params:
+        lines = file_resources.read_lines(params["extra_dict_file"], "extra_dict_file (jieba extra dict file)", where)
+        dict_file = _jieba_dict_file(lines, where)
+    return JiebaSpec(tuple(words), default, mode == "search", hmm, dict_file)
+
+
+def _jieba_dict_file(lines: list[str], where: str) -> DictFile:
+    """A jieba dictionary file's words, read as jieba-rs's ``load_dict`` does: per line ``word [frequency
+    [tag]]`` separated by white space, blank lines skipped, a frequency that is no unsigned integer refused."""
+    entries: list[tuple[str, int | None]] = []
+    for no, line in enumerate(lines, 1):
+        parts = line.split()
+        if not parts:
+            continue
+        freq = None
+        if len(parts) > 1:
+            if not parts[1].isascii() or not parts[1].isdigit():
+                raise InvalidParameter(f"jieba tokenizer load dict file failed with error: line {no} `{line[:100]}` "
+                                       f"frequency {parts[1][:40]!r} is not an unsigned integer{where}")
+            freq = int(parts[1])
+        entries.append((parts[0], freq))
+    digest = hashlib.sha1(repr(entries).encode("utf-8", "surrogatepass")).hexdigest()
+    return DictFile(tuple(entries), digest)
 
 
 def _stop_words(words, where: str) -> frozenset[str]:

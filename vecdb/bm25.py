@@ -31,7 +31,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from vecdb import sparse
+from vecdb import file_resources, sparse
 from vecdb.analyzer import Analyzer, MultiAnalyzer, parse_multi_params, parse_params
 from vecdb.schema import CollectionSchema, FieldSchema, FunctionSchema
 
@@ -39,7 +39,7 @@ DEFAULT_K1, DEFAULT_B = 1.2, 0.75
 
 
 @lru_cache(maxsize=256)
-def _analyzer(params: str) -> Analyzer:
+def _analyzer(params: str, _resources: tuple = ()) -> Analyzer:
     return parse_params(params)
 
 
@@ -49,7 +49,8 @@ def text_analyzer(f: FieldSchema) -> Analyzer | MultiAnalyzer:
     multi = f.type_params.get("multi_analyzer_params", "")
     if multi:
         return parse_multi_params(multi)
-    return _analyzer(f.type_params.get("analyzer_params", ""))
+    params = f.type_params.get("analyzer_params", "")
+    return _analyzer(params, file_resources.resource_key(params))  # its files' resources: another one, rebuilt
 
 
 def analyzer_of(schema: CollectionSchema, fn: FunctionSchema) -> Analyzer | MultiAnalyzer:

@@ -43,13 +43,34 @@ class JiebaSpec:
     default_dict: bool = True
     search: bool = True
     hmm: bool = True
+    # an ``extra_dict_file`` (a file resource, vecdb.file_resources), loaded after ``words``
+    dict_file: DictFile | None = None
+
+
+class DictFile:
+    """The words of a jieba dictionary file, ``(word, frequency)``, loaded as jieba-rs's ``load_dict`` loads
+    them (no frequency: as ``add_word``); hashed and compared by ``digest`` (its content's), once."""
+
+    __slots__ = ("digest", "entries")
+
+    def __init__(self, entries: tuple[tuple[str, int | None], ...], digest: str):
+        self.entries, self.digest = entries, digest
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, DictFile) and other.digest == self.digest
+
+    def __repr__(self) -> str:
+        return f"DictFile({len(self.entries)} words, {self.digest[:12]})"
 
 
 def tokenize(spec: JiebaSpec, text: str) -> list[tuple[str, int, int]]:
     """``(word, start, end)`` of each token, character offsets, in jieba-rs's ``tokenize`` order: each
     word of the cut, preceded in search mode (words longer than 2 characters) by its 2-grams and (longer
     than 3) its 3-grams that are dictionary words. Whitespace and punctuation come out as tokens too."""
-    tok = _tokenizer(spec.words, spec.default_dict)
+    tok = _tokenizer(spec.words, spec.default_dict, spec.dict_file)
     freq = tok.FREQ
     out: list[tuple[str, int, int]] = []
     start = 0
@@ -81,9 +102,9 @@ def _cut(tok, text: str, hmm: bool) -> Iterator[str]:
 
 
 @lru_cache(maxsize=16)
-def _tokenizer(words: tuple[str, ...], default_dict: bool):
+def _tokenizer(words: tuple[str, ...], default_dict: bool, dict_file: DictFile | None = None):
     with _LOCK:
-        if not words and default_dict:
+        if not words and dict_file is None and default_dict:
             return _default()
         import jieba  # noqa: PLC0415 - the dictionary is only for jieba analyzers
 
@@ -97,6 +118,14 @@ def _tokenizer(words: tuple[str, ...], default_dict: bool):
         tok.initialized = True
         for w in words:
             _add_word(tok, w)
+        for w, freq in dict_file.entries if dict_file is not None else ():
+            if freq is None:
+                _add_word(tok, w)
+            else:  # load_dict: the word's frequency is the file's
+                tok.total += freq - (tok.FREQ.get(w) or 0)
+                tok.FREQ[w] = freq
+                for k in range(1, len(w)):
+                    tok.FREQ.setdefault(w[:k], 0)
         if tok.total <= 0:  # no word at all: every character its own route (jieba-rs's ln(0) is -inf)
             tok.total = 1
         return tok

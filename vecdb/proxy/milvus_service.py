@@ -13,6 +13,7 @@ from vecdb.proxy.rpc_collections import CollectionRpcs
 from vecdb.proxy.rpc_compaction import CompactionRpcs
 from vecdb.proxy.rpc_dml import DmlRpcs
 from vecdb.proxy.rpc_external import ExternalRpcs
+from vecdb.proxy.rpc_file_resources import FileResourceRpcs
 from vecdb.proxy.rpc_functions import CollectionFunctionRpcs
 from vecdb.proxy.rpc_hybrid import HybridRpcs
 from vecdb.proxy.rpc_import import ImportRpcs
@@ -28,6 +29,6 @@ from vecdb.proxy.rpc_text import TextRpcs
 
 class MilvusService(AdminRpcs, NamespaceRpcs, ExternalRpcs, CollectionRpcs, CollectionFunctionRpcs, CompactionRpcs,
                     IndexRpcs, ResourceGroupRpcs, ImportRpcs, DmlRpcs, HybridRpcs, SchemaChangeRpcs, SearchRpcs,
-                    SecurityRpcs, SnapshotRpcs, TextRpcs,
+                    SecurityRpcs, SnapshotRpcs, TextRpcs, FileResourceRpcs,
                     milvus_pb2_grpc.MilvusServiceServicer):
     pass

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from vecdb.errors import InvalidParameter
 from vecdb.storage.base import Log, MetaStore, ObjectStore
@@ -28,8 +29,13 @@ class Backends:
     log: Log
     meta: MetaStore
     objects: ObjectStore
+    file_resources: Any = None  # the registry installed over them (vecdb.file_resources), forgotten on close
 
     def close(self) -> None:
+        if self.file_resources is not None:
+            from vecdb import file_resources
+
+            file_resources.uninstall(self.file_resources)
         for b in (self.log, self.meta, self.objects):
             b.close()
 
@@ -69,7 +75,13 @@ def open_backends(storage) -> Backends:
             b.close()
         raise
     meta, objects, log = opened
-    return Backends(log, meta, objects)
+    backends = Backends(log, meta, objects)
+    # the file resources this node's analyzers read (vecdb.file_resources); absolute local paths are taken
+    # where the object store is the local one (as bulk import takes them)
+    from vecdb import file_resources
+
+    backends.file_resources = file_resources.install(meta, objects, local_files=storage.objects == "local")
+    return backends
 
 
 def _open_log(storage, root: str, ns: str) -> Log:
