@@ -178,7 +178,9 @@ def test_user_scalar_index_refused_on_text(index_type):
     assert e.value.code == 1100
 
 
-def test_fuzzy_match_refused_clearly():
-    with pytest.raises(InvalidParameter, match=r"function text_match_fuzzy\(\) is not supported") as e:
+def test_fuzzy_match_on_text_needs_its_option():  # text_match_fuzzy: tests/unit/test_text_match_fuzzy.py
+    with pytest.raises(InvalidParameter, match="max_edit_distance") as e:
         compile_filter("text_match_fuzzy(body, 'fox')", _schema())
     assert e.value.code == 1100
+    assert _eval("text_match_fuzzy(body, 'fxo', max_edit_distance=1)") == [1]
+    assert _eval("text_match_fuzzy(note, 'brwn', max_edit_distance=1)") == [3]

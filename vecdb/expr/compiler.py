@@ -158,6 +158,8 @@ class _Compiler:
             return self.text_match(node)
         if isinstance(node, ast.Call) and node.name == "phrase_match":
             return self.phrase_match(node)
+        if isinstance(node, ast.Call) and node.name == "text_match_fuzzy":
+            return self.text_match_fuzzy(node)
         if isinstance(node, ast.Call) and node.name == "random_sample":
             return self.random_sample(node)
         if isinstance(node, ast.Call) and node.name in _SPATIAL:
@@ -327,6 +329,55 @@ class _Compiler:
         f, analyzer, text = self._match_args(node, 2)
         return preds.TextMatch(f.name, analyzer, np.unique(term_ids(analyzer.tokens(text))), least)
 
+    def text_match_fuzzy(self, node: ast.Call):
+        """``text_match_fuzzy(field, 'words', max_edit_distance=k)`` on a VARCHAR (or TEXT) field with
+        ``enable_match`` (Milvus 3.0's Plan.g4 and parser_visitor.go): rows holding a term within k
+        edits (0..2, an adjacent transposition one) of any of the words' tokens. The option is
+        required, an integer constant, its name a soft keyword (any case; a field may be named so);
+        k 0 is ``text_match``."""
+        from vecdb.text_fuzzy import MAX_EDIT_DISTANCE  # noqa: PLC0415 - only for text_match_fuzzy
+
+        args = node.args
+        if len(args) != 3 or not isinstance(args[-1], ast.Keyword) or \
+                any(isinstance(a, ast.Keyword) for a in args[:-1]):
+            if len(args) == 3 and not isinstance(args[-1], ast.Keyword):
+                raise self.error("text_match_fuzzy expected max_edit_distance=<integer> as its third argument "
+                                 "(mismatched input, expecting Identifier '=')", args[2].pos)
+            at = args[min(len(args), 3) - 1].pos if args else node.pos
+            raise self.error("text_match_fuzzy takes (field, 'text', max_edit_distance=<integer>), got "
+                             f"{len(args)} argument{'s' if len(args) != 1 else ''} (expecting ',')", at)
+        option = args[-1]
+        assert isinstance(option, ast.Keyword)
+        if option.name != "max_edit_distance":
+            raise self.error(f"text_match_fuzzy expected max_edit_distance, got {option.name}", option.pos)
+        value: ast.Node = option.value
+        sign = 1
+        if isinstance(value, ast.Unary) and value.op in ("-", "+"):
+            sign = -1 if value.op == "-" else 1
+            value = value.operand
+        if not isinstance(value, ast.Literal) or not isinstance(value.value, int) or isinstance(value.value, bool):
+            raise self.error("max_edit_distance should be an integer constant (expecting IntegerConstant)",
+                             option.value.pos)
+        k = sign * value.value
+        if not 0 <= k <= MAX_EDIT_DISTANCE:
+            raise self.error(f"max_edit_distance should be in [0, {MAX_EDIT_DISTANCE}], got {k}", option.value.pos)
+        target = args[0]
+        f = self.schema.field(target.name) if isinstance(target, ast.Name) and not target.path else None
+        if f is not None and not f.is_dynamic and f.dtype not in (DataType.VARCHAR, DataType.TEXT):
+            raise self.error(f"text_match_fuzzy operation on non-string field {f.name} "
+                             f"({f.dtype.name}) is unsupported", target.pos)
+        query = self.value(args[1])
+        if not isinstance(query, nodes.Const) or query.type != "str":
+            raise self.error("text_match_fuzzy query should be a string literal or template variable, got "
+                             f"{self.typed(query)}", args[1].pos)
+        f, analyzer, text = self._match_args(ast.Call(node.pos, node.name, args[:2]), 2)
+        tokens = analyzer.tokens(text)
+        if k == 0:  # exactly a term match (Milvus takes text_match's path)
+            from vecdb.analyzer import term_ids  # noqa: PLC0415 - only for text matches
+
+            return preds.TextMatch(f.name, analyzer, np.unique(term_ids(tokens)))
+        return preds.TextMatchFuzzy(f.name, analyzer, list(dict.fromkeys(tokens)), k)
+
     def random_sample(self, node: ast.Call):
         """``random_sample(f)`` (Milvus 2.6): each row the rest of the filter keeps, with probability ``f``
         in (0, 1); placed by ``_top_level_samples``."""
@@ -433,7 +484,8 @@ class _Compiler:
                                  node.args[0].pos)
             return nodes.ArrayLength(src, f"array_length({src.desc})")
         if isinstance(node, ast.Call) and node.name not in _CONTAINS and node.name not in _SPATIAL and \
-                node.name not in ("text_match", "phrase_match", "random_sample") and node.name not in element.OPERATORS:
+                node.name not in ("text_match", "text_match_fuzzy", "phrase_match", "random_sample") and \
+                node.name not in element.OPERATORS:
             raise self.error(f"function {node.name}() is not supported", node.pos)
         return nodes.PredValue(self.predicate(node), "predicate")
 

@@ -297,6 +297,22 @@ class TextMatch(Pred):
         return match_any(ctx.column(self.field), self.analyzer, self.ids, self.least)
 
 
+class TextMatchFuzzy(Pred):
+    """``text_match_fuzzy(field, 'words', max_edit_distance=k)``: rows whose text holds a term within
+    ``k`` (1 or 2) edits of any of the words' tokens, both analyzed with the field's analyzer; an
+    adjacent transposition is one edit (``vecdb.text_fuzzy``). ``k`` 0 compiles to ``TextMatch``."""
+
+    __slots__ = ("field", "analyzer", "tokens", "k")
+
+    def __init__(self, field: str, analyzer, tokens: list[str], k: int):
+        self.field, self.analyzer, self.tokens, self.k = field, analyzer, tokens, k
+
+    def eval(self, ctx):
+        from vecdb.text_fuzzy import match_fuzzy  # noqa: PLC0415 - analyzers only where it is used
+
+        return match_fuzzy(ctx.column(self.field), self.analyzer, self.tokens, self.k)
+
+
 class RandomSample(Pred):
     """``random_sample(f)``: each row with probability ``f`` (a fresh draw per evaluation: per segment
     and per read, as Milvus samples at the segment level)."""
