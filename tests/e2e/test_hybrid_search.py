@@ -386,3 +386,19 @@ def test_hostile_hybrid_requests(uri, client, name, data, rank, subs, function, 
         reply = stub.HybridSearch(_raw_request(name, rank, subs, function))
     assert reply.status.code == code, reply.status.reason
     assert words in reply.status.reason
+
+
+def test_search_aggregation_and_function_chains_are_refused_not_dropped(client, name):
+    """Milvus 3.0's search_aggregation and function_chains: refused (1100) until vecdb runs them, so a
+    reply never looks like their answer."""
+    from pymilvus import SearchAggregation  # noqa: PLC0415
+    from pymilvus.function_chain import FunctionChain, FunctionChainStage, col  # noqa: PLC0415
+
+    client.create_collection(name, dimension=4)
+    client.insert(name, [{"id": i, "vector": [float(i)] * 4} for i in range(5)])
+    with pytest.raises(MilvusException, match="search_aggregation is not supported") as e:
+        client.search(name, data=[[0.0] * 4], limit=3, search_aggregation=SearchAggregation(fields=["id"], size=2))
+    assert e.value.code == 1100
+    chain = FunctionChain(FunctionChainStage.L2_RERANK, name="c").sort(col("$score"), desc=True).limit(2)
+    with pytest.raises(MilvusException, match="function_chains are not supported"):
+        client.search(name, data=[[0.0] * 4], limit=3, function_chains=chain)

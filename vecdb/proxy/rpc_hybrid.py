@@ -43,6 +43,7 @@ from vecdb.proxy.rpc_search import (
     _int_param,
     _round_decimal,
     add_group_values,
+    refuse_unsupported_search_parts,
     with_field,
 )
 from vecdb.querynode.executor import Hits, SearchSpec
@@ -98,6 +99,9 @@ class HybridRpcs(SearchRpcs):
         info = self.collection(db_of(request, context), request.collection_name)
         admit_collection(self.r, "HybridSearch", request, context, info)  # its database's and its own limits
         self.require_loaded(info)
+        refuse_unsupported_search_parts(request)
+        for sub in request.requests:
+            refuse_unsupported_search_parts(sub)
         reqs = list(request.requests)
         if not reqs:
             raise errors.InvalidParameter("hybrid search needs at least one ANN search request")

@@ -173,6 +173,15 @@ def _element_level(plan: SearchPlan) -> bool:
     return plan.field.dtype == DataType.ARRAY_OF_VECTOR and element_search.is_element_metric(plan.metric)
 
 
+def refuse_unsupported_search_parts(request) -> None:
+    """Milvus 3.0 search parts vecdb does not run yet, refused rather than dropped (a reply without
+    them would look like their answer): ``search_aggregation`` and ``function_chains``."""
+    if request.HasField("search_aggregation") if "search_aggregation" in request.DESCRIPTOR.fields_by_name else False:
+        raise errors.InvalidParameter("search_aggregation is not supported by vecdb yet")
+    if len(request.function_chains):
+        raise errors.InvalidParameter("function_chains are not supported by vecdb yet")
+
+
 def _is_iterator(params: dict) -> bool:
     return str(params.get("iterator", "")).lower() == "true"
 
@@ -209,6 +218,7 @@ class SearchRpcs(ServiceBase):
         self.require_loaded(info)
         if request.sub_reqs:
             raise errors.OperationNotSupported("a Search with sub_reqs is not supported; send a HybridSearch")
+        refuse_unsupported_search_parts(request)
         plan = self._search_plan(info, request.search_params, request.output_fields)
         if request.HasField("highlighter"):
             plan = _with_highlight(plan, plan_highlight(request.highlighter, info.schema, plan.metric, plan.field,
