@@ -182,6 +182,19 @@ def refuse_unsupported_search_parts(request) -> None:
         raise errors.InvalidParameter("function_chains are not supported by vecdb yet")
 
 
+def _element_cursor(qp: dict, schema) -> tuple | None:
+    """A query iterator's element cursor (pymilvus 3.0's ``query_iter_last_pk`` and
+    ``query_iter_last_element_offset`` query params), the key in the primary key's type; None without."""
+    last, at = qp.get("query_iter_last_pk"), qp.get("query_iter_last_element_offset")
+    if last is None or at is None or at in ("", "None"):
+        return None
+    try:
+        key = int(last) if schema.primary_field.dtype == DataType.INT64 else str(last)
+        return key, int(at)
+    except ValueError:
+        raise errors.InvalidParameter(f"invalid query iterator cursor: {last!r}, {at!r}") from None
+
+
 def _is_iterator(params: dict) -> bool:
     return str(params.get("iterator", "")).lower() == "true"
 
@@ -568,7 +581,7 @@ class SearchRpcs(ServiceBase):
         match = element_search.element_predicate(flt, None) if flt is not None else None
         if match is not None:  # an element-level query: each entity's matching elements too
             return self._element_query(info, ts, flt, parts, fetch, limit, offset, match, sealed_only, level,
-                                       (out_fields, dyn_keys, times))
+                                       (out_fields, dyn_keys, times), _element_cursor(qp, schema))
         with reading_at(level):
             cols = self.r.querynode.query(info, ts, flt, parts, fetch, limit, offset, sealed_only=sealed_only)
         resp = query_results(schema, cols, out_fields, dyn_keys, info.name, times)
@@ -576,25 +589,35 @@ class SearchRpcs(ServiceBase):
         return resp
 
     def _element_query(self, info, ts, flt, parts, fetch, limit, offset, match, sealed_only, level,
-                       shape) -> milvus_pb2.QueryResults:
+                       shape, cursor: tuple | None = None) -> milvus_pb2.QueryResults:
         """A query whose filter ends in ``element_filter(s, pred)`` (the whole filter or the last operand of
         its top-level ``and``), Milvus 3.0's element-level query: the entities in primary-key order, each
         with the offsets of its elements satisfying ``pred`` (``QueryResults.element_indices``, one entry
         per entity; pymilvus 3.0 returns one row per offset, with an ``offset`` key). ``limit`` and
         ``offset`` count elements as Milvus's proxy does (vecdb.element_search.page_elements). An entity
-        passing the filter has a matching element, so the first ``offset + limit`` entities cover the page."""
+        passing the filter has a matching element, so the first ``offset + limit`` entities cover the page.
+        ``cursor``: a query iterator's ``(last primary key, last element offset)`` (pymilvus 3.0 sends them
+        with its ``pk >= last`` filter): that entity's elements up to that offset were returned already."""
         out_fields, dyn_keys, times = shape
         pk = info.schema.primary_field.name
         extra = [name for name, _ in match.columns if name not in fetch]
         wanted = fetch + extra + ([pk] if pk not in fetch else [])
         with reading_at(level):
-            cols = self.r.querynode.query(info, ts, flt, parts, wanted, None if limit is None else offset + limit,
-                                          0, sealed_only=sealed_only)
+            # (a cursor's entity may have no element left to return: one entity more)
+            more = 0 if cursor is None else 1
+            cols = self.r.querynode.query(info, ts, flt, parts, wanted,
+                                          None if limit is None else offset + limit + more, 0, sealed_only=sealed_only)
         n = len(cols[pk])
         if limit is None and offset:  # (with a limit the rows come sorted by primary key)
             order = np.argsort(cols[pk], kind="stable")
             cols = {k: v[order] for k, v in cols.items()}
         positions, counts = element_search.matched_elements(cols, n, match)
+        if cursor is not None and n:
+            owner = np.repeat(np.arange(n), counts)
+            keep = ~((cols[pk][owner] == cursor[0]) & (positions <= cursor[1]))
+            positions, counts = positions[keep], np.bincount(owner[keep], minlength=n).astype(np.int64)
+            left = counts > 0  # (an entity whose elements were all returned already: not again)
+            cols, counts = {k: v[left] for k, v in cols.items()}, counts[left]
         first, stop, skip, start = element_search.page_elements(counts, limit, offset)
         counts = counts[first:stop].copy()
         if len(counts):
