@@ -46,6 +46,8 @@ def absent_column(field, count: int) -> np.ndarray:
     array) under a validity mask of False (``absent_mask``)."""
     dt = field.dtype
     col: np.ndarray
+    if dt.is_vector:  # a nullable vector added later (Milvus 3.0): the null placeholder (vector_placeholder)
+        return vector_placeholder(field, count)
     if dt in SCALAR_DTYPES:
         col = np.zeros(count, SCALAR_DTYPES[dt])
     else:
@@ -60,6 +62,19 @@ def absent_column(field, count: int) -> np.ndarray:
     if field.default_value is not None:
         col[:] = field.default_value
     return col
+
+
+def vector_placeholder(field, count: int) -> np.ndarray:
+    """``count`` rows of a nullable vector field's null placeholder: zeros (an empty row for a sparse
+    vector, object ``b""``), under a validity mask of False. An index may hold them; a search masks
+    them out (vecdb.querynode.executor)."""
+    if field.dtype == DataType.SPARSE_FLOAT_VECTOR:
+        col = np.empty(count, object)
+        col[:] = b""
+        return col
+    out = empty_column(field, count)
+    out[...] = 0
+    return out
 
 
 def absent_mask(field, count: int) -> np.ndarray:

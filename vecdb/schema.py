@@ -555,8 +555,9 @@ class CollectionSchema:
 def added_field(schema: CollectionSchema, fpb, zone: str = DEFAULT_ZONE) -> FieldSchema:
     """The field ``fpb`` (``schema_pb2.FieldSchema``) of an ``add_collection_field`` on ``schema``,
     checked as Milvus 2.6 checks it: a new name, nullable (rows written before read as null, or as
-    its default value when it has one), a scalar type, never a primary, partition or clustering
-    key, nor a function's output. Its id is the schema's largest plus one; ``field_id`` and the
+    its default value when it has one), a scalar type or (Milvus 3.0) a vector (null in the rows
+    before it: a search never returns them), never a primary, partition or clustering key, nor a
+    function's output. Its id is the schema's largest plus one; ``field_id`` and the
     place in ``schema.fields`` are the coord's to set (``vecdb.coord.ddl``). ``zone``: the
     collection's time zone (a TIMESTAMPTZ default value without an offset is read in it)."""
     _refuse_unsupported_field(fpb)
@@ -584,11 +585,10 @@ def added_field(schema: CollectionSchema, fpb, zone: str = DEFAULT_ZONE) -> Fiel
         element_type=_data_type(fpb.element_type, name) if fpb.element_type else DataType.NONE,
         type_params=params, is_clustering_key=fpb.is_clustering_key)
     _refuse_struct_only_type(f)
-    if f.dtype.is_vector:
-        type_name = _PROTO_TYPE_NAMES.get(f.dtype, f.dtype.name)
-        raise InvalidParameter(f"vector type not support null, type:{type_name}, name:{name}")
     if f.enable_analyzer or params.get("enable_match", "").strip().lower() == "true":
         raise _not_yet(f"an added field with an analyzer ({name})")
+    if f.dtype.is_vector and f.dtype != DataType.SPARSE_FLOAT_VECTOR and "dim" not in params:  # (Milvus 3.0)
+        raise InvalidParameter(f"vector field must have dimension specified, field name = {name}")
     _parse_type_params(f, params)
     _parse_null_and_default(f, fpb, zone)
     if len(schema.fields) + 1 > LIMITS.max_fields:  # counted as CollectionSchema.validate counts
@@ -913,6 +913,14 @@ def valid_key(name: str) -> str:
     return "$valid." + name
 
 
+# Milvus 3.0 (pkg/util/typeutil/nullable_vector.go IsSupportedNullableVectorType): the vector types a
+# field may be nullable of. A null row's vector is stored as a placeholder (zeros; an empty sparse row)
+# under the field's validity mask, and a search never returns it.
+NULLABLE_VECTOR_TYPES = frozenset({
+    DataType.FLOAT_VECTOR, DataType.BINARY_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR,
+    DataType.INT8_VECTOR, DataType.SPARSE_FLOAT_VECTOR})
+
+
 def _parse_null_and_default(f: FieldSchema, fpb, zone: str = DEFAULT_ZONE) -> None:
     """``nullable`` and ``default_value`` as Milvus 2.5 takes them: scalar fields only, never the
     primary key (nor the partition key for nullable), a default value of the field's type. A
@@ -922,7 +930,7 @@ def _parse_null_and_default(f: FieldSchema, fpb, zone: str = DEFAULT_ZONE) -> No
     if fpb.nullable:
         if f.is_primary:
             raise InvalidParameter(f"primary field not support null, name:{name}")
-        if f.dtype.is_vector:
+        if f.dtype.is_vector and f.dtype not in NULLABLE_VECTOR_TYPES:
             type_name = _PROTO_TYPE_NAMES.get(f.dtype, f.dtype.name)
             raise InvalidParameter(f"vector type not support null, type:{type_name}, name:{name}")
         if f.is_partition_key:

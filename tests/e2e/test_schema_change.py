@@ -116,7 +116,7 @@ def test_add_field_before_load(client, name):
 @pytest.mark.parametrize("kwargs, message", [
     ({"field_name": "nn", "data_type": DataType.INT64}, "added field must be nullable"),
     ({"field_name": "tag", "data_type": DataType.INT64, "nullable": True}, "duplicate field name"),
-    ({"field_name": "v2", "data_type": DataType.FLOAT_VECTOR, "dim": 2, "nullable": True}, "vector type not support"),
+    ({"field_name": "v2", "data_type": DataType.FLOAT_VECTOR, "nullable": True}, "dimension"),  # (nullable: Milvus 3.0)
     ({"field_name": "pk2", "data_type": DataType.INT64, "nullable": True, "is_primary": True}, "pk field"),
     ({"field_name": "s", "data_type": DataType.VARCHAR, "nullable": True}, "max_length"),
     ({"field_name": "i8", "data_type": DataType.INT8, "nullable": True, "default_value": 1000}, "default value"),

@@ -176,6 +176,8 @@ class _Compiler:
             if not isinstance(node.operand, ast.Name):
                 raise self.error("is null can only be applied to a field or a JSON path", node.pos)
             geo = self.schema.field(node.operand.name)
+            if geo is not None and geo.dtype.is_vector and not node.operand.path:  # (Milvus 3.0 parser)
+                raise self.error("IsNull/IsNotNull operations are not supported on vector fields", node.pos)
             if geo is not None and geo.dtype == DataType.GEOMETRY and not node.operand.path:
                 if not geo.nullable:  # (a GEOMETRY field is no value here: only its mask says)
                     return preds.ConstPred(node.negate)

@@ -53,7 +53,7 @@ from pymilvus.grpc_gen import common_pb2, schema_pb2
 from vecdb import bm25, minhash_function, sparse, timestamptz
 from vecdb.analyzer import Analyzer
 from vecdb.column_codec import object_array
-from vecdb.column_defaults import absent_column
+from vecdb.column_defaults import absent_column, vector_placeholder
 from vecdb.errors import FieldNotFound, InvalidParameter
 from vecdb.limits import LIMITS
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, FunctionType, valid_key
@@ -204,7 +204,9 @@ def columns_from_field_data(
                 f"the data type of field ({field.name}) is {_type_name(fd.type)}, "
                 f"but the schema type is {_type_name(field.dtype)}"
             )
-        if field.dtype.is_vector:
+        if field.dtype.is_vector and mask is not None:
+            columns[name] = _decode_null_vectors(field, fd, num_rows, mask)
+        elif field.dtype.is_vector:
             columns[name] = _decode_vectors(field, fd, num_rows)
         elif field.dtype == DataType.ARRAY_OF_VECTOR:
             columns[name] = _decode_vector_arrays(field, fd, num_rows)
@@ -376,6 +378,8 @@ def null_column(field: FieldSchema, n: int) -> np.ndarray:
     """A column of ``n`` null rows: the placeholder a null row holds under its validity mask (0, false,
     "", JSON null, an empty array), so that every column keeps one type."""
     dt = field.dtype
+    if dt.is_vector:  # a nullable vector (Milvus 3.0): zeros, an empty sparse row
+        return vector_placeholder(field, n)
     if dt in _NP_DTYPE:
         return np.zeros(n, _NP_DTYPE[dt])
     if dt == DataType.TIMESTAMPTZ:  # int64 microseconds
@@ -414,6 +418,41 @@ def _decode_with_nulls(field: FieldSchema, fd, n: int, mask: np.ndarray, static_
     col = null_column(field, n)
     col[mask] = values
     return col
+
+
+def _decode_null_vectors(field: FieldSchema, fd, n: int, mask: np.ndarray) -> np.ndarray:
+    """A nullable vector column with null rows (Milvus 3.0). pymilvus sends the valid rows' vectors
+    only (a compact payload, as Milvus expects: none at all when every row is null); a payload of all
+    ``n`` rows (placeholders at the null ones) is taken too. A null row holds ``null_column``'s
+    placeholder."""
+    valid = int(np.count_nonzero(mask))
+    col = null_column(field, n)
+    if not valid and _vector_rows_sent(field, fd) == 0:
+        return col
+    sent = _vector_rows_sent(field, fd)
+    if sent == n and n != valid:
+        values = _decode_vectors(field, fd, n)[mask]
+    else:
+        values = _decode_vectors(field, fd, valid)
+    col[mask] = values
+    return col
+
+
+def _vector_rows_sent(field: FieldSchema, fd) -> int:
+    """How many rows a vector FieldData holds (-1 when that cannot be told: its decoding then says why)."""
+    if fd.WhichOneof("field") != "vectors":
+        return 0
+    kind = fd.vectors.WhichOneof("data")
+    if kind is None:
+        return 0
+    if kind == "sparse_float_vector":
+        return len(fd.vectors.sparse_float_vector.contents)
+    dim = field.dim
+    if kind == "float_vector":
+        return len(fd.vectors.float_vector.data) // dim if dim else -1
+    raw = getattr(fd.vectors, kind)
+    width = {DataType.BINARY_VECTOR: dim // 8, DataType.INT8_VECTOR: dim}.get(field.dtype, dim * 2)
+    return len(raw) // width if width else -1
 
 
 def _fill_nulls(columns: dict, field: FieldSchema, n: int, mask: np.ndarray | None) -> None:

@@ -74,9 +74,14 @@ def fill_field_data(
                 _encode_struct(new(), schema, field.struct_name, columns, output_fields)
             continue
         fd = new()
-        _encode_column(fd, field, _column(columns, name), times)
+        col = _column(columns, name)
+        if field.nullable:
+            valid = np.asarray(_column(columns, valid_key(name)), np.bool_)
+            if field.dtype.is_vector and not valid.all():  # compact, as Milvus 3.0 sends it: the
+                col = col[valid]  # valid rows' vectors only (pymilvus 3.0 maps them by valid_data)
+        _encode_column(fd, field, col, times)
         if field.nullable:  # pymilvus reads a row as None where valid_data is false
-            merge_packed(fd, _VALID_DATA, np.asarray(_column(columns, valid_key(name)), np.uint8))
+            merge_packed(fd, _VALID_DATA, valid.view(np.uint8))
     if dyn is not None and (want_all_meta or dynamic_keys):
         # dynamic_keys is non-empty unless want_all_meta
         keys = None if want_all_meta or not dynamic_keys or "*" in dynamic_keys else list(dynamic_keys)

@@ -1072,7 +1072,7 @@ def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id:
                 col = float32_to_bfloat16(col)
         elif f.dtype == DataType.SPARSE_FLOAT_VECTOR:  # {index: value} or {"indices": [..], "values": [..]}
             col = np.empty(len(values), object)
-            col[:] = [_sparse_row(v) for v in values]
+            col[:] = [v if isinstance(v, bytes) else _sparse_row(v) for v in values]  # (bytes: a null's placeholder)
         elif f.dtype in _NUMPY:
             col = np.asarray(values, _NUMPY[f.dtype])
         else:  # VARCHAR, JSON, ARRAY
@@ -1120,6 +1120,10 @@ def _column_values(fd: schema_pb2.FieldData, n: int) -> list:
         subs = [(sub.field_name, _column_values(sub, n)) for sub in fd.struct_arrays.fields]
         return [[{name: values[i][j] for name, values in subs} for j in range(len(subs[0][1][i]) if subs else 0)]
                 for i in range(n)]
+    if fd.HasField("vectors") and len(fd.valid_data) and fd.vectors.WhichOneof("data") != "vector_array":
+        valid = list(fd.valid_data)  # a nullable vector (Milvus 3.0): the valid rows' vectors only
+        compact = iter(_column_values(schema_pb2.FieldData(vectors=fd.vectors), sum(valid)))
+        return [next(compact) if ok else None for ok in valid]
     if fd.HasField("vectors"):
         v = fd.vectors
         kind = v.WhichOneof("data")
@@ -1182,6 +1186,8 @@ def _floats(values: np.ndarray) -> np.ndarray:
 def _column_length(fd: schema_pb2.FieldData) -> int:
     if fd.WhichOneof("field") == "struct_arrays":
         return _column_length(fd.struct_arrays.fields[0]) if fd.struct_arrays.fields else 0
+    if fd.HasField("vectors") and len(fd.valid_data):  # a nullable vector: one entry per row
+        return len(fd.valid_data)
     if fd.HasField("vectors"):
         v = fd.vectors
         kind = v.WhichOneof("data")

@@ -19,7 +19,7 @@ from vecdb.index.ngram import segment_ngram_index
 from vecdb.index.scalar import segment_scalar_index
 from vecdb.querynode.shard import SegmentView
 from vecdb.roles import RowFilter
-from vecdb.schema import DataType, FieldSchema
+from vecdb.schema import DataType, FieldSchema, valid_key
 
 
 class SegmentColumns(Mapping):
@@ -171,6 +171,8 @@ def search(views: list[SegmentView], spec: SearchSpec, pk_name: str, output_fiel
         if spec.ignore_growing and not view.segment.sealed:
             continue
         mask = valid_mask(view, spec.ts, spec.flt)
+        if spec.field.nullable and _any(mask):  # a null vector (Milvus 3.0) is never a hit
+            mask = _with_vector_valid(view, spec.field, mask)
         if not _any(mask):
             continue
         if elems is not None:
@@ -226,6 +228,15 @@ def search(views: list[SegmentView], spec: SearchSpec, pk_name: str, output_fiel
     if E is not None:
         hits.columns[element_search.ELEMENT_COLUMN] = E.ravel() if valid is None else E.ravel()[valid.ravel()]
     return hits
+
+
+def _with_vector_valid(view: SegmentView, field: FieldSchema, mask: np.ndarray | None) -> np.ndarray | None:
+    """``mask`` less the rows whose vector is null (a nullable vector field's validity mask: their
+    placeholder may sit in an index, never in a result)."""
+    valid = np.asarray(view.segment.column(valid_key(field.name), view.n), bool)
+    if mask is None:
+        return None if valid.all() else valid.copy()
+    return mask & valid
 
 
 def _has_ties(D: np.ndarray, valid: np.ndarray | None) -> bool:

@@ -42,7 +42,7 @@ from vecdb.querynode.compaction import CompactionFollower
 from vecdb.querynode.segment import Segment
 from vecdb.querynode.shard import ReadScope, SegmentView, Shard
 from vecdb.roles import RowFilter
-from vecdb.schema import DataType
+from vecdb.schema import DataType, valid_key
 from vecdb.storage import segments as sf
 from vecdb.storage import stall
 from vecdb.storage.base import Log, MetaStore, ObjectStore
@@ -305,6 +305,10 @@ class QueryNode:
         shared = {name: v for name, ix in indexes.items() if (v := ix.raw_vectors()) is not None}
         columns, ts = sf.read_segment(self.objects, prefix, info.schema, mmap=mmap, skip=shared)
         columns.update(shared)
+        for name in shared:  # a nullable vector's mask is the segment's own, never in its index
+            f = info.schema.field(name)
+            if f is not None and f.nullable:
+                columns[valid_key(name)] = sf.read_valid(self.objects, prefix, f, len(ts), mmap)
         return columns, ts, indexes
 
     # --- sealed segments spread over a replica's nodes ------------------------------

@@ -103,6 +103,13 @@ def read_segment(store: ObjectStore, prefix: str, schema: CollectionSchema, mmap
     return columns, ts
 
 
+def read_valid(store: ObjectStore, prefix: str, field, rows: int, mmap: bool = False) -> np.ndarray:
+    """A nullable field's validity mask in a segment (every row null, or valid when it has a default
+    value, for a field added after the segment was written)."""
+    key = f"{prefix}{field.field_id}.valid.npy"
+    return _load_npy(store, key, mmap) if store.exists(key) else absent_mask(field, rows)
+
+
 def _has_column(store: ObjectStore, prefix: str, field_id: int) -> bool:
     return any(store.exists(f"{prefix}{field_id}{suffix}") for suffix in (".npy", ".indptr.npy", ".vcol"))
 
@@ -119,6 +126,8 @@ def read_column(store: ObjectStore, prefix: str, field, mmap: bool = False,
     if schema is not None and field.is_function_output and not _has_column(store, prefix, field.field_id):
         return read_segment(store, prefix, schema, skip=[f.name for f in schema.fields if f.name != field.name])[0][
             field.name]
+    if field.nullable and not _has_column(store, prefix, field.field_id):  # added after the segment was
+        return absent_column(field, len(read_ts(store, prefix)))  # written (add_collection_field): null rows
     return _load_npy(store, f"{prefix}{field.field_id}.npy", mmap)
 
 
