@@ -388,17 +388,33 @@ def test_hostile_hybrid_requests(uri, client, name, data, rank, subs, function, 
     assert words in reply.status.reason
 
 
-def test_search_aggregation_and_function_chains_are_refused_not_dropped(client, name):
-    """Milvus 3.0's search_aggregation and function_chains: refused (1100) until vecdb runs them, so a
-    reply never looks like their answer."""
+def test_search_aggregation_and_function_chains_are_refused_not_dropped(uri, client, name):
+    """Milvus 3.0's search_aggregation runs in a plain search (tests/e2e/test_search_aggregation_e2e.py)
+    but not in a hybrid search's sub-request (refused, 1100, as Milvus: pymilvus refuses it first);
+    function_chains: run (the chain applied, not dropped)."""
     from pymilvus import SearchAggregation  # noqa: PLC0415
     from pymilvus.function_chain import FunctionChain, FunctionChainStage, col  # noqa: PLC0415
+    from pymilvus.grpc_gen import common_pb2, milvus_pb2  # noqa: PLC0415
+
+    from tests.e2e._helpers import raw_stub  # noqa: PLC0415
 
     client.create_collection(name, dimension=4)
     client.insert(name, [{"id": i, "vector": [float(i)] * 4} for i in range(5)])
-    with pytest.raises(MilvusException, match="search_aggregation is not supported") as e:
-        client.search(name, data=[[0.0] * 4], limit=3, search_aggregation=SearchAggregation(fields=["id"], size=2))
-    assert e.value.code == 1100
-    chain = FunctionChain(FunctionChainStage.L2_RERANK, name="c").sort(col("$score"), desc=True).limit(2)
-    with pytest.raises(MilvusException, match="function_chains are not supported"):
-        client.search(name, data=[[0.0] * 4], limit=3, function_chains=chain)
+    agg = SearchAggregation(fields=["id"], size=2)
+    res = client.search(name, data=[[0.0] * 4], limit=3, search_aggregation=agg)
+    assert [(b.key[0]["value"], b.count) for b in res.agg_buckets[0]] == [(0, 1), (1, 1)]
+    group = common_pb2.PlaceholderGroup(placeholders=[common_pb2.PlaceholderValue(
+        tag="$0", type=common_pb2.FloatVector, values=[np.zeros(4, np.float32).tobytes()])])
+    sub = milvus_pb2.SearchRequest(
+        collection_name=name, placeholder_group=group.SerializeToString(), nq=1,
+        search_params=[common_pb2.KeyValuePair(key="anns_field", value="vector"),
+                       common_pb2.KeyValuePair(key="topk", value="3")],
+        search_aggregation=agg.to_proto())
+    with raw_stub(uri) as stub:
+        reply = stub.HybridSearch(milvus_pb2.HybridSearchRequest(
+            collection_name=name, requests=[sub],
+            rank_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in RRF.items()]))
+    assert reply.status.code == 1100 and "search_aggregation is not supported in hybrid_search" in reply.status.reason
+    chain = FunctionChain(FunctionChainStage.L2_RERANK, name="c").sort(col("$id"), desc=True).limit(2)
+    res = client.search(name, data=[[1.0] * 4], limit=5, function_chains=chain)  # (test_function_chain_e2e.py)
+    assert [h["id"] for h in res[0]] == [4, 3]

@@ -285,6 +285,7 @@ class RestApi:
             params.append(common_pb2.KeyValuePair(key="limit", value=str(limit)))
         if req.get("offset"):
             params.append(common_pb2.KeyValuePair(key="offset", value=str(int(req["offset"]))))
+        params += [common_pb2.KeyValuePair(key=k, value=v) for k, v in _query_shape(req).items()]
         reply = r.call("Query", milvus_pb2.QueryRequest(
             db_name=r.db, collection_name=name, expr=expr, output_fields=req.get("outputFields") or ["*"],
             partition_names=req.get("partitionNames", []), query_params=params,
@@ -297,8 +298,8 @@ class RestApi:
         name = _name(req)
         limit = req.get("limit")
         filter_ = req.get("filter", "")
-        if not filter_ and not limit:
-            limit = 100  # Milvus's REST default: a query without a filter needs a limit
+        if not filter_ and not limit and not req.get("groupByFields"):
+            limit = 100  # Milvus's REST default: a query without a filter needs a limit (not a grouping one)
         return self._query(r, name, filter_, req, int(limit) if limit else None)
 
     def _entities_get(self, req, r):
@@ -333,6 +334,7 @@ class RestApi:
         if metric:
             kv["metric_type"] = metric
         kv.update(_grouping(req))
+        kv.update({k: v for k, v in _query_shape(req).items() if k == "order_by_fields"})
         return milvus_pb2.SearchRequest(
             db_name=r.db, collection_name=name, partition_names=req.get("partitionNames", []),
             dsl=req.get("filter", ""), dsl_type=common_pb2.BoolExprV1,
@@ -845,6 +847,22 @@ def _grouping(req: dict) -> dict[str, str]:
     return out
 
 
+def _query_shape(req: dict) -> dict[str, str]:
+    """A query's ``groupByFields`` (field names) and a query's or search's ``orderByFields`` (``"f:desc"``
+    strings or ``{"field": f, "order": "desc"}`` objects) as the parameters pymilvus sends
+    (vecdb.proxy.query_aggregation)."""
+    out = {}
+    group = req.get("groupByFields")
+    if group:
+        out["group_by_fields"] = ",".join(str(g) for g in (group if isinstance(group, list) else [group]))
+    order = req.get("orderByFields")
+    if order:
+        items = order if isinstance(order, list) else [order]
+        out["order_by_fields"] = ",".join(
+            f"{o.get('field', '')}:{o.get('order', 'asc')}" if isinstance(o, dict) else str(o) for o in items)
+    return out
+
+
 def _ids(schema: CollectionSchema, ids) -> schema_pb2.IDs:
     """A search's ``ids`` (the primary keys whose vectors are the queries) of the primary key's type."""
     ids = ids if isinstance(ids, list) else [ids]
@@ -1227,7 +1245,7 @@ _READ = [("filter", _S, False), ("outputFields", _A, False), ("partitionNames", 
          ("consistencyLevel", _S, False)] + _NS
 _SEARCH = [("data", _A, False), ("ids", _A, False), ("annsField", _S, False), ("limit", _I, False),
            ("offset", _I, False), ("searchParams", _O, False), ("groupingField", _S, False), ("groupSize", _I, False),
-           ("strictGroupSize", _B, False), ("exprParams", _O, False)]
+           ("strictGroupSize", _B, False), ("exprParams", _O, False), ("orderByFields", _A, False)]
 _GRANT_V2 = [("roleName", _S, True), ("privilege", _S, True), ("collectionName", _S, False)]
 _PG = [("privilegeGroupName", _S, True)]
 _RG = [("name", _S, True)]
@@ -1250,7 +1268,8 @@ PARAMETERS: dict[str, list[tuple[str, str, bool]]] = {
     "entities/upsert": _COLL + [("data", _A, True), ("partitionName", _S, False)] + _NS,
     "entities/delete": _COLL + [("filter", _S, False), ("id", _A, False), ("partitionName", _S, False)] + _NS,
     "entities/get": _COLL + [("id", _A, True), ("outputFields", _A, False), ("partitionNames", _A, False)] + _NS,
-    "entities/query": _COLL + _READ + [("limit", _I, False), ("offset", _I, False), ("exprParams", _O, False)],
+    "entities/query": _COLL + _READ + [("limit", _I, False), ("offset", _I, False), ("exprParams", _O, False),
+                                       ("groupByFields", _A, False), ("orderByFields", _A, False)],
     "entities/search": _COLL + _READ + _SEARCH,
     "entities/hybrid_search": _COLL + [("search", _A, True), ("rerank", _O, False), ("limit", _I, False),
                                        ("offset", _I, False), ("outputFields", _A, False),

@@ -29,6 +29,7 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from vecdb import element_search, errors, namespaces
 from vecdb.limits import LIMITS
+from vecdb.proxy import function_chain
 from vecdb.proxy.base import kv_dict, rpc
 from vecdb.proxy.boost import Boost
 from vecdb.proxy.consistency import level_of, reading_at
@@ -102,6 +103,7 @@ class HybridRpcs(SearchRpcs):
         refuse_unsupported_search_parts(request)
         for sub in request.requests:
             refuse_unsupported_search_parts(sub)
+            function_chain.refuse_on_ann_request(sub)
         reqs = list(request.requests)
         if not reqs:
             raise errors.InvalidParameter("hybrid search needs at least one ANN search request")
@@ -111,6 +113,7 @@ class HybridRpcs(SearchRpcs):
         zone = time_output(rank, self.zone_of(info)).zone  # (its timezone: each ANN request's too)
         ranker = _ranker(request, len(reqs), info.schema, zone)
         limit, offset = _window(rank)
+        chain = function_chain.parse_chains(request, info.schema, hybrid=True)  # (vecdb.proxy.function_chain)
         round_decimal = _round_decimal(rank)
         level = level_of(request, info.consistency_level)
         ts = self._snapshot_ts(info, request, level)
@@ -127,6 +130,8 @@ class HybridRpcs(SearchRpcs):
             pairs = [kv for kv in sub.search_params if kv.key not in _HYBRID_OWNED]
             pairs += [kv for kv in request.rank_params if kv.key in _SHARED and kv.key not in own]
             plan = self._search_plan(info, pairs, request.output_fields)
+            if chain is not None:  # the fields the chain reads, with every hit
+                plan = dataclasses.replace(plan, fetch=chain.fetch(plan.fetch))
             if plan.group is not None and not rank.get("group_by_field"):  # (pymilvus copies the hybrid's)
                 raise errors.InvalidParameter("not support search_group_by operation in the hybrid search")
             spec = self._search_spec(info, sub, plan, ts)
@@ -140,6 +145,8 @@ class HybridRpcs(SearchRpcs):
         group = None
         for plan in plans:  # (each request's vector type: grouping refuses binary vectors)
             group = parse_group_by(info.schema, rank, {}, plan.field.dtype)
+        if chain is not None:
+            function_chain.refuse_in_hybrid(group is not None, element_level)
         decayed = ranker.decay.field if ranker.decay is not None else None  # its field read with every hit
         if group is not None and any(boosts):
             raise errors.InvalidParameter("a boost ranker in an ANN request cannot be combined with group_by_field")
@@ -158,9 +165,12 @@ class HybridRpcs(SearchRpcs):
                           h.columns.get(decayed or "")) for i, (h, p) in enumerate(zip(hits, plans))]
         plan = plans[0]
         if group is None:
-            fused = fuse(ranker, subs, nq, limit, offset)
+            fused = fuse(ranker, subs, nq, *((limit, offset) if chain is None else (limit + offset, 0)))
             topks, pks, scores = fused.topks, fused.pks, fused.scores
             columns = fused_columns(fused, [h.columns for h in hits], plan.fetch)
+            if chain is not None:  # the fused hits through the chain, then the page
+                topks, pks, scores, columns = function_chain.rerun_fused(chain, topks, pks, scores, columns, limit,
+                                                                         offset)
         else:  # every fused hit, then groups of them (vecdb.proxy.grouping.group_fused)
             fused = fuse(ranker, subs, nq, sum(len(h.pks) for h in hits), 0)
             columns = fused_columns(fused, [h.columns for h in hits], with_field(plan.fetch, group.field.name))

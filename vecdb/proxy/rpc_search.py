@@ -19,7 +19,7 @@ from vecdb.index.base import MINHASH_METRIC, check_range_params
 from vecdb.index.params import MAX_CANDIDATES
 from vecdb.limits import LIMITS
 from vecdb.minhash_function import output_encoder
-from vecdb.proxy import status
+from vecdb.proxy import function_chain, search_aggregation, status
 from vecdb.proxy.base import ServiceBase, kv_dict, parse_json_param, rpc
 from vecdb.proxy.boost import Boost, rescored_rows
 from vecdb.proxy.consistency import BOUNDED_STALENESS, ReadLevel, level_of, reading_at
@@ -28,6 +28,13 @@ from vecdb.proxy.fieldencode import fill_field_data
 from vecdb.proxy.grouping import GroupBy, group_hits, parse_group_by
 from vecdb.proxy.highlight import Highlight, highlight_results, plan_highlight
 from vecdb.proxy.order_by import order_fields, order_group_rows, order_rows, parse_order_by
+from vecdb.proxy.query_aggregation import (
+    aggregate_rows,
+    fetched_columns,
+    order_query_rows,
+    plan_query,
+    refuse_element_level,
+)
 from vecdb.proxy.quota import admit_collection
 from vecdb.proxy.rerank import Ranker, SubResult, function_ranker, fuse, fused_columns
 from vecdb.proxy.results import query_results, search_results
@@ -173,13 +180,13 @@ def _element_level(plan: SearchPlan) -> bool:
     return plan.field.dtype == DataType.ARRAY_OF_VECTOR and element_search.is_element_metric(plan.metric)
 
 
-def refuse_unsupported_search_parts(request) -> None:
+def refuse_unsupported_search_parts(request, aggregation: bool = False) -> None:
     """Milvus 3.0 search parts vecdb does not run yet, refused rather than dropped (a reply without
-    them would look like their answer): ``search_aggregation`` and ``function_chains``."""
-    if request.HasField("search_aggregation") if "search_aggregation" in request.DESCRIPTOR.fields_by_name else False:
-        raise errors.InvalidParameter("search_aggregation is not supported by vecdb yet")
-    if len(request.function_chains):
-        raise errors.InvalidParameter("function_chains are not supported by vecdb yet")
+    them would look like their answer): ``search_aggregation`` (unless ``aggregation``: a plain
+    Search runs it; a hybrid search's sub-request does not, as in Milvus). (``function_chains`` run:
+    vecdb.proxy.function_chain.)"""
+    if not aggregation and search_aggregation.requested(request):
+        raise errors.InvalidParameter("search_aggregation is not supported in hybrid_search")
 
 
 def _element_cursor(qp: dict, schema) -> tuple | None:
@@ -231,7 +238,7 @@ class SearchRpcs(ServiceBase):
         self.require_loaded(info)
         if request.sub_reqs:
             raise errors.OperationNotSupported("a Search with sub_reqs is not supported; send a HybridSearch")
-        refuse_unsupported_search_parts(request)
+        refuse_unsupported_search_parts(request, aggregation=True)
         plan = self._search_plan(info, request.search_params, request.output_fields)
         if request.HasField("highlighter"):
             plan = _with_highlight(plan, plan_highlight(request.highlighter, info.schema, plan.metric, plan.field,
@@ -247,6 +254,11 @@ class SearchRpcs(ServiceBase):
         if ranker is not None and (plan.iterator or plan.group is not None or plan.order):
             raise errors.InvalidParameter("a rerank function (ranker) cannot be combined with a search iterator, "
                                           "group_by_field or order_by_fields")
+        chain = function_chain.parse_chains(request, info.schema)  # Milvus 3.0 (vecdb.proxy.function_chain)
+        if chain is not None:
+            function_chain.refuse_with(plan, _element_level(plan), search_aggregation.requested(request))
+        if search_aggregation.requested(request):  # Milvus 3.0 (vecdb.proxy.search_aggregation)
+            return self._aggregated_search(info, request, spec, plan, parts, level, ranker is not None)
         if plan.iter_batch:
             return self._iterator_page(info, request, spec, plan, parts, level)
         with reading_at(level):
@@ -254,12 +266,29 @@ class SearchRpcs(ServiceBase):
                 return self._grouped_search(info, spec, plan, parts)
             if ranker is not None:
                 return self._reranked_search(info, spec, plan, parts, ranker)
+            if chain is not None:
+                return self._reply(info, spec, plan, function_chain.chained_hits(self, info, spec, plan, parts, chain))
             hits = self.r.querynode.search(info, spec, parts, plan.fetch)
         if plan.order:  # each query's hits re-sorted by the fields (Milvus 2.6)
             rows = order_rows(hits.topks, hits.columns, plan.order)
             hits.pks, hits.scores = hits.pks[rows], hits.scores[rows]
             hits.columns = {k: v[rows] for k, v in hits.columns.items()}
         return self._reply(info, spec, plan, hits)
+
+    def _aggregated_search(self, info, request, spec: SearchSpec, plan: SearchPlan, parts, level: ReadLevel,
+                           ranked: bool) -> milvus_pb2.SearchResults:
+        """A search with ``search_aggregation``: its buckets instead of hits (vecdb.proxy.search_aggregation)."""
+        search_aggregation.check_combination(
+            group=plan.group is not None, order=bool(plan.order), offset=plan.offset, iterator=plan.iterator,
+            radius=plan.radius is not None, ranker=ranked, highlighter=request.HasField("highlighter"),
+            element_level=_element_level(plan))
+        agg = search_aggregation.parse(request.search_aggregation, info.schema, plan.out_fields)
+        with reading_at(level):
+            pool = search_aggregation.search_pool(
+                lambda wide, fetch: self.r.querynode.search(info, wide, parts, fetch), spec, list(agg.fetch), agg,
+                plan.field, lambda k: _widened(plan.params, k))
+        buckets = search_aggregation.aggregate(info.schema, agg, pool)
+        return search_aggregation.reply(info.schema, info.name, len(spec.queries), buckets, spec.ts)
 
     @staticmethod
     def _reply(info, spec: SearchSpec, plan: SearchPlan, hits: Hits) -> milvus_pb2.SearchResults:
@@ -556,6 +585,19 @@ class SearchRpcs(ServiceBase):
         level = level_of(request, info.consistency_level)
         ts = self._snapshot_ts(info, request, level, _is_iterator(qp))
         sealed_only = qp.get("ignore_growing", "").lower() == "true"  # (pymilvus sends str(bool))
+        # Milvus 3.0 query aggregation / group_by_fields / order_by_fields (vecdb.proxy.query_aggregation)
+        shape = plan_query(schema, requested, qp, _is_iterator(qp))
+        if shape.grouped:  # the groups of every matching row; limit and offset count groups
+            if (limit is not None and limit < 0) or offset < 0:
+                raise errors.InvalidParameter(f"invalid limit [{limit}] or offset [{offset}]")
+            if flt is not None and element_search.element_predicate(flt, None) is not None:
+                refuse_element_level("aggregation")
+            with reading_at(level):
+                cols = self.r.querynode.query(info, ts, flt, parts, fetched_columns(schema, shape),
+                                              None, 0, sealed_only=sealed_only)
+            resp = aggregate_rows(schema, shape, cols, limit, offset, info.name, times)
+            resp.session_ts = ts
+            return resp
         if any(f.strip().lower() == COUNT_STAR for f in requested):
             if len(requested) > 1:
                 raise errors.InvalidParameter("count entities with pagination is not allowed")
@@ -580,10 +622,18 @@ class SearchRpcs(ServiceBase):
         fetch = _fetched(schema, out_fields, dyn_keys)
         match = element_search.element_predicate(flt, None) if flt is not None else None
         if match is not None:  # an element-level query: each entity's matching elements too
+            if shape.order:
+                refuse_element_level("order_by")
             return self._element_query(info, ts, flt, parts, fetch, limit, offset, match, sealed_only, level,
                                        (out_fields, dyn_keys, times), _element_cursor(qp, schema))
-        with reading_at(level):
-            cols = self.r.querynode.query(info, ts, flt, parts, fetch, limit, offset, sealed_only=sealed_only)
+        if shape.order:  # every matching row, ordered and paged here (ties by primary key)
+            with reading_at(level):
+                cols = self.r.querynode.query(info, ts, flt, parts, list(dict.fromkeys(
+                    fetch + order_fields(schema, shape.order))), None, 0, sealed_only=sealed_only)
+            cols = order_query_rows(schema, cols, shape.order, limit, offset)
+        else:
+            with reading_at(level):
+                cols = self.r.querynode.query(info, ts, flt, parts, fetch, limit, offset, sealed_only=sealed_only)
         resp = query_results(schema, cols, out_fields, dyn_keys, info.name, times)
         resp.session_ts = ts
         return resp
