@@ -22,6 +22,19 @@ from vecdb.schema import CollectionSchema, DataType, valid_key
 _DIRECTIONS = {"asc": True, "ascending": True, "desc": False, "descending": False}
 
 
+def ascending(name: str, direction: str) -> bool:
+    """Whether an ``order_by_fields`` item of field ``name`` sorts ascending (``direction``: asc, desc,
+    ascending or descending in any case; empty: asc)."""
+    if not name:
+        raise errors.InvalidParameter("empty field name in order_by_fields")
+    direction = direction.strip() or "asc"
+    asc = _DIRECTIONS.get(direction.lower())
+    if asc is None:
+        raise errors.InvalidParameter(f"invalid order direction '{direction}' for field '{name}' "
+                                      "(must be 'asc', 'desc', 'ascending', or 'descending')")
+    return asc
+
+
 def parse_order_by(schema: CollectionSchema, raw) -> tuple[tuple[str, bool], ...]:
     """``((field, ascending), ...)`` from the search param's text (empty: no ordering)."""
     text = str(raw or "").strip()
@@ -30,13 +43,8 @@ def parse_order_by(schema: CollectionSchema, raw) -> tuple[tuple[str, bool], ...
     out = []
     for item in text.split(","):
         name, _, direction = item.strip().partition(":")
-        name, direction = name.strip(), (direction.strip() or "asc")
-        if not name:
-            raise errors.InvalidParameter("empty field name in order_by_fields")
-        asc = _DIRECTIONS.get(direction.lower())
-        if asc is None:
-            raise errors.InvalidParameter(f"invalid order direction '{direction}' for field '{name}' "
-                                          "(must be 'asc', 'desc', 'ascending', or 'descending')")
+        name = name.strip()
+        asc = ascending(name, direction)
         f = schema.field(name)
         if f is None or f.is_dynamic:
             if schema.enable_dynamic_field:

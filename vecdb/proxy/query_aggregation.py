@@ -41,7 +41,7 @@ from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
 from vecdb import errors
 from vecdb.proxy.fieldencode import fill_field_data
-from vecdb.proxy.order_by import parse_order_by
+from vecdb.proxy.order_by import ascending, parse_order_by
 from vecdb.schema import CollectionSchema, DataType, FieldSchema, valid_key
 from vecdb.timestamptz import UTC_OUTPUT, TimeOutput
 
@@ -55,7 +55,6 @@ _NUMERIC = frozenset({DataType.INT8, DataType.INT16, DataType.INT32, DataType.IN
 _ORDERED = _NUMERIC | {DataType.VARCHAR, DataType.TIMESTAMPTZ}
 _GROUPABLE = frozenset({DataType.BOOL, DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64,
                         DataType.VARCHAR, DataType.TIMESTAMPTZ})
-_DIRECTIONS = {"asc": True, "ascending": True, "desc": False, "descending": False}
 
 
 @dataclass(frozen=True)
@@ -169,13 +168,7 @@ def plan_query(schema: CollectionSchema, requested: list[str], params: Mapping[s
         close = item.rfind(")")
         head, sep, direction = item[close + 1:].partition(":") if close >= 0 else item.partition(":")
         name = (item[:close + 1] + head).strip() if close >= 0 else head.strip()
-        direction = direction.strip() or "asc"
-        if not name:
-            raise errors.InvalidParameter("empty field name in order_by_fields")
-        asc = _DIRECTIONS.get(direction.lower())
-        if asc is None:
-            raise errors.InvalidParameter(f"invalid order direction '{direction}' for field '{name}' "
-                                          "(must be 'asc', 'desc', 'ascending', or 'descending')")
+        asc = ascending(name, direction)
         agg = parse_aggregate(schema, name)
         if agg is not None:
             found = aggs.get(agg.key) or extra.get(agg.key)

@@ -398,20 +398,8 @@ def _set_metric(mv, m: Metric, value) -> None:
         mv.int_val = int(value)
 
 
-def _set_key(entry, f: FieldSchema, value) -> None:
-    entry.field_id = f.field_id
-    entry.field_name = f.name
-    if value is None:
-        return
-    if f.dtype == DataType.BOOL:
-        entry.bool_val = bool(value)
-    elif f.dtype == DataType.VARCHAR:
-        entry.string_val = str(value)
-    else:
-        entry.int_val = int(value)
-
-
 def _set_hit_field(out, f: FieldSchema, value) -> None:
+    """One field's value into a bucket key's entry or a top hit's field (null: no value set)."""
     out.field_id = f.field_id
     out.field_name = f.name
     if value is None:
@@ -498,7 +486,7 @@ def _level(pool: _Pool, agg: Aggregation, depth: int, rows: np.ndarray, out, pk_
         bucket = out.add()
         for i, f in enumerate(level.fields):
             code = int(key_codes[b, i])
-            _set_key(bucket.key.add(), f, per_field[i][1][code - 1] if code else None)
+            _set_hit_field(bucket.key.add(), f, per_field[i][1][code - 1] if code else None)
         bucket.count = int(counts[b])
         for m in level.metrics:
             values, has = metrics[m.alias]
