@@ -110,6 +110,21 @@ def test_describe_has_list_drop_rename(client, name):
     client.drop_collection(new)  # dropping a missing collection is a no-op, as in Milvus
 
 
+def test_batch_describe_collection(client, uri, name):
+    """BatchDescribeCollection: each named (then each id's) collection's DescribeCollection answer, in
+    order; one that is not there its own error status, the others still answered."""
+    client.create_collection(name, dimension=4)
+    cid = client.describe_collection(name)["collection_id"]
+    with raw_stub(uri) as stub:
+        r = stub.BatchDescribeCollection(milvus_pb2.BatchDescribeCollectionRequest(
+            collection_name=[name, name + "_nope"], collectionID=[cid]))
+    assert r.status.code == 0 and len(r.responses) == 3
+    assert r.responses[0].collection_name == name and r.responses[0].collectionID == cid
+    assert [f.name for f in r.responses[0].schema.fields] == ["id", "vector"]
+    assert r.responses[1].status.code == 100 and "nope" in r.responses[1].status.reason
+    assert r.responses[2].collection_name == name
+
+
 def test_get_collection_stats_and_load_state(client, name):
     make_collection(client, name, float_schema(4))
     client.insert(name, [{"id": i, "vec": [i, 1, 1, 1]} for i in range(10)])

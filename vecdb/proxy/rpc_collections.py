@@ -135,9 +135,26 @@ class CollectionRpcs(ServiceBase):
     def DescribeCollection(self, request, context):
         db = db_of(request, context)
         if request.collectionID and not request.collection_name:
-            info = self.r.catalog.get_by_id(request.collectionID)
-        else:
-            info = self.collection(db, request.collection_name)
+            return self.described(self.r.catalog.get_by_id(request.collectionID))
+        return self.described(self.collection(db, request.collection_name))
+
+    @rpc(milvus_pb2.BatchDescribeCollectionResponse)
+    def BatchDescribeCollection(self, request, context):
+        """Each named collection's description, then each id's, in the request's order; one that is not
+        there answers its own error status, as a DescribeCollection would."""
+        db = db_of(request, context)
+        lookups = [lambda n=n: self.collection(db, n) for n in request.collection_name]
+        lookups += [lambda i=i: self.r.catalog.get_by_id(i) for i in request.collectionID]
+        out = milvus_pb2.BatchDescribeCollectionResponse(status=status.success())
+        for lookup in lookups:
+            try:
+                out.responses.append(self.described(lookup()))
+            except errors.VecdbError as e:
+                out.responses.append(milvus_pb2.DescribeCollectionResponse(status=status.from_exception(e)))
+        return out
+
+    def described(self, info: CollectionInfo) -> milvus_pb2.DescribeCollectionResponse:
+        """DescribeCollection's answer for ``info``."""
         resp = milvus_pb2.DescribeCollectionResponse(
             status=status.success(), collectionID=info.id, collection_name=info.name, db_name=info.db,
             shards_num=info.shards_num, consistency_level=info.consistency_level,
