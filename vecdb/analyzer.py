@@ -941,8 +941,8 @@ def _jieba_dict_file(lines: list[str], where: str) -> DictFile:
         freq = None
         if len(parts) > 1:
             if not parts[1].isascii() or not parts[1].isdigit():
-                raise InvalidParameter(f"jieba tokenizer load dict file failed with error: line {no} `{line[:100]}` "
-                                       f"frequency {parts[1][:40]!r} is not an unsigned integer{where}")
+                raise InvalidParameter(f"jieba tokenizer load dict file failed with error: line {no}: its "
+                                       f"frequency is not an unsigned integer{where}")
             freq = int(parts[1])
         entries.append((parts[0], freq))
     digest = hashlib.sha1(repr(entries).encode("utf-8", "surrogatepass")).hexdigest()

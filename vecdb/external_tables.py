@@ -185,17 +185,23 @@ class SourceFiles:
 
     def __init__(self, target: ExternalTarget):
         import boto3
+        import botocore
         import botocore.config
         import botocore.exceptions
 
         self.target = target
         self._errors = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+        # Only the spec's own keys sign: without them the requests go unsigned, never with the server's
+        # own credentials (its environment, ~/.aws, an instance role), which would let a user read what
+        # the server may read; use_iam asks for those explicitly.
+        own = bool(target.access_key and target.secret_key) or target.extfs.get("use_iam") == "true"
         self._s3 = boto3.client(
             "s3", endpoint_url=target.endpoint, region_name=target.region, aws_access_key_id=target.access_key,
             aws_secret_access_key=target.secret_key,
             config=botocore.config.Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5,
                                           s3={"addressing_style": "virtual" if target.extfs.get(
-                                              "use_virtual_host") == "true" else "path"}))
+                                              "use_virtual_host") == "true" else "path"},
+                                          **({} if own else {"signature_version": botocore.UNSIGNED})))
 
     def _failed(self, what: str, e: Exception) -> errors.InvalidParameter:
         code = getattr(e, "response", {}).get("Error", {}).get("Code", "")

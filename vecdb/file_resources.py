@@ -3,8 +3,8 @@ named files that analyzers read (a jieba ``extra_dict_file``, a stop filter's ``
 synonym filter's ``synonyms_file``, a decompounder's ``word_list_file``).
 
 As in Milvus, a resource is a name and the ``path`` of one file in the deployment's object store (the
-data dir's ``objects/`` on the embedded backends, the bucket and namespace on S3; a standalone server on
-the embedded object store also takes an absolute local path, as bulk import does). An analyzer names a
+data dir's ``objects/`` on the embedded backends, the bucket and namespace on S3; never a path on the
+server's own file system, which would let a client read any file the server can). An analyzer names a
 file of a resource by ``{"type": "remote", "resource_name": <name>, "file_name": <the path's last
 part>}`` (Milvus reads the file from ``<local resource dir>/<resource id>/<basename of path>``).
 
@@ -72,11 +72,10 @@ def basename(path: str) -> str:
 
 
 class FileResources:
-    """The registry over one deployment's stores. ``local_files``: absolute local paths are read too
-    (a standalone server on the embedded object store)."""
+    """The registry over one deployment's stores."""
 
-    def __init__(self, meta: MetaStore, objects: ObjectStore, local_files: bool = False):
-        self.meta, self.objects, self.local_files = meta, objects, local_files
+    def __init__(self, meta: MetaStore, objects: ObjectStore):
+        self.meta, self.objects = meta, objects
 
     def get(self, name: str) -> FileResource | None:
         raw = self.meta.get(META_PREFIX + name)
@@ -135,11 +134,6 @@ class FileResources:
                                           f"({rec.key}, {what})") from None
 
     def _read_source(self, path: str) -> bytes:
-        if self.local_files and os.path.isabs(path) and os.path.isfile(path):
-            if os.path.getsize(path) > MAX_FILE_BYTES:
-                raise errors.InvalidParameter(f"file resource {path} is larger than {MAX_FILE_BYTES} bytes")
-            with open(path, "rb") as f:
-                return f.read()
         try:
             data = self.objects.get(path.lstrip("/"))
         except (errors.KeyNotFound, errors.InvalidParameter):
@@ -195,10 +189,10 @@ _LOCK = threading.Lock()
 _INSTALLED: list[FileResources] = []
 
 
-def install(meta: MetaStore, objects: ObjectStore, local_files: bool = False) -> FileResources:
+def install(meta: MetaStore, objects: ObjectStore) -> FileResources:
     """Make the registry over these stores the one this process's analyzers read (the node's own backends,
     opened at start: ``vecdb.storage.backends.open_backends``)."""
-    reg = FileResources(meta, objects, local_files)
+    reg = FileResources(meta, objects)
     with _LOCK:
         _INSTALLED[:] = [reg]
     return reg

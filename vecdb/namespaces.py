@@ -23,6 +23,7 @@ from __future__ import annotations
 from pymilvus.grpc_gen import schema_pb2
 
 from vecdb import errors
+from vecdb.expr.parser import parse
 from vecdb.schema import MAX_VARCHAR_LENGTH, NAMESPACE_FIELD, CollectionSchema, DataType, FieldSchema
 
 MODE_KEY = "namespace.mode"
@@ -96,7 +97,10 @@ def scoped_expr(info, ns: str | None, expr: str) -> str:
         return expr
     literal = '"' + ns.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
     cond = f"{NAMESPACE_FIELD} == {literal}"
-    return f"({cond}) and ({expr})" if (expr or "").strip() else cond
+    if not (expr or "").strip():
+        return cond
+    parse(expr)  # a whole expression on its own (else refused), so the parentheses hold all of it
+    return f"({cond}) and ({expr})"
 
 
 def scoped_partitions(info, ns: str | None, names) -> list[str]:

@@ -91,6 +91,7 @@ def test_refresh_reads_the_files_and_follows_them(client, name, s3, s3_server, b
     desc = client.describe_collection(name)
     assert desc["external_source"] == _source(s3_server, bucket)
     assert json.loads(desc["external_spec"])["format"] == "parquet"
+    assert "test" not in json.loads(desc["external_spec"])["extfs"].values()  # its keys never described
     fields = {f["name"]: f for f in desc["fields"]}
     assert fields["__virtual_pk__"]["is_primary"] and fields["__virtual_pk__"]["auto_id"]
     assert fields["vec"]["external_field"] == "embedding"

@@ -78,6 +78,25 @@ def test_reads_see_their_namespace_alone(client, name, tenants):
     assert _ids(got) == set(TENANTS["globex"])
 
 
+def test_a_filter_cannot_reach_out_of_its_namespace(client, uri, name, tenants):
+    """The namespace's condition holds a whole filter: text that closes its parentheses is refused, a
+    string that looks like it stays a string."""
+    for flt in ("id >= 0) or (id >= 0", "id >= 0 ) or ( id >= 0"):
+        with pytest.raises(MilvusException, match="cannot parse expression"):
+            client.query(name, filter=flt, namespace="acme")
+        with pytest.raises(MilvusException, match="cannot parse expression"):
+            client.search(name, data=[[0.0] * DIM], anns_field="v", filter=flt, limit=5, namespace="acme")
+        with raw_stub(uri) as stub:
+            r = stub.Delete(milvus_pb2.DeleteRequest(collection_name=name, expr=flt, namespace="acme"))
+        assert r.status.code == 1100
+    assert client.query(name, filter='tag == ") or (id >= 0"', namespace="acme") == []
+    with pytest.raises(MilvusException, match="not found"):  # search by primary keys: this namespace's rows only
+        client.search(name, ids=[100], anns_field="v", limit=3, namespace="acme")
+    hits = client.search(name, ids=[100], anns_field="v", limit=3, namespace="globex")
+    assert hits[0][0]["id"] == 100
+    assert client.query(name, filter="", output_fields=["count(*)"], namespace="globex")[0]["count(*)"] == 30
+
+
 def test_describe_hides_the_field(client, name, tenants):
     d = client.describe_collection(name)
     assert d["enable_namespace"] is True

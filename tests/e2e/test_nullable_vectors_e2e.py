@@ -86,6 +86,12 @@ def _check_search(client, name, n):
     res = client.search(name, data=[bytes([1, 7])], anns_field="bv", limit=n, consistency_level="Strong",
                         search_params={"metric_type": "HAMMING"})
     assert set(_ids(res[0])) == valid
+    # search by primary keys: a row with a vector is a query; one whose vector is null is refused
+    first_valid, first_null = min(valid), next(i for i in range(n) if _null(i))
+    assert _ids(client.search(name, ids=[first_valid], anns_field="nv", limit=1, consistency_level="Strong")[0]) \
+        == [first_valid]
+    with pytest.raises(MilvusException, match="is null"):
+        client.search(name, ids=[first_null], anns_field="nv", limit=1, consistency_level="Strong")
     # the required field still finds every row
     res = client.search(name, data=[_vec(1)], anns_field="v", limit=n, output_fields=["nv", "sp", "bv"],
                         consistency_level="Strong")

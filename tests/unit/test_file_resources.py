@@ -85,15 +85,15 @@ def test_content_is_the_copy_made_at_add(reg):
     assert a.tokens("alpha beta") == ["beta"]
 
 
-def test_local_absolute_path_only_where_allowed(tmp_path):
-    path = tmp_path / "words.txt"
-    path.write_bytes(b"bank\nnote\n")
-    strict = file_resources.FileResources(MemoryMetaStore(), MemoryObjectStore())
-    with pytest.raises(InvalidParameter, match="not exist"):
-        strict.add("w", str(path), new_id)
-    local = file_resources.FileResources(MemoryMetaStore(), MemoryObjectStore(), local_files=True)
-    rec = local.add("w", str(path), new_id)
-    assert rec.file_name == "words.txt" and local.read("w", "words.txt", "test") == b"bank\nnote\n"
+def test_a_server_file_path_is_never_read(tmp_path):
+    """Only object-store keys: a path on the server's file system (its secrets, its config) is no file
+    resource, so no analyzer message can quote it."""
+    path = tmp_path / "secret.txt"
+    path.write_bytes(b"db_password=hunter2\n")
+    reg = file_resources.FileResources(MemoryMetaStore(), MemoryObjectStore())
+    for p in (str(path), "/etc/hostname"):
+        with pytest.raises(InvalidParameter, match="not exist"):
+            reg.add("w", p, new_id)
 
 
 def test_file_refs_and_schema_resources():

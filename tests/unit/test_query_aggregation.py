@@ -234,3 +234,21 @@ def test_nullable_varchar_group_key_with_none_placeholders():
 
 def test_sort_keys_without_order_keeps_positions():
     assert sort_keys({}, {}, 4, ()).tolist() == [0, 1, 2, 3]
+
+
+def test_large_int64_sums_and_averages_do_not_wrap():
+    """An average of large INT64 values is computed in float64 (never a wrapped, negative mean); a sum
+    that leaves the int64 range is refused rather than wrapped."""
+    s = CollectionSchema(name="c", fields=[FieldSchema("id", DataType.INT64, field_id=100, is_primary=True),
+                                           FieldSchema("vec", DataType.FLOAT_VECTOR, field_id=101, dim=2),
+                                           FieldSchema("big", DataType.INT64, field_id=102),
+                                           FieldSchema("g", DataType.INT8, field_id=103)])
+    cols = {"id": np.arange(20, dtype=np.int64), "big": np.full(20, 2**62, np.int64),
+            "g": (np.arange(20) % 2).astype(np.int8)}
+    shape = plan_query(s, ["g", "avg(big)"], {"group_by_fields": "g"})
+    rows = _rows(aggregate_rows(s, shape, cols, None, 0, "c"))
+    assert [r["avg(big)"] for r in rows] == [float(2**62)] * 2
+    with pytest.raises(errors.InvalidParameter, match="overflows int64"):
+        aggregate_rows(s, plan_query(s, ["sum(big)"], {}), cols, None, 0, "c")
+    two = {k: v[:1] for k, v in cols.items()}
+    assert _rows(aggregate_rows(s, plan_query(s, ["sum(big)"], {}), two, None, 0, "c")) == [{"sum(big)": 2**62}]

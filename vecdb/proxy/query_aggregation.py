@@ -315,13 +315,21 @@ def _reduce(a: Aggregate, cols: Mapping[str, np.ndarray], gid: np.ndarray, g: in
     out[valid_key(a.name)] = has
     if a.op in ("sum", "avg"):
         integer = f.dtype.is_integer
-        total = np.zeros(g, np.int64 if integer else np.float64)
-        np.add.at(total, kept, values.astype(total.dtype))
-        if a.op == "sum":
+        # float64 sums, which cannot wrap (an average of large INT64 values stays right); an integer sum
+        # is also kept exact in int64 and refused where it leaves the int64 range
+        approx = np.bincount(kept, weights=values.astype(np.float64), minlength=g)
+        if a.op == "avg":
+            out[a.name] = approx / np.maximum(count, 1)
+            fields[a.name] = _out_field(a.name, DataType.DOUBLE, True)
+        elif integer:
+            if np.abs(approx).max(initial=0.0) >= 2.0**63:
+                raise errors.InvalidParameter(f"{a.name} overflows int64")
+            total = np.zeros(g, np.int64)
+            np.add.at(total, kept, values.astype(np.int64))
             out[a.name] = total
-            fields[a.name] = _out_field(a.name, DataType.INT64 if integer else DataType.DOUBLE, True)
+            fields[a.name] = _out_field(a.name, DataType.INT64, True)
         else:
-            out[a.name] = total.astype(np.float64) / np.maximum(count, 1)
+            out[a.name] = approx
             fields[a.name] = _out_field(a.name, DataType.DOUBLE, True)
         return
     # min / max over the distinct values' ranks (any ordered type: numbers, strings, timestamps)

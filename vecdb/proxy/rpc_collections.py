@@ -14,6 +14,7 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 from vecdb import errors, namespaces
 from vecdb.catalog_model import DEFAULT_PARTITION, CollectionInfo
 from vecdb.coord.ddl import too_many_partitions
+from vecdb.external_spec import redacted_spec
 from vecdb.external_tables import EXTERNAL_PROPERTIES, RefreshStore, refuse_write
 from vecdb.limits import LIMITS
 from vecdb.proxy import status
@@ -165,8 +166,9 @@ class CollectionRpcs(ServiceBase):
             update_timestamp=info.schema.update_ts or info.created_ts,  # pymilvus 2.6 sends it back on writes
         )
         info.schema.to_proto(resp.schema, self.zone_of(info))  # a TIMESTAMPTZ default in its zone
-        if info.schema.is_external:  # the pair a refresh last named, where it named one
-            resp.schema.external_source, resp.schema.external_spec = self.external_pair(info)
+        if info.schema.is_external:  # the pair a refresh last named, where it named one; its keys never shown
+            source, spec = self.external_pair(info)
+            resp.schema.external_source, resp.schema.external_spec = source, redacted_spec(spec)
         return resp
 
     @rpc(milvus_pb2.ShowCollectionsResponse)

@@ -21,12 +21,11 @@ class FileResourceRpcs(ServiceBase):
         reg = getattr(self, "_file_resources", None)
         if reg is None:
             node: Any = getattr(self.r.datanode, "local", self.r.datanode)  # a cluster proxy's wraps one
-            local_files = self.r.component == "standalone" and hasattr(node.objects, "_root")
-            reg = FileResources(node.meta, node.objects, local_files)
+            reg = FileResources(node.meta, node.objects)
             self._file_resources = reg
         current = file_resources.installed()
         if current is None or current.meta is not reg.meta:  # this process's analyzers read these stores
-            file_resources.install(reg.meta, reg.objects, reg.local_files)
+            file_resources.install(reg.meta, reg.objects)
         return reg
 
     def file_resource_users(self, name: str) -> list[str]:

@@ -51,7 +51,7 @@ from vecdb.proxy.search_iterator import (
 from vecdb.proxy.templates import template_values
 from vecdb.querynode.executor import Hits, SearchSpec
 from vecdb.request_db import db_of
-from vecdb.schema import DataType, FieldSchema, valid_key
+from vecdb.schema import NAMESPACE_FIELD, DataType, FieldSchema, valid_key
 from vecdb.timestamptz import UTC_OUTPUT, TimeOutput, time_output
 
 MAX_ROUND_DECIMAL = 6
@@ -313,7 +313,7 @@ class SearchRpcs(ServiceBase):
                         if plan.field.is_function_output else None)
             queries = parse_placeholder_group(request.placeholder_group, plan.field, analyzer)
         elif request.HasField("ids"):  # pymilvus 2.6 search(ids=...): the rows' own vectors as the queries
-            queries = self._vectors_of(info, plan.field, request.ids, ts)
+            queries = self._vectors_of(info, plan.field, request.ids, ts, namespaces.of_request(info, request))
         else:
             raise errors.InvalidParameter("a search needs query vectors or primary keys (ids)")
         ns = namespaces.of_request(info, request)
@@ -328,9 +328,10 @@ class SearchRpcs(ServiceBase):
             ignore_growing=plan.ignore_growing,
         )
 
-    def _vectors_of(self, info, field, ids, ts: int) -> np.ndarray:
+    def _vectors_of(self, info, field, ids, ts: int, ns: str | None = None) -> np.ndarray:
         """The ``field`` vectors of the rows with primary keys ``ids`` (a ``schema_pb2.IDs``), in their
-        order, as read at the search's snapshot ``ts``; every key must be there (InvalidParameter)."""
+        order, as read at the search's snapshot ``ts``; every key must be there, in namespace ``ns`` where
+        the request names one, with a vector (a nullable vector's null: InvalidParameter)."""
         if field.is_function_output:
             raise errors.InvalidParameter(f"search by primary keys is not supported on {field.name}, the output "
                                           "field of a function: search it with text")
@@ -345,7 +346,14 @@ class SearchRpcs(ServiceBase):
         if not 1 <= len(pks) <= LIMITS.max_nq:
             raise errors.InvalidParameter(f"nq [{len(pks)}] is invalid, it should be in range [1, {LIMITS.max_nq}]")
         pk = info.schema.primary_field.name
-        cols = self.r.querynode.query(info, ts, KeyFilter(pk, np.unique(pks)), None, [pk, field.name], None, 0)
+        scoped = ns is not None and namespaces.mode_of(info.schema, info.properties) == namespaces.PARTITION_KEY_MODE
+        fetch = [pk, field.name] + ([valid_key(field.name)] if field.nullable else []) + \
+            ([NAMESPACE_FIELD] if scoped else [])
+        parts = self.partition_ids(info, namespaces.scoped_partitions(info, ns, [])) if ns is not None else None
+        cols = self.r.querynode.query(info, ts, KeyFilter(pk, np.unique(pks)), parts, fetch, None, 0)
+        if scoped:  # another namespace's rows are not there for this request
+            mine = np.asarray(cols[NAMESPACE_FIELD] == ns, bool)
+            cols = {k: v[mine] for k, v in cols.items()}
         have = cols[pk]
         order = np.argsort(have, kind="stable")
         at = np.searchsorted(have[order], pks) if len(have) else np.zeros(len(pks), np.int64)
@@ -355,7 +363,13 @@ class SearchRpcs(ServiceBase):
             missing = pks[~found][:10].tolist()
             raise errors.InvalidParameter(f"primary keys {missing} not found in collection {info.name}: "
                                           "search by primary keys needs each row to exist")
-        return cols[field.name][order[at]]
+        rows = order[at]
+        if field.nullable:
+            null = ~np.asarray(cols[valid_key(field.name)], bool)[rows]
+            if null.any():
+                raise errors.InvalidParameter(f"the {field.name} vector of primary keys {pks[null][:10].tolist()} is "
+                                              "null: search by primary keys needs each row's vector")
+        return cols[field.name][rows]
 
     def _iterator_page(self, info, request, spec: SearchSpec, plan: SearchPlan, parts,
                        level: ReadLevel) -> milvus_pb2.SearchResults:

@@ -76,11 +76,10 @@ def open_backends(storage) -> Backends:
         raise
     meta, objects, log = opened
     backends = Backends(log, meta, objects)
-    # the file resources this node's analyzers read (vecdb.file_resources); absolute local paths are taken
-    # where the object store is the local one (as bulk import takes them)
+    # the file resources this node's analyzers read (vecdb.file_resources)
     from vecdb import file_resources
 
-    backends.file_resources = file_resources.install(meta, objects, local_files=storage.objects == "local")
+    backends.file_resources = file_resources.install(meta, objects)
     return backends
 
 
