@@ -8,7 +8,7 @@ import logging
 import time
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pymilvus.grpc_gen import common_pb2
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from vecdb.coord.sealer import Sealer
     from vecdb.proxy.quota import Quota
     from vecdb.security import Security
+    from vecdb.storage.base import MetaStore, ObjectStore
 
 
 @dataclass
@@ -153,6 +154,12 @@ class ServiceBase:
             roles.segment_moves = LocalSegmentMoves(roles.querynode)
         self.segment_moves: SegmentMover = roles.segment_moves
         self.indexer: IndexBuilder = roles.datanode.indexer  # builds of what no query node here has loaded
+
+    def stores(self) -> tuple[MetaStore, ObjectStore]:
+        """The deployment's metadata and object stores, as this proxy's data node reaches them (a cluster
+        proxy's ClusterDataNode wraps one): jobs, snapshots, file resources and refresh state live there."""
+        node: Any = getattr(self.r.datanode, "local", self.r.datanode)
+        return node.meta, node.objects
 
     def collection(self, db: str, name: str) -> CollectionInfo:
         if not name:

@@ -7,8 +7,6 @@ nodes must do about a change (release a dropped collection, delete its files) fo
 
 from __future__ import annotations
 
-from typing import Any
-
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
 from vecdb import errors, namespaces
@@ -121,8 +119,7 @@ class CollectionRpcs(ServiceBase):
 
     def refresh_store(self) -> RefreshStore:
         """External collections' refresh jobs and file state, in the metadata store (vecdb.external_tables)."""
-        node: Any = getattr(self.r.datanode, "local", self.r.datanode)  # a cluster proxy's ClusterDataNode wraps one
-        return RefreshStore(node.meta)
+        return RefreshStore(self.stores()[0])
 
     def external_pair(self, info: CollectionInfo) -> tuple[str, str]:
         return self.refresh_store().pair(info.schema, info.id)

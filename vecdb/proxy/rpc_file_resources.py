@@ -6,8 +6,6 @@ catalog's schemas) is not removed.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pymilvus.grpc_gen import milvus_pb2
 
 from vecdb import file_resources
@@ -20,8 +18,7 @@ class FileResourceRpcs(ServiceBase):
     def file_resources(self) -> FileResources:
         reg = getattr(self, "_file_resources", None)
         if reg is None:
-            node: Any = getattr(self.r.datanode, "local", self.r.datanode)  # a cluster proxy's wraps one
-            reg = FileResources(node.meta, node.objects)
+            reg = FileResources(*self.stores())
             self._file_resources = reg
         current = file_resources.installed()
         if current is None or current.meta is not reg.meta:  # this process's analyzers read these stores

@@ -16,7 +16,6 @@ import logging
 import os
 import threading
 import time
-from typing import Any
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
@@ -40,12 +39,8 @@ _STATES = {PENDING: common_pb2.ImportPending, IMPORTING: common_pb2.ImportStarte
 
 
 class ImportRpcs(DmlRpcs):
-    def _import_stores(self) -> tuple[Any, Any]:
-        node: Any = getattr(self.r.datanode, "local", self.r.datanode)  # a cluster proxy's ClusterDataNode wraps one
-        return node.meta, node.objects
-
     def _jobs(self) -> JobStore:
-        return JobStore(self._import_stores()[0])
+        return JobStore(self.stores()[0])
 
     def start_import(self, db: str, collection: str, partition: str, groups: list[list[str]]) -> ImportJob:
         """Record a job for ``groups`` (see ``importer.group_files``) and start it; checks what can be
@@ -95,7 +90,7 @@ class ImportRpcs(DmlRpcs):
 
     def _import(self, rec: importer.Recorder) -> None:
         job = rec.job
-        _, objects = self._import_stores()
+        _, objects = self.stores()
         local_files = self.r.component == "standalone" and hasattr(objects, "_root")
         info = self.collection(job.db, job.collection)
         if info.id != job.collection_id:

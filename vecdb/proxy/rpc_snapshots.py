@@ -7,8 +7,6 @@ a restore job runs on a thread of the proxy that took the request.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pymilvus.grpc_gen import milvus_pb2
 
 from vecdb.coord.snapshots import COMPLETED, EXECUTING, FAILED, PENDING, RestoreJob, SnapshotManager
@@ -24,8 +22,7 @@ class SnapshotRpcs(ServiceBase):
     def snapshots(self) -> SnapshotManager:
         manager = getattr(self, "_snapshot_manager", None)
         if manager is None:
-            node: Any = getattr(self.r.datanode, "local", self.r.datanode)  # a cluster proxy's wraps one
-            manager = SnapshotManager(node.meta, node.objects, self.r.catalog, self.ddl, self.r.ids, self.r.tso)
+            manager = SnapshotManager(*self.stores(), self.r.catalog, self.ddl, self.r.ids, self.r.tso)
             self._snapshot_manager = manager
         return manager
 
