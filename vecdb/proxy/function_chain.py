@@ -54,6 +54,7 @@ import numpy as np
 from pymilvus.grpc_gen import schema_pb2
 
 from vecdb import errors
+from vecdb.proxy.decay import Decay
 from vecdb.querynode.executor import Hits
 from vecdb.schema import CollectionSchema, DataType, valid_key
 
@@ -404,13 +405,8 @@ def _eval(expr: Expr, cols: dict[str, _Col]) -> _Col:
     ins = [cols[n] for n in expr.inputs]
     p = expr.params
     if expr.name == "decay":
-        d = np.maximum(0.0, np.abs(ins[0].numeric() - p["origin"]) - p["offset"])
-        if p["function"] == "gauss":
-            out = np.exp(math.log(p["decay"]) * d * d / (p["scale"] * p["scale"]))
-        elif p["function"] == "exp":
-            out = np.exp(math.log(p["decay"]) * d / p["scale"])
-        else:
-            out = np.maximum(p["decay"], 1.0 - (1.0 - p["decay"]) / p["scale"] * d)
+        # the decay reranker's factors (vecdb.proxy.decay), over the column instead of a field
+        out = Decay("", p["function"], p["origin"], p["scale"], p["offset"], p["decay"]).factors(ins[0].numeric())
         valid = ins[0].valid
         if len(ins) == 2:  # (the older form: the score times the factor)
             out = out * ins[1].numeric()
