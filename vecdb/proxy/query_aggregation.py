@@ -310,39 +310,14 @@ def _reduce(a: Aggregate, cols: Mapping[str, np.ndarray], gid: np.ndarray, g: in
         fields[a.name] = _out_field(a.name, DataType.INT64, False)
         return
     assert f is not None
-    values = np.asarray(cols[f.name])[present]
-    has = count > 0
+    picked, has = group_reduce(a.op, np.asarray(cols[f.name])[present], kept, g, a.name, f.dtype.is_integer)
     out[valid_key(a.name)] = has
     if a.op in ("sum", "avg"):
-        integer = f.dtype.is_integer
-        # float64 sums, which cannot wrap (an average of large INT64 values stays right); an integer sum
-        # is also kept exact in int64 and refused where it leaves the int64 range
-        approx = np.bincount(kept, weights=values.astype(np.float64), minlength=g)
-        if a.op == "avg":
-            out[a.name] = approx / np.maximum(count, 1)
-            fields[a.name] = _out_field(a.name, DataType.DOUBLE, True)
-        elif integer:
-            if np.abs(approx).max(initial=0.0) >= 2.0**63:
-                raise errors.InvalidParameter(f"{a.name} overflows int64")
-            total = np.zeros(g, np.int64)
-            np.add.at(total, kept, values.astype(np.int64))
-            out[a.name] = total
-            fields[a.name] = _out_field(a.name, DataType.INT64, True)
-        else:
-            out[a.name] = approx
-            fields[a.name] = _out_field(a.name, DataType.DOUBLE, True)
+        out[a.name] = picked
+        fields[a.name] = _out_field(a.name, DataType.INT64 if a.op == "sum" and f.dtype.is_integer else DataType.DOUBLE,
+                                    True)
         return
-    # min / max over the distinct values' ranks (any ordered type: numbers, strings, timestamps)
-    rank, uniq = _ranks(values, None)
-    if a.op == "min":
-        best = np.full(g, np.iinfo(np.int64).max, np.int64)
-        np.minimum.at(best, kept, rank)
-    else:
-        best = np.full(g, -1, np.int64)
-        np.maximum.at(best, kept, rank)
-    if len(uniq):
-        picked = uniq[np.clip(best, 0, len(uniq) - 1)]
-    else:
+    if not len(picked):
         picked = np.zeros(g, np.int64) if f.dtype != DataType.VARCHAR else np.full(g, "", object)
     if f.dtype == DataType.VARCHAR:
         picked = np.where(has, picked, "").astype(object)
@@ -350,6 +325,35 @@ def _reduce(a: Aggregate, cols: Mapping[str, np.ndarray], gid: np.ndarray, g: in
         picked = np.where(has, picked, 0)
     out[a.name] = picked
     fields[a.name] = _out_field(a.name, f.dtype, True, f)
+
+
+def group_reduce(op: str, values: np.ndarray, gid: np.ndarray, g: int, what: str,
+                 integer: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``op`` (sum, avg, min or max) of ``values`` (nulls left out already) in each of ``g`` groups
+    (``gid``: each value's group), and whether a group has a value (query aggregation; a search
+    aggregation's metrics). sum and avg add in float64, which cannot wrap; an ``integer`` field's sum is
+    also kept exact in int64 and refused where it leaves that range. min and max go through the distinct values'
+    ranks (numbers, strings, timestamps) and return the values (empty when there are none)."""
+    has = np.bincount(gid, minlength=g) > 0
+    if op in ("sum", "avg"):
+        approx = np.bincount(gid, weights=values.astype(np.float64), minlength=g)
+        if op == "avg":
+            return approx / np.maximum(np.bincount(gid, minlength=g), 1), has
+        if not integer:
+            return approx, has
+        if np.abs(approx).max(initial=0.0) >= 2.0**63:
+            raise errors.InvalidParameter(f"{what} overflows int64")
+        total = np.zeros(g, np.int64)
+        np.add.at(total, gid, values.astype(np.int64))
+        return total, has
+    rank, uniq = _ranks(values, None)
+    if op == "min":
+        best = np.full(g, np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(best, gid, rank)
+    else:
+        best = np.full(g, -1, np.int64)
+        np.maximum.at(best, gid, rank)
+    return (uniq[np.clip(best, 0, len(uniq) - 1)] if len(uniq) else uniq), has
 
 
 def refuse_element_level(what: str) -> None:

@@ -39,6 +39,7 @@ from vecdb import errors
 from vecdb.limits import LIMITS
 from vecdb.proxy.fieldencode import dumps_json
 from vecdb.proxy.grouping import GroupBy, group_hits
+from vecdb.proxy.query_aggregation import group_reduce
 from vecdb.querynode.executor import Hits, SearchSpec
 from vecdb.schema import DataType, FieldSchema, valid_key
 
@@ -352,38 +353,16 @@ def _metric_values(pool: _Pool, m: Metric, rows: np.ndarray, g: np.ndarray, nb: 
     if m.field is None and not m.score:  # count(*)
         return counts.tolist(), [True] * nb
     if m.field is None:  # _score
-        values, valid = pool.scores[rows].astype(np.float64), np.ones(len(rows), bool)
-        dtype = DataType.DOUBLE
+        values, valid, integer = pool.scores[rows].astype(np.float64), np.ones(len(rows), bool), False
     else:
         col, ok = pool.col(m.field)
-        values, valid, dtype = col[rows], ok[rows], m.field.dtype
+        values, valid, integer = col[rows], ok[rows], m.field.dtype in _INTS
     gv = g[valid]
-    n_valid = np.bincount(gv, minlength=nb)
-    has = n_valid > 0
     if m.op == "count":
-        return n_valid.tolist(), [True] * nb
-    vv = values[valid]
-    if m.op in ("sum", "avg"):
-        if dtype in _INTS and m.op == "sum":
-            isum = np.zeros(nb, np.int64)
-            np.add.at(isum, gv, vv.astype(np.int64))
-            return isum.tolist(), has.tolist()
-        total = np.zeros(nb, np.float64)
-        np.add.at(total, gv, vv.astype(np.float64))
-        if m.op == "avg":
-            total = total / np.maximum(n_valid, 1)
-        return total.tolist(), has.tolist()
-    # min / max: over the values' ranks, read back through the distinct values
-    if vv.dtype == object:
-        vv = np.asarray(vv.tolist())
-    if not len(vv):
-        return [None] * nb, [False] * nb
-    uniq, inverse = np.unique(vv, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    best = np.full(nb, len(uniq) if m.op == "min" else -1, np.int64)
-    (np.minimum if m.op == "min" else np.maximum).at(best, gv, inverse)
-    out = uniq[np.clip(best, 0, len(uniq) - 1)].tolist()
-    return out, has.tolist()
+        return np.bincount(gv, minlength=nb).tolist(), [True] * nb
+    # (the query aggregation's reduction)
+    out, has = group_reduce(m.op, values[valid], gv, nb, m.alias, integer)
+    return (out.tolist() if len(out) else [None] * nb), has.tolist()
 
 
 def _set_metric(mv, m: Metric, value) -> None:
