@@ -29,7 +29,7 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from vecdb import element_search, errors, namespaces
 from vecdb.limits import LIMITS
-from vecdb.proxy import function_chain
+from vecdb.proxy import function_chain, search_aggregation
 from vecdb.proxy.base import kv_dict, rpc
 from vecdb.proxy.boost import Boost
 from vecdb.proxy.consistency import level_of, reading_at
@@ -44,7 +44,6 @@ from vecdb.proxy.rpc_search import (
     _int_param,
     _round_decimal,
     add_group_values,
-    refuse_unsupported_search_parts,
     with_field,
 )
 from vecdb.querynode.executor import Hits, SearchSpec
@@ -100,9 +99,9 @@ class HybridRpcs(SearchRpcs):
         info = self.collection(db_of(request, context), request.collection_name)
         admit_collection(self.r, "HybridSearch", request, context, info)  # its database's and its own limits
         self.require_loaded(info)
-        refuse_unsupported_search_parts(request)
         for sub in request.requests:
-            refuse_unsupported_search_parts(sub)
+            if search_aggregation.requested(sub):  # (Milvus: a plain search's only)
+                raise errors.InvalidParameter("search_aggregation is not supported in hybrid_search")
             function_chain.refuse_on_ann_request(sub)
         reqs = list(request.requests)
         if not reqs:
@@ -188,7 +187,6 @@ class HybridRpcs(SearchRpcs):
         resp.collection_name = info.name
         resp.session_ts = ts
         return resp
-
 
 
 def _check_element_level(plans: list[SearchPlan]) -> bool:

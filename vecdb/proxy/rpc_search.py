@@ -180,15 +180,6 @@ def _element_level(plan: SearchPlan) -> bool:
     return plan.field.dtype == DataType.ARRAY_OF_VECTOR and element_search.is_element_metric(plan.metric)
 
 
-def refuse_unsupported_search_parts(request, aggregation: bool = False) -> None:
-    """Milvus 3.0 search parts vecdb does not run yet, refused rather than dropped (a reply without
-    them would look like their answer): ``search_aggregation`` (unless ``aggregation``: a plain
-    Search runs it; a hybrid search's sub-request does not, as in Milvus). (``function_chains`` run:
-    vecdb.proxy.function_chain.)"""
-    if not aggregation and search_aggregation.requested(request):
-        raise errors.InvalidParameter("search_aggregation is not supported in hybrid_search")
-
-
 def _element_cursor(qp: dict, schema) -> tuple | None:
     """A query iterator's element cursor (pymilvus 3.0's ``query_iter_last_pk`` and
     ``query_iter_last_element_offset`` query params), the key in the primary key's type; None without."""
@@ -238,7 +229,6 @@ class SearchRpcs(ServiceBase):
         self.require_loaded(info)
         if request.sub_reqs:
             raise errors.OperationNotSupported("a Search with sub_reqs is not supported; send a HybridSearch")
-        refuse_unsupported_search_parts(request, aggregation=True)
         plan = self._search_plan(info, request.search_params, request.output_fields)
         if request.HasField("highlighter"):
             plan = _with_highlight(plan, plan_highlight(request.highlighter, info.schema, plan.metric, plan.field,
@@ -307,16 +297,16 @@ class SearchRpcs(ServiceBase):
     def _search_spec(self, info, request, plan: SearchPlan, ts: int) -> SearchSpec:
         """What the query nodes run for one search request (a ``SearchRequest``: a plain search, or one
         ANN request of a hybrid search) under ``plan``, reading the snapshot ``ts``."""
+        ns = namespaces.of_request(info, request)
         if request.placeholder_group:
             analyzer = ((output_encoder(info.schema, plan.field.name)  # a MinHash output: the text's signature
                          or output_analyzer(info.schema, plan.field.name, plan.analyzer_name))
                         if plan.field.is_function_output else None)
             queries = parse_placeholder_group(request.placeholder_group, plan.field, analyzer)
         elif request.HasField("ids"):  # pymilvus 2.6 search(ids=...): the rows' own vectors as the queries
-            queries = self._vectors_of(info, plan.field, request.ids, ts, namespaces.of_request(info, request))
+            queries = self._vectors_of(info, plan.field, request.ids, ts, ns)
         else:
             raise errors.InvalidParameter("a search needs query vectors or primary keys (ids)")
-        ns = namespaces.of_request(info, request)
         if len(queries) > LIMITS.max_nq:
             raise errors.InvalidParameter(f"nq [{len(queries)}] is invalid, it should be in range [1, {LIMITS.max_nq}]")
         if plan.field.dtype == DataType.ARRAY_OF_VECTOR:  # plain vectors: element-level; lists: EmbeddingList
