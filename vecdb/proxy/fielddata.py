@@ -427,9 +427,9 @@ def _decode_null_vectors(field: FieldSchema, fd, n: int, mask: np.ndarray) -> np
     placeholder."""
     valid = int(np.count_nonzero(mask))
     col = null_column(field, n)
-    if not valid and _vector_rows_sent(field, fd) == 0:
-        return col
     sent = _vector_rows_sent(field, fd)
+    if not valid and sent == 0:
+        return col
     if sent == n and n != valid:
         values = _decode_vectors(field, fd, n)[mask]
     else:
