@@ -8,19 +8,22 @@ running job (set with a compare-and-set: one job at a time). ``external/state/<c
 holds what the collection holds: the source and spec a refresh last read (a refresh may name new
 ones), and per file read its size, ETag and the ``__virtual_pk__`` ranges its rows got, so a
 refresh reads only the files that are new (or changed) and deletes the rows of the files gone.
-The job itself runs in the proxy that took the request (``vecdb.proxy.rpc_external``).
+The job itself runs in the proxy that took the request (``vecdb.proxy.rpc_external``); it is a durable
+job (``vecdb.jobs``): one whose runner ended is taken over by another process and carried to its end. A
+file whose rows are being written is marked ``partial`` in the state first (with the keys its rows
+get), so a refresh taken over deletes what was written of it and reads it again.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 
 from vecdb import errors
 from vecdb.external_spec import ExternalTarget, redacted_spec
+from vecdb.jobs import JobStore, Record, from_record
 from vecdb.schema import CollectionSchema, DataType
 from vecdb.storage.base import MetaStore
 
@@ -32,8 +35,6 @@ PENDING, IN_PROGRESS, COMPLETED, FAILED = 0, 1, 2, 3  # milvus_pb2.RefreshExtern
 EXTERNAL_PROPERTIES = ("collection.external_source", "collection.external_spec")
 KEEP_JOBS = 100
 KEEP_MS = 24 * 3600 * 1000
-HEARTBEAT_S = 5.0
-STALE_S = 60.0
 
 
 def refuse_write(schema: CollectionSchema, op: str, collection: str) -> None:
@@ -59,6 +60,8 @@ class RefreshJob:
     updated_ms: int = 0
     rows_added: int = 0
     rows_deleted: int = 0
+    owner: str = ""
+    attempts: int = 0
 
     @property
     def done(self) -> bool:
@@ -69,11 +72,7 @@ class RefreshJob:
 
     @classmethod
     def from_json(cls, raw: bytes) -> RefreshJob:
-        d = json.loads(raw)
-        job = cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-        if not job.done and time.time() * 1000 - job.updated_ms > STALE_S * 1000:
-            job.state, job.reason = FAILED, "the refresh stopped: the process running it ended (refresh again)"
-        return job
+        return from_record(cls, raw)
 
     def info(self) -> dict:
         """The fields of ``milvus_pb2.RefreshExternalCollectionJobInfo`` (credentials redacted)."""
@@ -88,24 +87,19 @@ class RefreshStore:
 
     def __init__(self, meta: MetaStore):
         self.meta = meta
-        self._lock = threading.Lock()
-
-    def put(self, job: RefreshJob) -> None:
-        with self._lock:
-            job.updated_ms = int(time.time() * 1000)
-            self.meta.put(f"{JOB_PREFIX}{job.id}", job.to_json())
+        self.jobs = JobStore(meta, JOB_PREFIX, lambda r: r.get("state") in (PENDING, IN_PROGRESS))
 
     def get(self, job_id: int) -> RefreshJob | None:
-        raw = self.meta.get(f"{JOB_PREFIX}{job_id}")
+        raw = self.jobs.raw(job_id)
         return None if raw is None else RefreshJob.from_json(raw)
 
     def list(self, db: str, collection_id: int | None = None) -> list[RefreshJob]:
         """Newest first."""
-        jobs = [RefreshJob.from_json(v) for _, v in self.meta.scan(JOB_PREFIX)]
-        jobs = [j for j in jobs if j.db == db and (collection_id is None or j.collection_id == collection_id)]
-        return sorted(jobs, key=lambda j: -j.id)
+        found = [RefreshJob.from_json(v) for _, v in self.jobs.scan()]
+        found = [j for j in found if j.db == db and (collection_id is None or j.collection_id == collection_id)]
+        return sorted(found, key=lambda j: -j.id)
 
-    def start(self, job: RefreshJob) -> None:
+    def start(self, job: RefreshJob) -> Record:
         """Record ``job`` as its collection's running one; InvalidParameter while another runs."""
         key = f"{ACTIVE_PREFIX}{job.collection_id}"
         mine = str(job.id).encode()
@@ -120,12 +114,14 @@ class RefreshStore:
                     "wait for it to finish")
             if self.meta.txn(puts={key: mine}, expect={key: held}):
                 break
-        self.put(job)
+        rec = self.jobs.create(job)
         self._trim()
+        return rec
 
-    def finish(self, job: RefreshJob) -> None:
+    def finish(self, rec: Record) -> None:
+        job = rec.job
         job.end_ms = int(time.time() * 1000)
-        self.put(job)
+        rec.put()
         key = f"{ACTIVE_PREFIX}{job.collection_id}"
         self.meta.txn(deletes=[key], expect={key: str(job.id).encode()})
 
@@ -158,25 +154,6 @@ class RefreshStore:
         """The collection's source and spec: the ones a refresh last named, else the schema's."""
         state = self.state(collection_id)
         return state.get("source") or schema.external_source, state.get("spec", schema.external_spec)
-
-
-class Heartbeat:
-    """Rewrites a running job's record every HEARTBEAT_S, so a long read does not look like a dead runner."""
-
-    def __init__(self, store: RefreshStore, job: RefreshJob):
-        self._done = threading.Event()
-        self._store, self._job = store, job
-        threading.Thread(target=self._beat, name=f"refresh-{job.id}-heartbeat", daemon=True).start()
-
-    def _beat(self) -> None:
-        while not self._done.wait(HEARTBEAT_S):
-            try:
-                self._store.put(self._job)
-            except Exception:  # noqa: BLE001 - the next beat retries
-                pass
-
-    def close(self) -> None:
-        self._done.set()
 
 
 # --- the source files ----------------------------------------------------------------------

@@ -2,7 +2,9 @@
 ``jobs/import`` endpoints): the job records and the file readers.
 
 A job is a JSON record ``import/<job id>`` in the metadata store, so every proxy answers for it
-and it outlives the process that ran it. Files are keys of the deployment's object store (the
+and it outlives the process that ran it: one whose runner ended is taken over and carried to its end
+by another process (``vecdb.jobs``; a standalone server when it starts again, any proxy of a cluster).
+Files are keys of the deployment's object store (the
 data dir's ``objects/`` on the embedded backends, the configured bucket and namespace on S3);
 a standalone server on the embedded object store also takes absolute local paths.
 
@@ -23,14 +25,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from vecdb import errors
+from vecdb import errors, jobs
 from vecdb.proxy.fielddata import float32_to_bfloat16
 from vecdb.schema import CollectionSchema, DataType, valid_key
 from vecdb.storage.base import MetaStore, ObjectStore
@@ -44,14 +45,22 @@ BATCH_BYTES = 8 << 20
 # validated rows a job keeps between its check of every file and its writes; groups past it are
 # read and converted a second time when written (memory bounded by one group, not the job)
 HOLD_BYTES = 1 << 30
-# a running job's record is rewritten at least this often (seconds); one unfinished and older than
-# STALE_S reads as Failed: the process running it ended
-HEARTBEAT_S = 5.0
-STALE_S = 60.0
+# A test switch for the crash tests: "abort:<n>" kills the process running an import (SIGKILL; not one
+# that took the job over) once the job's n-th batch is written, before the next one is recorded. Never
+# set in production.
+FAULT_ENV = "VECDB_FAULT_IMPORT"
 
 
 @dataclass
 class ImportJob:
+    """An import job's record (``vecdb.jobs``: its runner, heartbeat and takeover). ``cursor`` is the
+    write pass's progress, recorded BEFORE each batch is written: ``{"group", "batch", "rows", "pk"}``,
+    the batch in flight (the ``batch``-th of file group ``group``; every batch before it is written),
+    the rows written before it, and for an auto_id collection the first of the primary keys allocated
+    to it (it holds the next ones). A job taken over writes the batch in flight again with the same
+    keys (a row written twice under one key: the later timestamp wins, so it replaces, never
+    duplicates) and goes on from there."""
+
     id: int
     db: str
     collection: str
@@ -67,66 +76,47 @@ class ImportJob:
     complete_ms: int = 0
     segment_ids: list[int] = field(default_factory=list)
     updated_ms: int = 0
+    owner: str = ""
+    attempts: int = 0
+    cursor: dict = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> ImportJob:
-        job = cls(**json.loads(raw))
-        if job.state in (PENDING, IMPORTING) and time.time() * 1000 - job.updated_ms > STALE_S * 1000:
-            job.state = FAILED
-            job.reason = ("the import stopped: the process running it ended (rows it had written stay; "
-                          "import the files again into a fresh collection, or delete them)")
-        return job
+        return jobs.from_record(cls, raw)
 
 
-class JobStore:
+def unfinished(record: dict) -> bool:
+    return record.get("state") in (PENDING, IMPORTING)
+
+
+class JobStore(jobs.JobStore):
     """Import jobs in the metadata store (``import/<id>``)."""
 
     def __init__(self, meta: MetaStore):
-        self.meta = meta
+        super().__init__(meta, JOB_PREFIX, unfinished)
 
     def put(self, job: ImportJob) -> None:
+        """Write ``job`` whatever its record holds (tests; a running job writes through its ``jobs.Record``)."""
         job.updated_ms = int(time.time() * 1000)
-        self.meta.put(f"{JOB_PREFIX}{job.id}", job.to_json())
+        self.meta.put(self.key(job.id), job.to_json())
 
     def get(self, job_id: int) -> ImportJob | None:
-        raw = self.meta.get(f"{JOB_PREFIX}{job_id}")
+        raw = self.meta.get(self.key(job_id))
         return None if raw is None else ImportJob.from_json(raw)
 
     def list(self, db: str, collection_id: int | None = None) -> list[ImportJob]:
-        jobs = [ImportJob.from_json(v) for _, v in self.meta.scan(JOB_PREFIX)]
-        jobs = [j for j in jobs if j.db == db and (collection_id is None or j.collection_id == collection_id)]
-        return sorted(jobs, key=lambda j: j.id)
+        found = [ImportJob.from_json(v) for _, v in self.scan()]
+        found = [j for j in found if j.db == db and (collection_id is None or j.collection_id == collection_id)]
+        return sorted(found, key=lambda j: j.id)
 
 
-class Recorder:
-    """A running job's record: ``put`` after each step, a heartbeat every HEARTBEAT_S meanwhile (so
-    a long file read does not look like a dead runner), ``close`` ends both."""
-
-    def __init__(self, jobs: JobStore, job: ImportJob):
-        self.jobs, self.job = jobs, job
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._beat = threading.Thread(target=self._heartbeat, name=f"import-{job.id}-heartbeat", daemon=True)
-        self._beat.start()
-
-    def put(self) -> None:
-        with self._lock:
-            self.jobs.put(self.job)
-
-    def close(self) -> None:
-        self._done.set()
-
-    def _heartbeat(self) -> None:
-        while not self._done.wait(HEARTBEAT_S):
-            try:
-                with self._lock:
-                    if not self._done.is_set():
-                        self.jobs.put(self.job)
-            except Exception:  # noqa: BLE001 - the next beat or step retries
-                pass
+def fault_after() -> int | None:
+    """The batch count after which the crash tests' switch kills the process (None: off)."""
+    value = os.environ.get(FAULT_ENV, "")
+    return int(value.split(":", 1)[1]) if value.startswith("abort:") else None
 
 
 # --- files --------------------------------------------------------------------------------

@@ -26,7 +26,9 @@ from vecdb.coord.resource_groups import ResourceGroups
 from vecdb.coord.session import Session, describe_process
 from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.datanode.node import DataNode
+from vecdb.jobs import JobSweeper
 from vecdb.proxy.base import Roles
+from vecdb.proxy.job_sweep import start_job_sweep
 from vecdb.proxy.milvus_service import MilvusService
 from vecdb.proxy.quota import Quota
 from vecdb.proxy.rest import RestApi
@@ -54,6 +56,7 @@ class Standalone:
         self.session: Session | None = None
         self.security: Security | None = None
         self.gc: GarbageCollector | None = None
+        self.job_sweep: JobSweeper | None = None
         try:
             self._open_roles(settings)
         except BaseException:
@@ -110,6 +113,8 @@ class Standalone:
     def start(self) -> Standalone:
         p = self.settings.proxy
         self.server, self.port = start_server(self.roles, p.host, p.port, p.workers, self.settings.tls)
+        # imports, restores and refreshes its previous run left unfinished, carried on (vecdb.jobs)
+        self.job_sweep = start_job_sweep(self.roles)
         if self.settings.http.port:
             from vecdb.http import start_http
 
@@ -151,6 +156,8 @@ class Standalone:
     def _close(self, grace: float) -> None:
         if self.http is not None:
             self.http.shutdown()
+        if self.job_sweep is not None:
+            self.job_sweep.close()
         if self.server is not None:
             self.server.stop(grace).wait()
         if self.roles.sealer is not None:

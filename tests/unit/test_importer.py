@@ -90,7 +90,7 @@ def test_files_are_read_from_the_object_store_and_local_paths_only_when_allowed(
         importer.read_object(store, "in/../../etc/passwd", local_files=False)
 
 
-def test_jobs_in_the_metadata_store_and_a_stale_unfinished_job_reads_as_failed():
+def test_jobs_in_the_metadata_store_and_a_stale_unfinished_job_is_taken_over_not_failed():
     from vecdb.storage.memory import MemoryMetaStore
 
     jobs = importer.JobStore(MemoryMetaStore())
@@ -102,21 +102,22 @@ def test_jobs_in_the_metadata_store_and_a_stale_unfinished_job_reads_as_failed()
     assert jobs.get(7).state == importer.PENDING and jobs.get(8) is None
     assert [j.id for j in jobs.list("default")] == [7, 9] and [j.id for j in jobs.list("default", 2)] == [9]
     assert jobs.list("other") == []
-    a.updated_ms -= int(importer.STALE_S * 1000) + 1000  # its runner stopped beating a while ago
+    a.owner = "a-process-that-ended"
+    a.updated_ms -= 61_000  # its runner stopped beating a while ago (past the default VECDB_JOBS_STALE_S)
     jobs.meta.put("import/7", a.to_json())
-    stale = jobs.get(7)
-    assert stale.state == importer.FAILED and "the process running it ended" in stale.reason
-    assert jobs.get(9).state == importer.COMPLETED  # finished jobs never go stale
+    assert jobs.get(7).state == importer.PENDING  # not Failed: it waits to be taken over (vecdb.jobs)
+    assert [k for k, _ in jobs.stale(set())] == ["import/7"]  # finished jobs never go stale
+    assert jobs.get(9).state == importer.COMPLETED
 
 
-def test_the_recorder_beats_while_a_step_runs(monkeypatch):
+def test_the_record_beats_while_a_step_runs(monkeypatch):
+    from vecdb import jobs as durable
     from vecdb.storage.memory import MemoryMetaStore
 
-    monkeypatch.setattr(importer, "HEARTBEAT_S", 0.02)
+    monkeypatch.setenv(durable.HEARTBEAT_ENV, "0.02")
     jobs = importer.JobStore(MemoryMetaStore())
     job = importer.ImportJob(id=1, db="default", collection="c", collection_id=1, partition="", files=[["a"]])
-    rec = importer.Recorder(jobs, job)
-    rec.put()
+    rec = jobs.create(job).start_heartbeat()
     first = jobs.get(1).updated_ms
     import time
 

@@ -18,9 +18,10 @@ sources stay, unregistered, until no snapshot names them; the collector then del
 orphans after its grace. A snapshot outlives a drop of its collection (its files stay pinned): it is
 still listed, described and restorable by the collection's name until ``drop_snapshot``.
 
-Restore is a job ``snapshot_restore/<id>`` (Pending, Executing, Completed, Failed; a running job's
-record is rewritten at least every ``HEARTBEAT_S``, and one not rewritten for ``STALE_S`` reads as
-Failed: the process running it ended), run on a thread of the process that took the request: a new
+Restore is a job ``snapshot_restore/<id>`` (Pending, Executing, Completed, Failed), a durable job
+(``vecdb.jobs``: its runner's heartbeat; one whose runner ended is taken over by another process, which
+drops the collection the ended run had created, with what it had copied, and restores again from the
+start), run on a thread of the process that took the request: a new
 collection through the DDL role (schema with its field ids, shards, consistency, properties, then
 the user partitions and the indexes, new ids for both), then per segment its files copied under the
 new collection's prefix (index files renamed to the new index ids, their finished build records
@@ -48,10 +49,12 @@ from vecdb import errors
 from vecdb.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, CollectionInfo
 from vecdb.coord import index_builds
 from vecdb.coord.session import INCARNATION
+from vecdb.jobs import JobKind, JobLost, JobStore, Record, from_record, heartbeat_s
 from vecdb.roles import CatalogRole, DdlRole, IdSource, TimestampSource
 from vecdb.schema import CollectionSchema
 from vecdb.storage import segments as sf
 from vecdb.storage.base import MetaStore, ObjectStore
+from vecdb.timestamp import physical_ms
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +63,6 @@ PIN_PREFIX = "snapshot_pin/"  # snapshot_pin/<pin id> -> {"prefixes", "keys", "e
 JOB_PREFIX = "snapshot_restore/"  # snapshot_restore/<job id> -> RestoreJob.to_json()
 
 PENDING, EXECUTING, COMPLETED, FAILED = "Pending", "Executing", "Completed", "Failed"
-HEARTBEAT_S = 5.0
-STALE_S = 60.0
 DEFAULT_PIN_TTL_S = 3600  # a pin without a TTL lasts this long (Milvus's server default is configurable)
 
 
@@ -118,16 +119,15 @@ class RestoreJob:
     end_ms: int = 0
     updated_ms: int = field(default_factory=_now_ms)
     collection_id: int = 0
+    owner: str = ""
+    attempts: int = 0
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> RestoreJob:
-        job = cls(**json.loads(raw))
-        if job.state in (PENDING, EXECUTING) and _now_ms() - job.updated_ms > STALE_S * 1000:
-            job.state, job.reason = FAILED, "the restore stopped: the process running it ended"
-        return job
+        return from_record(cls, raw)
 
     @property
     def time_cost_ms(self) -> int:
@@ -182,6 +182,7 @@ class SnapshotManager:
                  ids: IdSource, tso: TimestampSource):
         self.meta, self.objects, self.catalog, self.ddl, self.ids, self.tso = meta, objects, catalog, ddl, ids, tso
         self._threads: dict[int, threading.Thread] = {}
+        self.restores = JobStore(meta, JOB_PREFIX, lambda r: r.get("state") in (PENDING, EXECUTING))
 
     # --- snapshots ------------------------------------------------------------------
     def create(self, db: str, collection: str, name: str, description: str = "",
@@ -269,14 +270,53 @@ class SnapshotManager:
             raise errors.InvalidParameter(f"collection already exists: {target_collection}")
         job = RestoreJob(id=self.ids.allocate(), snapshot_name=name, source_db=source_db,
                          source_collection=snap.collection, db=target_db, collection=target_collection)
-        self._put(job)
+        rec = self.restores.create(job)
         if wait:
-            self._run(job, snap)
+            self._run(rec, snap)
         else:
-            t = threading.Thread(target=self._run, args=(job, snap), name=f"restore-{job.id}", daemon=True)
+            t = threading.Thread(target=self._run, args=(rec, snap), name=f"restore-{job.id}", daemon=True)
             self._threads[job.id] = t
             t.start()
         return job
+
+    def restore_job_kind(self) -> JobKind:
+        """Restores as the job sweeper resumes them (``vecdb.proxy.job_sweep``)."""
+        return JobKind("restore", self.restores, RestoreJob.from_json, self._resume, _fail)
+
+    def _resume(self, rec: Record) -> None:
+        """Carry on a restore whose runner ended: from a clean state (the collection it had created, with
+        whatever it had copied, dropped), then from the start."""
+        job = rec.job
+        try:
+            snap = self.get(job.source_db, job.source_collection, job.snapshot_name)
+            self._clean(job)
+        except JobLost:
+            return
+        except Exception as e:  # noqa: BLE001 - any failure fails the job, with its reason
+            _fail(rec, str(getattr(e, "message", e)))
+            return
+        job.collection_id, job.progress = 0, 0
+        self._run(rec, snap)
+
+    def _clean(self, job: RestoreJob) -> None:
+        """Drop what an ended run of ``job`` made: its target collection when this job created it (the id it
+        recorded, or, ended before it recorded one, a collection of that name created after the job
+        started), and the files and records under that collection's id."""
+        cid = job.collection_id
+        if self.catalog.exists(job.db, job.collection):
+            info = self.catalog.get(job.db, job.collection)
+            if info.id != cid and (cid or physical_ms(info.created_ts) < job.start_ms):
+                raise errors.InvalidParameter(f"collection already exists: {job.collection}")
+            cid = info.id
+            self.ddl.drop_collection(job.db, job.collection)
+        if cid:
+            self._drop_files(cid)
+
+    def _drop_files(self, cid: int) -> None:
+        for prefix in (f"segments/{cid}/", f"deltas/{cid}/"):
+            self.objects.delete_prefix(prefix)
+        self.meta.txn(delete_prefixes=[f"seg/{cid}/", f"delta/{cid}/", index_builds.collection_prefix(cid),
+                                       f"gcintent/segments/{cid}/"])
 
     def wait(self, job_id: int, timeout: float = 60.0) -> RestoreJob:
         t = self._threads.get(job_id)
@@ -285,7 +325,7 @@ class SnapshotManager:
         return self.job(job_id)
 
     def job(self, job_id: int) -> RestoreJob:
-        raw = self.meta.get(f"{JOB_PREFIX}{job_id}")
+        raw = self.restores.raw(job_id)
         if raw is None:
             raise errors.InvalidParameter(f"restore snapshot job not found[jobID={job_id}]")
         return RestoreJob.from_json(raw)
@@ -293,41 +333,46 @@ class SnapshotManager:
     def jobs(self, db: str, collection: str = "") -> list[RestoreJob]:
         """The restore jobs into the database (into one target collection when named)."""
         db = db or DEFAULT_DB
-        out = [RestoreJob.from_json(raw) for _, raw in self.meta.scan(JOB_PREFIX)]
+        out = [RestoreJob.from_json(raw) for _, raw in self.restores.scan()]
         return sorted((j for j in out if j.db == db and (not collection or j.collection == collection)),
                       key=lambda j: j.id)
 
-    def _put(self, job: RestoreJob) -> None:
-        job.updated_ms = _now_ms()
-        self.meta.put(f"{JOB_PREFIX}{job.id}", job.to_json())
+    def _run(self, rec: Record, snap: Snapshot) -> None:
+        job = rec.job
+        rec.start_heartbeat()
+        try:
+            self._restore(rec, snap)
+        except JobLost:
+            log.warning("restore job %d: taken over by another process; this one stops", job.id)
+        finally:
+            rec.close()
 
-    def _run(self, job: RestoreJob, snap: Snapshot) -> None:
+    def _restore(self, rec: Record, snap: Snapshot) -> None:
+        job = rec.job
         job.state = EXECUTING
-        self._put(job)
-        written: list[str] = []
+        rec.put()
         created = False
         try:
             info = self._create_collection(job, snap)
             created = True
             job.collection_id = info.id
-            self._copy_data(job, snap, info, written)
+            rec.put()  # the id, so that a run taken over drops this collection (RestoreJob._clean)
+            self._copy_data(rec, snap, info)
             job.state, job.progress = COMPLETED, 100
+        except JobLost:
+            raise
         except Exception as e:  # noqa: BLE001 - any failure fails the job, with its reason
             log.exception("restore job %d failed", job.id)
             job.state, job.reason = FAILED, str(getattr(e, "message", e))
             if created:
-                self._undo(job, written)
+                self._undo(job)
         job.end_ms = _now_ms()
-        self._put(job)
+        rec.put()
 
-    def _undo(self, job: RestoreJob, written: list[str]) -> None:
+    def _undo(self, job: RestoreJob) -> None:
         try:
             self.ddl.drop_collection(job.db, job.collection)
-            for prefix in written:
-                self.objects.delete_prefix(prefix)
-            self.meta.txn(delete_prefixes=[f"seg/{job.collection_id}/", f"delta/{job.collection_id}/",
-                                           index_builds.collection_prefix(job.collection_id)],
-                          deletes=[f"gcintent/{p}" for p in written])
+            self._drop_files(job.collection_id)
         except Exception:  # noqa: BLE001 - the collector removes what a dropped collection left
             log.exception("restore job %d: undo", job.id)
 
@@ -347,7 +392,8 @@ class SnapshotManager:
                 self.ddl.alter_index(job.db, job.collection, idx.index_name, dict(idx.properties), [])
         return self.catalog.get(job.db, job.collection)
 
-    def _copy_data(self, job: RestoreJob, snap: Snapshot, info: CollectionInfo, written: list[str]) -> None:
+    def _copy_data(self, rec: Record, snap: Snapshot, info: CollectionInfo) -> None:
+        job = rec.job
         src = snap.collection_info()
         pids = {p.id: info.partition(p.name).id for p in src.partitions}
         index_ids = {str(i.index_id): info.index_for_field(i.field_name) for i in src.indexes}
@@ -367,7 +413,6 @@ class SnapshotManager:
                 intent = f"gcintent/{prefix}"
                 self.meta.put(intent, json.dumps({"incarnation": INCARNATION}).encode())
                 intents.append(intent)
-                written.append(prefix)
                 renamed = self._copy_segment(info, seg["prefix"], prefix, snap.index_files.get(seg["prefix"], {}),
                                              index_ids)
                 for index_id, key, rows in renamed:
@@ -380,8 +425,8 @@ class SnapshotManager:
                      **({"cluster": seg["cluster"]} if "cluster" in seg else {})}).encode()
                 done += 1
                 job.progress = min(99, int(100 * done / total))
-                if time.monotonic() - last_beat > HEARTBEAT_S / 2:
-                    self._put(job)
+                if time.monotonic() - last_beat > heartbeat_s() / 2:
+                    rec.put()
                     last_beat = time.monotonic()
             if part["deltas"]:
                 pks, tss = zip(*(sf.read_delta(self.objects, k) for k in part["deltas"]))
@@ -412,6 +457,12 @@ class SnapshotManager:
             self.objects.put(dest, self.objects.get(key))
             out.append((new.index_id, dest, rows))
         return out
+
+
+def _fail(rec: Record, reason: str) -> None:
+    job = rec.job
+    job.state, job.reason, job.end_ms = FAILED, reason, _now_ms()
+    rec.put_last()
 
 
 def _check_name(name: str) -> None:

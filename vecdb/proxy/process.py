@@ -34,6 +34,7 @@ from vecdb.discovery import node_number
 from vecdb.errors import CollectionNotFound
 from vecdb.process import NodeProcess
 from vecdb.proxy.base import Roles
+from vecdb.proxy.job_sweep import start_job_sweep
 from vecdb.proxy.milvus_service import MilvusService
 from vecdb.proxy.quota import Quota
 from vecdb.proxy.rest import RestApi
@@ -97,6 +98,8 @@ class ProxyProcess(NodeProcess):
                                     reuse_port=self.worker is not None, extra_port=own_port)
         if self.roles.sealer is not None:  # wired by the servicer (vecdb.proxy.base.ServiceBase)
             self._closers.append(self.roles.sealer.close)
+        # jobs whose runner ended (another proxy's, killed), taken over by one proxy of all (vecdb.jobs)
+        self._closers.append(start_job_sweep(self.roles).close)
         return server, port
 
 

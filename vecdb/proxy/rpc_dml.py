@@ -90,12 +90,16 @@ class DmlRpcs(ServiceBase):
                                  for ch, parts in groups.items()}, channel_bytes(info.schema, columns, n, groups))
         return ts
 
-    def _assign_pks(self, info: CollectionInfo, columns: dict, n: int) -> None:
+    def _assign_pks(self, info: CollectionInfo, columns: dict, n: int, first: int | None = None) -> int | None:
+        """An auto_id collection's keys for ``n`` rows: ``first`` and the next ones (new ones allocated
+        when None); the first key (None: not auto_id)."""
         pk = info.schema.primary_field
-        if pk.auto_id:
-            first = self.r.ids.allocate(n)
-            ids = np.arange(first, first + n, dtype=np.int64)
-            columns[pk.name] = ids if pk.dtype == DataType.INT64 else ids.astype(str).astype(object)
+        if not pk.auto_id:
+            return None
+        first = self.r.ids.allocate(n) if first is None else first
+        ids = np.arange(first, first + n, dtype=np.int64)
+        columns[pk.name] = ids if pk.dtype == DataType.INT64 else ids.astype(str).astype(object)
+        return first
 
     @rpc(milvus_pb2.MutationResult)
     def Insert(self, request, context):

@@ -8,8 +8,11 @@ under the collection's prefix, reads and checks every file that is new (or chang
 ETag) before writing anything (a file that lacks a mapped column, or holds a value that does not
 convert, fails the job and nothing is written), deletes the rows of the files gone (or changed), then
 writes the new files' rows as inserts through the log, each row with a fresh ``__virtual_pk__``, and
-flushes. Unlike Milvus, which shows a refresh's rows after a release and load, a loaded collection
-shows them at once, as it shows any insert.
+flushes. A job whose process ended is taken over by another (``vecdb.jobs``, ``vecdb.proxy.job_sweep``):
+a file's keys are recorded (the file marked ``partial``) before its rows are written, and a refresh
+taken over deletes the rows of a partial file and reads it again. Unlike Milvus, which shows a
+refresh's rows after a release and load, a loaded collection shows them at once, as it shows any
+insert.
 """
 
 from __future__ import annotations
@@ -26,12 +29,12 @@ from vecdb.external_tables import (
     COMPLETED,
     FAILED,
     IN_PROGRESS,
-    Heartbeat,
     RefreshJob,
     RefreshStore,
     SourceFiles,
     file_rows,
 )
+from vecdb.jobs import JobKind, JobLost, Record
 from vecdb.proxy import status
 from vecdb.proxy.base import rpc
 from vecdb.proxy.rpc_collections import CollectionRpcs
@@ -58,39 +61,48 @@ class ExternalRpcs(CollectionRpcs, DmlRpcs):
         job = RefreshJob(id=self.r.ids.allocate(1), db=info.db, collection=info.name, collection_id=info.id,
                          external_source=source, external_spec=spec, replace=replace)
         store = self.refresh_store()
-        store.start(job)
-        threading.Thread(target=self._run_refresh, args=(store, job), name=f"refresh-{job.id}", daemon=True).start()
+        rec = store.start(job)
+        threading.Thread(target=self._run_refresh, args=(rec,), name=f"refresh-{job.id}", daemon=True).start()
         return job
 
-    def _run_refresh(self, store: RefreshStore, job: RefreshJob) -> None:
-        beat = Heartbeat(store, job)
+    def refresh_job_kind(self) -> JobKind:
+        """Refreshes as the job sweeper resumes them (``vecdb.proxy.job_sweep``)."""
+        return JobKind("refresh", self.refresh_store().jobs, RefreshJob.from_json, self._run_refresh, _fail_refresh)
+
+    def _run_refresh(self, rec: Record) -> None:
+        """Run (or carry on, when taken over) the refresh of ``rec`` to its end, on this thread."""
+        job = rec.job
+        store = self.refresh_store()
+        rec.start_heartbeat()
         try:
-            self._refresh(store, job)
+            self._refresh(store, rec)
             job.state, job.progress = COMPLETED, 100
+        except JobLost:
+            log.warning("refresh job %d: taken over by another process; this one stops", job.id)
+            rec.close()
+            return
         except Exception as e:  # noqa: BLE001 - every failure ends the job with its reason
             if not isinstance(e, errors.VecdbError):
                 log.exception("refresh job %d failed", job.id)
             job.state, job.reason = FAILED, getattr(e, "message", None) or str(e)
-        finally:
-            beat.close()
-            try:
-                store.finish(job)
-            except Exception:  # noqa: BLE001 - the store is gone (stopping)
-                log.exception("refresh job %d: its end could not be recorded", job.id)
+        rec.close()
+        _finish(store, rec)
 
-    def _refresh(self, store: RefreshStore, job: RefreshJob) -> None:
+    def _refresh(self, store: RefreshStore, rec: Record) -> None:
+        job = rec.job
         info = self.collection(job.db, job.collection)
         if info.id != job.collection_id:
             raise errors.CollectionNotFound(f"collection {job.collection} was dropped during the refresh")
         job.state = IN_PROGRESS
-        store.put(job)
+        rec.put()
         target = parse_external(job.external_source, job.external_spec)
         files = SourceFiles(target)
         listed = {f"s3://{target.bucket}/{k}": (k, meta) for k, meta in files.list().items()}
         state = store.state(info.id)
         held: dict[str, dict] = state.get("files", {})
-        gone = [p for p, meta in held.items()
-                if p not in listed or {"size": meta["size"], "etag": meta["etag"]} != listed[p][1]]
+        # a file being written when a run ended (taken over) counts as gone: its rows go, it is read again
+        gone = [p for p, meta in held.items() if meta.get("partial") or p not in listed
+                or {"size": meta["size"], "etag": meta["etag"]} != listed[p][1]]
         new = sorted(p for p in listed if p not in held or p in gone)
         # pass 1: read and check every new file before writing anything
         zone = self.zone_of(info)
@@ -99,7 +111,7 @@ class ExternalRpcs(CollectionRpcs, DmlRpcs):
             rows = file_rows(info.schema, files.read(listed[path][0]), path)
             batches[path] = row_batches(info.schema, rows, path, zone) if rows else []
             job.progress = 50 * (i + 1) // len(new)
-            store.put(job)
+            rec.put()
         # the rows of the files gone (or changed)
         for path in gone:
             pks = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in held[path]["pks"]] or
@@ -109,22 +121,28 @@ class ExternalRpcs(CollectionRpcs, DmlRpcs):
             job.rows_deleted += len(pks)
             del held[path]
             store.put_state(info.id, state)
-        # pass 2: the new rows as inserts, each file's keys kept with it
+        # pass 2: the new rows as inserts, each file's keys recorded with it (as partial) before they are written
         total = sum(n for b in batches.values() for _, n in b)
         pk = info.schema.primary_field.name
         for path in new:
             ranges = []
-            for columns, n in batches.pop(path):
+            file_batches = batches.pop(path)
+            for columns, n in file_batches:
                 self._assign_pks(info, columns, n)
                 first = int(columns[pk][0])
                 ranges.append([first, first + n])
+            entry = {"size": listed[path][1]["size"], "etag": listed[path][1]["etag"], "pks": ranges}
+            held[path] = {**entry, "partial": True}
+            state["files"] = held
+            store.put_state(info.id, state)
+            rec.put()  # still its runner: a run taken over must not write on
+            for columns, n in file_batches:
                 self._write_rows(info, columns, n, "")
                 job.rows_added += n
                 job.progress = 50 + 49 * job.rows_added // max(1, total)
-            held[path] = {"size": listed[path][1]["size"], "etag": listed[path][1]["etag"], "pks": ranges}
-            state["files"] = held
+            held[path] = entry
             store.put_state(info.id, state)
-            store.put(job)
+            rec.put()
         if job.replace:
             state["source"], state["spec"] = job.external_source, job.external_spec
         state["files"] = held
@@ -157,3 +175,17 @@ class ExternalRpcs(CollectionRpcs, DmlRpcs):
         jobs = self.refresh_store().list(db, cid)
         return milvus_pb2.ListRefreshExternalCollectionJobsResponse(
             status=status.success(), jobs=[milvus_pb2.RefreshExternalCollectionJobInfo(**j.info()) for j in jobs])
+
+
+def _finish(store: RefreshStore, rec: Record) -> None:
+    try:
+        store.finish(rec)
+    except JobLost:
+        log.warning("refresh job %d: taken over by another process; its end here is not recorded", rec.job.id)
+    except Exception:  # noqa: BLE001 - the store is gone (stopping)
+        log.exception("refresh job %d: its end could not be recorded", rec.job.id)
+
+
+def _fail_refresh(rec: Record, reason: str) -> None:
+    rec.job.state, rec.job.reason = FAILED, reason
+    _finish(RefreshStore(rec.store.meta), rec)

@@ -8,21 +8,28 @@ bad file fails the job with the file, the row and the reason and nothing is writ
 rows go in as inserts through the log in batches (auto_id keys assigned, routed to shards and
 partitions, the seal policy applied), and the collection is flushed, so the rows end as sealed
 segments, visible to loaded collections as any insert is.
+
+A job is durable (``vecdb.jobs``): one whose process ended is taken over by another (a standalone
+server when it starts again, any proxy of a cluster: ``vecdb.proxy.job_sweep``), which checks the files
+again and writes on from the batch recorded in flight (``importer.ImportJob.cursor``), that batch again
+with the same primary keys, so every row of the files is there once.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
-from vecdb import errors, importer
+from vecdb import errors, importer, jobs
 from vecdb.catalog_model import DEFAULT_PARTITION
 from vecdb.external_tables import refuse_write
 from vecdb.importer import COMPLETED, FAILED, IMPORTING, PENDING, ImportJob, JobStore
+from vecdb.jobs import JobKind
 from vecdb.proxy import status
 from vecdb.proxy.base import PARTITION_KEY_NAMES, kv_dict, rpc
 from vecdb.proxy.fielddata import columns_from_field_data
@@ -56,10 +63,13 @@ class ImportRpcs(DmlRpcs):
         importer.check_groups(groups)
         job = ImportJob(id=self.r.ids.allocate(1), db=db, collection=info.name, collection_id=info.id,
                         partition=partition, files=groups)
-        jobs = self._jobs()
-        jobs.put(job)
-        threading.Thread(target=self._run_import, args=(jobs, job), name=f"import-{job.id}", daemon=True).start()
+        rec = self._jobs().create(job)
+        threading.Thread(target=self._run_import, args=(rec,), name=f"import-{job.id}", daemon=True).start()
         return job
+
+    def import_job_kind(self) -> JobKind:
+        """Bulk import as the job sweeper resumes it (``vecdb.proxy.job_sweep``)."""
+        return JobKind("import", self._jobs(), ImportJob.from_json, self._run_import, _fail_import)
 
     def get_import_job(self, job_id: int) -> ImportJob:
         job = self._jobs().get(job_id)
@@ -72,30 +82,29 @@ class ImportRpcs(DmlRpcs):
         return self._jobs().list(db, cid)
 
     # --- the job -------------------------------------------------------------------------
-    def _run_import(self, jobs: JobStore, job: ImportJob) -> None:
-        rec = importer.Recorder(jobs, job)
+    def _run_import(self, rec: jobs.Record) -> None:
+        """Run (or carry on, when taken over) the job of ``rec`` to its end, on this thread."""
+        job = rec.job
+        rec.start_heartbeat()
         try:
             self._import(rec)
+        except jobs.JobLost:
+            log.warning("import job %d: taken over by another process; this one stops", job.id)
         except Exception as e:  # noqa: BLE001 - every failure ends the job with its reason
             if not isinstance(e, errors.VecdbError):
                 log.exception("import job %d failed", job.id)
-            job.state, job.reason = FAILED, getattr(e, "message", None) or str(e)
-            job.complete_ms = int(time.time() * 1000)
-            try:
-                rec.put()
-            except Exception:  # noqa: BLE001 - the store is gone (stopping)
-                log.exception("import job %d: its failure could not be recorded", job.id)
+            _fail_import(rec, getattr(e, "message", None) or str(e))
         finally:
             rec.close()
 
-    def _import(self, rec: importer.Recorder) -> None:
+    def _import(self, rec: jobs.Record) -> None:
         job = rec.job
         _, objects = self.stores()
         local_files = self.r.component == "standalone" and hasattr(objects, "_root")
         info = self.collection(job.db, job.collection)
         if info.id != job.collection_id:
             raise errors.CollectionNotFound(f"collection {job.collection} was dropped during the import")
-        job.state = IMPORTING
+        job.state, job.total_rows = IMPORTING, 0  # a job taken over checks (and counts) every file again
         rec.put()
         zone = self.zone_of(info)  # TIMESTAMPTZ strings without an offset are read in it
         # pass 1: read and validate every file before writing anything; the validated batches are
@@ -112,26 +121,45 @@ class ImportRpcs(DmlRpcs):
             job.progress = 50 * read // nfiles
             rec.put()
             del batches
-        # pass 2: the rows as inserts through the log
-        written, last_put = 0, time.monotonic()
-        for group, held_batches in zip(job.files, kept):
-            if held_batches is None:
-                held_batches = self._read_group(info.schema, objects, group, local_files, zone)
-            for columns, n in held_batches:
-                self._assign_pks(info, columns, n)
-                self._write_rows(info, columns, n, job.partition)
-                written += n
-                job.imported_rows = written
-                job.progress = 50 + 49 * written // max(1, job.total_rows)
-                if time.monotonic() - last_put > 0.5:
-                    rec.put()
-                    last_put = time.monotonic()
+        self._write_batches(rec, info, objects, local_files, zone, kept)
         try:  # seal what was written (Milvus's imports end as sealed segments)
             job.segment_ids, _ = self.sealer.flush(self.collection(job.db, job.collection))
         except Exception as e:  # noqa: BLE001 - the rows are durable in the log: the seal policy seals them later
             log.warning("import job %d: every row is written; the flush after it failed (%s)", job.id, e)
         job.state, job.progress, job.complete_ms = COMPLETED, 100, int(time.time() * 1000)
         rec.put()
+
+    def _write_batches(self, rec: jobs.Record, info, objects, local_files: bool, zone: str,
+                       kept: list[list[tuple[dict, int]] | None]) -> None:
+        """Pass 2: the rows as inserts through the log, from the job's cursor on (``ImportJob``): each
+        batch recorded in flight, with its primary keys, before it is written."""
+        job = rec.job
+        start = job.cursor or {"group": 0, "batch": 0, "rows": 0}
+        written = int(start.get("rows", 0))
+        pk = info.schema.primary_field
+        fault = importer.fault_after() if job.attempts == 0 else None
+        for g, (group, held_batches) in enumerate(zip(job.files, kept)):
+            if g < start["group"]:
+                continue
+            if held_batches is None:
+                held_batches = self._read_group(info.schema, objects, group, local_files, zone)
+            for b, (columns, n) in enumerate(held_batches):
+                if g == start["group"] and b < start["batch"]:
+                    continue
+                cursor: dict = {"group": g, "batch": b, "rows": written}
+                if pk.auto_id:  # the in-flight batch's keys again, else new ones
+                    first = start.get("pk") if (g, b) == (start["group"], start["batch"]) else None
+                    cursor["pk"] = self._assign_pks(info, columns, n, None if first is None else int(first))
+                job.cursor, job.imported_rows = cursor, written
+                rec.put()  # recorded before it is written (one metadata write per batch)
+                self._write_rows(info, columns, n, job.partition)
+                written += n
+                if fault is not None and _batches_written(g, b, kept) >= fault:
+                    os.kill(os.getpid(), signal.SIGKILL)  # crash tests (importer.FAULT_ENV): written, next unrecorded
+                job.imported_rows = written
+                job.progress = 50 + 49 * written // max(1, job.total_rows)
+        job.cursor = {"group": len(job.files), "batch": 0, "rows": written}
+        job.imported_rows = written
 
     @staticmethod
     def _read_group(schema: CollectionSchema, objects, group: list[str], local_files: bool,
@@ -178,6 +206,18 @@ def _state_reply(job: ImportJob) -> milvus_pb2.GetImportStateResponse:
         status=status.success(), state=_STATES[job.state], row_count=job.imported_rows, id=job.id,
         collection_id=job.collection_id, segment_ids=job.segment_ids, create_ts=job.create_ms // 1000,
         infos=[common_pb2.KeyValuePair(key=k, value=v) for k, v in infos.items()])
+
+
+def _fail_import(rec: jobs.Record, reason: str) -> None:
+    job = rec.job
+    job.state, job.reason, job.complete_ms = FAILED, reason, int(time.time() * 1000)
+    rec.put_last()
+
+
+def _batches_written(group: int, batch: int, kept: list) -> int:
+    """How many batches of the job come up to and including ``(group, batch)`` (the crash tests' count)."""
+    before = sum(len(k) if k is not None else 0 for k in kept[:group])
+    return before + batch + 1
 
 
 def _nbytes(columns: dict) -> int:

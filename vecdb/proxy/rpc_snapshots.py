@@ -2,7 +2,8 @@
 ``DropSnapshot``, ``RestoreSnapshot``, ``GetRestoreSnapshotState``, ``ListRestoreSnapshotJobs``,
 ``PinSnapshotData``, ``UnpinSnapshotData``). Thin: the logic is ``vecdb.coord.snapshots``, over the
 stores every process shares, its catalog changes through the DDL role (the coord's in a cluster);
-a restore job runs on a thread of the proxy that took the request.
+a restore job runs on a thread of the proxy that took the request (one whose process ended is taken
+over and run again from a clean state by another: ``vecdb.jobs``, ``vecdb.proxy.job_sweep``).
 """
 
 from __future__ import annotations
