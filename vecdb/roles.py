@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from vecdb.coord.flush import FlushResult
     from vecdb.coord.resource_groups import GroupConfig
     from vecdb.coord.schema_change import SchemaChange
+    from vecdb.datanode.compactor import CompactionOptions
     from vecdb.querynode.executor import Hits, SearchSpec
     from vecdb.schema import CollectionSchema, FieldSchema
 
@@ -171,9 +172,10 @@ class DataNodeRole(Protocol):
 
     def forget_index_builds(self, collection_id: int, index_ids: Iterable[int]) -> None: ...
 
-    def compact(self, info: CollectionInfo, clustering: bool = False) -> int:
+    def compact(self, info: CollectionInfo, clustering: bool = False, options: CompactionOptions | None = None) -> int:
         """client.compact: a compaction request the data nodes owning the channels carry out
-        (``vecdb.datanode.compactor``; ``clustering``: a clustering compaction); its id."""
+        (``vecdb.datanode.compactor``; ``clustering``: a clustering compaction; ``options``: a force
+        merge, an L0 compaction, some segments, a partition or a channel only); its id."""
         ...
 
     def compaction(self, compaction_id: int) -> dict[str, Any] | None:

@@ -1,6 +1,6 @@
 """Compaction of a channel's persisted segments, as Milvus's data coordinator does it.
 
-Two kinds of plan, made from the segment list and the rows' primary keys and timestamps:
+Kinds of plan, made from the segment list and the rows' primary keys and timestamps:
 
 - **merge**: the small segments of one partition (fewer live rows than ``small_rows``, a quarter of
   the seal size by default) become one, up to ``max_rows`` live rows;
@@ -12,7 +12,14 @@ Two kinds of plan, made from the segment list and the rows' primary keys and tim
   it (``"cluster"`` in their ``seg/`` value: the key's min and max). The query nodes skip a segment
   whose range a filter excludes (``vecdb.expr.prune``). Such segments are never merged with others,
   only rewritten alone (Milvus's L2 segments, kept out of its mix compactions); a partition whose
-  segments all come from one and have no dead row is left as it is.
+  segments all come from one and have no dead row is left as it is;
+- **force** (``client.compact(target_size=)``, ``client.optimize``: Milvus's force merge): a
+  partition's segments become as few as may be of at most the target size each (``_force_plans``,
+  ``_size_parts``: bytes as the seal policy counts them), like a clustering plan's several new
+  segments but cut in row order.
+
+A manual compaction's ``CompactionOptions`` choose among them (a force merge; an L0 compaction, which
+rewrites alone each segment with a dead row; some segments, a partition, a channel only).
 
 A row is dead when a persisted delete (a delta at or below the checkpoint) of its key has a larger
 timestamp, or when a row of the same key with a larger timestamp is in any persisted segment of the
@@ -33,8 +40,9 @@ incarnation: garbage collection removes them.
 
 Triggers: after each persist and every ``interval`` seconds (a channel whose segment and delta
 lists did not change since its last check is not read again), and on demand: ``client.compact``
-puts ``compaction/<collection id>/<compaction id>`` with a state per channel, which the data node
-owning the channel carries out (any proxy answers ``get_compaction_state`` from it).
+puts ``compaction/<collection id>/<compaction id>`` with a state per channel (and its options, when
+any), which the data node owning the channel carries out (any proxy answers ``get_compaction_state``
+from it).
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ from vecdb import errors
 from vecdb.catalog_model import CollectionInfo, coll_key, read_collection
 from vecdb.config import CompactionSettings
 from vecdb.coord import session
+from vecdb.datanode.seal import fixed_fields, fixed_row_bytes, variable_row_bytes
 from vecdb.schema import CollectionSchema, FieldSchema, valid_key
 from vecdb.storage import segments as sf
 from vecdb.storage.base import MetaStore
@@ -75,6 +84,7 @@ PENDING, EXECUTING, COMPLETED = "pending", "executing", "completed"
 
 _NEVER = np.iinfo(np.uint64).max
 TTL_CHECK_MS = 60_000  # a TTL collection's channels are planned again this often (rows expire meanwhile)
+FORCE_GROUP = 3  # a force merge plan's sources: live bytes up to this many target sizes
 
 
 def request_key(collection_id: int, compaction_id: int) -> str:
@@ -87,14 +97,79 @@ def compacted_prefix(source_prefix: str, position: int, partition_id: int, segme
     return f"{base}/{position:020d}-{partition_id}-c{segment_id}/"
 
 
+MB = 1 << 20
+
+
+@dataclass(frozen=True)
+class CompactionOptions:
+    """What a ``client.compact`` request narrows or asks beyond the default manual compaction (Milvus's
+    ``ManualCompactionRequest``; the proxy validates them, ``vecdb.proxy.rpc_compaction``):
+
+    - ``target_mb`` (``target_size``, MB; ``client.optimize``): a force merge, each partition's segments
+      of a channel merged into as few as may be of at most that size each; above ``safe_bytes()`` it
+      is that (Milvus's "auto" size: ``optimize()`` without a size sends the largest int64);
+    - ``l0`` (``is_l0=True``): vecdb has no L0 segments (deletes persist as delta files beside the
+      segments): every segment a persisted delete or a newer version of a key hits is rewritten
+      without those rows, alone (no merge), clustered ones too, which is what Milvus's L0 compaction
+      does to the segments its deletes hit; the delta files go once no segment needs them;
+    - ``segment_ids``, ``partition_id``, ``channel``: only those segments, that partition, that
+      channel (the segments named are merged, up to ``max_rows`` live rows a segment).
+
+    The request record keeps only what is set (``to_record``), so a record without options reads as
+    before."""
+
+    target_mb: int = 0
+    l0: bool = False
+    segment_ids: tuple[int, ...] = ()
+    partition_id: int = 0
+    channel: str = ""
+
+    def to_record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.target_mb:
+            out["target_mb"] = self.target_mb
+        if self.l0:
+            out["l0"] = True
+        if self.segment_ids:
+            out["segment_ids"] = list(self.segment_ids)
+        if self.partition_id:
+            out["partition_id"] = self.partition_id
+        if self.channel:
+            out["channel"] = self.channel
+        return out
+
+    @classmethod
+    def from_record(cls, req: dict[str, Any]) -> CompactionOptions:
+        o = req.get("options") or {}
+        return cls(int(o.get("target_mb", 0)), bool(o.get("l0", False)), tuple(o.get("segment_ids", ())),
+                   int(o.get("partition_id", 0)), str(o.get("channel", "")))
+
+    def target_bytes(self, safe: int) -> int:
+        """The force merge's size limit in bytes: ``target_mb``, at most ``safe`` (0: no force merge)."""
+        return 0 if self.target_mb <= 0 else min(self.target_mb * MB, safe)
+
+
+def safe_bytes(floor: int = 0) -> int:
+    """The largest segment a force merge writes, whatever size it is asked for: a sixteenth of this
+    machine's memory, as a plan holds up to ``FORCE_GROUP`` of them and their copies (Milvus: the
+    smallest query and data node's memory over a factor, halved in a standalone where they share one
+    machine), at least ``floor``."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = 8 << 30
+    return max(floor, memory // 16)
+
+
 @dataclass
 class Plan:
     partition_id: int
     sources: list[dict]  # segment infos, by position
     seg_keys: list[str]  # their seg/ keys
     keep: list[np.ndarray]  # per source: the offsets of its live rows
-    kind: str  # "merge", "rewrite" or "cluster"
+    kind: str  # "merge", "rewrite", "cluster" or "force" (a force merge's)
     segment_id: int = 0  # of the new segment (allocated when executed)
+    limit_bytes: int = 0  # a force merge's: each new segment at most this many bytes (its rows cut there)
     target: dict | None = None  # the new segment's info; None when no row survives
     more: list[dict] = field(default_factory=list)  # a clustering plan's other new segments, in key order
 
@@ -126,6 +201,7 @@ class Compactor:
         self.settings = settings or CompactionSettings()
         self._pk_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # segment prefix -> (pks, ts)
         self._delta_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # delta object key -> (pks, ts)
+        self._size_cache: dict[str, float] = {}  # segment prefix -> its bytes (_segment_bytes)
         self._checked: dict[str, tuple] = {}  # channel -> signature of its last automatic check
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -200,16 +276,32 @@ class Compactor:
         return {k: alive[bounds[i]:bounds[i + 1]] for i, k in enumerate(keys)}
 
     def plan(self, info: CollectionInfo, state: ChannelState, manual: bool = False,
-             clustering: bool = False) -> list[Plan]:
-        """``clustering``: one "cluster" plan per partition of a collection with a clustering key."""
+             clustering: bool = False, options: CompactionOptions | None = None) -> list[Plan]:
+        """``clustering``: one "cluster" plan per partition of a collection with a clustering key;
+        ``options``: a manual compaction's (``CompactionOptions``), which take precedence over it."""
         s = self.settings
+        o = options or CompactionOptions()
         masks = self.live_rows(info, state)
         by_partition: dict[int, list[str]] = {}
         for key in sorted(masks, key=lambda k: (state.segments[k]["position"], k)):
-            by_partition.setdefault(state.segments[key]["partition_id"], []).append(key)
+            seg = state.segments[key]
+            if ((o.partition_id and seg["partition_id"] != o.partition_id)
+                    or (o.segment_ids and seg["segment_id"] not in o.segment_ids)):
+                continue
+            by_partition.setdefault(seg["partition_id"], []).append(key)
+        limit = o.target_bytes(safe_bytes()) if o.target_mb else 0
+        if limit:
+            return [p for pid, keys in by_partition.items() for p in self._force_plans(info, pid, keys, state, masks,
+                                                                                         limit)]
+        if o.l0:  # every segment with a dead row, rewritten alone
+            return [self._plan(pid, [k], state, masks, "rewrite") for pid, keys in by_partition.items()
+                    for k in keys if not masks[k].all()]
         cluster_key = info.schema.clustering_key_field if clustering else None
         plans = []
         for pid, keys in by_partition.items():
+            if o.segment_ids:  # the segments named: merged (Milvus's force signal packs them all)
+                plans += self._merge_plans(pid, keys, state, masks, dirty=True)
+                continue
             if cluster_key is not None:
                 if not all(state.segments[k].get("cluster", {}).get("field") == cluster_key.name
                            and masks[k].all() for k in keys):  # else clustered already, with no dead row
@@ -238,13 +330,83 @@ class Compactor:
                     plans.append(self._plan(pid, [k], state, masks, "rewrite"))
         return plans
 
+    def _merge_plans(self, pid: int, keys: list[str], state: ChannelState, masks: dict[str, np.ndarray],
+                     dirty: bool) -> list[Plan]:
+        """``keys`` merged in position order, up to ``max_rows`` live rows a plan; a group of one
+        segment is rewritten when it has a dead row (``dirty``), else left as it is."""
+        plans: list[list[str]] = []
+        group: list[str] = []
+        rows = 0
+        for k in keys:
+            live = int(masks[k].sum())
+            if group and rows + live > self.settings.max_rows:
+                plans.append(group)
+                group, rows = [], 0
+            group.append(k)
+            rows += live
+        if group:
+            plans.append(group)
+        return [self._plan(pid, g, state, masks, "merge" if len(g) > 1 else "rewrite") for g in plans
+                if len(g) > 1 or (dirty and not masks[g[0]].all())]
+
+    def _force_plans(self, info: CollectionInfo, pid: int, keys: list[str], state: ChannelState,
+                     masks: dict[str, np.ndarray], limit: int) -> list[Plan]:
+        """A force merge of one partition's segments of the channel. In position order, sources are
+        grouped while their live bytes (``_segment_bytes``, the live share of it) stay within
+        ``FORCE_GROUP`` times ``limit``, as Milvus packs a force merge's inputs up to three target
+        sizes; each plan's live rows are cut where their measured bytes make even parts of at most
+        ``limit`` (``_size_parts``). A group with no dead row that would come out in as many segments
+        as went in is left as it is (a lone segment within the limit above all). Clustered segments are
+        left out, as Milvus leaves its L2 segments out of a force merge."""
+        groups: list[tuple[list[str], float]] = []
+        group: list[str] = []
+        size = 0.0
+        for k in keys:
+            seg = state.segments[k]
+            if "cluster" in seg:
+                continue
+            est = self._segment_bytes(info, seg) * float(masks[k].mean()) if len(masks[k]) else 0.0
+            if group and size + est > FORCE_GROUP * limit:
+                groups.append((group, size))
+                group, size = [], 0.0
+            group.append(k)
+            size += est
+        if group:
+            groups.append((group, size))
+        out = []
+        for g, size in groups:
+            if all(masks[k].all() for k in g) and max(1, -(-int(size) // limit)) >= len(g):
+                continue
+            p = self._plan(pid, g, state, masks, "force")
+            p.limit_bytes = limit
+            out.append(p)
+        return out
+
+    def _segment_bytes(self, info: CollectionInfo, seg: dict) -> float:
+        """A segment's bytes as the seal policy counts them (``vecdb.datanode.seal``): what a force merge
+        recorded (``"bytes"``), else its fixed-width fields at their width and its variable-length values
+        measured, read once (segments never change: cached by prefix)."""
+        if seg.get("bytes"):
+            return float(seg["bytes"])
+        got = self._size_cache.get(seg["prefix"])
+        if got is None:
+            fixed_bytes, fixed = fixed_fields(info.schema)
+            got = float(fixed_bytes * seg["num_rows"])
+            if len(fixed) < len(info.schema.fields):
+                cols, ts = sf.read_segment(self.node.objects, seg["prefix"], info.schema, skip=fixed)
+                variable = variable_row_bytes(info.schema, cols, len(ts))
+                got += float(variable.sum()) if variable is not None else 0.0
+            self._size_cache[seg["prefix"]] = got
+        return got
+
     @staticmethod
     def _plan(pid: int, keys: list[str], state: ChannelState, masks: dict[str, np.ndarray], kind: str) -> Plan:
         return Plan(pid, [state.segments[k] for k in keys], keys, [np.flatnonzero(masks[k]) for k in keys], kind)
 
     # --- execution --------------------------------------------------------------
     def compact_channel(self, info: CollectionInfo, channel: str, manual: bool = False,
-                        tries: int = 5, clustering: bool = False) -> list[Plan]:
+                        tries: int = 5, clustering: bool = False,
+                        options: CompactionOptions | None = None) -> list[Plan]:
         """Plan and carry out the compaction of one channel; the plans committed ([] when nothing
         called for one). Under the channel's persist lock; planned again when the metadata changed
         under it (another process persisted or compacted the channel)."""
@@ -252,7 +414,7 @@ class Compactor:
             with self.node._locks[channel]:
                 state = self.read_state(info.id, channel)
                 self._checked[channel] = state.signature + _ttl_period(info)
-                plans = self.plan(info, state, manual, clustering)
+                plans = self.plan(info, state, manual, clustering, options)
                 self._forget_cached(info, channel, state)
                 if not plans:
                     return []
@@ -270,8 +432,9 @@ class Compactor:
         """Drop the cached keys of the channel's segments that are gone or go now."""
         listed = {s["prefix"] for s in state.segments.values()} - {s["prefix"] for p in plans or [] for s in p.sources}
         mine = f"segments/{info.id}/{channel}/"
-        for prefix in [p for p in list(self._pk_cache) if p.startswith(mine) and p not in listed]:
-            self._pk_cache.pop(prefix, None)
+        for cache in (self._pk_cache, self._size_cache):
+            for prefix in [p for p in list(cache) if p.startswith(mine) and p not in listed]:
+                cache.pop(prefix, None)
         deltas = set(state.deltas.values())
         mine = f"deltas/{info.id}/{channel}/"
         for key in [k for k in list(self._delta_cache) if k.startswith(mine) and k not in deltas]:
@@ -293,8 +456,14 @@ class Compactor:
             columns, ts = self._gather(info, p)
             key = info.schema.clustering_key_field
             clustered = key is not None and (p.kind == "cluster" or "cluster" in p.sources[0])
-            parts: list[tuple[dict, np.ndarray]] = _cluster_parts(
-                info.schema, columns, ts, self.settings.clustering_rows) if p.kind == "cluster" else [(columns, ts)]
+            sizes: list[int] = []
+            if p.kind == "cluster":
+                parts: list[tuple[dict, np.ndarray]] = _cluster_parts(info.schema, columns, ts,
+                                                                      self.settings.clustering_rows)
+            elif p.limit_bytes:
+                parts, sizes = _size_parts(info.schema, columns, ts, p.limit_bytes)
+            else:
+                parts = [(columns, ts)]
             for i, (cols, part_ts) in enumerate(parts):
                 sid = p.segment_id if i == 0 else self.node.ids.allocate()
                 prefix = compacted_prefix(p.sources[0]["prefix"], position, p.partition_id, sid)
@@ -309,6 +478,8 @@ class Compactor:
                 if clustered:
                     assert key is not None
                     target["cluster"] = _key_range(key, cols)
+                if sizes:  # a force merge measured its rows: what its next planning estimates by
+                    target["bytes"] = sizes[i]
                 if self.node.node_id is not None:
                     target["by"] = self.node.node_id
                 if i == 0:
@@ -403,7 +574,8 @@ class Compactor:
         req = json.loads(raw)
         for channel, st in req["channels"].items():
             if st["state"] != COMPLETED:
-                self._carry_out(key, collection_id, channel, req.get("clustering", False))
+                self._carry_out(key, collection_id, channel, req.get("clustering", False),
+                                CompactionOptions.from_record(req))
 
     def _run(self) -> None:
         interval = self.settings.interval or 1.0
@@ -425,9 +597,10 @@ class Compactor:
             req = json.loads(raw)
             for channel, st in req["channels"].items():
                 if st["state"] != COMPLETED and owned.get(channel) == req["collection_id"] and not self._stop.is_set():
-                    self._carry_out(key, req["collection_id"], channel, req.get("clustering", False))
+                    self._carry_out(key, req["collection_id"], channel, req.get("clustering", False),
+                                    CompactionOptions.from_record(req))
         # the cached keys of channels no longer owned (moved, dropped)
-        for cache in (self._pk_cache, self._delta_cache):
+        for cache in (self._pk_cache, self._delta_cache, self._size_cache):
             for key in [k for k in list(cache) if k.split("/")[2] not in owned]:
                 cache.pop(key, None)
         if not self.settings.enabled:
@@ -440,14 +613,15 @@ class Compactor:
             except errors.CollectionNotFound:
                 continue
 
-    def _carry_out(self, key: str, cid: int, channel: str, clustering: bool = False) -> None:
+    def _carry_out(self, key: str, cid: int, channel: str, clustering: bool = False,
+                   options: CompactionOptions | None = None) -> None:
         try:
             info = read_collection(self.meta, cid)
         except errors.CollectionNotFound:
             self.meta.delete(key)  # dropped: nobody asks for its state any more
             return
         update_request(self.meta, key, channel, EXECUTING)
-        plans = self.compact_channel(info, channel, manual=True, clustering=clustering)
+        plans = self.compact_channel(info, channel, manual=True, clustering=clustering, options=options)
         update_request(self.meta, key, channel, COMPLETED, [  # a clustering plan: one entry per new segment
             {"sources": [s["segment_id"] for s in p.sources], "target": target, "plan": p.segment_id,
              "partition_id": p.partition_id}
@@ -519,6 +693,40 @@ def _cluster_parts(schema: CollectionSchema, columns: dict, ts: np.ndarray,
     return parts
 
 
+def _size_parts(schema: CollectionSchema, columns: dict, ts: np.ndarray,
+                limit: int) -> tuple[list[tuple[dict[str, np.ndarray], np.ndarray]], list[int]]:
+    """A force merge plan's live rows cut, in order, into as few parts as may be of at most ``limit``
+    bytes each (a row larger than it alone), as even as may be, and each part's bytes. A row's bytes
+    are what the seal policy counts (``vecdb.datanode.seal``): its fixed-width fields at their width,
+    its variable-length values at their actual size."""
+    whole = {name: _whole(col) for name, col in columns.items()}
+    n = len(ts)
+    sizes = np.full(n, fixed_row_bytes(schema), np.int64)
+    variable = variable_row_bytes(schema, whole, n)
+    if variable is not None:
+        sizes += variable
+    cum = np.cumsum(sizes)
+    total = int(cum[-1]) if n else 0
+    count = max(1, -(-total // limit))
+    # cut near even shares of the bytes; a part over the limit there (wide rows) is cut again
+    cuts = [0, *np.searchsorted(cum, [total * k // count for k in range(1, count)], side="right").tolist(), n]
+    bounds = [0]
+    for lo, hi in zip(cuts, cuts[1:]):
+        start = lo
+        while start < hi:
+            base = int(cum[start - 1]) if start else 0
+            end = min(hi, max(start + 1, int(np.searchsorted(cum, base + limit, side="right"))))
+            bounds.append(end)
+            start = end
+    ts = np.asarray(ts)
+    parts, part_bytes = [], []
+    for lo, hi in zip(bounds, bounds[1:]):
+        if hi > lo:
+            parts.append(({name: col[lo:hi] for name, col in whole.items()}, ts[lo:hi]))
+            part_bytes.append(int(cum[hi - 1] - (cum[lo - 1] if lo else 0)))
+    return parts, part_bytes
+
+
 def _key_range(key: FieldSchema, columns: dict) -> dict[str, Any]:
     """The ``"cluster"`` entry of a segment a clustering compaction wrote: the key's smallest and largest
     value (None when every key is null), and how many keys are null."""
@@ -551,20 +759,24 @@ def _delta_obsolete(position: int, remaining: list[dict]) -> bool:
 
 # --- requests (client.compact) ---------------------------------------------------
 def request_compaction(meta: MetaStore, compaction_id: int, info: CollectionInfo, keep: float = 3600.0,
-                       clustering: bool = False) -> None:
-    """Put the request record the owning data nodes carry out (``clustering``: a clustering compaction);
-    drops finished ones older than ``keep`` and those of collections dropped since (nobody carries
-    them out)."""
+                       clustering: bool = False, options: CompactionOptions | None = None) -> None:
+    """Put the request record the owning data nodes carry out (``clustering``: a clustering compaction;
+    ``options``: a force merge, an L0 compaction, some segments, a partition or a channel only: a
+    channel other than ``options.channel`` gets no state, so none carries it out); drops finished ones
+    older than ``keep`` and those of collections dropped since (nobody carries them out)."""
     now = time.time()
     for key, raw in meta.scan(REQUEST_PREFIX):
         req = json.loads(raw)
         finished = all(c["state"] == COMPLETED for c in req["channels"].values())
         if (finished and now - req.get("at", now) > keep) or meta.get(coll_key(req["collection_id"])) is None:
             meta.txn(deletes=[key], expect={key: raw})
+    extra = (options or CompactionOptions()).to_record()
+    channels = [ch for ch in info.channels if not extra.get("channel") or ch == extra["channel"]]
     meta.put(request_key(info.id, compaction_id), json.dumps({
         "collection_id": info.id, "compaction_id": compaction_id, "at": now,
         **({"clustering": True} if clustering else {}),  # only when set: the previous version reads the record
-        "channels": {ch: {"state": PENDING, "plans": []} for ch in info.channels}}).encode())
+        **({"options": extra} if extra else {}),
+        "channels": {ch: {"state": PENDING, "plans": []} for ch in channels}}).encode())
 
 
 def update_request(meta: MetaStore, key: str, channel: str, state: str, plans: list | None = None) -> None:

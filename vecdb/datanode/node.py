@@ -26,7 +26,7 @@ from vecdb.config import CompactionSettings
 from vecdb.coord import index_builds
 from vecdb.coord.snapshots import delete_unpinned
 from vecdb.datanode import segment_listing
-from vecdb.datanode.compactor import Compactor, compaction_state, request_compaction
+from vecdb.datanode.compactor import CompactionOptions, Compactor, compaction_state, request_compaction
 from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.row_stats import RowStats
 from vecdb.function_columns import function_output
@@ -144,11 +144,11 @@ class DataNode:
                 deletes.append((rec.pks, np.full(len(rec.pks), rec.ts, np.uint64)))
         return inserts, deletes
 
-    def compact(self, info: CollectionInfo, clustering: bool = False) -> int:
+    def compact(self, info: CollectionInfo, clustering: bool = False, options: CompactionOptions | None = None) -> int:
         """client.compact: put a request record (``vecdb.datanode.compactor``) and carry it out, by
         this process's compactor when it runs, else in a thread now; returns the compaction id."""
         compaction_id = self.ids.allocate()
-        request_compaction(self.meta, compaction_id, info, self.compactor.settings.keep_requests, clustering)
+        request_compaction(self.meta, compaction_id, info, self.compactor.settings.keep_requests, clustering, options)
         if self.compactor.running:
             self.compactor.wake()
         else:

@@ -18,7 +18,7 @@ from typing import Any
 
 from vecdb.catalog_model import CollectionInfo
 from vecdb.coord.datanode_assignment import DATANODE_SESSIONS
-from vecdb.datanode.compactor import request_compaction
+from vecdb.datanode.compactor import CompactionOptions, request_compaction
 from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.node import DataNode
 from vecdb.storage.base import MetaStore
@@ -73,13 +73,14 @@ class ClusterDataNode:
     def truncate_collection(self, info: CollectionInfo, ts: int) -> None:
         self.local.truncate_collection(info, ts)
 
-    def compact(self, info: CollectionInfo, clustering: bool = False) -> int:
+    def compact(self, info: CollectionInfo, clustering: bool = False, options: CompactionOptions | None = None) -> int:
         """A request record the data node processes owning the channels carry out (they watch
         ``compaction/``); with none alive, this process compacts (as it persists)."""
         if not self._datanodes():
-            return self.local.compact(info, clustering)
+            return self.local.compact(info, clustering, options)
         compaction_id = self.local.ids.allocate()
-        request_compaction(self.meta, compaction_id, info, self.local.compactor.settings.keep_requests, clustering)
+        request_compaction(self.meta, compaction_id, info, self.local.compactor.settings.keep_requests, clustering,
+                           options)
         return compaction_id
 
     def compaction(self, compaction_id: int) -> dict[str, Any] | None:

@@ -51,7 +51,7 @@ def row_bytes(schema: CollectionSchema) -> int:
     return ROW_OVERHEAD + sum(field_bytes(f) for f in schema.fields)
 
 
-def _fixed(schema: CollectionSchema) -> tuple[int, frozenset[str]]:
+def fixed_fields(schema: CollectionSchema) -> tuple[int, frozenset[str]]:
     """(bytes a row of the fields the schema sizes, plus ``ROW_OVERHEAD``; their names)."""
     fixed = [f for f in schema.fields if f.dtype in _FIXED or f.dtype in _PER_DIM]
     return ROW_OVERHEAD + sum(field_bytes(f) for f in fixed), frozenset(f.name for f in fixed)
@@ -60,7 +60,7 @@ def _fixed(schema: CollectionSchema) -> tuple[int, frozenset[str]]:
 def fixed_row_bytes(schema: CollectionSchema) -> int:
     """Bytes a row of the fields the schema sizes (numbers, dense vectors), ``ROW_OVERHEAD`` included:
     all of ``row_bytes`` for a schema without variable-length fields."""
-    return _fixed(schema)[0]
+    return fixed_fields(schema)[0]
 
 
 def _object_sizes(col: np.ndarray) -> np.ndarray:
@@ -101,7 +101,7 @@ def _object_sizes(col: np.ndarray) -> np.ndarray:
 def variable_row_bytes(schema: CollectionSchema, columns: Mapping[str, np.ndarray], n: int) -> np.ndarray | None:
     """Bytes of each of the ``n`` rows of ``columns`` beyond ``fixed_row_bytes``: the columns of fields the
     schema does not size, measured; None when every column is one it sizes."""
-    _, fixed = _fixed(schema)
+    _, fixed = fixed_fields(schema)
     out: np.ndarray | None = None
     for name, col in columns.items():
         if name in fixed or len(col) != n or not n:

@@ -41,7 +41,10 @@ LEGACY_STATES = frozenset({SEALED, FLUSHING, FLUSHED})  # Milvus's proxy filter 
 L1, L2 = common_pb2.L1, common_pb2.L2
 
 # vecdb's plan kinds as Milvus's compaction types: merge and rewrite are both Milvus's mix compaction
+# (a force merge is a mix compaction in Milvus too); an L0 compaction (client.compact(is_l0=True)) is
+# Milvus's Level0Delete: vecdb's rewrites the segments its persisted deletes hit
 MIX, CLUSTERING = common_pb2.CompactionTypeMix, common_pb2.CompactionTypeClustering
+L0_DELETE = common_pb2.CompactionTypeLevel0Delete
 TASK_COMPLETED = common_pb2.CompactionTaskStateCompleted
 
 
@@ -86,7 +89,13 @@ def list_segments(meta: MetaStore, collection_id: int, channels: Iterable[str],
 def request_plans(record: dict[str, Any]) -> list[dict[str, Any]]:
     """The plans of a compaction request record (``vecdb.datanode.compactor.request_compaction``),
     its completed channels' (a record of an older version: sources and target only)."""
-    kind = CLUSTERING if record.get("clustering") else MIX
+    options = record.get("options") or {}
+    if options.get("target_mb"):  # a force merge takes precedence (it is a mix compaction in Milvus)
+        kind = MIX
+    elif options.get("l0"):
+        kind = L0_DELETE
+    else:
+        kind = CLUSTERING if record.get("clustering") else MIX
     out = []
     for channel, entry in sorted(record["channels"].items()):
         if entry["state"] != "completed":
