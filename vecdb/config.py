@@ -220,6 +220,12 @@ class TlsSettings(BaseModel):
                                       "against (roles advertise IP addresses); empty = the address's host")
 
 
+class ReplicationSettings(BaseModel):
+    cluster_id: str = Field("by-dev", description="this deployment's id in Milvus 2.6's replication configuration "
+                            "(update_replicate_configuration; Milvus's common.clusterPrefix, whose default this is); "
+                            "every process of a cluster must use the same one (docs/cdc.md)")
+
+
 class Settings(BaseModel):
     standalone: StandaloneSettings = StandaloneSettings()
     proxy: ProxySettings = ProxySettings()
@@ -234,6 +240,7 @@ class Settings(BaseModel):
     limits: LimitsSettings = LimitsSettings()
     security: SecuritySettings = SecuritySettings()
     tls: TlsSettings = TlsSettings()
+    replication: ReplicationSettings = ReplicationSettings()
 
 
 def load_settings(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:

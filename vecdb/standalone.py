@@ -17,6 +17,7 @@ from http.server import ThreadingHTTPServer
 import grpc
 
 from vecdb import limits
+from vecdb.cdc.replicate_manager import ReplicationManager
 from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
 from vecdb.coord.ddl import DdlManager
@@ -56,6 +57,7 @@ class Standalone:
         self.session: Session | None = None
         self.security: Security | None = None
         self.gc: GarbageCollector | None = None
+        self.replication: ReplicationManager | None = None
         self.job_sweep: JobSweeper | None = None
         try:
             self._open_roles(settings)
@@ -91,7 +93,8 @@ class Standalone:
                            max_query_window=settings.proxy.max_query_window, security=self.security,
                            seal_rows=settings.datanode.seal_rows, seal_bytes=settings.datanode.seal_bytes,
                            resource_groups=groups,
-                           quota=Quota(settings.quota, data_dir=settings.storage.data_dir))
+                           quota=Quota(settings.quota, data_dir=settings.storage.data_dir),
+                           cluster_id=settings.replication.cluster_id)
         # compaction of every collection's channels, in the background (vecdb.datanode.compactor)
         self.datanode.compactor.start(
             lambda: {ch: info.id for info in catalog.all_collections() for ch in info.channels}, watch_requests=False)
@@ -104,6 +107,8 @@ class Standalone:
         # the object store's garbage (vecdb.coord.gc), collected while this server holds the storage
         self.gc = GarbageCollector(self.meta, self.objects, settings.gc.interval, settings.gc.grace,
                                    fence={self.session.key: self.session.value}).start()
+        # Milvus 2.6's replication: this server's edges to its targets, replicated from its own log (docs/cdc.md)
+        self.replication = ReplicationManager(self.meta, self.wal).start()
 
     def _session_lost(self) -> None:
         log.error("the storage session was lost; stopping so that no two servers write the same data")
@@ -164,6 +169,8 @@ class Standalone:
             self.roles.sealer.close()
         if self.gc is not None:
             self.gc.close()
+        if self.replication is not None:
+            self.replication.close()
         self.querynode.close()
         self.datanode.close()
         if self.security is not None:

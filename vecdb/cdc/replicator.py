@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+import grpc
 import numpy as np
 
 from vecdb import namespaces, timestamp, timestamptz
@@ -71,6 +72,7 @@ class Progress:
     lag_records: int = 0
     lag_seconds: float = 0.0
     channels: dict[str, dict[str, int]] = field(default_factory=dict)
+    reported_at: float = 0.0  # when lag was last measured (time.time(); 0: not yet)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -215,8 +217,9 @@ def upsert_rows(client, name: str, rows: list[dict], partition_name: str, namesp
 class Target:
     """The target endpoint: one MilvusClient per database."""
 
-    def __init__(self, uri: str, token: str = "", timeout: float = 30.0):
+    def __init__(self, uri: str, token: str = "", timeout: float = 30.0, headers: dict[str, str] | None = None):
         self.uri, self.token, self.timeout = uri, token, timeout
+        self.headers = dict(headers or {})  # gRPC metadata every call carries (vecdb.cdc.replicate_config.HEADER)
         self._clients: dict[str, Any] = {}
 
     def client(self, db: str):
@@ -224,8 +227,12 @@ class Target:
         if c is None:
             from pymilvus import MilvusClient
 
-            c = self._clients[db] = MilvusClient(uri=self.uri, token=self.token, db_name=db or DEFAULT_DB,
-                                                 timeout=self.timeout)
+            # with headers: a connection of its own (pymilvus shares one per uri and token otherwise)
+            c = MilvusClient(uri=self.uri, token=self.token, db_name=db or DEFAULT_DB, timeout=self.timeout,
+                             **({"dedicated": True} if self.headers else {}))
+            if self.headers:
+                _add_headers(c, self.headers)
+            self._clients[db] = c
         return c
 
     def ensure_database(self, db: str) -> None:
@@ -247,6 +254,17 @@ class Target:
             except Exception:  # noqa: BLE001 (closing a broken connection)
                 pass
         self._clients.clear()
+
+
+def _add_headers(client, headers: dict[str, str]) -> None:
+    """Every later call of ``client`` (a dedicated connection) carries ``headers`` as gRPC metadata."""
+    from pymilvus.client import interceptor  # type: ignore[import-untyped]
+    from pymilvus.grpc_gen import milvus_pb2_grpc
+
+    conn = client._get_connection()
+    adder = interceptor.header_adder_interceptor(list(headers), list(headers.values()))
+    conn._final_channel = grpc.intercept_channel(conn._final_channel, adder)
+    conn._stub = milvus_pb2_grpc.MilvusServiceStub(conn._final_channel)
 
 
 # --- the source ------------------------------------------------------------------------------------
@@ -290,9 +308,13 @@ class _Tail:
 class Replicator:
     """Runs one task on a thread of its own until ``stop()``; ``progress`` says how it goes."""
 
-    def __init__(self, task: Task, store: TaskStore, on_change=None):
+    def __init__(self, task: Task, store: TaskStore, on_change=None, source: tuple[MetaStore, Log] | None = None):
+        """``source``: the source's metadata store and log, already open in this process (a deployment
+        replicating itself, ``vecdb.cdc.replicate_manager``): borrowed, never closed here; None: opened
+        from the task's ``source`` settings."""
         self.task, self.store = task, store
         self.on_change = on_change  # called with the task when it stops by itself (failed)
+        self._borrowed = source
         self.progress = Progress(state=task.state, reason=task.reason)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -360,10 +382,10 @@ class Replicator:
     def _open(self) -> None:
         self._positions = self.store.positions(self.task.id)
         if self._meta is None:
-            self._meta, self._log = open_source(self.task.spec.source)
+            self._meta, self._log = self._borrowed or open_source(self.task.spec.source)
         if self._target is None:
             t = self.task.spec.target
-            self._target = Target(t["uri"], t.get("token", ""))
+            self._target = Target(t["uri"], t.get("token", ""), headers=t.get("headers"))
 
     def _close_followers(self) -> None:
         for tail in self._tails.values():
@@ -374,9 +396,10 @@ class Replicator:
         self._close_followers()
         if self._target is not None:
             self._target.close()
-        for b in (self._log, self._meta):
-            if b is not None:
-                b.close()
+        if self._borrowed is None:
+            for b in (self._log, self._meta):
+                if b is not None:
+                    b.close()
         self._meta = self._log = None
 
     # --- the loop ----------------------------------------------------------------------------
@@ -769,6 +792,7 @@ class Replicator:
         self.progress.lag_records = lag
         self.progress.lag_seconds = 0.0 if oldest is None else max(0.0, (time.time() * 1000 - oldest) / 1000)
         self.progress.channels = chans
+        self.progress.reported_at = time.time()
         if self.progress.state != PAUSED:
             self.progress.state = RUNNING
 

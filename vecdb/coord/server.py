@@ -280,6 +280,10 @@ class Coord:
                 if self.objects is not None:
                     assigners.append(GarbageCollector(self.meta, self.objects, self.gc.interval, self.gc.grace,
                                                       fence=fence, node_id=self.address).start())
+                if self.wal is not None:  # Milvus 2.6's replication: this cluster's edges to its targets
+                    from vecdb.cdc.replicate_manager import ReplicationManager
+
+                    assigners.append(ReplicationManager(self.meta, self.wal).start())
             except BaseException:
                 for a in assigners:
                     a.close()

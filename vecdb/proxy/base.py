@@ -15,6 +15,7 @@ from pymilvus.grpc_gen import common_pb2
 
 from vecdb import errors, metrics
 from vecdb.catalog_model import DEFAULT_PARTITION, CollectionInfo
+from vecdb.cdc import replicate_config
 from vecdb.datanode.flusher import SEAL_BYTES, SEAL_ROWS
 from vecdb.proxy import status
 from vecdb.proxy.writer import ShardWriter
@@ -78,6 +79,10 @@ class Roles:
     # manual segment moves (LoadBalance, vecdb.coord.segment_moves): a cluster proxy's call the coord
     # (RemoteSegmentMoves); None = this server's one query node (checks only: LocalSegmentMoves)
     segment_moves: SegmentMover | None = None
+    # this deployment's id in Milvus 2.6's replication configuration (replication.cluster_id) and the
+    # secondary's refusal of writes and DDL (vecdb.cdc.replicate_config.ReplicationGate; None = made on first use)
+    cluster_id: str = "by-dev"
+    replication: Any = None
 
 
 PARTITION_KEY_NAMES = "not support manually specifying the partition names if partition key mode is used"
@@ -98,6 +103,7 @@ def rpc(response_type=None):
         after = metrics.PROXY_AFTER.get(fn.__name__)
         failed_reply = metrics.reply_failed
         clock = time.perf_counter
+        guarded = name in replicate_config.GUARDED  # refused on a secondary cluster (docs/cdc.md)
 
         @functools.wraps(fn)
         def handler(self, request, context):
@@ -105,6 +111,8 @@ def rpc(response_type=None):
             total, ok, failed, latency, node = calls.children(self.r.node_id, self.r.component)
             total.inc()
             try:
+                if guarded:
+                    replicate_config.admit(self, name, context)
                 if self.r.quota is not None:
                     self.r.quota.admit(name, request, context)
                 reply = fn(self, request, context)

@@ -19,6 +19,7 @@ from vecdb.proxy.rpc_hybrid import HybridRpcs
 from vecdb.proxy.rpc_import import ImportRpcs
 from vecdb.proxy.rpc_index import IndexRpcs
 from vecdb.proxy.rpc_namespaces import NamespaceRpcs
+from vecdb.proxy.rpc_replication import ReplicationRpcs
 from vecdb.proxy.rpc_resource_groups import ResourceGroupRpcs
 from vecdb.proxy.rpc_schema_change import SchemaChangeRpcs
 from vecdb.proxy.rpc_search import SearchRpcs
@@ -29,6 +30,6 @@ from vecdb.proxy.rpc_text import TextRpcs
 
 class MilvusService(AdminRpcs, NamespaceRpcs, ExternalRpcs, CollectionRpcs, CollectionFunctionRpcs, CompactionRpcs,
                     IndexRpcs, ResourceGroupRpcs, ImportRpcs, DmlRpcs, HybridRpcs, SchemaChangeRpcs, SearchRpcs,
-                    SecurityRpcs, SnapshotRpcs, TextRpcs, FileResourceRpcs,
+                    SecurityRpcs, SnapshotRpcs, TextRpcs, FileResourceRpcs, ReplicationRpcs,
                     milvus_pb2_grpc.MilvusServiceServicer):
     pass

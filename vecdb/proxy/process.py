@@ -85,7 +85,8 @@ class ProxyProcess(NodeProcess):
                            seal_bytes=settings.datanode.seal_bytes,
                            component="proxy", node_id=node_number(self.node_id), security=security,
                            resource_groups=ResourceGroups(self.backends.meta, self.router.node_addresses),
-                           quota=Quota(settings.quota, node_id=self.node_id))
+                           quota=Quota(settings.quota, node_id=self.node_id),
+                           cluster_id=settings.replication.cluster_id)
         self.roles.ddl = RemoteDdl(coord, catalog)  # catalog changes: the coord's (vecdb.coord.ddl)
         # flushes and automatic seals: the coord's (vecdb.coord.flush); this proxy's own writer for a coord
         # that does not flush (no shared log, or an older one)
