@@ -101,11 +101,14 @@ class SegmentIndexer:
                     self._built.add(key)
                 return
             vectors = sf.read_column(self.objects, seg["prefix"], field, mmap=True, schema=info.schema)
+            # a nullable vector field's null rows stay out of the index (vecdb.index.nullable)
+            valid = (sf.read_valid(self.objects, seg["prefix"], field, len(vectors), mmap=True)
+                     if field.nullable else None)
             with metrics.timed(metrics.INDEX_BUILD_LATENCY, metrics.INDEX_TASK_COUNT,
                                self.node_id or metrics.STANDALONE):
                 index = self.builds.run(info.id, idx.index_id, seg["prefix"], seg["num_rows"],
-                                        partial(new_index, idx, field, vectors))
-            del vectors  # the mapped column, before the index file is written
+                                        partial(new_index, idx, field, vectors, valid))
+            del vectors, valid  # the mapped columns, before the index file is written
             sf.save_index(self.objects, index, key)
             # the file is whole: say so (query nodes holding the segment watch for this record)
             self.builds.finish(info.id, idx.index_id, seg["prefix"], seg["num_rows"], key, self.node_id,

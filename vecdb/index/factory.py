@@ -9,6 +9,7 @@ from vecdb.index.faiss_index import FaissIndex
 from vecdb.index.gpu import create_gpu_index
 from vecdb.index.index_file import read_index_file
 from vecdb.index.minhash import MinHashIndex
+from vecdb.index.nullable import index_valid_rows, split_saved, wrap_saved
 from vecdb.index.params import index_spec, validate_index_params
 from vecdb.schema import DataType
 
@@ -34,8 +35,15 @@ def create_index(
 
 
 def load_index(path: str, mmap: bool = False) -> VectorIndex:
-    """Load an index written by ``save``; ``mmap`` maps vectors/lists instead of reading them (read-only)."""
+    """Load an index written by ``save``; ``mmap`` maps vectors/lists instead of reading them (read-only).
+    A file built over a nullable vector field's valid rows comes back as that ``ValidRowsIndex``; one
+    without (every file written before those, placeholders included) as the plain index it holds."""
     meta, index, arrays = read_index_file(path, mmap=mmap)
+    rows, n = split_saved(meta, arrays)
+    return wrap_saved(_load_inner(path, meta, index, arrays, mmap), rows, n, mmap)
+
+
+def _load_inner(path: str, meta: dict, index, arrays: dict, mmap: bool) -> VectorIndex:
     if meta.get("kind") == "faiss":
         return FaissIndex.from_saved(meta, index, mmap)
     if meta.get("kind") == "binary":
@@ -49,10 +57,13 @@ def load_index(path: str, mmap: bool = False) -> VectorIndex:
     raise IoFailed(f"{path}: unknown index kind {meta.get('kind')!r}")
 
 
-def new_index(idx, field, vectors) -> VectorIndex:
-    """A built index of ``field`` as ``idx`` (the catalog's IndexInfo) describes it, over ``vectors``."""
+def new_index(idx, field, vectors, valid=None, growing: bool = False) -> VectorIndex:
+    """A built index of ``field`` as ``idx`` (the catalog's IndexInfo) describes it, over ``vectors``.
+
+    ``valid`` is a nullable vector field's validity mask over the rows: the null rows' placeholders
+    stay out of the index, as in Milvus (``vecdb.index.nullable``); ``growing`` wraps even when no row
+    is null yet (a growing index, whose later rows may be)."""
     import numpy as np
 
     index = create_index(idx.index_type, idx.metric_type, field.dim, idx.params, field.dtype)
-    index.build(np.ascontiguousarray(vectors))
-    return index
+    return index_valid_rows(index, np.ascontiguousarray(vectors), valid, always=growing)

@@ -148,4 +148,6 @@ def load_gpu_index(path: str, xp: Any = None) -> GpuIndex:
     from vecdb.index.index_file import read_index_file  # index_file imports FAISS
 
     meta, _, arrays = read_index_file(path, mmap=True)
+    if "valid_rows" in meta:  # built over a nullable field's valid rows: vecdb.index.load_index wraps it
+        raise IoFailed(f"{path} holds an index over valid rows only: load it with load_index")
     return gpu_index_from_saved(meta, arrays, xp=xp)

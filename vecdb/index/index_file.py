@@ -86,6 +86,38 @@ def read_meta(path: str) -> dict[str, Any]:
     return meta
 
 
+def append_to_index_file(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Add ``arrays`` and ``meta`` keys to a written index file, in place: its tail (JSON meta, length,
+    magic) is cut off, the arrays are appended after the ones it has and a new tail is written. For
+    a file not yet renamed into place (``ValidRowsIndex.save``): a reader must never see it half done."""
+    old = read_meta(path)
+    clash = (set(arrays) & set(old["arrays"])) | (set(meta) & set(old))
+    if clash:
+        raise ValueError(f"index file {path} already has {sorted(clash)}")
+    try:
+        with open(path, "r+b") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(size - _TAIL.size)
+            length, _ = _TAIL.unpack(f.read(_TAIL.size))
+            end = size - _TAIL.size - length
+            f.truncate(end)
+            f.seek(end)
+            table = dict(old["arrays"])
+            for name, arr in arrays.items():
+                a = np.ascontiguousarray(arr)
+                pos = f.tell()
+                pad = (-pos) % _ALIGN
+                f.write(b"\0" * pad)
+                table[name] = {"offset": pos + pad, "dtype": a.dtype.str, "shape": list(a.shape)}
+                f.write(a.data.cast("B") if a.size else b"")
+            body = json.dumps({**old, **meta, "arrays": table}).encode()
+            f.write(body)
+            f.write(_TAIL.pack(len(body), MAGIC))
+    except OSError as e:
+        raise IoFailed(f"cannot write index file {path}: {e}") from e
+
+
 def _no_prefetch_threads(index) -> None:
     """Mapped IVF lists come back as OnDiskInvertedLists, which start 32 prefetch threads on every
     search (measured: 2.8 ms instead of 0.6 ms per nq=1 IVF_FLAT search); the page cache is the

@@ -36,6 +36,7 @@ from vecdb.datanode.indexer import file_built
 from vecdb.expr import ngram_like
 from vecdb.index import create_index, load_index, new_index, ngram
 from vecdb.index import scalar as scalar_index
+from vecdb.index.nullable import ValidRowsIndex, index_valid_rows
 from vecdb.log_records import InsertRecord, Record, decode
 from vecdb.querynode import executor
 from vecdb.querynode.compaction import CompactionFollower
@@ -505,9 +506,12 @@ class QueryNode:
                             continue  # the sealed index is ready; no interim one is needed
                         index = seg.growing_indexes.get(field.name)
                         if index is None:
+                            n = seg.n
                             index = create_index("HNSW", idx.metric_type, field.dim, _interim_params(idx),
                                                  field.dtype)
-                            index.build(np.ascontiguousarray(seg.column(field.name)))
+                            # a nullable field's null rows stay out of it (vecdb.index.nullable)
+                            index = index_valid_rows(index, np.ascontiguousarray(seg.column(field.name, n)),
+                                                     _validity(seg, field, 0, n), always=field.nullable)
                             seg.growing_indexes[field.name] = index
                         else:
                             _catch_up(index, seg, field.name)
@@ -676,7 +680,8 @@ class QueryNode:
         if interim is not None and idx.index_type == "HNSW":
             _catch_up(interim, seg, field.name)  # built like the real one: adopt it
             return interim
-        return new_index(idx, field, seg.column(field.name))
+        n = seg.n
+        return new_index(idx, field, seg.column(field.name, n), _validity(seg, field, 0, n))
 
     # --- finished index files (a node that does not build) ---------------------------
     def _ready_reset(self, pairs: list[tuple[str, bytes]]) -> None:
@@ -923,10 +928,22 @@ def _interim_params(idx) -> dict:
     return idx.params if idx.index_type == "HNSW" else GROWING_INDEX_PARAMS
 
 
+def _validity(seg: Segment, field, lo: int, hi: int) -> np.ndarray | None:
+    """Rows [lo, hi) of a nullable vector field's validity mask; None for a field that is not nullable."""
+    if not field.nullable:
+        return None
+    return np.asarray(seg.column(valid_key(field.name), hi)[lo:hi], bool)
+
+
 def _catch_up(index, seg: Segment, field_name: str) -> None:
     n = seg.n
     if n > index.ntotal:
-        index.add(np.ascontiguousarray(seg.column(field_name, n)[index.ntotal:n]))
+        rows = np.ascontiguousarray(seg.column(field_name, n)[index.ntotal:n])
+        if isinstance(index, ValidRowsIndex):  # a nullable field's index: its null rows stay out
+            field = seg.schema.field(field_name)
+            index.add(rows, _validity(seg, field, index.ntotal, n) if field is not None else None)
+        else:
+            index.add(rows)
 
 
 def _collection_id(channel: str) -> int:
