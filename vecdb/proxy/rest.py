@@ -31,7 +31,7 @@ import numpy as np
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, rg_pb2, schema_pb2
 
 from vecdb import errors, importer, timestamptz
-from vecdb.proxy import rest_structs
+from vecdb.proxy import rest_more, rest_structs
 from vecdb.proxy.fielddata import float32_to_bfloat16, null_column
 from vecdb.proxy.fieldencode import dumps_json, field_data_from_columns
 from vecdb.proxy.templates import template_proto
@@ -71,7 +71,7 @@ def _status_of(reply) -> common_pb2.Status:
     return reply if isinstance(reply, common_pb2.Status) else reply.status
 
 
-class RestApi:
+class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_more)
     def __init__(self, service, security=None):
         self.service = service
         self.security = security if security is not None and security.enabled else None
@@ -148,6 +148,7 @@ class RestApi:
                            "outputFieldNames": list(fn.output_field_names), "params": _kv(fn.params)}
                           for fn in d.schema.functions],
             **({"structArrayFields": rest_structs.describe_json(d.schema)} if d.schema.struct_array_fields else {}),
+            **rest_more.describe_extras(d),  # (Milvus 3.0's structFields, externalSource, externalSpec)
         }
 
     def _collections_get_stats(self, req, r):
@@ -347,7 +348,8 @@ class RestApi:
     def _entities_search(self, req, r):
         name = _name(req)
         schema = r.schema(name)
-        reply = r.call("Search", self._search_request(r, name, schema, req, int(req.get("limit", 100))))
+        reply = r.call("Search", rest_more.search_extras(  # (functionScore: vecdb.proxy.rest_more)
+            self._search_request(r, name, schema, req, int(req.get("limit", 100))), req))
         return search_rows(reply.results, schema.primary_field.name)
 
     def _entities_hybrid_search(self, req, r):
@@ -359,11 +361,11 @@ class RestApi:
         rerank = req.get("rerank") or {"strategy": "rrf", "params": {"k": 60}}
         rank = {"strategy": rerank["strategy"], "params": json.dumps(rerank.get("params", {})), "limit": str(limit),
                 "round_decimal": "-1", "offset": str(int(req.get("offset", 0))), **_grouping(req)}
-        reply = r.call("HybridSearch", milvus_pb2.HybridSearchRequest(
+        reply = r.call("HybridSearch", rest_more.search_extras(milvus_pb2.HybridSearchRequest(
             db_name=r.db, collection_name=name, partition_names=req.get("partitionNames", []), requests=subs,
             rank_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in rank.items()],
             output_fields=req.get("outputFields", []), consistency_level=_consistency(req),
-            use_default_consistency="consistencyLevel" not in req, **_namespace(req)))
+            use_default_consistency="consistencyLevel" not in req, **_namespace(req)), req))
         return search_rows(reply.results, schema.primary_field.name)
 
     # --- partitions ----------------------------------------------------------------------
@@ -682,6 +684,7 @@ ENDPOINTS = {
     "resource_groups": ("create", "drop", "alter", "describe", "list", "transfer_replica"),
     "jobs/import": ("create", "list", "get_progress", "describe"),
 }
+ENDPOINTS = {c: ENDPOINTS.get(c, ()) + rest_more.ENDPOINTS.get(c, ()) for c in {**ENDPOINTS, **rest_more.ENDPOINTS}}
 # Milvus's resource_groups/describe answers its group as a top-level "resource_group" (no "data");
 # vecdb's reply carries it both there and in "data"
 _TOP_LEVEL = frozenset({"resource_groups/describe"})
@@ -1245,7 +1248,8 @@ _READ = [("filter", _S, False), ("outputFields", _A, False), ("partitionNames", 
          ("consistencyLevel", _S, False)] + _NS
 _SEARCH = [("data", _A, False), ("ids", _A, False), ("annsField", _S, False), ("limit", _I, False),
            ("offset", _I, False), ("searchParams", _O, False), ("groupingField", _S, False), ("groupSize", _I, False),
-           ("strictGroupSize", _B, False), ("exprParams", _O, False), ("orderByFields", _A, False)]
+           ("strictGroupSize", _B, False), ("exprParams", _O, False), ("orderByFields", _A, False),
+           ("functionScore", _O, False)]
 _GRANT_V2 = [("roleName", _S, True), ("privilege", _S, True), ("collectionName", _S, False)]
 _PG = [("privilegeGroupName", _S, True)]
 _RG = [("name", _S, True)]
@@ -1275,7 +1279,7 @@ PARAMETERS: dict[str, list[tuple[str, str, bool]]] = {
                                        ("offset", _I, False), ("outputFields", _A, False),
                                        ("partitionNames", _A, False), ("consistencyLevel", _S, False),
                                        ("groupingField", _S, False), ("groupSize", _I, False),
-                                       ("strictGroupSize", _B, False)] + _NS,
+                                       ("strictGroupSize", _B, False), ("functionScore", _O, False)] + _NS,
     "partitions/list": _COLL, "partitions/has": _PART, "partitions/get_stats": _PART, "partitions/create": _PART,
     "partitions/drop": _PART, "partitions/load": _PARTS, "partitions/release": _PARTS,
     "indexes/list": _COLL, "indexes/describe": _COLL + [("indexName", _S, True)],
@@ -1312,6 +1316,7 @@ PARAMETERS: dict[str, list[tuple[str, str, bool]]] = {
     "jobs/import/create": _COLL + [("files", _A, True), ("partitionName", _S, False), ("options", _O, False)],
     "jobs/import/list": [("collectionName", _S, False)], "jobs/import/get_progress": [("jobId", _S, True)],
     "jobs/import/describe": [("jobId", _S, True)],
+    **rest_more.PARAMETERS,
 }
 
 
