@@ -56,13 +56,26 @@ def parse_wkt(values: Sequence, field_name: str) -> np.ndarray:
     """``values`` (WKT strings) as a shapely geometry array; InvalidParameter (1100, Milvus's
     message at insert) naming the first row that is no WKT."""
     arr = np.asarray(values, dtype=object)
-    geoms = shapely.from_wkt(arr, on_invalid="ignore") if len(arr) else np.empty(0, object)
+    with np.errstate(over="ignore", invalid="ignore"):  # (1e400, nan: refused below, not warned about)
+        geoms = shapely.from_wkt(arr, on_invalid="ignore") if len(arr) else np.empty(0, object)
     bad = np.flatnonzero(shapely.is_missing(geoms))
     if len(bad):
         i = int(bad[0])
         raise InvalidParameter(f"invalid Geometry data, transform to wkb failed: {_reason(arr[i])} "
                                f"(field {field_name}, row {i})")
+    bad = _not_finite(geoms)
+    if len(bad):
+        i = int(bad[0])
+        raise InvalidParameter(f"invalid Geometry data: a coordinate is NaN or infinite: {arr[i]} "
+                               f"(field {field_name}, row {i})")
     return geoms
+
+
+def _not_finite(geoms: np.ndarray) -> np.ndarray:
+    """The rows with a NaN or infinite coordinate (GEOS's predicates throw on them; WKB has no NaN
+    point but the empty one), ascending."""
+    coords, rows = shapely.get_coordinates(geoms, return_index=True)  # (x, y: what the predicates read)
+    return np.unique(rows[~np.isfinite(coords).all(axis=1)])
 
 
 def to_wkt(geoms: np.ndarray) -> np.ndarray:
@@ -81,21 +94,29 @@ def normalize_wkt(values: Sequence, field_name: str) -> np.ndarray:
 def from_wkb(values: Sequence[bytes], field_name: str) -> np.ndarray:
     """WKB rows (``geometry_data``, the form Milvus keeps) as the column's WKT."""
     arr = np.asarray(values, dtype=object)
-    geoms = shapely.from_wkb(arr, on_invalid="ignore") if len(arr) else np.empty(0, object)
+    with np.errstate(invalid="ignore"):  # (a NaN coordinate: refused below, not warned about)
+        geoms = shapely.from_wkb(arr, on_invalid="ignore") if len(arr) else np.empty(0, object)
     bad = np.flatnonzero(shapely.is_missing(geoms))
     if len(bad):
         raise InvalidParameter(f"invalid Geometry data: row {int(bad[0])} of field {field_name} is no WKB")
+    bad = _not_finite(geoms)
+    if len(bad):
+        raise InvalidParameter(f"invalid Geometry data: a coordinate is NaN or infinite in row {int(bad[0])} of "
+                               f"field {field_name}")
     return to_wkt(geoms)
 
 
 def query_geometry(wkt: str) -> shapely.Geometry:
     """The WKT of a spatial filter, parsed (InvalidParameter when it is none)."""
     try:
-        geom = shapely.from_wkt(wkt)
+        with np.errstate(over="ignore", invalid="ignore"):
+            geom = shapely.from_wkt(wkt)
     except shapely.errors.GEOSException as e:
         raise InvalidParameter(f"invalid WKT: {wkt}: {e}") from None
     if geom is None:
         raise InvalidParameter(f"invalid WKT: {wkt}")
+    if len(_not_finite(np.array([geom]))):
+        raise InvalidParameter(f"invalid WKT: {wkt}: a coordinate is NaN or infinite")
     return geom
 
 
@@ -139,9 +160,34 @@ def relate(op: str, col: np.ndarray, query_wkb: bytes) -> np.ndarray:
     """``ST_<OP>(field, query)`` on every row (``op``: ``st_contains``, ...); a null row is false. The
     query comes as WKB and is parsed and prepared here, per call: a prepared geometry builds its
     index lazily, so one shared by the threads that evaluate a cached filter would race."""
+    rows = geometries(col)
     query = shapely.from_wkb(query_wkb)
+    risky = _empty_parts(rows)
+    if not risky.any():
+        shapely.prepare(query)
+        return np.asarray(_PREPARED[op](query, rows), dtype=bool)
+    # GEOS's prepared predicates crash (SIGSEGV) on a collection holding an empty part, e.g.
+    # MULTIPOINT (EMPTY, (1 1)): those rows take the plain predicate
+    out = np.zeros(len(rows), bool)
+    out[risky] = _PREPARED[op](query, rows[risky])
     shapely.prepare(query)
-    return np.asarray(_PREPARED[op](query, geometries(col)), dtype=bool)
+    safe = np.flatnonzero(~risky)
+    out[safe] = _PREPARED[op](query, rows[safe])
+    return out
+
+
+def _empty_parts(geoms: np.ndarray) -> np.ndarray:
+    """Which rows are collections (MULTI*, GEOMETRYCOLLECTION) with an empty part at any depth."""
+    out = np.zeros(len(geoms), bool)
+    owner = np.flatnonzero(shapely.get_type_id(geoms) >= 4)  # (4..7: the collection types)
+    parts = geoms[owner]
+    while len(parts):
+        sub, where = shapely.get_parts(parts, return_index=True)
+        owner = owner[where]
+        out[owner[shapely.is_empty(sub)]] = True
+        nested = shapely.get_type_id(sub) >= 4
+        parts, owner = sub[nested], owner[nested]
+    return out
 
 
 def dwithin(col: np.ndarray, point_wkb: bytes, meters: float) -> np.ndarray:
@@ -150,8 +196,10 @@ def dwithin(col: np.ndarray, point_wkb: bytes, meters: float) -> np.ndarray:
     point = shapely.from_wkb(point_wkb)
     qx, qy = float(shapely.get_x(point)), float(shapely.get_y(point))
     types = shapely.get_type_id(geoms)  # -1 for a null row, 0 for a point
-    with np.errstate(invalid="ignore"):  # (an empty point's coordinates are NaN: never within)
-        out = haversine(shapely.get_y(geoms), shapely.get_x(geoms), qy, qx) <= meters
+    out = np.zeros(len(geoms), bool)
+    points = np.flatnonzero((types == 0) & ~shapely.is_empty(geoms))  # (GEOS has no x of an empty point)
+    with np.errstate(invalid="ignore"):  # (a NaN coordinate: never within)
+        out[points] = haversine(shapely.get_y(geoms[points]), shapely.get_x(geoms[points]), qy, qx) <= meters
         others = np.flatnonzero(types > 0)
         if len(others):
             per_degree = METERS_PER_DEGREE_LAT * np.sqrt((1.0 + np.cos(np.radians(qy)) ** 2) / 2.0)

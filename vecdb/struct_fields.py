@@ -114,6 +114,13 @@ def added_struct_field(schema: CollectionSchema, spb) -> tuple[StructArrayField,
         sub.nullable = False  # the struct's own flag, which pymilvus repeats on every sub-field
     taken = {f.name for f in schema.fields if not f.struct_name} | {st.name for st in schema.struct_fields}
     structs, subs = parse_struct_fields(one, schema.name, schema.next_field_id(), taken)
+    for f in subs:  # (create refuses these in the schema's analyzer checks, which an add does not run; a
+        # sub-field taken here made every later add_function_field and REST search of the collection fail)
+        if f.type_params.get("enable_match", "").strip().lower() == "true" and not f.enable_analyzer:
+            raise InvalidParameter(f"field {f.name} is set to enable match but not enable analyzer")
+        if f.enable_analyzer:
+            raise InvalidParameter(f"enable_analyzer is only for VARCHAR fields (and TEXT), field {f.name} is "
+                                   f"{_proto_name(int(f.dtype))}")
     if len(schema.fields) + len(subs) > LIMITS.max_fields:
         raise InvalidParameter(f"maximum field's number should be limited to {LIMITS.max_fields}")
     structs[0].nullable = True

@@ -102,6 +102,8 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
             req = json.loads(body or b"{}")
             if not isinstance(req, dict):
                 raise ValueError("not an object")
+        except RecursionError:  # (arrays or objects nested past the decoder's recursion limit)
+            return 200, {"code": BAD_FORMAT, "message": "can only accept json format request, error: nested too deeply"}
         except ValueError as e:
             return 200, {"code": BAD_FORMAT, "message": f"can only accept json format request, error: {e}"}
         try:
@@ -112,7 +114,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
             return e.http_status, {"code": e.code, "message": e.message}
         except errors.VecdbError as e:
             return 200, {"code": e.code, "message": e.message}
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:  # (a value of the wrong JSON type)
             return 200, {"code": MISSING_PARAMETER, "message": f"missing required parameters, error: {e}"}
 
     # --- collections -------------------------------------------------------------------
@@ -909,7 +911,9 @@ def _field_json(f: schema_pb2.FieldSchema) -> dict:
 def _namespace(req: dict) -> dict[str, str]:
     """A request's ``namespace`` (a collection with namespaces: vecdb.namespaces), as a request keyword."""
     ns = req.get("namespace")
-    return {} if ns is None else {"namespace": str(ns)}
+    if ns is not None and not isinstance(ns, str):
+        raise errors.InvalidParameter(f"namespace must be a string, got {json.dumps(ns)}")
+    return {} if ns is None else {"namespace": ns}
 
 
 def _collection_schema(name: str, req: dict) -> tuple[schema_pb2.CollectionSchema, list[dict]]:

@@ -164,8 +164,9 @@ class DmlRpcs(ServiceBase):
         exists = np.array([i is not None for i in idx], dtype=bool)
         if missing and not exists.all():
             absent = next(k for k, i in zip(pks.tolist(), idx) if i is None)
+            fields = [f.name for f in schema.fields if f.name not in columns]  # (not the validity masks)
             raise errors.InvalidParameter(
-                f"partial update of a new primary key {absent!r} must provide every field; missing {missing}")
+                f"partial update of a new primary key {absent!r} must provide every field; missing {fields}")
         take = np.asarray([-1 if i is None else i for i in idx], np.int64)
         for name in missing:
             columns[name] = current[name][take]

@@ -29,6 +29,8 @@ vecdb computes this over the columns of the pool with numpy (codes from ``np.uni
 from __future__ import annotations
 
 import dataclasses
+import math
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -211,7 +213,7 @@ def parse(spec, schema, out_fields: list[str]) -> Aggregation:
             top = TopHits(_size(cur.top_hits.size), tuple(sort))
         levels.append(Level(tuple(own), _size(cur.size), metrics, tuple(order), top))
         cur = cur.sub_aggregation if cur.HasField("sub_aggregation") else None
-    groups = int(np.prod([lv.size for lv in levels]))
+    groups = math.prod(lv.size for lv in levels)  # (Python ints: int64 sizes' product wraps in numpy)
     group_size = max([lv.top_hits.size for lv in levels if lv.top_hits is not None], default=1)
     if groups * group_size > LIMITS.max_topk:
         raise errors.InvalidParameter(
@@ -248,6 +250,9 @@ def check_combination(*, group: bool, order: bool, offset: int, iterator: bool, 
 # --- the pool ---------------------------------------------------------------------------------
 
 
+_IS_NOT = np.frompyfunc(operator.is_not, 2, 1)
+
+
 def _column(columns: dict, f: FieldSchema, n: int) -> tuple[np.ndarray, np.ndarray]:
     """A field's values among ``columns`` and its validity (True: a value)."""
     values = columns.get(f.name)
@@ -255,8 +260,8 @@ def _column(columns: dict, f: FieldSchema, n: int) -> tuple[np.ndarray, np.ndarr
         values = np.zeros(n, object)
     valid = columns.get(valid_key(f.name)) if f.nullable else None
     valid = np.ones(n, bool) if valid is None else np.asarray(valid, bool)
-    if values.dtype == object and n:
-        valid = valid & np.not_equal(values, np.asarray(None, object)).astype(bool)  # (None: null too)
+    if values.dtype == object and n:  # (None: null too; ``is not``: an ARRAY's values are arrays)
+        valid = valid & _IS_NOT(values, np.asarray(None, object)).astype(bool)
     return values, valid
 
 
