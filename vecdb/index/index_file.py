@@ -43,21 +43,10 @@ def write_index_file(
             (faiss.write_index_binary if binary else faiss.write_index)(faiss_index, tmp)
         else:
             open(tmp, "wb").close()
-        table = {}
         with open(tmp, "ab") as f:
-            for name, arr in (arrays or {}).items():
-                a = np.ascontiguousarray(arr)
-                pos = f.tell()
-                pad = (-pos) % _ALIGN
-                f.write(b"\0" * pad)
-                table[name] = {"offset": pos + pad, "dtype": a.dtype.str, "shape": list(a.shape)}
-                f.write(a.data.cast("B") if a.size else b"")
-            body = json.dumps(
-                {**meta, "format": FORMAT_VERSION, "faiss": None if faiss_index is None else
-                 ("binary" if binary else "float"), "arrays": table}
-            ).encode()
-            f.write(body)
-            f.write(_TAIL.pack(len(body), MAGIC))
+            table = _write_arrays(f, arrays or {}, {})
+            _write_tail(f, {**meta, "format": FORMAT_VERSION, "faiss": None if faiss_index is None else
+                            ("binary" if binary else "float"), "arrays": table})
         os.replace(tmp, path)
     except OSError as e:
         raise IoFailed(f"cannot write index file {path}: {e}") from e
@@ -103,19 +92,30 @@ def append_to_index_file(path: str, meta: dict[str, Any], arrays: dict[str, np.n
             end = size - _TAIL.size - length
             f.truncate(end)
             f.seek(end)
-            table = dict(old["arrays"])
-            for name, arr in arrays.items():
-                a = np.ascontiguousarray(arr)
-                pos = f.tell()
-                pad = (-pos) % _ALIGN
-                f.write(b"\0" * pad)
-                table[name] = {"offset": pos + pad, "dtype": a.dtype.str, "shape": list(a.shape)}
-                f.write(a.data.cast("B") if a.size else b"")
-            body = json.dumps({**old, **meta, "arrays": table}).encode()
-            f.write(body)
-            f.write(_TAIL.pack(len(body), MAGIC))
+            table = _write_arrays(f, arrays, dict(old["arrays"]))
+            _write_tail(f, {**old, **meta, "arrays": table})
     except OSError as e:
         raise IoFailed(f"cannot write index file {path}: {e}") from e
+
+
+def _write_arrays(f, arrays: dict[str, np.ndarray], table: dict[str, Any]) -> dict[str, Any]:
+    """Append ``arrays`` to the file ``f`` at its position, each aligned to ``_ALIGN``; ``table`` with
+    their entries (offset, dtype, shape) added."""
+    for name, arr in arrays.items():
+        a = np.ascontiguousarray(arr)
+        pos = f.tell()
+        pad = (-pos) % _ALIGN
+        f.write(b"\0" * pad)
+        table[name] = {"offset": pos + pad, "dtype": a.dtype.str, "shape": list(a.shape)}
+        f.write(a.data.cast("B") if a.size else b"")
+    return table
+
+
+def _write_tail(f, meta: dict[str, Any]) -> None:
+    """The file's tail: its JSON metadata, then the metadata's length and the magic."""
+    body = json.dumps(meta).encode()
+    f.write(body)
+    f.write(_TAIL.pack(len(body), MAGIC))
 
 
 def _no_prefetch_threads(index) -> None:
