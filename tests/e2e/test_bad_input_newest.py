@@ -243,7 +243,8 @@ def test_partial_update_of_a_new_key_names_the_missing_fields(client, name):
     client.create_collection(name, schema=schema, index_params=idx)
     client.insert(name, [{"id": 1, "vec": [0.0, 0.0], "tag": "a", "n": 1}])
     msg = _raises(1100, client.upsert, name, [{"id": 1, "n": 2}, {"id": 2, "n": 3}], partial_update=True)
-    assert msg.endswith("partial update of a new primary key 2 must provide every field; missing ['vec', 'tag']")
+    assert msg.endswith("partial update of a new primary key 2: must provide every field that is neither nullable "
+                        "nor has a default value; missing ['vec']")  # (tag: nullable, null in a new row)
     assert client.query(name, "id >= 0", output_fields=["n"], consistency_level="Strong") == [{"id": 1, "n": 1}]
 
 

@@ -100,3 +100,133 @@ def test_count_over_an_array_column_counts_its_non_null_rows():
     assert valid.tolist() == [True, True, False, True] and got is values
     cols[valid_key("arr")] = np.ones(4, bool)  # (a None without a mask: null too)
     assert sa._column(cols, SCHEMA.field("arr"), 4)[1].tolist() == [True, True, False, True]
+
+
+# --- follow-ups (tests/e2e/test_bad_input_followups.py) ------------------------------------------------
+def _struct_schema(nullable: bool) -> CollectionSchema:
+    from tests.unit.test_struct_array import proto_of, user_schema
+
+    pb = proto_of(user_schema())
+    pb.struct_array_fields[0].nullable = nullable
+    for sub in pb.struct_array_fields[0].fields:
+        sub.nullable = nullable
+    return CollectionSchema.from_proto(pb, "c")
+
+
+def _struct_request(schema: CollectionSchema, valid: list[bool]):
+    from tests.unit.test_struct_array import insert_request, rows
+
+    req = insert_request(_struct_schema(False), rows(len(valid)))  # every row with its struct
+    (st,) = [fd for fd in req.fields_data if fd.field_name == "chunks"]
+    st.valid_data.extend(valid)
+    return req
+
+
+def test_a_struct_field_data_valid_data_nulls_a_nullable_struct():
+    """The ArrayOfStruct FieldData's own valid_data was ignored: its null rows were stored with their structs."""
+    from vecdb.proxy.fielddata import columns_from_field_data
+
+    schema = _struct_schema(True)
+    cols = columns_from_field_data(schema, _struct_request(schema, [True, False, True]).fields_data, 3)
+    assert [len(v) for v in cols["chunks[text]"]] == [1, 0, 3]  # row 1: no struct (an empty list)
+    assert [len(v) for v in cols["chunks[emb]"]] == [1, 0, 3]
+    assert cols["chunks[text]"][2].tolist() == ["t20", "t21", "t22"]
+
+
+def test_a_struct_field_data_valid_data_is_refused_for_a_struct_that_is_not_nullable():
+    from vecdb.proxy.fielddata import columns_from_field_data
+
+    schema = _struct_schema(False)
+    with pytest.raises(errors.InvalidParameter, match=r"field \(chunks\) is not nullable, but null values"):
+        columns_from_field_data(schema, _struct_request(schema, [True, False, True]).fields_data, 3)
+    with pytest.raises(errors.InvalidParameter, match=r"valid_data of field\(chunks\) is wrong: 2, num_rows: 3"):
+        columns_from_field_data(schema, _struct_request(schema, [True, True]).fields_data, 3)
+    cols = columns_from_field_data(schema, _struct_request(schema, [True, True, True]).fields_data, 3)
+    assert [len(v) for v in cols["chunks[text]"]] == [1, 2, 3]  # all valid: as without valid_data
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"limit": 2.5}, 'op[0]: limit_op: parameter "limit" must be an integer, got 2.500000'),
+    ({"limit": 3, "offset": 0.5}, 'limit_op: parameter "offset" must be an integer, got 0.500000'),
+    ({"limit": "3"}, 'limit_op: parameter "limit" must be an integer'),
+    ({"limit": True}, 'limit_op: parameter "limit" must be an integer'),
+])
+def test_function_chain_limit_takes_integers_only(params, words):
+    """limit 2.5 was cut to 2 (Milvus's chain ParamReader.Int64 refuses a double that is no whole number)."""
+    import re
+
+    from pymilvus.function_chain import FunctionChain, FunctionChainOp, FunctionChainStage
+
+    from tests.unit.test_function_chain import _raises
+
+    chain = FunctionChain(FunctionChainStage.L2_RERANK)
+    chain._ops.append(FunctionChainOp(op="limit", params=params))
+    _raises(re.escape(words), chain)
+
+
+def test_function_chain_sort_desc_must_be_a_bool():
+    """desc "yes" was read as ascending (Milvus's ParamReader.Bool: 'must be a bool'); 3.0 limit is 3."""
+    import re
+
+    from pymilvus.function_chain import FunctionChain, FunctionChainOp, FunctionChainStage, col
+
+    from tests.unit.test_function_chain import _parse, _raises
+
+    chain = FunctionChain(FunctionChainStage.L2_RERANK)
+    chain._ops.append(FunctionChainOp(op="sort", params={"column": "$score", "desc": "yes"}))
+    _raises(re.escape('op[0]: sort_op: parameter "desc" must be a bool'), chain)
+    ok = FunctionChain(FunctionChainStage.L2_RERANK).sort(col("$score"), desc=True)
+    ok._ops.append(FunctionChainOp(op="limit", params={"limit": 3.0}))
+    ops = _parse(ok).ops
+    assert ops[0].desc is True and (ops[1].limit, ops[1].offset) == (3, 0)
+
+
+TZ_SCHEMA = CollectionSchema("t", [FieldSchema("id", DataType.INT64, field_id=100, is_primary=True),
+                                   FieldSchema("v", DataType.FLOAT_VECTOR, field_id=101, dim=2),
+                                   FieldSchema("ts", DataType.TIMESTAMPTZ, field_id=102, nullable=True)])
+
+
+@pytest.mark.parametrize("expr, number", [("ts > 5", "5"), ("5 < ts", "5"), ("ts >= -3", "-3"), ("1 < ts < 9", "1"),
+                                          ("ts in [1, 2]", "1"), ("ts == 1.5", "1.5"),
+                                          ("ts + 5 > ISO '2025-01-01T00:00:00Z'", "5")])
+def test_a_timestamptz_field_is_not_compared_with_a_number(expr, number):
+    """``ts > 5`` was read as 5 microseconds after the epoch; Milvus 2.6 compares a TIMESTAMPTZ field
+    with ISO '...' instants (shifted by INTERVAL '...')."""
+    from vecdb.expr import compile_filter
+
+    with pytest.raises(errors.InvalidParameter, match=f"field 'ts' is a timestamptz field: .* not the number {number}"):
+        compile_filter(expr, TZ_SCHEMA)
+    for ok in ("ts > ISO '2025-01-01T00:00:00Z'", "ISO '2025-01-01T00:00:00Z' <= ts",
+               "ts + INTERVAL 'P1D' > ISO '2025-01-01T00:00:00Z'", "ts in [ISO '2025-01-01T00:00:00Z']", "id > 5"):
+        compile_filter(ok, TZ_SCHEMA)
+
+
+def test_rest_create_params_become_properties_and_booleans_are_json_booleans():
+    from vecdb.proxy import rest, rest_structs
+
+    props = rest._create_properties({"shardsNum": 1, "ttlSeconds": 60, "partitionKeyIsolation": True,
+                                     "namespace.mode": "partition", "mmap.enabled": False, "timezone": "UTC"})
+    assert {p.key: p.value for p in props} == {"collection.ttl.seconds": "60", "partitionkey.isolation": "true",
+                                               "namespace.mode": "partition", "mmap.enabled": "false",
+                                               "timezone": "UTC"}
+    assert rest._create_properties({"shardNum": 2}) == []  # a key Milvus does not read: ignored, as there
+    with pytest.raises(rest_structs.JsonTypeError, match='schema.enableNamespace must be a JSON boolean, got "false"'):
+        rest_structs.json_bool({"enableNamespace": "false"}, "enableNamespace", "schema.")
+    assert rest_structs.json_bool({}, "enableNamespace") is False
+    assert rest._dynamic_param({"params": {"enableDynamicField": "false"}}) is False
+    assert rest._dynamic_param({}) is True
+    with pytest.raises(rest.RestError, match="parse enableDynamicField fail"):
+        rest._dynamic_param({"params": {"enableDynamicField": "no"}})
+
+
+def test_rest_struct_elements_ignore_unknown_keys_as_milvus_does():
+    """Milvus's REST handler (struct_array_v2.go parseStructArrayRow) skips a key that names no
+    sub-field "to allow forward compatibility": vecdb's REST does the same (gRPC's sub-field FieldData
+    naming no sub-field is refused, 1700, a different shape of request)."""
+    from vecdb.proxy import rest_structs
+
+    schema = _struct_schema(False)
+    rows = [{"chunks": [{"text": "a", "score": 1.0, "emb": [0.0] * 4, "color": "red"}]}]
+    cols = rest_structs.struct_columns(schema, rows)
+    assert sorted(cols) == ["chunks[emb]", "chunks[score]", "chunks[text]"]
+    assert cols["chunks[text]"][0] == ["a"]

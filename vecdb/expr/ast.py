@@ -20,6 +20,12 @@ class Literal(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class TimeLiteral(Literal):
+    """``ISO '...'`` (an instant) or ``INTERVAL '...'`` (a duration), in microseconds: the literals a
+    TIMESTAMPTZ field is compared with (a plain number is not one)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ListLiteral(Node):
     items: tuple[Node, ...]
 

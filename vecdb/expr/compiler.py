@@ -143,8 +143,12 @@ class _Compiler:
                 return preds.ConstPred(not p.value)
             return preds.Not(p)
         if isinstance(node, ast.Binary) and node.op in _REVERSED:
+            self._check_timestamptz(node.left, node.right)
+            self._check_timestamptz(node.right, node.left)
             return self.compare(node.op, self.value(node.left), self.value(node.right), node.pos)
         if isinstance(node, ast.Range):
+            self._check_timestamptz(node.middle, node.lower)
+            self._check_timestamptz(node.middle, node.upper)
             middle = self.value(node.middle)
             return preds.And([self.compare(node.op1, self.value(node.lower), middle, node.pos),
                               self.compare(node.op2, middle, self.value(node.upper), node.pos)])
@@ -217,7 +221,38 @@ class _Compiler:
             left, right, op = right, left, _REVERSED[op]
         return preds.Compare(op, left, right, tuple(c for c in _CAT_ORDER if c in common))
 
+    def _timestamptz_field(self, node: ast.Node) -> str | None:
+        """The TIMESTAMPTZ field a comparison's side reads (``ts``, ``ts + INTERVAL '...'``); None otherwise."""
+        if isinstance(node, ast.Binary) and node.op in ("+", "-"):
+            node = node.left
+        if isinstance(node, ast.Name) and not node.path:
+            f = self.schema.field(node.name)
+            if f is not None and f.dtype == DataType.TIMESTAMPTZ:
+                return f.name
+        return None
+
+    def _check_timestamptz(self, side: ast.Node, other: ast.Node) -> None:
+        """A TIMESTAMPTZ field is compared with ``ISO '...'`` instants (shifted by ``INTERVAL '...'``
+        durations), as Milvus 2.6's grammar has it (``TimestamptzCompareForward/Reverse``): a plain
+        number there (microseconds? seconds?) is refused, not read as microseconds."""
+        name = self._timestamptz_field(side)
+        if name is None:
+            return
+        numbers = [n for n in (other, side.right if isinstance(side, ast.Binary) else None,
+                               *(other.items if isinstance(other, ast.ListLiteral) else ()))
+                   if n is not None]
+        for n in numbers:
+            sign = ""
+            if isinstance(n, ast.Unary) and n.op in ("-", "+"):
+                sign, n = ("-" if n.op == "-" else ""), n.operand
+            if isinstance(n, ast.Literal) and not isinstance(n, ast.TimeLiteral) and \
+                    isinstance(n.value, (int, float)) and not isinstance(n.value, bool):
+                raise self.error(f"field '{name}' is a timestamptz field: compare it with an ISO 'timestamp' "
+                                 f"literal (and shift it by INTERVAL 'duration'), not the number {sign}{n.value!r}",
+                                 n.pos)
+
     def term(self, node: ast.In):
+        self._check_timestamptz(node.value, node.items)
         value = self.value(node.value)
         items = self.value(node.items)
         if not (isinstance(items, nodes.Const) and items.type == "list"):

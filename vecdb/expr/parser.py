@@ -251,7 +251,7 @@ class _Parser:
                 text = self._next()
                 iso = t.word.upper() == "ISO"
                 try:
-                    return ast.Literal(t.pos, (parse_iso if iso else parse_interval)(str(text.value)))
+                    return ast.TimeLiteral(t.pos, (parse_iso if iso else parse_interval)(str(text.value)))
                 except InvalidParameter as e:
                     detail = f"invalid ISO 8601 timestamp {text.value!r}" if iso else e.message
                     raise syntax_error(self.expr, f"{detail} at column {text.pos + 1}") from None

@@ -26,7 +26,9 @@ Insert rules (``columns_from_field_data``), matching the Milvus 2.3+ proxy:
 - Array-of-struct fields (Milvus 2.6) come as one ``ArrayOfStruct`` FieldData holding a FieldData
   per sub-field (ARRAY, or ARRAY_OF_VECTOR: ``vectors.vector_array``, one VectorField per row);
   each sub-field is checked as a field of its own (``chunks[text]``), and every sub-field of a row
-  must hold as many elements as the others.
+  must hold as many elements as the others. A null struct (no struct in the row) is marked on the
+  sub-fields' ``valid_data`` (pymilvus 3.0) or on the ArrayOfStruct FieldData's own: taken for a
+  nullable struct, refused (1100) for another.
 - GEOMETRY values: WKT (or WKB) that parses, kept as normalized WKT (``vecdb.geometry``).
 - JSON values: valid JSON (and so valid UTF-8), at most ``JSON_MAX_LENGTH`` bytes and
   ``JSON_MAX_DEPTH`` levels of nesting each. The dynamic
@@ -157,7 +159,7 @@ def columns_from_field_data(
     pk = schema.primary_field
     sent: dict[str, tuple[FieldSchema, Any]] = {}  # name -> (field, its FieldData message)
     if schema.struct_fields:
-        fields_data = _with_struct_sub_fields(schema, fields_data)
+        fields_data = _with_struct_sub_fields(schema, fields_data, num_rows)
     for fd in fields_data:
         name = DYNAMIC_FIELD if fd.is_dynamic else fd.field_name
         field = schema.field(name) if name else schema.field_by_id(fd.field_id)
@@ -195,8 +197,8 @@ def columns_from_field_data(
     columns: dict[str, np.ndarray] = {}
     for name, (field, fd) in sent.items():
         st = schema.struct(field.struct_name) if field.struct_name else None
-        if st is not None and st.nullable and len(fd.valid_data):  # null rows: no struct
-            columns[name] = _decode_null_structs(field, fd, num_rows, static_names, zone)
+        if st is not None and st.nullable and (len(fd.valid_data) or getattr(fd, "struct_valid", None) is not None):
+            columns[name] = _decode_null_structs(field, fd, num_rows, static_names, zone)  # null rows: no struct
             continue
         mask = _valid_mask(field, fd, num_rows)
         if fd.type and fd.type != field.dtype:
@@ -226,11 +228,7 @@ def columns_from_field_data(
                 _fill_nulls(columns, field, num_rows, np.zeros(num_rows, np.bool_))
             elif field.name not in columns and _struct_left_out(schema, field, sent):
                 columns[field.name] = absent_column(field, num_rows)
-    for fn in schema.functions:  # BM25: the input text's term frequencies (vecdb.analyzer); MinHash: its signature
-        tf = (minhash_function.signature_column(schema, fn, columns) if fn.type == FunctionType.MINHASH
-              else bm25.term_frequencies(schema, fn, columns))
-        if tf is not None:
-            columns[fn.output_field_names[0]] = tf
+    columns.update(function_output_columns(schema, columns))
     dyn = schema.dynamic_field
     if dyn is not None and dyn.name not in columns and not partial_update:
         empty = np.empty(num_rows, dtype=object)
@@ -246,18 +244,58 @@ def columns_from_field_data(
     return out
 
 
-class _SubFieldData:
-    """A struct sub-field's FieldData under the name the schema knows it by (``chunks[text]``)."""
+def function_output_columns(schema: CollectionSchema, columns: dict) -> dict[str, np.ndarray]:
+    """The function output columns ``columns`` let the server compute (BM25: the input text's term
+    frequencies, vecdb.analyzer; MinHash: its signature); none for a function whose input is absent."""
+    out = {}
+    for fn in schema.functions:
+        tf = (minhash_function.signature_column(schema, fn, columns) if fn.type == FunctionType.MINHASH
+              else bm25.term_frequencies(schema, fn, columns))
+        if tf is not None:
+            out[fn.output_field_names[0]] = tf
+    return out
 
-    def __init__(self, fd, name: str):
-        self._fd, self.field_name = fd, name
+
+def left_out_columns(schema: CollectionSchema, names: list[str], n: int) -> dict[str, np.ndarray]:
+    """The columns (with validity masks) of ``n`` rows inserted without the fields ``names``, as an insert
+    that leaves them out writes them: null or the default value, no struct for a nullable struct's
+    sub-field, ``{}`` for the dynamic field. InvalidParameter naming those a row cannot go without
+    (function outputs are left to ``function_output_columns``)."""
+    fields = [f for f in schema.fields if f.name in names and not f.is_function_output]
+    required = [f.name for f in fields if not (f.nullable or f.has_default or f.is_dynamic or _struct_left_out(
+        schema, f, {}))]
+    if required:
+        raise InvalidParameter(f"must provide every field that is neither nullable nor has a default value; "
+                               f"missing {required}")
+    out: dict[str, np.ndarray] = {}
+    for f in fields:
+        if f.is_dynamic:
+            out[f.name] = np.empty(n, object)
+            for i in range(n):
+                out[f.name][i] = {}
+        elif f.nullable or f.has_default:
+            out[f.name] = null_column(f, n)
+            _fill_nulls(out, f, n, np.zeros(n, np.bool_))
+        else:
+            out[f.name] = absent_column(f, n)
+    return out
+
+
+class _SubFieldData:
+    """A struct sub-field's FieldData under the name the schema knows it by (``chunks[text]``), with the
+    rows its struct's own ``valid_data`` marks null (``struct_valid``; None when it marks none)."""
+
+    def __init__(self, fd, name: str, struct_valid: np.ndarray | None = None):
+        self._fd, self.field_name, self.struct_valid = fd, name, struct_valid
 
     def __getattr__(self, attr: str):
         return getattr(self._fd, attr)
 
 
-def _with_struct_sub_fields(schema: CollectionSchema, fields_data) -> list:
-    """``fields_data`` with each array-of-struct FieldData replaced by its sub-fields' FieldData."""
+def _with_struct_sub_fields(schema: CollectionSchema, fields_data, n: int) -> list:
+    """``fields_data`` with each array-of-struct FieldData replaced by its sub-fields' FieldData. The
+    struct FieldData's own ``valid_data`` marks rows that hold no struct: taken for a nullable struct
+    (every sub-field null there), refused for another, as a null of any non-nullable field is."""
     out: list = []
     for fd in fields_data:
         st = schema.struct(fd.field_name) if not fd.is_dynamic else None
@@ -269,6 +307,7 @@ def _with_struct_sub_fields(schema: CollectionSchema, fields_data) -> list:
         if fd.WhichOneof("field") != "struct_arrays":
             raise InvalidParameter(f"struct array field ({st.name}) is illegal, need struct_arrays data, "
                                    f"got {fd.WhichOneof('field') or 'nil'}")
+        struct_valid = _struct_valid(st, fd, n)
         for sub in fd.struct_arrays.fields:
             plain = sub.field_name
             if plain.startswith(st.name + "[") and plain.endswith("]"):
@@ -276,17 +315,42 @@ def _with_struct_sub_fields(schema: CollectionSchema, fields_data) -> list:
             full = f"{st.name}[{plain}]"
             if schema.field(full) is None:
                 raise FieldNotFound(f"field {plain} not exist in struct array field {st.name}")
-            out.append(_SubFieldData(sub, full))
+            out.append(_SubFieldData(sub, full, struct_valid))
     return out
+
+
+def _struct_valid(st, fd, n: int) -> np.ndarray | None:
+    """The rows an ArrayOfStruct FieldData's ``valid_data`` marks as holding a struct; None when it marks
+    none null (or is empty). A null in a struct that is not nullable: InvalidParameter."""
+    if not len(fd.valid_data):
+        return None
+    if len(fd.valid_data) != n:
+        raise InvalidParameter(
+            f"the length of valid_data of field({st.name}) is wrong: {len(fd.valid_data)}, num_rows: {n}")
+    valid = np.array(fd.valid_data, dtype=np.bool_)
+    if valid.all():
+        return None
+    if not st.nullable:
+        raise InvalidParameter(f"field ({st.name}) is not nullable, but null values were passed")
+    return valid
 
 
 def _decode_null_structs(field: FieldSchema, fd, n: int, static_names: frozenset[str], zone: str) -> np.ndarray:
     """A sub-field of a nullable struct (add_collection_struct_field) sent with ``valid_data``, as
     pymilvus 3.0 sends it: a null row (no struct) holds an empty list. The values come one per row or
     one per valid row only."""
-    valid = np.asarray(fd.valid_data, np.bool_)
+    valid = np.asarray(fd.valid_data, np.bool_) if len(fd.valid_data) else np.ones(n, np.bool_)
     if len(valid) != n:
         raise _rows_mismatch(field.name, len(valid), n)
+    out = _decode_sub_field_rows(field, fd, n, valid, static_names, zone)
+    struct_valid = getattr(fd, "struct_valid", None)
+    if struct_valid is not None:  # the struct itself null in these rows (its FieldData's valid_data)
+        out[~struct_valid] = absent_column(field, int((~struct_valid).sum()))
+    return out
+
+
+def _decode_sub_field_rows(field: FieldSchema, fd, n: int, valid: np.ndarray, static_names: frozenset[str],
+                           zone: str) -> np.ndarray:
     vectors = field.dtype == DataType.ARRAY_OF_VECTOR
     count = len(fd.vectors.vector_array.data) if vectors else len(fd.scalars.array_data.data)
     if count not in (n, int(valid.sum())):

@@ -19,6 +19,9 @@ followed here:
 - Ops, each per query: ``map`` (one expression, one output column: a new column or one it replaces),
   ``sort`` (``column``, ``desc``, stable, ties broken by ``tie_break_col`` ascending; nulls are the
   smallest values), ``limit`` (``limit`` > 0, ``offset`` >= 0: rows ``[offset, offset + limit)``).
+  Their params are read as Milvus's chain ``ParamReader`` reads them: ``limit`` / ``offset`` integers
+  (a whole-number double is taken; 2.5: "parameter "limit" must be an integer, got 2.500000"),
+  ``desc`` a bool ("yes": "parameter "desc" must be a bool"), not truncated or ignored.
   ``filter`` needs a boolean function and none of the chain functions is one; ``merge`` is
   refused on a search ("merge is not supported in ordinary search"), ``select`` / ``group_by``
   are not run by vecdb; an unknown op: "op[i]: unknown operator type: X".
@@ -228,10 +231,23 @@ def _expr(pb: schema_pb2.FunctionChainExpr) -> Expr:
     return Expr(name, tuple(inputs), params)
 
 
-def _int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise errors.InvalidParameter(f"limit_op: {what} must be a number")
-    return int(value)
+def _int(value, scope: str, key: str) -> int:
+    """An integer op param as Milvus's chain ``ParamReader.Int64`` reads it: an int64, or a double
+    that is a whole number (``limit`` 2.5 is refused, not cut to 2)."""
+    if isinstance(value, float):
+        if not (math.isfinite(value) and value.is_integer()):
+            raise errors.InvalidParameter(f'{scope}: parameter "{key}" must be an integer, got {value:f}')
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise errors.InvalidParameter(f'{scope}: parameter "{key}" must be an integer')
+    return value
+
+
+def _bool(value, scope: str, key: str) -> bool:
+    """A bool op param as Milvus's chain ``ParamReader.Bool`` reads it: a bool, nothing else."""
+    if not isinstance(value, bool):
+        raise errors.InvalidParameter(f'{scope}: parameter "{key}" must be a bool')
+    return value
 
 
 def _op(pb: schema_pb2.FunctionChainOp, index: int, hybrid: bool) -> Op:
@@ -257,13 +273,14 @@ def _op(pb: schema_pb2.FunctionChainOp, index: int, hybrid: bool) -> Op:
         if not isinstance(column, str) or not column.strip():
             raise errors.InvalidParameter(f"op[{index}]: sort_op: column is required")
         tie = params.get("tie_break_col", "")
-        desc = params.get("desc", False)
-        return Op("sort", column=column.strip(), desc=desc if isinstance(desc, bool) else False,
+        desc = _bool(params["desc"], f"op[{index}]: sort_op", "desc") if "desc" in params else False
+        return Op("sort", column=column.strip(), desc=desc,
                   tie_break=tie.strip() if isinstance(tie, str) else "")
     if kind == "limit":
         if "limit" not in params:
             raise errors.InvalidParameter(f"op[{index}]: limit_op: limit is required")
-        limit, offset = _int(params["limit"], "limit"), _int(params.get("offset", 0), "offset")
+        scope = f"op[{index}]: limit_op"
+        limit, offset = _int(params["limit"], scope, "limit"), _int(params.get("offset", 0), scope, "offset")
         if limit <= 0:
             raise errors.InvalidParameter(f"op[{index}]: limit_op: limit must be positive")
         if offset < 0:

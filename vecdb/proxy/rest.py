@@ -112,6 +112,8 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
             return 200, {"code": 0, "data": data, **(data if name in _TOP_LEVEL else {})}
         except RestError as e:
             return e.http_status, {"code": e.code, "message": e.message}
+        except rest_structs.JsonTypeError as e:  # (Milvus: its JSON binding refuses the body)
+            return 200, {"code": BAD_FORMAT, "message": f"can only accept json format request, error: {e.message}"}
         except errors.VecdbError as e:
             return 200, {"code": e.code, "message": e.message}
         except (KeyError, TypeError, ValueError, AttributeError) as e:  # (a value of the wrong JSON type)
@@ -173,11 +175,14 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
     def _collections_create(self, req, r):
         name = _name(req)
         params = req.get("params") or {}
+        if not isinstance(params, dict):
+            raise rest_structs.JsonTypeError("params must be a JSON object")
         schema, indexes = _collection_schema(name, req)
         create = milvus_pb2.CreateCollectionRequest(
             db_name=r.db, collection_name=name, schema=schema.SerializeToString(),
             shards_num=int(params.get("shardsNum", 1)), num_partitions=int(params.get("partitionsNum", 0)),
-            consistency_level=common_pb2.ConsistencyLevel.Value(params.get("consistencyLevel", "Bounded")))
+            consistency_level=common_pb2.ConsistencyLevel.Value(params.get("consistencyLevel", "Bounded")),
+            properties=_create_properties(params))
         r.call("CreateCollection", create)
         for idx in indexes:
             r.call("CreateIndex", _index_request(r.db, name, idx))
@@ -248,7 +253,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
         return {}
 
     # --- entities --------------------------------------------------------------------------
-    def _write(self, req, r, method: str, request_type):
+    def _write(self, req, r, method: str, request_type, **extra):
         name = _name(req)
         rows = req.get("data")
         if isinstance(rows, dict):
@@ -257,12 +262,13 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
             raise RestError(BAD_INSERT_DATA, "fail to deal the insert data, error: data should be a list of objects")
         schema = r.schema(name)
         try:
-            fields = rows_to_field_data(schema, rows, skip_auto_id=method == "Insert")
+            fields = rows_to_field_data(schema, rows, skip_auto_id=method == "Insert",
+                                        partial=bool(extra.get("partial_update") or extra.get("field_ops")))
         except (KeyError, TypeError, ValueError) as e:
             raise RestError(BAD_INSERT_DATA, f"fail to deal the insert data, error: {e}") from None
         reply = r.call(method, request_type(db_name=r.db, collection_name=name,
                                             partition_name=req.get("partitionName", ""),
-                                            fields_data=fields, num_rows=len(rows), **_namespace(req)))
+                                            fields_data=fields, num_rows=len(rows), **_namespace(req), **extra))
         ids = reply.IDs.int_id.data if reply.IDs.HasField("int_id") else reply.IDs.str_id.data
         return list(ids), reply
 
@@ -271,7 +277,10 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
         return {"insertCount": reply.insert_cnt, "insertIds": ids}
 
     def _entities_upsert(self, req, r):
-        ids, reply = self._write(req, r, "Upsert", milvus_pb2.UpsertRequest)
+        """Milvus 2.6's REST upsert: ``partialUpdate`` (the rows' fields only, the rest kept) and
+        ``fieldOps`` [{fieldName, op REPLACE|ARRAY_APPEND|ARRAY_REMOVE}] (vecdb.proxy.field_ops)."""
+        extra = {"partial_update": rest_structs.json_bool(req, "partialUpdate"), "field_ops": _field_ops(req)}
+        ids, reply = self._write(req, r, "Upsert", milvus_pb2.UpsertRequest, **extra)
         return {"upsertCount": reply.upsert_cnt, "upsertIds": ids}
 
     def _entities_delete(self, req, r):
@@ -349,6 +358,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
 
     def _entities_search(self, req, r):
         name = _name(req)
+        _refuse_highlighter(req)
         schema = r.schema(name)
         reply = r.call("Search", rest_more.search_extras(  # (functionScore: vecdb.proxy.rest_more)
             self._search_request(r, name, schema, req, int(req.get("limit", 100))), req))
@@ -356,6 +366,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
 
     def _entities_hybrid_search(self, req, r):
         name = _name(req)
+        _refuse_highlighter(req)
         schema = r.schema(name)
         limit = int(req.get("limit", 100))
         subs = [self._search_request(r, name, schema, {**s, "partitionNames": req.get("partitionNames", [])},
@@ -916,6 +927,70 @@ def _namespace(req: dict) -> dict[str, str]:
     return {} if ns is None else {"namespace": ns}
 
 
+# collections/create's ``params`` as Milvus's REST handler reads them (handler_v2.go createCollection):
+# shardsNum, partitionsNum, consistencyLevel into the request; ttlSeconds and partitionKeyIsolation into
+# the collection's properties; max_length and enableDynamicField for a quick setup. vecdb also takes a
+# collection property by its own key (one with a dot, e.g. namespace.mode, mmap.enabled, or timezone),
+# as pymilvus's create_collection(properties=...) sends it; any other key is ignored, as Milvus ignores it.
+_CREATE_PARAMS = frozenset({"shardsNum", "partitionsNum", "consistencyLevel", "max_length", "enableDynamicField"})
+_PARAM_PROPERTIES = {"ttlSeconds": "collection.ttl.seconds", "partitionKeyIsolation": "partitionkey.isolation"}
+
+
+def _create_properties(params: dict) -> list[common_pb2.KeyValuePair]:
+    """The collection properties of a create's ``params`` (Go's ``%v`` text of each value)."""
+    props = []
+    for key, value in params.items():
+        if key in _CREATE_PARAMS:
+            continue
+        prop = _PARAM_PROPERTIES.get(key, key if "." in key or key == "timezone" else None)
+        if prop is None:
+            continue  # (Milvus's handler reads the keys it knows and leaves the others)
+        props.append(common_pb2.KeyValuePair(key=prop, value=_property_value(value)))
+    return props
+
+
+def _dynamic_param(req: dict) -> bool:
+    """A quick setup's ``params.enableDynamicField`` (true when absent), read as Milvus reads it: Go's
+    ``strconv.ParseBool`` of its ``%v`` text (1, t, true, TRUE, True, 0, f, false, ...)."""
+    value = (req.get("params") or {}).get("enableDynamicField", True)
+    text = _property_value(value)
+    if text in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if text in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    raise RestError(INVALID_PARAMETER, f"parse enableDynamicField fail, err:strconv.ParseBool: parsing {text!r}: "
+                                       "invalid syntax")
+
+
+_FIELD_OPS = {name: value for name, value in schema_pb2.FieldPartialUpdateOp.OpType.items()}
+
+
+def _field_ops(req: dict) -> list[schema_pb2.FieldPartialUpdateOp]:
+    """An upsert's ``fieldOps`` [{fieldName, op}] (Milvus 2.6.17's REST: op REPLACE, ARRAY_APPEND or
+    ARRAY_REMOVE; the server checks the rest, vecdb.proxy.field_ops)."""
+    items = req.get("fieldOps") or []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise rest_structs.JsonTypeError("fieldOps must be a list of objects {fieldName, op}")
+    out = []
+    for item in items:
+        name, op = item.get("fieldName"), item.get("op")
+        if not isinstance(name, str) or not isinstance(op, str):
+            raise rest_structs.JsonTypeError("fieldOps[].fieldName and fieldOps[].op must be strings")
+        if op.upper() not in _FIELD_OPS:
+            raise RestError(INVALID_PARAMETER, f"unsupported partial update op {op!r} for field {name!r} "
+                                               f"(want one of {sorted(_FIELD_OPS)})")
+        out.append(schema_pb2.FieldPartialUpdateOp(field_name=name, op=_FIELD_OPS[op.upper()]))
+    return out
+
+
+def _refuse_highlighter(req: dict) -> None:
+    """Milvus's REST v2 search request (request_v2.go SearchReqV2 / HybridSearchReq) has no highlighter:
+    one sent is refused, not silently dropped (the gRPC API takes it)."""
+    if req.get("highlighter") is not None:
+        raise RestError(INVALID_PARAMETER, "highlighter is not supported by the RESTful API's search (Milvus's "
+                                           "REST v2 has no highlighter); search with highlighter over gRPC")
+
+
 def _collection_schema(name: str, req: dict) -> tuple[schema_pb2.CollectionSchema, list[dict]]:
     """The schema and the indexes of a create: Milvus's quick setup (``dimension``) or ``schema``."""
     spec = req.get("schema")
@@ -926,7 +1001,7 @@ def _collection_schema(name: str, req: dict) -> tuple[schema_pb2.CollectionSchem
         id_type = req.get("idType", "Int64")
         pk_params = {"max_length": str((req.get("params") or {}).get("max_length", 65535))} \
             if id_type == "VarChar" else {}
-        spec = {"autoId": bool(req.get("autoID", False)), "enableDynamicField": True, "fields": [
+        spec = {"autoId": rest_structs.json_bool(req, "autoID"), "enableDynamicField": _dynamic_param(req), "fields": [
             {"fieldName": req.get("primaryFieldName", "id"), "dataType": id_type, "isPrimary": True,
              "elementTypeParams": pk_params},
             {"fieldName": req.get("vectorFieldName", "vector"), "dataType": "FloatVector",
@@ -936,24 +1011,27 @@ def _collection_schema(name: str, req: dict) -> tuple[schema_pb2.CollectionSchem
                     "indexType": "AUTOINDEX"}]
     else:
         indexes = list(req.get("indexParams") or [])
+    flag = rest_structs.json_bool  # a JSON boolean, as Milvus's binding takes it ("false": 1801, not true)
     pb = schema_pb2.CollectionSchema(name=name, description=req.get("description", ""),
-                                     enable_dynamic_field=bool(spec.get("enableDynamicField", False)),
-                                     enable_namespace=bool(spec.get("enableNamespace", False)))
+                                     enable_dynamic_field=flag(spec, "enableDynamicField", "schema."),
+                                     enable_namespace=flag(spec, "enableNamespace", "schema."))
+    auto_id = flag(spec, "autoId", "schema.")
     for f in spec["fields"]:
+        where = f"schema.fields[{f.get('fieldName')}]."
         field = pb.fields.add(name=f["fieldName"], data_type=schema_pb2.DataType.Value(f["dataType"]),
-                              is_primary_key=bool(f.get("isPrimary", False)),
-                              is_partition_key=bool(f.get("isPartitionKey", False)),
-                              is_clustering_key=bool(f.get("isClusteringKey", False)),
+                              is_primary_key=flag(f, "isPrimary", where),
+                              is_partition_key=flag(f, "isPartitionKey", where),
+                              is_clustering_key=flag(f, "isClusteringKey", where),
                               description=f.get("description", ""))
         if field.is_primary_key:
-            field.autoID = bool(spec.get("autoId", False))
+            field.autoID = auto_id
         if f.get("elementDataType"):
             field.element_type = schema_pb2.DataType.Value(f["elementDataType"])
         for key, value in (f.get("elementTypeParams") or {}).items():  # analyzer_params: a JSON object
             text = json.dumps(value) if isinstance(value, (dict, list)) else \
                 str(value).lower() if isinstance(value, bool) else str(value)
             field.type_params.add(key=key, value=text)
-        field.nullable = bool(f.get("nullable", False))
+        field.nullable = flag(f, "nullable", where)
         if f.get("defaultValue") is not None:
             _set_default(field, f["defaultValue"])
     rest_structs.add_struct_fields(pb, spec)  # array-of-struct fields (Milvus 2.6)
@@ -1055,9 +1133,11 @@ _NUMPY = {DataType.BOOL: np.bool_, DataType.INT8: np.int8, DataType.INT16: np.in
           DataType.INT64: np.int64, DataType.FLOAT: np.float32, DataType.DOUBLE: np.float64}
 
 
-def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id: bool = True) -> list:
+def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id: bool = True,
+                       partial: bool = False) -> list:
     """JSON rows to the ``FieldData`` columns of an insert or upsert (keys not in the schema go to the
-    dynamic field when it is on, as pymilvus's row inserts do)."""
+    dynamic field when it is on, as pymilvus's row inserts do). ``partial`` (a partial update): only
+    the fields the rows hold are sent, each by every row (null where a row says null)."""
     names: list[str] = []
     columns: dict[str, np.ndarray] = {}
     static = {f.name for f in schema.fields} | {s.name for s in schema.struct_fields}
@@ -1065,9 +1145,16 @@ def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id:
     for f in schema.fields:
         if f.is_dynamic or (f.is_primary and f.auto_id and skip_auto_id) or f.is_function_output or f.struct_name:
             continue  # (a BM25 output: the server's to fill; struct sub-fields: below)
+        if partial:
+            missing = [i for i, row in enumerate(rows) if f.name not in row]
+            if len(missing) == len(rows):
+                continue  # left out: the current value stays
+            if missing:
+                raise KeyError(f"field {f.name} is missing in row {missing[0]} (a partial update sends the "
+                               "same fields in every row)")
         if f.nullable or f.has_default:  # a null or left-out value: null, or the default (the server's)
             valid = np.array([row.get(f.name) is not None for row in rows], np.bool_)
-            if not valid.any():
+            if not valid.any() and not partial:
                 continue
             if not valid.all():
                 nulls[f.name] = valid
@@ -1106,17 +1193,17 @@ def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id:
         names.append(f.name)
         columns[f.name] = col
     dynamic_keys = None
-    if schema.dynamic_field is not None:
+    if schema.dynamic_field is not None and not (partial and not any(set(row) - static for row in rows)):
         extra = np.empty(len(rows), object)
         extra[:] = [{k: v for k, v in row.items() if k not in static} for row in rows]
         columns[DYNAMIC_FIELD] = extra
         names.append(DYNAMIC_FIELD)
         dynamic_keys = ["*"]
-    else:
+    elif schema.dynamic_field is None:
         unknown = sorted({k for row in rows for k in row} - static)
         if unknown:
             raise KeyError(f"field {unknown[0]} is not in the schema and the dynamic field is off")
-    structs = rest_structs.struct_columns(schema, rows)  # chunks[text], chunks[emb]: one ArrayOfStruct FieldData
+    structs = rest_structs.struct_columns(schema, rows, partial)  # chunks[text], chunks[emb]: one ArrayOfStruct
     columns.update(structs)
     names.extend(structs)
     out = field_data_from_columns(schema, columns, names, dynamic_keys)
@@ -1273,7 +1360,8 @@ PARAMETERS: dict[str, list[tuple[str, str, bool]]] = {
     "collections/get_compaction_state": [("jobID", _I, True)], "collections/flush": _COLL,
     "collections/fields/alter_properties": _COLL + [("fieldName", _S, True), ("fieldParams", _O, False)],
     "entities/insert": _COLL + [("data", _A, True), ("partitionName", _S, False)] + _NS,
-    "entities/upsert": _COLL + [("data", _A, True), ("partitionName", _S, False)] + _NS,
+    "entities/upsert": _COLL + [("data", _A, True), ("partitionName", _S, False), ("partialUpdate", _B, False),
+                                ("fieldOps", _A, False)] + _NS,
     "entities/delete": _COLL + [("filter", _S, False), ("id", _A, False), ("partitionName", _S, False)] + _NS,
     "entities/get": _COLL + [("id", _A, True), ("outputFields", _A, False), ("partitionNames", _A, False)] + _NS,
     "entities/query": _COLL + _READ + [("limit", _I, False), ("offset", _I, False), ("exprParams", _O, False),

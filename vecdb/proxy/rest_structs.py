@@ -34,6 +34,29 @@ _VECTORS = frozenset({schema_pb2.FloatVector, schema_pb2.Float16Vector, schema_p
                       schema_pb2.Int8Vector, schema_pb2.BinaryVector, schema_pb2.SparseFloatVector})
 
 
+BAD_FORMAT = 1801  # Milvus's REST: a body its JSON binding refuses (ErrIncorrectParameterFormat)
+
+
+class JsonTypeError(Exception):
+    """A JSON value of the wrong type where Milvus's REST handler binds a typed Go field: the binding's
+    1801 "can only accept json format request" (``vecdb.proxy.rest`` turns it into that reply)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def json_bool(obj: dict, key: str, where: str = "") -> bool:
+    """``obj[key]`` a JSON boolean (false when absent or null), as Milvus's REST binds a Go ``bool``:
+    ``"false"`` (a string) is refused, not read as true."""
+    value = obj.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise JsonTypeError(f"{where}{key} must be a JSON boolean, got {json.dumps(value)}")
+    return value
+
+
 def param_text(value) -> str:
     """A JSON type param as the string Milvus keeps: objects as JSON, booleans lower case."""
     if isinstance(value, (dict, list)):
@@ -67,11 +90,12 @@ def _sub_field(f: dict, capacity) -> schema_pb2.FieldSchema:
         dtype, element = (schema_pb2.ArrayOfVector if dtype in _VECTORS else schema_pb2.Array), dtype
     if f.get("defaultValue") is not None:
         raise InvalidParameter(f"default value is not supported for struct field, field name = {f['fieldName']}")
+    where = f"schema.structArrayFields[].fields[{f['fieldName']}]."
     fpb = schema_pb2.FieldSchema(name=f["fieldName"], data_type=dtype, element_type=element,
-                                 description=f.get("description", ""), nullable=bool(f.get("nullable", False)),
-                                 is_primary_key=bool(f.get("isPrimary", False)),
-                                 is_partition_key=bool(f.get("isPartitionKey", False)),
-                                 is_clustering_key=bool(f.get("isClusteringKey", False)))
+                                 description=f.get("description", ""), nullable=json_bool(f, "nullable", where),
+                                 is_primary_key=json_bool(f, "isPrimary", where),
+                                 is_partition_key=json_bool(f, "isPartitionKey", where),
+                                 is_clustering_key=json_bool(f, "isClusteringKey", where))
     params = dict(f.get("elementTypeParams") or {})
     if capacity is not None:
         params.setdefault("max_capacity", capacity)
@@ -101,12 +125,15 @@ def describe_json(pb: schema_pb2.CollectionSchema) -> list[dict]:
     return out
 
 
-def struct_columns(schema: CollectionSchema, rows: list[dict]) -> dict[str, np.ndarray]:
+def struct_columns(schema: CollectionSchema, rows: list[dict], partial: bool = False) -> dict[str, np.ndarray]:
     """The sub-field columns (``chunks[text]``: a list per row; ``chunks[emb]``: an ``(elements, dim)``
     float32 array per row) of the rows' struct fields. A row without the field, an element that is no
-    object or lacks a sub-field, a vector of another dim: ValueError / KeyError (the caller's 1804)."""
+    object or lacks a sub-field, a vector of another dim: ValueError / KeyError (the caller's 1804).
+    ``partial`` (a partial update): a struct field no row holds is left out."""
     out: dict[str, np.ndarray] = {}
     for st in schema.struct_fields:
+        if partial and not any(st.name in row for row in rows):
+            continue
         subs = schema.sub_fields(st.name)
         cols: dict[str, list] = {f.name: [] for f in subs}
         for i, row in enumerate(rows):

@@ -24,7 +24,7 @@ from vecdb.log_records import DeleteRecord, InsertRecord, Record
 from vecdb.proxy import status
 from vecdb.proxy.base import PARTITION_KEY_NAMES, ServiceBase, hash_keys, rpc
 from vecdb.proxy.field_ops import apply_field_ops, parse_field_ops
-from vecdb.proxy.fielddata import columns_from_field_data
+from vecdb.proxy.fielddata import columns_from_field_data, function_output_columns, left_out_columns
 from vecdb.proxy.quota import admit_collection, admit_database
 from vecdb.proxy.results import ids_proto
 from vecdb.proxy.templates import template_values
@@ -162,18 +162,38 @@ class DmlRpcs(ServiceBase):
         pos = {k: i for i, k in enumerate(current[pk_name].tolist())}
         idx = [pos.get(k) for k in pks.tolist()]
         exists = np.array([i is not None for i in idx], dtype=bool)
-        if missing and not exists.all():
-            absent = next(k for k, i in zip(pks.tolist(), idx) if i is None)
-            fields = [f.name for f in schema.fields if f.name not in columns]  # (not the validity masks)
-            raise errors.InvalidParameter(
-                f"partial update of a new primary key {absent!r} must provide every field; missing {fields}")
         take = np.asarray([-1 if i is None else i for i in idx], np.int64)
+        fresh = {} if exists.all() else self._new_rows(schema, columns, pks, exists, n)
         for name in missing:
-            columns[name] = current[name][take]
+            if not exists.any():
+                columns[name] = fresh[name]
+                continue
+            col = current[name][take]
+            if name in fresh:
+                col[~exists] = fresh[name][~exists]
+            columns[name] = col
         if ops:
             base = {name: current[name][take] if len(current[name]) else np.empty(n, object) for name in ops}
             apply_field_ops(schema, ops, columns, base, exists)
         return columns
+
+    @staticmethod
+    def _new_rows(schema, columns: dict, pks: np.ndarray, exists: np.ndarray, n: int) -> dict:
+        """The left-out fields of a partial update's rows whose primary key is new, as Milvus 2.6's
+        upsert fills them (task_upsert.go): null, the default value, ``{}`` for the dynamic field, a
+        function's output computed from the row (never sent by the client); a field that is none of
+        these refuses the update."""
+        left_out = [f.name for f in schema.fields if f.name not in columns]
+        try:
+            fresh = left_out_columns(schema, left_out, n)
+        except errors.InvalidParameter as e:
+            absent = pks[~exists].tolist()[0]
+            raise errors.InvalidParameter(f"partial update of a new primary key {absent!r}: {e.message}") from None
+        outputs = {f.name for f in schema.fields if f.is_function_output and f.name in left_out}
+        if outputs:  # computed from the new rows' own input (sent, or null / default above)
+            fresh.update({k: v for k, v in function_output_columns(schema, {**fresh, **columns}).items()
+                          if k in outputs})
+        return fresh
 
     # --- delete -----------------------------------------------------------------
     @rpc(milvus_pb2.MutationResult)
