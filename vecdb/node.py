@@ -46,6 +46,7 @@ from vecdb.catalog_model import CollectionInfo, read_collection
 from vecdb.config import Settings
 from vecdb.coord.session import Session, register_node
 from vecdb.discovery import node_number
+from vecdb.group_partials import PartialSpec
 from vecdb.process import advertised_address
 from vecdb.proxy.process import ProxyProcess
 from vecdb.querynode.assigned import AssignmentFollower
@@ -93,6 +94,13 @@ class LocalQueryNode:
               scopes: Mapping[str, ReadScope] | None = None, *, sealed_only: bool = False) -> dict[str, np.ndarray]:
         return self.node.query(self._info(info.id, wait), ts, flt, partition_ids, list(output_fields), limit, offset,
                                channels, scopes, sealed_only=sealed_only)
+
+    def query_partials(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
+                       spec: PartialSpec, wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,
+                       scopes: Mapping[str, ReadScope] | None = None, *,
+                       sealed_only: bool = False) -> dict[str, np.ndarray]:
+        return self.node.query_partials(self._info(info.id, wait), ts, flt, partition_ids, spec, channels, scopes,
+                                        sealed_only=sealed_only)
 
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,

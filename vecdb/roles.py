@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from vecdb.coord.resource_groups import GroupConfig
     from vecdb.coord.schema_change import SchemaChange
     from vecdb.datanode.compactor import CompactionOptions
+    from vecdb.group_partials import PartialSpec
     from vecdb.querynode.executor import Hits, SearchSpec
     from vecdb.schema import CollectionSchema, FieldSchema
 
@@ -98,6 +99,12 @@ class QueryNodeRole(Protocol):
               output_fields: Sequence[str], limit: int | None, offset: int, *,
               sealed_only: bool = False) -> dict[str, np.ndarray]:
         """``sealed_only``: growing segments are not read (Milvus's ``ignore_growing``)."""
+        ...
+
+    def query_partials(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
+                       spec: PartialSpec, *, sealed_only: bool = False) -> dict[str, np.ndarray]:
+        """A query aggregation's per-group partial aggregates (``vecdb.group_partials``) of the rows
+        ``query`` would return, merged over segments and nodes."""
         ...
 
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None, *,

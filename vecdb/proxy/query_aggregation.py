@@ -1,5 +1,11 @@
 """Milvus 3.0's query aggregation (``group_by_fields`` and aggregate expressions in ``output_fields``)
-and query ORDER BY (``order_by_fields``), served in the proxy over every matching row.
+and query ORDER BY (``order_by_fields``).
+
+Aggregation is pushed down: the query nodes reduce their segments' matching rows to per-group
+partials (``vecdb.group_partials``: keys, row counts, per field non-null count, sums, min, max), the
+proxy merges the nodes' partials (``QueryNodeRouter.query_partials``) and ``aggregate_reply``
+finishes the aggregates, orders and pages the groups; ``aggregate_rows`` is the same over rows.
+A plain query's ORDER BY is served in the proxy over every matching row (``order_query_rows``).
 
 pymilvus 3.0 sends them as ``QueryRequest.query_params``: ``group_by_fields="a,b"`` (from
 ``query(..., group_by_fields=["a", "b"])``) and ``order_by_fields="price:desc,id:asc"`` (from
@@ -40,6 +46,9 @@ import numpy as np
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
 from vecdb import errors
+from vecdb.group_partials import ROWS, PartialSpec, check_int64, fetched, row_partials
+from vecdb.group_partials import group_reduce as group_reduce  # (search aggregation's metrics)
+from vecdb.group_partials import ranks as _ranks
 from vecdb.proxy.fieldencode import fill_field_data
 from vecdb.proxy.order_by import ascending, parse_order_by
 from vecdb.schema import CollectionSchema, DataType, FieldSchema, valid_key
@@ -184,35 +193,15 @@ def plan_query(schema: CollectionSchema, requested: list[str], params: Mapping[s
                       tuple(order))
 
 
+def partial_spec(shape: QueryShape) -> PartialSpec:
+    """What the query nodes compute for ``shape`` (vecdb.group_partials)."""
+    return PartialSpec(tuple(f.name for f in shape.group_by), tuple(dict.fromkeys(a.key for a in shape.aggregates)))
+
+
 def fetched_columns(schema: CollectionSchema, shape: QueryShape) -> list[str]:
     """The columns an aggregation reads: group fields and aggregated fields (``count(f)`` only needs
     f's validity mask), with the validity masks of nullable ones."""
-    names: list[str] = []
-    for f in shape.group_by:
-        names.append(f.name)
-        if f.nullable:
-            names.append(valid_key(f.name))
-    for a in shape.aggregates:
-        if a.field is None:
-            continue
-        if a.op != "count":
-            names.append(a.field.name)
-        if a.field.nullable:
-            names.append(valid_key(a.field.name))
-    if not names:  # count(*) alone, grouped by nothing: the primary key gives the row count
-        names.append(schema.primary_field.name)
-    return list(dict.fromkeys(names))
-
-
-def _ranks(values: np.ndarray, present: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's rank among the distinct values (nulls take 0's place, their rank is meaningless) and
-    the distinct values."""
-    values = np.asarray(values)
-    if values.dtype == object:
-        values = np.where(present, values, "") if present is not None else values
-        values = values.astype(str)
-    uniq, inv = np.unique(values, return_inverse=True)
-    return inv.reshape(-1).astype(np.int64), uniq
+    return fetched(schema, partial_spec(shape))
 
 
 def sort_keys(columns: Mapping[str, np.ndarray], valid: Mapping[str, np.ndarray | None], n: int,
@@ -257,34 +246,27 @@ def _out_field(name: str, dtype: DataType, nullable: bool, like: FieldSchema | N
 
 
 def aggregate_rows(schema: CollectionSchema, shape: QueryShape, cols: Mapping[str, np.ndarray], limit: int | None,
-              offset: int, collection_name: str, times: TimeOutput = UTC_OUTPUT) -> milvus_pb2.QueryResults:
+                   offset: int, collection_name: str, times: TimeOutput = UTC_OUTPUT) -> milvus_pb2.QueryResults:
     """The reply of an aggregation query over ``cols`` (every matching row's ``fetched_columns``)."""
-    n = len(next(iter(cols.values()))) if cols else 0
-    # --- groups: one id per row (np.unique over the key columns' ranks; a null is its own key) ---
-    if shape.group_by:
-        codes = []
-        for f in shape.group_by:
-            present = cols.get(valid_key(f.name)) if f.nullable else None
-            rank, _ = _ranks(cols[f.name], None if present is None else np.asarray(present, bool))
-            codes.append(rank + 1 if present is None else np.where(np.asarray(present, bool), rank + 1, 0))
-        stacked = np.stack(codes, axis=1) if n else np.zeros((0, len(codes)), np.int64)
-        _, first, gid = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
-        gid = gid.reshape(-1)
-        g = len(first)
-    else:  # global: one group, even over no rows
-        first, gid, g = np.zeros(min(n, 1), np.int64), np.zeros(n, np.int64), 1
+    return aggregate_reply(shape, row_partials(schema, partial_spec(shape), cols), limit, offset,
+                           collection_name, times)
+
+
+def aggregate_reply(shape: QueryShape, partial: Mapping[str, np.ndarray], limit: int | None, offset: int,
+                    collection_name: str, times: TimeOutput = UTC_OUTPUT) -> milvus_pb2.QueryResults:
+    """The reply of an aggregation query from the partial of every matching row (``partial_spec``'s,
+    merged over segments and query nodes: vecdb.group_partials): the aggregates finished, the groups
+    ordered and paged."""
+    g = len(partial[ROWS])
     out_cols: dict[str, np.ndarray] = {}
     fields: dict[str, FieldSchema] = {}
     for f in shape.group_by:
-        key = np.asarray(cols[f.name])[first]
         fields[f.name] = _out_field(f.name, f.dtype, f.nullable, f)
+        out_cols[f.name] = np.asarray(partial[f.name])
         if f.nullable:
-            out_cols[valid_key(f.name)] = present = np.asarray(cols[valid_key(f.name)], bool)[first]
-            if key.dtype == object:  # (a null string's placeholder may be None)
-                key = np.where(present, key, "").astype(object)
-        out_cols[f.name] = key
+            out_cols[valid_key(f.name)] = np.asarray(partial[valid_key(f.name)], bool)
     for a in shape.aggregates:
-        _reduce(a, cols, gid, g, n, out_cols, fields)
+        _finish(a, partial, out_cols, fields)
     # --- order and page the groups ---
     valid = {name: out_cols.get(valid_key(name)) for name, _ in shape.order}
     perm = sort_keys(out_cols, valid, g, shape.order)[_page(g, limit, offset)]
@@ -296,64 +278,40 @@ def aggregate_rows(schema: CollectionSchema, shape: QueryShape, cols: Mapping[st
     return reply
 
 
-def _reduce(a: Aggregate, cols: Mapping[str, np.ndarray], gid: np.ndarray, g: int, n: int,
-            out: dict[str, np.ndarray], fields: dict[str, FieldSchema]) -> None:
-    """One aggregate per group, vectorised (np.bincount, ufunc.at), into ``out``/``fields``."""
+def _finish(a: Aggregate, partial: Mapping[str, np.ndarray], out: dict[str, np.ndarray],
+            fields: dict[str, FieldSchema]) -> None:
+    """One aggregate per group from the groups' partials, into ``out``/``fields``: avg = sum / count,
+    an integer sum refused past the int64 range, a group without values null (sum, avg, min, max)."""
     f = a.field
-    present = np.ones(n, bool)
-    if f is not None and f.nullable:
-        present = np.asarray(cols[valid_key(f.name)], bool)
-    kept = gid[present]
-    count = np.bincount(kept, minlength=g).astype(np.int64)
+    if f is None:
+        out[a.name] = np.asarray(partial[ROWS], np.int64)
+        fields[a.name] = _out_field(a.name, DataType.INT64, False)
+        return
+    count = np.asarray(partial[f"#n:{f.name}"], np.int64)
     if a.op == "count":
         out[a.name] = count
         fields[a.name] = _out_field(a.name, DataType.INT64, False)
         return
-    assert f is not None
-    picked, has = group_reduce(a.op, np.asarray(cols[f.name])[present], kept, g, a.name, f.dtype.is_integer)
-    out[valid_key(a.name)] = has
+    out[valid_key(a.name)] = has = count > 0
     if a.op in ("sum", "avg"):
-        out[a.name] = picked
-        fields[a.name] = _out_field(a.name, DataType.INT64 if a.op == "sum" and f.dtype.is_integer else DataType.DOUBLE,
-                                    True)
+        approx = np.asarray(partial[f"#sum:{f.name}"], np.float64)
+        integer = a.op == "sum" and f.dtype.is_integer
+        if a.op == "avg":
+            out[a.name] = approx / np.maximum(count, 1)
+        elif integer:
+            check_int64(approx, a.name)
+            out[a.name] = np.asarray(partial[f"#isum:{f.name}"], np.int64)
+        else:
+            out[a.name] = approx
+        fields[a.name] = _out_field(a.name, DataType.INT64 if integer else DataType.DOUBLE, True)
         return
-    if not len(picked):
-        picked = np.zeros(g, np.int64) if f.dtype != DataType.VARCHAR else np.full(g, "", object)
+    picked = np.asarray(partial[f"#{a.op}:{f.name}"])
     if f.dtype == DataType.VARCHAR:
         picked = np.where(has, picked, "").astype(object)
     else:
         picked = np.where(has, picked, 0)
     out[a.name] = picked
     fields[a.name] = _out_field(a.name, f.dtype, True, f)
-
-
-def group_reduce(op: str, values: np.ndarray, gid: np.ndarray, g: int, what: str,
-                 integer: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """``op`` (sum, avg, min or max) of ``values`` (nulls left out already) in each of ``g`` groups
-    (``gid``: each value's group), and whether a group has a value (query aggregation; a search
-    aggregation's metrics). sum and avg add in float64, which cannot wrap; an ``integer`` field's sum is
-    also kept exact in int64 and refused where it leaves that range. min and max go through the distinct values'
-    ranks (numbers, strings, timestamps) and return the values (empty when there are none)."""
-    has = np.bincount(gid, minlength=g) > 0
-    if op in ("sum", "avg"):
-        approx = np.bincount(gid, weights=values.astype(np.float64), minlength=g)
-        if op == "avg":
-            return approx / np.maximum(np.bincount(gid, minlength=g), 1), has
-        if not integer:
-            return approx, has
-        if np.abs(approx).max(initial=0.0) >= 2.0**63:
-            raise errors.InvalidParameter(f"{what} overflows int64")
-        total = np.zeros(g, np.int64)
-        np.add.at(total, gid, values.astype(np.int64))
-        return total, has
-    rank, uniq = _ranks(values, None)
-    if op == "min":
-        best = np.full(g, np.iinfo(np.int64).max, np.int64)
-        np.minimum.at(best, gid, rank)
-    else:
-        best = np.full(g, -1, np.int64)
-        np.maximum.at(best, gid, rank)
-    return (uniq[np.clip(best, 0, len(uniq) - 1)] if len(uniq) else uniq), has
 
 
 def refuse_element_level(what: str) -> None:

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Protocol
 
-from vecdb import bm25, errors
+from vecdb import bm25, errors, group_partials
 from vecdb.coord.assignment import (
     ASSIGN_PREFIX,
     FULL_PREFIX,
@@ -364,6 +364,17 @@ class QueryNodeRouter:
                                                                  wait=_only(end, c), channels=c, scopes=s,
                                                                  sealed_only=sealed_only))
             return merge_query(parts, pk, limit, offset, list(output_fields))
+        return self._read(info, call)
+
+    def query_partials(self, info, ts, flt, partition_ids, spec, *, sealed_only=False):
+        """Each node's partials (``vecdb.group_partials``), merged."""
+        end = self._end(info)
+
+        def call(plan: Plan):
+            parts = self._on_nodes(plan, lambda n, c, s: n.query_partials(info, ts, flt, partition_ids, spec,
+                                                                          wait=_only(end, c), channels=c, scopes=s,
+                                                                          sealed_only=sealed_only))
+            return parts[0] if len(parts) == 1 else group_partials.merge(info.schema, spec, parts)
         return self._read(info, call)
 
     def count(self, info, ts, flt, partition_ids, *, sealed_only=False) -> int:

@@ -29,9 +29,9 @@ from vecdb.proxy.grouping import GroupBy, group_hits, parse_group_by
 from vecdb.proxy.highlight import Highlight, highlight_results, plan_highlight
 from vecdb.proxy.order_by import order_fields, order_group_rows, order_rows, parse_order_by
 from vecdb.proxy.query_aggregation import (
-    aggregate_rows,
-    fetched_columns,
+    aggregate_reply,
     order_query_rows,
+    partial_spec,
     plan_query,
     refuse_element_level,
 )
@@ -596,10 +596,10 @@ class SearchRpcs(ServiceBase):
                 raise errors.InvalidParameter(f"invalid limit [{limit}] or offset [{offset}]")
             if flt is not None and element_search.element_predicate(flt, None) is not None:
                 refuse_element_level("aggregation")
-            with reading_at(level):
-                cols = self.r.querynode.query(info, ts, flt, parts, fetched_columns(schema, shape),
-                                              None, 0, sealed_only=sealed_only)
-            resp = aggregate_rows(schema, shape, cols, limit, offset, info.name, times)
+            with reading_at(level):  # the query nodes reduce their rows to per-group partials
+                partial = self.r.querynode.query_partials(info, ts, flt, parts, partial_spec(shape),
+                                                          sealed_only=sealed_only)
+            resp = aggregate_reply(shape, partial, limit, offset, info.name, times)
             resp.session_ts = ts
             return resp
         if any(f.strip().lower() == COUNT_STAR for f in requested):

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vecdb import bm25, element_search, emb_list, sparse
+from vecdb.group_partials import ROWS, PartialSpec, fetched, merge, row_partials
 from vecdb.index import brute_force_search, create_index, is_similarity
 from vecdb.index.bruteforce import merge_topk
 from vecdb.index.ngram import segment_ngram_index
 from vecdb.index.scalar import segment_scalar_index
 from vecdb.querynode.shard import SegmentView
 from vecdb.roles import RowFilter
-from vecdb.schema import DataType, FieldSchema, valid_key
+from vecdb.schema import CollectionSchema, DataType, FieldSchema, valid_key
 
 
 class SegmentColumns(Mapping):
@@ -312,3 +313,37 @@ def count(views: list[SegmentView], ts: int, flt: RowFilter | None) -> int:
         mask = valid_mask(v, ts, flt)
         total += v.n if mask is None else int(np.count_nonzero(mask))
     return total
+
+
+AGGREGATE_CHUNK = 65_536  # rows reduced at a time: a query aggregation's memory, whatever a segment's size
+
+
+def aggregate(views: list[SegmentView], ts: int, flt: RowFilter | None, schema: CollectionSchema,
+              spec: PartialSpec, empty: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The per-group partials (``vecdb.group_partials``) of the rows passing the filter: each segment's
+    matching rows reduced to their groups ``AGGREGATE_CHUNK`` rows at a time, the partials merged as they
+    add up (a few groups' rows held, not every matching row's columns). ``empty``: the fetched columns
+    of no rows (the partial when no row matches)."""
+    names = fetched(schema, spec)
+    parts: list[dict[str, np.ndarray]] = []
+    held, bound = 0, 2 * AGGREGATE_CHUNK
+    for view in views:
+        mask = valid_mask(view, ts, flt)
+        if mask is not None and not mask.any():
+            continue
+        whole = {name: view.segment.column(name, view.n) for name in names}
+        for lo in range(0, view.n, AGGREGATE_CHUNK):
+            hi = min(view.n, lo + AGGREGATE_CHUNK)
+            keep = None if mask is None else mask[lo:hi]
+            if keep is not None and not keep.any():
+                continue
+            cols = {name: col[lo:hi] if keep is None else col[lo:hi][keep] for name, col in whole.items()}
+            parts.append(row_partials(schema, spec, cols))
+            held += len(parts[-1][ROWS])
+            if len(parts) > 1 and held > bound:  # what is held stays bounded by the groups
+                parts = [merge(schema, spec, parts)]
+                held = len(parts[0][ROWS])
+                bound = max(bound, 2 * held)  # (many groups: merged again only once doubled)
+    if not parts:
+        return row_partials(schema, spec, empty)
+    return merge(schema, spec, parts) if len(parts) > 1 else parts[0]

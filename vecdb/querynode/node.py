@@ -34,6 +34,7 @@ from vecdb.coord import index_builds
 from vecdb.coord.index_builds import BuildRefused, IndexBuilds
 from vecdb.datanode.indexer import file_built
 from vecdb.expr import ngram_like
+from vecdb.group_partials import PartialSpec, fetched
 from vecdb.index import create_index, load_index, new_index, ngram
 from vecdb.index import scalar as scalar_index
 from vecdb.index.nullable import ValidRowsIndex, index_valid_rows
@@ -878,6 +879,17 @@ class QueryNode:
         if not views:
             return {n: output_column(info.schema, n) for n in output_fields}
         return executor.query(views, ts, flt, output_fields, info.schema.primary_field.name, limit, offset)
+
+    @metrics.querynode_read("query")
+    def query_partials(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
+                       spec: PartialSpec, channels: Sequence[str] | None = None,
+                       scopes: Mapping[str, ReadScope] | None = None, *,
+                       sealed_only: bool = False) -> dict[str, np.ndarray]:
+        """A query aggregation's per-group partials over the rows ``query`` would return
+        (``vecdb.group_partials``): what the proxy merges instead of every matching row."""
+        views = self._read_views(info, partition_ids, channels, scopes, sealed_only=sealed_only)
+        empty = {n: output_column(info.schema, n) for n in fetched(info.schema, spec)}
+        return executor.aggregate(views, ts, flt, info.schema, spec, empty)
 
     @metrics.querynode_read("count")
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,

@@ -22,6 +22,7 @@ from vecdb import errors
 from vecdb.catalog_model import CollectionInfo, read_collection
 from vecdb.discovery import node_number
 from vecdb.expr.filter import compile_filter
+from vecdb.group_partials import ROWS, PartialSpec, fetched, row_partials
 from vecdb.querynode.executor import Hits, SearchSpec
 from vecdb.querynode.node import QueryNode
 from vecdb.querynode.shard import ReadScope
@@ -113,9 +114,14 @@ class QueryNodeService(QueryNodeServicer):
                          *embed(3, column_wire(hits.scores)), *named_wire(4, hits.columns)])
 
     def Query(self, request: pb.QueryRequest, context) -> bytes:
-        """A QueryReply, encoded as Search's is."""
+        """A QueryReply, encoded as Search's is: the rows, or with ``aggregation`` their per-group partials."""
         scope = request.scope
         info = self._info(scope)
+        if request.HasField("aggregation"):
+            spec = PartialSpec.from_texts(request.aggregation.group_by, request.aggregation.aggregates)
+            partials = self.node.query_partials(info, scope.ts, self._filter(info, scope), self._parts(scope), spec,
+                                                _channels_of(scope), _scopes_of(scope), sealed_only=scope.sealed_only)
+            return b"".join(named_wire(1, partials))
         cols = self.node.query(info, scope.ts, self._filter(info, scope), self._parts(scope),
                                list(request.output_fields), request.limit if request.HasField("limit") else None,
                                request.offset, _channels_of(scope), _scopes_of(scope), sealed_only=scope.sealed_only)
@@ -236,6 +242,18 @@ class RemoteQueryNode:
         request = pb.QueryRequest(output_fields=output_fields, limit=limit, offset=offset)
         self._scope(request.scope, info, ts, flt, partition_ids, wait, channels, scopes, sealed_only=sealed_only)
         return read_query_reply(self._client.invoke_encoded("Query", request))
+
+    def query_partials(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
+                       spec: PartialSpec, wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,
+                       scopes: Mapping[str, ReadScope] | None = None, *,
+                       sealed_only: bool = False) -> dict[str, np.ndarray]:
+        """A Query with ``aggregation``; a node older than that field answers the rows (their columns
+        ``output_fields`` asks), reduced here."""
+        request = pb.QueryRequest(output_fields=fetched(info.schema, spec),
+                                  aggregation=pb.Aggregation(group_by=spec.group_by, aggregates=spec.texts()))
+        self._scope(request.scope, info, ts, flt, partition_ids, wait, channels, scopes, sealed_only=sealed_only)
+        cols = read_query_reply(self._client.invoke_encoded("Query", request))
+        return cols if ROWS in cols else row_partials(info.schema, spec, cols)
 
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,

@@ -110,16 +110,26 @@ class SearchReply(_message.Message):
     def __init__(self, topks: _Optional[_Iterable[int]] = ..., pks: _Optional[_Union[_common_pb2.Column, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.Column, _Mapping]] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.NamedColumn, _Mapping]]] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("scope", "output_fields", "limit", "offset")
+    __slots__ = ("scope", "output_fields", "limit", "offset", "aggregation")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELDS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATION_FIELD_NUMBER: _ClassVar[int]
     scope: ReadScope
     output_fields: _containers.RepeatedScalarFieldContainer[str]
     limit: int
     offset: int
-    def __init__(self, scope: _Optional[_Union[ReadScope, _Mapping]] = ..., output_fields: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+    aggregation: Aggregation
+    def __init__(self, scope: _Optional[_Union[ReadScope, _Mapping]] = ..., output_fields: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, _Mapping]] = ...) -> None: ...
+
+class Aggregation(_message.Message):
+    __slots__ = ("group_by", "aggregates")
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATES_FIELD_NUMBER: _ClassVar[int]
+    group_by: _containers.RepeatedScalarFieldContainer[str]
+    aggregates: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, group_by: _Optional[_Iterable[str]] = ..., aggregates: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class QueryReply(_message.Message):
     __slots__ = ("columns",)
