@@ -34,6 +34,8 @@ def _settings(args):
                       ("tls_ca", "ca_pem_path")):
         if getattr(args, flag, None) is not None:
             setattr(settings.tls, key, getattr(args, flag))
+    if getattr(args, "cluster_id", None):
+        settings.replication.cluster_id = args.cluster_id
     if getattr(args, "cluster_secret_file", None):  # the flag wins over a secret from the config or environment
         settings.security.cluster_secret_file = args.cluster_secret_file
         settings.security.cluster_secret = SecretStr("")
@@ -325,6 +327,7 @@ def _proxy_flags(p, node_id: str, workers: str) -> None:
     _auth_flag(p)
     _tls_flags(p)
     _cluster_secret_flag(p)
+    _cluster_id_flag(p)
 
 
 def _storage_flags(p) -> None:
@@ -356,6 +359,13 @@ def _tls_flags(p) -> None:
     p.add_argument("--tls-key", default=None, metavar="PEM", help="the server's private key (tls.server_key_path)")
     p.add_argument("--tls-ca", default=None, metavar="PEM",
                    help="the CA that signs client certificates, for --tls-mode 2 (tls.ca_pem_path)")
+
+
+def _cluster_id_flag(p) -> None:
+    p.add_argument("--cluster-id", default=None, metavar="ID",
+                   help="this deployment's id in Milvus 2.6's replication configuration (update_replicate_"
+                        "configuration; default by-dev; or replication.cluster_id, VECDB_REPLICATION__CLUSTER_ID); "
+                        "every proxy of a cluster needs the same one. See docs/cdc.md")
 
 
 def _cluster_secret_flag(p) -> None:
@@ -396,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     _storage_flags(st)
     _auth_flag(st)
     _tls_flags(st)
+    _cluster_id_flag(st)
     co = _command(sub, "coord", _coord, "run the cluster's coordinator (timestamps and ids for proxies and nodes)",
                   "Run the coord of a vecdb cluster: the timestamp oracle and id allocator, over internal gRPC "
                   "on --host:--port, its state in --meta-store (etcd for a cluster). Start a second one on the same "

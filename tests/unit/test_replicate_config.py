@@ -156,3 +156,15 @@ def test_the_secondary_gate():
         gate.admit("Insert", Context(**{rc.HEADER: "a", "authorization": good}))
     with pytest.raises(rc.SecondaryRefusal, match="primary role"):  # no configuration at all: the same
         rc.ReplicationGate(MemoryMetaStore(), "b").admit("Delete", Context(**{rc.HEADER: "a"}))
+
+
+def test_the_cluster_id_flag_sets_the_setting(monkeypatch):
+    """``vecdb standalone|proxy|node --cluster-id ID`` (the setting replication.cluster_id otherwise)."""
+    import argparse
+
+    from vecdb import cli
+
+    monkeypatch.delenv("VECDB_REPLICATION__CLUSTER_ID", raising=False)
+    base = dict(config=None, command="standalone", log_level=None, data_dir=None, host=None, port=None)
+    assert cli._settings(argparse.Namespace(**base)).replication.cluster_id == "by-dev"
+    assert cli._settings(argparse.Namespace(**base, cluster_id="dc2")).replication.cluster_id == "dc2"
