@@ -18,7 +18,9 @@ once more it is failed instead (a job that kills every process running it must n
 cluster for ever).
 
 Timings come from the environment, read when used (tests shorten them): ``VECDB_JOBS_HEARTBEAT_S``
-(default 5) and ``VECDB_JOBS_STALE_S`` (default 60).
+(default 5) and ``VECDB_JOBS_STALE_S`` (default 60). A finished job (completed or failed) is kept
+``VECDB_JOBS_RETENTION_S`` (default 10800, Milvus's ``dataCoord.import.taskRetention``) after its last
+write, then deleted by the sweepers (``JobStore.trim``): its state is no longer answered, as in Milvus.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_ENV = "VECDB_JOBS_HEARTBEAT_S"
 STALE_ENV = "VECDB_JOBS_STALE_S"
+RETENTION_ENV = "VECDB_JOBS_RETENTION_S"
+TRIM_EVERY_S = 60.0  # how often a sweeper deletes the finished jobs past their retention
 MAX_ATTEMPTS = 3
 
 
@@ -50,6 +54,11 @@ def heartbeat_s() -> float:
 def stale_s() -> float:
     """A record not rewritten for this long is stale, whatever its owner (seconds)."""
     return float(os.environ.get(STALE_ENV, "60"))
+
+
+def retention_s() -> float:
+    """How long a finished job's record is kept after its last write (seconds)."""
+    return float(os.environ.get(RETENTION_ENV, "10800"))
 
 
 def now_ms() -> int:
@@ -125,6 +134,20 @@ class JobStore:
             if self.is_stale(record, live):
                 out.append((int(record.get("id", 0)), key, raw))
         return [(key, raw) for _, key, raw in sorted(out)]
+
+    def trim(self) -> int:
+        """Delete the finished jobs whose record was last written more than ``retention_s()`` ago (each a
+        compare-and-delete of the value read: a sweeper of another process may trim at once); how many."""
+        cutoff = now_ms() - retention_s() * 1000
+        gone = 0
+        for key, raw in self.scan():
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue
+            if not self._unfinished(record) and int(record.get("updated_ms", 0)) < cutoff:
+                gone += bool(self.meta.txn(deletes=[key], expect={key: raw}))
+        return gone
 
     def claim(self, key: str, raw: bytes) -> bytes | None:
         """Take the job over: its record with this process as owner and one more attempt, put only if
@@ -227,9 +250,14 @@ class JobSweeper:
         return self
 
     def _loop(self) -> None:
+        trimmed = 0.0
         while not self._stop.is_set():
             try:
                 self.sweep()
+                if time.monotonic() - trimmed >= TRIM_EVERY_S:
+                    trimmed = time.monotonic()
+                    for kind in self.kinds:
+                        kind.store.trim()
             except Exception:  # noqa: BLE001 - the store is unreachable now: the next sweep retries
                 log.exception("jobs: sweep failed")
             if self._stop.wait(self.interval or heartbeat_s()):

@@ -138,3 +138,24 @@ def test_the_sweeper_resumes_a_stale_job_and_gives_up_after_max_attempts(monkeyp
     time.sleep(0.2)  # job 3's owner holds no session and it is quiet past two heartbeats: stale now
     assert [t.join(5) for t in sweeper.sweep()] == [None] and ran == [1, 3]
     assert sweeper.sweep() == []  # nothing left
+
+
+def test_finished_jobs_are_trimmed_after_their_retention(monkeypatch):
+    """Milvus keeps a finished import job for dataCoord.import.taskRetention; so does vecdb
+    (VECDB_JOBS_RETENTION_S): then the record goes, an unfinished one never does."""
+    store = _store()
+    old, fresh, running = Job(1, "Completed"), Job(2, "Failed"), Job(3)
+    for job in (old, fresh, running):
+        store.create(job)
+    raw = json.loads(store.raw(1))
+    raw["updated_ms"] -= 20_000
+    store.meta.put(store.key(1), json.dumps(raw).encode())
+    running_raw = json.loads(store.raw(3))
+    running_raw["updated_ms"] -= 20_000
+    store.meta.put(store.key(3), json.dumps(running_raw).encode())
+    monkeypatch.setenv(jobs.RETENTION_ENV, "10")
+    assert store.trim() == 1
+    assert store.raw(1) is None and store.raw(2) is not None and store.raw(3) is not None
+    monkeypatch.setenv(jobs.RETENTION_ENV, "0")
+    time.sleep(0.01)
+    assert store.trim() == 1 and store.raw(2) is None and store.raw(3) is not None
