@@ -86,10 +86,10 @@ def roles(tmp_path, remote_storage):
     from vecdb.querynode.process import QueryNodeProcess
     from vecdb.storage.backends import open_meta
 
-    storage = dict(remote_storage(), session_ttl=2)
+    storage = dict(remote_storage(), session_ttl=6)  # (nothing here waits for an expiry: room for a loaded machine)
     tag = uuid.uuid4().hex[:6]
     meta = open_meta(server_settings(tmp_path / "coord", storage=storage).storage)
-    coord = Coord(meta, session_ttl=2)
+    coord = Coord(meta, session_ttl=6)
     node = proxy = None
     try:
         qs = server_settings(tmp_path / "qn", storage=storage)
