@@ -331,3 +331,35 @@ def test_search_function_score_equals_grpc_ranker(api):
         "collectionName": "scored", "search": [{"data": [[2.0, 1.0, 0.0, 0.0]], "annsField": "vector",
                                                 "searchAggregation": {"fields": ["n"]}}]}), 1100,
         "searchAggregation is not supported for hybrid search")
+
+
+def test_restore_from_another_database_needs_the_privilege_there(tmp_path):
+    """snapshots/restore is authorized in the database it restores FROM (the request's sourceDbName), as the
+    gRPC RestoreSnapshot is: a privilege in the call's own database does not open another database's snapshots."""
+    settings = server_settings(tmp_path)
+    settings.http.port = free_port()
+    settings.security.authorization_enabled = True
+    srv = Standalone(settings).start()
+    port, root = settings.http.port, "root:Milvus"
+    try:
+        ok(post(port, "databases/create", {"dbName": "secret"}, token=root))
+        ok(post(port, "collections/create", {"dbName": "secret", "collectionName": "c", "dimension": DIM},
+                token=root))
+        ok(post(port, "snapshots/create", {"dbName": "secret", "collectionName": "c", "snapshotName": "s"},
+                token=root))
+        ok(post(port, "roles/create", {"roleName": "restorer"}, token=root))
+        ok(post(port, "roles/grant_privilege", {"roleName": "restorer", "objectType": "Collection",
+                                                "objectName": "*", "privilege": "RestoreSnapshot"}, token=root))
+        ok(post(port, "users/create", {"userName": "eve", "password": "evepass123"}, token=root))
+        ok(post(port, "users/grant_role", {"userName": "eve", "roleName": "restorer"}, token=root))
+        body = {"sourceDbName": "secret", "sourceCollectionName": "c", "snapshotName": "s",
+                "targetCollectionName": "stolen"}
+        status, reply = post(port, "snapshots/restore", body, token="eve:evepass123")
+        assert status == 403 and reply["code"] == 1401, reply
+        assert "stolen" not in ok(post(port, "collections/list", {}, token=root))
+        # with the privilege in the source's database, the same call restores
+        ok(post(port, "roles/grant_privilege", {"dbName": "secret", "roleName": "restorer", "objectType": "Collection",
+                                                "objectName": "*", "privilege": "RestoreSnapshot"}, token=root))
+        assert ok(post(port, "snapshots/restore", body, token="eve:evepass123"))["jobId"] > 0
+    finally:
+        srv.stop()

@@ -11,7 +11,7 @@ import pytest
 
 from tests.unit.test_snapshots import _live_ids, _persist, env  # noqa: F401 - fixture
 from vecdb import jobs
-from vecdb.coord.snapshots import COMPLETED, EXECUTING, SnapshotManager
+from vecdb.coord.snapshots import COMPLETED, EXECUTING, FAILED, SnapshotManager
 
 
 class _Died(BaseException):
@@ -56,3 +56,35 @@ def test_a_restore_cut_short_is_dropped_and_run_again_by_the_process_taking_it_o
     assert objects.list(f"segments/{half.id}/") == [] and meta.scan(f"seg/{half.id}/") == []
     assert meta.scan(f"gcintent/segments/{half.id}/") == []
     assert sorted(c.name for c in catalog.list_collections("default")) == ["dst", "src"]
+
+
+def test_a_takeover_never_drops_a_collection_the_ended_run_did_not_create(env, monkeypatch):  # noqa: F811
+    """The ended run died before it created its target (no collection id recorded); a client then created a
+    collection of that name: the takeover fails the job and leaves that collection alone."""
+    meta, objects, catalog, ddl, snaps = env
+    _persist(meta, objects, catalog, 5, range(10))
+    snaps.create("default", "src", "s1")
+
+    def dies_before_creating(self, *args, **kwargs):
+        raise _Died()
+
+    real = SnapshotManager._create_collection
+    monkeypatch.setattr(SnapshotManager, "_create_collection", dies_before_creating)
+    with pytest.raises(_Died):
+        snaps.restore("s1", "default", "src", "default", "dst", wait=True)
+    monkeypatch.setattr(SnapshotManager, "_create_collection", real)
+    (key, raw), = meta.scan("snapshot_restore/")
+    record = json.loads(raw)
+    assert record["state"] == EXECUTING and record["collection_id"] == 0
+    mine = catalog.get("default", "src").schema
+    ddl.create_collection("default", "dst", type(mine).from_dict({**mine.to_dict(), "name": "dst"}), 1, 0, {}, 0)
+    users = catalog.get("default", "dst").id
+    record.update(owner="a-process-that-ended", updated_ms=jobs.now_ms() - 120_000)
+    meta.put(key, json.dumps(record).encode())
+
+    runners = jobs.JobSweeper([snaps.restore_job_kind()]).sweep()
+    for t in runners:
+        t.join(30)
+    job = snaps.job(record["id"])
+    assert job.state == FAILED and "already exists" in job.reason
+    assert catalog.get("default", "dst").id == users  # the client's collection, still there

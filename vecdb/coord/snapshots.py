@@ -54,7 +54,6 @@ from vecdb.roles import CatalogRole, DdlRole, IdSource, TimestampSource
 from vecdb.schema import CollectionSchema
 from vecdb.storage import segments as sf
 from vecdb.storage.base import MetaStore, ObjectStore
-from vecdb.timestamp import physical_ms
 
 log = logging.getLogger(__name__)
 
@@ -300,12 +299,13 @@ class SnapshotManager:
 
     def _clean(self, job: RestoreJob) -> None:
         """Drop what an ended run of ``job`` made: its target collection when this job created it (the id it
-        recorded, or, ended before it recorded one, a collection of that name created after the job
-        started), and the files and records under that collection's id."""
+        recorded), and the files and records under that collection's id. A collection of that name without
+        the recorded id is not the job's (a client may have created it after the run ended, before it
+        recorded an id): the job fails, the collection stays."""
         cid = job.collection_id
         if self.catalog.exists(job.db, job.collection):
             info = self.catalog.get(job.db, job.collection)
-            if info.id != cid and (cid or physical_ms(info.created_ts) < job.start_ms):
+            if not cid or info.id != cid:
                 raise errors.InvalidParameter(f"collection already exists: {job.collection}")
             cid = info.id
             self.ddl.drop_collection(job.db, job.collection)

@@ -35,6 +35,7 @@ from vecdb.proxy import rest_more, rest_structs
 from vecdb.proxy.fielddata import float32_to_bfloat16, null_column
 from vecdb.proxy.fieldencode import dumps_json, field_data_from_columns
 from vecdb.proxy.templates import template_proto
+from vecdb.request_db import database_of
 from vecdb.schema import DEFAULT_VALUE_ATTR, DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, valid_key
 
 log = logging.getLogger(__name__)
@@ -721,6 +722,7 @@ class _Request:
         self.api = api
         self.db = req.get("dbName") or "default"
         metadata = [("dbname", self.db)]
+        self._db_header = metadata[:1]
         auth = headers.get("Authorization") or headers.get("authorization") or ""
         token = auth[len("Bearer "):].strip() if auth.startswith("Bearer ") else ""
         if token:
@@ -737,8 +739,8 @@ class _Request:
     def authorize(self, method: str, request) -> None:
         """Whether this call's user may call the Milvus ``method`` with ``request`` (403 if not)."""
         if self.api.security is not None:
-            try:
-                self.api.security.authorize(self.user, method, request, self.db)
+            try:  # in the database the request names (snapshots/restore: its source's), as gRPC authorizes
+                self.api.security.authorize(self.user, method, request, database_of(request, self._db_header))
             except errors.NotPermitted as e:
                 raise RestError(e.code, e.message, 403) from None
 
