@@ -182,12 +182,20 @@ class Record:
         with self._lock:
             self._put()
 
-    def _put(self) -> None:
+    def commit(self, puts: dict[str, bytes], deletes: list[str]) -> None:
+        """``puts`` and ``deletes`` together with the job's record, in one transaction that expects the
+        record as this runner last wrote it: a runner taken over meanwhile writes none of them
+        (``JobLost``), so what it commits can never land after a new runner cleaned up."""
+        with self._lock:
+            self._put(puts, deletes)
+
+    def _put(self, puts: dict[str, bytes] | None = None, deletes: list[str] | None = None) -> None:
         if self.lost:
             raise JobLost(f"job {self.job.id} was taken over by another process")
         self.job.owner, self.job.updated_ms = INCARNATION, now_ms()
         new = self.job.to_json()
-        if not self.store.meta.txn(puts={self.key: new}, expect={self.key: self.raw}):
+        if not self.store.meta.txn(puts={**(puts or {}), self.key: new}, deletes=deletes or [],
+                                   expect={self.key: self.raw}):
             self.lost = True
             raise JobLost(f"job {self.job.id} was taken over by another process")
         self.raw = new

@@ -159,3 +159,17 @@ def test_finished_jobs_are_trimmed_after_their_retention(monkeypatch):
     monkeypatch.setenv(jobs.RETENTION_ENV, "0")
     time.sleep(0.01)
     assert store.trim() == 1 and store.raw(2) is None and store.raw(3) is not None
+
+
+def test_a_commit_is_fenced_by_the_job_record():
+    """What a runner registers (a restore's segment records) goes in one transaction with its record:
+    once another process took the job over, none of it lands (the new runner may have cleaned up)."""
+    store = _store()
+    rec = store.create(Job(id=1))
+    rec.commit({"seg/1/a": b"x"}, [])
+    assert store.meta.get("seg/1/a") == b"x"
+    store.meta.put("gcintent/b", b"i")
+    assert store.claim(store.key(1), store.meta.get(store.key(1))) is not None
+    with pytest.raises(jobs.JobLost):
+        rec.commit({"seg/1/b": b"y"}, ["gcintent/b"])
+    assert store.meta.get("seg/1/b") is None and store.meta.get("gcintent/b") == b"i"

@@ -433,8 +433,8 @@ class SnapshotManager:
                 key = f"deltas/{info.id}/{channel}/{0:020d}.vcol"
                 sf.write_delta(self.objects, key, np.concatenate(pks), np.concatenate(tss))
                 puts[f"delta/{info.id}/{channel}/{0:020d}"] = key.encode()
-            if puts:
-                self.meta.txn(puts=puts, deletes=intents)
+            if puts:  # fenced by the job's record: a run taken over registers nothing (vecdb.jobs.Record.commit)
+                rec.commit(puts, intents)
 
     def _copy_segment(self, info: CollectionInfo, source: str, target: str, index_files: dict[str, str],
                       index_ids: dict[str, Any]) -> list[tuple[int, str, int]]:

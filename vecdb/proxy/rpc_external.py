@@ -137,6 +137,7 @@ class ExternalRpcs(CollectionRpcs, DmlRpcs):
             store.put_state(info.id, state)
             rec.put()  # still its runner: a run taken over must not write on
             for columns, n in file_batches:
+                rec.put()  # a run taken over (it stalled past the stale limit) stops before its next batch
                 self._write_rows(info, columns, n, "")
                 job.rows_added += n
                 job.progress = 50 + 49 * job.rows_added // max(1, total)
