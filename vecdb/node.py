@@ -56,6 +56,7 @@ from vecdb.querynode.positions import PositionPublisher
 from vecdb.querynode.rpc import serve_querynode
 from vecdb.querynode.shard import ReadScope
 from vecdb.roles import RowFilter
+from vecdb.top_rows import Order
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,13 @@ class LocalQueryNode:
                        sealed_only: bool = False) -> dict[str, np.ndarray]:
         return self.node.query_partials(self._info(info.id, wait), ts, flt, partition_ids, spec, channels, scopes,
                                         sealed_only=sealed_only)
+
+    def query_top(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
+                  output_fields: Sequence[str], order: Order, limit: int, offset: int,
+                  wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,
+                  scopes: Mapping[str, ReadScope] | None = None, *, sealed_only: bool = False) -> dict[str, np.ndarray]:
+        return self.node.query_top(self._info(info.id, wait), ts, flt, partition_ids, list(output_fields), order,
+                                   limit, offset, channels, scopes, sealed_only=sealed_only)
 
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,

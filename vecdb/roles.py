@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from vecdb.group_partials import PartialSpec
     from vecdb.querynode.executor import Hits, SearchSpec
     from vecdb.schema import CollectionSchema, FieldSchema
+    from vecdb.top_rows import Order
 
 
 class TimestampSource(Protocol):
@@ -105,6 +106,15 @@ class QueryNodeRole(Protocol):
                        spec: PartialSpec, *, sealed_only: bool = False) -> dict[str, np.ndarray]:
         """A query aggregation's per-group partial aggregates (``vecdb.group_partials``) of the rows
         ``query`` would return, merged over segments and nodes."""
+        ...
+
+    def query_top(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
+                  output_fields: Sequence[str], order: Order, limit: int, offset: int, *,
+                  sealed_only: bool = False) -> dict[str, np.ndarray]:
+        """A plain query's ORDER BY with a limit (``vecdb.top_rows``): the rows ``query`` would return,
+        ordered by ``order`` (ties by primary key), ``offset`` skipped, at most ``limit``; each node
+        sends only its first ``limit + offset``. ``output_fields`` must hold the sort columns
+        (``TopSpec.columns``)."""
         ...
 
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None, *,

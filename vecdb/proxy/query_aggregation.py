@@ -5,7 +5,10 @@ Aggregation is pushed down: the query nodes reduce their segments' matching rows
 partials (``vecdb.group_partials``: keys, row counts, per field non-null count, sums, min, max), the
 proxy merges the nodes' partials (``QueryNodeRouter.query_partials``) and ``aggregate_reply``
 finishes the aggregates, orders and pages the groups; ``aggregate_rows`` is the same over rows.
-A plain query's ORDER BY is served in the proxy over every matching row (``order_query_rows``).
+A plain query's ORDER BY with a limit is pushed down too: each query node sends its first
+``limit + offset`` rows by the sort keys, the proxy merges them (``vecdb.top_rows``,
+``QueryNodeRouter.query_top``); without a limit every matching row is ordered here
+(``order_query_rows``), with the same ordering.
 
 pymilvus 3.0 sends them as ``QueryRequest.query_params``: ``group_by_fields="a,b"`` (from
 ``query(..., group_by_fields=["a", "b"])``) and ``order_by_fields="price:desc,id:asc"`` (from

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Protocol
 
-from vecdb import bm25, errors, group_partials
+from vecdb import bm25, errors, group_partials, top_rows
 from vecdb.coord.assignment import (
     ASSIGN_PREFIX,
     FULL_PREFIX,
@@ -375,6 +375,19 @@ class QueryNodeRouter:
                                                                           wait=_only(end, c), channels=c, scopes=s,
                                                                           sealed_only=sealed_only))
             return parts[0] if len(parts) == 1 else group_partials.merge(info.schema, spec, parts)
+        return self._read(info, call)
+
+    def query_top(self, info, ts, flt, partition_ids, output_fields, order, limit, offset, *, sealed_only=False):
+        """Each node's first ``limit + offset`` rows by ``order`` (``vecdb.top_rows``), merged and paged:
+        whatever rows a node sends (an older one: every matching row), the first ones are kept."""
+        end = self._end(info)
+        spec = top_rows.TopSpec.of(info.schema, order, limit + offset)
+
+        def call(plan: Plan):
+            parts = self._on_nodes(plan, lambda n, c, s: n.query_top(info, ts, flt, partition_ids, output_fields,
+                                                                     order, spec.k, 0, wait=_only(end, c), channels=c,
+                                                                     scopes=s, sealed_only=sealed_only))
+            return top_rows.merge(spec, parts, list(output_fields), offset)
         return self._read(info, call)
 
     def count(self, info, ts, flt, partition_ids, *, sealed_only=False) -> int:

@@ -630,7 +630,11 @@ class SearchRpcs(ServiceBase):
                 refuse_element_level("order_by")
             return self._element_query(info, ts, flt, parts, fetch, limit, offset, match, sealed_only, level,
                                        (out_fields, dyn_keys, times), _element_cursor(qp, schema))
-        if shape.order:  # every matching row, ordered and paged here (ties by primary key)
+        if shape.order and limit is not None:  # each node's first limit + offset rows, merged (vecdb.top_rows)
+            with reading_at(level):  # (fetch holds the primary key: the ties' order)
+                cols = self.r.querynode.query_top(info, ts, flt, parts, list(dict.fromkeys(
+                    fetch + order_fields(schema, shape.order))), shape.order, limit, offset, sealed_only=sealed_only)
+        elif shape.order:  # every matching row, ordered and paged here (ties by primary key)
             with reading_at(level):
                 cols = self.r.querynode.query(info, ts, flt, parts, list(dict.fromkeys(
                     fetch + order_fields(schema, shape.order))), None, 0, sealed_only=sealed_only)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vecdb import bm25, element_search, emb_list, sparse
+from vecdb import bm25, element_search, emb_list, sparse, top_rows
 from vecdb.group_partials import ROWS, PartialSpec, fetched, merge, row_partials
 from vecdb.index import brute_force_search, create_index, is_similarity
 from vecdb.index.bruteforce import merge_topk
@@ -21,6 +21,7 @@ from vecdb.index.scalar import segment_scalar_index
 from vecdb.querynode.shard import SegmentView
 from vecdb.roles import RowFilter
 from vecdb.schema import CollectionSchema, DataType, FieldSchema, valid_key
+from vecdb.top_rows import TopSpec
 
 
 class SegmentColumns(Mapping):
@@ -347,3 +348,29 @@ def aggregate(views: list[SegmentView], ts: int, flt: RowFilter | None, schema: 
     if not parts:
         return row_partials(schema, spec, empty)
     return merge(schema, spec, parts) if len(parts) > 1 else parts[0]
+
+
+def query_top(views: list[SegmentView], ts: int, flt: RowFilter | None, output_fields: Sequence[str],
+              spec: TopSpec) -> dict[str, np.ndarray]:
+    """A plain query's ORDER BY with a limit (``vecdb.top_rows``): the first ``spec.k`` rows passing the
+    filter by the sort keys, in order; each segment's first ``k`` picked from its sort columns alone
+    (np.partition), then those of every segment, the output columns gathered for the chosen rows only."""
+    names = spec.columns()
+    seg_idx, offs, picked = [], [], []
+    for i, view in enumerate(views):
+        mask = valid_mask(view, ts, flt)
+        rows = np.arange(view.n) if mask is None else np.flatnonzero(mask)
+        if not len(rows):
+            continue
+        whole = {name: view.segment.column(name, view.n) for name in names}
+        rows = top_rows.pick(spec, whole, rows)
+        offs.append(rows)
+        seg_idx.append(np.full(len(rows), i, np.int64))
+        picked.append({name: np.asarray(col)[rows] for name, col in whole.items()})
+    if not offs:
+        return {name: _empty_like(views, name) for name in output_fields}
+    S, O = np.concatenate(seg_idx), np.concatenate(offs)
+    cols = {name: np.concatenate([p[name] for p in picked]) for name in names}
+    chosen = top_rows.top(spec, cols)
+    S, O = S[chosen], O[chosen]
+    return {name: gather(views, S, O, name) for name in output_fields}

@@ -49,6 +49,7 @@ from vecdb.storage import segments as sf
 from vecdb.storage import stall
 from vecdb.storage.base import Log, MetaStore, ObjectStore
 from vecdb.storage.watch import PUT, PrefixWatch, WatchEvent
+from vecdb.top_rows import Order, TopSpec
 
 log = logging.getLogger(__name__)
 
@@ -890,6 +891,21 @@ class QueryNode:
         views = self._read_views(info, partition_ids, channels, scopes, sealed_only=sealed_only)
         empty = {n: output_column(info.schema, n) for n in fetched(info.schema, spec)}
         return executor.aggregate(views, ts, flt, info.schema, spec, empty)
+
+    @metrics.querynode_read("query")
+    def query_top(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
+                  output_fields: Sequence[str], order: Order, limit: int, offset: int,
+                  channels: Sequence[str] | None = None, scopes: Mapping[str, ReadScope] | None = None, *,
+                  sealed_only: bool = False) -> dict[str, np.ndarray]:
+        """A plain query's ORDER BY with a limit: the rows ``query`` would return, ordered by ``order``
+        (ties by primary key; ``vecdb.top_rows``), ``offset`` skipped, at most ``limit``; asked by the
+        proxy with offset 0, ``output_fields`` holding the sort columns (``TopSpec.columns``) its merge
+        reads."""
+        views = self._read_views(info, partition_ids, channels, scopes, sealed_only=sealed_only)
+        if not views:
+            return {n: output_column(info.schema, n) for n in output_fields}
+        cols = executor.query_top(views, ts, flt, output_fields, TopSpec.of(info.schema, order, limit + offset))
+        return {n: c[offset:] for n, c in cols.items()} if offset else cols
 
     @metrics.querynode_read("count")
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from vecdb import errors
+from vecdb import errors, top_rows
 from vecdb.catalog_model import CollectionInfo, read_collection
 from vecdb.discovery import node_number
 from vecdb.expr.filter import compile_filter
@@ -40,6 +40,7 @@ from vecdb.rpc.columns import (
 from vecdb.rpc.gen import common_pb2 as common
 from vecdb.rpc.gen import querynode_pb2 as pb
 from vecdb.rpc.gen.querynode_pb2_grpc import QueryNodeServicer
+from vecdb.top_rows import Order, TopSpec
 
 _EMPTY = common.Empty()
 
@@ -122,6 +123,12 @@ class QueryNodeService(QueryNodeServicer):
             partials = self.node.query_partials(info, scope.ts, self._filter(info, scope), self._parts(scope), spec,
                                                 _channels_of(scope), _scopes_of(scope), sealed_only=scope.sealed_only)
             return b"".join(named_wire(1, partials))
+        if request.HasField("order"):  # a plain query's ORDER BY with a limit: the node's first rows
+            order = tuple(zip(request.order.fields, request.order.ascending))
+            cols = self.node.query_top(info, scope.ts, self._filter(info, scope), self._parts(scope),
+                                       list(request.output_fields), order, request.order.top, 0,
+                                       _channels_of(scope), _scopes_of(scope), sealed_only=scope.sealed_only)
+            return b"".join(named_wire(1, cols))
         cols = self.node.query(info, scope.ts, self._filter(info, scope), self._parts(scope),
                                list(request.output_fields), request.limit if request.HasField("limit") else None,
                                request.offset, _channels_of(scope), _scopes_of(scope), sealed_only=scope.sealed_only)
@@ -254,6 +261,20 @@ class RemoteQueryNode:
         self._scope(request.scope, info, ts, flt, partition_ids, wait, channels, scopes, sealed_only=sealed_only)
         cols = read_query_reply(self._client.invoke_encoded("Query", request))
         return cols if ROWS in cols else row_partials(info.schema, spec, cols)
+
+    def query_top(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
+                  output_fields: Sequence[str], order: Order, limit: int, offset: int,
+                  wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,
+                  scopes: Mapping[str, ReadScope] | None = None, *, sealed_only: bool = False) -> dict[str, np.ndarray]:
+        """A Query with ``order`` (its first ``limit + offset`` rows) and no limit: a node older than that
+        field answers every matching row, which ``vecdb.top_rows.merge`` orders and cuts as a newer node's
+        rows. ``output_fields`` must hold the sort columns (``TopSpec.columns``)."""
+        spec = TopSpec.of(info.schema, order, limit + offset)
+        request = pb.QueryRequest(output_fields=output_fields, offset=0, order=pb.QueryOrder(
+            fields=[name for name, _ in order], ascending=[asc for _, asc in order], top=spec.k))
+        self._scope(request.scope, info, ts, flt, partition_ids, wait, channels, scopes, sealed_only=sealed_only)
+        cols = read_query_reply(self._client.invoke_encoded("Query", request))
+        return top_rows.merge(spec, [cols], list(output_fields), offset)
 
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,

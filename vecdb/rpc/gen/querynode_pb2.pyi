@@ -110,18 +110,30 @@ class SearchReply(_message.Message):
     def __init__(self, topks: _Optional[_Iterable[int]] = ..., pks: _Optional[_Union[_common_pb2.Column, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.Column, _Mapping]] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.NamedColumn, _Mapping]]] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("scope", "output_fields", "limit", "offset", "aggregation")
+    __slots__ = ("scope", "output_fields", "limit", "offset", "aggregation", "order")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELDS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     AGGREGATION_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
     scope: ReadScope
     output_fields: _containers.RepeatedScalarFieldContainer[str]
     limit: int
     offset: int
     aggregation: Aggregation
-    def __init__(self, scope: _Optional[_Union[ReadScope, _Mapping]] = ..., output_fields: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, _Mapping]] = ...) -> None: ...
+    order: QueryOrder
+    def __init__(self, scope: _Optional[_Union[ReadScope, _Mapping]] = ..., output_fields: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, _Mapping]] = ..., order: _Optional[_Union[QueryOrder, _Mapping]] = ...) -> None: ...
+
+class QueryOrder(_message.Message):
+    __slots__ = ("fields", "ascending", "top")
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    ASCENDING_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    ascending: _containers.RepeatedScalarFieldContainer[bool]
+    top: int
+    def __init__(self, fields: _Optional[_Iterable[str]] = ..., ascending: _Optional[_Iterable[bool]] = ..., top: _Optional[int] = ...) -> None: ...
 
 class Aggregation(_message.Message):
     __slots__ = ("group_by", "aggregates")
