@@ -98,7 +98,9 @@ def run(c: MilvusClient, pids: list[int], repeat: int) -> list[dict]:
     return out
 
 
-def main() -> None:
+def main(queries=None) -> None:
+    """Load the rows, then time ``queries(client, server pids, repeat)`` (default: the aggregations)."""
+    queries = queries or run
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
@@ -111,7 +113,7 @@ def main() -> None:
         took = load(c, a.rows)
         print(f"loaded {a.rows} rows in {took:.1f} s", flush=True)
         pids = list(server.vecdb_pids().values()) if a.cluster else [server.pid]
-        results = run(c, pids, a.repeat)
+        results = queries(c, pids, a.repeat)
     if a.out:
         with open(a.out, "w") as f:
             json.dump({"rows": a.rows, "deployment": "cluster" if a.cluster else "standalone",

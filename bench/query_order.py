@@ -13,15 +13,12 @@ numbers: the server runs the checkout the bench file sits in.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 
 from pymilvus import MilvusClient
 
-from bench.query_agg import FILTER, _peak, _reset_peaks, load
-from bench.servers import VecdbCluster, VecdbServer
+from bench.query_agg import FILTER, _peak, _reset_peaks, main
 
 OUTPUT = ["id", "price", "g100"]
 QUERIES = [  # (label, order_by_fields, limit, offset)
@@ -55,25 +52,5 @@ def run(c: MilvusClient, pids: list[int], repeat: int) -> list[dict]:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--cluster", action="store_true", help="a local cluster (2 query nodes) instead of standalone")
-    ap.add_argument("--out", default="")
-    a = ap.parse_args()
-    server = VecdbCluster() if a.cluster else VecdbServer()
-    with server:
-        c = MilvusClient(uri=server.uri)
-        took = load(c, a.rows)
-        print(f"loaded {a.rows} rows in {took:.1f} s", flush=True)
-        pids = list(server.vecdb_pids().values()) if a.cluster else [server.pid]
-        results = run(c, pids, a.repeat)
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump({"rows": a.rows, "deployment": "cluster" if a.cluster else "standalone",
-                       "results": results}, f, indent=1)
-
-
 if __name__ == "__main__":
-    main()
+    main(run)  # bench.query_agg's: the same data, these queries
