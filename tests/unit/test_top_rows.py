@@ -1,7 +1,7 @@
 """vecdb.top_rows: a plain query's ORDER BY with a limit, pushed down. Each node's first ``limit + offset``
 rows by the sort keys (per segment, then across its segments: the query node's executor over real
 segments), sent through the query node RPC's column encoding and merged in the proxy, give exactly the
-rows the full-sort path (every matching row ordered by ``order_query_rows``) gives: ties by primary
+rows a full sort of every matching row gives (the rank-based ``sort_keys``): ties by primary
 key, nulls last ascending and first descending, several keys of mixed types, VARCHAR keys and primary
 keys, NaN / -0.0 / infinities, int64 extremes, offsets past the rows, empty segments and nodes, and an
 older node that returns every matching row."""
@@ -13,7 +13,7 @@ import pytest
 
 from vecdb import top_rows
 from vecdb.expr.filter import compile_filter
-from vecdb.proxy.query_aggregation import order_query_rows, plan_query
+from vecdb.proxy.query_aggregation import plan_query, sort_keys
 from vecdb.querynode import executor
 from vecdb.querynode.rpc import RemoteQueryNode
 from vecdb.querynode.segment import Segment
@@ -108,7 +108,12 @@ def _full(schema, cols, order, limit, offset, expr=""):
     if expr:
         keep = np.asarray(compile_filter(expr, schema, None).evaluate(cols, len(cols["id"])), bool)
         cols = {k: v[keep] for k, v in cols.items()}
-    return order_query_rows(schema, dict(cols), order, limit, offset)
+    # (the rank-based sort the groups of an aggregation are ordered by: independent of vecdb.top_rows)
+    pk = cols["id"]
+    valid = {name: cols.get(valid_key(name)) for name, _ in order}
+    perm = sort_keys(cols, valid, len(pk), order, np.unique(pk, return_inverse=True)[1].reshape(-1))
+    perm = perm[min(offset, len(pk)):len(pk) if limit is None else min(len(pk), offset + limit)]
+    return {k: np.asarray(v)[perm] for k, v in cols.items()}
 
 
 def _equal(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:

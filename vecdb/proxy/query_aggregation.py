@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
-from vecdb import errors
+from vecdb import errors, top_rows
 from vecdb.group_partials import ROWS, PartialSpec, check_int64, fetched, row_partials
 from vecdb.group_partials import group_reduce as group_reduce  # (search aggregation's metrics)
 from vecdb.group_partials import ranks as _ranks
@@ -56,6 +56,7 @@ from vecdb.proxy.fieldencode import fill_field_data
 from vecdb.proxy.order_by import ascending, parse_order_by
 from vecdb.schema import CollectionSchema, DataType, FieldSchema, valid_key
 from vecdb.timestamptz import UTC_OUTPUT, TimeOutput
+from vecdb.top_rows import TopSpec
 
 GROUP_BY_KEY = "group_by_fields"
 ORDER_BY_KEY = "order_by_fields"
@@ -233,13 +234,12 @@ def _page(n: int, limit: int | None, offset: int) -> slice:
 
 
 def order_query_rows(schema: CollectionSchema, cols: dict[str, np.ndarray], order: tuple[tuple[str, bool], ...],
-               limit: int | None, offset: int) -> dict[str, np.ndarray]:
-    """A plain query's rows (every matching one) ordered by ``order``, ties by primary key, then paged."""
-    pk = schema.primary_field.name
-    n = len(cols[pk])
-    valid = {name: cols.get(valid_key(name)) for name, _ in order}
-    perm = sort_keys(cols, valid, n, order, _ranks(cols[pk], None)[0])[_page(n, limit, offset)]
-    return {k: np.asarray(v)[perm] for k, v in cols.items()}
+                     limit: int | None, offset: int) -> dict[str, np.ndarray]:
+    """A plain query's rows (every matching one) ordered by ``order``, ties by primary key, then paged:
+    the ordering a pushed-down ORDER BY uses (``vecdb.top_rows``), over all of them."""
+    n = len(cols[schema.primary_field.name])
+    spec = TopSpec.of(schema, order, n if limit is None else min(n, offset + limit))
+    return top_rows.merge(spec, [cols], list(cols), offset)
 
 
 def _out_field(name: str, dtype: DataType, nullable: bool, like: FieldSchema | None = None) -> FieldSchema:
