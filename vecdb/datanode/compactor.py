@@ -53,7 +53,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -309,17 +309,8 @@ class Compactor:
                 continue
             live = {k: int(masks[k].sum()) for k in keys}
             dirty = {k for k in keys if (len(masks[k]) - live[k]) > (0 if manual else s.dead_ratio * len(masks[k]))}
-            groups: list[list[str]] = []
-            group: list[str] = []
-            rows = 0
-            for k in (k for k in keys if live[k] < s.small_rows and "cluster" not in state.segments[k]):
-                if group and rows + live[k] > s.max_rows:
-                    groups.append(group)
-                    group, rows = [], 0
-                group.append(k)
-                rows += live[k]
-            if group:
-                groups.append(group)
+            groups = _pack([k for k in keys if live[k] < s.small_rows and "cluster" not in state.segments[k]],
+                           live, s.max_rows)
             merged: set[str] = set()
             for g in groups:
                 if len(g) > 1 or g[0] in dirty:
@@ -334,19 +325,8 @@ class Compactor:
                      dirty: bool) -> list[Plan]:
         """``keys`` merged in position order, up to ``max_rows`` live rows a plan; a group of one
         segment is rewritten when it has a dead row (``dirty``), else left as it is."""
-        plans: list[list[str]] = []
-        group: list[str] = []
-        rows = 0
-        for k in keys:
-            live = int(masks[k].sum())
-            if group and rows + live > self.settings.max_rows:
-                plans.append(group)
-                group, rows = [], 0
-            group.append(k)
-            rows += live
-        if group:
-            plans.append(group)
-        return [self._plan(pid, g, state, masks, "merge" if len(g) > 1 else "rewrite") for g in plans
+        groups = _pack(keys, {k: int(masks[k].sum()) for k in keys}, self.settings.max_rows)
+        return [self._plan(pid, g, state, masks, "merge" if len(g) > 1 else "rewrite") for g in groups
                 if len(g) > 1 or (dirty and not masks[g[0]].all())]
 
     def _force_plans(self, info: CollectionInfo, pid: int, keys: list[str], state: ChannelState,
@@ -358,23 +338,11 @@ class Compactor:
         ``limit`` (``_size_parts``). A group with no dead row that would come out in as many segments
         as went in is left as it is (a lone segment within the limit above all). Clustered segments are
         left out, as Milvus leaves its L2 segments out of a force merge."""
-        groups: list[tuple[list[str], float]] = []
-        group: list[str] = []
-        size = 0.0
-        for k in keys:
-            seg = state.segments[k]
-            if "cluster" in seg:
-                continue
-            est = self._segment_bytes(info, seg) * float(masks[k].mean()) if len(masks[k]) else 0.0
-            if group and size + est > FORCE_GROUP * limit:
-                groups.append((group, size))
-                group, size = [], 0.0
-            group.append(k)
-            size += est
-        if group:
-            groups.append((group, size))
+        est = {k: self._segment_bytes(info, state.segments[k]) * float(masks[k].mean()) if len(masks[k]) else 0.0
+               for k in keys if "cluster" not in state.segments[k]}
         out = []
-        for g, size in groups:
+        for g in _pack(list(est), est, FORCE_GROUP * limit):
+            size = sum(est[k] for k in g)
             if all(masks[k].all() for k in g) and max(1, -(-int(size) // limit)) >= len(g):
                 continue
             p = self._plan(pid, g, state, masks, "force")
@@ -634,6 +602,23 @@ class Compactor:
             self._mirror.close()
         if self._thread is not None:
             self._thread.join(10)
+
+
+def _pack(keys: list[str], weight: Mapping[str, float], cap: float) -> list[list[str]]:
+    """``keys`` in their order cut into runs whose weights add up to at most ``cap`` (a key heavier than
+    it makes a run alone): the groups of a merge (live rows) and of a force merge (live bytes)."""
+    groups: list[list[str]] = []
+    group: list[str] = []
+    total = 0.0
+    for k in keys:
+        if group and total + weight[k] > cap:
+            groups.append(group)
+            group, total = [], 0.0
+        group.append(k)
+        total += weight[k]
+    if group:
+        groups.append(group)
+    return groups
 
 
 def _whole(column: np.ndarray | list[np.ndarray]) -> np.ndarray:
