@@ -223,18 +223,13 @@ def columns_from_field_data(
                                         if f.name in columns])
     if not partial_update:  # fields left out: null, or their default value, in every row
         for field in schema.fields:
-            if field.name not in columns and (field.nullable or field.has_default):
-                columns[field.name] = null_column(field, num_rows)
-                _fill_nulls(columns, field, num_rows, np.zeros(num_rows, np.bool_))
-            elif field.name not in columns and _struct_left_out(schema, field, sent):
-                columns[field.name] = absent_column(field, num_rows)
+            if field.name not in columns and (field.nullable or field.has_default
+                                              or _struct_left_out(schema, field, sent)):
+                _fill_left_out(columns, field, num_rows)
     columns.update(function_output_columns(schema, columns))
     dyn = schema.dynamic_field
     if dyn is not None and dyn.name not in columns and not partial_update:
-        empty = np.empty(num_rows, dtype=object)
-        for i in range(num_rows):
-            empty[i] = {}
-        columns[dyn.name] = empty
+        columns[dyn.name] = _empty_dicts(num_rows)
     out = {}
     for f in schema.fields:
         if f.name in columns:
@@ -270,14 +265,27 @@ def left_out_columns(schema: CollectionSchema, names: list[str], n: int) -> dict
     out: dict[str, np.ndarray] = {}
     for f in fields:
         if f.is_dynamic:
-            out[f.name] = np.empty(n, object)
-            for i in range(n):
-                out[f.name][i] = {}
-        elif f.nullable or f.has_default:
-            out[f.name] = null_column(f, n)
-            _fill_nulls(out, f, n, np.zeros(n, np.bool_))
+            out[f.name] = _empty_dicts(n)
         else:
-            out[f.name] = absent_column(f, n)
+            _fill_left_out(out, f, n)
+    return out
+
+
+def _fill_left_out(columns: dict, field: FieldSchema, n: int) -> None:
+    """The column of a field ``n`` rows leave out, put in ``columns``: null, or its default value (with its
+    validity mask), where it may be; else no struct (a nullable struct's sub-field)."""
+    if field.nullable or field.has_default:
+        columns[field.name] = null_column(field, n)
+        _fill_nulls(columns, field, n, np.zeros(n, np.bool_))
+    else:
+        columns[field.name] = absent_column(field, n)
+
+
+def _empty_dicts(n: int) -> np.ndarray:
+    """The dynamic field of ``n`` rows that send none: an empty object each (each its own)."""
+    out = np.empty(n, dtype=object)
+    for i in range(n):
+        out[i] = {}
     return out
 
 
