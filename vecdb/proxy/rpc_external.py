@@ -10,7 +10,9 @@ convert, fails the job and nothing is written), deletes the rows of the files go
 writes the new files' rows as inserts through the log, each row with a fresh ``__virtual_pk__``, and
 flushes. A job whose process ended is taken over by another (``vecdb.jobs``, ``vecdb.proxy.job_sweep``):
 a file's keys are recorded (the file marked ``partial``) before its rows are written, and a refresh
-taken over deletes the rows of a partial file and reads it again. Unlike Milvus, which shows a
+taken over reads a partial file again and writes its rows under the same keys (a row written twice
+under one key replaces, so a stalled old runner's late batch adds nothing), or deletes its rows when the
+file changed meanwhile. Unlike Milvus, which shows a
 refresh's rows after a release and load, a loaded collection shows them at once, as it shows any
 insert.
 """
@@ -100,16 +102,25 @@ class ExternalRpcs(CollectionRpcs, DmlRpcs):
         listed = {f"s3://{target.bucket}/{k}": (k, meta) for k, meta in files.list().items()}
         state = store.state(info.id)
         held: dict[str, dict] = state.get("files", {})
-        # a file being written when a run ended (taken over) counts as gone: its rows go, it is read again
-        gone = [p for p, meta in held.items() if meta.get("partial") or p not in listed
-                or {"size": meta["size"], "etag": meta["etag"]} != listed[p][1]]
-        new = sorted(p for p in listed if p not in held or p in gone)
+
+        def same(p: str) -> bool:
+            return p in listed and {"size": held[p]["size"], "etag": held[p]["etag"]} == listed[p][1]
+
+        # a file being written when a run ended (taken over) and unchanged since is written again under the
+        # keys recorded for it (a row written twice under one key replaces, so a stalled old runner's late
+        # batch adds nothing); one changed or gone has its rows deleted
+        resume = {p for p, meta in held.items() if meta.get("partial") and same(p)}
+        gone = [p for p in held if p not in resume and (held[p].get("partial") or not same(p))]
+        new = sorted(p for p in listed if p not in held or p in gone or p in resume)
         # pass 1: read and check every new file before writing anything
         zone = self.zone_of(info)
         batches: dict[str, list[tuple[dict, int]]] = {}
         for i, path in enumerate(new):
             rows = file_rows(info.schema, files.read(listed[path][0]), path)
             batches[path] = row_batches(info.schema, rows, path, zone) if rows else []
+            if path in resume and [b - a for a, b in held[path]["pks"]] != [n for _, n in batches[path]]:
+                resume.discard(path)  # cut into other batches than its keys were recorded for: new keys
+                gone.append(path)
             job.progress = 50 * (i + 1) // len(new)
             rec.put()
         # the rows of the files gone (or changed)
@@ -127,8 +138,9 @@ class ExternalRpcs(CollectionRpcs, DmlRpcs):
         for path in new:
             ranges = []
             file_batches = batches.pop(path)
-            for columns, n in file_batches:
-                self._assign_pks(info, columns, n)
+            recorded = held[path]["pks"] if path in resume else [[None, None]] * len(file_batches)
+            for (columns, n), (start, _) in zip(file_batches, recorded):
+                self._assign_pks(info, columns, n, start)
                 first = int(columns[pk][0])
                 ranges.append([first, first + n])
             entry = {"size": listed[path][1]["size"], "etag": listed[path][1]["etag"], "pks": ranges}
