@@ -18,6 +18,10 @@ channel's position is committed only after the target acknowledged the batch. A 
 (the log was truncated past the task's position: beyond ``CDC_RETENTION`` records, see
 ``vecdb.datanode.flusher``) fails the task loudly: it cannot be replayed, only re-synced.
 
+With start ``copy``, a collection the task takes up that already exists on the source is first
+copied (``vecdb.cdc.base_copy``): its channels' end positions are recorded, its rows copied through
+the source's Milvus API, and only then are its channels applied from those positions.
+
 Any other failure (the target is down, refuses a call, the source is unreachable) is retried with
 backoff (0.5 s doubling to 10 s) from the committed positions; the task keeps its state ``running``
 and reports the error as ``last_error`` until a pass succeeds.
@@ -72,6 +76,9 @@ class Progress:
     lag_records: int = 0
     lag_seconds: float = 0.0
     channels: dict[str, dict[str, int]] = field(default_factory=dict)
+    copying: str = ""  # start "copy": the collection ("db.name") whose base copy runs now
+    copy_pending: int = 0  # collections whose base copy is still to do (that one included)
+    copied_rows: int = 0  # rows base-copied by this run of the task
     reported_at: float = 0.0  # when lag was last measured (time.time(); 0: not yet)
 
     def to_dict(self) -> dict[str, Any]:
@@ -273,7 +280,7 @@ def open_source(source: dict[str, Any]) -> tuple[MetaStore, Log]:
     from vecdb.config import StorageSettings
     from vecdb.storage import backends
 
-    storage = StorageSettings(**source)
+    storage = StorageSettings(**{k: v for k, v in source.items() if k not in ("uri", "token")})  # (base copy's)
     meta = backends.open_meta(storage)
     try:
         wal = backends.open_log(storage)
@@ -329,6 +336,9 @@ class Replicator:
         self._last_ts: dict[str, int] = {}
         self._published: bytes | None = None
         self._published_at = 0.0
+        from vecdb.cdc.base_copy import BaseCopy
+
+        self._copy = BaseCopy(self)
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> Replicator:
@@ -394,6 +404,7 @@ class Replicator:
 
     def _close(self) -> None:
         self._close_followers()
+        self._copy.close()
         if self._target is not None:
             self._target.close()
         if self._borrowed is None:
@@ -414,7 +425,9 @@ class Replicator:
                 version = v
             busy = False
             for ch in list(self._tails):
-                busy |= self._pump(ch)
+                if self._channel_coll.get(ch) not in self._copy.pending:  # (applied once its base copy is done)
+                    busy |= self._pump(ch)
+            busy |= self._copy.step()
             if time.monotonic() >= report_due:  # last_position is a round trip per channel on JetStream
                 self._report()
                 report_due = time.monotonic() + REPORT_SECONDS
@@ -599,16 +612,18 @@ class Replicator:
         for cid, info in sorted(wanted.items()):
             if cid not in known:
                 fresh = timestamp.physical_ms(info.created_ts) >= created_ms
-                if spec.start == "now" and not fresh:
+                if spec.start in ("now", "copy") and not fresh:  # (copy: the positions before the copy)
                     start = {ch: self._log.last_position(ch) for ch in info.channels}
                 else:
                     start = {ch: 0 for ch in info.channels}
                 self.store.add_collection(tid, cid, {"db": info.db, "name": info.name,
-                                                     "target": self._target_of(info)}, start)
+                                                     "target": self._target_of(info)}, start,
+                                          copy=spec.start == "copy" and not fresh)
                 self._positions.update(start)
             self._colls[cid] = info
             self._sync_one(info)
         self._sync_aliases(wanted, aliases)
+        self._copy.take(self.store.copies(tid) & set(wanted))
         for cid, info in wanted.items():
             for ch in info.channels:
                 if ch not in self._tails:
@@ -649,7 +664,8 @@ class Replicator:
             f"the source log no longer holds {ch} from position {applied + 1}"
             + (f" (the next record is {pos})" if pos is not None else "")
             + ": it was truncated past this task's position (retention limit). Re-sync: delete the task, "
-            "drop the collection on the target (or copy it) and create the task again with start=earliest")
+            "drop the collection on the target and create the task again with start=copy (a base copy through the "
+            "source's Milvus API, source.uri) or start=earliest")
 
     def _sync_one(self, info: CollectionInfo) -> None:
         assert self._target is not None

@@ -99,7 +99,8 @@ class CdcService:
             if p["state"] == FAILED:
                 out["state"], out["reason"] = FAILED, p["reason"]
             out.update({k: p[k] for k in ("last_error", "last_error_at", "lag_records", "lag_seconds",
-                                          "applied_records", "applied_rows", "channels")})
+                                          "applied_records", "applied_rows", "channels", "copying", "copy_pending",
+                                          "copied_rows")})
         return out
 
     def pause(self, task_id: str, reason: str = "") -> dict[str, Any]:

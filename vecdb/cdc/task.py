@@ -7,6 +7,8 @@ Layout (the service's store, not the source's)::
     cdc/pos/<task id>/<channel>         the last source log position applied to the target (text int)
     cdc/colls/<task id>/<source coll>   a source collection id the task replicates: {"db", "name", "target"}
     cdc/dbs/<task id>/<db>              a database the task created on the target (dropped there with the source's)
+    cdc/copy/<task id>/<source coll>    a base copy still to do (start "copy", ``vecdb.cdc.base_copy``): written
+                                        with the collection's start positions, deleted once its rows are copied
 
 A channel's position moves only after the target acknowledged every record up to it, so a
 restarted task starts again right after what the target has; what it applies again (the records
@@ -31,9 +33,10 @@ TASK_PREFIX = "cdc/tasks/"
 POS_PREFIX = "cdc/pos/"
 COLLS_PREFIX = "cdc/colls/"
 DBS_PREFIX = "cdc/dbs/"
+COPY_PREFIX = "cdc/copy/"
 
 RUNNING, PAUSED, FAILED = "running", "paused", "failed"
-STARTS = ("now", "earliest")
+STARTS = ("now", "earliest", "copy")
 
 
 @dataclass
@@ -43,8 +46,10 @@ class TaskSpec:
     service: NATS and etcd). ``target``: ``{"uri": ..., "token": ...}``, any Milvus API endpoint.
     ``collections``: ``["*"]`` or names (``name`` or ``db.name``); ``rename``: source name -> target
     name. ``start``: ``now`` (each collection's channels from their current end; collections created
-    later from their beginning), ``earliest`` (from the oldest record the log kept) or a hybrid
-    timestamp (records at or after it)."""
+    later from their beginning), ``earliest`` (from the oldest record the log kept), ``copy`` (as
+    ``now``, after a base copy of each existing collection's rows read through the source's Milvus API:
+    ``source`` then also needs ``uri`` and, with authentication, ``token``; ``vecdb.cdc.base_copy``) or a
+    hybrid timestamp (records at or after it)."""
 
     source: dict[str, Any]
     target: dict[str, Any]
@@ -68,6 +73,12 @@ class TaskSpec:
             raise errors.InvalidParameter("cdc task: rename must map source names to target names")
         if isinstance(self.start, bool) or not (self.start in STARTS or isinstance(self.start, int)):
             raise errors.InvalidParameter(f"cdc task: start must be one of {STARTS} or a timestamp, not {self.start!r}")
+        if self.start == "copy" and not (isinstance(self.source.get("uri"), str) and self.source["uri"]):
+            raise errors.InvalidParameter(
+                "cdc task: start 'copy' reads the source's existing rows through its Milvus API: source needs "
+                "a 'uri' (and a 'token' where the source has authentication), e.g. \"uri\": \"http://dc1:19530\"")
+        if not isinstance(self.source.get("token", ""), str):
+            raise errors.InvalidParameter("cdc task: source 'token' must be a string (\"user:password\")")
 
     def wants(self, db: str, name: str) -> bool:
         return "*" in self.collections or name in self.collections or f"{db}.{name}" in self.collections
@@ -122,7 +133,7 @@ class TaskStore:
 
     def delete(self, task_id: str) -> None:
         self.meta.txn(deletes=[TASK_PREFIX + task_id],
-                      delete_prefixes=[f"{p}{task_id}/" for p in (POS_PREFIX, COLLS_PREFIX, DBS_PREFIX)])
+                      delete_prefixes=[f"{p}{task_id}/" for p in (POS_PREFIX, COLLS_PREFIX, DBS_PREFIX, COPY_PREFIX)])
 
     # --- positions --------------------------------------------------------------------------
     def positions(self, task_id: str) -> dict[str, int]:
@@ -148,11 +159,25 @@ class TaskStore:
         p = f"{COLLS_PREFIX}{task_id}/"
         return {int(k[len(p):]): json.loads(v) for k, v in self.meta.scan(p)}
 
-    def add_collection(self, task_id: str, cid: int, entry: dict[str, str], positions: dict[str, int]) -> None:
-        """Record a newly replicated collection and its channels' start positions in one step."""
+    def add_collection(self, task_id: str, cid: int, entry: dict[str, str], positions: dict[str, int],
+                       copy: bool = False) -> None:
+        """Record a newly replicated collection and its channels' start positions in one step (with
+        ``copy``: and that its base copy is still to do)."""
         puts = {f"{COLLS_PREFIX}{task_id}/{cid}": json.dumps(entry).encode()}
         puts.update({f"{POS_PREFIX}{task_id}/{ch}": str(p).encode() for ch, p in positions.items()})
+        if copy:
+            puts[f"{COPY_PREFIX}{task_id}/{cid}"] = b"pending"
         self.meta.txn(puts=puts)
 
     def remove_collection(self, task_id: str, cid: int, channels: list[str]) -> None:
-        self.meta.txn(deletes=[f"{COLLS_PREFIX}{task_id}/{cid}"] + [f"{POS_PREFIX}{task_id}/{ch}" for ch in channels])
+        self.meta.txn(deletes=[f"{COLLS_PREFIX}{task_id}/{cid}", f"{COPY_PREFIX}{task_id}/{cid}"]
+                      + [f"{POS_PREFIX}{task_id}/{ch}" for ch in channels])
+
+    # --- base copies (start "copy") ----------------------------------------------------------
+    def copies(self, task_id: str) -> set[int]:
+        """The collections whose base copy is still to do."""
+        p = f"{COPY_PREFIX}{task_id}/"
+        return {int(k[len(p):]) for k, _ in self.meta.scan(p)}
+
+    def copy_done(self, task_id: str, cid: int) -> None:
+        self.meta.delete(f"{COPY_PREFIX}{task_id}/{cid}")

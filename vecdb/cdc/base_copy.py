@@ -1,0 +1,237 @@
+"""A CDC task's base copy (``"start": "copy"``): the rows a source collection already holds, read
+through the source's Milvus API and upserted into the target, before its log is followed.
+
+A source that has run for a while has cut its log below what it persisted (flush, truncation), so
+following the log alone, even from its oldest record, cannot give a new target the rows written
+long ago. With start ``copy``, each collection the task takes up that already exists on the source:
+
+1. gets its channels' current end positions recorded as the task's positions, with a ``pending``
+   copy mark, in one step (``TaskStore.add_collection``); the channels are followed from there at
+   once, so the task's follower positions (``vecdb.cdc.follower``) hold the source's log back from
+   that point during the copy, but nothing is applied from them yet (the replicator's pump skips
+   the channels of a collection whose copy is pending);
+2. is copied: partition by partition (one pass over the collection for a partition key; namespace
+   by namespace in partition-mode namespaces), pages of ``COPY_BATCH`` rows of every field read with
+   ``query_iterator`` (Strong consistency: one snapshot taken after step 1), upserted by primary key
+   into the target collection (created by the catalog pass; auto_id off, so the keys go as they
+   are) with the replicator's row writing (``upsert_rows``); function outputs (BM25 sparse vectors
+   ...) are left out, the target computes them from the copied input as for the log's rows;
+3. gets its copy mark deleted (``TaskStore.copy_done``); from then on its channels are applied from
+   the positions recorded in step 1.
+
+Why the target converges: the snapshot is read after the recorded positions, so every key's copied
+value is its state at some moment after them; the log replayed from those positions then applies,
+in order, every change made after them (upserts and deletes by primary key), so a key changed after
+the positions ends at its last change, and a key not changed after them keeps its copied value,
+which is its current one. Nothing is applied from the log before the copy ends, so no older copied
+value overwrites a newer replayed one. The same argument makes a copy done again harmless: a task
+stopped (or failing) in the middle of a copy keeps its recorded positions and copies the collection
+again (within one run, after an error, from the primary key it had reached: the keys below it were
+already copied after the positions).
+
+Collections created on the source after the task was created are followed from their beginning
+and need no copy. Not copied: collections with namespaces in partition_key mode (no API lists their
+namespaces, and a read must name one): logged, and followed from the recorded positions only.
+Rows that expired (collection TTL) are not read, and copied rows get the target's timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vecdb import namespaces
+from vecdb.catalog_model import CollectionInfo
+from vecdb.cdc.replicator import Target, upsert_rows
+from vecdb.schema import DataType
+
+if TYPE_CHECKING:
+    from vecdb.cdc.replicator import Replicator
+
+log = logging.getLogger(__name__)
+
+COPY_BATCH = 1000  # rows per page read from the source (and per upsert)
+
+
+class _Cursor:
+    """Where the copy of one collection stands: its units (partition / namespace reads) and, in the
+    unit being read, the last primary key copied."""
+
+    def __init__(self, cid: int):
+        self.cid = cid
+        self.done_units: set[tuple[str | None, str | None]] = set()
+        self.last_pk: Any = None
+        self.it: Any = None
+        self.unit: tuple[str | None, str | None] | None = None
+        self.rows = 0
+
+    def close(self) -> None:
+        if self.it is not None:
+            try:
+                self.it.close()
+            except Exception:  # noqa: BLE001 (the source went away)
+                pass
+            self.it = None
+
+
+class BaseCopy:
+    """The base copies a replicator still has to do, one page per ``step()`` on its own thread (so its
+    channels keep being pumped and its follower positions published between pages)."""
+
+    def __init__(self, rep: Replicator):
+        self.rep = rep
+        self.pending: dict[int, None] = {}  # collection ids, in the order they are copied
+        self._cursor: _Cursor | None = None
+        self._source: Target | None = None
+
+    def take(self, cids: set[int]) -> None:
+        """The collections whose copy is pending now (``TaskStore.copies``, of the collections the task
+        replicates); a collection that left (dropped on the source) stops being copied."""
+        for cid in [c for c in self.pending if c not in cids]:
+            del self.pending[cid]
+            if self._cursor is not None and self._cursor.cid == cid:
+                self._cursor.close()
+                self._cursor = None
+        for cid in sorted(cids):
+            self.pending.setdefault(cid, None)
+        self._report()
+
+    def step(self) -> bool:
+        """Copy one page of the first pending collection; whether there was anything to do. A failure
+        closes the read (the next step reads again from the last key copied) and is raised."""
+        if not self.pending:
+            return False
+        try:
+            self._step()
+        except BaseException:
+            self.reset()
+            raise
+        self._report()
+        return True
+
+    def reset(self) -> None:
+        """After a failure: the source connection and the open read closed, the position kept."""
+        if self._cursor is not None:
+            self._cursor.close()
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+
+    def close(self) -> None:
+        self.reset()
+        self._cursor = None
+
+    def _report(self) -> None:
+        p = self.rep.progress
+        p.copy_pending = len(self.pending)
+        info = self.rep._colls.get(next(iter(self.pending))) if self.pending else None
+        p.copying = f"{info.db}.{info.name}" if info is not None else ""
+
+    def _step(self) -> None:
+        rep = self.rep
+        cid = next(iter(self.pending))
+        if self._cursor is None or self._cursor.cid != cid:
+            self._cursor = _Cursor(cid)
+        cur = self._cursor
+        info = rep._reread(cid)  # read after the positions were recorded: every partition the copy needs
+        if info is None:  # dropped on the source: the catalog pass takes it away
+            return
+        if cur.it is None:
+            units = [u for u in self._units(info) if u not in cur.done_units]
+            if not units:
+                self._finish(info, cur)
+                return
+            if cur.unit != units[0]:
+                cur.unit, cur.last_pk = units[0], None
+            cur.it = self._open(info, cur)
+        page = cur.it.next()
+        if not page:
+            cur.close()
+            assert cur.unit is not None
+            cur.done_units.add(cur.unit)
+            cur.unit, cur.last_pk = None, None
+            return
+        self._write(info, cur, page)
+
+    def _units(self, info: CollectionInfo) -> list[tuple[str | None, str | None]]:
+        """``(partition, namespace)`` reads covering the collection's rows."""
+        mode = namespaces.mode_of(info.schema, info.properties)
+        if mode == namespaces.PARTITION_KEY_MODE:
+            log.warning("cdc task %s: %s.%s has namespaces in partition_key mode, which cannot be listed: its "
+                        "existing rows are not copied, only the changes after the task took it up",
+                        self.rep.task.id, info.db, info.name)
+            return []
+        if mode == namespaces.PARTITION_MODE:
+            return [(None, p.name) for p in info.partitions]
+        if info.schema.partition_key_field is not None:
+            return [(None, None)]
+        return [(p.name, None) for p in info.partitions]
+
+    def _client(self, db: str):
+        if self._source is None:
+            src = self.rep.task.spec.source
+            self._source = Target(src["uri"], src.get("token", ""))
+        return self._source.client(db)
+
+    def _open(self, info: CollectionInfo, cur: _Cursor):
+        assert cur.unit is not None
+        partition, ns = cur.unit
+        pk = info.schema.primary_field
+        flt = ""
+        if cur.last_pk is not None:
+            literal = json.dumps(cur.last_pk) if pk.dtype == DataType.VARCHAR else str(int(cur.last_pk))
+            flt = f"{pk.name} > {literal}"
+        # "*": every field of the schema (vectors too) and the dynamic field's keys
+        out = ["*"] + [f.name for f in info.schema.fields
+                       if f.dtype.is_vector and not f.is_hidden and not f.is_function_output and not f.struct_name]
+        kw: dict[str, Any] = {}
+        if partition is not None:
+            kw["partition_names"] = [partition]
+        if ns is not None:
+            kw["namespace"] = ns
+        return self._client(info.db).query_iterator(info.name, batch_size=COPY_BATCH, filter=flt, output_fields=out,
+                                                    consistency_level="Strong", **kw)
+
+    def _write(self, info: CollectionInfo, cur: _Cursor, page: list) -> None:
+        rep = self.rep
+        assert rep._target is not None and cur.unit is not None
+        pk = info.schema.primary_field.name
+        rows = _writable(info, page)
+        partition, ns = cur.unit
+        pname = ns if ns is not None else (partition or "")
+        upsert_rows(rep._target.client(info.db), rep._target_of(info), rows, pname, ns, rep._target.timeout)
+        cur.last_pk = rows[-1][pk]
+        cur.rows += len(rows)
+        rep.progress.copied_rows += len(rows)
+
+    def _finish(self, info: CollectionInfo, cur: _Cursor) -> None:
+        rep = self.rep
+        rep.store.copy_done(rep.task.id, cur.cid)
+        del self.pending[cur.cid]
+        self._cursor = None
+        log.info("cdc task %s copied %d rows of %s.%s; following its log from the positions recorded before the copy",
+                 rep.task.id, cur.rows, info.db, info.name)
+
+
+_BYTE_VECTORS = (DataType.BINARY_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR, DataType.INT8_VECTOR)
+
+
+def _writable(info: CollectionInfo, page: list) -> list[dict]:
+    """The rows a query returned as an upsert takes them: function outputs (and hidden fields) left
+    out; a byte vector, which a query returns as ``[bytes]``, as its bytes (an INT8_VECTOR as np.int8,
+    as ``replicator.rows_of`` sends them)."""
+    drop = [f.name for f in info.schema.fields if f.is_function_output or f.is_hidden]
+    unwrap = [(f.name, f.dtype == DataType.INT8_VECTOR) for f in info.schema.fields
+              if f.dtype in _BYTE_VECTORS and not f.is_function_output and not f.struct_name]
+    rows = [dict(r) for r in page]
+    for row in rows:
+        for name in drop:
+            row.pop(name, None)
+        for name, int8 in unwrap:
+            v = row.get(name)
+            if isinstance(v, list) and len(v) == 1 and isinstance(v[0], bytes):
+                row[name] = np.frombuffer(v[0], np.int8) if int8 else v[0]
+    return rows
