@@ -19,7 +19,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3 python3
     && rm -rf /var/lib/apt/lists/* && python3 -m venv /opt/venv
 COPY pyproject.toml README.md ./
 COPY vecdb ./vecdb
-RUN pip install "./[gpu]" && useradd --system --uid 10001 --user-group --home /var/lib/vecdb vecdb \
+RUN pip install "./[gpu,lindera]" && useradd --system --uid 10001 --user-group --home /var/lib/vecdb vecdb \
     && mkdir -p /var/lib/vecdb && chown vecdb /var/lib/vecdb
 USER 10001:10001
 VOLUME /var/lib/vecdb
@@ -35,7 +35,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 OMP_WAIT_POL
 WORKDIR /opt/vecdb
 COPY pyproject.toml README.md ./
 COPY vecdb ./vecdb
-RUN pip install . && useradd --system --uid 10001 --user-group --home /var/lib/vecdb vecdb \
+RUN pip install "./[lindera]" && useradd --system --uid 10001 --user-group --home /var/lib/vecdb vecdb \
     && mkdir -p /var/lib/vecdb && chown vecdb /var/lib/vecdb
 USER 10001:10001
 VOLUME /var/lib/vecdb

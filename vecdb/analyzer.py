@@ -23,6 +23,10 @@ analyzer parameters (``analyzer_params`` on a VARCHAR field, a JSON object):
   runs ICU4X, vecdb ICU4C through the PyPI ``icu4py`` package: ``vecdb.icu_text``). Every segment is a
   token, spaces and punctuation too; the ``removepunct`` filter (any tokenizer) drops the tokens that
   hold a punctuation or white space character, as Milvus's ``[\\p{Punct}\\s]+`` test does.
+- ``{"tokenizer": {"type": "lindera", "dict_kind": "ipadic" | "ko-dic", "filter": [...]}}``: Milvus's
+  lindera tokenizer (Japanese and Korean morphemes; Lindera in Milvus, MeCab over the same dictionaries
+  here, the ``vecdb[lindera]`` extra: ``vecdb.lindera_text``), with Lindera's tag filters in its own
+  ``filter`` list; a token's position is its index in the tokenizer's stream.
 
 - Filters ``{"type": "regex", "expr": ...}`` (tokens the pattern matches anywhere in kept),
   ``{"type": "decompounder", "word_list": [...]}`` (tantivy's SplitCompoundWords) and
@@ -36,7 +40,7 @@ Files (Milvus 3.0's file resources, ``vecdb.file_resources``): a jieba tokenizer
 ``{"type": "remote", "resource_name": ..., "file_name": ...}``, add to the words or rules given inline; the
 file is read when the analyzer is built (a missing resource or file: 1100 at create time).
 
-Anything else (lindera, the other filters, ...) is refused at create time (1100), never
+Anything else (the other tokenizers and filters, ...) is refused at create time (1100), never
 silently replaced.
 
 The standard tokenizer follows Unicode word boundaries (UAX #29) for the common cases with one
@@ -62,9 +66,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from vecdb import file_resources, icu_text, jieba_text, sparse
+from vecdb import file_resources, icu_text, jieba_text, lindera_text, sparse
 from vecdb.errors import InvalidParameter
 from vecdb.jieba_text import DictFile, JiebaSpec
+from vecdb.lindera_text import LinderaSpec
 from vecdb.prefix_cache import ArrayCache, prefix_root
 
 _W = r"(?:\w[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]*)+"  # combining marks extend
@@ -79,7 +84,7 @@ ENGLISH_STOP_WORDS = frozenset(
     "there these they this to was will with".split())
 
 _TOKENIZERS = {"standard": _STANDARD, "whitespace": _WHITESPACE}
-_TOKENIZER_NAMES = (*_TOKENIZERS, "jieba", "icu")
+_TOKENIZER_NAMES = (*_TOKENIZERS, "jieba", "icu", "lindera")
 _SIMPLE_FILTERS = ("lowercase", "asciifolding", "alphanumonly", "cnalphanumonly", "cncharonly", "removepunct")
 # Unicode's Han script (Rust regex's \p{Han}, which Milvus's cnalphanumonly / cncharonly filters use)
 _HAN_SCRIPT = ("\u2e80-\u2e99\u2e9b-\u2ef3\u2f00-\u2fd5\u3005\u3007\u3021-\u3029\u3038-\u303b\u3400-\u4dbf"
@@ -114,6 +119,7 @@ class Analyzer:
     cn_char_only: bool = False  # cncharonly: tokens holding a Han character
     jieba: JiebaSpec | None = None  # the jieba tokenizer's params (tokenizer "jieba"; vecdb.jieba_text)
     remove_punct: bool = False  # removepunct: tokens holding punctuation or white space dropped
+    lindera: LinderaSpec | None = None  # the lindera tokenizer's params (tokenizer "lindera"; vecdb.lindera_text)
     # An ordered analyzer (one with a regex, decompounder or synonym filter): its filters in their listed
     # order, but for a leading lowercase / asciifolding (the flags above); the other fields their defaults.
     steps: tuple[Step, ...] = ()
@@ -159,9 +165,10 @@ class Analyzer:
 
     @property
     def segmenting(self) -> bool:
-        """Whether the tokenizer segments the text (jieba, icu): the filters then act per token, and a
-        token's position is its first character's index, its position length its width."""
-        return self.jieba is not None or self.tokenizer == "icu"
+        """Whether the tokenizer segments the text (jieba, icu, lindera): the filters then act per token, and
+        a token's position is its first character's index, its position length its width (lindera: its
+        index in the tokenizer's stream, length 1)."""
+        return self.jieba is not None or self.lindera is not None or self.tokenizer == "icu"
 
     def tokens(self, text: str) -> list[str]:
         if self.segmenting:
@@ -232,28 +239,40 @@ class Analyzer:
         """``char_spans`` with UTF-8 byte offsets in ``text`` and each token's position length, as
         Milvus's RunAnalyzer reports them (1, but a jieba or icu token's width in characters)."""
         out = []
-        for token, start, end, pos in self.char_spans(text):
+        plens: list[int] = []
+        spans = self._segment_spans(text, plens) if self.segmenting else self.char_spans(text)
+        for i, (token, start, end, pos) in enumerate(spans):
             first = len(text[:start].encode("utf-8", "surrogatepass"))
             out.append((token, first, first + len(text[start:end].encode("utf-8", "surrogatepass")), pos,
-                        end - start if self.segmenting else 1))
+                        plens[i] if self.segmenting else 1))
         return out
 
-    def _segment_spans(self, text: str) -> list[tuple[str, int, int, int]]:
-        """jieba's or icu's tokens through the filters: lowercase and asciifolding per token (they come
-        after the tokenizer in Milvus; folding keeps the characters it cannot fold), then ``emit``."""
-        words = icu_text.tokenize(text) if self.jieba is None else jieba_text.tokenize(self.jieba, text)
+    def _segment_spans(self, text: str, plens: list[int] | None = None) -> list[tuple[str, int, int, int]]:
+        """jieba's, icu's or lindera's tokens through the filters: lowercase and asciifolding per token
+        (they come after the tokenizer in Milvus; folding keeps the characters it cannot fold), then
+        ``emit``; each kept token's position length appended to ``plens`` when given."""
+        if self.lindera is not None:
+            words = lindera_text.tokenize(self.lindera, text)
+        else:
+            cut = icu_text.tokenize(text) if self.jieba is None else jieba_text.tokenize(self.jieba, text)
+            words = [(w, s, e, s, e - s) for w, s, e in cut]
         out: list[tuple[str, int, int, int]] = []
-        for word, start, end in words:
+        for word, start, end, pos, plen in words:
             if self.lowercase:
                 word = word.lower()
             if self.asciifolding:
                 word = "".join(_fold(c) or c for c in word)
             if self.steps:
-                out.extend((token, start, end, start) for token in self._run(word))
+                kept = self._run(word)
+                out.extend((token, start, end, pos) for token in kept)
+                if plens is not None:
+                    plens.extend([plen] * len(kept))
                 continue
             token = self.emit(word)
             if token is not None:
-                out.append((token, start, end, start))
+                out.append((token, start, end, pos))
+                if plens is not None:
+                    plens.append(plen)
         return out
 
     def term_frequencies(self, texts: Sequence[str]) -> np.ndarray:
@@ -850,6 +869,8 @@ def parse_params(raw: str | dict | None, field_name: str = "") -> Analyzer:
         opts["jieba"] = _jieba_spec(tok_params if isinstance(tok_params, dict) else {}, where)
     elif tok == "icu":
         _icu_check(tok_params if isinstance(tok_params, dict) else {}, where)
+    elif tok == "lindera":
+        opts["lindera"] = _lindera_spec(tok_params if isinstance(tok_params, dict) else None, where)
     steps = [_filter_step(f, where) for f in filters]
     if any(step.kind in ORDERED_KINDS for step in steps):  # filters in their order (a leading lowercase /
         lead = 0                                            # asciifolding over the whole text, as below)
@@ -878,6 +899,65 @@ def _icu_check(params: dict, where: str) -> None:
         raise InvalidParameter(f"unknown icu tokenizer params{where}: {sorted(unknown)} (it takes none)")
     if not icu_text.available():
         raise InvalidParameter(f"the icu tokenizer{where} needs the icu4py package")
+
+
+def _lindera_spec(params: dict | None, where: str) -> LinderaSpec:
+    """A lindera tokenizer's params, checked as tantivy-binding's ``LinderaTokenizer::from_json`` does
+    (its messages, in its order): ``dict_kind``, then the dictionary (vecdb has ``ipadic`` and ``ko-dic``;
+    the others are refused as Milvus refuses a dictionary not compiled in), then the ``filter`` list."""
+    if params is None:
+        raise InvalidParameter(f"lindera tokenizer must be costum{where}")
+    unknown = set(params) - {"type", "dict_kind", "filter"}
+    if unknown:
+        raise InvalidParameter(f"unknown lindera tokenizer params{where}: {sorted(unknown)} (vecdb takes dict_kind "
+                               "and filter)")
+    if "dict_kind" not in params:
+        raise InvalidParameter(f"lindera tokenizer dict_kind must be set{where}")
+    kind = params["dict_kind"]
+    if not isinstance(kind, str):
+        raise InvalidParameter(f"lindera tokenizer dict kind should be string{where}")
+    if kind not in lindera_text.DICT_KINDS:
+        raise InvalidParameter(f"unsupported lindera dict type: {kind}{where}")
+    if kind not in lindera_text.AVAILABLE_KINDS:
+        raise InvalidParameter(f"lindera tokenizer with invalid dict_kind{where} (vecdb has the ipadic and ko-dic "
+                               f"dictionaries, not {kind})")
+    missing = lindera_text.missing_package(kind)
+    if missing:
+        raise InvalidParameter(f"the lindera tokenizer{where} needs the {missing} package: install vecdb[lindera]")
+    filters = params.get("filter", [])
+    if not isinstance(filters, list):
+        raise InvalidParameter(f"lindera filters should be array{where}")
+    return LinderaSpec(kind, tuple(_lindera_filter(f, where) for f in filters))
+
+
+def _lindera_filter(f, where: str) -> lindera_text.Filter:
+    """One of a lindera tokenizer's filters (tantivy-binding's ``fetch_lindera_token_filter``)."""
+    if isinstance(f, str):
+        name, params = f, None
+    elif not isinstance(f, dict):
+        raise InvalidParameter(f"lindera tokenizer filter params must be object{where}")
+    elif "kind" not in f:
+        raise InvalidParameter(f"lindera tokenizer filter must have type{where}")
+    elif not isinstance(f["kind"], str):
+        raise InvalidParameter(f"lindera tokenizer filter type should be string{where}")
+    else:
+        name, params = f["kind"], f
+    if name not in lindera_text.FILTER_KINDS:
+        raise InvalidParameter(f"unknown lindera filter type{where}")
+    if params is None:
+        what = name.replace("_", " ").replace("tags", "tags filter").replace("word", "word filter")
+        raise InvalidParameter(f"lindera {what} must use with params{where}")
+    if "tags" not in params:  # (Milvus's messages for every filter kind)
+        raise InvalidParameter(f"lindera japanese stop tag filter tags must be set{where}")
+    tags = params["tags"]
+    if not isinstance(tags, list):
+        raise InvalidParameter(f"lindera japanese stop tags filter tags must be array{where}")
+    if not all(isinstance(t, str) for t in tags):
+        raise InvalidParameter(f"lindera japanese stop tags filter tags must be string{where}")
+    new_tag = params.get("new_tag") if name == "japanese_compound_word" else None
+    if name == "japanese_compound_word" and "new_tag" in params and not isinstance(new_tag, str):
+        raise InvalidParameter(f"lindera japanese compound word filter new_tag must be string{where}")
+    return lindera_text.make_filter(name, tags, new_tag)
 
 
 def _jieba_spec(params: dict, where: str) -> JiebaSpec:

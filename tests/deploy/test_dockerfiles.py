@@ -74,8 +74,10 @@ def test_one_image_every_role_non_root_gpu_target(path):
         assert expose == ["19530", "9091"]
         assert stage_env(stage)["VECDB_HTTP__PORT"] == "9091"
         assert "/healthz" in healthcheck_code(stage)
-    gpu_runs = " ".join(t for k, t in by_name["gpu"]["instructions"] if k == "RUN")
-    assert "[gpu]" in gpu_runs and "[gpu]" not in " ".join(t for k, t in by_name["cpu"]["instructions"] if k == "RUN")
+    # the extras each image installs: the gpu one, and the lindera analyzers' dictionaries in both
+    installed = {name: {x for m in re.findall(r"pip install \S*\[([\w,]+)\]", " ".join(
+        t for k, t in by_name[name]["instructions"] if k == "RUN")) for x in m.split(",")} for name in ("gpu", "cpu")}
+    assert installed == {"gpu": {"gpu", "lindera"}, "cpu": {"lindera"}}, installed
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert any(dep.startswith("cupy-cuda12") for dep in extras["gpu"])
 

