@@ -143,6 +143,47 @@ def reader_view(c: MilvusClient, name: str, vecs: np.ndarray, queries: int = 5, 
     return n, live, [[(h["id"], round(h["distance"], 4), h["entity"]["tag"]) for h in q] for q in hits]
 
 
+def bm25_collection(client: MilvusClient, name: str, docs: list[str], analyzer_params, *, match: bool = False,
+                    max_length: int = 1000) -> None:
+    """A loaded collection of ``docs`` (ids 0, 1, ...): a VARCHAR ``text`` analyzed with ``analyzer_params``
+    (``enable_match`` with ``match``), a BM25 function into ``sparse`` (SPARSE_INVERTED_INDEX, BM25)."""
+    from pymilvus import Function, FunctionType
+
+    schema = MilvusClient.create_schema()
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("text", DataType.VARCHAR, max_length=max_length, enable_analyzer=True, enable_match=match,
+                     analyzer_params=analyzer_params)
+    schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_function(Function("bm25", function_type=FunctionType.BM25, input_field_names=["text"],
+                                 output_field_names=["sparse"]))
+    client.create_collection(name, schema=schema)
+    idx = client.prepare_index_params()
+    idx.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    client.create_index(name, idx)
+    client.load_collection(name)
+    client.insert(name, [{"id": i, "text": t} for i, t in enumerate(docs)])
+
+
+def bm25_reference(analyzer_params, docs: list[str], query: str, k1: float = 1.2,
+                   b: float = 0.75) -> list[tuple[int, float]]:
+    """Milvus's BM25 ranking of ``docs`` for ``query`` over the analyzer's tokens (idf ln(1 + (N - df + 0.5) /
+    (df + 0.5))): (id, score) best first, ties by id, zero scores left out."""
+    from vecdb.analyzer import parse_params
+
+    a = parse_params(analyzer_params)
+    toks = [a.tokens(t) for t in docs]
+    dl = np.array([len(t) for t in toks], float)
+    q = a.tokens(query)
+    scores = np.zeros(len(docs))
+    for term in set(q):
+        tf = np.array([t.count(term) for t in toks], float)
+        df = np.count_nonzero(tf)
+        idf = np.log(1 + (len(docs) - df + 0.5) / (df + 0.5))
+        scores += q.count(term) * idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / dl.mean()))
+    order = [i for i in np.lexsort((np.arange(len(docs)), -scores)) if scores[i] > 0]
+    return [(int(i), float(scores[i])) for i in order]
+
+
 def host_port(uri: str) -> str:
     return uri.split("://", 1)[-1]
 

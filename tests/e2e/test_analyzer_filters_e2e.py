@@ -5,7 +5,9 @@ text by a synonym and by a compound's part, text_match / phrase_match over them,
 from __future__ import annotations
 
 import pytest
-from pymilvus import DataType, Function, FunctionType, MilvusClient, MilvusException
+from pymilvus import MilvusException
+
+from tests.e2e._helpers import bm25_collection
 
 PARAMS = {"tokenizer": "standard", "filter": [
     "lowercase",
@@ -22,19 +24,7 @@ def test_new_filters_in_run_analyzer_and_bm25(client, name):
     assert got == [("red", 0, 3, 0), ("car", 4, 7, 1), ("automobile", 4, 7, 1), ("note", 11, 19, 3),
                    ("book", 11, 19, 3), ("fast", 20, 25, 4), ("quick", 20, 25, 4)]
 
-    schema = MilvusClient.create_schema()
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("text", DataType.VARCHAR, max_length=1000, enable_analyzer=True, enable_match=True,
-                     analyzer_params=PARAMS)
-    schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-    schema.add_function(Function("bm25", function_type=FunctionType.BM25, input_field_names=["text"],
-                                 output_field_names=["sparse"]))
-    client.create_collection(name, schema=schema)
-    idx = client.prepare_index_params()
-    idx.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-    client.create_index(name, idx)
-    client.load_collection(name)
-    client.insert(name, [{"id": i, "text": t} for i, t in enumerate(DOCS)])
+    bm25_collection(client, name, DOCS, PARAMS, match=True)
 
     def bm25(query: str) -> list[int]:
         res = client.search(name, [query], anns_field="sparse", limit=10, search_params={"metric_type": "BM25"},

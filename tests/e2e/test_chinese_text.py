@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pymilvus import DataType, Function, FunctionType, LexicalHighlighter, MilvusClient, MilvusException
+from pymilvus import LexicalHighlighter, MilvusException
 
-from vecdb.analyzer import parse_params
+from tests.e2e._helpers import bm25_collection, bm25_reference
 
 DOCS = ["人工智能正在改变技术领域", "机器学习模型需要大型数据集", "Milvus 是一个高性能、可扩展的向量数据库！",
         "向量数据库支持人工智能应用", "今天天气很好，我们去公园散步"]
@@ -16,36 +16,11 @@ CHINESE = {"type": "chinese"}
 
 
 def _create(client, name, analyzer_params=None, match=False):
-    schema = MilvusClient.create_schema()
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("text", DataType.VARCHAR, max_length=1000, enable_analyzer=True, enable_match=match,
-                     analyzer_params=analyzer_params or CHINESE)
-    schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-    schema.add_function(Function("bm25", function_type=FunctionType.BM25, input_field_names=["text"],
-                                 output_field_names=["sparse"]))
-    client.create_collection(name, schema=schema)
-    idx = client.prepare_index_params()
-    idx.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-    client.create_index(name, idx)
-    client.load_collection(name)
-    client.insert(name, [{"id": i, "text": t} for i, t in enumerate(DOCS)])
+    bm25_collection(client, name, DOCS, analyzer_params or CHINESE, match=match)
 
 
-def _reference(query: str, k1=1.2, b=0.75) -> list[tuple[int, float]]:
-    """Milvus's BM25 over the chinese analyzer's tokens (idf ln(1 + (N - df + 0.5) / (df + 0.5)))."""
-    a = parse_params(CHINESE)
-    toks = [a.tokens(t) for t in DOCS]
-    dl = np.array([len(t) for t in toks], float)
-    avgdl = dl.mean()
-    q = a.tokens(query)
-    scores = np.zeros(len(DOCS))
-    for term in set(q):
-        tf = np.array([t.count(term) for t in toks], float)
-        df = np.count_nonzero(tf)
-        idf = np.log(1 + (len(DOCS) - df + 0.5) / (df + 0.5))
-        scores += q.count(term) * idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))
-    order = [i for i in np.lexsort((np.arange(len(DOCS)), -scores)) if scores[i] > 0]
-    return [(int(i), float(scores[i])) for i in order]
+def _reference(query: str) -> list[tuple[int, float]]:
+    return bm25_reference(CHINESE, DOCS, query)
 
 
 def test_bm25_search_over_chinese_text(client, name):

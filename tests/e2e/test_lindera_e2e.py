@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pymilvus import DataType, Function, FunctionType, MilvusClient, MilvusException
+from pymilvus import DataType, MilvusClient, MilvusException
 
-from vecdb.analyzer import parse_params
+from tests.e2e._helpers import bm25_collection, bm25_reference
 
 pytest.importorskip("fugashi")
 pytest.importorskip("mecab")
@@ -23,35 +23,11 @@ DOC_TEXT = "東京スカイツリーの最寄り駅はとうきょうスカイ�
 
 
 def _create(client, name, match=False):
-    schema = MilvusClient.create_schema()
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("text", DataType.VARCHAR, max_length=60000, enable_analyzer=True, enable_match=match,
-                     analyzer_params=JA)
-    schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-    schema.add_function(Function("bm25", function_type=FunctionType.BM25, input_field_names=["text"],
-                                 output_field_names=["sparse"]))
-    client.create_collection(name, schema=schema)
-    idx = client.prepare_index_params()
-    idx.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-    client.create_index(name, idx)
-    client.load_collection(name)
-    client.insert(name, [{"id": i, "text": t} for i, t in enumerate(DOCS)])
+    bm25_collection(client, name, DOCS, JA, match=match, max_length=60000)
 
 
-def _reference(query: str, k1=1.2, b=0.75) -> list[tuple[int, float]]:
-    """Milvus's BM25 over the lindera analyzer's tokens (idf ln(1 + (N - df + 0.5) / (df + 0.5)))."""
-    a = parse_params(JA)
-    toks = [a.tokens(t) for t in DOCS]
-    dl = np.array([len(t) for t in toks], float)
-    q = a.tokens(query)
-    scores = np.zeros(len(DOCS))
-    for term in set(q):
-        tf = np.array([t.count(term) for t in toks], float)
-        df = np.count_nonzero(tf)
-        idf = np.log(1 + (len(DOCS) - df + 0.5) / (df + 0.5))
-        scores += q.count(term) * idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / dl.mean()))
-    order = [i for i in np.lexsort((np.arange(len(DOCS)), -scores)) if scores[i] > 0]
-    return [(int(i), float(scores[i])) for i in order]
+def _reference(query: str) -> list[tuple[int, float]]:
+    return bm25_reference(JA, DOCS, query)
 
 
 def test_run_analyzer_japanese_and_korean(client):
