@@ -11,8 +11,8 @@ long ago. With start ``copy``, each collection the task takes up that already ex
    that point during the copy, but nothing is applied from them yet (the replicator's pump skips
    the channels of a collection whose copy is pending);
 2. is copied: partition by partition (one pass over the collection for a partition key; namespace
-   by namespace in partition-mode namespaces), pages of ``COPY_BATCH`` rows of every field read with
-   ``query_iterator`` (Strong consistency: one snapshot taken after step 1), upserted by primary key
+   by namespace in partition-mode namespaces), pages of ``COPY_BATCH`` rows of every field read in
+   primary-key order (``Pages``: Strong consistency, one snapshot taken after step 1), upserted by primary key
    into the target collection (created by the catalog pass; auto_id off, so the keys go as they
    are) with the replicator's row writing (``upsert_rows``); function outputs (BM25 sparse vectors
    ...) are left out, the target computes them from the copied input as for the log's rows;
@@ -32,13 +32,16 @@ already copied after the positions).
 Collections created on the source after the task was created are followed from their beginning
 and need no copy. Not copied: collections with namespaces in partition_key mode (no API lists their
 namespaces, and a read must name one): logged, and followed from the recorded positions only.
-Rows that expired (collection TTL) are not read, and copied rows get the target's timestamps.
+Rows that expired (collection TTL) are not read, and copied rows get the target's timestamps. A
+collection not loaded on the source cannot be queried: its copy waits (logged, the task's
+``last_error`` says why) while the other collections are copied, and starts once it is loaded.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COPY_BATCH = 1000  # rows per page read from the source (and per upsert)
+LOAD_RECHECK = 2.0  # seconds before a collection not loaded on the source has its load state asked again
 
 
 class _Cursor:
@@ -86,12 +90,15 @@ class BaseCopy:
         self.pending: dict[int, None] = {}  # collection ids, in the order they are copied
         self._cursor: _Cursor | None = None
         self._source: Target | None = None
+        self._unloaded: dict[int, float] = {}  # not loaded on the source: collection id -> when to ask again
+        self.problem = ""  # why a copy waits (collections not loaded on the source); the task's last_error
 
     def take(self, cids: set[int]) -> None:
         """The collections whose copy is pending now (``TaskStore.copies``, of the collections the task
         replicates); a collection that left (dropped on the source) stops being copied."""
         for cid in [c for c in self.pending if c not in cids]:
             del self.pending[cid]
+            self._unloaded.pop(cid, None)
             if self._cursor is not None and self._cursor.cid == cid:
                 self._cursor.close()
                 self._cursor = None
@@ -102,10 +109,12 @@ class BaseCopy:
     def step(self) -> bool:
         """Copy one page of the first pending collection; whether there was anything to do. A failure
         closes the read (the next step reads again from the last key copied) and is raised."""
-        if not self.pending:
+        now = time.monotonic()
+        cid = next((c for c in self.pending if self._unloaded.get(c, 0.0) <= now), None)
+        if cid is None:  # nothing pending, or only collections waiting to be loaded on the source
             return False
         try:
-            self._step()
+            self._step(cid)
         except BaseException:
             self.reset()
             raise
@@ -129,10 +138,13 @@ class BaseCopy:
         p.copy_pending = len(self.pending)
         info = self.rep._colls.get(next(iter(self.pending))) if self.pending else None
         p.copying = f"{info.db}.{info.name}" if info is not None else ""
+        names = [f"{i.db}.{i.name}" for i in (self.rep._colls.get(c) for c in self._unloaded) if i is not None]
+        self.problem = (f"{', '.join(names)} not loaded on the source: the base copy reads rows through its "
+                        f"Milvus API, which needs the collection loaded; load it there (its copy and its log "
+                        f"wait; the other collections go on)") if names else ""
 
-    def _step(self) -> None:
+    def _step(self, cid: int) -> None:
         rep = self.rep
-        cid = next(iter(self.pending))
         if self._cursor is None or self._cursor.cid != cid:
             self._cursor = _Cursor(cid)
         cur = self._cursor
@@ -140,6 +152,8 @@ class BaseCopy:
         if info is None:  # dropped on the source: the catalog pass takes it away
             return
         if cur.it is None:
+            if not self._loaded(info):
+                return
             units = [u for u in self._units(info) if u not in cur.done_units]
             if not units:
                 self._finish(info, cur)
@@ -170,6 +184,20 @@ class BaseCopy:
             return [(None, None)]
         return [(p.name, None) for p in info.partitions]
 
+    def _loaded(self, info: CollectionInfo) -> bool:
+        """Whether the source has the collection loaded (a query needs it); if not, it waits
+        ``LOAD_RECHECK`` seconds (the other pending copies go first), logged once."""
+        from vecdb.cdc.verify import is_loaded
+
+        if is_loaded(self._client(info.db), info.name):
+            self._unloaded.pop(info.id, None)
+            return True
+        if info.id not in self._unloaded:
+            log.warning("cdc task %s: %s.%s is not loaded on the source: its base copy waits until it is loaded "
+                        "there (its log is held and applied after the copy)", self.rep.task.id, info.db, info.name)
+        self._unloaded[info.id] = time.monotonic() + LOAD_RECHECK
+        return False
+
     def _client(self, db: str):
         if self._source is None:
             src = self.rep.task.spec.source
@@ -179,11 +207,6 @@ class BaseCopy:
     def _open(self, info: CollectionInfo, cur: _Cursor):
         assert cur.unit is not None
         partition, ns = cur.unit
-        pk = info.schema.primary_field
-        flt = ""
-        if cur.last_pk is not None:
-            literal = json.dumps(cur.last_pk) if pk.dtype == DataType.VARCHAR else str(int(cur.last_pk))
-            flt = f"{pk.name} > {literal}"
         # "*": every field of the schema (vectors too) and the dynamic field's keys
         out = ["*"] + [f.name for f in info.schema.fields
                        if f.dtype.is_vector and not f.is_hidden and not f.is_function_output and not f.struct_name]
@@ -192,8 +215,8 @@ class BaseCopy:
             kw["partition_names"] = [partition]
         if ns is not None:
             kw["namespace"] = ns
-        return self._client(info.db).query_iterator(info.name, batch_size=COPY_BATCH, filter=flt, output_fields=out,
-                                                    consistency_level="Strong", **kw)
+        return Pages(self._client(info.db), info.name, info.schema.primary_field.name,
+                     info.schema.primary_field.dtype == DataType.VARCHAR, out, COPY_BATCH, cur.last_pk, kw)
 
     def _write(self, info: CollectionInfo, cur: _Cursor, page: list) -> None:
         rep = self.rep
@@ -216,20 +239,67 @@ class BaseCopy:
                  rep.task.id, cur.rows, info.db, info.name)
 
 
+class Pages:
+    """The rows of a collection (one partition / namespace), page by page in primary-key order: queries
+    with a limit (``iterator``: rows sorted by primary key) and ``pk > <last key>``, the first at Strong
+    consistency, the others at its snapshot (``iterator_session_ts`` passed back as
+    ``guarantee_timestamp``), as pymilvus's ``query_iterator`` reads. That iterator is not used: it
+    writes a VARCHAR key into its next filter unescaped (``pk > "a"b"``), so a key holding a quote, a
+    backslash or a line break ends the read with a parse error. ``next()`` returns ``[]`` at the end,
+    as an iterator's does."""
+
+    def __init__(self, client, name: str, pk: str, pk_str: bool, output_fields: list[str], batch: int,
+                 after: Any = None, kw: dict[str, Any] | None = None):
+        self.client, self.name, self.pk, self.pk_str = client, name, pk, pk_str
+        self.out, self.batch, self.last, self.kw = output_fields, batch, after, dict(kw or {})
+        self.done = False
+
+    def next(self) -> list:
+        if self.done:
+            return []
+        flt = "" if self.last is None else f"{self.pk} > {pk_literal(self.last, self.pk_str)}"
+        page = self.client.query(self.name, filter=flt, output_fields=self.out, limit=self.batch,
+                                 consistency_level="Strong", iterator="True", **self.kw)
+        ts = (getattr(page, "extra", None) or {}).get("iterator_session_ts", 0)
+        if ts and "guarantee_timestamp" not in self.kw:
+            self.kw["guarantee_timestamp"] = ts
+        if len(page) < self.batch:
+            self.done = True
+        if page:
+            self.last = page[-1][self.pk]
+        return list(page)
+
+    def close(self) -> None:
+        self.done = True
+
+
+def pk_literal(key: Any, is_str: bool) -> str:
+    """A primary key as a filter literal: a VARCHAR one double-quoted with Go/C escapes (JSON's, which
+    Milvus's and vecdb's parsers read: ``\\"``, ``\\\\``, ``\\n``, ``\\u0001``), non-ASCII as it is."""
+    return json.dumps(str(key), ensure_ascii=False) if is_str else str(int(key))
+
+
 _BYTE_VECTORS = (DataType.BINARY_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR, DataType.INT8_VECTOR)
 
 
 def _writable(info: CollectionInfo, page: list) -> list[dict]:
     """The rows a query returned as an upsert takes them: function outputs (and hidden fields) left
-    out; a byte vector, which a query returns as ``[bytes]``, as its bytes (an INT8_VECTOR as np.int8,
-    as ``replicator.rows_of`` sends them)."""
+    out; a JSON field's string value as JSON text (pymilvus parses a str it is given: ``"just a
+    string"`` would be refused, ``"123"`` stored as the number 123); a byte vector, which a query
+    returns as ``[bytes]``, as its bytes (an INT8_VECTOR as np.int8, as ``replicator.rows_of`` sends
+    them)."""
     drop = [f.name for f in info.schema.fields if f.is_function_output or f.is_hidden]
+    texts = [f.name for f in info.schema.fields if f.dtype == DataType.JSON and not f.is_hidden and not f.struct_name]
     unwrap = [(f.name, f.dtype == DataType.INT8_VECTOR) for f in info.schema.fields
               if f.dtype in _BYTE_VECTORS and not f.is_function_output and not f.struct_name]
     rows = [dict(r) for r in page]
     for row in rows:
         for name in drop:
             row.pop(name, None)
+        for name in texts:  # a JSON string value: pymilvus reads a str as JSON text ("123" would become 123)
+            v = row.get(name)
+            if isinstance(v, str):
+                row[name] = json.dumps(v, ensure_ascii=False)
         for name, int8 in unwrap:
             v = row.get(name)
             if isinstance(v, list) and len(v) == 1 and isinstance(v[0], bytes):

@@ -432,7 +432,7 @@ class Replicator:
                 self._report()
                 report_due = time.monotonic() + REPORT_SECONDS
             self._publish()
-            self.progress.last_error = ""  # a whole pass succeeded
+            self.progress.last_error = self._copy.problem  # a whole pass succeeded ("", or why a copy waits)
             if not busy and not self._tails:
                 self._stop.wait(0.2)
 

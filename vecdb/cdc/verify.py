@@ -2,8 +2,9 @@
 
 For each collection (every one of every database, or ``--collection``): the schema (field names,
 types, vector dimensions, lengths, primary key; auto_id is not compared: a CDC target has it off),
-count(*), the set of primary keys and a checksum of every field of every row, read through query
-iterators with Strong consistency (the iterator reads at the timestamp of its first page).
+count(*), the set of primary keys and a checksum of every field of every row, read page by page in
+primary-key order with Strong consistency, every page at the timestamp of the first
+(``vecdb.cdc.base_copy.Pages``, as a query iterator reads, with VARCHAR keys escaped).
 Differences are listed; equal collections are not.
 """
 
@@ -73,7 +74,7 @@ def is_loaded(client, name: str) -> bool:
 
 def digest(client, name: str, batch: int = 1000) -> CollectionDigest:
     desc = client.describe_collection(name)
-    pk = next(f["name"] for f in desc["fields"] if f.get("is_primary"))
+    pk, pk_type = next((f["name"], int(f["type"])) for f in desc["fields"] if f.get("is_primary"))
     if not is_loaded(client, name):
         return CollectionDigest(_schema_of(desc), -1, loaded=False)
     spaces = _namespaces(client, name, desc)
@@ -84,12 +85,14 @@ def digest(client, name: str, batch: int = 1000) -> CollectionDigest:
         kw = {} if ns is None else {"namespace": ns}
         d.count += int(client.query(name, filter="", output_fields=["count(*)"], consistency_level="Strong",
                                     **kw)[0]["count(*)"])
-        _read_rows(client, name, pk, batch, d, kw)
+        _read_rows(client, name, pk, batch, d, kw, pk_type == 21)  # (21: VARCHAR)
     return d
 
 
-def _read_rows(client, name: str, pk: str, batch: int, d: CollectionDigest, kw: dict) -> None:
-    it = client.query_iterator(name, batch_size=batch, output_fields=["*"], consistency_level="Strong", **kw)
+def _read_rows(client, name: str, pk: str, batch: int, d: CollectionDigest, kw: dict, pk_str: bool = False) -> None:
+    from vecdb.cdc.base_copy import Pages  # (not pymilvus's query_iterator: see Pages)
+
+    it = Pages(client, name, pk, pk_str, ["*"], batch, kw=kw)
     try:
         while True:
             page = it.next()
