@@ -727,7 +727,17 @@ class Replicator:
             return
         assert self._target is not None
         c = self._target.client(DEFAULT_DB)
-        have = {k: str(v) for k, v in c.describe_database(db).items() if k in DATABASE_PROPERTIES}
+        try:
+            described = c.describe_database(db)
+        except grpc.RpcError as e:  # a target without DescribeDatabase (Milvus 2.3) has no database properties
+            if e.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            if want:
+                log.warning("cdc task %s: the target has no database properties (no DescribeDatabase): %s's %s not "
+                            "replicated", self.task.id, db, sorted(want))
+            self._db_properties[db] = want
+            return
+        have = {k: str(v) for k, v in described.items() if k in DATABASE_PROPERTIES}
         change = {k: v for k, v in want.items() if have.get(k) != v}
         if change:
             c.alter_database_properties(db, change)
