@@ -1,6 +1,7 @@
 """CDC into a real Milvus 2.3.5 (PyPI ``milvus``, embedded standalone; bench.servers.MilvusStandalone):
-a source standalone on NATS/etcd/S3 replicated into it, verify equal. Skipped when ``milvus`` is not
-installed (``pip install milvus==2.3.5``); Milvus takes ~10 s to start."""
+a source standalone on NATS/etcd/S3 replicated into it, verify equal. ``make test`` installs ``milvus``
+(the test extra); skipped where it is not installed (``pip install milvus==2.3.5``). Milvus takes ~10 s
+to start."""
 
 from __future__ import annotations
 
