@@ -16,7 +16,7 @@ import grpc
 import numpy as np
 import pytest
 from pymilvus import DataType, MilvusClient, connections, utility
-from pymilvus.grpc_gen import milvus_pb2_grpc
+from pymilvus.grpc_gen import milvus_pb2, milvus_pb2_grpc
 
 SIMILARITY = {"IP", "COSINE"}
 
@@ -212,6 +212,15 @@ def raw_stub(uri: str):
         yield milvus_pb2_grpc.MilvusServiceStub(channel)
     finally:
         channel.close()
+
+
+def create_namespaces(uri: str, collection: str, names) -> None:
+    """Namespaces of a ``namespace.mode`` partition collection, created through the raw stub (pymilvus
+    3.0.2 has no method for CreateNamespace)."""
+    with raw_stub(uri) as stub:
+        for ns in names:
+            r = stub.CreateNamespace(milvus_pb2.CreateNamespaceRequest(collection_name=collection, namespace_name=ns))
+            assert r.status.code == 0, r.status.reason
 
 
 @pytest.fixture

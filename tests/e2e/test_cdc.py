@@ -11,10 +11,9 @@ import time
 
 import numpy as np
 from pymilvus import MilvusClient
-from pymilvus.grpc_gen import milvus_pb2
 
 from tests.conftest import start_standalone, wait_until
-from tests.e2e._helpers import raw_stub
+from tests.e2e._helpers import create_namespaces
 from tests.log_fakes import FirstFollowerSilent
 from vecdb import timestamp
 from vecdb.cdc.replicator import PUBLISH_SECONDS, Replicator
@@ -347,11 +346,7 @@ def test_namespace_collections_replicate_with_their_namespaces(tmp_path, remote_
             c.create_collection(name, schema=schema, index_params=ip, properties=props)
         c.insert("keyed_ns", _rows(range(0, 30), extra=False), namespace="acme")
         c.insert("keyed_ns", _rows(range(100, 120), extra=False), namespace="globex")
-        with raw_stub(stream.source_uri) as stub:
-            for ns in ("east", "west"):
-                r = stub.CreateNamespace(milvus_pb2.CreateNamespaceRequest(collection_name="parted_ns",
-                                                                           namespace_name=ns))
-                assert r.status.code == 0, r.status.reason
+        create_namespaces(stream.source_uri, "parted_ns", ("east", "west"))
         c.insert("parted_ns", _rows(range(0, 10), extra=False), namespace="east")
         c.insert("parted_ns", _rows(range(10, 15), extra=False), namespace="west")
         stream.wait_equal(60, "namespace collections not replicated")

@@ -12,10 +12,9 @@ import time
 
 import numpy as np
 from pymilvus import MilvusClient
-from pymilvus.grpc_gen import milvus_pb2
 
 from tests.conftest import start_standalone, wait_until
-from tests.e2e._helpers import raw_stub
+from tests.e2e._helpers import create_namespaces
 from tests.e2e.test_cdc import DIM, Stream, _rows
 from vecdb.cdc import base_copy
 from vecdb.cdc.replicator import open_source, read_catalog
@@ -154,11 +153,7 @@ def test_copy_brings_rows_the_source_cut_from_its_log(tmp_path, remote_storage):
         schema.add_field("vector", datatype=101, dim=DIM)
         schema.add_field("tag", datatype=21, max_length=16)
         c.create_collection("parted_ns", schema=schema, index_params=kip, properties={"namespace.mode": "partition"})
-        with raw_stub(s.source_uri) as stub:
-            for ns in ("east", "west"):
-                r = stub.CreateNamespace(milvus_pb2.CreateNamespaceRequest(collection_name="parted_ns",
-                                                                           namespace_name=ns))
-                assert r.status.code == 0, r.status.reason
+        create_namespaces(s.source_uri, "parted_ns", ("east", "west"))
         c.insert("parted_ns", _rows(range(0, 10), extra=False), namespace="east")
         c.insert("parted_ns", _rows(range(10, 25), extra=False), namespace="west")
         _typed(c, 60)
