@@ -907,10 +907,10 @@ def _lindera_spec(params: dict | None, where: str) -> LinderaSpec:
     the others are refused as Milvus refuses a dictionary not compiled in), then the ``filter`` list."""
     if params is None:
         raise InvalidParameter(f"lindera tokenizer must be costum{where}")
-    unknown = set(params) - {"type", "dict_kind", "filter"}
+    unknown = set(params) - {"type", "dict_kind", "filter", "dict_build_dir", "download_urls"}
     if unknown:
-        raise InvalidParameter(f"unknown lindera tokenizer params{where}: {sorted(unknown)} (vecdb takes dict_kind "
-                               "and filter)")
+        raise InvalidParameter(f"unknown lindera tokenizer params{where}: {sorted(unknown)} (vecdb takes dict_kind, "
+                               "filter, dict_build_dir and download_urls)")
     if "dict_kind" not in params:
         raise InvalidParameter(f"lindera tokenizer dict_kind must be set{where}")
     kind = params["dict_kind"]
@@ -918,6 +918,15 @@ def _lindera_spec(params: dict | None, where: str) -> LinderaSpec:
         raise InvalidParameter(f"lindera tokenizer dict kind should be string{where}")
     if kind not in lindera_text.DICT_KINDS:
         raise InvalidParameter(f"unsupported lindera dict type: {kind}{where}")
+    # Milvus 2.6's dictionary build directory and download addresses: checked as Milvus does, not used (vecdb's
+    # dictionaries come with the vecdb[lindera] extra)
+    if not isinstance(params.get("dict_build_dir", ""), str):
+        raise InvalidParameter(f"dict build dir must be string{where}")
+    urls = params.get("download_urls", [])
+    if not isinstance(urls, list):
+        raise InvalidParameter(f"lindera dict download urls should be array{where}")
+    if not all(isinstance(u, str) for u in urls):
+        raise InvalidParameter(f"lindera dict download urls list item should be string{where}")
     if kind not in lindera_text.AVAILABLE_KINDS:
         raise InvalidParameter(f"lindera tokenizer with invalid dict_kind{where} (vecdb has the ipadic and ko-dic "
                                f"dictionaries, not {kind})")

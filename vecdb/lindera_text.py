@@ -39,9 +39,12 @@ The token filters of the tokenizer's ``filter`` list are Lindera's (``lindera/sr
   lengths summed); the merged token's details become ``new_tag`` (padded to 9 parts) or
   ``複合語,*,...`` for ipadic, none for ko-dic.
 
-MeCab taggers are not thread safe: one tagger per thread (cheaper than a lock, which serializes the
-gRPC handlers and index builds); the dictionaries load on first use (a tagger's creation maps them),
-never at import.
+MeCab taggers are not thread safe: a thread borrows one from a shared pool for one piece of text and
+gives it back (cheaper than one locked tagger, which serializes the gRPC handlers and index builds), so
+there are never more taggers than threads tokenizing at once. Not one per thread: threads come and go
+(jobs, refreshes, index builds) and fugashi never frees a tagger (its dictionary's mappings, about 5 MB
+of memory, stay for each one made: a tagger per short-lived thread grew the server by gigabytes).
+The dictionaries load on first use (a tagger's creation maps them), never at import.
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ FILTER_KINDS = ("japanese_compound_word", "japanese_keep_tags", "japanese_stop_t
 UNK = ("UNK",)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _NUL = re.compile("\x00+")
-_LOCAL = threading.local()
+_POOL_LOCK = threading.Lock()
+_POOLS: dict[str, list] = {"ipadic": [], "ko-dic": []}  # idle taggers by dict kind
 # MeCab gets the text in pieces of at most CHUNK characters, cut before white space or after a sentence's
 # end where there is one: a lattice over megabytes of one unknown run crashed MeCab (a segfault, measured:
 # a million "a"s), and a token's byte length is a 16-bit field in MeCab's nodes
@@ -180,42 +184,53 @@ def _words(kind: str, src: str, lo: int, hi: int, out: list) -> None:
         out.append((at, hi, UNK))
 
 
-def _ipadic(text: str):
-    for node in _tagger("ipadic").parseToNodeList(text):
-        yield node.surface, UNK if node.stat == 1 else tuple(node.feature)
+def _ipadic(text: str) -> list[tuple[str, tuple[str, ...]]]:
+    tagger = _borrow("ipadic")
+    try:  # (fugashi's nodes point into the tagger's lattice: read before it is given back)
+        return [(node.surface, UNK if node.stat == 1 else tuple(node.feature)) for node in tagger.parseToNodeList(text)]
+    finally:
+        _give_back("ipadic", tagger)
 
 
-def _kodic(text: str):
+def _kodic(text: str) -> list[tuple[str, tuple[str, ...]]]:
     from mecab.utils import create_lattice  # noqa: PLC0415 - only ko-dic analyzers need mecab-ko
 
-    tagger = _tagger("ko-dic")
     lattice = create_lattice(text)
-    if not tagger.parse(lattice):
-        raise ValueError(f"mecab-ko failed: {tagger.what()}")
-    for _, node in lattice:
-        yield node.surface, UNK if node.stat == 1 else tuple(node.feature.split(","))
+    tagger = _borrow("ko-dic")
+    try:  # (read before the tagger is given back, as for ipadic)
+        if not tagger.parse(lattice):
+            raise ValueError(f"mecab-ko failed: {tagger.what()}")
+        return [(node.surface, UNK if node.stat == 1 else tuple(node.feature.split(","))) for _, node in lattice]
+    finally:
+        _give_back("ko-dic", tagger)
 
 
-def _tagger(kind: str):
-    """This thread's MeCab tagger for ``kind`` (created on first use: the dictionary maps then)."""
-    taggers = getattr(_LOCAL, "taggers", None)
-    if taggers is None:
-        taggers = _LOCAL.taggers = {}
-    tagger = taggers.get(kind)
-    if tagger is None:
-        if kind == "ipadic":
-            import fugashi  # noqa: PLC0415
-            import ipadic  # noqa: PLC0415
+def _borrow(kind: str):
+    """An idle MeCab tagger for ``kind`` from the pool, or a new one (the dictionary maps then)."""
+    with _POOL_LOCK:
+        if _POOLS[kind]:
+            return _POOLS[kind].pop()
+    if kind == "ipadic":
+        import fugashi  # noqa: PLC0415
+        import ipadic  # noqa: PLC0415
 
-            tagger = fugashi.GenericTagger(f"{ipadic.MECAB_ARGS} {_GROUPING}")
-        else:
-            import _mecab  # noqa: PLC0415 - mecab-ko's binding (python-mecab-ko)
-            import mecab_ko_dic  # noqa: PLC0415
-            from mecab.mecab import _rcfile_option  # noqa: PLC0415
+        return fugashi.GenericTagger(f"{ipadic.MECAB_ARGS} {_GROUPING}")
+    import _mecab  # noqa: PLC0415 - mecab-ko's binding (python-mecab-ko)
+    import mecab_ko_dic  # noqa: PLC0415
+    from mecab.mecab import _rcfile_option  # noqa: PLC0415
 
-            tagger = _mecab.Tagger([*_rcfile_option, "--dicdir", str(mecab_ko_dic.dictionary_path), _GROUPING])
-        taggers[kind] = tagger
-    return tagger
+    return _mecab.Tagger([*_rcfile_option, "--dicdir", str(mecab_ko_dic.dictionary_path), _GROUPING])
+
+
+def _give_back(kind: str, tagger) -> None:
+    with _POOL_LOCK:
+        _POOLS[kind].append(tagger)
+
+
+def idle_taggers(kind: str) -> int:
+    """How many idle taggers of ``kind`` the pool holds."""
+    with _POOL_LOCK:
+        return len(_POOLS[kind])
 
 
 def missing_package(kind: str) -> str | None:

