@@ -282,3 +282,21 @@ def test_a_target_refusal_during_the_copy_is_reported_and_retried(tmp_path, remo
         assert rep.progress.last_error_at > 0 and rep.progress.state == "running"
         assert rep.progress.copied_rows == 600 and len(calls) == 6 + 1  # 6 pages, the refused one sent again
         s.wait_equal(60, "not equal after a refused page")
+
+
+def test_a_collection_created_while_the_task_was_stopped_and_cut_from_the_log_is_copied(tmp_path, remote_storage):
+    """A collection created after the task, while it was stopped, whose log the source cut before the task
+    ran again: copied too (followed from its beginning alone, its rows were silently missing)."""
+    with copying(tmp_path, remote_storage("cdccpl" + new_task_id()), start_standalone(str(tmp_path / "dst"))) as s:
+        c = MilvusClient(uri=s.source_uri)
+        _plain(c, "plain", 30)
+        rep = s.begin(start="copy")
+        s.wait_equal(60, "the first copy did not make the target equal")
+        rep.stop()
+        _plain(c, "later", 300)
+        c.flush("later")
+        wait_until(lambda: _log_cut(s.storage, ["later"]), 30, "the source kept its log")
+        rep = s.resume()
+        wait_until(lambda: rep.progress.copied_rows and not s.store.copies(s.task.id), 60, "no copy of later")
+        s.wait_equal(60, "a collection created while the task was stopped is not on the target")
+        assert rep.progress.copied_rows == 300

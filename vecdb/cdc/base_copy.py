@@ -29,12 +29,14 @@ stopped (or failing) in the middle of a copy keeps its recorded positions and co
 again (within one run, after an error, from the primary key it had reached: the keys below it were
 already copied after the positions).
 
-Collections created on the source after the task was created are followed from their beginning
-and need no copy. Not copied: collections with namespaces in partition_key mode (no API lists their
-namespaces, and a read must name one): logged, and followed from the recorded positions only.
-Rows that expired (collection TTL) are not read, and copied rows get the target's timestamps. A
-collection not loaded on the source cannot be queried: its copy waits (logged, the task's
-``last_error`` says why) while the other collections are copied, and starts once it is loaded.
+Collections created on the source after the task was created are followed from their beginning and need
+no copy, but for one whose log the source already cut when the task first sees it (created while the
+task was stopped, then flushed): that one is copied as an existing one. Not copied: collections with
+namespaces in partition_key mode (no API lists their namespaces, and a read must name one): logged, and
+followed from the recorded positions only. Rows that expired (collection TTL) are not read, and copied
+rows get the target's timestamps. A collection not loaded on the source cannot be queried: its copy
+waits (logged, the task's ``last_error`` says why) while the other collections are copied, and starts
+once it is loaded.
 """
 
 from __future__ import annotations

@@ -612,6 +612,8 @@ class Replicator:
         for cid, info in sorted(wanted.items()):
             if cid not in known:
                 fresh = timestamp.physical_ms(info.created_ts) >= created_ms
+                if fresh and spec.start == "copy" and self._log_cut(info):
+                    fresh = False  # created while the task was stopped, its log cut since: copied as well
                 if spec.start in ("now", "copy") and not fresh:  # (copy: the positions before the copy)
                     start = {ch: self._log.last_position(ch) for ch in info.channels}
                 else:
@@ -648,6 +650,13 @@ class Replicator:
         again = self._log.follow(ch, applied + 1)
         tail.follower.close()
         tail.follower = again
+
+    def _log_cut(self, info: CollectionInfo) -> bool:
+        """Whether the log of one of the collection's channels no longer holds its first record (the
+        source persisted its rows and cut it): following it from its beginning would miss them."""
+        assert self._log is not None
+        return any(self._log.last_position(ch) > 0 and not any(True for _ in self._log.read(ch, 1, 1))
+                   for ch in info.channels)
 
     def _check_gap(self, ch: str, applied: int) -> None:
         """Fail when the log no longer holds the record after ``applied`` though it has later ones (cut
