@@ -44,11 +44,15 @@ class Stream:
     (``Replicator``; the task in a memory task store) replicating it, from ``start="now"``, into the
     Milvus API at ``target_uri``: see ``replicating``."""
 
-    def __init__(self, tmp_path, storage: dict, target_uri: str):
+    def __init__(self, tmp_path, storage: dict, target_uri: str, begin: bool = True):
+        """``begin``: start the task now (else ``rep`` is None until a subclass starts one)."""
         self.storage, self.target_uri = storage, target_uri
         self.source = start_standalone(str(tmp_path / "src"), storage=storage)
         self.source_uri = f"http://127.0.0.1:{self.source.port}"
         self.store = TaskStore(MemoryMetaStore())
+        self.rep: Replicator | None = None
+        if not begin:
+            return
         try:
             self.task, self.rep = self.start_task(target_uri)
         except BaseException:
@@ -82,19 +86,21 @@ class Stream:
 
 
 @contextlib.contextmanager
-def replicating(tmp_path, storage: dict, target, target_uri: str):
-    """A ``Stream`` into ``target`` (a started server, at ``target_uri``); the task, the source and
-    ``target`` stopped at the end, in that order (``target`` also when the stream does not start)."""
+def replicating(tmp_path, storage: dict, target, target_uri: str, stream=Stream):
+    """A ``stream`` (``Stream`` or a subclass) into ``target`` (a started server, at ``target_uri``); the
+    task, the source and ``target`` stopped at the end, in that order (``target`` also when the stream
+    does not start)."""
     try:
-        stream = Stream(tmp_path, storage, target_uri)
+        s = stream(tmp_path, storage, target_uri)
     except BaseException:
         target.stop()
         raise
     try:
-        yield stream
+        yield s
     finally:
-        stream.rep.stop()
-        stream.source.stop()
+        if s.rep is not None:
+            s.rep.stop()
+        s.source.stop()
         target.stop()
 
 

@@ -6,7 +6,6 @@ resumed."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 
@@ -15,7 +14,7 @@ from pymilvus import MilvusClient
 
 from tests.conftest import start_standalone, wait_until
 from tests.e2e._helpers import create_namespaces
-from tests.e2e.test_cdc import DIM, Stream, _rows
+from tests.e2e.test_cdc import DIM, Stream, _rows, replicating
 from vecdb.cdc import base_copy
 from vecdb.cdc.replicator import open_source, read_catalog
 from vecdb.cdc.task import new_task_id
@@ -26,35 +25,17 @@ class CopyStream(Stream):
     source carries the source's Milvus API address (``uri``) for the copy."""
 
     def __init__(self, tmp_path, storage: dict, target_uri: str):
-        self.target_uri = target_uri
-        self.source = start_standalone(str(tmp_path / "src"), storage=storage)
-        self.source_uri = f"http://127.0.0.1:{self.source.port}"
+        super().__init__(tmp_path, storage, target_uri, begin=False)
         self.storage = {**storage, "uri": self.source_uri}
-        from vecdb.cdc.task import TaskStore
-        from vecdb.storage.memory import MemoryMetaStore
-
-        self.store = TaskStore(MemoryMetaStore())
-        self.rep = None
 
     def begin(self, **spec):
         self.task, self.rep = self.start_task(self.target_uri, **spec)
         return self.rep
 
 
-@contextlib.contextmanager
 def copying(tmp_path, storage: dict, target):
-    try:
-        stream = CopyStream(tmp_path, storage, f"http://127.0.0.1:{target.port}")
-    except BaseException:
-        target.stop()
-        raise
-    try:
-        yield stream
-    finally:
-        if stream.rep is not None:
-            stream.rep.stop()
-        stream.source.stop()
-        target.stop()
+    """``replicating`` with a ``CopyStream`` into ``target`` (a started standalone)."""
+    return replicating(tmp_path, storage, target, f"http://127.0.0.1:{target.port}", CopyStream)
 
 
 def _plain(c: MilvusClient, name: str, n: int) -> None:
