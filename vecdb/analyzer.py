@@ -100,6 +100,17 @@ _WHITE_SPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u200
 
 
 @lru_cache(maxsize=100_000)
+def _byte_offsets(text: str) -> np.ndarray | None:
+    """The UTF-8 byte offset of each character offset of ``text`` (``len(text) + 1`` of them; a lone
+    surrogate counts 3 bytes, as ``surrogatepass`` writes it); None for ASCII text, whose offsets are
+    the same. One pass over the text, however many tokens point into it."""
+    if text.isascii():
+        return None
+    cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+    width = 1 + (cp >= 0x80).astype(np.int64) + (cp >= 0x800) + (cp >= 0x10000)
+    return np.concatenate(([0], np.cumsum(width)))
+
+
 def _has_punct(token: str) -> bool:
     """Whether Milvus's removepunct filter drops ``token``: its regex ``[\\p{Punct}\\s]+`` matches
     anywhere in it, so one punctuation (general category P) or white space character is enough."""
@@ -241,10 +252,10 @@ class Analyzer:
         out = []
         plens: list[int] = []
         spans = self._segment_spans(text, plens) if self.segmenting else self.char_spans(text)
+        at = _byte_offsets(text) if spans else None
         for i, (token, start, end, pos) in enumerate(spans):
-            first = len(text[:start].encode("utf-8", "surrogatepass"))
-            out.append((token, first, first + len(text[start:end].encode("utf-8", "surrogatepass")), pos,
-                        plens[i] if self.segmenting else 1))
+            first, last = (start, end) if at is None else (int(at[start]), int(at[end]))
+            out.append((token, first, last, pos, plens[i] if self.segmenting else 1))
         return out
 
     def _segment_spans(self, text: str, plens: list[int] | None = None) -> list[tuple[str, int, int, int]]:

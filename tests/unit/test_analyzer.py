@@ -374,3 +374,18 @@ def test_hostile_analyzer_params_are_1100_not_crashes(raw):
     with pytest.raises(InvalidParameter) as e:
         parse_params(raw, "text")
     assert e.value.code == 1100
+
+
+@pytest.mark.parametrize("params", [{"tokenizer": "standard"}, {"tokenizer": "jieba"}, {"tokenizer": "icu"},
+                                    {"tokenizer": "standard", "filter": ["lowercase", "asciifolding"]}])
+def test_spans_byte_offsets_are_each_token_s_utf8_bytes_in_a_long_mixed_text(params):
+    # run_analyzer's byte offsets, from one pass over the text: 1-, 2-, 3- and 4-byte characters,
+    # a lone surrogate, and a text long enough that re-encoding its prefix per token would show
+    text = ("Ünïcode 日本語 text ñandú 😀 emoji İstanbul ﬁne x\ud800y " * 400)
+    a = parse_params(params)
+    spans, chars = a.spans(text), a.char_spans(text)
+    assert len(spans) == len(chars) > 2000
+    for (token, first, last, pos, _), (ctoken, start, end, cpos) in zip(spans, chars):
+        assert (token, pos) == (ctoken, cpos)
+        assert first == len(text[:start].encode("utf-8", "surrogatepass"))
+        assert last - first == len(text[start:end].encode("utf-8", "surrogatepass"))
