@@ -1,15 +1,30 @@
 """The lindera tokenizer of Milvus's analyzers (``{"tokenizer": {"type": "lindera", "dict_kind": ...}}``,
-Milvus 2.5.11+), for Japanese (``ipadic``) and Korean (``ko-dic``).
+Milvus 2.5.11+), for Japanese (``ipadic``) and Korean (``ko-dic``), as Milvus 2.6 and master segment.
 
-Milvus segments with Lindera 0.40 (tantivy-binding's ``lindera_tokenizer.rs``, ``Mode::Normal``), a
-MeCab-compatible morphological analyzer: with the same dictionary it finds MeCab's best path. vecdb runs
-MeCab itself over the same dictionaries: ``fugashi`` with the PyPI ``ipadic`` dictionary, and
-``python-mecab-ko`` (mecab-ko with mecab-ko-dic) for ``ko-dic`` (the ``vecdb[lindera]`` extra). What
-Lindera 0.40 does differently from MeCab, vecdb does as Lindera:
+Milvus 2.6 / master (tantivy-binding's ``analyzer/tokenizers/lindera_tokenizer.rs``: its own
+``LinderaSegmenter`` since milvus#46719, over the lattice of Lindera 0.42.4, ``Mode::Normal`` by default)
+segments as Lindera's own ``Segmenter::segment`` does (Milvus 2.5's, in Lindera 0.40.1 / 0.42.2, is the
+same code):
+
+- sentences: the text is cut after each ``。``, ``、``, newline and tab (``str::split_inclusive``: the
+  split character ends its piece and is segmented with it, so it is a token: ``。`` and ``、`` a
+  dictionary word, ``\\n`` / ``\\t`` white space, never joined with the next piece's), and each piece gets
+  its own lattice, from its own beginning: a word after ``。`` may be cut otherwise than in one lattice
+  over the whole text (``あっ。たそうだ``: ``たそ``, ``う``, ``だ``, not ``た``, ``そう``, ``だ``);
+- numbering: a token's position and offsets go on across the pieces (positions count every token of
+  the text, offsets are in the whole text);
+- the token filters act on the tokens of the whole text (a compound word's run may span two pieces).
+
+Lindera is a MeCab-compatible morphological analyzer: with the same dictionary it finds MeCab's best
+path. vecdb runs MeCab itself over the same dictionaries, each of Lindera's pieces on its own:
+``fugashi`` with the PyPI ``ipadic`` dictionary, and ``python-mecab-ko`` (mecab-ko with mecab-ko-dic)
+for ``ko-dic`` (the ``vecdb[lindera]`` extra). What Lindera does differently from MeCab, vecdb does as
+Lindera:
 
 - white space: MeCab skips the white space (the dictionary's SPACE characters) before a word; Lindera
-  keeps a run of it as one unknown-word token (`` ``, ``\\t``, ``\\n``); vecdb emits each skipped run as
-  such a token (tokens cover the text). NUL characters (MeCab's input ends at one) are a token of their run too;
+  keeps a run of it as one unknown-word token (`` ``, ``\\t``, ``\\n``; a run is cut after each newline
+  and tab, as the text is: ``"\\t\\n"`` is two tokens); vecdb emits each skipped run as such a token
+  (tokens cover the text). NUL characters (MeCab's input ends at one) are a token of their run too;
 - unknown runs: Lindera makes a run of one grouping character class (letters, digits, katakana, ...)
   one unknown word however long; MeCab stops grouping at 24 characters unless told more
   (``--max-grouping-size``, which vecdb raises);
@@ -21,11 +36,15 @@ Lindera 0.40 does differently from MeCab, vecdb does as Lindera:
   number of tokens merged).
 
 Where they can still differ: Lindera puts a white space token in its lattice (its connection costs are
-the 記号,空白 class's) where MeCab skips the space, so a word next to white space may rarely be cut
-otherwise; Lindera takes an unknown run whole, where MeCab also weighs shorter lengths
-(``char.def``'s length column); and MeCab gets a text in pieces of at most ``CHUNK`` characters, cut
-before white space or after a sentence's end (a lattice over a million characters of one unknown run
-crashed MeCab), so a run longer than that is cut where Lindera's is not.
+the 記号,空白 class's) where MeCab skips the space, so a word next to white space (a line's last word
+before its newline too) may rarely be cut otherwise; Lindera takes an unknown run whole, where MeCab
+also weighs shorter lengths (``char.def``'s length column); and MeCab gets a piece of more than
+``CHUNK`` characters (no ``。``, ``、``, newline or tab in them) in parts of at most ``CHUNK``, cut before
+white space or after a sentence's end (a lattice over a million characters of one unknown run crashed
+MeCab), so a run longer than that is cut where Lindera's is not. Not taken (refused by
+``vecdb.analyzer`` as unknown params): Milvus master's ``mode`` (``"decompose"``), ``user_dict`` and
+``sentence_split_chars`` (milvus#52611, Milvus 3.0.2: other split characters, ``[]`` for none; its
+default is the four above).
 
 The token filters of the tokenizer's ``filter`` list are Lindera's (``lindera/src/token_filter``):
 
@@ -67,6 +86,11 @@ _POOLS: dict[str, list] = {"ipadic": [], "ko-dic": []}  # idle taggers by dict k
 # a million "a"s), and a token's byte length is a 16-bit field in MeCab's nodes
 CHUNK = 8192
 _BREAK = re.compile(r"(?=\s)|(?<=[。．！？!?])")
+# Lindera's Segmenter::segment cuts the text after each of these characters (split_inclusive) and runs its
+# lattice over each piece alone, numbering the tokens and offsets on across the pieces
+SPLIT_CHARS = "。、\n\t"
+_SPLIT = re.compile(f"[{SPLIT_CHARS}]")
+_BLANK = re.compile("[ \t\n]+")
 # Lindera groups a run of one character class (of a grouping class: letters, digits, katakana, ...) into
 # one unknown word however long; MeCab stops at 24 characters (--max-grouping-size) unless told
 _GROUPING = f"--max-grouping-size={CHUNK + 1}"
@@ -143,19 +167,29 @@ def _apply(f: Filter, kind: str, toks: list[list]) -> list[list]:
 
 
 def _segment(kind: str, text: str) -> list[tuple[int, int, tuple[str, ...]]]:
-    """``(start, end, details)`` of each of Lindera's tokens over ``text`` (MeCab's words, the white
-    space runs MeCab skips and NUL runs between them as unknown words); they cover ``text``."""
+    """``(start, end, details)`` of each of Lindera's tokens over ``text``: Lindera's sentences (the text
+    cut after each ``。``, ``、``, newline and tab) segmented one by one, each into MeCab's words, the white
+    space runs MeCab skips and NUL runs between them as unknown words; they cover ``text``."""
     if not text:
         return []
     src = _SURROGATE.sub("\ufffd", text)  # MeCab takes UTF-8 (same length in characters)
     out: list[tuple[int, int, tuple[str, ...]]] = []
     pos = 0
-    for m in _NUL.finditer(src):
-        _words(kind, src, pos, m.start(), out)
+    for m in _NUL.finditer(src):  # (a NUL is never a split character: a NUL run lies inside one sentence)
+        _sentences(kind, src, pos, m.start(), out)
         out.append((m.start(), m.end(), UNK))
         pos = m.end()
-    _words(kind, src, pos, len(src), out)
+    _sentences(kind, src, pos, len(src), out)
     return out
+
+
+def _sentences(kind: str, src: str, lo: int, hi: int, out: list) -> None:
+    """Lindera's sentences of ``src[lo:hi]`` (``str::split_inclusive`` on the split characters: each ends
+    with its split character, the last one maybe with none), each segmented on its own."""
+    for m in _SPLIT.finditer(src, lo, hi):
+        _words(kind, src, lo, m.end(), out)
+        lo = m.end()
+    _words(kind, src, lo, hi, out)
 
 
 def _words(kind: str, src: str, lo: int, hi: int, out: list) -> None:
@@ -167,6 +201,9 @@ def _words(kind: str, src: str, lo: int, hi: int, out: list) -> None:
         _words(kind, src, lo, cut, out)
         lo = cut
     if lo >= hi:
+        return
+    if _BLANK.fullmatch(src, lo, hi):  # (a sentence of white space alone, a blank line: MeCab finds no word)
+        out.append((lo, hi, UNK))
         return
     at = lo
     for surface, details in (_ipadic if kind == "ipadic" else _kodic)(src[lo:hi]):

@@ -1,6 +1,7 @@
 """The lindera tokenizer (vecdb.lindera_text over MeCab: fugashi + ipadic, python-mecab-ko): Milvus's
-documented output (lindera-tokenizer.md), Lindera's tokens where MeCab differs (white space, NUL and
-unknown words), byte offsets and positions as Milvus's run_analyzer reports them, Lindera's tag filters
+documented output (lindera-tokenizer.md), Milvus's sentences (the text cut after 。、 newline and tab,
+each segmented alone), Lindera's tokens where MeCab differs (white space, NUL and unknown words), byte
+offsets and positions as Milvus's run_analyzer reports them, Lindera's tag filters
 (lindera/src/token_filter), the param checks with tantivy-binding's messages (1100), threads, and
 hostile input."""
 
@@ -48,7 +49,8 @@ def test_white_space_nul_and_unknown_words_are_tokens_as_lindera():
     spec = LinderaSpec("ipadic")
     text = " 東京  駅\t\n\x00\x00ABC トートバッグ "
     toks = lindera_text.tokenize(spec, text)
-    assert [t for t, *_ in toks] == [" ", "東京", "  ", "駅", "\t\n", "\x00\x00", "ABC", " ", "トートバッグ", " "]
+    # (the tab and the newline end Lindera's sentences " 東京  駅\t" and "\n": a token each)
+    assert [t for t, *_ in toks] == [" ", "東京", "  ", "駅", "\t", "\n", "\x00\x00", "ABC", " ", "トートバッグ", " "]
     assert "".join(t for t, *_ in toks) == text and all(text[s:e] == t for t, s, e, _, _ in toks)
     assert [p for *_, p, _ in toks] == list(range(len(toks)))
     assert lindera_text.tokenize(spec, "") == [] and parse_params(JA).spans("") == []
@@ -58,6 +60,52 @@ def test_white_space_nul_and_unknown_words_are_tokens_as_lindera():
     assert keep.tokens("ABC トートバッグと本") == ["本"]
     ko_unk = parse_params(_lindera("ko-dic", {"kind": "korean_stop_tags", "tags": ["UNK"]}))
     assert ko_unk.tokens("한국어 ABC") == ["한국어"]
+
+
+def test_text_is_cut_into_sentences_after_punctuation_newline_and_tab():
+    """Milvus's LinderaSegmenter::segment (tantivy-binding lindera_tokenizer.rs, as Lindera's own
+    Segmenter::segment): ``for sentence in text.split_inclusive(&['。', '、', '\\n', '\\t'])``, a lattice per
+    sentence; a token's offsets are ``byte_position`` summed over the surfaces before it and its position a
+    counter over every token, both going on across the sentences.
+
+    "東京、大阪。\\n\\n\\t名古屋 \\n駅" splits into "東京、" "大阪。" "\\n" "\\n" "\\t" "名古屋 \\n" "駅": the split
+    character ends its sentence and is a token of it (。 and 、 dictionary words, a newline or tab an
+    unknown white space word); white space before a newline is one SPACE run with it (" \\n"), but a run of
+    newlines and tabs is a token per character (each is a sentence's end)."""
+    a = parse_params(JA)
+    assert a.spans("東京、大阪。\n\n\t名古屋 \n駅") == [
+        ("東京", 0, 6, 0, 1), ("、", 6, 9, 1, 1), ("大阪", 9, 15, 2, 1), ("。", 15, 18, 3, 1), ("\n", 18, 19, 4, 1),
+        ("\n", 19, 20, 5, 1), ("\t", 20, 21, 6, 1), ("名古屋", 21, 30, 7, 1), (" \n", 30, 32, 8, 1),
+        ("駅", 32, 35, 9, 1)]
+    spec = LinderaSpec("ipadic")
+    assert lindera_text.tokenize(spec, "a\n\n\nb\t\t") == [
+        ("a", 0, 1, 0, 1), ("\n", 1, 2, 1, 1), ("\n", 2, 3, 2, 1), ("\n", 3, 4, 3, 1), ("b", 4, 5, 4, 1),
+        ("\t", 5, 6, 5, 1), ("\t", 6, 7, 6, 1)]
+    # each sentence is segmented from its own beginning: "たそうだ" after "あっ。" is cut as the text
+    # "たそうだ" alone is (たそ, う, だ), where one lattice over the whole text cuts た, そう, だ
+    assert lindera_text.tokenize(spec, "あっ。たそうだ") == [
+        ("あっ", 0, 2, 0, 1), ("。", 2, 3, 1, 1), ("たそ", 3, 5, 2, 1), ("う", 5, 6, 3, 1), ("だ", 6, 7, 4, 1)]
+    assert [t for t, *_ in lindera_text.tokenize(spec, "たそうだ")] == ["たそ", "う", "だ"]
+    # the filters act on the whole text's tokens: a stopped 、 or 。 leaves its position behind, and a
+    # compound word's run goes on across a sentence's end
+    stop = parse_params(_lindera("ipadic", {"kind": "japanese_stop_tags", "tags": ["記号,読点", "記号,句点"]}))
+    assert stop.spans("東京、大阪。駅") == [("東京", 0, 6, 0, 1), ("大阪", 9, 15, 2, 1), ("駅", 18, 21, 4, 1)]
+    compound = parse_params(_lindera("ipadic", {"kind": "japanese_compound_word", "tags": ["名詞,数", "記号,読点"]}))
+    assert compound.spans("１、２冊") == [("１、２", 0, 9, 0, 3), ("冊", 9, 12, 3, 1)]
+
+
+def test_korean_text_is_cut_into_sentences_too():
+    """The same split for ko-dic (Milvus's segmenter does not look at the dictionary): 、 and 。 are
+    unknown words there (UNK), "그리。고집으로" is "그리。" and "고집으로" (고집, 으로; one lattice over the whole
+    text cuts 고, 집)."""
+    assert parse_params(KO).spans("한국어、방에。들어가신다\n\t다음") == [
+        ("한국어", 0, 9, 0, 1), ("、", 9, 12, 1, 1), ("방", 12, 15, 2, 1), ("에", 15, 18, 3, 1), ("。", 18, 21, 4, 1),
+        ("들어가", 21, 30, 5, 1), ("신다", 30, 36, 6, 1), ("\n", 36, 37, 7, 1), ("\t", 37, 38, 8, 1),
+        ("다음", 38, 44, 9, 1)]
+    assert lindera_text.tokenize(LinderaSpec("ko-dic"), "그리。고집으로") == [
+        ("그리", 0, 2, 0, 1), ("。", 2, 3, 1, 1), ("고집", 3, 5, 2, 1), ("으로", 5, 7, 3, 1)]
+    unk = parse_params(_lindera("ko-dic", {"kind": "korean_stop_tags", "tags": ["UNK"]}))
+    assert unk.spans("방에。\n다음") == [("방", 0, 3, 0, 1), ("에", 3, 6, 1, 1), ("다음", 10, 16, 4, 1)]
 
 
 def test_unknown_runs_group_whole_as_lindera():
@@ -213,6 +261,10 @@ def test_hostile_text_never_crashes_and_tokens_cover_it():
             toks = lindera_text.tokenize(LinderaSpec(kind), text)
             assert "".join(t for t, *_ in toks) == text and all(text[s:e] == t for t, s, e, _, _ in toks)
             assert max(e - s for _, s, e, _, _ in toks) <= lindera_text.CHUNK
+        # a text of many short sentences: a MeCab call per sentence (a blank line none)
+        lines = "\n" * 100_000 + "東京、駅。\n" * 20_000
+        toks = lindera_text.tokenize(LinderaSpec(kind), lines)
+        assert len(toks) == 200_000 and toks[-1] == ("\n", len(lines) - 1, len(lines), 199_999, 1)
         # the cuts fall before white space: the tokens are those of the text's sentences alone
         one = [t for t, *_ in lindera_text.tokenize(LinderaSpec(kind), "東京 アイウ。")]
         assert [t for t, *_ in lindera_text.tokenize(LinderaSpec(kind), "東京 アイウ。" * 5000)] == one * 5000
