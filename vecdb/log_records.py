@@ -83,3 +83,8 @@ def inserted_rows(payload: bytes | memoryview) -> tuple[int, int] | None:
         return None
     n, extra = read_header(mv[1:])
     return extra["p"], n
+
+
+def record_ts(payload: bytes | memoryview) -> int:
+    """A record's timestamp from its header alone (every kind has one; no column is decoded)."""
+    return int(read_header(memoryview(payload)[1:])[1]["ts"])

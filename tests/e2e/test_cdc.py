@@ -44,6 +44,8 @@ class Stream:
     (``Replicator``; the task in a memory task store) replicating it, from ``start="now"``, into the
     Milvus API at ``target_uri``: see ``replicating``."""
 
+    replicator = Replicator  # the class running its tasks
+
     def __init__(self, tmp_path, storage: dict, target_uri: str, begin: bool = True):
         """``begin``: start the task now (else ``rep`` is None until a subclass starts one)."""
         self.storage, self.target_uri = storage, target_uri
@@ -63,11 +65,11 @@ class Stream:
         """Another task of this source (``spec``: ``TaskSpec``'s collections, rename, start), running."""
         task = Task(new_task_id(), TaskSpec(source=self.storage, target={"uri": target_uri}, **spec))
         self.store.put(task)
-        return task, Replicator(task, self.store).start()
+        return task, self.replicator(task, self.store).start()
 
     def resume(self) -> Replicator:
         """The task run again (after ``rep.stop()``): from the positions its last run recorded."""
-        self.rep = Replicator(self.task, self.store).start()
+        self.rep = self.replicator(self.task, self.store).start()
         return self.rep
 
     def wait_equal(self, seconds: float, what: str) -> None:

@@ -108,6 +108,14 @@ class BaseCopy:
             self.pending.setdefault(cid, None)
         self._report()
 
+    def restart(self, cid: int) -> None:
+        """The collection's copy begun again from its first row, at a new snapshot (its target
+        collection was emptied: ``vecdb.cdc.log_order``); pending from now on."""
+        if self._cursor is not None and self._cursor.cid == cid:
+            self._cursor.close()
+            self._cursor = None
+        self.pending.setdefault(cid, None)
+
     def step(self) -> bool:
         """Copy one page of the first pending collection; whether there was anything to do. A failure
         closes the read (the next step reads again from the last key copied) and is raised."""
@@ -227,7 +235,8 @@ class BaseCopy:
         rows = _writable(info, page)
         partition, ns = cur.unit
         pname = ns if ns is not None else (partition or "")
-        upsert_rows(rep._target.client(info.db), rep._target_of(info), rows, pname, ns, rep._target.timeout)
+        db, name = rep._place(info)
+        upsert_rows(rep._target.client(db), name, rows, pname, ns, rep._target.timeout)
         cur.last_pk = rows[-1][pk]
         cur.rows += len(rows)
         rep.progress.copied_rows += len(rows)

@@ -41,6 +41,7 @@ import numpy as np
 
 from vecdb import namespaces, timestamp, timestamptz
 from vecdb.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, INDEX_PROPERTIES, TTL_PROPERTY, CollectionInfo
+from vecdb.cdc import log_order
 from vecdb.cdc.follower import cdc_positions_key
 from vecdb.cdc.task import FAILED, PAUSED, RUNNING, Task, TaskStore
 from vecdb.cdc.verify import is_loaded
@@ -331,6 +332,9 @@ class Replicator:
         self._tails: dict[str, _Tail] = {}
         self._channel_coll: dict[str, int] = {}
         self._colls: dict[int, CollectionInfo] = {}
+        # the task's entry of each replicated collection (TaskStore.collections): where it is on the
+        # target, the truncate and partitions applied (vecdb.cdc.log_order)
+        self._entries: dict[int, dict[str, Any]] = {}
         self._db_properties: dict[str, dict[str, str]] = {}  # what the target was given, per database
         self._positions: dict[str, int] = {}
         self._last_ts: dict[str, int] = {}
@@ -391,6 +395,7 @@ class Replicator:
 
     def _open(self) -> None:
         self._positions = self.store.positions(self.task.id)
+        self._last_ts = self.store.stamps(self.task.id)
         if self._meta is None:
             self._meta, self._log = self._borrowed or open_source(self.task.spec.source)
         if self._target is None:
@@ -451,6 +456,7 @@ class Replicator:
         # a collection with a TTL: rows already expired on the source are not copied (the target would
         # write them with new timestamps and show them again for a whole TTL)
         expired_at = timestamp.compose(timestamp.now_ms()) - info.ttl_span if info.ttl_span else 0
+        cut = int(self._entries.get(cid, {}).get("truncated_ts", 0))
         batch: list = []  # consecutive records of one kind: ("I", pid, [InsertRecord]) / ("D", pid, [pks])
         last_pos = applied
         for pos, payload in records:
@@ -458,7 +464,9 @@ class Replicator:
                 self._gap(ch, applied, pos)
             applied = pos
             rec = decode(payload)
-            if isinstance(start, int) and not isinstance(start, bool) and getattr(rec, "ts", 0) < start:
+            self._last_ts[ch] = rec.ts
+            if (isinstance(start, int) and not isinstance(start, bool) and getattr(rec, "ts", 0) < start) or \
+                    rec.ts <= cut:  # (before the task's start; written before a truncate_collection: gone)
                 last_pos = pos
                 continue
             if isinstance(rec, InsertRecord) and rec.ts > expired_at:
@@ -471,10 +479,9 @@ class Replicator:
                     batch[-1][2].append(rec.pks)
                 else:
                     batch.append(["D", rec.partition_id, [rec.pks]])
-            self._last_ts[ch] = getattr(rec, "ts", 0) or self._last_ts.get(ch, 0)
             last_pos = pos
         self._flush(info, batch)
-        self.store.commit_position(self.task.id, ch, last_pos)
+        self.store.commit_position(self.task.id, ch, last_pos, self._last_ts.get(ch))
         self._positions[ch] = last_pos
         self.progress.applied_records += len(records)
         return True
@@ -496,8 +503,8 @@ class Replicator:
 
     def _flush(self, info: CollectionInfo, batch: list) -> None:
         assert self._target is not None
-        entry = self._target_of(info)
-        c = self._target.client(info.db)
+        db, entry = self._place(info)
+        c = self._target.client(db)
         pkey = info.schema.partition_key_field is not None
         for kind, pid, items in batch:
             pname = self._partition_name(info, pid)
@@ -561,6 +568,12 @@ class Replicator:
     def _target_of(self, info: CollectionInfo) -> str:
         return self.task.spec.target_name(info.db, info.name)
 
+    def _place(self, info: CollectionInfo) -> tuple[str, str]:
+        """The target database and collection a source collection is replicated into: the task's entry's
+        (a rename on the source moves it in the next catalog pass, ``_follow_renames``)."""
+        entry = self._entries.get(info.id)
+        return (entry["db"], entry["target"]) if entry else (info.db, self._target_of(info))
+
     # --- DDL -----------------------------------------------------------------------------------
     def _sync_catalog(self) -> None:
         assert self._meta is not None and self._log is not None and self._target is not None
@@ -574,7 +587,7 @@ class Replicator:
                 log.info("cdc task %s skips external collection %s.%s: its data comes from its source files",
                          tid, wanted[cid].db, wanted[cid].name)
             del wanted[cid]
-        known = self.store.collections(tid)
+        known = self._entries = self.store.collections(tid)
         ours = self.store.databases(tid)
         for db, properties in dbs.items():
             if db != DEFAULT_DB:
@@ -598,6 +611,7 @@ class Replicator:
                 self._channel_coll.pop(ch, None)
                 self._positions.pop(ch, None)
             self.store.remove_collection(tid, cid, channels)
+        self._follow_renames({cid: info for cid, info in wanted.items() if cid in known})
         for db in sorted(ours - set(dbs)):  # dropped on the source (its collections were dropped above)
             try:
                 if db in self._target.client(DEFAULT_DB).list_databases():
@@ -618,10 +632,11 @@ class Replicator:
                     start = {ch: self._log.last_position(ch) for ch in info.channels}
                 else:
                     start = {ch: 0 for ch in info.channels}
-                self.store.add_collection(tid, cid, {"db": info.db, "name": info.name,
-                                                     "target": self._target_of(info)}, start,
-                                          copy=spec.start == "copy" and not fresh)
-                self._positions.update(start)
+                known[cid] = {"db": info.db, "name": info.name, "target": self._target_of(info),
+                              "truncated_ts": info.truncated_ts, "partitions": log_order.partition_ids(info)}
+                self._take_positions(cid, start, spec.start == "copy" and not fresh)
+            else:
+                self._apply_changes(info)
             self._colls[cid] = info
             self._sync_one(info)
         self._sync_aliases(wanted, aliases)
@@ -676,10 +691,119 @@ class Replicator:
             "drop the collection on the target and create the task again with start=copy (a base copy through the "
             "source's Milvus API, source.uri) or start=earliest")
 
+    def _take_positions(self, cid: int, positions: dict[str, int], copy: bool,
+                        stamps: dict[str, int] | None = None) -> None:
+        """The collection's entry and its channels' new positions recorded in one step, with their stamps
+        (``TaskStore``; read from the log where not given)."""
+        assert self._log is not None
+        if stamps is None:
+            read = {ch: log_order.stamp_at(self._log, ch, p) for ch, p in positions.items()}
+            stamps = {ch: ts for ch, ts in read.items() if ts is not None}
+        self.store.add_collection(self.task.id, cid, self._entries[cid], positions, copy=copy, stamps=stamps)
+        self._positions.update(positions)
+        for ch in positions:
+            if ch in stamps:
+                self._last_ts[ch] = stamps[ch]
+            else:
+                self._last_ts.pop(ch, None)
+
+    def _follow_renames(self, infos: dict[int, CollectionInfo]) -> None:
+        """Collections renamed on the source (the same id under another database or name): renamed on
+        the target, their entries moved; a name that another of them leaves (names swapped) is taken
+        through a temporary name. A collection the task does not replicate that holds the new name on
+        the target is replaced (logged)."""
+        assert self._target is not None
+        moves: dict[int, tuple[tuple[str, str], tuple[str, str]]] = {}
+        for cid, info in infos.items():
+            entry = self._entries[cid]
+            old, new = (entry["db"], entry["target"]), (info.db, self._target_of(info))
+            if old != new:
+                moves[cid] = (old, new)
+        freed = {old for old, _ in moves.values()}
+        for cid, (old, new) in list(moves.items()):
+            if new in freed:
+                tmp = (old[0], f"_cdc_renaming_{cid}")
+                self._rename_target(old, tmp)
+                moves[cid] = (tmp, new)
+        for cid, (old, new) in moves.items():
+            self._rename_target(old, new)
+            info = infos[cid]
+            self._entries[cid].update(db=info.db, name=info.name, target=new[1])
+            self.store.add_collection(self.task.id, cid, self._entries[cid], {})
+            log.info("cdc task %s renamed %s.%s to %s.%s on the target", self.task.id, *old, *new)
+
+    def _rename_target(self, old: tuple[str, str], new: tuple[str, str]) -> None:
+        assert self._target is not None
+        c = self._target.client(old[0])
+        if not c.has_collection(old[1]):
+            return  # renamed already (the task stopped before recording it), or gone: the pass creates it
+        dest = self._target.client(new[0])
+        if dest.has_collection(new[1]):
+            log.warning("cdc task %s: %s.%s on the target is replaced by %s.%s renamed on the source",
+                        self.task.id, *new, *old)
+            dest.drop_collection(new[1])
+        listed = c.list_aliases(old[1])  # (dropped first: a target may refuse a rename with aliases;
+        for a in listed.get("aliases", []) if isinstance(listed, dict) else listed:  # the pass sets them again)
+            c.drop_alias(a)
+        c.rename_collection(old[1], new[1], target_db=new[0] if new[0] != old[0] else "")
+
+    def _apply_changes(self, info: CollectionInfo) -> None:
+        """A truncate or a partition created again under its name on the source since the task's entry
+        recorded the collection: applied at its place in the log order (``vecdb.cdc.log_order``); the
+        partitions created and dropped otherwise recorded in the entry."""
+        assert self._target is not None and self._log is not None
+        tid, entry = self.task.id, self._entries[info.id]
+        parts = log_order.partition_ids(info)
+        if "truncated_ts" not in entry:  # recorded by an older version, which did not apply them: from now on
+            entry.update(truncated_ts=info.truncated_ts, partitions=parts)
+            self.store.add_collection(tid, info.id, entry, {})
+            return
+        truncated, again, since = log_order.changes(entry, info)
+        if since is None:
+            if parts != entry.get("partitions"):
+                entry["partitions"] = parts
+                self.store.add_collection(tid, info.id, entry, {})
+            return
+        copying = info.id in self._copy.pending or info.id in self.store.copies(tid)  # (before the pass takes them)
+        rewind: dict[str, int] | None = {}
+        if not copying:  # the records after the change applied already: applied again
+            firsts = {ch: log_order.first_after(self._log, ch, self._positions.get(ch, 0), since,
+                                                self._last_ts.get(ch)) for ch in info.channels}
+            rewind = None if None in firsts.values() else \
+                {ch: q - 1 for ch, q in firsts.items() if q is not None and q <= self._positions.get(ch, 0)}
+        if rewind is None and not self.task.spec.source.get("uri"):
+            raise TaskFailed(
+                f"{info.db}.{info.name} was truncated or had a partition created again on the source, and the source "
+                "log no longer holds the records this task applied after that change: it cannot be applied. Re-sync: "
+                "delete the task, drop the collection on the target and create the task again with start=copy "
+                "(a base copy through the source's Milvus API, source.uri); with source.uri, a task copies such "
+                "a collection again by itself")
+        db, name = self._place(info)
+        c = self._target.client(db)
+        if truncated > int(entry["truncated_ts"]) or copying or rewind is None:
+            log_order.empty_collection(c, name, info)
+        else:
+            for p in again:
+                log_order.recreate_partition(c, name, p, info.partition_loaded(info.partition(p).id))
+        positions = rewind if rewind is not None else {ch: self._log.last_position(ch) for ch in info.channels}
+        what = "a truncate" if truncated > int(entry["truncated_ts"]) else f"partitions created again {again}"
+        entry.update(truncated_ts=truncated, partitions=parts)
+        self._take_positions(info.id, positions, copying or rewind is None,
+                             {ch: since for ch in positions} if rewind is not None else None)
+        for ch, pos in positions.items():
+            tail = self._tails.get(ch)
+            if tail is not None:
+                tail.follower.close()
+                tail.follower = self._log.follow(ch, pos + 1)
+        if copying or rewind is None:
+            self._copy.restart(info.id)
+        log.info("cdc task %s applied %s of %s.%s on the target (%s)", self.task.id, what, info.db, info.name,
+                 "copied again" if copying or rewind is None else f"channels rewound to {positions}")
+
     def _sync_one(self, info: CollectionInfo) -> None:
         assert self._target is not None
-        c = self._target.client(info.db)
-        name = self._target_of(info)
+        db, name = self._place(info)
+        c = self._target.client(db)
         if not c.has_collection(name):
             kw: dict[str, Any] = {"num_shards": info.shards_num, "consistency_level": info.consistency_level}
             if info.properties:
@@ -797,8 +921,8 @@ class Replicator:
     def _sync_aliases(self, wanted: dict[int, CollectionInfo], aliases: dict[tuple[str, str], int]) -> None:
         assert self._target is not None
         for info in wanted.values():
-            c = self._target.client(info.db)
-            name = self._target_of(info)
+            db, name = self._place(info)
+            c = self._target.client(db)
             want = {a for (db, a), cid in aliases.items() if cid == info.id and db == info.db}
             listed = c.list_aliases(name)
             have = set(listed.get("aliases", []) if isinstance(listed, dict) else listed)

@@ -136,12 +136,19 @@ class TaskStore:
                       delete_prefixes=[f"{p}{task_id}/" for p in (POS_PREFIX, COLLS_PREFIX, DBS_PREFIX, COPY_PREFIX)])
 
     # --- positions --------------------------------------------------------------------------
+    # each channel's value: "<position>" or "<position> <stamp>", the stamp a timestamp no record up to
+    # the position is after (the last one's, where known: vecdb.cdc.log_order needs it once the log is cut)
     def positions(self, task_id: str) -> dict[str, int]:
         p = f"{POS_PREFIX}{task_id}/"
-        return {k[len(p):]: int(v) for k, v in self.meta.scan(p)}
+        return {k[len(p):]: int(v.split()[0]) for k, v in self.meta.scan(p)}
 
-    def commit_position(self, task_id: str, channel: str, position: int) -> None:
-        self.meta.put(f"{POS_PREFIX}{task_id}/{channel}", str(position).encode())
+    def stamps(self, task_id: str) -> dict[str, int]:
+        """The stamp of each channel's position, where one was recorded."""
+        p = f"{POS_PREFIX}{task_id}/"
+        return {k[len(p):]: int(v.split()[1]) for k, v in self.meta.scan(p) if len(v.split()) > 1}
+
+    def commit_position(self, task_id: str, channel: str, position: int, stamp: int | None = None) -> None:
+        self.meta.put(f"{POS_PREFIX}{task_id}/{channel}", _position_value(position, stamp))
 
     # --- replicated databases ---------------------------------------------------------------
     def databases(self, task_id: str) -> set[str]:
@@ -155,16 +162,18 @@ class TaskStore:
         self.meta.delete(f"{DBS_PREFIX}{task_id}/{db}")
 
     # --- replicated collections ----------------------------------------------------------------
-    def collections(self, task_id: str) -> dict[int, dict[str, str]]:
+    def collections(self, task_id: str) -> dict[int, dict[str, Any]]:
         p = f"{COLLS_PREFIX}{task_id}/"
         return {int(k[len(p):]): json.loads(v) for k, v in self.meta.scan(p)}
 
-    def add_collection(self, task_id: str, cid: int, entry: dict[str, str], positions: dict[str, int],
-                       copy: bool = False) -> None:
-        """Record a newly replicated collection and its channels' start positions in one step (with
-        ``copy``: and that its base copy is still to do)."""
+    def add_collection(self, task_id: str, cid: int, entry: dict[str, Any], positions: dict[str, int],
+                       copy: bool = False, stamps: dict[str, int] | None = None) -> None:
+        """Record a replicated collection's entry and positions of its channels (a new one's start,
+        or where a change sends them back: ``vecdb.cdc.log_order``) in one step (with ``copy``: and
+        that its base copy is still to do)."""
         puts = {f"{COLLS_PREFIX}{task_id}/{cid}": json.dumps(entry).encode()}
-        puts.update({f"{POS_PREFIX}{task_id}/{ch}": str(p).encode() for ch, p in positions.items()})
+        puts.update({f"{POS_PREFIX}{task_id}/{ch}": _position_value(p, (stamps or {}).get(ch))
+                     for ch, p in positions.items()})
         if copy:
             puts[f"{COPY_PREFIX}{task_id}/{cid}"] = b"pending"
         self.meta.txn(puts=puts)
@@ -181,3 +190,7 @@ class TaskStore:
 
     def copy_done(self, task_id: str, cid: int) -> None:
         self.meta.delete(f"{COPY_PREFIX}{task_id}/{cid}")
+
+
+def _position_value(position: int, stamp: int | None) -> bytes:
+    return (str(position) if stamp is None else f"{position} {stamp}").encode()

@@ -1,0 +1,185 @@
+"""CDC applies the source changes whose effect on rows depends on when each record was written at
+their place in the log order (vecdb.cdc.log_order): ``truncate_collection``, a partition dropped and
+created again under its name, ``rename_collection`` (names swapped, another database). Each also
+when the task learns of the change only after it applied records written after it (its catalog
+passes held while they are applied), and when the log no longer holds those records (copied again
+through the source's Milvus API with ``source.uri``, failed with the re-sync recipe without)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from pymilvus import MilvusClient
+
+from tests.conftest import start_standalone, wait_until
+from tests.e2e.test_cdc import DIM, Stream, _equal, _rows, replicating
+from vecdb.cdc.replicator import PUBLISH_SECONDS, Replicator
+from vecdb.cdc.task import FAILED, Task, TaskSpec, new_task_id
+
+
+class HeldReplicator(Replicator):
+    """A task whose catalog passes wait while ``hold`` is set; its channels' records go on being
+    applied meanwhile, as when a change lands on the source just before the records written after it
+    and the task's next pass comes a moment later. Released, it passes at the next catalog change."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hold = threading.Event()
+
+    def _sync_catalog(self) -> None:
+        if not self.hold.is_set():
+            super()._sync_catalog()
+
+
+class HeldStream(Stream):
+    replicator = HeldReplicator
+
+
+def _count(c: MilvusClient, name: str) -> int:
+    return c.query(name, filter="", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"]
+
+
+def _ids(c: MilvusClient, name: str, **kw) -> list[int]:
+    return sorted(r["id"] for r in c.query(name, filter="", output_fields=["id"], limit=10_000,
+                                           consistency_level="Strong", **kw))
+
+
+def _counted(c: MilvusClient, name: str, n: int):
+    def check() -> bool:
+        try:
+            return _count(c, name) == n
+        except Exception:  # noqa: BLE001 (not there or not loaded yet)
+            return False
+    return check
+
+
+def _pass(c: MilvusClient, rep: HeldReplicator, tick: str) -> None:
+    """The held task released, and a catalog change on the source (a collection created) for its pass."""
+    rep.hold.clear()
+    c.create_collection(tick, dimension=DIM)
+
+
+def test_truncates_and_a_partition_created_again_reach_the_target_in_log_order(tmp_path, remote_storage):
+    target = start_standalone(str(tmp_path / "dst"))
+    tu = f"http://127.0.0.1:{target.port}"
+    with replicating(tmp_path, remote_storage("cdclo" + new_task_id()), target, tu, HeldStream) as s:
+        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=tu)
+        c.create_collection("plain", dimension=DIM, num_shards=2)
+        c.create_partition("plain", "p1")
+        c.insert("plain", _rows(range(0, 200)))
+        c.insert("plain", _rows(range(200, 300)), partition_name="p1")
+        s.wait_equal(60, "not replicated")
+        # a truncate the task learns of before the records written after it
+        c.truncate_collection("plain")
+        c.insert("plain", _rows(range(1000, 1050)))
+        s.wait_equal(60, "the truncate did not reach the target")
+        assert _ids(t, "plain") == list(range(1000, 1050))
+        # one it learns of after applying them: the target is emptied and they are applied again
+        s.rep.hold.set()
+        c.truncate_collection("plain")
+        c.insert("plain", _rows(range(2000, 2040), seed=1))
+        c.upsert("plain", _rows(range(2000, 2010), seed=2))
+        c.delete("plain", ids=list(range(2035, 2040)))
+        wait_until(_counted(t, "plain", 50 + 35), 60, "the records after the truncate were not applied")
+        _pass(c, s.rep, "tick1")
+        s.wait_equal(60, "the truncate learnt late did not reach the target")
+        assert _ids(t, "plain") == list(range(2000, 2035))
+        # a partition dropped and created again under its name, learnt after its new rows were applied
+        # (into the old partition, on the target): only the new partition's rows remain
+        c.insert("plain", _rows(range(2500, 2520), seed=3), partition_name="p1")
+        s.wait_equal(60, "not replicated")
+        s.rep.hold.set()
+        c.release_partitions("plain", ["p1"])
+        c.drop_partition("plain", "p1")
+        c.create_partition("plain", "p1")
+        c.load_partitions("plain", ["p1"])
+        c.insert("plain", _rows(range(3000, 3020), seed=4), partition_name="p1")
+        wait_until(_counted(t, "plain", 35 + 20 + 20), 60, "the new partition's rows were not applied")
+        _pass(c, s.rep, "tick2")
+        s.wait_equal(60, "the partition created again did not reach the target")
+        assert _ids(t, "plain", partition_names=["p1"]) == list(range(3000, 3020))
+        assert _ids(t, "plain", partition_names=["_default"]) == list(range(2000, 2035))
+        # a task run again after all this (from its recorded positions and entries) changes nothing
+        s.rep.stop()
+        c.insert("plain", _rows(range(4000, 4010), seed=5))
+        s.resume()
+        s.wait_equal(60, "not replicated after a restart")
+        assert _count(t, "plain") == 35 + 20 + 10
+        assert s.rep.progress.last_error == ""
+
+
+def test_renames_on_the_source_rename_the_target_collection(tmp_path, remote_storage):
+    target = start_standalone(str(tmp_path / "dst"))
+    tu = f"http://127.0.0.1:{target.port}"
+    with replicating(tmp_path, remote_storage("cdcrn" + new_task_id()), target, tu, HeldStream) as s:
+        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=tu)
+        for name, ids in (("a", range(0, 30)), ("b", range(100, 140))):
+            c.create_collection(name, dimension=DIM)
+            c.insert(name, _rows(ids))
+        c.create_alias("a", "a_alias")
+        s.wait_equal(60, "not replicated")
+        c.rename_collection("a", "a2")
+        c.insert("a2", _rows(range(30, 40)))
+        s.wait_equal(60, "the rename did not reach the target")
+        assert sorted(t.list_collections()) == ["a2", "b"]  # renamed, not copied into a new collection
+        assert _ids(t, "a2") == list(range(40)) and t.list_aliases("a2")["aliases"] == ["a_alias"]
+        # names swapped between two passes (through a temporary name on the source), rows written meanwhile
+        s.rep.hold.set()
+        c.rename_collection("a2", "tmp")
+        c.rename_collection("b", "a2")
+        c.rename_collection("tmp", "b")
+        c.insert("b", _rows(range(40, 45)))
+        c.insert("a2", _rows(range(140, 150)))
+        wait_until(lambda: _counted(t, "a2", 45)() and _counted(t, "b", 50)(), 60, "rows not applied")
+        _pass(c, s.rep, "tick")
+        s.wait_equal(60, "the swap did not reach the target")
+        assert sorted(t.list_collections()) == ["a2", "b", "tick"]
+        assert _ids(t, "b") == list(range(45)) and _ids(t, "a2") == list(range(100, 150))
+        assert t.list_aliases("b")["aliases"] == ["a_alias"] and t.list_aliases("a2")["aliases"] == []
+        # into another database
+        c.drop_alias("a_alias")
+        c.create_database("db2")
+        c.rename_collection("b", "moved", target_db="db2")
+        s.wait_equal(60, "the rename into another database did not reach the target")
+        assert sorted(t.list_collections()) == ["a2", "tick"]
+        t.use_database("db2")
+        assert t.list_collections() == ["moved"] and _ids(t, "moved") == list(range(45))
+
+
+def test_a_change_whose_records_left_the_log_copies_again_or_fails(tmp_path, remote_storage):
+    """The task learns of a truncate after applying the records written after it, and the source's
+    flush then cut them from its log (the task had applied them): they cannot be applied again. With
+    ``source.uri`` the collection is emptied on the target and copied again; without, the task fails,
+    saying how to re-sync."""
+    target, second = start_standalone(str(tmp_path / "dst")), start_standalone(str(tmp_path / "dst2"))
+    tu, u2 = f"http://127.0.0.1:{target.port}", f"http://127.0.0.1:{second.port}"
+    try:
+        with replicating(tmp_path, remote_storage("cdccut" + new_task_id()), target, tu, HeldStream) as s:
+            task2 = Task(new_task_id(), TaskSpec(source={**s.storage, "uri": s.source_uri}, target={"uri": u2}))
+            s.store.put(task2)
+            rep2 = HeldReplicator(task2, s.store).start()
+            try:
+                c, t, t2 = MilvusClient(uri=s.source_uri), MilvusClient(uri=tu), MilvusClient(uri=u2)
+                c.create_collection("plain", dimension=DIM)
+                c.insert("plain", _rows(range(100)))
+                s.wait_equal(60, "not replicated")
+                wait_until(lambda: not _equal(s.source_uri, u2), 60, "not replicated by the second task")
+                for rep in (s.rep, rep2):
+                    rep.hold.set()
+                c.truncate_collection("plain")
+                c.insert("plain", _rows(range(200, 230), seed=1))
+                wait_until(lambda: _counted(t, "plain", 130)() and _counted(t2, "plain", 130)(), 60, "not applied")
+                time.sleep(PUBLISH_SECONDS * 2)  # both tasks published their positions past those records
+                c.flush("plain")  # the source persists and cuts its log up to what the tasks applied
+                rep2.hold.clear()
+                _pass(c, s.rep, "tick")
+                wait_until(lambda: s.rep.progress.state == FAILED, 60, "the task without source.uri did not fail")
+                assert "no longer holds the records" in s.rep.progress.reason and "Re-sync" in s.rep.progress.reason
+                wait_until(lambda: rep2.progress.lag_records == 0 and rep2.progress.copy_pending == 0
+                           and not _equal(s.source_uri, u2), 90, "the second task did not copy the collection again")
+                assert _ids(t2, "plain") == list(range(200, 230)) and rep2.progress.last_error == ""
+            finally:
+                rep2.stop()
+    finally:
+        second.stop()
