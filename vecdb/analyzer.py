@@ -915,13 +915,15 @@ def _icu_check(params: dict, where: str) -> None:
 def _lindera_spec(params: dict | None, where: str) -> LinderaSpec:
     """A lindera tokenizer's params, checked as tantivy-binding's ``LinderaTokenizer::from_json`` does
     (its messages, in its order): ``dict_kind``, then the dictionary (vecdb has ``ipadic`` and ``ko-dic``;
-    the others are refused as Milvus refuses a dictionary not compiled in), then the ``filter`` list."""
+    the others are refused as Milvus refuses a dictionary not compiled in), then ``sentence_split_chars``
+    (Milvus 3.0.2; its messages not seen: tantivy-binding's ``get_string_list`` style), then the ``filter``
+    list."""
     if params is None:
         raise InvalidParameter(f"lindera tokenizer must be costum{where}")
-    unknown = set(params) - {"type", "dict_kind", "filter", "dict_build_dir", "download_urls"}
+    unknown = set(params) - {"type", "dict_kind", "filter", "dict_build_dir", "download_urls", "sentence_split_chars"}
     if unknown:
         raise InvalidParameter(f"unknown lindera tokenizer params{where}: {sorted(unknown)} (vecdb takes dict_kind, "
-                               "filter, dict_build_dir and download_urls)")
+                               "filter, dict_build_dir, download_urls and sentence_split_chars)")
     if "dict_kind" not in params:
         raise InvalidParameter(f"lindera tokenizer dict_kind must be set{where}")
     kind = params["dict_kind"]
@@ -944,10 +946,20 @@ def _lindera_spec(params: dict | None, where: str) -> LinderaSpec:
     missing = lindera_text.missing_package(kind)
     if missing:
         raise InvalidParameter(f"the lindera tokenizer{where} needs the {missing} package: install vecdb[lindera]")
+    # Milvus 3.0.2's sentence_split_chars (milvus#52611): the characters the text is cut after, [] for none
+    split = params.get("sentence_split_chars", list(lindera_text.SPLIT_CHARS))
+    if not isinstance(split, list):
+        raise InvalidParameter(f"lindera sentence split chars should be array{where}")
+    if not all(isinstance(c, str) for c in split):
+        raise InvalidParameter(f"lindera sentence split chars list item should be string{where}")
+    bad = [c for c in split if len(c) != 1]  # (one character: a Rust char, a code point)
+    if bad:
+        raise InvalidParameter(f"lindera sentence split chars list item should be a single character{where}: "
+                               f"{bad[0]!r}")
     filters = params.get("filter", [])
     if not isinstance(filters, list):
         raise InvalidParameter(f"lindera filters should be array{where}")
-    return LinderaSpec(kind, tuple(_lindera_filter(f, where) for f in filters))
+    return LinderaSpec(kind, tuple(_lindera_filter(f, where) for f in filters), lindera_text.split_set(split))
 
 
 def _lindera_filter(f, where: str) -> lindera_text.Filter:

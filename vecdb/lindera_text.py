@@ -39,12 +39,16 @@ Where they can still differ: Lindera puts a white space token in its lattice (it
 the 記号,空白 class's) where MeCab skips the space, so a word next to white space (a line's last word
 before its newline too) may rarely be cut otherwise; Lindera takes an unknown run whole, where MeCab
 also weighs shorter lengths (``char.def``'s length column); and MeCab gets a piece of more than
-``CHUNK`` characters (no ``。``, ``、``, newline or tab in them) in parts of at most ``CHUNK``, cut before
+``CHUNK`` characters (no split character in them) in parts of at most ``CHUNK``, cut before
 white space or after a sentence's end (a lattice over a million characters of one unknown run crashed
 MeCab), so a run longer than that is cut where Lindera's is not. Not taken (refused by
-``vecdb.analyzer`` as unknown params): Milvus master's ``mode`` (``"decompose"``), ``user_dict`` and
-``sentence_split_chars`` (milvus#52611, Milvus 3.0.2: other split characters, ``[]`` for none; its
-default is the four above).
+``vecdb.analyzer`` as unknown params): Milvus master's ``mode`` (``"decompose"``) and ``user_dict``.
+
+``sentence_split_chars`` (milvus#52611, Milvus 3.0.2) sets the split characters: a list of one-character
+strings (a set: order and repeats do not matter), ``[]`` for no split (one lattice over the whole text);
+without it, the four above. A split character ends its piece and is a token of it, whatever it is (a NUL
+too: a run of NULs is then a token per NUL). The pattern that cuts the text is built once per distinct
+set (``_splitter``).
 
 The token filters of the tokenizer's ``filter`` list are Lindera's (``lindera/src/token_filter``):
 
@@ -68,6 +72,7 @@ The dictionaries load on first use (a tagger's creation maps them), never at imp
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from dataclasses import dataclass
@@ -79,6 +84,7 @@ FILTER_KINDS = ("japanese_compound_word", "japanese_keep_tags", "japanese_stop_t
 UNK = ("UNK",)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _NUL = re.compile("\x00+")
+_NUL_ONE = re.compile("\x00")
 _POOL_LOCK = threading.Lock()
 _POOLS: dict[str, list] = {"ipadic": [], "ko-dic": []}  # idle taggers by dict kind
 # MeCab gets the text in pieces of at most CHUNK characters, cut before white space or after a sentence's
@@ -87,9 +93,9 @@ _POOLS: dict[str, list] = {"ipadic": [], "ko-dic": []}  # idle taggers by dict k
 CHUNK = 8192
 _BREAK = re.compile(r"(?=\s)|(?<=[。．！？!?])")
 # Lindera's Segmenter::segment cuts the text after each of these characters (split_inclusive) and runs its
-# lattice over each piece alone, numbering the tokens and offsets on across the pieces
-SPLIT_CHARS = "。、\n\t"
-_SPLIT = re.compile(f"[{SPLIT_CHARS}]")
+# lattice over each piece alone, numbering the tokens and offsets on across the pieces: Milvus's default
+# sentence_split_chars (。、 newline and tab), in split_set's form (sorted, each once)
+SPLIT_CHARS = "\t\n、。"
 _BLANK = re.compile("[ \t\n]+")
 # Lindera groups a run of one character class (of a grouping class: letters, digits, katakana, ...) into
 # one unknown word however long; MeCab stops at 24 characters (--max-grouping-size) unless told
@@ -110,6 +116,19 @@ class Filter:
 class LinderaSpec:
     dict_kind: str  # "ipadic" or "ko-dic"
     filters: tuple[Filter, ...] = ()
+    split_chars: str = SPLIT_CHARS  # the characters the text is cut after (split_set's form; "": no cut)
+
+
+def split_set(chars) -> str:
+    """The split characters (one-character strings) in ``LinderaSpec.split_chars``'s form: each once,
+    sorted (a set: the same characters in any order or repeated are the same spec)."""
+    return "".join(sorted(set(chars)))
+
+
+@functools.lru_cache(maxsize=256)
+def _splitter(chars: str) -> re.Pattern[str] | None:
+    """The pattern matching any of ``chars`` (None: no split), built once per distinct set."""
+    return re.compile("[" + "".join(re.escape(c) for c in chars) + "]") if chars else None
 
 
 def japanese_tag(tag: str, parts: int = 4) -> str:
@@ -127,7 +146,8 @@ def make_filter(kind: str, tags: list[str], new_tag: str | None = None) -> Filte
 def tokenize(spec: LinderaSpec, text: str) -> list[tuple[str, int, int, int, int]]:
     """``(token, start, end, position, position length)`` of each token after the tokenizer's filters;
     character offsets in ``text``."""
-    toks: list[list] = [[text[s:e], s, e, i, 1, d] for i, (s, e, d) in enumerate(_segment(spec.dict_kind, text))]
+    segs = _segment(spec.dict_kind, text, spec.split_chars)
+    toks: list[list] = [[text[s:e], s, e, i, 1, d] for i, (s, e, d) in enumerate(segs)]
     for f in spec.filters:
         toks = _apply(f, spec.dict_kind, toks)
     return [(t[0], t[1], t[2], t[3], t[4]) for t in toks]
@@ -166,29 +186,34 @@ def _apply(f: Filter, kind: str, toks: list[list]) -> list[list]:
     return out
 
 
-def _segment(kind: str, text: str) -> list[tuple[int, int, tuple[str, ...]]]:
+def _segment(kind: str, text: str, split_chars: str = SPLIT_CHARS) -> list[tuple[int, int, tuple[str, ...]]]:
     """``(start, end, details)`` of each of Lindera's tokens over ``text``: Lindera's sentences (the text
-    cut after each ``。``, ``、``, newline and tab) segmented one by one, each into MeCab's words, the white
-    space runs MeCab skips and NUL runs between them as unknown words; they cover ``text``."""
+    cut after each of ``split_chars``, by default ``。``, ``、``, newline and tab) segmented one by one, each
+    into MeCab's words, the white space runs MeCab skips and NUL runs between them as unknown words; they
+    cover ``text``."""
     if not text:
         return []
     src = _SURROGATE.sub("\ufffd", text)  # MeCab takes UTF-8 (same length in characters)
+    split = _splitter(split_chars)
     out: list[tuple[int, int, tuple[str, ...]]] = []
     pos = 0
-    for m in _NUL.finditer(src):  # (a NUL is never a split character: a NUL run lies inside one sentence)
-        _sentences(kind, src, pos, m.start(), out)
+    # a NUL run lies inside one sentence, unless NUL is a split character: then each NUL ends its own
+    for m in (_NUL_ONE if "\x00" in split_chars else _NUL).finditer(src):
+        _sentences(kind, src, pos, m.start(), split, out)
         out.append((m.start(), m.end(), UNK))
         pos = m.end()
-    _sentences(kind, src, pos, len(src), out)
+    _sentences(kind, src, pos, len(src), split, out)
     return out
 
 
-def _sentences(kind: str, src: str, lo: int, hi: int, out: list) -> None:
+def _sentences(kind: str, src: str, lo: int, hi: int, split: re.Pattern[str] | None, out: list) -> None:
     """Lindera's sentences of ``src[lo:hi]`` (``str::split_inclusive`` on the split characters: each ends
-    with its split character, the last one maybe with none), each segmented on its own."""
-    for m in _SPLIT.finditer(src, lo, hi):
-        _words(kind, src, lo, m.end(), out)
-        lo = m.end()
+    with its split character, the last one maybe with none; no split: one sentence), each segmented on its
+    own."""
+    if split is not None:
+        for m in split.finditer(src, lo, hi):
+            _words(kind, src, lo, m.end(), out)
+            lo = m.end()
     _words(kind, src, lo, hi, out)
 
 

@@ -1,7 +1,8 @@
 """The lindera tokenizer through pymilvus on every deployment (vecdb.lindera_text): run_analyzer for
 Japanese and Korean with and without Lindera's tag filters (Milvus's documented output, byte offsets and
-positions), BM25 search over Japanese text (scores against Milvus's formula over the lindera tokens),
-text_match, hostile text through run_analyzer and inserts, and the refusals (1100, Milvus's messages)."""
+positions, sentence_split_chars), BM25 search over Japanese text (scores against Milvus's formula over the
+lindera tokens), text_match, hostile text through run_analyzer and inserts, and the refusals (1100,
+Milvus's messages)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,12 @@ def test_run_analyzer_japanese_and_korean(client):
     compound = {"tokenizer": {"type": "lindera", "dict_kind": "ipadic", "filter": [
         {"kind": "japanese_compound_word", "tags": ["名詞,数", "名詞,接尾,助数詞"]}]}}
     assert client.run_analyzer("６３４メートルの塔", analyzer_params=compound).tokens == ["６３４メートル", "の", "塔"]
+    # Milvus 3.0.2's sentence_split_chars: [] one lattice over the text, a custom set cuts after its characters
+    for split, want in (([], ["あっ", "。", "た", "そう", "だ", "\n\t", "駅"]),
+                        (["\n"], ["あっ", "。", "た", "そう", "だ", "\n", "\t", "駅"]),
+                        (["。", "\n", "\t"], ["あっ", "。", "たそ", "う", "だ", "\n", "\t", "駅"])):
+        params = {"tokenizer": {**ja["tokenizer"], "sentence_split_chars": split}}
+        assert client.run_analyzer("あっ。たそうだ\n\t駅", analyzer_params=params).tokens == want, split
 
 
 def test_bm25_search_over_japanese_text(client, name):
@@ -118,6 +125,8 @@ def test_hostile_text_through_run_analyzer_and_inserts(client, name):
     ({"type": "lindera", "dict_kind": "ko-dic", "filter": [{"kind": "korean_stop_tags", "tags": "JKS"}]},
      "lindera japanese stop tags filter tags must be array"),
     ("lindera", "lindera tokenizer must be costum"),
+    ({"type": "lindera", "dict_kind": "ipadic", "sentence_split_chars": ["。、"]},
+     "lindera sentence split chars list item should be a single character"),
 ])
 def test_refusals(client, name, tokenizer, message):
     with pytest.raises(MilvusException) as e:

@@ -1,9 +1,9 @@
 """The lindera tokenizer (vecdb.lindera_text over MeCab: fugashi + ipadic, python-mecab-ko): Milvus's
 documented output (lindera-tokenizer.md), Milvus's sentences (the text cut after 。、 newline and tab,
-each segmented alone), Lindera's tokens where MeCab differs (white space, NUL and unknown words), byte
-offsets and positions as Milvus's run_analyzer reports them, Lindera's tag filters
-(lindera/src/token_filter), the param checks with tantivy-binding's messages (1100), threads, and
-hostile input."""
+or Milvus 3.0.2's sentence_split_chars, each segmented alone), Lindera's tokens where MeCab differs
+(white space, NUL and unknown words), byte offsets and positions as Milvus's run_analyzer reports
+them, Lindera's tag filters (lindera/src/token_filter), the param checks with tantivy-binding's messages
+(1100), threads, and hostile input."""
 
 from __future__ import annotations
 
@@ -94,6 +94,46 @@ def test_text_is_cut_into_sentences_after_punctuation_newline_and_tab():
     assert compound.spans("１、２冊") == [("１、２", 0, 9, 0, 3), ("冊", 9, 12, 3, 1)]
 
 
+def test_sentence_split_chars_set_the_split_characters():
+    """Milvus 3.0.2's ``sentence_split_chars`` (milvus#52611: ``split_inclusive`` on the given characters):
+    without it, or with Milvus's default list, 。、 newline and tab; ``[]`` no split (one lattice over the
+    whole text); a list of one-character strings, a set (order and repeats do not matter)."""
+    text = "あっ。たそうだ！たそうだ\n\n\t駅"
+
+    def lindera(split=None):
+        tok = {"type": "lindera", "dict_kind": "ipadic"}
+        return parse_params({"tokenizer": tok if split is None else {**tok, "sentence_split_chars": split}})
+
+    default = lindera().spans(text)
+    assert lindera().lindera == LinderaSpec("ipadic") and LinderaSpec("ipadic").split_chars == "\t\n、。"
+    assert lindera(["。", "、", "\n", "\t"]).spans(text) == default
+    assert lindera(["\t", "\n", "、", "。", "。"]).lindera == lindera().lindera
+    assert [t for t, *_ in default] == [
+        "あっ", "。", "たそ", "う", "だ", "！", "た", "そう", "だ", "\n", "\n", "\t", "駅"]
+    # []: no split, "たそうだ" after 。 cut as in one lattice (た, そう, だ), the white space run one token
+    assert lindera([]).spans(text) == [
+        ("あっ", 0, 6, 0, 1), ("。", 6, 9, 1, 1), ("た", 9, 12, 2, 1), ("そう", 12, 18, 3, 1), ("だ", 18, 21, 4, 1),
+        ("！", 21, 24, 5, 1), ("た", 24, 27, 6, 1), ("そう", 27, 33, 7, 1), ("だ", 33, 36, 8, 1),
+        ("\n\n\t", 36, 39, 9, 1), ("駅", 39, 42, 10, 1)]
+    # only "！": the text cut after ！ alone, so the "たそうだ" after 。 is one lattice's with "あっ。"
+    assert [t for t, *_ in lindera(["！"]).spans(text)] == [
+        "あっ", "。", "た", "そう", "だ", "！", "たそ", "う", "だ", "\n\n\t", "駅"]
+    # only a newline: each newline ends its sentence, the tab is white space before 駅
+    assert [t for t, *_ in lindera(["\n"]).spans(text)] == [
+        "あっ", "。", "た", "そう", "だ", "！", "た", "そう", "だ", "\n", "\n", "\t", "駅"]
+    # ko-dic too: "그리。고집으로" in one lattice is 고, 집 (split after 。: 고집)
+    ko = {"type": "lindera", "dict_kind": "ko-dic", "sentence_split_chars": []}
+    assert parse_params({"tokenizer": ko}).tokens("그리。고집으로") == ["그리", "。", "고", "집", "으로"]
+    # any character may split, regex syntax and NUL too (a NUL run is then a token per NUL)
+    odd = lindera(["]", "\\", "^", "-", "\x00"])
+    assert [t for t, *_ in odd.spans("a]b\\c^d-e\x00\x00f")] == [
+        "a", "]", "b", "\\", "c", "^", "d", "-", "e", "\x00", "\x00", "f"]
+    assert [t for t, *_ in lindera().spans("e\x00\x00f")] == ["e", "\x00\x00", "f"]
+    for params in ([], ["！"], ["\x00"]):  # tokens cover the text, offsets and positions as ever
+        toks = lindera_text.tokenize(LinderaSpec("ipadic", (), lindera_text.split_set(params)), text + "\x00ab")
+        assert "".join(t for t, *_ in toks) == text + "\x00ab" and [p for *_, p, _ in toks] == list(range(len(toks)))
+
+
 def test_korean_text_is_cut_into_sentences_too():
     """The same split for ko-dic (Milvus's segmenter does not look at the dictionary): 、 and 。 are
     unknown words there (UNK), "그리。고집으로" is "그리。" and "고집으로" (고집, 으로; one lattice over the whole
@@ -173,6 +213,16 @@ def test_japanese_compound_word_merges_runs():
      "lindera dict download urls should be array"),
     ({"tokenizer": {"type": "lindera", "dict_kind": "ipadic", "download_urls": [1]}},
      "lindera dict download urls list item should be string"),
+    ({"tokenizer": {"type": "lindera", "dict_kind": "ipadic", "sentence_split_chars": "。、"}},
+     "lindera sentence split chars should be array"),
+    ({"tokenizer": {"type": "lindera", "dict_kind": "ipadic", "sentence_split_chars": None}},
+     "lindera sentence split chars should be array"),
+    ({"tokenizer": {"type": "lindera", "dict_kind": "ipadic", "sentence_split_chars": ["。", 1]}},
+     "lindera sentence split chars list item should be string"),
+    ({"tokenizer": {"type": "lindera", "dict_kind": "ipadic", "sentence_split_chars": ["。、"]}},
+     "lindera sentence split chars list item should be a single character"),
+    ({"tokenizer": {"type": "lindera", "dict_kind": "ipadic", "sentence_split_chars": [""]}},
+     "lindera sentence split chars list item should be a single character"),
     ({"tokenizer": {"type": "lindera", "dict_kind": "ipadic", "filter": "japanese_stop_tags"}},
      "lindera filters should be array"),
     (_lindera("ipadic", 3), "lindera tokenizer filter params must be object"),
