@@ -78,7 +78,11 @@ class Stream:
         seen: list = []
 
         def caught_up() -> bool:
-            seen[:] = [self.rep.progress.to_dict(), _equal(self.source_uri, self.target_uri)]
+            try:
+                seen[:] = [self.rep.progress.to_dict(), _equal(self.source_uri, self.target_uri)]
+            except Exception as e:  # noqa: BLE001 (a collection renamed or dropped while verify read it)
+                seen[:] = [self.rep.progress.to_dict(), repr(e)]
+                return False
             return self.rep.progress.lag_records == 0 and not seen[1]
 
         try:

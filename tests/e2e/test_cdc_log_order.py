@@ -1,6 +1,7 @@
 """CDC applies the source changes whose effect on rows depends on when each record was written at
 their place in the log order (vecdb.cdc.log_order): ``truncate_collection``, a partition dropped and
-created again under its name, ``rename_collection`` (names swapped, another database). Each also
+created again under its name, ``rename_collection`` (names swapped, another database); and an index
+dropped and created again with another type between two catalog passes. Each also
 when the task learns of the change only after it applied records written after it (its catalog
 passes held while they are applied), and when the log no longer holds those records (copied again
 through the source's Milvus API with ``source.uri``, failed with the re-sync recipe without)."""
@@ -137,12 +138,26 @@ def test_renames_on_the_source_rename_the_target_collection(tmp_path, remote_sto
         assert sorted(t.list_collections()) == ["a2", "b", "tick"]
         assert _ids(t, "b") == list(range(45)) and _ids(t, "a2") == list(range(100, 150))
         assert t.list_aliases("b")["aliases"] == ["a_alias"] and t.list_aliases("a2")["aliases"] == []
+        # an index dropped and created again with another type between two passes: the target's too
+        s.rep.hold.set()
+        c.release_collection("a2")
+        c.drop_index("a2", c.list_indexes("a2")[0])
+        ip = c.prepare_index_params()
+        ip.add_index(field_name="vector", index_type="IVF_FLAT", metric_type="COSINE", params={"nlist": 4},
+                     index_name="ivf")
+        c.create_index("a2", ip)
+        c.load_collection("a2")
+        _pass(c, s.rep, "tick2")
+        s.wait_equal(60, "the index change did not reach the target")
+        d = t.describe_index("a2", "ivf")
+        assert (d["index_type"], d["metric_type"], str(d["nlist"])) == ("IVF_FLAT", "COSINE", "4")
+        assert t.list_indexes("a2") == ["ivf"] and str(t.get_load_state("a2")["state"]).endswith("Loaded")
         # into another database
         c.drop_alias("a_alias")
         c.create_database("db2")
         c.rename_collection("b", "moved", target_db="db2")
         s.wait_equal(60, "the rename into another database did not reach the target")
-        assert sorted(t.list_collections()) == ["a2", "tick"]
+        assert sorted(t.list_collections()) == ["a2", "tick", "tick2"]
         t.use_database("db2")
         assert t.list_collections() == ["moved"] and _ids(t, "moved") == list(range(45))
 

@@ -835,12 +835,23 @@ class Replicator:
                              metric_type=idx.metric_type, params=dict(idx.params))
                 c.create_index(name, ip)
             loaded = self._sync_index_properties(c, name, idx, described.get(idx.field_name, {}), loaded)
-        gone = {f: n for f, n in have_idx.items() if info.index_for_field(f) is None}
+        # an index dropped and created again on the source between two passes (another id: maybe another type
+        # or params): the target's goes too, and the new one is created above on the next pass
+        gone = {f: n for f, n in have_idx.items() if info.index_for_field(f) is None or f in self._replaced(info)}
         if gone and loaded:
             c.release_collection(name)
             loaded = False
         for idx_name in gone.values():
             c.drop_index(name, idx_name)
+        for idx in info.indexes:
+            if idx.field_name in gone:
+                ip = c.prepare_index_params()
+                ip.add_index(field_name=idx.field_name, index_type=idx.index_type, index_name=idx.index_name,
+                             metric_type=idx.metric_type, params=dict(idx.params))
+                c.create_index(name, ip)
+                if idx.properties:
+                    c.alter_index_properties(name, idx.index_name, dict(idx.properties))
+        self._record_indexes(info)
         if info.loaded and not loaded:
             if info.loaded_partitions is None:
                 c.load_collection(name)
@@ -850,6 +861,21 @@ class Replicator:
                     c.load_partitions(name, pnames)
         elif not info.loaded and loaded:
             c.release_collection(name)
+
+    def _replaced(self, info: CollectionInfo) -> set[str]:
+        """The fields whose source index has another id than the one the task's entry recorded."""
+        had = (self._entries.get(info.id) or {}).get("indexes")
+        if had is None:
+            return set()
+        return {i.field_name for i in info.indexes if i.field_name in had and had[i.field_name] != i.index_id}
+
+    def _record_indexes(self, info: CollectionInfo) -> None:
+        """The source's index ids (by field) in the task's entry, once the target has them."""
+        entry = self._entries.get(info.id)
+        ids = {i.field_name: i.index_id for i in info.indexes}
+        if entry is not None and entry.get("indexes") != ids:
+            entry["indexes"] = ids
+            self.store.add_collection(self.task.id, info.id, entry, {})
 
     def _sync_database_properties(self, db: str, properties: dict[str, str]) -> None:
         """The database's properties with a meaning for its data (``DATABASE_PROPERTIES``: its time zone)
