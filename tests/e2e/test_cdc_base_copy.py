@@ -281,3 +281,34 @@ def test_a_collection_created_while_the_task_was_stopped_and_cut_from_the_log_is
         wait_until(lambda: rep.progress.copied_rows and not s.store.copies(s.task.id), 60, "no copy of later")
         s.wait_equal(60, "a collection created while the task was stopped is not on the target")
         assert rep.progress.copied_rows == 300
+
+
+def test_a_task_past_the_retention_limit_with_source_uri_copies_the_collection_again(tmp_path, remote_storage,
+                                                                                    monkeypatch):
+    """The source cut its log past a stopped task's position on one collection (retention 0): a task with
+    ``source.uri`` does not fail, it empties that collection on the target and copies it again (rows
+    changed and deleted meanwhile included), and the other collection goes on from its position."""
+    from vecdb.cdc import follower
+
+    monkeypatch.setattr(follower, "CDC_RETENTION", 0)
+    with copying(tmp_path, remote_storage("cdcgap" + new_task_id()), start_standalone(str(tmp_path / "dst"))) as s:
+        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=s.target_uri)
+        for name in ("cut", "kept"):
+            c.create_collection(name, dimension=DIM)
+            c.insert(name, _rows(range(50), extra=False))
+        s.begin(start="copy")
+        s.wait_equal(90, "not copied")
+        wait_until(lambda: s.rep.progress.copy_pending == 0, 30, "the copies did not end")
+        copied = s.rep.progress.copied_rows
+        s.rep.stop()
+        c.insert("cut", _rows(range(50, 80), seed=1, extra=False))
+        c.upsert("cut", _rows(range(0, 10), seed=2, extra=False))
+        c.delete("cut", ids=list(range(70, 80)))
+        c.insert("kept", _rows(range(50, 60), seed=3, extra=False))
+        c.flush("cut")  # the log of "cut" is cut at its checkpoint: past the task
+        assert _log_cut(s.storage, ["cut"])
+        rep = s.resume()
+        s.wait_equal(90, "the collection cut from the log was not copied again")
+        assert rep.progress.state == "running" and rep.progress.last_error == ""
+        assert rep.progress.copied_rows == 70  # "cut" alone, as it is now (the first run copied both)
+        assert copied == 100 and _count(t, "cut") == 70 and _count(t, "kept") == 60

@@ -180,10 +180,16 @@ class BaseCopy:
             return
         self._write(info, cur, page)
 
+    @staticmethod
+    def readable(info: CollectionInfo) -> bool:
+        """Whether the collection's rows can be read through the Milvus API: not with namespaces in
+        partition_key mode (no API lists them, and a read must name one)."""
+        return namespaces.mode_of(info.schema, info.properties) != namespaces.PARTITION_KEY_MODE
+
     def _units(self, info: CollectionInfo) -> list[tuple[str | None, str | None]]:
         """``(partition, namespace)`` reads covering the collection's rows."""
         mode = namespaces.mode_of(info.schema, info.properties)
-        if mode == namespaces.PARTITION_KEY_MODE:
+        if not self.readable(info):
             log.warning("cdc task %s: %s.%s has namespaces in partition_key mode, which cannot be listed: its "
                         "existing rows are not copied, only the changes after the task took it up",
                         self.rep.task.id, info.db, info.name)

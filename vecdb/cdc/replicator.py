@@ -64,6 +64,10 @@ class TaskFailed(Exception):
     """The task cannot go on by itself (its positions were truncated away): it stops as failed."""
 
 
+class _CopiedAgain(Exception):
+    """A gap in a channel made its collection be copied again: what was read of it is left."""
+
+
 @dataclass
 class Progress:
     """What a running task reports (API and /metrics)."""
@@ -443,6 +447,12 @@ class Replicator:
 
     def _pump(self, ch: str) -> bool:
         """Apply what the channel has now (up to a few thousand records); whether there was any."""
+        try:
+            return self._pump_records(ch)
+        except _CopiedAgain:  # (a gap: its collection is copied again, its channels follow from their ends)
+            return True
+
+    def _pump_records(self, ch: str) -> bool:
         tail = self._tails[ch]
         records = tail.follower.poll(timeout=0.02, max_records=2048)
         if not records:
@@ -645,8 +655,11 @@ class Replicator:
             for ch in info.channels:
                 if ch not in self._tails:
                     self._channel_coll[ch] = cid
+                    try:
+                        self._check_gap(ch, self._positions.get(ch, 0))
+                    except _CopiedAgain:
+                        pass  # (from the channel's end now)
                     applied = self._positions.get(ch, 0)
-                    self._check_gap(ch, applied)
                     self._tails[ch] = _Tail(self._log.follow(ch, applied + 1), stall.StallWatch(self._log, ch))
 
     def _check_stall(self, ch: str) -> None:
@@ -659,7 +672,10 @@ class Replicator:
         if first is None:
             return
         if first > applied + 1 and not (applied == 0 and self.task.spec.start != "now"):
-            self._gap(ch, applied, first)
+            try:
+                self._gap(ch, applied, first)
+            except _CopiedAgain:
+                return
         log.warning("cdc task %s: no record of %s from the source log for %.0f s while %d is there to apply "
                     "next; following it again", self.task.id, ch, stall.STALL_SECONDS, first)
         again = self._log.follow(ch, applied + 1)
@@ -684,12 +700,38 @@ class Replicator:
             self._gap(ch, applied, None)
 
     def _gap(self, ch: str, applied: int, pos: int | None) -> NoReturn:
+        """The log was cut past the task's position on ``ch``: with ``source.uri``, the channel's collection
+        is copied again (``_copy_again``; raises ``_CopiedAgain``); without, the task fails."""
+        where = f"the source log no longer holds {ch} from position {applied + 1}" + \
+            (f" (the next record is {pos})" if pos is not None else "") + \
+            ": it was truncated past this task's position (retention limit)"
+        info = self._colls.get(self._channel_coll.get(ch, -1))
+        if info is not None and self._can_copy(info):
+            self._copy_again(info, where)
+            raise _CopiedAgain()
         raise TaskFailed(
-            f"the source log no longer holds {ch} from position {applied + 1}"
-            + (f" (the next record is {pos})" if pos is not None else "")
-            + ": it was truncated past this task's position (retention limit). Re-sync: delete the task, "
-            "drop the collection on the target and create the task again with start=copy (a base copy through the "
-            "source's Milvus API, source.uri) or start=earliest")
+            f"{where}. Re-sync: delete the task, drop the collection on the target and create the task again with "
+            "start=copy (a base copy through the source's Milvus API, source.uri) or start=earliest; a task with "
+            "source.uri copies the collection again by itself")
+
+    def _can_copy(self, info: CollectionInfo) -> bool:
+        """Whether the collection can be copied again through the source's Milvus API: the task has
+        ``source.uri``, and its rows can be read (``BaseCopy.readable``)."""
+        return bool(self.task.spec.source.get("uri")) and self._copy.readable(info)
+
+    def _copy_again(self, info: CollectionInfo, why: str) -> None:
+        """The collection emptied on the target and copied again through the source's Milvus API
+        (``vecdb.cdc.base_copy``), its channels followed from their ends (recorded with its entry and a
+        copy mark in one step): what the log can no longer give."""
+        assert self._target is not None and self._log is not None
+        db, name = self._place(info)
+        log_order.empty_collection(self._target.client(db), name, info)
+        positions = {ch: self._log.last_position(ch) for ch in info.channels}
+        self._take_positions(info.id, positions, True)
+        self._follow_from(positions)
+        self._copy.restart(info.id)
+        log.warning("cdc task %s: %s; %s.%s is emptied on the target and copied again through the source's Milvus "
+                    "API", self.task.id, why, info.db, info.name)
 
     def _take_positions(self, cid: int, positions: dict[str, int], copy: bool,
                         stamps: dict[str, int] | None = None) -> None:
@@ -706,6 +748,15 @@ class Replicator:
                 self._last_ts[ch] = stamps[ch]
             else:
                 self._last_ts.pop(ch, None)
+
+    def _follow_from(self, positions: dict[str, int]) -> None:
+        """The channels followed (those open now) from after their new positions."""
+        assert self._log is not None
+        for ch, pos in positions.items():
+            tail = self._tails.get(ch)
+            if tail is not None:
+                tail.follower.close()
+                tail.follower = self._log.follow(ch, pos + 1)
 
     def _follow_renames(self, infos: dict[int, CollectionInfo]) -> None:
         """Collections renamed on the source (the same id under another database or name): renamed on
@@ -771,34 +822,31 @@ class Replicator:
                                                 self._last_ts.get(ch)) for ch in info.channels}
             rewind = None if None in firsts.values() else \
                 {ch: q - 1 for ch, q in firsts.items() if q is not None and q <= self._positions.get(ch, 0)}
-        if rewind is None and not self.task.spec.source.get("uri"):
-            raise TaskFailed(
-                f"{info.db}.{info.name} was truncated or had a partition created again on the source, and the source "
-                "log no longer holds the records this task applied after that change: it cannot be applied. Re-sync: "
-                "delete the task, drop the collection on the target and create the task again with start=copy "
-                "(a base copy through the source's Milvus API, source.uri); with source.uri, a task copies such "
-                "a collection again by itself")
+        what = "a truncate" if truncated > int(entry["truncated_ts"]) else f"partitions created again {again}"
+        if copying or rewind is None:
+            if not self._can_copy(info):
+                raise TaskFailed(
+                    f"{info.db}.{info.name} was truncated or had a partition created again on the source, and the "
+                    "source log no longer holds the records this task applied after that change: it cannot be "
+                    "applied. Re-sync: delete the task, drop the collection on the target and create the task again "
+                    "with start=copy (a base copy through the source's Milvus API, source.uri); with source.uri, a "
+                    "task copies such a collection again by itself")
+            entry.update(truncated_ts=truncated, partitions=parts)  # (recorded with the positions)
+            self._copy_again(info, f"{what} during its base copy" if copying else
+                             f"{what} after records the log no longer holds were applied")
+            return
         db, name = self._place(info)
         c = self._target.client(db)
-        if truncated > int(entry["truncated_ts"]) or copying or rewind is None:
+        if truncated > int(entry["truncated_ts"]):
             log_order.empty_collection(c, name, info)
         else:
             for p in again:
                 log_order.recreate_partition(c, name, p, info.partition_loaded(info.partition(p).id))
-        positions = rewind if rewind is not None else {ch: self._log.last_position(ch) for ch in info.channels}
-        what = "a truncate" if truncated > int(entry["truncated_ts"]) else f"partitions created again {again}"
         entry.update(truncated_ts=truncated, partitions=parts)
-        self._take_positions(info.id, positions, copying or rewind is None,
-                             {ch: since for ch in positions} if rewind is not None else None)
-        for ch, pos in positions.items():
-            tail = self._tails.get(ch)
-            if tail is not None:
-                tail.follower.close()
-                tail.follower = self._log.follow(ch, pos + 1)
-        if copying or rewind is None:
-            self._copy.restart(info.id)
-        log.info("cdc task %s applied %s of %s.%s on the target (%s)", self.task.id, what, info.db, info.name,
-                 "copied again" if copying or rewind is None else f"channels rewound to {positions}")
+        self._take_positions(info.id, rewind, False, {ch: since for ch in rewind})
+        self._follow_from(rewind)
+        log.info("cdc task %s applied %s of %s.%s on the target (channels rewound to %s)", self.task.id, what,
+                 info.db, info.name, rewind)
 
     def _sync_one(self, info: CollectionInfo) -> None:
         assert self._target is not None
