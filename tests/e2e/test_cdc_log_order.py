@@ -8,6 +8,7 @@ through the source's Milvus API with ``source.uri``, failed with the re-sync rec
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -198,3 +199,132 @@ def test_a_change_whose_records_left_the_log_copies_again_or_fails(tmp_path, rem
                 rep2.stop()
     finally:
         second.stop()
+
+
+class _FlakyRenames(HeldReplicator):
+    """The target refuses one rename (a timeout, say): the 4th the task asks for."""
+
+    calls = 0
+
+    def _rename_target(self, old, new, held):
+        type(self).calls += 1
+        if type(self).calls == 4:
+            raise RuntimeError("target timeout (injected)")
+        super()._rename_target(old, new, held)
+
+
+class _FlakyStream(HeldStream):
+    replicator = _FlakyRenames
+
+
+def _two(c: MilvusClient) -> None:
+    c.create_collection("a", dimension=DIM)
+    c.insert("a", _rows(range(0, 30)))
+    c.create_collection("b", dimension=DIM)
+    c.insert("b", _rows(range(100, 140)))
+
+
+def test_a_chain_of_renames_and_a_swap_with_a_failed_rename_in_the_middle(tmp_path, remote_storage):
+    """Between two passes b becomes c and a becomes b (the collection moving into the freed name the older
+    one); then a and b swapped, the target failing the task's 4th rename once (the pass runs again)."""
+    target = start_standalone(str(tmp_path / "dst"))
+    tu = f"http://127.0.0.1:{target.port}"
+    with replicating(tmp_path, remote_storage("cdcrc" + new_task_id()), target, tu, _FlakyStream) as s:
+        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=tu)
+        _two(c)
+        s.wait_equal(60, "not replicated")
+        s.rep.hold.set()
+        c.rename_collection("b", "c")
+        c.rename_collection("a", "b")
+        _pass(c, s.rep, "tick")
+        s.wait_equal(60, "the chain of renames did not reach the target")
+        assert (_ids(t, "b"), _ids(t, "c")) == (list(range(30)), list(range(100, 140)))
+        s.rep.hold.set()
+        _FlakyRenames.calls = 0
+        c.rename_collection("b", "tmp")
+        c.rename_collection("c", "b")
+        c.rename_collection("tmp", "c")
+        _pass(c, s.rep, "tick2")
+        s.wait_equal(60, "the swap did not reach the target")
+        assert _FlakyRenames.calls > 4 and "injected" in s.rep.progress.last_error or s.rep.progress.last_error == ""
+        assert (_ids(t, "b"), _ids(t, "c")) == (list(range(100, 140)), list(range(30)))
+        assert sorted(t.list_collections()) == ["b", "c", "tick", "tick2"]
+
+
+def test_a_truncate_on_a_collection_taken_up_at_a_cut_log_and_on_an_older_version_s_entry(tmp_path, remote_storage):
+    """A ``now`` task (no source.uri) takes up a collection whose log the source had already cut (flushed):
+    the record at its position is gone, and a truncate after it is applied without failing the task
+    (it applied nothing before it). Then the entry and positions as an older version wrote them (no
+    truncate, partitions, indexes or stamps recorded) and a truncate made while that version ran: applied."""
+    target = start_standalone(str(tmp_path / "dst"))
+    tu = f"http://127.0.0.1:{target.port}"
+    with replicating(tmp_path, remote_storage("cdctu" + new_task_id()), target, tu,
+                     lambda *a: Stream(*a, begin=False)) as s:
+        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=tu)
+        c.create_collection("plain", dimension=DIM)
+        c.insert("plain", _rows(range(0, 50)))
+        c.flush("plain")  # no task yet: the log is cut up to its end
+        s.task, s.rep = s.start_task(tu)
+        wait_until(lambda: t.has_collection("plain"), 60, "not created on the target")
+        c.truncate_collection("plain")
+        c.insert("plain", _rows(range(1000, 1010)))
+        s.wait_equal(60, "the truncate did not reach the target")
+        assert _ids(t, "plain") == list(range(1000, 1010)) and s.rep.progress.state == "running"
+        # as an older version left it
+        s.rep.stop()
+        meta, tid = s.store.meta, s.task.id
+        for cid, entry in s.store.collections(tid).items():
+            for k in ("truncated_ts", "partitions", "indexes"):
+                entry.pop(k, None)
+            meta.put(f"cdc/colls/{tid}/{cid}", json.dumps(entry).encode())
+        meta.txn(delete_prefixes=[f"cdc/stamp/{tid}/"])
+        c.truncate_collection("plain")
+        c.insert("plain", _rows(range(2000, 2005)))
+        s.resume()
+        s.wait_equal(60, "the truncate made under the older version did not reach the target")
+        assert _ids(t, "plain") == list(range(2000, 2005)) and s.rep.progress.state == "running"
+
+
+def test_a_truncate_a_rename_and_a_namespace_created_again_in_one_pass(tmp_path, remote_storage):
+    """Between two passes: a collection truncated then renamed (rows written after each), and a
+    partition-mode namespace dropped and created again (rows written into the new one)."""
+    from pymilvus.grpc_gen import milvus_pb2
+
+    from tests.e2e._helpers import create_namespaces, raw_stub
+
+    target = start_standalone(str(tmp_path / "dst"))
+    tu = f"http://127.0.0.1:{target.port}"
+    with replicating(tmp_path, remote_storage("cdctn" + new_task_id()), target, tu, HeldStream) as s:
+        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=tu)
+        c.create_collection("plain", dimension=DIM, num_shards=2)
+        c.insert("plain", _rows(range(0, 100)))
+        ip = c.prepare_index_params()
+        ip.add_index(field_name="vector", index_type="FLAT", metric_type="L2")
+        schema = MilvusClient.create_schema(enable_namespace=True)
+        schema.add_field("id", datatype=5, is_primary=True)
+        schema.add_field("vector", datatype=101, dim=DIM)
+        schema.add_field("tag", datatype=21, max_length=16)
+        c.create_collection("parted", schema=schema, index_params=ip, properties={"namespace.mode": "partition"})
+        create_namespaces(s.source_uri, "parted", ("east", "west"))
+        c.insert("parted", _rows(range(0, 10), extra=False), namespace="east")
+        c.insert("parted", _rows(range(10, 15), extra=False), namespace="west")
+        s.wait_equal(60, "not replicated")
+        s.rep.hold.set()
+        c.truncate_collection("plain")
+        c.insert("plain", _rows(range(200, 220), seed=1))
+        c.rename_collection("plain", "plain2")
+        c.insert("plain2", _rows(range(300, 310), seed=2))
+        c.release_partitions("parted", ["east"])
+        with raw_stub(s.source_uri) as stub:
+            r = stub.DropNamespace(milvus_pb2.DropNamespaceRequest(collection_name="parted", namespace_name="east"))
+            assert getattr(r, "status", r).code == 0, r
+        create_namespaces(s.source_uri, "parted", ("east",))
+        c.load_collection("parted")
+        c.insert("parted", _rows(range(50, 55), seed=3, extra=False), namespace="east")
+        wait_until(_counted(t, "plain", 130), 60, "the rows after the truncate were not applied (to the old name)")
+        _pass(c, s.rep, "tick")
+        s.wait_equal(60, "not equal after the pass")
+        assert _ids(t, "plain2") == list(range(200, 220)) + list(range(300, 310))
+        got = t.query("parted", filter="id >= 0", namespace="east", consistency_level="Strong")
+        assert sorted(r["id"] for r in got) == list(range(50, 55))
+        assert s.rep.progress.last_error == "" and s.rep.progress.state == "running"

@@ -40,3 +40,13 @@ def test_replicates_into_milvus_235(tmp_path, remote_storage):
         stream.wait_equal(120, "Milvus never equal")
         t = MilvusClient(uri=milvus.uri)
         assert t.query("m", filter="", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 470
+        # a truncate and a rename: Milvus 2.3.5 has no TruncateCollection, so the collection is dropped and
+        # created again (partitions, index, load) before the rows written after the truncate are applied
+        c.truncate_collection("m")
+        c.insert("m", _rows(range(1000, 1020), seed=3), partition_name="p1")
+        c.rename_collection("m", "m2")
+        c.insert("m2", _rows(range(2000, 2005), seed=4))
+        stream.wait_equal(120, "the truncate and the rename did not reach Milvus")
+        assert t.list_collections() == ["m2"] and set(t.list_partitions("m2")) == {"_default", "p1"}
+        got = t.query("m2", filter="", output_fields=["id"], limit=100, consistency_level="Strong")
+        assert sorted(r["id"] for r in got) == list(range(1000, 1020)) + list(range(2000, 2005))

@@ -83,3 +83,18 @@ def test_changes_name_a_truncate_and_the_partitions_created_again_with_the_earli
     keyed = _info([("_default_0", 1, 5)], key=True)
     assert partition_ids(keyed) == {}
     assert changes({"truncated_ts": 0, "partitions": {"_default_0": 9}}, keyed) == (0, [], None)
+
+
+def test_first_after_stops_at_the_floor_where_the_task_took_the_channel_up():
+    wal = _channel([10 * (i + 1) for i in range(50)])
+    wal.truncate_before("c", 26)  # 1..25 cut: the task took the channel up at 25 (applied none up to it)
+    assert first_after(wal, "c", 30, 100) is None  # without the floor: 25 and before might have been applied
+    assert first_after(wal, "c", 30, 100, floor=(25, 0)) == 26
+    assert first_after(wal, "c", 30, 270, floor=(25, 0)) == 28
+    assert first_after(wal, "c", 25, 100, floor=(25, 0)) == 26  # nothing applied since: nothing again
+    assert first_after(wal, "c", 25, 100, last_ts=250, floor=(25, 0)) == 26
+    # a floor whose stamp is after the timestamp says nothing (a rewind's floor, before a second change)
+    assert first_after(wal, "c", 30, 100, floor=(25, 200)) is None
+    # the record at the position cut, no stamp: the next one, if not after the timestamp, answers
+    assert first_after(wal, "c", 25, 300) == 26
+    assert first_after(wal, "c", 25, 200) is None

@@ -23,7 +23,8 @@ task's position (``first_after``: a few reads, a binary search) and the channel 
 first of them; the target's change, the new positions and the change's record in the task's store
 (``truncated_ts`` and the partition ids in the collection's entry) are written before any record
 is applied again, the last two in one step, so a crash in between makes the next run do it all
-again, to the same end. When the log no longer holds a record that would have to be applied again
+again, to the same end. A target without ``TruncateCollection`` (Milvus before 2.6) has the
+collection dropped and created again instead. When the log no longer holds a record that would have to be applied again
 (cut below the task's position), the collection is emptied and copied again through the source's
 Milvus API (``vecdb.cdc.base_copy``) when the task has ``source.uri``; without it the task fails
 with the re-sync recipe.
@@ -38,33 +39,37 @@ import grpc
 
 from vecdb.catalog_model import CollectionInfo
 from vecdb.log_records import record_ts
-from vecdb.schema import DataType
 from vecdb.storage.base import Log
 
 log = logging.getLogger(__name__)
 
 
-def first_after(wal: Log, channel: str, applied: int, ts: int, last_ts: int | None = None) -> int | None:
+def first_after(wal: Log, channel: str, applied: int, ts: int, last_ts: int | None = None,
+                floor: tuple[int, int] = (0, 0)) -> int | None:
     """The position of the first record after timestamp ``ts`` among the channel's records up to
     ``applied`` (``applied + 1`` when there is none: nothing to apply again); None when the log no
-    longer holds a record that answer needs. ``last_ts``: a timestamp no record up to ``applied`` is
-    after, when the caller knows one (the task's stamp: the log may be cut there)."""
-    if applied <= 0:
-        return 1
+    longer holds a record that answer needs. ``last_ts``: a timestamp no record the task applied up to
+    ``applied`` is after, when the caller knows one (its stamp: the log may be cut there); ``floor``:
+    ``(position, stamp)``, no record the task applied up to that position is after that stamp (where it
+    took the channel up: the records before it, maybe cut, were never applied)."""
+    low = floor[0] if floor[1] <= ts else 0  # (no record up to it is to be applied again)
+    if applied <= low:
+        return applied + 1
 
     def ts_at(pos: int) -> int | None:
         return stamp_at(wal, channel, pos)
 
     top = last_ts if last_ts is not None else ts_at(applied)
-    if top is None:
-        return None
+    if top is None:  # cut there, no stamp: the record after it, if not after ts, says none before it is
+        after = ts_at(applied + 1)
+        return applied + 1 if after is not None and after <= ts else None
     if top <= ts:
         return applied + 1
     hi, step = applied, 1  # the record at hi is after ts; look back in growing steps for one that is not
     while True:
         lo = hi - step
-        if lo < 1:
-            lo = 0  # (position 0: before the channel's first record)
+        if lo <= low:
+            lo = low  # (the floor, or 0: before the channel's first record)
             break
         t = ts_at(lo)
         if t is None:  # cut there: the channel's oldest record left decides
@@ -103,18 +108,18 @@ def oldest(wal: Log, channel: str, cut: int, held: int) -> int:
     return held
 
 
-def empty_collection(client, name: str, info: CollectionInfo) -> None:
-    """Every row of the target collection gone: ``truncate_collection``, or on a target without it
-    (Milvus before 2.6) a delete of every primary key by filter."""
+def empty_collection(client, name: str) -> bool:
+    """Every row of the target collection gone: ``truncate_collection``; on a target without it
+    (Milvus before 2.6) the collection is dropped, and True returned: the caller creates it again
+    (as the catalog pass does: schema, partitions, indexes, aliases, load state)."""
     try:
         client.truncate_collection(name)
-        return
+        return False
     except grpc.RpcError as e:  # (pymilvus raises an unknown method's status as it is)
         if e.code() != grpc.StatusCode.UNIMPLEMENTED:
             raise
-    pk = info.schema.primary_field
-    flt = f'{pk.name} >= ""' if pk.dtype == DataType.VARCHAR else f"{pk.name} >= {-(2 ** 63)}"
-    client.delete(name, filter=flt)
+    client.drop_collection(name)
+    return True
 
 
 def recreate_partition(client, name: str, partition: str, loaded: bool) -> None:

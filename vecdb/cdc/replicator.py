@@ -341,7 +341,8 @@ class Replicator:
         self._entries: dict[int, dict[str, Any]] = {}
         self._db_properties: dict[str, dict[str, str]] = {}  # what the target was given, per database
         self._positions: dict[str, int] = {}
-        self._last_ts: dict[str, int] = {}
+        self._last_ts: dict[str, int] = {}  # per channel: the timestamp of the last record applied (its stamp)
+        self._floors: dict[str, tuple[int, int]] = {}  # per channel: (position, stamp) where the task took it up
         self._published: bytes | None = None
         self._published_at = 0.0
         from vecdb.cdc.base_copy import BaseCopy
@@ -399,7 +400,9 @@ class Replicator:
 
     def _open(self) -> None:
         self._positions = self.store.positions(self.task.id)
-        self._last_ts = self.store.stamps(self.task.id)
+        stamps = self.store.stamps(self.task.id)
+        self._last_ts = {ch: st[0] for ch, st in stamps.items()}
+        self._floors = {ch: (st[1], st[2]) for ch, st in stamps.items()}
         if self._meta is None:
             self._meta, self._log = self._borrowed or open_source(self.task.spec.source)
         if self._target is None:
@@ -491,7 +494,7 @@ class Replicator:
                     batch.append(["D", rec.partition_id, [rec.pks]])
             last_pos = pos
         self._flush(info, batch)
-        self.store.commit_position(self.task.id, ch, last_pos, self._last_ts.get(ch))
+        self.store.commit_position(self.task.id, ch, last_pos, (self._last_ts[ch], *self._floors.get(ch, (0, 0))))
         self._positions[ch] = last_pos
         self.progress.applied_records += len(records)
         return True
@@ -644,7 +647,7 @@ class Replicator:
                     start = {ch: 0 for ch in info.channels}
                 known[cid] = {"db": info.db, "name": info.name, "target": self._target_of(info),
                               "truncated_ts": info.truncated_ts, "partitions": log_order.partition_ids(info)}
-                self._take_positions(cid, start, spec.start == "copy" and not fresh)
+                self._take_positions(cid, start, spec.start == "copy" and not fresh, {ch: 0 for ch in start})
             else:
                 self._apply_changes(info)
             self._colls[cid] = info
@@ -724,30 +727,35 @@ class Replicator:
         (``vecdb.cdc.base_copy``), its channels followed from their ends (recorded with its entry and a
         copy mark in one step): what the log can no longer give."""
         assert self._target is not None and self._log is not None
-        db, name = self._place(info)
-        log_order.empty_collection(self._target.client(db), name, info)
+        self._empty(info)
         positions = {ch: self._log.last_position(ch) for ch in info.channels}
-        self._take_positions(info.id, positions, True)
+        self._take_positions(info.id, positions, True, {ch: 0 for ch in positions})
         self._follow_from(positions)
         self._copy.restart(info.id)
         log.warning("cdc task %s: %s; %s.%s is emptied on the target and copied again through the source's Milvus "
                     "API", self.task.id, why, info.db, info.name)
 
-    def _take_positions(self, cid: int, positions: dict[str, int], copy: bool,
-                        stamps: dict[str, int] | None = None) -> None:
-        """The collection's entry and its channels' new positions recorded in one step, with their stamps
-        (``TaskStore``; read from the log where not given)."""
-        assert self._log is not None
-        if stamps is None:
-            read = {ch: log_order.stamp_at(self._log, ch, p) for ch, p in positions.items()}
-            stamps = {ch: ts for ch, ts in read.items() if ts is not None}
-        self.store.add_collection(self.task.id, cid, self._entries[cid], positions, copy=copy, stamps=stamps)
+    def _take_positions(self, cid: int, positions: dict[str, int], copy: bool, stamps: dict[str, int]) -> None:
+        """The collection's entry and its channels' new positions recorded in one step, each with its stamp
+        (a timestamp no record the task applied up to the position is after; 0 where it applied none: a
+        collection taken up, or copied), also the channel's floor (``TaskStore.stamps``); the positions
+        published as the task's follower floor at once (a rewind holds the source's log back from there)."""
+        self.store.add_collection(self.task.id, cid, self._entries[cid], positions, copy=copy,
+                                  stamps={ch: (stamps[ch], p, stamps[ch]) for ch, p in positions.items()})
         self._positions.update(positions)
-        for ch in positions:
-            if ch in stamps:
-                self._last_ts[ch] = stamps[ch]
-            else:
-                self._last_ts.pop(ch, None)
+        self._last_ts.update(stamps)
+        self._floors.update({ch: (p, stamps[ch]) for ch, p in positions.items()})
+        self._published_at = 0.0
+        self._publish()
+
+    def _empty(self, info: CollectionInfo) -> None:
+        """The collection's target emptied (``log_order.empty_collection``; created again if it was
+        dropped for that)."""
+        assert self._target is not None
+        db, name = self._place(info)
+        if log_order.empty_collection(self._target.client(db), name):
+            self._sync_one(info)
+            self._sync_aliases({info.id: info}, read_catalog(self._meta)[2] if self._meta is not None else {})
 
     def _follow_from(self, positions: dict[str, int]) -> None:
         """The channels followed (those open now) from after their new positions."""
@@ -760,36 +768,46 @@ class Replicator:
 
     def _follow_renames(self, infos: dict[int, CollectionInfo]) -> None:
         """Collections renamed on the source (the same id under another database or name): renamed on
-        the target, their entries moved; a name that another of them leaves (names swapped) is taken
-        through a temporary name. A collection the task does not replicate that holds the new name on
-        the target is replaced (logged)."""
-        assert self._target is not None
-        moves: dict[int, tuple[tuple[str, str], tuple[str, str]]] = {}
+        the target, in two steps each recorded in the task's entry, so that chains and swaps of names
+        between two passes, and a pass that stops half way, end right: every collection that moves goes
+        to a name of its own first (``_cdc_renaming_<id>``), then to its new name. A collection the task
+        does not replicate that holds a new name on the target is replaced (logged); one another of its
+        entries holds fails the task (two source collections map to one target name)."""
+        moves: dict[int, tuple[str, str]] = {}
         for cid, info in infos.items():
             entry = self._entries[cid]
-            old, new = (entry["db"], entry["target"]), (info.db, self._target_of(info))
-            if old != new:
-                moves[cid] = (old, new)
-        freed = {old for old, _ in moves.values()}
-        for cid, (old, new) in list(moves.items()):
-            if new in freed:
-                tmp = (old[0], f"_cdc_renaming_{cid}")
-                self._rename_target(old, tmp)
-                moves[cid] = (tmp, new)
-        for cid, (old, new) in moves.items():
-            self._rename_target(old, new)
-            info = infos[cid]
-            self._entries[cid].update(db=info.db, name=info.name, target=new[1])
-            self.store.add_collection(self.task.id, cid, self._entries[cid], {})
-            log.info("cdc task %s renamed %s.%s to %s.%s on the target", self.task.id, *old, *new)
+            new = (info.db, self._target_of(info))
+            if (entry["db"], entry["target"]) != new:
+                moves[cid] = new
+        if not moves:
+            return
+        held = {(e["db"], e["target"]) for cid, e in self._entries.items() if cid not in moves}
+        for cid in moves:
+            entry = self._entries[cid]
+            tmp = (entry["db"], f"_cdc_renaming_{cid}")
+            if (entry["db"], entry["target"]) != tmp:
+                self._rename_target((entry["db"], entry["target"]), tmp, held)
+                entry["target"] = tmp[1]
+                self.store.add_collection(self.task.id, cid, entry, {})
+        for cid, new in moves.items():
+            entry, info = self._entries[cid], infos[cid]
+            was = (entry["db"], entry["name"])
+            self._rename_target((entry["db"], entry["target"]), new, held)
+            entry.update(db=info.db, name=info.name, target=new[1])
+            self.store.add_collection(self.task.id, cid, entry, {})
+            log.info("cdc task %s: %s.%s renamed on the source to %s.%s, on the target to %s.%s", self.task.id,
+                     *was, info.db, info.name, *new)
 
-    def _rename_target(self, old: tuple[str, str], new: tuple[str, str]) -> None:
+    def _rename_target(self, old: tuple[str, str], new: tuple[str, str], held: set[tuple[str, str]]) -> None:
         assert self._target is not None
         c = self._target.client(old[0])
         if not c.has_collection(old[1]):
-            return  # renamed already (the task stopped before recording it), or gone: the pass creates it
+            return  # renamed already (the pass stopped before recording it), or gone: the pass creates it
         dest = self._target.client(new[0])
         if dest.has_collection(new[1]):
+            if new in held:
+                raise TaskFailed(f"{new[0]}.{new[1]} on the target is where two collections of the source go (a "
+                                 "rename on the source, and the task's rename map): give them distinct names")
             log.warning("cdc task %s: %s.%s on the target is replaced by %s.%s renamed on the source",
                         self.task.id, *new, *old)
             dest.drop_collection(new[1])
@@ -805,21 +823,28 @@ class Replicator:
         assert self._target is not None and self._log is not None
         tid, entry = self.task.id, self._entries[info.id]
         parts = log_order.partition_ids(info)
-        if "truncated_ts" not in entry:  # recorded by an older version, which did not apply them: from now on
-            entry.update(truncated_ts=info.truncated_ts, partitions=parts)
+        if "truncated_ts" not in entry:  # recorded by an older version, which applied no truncate: one that may
+            # have met records it applied (made since the task exists, or a task from the log's beginning) is
+            # applied now; the partitions' ids are taken as they are
+            t = info.truncated_ts
+            hit = t and (timestamp.physical_ms(t) >= self.task.created * 1000 or self.task.spec.start not in
+                         ("now", "copy"))
+            entry.update(truncated_ts=0 if hit else t, partitions=parts)
             self.store.add_collection(tid, info.id, entry, {})
-            return
         truncated, again, since = log_order.changes(entry, info)
         if since is None:
             if parts != entry.get("partitions"):
                 entry["partitions"] = parts
                 self.store.add_collection(tid, info.id, entry, {})
             return
-        copying = info.id in self._copy.pending or info.id in self.store.copies(tid)  # (before the pass takes them)
+        # a base copy to do (pending before the pass takes them up) begins again; one that cannot read the
+        # collection's rows (namespaces in partition_key mode) copies nothing: the log's way, below
+        copying = self._copy.readable(info) and (info.id in self._copy.pending or info.id in self.store.copies(tid))
         rewind: dict[str, int] | None = {}
         if not copying:  # the records after the change applied already: applied again
             firsts = {ch: log_order.first_after(self._log, ch, self._positions.get(ch, 0), since,
-                                                self._last_ts.get(ch)) for ch in info.channels}
+                                                self._last_ts.get(ch), self._floors.get(ch, (0, 0)))
+                      for ch in info.channels}
             rewind = None if None in firsts.values() else \
                 {ch: q - 1 for ch, q in firsts.items() if q is not None and q <= self._positions.get(ch, 0)}
         what = "a truncate" if truncated > int(entry["truncated_ts"]) else f"partitions created again {again}"
@@ -838,7 +863,7 @@ class Replicator:
         db, name = self._place(info)
         c = self._target.client(db)
         if truncated > int(entry["truncated_ts"]):
-            log_order.empty_collection(c, name, info)
+            self._empty(info)
         else:
             for p in again:
                 log_order.recreate_partition(c, name, p, info.partition_loaded(info.partition(p).id))

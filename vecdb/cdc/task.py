@@ -34,6 +34,11 @@ POS_PREFIX = "cdc/pos/"
 COLLS_PREFIX = "cdc/colls/"
 DBS_PREFIX = "cdc/dbs/"
 COPY_PREFIX = "cdc/copy/"
+# a channel's stamp, written with its position (vecdb.cdc.log_order needs it once the log is cut there):
+# "<stamp> <floor> <floor stamp>": no record the task applied up to the position is after <stamp>, none up
+# to position <floor> after <floor stamp> (0: the task applied none: where it took the channel up)
+STAMP_PREFIX = "cdc/stamp/"
+Stamp = tuple[int, int, int]
 
 RUNNING, PAUSED, FAILED = "running", "paused", "failed"
 STARTS = ("now", "earliest", "copy")
@@ -133,22 +138,28 @@ class TaskStore:
 
     def delete(self, task_id: str) -> None:
         self.meta.txn(deletes=[TASK_PREFIX + task_id],
-                      delete_prefixes=[f"{p}{task_id}/" for p in (POS_PREFIX, COLLS_PREFIX, DBS_PREFIX, COPY_PREFIX)])
+                      delete_prefixes=[f"{p}{task_id}/" for p in (POS_PREFIX, COLLS_PREFIX, DBS_PREFIX, COPY_PREFIX,
+                                                                     STAMP_PREFIX)])
 
     # --- positions --------------------------------------------------------------------------
-    # each channel's value: "<position>" or "<position> <stamp>", the stamp a timestamp no record up to
-    # the position is after (the last one's, where known: vecdb.cdc.log_order needs it once the log is cut)
     def positions(self, task_id: str) -> dict[str, int]:
         p = f"{POS_PREFIX}{task_id}/"
-        return {k[len(p):]: int(v.split()[0]) for k, v in self.meta.scan(p)}
+        return {k[len(p):]: int(v) for k, v in self.meta.scan(p)}
 
-    def stamps(self, task_id: str) -> dict[str, int]:
-        """The stamp of each channel's position, where one was recorded."""
-        p = f"{POS_PREFIX}{task_id}/"
-        return {k[len(p):]: int(v.split()[1]) for k, v in self.meta.scan(p) if len(v.split()) > 1}
+    def stamps(self, task_id: str) -> dict[str, Stamp]:
+        """The stamp of each channel's position, where one was recorded (``STAMP_PREFIX``)."""
+        p = f"{STAMP_PREFIX}{task_id}/"
+        out: dict[str, Stamp] = {}
+        for k, v in self.meta.scan(p):
+            a, b, c = (int(x) for x in v.split())
+            out[k[len(p):]] = (a, b, c)
+        return out
 
-    def commit_position(self, task_id: str, channel: str, position: int, stamp: int | None = None) -> None:
-        self.meta.put(f"{POS_PREFIX}{task_id}/{channel}", _position_value(position, stamp))
+    def commit_position(self, task_id: str, channel: str, position: int, stamp: Stamp | None = None) -> None:
+        if stamp is None:
+            self.meta.put(f"{POS_PREFIX}{task_id}/{channel}", str(position).encode())
+        else:
+            self.meta.txn(puts=_positions(task_id, {channel: position}, {channel: stamp}))
 
     # --- replicated databases ---------------------------------------------------------------
     def databases(self, task_id: str) -> set[str]:
@@ -167,20 +178,20 @@ class TaskStore:
         return {int(k[len(p):]): json.loads(v) for k, v in self.meta.scan(p)}
 
     def add_collection(self, task_id: str, cid: int, entry: dict[str, Any], positions: dict[str, int],
-                       copy: bool = False, stamps: dict[str, int] | None = None) -> None:
+                       copy: bool = False, stamps: dict[str, Stamp] | None = None) -> None:
         """Record a replicated collection's entry and positions of its channels (a new one's start,
         or where a change sends them back: ``vecdb.cdc.log_order``) in one step (with ``copy``: and
         that its base copy is still to do)."""
         puts = {f"{COLLS_PREFIX}{task_id}/{cid}": json.dumps(entry).encode()}
-        puts.update({f"{POS_PREFIX}{task_id}/{ch}": _position_value(p, (stamps or {}).get(ch))
-                     for ch, p in positions.items()})
+        puts.update(_positions(task_id, positions, stamps or {}))
+        unstamped = [f"{STAMP_PREFIX}{task_id}/{ch}" for ch in positions if ch not in (stamps or {})]
         if copy:
             puts[f"{COPY_PREFIX}{task_id}/{cid}"] = b"pending"
-        self.meta.txn(puts=puts)
+        self.meta.txn(puts=puts, deletes=unstamped)
 
     def remove_collection(self, task_id: str, cid: int, channels: list[str]) -> None:
         self.meta.txn(deletes=[f"{COLLS_PREFIX}{task_id}/{cid}", f"{COPY_PREFIX}{task_id}/{cid}"]
-                      + [f"{POS_PREFIX}{task_id}/{ch}" for ch in channels])
+                      + [f"{p}{task_id}/{ch}" for ch in channels for p in (POS_PREFIX, STAMP_PREFIX)])
 
     # --- base copies (start "copy") ----------------------------------------------------------
     def copies(self, task_id: str) -> set[int]:
@@ -192,5 +203,9 @@ class TaskStore:
         self.meta.delete(f"{COPY_PREFIX}{task_id}/{cid}")
 
 
-def _position_value(position: int, stamp: int | None) -> bytes:
-    return (str(position) if stamp is None else f"{position} {stamp}").encode()
+def _positions(task_id: str, positions: dict[str, int], stamps: dict[str, Stamp]) -> dict[str, bytes]:
+    """The keys of channels' positions and of those of their stamps given."""
+    puts = {f"{POS_PREFIX}{task_id}/{ch}": str(p).encode() for ch, p in positions.items()}
+    puts.update({f"{STAMP_PREFIX}{task_id}/{ch}": " ".join(map(str, stamps[ch])).encode()
+                 for ch in positions if ch in stamps})
+    return puts
