@@ -173,7 +173,7 @@ def test_duplicate_function_names_and_outputs_are_refused():
 
 def test_cdc_target_schema_keeps_the_function_and_rows_leave_its_output_out():
     from vecdb.analyzer import Analyzer as _A
-    from vecdb.cdc.replicator import rows_of, target_schema
+    from vecdb.cdc.target import rows_of, target_schema
 
     schema = CollectionSchema.from_proto(_pb(extra_params={"analyzer_params": '{"type": "standard"}'}), "c")
     target = target_schema(schema).to_dict()

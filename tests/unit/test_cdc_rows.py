@@ -1,4 +1,4 @@
-"""vecdb.cdc.replicator.rows_of: an insert record's columns (vecdb.schema's representation) become the
+"""vecdb.cdc.target.rows_of: an insert record's columns (vecdb.schema's representation) become the
 rows pymilvus upserts on the target, every type as pymilvus takes it; target_schema copies the
 schema with auto_id off."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vecdb.cdc.replicator import rows_of, target_schema
+from vecdb.cdc.target import rows_of, target_schema
 from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, valid_key
 
 

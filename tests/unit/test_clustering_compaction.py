@@ -557,7 +557,7 @@ def test_expired_rows_go_and_the_rest_reads_the_same_with_a_ttl():
 
 
 def test_cdc_creates_the_target_collection_with_the_clustering_key():
-    from vecdb.cdc.replicator import field_kwargs
+    from vecdb.cdc.target import field_kwargs
 
     assert field_kwargs(FieldSchema("k", DataType.INT64, is_clustering_key=True))["is_clustering_key"] is True
     assert "is_clustering_key" not in field_kwargs(FieldSchema("k", DataType.INT64))

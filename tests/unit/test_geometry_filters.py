@@ -304,7 +304,7 @@ def test_segment_file_round_trip():
 def test_numpy_import_and_cdc_rows():
     import io
 
-    from vecdb.cdc.replicator import rows_of
+    from vecdb.cdc.target import rows_of
     from vecdb.importer import numpy_columns
 
     schema = _schema(nullable=True)
@@ -320,6 +320,6 @@ def test_numpy_import_and_cdc_rows():
                             "geo": np.array(["POINT (1 2)", ""], object),
                             valid_key("geo"): np.array([True, False])}, 2)
     assert [r["geo"] for r in rows] == ["POINT (1 2)", None]
-    from vecdb.cdc.replicator import field_kwargs  # the target's field: its default as WKT
+    from vecdb.cdc.target import field_kwargs  # the target's field: its default as WKT
 
     assert field_kwargs(_schema(default="point(0 1)").field("geo")) == {"default_value": "POINT (0 1)"}

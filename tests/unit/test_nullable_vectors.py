@@ -263,7 +263,7 @@ def test_json_rows_with_null_vectors():
 
 
 def test_cdc_rows_carry_a_null_vector_as_none():
-    from vecdb.cdc.replicator import rows_of
+    from vecdb.cdc.target import rows_of
 
     schema = _schema()
     cols, _ = _columns(schema, _rows(4))

@@ -15,7 +15,7 @@ from pymilvus.client.prepare import Prepare
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
 from vecdb import emb_list
-from vecdb.cdc.replicator import rows_of, target_schema
+from vecdb.cdc.target import rows_of, target_schema
 from vecdb.column_codec import decode_columns, encode_columns, object_array
 from vecdb.errors import IllegalSchema, InvalidParameter
 from vecdb.proxy.fielddata import columns_from_field_data, resolve_output_fields

@@ -211,7 +211,7 @@ def test_default_values():
 
 
 def test_cdc_replays_a_default_as_a_utc_string():
-    from vecdb.cdc.replicator import field_kwargs
+    from vecdb.cdc.target import field_kwargs
 
     f = _schema("2025-01-01T00:00:00", "Asia/Shanghai").field("t")
     assert field_kwargs(f)["default_value"] == "2024-12-31T16:00:00Z"

@@ -50,7 +50,7 @@ import numpy as np
 
 from vecdb import namespaces
 from vecdb.catalog_model import CollectionInfo
-from vecdb.cdc.replicator import Target, upsert_rows
+from vecdb.cdc.target import Target, upsert_rows
 from vecdb.schema import DataType
 
 if TYPE_CHECKING:
@@ -303,7 +303,7 @@ def _writable(info: CollectionInfo, page: list) -> list[dict]:
     """The rows a query returned as an upsert takes them: function outputs (and hidden fields) left
     out; a JSON field's string value as JSON text (pymilvus parses a str it is given: ``"just a
     string"`` would be refused, ``"123"`` stored as the number 123); a byte vector, which a query
-    returns as ``[bytes]``, as its bytes (an INT8_VECTOR as np.int8, as ``replicator.rows_of`` sends
+    returns as ``[bytes]``, as its bytes (an INT8_VECTOR as np.int8, as ``target.rows_of`` sends
     them)."""
     drop = [f.name for f in info.schema.fields if f.is_function_output or f.is_hidden]
     texts = [f.name for f in info.schema.fields if f.dtype == DataType.JSON and not f.is_hidden and not f.struct_name]

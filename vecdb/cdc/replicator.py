@@ -3,12 +3,8 @@ channels replayed as DML, each channel's applied position committed after the ta
 
 DDL is replayed by reconciling state, not by replaying calls: whenever the source's catalog
 version moves, the task reads the source catalog (``db/``, ``coll/``, ``alias/``) and makes the
-target match it for the collections it replicates: databases created, collections created with the
-same schema, shards, consistency level and properties (a collection dropped on the source is
-dropped on the target, one dropped and created again under the same name is a new collection with
-a new id and is replaced on the target), partitions, indexes, aliases, load and release. A target
-collection is always created with ``auto_id`` off, so the source's ids (auto_id ones included) are
-written as they are.
+target match it for the collections it replicates (``vecdb.cdc.catalog_sync``, a mixin of
+``Replicator``). What is written to the target goes through pymilvus (``vecdb.cdc.target``).
 
 DML: each channel of each replicated collection is followed in the source log from the task's
 position; consecutive records of one kind are batched (inserts of one partition without a primary
@@ -36,17 +32,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-import grpc
 import numpy as np
 
-from vecdb import namespaces, timestamp, timestamptz
-from vecdb.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, INDEX_PROPERTIES, TTL_PROPERTY, CollectionInfo
+from vecdb import timestamp
+from vecdb.catalog_model import DEFAULT_DB, CollectionInfo
 from vecdb.cdc import log_order
+from vecdb.cdc.catalog_sync import CatalogSync
 from vecdb.cdc.follower import cdc_positions_key
-from vecdb.cdc.task import FAILED, PAUSED, RUNNING, Task, TaskStore
-from vecdb.cdc.verify import is_loaded
+from vecdb.cdc.target import Target, by_namespace, rows_of, upsert_rows
+from vecdb.cdc.task import FAILED, PAUSED, RUNNING, Task, TaskFailed, TaskStore
 from vecdb.log_records import DeleteRecord, InsertRecord, decode
-from vecdb.schema import DYNAMIC_FIELD, NAMESPACE_FIELD, CollectionSchema, DataType, FieldSchema, valid_key
+from vecdb.schema import CollectionSchema
 from vecdb.storage import stall
 from vecdb.storage.base import Follower, Log, MetaStore
 
@@ -55,13 +51,8 @@ log = logging.getLogger(__name__)
 _EXTERNAL_SKIPPED: set[tuple[str, int]] = set()
 
 BATCH_ROWS = 2000  # rows per upsert call
-DATABASE_PROPERTIES = (timestamptz.ZONE_KEY,)  # the database properties a target takes from its source
 PUBLISH_SECONDS = 1.0
 REPORT_SECONDS = 0.25  # how often lag is measured
-
-
-class TaskFailed(Exception):
-    """The task cannot go on by itself (its positions were truncated away): it stops as failed."""
 
 
 class _CopiedAgain(Exception):
@@ -88,195 +79,6 @@ class Progress:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-# --- the target, through pymilvus ---------------------------------------------------------------
-
-def target_schema(schema: CollectionSchema):
-    """The pymilvus schema of a target collection: the source's, with auto_id off (ids are copied)."""
-    from pymilvus import DataType as PDataType  # type: ignore[import-untyped]
-    from pymilvus import MilvusClient
-
-    s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=schema.enable_dynamic_field,
-                                   description=schema.description,
-                                   **({"enable_namespace": True} if schema.enable_namespace else {}))
-    for f in schema.fields:
-        if f.is_hidden or f.struct_name:  # ($namespace_id: the target's own, filled from each upsert's namespace)
-            continue
-        s.add_field(f.name, PDataType(int(f.dtype)), is_primary=f.is_primary, auto_id=False,
-                    description=f.description, **field_kwargs(f))
-    for st in schema.struct_fields:  # array-of-struct fields: each sub-field as its element type
-        struct = MilvusClient.create_struct_field_schema()
-        for f in schema.sub_fields(st.name):
-            sub = FieldSchema.from_dict({**f.to_dict(), "dtype": int(f.element_type), "element_type": 0})
-            struct.add_field(f.sub_name, PDataType(int(f.element_type)), description=f.description,
-                             **field_kwargs(sub))
-        s.add_field(st.name, PDataType.ARRAY, element_type=PDataType.STRUCT, struct_schema=struct,
-                    max_capacity=st.max_capacity, description=st.description,
-                    **({"nullable": True} if st.nullable else {}))  # (one added later: add_collection_struct_field)
-    for fn in schema.functions:  # the target computes its BM25 / MinHash outputs itself from the copied text
-        from pymilvus import Function, FunctionType
-
-        s.add_function(Function(fn.name, FunctionType(int(fn.type)), fn.input_field_names, fn.output_field_names,
-                                description=fn.description, params=dict(fn.params) or None))
-    return s
-
-
-def field_kwargs(f) -> dict[str, Any]:
-    """The pymilvus keyword arguments (``add_field``, ``add_collection_field``) of a field's type
-    params, nullability, default value and analyzer."""
-    from pymilvus import DataType as PDataType
-
-    kw: dict[str, Any] = {}
-    if f.dtype.is_vector and f.dtype != DataType.SPARSE_FLOAT_VECTOR:
-        kw["dim"] = f.dim
-    if f.dtype == DataType.VARCHAR or (f.dtype == DataType.ARRAY and f.element_type == DataType.VARCHAR):
-        kw["max_length"] = f.max_length
-    if f.dtype == DataType.ARRAY:
-        kw["element_type"] = PDataType(int(f.element_type))
-        kw["max_capacity"] = f.max_capacity
-    if f.is_partition_key:
-        kw["is_partition_key"] = True
-    if f.is_clustering_key:
-        kw["is_clustering_key"] = True
-    if f.nullable:
-        kw["nullable"] = True
-    if f.dtype == DataType.TIMESTAMPTZ and f.default_value is not None:  # microseconds: as an ISO string
-        kw["default_value"] = timestamptz.format_one(int(f.default_value))
-    elif f.default_value is not None:
-        kw["default_value"] = f.default_value
-    if f.enable_analyzer:  # full text (BM25): the analyzer travels with the field
-        kw["enable_analyzer"] = True
-        if f.type_params.get("analyzer_params"):
-            kw["analyzer_params"] = json.loads(f.type_params["analyzer_params"])
-        if f.type_params.get("multi_analyzer_params"):
-            kw["multi_analyzer_params"] = json.loads(f.type_params["multi_analyzer_params"])
-        if f.type_params.get("enable_match", "").strip().lower() == "true":  # text_match on the target too
-            kw["enable_match"] = True
-    return kw
-
-
-def rows_of(schema: CollectionSchema, columns: dict[str, np.ndarray], n: int) -> list[dict[str, Any]]:
-    """pymilvus rows of an insert record's columns (vecdb.schema's column representation)."""
-    names, values = [], []
-    for f in schema.fields:
-        col = columns.get(f.name)
-        if col is None or f.is_hidden or f.is_function_output or f.struct_name:  # (the target's function
-            continue  # fills it; a struct's sub-fields go in below; the target fills $namespace_id too)
-        if f.dtype in (DataType.BINARY_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR):
-            raw = np.ascontiguousarray(col).tobytes()  # pymilvus takes each row's raw bytes for these
-            width = len(raw) // n if n else 0
-            vals: list = [raw[i * width:(i + 1) * width] for i in range(n)]
-        elif f.dtype == DataType.INT8_VECTOR:  # pymilvus takes np.int8 rows
-            vals = list(np.asarray(col, np.int8))
-        elif f.dtype == DataType.TIMESTAMPTZ:  # ISO strings, as pymilvus sends them
-            vals = timestamptz.format_column(col)
-        elif f.dtype == DataType.ARRAY:
-            vals = [np.asarray(a).tolist() for a in col]
-        else:
-            vals = col.tolist()
-        valid = columns.get(valid_key(f.name)) if f.nullable else None
-        if valid is not None and not valid.all():  # a null travels as None
-            for i in np.flatnonzero(~np.asarray(valid, bool)).tolist():
-                vals[i] = None
-        names.append(f.name)
-        values.append(vals)
-    rows = [dict(zip(names, vals)) for vals in zip(*values)] if values else [{} for _ in range(n)]
-    for st in schema.struct_fields:  # a list of {sub-field: value} per row, as pymilvus takes it
-        subs = [(f.sub_name, columns[f.name].tolist()) for f in schema.sub_fields(st.name) if f.name in columns]
-        if subs:
-            for i, row in enumerate(rows):
-                cells = [(sub, np.asarray(col[i]).tolist()) for sub, col in subs]
-                row[st.name] = [dict(zip([c[0] for c in cells], vals)) for vals in zip(*[c[1] for c in cells])]
-    meta = columns.get(DYNAMIC_FIELD)
-    if meta is not None and schema.enable_dynamic_field:
-        for row, extra in zip(rows, meta.tolist()):
-            if extra:
-                row.update(extra)
-    return rows
-
-
-def _by_namespace(info: CollectionInfo, rec: InsertRecord, rows: list[dict], partition: str):
-    """``(namespace, rows)`` groups of an insert record's rows (vecdb.namespaces): one group with no
-    namespace where the collection has none; by ``$namespace_id`` in partition_key mode; the
-    partition's name in partition mode."""
-    mode = namespaces.mode_of(info.schema, info.properties)
-    if mode is None:
-        return [(None, rows)]
-    if mode == namespaces.PARTITION_MODE:
-        return [(partition, rows)]
-    col = np.asarray(rec.columns[NAMESPACE_FIELD], dtype=object)
-    return [(ns, [rows[i] for i in np.flatnonzero(col == ns).tolist()]) for ns in np.unique(col).tolist()]
-
-
-def upsert_rows(client, name: str, rows: list[dict], partition_name: str, namespace: str | None,
-                timeout: float) -> None:
-    """``client.upsert`` of ``rows``; with a ``namespace``, which pymilvus 3.0.2's ``upsert`` does not
-    send, the request pymilvus builds goes with it (its stub, the client's database)."""
-    if namespace is None:
-        client.upsert(name, rows, partition_name=partition_name)
-        return
-    from pymilvus.client.call_context import _api_level_md  # type: ignore[import-untyped]
-    from pymilvus.client.utils import check_status  # type: ignore[import-untyped]
-
-    conn = client._get_connection()
-    ctx = client._generate_call_context()
-    request = conn._prepare_row_upsert_request(name, rows, partition_name, timeout=timeout, context=ctx)
-    request.namespace = namespace
-    check_status(conn._stub.Upsert(request, timeout=timeout, metadata=_api_level_md(ctx)).status)
-
-
-class Target:
-    """The target endpoint: one MilvusClient per database."""
-
-    def __init__(self, uri: str, token: str = "", timeout: float = 30.0, headers: dict[str, str] | None = None):
-        self.uri, self.token, self.timeout = uri, token, timeout
-        self.headers = dict(headers or {})  # gRPC metadata every call carries (vecdb.cdc.replicate_config.HEADER)
-        self._clients: dict[str, Any] = {}
-
-    def client(self, db: str):
-        c = self._clients.get(db)
-        if c is None:
-            from pymilvus import MilvusClient
-
-            # with headers: a connection of its own (pymilvus shares one per uri and token otherwise)
-            c = MilvusClient(uri=self.uri, token=self.token, db_name=db or DEFAULT_DB, timeout=self.timeout,
-                             **({"dedicated": True} if self.headers else {}))
-            if self.headers:
-                _add_headers(c, self.headers)
-            self._clients[db] = c
-        return c
-
-    def ensure_database(self, db: str) -> None:
-        if db in ("", DEFAULT_DB):
-            return
-        c = self.client(DEFAULT_DB)
-        if db not in c.list_databases():
-            c.create_database(db)
-
-    def forget(self, db: str) -> None:
-        c = self._clients.pop(db, None)
-        if c is not None:
-            c.close()
-
-    def close(self) -> None:
-        for c in self._clients.values():
-            try:
-                c.close()
-            except Exception:  # noqa: BLE001 (closing a broken connection)
-                pass
-        self._clients.clear()
-
-
-def _add_headers(client, headers: dict[str, str]) -> None:
-    """Every later call of ``client`` (a dedicated connection) carries ``headers`` as gRPC metadata."""
-    from pymilvus.client import interceptor  # type: ignore[import-untyped]
-    from pymilvus.grpc_gen import milvus_pb2_grpc
-
-    conn = client._get_connection()
-    adder = interceptor.header_adder_interceptor(list(headers), list(headers.values()))
-    conn._final_channel = grpc.intercept_channel(conn._final_channel, adder)
-    conn._stub = milvus_pb2_grpc.MilvusServiceStub(conn._final_channel)
 
 
 # --- the source ------------------------------------------------------------------------------------
@@ -317,7 +119,7 @@ class _Tail:
     watch: stall.StallWatch
 
 
-class Replicator:
+class Replicator(CatalogSync):
     """Runs one task on a thread of its own until ``stop()``; ``progress`` says how it goes."""
 
     def __init__(self, task: Task, store: TaskStore, on_change=None, source: tuple[MetaStore, Log] | None = None):
@@ -527,7 +329,7 @@ class Replicator:
                 pname = "" if pkey else pname
                 for rec in items:
                     rows = rows_of(self._schema_of(info, rec), rec.columns, rec.num_rows)
-                    for ns, part in _by_namespace(info, rec, rows, pname):
+                    for ns, part in by_namespace(info, rec, rows, pname):
                         for i in range(0, len(part), BATCH_ROWS):
                             upsert_rows(c, entry, part[i:i + BATCH_ROWS], pname, ns, self._target.timeout)
                     self.progress.applied_rows += rec.num_rows
@@ -766,56 +568,6 @@ class Replicator:
                 tail.follower.close()
                 tail.follower = self._log.follow(ch, pos + 1)
 
-    def _follow_renames(self, infos: dict[int, CollectionInfo]) -> None:
-        """Collections renamed on the source (the same id under another database or name): renamed on
-        the target, in two steps each recorded in the task's entry, so that chains and swaps of names
-        between two passes, and a pass that stops half way, end right: every collection that moves goes
-        to a name of its own first (``_cdc_renaming_<id>``), then to its new name. A collection the task
-        does not replicate that holds a new name on the target is replaced (logged); one another of its
-        entries holds fails the task (two source collections map to one target name)."""
-        moves: dict[int, tuple[str, str]] = {}
-        for cid, info in infos.items():
-            entry = self._entries[cid]
-            new = (info.db, self._target_of(info))
-            if (entry["db"], entry["target"]) != new:
-                moves[cid] = new
-        if not moves:
-            return
-        held = {(e["db"], e["target"]) for cid, e in self._entries.items() if cid not in moves}
-        for cid in moves:
-            entry = self._entries[cid]
-            tmp = (entry["db"], f"_cdc_renaming_{cid}")
-            if (entry["db"], entry["target"]) != tmp:
-                self._rename_target((entry["db"], entry["target"]), tmp, held)
-                entry["target"] = tmp[1]
-                self.store.add_collection(self.task.id, cid, entry, {})
-        for cid, new in moves.items():
-            entry, info = self._entries[cid], infos[cid]
-            was = (entry["db"], entry["name"])
-            self._rename_target((entry["db"], entry["target"]), new, held)
-            entry.update(db=info.db, name=info.name, target=new[1])
-            self.store.add_collection(self.task.id, cid, entry, {})
-            log.info("cdc task %s: %s.%s renamed on the source to %s.%s, on the target to %s.%s", self.task.id,
-                     *was, info.db, info.name, *new)
-
-    def _rename_target(self, old: tuple[str, str], new: tuple[str, str], held: set[tuple[str, str]]) -> None:
-        assert self._target is not None
-        c = self._target.client(old[0])
-        if not c.has_collection(old[1]):
-            return  # renamed already (the pass stopped before recording it), or gone: the pass creates it
-        dest = self._target.client(new[0])
-        if dest.has_collection(new[1]):
-            if new in held:
-                raise TaskFailed(f"{new[0]}.{new[1]} on the target is where two collections of the source go (a "
-                                 "rename on the source, and the task's rename map): give them distinct names")
-            log.warning("cdc task %s: %s.%s on the target is replaced by %s.%s renamed on the source",
-                        self.task.id, *new, *old)
-            dest.drop_collection(new[1])
-        listed = c.list_aliases(old[1])  # (dropped first: a target may refuse a rename with aliases;
-        for a in listed.get("aliases", []) if isinstance(listed, dict) else listed:  # the pass sets them again)
-            c.drop_alias(a)
-        c.rename_collection(old[1], new[1], target_db=new[0] if new[0] != old[0] else "")
-
     def _apply_changes(self, info: CollectionInfo) -> None:
         """A truncate or a partition created again under its name on the source since the task's entry
         recorded the collection: applied at its place in the log order (``vecdb.cdc.log_order``); the
@@ -872,166 +624,6 @@ class Replicator:
         self._follow_from(rewind)
         log.info("cdc task %s applied %s of %s.%s on the target (channels rewound to %s)", self.task.id, what,
                  info.db, info.name, rewind)
-
-    def _sync_one(self, info: CollectionInfo) -> None:
-        assert self._target is not None
-        db, name = self._place(info)
-        c = self._target.client(db)
-        if not c.has_collection(name):
-            kw: dict[str, Any] = {"num_shards": info.shards_num, "consistency_level": info.consistency_level}
-            if info.properties:
-                kw["properties"] = dict(info.properties)
-            if info.schema.partition_key_field is not None:
-                kw["num_partitions"] = info.num_partitions
-            c.create_collection(name, schema=target_schema(info.schema), **kw)
-            log.info("cdc task %s created %s.%s on the target", self.task.id, info.db, name)
-        else:
-            self._sync_existing(c, name, info)
-        if info.schema.partition_key_field is None:
-            have = set(c.list_partitions(name))
-            for p in info.partitions:
-                if p.name not in have:
-                    c.create_partition(name, p.name)
-            for p in have - {p.name for p in info.partitions} - {DEFAULT_PARTITION}:
-                c.release_partitions(name, [p])
-                c.drop_partition(name, p)
-        have_idx, described = {}, {}
-        for idx_name in c.list_indexes(name):
-            d = c.describe_index(name, idx_name)
-            have_idx[d.get("field_name")] = idx_name
-            described[d.get("field_name")] = d
-        loaded = is_loaded(c, name)
-        for idx in info.indexes:
-            if idx.field_name not in have_idx:
-                ip = c.prepare_index_params()
-                ip.add_index(field_name=idx.field_name, index_type=idx.index_type, index_name=idx.index_name,
-                             metric_type=idx.metric_type, params=dict(idx.params))
-                c.create_index(name, ip)
-            loaded = self._sync_index_properties(c, name, idx, described.get(idx.field_name, {}), loaded)
-        # an index dropped and created again on the source between two passes (another id: maybe another type
-        # or params): the target's goes too, and the new one is created above on the next pass
-        gone = {f: n for f, n in have_idx.items() if info.index_for_field(f) is None or f in self._replaced(info)}
-        if gone and loaded:
-            c.release_collection(name)
-            loaded = False
-        for idx_name in gone.values():
-            c.drop_index(name, idx_name)
-        for idx in info.indexes:
-            if idx.field_name in gone:
-                ip = c.prepare_index_params()
-                ip.add_index(field_name=idx.field_name, index_type=idx.index_type, index_name=idx.index_name,
-                             metric_type=idx.metric_type, params=dict(idx.params))
-                c.create_index(name, ip)
-                if idx.properties:
-                    c.alter_index_properties(name, idx.index_name, dict(idx.properties))
-        self._record_indexes(info)
-        if info.loaded and not loaded:
-            if info.loaded_partitions is None:
-                c.load_collection(name)
-            else:
-                pnames = [p.name for p in info.partitions if p.id in info.loaded_partitions]
-                if pnames:
-                    c.load_partitions(name, pnames)
-        elif not info.loaded and loaded:
-            c.release_collection(name)
-
-    def _replaced(self, info: CollectionInfo) -> set[str]:
-        """The fields whose source index has another id than the one the task's entry recorded."""
-        had = (self._entries.get(info.id) or {}).get("indexes")
-        if had is None:
-            return set()
-        return {i.field_name for i in info.indexes if i.field_name in had and had[i.field_name] != i.index_id}
-
-    def _record_indexes(self, info: CollectionInfo) -> None:
-        """The source's index ids (by field) in the task's entry, once the target has them."""
-        entry = self._entries.get(info.id)
-        ids = {i.field_name: i.index_id for i in info.indexes}
-        if entry is not None and entry.get("indexes") != ids:
-            entry["indexes"] = ids
-            self.store.add_collection(self.task.id, info.id, entry, {})
-
-    def _sync_database_properties(self, db: str, properties: dict[str, str]) -> None:
-        """The database's properties with a meaning for its data (``DATABASE_PROPERTIES``: its time zone)
-        as the source's, asked of the target only when they changed here. Limits, deny switches and
-        load defaults stay the target's own (it may be sized differently, and serve readers)."""
-        want = {k: v for k, v in properties.items() if k in DATABASE_PROPERTIES}
-        if self._db_properties.get(db) == want:
-            return
-        assert self._target is not None
-        c = self._target.client(DEFAULT_DB)
-        try:
-            described = c.describe_database(db)
-        except grpc.RpcError as e:  # a target without DescribeDatabase (Milvus 2.3) has no database properties
-            if e.code() != grpc.StatusCode.UNIMPLEMENTED:
-                raise
-            if want:
-                log.warning("cdc task %s: the target has no database properties (no DescribeDatabase): %s's %s not "
-                            "replicated", self.task.id, db, sorted(want))
-            self._db_properties[db] = want
-            return
-        have = {k: str(v) for k, v in described.items() if k in DATABASE_PROPERTIES}
-        change = {k: v for k, v in want.items() if have.get(k) != v}
-        if change:
-            c.alter_database_properties(db, change)
-        dropped = [k for k in have if k not in want]
-        if dropped:
-            c.drop_database_properties(db, dropped)
-        self._db_properties[db] = want
-
-    def _sync_existing(self, c, name: str, info: CollectionInfo) -> None:
-        """A target collection that exists: the fields added on the source (add_collection_field) added,
-        its properties (alter_collection_properties: the TTL, mmap...) set as the source's (only asked
-        of the target when they differ)."""
-        described = c.describe_collection(name)
-        if info.schema.version:
-            have_fields = {f["name"] for f in described["fields"]}
-            for f in info.schema.fields:
-                if not f.is_hidden and f.name not in have_fields:
-                    from pymilvus import DataType as PDataType
-
-                    c.add_collection_field(name, f.name, PDataType(int(f.dtype)), desc=f.description,
-                                           **field_kwargs(f))
-                    log.info("cdc task %s added field %s to %s.%s on the target", self.task.id, f.name, info.db, name)
-        have = {k: str(v) for k, v in (described.get("properties") or {}).items()}
-        change = {k: v for k, v in info.properties.items() if have.get(k) != v}
-        if change:
-            c.alter_collection_properties(name, change)
-        dropped = [k for k in (TTL_PROPERTY, timestamptz.ZONE_KEY) if k in have and k not in info.properties]
-        if dropped:  # the TTL or the time zone removed on the source
-            c.drop_collection_properties(name, dropped)
-
-    @staticmethod
-    def _sync_index_properties(c, name: str, idx, described: dict, loaded: bool) -> bool:
-        """An index's properties (alter_index_properties: mmap.enabled) as the source's; only asked of a
-        target when they differ (a Milvus 2.3 target has no AlterIndex). Whether the target collection
-        is still loaded (a change needs it released; the caller loads it again as the source is)."""
-        change = {k: v for k, v in idx.properties.items() if described.get(k) != v}
-        drop = [k for k in INDEX_PROPERTIES if k in described and k not in idx.properties]
-        if not change and not drop:
-            return loaded
-        if loaded:
-            c.release_collection(name)
-        if change:
-            c.alter_index_properties(name, idx.index_name, change)
-        if drop:
-            c.drop_index_properties(name, idx.index_name, drop)
-        return False
-
-    def _sync_aliases(self, wanted: dict[int, CollectionInfo], aliases: dict[tuple[str, str], int]) -> None:
-        assert self._target is not None
-        for info in wanted.values():
-            db, name = self._place(info)
-            c = self._target.client(db)
-            want = {a for (db, a), cid in aliases.items() if cid == info.id and db == info.db}
-            listed = c.list_aliases(name)
-            have = set(listed.get("aliases", []) if isinstance(listed, dict) else listed)
-            for a in want - have:
-                try:
-                    c.create_alias(name, a)
-                except Exception:  # noqa: BLE001 (the alias names another target collection: move it)
-                    c.alter_alias(name, a)
-            for a in have - want:
-                c.drop_alias(a)
 
     # --- reporting ---------------------------------------------------------------------------------
     def _report(self) -> None:

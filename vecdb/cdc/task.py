@@ -44,6 +44,10 @@ RUNNING, PAUSED, FAILED = "running", "paused", "failed"
 STARTS = ("now", "earliest", "copy")
 
 
+class TaskFailed(Exception):
+    """The task cannot go on by itself (its positions were truncated away): it stops as failed."""
+
+
 @dataclass
 class TaskSpec:
     """``source``: the source deployment's storage settings (``vecdb.config.StorageSettings`` keys: log,
