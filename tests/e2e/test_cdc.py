@@ -16,7 +16,8 @@ from tests.conftest import start_standalone, wait_until
 from tests.e2e._helpers import create_namespaces
 from tests.log_fakes import FirstFollowerSilent
 from vecdb import timestamp
-from vecdb.cdc.replicator import PUBLISH_SECONDS, Replicator
+from vecdb.cdc.log_order import partition_ids
+from vecdb.cdc.replicator import PUBLISH_SECONDS, Replicator, open_source, read_catalog
 from vecdb.cdc.task import Task, TaskSpec, TaskStore, new_task_id
 from vecdb.cdc.verify import verify
 from vecdb.storage.memory import MemoryMetaStore
@@ -76,6 +77,7 @@ class Stream:
         """Until the task has no lag and ``verify`` finds source and target equal; else fails with what
         it saw last (the task's progress, the differences)."""
         seen: list = []
+        meta, wal = open_source(self.storage)
 
         def caught_up() -> bool:
             try:
@@ -83,12 +85,28 @@ class Stream:
             except Exception as e:  # noqa: BLE001 (a collection renamed or dropped while verify read it)
                 seen[:] = [self.rep.progress.to_dict(), repr(e)]
                 return False
-            return self.rep.progress.lag_records == 0 and not seen[1]
+            return self.rep.progress.lag_records == 0 and not seen[1] and self._took_catalog(meta)
 
         try:
             wait_until(caught_up, seconds, what)
         except AssertionError as e:
             raise AssertionError(f"{e}: {seen}") from None
+        finally:
+            wal.close()
+            meta.close()
+
+    def _took_catalog(self, meta) -> bool:
+        """Whether the task's entries record each replicated collection's name, truncate and partitions
+        as the source's catalog has them (changes it applies at its next catalog pass, which may empty
+        a target collection that looked equal a moment before)."""
+        colls, _, _ = read_catalog(meta)
+        for cid, entry in self.store.collections(self.task.id).items():
+            info = colls.get(cid)
+            if info is not None and ((entry["db"], entry["name"]) != (info.db, info.name)
+                                     or entry.get("truncated_ts", info.truncated_ts) != info.truncated_ts
+                                     or entry.get("partitions", partition_ids(info)) != partition_ids(info)):
+                return False
+        return True
 
 
 @contextlib.contextmanager
