@@ -180,8 +180,14 @@ def test_filtered_search_half_and_one_percent(index_type):
 
 
 @pytest.mark.parametrize("index_type", ["FLAT", "HNSW"])
-def test_filtered_batch_and_single_queries_agree(index_type):
-    # batches of >= 20 queries gather the valid rows for BLAS; small ones use FAISS's selector
+@pytest.mark.parametrize("gather_work", [0, None])
+def test_filtered_batch_and_single_queries_agree(index_type, gather_work, monkeypatch):
+    # batches of >= 20 queries gather the valid rows for BLAS; small ones use FAISS's selector (gather_work
+    # 0), or gather too when the valid rows are few (the default SMALL_GATHER_WORK)
+    from vecdb.index import faiss_index
+
+    if gather_work is not None:
+        monkeypatch.setattr(faiss_index, "SMALL_GATHER_WORK", gather_work)
     idx = built(index_type, "L2")
     mask = np.random.default_rng(8).random(N) < (0.5 if index_type == "FLAT" else 0.03)
     d_batch, i_batch = idx.search(Q, K, {"ef": 64}, valid=mask)
@@ -189,6 +195,11 @@ def test_filtered_batch_and_single_queries_agree(index_type):
     np.testing.assert_array_equal(i_batch[:5], i_one)
     np.testing.assert_allclose(d_batch[:5], d_one, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(i_batch, _exact_among(mask, "L2")[1])
+    # one valid row fewer than k: the rest padded, as the selector's scan pads them
+    few = np.zeros(N, bool)
+    few[[3, 17, 400]] = True
+    d, i = idx.search(Q[:2], K, {"ef": 64}, valid=few)
+    assert sorted(i[0][:3]) == [3, 17, 400] and (i[:, 3:] == -1).all() and np.isinf(d[:, 3:]).all()
 
 
 def test_configure_threads_and_small_searches_run_on_one_openmp_thread():
