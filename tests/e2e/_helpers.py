@@ -223,6 +223,21 @@ def create_namespaces(uri: str, collection: str, names) -> None:
             assert r.status.code == 0, r.status.reason
 
 
+def namespace_collection(c, uri: str, name: str, index_params, dim: int, rows: dict[str, list[dict]]) -> None:
+    """A ``namespace.mode`` partition collection (``id``, ``vector`` of ``dim``, ``tag``) with the
+    namespaces of ``rows`` ({namespace: rows}), each given its rows."""
+    from pymilvus import MilvusClient
+
+    schema = MilvusClient.create_schema(enable_namespace=True)
+    schema.add_field("id", datatype=5, is_primary=True)
+    schema.add_field("vector", datatype=101, dim=dim)
+    schema.add_field("tag", datatype=21, max_length=16)
+    c.create_collection(name, schema=schema, index_params=index_params, properties={"namespace.mode": "partition"})
+    create_namespaces(uri, name, list(rows))
+    for ns, part in rows.items():
+        c.insert(name, part, namespace=ns)
+
+
 @pytest.fixture
 def orm(uri):
     """A fresh ORM connection alias to the session server."""

@@ -13,7 +13,7 @@ import numpy as np
 from pymilvus import MilvusClient
 
 from tests.conftest import start_standalone, wait_until
-from tests.e2e._helpers import create_namespaces
+from tests.e2e._helpers import namespace_collection
 from tests.e2e.test_cdc import DIM, Stream, _rows, replicating
 from vecdb.cdc import base_copy
 from vecdb.cdc.replicator import open_source, read_catalog
@@ -129,14 +129,8 @@ def test_copy_brings_rows_the_source_cut_from_its_log(tmp_path, remote_storage):
         c.insert("keyed", [{"id": f"k{i}", "vector": vecs[i].tolist(), "tenant": i % 5} for i in range(300)])
         c.delete("keyed", filter="tenant == 3")
         # a namespace collection in partition mode: copied namespace by namespace
-        schema = MilvusClient.create_schema(enable_namespace=True)
-        schema.add_field("id", datatype=5, is_primary=True)
-        schema.add_field("vector", datatype=101, dim=DIM)
-        schema.add_field("tag", datatype=21, max_length=16)
-        c.create_collection("parted_ns", schema=schema, index_params=kip, properties={"namespace.mode": "partition"})
-        create_namespaces(s.source_uri, "parted_ns", ("east", "west"))
-        c.insert("parted_ns", _rows(range(0, 10), extra=False), namespace="east")
-        c.insert("parted_ns", _rows(range(10, 25), extra=False), namespace="west")
+        namespace_collection(c, s.source_uri, "parted_ns", kip, DIM, {"east": _rows(range(0, 10), extra=False),
+                                                                      "west": _rows(range(10, 25), extra=False)})
         _typed(c, 60)
         for name in ("plain", "keyed", "parted_ns", "typed"):
             c.flush(name)

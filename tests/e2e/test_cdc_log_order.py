@@ -290,7 +290,7 @@ def test_a_truncate_a_rename_and_a_namespace_created_again_in_one_pass(tmp_path,
     partition-mode namespace dropped and created again (rows written into the new one)."""
     from pymilvus.grpc_gen import milvus_pb2
 
-    from tests.e2e._helpers import create_namespaces, raw_stub
+    from tests.e2e._helpers import create_namespaces, namespace_collection, raw_stub
 
     target = start_standalone(str(tmp_path / "dst"))
     tu = f"http://127.0.0.1:{target.port}"
@@ -300,14 +300,8 @@ def test_a_truncate_a_rename_and_a_namespace_created_again_in_one_pass(tmp_path,
         c.insert("plain", _rows(range(0, 100)))
         ip = c.prepare_index_params()
         ip.add_index(field_name="vector", index_type="FLAT", metric_type="L2")
-        schema = MilvusClient.create_schema(enable_namespace=True)
-        schema.add_field("id", datatype=5, is_primary=True)
-        schema.add_field("vector", datatype=101, dim=DIM)
-        schema.add_field("tag", datatype=21, max_length=16)
-        c.create_collection("parted", schema=schema, index_params=ip, properties={"namespace.mode": "partition"})
-        create_namespaces(s.source_uri, "parted", ("east", "west"))
-        c.insert("parted", _rows(range(0, 10), extra=False), namespace="east")
-        c.insert("parted", _rows(range(10, 15), extra=False), namespace="west")
+        namespace_collection(c, s.source_uri, "parted", ip, DIM, {"east": _rows(range(0, 10), extra=False),
+                                                                 "west": _rows(range(10, 15), extra=False)})
         s.wait_equal(60, "not replicated")
         s.rep.hold.set()
         c.truncate_collection("plain")
