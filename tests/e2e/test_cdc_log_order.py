@@ -16,6 +16,7 @@ from pymilvus import MilvusClient
 
 from tests.conftest import start_standalone, wait_until
 from tests.e2e.test_cdc import DIM, Stream, _equal, _rows, replicating
+from vecdb.cdc.follower import cdc_positions_key
 from vecdb.cdc.replicator import PUBLISH_SECONDS, Replicator
 from vecdb.cdc.task import FAILED, Task, TaskSpec, new_task_id
 
@@ -322,3 +323,77 @@ def test_a_truncate_a_rename_and_a_namespace_created_again_in_one_pass(tmp_path,
         got = t.query("parted", filter="id >= 0", namespace="east", consistency_level="Strong")
         assert sorted(r["id"] for r in got) == list(range(50, 55))
         assert s.rep.progress.last_error == "" and s.rep.progress.state == "running"
+
+
+class _RenameAppliedThenTimeout(HeldReplicator):
+    """The target applies the task's first rename but the call fails (a deadline passed on the way
+    back): the pass stops before recording the entry's temporary name; the catalog pass is held
+    from then on (the source renames back meanwhile)."""
+
+    calls = 0
+
+    def _rename_target(self, old, new, held):
+        super()._rename_target(old, new, held)
+        type(self).calls += 1
+        if type(self).calls == 1:
+            self.hold.set()
+            raise RuntimeError("deadline exceeded (injected, after the target renamed)")
+
+
+class _RenameStream(HeldStream):
+    replicator = _RenameAppliedThenTimeout
+
+
+def test_a_rename_done_on_the_target_but_not_recorded_then_renamed_back_keeps_the_rows(tmp_path, remote_storage):
+    target = start_standalone(str(tmp_path / "dst"))
+    tu = f"http://127.0.0.1:{target.port}"
+    with replicating(tmp_path, remote_storage("cdcr2" + new_task_id()), target, tu, _RenameStream) as s:
+        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=tu)
+        c.create_collection("a", dimension=DIM)
+        c.insert("a", _rows(range(0, 30)))
+        s.wait_equal(60, "not replicated")
+        s.rep.hold.set()
+        c.rename_collection("a", "x")
+        _pass(c, s.rep, "tick")  # phase 1: a -> _cdc_renaming_<id> on the target, then the injected failure
+        wait_until(lambda: _RenameAppliedThenTimeout.calls >= 1, 30, "no rename asked of the target")
+        c.rename_collection("x", "a")  # renamed back before the task's next pass
+        _pass(c, s.rep, "tick2")
+        s.wait_equal(60, "the rows of a did not stay on the target")
+        assert _ids(t, "a") == list(range(30)) and sorted(t.list_collections()) == ["a", "tick", "tick2"]
+
+
+class _PublishSpy(Replicator):
+    """Records the source's cdcpos/<task> key right after each _take_positions (its publish)."""
+
+    seen: list = []
+
+    def _take_positions(self, cid, positions, copy, stamps):
+        super()._take_positions(cid, positions, copy, stamps)
+        raw = self._meta.get(cdc_positions_key(self.task.id))
+        type(self).seen.append((json.loads(raw) if raw else None, dict(self._positions)))
+
+
+class _SpyStream(Stream):
+    replicator = _PublishSpy
+
+
+def test_a_change_applied_at_a_restart_keeps_the_source_log_held_on_every_channel(tmp_path, remote_storage):
+    target = start_standalone(str(tmp_path / "dst"))
+    tu = f"http://127.0.0.1:{target.port}"
+    with replicating(tmp_path, remote_storage("cdcp2" + new_task_id()), target, tu, _SpyStream) as s:
+        c = MilvusClient(uri=s.source_uri)
+        c.create_collection("plain", dimension=DIM, num_shards=2)
+        c.create_collection("other", dimension=DIM)
+        c.insert("plain", _rows(range(0, 50)))
+        c.insert("other", _rows(range(0, 50)))
+        s.wait_equal(60, "not replicated")
+        s.rep.stop()
+        c.truncate_collection("plain")
+        c.insert("plain", _rows(range(100, 110)))
+        _PublishSpy.seen.clear()
+        s.resume()
+        s.wait_equal(60, "the truncate did not reach the target")
+        assert _PublishSpy.seen
+        for published, positions in _PublishSpy.seen:
+            # every channel the task has a position on stays held on the source (cdc_floor), rewound or not
+            assert published is not None and set(published) == set(positions), (published, positions)

@@ -52,3 +52,13 @@ def test_the_store_keeps_pending_copies_with_the_positions():
     store.add_collection("t1", 10, {"db": "default", "name": "d", "target": "d"}, {"c10-s0": 1}, copy=True)
     store.delete("t1")
     assert store.copies("t1") == set() and store.positions("t1") == {}
+
+
+def test_positions_read_with_a_stamp_after_them():
+    # "<position> <stamp>", as builds of early 2026-12-06 wrote a channel's position (stamps have keys of
+    # their own since: STAMP_PREFIX)
+    store = TaskStore(MemoryMetaStore())
+    store.meta.put("cdc/pos/t1/c5-s0", b"12 449000000000000000")
+    store.commit_position("t1", "c6-s0", 7, (449000000000000001, 3, 0))
+    assert store.positions("t1") == {"c5-s0": 12, "c6-s0": 7}
+    assert store.stamps("t1") == {"c6-s0": (449000000000000001, 3, 0)}

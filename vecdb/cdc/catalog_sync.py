@@ -18,6 +18,7 @@ import grpc
 
 from vecdb import timestamptz
 from vecdb.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, INDEX_PROPERTIES, TTL_PROPERTY, CollectionInfo
+from vecdb.cdc import log_order
 from vecdb.cdc.target import Target, field_kwargs, target_schema
 from vecdb.cdc.task import Task, TaskFailed, TaskStore
 from vecdb.cdc.verify import is_loaded
@@ -227,17 +228,38 @@ class CatalogSync:
             entry = self._entries[cid]
             tmp = (entry["db"], f"_cdc_renaming_{cid}")
             if (entry["db"], entry["target"]) != tmp:
-                self._rename_target((entry["db"], entry["target"]), tmp, held)
-                entry["target"] = tmp[1]
-                self.store.add_collection(self.task.id, cid, entry, {})
+                self._move(cid, tmp, entry["name"], held)
         for cid, new in moves.items():
             entry, info = self._entries[cid], infos[cid]
             was = (entry["db"], entry["name"])
-            self._rename_target((entry["db"], entry["target"]), new, held)
-            entry.update(db=info.db, name=info.name, target=new[1])
-            self.store.add_collection(self.task.id, cid, entry, {})
+            self._move(cid, new, info.name, held)
             log.info("cdc task %s: %s.%s renamed on the source to %s.%s, on the target to %s.%s", self.task.id,
                      *was, info.db, info.name, *new)
+
+    def _move(self, cid: int, to: tuple[str, str], name: str, held: set[tuple[str, str]]) -> None:
+        """One rename of a collection's target, recorded before it is asked (``moving``: from where to
+        where) and after it is done, so that a pass that stops in between finds where the collection is
+        (``_settle_moves``) rather than guessing by names the next renames may reuse."""
+        entry = self._entries[cid]
+        entry["moving"] = {"from": [entry["db"], entry["target"]], "to": list(to), "name": name}
+        self.store.add_collection(self.task.id, cid, entry, {})
+        self._rename_target((entry["db"], entry["target"]), to, held)
+        del entry["moving"]
+        entry.update(db=to[0], target=to[1], name=name)
+        self.store.add_collection(self.task.id, cid, entry, {})
+
+    def _settle_moves(self) -> None:
+        """Entries whose last rename on the target was asked but not recorded as done (the pass stopped):
+        where the collection is now, from the target (still under its old name: not renamed; else under
+        its new one)."""
+        assert self._target is not None
+        for cid, entry in self._entries.items():
+            mv = entry.pop("moving", None)
+            if mv is None:
+                continue
+            if not self._target.client(mv["from"][0]).has_collection(mv["from"][1]):
+                entry.update(db=mv["to"][0], target=mv["to"][1], name=mv["name"])
+            self.store.add_collection(self.task.id, cid, entry, {})
 
     def _rename_target(self, old: tuple[str, str], new: tuple[str, str], held: set[tuple[str, str]]) -> None:
         assert self._target is not None
@@ -251,8 +273,6 @@ class CatalogSync:
                                  "rename on the source, and the task's rename map): give them distinct names")
             log.warning("cdc task %s: %s.%s on the target is replaced by %s.%s renamed on the source",
                         self.task.id, *new, *old)
-            dest.drop_collection(new[1])
-        listed = c.list_aliases(old[1])  # (dropped first: a target may refuse a rename with aliases;
-        for a in listed.get("aliases", []) if isinstance(listed, dict) else listed:  # the pass sets them again)
-            c.drop_alias(a)
+            log_order.drop_collection(dest, new[1])
+        log_order.drop_aliases(c, old[1])
         c.rename_collection(old[1], new[1], target_db=new[0] if new[0] != old[0] else "")

@@ -118,8 +118,22 @@ def empty_collection(client, name: str) -> bool:
     except grpc.RpcError as e:  # (pymilvus raises an unknown method's status as it is)
         if e.code() != grpc.StatusCode.UNIMPLEMENTED:
             raise
-    client.drop_collection(name)
+    drop_collection(client, name)
     return True
+
+
+def drop_collection(client, name: str) -> None:
+    """A target collection dropped, its aliases first (``drop_aliases``)."""
+    drop_aliases(client, name)
+    client.drop_collection(name)
+
+
+def drop_aliases(client, name: str) -> None:
+    """The aliases of a target collection dropped: a target may refuse to drop or rename a collection
+    that has some (the catalog pass sets them again where they still belong)."""
+    listed = client.list_aliases(name)
+    for a in listed.get("aliases", []) if isinstance(listed, dict) else listed:
+        client.drop_alias(a)
 
 
 def recreate_partition(client, name: str, partition: str, loaded: bool) -> None:

@@ -403,6 +403,7 @@ class Replicator(CatalogSync):
                          tid, wanted[cid].db, wanted[cid].name)
             del wanted[cid]
         known = self._entries = self.store.collections(tid)
+        self._settle_moves()
         ours = self.store.databases(tid)
         for db, properties in dbs.items():
             if db != DEFAULT_DB:
@@ -415,7 +416,7 @@ class Replicator(CatalogSync):
                 continue
             c = self._target.client(entry["db"])
             if c.has_collection(entry["target"]):
-                c.drop_collection(entry["target"])
+                log_order.drop_collection(c, entry["target"])
                 log.info("cdc task %s dropped %s.%s on the target", tid, entry["db"], entry["target"])
             channels = [ch for ch, owner in self._channel_coll.items() if owner == cid] or \
                 [f"c{cid}-s{i}" for i in range(64)]
@@ -524,12 +525,13 @@ class Replicator(CatalogSync):
         ``source.uri``, and its rows can be read (``BaseCopy.readable``)."""
         return bool(self.task.spec.source.get("uri")) and self._copy.readable(info)
 
-    def _copy_again(self, info: CollectionInfo, why: str) -> None:
+    def _copy_again(self, info: CollectionInfo, why: str, applied: dict[str, Any] | None = None) -> None:
         """The collection emptied on the target and copied again through the source's Milvus API
         (``vecdb.cdc.base_copy``), its channels followed from their ends (recorded with its entry and a
         copy mark in one step): what the log can no longer give."""
         assert self._target is not None and self._log is not None
         self._empty(info)
+        self._entries[info.id].update(applied or {})  # (the change, recorded with the positions and copy mark only)
         positions = {ch: self._log.last_position(ch) for ch in info.channels}
         self._take_positions(info.id, positions, True, {ch: 0 for ch in positions})
         self._follow_from(positions)
@@ -542,11 +544,17 @@ class Replicator(CatalogSync):
         (a timestamp no record the task applied up to the position is after; 0 where it applied none: a
         collection taken up, or copied), also the channel's floor (``TaskStore.stamps``); the positions
         published as the task's follower floor at once (a rewind holds the source's log back from there)."""
+        # each channel's floor: the position itself with its stamp, unless the one it has says more (a lower
+        # stamp: a rewind keeps the floor where the task took the channel up)
+        floors = {}
+        for ch, p in positions.items():
+            old = self._floors.get(ch)
+            floors[ch] = old if old is not None and old[0] <= p and old[1] < stamps[ch] else (p, stamps[ch])
         self.store.add_collection(self.task.id, cid, self._entries[cid], positions, copy=copy,
-                                  stamps={ch: (stamps[ch], p, stamps[ch]) for ch, p in positions.items()})
+                                  stamps={ch: (stamps[ch], *floors[ch]) for ch in positions})
         self._positions.update(positions)
         self._last_ts.update(stamps)
-        self._floors.update({ch: (p, stamps[ch]) for ch, p in positions.items()})
+        self._floors.update(floors)
         self._published_at = 0.0
         self._publish()
 
@@ -608,9 +616,9 @@ class Replicator(CatalogSync):
                     "applied. Re-sync: delete the task, drop the collection on the target and create the task again "
                     "with start=copy (a base copy through the source's Milvus API, source.uri); with source.uri, a "
                     "task copies such a collection again by itself")
-            entry.update(truncated_ts=truncated, partitions=parts)  # (recorded with the positions)
             self._copy_again(info, f"{what} during its base copy" if copying else
-                             f"{what} after records the log no longer holds were applied")
+                             f"{what} after records the log no longer holds were applied",
+                             {"truncated_ts": truncated, "partitions": parts})
             return
         db, name = self._place(info)
         c = self._target.client(db)
@@ -653,7 +661,7 @@ class Replicator(CatalogSync):
         now = time.monotonic()
         if now - self._published_at < PUBLISH_SECONDS:
             return
-        raw = json.dumps({ch: p for ch, p in sorted(self._positions.items()) if ch in self._tails}).encode()
+        raw = json.dumps(dict(sorted(self._positions.items()))).encode()  # (every channel, followed yet or not)
         if raw != self._published:
             self._meta.put(cdc_positions_key(self.task.id), raw)
             self._published = raw

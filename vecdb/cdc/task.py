@@ -5,7 +5,11 @@ Layout (the service's store, not the source's)::
 
     cdc/tasks/<task id>                 the spec and the state (JSON), rewritten on every change of state
     cdc/pos/<task id>/<channel>         the last source log position applied to the target (text int)
-    cdc/colls/<task id>/<source coll>   a source collection id the task replicates: {"db", "name", "target"}
+    cdc/stamp/<task id>/<channel>       "<stamp> <floor> <floor stamp>", written with the position
+                                        (``STAMP_PREFIX``; ``vecdb.cdc.log_order`` reads it)
+    cdc/colls/<task id>/<source coll>   a source collection id the task replicates: {"db", "name", "target",
+                                        "truncated_ts", "partitions", "indexes"} (where it is on the target, and
+                                        the source changes applied to it: ``vecdb.cdc.log_order``)
     cdc/dbs/<task id>/<db>              a database the task created on the target (dropped there with the source's)
     cdc/copy/<task id>/<source coll>    a base copy still to do (start "copy", ``vecdb.cdc.base_copy``): written
                                         with the collection's start positions, deleted once its rows are copied
@@ -148,7 +152,7 @@ class TaskStore:
     # --- positions --------------------------------------------------------------------------
     def positions(self, task_id: str) -> dict[str, int]:
         p = f"{POS_PREFIX}{task_id}/"
-        return {k[len(p):]: int(v) for k, v in self.meta.scan(p)}
+        return {k[len(p):]: int(v.split()[0]) for k, v in self.meta.scan(p)}  # (a stamp after it: early 12-06 builds)
 
     def stamps(self, task_id: str) -> dict[str, Stamp]:
         """The stamp of each channel's position, where one was recorded (``STAMP_PREFIX``)."""
