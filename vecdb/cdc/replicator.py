@@ -411,9 +411,8 @@ class Replicator(CatalogSync):
                 if db not in ours:
                     self.store.add_database(tid, db)
             self._sync_database_properties(db, properties)
-        for cid, entry in known.items():
-            if cid in wanted:
-                continue
+        for cid in [cid for cid in known if cid not in wanted]:
+            entry = known.pop(cid)
             c = self._target.client(entry["db"])
             if c.has_collection(entry["target"]):
                 log_order.drop_collection(c, entry["target"])
