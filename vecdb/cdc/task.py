@@ -49,7 +49,8 @@ STARTS = ("now", "earliest", "copy")
 
 
 class TaskFailed(Exception):
-    """The task cannot go on by itself (its positions were truncated away): it stops as failed."""
+    """The task cannot go on by itself (the source's log lost what it needs, two source collections
+    map to one target name): it stops as failed, with the reason and how to re-sync."""
 
 
 @dataclass
