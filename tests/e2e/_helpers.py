@@ -184,6 +184,27 @@ def bm25_reference(analyzer_params, docs: list[str], query: str, k1: float = 1.2
     return [(int(i), float(scores[i])) for i in order]
 
 
+def bm25_hits(client: MilvusClient, name: str, query: str, limit: int = 10) -> list:
+    """The hits (ids and distances) of a Strong BM25 search of ``query`` on ``sparse``."""
+    return client.search(name, [query], anns_field="sparse", limit=limit, search_params={"metric_type": "BM25"},
+                         consistency_level="Strong")[0]
+
+
+def check_bm25_ranking(client: MilvusClient, name: str, analyzer_params, docs: list[str], queries) -> None:
+    """Each query's BM25 hits on a ``bm25_collection`` of ``docs`` are ``bm25_reference``'s, ids in order and
+    scores to 1e-4."""
+    for query in queries:
+        hits = bm25_hits(client, name, query)
+        want = bm25_reference(analyzer_params, docs, query)
+        assert [h["id"] for h in hits] == [pk for pk, _ in want], query
+        np.testing.assert_allclose([h["distance"] for h in hits], [s for _, s in want], rtol=1e-4)
+
+
+def matching_ids(client: MilvusClient, name: str, expr: str) -> list[int]:
+    """The sorted ids a Strong query with filter ``expr`` returns."""
+    return sorted(r["id"] for r in client.query(name, filter=expr, output_fields=["id"], consistency_level="Strong"))
+
+
 def host_port(uri: str) -> str:
     return uri.split("://", 1)[-1]
 

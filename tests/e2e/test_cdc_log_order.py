@@ -39,6 +39,12 @@ class HeldStream(Stream):
     replicator = HeldReplicator
 
 
+def _into_target(tmp_path, storage: dict, stream=HeldStream):
+    """``replicating`` with ``stream`` into a target standalone of its own (``<tmp_path>/dst``)."""
+    target = start_standalone(str(tmp_path / "dst"))
+    return replicating(tmp_path, storage, target, f"http://127.0.0.1:{target.port}", stream)
+
+
 def _count(c: MilvusClient, name: str) -> int:
     return c.query(name, filter="", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"]
 
@@ -64,10 +70,8 @@ def _pass(c: MilvusClient, rep: HeldReplicator, tick: str) -> None:
 
 
 def test_truncates_and_a_partition_created_again_reach_the_target_in_log_order(tmp_path, remote_storage):
-    target = start_standalone(str(tmp_path / "dst"))
-    tu = f"http://127.0.0.1:{target.port}"
-    with replicating(tmp_path, remote_storage("cdclo" + new_task_id()), target, tu, HeldStream) as s:
-        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=tu)
+    with _into_target(tmp_path, remote_storage("cdclo" + new_task_id())) as s:
+        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=s.target_uri)
         c.create_collection("plain", dimension=DIM, num_shards=2)
         c.create_partition("plain", "p1")
         c.insert("plain", _rows(range(0, 200)))
@@ -113,10 +117,8 @@ def test_truncates_and_a_partition_created_again_reach_the_target_in_log_order(t
 
 
 def test_renames_on_the_source_rename_the_target_collection(tmp_path, remote_storage):
-    target = start_standalone(str(tmp_path / "dst"))
-    tu = f"http://127.0.0.1:{target.port}"
-    with replicating(tmp_path, remote_storage("cdcrn" + new_task_id()), target, tu, HeldStream) as s:
-        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=tu)
+    with _into_target(tmp_path, remote_storage("cdcrn" + new_task_id())) as s:
+        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=s.target_uri)
         for name, ids in (("a", range(0, 30)), ("b", range(100, 140))):
             c.create_collection(name, dimension=DIM)
             c.insert(name, _rows(ids))
@@ -177,7 +179,7 @@ def test_a_change_whose_records_left_the_log_copies_again_or_fails(tmp_path, rem
             s.store.put(task2)
             rep2 = HeldReplicator(task2, s.store).start()
             try:
-                c, t, t2 = MilvusClient(uri=s.source_uri), MilvusClient(uri=tu), MilvusClient(uri=u2)
+                c, t, t2 = MilvusClient(uri=s.source_uri), MilvusClient(uri=s.target_uri), MilvusClient(uri=u2)
                 c.create_collection("plain", dimension=DIM)
                 c.insert("plain", _rows(range(100)))
                 s.wait_equal(60, "not replicated")
@@ -228,10 +230,8 @@ def _two(c: MilvusClient) -> None:
 def test_a_chain_of_renames_and_a_swap_with_a_failed_rename_in_the_middle(tmp_path, remote_storage):
     """Between two passes b becomes c and a becomes b (the collection moving into the freed name the older
     one); then a and b swapped, the target failing the task's 4th rename once (the pass runs again)."""
-    target = start_standalone(str(tmp_path / "dst"))
-    tu = f"http://127.0.0.1:{target.port}"
-    with replicating(tmp_path, remote_storage("cdcrc" + new_task_id()), target, tu, _FlakyStream) as s:
-        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=tu)
+    with _into_target(tmp_path, remote_storage("cdcrc" + new_task_id()), _FlakyStream) as s:
+        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=s.target_uri)
         _two(c)
         s.wait_equal(60, "not replicated")
         s.rep.hold.set()
@@ -257,15 +257,12 @@ def test_a_truncate_on_a_collection_taken_up_at_a_cut_log_and_on_an_older_versio
     the record at its position is gone, and a truncate after it is applied without failing the task
     (it applied nothing before it). Then the entry and positions as an older version wrote them (no
     truncate, partitions, indexes or stamps recorded) and a truncate made while that version ran: applied."""
-    target = start_standalone(str(tmp_path / "dst"))
-    tu = f"http://127.0.0.1:{target.port}"
-    with replicating(tmp_path, remote_storage("cdctu" + new_task_id()), target, tu,
-                     lambda *a: Stream(*a, begin=False)) as s:
-        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=tu)
+    with _into_target(tmp_path, remote_storage("cdctu" + new_task_id()), lambda *a: Stream(*a, begin=False)) as s:
+        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=s.target_uri)
         c.create_collection("plain", dimension=DIM)
         c.insert("plain", _rows(range(0, 50)))
         c.flush("plain")  # no task yet: the log is cut up to its end
-        s.task, s.rep = s.start_task(tu)
+        s.task, s.rep = s.start_task(s.target_uri)
         wait_until(lambda: t.has_collection("plain"), 60, "not created on the target")
         c.truncate_collection("plain")
         c.insert("plain", _rows(range(1000, 1010)))
@@ -293,10 +290,8 @@ def test_a_truncate_a_rename_and_a_namespace_created_again_in_one_pass(tmp_path,
 
     from tests.e2e._helpers import create_namespaces, namespace_collection, raw_stub
 
-    target = start_standalone(str(tmp_path / "dst"))
-    tu = f"http://127.0.0.1:{target.port}"
-    with replicating(tmp_path, remote_storage("cdctn" + new_task_id()), target, tu, HeldStream) as s:
-        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=tu)
+    with _into_target(tmp_path, remote_storage("cdctn" + new_task_id())) as s:
+        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=s.target_uri)
         c.create_collection("plain", dimension=DIM, num_shards=2)
         c.insert("plain", _rows(range(0, 100)))
         ip = c.prepare_index_params()
@@ -345,10 +340,8 @@ class _RenameStream(HeldStream):
 
 
 def test_a_rename_done_on_the_target_but_not_recorded_then_renamed_back_keeps_the_rows(tmp_path, remote_storage):
-    target = start_standalone(str(tmp_path / "dst"))
-    tu = f"http://127.0.0.1:{target.port}"
-    with replicating(tmp_path, remote_storage("cdcr2" + new_task_id()), target, tu, _RenameStream) as s:
-        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=tu)
+    with _into_target(tmp_path, remote_storage("cdcr2" + new_task_id()), _RenameStream) as s:
+        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=s.target_uri)
         c.create_collection("a", dimension=DIM)
         c.insert("a", _rows(range(0, 30)))
         s.wait_equal(60, "not replicated")
@@ -378,9 +371,7 @@ class _SpyStream(Stream):
 
 
 def test_a_change_applied_at_a_restart_keeps_the_source_log_held_on_every_channel(tmp_path, remote_storage):
-    target = start_standalone(str(tmp_path / "dst"))
-    tu = f"http://127.0.0.1:{target.port}"
-    with replicating(tmp_path, remote_storage("cdcp2" + new_task_id()), target, tu, _SpyStream) as s:
+    with _into_target(tmp_path, remote_storage("cdcp2" + new_task_id()), _SpyStream) as s:
         c = MilvusClient(uri=s.source_uri)
         c.create_collection("plain", dimension=DIM, num_shards=2)
         c.create_collection("other", dimension=DIM)

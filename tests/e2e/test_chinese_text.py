@@ -4,11 +4,10 @@ phrase_match, run_analyzer (Milvus's documented output, offsets and positions) a
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from pymilvus import LexicalHighlighter, MilvusException
 
-from tests.e2e._helpers import bm25_collection, bm25_reference
+from tests.e2e._helpers import bm25_collection, bm25_hits, check_bm25_ranking
 
 DOCS = ["人工智能正在改变技术领域", "机器学习模型需要大型数据集", "Milvus 是一个高性能、可扩展的向量数据库！",
         "向量数据库支持人工智能应用", "今天天气很好，我们去公园散步"]
@@ -19,22 +18,12 @@ def _create(client, name, analyzer_params=None, match=False):
     bm25_collection(client, name, DOCS, analyzer_params or CHINESE, match=match)
 
 
-def _reference(query: str) -> list[tuple[int, float]]:
-    return bm25_reference(CHINESE, DOCS, query)
-
 
 def test_bm25_search_over_chinese_text(client, name):
     _create(client, name)
-    for query in ("人工智能", "向量数据库", "数据集", "天气 公园", "不存在的词语"):
-        res = client.search(name, [query], anns_field="sparse", limit=10, search_params={"metric_type": "BM25"},
-                            consistency_level="Strong")
-        want = _reference(query)
-        assert [h["id"] for h in res[0]] == [pk for pk, _ in want], query
-        np.testing.assert_allclose([h["distance"] for h in res[0]], [s for _, s in want], rtol=1e-4)
+    check_bm25_ranking(client, name, CHINESE, DOCS, ("人工智能", "向量数据库", "数据集", "天气 公园", "不存在的词语"))
     # "人工智能" is 人工 / 智能 / 人工智能: docs 0 and 3, the shorter one first
-    res = client.search(name, ["人工智能"], anns_field="sparse", limit=10, search_params={"metric_type": "BM25"},
-                        consistency_level="Strong")
-    assert [h["id"] for h in res[0]] == [0, 3]
+    assert [h["id"] for h in bm25_hits(client, name, "人工智能")] == [0, 3]
 
 
 def test_text_match_and_phrase_match_on_chinese(client, name):

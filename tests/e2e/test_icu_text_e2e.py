@@ -4,11 +4,10 @@ and run_analyzer (Milvus's documented output, offsets and positions)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from pymilvus import MilvusException
 
-from tests.e2e._helpers import bm25_collection, bm25_reference
+from tests.e2e._helpers import bm25_collection, bm25_hits, check_bm25_ranking, matching_ids
 
 DOCS = ["Milvus is a vector database", "สวัสดี ผมมาจากกรุงเทพฯ", "東京スカイツリーの最寄り駅はどこですか",
         "Vector search in Bangkok: กรุงเทพฯ!", "Tokyo 東京 and Bangkok"]
@@ -19,29 +18,20 @@ def _create(client, name, match=False):
     bm25_collection(client, name, DOCS, ICU, match=match)
 
 
-def _reference(query: str) -> list[tuple[int, float]]:
-    return bm25_reference(ICU, DOCS, query)
-
 
 def test_bm25_search_over_mixed_language_text(client, name):
     _create(client, name)
-    for query in ("กรุงเทพฯ", "東京", "vector database", "Bangkok ผม", "スカイツリー", "nothing here"):
-        res = client.search(name, [query], anns_field="sparse", limit=10, search_params={"metric_type": "BM25"},
-                            consistency_level="Strong")
-        want = _reference(query)
-        assert [h["id"] for h in res[0]] == [pk for pk, _ in want], query
-        np.testing.assert_allclose([h["distance"] for h in res[0]], [s for _, s in want], rtol=1e-4)
-    res = client.search(name, ["กรุงเทพฯ"], anns_field="sparse", limit=10, search_params={"metric_type": "BM25"},
-                        consistency_level="Strong")
-    assert sorted(h["id"] for h in res[0]) == [1, 3]  # the Thai words are cut out of the run
+    check_bm25_ranking(client, name, ICU, DOCS,
+                       ("กรุงเทพฯ", "東京", "vector database", "Bangkok ผม", "スカイツリー", "nothing here"))
+    # the Thai words are cut out of the run
+    assert sorted(h["id"] for h in bm25_hits(client, name, "กรุงเทพฯ")) == [1, 3]
 
 
 def test_text_match_and_phrase_match_with_icu(client, name):
     _create(client, name, match=True)
 
     def ids(expr):
-        return sorted(r["id"] for r in client.query(name, filter=expr, output_fields=["id"],
-                                                    consistency_level="Strong"))
+        return matching_ids(client, name, expr)
 
     assert ids("text_match(text, 'bangkok')") == [3, 4]
     assert ids("text_match(text, 'ผม 東京')") == [1, 2, 4]

@@ -6,11 +6,10 @@ Milvus's messages)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from pymilvus import DataType, MilvusClient, MilvusException
 
-from tests.e2e._helpers import bm25_collection, bm25_reference
+from tests.e2e._helpers import bm25_collection, bm25_hits, check_bm25_ranking, matching_ids
 
 pytest.importorskip("fugashi")
 pytest.importorskip("mecab")
@@ -26,9 +25,6 @@ DOC_TEXT = "東京スカイツリーの最寄り駅はとうきょうスカイ�
 def _create(client, name, match=False):
     bm25_collection(client, name, DOCS, JA, match=match, max_length=60000)
 
-
-def _reference(query: str) -> list[tuple[int, float]]:
-    return bm25_reference(JA, DOCS, query)
 
 
 def test_run_analyzer_japanese_and_korean(client):
@@ -61,18 +57,10 @@ def test_run_analyzer_japanese_and_korean(client):
 
 def test_bm25_search_over_japanese_text(client, name):
     _create(client, name)
-    for query in ("東京", "スカイツリーの高さ", "京都駅", "新幹線で行く", "ニューヨーク"):
-        res = client.search(name, [query], anns_field="sparse", limit=10, search_params={"metric_type": "BM25"},
-                            consistency_level="Strong")
-        want = _reference(query)
-        assert [h["id"] for h in res[0]] == [pk for pk, _ in want], query
-        np.testing.assert_allclose([h["distance"] for h in res[0]], [s for _, s in want], rtol=1e-4)
-    res = client.search(name, ["スカイツリー"], anns_field="sparse", limit=10, search_params={"metric_type": "BM25"},
-                        consistency_level="Strong")
-    assert sorted(h["id"] for h in res[0]) == [0, 4]  # スカイ and ツリー: the documents about the tower
-    res = client.search(name, ["京都"], anns_field="sparse", limit=10, search_params={"metric_type": "BM25"},
-                        consistency_level="Strong")
-    assert sorted(h["id"] for h in res[0]) == [1, 3]  # not 東京 (a word of its own)
+    check_bm25_ranking(client, name, JA, DOCS, ("東京", "スカイツリーの高さ", "京都駅", "新幹線で行く", "ニューヨーク"))
+    # スカイ and ツリー: the documents about the tower
+    assert sorted(h["id"] for h in bm25_hits(client, name, "スカイツリー")) == [0, 4]
+    assert sorted(h["id"] for h in bm25_hits(client, name, "京都")) == [1, 3]  # not 東京 (a word of its own)
     by_field = client.run_analyzer(["京都の寺"], collection_name=name, field_name="text")
     assert by_field[0].tokens == ["京都", "寺"]
 
@@ -81,8 +69,7 @@ def test_text_match_with_lindera(client, name):
     _create(client, name, match=True)
 
     def ids(expr):
-        return sorted(r["id"] for r in client.query(name, filter=expr, output_fields=["id"],
-                                                    consistency_level="Strong"))
+        return matching_ids(client, name, expr)
 
     assert ids("text_match(text, '東京')") == [0, 3]
     assert ids("text_match(text, '京都 大阪')") == [1, 2, 3]

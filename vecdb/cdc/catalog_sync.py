@@ -68,8 +68,7 @@ class CatalogSync:
                 if p.name not in have:
                     c.create_partition(name, p.name)
             for p in have - {p.name for p in info.partitions} - {DEFAULT_PARTITION}:
-                c.release_partitions(name, [p])
-                c.drop_partition(name, p)
+                log_order.drop_partition(c, name, p)
         have_idx, described = {}, {}
         for idx_name in c.list_indexes(name):
             d = c.describe_index(name, idx_name)

@@ -140,11 +140,16 @@ def recreate_partition(client, name: str, partition: str, loaded: bool) -> None:
     """The target partition dropped (released first) and created again empty; loaded when the
     source's is."""
     if partition in client.list_partitions(name):
-        client.release_partitions(name, [partition])
-        client.drop_partition(name, partition)
+        drop_partition(client, name, partition)
     client.create_partition(name, partition)
     if loaded:
         client.load_partitions(name, [partition])
+
+
+def drop_partition(client, name: str, partition: str) -> None:
+    """A target partition dropped (released first: a loaded partition cannot be dropped)."""
+    client.release_partitions(name, [partition])
+    client.drop_partition(name, partition)
 
 
 def partition_ids(info: CollectionInfo) -> dict[str, int]:
