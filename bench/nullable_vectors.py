@@ -42,10 +42,10 @@ _EXHAUSTIVE = [0]  # queries a FAISS index answered by scanning every valid row 
 _run_search = _fi.FaissIndex._run_search
 
 
-def _counting_run_search(self, q, k, sp, sel, mask, exhaustive):
+def _counting_run_search(self, q, k, sp, sel, mask, exhaustive, nvalid):
     if exhaustive:
         _EXHAUSTIVE[0] += len(q)
-    return _run_search(self, q, k, sp, sel, mask, exhaustive)
+    return _run_search(self, q, k, sp, sel, mask, exhaustive, nvalid)
 
 
 _fi.FaissIndex._run_search = _counting_run_search  # type: ignore[method-assign]

@@ -274,9 +274,9 @@ def test_half_null_l2_hnsw_no_longer_falls_back_to_a_scan(monkeypatch):
     scans = []
     run = FaissIndex._run_search
 
-    def counting(self, q, k, sp, sel, mask, exhaustive):
+    def counting(self, q, k, sp, sel, mask, exhaustive, nvalid):
         scans.append(len(q) if exhaustive else 0)
-        return run(self, q, k, sp, sel, mask, exhaustive)
+        return run(self, q, k, sp, sel, mask, exhaustive, nvalid)
 
     monkeypatch.setattr(FaissIndex, "_run_search", counting)
     params = {"M": 16, "efConstruction": 64}
