@@ -43,6 +43,17 @@ class IndexInfo:
     created_ts: int = 0
     # alter_index_properties: settings of the index that are not build parameters (INDEX_PROPERTIES)
     properties: dict[str, str] = field(default_factory=dict)
+    # Milvus's UserIndexParams: what the client asked for where the server chose the index to build
+    # (AUTOINDEX: ``{"index_type": "AUTOINDEX", "metric_type": ...}``), which DescribeIndex answers;
+    # ``index_type`` and ``params`` are what is built. Empty: the client named the index type itself.
+    user_params: dict[str, str] = field(default_factory=dict)
+
+    def same_as(self, index_type: str, metric_type: str, params: dict[str, Any], user_params: dict[str, str]) -> bool:
+        """Whether creating this index (validated) again is this one: the same build, and the same user params
+        (Milvus compares them: AUTOINDEX is not the HNSW it builds). An index recorded without user params
+        (before they were kept) is taken as the one its build is."""
+        return (self.index_type, self.metric_type, self.params) == (index_type, metric_type, params) and (
+            not self.user_params or self.user_params == user_params)
 
 
 INDEX_PROPERTIES = ("mmap.enabled",)  # what alter_index_properties may set (Milvus's configurable index params)

@@ -316,7 +316,9 @@ class DdlRole(Protocol):
     def drop_alias(self, db: str, alias: str) -> None: ...
 
     def create_index(self, db: str, collection: str, field_name: str, index_name: str, index_type: str,
-                     metric_type: str, params: dict[str, Any]) -> None: ...
+                     metric_type: str, params: dict[str, Any], user_params: dict[str, str] | None = None) -> None:
+        """``user_params``: what the client asked for where the server chose the index (AUTOINDEX)."""
+        ...
 
     def drop_index(self, db: str, collection: str, index_name: str, field_name: str) -> list[int]:
         """The dropped indexes' ids."""

@@ -381,10 +381,13 @@ class DdlManager:
 
     # --- indexes --------------------------------------------------------------------
     def create_index(self, db: str, collection: str, field_name: str, index_name: str, index_type: str,
-                     metric_type: str, params: dict[str, Any]) -> None:
-        """The index as the caller validated it (``vecdb.index.validate_index_params``). An unnamed
-        index takes the field's existing index name, else the field name (Milvus's datacoord);
-        the same index again is accepted, another one on the field or under a taken name is not."""
+                     metric_type: str, params: dict[str, Any], user_params: dict[str, str] | None = None) -> None:
+        """The index as the caller validated it (``vecdb.index.validate_index_params``); ``user_params``:
+        what the client asked for where the server chose the index (AUTOINDEX, ``IndexInfo.user_params``).
+        An unnamed index takes the field's existing index name, else the field name (Milvus's datacoord);
+        the same index again (user params included, as Milvus compares them) is accepted, another one on
+        the field or under a taken name is not."""
+        user = dict(user_params or {})
 
         def change(info: CollectionInfo) -> None:
             self._allow(info.db, "ddl_index")
@@ -393,13 +396,13 @@ class DdlManager:
             existing = info.index_for_field(field_name)
             name = index_name or (existing.index_name if existing is not None else field_name)
             if existing is not None:
-                if (existing.index_type, existing.metric_type, existing.params) == (index_type, metric_type, params):
+                if existing.same_as(index_type, metric_type, params, user):
                     return
                 raise errors.IndexDuplicate("at most one distinct index is allowed per field")
             if any(i.index_name == name for i in info.indexes):
                 raise errors.IndexDuplicate(f"index name {name} already exists on another field")
             info.indexes.append(IndexInfo(self.ids.allocate(), name, field_name, index_type, metric_type,
-                                          dict(params), self.tso.allocate()))
+                                          dict(params), self.tso.allocate(), user_params=user))
 
         self._saving(lambda: self.catalog.get(db or DEFAULT_DB, collection), change)
 

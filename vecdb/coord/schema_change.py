@@ -100,7 +100,7 @@ def apply(info: CollectionInfo, change: SchemaChange, new_id: int, ts: int, *, r
         if any(i.index_name == name for i in info.indexes):
             raise errors.IndexDuplicate(f"index name {name} already exists on another field")
         info.indexes.append(IndexInfo(new_id, name, change.add_field.name, ix["index_type"], ix["metric_type"],
-                                      dict(ix.get("params") or {}), ts))
+                                      dict(ix.get("params") or {}), ts, user_params=dict(ix.get("user_params") or {})))
     return dropped
 
 

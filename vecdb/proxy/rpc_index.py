@@ -18,6 +18,7 @@ from vecdb.catalog_model import INDEX_PROPERTIES, IndexInfo
 from vecdb.coord.ddl import matching_indexes
 from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
 from vecdb.index import validate_index_params
+from vecdb.index.params import AUTOINDEX
 from vecdb.index.scalar import validate_scalar_index
 from vecdb.proxy import status
 from vecdb.proxy.base import kv_dict, kv_pairs, parse_json_param, rpc
@@ -48,16 +49,39 @@ def _param_text(value) -> str:
     return json.dumps(value)
 
 
+def vector_index_params(index_type: str, metric: str, field, params: dict) -> tuple[str, str, dict, dict[str, str]]:
+    """A vector field's index as it is built and as the client asked for it: (index type, metric, build
+    params, user params). AUTOINDEX is resolved to the index it builds (``vecdb.index.params``: HNSW
+    M=18 efConstruction=240 on float vectors) and remembered as Milvus's UserIndexParams,
+    ``{"index_type": "AUTOINDEX", "metric_type": <the metric>}``, which DescribeIndex answers. On a dense
+    or binary vector field AUTOINDEX takes no build parameter but the metric, as Milvus refuses them
+    (a sparse field's AUTOINDEX keeps its drop ratio and BM25 parameters, listed with it)."""
+    auto = (index_type or "").strip().upper() == AUTOINDEX
+    if auto and params and field.dtype.name != "SPARSE_FLOAT_VECTOR":
+        raise errors.InvalidParameter(
+            f"only metric type can be passed when use AutoIndex, got {', '.join(sorted(map(str, params)))}")
+    built = validate_index_params(index_type, metric, field.dtype, field.dim, params)
+    index_type = built.pop("index_type", index_type)
+    metric = built.pop("metric_type", metric)
+    user = {"index_type": AUTOINDEX, "metric_type": metric, **{k: _param_text(v) for k, v in params.items()}} \
+        if auto else {}
+    return index_type, metric, built, user
+
+
 def _described_params(idx: IndexInfo) -> list:
     """DescribeIndex's params the way Milvus 2.4+ answers for an index made by today's clients: its
     ``UserIndexParams``, one pair per key (``index_type``, ``metric_type``, then each build parameter
     such as ``M``, ``efConstruction``, ``nlist``), which pymilvus's describe_index lifts into top-level
-    keys (``d["M"] == "16"``). The parameters are the validated ones, defaults included."""
-    pairs = {"index_type": idx.index_type}
-    if idx.metric_type:
-        pairs["metric_type"] = idx.metric_type
-    for key, value in idx.params.items():
-        pairs.setdefault(key, _param_text(value))
+    keys (``d["M"] == "16"``). The parameters are the validated ones, defaults included. An index the
+    server chose (AUTOINDEX) is described as the client asked for it (``IndexInfo.user_params``), as
+    Milvus describes it: ``index_type`` AUTOINDEX and the metric, not the HNSW built underneath."""
+    pairs: dict[str, str] = dict(idx.user_params)
+    if not pairs:
+        pairs["index_type"] = idx.index_type
+        if idx.metric_type:
+            pairs["metric_type"] = idx.metric_type
+        for key, value in idx.params.items():
+            pairs.setdefault(key, _param_text(value))
     for key, value in idx.properties.items():  # alter_index_properties (Milvus lists them with the params)
         pairs.setdefault(key, value)
     return kv_pairs(pairs)
@@ -113,6 +137,7 @@ class IndexRpcs(ResourceGroupRpcs):
         if field is None:
             raise errors.FieldNotFound(f"cannot create index on non-exist field: {request.field_name}")
         index_type, metric, params = _split_index_params(request.extra_params)
+        user: dict[str, str] = {}
         if field.is_function_output and info.schema.minhash_function_of(field.name) is not None:
             metric = metric or "MHJACCARD"  # a MinHash function's output: searched with text, MHJACCARD only
             if metric != "MHJACCARD":
@@ -131,20 +156,18 @@ class IndexRpcs(ResourceGroupRpcs):
         elif field.dtype.name == "ARRAY_OF_VECTOR":  # a struct's vector sub-field: searched exactly (vecdb.emb_list)
             index_type, metric, params = emb_list.index_params(index_type, metric, field, params)
         elif field.dtype.is_vector:
-            params = validate_index_params(index_type, metric, field.dtype, field.dim, params)
-            index_type = params.pop("index_type", index_type)
-            metric = params.pop("metric_type", metric)
+            index_type, metric, params, user = vector_index_params(index_type, metric, field, params)
             if metric == "BM25" and not field.is_function_output:
                 raise errors.InvalidParameter(
                     f"BM25 metric type is only for the output field of a BM25 function, field {field.name} is not")
         else:  # the field types Milvus allows each scalar index on (vecdb.index.scalar)
             index_type = validate_scalar_index(index_type, field, params)
         existing = info.index_for_field(field.name)
-        if existing is not None and (existing.index_type, existing.metric_type, existing.params) == (
-                index_type, metric, params):
+        if existing is not None and existing.same_as(index_type, metric, params, user):
             return status.success()  # the same index again (the coord would say so too)
         # the name rules and duplicates are the coord's (vecdb.coord.ddl.DdlManager.create_index)
-        self.ddl.create_index(db, request.collection_name, field.name, request.index_name, index_type, metric, params)
+        self.ddl.create_index(db, request.collection_name, field.name, request.index_name, index_type, metric, params,
+                              user)
         info = self.r.catalog.get_by_id(info.id)
         self.r.querynode.refresh_info(info)
         self.r.querynode.schedule_indexes(info)
