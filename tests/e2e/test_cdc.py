@@ -189,6 +189,9 @@ def test_two_standalones_mixed_ddl_and_dml_replicate(tmp_path, remote_storage):
         assert t.query("auto", filter="", output_fields=["count(*)"])[0]["count(*)"] == 300
         again = t.query("again", filter="", output_fields=["id"], limit=1000)
         assert sorted(r["id"] for r in again) == list(range(1000, 1040))
+        # a quick-setup collection's AUTOINDEX is created as AUTOINDEX on the target, described as on the source
+        assert t.describe_index("again", "vector")["index_type"] == "AUTOINDEX"
+        assert t.describe_index("again", "vector")["metric_type"] == c.describe_index("again", "vector")["metric_type"]
         assert "plain_alias" in t.list_aliases("plain")["aliases"]
         assert t.list_indexes("plain") and "p1" in t.list_partitions("plain")
         assert t.describe_index("plain", "vector")["mmap.enabled"] == "True"

@@ -77,10 +77,7 @@ class CatalogSync:
         loaded = is_loaded(c, name)
         for idx in info.indexes:
             if idx.field_name not in have_idx:
-                ip = c.prepare_index_params()
-                ip.add_index(field_name=idx.field_name, index_type=idx.index_type, index_name=idx.index_name,
-                             metric_type=idx.metric_type, params=dict(idx.params))
-                c.create_index(name, ip)
+                _create_index(c, name, idx)
             loaded = self._sync_index_properties(c, name, idx, described.get(idx.field_name, {}), loaded)
         # an index dropped and created again on the source between two passes (another id: maybe another type
         # or params): the target's goes too, and the new one is created above on the next pass
@@ -92,10 +89,7 @@ class CatalogSync:
             c.drop_index(name, idx_name)
         for idx in info.indexes:
             if idx.field_name in gone:
-                ip = c.prepare_index_params()
-                ip.add_index(field_name=idx.field_name, index_type=idx.index_type, index_name=idx.index_name,
-                             metric_type=idx.metric_type, params=dict(idx.params))
-                c.create_index(name, ip)
+                _create_index(c, name, idx)
                 if idx.properties:
                     c.alter_index_properties(name, idx.index_name, dict(idx.properties))
         self._record_indexes(info)
@@ -275,3 +269,19 @@ class CatalogSync:
             log_order.drop_collection(dest, new[1])
         log_order.drop_aliases(c, old[1])
         c.rename_collection(old[1], new[1], target_db=new[0] if new[0] != old[0] else "")
+
+
+def _create_index(c, name: str, idx) -> None:
+    """The source's index ``idx`` (an ``IndexInfo``) created on the target collection ``name``: as the client
+    asked for it where the source chose the index (AUTOINDEX: its ``user_params``, so the target describes it
+    as the source does and chooses the same way), else the type and build parameters the source built."""
+    ip = c.prepare_index_params()
+    if idx.user_params:
+        asked = {k: v for k, v in idx.user_params.items() if k not in ("index_type", "metric_type")}
+        ip.add_index(field_name=idx.field_name, index_type=idx.user_params.get("index_type", idx.index_type),
+                     index_name=idx.index_name, metric_type=idx.user_params.get("metric_type", idx.metric_type),
+                     params=asked)
+    else:
+        ip.add_index(field_name=idx.field_name, index_type=idx.index_type, index_name=idx.index_name,
+                     metric_type=idx.metric_type, params=dict(idx.params))
+    c.create_index(name, ip)

@@ -454,6 +454,7 @@ class Replicator(CatalogSync):
                 self._apply_changes(info)
             self._colls[cid] = info
             self._sync_one(info)
+            self._record_partitions(info)
         self._sync_aliases(wanted, aliases)
         self._copy.take(self.store.copies(tid) & set(wanted))
         for cid, info in wanted.items():
@@ -592,10 +593,7 @@ class Replicator(CatalogSync):
             self.store.add_collection(tid, info.id, entry, {})
         truncated, again, since = log_order.changes(entry, info)
         if since is None:
-            if parts != entry.get("partitions"):
-                entry["partitions"] = parts
-                self.store.add_collection(tid, info.id, entry, {})
-            return
+            return  # (partitions created or dropped: recorded once the target has them, _record_partitions)
         # a base copy to do (pending before the pass takes them up) begins again; one that cannot read the
         # collection's rows (namespaces in partition_key mode) copies nothing: the log's way, below
         copying = self._copy.readable(info) and (info.id in self._copy.pending or info.id in self.store.copies(tid))
@@ -626,11 +624,24 @@ class Replicator(CatalogSync):
         else:
             for p in again:
                 log_order.recreate_partition(c, name, p, info.partition_loaded(info.partition(p).id))
-        entry.update(truncated_ts=truncated, partitions=parts)
+        # a partition dropped on the source stays recorded until the target's is dropped too (_record_partitions)
+        entry.update(truncated_ts=truncated, partitions={**entry.get("partitions", {}), **parts})
         self._take_positions(info.id, rewind, False, {ch: since for ch in rewind})
         self._follow_from(rewind)
         log.info("cdc task %s applied %s of %s.%s on the target (channels rewound to %s)", self.task.id, what,
                  info.db, info.name, rewind)
+
+    def _record_partitions(self, info: CollectionInfo) -> None:
+        """The source's partitions (``log_order.partition_ids``) in the task's entry, once the catalog pass
+        made the target's match them. Not before: a name dropped on the source leaves the entry only once
+        its target partition is dropped, so that when the pass stops in between (a crash, the target
+        down) and the name is created again on the source, the new id differs from the one recorded and
+        the old partition's rows go (``log_order.changes``) rather than stay under the name."""
+        entry = self._entries.get(info.id)
+        parts = log_order.partition_ids(info)
+        if entry is not None and "partitions" in entry and entry["partitions"] != parts:
+            entry["partitions"] = parts
+            self.store.add_collection(self.task.id, info.id, entry, {})
 
     # --- reporting ---------------------------------------------------------------------------------
     def _report(self) -> None:
