@@ -369,8 +369,21 @@ class Replicator(CatalogSync):
             for p in fresh.partitions:
                 if p.id == pid:
                     self._sync_one(fresh)
+                    self._record_new_partition(fresh, p.name, pid)
                     return p.name
         return None
+
+    def _record_new_partition(self, info: CollectionInfo, name: str, pid: int) -> None:
+        """A partition the task's entry did not know, created on the target for a record in it (before the
+        next catalog pass), recorded by id before any row goes there: if the task stops and the name is
+        dropped and created again meanwhile, the next pass sees another id and the old rows go. (A name the
+        entry knows keeps its recorded id: the catalog pass compares it, ``log_order.changes``.)"""
+        entry = self._entries.get(info.id)
+        if entry is None or "partitions" not in entry or name in entry["partitions"] \
+                or name not in log_order.partition_ids(info):
+            return
+        entry["partitions"] = {**entry["partitions"], name: pid}
+        self.store.add_collection(self.task.id, info.id, entry, {})
 
     def _reread(self, cid: int) -> CollectionInfo | None:
         assert self._meta is not None
