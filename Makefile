@@ -1,7 +1,13 @@
 # vecdb: the two commands of the README.
-#   make serve  - create the virtualenv, install, run the standalone server on 127.0.0.1:19530 (data in ./data)
+#   make serve  - create the virtualenv, install, run the standalone server on 127.0.0.1:19530 (data in ./data);
+#                 make serve PORT=19531 HTTP_PORT=9092 DATA=./data2 changes the ports and the data directory
 #   make test   - install what the tests need, lint (make lint), and run the whole suite
 PYTHON ?= python3
+# make serve's Milvus API port, HTTP port (REST API, /webui/, /metrics, /healthz) and data directory. Plain
+# assignments: the command line overrides them, an environment's PORT (set by many hosts) does not.
+PORT = 19530
+HTTP_PORT = 9091
+DATA = ./data
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Another pymilvus than the suite's own (pyproject.toml: 3.0), in its own virtualenv, for the
@@ -37,7 +43,7 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test $(CLIENT_VENV)/.installed
 
 serve: install
-	$(VENV)/bin/vecdb standalone --data-dir ./data --host 127.0.0.1 --port 19530
+	$(VENV)/bin/vecdb standalone --data-dir $(DATA) --host 127.0.0.1 --port $(PORT) --http-port $(HTTP_PORT)
 
 lint: install-test
 	$(VENV)/bin/ruff check vecdb tests bench

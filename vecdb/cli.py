@@ -72,7 +72,7 @@ def _run_until_signalled(node, ready: str) -> int:
 
 
 def _coord(args) -> int:
-    from vecdb import logs
+    from vecdb import logs, startup
     from vecdb.coord.server import Coord
     from vecdb.rpc.transport import use_cluster_secret, use_internal_tls
     from vecdb.storage.backends import open_log, open_meta, open_objects
@@ -80,7 +80,8 @@ def _coord(args) -> int:
     settings = _settings(args)
     use_cluster_secret(settings.security.cluster_secret_value())  # required of every call it serves
     use_internal_tls(settings.tls)  # served over mutual TLS with tls.internal
-    meta = open_meta(settings.storage)
+    with startup.data_dir(settings.storage.data_dir):  # a 'local' metadata store another process holds
+        meta = open_meta(settings.storage)
     http = objects = wal = None
     try:
         if settings.storage.log != "wal":  # the cluster's shared log: flushes write their seal records there
@@ -101,8 +102,12 @@ def _coord(args) -> int:
         if settings.http.port:
             from vecdb.http import start_http
 
-            http = start_http(settings.proxy.host, settings.http.port, coord.health, "coord", coord.address,
-                              settings.tls)
+            try:
+                http = start_http(settings.proxy.host, settings.http.port, coord.health, "coord", coord.address,
+                                  settings.tls)
+            except BaseException:
+                coord.stop()
+                raise
         logs.set_node("coord", coord.address)
         # a standby serves too (it refuses calls until it takes over): ready either way, and says which
         return _run_until_signalled(coord, f"vecdb coord ready on {coord.address} "
@@ -288,10 +293,12 @@ def _return_freed_memory() -> None:
         pass
 
 
-def _role_http_flag(p) -> None:
+def _role_http_flag(p, rest: bool = False) -> None:
+    """--http-port; ``rest``: the role serves Milvus's REST API and the web UI there too (a proxy, a node)."""
+    serves = "HTTP port: Milvus's REST API, the web UI (/webui/), /metrics and /healthz" if rest else \
+        "HTTP port: /healthz and /metrics"
     p.add_argument("--http-port", type=int, default=None,
-                   help="/healthz and /metrics port (default off; or http.port from --config or VECDB_HTTP__PORT; "
-                        "0 = off)")
+                   help=f"{serves} (default off; or http.port from --config or VECDB_HTTP__PORT; 0 = off)")
 
 
 def _command(sub, name: str, func, help: str, description: str, data_dir: str, port: str):
@@ -322,7 +329,7 @@ def _proxy_flags(p, node_id: str, workers: str) -> None:
     p.add_argument("--worker-port", type=int, default=None, metavar="PORT",
                    help="with --workers: worker i also serves the Milvus API on PORT+i alone (proxy.worker_port)")
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set by the parent
-    _role_http_flag(p)
+    _role_http_flag(p, rest=True)
     _storage_flags(p)
     _auth_flag(p)
     _tls_flags(p)
@@ -398,7 +405,9 @@ def main(argv: list[str] | None = None) -> int:
                   "Connect with pymilvus: MilvusClient('http://127.0.0.1:19530').",
                   data_dir="where the log, metadata and segments live (default ./data)",
                   port="gRPC port for pymilvus (default 19530)")
-    st.add_argument("--http-port", type=int, default=None, help="/healthz and /metrics port (default 9091, 0 = off)")
+    st.add_argument("--http-port", type=int, default=None,
+                    help="HTTP port: Milvus's REST API, the web UI (/webui/), /metrics and /healthz (default 9091, "
+                         "0 = off)")
     st.add_argument("--workers", type=int, default=None, metavar="N",
                     help="serve the Milvus API from N worker processes on --port (SO_REUSEPORT) beside a primary "
                          "process that owns the storage (default 1: one process; or standalone.workers, "
@@ -479,12 +488,16 @@ def main(argv: list[str] | None = None) -> int:
     # one line per event, "[<role> <node id>]" in each; the level is settled once the settings are read
     logs.setup(args.command, logs.level_for(args.command, args.log_level))
     from vecdb.config import SettingError
+    from vecdb.startup import StartupFailed
 
     try:
         return args.func(args)
     except SettingError as e:  # a bad TLS file, an unreadable secret file: the message says which
         print(f"vecdb {args.command}: {e}", file=sys.stderr)
         return 2
+    except StartupFailed as e:  # a port in use, a data directory held, a refused secret: one line (vecdb.startup)
+        print(f"vecdb: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -52,6 +52,11 @@ class InternalError(VecdbError):
     default_message = "service internal error"
 
 
+class CredentialRefused(InternalError):
+    """An internal server refused this process's cluster credential (``security.cluster_secret``
+    differs, or one of the two has none): ``vecdb.rpc.transport``."""
+
+
 class RateLimited(VecdbError):
     """A call over a rate limit (``vecdb.proxy.quota``); pymilvus retries it with backoff."""
 
@@ -204,6 +209,10 @@ class KeyNotFound(VecdbError):
 class IoFailed(VecdbError):
     code, legacy_code = 1001, "UnexpectedError"
     default_message = "IO failed"
+
+
+class DirectoryInUse(IoFailed):
+    """A store's directory is locked by another process (or another instance in this one)."""
 
 
 class LeaseExpired(IoFailed):

@@ -25,6 +25,7 @@ from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 
+from vecdb import startup
 from vecdb.config import TlsSettings
 from vecdb.metrics import exposition
 from vecdb.security.tls import TlsHTTPServer, certificate_files
@@ -93,11 +94,15 @@ def start_http(host: str, port: int, health: Health, role: str = "standalone",
         def log_message(self, *args):
             pass
 
-    if tls_enabled(tls):
-        assert tls is not None
-        server: ThreadingHTTPServer = TlsHTTPServer((host, port), Handler, certificate_files(tls))
-    else:
-        server = ThreadingHTTPServer((host, port), Handler)
+    try:
+        if tls_enabled(tls):
+            assert tls is not None
+            server: ThreadingHTTPServer = TlsHTTPServer((host, port), Handler, certificate_files(tls))
+        else:
+            server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as e:  # port in use, address not available: said in one line (vecdb.startup)
+        raise startup.cannot_listen(host, port, startup.HTTP_FULL if rest is not None else startup.HTTP_PROBES,
+                                    e) from e
     server.daemon_threads = True
     NODE_INFO.labels(role, node_id).set(1)
     threading.Thread(target=server.serve_forever, name=f"http-{role}", daemon=True).start()

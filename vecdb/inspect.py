@@ -365,7 +365,8 @@ def _print_segments(d: dict) -> str:
             if not v["segments"]:
                 rows.append([ch, v["checkpoint"], "-", "-", "-", "-", "-", "-", "-"])
         total = sum(s["rows"] or 0 for v in c["channels"].values() for s in v["segments"])
-        blocks.append(f"{c['db']}.{c['collection']} ({c['id']}): {total} sealed rows\n"
+        blocks.append(f"{c['db']}.{c['collection']} ({c['id']}): {total} stored rows "
+                      "(deleted or replaced rows included until compaction)\n"
                       + _table(["channel", "checkpoint", "segment", "partition", "rows", "position", "prefix",
                                 "compacted-from", "cluster"], rows))
     return "\n\n".join(blocks) or "(no collections)"

@@ -45,6 +45,7 @@ STATE_FILE = "cluster.json"
 BACKENDS_FILE = "backends.json"
 BUCKET = "vecdb"
 HOST = "127.0.0.1"
+HTTP_SERVES = "REST API, /webui/, /metrics, /healthz"  # what a proxy serves on its HTTP port (http_port)
 # down stops the roles before the backends they use: proxies (they write), query nodes, the coord,
 # then the servers (S3 before etcd and NATS: nothing writes to it once the roles are gone)
 STOP_ORDER = ("proxy", "querynode", "datanode", "coord", "s3", "etcd", "nats")
@@ -71,7 +72,7 @@ class Proc:
     start_ticks: int | None = None  # /proc/<pid>/stat field 22: tells a reused pid apart
     url: str = ""
     extra: dict = field(default_factory=dict)
-    http_port: int = 0  # a vecdb role's /healthz and /metrics (0: none, a backend)
+    http_port: int = 0  # a vecdb role's /healthz and /metrics, a proxy's REST API and /webui/ too (0: none, a backend)
 
 
 # --- processes: is this pid still the process we started? ---------------------------------------
@@ -495,6 +496,7 @@ def up(data_dir: str, proxies: int = 1, querynodes: int = 1, port: int = 19530, 
         if p.role == "proxy":
             scheme = "https" if _tls()[0] else "http"  # TLS: see docs/security.md for pymilvus's arguments
             out(f"  Milvus API   {scheme}://{HOST}:{p.port}   (pymilvus: MilvusClient(\"{scheme}://{HOST}:{p.port}\"))")
+            out(f"    its HTTP   {scheme}://{HOST}:{p.http_port}   ({HTTP_SERVES})")
     out(f"  NATS {urls['nats']}   etcd {urls['etcd']}   S3 {urls['s3']} (bucket {BUCKET})")
     out(f"  logs in {logs}; `vecdb cluster status --data-dir {data_dir}`, `vecdb cluster down --data-dir {data_dir}`")
     return 0
@@ -561,6 +563,8 @@ def status(data_dir: str, out: Out = print) -> int:
             why = milvus_answers(p.port)
             line += "  pymilvus: " + ("answers" if why is None else f"NO ANSWER ({why})")
             healthy &= why is None
+        if p.role == "proxy" and p.http_port:
+            line += f"  HTTP {HOST}:{p.http_port} ({HTTP_SERVES})"
         healthy &= alive
         out(line)
     return 0 if healthy else 1

@@ -26,7 +26,7 @@ import time
 import weakref
 from collections.abc import Iterable
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -36,6 +36,9 @@ from prometheus_client.utils import floatToGoString
 from vecdb.metric_tally import fast_child, fast_counter, fast_histogram
 from vecdb.request_db import db_of
 from vecdb.timestamp import MAX_TIMESTAMP
+
+if TYPE_CHECKING:
+    from vecdb.coord.tso import IdAllocator, TimestampOracle
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,16 @@ ROOTCOORD_ID_ALLOC = Counter("milvus_rootcoord_id_alloc_count", "count of ID all
                              registry=MILVUS)
 ROOTCOORD_TIMESTAMP = Gauge("milvus_rootcoord_timestamp", "latest timestamp allocated in memory", ["node_id"],
                             registry=MILVUS)
+
+
+
+def watch_allocators(node_id: str, tso: TimestampOracle, ids: IdAllocator) -> None:
+    """The coord metrics of a server that allocates in-process (standalone: ``node_id`` "standalone"),
+    as a cluster's coord fills them in its RPC handlers (``vecdb.coord.server``): the latest timestamp
+    (read from ``tso.last()`` when scraped) and the count of ids handed out (``ids.on_allocate``)."""
+    ROOTCOORD_TIMESTAMP.labels(node_id).set_function(tso.last)
+    ids.on_allocate = ROOTCOORD_ID_ALLOC.labels(node_id).inc
+
 
 # --- proxy ---------------------------------------------------------------------------------------
 PROXY_REQ_COUNT = Counter("milvus_proxy_req_count", "count of operation executed",

@@ -53,7 +53,7 @@ import uuid
 from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
-from vecdb import limits, logs, signals
+from vecdb import limits, logs, signals, startup
 from vecdb.config import Settings
 from vecdb.coord.server import Coord
 from vecdb.coord.session import Session, describe_process
@@ -125,7 +125,8 @@ class Primary:
         self.node_id = node_id or uuid.uuid4().hex[:12]
         limits.configure(settings.limits)
         storage = settings.storage
-        self.backends = open_backends(storage)
+        with startup.data_dir(storage.data_dir):  # held by another server: one line (vecdb.startup)
+            self.backends = open_backends(storage)
         self._stopped = threading.Event()
         self.session: Session | None = None
         self.backend_server: BackendServer | None = None

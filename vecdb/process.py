@@ -25,7 +25,7 @@ from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
-from vecdb import logs, metrics
+from vecdb import logs, metrics, startup
 from vecdb.config import Settings
 from vecdb.coord.session import register_node
 from vecdb.discovery import node_number
@@ -54,13 +54,17 @@ def _log_trouble(log) -> str | None:
 
 class NodeProcess:
     role = "node"
+    serves_rest = False  # Milvus's REST API and the web UI on the HTTP port (a proxy's), else /healthz and /metrics
 
     def __init__(self, settings: Settings, host: str, node_id: str | None = None, backends: Backends | None = None):
         """``backends``: storage opened by the caller, which also closes it (a standalone primary's data node,
         ``vecdb.primary``); None: opened from ``settings.storage`` here and closed by ``stop``."""
         self.node_id = node_id or uuid.uuid4().hex[:12]
         self._own_backends = backends is None
-        self.backends = open_backends(settings.storage) if backends is None else backends
+        if backends is None:
+            with startup.data_dir(settings.storage.data_dir):
+                backends = open_backends(settings.storage)
+        self.backends = backends
         self.server = self.session = None
         self.http: ThreadingHTTPServer | None = None
         self._stopping = False
@@ -90,7 +94,7 @@ class NodeProcess:
             from vecdb.http import start_http
 
             self.http = start_http(host, port, self.health, self.role, self.node_id, self._tls,
-                                   rest=lambda: self.rest_api)
+                                   rest=(lambda: self.rest_api) if self.serves_rest else None)
 
     def health(self) -> tuple[bool, str]:
         """For /healthz: (True, "OK") while ready, else (False, why)."""

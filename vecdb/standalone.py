@@ -16,7 +16,7 @@ from http.server import ThreadingHTTPServer
 
 import grpc
 
-from vecdb import limits
+from vecdb import errors, limits, metrics, startup
 from vecdb.cdc.replicate_manager import ReplicationManager
 from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
@@ -46,7 +46,8 @@ class Standalone:
     def __init__(self, settings: Settings):
         self.settings = settings
         limits.configure(settings.limits)  # this process's request and schema limits (vecdb.limits)
-        self.backends = open_backends(settings.storage)
+        with startup.data_dir(settings.storage.data_dir):  # held by another server: one line (vecdb.startup)
+            self.backends = open_backends(settings.storage)
         self.meta, self.objects, self.wal = self.backends.meta, self.backends.objects, self.backends.log
         self._stopped = threading.Event()  # a stop began
         self._finished = threading.Event()  # ... and ended
@@ -71,11 +72,15 @@ class Standalone:
 
     def _open_roles(self, settings: Settings) -> None:
         # one server per storage namespace: a second one on the same etcd/NATS/S3 is refused
-        self.session = Session(self.meta, "session/standalone", describe_process(role="standalone"),
-                               ttl=settings.storage.session_ttl, on_lost=self._session_lost)
+        try:
+            self.session = Session(self.meta, "session/standalone", describe_process(role="standalone"),
+                                   ttl=settings.storage.session_ttl, on_lost=self._session_lost)
+        except errors.ServiceUnavailable as e:  # held by another server: its message says by whom
+            raise startup.StartupFailed(str(e)) from e
         catalog = Catalog(self.meta)
         tso = TimestampOracle(self.meta)
         ids = IdAllocator(self.meta)
+        metrics.watch_allocators(metrics.STANDALONE, tso, ids)  # the coord's metrics, as a cluster's coord fills them
         self.querynode = QueryNode(self.wal, self.meta, self.objects, settings.querynode.index_threads,
                                    mmap_sealed=settings.querynode.mmap_sealed)
         self.datanode = DataNode(self.wal, self.meta, self.objects, ids, settings.querynode.index_threads,
@@ -116,6 +121,14 @@ class Standalone:
         threading.Thread(target=self.stop, name="stop-on-session-loss", daemon=True).start()
 
     def start(self) -> Standalone:
+        """Serve; a failed start (a port in use: ``vecdb.startup.StartupFailed``) stops what had started."""
+        try:
+            return self._serve()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _serve(self) -> Standalone:
         p = self.settings.proxy
         self.server, self.port = start_server(self.roles, p.host, p.port, p.workers, self.settings.tls)
         # imports, restores and refreshes its previous run left unfinished, carried on (vecdb.jobs)

@@ -161,7 +161,8 @@ def _collection(r, db: str, name: str) -> dict[str, Any]:
         if load in ("Loading", "Loaded"):
             segs = r.call("GetQuerySegmentInfo", milvus_pb2.GetQuerySegmentInfoRequest(
                 dbName=db, collectionName=name), ok_codes=(101,))  # 101: released meanwhile
-            out["segments"] = [_segment(s) for s in segs.infos]
+            partitions = _partition_names(r, db, name)
+            out["segments"] = [_segment(s, partitions) for s in segs.infos]
     except (RestError, errors.VecdbError) as e:
         out["error"] = _message(e)
     return out
@@ -183,8 +184,20 @@ def _index(i) -> dict[str, Any]:
             "total_rows": i.total_rows, "pending_rows": i.pending_index_rows}
 
 
-def _segment(s) -> dict[str, Any]:
-    return {"id": s.segmentID, "partition_id": s.partitionID, "rows": s.num_rows,
+def _partition_names(r, db: str, name: str) -> dict[int, str]:
+    """Partition id -> name, as ``vecdb inspect segments`` shows them ({} if the user may not list them)."""
+    from vecdb.proxy.rest import RestError
+
+    try:
+        shown = r.call("ShowPartitions", milvus_pb2.ShowPartitionsRequest(db_name=db, collection_name=name))
+    except RestError:
+        return {}
+    return dict(zip(shown.partitionIDs, shown.partition_names, strict=False))
+
+
+def _segment(s, partitions: dict[int, str]) -> dict[str, Any]:
+    return {"id": s.segmentID, "partition_id": s.partitionID,
+            "partition": partitions.get(s.partitionID, str(s.partitionID)), "rows": s.num_rows,
             "state": common_pb2.SegmentState.Name(s.state), "nodes": list(s.nodeIds),
             "index_name": s.index_name}
 
@@ -281,7 +294,7 @@ def _collection_html(db: str, c: dict[str, Any]) -> str:
     parts.append(f"<h4>Segments ({len(c['segments']) - growing} sealed, {growing} growing)</h4>")
     if c["load_state"] in ("Loading", "Loaded"):
         parts.append(_table(["segment", "partition", "rows", "state", "nodes", "index"],
-                            [[s["id"], s["partition_id"], s["rows"], s["state"], ", ".join(map(str, s["nodes"])),
+                            [[s["id"], s["partition"], s["rows"], s["state"], ", ".join(map(str, s["nodes"])),
                               s["index_name"]] for s in c["segments"]]))
     else:
         parts.append('<p class="muted">not loaded</p>')

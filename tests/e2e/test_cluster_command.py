@@ -74,6 +74,9 @@ def test_cluster_up_status_down_up_again(tmp_path):
         res = _vecdb("up", "--querynodes", "2", "--datanodes", "1", "--port", str(port), *common)
         assert f"http://127.0.0.1:{port}" in res.stdout and "1 data node," in res.stdout
         procs = _state(data_dir)
+        # the proxy's HTTP port (REST, /webui/, /metrics), a free one recorded in cluster.json, is printed
+        proxy_http = next(p["http_port"] for p in procs if p["role"] == "proxy")
+        assert f"http://127.0.0.1:{proxy_http}   (REST API, /webui/" in res.stdout, res.stdout
         assert sorted(p["role"] for p in procs) == ["coord", "datanode", "etcd", "nats", "proxy", "querynode",
                                                     "querynode", "s3"]
         assert all(p["log"].startswith(str(data_dir / "logs")) for p in procs)
@@ -104,6 +107,8 @@ def test_cluster_up_status_down_up_again(tmp_path):
         lines = [line for line in st.stdout.splitlines() if " alive " in line or " DEAD " in line]
         assert len(lines) == 8 and all(" alive " in line for line in lines), st.stdout
         assert "pymilvus: answers" in st.stdout
+        assert any(" proxy " in line and f"HTTP 127.0.0.1:{proxy_http} (REST API, /webui/" in line
+                   for line in lines), st.stdout
         roles = [line for line in lines if line.split()[1] in ("coord", "querynode", "datanode", "proxy")]
         assert len(roles) == 5 and all("healthz: OK" in line for line in roles), st.stdout
         assert "healthz: OK active" in st.stdout

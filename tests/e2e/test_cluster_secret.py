@@ -3,22 +3,25 @@
 A cluster of processes (coord, query node, data node, proxy) on NATS, etcd and S3 with the secret
 set serves pymilvus as usual. A raw gRPC call to the query node's Search, the coord's
 AllocTimestamp or the data node's port without the credential, or with a wrong one, is refused
-with UNAUTHENTICATED; with it, the query node answers the search. A proxy without the secret
-cannot write (the coord refuses it). The secret is in no log line and no metric. With tls.internal
-the roles also talk over mutual TLS: a plain-text call or a certificate from another CA is refused.
+with UNAUTHENTICATED; with it, the query node answers the search. A proxy without the secret or a
+node with a wrong one exits 1 at start, saying the coord refused its credential, and never joins.
+The secret is in no log line and no metric. With tls.internal the roles also talk over mutual TLS:
+a plain-text call or a certificate from another CA is refused.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import urllib.request
 import uuid
 
 import grpc
 import numpy as np
 import pytest
-from pymilvus import MilvusClient, MilvusException
+from pymilvus import MilvusClient
 
-from tests.conftest import free_port, spawn_vecdb, stop_processes
+from tests.conftest import free_port, server_settings, spawn_vecdb, stop_processes, vecdb_command
 from vecdb import errors, timestamp
 from vecdb.rpc import Client
 from vecdb.rpc.columns import fill_column, read_search_reply
@@ -39,6 +42,27 @@ def _refused(address: str, path: str, request, metadata=None) -> None:
         _raw(address, path, request, metadata)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, err.value
     assert "cluster credential" in err.value.details()
+
+
+def _environ(storage: dict, env: dict) -> dict[str, str]:
+    """This process's environment with ``storage`` as VECDB_STORAGE__* and ``env`` (None: removed)."""
+    environ = dict(os.environ, **{f"VECDB_STORAGE__{k.upper()}": str(v) for k, v in storage.items()})
+    for key, value in env.items():
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = value
+    return environ
+
+
+def _session_keys(tmp_path, storage: dict) -> list[str]:
+    from vecdb.storage.backends import open_meta
+
+    meta = open_meta(server_settings(tmp_path / "look", storage=storage).storage)
+    try:
+        return [key for key, _ in meta.scan("session/")]
+    finally:
+        meta.close()
 
 
 def test_internal_rpc_needs_the_cluster_secret(tmp_path, remote_storage):
@@ -97,15 +121,19 @@ def test_internal_rpc_needs_the_cluster_secret(tmp_path, remote_storage):
                  [(SECRET_KEY, _credential(secret))])
         assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
-        # a proxy without the secret cannot write: the coord refuses its timestamps
-        rogue_port = free_port()
+        # a proxy without the secret, a node with a wrong one: the coord refuses their credential, so each
+        # exits 1 at start saying so in one line (not "ready", then every call refused), and never joins
         no_secret = {"VECDB_SECURITY__CLUSTER_SECRET": None, "VECDB_SECURITY__CLUSTER_SECRET_FILE": None}
-        procs.append(spawn_vecdb(storage, tmp_path / "rogue", "proxy", "--port", str(rogue_port), env=no_secret))
-        rogue = MilvusClient(uri=f"http://127.0.0.1:{rogue_port}")
-        with pytest.raises(MilvusException) as refused:
-            rogue.insert("docs", [{"id": 2000, "vector": vecs[0]}])
-        assert "cluster credential" in refused.value.message and secret not in refused.value.message
-        rogue.close()
+        wrong = dict(no_secret, VECDB_SECURITY__CLUSTER_SECRET="not-the-cluster-secret")
+        for role, role_env in (("proxy", no_secret), ("node", wrong)):
+            res = subprocess.run([*vecdb_command(role, "--port", str(free_port()), "--node-id", f"rogue-{role}"),
+                                  "--data-dir", str(tmp_path / f"rogue-{role}")], capture_output=True, text=True,
+                                 timeout=60, env=_environ(storage, role_env))
+            assert res.returncode == 1 and " ready on " not in res.stdout, (res.returncode, res.stdout, res.stderr)
+            assert res.stderr.strip() == f"vecdb: the coord at 127.0.0.1:{coord_port} refused this process's " \
+                "cluster credential: start it with the cluster's secret (VECDB_SECURITY__CLUSTER_SECRET or " \
+                "--cluster-secret-file, the same in every process of the cluster)", res.stderr
+        assert not [key for key in _session_keys(tmp_path, storage) if "rogue-" in key]
 
         # refusals are counted per service; the secret is in no metric and no log
         with urllib.request.urlopen(f"http://127.0.0.1:{qn_http}/metrics", timeout=5) as reply:

@@ -104,6 +104,9 @@ def test_inspect_a_running_standalone(tmp_path):
                      ["keys", "seg/", "--values"]):
             text = _inspect(*what, *where).stdout  # the tables
             assert text.strip(), what
+        # what the count is: every row the segment files hold, not count(*)
+        assert "130 stored rows (deleted or replaced rows included until compaction)" in \
+            _inspect("segments", "insp", *where).stdout
         assert "insp" in _inspect("collections", *where).stdout
 
         # the server is not disturbed: it writes on, and inspect sees the new state

@@ -29,7 +29,7 @@ import pytest
 from pymilvus import DataType, MilvusClient
 from pymilvus.grpc_gen import milvus_pb2
 
-from tests.conftest import free_port, server_settings, wait_until
+from tests.conftest import free_port, server_settings, start_standalone, wait_until
 from vecdb.coord import index_builds
 from vecdb.discovery import node_number
 
@@ -218,6 +218,33 @@ def test_counters_move_by_exactly_the_workload_and_get_metrics_lists_every_role(
         if client.has_collection(name):
             client.drop_collection(name)
         client.close()
+
+
+def test_get_metrics_on_a_standalone_lists_it_once_under_its_one_number(tmp_path):
+    """A standalone answers ``system_info`` as Milvus's does: one node, "standalone1", with its pid and
+    hardware, under the number GetComponentStates gives it too (1); its /metrics node_id stays
+    "standalone" (the ``node_id`` field says so)."""
+    node = start_standalone(str(tmp_path), http=True)
+    client = MilvusClient(f"http://127.0.0.1:{node.port}")
+    try:
+        stub = client._get_connection()._stub
+        reply = stub.GetMetrics(milvus_pb2.GetMetricsRequest(request=json.dumps({"metric_type": "system_info"})),
+                                timeout=10)
+        assert reply.status.code == 0, reply.status.reason
+        assert reply.component_name == "standalone1"
+        nodes = json.loads(reply.response)["nodes_info"]
+        assert [(n["infos"]["type"], n["identifier"], n["infos"]["name"]) for n in nodes] == \
+            [("standalone", 1, "standalone1")], nodes
+        infos = nodes[0]["infos"]
+        assert infos["pid"] > 0 and infos["hardware_infos"]["cpu_core_count"] >= 1, infos
+        assert infos["node_id"] == "standalone" and infos["system_info"]["deploy_mode"] == "STANDALONE"
+        states = stub.GetComponentStates(milvus_pb2.GetComponentStatesRequest(), timeout=10)
+        assert states.state.nodeID == infos["id"] == 1
+        status, text = _get(node.http_ports[0], "/metrics")
+        assert status == 200 and 'node_id="standalone"' in text
+    finally:
+        client.close()
+        node.stop()
 
 
 def test_healthz_follows_the_nats_and_etcd_servers(tmp_path, s3_server):

@@ -84,6 +84,8 @@ def test_page_and_json_show_what_pymilvus_sees(deployed):
                 break
             time.sleep(0.5)
         assert shown == expected
+        partitions = client.list_partitions(name)  # the partition key's _default_0 .. _default_3
+        assert {s["partition"] for s in got["segments"]} <= set(partitions) and len(partitions) == 4, got["segments"]
         states = {s["state"] for s in got["segments"]}
         assert "Growing" in states and states & {"Sealed", "Flushed"}, got["segments"]  # flushed, and growing
 
@@ -122,8 +124,8 @@ def test_page_and_json_show_what_pymilvus_sees(deployed):
             assert f"<td>{cold}</td><td>{c['id']}</td><td>{c['shards']}</td><td>3</td><td>NotLoad</td>" in page
             assert "<td>HNSW</td><td>L2</td>" in page and "<td>primary</td>" in page and "<td>partition</td>" in page
             assert "<th>role</th>" in page and "<th>uptime</th>" in page
-            for seg in got["segments"]:
-                assert f"<td>{seg['id']}</td>" in page
+            for seg in got["segments"]:  # its partition by name, as `vecdb inspect segments` shows it
+                assert f"<td>{seg['id']}</td><td>{seg['partition']}</td>" in page
         assert get(port, "/webui/nothing")[0] == 404
     finally:
         for n in (name, cold):

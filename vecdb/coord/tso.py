@@ -16,6 +16,7 @@ only while its lease is valid, ``vecdb.coord.server``.)
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from vecdb.errors import ServiceNotReady
 from vecdb.storage.base import MetaStore
@@ -78,10 +79,13 @@ class TimestampOracle:
 
 
 class IdAllocator:
-    """Monotonic int64 ids (collection, partition, index ids and auto_id primary keys)."""
+    """Monotonic int64 ids (collection, partition, index ids and auto_id primary keys). ``on_allocate``,
+    when set, is told each count handed out (a standalone server's ``milvus_rootcoord_id_alloc_count``:
+    ``vecdb.metrics.watch_allocators``; a cluster's coord counts in its RPC handler)."""
 
     def __init__(self, meta: MetaStore, window: int = 1 << 20, start: int = 450_000_000_000_000_000,
                  fence: dict[str, bytes] | None = None):
+        self.on_allocate: Callable[[int], object] | None = None
         self._window = window
         self._lock = threading.Lock()
         self._bound = _ReservedBound(meta, _ID_KEY, fence)
@@ -95,4 +99,6 @@ class IdAllocator:
                 self._bound.move_to(self._next + max(self._window, count))
             first = self._next
             self._next += count
-            return first
+        if self.on_allocate is not None:
+            self.on_allocate(count)
+        return first

@@ -17,6 +17,7 @@ import grpc
 from prometheus_client import Counter
 from pymilvus.grpc_gen import milvus_pb2_grpc
 
+from vecdb import startup
 from vecdb.config import TlsSettings
 from vecdb.proxy.auth_interceptor import AuthInterceptor
 from vecdb.proxy.base import Roles
@@ -137,10 +138,23 @@ def start_server(roles: Roles, host: str, port: int, workers: int = 0,
         ],
     )
     milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusService(roles), server)
-    bound = add_port(server, f"{host}:{port}", tls)
-    if bound == 0:
-        raise OSError(f"cannot listen on {host}:{port} (address in use?)")
-    if extra_port and add_port(server, f"{host}:{extra_port}", tls) == 0:
-        raise OSError(f"cannot listen on {host}:{extra_port} (address in use?)")
+    if not reuse_port:  # (workers share the port: it is in use by design)
+        startup.check_free(host, port, startup.GRPC)
+    bound = _listen(server, host, port, tls)
+    if extra_port:
+        startup.check_free(host, extra_port, startup.GRPC)
+        _listen(server, host, extra_port, tls)
     server.start()
     return server, bound
+
+
+def _listen(server: grpc.Server, host: str, port: int, tls) -> int:
+    """The port bound; ``StartupFailed`` naming it when it cannot be (grpc raises a RuntimeError, or
+    returns 0 in older versions)."""
+    try:
+        bound = add_port(server, f"{host}:{port}", tls)
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise startup.cannot_listen(host, port, startup.GRPC)
+    return bound

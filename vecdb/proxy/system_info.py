@@ -8,7 +8,8 @@ Milvus's answer (``metricsinfo.SystemTopology``) is JSON: ``{"nodes_info": [{"id
 vecdb's nodes are the processes holding a session (``session/coord``, ``session/<role>/<node
 id>``, ``session/standalone``): the live ones, with the role and id each registered. Each node's
 ``id`` is the number Milvus clients see for it (``vecdb.discovery.node_number``, as in
-``GetReplicas``); ``node_id`` is its own id as in its session and on its ``/metrics``. The coord
+``GetReplicas``; a standalone's is 1, ``STANDALONE_NODE_ID``, as in Milvus); ``node_id`` is its own
+id as in its session and on its ``/metrics`` (a standalone's: "standalone"). The coord
 (timestamps, ids, catalog and placement: Milvus's root and query coords in one) is the type
 "mixcoord", Milvus's name for the coordinators in one process. Hardware figures are known for the
 answering node only (the others' are zero, as Milvus leaves a node's it could not ask).
@@ -24,6 +25,7 @@ import zlib
 
 from vecdb import __version__
 from vecdb.discovery import node_number
+from vecdb.querynode.node import STANDALONE_NODE_ID
 from vecdb.storage.base import MetaStore
 
 SYSTEM_INFO = "system_info"
@@ -72,7 +74,12 @@ def _sessions(meta: MetaStore) -> list[dict]:
             role, node_id = "standalone", "standalone"
         else:
             continue
-        number = node_number(node_id) if role != "coord" else zlib.crc32(f"coord/{node_id}".encode()) & 0x7FFFFFFF
+        if role == "coord":
+            number = zlib.crc32(f"coord/{node_id}".encode()) & 0x7FFFFFFF
+        elif role == "standalone":  # its number everywhere else (GetComponentStates, GetReplicas, the web UI)
+            number = STANDALONE_NODE_ID
+        else:
+            number = node_number(node_id)
         out.append({"role": role, "node_id": node_id, "number": number, "session": value})
     return out
 

@@ -16,7 +16,7 @@ from google.protobuf import json_format, message_factory
 from google.protobuf.message import Message
 from prometheus_client import Counter
 
-from vecdb import errors
+from vecdb import errors, startup
 from vecdb.config import TlsSettings
 from vecdb.rpc.gen import coord_pb2, coord_pb2_grpc, querynode_pb2, querynode_pb2_grpc, storage_pb2, storage_pb2_grpc
 
@@ -66,10 +66,21 @@ def use_internal_tls(tls: TlsSettings | None) -> None:
     _process_tls = InternalTls(tls) if tls is not None and tls.internal else None
 
 
-def listen(server: grpc.Server, address: str, tls: InternalTls | None = None) -> int:
-    """``server`` listening on ``address``: over mutual TLS with ``tls`` (else the process's), else plain."""
+def listen(server: grpc.Server, address: str, tls: InternalTls | None = None, service: str = "") -> int:
+    """``server`` listening on ``address`` (``host:port``): over mutual TLS with ``tls`` (else the process's),
+    else plain. Returns the bound port; ``vecdb.startup.StartupFailed`` naming the port (and ``service``)
+    when it cannot be bound, asked first so that gRPC's core does not log its own error lines."""
     tls = tls or _process_tls
-    return server.add_secure_port(address, tls.server) if tls is not None else server.add_insecure_port(address)
+    host, _, port = address.rpartition(":")
+    serves = f"{startup.INTERNAL_GRPC}, {service}" if service else startup.INTERNAL_GRPC
+    startup.check_free(host, int(port), serves)
+    try:
+        bound = server.add_secure_port(address, tls.server) if tls is not None else server.add_insecure_port(address)
+    except RuntimeError:  # grpc's "Failed to bind" (older versions return 0)
+        bound = 0
+    if bound == 0:
+        raise startup.cannot_listen(host, int(port), serves)
+    return bound
 
 
 def use_cluster_secret(secret: str) -> None:
@@ -186,9 +197,7 @@ def serve(service: str, servicer: object, host: str = "127.0.0.1", port: int = 0
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"rpc-{service}"),
                          options=OPTIONS, interceptors=server_interceptors(service, secret))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(descriptor.full_name, handlers),))
-    bound = listen(server, f"{host}:{port}", tls)
-    if bound == 0:
-        raise OSError(f"cannot listen on {host}:{port} (address in use?)")
+    bound = listen(server, f"{host}:{port}", tls, service)
     server.start()
     return server, bound
 
@@ -261,7 +270,7 @@ class Client:
         if code == grpc.StatusCode.UNIMPLEMENTED:
             return errors.Unimplemented(f"{self.service} at {self.address} has no method {method}")
         if code == grpc.StatusCode.UNAUTHENTICATED:  # this process's cluster secret is not the server's
-            return errors.InternalError(f"{self.service} at {self.address} refused {method}: {details} "
+            return errors.CredentialRefused(f"{self.service} at {self.address} refused {method}: {details} "
                                         f"(security.cluster_secret must be the same in every process)")
         return errors.InternalError(f"{self.service}.{method}: {code.name}: {details}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from vecdb.errors import IoFailed
+from vecdb.errors import DirectoryInUse, IoFailed
 
 # fdatasync flushes file data plus the metadata needed to read it back
 # (including a grown size), which is all an append or a fresh file needs.
@@ -59,8 +59,8 @@ def makedirs_durable(path: str) -> None:
 
 def lock_dir(path: str, what: str) -> int:
     """Create ``path`` if need be and take an exclusive lock on ``path``/LOCK, for the life of the
-    returned fd, so two processes never open the same store. Raises IoFailed if held, or if the
-    directory cannot be created."""
+    returned fd, so two processes never open the same store. Raises DirectoryInUse (an IoFailed)
+    if held, IoFailed if the directory cannot be created."""
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
@@ -70,7 +70,7 @@ def lock_dir(path: str, what: str) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise IoFailed(f"{what} {path} is already open (LOCK held by another process or instance)") from None
+        raise DirectoryInUse(f"{what} {path} is already open (LOCK held by another process or instance)") from None
     return fd
 
 
