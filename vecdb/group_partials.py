@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vecdb import errors
+from vecdb import errors, str_keys
 from vecdb.schema import CollectionSchema, DataType, FieldSchema, valid_key
 
 ROWS = "#rows"  # present in every partial: how a proxy tells partials from rows (an older node's reply)
@@ -105,7 +105,7 @@ def ranks(values: np.ndarray, present: np.ndarray | None) -> tuple[np.ndarray, n
     values = np.asarray(values)
     if values.dtype == object:
         values = np.where(present, values, "") if present is not None else values
-        values = values.astype(str)
+        values = str_keys.exact(values)  # ("x" and "x\x00" stay two values)
     uniq, inv = np.unique(values, return_inverse=True)
     return inv.reshape(-1).astype(np.int64), uniq
 

@@ -43,6 +43,7 @@ _NUM_TAIL_RE = re.compile(r"[A-Za-z0-9_.]")
 _SIMPLE_ESC = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
                "\\": "\\", "'": "'", '"': '"', "?": "?"}
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT64_MIN_MAGNITUDE = 2**63  # the literal of -9223372036854775808, before its minus
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +144,15 @@ def _read_number(expr: str, i: int) -> Token:
             ivalue = int(text, 0)
     except ValueError:  # over Python's 4300-digit limit for decimal int(): far out of range anyway
         ivalue = INT64_MAX + 1
-    if ivalue > INT64_MAX:
-        raise syntax_error(expr, f"integer {clip(text)} out of int64 range at column {i + 1}")
+    # 2**63 only as the operand of a unary minus (the parser's ``_unary``; otherwise its
+    # ``_primary`` refuses it): INT64_MIN is written -9223372036854775808, as Milvus's parser takes it
+    if ivalue > INT64_MAX and not (ivalue == INT64_MIN_MAGNITUDE and text == str(INT64_MIN_MAGNITUDE)):
+        raise int_out_of_range(expr, text, i)
     return Token(kind, ivalue, i, text)
+
+
+def int_out_of_range(expr: str, text: str, i: int) -> InvalidParameter:
+    return syntax_error(expr, f"integer {clip(text)} out of int64 range at column {i + 1}")
 
 
 def _read_string(expr: str, start: int) -> tuple[str, int]:

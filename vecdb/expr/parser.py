@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from vecdb.errors import InvalidParameter
 from vecdb.expr import ast
-from vecdb.expr.lexer import Token, syntax_error, tokenize
+from vecdb.expr.lexer import INT64_MAX, INT64_MIN, INT64_MIN_MAGNITUDE, Token, int_out_of_range, syntax_error, tokenize
 from vecdb.expr.limits import MAX_DEPTH, MAX_EXPR_LENGTH, MAX_NESTING
 from vecdb.timestamptz import parse_interval, parse_iso
 
@@ -205,6 +205,11 @@ class _Parser:
         if not (self._is("OP", "-", "+") or self._is("KW", "exists")):
             return self._power()
         t = self._next()
+        nxt, after = self.tok, self.toks[self.i + 1] if self.i + 1 < len(self.toks) else None
+        if t.word == "-" and nxt.kind == "INT" and nxt.value == INT64_MIN_MAGNITUDE and \
+                not (after is not None and after.kind == "OP" and after.value == "**"):
+            self._next()  # -9223372036854775808: INT64_MIN, whose magnitude alone is out of range
+            return ast.Literal(t.pos, INT64_MIN)
         self._descend(t)
         operand = self._unary()
         self.depth -= 1
@@ -221,6 +226,8 @@ class _Parser:
     def _primary(self) -> ast.Node:
         t = self.tok
         if t.kind in ("INT", "FLOAT", "STR", "BOOL"):
+            if t.kind == "INT" and isinstance(t.value, int) and t.value > INT64_MAX:  # 2**63 without its minus
+                raise int_out_of_range(self.expr, t.text, t.pos)
             self._next()
             return ast.Literal(t.pos, t.value)
         if t.kind == "SUBFIELD":

@@ -17,7 +17,7 @@ from vecdb.expr import rowdata
 from vecdb.expr.ngram_like import indexed_like
 from vecdb.expr.nodes import Column, Const, FieldNode, JsonPath, ValueNode
 from vecdb.expr.rowdata import MISSING
-from vecdb.expr.runtime import ArrayVal, JsonVal, ListLit, Scalar, Typed, and_masks
+from vecdb.expr.runtime import ArrayVal, JsonVal, ListLit, Scalar, Typed, and_masks, object_scalar
 
 _CMP = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
         ">": np.greater, ">=": np.greater_equal}
@@ -404,7 +404,7 @@ class ArrayContains(Pred):
         if self.mode == "all":
             res = np.ones(n, dtype=bool)
             for v in np.unique(arr) if arr.dtype != object else set(vals):
-                res &= self._rows_with(flat, n, flat.values == v)
+                res &= self._rows_with(flat, n, flat.values == (object_scalar(v) if isinstance(v, str) else v))
             return res
         return self._rows_with(flat, n, np.isin(flat.values, arr))
 

@@ -75,6 +75,14 @@ class ListLit:
         self.value = value
 
 
+def object_scalar(value) -> np.ndarray:
+    """``value`` as a 0-d object array, compared as the Python object it is: NumPy reads a bare str
+    against an array as ``np.str_``, which drops trailing NUL characters ("x\\x00" == "x")."""
+    out = np.empty((), dtype=object)
+    out[()] = value
+    return out
+
+
 class Scalar:
     __slots__ = ("value",)
 
@@ -86,7 +94,7 @@ class Scalar:
         if cat == "num" and t in (int, float):
             return (np.int64(v) if t is int else v), None
         if cat == "str" and t is str:
-            return v, None
+            return object_scalar(v), None
         if cat == "list" and t is list:
             return ListLit(v), None
         if cat == "bool" and t is bool:

@@ -43,6 +43,7 @@ repeated float payload (upb hands numpy a buffer; no Python floats are made).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -67,6 +68,10 @@ JSON_MAX_LENGTH = 65536  # Milvus common.JSONMaxLength default, bytes per JSON v
 # past 254 levels, and the write-ahead log and segment formats wrap a value in a few
 # levels of their own. 128 leaves that margin and is far deeper than real documents.
 JSON_MAX_DEPTH = 128
+# orjson reads an integer outside [-2**63, 2**64) as a float: 18446744073709551616 would come back
+# as 1.8446744073709552e+19. Milvus keeps the JSON text, so such an integer reads back as written.
+# Only a value holding a run of 19+ digits can hold one; those are read again by ``json``, exactly.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 _SCALAR_ATTR = {
     DataType.BOOL: "bool_data",
@@ -730,6 +735,8 @@ def _decode_json(field: FieldSchema, data, static_names: frozenset[str]) -> np.n
             raise InvalidParameter(
                 f"the JSON value of {what} at row {i} is nested more than {JSON_MAX_DEPTH} levels deep"
             )
+        if _LONG_DIGITS.search(raw):
+            value = _exact_ints(raw, value, field, i)
         if field.is_dynamic:
             if not isinstance(value, dict):
                 raise InvalidParameter(
@@ -745,6 +752,16 @@ def _decode_json(field: FieldSchema, data, static_names: frozenset[str]) -> np.n
                 )
         out[i] = value
     return out
+
+
+def _exact_ints(raw: bytes, value, field: FieldSchema, i: int):
+    """``raw`` (valid JSON, as orjson read it into ``value``) read by ``json``, whose integers are
+    exact at any size; an integer over Python's 4,300 digits is refused."""
+    try:
+        return json.loads(raw)
+    except ValueError as e:
+        what = "dynamic field" if field.is_dynamic else f"json field ({field.name})"
+        raise InvalidParameter(f"invalid JSON in {what} at row {i}: {e}") from None
 
 
 def _json_depth(value) -> int:

@@ -1255,6 +1255,8 @@ def _column_values(fd: schema_pb2.FieldData, n: int) -> list:
         if kind == "bfloat16_vector":
             raw = np.frombuffer(v.bfloat16_vector, np.uint16).astype(np.uint32) << 16
             return _floats(raw.view(np.float32)).reshape(n, -1).tolist() if n else []
+        if kind == "sparse_float_vector":  # each row {index: value}, as Milvus's REST API writes a sparse row
+            return [_sparse_json(row) for row in v.sparse_float_vector.contents]
         return [None] * n
     s = fd.scalars
     kind = s.WhichOneof("data")
@@ -1291,6 +1293,12 @@ def field_data_to_rows(fields_data, n: int | None = None) -> list[dict]:
     return rows
 
 
+def _sparse_json(row: bytes) -> dict[str, float]:
+    """A sparse row's (uint32 index, float32 value) pairs as a JSON object, keys in index order."""
+    pairs = np.frombuffer(row, np.dtype([("i", "<u4"), ("v", "<f4")]))
+    return dict(zip(pairs["i"].astype(str).tolist(), _floats(pairs["v"]).tolist()))
+
+
 def _floats(values: np.ndarray) -> np.ndarray:
     """float32 values as the float64 closest to their shortest decimal form (0.02, not 0.0199999995...),
     as Milvus's REST API writes them."""
@@ -1315,6 +1323,8 @@ def _column_length(fd: schema_pb2.FieldData) -> int:
             return len(v.int8_vector) // max(1, v.dim)
         if kind == "vector_array":
             return len(v.vector_array.data)
+        if kind == "sparse_float_vector":
+            return len(v.sparse_float_vector.contents)
         return 0
     kind = fd.scalars.WhichOneof("data")
     return len(getattr(fd.scalars, kind).data) if kind else 0

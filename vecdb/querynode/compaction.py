@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vecdb import errors
+from vecdb import errors, str_keys
 from vecdb.querynode.segment import Segment
 from vecdb.querynode.shard import OFFSET_BITS, Shard
 from vecdb.storage import segments as sf
@@ -133,7 +133,7 @@ def match_rows(sources: list[Segment], pks: np.ndarray, ts: np.ndarray) -> tuple
     n_src, n_new = len(src_pk), len(pks)
     all_pk = np.concatenate([src_pk, pks])
     if all_pk.dtype == object:
-        all_pk = all_pk.astype(str)
+        all_pk = str_keys.sortable(all_pk)  # ("x" and "x\x00" stay two keys)
     all_ts = np.concatenate([src_ts.astype(np.uint64), np.asarray(ts, np.uint64)])
     # lexsort is stable: within one (pk, ts), the source rows in their order, then the new rows in theirs
     order = np.lexsort((all_ts, all_pk))
