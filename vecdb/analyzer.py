@@ -66,7 +66,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from vecdb import file_resources, icu_text, jieba_text, lindera_text, sparse
+from vecdb import file_resources, icu_text, jieba_text, lindera_text, sparse, str_keys
 from vecdb.errors import InvalidParameter
 from vecdb.jieba_text import DictFile, JiebaSpec
 from vecdb.lindera_text import LinderaSpec
@@ -767,7 +767,7 @@ class MultiAnalyzer:
         keys = np.fromiter((v if isinstance(v, str) else "" for v in names), object, len(names))
         if not len(keys):
             return []
-        uniq, inverse = np.unique(keys.astype(str), return_inverse=True)
+        uniq, inverse = np.unique(str_keys.exact(keys), return_inverse=True)  # ("en\x00" is not "en")
         resolved = np.array([self.resolve(u) for u in uniq.tolist()], dtype=object)
         row_names = resolved[inverse]
         return [(self.analyzer(n), np.flatnonzero(row_names == n)) for n in dict.fromkeys(resolved.tolist())]

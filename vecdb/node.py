@@ -44,10 +44,10 @@ import numpy as np
 from vecdb import errors, logs, signals
 from vecdb.catalog_model import CollectionInfo, read_collection
 from vecdb.config import Settings
-from vecdb.coord.session import Session, register_node
+from vecdb.coord.session import Session
 from vecdb.discovery import node_number
 from vecdb.group_partials import PartialSpec
-from vecdb.process import advertised_address
+from vecdb.process import advertised_address, register_session
 from vecdb.proxy.process import ProxyProcess
 from vecdb.querynode.assigned import AssignmentFollower
 from vecdb.querynode.executor import Hits, SearchSpec
@@ -195,7 +195,7 @@ class NodeRoleProcess(ProxyProcess):
         try:
             # reads of the query node below go in-process (set before its session appears to the router)
             self.router.set_local(self.node_id, LocalQueryNode(self.node, self.querynode_address))
-            self.qn_session = register_node(self.backends.meta, "querynode", self.node_id, self.querynode_address,
+            self.qn_session = register_session(self.backends.meta, "querynode", self.node_id, self.querynode_address,
                                             settings.storage.session_ttl)
             self._closers.append(self.qn_session.close)
             self.follower = AssignmentFollower(self.node, self.backends.meta, self.node_id, self.qn_session.lease)

@@ -5,6 +5,9 @@ parts in ``_start`` and lists what to close in ``_closers``; a failed start clos
 been opened. The session is registered last, once the server answers, so a node is never found
 before it can serve, and ended first by ``stop``, so the others stop sending it calls at once
 (not when its lease would run out) while the server's grace lets the calls in flight finish.
+Before its parts are built, one authenticated call to the coord (``check_cluster_credential``): a
+cluster secret the coord refuses, like a node id a live process holds (``register_session``), is a
+``StartupFailed`` (one line, exit 1), never a process that says ready and fails every call.
 
 With ``http.port`` set (``--http-port``; 0 = off), ``/healthz`` and ``/metrics`` (``vecdb.http``)
 start first, so a probe sees "starting" while the role loads, and stop last, so it sees
@@ -19,6 +22,7 @@ Metrics and logs name the node by its id (``vecdb.metrics``): the number Milvus 
 
 from __future__ import annotations
 
+import json
 import socket
 import uuid
 from collections.abc import Callable
@@ -27,19 +31,66 @@ from typing import TYPE_CHECKING
 
 from vecdb import logs, metrics, startup
 from vecdb.config import Settings
-from vecdb.coord.session import register_node
+from vecdb.coord.client import CoordClient, active_coord_address
+from vecdb.coord.session import Session, register_node
 from vecdb.discovery import node_number
+from vecdb.errors import CredentialRefused, ServiceNotReady, ServiceUnavailable
+from vecdb.rpc.gen import coord_pb2
 from vecdb.rpc.transport import use_cluster_secret, use_internal_tls
 from vecdb.storage.backends import Backends, open_backends
+from vecdb.storage.base import MetaStore
 
 if TYPE_CHECKING:
     from vecdb.proxy.rest import RestApi
+
+CREDENTIAL_CHECK_S = 2.0  # how long the start waits for a coord to check its credential against
 
 
 def advertised_address(host: str, port: int) -> str:
     """The address others reach a server at: a wildcard listen address names no host, so the
     machine's name stands for it."""
     return f"{socket.gethostname() if host in ('', '0.0.0.0', '::', '[::]') else host}:{port}"
+
+
+def check_cluster_credential(meta: MetaStore, address: str | None) -> None:
+    """One authenticated call to the coord before a process says it is ready: a cluster secret the coord
+    refuses (``security.cluster_secret`` not the cluster's, or none) is a ``StartupFailed`` saying so,
+    not a proxy or node that answers (or is called) with the refusal ever after. No coord yet (or none
+    reachable within ``CREDENTIAL_CHECK_S``): nothing to check, the process's calls wait for one as before."""
+    if address is None:
+        try:
+            address = active_coord_address(meta)
+        except ServiceNotReady:
+            return
+    probe = CoordClient(meta, address, timeout=CREDENTIAL_CHECK_S)
+    try:
+        probe.invoke("AllocTimestamp", coord_pb2.AllocRequest(count=1))
+    except CredentialRefused as e:
+        raise startup.StartupFailed(
+            f"the coord at {probe.address} refused this process's cluster credential: start it with the "
+            f"cluster's secret (VECDB_SECURITY__CLUSTER_SECRET or --cluster-secret-file, the same in every "
+            f"process of the cluster)") from e
+    except (ServiceNotReady, ServiceUnavailable):
+        pass
+    finally:
+        probe.close()
+
+
+def register_session(meta: MetaStore, role: str, node_id: str, address: str, ttl: float) -> Session:
+    """``register_node``, a node id that another live process holds in the cluster (its session not
+    gone within about two ``ttl``) a ``StartupFailed`` naming the holder."""
+    try:
+        return register_node(meta, role, node_id, address, ttl)
+    except ServiceUnavailable as e:
+        key = f"session/{role}/{node_id}"
+        try:
+            holder = json.loads(meta.get(key) or b"{}")
+        except ValueError:
+            holder = {}
+        who = ", ".join(f"{k} {holder[k]}" for k in ("address", "host", "pid") if k in holder)
+        raise startup.StartupFailed(
+            f"node id {node_id} is in use: {key} is held by another process{f' ({who})' if who else ''}; "
+            f"stop it, or start this one with another --node-id") from e
 
 
 def _log_trouble(log) -> str | None:
@@ -55,6 +106,7 @@ def _log_trouble(log) -> str | None:
 class NodeProcess:
     role = "node"
     serves_rest = False  # Milvus's REST API and the web UI on the HTTP port (a proxy's), else /healthz and /metrics
+    _coord_address: str | None = None  # the coord's address given at start (a proxy's --coord), else its session's
 
     def __init__(self, settings: Settings, host: str, node_id: str | None = None, backends: Backends | None = None):
         """``backends``: storage opened by the caller, which also closes it (a standalone primary's data node,
@@ -78,12 +130,13 @@ class NodeProcess:
             use_cluster_secret(settings.security.cluster_secret_value())
             use_internal_tls(settings.tls)  # and over mutual TLS with tls.internal
             self._start_http(host, settings.http.port)
+            check_cluster_credential(self.backends.meta, self._coord_address)
             self.server, self.port = self._start(settings)
             engine = getattr(self, "node", None)
             if engine is not None and hasattr(engine, "metrics_node_id"):
                 engine.metrics_node_id = self.node_id
             self.address = advertised_address(host, self.port)
-            self.session = register_node(self.backends.meta, self.role, self.node_id, self.address,
+            self.session = register_session(self.backends.meta, self.role, self.node_id, self.address,
                                          settings.storage.session_ttl)
         except BaseException:
             self.stop()

@@ -93,8 +93,8 @@ def validate_rows(rows: Sequence[bytes], name: str, what: str = "sparse float ve
     """Check rows as Milvus does (typeutil.ValidateSparseFloatRows) and return the column.
 
     Each row: a multiple of 8 bytes, indices < 2^32-1 and strictly increasing (pymilvus sorts
-    them; a repeated index is refused), values finite. Empty rows are allowed (Milvus 2.5+ and
-    pymilvus take them; they match no query)."""
+    them; a repeated index is refused), values finite and not negative (-0.0 passes, as in Milvus).
+    Empty rows are allowed (Milvus 2.5+ and pymilvus take them; they match no query)."""
     col = column(rows)
     nnz_bytes = np.fromiter(map(len, rows), np.int64, len(rows))
     bad = np.flatnonzero(nnz_bytes % 8)
@@ -115,6 +115,12 @@ def validate_rows(rows: Sequence[bytes], name: str, what: str = "sparse float ve
             raise InvalidParameter(
                 f"the {_row_of(csr, at)}th {what} of field ({name}) contains NaN or infinity: "
                 f"value '{csr.values[at]}' is not a number or infinity")
+        negative = np.flatnonzero(csr.values < 0)
+        if len(negative):  # Milvus: typeutil.ValidateSparseFloatRows (insert), segcore's check (search)
+            at = int(negative[0])
+            raise InvalidParameter(
+                f"negative value in {what} of field ({name}): row {_row_of(csr, at)} has "
+                f"value {csr.values[at]!s} at index {int(csr.indices[at])}")
         step = np.diff(csr.indices.astype(np.int64)) <= 0
         starts = csr.indptr[1:-1]
         step[starts[(starts > 0) & (starts < len(csr.indices))] - 1] = False  # pairs across rows

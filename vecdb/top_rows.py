@@ -7,8 +7,9 @@ ties by primary key.
 
 Each sort level gives an exact key, smaller first: a nullable field's null flag, then its value
 (ints as int64, descending bitwise negated; FLOAT/DOUBLE through their IEEE bits, -0.0 as 0.0 and
-every NaN one value above +inf, as np.unique ranks them; VARCHAR as fixed-width strings, larger
-first when descending, ranked only to sort the picked rows), the primary key last. ``pick``
+every NaN one value above +inf, as np.unique ranks them; VARCHAR as fixed-width strings, or ranks
+where a value ends in NUL (``str_keys.order_keys``: "x" < "x\\x00" < "x\\x01", as Milvus orders them),
+larger first when descending, ranked only to sort the picked rows), the primary key last. ``pick``
 selects the first ``k`` rows level by level with np.partition (the rows strictly before the k-th
 row's key kept, those tied with it refined by the next level), ``ordered`` sorts what it picked with
 one np.lexsort: O(n) per segment instead of a sort of every row.
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vecdb import str_keys
 from vecdb.schema import CollectionSchema, DataType, valid_key
 
 Order = tuple[tuple[str, bool], ...]
@@ -82,7 +84,8 @@ def _value_level(name: str, asc: bool, valid: str | None, string: bool) -> Level
         values = np.asarray(cols[name])[rows]
         present = None if valid is None else np.asarray(cols[valid])[rows].astype(bool)
         if string or values.dtype == object:  # (a null's placeholder as "": nulls tie)
-            return (values if present is None else np.where(present, values, "")).astype(str), not asc
+            values = np.asarray(values if present is None else np.where(present, values, ""), dtype=object)
+            return str_keys.order_keys(values), not asc  # ("x" < "x\x00" < "x\x01", as Milvus)
         if values.dtype.kind == "f":
             f = values.astype(np.float64) + 0.0  # (-0.0 as 0.0)
             f[np.isnan(f)] = np.nan  # (one NaN, above +inf)

@@ -3,8 +3,9 @@
 A cluster of processes (coord, query node, data node, proxy) on NATS, etcd and S3 with the secret
 set serves pymilvus as usual. A raw gRPC call to the query node's Search, the coord's
 AllocTimestamp or the data node's port without the credential, or with a wrong one, is refused
-with UNAUTHENTICATED; with it, the query node answers the search. A proxy without the secret or a
-node with a wrong one exits 1 at start, saying the coord refused its credential, and never joins.
+with UNAUTHENTICATED; with it, the query node answers the search. A proxy without the secret, or a
+node, query node or data node with a wrong one, exits 1 at start, saying the coord refused its
+credential, and never joins; so does a query node under the id of one that is alive.
 The secret is in no log line and no metric. With tls.internal the roles also talk over mutual TLS:
 a plain-text call or a certificate from another CA is refused.
 """
@@ -12,6 +13,7 @@ a plain-text call or a certificate from another CA is refused.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import urllib.request
 import uuid
@@ -53,6 +55,16 @@ def _environ(storage: dict, env: dict) -> dict[str, str]:
         else:
             environ[key] = value
     return environ
+
+
+def _exits_1(storage: dict, tmp_path, env: dict, role: str, *args: str) -> str:
+    """``vecdb <role> <args>`` on the cluster's storage with ``env`` ends with exit status 1 before saying it
+    is ready, and one line on stderr, which is returned."""
+    res = subprocess.run([*vecdb_command(role, *args), "--data-dir", str(tmp_path / f"exits-{role}")],
+                         capture_output=True, text=True, timeout=60, env=_environ(storage, env))
+    assert res.returncode == 1 and " ready on " not in res.stdout, (role, res.returncode, res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1, (role, res.stderr)
+    return res.stderr.strip()
 
 
 def _session_keys(tmp_path, storage: dict) -> list[str]:
@@ -121,19 +133,23 @@ def test_internal_rpc_needs_the_cluster_secret(tmp_path, remote_storage):
                  [(SECRET_KEY, _credential(secret))])
         assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
-        # a proxy without the secret, a node with a wrong one: the coord refuses their credential, so each
-        # exits 1 at start saying so in one line (not "ready", then every call refused), and never joins
+        # a proxy without the secret, a node, query node or data node with a wrong one: the coord refuses
+        # their credential, so each exits 1 at start saying so in one line (not "ready", then every call
+        # refused, or the coord's calls to it refused), and never joins
         no_secret = {"VECDB_SECURITY__CLUSTER_SECRET": None, "VECDB_SECURITY__CLUSTER_SECRET_FILE": None}
         wrong = dict(no_secret, VECDB_SECURITY__CLUSTER_SECRET="not-the-cluster-secret")
-        for role, role_env in (("proxy", no_secret), ("node", wrong)):
-            res = subprocess.run([*vecdb_command(role, "--port", str(free_port()), "--node-id", f"rogue-{role}"),
-                                  "--data-dir", str(tmp_path / f"rogue-{role}")], capture_output=True, text=True,
-                                 timeout=60, env=_environ(storage, role_env))
-            assert res.returncode == 1 and " ready on " not in res.stdout, (res.returncode, res.stdout, res.stderr)
-            assert res.stderr.strip() == f"vecdb: the coord at 127.0.0.1:{coord_port} refused this process's " \
+        for role, role_env in (("proxy", no_secret), ("node", wrong), ("querynode", wrong), ("datanode", no_secret)):
+            line = _exits_1(storage, tmp_path, role_env, role, "--port", str(free_port()), "--node-id", f"rogue-{role}")
+            assert line == f"vecdb: the coord at 127.0.0.1:{coord_port} refused this process's " \
                 "cluster credential: start it with the cluster's secret (VECDB_SECURITY__CLUSTER_SECRET or " \
-                "--cluster-secret-file, the same in every process of the cluster)", res.stderr
+                "--cluster-secret-file, the same in every process of the cluster)", (role, line)
         assert not [key for key in _session_keys(tmp_path, storage) if "rogue-" in key]
+        # a second query node under the live one's id (the right secret): refused once the first one's session
+        # has not gone within two ttl, in one line naming the holder; the first one still serves
+        line = _exits_1(storage, tmp_path, env, "querynode", "--port", str(free_port()), "--node-id", "qn0")
+        assert line == f"vecdb: node id qn0 is in use: session/querynode/qn0 is held by another process (address " \
+            f"127.0.0.1:{qn_port}, host {socket.gethostname()}, pid {procs[1].pid}); stop it, or start this one " \
+            "with another --node-id", line
 
         # refusals are counted per service; the secret is in no metric and no log
         with urllib.request.urlopen(f"http://127.0.0.1:{qn_http}/metrics", timeout=5) as reply:

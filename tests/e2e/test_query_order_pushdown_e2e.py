@@ -63,3 +63,28 @@ def test_pushed_down_order_by_equals_the_full_sort(client, name, expr):
                        limit=20)
     want = sorted(every, key=lambda r: (r["d"] is not None, -(r["d"] or 0.0), r["id"]))[:20]
     assert [r["id"] for r in got] == [r["id"] for r in want] and set(got[0]) == {"id"}
+
+
+def test_varchar_ending_in_nul_sorts_after_its_prefix(client, name):
+    """Milvus orders VARCHAR by its bytes: "x" < "x\\x00" < "x\\x00\\x00" < "x\\x01" (NumPy's str ties the first
+    three), sealed and growing rows alike, with and without a limit."""
+    schema = MilvusClient.create_schema()
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=2)
+    schema.add_field("s", DataType.VARCHAR, max_length=8)
+    client.create_collection(name, schema=schema, consistency_level="Strong")
+    idx = client.prepare_index_params()
+    idx.add_index("vec", index_type="FLAT", metric_type="L2")
+    client.create_index(name, idx)
+    client.load_collection(name)
+    words = ["x\x01", "x\x00", "x", "x\x00\x00", "w"]
+    client.insert(name, [{"id": i, "vec": [0.0, 1.0], "s": w} for i, w in enumerate(words)])
+    client.flush(name)
+    client.insert(name, [{"id": 10 + i, "vec": [0.0, 1.0], "s": w} for i, w in enumerate(words)])  # growing
+    want = [w for w in sorted(words) for _ in range(2)]
+    for limit in (None, 3, 10):
+        page = {} if limit is None else {"limit": limit}
+        for direction, expected in (("asc", want), ("desc", want[::-1])):
+            got = client.query(name, filter="id >= 0", output_fields=["s"],
+                               order_by_fields=[{"field": "s", "order": direction}], **page)
+            assert [r["s"] for r in got] == expected[:limit], (direction, limit)

@@ -66,3 +66,13 @@ def test_order_group_rows():
     rows = order_group_rows(topks, gv, {"p": price}, (("p", False),)).tolist()
     assert rows == [3, 4, 2, 0, 1, 6, 7, 5]  # c (7), b (5), a (1); then y (3), x (2)
     assert order_group_rows([0], np.empty(0, object), {"p": np.empty(0)}, (("p", True),)).tolist() == []
+
+
+def test_varchar_ending_in_nul_sorts_after_its_prefix():
+    """"x" < "x\\x00" < "x\\x00\\x00" < "x\\x01", as Milvus orders VARCHAR (NumPy's str would tie the first three)."""
+    s = np.array(["x\x01", "x\x00", "x", "x\x00\x00", "w", "x"], object)
+    cols = {"s": s, "p": np.arange(6, dtype=np.int64)}
+    assert s[order_rows([6], cols, (("s", True),))].tolist() == ["w", "x", "x", "x\x00", "x\x00\x00", "x\x01"]
+    assert order_rows([6], cols, (("s", False), ("p", True))).tolist() == [0, 3, 1, 2, 5, 4]
+    groups = order_group_rows([6], s, cols, (("s", True),))
+    assert s[groups].tolist() == ["w", "x", "x", "x\x00", "x\x00\x00", "x\x01"]

@@ -60,10 +60,10 @@ def test_every_pymilvus_input_form_decodes_to_the_same_rows():
     schema = _schema()
     fields_info = [{"name": "id", "type": DataType.INT64, "is_primary": True, "auto_id": False, "params": {}},
                    {"name": "sp", "type": DataType.SPARSE_FLOAT_VECTOR, "params": {}}]
-    want = [_row([(1, 0.5), (7, 2.0)]), b"", _row([(3, -1.5)])]
+    want = [_row([(1, 0.5), (7, 2.0)]), b"", _row([(3, 1.5)])]
     forms = [
-        [{1: 0.5, 7: 2.0}, {}, {3: -1.5}],  # dicts
-        [[(7, 2.0), (1, 0.5)], [], [(3, -1.5)]],  # (index, value) pairs, unsorted: pymilvus sorts
+        [{1: 0.5, 7: 2.0}, {}, {3: 1.5}],  # dicts
+        [[(7, 2.0), (1, 0.5)], [], [(3, 1.5)]],  # (index, value) pairs, unsorted: pymilvus sorts
     ]
     for sp in forms:
         req = Prepare.batch_insert_param("c", [{"name": "id", "type": DataType.INT64, "values": [0, 1, 2]},
@@ -75,7 +75,7 @@ def test_every_pymilvus_input_form_decodes_to_the_same_rows():
     fd = field_data_from_columns(schema, cols, ["sp"])[0]
     assert fd.vectors.dim == 8 and fd.vectors.sparse_float_vector.dim == 8
     from pymilvus.client.entity_helper import sparse_proto_to_rows
-    assert sparse_proto_to_rows(fd.vectors.sparse_float_vector) == [{1: 0.5, 7: 2.0}, {}, {3: -1.5}]
+    assert sparse_proto_to_rows(fd.vectors.sparse_float_vector) == [{1: 0.5, 7: 2.0}, {}, {3: 1.5}]
     assert max_sparse_dim([]) == 0 and max_sparse_dim([b""]) == 0
 
 
@@ -86,6 +86,9 @@ def test_every_pymilvus_input_form_decodes_to_the_same_rows():
     ([_row([(2**32 - 1, 1.0)])], r"invalid index .* must be less than 2\^32-1"),
     ([_row([(1, 1.0)]), _row([(2, float("nan"))])], r"the 1th sparse float vector .* NaN or infinity"),
     ([_row([(2, float("inf"))])], r"NaN or infinity"),
+    # Milvus: "negative value in sparse float vector" (typeutil.ValidateSparseFloatRows; code 65535 there)
+    ([_row([(1, 1.0)]), _row([(2, 0.5), (4, -1e-30)])],
+     r"negative value in sparse float vector of field \(sp\): row 1 has value -1e-30 at index 4"),
 ])
 def test_bad_rows_are_refused_with_invalid_parameter(rows, message):
     with pytest.raises(InvalidParameter, match=message) as e:
@@ -94,7 +97,7 @@ def test_bad_rows_are_refused_with_invalid_parameter(rows, message):
 
 
 def test_row_boundaries_are_not_an_ordering_and_empty_rows_pass():
-    rows = [_row([(5, 1.0), (9, 1.0)]), b"", _row([(1, 1.0)]), b"", b""]  # 9 > 1 across rows: fine
+    rows = [_row([(5, 1.0), (9, 1.0)]), b"", _row([(1, 1.0), (2, -0.0)]), b"", b""]  # 9 > 1 across rows: fine
     cols = columns_from_field_data(_schema(), _fd(rows), len(rows))
     assert cols["sp"].tolist() == rows
 
@@ -115,10 +118,15 @@ def test_placeholder_group_of_sparse_queries():
     assert out.tolist() == [_row([(1, 2.0), (3, 1.0)]), _row([(0, 0.5)])]
     with pytest.raises(InvalidParameter, match="does not match the type of field"):
         parse_placeholder_group(Prepare._prepare_placeholder_str([[0.1, 0.2]]), field)
+    # Milvus's query nodes refuse it too (segcore: "Invalid sparse row: negative value")
+    with pytest.raises(InvalidParameter, match=r"negative value in sparse float search vector of field \(sp\): "
+                                               r"row 1 has value -2.0 at index 5") as e:
+        parse_placeholder_group(Prepare._prepare_placeholder_str([{3: 1.0}, {0: 0.5, 5: -2.0}]), field)
+    assert e.value.code == 1100
 
 
 def test_stored_forms_round_trip():
-    rows = [_row([(1, 0.5), (2**31, 2.0)]), b"", _row([(3, -1.5)])]
+    rows = [_row([(1, 0.5), (2**31, 2.0)]), b"", _row([(3, 1.5)])]
     col = sparse.column(rows)
     n, cols, _ = decode_columns(encode_columns({"a": np.arange(3), "sp": col, "b": np.ones(3)}, 3))
     assert cols["sp"].tolist() == rows and cols["a"].tolist() == [0, 1, 2] and cols["b"].tolist() == [1, 1, 1]

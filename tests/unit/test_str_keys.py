@@ -49,3 +49,16 @@ def test_compacted_rows_match_their_own_source_rows():
     ts = np.full(3, 7, np.uint64)  # one insert batch: one timestamp
     src_index, superseded = match_rows([_Seg(pks, ts)], pks[::-1].copy(), ts)
     assert src_index.tolist() == [2, 1, 0] and not superseded.any()
+
+
+def test_order_keys_sort_in_code_point_order_as_milvus():
+    values = _obj(["x\x01", "x\x00", "x", "x\x00\x00", "", "\x00", "x\x00"])
+    milvus = sorted(values.tolist())  # Python's str order: code points, the UTF-8 bytes' order
+    assert milvus == ["", "\x00", "x", "x\x00", "x\x00", "x\x00\x00", "x\x01"]
+    keys = str_keys.order_keys(values)
+    assert keys.dtype == np.int64 and keys[1] == keys[6]
+    assert values[np.argsort(keys, kind="stable")].tolist() == milvus
+    assert values[np.argsort(str_keys.sortable(values), kind="stable")].tolist() != milvus  # (equalities only)
+    plain = _obj(["b", "a", "é"])
+    assert str_keys.order_keys(plain).dtype.kind == "U"
+    assert plain[np.argsort(str_keys.order_keys(plain))].tolist() == ["a", "b", "é"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from pymilvus.grpc_gen import schema_pb2
 
-from vecdb import errors
+from vecdb import errors, str_keys
 from vecdb.schema import CollectionSchema, DataType, valid_key
 
 _DIRECTIONS = {"asc": True, "ascending": True, "desc": False, "descending": False}
@@ -82,7 +82,7 @@ def order_rows(topks, columns, order: tuple[tuple[str, bool], ...]) -> np.ndarra
         valid = columns.get(valid_key(name))
         present = np.ones(n, np.int8) if valid is None else np.asarray(valid[:n], np.int8)
         if values.dtype == object:  # VARCHAR (a null row's value is ignored)
-            values = np.where(present.astype(bool), values, "").astype(str)
+            values = str_keys.order_keys(np.where(present.astype(bool), values, ""))  # "x" < "x\x00", as Milvus
         # ranks of the distinct values: descending is the negated rank (no overflow, any type)
         rank = np.unique(values, return_inverse=True)[1].reshape(-1).astype(np.int64)
         key = np.where(present.astype(bool), rank if asc else -rank, 0)  # nulls keep their distance order

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
-from vecdb.coord.client import CoordClient, RemoteIdAllocator, RemoteTimestampOracle, active_coord_address
+from vecdb.coord.client import CoordClient, RemoteIdAllocator, RemoteTimestampOracle
 from vecdb.coord.ddl_rpc import RemoteDdl
 from vecdb.coord.flush import FlushManager, RemoteFlush
 from vecdb.coord.resource_groups import ResourceGroups
@@ -31,7 +31,7 @@ from vecdb.coord.segment_moves import RemoteSegmentMoves
 from vecdb.datanode.node import DataNode
 from vecdb.datanode.remote import ClusterDataNode
 from vecdb.discovery import node_number
-from vecdb.errors import CollectionNotFound, CredentialRefused, ServiceNotReady, ServiceUnavailable
+from vecdb.errors import CollectionNotFound
 from vecdb.process import NodeProcess
 from vecdb.proxy.base import Roles
 from vecdb.proxy.job_sweep import start_job_sweep
@@ -41,12 +41,7 @@ from vecdb.proxy.rest import RestApi
 from vecdb.proxy.router import QueryNodeRouter
 from vecdb.proxy.server import start_server
 from vecdb.proxy.writer import ShardWriter
-from vecdb.rpc.gen import coord_pb2
 from vecdb.security import Security
-from vecdb.startup import StartupFailed
-from vecdb.storage.base import MetaStore
-
-CREDENTIAL_CHECK_S = 2.0  # how long the start waits for a coord to check its credential against
 
 
 class ProxyProcess(NodeProcess):
@@ -63,7 +58,6 @@ class ProxyProcess(NodeProcess):
         super().__init__(settings, settings.proxy.host, node_id)
 
     def _start(self, settings: Settings):
-        check_cluster_credential(self.backends.meta, self._coord_address)
         coord = CoordClient(self.backends.meta, self._coord_address)
         self._closers.append(coord.close)
         tso, ids = RemoteTimestampOracle(coord), RemoteIdAllocator(coord)
@@ -109,29 +103,6 @@ class ProxyProcess(NodeProcess):
         # jobs whose runner ended (another proxy's, killed), taken over by one proxy of all (vecdb.jobs)
         self._closers.append(start_job_sweep(self.roles).close)
         return server, port
-
-
-def check_cluster_credential(meta: MetaStore, address: str | None) -> None:
-    """One authenticated call to the coord before the proxy says it is ready: a cluster secret the coord
-    refuses (``security.cluster_secret`` not the cluster's, or none) is a ``StartupFailed`` saying so,
-    not a proxy that answers every call with the refusal. No coord yet (or none reachable within
-    ``CREDENTIAL_CHECK_S``): nothing to check, the proxy's calls wait for one as before."""
-    if address is None:
-        try:
-            address = active_coord_address(meta)
-        except ServiceNotReady:
-            return
-    probe = CoordClient(meta, address, timeout=CREDENTIAL_CHECK_S)
-    try:
-        probe.invoke("AllocTimestamp", coord_pb2.AllocRequest(count=1))
-    except CredentialRefused as e:
-        raise StartupFailed(f"the coord at {probe.address} refused this process's cluster credential: start it "
-                            f"with the cluster's secret (VECDB_SECURITY__CLUSTER_SECRET or --cluster-secret-file, "
-                            f"the same in every process of the cluster)") from e
-    except (ServiceNotReady, ServiceUnavailable):
-        pass
-    finally:
-        probe.close()
 
 
 def _loaded(catalog: Catalog, collection_id: int) -> bool:
