@@ -79,9 +79,16 @@ FILTER_EF_POWER = 0.5
 MIN_POINTS_PER_CENTROID = 39  # knowhere / FAISS k-means rule of thumb
 RANGE_TOPK_START = 256  # first k of SCANN's growing top-k range search
 BLAS_MIN_QUERIES = 20  # batch size from which a filtered flat scan gathers rows for BLAS (FAISS's threshold)
-# valid rows x dim (floats) up to which a filtered flat scan of a few queries gathers the valid rows too: FAISS
-# checks its selector row by row over every row (100k x 50: 243 us for 100 valid rows, 523 for 7,000; gathered:
-# 27 and 341 us; 100k x 128, 7,000: 648 against 444; 50k x 768, 1,000: 300 against 272, 3,000: 628 against 918)
+# A filtered flat scan of fewer queries reads the valid rows in place, by id (FAISS's knn_*_by_idx), when they are
+# at most SUBSET_SCAN_FRACTION of the rows or valid rows x dim <= SMALL_GATHER_WORK floats; otherwise it goes
+# through FAISS's selector, which checks every row one by one. No copy: a gathered copy (xb[ids]) is its own
+# mapping in a server (vecdb's CLI fixes glibc's mmap threshold at 256 KiB), page-faulted in and unmapped on every
+# search, 489 faults for 10,000 x 50 rows. One query, CPU per query in one process with that threshold: 100k x 50,
+# 10% valid in runs of 100: by id 0.13 ms, gathered 1.7; random 1 / 10 / 20 / 30 / 50 / 95% valid: by id 0.07 /
+# 0.32 / 0.6-1.7 / 1.0-1.3 / 2.4-3.3 / 2.3 ms, selector 0.4-0.6 / 1.1-1.9 / 1.6-1.9 / 1.5-2.4 / 2.3 / 1.6-2.0,
+# gathered 0.09 / 3.0-3.8 / 5.8-6.3; 50k x 768, 2 / 6 / 25%: by id 0.2 / 1.1-1.4 / 5.3-5.4, selector 0.4-0.5 /
+# 1.5-1.9 / 5.5-5.6; 100k x 128, 10 / 25%: by id 1.0-1.7 / 3.0-3.7, selector 3.0-3.1 / 4.2-4.8
+SUBSET_SCAN_FRACTION = 0.25
 SMALL_GATHER_WORK = 1 << 19
 
 _TRAINED_TYPES = ("IVF_FLAT", "IVF_SQ8", "IVF_PQ", "SCANN")
@@ -319,9 +326,11 @@ class FaissIndex(LockedIndex):
             wide = math.ceil(beam * (n / nvalid) ** FILTER_EF_POWER)
             sp = {**sp, "ef": wide}
             # a batch scans the kept rows with BLAS, several times cheaper per query than the widened beam
-            # (100k x 50, 10% kept, ef 64 -> 203: 83 against 308 us a query at nq=100); one query's scan is
-            # not (444 against 322 us; 3.3-3.8 ms of server CPU against 0.9 through the graph in
-            # bench/filtered_search.py), so it keeps the rule of the beam it asked for
+            # (100k x 50, 10% kept, ef 64 -> 203: 83 against 308 us a query at nq=100); one query keeps the
+            # rule of the beam it asked for (its scan reads the kept rows by id, _scan_by_id: 10% kept there,
+            # 0.13-0.32 ms against 0.32 through the widened graph, server CPU 1.04-1.08 against 1.2-1.6 ms a
+            # query in bench/filtered_search.py: no longer the 3.3-3.8 ms of a gathered copy, see
+            # SUBSET_SCAN_FRACTION, but not measured enough to move one query's rule)
             if nq >= BLAS_MIN_QUERIES:
                 beam = wide
         exhaustive = (
@@ -364,16 +373,31 @@ class FaissIndex(LockedIndex):
     def _run_search(self, q, k, sp, sel, mask, exhaustive, nvalid) -> tuple[np.ndarray, np.ndarray]:
         """One FAISS search of ``q``; ``nvalid``: the rows ``mask`` keeps (counted by ``_filter_mode``)."""
         index, fp = self._search_params(sp, k, sel, exhaustive)
-        if mask is not None and isinstance(index, faiss.IndexFlat) and (
-                len(q) >= BLAS_MIN_QUERIES or nvalid * self.dim <= SMALL_GATHER_WORK):
-            # FAISS scans a selector row by row over every row; for a batch, gathering the valid rows and
-            # using its BLAS kernel is several times faster, and for a few queries over few valid rows too
-            ids = np.flatnonzero(mask)
+        if mask is not None and isinstance(index, faiss.IndexFlat):
+            # FAISS scans a selector row by row over every row: a batch gathers the valid rows for its BLAS
+            # kernel instead, a few queries read them by id when they are few (SUBSET_SCAN_FRACTION)
             n = index.ntotal
-            xb = faiss.rev_swig_ptr(index.get_xb(), n * self.dim).reshape(n, self.dim)
-            d, i = faiss.knn(q, xb[ids], k, metric=self._faiss_metric)
-            return fix_padding(d, np.where(i >= 0, ids[np.maximum(i, 0)], -1), self.metric_type)
+            if len(q) >= BLAS_MIN_QUERIES:
+                ids = np.flatnonzero(mask)
+                xb = faiss.rev_swig_ptr(index.get_xb(), n * self.dim).reshape(n, self.dim)
+                d, i = faiss.knn(q, xb[ids], k, metric=self._faiss_metric)
+                return fix_padding(d, np.where(i >= 0, ids[np.maximum(i, 0)], -1), self.metric_type)
+            if nvalid <= SUBSET_SCAN_FRACTION * n or nvalid * self.dim <= SMALL_GATHER_WORK:
+                return self._scan_by_id(index, q, k, np.flatnonzero(mask))
         d, i = index.search(q, k, params=fp)
+        return fix_padding(d, i, self.metric_type)
+
+    def _scan_by_id(self, flat: Any, q: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k of each query among the rows ``ids`` of the IndexFlat ``flat``, read where they are
+        stored (FAISS's knn_*_by_idx, every query over the same ids: ld_subset 0); ids come back as offsets."""
+        nq = len(q)
+        d = np.empty((nq, k), np.float32)
+        i = np.empty((nq, k), np.int64)
+        # FAISS exports them (utils/distances.h); its type stubs lack them
+        knn = (faiss.knn_L2sqr_by_idx if self._faiss_metric == faiss.METRIC_L2  # type: ignore[attr-defined]
+               else faiss.knn_inner_products_by_idx)  # type: ignore[attr-defined]
+        knn(faiss.swig_ptr(q), flat.get_xb(), faiss.swig_ptr(ids), self.dim, nq, flat.ntotal, len(ids), k,
+            faiss.swig_ptr(d), faiss.swig_ptr(i), 0)
         return fix_padding(d, i, self.metric_type)
 
     def range_search(
