@@ -45,7 +45,8 @@ def test_smaller_limits_are_enforced_with_the_configured_values(small):
     client.insert("a", [{"id": i, "vector": [float(i)] * 16} for i in range(30)])
     assert len(client.search("a", [[0.0] * 16] * 3, limit=20)) == 3
     e = refused(client.search, "a", [[0.0] * 16] * 4, limit=1)
-    assert e.code == 1100 and "[1, 3]" in e.message
+    assert e.code == 1100 and "nq [4] is invalid, nq (number of search vector per search request) should be in " \
+        "range [1, 3], but got 4" in e.message
     assert "[1, 20]" in refused(client.search, "a", [[0.0] * 16], limit=21).message
     assert "[1, 20]" in refused(client.search, "a", [[0.0] * 16], limit=10, offset=11).message
 

@@ -857,6 +857,13 @@ def resolve_output_fields(schema: CollectionSchema, requested: list[str]) -> tup
     return list(names), (["*"] if all_meta else list(keys))
 
 
+def nq_invalid(nq: int) -> InvalidParameter:
+    """A search's number of query vectors outside [1, max_nq], in Milvus's words (proxy
+    ``validateNQLimit`` wrapped by the search task's ``"%s [%d] is invalid, %w"``)."""
+    return InvalidParameter(f"nq [{nq}] is invalid, nq (number of search vector per search request) should be in "
+                            f"range [1, {LIMITS.max_nq}], but got {nq}")
+
+
 def parse_placeholder_group(data: bytes, field: FieldSchema,
                             analyzer: Analyzer | minhash_function.MinHashEncoder | None = None) -> np.ndarray:
     """Decode search vectors from ``common_pb2.PlaceholderGroup`` bytes.
@@ -882,7 +889,7 @@ def parse_placeholder_group(data: bytes, field: FieldSchema,
     values = ph.values
     nq = len(values)
     if not 1 <= nq <= LIMITS.max_nq:
-        raise InvalidParameter(f"nq ({nq}) should be in range [1, {LIMITS.max_nq}]")
+        raise nq_invalid(nq)
     if analyzer is not None and ph.type == _PT.VarChar:  # text on a BM25 / MinHash output field: its query rows
         return analyzer.query_rows([v.decode("utf-8", "replace") for v in values])
     if field.dtype == DataType.ARRAY_OF_VECTOR:  # an array-of-struct vector sub-field

@@ -6,7 +6,8 @@ privilege checks (``vecdb.security``), so its answers, errors, limits and metric
 API's. Replies are HTTP 200 with ``{"code": 0, "data": ...}``, or ``{"code": <Milvus error code>,
 "message": ...}`` as Milvus's REST API answers; an unknown endpoint is 404, a missing or wrong
 credential 401 (code 1800), a missing privilege 403. Credentials come as ``Authorization: Bearer
-<user>:<password>``; the database from ``dbName`` in the body (default "default").
+<user>:<password>`` or HTTP Basic auth; the database from ``dbName`` in the body, else the ``DB-Name``
+header (default "default"); ``Accept-Type-Allow-Int64: false`` asks for int64 keys and values as strings.
 
 Endpoints (Milvus 2.5's): collections list/has/describe/get_stats/get_load_state/create/drop/
 rename/load/release/alter_properties/drop_properties/compact/get_compaction_state/flush, collections/
@@ -117,7 +118,9 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
             return 200, {"code": BAD_FORMAT, "message": f"can only accept json format request, error: {e.message}"}
         except errors.VecdbError as e:
             return 200, {"code": e.code, "message": e.message}
-        except (KeyError, TypeError, ValueError, AttributeError) as e:  # (a value of the wrong JSON type)
+        except KeyError as e:  # a required key left out: named as collectionName is (no quotes)
+            return 200, {"code": MISSING_PARAMETER, "message": f"missing required parameters, error: {_key_of(e)}"}
+        except (TypeError, ValueError, AttributeError) as e:  # (a value of the wrong JSON type)
             return 200, {"code": MISSING_PARAMETER, "message": f"missing required parameters, error: {e}"}
 
     # --- collections -------------------------------------------------------------------
@@ -265,13 +268,15 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
         try:
             fields = rows_to_field_data(schema, rows, skip_auto_id=method == "Insert",
                                         partial=bool(extra.get("partial_update") or extra.get("field_ops")))
-        except (KeyError, TypeError, ValueError) as e:
-            raise RestError(BAD_INSERT_DATA, f"fail to deal the insert data, error: {e}") from None
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise RestError(BAD_INSERT_DATA, f"fail to deal the insert data, error: {_key_of(e)}") from None
         reply = r.call(method, request_type(db_name=r.db, collection_name=name,
                                             partition_name=req.get("partitionName", ""),
                                             fields_data=fields, num_rows=len(rows), **_namespace(req), **extra))
-        ids = reply.IDs.int_id.data if reply.IDs.HasField("int_id") else reply.IDs.str_id.data
-        return list(ids), reply
+        if reply.IDs.HasField("int_id"):  # (as decimal strings to a client that takes no int64, as Milvus)
+            ids = reply.IDs.int_id.data
+            return (list(ids) if r.allow_int64 else np.asarray(ids, np.int64).astype(str).tolist()), reply
+        return list(reply.IDs.str_id.data), reply
 
     def _entities_insert(self, req, r):
         ids, reply = self._write(req, r, "Insert", milvus_pb2.InsertRequest)
@@ -305,7 +310,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
             expr_template_values=template_proto(req.get("exprParams") or {}),
             consistency_level=_consistency(req), use_default_consistency="consistencyLevel" not in req,
             **_namespace(req)))
-        return field_data_to_rows(reply.fields_data)
+        return field_data_to_rows(reply.fields_data, int64_str=not r.allow_int64)
 
     def _entities_query(self, req, r):
         name = _name(req)
@@ -363,7 +368,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
         schema = r.schema(name)
         reply = r.call("Search", rest_more.search_extras(  # (functionScore: vecdb.proxy.rest_more)
             self._search_request(r, name, schema, req, int(req.get("limit", 100))), req))
-        return search_rows(reply.results, schema.primary_field.name)
+        return search_rows(reply.results, schema.primary_field.name, int64_str=not r.allow_int64)
 
     def _entities_hybrid_search(self, req, r):
         name = _name(req)
@@ -380,7 +385,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
             rank_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in rank.items()],
             output_fields=req.get("outputFields", []), consistency_level=_consistency(req),
             use_default_consistency="consistencyLevel" not in req, **_namespace(req)), req))
-        return search_rows(reply.results, schema.primary_field.name)
+        return search_rows(reply.results, schema.primary_field.name, int64_str=not r.allow_int64)
 
     # --- partitions ----------------------------------------------------------------------
     def _partitions_list(self, req, r):
@@ -720,18 +725,19 @@ class _Request:
 
     def __init__(self, api: RestApi, req: dict, headers):
         self.api = api
-        self.db = req.get("dbName") or "default"
+        # Milvus's wrapperPost: the body's dbName, else the DB-Name header, else "default"
+        self.db = req.get("dbName") or _header(headers, DB_NAME_HEADER) or "default"
+        self.allow_int64 = _allow_int64(_header(headers, ALLOW_INT64_HEADER))
         metadata = [("dbname", self.db)]
         self._db_header = metadata[:1]
-        auth = headers.get("Authorization") or headers.get("authorization") or ""
-        token = auth[len("Bearer "):].strip() if auth.startswith("Bearer ") else ""
-        if token:
-            metadata.append(("authorization", _b64(token)))
+        credential = _credential(_header(headers, "Authorization"))
+        if credential:
+            metadata.append(("authorization", credential))
         self.call_context = _Call(metadata)
         self.user = ""
         if api.security is not None:
             try:
-                self.user = api.security.authenticate(_b64(token) if token else None)
+                self.user = api.security.authenticate(credential or None)
             except errors.NotAuthenticated as e:
                 raise RestError(NEED_AUTHENTICATE, e.message, 401) from None
         self._schemas: dict[str, CollectionSchema] = {}
@@ -762,7 +768,51 @@ class _Request:
 
 
 # --- requests ------------------------------------------------------------------------------
+DB_NAME_HEADER, ALLOW_INT64_HEADER = "DB-Name", "Accept-Type-Allow-Int64"  # Milvus's constant.go
+# proxy.http.acceptTypeAllowInt64: what Milvus (2.3.2+, 2.4, 2.5, 2.6) answers when the header is absent or
+# no boolean: int64 values as JSON numbers
+ALLOW_INT64_DEFAULT = True
+_GO_TRUE, _GO_FALSE = ("1", "t", "T", "true", "TRUE", "True"), ("0", "f", "F", "false", "FALSE", "False")
+
+
+def _header(headers, name: str) -> str:
+    """A request header's value ("" when absent), its name matched without regard to case, from a
+    mapping or ``http.client`` headers."""
+    value = headers.get(name)
+    if value is None and isinstance(headers, dict):
+        value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+    return value or ""
+
+
+def _allow_int64(value: str) -> bool:
+    """``Accept-Type-Allow-Int64`` read as Milvus's middleware reads it: Go's ``strconv.ParseBool``; a
+    header that is absent or no boolean takes the server's default (true)."""
+    if value in _GO_TRUE:
+        return True
+    if value in _GO_FALSE:
+        return False
+    return ALLOW_INT64_DEFAULT
+
+
+def _credential(auth: str) -> str:
+    """The ``Authorization`` header as the base64 ``user:password`` credential of a gRPC call, read as
+    Milvus's ``ParseUsernamePassword``: HTTP Basic auth (``curl -u user:password``) first, else the token
+    with any ``Bearer `` prefix removed. A Basic value that is no base64 of ``user:password`` is handed on
+    as it is, to be refused as a wrong token is."""
+    scheme, _, rest = auth.partition(" ")
+    if scheme.lower() == "basic" and rest.strip():
+        return rest.strip()
+    token = auth[len("Bearer "):] if auth.startswith("Bearer ") else auth
+    token = token.strip()
+    return _b64(token) if token else ""
+
+
 _VECTOR_TYPES = {int(t) for t in DataType if t.is_vector} | {int(DataType.SPARSE_FLOAT_VECTOR)}
+
+
+def _key_of(e: Exception):
+    """What an error says, a KeyError's key without the quotes ``str`` puts around it."""
+    return e.args[0] if isinstance(e, KeyError) and e.args else e
 
 
 def _name(req: dict) -> str:
@@ -1152,8 +1202,8 @@ def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id:
             if len(missing) == len(rows):
                 continue  # left out: the current value stays
             if missing:
-                raise KeyError(f"field {f.name} is missing in row {missing[0]} (a partial update sends the "
-                               "same fields in every row)")
+                raise ValueError(f"field {f.name} is missing in row {missing[0]} (a partial update sends the "
+                                 "same fields in every row)")
         if f.nullable or f.has_default:  # a null or left-out value: null, or the default (the server's)
             valid = np.array([row.get(f.name) is not None for row in rows], np.bool_)
             if not valid.any() and not partial:
@@ -1164,34 +1214,15 @@ def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id:
             values = [row.get(f.name) if ok else placeholder for row, ok in zip(rows, valid.tolist())]
         else:
             missing = [i for i, row in enumerate(rows) if f.name not in row]
-            if missing:
-                raise KeyError(f"field {f.name} is missing in row {missing[0]}")
+            if missing:  # (Milvus's checkAndSetData: "field %s is required")
+                raise ValueError(f"field {f.name} is required, missing in row {missing[0]}")
             values = [row[f.name] for row in rows]
         if f.nullable:
             columns[valid_key(f.name)] = nulls.get(f.name, np.ones(len(rows), np.bool_))
-        col: np.ndarray
-        if f.dtype == DataType.BINARY_VECTOR:
-            col = np.asarray(values, np.uint8).reshape(len(rows), -1)
-        elif f.dtype == DataType.INT8_VECTOR:
-            col = _int8_rows(values).reshape(len(rows), -1)
-        elif f.dtype == DataType.TIMESTAMPTZ:  # ISO 8601 strings as sent: the insert reads them in the
-            col = np.empty(len(values), object)  # collection's zone; null rows the epoch as a placeholder
-            present = nulls.get(f.name, np.ones(len(values), np.bool_)).tolist()
-            col[:] = [str(v) if ok else timestamptz.EPOCH_TEXT for v, ok in zip(values, present)]
-        elif f.dtype in (DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR):
-            col = np.asarray(values, np.float32).reshape(len(rows), -1)
-            if f.dtype == DataType.FLOAT16_VECTOR:
-                col = col.astype(np.float16)
-            elif f.dtype == DataType.BFLOAT16_VECTOR:
-                col = float32_to_bfloat16(col)
-        elif f.dtype == DataType.SPARSE_FLOAT_VECTOR:  # {index: value} or {"indices": [..], "values": [..]}
-            col = np.empty(len(values), object)
-            col[:] = [v if isinstance(v, bytes) else _sparse_row(v) for v in values]  # (bytes: a null's placeholder)
-        elif f.dtype in _NUMPY:
-            col = np.asarray(values, _NUMPY[f.dtype])
-        else:  # VARCHAR, JSON, ARRAY
-            col = np.empty(len(values), object)
-            col[:] = values
+        try:
+            col = _column(f, values, nulls.get(f.name))
+        except (TypeError, ValueError, OverflowError):  # (numpy's words name no field: Milvus's instead)
+            raise ValueError(_bad_value(f, values)) from None
         names.append(f.name)
         columns[f.name] = col
     dynamic_keys = None
@@ -1203,8 +1234,9 @@ def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id:
         dynamic_keys = ["*"]
     elif schema.dynamic_field is None:
         unknown = sorted({k for row in rows for k in row} - static)
-        if unknown:
-            raise KeyError(f"field {unknown[0]} is not in the schema and the dynamic field is off")
+        if unknown:  # (Milvus's words, and the key)
+            raise ValueError(f"has pass more field without dynamic schema, please check it: field {unknown[0]} "
+                             "is not in the schema and the dynamic field is off")
     structs = rest_structs.struct_columns(schema, rows, partial)  # chunks[text], chunks[emb]: one ArrayOfStruct
     columns.update(structs)
     names.extend(structs)
@@ -1213,6 +1245,79 @@ def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id:
         if fd.field_name in nulls and not len(fd.valid_data):
             fd.valid_data.extend(nulls[fd.field_name].tolist())
     return out
+
+
+_INT_RANGE = {DataType.INT8: (-2 ** 7, 2 ** 7 - 1), DataType.INT16: (-2 ** 15, 2 ** 15 - 1),
+              DataType.INT32: (-2 ** 31, 2 ** 31 - 1), DataType.INT64: (-2 ** 63, 2 ** 63 - 1)}
+
+
+def _integer(v) -> bool:
+    """A JSON value Milvus's REST insert reads as an integer: a number with an integer value, or a
+    quoted decimal integer ("010" is 10); not a boolean."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, (int, np.integer)):  # (numpy's: a null row's placeholder)
+        return True
+    if isinstance(v, float):
+        return v.is_integer()
+    return isinstance(v, str) and v.strip().lstrip("+-").isdigit()
+
+
+def _number(v) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        return False
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _bad_value(f: FieldSchema, values: list) -> str:
+    """Milvus's checkAndSetData error for a value of field ``f`` its type cannot take: what the field
+    takes, then ``invalid parameter[expected=<type>][actual=<value>]`` (the first such value)."""
+    kind = schema_pb2.DataType.Name(int(f.dtype))
+    if f.dtype in _INT_RANGE:
+        lo, hi = _INT_RANGE[f.dtype]
+        bad = next((v for v in values if not _integer(v) or not lo <= int(v) <= hi), None)
+        want = f"field {f.name} value must be an integer in range [{lo}, {hi}]"
+    elif f.dtype in (DataType.FLOAT, DataType.DOUBLE):
+        bad = next((v for v in values if not _number(v)), None)
+        want = f"field {f.name} value must be a number"
+    else:
+        bad, want = None, f"field {f.name} has a value that is not a valid {kind}"
+    actual = "" if bad is None else bad if isinstance(bad, str) else json.dumps(bad, default=str)
+    return f"{want}: invalid parameter[expected={kind}][actual={actual[:100]}]"
+
+
+def _column(f: FieldSchema, values: list, valid: np.ndarray | None) -> np.ndarray:
+    """One field's JSON values as the column ``field_data_from_columns`` takes (numpy's errors raised)."""
+    col: np.ndarray
+    if f.dtype in _INT_RANGE and not all(type(v) is int for v in values) and not all(map(_integer, values)):
+        raise ValueError(f.name)  # (1.5 or true would be truncated to an integer by numpy)
+    if f.dtype == DataType.BINARY_VECTOR:
+        col = np.asarray(values, np.uint8).reshape(len(values), -1)
+    elif f.dtype == DataType.INT8_VECTOR:
+        col = _int8_rows(values).reshape(len(values), -1)
+    elif f.dtype == DataType.TIMESTAMPTZ:  # ISO 8601 strings as sent: the insert reads them in the
+        col = np.empty(len(values), object)  # collection's zone; null rows the epoch as a placeholder
+        present = (valid if valid is not None else np.ones(len(values), np.bool_)).tolist()
+        col[:] = [str(v) if ok else timestamptz.EPOCH_TEXT for v, ok in zip(values, present)]
+    elif f.dtype in (DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR):
+        col = np.asarray(values, np.float32).reshape(len(values), -1)
+        if f.dtype == DataType.FLOAT16_VECTOR:
+            col = col.astype(np.float16)
+        elif f.dtype == DataType.BFLOAT16_VECTOR:
+            col = float32_to_bfloat16(col)
+    elif f.dtype == DataType.SPARSE_FLOAT_VECTOR:  # {index: value} or {"indices": [..], "values": [..]}
+        col = np.empty(len(values), object)
+        col[:] = [v if isinstance(v, bytes) else _sparse_row(v) for v in values]  # (bytes: a null's placeholder)
+    elif f.dtype in _NUMPY:
+        col = np.asarray(values, _NUMPY[f.dtype])
+    else:  # VARCHAR, JSON, ARRAY
+        col = np.empty(len(values), object)
+        col[:] = values
+    return col
 
 
 # --- replies -------------------------------------------------------------------------------
@@ -1229,9 +1334,11 @@ def _rg_json(g) -> dict:
             "nodes": [{"node_id": n.node_id, "address": n.address, "hostname": n.hostname} for n in g.nodes]}
 
 
-def _column_values(fd: schema_pb2.FieldData, n: int) -> list:
+def _column_values(fd: schema_pb2.FieldData, n: int, int64_str: bool = False) -> list:
+    """A column's values as JSON values; ``int64_str``: INT64 values (alone or in arrays) as decimal
+    strings, as Milvus writes them to a client that does not accept int64 (``Accept-Type-Allow-Int64``)."""
     if fd.WhichOneof("field") == "struct_arrays":  # an array-of-struct field: a list of objects per row
-        subs = [(sub.field_name, _column_values(sub, n)) for sub in fd.struct_arrays.fields]
+        subs = [(sub.field_name, _column_values(sub, n, int64_str)) for sub in fd.struct_arrays.fields]
         return [[{name: values[i][j] for name, values in subs} for j in range(len(subs[0][1][i]) if subs else 0)]
                 for i in range(n)]
     if fd.HasField("vectors") and len(fd.valid_data) and fd.vectors.WhichOneof("data") != "vector_array":
@@ -1269,6 +1376,10 @@ def _column_values(fd: schema_pb2.FieldData, n: int) -> list:
         values = _floats(np.asarray(data, np.float32)).tolist()
     elif kind == "array_data":
         values = [list(getattr(a, a.WhichOneof("data")).data) if a.WhichOneof("data") else [] for a in data]
+        if int64_str and any(a.WhichOneof("data") == "long_data" for a in data):
+            values = [[str(v) for v in a] for a in values]
+    elif kind == "long_data" and int64_str:
+        values = np.asarray(data, np.int64).astype(str).tolist()
     else:
         values = list(data)
     if len(fd.valid_data):
@@ -1276,12 +1387,13 @@ def _column_values(fd: schema_pb2.FieldData, n: int) -> list:
     return values
 
 
-def field_data_to_rows(fields_data, n: int | None = None) -> list[dict]:
-    """Result columns as JSON rows; the dynamic field's keys become the rows' own."""
+def field_data_to_rows(fields_data, n: int | None = None, int64_str: bool = False) -> list[dict]:
+    """Result columns as JSON rows; the dynamic field's keys become the rows' own (``int64_str``:
+    ``_column_values``)."""
     columns = []
     for fd in fields_data:
         size = n if n is not None else _column_length(fd)
-        columns.append((fd, _column_values(fd, size)))
+        columns.append((fd, _column_values(fd, size, int64_str)))
     count = n if n is not None else (min(len(v) for _, v in columns) if columns else 0)
     rows: list[dict] = [{} for _ in range(count)]
     for fd, values in columns:
@@ -1330,11 +1442,15 @@ def _column_length(fd: schema_pb2.FieldData) -> int:
     return len(getattr(fd.scalars, kind).data) if kind else 0
 
 
-def search_rows(results: schema_pb2.SearchResultData, pk_name: str) -> list[dict]:
+def search_rows(results: schema_pb2.SearchResultData, pk_name: str, int64_str: bool = False) -> list[dict]:
     """Hits of every query, in order, each with its primary key, ``distance`` and output fields (Milvus's
-    REST API lists the hits of several query vectors one after the other)."""
-    ids = results.ids.int_id.data if results.ids.HasField("int_id") else results.ids.str_id.data
-    rows = field_data_to_rows(results.fields_data, len(ids)) if results.fields_data else [{} for _ in ids]
+    REST API lists the hits of several query vectors one after the other); ``int64_str``: int64 keys and
+    values as decimal strings (``_column_values``)."""
+    ids: Any = results.ids.int_id.data if results.ids.HasField("int_id") else results.ids.str_id.data
+    if int64_str and results.ids.HasField("int_id"):
+        ids = np.asarray(ids, np.int64).astype(str).tolist()
+    rows = field_data_to_rows(results.fields_data, len(ids), int64_str) if results.fields_data \
+        else [{} for _ in ids]
     for row, pk, score in zip(rows, ids, _floats(np.asarray(results.scores, np.float32)).tolist()):
         row[pk_name] = pk
         row["distance"] = score
@@ -1450,8 +1566,9 @@ def openapi() -> dict:
             "info": {"title": "vecdb: Milvus RESTful API v2", "version": "2.5",
                      "description": "Milvus's RESTful API v2 on vecdb's HTTP port (docs/rest.md)."},
             "components": {"schemas": {"Reply": reply}, "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "<user>:<password>"}}},
-            "security": [{"bearer": []}], "paths": paths}
+                "bearer": {"type": "http", "scheme": "bearer", "description": "<user>:<password>"},
+                "basic": {"type": "http", "scheme": "basic"}}},
+            "security": [{"bearer": []}, {"basic": []}], "paths": paths}
 
 
 if __name__ == "__main__":  # python -m vecdb.proxy.rest > docs/openapi/rest-v2.json

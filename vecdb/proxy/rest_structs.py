@@ -128,7 +128,7 @@ def describe_json(pb: schema_pb2.CollectionSchema) -> list[dict]:
 def struct_columns(schema: CollectionSchema, rows: list[dict], partial: bool = False) -> dict[str, np.ndarray]:
     """The sub-field columns (``chunks[text]``: a list per row; ``chunks[emb]``: an ``(elements, dim)``
     float32 array per row) of the rows' struct fields. A row without the field, an element that is no
-    object or lacks a sub-field, a vector of another dim: ValueError / KeyError (the caller's 1804).
+    object or lacks a sub-field, a vector of another dim: ValueError (the caller's 1804).
     ``partial`` (a partial update): a struct field no row holds is left out."""
     out: dict[str, np.ndarray] = {}
     for st in schema.struct_fields:
@@ -138,7 +138,7 @@ def struct_columns(schema: CollectionSchema, rows: list[dict], partial: bool = F
         cols: dict[str, list] = {f.name: [] for f in subs}
         for i, row in enumerate(rows):
             if st.name not in row:
-                raise KeyError(f"field {st.name} is missing in row {i}")
+                raise ValueError(f"field {st.name} is required, missing in row {i}")
             value = row[st.name]
             if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
                 raise ValueError(f"struct array field {st.name} expects a JSON array of objects (row {i})")

@@ -23,7 +23,7 @@ from vecdb.proxy import function_chain, search_aggregation, status
 from vecdb.proxy.base import ServiceBase, kv_dict, parse_json_param, rpc
 from vecdb.proxy.boost import Boost, rescored_rows
 from vecdb.proxy.consistency import BOUNDED_STALENESS, ReadLevel, level_of, reading_at
-from vecdb.proxy.fielddata import parse_placeholder_group, resolve_output_fields
+from vecdb.proxy.fielddata import nq_invalid, parse_placeholder_group, resolve_output_fields
 from vecdb.proxy.fieldencode import fill_field_data
 from vecdb.proxy.grouping import GroupBy, group_hits, parse_group_by
 from vecdb.proxy.highlight import Highlight, highlight_results, plan_highlight
@@ -308,7 +308,7 @@ class SearchRpcs(ServiceBase):
         else:
             raise errors.InvalidParameter("a search needs query vectors or primary keys (ids)")
         if len(queries) > LIMITS.max_nq:
-            raise errors.InvalidParameter(f"nq [{len(queries)}] is invalid, it should be in range [1, {LIMITS.max_nq}]")
+            raise nq_invalid(len(queries))
         if plan.field.dtype == DataType.ARRAY_OF_VECTOR:  # plain vectors: element-level; lists: EmbeddingList
             element_search.check_queries(queries, plan.field, plan.metric)
         return SearchSpec(
@@ -334,7 +334,7 @@ class SearchRpcs(ServiceBase):
                                           f"key of collection {info.name} ({info.schema.primary_field.dtype.name})")
         pks = np.asarray(ids.int_id.data if ints else list(ids.str_id.data), np.int64 if ints else object)
         if not 1 <= len(pks) <= LIMITS.max_nq:
-            raise errors.InvalidParameter(f"nq [{len(pks)}] is invalid, it should be in range [1, {LIMITS.max_nq}]")
+            raise nq_invalid(len(pks))
         pk = info.schema.primary_field.name
         scoped = ns is not None and namespaces.mode_of(info.schema, info.properties) == namespaces.PARTITION_KEY_MODE
         fetch = [pk, field.name] + ([valid_key(field.name)] if field.nullable else []) + \
