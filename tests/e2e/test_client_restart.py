@@ -145,12 +145,12 @@ def test_restart_keeps_everything(tmp_path, storage):
 
 
 def test_a_second_server_on_the_same_namespace_is_refused(tmp_path, remote_storage):
-    from vecdb.errors import ServiceUnavailable
+    from vecdb.startup import StartupFailed
 
     storage = dict(remote_storage(), session_ttl=2)
     node = start_standalone(tmp_path / "a", free_port(), storage)
     try:
-        with pytest.raises(ServiceUnavailable, match="another process"):
+        with pytest.raises(StartupFailed, match="held by another process"):  # one line from `vecdb standalone`
             start_standalone(tmp_path / "b", free_port(), storage)
         c = MilvusClient(uri=f"http://127.0.0.1:{node.port}")  # the first one is unaffected
         c.create_collection("still_mine", dimension=4)
