@@ -93,6 +93,13 @@ class CollectionLimitExceeded(VecdbError):
     default_message = "exceeded the limit number of collections"
 
 
+class CollectionOnRecovering(VecdbError):
+    """Milvus's ErrCollectionOnRecovering: the collection exists but is not ready to serve yet (a snapshot
+    restore still copying into it)."""
+    code, legacy_code, input_error = 106, "UnexpectedError", True
+    default_message = "collection on recovering"
+
+
 class CollectionLoaded(VecdbError):
     code, legacy_code, input_error = 104, "IllegalArgument", True
     default_message = "collection already loaded"

@@ -652,7 +652,8 @@ def test_placeholder_errors(small):
         parse_placeholder_group(_group([[0.1] * 8]), schema.field("age"))
     empty = common_pb2.PlaceholderGroup()
     empty.placeholders.add(tag="$0", type=common_pb2.PlaceholderType.FloatVector)
-    with pytest.raises(InvalidParameter, match=r"nq \[0\] is invalid, nq \(number of search vector per search request\) should be in range \[1, 16384\], but got 0"):
+    with pytest.raises(InvalidParameter, match=r"nq \[0\] is invalid, nq \(number of search vector per search "
+                                               r"request\) should be in range \[1, 16384\], but got 0"):
         parse_placeholder_group(empty.SerializeToString(), vec)
     with pytest.raises(InvalidParameter, match="failed to parse"):
         parse_placeholder_group(b"\xff\xff\xff", vec)

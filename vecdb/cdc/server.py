@@ -32,6 +32,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 
 from vecdb import errors
+from vecdb.cdc.redact import redact
 from vecdb.cdc.replicator import Replicator, unpublish
 from vecdb.cdc.task import FAILED, PAUSED, RUNNING, Task, TaskSpec, TaskStore, check_task_id, new_task_id
 from vecdb.metrics import exposition
@@ -92,8 +93,9 @@ class CdcService:
     def describe(self, task_id: str) -> dict[str, Any]:
         task = self._task(task_id)
         rep = self._running.get(task_id)
-        out: dict[str, Any] = {"id": task.id, "spec": asdict(task.spec), "state": task.state, "reason": task.reason,
-                               "created": task.created, "positions": self.store.positions(task.id)}
+        out: dict[str, Any] = {"id": task.id, "spec": redact(asdict(task.spec)),  # (tokens as ***: cdc.redact)
+                               "state": task.state, "reason": task.reason, "created": task.created,
+                               "positions": self.store.positions(task.id)}
         if rep is not None:
             p = rep.progress.to_dict()
             if p["state"] == FAILED:

@@ -136,45 +136,110 @@ def compare(a: CollectionDigest, b: CollectionDigest, limit: int = 10) -> list[s
     return out
 
 
+class Unreachable(Exception):
+    """An endpoint could not be connected to (refused, unknown host, authentication): nothing was compared."""
+
+
+def _reason(e: Exception) -> str:
+    """One line for a failed connection: pymilvus's message and gRPC's own reason (connection refused,
+    "missing authorization in header", "auth check failure ...")."""
+    msg = str(getattr(e, "message", "") or e).strip()
+    cause = e.__cause__ or e.__context__
+    details = str(cause.details() or "") if cause is not None and hasattr(cause, "details") else ""
+    if "Connection refused" in details:
+        details = "connection refused"
+    elif "failed to connect" in details:
+        details = details.rsplit(": ", 1)[-1]
+    return " ".join(f"{msg}: {details}".split()) if details and details not in msg else " ".join(msg.split())
+
+
+def parse_rename(pairs: list[str]) -> dict[str, str]:
+    """``["docs=docs_copy", "db2.a=b"]`` (``--rename``) as a task's rename map (source ``name`` or
+    ``db.name`` -> target name, same database); InvalidParameter for a pair without ``=``."""
+    from vecdb import errors
+
+    out: dict[str, str] = {}
+    for p in pairs:
+        src, sep, dst = p.partition("=")
+        if not sep or not src.strip() or not dst.strip():
+            raise errors.InvalidParameter(f"--rename {p!r}: expected SOURCE=TARGET (e.g. docs=docs_copy or "
+                                          "db2.docs=docs_copy)")
+        out[src.strip()] = dst.strip()
+    return out
+
+
+def _wanted(collections: list[str] | None, db: str, name: str) -> bool:
+    """Whether a task's ``collections`` (``["*"]`` or ``name`` / ``db.name``; None: all) take ``db.name``."""
+    return not collections or "*" in collections or name in collections or f"{db}.{name}" in collections
+
+
 def verify(source_uri: str, target_uri: str, collection: str | None = None, source_token: str = "",
-           target_token: str = "", rename: dict[str, str] | None = None) -> dict[str, list[str]]:
-    """``{"db.collection": [differences]}`` for every collection compared (an empty list: equal)."""
+           target_token: str = "", rename: dict[str, str] | None = None,
+           collections: list[str] | None = None) -> dict[str, list[str]]:
+    """``{"db.collection": [differences]}`` for every collection compared (an empty list: equal).
+
+    ``rename``: a task's rename map (source ``name`` or ``db.name`` -> target name in the same database):
+    a source collection is compared with the target collection of its new name. ``collections``: a task's
+    list (``["*"]`` or ``name`` / ``db.name``): only those are compared, and target collections that no
+    source one maps to are reported only with ``["*"]`` (or None). Raises ``Unreachable`` when either
+    endpoint cannot be connected to."""
     from pymilvus import MilvusClient  # type: ignore[import-untyped]
+    from pymilvus.exceptions import MilvusException  # type: ignore[import-untyped]
 
     rename = rename or {}
+    every = collection is None and (not collections or "*" in collections)
     opened: list = []
 
-    def connect(uri: str, token: str, db: str | None):
+    def connect(side: str, uri: str, token: str, db: str | None):
         # a client per database: use_database asks DescribeDatabase, which Milvus 2.3 lacks
-        c = MilvusClient(uri=uri, token=token, **({"db_name": db} if db else {}))
+        try:
+            c = MilvusClient(uri=uri, token=token, **({"db_name": db} if db else {}))
+        except MilvusException as e:
+            raise Unreachable(f"cannot connect to the {side} {uri}: {_reason(e)}") from None
         opened.append(c)
         return c
 
+    def target_name(db: str, name: str) -> str:
+        return rename.get(f"{db}.{name}", rename.get(name, name))
+
     report: dict[str, list[str]] = {}
     try:
-        src0, dst0 = connect(source_uri, source_token, None), connect(target_uri, target_token, None)
-        dbs = src0.list_databases() if collection is None else [None]
-        target_dbs = dst0.list_databases() if collection is None else []
+        src0 = connect("source", source_uri, source_token, None)
+        dst0 = connect("target", target_uri, target_token, None)
+        try:  # (the first call that needs the credentials: a wrong or missing token fails here)
+            dbs = src0.list_databases() if collection is None else [None]
+        except MilvusException as e:
+            raise Unreachable(f"cannot connect to the source {source_uri}: {_reason(e)}") from None
+        try:
+            target_dbs = dst0.list_databases() if collection is None else []
+        except MilvusException as e:
+            raise Unreachable(f"cannot connect to the target {target_uri}: {_reason(e)}") from None
         for db in dbs:
             if db is not None and db not in target_dbs:
-                report[f"{db}.*"] = [f"database {db} missing on the target"]
+                if every or any(_wanted(collections, db, n)
+                                for n in connect("source", source_uri, source_token, db).list_collections()):
+                    report[f"{db}.*"] = [f"database {db} missing on the target"]
                 continue
-            src = connect(source_uri, source_token, db) if db else src0
-            dst = connect(target_uri, target_token, db) if db else dst0
+            src = connect("source", source_uri, source_token, db) if db else src0
+            dst = connect("target", target_uri, target_token, db) if db else dst0
             names = src.list_collections() if collection is None else [collection]
             if collection is None:  # external collections are not replicated (their rows come from their files)
-                names = [n for n in names if not src.describe_collection(n).get("external_source")]
+                names = [n for n in names if _wanted(collections, db or "default", n)
+                         and not src.describe_collection(n).get("external_source")]
             for name in names:
                 label = f"{db or 'default'}.{name}"
-                target_name = rename.get(label, rename.get(name, name))
-                if not dst.has_collection(target_name):
-                    report[label] = [f"collection {target_name} missing on the target"]
+                to = target_name(db or "default", name)
+                if not dst.has_collection(to):
+                    report[label] = [f"collection {to} missing on the target"
+                                     + ("" if rename else " (if a task renames it: --rename or --task)")]
                     continue
-                report[label] = compare(digest(src, name), digest(dst, target_name))
-            if db is not None:
-                for name in set(dst.list_collections()) - {rename.get(n, n) for n in src.list_collections()} \
+                report[label] = compare(digest(src, name), digest(dst, to))
+            if db is not None and every:
+                mapped = {target_name(db, n) for n in src.list_collections()}
+                for name in set(dst.list_collections()) - mapped \
                         - {n for n in dst.list_collections() if dst.describe_collection(n).get("external_source")}:
-                    report[f"{db}.{name}"] = [f"collection {name} only on the target"]
+                    report[f"{db}.{name}"] = [f"collection {name} only on the target"
+                                              + (" (a task's rename? see --rename or --task)" if not rename else "")]
     finally:
         for c in opened:
             c.close()

@@ -459,6 +459,21 @@ class SnapshotManager:
         return out
 
 
+def refuse_while_restoring(meta: MetaStore, info: CollectionInfo) -> None:
+    """CollectionOnRecovering (106) when a restore job still runs into ``info`` (Pending or Executing):
+    until it completes the collection has no index yet, or only part of its segments, so a load then
+    would fail for want of an index or serve part of the rows (Milvus's docs: poll
+    get_restore_snapshot_state until RestoreSnapshotCompleted, then load). One scan of the restore job
+    records (a few keys), once per load."""
+    for _, raw in meta.scan(JOB_PREFIX):
+        job = RestoreJob.from_json(raw)
+        if job.state in (PENDING, EXECUTING) and job.db == info.db and job.collection == info.name \
+                and job.collection_id in (0, info.id):
+            raise errors.CollectionOnRecovering(
+                f"collection {info.name} is being restored by job {job.id} ({job.state}, {job.progress}%): "
+                f"load it once the restore completes (get_restore_snapshot_state({job.id}))")
+
+
 def _fail(rec: Record, reason: str) -> None:
     job = rec.job
     job.state, job.reason, job.end_ms = FAILED, reason, _now_ms()

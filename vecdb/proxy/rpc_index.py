@@ -17,6 +17,7 @@ from vecdb import element_search, emb_list, errors
 from vecdb.catalog_model import INDEX_PROPERTIES, IndexInfo
 from vecdb.coord.ddl import matching_indexes
 from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
+from vecdb.coord.snapshots import refuse_while_restoring
 from vecdb.index import validate_index_params
 from vecdb.index.params import AUTOINDEX
 from vecdb.index.scalar import validate_scalar_index
@@ -259,6 +260,7 @@ class IndexRpcs(ResourceGroupRpcs):
         marks it loaded first (in a cluster it then places the replicas, each on the nodes of its
         resource group), then the query nodes load; when they cannot, the coord puts back the load
         state it replaced."""
+        refuse_while_restoring(self.stores()[0], info)  # (its indexes and segments are still coming)
         for f in info.schema.indexed_vector_fields:
             if info.index_for_field(f.name) is None:
                 raise errors.IndexNotFound(
