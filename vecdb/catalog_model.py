@@ -43,17 +43,41 @@ class IndexInfo:
     created_ts: int = 0
     # alter_index_properties: settings of the index that are not build parameters (INDEX_PROPERTIES)
     properties: dict[str, str] = field(default_factory=dict)
-    # Milvus's UserIndexParams: what the client asked for where the server chose the index to build
-    # (AUTOINDEX: ``{"index_type": "AUTOINDEX", "metric_type": ...}``), which DescribeIndex answers;
-    # ``index_type`` and ``params`` are what is built. Empty: the client named the index type itself.
+    # Milvus's UserIndexParams: what the client asked for, as text (``index_type``, ``metric_type``, each
+    # parameter given); ``index_type`` and ``params`` are what is built. AUTOINDEX: ``{"index_type":
+    # "AUTOINDEX", "metric_type": ...}``, which DescribeIndex answers (an index the client named is described
+    # by its build). Every vector index created since they are kept has them: empty is an index recorded
+    # before (or a scalar one), whose request is not known.
     user_params: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def auto(self) -> bool:
+        """Whether the client asked for AUTOINDEX (the server chose what is built)."""
+        return is_auto(self.user_params)
+
     def same_as(self, index_type: str, metric_type: str, params: dict[str, Any], user_params: dict[str, str]) -> bool:
-        """Whether creating this index (validated) again is this one: the same build, and the same user params
-        (Milvus compares them: AUTOINDEX is not the HNSW it builds). An index recorded without user params
+        """Whether creating this index (validated) again is this one, as Milvus compares its UserIndexParams:
+        the same build, and AUTOINDEX asked both times or neither (AUTOINDEX is not the HNSW it builds, nor
+        the reverse), with the same metric when both are AUTOINDEX. An index recorded without user params
         (before they were kept) is taken as the one its build is."""
-        return (self.index_type, self.metric_type, self.params) == (index_type, metric_type, params) and (
-            not self.user_params or self.user_params == user_params)
+        if (self.index_type, self.metric_type, self.params) != (index_type, metric_type, params):
+            return False
+        if not self.user_params:
+            return True
+        if self.auto != is_auto(user_params):
+            return False
+        return not self.auto or self.user_params.get("metric_type") == user_params.get("metric_type")
+
+
+def is_auto(user_params: dict[str, str]) -> bool:
+    """Whether ``user_params`` (``IndexInfo.user_params``) ask for AUTOINDEX."""
+    return str(user_params.get("index_type", "")).strip().upper() == "AUTOINDEX"
+
+
+def _known(cls, d: dict[str, Any]) -> dict[str, Any]:
+    """``d``'s keys that ``cls`` (a dataclass) has: an entry written by a newer version, with a key this one
+    lacks, still loads (as ``FieldSchema.from_dict`` does)."""
+    return {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
 
 
 INDEX_PROPERTIES = ("mmap.enabled",)  # what alter_index_properties may set (Milvus's configurable index params)
@@ -116,10 +140,10 @@ class CollectionInfo:
 
     @classmethod
     def from_json(cls, raw: bytes) -> CollectionInfo:
-        d = json.loads(raw)
+        d = _known(cls, json.loads(raw))
         d["schema"] = CollectionSchema.from_dict(d["schema"])
-        d["partitions"] = [PartitionInfo(**p) for p in d["partitions"]]
-        d["indexes"] = [IndexInfo(**i) for i in d["indexes"]]
+        d["partitions"] = [PartitionInfo(**_known(PartitionInfo, p)) for p in d.get("partitions", ())]
+        d["indexes"] = [IndexInfo(**_known(IndexInfo, i)) for i in d.get("indexes", ())]
         return cls(**d)
 
 

@@ -211,10 +211,11 @@ def _standalone(args) -> int:
 
         return run_primary(settings, workers, worker_flags(args), args.log_level)
     from vecdb import signals
+    from vecdb.startup import host_port
 
     node = Standalone(settings).start()
     stopped = signals.stop_event()  # before "ready": a stop sent right after it is handled
-    print(f"vecdb standalone ready on {settings.proxy.host}:{node.port} "
+    print(f"vecdb standalone ready on {host_port(settings.proxy.host, node.port)} "
           f"(data: {settings.storage.data_dir})", flush=True)
     while not stopped.wait(0.5) and not node.stopped:  # signalled, or it stopped itself (a lost session)
         pass

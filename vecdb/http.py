@@ -18,10 +18,11 @@ coord|querynode|proxy``: ``--http-port``, off unless given). The rules:
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
+from typing import Protocol, TypeVar, cast
 
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 
@@ -32,6 +33,7 @@ from vecdb.security.tls import TlsHTTPServer, certificate_files
 from vecdb.security.tls import enabled as tls_enabled
 
 Health = Callable[[], tuple[bool, str]]
+_Server = TypeVar("_Server", bound=ThreadingHTTPServer)
 
 
 class RestHandler(Protocol):
@@ -95,11 +97,14 @@ def start_http(host: str, port: int, health: Health, role: str = "standalone",
             pass
 
     try:
+        # http.server listens on IPv4 only: an IPv6 host (``::``, ``[::]``) takes a server of that family
+        family = startup.address_family(host, port)
+        address = (host.strip("[]"), port)
         if tls_enabled(tls):
             assert tls is not None
-            server: ThreadingHTTPServer = TlsHTTPServer((host, port), Handler, certificate_files(tls))
+            server: ThreadingHTTPServer = _of_family(TlsHTTPServer, family)(address, Handler, certificate_files(tls))
         else:
-            server = ThreadingHTTPServer((host, port), Handler)
+            server = _of_family(ThreadingHTTPServer, family)(address, Handler)
     except OSError as e:  # port in use, address not available: said in one line (vecdb.startup)
         raise startup.cannot_listen(host, port, startup.HTTP_FULL if rest is not None else startup.HTTP_PROBES,
                                     e) from e
@@ -107,6 +112,13 @@ def start_http(host: str, port: int, health: Health, role: str = "standalone",
     NODE_INFO.labels(role, node_id).set(1)
     threading.Thread(target=server.serve_forever, name=f"http-{role}", daemon=True).start()
     return server
+
+
+def _of_family(cls: type[_Server], family: socket.AddressFamily) -> type[_Server]:
+    """``cls``, or a subclass listening on ``family`` (socketserver takes it from the class)."""
+    if family == cls.address_family:
+        return cls
+    return cast("type[_Server]", type(cls.__name__, (cls,), {"address_family": family}))
 
 
 def _ask(health: Health) -> tuple[bool, str]:

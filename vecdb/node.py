@@ -250,10 +250,10 @@ def run_until_signalled(node: NodeRoleProcess, ready: str) -> int:
 def supervise(argv: list[str], workers: int, node_id: str | None, host: str, port: int) -> int:
     """``vecdb node --workers N`` (N > 1): N node processes on ``port`` (0: a free one) until SIGTERM
     or SIGINT, as ``vecdb.proxy.workers.supervise`` runs a proxy's."""
-    from vecdb.proxy.workers import Supervisor, free_port
+    from vecdb.proxy.workers import Supervisor, shared_port
 
     node_id = node_id or uuid.uuid4().hex[:12]
-    sup = Supervisor(argv, workers, node_id, ["--port", str(port or free_port(host))], label="node")
+    sup = Supervisor(argv, workers, node_id, ["--port", str(shared_port(host, port))], label="node")
     signals.on_stop_signal(sup.stopping.set)
     code = sup.start()
     if code or sup.stopping.is_set():

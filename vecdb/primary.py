@@ -58,7 +58,8 @@ from vecdb.config import Settings
 from vecdb.coord.server import Coord
 from vecdb.coord.session import Session, describe_process
 from vecdb.datanode.process import DataNodeProcess
-from vecdb.proxy.workers import Supervisor, free_port
+from vecdb.errors import ServiceUnavailable
+from vecdb.proxy.workers import Supervisor, shared_port
 from vecdb.rpc.transport import use_cluster_secret, use_internal_tls
 from vecdb.security.tls import enabled as tls_enabled
 from vecdb.storage.backends import open_backends
@@ -99,7 +100,8 @@ class RestForwarder:
         sent = {k: v for k, v in headers.items() if k.lower() not in _HOP_HEADERS}
         for i in range(len(self.ports)):
             port = self.ports[(first + i) % len(self.ports)]
-            request = urllib.request.Request(f"http://{self.host}:{port}{path}", data=body, method=method,
+            request = urllib.request.Request(f"http://{startup.host_port(self.host, port)}{path}", data=body,
+                                             method=method,
                                              headers=sent)
             try:
                 with urllib.request.urlopen(request, timeout=REST_TIMEOUT) as reply:
@@ -138,9 +140,12 @@ class Primary:
         self.backend_address = ""
         try:
             host = settings.proxy.host
-            self.session = Session(self.backends.meta, SESSION_KEY,
-                                   describe_process(role="standalone", primary=self.node_id),
-                                   ttl=storage.session_ttl, on_lost=self._session_lost)
+            try:
+                self.session = Session(self.backends.meta, SESSION_KEY,
+                                       describe_process(role="standalone", primary=self.node_id),
+                                       ttl=storage.session_ttl, on_lost=self._session_lost)
+            except ServiceUnavailable as e:  # held by another server (vecdb.standalone): its message says by whom
+                raise startup.StartupFailed(str(e)) from e
             # internal RPC (the backends' server, the coord) served with the cluster secret and internal TLS
             # when set, as the workers call it
             use_cluster_secret(settings.security.cluster_secret_value())
@@ -254,7 +259,9 @@ def run_primary(settings: Settings, workers: int, flags: list[str], log_level: s
     signals.on_stop_signal(on_signal)  # before "ready": a stop sent right after it is handled
     primary = Primary(settings, workers)
     try:
-        host, port = settings.proxy.host, settings.proxy.port or free_port(settings.proxy.host)
+        # the Milvus API port, asked once here: every worker binds it with SO_REUSEPORT, which another server's
+        # SO_REUSEPORT socket on it would not refuse (the kernel would split connections between two databases)
+        host, port = settings.proxy.host, shared_port(settings.proxy.host, settings.proxy.port)
         command = [sys.executable, "-m", "vecdb"] + (["--log-level", log_level] if log_level else [])
         # worker i's own HTTP port (/healthz, /metrics, the REST API): http.port + 1 + i, or none
         http = settings.http.port + 1 if settings.http.port else 0
@@ -270,8 +277,8 @@ def run_primary(settings: Settings, workers: int, flags: list[str], log_level: s
         if code or sup.stopping.is_set():
             return code if code else (0 if sup.stop() else 1)
         primary.workers_up = True
-        print(f"vecdb standalone ready on {host}:{port} (data: {settings.storage.data_dir}, {workers} workers)",
-              flush=True)
+        print(f"vecdb standalone ready on {startup.host_port(host, port)} (data: {settings.storage.data_dir}, "
+              f"{workers} workers)", flush=True)
         sup.run()
         return 0 if sup.stop() else 1
     finally:

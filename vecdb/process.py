@@ -49,7 +49,7 @@ CREDENTIAL_CHECK_S = 2.0  # how long the start waits for a coord to check its cr
 def advertised_address(host: str, port: int) -> str:
     """The address others reach a server at: a wildcard listen address names no host, so the
     machine's name stands for it."""
-    return f"{socket.gethostname() if host in ('', '0.0.0.0', '::', '[::]') else host}:{port}"
+    return startup.host_port(socket.gethostname() if host in ('', '0.0.0.0', '::', '[::]') else host, port)
 
 
 def check_cluster_credential(meta: MetaStore, address: str | None) -> None:
@@ -78,15 +78,23 @@ def check_cluster_credential(meta: MetaStore, address: str | None) -> None:
 
 def register_session(meta: MetaStore, role: str, node_id: str, address: str, ttl: float) -> Session:
     """``register_node``, a node id that another live process holds in the cluster (its session not
-    gone within about two ``ttl``) a ``StartupFailed`` naming the holder."""
+    gone within about two ``ttl``) a ``StartupFailed`` naming the holder. Any other ServiceUnavailable (the
+    metadata store does not answer) is raised as it is: the key is not known to be held."""
     try:
         return register_node(meta, role, node_id, address, ttl)
     except ServiceUnavailable as e:
         key = f"session/{role}/{node_id}"
         try:
-            holder = json.loads(meta.get(key) or b"{}")
+            raw = meta.get(key)
+        except Exception:  # noqa: BLE001 - the store's own failure: the first error says more
+            raw = None
+        if raw is None:  # not held (or not readable): not an id in use
+            raise
+        try:
+            holder = json.loads(raw)
         except ValueError:
             holder = {}
+        holder = holder if isinstance(holder, dict) else {}
         who = ", ".join(f"{k} {holder[k]}" for k in ("address", "host", "pid") if k in holder)
         raise startup.StartupFailed(
             f"node id {node_id} is in use: {key} is held by another process{f' ({who})' if who else ''}; "

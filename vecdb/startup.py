@@ -31,7 +31,7 @@ def cannot_listen(host: str, port: int, serves: str, error: OSError | None = Non
     """``host:port`` (serving ``serves``) could not be listened on. gRPC says only that binding failed
     (a RuntimeError): without ``error``, the reason is asked of the system by binding the address once."""
     reason = _reason(error) if error is not None else (_bind_reason(host, port) or "the address could not be bound")
-    return StartupFailed(f"cannot listen on {host}:{port} ({serves}): {reason}")
+    return StartupFailed(f"cannot listen on {host_port(host, port)} ({serves}): {reason}")
 
 
 def check_free(host: str, port: int, serves: str) -> None:
@@ -40,13 +40,35 @@ def check_free(host: str, port: int, serves: str) -> None:
     if port:
         reason = _bind_reason(host, port)
         if reason is not None:
-            raise StartupFailed(f"cannot listen on {host}:{port} ({serves}): {reason}")
+            raise StartupFailed(f"cannot listen on {host_port(host, port)} ({serves}): {reason}")
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as gRPC and URLs take it: an IPv6 address in brackets (``[::]:19530``, ``[::1]:19530``;
+    ``:::19530`` is a misformatted name to gRPC)."""
+    bare = host.strip("[]")
+    return f"[{bare}]:{port}" if ":" in bare else f"{host}:{port}"
+
+
+def address_family(host: str, port: int = 0) -> socket.AddressFamily:
+    """The socket family to listen on ``host`` with: IPv6 for an IPv6 address (``::``, ``[::]``, ``::1``),
+    IPv4 for "" (every IPv4 address, as http.server binds it) and for a name with an IPv4 address (as
+    before: ``localhost`` stays 127.0.0.1), IPv6 for a name with IPv6 addresses only. A name that does not
+    resolve: ``OSError`` (``socket.gaierror``), which ``cannot_listen`` words."""
+    bare = host.strip("[]")
+    if ":" in bare:
+        return socket.AF_INET6
+    if not bare:
+        return socket.AF_INET
+    families = {info[0] for info in socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)}
+    return socket.AF_INET6 if families == {socket.AF_INET6} else socket.AF_INET
 
 
 def _reason(error: OSError) -> str:
-    if error.errno is None:
-        return str(error)
-    text = os.strerror(error.errno)
+    if isinstance(error, socket.gaierror) or error.errno is None:  # a getaddrinfo code is no errno
+        text = error.strerror or str(error)
+    else:
+        text = os.strerror(error.errno)
     return text[:1].lower() + text[1:]
 
 
@@ -56,7 +78,9 @@ def _bind_reason(host: str, port: int) -> str | None:
     bind: a port whose last connections are still in TIME_WAIT is free to them."""
     try:
         infos = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except OSError:  # a name this cannot resolve: the server's own bind says what it makes of it
+    except socket.gaierror as e:  # a name that does not resolve: said before gRPC logs its own lines
+        return _reason(e)
+    except OSError:
         return None
     reasons = []
     for family, kind, proto, _, address in infos:

@@ -100,6 +100,35 @@ def test_the_described_index_is_the_same_index_and_another_is_refused(client, na
     assert _user_params(client.describe_index(name, "vector")) == {"index_type": "AUTOINDEX", "metric_type": "IP"}
 
 
+def test_autoindex_takes_no_index_property_at_create(client, name):
+    """Milvus counts ``mmap.enabled`` among an AUTOINDEX's parameters (parseIndexParams): refused as a build
+    parameter is; alter_index_properties sets it (test_the_described_index_is_the_same_index_...)."""
+    with pytest.raises(MilvusException, match="only metric type can be passed when use AutoIndex") as e:
+        _explicit(client, name, index_type="AUTOINDEX", metric_type="L2", params={"mmap.enabled": True})
+    assert e.value.code == 1100
+
+
+def test_autoindex_on_an_explicit_hnsw_that_builds_the_same_is_refused(client, name):
+    """HNSW M=18 efConstruction=240 is what AUTOINDEX builds, yet AUTOINDEX on it is another index (Milvus
+    compares what was asked); the explicit index is described by its build as before, and creating it
+    again is the same index."""
+    _explicit(client, name, index_type="HNSW", metric_type="L2", params={"M": 18, "efConstruction": 240})
+    client.release_collection(name)
+    described = {"index_type": "HNSW", "metric_type": "L2", "M": "18", "efConstruction": "240"}
+    assert _user_params(client.describe_index(name, "vector")) == described
+    auto = client.prepare_index_params()
+    auto.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="L2")
+    with pytest.raises(MilvusException, match="at most one distinct index is allowed per field"):
+        client.create_index(name, auto)
+    for params in ({"M": 18, "efConstruction": 240}, {"M": "18", "efConstruction": "240"}):
+        again = client.prepare_index_params()
+        again.add_index(field_name="vector", index_type="HNSW", metric_type="L2", params=params)
+        client.create_index(name, again)  # the same index: accepted
+    assert _user_params(client.describe_index(name, "vector")) == described
+    client.load_collection(name)
+    _search_ok(client, name, 0)
+
+
 def test_orm_index_and_rest_describe(tmp_path):
     settings = server_settings(tmp_path)
     settings.http.port = free_port()

@@ -312,13 +312,14 @@ def test_kill_of_the_primary_loses_no_acknowledged_write(tmp_path):
 
 
 def test_a_worker_that_cannot_start_ends_the_server(tmp_path):
-    """A worker that fails before the first ready (its port taken) ends the server with an error, and the
-    primary lets go of the data directory: a server started next on it runs."""
+    """A worker that fails before the first ready (its HTTP port, http.port + 1, taken; a Milvus port in use
+    the primary refuses before it starts any: tests/e2e/test_startup_failures.py) ends the server with an
+    error, and the primary lets go of the data directory: a server started next on it runs."""
+    http = free_ports(2)
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
+        taken.bind(("127.0.0.1", http + 1))
         taken.listen()
-        port = taken.getsockname()[1]
-        bad = start_vecdb("standalone", "--port", str(port), "--http-port", "0", "--workers", "2",
+        bad = start_vecdb("standalone", "--port", str(free_ports(1)), "--http-port", str(http), "--workers", "2",
                           data_dir=tmp_path, env={"VECDB_STORAGE__SESSION_TTL": str(TTL)}, ready=None)
         try:
             assert bad.wait(120) != 0, bad.failure("kept running")

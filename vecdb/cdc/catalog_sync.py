@@ -274,9 +274,10 @@ class CatalogSync:
 def _create_index(c, name: str, idx) -> None:
     """The source's index ``idx`` (an ``IndexInfo``) created on the target collection ``name``: as the client
     asked for it where the source chose the index (AUTOINDEX: its ``user_params``, so the target describes it
-    as the source does and chooses the same way), else the type and build parameters the source built."""
+    as the source does and chooses the same way), else the type and build parameters the source built (its
+    defaults included: another server's defaults may differ)."""
     ip = c.prepare_index_params()
-    if idx.user_params:
+    if idx.auto:
         asked = {k: v for k, v in idx.user_params.items() if k not in ("index_type", "metric_type")}
         ip.add_index(field_name=idx.field_name, index_type=idx.user_params.get("index_type", idx.index_type),
                      index_name=idx.index_name, metric_type=idx.user_params.get("metric_type", idx.metric_type),

@@ -55,17 +55,20 @@ def vector_index_params(index_type: str, metric: str, field, params: dict) -> tu
     params, user params). AUTOINDEX is resolved to the index it builds (``vecdb.index.params``: HNSW
     M=18 efConstruction=240 on float vectors) and remembered as Milvus's UserIndexParams,
     ``{"index_type": "AUTOINDEX", "metric_type": <the metric>}``, which DescribeIndex answers. On a dense
-    or binary vector field AUTOINDEX takes no build parameter but the metric, as Milvus refuses them
-    (a sparse field's AUTOINDEX keeps its drop ratio and BM25 parameters, listed with it)."""
-    auto = (index_type or "").strip().upper() == AUTOINDEX
-    if auto and params and field.dtype.name != "SPARSE_FLOAT_VECTOR":
+    or binary vector field AUTOINDEX takes no build parameter but the metric, as Milvus refuses them,
+    index properties such as ``mmap.enabled`` included (Milvus counts them among the parameters; set them
+    with alter_index_properties); a sparse field's AUTOINDEX keeps its drop ratio and BM25 parameters,
+    listed with it. An index the client named has user params too (its type, the metric, each parameter
+    given), so that a recorded index without them is one from before they were kept
+    (``IndexInfo.same_as``)."""
+    asked = (index_type or "").strip().upper() or AUTOINDEX
+    if asked == AUTOINDEX and params and field.dtype.name != "SPARSE_FLOAT_VECTOR":
         raise errors.InvalidParameter(
             f"only metric type can be passed when use AutoIndex, got {', '.join(sorted(map(str, params)))}")
     built = validate_index_params(index_type, metric, field.dtype, field.dim, params)
     index_type = built.pop("index_type", index_type)
     metric = built.pop("metric_type", metric)
-    user = {"index_type": AUTOINDEX, "metric_type": metric, **{k: _param_text(v) for k, v in params.items()}} \
-        if auto else {}
+    user = {**{k: _param_text(v) for k, v in params.items()}, "index_type": asked, "metric_type": metric}
     return index_type, metric, built, user
 
 
@@ -75,8 +78,9 @@ def _described_params(idx: IndexInfo) -> list:
     such as ``M``, ``efConstruction``, ``nlist``), which pymilvus's describe_index lifts into top-level
     keys (``d["M"] == "16"``). The parameters are the validated ones, defaults included. An index the
     server chose (AUTOINDEX) is described as the client asked for it (``IndexInfo.user_params``), as
-    Milvus describes it: ``index_type`` AUTOINDEX and the metric, not the HNSW built underneath."""
-    pairs: dict[str, str] = dict(idx.user_params)
+    Milvus describes it: ``index_type`` AUTOINDEX and the metric, not the HNSW built underneath; one the client
+    named, by what is built (its user params are only what the client sent)."""
+    pairs: dict[str, str] = dict(idx.user_params) if idx.auto else {}
     if not pairs:
         pairs["index_type"] = idx.index_type
         if idx.metric_type:

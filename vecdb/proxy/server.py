@@ -152,7 +152,7 @@ def _listen(server: grpc.Server, host: str, port: int, tls) -> int:
     """The port bound; ``StartupFailed`` naming it when it cannot be (grpc raises a RuntimeError, or
     returns 0 in older versions)."""
     try:
-        bound = add_port(server, f"{host}:{port}", tls)
+        bound = add_port(server, startup.host_port(host, port), tls)
     except RuntimeError:
         bound = 0
     if bound == 0:

@@ -9,10 +9,11 @@ caches the coord keeps coherent (a DDL call answers once every live proxy has ap
   the same flags plus ``--worker-index i`` and ``--node-id <id>-w<i>``: a whole proxy with a node
   id of its own (its own session, so the coord's DDL fan-out waits for it, ``node_id`` labels in
   its metrics, a node of its own in GetMetrics). It opens no storage itself.
-- every worker listens on the Milvus API port with SO_REUSEPORT (``start_server(reuse_port=True)``):
-  the kernel spreads new connections over the workers (a client's connection, and every call
-  on it, stays with one worker). With ``proxy.worker_port`` (``--worker-port``) worker i also
-  listens on ``worker_port + i`` alone, to reach that worker.
+- every worker listens on the Milvus API port with SO_REUSEPORT (``start_server(reuse_port=True)``),
+  which the parent asked is free before it started any (``shared_port``: another server's SO_REUSEPORT
+  socket would not refuse the workers): the kernel spreads new connections over the workers (a
+  client's connection, and every call on it, stays with one worker). With ``proxy.worker_port``
+  (``--worker-port``) worker i also listens on ``worker_port + i`` alone, to reach that worker.
 - the HTTP port (``--http-port P``: /healthz, /metrics, the REST API) is not shared: worker i
   serves it on ``P + i``, so a Prometheus scrape of one port always sees the same process.
 - a worker that exits while the proxy is not stopping is started again with a new id
@@ -40,7 +41,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from vecdb import signals
+from vecdb import signals, startup
 
 log = logging.getLogger(__name__)
 
@@ -183,16 +184,31 @@ class Supervisor:
 
 
 def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port free on ``host`` now; ``StartupFailed`` when ``host`` cannot be listened on at all."""
+    try:
+        with socket.socket(startup.address_family(host)) as s:
+            s.bind((host.strip("[]"), 0))
+            return s.getsockname()[1]
+    except OSError as e:  # a name that does not resolve, an address not this machine's
+        raise startup.cannot_listen(host, 0, startup.GRPC, e) from e
+
+
+def shared_port(host: str, port: int) -> int:
+    """The port the workers share: ``port``, asked once here before any worker starts, or a free one for 0.
+    The workers bind it with SO_REUSEPORT and so do not ask (their siblings hold it); a port another
+    server's SO_REUSEPORT socket holds would not refuse them, but refuses this plain bind: ``StartupFailed``
+    (one line, exit 1; no worker started, so none says it again)."""
+    if not port:
+        return free_port(host)
+    startup.check_free(host, port, startup.GRPC)
+    return port
 
 
 def supervise(argv: list[str], workers: int, node_id: str | None, host: str, port: int) -> int:
     """``vecdb proxy --workers N`` (N > 1): runs the workers until SIGTERM or SIGINT. ``port`` 0
     picks a free port for all of them."""
     node_id = node_id or uuid.uuid4().hex[:12]
-    extra = ["--port", str(port or free_port(host))]
+    extra = ["--port", str(shared_port(host, port))]
     sup = Supervisor(argv, workers, node_id, extra)
     signals.on_stop_signal(sup.stopping.set)
     code = sup.start()

@@ -197,7 +197,7 @@ def serve(service: str, servicer: object, host: str = "127.0.0.1", port: int = 0
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"rpc-{service}"),
                          options=OPTIONS, interceptors=server_interceptors(service, secret))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(descriptor.full_name, handlers),))
-    bound = listen(server, f"{host}:{port}", tls, service)
+    bound = listen(server, startup.host_port(host, port), tls, service)
     server.start()
     return server, bound
 
