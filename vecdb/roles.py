@@ -236,6 +236,11 @@ class CatalogRole(Protocol):
 
     def get_by_id(self, collection_id: int) -> CollectionInfo: ...
 
+    def fresh(self, info: CollectionInfo) -> CollectionInfo:
+        """``info``'s collection re-read when the store's catalog is newer than the cache (a read
+        that misses a part of a collection it found: an index); raises CollectionNotFound."""
+        ...
+
     def exists(self, db: str, name: str) -> bool: ...
 
     def list_collections(self, db: str) -> list[CollectionInfo]: ...
@@ -316,8 +321,10 @@ class DdlRole(Protocol):
     def drop_alias(self, db: str, alias: str) -> None: ...
 
     def create_index(self, db: str, collection: str, field_name: str, index_name: str, index_type: str,
-                     metric_type: str, params: dict[str, Any], user_params: dict[str, str] | None = None) -> None:
-        """``user_params``: what the client asked for where the server chose the index (AUTOINDEX)."""
+                     metric_type: str, params: dict[str, Any], user_params: dict[str, str] | None = None,
+                     properties: dict[str, str] | None = None) -> None:
+        """``user_params``: what the client asked for where the server chose the index (AUTOINDEX);
+        ``properties``: the index's properties given at create (``IndexInfo.properties``)."""
         ...
 
     def drop_index(self, db: str, collection: str, index_name: str, field_name: str) -> list[int]:

@@ -130,3 +130,38 @@ def test_errors(client: MilvusClient, name: str):
             client.get_restore_snapshot_state(987654321)
     finally:
         client.drop_snapshot("s", name)
+
+
+def test_a_load_sees_an_index_its_proxy_cache_lacks(server, client: MilvusClient, name: str):
+    """What a load right after RestoreSnapshotCompleted met about 1 in 14 times on a standalone: the
+    proxy's cached catalog had the restored collection from before the job created its index (a reload
+    had taken the commit back out). Made deterministic here: the index is written by another writer of the
+    store (as a cluster's coord does), so this server's cache holds the collection without it; describe_index,
+    list_indexes and load_collection look it up in the store instead of answering 700. (In-process
+    servers only: the test writes to the server's store.)"""
+    meta = getattr(server, "meta", None)
+    if meta is None:
+        pytest.skip("needs the in-process server's metadata store")
+    from vecdb.coord.catalog import Catalog
+    from vecdb.coord.ddl import DdlManager
+
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("v", DataType.FLOAT_VECTOR, dim=DIM)
+    schema.add_field("tag", DataType.VARCHAR, max_length=32)
+    client.create_collection(name, schema=schema)
+    rows = _rows(range(50), 4)
+    client.insert(name, rows)
+    client.flush(name)
+    assert client.list_indexes(name) == []  # the server's cache: no index
+    other = Catalog(meta)
+    try:
+        DdlManager(other, server.roles.ids, server.roles.tso).create_index(  # (the server's allocators)
+            "default", name, "v", "", "FLAT", "L2", {}, {"index_type": "FLAT", "metric_type": "L2"})
+    finally:
+        other.close()
+    assert client.describe_index(name, "v")["index_type"] == "FLAT"
+    assert client.list_indexes(name) == ["v"]
+    client.load_collection(name)
+    hits = client.search(name, [rows[7]["v"]], limit=1, consistency_level="Strong")
+    assert hits[0][0]["id"] == 7

@@ -167,6 +167,16 @@ class Catalog:
             raise errors.CollectionNotFound(f"can't find collection[collectionID={collection_id}]")
         return info
 
+    def fresh(self, info: CollectionInfo) -> CollectionInfo:
+        """``info``'s collection as the store has it now: a read that found the collection but misses
+        a part of it (an index that a snapshot restore created, read through a cache that the
+        fence gave up waiting for) re-checks the store once, as a miss does; the cached entry
+        when the cache is at the store's version. CollectionNotFound when it was dropped."""
+        with self._lock:
+            seen = self._state.version
+        self._sync.recheck(seen)
+        return self.get_by_id(info.id)
+
     def exists(self, db: str, name: str) -> bool:
         db = db or DEFAULT_DB
         return self._lookup(lambda: self._find(db, name)) is not None

@@ -122,7 +122,12 @@ class CatalogSync:
         if self._watch is None:
             pairs = load_snapshot(self.meta)
             with self.changed:
-                self.state.reset(pairs)
+                # the store read above may be older than the cache by now: a change this process
+                # committed meanwhile (a restore job's create_index while a read's miss reloads) is
+                # in the cache, not in ``pairs``; a reset to them would take it out again, and only a
+                # later miss would bring it back (a load then found "no vector index")
+                if snapshot_version(pairs) >= self.state.version:
+                    self.state.reset(pairs)
                 self.changed.notify_all()
         with self.changed:
             return self.changed.wait_for(lambda: self.state.version >= target, timeout)
@@ -270,3 +275,8 @@ def load_snapshot(meta: MetaStore, attempts: int = 20) -> list[tuple[str, bytes]
         if meta.get(VERSION_KEY) == before:
             return pairs + ([(VERSION_KEY, before)] if before else [])
     raise CatalogConflict("the catalog kept changing while it was read; retry")
+
+
+def snapshot_version(pairs: list[tuple[str, bytes]]) -> int:
+    """The catalog version ``load_snapshot``'s pairs are at (0: no catalog change reached the store)."""
+    return next((int(value) for key, value in pairs if key == VERSION_KEY), 0)

@@ -381,9 +381,11 @@ class DdlManager:
 
     # --- indexes --------------------------------------------------------------------
     def create_index(self, db: str, collection: str, field_name: str, index_name: str, index_type: str,
-                     metric_type: str, params: dict[str, Any], user_params: dict[str, str] | None = None) -> None:
+                     metric_type: str, params: dict[str, Any], user_params: dict[str, str] | None = None,
+                     properties: dict[str, str] | None = None) -> None:
         """The index as the caller validated it (``vecdb.index.validate_index_params``); ``user_params``:
-        what the client asked for where the server chose the index (AUTOINDEX, ``IndexInfo.user_params``).
+        what the client asked for where the server chose the index (AUTOINDEX, ``IndexInfo.user_params``);
+        ``properties``: its properties given at create (``mmap.enabled``, as alter_index sets them).
         An unnamed index takes the field's existing index name, else the field name (Milvus's datacoord);
         the same index again (user params included, as Milvus compares them) is accepted, another one on
         the field or under a taken name is not."""
@@ -402,7 +404,8 @@ class DdlManager:
             if any(i.index_name == name for i in info.indexes):
                 raise errors.IndexDuplicate(f"index name {name} already exists on another field")
             info.indexes.append(IndexInfo(self.ids.allocate(), name, field_name, index_type, metric_type,
-                                          dict(params), self.tso.allocate(), user_params=user))
+                                          dict(params), self.tso.allocate(), properties=dict(properties or {}),
+                                          user_params=user))
 
         self._saving(lambda: self.catalog.get(db or DEFAULT_DB, collection), change)
 

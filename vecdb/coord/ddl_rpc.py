@@ -124,7 +124,8 @@ def ddl_handlers(serve: Callable[[Callable[[DdlManager], Any]], Any]) -> dict[st
         "DropAlias": unit(lambda d, r: d.drop_alias(r.db, r.alias)),
         "CreateIndex": unit(lambda d, r: d.create_index(r.db, r.collection, r.field_name, r.index_name, r.index_type,
                                                         r.metric_type, json.loads(r.params_json or "{}"),
-                                                        json.loads(r.user_params_json or "{}"))),
+                                                        json.loads(r.user_params_json or "{}"),
+                                                        dict(r.properties))),
         "DropIndex": lambda d, r: reply(d, ids=d.drop_index(r.db, r.collection, r.index_name, r.field_name,
                                                             retry=r.retry)),
         "AlterIndex": unit(lambda d, r: d.alter_index(r.db, r.collection, r.index_name, dict(r.properties),
@@ -236,10 +237,12 @@ class RemoteDdl:
 
     # --- indexes
     def create_index(self, db: str, collection: str, field_name: str, index_name: str, index_type: str,
-                     metric_type: str, params: dict[str, Any], user_params: dict[str, str] | None = None) -> None:
+                     metric_type: str, params: dict[str, Any], user_params: dict[str, str] | None = None,
+                     properties: dict[str, str] | None = None) -> None:
         self._call("CreateIndex", pb.DdlCreateIndexRequest(
             db=db, collection=collection, field_name=field_name, index_name=index_name, index_type=index_type,
-            metric_type=metric_type, params_json=json.dumps(params), user_params_json=json.dumps(user_params or {})))
+            metric_type=metric_type, params_json=json.dumps(params), user_params_json=json.dumps(user_params or {}),
+            properties=properties or {}))
 
     def drop_index(self, db: str, collection: str, index_name: str, field_name: str) -> list[int]:
         return list(self._call("DropIndex", pb.DdlDropIndexRequest(

@@ -387,9 +387,7 @@ class SnapshotManager:
                     self.ddl.create_partition(job.db, job.collection, p.name)
         for idx in src.indexes:
             self.ddl.create_index(job.db, job.collection, idx.field_name, idx.index_name, idx.index_type,
-                                  idx.metric_type, dict(idx.params), dict(idx.user_params))
-            if idx.properties:
-                self.ddl.alter_index(job.db, job.collection, idx.index_name, dict(idx.properties), [])
+                                  idx.metric_type, dict(idx.params), dict(idx.user_params), dict(idx.properties))
         return self.catalog.get(job.db, job.collection)
 
     def _copy_data(self, rec: Record, snap: Snapshot, info: CollectionInfo) -> None:

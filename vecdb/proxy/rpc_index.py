@@ -72,6 +72,24 @@ def vector_index_params(index_type: str, metric: str, field, params: dict) -> tu
     return index_type, metric, built, user
 
 
+def created_properties(index_type: str, params: dict) -> tuple[dict, dict[str, str]]:
+    """The index properties (``INDEX_PROPERTIES``: ``mmap.enabled``) given among an explicit index's
+    parameters, taken out of them: (build parameters, properties). Milvus 2.4+ keeps them with the index
+    (task_index.go, ``common.MmapEnabledKey``), which maps its files as after alter_index_properties;
+    here they are the index's properties, not build parameters. The value is checked as Milvus checks it
+    (1100) and kept as the client's text, as Milvus echoes it (pymilvus 2.4+ sends ``True``). AUTOINDEX keeps
+    them among its parameters, which it refuses (``vector_index_params``)."""
+    if (index_type or "").strip().upper() in ("", AUTOINDEX) or not any(k in params for k in INDEX_PROPERTIES):
+        return params, {}
+    params = dict(params)
+    props = {key: _param_text(params.pop(key)) for key in INDEX_PROPERTIES if key in params}
+    for key, value in props.items():
+        if value.strip().lower() not in ("true", "false"):
+            raise errors.InvalidParameter(
+                f"invalid mmap type params: invalid {key} value: {value}, expected: true, false")
+    return params, props
+
+
 def _described_params(idx: IndexInfo) -> list:
     """DescribeIndex's params the way Milvus 2.4+ answers for an index made by today's clients: its
     ``UserIndexParams``, one pair per key (``index_type``, ``metric_type``, then each build parameter
@@ -143,6 +161,7 @@ class IndexRpcs(ResourceGroupRpcs):
             raise errors.FieldNotFound(f"cannot create index on non-exist field: {request.field_name}")
         index_type, metric, params = _split_index_params(request.extra_params)
         user: dict[str, str] = {}
+        props: dict[str, str] = {}
         if field.is_function_output and info.schema.minhash_function_of(field.name) is not None:
             metric = metric or "MHJACCARD"  # a MinHash function's output: searched with text, MHJACCARD only
             if metric != "MHJACCARD":
@@ -161,6 +180,7 @@ class IndexRpcs(ResourceGroupRpcs):
         elif field.dtype.name == "ARRAY_OF_VECTOR":  # a struct's vector sub-field: searched exactly (vecdb.emb_list)
             index_type, metric, params = emb_list.index_params(index_type, metric, field, params)
         elif field.dtype.is_vector:
+            params, props = created_properties(index_type, params)  # mmap.enabled: the index's, not the build's
             index_type, metric, params, user = vector_index_params(index_type, metric, field, params)
             if metric == "BM25" and not field.is_function_output:
                 raise errors.InvalidParameter(
@@ -172,7 +192,7 @@ class IndexRpcs(ResourceGroupRpcs):
             return status.success()  # the same index again (the coord would say so too)
         # the name rules and duplicates are the coord's (vecdb.coord.ddl.DdlManager.create_index)
         self.ddl.create_index(db, request.collection_name, field.name, request.index_name, index_type, metric, params,
-                              user)
+                              user, props)
         info = self.r.catalog.get_by_id(info.id)
         self.r.querynode.refresh_info(info)
         self.r.querynode.schedule_indexes(info)
@@ -191,7 +211,24 @@ class IndexRpcs(ResourceGroupRpcs):
         return _Progress(done, total, self.indexer.failures(info, idx.index_id))
 
     def _indexes(self, info, index_name: str, field_name: str = "") -> list[IndexInfo]:
-        return matching_indexes(info, index_name, field_name)
+        try:
+            return matching_indexes(info, index_name, field_name)
+        except errors.IndexNotFound:  # or one this proxy's cache has not applied yet: the store's word
+            return matching_indexes(self.r.catalog.fresh(info), index_name, field_name)
+
+    def _with_vector_indexes(self, info):
+        """``info`` once every vector field that must have an index has one; IndexNotFound (Milvus's
+        700) naming the first that has none. One that seems missing is looked up in the store first
+        (``Catalog.fresh``): a collection a snapshot restore completed has its indexes, even read
+        through a cache that has the collection from before they were created."""
+        if any(info.index_for_field(f.name) is None for f in info.schema.indexed_vector_fields):
+            info = self.r.catalog.fresh(info)
+        for f in info.schema.indexed_vector_fields:
+            if info.index_for_field(f.name) is None:
+                raise errors.IndexNotFound(
+                    f"there is no vector index on field: [{f.name}], please create index firstly: "
+                    f"collection={info.name}")
+        return info
 
     def _descriptions(self, info, index_name: str, field_name: str = "",
                       pending: bool = True) -> list[milvus_pb2.IndexDescription]:
@@ -265,11 +302,7 @@ class IndexRpcs(ResourceGroupRpcs):
         resource group), then the query nodes load; when they cannot, the coord puts back the load
         state it replaced."""
         refuse_while_restoring(self.stores()[0], info)  # (its indexes and segments are still coming)
-        for f in info.schema.indexed_vector_fields:
-            if info.index_for_field(f.name) is None:
-                raise errors.IndexNotFound(
-                    f"there is no vector index on field: [{f.name}], please create index firstly: "
-                    f"collection={info.name}")
+        info = self._with_vector_indexes(info)
         if replica_number < 0:
             raise errors.InvalidParameter(f"invalid replica_number {replica_number}: it must be positive")
         groups = [g for g in resource_groups or [] if g]

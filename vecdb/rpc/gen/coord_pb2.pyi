@@ -187,7 +187,14 @@ class DdlAliasRequest(_message.Message):
     def __init__(self, db: _Optional[str] = ..., alias: _Optional[str] = ..., collection: _Optional[str] = ..., retry: _Optional[bool] = ...) -> None: ...
 
 class DdlCreateIndexRequest(_message.Message):
-    __slots__ = ("db", "collection", "field_name", "index_name", "index_type", "metric_type", "params_json", "user_params_json", "retry")
+    __slots__ = ("db", "collection", "field_name", "index_name", "index_type", "metric_type", "params_json", "user_params_json", "properties", "retry")
+    class PropertiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     DB_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     FIELD_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -196,6 +203,7 @@ class DdlCreateIndexRequest(_message.Message):
     METRIC_TYPE_FIELD_NUMBER: _ClassVar[int]
     PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
     USER_PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
     db: str
     collection: str
@@ -205,8 +213,9 @@ class DdlCreateIndexRequest(_message.Message):
     metric_type: str
     params_json: str
     user_params_json: str
+    properties: _containers.ScalarMap[str, str]
     retry: bool
-    def __init__(self, db: _Optional[str] = ..., collection: _Optional[str] = ..., field_name: _Optional[str] = ..., index_name: _Optional[str] = ..., index_type: _Optional[str] = ..., metric_type: _Optional[str] = ..., params_json: _Optional[str] = ..., user_params_json: _Optional[str] = ..., retry: _Optional[bool] = ...) -> None: ...
+    def __init__(self, db: _Optional[str] = ..., collection: _Optional[str] = ..., field_name: _Optional[str] = ..., index_name: _Optional[str] = ..., index_type: _Optional[str] = ..., metric_type: _Optional[str] = ..., params_json: _Optional[str] = ..., user_params_json: _Optional[str] = ..., properties: _Optional[_Mapping[str, str]] = ..., retry: _Optional[bool] = ...) -> None: ...
 
 class DdlAlterIndexRequest(_message.Message):
     __slots__ = ("db", "collection", "index_name", "properties", "delete_keys")
