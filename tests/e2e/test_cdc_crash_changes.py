@@ -6,11 +6,11 @@ and replaces an index by another type. The service is killed with SIGKILL at var
 after a change is made, right after it logs having applied one (a rename half done: one collection
 still under its ``_cdc_renaming_`` name), and at a random delay (fixed seed) after a restart that finds
 several changes made while it was down. Afterwards the target equals the source: collection names
-(none left under a temporary name), partitions, index types, count(*), primary keys (per partition)
-and every field of every row (``verify``, and a sample read back), and the task's entries record
-where each collection is and the changes applied. And the pass that finds a partition dropped stopped
-by the target being down, the service killed, the partition created again before both restart: the
-old partition's rows do not stay under its name."""
+(none left under a temporary name), partitions (loaded as the source's), index types, count(*),
+primary keys (per partition) and every field of every row (``verify``, and a sample read back), and
+the task's entries record where each collection is and the changes applied. And the pass that finds a
+partition dropped stopped by the target being down, the service killed, the partition created again
+before both restart: the old partition's rows do not stay under its name."""
 
 from __future__ import annotations
 
@@ -161,13 +161,20 @@ def _indexes(c: MilvusClient, name: str) -> list[tuple]:
     return out
 
 
+def _load_state(c: MilvusClient, name: str, partition: str) -> str:
+    return c.get_load_state(name, partition_name=partition)["state"].name
+
+
 def assert_same(s: MilvusClient, t: MilvusClient) -> None:
-    """Names, partitions, indexes, primary keys (per partition) and a sample of rows field by field."""
+    """Names, partitions (and their load states), indexes, primary keys (per partition) and a sample of rows
+    field by field."""
     names = sorted(s.list_collections())
     assert sorted(t.list_collections()) == names and not [n for n in names if n.startswith(TMP)], \
         (names, t.list_collections())
     for name in names:
         assert sorted(t.list_partitions(name)) == sorted(s.list_partitions(name)), name
+        assert [_load_state(t, name, p) for p in sorted(s.list_partitions(name))] == \
+            [_load_state(s, name, p) for p in sorted(s.list_partitions(name))], name
         assert _indexes(t, name) == _indexes(s, name), name
         for p in s.list_partitions(name):
             assert _ids(t, name, partition_names=[p]) == _ids(s, name, partition_names=[p]), (name, p)
@@ -221,9 +228,20 @@ def wait_equal(cdc: CdcService, su: str, tu: str, seconds: float) -> dict:
         wait_until(equal, seconds, "the target never became equal to the source")
         time.sleep(1)
         wait_until(equal, 30, "the target did not stay equal to the source")
-    except AssertionError as e:
-        raise AssertionError(f"{e}: {last}") from None
+    except AssertionError as e:  # (with each partition's load state: a partition not loaded is not counted)
+        raise AssertionError(f"{e}: {last}; partitions loaded: source {_loaded(su)}, target {_loaded(tu)}") from None
     return last[0]
+
+
+def _loaded(uri: str) -> dict:
+    """Each collection's partitions and their load states (or why they could not be read)."""
+    c = MilvusClient(uri=uri)
+    try:
+        return {n: {p: _load_state(c, n, p) for p in c.list_partitions(n)} for n in c.list_collections()}
+    except MilvusException as e:
+        return {"error": repr(e)}
+    finally:
+        c.close()
 
 
 def _create(c: MilvusClient, name: str, shards: int = 1) -> None:

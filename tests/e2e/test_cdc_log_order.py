@@ -116,6 +116,31 @@ def test_truncates_and_a_partition_created_again_reach_the_target_in_log_order(t
         assert s.rep.progress.last_error == ""
 
 
+def test_a_partition_dropped_and_created_again_in_separate_passes_is_loaded_on_the_target(tmp_path, remote_storage):
+    """A pass that sees a partition dropped (not yet created again) drops the target's, which releases
+    it first: the target collection then loads a list of partitions, and a partition created there
+    later is not in it. The next passes create it, and load it once the source's is loaded (before, its
+    rows were on the target but neither counted nor read: ``verify`` found them missing)."""
+    with _into_target(tmp_path, remote_storage("cdcpl" + new_task_id()), Stream) as s:
+        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=s.target_uri)
+        c.create_collection("plain", dimension=DIM)
+        c.create_partition("plain", "p1")
+        c.insert("plain", _rows(range(0, 20)))
+        c.insert("plain", _rows(range(100, 120), seed=1), partition_name="p1")
+        s.wait_equal(60, "not replicated")
+        c.release_partitions("plain", ["p1"])
+        c.drop_partition("plain", "p1")
+        wait_until(lambda: "p1" not in t.list_partitions("plain"), 60, "the drop did not reach the target")
+        c.create_partition("plain", "p1")
+        wait_until(lambda: "p1" in t.list_partitions("plain"), 60, "the partition did not reach the target")
+        c.insert("plain", _rows(range(200, 230), seed=2), partition_name="p1")
+        c.load_partitions("plain", ["p1"])
+        s.wait_equal(60, "the partition created again is not loaded on the target")
+        assert t.get_load_state("plain", partition_name="p1")["state"].name == "Loaded"
+        assert _ids(t, "plain", partition_names=["p1"]) == list(range(200, 230))
+        assert _count(t, "plain") == 20 + 30
+
+
 def test_renames_on_the_source_rename_the_target_collection(tmp_path, remote_storage):
     with _into_target(tmp_path, remote_storage("cdcrn" + new_task_id())) as s:
         c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=s.target_uri)

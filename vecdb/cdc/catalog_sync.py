@@ -102,6 +102,12 @@ class CatalogSync:
                     c.load_partitions(name, pnames)
         elif not info.loaded and loaded:
             c.release_collection(name)
+        elif info.loaded and info.schema.partition_key_field is None:
+            # a partition the target created after it dropped one (released first: the target collection then
+            # loads a list of partitions, without the new one) is loaded as the source's is
+            want = [p.name for p in info.partitions if info.partition_loaded(p.id)]
+            if want and not _partitions_loaded(c, name, want):
+                c.load_partitions(name, want)
 
     def _replaced(self, info: CollectionInfo) -> set[str]:
         """The fields whose source index has another id than the one the task's entry recorded."""
@@ -269,6 +275,13 @@ class CatalogSync:
             log_order.drop_collection(dest, new[1])
         log_order.drop_aliases(c, old[1])
         c.rename_collection(old[1], new[1], target_db=new[0] if new[0] != old[0] else "")
+
+
+def _partitions_loaded(c, name: str, partitions: list[str]) -> bool:
+    """Whether every one of the target collection's ``partitions`` is loaded: one ``GetLoadState`` for them
+    all (``MilvusClient.get_load_state`` asks about one partition at a time)."""
+    state = c._get_connection().get_load_state(name, partitions, context=c._generate_call_context())
+    return getattr(state, "name", str(state)) == "Loaded"
 
 
 def _create_index(c, name: str, idx) -> None:
