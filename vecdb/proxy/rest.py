@@ -184,7 +184,8 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
         schema, indexes = _collection_schema(name, req)
         create = milvus_pb2.CreateCollectionRequest(
             db_name=r.db, collection_name=name, schema=schema.SerializeToString(),
-            shards_num=int(params.get("shardsNum", 1)), num_partitions=int(params.get("partitionsNum", 0)),
+            shards_num=_int_param(params, "shardsNum", 1, "params."),
+            num_partitions=_int_param(params, "partitionsNum", 0, "params."),
             consistency_level=common_pb2.ConsistencyLevel.Value(params.get("consistencyLevel", "Bounded")),
             properties=_create_properties(params))
         r.call("CreateCollection", create)
@@ -236,7 +237,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
         return {"compactionID": reply.compactionID}
 
     def _collections_get_compaction_state(self, req, r):
-        job = int(req["jobID"])
+        job = _int_param(req, "jobID")
         reply = r.call("GetCompactionState", milvus_pb2.GetCompactionStateRequest(compactionID=job))
         return {"compactionID": job, "state": common_pb2.CompactionState.Name(reply.state),
                 "executingPlanNumber": reply.executingPlanNo, "timeoutPlanNumber": reply.timeoutPlanNo,
@@ -302,7 +303,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
         if limit:
             params.append(common_pb2.KeyValuePair(key="limit", value=str(limit)))
         if req.get("offset"):
-            params.append(common_pb2.KeyValuePair(key="offset", value=str(int(req["offset"]))))
+            params.append(common_pb2.KeyValuePair(key="offset", value=str(_int_param(req, "offset", 0))))
         params += [common_pb2.KeyValuePair(key=k, value=v) for k, v in _query_shape(req).items()]
         reply = r.call("Query", milvus_pb2.QueryRequest(
             db_name=r.db, collection_name=name, expr=expr, output_fields=req.get("outputFields") or ["*"],
@@ -318,7 +319,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
         filter_ = req.get("filter", "")
         if not filter_ and not limit and not req.get("groupByFields"):
             limit = 100  # Milvus's REST default: a query without a filter needs a limit (not a grouping one)
-        return self._query(r, name, filter_, req, int(limit) if limit else None)
+        return self._query(r, name, filter_, req, _int_param({"limit": limit}, "limit", 0) or None)
 
     def _entities_get(self, req, r):
         name = _name(req)
@@ -347,7 +348,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
             if key in sp:
                 params[key] = sp[key]
         kv = {"anns_field": anns, "topk": str(limit), "params": json.dumps(params), "round_decimal": "-1",
-              "offset": str(int(req.get("offset", 0)))}
+              "offset": str(_int_param(req, "offset", 0))}
         metric = sp.get("metricType") or sp.get("metric_type") or req.get("metricType")  # (metric_type: Milvus's docs)
         if metric:
             kv["metric_type"] = metric
@@ -367,19 +368,20 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
         _refuse_highlighter(req)
         schema = r.schema(name)
         reply = r.call("Search", rest_more.search_extras(  # (functionScore: vecdb.proxy.rest_more)
-            self._search_request(r, name, schema, req, int(req.get("limit", 100))), req))
+            self._search_request(r, name, schema, req, _int_param(req, "limit", 100)), req))
         return search_rows(reply.results, schema.primary_field.name, int64_str=not r.allow_int64)
 
     def _entities_hybrid_search(self, req, r):
         name = _name(req)
         _refuse_highlighter(req)
         schema = r.schema(name)
-        limit = int(req.get("limit", 100))
+        limit = _int_param(req, "limit", 100)
         subs = [self._search_request(r, name, schema, {**s, "partitionNames": req.get("partitionNames", [])},
-                                     int(s.get("limit", limit))) for s in req["search"]]
+                                     _int_param(s, "limit", limit, f"search[{i}]."))
+                for i, s in enumerate(req["search"])]
         rerank = req.get("rerank") or {"strategy": "rrf", "params": {"k": 60}}
         rank = {"strategy": rerank["strategy"], "params": json.dumps(rerank.get("params", {})), "limit": str(limit),
-                "round_decimal": "-1", "offset": str(int(req.get("offset", 0))), **_grouping(req)}
+                "round_decimal": "-1", "offset": str(_int_param(req, "offset", 0)), **_grouping(req)}
         reply = r.call("HybridSearch", rest_more.search_extras(milvus_pb2.HybridSearchRequest(
             db_name=r.db, collection_name=name, partition_names=req.get("partitionNames", []), requests=subs,
             rank_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in rank.items()],
@@ -650,7 +652,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
     def _resource_groups_transfer_replica(self, req, r):
         r.call("TransferReplica", milvus_pb2.TransferReplicaRequest(
             source_resource_group=_text(req, "sourceRgName"), target_resource_group=_text(req, "targetRgName"),
-            collection_name=_name(req), num_replica=int(req["replicaNum"]), db_name=r.db))
+            collection_name=_name(req), num_replica=_int_param(req, "replicaNum"), db_name=r.db))
         return {}
 
     # --- import jobs (vecdb.proxy.rpc_import) -------------------------------------------------
@@ -665,10 +667,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
         return {"jobId": str(job.id)}
 
     def _import_job(self, req, r):
-        try:
-            job_id = int(req["jobId"])
-        except (KeyError, TypeError, ValueError):
-            raise RestError(MISSING_PARAMETER, "missing required parameters, error: jobId") from None
+        job_id = _int_param(req, "jobId")
         job = self.service.get_import_job(job_id)
         r.authorize("Import", milvus_pb2.ImportRequest(db_name=job.db, collection_name=job.collection))
         return job
@@ -888,14 +887,34 @@ def _rg_config(cfg) -> rg_pb2.ResourceGroupConfig:
         raise TypeError("config.node_filter is an object")
     labels = dict(node_filter.get("node_labels") or {})
     return rg_pb2.ResourceGroupConfig(
-        requests=rg_pb2.ResourceGroupLimit(node_num=int(cfg["requests"].get("node_num", 0))),
-        limits=rg_pb2.ResourceGroupLimit(node_num=int(cfg["limits"].get("node_num", 0))),
+        requests=rg_pb2.ResourceGroupLimit(node_num=_int_param(cfg["requests"], "node_num", 0, "config.requests.")),
+        limits=rg_pb2.ResourceGroupLimit(node_num=_int_param(cfg["limits"], "node_num", 0, "config.limits.")),
         transfer_from=[rg_pb2.ResourceGroupTransfer(resource_group=t["resource_group"])
                        for t in cfg.get("transfer_from") or []],
         transfer_to=[rg_pb2.ResourceGroupTransfer(resource_group=t["resource_group"])
                      for t in cfg.get("transfer_to") or []],
         node_filter=rg_pb2.ResourceGroupNodeFilter(
             node_labels=[common_pb2.KeyValuePair(key=k, value=str(v)) for k, v in labels.items()]))
+
+
+def _int_param(obj: dict, key: str, default: int | None = None, where: str = "") -> int:
+    """``obj[key]``, a request parameter outside row data, as an integer: a JSON integer (10.0 too) or a
+    decimal string ("10"); absent or null: ``default`` (required when None: a KeyError, "missing required
+    parameters, error: <key>"). Anything else (true, 1.5, "x", [1]) is refused naming the field, 1802 as
+    Milvus's binding answers a value it cannot take, not in Python's words."""
+    value = obj.get(key)
+    if value is None:
+        if default is None:
+            raise KeyError(where + key)
+        return default
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise RestError(MISSING_PARAMETER, f"missing required parameters, error: {where}{key} must be an integer, "
+                                       f"got {json.dumps(value)[:100]}")
 
 
 def _consistency(req: dict) -> int:
@@ -1263,6 +1282,30 @@ def _integer(v) -> bool:
     return isinstance(v, str) and v.strip().lstrip("+-").isdigit()
 
 
+def _bool(v) -> bool:
+    """A JSON value as Milvus's REST insert reads a BOOL (``cast.ToBoolE`` of gjson's text of it, i.e. Go's
+    ``strconv.ParseBool``): true / false, the strings "1" "t" "T" "true" "TRUE" "True" (and the false
+    ones), the numbers 1 and 0; anything else (``"x"``, 2, null, a list) a ValueError."""
+    if isinstance(v, (bool, np.bool_)):  # (numpy's: a null row's placeholder)
+        return bool(v)
+    if isinstance(v, str):
+        if v in _GO_TRUE:
+            return True
+        if v in _GO_FALSE:
+            return False
+    elif isinstance(v, (int, float)) and v in (0, 1):
+        return v == 1
+    raise ValueError(v)
+
+
+def _boolean(v) -> bool:
+    try:
+        _bool(v)
+    except ValueError:
+        return False
+    return True
+
+
 def _number(v) -> bool:
     if isinstance(v, bool) or not isinstance(v, (int, float, str)):
         return False
@@ -1284,6 +1327,9 @@ def _bad_value(f: FieldSchema, values: list) -> str:
     elif f.dtype in (DataType.FLOAT, DataType.DOUBLE):
         bad = next((v for v in values if not _number(v)), None)
         want = f"field {f.name} value must be a number"
+    elif f.dtype == DataType.BOOL:
+        bad = next(('null' if v is None else v for v in values if not _boolean(v)), None)
+        want = f"field {f.name} value must be a boolean (true or false; \"true\", \"false\", 1 or 0 also read)"
     else:
         bad, want = None, f"field {f.name} has a value that is not a valid {kind}"
     actual = "" if bad is None else bad if isinstance(bad, str) else json.dumps(bad, default=str)
@@ -1312,6 +1358,8 @@ def _column(f: FieldSchema, values: list, valid: np.ndarray | None) -> np.ndarra
     elif f.dtype == DataType.SPARSE_FLOAT_VECTOR:  # {index: value} or {"indices": [..], "values": [..]}
         col = np.empty(len(values), object)
         col[:] = [v if isinstance(v, bytes) else _sparse_row(v) for v in values]  # (bytes: a null's placeholder)
+    elif f.dtype == DataType.BOOL:  # (numpy reads any non-empty value, "x" or "false", as true)
+        col = np.asarray(values if all(type(v) is bool for v in values) else [_bool(v) for v in values], np.bool_)
     elif f.dtype in _NUMPY:
         col = np.asarray(values, _NUMPY[f.dtype])
     else:  # VARCHAR, JSON, ARRAY

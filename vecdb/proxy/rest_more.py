@@ -72,6 +72,12 @@ def _int(req: dict, key: str, required: bool = False, minimum: int | None = None
     return number
 
 
+def _int64(value: int, r) -> int | str:
+    """An int64 of a reply as Milvus's handler writes it (formatRESTInt64): a JSON number, or a decimal
+    string under ``Accept-Type-Allow-Int64: false``."""
+    return value if r.allow_int64 else str(value)
+
+
 def _object(req: dict, key: str) -> dict:
     value = req.get(key)
     if not isinstance(value, dict):
@@ -367,8 +373,8 @@ class RestMore:
         d = r.call("DescribeSnapshot", milvus_pb2.DescribeSnapshotRequest(db_name=r.db, collection_name=name,
                                                                           name=snapshot))
         return {"snapshotName": d.name, "description": d.description, "collectionName": d.collection_name,
-                "partitionNames": list(d.partition_names), "createTs": d.create_ts, "s3Location": d.s3_location,
-                "skipIndex": False}
+                "partitionNames": list(d.partition_names), "createTs": _int64(d.create_ts, r),
+                "s3Location": d.s3_location, "skipIndex": False}
 
     def _snapshots_restore(self, req, r):
         """Restore ``snapshotName`` of ``sourceCollectionName`` (in ``sourceDbName``) into a new
@@ -380,13 +386,13 @@ class RestMore:
         reply = r.call("RestoreSnapshot", milvus_pb2.RestoreSnapshotRequest(
             name=snapshot, db_name=source_db, collection_name=source,
             target_db_name=req.get("targetDbName") or r.db, target_collection_name=target))
-        return {"jobId": reply.job_id}
+        return {"jobId": _int64(reply.job_id, r)}
 
     def _snapshots_pin(self, req, r):
         name, snapshot = _name(req), _text(req, "snapshotName")
         reply = r.call("PinSnapshotData", milvus_pb2.PinSnapshotDataRequest(
             db_name=r.db, collection_name=name, name=snapshot, ttl_seconds=_int(req, "ttlSeconds", minimum=0)))
-        return {"pinId": reply.pin_id}
+        return {"pinId": _int64(reply.pin_id, r)}
 
     def _snapshots_unpin(self, req, r):
         raw = req.get("pinId")
