@@ -80,12 +80,19 @@ class Stream:
         meta, wal = open_source(self.storage)
 
         def caught_up() -> bool:
+            # the entries first: a change the task applies late (a truncate, a partition created again) is
+            # recorded after the target's change and before the records after it are applied again, so a
+            # verify read after that sees the end state, not the target equal a moment before the change
+            # empties it (verify first, then the entries, could see both before and after it)
             try:
+                if not self._took_catalog(meta):
+                    seen[:] = [self.rep.progress.to_dict(), "the task's entries have not taken up the catalog"]
+                    return False
                 seen[:] = [self.rep.progress.to_dict(), _equal(self.source_uri, self.target_uri)]
             except Exception as e:  # noqa: BLE001 (a collection renamed or dropped while verify read it)
                 seen[:] = [self.rep.progress.to_dict(), repr(e)]
                 return False
-            return self.rep.progress.lag_records == 0 and not seen[1] and self._took_catalog(meta)
+            return self.rep.progress.lag_records == 0 and not seen[1]
 
         try:
             wait_until(caught_up, seconds, what)
