@@ -907,12 +907,8 @@ def _int_param(obj: dict, key: str, default: int | None = None, where: str = "")
         if default is None:
             raise KeyError(where + key)
         return default
-    if isinstance(value, float) and value.is_integer():
+    if _integer(value):  # (what a row's integer field takes too)
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
     raise RestError(MISSING_PARAMETER, f"missing required parameters, error: {where}{key} must be an integer, "
                                        f"got {json.dumps(value)[:100]}")
 
