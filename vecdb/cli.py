@@ -488,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # one line per event, "[<role> <node id>]" in each; the level is settled once the settings are read
     logs.setup(args.command, logs.level_for(args.command, args.log_level))
+    logs.stacks_on_crash()
     from vecdb.config import SettingError
     from vecdb.startup import StartupFailed
 

@@ -378,7 +378,8 @@ def _wait_ready(procs: list[Proc], timeout: float = READY_TIMEOUT) -> None:
                     waiting.remove(p)
                     continue
             if not running(p):
-                raise ClusterError(f"{p.name} exited before it was ready; end of {p.log}:\n{_tail(p.log)}")
+                raise ClusterError(f"{p.name} exited{_how_it_ended(p.pid)} before it was ready; end of {p.log}:\n"
+                                   f"{_tail(p.log)}")
         if waiting and time.monotonic() > deadline:
             names = ", ".join(p.name for p in waiting)
             raise ClusterError(f"not ready after {timeout:.0f} s: {names}; end of {waiting[0].log}:\n"
@@ -386,12 +387,31 @@ def _wait_ready(procs: list[Proc], timeout: float = READY_TIMEOUT) -> None:
         time.sleep(0.05)
 
 
+def _how_it_ended(pid: int) -> str:
+    """" (exit status 1)", " (killed by SIGKILL)": how a child of this command that exited ended (a
+    process killed from outside, or by a crash in native code, leaves no line in its log), reaping
+    it; "" for one that is not this command's child or has not ended."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return ""
+    if done != pid:
+        return ""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            return f" (killed by {signal.Signals(sig).name})"
+        except ValueError:
+            return f" (killed by signal {sig})"
+    return f" (exit status {os.waitstatus_to_exitcode(status)})"
+
+
 def _wait_milvus(procs: list[Proc], timeout: float = READY_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     for p in procs:
         while (why := milvus_answers(p.port)) is not None:
             if not running(p):
-                raise ClusterError(f"{p.name} exited; end of {p.log}:\n{_tail(p.log)}")
+                raise ClusterError(f"{p.name} exited{_how_it_ended(p.pid)}; end of {p.log}:\n{_tail(p.log)}")
             if time.monotonic() > deadline:
                 raise ClusterError(f"{p.name} on port {p.port} does not answer pymilvus: {why}")
             time.sleep(0.2)

@@ -67,6 +67,18 @@ def setup(role: str, level: str = "INFO", stream=None) -> None:
     set_level(level)
 
 
+def stacks_on_crash() -> None:
+    """A crash of the interpreter (SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL: a native library's fault)
+    writes every thread's Python stack to stderr, the log, before the process dies: without it the log
+    just ends. Unchanged where it is already on (``-X faulthandler``, pytest) or stderr has no file."""
+    if faulthandler.is_enabled():
+        return
+    try:
+        faulthandler.enable(file=sys.stderr)
+    except (AttributeError, ValueError, OSError, RuntimeError):  # no fileno (a stream in memory, say)
+        pass
+
+
 def set_level(level: str) -> None:
     logging.getLogger().setLevel(level.upper())
     # FAISS logs which of its builds it tried ("Could not load library with AVX512 support") at INFO:
