@@ -141,6 +141,30 @@ def test_a_partition_dropped_and_created_again_in_separate_passes_is_loaded_on_t
         assert _count(t, "plain") == 20 + 30
 
 
+def test_a_partition_released_on_the_source_is_released_on_the_target(tmp_path, remote_storage):
+    """``release_partitions`` on the source while the collection stays loaded: the target's partition is
+    released too (reads there no longer count its rows, as on the source), and loaded again with it."""
+    with _into_target(tmp_path, remote_storage("cdcrp" + new_task_id()), Stream) as s:
+        c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=s.target_uri)
+        c.create_collection("plain", dimension=DIM)
+        c.create_partition("plain", "p1")
+        c.insert("plain", _rows(range(0, 20)))
+        c.insert("plain", _rows(range(100, 120), seed=1), partition_name="p1")
+        s.wait_equal(60, "not replicated")
+
+        def state(partition: str) -> str:
+            return t.get_load_state("plain", partition_name=partition)["state"].name
+
+        assert state("p1") == "Loaded"
+        c.release_partitions("plain", ["p1"])
+        wait_until(lambda: state("p1") == "NotLoad", 60, "the release did not reach the target")
+        assert state("_default") == "Loaded" and _count(t, "plain") == 20
+        c.load_partitions("plain", ["p1"])
+        wait_until(lambda: state("p1") == "Loaded", 60, "the load did not reach the target")
+        s.wait_equal(60, "not equal once loaded again")
+        assert _count(t, "plain") == 40
+
+
 def test_renames_on_the_source_rename_the_target_collection(tmp_path, remote_storage):
     with _into_target(tmp_path, remote_storage("cdcrn" + new_task_id())) as s:
         c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=s.target_uri)

@@ -106,8 +106,12 @@ class CatalogSync:
             # a partition the target created after it dropped one (released first: the target collection then
             # loads a list of partitions, without the new one) is loaded as the source's is
             want = [p.name for p in info.partitions if info.partition_loaded(p.id)]
+            released = self._released_partitions(c, name, info)
+            if released:
+                c.release_partitions(name, released)
             if want and not _partitions_loaded(c, name, want):
                 c.load_partitions(name, want)
+        self._record_loaded_partitions(info)
 
     def _replaced(self, info: CollectionInfo) -> set[str]:
         """The fields whose source index has another id than the one the task's entry recorded."""
@@ -115,6 +119,25 @@ class CatalogSync:
         if had is None:
             return set()
         return {i.field_name for i in info.indexes if i.field_name in had and had[i.field_name] != i.index_id}
+
+    def _released_partitions(self, c, name: str, info: CollectionInfo) -> list[str]:
+        """The partitions the source has released while the collection stays loaded (``release_partitions``):
+        those its last recorded load state had loaded (the task's entry); without a record yet, those the
+        target has loaded, asked one by one."""
+        entry = self._entries.get(info.id) or {}
+        had = entry.get("loaded_partitions")
+        unloaded = [p for p in info.partitions if not info.partition_loaded(p.id)]
+        if had is None:
+            return [p.name for p in unloaded if _partitions_loaded(c, name, [p.name])]
+        return [p.name for p in unloaded if p.id in had]
+
+    def _record_loaded_partitions(self, info: CollectionInfo) -> None:
+        """The ids of the source's loaded partitions in the task's entry, once the target's match."""
+        entry = self._entries.get(info.id)
+        ids = sorted(p.id for p in info.partitions if info.partition_loaded(p.id))
+        if entry is not None and entry.get("loaded_partitions") != ids:
+            entry["loaded_partitions"] = ids
+            self.store.add_collection(self.task.id, info.id, entry, {})
 
     def _record_indexes(self, info: CollectionInfo) -> None:
         """The source's index ids (by field) in the task's entry, once the target has them."""
