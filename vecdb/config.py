@@ -43,6 +43,10 @@ class StandaloneSettings(BaseModel):
 class StorageSettings(BaseModel):
     data_dir: str = "./data"
     wal_segment_bytes: int = 64 << 20
+    disk_reserve_bytes: int = Field(4 << 20, ge=0, description="the embedded log and object store refuse a write "
+                                    "(\"disk full\") that would leave less free on the data directory's disk, so "
+                                    "the metadata store always has room: a restart, DDL, a flush's commit "
+                                    "(docs/limits.md, \"Disk full\"); 0: write to the last byte")
     log: str = Field("wal", description="'wal' (files under data_dir), nats://host:port[,...] (JetStream) or "
                      "vecdb://host:port (the log a standalone primary serves its workers)")
     meta: str = Field("local", description="'local' (files under data_dir), etcd://host:port or vecdb://host:port "

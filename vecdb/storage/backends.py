@@ -89,7 +89,8 @@ def _open_log(storage, root: str, ns: str) -> Log:
         from vecdb.storage.wal import WalLog
 
         os.makedirs(root, exist_ok=True)
-        return WalLog(os.path.join(root, "wal"), segment_bytes=storage.wal_segment_bytes)
+        return WalLog(os.path.join(root, "wal"), segment_bytes=storage.wal_segment_bytes,
+                      reserve_bytes=storage.disk_reserve_bytes)
     if url.startswith(("nats://", "tls://")):
         from vecdb.storage.jetstream_log import JetStreamLog
 
@@ -124,7 +125,7 @@ def _open_objects(storage, root: str, ns: str) -> ObjectStore:
         from vecdb.storage.local_objects import LocalObjectStore
 
         os.makedirs(root, exist_ok=True)
-        return LocalObjectStore(os.path.join(root, "objects"))
+        return LocalObjectStore(os.path.join(root, "objects"), reserve_bytes=storage.disk_reserve_bytes)
     if url.startswith("s3://"):
         from vecdb.storage.s3_objects import S3ObjectStore
 

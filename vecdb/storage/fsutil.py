@@ -31,6 +31,19 @@ def write_all(fd: int, data) -> None:
         view = view[n:]
 
 
+def check_free_space(fd: int, nbytes: int, reserve: int, what: str) -> None:
+    """Refuse (IoFailed, "disk full") a write of ``nbytes`` to ``fd`` that would leave less than
+    ``reserve`` bytes free on its filesystem: the log and the object store stop short of a full disk
+    so the metadata journal (a restart, DDL, a flush's commit) always has room. One fstatvfs call."""
+    if reserve <= 0:
+        return
+    st = os.fstatvfs(fd)
+    free = st.f_bavail * st.f_frsize
+    if free - nbytes < reserve:
+        raise IoFailed(f"disk full: {what} of {nbytes} bytes refused, {free} bytes free on the data disk and "
+                       f"{reserve} kept for metadata (No space left on device)")
+
+
 def file_chunks(path: str, size: int = 1 << 20):
     """A file's bytes in ``size``-byte chunks (streams a file into ``ObjectStore.put``)."""
     with open(path, "rb") as f:

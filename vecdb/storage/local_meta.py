@@ -16,6 +16,9 @@ state is compacted: the snapshot is written to a temp file, fsync'd and
 renamed over the old one, and only then is the journal emptied. A crash
 between the two replays the old journal over the new snapshot, which gives
 the same state: each journal op sets its keys regardless of what was there.
+A compaction that cannot write (a full disk) removes its temp file and leaves
+the journal as it is, on open too: the store opens on a full disk (the torn
+tail is cut first: shrinking a file needs no space) and compacts on a later write.
 
 Revisions (``watch``): every record that changes keys carries the store's revision after it,
 and so does the snapshot; a lease ending (which changes only memory: leased keys are
@@ -28,6 +31,7 @@ resume across a restart, which is moot since one process at a time opens the dir
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import os
 import struct
@@ -198,8 +202,23 @@ class LocalMetaStore(FeedMethods, LeaseMethods, MetaStoreMethods):
         self._seq = stored.journal_records
         self._journal_size = stored.journal_size
         self._feed.restore(self._stored_revision)
+        if stored.torn_at is not None:
+            self._cut_journal(stored.torn_at)
         if stored.journal_size or self._snapshot_size == 0:
-            self._compact()
+            try:
+                self._compact()
+            except IoFailed as e:  # a full disk: the journal holds everything, open on it
+                log.error("%s; the journal is kept and compacted on a later write", e)
+
+    def _cut_journal(self, size: int) -> None:
+        """Cut the torn tail off, so the next record follows the last whole one (shrinking a file
+        needs no free space: this works on a full disk, where the compaction may not)."""
+        try:
+            os.ftruncate(self._journal_fd(), size)
+            datasync(self._journal_fd())
+        except OSError as e:
+            raise IoFailed(f"cannot cut the torn tail of {self._path(JOURNAL)}: {e}") from e
+        self._journal_size = size
 
     def _compact(self) -> None:
         """Write the whole state as the snapshot, then empty the journal."""
@@ -213,6 +232,10 @@ class LocalMetaStore(FeedMethods, LeaseMethods, MetaStoreMethods):
             try:
                 write_all(fd, record)
                 datasync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)  # a full disk: give back what the partial snapshot took
+                raise
             finally:
                 os.close(fd)
             os.replace(tmp, self._path(SNAPSHOT))

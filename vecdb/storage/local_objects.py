@@ -4,7 +4,9 @@ Key "a/b/c" is the file ``<root>/a/b/c``, so ``local_path`` can hand it to
 ``np.load(mmap_mode='r')``. ``put`` writes ``.tmp-<hex>`` in the target
 directory, fsyncs it, renames it over the key and fsyncs the directory: a
 reader sees the old object, the new one, or none, never a part. Leftover
-temp files (a crash mid-put) are removed on open and never listed.
+temp files (a crash mid-put) are removed on open and never listed. A put that
+would leave less than ``reserve_bytes`` free on the disk is refused ("disk
+full", ``IoFailed``) and its temp file removed, as on ENOSPC.
 
 Filesystem limit: a key cannot also be a "directory" of other keys (S3 allows
 "a" and "a/b" together; here that put raises ``InvalidParameter``).
@@ -18,7 +20,7 @@ import threading
 import uuid
 
 from vecdb.errors import InvalidParameter, IoFailed, KeyNotFound
-from vecdb.storage.fsutil import fsync_dir, makedirs_durable, write_all
+from vecdb.storage.fsutil import check_free_space, fsync_dir, makedirs_durable, write_all
 from vecdb.storage.keys import check_object_key, check_prefix, payload_parts
 
 _TMP = ".tmp-"
@@ -27,8 +29,10 @@ _TMP = ".tmp-"
 class LocalObjectStore:
     """The embedded ``ObjectStore`` (see module docstring). Thread-safe."""
 
-    def __init__(self, root_dir: str):
+    def __init__(self, root_dir: str, reserve_bytes: int = 0):
+        """``reserve_bytes``: a put that would leave less free on the disk is refused ("disk full")."""
         self._root = os.path.abspath(root_dir)
+        self._reserve = reserve_bytes
         self._closed = False
         self._lock = threading.Lock()  # guards directory removal against puts in this process
         try:
@@ -61,6 +65,7 @@ class LocalObjectStore:
         try:
             try:
                 for part in payload_parts(data):
+                    check_free_space(fd, part.nbytes, self._reserve, f"object {key!r}")
                     write_all(fd, part)
                 os.fsync(fd)
             finally:

@@ -28,6 +28,12 @@ the filesystem may persist a later page of the last, unacknowledged batch
 without an earlier one; that shows up as corruption too: refusing to start is
 preferred over guessing.)
 
+A full disk: an append that would leave less than ``reserve_bytes`` free on
+the disk is refused before a byte is written ("disk full", ``IoFailed``), so
+the metadata store beside it keeps room; one that hits ENOSPC itself is cut
+back to the last whole record and refused. Neither fails the channel: appends
+work again once space is freed.
+
 ``truncate_before`` deletes whole files, never the active one, so the
 position counter survives restarts. Dropping a channel renames its directory
 away first, so a crash mid-drop cannot leave a channel with a lower last
@@ -48,7 +54,7 @@ from collections.abc import Iterator
 from vecdb.errors import InvalidParameter, IoFailed
 from vecdb.storage import framing
 from vecdb.storage.follow import AppendSignal, PollingFollower
-from vecdb.storage.fsutil import datasync, fsync_dir, lock_dir, unlock_dir, write_all
+from vecdb.storage.fsutil import check_free_space, datasync, fsync_dir, lock_dir, unlock_dir, write_all
 from vecdb.storage.keys import (
     check_channel,
     check_expected_last,
@@ -95,11 +101,13 @@ class WalLog:
     """The embedded ``Log`` (see module docstring). Thread-safe; one process
     per ``root_dir``."""
 
-    def __init__(self, root_dir: str, segment_bytes: int = 64 << 20):
+    def __init__(self, root_dir: str, segment_bytes: int = 64 << 20, reserve_bytes: int = 0):
+        """``reserve_bytes``: an append that would leave less free on the disk is refused ("disk full")."""
         if isinstance(segment_bytes, bool) or not isinstance(segment_bytes, int) or segment_bytes <= 0:
             raise InvalidParameter(f"segment_bytes must be a positive int, got {segment_bytes!r}")
         self._root = os.path.abspath(root_dir)
         self._segment_bytes = segment_bytes
+        self._reserve = reserve_bytes
         self._lock = threading.Lock()  # guards _channels/_closed; taken before any channel's cond
         self._channels: dict[str, _Channel] = {}
         self._closed = False
@@ -253,6 +261,7 @@ class WalLog:
         fd = ch.fd
         assert fd is not None, "appends go to an open channel"
         try:
+            check_free_space(fd, len(data), self._reserve, f"WAL append to channel {ch.name!r}")
             write_all(fd, data)
         except OSError as e:
             try:  # keep the file a run of whole records
