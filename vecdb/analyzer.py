@@ -161,9 +161,15 @@ class Analyzer:
         return self._chain(token)
 
     def phrase(self, text: str) -> tuple[list[str], list[int] | None]:
-        """``text``'s tokens and, where a filter puts several at one position, each one's position (the
-        tokens of one tokenizer token share it; positions count the tokenizer tokens that keep a token,
-        as ``phrase_within`` counts tokens otherwise); None: each token's index."""
+        """``text``'s tokens and each one's position for ``phrase_within``. With the regex tokenizers, a
+        token's place in the tokenizer's stream (tantivy's positions: a token a filter drops, a stop word
+        or a long token, keeps its place, so "dogs running" is no exact phrase of "dogs are running"; the
+        tokens one tokenizer token becomes share its place). With jieba, icu and lindera, where a filter
+        puts several at one position, the rank of the tokenizer tokens that keep a token; None: each
+        token's index."""
+        if not self.segmenting:
+            spans = self.char_spans(text)
+            return [t for t, *_ in spans], [pos for *_, pos in spans]
         if not self.expands:
             return self.tokens(text), None
         spans = self.char_spans(text)
@@ -360,7 +366,7 @@ def match_phrase(col: np.ndarray, analyzer: Analyzer, phrase: list[str], slop: i
     """Rows holding ``phrase`` (its tokens) within ``slop`` (Milvus's phrase_match, see
     ``vecdb.expr.predicates.PhraseMatch``): the rows holding every token of it, from the column's
     cached term index, then only their texts' token positions checked. ``positions``: the phrase
-    tokens' positions where a filter puts several at one (``Analyzer.phrase``), else their indices."""
+    tokens' positions (``Analyzer.phrase``), None: their indices."""
     out = np.zeros(len(col), bool)
     if not phrase or not len(col):
         return out
@@ -373,7 +379,7 @@ def match_phrase(col: np.ndarray, analyzer: Analyzer, phrase: list[str], slop: i
             return out
     assert candidates is not None
     for row in candidates.tolist():
-        if analyzer.expands:
+        if analyzer.expands or not analyzer.segmenting:
             tokens, token_pos = analyzer.phrase(str(col[row]))
             out[row] = phrase_within(tokens, phrase, slop, token_pos, positions)
         else:

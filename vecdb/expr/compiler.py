@@ -434,7 +434,7 @@ class _Compiler:
                 raise self.error(f"slop of phrase_match must be a non-negative integer, got {self.typed(arg)}",
                                  node.args[2].pos)
             slop = int(arg.value)
-        phrase, positions = analyzer.phrase(text)  # positions: where a filter puts tokens at one place
+        phrase, positions = analyzer.phrase(text)  # positions: tantivy's (a dropped word keeps its place)
         return preds.PhraseMatch(f.name, analyzer, phrase, slop, positions)
 
     def spatial(self, node: ast.Call):

@@ -335,7 +335,7 @@ class PhraseMatch(Pred):
 
     def __init__(self, field: str, analyzer, phrase: list[str], slop: int, positions: list[int] | None = None):
         self.field, self.analyzer, self.phrase, self.slop = field, analyzer, phrase, slop
-        self.positions = positions  # the phrase tokens' positions where several share one (Analyzer.phrase)
+        self.positions = positions  # the phrase tokens' positions (Analyzer.phrase; None: their indices)
 
     def eval(self, ctx):
         from vecdb.analyzer import match_phrase  # noqa: PLC0415 - analyzers only where phrase_match is used

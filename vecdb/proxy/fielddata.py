@@ -819,10 +819,13 @@ def _decode_arrays(field: FieldSchema, data) -> np.ndarray:
 def resolve_output_fields(schema: CollectionSchema, requested: list[str]) -> tuple[list[str], list[str]]:
     """Apply Milvus's output-field rules; returns ``(schema_fields, dynamic_keys)``.
 
-    ``'*'`` means every schema field (in schema order) and, with dynamic fields
-    on, all of ``$meta`` (``dynamic_keys == ['*']``); naming ``$meta`` does the
-    same. A name that is no schema field is a dynamic key when dynamic fields are
-    on (it must be a plain identifier: sub-keys are not supported), else
+    ``'*'`` means every schema field (in schema order) but a BM25 function's output
+    (Milvus's ``CanRetrieveRawFieldData``: rows read with ``'*'`` can be inserted
+    again, pymilvus refusing a function output) and, with dynamic fields on, all of
+    ``$meta`` (``dynamic_keys == ['*']``); naming ``$meta`` does the same. Naming a
+    BM25 output returns its term frequencies (Milvus refuses it). A name that is no
+    schema field is a dynamic key when dynamic fields are on (it must be a plain
+    identifier: sub-keys are not supported), else
     ``FieldNotFound("field <x> not exist")``. ``schema_fields`` never contains
     ``$meta`` and keeps the request's order without duplicates. The primary key
     is not added here; ``count(*)`` must be handled before calling this.
@@ -835,7 +838,7 @@ def resolve_output_fields(schema: CollectionSchema, requested: list[str]) -> tup
         name = raw.strip()
         if name == "*":
             for f in schema.fields:
-                if not f.is_hidden:
+                if not f.is_hidden and not (f.is_function_output and schema.bm25_function_of(f.name)):
                     names[f.name] = None
             all_meta = all_meta or dynamic
             continue

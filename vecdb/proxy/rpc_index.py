@@ -271,8 +271,11 @@ class IndexRpcs(ResourceGroupRpcs):
     def DropIndex(self, request, context):
         db = db_of(request, context)
         info = self.collection(db, request.collection_name)
-        # refused while loaded, IndexNotFound...: the coord's checks, on its catalog
-        drop = self.ddl.drop_index(db, request.collection_name, request.index_name, request.field_name)
+        # refused while loaded...: the coord's checks, on its catalog
+        try:
+            drop = self.ddl.drop_index(db, request.collection_name, request.index_name, request.field_name)
+        except errors.IndexNotFound:  # no such index: a success, as Milvus's datacoord answers
+            return status.success()
         if not drop:  # a repeat whose first try dropped them: forget the ones this proxy knew
             try:
                 drop = [i.index_id for i in self._indexes(info, request.index_name, request.field_name)]
