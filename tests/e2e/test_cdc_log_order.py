@@ -29,10 +29,19 @@ class HeldReplicator(Replicator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.hold = threading.Event()
+        self._passing = threading.Lock()
 
     def _sync_catalog(self) -> None:
-        if not self.hold.is_set():
-            super()._sync_catalog()
+        with self._passing:
+            if not self.hold.is_set():
+                super()._sync_catalog()
+
+    def hold_passes(self) -> None:
+        """``hold`` set, once a pass begun before has ended: one in flight could read the changes a test
+        makes next and apply them before their records (a truncate applied at once, say)."""
+        self.hold.set()
+        with self._passing:
+            pass
 
 
 class HeldStream(Stream):
@@ -83,7 +92,7 @@ def test_truncates_and_a_partition_created_again_reach_the_target_in_log_order(t
         s.wait_equal(60, "the truncate did not reach the target")
         assert _ids(t, "plain") == list(range(1000, 1050))
         # one it learns of after applying them: the target is emptied and they are applied again
-        s.rep.hold.set()
+        s.rep.hold_passes()
         c.truncate_collection("plain")
         c.insert("plain", _rows(range(2000, 2040), seed=1))
         c.upsert("plain", _rows(range(2000, 2010), seed=2))
@@ -96,7 +105,7 @@ def test_truncates_and_a_partition_created_again_reach_the_target_in_log_order(t
         # (into the old partition, on the target): only the new partition's rows remain
         c.insert("plain", _rows(range(2500, 2520), seed=3), partition_name="p1")
         s.wait_equal(60, "not replicated")
-        s.rep.hold.set()
+        s.rep.hold_passes()
         c.release_partitions("plain", ["p1"])
         c.drop_partition("plain", "p1")
         c.create_partition("plain", "p1")
@@ -179,7 +188,7 @@ def test_renames_on_the_source_rename_the_target_collection(tmp_path, remote_sto
         assert sorted(t.list_collections()) == ["a2", "b"]  # renamed, not copied into a new collection
         assert _ids(t, "a2") == list(range(40)) and t.list_aliases("a2")["aliases"] == ["a_alias"]
         # names swapped between two passes (through a temporary name on the source), rows written meanwhile
-        s.rep.hold.set()
+        s.rep.hold_passes()
         c.rename_collection("a2", "tmp")
         c.rename_collection("b", "a2")
         c.rename_collection("tmp", "b")
@@ -192,7 +201,7 @@ def test_renames_on_the_source_rename_the_target_collection(tmp_path, remote_sto
         assert _ids(t, "b") == list(range(45)) and _ids(t, "a2") == list(range(100, 150))
         assert t.list_aliases("b")["aliases"] == ["a_alias"] and t.list_aliases("a2")["aliases"] == []
         # an index dropped and created again with another type between two passes: the target's too
-        s.rep.hold.set()
+        s.rep.hold_passes()
         c.release_collection("a2")
         c.drop_index("a2", c.list_indexes("a2")[0])
         ip = c.prepare_index_params()
@@ -234,7 +243,7 @@ def test_a_change_whose_records_left_the_log_copies_again_or_fails(tmp_path, rem
                 s.wait_equal(60, "not replicated")
                 wait_until(lambda: not _equal(s.source_uri, u2), 60, "not replicated by the second task")
                 for rep in (s.rep, rep2):
-                    rep.hold.set()
+                    rep.hold_passes()
                 c.truncate_collection("plain")
                 c.insert("plain", _rows(range(200, 230), seed=1))
                 wait_until(lambda: _counted(t, "plain", 130)() and _counted(t2, "plain", 130)(), 60, "not applied")
@@ -283,13 +292,13 @@ def test_a_chain_of_renames_and_a_swap_with_a_failed_rename_in_the_middle(tmp_pa
         c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=s.target_uri)
         _two(c)
         s.wait_equal(60, "not replicated")
-        s.rep.hold.set()
+        s.rep.hold_passes()
         c.rename_collection("b", "c")
         c.rename_collection("a", "b")
         _pass(c, s.rep, "tick")
         s.wait_equal(60, "the chain of renames did not reach the target")
         assert (_ids(t, "b"), _ids(t, "c")) == (list(range(30)), list(range(100, 140)))
-        s.rep.hold.set()
+        s.rep.hold_passes()
         _FlakyRenames.calls = 0
         c.rename_collection("b", "tmp")
         c.rename_collection("c", "b")
@@ -348,7 +357,7 @@ def test_a_truncate_a_rename_and_a_namespace_created_again_in_one_pass(tmp_path,
         namespace_collection(c, s.source_uri, "parted", ip, DIM, {"east": _rows(range(0, 10), extra=False),
                                                                  "west": _rows(range(10, 15), extra=False)})
         s.wait_equal(60, "not replicated")
-        s.rep.hold.set()
+        s.rep.hold_passes()
         c.truncate_collection("plain")
         c.insert("plain", _rows(range(200, 220), seed=1))
         c.rename_collection("plain", "plain2")
@@ -394,7 +403,7 @@ def test_a_rename_done_on_the_target_but_not_recorded_then_renamed_back_keeps_th
         c.create_collection("a", dimension=DIM)
         c.insert("a", _rows(range(0, 30)))
         s.wait_equal(60, "not replicated")
-        s.rep.hold.set()
+        s.rep.hold_passes()
         c.rename_collection("a", "x")
         _pass(c, s.rep, "tick")  # phase 1: a -> _cdc_renaming_<id> on the target, then the injected failure
         wait_until(lambda: _RenameAppliedThenTimeout.calls >= 1, 30, "no rename asked of the target")

@@ -56,7 +56,7 @@ def _segment_ids(seg: dict, name: str) -> set[int]:
 def test_inspect_a_running_standalone(tmp_path):
     data = tmp_path / "data"
     port = free_port()
-    proc = spawn_vecdb({}, data, "standalone", "--port", str(port))
+    proc = spawn_vecdb({}, data, "standalone", "--port", str(port), "--http-port", "0")
     try:
         c = MilvusClient(f"http://127.0.0.1:{port}")
         _fill(c, "insp")
