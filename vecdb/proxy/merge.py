@@ -5,18 +5,16 @@ collection's shards (the nodes' shard sets are disjoint) and merges their replie
 reproduces ``vecdb.querynode.executor.search`` / ``query`` run over all the segments at once:
 
 * search: the caller asks each node for ``limit + offset`` hits with offset 0; per query every
-  candidate is ranked by score (best first), equal scores by primary key ascending for numeric
-  keys (``np.lexsort``, as the executor does) and by position for string keys (the executor's
-  stable sort of the score alone: earlier part first, then the part's own order), then the first
+  candidate is ranked by score (best first), equal scores by primary key ascending (``np.lexsort``;
+  string keys by their rank, ``executor.text_rank``, as the executor does), then the first
   ``offset`` are dropped and at most ``limit`` kept.
 * query: without limit and offset the parts are concatenated; with either, the rows are sorted by
   primary key (stable) and sliced ``[offset : offset + limit]``, the caller having asked each node
   for ``offset + limit`` rows with offset 0.
 
-Ranking is by total order over (score, primary key) or by (score, position), so taking the best
-``k`` of each part and then the best ``k`` of their union gives the best ``k`` of everything:
-the result does not depend on how the segments were split between nodes (for string keys with
-tied scores, as long as the parts come in the order of their segments).
+Ranking is by total order over (score, primary key), so taking the best ``k`` of each part and
+then the best ``k`` of their union gives the best ``k`` of everything: the result does not depend
+on how the segments were split between nodes.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from vecdb.index import is_similarity
-from vecdb.querynode.executor import Hits
+from vecdb.querynode.executor import Hits, text_rank
 
 
 def _concat(arrays: list[np.ndarray]) -> np.ndarray:
@@ -66,8 +64,11 @@ def merge_hits(parts: list[Hits], nq: int, limit: int, offset: int, metric: str)
     key = -scores if is_similarity(metric) else scores
     if pks.dtype != object:
         order = np.lexsort((pks, key, qid))
-    else:  # the executor sorts string keys by score alone, stably: ties keep their position
+    else:  # string keys: ranked only where scores tie (a sort of the strings)
         order = np.lexsort((key, qid))
+        k, q = key[order], qid[order]
+        if ((k[1:] == k[:-1]) & (q[1:] == q[:-1])).any():
+            order = np.lexsort((text_rank(pks), key, qid))
     qs = qid[order]
     counts = np.bincount(qid, minlength=nq)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))

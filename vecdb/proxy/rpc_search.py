@@ -98,6 +98,24 @@ def _int_param(params: dict, key: str, default: int) -> int:
         raise errors.InvalidParameter(f"{key} [{raw}] is invalid, it should be an integer") from None
 
 
+def _check_collection_id(qp: dict, collection_id: int) -> None:
+    """pymilvus's query iterators send the id of the collection they started on (``collection_id``):
+    a page whose name (an alias moved, a collection dropped and created again) now means another
+    collection is refused, as Milvus's proxy refuses it (parseQueryParams and queryTask.PreExecute),
+    rather than the walk going on over another collection's rows."""
+    raw = qp.get("collection_id")
+    if raw is None:
+        return
+    try:
+        wanted = int(raw, 0)
+    except ValueError:
+        raise errors.InvalidParameter("value for collection id is invalid: invalid parameter"
+                                      "[expected=int value for collection_id][actual=collection_id]") from None
+    if wanted > 0 and wanted != collection_id:
+        raise errors.InvalidParameter("Input collection id is not consistent to collectionID in the context,"
+                                      "alias or database may have changed")
+
+
 def _float_param(params: dict, key: str) -> float | None:
     """A range-search bound: absent, or a finite number (a JSON number or a string holding one;
     a bool is no number). knowhere's wording for the type error."""
@@ -579,8 +597,20 @@ class SearchRpcs(ServiceBase):
         self.require_loaded(info)
         schema = info.schema
         qp = kv_dict(request.query_params)
+        _check_collection_id(qp, info.id)
         limit = None if qp.get("limit") in (None, "", "-1") else _int_param(qp, "limit", 0)
-        offset = _int_param(qp, "offset", 0)
+        # as Milvus's proxy (parseQueryParams): the offset is read only with a limit (without one every
+        # matching row comes back), and a limit below 1 or a negative offset is refused, for every query
+        offset = _int_param(qp, "offset", 0) if limit is not None else 0
+        if limit is not None:
+            window = "invalid max query result window, "
+            if offset < 0:
+                raise errors.InvalidParameter(f"{window}offset [{offset}] is invalid, should be gte than 0")
+            if limit <= 0:
+                raise errors.InvalidParameter(f"{window}limit [{limit}] is invalid, should be greater than 0")
+            if not _is_iterator(qp) and limit + offset > self.r.max_query_window:
+                raise errors.InvalidParameter(f"{window}(offset+limit) should be in range [1, "
+                                              f"{self.r.max_query_window}], but got {limit + offset}")
         requested = list(request.output_fields)
         times = time_output(qp, self.zone_of(info))  # TIMESTAMPTZ: the filter's and the reply's zone
         ns = namespaces.of_request(info, request)
@@ -592,8 +622,6 @@ class SearchRpcs(ServiceBase):
         # Milvus 3.0 query aggregation / group_by_fields / order_by_fields (vecdb.proxy.query_aggregation)
         shape = plan_query(schema, requested, qp, _is_iterator(qp))
         if shape.grouped:  # the groups of every matching row; limit and offset count groups
-            if (limit is not None and limit < 0) or offset < 0:
-                raise errors.InvalidParameter(f"invalid limit [{limit}] or offset [{offset}]")
             if flt is not None and element_search.element_predicate(flt, None) is not None:
                 refuse_element_level("aggregation")
             with reading_at(level):  # the query nodes reduce their rows to per-group partials
@@ -613,12 +641,6 @@ class SearchRpcs(ServiceBase):
                                            output_fields=[COUNT_STAR], session_ts=ts)
         if not request.expr.strip() and limit is None:  # (a namespace's own condition does not count)
             raise errors.InvalidParameter("empty expression should be used with limit")
-        if limit is not None and (limit < 0 or offset < 0):
-            raise errors.InvalidParameter(f"invalid limit [{limit}] or offset [{offset}]")
-        if limit is not None and not _is_iterator(qp) and limit + offset > self.r.max_query_window:
-            raise errors.InvalidParameter(
-                f"invalid max query result window, (offset+limit) should be in range [1, "
-                f"{self.r.max_query_window}], but got {limit + offset}")
         out_fields, dyn_keys = resolve_output_fields(schema, requested)
         pk_name = schema.primary_field.name
         if pk_name not in out_fields:

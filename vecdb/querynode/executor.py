@@ -2,13 +2,14 @@
 
 Each segment is searched with a ``valid`` mask (visible at the snapshot timestamp,
 not deleted, passing the filter), then per-segment top-k lists are merged. Ties
-in distance are broken by primary key so results (and iterators) are stable.
+in distance are broken by primary key so results (and iterators) are stable: each
+segment's tie group at its top-k cut is taken whole (``_tie_closed_search``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -132,6 +133,43 @@ def _segment_search(view: SegmentView, spec: SearchSpec, k: int, mask: np.ndarra
                               params=spec.params)  # MHJACCARD's element width and bands (vecdb.index.minhash)
 
 
+# A segment's top-k is widened past the k-th hit while its last hit ties with it, at most to this many
+TIE_WINDOW = 16_384 + 1  # hits (the largest top-k and one more: an HNSW ef, a SCANN reorder_k stay valid)
+# hits past k that a scan (FLAT, BIN_FLAT) asks for at once: its cost is the scan, not k, and HAMMING's and
+# JACCARD's few distinct distances tie at almost every cut (a group of 5-20 rows at k=10 over 200k-1M rows
+# of 64-256 bits): one scan instead of two. A graph or IVF search asks for one more hit only.
+SCAN_TIE_MARGIN = 64
+
+
+def _tie_closed_search(view: SegmentView, spec: SearchSpec, k: int, mask: np.ndarray | None):
+    """``_segment_search`` for the best ``k`` hits, plus every hit that ties with a query's ``k``-th
+    (equal distance). An index cuts a tie group at the ``k``-th hit by its own order (FAISS: the smaller
+    segment offset), not by primary key, so a search with ``offset`` (a larger k) could take other rows
+    of the group than the page before it did: rows repeated and lost across pages. With the whole group
+    here the merge's (distance, primary key) order decides, the same for any k. Hits past ``k`` (one, or
+    ``SCAN_TIE_MARGIN`` for a scan) tell whether the group goes on past the cut (then the search is widened
+    x4 until it ends, up to ``TIE_WINDOW``); without a tie at the cut the result is cut back to ``k``."""
+    n = view.n
+    if k >= n:
+        return _segment_search(view, spec, k, mask)
+    ask = min(n, TIE_WINDOW, k + (SCAN_TIE_MARGIN if spec.index_type in ("FLAT", "BIN_FLAT") else 1))
+    while True:
+        params = spec.params
+        if any(key in params and params[key] < ask for key in ("ef", "reorder_k")):  # valid for ask hits
+            params = {**params, **{key: max(params[key], ask) for key in ("ef", "reorder_k") if key in params}}
+        d, o = _segment_search(view, spec if params is spec.params else replace(spec, params=params), ask, mask)
+        if d.shape[1] <= k:  # (a path that returned no more columns: no more hits)
+            return d, o
+        last = d.shape[1] - 1
+        open_ = (o[:, last] >= 0) & (d[:, last] == d[:, k - 1])  # the tie group at the cut may go on
+        if not open_.any() or ask >= min(n, TIE_WINDOW):
+            break
+        ask = min(n, TIE_WINDOW, 4 * ask)
+    if ((o[:, k] >= 0) & (d[:, k] == d[:, k - 1])).any():  # a tie at the cut: search() orders it by key
+        return d, o  # (equal neighbours at k - 1 and k: search() sorts and cuts to k)
+    return d[:, :k], o[:, :k]
+
+
 INTERIM_EF = 64
 
 
@@ -181,7 +219,7 @@ def search(views: list[SegmentView], spec: SearchSpec, pk_name: str, output_fiel
             d, o, e = element_search.segment_search(view, spec, k, mask)  # hits are elements: not capped by rows
             elems.append(e)
         else:
-            d, o = _segment_search(view, spec, min(k, view.n), mask)
+            d, o = _tie_closed_search(view, spec, min(k, view.n), mask)
         hit_views.append(view)
         dists.append(d)
         offs.append(o)
@@ -205,6 +243,9 @@ def search(views: list[SegmentView], spec: SearchSpec, pk_name: str, output_fiel
             order = np.lexsort((P, key), axis=1)
         else:
             order = np.argsort(key, axis=1, kind="stable")
+            ranked = np.take_along_axis(key, order, 1)
+            if ((ranked[:, 1:] == ranked[:, :-1]) & np.isfinite(ranked[:, 1:])).any():  # tied scores
+                order = np.lexsort((text_rank(P, valid), key), axis=1)
         order = order[:, :k]
         rows = np.arange(nq)[:, None]
         D, O, P = D[rows, order], O[rows, order], P[rows, order]
@@ -230,6 +271,13 @@ def search(views: list[SegmentView], spec: SearchSpec, pk_name: str, output_fiel
     if E is not None:
         hits.columns[element_search.ELEMENT_COLUMN] = E.ravel() if valid is None else E.ravel()[valid.ravel()]
     return hits
+
+
+def text_rank(keys: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """String primary keys' ranks (int64, same shape): ties in score are broken by them as numeric keys
+    are by value, so any top-k takes the same rows of a tie group (slots without a hit rank as "")."""
+    flat = keys.ravel() if valid is None else np.where(valid, keys, "").ravel()
+    return np.unique(flat, return_inverse=True)[1].reshape(keys.shape).astype(np.int64, copy=False)
 
 
 def _with_vector_valid(view: SegmentView, field: FieldSchema, mask: np.ndarray | None) -> np.ndarray | None:
