@@ -148,26 +148,44 @@ def _tie_closed_search(view: SegmentView, spec: SearchSpec, k: int, mask: np.nda
     of the group than the page before it did: rows repeated and lost across pages. With the whole group
     here the merge's (distance, primary key) order decides, the same for any k. Hits past ``k`` (one, or
     ``SCAN_TIE_MARGIN`` for a scan) tell whether the group goes on past the cut (then the search is widened
-    x4 until it ends, up to ``TIE_WINDOW``); without a tie at the cut the result is cut back to ``k``."""
+    x4 until it ends, up to ``TIE_WINDOW``); without a tie at the cut the result is cut back to ``k``.
+    The common case (no tie at the cut) costs a few scalar reads: this runs for every segment searched."""
     n = view.n
     if k >= n:
         return _segment_search(view, spec, k, mask)
-    ask = min(n, TIE_WINDOW, k + (SCAN_TIE_MARGIN if spec.index_type in ("FLAT", "BIN_FLAT") else 1))
+    top = min(n, TIE_WINDOW)
+    ask = min(top, k + (SCAN_TIE_MARGIN if spec.index_type in _SCANS else 1))
     while True:
-        params = spec.params
-        if any(key in params and params[key] < ask for key in ("ef", "reorder_k")):  # valid for ask hits
-            params = {**params, **{key: max(params[key], ask) for key in ("ef", "reorder_k") if key in params}}
-        d, o = _segment_search(view, spec if params is spec.params else replace(spec, params=params), ask, mask)
+        d, o = _segment_search(view, _asking(spec, ask), ask, mask)
         if d.shape[1] <= k:  # (a path that returned no more columns: no more hits)
             return d, o
-        last = d.shape[1] - 1
-        open_ = (o[:, last] >= 0) & (d[:, last] == d[:, k - 1])  # the tie group at the cut may go on
-        if not open_.any() or ask >= min(n, TIE_WINDOW):
-            break
-        ask = min(n, TIE_WINDOW, 4 * ask)
-    if ((o[:, k] >= 0) & (d[:, k] == d[:, k - 1])).any():  # a tie at the cut: search() orders it by key
-        return d, o  # (equal neighbours at k - 1 and k: search() sorts and cuts to k)
-    return d[:, :k], o[:, :k]
+        if d.shape[0] == 1:  # one query (the usual search): scalars, no array temporaries
+            kth = d[0, k - 1]
+            if o[0, k] < 0 or d[0, k] != kth:
+                return d[:, :k], o[:, :k]
+            open_ = ask < top and o[0, -1] >= 0 and d[0, -1] == kth
+        else:
+            kth = d[:, k - 1]
+            if not ((d[:, k] == kth) & (o[:, k] >= 0)).any():
+                return d[:, :k], o[:, :k]
+            open_ = ask < top and bool(((d[:, -1] == kth) & (o[:, -1] >= 0)).any())
+        if not open_:  # a tie at the cut, whole here: search() orders it by key and cuts to k
+            return d, o
+        ask = min(top, 4 * ask)
+
+
+_SCANS = frozenset(("FLAT", "BIN_FLAT"))
+_WIDENED = ("ef", "reorder_k")  # search parameters that must cover the hits asked for (HNSW, SCANN)
+
+
+def _asking(spec: SearchSpec, ask: int) -> SearchSpec:
+    """``spec`` with an HNSW ``ef`` or a SCANN ``reorder_k`` below ``ask`` raised to it (valid for ``ask``
+    hits); ``spec`` itself when none is (the usual case: ef >= the top-k and one more)."""
+    params = spec.params
+    low = [key for key in _WIDENED if key in params and params[key] < ask]
+    if not low:
+        return spec
+    return replace(spec, params={**params, **dict.fromkeys(low, ask)})
 
 
 INTERIM_EF = 64
