@@ -17,6 +17,7 @@ from prometheus_client import Counter
 from vecdb import errors
 from vecdb.request_db import database_of
 from vecdb.security import Security
+from vecdb.security.guard import Resolver
 
 REFUSED = Counter("vecdb_auth_refused_total", "Milvus API calls refused by authentication or privilege checks",
                   ["reason"])
@@ -45,8 +46,8 @@ class AuthInterceptor(grpc.ServerInterceptor):
     """Wraps each handler in the checks. They run in the handler's thread, not here: grpc calls
     interceptors on its one serving thread, where a KDF run (0.1 s) would stall every call."""
 
-    def __init__(self, security: Security):
-        self.security = security
+    def __init__(self, security: Security, resolve: Resolver | None = None):
+        self.security, self.resolve = security, resolve  # resolve: aliases and ids (guard.collection_resolver)
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -72,7 +73,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, e.message)
             if one_request:  # a stream's requests are not looked into (the Milvus API has none we serve)
                 try:
-                    self.security.authorize(user, method, request, database_of(request, metadata))
+                    self.security.authorize(user, method, request, database_of(request, metadata), self.resolve)
                 except errors.NotPermitted as e:
                     REFUSED.labels("permission").inc()
                     context.abort(grpc.StatusCode.PERMISSION_DENIED, e.message)

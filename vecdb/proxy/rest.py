@@ -38,6 +38,7 @@ from vecdb.proxy.fieldencode import dumps_json, field_data_from_columns
 from vecdb.proxy.templates import template_proto
 from vecdb.request_db import database_of
 from vecdb.schema import DEFAULT_VALUE_ATTR, DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, valid_key
+from vecdb.security.guard import collection_resolver
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
     def __init__(self, service, security=None):
         self.service = service
         self.security = security if security is not None and security.enabled else None
+        roles = getattr(service, "r", None)  # aliases and ids are checked as the collection they reach, as on gRPC
+        self.resolve = collection_resolver(roles.catalog) if roles is not None else None
         self.started = time.time()  # for the admin web UI's uptime
         self.routes: dict[str, Callable[[dict, _Request], Any]] = {
             f"{category}/{action}": getattr(self, f"_{category.replace('/', '_')}_{action}")
@@ -745,7 +748,8 @@ class _Request:
         """Whether this call's user may call the Milvus ``method`` with ``request`` (403 if not)."""
         if self.api.security is not None:
             try:  # in the database the request names (snapshots/restore: its source's), as gRPC authorizes
-                self.api.security.authorize(self.user, method, request, database_of(request, self._db_header))
+                self.api.security.authorize(self.user, method, request, database_of(request, self._db_header),
+                                            self.api.resolve)
             except errors.NotPermitted as e:
                 raise RestError(e.code, e.message, 403) from None
 

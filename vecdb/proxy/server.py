@@ -22,6 +22,7 @@ from vecdb.config import TlsSettings
 from vecdb.proxy.auth_interceptor import AuthInterceptor
 from vecdb.proxy.base import Roles
 from vecdb.proxy.milvus_service import MilvusService
+from vecdb.security.guard import collection_resolver
 from vecdb.security.tls import add_port
 
 MAX_MESSAGE_BYTES = 512 << 20
@@ -122,7 +123,7 @@ def start_server(roles: Roles, host: str, port: int, workers: int = 0,
     # authentication and privilege checks on every call when on (vecdb.security, docs/security.md)
     interceptors: list[grpc.ServerInterceptor] = []
     if roles.security is not None and roles.security.enabled:
-        interceptors.append(AuthInterceptor(roles.security))
+        interceptors.append(AuthInterceptor(roles.security, collection_resolver(roles.catalog)))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
         interceptors=interceptors,

@@ -25,11 +25,12 @@ import functools
 import hmac
 import os
 import threading
+from collections.abc import Callable
 
 from vecdb import errors
 from vecdb.config import SecuritySettings
 from vecdb.security.credentials import ROOT, CredentialStore, hash_password, password_matches, user_key
-from vecdb.security.rbac import REQUIRED, RoleStore
+from vecdb.security.rbac import ANY, COLLECTION, REQUIRED, RoleStore
 from vecdb.security.view import CredentialView
 from vecdb.storage.base import MetaStore
 
@@ -39,6 +40,28 @@ BAD_API_KEY = "auth check failure, please check api key is correct"
 BAD_PASSWORD = "auth check failure, please check username and password are correct"
 
 _CACHE_MAX = 10_000
+
+# (db, collection name or alias, collection id) -> (db, collection name) of the collection a request reaches
+Resolver = Callable[[str, str, int], tuple[str, str]]
+# requests that can put a collection into another database: checked at db "*" when they do (Milvus 2.6)
+_TARGET_DB = {"RenameCollection": "newDBName", "RestoreSnapshot": "target_db_name"}
+_ID_FIELDS = ("collectionID", "collection_id")
+
+
+def collection_resolver(catalog) -> Resolver:
+    """``Resolver`` over a catalog (``CatalogRole``): an alias is checked as the collection it points at
+    (Milvus 2.6's proxy.resolveAliasForPrivilege), a request naming its collection by id only in the
+    collection's own database; a name the catalog does not know is checked as it is (the handler then
+    answers that it does not exist)."""
+
+    def resolve(db: str, name: str, collection_id: int) -> tuple[str, str]:
+        try:
+            info = catalog.get(db, name) if name else catalog.get_by_id(collection_id)
+        except errors.VecdbError:
+            return db, name
+        return info.db, info.name
+
+    return resolve
 
 
 @functools.cache
@@ -108,9 +131,11 @@ class Security:
             self._verified[(user, mac)] = record
         return True
 
-    def authorize(self, user: str, method: str, request, db: str) -> None:
+    def authorize(self, user: str, method: str, request, db: str, resolve: Resolver | None = None) -> None:
         """Raise ``NotPermitted`` (Milvus's message) unless ``user`` may call ``method`` with
-        ``request`` in database ``db`` (rules: ``vecdb.security.rbac``)."""
+        ``request`` in database ``db`` (rules: ``vecdb.security.rbac``). ``resolve``: the collection a
+        name reaches (``collection_resolver``); a grant counts on the collection a request reads or
+        writes, never on the alias or id it was named by."""
         required = REQUIRED.get(method)
         if required is None or user == ROOT:
             return
@@ -119,10 +144,25 @@ class Security:
             return  # one's own user: update one's password, describe oneself
         if method == "SelectGrant" and request.entity.role.name in [*self.roles.user_roles(user), "public"]:
             return  # the grants of one's own roles
-        if names and all(self.roles.allowed(user, db, required.object_type, name, required.privilege)
-                         for name in names):
+        targets = [(db, name) for name in names]
+        if required.object_type == COLLECTION and resolve is not None:
+            ids = _collection_id(request)
+            targets = [resolve(db, n, 0 if n else ids) if n != ANY and (n or ids) else (db, n) for n in names]
+        target_field = _TARGET_DB.get(method)
+        if target_field and (getattr(request, target_field) or db) != db:
+            targets = [(ANY, name) for _, name in targets]  # into another database: a grant on every one
+        if targets and all(self.roles.allowed(user, target_db, required.object_type, name, required.privilege)
+                           for target_db, name in targets):
             return
-        raise errors.NotPermitted(f"Privilege{required.privilege}: permission deny to {user} in the `{db}` database")
+        shown = targets[0][0] if targets else db
+        raise errors.NotPermitted(f"Privilege{required.privilege}: permission deny to {user} in the `{shown}` database")
 
     def close(self) -> None:
         self.view.close()
+
+
+def _collection_id(request) -> int:
+    """The collection id of a request that names its collection by id alone (ManualCompaction's
+    ``collectionID``); 0 when it has none."""
+    fields = request.DESCRIPTOR.fields_by_name
+    return next((getattr(request, f) for f in _ID_FIELDS if f in fields and getattr(request, f)), 0)
