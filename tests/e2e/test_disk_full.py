@@ -10,6 +10,7 @@ docs/limits.md, "Disk full". Needs root (mount): skipped otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,22 +29,38 @@ DIM = 128
 MB = 1 << 20
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 40 MiB tmpfs at ``tmp_path/disk``, unmounted after the test."""
+@contextlib.contextmanager
+def _mounted(tmp_path, fstype: str, *options: str):
+    """A ``fstype`` filesystem mounted at ``tmp_path/disk`` (skips the test where mounting is not
+    permitted), unmounted after the test."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+        pytest.skip(f"mounting a {fstype} needs root")
     disk = tmp_path / "disk"
     disk.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(disk)],
-                         capture_output=True, text=True)
+    res = subprocess.run(["mount", "-t", fstype, *options, fstype, str(disk)], capture_output=True, text=True)
     if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip() or res.returncode}")
+        pytest.skip(f"cannot mount a {fstype} here: {res.stderr.strip() or res.returncode}")
     try:
         yield disk
     finally:
         if subprocess.run(["umount", str(disk)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 40 MiB tmpfs at ``tmp_path/disk``, unmounted after the test."""
+    with _mounted(tmp_path, "tmpfs", "-o", "size=40m") as disk:
+        yield disk
+
+
+def test_a_filesystem_without_a_size_keeps_no_reserve(tmp_path):
+    """ramfs reports 0 blocks (statvfs), as tmpfs size=0 and some FUSE filesystems do: the reserve
+    check must not read that as a full disk (every write was refused)."""
+    with _mounted(tmp_path, "ramfs") as disk:
+        assert os.statvfs(disk).f_blocks == 0
+        with WalLog(str(disk / "wal"), reserve_bytes=4 * MB) as wal:
+            assert wal.append("ch", b"x" * 1000) == 1
 
 
 def _filler(path, nbytes: int) -> None:

@@ -107,3 +107,29 @@ def test_hamming_ties_widen_past_the_margin():
     want = sorted(zip(dist.astype(float).tolist(), pks.tolist()))
     for limit, offset in ((10, 0), (10, 5), (300, 0), (200, 700)):
         assert search(limit, offset) == want[offset:offset + limit]
+
+
+@pytest.mark.parametrize("index_type", ["FLAT", "HNSW", "IVF_FLAT"])
+def test_a_tie_group_larger_than_any_top_k_is_searched_within_the_limits(index_type):
+    """20,000 identical vectors in one segment: a search of 10 (its tie group goes on past every
+    widening) and one of limit + offset = 16,384 (the largest a search takes) answer, never asking an
+    index for more hits than it takes (16,385 was refused: "topk [16385] is invalid")."""
+    n = 20_000
+    schema = _schema(DataType.INT64)
+    pks = np.random.default_rng(3).permutation(n).astype(np.int64)
+    vecs = np.ones((n, 4), np.float32)
+    cols = {"pk": pks, "vec": vecs, "tag": np.array(["t"] * n, dtype=object), "num": pks}
+    seg = Segment.from_columns(0, 1, schema, cols, np.ones(n, np.uint64), np.full(n, MAX_TIMESTAMP, np.uint64))
+    params = {"HNSW": {"M": 8, "efConstruction": 40}, "IVF_FLAT": {"nlist": 4}}.get(index_type, {})
+    index = create_index(index_type, "L2", 4, params, DataType.FLOAT_VECTOR)
+    index.build(vecs)
+    seg.indexes["vec"] = index
+    views = [SegmentView(seg, n)]
+    sp = {"ef": 64} if index_type == "HNSW" else {"nprobe": 4} if index_type == "IVF_FLAT" else {}
+    for limit, offset in ((10, 0), (16_000, 384)):
+        spec = SearchSpec(field=schema.field("vec"), queries=vecs[:1], limit=limit, offset=offset, metric="L2",
+                          params={**sp, "ef": limit + offset} if index_type == "HNSW" and offset else sp,
+                          index_type=index_type, ts=10)
+        hits = executor.search(views, spec, "pk", [])
+        assert hits.topks == [limit] and len(set(hits.pks.tolist())) == limit
+        assert np.all(hits.scores == 0)

@@ -19,6 +19,7 @@ from vecdb.index import brute_force_search, create_index, is_similarity
 from vecdb.index.bruteforce import merge_topk
 from vecdb.index.ngram import segment_ngram_index
 from vecdb.index.scalar import segment_scalar_index
+from vecdb.limits import LIMITS
 from vecdb.querynode.shard import SegmentView
 from vecdb.roles import RowFilter
 from vecdb.schema import CollectionSchema, DataType, FieldSchema, valid_key
@@ -133,12 +134,16 @@ def _segment_search(view: SegmentView, spec: SearchSpec, k: int, mask: np.ndarra
                               params=spec.params)  # MHJACCARD's element width and bands (vecdb.index.minhash)
 
 
-# A segment's top-k is widened past the k-th hit while its last hit ties with it, at most to this many
-TIE_WINDOW = 16_384 + 1  # hits (the largest top-k and one more: an HNSW ef, a SCANN reorder_k stay valid)
+# A segment's top-k is widened past the k-th hit while its last hit ties with it, at most to the largest
+# top-k an index takes (LIMITS.max_topk: 16,384 by default; an HNSW ef, a SCANN reorder_k stay valid)
 # hits past k that a scan (FLAT, BIN_FLAT) asks for at once: its cost is the scan, not k, and HAMMING's and
 # JACCARD's few distinct distances tie at almost every cut (a group of 5-20 rows at k=10 over 200k-1M rows
 # of 64-256 bits): one scan instead of two. A graph or IVF search asks for one more hit only.
 SCAN_TIE_MARGIN = 64
+# a graph or IVF search widens to at most this many hits or twice its top-k (an HNSW search with ef 1,024
+# costs ~1 ms on 100k rows; a segment of thousands of duplicate vectors must not make every search near
+# them one of ef 16,384): a larger tie group at the cut is cut by the index there
+TIE_WIDEST = 1_024
 
 
 def _tie_closed_search(view: SegmentView, spec: SearchSpec, k: int, mask: np.ndarray | None):
@@ -148,13 +153,18 @@ def _tie_closed_search(view: SegmentView, spec: SearchSpec, k: int, mask: np.nda
     of the group than the page before it did: rows repeated and lost across pages. With the whole group
     here the merge's (distance, primary key) order decides, the same for any k. Hits past ``k`` (one, or
     ``SCAN_TIE_MARGIN`` for a scan) tell whether the group goes on past the cut (then the search is widened
-    x4 until it ends, up to ``TIE_WINDOW``); without a tie at the cut the result is cut back to ``k``.
-    The common case (no tie at the cut) costs a few scalar reads: this runs for every segment searched."""
+    x4 until it ends: a scan up to ``LIMITS.max_topk`` hits, the most an index is asked for, a graph or IVF
+    search up to ``TIE_WIDEST`` or twice ``k``; a group going on past that is cut by the index); without a
+    tie at the cut the result is cut back to ``k``. The common case (no tie at the cut) costs a few scalar
+    reads: this runs for every segment searched."""
     n = view.n
-    if k >= n:
+    top = min(n, LIMITS.max_topk)
+    if k >= top:
         return _segment_search(view, spec, k, mask)
-    top = min(n, TIE_WINDOW)
-    ask = min(top, k + (SCAN_TIE_MARGIN if spec.index_type in _SCANS else 1))
+    scan = spec.index_type in _SCANS
+    if not scan:
+        top = min(top, max(TIE_WIDEST, 2 * k))
+    ask = min(top, k + (SCAN_TIE_MARGIN if scan else 1))
     while True:
         d, o = _segment_search(view, _asking(spec, ask), ask, mask)
         if d.shape[1] <= k:  # (a path that returned no more columns: no more hits)

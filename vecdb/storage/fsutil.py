@@ -38,10 +38,12 @@ def check_free_space(fd: int, nbytes: int, reserve: int, what: str) -> None:
     if reserve <= 0:
         return
     st = os.fstatvfs(fd)
+    if st.f_blocks == 0:  # a filesystem that reports no size (ramfs, tmpfs size=0, some FUSE): nothing to keep
+        return
     free = st.f_bavail * st.f_frsize
     if free - nbytes < reserve:
         raise IoFailed(f"disk full: {what} of {nbytes} bytes refused, {free} bytes free on the data disk and "
-                       f"{reserve} kept for metadata (No space left on device)")
+                       f"{reserve} kept for metadata (storage.disk_reserve_bytes; No space left on device)")
 
 
 def file_chunks(path: str, size: int = 1 << 20):
