@@ -357,8 +357,15 @@ def test_restore_from_another_database_needs_the_privilege_there(tmp_path):
         status, reply = post(port, "snapshots/restore", body, token="eve:evepass123")
         assert status == 403 and reply["code"] == 1401, reply
         assert "stolen" not in ok(post(port, "collections/list", {}, token=root))
-        # with the privilege in the source's database, the same call restores
+        # with the privilege in the source's database: a restore into that database; into another one (the
+        # call's own, default) it needs the privilege on every database, as Milvus's proxy checks it (db "*")
         ok(post(port, "roles/grant_privilege", {"dbName": "secret", "roleName": "restorer", "objectType": "Collection",
+                                                "objectName": "*", "privilege": "RestoreSnapshot"}, token=root))
+        status, reply = post(port, "snapshots/restore", body, token="eve:evepass123")
+        assert status == 403 and "in the `*` database" in reply["message"], reply
+        assert ok(post(port, "snapshots/restore", {**body, "targetDbName": "secret"},
+                       token="eve:evepass123"))["jobId"] > 0
+        ok(post(port, "roles/grant_privilege", {"dbName": "*", "roleName": "restorer", "objectType": "Collection",
                                                 "objectName": "*", "privilege": "RestoreSnapshot"}, token=root))
         assert ok(post(port, "snapshots/restore", body, token="eve:evepass123"))["jobId"] > 0
     finally:
