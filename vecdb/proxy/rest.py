@@ -114,7 +114,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
         try:
             r = _Request(self, req, headers)
             data = route(req, r)
-            return 200, {"code": 0, "data": data, **(data if name in _TOP_LEVEL else {})}
+            return 200, {"code": 0, "data": data, **(data if name in _TOP_LEVEL else {}), **r.top}
         except RestError as e:
             return e.http_status, {"code": e.code, "message": e.message}
         except rest_structs.JsonTypeError as e:  # (Milvus: its JSON binding refuses the body)
@@ -284,6 +284,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
 
     def _entities_insert(self, req, r):
         ids, reply = self._write(req, r, "Insert", milvus_pb2.InsertRequest)
+        r.top["cost"] = 0
         return {"insertCount": reply.insert_cnt, "insertIds": ids}
 
     def _entities_upsert(self, req, r):
@@ -291,6 +292,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
         ``fieldOps`` [{fieldName, op REPLACE|ARRAY_APPEND|ARRAY_REMOVE}] (vecdb.proxy.field_ops)."""
         extra = {"partial_update": rest_structs.json_bool(req, "partialUpdate"), "field_ops": _field_ops(req)}
         ids, reply = self._write(req, r, "Upsert", milvus_pb2.UpsertRequest, **extra)
+        r.top["cost"] = 0
         return {"upsertCount": reply.upsert_cnt, "upsertIds": ids}
 
     def _entities_delete(self, req, r):
@@ -314,6 +316,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
             expr_template_values=template_proto(req.get("exprParams") or {}),
             consistency_level=_consistency(req), use_default_consistency="consistencyLevel" not in req,
             **_namespace(req)))
+        r.top["cost"] = 0  # (Milvus's query and get answer a cost: 0 without its cost accounting)
         return field_data_to_rows(reply.fields_data, int64_str=not r.allow_int64)
 
     def _entities_query(self, req, r):
@@ -345,14 +348,11 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
             by_ids = {"ids": _ids(schema, ids)}
         elif vectors and field.dtype == DataType.ARRAY_OF_VECTOR:
             vectors = rest_structs.embedding_lists(vectors, field)  # the float32 bytes of each embedding list
-        sp = dict(req.get("searchParams") or {})
-        params = dict(sp.get("params") or req.get("params") or {})
-        for key in ("radius", "range_filter"):
-            if key in sp:
-                params[key] = sp[key]
+        # a hybrid search's sub-search holds its searchParams as "params" (Milvus's SubSearchReq)
+        params, kv_extra = _search_params(req["searchParams"] if "searchParams" in req else req.get("params"))
         kv = {"anns_field": anns, "topk": str(limit), "params": json.dumps(params), "round_decimal": "-1",
-              "offset": str(_int_param(req, "offset", 0))}
-        metric = sp.get("metricType") or sp.get("metric_type") or req.get("metricType")  # (metric_type: Milvus's docs)
+              "offset": str(_int_param(req, "offset", 0)), **kv_extra}
+        metric = kv.get("metric_type") or req.get("metricType")  # (metric_type: Milvus's docs)
         if metric:
             kv["metric_type"] = metric
         kv.update(_grouping(req))
@@ -372,7 +372,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
         schema = r.schema(name)
         reply = r.call("Search", rest_more.search_extras(  # (functionScore: vecdb.proxy.rest_more)
             self._search_request(r, name, schema, req, _int_param(req, "limit", 100)), req))
-        return search_rows(reply.results, schema.primary_field.name, int64_str=not r.allow_int64)
+        return _hits(r, reply.results, schema)
 
     def _entities_hybrid_search(self, req, r):
         name = _name(req)
@@ -390,7 +390,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
             rank_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in rank.items()],
             output_fields=req.get("outputFields", []), consistency_level=_consistency(req),
             use_default_consistency="consistencyLevel" not in req, **_namespace(req)), req))
-        return search_rows(reply.results, schema.primary_field.name, int64_str=not r.allow_int64)
+        return _hits(r, reply.results, schema)
 
     # --- partitions ----------------------------------------------------------------------
     def _partitions_list(self, req, r):
@@ -743,6 +743,7 @@ class _Request:
             except errors.NotAuthenticated as e:
                 raise RestError(NEED_AUTHENTICATE, e.message, 401) from None
         self._schemas: dict[str, CollectionSchema] = {}
+        self.top: dict[str, Any] = {}  # keys of the reply beside code and data (Milvus's cost, topks)
 
     def authorize(self, method: str, request) -> None:
         """Whether this call's user may call the Milvus ``method`` with ``request`` (403 if not)."""
@@ -917,6 +918,37 @@ def _int_param(obj: dict, key: str, default: int | None = None, where: str = "")
                                        f"got {json.dumps(value)[:100]}")
 
 
+# searchParams keys that are search parameters of their own rather than the index's (Milvus's names for them)
+_SEARCH_KV = {"metricType": "metric_type", "metric_type": "metric_type", "ignoreGrowing": "ignore_growing",
+              "ignore_growing": "ignore_growing"}
+
+
+def _search_params(sp) -> tuple[dict, dict[str, str]]:
+    """(the index's search params, other search_params pairs) of a search's ``searchParams`` (a hybrid
+    sub-search's ``params``), as Milvus's generateSearchParams (2.5.2+) reads it: one layer, ``params``
+    nested or not (``{"params": {"nprobe": 10}}`` is ``{"nprobe": 10}``); a key both inside and outside
+    ``params`` with two values is ambiguous (1100), a ``params`` that is no object too."""
+    if sp is None:
+        sp = {}
+    if not isinstance(sp, dict):
+        raise ValueError("searchParams must be an object")
+    inner = sp.get("params")
+    if inner is not None and not isinstance(inner, dict):
+        raise errors.InvalidParameter("searchParams.params must be a dict")
+    params, kv = dict(inner or {}), {}
+    for key, value in sp.items():
+        if key == "params" or value is None:
+            continue
+        if key in _SEARCH_KV:
+            kv[_SEARCH_KV[key]] = json.dumps(value) if isinstance(value, bool) else str(value)
+        elif key not in params:
+            params[key] = value
+        elif params[key] != value:  # (10 == 10.0, as Milvus's deepEqual)
+            raise errors.InvalidParameter(f"ambiguous parameter: {key}, in search_param: {json.dumps(value)}, "
+                                          f"in search_param.params: {json.dumps(params[key])}")
+    return params, kv
+
+
 def _consistency(req: dict) -> int:
     return common_pb2.ConsistencyLevel.Value(req.get("consistencyLevel", "Bounded"))
 
@@ -977,13 +1009,16 @@ def _pk_filter(schema: CollectionSchema, ids) -> str:
 
 
 def _field_json(f: schema_pb2.FieldSchema) -> dict:
-    out = {"name": f.name, "type": schema_pb2.DataType.Name(f.data_type), "primaryKey": f.is_primary_key,
-           "partitionKey": f.is_partition_key, "clusteringKey": f.is_clustering_key, "autoId": f.autoID,
-           "description": f.description, "params": _kv_list(f.type_params)}
+    """A field as Milvus's printFieldDetail (v2) writes it: its id and nullable always, isFunctionOutput on a
+    function's output field."""
+    out = {"name": f.name, "id": f.fieldID, "type": schema_pb2.DataType.Name(f.data_type),
+           "primaryKey": f.is_primary_key, "partitionKey": f.is_partition_key, "clusteringKey": f.is_clustering_key,
+           "autoId": f.autoID, "description": f.description, "nullable": f.nullable,
+           "params": _kv_list(f.type_params)}
     if f.data_type == schema_pb2.Array:
         out["elementType"] = schema_pb2.DataType.Name(f.element_type)
-    if f.nullable:
-        out["nullable"] = True
+    if f.is_function_output:
+        out["isFunctionOutput"] = True
     kind = f.default_value.WhichOneof("data") if f.HasField("default_value") else None
     if kind is not None:
         out["defaultValue"] = getattr(f.default_value, kind)
@@ -1488,6 +1523,17 @@ def _column_length(fd: schema_pb2.FieldData) -> int:
         return 0
     kind = fd.scalars.WhichOneof("data")
     return len(getattr(fd.scalars, kind).data) if kind else 0
+
+
+def _hits(r: _Request, results: schema_pb2.SearchResultData, schema: CollectionSchema) -> list[dict]:
+    """entities/search's and hybrid_search's ``data``, with Milvus's ``cost`` (0) and ``topks`` (how many of
+    the hits each query vector has, in turn) beside it; no hits at all: ``data`` [] and no topks, as Milvus
+    answers a result of top-k 0."""
+    rows = search_rows(results, schema.primary_field.name, int64_str=not r.allow_int64)
+    r.top["cost"] = 0
+    if rows:
+        r.top["topks"] = list(results.topks)
+    return rows
 
 
 def search_rows(results: schema_pb2.SearchResultData, pk_name: str, int64_str: bool = False) -> list[dict]:
