@@ -132,9 +132,12 @@ class CollectionRpcs(ServiceBase):
     @rpc(milvus_pb2.DescribeCollectionResponse)
     def DescribeCollection(self, request, context):
         db = db_of(request, context)
-        if request.collectionID and not request.collection_name:
-            return self.described(self.r.catalog.get_by_id(request.collectionID))
-        return self.described(self.collection(db, request.collection_name))
+        try:
+            if request.collectionID and not request.collection_name:
+                return self.described(self.r.catalog.get_by_id(request.collectionID))
+            return self.described(self.collection(db, request.collection_name))
+        except errors.CollectionNotFound as e:
+            return milvus_pb2.DescribeCollectionResponse(status=missing_collection_status(e))
 
     @rpc(milvus_pb2.BatchDescribeCollectionResponse)
     def BatchDescribeCollection(self, request, context):
@@ -363,3 +366,15 @@ class CollectionRpcs(ServiceBase):
         aliases = self.r.catalog.list_aliases(db, request.collection_name or None)
         return milvus_pb2.ListAliasesResponse(status=status.success(), db_name=db,
                                               collection_name=request.collection_name, aliases=aliases)
+
+
+def missing_collection_status(exc: errors.CollectionNotFound) -> common_pb2.Status:
+    """DescribeCollection's answer for a collection that is not there: code 100 with the legacy
+    ``error_code`` UnexpectedError, as Milvus before 2.3.2 answered. pymilvus 2.3.0 and 2.3.1 (and
+    2.2) decide ``has_collection`` -- which every ORM ``Collection(name, schema)`` calls before
+    creating -- from that legacy code and "can't find collection" in the reason alone; the legacy
+    CollectionNotExists made them raise instead of creating the collection. Every later pymilvus
+    reads UnexpectedError with that reason as "not there" too, and the 2.3+ ``code`` stays 100."""
+    out = status.from_exception(exc)
+    out.error_code = common_pb2.UnexpectedError
+    return out
