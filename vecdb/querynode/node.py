@@ -818,7 +818,10 @@ class QueryNode:
 
     def index_state(self, collection_id: int, field_name: str,
                     channels: Sequence[str] | None = None) -> tuple[int, int]:
-        """(rows indexed or not needing an index, total rows) for index progress."""
+        """(rows indexed or not needing an index, total rows) for index progress, over the sealed
+        segments only: growing rows are in neither count, as Milvus's datacoord counts flushed
+        segments only and as the released collection's progress (the segment files) counts them, so
+        describe_index says the same loaded or not."""
         coll = self.collections.get(collection_id)
         if coll is None:
             return 0, 0
@@ -828,9 +831,10 @@ class QueryNode:
         exact = idx is None or idx.index_type in _NO_BUILD or field is None or not field.dtype.is_vector
         done = total = 0
         for view in coll.snapshot(None, channels):
+            if not view.segment.sealed:
+                continue
             total += view.n
-            if (exact or not view.segment.sealed or view.n < sf.MIN_ROWS_FOR_INDEX
-                    or field_name in view.segment.indexes):
+            if exact or view.n < sf.MIN_ROWS_FOR_INDEX or field_name in view.segment.indexes:
                 done += view.n
         return done, total
 
