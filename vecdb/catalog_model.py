@@ -80,6 +80,8 @@ def _known(cls, d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
 
 
+# collection properties read when its segments load: altered or deleted only while it is released
+LOAD_TIME_PROPERTIES = ("mmap.enabled", "lazyload.enabled")
 INDEX_PROPERTIES = ("mmap.enabled",)  # what alter_index_properties may set (Milvus's configurable index params)
 TTL_PROPERTY = "collection.ttl.seconds"  # rows older than this are expired: no read sees them, compaction drops them
 

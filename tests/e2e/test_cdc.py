@@ -349,6 +349,29 @@ def test_a_collection_ttl_replicates_and_rows_expired_on_the_source_are_not_copi
         assert stream.rep.progress.last_error == ""
 
 
+def test_an_mmap_change_made_while_released_reaches_a_target_still_loaded(tmp_path, remote_storage):
+    """The source released, its ``mmap.enabled`` altered and loaded again between two passes: the target,
+    still loaded, refuses the change while loaded (as the source did), so the task releases it for the
+    change and loads it again as the source is."""
+    target = start_standalone(str(tmp_path / "dst"))
+    tu = f"http://127.0.0.1:{target.port}"
+    with replicating(tmp_path, remote_storage("cdcmm" + new_task_id()), target, tu) as stream:
+        c, t = MilvusClient(uri=stream.source_uri), MilvusClient(uri=tu)
+        c.create_collection("mm", dimension=DIM)
+        c.insert("mm", [{"id": i, "vector": [0.1] * DIM} for i in range(10)])
+        stream.wait_equal(60, "not replicated")
+        stream.rep.stop()
+        c.release_collection("mm")
+        c.alter_collection_properties("mm", {"mmap.enabled": True})
+        c.load_collection("mm")
+        stream.resume()
+        wait_until(lambda: t.describe_collection("mm")["properties"].get("mmap.enabled") == "True", 60,
+                   "the mmap change not replicated")
+        stream.wait_equal(60, "not equal after the change")
+        assert t.get_load_state("mm")["state"].name == "Loaded"
+        assert stream.rep.progress.last_error == ""
+
+
 def test_a_database_time_zone_replicates_and_other_database_properties_do_not(tmp_path, remote_storage):
     """A database's ``timezone`` (TIMESTAMPTZ output and offset-less input) reaches the target, changed
     and dropped; its limits and deny switches stay the target's own (the target may be sized and used

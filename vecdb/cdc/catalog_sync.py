@@ -17,7 +17,14 @@ from typing import Any
 import grpc
 
 from vecdb import timestamptz
-from vecdb.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, INDEX_PROPERTIES, TTL_PROPERTY, CollectionInfo
+from vecdb.catalog_model import (
+    DEFAULT_DB,
+    DEFAULT_PARTITION,
+    INDEX_PROPERTIES,
+    LOAD_TIME_PROPERTIES,
+    TTL_PROPERTY,
+    CollectionInfo,
+)
 from vecdb.cdc import log_order
 from vecdb.cdc.target import Target, field_kwargs, target_schema
 from vecdb.cdc.task import Task, TaskFailed, TaskStore
@@ -192,6 +199,8 @@ class CatalogSync:
         have = {k: str(v) for k, v in (described.get("properties") or {}).items()}
         change = {k: v for k, v in info.properties.items() if have.get(k) != v}
         if change:
+            if any(k in LOAD_TIME_PROPERTIES for k in change) and is_loaded(c, name):
+                c.release_collection(name)  # (refused while loaded; loaded again below as the source is)
             c.alter_collection_properties(name, change)
         dropped = [k for k in (TTL_PROPERTY, timestamptz.ZONE_KEY) if k in have and k not in info.properties]
         if dropped:  # the TTL or the time zone removed on the source

@@ -47,6 +47,7 @@ from vecdb import errors
 from vecdb.catalog_model import (
     DEFAULT_DB,
     DEFAULT_PARTITION,
+    LOAD_TIME_PROPERTIES,
     CollectionInfo,
     IndexInfo,
     PartitionInfo,
@@ -244,8 +245,18 @@ class DdlManager:
         if fixed:
             raise errors.InvalidParameter(f"{fixed[0]} is set at create and cannot be altered or deleted")
 
+        for key in LOAD_TIME_PROPERTIES:
+            if key in properties and properties[key].strip().lower() not in ("true", "false"):
+                raise errors.InvalidParameter(f"invalid {key} value: {properties[key]}, expected true or false")
+
         def change(info: CollectionInfo) -> None:
             self._allow(info.db, "ddl_collection")
+            # read when segments are loaded: a loaded collection would not change until reloaded (Milvus's
+            # alterCollectionTask refuses it the same way)
+            for verb, keys in (("alter", properties), ("delete", delete_keys)):
+                if info.loaded and any(k in LOAD_TIME_PROPERTIES for k in keys):
+                    raise errors.CollectionLoaded(f"can not {verb} mmap properties if collection loaded: "
+                                                  f"collection already loaded[collection={info.name}]")
             info.properties.update(properties)
             for k in delete_keys:
                 info.properties.pop(k, None)
