@@ -387,16 +387,22 @@ def _wait_ready(procs: list[Proc], timeout: float = READY_TIMEOUT) -> None:
         time.sleep(0.05)
 
 
-def _how_it_ended(pid: int) -> str:
+def _how_it_ended(pid: int, wait: float = 2.0) -> str:
     """" (exit status 1)", " (killed by SIGKILL)": how a child of this command that exited ended (a
     process killed from outside, or by a crash in native code, leaves no line in its log), reaping
-    it; "" for one that is not this command's child or has not ended."""
-    try:
-        done, status = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return ""
-    if done != pid:
-        return ""
+    it; "" for one that is not this command's child or has not ended within ``wait`` s (a process in
+    the middle of exiting has no command line to read any more, and is no zombie yet to reap)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return ""
+        if done == pid:
+            break
+        if time.monotonic() > deadline:
+            return ""
+        time.sleep(0.02)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:

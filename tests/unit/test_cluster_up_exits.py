@@ -35,7 +35,7 @@ def test_how_it_ended_is_silent_for_a_process_that_is_not_a_child_or_still_runs(
     assert localcluster._how_it_ended(1) == ""  # init: never this process's child
     p = _spawn(tmp_path, "import time; time.sleep(30)")
     try:
-        assert localcluster._how_it_ended(p.pid) == ""
+        assert localcluster._how_it_ended(p.pid, wait=0.2) == ""
     finally:
         os.kill(p.pid, signal.SIGTERM)
         os.waitpid(p.pid, 0)
