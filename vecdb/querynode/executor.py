@@ -70,7 +70,8 @@ def valid_mask(view: SegmentView, ts: int, flt: RowFilter | None) -> np.ndarray 
     """Rows of the view a read may return; None when every row qualifies (no mask to apply)."""
     if flt is not None and view.segment.sealed and pruned(view, flt):
         return np.zeros(view.n, bool)
-    mask = view.segment.visible(ts, view.n, ts - view.ttl if 0 < view.ttl < ts else 0)
+    # the shard as of the view (vecdb.querynode.shard: nothing applied after it); TTL from the read's own ts
+    mask = view.segment.visible(min(ts, view.horizon), view.n, ts - view.ttl if 0 < view.ttl < ts else 0)
     if flt is None:
         return mask
     if mask is None:

@@ -205,11 +205,15 @@ class QueryNode:
                     log.warning("following %s: %s", shard.channel, e)
                     stop.wait(0.5)
                     continue
-                for pos, payload in records:
+                decoded = [(pos, decode(payload)) for pos, payload in records]
+                for i, (pos, record) in enumerate(decoded):
                     if pos > shard.applied_position + 1:  # truncated past what this node applied: reload
+                        shard.publish()
                         self._truncated_under(shard, pos)
                         return
-                    self.deliver(shard.channel, pos, decode(payload))
+                    # the records of one append (one timestamp) become visible to reads together
+                    last = i + 1 == len(decoded) or decoded[i + 1][1].ts != record.ts
+                    self.deliver(shard.channel, pos, record, publish=last)
         finally:
             follower.close()
 
@@ -275,9 +279,11 @@ class QueryNode:
         if info.truncated_ts:  # truncate_collection: older rows gone, the log's skipped
             shard.truncate(info.truncated_ts)
         shard.rebuild_pk_index()
+        deleted_up_to = 0
         for key in delta_keys:
             pks, ts = sf.read_delta(self.objects, key)
             shard.apply_deltas(pks, ts)
+            deleted_up_to = max(deleted_up_to, int(ts.max()) if len(ts) else 0)
         shard.applied_position = start
         for pos, payload in self.log.read(channel, start + 1):
             if pos != shard.applied_position + 1:
@@ -287,6 +293,7 @@ class QueryNode:
                 shard.applied_position = pos  # rows of a dropped partition stay dropped
                 continue
             shard.apply(pos, rec)
+        shard.publish(deleted_up_to)  # the files' rows and deletes, and the records after them: all there
         return shard
 
     def mmap(self, info: CollectionInfo) -> bool:
@@ -450,12 +457,14 @@ class QueryNode:
             coll.info = info
 
     # --- log delivery -------------------------------------------------------------
-    def deliver(self, channel: str, position: int, record: Record) -> None:
+    def deliver(self, channel: str, position: int, record: Record, publish: bool = True) -> None:
+        """Apply a channel's record; ``publish=False``: reads see it with the next one published (more
+        records of its append follow, ``Shard.publish``)."""
         shard = self._by_channel.get(channel)
         if shard is not None:
             if isinstance(record, InsertRecord) and unknown_columns(shard.schema, record.columns):
                 self._follow_schema(record.collection_id)  # a field added: a proxy sent it before our refresh
-            shard.apply(position, record)
+            shard.apply(position, record, publish)
             if isinstance(record, InsertRecord):
                 seg = shard.growing.get(record.partition_id)
                 if seg is not None:
@@ -854,7 +863,7 @@ class QueryNode:
         if sealed_only:
             views = [v for v in views if v.segment.sealed]
         span = info.ttl_span
-        return [SegmentView(v.segment, v.n, span) for v in views] if span else views
+        return [SegmentView(v.segment, v.n, span, v.horizon) for v in views] if span else views
 
     @metrics.querynode_read("search")
     def search(self, info: CollectionInfo, spec: executor.SearchSpec, partition_ids: set[int] | None,

@@ -4,6 +4,16 @@ The shard applies log records in channel order. The primary-key index maps each
 live primary key to a locator ``slot << 32 | offset``. Inserting a key that is
 already live marks the old row deleted at the new row's timestamp, so a key has
 at most one visible row at any snapshot (last write wins; upsert is the same).
+
+Reads do not take the shard's lock, so a read must not see a record half applied, nor the deletes
+of a record applied while it reads without that record's rows (an upsert's old row gone and its
+new one not there yet: a count one short). Records sit in a channel in timestamp order (an append
+takes a timestamp above the channel's last one; the records of one append share one), so the shard
+publishes ``horizon``, the timestamp of the last record applied in full (with every record of its
+append that came in the same poll), and a read looks at the shard as of ``min(its snapshot,
+horizon)`` (``SegmentView.horizon``, taken before the segments): a record applied later is invisible
+to it whole, its rows and its deletes alike. A Strong read waited for its positions first, so the
+horizon already covers every write acknowledged before it began.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from vecdb.log_records import DeleteRecord, InsertRecord, Record, SealRecord
 from vecdb.querynode.segment import Segment
 from vecdb.schema import CollectionSchema
 from vecdb.storage.segments import segment_prefix
+from vecdb.timestamp import MAX_TIMESTAMP
 
 _OFFSET_BITS = 32
 _OFFSET_MASK = (1 << _OFFSET_BITS) - 1
@@ -34,6 +45,7 @@ class SegmentView:
     segment: Segment
     n: int
     ttl: int = 0
+    horizon: int = MAX_TIMESTAMP  # changes with a later timestamp were applied after the view was taken
 
 
 class Shard:
@@ -47,6 +59,8 @@ class Shard:
         self.pk_index: dict = {}
         self.applied_position = 0
         self.applied_ts = 0
+        self.horizon = 0  # what reads may see (module doc): published after each record, or group of records
+        self.published_position = 0  # the last position ``horizon`` covers (what ``wait_applied`` waits for)
         self._next_slot = 0
         self.on_seal: Callable[[Shard, list[Segment]], None] | None = None  # for index building
         # The channel's leader serves its growing rows and every sealed segment it holds in full; a
@@ -56,9 +70,13 @@ class Shard:
         self.truncated_ts = 0  # truncate_collection: rows written at or before it are gone (``truncate``)
 
     # --- writes -----------------------------------------------------------
-    def apply(self, position: int, record: Record) -> None:
+    def apply(self, position: int, record: Record, publish: bool = True) -> None:
+        """Apply the record at ``position``; ``publish=False``: reads do not see it yet (more records of
+        its append follow: ``publish()`` after the last one)."""
         with self.lock:
             if position <= self.applied_position:
+                if publish and self.published_position < self.applied_position:
+                    self._publish()
                 return  # already applied (replay overlap)
             if isinstance(record, InsertRecord):
                 self._insert(record)
@@ -68,12 +86,24 @@ class Shard:
                 self.seal_growing(lambda pid: segment_prefix(record.collection_id, self.channel, position, pid))
             self.applied_position = position
             self.applied_ts = max(self.applied_ts, record.ts)
-            self._applied.notify_all()
+            if publish:
+                self._publish()
+
+    def publish(self, ts: int = 0) -> None:
+        """Let reads see every change applied so far (and at or below ``ts``: a shard just loaded, whose
+        segments and deltas came from the files rather than from records)."""
+        with self.lock:
+            self._publish(max(ts, max((s.max_ts for s in self.segments.values()), default=0)))
+
+    def _publish(self, ts: int = 0) -> None:
+        self.horizon = max(self.horizon, self.applied_ts, ts)
+        self.published_position = self.applied_position
+        self._applied.notify_all()
 
     def wait_applied(self, position: int, timeout: float) -> bool:
-        """Wait until the records up to ``position`` are applied; False on timeout."""
+        """Wait until the records up to ``position`` are applied and reads see them; False on timeout."""
         with self._applied:
-            return self._applied.wait_for(lambda: self.applied_position >= position, timeout)
+            return self._applied.wait_for(lambda: self.published_position >= position, timeout)
 
     def _new_segment(self, partition_id: int) -> Segment:
         seg = Segment(self._next_slot, partition_id, self.schema, stub=not self.leader)
@@ -146,6 +176,7 @@ class Shard:
             self.segments = keep
             self.pk_index = {}
             self.rebuild_pk_index()
+            self.horizon = max(self.horizon, ts)  # the rows it killed are gone for every read from now
 
     def _insert(self, rec: InsertRecord) -> None:
         if rec.ts <= self.truncated_ts:
@@ -266,10 +297,11 @@ class Shard:
         proxy reads here when the channel's sealed segments are spread over several nodes
         (``CollectionNotLoaded`` when this node does not hold that part: the proxy planned with an older
         picture and plans again)."""
+        horizon = self.horizon  # before the segments: what is applied after it is not seen (module doc)
         segs = [s for s in list(self.segments.values()) if s.n]
         if scope is not None:
             segs = scope.select(self, segs)
-        return [SegmentView(s, s.n) for s in segs
+        return [SegmentView(s, s.n, horizon=horizon) for s in segs
                 if not s.stub and (partition_ids is None or s.partition_id in partition_ids)]
 
 
