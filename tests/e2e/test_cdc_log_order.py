@@ -125,6 +125,15 @@ def test_truncates_and_a_partition_created_again_reach_the_target_in_log_order(t
         assert s.rep.progress.last_error == ""
 
 
+def _plain_with_p1(c: MilvusClient, s) -> None:
+    """Collection "plain": 20 rows in _default, 20 in partition p1, replicated."""
+    c.create_collection("plain", dimension=DIM)
+    c.create_partition("plain", "p1")
+    c.insert("plain", _rows(range(0, 20)))
+    c.insert("plain", _rows(range(100, 120), seed=1), partition_name="p1")
+    s.wait_equal(60, "not replicated")
+
+
 def test_a_partition_dropped_and_created_again_in_separate_passes_is_loaded_on_the_target(tmp_path, remote_storage):
     """A pass that sees a partition dropped (not yet created again) drops the target's, which releases
     it first: the target collection then loads a list of partitions, and a partition created there
@@ -132,11 +141,7 @@ def test_a_partition_dropped_and_created_again_in_separate_passes_is_loaded_on_t
     rows were on the target but neither counted nor read: ``verify`` found them missing)."""
     with _into_target(tmp_path, remote_storage("cdcpl" + new_task_id()), Stream) as s:
         c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=s.target_uri)
-        c.create_collection("plain", dimension=DIM)
-        c.create_partition("plain", "p1")
-        c.insert("plain", _rows(range(0, 20)))
-        c.insert("plain", _rows(range(100, 120), seed=1), partition_name="p1")
-        s.wait_equal(60, "not replicated")
+        _plain_with_p1(c, s)
         c.release_partitions("plain", ["p1"])
         c.drop_partition("plain", "p1")
         wait_until(lambda: "p1" not in t.list_partitions("plain"), 60, "the drop did not reach the target")
@@ -155,11 +160,7 @@ def test_a_partition_released_on_the_source_is_released_on_the_target(tmp_path, 
     released too (reads there no longer count its rows, as on the source), and loaded again with it."""
     with _into_target(tmp_path, remote_storage("cdcrp" + new_task_id()), Stream) as s:
         c, t = MilvusClient(uri=s.source_uri), MilvusClient(uri=s.target_uri)
-        c.create_collection("plain", dimension=DIM)
-        c.create_partition("plain", "p1")
-        c.insert("plain", _rows(range(0, 20)))
-        c.insert("plain", _rows(range(100, 120), seed=1), partition_name="p1")
-        s.wait_equal(60, "not replicated")
+        _plain_with_p1(c, s)
 
         def state(partition: str) -> str:
             return t.get_load_state("plain", partition_name=partition)["state"].name
