@@ -140,19 +140,18 @@ class CatalogSync:
 
     def _record_loaded_partitions(self, info: CollectionInfo) -> None:
         """The ids of the source's loaded partitions in the task's entry, once the target's match."""
+        self._record(info, "loaded_partitions", sorted(p.id for p in info.partitions if info.partition_loaded(p.id)))
+
+    def _record(self, info: CollectionInfo, key: str, value) -> None:
+        """``value`` as ``key`` of the collection's entry in the task, written only when it changed."""
         entry = self._entries.get(info.id)
-        ids = sorted(p.id for p in info.partitions if info.partition_loaded(p.id))
-        if entry is not None and entry.get("loaded_partitions") != ids:
-            entry["loaded_partitions"] = ids
+        if entry is not None and entry.get(key) != value:
+            entry[key] = value
             self.store.add_collection(self.task.id, info.id, entry, {})
 
     def _record_indexes(self, info: CollectionInfo) -> None:
         """The source's index ids (by field) in the task's entry, once the target has them."""
-        entry = self._entries.get(info.id)
-        ids = {i.field_name: i.index_id for i in info.indexes}
-        if entry is not None and entry.get("indexes") != ids:
-            entry["indexes"] = ids
-            self.store.add_collection(self.task.id, info.id, entry, {})
+        self._record(info, "indexes", {i.field_name: i.index_id for i in info.indexes})
 
     def _sync_database_properties(self, db: str, properties: dict[str, str]) -> None:
         """The database's properties with a meaning for its data (``DATABASE_PROPERTIES``: its time zone)

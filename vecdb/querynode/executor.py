@@ -135,9 +135,7 @@ def _segment_search(view: SegmentView, spec: SearchSpec, k: int, mask: np.ndarra
                               params=spec.params)  # MHJACCARD's element width and bands (vecdb.index.minhash)
 
 
-# A segment's top-k is widened past the k-th hit while its last hit ties with it, at most to the largest
-# top-k an index takes (LIMITS.max_topk: 16,384 by default; an HNSW ef, a SCANN reorder_k stay valid)
-# hits past k that a scan (FLAT, BIN_FLAT) asks for at once: its cost is the scan, not k, and HAMMING's and
+# Hits past k that a scan (FLAT, BIN_FLAT) asks for at once: its cost is the scan, not k, and HAMMING's and
 # JACCARD's few distinct distances tie at almost every cut (a group of 5-20 rows at k=10 over 200k-1M rows
 # of 64-256 bits): one scan instead of two. A graph or IVF search asks for one more hit only.
 SCAN_TIE_MARGIN = 64
