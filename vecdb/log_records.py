@@ -10,6 +10,10 @@ the state the query nodes had. Three kinds:
 - ``DeleteRecord``: primary keys to delete at a timestamp.
 - ``SealRecord``: everything before it in the channel goes into sealed segments
   (flush); data nodes persist up to here and record it as their checkpoint.
+
+The records of one append (an upsert's delete and insert, an insert's partitions) share one
+timestamp; each but the last carries ``more``, so a reader that gets them in two pieces knows the
+append is not whole yet (a query node shows it to reads only whole: ``vecdb.querynode.shard``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class InsertRecord:
     ts: int
     num_rows: int
     columns: dict[str, np.ndarray]
+    more: bool = False  # more records of its append follow (module doc)
 
 
 @dataclass
@@ -38,26 +43,29 @@ class DeleteRecord:
     ts: int
     pks: np.ndarray
     partition_id: int = -1  # -1: every partition
+    more: bool = False
 
 
 @dataclass
 class SealRecord:
     collection_id: int
     ts: int
+    more: bool = False
 
 
 Record = InsertRecord | DeleteRecord | SealRecord
 
 
 def encode(record: Record) -> bytes:
+    more = {"m": 1} if record.more else {}
     if isinstance(record, InsertRecord):
-        extra = {"c": record.collection_id, "p": record.partition_id, "ts": record.ts}
+        extra = {"c": record.collection_id, "p": record.partition_id, "ts": record.ts, **more}
         return _INSERT + encode_columns(record.columns, record.num_rows, extra)
     if isinstance(record, DeleteRecord):
-        extra = {"c": record.collection_id, "p": record.partition_id, "ts": record.ts}
+        extra = {"c": record.collection_id, "p": record.partition_id, "ts": record.ts, **more}
         return _DELETE + encode_columns({"pk": record.pks}, len(record.pks), extra)
     if isinstance(record, SealRecord):
-        extra = {"c": record.collection_id, "ts": record.ts}
+        extra = {"c": record.collection_id, "ts": record.ts, **more}
         return _SEAL + encode_columns({}, 0, extra)
     raise TypeError(type(record))
 
@@ -66,12 +74,13 @@ def decode(payload: bytes | memoryview) -> Record:
     mv = memoryview(payload)
     kind = bytes(mv[:1])
     n, cols, extra = decode_columns(mv[1:])
+    more = bool(extra.get("m"))
     if kind == _INSERT:
-        return InsertRecord(extra["c"], extra["p"], extra["ts"], n, cols)
+        return InsertRecord(extra["c"], extra["p"], extra["ts"], n, cols, more)
     if kind == _DELETE:
-        return DeleteRecord(extra["c"], extra["ts"], cols["pk"], extra["p"])
+        return DeleteRecord(extra["c"], extra["ts"], cols["pk"], extra["p"], more)
     if kind == _SEAL:
-        return SealRecord(extra["c"], extra["ts"])
+        return SealRecord(extra["c"], extra["ts"], more)
     raise ValueError(f"unknown record kind {kind!r}")
 
 

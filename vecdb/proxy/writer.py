@@ -103,6 +103,8 @@ class ShardWriter:
             records = build(ts)
             if not records:
                 return ts, None
+            for i, r in enumerate(records):
+                r.more = i + 1 < len(records)  # the append's last record says it is whole (log_records)
             try:
                 appended = self.log.append_batch(channel, [encode(r) for r in records],
                                                  expect_last=self._last[channel])

@@ -186,6 +186,8 @@ class QueryNode:
             while not stop.is_set():
                 try:
                     records = follower.poll(timeout=0.5)
+                    if not records and shard.published_position < shard.applied_position:
+                        shard.publish()  # an append's rest did not come (its writer died between batches)
                     if records:
                         watch.heard()
                     elif (first := watch.check(shard.applied_position)) is not None:
@@ -211,7 +213,7 @@ class QueryNode:
                         shard.publish()
                         self._truncated_under(shard, pos)
                         return
-                    # the records of one append (one timestamp) become visible to reads together
+                    # the records of one append (one timestamp; each but its last ``more``) become visible together
                     last = i + 1 == len(decoded) or decoded[i + 1][1].ts != record.ts
                     self.deliver(shard.channel, pos, record, publish=last)
         finally:
@@ -458,13 +460,13 @@ class QueryNode:
 
     # --- log delivery -------------------------------------------------------------
     def deliver(self, channel: str, position: int, record: Record, publish: bool = True) -> None:
-        """Apply a channel's record; ``publish=False``: reads see it with the next one published (more
-        records of its append follow, ``Shard.publish``)."""
+        """Apply a channel's record; ``publish=False``, or a record whose append goes on (``more``):
+        reads see it with the next one published (``Shard.publish``)."""
         shard = self._by_channel.get(channel)
         if shard is not None:
             if isinstance(record, InsertRecord) and unknown_columns(shard.schema, record.columns):
                 self._follow_schema(record.collection_id)  # a field added: a proxy sent it before our refresh
-            shard.apply(position, record, publish)
+            shard.apply(position, record, publish and not record.more)
             if isinstance(record, InsertRecord):
                 seg = shard.growing.get(record.partition_id)
                 if seg is not None:
