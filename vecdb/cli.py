@@ -232,6 +232,8 @@ def _cluster(args) -> int:
                                    datanodes=args.datanodes)
         if args.action == "status":
             return localcluster.status(args.data_dir)
+        if args.action == "restart":
+            return localcluster.restart(args.data_dir, args.names)
         return localcluster.down(args.data_dir)
     except localcluster.ClusterError as e:
         print(f"vecdb cluster {args.action}: {e}", file=sys.stderr)
@@ -269,6 +271,15 @@ def _cluster_command(sub) -> None:
                     "role gets an HTTP port of its own, also serving /metrics), and for a proxy whether pymilvus "
                     "gets an answer. Exits 0 only when all is well.")
     st.add_argument("--data-dir", **data_dir)
+    rs = actions.add_parser(
+        "restart", help="stop one or more roles (a query node, a proxy, the coord...) and start them again",
+        description="Stop the named vecdb processes (names as `status` shows them: coord, querynode1, proxy2...) "
+                    "if they still run, and start each again with the command, ports, data and log `up` gave it, "
+                    "the S3 credentials and the cluster secret from DATA_DIR/backends.json; returns once each is "
+                    "ready (a proxy: once it answers pymilvus). A crashed role comes back so. The backends (nats, "
+                    "etcd, s3) restart with the whole cluster: `down`, then `up`.")
+    rs.add_argument("names", nargs="+", metavar="NAME", help="a process name from `vecdb cluster status`")
+    rs.add_argument("--data-dir", **data_dir)
     dn = actions.add_parser("down", help="stop every process `up` started (the data stays)",
                             description="Stop the processes recorded in DATA_DIR/cluster.json (proxies, query "
                                         "nodes, coord, then S3, etcd, NATS: SIGTERM, SIGKILL after a grace "

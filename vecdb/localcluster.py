@@ -1,4 +1,4 @@
-"""``vecdb cluster up|status|down``: a whole cluster on this machine, in one command.
+"""``vecdb cluster up|status|restart|down``: a whole cluster on this machine, in one command.
 
 ``up`` starts, on 127.0.0.1, the three backends (NATS with JetStream, etcd, SeaweedFS as a
 persistent S3 server: ``vecdb.storage.servers``) and then ``vecdb coord``, N ``vecdb querynode``
@@ -354,16 +354,33 @@ def _spawn_role(data_dir: str, logs: str, role: str, name: str, port: int, args:
     http_port = free_port()
     cmd = [sys.executable, "-m", "vecdb", role, "--data-dir", cache, "--host", HOST, "--port", str(port),
            "--http-port", str(http_port), *args]
-    with open(log, "ab") as f:
-        f.write(f"--- {_now()} vecdb cluster up: {' '.join(cmd)}\n".encode())
+    return _launch(data_dir, Proc(role, name, 0, port, cmd, log, "", http_port=http_port), env, "up")
+
+
+def _launch(data_dir: str, p: Proc, env: dict, verb: str) -> Proc:
+    """``p.command`` started detached (a session of its own, output appended to ``p.log``): ``p`` with
+    the new process's pid."""
+    with open(p.log, "ab") as f:
+        f.write(f"--- {_now()} vecdb cluster {verb}: {' '.join(p.command)}\n".encode())
         f.flush()
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+        proc = subprocess.Popen(p.command, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 cwd=data_dir, start_new_session=True)
-        p = _record(role, name, proc, port, log)
-        p.http_port = http_port
-        p.extra["log_offset"] = f.tell()
+        q = _record(p.role, p.name, proc, p.port, p.log)
+        q.http_port = p.http_port
+        q.extra["log_offset"] = f.tell()
     proc.returncode = 0  # not ours to reap: it outlives this command (keeps Popen.__del__ quiet)
-    return p
+    return q
+
+
+def _role_env(s3_url: str, config: dict) -> dict:
+    """The environment of a vecdb role: the S3 server and its credentials, the cluster secret (one the
+    caller's environment gives is kept)."""
+    env = dict(os.environ, VECDB_STORAGE__S3_ENDPOINT=s3_url, VECDB_STORAGE__S3_REGION="us-east-1",
+               VECDB_STORAGE__S3_ACCESS_KEY=config["s3_access_key"],
+               VECDB_STORAGE__S3_SECRET_KEY=config["s3_secret_key"])
+    if not env.get("VECDB_SECURITY__CLUSTER_SECRET") and not env.get("VECDB_SECURITY__CLUSTER_SECRET_FILE"):
+        env["VECDB_SECURITY__CLUSTER_SECRET"] = config["cluster_secret"]
+    return env
 
 
 def _wait_ready(procs: list[Proc], timeout: float = READY_TIMEOUT) -> None:
@@ -485,11 +502,7 @@ def up(data_dir: str, proxies: int = 1, querynodes: int = 1, port: int = 19530, 
             _make_bucket(urls["s3"], config)
             flags = ["--log-store", urls["nats"], "--meta-store", "etcd://" + urls["etcd"].split("://", 1)[1],
                      "--object-store", f"s3://{BUCKET}"]
-            env = dict(os.environ, VECDB_STORAGE__S3_ENDPOINT=urls["s3"], VECDB_STORAGE__S3_REGION="us-east-1",
-                       VECDB_STORAGE__S3_ACCESS_KEY=config["s3_access_key"],
-                       VECDB_STORAGE__S3_SECRET_KEY=config["s3_secret_key"])
-            if not env.get("VECDB_SECURITY__CLUSTER_SECRET") and not env.get("VECDB_SECURITY__CLUSTER_SECRET_FILE"):
-                env["VECDB_SECURITY__CLUSTER_SECRET"] = config["cluster_secret"]  # one given is kept
+            env = _role_env(urls["s3"], config)
             # the coord's gc needs the objects, its flushes the log (their seal records)
             roles = [_spawn_role(data_dir, logs, "coord", "coord", free_port(),
                                  ["--log-store", flags[1], "--meta-store", flags[3], "--object-store", flags[5]], env)]
@@ -528,7 +541,54 @@ def up(data_dir: str, proxies: int = 1, querynodes: int = 1, port: int = 19530, 
     return 0
 
 
-# --- down, status ------------------------------------------------------------------------------------
+# --- restart, down, status ------------------------------------------------------------------------------
+
+
+def restart(data_dir: str, names: list[str], out: Out = print) -> int:
+    """Stops the named vecdb roles that still run and starts them again as ``up`` did (same command,
+    ports, data and log; the S3 credentials and cluster secret from backends.json); 0 once each is ready
+    (a proxy: once it answers pymilvus)."""
+    data_dir = os.path.abspath(data_dir)
+    with _locked(data_dir):
+        procs = load_state(data_dir) if os.path.isdir(data_dir) else None
+        if procs is None:
+            out(f"no cluster running from {data_dir} (no {STATE_FILE})")
+            return 1
+        by_name = {p.name: p for p in procs}
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise ClusterError(f"no process named {', '.join(unknown)} in the cluster of {data_dir} (its processes: "
+                               f"{', '.join(by_name)})")
+        chosen = [by_name[n] for n in dict.fromkeys(names)]
+        backends = [p.name for p in chosen if p.role in ("nats", "etcd", "s3")]
+        if backends:
+            raise ClusterError(f"{', '.join(backends)}: a backend restarts with the whole cluster "
+                               f"(`vecdb cluster down` then `up` on the same --data-dir)")
+        s3 = next((p.url for p in procs if p.role == "s3"), "")
+        config = _read_json(os.path.join(data_dir, BACKENDS_FILE))
+        if not s3 or config is None:
+            raise ClusterError(f"{STATE_FILE} names no S3 server, or {BACKENDS_FILE} is missing, in {data_dir}")
+        still = _stop(chosen, max(GRACE[p.role] for p in chosen))
+        if still:
+            raise ClusterError(f"{', '.join(p.name for p in still)} did not stop (pid "
+                               f"{', '.join(str(p.pid) for p in still)}); nothing was started")
+        info = {k: v for k, v in (_read_json(os.path.join(data_dir, STATE_FILE)) or {}).items() if k != "processes"}
+        env = _role_env(s3, config)
+        fresh = {p.name: _launch(data_dir, p, env, "restart") for p in chosen}
+        procs = [fresh.get(p.name, p) for p in procs]
+        _save_state(data_dir, procs, info)
+        t0 = time.monotonic()
+        _wait_ready(list(fresh.values()))
+        _wait_milvus([p for p in fresh.values() if p.role == "proxy"])
+        for p in fresh.values():
+            p.extra.pop("log_offset", None)
+        _save_state(data_dir, procs, info)
+    for p in fresh.values():
+        out(f"  {p.name:<12} pid {p.pid:<8} restarted")
+    out(f"ready in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
 
 
 def _stop_all(procs: list[Proc], out: Out) -> list[Proc]:

