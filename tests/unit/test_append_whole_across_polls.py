@@ -11,6 +11,7 @@ import numpy as np
 
 from tests.log_fakes import OneAtATime
 from vecdb.catalog_model import CollectionInfo, PartitionInfo
+from vecdb.coord.tso import TimestampOracle
 from vecdb.log_records import DeleteRecord, InsertRecord, decode, encode
 from vecdb.proxy.writer import ShardWriter
 from vecdb.querynode import executor
@@ -20,15 +21,6 @@ from vecdb.storage.memory import MemoryLog, MemoryMetaStore, MemoryObjectStore
 from vecdb.timestamp import MAX_TIMESTAMP
 
 CH = "c5-s0"
-
-
-class _Clock:
-    def __init__(self):
-        self.now = 100
-
-    def allocate(self, count: int = 1) -> int:
-        self.now += count
-        return self.now
 
 
 def _info() -> CollectionInfo:
@@ -52,7 +44,7 @@ def _wait(predicate, timeout: float = 10.0) -> None:
 
 def test_the_writer_marks_every_record_of_an_append_but_its_last():
     log = MemoryLog()
-    writer = ShardWriter(log, _Clock(), lambda *_: None)
+    writer = ShardWriter(log, TimestampOracle(MemoryMetaStore()), lambda *_: None)
     writer.write({CH: lambda ts: [DeleteRecord(5, ts, np.array([1], np.int64)), _rows([1], 1.0, ts)]})
     writer.write({CH: lambda ts: [_rows([2], 1.0, ts)]})
     assert [decode(p).more for _, p in log.read(CH)] == [True, False, False]
@@ -67,7 +59,7 @@ def test_an_upsert_reaching_a_follower_in_two_polls_is_seen_whole():
     try:
         qn.load(_info())
         shard = qn._by_channel[CH]
-        writer = ShardWriter(base, _Clock(), lambda *_: None)
+        writer = ShardWriter(base, TimestampOracle(MemoryMetaStore()), lambda *_: None)
         writer.write({CH: lambda ts: [DeleteRecord(5, ts, np.array([1], np.int64)), _rows([1], 1.0, ts)]})
         _wait(lambda: shard.applied_position == 2)  # the delete, handed out alone: the insert waits for a release
         time.sleep(0.6)  # longer than a poll's timeout: the node does not give up on the append's rest
