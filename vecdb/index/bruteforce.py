@@ -31,10 +31,15 @@ from vecdb.index.threads import threads_for_queries
 _BLOCK_ELEMENTS = 1 << 22
 
 
+def _floats(a: np.ndarray) -> np.ndarray:
+    """float32 vectors of a float, float16 or BFLOAT16 (uint16 raw bits: widened, not cast as integers) array."""
+    a = np.asarray(a)
+    return (a.astype(np.uint32) << 16).view(np.float32) if a.dtype == np.uint16 else np.asarray(a, np.float32)
+
+
 def float_distances(vectors: np.ndarray, queries: np.ndarray, metric_type: str) -> np.ndarray:
     """(nq, n) float32 distances for L2 / IP / COSINE (COSINE normalises both sides)."""
-    x = np.asarray(vectors, dtype=np.float32)
-    q = np.asarray(queries, dtype=np.float32)
+    x, q = _floats(vectors), _floats(queries)
     if metric_type == "COSINE":
         x, q = normalize_rows(x), normalize_rows(q)
     ip = q @ x.T
@@ -220,8 +225,7 @@ def _prepare(vectors: np.ndarray, queries: np.ndarray, metric_type: str) -> tupl
         if x.dtype != np.uint8 or q.dtype != np.uint8:
             raise InvalidParameter(f"{metric} needs packed uint8 binary vectors")
     else:
-        x = np.asarray(x, dtype=np.float32)
-        q = np.asarray(q, dtype=np.float32)
+        x, q = _floats(x), _floats(q)
         if metric == "COSINE":  # normalise once, then it is inner product
             x, q, metric = normalize_rows(x), normalize_rows(q), "IP"
     if x.ndim != 2 or q.shape[1] != x.shape[1]:
