@@ -108,6 +108,20 @@ def test_sorted_index_empty_and_duplicates(monkeypatch):
     assert idx.compare(">", 5).tolist() == [False, False, False, False, True]
 
 
+def test_an_integer_against_a_float_column_compares_in_float32(monkeypatch):
+    """16777217 is 16777216 in float32: Milvus casts the literal to the FLOAT field's type; the scan and
+    the index both do."""
+    monkeypatch.setattr(scalar, "BROAD", 1)
+    col = np.array([16777216.0, 1.0, 2.0], np.float32)
+    idx = SortedIndex(col)
+    assert idx.compare("==", np.int64(16777217)).tolist() == [True, False, False]
+    assert idx.compare(">", np.int64(16777215)).tolist() == [True, False, False]
+    schema = CollectionSchema("c", [FieldSchema("id", DataType.INT64, field_id=100, is_primary=True),
+                                    FieldSchema("f", DataType.FLOAT, field_id=101)])
+    for expr in ("f == 16777217", "16777217 == f", "f >= 16777217", "f in [16777217]"):
+        assert compile_filter(expr, schema).evaluate({"f": col}, 3).tolist() == [True, False, False], expr
+
+
 def _field(dtype, **kw):
     return FieldSchema("x", dtype, **kw)
 

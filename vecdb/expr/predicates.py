@@ -179,7 +179,7 @@ def compare(op: str, L, R, cats, n: int) -> np.ndarray:
             if op == "!=":
                 np.logical_not(part, out=part)
         else:
-            part = fn(lv[0], rv[0])
+            part = fn(*_as_float32(lv[0], rv[0]))
         mask = and_masks(lv[1], rv[1])
         if mask is not None:
             part = part & mask
@@ -189,6 +189,16 @@ def compare(op: str, L, R, cats, n: int) -> np.ndarray:
     if np.ndim(res) == 0:
         return np.full(n, bool(res), dtype=bool)
     return res if res.dtype == bool else res.astype(bool)
+
+
+def _as_float32(a, b):
+    """An integer constant against a FLOAT column is compared as float32, as Milvus casts it (a float
+    constant is already: a Python float takes the array's type)."""
+    if isinstance(b, np.integer) and getattr(a, "dtype", None) == np.float32:
+        return a, np.float32(b)
+    if isinstance(a, np.integer) and getattr(b, "dtype", None) == np.float32:
+        return np.float32(a), b
+    return a, b
 
 
 def _list_equal(a, b, n: int) -> np.ndarray:

@@ -161,8 +161,9 @@ class SortedIndex:
         numeric column is one vectorised pass; scattering random row ids costs more per row). The
         side of a range with fewer rows is the one scattered (then inverted)."""
         v = self.values
-        if v.dtype != object and np.result_type(v.dtype, value) == v.dtype:
-            value = v.dtype.type(value)  # as the comparison casts it (0.1 against a FLOAT column: float32)
+        if v.dtype != object and (np.result_type(v.dtype, value) == v.dtype or
+                                  (v.dtype == np.float32 and isinstance(value, np.integer))):
+            value = v.dtype.type(value)  # as the comparison casts it (0.1 or 16777217 against a FLOAT column)
         if op in ("==", "!="):
             lo, hi = int(np.searchsorted(v, value, "left")), int(np.searchsorted(v, value, "right"))
             invert = op == "!="
