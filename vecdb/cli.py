@@ -15,10 +15,14 @@ def _settings(args):
     from pydantic import SecretStr
 
     from vecdb import limits, logs
-    from vecdb.config import load_settings
+    from vecdb.config import SettingError, load_settings
 
     settings = load_settings(args.config)
-    logs.set_level(logs.level_for(args.command, args.log_level, settings.log))  # log.<role>, log.level
+    level = logs.level_for(args.command, args.log_level, settings.log)  # log.<role>, log.level
+    if level not in _LOG_LEVELS:
+        raise SettingError(f"unknown log level {level!r} (log.{args.command} or log.level): "
+                           "DEBUG, INFO, WARNING or ERROR")
+    logs.set_level(level)
     if args.data_dir:
         settings.storage.data_dir = args.data_dir
     if args.host:
@@ -41,6 +45,28 @@ def _settings(args):
         settings.security.cluster_secret = SecretStr("")
     limits.configure(settings.limits)  # this process's request and schema limits (vecdb.limits)
     return settings
+
+
+def port_flag(value: str) -> int:
+    """A port flag: 0 to 65535 (gRPC would take 99999 as 99999 % 65536 and listen there; HTTP would
+    raise OverflowError), else a usage error."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {value!r}: a number from 0 to 65535") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {port}: a number from 0 to 65535")
+    return port
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(value: str) -> str:
+    """--log-level: a level's name (any case); anything else is a usage error, not a traceback."""
+    if value.upper() not in _LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{value!r}: DEBUG, INFO, WARNING or ERROR")
+    return value.upper()
 
 
 def _role_http_port(args, settings) -> None:
@@ -263,7 +289,7 @@ def _cluster_command(sub) -> None:
     upp.add_argument("--datanodes", type=int, default=None,
                      help="data nodes, which persist the log into segment files (default 0: the proxies do)")
     upp.add_argument("--data-dir", **data_dir)
-    upp.add_argument("--port", type=int, default=19530,
+    upp.add_argument("--port", type=port_flag, default=19530,
                      help="the first proxy's Milvus API port (default 19530; proxy i gets port+i-1)")
     st = actions.add_parser(
         "status", help="each process of the cluster: alive or dead, each role's /healthz, whether proxies answer",
@@ -309,7 +335,7 @@ def _role_http_flag(p, rest: bool = False) -> None:
     """--http-port; ``rest``: the role serves Milvus's REST API and the web UI there too (a proxy, a node)."""
     serves = "HTTP port: Milvus's REST API, the web UI (/webui/), /metrics and /healthz" if rest else \
         "HTTP port: /healthz and /metrics"
-    p.add_argument("--http-port", type=int, default=None,
+    p.add_argument("--http-port", type=port_flag, default=None,
                    help=f"{serves} (default off; or http.port from --config or VECDB_HTTP__PORT; 0 = off)")
 
 
@@ -318,7 +344,7 @@ def _command(sub, name: str, func, help: str, description: str, data_dir: str, p
     p = sub.add_parser(name, help=help, description=description)
     p.add_argument("--data-dir", default=None, help=data_dir)
     p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None, help=port)
+    p.add_argument("--port", type=port_flag, default=None, help=port)
     p.set_defaults(func=func)
     return p
 
@@ -338,7 +364,7 @@ def _proxy_flags(p, node_id: str, workers: str) -> None:
                    help="the coord's internal RPC address (overrides discovery: default, the one in session/coord)")
     p.add_argument("--node-id", default=None, help=node_id)
     p.add_argument("--workers", type=int, default=None, metavar="N", help=workers)
-    p.add_argument("--worker-port", type=int, default=None, metavar="PORT",
+    p.add_argument("--worker-port", type=port_flag, default=None, metavar="PORT",
                    help="with --workers: worker i also serves the Milvus API on PORT+i alone (proxy.worker_port)")
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set by the parent
     _role_http_flag(p, rest=True)
@@ -407,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="vecdb",
         description="vecdb: a vector database that speaks the Milvus API (use pymilvus to talk to it).",
     )
-    parser.add_argument("--log-level", default=None,
+    parser.add_argument("--log-level", default=None, type=_log_level,
                         help="DEBUG, INFO, WARNING or ERROR (default: the config's log.<role>, else log.level, else "
                              "INFO; VECDB_LOG__<ROLE> / VECDB_LOG__LEVEL set them)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -417,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
                   "Connect with pymilvus: MilvusClient('http://127.0.0.1:19530').",
                   data_dir="where the log, metadata and segments live (default ./data)",
                   port="gRPC port for pymilvus (default 19530)")
-    st.add_argument("--http-port", type=int, default=None,
+    st.add_argument("--http-port", type=port_flag, default=None,
                     help="HTTP port: Milvus's REST API, the web UI (/webui/), /metrics and /healthz (default 9091, "
                          "0 = off)")
     st.add_argument("--workers", type=int, default=None, metavar="N",
@@ -478,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
                   "nats://, etcd://, s3://). See docs/cluster.md",
                   data_dir="local cache of the segment files (default ./data)",
                   port="gRPC port for pymilvus (default 19530)")
-    nd.add_argument("--querynode-port", type=int, default=None, metavar="PORT",
+    nd.add_argument("--querynode-port", type=port_flag, default=None, metavar="PORT",
                     help="the query node's internal gRPC port (default: any free port; with --workers, worker i's "
                          "is PORT+i)")
     _proxy_flags(nd, node_id="this node's id, in session/proxy/<id> and session/querynode/<id> (default: random; "
@@ -501,12 +527,16 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(args.command, logs.level_for(args.command, args.log_level))
     logs.stacks_on_crash()
     from vecdb.config import SettingError
+    from vecdb.errors import InvalidParameter
     from vecdb.startup import StartupFailed
 
     try:
         return args.func(args)
     except SettingError as e:  # a bad TLS file, an unreadable secret file: the message says which
         print(f"vecdb {args.command}: {e}", file=sys.stderr)
+        return 2
+    except InvalidParameter as e:  # a setting the backends refuse (storage.log 'bogus://x'): its message says which
+        print(f"vecdb {args.command}: {e.message}", file=sys.stderr)
         return 2
     except StartupFailed as e:  # a port in use, a data directory held, a refused secret: one line (vecdb.startup)
         print(f"vecdb: {e}", file=sys.stderr)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 
 class SettingError(ValueError):
@@ -248,12 +248,35 @@ class Settings(BaseModel):
 
 
 def load_settings(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """The settings of the YAML file ``path`` and the ``VECDB_<SECTION>__<KEY>`` variables. A file that
+    cannot be read or parsed, or a value of the wrong type: ``SettingError`` saying which (``vecdb``
+    prints it in one line and exits 2)."""
     data: dict = {}
     if path:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as e:
+            raise SettingError(f"cannot read --config {path}: {e.strerror or e}") from None
+        except yaml.YAMLError as e:
+            raise SettingError(f"--config {path} is not valid YAML: {' '.join(str(e).split())}") from None
+        if not isinstance(data, dict):
+            raise SettingError(f"--config {path}: expected a mapping of sections (proxy:, storage:, ...), "
+                               f"not {type(data).__name__}")
     for key, value in (os.environ if env is None else env).items():
         if not key.startswith("VECDB_") or "__" not in key:
             continue
         section, _, name = key[len("VECDB_"):].lower().partition("__")
         data.setdefault(section, {})[name] = value
-    return Settings.model_validate(data)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        wrong = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}{_shown_input(err)}" for err in e.errors())
+        raise SettingError(f"invalid settings (--config or VECDB_ variables): {wrong}") from None
+
+
+def _shown_input(err) -> str:
+    """The wrong value, unless it may be a secret (a password, a key, a secret)."""
+    loc = ".".join(map(str, err["loc"])).lower()
+    if any(word in loc for word in ("secret", "password", "key")) or isinstance(err.get("input"), dict):
+        return ""
+    return f" (got {err.get('input')!r})"

@@ -480,8 +480,12 @@ def run(args: argparse.Namespace) -> int:
     except (VecdbError, OSError) as e:
         print(f"vecdb inspect: reading the metadata store failed: {e}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps(result, indent=1, default=str))
-    else:
-        print(show(result))
+    try:
+        if args.json:
+            print(json.dumps(result, indent=1, default=str))
+        else:
+            print(show(result))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `vecdb inspect ... | head`: the reader has all it wanted, no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit: no 2nd error
     return 0

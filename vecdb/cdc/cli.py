@@ -22,7 +22,9 @@ def add_parser(sub) -> None:
                                    "in --meta-store. 'task' calls that API; 'verify' compares two Milvus endpoints.")
     p.add_argument("--data-dir", default="./cdc-data", help="for a 'local' metadata store (default ./cdc-data)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"HTTP API port (default {DEFAULT_PORT})")
+    from vecdb.cli import port_flag  # 0-65535, else a usage error (not an OverflowError at bind)
+
+    p.add_argument("--port", type=port_flag, default=DEFAULT_PORT, help=f"HTTP API port (default {DEFAULT_PORT})")
     p.add_argument("--meta-store", default="local", metavar="URL",
                    help="where the tasks and their positions are kept: 'local' (files in --data-dir) or etcd://host:port")
     p.add_argument("--namespace", default="vecdb-cdc", help="etcd key prefix of this service (default vecdb-cdc)")

@@ -51,7 +51,7 @@ from vecdb.coord import index_builds
 from vecdb.coord.session import INCARNATION
 from vecdb.jobs import JobKind, JobLost, JobStore, Record, from_record, heartbeat_s
 from vecdb.roles import CatalogRole, DdlRole, IdSource, TimestampSource
-from vecdb.schema import CollectionSchema
+from vecdb.schema import CollectionSchema, validate_collection_name
 from vecdb.storage import segments as sf
 from vecdb.storage.base import MetaStore, ObjectStore
 
@@ -189,6 +189,7 @@ class SnapshotManager:
         db = db or DEFAULT_DB
         _check_name(name)
         info = self.catalog.get(db, collection)  # CollectionNotFound
+        refuse_while_restoring(self.meta, info, "snapshot it")  # 106: part of its segments, no index yet
         key = snapshot_key(db, info.name, name)
         if self.meta.get(key) is not None:
             raise errors.InvalidParameter(f"snapshot already exists[snapshot={name}][collection={info.name}]")
@@ -263,6 +264,7 @@ class SnapshotManager:
                 wait: bool = False) -> RestoreJob:
         """Check what can be checked, record the job and start it (``wait``: run it here)."""
         source_db, target_db = source_db or DEFAULT_DB, target_db or source_db or DEFAULT_DB
+        validate_collection_name(target_collection)  # 1100 now, not a job that fails (Milvus's PreExecute)
         snap = self.get(source_db, source_collection, name)
         self.catalog.database(target_db)  # DatabaseNotFound
         if self.catalog.exists(target_db, target_collection):
@@ -457,19 +459,20 @@ class SnapshotManager:
         return out
 
 
-def refuse_while_restoring(meta: MetaStore, info: CollectionInfo) -> None:
+def refuse_while_restoring(meta: MetaStore, info: CollectionInfo, action: str = "load it") -> None:
     """CollectionOnRecovering (106) when a restore job still runs into ``info`` (Pending or Executing):
     until it completes the collection has no index yet, or only part of its segments, so a load then
     would fail for want of an index or serve part of the rows (Milvus's docs: poll
     get_restore_snapshot_state until RestoreSnapshotCompleted, then load). One scan of the restore job
-    records (a few keys), once per load."""
+    records (a few keys), once per load (and per ``create_snapshot``: a snapshot then would hold part of
+    the rows, and restore them as if whole)."""
     for _, raw in meta.scan(JOB_PREFIX):
         job = RestoreJob.from_json(raw)
         if job.state in (PENDING, EXECUTING) and job.db == info.db and job.collection == info.name \
                 and job.collection_id in (0, info.id):
             raise errors.CollectionOnRecovering(
                 f"collection {info.name} is being restored by job {job.id} ({job.state}, {job.progress}%): "
-                f"load it once the restore completes (get_restore_snapshot_state({job.id}))")
+                f"{action} once the restore completes (get_restore_snapshot_state({job.id}))")
 
 
 def _fail(rec: Record, reason: str) -> None:
@@ -479,7 +482,9 @@ def _fail(rec: Record, reason: str) -> None:
 
 
 def _check_name(name: str) -> None:
+    """Milvus's rule for snapshot names (``ValidateSnapshotName``: a collection name's): letters, digits and
+    underscores, not starting with a digit, at most 255 characters. A '/' would also nest the name's record
+    under another key of ``snapshot/<db>/<collection>/``."""
     if not name or not name.strip():
         raise errors.InvalidParameter("snapshot name should not be empty")
-    if len(name) > 255:
-        raise errors.InvalidParameter(f"the length of a snapshot name must be less than 255 characters: {name}")
+    validate_collection_name(name, "snapshot name")

@@ -83,12 +83,23 @@ def open_backends(storage) -> Backends:
     return backends
 
 
+def _make_data_dir(root: str) -> None:
+    """The data directory, created if missing; one that cannot be (a file there, no permission, a
+    read-only disk): ``StartupFailed`` saying so, which ``vecdb`` prints in one line (no traceback)."""
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as e:
+        from vecdb.startup import StartupFailed
+
+        raise StartupFailed(f"cannot use data directory {root}: {e.strerror or e}") from None
+
+
 def _open_log(storage, root: str, ns: str) -> Log:
     url = storage.log
     if url == "wal":
         from vecdb.storage.wal import WalLog
 
-        os.makedirs(root, exist_ok=True)
+        _make_data_dir(root)
         return WalLog(os.path.join(root, "wal"), segment_bytes=storage.wal_segment_bytes,
                       reserve_bytes=storage.disk_reserve_bytes)
     if url.startswith(("nats://", "tls://")):
@@ -106,7 +117,7 @@ def _open_meta(url: str, root: str, ns: str) -> MetaStore:
     if url == "local":
         from vecdb.storage.local_meta import LocalMetaStore
 
-        os.makedirs(root, exist_ok=True)
+        _make_data_dir(root)
         return LocalMetaStore(os.path.join(root, "meta"))
     if url.startswith("etcd://"):
         from vecdb.storage.etcd_meta import EtcdMetaStore
@@ -124,7 +135,7 @@ def _open_objects(storage, root: str, ns: str) -> ObjectStore:
     if url == "local":
         from vecdb.storage.local_objects import LocalObjectStore
 
-        os.makedirs(root, exist_ok=True)
+        _make_data_dir(root)
         return LocalObjectStore(os.path.join(root, "objects"), reserve_bytes=storage.disk_reserve_bytes)
     if url.startswith("s3://"):
         from vecdb.storage.s3_objects import S3ObjectStore
