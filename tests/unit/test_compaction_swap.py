@@ -27,7 +27,7 @@ from vecdb.querynode import compaction as qc
 from vecdb.querynode.executor import SearchSpec, count
 from vecdb.querynode.node import QueryNode
 from vecdb.querynode.segment import Segment
-from vecdb.querynode.shard import Shard
+from vecdb.querynode.shard import RETIRED_KEEP_S, Shard
 from vecdb.schema import CollectionSchema, DataType, FieldSchema
 from vecdb.storage import segments as sf
 from vecdb.storage.memory import MemoryLog, MemoryMetaStore, MemoryObjectStore
@@ -291,6 +291,9 @@ def test_swap_keeps_results_and_pk_index_with_deletes_and_upserts_before_and_aft
         # a read that took its snapshot before the swap still reads the old segments, whole
         assert count(inflight, READ_TS, None) == before[id(early)]["count"]
         del inflight
+        # kept for reads at snapshots older than the rows they lost (Shard.replace_segments), then released
+        assert {id(s) for r in early._by_channel[CH].retired for s in r.old} == {id(r()) for r in sources}
+        early._by_channel[CH].prune_retired(time.monotonic() + RETIRED_KEEP_S)
         gc.collect()
         assert [r() for r in sources] == [None, None]  # the swapped-out segments are released
 

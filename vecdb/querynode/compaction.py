@@ -339,7 +339,7 @@ class CompactionFollower:
                 log.error("compaction %s: no row of %s is alive at %d, but %d are here; keeping them", rec.key,
                           rec.sources, rec.position, alive)
                 return False
-            shard.replace_segments(held, None)
+            shard.replace_segments(held, None, _dropped_ts(np.concatenate([s.del_ts() for s in held]), []))
         self.swapped += 1
         self._evict_cached(rec, held)
         log.info("channel %s: dropped %d compacted-away segments (%s)", rec.channel, len(held), rec.key)
@@ -445,7 +445,8 @@ class CompactionFollower:
                 log.error("compaction %s: %d rows are alive in %s here, %d in %s; keeping them", rec.key, src_live,
                           rec.sources, live, rec.targets)
                 return False
-            shard.replace_segments(p.sources, [b.segment for b in p.built])
+            shard.replace_segments(p.sources, [b.segment for b in p.built],
+                                   _dropped_ts(src_del, [b.take for b in p.built]))
             for b in p.built:
                 shard.pk_index.update(zip(b.keys, b.locators))
         self.swapped += 1
@@ -457,6 +458,18 @@ class CompactionFollower:
         if coll is not None and unindexed:
             self.node._schedule_index(coll.info, unindexed)
         return True
+
+
+def _dropped_ts(src_del: np.ndarray, taken: list[np.ndarray]) -> int:
+    """The newest delete timestamp among the source rows (delete timestamps ``src_del``) that no new
+    segment took (``taken``: the source rows each one took): a read at an older snapshot still sees
+    some of them, and reads the sources (``Shard.replace_segments``). 0 when none was dropped."""
+    dropped = np.ones(len(src_del), bool)
+    for take in taken:
+        dropped[take] = False
+    dead = src_del[dropped]
+    dead = dead[dead != MAX_TIMESTAMP]
+    return int(dead.max()) if len(dead) else 0
 
 
 def _compacted_id(prefix: str) -> int | None:

@@ -75,16 +75,17 @@ class LoadedCollection:
         self.shards = shards
 
     def snapshot(self, partition_ids: set[int] | None, channels: Sequence[str] | None = None,
-                 scopes: Mapping[str, ReadScope] | None = None, reading: bool = False) -> list[SegmentView]:
+                 scopes: Mapping[str, ReadScope] | None = None, reading: bool = False,
+                 ts: int | None = None) -> list[SegmentView]:
         """The segments of every shard held, or of ``channels`` only (each must be held here: a
         proxy that planned a read with an older assignment gets ``CollectionNotLoaded`` and plans
         again); ``scopes``: the part of a channel to read, where its sealed segments are spread over
         several nodes (``ReadScope``); ``reading``: a read of ``channels`` without a scope for a channel
         this node does not lead is refused (``CollectionNotLoaded``: the proxy planned it with an older
-        picture)."""
+        picture); ``ts``: the read's snapshot timestamp (``Shard.snapshot``)."""
         scopes = scopes or {}
         if channels is None:
-            return [v for s in self.shards for v in s.snapshot(partition_ids, scopes.get(s.channel))]
+            return [v for s in self.shards for v in s.snapshot(partition_ids, scopes.get(s.channel), ts)]
         if reading:
             led_elsewhere = [s.channel for s in self.shards if s.channel in channels and not s.leader
                              and s.channel not in scopes]
@@ -96,7 +97,7 @@ class LoadedCollection:
         if missing:
             raise errors.CollectionNotLoaded(f"channels {missing} of collection {self.info.name} are not "
                                              f"loaded on this query node")
-        return [v for ch in channels for v in by_channel[ch].snapshot(partition_ids, scopes.get(ch))]
+        return [v for ch in channels for v in by_channel[ch].snapshot(partition_ids, scopes.get(ch), ts)]
 
 
 class QueryNode:
@@ -452,8 +453,8 @@ class QueryNode:
                 if info.truncated_ts > shard.truncated_ts:  # truncate_collection
                     shard.truncate(info.truncated_ts)
                 if shard.schema.version != info.schema.version:
-                    with shard.lock:
-                        for seg in shard.segments.values():
+                    with shard.lock:  # a compaction's sources kept for older snapshots follow too (Shard.retired)
+                        for seg in [*shard.segments.values(), *(o for r in shard.retired for o in r.old)]:
                             seg.take_schema(info.schema)
                         shard.schema = info.schema
             coll.info = info
@@ -857,11 +858,12 @@ class QueryNode:
         return coll
 
     def _read_views(self, info: CollectionInfo, partition_ids: set[int] | None, channels: Sequence[str] | None,
-                    scopes: Mapping[str, ReadScope] | None, *, sealed_only: bool = False) -> list[SegmentView]:
-        """What a read of ``info`` looks at (``LoadedCollection.snapshot``; ``sealed_only``: not the
-        growing segments), each view with the collection's TTL (rows older than the read's snapshot by
-        more are expired, as Milvus's segcore masks them)."""
-        views = self._collection(info).snapshot(partition_ids, channels, scopes, reading=True)
+                    scopes: Mapping[str, ReadScope] | None, *, sealed_only: bool = False,
+                    ts: int | None = None) -> list[SegmentView]:
+        """What a read of ``info`` at snapshot ``ts`` looks at (``LoadedCollection.snapshot``; ``sealed_only``:
+        not the growing segments), each view with the collection's TTL (rows older than the read's snapshot
+        by more are expired, as Milvus's segcore masks them)."""
+        views = self._collection(info).snapshot(partition_ids, channels, scopes, reading=True, ts=ts)
         if sealed_only:
             views = [v for v in views if v.segment.sealed]
         span = info.ttl_span
@@ -873,7 +875,7 @@ class QueryNode:
                scopes: Mapping[str, ReadScope] | None = None) -> executor.Hits:
         """Over every channel held, or over ``channels`` (a proxy's share of a sharded read), or the
         part of them ``scopes`` names."""
-        views = self._read_views(info, partition_ids, channels, scopes)
+        views = self._read_views(info, partition_ids, channels, scopes, ts=spec.ts or None)
         hits = executor.search(views, spec, info.schema.primary_field.name, output_fields)
         for name in output_fields:
             if name not in hits.columns or not len(hits.pks):
@@ -884,14 +886,14 @@ class QueryNode:
                         channels: Sequence[str] | None = None,
                         scopes: Mapping[str, ReadScope] | None = None) -> dict:
         """``vecdb.bm25.statistics`` over what ``search`` with the same arguments reads."""
-        return bm25.statistics(self._read_views(info, partition_ids, channels, scopes), spec)
+        return bm25.statistics(self._read_views(info, partition_ids, channels, scopes, ts=spec.ts or None), spec)
 
     @metrics.querynode_read("query")
     def query(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               output_fields: Sequence[str], limit: int | None, offset: int,
               channels: Sequence[str] | None = None, scopes: Mapping[str, ReadScope] | None = None,
               *, sealed_only: bool = False) -> dict[str, np.ndarray]:
-        views = self._read_views(info, partition_ids, channels, scopes, sealed_only=sealed_only)
+        views = self._read_views(info, partition_ids, channels, scopes, sealed_only=sealed_only, ts=ts)
         if not views:
             return {n: output_column(info.schema, n) for n in output_fields}
         return executor.query(views, ts, flt, output_fields, info.schema.primary_field.name, limit, offset)
@@ -903,7 +905,7 @@ class QueryNode:
                        sealed_only: bool = False) -> dict[str, np.ndarray]:
         """A query aggregation's per-group partials over the rows ``query`` would return
         (``vecdb.group_partials``): what the proxy merges instead of every matching row."""
-        views = self._read_views(info, partition_ids, channels, scopes, sealed_only=sealed_only)
+        views = self._read_views(info, partition_ids, channels, scopes, sealed_only=sealed_only, ts=ts)
         empty = {n: output_column(info.schema, n) for n in fetched(info.schema, spec)}
         return executor.aggregate(views, ts, flt, info.schema, spec, empty)
 
@@ -916,7 +918,7 @@ class QueryNode:
         (ties by primary key; ``vecdb.top_rows``), ``offset`` skipped, at most ``limit``; asked by the
         proxy with offset 0, ``output_fields`` holding the sort columns (``TopSpec.columns``) its merge
         reads."""
-        views = self._read_views(info, partition_ids, channels, scopes, sealed_only=sealed_only)
+        views = self._read_views(info, partition_ids, channels, scopes, sealed_only=sealed_only, ts=ts)
         if not views:
             return {n: output_column(info.schema, n) for n in output_fields}
         cols = executor.query_top(views, ts, flt, output_fields, TopSpec.of(info.schema, order, limit + offset))
@@ -926,7 +928,8 @@ class QueryNode:
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               channels: Sequence[str] | None = None, scopes: Mapping[str, ReadScope] | None = None,
               *, sealed_only: bool = False) -> int:
-        return executor.count(self._read_views(info, partition_ids, channels, scopes, sealed_only=sealed_only), ts, flt)
+        views = self._read_views(info, partition_ids, channels, scopes, sealed_only=sealed_only, ts=ts)
+        return executor.count(views, ts, flt)
 
     def num_rows(self, info: CollectionInfo) -> int:
         coll = self.collections.get(info.id)

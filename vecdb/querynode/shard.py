@@ -14,11 +14,21 @@ append that came in the same poll), and a read looks at the shard as of ``min(it
 horizon)`` (``SegmentView.horizon``, taken before the segments): a record applied later is invisible
 to it whole, its rows and its deletes alike. A Strong read waited for its positions first, so the
 horizon already covers every write acknowledged before it began.
+
+A compaction's new segment holds only the rows alive at its position: a row deleted (or upserted
+over) before it is gone, though a read pinned at an older snapshot (a query iterator's pages, which
+all read at its first page's timestamp; a Strong read whose timestamp was taken before the swap)
+still sees it. ``replace_segments`` keeps the sources, with the newest delete timestamp among the
+rows they lost (``Retired``), for ``RETIRED_KEEP_S`` seconds, and a read whose snapshot is below it
+looks at the sources in place of the new segments (``snapshot(ts=)``): the rows of the sources and
+of the new segments agree for every snapshot at or above that timestamp, and deletes applied after
+the swap have larger timestamps than any such read's.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +44,7 @@ from vecdb.timestamp import MAX_TIMESTAMP
 _OFFSET_BITS = 32
 _OFFSET_MASK = (1 << _OFFSET_BITS) - 1
 OFFSET_BITS = _OFFSET_BITS  # a locator is ``slot << OFFSET_BITS | offset``
+RETIRED_KEEP_S = 120.0  # how long a read pinned at a snapshot older than a compaction still sees its sources
 
 
 @dataclass
@@ -46,6 +57,17 @@ class SegmentView:
     n: int
     ttl: int = 0
     horizon: int = MAX_TIMESTAMP  # changes with a later timestamp were applied after the view was taken
+
+
+@dataclass(frozen=True)
+class Retired:
+    """Sealed segments a compaction replaced (``old``) by ``new``: a read whose snapshot is below
+    ``dropped_ts`` (the newest delete timestamp among the rows ``new`` lacks) reads ``old`` instead."""
+
+    old: tuple[Segment, ...]
+    new: tuple[Segment, ...]
+    dropped_ts: int
+    until: float  # time.monotonic() after which it is forgotten
 
 
 class Shard:
@@ -68,6 +90,7 @@ class Shard:
         # keeps the rest, and the rows still growing, as stubs (keys and timestamps).
         self.leader = True
         self.truncated_ts = 0  # truncate_collection: rows written at or before it are gone (``truncate``)
+        self.retired: tuple[Retired, ...] = ()  # compactions' sources, for reads at older snapshots (module doc)
 
     # --- writes -----------------------------------------------------------
     def apply(self, position: int, record: Record, publish: bool = True) -> None:
@@ -125,17 +148,31 @@ class Shard:
             self._next_slot += 1
             return self._next_slot - 1
 
-    def replace_segments(self, old: list[Segment], new: Segment | list[Segment] | None) -> None:
+    def replace_segments(self, old: list[Segment], new: Segment | list[Segment] | None, dropped_ts: int = 0) -> None:
         """Swap sealed segments for ``new`` (slots from ``reserve_slot``; several: a clustering
         compaction's), or for none: a compaction (``vecdb.querynode.compaction``). The dict is replaced
         whole, in one assignment: a reader's snapshot lists either the old segments or the new ones. The
-        caller holds the lock and points the primary-key index at the new segments' live rows."""
+        caller holds the lock and points the primary-key index at the new segments' live rows.
+        ``dropped_ts``: the newest delete timestamp among the rows of ``old`` that ``new`` lacks; reads
+        at older snapshots keep reading ``old`` for ``RETIRED_KEEP_S`` s (module doc)."""
+        added = [] if new is None else new if isinstance(new, list) else [new]
         segments = dict(self.segments)
         for seg in old:
             del segments[seg.slot]
-        for seg in [] if new is None else new if isinstance(new, list) else [new]:
+        for seg in added:
             segments[seg.slot] = seg
+        now = time.monotonic()
+        kept = tuple(r for r in self.retired if r.until > now)
+        if dropped_ts and old and RETIRED_KEEP_S > 0:
+            kept += (Retired(tuple(old), tuple(added), dropped_ts, now + RETIRED_KEEP_S),)
+        self.retired = kept
         self.segments = segments
+
+    def prune_retired(self, now: float | None = None) -> None:
+        """Forget the compactions' sources kept past their time (at ``now``, a ``time.monotonic()``)."""
+        with self.lock:
+            now = time.monotonic() if now is None else now
+            self.retired = tuple(r for r in self.retired if r.until > now)
 
     def swap(self, old: Segment, new: Segment) -> None:
         """Put ``new`` in ``old``'s slot (the same rows: a stub for a full segment or the other way);
@@ -173,6 +210,7 @@ class Shard:
             for seg in keep.values():
                 seg.mark_deleted(np.flatnonzero(seg.ts() <= np.uint64(ts)), ts)
             self.growing = {pid: s for pid, s in self.growing.items() if s.slot in keep}
+            self.retired = ()  # a read at an older snapshot sees the truncation's survivors (no sources)
             self.segments = keep
             self.pk_index = {}
             self.rebuild_pk_index()
@@ -243,6 +281,7 @@ class Shard:
                 seg.mark_deleted(np.arange(seg.n), 0)
                 self.segments.pop(seg.slot)
             self.growing.pop(partition_id, None)
+            self.retired = tuple(r for r in self.retired if all(s.partition_id != partition_id for s in r.old))
             dead_slots = {s.slot for s in dead}
             self.pk_index = {k: v for k, v in self.pk_index.items() if (v >> _OFFSET_BITS) not in dead_slots}
 
@@ -290,15 +329,26 @@ class Shard:
             self.segments[slot].mark_deleted(locs[m] & _OFFSET_MASK, ts[m])
 
     # --- reads ------------------------------------------------------------
-    def snapshot(self, partition_ids: set[int] | None, scope: ReadScope | None = None) -> list[SegmentView]:
+    def snapshot(self, partition_ids: set[int] | None, scope: ReadScope | None = None,
+                 ts: int | None = None) -> list[SegmentView]:
         """Lock-free: rows appended after the reader's timestamp are hidden by MVCC anyway, and
         ``segments`` is only ever replaced or grown by whole-item operations (list() copies it
         atomically under the GIL). Stubs are never read. ``scope``: the part of the channel a
         proxy reads here when the channel's sealed segments are spread over several nodes
         (``CollectionNotLoaded`` when this node does not hold that part: the proxy planned with an older
-        picture and plans again)."""
+        picture and plans again). ``ts``: the read's snapshot timestamp, for a compaction's sources
+        (module doc; a scoped read names the segments it reads and gets those)."""
         horizon = self.horizon  # before the segments: what is applied after it is not seen (module doc)
-        segs = [s for s in list(self.segments.values()) if s.n]
+        segs = list(self.segments.values())
+        retired = self.retired  # after the segments: a swap sets it before them, so new segments come with theirs
+        if retired and retired[0].until <= time.monotonic() and self.lock.acquire(blocking=False):
+            try:  # their memory goes now, not at the next swap (a read never waits for the lock)
+                self.prune_retired()
+            finally:
+                self.lock.release()
+        if ts is not None and scope is None and retired:
+            segs = _as_of(segs, retired, ts)
+        segs = [s for s in segs if s.n]
         if scope is not None:
             segs = scope.select(self, segs)
         return [SegmentView(s, s.n, horizon=horizon) for s in segs
@@ -330,6 +380,19 @@ class ReadScope:
             raise errors.CollectionNotLoaded(f"channel {shard.channel}: segments {sorted(missing)} are not served "
                                              f"here")
         return out
+
+
+def _as_of(segs: list[Segment], retired: tuple[Retired, ...], ts: int) -> list[Segment]:
+    """``segs`` as a read at ``ts`` must see them: each compaction (newest first) that dropped rows a
+    read at ``ts`` still sees, and whose new segments are all in ``segs``, undone."""
+    by_slot = {s.slot: s for s in segs}
+    now = time.monotonic()
+    for r in reversed(retired):
+        if ts < r.dropped_ts and r.until > now and all(by_slot.get(n.slot) is n for n in r.new):
+            for n in r.new:
+                del by_slot[n.slot]
+            by_slot.update((o.slot, o) for o in r.old)
+    return list(by_slot.values())
 
 
 def _lexsort_obj(pks: np.ndarray, ts: np.ndarray) -> np.ndarray:
