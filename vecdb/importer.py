@@ -25,9 +25,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -164,20 +166,95 @@ def read_object(objects: ObjectStore, path: str, local_files: bool) -> bytes:
 
 
 def json_rows(data: bytes, path: str) -> list[dict]:
+    """A row-based JSON file's rows. A ``.json`` file is decoded row by row (``_json_array``): one
+    ``json.loads`` of a whole file holds the GIL for as long as it parses (56 s for a 500 MB file of
+    200,000 128-dim rows on a loaded machine), which starved the session's renewal thread and stopped
+    the server ("the storage session was lost"); between two rows other threads run."""
     try:
+        text = data.decode("utf-8-sig")
+        del data
         if path.lower().endswith(".jsonl"):  # JSON lines: one row object a line
-            doc = [json.loads(line) for line in data.splitlines() if line.strip()]
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
         else:
-            doc = json.loads(data)
+            rows = _json_rows_doc(text, path)
     except ValueError as e:
         raise errors.InvalidParameter(f"failed to parse the JSON file {path}: {e}") from None
-    rows = doc.get("rows") if isinstance(doc, dict) else doc
-    if not isinstance(rows, list):
-        raise errors.InvalidParameter(f"the JSON file {path} holds no rows: expected {{\"rows\": [...]}} or a list")
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise errors.InvalidParameter(f"the JSON file {path}: row {i} is not an object")
     return rows
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    m = _WS.match(text, pos)
+    return m.end() if m else pos
+
+
+def _json_rows_doc(text: str, path: str) -> list:
+    """The rows of a JSON document: a top-level list, or the list under ``"rows"`` of an object (its
+    other keys decoded whole)."""
+    pos = _skip_ws(text, 0)
+    rows: Any
+    if text.startswith("[", pos):
+        rows, pos = _json_array(text, pos)
+    elif text.startswith("{", pos):
+        rows, pos = _json_object_rows(text, pos + 1)
+    else:
+        rows, pos = _DECODER.raw_decode(text, pos)  # a scalar: not rows (or a JSON error)
+        rows = None
+    if _skip_ws(text, pos) != len(text):
+        raise ValueError(f"Extra data: char {pos}")
+    if not isinstance(rows, list):
+        raise errors.InvalidParameter(f"the JSON file {path} holds no rows: expected {{\"rows\": [...]}} or a list")
+    return rows
+
+
+def _json_array(text: str, pos: int) -> tuple[list, int]:
+    """The JSON array starting at ``text[pos]`` (``[``), decoded one element at a time; and the end."""
+    out: list = []
+    pos = _skip_ws(text, pos + 1)
+    if text.startswith("]", pos):
+        return out, pos + 1
+    while True:
+        value, pos = _DECODER.raw_decode(text, pos)
+        out.append(value)
+        pos = _skip_ws(text, pos)
+        if text.startswith("]", pos):
+            return out, pos + 1
+        if not text.startswith(",", pos):
+            raise ValueError(f"Expecting ',' delimiter: char {pos}")
+        pos = _skip_ws(text, pos + 1)
+
+
+def _json_object_rows(text: str, pos: int) -> tuple[list | None, int]:
+    """The ``"rows"`` list of the JSON object whose body starts at ``text[pos]`` (after ``{``); and the end."""
+    rows = None
+    pos = _skip_ws(text, pos)
+    if text.startswith("}", pos):
+        return rows, pos + 1
+    while True:
+        key, pos = _DECODER.raw_decode(text, pos)
+        if not isinstance(key, str):
+            raise ValueError(f"Expecting property name enclosed in double quotes: char {pos}")
+        pos = _skip_ws(text, pos)
+        if not text.startswith(":", pos):
+            raise ValueError(f"Expecting ':' delimiter: char {pos}")
+        pos = _skip_ws(text, pos + 1)
+        if key == "rows" and text.startswith("[", pos):
+            rows, pos = _json_array(text, pos)
+        else:
+            value, pos = _DECODER.raw_decode(text, pos)
+            rows = value if key == "rows" else rows
+        pos = _skip_ws(text, pos)
+        if text.startswith("}", pos):
+            return rows, pos + 1
+        if not text.startswith(",", pos):
+            raise ValueError(f"Expecting ',' delimiter: char {pos}")
+        pos = _skip_ws(text, pos + 1)
 
 
 DYNAMIC = "$meta"
@@ -185,12 +262,16 @@ DYNAMIC = "$meta"
 
 def parquet_rows(schema: CollectionSchema, data: bytes, path: str) -> list[dict]:
     """A Parquet file's rows as JSON import rows: the columns pymilvus's writers store as JSON
-    strings (JSON fields, sparse vectors, ``$meta``) parsed, ``$meta``'s keys spread into the row."""
+    strings (JSON fields, sparse vectors) parsed; ``$meta`` as the writers left it (``merge_dynamic``
+    spreads it into the row), a null one dropped."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        rows = pq.read_table(io.BytesIO(data)).to_pylist()
+        table = pq.read_table(io.BytesIO(data))
+        rows: list[dict] = []
+        for start in range(0, table.num_rows, JSON_BATCH_ROWS):  # (one to_pylist holds the GIL throughout)
+            rows.extend(table.slice(start, JSON_BATCH_ROWS).to_pylist())
     except (pa.ArrowException, OSError, ValueError) as e:
         raise errors.InvalidParameter(f"failed to read the parquet file {path}: {e}") from None
     as_json = [f.name for f in schema.fields if f.dtype in (DataType.JSON, DataType.SPARSE_FLOAT_VECTOR)
@@ -200,13 +281,38 @@ def parquet_rows(schema: CollectionSchema, data: bytes, path: str) -> list[dict]
             for name in as_json:
                 if isinstance(row.get(name), str):
                     row[name] = json.loads(row[name])
-            meta = row.pop(DYNAMIC, None)
-            if isinstance(meta, str):
-                meta = json.loads(meta)
-            if isinstance(meta, dict):
-                row.update({k: v for k, v in meta.items() if k not in row})
         except ValueError as e:
             raise errors.InvalidParameter(f"failed to import the file {path}: row {i}: invalid JSON: {e}") from None
+        if row.get(DYNAMIC, 0) is None:  # the writers' $meta column holds a null for a row without keys
+            del row[DYNAMIC]
+    return rows
+
+
+def merge_dynamic(schema: CollectionSchema, rows: list[dict], path: str) -> list[dict]:
+    """Rows with a ``$meta`` key (JSON and Parquet files) as an insert takes them: its object (or JSON
+    string of one) spread into the row beside the keys outside the schema, as Milvus's JSON import
+    combines them (``combineDynamicRow``; a key in both is refused, a ``$meta`` that is no object too).
+    Without a dynamic field the key stays, and the row is refused as one with a field not in the schema."""
+    if schema.dynamic_field is None:
+        return rows
+    static = {f.name for f in schema.fields}
+    for i in [i for i, row in enumerate(rows) if DYNAMIC in row]:
+        row = rows[i]
+        meta = row.pop(DYNAMIC)
+        where = f"failed to import the file {path}: row {i}"
+        if isinstance(meta, str):
+            try:
+                meta = json.loads(meta)
+            except ValueError:
+                raise errors.InvalidParameter(f"{where}: illegal value for dynamic field, not a JSON format "
+                                              "string") from None
+        if not isinstance(meta, dict):
+            raise errors.InvalidParameter(f"{where}: illegal value for dynamic field, not a JSON object")
+        for key, value in meta.items():
+            if key in row and key not in static:
+                raise errors.InvalidParameter(f"{where}: duplicated key is not allowed, key={key}")
+            if key not in static:  # (a schema field's name inside $meta would shadow the field)
+                row[key] = value
     return rows
 
 
@@ -225,9 +331,11 @@ def numpy_columns(schema: CollectionSchema, files: dict[str, bytes]) -> tuple[di
             raise errors.InvalidParameter(f"the function output field {name} cannot be imported ({path})")
         if f.is_primary and f.auto_id:
             raise errors.InvalidParameter(f"the primary key '{name}' is auto-generated, no need to provide ({path})")
+        if f.name in columns:  # (two files of one field, e.g. from two directories: which rows?)
+            raise errors.InvalidParameter(f"duplicated numpy file for the field {f.name}: {path}")
         try:
             arr = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, EOFError) as e:  # EOFError: an empty file
             raise errors.InvalidParameter(f"failed to read the numpy file {path}: {e}") from None
         columns[f.name] = _numpy_column(f, arr, path)
         if f.nullable:  # numpy has no nulls: every row holds a value
@@ -304,7 +412,8 @@ def _numpy_column(f, arr: np.ndarray, path: str) -> np.ndarray:
         target = _INTS[dt]
         info = np.iinfo(target)
         if len(arr) and (arr.min() < info.min or arr.max() > info.max):
-            raise errors.InvalidParameter(f"the numpy file {path}: a value of the field {f.name} is out of {target}")
+            raise errors.InvalidParameter(f"the numpy file {path}: a value of the field {f.name} is out of the "
+                                          f"range of {np.dtype(target).name}")
         return arr.astype(target)
     raise errors.InvalidParameter(f"the field {f.name} of type {dt.name} cannot be imported from numpy ({path})")
 

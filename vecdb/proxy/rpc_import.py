@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 
-from pymilvus.grpc_gen import common_pb2, milvus_pb2
+from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
 from vecdb import errors, importer, jobs
 from vecdb.catalog_model import DEFAULT_PARTITION
@@ -37,7 +37,7 @@ from vecdb.proxy.fieldencode import field_data_from_columns
 from vecdb.proxy.quota import admit_collection
 from vecdb.proxy.rpc_dml import DmlRpcs
 from vecdb.request_db import db_of
-from vecdb.schema import DYNAMIC_FIELD, CollectionSchema
+from vecdb.schema import DYNAMIC_FIELD, CollectionSchema, DataType
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,7 @@ class ImportRpcs(DmlRpcs):
         job = rec.job
         _, objects = self.stores()
         local_files = self.r.component == "standalone" and hasattr(objects, "_root")
-        info = self.collection(job.db, job.collection)
-        if info.id != job.collection_id:
-            raise errors.CollectionNotFound(f"collection {job.collection} was dropped during the import")
+        info = self._live_collection(job)
         job.state, job.total_rows = IMPORTING, 0  # a job taken over checks (and counts) every file again
         rec.put()
         zone = self.zone_of(info)  # TIMESTAMPTZ strings without an offset are read in it
@@ -122,6 +120,7 @@ class ImportRpcs(DmlRpcs):
             rec.put()
             del batches
         self._write_batches(rec, info, objects, local_files, zone, kept)
+        self._live_collection(job)  # dropped while the last batch was written: failed, not completed
         try:  # seal what was written (Milvus's imports end as sealed segments)
             job.segment_ids, _ = self.sealer.flush(self.collection(job.db, job.collection))
         except Exception as e:  # noqa: BLE001 - the rows are durable in the log: the seal policy seals them later
@@ -146,6 +145,9 @@ class ImportRpcs(DmlRpcs):
             for b, (columns, n) in enumerate(held_batches):
                 if g == start["group"] and b < start["batch"]:
                     continue
+                # the collection as it is now: one dropped (or dropped and created again) or a partition
+                # dropped meanwhile fails the job (its rows went nowhere; it used to end "Completed")
+                info = self._live_collection(job)
                 cursor: dict = {"group": g, "batch": b, "rows": written}
                 if pk.auto_id:  # the in-flight batch's keys again, else new ones
                     first = start.get("pk") if (g, b) == (start["group"], start["batch"]) else None
@@ -161,6 +163,17 @@ class ImportRpcs(DmlRpcs):
         job.cursor = {"group": len(job.files), "batch": 0, "rows": written}
         job.imported_rows = written
 
+    def _live_collection(self, job: ImportJob):
+        """The job's collection now; CollectionNotFound when it was dropped since the job began (or
+        dropped and created again under its name: another collection)."""
+        try:
+            info = self.collection(job.db, job.collection)
+        except errors.CollectionNotFound:
+            info = None
+        if info is None or info.id != job.collection_id:
+            raise errors.CollectionNotFound(f"collection {job.collection} was dropped during the import")
+        return info
+
     @staticmethod
     def _read_group(schema: CollectionSchema, objects, group: list[str], local_files: bool,
                     zone: str) -> list[tuple[dict, int]]:
@@ -168,11 +181,12 @@ class ImportRpcs(DmlRpcs):
         collection's time zone."""
         data = {p: importer.read_object(objects, p, local_files) for p in group}
         kind = importer.file_kind(group[0])
-        if kind == "parquet":
-            return row_batches(schema, importer.parquet_rows(schema, data[group[0]], group[0]), group[0], zone)
-        if kind != "npy":
-            return row_batches(schema, importer.json_rows(data[group[0]], group[0]), group[0], zone)
-        return _numpy_batches(schema, data, zone)
+        if kind == "npy":
+            return _numpy_batches(schema, data, zone)
+        path = group[0]
+        rows = importer.parquet_rows(schema, data.pop(path), path) if kind == "parquet" else \
+            importer.json_rows(data.pop(path), path)
+        return row_batches(schema, importer.merge_dynamic(schema, rows, path), path, zone)
 
     # --- the RPCs ------------------------------------------------------------------------
     @rpc(milvus_pb2.ImportResponse)
@@ -259,9 +273,21 @@ def _first_bad_row(schema: CollectionSchema, rows: list[dict], batch_error: Exce
             if pk.auto_id and pk.name in row:
                 raise errors.InvalidParameter(f"the primary key '{pk.name}' is auto-generated, no need to provide")
             _validated(schema, rows_to_field_data(schema, [row]), 1, zone)
-        except (errors.VecdbError, KeyError, TypeError, ValueError) as e:
+        except TypeError as e:  # (the encoder's words name no field: "bad argument type for built-in operation")
+            return i, _wrong_string(schema, row) or _reason(e)
+        except (errors.VecdbError, KeyError, ValueError) as e:
             return i, _reason(e)
     return 0, _reason(batch_error)
+
+
+def _wrong_string(schema: CollectionSchema, row: dict) -> str | None:
+    """Milvus's JSON import words for a string field of ``row`` holding no string, if one does."""
+    for f in schema.fields:
+        value = row.get(f.name)
+        if f.dtype in (DataType.VARCHAR, DataType.TEXT) and value is not None and not isinstance(value, str):
+            return (f"expected type '{schema_pb2.DataType.Name(int(f.dtype))}' for field '{f.name}', "
+                    f"got type '{type(value).__name__}' with value '{value}'")
+    return None
 
 
 def _reason(e: Exception) -> str:
