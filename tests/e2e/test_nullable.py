@@ -286,9 +286,10 @@ def test_milvus_docs_examples(client, name):
     res = client.search(name, [[0.1, 0.2, 0.4, 0.3, 0.128]], limit=2, search_params={"params": {"nprobe": 16}},
                         output_fields=["id", "age"], consistency_level="Strong")
     assert [(h["id"], h["entity"]["age"]) for h in res[0]] == [(1, 30), (2, None)]
-    # grouping on a nullable field is refused (Milvus 2.5's limits)
-    with pytest.raises(MilvusException, match="nullable"):
-        client.search(name, [[0.1] * 5], limit=2, group_by_field="age")
+    # grouping on a nullable field: its nulls are one group (Milvus 2.6+)
+    res = client.search(name, [[0.1] * 5], limit=2, group_by_field="age", group_size=2, output_fields=["age"],
+                        consistency_level="Strong")
+    assert [(h["id"], h["entity"]["age"]) for h in res[0]] == [(1, 30), (2, None), (3, None)]
 
 
 def test_partial_update_keeps_nulls(client, name):

@@ -13,7 +13,8 @@ required, ``offset`` (>= 0, default 0) and ``decay`` (in (0, 1), default 0.5). W
 
 so a value ``scale`` past the offset keeps ``decay`` of its score. Scores are first made larger-is-
 better (distances: ``1 - 2 atan(d) / pi``); a key several requests returned keeps its best one. A
-null value reads as 0 (the column's placeholder, as Milvus reads it).
+null value of a nullable field decays its hit's score to 0 (Milvus 3.0's decay chain: a null decay
+factor combines as zero, ``ScoreCombineNullAsZero``), so such hits sink below every valued one.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vecdb import errors
-from vecdb.schema import CollectionSchema, DataType
+from vecdb.schema import CollectionSchema, DataType, valid_key
 
 FUNCTIONS = ("gauss", "linear", "exp")
 _NUMERIC = {DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64, DataType.FLOAT, DataType.DOUBLE}
@@ -38,15 +39,33 @@ class Decay:
     scale: float
     offset: float = 0.0
     decay: float = 0.5
+    nullable: bool = False
 
     def factors(self, values: np.ndarray) -> np.ndarray:
-        """The multiplier of each value (float64 math, as Milvus's)."""
+        """The multiplier of each value (float64 math, as Milvus's); NaN (a null, ``values_of``): 0."""
         d = np.maximum(0.0, np.abs(values.astype(np.float64) - self.origin) - self.offset)
         if self.function == "gauss":
-            return np.exp(math.log(self.decay) * d * d / (self.scale * self.scale))
-        if self.function == "exp":
-            return np.exp(math.log(self.decay) * d / self.scale)
-        return np.maximum(self.decay, 1.0 - (1.0 - self.decay) / self.scale * d)
+            out = np.exp(math.log(self.decay) * d * d / (self.scale * self.scale))
+        elif self.function == "exp":
+            out = np.exp(math.log(self.decay) * d / self.scale)
+        else:
+            out = np.maximum(self.decay, 1.0 - (1.0 - self.decay) / self.scale * d)
+        return np.nan_to_num(out, nan=0.0)
+
+    def fetch(self, fetch: list[str]) -> list[str]:
+        """``fetch`` with the field (and a nullable one's validity mask) read too."""
+        names = [self.field, valid_key(self.field)] if self.nullable else [self.field]
+        return [*fetch, *[n for n in names if n not in fetch]]
+
+    def values_of(self, columns: dict) -> np.ndarray | None:
+        """The field's value of each hit (``columns``, read with ``fetch``), a null one as NaN."""
+        col = columns.get(self.field)
+        valid = columns.get(valid_key(self.field))
+        if col is None or valid is None or bool(np.all(valid)):
+            return col
+        out = col.astype(np.float64)
+        out[~np.asarray(valid, bool)] = np.nan
+        return out
 
 
 def _number(params: dict[str, str], key: str) -> float | None:
@@ -91,4 +110,4 @@ def parse_decay(schema: CollectionSchema, inputs: list[str], raw: dict[str, str]
     function = params.get("function", "")
     if function not in FUNCTIONS:
         raise errors.InvalidParameter(f"Invalid decay function: {function}, only support [{','.join(FUNCTIONS)}]")
-    return Decay(field.name, function, origin, scale, offset, decay)
+    return Decay(field.name, function, origin, scale, offset, decay, field.nullable)

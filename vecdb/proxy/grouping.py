@@ -59,9 +59,6 @@ def parse_group_by(schema, sp: dict, params: dict, anns_dtype: DataType) -> Grou
         raise errors.FieldNotFound(f"field not found[field={name}]: groupBy field not found in schema")
     if anns_dtype == DataType.BINARY_VECTOR:
         raise errors.InvalidParameter("not support search_group_by operation based on binary vector column")
-    if field.nullable:  # Milvus 2.5: "nullable fields cannot be used as group_by_field"
-        raise errors.InvalidParameter(f"group by field {name} is nullable: a nullable field cannot be used "
-                                      "as group_by_field")
     if field.dtype not in GROUPABLE:
         raise errors.InvalidParameter(
             f"Unsupported data type for group by: field {name} is {field.dtype.name}, supported: "
@@ -80,6 +77,16 @@ def parse_group_by(schema, sp: dict, params: dict, anns_dtype: DataType) -> Grou
                 f"input group size:{size} exceeds configured max group size:{MAX_GROUP_SIZE}")
     strict = _truthy(sp.get("strict_group_size", params.get("strict_group_size", False)))
     return GroupBy(field, size, strict)
+
+
+def group_keys(values: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """The values hits are grouped on: a nullable field's null rows (``valid`` False) form one group of
+    their own (None), apart from the placeholder value they hold (Milvus 2.6+: nullable group-by keys)."""
+    if valid is None or bool(np.all(valid)):
+        return values
+    keys = values.astype(object)
+    keys[~np.asarray(valid, bool)] = None
+    return keys
 
 
 def group_hits(topks: list[int], values: np.ndarray, window: int, limit: int, offset: int,
@@ -133,13 +140,15 @@ def parse_group_scorer(rank: dict) -> str:
 
 
 def group_fused(topks: list[int], pks: np.ndarray, scores: np.ndarray, values: np.ndarray, size: int,
-                limit: int, offset: int, scorer: str) -> tuple[list[int], np.ndarray]:
+                limit: int, offset: int, scorer: str, strict: bool = False) -> tuple[list[int], np.ndarray]:
     """A grouped hybrid search's answer from its fused hits (each query's ``topks[q]`` hits, best first,
     ties in primary-key order; ``values``: their group field), Milvus 2.5+'s rules (``rerank``
     ``newGroupingIDScores``): each value's first ``size`` hits form its group, scored by ``scorer``
     over them (max, sum or avg of the fused scores); groups ordered by that score, then the larger
     group, then the smaller first key; ``offset`` groups skipped, ``limit`` kept, each group's hits
-    together. Returns the topks and the rows (indexes into the hits) in output order."""
+    together; with ``strict`` (``strict_group_size``) a kept group of fewer than ``size`` hits is left
+    out (not replaced by a later one). Returns the topks and the rows (indexes into the hits) in output
+    order."""
     vals, keys, sc = values.tolist(), pks.tolist(), scores.tolist()
     out_topks: list[int] = []
     rows: list[int] = []
@@ -156,6 +165,8 @@ def group_fused(topks: list[int], pks: np.ndarray, scores: np.ndarray, values: n
             final = max(s) if scorer == "max" else sum(s) if scorer == "sum" else sum(s) / len(s)
             return -final, -len(members), keys[members[0]]
         kept = sorted(groups.values(), key=rank)[offset:offset + limit]
+        if strict:
+            kept = [m for m in kept if len(m) >= size]
         out_topks.append(sum(len(m) for m in kept))
         rows.extend(j for m in kept for j in m)
         start += n

@@ -33,7 +33,7 @@ from vecdb.proxy import function_chain, search_aggregation
 from vecdb.proxy.base import kv_dict, rpc
 from vecdb.proxy.boost import Boost
 from vecdb.proxy.consistency import level_of, reading_at
-from vecdb.proxy.grouping import group_fused, parse_group_by, parse_group_scorer
+from vecdb.proxy.grouping import group_fused, group_keys, parse_group_by, parse_group_scorer
 from vecdb.proxy.quota import admit_collection
 from vecdb.proxy.rerank import Ranker, SubResult, function_ranker, fuse, fused_columns, ranker_from_rank_params
 from vecdb.proxy.results import search_results
@@ -48,6 +48,7 @@ from vecdb.proxy.rpc_search import (
 )
 from vecdb.querynode.executor import Hits, SearchSpec
 from vecdb.request_db import db_of
+from vecdb.schema import valid_key
 from vecdb.timestamptz import TIME_FIELDS_KEY, ZONE_KEY, time_output
 
 MAX_ANN_REQUESTS = 1024  # Milvus: defaultMaxSearchRequest
@@ -146,22 +147,26 @@ class HybridRpcs(SearchRpcs):
             group = parse_group_by(info.schema, rank, {}, plan.field.dtype)
         if chain is not None:
             function_chain.refuse_in_hybrid(group is not None, element_level)
-        decayed = ranker.decay.field if ranker.decay is not None else None  # its field read with every hit
+        decay = ranker.decay
+
+        def fetch(plan: SearchPlan) -> list[str]:  # a decay ranker's field read with every hit
+            return plan.fetch if decay is None else decay.fetch(plan.fetch)
         if group is not None and any(boosts):
             raise errors.InvalidParameter("a boost ranker in an ANN request cannot be combined with group_by_field")
         with reading_at(level):
             if group is None:  # (an ANN request with a boost ranker: its hits rescored and re-sorted)
-                hits = [self.r.querynode.search(info, spec, parts, with_field(plan.fetch, decayed)) if boost is None
-                        else self.boosted_hits(info, spec, dataclasses.replace(
-                            plan, offset=0, fetch=with_field(plan.fetch, decayed)), parts, boost)
+                hits = [self.r.querynode.search(info, spec, parts, fetch(plan)) if boost is None
+                        else self.boosted_hits(info, spec, dataclasses.replace(plan, offset=0, fetch=fetch(plan)),
+                                               parts, boost)
                         for plan, spec, boost in zip(plans, specs, boosts)]
             else:  # each request a grouping search of its own limit of groups (Milvus 2.5+)
-                hits = [self.grouped_hits(info, spec, dataclasses.replace(plan, fetch=with_field(plan.fetch, decayed)),
-                                          parts, group) for plan, spec in zip(plans, specs)]
+                hits = [self.grouped_hits(info, spec, dataclasses.replace(plan, fetch=fetch(plan)), parts, group)
+                        for plan, spec in zip(plans, specs)]
         nq = len(specs[0].queries)
         keys = _ElementKeys(hits) if element_level else None  # element hits: fused on (pk, element)
         subs = [SubResult(h.topks, h.pks if keys is None else keys.codes[i], h.scores, p.metric,
-                          h.columns.get(decayed or "")) for i, (h, p) in enumerate(zip(hits, plans))]
+                          None if decay is None else decay.values_of(h.columns))
+                for i, (h, p) in enumerate(zip(hits, plans))]
         plan = plans[0]
         if group is None:
             fused = fuse(ranker, subs, nq, *((limit, offset) if chain is None else (limit + offset, 0)))
@@ -172,9 +177,12 @@ class HybridRpcs(SearchRpcs):
                                                                          offset)
         else:  # every fused hit, then groups of them (vecdb.proxy.grouping.group_fused)
             fused = fuse(ranker, subs, nq, sum(len(h.pks) for h in hits), 0)
-            columns = fused_columns(fused, [h.columns for h in hits], with_field(plan.fetch, group.field.name))
-            topks, rows = group_fused(fused.topks, fused.pks, fused.scores, columns[group.field.name], group.size,
-                                      limit, offset, parse_group_scorer(rank))
+            name = group.field.name
+            columns = fused_columns(fused, [h.columns for h in hits],
+                                    with_field(with_field(plan.fetch, name), valid_key(name)))
+            topks, rows = group_fused(fused.topks, fused.pks, fused.scores,
+                                      group_keys(columns[name], columns.get(valid_key(name))), group.size,
+                                      limit, offset, parse_group_scorer(rank), group.strict)
             pks, scores, columns = fused.pks[rows], fused.scores[rows], {k: v[rows] for k, v in columns.items()}
         if keys is not None:
             pks, elements = keys.decode(pks)

@@ -25,7 +25,7 @@ from vecdb.proxy.boost import Boost, rescored_rows
 from vecdb.proxy.consistency import BOUNDED_STALENESS, ReadLevel, level_of, reading_at
 from vecdb.proxy.fielddata import nq_invalid, parse_placeholder_group, resolve_output_fields
 from vecdb.proxy.fieldencode import fill_field_data
-from vecdb.proxy.grouping import GroupBy, group_hits, parse_group_by
+from vecdb.proxy.grouping import GroupBy, group_hits, group_keys, parse_group_by
 from vecdb.proxy.highlight import Highlight, highlight_results, plan_highlight
 from vecdb.proxy.order_by import order_fields, order_group_rows, order_rows, parse_order_by
 from vecdb.proxy.query_aggregation import (
@@ -419,11 +419,12 @@ class SearchRpcs(ServiceBase):
         offset`` hits per query re-scored and re-sorted, then the offset dropped (as Milvus's proxy)."""
         if ranker.boost is not None:
             return self._reply(info, spec, plan, self.boosted_hits(info, spec, plan, parts, ranker.boost))
-        field = ranker.decay.field if ranker.decay is not None else None
+        decay = ranker.decay
         wide = dataclasses.replace(spec, limit=plan.limit + plan.offset, offset=0)
-        hits = self.r.querynode.search(info, wide, parts, with_field(plan.fetch, field))
+        hits = self.r.querynode.search(info, wide, parts, plan.fetch if decay is None else decay.fetch(plan.fetch))
         nq = len(spec.queries)
-        fused = fuse(ranker, [SubResult(hits.topks, hits.pks, hits.scores, plan.metric, hits.columns.get(field or ""))],
+        values = None if decay is None else decay.values_of(hits.columns)
+        fused = fuse(ranker, [SubResult(hits.topks, hits.pks, hits.scores, plan.metric, values)],
                      nq, plan.limit, plan.offset)
         columns = fused_columns(fused, [hits.columns], plan.fetch)
         return self._reply(info, spec, plan, Hits(fused.topks, fused.pks, fused.scores, columns))
@@ -451,12 +452,12 @@ class SearchRpcs(ServiceBase):
         with the group field's: ordinary top-k searches over a window of each query's best hits, widened
         (x4, up to LIMITS.max_topk) while an answer is short."""
         name = group.field.name
-        fetch = with_field(plan.fetch, name)
+        fetch = with_field(with_field(plan.fetch, name), valid_key(name) if group.field.nullable else None)
         window = min(LIMITS.max_topk, max(GROUP_WINDOW_START, 2 * (plan.limit + plan.offset) * group.size))
         while True:
             wide = dataclasses.replace(spec, limit=window, offset=0, params=_widened(plan.params, window))
             hits = self.r.querynode.search(info, wide, parts, fetch)
-            values = hits.columns.get(name, np.empty(0, object))
+            values = group_keys(hits.columns.get(name, np.empty(0, object)), hits.columns.get(valid_key(name)))
             grouped = group_hits(hits.topks, values, window, plan.limit, plan.offset, group)
             if all(grouped.done) or window >= LIMITS.max_topk:
                 break
