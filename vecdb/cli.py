@@ -59,7 +59,7 @@ def port_flag(value: str) -> int:
     return port
 
 
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL")  # WARN: Python's alias, Milvus's name
 
 
 def _log_level(value: str) -> str:

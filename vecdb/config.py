@@ -19,7 +19,7 @@ class SettingError(ValueError):
 
 class ProxySettings(BaseModel):
     host: str = "127.0.0.1"
-    port: int = 19530
+    port: int = Field(19530, ge=0, le=65535)  # (gRPC would take 99999 as 99999 % 65536 and listen there)
     workers: int = Field(0, description="gRPC handler threads; 0 = twice the CPU cores, at least 4 (more "
                          "Python threads than that only add GIL contention: measured ~9% more CPU per nq=1 "
                          "search with 8 than with 4 on 2 cores)")
@@ -27,8 +27,8 @@ class ProxySettings(BaseModel):
                            "each a whole proxy with its own node id, all accepting on ``port`` (SO_REUSEPORT); "
                            "1 = one process (measured on 2 shared cores: 2 workers cost 19% more proxy CPU per "
                            "query at nq=1 for no more QPS, docs/benchmarks.md)")
-    worker_port: int = Field(0, ge=0, description="with processes > 1: worker i also serves the Milvus API on "
-                             "worker_port + i alone (to reach one worker); 0 = off")
+    worker_port: int = Field(0, ge=0, le=65535, description="with processes > 1: worker i also serves the Milvus "
+                             "API on worker_port + i alone (to reach one worker); 0 = off")
     max_request_bytes: int = 64 << 20
     max_query_window: int = Field(16384, description="Largest offset+limit a query may ask for (iterators excepted)")
 
@@ -118,7 +118,7 @@ class CompactionSettings(BaseModel):
 
 
 class HttpSettings(BaseModel):
-    port: int = Field(9091, description="/healthz and /metrics; 0 disables")
+    port: int = Field(9091, ge=0, le=65535, description="/healthz and /metrics; 0 disables")
 
 
 class LogSettings(BaseModel):

@@ -372,6 +372,12 @@ def _launch(data_dir: str, p: Proc, env: dict, verb: str) -> Proc:
     return q
 
 
+def _secret_from_env() -> bool:
+    """Whether this command's environment gives the cluster secret (else backends.json's is used)."""
+    env = os.environ
+    return bool(env.get("VECDB_SECURITY__CLUSTER_SECRET") or env.get("VECDB_SECURITY__CLUSTER_SECRET_FILE"))
+
+
 def _role_env(s3_url: str, config: dict) -> dict:
     """The environment of a vecdb role: the S3 server and its credentials, the cluster secret (one the
     caller's environment gives is kept)."""
@@ -471,7 +477,7 @@ def up(data_dir: str, proxies: int = 1, querynodes: int = 1, port: int = 19530, 
         ports = config["ports"]
         started: list[Proc] = []
         info = {"data_dir": data_dir, "started": _now(), "proxies": proxies, "querynodes": querynodes,
-                "port": port}
+                "port": port, "secret_from_env": _secret_from_env()}  # (``restart`` needs the same one)
         t0 = time.monotonic()
         try:
             # the backends at once (SeaweedFS takes ~3 s, the others well under 1 s)
@@ -568,11 +574,16 @@ def restart(data_dir: str, names: list[str], out: Out = print) -> int:
         config = _read_json(os.path.join(data_dir, BACKENDS_FILE))
         if not s3 or config is None:
             raise ClusterError(f"{STATE_FILE} names no S3 server, or {BACKENDS_FILE} is missing, in {data_dir}")
+        info = {k: v for k, v in (_read_json(os.path.join(data_dir, STATE_FILE)) or {}).items() if k != "processes"}
+        if info.get("secret_from_env", False) != _secret_from_env():  # the others would refuse its internal RPC
+            up_had, now = ("had", "lacks") if info.get("secret_from_env") else ("lacked", "has")
+            raise ClusterError(f"`up` {up_had} VECDB_SECURITY__CLUSTER_SECRET[_FILE] in its environment and this "
+                               f"command {now} it: the roles restarted would hold another cluster secret than the "
+                               "others (their internal RPC refused); restart with the environment `up` had")
         still = _stop(chosen, max(GRACE[p.role] for p in chosen))
         if still:
             raise ClusterError(f"{', '.join(p.name for p in still)} did not stop (pid "
                                f"{', '.join(str(p.pid) for p in still)}); nothing was started")
-        info = {k: v for k, v in (_read_json(os.path.join(data_dir, STATE_FILE)) or {}).items() if k != "processes"}
         env = _role_env(s3, config)
         fresh = {p.name: _launch(data_dir, p, env, "restart") for p in chosen}
         procs = [fresh.get(p.name, p) for p in procs]

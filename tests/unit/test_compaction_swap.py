@@ -11,6 +11,7 @@ node that loads the compacted state from scratch.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import time
@@ -396,6 +397,46 @@ def test_a_chain_of_compactions_is_followed_link_by_link(world):
     assert prefixes_held(qn) == [second["to"]]
     check(w, qn)
     assert results(w, w.node()) == results(w, qn)
+
+
+def test_a_read_at_an_older_snapshot_sees_what_a_chain_of_compactions_dropped(world):
+    """The second link drops nothing of its own, but its source (the first link's new segment) lacks
+    the rows the first dropped: a read older than those deletes undoes both links, not neither."""
+    w = world
+    qn = w.node()
+    w.insert(range(30), "a")
+    w.seal_and_persist()
+    w.insert(range(30, 60), "b")
+    w.seal_and_persist()
+    old_ts = w.ts  # rows 0..59 alive here
+    w.delete(range(10))
+    w.insert(range(60, 90), "c")
+    w.seal_and_persist()
+    a, b, c = sorted(s["prefix"] for s in sf.list_segments(w.meta, CID, CH))
+    first = compact(w, [a, b])
+    assert apply_records(qn) == 0
+    assert qn.count(w.info, old_ts, None, None) == 60
+    second = compact(w, [first["to"], c])
+    assert apply_records(qn) == 0 and prefixes_held(qn) == [second["to"]]
+    assert qn.count(w.info, old_ts, None, None) == 60  # was 50: the second link kept no sources
+    got = qn.query(w.info, old_ts, None, None, ["id"], None, 0)["id"]
+    assert sorted(got.tolist()) == list(range(60))
+    assert qn.count(w.info, READ_TS, None, None) == 80  # the present: the compacted segment
+    check(w, qn)
+
+
+def test_kept_sources_go_after_their_time_without_a_read(world):
+    """The follower's pass forgets sources kept past RETIRED_KEEP_S: their memory does not wait for a read."""
+    w = world
+    qn = w.node()
+    a, b, _ = _three_segments(w)
+    compact(w, [a, b])
+    assert apply_records(qn) == 0
+    shard = qn._by_channel[CH]
+    [kept] = shard.retired
+    shard.retired = (dataclasses.replace(kept, until=time.monotonic() - 1),)  # its time is up
+    qn.compactions.process()  # what its thread does every few seconds, read or not
+    assert shard.retired == ()
 
 
 def test_a_chain_whose_first_record_was_collected_before_the_node_applied_it(world, caplog):

@@ -247,6 +247,9 @@ class CompactionFollower:
         """Apply every record whose shard is held here and has applied its position; returns how many
         records still wait (for their position, or for the rest of their sources)."""
         with self._lock:
+            for held in list(self.node._by_channel.values()):
+                if held.retired and held.retired[0].until <= time.monotonic():
+                    held.prune_retired()  # sources kept past RETIRED_KEEP_S go even while no read comes
             with self._records_lock:
                 records = sorted(self._records.values(), key=lambda r: (r.position, r.segment_id or 0, r.key))
             waiting = 0

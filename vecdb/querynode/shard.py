@@ -153,8 +153,9 @@ class Shard:
         compaction's), or for none: a compaction (``vecdb.querynode.compaction``). The dict is replaced
         whole, in one assignment: a reader's snapshot lists either the old segments or the new ones. The
         caller holds the lock and points the primary-key index at the new segments' live rows.
-        ``dropped_ts``: the newest delete timestamp among the rows of ``old`` that ``new`` lacks; reads
-        at older snapshots keep reading ``old`` for ``RETIRED_KEEP_S`` s (module doc)."""
+        ``dropped_ts``: the newest delete timestamp among the rows of ``old`` that ``new`` lacks (or that
+        an earlier compaction, whose new segments are among ``old``, dropped); reads at older snapshots
+        keep reading ``old`` for ``RETIRED_KEEP_S`` s (module doc)."""
         added = [] if new is None else new if isinstance(new, list) else [new]
         segments = dict(self.segments)
         for seg in old:
@@ -163,6 +164,10 @@ class Shard:
             segments[seg.slot] = seg
         now = time.monotonic()
         kept = tuple(r for r in self.retired if r.until > now)
+        # a source an earlier compaction made, kept still, lacks the rows that one dropped: a read old
+        # enough to undo it must undo this one first (``_as_of``), whatever this one dropped itself
+        slots = {s.slot for s in old}
+        dropped_ts = max([dropped_ts, *(r.dropped_ts for r in kept if any(n.slot in slots for n in r.new))])
         if dropped_ts and old and RETIRED_KEEP_S > 0:
             kept += (Retired(tuple(old), tuple(added), dropped_ts, now + RETIRED_KEEP_S),)
         self.retired = kept

@@ -412,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vecdb.storage.backend_server", description=main.__doc__)
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0)
+    from vecdb.cli import port_flag  # 0-65535, else a usage error
+
+    ap.add_argument("--port", type=port_flag, default=0)
     args = ap.parse_args(argv)
     root = os.path.abspath(args.data_dir)
     meta = LocalMetaStore(os.path.join(root, "meta"))
