@@ -467,6 +467,8 @@ def up(data_dir: str, proxies: int = 1, querynodes: int = 1, port: int = 19530, 
             out(f"{STATE_FILE} in {data_dir} names no running process (left by a crash or a reboot): starting afresh")
             os.remove(os.path.join(data_dir, STATE_FILE))
         proxy_ports = [port + i for i in range(proxies)]
+        if proxy_ports[-1] > 65535:
+            raise ClusterError(f"--port {port} with {proxies} proxies goes past port 65535 (proxy i gets port+i-1)")
         busy = [p for p in proxy_ports if not _port_free(p)]
         if busy:
             raise ClusterError(f"port{'s' if len(busy) > 1 else ''} {', '.join(map(str, busy))} already in use "

@@ -93,3 +93,9 @@ def test_up_records_where_its_cluster_secret_came_from(monkeypatch):
     assert env["VECDB_SECURITY__CLUSTER_SECRET"] == "mine"  # up's roles get it, not backends.json's
     monkeypatch.delenv("VECDB_SECURITY__CLUSTER_SECRET")
     assert not localcluster._secret_from_env()
+
+
+def test_cluster_up_refuses_proxy_ports_past_65535_before_starting_anything(tmp_path):
+    with pytest.raises(localcluster.ClusterError, match="--port 65535 with 2 proxies goes past port 65535"):
+        localcluster.up(str(tmp_path), proxies=2, port=65535)
+    assert not (tmp_path / localcluster.STATE_FILE).exists()
