@@ -61,6 +61,7 @@ MAX_VARCHAR_LENGTH = 65535
 MAX_ARRAY_CAPACITY = 4096
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _COLLECTION_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PARTITION_NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 class DataType(IntEnum):
@@ -1051,6 +1052,16 @@ def validate_collection_name(name: str, what: str = "collection name") -> None:
             f"Invalid {what}: {name}. {what} can only contain numbers, letters and underscores, "
             "and must start with a letter or underscore"
         )
+
+
+def validate_partition_name(name: str) -> None:
+    """As a collection name, but it may start with a digit too (Milvus's validatePartitionTag)."""
+    if name and len(name) <= 255 and _PARTITION_NAME_RE.match(name):
+        return
+    if name and len(name) <= 255:
+        raise InvalidParameter(
+            f"Invalid partition name: {name}. partition name can only contain numbers, letters and underscores")
+    validate_collection_name(name, "partition name")
 
 
 def validate_field_name(name: str) -> None:

@@ -55,9 +55,9 @@ def test_collections_partitions_aliases_databases(manager):
         manager.create_partition("", "pk", "p1")
 
     manager.create_partition("", "c", "p1")
-    with pytest.raises(errors.InvalidParameter, match="already exists"):
-        manager.create_partition("", "c", "p1")
+    manager.create_partition("", "c", "p1")  # the same again: no error, as Milvus
     manager.create_partition("", "c", "p1", retry=True)  # a repeat of the first: success
+    assert [p.name for p in cat.get("", "c").partitions] == ["_default", "p1"]
     part = cat.get("", "c").partition("p1").id
     assert manager.drop_partition("", "c", "p1") == part
     assert manager.drop_partition("", "c", "p1") is None
@@ -65,8 +65,9 @@ def test_collections_partitions_aliases_databases(manager):
         manager.drop_partition("", "c", "_default")
 
     manager.create_alias("", "al", "c")
+    manager.create_alias("", "al", "c")  # the same again: no error, as Milvus
     with pytest.raises(errors.AliasAlreadyExists):
-        manager.create_alias("", "al", "c")
+        manager.create_alias("", "al", "pk")
     manager.create_alias("", "al", "c", retry=True)
     with pytest.raises(errors.InvalidParameter, match="via alias"):
         manager.drop_collection("", "al")

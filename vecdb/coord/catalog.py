@@ -87,9 +87,8 @@ class Catalog:
             dbs = self._state.databases
             if name in dbs:
                 raise errors.InvalidParameter(f"database already exist: {name}")
-            if len(dbs) >= MAX_DATABASES:
-                raise errors.DatabaseLimitExceeded(
-                    f"database number ({len(dbs)}) exceeds max configuration ({MAX_DATABASES})")
+            if len(dbs) > MAX_DATABASES:  # as Milvus: the default database is not counted
+                raise errors.DatabaseLimitExceeded(f"exceeded the limit number of database[limit={MAX_DATABASES}]")
             return Change(puts={db_key(name): record})
 
         self._sync.commit(plan)
@@ -275,6 +274,8 @@ class Catalog:
         db = db or DEFAULT_DB
 
         def plan() -> Change:
+            if any(c.db == db and c.name == alias for c in self._state.collections.values()):
+                raise errors.AliasNameConflict(f"alias and collection name conflict[database={db}][alias={alias}]")
             if (db, alias) not in self._state.aliases:
                 raise errors.AliasNotFound(f"alias not found[database={db}][alias={alias}]")
             target = self._cached(db, collection)

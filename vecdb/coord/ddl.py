@@ -65,7 +65,7 @@ from vecdb.coord.resource_groups import GroupConfig, replica_groups, replica_gro
 from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
 from vecdb.limits import LIMITS
 from vecdb.namespaces import FIXED_PROPERTIES
-from vecdb.schema import CollectionSchema, FieldSchema, altered_field, validate_collection_name
+from vecdb.schema import CollectionSchema, FieldSchema, altered_field, validate_collection_name, validate_partition_name
 
 if TYPE_CHECKING:
     from vecdb.coord.resource_groups import ResourceGroups
@@ -184,8 +184,9 @@ class DdlManager:
             self._allow(db, "ddl_collection")
             if self.catalog.exists(db, name):
                 existing = self.catalog.get(db, name)
-                if existing.name == name and existing.schema.to_dict() == schema.to_dict():
-                    return existing.id
+                if existing.name == name and existing.schema.to_dict() == schema.to_dict() \
+                        and (existing.shards_num, existing.consistency_level) == (shards_num, consistency_level):
+                    return existing.id  # Milvus's rootcoord compares shards and consistency level too
             self._check_room(db)
             if sum(len(self.catalog.list_collections(d)) for d in self.catalog.list_databases()) \
                     >= LIMITS.max_collections:
@@ -235,7 +236,10 @@ class DdlManager:
             self._allow(db, "ddl_collection")
             if retry and not self.catalog.exists(db, name) and self.catalog.exists(new_db, new_name):
                 return  # the first try's
-            self.catalog.rename_collection(self.catalog.get(db, name), new_db, new_name)
+            info = self.catalog.get(db, name)
+            if name in self.catalog.aliases_of(info):
+                raise errors.InvalidParameter(f"unsupported use an alias to rename collection, alias:{name}")
+            self.catalog.rename_collection(info, new_db, new_name)
 
         self._serial(run)
 
@@ -337,16 +341,14 @@ class DdlManager:
 
     # --- partitions -----------------------------------------------------------------
     def create_partition(self, db: str, collection: str, partition: str, *, retry: bool = False) -> None:
-        validate_collection_name(partition, "partition name")
+        validate_partition_name(partition)
 
         def change(info: CollectionInfo) -> None:
             self._allow(info.db, "ddl_partition")
             if info.schema.partition_key_field is not None:
                 raise errors.InvalidParameter("disable create partition if partition key mode is used")
             if info.has_partition(partition):
-                if retry:
-                    return
-                raise errors.InvalidParameter(f"partition already exists: {partition}")
+                return  # as Milvus's rootcoord ("add duplicate partition" is no error), a retry's too
             if len(info.partitions) >= LIMITS.max_partitions:
                 raise errors.InvalidParameter(too_many_partitions(len(info.partitions)))
             info.partitions.append(PartitionInfo(self.ids.allocate(), partition, self.tso.allocate()))
@@ -379,7 +381,8 @@ class DdlManager:
             try:
                 self.catalog.create_alias(db, alias, collection)
             except errors.AliasAlreadyExists:
-                if not (retry and self.catalog.describe_alias(db, alias).id == self.catalog.get(db, collection).id):
+                # the same alias of the same collection again is no error (Milvus's rootcoord), a retry's too
+                if self.catalog.describe_alias(db, alias).id != self.catalog.get(db, collection).id:
                     raise
 
         self._serial(run)

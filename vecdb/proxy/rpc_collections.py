@@ -19,7 +19,7 @@ from vecdb.proxy import status
 from vecdb.proxy.auth_interceptor import current_user
 from vecdb.proxy.base import ServiceBase, kv_dict, kv_pairs, rpc
 from vecdb.request_db import db_of
-from vecdb.schema import CollectionSchema, added_field, validate_collection_name
+from vecdb.schema import CollectionSchema, added_field, validate_collection_name, validate_partition_name
 from vecdb.security.credentials import ROOT
 from vecdb.timestamp import physical_ms
 from vecdb.timestamptz import zone_of
@@ -31,7 +31,10 @@ class CollectionRpcs(ServiceBase):
     # --- databases --------------------------------------------------------------
     @rpc()
     def CreateDatabase(self, request, context):
-        validate_collection_name(request.db_name, "database name")
+        try:
+            validate_collection_name(request.db_name, "database name")
+        except errors.InvalidParameter as e:  # Milvus's proxy answers 802 with these
+            raise errors.InvalidDatabaseName(f"{e.message}: invalid database name[database={request.db_name}]") from e
         self.ddl.create_database(request.db_name, kv_dict(request.properties))
         return status.success()
 
@@ -77,11 +80,11 @@ class CollectionRpcs(ServiceBase):
             db_properties = {}  # the coord's create reports it
         schema = CollectionSchema.from_proto(pb, request.collection_name, zone_of(properties, db_properties))
         namespaces.prepare(schema, properties)  # enable_namespace: its mode; partition_key mode's field
-        shards = request.shards_num or 1
+        shards = max(request.shards_num, 0) or 1  # as Milvus's proxy: 0 or less is the default, 1
         if schema.is_external and shards != 1:
             raise errors.InvalidParameter(
                 f"external collection does not support multiple shards, got ShardsNum={shards}")
-        if not 1 <= shards <= LIMITS.max_shards:
+        if shards > LIMITS.max_shards:
             raise errors.InvalidParameter(f"maximum shards's number should be limited to {LIMITS.max_shards}")
         pk_field = schema.partition_key_field
         if pk_field is None and request.num_partitions:
@@ -287,7 +290,7 @@ class CollectionRpcs(ServiceBase):
         db = db_of(request, context)
         info = self.collection(db, request.collection_name)
         refuse_write(info.schema, "create partition", info.name)
-        validate_collection_name(request.partition_name, "partition name")
+        validate_partition_name(request.partition_name)
         self.ddl.create_partition(db, request.collection_name, request.partition_name)
         return status.success()
 
@@ -345,11 +348,13 @@ class CollectionRpcs(ServiceBase):
 
     @rpc()
     def DropAlias(self, request, context):
+        validate_collection_name(request.alias, "alias")  # as Milvus's proxy, for a drop too
         self.ddl.drop_alias(db_of(request, context), request.alias)
         return status.success()
 
     @rpc()
     def AlterAlias(self, request, context):
+        validate_collection_name(request.alias, "alias")
         self.ddl.alter_alias(db_of(request, context), request.alias, request.collection_name)
         return status.success()
 

@@ -204,6 +204,8 @@ class DmlRpcs(ServiceBase):
         expr = request.expr.strip()
         if not expr:
             raise errors.InvalidParameter("delete plan can't be empty or always true : " + request.expr)
+        if request.partition_name and info.schema.partition_key_field is not None:
+            raise errors.InvalidParameter(PARTITION_KEY_NAMES)  # as Milvus's deleteTask
         ns = namespaces.of_request(info, request, required=False)  # named: deletes only its rows
         expr = namespaces.scoped_expr(info, ns, expr)
         partition_name = next(iter(namespaces.scoped_partitions(info, ns, [request.partition_name])), "")

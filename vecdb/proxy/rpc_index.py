@@ -338,6 +338,8 @@ class IndexRpcs(ResourceGroupRpcs):
     def LoadPartitions(self, request, context):
         db = db_of(request, context)
         info = self.collection(db, request.collection_name)
+        if info.schema.partition_key_field is not None:  # as Milvus's proxy
+            raise errors.InvalidParameter("disable load partitions if partition key mode is used")
         names = list(request.partition_names)
         for name in names:
             info.partition(name)  # PartitionNotFound
@@ -357,6 +359,10 @@ class IndexRpcs(ResourceGroupRpcs):
     def ReleasePartitions(self, request, context):
         db = db_of(request, context)
         info = self.collection(db, request.collection_name)
+        if info.schema.partition_key_field is not None:  # as Milvus's proxy
+            raise errors.InvalidParameter("disable release partitions if partition key mode is used")
+        if not request.partition_names:
+            raise errors.InvalidParameter("invalid parameter[expected=any partition][actual=empty partition list]")
         for name in request.partition_names:
             info.partition(name)  # PartitionNotFound
         if not info.loaded:
