@@ -34,6 +34,12 @@ T = TypeVar("T")
 SESSION_KEY = "session/coord"
 _FIRST_PAUSE, _MAX_PAUSE = 0.05, 0.5  # seconds between tries while a coord takes over
 _MIN_ATTEMPT = 1.0  # the last try still gets this long to answer
+# seconds one try of a short call (``invoke``, ``call``: timestamps, ids) waits for its answer. A coord
+# that holds the connection but does not answer (SIGSTOPped, cut off) is then left after this long
+# and the session read again, so the standby that took over answers the same call: before, each call
+# waited its whole ``timeout`` on the stopped coord and failed, and the next went to it again
+# (writes and Strong reads failed as long as it stayed stopped, a standby active meanwhile)
+_SHORT_ATTEMPT = 5.0
 
 
 def active_coord_address(meta: MetaStore) -> str:
@@ -72,11 +78,11 @@ class CoordClient:
 
     def invoke(self, method: str, request: Message) -> Any:
         """As ``vecdb.rpc.Client.invoke``: the reply of the coord's ``method`` (proto/coord.proto)."""
-        return self._retrying(lambda client, timeout: client.invoke(method, request, timeout))
+        return self._retrying(lambda client, timeout: client.invoke(method, request, min(timeout, _SHORT_ATTEMPT)))
 
     def call(self, method: str, msg: dict, arrays: dict | None = None) -> tuple[Any, dict[str, np.ndarray]]:
         """As ``vecdb.rpc.Client.call``: the request and reply as dicts of their fields."""
-        return self._retrying(lambda client, timeout: client.call(method, msg, arrays, timeout))
+        return self._retrying(lambda client, timeout: client.call(method, msg, arrays, min(timeout, _SHORT_ATTEMPT)))
 
     def retrying(self, attempt: Callable[[Client, float], T]) -> T:
         """``attempt(client, timeout)`` on the active coord, tried again as ``invoke`` is (a caller
@@ -91,11 +97,11 @@ class CoordClient:
                 client = self._client()
                 return attempt(client, max(deadline - time.monotonic(), _MIN_ATTEMPT))
             except (ServiceNotReady, ServiceUnavailable):  # a standby, not reached, or stopped mid-call
+                self._current = self._fixed  # re-read the session before the next try, this call's or the next's
                 if time.monotonic() + pause >= deadline:
                     raise
             time.sleep(pause)
             pause = min(2 * pause, _MAX_PAUSE)
-            self._current = self._fixed  # re-read the session before the next try
 
     def _client(self) -> Client:
         address = self._current if self._current is not None else self._resolve()

@@ -63,7 +63,7 @@ LOAD_WAIT = 120.0  # how long load waits for every replica to be served
 # node with querynode.replica_per_node) to be served too: a slow or stuck node does not fail the load
 EXTRA_REPLICA_WAIT = 10.0
 RELEASE_WAIT = 10.0  # how long release waits for the nodes to let go
-RETIRE_SECONDS = 120.0  # a gone node's client stays open this long: a read may have picked it just before
+RETIRE_SECONDS = 120.0  # a client swapped for the in-process node (``set_local``) stays open this long
 
 # (node id, its channels, the part of each it reads where a channel's sealed segments are spread over several
 # nodes) covering every row of a collection once
@@ -153,15 +153,20 @@ class QueryNodeRouter:
         log.info("query node %s joined at %s", key, address)
 
     def _leave(self, key: str) -> None:
+        local = self._local
         with self._changed:
             node = self._nodes.pop(key, None)
             self._down_until.pop(key, None)
             now = time.monotonic()
-            if node is not None:
-                self._retired.append((now, node))
             stale = [n for t, n in self._retired if now - t > RETIRE_SECONDS]
             self._retired = [(t, n) for t, n in self._retired if now - t <= RETIRE_SECONDS]
             self._changed.notify_all()
+        # a node whose session ended may hold calls without answering them (stopped, cut off): its client is
+        # closed at once, which ends the calls in flight on it (ServiceUnavailable), so their reads go to
+        # another replica or the channels' next owner (``_read``) instead of waiting out the RPC timeout
+        # (60 s: reads stalled that long on a SIGSTOPped node though another replica held every channel)
+        if node is not None and not (local is not None and local[1] is node):
+            stale.append(node)
         for n in stale:
             n.close()
         if node is not None:

@@ -225,6 +225,7 @@ class Client:
         self.stub = stub(self._channel)
         self._encoded: dict[str, Callable] = {}
         self._lock = threading.Lock()
+        self._closed = False  # close() was called: a call then raises ServiceUnavailable
         secret = _process_secret if secret is None else secret
         self._metadata = ((SECRET_KEY, _credential(secret)),) if secret else None
 
@@ -239,6 +240,10 @@ class Client:
             return fn(request, timeout=timeout or self.timeout, metadata=self._metadata)
         except grpc.RpcError as e:
             raise self._error(method, e) from None
+        except ValueError as e:  # "Cannot invoke RPC on closed channel!": closed as its server left
+            if not self._closed:
+                raise
+            raise errors.ServiceUnavailable(f"{self.service} at {self.address}: client closed") from e
 
     def invoke_encoded(self, method: str, request: Message, timeout: float | None = None) -> bytes:
         """As ``invoke``, with the reply as it came, encoded (read it with ``vecdb.rpc.columns``:
@@ -254,6 +259,10 @@ class Client:
             return fn(request, timeout=timeout or self.timeout, metadata=self._metadata)
         except grpc.RpcError as e:
             raise self._error(method, e) from None
+        except ValueError as e:  # "Cannot invoke RPC on closed channel!": closed as its server left
+            if not self._closed:
+                raise
+            raise errors.ServiceUnavailable(f"{self.service} at {self.address}: client closed") from e
 
     def _error(self, method: str, e: grpc.RpcError) -> errors.VecdbError:
         code, details = e.code(), e.details()
@@ -263,7 +272,7 @@ class Client:
             if not (isinstance(cls, type) and issubclass(cls, errors.VecdbError)):
                 cls = errors.InternalError
             return cls(details)
-        # CANCELLED: the server stopped during the call (these clients never cancel one themselves),
+        # CANCELLED: the server stopped during the call, or this client was closed (its server left),
         # so another server, or this one once back, may answer: retriable as unreachable is
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
             return errors.ServiceUnavailable(f"{self.service} at {self.address}: {details}")
@@ -294,4 +303,5 @@ class Client:
         return {f.name: getattr(reply, f.name) for f in reply.DESCRIPTOR.fields}, {}
 
     def close(self) -> None:
+        self._closed = True
         self._channel.close()
