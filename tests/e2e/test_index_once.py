@@ -51,7 +51,7 @@ def _search(c: MilvusClient, name: str, queries: np.ndarray) -> list[list[int]]:
 
 def _sealed(alias: str, name: str) -> list:
     """The sealed segments the query nodes hold (Milvus's state 4: flushed)."""
-    return [s for s in utility.get_query_segment_info(name, using=alias) if s.state == 4]
+    return [s for s in utility.get_query_segment_info(name, using=alias) if s.state == 3]
 
 
 def _records(meta, cid: int, index_id: int) -> list[tuple[str, dict]]:

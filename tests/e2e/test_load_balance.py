@@ -14,7 +14,7 @@ from pymilvus import Collection, MilvusException, utility
 from tests.e2e._helpers import count, float_schema, float_vectors, make_collection, orm  # noqa: F401 - fixture
 
 DIM, BATCH, BATCHES = 4, 100, 3
-SEALED = 4  # SegmentState.Flushed in get_query_segment_info (growing: 2)
+SEALED = 3  # SegmentState.Sealed in get_query_segment_info, as Milvus (growing: 2)
 
 
 def _sealed_nodes(name: str, alias: str) -> dict[int, list[int]]:

@@ -127,7 +127,7 @@ def test_the_sealed_segments_of_one_shard_spread_over_the_nodes_of_a_replica(tmp
         survivor = "qn0" if victim == "qn1" else "qn1"
         # first pin one of the survivor's sealed segments on the victim by hand (load_balance): the pin
         # must go with the node, and the segment come back to the survivor
-        sealed = [s for s in utility.get_query_segment_info("docs", using="spread") if s.state == 4]
+        sealed = [s for s in utility.get_query_segment_info("docs", using="spread") if s.state == 3]
         moved_seg = next(s.segmentID for s in sealed if s.nodeIds == [number[survivor]])
         utility.load_balance("docs", number[survivor], [number[victim]], [moved_seg], using="spread")
         assert [s.nodeIds for s in utility.get_query_segment_info("docs", using="spread")
@@ -141,7 +141,7 @@ def test_the_sealed_segments_of_one_shard_spread_over_the_nodes_of_a_replica(tmp
         stop.set()
         t.join(30)
         check_answers()
-        wait_until(lambda: {n for s in utility.get_query_segment_info("docs", using="spread") if s.state == 4
+        wait_until(lambda: {n for s in utility.get_query_segment_info("docs", using="spread") if s.state == 3
                             for n in s.nodeIds} == {number[survivor]}, 30, "the survivor serves every sealed segment")
 
         # a node that starts later takes segments, without any restart

@@ -429,9 +429,14 @@ class SnapshotManager:
                     rec.put()
                     last_beat = time.monotonic()
             if part["deltas"]:
-                pks, tss = zip(*(sf.read_delta(self.objects, k) for k in part["deltas"]))
+                pks, tss, dpids = zip(*(sf.read_delta_scoped(self.objects, k) for k in part["deltas"]))
+                # a partition-scoped delete keeps its partition, renumbered (-2: one not restored, no row's)
+                old_pids = np.concatenate(dpids)
+                scoped = np.full(len(old_pids), -1, np.int64)
+                for old in np.unique(old_pids[old_pids != -1]).tolist():
+                    scoped[old_pids == old] = pids.get(old, -2)
                 key = f"deltas/{info.id}/{channel}/{0:020d}.vcol"
-                sf.write_delta(self.objects, key, np.concatenate(pks), np.concatenate(tss))
+                sf.write_delta(self.objects, key, np.concatenate(pks), np.concatenate(tss), scoped)
                 puts[f"delta/{info.id}/{channel}/{0:020d}"] = key.encode()
             if puts:  # fenced by the job's record: a run taken over registers nothing (vecdb.jobs.Record.commit)
                 rec.commit(puts, intents)

@@ -22,11 +22,12 @@ A manual compaction's ``CompactionOptions`` choose among them (a force merge; an
 rewrites alone each segment with a dead row; some segments, a partition, a channel only).
 
 A row is dead when a persisted delete (a delta at or below the checkpoint) of its key has a larger
-timestamp, or when a row of the same key with a larger timestamp is in any persisted segment of the
-channel (upserts are plain inserts; within one insert batch the last occurrence wins): what the
-query node resolves at load (``Shard.rebuild_pk_index``, ``Shard.apply_deltas``); or, in a
-collection with a TTL (``collection.ttl.seconds``), when it is older than the TTL (no read sees it
-any more; a TTL collection's channels are checked again every ``TTL_CHECK_MS`` even unchanged). Live
+timestamp (a delete with a ``partition_name``: a row of that partition), or when a row of the same
+key with a larger timestamp is in any persisted segment of the channel (upserts are plain inserts;
+within one insert batch the last occurrence wins): what the query node resolves at load
+(``Shard.rebuild_pk_index``, ``Shard.apply_deltas``); or, in a collection with a TTL
+(``collection.ttl.seconds``), when it is older than the TTL (no read sees it any more; a TTL
+collection's channels are checked again every ``TTL_CHECK_MS`` even unchanged). Live
 rows keep their timestamps.
 
 A compaction of one channel commits in ONE metadata transaction that expects the checkpoint and
@@ -200,7 +201,7 @@ class Compactor:
         self.meta: MetaStore = node.meta
         self.settings = settings or CompactionSettings()
         self._pk_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # segment prefix -> (pks, ts)
-        self._delta_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # delta object key -> (pks, ts)
+        self._delta_cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # delta key -> (pks, ts, pids)
         self._size_cache: dict[str, float] = {}  # segment prefix -> its bytes (_segment_bytes)
         self._checked: dict[str, tuple] = {}  # channel -> signature of its last automatic check
         self._wake = threading.Event()
@@ -246,14 +247,15 @@ class Compactor:
         pks = np.concatenate([p for p, _ in parts])
         ts = np.concatenate([t for _, t in parts])
         n = len(pks)
-        dpks, dts = [], []
+        dpks, dts, dpids = [], [], []
         for obj in state.deltas.values():
             got = self._delta_cache.get(obj)
             if got is None:  # delta files never change either
-                p, t = sf.read_delta(self.node.objects, obj)
-                got = self._delta_cache[obj] = (np.asarray(p, dtype=pks.dtype), np.asarray(t, np.uint64))
+                p, t, pid = sf.read_delta_scoped(self.node.objects, obj)
+                got = self._delta_cache[obj] = (np.asarray(p, dtype=pks.dtype), np.asarray(t, np.uint64), pid)
             dpks.append(got[0])
             dts.append(got[1])
+            dpids.append(got[2])
         allkeys = np.concatenate([pks, *dpks]) if dpks else pks
         uniq, inv = np.unique(allkeys, return_inverse=True)
         inv = inv.reshape(-1)
@@ -267,9 +269,14 @@ class Compactor:
         np.maximum.at(last, codes[at_newest], at_newest)
         alive = last[codes] == np.arange(n)
         if dpks:
-            deleted_at = np.zeros(len(uniq), np.uint64)
-            np.maximum.at(deleted_at, inv[n:], np.concatenate(dts))
-            alive &= deleted_at[codes] <= ts
+            d_codes, d_ts, d_pids = inv[n:], np.concatenate(dts), np.concatenate(dpids)
+            row_pids = np.repeat([state.segments[k]["partition_id"] for k in keys], [len(p) for p, _ in parts])
+            for pid in np.unique(d_pids).tolist():  # -1: every partition; else that partition's rows only
+                sel = d_pids == pid
+                deleted_at = np.zeros(len(uniq), np.uint64)
+                np.maximum.at(deleted_at, d_codes[sel], d_ts[sel])
+                hit = deleted_at[codes] > ts
+                alive &= ~hit if pid == -1 else ~(hit & (row_pids == pid))
         if info.ttl_span:  # expired: older than the TTL (as every read masks them)
             alive &= ts > np.uint64(max(0, compose(now_ms()) - info.ttl_span))
         bounds = np.cumsum([0] + [len(p) for p, _ in parts])

@@ -108,8 +108,9 @@ class DataNode:
             puts[f"seg/{info.id}/{channel}/{upto:020d}-{pid}"] = json.dumps(seg).encode()
         if deletes:
             key = f"deltas/{info.id}/{channel}/{upto:020d}.vcol"
-            sf.write_delta(self.objects, key, np.concatenate([pks for pks, _ in deletes]),
-                           np.concatenate([ts for _, ts in deletes]))
+            sf.write_delta(self.objects, key, np.concatenate([pks for pks, _, _ in deletes]),
+                           np.concatenate([ts for _, ts, _ in deletes]),
+                           np.concatenate([pids for _, _, pids in deletes]))
             puts[f"delta/{info.id}/{channel}/{upto:020d}"] = key.encode()
         puts[ckpt_key] = str(upto).encode()
         if os.environ.get(FAULT_ENV) == "abort":  # crash tests: files written, metadata not committed
@@ -133,15 +134,17 @@ class DataNode:
         return segments
 
     def _read_records(self, channel: str, start: int, upto: int):
-        """The channel's records in (start, upto]: inserts by partition, deletes as (pks, ts) arrays."""
+        """The channel's records in (start, upto]: inserts by partition, deletes as (pks, ts, partition
+        ids) arrays (-1: every partition)."""
         inserts: dict[int, list[InsertRecord]] = defaultdict(list)
-        deletes: list[tuple[np.ndarray, np.ndarray]] = []
+        deletes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for _, payload in self.log.read(channel, start + 1, upto):
             rec = decode(payload)
             if isinstance(rec, InsertRecord):
                 inserts[rec.partition_id].append(rec)
             elif isinstance(rec, DeleteRecord):
-                deletes.append((rec.pks, np.full(len(rec.pks), rec.ts, np.uint64)))
+                deletes.append((rec.pks, np.full(len(rec.pks), rec.ts, np.uint64),
+                                np.full(len(rec.pks), rec.partition_id, np.int64)))
         return inserts, deletes
 
     def compact(self, info: CollectionInfo, clustering: bool = False, options: CompactionOptions | None = None) -> int:

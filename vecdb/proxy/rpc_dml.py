@@ -139,9 +139,10 @@ class DmlRpcs(ServiceBase):
         if partial:
             columns = self._merge_partial(info, columns, n, partition_name, ops)
         ts = self._write_rows(info, columns, n, partition_name)
+        # as Milvus's upsertTask: n rows inserted, n keys deleted (there or not), n upserted
         return milvus_pb2.MutationResult(
             status=status.success(), IDs=ids_proto(columns[pk.name], pk.dtype),
-            succ_index=range(n), upsert_cnt=n, timestamp=ts)
+            succ_index=range(n), insert_cnt=n, delete_cnt=n, upsert_cnt=n, timestamp=ts)
 
     def _merge_partial(self, info: CollectionInfo, columns: dict, n: int, partition_name: str,
                        ops: dict[str, int] | None = None) -> dict:

@@ -284,8 +284,8 @@ class QueryNode:
         shard.rebuild_pk_index()
         deleted_up_to = 0
         for key in delta_keys:
-            pks, ts = sf.read_delta(self.objects, key)
-            shard.apply_deltas(pks, ts)
+            pks, ts, pids = sf.read_delta_scoped(self.objects, key)
+            shard.apply_deltas(pks, ts, pids)
             deleted_up_to = max(deleted_up_to, int(ts.max()) if len(ts) else 0)
         shard.applied_position = start
         for pos, payload in self.log.read(channel, start + 1):
@@ -568,7 +568,7 @@ class QueryNode:
         for v in coll.snapshot(None, channels):
             idx = next((i for i in info.indexes if i.field_name in v.segment.indexes), None)
             out.append({"segment_id": v.segment.segment_id or 0, "partition_id": v.segment.partition_id,
-                        "num_rows": v.n, "state": 4 if v.segment.sealed else 2,
+                        "num_rows": v.n, "state": 3 if v.segment.sealed else 2,
                         "index_id": idx.index_id if idx else 0, "index_name": idx.index_name if idx else ""})
         return out
 

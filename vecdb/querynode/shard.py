@@ -314,14 +314,18 @@ class Shard:
                 self._mark_by_locs(locs[stale], ts[stale + 1])
             self.pk_index = dict(zip(pks[last].tolist(), locs[last].tolist()))
 
-    def apply_deltas(self, pks: np.ndarray, ts: np.ndarray) -> None:
-        """Apply persisted deletes: a delete hits the live version of its key if that is older."""
+    def apply_deltas(self, pks: np.ndarray, ts: np.ndarray, partition_ids: np.ndarray | None = None) -> None:
+        """Apply persisted deletes: a delete hits the live version of its key if that is older (and in
+        the delete's partition, when it names one: ``partition_ids`` -1 or None, any)."""
+        pids = [-1] * len(pks) if partition_ids is None else partition_ids.tolist()
         with self.lock:
-            for key, t in zip(pks.tolist(), ts.tolist()):
+            for key, t, pid in zip(pks.tolist(), ts.tolist(), pids):
                 loc = self.pk_index.get(key)
                 if loc is None:
                     continue
                 seg = self.segments[loc >> _OFFSET_BITS]
+                if pid != -1 and seg.partition_id != pid:
+                    continue
                 off = loc & _OFFSET_MASK
                 if int(seg.ts()[off]) < t:
                     seg.mark_deleted(np.array([off]), t)

@@ -164,13 +164,27 @@ def save_index(store: ObjectStore, index, key: str) -> None:
         store.put(key, file_chunks(path))
 
 
-def write_delta(store: ObjectStore, key: str, pks: np.ndarray, ts: np.ndarray) -> None:
-    store.put(key, encode_columns({"pk": pks, "ts": ts.astype(np.uint64)}, len(pks)))
+def write_delta(store: ObjectStore, key: str, pks: np.ndarray, ts: np.ndarray,
+                partition_ids: np.ndarray | None = None) -> None:
+    """``partition_ids``: each delete's partition (a delete with a ``partition_name`` hits that partition's
+    rows only; -1: every partition), kept only when some delete has one (a file without: every partition)."""
+    cols = {"pk": pks, "ts": ts.astype(np.uint64)}
+    if partition_ids is not None and bool((partition_ids != -1).any()):
+        cols["partition"] = np.asarray(partition_ids, np.int64)
+    store.put(key, encode_columns(cols, len(pks)))
 
 
 def read_delta(store: ObjectStore, key: str) -> tuple[np.ndarray, np.ndarray]:
+    pks, ts, _ = read_delta_scoped(store, key)
+    return pks, ts
+
+
+def read_delta_scoped(store: ObjectStore, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(primary keys, timestamps, partition ids: -1 where a delete hits every partition) of a delta file."""
     _, cols, _ = decode_columns(store.get(key))
-    return cols["pk"], cols["ts"]
+    scoped = cols.get("partition")
+    pids = np.asarray(scoped, np.int64) if scoped is not None else np.full(len(cols["pk"]), -1, np.int64)
+    return cols["pk"], cols["ts"], pids
 
 
 def _npy_parts(chunks: list[np.ndarray]) -> list:
