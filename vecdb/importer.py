@@ -222,12 +222,9 @@ def _json_array(text: str, pos: int) -> tuple[list, int]:
     while True:
         value, pos = _DECODER.raw_decode(text, pos)
         out.append(value)
-        pos = _skip_ws(text, pos)
-        if text.startswith("]", pos):
-            return out, pos + 1
-        if not text.startswith(",", pos):
-            raise ValueError(f"Expecting ',' delimiter: char {pos}")
-        pos = _skip_ws(text, pos + 1)
+        done, pos = _after_item(text, pos, "]")
+        if done:
+            return out, pos
 
 
 def _json_object_rows(text: str, pos: int) -> tuple[list | None, int]:
@@ -249,12 +246,20 @@ def _json_object_rows(text: str, pos: int) -> tuple[list | None, int]:
         else:
             value, pos = _DECODER.raw_decode(text, pos)
             rows = value if key == "rows" else rows
-        pos = _skip_ws(text, pos)
-        if text.startswith("}", pos):
-            return rows, pos + 1
-        if not text.startswith(",", pos):
-            raise ValueError(f"Expecting ',' delimiter: char {pos}")
-        pos = _skip_ws(text, pos + 1)
+        done, pos = _after_item(text, pos, "}")
+        if done:
+            return rows, pos
+
+
+def _after_item(text: str, pos: int, close: str) -> tuple[bool, int]:
+    """After an array's element or an object's member at ``pos``: (True, the end) at the ``close``
+    bracket, else (False, where the next one starts)."""
+    pos = _skip_ws(text, pos)
+    if text.startswith(close, pos):
+        return True, pos + 1
+    if not text.startswith(",", pos):
+        raise ValueError(f"Expecting ',' delimiter: char {pos}")
+    return False, _skip_ws(text, pos + 1)
 
 
 DYNAMIC = "$meta"
