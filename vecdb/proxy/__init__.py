@@ -1,2 +1,35 @@
-"""The proxy role: the Milvus gRPC API in front of the other roles, built on the gRPC stubs that
-ship with pymilvus (``pymilvus.grpc_gen``, loaded without the client: ``vecdb.pymilvus_stubs``)."""
+"""The proxy role: the Milvus gRPC API in front of the other roles.
+
+The server is built on the gRPC stubs that ship with pymilvus (``pymilvus.grpc_gen``).
+Importing ``pymilvus`` itself runs its client package, which pulls in pandas and
+more: about 45 MiB of resident memory a server never uses. So, unless the client
+is already imported (tests run both in one process), the stubs are loaded under a
+bare placeholder package that is removed again afterwards; a later ``import
+pymilvus`` then runs the real package, which finds its stubs already loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+
+
+def _load_stubs_without_client() -> None:
+    if "pymilvus" in sys.modules:
+        return
+    spec = importlib.util.find_spec("pymilvus")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    placeholder = types.ModuleType("pymilvus")
+    placeholder.__path__ = list(spec.submodule_search_locations)
+    sys.modules["pymilvus"] = placeholder
+    try:
+        importlib.import_module("pymilvus.grpc_gen")
+    finally:
+        if sys.modules.get("pymilvus") is placeholder:
+            del sys.modules["pymilvus"]
+
+
+_load_stubs_without_client()
