@@ -57,6 +57,7 @@ class Decay:
         names = [self.field, valid_key(self.field)] if self.nullable else [self.field]
         return [*fetch, *[n for n in names if n not in fetch]]
 
+
     def values_of(self, columns: dict) -> np.ndarray | None:
         """The field's value of each hit (``columns``, read with ``fetch``), a null one as NaN."""
         col = columns.get(self.field)
@@ -66,6 +67,11 @@ class Decay:
         out = col.astype(np.float64)
         out[~np.asarray(valid, bool)] = np.nan
         return out
+
+
+def fetched(decay: Decay | None, fetch: list[str]) -> list[str]:
+    """What a search reads for ``fetch`` with ``decay`` (a decay ranker's field too; none: ``fetch``)."""
+    return fetch if decay is None else decay.fetch(fetch)
 
 
 def _number(params: dict[str, str], key: str) -> float | None:

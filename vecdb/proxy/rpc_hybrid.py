@@ -33,6 +33,7 @@ from vecdb.proxy import function_chain, search_aggregation
 from vecdb.proxy.base import kv_dict, rpc
 from vecdb.proxy.boost import Boost
 from vecdb.proxy.consistency import level_of, reading_at
+from vecdb.proxy.decay import fetched
 from vecdb.proxy.grouping import group_fused, group_keys, parse_group_by, parse_group_scorer
 from vecdb.proxy.quota import admit_collection
 from vecdb.proxy.rerank import Ranker, SubResult, function_ranker, fuse, fused_columns, ranker_from_rank_params
@@ -150,7 +151,7 @@ class HybridRpcs(SearchRpcs):
         decay = ranker.decay
 
         def fetch(plan: SearchPlan) -> list[str]:  # a decay ranker's field read with every hit
-            return plan.fetch if decay is None else decay.fetch(plan.fetch)
+            return fetched(decay, plan.fetch)
         if group is not None and any(boosts):
             raise errors.InvalidParameter("a boost ranker in an ANN request cannot be combined with group_by_field")
         with reading_at(level):

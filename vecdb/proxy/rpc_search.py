@@ -23,6 +23,7 @@ from vecdb.proxy import function_chain, search_aggregation, status
 from vecdb.proxy.base import ServiceBase, kv_dict, parse_json_param, rpc
 from vecdb.proxy.boost import Boost, rescored_rows
 from vecdb.proxy.consistency import BOUNDED_STALENESS, ReadLevel, level_of, reading_at
+from vecdb.proxy.decay import fetched
 from vecdb.proxy.fielddata import nq_invalid, parse_placeholder_group, resolve_output_fields
 from vecdb.proxy.fieldencode import fill_field_data
 from vecdb.proxy.grouping import GroupBy, group_hits, group_keys, parse_group_by
@@ -421,7 +422,7 @@ class SearchRpcs(ServiceBase):
             return self._reply(info, spec, plan, self.boosted_hits(info, spec, plan, parts, ranker.boost))
         decay = ranker.decay
         wide = dataclasses.replace(spec, limit=plan.limit + plan.offset, offset=0)
-        hits = self.r.querynode.search(info, wide, parts, plan.fetch if decay is None else decay.fetch(plan.fetch))
+        hits = self.r.querynode.search(info, wide, parts, fetched(decay, plan.fetch))
         nq = len(spec.queries)
         values = None if decay is None else decay.values_of(hits.columns)
         fused = fuse(ranker, [SubResult(hits.topks, hits.pks, hits.scores, plan.metric, values)],
