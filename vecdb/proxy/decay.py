@@ -57,7 +57,6 @@ class Decay:
         names = [self.field, valid_key(self.field)] if self.nullable else [self.field]
         return [*fetch, *[n for n in names if n not in fetch]]
 
-
     def values_of(self, columns: dict) -> np.ndarray | None:
         """The field's value of each hit (``columns``, read with ``fetch``), a null one as NaN."""
         col = columns.get(self.field)
