@@ -88,7 +88,9 @@ class CatalogSync:
             loaded = self._sync_index_properties(c, name, idx, described.get(idx.field_name, {}), loaded)
         # an index dropped and created again on the source between two passes (another id: maybe another type
         # or params): the target's goes too, and the new one is created above on the next pass
-        gone = {f: n for f, n in have_idx.items() if info.index_for_field(f) is None or f in self._replaced(info)}
+        replaced = self._replaced(info)
+        gone = {f: n for f, n in have_idx.items()
+                if (src := info.index_for_field(f)) is None or f in replaced or _other_index(src, described[f])}
         if gone and loaded:
             c.release_collection(name)
             loaded = False
@@ -313,6 +315,19 @@ def _partitions_loaded(c, name: str, partitions: list[str]) -> bool:
     all (``MilvusClient.get_load_state`` asks about one partition at a time)."""
     state = c._get_connection().get_load_state(name, partitions, context=c._generate_call_context())
     return getattr(state, "name", str(state)) == "Loaded"
+
+
+def _other_index(idx, described: dict) -> bool:
+    """Whether the target's index of a field (``described``: pymilvus's describe_index) is not the source's
+    ``idx``: another name, or, for a type the client named (not AUTOINDEX), another type or metric. The
+    recorded index ids miss a replacement made before the task's entry had any (a pass stopped between
+    creating the target collection and recording its indexes, then the source's index replaced)."""
+    if described.get("index_name", idx.index_name) != idx.index_name:
+        return True
+    if idx.auto:
+        return False
+    have = (str(described.get("index_type", "")).upper(), str(described.get("metric_type", "")).upper())
+    return have[0] != idx.index_type.upper() or bool(have[1] and idx.metric_type and have[1] != idx.metric_type.upper())
 
 
 def _create_index(c, name: str, idx) -> None:
