@@ -22,7 +22,6 @@ object name, or of a repeated field of names), read here from pymilvus's descrip
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from collections import defaultdict
@@ -87,7 +86,6 @@ class Required:
 
 
 def _required_table() -> dict[str, Required]:
-    importlib.import_module("vecdb.proxy")  # first: loads pymilvus's generated stubs without its client package
     from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
     ext = common_pb2.privilege_ext_obj
