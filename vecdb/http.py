@@ -59,6 +59,8 @@ def start_http(host: str, port: int, health: Health, role: str = "standalone",
     the role has one (None before)."""
 
     class Handler(BaseHTTPRequestHandler):
+        _head = False  # answering a HEAD: GET's status and headers are sent, its body is not
+
         def do_GET(self):  # noqa: N802 - http.server API
             if self.path.startswith("/healthz"):
                 ok, text = _ask(health)
@@ -74,6 +76,13 @@ def start_http(host: str, port: int, health: Health, role: str = "standalone",
                 self._send(code, body, headers.pop("Content-Type", "text/plain"), headers)
             else:
                 self._send(404, b"not found", "text/plain")
+
+        def do_HEAD(self):  # noqa: N802 - http.server API: GET's status and headers, no body
+            self._head = True
+            try:
+                self.do_GET()
+            finally:
+                self._head = False
 
         def do_POST(self):  # noqa: N802 - http.server API
             api = rest() if rest is not None else None  # the Milvus REST API, where this role serves one
@@ -91,7 +100,8 @@ def start_http(host: str, port: int, health: Health, role: str = "standalone",
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if not self._head:
+                self.wfile.write(body)
 
         def log_message(self, *args):
             pass

@@ -40,6 +40,7 @@ struct; ``CollectionSchema.struct_fields`` holds the struct-level part (name, id
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -974,8 +975,9 @@ def _parse_null_and_default(f: FieldSchema, fpb, zone: str = DEFAULT_ZONE) -> No
         raise InvalidParameter(
             f"the length ({len(value.encode('utf-8', 'surrogatepass'))}) of string exceeds max length "
             f"({f.max_length}), field: {name}")
-    if f.dtype in (DataType.FLOAT, DataType.DOUBLE) and value != value:
-        raise InvalidParameter(f"default value of field {name} is NaN")
+    if f.dtype in (DataType.FLOAT, DataType.DOUBLE) and not math.isfinite(value):
+        # Milvus 2.3.5 stores them; an inserted NaN or ±inf is refused (Milvus 2.4+), so is a default
+        raise InvalidParameter(f"default value of field {name} is NaN or infinity: {value}")
     f.default_value = value
 
 

@@ -109,7 +109,9 @@ def _raw_json_insert(uri: str) -> None:
                 getattr(scalars, kind).data.append(value)
                 fields.append(schema_pb2.FieldData(type=dtype, field_name=name, scalars=scalars))
             for name, et in (("arr", schema_pb2.Int64), ("sarr", schema_pb2.VarChar)):
-                empty = schema_pb2.ArrayArray(element_type=et, data=[schema_pb2.ScalarField()])
+                row = schema_pb2.ScalarField()
+                (row.long_data if et == schema_pb2.Int64 else row.string_data).SetInParent()  # an empty array
+                empty = schema_pb2.ArrayArray(element_type=et, data=[row])
                 fields.append(schema_pb2.FieldData(type=schema_pb2.Array, field_name=name,
                                                    scalars=schema_pb2.ScalarField(array_data=empty)))
             fields += [fd("j", j), fd("$meta", meta, True)]

@@ -259,9 +259,8 @@ class Catalog:
         def plan() -> Change:
             target = self._cached(db, collection)
             aliases = self._state.aliases
-            if (db, collection) in aliases:
-                raise errors.InvalidParameter(
-                    f"create alias failed: alias cannot be based on another alias {collection}")
+            if (db, collection) in aliases:  # Milvus 2.3.5: an alias is no collection to point at (100)
+                raise errors.CollectionNotFound(f"collection not found[database={db}][collection={collection}]")
             if any(c.db == db and c.name == alias for c in self._state.collections.values()):
                 raise errors.AliasNameConflict(f"alias name {alias} conflicts with an existing collection name")
             if (db, alias) in aliases:
@@ -278,6 +277,8 @@ class Catalog:
                 raise errors.AliasNameConflict(f"alias and collection name conflict[database={db}][alias={alias}]")
             if (db, alias) not in self._state.aliases:
                 raise errors.AliasNotFound(f"alias not found[database={db}][alias={alias}]")
+            if (db, collection) in self._state.aliases:  # as create_alias: no alias of an alias (100)
+                raise errors.CollectionNotFound(f"collection not found[collection={collection}]")
             target = self._cached(db, collection)
             return Change(puts={alias_key(db, alias): str(target.id).encode()})
 

@@ -480,10 +480,11 @@ def _decode_with_nulls(field: FieldSchema, fd, n: int, mask: np.ndarray, static_
         raise _type_mismatch(field, attr, kind)
     sent = len(getattr(fd.scalars, kind).data)
     valid = int(np.count_nonzero(mask))
-    if sent == n and field.dtype == DataType.GEOMETRY:  # the null rows' placeholders need not be WKT
-        col = null_column(field, n)
-        col[mask] = _decode_geometry(field, [v for v, ok in zip(getattr(fd.scalars, kind).data, mask.tolist())
-                                             if ok], kind)
+    if sent == n and field.dtype in (DataType.GEOMETRY, DataType.ARRAY):  # the null rows' placeholders
+        col = null_column(field, n)  # need not be WKT, nor hold an array's data
+        rows = [v for v, ok in zip(getattr(fd.scalars, kind).data, mask.tolist()) if ok]
+        geometry = field.dtype == DataType.GEOMETRY
+        col[mask] = _decode_geometry(field, rows, kind) if geometry else _decode_arrays(field, rows)
         return col
     if sent == n:
         return _decode_scalars(field, fd, n, static_names, zone)
@@ -788,13 +789,13 @@ def _decode_arrays(field: FieldSchema, data) -> np.ndarray:
     empty = np.empty(0, dtype=object if is_str else _NP_DTYPE[et])
     for i, row in enumerate(parent):
         kind = row.WhichOneof("data")
-        if kind is None:
+        if kind is None and field.struct_name:  # a struct sub-field's row of no structs
             out[i] = empty.copy()
             continue
-        if kind != attr:
+        if kind != attr:  # no data at all (None): Milvus 2.3.5's proxy crashes on it (nil pointer)
             raise InvalidParameter(
                 f"array field ({field.name}) is illegal, insert data does not match: "
-                f"need {_type_name(et)} array, got {kind} at row {i}"
+                f"need {_type_name(et)} array, got {kind or 'nil'} at row {i}"
             )
         values = getattr(row, attr).data
         if len(values) > cap:

@@ -26,6 +26,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -1240,10 +1241,12 @@ _NUMPY = {DataType.BOOL: np.bool_, DataType.INT8: np.int8, DataType.INT16: np.in
 
 
 def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id: bool = True,
-                       partial: bool = False) -> list:
+                       partial: bool = False, quoted_numbers: bool = True) -> list:
     """JSON rows to the ``FieldData`` columns of an insert or upsert (keys not in the schema go to the
     dynamic field when it is on, as pymilvus's row inserts do). ``partial`` (a partial update): only
-    the fields the rows hold are sent, each by every row (null where a row says null)."""
+    the fields the rows hold are sent, each by every row (null where a row says null).
+    ``quoted_numbers``: a number field takes a quoted number ("1"), as Milvus's REST insert does;
+    bulk import refuses it (False), as Milvus 2.3.5's JSON import does ("illegal value '1' for int64")."""
     names: list[str] = []
     columns: dict[str, np.ndarray] = {}
     static = {f.name for f in schema.fields} | {s.name for s in schema.struct_fields}
@@ -1274,9 +1277,11 @@ def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id:
         if f.nullable:
             columns[valid_key(f.name)] = nulls.get(f.name, np.ones(len(rows), np.bool_))
         try:
+            if not quoted_numbers and f.dtype in _NUMBERS and str in set(map(type, values)):
+                raise ValueError(f.name)
             col = _column(f, values, nulls.get(f.name))
         except (TypeError, ValueError, OverflowError):  # (numpy's words name no field: Milvus's instead)
-            raise ValueError(_bad_value(f, values)) from None
+            raise ValueError(_bad_value(f, values, quoted_numbers)) from None
         names.append(f.name)
         columns[f.name] = col
     dynamic_keys = None
@@ -1351,17 +1356,30 @@ def _number(v) -> bool:
     return True
 
 
-def _bad_value(f: FieldSchema, values: list) -> str:
+_FLOATS = (DataType.FLOAT, DataType.DOUBLE)
+_NUMBERS = (*_FLOATS, DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64)
+_FLOAT_ROWS = (DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR)
+
+
+def _bad_value(f: FieldSchema, values: list, quoted_numbers: bool = True) -> str:
     """Milvus's checkAndSetData error for a value of field ``f`` its type cannot take: what the field
     takes, then ``invalid parameter[expected=<type>][actual=<value>]`` (the first such value)."""
     kind = schema_pb2.DataType.Name(int(f.dtype))
-    if f.dtype in _INT_RANGE:
+    bad: Any
+    if not quoted_numbers and f.dtype in _NUMBERS and str in set(map(type, values)):
+        bad = json.dumps(next(v for v in values if isinstance(v, str)))
+        want = f"field {f.name} value must be a number, not a quoted one"
+    elif f.dtype in _INT_RANGE:
         lo, hi = _INT_RANGE[f.dtype]
         bad = next((v for v in values if not _integer(v) or not lo <= int(v) <= hi), None)
         want = f"field {f.name} value must be an integer in range [{lo}, {hi}]"
     elif f.dtype in (DataType.FLOAT, DataType.DOUBLE):
         bad = next((v for v in values if not _number(v)), None)
         want = f"field {f.name} value must be a number"
+    elif f.dtype in _FLOAT_ROWS:
+        bad = next((v for v in values if type(v) is not np.ndarray
+                    and (not isinstance(v, list) or not set(map(type, v)) <= {int, float})), None)
+        want = f"field {f.name} value must be a list of numbers"
     elif f.dtype == DataType.BOOL:
         bad = next(('null' if v is None else v for v in values if not _boolean(v)), None)
         want = f"field {f.name} value must be a boolean (true or false; \"true\", \"false\", 1 or 0 also read)"
@@ -1376,6 +1394,11 @@ def _column(f: FieldSchema, values: list, valid: np.ndarray | None) -> np.ndarra
     col: np.ndarray
     if f.dtype in _INT_RANGE and not all(type(v) is int for v in values) and not all(map(_integer, values)):
         raise ValueError(f.name)  # (1.5 or true would be truncated to an integer by numpy)
+    if f.dtype in _FLOATS and bool in set(map(type, values)):
+        raise ValueError(f.name)  # (numpy reads true as 1.0; Milvus's REST refuses it)
+    if f.dtype in _FLOAT_ROWS and not set(map(type, chain.from_iterable(
+            v for v in values if type(v) is not np.ndarray))) <= {int, float}:  # (not a null's placeholder)
+        raise ValueError(f.name)  # (numpy reads true or "1" in a vector as 1.0; Milvus's REST refuses them)
     if f.dtype == DataType.BINARY_VECTOR:
         col = np.asarray(values, np.uint8).reshape(len(values), -1)
     elif f.dtype == DataType.INT8_VECTOR:

@@ -200,7 +200,11 @@ class ImportRpcs(DmlRpcs):
 
     @rpc(milvus_pb2.GetImportStateResponse)
     def GetImportState(self, request, context):
-        return _state_reply(self.get_import_job(request.task))
+        try:
+            job = self.get_import_job(request.task)
+        except errors.InvalidParameter:  # Milvus 2.3.5 answers an unknown task with its etcd miss (1000)
+            raise errors.KeyNotFound(f"key not found[key=importtask/{request.task}]") from None
+        return _state_reply(job)
 
     @rpc(milvus_pb2.ListImportTasksResponse)
     def ListImportTasks(self, request, context):
@@ -255,7 +259,8 @@ def row_batches(schema: CollectionSchema, rows: list[dict], path: str, zone: str
         try:
             if pk.auto_id and any(pk.name in row for row in part):
                 raise errors.InvalidParameter(f"the primary key '{pk.name}' is auto-generated, no need to provide")
-            out.append((_validated(schema, rows_to_field_data(schema, part), len(part), zone), len(part)))
+            fields = rows_to_field_data(schema, part, quoted_numbers=False)
+            out.append((_validated(schema, fields, len(part), zone), len(part)))
         except (errors.VecdbError, KeyError, TypeError, ValueError) as e:
             row, reason = _first_bad_row(schema, part, e, zone)
             raise errors.InvalidParameter(f"failed to import the file {path}: row {start + row}: {reason}") from None
@@ -272,7 +277,7 @@ def _first_bad_row(schema: CollectionSchema, rows: list[dict], batch_error: Exce
         try:
             if pk.auto_id and pk.name in row:
                 raise errors.InvalidParameter(f"the primary key '{pk.name}' is auto-generated, no need to provide")
-            _validated(schema, rows_to_field_data(schema, [row]), 1, zone)
+            _validated(schema, rows_to_field_data(schema, [row], quoted_numbers=False), 1, zone)
         except TypeError as e:  # (the encoder's words name no field: "bad argument type for built-in operation")
             return i, _wrong_string(schema, row) or _reason(e)
         except (errors.VecdbError, KeyError, ValueError) as e:
