@@ -132,8 +132,10 @@ def test_querynode_process_loads_follows_and_registers_its_session(tmp_path, rem
     import json
     import time
 
-    storage = dict(remote_storage(), session_ttl=2)
-    writer = start_standalone(tmp_path / "writer", free_port(), storage)
+    shared = remote_storage()
+    storage = dict(shared, session_ttl=2)  # the query node's session: runs out soon after its kill
+    # (the writer keeps the default: a 2 s lease of the in-process server ran out under a loaded machine)
+    writer = start_standalone(tmp_path / "writer", free_port(), shared)
     c = MilvusClient(uri=f"http://127.0.0.1:{writer.port}")
     port = free_port()
     qn_args = (storage, tmp_path / "qn", "querynode", "--port", str(port), "--node-id", "qn1")
