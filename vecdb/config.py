@@ -115,6 +115,9 @@ class CompactionSettings(BaseModel):
                             "that still hold them (the gc/ record's 'after')")
     keep_requests: float = Field(3600.0, ge=0, description="seconds a finished client.compact request's state stays "
                                  "(get_compaction_state)")
+    timeout: float = Field(300.0, ge=0, description="seconds a client.compact request's channel waits for a data node "
+                           "while none lives (a cluster's); then it counts as a failed plan and the request as "
+                           "Completed (Milvus's dataCoord.compaction.timeout)")
 
 
 class HttpSettings(BaseModel):

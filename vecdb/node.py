@@ -141,6 +141,10 @@ class LocalQueryNode:
                     channels: Sequence[str] | None = None) -> tuple[int, int]:
         return self.node.index_state(collection_id, field_name, channels)
 
+    def index_segments(self, collection_id: int, field_name: str,
+                       channels: Sequence[str] | None = None) -> list[tuple[int, int, int]]:
+        return self.node.index_segments(collection_id, field_name, channels)
+
     def segment_infos(self, info: CollectionInfo, channels: Sequence[str] | None = None) -> list[dict]:
         return self.node.segment_infos(read_collection(self.node.meta, info.id), channels)
 

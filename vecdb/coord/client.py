@@ -76,6 +76,19 @@ class CoordClient:
         """The coord address calls go to now (None until the session was first read)."""
         return self._current
 
+    def holds_session(self, address: str) -> bool:
+        """Whether the coord at ``address`` is still the active one (``session/coord`` names it): a
+        long call to it is given up once not (``vecdb.coord.flush.RemoteFlush``). True with a fixed
+        address, and when the store cannot be read (no verdict)."""
+        if self._fixed is not None:
+            return True
+        try:
+            return active_coord_address(self._meta) == address
+        except ServiceNotReady:
+            return False
+        except Exception:  # noqa: BLE001 (the metadata store unreachable: the call's own timeout decides)
+            return True
+
     def invoke(self, method: str, request: Message) -> Any:
         """As ``vecdb.rpc.Client.invoke``: the reply of the coord's ``method`` (proto/coord.proto)."""
         return self._retrying(lambda client, timeout: client.invoke(method, request, min(timeout, _SHORT_ATTEMPT)))
@@ -84,13 +97,14 @@ class CoordClient:
         """As ``vecdb.rpc.Client.call``: the request and reply as dicts of their fields."""
         return self._retrying(lambda client, timeout: client.call(method, msg, arrays, min(timeout, _SHORT_ATTEMPT)))
 
-    def retrying(self, attempt: Callable[[Client, float], T]) -> T:
+    def retrying(self, attempt: Callable[[Client, float], T], deadline: float | None = None) -> T:
         """``attempt(client, timeout)`` on the active coord, tried again as ``invoke`` is (a caller
-        that must tell a repeat from the first try counts its attempts: ``vecdb.coord.ddl_rpc``)."""
-        return self._retrying(attempt)
+        that must tell a repeat from the first try counts its attempts: ``vecdb.coord.ddl_rpc``);
+        ``deadline`` (monotonic): tried until then instead of ``timeout`` seconds."""
+        return self._retrying(attempt, deadline)
 
-    def _retrying(self, attempt: Callable[[Client, float], T]) -> T:
-        deadline = time.monotonic() + self.timeout
+    def _retrying(self, attempt: Callable[[Client, float], T], deadline: float | None = None) -> T:
+        deadline = time.monotonic() + self.timeout if deadline is None else deadline
         pause = _FIRST_PAUSE
         while True:
             try:

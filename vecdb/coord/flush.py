@@ -37,10 +37,12 @@ its own seal records (those of an earlier try are persisted and listed all the s
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +62,25 @@ log = logging.getLogger(__name__)
 PERSIST_WAIT = 120.0  # seconds a flush waits for the data nodes before it fails (retriable)
 REPLY_MARGIN = 10.0  # seconds a caller waits for the coord's reply beyond the coord's own wait
 LONG_ATTEMPT = 5.0  # seconds: an attempt that failed after so long was a wait cut short, not a refusal
+SESSION_CHECK = 1.0  # seconds between looks at the coord's session during a flush call
+CALLER_MARGIN = 1.0  # seconds a flush gives up before its client's deadline, so the client hears why
 MAX_CONCURRENT = 16  # flushes one coord waits on at once; more are refused (retriable), leaving RPC workers free
+
+# the monotonic time by which the client of the flush in progress (in this thread) gives up; None: no limit
+_CALLER_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("flush_caller_deadline",
+                                                                               default=None)
+
+
+@contextmanager
+def caller_deadline(seconds_left: float | None) -> Iterator[None]:
+    """Flushes inside give up (ServiceUnavailable) ``CALLER_MARGIN`` s before ``seconds_left`` pass (a
+    gRPC handler's ``context.time_remaining()``): a client that set a timeout hears why, not a deadline
+    of its own."""
+    token = _CALLER_DEADLINE.set(None if seconds_left is None else time.monotonic() + seconds_left - CALLER_MARGIN)
+    try:
+        yield
+    finally:
+        _CALLER_DEADLINE.reset(token)
 
 
 @dataclass
@@ -139,10 +159,17 @@ class FlushSlots:
         self._slots.release()
 
 
+class _CallerGaveUp(errors.VecdbError):
+    """Raised inside a flush attempt past the caller's deadline (not retried: not a refusal)."""
+
+
 class RemoteFlush:
     """``FlushRole`` of a cluster proxy: the active coord's ``Flush``. The call may outlast the
     coord's usual timeout (the coord waits up to ``wait`` seconds for the data nodes); a failover
-    during it is retried (``CoordClient``), a repeat being safe (see the module doc).
+    during it is retried (``CoordClient``), a repeat being safe (see the module doc). A coord that
+    hangs (SIGSTOP, cut off) is left once its session ends (``Client.invoke``'s ``alive``), and a flush
+    inside ``caller_deadline`` (the proxy's Flush RPC) fails before its client's deadline: either way
+    with a retriable not-ready/unavailable error, not after the whole wait.
 
     ``fallback``: a manager over the proxy's own writer, for a coord that does not flush (one
     without the shared log, ``Unimplemented``; or an older coord without the RPC, during a rolling
@@ -166,24 +193,39 @@ class RemoteFlush:
     def _remote(self, collection_id: int, channels: Sequence[str]) -> FlushResult:
         request = pb.FlushRequest(collection_id=collection_id, channels=list(channels))
         deadline = time.monotonic() + self.wait + REPLY_MARGIN + self._coord.timeout
+        caller = _CALLER_DEADLINE.get()
+        if caller is not None:
+            deadline = min(deadline, caller)
 
-        began = [0.0]  # when the last attempt started
+        spans: list[float] = []  # how long each attempt of the current round lasted
 
         def attempt(client: Any, timeout: float) -> pb.FlushReply:
-            began[0] = time.monotonic()
-            left = max(deadline - began[0], timeout)
-            return client.invoke("Flush", request, min(self.wait + REPLY_MARGIN, left))
+            began = time.monotonic()
+            left = deadline - began if caller is not None else max(deadline - began, timeout)
+            if left <= 0:
+                raise _CallerGaveUp(f"flush of collection {collection_id}: the coord did not answer within the "
+                                    "call's timeout")
+            try:
+                # given up once the coord's session ends (a hung coord holds the call otherwise: its whole
+                # wait, 130 s, before the client heard anything)
+                return client.invoke("Flush", request, min(self.wait + REPLY_MARGIN, left),
+                                     lambda: self._coord.holds_session(client.address), SESSION_CHECK)
+            finally:
+                spans.append(time.monotonic() - began)
 
         while True:
+            spans.clear()
             try:
-                out: pb.FlushReply = self._coord.retrying(attempt)
+                out: pb.FlushReply = self._coord.retrying(
+                    attempt, min(deadline, time.monotonic() + self._coord.timeout) if caller is not None else None)
                 break
+            except _CallerGaveUp as e:
+                raise errors.ServiceUnavailable(e.message) from None
             except (errors.ServiceNotReady, errors.ServiceUnavailable):
-                # retrying's deadline counts from its start: an attempt cut short after a long wait for
-                # the data nodes (the coord stopped meanwhile) gets a fresh round, within the flush's
-                # deadline; refusals from the start fail as any coord call does
-                now = time.monotonic()
-                if now - began[0] < LONG_ATTEMPT or now >= deadline:
+                # retrying's deadline counts from its start: an attempt of this round cut short after a long
+                # wait for the data nodes (the coord stopped meanwhile) gets one fresh round, within the
+                # flush's deadline; refusals only (no coord) fail as any coord call does
+                if max(spans, default=0.0) < LONG_ATTEMPT or time.monotonic() >= deadline:
                     raise
                 log.info("flush of collection %d: the coord stopped answering during it; trying again",
                          collection_id)

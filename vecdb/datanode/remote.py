@@ -7,6 +7,10 @@ to the proxy, and ``ClusterDataNode.persist`` persists it in-process, as a clust
 nodes always did (and builds its indexes, which no data node then does). Everything else (the
 indexer for unloaded collections, segment lists, drops) is the in-process ``DataNode``'s, over the
 same metadata and object stores.
+
+A ``client.compact`` request is carried out by the data node that owns each channel; a channel whose
+data node died goes to the one that takes it over. While none lives, a channel still waiting
+``compaction.timeout`` seconds after the request is marked failed when its state is read.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any
 
 from vecdb.catalog_model import CollectionInfo
 from vecdb.coord.datanode_assignment import DATANODE_SESSIONS
-from vecdb.datanode.compactor import CompactionOptions, request_compaction
+from vecdb.datanode import segment_listing
+from vecdb.datanode.compactor import CompactionOptions, fail_overdue, request_compaction
 from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.node import DataNode
 from vecdb.storage.base import MetaStore
@@ -84,10 +89,20 @@ class ClusterDataNode:
         return compaction_id
 
     def compaction(self, compaction_id: int) -> dict[str, Any] | None:
-        return self.local.compaction(compaction_id)
+        record = self.local.compaction(compaction_id)
+        return None if record is None else self._overdue([record])[0]
 
     def compactions(self, collection_id: int) -> list[dict[str, Any]]:
-        return self.local.compactions(collection_id)
+        return self._overdue(self.local.compactions(collection_id))
+
+    def _overdue(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records, a channel that waits for a data node while none lives failed once it waited
+        ``compaction.timeout`` (a data node that joins before takes the channel over and carries it
+        out: ``vecdb.datanode.compactor``); a client waiting for the state never waits forever."""
+        if all(segment_listing.executing(r) == 0 for r in records) or self._datanodes():
+            return records
+        timeout = self.local.compactor.settings.timeout
+        return [fail_overdue(self.meta, r, timeout) for r in records]
 
     def segment_list(self, info: CollectionInfo, states: Iterable[int] = ()) -> list[dict[str, Any]]:
         return self.local.segment_list(info, states)

@@ -22,7 +22,8 @@ collection (``compactionID`` 0 and a collection name), every request record stil
 (``compaction.keep_requests``). A plan: its source segment ids, its target (one entry per new segment
 of a clustering plan), partition, channel, kind (mix, or clustering) and the request's id as trigger.
 A channel not done yet has no plans to show (vecdb plans a channel when it compacts it); it makes the
-state Executing.
+state Executing. A channel that no data node carried out within ``compaction.timeout`` while none lived
+(``vecdb.datanode.remote``) is a failed plan, and done.
 """
 
 from __future__ import annotations
@@ -112,7 +113,15 @@ def executing(record: dict[str, Any] | None) -> int:
     """How many of a request's channels are not done (each counts as one executing plan)."""
     if record is None:
         return 0
-    return sum(1 for c in record["channels"].values() if c["state"] != "completed")
+    return sum(1 for c in record["channels"].values() if c["state"] not in ("completed", "failed"))
+
+
+def failed(record: dict[str, Any] | None) -> int:
+    """How many of a request's channels no data node carried out in time (each counts as one failed
+    plan, as Milvus's data coordinator counts a plan whose data node went away)."""
+    if record is None:
+        return 0
+    return sum(1 for c in record["channels"].values() if c["state"] == "failed")
 
 
 def collection_requests(meta: MetaStore, collection_id: int) -> list[dict[str, Any]]:

@@ -75,7 +75,7 @@ class ProxyProcess(NodeProcess):
         # build records and index build metrics it makes then name this proxy, as a data node's name it)
         self.datanode = ClusterDataNode(DataNode(self.backends.log, self.backends.meta, self.backends.objects, ids,
                                                  settings.querynode.index_threads, truncate=False,
-                                                 node_id=self.node_id),
+                                                 node_id=self.node_id, compaction=settings.compaction),
                                         self.backends.meta)
         self._closers.append(self.datanode.close)
         security = Security(self.backends.meta, settings.security)  # users and roles, shared by every proxy

@@ -490,10 +490,17 @@ class QueryNodeRouter:
 
     def index_state(self, collection_id: int, field_name: str) -> tuple[int, int]:
         def call(plan: Plan):
-            # each node counts the segments it holds in full (a segment in a hand-over, on two nodes for a
-            # moment, counts twice: in the indexed rows and in the total alike)
-            parts = self._on_nodes(plan, lambda n, c, s: n.index_state(collection_id, field_name, channels=c))
-            return sum(p[0] for p in parts), sum(p[1] for p in parts)
+            # each node lists the sealed segments it holds; a segment in a hand-over, on two nodes for a
+            # moment, counts once (indexed when either has its index), one not persisted yet (id 0) each time
+            parts = self._on_nodes(plan, lambda n, c, s: n.index_segments(collection_id, field_name, channels=c))
+            once: dict[int, tuple[int, int]] = {}
+            done = total = 0
+            for sid, rows, indexed in (seg for part in parts for seg in part):
+                if not sid:
+                    done, total = done + indexed, total + rows
+                elif sid not in once or indexed > once[sid][1]:
+                    once[sid] = (rows, indexed)
+            return done + sum(i for _, i in once.values()), total + sum(r for r, _ in once.values())
         return self._read(_Named(collection_id, f"id {collection_id}"), call)
 
     def segment_infos(self, info) -> list[dict]:
@@ -521,15 +528,24 @@ class QueryNodeRouter:
 
     def replicas(self, collection_id: int) -> list[dict]:
         """The collection's replicas as the coord placed them: id, node numbers, resource group,
-        and for each channel its owner's (number, address)."""
+        and for each channel its owner's (number, address); only live nodes (a session), and only the
+        replicas with one: a replica whose nodes all died (say its one node, in the middle of a load)
+        serves nothing until a node joins it (the coord gives a joining node to the replica with the
+        fewest), so it is not shown empty meanwhile; the replicas that serve are."""
         a = self.assignment(collection_id)
         if a is None:
             return []
         with self._lock:
             addresses = dict(self._addresses)
-        return [{"id": r.id, "nodes": [node_number(n) for n in r.nodes], "resource_group": r.resource_group,
-                 "leaders": {ch: (node_number(o), addresses.get(o, "")) for ch, o in r.channels.items() if o}}
-                for r in a.replicas]
+            live = set(self._nodes)
+        out = []
+        for r in a.replicas:
+            nodes = [n for n in r.nodes if n in live]
+            if nodes:
+                out.append({"id": r.id, "nodes": [node_number(n) for n in nodes], "resource_group": r.resource_group,
+                            "leaders": {ch: (node_number(o), addresses.get(o, ""))
+                                        for ch, o in r.channels.items() if o in live}})
+        return out
 
     def serving_nodes(self) -> list[tuple[int, str]]:
         """The query nodes with a session, numbered from their node ids (``node_number``), in id order."""

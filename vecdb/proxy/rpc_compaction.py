@@ -26,7 +26,10 @@ a state per channel, which the data node owning each channel carries out (standa
 in-process one); any proxy answers the state from the record. As in Milvus's data coordinator, a
 compaction id that no record has (never made, or dropped with its collection or after
 ``compaction.keep_requests``) reads as Completed with no plans; until a channel is done it counts
-as one executing plan, then its plans count as completed.
+as one executing plan, then its plans count as completed. A cluster's channel whose data node died
+goes to the data node that takes the channel over; with none alive ``compaction.timeout`` seconds
+after the request, it counts as one failed plan (``vecdb.datanode.remote``), and the request reads
+Completed, as Milvus's data coordinator ends a plan whose data node went away.
 """
 
 from __future__ import annotations
@@ -43,11 +46,13 @@ from vecdb.proxy.quota import admit_database
 from vecdb.request_db import db_of
 
 
-def _summary(records: list[dict]) -> tuple[int, int, int, list]:
-    """(state, executing plans, completed plans, merge infos) of request records (none: Completed)."""
+def _summary(records: list[dict]) -> tuple[int, int, int, int, list]:
+    """(state, executing plans, completed plans, failed plans, merge infos) of request records (none:
+    Completed)."""
     executing = sum(segment_listing.executing(r) for r in records)
+    failed = sum(segment_listing.failed(r) for r in records)
     infos = [milvus_pb2.CompactionMergeInfo(**p) for r in records for p in segment_listing.request_plans(r)]
-    return (common_pb2.Executing if executing else common_pb2.Completed), executing, len(infos), infos
+    return (common_pb2.Executing if executing else common_pb2.Completed), executing, len(infos), failed, infos
 
 
 def _one(record: dict | None) -> list[dict]:
@@ -107,9 +112,9 @@ class CompactionRpcs(ServiceBase):
 
     @rpc(milvus_pb2.GetCompactionStateResponse)
     def GetCompactionState(self, request, context):
-        state, executing, completed, _ = _summary(_one(self.r.datanode.compaction(request.compactionID)))
+        state, executing, completed, failed, _ = _summary(_one(self.r.datanode.compaction(request.compactionID)))
         return milvus_pb2.GetCompactionStateResponse(status=status.success(), state=state, executingPlanNo=executing,
-                                                     completedPlanNo=completed, failedPlanNo=0, timeoutPlanNo=0)
+                                                     completedPlanNo=completed, failedPlanNo=failed, timeoutPlanNo=0)
 
     @rpc(milvus_pb2.GetCompactionPlansResponse)
     def GetCompactionStateWithPlans(self, request, context):
@@ -123,5 +128,5 @@ class CompactionRpcs(ServiceBase):
             records = self.r.datanode.compactions(info.id)
         else:
             records = _one(self.r.datanode.compaction(request.compactionID))
-        state, _, _, infos = _summary(records)
+        state, _, _, _, infos = _summary(records)
         return milvus_pb2.GetCompactionPlansResponse(status=status.success(), state=state, mergeInfos=infos)

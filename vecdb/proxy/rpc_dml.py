@@ -12,6 +12,7 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from vecdb import errors, namespaces
 from vecdb.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, CollectionInfo
+from vecdb.coord.flush import caller_deadline
 from vecdb.coord.sealer import channel_bytes
 from vecdb.expr import compile_filter
 from vecdb.expr.filter import KeyFilter
@@ -278,7 +279,8 @@ class DmlRpcs(ServiceBase):
         resp = milvus_pb2.FlushResponse(status=status.success(), db_name=db)
         for name in request.collection_names:
             info = self.collection(db, name)
-            seg_ids, ts = self.sealer.flush(info)
+            with caller_deadline(_time_left(context)):  # a hung coord: the client hears it in time
+                seg_ids, ts = self.sealer.flush(info)
             resp.coll_segIDs[name].data.extend(seg_ids)
             resp.flush_coll_segIDs[name].data.extend(seg_ids)
             resp.coll_seal_times[name] = physical_ms(ts) // 1000
@@ -301,12 +303,20 @@ class DmlRpcs(ServiceBase):
         infos = []
         for db, names in targets:
             infos += [self.collection(db, n) for n in names] if names else self.r.catalog.list_collections(db)
-        flush_ts = max([self.sealer.flush(info)[1] for info in infos], default=0) or self.r.tso.allocate()
+        with caller_deadline(_time_left(context)):
+            flush_ts = max([self.sealer.flush(info)[1] for info in infos], default=0) or self.r.tso.allocate()
         return milvus_pb2.FlushAllResponse(status=status.success(), flush_all_ts=flush_ts)
 
     @rpc(milvus_pb2.GetFlushAllStateResponse)
     def GetFlushAllState(self, request, context):
         return milvus_pb2.GetFlushAllStateResponse(status=status.success(), flushed=True)
+
+
+def _time_left(context) -> float | None:
+    """The seconds before the client's deadline (gRPC); None without one (or over REST, whose call
+    object has no deadline)."""
+    left = getattr(context, "time_remaining", None)
+    return left() if left is not None else None
 
 
 def _namespaced(info: CollectionInfo, request) -> str:

@@ -834,21 +834,27 @@ class QueryNode:
         segments only: growing rows are in neither count, as Milvus's datacoord counts flushed
         segments only and as the released collection's progress (the segment files) counts them, so
         describe_index says the same loaded or not."""
+        segments = self.index_segments(collection_id, field_name, channels)
+        return sum(s[2] for s in segments), sum(s[1] for s in segments)
+
+    def index_segments(self, collection_id: int, field_name: str,
+                       channels: Sequence[str] | None = None) -> list[tuple[int, int, int]]:
+        """``index_state`` per sealed segment: (segment id, rows, rows indexed or needing no index); id 0
+        for a segment not persisted yet (the proxy counts a persisted one once over the nodes holding it)."""
         coll = self.collections.get(collection_id)
         if coll is None:
-            return 0, 0
+            return []
         idx = coll.info.index_for_field(field_name)
         field = coll.info.schema.field(field_name)
         # a scalar index is finished at once: filters scan until a segment's is built (vecdb.index.scalar)
         exact = idx is None or idx.index_type in _NO_BUILD or field is None or not field.dtype.is_vector
-        done = total = 0
+        out = []
         for view in coll.snapshot(None, channels):
             if not view.segment.sealed:
                 continue
-            total += view.n
-            if exact or view.n < sf.MIN_ROWS_FOR_INDEX or field_name in view.segment.indexes:
-                done += view.n
-        return done, total
+            done = exact or view.n < sf.MIN_ROWS_FOR_INDEX or field_name in view.segment.indexes
+            out.append((view.segment.segment_id or 0, view.n, view.n if done else 0))
+        return out
 
     # --- reads ------------------------------------------------------------------
     def _collection(self, info: CollectionInfo) -> LoadedCollection:

@@ -173,8 +173,10 @@ class QueryNodeService(QueryNodeServicer):
         return pb.GrowingRowsReply(rows=self.node.growing_rows(request.channel))
 
     def IndexState(self, request: pb.IndexStateRequest, context) -> pb.IndexStateReply:
-        indexed, total = self.node.index_state(request.collection_id, request.field, _channels_of(request))
-        return pb.IndexStateReply(indexed=indexed, total=total)
+        segments = self.node.index_segments(request.collection_id, request.field, _channels_of(request))
+        ids, rows, indexed = zip(*segments) if segments else ((), (), ())
+        return pb.IndexStateReply(indexed=sum(indexed), total=sum(rows), segment_ids=ids, segment_rows=rows,
+                                  segment_indexed=indexed)
 
     def SegmentInfos(self, request: pb.SegmentInfosRequest, context) -> pb.SegmentInfosReply:
         infos = self.node.segment_infos(read_collection(self.node.meta, request.collection_id), _channels_of(request))
@@ -307,9 +309,16 @@ class RemoteQueryNode:
 
     def index_state(self, collection_id: int, field_name: str,
                     channels: Sequence[str] | None = None) -> tuple[int, int]:
+        segments = self.index_segments(collection_id, field_name, channels)
+        return sum(s[2] for s in segments), sum(s[1] for s in segments)
+
+    def index_segments(self, collection_id: int, field_name: str,
+                       channels: Sequence[str] | None = None) -> list[tuple[int, int, int]]:
         reply = self._client.invoke("IndexState", pb.IndexStateRequest(collection_id=collection_id, field=field_name,
                                                                        channels=_channels(channels)))
-        return reply.indexed, reply.total
+        if not reply.segment_ids and reply.total:  # a node of the previous version: its sums, as one segment
+            return [(0, reply.total, reply.indexed)]
+        return list(zip(reply.segment_ids, reply.segment_rows, reply.segment_indexed))
 
     def segment_infos(self, info: CollectionInfo, channels: Sequence[str] | None = None) -> list[dict]:
         reply = self._client.invoke("SegmentInfos", pb.SegmentInfosRequest(collection_id=info.id,

@@ -229,15 +229,29 @@ class Client:
         secret = _process_secret if secret is None else secret
         self._metadata = ((SECRET_KEY, _credential(secret)),) if secret else None
 
-    def invoke(self, method: str, request: Message, timeout: float | None = None) -> Any:
+    def invoke(self, method: str, request: Message, timeout: float | None = None,
+               alive: Callable[[], bool] | None = None, every: float = 1.0) -> Any:
         """The reply of ``method`` to ``request`` (the generated messages); re-raises the handler's
         VecdbError; ServiceUnavailable when the server cannot be reached, stopped during the call
-        or did not answer in time."""
+        or did not answer in time. ``alive`` (a long call): asked every ``every`` seconds, the call is
+        given up (cancelled; ServiceUnavailable) once it says the server is gone (its session ended):
+        a server that hangs without closing the connection (SIGSTOP, a cut network) would hold the
+        call its whole timeout."""
         fn = getattr(self.stub, method, None)
         if fn is None:
             raise errors.Unimplemented(f"{self.service} has no method {method}")
         try:
-            return fn(request, timeout=timeout or self.timeout, metadata=self._metadata)
+            if alive is None:
+                return fn(request, timeout=timeout or self.timeout, metadata=self._metadata)
+            future = fn.future(request, timeout=timeout or self.timeout, metadata=self._metadata)
+            while True:
+                try:
+                    return future.result(timeout=every)
+                except grpc.FutureTimeoutError:
+                    if not alive():
+                        future.cancel()
+                        raise errors.ServiceUnavailable(f"{self.service} at {self.address}: {method} given up, "
+                                                        "the server's session ended during it") from None
         except grpc.RpcError as e:
             raise self._error(method, e) from None
         except ValueError as e:  # "Cannot invoke RPC on closed channel!": closed as its server left

@@ -246,12 +246,18 @@ class IndexStateRequest(_message.Message):
     def __init__(self, collection_id: _Optional[int] = ..., field: _Optional[str] = ..., channels: _Optional[_Union[_common_pb2.ChannelList, _Mapping]] = ...) -> None: ...
 
 class IndexStateReply(_message.Message):
-    __slots__ = ("indexed", "total")
+    __slots__ = ("indexed", "total", "segment_ids", "segment_rows", "segment_indexed")
     INDEXED_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_ROWS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_INDEXED_FIELD_NUMBER: _ClassVar[int]
     indexed: int
     total: int
-    def __init__(self, indexed: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+    segment_ids: _containers.RepeatedScalarFieldContainer[int]
+    segment_rows: _containers.RepeatedScalarFieldContainer[int]
+    segment_indexed: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, indexed: _Optional[int] = ..., total: _Optional[int] = ..., segment_ids: _Optional[_Iterable[int]] = ..., segment_rows: _Optional[_Iterable[int]] = ..., segment_indexed: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SegmentInfosRequest(_message.Message):
     __slots__ = ("collection_id", "channels")
