@@ -5,12 +5,16 @@ Environment variables are ``VECDB_<SECTION>__<KEY>``, e.g. ``VECDB_PROXY__PORT=1
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError
+
+log = logging.getLogger(__name__)
 
 
 class SettingError(ValueError):
@@ -271,10 +275,34 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
         section, _, name = key[len("VECDB_"):].lower().partition("__")
         data.setdefault(section, {})[name] = value
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as e:
         wrong = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}{_shown_input(err)}" for err in e.errors())
         raise SettingError(f"invalid settings (--config or VECDB_ variables): {wrong}") from None
+    for name, near in _unknown(data, Settings):  # a misspelt one would be silently the default
+        log.warning("unknown setting %s%s (--config or VECDB_ variables): ignored", name,
+                    f" (did you mean {near}?)" if near else "")
+    return settings
+
+
+def unknown_settings(data: Mapping, model: type[BaseModel] | None = None) -> list[str]:
+    """The dotted names (``section.key``) of the keys of ``data`` (a settings file's sections) that the
+    settings (``model``, default ``Settings``) have no field for: pydantic ignores them."""
+    return [name for name, _ in _unknown(data, model or Settings)]
+
+
+def _unknown(data: Mapping, model: type[BaseModel], prefix: str = "") -> list[tuple[str, str | None]]:
+    """(dotted name, the nearest known name where the key looks misspelt) of each unknown key."""
+    out: list[tuple[str, str | None]] = []
+    for key, value in data.items():
+        info = model.model_fields.get(str(key))
+        if info is None:
+            near = difflib.get_close_matches(str(key), list(model.model_fields), n=1)
+            out.append((f"{prefix}{key}", f"{prefix}{near[0]}" if near else None))
+        elif (isinstance(value, Mapping) and isinstance(info.annotation, type)
+              and issubclass(info.annotation, BaseModel)):
+            out += _unknown(value, info.annotation, f"{prefix}{key}.")
+    return out
 
 
 def _shown_input(err) -> str:

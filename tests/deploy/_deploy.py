@@ -216,21 +216,6 @@ def cli_roles() -> set[str]:
     return set(m.group(1).split(",")) - {"cluster", "cdc", "inspect"}
 
 
-def unknown_settings(data: dict) -> list[str]:
-    """``section.key`` names in ``data`` (a settings file's sections) that vecdb's Settings do not have: pydantic
-    ignores them, so a misspelt setting would be dropped without a word."""
-    from vecdb.config import Settings
-
-    unknown = []
-    for section, values in data.items():
-        field = Settings.model_fields.get(section)
-        if field is None or not isinstance(values, dict):
-            unknown.append(section)
-            continue
-        unknown += [f"{section}.{key}" for key in values if key not in field.annotation.model_fields]
-    return unknown
-
-
 def env_settings(env: dict[str, str]) -> dict:
     """The VECDB_<SECTION>__<KEY> variables of ``env`` as settings-file sections (as vecdb.config reads them)."""
     data: dict = {}

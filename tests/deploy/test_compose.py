@@ -25,8 +25,8 @@ from tests.deploy._deploy import (
     load_yaml,
     role_run,
     run_python_healthcheck,
-    unknown_settings,
 )
+from vecdb.config import unknown_settings
 
 BACKENDS = {"nats", "etcd", "minio"}
 

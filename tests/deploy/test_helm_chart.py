@@ -30,8 +30,8 @@ from tests.deploy._deploy import (
     parse_dockerfile,
     role_run,
     stage_last,
-    unknown_settings,
 )
+from vecdb.config import unknown_settings
 
 EXTERNAL_VALUES = CHART / "ci" / "external-values.yaml"
 VALUE_SETS = ["default", "external"]

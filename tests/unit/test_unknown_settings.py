@@ -1,0 +1,27 @@
+"""A setting vecdb does not know (a misspelt section or key, in the --config file or a VECDB_
+variable) is named in a warning, with the nearest known name, instead of silently leaving the default."""
+
+from __future__ import annotations
+
+import logging
+
+from vecdb.config import load_settings
+
+
+def test_unknown_sections_and_keys_are_warned_with_the_nearest_name(tmp_path, caplog):
+    cfg = tmp_path / "vecdb.yaml"
+    cfg.write_text("querynode:\n  index_thread: 3\nproxi:\n  port: 1\nstorage:\n  data_dir: /tmp/x\n")
+    with caplog.at_level(logging.WARNING, logger="vecdb.config"):
+        settings = load_settings(str(cfg), env={"VECDB_COMPACTION__ENABLEDD": "true", "VECDB_GC__INTERVAL": "5"})
+    warned = [r.getMessage() for r in caplog.records]
+    assert any("querynode.index_thread (did you mean querynode.index_threads?)" in m for m in warned), warned
+    assert any("unknown setting proxi (did you mean proxy?)" in m for m in warned), warned
+    assert any("compaction.enabledd (did you mean compaction.enabled?)" in m for m in warned), warned
+    assert len(warned) == 3, warned  # the known ones (storage.data_dir, gc.interval) are not named
+    assert settings.storage.data_dir == "/tmp/x"
+
+
+def test_known_settings_warn_nothing(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="vecdb.config"):
+        load_settings(None, env={"VECDB_STORAGE__DATA_DIR": "/tmp/y", "PATH": "/bin"})
+    assert caplog.records == []
