@@ -123,7 +123,10 @@ def ELEM(name, i):
 
 
 def jcmp(op, get, lit):
-    """Milvus comparison of a JSON value with a literal (``!=`` is ``not ==``)."""
+    """Milvus comparison of a JSON value with a literal (``!=`` is ``not ==``; against a list, the
+    value must be an array)."""
+    if op == "!=" and isinstance(lit, list):
+        return lambda r: isinstance(get(r), list) and not R.json_eq(get(r), lit)
     return lambda r: (not R.json_eq(get(r), lit)) if op == "!=" else R.cmp(op, get(r), lit)
 
 
@@ -168,7 +171,8 @@ def contains(mode, get, arg):
 
 
 def length(get):
-    return lambda r: len(get(r)) if isinstance(get(r), list) else None
+    """``array_length``: a JSON path without an array (or missing) has length 0, as in Milvus."""
+    return lambda r: len(get(r)) if isinstance(get(r), list) else 0
 
 
 def lit(v) -> str:

@@ -5,10 +5,12 @@ Expressions are small trees (built directly by tests and hypothesis) that
 get. Nothing here is shared with ``vecdb.expr``: it restates the rules.
 
 Rules restated:
-- a JSON path that does not resolve is MISSING; numbers compare numerically,
+- a JSON path that does not resolve is MISSING (a step is a JSON pointer token: ``["0"]`` and
+  ``[0]`` alike read key "0" of an object, element 0 of an array); numbers compare numerically,
   bool only with bool, str only with str, lists element-wise; anything else
   (missing, other type, null) makes the comparison false, except ``!=`` with
-  a JSON operand, which is ``not ==``.
+  a JSON operand, which is ``not ==`` (against a list: the path must hold an array).
+- ``array_length`` of a JSON path without an array (or missing) is 0.
 - an ARRAY index out of range, a non-numeric JSON operand of arithmetic, or a
   zero divisor gives INVALID: every comparison on it is false (``!=`` too,
   unless a JSON path is involved, see above).
@@ -104,15 +106,18 @@ def render_literal(v) -> str:
 
 
 def walk(v, path):
+    """A path step is a JSON pointer token: key ``str(k)`` of an object, element ``int(k)`` of an
+    array (where ``k`` is 0 or digits without a leading zero)."""
     for k in path:
-        if isinstance(k, str):
-            if not isinstance(v, dict) or k not in v:
+        if isinstance(v, dict):
+            if str(k) not in v:
                 return MISSING
-            v = v[k]
+            v = v[str(k)]
+        elif isinstance(v, list) and str(k).isdigit() and (str(k) == "0" or str(k)[0] != "0") \
+                and int(k) < len(v):
+            v = v[int(k)]
         else:
-            if not isinstance(v, list) or k >= len(v):
-                return MISSING
-            v = v[k]
+            return MISSING
     return v
 
 
@@ -192,8 +197,11 @@ class ArrLen:
         return f"array_length({t if isinstance(t, str) else t.render()})"
 
     def ev(self, row):
-        v = row[self.target] if isinstance(self.target, str) else self.target.ev(row)
-        return len(v) if isinstance(v, list) else INVALID
+        if isinstance(self.target, str):
+            v = row[self.target]
+            return len(v) if isinstance(v, list) else INVALID
+        v = self.target.ev(row)  # a JSON path that holds no array (or is missing) has length 0, as in Milvus
+        return len(v) if isinstance(v, list) else 0
 
 
 @dataclass
@@ -255,6 +263,9 @@ class Cmp:
 
     def ev(self, row):
         a, b = self.left.ev(row), self.right.ev(row)
+        if self.op == "!=" and self.left.json != self.right.json and isinstance(b if self.left.json else a, list):
+            # JSON != a list (literal or ARRAY field): the path must hold an array
+            return isinstance(a if self.left.json else b, list) and not cmp("==", a, b)
         if self.op == "!=" and (self.left.json or self.right.json):
             return not cmp("==", a, b)
         return cmp(self.op, a, b)

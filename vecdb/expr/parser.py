@@ -202,6 +202,12 @@ class _Parser:
         return node
 
     def _unary(self) -> ast.Node:
+        if self._is("KW", "not") or self._is("OP", "!"):  # an operand negated: b == !true, as Milvus takes
+            t = self._next()
+            self._descend(t)
+            node = ast.Unary(t.pos, "not", self._unary())
+            self.depth -= 1
+            return node
         if not (self._is("OP", "-", "+") or self._is("KW", "exists")):
             return self._power()
         t = self._next()

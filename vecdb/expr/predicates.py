@@ -144,7 +144,9 @@ class Compare(Pred):
 
     def __init__(self, op: str, left: ValueNode, right: ValueNode, cats: tuple[str, ...]):
         self.op, self.left, self.right, self.cats = op, left, right, cats
-        self.json_ne = op == "!=" and (left.is_json or right.is_json)
+        # ``json != x`` is ``not json == x`` (a missing path or another type is "not equal"), except
+        # against a list: Milvus reads the path as an array first, and a row without one is false
+        self.json_ne = op == "!=" and (left.is_json or right.is_json) and cats != ("list",)
         # column op constant: a sealed segment's scalar index answers it (the same rows as the scan)
         self.indexable = _indexed_column(left) and isinstance(right, Const) and getattr(left, "cat", "") in cats
 

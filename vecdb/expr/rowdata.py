@@ -28,17 +28,34 @@ _NAN = float("nan")
 
 
 def extract(col, path: tuple[str | int, ...]) -> list:
-    """Raw values at ``path`` for every row (``MISSING`` where it does not resolve)."""
+    """Raw values at ``path`` for every row (``MISSING`` where it does not resolve).
+
+    A step is a JSON pointer token, as in Milvus (``/a/0``): ``["0"]`` and ``[0]`` are the same
+    step, which reads key ``"0"`` of an object and element 0 of an array (``["00"]``, ``["-1"]``
+    are no array index)."""
     vals = col.tolist() if isinstance(col, np.ndarray) else list(col)
     for key in path:
-        if isinstance(key, str):
-            try:  # fast path: every row is a dict
-                vals = list(map(dict.get, vals, repeat(key), repeat(MISSING)))
-            except TypeError:
-                vals = [v.get(key, MISSING) if v.__class__ is dict else MISSING for v in vals]
-        else:
-            vals = [v[key] if v.__class__ is list and key < len(v) else MISSING for v in vals]
+        name, index = (key, _array_index(key)) if isinstance(key, str) else (str(key), key)
+        try:  # fast path: every row is a dict
+            vals = list(map(dict.get, vals, repeat(name), repeat(MISSING)))
+        except TypeError:
+            vals = [_step(v, name, index) for v in vals]
     return vals
+
+
+def _array_index(token: str) -> int | None:
+    """``token`` as an array index of a JSON pointer: ``0`` or digits without a leading zero."""
+    if token.isascii() and token.isdigit() and (token == "0" or token[0] != "0"):
+        return int(token)
+    return None
+
+
+def _step(v, name: str, index: int | None):
+    if v.__class__ is dict:
+        return v.get(name, MISSING)
+    if v.__class__ is list and index is not None and 0 <= index < len(v):
+        return v[index]
+    return MISSING
 
 
 def num_view(raw: list) -> tuple[np.ndarray, np.ndarray]:
@@ -162,5 +179,7 @@ def flatten(col: np.ndarray, lengths: np.ndarray) -> Flat:
 
 
 def json_lengths(raw: list) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.fromiter([len(v) if v.__class__ is list else -1 for v in raw], np.int64, len(raw))
-    return lengths, lengths >= 0
+    """``array_length`` of a JSON path: 0 where the value is no array or the path is missing, as
+    Milvus counts (its length starts at 0 and only an array sets it)."""
+    lengths = np.fromiter([len(v) if v.__class__ is list else 0 for v in raw], np.int64, len(raw))
+    return lengths, np.ones(len(raw), dtype=bool)

@@ -145,8 +145,8 @@ class JsonVal:
                 v = rowdata.str_view(self.raw, self.types)
             elif cat == "bool":
                 v = rowdata.bool_view(self.raw, self.types)
-            else:
-                v = (self.raw, None)
+            else:  # list: the rows holding an array
+                v = (self.raw, self.types == list)  # noqa: E721 - element-wise over an object array
             self._views[cat] = v
         return v
 
