@@ -9,7 +9,7 @@ import json
 from tests.unit.test_compaction import CH, CID, Env
 from vecdb.coord.datanode_assignment import DATANODE_SESSIONS
 from vecdb.datanode import segment_listing
-from vecdb.datanode.compactor import FAILED, request_compaction, request_key
+from vecdb.datanode.compactor import COMPLETED, request_compaction, request_key
 from vecdb.datanode.remote import ClusterDataNode
 
 
@@ -29,7 +29,9 @@ def test_channels_fail_after_the_timeout_only_while_no_data_node_lives():
     young, old = cluster.compaction(1), cluster.compaction(2)
     assert (segment_listing.executing(young), segment_listing.failed(young)) == (len(env.info.channels), 0)
     assert (segment_listing.executing(old), segment_listing.failed(old)) == (0, len(env.info.channels))
-    assert json.loads(env.meta.get(request_key(CID, 2)))["channels"][CH]["state"] == FAILED  # written back
+    # written back, as completed and failed (a node of the previous version reads it as done)
+    assert json.loads(env.meta.get(request_key(CID, 2)))["channels"][CH] == {"state": COMPLETED, "plans": [],
+                                                                           "failed": True}
 
     _request(env, 3, age=60)
     env.meta.put(f"{DATANODE_SESSIONS}dn0", b"{}")  # a data node lives: it will carry the request out
@@ -43,4 +45,5 @@ def test_a_failed_channel_is_not_carried_out_later():
     _request(env, 4, age=60)
     ClusterDataNode(env.dn, env.meta).compaction(4)
     env.dn.compactor.carry_out(CID, 4)
-    assert json.loads(env.meta.get(request_key(CID, 4)))["channels"][CH] == {"state": FAILED, "plans": []}
+    assert json.loads(env.meta.get(request_key(CID, 4)))["channels"][CH] == {"state": COMPLETED, "plans": [],
+                                                                           "failed": True}

@@ -223,7 +223,7 @@ class RemoteFlush:
                 raise errors.ServiceUnavailable(e.message) from None
             except (errors.ServiceNotReady, errors.ServiceUnavailable):
                 # retrying's deadline counts from its start: an attempt of this round cut short after a long
-                # wait for the data nodes (the coord stopped meanwhile) gets one fresh round, within the
+                # wait for the data nodes (the coord stopped meanwhile) gets a fresh round, within the
                 # flush's deadline; refusals only (no coord) fail as any coord call does
                 if max(spans, default=0.0) < LONG_ATTEMPT or time.monotonic() >= deadline:
                     raise

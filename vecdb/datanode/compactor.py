@@ -82,8 +82,6 @@ FAULT_ENV = "VECDB_FAULT_COMPACT"
 
 REQUEST_PREFIX = "compaction/"
 PENDING, EXECUTING, COMPLETED = "pending", "executing", "completed"
-FAILED = "failed"  # no data node carried the channel out within ``CompactionSettings.timeout``
-DONE = frozenset({COMPLETED, FAILED})  # a channel nobody carries out any more
 
 _NEVER = np.iinfo(np.uint64).max
 TTL_CHECK_MS = 60_000  # a TTL collection's channels are planned again this often (rows expire meanwhile)
@@ -550,7 +548,7 @@ class Compactor:
             return
         req = json.loads(raw)
         for channel, st in req["channels"].items():
-            if st["state"] not in DONE:
+            if st["state"] != COMPLETED:
                 self._carry_out(key, collection_id, channel, req.get("clustering", False),
                                 CompactionOptions.from_record(req))
 
@@ -573,7 +571,7 @@ class Compactor:
         for key, raw in requests:
             req = json.loads(raw)
             for channel, st in req["channels"].items():
-                if st["state"] not in DONE and owned.get(channel) == req["collection_id"] and not self._stop.is_set():
+                if st["state"] != COMPLETED and owned.get(channel) == req["collection_id"] and not self._stop.is_set():
                     self._carry_out(key, req["collection_id"], channel, req.get("clustering", False),
                                     CompactionOptions.from_record(req))
         # the cached keys of channels no longer owned (moved, dropped)
@@ -761,7 +759,7 @@ def request_compaction(meta: MetaStore, compaction_id: int, info: CollectionInfo
     now = time.time()
     for key, raw in meta.scan(REQUEST_PREFIX):
         req = json.loads(raw)
-        finished = all(c["state"] in DONE for c in req["channels"].values())
+        finished = all(c["state"] == COMPLETED for c in req["channels"].values())
         if (finished and now - req.get("at", now) > keep) or meta.get(coll_key(req["collection_id"])) is None:
             meta.txn(deletes=[key], expect={key: raw})
     extra = (options or CompactionOptions()).to_record()
@@ -774,18 +772,27 @@ def request_compaction(meta: MetaStore, compaction_id: int, info: CollectionInfo
 
 
 def fail_overdue(meta: MetaStore, record: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """``record`` with its channels not done ``timeout`` s after the request marked FAILED (in the store
-    too): what a reader of the state does while no data node lives to carry them out."""
+    """``record`` with its channels not done ``timeout`` s after the request marked failed (in the store
+    too): what a reader of the state does while no data node lives to carry them out. A failed channel
+    is ``completed`` with ``"failed": true`` (no plans), so that a node of the previous version reads it
+    as done (a rolling upgrade) rather than executing for good, or carries it out again."""
     if time.time() - record.get("at", time.time()) < timeout:
         return record
     key = request_key(record["collection_id"], record["compaction_id"])
-    for channel, entry in record["channels"].items():
-        if entry["state"] not in DONE:
-            log.warning("compaction %s: no data node carried out channel %s within %.0f s: failed",
-                        record["compaction_id"], channel, timeout)
-            update_request(meta, key, channel, FAILED)
-    raw = meta.get(key)
-    return json.loads(raw) if raw is not None else record
+    while True:  # the stored record, not ``record`` (read earlier: a channel may have completed since)
+        raw = meta.get(key)
+        if raw is None:
+            return record
+        req = json.loads(raw)
+        late = [ch for ch, entry in req["channels"].items() if entry["state"] != COMPLETED]
+        if not late:
+            return req
+        for channel in late:
+            req["channels"][channel].update(state=COMPLETED, failed=True)
+        if meta.txn(puts={key: json.dumps(req).encode()}, expect={key: raw}):
+            log.warning("compaction %s: no data node carried out channels %s within %.0f s: failed",
+                        record["compaction_id"], ", ".join(late), timeout)
+            return req
 
 
 def update_request(meta: MetaStore, key: str, channel: str, state: str, plans: list | None = None) -> None:

@@ -113,7 +113,7 @@ def executing(record: dict[str, Any] | None) -> int:
     """How many of a request's channels are not done (each counts as one executing plan)."""
     if record is None:
         return 0
-    return sum(1 for c in record["channels"].values() if c["state"] not in ("completed", "failed"))
+    return sum(1 for c in record["channels"].values() if c["state"] != "completed")
 
 
 def failed(record: dict[str, Any] | None) -> int:
@@ -121,7 +121,7 @@ def failed(record: dict[str, Any] | None) -> int:
     plan, as Milvus's data coordinator counts a plan whose data node went away)."""
     if record is None:
         return 0
-    return sum(1 for c in record["channels"].values() if c["state"] == "failed")
+    return sum(1 for c in record["channels"].values() if c.get("failed"))
 
 
 def collection_requests(meta: MetaStore, collection_id: int) -> list[dict[str, Any]]:

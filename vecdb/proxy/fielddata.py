@@ -484,7 +484,8 @@ def _decode_with_nulls(field: FieldSchema, fd, n: int, mask: np.ndarray, static_
         col = null_column(field, n)  # need not be WKT, nor hold an array's data
         rows = [v for v, ok in zip(getattr(fd.scalars, kind).data, mask.tolist()) if ok]
         geometry = field.dtype == DataType.GEOMETRY
-        col[mask] = _decode_geometry(field, rows, kind) if geometry else _decode_arrays(field, rows)
+        col[mask] = (_decode_geometry(field, rows, kind) if geometry
+                     else _decode_arrays(field, rows, np.flatnonzero(mask).tolist()))
         return col
     if sent == n:
         return _decode_scalars(field, fd, n, static_names, zone)
@@ -779,7 +780,9 @@ def _json_depth(value) -> int:
     return deepest
 
 
-def _decode_arrays(field: FieldSchema, data) -> np.ndarray:
+def _decode_arrays(field: FieldSchema, data, row_numbers: list[int] | None = None) -> np.ndarray:
+    """``data`` (ScalarField rows) as an object column of 1-D arrays; ``row_numbers``: each row's number
+    in the insert (errors name it), where ``data`` leaves out null rows."""
     et = field.element_type
     attr = _SCALAR_ATTR[et]
     cap = field.max_capacity
@@ -789,22 +792,23 @@ def _decode_arrays(field: FieldSchema, data) -> np.ndarray:
     empty = np.empty(0, dtype=object if is_str else _NP_DTYPE[et])
     for i, row in enumerate(parent):
         kind = row.WhichOneof("data")
+        at = i if row_numbers is None else row_numbers[i]  # the row's number in the insert
         if kind is None and field.struct_name:  # a struct sub-field's row of no structs
             out[i] = empty.copy()
             continue
         if kind != attr:  # no data at all (None): Milvus 2.3.5's proxy crashes on it (nil pointer)
             raise InvalidParameter(
                 f"array field ({field.name}) is illegal, insert data does not match: "
-                f"need {_type_name(et)} array, got {kind or 'nil'} at row {i}"
+                f"need {_type_name(et)} array, got {kind or 'nil'} at row {at}"
             )
         values = getattr(row, attr).data
         if len(values) > cap:
             raise InvalidParameter(
-                f"the length ({len(values)}) of {i}th array of field ({field.name}) exceeds max capacity ({cap})"
+                f"the length ({len(values)}) of {at}th array of field ({field.name}) exceeds max capacity ({cap})"
             )
         if is_str:
             strs = list(values)
-            def message(j: int, ln: int, row: int = i) -> str:
+            def message(j: int, ln: int, row: int = at) -> str:
                 return (f'length of VarChar array field "{field.name}" exceeds max length, row number: {row}, '
                         f"array index: {j}, length: {ln}, max length: {field.max_length}")
             _check_varchar_lengths(strs, field.max_length, message)

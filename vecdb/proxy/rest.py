@@ -1376,10 +1376,9 @@ def _bad_value(f: FieldSchema, values: list, quoted_numbers: bool = True) -> str
     elif f.dtype in (DataType.FLOAT, DataType.DOUBLE):
         bad = next((v for v in values if not _number(v)), None)
         want = f"field {f.name} value must be a number"
-    elif f.dtype in _FLOAT_ROWS:
-        bad = next((v for v in values if type(v) is not np.ndarray
-                    and (not isinstance(v, list) or not set(map(type, v)) <= {int, float})), None)
-        want = f"field {f.name} value must be a list of numbers"
+    elif f.dtype in _FLOAT_ROWS and (bad := next((v for v in values if type(v) is not np.ndarray and (
+            not isinstance(v, list) or not set(map(type, v)) <= {int, float})), None)) is not None:
+        want = f"field {f.name} value must be a list of numbers"  # (else rows of numbers of unequal lengths)
     elif f.dtype == DataType.BOOL:
         bad = next(('null' if v is None else v for v in values if not _boolean(v)), None)
         want = f"field {f.name} value must be a boolean (true or false; \"true\", \"false\", 1 or 0 also read)"
