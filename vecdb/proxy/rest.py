@@ -306,13 +306,15 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
 
     def _query(self, r, name: str, expr: str, req, limit: int | None) -> list[dict]:
         params = []
-        if limit:
+        output = req.get("outputFields") or ["*"]
+        # Milvus's handler_v2 (matchCountRule): no limit with a lone count(*), which a query refuses with one
+        if limit and not (len(output) == 1 and str(output[0]).strip().lower() == "count(*)"):
             params.append(common_pb2.KeyValuePair(key="limit", value=str(limit)))
         if req.get("offset"):
             params.append(common_pb2.KeyValuePair(key="offset", value=str(_int_param(req, "offset", 0))))
         params += [common_pb2.KeyValuePair(key=k, value=v) for k, v in _query_shape(req).items()]
         reply = r.call("Query", milvus_pb2.QueryRequest(
-            db_name=r.db, collection_name=name, expr=expr, output_fields=req.get("outputFields") or ["*"],
+            db_name=r.db, collection_name=name, expr=expr, output_fields=output,
             partition_names=req.get("partitionNames", []), query_params=params,
             expr_template_values=template_proto(req.get("exprParams") or {}),
             consistency_level=_consistency(req), use_default_consistency="consistencyLevel" not in req,
