@@ -633,7 +633,8 @@ class SearchRpcs(ServiceBase):
             resp.session_ts = ts
             return resp
         if any(f.strip().lower() == COUNT_STAR for f in requested):
-            if len(requested) > 1:
+            # as Milvus's proxy: an ungrouped count takes no limit (a query iterator's pages carry one)
+            if len(requested) > 1 or limit is not None:
                 raise errors.InvalidParameter("count entities with pagination is not allowed")
             with reading_at(level):
                 n = self.r.querynode.count(info, ts, flt, parts, sealed_only=sealed_only)
