@@ -236,9 +236,10 @@ def _standalone(args) -> int:
         from vecdb.primary import run_primary, worker_flags
 
         return run_primary(settings, workers, worker_flags(args), args.log_level)
-    from vecdb import signals
+    from vecdb import native_crashes, signals
     from vecdb.startup import host_port
 
+    native_crashes.arm(settings.storage.data_dir)  # a native crash told from a kill (vecdb.coord.index_builds)
     node = Standalone(settings).start()
     stopped = signals.stop_event()  # before "ready": a stop sent right after it is handled
     print(f"vecdb standalone ready on {host_port(settings.proxy.host, node.port)} "

@@ -85,6 +85,9 @@ class Standalone:
                                    mmap_sealed=settings.querynode.mmap_sealed)
         self.datanode = DataNode(self.wal, self.meta, self.objects, ids, settings.querynode.index_threads,
                                  compaction=settings.compaction)
+        for builds in (self.querynode.builds, self.datanode.indexer.builds):
+            # a build cut short by a kill runs once more; one that crashed the process does not (index_builds)
+            builds.retry_after_crash, builds.data_dir = True, settings.storage.data_dir
         writer = ShardWriter(self.wal, tso, self.querynode.deliver)
         self.security = Security(self.meta, settings.security)
         groups = ResourceGroups(self.meta, lambda: {str(STANDALONE_NODE_ID): "local"})

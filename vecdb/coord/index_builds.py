@@ -23,7 +23,9 @@ middle of a build leaves a ``running`` record behind. A builder made with ``retr
 (a cluster's data node: it is also killed from outside, and its channels move to another data
 node) marks its first attempt ``"retry": true``: a process that finds such a record of a dead
 process deletes it and builds once more, without the mark, so a build that kills its process
-again is refused after two crashes instead of one. Segments without files (no ``prefix``)
+again is refused after two crashes instead of one. A standalone server's builders retry too
+(``data_dir`` set): it is killed from outside as well, and its own data dir tells a native crash,
+which is not built again (``vecdb.native_crashes``), from a kill. Segments without files (no ``prefix``)
 have no stable identity across restarts and are built without records.
 
 Once the index file is written whole, the builder puts the same key with
@@ -43,6 +45,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from vecdb import native_crashes
 from vecdb.coord.session import INCARNATION, live_incarnations
 from vecdb.storage.base import MetaStore
 
@@ -156,6 +159,7 @@ class IndexBuilds:
     def __init__(self, meta: MetaStore, retry_after_crash: bool = False):
         self.meta = meta
         self.retry_after_crash = retry_after_crash  # see the module doc
+        self.data_dir: str | None = None  # a standalone server's: its runs' native crashes (vecdb.native_crashes)
         self._lock = threading.Lock()
         self._running: set[str] = set()  # this process's record keys of builds in progress
         self._closed = False
@@ -210,7 +214,7 @@ class IndexBuilds:
                 continue  # this process's own record (a build of the same segment by another of its parts)
             if rec["state"] == RUNNING and rec["incarnation"] in live:
                 raise BuildRefused("another live process is building it")  # built once, not once per process
-            if rec["state"] == RUNNING and rec.get("retry"):
+            if rec["state"] == RUNNING and rec.get("retry") and not self._died_natively(rec):
                 log.warning("index build %s: its process (pid %s on %s) stopped while building it; building it "
                             "once more", key, rec.get("pid"), rec.get("host"))
                 self.meta.delete(key)
@@ -222,6 +226,9 @@ class IndexBuilds:
                 log.error("index build %s: %s", key, rec["reason"])
             raise BuildRefused(rec["reason"])
         return retried
+
+    def _died_natively(self, rec: dict) -> bool:
+        return self.data_dir is not None and native_crashes.died_natively(self.data_dir, rec["incarnation"])
 
     def _finish(self, key: str, record: bytes | None) -> None:
         with self._lock:

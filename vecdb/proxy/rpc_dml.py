@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import logging
 import re
 from collections.abc import Callable
@@ -37,10 +36,11 @@ log = logging.getLogger(__name__)
 
 _PK_IN = re.compile(r"^\s*\(?\s*([A-Za-z_]\w*)\s+in\s+(\[.*\])\s*\)?\s*$", re.S)
 _PK_EQ = re.compile(r"^\s*([A-Za-z_]\w*)\s*==\s*(-?\d+|\"[^\"\\]*\"|'[^'\\]*')\s*$")
-# What the fast path reads with ast.literal_eval: plain decimal ints (no leading zero: the filter
-# language reads 010 as octal) or plain quoted strings without escapes, where Python's literal
-# syntax and the filter language's agree; anything else (1_000, 0x10, escapes) goes to the compiler.
-_PLAIN_ITEM = r"\s*(?:-?(?:0|[1-9]\d*)|\"[^\"\\]*\"|'[^'\\]*')\s*"
+# What the fast path reads: plain decimal ints (no leading zero: the filter language reads 010 as
+# octal) or plain quoted strings without escapes; anything else (1_000, 0x10, escapes) goes to the
+# compiler.
+_PLAIN_VALUE = re.compile(r"-?(?:0|[1-9]\d*)|\"[^\"\\]*\"|'[^'\\]*'")
+_PLAIN_ITEM = rf"\s*(?:{_PLAIN_VALUE.pattern})\s*"
 _PLAIN_LIST = re.compile(rf"^\[(?:{_PLAIN_ITEM}(?:,{_PLAIN_ITEM})*,?\s*)?\]$")
 
 
@@ -264,15 +264,12 @@ class DmlRpcs(ServiceBase):
         m = _PK_IN.match(expr) or _PK_EQ.match(expr)
         if not m or m.group(1) != pk.name:
             return None
-        if m.group(2).startswith("[") and not _PLAIN_LIST.match(m.group(2)):
-            return None
-        try:
-            value = ast.literal_eval(m.group(2))
-        except (ValueError, SyntaxError, RecursionError, MemoryError):
-            # not plain literals; CPython's parser reports deep nesting as RecursionError or
-            # MemoryError. The expression compiler then says what is wrong.
-            return None
-        values = value if isinstance(value, list) else [value]
+        text = m.group(2)
+        if not (_PLAIN_LIST.match(text) if text.startswith("[") else _PLAIN_VALUE.fullmatch(text)):
+            return None  # (010 is octal in the filter language, 1_000 no int: the compiler reads them)
+        # the plain items read by hand (ast.literal_eval is not thread-safe in CPython 3.11: concurrent
+        # deletes failed with "AST constructor recursion depth mismatch")
+        values = [int(v) if v[0] not in "\"'" else v[1:-1] for v in _PLAIN_VALUE.findall(text)]
         want = int if pk.dtype == DataType.INT64 else str
         if not all(type(v) is want for v in values):
             return None  # let the expression compiler report the type error
