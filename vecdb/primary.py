@@ -44,6 +44,7 @@ import itertools
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -52,6 +53,8 @@ import urllib.request
 import uuid
 from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING
+
+from pydantic import SecretStr
 
 from vecdb import limits, logs, signals, startup
 from vecdb.config import Settings
@@ -257,6 +260,13 @@ def run_primary(settings: Settings, workers: int, flags: list[str], log_level: s
             sup.stopping.set()
 
     signals.on_stop_signal(on_signal)  # before "ready": a stop sent right after it is handled
+    env: dict[str, str] = {}
+    if not settings.security.cluster_secret_value():
+        # the backends' server and the coord listen on loopback: without a secret any local process could
+        # read and write the metadata store (users, grants: make itself admin). A random one, as `vecdb
+        # cluster up` makes, reaches the workers in their environment only.
+        settings.security.cluster_secret = SecretStr(secrets.token_urlsafe(32))
+        env["VECDB_SECURITY__CLUSTER_SECRET"] = settings.security.cluster_secret.get_secret_value()
     primary = Primary(settings, workers)
     try:
         # the Milvus API port, asked once here: every worker binds it with SO_REUSEPORT, which another server's
@@ -268,7 +278,8 @@ def run_primary(settings: Settings, workers: int, flags: list[str], log_level: s
         argv = ["node", "--host", host, "--http-port", str(http), *primary.worker_storage(), *flags]
         # the workers map sealed segments (querynode.mmap_sealed), so the files they all read are one copy in the
         # page cache, unless the environment says otherwise
-        env = {} if "VECDB_QUERYNODE__MMAP_SEALED" in os.environ else {"VECDB_QUERYNODE__MMAP_SEALED": "true"}
+        if "VECDB_QUERYNODE__MMAP_SEALED" not in os.environ:
+            env["VECDB_QUERYNODE__MMAP_SEALED"] = "true"
         sup = primary.supervisor = Supervisor(argv, workers, primary.node_id, ["--port", str(port)], command=command,
                                               label="standalone", env=env)
         if stopping.is_set():

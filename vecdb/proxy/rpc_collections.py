@@ -46,6 +46,11 @@ class CollectionRpcs(ServiceBase):
     @rpc(milvus_pb2.ListDatabasesResponse)
     def ListDatabases(self, request, context):
         names = self.r.catalog.list_databases()
+        security = self.r.security
+        if security is not None and security.enabled and (user := current_user(context)) not in ("", ROOT):
+            visible = security.roles.visible_databases(user)  # Milvus 2.4+: those the user has a grant in
+            if visible is not None:
+                names = [n for n in names if n in visible]
         dbs = [self.r.catalog.database(n) for n in names]
         return milvus_pb2.ListDatabasesResponse(
             status=status.success(), db_names=names, db_ids=[d["id"] for d in dbs],

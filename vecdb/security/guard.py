@@ -135,7 +135,9 @@ class Security:
         """Raise ``NotPermitted`` (Milvus's message) unless ``user`` may call ``method`` with
         ``request`` in database ``db`` (rules: ``vecdb.security.rbac``). ``resolve``: the collection a
         name reaches (``collection_resolver``); a grant counts on the collection a request reads or
-        writes, never on the alias or id it was named by."""
+        writes, never on the alias or id it was named by. An import of absolute local paths (which a
+        standalone server reads from its own file system, ``vecdb.importer.read_object``) is root's and
+        the admin role's only: the Import privilege on a collection must not read the server's files."""
         required = REQUIRED.get(method)
         if required is None or user == ROOT:
             return
@@ -153,6 +155,9 @@ class Security:
             targets = [(ANY, name) for _, name in targets]  # into another database: a grant on every one
         if targets and all(self.roles.allowed(user, target_db, required.object_type, name, required.privilege)
                            for target_db, name in targets):
+            if method == "Import" and any(os.path.isabs(f) for f in request.files) and not self.roles.is_admin(user):
+                raise errors.NotPermitted(f"PrivilegeImport: permission deny to {user}: absolute local file paths "
+                                          "are for root and the admin role only (use object store keys)")
             return
         shown = targets[0][0] if targets else db
         raise errors.NotPermitted(f"Privilege{required.privilege}: permission deny to {user} in the `{shown}` database")

@@ -312,6 +312,20 @@ class RoleStore:
                 names.add(g.object_name)
         return frozenset(names)
 
+    def visible_databases(self, user: str) -> frozenset[str] | None:
+        """The databases ``ListDatabases`` lists to ``user`` (Milvus 2.4+'s rootcoord listDatabaseTask);
+        None: all of them. All for ``admin`` and a grant on db ``*``; else the databases its own roles
+        (not ``public``) hold a grant in."""
+        user_roles, grants, _ = self._indexed()
+        roles = user_roles.get(user, ())
+        if ADMIN in roles:
+            return None
+        dbs = {g.db for role in roles for g in grants.get(role, ())}
+        return None if ANY in dbs else frozenset(dbs)
+
+    def is_admin(self, user: str) -> bool:
+        return ADMIN in self._indexed()[0].get(user, ())
+
     def allowed(self, user: str, db: str, object_type: str, name: str, privilege: str) -> bool:
         user_roles, grants, groups = self._indexed()
         roles = [*user_roles.get(user, ()), PUBLIC]
