@@ -13,7 +13,8 @@ from vecdb import errors, namespaces
 from vecdb.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, CollectionInfo
 from vecdb.coord.flush import caller_deadline
 from vecdb.coord.sealer import channel_bytes
-from vecdb.expr import compile_filter
+from vecdb.expr import ast, compile_filter
+from vecdb.expr import predicates as preds
 from vecdb.expr.filter import KeyFilter
 from vecdb.expr.lexer import INT64_MAX, INT64_MIN, syntax_error
 from vecdb.expr.limits import MAX_EXPR_LENGTH
@@ -220,14 +221,16 @@ class DmlRpcs(ServiceBase):
                     raise
                 raise errors.PartitionNotFound("Failed to get partition id: " + e.message) from None  # as Milvus
         listed = self._pks_from_expr(info, expr)
-        if listed is not None:
-            # Milvus's simple delete counts the keys as listed, duplicates and absent keys included
-            count, pks = len(listed), np.unique(listed)
-        else:
+        if listed is None:
             flt = compile_filter(localize_iso_literals(expr, self.zone_of(info)), info.schema,  # as Milvus: its zone
                                  template_values(request.expr_template_values))
             if _always_true(flt):
                 raise errors.InvalidParameter("delete plan can't be empty or always true : " + request.expr)
+            listed = _term_keys(expr, info.schema.primary_field)  # keys the fast path leaves: 0x10, ((pk in ..))
+        if listed is not None:
+            # Milvus's simple delete counts the keys as listed, duplicates and absent keys included
+            count, pks = len(listed), np.unique(listed)
+        else:
             self.require_loaded(info)
             pk_name = info.schema.primary_field.name
             parts = {pid} if pid != -1 else None
@@ -324,8 +327,37 @@ class DmlRpcs(ServiceBase):
 def _always_true(flt) -> bool:
     """A filter that reads no field and holds ("1 == 1", "not false"): a delete of every row, which
     Milvus 2.3.5 carries out for none (its query nodes cannot run the folded constant) and newer ones
-    refuse when the plan is empty. random_sample reads no field either, but is no constant."""
-    return not flt.fields and "random_sample" not in flt.expr and bool(flt.evaluate({}, 1).all())
+    refuse when the plan is empty. random_sample reads no field either, but is no constant: it is told
+    by its node (the whole filter or a top-level ``and`` operand), not by its name in the text, which a
+    string literal may hold ("'random_sample' == 'random_sample'" deleted every row)."""
+    return not flt.fields and not _samples(flt) and bool(flt.evaluate({}, 1).all())
+
+
+def _term_keys(expr: str, pk) -> np.ndarray | None:
+    """The keys of a filter that compiled and is ``pk in [literals]`` or ``pk == literal`` (in any
+    parentheses, any integer notation: what the fast path's plain reading leaves), as listed; None for
+    any other filter. Milvus parses them all into the same simple delete (counted as listed, no load)."""
+    tree = parse(expr)
+    if isinstance(tree, ast.In) and not tree.negate and isinstance(tree.items, ast.ListLiteral):
+        name, items = tree.value, tree.items.items
+    elif isinstance(tree, ast.Binary) and tree.op == "==":
+        name, items = tree.left, (tree.right,)
+    else:
+        return None
+    if not (isinstance(name, ast.Name) and name.name == pk.name and not name.path):
+        return None
+    want = int if pk.dtype == DataType.INT64 else str
+    values = [v.value for v in items if isinstance(v, ast.Literal) and type(v.value) is want]
+    if len(values) != len(items):
+        return None
+    return np.asarray(values, np.int64) if want is int else np.asarray(values, dtype=object)
+
+
+def _samples(flt) -> bool:
+    """Whether ``flt`` holds a ``random_sample`` (the compiler puts it at the top level only)."""
+    root = getattr(flt, "_root", None)  # (a compiled Filter's tree, as vecdb.element_search reads it)
+    parts = root.children if isinstance(root, preds.And) else [root]
+    return any(isinstance(p, preds.RandomSample) for p in parts)
 
 
 def _time_left(context) -> float | None:
