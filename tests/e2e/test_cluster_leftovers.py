@@ -156,6 +156,7 @@ def test_index_rows_count_a_segment_once_while_it_moves_between_query_nodes(tmp_
 
         t = threading.Thread(target=poll, daemon=True)
         t.start()
+        moved = 0
         try:
             for _ in range(6):  # every sealed segment to the other node, and back
                 for s in utility.get_query_segment_info("docs", using="handover"):
@@ -163,11 +164,16 @@ def test_index_rows_count_a_segment_once_while_it_moves_between_query_nodes(tmp_
                         continue
                     (src,) = s.nodeIds
                     dst = number["qn1"] if src == number["qn0"] else number["qn0"]
-                    utility.load_balance("docs", src, [dst], [s.segmentID], using="handover")
+                    try:
+                        utility.load_balance("docs", src, [dst], [s.segmentID], using="handover")
+                        moved += 1
+                    except MilvusException as e:  # the listing was a moment old: the segment left src since
+                        if "not found in source node" not in e.message:
+                            raise
         finally:
             stop.set()
             t.join(30)
-        assert len(samples) > 20, samples
+        assert moved >= 6 and len(samples) > 20, (moved, samples)
         wrong = [s for s in samples if s != (rows, rows)]
         assert not wrong, f"{len(wrong)} of {len(samples)} samples not ({rows}, {rows}): {sorted(set(wrong))[:5]}"
 
