@@ -239,8 +239,9 @@ def _standalone(args) -> int:
     from vecdb import native_crashes, signals
     from vecdb.startup import host_port
 
+    node = Standalone(settings)  # holds the data dir: a second server on it stops here, before arm prunes
     native_crashes.arm(settings.storage.data_dir)  # a native crash told from a kill (vecdb.coord.index_builds)
-    node = Standalone(settings).start()
+    node.start()
     stopped = signals.stop_event()  # before "ready": a stop sent right after it is handled
     print(f"vecdb standalone ready on {host_port(settings.proxy.host, node.port)} "
           f"(data: {settings.storage.data_dir})", flush=True)
