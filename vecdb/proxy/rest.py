@@ -1279,9 +1279,7 @@ def rows_to_field_data(schema: CollectionSchema, rows: list[dict], skip_auto_id:
         if f.nullable:
             columns[valid_key(f.name)] = nulls.get(f.name, np.ones(len(rows), np.bool_))
         try:
-            if not quoted_numbers and f.dtype in _NUMBERS and str in set(map(type, values)):
-                raise ValueError(f.name)
-            col = _column(f, values, nulls.get(f.name))
+            col = _column(f, values, nulls.get(f.name), quoted_numbers)
         except (TypeError, ValueError, OverflowError):  # (numpy's words name no field: Milvus's instead)
             raise ValueError(_bad_value(f, values, quoted_numbers)) from None
         names.append(f.name)
@@ -1359,7 +1357,7 @@ def _number(v) -> bool:
 
 
 _FLOATS = (DataType.FLOAT, DataType.DOUBLE)
-_NUMBERS = (*_FLOATS, DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64)
+_NUMBERS = (*_FLOATS, *_INT_RANGE)
 _FLOAT_ROWS = (DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR)
 
 
@@ -1375,7 +1373,7 @@ def _bad_value(f: FieldSchema, values: list, quoted_numbers: bool = True) -> str
         lo, hi = _INT_RANGE[f.dtype]
         bad = next((v for v in values if not _integer(v) or not lo <= int(v) <= hi), None)
         want = f"field {f.name} value must be an integer in range [{lo}, {hi}]"
-    elif f.dtype in (DataType.FLOAT, DataType.DOUBLE):
+    elif f.dtype in _FLOATS:
         bad = next((v for v in values if not _number(v)), None)
         want = f"field {f.name} value must be a number"
     elif f.dtype in _FLOAT_ROWS and (bad := next((v for v in values if type(v) is not np.ndarray and (
@@ -1390,9 +1388,12 @@ def _bad_value(f: FieldSchema, values: list, quoted_numbers: bool = True) -> str
     return f"{want}: invalid parameter[expected={kind}][actual={actual[:100]}]"
 
 
-def _column(f: FieldSchema, values: list, valid: np.ndarray | None) -> np.ndarray:
-    """One field's JSON values as the column ``field_data_from_columns`` takes (numpy's errors raised)."""
+def _column(f: FieldSchema, values: list, valid: np.ndarray | None, quoted_numbers: bool = True) -> np.ndarray:
+    """One field's JSON values as the column ``field_data_from_columns`` takes (numpy's errors raised);
+    ``quoted_numbers``: as ``rows_to_field_data``'s."""
     col: np.ndarray
+    if not quoted_numbers and f.dtype in _NUMBERS and str in set(map(type, values)):
+        raise ValueError(f.name)  # (numpy reads "1" as a number; Milvus 2.3.5's JSON import refuses it)
     if f.dtype in _INT_RANGE and not all(type(v) is int for v in values) and not all(map(_integer, values)):
         raise ValueError(f.name)  # (1.5 or true would be truncated to an integer by numpy)
     if f.dtype in _FLOATS and bool in set(map(type, values)):
