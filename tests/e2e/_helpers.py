@@ -209,6 +209,20 @@ def host_port(uri: str) -> str:
     return uri.split("://", 1)[-1]
 
 
+def secured_standalone(data_dir):
+    """An in-process standalone server on ``data_dir`` with authentication on (root: ``Milvus``) and an
+    HTTP port of its own (``.http_port``), started; the caller stops it."""
+    from tests.conftest import free_port, server_settings
+    from vecdb.standalone import Standalone
+
+    settings = server_settings(data_dir)
+    settings.security.authorization_enabled = True
+    settings.http.port = free_port()
+    node = Standalone(settings).start()
+    node.http_port = settings.http.port  # type: ignore[attr-defined]
+    return node
+
+
 @contextlib.contextmanager
 def serving(data_dir, port: int | None = None):
     """A standalone server of its own on ``data_dir`` (a restart when the directory was used before)

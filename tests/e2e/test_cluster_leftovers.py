@@ -245,32 +245,29 @@ def test_a_flush_with_the_coord_hung_fails_soon_as_unavailable_or_finishes_when_
             # stopped for good: the flush fails soon, with a retriable error saying so
             _insert(c, "docs", list(range(100, 200)))
             coord.send_signal(signal.SIGSTOP)
-            began = time.monotonic()
-            try:
-                c.flush("docs", timeout=60)
-                raise AssertionError("a flush with the coord stopped succeeded")
-            except MilvusException as e:
-                failed, error = time.monotonic() - began, e
-            assert failed < 40, f"the flush failed only after {failed:.1f} s: {error!r}"
-            assert error.code in (1, 2) and "coord" in error.message, (error.code, error.message)
-            print(f"flush with the coord stopped: failed after {failed:.1f} s: {error.code} {error.message}")
-
+            _flush_fails_within(c, timeout=60, bound=40)
             # a client with a shorter timeout hears why before its deadline (not a deadline of its own)
-            began = time.monotonic()
-            try:
-                c.flush("docs", timeout=6)
-                raise AssertionError("a flush with the coord stopped succeeded")
-            except MilvusException as e:
-                failed, error = time.monotonic() - began, e
-            assert failed < 6, f"the flush failed only after {failed:.1f} s: {error!r}"
-            assert error.code in (1, 2) and "coord" in error.message, (error.code, error.message)
-            print(f"flush (timeout 6 s) with the coord stopped: failed after {failed:.1f} s: {error.code} "
-                  f"{error.message}")
+            _flush_fails_within(c, timeout=6, bound=6)
         finally:
             coord.send_signal(signal.SIGCONT)
         # the coord back: the rows written meanwhile are flushed and counted
         wait_until(lambda: _flushed(c), 60, "no flush once the coord resumed")
         assert _count(c, "docs") == 200
+
+
+def _flush_fails_within(c: MilvusClient, timeout: float, bound: float) -> None:
+    """A flush of ``docs`` (client ``timeout``) with the coord stopped fails within ``bound`` seconds,
+    with a retriable error naming the coord."""
+    began = time.monotonic()
+    try:
+        c.flush("docs", timeout=timeout)
+        raise AssertionError("a flush with the coord stopped succeeded")
+    except MilvusException as e:
+        failed, error = time.monotonic() - began, e
+    assert failed < bound, f"the flush failed only after {failed:.1f} s: {error!r}"
+    assert error.code in (1, 2) and "coord" in error.message, (error.code, error.message)
+    print(f"flush (timeout {timeout} s) with the coord stopped: failed after {failed:.1f} s: {error.code} "
+          f"{error.message}")
 
 
 def _flushed(c: MilvusClient) -> bool:

@@ -22,8 +22,7 @@ import pytest
 from pymilvus import MilvusClient
 from pymilvus.grpc_gen import milvus_pb2, milvus_pb2_grpc
 
-from tests.conftest import free_port, server_settings
-from tests.e2e._helpers import float_schema, make_collection
+from tests.e2e._helpers import float_schema, make_collection, secured_standalone
 
 DIM = 4
 PASSWORD = "Password123"
@@ -31,13 +30,7 @@ PASSWORD = "Password123"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from vecdb.standalone import Standalone
-
-    settings = server_settings(tmp_path_factory.mktemp("rbac"))
-    settings.security.authorization_enabled = True
-    settings.http.port = free_port()
-    node = Standalone(settings).start()
-    node.http_port = settings.http.port
+    node = secured_standalone(tmp_path_factory.mktemp("rbac"))
     yield node
     node.stop()
 

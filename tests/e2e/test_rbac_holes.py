@@ -24,8 +24,8 @@ import pytest
 from pymilvus import MilvusClient
 from pymilvus.grpc_gen import milvus_pb2, milvus_pb2_grpc
 
-from tests.conftest import free_port, server_settings, start_vecdb, stop_processes, wait_until
-from tests.e2e._helpers import float_schema, make_collection
+from tests.conftest import free_port, start_vecdb, stop_processes, wait_until
+from tests.e2e._helpers import float_schema, make_collection, secured_standalone
 
 DIM = 4
 PASSWORD = "Password123"
@@ -33,13 +33,7 @@ PASSWORD = "Password123"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from vecdb.standalone import Standalone
-
-    settings = server_settings(tmp_path_factory.mktemp("rbac_holes"))
-    settings.security.authorization_enabled = True
-    settings.http.port = free_port()
-    node = Standalone(settings).start()
-    node.http_port = settings.http.port
+    node = secured_standalone(tmp_path_factory.mktemp("rbac_holes"))
     root = MilvusClient(uri=f"http://127.0.0.1:{node.port}", user="root", password="Milvus")
     make_collection(root, "target", float_schema(DIM))
     for db in ("hole_db1", "hole_secret"):

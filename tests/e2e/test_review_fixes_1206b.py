@@ -37,13 +37,18 @@ def test_always_true_is_told_by_the_filter_not_its_text(expr, constant):
     assert _always_true(compile_filter(expr, SCHEMA)) is constant
 
 
+def _schema():
+    s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    s.add_field("id", DataType.INT64, is_primary=True)
+    s.add_field("vec", DataType.FLOAT_VECTOR, dim=4)
+    return s
+
+
 def test_a_string_naming_random_sample_deletes_nothing(tmp_path):
     node = start_standalone(str(tmp_path))
     try:
         client = MilvusClient(f"http://127.0.0.1:{node.port}")
-        s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        s.add_field("id", DataType.INT64, is_primary=True)
-        s.add_field("vec", DataType.FLOAT_VECTOR, dim=4)
+        s = _schema()
         make_collection(client, "c", s, consistency_level="Strong")
         client.insert("c", [{"id": i, "vec": [1.0, 0.0, 0.0, 0.0]} for i in range(4)])
         expr = "'random_sample' == 'random_sample'"
@@ -64,9 +69,7 @@ def test_key_lists_the_fast_path_leaves_count_as_listed(tmp_path):
     node = start_standalone(str(tmp_path))
     try:
         client = MilvusClient(f"http://127.0.0.1:{node.port}")
-        s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        s.add_field("id", DataType.INT64, is_primary=True)
-        s.add_field("vec", DataType.FLOAT_VECTOR, dim=4)
+        s = _schema()
         cases = {"id in [0x1, 1]": (2, 3), "id == 0x7": (1, 4), "id in [0x8, 0x8, 9]": (3, 4),
                  "((id in [1, 1]))": (2, 3), "id in [01]": (1, 3)}
         for i, (expr, (deleted, left)) in enumerate(cases.items()):

@@ -15,7 +15,7 @@ import pytest
 from pymilvus import DataType, MilvusClient
 from pymilvus.grpc_gen import schema_pb2
 
-from tests.conftest import free_port, server_settings
+from tests.e2e._helpers import secured_standalone
 
 DIM = 4
 EVIL = '<script>alert("x")</script> & co'
@@ -148,14 +148,9 @@ def test_server_section(deployed):
 # --- authentication on -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory):
-    from vecdb.standalone import Standalone
-
-    settings = server_settings(tmp_path_factory.mktemp("webui-auth"))
-    settings.security.authorization_enabled = True
-    settings.http.port = free_port()
-    srv = Standalone(settings).start()
+    srv = secured_standalone(tmp_path_factory.mktemp("webui-auth"))
     root = MilvusClient(uri=f"http://127.0.0.1:{srv.port}", user="root", password="Milvus")
-    yield srv, settings.http.port, root
+    yield srv, srv.http_port, root
     root.close()
     srv.stop()
 
