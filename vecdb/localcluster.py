@@ -400,9 +400,8 @@ def _wait_ready(procs: list[Proc], timeout: float = READY_TIMEOUT) -> None:
                 if b" ready on " in f.read():
                     waiting.remove(p)
                     continue
-            if not running(p):
-                raise ClusterError(f"{p.name} exited{_how_it_ended(p.pid)} before it was ready; end of {p.log}:\n"
-                                   f"{_tail(p.log)}")
+            if not running(p) and (how := _how_it_ended(p.pid)) is not None:
+                raise ClusterError(f"{p.name} exited{how} before it was ready; end of {p.log}:\n{_tail(p.log)}")
         if waiting and time.monotonic() > deadline:
             names = ", ".join(p.name for p in waiting)
             raise ClusterError(f"not ready after {timeout:.0f} s: {names}; end of {waiting[0].log}:\n"
@@ -410,22 +409,18 @@ def _wait_ready(procs: list[Proc], timeout: float = READY_TIMEOUT) -> None:
         time.sleep(0.05)
 
 
-def _how_it_ended(pid: int, wait: float = 2.0) -> str:
+def _how_it_ended(pid: int) -> str | None:
     """" (exit status 1)", " (killed by SIGKILL)": how a child of this command that exited ended (a
-    process killed from outside, or by a crash in native code, leaves no line in its log), reaping
-    it; "" for one that is not this command's child or has not ended within ``wait`` s (a process in
-    the middle of exiting has no command line to read any more, and is no zombie yet to reap)."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            done, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return ""
-        if done == pid:
-            break
-        if time.monotonic() > deadline:
-            return ""
-        time.sleep(0.02)
+    process killed from outside, or by a crash in native code, leaves no line in its log), reaping it;
+    None while that child has not ended (one in the middle of exiting, or under a load that keeps its
+    command line unreadable a while, is no zombie yet: asked again on the next poll); "" for a process
+    that is not this command's child."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return ""
+    if done != pid:
+        return None
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:
@@ -439,8 +434,8 @@ def _wait_milvus(procs: list[Proc], timeout: float = READY_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     for p in procs:
         while (why := milvus_answers(p.port)) is not None:
-            if not running(p):
-                raise ClusterError(f"{p.name} exited{_how_it_ended(p.pid)}; end of {p.log}:\n{_tail(p.log)}")
+            if not running(p) and (how := _how_it_ended(p.pid)) is not None:
+                raise ClusterError(f"{p.name} exited{how}; end of {p.log}:\n{_tail(p.log)}")
             if time.monotonic() > deadline:
                 raise ClusterError(f"{p.name} on port {p.port} does not answer pymilvus: {why}")
             time.sleep(0.2)
