@@ -148,6 +148,10 @@ class IndexBuilder(Protocol):
     not loaded (that node builds the rest); in a cluster the data node owning a channel builds every
     segment of it (``vecdb.datanode.index_scheduler``), a proxy only while no data node lives."""
 
+    # whether ``state`` is the progress of a loaded collection too: in a cluster every build is a data
+    # node's (or a proxy's) and recorded; standalone, a loaded collection's query node builds its own
+    builds_loaded: bool
+
     def schedule(self, info: CollectionInfo) -> None: ...
 
     def state(self, info: CollectionInfo, field_name: str) -> tuple[int, int]:

@@ -45,6 +45,8 @@ def file_built(index_type: str) -> bool:
 
 
 class SegmentIndexer:
+    builds_loaded = False  # standalone: a loaded collection's query node builds its segments' indexes
+
     def __init__(self, meta: MetaStore, objects: ObjectStore, threads: int = 1, node_id: str | None = None):
         self.meta = meta
         self.objects = objects

@@ -119,6 +119,8 @@ class ClusterIndexer:
     (``vecdb.datanode.index_scheduler``), so ``schedule`` builds here only when none is alive;
     progress and failures are read from the build records, which any process can."""
 
+    builds_loaded = True  # query nodes never build here: the records are the progress, loaded or not
+
     def __init__(self, local: SegmentIndexer, datanode: ClusterDataNode):
         self.local, self._datanode = local, datanode
 

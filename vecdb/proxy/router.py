@@ -504,12 +504,14 @@ class QueryNodeRouter:
         return self._read(_Named(collection_id, f"id {collection_id}"), call)
 
     def segment_infos(self, info) -> list[dict]:
-        """Every replica's segments; each with ``node_ids``: the nodes holding it (one per replica).
+        """Every replica's segments, each once; with ``node_ids``: the nodes holding it (one per replica).
         A replica with a node that does not answer is left out; when none answers, this waits for
         one as a read does."""
-        def ask(plan: Plan) -> list[tuple[str, list[dict]]]:
-            segs = self._on_nodes(plan, lambda n, c, s: n.segment_infos(info, channels=c))
-            return [(part[0], s) for part, s in zip(plan, segs)]
+        def ask(plan: Plan) -> list[tuple[str, str, list[dict]]]:
+            # channel by channel: a segment with no id yet (growing, or sealed and not persisted) is known
+            # by its channel and partition, as every replica holds the same one
+            segs = self._on_nodes(plan, lambda n, c, s: [(ch, n.segment_infos(info, channels=[ch])) for ch in c])
+            return [(part[0], ch, s) for part, per_channel in zip(plan, segs) for ch, s in per_channel]
         answers = []
         for plan in self.plans(info.id):
             try:
@@ -519,9 +521,14 @@ class QueryNodeRouter:
         if not answers:
             answers = self._read(info, ask)
         out: dict[tuple, dict] = {}
-        for key, segs in answers:
-            for i, seg in enumerate(segs):
-                ident = (seg["segment_id"],) if seg["segment_id"] else (key, i)  # growing ones have no id
+        for key, channel, segs in answers:
+            unnamed: dict[tuple, int] = {}
+            for seg in segs:
+                ident: tuple = (seg["segment_id"],)
+                if not seg["segment_id"]:  # the n-th of its channel, partition and state, in each replica
+                    group = (channel, seg["partition_id"], seg["state"])
+                    unnamed[group] = unnamed.get(group, 0) + 1
+                    ident = (*group, unnamed[group])
                 merged = out.setdefault(ident, {**seg, "node_ids": []})
                 merged["node_ids"].append(node_number(key))
         return list(out.values())

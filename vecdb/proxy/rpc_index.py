@@ -201,8 +201,12 @@ class IndexRpcs(ResourceGroupRpcs):
         return status.success()
 
     def _index_state(self, info, field_name: str) -> tuple[int, int]:
-        """(indexed rows, total rows): the query node's view when loaded, else the segment files'."""
-        if self.r.querynode.is_loaded(info.id):
+        """(indexed rows, total rows) over the persisted segments, as Milvus's datacoord counts them: the
+        build records, or standalone the query node's view of a loaded collection (it builds those). A
+        cluster's query nodes take a flush's or a compaction's segments over after the call returned (one
+        in a hand-over on two nodes), so their view said 151 of 300 rows just after a flush, 249 for 200
+        just after a compaction."""
+        if not self.indexer.builds_loaded and self.r.querynode.is_loaded(info.id):
             return self.r.querynode.index_state(info.id, field_name)
         return self.indexer.state(info, field_name)
 
