@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from vecdb import errors
+from vecdb import errors, key_isolation
 from vecdb.catalog_model import (
     DEFAULT_DB,
     DEFAULT_PARTITION,
@@ -173,6 +173,7 @@ class DdlManager:
         db = db or DEFAULT_DB
         validate_collection_name(name)
         check_collection_properties(properties)
+        key_isolation.check_create(name, schema, properties)
         pk_field = schema.partition_key_field
         if pk_field is None and num_partitions:
             raise errors.InvalidParameter("num_partitions should only be specified with partition key field enabled")
@@ -255,6 +256,9 @@ class DdlManager:
 
         def change(info: CollectionInfo) -> None:
             self._allow(info.db, "ddl_collection")
+            indexed = next((i.field_name for i in info.indexes if (f := info.schema.field(i.field_name)) is not None
+                            and f.dtype.is_vector), None)
+            key_isolation.check_alter(info.name, info.schema, info.properties, properties, delete_keys, indexed)
             # read when segments are loaded: a loaded collection would not change until reloaded (Milvus's
             # alterCollectionTask refuses it the same way)
             for verb, keys in (("alter", properties), ("delete", delete_keys)):

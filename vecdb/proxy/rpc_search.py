@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
-from vecdb import element_search, emb_list, errors, namespaces
+from vecdb import element_search, emb_list, errors, key_isolation, namespaces
 from vecdb.bm25 import output_analyzer
 from vecdb.expr import compile_filter
 from vecdb.expr.filter import KeyFilter
@@ -330,11 +330,12 @@ class SearchRpcs(ServiceBase):
             raise nq_invalid(len(queries))
         if plan.field.dtype == DataType.ARRAY_OF_VECTOR:  # plain vectors: element-level; lists: EmbeddingList
             element_search.check_queries(queries, plan.field, plan.metric)
+        flt = self._filter(info, request.dsl, request.expr_template_values, plan.times.zone, ns)
+        key_isolation.check_search_filter(info.schema, info.properties, flt.expr if flt is not None else "")
         return SearchSpec(
             field=plan.field, queries=queries, limit=plan.limit, offset=plan.offset, metric=plan.metric,
             params=plan.params, index_type=plan.index_type, radius=plan.radius, range_filter=plan.range_filter,
-            flt=self._filter(info, request.dsl, request.expr_template_values, plan.times.zone, ns), ts=ts,
-            ignore_growing=plan.ignore_growing,
+            flt=flt, ts=ts, ignore_growing=plan.ignore_growing,
         )
 
     def _vectors_of(self, info, field, ids, ts: int, ns: str | None = None) -> np.ndarray:
