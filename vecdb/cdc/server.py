@@ -137,9 +137,11 @@ class CdcService:
             unpublish(task.spec.source, task_id)
         except Exception as e:  # noqa: BLE001 (the source is unreachable: its positions stay; logged)
             log.warning("cdc task %s deleted, but its follower positions stay on the source: %s", task_id, e)
-        for g in (LAG_RECORDS, LAG_SECONDS, APPLIED_ROWS, ERRORS):
+        # every series of the task (its states too: else a deleted task showed its last state for good)
+        for g, labels in [*((g, (task_id,)) for g in (LAG_RECORDS, LAG_SECONDS, APPLIED_ROWS, ERRORS)),
+                          *((TASK_STATE, (task_id, s)) for s in _STATES)]:
             try:
-                g.remove(task_id)
+                g.remove(*labels)
             except KeyError:
                 pass
 

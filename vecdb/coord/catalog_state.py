@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from typing import Any
 
+from vecdb import metrics
 from vecdb.catalog_model import COLL_PREFIX, CollectionInfo, coll_key
 from vecdb.storage.watch import PUT, WatchEvent
 
@@ -129,7 +130,8 @@ class CatalogState:
             self.databases.pop(key[len(DB_PREFIX):], None)
         elif key.startswith(ALIAS_PREFIX):
             db, _, alias = key[len(ALIAS_PREFIX):].partition("/")
-            self.aliases.pop((db, alias), None)
+            if self.aliases.pop((db, alias), None) is not None:
+                metrics.forget_collection(db, alias)
         elif key.startswith(PROXY_SESSIONS):
             self.proxies.discard(key[len(PROXY_SESSIONS):])
             self.gone.add(key[len(PROXY_SESSIONS):])
@@ -150,8 +152,10 @@ class CatalogState:
             self.collections[info.id] = CollectionInfo.from_json(raw)
 
     def _drop_collection(self, cid: int) -> None:
-        self.collections.pop(cid, None)
+        info = self.collections.pop(cid, None)
         self.raws.pop(cid, None)
+        if info is not None:  # its proxy metrics go with it, on every proxy (each caches the catalog)
+            metrics.forget_collection(info.db, info.name, info.channels)
 
     def behind(self, version: int, exclude: str | None, live: AbstractSet[str] = frozenset()) -> list[str]:
         """The live proxies (those this state saw, and ``live``, minus ``exclude``) whose catalog has

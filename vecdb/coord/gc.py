@@ -23,7 +23,8 @@ listing per pass, however many segments), then reads the metadata it judges by, 
   - a dropped partition's segments (``seg/`` keys of a partition id the collection no longer has:
     the key first, then its objects);
   - index files ``index-<field>-<index>.bin`` and index build records of index ids the collection
-    no longer has, and the build records of segments no ``seg/`` key registers any more.
+    no longer has, and the build records of segments no ``seg/`` key registers any more;
+  - ``snapshot_pin/`` records whose TTL passed (they pin nothing any more).
 
 Nothing a snapshot names is deleted (``vecdb.coord.snapshots.pinned_files``: the segment prefixes and
 delta objects of live snapshots and unexpired pins, read after the ``gc/`` records): a compaction's
@@ -62,7 +63,7 @@ from vecdb import metrics
 from vecdb.coord import index_builds
 from vecdb.coord.catalog_state import COLL_PREFIX
 from vecdb.coord.session import live_incarnations
-from vecdb.coord.snapshots import pinned_files
+from vecdb.coord.snapshots import expired_pins, pinned_files
 from vecdb.storage.base import MetaStore, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,7 @@ class _Snapshot:
                 self.collections[cid] = None
         # what snapshots name (vecdb.coord.snapshots): never deleted, whatever else says it is garbage
         self.pinned_prefixes, self.pinned_keys = pinned_files(meta)
+        self.expired_pins = expired_pins(meta)
         self.live = live_incarnations(meta)
         listed = [k for k in self.objects if k.startswith((SEGMENTS, DELTAS))]
         for keys in (listed, [k for k, _ in seg_pairs], self.delta_keys, self.records, self.compacted,
@@ -392,6 +394,8 @@ class GarbageCollector:
                 stale.add(f"{index_builds.ROOT}{'/'.join(parts[1:5])}/")
         for prefix in sorted(stale):
             out[("idxbuild", prefix)] = partial(self._forget, [], [prefix])
+        for key in snap.expired_pins:
+            out[("pin", key)] = partial(self._forget, [key], [])
         return out
 
     def _forget(self, deletes: list[str], prefixes: list[str], done: Counter[str]) -> None:

@@ -13,10 +13,11 @@ Pinning. The files a snapshot names stay while it lives: the garbage collector
 (``vecdb.coord.gc``) and the data node's drops (``vecdb.datanode.node``) skip every prefix and delta
 object that ``pinned_files`` returns, the union over live snapshots and unexpired
 ``snapshot_pin/<id>`` records (``PinSnapshotData``, which copies the snapshot's file list so that a
-pin outlives a drop of its snapshot). A compaction of the source goes on: it writes new files and its
-sources stay, unregistered, until no snapshot names them; the collector then deletes them as
-orphans after its grace. A snapshot outlives a drop of its collection (its files stay pinned): it is
-still listed, described and restorable by the collection's name until ``drop_snapshot``.
+pin outlives a drop of its snapshot; the collector deletes a pin record once it expired). A
+compaction of the source goes on: it writes new files and its sources stay, unregistered, until no
+snapshot names them; the collector then deletes them as orphans after its grace. A snapshot
+outlives a drop of its collection (its files stay pinned): it is still listed, described and
+restorable by the collection's name until ``drop_snapshot``.
 
 Restore is a job ``snapshot_restore/<id>`` (Pending, Executing, Completed, Failed), a durable job
 (``vecdb.jobs``: its runner's heartbeat; one whose runner ended is taken over by another process, which
@@ -156,6 +157,21 @@ def pinned_files(meta: MetaStore, now_ms: int | None = None) -> tuple[set[str], 
         except (ValueError, TypeError, KeyError):
             log.warning("snapshots: %s is not a pin record I can read", key)
     return prefixes, keys
+
+
+def expired_pins(meta: MetaStore, now_ms: int | None = None) -> list[str]:
+    """The ``snapshot_pin/`` records whose time passed: they pin nothing (``pinned_files``), and the
+    garbage collector deletes them (each holds its snapshot's whole file list; none was ever deleted
+    but by ``unpin``)."""
+    now = _now_ms() if now_ms is None else now_ms
+    out = []
+    for key, raw in meta.scan(PIN_PREFIX):
+        try:
+            if int(json.loads(raw)["expires_ms"]) <= now:
+                out.append(key)
+        except (ValueError, TypeError, KeyError):
+            continue  # pinned_files logs it
+    return out
 
 
 def delete_unpinned(meta: MetaStore, objects: ObjectStore, prefix: str) -> None:

@@ -68,20 +68,33 @@ def _build(expr: str, schema: CollectionSchema, template_values: dict | None) ->
 
 # A plain dict with FIFO eviction: the schema itself is unhashable, so the key
 # is its shape, and the schema is passed alongside for the first compilation.
-_CACHE: dict = {}
+# Bounded by entries and by the expressions' length: a compiled filter holds a few times its text (an
+# ``id in [...]`` of 10,000 keys, which pymilvus's delete(ids=...) sends: 70 KB of text, 170 KB
+# compiled), so 1024 long ones held ~170 MB (1.7 GB at 100,000 keys) until evicted.
+_CACHE: dict = {}  # key -> (filter, weight)
 _CACHE_MAX = 1024
+_CACHE_MAX_CHARS = 4 << 20  # expression (and template value) characters cached in all
 _CACHE_LOCK = threading.Lock()
+_cached_chars = 0
 
 
 def _cached(expr: str, shape: tuple, tkey: tuple, schema: CollectionSchema, template_values=None) -> Filter:
+    global _cached_chars
     key = (expr, shape, tkey)
-    flt = _CACHE.get(key)
-    if flt is None:
-        flt = _build(expr, schema, template_values)
-        with _CACHE_LOCK:
-            if len(_CACHE) >= _CACHE_MAX:
-                _CACHE.pop(next(iter(_CACHE)))
-            _CACHE[key] = flt
+    got = _CACHE.get(key)
+    if got is not None:
+        return got[0]
+    flt = _build(expr, schema, template_values)
+    weight = len(expr) + (len(repr(tkey)) if tkey else 0)
+    if weight > _CACHE_MAX_CHARS:
+        return flt
+    with _CACHE_LOCK:
+        old = _CACHE.pop(key, None)
+        _cached_chars -= old[1] if old else 0
+        while _CACHE and (len(_CACHE) >= _CACHE_MAX or _cached_chars + weight > _CACHE_MAX_CHARS):
+            _cached_chars -= _CACHE.pop(next(iter(_CACHE)))[1]
+        _CACHE[key] = (flt, weight)
+        _cached_chars += weight
     return flt
 
 

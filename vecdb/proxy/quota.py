@@ -83,6 +83,9 @@ PROTECTED = frozenset(("Insert", "Upsert", "Import"))
 MEMORY_EVERY, DISK_EVERY = 1.0, 10.0
 
 
+_SWEEP_MIN = 1024  # rate buckets held before the first sweep of the full ones
+
+
 class TokenBucket:
     """``rate`` per second, at most one second of it saved up; a call passes while the bucket is not
     in debt and then pays its whole cost."""
@@ -108,6 +111,10 @@ class TokenBucket:
         """Undo a ``take`` of a call refused further on (at most a full bucket again)."""
         with self._lock:
             self._tokens = min(self.rate, self._tokens + cost)
+
+    def full(self, now: float) -> bool:
+        """Refilled to a whole second's rate by ``now``: as good as a fresh bucket (``Quota`` forgets it)."""
+        return self._tokens + (now - self._at) * self.rate >= self.rate
 
 
 def _cost(kind: str, request) -> float:
@@ -173,6 +180,7 @@ class Quota:
         self._memory_limit = settings.memory_limit_bytes or memory_limit()
         self._data_dir = data_dir
         self._buckets: dict[tuple[str, str, str], TokenBucket] = {}
+        self._sweep_at = _SWEEP_MIN  # buckets held before the next sweep of the full ones (_sweep)
         self._guard = threading.Lock()
         self._memory_at = self._disk_at = -1e18
         self._memory_over = self._disk_over = ""
@@ -186,8 +194,19 @@ class Quota:
         with self._guard:
             bucket = self._buckets.get((kind, scope, key))
             if bucket is None or bucket.rate != rate:
+                if bucket is None and len(self._buckets) >= self._sweep_at:
+                    self._sweep()
                 bucket = self._buckets[(kind, scope, key)] = TokenBucket(rate, self._clock)
             return bucket
+
+    def _sweep(self) -> None:
+        """Forget the full buckets (a fresh one is the same): per-collection and per-user keys come from
+        requests (names of collections dropped since, or never created), so the buckets would grow
+        with every name ever asked for. Next sweep at twice what is left (amortized O(1) a bucket)."""
+        now = self._clock()
+        for key in [k for k, b in self._buckets.items() if b.full(now)]:
+            del self._buckets[key]
+        self._sweep_at = max(_SWEEP_MIN, 2 * len(self._buckets))
 
     def _count(self, method: str, outcome: str) -> None:
         child = self._counters.get((method, outcome))
