@@ -116,6 +116,8 @@ class IsNull(Node):
 
 def children(node: Node) -> tuple[Node, ...]:
     """The nodes directly below ``node`` (for walks that must not recurse, e.g. the depth check)."""
+    if isinstance(node, Literal):  # first: most nodes are (an ``in`` list of 10,000 keys)
+        return ()
     if isinstance(node, (Unary, Exists, IsNull)):
         return (node.operand,)
     if isinstance(node, Keyword):

@@ -31,6 +31,7 @@ from vecdb.errors import InvalidParameter
 
 KEYWORDS = frozenset({"and", "or", "not", "in", "like", "exists", "is", "null"})
 _BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+BOOL_WORDS = frozenset(_BOOLS)
 
 _OPS = ("==", "!=", "<=", ">=", "&&", "||", "**", "<", ">", "+", "-", "*", "/", "%", "(", ")",
         "[", "]", ",", "{", "}", "!", "=")  # "=": only a call's keyword argument (text_match's option)

@@ -23,9 +23,21 @@ the compiler flattens.
 
 from __future__ import annotations
 
+import re
+
 from vecdb.errors import InvalidParameter
 from vecdb.expr import ast
-from vecdb.expr.lexer import INT64_MAX, INT64_MIN, INT64_MIN_MAGNITUDE, Token, int_out_of_range, syntax_error, tokenize
+from vecdb.expr.lexer import (
+    BOOL_WORDS,
+    INT64_MAX,
+    INT64_MIN,
+    INT64_MIN_MAGNITUDE,
+    KEYWORDS,
+    Token,
+    int_out_of_range,
+    syntax_error,
+    tokenize,
+)
 from vecdb.expr.limits import MAX_DEPTH, MAX_EXPR_LENGTH, MAX_NESTING
 from vecdb.timestamptz import parse_interval, parse_iso
 
@@ -38,9 +50,38 @@ def parse(expr: str) -> ast.Node:
     if len(expr) > MAX_EXPR_LENGTH:
         raise syntax_error(expr, f"the expression is {len(expr)} characters long, "
                                  f"more than the limit of {MAX_EXPR_LENGTH}")
+    plain = _plain_term(expr)
+    if plain is not None:
+        return plain
     tree = _Parser(expr).parse()
     _check_depth(expr, tree)
     return tree
+
+
+# pymilvus's get, query and delete by ids send ``pk in [k1, k2, ...]`` with up to thousands of plain
+# keys: such a filter is read with one regex into the tree the token-by-token parse builds (same nodes,
+# same positions), ~20 us a key less (10,000 keys: 216 -> ~20 ms). Anything else takes the parser.
+_ITEM = r"""-?(?:[1-9][0-9]{0,17}|0)(?![0-9A-Za-z_.])|"[^"\\\n]*"|'[^'\\\n]*'"""
+_ITEM_RE = re.compile(_ITEM)
+_PLAIN_TERM_RE = re.compile(rf"\s*([A-Za-z_][A-Za-z0-9_]*)\s+(?:(not|NOT)\s+)?(?:in|IN)\s*(\[)\s*"
+                            rf"((?:{_ITEM})(?:\s*,\s*(?:{_ITEM}))*)\s*\]\s*\Z")
+
+
+def _plain_term(expr: str) -> ast.In | None:
+    m = _PLAIN_TERM_RE.match(expr)
+    if m is None or m.group(1).lower() in KEYWORDS or m.group(1) in BOOL_WORDS:
+        return None
+    items: list[ast.Node] = []
+    for item in _ITEM_RE.finditer(expr, m.start(4), m.end(4)):
+        text, pos = item.group(), item.start()
+        if text[0] in "\"'":
+            items.append(ast.Literal(pos, text[1:-1]))
+        elif text[0] == "-":
+            items.append(ast.Unary(pos, "-", ast.Literal(pos + 1, int(text[1:]))))
+        else:
+            items.append(ast.Literal(pos, int(text)))
+    name = ast.Name(m.start(1), m.group(1), ())
+    return ast.In(name.pos, name, ast.ListLiteral(m.start(3), tuple(items)), m.group(2) is not None)
 
 
 def _too_deep(expr: str, pos: int, what: str) -> Exception:
