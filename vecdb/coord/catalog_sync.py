@@ -233,10 +233,11 @@ class CatalogSync:
 
 class AppliedVersion:
     """``catalog/applied/<node id>``: the catalog version a process has applied, held under a lease
-    of its own so that it goes with the process (a new lease if the old one ran out)."""
+    of its own so that it goes with the process (a new lease if the old one ran out). ``prefix``:
+    another cache's (``vecdb.security.view`` publishes its store revision so)."""
 
-    def __init__(self, meta: MetaStore, node_id: str, ttl: float):
-        self.meta, self.key, self.ttl = meta, APPLIED_PREFIX + node_id, ttl
+    def __init__(self, meta: MetaStore, node_id: str, ttl: float, prefix: str = APPLIED_PREFIX):
+        self.meta, self.key, self.ttl = meta, prefix + node_id, ttl
         self._lock = threading.Lock()
         self._version = 0
         self._session = Session(meta, self.key, b"0", ttl=ttl, exclusive=False)
@@ -250,7 +251,7 @@ class AppliedVersion:
             try:
                 self._put(version)
             except errors.IoFailed as e:
-                log.warning("catalog: cannot publish applied version %d: %s", version, e)
+                log.warning("%s: cannot publish applied version %d: %s", self.key, version, e)
                 return
             self._version = version
 

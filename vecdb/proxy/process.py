@@ -78,7 +78,9 @@ class ProxyProcess(NodeProcess):
                                                  node_id=self.node_id, compaction=settings.compaction),
                                         self.backends.meta)
         self._closers.append(self.datanode.close)
-        security = Security(self.backends.meta, settings.security)  # users and roles, shared by every proxy
+        # users and roles, shared by every proxy: a change returns once every live proxy applied it (security.view)
+        security = Security(self.backends.meta, settings.security, node_id=self.node_id,
+                            ttl=settings.storage.session_ttl)
         self._closers.append(security.close)
         self.roles = Roles(catalog, tso, ids, writer, self.router, self.datanode,
                            max_request_bytes=settings.proxy.max_request_bytes,

@@ -6,8 +6,8 @@
 - ``rbac``: roles, user-role links and grants, also under ``cred/``, and the table of which
   privilege each Milvus RPC needs (read from the ``privilege_ext_obj`` options of Milvus's own
   request messages, so it is Milvus's table).
-- ``view``: every proxy's in-memory copy of ``cred/``, kept current by a watch, so that every
-  proxy of a cluster agrees and a check never waits on the store.
+- ``view``: every proxy's in-memory copy of ``cred/``, kept current by a watch, so that a check
+  never waits on the store; a write to ``cred/`` returns once every live proxy's copy shows it.
 - ``guard``: the checks themselves (who is calling, may they do this), with a cache that keeps
   the slow KDF off the request path.
 

@@ -13,7 +13,8 @@ A user's description (pymilvus 2.6's ``create_user(..., description=)`` and ``up
 lives in its record beside the hash.
 
 Every write is a compare-and-set transaction, so several proxies creating or changing the
-same user at once end with one winner and clear errors for the others.
+same user at once end with one winner and clear errors for the others; it returns once every
+proxy's copy of ``cred/`` shows it (``vecdb.security.view.CredentialView.txn``).
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 15, 8, 1
 _SALT_BYTES, _KEY_BYTES = 16, 32
 _NAME = re.compile(r"[A-Za-z0-9_]*")
 
-# Called after a write with what the written keys now hold (None: deleted), so the caller's view
-# of the store reflects its own write before the RPC returns (vecdb.security.view.CredentialView).
-Synced = Callable[[dict[str, bytes | None]], object]
+# ``MetaStore.txn`` (its arguments, whether applied) that returns once the proxies' copies of ``cred/``
+# show the change it applied (vecdb.security.view.CredentialView.txn)
+Txn = Callable[..., bool]
 
 
 def user_key(user: str) -> str:
@@ -117,20 +118,16 @@ def check_password(password: str) -> str:
 class CredentialStore:
     """Create, change, delete and list users in ``meta`` (rules: the module docstring)."""
 
-    def __init__(self, meta: MetaStore, synced: Synced | None = None):
+    def __init__(self, meta: MetaStore, txn: Txn | None = None):
         self.meta = meta
-        self._synced = synced or (lambda changes: None)
+        self._txn = txn or meta.txn
 
     def ensure_root(self, password: str) -> bool:
         """Create ``root`` with ``password`` unless it exists; whether this call created it (of
         several proxies starting at once, exactly one does). No KDF run when it exists."""
         if self.record(ROOT) is not None:
             return False
-        record = hash_password(password)
-        created = self.meta.txn(puts={user_key(ROOT): record}, expect={user_key(ROOT): None})
-        if created:
-            self._synced({user_key(ROOT): record})
-        return created
+        return self._txn(puts={user_key(ROOT): hash_password(password)}, expect={user_key(ROOT): None})
 
     def record(self, user: str) -> bytes | None:
         return self.meta.get(user_key(user))
@@ -138,9 +135,8 @@ class CredentialStore:
     def create(self, user: str, password: str, description: str = "") -> None:
         user = check_name(user)
         record = hash_password(check_password(password), description)
-        if not self.meta.txn(puts={user_key(user): record}, expect={user_key(user): None}):
+        if not self._txn(puts={user_key(user): record}, expect={user_key(user): None}):
             raise errors.InvalidParameter(f"user already exists: {user}")
-        self._synced({user_key(user): record})
 
     def update(self, user: str, old_password: str, new_password: str, description: str | None = None) -> None:
         """Milvus's UpdateCredential: the old password must be right. With both passwords empty
@@ -158,17 +154,14 @@ class CredentialStore:
             raise errors.NotAuthenticated(f"old password not correct for {user}")
         else:
             record = hash_password(new_password, record_description(old) if description is None else description)
-        if not self.meta.txn(puts={user_key(user): record}, expect={user_key(user): old}):
+        if not self._txn(puts={user_key(user): record}, expect={user_key(user): old}):
             raise errors.CatalogConflict(f"the credential of {user} changed concurrently; retry")
-        self._synced({user_key(user): record})
 
     def delete(self, user: str) -> None:
         """Remove the user and its role links; no error if it does not exist (as Milvus)."""
         if user == ROOT:
             raise errors.NotPermitted("root user cannot be deleted")
-        links = [key for key, _ in self.meta.scan(f"{USER_ROLE_PREFIX}{user}/")]
-        self.meta.txn(deletes=[user_key(user)], delete_prefixes=[f"{USER_ROLE_PREFIX}{user}/"])
-        self._synced({user_key(user): None, **dict.fromkeys(links)})
+        self._txn(deletes=[user_key(user)], delete_prefixes=[f"{USER_ROLE_PREFIX}{user}/"])
 
     def users(self) -> list[str]:
         return [key[len(USER_PREFIX):] for key, _ in self.meta.scan(USER_PREFIX)]

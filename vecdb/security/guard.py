@@ -10,8 +10,8 @@ as Milvus does, before any handler runs.
 The KDF (about 0.1 s) runs once per user, password and stored record: a verified login is
 cached against the exact record it was checked with, so the next request costs one dict lookup
 and a keyed hash, and a password change or a deletion (a new record, or none) takes effect on
-the very next request that this proxy's view shows it for (``vecdb.security.view``: at once
-on the proxy that made the change, within milliseconds on the others). Failed logins are not
+the very next request that this proxy's view shows it for (``vecdb.security.view``: on every
+live proxy before the call that made the change returns). Failed logins are not
 cached: each costs a KDF run, an unknown user's too (a decoy record), so timing does not tell
 which users exist. The cache holds HMACs of passwords under a per-process random
 key, never the passwords.
@@ -74,14 +74,16 @@ class Security:
     """The credential and role stores of one proxy over ``meta``, its view of them, and the checks.
 
     The stores work whether or not ``enabled`` (as in Milvus, users and roles can be managed
-    with authentication off); only ``enabled`` makes the server check requests."""
+    with authentication off); only ``enabled`` makes the server check requests. ``node_id`` and ``ttl``:
+    the proxy's and its session's where several proxies share ``meta`` (``vecdb.security.view``)."""
 
-    def __init__(self, meta: MetaStore, settings: SecuritySettings | None = None):
+    def __init__(self, meta: MetaStore, settings: SecuritySettings | None = None, node_id: str | None = None,
+                 ttl: float = 10.0):
         settings = settings or SecuritySettings()
         self.enabled = settings.authorization_enabled
-        self.view = CredentialView(meta)
+        self.view = CredentialView(meta, node_id=node_id, ttl=ttl)
         try:
-            self.users = CredentialStore(meta, self.view.wait_for)
+            self.users = CredentialStore(meta, self.view.txn)
             self.roles = RoleStore(meta, self.view)
             self.users.ensure_root(settings.root_password.get_secret_value())
             self.roles.seed_public()
@@ -110,8 +112,9 @@ class Security:
 
     def password_ok(self, user: str, password: str) -> bool:
         """Checked against this process's view of the credentials; where that view may not have caught
-        up with a change made through another proxy or worker a moment ago (a user it does not know
-        yet, a password that does not match the record it holds), against the store itself."""
+        up with a change made through another proxy or worker (one that fell behind the bounded wait of
+        ``vecdb.security.view``: a user it does not know yet, a password that does not match the record
+        it holds), against the store itself. That costs a store read on failed logins only."""
         record = self.view.get(user_key(user)) or self.users.record(user)
         if record is None:
             password_matches(_decoy(), password)  # as slow as a wrong password: timing does not tell who exists

@@ -164,7 +164,7 @@ class RoleStore:
 
     def __init__(self, meta: MetaStore, view: CredentialView):
         self.meta, self._view = meta, view
-        self._scan, self._get, self._synced = view.scan, view.get, view.wait_for
+        self._scan, self._get, self._txn = view.scan, view.get, view.txn  # writes: every proxy's copy shows them
         self._index: tuple[int, dict[str, list[str]], dict[str, list[Grant]], dict[str, frozenset[str]]] | None = None
 
     def _indexed(self) -> tuple[dict[str, list[str]], dict[str, list[Grant]], dict[str, frozenset[str]]]:
@@ -191,8 +191,7 @@ class RoleStore:
         """Give ``public`` its starting grants, once per store (a revoke stays revoked)."""
         puts = {grant_key(PUBLIC, ANY, t, n, p): b'{"grantor": "root"}' for t, n, p in PUBLIC_GRANTS}
         puts[PUBLIC_SEEDED] = b"1"
-        if self.meta.txn(puts=puts, expect={PUBLIC_SEEDED: None}):
-            self._synced(dict(puts))
+        self._txn(puts=puts, expect={PUBLIC_SEEDED: None})
 
     # --- roles
     def roles(self) -> list[str]:
@@ -204,10 +203,8 @@ class RoleStore:
     def create_role(self, role: str, description: str = "") -> None:
         role = check_role_name(role)
         value = json.dumps({"description": description}).encode()
-        if role in BUILTIN_ROLES or not self.meta.txn(puts={ROLE_PREFIX + role: value},
-                                                       expect={ROLE_PREFIX + role: None}):
+        if role in BUILTIN_ROLES or not self._txn(puts={ROLE_PREFIX + role: value}, expect={ROLE_PREFIX + role: None}):
             raise errors.InvalidParameter(f"role [{role}] already exists")
-        self._synced({ROLE_PREFIX + role: value})
 
     def description(self, role: str) -> str:
         """A role's description (create_role / alter_role, pymilvus 2.6); "" for a built-in role."""
@@ -223,9 +220,8 @@ class RoleStore:
         if raw is None:
             raise errors.InvalidParameter(f"role [{role}] not found")
         value = json.dumps({**json.loads(raw), "description": description}).encode()
-        if not self.meta.txn(puts={key: value}, expect={key: raw}):
+        if not self._txn(puts={key: value}, expect={key: raw}):
             raise errors.CatalogConflict(f"role [{role}] changed concurrently; retry")
-        self._synced({key: value})
 
     def drop_role(self, role: str, force: bool = False) -> None:
         """Drop the role with its user links; a role holding grants only with ``force`` (pymilvus
@@ -241,8 +237,7 @@ class RoleStore:
                                           "privileges")
         gone = [ROLE_PREFIX + role, *grants,
                 *(k for k, _ in self._scan(USER_ROLE_PREFIX) if k.endswith(f"/{role}"))]
-        self.meta.txn(deletes=gone)
-        self._synced(dict.fromkeys(gone))
+        self._txn(deletes=gone)
 
     # --- users' roles
     def user_roles(self, user: str) -> list[str]:
@@ -262,11 +257,10 @@ class RoleStore:
         key = f"{USER_ROLE_PREFIX}{user}/{role}"
         if add:
             # the user must still exist as the link is written (a concurrent delete would orphan it)
-            if not self.meta.txn(puts={key: b"{}"}, expect={user_key(user): self._get(user_key(user))}):
+            if not self._txn(puts={key: b"{}"}, expect={user_key(user): self._get(user_key(user))}):
                 raise errors.CatalogConflict(f"user [{user}] changed concurrently; retry")
         else:
-            self.meta.txn(deletes=[key])
-        self._synced({key: b"{}" if add else None})
+            self._txn(deletes=[key])
 
     # --- grants
     def grants(self, role: str) -> list[Grant]:
@@ -286,12 +280,9 @@ class RoleStore:
         privileges = [privilege, *RELATED.get(privilege, ())]
         keys = [grant_key(role, db, object_type, name, p) for p in privileges]
         if grant:
-            value = json.dumps({"grantor": grantor}).encode()
-            self.meta.txn(puts=dict.fromkeys(keys, value))
-            self._synced(dict.fromkeys(keys, value))
+            self._txn(puts=dict.fromkeys(keys, json.dumps({"grantor": grantor}).encode()))
         else:
-            self.meta.txn(deletes=keys)
-            self._synced(dict.fromkeys(keys))
+            self._txn(deletes=keys)
 
     def visible_collections(self, user: str, db: str) -> frozenset[str] | None:
         """The collections of ``db`` that ``ShowCollections`` lists to ``user`` (Milvus 2.4+'s
@@ -349,9 +340,8 @@ class RoleStore:
             raise errors.InvalidParameter(
                 f"privilege group name [{name}] is defined by built in privileges or privilege groups in system")
         key = PRIVGROUP_PREFIX + name
-        if not self.meta.txn(puts={key: b"[]"}, expect={key: None}):
+        if not self._txn(puts={key: b"[]"}, expect={key: None}):
             raise errors.InvalidParameter(f"privilege group [{name}] already exists")
-        self._synced({key: b"[]"})
 
     def drop_privilege_group(self, name: str) -> None:
         """Refused for a built-in group and for a group some role is granted (revoke it first)."""
@@ -362,8 +352,7 @@ class RoleStore:
             if any(g.privilege == name for g in grants):
                 raise errors.InvalidParameter(
                     f"privilege group [{name}] is used by role [{role}], Use REVOKE API to revoke it first")
-        self.meta.txn(deletes=[PRIVGROUP_PREFIX + name])
-        self._synced({PRIVGROUP_PREFIX + name: None})
+        self._txn(deletes=[PRIVGROUP_PREFIX + name])
 
     def operate_privilege_group(self, name: str, privileges: list[str], add: bool) -> None:
         name = check_name(name, "privilege group name")
@@ -380,6 +369,5 @@ class RoleStore:
             now = json.loads(raw)
             new = sorted(set(now) | set(privileges)) if add else [p for p in now if p not in privileges]
             value = json.dumps(new).encode()
-            if self.meta.txn(puts={key: value}, expect={key: raw}):
-                self._synced({key: value})
+            if self._txn(puts={key: value}, expect={key: raw}):
                 return
