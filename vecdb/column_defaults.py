@@ -82,10 +82,29 @@ def absent_mask(field, count: int) -> np.ndarray:
     return np.full(count, field.default_value is not None, np.bool_)
 
 
-def unknown_columns(schema: CollectionSchema, columns) -> bool:
+def unknown_columns(schema: CollectionSchema, columns, field_ids: dict[str, int] | None = None) -> bool:
     """Whether a batch carries a column (or validity mask) of a field ``schema`` lacks: one added
-    to the collection after ``schema`` was read."""
+    to the collection after ``schema`` was read (``field_ids``, the batch's {name: field id}: also
+    one added under the name of a field dropped since ``schema`` was read)."""
+    if field_ids and max(field_ids.values()) >= schema.next_field_id():
+        return True
     return any(schema.field(k[len(VALID_PREFIX):] if k.startswith(VALID_PREFIX) else k) is None for k in columns)
+
+
+def current_columns(schema: CollectionSchema, columns: dict, field_ids: dict[str, int] | None) -> dict:
+    """A logged batch's columns that hold ``schema``'s fields. A batch written before a field was
+    dropped (drop_collection_field) and another added under its name holds the dropped field's
+    values under that name: they leave (with its validity mask), so its rows read the new field as
+    rows written before it was added do (``missing_column``). ``field_ids``: the batch's {name: field
+    id} when written (None: a batch from before batches carried them, taken by name)."""
+    if not field_ids:
+        return columns
+    ids = {f.name: f.field_id for f in schema.fields}
+    stale = {name for name, fid in field_ids.items() if ids.get(name, fid) != fid}
+    if not stale:
+        return columns
+    return {k: v for k, v in columns.items()
+            if (k[len(VALID_PREFIX):] if k.startswith(VALID_PREFIX) else k) not in stale}
 
 
 def missing_column(schema: CollectionSchema, name: str, count: int, columns) -> np.ndarray:

@@ -6,7 +6,9 @@ the state the query nodes had. Three kinds:
 
 - ``InsertRecord``: rows for one partition, primary keys already assigned, one
   timestamp for the whole batch. An insert of a primary key that already exists
-  replaces the old row (last write wins); upsert is the same record.
+  replaces the old row (last write wins); upsert is the same record. Its columns are
+  named by field; ``field_ids`` says which field each name meant when it was written
+  (a field dropped and another added under its name: ``vecdb.column_defaults.current_columns``).
 - ``DeleteRecord``: primary keys to delete at a timestamp.
 - ``SealRecord``: everything before it in the channel goes into sealed segments
   (flush); data nodes persist up to here and record it as their checkpoint.
@@ -35,6 +37,7 @@ class InsertRecord:
     num_rows: int
     columns: dict[str, np.ndarray]
     more: bool = False  # more records of its append follow (module doc)
+    field_ids: dict[str, int] | None = None  # {field name: field id} when written (None: an older record)
 
 
 @dataclass
@@ -59,7 +62,8 @@ Record = InsertRecord | DeleteRecord | SealRecord
 def encode(record: Record) -> bytes:
     more = {"m": 1} if record.more else {}
     if isinstance(record, InsertRecord):
-        extra = {"c": record.collection_id, "p": record.partition_id, "ts": record.ts, **more}
+        ids = {"f": record.field_ids} if record.field_ids else {}
+        extra = {"c": record.collection_id, "p": record.partition_id, "ts": record.ts, **more, **ids}
         return _INSERT + encode_columns(record.columns, record.num_rows, extra)
     if isinstance(record, DeleteRecord):
         extra = {"c": record.collection_id, "p": record.partition_id, "ts": record.ts, **more}
@@ -76,7 +80,7 @@ def decode(payload: bytes | memoryview) -> Record:
     n, cols, extra = decode_columns(mv[1:])
     more = bool(extra.get("m"))
     if kind == _INSERT:
-        return InsertRecord(extra["c"], extra["p"], extra["ts"], n, cols, more)
+        return InsertRecord(extra["c"], extra["p"], extra["ts"], n, cols, more, extra.get("f"))
     if kind == _DELETE:
         return DeleteRecord(extra["c"], extra["ts"], cols["pk"], extra["p"], more)
     if kind == _SEAL:

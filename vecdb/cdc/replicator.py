@@ -41,6 +41,7 @@ from vecdb.cdc.catalog_sync import CatalogSync
 from vecdb.cdc.follower import cdc_positions_key
 from vecdb.cdc.target import Target, by_namespace, rows_of, upsert_rows
 from vecdb.cdc.task import FAILED, PAUSED, RUNNING, Task, TaskFailed, TaskStore
+from vecdb.column_defaults import current_columns
 from vecdb.log_records import DeleteRecord, InsertRecord, decode
 from vecdb.schema import CollectionSchema
 from vecdb.storage import stall
@@ -328,7 +329,8 @@ class Replicator(CatalogSync):
                     continue  # its partition was dropped on the source (and so on the target)
                 pname = "" if pkey else pname
                 for rec in items:
-                    rows = rows_of(self._schema_of(info, rec), rec.columns, rec.num_rows)
+                    schema = self._schema_of(info, rec)  # a dropped field's values under a re-added name: left out
+                    rows = rows_of(schema, current_columns(schema, rec.columns, rec.field_ids), rec.num_rows)
                     for ns, part in by_namespace(info, rec, rows, pname):
                         for i in range(0, len(part), BATCH_ROWS):
                             upsert_rows(c, entry, part[i:i + BATCH_ROWS], pname, ns, self._target.timeout)
@@ -350,7 +352,8 @@ class Replicator(CatalogSync):
         see (added on the source since; the catalog pass is not ordered with the log) re-reads the
         collection and adds the field on the target before its rows go there."""
         names = {f.name for f in info.schema.fields}
-        if all(k.startswith("$") or k in names for k in rec.columns):
+        newer = rec.field_ids and max(rec.field_ids.values()) >= info.schema.next_field_id()  # re-added under a name
+        if not newer and all(k.startswith("$") or k in names for k in rec.columns):
             return info.schema
         fresh = self._reread(info.id)
         if fresh is None:

@@ -16,12 +16,13 @@ import os
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 
 import numpy as np
 
 from vecdb.catalog_model import CollectionInfo
 from vecdb.cdc.follower import cdc_floor
-from vecdb.column_defaults import missing_column
+from vecdb.column_defaults import current_columns, missing_column
 from vecdb.config import CompactionSettings
 from vecdb.coord import index_builds
 from vecdb.coord.snapshots import delete_unpinned
@@ -91,7 +92,9 @@ class DataNode:
         for pid, recs in inserts.items():
             if pid not in live_partitions:
                 continue  # partition dropped meanwhile
-            recs = [r for r in recs if r.ts > info.truncated_ts]  # written before a truncate: gone
+            # written before a truncate: gone; a dropped field's column under a re-added field's name: left out
+            recs = [replace(r, columns=current_columns(info.schema, r.columns, r.field_ids))
+                    for r in recs if r.ts > info.truncated_ts]
             if not recs:
                 continue
             prefix = sf.segment_prefix(info.id, channel, upto, pid)

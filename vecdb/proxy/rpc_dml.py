@@ -78,12 +78,14 @@ class DmlRpcs(ServiceBase):
     def _write_rows(self, info: CollectionInfo, columns: dict, n: int, partition_name: str) -> int:
         groups = self._route(info, columns, n, partition_name)
 
+        ids = {f.name: f.field_id for f in info.schema.fields if f.name in columns}  # which field each name is
+
         def builder(parts):
             def build(ts):
                 out = []
                 for pid, rows in parts:
                     cols = columns if rows is None else {k: v[rows] for k, v in columns.items()}
-                    out.append(InsertRecord(info.id, pid, ts, n if rows is None else len(rows), cols))
+                    out.append(InsertRecord(info.id, pid, ts, n if rows is None else len(rows), cols, field_ids=ids))
                 return out
             return build
 

@@ -465,7 +465,7 @@ class QueryNode:
         reads see it with the next one published (``Shard.publish``)."""
         shard = self._by_channel.get(channel)
         if shard is not None:
-            if isinstance(record, InsertRecord) and unknown_columns(shard.schema, record.columns):
+            if isinstance(record, InsertRecord) and unknown_columns(shard.schema, record.columns, record.field_ids):
                 self._follow_schema(record.collection_id)  # a field added: a proxy sent it before our refresh
             shard.apply(position, record, publish and not record.more)
             if isinstance(record, InsertRecord):

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vecdb import errors
+from vecdb.column_defaults import current_columns
 from vecdb.log_records import DeleteRecord, InsertRecord, Record, SealRecord
 from vecdb.querynode.segment import Segment
 from vecdb.schema import CollectionSchema
@@ -78,6 +79,8 @@ class Shard:
         self._applied = threading.Condition(self.lock)  # notified when applied_position moves
         self.segments: dict[int, Segment] = {}
         self.growing: dict[int, Segment] = {}  # partition id -> growing segment
+        # drop_partition: a record of one read from the log after the drop stays dropped (ids are never reused)
+        self.dropped_partitions: set[int] = set()
         self.pk_index: dict = {}
         self.applied_position = 0
         self.applied_ts = 0
@@ -222,13 +225,13 @@ class Shard:
             self.horizon = max(self.horizon, ts)  # the rows it killed are gone for every read from now
 
     def _insert(self, rec: InsertRecord) -> None:
-        if rec.ts <= self.truncated_ts:
-            return  # written before a truncate_collection, applied after it: gone
+        if rec.ts <= self.truncated_ts or rec.partition_id in self.dropped_partitions:
+            return  # written before a truncate_collection, or to a dropped partition, applied after it: gone
         pks = rec.columns[self.schema.primary_field.name]
         seg = self.growing.get(rec.partition_id)
         if seg is None:
             seg = self.growing[rec.partition_id] = self._new_segment(rec.partition_id)
-        start = seg.append(rec.columns, rec.num_rows, rec.ts)
+        start = seg.append(current_columns(self.schema, rec.columns, rec.field_ids), rec.num_rows, rec.ts)
         offsets = np.arange(start, start + rec.num_rows, dtype=np.int64)
         # Duplicates inside the batch: the last occurrence wins.
         _, last_rev = np.unique(pks[::-1], return_index=True)
@@ -281,6 +284,7 @@ class Shard:
 
     def drop_partition(self, partition_id: int) -> None:
         with self.lock:
+            self.dropped_partitions.add(partition_id)
             dead = [s for s in self.segments.values() if s.partition_id == partition_id]
             for seg in dead:
                 seg.mark_deleted(np.arange(seg.n), 0)
