@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 from vecdb import errors
 from vecdb.expr import ast
+from vecdb.expr.filter import Filter
 from vecdb.expr.parser import parse
 from vecdb.schema import CollectionSchema
 
@@ -32,15 +33,26 @@ NOT_FOUND = "partition key not found in expr or the expr is invalid when validat
 
 
 def enabled(properties: Mapping[str, str]) -> bool:
-    """Whether the property is set true; InvalidParameter for a value Go's ParseBool refuses."""
+    """Whether the property is set true; InvalidParameter for a value Go's ParseBool refuses (Milvus
+    parses the lower-cased value, and its error quotes that)."""
     raw = properties.get(ISOLATION_KEY)
     if raw is None:
         return False
     value = _BOOLS.get(raw.lower())
     if value is None:
-        raise errors.InvalidParameter(f'failed to parse partition key isolation: strconv.ParseBool: parsing "{raw}": '
-                                      "invalid syntax")
+        raise errors.InvalidParameter(f'failed to parse partition key isolation: strconv.ParseBool: parsing '
+                                      f'"{raw.lower()}": invalid syntax')
     return value
+
+
+def stored_enabled(properties: Mapping[str, str]) -> bool:
+    """``enabled`` of a collection's stored properties: a value no bool (kept by a vecdb from before these
+    rules, which took any text and ignored it) reads as off, so that collection stays searchable and
+    its property can still be altered or dropped."""
+    try:
+        return enabled(properties)
+    except errors.InvalidParameter:
+        return False
 
 
 def check_create(name: str, schema: CollectionSchema, properties: Mapping[str, str]) -> None:
@@ -53,7 +65,7 @@ def check_alter(name: str, schema: CollectionSchema, old: Mapping[str, str], pro
                 delete_keys: list[str], indexed_vector: str | None) -> None:
     """An alter of ``name`` (its properties ``old``) setting ``properties`` and dropping ``delete_keys``;
     ``indexed_vector``: a vector field with an index, if any."""
-    before = enabled(old)
+    before = stored_enabled(old)
     if ISOLATION_KEY in properties:
         after = enabled(properties)
         check_create(name, schema, properties)
@@ -66,13 +78,24 @@ def check_alter(name: str, schema: CollectionSchema, old: Mapping[str, str], pro
                                     f"index. Please drop the index first: index duplicates[indexName={indexed_vector}]")
 
 
-def check_search_filter(schema: CollectionSchema, properties: Mapping[str, str], expr: str) -> None:
-    """A search's filter (already compiled, so well formed) on a collection with isolation on."""
+def check_search_filter(schema: CollectionSchema, properties: Mapping[str, str], flt: Filter | None) -> None:
+    """A search's compiled filter (None: none) on a collection with isolation on. The verdict is kept
+    on the filter, which the filter cache shares: a search pays a dict hit, not a second parse (~80 us,
+    300 ms for ``k == 1 and id in [10,000 keys]``)."""
     key = schema.partition_key_field
-    if key is None or not enabled(properties):
+    if key is None or not stored_enabled(properties):
         return
-    if not expr.strip() or not _names_key(parse(expr), key.name):
+    if flt is None:
         raise errors.InvalidParameter(NOT_FOUND)
+    verdict = flt.memo.get((ISOLATION_KEY, key.name))
+    if verdict is None:
+        try:
+            verdict = "" if _names_key(parse(flt.expr), key.name) else NOT_FOUND
+        except errors.InvalidParameter as e:
+            verdict = e.message
+        flt.memo[(ISOLATION_KEY, key.name)] = verdict
+    if verdict:
+        raise errors.InvalidParameter(verdict)
 
 
 def _is_key(node: ast.Node, key: str) -> bool:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from pymilvus import MilvusClient, connections, utility
 
-from tests.conftest import LocalCluster, start_standalone
+from tests.conftest import LocalCluster, start_standalone, wait_until
 
 DIM = 4
 N = 300
@@ -97,11 +97,23 @@ def test_index_progress_counts_the_persisted_segments_at_once(deployments, kind)
                     {"total_rows": N - 100, "indexed_rows": N - 100, **done}, N - 100], kind
 
 
-def _segment_rows(uri: str, alias: str, name: str) -> list[tuple[int, int, int]]:
-    """(state, rows, nodes holding it) of each segment get_query_segment_info lists."""
+def _segment_rows(uri: str, alias: str, name: str, replicas: int, growing: int) -> list[tuple[int, int, int]]:
+    """(state, rows, nodes holding it) of each segment get_query_segment_info lists, once every one of
+    ``replicas`` query nodes holds its ``growing`` rows: the replica that did not answer the count may
+    apply them a moment later (segment infos wait for nothing, as Milvus's do not)."""
     connections.connect(alias, uri=uri)
     try:
-        return sorted((s.state, s.num_rows, len(s.nodeIds)) for s in utility.get_query_segment_info(name, using=alias))
+        def settled() -> bool:
+            segs[:] = utility.get_query_segment_info(name, using=alias)
+            held: dict[int, int] = {}
+            for seg in segs:
+                for node in seg.nodeIds if seg.state == 2 else ():
+                    held[node] = held.get(node, 0) + seg.num_rows
+            return len(held) == replicas and set(held.values()) == {growing}
+
+        segs: list = []
+        wait_until(lambda: settled() or time.sleep(0.2), 30, "the replicas do not all hold the growing rows")
+        return sorted((s.state, s.num_rows, len(s.nodeIds)) for s in segs)
     finally:
         connections.disconnect(alias)
 
@@ -119,7 +131,7 @@ def test_loaded_segments_count_each_growing_segment_once_over_replicas(deploymen
         c.load_collection("rep", replica_number=replicas)
         c.insert("rep", _rows(1000, 40))  # growing in every replica
         assert c.query("rep", filter="", output_fields=["count(*)"])[0]["count(*)"] == 240
-        segs = _segment_rows(uris[kind][0], f"vs-{kind}", "rep")
+        segs = _segment_rows(uris[kind][0], f"vs-{kind}", "rep", replicas, 40)
         loaded = c.list_loaded_segments("rep")
         c.drop_collection("rep")
         assert sum(rows for _, rows, _ in segs) == 240, (kind, segs)

@@ -67,7 +67,8 @@ def test_a_write_returns_only_once_the_other_proxy_applied_it(proxies):
 
 def test_a_proxy_that_does_not_apply_is_waited_for_at_most_the_bound(meta, proxies, caplog):
     a, _ = proxies
-    meta.put("session/proxy/stuck", b"{}")  # live, and never publishes
+    # live, its key held from its start (as every proxy of this version holds it), and never applies anything
+    meta.txn(puts={"session/proxy/stuck": b"{}", APPLIED_PREFIX + "stuck": b"0"})
     a.view.fence_wait = 0.5
     t0 = time.monotonic()
     with caplog.at_level(logging.WARNING, "vecdb.security.view"):

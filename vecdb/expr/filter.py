@@ -26,11 +26,14 @@ class Filter:
     ``n``; ``columns`` may be a lazy mapping, only names in ``fields`` are read.
     """
 
-    __slots__ = ("expr", "template", "fields", "_root")
+    __slots__ = ("expr", "template", "fields", "_root", "memo")
 
     def __init__(self, expr: str, root, fields: frozenset[str], template: dict | None = None):
         self.expr, self._root, self.fields = expr, root, fields
         self.template = template  # the template values it was compiled with (to compile it again elsewhere)
+        # what a request path derives from the expression alone, once per compiled (and cached) filter:
+        # vecdb.key_isolation's verdict (a search must not parse its filter a second time per call)
+        self.memo: dict = {}
 
     def evaluate(self, columns: Mapping[str, np.ndarray], n: int) -> np.ndarray:
         with np.errstate(all="ignore"):

@@ -61,7 +61,8 @@ def parse(expr: str) -> ast.Node:
 # pymilvus's get, query and delete by ids send ``pk in [k1, k2, ...]`` with up to thousands of plain
 # keys: such a filter is read with one regex into the tree the token-by-token parse builds (same nodes,
 # same positions), ~20 us a key less (10,000 keys: 216 -> ~20 ms). Anything else takes the parser.
-_ITEM = r"""-?(?:[1-9][0-9]{0,17}|0)(?![0-9A-Za-z_.])|"[^"\\\n]*"|'[^'\\\n]*'"""
+_ITEM = r"""-?(?:[1-9][0-9]{0,17}|0)(?![0-9A-Za-z_.])|"[^"\\\r\n\ud800-\udfff]*"|'[^'\\\r\n\ud800-\udfff]*'"""
+# (a string as the lexer reads it without escapes: no CR, no LF, no lone surrogate, all three refused there)
 _ITEM_RE = re.compile(_ITEM)
 _PLAIN_TERM_RE = re.compile(rf"\s*([A-Za-z_][A-Za-z0-9_]*)\s+(?:(not|NOT)\s+)?(?:in|IN)\s*(\[)\s*"
                             rf"((?:{_ITEM})(?:\s*,\s*(?:{_ITEM}))*)\s*\]\s*\Z")

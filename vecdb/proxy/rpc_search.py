@@ -331,7 +331,7 @@ class SearchRpcs(ServiceBase):
         if plan.field.dtype == DataType.ARRAY_OF_VECTOR:  # plain vectors: element-level; lists: EmbeddingList
             element_search.check_queries(queries, plan.field, plan.metric)
         flt = self._filter(info, request.dsl, request.expr_template_values, plan.times.zone, ns)
-        key_isolation.check_search_filter(info.schema, info.properties, flt.expr if flt is not None else "")
+        key_isolation.check_search_filter(info.schema, info.properties, flt)
         return SearchSpec(
             field=plan.field, queries=queries, limit=plan.limit, offset=plan.offset, metric=plan.metric,
             params=plan.params, index_type=plan.index_type, radius=plan.radius, range_filter=plan.range_filter,

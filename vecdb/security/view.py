@@ -14,8 +14,9 @@ trip to etcd. How current it is:
   as the catalog's ``catalog/applied/``), and ``txn`` waits until each other live proxy has
   published >= r, at most ``FENCE_WAIT`` seconds. A proxy that has not by then (stalled, or killed
   and its session not yet expired) is named in a warning and the call succeeds; one whose process
-  ended is not waited for. A copy without a node id (standalone: the one proxy of its store) waits
-  for itself only. The cost is on the RBAC calls (a few store round trips), none on requests.
+  ended is not waited for, nor one that publishes nothing (a vecdb from before this fence). A copy
+  without a node id (standalone: the one proxy of its store) waits for itself only. The cost is on
+  the RBAC calls (a few store round trips), none on requests.
 - While the store is unreachable the copy stays as it was last seen, and the watch scans afresh
   when the store is back (``vecdb.storage.watch.PrefixWatch``).
 """
@@ -158,7 +159,10 @@ class CredentialView:
             return
         pairs, at = self.meta.scan_revision(APPLIED_PREFIX)
         applied = {key[len(APPLIED_PREFIX):]: _int(value) for key, value in pairs}
-        behind = {p for p in live if applied.get(p, 0) < revision}
+        # a live proxy with no key publishes none: a process from before this fence (a rolling upgrade),
+        # or one closing (its key goes before its session); this version's hold theirs from before their
+        # sessions are written, so neither is waited for (each would cost every RBAC call the whole bound)
+        behind = {p for p in live if p in applied and applied[p] < revision}
         if not behind:
             return
         watcher = self.meta.watch(APPLIED_PREFIX, at + 1)
