@@ -96,15 +96,38 @@ def current_columns(schema: CollectionSchema, columns: dict, field_ids: dict[str
     dropped (drop_collection_field) and another added under its name holds the dropped field's
     values under that name: they leave (with its validity mask), so its rows read the new field as
     rows written before it was added do (``missing_column``). ``field_ids``: the batch's {name: field
-    id} when written (None: a batch from before batches carried them, taken by name)."""
+    id} when written (None: a batch of a version before batches carried them, logged before an
+    upgrade: ``older_stale``)."""
     if not field_ids:
-        return columns
-    ids = {f.name: f.field_id for f in schema.fields}
-    stale = {name for name, fid in field_ids.items() if ids.get(name, fid) != fid}
+        stale = older_stale(schema, columns)
+    else:
+        ids = {f.name: f.field_id for f in schema.fields}
+        stale = {name for name, fid in field_ids.items() if ids.get(name, fid) != fid}
     if not stale:
         return columns
     return {k: v for k, v in columns.items()
             if (k[len(VALID_PREFIX):] if k.startswith(VALID_PREFIX) else k) not in stale}
+
+
+def older_stale(schema: CollectionSchema, columns: dict) -> set[str]:
+    """The names in a batch without field ids (an older version's) that held a field dropped since:
+    those of a nullable field the batch has no validity mask for, and those whose column is not of the
+    field's representation (``empty_column``: another type). A nullable field's batches always carry
+    its mask, and a field added under a dropped one's name is nullable (Milvus's rule), so a value
+    column without one was written for the earlier, not nullable, field of that name. (A dropped
+    nullable field re-added under its name with its type cannot be told apart there: taken by name.)"""
+    stale = set()
+    for name, col in columns.items():
+        if name.startswith(VALID_PREFIX):
+            continue
+        f = schema.field(name)
+        if f is None:
+            continue
+        want = empty_column(f, 0)
+        if (f.nullable and VALID_PREFIX + name not in columns) or col.dtype != want.dtype \
+                or col.shape[1:] != want.shape[1:]:
+            stale.add(name)
+    return stale
 
 
 def missing_column(schema: CollectionSchema, name: str, count: int, columns) -> np.ndarray:
