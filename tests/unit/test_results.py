@@ -78,8 +78,7 @@ def test_search_uneven_topks_ids_distances_entities():
     topks = [2, 0, 3]
     cols = hits_columns(5)
     scores = np.array([0.5, 0.75, 0.1, 0.2, 0.3], np.float32)
-    reply = search_results(schema, 3, topks, cols["pk"], scores, cols, ["age", "title", "tags", "vec"], ["color"],
-                           top_k=3)
+    reply = search_results(schema, 3, topks, cols["pk"], scores, cols, ["age", "title", "tags", "vec"], ["color"])
     res = reply.results
     assert (res.num_queries, res.top_k, list(res.topks), res.primary_field_name) == (3, 3, topks, "pk")
     assert list(res.output_fields) == ["age", "title", "tags", "vec", "color"]
@@ -101,7 +100,7 @@ def test_search_all_dynamic_keys_and_varchar_pks():
     schema = make_schema(pk_type=D.VARCHAR)
     cols = hits_columns(3)
     cols["pk"] = np.array(["a", "b", "c"], dtype=object)
-    reply = search_results(schema, 2, [1, 2], cols["pk"], np.zeros(3, np.float32), cols, ["age"], ["*"], top_k=2)
+    reply = search_results(schema, 2, [1, 2], cols["pk"], np.zeros(3, np.float32), cols, ["age"], ["*"])
     assert list(reply.results.output_fields) == ["age", "$meta"]
     assert list(reply.results.ids.str_id.data) == ["a", "b", "c"]
     parsed = pymilvus_search(reply, ["age", "*"])
@@ -112,13 +111,12 @@ def test_search_all_dynamic_keys_and_varchar_pks():
 def test_search_without_output_fields_and_empty_result():
     schema = make_schema()
     cols = hits_columns(2)
-    reply = search_results(schema, 1, [2], cols["pk"], np.array([1.0, 2.0], np.float32), {}, [], [], top_k=2)
+    reply = search_results(schema, 1, [2], cols["pk"], np.array([1.0, 2.0], np.float32), {}, [], [])
     assert len(reply.results.fields_data) == 0
     parsed = pymilvus_search(reply, [])
     assert parsed[0].ids == [0, 1] and parsed[0][0]["entity"] == {}
     empty = {k: v[:0] for k, v in cols.items()}
-    reply = search_results(schema, 2, [0, 0], empty["pk"], np.zeros(0, np.float32), empty, ["age", "vec"], ["color"],
-                           top_k=3)
+    reply = search_results(schema, 2, [0, 0], empty["pk"], np.zeros(0, np.float32), empty, ["age", "vec"], ["color"])
     parsed = pymilvus_search(reply, ["age", "vec", "color"])
     assert [len(h) for h in parsed] == [0, 0]
     assert reply.results.ids.HasField("int_id")
@@ -128,11 +126,11 @@ def test_round_decimal_half_away_from_zero():
     schema = make_schema()
     cols = hits_columns(4)
     scores = np.array([0.125, -0.125, 0.123456, 2.5], np.float32)
-    reply = search_results(schema, 1, [4], cols["pk"], scores, cols, [], [], top_k=4, round_decimal=2)
+    reply = search_results(schema, 1, [4], cols["pk"], scores, cols, [], [], round_decimal=2)
     assert list(reply.results.scores) == pytest.approx([0.13, -0.13, 0.12, 2.5])
-    reply = search_results(schema, 1, [4], cols["pk"], scores, cols, [], [], top_k=4, round_decimal=0)
+    reply = search_results(schema, 1, [4], cols["pk"], scores, cols, [], [], round_decimal=0)
     assert list(reply.results.scores) == [0.0, -0.0, 0.0, 3.0]
-    reply = search_results(schema, 1, [4], cols["pk"], scores, cols, [], [], top_k=4)
+    reply = search_results(schema, 1, [4], cols["pk"], scores, cols, [], [])
     assert list(reply.results.scores) == pytest.approx([0.125, -0.125, 0.123456, 2.5])
     assert round_scores(np.array([1.23456], np.float32), 3).tolist() == pytest.approx([1.235])
 
@@ -141,9 +139,9 @@ def test_inconsistent_search_input_is_internal_error():
     schema = make_schema()
     cols = hits_columns(3)
     with pytest.raises(InternalError):
-        search_results(schema, 2, [1, 1], cols["pk"], np.zeros(3, np.float32), cols, [], [], top_k=1)
+        search_results(schema, 2, [1, 1], cols["pk"], np.zeros(3, np.float32), cols, [], [])
     with pytest.raises(InternalError):
-        search_results(schema, 3, [1, 2], cols["pk"], np.zeros(3, np.float32), cols, [], [], top_k=2)
+        search_results(schema, 3, [1, 2], cols["pk"], np.zeros(3, np.float32), cols, [], [])
 
 
 def test_ids_proto():
@@ -168,8 +166,7 @@ def test_query_results_put_pk_first_and_parse():
 def test_search_result_class_directly_parses_reply():
     schema = make_schema()
     cols = hits_columns(4)
-    reply = search_results(schema, 2, [3, 1], cols["pk"], np.arange(4, dtype=np.float32), cols, ["age"], ["color"],
-                           top_k=3)
+    reply = search_results(schema, 2, [3, 1], cols["pk"], np.arange(4, dtype=np.float32), cols, ["age"], ["color"])
     res = SearchResult(reply.results)
     assert [h.ids for h in res] == [[0, 1, 2], [3]]
     assert res[1][0]["entity"] == {"age": 30, "color": "c3"}
@@ -185,8 +182,8 @@ def test_build_speed_nq100_k10_two_scalar_fields():
     scores = np.random.default_rng(0).random(n, dtype=np.float32)
     topks = [10] * 100
     args = (schema, 100, topks, cols["pk"], scores, cols, ["age", "title"], [])
-    search_results(*args, top_k=10)
-    best = min(_timed(lambda: search_results(*args, top_k=10)) for _ in range(20))
+    search_results(*args)
+    best = min(_timed(lambda: search_results(*args)) for _ in range(20))
     print(f"search_results nq=100 k=10, 2 scalar fields: {best * 1e3:.3f} ms")
     assert best < 0.01
 

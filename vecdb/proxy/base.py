@@ -86,6 +86,21 @@ class Roles:
 
 
 PARTITION_KEY_NAMES = "not support manually specifying the partition names if partition key mode is used"
+MAX_NAME_LENGTH = 255  # Milvus's proxy.maxNameLength
+
+
+def check_read_partition_names(names) -> None:
+    """The partition names of a search or query, as Milvus's proxy checks them (``validatePartitionTag``,
+    not strict) before it looks them up: none empty or blank, none longer than 255 characters (a name
+    that is well formed but absent is a lookup's PartitionNotFound)."""
+    for name in names:
+        tag = name.strip()
+        if not tag:
+            raise errors.InvalidParameter(f"Invalid partition name: {tag}. Partition name should not be empty.")
+        if len(tag) > MAX_NAME_LENGTH:
+            raise errors.InvalidParameter(f"Invalid partition name: {tag}. The length of a partition name must "
+                                          f"be less than {MAX_NAME_LENGTH} characters.")
+
 
 log = logging.getLogger(__name__)
 

@@ -46,11 +46,19 @@ def _fill_ids(ids, pks: np.ndarray, pk_type: DataType) -> None:
         raise InternalError(f"primary key type {DataType(pk_type).name} is not supported")
 
 
-def round_scores(scores: np.ndarray, decimals: int) -> np.ndarray:
-    """Round half away from zero (Go ``math.Round``, as Milvus does), back to float32."""
-    m = 10.0**decimals
-    s = np.asarray(scores, dtype=np.float64)
-    return (np.sign(s) * np.floor(np.abs(s) * m + 0.5) / m).astype(np.float32)
+def round_scores(scores: np.ndarray, decimals: int, single: bool = False) -> np.ndarray:
+    """Round half away from zero, back to float32. In float64 (``single`` False) as Milvus's proxy rounds
+    a hybrid search's fused scores (Go ``math.Floor(x*m + 0.5) / m``); ``single``: as its segcore rounds a
+    search's distances (``SubSearchResult::round_values``: a float product, ``std::round``, a float
+    quotient), so a JACCARD 0.45 (0.449999988 in float32) to 1 decimal is 0.5 there, not 0.4 (Milvus
+    2.3.5, run)."""
+    if not single:
+        m = 10.0**decimals
+        s = np.asarray(scores, dtype=np.float64)
+        return (np.sign(s) * np.floor(np.abs(s) * m + 0.5) / m).astype(np.float32)
+    m32 = np.float32(10.0**decimals)
+    p = (np.asarray(scores, dtype=np.float32) * m32).astype(np.float64)  # the float product, rounded exactly
+    return (np.sign(p) * np.floor(np.abs(p) + 0.5)).astype(np.float32) / m32
 
 
 def _reply_output_fields(output_fields: Sequence[str], dynamic_keys: Sequence[str] | None) -> list[str]:
@@ -73,17 +81,19 @@ def search_results(
     columns: Mapping[str, np.ndarray],
     output_fields: Sequence[str],
     dynamic_keys: Sequence[str] | None,
-    top_k: int,
     round_decimal: int = -1,
     times: TimeOutput = UTC_OUTPUT,
+    fused: bool = False,
 ) -> milvus_pb2.SearchResults:
     """One ``SearchResults`` reply for ``nq`` queries.
 
     ``pks``/``scores``/``columns`` hold all hits concatenated (query 0's first),
     ``topks[i]`` of them for query ``i``. ``output_fields`` are schema field
     names with a column each; ``dynamic_keys`` as from ``resolve_output_fields``
-    (the ``$meta`` column is then needed). ``round_decimal >= 0`` rounds scores. ``times``: how
-    TIMESTAMPTZ values are written (``vecdb.timestamptz.TimeOutput``).
+    (the ``$meta`` column is then needed). ``round_decimal >= 0`` rounds scores (``round_scores``: a
+    hybrid search's ``fused`` ones as Milvus's proxy, a search's as its segcore). ``times``: how
+    TIMESTAMPTZ values are written (``vecdb.timestamptz.TimeOutput``). ``top_k`` of the reply is the last
+    query's number of hits, as Milvus's reduce sets it (``realTopK``), not the limit asked.
     """
     topks = topks if isinstance(topks, list) else np.asarray(topks, dtype=np.int64).tolist()
     total = sum(topks)
@@ -95,12 +105,12 @@ def search_results(
     reply = milvus_pb2.SearchResults(collection_name=schema.name)
     res = reply.results
     res.num_queries = nq
-    res.top_k = top_k
+    res.top_k = topks[-1] if topks else 0
     res.topks.extend(topks)
     pk = schema.primary_field
     res.primary_field_name = pk.name
     _fill_ids(res.ids, pks, pk.dtype)
-    scores = round_scores(scores, round_decimal) if round_decimal >= 0 else scores
+    scores = round_scores(scores, round_decimal, single=not fused) if round_decimal >= 0 else scores
     if total > _SMALL_REPLY:
         merge_packed(res, _SCORES_FIELD, np.asarray(scores, dtype="<f4"))
     else:  # a short list is cheaper to extend than to encode

@@ -30,7 +30,7 @@ from pymilvus.grpc_gen import milvus_pb2
 from vecdb import element_search, errors, namespaces
 from vecdb.limits import LIMITS
 from vecdb.proxy import function_chain, search_aggregation
-from vecdb.proxy.base import kv_dict, rpc
+from vecdb.proxy.base import check_read_partition_names, kv_dict, rpc
 from vecdb.proxy.boost import Boost
 from vecdb.proxy.consistency import level_of, reading_at
 from vecdb.proxy.decay import fetched
@@ -119,6 +119,7 @@ class HybridRpcs(SearchRpcs):
         level = level_of(request, info.consistency_level)
         ts = self._snapshot_ts(info, request, level)
         ns = namespaces.of_request(info, request)  # every ANN request reads that namespace (vecdb.namespaces)
+        check_read_partition_names(request.partition_names)
         parts = self.partition_ids(info, namespaces.scoped_partitions(info, ns, request.partition_names))
         for sub in reqs:
             if ns is not None:
@@ -188,7 +189,7 @@ class HybridRpcs(SearchRpcs):
         if keys is not None:
             pks, elements = keys.decode(pks)
         resp = search_results(info.schema, nq, topks, pks, scores, columns, plan.out_fields, plan.dyn_keys,
-                              limit, round_decimal, plan.times)
+                              round_decimal, plan.times, fused=True)
         if keys is not None and len(elements):  # each fused hit's element offset
             resp.results.element_indices.data.extend(elements.tolist())
         if group is not None:

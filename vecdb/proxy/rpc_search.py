@@ -20,12 +20,13 @@ from vecdb.index.params import MAX_CANDIDATES
 from vecdb.limits import LIMITS
 from vecdb.minhash_function import output_encoder
 from vecdb.proxy import function_chain, search_aggregation, status
-from vecdb.proxy.base import ServiceBase, kv_dict, parse_json_param, rpc
+from vecdb.proxy.base import ServiceBase, check_read_partition_names, kv_dict, parse_json_param, rpc
 from vecdb.proxy.boost import Boost, rescored_rows
 from vecdb.proxy.consistency import BOUNDED_STALENESS, ReadLevel, level_of, reading_at
 from vecdb.proxy.decay import fetched
 from vecdb.proxy.fielddata import nq_invalid, parse_placeholder_group, resolve_output_fields
 from vecdb.proxy.fieldencode import fill_field_data
+from vecdb.proxy.go_parse import go_bool, go_int
 from vecdb.proxy.grouping import GroupBy, group_hits, group_keys, parse_group_by
 from vecdb.proxy.highlight import Highlight, highlight_results, plan_highlight
 from vecdb.proxy.order_by import order_fields, order_group_rows, order_rows, parse_order_by
@@ -90,13 +91,28 @@ class SearchPlan:
 
 
 def _int_param(params: dict, key: str, default: int) -> int:
+    """``params[key]`` read as Milvus reads it (``vecdb.proxy.go_parse``), ``default`` without the key;
+    a value that does not parse (an empty one too) is refused."""
     raw = params.get(key)
-    if raw in (None, ""):
+    if raw is None:
         return default
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        raise errors.InvalidParameter(f"{key} [{raw}] is invalid, it should be an integer") from None
+    value = go_int(raw)
+    if value is None:
+        raise errors.InvalidParameter(f"{key} [{raw}] is invalid, it should be an integer")
+    return value
+
+
+def _ignore_growing(params: dict) -> bool:
+    """``ignore_growing`` of a search's or query's parameters: Go's ``strconv.ParseBool``, as Milvus's proxy
+    reads it ("1", "t", "True" are true too); another value is refused in Milvus 2.3.5's words (a query's
+    too)."""
+    raw = params.get("ignore_growing")
+    if raw is None:
+        return False
+    value = go_bool(raw)
+    if value is None:
+        raise errors.InvalidParameter("parse search growing failed")
+    return value
 
 
 def _check_collection_id(qp: dict, collection_id: int) -> None:
@@ -119,10 +135,10 @@ def _check_collection_id(qp: dict, collection_id: int) -> None:
 
 def _float_param(params: dict, key: str) -> float | None:
     """A range-search bound: absent, or a finite number (a JSON number or a string holding one;
-    a bool is no number). knowhere's wording for the type error."""
-    raw = params.get(key)
-    if raw is None:
+    a bool or null is no number: Milvus refuses null too). knowhere's wording for the type error."""
+    if key not in params:
         return None
+    raw = params[key]
     value = None
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         value = float(raw)
@@ -141,12 +157,9 @@ def _float_param(params: dict, key: str) -> float | None:
 def _round_decimal(params: dict) -> int:
     """Milvus: -1 (no rounding) or 0..6 digits, same message for a non-integer."""
     raw = params.get("round_decimal")
-    if raw in (None, ""):
+    if raw is None:
         return -1
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        value = None
+    value = go_int(raw)
     if value is None or not (value == -1 or 0 <= value <= MAX_ROUND_DECIMAL):
         raise errors.InvalidParameter(
             f"round_decimal [{raw}] is invalid, should be -1 or an integer in range [0, {MAX_ROUND_DECIMAL}]")
@@ -248,6 +261,8 @@ class SearchRpcs(ServiceBase):
         self.require_loaded(info)
         if request.sub_reqs:
             raise errors.OperationNotSupported("a Search with sub_reqs is not supported; send a HybridSearch")
+        if not any(kv.key == "topk" for kv in request.search_params):  # (Milvus: no default limit)
+            raise errors.InvalidParameter("topk not found in search_params")
         plan = self._search_plan(info, request.search_params, request.output_fields)
         if request.HasField("highlighter"):
             plan = _with_highlight(plan, plan_highlight(request.highlighter, info.schema, plan.metric, plan.field,
@@ -255,6 +270,7 @@ class SearchRpcs(ServiceBase):
         level = level_of(request, info.consistency_level)
         spec = self._search_spec(info, request, plan, self._snapshot_ts(info, request, level, plan.iterator))
         ns = namespaces.of_request(info, request)
+        check_read_partition_names(request.partition_names)
         parts = self.partition_ids(info, namespaces.scoped_partitions(info, ns, request.partition_names))
         ranker = function_ranker(request, 1, info.schema, plan.times.zone)
         if ranker is not None and _element_level(plan):
@@ -304,7 +320,7 @@ class SearchRpcs(ServiceBase):
         """The SearchResults of ``hits`` (one block per query of ``spec``) as ``plan`` asks: output
         fields, highlights, the collection's name and the snapshot read."""
         resp = search_results(info.schema, len(spec.queries), hits.topks, hits.pks, hits.scores, hits.columns,
-                              plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal, plan.times)
+                              plan.out_fields, plan.dyn_keys, plan.round_decimal, plan.times)
         _add_highlights(resp, plan, hits.topks, hits.columns)
         elements = hits.columns.get(element_search.ELEMENT_COLUMN)
         if elements is not None and len(elements):  # element-level search: each hit's element offset
@@ -407,7 +423,7 @@ class SearchRpcs(ServiceBase):
         rows = page.rows
         columns = {k: v[rows] for k, v in hits.columns.items()}
         resp = search_results(info.schema, len(spec.queries), page.topks, hits.pks[rows], hits.scores[rows],
-                              columns, plan.out_fields, plan.dyn_keys, plan.limit, plan.round_decimal, plan.times)
+                              columns, plan.out_fields, plan.dyn_keys, plan.round_decimal, plan.times)
         _add_highlights(resp, plan, page.topks, columns)
         resp.results.search_iterator_v2_results.token = req.token
         resp.results.search_iterator_v2_results.last_bound = page.last_bound
@@ -496,7 +512,7 @@ class SearchRpcs(ServiceBase):
             params.pop(k, None)
         order = parse_order_by(schema, sp.get("order_by_fields") or params.pop("order_by_fields", ""))
         limit = _int_param(sp, "topk", 10)
-        offset = _int_param(sp, "offset", _int_param(params, "offset", 0))
+        offset = _int_param(sp, "offset", 0)  # (an offset inside ``params`` is not read, as in Milvus)
         if not 1 <= limit <= LIMITS.max_topk:
             raise errors.InvalidParameter(f"topk [{limit}] is invalid, it should be in range [1, {LIMITS.max_topk}]")
         if offset < 0 or limit + offset > LIMITS.max_topk:
@@ -530,7 +546,7 @@ class SearchRpcs(ServiceBase):
         params.pop("radius", None), params.pop("range_filter", None)
         round_decimal = _round_decimal(sp)
         iterator = _is_iterator(sp) or _is_iterator(params)
-        ignore_growing = any(str(d.get("ignore_growing", "")).lower() == "true" for d in (sp, params))
+        ignore_growing = _ignore_growing(sp) or str(params.get("ignore_growing", "")).lower() == "true"
         analyzer_name = str(sp.get("analyzer_name") or params.get("analyzer_name") or "")
         for k in ("offset", "topk", "round_decimal", "ignore_growing", "anns_field", "iterator", "analyzer_name"):
             params.pop(k, None)
@@ -601,7 +617,7 @@ class SearchRpcs(ServiceBase):
         schema = info.schema
         qp = kv_dict(request.query_params)
         _check_collection_id(qp, info.id)
-        limit = None if qp.get("limit") in (None, "", "-1") else _int_param(qp, "limit", 0)
+        limit = None if qp.get("limit") is None else _int_param(qp, "limit", 0)
         # as Milvus's proxy (parseQueryParams): the offset is read only with a limit (without one every
         # matching row comes back), and a limit below 1 or a negative offset is refused, for every query
         offset = _int_param(qp, "offset", 0) if limit is not None else 0
@@ -618,10 +634,11 @@ class SearchRpcs(ServiceBase):
         times = time_output(qp, self.zone_of(info))  # TIMESTAMPTZ: the filter's and the reply's zone
         ns = namespaces.of_request(info, request)
         flt = self._filter(info, request.expr, request.expr_template_values, times.zone, ns)
+        check_read_partition_names(request.partition_names)
         parts = self.partition_ids(info, namespaces.scoped_partitions(info, ns, request.partition_names))
         level = level_of(request, info.consistency_level)
         ts = self._snapshot_ts(info, request, level, _is_iterator(qp))
-        sealed_only = qp.get("ignore_growing", "").lower() == "true"  # (pymilvus sends str(bool))
+        sealed_only = _ignore_growing(qp)  # (pymilvus sends str(bool))
         # Milvus 3.0 query aggregation / group_by_fields / order_by_fields (vecdb.proxy.query_aggregation)
         shape = plan_query(schema, requested, qp, _is_iterator(qp))
         if shape.grouped:  # the groups of every matching row; limit and offset count groups
