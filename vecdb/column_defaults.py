@@ -112,8 +112,9 @@ def current_columns(schema: CollectionSchema, columns: dict, field_ids: dict[str
 def older_stale(schema: CollectionSchema, columns: dict) -> set[str]:
     """The names in a batch without field ids (an older version's) that held a field dropped since:
     those of a nullable field the batch has no validity mask for, and those whose column is not of the
-    field's representation (``empty_column``: another type). A nullable field's batches always carry
-    its mask, and a field added under a dropped one's name is nullable (Milvus's rule), so a value
+    field's kind of representation (``empty_column``: text against numbers, another vector shape). A
+    nullable field's batches always carry its mask, and a field added under a dropped one's name is
+    nullable (Milvus's rule), so a value
     column without one was written for the earlier, not nullable, field of that name. (A dropped
     nullable field re-added under its name with its type cannot be told apart there: taken by name.)"""
     stale = set()
@@ -124,10 +125,17 @@ def older_stale(schema: CollectionSchema, columns: dict) -> set[str]:
         if f is None:
             continue
         want = empty_column(f, 0)
-        if (f.nullable and VALID_PREFIX + name not in columns) or col.dtype != want.dtype \
+        if (f.nullable and VALID_PREFIX + name not in columns) or _another_kind(col.dtype, want.dtype) \
                 or col.shape[1:] != want.shape[1:]:
             stale.add(name)
     return stale
+
+
+def _another_kind(have: np.dtype, want: np.dtype) -> bool:
+    """Values of ``have`` that cannot be the field's (``want``): text or objects against numbers, bools
+    against others. Widths are not compared (an INT32 field's values may come as int64, which a segment
+    casts), so only a field re-added with another kind of type tells a column apart."""
+    return (have.kind in "OUS") != (want.kind in "OUS") or (have.kind == "b") != (want.kind == "b")
 
 
 def missing_column(schema: CollectionSchema, name: str, count: int, columns) -> np.ndarray:
