@@ -22,10 +22,10 @@ from vecdb import errors
 from vecdb.expr import ast
 from vecdb.expr.filter import Filter
 from vecdb.expr.parser import parse
+from vecdb.go_parse import go_bool
 from vecdb.schema import CollectionSchema
 
 ISOLATION_KEY = "partitionkey.isolation"
-_BOOLS = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}  # Go's ParseBool, lower-cased
 # Milvus's plan OpType names, as its refusals name them (a constant on the left reverses the comparison)
 _OPS = {"==": "Equal", "!=": "NotEqual", "<": "LessThan", "<=": "LessEqual", ">": "GreaterThan", ">=": "GreaterEqual"}
 _REVERSED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
@@ -38,7 +38,7 @@ def enabled(properties: Mapping[str, str]) -> bool:
     raw = properties.get(ISOLATION_KEY)
     if raw is None:
         return False
-    value = _BOOLS.get(raw.lower())
+    value = go_bool(raw.lower())
     if value is None:
         raise errors.InvalidParameter(f'failed to parse partition key isolation: strconv.ParseBool: parsing '
                                       f'"{raw.lower()}": invalid syntax')

@@ -14,6 +14,7 @@ from vecdb.bm25 import output_analyzer
 from vecdb.expr import compile_filter
 from vecdb.expr.filter import KeyFilter
 from vecdb.expr.local_time import localize_iso_literals
+from vecdb.go_parse import go_bool, go_int
 from vecdb.index import validate_search_params
 from vecdb.index.base import MINHASH_METRIC, check_range_params
 from vecdb.index.params import MAX_CANDIDATES
@@ -26,7 +27,6 @@ from vecdb.proxy.consistency import BOUNDED_STALENESS, ReadLevel, level_of, read
 from vecdb.proxy.decay import fetched
 from vecdb.proxy.fielddata import nq_invalid, parse_placeholder_group, resolve_output_fields
 from vecdb.proxy.fieldencode import fill_field_data
-from vecdb.proxy.go_parse import go_bool, go_int
 from vecdb.proxy.grouping import GroupBy, group_hits, group_keys, parse_group_by
 from vecdb.proxy.highlight import Highlight, highlight_results, plan_highlight
 from vecdb.proxy.order_by import order_fields, order_group_rows, order_rows, parse_order_by
@@ -91,7 +91,7 @@ class SearchPlan:
 
 
 def _int_param(params: dict, key: str, default: int) -> int:
-    """``params[key]`` read as Milvus reads it (``vecdb.proxy.go_parse``), ``default`` without the key;
+    """``params[key]`` read as Milvus reads it (``vecdb.go_parse``), ``default`` without the key;
     a value that does not parse (an empty one too) is refused."""
     raw = params.get(key)
     if raw is None:

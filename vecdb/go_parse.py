@@ -1,9 +1,10 @@
-"""Request parameters read as Milvus's proxy reads them: Go's ``strconv`` parsers.
+"""Values read as Milvus reads them: Go's ``strconv`` parsers.
 
 A search's ``topk``, ``offset`` and ``round_decimal``, a query's ``limit`` and ``offset`` and a hybrid
 search's rank ``limit``/``offset`` are ``strconv.ParseInt(s, 0, 64)``: an optional sign, ``0x``/``0o``/``0b``
 prefixes, a leading ``0`` for octal (``"010"`` is 8), underscores between digits, no spaces, ASCII digits
-only, within int64. ``ignore_growing`` is ``strconv.ParseBool``. Python's ``int()`` takes ``" 5"``,
+only, within int64. ``ignore_growing`` and ``partitionkey.isolation`` (lower-cased) are
+``strconv.ParseBool``. Python's ``int()`` takes ``" 5"``,
 ``"１"`` and ``"010"`` as 5, 1 and 10, which Milvus refuses or reads otherwise (Milvus 2.3.5, run).
 """
 
