@@ -374,8 +374,8 @@ for text, fn in [
     ("(a > 1) and (b < 1) and (small > 1) and (i16 < 1)",
      lambda r: r["a"] > 1 and r["b"] < 1 and r["small"] > 1 and r["i16"] < 1),
     ("a == 1 or a == 2 or a == 3 or a == -6", lambda r: r["a"] in (1, 2, 3, -6)),
-    ('not meta["b"]', lambda r: M("b")(r) is not True),
-    ('meta["b"] and flag', lambda r: M("b")(r) is True and r["flag"]),
+    ('not (meta["b"] == true)', lambda r: M("b")(r) is not True),
+    ('meta["b"] == true and flag', lambda r: M("b")(r) is True and r["flag"]),
     ('not (meta["x"] == 1) and exists meta["x"]', lambda r: not R.json_eq(M("x")(r), 1) and M("x")(r) is not R.MISSING),
     ("a>0&&b<0", lambda r: r["a"] > 0 and r["b"] < 0),
     ("  a  >=  3\n and\tb < 1 ", lambda r: r["a"] >= 3 and r["b"] < 1),
@@ -633,6 +633,9 @@ def test_random_expressions_match_reference(world, expr):
 
 
 # --- errors -----------------------------------------------------------------------------------------
+STATIC_ROWS = 5
+
+
 @pytest.fixture(scope="module")
 def static_coll(uri):
     """A small collection without the dynamic field: unknown names are errors there."""
@@ -653,7 +656,7 @@ def static_coll(uri):
     client.create_collection(name, schema=s, index_params=idx)
     client.load_collection(name)
     client.insert(name, [{"pk": i, "a": i, "name": str(i), "flag": i % 2 == 0, "meta": {"k": i}, "tags": [i],
-                          "vec": [float(i)] * D.DIM} for i in range(5)])
+                          "vec": [float(i)] * D.DIM} for i in range(STATIC_ROWS)])
     yield client, name
     client.drop_collection(name)
     client.close()
@@ -687,6 +690,9 @@ ERRORS = [
     ('a in [1, "x"]', ['"x"', "a"]),
     ('json_contains(meta["k"])', ["json_contains", "2 arguments"]),
     ('meta["k"] like a', ["pattern", "column 16"]),
+    # a bare JSON path is no predicate (Milvus: "... data type: JSON")
+    ('not meta["k"]', ['meta["k"] (JSON) is not a boolean expression', "column 5"]),
+    ('meta["k"] and flag', ['meta["k"] (JSON)', "column 1"]),
 ]
 
 
@@ -695,7 +701,8 @@ def test_bad_expression_is_invalid_parameter(static_coll, expr, needles):
     client, name = static_coll
     for call in (lambda: client.query(name, filter=expr, output_fields=["pk"]),
                  lambda: client.query(name, filter=expr, output_fields=["count(*)"]),
-                 lambda: client.search(name, [[0.0] * D.DIM], filter=expr, limit=3)):
+                 lambda: client.search(name, [[0.0] * D.DIM], filter=expr, limit=3),
+                 lambda: client.delete(name, filter=expr)):
         with pytest.raises(MilvusException) as err:
             call()
         assert err.value.code == 1100, err.value
@@ -703,6 +710,8 @@ def test_bad_expression_is_invalid_parameter(static_coll, expr, needles):
         assert expr in msg, msg
         for needle in needles:
             assert needle in msg, (needle, msg)
+    count = client.query(name, filter="", output_fields=["count(*)"], consistency_level="Strong")
+    assert count[0]["count(*)"] == STATIC_ROWS  # (no delete went through)
 
 
 def test_unknown_name_on_dynamic_collection_is_a_dynamic_key(world):

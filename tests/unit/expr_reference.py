@@ -365,7 +365,7 @@ class IsNull:
 
 @dataclass
 class Truth:
-    """A bare bool field or JSON path used as a predicate (== true)."""
+    """A bare bool field used as a predicate (== true)."""
 
     value: object
 

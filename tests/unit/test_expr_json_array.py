@@ -45,8 +45,8 @@ def m(expr: str, **templates) -> str:
     # strings
     ('meta["s"] like "ab%"', "TT...."), ('meta["s"] > "abc"', ".T...."), ('meta["s"] in ["abc", 5]', "T.T..."),
     ('meta["s"] like "%"', "TT...."),
-    # bare JSON path as predicate means == true
-    ('meta["b"]', "T....."), ('not meta["b"]', ".TTTTT"), ('meta["b"] == false', ".T...."),
+    # a JSON path compared with a bool (a bare path is no predicate: test_expr_parse)
+    ('meta["b"] == true', "T....."), ('not (meta["b"] == true)', ".TTTTT"), ('meta["b"] == false', ".T...."),
     # in / not in
     ('meta["x"] in [1, "str"]', "T.T..."), ('meta["x"] not in [1, "str"]', ".T.TTT"),
     ('meta["x"] in [true, 2.5]', ".T...T"), ('meta["arr"] in [[3, true], 1]', ".T...."),

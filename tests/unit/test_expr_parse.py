@@ -227,6 +227,13 @@ def test_unknown_field_without_dynamic_schema(expr, detail):
     ("a + 1", "a + 1 (Int64) is not a boolean expression at column 1"),
     ("name", "name (VarChar) is not a boolean expression"),
     ("a > 1 and 5", "5 (Int64) is not a boolean expression at column 11"),
+    # a bare JSON path is no predicate either (Milvus 2.3.5: "... data type: JSON"), so
+    # `not meta["k"]` cannot delete every row whose "k" is missing
+    ('meta["k"]', 'meta["k"] (JSON) is not a boolean expression at column 1'),
+    ('not meta["k"]', 'meta["k"] (JSON) is not a boolean expression at column 5'),
+    ('a > 1 or meta["k"][0]', 'meta["k"][0] (JSON) is not a boolean expression at column 10'),
+    ("meta", "meta (JSON) is not a boolean expression"),
+    ("dyn_key", 'is not a boolean expression'),
     ('a like "x%"', "like operation on non-string or no-json field is unsupported: a (Int64)"),
     ("name like 5", "the pattern of like must be a string literal"),
     ("name like b", "the pattern of like must be a string literal"),

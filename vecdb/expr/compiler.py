@@ -18,7 +18,9 @@ Type rules (errors at compile time, like Milvus's plan parser):
   a string literal pattern; ``in`` needs a list literal whose elements fit the
   field's type; ``*_contains*`` need a JSON path or an ARRAY field;
   ``array_length`` an ARRAY field or JSON path; ``exists`` a JSON path.
-- a bare BOOL field or JSON path used as a predicate means ``== true``.
+- a bare BOOL field used as a predicate means ``== true``; a bare JSON path is no
+  predicate (Milvus: "predicate is not a boolean expression ... JSON"), so ``not j["a"]``
+  cannot select every row whose value is missing or not true.
 
 Nullable fields (Milvus 2.5): a null row is false for every predicate that reads the field
 (comparison, in, like, contains, ...: a predicate is ANDed with the validity masks of the
@@ -203,7 +205,7 @@ class _Compiler:
             return v.pred
         if isinstance(v, nodes.Const) and v.type == "bool":
             return preds.ConstPred(v.value)
-        if v.type in ("bool", "json"):
+        if v.type == "bool":
             return preds.Compare("==", v, nodes.Const(True, "bool", "true"), ("bool",))
         raise self.error(f"{self.typed(v)} is not a boolean expression", pos)
 
