@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from vecdb import errors
 from vecdb.catalog_model import TTL_PROPERTY
+from vecdb.go_parse import go_bool
 from vecdb.timestamptz import ZONE_KEY, check_zone
 
 MAX_COLLECTIONS = "database.max.collections"
@@ -35,14 +36,13 @@ DENY_KEYS: dict[str, tuple[str, ...]] = {
 DENIED = "quota exceeded[reason=access has been disabled by the administrator]"
 COLLECTION_REPLICAS, COLLECTION_GROUPS = "collection.replica.number", "collection.resource_groups"
 DATABASE_REPLICAS, DATABASE_GROUPS = "database.replica.number", "database.resource_groups"
-_TRUE = frozenset(("1", "t", "true"))  # Go's strconv.ParseBool, any case; "0", "f", "false" and the rest: false
 _INT = re.compile(r"[+-]?[0-9]+")  # Go's strconv.Atoi / ParseInt: no spaces, no underscores
 
 
 def property_flag(properties: Mapping[str, str], key: str) -> bool:
     """Whether ``key`` is set to true. A value that is no bool (Go's ParseBool, any case) counts as
     unset, as Milvus ignores it."""
-    return properties.get(key, "").strip().lower() in _TRUE
+    return go_bool(properties.get(key, "").strip().lower()) is True
 
 
 def check_not_denied(properties: Mapping[str, str], kind: str) -> None:
