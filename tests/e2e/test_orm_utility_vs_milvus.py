@@ -130,6 +130,27 @@ def test_query_segment_info_reports_sealed(orm, cname):
     assert states == [(1, GROWING), (10, SEALED), (40, SEALED)]
 
 
+def test_query_segment_info_leaves_out_released_partitions(orm, cname):
+    """Milvus lists the loaded segments only: after p1.release() p1's sealed and growing segments are
+    gone from get_query_segment_info (vecdb listed them while its reads left them out)."""
+    c, vecs = _collection(orm, cname, n_default=40, n_p1=10)
+    p1 = Partition(c, "p1")
+    p1.insert([[1000, 1001], [1.0, 2.0], ["x", "y"], vecs[:2]])
+    c.insert([[2000], [1.0], ["x"], vecs[:1]])
+
+    def listed() -> dict[int, list[tuple[int, int]]]:
+        by_part: dict[int, list[tuple[int, int]]] = {}
+        for s in utility.get_query_segment_info(cname, using=orm):
+            by_part.setdefault(s.partitionID, []).append((s.num_rows, s.state))
+        return {k: sorted(v) for k, v in by_part.items()}
+
+    before = listed()
+    assert sorted(before.values()) == [[(1, GROWING), (40, SEALED)], [(2, GROWING), (10, SEALED)]]
+    p1.release()
+    assert list(listed().values()) == [[(1, GROWING), (40, SEALED)]]
+    assert _count(c) == 41
+
+
 def test_index_load_and_progress_calls(orm, cname):
     """What Milvus 2.3.5 answered for the same calls: index building progress, load state and progress
     (a partition too), wait helpers, list_indexes, replicas, collection metadata."""

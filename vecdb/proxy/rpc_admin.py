@@ -78,12 +78,16 @@ class AdminRpcs(ServiceBase):
 
     @rpc(milvus_pb2.GetQuerySegmentInfoResponse)
     def GetQuerySegmentInfo(self, request, context):
-        """Each loaded segment with the nodes that hold it (one per replica)."""
+        """Each loaded segment with the nodes that hold it (one per replica); a released partition's
+        are left out, as Milvus lists them."""
         info = self.collection(db_of(request, context), request.collectionName)
         self.require_loaded(info)
         every = [n for n, _ in self.r.querynode.serving_nodes()]  # standalone: its one node holds all
+        loaded = self.partition_ids(info, ())
         infos = []
         for seg in self.r.querynode.segment_infos(info):
+            if loaded is not None and seg["partition_id"] not in loaded:
+                continue
             nodes = seg.get("node_ids", every)
             infos.append(milvus_pb2.QuerySegmentInfo(
                 segmentID=seg.get("segment_id", 0), collectionID=info.id, partitionID=seg["partition_id"],
