@@ -1,4 +1,4 @@
-"""``vecdb cdc``: the CDC service, its tasks and their HTTP API (docs/cdc.md, docs/openapi/cdc.yaml).
+"""``vecdb cdc``: the CDC service, its tasks and their HTTP API (docs/cdc.md, docs/openapi/cdc.json).
 
 The service keeps its tasks in a metadata store of its own (``--meta-store``: ``local`` under
 ``--data-dir``, or etcd with ``--namespace``; ``vecdb.cdc.task``) and runs a ``Replicator`` for each
@@ -17,7 +17,7 @@ HTTP API (JSON in and out; errors are ``{"error": message, "code": Milvus status
     POST   /v1/tasks/<id>/resume
     DELETE /v1/tasks/<id>            stops it, forgets it, takes its follower positions off the source
     GET    /healthz, /metrics        vecdb_cdc_task_state, _lag_records, _lag_seconds, _applied_rows_total,
-                                     _errors (1 while the last pass failed)
+                                     vecdb_cdc_error (1 while the last pass failed)
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ _STATES = (RUNNING, PAUSED, FAILED)
 TASK_STATE = Gauge("vecdb_cdc_task_state", "1 for the state each CDC task is in", ["task", "state"])
 LAG_RECORDS = Gauge("vecdb_cdc_lag_records", "source log records not yet applied to the target", ["task"])
 LAG_SECONDS = Gauge("vecdb_cdc_lag_seconds", "age of the oldest change not yet applied to the target", ["task"])
-APPLIED_ROWS = Gauge("vecdb_cdc_applied_rows_total", "rows upserted on the target since the service started",
+APPLIED_ROWS = Gauge("vecdb_cdc_applied_rows_total", "rows upserted on the target by this run of the task "
+                     "(from 0 again when it is resumed or the service restarts)",
                      ["task"])
 ERRORS = Gauge("vecdb_cdc_error", "1 while the task's last pass failed (retried with backoff)", ["task"])
 
