@@ -104,6 +104,9 @@ class CollectionInfo:
     # With ``loaded``: None = every partition (load_collection, new partitions included), else the ids
     # that load_partitions loaded and release_partitions has not released.
     loaded_partitions: list[int] | None = None
+    # load_collection loaded it (Milvus's LoadType_LoadCollection): a partition created while it is loaded
+    # is loaded too, also after release_partitions turned ``loaded_partitions`` into a list
+    loads_new_partitions: bool = False
     replica_number: int = 1  # replicas to load (a cluster's coord places them on query nodes)
     # the resource group of each replica when loaded (vecdb.coord.resource_groups); [] = all in the default group
     resource_groups: list[str] = field(default_factory=list)
@@ -134,6 +137,14 @@ class CollectionInfo:
 
     def index_for_field(self, field_name: str) -> IndexInfo | None:
         return next((i for i in self.indexes if i.field_name == field_name), None)
+
+    def index_on(self, field_name: str, params: dict[str, Any]) -> IndexInfo | None:
+        """The index a new one of ``field_name`` with ``params`` would repeat or clash with: the field's
+        index, or on a JSON field, which takes one index per ``json_path`` (Milvus 2.5+), the one on the
+        same path (the path as written, as Milvus compares it)."""
+        path = params.get("json_path")
+        return next((i for i in self.indexes if i.field_name == field_name and i.params.get("json_path") == path),
+                    None)
 
     def to_json(self) -> bytes:
         d = asdict(self)

@@ -420,3 +420,45 @@ def test_namespace_collections_replicate_with_their_namespaces(tmp_path, remote_
             got = t.query(name, filter="id >= 0", namespace=ns, consistency_level="Strong")
             assert sorted(r["id"] for r in got) == list(ids), (name, ns)
         assert stream.rep.progress.last_error == ""
+
+
+def test_json_path_indexes_replicate_one_per_path(tmp_path, remote_storage):
+    """Several INVERTED indexes on one JSON field, one per path (Milvus 2.5+), reach the target by name
+    with their paths and cast types; one dropped on the source and another created under its name on
+    another path is replaced there (the catalog pass pairs indexes by name, not by field)."""
+    target = start_standalone(str(tmp_path / "dst"))
+    tu = f"http://127.0.0.1:{target.port}"
+    with replicating(tmp_path, remote_storage("cdcjp" + new_task_id()), target, tu) as stream:
+        c, t = MilvusClient(uri=stream.source_uri), MilvusClient(uri=tu)
+        schema = MilvusClient.create_schema()
+        schema.add_field("id", datatype=5, is_primary=True)
+        schema.add_field("vector", datatype=101, dim=DIM)
+        schema.add_field("j", datatype=23)
+        ip = c.prepare_index_params()
+        ip.add_index(field_name="vector", index_type="FLAT", metric_type="L2")
+        ip.add_index(field_name="j", index_name="j_a", index_type="INVERTED",
+                     params={"json_cast_type": "varchar", "json_path": 'j["a"]'})
+        ip.add_index(field_name="j", index_name="j_b", index_type="INVERTED",
+                     params={"json_cast_type": "double", "json_path": 'j["b"]'})
+        c.create_collection("jp", schema=schema, index_params=ip)
+        c.insert("jp", [{"id": i, "vector": [0.1] * DIM, "j": {"a": f"s{i % 3}", "b": i}} for i in range(20)])
+        stream.wait_equal(60, "not replicated")
+
+        def paths() -> dict:
+            return {n: (d["field_name"], d.get("json_path"), str(d.get("json_cast_type")).lower())
+                    for n in t.list_indexes("jp") if (d := t.describe_index("jp", n))["field_name"] == "j"}
+
+        assert paths() == {"j_a": ("j", 'j["a"]', "varchar"), "j_b": ("j", 'j["b"]', "double")}
+        c.release_collection("jp")
+        c.drop_index("jp", "j_b")
+        ip = c.prepare_index_params()
+        ip.add_index(field_name="j", index_name="j_b", index_type="INVERTED",
+                     params={"json_cast_type": "bool", "json_path": 'j["c"]'})
+        c.create_index("jp", ip)
+        c.load_collection("jp")
+        wait_until(lambda: paths() == {"j_a": ("j", 'j["a"]', "varchar"), "j_b": ("j", 'j["c"]', "bool")}, 60,
+                   f"the replaced index not replicated: {paths()}")
+        stream.wait_equal(60, "not equal after the index change")
+        assert sorted(r["id"] for r in t.query("jp", filter='j["a"] == "s1"', consistency_level="Strong")) == \
+            list(range(1, 20, 3))
+        assert stream.rep.progress.last_error == ""

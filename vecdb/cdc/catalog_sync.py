@@ -76,31 +76,25 @@ class CatalogSync:
                     c.create_partition(name, p.name)
             for p in have - {p.name for p in info.partitions} - {DEFAULT_PARTITION}:
                 log_order.drop_partition(c, name, p)
-        have_idx, described = {}, {}
-        for idx_name in c.list_indexes(name):
-            d = c.describe_index(name, idx_name)
-            have_idx[d.get("field_name")] = idx_name
-            described[d.get("field_name")] = d
-        loaded = is_loaded(c, name)
-        for idx in info.indexes:
-            if idx.field_name not in have_idx:
-                _create_index(c, name, idx)
-            loaded = self._sync_index_properties(c, name, idx, described.get(idx.field_name, {}), loaded)
-        # an index dropped and created again on the source between two passes (another id: maybe another type
-        # or params): the target's goes too, and the new one is created above on the next pass
+        # the target's indexes by name (a JSON field may have several, one per path): one the source no
+        # longer has, or has another of under its name (dropped and created again between two passes:
+        # another id, maybe another type or params), goes first, then each the target lacks is created
+        have_idx = {n: c.describe_index(name, n) for n in c.list_indexes(name)}
+        source = {i.index_name: i for i in info.indexes}
         replaced = self._replaced(info)
-        gone = {f: n for f, n in have_idx.items()
-                if (src := info.index_for_field(f)) is None or f in replaced or _other_index(src, described[f])}
+        gone = [n for n, d in have_idx.items()
+                if (src := source.get(n)) is None or n in replaced or _other_index(src, d)]
+        loaded = is_loaded(c, name)
         if gone and loaded:
             c.release_collection(name)
             loaded = False
-        for idx_name in gone.values():
+        for idx_name in gone:
             c.drop_index(name, idx_name)
+            del have_idx[idx_name]
         for idx in info.indexes:
-            if idx.field_name in gone:
+            if idx.index_name not in have_idx:
                 _create_index(c, name, idx)
-                if idx.properties:
-                    c.alter_index_properties(name, idx.index_name, dict(idx.properties))
+            loaded = self._sync_index_properties(c, name, idx, have_idx.get(idx.index_name, {}), loaded)
         self._record_indexes(info)
         if info.loaded and not loaded:
             if info.loaded_partitions is None:
@@ -123,11 +117,17 @@ class CatalogSync:
         self._record_loaded_partitions(info)
 
     def _replaced(self, info: CollectionInfo) -> set[str]:
-        """The fields whose source index has another id than the one the task's entry recorded."""
+        """The names of the source indexes whose id is not the one the task's entry recorded (entries
+        written before indexes were recorded by name have them by field)."""
         had = (self._entries.get(info.id) or {}).get("indexes")
         if had is None:
             return set()
-        return {i.field_name for i in info.indexes if i.field_name in had and had[i.field_name] != i.index_id}
+        out = set()
+        for i in info.indexes:
+            recorded = had.get(i.index_name, had.get(i.field_name))
+            if recorded is not None and recorded != i.index_id:
+                out.add(i.index_name)
+        return out
 
     def _released_partitions(self, c, name: str, info: CollectionInfo) -> list[str]:
         """The partitions the source has released while the collection stays loaded (``release_partitions``):
@@ -152,8 +152,8 @@ class CatalogSync:
             self.store.add_collection(self.task.id, info.id, entry, {})
 
     def _record_indexes(self, info: CollectionInfo) -> None:
-        """The source's index ids (by field) in the task's entry, once the target has them."""
-        self._record(info, "indexes", {i.field_name: i.index_id for i in info.indexes})
+        """The source's index ids (by name) in the task's entry, once the target has them."""
+        self._record(info, "indexes", {i.index_name: i.index_id for i in info.indexes})
 
     def _sync_database_properties(self, db: str, properties: dict[str, str]) -> None:
         """The database's properties with a meaning for its data (``DATABASE_PROPERTIES``: its time zone)
@@ -318,11 +318,14 @@ def _partitions_loaded(c, name: str, partitions: list[str]) -> bool:
 
 
 def _other_index(idx, described: dict) -> bool:
-    """Whether the target's index of a field (``described``: pymilvus's describe_index) is not the source's
-    ``idx``: another name, or, for a type the client named (not AUTOINDEX), another type or metric. The
-    recorded index ids miss a replacement made before the task's entry had any (a pass stopped between
-    creating the target collection and recording its indexes, then the source's index replaced)."""
-    if described.get("index_name", idx.index_name) != idx.index_name:
+    """Whether the target's index under ``idx``'s name (``described``: pymilvus's describe_index) is not the
+    source's ``idx``: on another field or JSON path, or, for a type the client named (not AUTOINDEX), of
+    another type or metric. The recorded index ids miss a replacement made before the task's entry had any
+    (a pass stopped between creating the target collection and recording its indexes, then the source's
+    index replaced)."""
+    if described.get("field_name", idx.field_name) != idx.field_name:
+        return True
+    if described.get("json_path", idx.params.get("json_path")) != idx.params.get("json_path"):
         return True
     if idx.auto:
         return False

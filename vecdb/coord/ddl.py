@@ -356,6 +356,8 @@ class DdlManager:
             if len(info.partitions) >= LIMITS.max_partitions:
                 raise errors.InvalidParameter(too_many_partitions(len(info.partitions)))
             info.partitions.append(PartitionInfo(self.ids.allocate(), partition, self.tso.allocate()))
+            if info.loaded and info.loaded_partitions is not None and info.loads_new_partitions:
+                info.loaded_partitions = [*info.loaded_partitions, info.partitions[-1].id]
 
         self._saving(lambda: self.catalog.get(db or DEFAULT_DB, collection), change)
 
@@ -406,21 +408,26 @@ class DdlManager:
         ``properties``: its properties given at create (``mmap.enabled``, as alter_index sets them).
         An unnamed index takes the field's existing index name, else the field name (Milvus's datacoord);
         the same index again (user params included, as Milvus compares them) is accepted, another one on
-        the field or under a taken name is not."""
+        the field or under a taken name is not. A JSON field takes one index per ``json_path``
+        (``CollectionInfo.index_on``), each under a name of its own."""
         user = dict(user_params or {})
 
         def change(info: CollectionInfo) -> None:
             self._allow(info.db, "ddl_index")
             if info.schema.field(field_name) is None:
                 raise errors.FieldNotFound(f"cannot create index on non-exist field: {field_name}")
-            existing = info.index_for_field(field_name)
-            name = index_name or (existing.index_name if existing is not None else field_name)
+            existing = info.index_on(field_name, params)
+            default = existing or info.index_for_field(field_name)  # (Milvus: the field's index's name)
+            name = index_name or (default.index_name if default is not None else field_name)
             if existing is not None:
                 if existing.same_as(index_type, metric_type, params, user):
                     return
                 raise errors.IndexDuplicate("at most one distinct index is allowed per field")
-            if any(i.index_name == name for i in info.indexes):
-                raise errors.IndexDuplicate(f"index name {name} already exists on another field")
+            taken = next((i for i in info.indexes if i.index_name == name), None)
+            if taken is not None:  # (an unnamed index on another path of a JSON field takes its index's name)
+                raise errors.IndexDuplicate("at most one distinct index is allowed per field" if
+                                            taken.field_name == field_name else
+                                            f"index name {name} already exists on another field")
             info.indexes.append(IndexInfo(self.ids.allocate(), name, field_name, index_type, metric_type,
                                           dict(params), self.tso.allocate(), properties=dict(properties or {}),
                                           user_params=user))
@@ -504,6 +511,7 @@ class DdlManager:
                 info.loaded_partitions = None
             elif not info.loaded:
                 info.loaded_partitions = sorted(set(partition_ids))
+                info.loads_new_partitions = False
             elif info.loaded_partitions is not None:
                 info.loaded_partitions = sorted(set(info.loaded_partitions) | set(partition_ids))
             if replicas or not info.loaded:
@@ -582,6 +590,8 @@ class DdlManager:
             if not remaining:
                 info.loaded, info.loaded_partitions = False, None
                 return True
+            if info.loaded_partitions is None:  # loaded by load_collection: new partitions still load
+                info.loads_new_partitions = True
             info.loaded_partitions = sorted(remaining)
             return False
 

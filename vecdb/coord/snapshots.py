@@ -412,7 +412,8 @@ class SnapshotManager:
         job = rec.job
         src = snap.collection_info()
         pids = {p.id: info.partition(p.name).id for p in src.partitions}
-        index_ids = {str(i.index_id): info.index_for_field(i.field_name) for i in src.indexes}
+        by_name = {i.index_name: i for i in info.indexes}  # (created above under the snapshot's names)
+        index_ids = {str(i.index_id): by_name.get(i.index_name) for i in src.indexes}
         total = sum(len(ch["segments"]) for ch in snap.channels) or 1
         done = 0
         last_beat = time.monotonic()

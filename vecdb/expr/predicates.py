@@ -140,7 +140,7 @@ def _indexed_column(value: ValueNode) -> bool:
 
 
 class Compare(Pred):
-    __slots__ = ("op", "left", "right", "cats", "json_ne", "indexable")
+    __slots__ = ("op", "left", "right", "cats", "json_ne", "indexable", "json_key")
 
     def __init__(self, op: str, left: ValueNode, right: ValueNode, cats: tuple[str, ...]):
         self.op, self.left, self.right, self.cats = op, left, right, cats
@@ -149,6 +149,9 @@ class Compare(Pred):
         self.json_ne = op == "!=" and (left.is_json or right.is_json) and cats != ("list",)
         # column op constant: a sealed segment's scalar index answers it (the same rows as the scan)
         self.indexable = _indexed_column(left) and isinstance(right, Const) and getattr(left, "cat", "") in cats
+        # JSON path op constant: a sealed segment's JSON path index of the constant's type answers it
+        self.json_key = ((left.field, left.path, cats[0]) if isinstance(left, JsonPath) and isinstance(right, Const)
+                         and len(cats) == 1 and cats[0] in ("num", "str", "bool") else None)
 
     def eval(self, ctx):
         if self.indexable:
@@ -161,6 +164,14 @@ class Compare(Pred):
                 res = idx.compare(self.op, rv[0])
                 if res is not None:  # else a scan is cheaper
                     return res
+        if self.json_key is not None:
+            jdx = ctx.json_index(*self.json_key)
+            if jdx is not None:
+                assert isinstance(self.right, Const)
+                res = jdx.compare("==" if self.json_ne else self.op, self.right.value)
+                if self.json_ne:
+                    np.logical_not(res, out=res)
+                return res
         L, R = self.left.eval(ctx), self.right.eval(ctx)
         if self.json_ne:
             res = compare("==", L, R, self.cats, ctx.n)
@@ -231,8 +242,10 @@ class In(Pred):
         self.lists = [v for v in values if v.__class__ is list]
 
     def _indexed(self, ctx):
-        """The rows a sealed segment's scalar index finds (None: no index, scan)."""
+        """The rows a sealed segment's scalar index (or JSON path index) finds (None: no index, scan)."""
         col = self.value
+        if isinstance(col, JsonPath):
+            return self._json_indexed(ctx, col)
         if not _indexed_column(col):
             return None
         assert isinstance(col, Column)
@@ -245,6 +258,16 @@ class In(Pred):
         if idx.values.dtype == np.float32:
             vals = vals.astype(np.float32)
         return idx.isin(vals)
+
+    def _json_indexed(self, ctx, path: JsonPath):
+        """A list of constants of one type against a JSON path with an index of that type."""
+        kinds = [(cat, vals) for cat, vals in (("num", self.nums), ("str", self.strs), ("bool", self.bools))
+                 if vals is not None]
+        if len(kinds) != 1 or self.lists:
+            return None
+        cat, vals = kinds[0]
+        idx = ctx.json_index(path.field, path.path, cat)
+        return None if idx is None else idx.isin(vals)
 
     def eval(self, ctx):
         res = self._indexed(ctx)

@@ -43,6 +43,12 @@ class EvalContext:
         get = getattr(self.columns, "scalar_index", None)
         return None if get is None else get(field)
 
+    def json_index(self, field: str, path: tuple, cat: str):
+        """The JSON path index (vecdb.index.json_path) of ``field`` at ``path`` keeping values of ``cat``,
+        over exactly these ``n`` rows, when the columns come with one (a sealed segment's); else None."""
+        get = getattr(self.columns, "json_index", None)
+        return None if get is None else get((field, path, cat))
+
     def json(self, field: str, path: tuple) -> JsonVal:
         key = ("json", field, path)
         val = self._cache.get(key)

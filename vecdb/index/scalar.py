@@ -22,7 +22,8 @@ constant and ``in [...]`` on the indexed field with ``np.searchsorted`` instead 
 row: one binary search per bound and a scatter of the matching row ids. It is built when a sealed
 segment is loaded or sealed on a query node (``vecdb.querynode.node``) for every non-nullable
 BOOL, numeric or VARCHAR field with a scalar index, whichever of the four types it is (the answer
-is the same: the index only pays for it). ARRAY and JSON fields and nullable ones keep the scan.
+is the same: the index only pays for it). ARRAY fields and nullable ones keep the scan; a JSON
+field's INVERTED index on a path is vecdb.index.json_path's.
 Results equal the scan's: searchsorted and the comparison cast the constant the same way (NumPy 2's
 rules: a Python float against a FLOAT column is compared as float32, against an integer column as
 float64).

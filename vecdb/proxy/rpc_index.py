@@ -187,7 +187,7 @@ class IndexRpcs(ResourceGroupRpcs):
                     f"BM25 metric type is only for the output field of a BM25 function, field {field.name} is not")
         else:  # the field types Milvus allows each scalar index on (vecdb.index.scalar)
             index_type = validate_scalar_index(index_type, field, params)
-        existing = info.index_for_field(field.name)
+        existing = info.index_on(field.name, params)
         if existing is not None and existing.same_as(index_type, metric, params, user):
             return status.success()  # the same index again (the coord would say so too)
         # the name rules and duplicates are the coord's (vecdb.coord.ddl.DdlManager.create_index)

@@ -17,6 +17,7 @@ from vecdb import bm25, element_search, emb_list, sparse, top_rows
 from vecdb.group_partials import ROWS, PartialSpec, fetched, merge, row_partials
 from vecdb.index import brute_force_search, create_index, is_similarity
 from vecdb.index.bruteforce import merge_topk
+from vecdb.index.json_path import segment_json_index
 from vecdb.index.ngram import segment_ngram_index
 from vecdb.index.scalar import segment_scalar_index
 from vecdb.limits import LIMITS
@@ -39,6 +40,12 @@ class SegmentColumns(Mapping):
         """The sealed segment's scalar index of ``name`` when built over the view's rows (filters on
         the field then use it: vecdb.index.scalar)."""
         idx = segment_scalar_index(self._view.segment, name)
+        return idx if idx is not None and idx.n == self._view.n else None
+
+    def json_index(self, key: tuple):
+        """The sealed segment's JSON path index of ``key`` (field, path, category) when built over the
+        view's rows (comparisons of the path with a constant of that type read it: vecdb.index.json_path)."""
+        idx = segment_json_index(self._view.segment, key)
         return idx if idx is not None and idx.n == self._view.n else None
 
     def ngram_index(self, key: tuple):

@@ -35,7 +35,7 @@ from vecdb.coord.index_builds import BuildRefused, IndexBuilds
 from vecdb.datanode.indexer import file_built
 from vecdb.expr import ngram_like
 from vecdb.group_partials import PartialSpec, fetched
-from vecdb.index import create_index, load_index, new_index, ngram
+from vecdb.index import create_index, json_path, load_index, new_index, ngram
 from vecdb.index import scalar as scalar_index
 from vecdb.index.nullable import ValidRowsIndex, index_valid_rows
 from vecdb.log_records import InsertRecord, Record, decode
@@ -633,16 +633,32 @@ class QueryNode:
     def _warm_scalar(self, info: CollectionInfo, segments: list[Segment]) -> None:
         """A scalar index (INVERTED, BITMAP, STL_SORT, Trie, AUTOINDEX) on a BOOL, numeric or VARCHAR
         field: each sealed segment's column sorted once, in the background, which filters on the
-        field then read (vecdb.index.scalar); until it is there they scan. NGRAM: ``_warm_ngram``."""
+        field then read (vecdb.index.scalar); until it is there they scan. NGRAM: ``_warm_ngram``; an
+        INVERTED index on a JSON path: ``_warm_json_path``."""
         for idx in info.indexes:
             field = info.schema.field(idx.field_name)
             if field is not None and idx.index_type == "NGRAM":
                 self._warm_ngram(info, idx, field, segments)
+            if field is not None and field.dtype == DataType.JSON and idx.index_type == "INVERTED":
+                self._warm_json_path(info, idx, segments)
             if field is None or field.dtype.is_vector or not scalar_index.accelerates(field):
                 continue
             for seg in segments:
                 if seg.sealed and not seg.stub and field.name in seg.column_names():
                     self._builder.submit(_warm_scalar_index, seg, field.name)
+
+    def _warm_json_path(self, info: CollectionInfo, idx: IndexInfo, segments: list[Segment]) -> None:
+        """A JSON path index: each sealed segment's values at the path that hold the cast type, sorted
+        in the background, which comparisons with a constant of that type then read
+        (vecdb.index.json_path); until then, and for the cast types it does not keep, they scan."""
+        path = ngram_like.index_key(info.schema, idx.field_name, idx.params)
+        cat = json_path.cast_category(idx.params)
+        if path is None or cat is None:
+            return
+        key = (*path, cat)
+        for seg in segments:
+            if seg.sealed and not seg.stub and key[0] in seg.column_names():
+                self._builder.submit(_warm_json_path_index, seg, key)
 
     def _warm_ngram(self, info: CollectionInfo, idx: IndexInfo, field, segments: list[Segment]) -> None:
         """An NGRAM index: each sealed segment's n-gram postings of the field (or its JSON path), built
@@ -1008,6 +1024,13 @@ def _warm_scalar_index(seg: Segment, name: str) -> None:
         scalar_index.build_segment_scalar_index(seg, name)
     except Exception:  # filters on the field scan instead
         log.exception("scalar index of segment %s not built", seg.segment_id)
+
+
+def _warm_json_path_index(seg: Segment, key: tuple) -> None:
+    try:
+        json_path.build_segment_json_index(seg, key)
+    except Exception:  # filters on the path scan instead
+        log.exception("JSON path index of segment %s not built", seg.segment_id)
 
 
 def _warm_ngram_index(seg: Segment, key: tuple, grams: tuple[int, int], json: bool) -> None:

@@ -1,0 +1,82 @@
+"""JSON path indexes (Milvus 2.5+): an INVERTED index on a JSON field with ``json_cast_type`` and
+``json_path`` (``create_index(field_name="meta", index_type="INVERTED", params={"json_cast_type":
+"varchar", "json_path": 'meta["src"]'})``).
+
+Per sealed segment, the values at the path that hold the cast type (VARCHAR: strings, DOUBLE: numbers,
+as float64, BOOL: booleans) are sorted once with their row ids, in the background when the segment
+is loaded or sealed or the index created (vecdb.querynode.node); the other rows (a missing key,
+another type, a null row) are not in it, as Milvus's cast skips them. A filter comparing that path
+with a constant of the same type (``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``in [...]``) then
+reads it instead of parsing every row's value (vecdb.expr.predicates); anything else scans. Results
+are the scan's: the values are the scan's typed views (vecdb.expr.rowdata), compared the same way,
+and ``!=`` stays "not ==" (a row without the value matches), as the scan reads it.
+
+Cast types ARRAY_* and JSON are accepted at create_index and build nothing: such filters scan.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vecdb.expr import rowdata
+from vecdb.index.scalar import _SIDES, SortedIndex
+
+CAST_CATEGORIES = {"VARCHAR": "str", "DOUBLE": "num", "BOOL": "bool"}  # json_cast_type -> the filter's category
+
+
+def cast_category(params: dict) -> str | None:
+    """The category an index's ``json_cast_type`` keeps; None for the cast types that build nothing."""
+    return CAST_CATEGORIES.get(str(params.get("json_cast_type", "")).strip().upper())
+
+
+def typed_values(column, path: tuple, cat: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each row's value at ``path`` in category ``cat`` and the mask of rows holding one (the scan's
+    views: vecdb.expr.runtime.JsonVal)."""
+    raw = rowdata.extract(column, path)
+    if cat == "num":
+        return rowdata.num_view(raw)
+    types = rowdata.types_of(raw)
+    return rowdata.str_view(raw, types) if cat == "str" else rowdata.bool_view(raw, types)
+
+
+class JsonPathIndex(SortedIndex):
+    """The rows of ``n`` that hold a value of ``cat`` at the path, sorted by it: ``values`` and their
+    row ids ``order`` (a subset of the rows, so a comparison never inverts a range)."""
+
+    __slots__ = ("cat",)
+
+    def __init__(self, data: np.ndarray, valid: np.ndarray | None, cat: str):  # (SortedIndex's sorts every row)
+        rows = np.arange(len(data)) if valid is None else np.flatnonzero(valid)
+        kept = data[rows]
+        order = np.argsort(kept, kind="stable")
+        self.values = kept[order]
+        self.order = rows[order].astype(np.int64 if len(data) > 2**31 - 1 else np.int32)
+        self.n, self.cat = len(data), cat
+
+    def compare(self, op: str, value) -> np.ndarray:
+        """Rows whose value ``op value`` (``==`` or an ordering; ``!=`` is the caller's "not ==")."""
+        v = self.values
+        if v.dtype != object:
+            value = v.dtype.type(value)  # as the scan's comparison casts it (an int against float64)
+        if op == "==":
+            lo, hi = int(np.searchsorted(v, value, "left")), int(np.searchsorted(v, value, "right"))
+        else:
+            side, upper = _SIDES[op]
+            cut = int(np.searchsorted(v, value, side))
+            lo, hi = (cut, len(v)) if upper else (0, cut)
+        return self._rows(lo, hi)
+
+
+def segment_json_index(seg, key: tuple) -> JsonPathIndex | None:
+    """The JSON path index kept on sealed segment ``seg`` for ``key`` (field, path, category), if built."""
+    return seg.__dict__.get("_json_indexes", {}).get(key)
+
+
+def build_segment_json_index(seg, key: tuple) -> JsonPathIndex:
+    """Build (once) and keep the JSON path index of a sealed segment for ``key`` (field, path, category)."""
+    cache = seg.__dict__.setdefault("_json_indexes", {})
+    idx = cache.get(key)
+    if idx is None or idx.n != seg.n:
+        field, path, cat = key
+        idx = cache[key] = JsonPathIndex(*typed_values(seg.column(field), path, cat), cat)
+    return idx
