@@ -19,7 +19,7 @@ from vecdb.coord.ddl import matching_indexes
 from vecdb.coord.resource_groups import validate_name as validate_resource_group_name
 from vecdb.coord.snapshots import refuse_while_restoring
 from vecdb.index import validate_index_params
-from vecdb.index.params import AUTOINDEX
+from vecdb.index.params import AUTOINDEX, index_spec
 from vecdb.index.scalar import validate_scalar_index
 from vecdb.proxy import status
 from vecdb.proxy.base import kv_dict, kv_pairs, parse_json_param, rpc
@@ -38,6 +38,19 @@ def _split_index_params(pairs) -> tuple[str, str, dict]:
         except (json.JSONDecodeError, RecursionError):  # not JSON (or absurdly nested): the text itself
             params.setdefault(k, v)
     return index_type.upper() if index_type.upper() != "TRIE" else "Trie", metric.upper(), params
+
+
+def refuse_metric_case(sent: str, supported) -> None:
+    """Milvus takes an index's metric only by its upper-case name: its index checkers compare the
+    ``metric_type`` as sent (``indexparamcheck.CheckStrByValues``, 2.3 to the newest), so ``"l2"`` is
+    refused at create_index (Milvus 2.3.5, run: 65535 "metric type not found or not supported,
+    supported: [L2 IP COSINE]"; vecdb: 1100 with the name, as Milvus 2.4+). Indexes made from such a
+    name before were recorded upper case and keep working (creating such an index again with the name it
+    was made from still succeeds, changing nothing), and a search still reads its ``metric_type`` in any
+    case (docs/limits.md, "Search and index parameters")."""
+    if sent != sent.upper():
+        raise errors.InvalidParameter(
+            f"metric type {sent} not found or not supported, supported: [{' '.join(supported)}]")
 
 
 def _param_text(value) -> str:
@@ -174,14 +187,18 @@ class IndexRpcs(ResourceGroupRpcs):
                 raise errors.InvalidParameter(
                     f"only BM25 metric type can be used to build index for the BM25 function output field "
                     f"{field.name}, got {metric}")
+        supported: tuple = ()  # the field's metrics, for a metric not named in capitals (refuse_metric_case)
         if field.dtype.name == "ARRAY_OF_VECTOR" and element_search.is_element_metric((metric or "").strip().upper()):
             # a plain metric on a struct's vector sub-field: element-level search (vecdb.element_search)
             index_type, metric, params = element_search.index_params(index_type, metric.strip().upper(), field, params)
+            supported = element_search.METRICS
         elif field.dtype.name == "ARRAY_OF_VECTOR":  # a struct's vector sub-field: searched exactly (vecdb.emb_list)
             index_type, metric, params = emb_list.index_params(index_type, metric, field, params)
+            supported = tuple(emb_list.METRICS)
         elif field.dtype.is_vector:
             params, props = created_properties(index_type, params)  # mmap.enabled: the index's, not the build's
             index_type, metric, params, user = vector_index_params(index_type, metric, field, params)
+            supported = index_spec(index_type).metrics
             if metric == "BM25" and not field.is_function_output:
                 raise errors.InvalidParameter(
                     f"BM25 metric type is only for the output field of a BM25 function, field {field.name} is not")
@@ -190,6 +207,8 @@ class IndexRpcs(ResourceGroupRpcs):
         existing = info.index_on(field.name, params)
         if existing is not None and existing.same_as(index_type, metric, params, user):
             return status.success()  # the same index again (the coord would say so too)
+        if supported:  # (after the above: a setup script's create_index of an index made from "l2" still passes)
+            refuse_metric_case(kv_dict(request.extra_params).get("metric_type", ""), supported)
         # the name rules and duplicates are the coord's (vecdb.coord.ddl.DdlManager.create_index)
         self.ddl.create_index(db, request.collection_name, field.name, request.index_name, index_type, metric, params,
                               user, props)

@@ -344,6 +344,11 @@ class SearchRpcs(ServiceBase):
             raise errors.InvalidParameter("a search needs query vectors or primary keys (ids)")
         if len(queries) > LIMITS.max_nq:
             raise nq_invalid(len(queries))
+        if request.nq and request.nq != len(queries):  # (0: an older client's, the queries' number)
+            # Milvus trusts nq and fails in its query node's reduce (2.3.5: 65535 "illegal req sizes"; nq -1
+            # takes its proxy down); every client sends the number of its queries
+            raise errors.InvalidParameter(
+                f"nq [{request.nq}] does not match the number of queries in the request [{len(queries)}]")
         if plan.field.dtype == DataType.ARRAY_OF_VECTOR:  # plain vectors: element-level; lists: EmbeddingList
             element_search.check_queries(queries, plan.field, plan.metric)
         flt = self._filter(info, request.dsl, request.expr_template_values, plan.times.zone, ns)
@@ -519,11 +524,14 @@ class SearchRpcs(ServiceBase):
             raise errors.InvalidParameter(
                 f"top k [{limit}] + offset [{offset}] is invalid, it should be in range [1, {LIMITS.max_topk}]")
         index = info.index_for_field(field.name)
-        metric = sp.get("metric_type") or params.pop("metric_type", "") or (index.metric_type if index else "")
-        metric = metric.upper()
+        sent = str(sp.get("metric_type") or params.pop("metric_type", "") or (index.metric_type if index else ""))
+        # read in any case, unlike Milvus (its query node compares the name as sent: "l2" on an L2 index is
+        # "metric type not match"): indexes vecdb made from "l2" before create_index refused it are L2, and
+        # clients that made them search with the same name (docs/limits.md, "Search and index parameters")
+        metric = sent.upper()
         if index is not None and metric and metric != index.metric_type:
             raise errors.InvalidParameter(
-                f"metric type not match: invalid parameter[expected={index.metric_type}][actual={metric}]")
+                f"metric type not match: invalid parameter[expected={index.metric_type}][actual={sent}]")
         emb_lists = field.dtype == DataType.ARRAY_OF_VECTOR  # a struct's vector sub-field (vecdb.emb_list)
         if emb_lists and not element_search.is_element_metric(metric):  # plain metric: element-level search
             metric = emb_list.check_metric(metric, field)
