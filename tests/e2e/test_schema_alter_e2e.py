@@ -172,4 +172,7 @@ def test_add_function_field_refused(client, name):
     bad = client.prepare_index_params()
     bad.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
     _refused(lambda: client.add_function_field(name, _sparse_field(), fn, bad), "only BM25 metric type")
+    lower = client.prepare_index_params()  # (a metric is named in capitals, as at create_index)
+    lower.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="bm25")
+    _refused(lambda: client.add_function_field(name, _sparse_field(), fn, lower), "metric type bm25 not found")
     assert [f["name"] for f in client.describe_collection(name)["fields"]] == ["id", "v", "tag", "score", "text"]

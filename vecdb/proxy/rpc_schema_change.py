@@ -18,9 +18,10 @@ from vecdb import errors
 from vecdb.catalog_model import CollectionInfo
 from vecdb.coord.schema_change import SchemaChange
 from vecdb.external_tables import refuse_write
+from vecdb.index.params import index_spec
 from vecdb.proxy import status
-from vecdb.proxy.base import ServiceBase, rpc
-from vecdb.proxy.rpc_index import _split_index_params, vector_index_params
+from vecdb.proxy.base import ServiceBase, kv_dict, rpc
+from vecdb.proxy.rpc_index import _split_index_params, refuse_metric_case, vector_index_params
 from vecdb.request_db import db_of
 from vecdb.schema import CollectionSchema, FunctionType, added_field
 from vecdb.struct_fields import added_struct_field
@@ -117,6 +118,7 @@ class SchemaChangeRpcs(ServiceBase):
             raise errors.InvalidParameter(f"only {_METRIC[fpb.type]} metric type can be used to build index for "
                                           f"the {kind} function output field {field.name}, got {metric}")
         index_type, metric, params, user = vector_index_params(index_type, metric, field, params)
+        refuse_metric_case(kv_dict(fi.extra_params).get("metric_type", ""), index_spec(index_type).metrics)
         index = {"index_name": fi.index_name, "index_type": index_type, "metric_type": metric, "params": params,
                  "user_params": user}
         return SchemaChange(add_field=field, add_function=fn, index=index)
