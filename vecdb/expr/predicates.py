@@ -432,10 +432,18 @@ class ArrayContains(Pred):
                 return np.ones(n, dtype=bool)
         elif not vals:
             return np.zeros(n, dtype=bool)
+        arr = np.array(vals, dtype=np.float32 if self.float32 else object if isinstance(vals[0], str) else None)
+        idx = ctx.array_index(self.field)  # a sealed segment's elements, sorted (vecdb.index.array_elements)
+        if idx is not None:
+            if self.mode != "all":
+                return idx.isin(arr)
+            res = np.ones(n, dtype=bool)
+            for v in np.unique(arr) if arr.dtype != object else set(vals):
+                res &= idx.rows_with(v)
+            return res
         flat = ctx.flat(self.field)
         if len(flat.values) == 0:
             return np.zeros(n, dtype=bool)
-        arr = np.array(vals, dtype=np.float32 if self.float32 else object if isinstance(vals[0], str) else None)
         if self.mode == "all":
             res = np.ones(n, dtype=bool)
             for v in np.unique(arr) if arr.dtype != object else set(vals):

@@ -49,6 +49,12 @@ class EvalContext:
         get = getattr(self.columns, "json_index", None)
         return None if get is None else get((field, path, cat))
 
+    def array_index(self, field: str):
+        """The ARRAY index (vecdb.index.array_elements) of ``field`` over exactly these ``n`` rows, when
+        the columns come with one (a sealed segment's); else None."""
+        get = getattr(self.columns, "array_index", None)
+        return None if get is None else get(field)
+
     def json(self, field: str, path: tuple) -> JsonVal:
         key = ("json", field, path)
         val = self._cache.get(key)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from vecdb.expr import rowdata
-from vecdb.index.scalar import _SIDES, SortedIndex
+from vecdb.index.scalar import _SIDES, SortedIndex, kept_index
 
 CAST_CATEGORIES = {"VARCHAR": "str", "DOUBLE": "num", "BOOL": "bool"}  # json_cast_type -> the filter's category
 
@@ -69,14 +69,10 @@ class JsonPathIndex(SortedIndex):
 
 def segment_json_index(seg, key: tuple) -> JsonPathIndex | None:
     """The JSON path index kept on sealed segment ``seg`` for ``key`` (field, path, category), if built."""
-    return seg.__dict__.get("_json_indexes", {}).get(key)
+    return kept_index(seg, "_json_indexes", key)
 
 
 def build_segment_json_index(seg, key: tuple) -> JsonPathIndex:
     """Build (once) and keep the JSON path index of a sealed segment for ``key`` (field, path, category)."""
-    cache = seg.__dict__.setdefault("_json_indexes", {})
-    idx = cache.get(key)
-    if idx is None or idx.n != seg.n:
-        field, path, cat = key
-        idx = cache[key] = JsonPathIndex(*typed_values(seg.column(field), path, cat), cat)
-    return idx
+    return kept_index(seg, "_json_indexes", key,
+                      lambda k: JsonPathIndex(*typed_values(seg.column(k[0]), k[1], k[2]), k[2]))

@@ -22,8 +22,8 @@ constant and ``in [...]`` on the indexed field with ``np.searchsorted`` instead 
 row: one binary search per bound and a scatter of the matching row ids. It is built when a sealed
 segment is loaded or sealed on a query node (``vecdb.querynode.node``) for every non-nullable
 BOOL, numeric or VARCHAR field with a scalar index, whichever of the four types it is (the answer
-is the same: the index only pays for it). ARRAY fields and nullable ones keep the scan; a JSON
-field's INVERTED index on a path is vecdb.index.json_path's.
+is the same: the index only pays for it). Nullable fields keep the scan; an ARRAY field's index is
+vecdb.index.array_elements', a JSON field's INVERTED index on a path vecdb.index.json_path's.
 Results equal the scan's: searchsorted and the comparison cast the constant the same way (NumPy 2's
 rules: a Python float against a FLOAT column is compared as float32, against an integer column as
 float64).
@@ -202,16 +202,21 @@ class SortedIndex:
         return res
 
 
+def kept_index(seg, slot: str, key, build=None):
+    """The index of ``key`` kept on sealed segment ``seg`` under ``slot`` (a kind of index); with
+    ``build`` (made of ``key``), built once if it is not there or covers fewer rows than ``seg``."""
+    cache = seg.__dict__.setdefault(slot, {}) if build is not None else seg.__dict__.get(slot, {})
+    idx = cache.get(key)
+    if build is not None and (idx is None or idx.n != seg.n):
+        idx = cache[key] = build(key)
+    return idx
+
+
 def segment_scalar_index(seg, name: str) -> SortedIndex | None:
     """The index kept on sealed segment ``seg`` for column ``name``, if built."""
-    return seg.__dict__.get("_scalar_indexes", {}).get(name)
+    return kept_index(seg, "_scalar_indexes", name)
 
 
 def build_segment_scalar_index(seg, name: str) -> SortedIndex:
     """Build (once) and keep the index of a sealed segment's column ``name``."""
-    cache = seg.__dict__.setdefault("_scalar_indexes", {})
-    idx = cache.get(name)
-    if idx is None or idx.n != seg.n:
-        idx = cache[name] = SortedIndex(seg.column(name))
-    return idx
-
+    return kept_index(seg, "_scalar_indexes", name, lambda k: SortedIndex(seg.column(k)))

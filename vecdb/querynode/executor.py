@@ -16,6 +16,7 @@ import numpy as np
 from vecdb import bm25, element_search, emb_list, sparse, top_rows
 from vecdb.group_partials import ROWS, PartialSpec, fetched, merge, row_partials
 from vecdb.index import brute_force_search, create_index, is_similarity
+from vecdb.index.array_elements import segment_array_index
 from vecdb.index.bruteforce import merge_topk
 from vecdb.index.json_path import segment_json_index
 from vecdb.index.ngram import segment_ngram_index
@@ -40,6 +41,12 @@ class SegmentColumns(Mapping):
         """The sealed segment's scalar index of ``name`` when built over the view's rows (filters on
         the field then use it: vecdb.index.scalar)."""
         idx = segment_scalar_index(self._view.segment, name)
+        return idx if idx is not None and idx.n == self._view.n else None
+
+    def array_index(self, name: str):
+        """The sealed segment's ARRAY index of field ``name`` when built over the view's rows
+        (``array_contains*`` read it: vecdb.index.array_elements)."""
+        idx = segment_array_index(self._view.segment, name)
         return idx if idx is not None and idx.n == self._view.n else None
 
     def json_index(self, key: tuple):

@@ -35,7 +35,7 @@ from vecdb.coord.index_builds import BuildRefused, IndexBuilds
 from vecdb.datanode.indexer import file_built
 from vecdb.expr import ngram_like
 from vecdb.group_partials import PartialSpec, fetched
-from vecdb.index import create_index, json_path, load_index, new_index, ngram
+from vecdb.index import array_elements, create_index, json_path, load_index, new_index, ngram
 from vecdb.index import scalar as scalar_index
 from vecdb.index.nullable import ValidRowsIndex, index_valid_rows
 from vecdb.log_records import InsertRecord, Record, decode
@@ -633,19 +633,27 @@ class QueryNode:
     def _warm_scalar(self, info: CollectionInfo, segments: list[Segment]) -> None:
         """A scalar index (INVERTED, BITMAP, STL_SORT, Trie, AUTOINDEX) on a BOOL, numeric or VARCHAR
         field: each sealed segment's column sorted once, in the background, which filters on the
-        field then read (vecdb.index.scalar); until it is there they scan. NGRAM: ``_warm_ngram``; an
-        INVERTED index on a JSON path: ``_warm_json_path``."""
+        field then read (vecdb.index.scalar); until it is there they scan. On an ARRAY field: its
+        elements sorted (vecdb.index.array_elements). NGRAM: ``_warm_ngram``; an INVERTED index on a
+        JSON path: ``_warm_json_path``."""
         for idx in info.indexes:
             field = info.schema.field(idx.field_name)
-            if field is not None and idx.index_type == "NGRAM":
-                self._warm_ngram(info, idx, field, segments)
-            if field is not None and field.dtype == DataType.JSON and idx.index_type == "INVERTED":
-                self._warm_json_path(info, idx, segments)
-            if field is None or field.dtype.is_vector or not scalar_index.accelerates(field):
+            if field is None or field.dtype.is_vector:
                 continue
-            for seg in segments:
-                if seg.sealed and not seg.stub and field.name in seg.column_names():
-                    self._builder.submit(_warm_scalar_index, seg, field.name)
+            if idx.index_type == "NGRAM":  # (a VARCHAR field's column is sorted too, below)
+                self._warm_ngram(info, idx, field, segments)
+            if field.dtype == DataType.JSON and idx.index_type == "INVERTED":
+                self._warm_json_path(info, idx, segments)
+            elif field.dtype == DataType.ARRAY and idx.index_type in array_elements.ARRAY_INDEX_TYPES:
+                self._submit_sealed(segments, field.name, _warm_array_index, field.name)
+            elif scalar_index.accelerates(field):
+                self._submit_sealed(segments, field.name, _warm_scalar_index, field.name)
+
+    def _submit_sealed(self, segments: list[Segment], column: str, warm, *args) -> None:
+        """``warm(segment, *args)`` in the background for each sealed segment here holding ``column``."""
+        for seg in segments:
+            if seg.sealed and not seg.stub and column in seg.column_names():
+                self._builder.submit(warm, seg, *args)
 
     def _warm_json_path(self, info: CollectionInfo, idx: IndexInfo, segments: list[Segment]) -> None:
         """A JSON path index: each sealed segment's values at the path that hold the cast type, sorted
@@ -655,10 +663,7 @@ class QueryNode:
         cat = json_path.cast_category(idx.params)
         if path is None or cat is None:
             return
-        key = (*path, cat)
-        for seg in segments:
-            if seg.sealed and not seg.stub and key[0] in seg.column_names():
-                self._builder.submit(_warm_json_path_index, seg, key)
+        self._submit_sealed(segments, path[0], _warm_json_path_index, (*path, cat))
 
     def _warm_ngram(self, info: CollectionInfo, idx: IndexInfo, field, segments: list[Segment]) -> None:
         """An NGRAM index: each sealed segment's n-gram postings of the field (or its JSON path), built
@@ -667,10 +672,7 @@ class QueryNode:
         if key is None:
             return
         grams = int(idx.params["min_gram"]), int(idx.params["max_gram"])
-        json = field.dtype != DataType.VARCHAR
-        for seg in segments:
-            if seg.sealed and not seg.stub and key[0] in seg.column_names():
-                self._builder.submit(_warm_ngram_index, seg, key, grams, json)
+        self._submit_sealed(segments, key[0], _warm_ngram_index, key, grams, field.dtype != DataType.VARCHAR)
 
     def _build_index(self, info, idx, field, seg: Segment) -> None:
         """Build (or adopt the interim HNSW), save the file, then publish: once DescribeIndex counts a
@@ -1024,6 +1026,13 @@ def _warm_scalar_index(seg: Segment, name: str) -> None:
         scalar_index.build_segment_scalar_index(seg, name)
     except Exception:  # filters on the field scan instead
         log.exception("scalar index of segment %s not built", seg.segment_id)
+
+
+def _warm_array_index(seg: Segment, name: str) -> None:
+    try:
+        array_elements.build_segment_array_index(seg, name)
+    except Exception:  # array_contains filters on the field scan instead
+        log.exception("ARRAY index of segment %s not built", seg.segment_id)
 
 
 def _warm_json_path_index(seg: Segment, key: tuple) -> None:

@@ -1,8 +1,9 @@
 """JSON path indexes (Milvus 2.5+: INVERTED on a JSON field with ``json_cast_type`` and ``json_path``)
-via pymilvus on every deployment: filters on the path return the rows they returned before the
-indexes existed, sealed and growing rows together, after the indexes are made on the loaded collection
-and again after a release and load (they are rebuilt); on a standalone server the sealed segments'
-indexes answer (vecdb.index.json_path)."""
+and ARRAY indexes (INVERTED / BITMAP / AUTOINDEX on an ARRAY field, its elements sorted) via pymilvus
+on every deployment: filters return the rows they returned before the indexes existed, sealed and
+growing rows together, after the indexes are made on the loaded collection and again after a release
+and load (they are rebuilt); on a standalone server the sealed segments' indexes answer
+(vecdb.index.json_path, vecdb.index.array_elements)."""
 
 from __future__ import annotations
 
@@ -165,3 +166,66 @@ def test_one_index_per_json_path(client, name):
     assert client.list_indexes(name) == ["j_b"]
     create('j["a"]', "bool", "j_a")
     assert sorted(client.list_indexes(name)) == ["j_a", "j_b"]
+
+
+ARRAY_FILTERS = ["array_contains(ai, 3)", "array_contains(ai, 99)", "array_contains_any(ai, [1, 7, 40])",
+                 "array_contains_all(ai, [2, 3])", "not array_contains(ai, 0)", 'array_contains(av, "b")',
+                 'array_contains_any(av, ["a", "zz"])', 'array_contains_all(av, ["a", "c"])',
+                 "array_contains(af, 0.5)", "array_contains_any(af, [1.25, 2])", "array_contains(ab, true)",
+                 "array_contains(ai, 3) and id < 1000", "array_contains(ai, 3) or array_contains(av, \"c\")"]
+
+
+def test_array_indexes_give_the_scans_rows(server, client, name, monkeypatch):
+    """INVERTED / BITMAP / AUTOINDEX on ARRAY fields (INT64, VARCHAR, FLOAT, BOOL elements): the
+    array_contains filters return the rows they returned before the indexes existed, sealed and
+    growing rows together, and again after a release and load; a standalone server's sealed segments
+    answer them from the index (vecdb.index.array_elements)."""
+    schema = MilvusClient.create_schema()
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=2)
+    schema.add_field("ai", DataType.ARRAY, element_type=DataType.INT64, max_capacity=8)
+    schema.add_field("av", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=8, max_length=4)
+    schema.add_field("af", DataType.ARRAY, element_type=DataType.FLOAT, max_capacity=8)
+    schema.add_field("ab", DataType.ARRAY, element_type=DataType.BOOL, max_capacity=8)
+    client.create_collection(name, schema=schema)
+    idx = client.prepare_index_params()
+    idx.add_index(field_name="vec", index_type="FLAT", metric_type="L2")
+    client.create_index(name, idx)
+    rng = random.Random(9)
+    rows = [{"id": i, "vec": [1.0, 0.0], "ai": [rng.randint(0, 9) for _ in range(rng.randint(0, 5))],
+             "av": [rng.choice("abcd") for _ in range(rng.randint(0, 3))],
+             "af": [rng.randint(0, 8) / 4 for _ in range(rng.randint(0, 3))],
+             "ab": [rng.random() < 0.3 for _ in range(rng.randint(0, 2))]} for i in range(N)]
+    client.insert(name, rows[:SEALED])
+    client.flush(name)
+    client.insert(name, rows[SEALED:])
+    client.load_collection(name)
+    before = {f: _query(client, name, f) for f in ARRAY_FILTERS}
+    assert before["array_contains(ai, 3)"] == [r["id"] for r in rows if 3 in r["ai"]]
+    assert before['array_contains_all(av, ["a", "c"])'] == [r["id"] for r in rows if {"a", "c"} <= set(r["av"])]
+
+    idx = client.prepare_index_params()
+    for field, kind in (("ai", "INVERTED"), ("av", "BITMAP"), ("af", "INVERTED"), ("ab", "AUTOINDEX")):
+        idx.add_index(field_name=field, index_type=kind)
+    client.create_index(name, idx)
+    if hasattr(server, "querynode"):
+        from vecdb.index.array_elements import ArrayElementsIndex, segment_array_index
+
+        coll = next(c for c in server.querynode.collections.values() if c.info.name == name)
+        sealed = [s for shard in coll.shards for s in shard.segments.values() if s.sealed]
+        wait_for = [(s, f) for s in sealed for f in ("ai", "av", "af", "ab")]
+        deadline = time.time() + 30
+        while time.time() < deadline and not all(segment_array_index(s, f) is not None for s, f in wait_for):
+            time.sleep(0.05)
+        assert sealed and all(segment_array_index(s, f) is not None for s, f in wait_for)
+        calls: list = []
+        isin, rows_with = ArrayElementsIndex.isin, ArrayElementsIndex.rows_with
+        monkeypatch.setattr(ArrayElementsIndex, "isin", lambda self, v: calls.append("any") or isin(self, v))
+        monkeypatch.setattr(ArrayElementsIndex, "rows_with", lambda self, v: calls.append("all") or rows_with(self, v))
+        assert {f: _query(client, name, f) for f in ARRAY_FILTERS} == before
+        assert {"any", "all"} <= set(calls)
+    else:
+        assert {f: _query(client, name, f) for f in ARRAY_FILTERS} == before
+    client.release_collection(name)
+    client.load_collection(name)
+    assert {f: _query(client, name, f) for f in ARRAY_FILTERS} == before
