@@ -172,6 +172,14 @@ class Compare(Pred):
                 if self.json_ne:
                     np.logical_not(res, out=res)
                 return res
+            if self.json_key[2] == "str" and self.op in ("==", "!="):
+                # a string equals only a string: Python's == on the raw values is the typed comparison,
+                # without the type pass and the string view
+                assert isinstance(self.left, JsonPath) and isinstance(self.right, Const)
+                res = np.asarray(self.left.eval(ctx).objects() == object_scalar(self.right.value), bool)
+                if self.json_ne:
+                    np.logical_not(res, out=res)
+                return res
         L, R = self.left.eval(ctx), self.right.eval(ctx)
         if self.json_ne:
             res = compare("==", L, R, self.cats, ctx.n)
@@ -267,7 +275,15 @@ class In(Pred):
             return None
         cat, vals = kinds[0]
         idx = ctx.json_index(path.field, path.path, cat)
-        return None if idx is None else idx.isin(vals)
+        if idx is not None:
+            return idx.isin(vals)
+        if cat != "str":
+            return None
+        objects = path.eval(ctx).objects()  # (a string equals only a string, as in Compare)
+        res = np.zeros(ctx.n, dtype=bool)
+        for v in vals:
+            res |= objects == object_scalar(v)
+        return res
 
     def eval(self, ctx):
         res = self._indexed(ctx)

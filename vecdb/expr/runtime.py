@@ -135,12 +135,19 @@ class Typed:
 class JsonVal:
     """Raw JSON values at one path, with typed views computed on first use."""
 
-    __slots__ = ("raw", "_views", "_types")
+    __slots__ = ("raw", "_views", "_types", "_objects")
     _views: dict[str, tuple[Any, np.ndarray | None]]
     _types: np.ndarray | None
+    _objects: np.ndarray | None
 
     def __init__(self, raw: list):
-        self.raw, self._views, self._types = raw, {}, None
+        self.raw, self._views, self._types, self._objects = raw, {}, None, None
+
+    def objects(self) -> np.ndarray:
+        """The raw values as an object array (compared as the Python objects they are)."""
+        if self._objects is None:
+            self._objects = np.fromiter(self.raw, object, len(self.raw))
+        return self._objects
 
     @property
     def types(self) -> np.ndarray:
