@@ -22,7 +22,7 @@ constant and ``in [...]`` on the indexed field with ``np.searchsorted`` instead 
 row: one binary search per bound and a scatter of the matching row ids. It is built when a sealed
 segment is loaded or sealed on a query node (``vecdb.querynode.node``) for every non-nullable
 BOOL, numeric or VARCHAR field with a scalar index, whichever of the four types it is (the answer
-is the same: the index only pays for it). Nullable fields keep the scan; an ARRAY field's index is
+is the same: the index only pays for it), nullable ones too (``accelerates``). An ARRAY field's index is
 vecdb.index.array_elements', a JSON field's INVERTED index on a path vecdb.index.json_path's.
 Results equal the scan's: searchsorted and the comparison cast the constant the same way (NumPy 2's
 rules: a Python float against a FLOAT column is compared as float32, against an integer column as
@@ -123,10 +123,11 @@ def _check_ngram(dt: DataType, params: dict) -> None:
 
 
 def accelerates(field: FieldSchema) -> bool:
-    """Whether a scalar index on ``field`` is served by a ``SortedIndex`` (else filters scan)."""
+    """Whether a scalar index on ``field`` is served by a ``SortedIndex`` (else filters scan). A nullable
+    field's null rows are sorted with their placeholder (0, false, ""), as the scan compares them: every
+    predicate reading the field is ANDed with its validity mask (vecdb.expr.compiler), either way."""
     dt = field.dtype
-    return not field.nullable and (dt == DataType.BOOL or dt.is_numeric
-                                   or dt in (DataType.VARCHAR, DataType.TIMESTAMPTZ))
+    return dt == DataType.BOOL or dt.is_numeric or dt in (DataType.VARCHAR, DataType.TIMESTAMPTZ)
 
 
 BROAD = 16  # a numeric comparison scattering more than n/BROAD rows scans instead
