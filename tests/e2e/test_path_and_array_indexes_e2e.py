@@ -229,3 +229,46 @@ def test_array_indexes_give_the_scans_rows(server, client, name, monkeypatch):
     client.release_collection(name)
     client.load_collection(name)
     assert {f: _query(client, name, f) for f in ARRAY_FILTERS} == before
+
+
+def test_dynamic_keys_take_json_path_indexes(server, client, name):
+    """A dynamic field's keys are indexed as Milvus 2.5+ documents it: ``field_name`` the key,
+    AUTOINDEX or INVERTED with ``json_path`` and ``json_cast_type``; the index is the dynamic field's
+    ($meta) and filters on the key give the scan's rows."""
+    schema = MilvusClient.create_schema(enable_dynamic_field=True)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=2)
+    client.create_collection(name, schema=schema)
+    idx = client.prepare_index_params()
+    idx.add_index(field_name="vec", index_type="FLAT", metric_type="L2")
+    client.create_index(name, idx)
+    rows = [{"id": i, "vec": [1.0, 0.0], "overview": f"w{i % 7}", "words": i % 50,
+             "dynamic_json": {"nested": {"value": i % 9}}} for i in range(N)]
+    client.insert(name, rows[:SEALED])
+    client.flush(name)
+    client.insert(name, rows[SEALED:])
+    client.load_collection(name)
+    filters = ['overview == "w3"', "words >= 45", 'dynamic_json["nested"]["value"] < 2', 'overview in ["w1", "w2"]']
+    before = {f: _query(client, name, f) for f in filters}
+    assert before["words >= 45"] == [r["id"] for r in rows if r["words"] >= 45]
+    idx = client.prepare_index_params()
+    idx.add_index(field_name="overview", index_type="AUTOINDEX", index_name="overview_index",
+                  params={"json_cast_type": "varchar", "json_path": "overview"})
+    idx.add_index(field_name="words", index_type="INVERTED", index_name="words_index",
+                  params={"json_cast_type": "double", "json_path": "words"})
+    idx.add_index(field_name="dynamic_json", index_type="AUTOINDEX", index_name="nested_index",
+                  params={"json_cast_type": "double", "json_path": "dynamic_json['nested']['value']"})
+    client.create_index(name, idx)
+    assert client.describe_index(name, "words_index")["json_path"] == "words"
+    if hasattr(server, "querynode"):
+        from vecdb.index.json_path import segment_json_index
+
+        coll = next(c for c in server.querynode.collections.values() if c.info.name == name)
+        sealed = [s for shard in coll.shards for s in shard.segments.values() if s.sealed]
+        keys = [("$meta", ("overview",), "str"), ("$meta", ("words",), "num"),
+                ("$meta", ("dynamic_json", "nested", "value"), "num")]
+        deadline = time.time() + 30
+        while time.time() < deadline and not all(segment_json_index(s, k) is not None for s in sealed for k in keys):
+            time.sleep(0.05)
+        assert sealed and all(segment_json_index(s, k) is not None for s in sealed for k in keys)
+    assert {f: _query(client, name, f) for f in filters} == before

@@ -169,10 +169,12 @@ class IndexRpcs(ResourceGroupRpcs):
     def CreateIndex(self, request, context):
         db = db_of(request, context)
         info = self.collection(db, request.collection_name)
+        index_type, metric, params = _split_index_params(request.extra_params)
         field = info.schema.field(request.field_name)
+        if field is None and "json_path" in params:  # a dynamic key's JSON path index (Milvus 2.5+): on $meta
+            field = info.schema.dynamic_field
         if field is None:
             raise errors.FieldNotFound(f"cannot create index on non-exist field: {request.field_name}")
-        index_type, metric, params = _split_index_params(request.extra_params)
         user: dict[str, str] = {}
         props: dict[str, str] = {}
         if field.is_function_output and info.schema.minhash_function_of(field.name) is not None:

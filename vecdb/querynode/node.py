@@ -642,7 +642,7 @@ class QueryNode:
                 continue
             if idx.index_type == "NGRAM":  # (a VARCHAR field's column is sorted too, below)
                 self._warm_ngram(info, idx, field, segments)
-            if field.dtype == DataType.JSON and idx.index_type == "INVERTED":
+            if field.dtype == DataType.JSON and idx.index_type in ("INVERTED", "AUTOINDEX"):
                 self._warm_json_path(info, idx, segments)
             elif field.dtype == DataType.ARRAY and idx.index_type in array_elements.ARRAY_INDEX_TYPES:
                 self._submit_sealed(segments, field.name, _warm_array_index, field.name)
