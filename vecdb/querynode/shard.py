@@ -361,9 +361,10 @@ class Shard:
                 self.lock.release()
         if ts is not None and scope is None and retired:
             segs = _as_of(segs, retired, ts)
+        held = segs
         segs = [s for s in segs if s.n]
         if scope is not None:
-            segs = scope.select(self, segs)
+            segs = scope.select(self, segs, held)
         return [SegmentView(s, s.n, horizon=horizon) for s in segs
                 if not s.stub and (partition_ids is None or s.partition_id in partition_ids)]
 
@@ -377,10 +378,18 @@ class ReadScope:
     rest: bool
     prefixes: frozenset[str]
 
-    def select(self, shard: Shard, segs: list[Segment]) -> list[Segment]:
+    def select(self, shard: Shard, segs: list[Segment], held: list[Segment]) -> list[Segment]:
+        """``segs`` (of ``held``, the shard's segments) this node reads. The leader refuses a plan that
+        names a sealed segment it does not hold at all, full or stub: one it compacted away (it reads
+        the compacted segment, which holds that one's rows) or has not sealed yet (its rows are still
+        growing here); another node holding it still would read those rows twice."""
         if self.rest:
             if not shard.leader:
                 raise errors.CollectionNotLoaded(f"channel {shard.channel} is not led by this query node")
+            unknown = self.prefixes - {s.prefix for s in held if s.sealed}
+            if unknown:
+                raise errors.CollectionNotLoaded(f"channel {shard.channel}: segments {sorted(unknown)} are not "
+                                                 f"segments of it here (compacted away or not sealed yet)")
             out = [s for s in segs if s.prefix not in self.prefixes or not s.sealed]
             stale = [s.prefix for s in out if s.stub and s.sealed]
             if stale:
