@@ -33,9 +33,9 @@ def test_scalar_index_without_metric_and_autoindex_compare_by_name():
     assert not _other_index(scalar, {"field_name": "tag", "index_name": "tag_idx", "index_type": "INVERTED"})
     auto = _idx(kind="HNSW", user={"index_type": "AUTOINDEX", "metric_type": "COSINE"})
     assert not _other_index(auto, _described(kind="AUTOINDEX"))  # the target describes what was asked
-    # (indexes are paired by name: another field or JSON path under the name is another index)
+    # (indexes are paired by name: another field under the name is another index)
     assert _other_index(auto, {**_described(kind="AUTOINDEX"), "field_name": "other"})
     path = IndexInfo(3, "j_a", "j", "INVERTED", "", {"json_cast_type": "varchar", "json_path": 'j["a"]'})
     described = {"field_name": "j", "index_name": "j_a", "index_type": "INVERTED", "json_path": 'j["a"]'}
     assert not _other_index(path, described)
-    assert _other_index(path, {**described, "json_path": 'j["b"]'})
+    assert not _other_index(path, {**described, "json_path": "/a"})  # (spelled otherwise by another server)

@@ -18,6 +18,7 @@ from vecdb.index.scalar import SortedIndex, kept_index
 
 ARRAY_INDEX_TYPES = ("INVERTED", "BITMAP", "AUTOINDEX")  # the scalar index types Milvus takes on an ARRAY field
 
+
 class ArrayElementsIndex(SortedIndex):
     """Every element of ``n`` rows sorted (``values``), with the row holding each (``order``)."""
 

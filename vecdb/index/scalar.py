@@ -20,9 +20,9 @@ What one is used for (``SortedIndex``): a sealed segment's column, sorted once (
 the row ids in that order), answers ``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=`` against a
 constant and ``in [...]`` on the indexed field with ``np.searchsorted`` instead of comparing every
 row: one binary search per bound and a scatter of the matching row ids. It is built when a sealed
-segment is loaded or sealed on a query node (``vecdb.querynode.node``) for every non-nullable
-BOOL, numeric or VARCHAR field with a scalar index, whichever of the four types it is (the answer
-is the same: the index only pays for it), nullable ones too (``accelerates``). An ARRAY field's index is
+segment is loaded or sealed on a query node (``vecdb.querynode.node``) for every BOOL, numeric or
+VARCHAR field with a scalar index, nullable ones too (``accelerates``), whichever of the four types it
+is (the answer is the same: the index only pays for it). An ARRAY field's index is
 vecdb.index.array_elements', a JSON field's INVERTED index on a path vecdb.index.json_path's.
 Results equal the scan's: searchsorted and the comparison cast the constant the same way (NumPy 2's
 rules: a Python float against a FLOAT column is compared as float32, against an integer column as
