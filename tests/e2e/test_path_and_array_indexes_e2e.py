@@ -54,20 +54,24 @@ def _all(client, name):
     return {f: _query(client, name, f) for f in FILTERS}
 
 
-def _wait_for_indexes(server, name) -> bool:
-    """Standalone: wait until every sealed segment holds the three indexes; False elsewhere."""
+def _wait_for_indexes(server, name, built, keys) -> bool:
+    """Standalone: wait until every sealed segment holds each index ``built(segment, key)`` finds (the
+    query node builds them in the background); False elsewhere (a cluster's nodes are processes)."""
     if not hasattr(server, "querynode"):
         return False
-    from vecdb.index.json_path import segment_json_index
-
     coll = next(c for c in server.querynode.collections.values() if c.info.name == name)
     sealed = [s for shard in coll.shards for s in shard.segments.values() if s.sealed]
-    keys = [("j", (key,), cat) for key, cat in CASTS.values()]
     deadline = time.time() + 30
-    while time.time() < deadline and not all(segment_json_index(s, k) is not None for s in sealed for k in keys):
+    while time.time() < deadline and not all(built(s, k) is not None for s in sealed for k in keys):
         time.sleep(0.05)
-    assert sealed and all(segment_json_index(s, k) is not None for s in sealed for k in keys)
+    assert sealed and all(built(s, k) is not None for s in sealed for k in keys)
     return True
+
+
+def _wait_for_path_indexes(server, name) -> bool:
+    from vecdb.index.json_path import segment_json_index
+
+    return _wait_for_indexes(server, name, segment_json_index, [("j", (key,), cat) for key, cat in CASTS.values()])
 
 
 def _count_index_reads(monkeypatch) -> list:
@@ -107,7 +111,7 @@ def test_json_path_indexes_give_the_scans_rows(server, client, name, monkeypatch
         client.create_index(name, idx)
     assert client.describe_index(name, "j_x")["json_cast_type"].lower() == "double"
     assert sorted(client.list_indexes(name)) == ["j_b", "j_s", "j_x", "vec"]
-    standalone = _wait_for_indexes(server, name)
+    standalone = _wait_for_path_indexes(server, name)
     calls = _count_index_reads(monkeypatch)
     assert _all(client, name) == before
     if standalone:  # the sealed segment's indexes answered each category's comparisons
@@ -115,7 +119,7 @@ def test_json_path_indexes_give_the_scans_rows(server, client, name, monkeypatch
 
     client.release_collection(name)
     client.load_collection(name)
-    _wait_for_indexes(server, name)
+    _wait_for_path_indexes(server, name)
     assert _all(client, name) == before
 
 
@@ -208,16 +212,9 @@ def test_array_indexes_give_the_scans_rows(server, client, name, monkeypatch):
     for field, kind in (("ai", "INVERTED"), ("av", "BITMAP"), ("af", "INVERTED"), ("ab", "AUTOINDEX")):
         idx.add_index(field_name=field, index_type=kind)
     client.create_index(name, idx)
-    if hasattr(server, "querynode"):
-        from vecdb.index.array_elements import ArrayElementsIndex, segment_array_index
+    from vecdb.index.array_elements import ArrayElementsIndex, segment_array_index
 
-        coll = next(c for c in server.querynode.collections.values() if c.info.name == name)
-        sealed = [s for shard in coll.shards for s in shard.segments.values() if s.sealed]
-        wait_for = [(s, f) for s in sealed for f in ("ai", "av", "af", "ab")]
-        deadline = time.time() + 30
-        while time.time() < deadline and not all(segment_array_index(s, f) is not None for s, f in wait_for):
-            time.sleep(0.05)
-        assert sealed and all(segment_array_index(s, f) is not None for s, f in wait_for)
+    if _wait_for_indexes(server, name, segment_array_index, ("ai", "av", "af", "ab")):
         calls: list = []
         isin, rows_with = ArrayElementsIndex.isin, ArrayElementsIndex.rows_with
         monkeypatch.setattr(ArrayElementsIndex, "isin", lambda self, v: calls.append("any") or isin(self, v))
@@ -260,15 +257,8 @@ def test_dynamic_keys_take_json_path_indexes(server, client, name):
                   params={"json_cast_type": "double", "json_path": "dynamic_json['nested']['value']"})
     client.create_index(name, idx)
     assert client.describe_index(name, "words_index")["json_path"] == "words"
-    if hasattr(server, "querynode"):
-        from vecdb.index.json_path import segment_json_index
+    from vecdb.index.json_path import segment_json_index
 
-        coll = next(c for c in server.querynode.collections.values() if c.info.name == name)
-        sealed = [s for shard in coll.shards for s in shard.segments.values() if s.sealed]
-        keys = [("$meta", ("overview",), "str"), ("$meta", ("words",), "num"),
-                ("$meta", ("dynamic_json", "nested", "value"), "num")]
-        deadline = time.time() + 30
-        while time.time() < deadline and not all(segment_json_index(s, k) is not None for s in sealed for k in keys):
-            time.sleep(0.05)
-        assert sealed and all(segment_json_index(s, k) is not None for s in sealed for k in keys)
+    _wait_for_indexes(server, name, segment_json_index, [("$meta", ("overview",), "str"), ("$meta", ("words",), "num"),
+                                                         ("$meta", ("dynamic_json", "nested", "value"), "num")])
     assert {f: _query(client, name, f) for f in filters} == before

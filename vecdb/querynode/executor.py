@@ -37,29 +37,29 @@ class SegmentColumns(Mapping):
     def __getitem__(self, name: str) -> np.ndarray:
         return self._view.segment.column(name, self._view.n)
 
+    def _over_view(self, idx):
+        """``idx`` (a sealed segment's) when it covers exactly the view's rows; else None (filters scan)."""
+        return idx if idx is not None and idx.n == self._view.n else None
+
     def scalar_index(self, name: str):
         """The sealed segment's scalar index of ``name`` when built over the view's rows (filters on
         the field then use it: vecdb.index.scalar)."""
-        idx = segment_scalar_index(self._view.segment, name)
-        return idx if idx is not None and idx.n == self._view.n else None
+        return self._over_view(segment_scalar_index(self._view.segment, name))
 
     def array_index(self, name: str):
         """The sealed segment's ARRAY index of field ``name`` when built over the view's rows
         (``array_contains*`` read it: vecdb.index.array_elements)."""
-        idx = segment_array_index(self._view.segment, name)
-        return idx if idx is not None and idx.n == self._view.n else None
+        return self._over_view(segment_array_index(self._view.segment, name))
 
     def json_index(self, key: tuple):
         """The sealed segment's JSON path index of ``key`` (field, path, category) when built over the
         view's rows (comparisons of the path with a constant of that type read it: vecdb.index.json_path)."""
-        idx = segment_json_index(self._view.segment, key)
-        return idx if idx is not None and idx.n == self._view.n else None
+        return self._over_view(segment_json_index(self._view.segment, key))
 
     def ngram_index(self, key: tuple):
         """The sealed segment's NGRAM index of ``key`` (column, JSON path) when built over the view's
         rows (``like`` then checks its candidates only: vecdb.expr.ngram_like)."""
-        idx = segment_ngram_index(self._view.segment, key)
-        return idx if idx is not None and idx.n == self._view.n else None
+        return self._over_view(segment_ngram_index(self._view.segment, key))
 
     def __iter__(self):
         return iter(self._view.segment.column_names())
