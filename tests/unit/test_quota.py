@@ -77,6 +77,22 @@ def test_search_rate_counts_vectors_and_refusals_cost_nothing():
     assert e.value.code == 8 and e.value.legacy_code == "RateLimit" and e.value.retriable
 
 
+def test_a_search_without_nq_counts_its_query_vectors():
+    """Older clients send nq 0: the placeholder group's vectors are counted, so a batch costs what it
+    searches (it cost one token)."""
+    from pymilvus.grpc_gen import common_pb2
+
+    group = common_pb2.PlaceholderGroup(placeholders=[common_pb2.PlaceholderValue(
+        tag="$0", type=common_pb2.PlaceholderType.FloatVector, values=[b"\0" * 8] * 25)])
+    clock = Clock()
+    q = Quota(QuotaSettings(search_rate=100), clock=clock, memory_used=lambda: 0)
+    batch = milvus_pb2.SearchRequest(collection_name="c", nq=0, placeholder_group=group.SerializeToString())
+    assert admitted(q, "Search", batch) == 4
+    clock.now += 1
+    garbled = milvus_pb2.SearchRequest(collection_name="c", nq=0, placeholder_group=b"\xff\xff")
+    assert admitted(q, "Search", garbled) == 100  # (refused by the search itself: one token here)
+
+
 def test_per_collection_and_per_user_limits_are_separate_buckets():
     clock = Clock()
     q = Quota(QuotaSettings(query_rate_per_collection=3, search_rate_per_user=2), clock=clock, memory_used=lambda: 0)

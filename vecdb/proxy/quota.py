@@ -43,7 +43,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+from google.protobuf.message import DecodeError
 from prometheus_client import Counter
+from pymilvus.grpc_gen import common_pb2
 
 from vecdb import errors, metrics
 from vecdb.config import QuotaSettings
@@ -123,9 +125,22 @@ def _cost(kind: str, request) -> float:
     if kind == "search":
         subs = getattr(request, "requests", None)  # HybridSearch: the sum of its searches' nq
         if subs:
-            return float(sum(max(1, s.nq) for s in subs))
-        return float(max(1, getattr(request, "nq", 1)))
+            return float(sum(_nq(s) for s in subs))
+        return float(_nq(request))
     return 1.0
+
+
+def _nq(request) -> int:
+    """A search's query vectors: its ``nq`` (0 from older clients: the placeholder group counted, so a
+    batch without it costs what it searches; the search itself refuses a group that does not parse)."""
+    nq = getattr(request, "nq", 1)
+    if nq == 0 and getattr(request, "placeholder_group", b""):
+        try:
+            group = common_pb2.PlaceholderGroup.FromString(request.placeholder_group)
+        except DecodeError:
+            return 1
+        nq = sum(len(p.values) for p in group.placeholders)
+    return max(1, nq)
 
 
 def property_rate(properties: Mapping[str, str], kind: str) -> float:
