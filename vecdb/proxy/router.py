@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Protocol
 
-from vecdb import bm25, errors, group_partials, top_rows
+from vecdb import bm25, errors, group_partials, timestamp, top_rows
 from vecdb.coord.assignment import (
     ASSIGN_PREFIX,
     FULL_PREFIX,
@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 
 DOWN_SECONDS = 5.0  # a node that did not answer is tried after the others for this long
 READ_WAIT = 15.0  # how long a read waits for some replica to be served completely
+# a read whose snapshot is older (a query iterator's later pages; not a Bounded read, which reuses a
+# timestamp up to vecdb.proxy.consistency.BOUNDED_STALENESS old) asks every node of a spread channel
+OLD_SNAPSHOT_S = 1.5
 LOAD_WAIT = 120.0  # how long load waits for every replica to be served
 # how long load waits, once replica_number replicas are served, for the coord's further replicas (one per
 # node with querynode.replica_per_node) to be served too: a slow or stuck node does not fail the load
@@ -211,10 +214,13 @@ class QueryNodeRouter:
         with self._lock:
             return dict(self._served_count)
 
-    def plans(self, collection_id: int) -> list[Plan]:
+    def plans(self, collection_id: int, every_node: bool = False) -> list[Plan]:
         """The replicas that can answer a read now (every channel's owner live and serving it),
         each as (node, channels) pairs; one served entirely by this process's own query node first
-        (``set_local``), replicas with a node marked down last, the others in turn."""
+        (``set_local``), replicas with a node marked down last, the others in turn. ``every_node``
+        (a read at an older snapshot): each other node of the replica that follows a channel whose
+        sealed segments are spread is asked too, with no segment named: it reads the sources of a
+        compaction made since that it holds in full (vecdb.querynode.shard.ReadScope.select)."""
         a = self.assignment(collection_id)
         if a is None:
             return []
@@ -234,7 +240,11 @@ class QueryNodeRouter:
                 if r.segments.get(ch):
                     routed = _route_segments(r, ch, owner, collection_id, fulls, nodes)
                     scopes.setdefault(owner, {})[ch] = ReadScope(True, frozenset(routed))
-                    for n in sorted(set(routed.values())):
+                    readers = set(routed.values())
+                    if every_node:
+                        readers |= {n for n in r.nodes if n != owner and n in nodes
+                                    and ch in serving.get(n, {}).get(collection_id, {})}
+                    for n in sorted(readers):
                         groups.setdefault(n, []).append(ch)
                         scopes.setdefault(n, {})[ch] = ReadScope(False, frozenset(p for p, m in routed.items()
                                                                                   if m == n))
@@ -250,14 +260,16 @@ class QueryNodeRouter:
                                           local is None or any(part[0] != local for part in p)))
 
     # --- calls -----------------------------------------------------------------------
-    def _read(self, info, call: Callable[[Plan], Any]):
+    def _read(self, info, call: Callable[[Plan], Any], ts: int = 0):
         """``call(plan)`` on a replica that can answer; on a node that does not answer or lacks a
         channel, the next replica; when none can, waits for the assignment to change, up to
-        ``READ_WAIT`` seconds."""
+        ``READ_WAIT`` seconds. ``ts``: the read's snapshot; one older than ``OLD_SNAPSHOT_S`` (a query
+        iterator's later pages) asks every node following a spread channel (``plans``)."""
         deadline = time.monotonic() + READ_WAIT
         error: errors.VecdbError | None = None
+        every_node = 0 < ts and timestamp.physical_ms(ts) < (time.time() - OLD_SNAPSHOT_S) * 1000
         while True:
-            for plan in self.plans(info.id):
+            for plan in self.plans(info.id, every_node):
                 try:
                     return call(plan)
                 except (errors.ServiceUnavailable, errors.CollectionNotLoaded) as e:
@@ -351,7 +363,7 @@ class QueryNodeRouter:
                 parts = self._on_nodes(plan, lambda n, c, s: n.search(info, each, partition_ids, output_fields,
                                                                       wait=_only(end, c), channels=c, scopes=s))
                 return merge_hits(parts, len(spec.queries), spec.limit, spec.offset, spec.metric)
-            return self._read(info, call)
+            return self._read(info, call, spec.ts)
         return self._batcher.search(batch_key(info, spec, partition_ids, output_fields, end), spec, run)
 
     def query(self, info, ts, flt, partition_ids, output_fields, limit, offset, *, sealed_only=False):
@@ -369,7 +381,7 @@ class QueryNodeRouter:
                                                                  wait=_only(end, c), channels=c, scopes=s,
                                                                  sealed_only=sealed_only))
             return merge_query(parts, pk, limit, offset, list(output_fields))
-        return self._read(info, call)
+        return self._read(info, call, ts)
 
     def query_partials(self, info, ts, flt, partition_ids, spec, *, sealed_only=False):
         """Each node's partials (``vecdb.group_partials``), merged."""
@@ -380,7 +392,7 @@ class QueryNodeRouter:
                                                                           wait=_only(end, c), channels=c, scopes=s,
                                                                           sealed_only=sealed_only))
             return parts[0] if len(parts) == 1 else group_partials.merge(info.schema, spec, parts)
-        return self._read(info, call)
+        return self._read(info, call, ts)
 
     def query_top(self, info, ts, flt, partition_ids, output_fields, order, limit, offset, *, sealed_only=False):
         """Each node's first ``limit + offset`` rows by ``order`` (``vecdb.top_rows``), merged and paged:
@@ -393,13 +405,13 @@ class QueryNodeRouter:
                                                                      order, spec.k, 0, wait=_only(end, c), channels=c,
                                                                      scopes=s, sealed_only=sealed_only))
             return top_rows.merge(spec, parts, list(output_fields), offset)
-        return self._read(info, call)
+        return self._read(info, call, ts)
 
     def count(self, info, ts, flt, partition_ids, *, sealed_only=False) -> int:
         end = self._end(info)
         return self._read(info, lambda plan: sum(self._on_nodes(
             plan, lambda n, c, s: n.count(info, ts, flt, partition_ids, wait=_only(end, c), channels=c, scopes=s,
-                                          sealed_only=sealed_only))))
+                                          sealed_only=sealed_only))), ts)
 
     # --- load state ------------------------------------------------------------
     def load(self, info) -> None:

@@ -359,12 +359,13 @@ class Shard:
                 self.prune_retired()
             finally:
                 self.lock.release()
-        if ts is not None and scope is None and retired:
-            segs = _as_of(segs, retired, ts)
-        held = segs
+        held: list[Segment] = segs
+        undone: tuple[Retired, ...] = ()
+        if ts is not None and retired:
+            segs, undone = _as_of(segs, retired, ts)
         segs = [s for s in segs if s.n]
         if scope is not None:
-            segs = scope.select(self, segs, held)
+            segs = scope.select(self, segs, held, undone)
         return [SegmentView(s, s.n, horizon=horizon) for s in segs
                 if not s.stub and (partition_ids is None or s.partition_id in partition_ids)]
 
@@ -378,11 +379,20 @@ class ReadScope:
     rest: bool
     prefixes: frozenset[str]
 
-    def select(self, shard: Shard, segs: list[Segment], held: list[Segment]) -> list[Segment]:
+    def select(self, shard: Shard, segs: list[Segment], held: list[Segment],
+               undone: tuple[Retired, ...] = ()) -> list[Segment]:
         """``segs`` (of ``held``, the shard's segments) this node reads. The leader refuses a plan that
         names a sealed segment it does not hold at all, full or stub: one it compacted away (it reads
         the compacted segment, which holds that one's rows) or has not sealed yet (its rows are still
-        growing here); another node holding it still would read those rows twice."""
+        growing here); another node holding it still would read those rows twice.
+
+        ``undone``: the compactions a read at an older snapshot undoes (``_as_of``; ``segs`` has their
+        sources in place of their new segments). The plan names today's segments, so a compaction's new
+        segment named here stands for its sources, and each node reads the sources it holds in full,
+        named or not: every sealed segment is held in full by one node of a replica, and a read at an
+        older snapshot asks every node of the replica that follows the channel (the proxy's
+        ``plans(every_node=True)``), those that hold nothing named today too."""
+        sources = {o.slot for r in undone for o in r.old}
         if self.rest:
             if not shard.leader:
                 raise errors.CollectionNotLoaded(f"channel {shard.channel} is not led by this query node")
@@ -390,31 +400,34 @@ class ReadScope:
             if unknown:
                 raise errors.CollectionNotLoaded(f"channel {shard.channel}: segments {sorted(unknown)} are not "
                                                  f"segments of it here (compacted away or not sealed yet)")
-            out = [s for s in segs if s.prefix not in self.prefixes or not s.sealed]
-            stale = [s.prefix for s in out if s.stub and s.sealed]
+            out = [s for s in segs if s.prefix not in self.prefixes or not s.sealed or s.slot in sources]
+            stale = [s.prefix for s in out if s.stub and s.sealed and s.slot not in sources]
             if stale:
                 raise errors.CollectionNotLoaded(f"channel {shard.channel}: segments {stale} are not served here "
                                                  f"any more; read them where they moved")
             return out
-        out = [s for s in segs if s.sealed and s.prefix in self.prefixes and not s.stub]
-        missing = self.prefixes - {s.prefix for s in out}
+        out = [s for s in segs if s.sealed and not s.stub and (s.prefix in self.prefixes or s.slot in sources)]
+        translated = {n.prefix for r in undone for n in r.new}
+        missing = self.prefixes - {s.prefix for s in out} - translated
         if missing:
             raise errors.CollectionNotLoaded(f"channel {shard.channel}: segments {sorted(missing)} are not served "
                                              f"here")
         return out
 
 
-def _as_of(segs: list[Segment], retired: tuple[Retired, ...], ts: int) -> list[Segment]:
+def _as_of(segs: list[Segment], retired: tuple[Retired, ...], ts: int) -> tuple[list[Segment], tuple[Retired, ...]]:
     """``segs`` as a read at ``ts`` must see them: each compaction (newest first) that dropped rows a
-    read at ``ts`` still sees, and whose new segments are all in ``segs``, undone."""
+    read at ``ts`` still sees, and whose new segments are all in ``segs``, undone; and those undone."""
     by_slot = {s.slot: s for s in segs}
     now = time.monotonic()
+    undone = []
     for r in reversed(retired):
         if ts < r.dropped_ts and r.until > now and all(by_slot.get(n.slot) is n for n in r.new):
             for n in r.new:
                 del by_slot[n.slot]
             by_slot.update((o.slot, o) for o in r.old)
-    return list(by_slot.values())
+            undone.append(r)
+    return list(by_slot.values()), tuple(undone)
 
 
 def _lexsort_obj(pks: np.ndarray, ts: np.ndarray) -> np.ndarray:
