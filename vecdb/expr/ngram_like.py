@@ -23,16 +23,13 @@ NgramKey = tuple[str, tuple]  # (column name, JSON path; () for a VARCHAR column
 
 def indexed_like(ctx, value: ValueNode, matcher) -> np.ndarray | None:
     """``value like pattern`` answered by an NGRAM index over ``ctx``'s rows; None: scan."""
-    get = getattr(ctx.columns, "ngram_index", None)
-    if get is None:
-        return None
     if isinstance(value, Column) and value.cat == "str":
         key: NgramKey = (value.field, ())
     elif isinstance(value, JsonPath):
         key = (value.field, value.path)
     else:
         return None
-    idx = get(key)
+    idx = ctx.index("ngram", key)
     return None if idx is None else idx.like(matcher.literals, matcher)
 
 

@@ -156,7 +156,7 @@ class Compare(Pred):
     def eval(self, ctx):
         if self.indexable:
             assert isinstance(self.left, Column) and isinstance(self.right, Const)
-            idx = ctx.scalar_index(self.left.field)
+            idx = ctx.index("scalar", self.left.field)
             if idx is not None:
                 rv = Scalar(self.right.value).view(self.left.cat)
                 if rv is None:
@@ -165,7 +165,7 @@ class Compare(Pred):
                 if res is not None:  # else a scan is cheaper
                     return res
         if self.json_key is not None:
-            jdx = ctx.json_index(*self.json_key)
+            jdx = ctx.index("json", self.json_key)
             if jdx is not None:
                 assert isinstance(self.right, Const)
                 res = jdx.compare("==" if self.json_ne else self.op, self.right.value)
@@ -257,7 +257,7 @@ class In(Pred):
         if not _indexed_column(col):
             return None
         assert isinstance(col, Column)
-        idx = ctx.scalar_index(col.field)
+        idx = ctx.index("scalar", col.field)
         if idx is None:
             return None
         vals = {"num": self.nums, "str": self.strs, "bool": self.bools}[col.cat]
@@ -274,7 +274,7 @@ class In(Pred):
         if len(kinds) != 1 or self.lists:
             return None
         cat, vals = kinds[0]
-        idx = ctx.json_index(path.field, path.path, cat)
+        idx = ctx.index("json", (path.field, path.path, cat))
         if idx is not None:
             return idx.isin(vals)
         if cat != "str":
@@ -449,7 +449,7 @@ class ArrayContains(Pred):
         elif not vals:
             return np.zeros(n, dtype=bool)
         arr = np.array(vals, dtype=np.float32 if self.float32 else object if isinstance(vals[0], str) else None)
-        idx = ctx.array_index(self.field)  # a sealed segment's elements, sorted (vecdb.index.array_elements)
+        idx = ctx.index("array", self.field)  # a sealed segment's elements, sorted (vecdb.index.array_elements)
         if idx is not None:
             if self.mode != "all":
                 return idx.isin(arr)

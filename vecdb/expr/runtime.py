@@ -37,23 +37,14 @@ class EvalContext:
             self._cache[key] = col
         return col
 
-    def scalar_index(self, field: str):
-        """The scalar index (vecdb.index.scalar.SortedIndex) of ``field`` over exactly these ``n`` rows,
-        when the columns come with one (a sealed segment's, vecdb.querynode.executor); else None."""
-        get = getattr(self.columns, "scalar_index", None)
-        return None if get is None else get(field)
-
-    def json_index(self, field: str, path: tuple, cat: str):
-        """The JSON path index (vecdb.index.json_path) of ``field`` at ``path`` keeping values of ``cat``,
-        over exactly these ``n`` rows, when the columns come with one (a sealed segment's); else None."""
-        get = getattr(self.columns, "json_index", None)
-        return None if get is None else get((field, path, cat))
-
-    def array_index(self, field: str):
-        """The ARRAY index (vecdb.index.array_elements) of ``field`` over exactly these ``n`` rows, when
-        the columns come with one (a sealed segment's); else None."""
-        get = getattr(self.columns, "array_index", None)
-        return None if get is None else get(field)
+    def index(self, kind: str, key):
+        """The index of ``kind`` for ``key`` over exactly these ``n`` rows, when the columns come with one
+        (a sealed segment's, vecdb.querynode.executor.SegmentColumns); else None (the filter scans):
+        "scalar" a column's (vecdb.index.scalar), "json" a (field, path, category)'s
+        (vecdb.index.json_path), "array" an ARRAY field's (vecdb.index.array_elements), "ngram" a
+        (column, path)'s (vecdb.index.ngram)."""
+        get = getattr(self.columns, f"{kind}_index", None)
+        return None if get is None else get(key)
 
     def json(self, field: str, path: tuple) -> JsonVal:
         key = ("json", field, path)

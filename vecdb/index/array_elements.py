@@ -32,8 +32,7 @@ class ArrayElementsIndex(SortedIndex):
 
     def rows_with(self, value) -> np.ndarray:
         """Rows holding ``value`` (compared as the scan compares it: ``==`` on the element type)."""
-        v = self.values
-        return self._rows(int(np.searchsorted(v, value, "left")), int(np.searchsorted(v, value, "right")))
+        return self._rows(*self.bounds("==", value))
 
 
 def segment_array_index(seg, name: str) -> ArrayElementsIndex | None:

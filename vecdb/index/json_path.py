@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from vecdb.expr import rowdata
-from vecdb.index.scalar import _SIDES, SortedIndex, kept_index
+from vecdb.index.scalar import SortedIndex, kept_index
 
 CAST_CATEGORIES = {"VARCHAR": "str", "DOUBLE": "num", "BOOL": "bool"}  # json_cast_type -> the filter's category
 
@@ -55,16 +55,7 @@ class JsonPathIndex(SortedIndex):
 
     def compare(self, op: str, value) -> np.ndarray:
         """Rows whose value ``op value`` (``==`` or an ordering; ``!=`` is the caller's "not ==")."""
-        v = self.values
-        if v.dtype != object:
-            value = v.dtype.type(value)  # as the scan's comparison casts it (an int against float64)
-        if op == "==":
-            lo, hi = int(np.searchsorted(v, value, "left")), int(np.searchsorted(v, value, "right"))
-        else:
-            side, upper = _SIDES[op]
-            cut = int(np.searchsorted(v, value, side))
-            lo, hi = (cut, len(v)) if upper else (0, cut)
-        return self._rows(lo, hi)
+        return self._rows(*self.bounds(op, self.cast(value)))
 
 
 def segment_json_index(seg, key: tuple) -> JsonPathIndex | None:

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vecdb.index.scalar import kept_index
+
 _PRIME = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime, over code points instead of bytes
 _SEED = 0xCBF29CE484222325
 _MIX1, _MIX2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)  # murmur3's fmix64
@@ -185,7 +187,7 @@ def _row_chunks(strings: np.ndarray):
 
 def segment_ngram_index(seg, key: tuple) -> NgramIndex | None:
     """The NGRAM index kept on sealed segment ``seg`` for ``key`` (column, JSON path), if built."""
-    return seg.__dict__.get("_ngram_indexes", {}).get(key)
+    return kept_index(seg, "_ngram_indexes", key)
 
 
 def build_segment_ngram_index(seg, key: tuple, min_gram: int, max_gram: int, strings) -> NgramIndex:

@@ -157,28 +157,35 @@ class SortedIndex:
             res[self.order[lo:hi]] = True
         return res
 
+    def cast(self, value):
+        """``value`` as a comparison with the column casts it (0.1 or 16777217 against a FLOAT column)."""
+        v = self.values
+        if v.dtype != object and (np.result_type(v.dtype, value) == v.dtype or
+                                  (v.dtype == np.float32 and isinstance(value, np.integer))):
+            return v.dtype.type(value)
+        return value
+
+    def bounds(self, op: str, value) -> tuple[int, int]:
+        """The positions of ``values`` holding ``value`` (``==``, ``!=``: the run of equal values) or on
+        ``op``'s side of it (an ordering), ``value`` cast already."""
+        v = self.values
+        if op in ("==", "!="):
+            return int(np.searchsorted(v, value, "left")), int(np.searchsorted(v, value, "right"))
+        side, upper = _SIDES[op]
+        cut = int(np.searchsorted(v, value, side))
+        return (cut, len(v)) if upper else (0, cut)
+
     def compare(self, op: str, value) -> np.ndarray | None:
         """Rows where ``column op value`` (the column on the left); None where a scan is cheaper: a
         numeric column where more than ``1/BROAD`` of the rows would be scattered (a comparison of a
         numeric column is one vectorised pass; scattering random row ids costs more per row). The
         side of a range with fewer rows is the one scattered (then inverted)."""
-        v = self.values
-        if v.dtype != object and (np.result_type(v.dtype, value) == v.dtype or
-                                  (v.dtype == np.float32 and isinstance(value, np.integer))):
-            value = v.dtype.type(value)  # as the comparison casts it (0.1 or 16777217 against a FLOAT column)
-        if op in ("==", "!="):
-            lo, hi = int(np.searchsorted(v, value, "left")), int(np.searchsorted(v, value, "right"))
-            invert = op == "!="
-        else:
-            side, upper = _SIDES[op]
-            cut = int(np.searchsorted(v, value, side))
-            lo, hi = (cut, self.n) if upper else (0, cut)
-            if hi - lo > self.n // 2:  # scatter the smaller side
-                lo, hi = (0, cut) if upper else (cut, self.n)
-                invert = True
-            else:
-                invert = False
-        if v.dtype != object and (hi - lo) * BROAD > self.n:
+        lo, hi = self.bounds(op, self.cast(value))
+        invert = op == "!="
+        if op not in ("==", "!=") and hi - lo > self.n // 2:  # scatter the smaller side (a range ends at an end)
+            lo, hi = (hi, self.n) if lo == 0 else (0, lo)
+            invert = True
+        if self.values.dtype != object and (hi - lo) * BROAD > self.n:
             return None
         res = self._rows(lo, hi)
         if invert:
