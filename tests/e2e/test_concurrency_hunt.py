@@ -59,23 +59,13 @@ def test_a_leader_refuses_a_plan_naming_a_segment_it_compacted_away():
     the holder let p1 go."""
     from tests.unit.test_compaction_swap import CH, CID, World, apply_records, compact
     from tests.unit.test_segment_stubs import _rows as node_rows
+    from tests.unit.test_segment_stubs import leader_and_holder
     from vecdb import errors
-    from vecdb.querynode.node import QueryNode
     from vecdb.querynode.shard import ReadScope
-    from vecdb.storage import segments as sf
 
     w = World()
     try:
-        w.insert(range(100), "a")
-        w.seal_and_persist()
-        w.insert(range(100, 200), "b")
-        w.seal_and_persist()
-        p0, p1 = [s["prefix"] for s in sf.list_segments(w.meta, CID, CH)]
-        leader = w.node()
-        holder = QueryNode(w.log, w.meta, w.objects)
-        holder.compactions.close()  # it has not applied the compaction yet
-        holder.load(w.info, leader=False, full=lambda ch, prefix: prefix == p1)
-        w.nodes.append(holder)
+        p0, p1, leader, holder = leader_and_holder(w, holder_compacts=False)  # it has not applied it yet
         assert leader.demote(CID, CH, [p1]) == [p1]
         want = {k: v for k, (_, v) in w.ref.items()}
         assert {**node_rows(leader, w, ReadScope(True, frozenset([p1]))),

@@ -29,8 +29,9 @@ def _rows(node: QueryNode, w: World, scope: ReadScope | None) -> dict:
     return dict(zip(cols["id"].tolist(), cols["s"].tolist()))
 
 
-def test_a_leader_and_a_holder_answer_together_what_one_node_would(world):
-    w = world
+def leader_and_holder(w: World, holder_compacts: bool = True) -> tuple[str, str, QueryNode, QueryNode]:
+    """Two sealed segments (ids 0-99 "a", 100-199 "b"), p0 and p1; a leading node holding both in full
+    and a second node holding p1 in full (``holder_compacts`` False: it applies no compaction)."""
     w.insert(range(100), "a")
     w.seal_and_persist()
     w.insert(range(100, 200), "b")
@@ -38,8 +39,16 @@ def test_a_leader_and_a_holder_answer_together_what_one_node_would(world):
     p0, p1 = [s["prefix"] for s in sf.list_segments(w.meta, CID, CH)]
     leader = w.node()
     holder = QueryNode(w.log, w.meta, w.objects)
+    if not holder_compacts:
+        holder.compactions.close()
     holder.load(w.info, leader=False, full=lambda ch, prefix: prefix == p1)
     w.nodes.append(holder)
+    return p0, p1, leader, holder
+
+
+def test_a_leader_and_a_holder_answer_together_what_one_node_would(world):
+    w = world
+    p0, p1, leader, holder = leader_and_holder(w)
     assert holder.full_segments() == {CID: {CH: [p1]}} and not holder.leads(CH)
     assert leader.demote(CID, CH, [p1]) == [p1]
     assert leader.full_segments() == {CID: {CH: [p0]}}
