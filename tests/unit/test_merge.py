@@ -200,3 +200,50 @@ def test_merge_query_no_parts_and_empty_parts():
     empty_typed = {"pk": np.empty(0, object), "vec": np.empty((0, 3), np.float32)}
     got = merge_query([empty_typed, empty_typed], "pk", 2, 0, ["pk", "vec"])
     assert got["pk"].dtype == object and got["vec"].shape == (0, 3)
+
+
+@pytest.mark.parametrize("pk_type,metric,seed", CASES[::2])
+def test_a_segment_held_by_two_parts_counts_once(pk_type, metric, seed):
+    """A segment caught mid-move is answered by two nodes: the merge is still the one search's or
+    query's result (each key once, its best copy)."""
+    rng = np.random.default_rng(seed + 300 * int(pk_type) + len(metric))
+    views = _segments(rng, pk_type, metric)
+    groups = _groups(rng, views)
+    moving = views[int(rng.integers(len(views)))]
+    groups = [g if moving in g else [*g, moving] for g in groups]  # every part holds it
+    field = _schema(pk_type).field("vec")
+    assert field is not None
+    nq = 2
+    queries = _vectors(rng, nq)
+    total = sum(v.n for v in views)
+    for limit, offset in [(1, 0), (5, 0), (4, 3), (total + 5, 0), (3, 2)]:
+        def spec(lim: int, off: int) -> SearchSpec:
+            return SearchSpec(field, queries, lim, off, metric, {}, ts=SNAPSHOT)
+
+        want = executor.search(views, spec(limit, offset), "pk", ["tag"])
+        parts = [executor.search(g, spec(limit + offset, 0), "pk", ["tag"]) for g in groups]
+        _assert_hits_equal(merge_hits(parts, nq, limit, offset, metric), want)
+
+        for lim, off in [(limit, offset), (None, 0)]:
+            want_rows = executor.query(views, SNAPSHOT, None, ["pk", "tag"], "pk", lim, off)
+            node_limit = None if lim is None else lim + off
+            parts_q = [executor.query(g, SNAPSHOT, None, ["pk", "tag"], "pk", node_limit, 0) for g in groups]
+            got = merge_query(parts_q, "pk", lim, off, ["pk", "tag"])
+            if lim is None:  # unsorted: the same rows, each once
+                order = np.argsort(got["pk"], kind="stable")
+                got = {name: col[order] for name, col in got.items()}
+                order = np.argsort(want_rows["pk"], kind="stable")
+                want_rows = {name: col[order] for name, col in want_rows.items()}
+            _assert_columns_equal(got, want_rows)
+
+
+def test_element_hits_of_one_entity_are_not_merged_away():
+    """Element-level hits (struct arrays) repeat a key with different element offsets: kept."""
+    from vecdb.element_search import ELEMENT_COLUMN
+    a = Hits([2], np.array([7, 7], np.int64), np.array([0.1, 0.2], np.float32),
+             {ELEMENT_COLUMN: np.array([0, 3], np.int64)})
+    b = Hits([2], np.array([7, 8], np.int64), np.array([0.1, 0.3], np.float32),
+             {ELEMENT_COLUMN: np.array([0, 1], np.int64)})
+    got = merge_hits([a, b], 1, 5, 0, "L2")
+    assert got.pks.tolist() == [7, 7, 8] and got.columns[ELEMENT_COLUMN].tolist() == [0, 3, 1]
+    assert got.topks == [3]

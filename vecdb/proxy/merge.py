@@ -15,6 +15,11 @@ reproduces ``vecdb.querynode.executor.search`` / ``query`` run over all the segm
 Ranking is by total order over (score, primary key), so taking the best ``k`` of each part and
 then the best ``k`` of their union gives the best ``k`` of everything: the result does not depend
 on how the segments were split between nodes.
+
+A primary key that two parts both answer (a sealed segment caught mid-move, held in full by two
+nodes of a replica, when a read at an older snapshot asks every node) is one row: primary keys are
+unique in vecdb, so the merge keeps its first copy in rank order (a search hit: per query, and per
+struct element for element-level hits), as Milvus's proxy reduce skips repeated ids.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from vecdb.element_search import ELEMENT_COLUMN
 from vecdb.index import is_similarity
 from vecdb.querynode.executor import Hits, text_rank
 
@@ -69,8 +75,11 @@ def merge_hits(parts: list[Hits], nq: int, limit: int, offset: int, metric: str)
         k, q = key[order], qid[order]
         if ((k[1:] == k[:-1]) & (q[1:] == q[:-1])).any():
             order = np.lexsort((text_rank(pks), key, qid))
+    if len(live) > 1:
+        elements = _concat([p.columns[ELEMENT_COLUMN] for p in live])[order] if ELEMENT_COLUMN in names else None
+        order = order[_first_copies(pks[order], qid[order], elements)]
     qs = qid[order]
-    counts = np.bincount(qid, minlength=nq)
+    counts = np.bincount(qs, minlength=nq)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     rank = np.arange(len(order)) - starts[qs]
     keep = order[(rank >= offset) & (rank < offset + limit)]
@@ -110,12 +119,37 @@ def merge_query(parts: list[dict[str, np.ndarray]], pk_name: str, limit: int | N
     if not live:
         return {name: _empty(parts, name) for name in fields}
     if not sorting:
-        return {name: _concat([p[name] for p in live]) for name in fields}
+        if pk_name not in live[0] or len(live) == 1:
+            return {name: _concat([p[name] for p in live]) for name in fields}
+        pks = _concat([p[pk_name] for p in live])
+        _, first = np.unique(pks, return_index=True)
+        keep = np.sort(first) if len(first) < len(pks) else slice(None)
+        return {name: _concat([p[name] for p in live])[keep] for name in fields}
     pks = _concat([p[pk_name] for p in live])
     order = np.argsort(pks, kind="stable")
+    if len(live) > 1:
+        order = order[_first_copies(pks[order])]
     end = None if limit is None else offset + limit
     order = order[offset:end]
     return {name: _concat([p[name] for p in live])[order] for name in fields}
+
+
+def _first_copies(pks: np.ndarray, *groups: np.ndarray | None) -> np.ndarray | slice:
+    """Positions of the rows of ``pks`` (in rank order) whose key, within equal values of each of
+    ``groups`` (None: no grouping), did not occur before; ``slice(None)`` when none repeats."""
+    keys = [g for g in groups if g is not None]
+    if len(pks) < 2:
+        return slice(None)
+    ranked = text_rank(pks) if pks.dtype == object else pks
+    by_key = np.lexsort((np.arange(len(pks)), ranked, *keys))  # rank order kept within a key
+    same = ranked[by_key][1:] == ranked[by_key][:-1]
+    for g in keys:
+        same &= g[by_key][1:] == g[by_key][:-1]
+    if not same.any():
+        return slice(None)
+    drop = np.zeros(len(pks), bool)
+    drop[by_key[1:][same]] = True
+    return np.flatnonzero(~drop)
 
 
 def _rows(part: dict[str, np.ndarray], pk_name: str) -> int:
