@@ -193,6 +193,9 @@ class ProxyCalls:
 
 
 _FORGET_LOCK = threading.Lock()  # a cache miss of _Children against forget_collection
+# (database, collection name) -> time.perf_counter() when forget_collection removed its series (kept FORGOTTEN_S)
+_FORGOTTEN: dict[tuple[str, str], float] = {}
+FORGOTTEN_S = 600.0
 
 
 class _Children:
@@ -208,10 +211,16 @@ class _Children:
         self._make = make
         self._cache: dict[tuple, Any] = {}
 
-    def get(self, *key):
+    def get(self, *key, since: float | None = None):
+        """The children of ``key`` (its last labels the database and collection names), or None for a request that
+        started (``since``, ``time.perf_counter()``) before its collection's series were removed: a
+        call finishing just after the drop does not bring them back. ``since`` None: not keyed by a
+        collection."""
         got = self._cache.get(key)
         if got is None:
             with _FORGET_LOCK:
+                if since is not None and _FORGOTTEN.get(key[-2:], -1.0) >= since:
+                    return None
                 got = self._cache[key] = tuple(fast_child(c) for c in self._make(*key))
         return got
 
@@ -247,6 +256,10 @@ def forget_collection(db: str, name: str, channels: Iterable[str] = ()) -> None:
     ~100 KiB) per proxy for the life of the process. Called by every catalog cache
     (``vecdb.coord.catalog_state``) as it drops the collection or alias."""
     with _FORGET_LOCK:
+        now = time.perf_counter()
+        for old in [k for k, t in _FORGOTTEN.items() if now - t > FORGOTTEN_S]:
+            del _FORGOTTEN[old]
+        _FORGOTTEN[(db, name)] = now
         for children in (_INSERTED, _UPSERTED, _DELETED, _SEARCHED, _QUERIED):
             children.forget(name)
         for metric in _PER_COLLECTION:
@@ -265,45 +278,53 @@ def _remove_children(metric, match: dict[str, str]) -> None:
         metric.remove(*key)
 
 
+def _mutated(children: _Children, count: int, node, request, context, ms) -> None:
+    got = children.get(node, db_of(request, context), request.collection_name, since=_started(ms))
+    if got is not None:
+        vectors, latency = got
+        vectors.inc(count)
+        latency.observe(ms)
+
+
+def _started(ms: float) -> float:
+    return time.perf_counter() - ms / 1000.0
+
+
 def _after_insert(node, request, context, reply, ms) -> None:
-    vectors, latency = _INSERTED.get(node, db_of(request, context), request.collection_name)
-    vectors.inc(reply.insert_cnt)
-    latency.observe(ms)
+    _mutated(_INSERTED, reply.insert_cnt, node, request, context, ms)
 
 
 def _after_upsert(node, request, context, reply, ms) -> None:
-    vectors, latency = _UPSERTED.get(node, db_of(request, context), request.collection_name)
-    vectors.inc(reply.upsert_cnt)
-    latency.observe(ms)
+    _mutated(_UPSERTED, reply.upsert_cnt, node, request, context, ms)
 
 
 def _after_delete(node, request, context, reply, ms) -> None:
-    vectors, latency = _DELETED.get(node, db_of(request, context), request.collection_name)
-    vectors.inc(reply.delete_cnt)
-    latency.observe(ms)
+    _mutated(_DELETED, reply.delete_cnt, node, request, context, ms)
+
+
+def _searched(kind: str, nq: int, node, request, context, ms) -> None:
+    got = _SEARCHED.get(node, kind, db_of(request, context), request.collection_name, since=_started(ms))
+    if got is not None:
+        vectors, received, latency = got
+        vectors.inc(nq)
+        received.inc(nq)
+        latency.observe(ms)
 
 
 def _after_search(node, request, context, reply, ms) -> None:
-    nq = reply.results.num_queries or request.nq
-    vectors, received, latency = _SEARCHED.get(node, "search", db_of(request, context), request.collection_name)
-    vectors.inc(nq)
-    received.inc(nq)
-    latency.observe(ms)
+    _searched("search", reply.results.num_queries or request.nq, node, request, context, ms)
 
 
 def _after_hybrid_search(node, request, context, reply, ms) -> None:
-    nq = reply.results.num_queries
-    vectors, received, latency = _SEARCHED.get(node, "hybrid_search", db_of(request, context),
-                                               request.collection_name)
-    vectors.inc(nq)
-    received.inc(nq)
-    latency.observe(ms)
+    _searched("hybrid_search", reply.results.num_queries, node, request, context, ms)
 
 
 def _after_query(node, request, context, reply, ms) -> None:
-    received, latency = _QUERIED.get(node, db_of(request, context), request.collection_name)
-    received.inc()
-    latency.observe(ms)
+    got = _QUERIED.get(node, db_of(request, context), request.collection_name, since=_started(ms))
+    if got is not None:
+        received, latency = got
+        received.inc()
+        latency.observe(ms)
 
 
 # After a successful call of these functions (one whose reply's status is success), what else is

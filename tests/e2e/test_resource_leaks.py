@@ -11,7 +11,8 @@ as a regression test, driven by pymilvus:
   names that never existed) and kept; full buckets are now forgotten;
 - expired ``snapshot_pin/`` records (each with its snapshot's file list) were never deleted; the
   garbage collector now deletes them;
-- a deleted CDC task kept its ``vecdb_cdc_task_state`` series (its last state, for good).
+- a deleted CDC task kept its ``vecdb_cdc_task_state`` series (its last state, for good);
+- a request that finished just after its collection's drop made the series again.
 
 And what the hunt found steady, kept as a guard: a server's open files and threads across client
 connections opened and closed, iterators abandoned unclosed, and refused requests.
@@ -100,6 +101,33 @@ def test_a_dropped_collection_takes_its_proxy_metrics(client):
                if line.startswith("milvus_proxy_search_vectors_count")]
     assert len(counted) == 1 and counted[0].endswith(" 1.0"), counted
     client.drop_collection(names[0])
+
+
+def test_a_request_finishing_after_the_drop_brings_no_series_back():
+    """A search or insert that started before its collection's drop and ends after it (the drop removed
+    the series meanwhile) is not counted: its series would stay for good; one that started after the
+    drop (a new collection of that name) is."""
+    from pymilvus.grpc_gen import milvus_pb2
+
+    name = "late_" + uuid.uuid4().hex[:8]
+    search = milvus_pb2.SearchRequest(db_name="default", collection_name=name, nq=1)
+    insert = milvus_pb2.InsertRequest(db_name="default", collection_name=name)
+    replies = {"Search": milvus_pb2.SearchResults(), "Insert": milvus_pb2.MutationResult(insert_cnt=3)}
+    metrics.PROXY_AFTER["Search"]("n1", search, None, replies["Search"], 1.0)
+    assert _series(metrics.exposition().decode(), name)
+    started = time.perf_counter()
+    time.sleep(0.01)
+    metrics.forget_collection("default", name)
+    elapsed_ms = (time.perf_counter() - started) * 1000.0
+    metrics.PROXY_AFTER["Search"]("n1", search, None, replies["Search"], elapsed_ms)
+    metrics.PROXY_AFTER["Insert"]("n1", insert, None, replies["Insert"], elapsed_ms)
+    assert _series(metrics.exposition().decode(), name) == []
+    time.sleep(0.01)
+    metrics.PROXY_AFTER["Insert"]("n1", insert, None, replies["Insert"], 1.0)  # started after the drop
+    counted = [line for line in _series(metrics.exposition().decode(), name)
+               if line.startswith("milvus_proxy_insert_vectors_count")]
+    assert len(counted) == 1 and counted[0].endswith(" 3.0"), counted
+    metrics.forget_collection("default", name)
 
 
 def test_collection_metrics_go_on_the_proxy_that_did_not_drop(remote_storage, tmp_path):
