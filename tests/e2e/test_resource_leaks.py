@@ -199,6 +199,7 @@ def test_expired_snapshot_pins_are_collected(standalone, client):
 
 def test_a_deleted_cdc_task_leaves_no_series():
     from vecdb.cdc.server import CdcService
+    from vecdb.cdc.task import Task, TaskSpec
     from vecdb.storage.memory import MemoryMetaStore
 
     unreachable = {"log": "nats://127.0.0.1:9", "meta": "etcd://127.0.0.1:9", "namespace": "x"}
@@ -210,6 +211,14 @@ def test_a_deleted_cdc_task_leaves_no_series():
         service.update_metrics()
         assert REGISTRY.get_sample_value("vecdb_cdc_task_state", {"task": task, "state": "paused"}) == 1.0
         service.delete(task)
+        assert [s for m in REGISTRY.collect() for s in m.samples if s.labels.get("task") == task] == []
+        # a scrape that listed the task just before the delete (its listing raced it): the task is
+        # skipped, not described (that failed: "cdc task not found") nor its series made again
+        listed = [*service.store.all(), Task(task, TaskSpec(source=unreachable, target={"uri": "http://127.0.0.1:9"}))]
+        real_all = service.store.all
+        service.store.all = lambda: listed  # type: ignore[method-assign]
+        service.update_metrics()
+        service.store.all = real_all  # type: ignore[method-assign]
         assert [s for m in REGISTRY.collect() for s in m.samples if s.labels.get("task") == task] == []
     finally:
         service.stop()

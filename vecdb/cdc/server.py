@@ -128,33 +128,37 @@ class CdcService:
         return self.describe(task_id)
 
     def delete(self, task_id: str) -> None:
-        with self._lock:
+        with self._lock:  # the series go with the task, under the lock update_metrics takes
             task = self._task(task_id)
             rep = self._running.pop(task_id, None)
             if rep is not None:
                 rep.stop()
             self.store.delete(task_id)
+            # every series of the task (its states too: else a deleted task showed its last state for good)
+            for g, labels in [*((g, (task_id,)) for g in (LAG_RECORDS, LAG_SECONDS, APPLIED_ROWS, ERRORS)),
+                              *((TASK_STATE, (task_id, s)) for s in _STATES)]:
+                try:
+                    g.remove(*labels)
+                except KeyError:
+                    pass
         try:
             unpublish(task.spec.source, task_id)
         except Exception as e:  # noqa: BLE001 (the source is unreachable: its positions stay; logged)
             log.warning("cdc task %s deleted, but its follower positions stay on the source: %s", task_id, e)
-        # every series of the task (its states too: else a deleted task showed its last state for good)
-        for g, labels in [*((g, (task_id,)) for g in (LAG_RECORDS, LAG_SECONDS, APPLIED_ROWS, ERRORS)),
-                          *((TASK_STATE, (task_id, s)) for s in _STATES)]:
-            try:
-                g.remove(*labels)
-            except KeyError:
-                pass
 
     def update_metrics(self) -> None:
+        """Each task's series; a task deleted meanwhile is skipped (its series stay removed)."""
         for t in self.store.all():
-            d = self.describe(t.id)
-            for s in _STATES:
-                TASK_STATE.labels(t.id, s).set(1 if d["state"] == s else 0)
-            LAG_RECORDS.labels(t.id).set(d.get("lag_records", 0))
-            LAG_SECONDS.labels(t.id).set(d.get("lag_seconds", 0))
-            APPLIED_ROWS.labels(t.id).set(d.get("applied_rows", 0))
-            ERRORS.labels(t.id).set(1 if d.get("last_error") else 0)
+            with self._lock:
+                if self.store.get(t.id) is None:
+                    continue
+                d = self.describe(t.id)
+                for s in _STATES:
+                    TASK_STATE.labels(t.id, s).set(1 if d["state"] == s else 0)
+                LAG_RECORDS.labels(t.id).set(d.get("lag_records", 0))
+                LAG_SECONDS.labels(t.id).set(d.get("lag_seconds", 0))
+                APPLIED_ROWS.labels(t.id).set(d.get("applied_rows", 0))
+                ERRORS.labels(t.id).set(1 if d.get("last_error") else 0)
 
     def stop(self) -> None:
         with self._lock:
