@@ -54,7 +54,7 @@ from vecdb.querynode.executor import Hits, SearchSpec
 from vecdb.querynode.node import QueryNode
 from vecdb.querynode.positions import PositionPublisher
 from vecdb.querynode.rpc import serve_querynode
-from vecdb.querynode.shard import ReadScope
+from vecdb.querynode.shard import ReadScope, at_positions
 from vecdb.roles import RowFilter
 from vecdb.top_rows import Order
 
@@ -66,7 +66,8 @@ LOST_POLL = 0.25  # seconds between looks at the node's sessions (run_until_sign
 class LocalQueryNode:
     """A ``QueryNode`` of this process with the calls of ``RemoteQueryNode`` (what the router sends),
     answered as ``QueryNodeService`` answers them over RPC: the node's own copy of the collection's
-    info, the positions of ``wait`` applied first; the arguments and results pass as they are."""
+    info, the positions of ``wait`` applied first and each scoped channel read as of its position
+    (``at_positions``); the arguments and results pass as they are."""
 
     def __init__(self, node: QueryNode, address: str):
         self.node, self.address = node, address
@@ -82,38 +83,40 @@ class LocalQueryNode:
     def search(self, info: CollectionInfo, spec: SearchSpec, partition_ids: set[int] | None,
                output_fields: Sequence[str], wait: dict[str, int] | None = None,
                channels: Sequence[str] | None = None, scopes: Mapping[str, ReadScope] | None = None) -> Hits:
-        return self.node.search(self._info(info.id, wait), spec, partition_ids, list(output_fields), channels, scopes)
+        return self.node.search(self._info(info.id, wait), spec, partition_ids, list(output_fields), channels,
+                                at_positions(scopes, wait))
 
     def bm25_statistics(self, info: CollectionInfo, spec: SearchSpec, partition_ids: set[int] | None,
                         wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,
                         scopes: Mapping[str, ReadScope] | None = None) -> dict:
-        return self.node.bm25_statistics(self._info(info.id, wait), spec, partition_ids, channels, scopes)
+        return self.node.bm25_statistics(self._info(info.id, wait), spec, partition_ids, channels,
+                                         at_positions(scopes, wait))
 
     def query(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               output_fields: Sequence[str], limit: int | None, offset: int,
               wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,
               scopes: Mapping[str, ReadScope] | None = None, *, sealed_only: bool = False) -> dict[str, np.ndarray]:
         return self.node.query(self._info(info.id, wait), ts, flt, partition_ids, list(output_fields), limit, offset,
-                               channels, scopes, sealed_only=sealed_only)
+                               channels, at_positions(scopes, wait), sealed_only=sealed_only)
 
     def query_partials(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
                        spec: PartialSpec, wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,
                        scopes: Mapping[str, ReadScope] | None = None, *,
                        sealed_only: bool = False) -> dict[str, np.ndarray]:
-        return self.node.query_partials(self._info(info.id, wait), ts, flt, partition_ids, spec, channels, scopes,
-                                        sealed_only=sealed_only)
+        return self.node.query_partials(self._info(info.id, wait), ts, flt, partition_ids, spec, channels,
+                                        at_positions(scopes, wait), sealed_only=sealed_only)
 
     def query_top(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
                   output_fields: Sequence[str], order: Order, limit: int, offset: int,
                   wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,
                   scopes: Mapping[str, ReadScope] | None = None, *, sealed_only: bool = False) -> dict[str, np.ndarray]:
         return self.node.query_top(self._info(info.id, wait), ts, flt, partition_ids, list(output_fields), order,
-                                   limit, offset, channels, scopes, sealed_only=sealed_only)
+                                   limit, offset, channels, at_positions(scopes, wait), sealed_only=sealed_only)
 
     def count(self, info: CollectionInfo, ts: int, flt: RowFilter | None, partition_ids: set[int] | None,
               wait: dict[str, int] | None = None, channels: Sequence[str] | None = None,
               scopes: Mapping[str, ReadScope] | None = None, *, sealed_only: bool = False) -> int:
-        return self.node.count(self._info(info.id, wait), ts, flt, partition_ids, channels, scopes,
+        return self.node.count(self._info(info.id, wait), ts, flt, partition_ids, channels, at_positions(scopes, wait),
                                sealed_only=sealed_only)
 
     def load(self, info: CollectionInfo, channels: Sequence[str] | None = None) -> None:

@@ -100,6 +100,26 @@ class LoadedCollection:
         return [v for ch in channels for v in by_channel[ch].snapshot(partition_ids, scopes.get(ch), ts)]
 
 
+class _LivePartitions:
+    """The partitions of ``info`` a load takes rows of: those of the catalog, read again (once per
+    unknown id) for a partition created after ``info`` was read, whose rows the log and the files may
+    hold already (it was skipped as a dropped one's: its acknowledged rows invisible until a reload)."""
+
+    def __init__(self, meta, info: CollectionInfo):
+        self._meta, self._id = meta, info.id
+        self._ids = {p.id for p in info.partitions}
+        self._asked: set[object] = set()
+
+    def __contains__(self, partition_id: object) -> bool:
+        if partition_id not in self._ids and partition_id not in self._asked:
+            self._asked.add(partition_id)
+            try:
+                self._ids |= {p.id for p in read_collection(self._meta, self._id).partitions}
+            except errors.CollectionNotFound:
+                pass  # dropped meanwhile: the load fails further on, or its shard goes with the collection
+        return partition_id in self._ids
+
+
 class QueryNode:
     """Serves the collections it loaded. Standalone, its writer hands it every record as it is
     acknowledged (``deliver``); with ``tail=True`` (a query node in its own process) it follows
@@ -264,7 +284,7 @@ class QueryNode:
         shard = Shard(channel, info.schema)
         shard.leader = leader
         shard.on_seal = lambda sh, segs, cid=info.id: self._on_seal(cid, segs)
-        live = {p.id for p in info.partitions}
+        live = _LivePartitions(self.meta, info)
         mmap = self.mmap(info)
         start, seg_infos, delta_keys = sf.persisted_state(self.meta, info.id, channel)
         for seg_info in seg_infos:
@@ -293,7 +313,7 @@ class QueryNode:
                 raise _Truncated(f"records {shard.applied_position + 1}..{pos - 1} are no longer in the log")
             rec = decode(payload)
             if isinstance(rec, InsertRecord) and rec.partition_id not in live:
-                shard.applied_position = pos  # rows of a dropped partition stay dropped
+                shard.skip(pos, rec)  # rows of a dropped partition stay dropped
                 continue
             shard.apply(pos, rec)
         shard.publish(deleted_up_to)  # the files' rows and deletes, and the records after them: all there

@@ -25,7 +25,7 @@ from vecdb.expr.filter import compile_filter
 from vecdb.group_partials import ROWS, PartialSpec, fetched, row_partials
 from vecdb.querynode.executor import Hits, SearchSpec
 from vecdb.querynode.node import QueryNode
-from vecdb.querynode.shard import ReadScope
+from vecdb.querynode.shard import ReadScope, at_positions
 from vecdb.roles import RowFilter
 from vecdb.rpc import Client, serve
 from vecdb.rpc.columns import (
@@ -56,7 +56,8 @@ def _channels_of(request) -> list[str] | None:
 def _scopes_of(scope: pb.ReadScope) -> dict[str, ReadScope] | None:
     if not scope.segments:
         return None
-    return {ch: ReadScope(s.rest, frozenset(s.prefixes)) for ch, s in scope.segments.items()}
+    return at_positions({ch: ReadScope(s.rest, frozenset(s.prefixes)) for ch, s in scope.segments.items()},
+                        dict(scope.wait))
 
 
 class QueryNodeService(QueryNodeServicer):

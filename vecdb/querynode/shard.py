@@ -15,6 +15,13 @@ horizon)`` (``SegmentView.horizon``, taken before the segments): a record applie
 to it whole, its rows and its deletes alike. A Strong read waited for its positions first, so the
 horizon already covers every write acknowledged before it began.
 
+A channel whose sealed segments are spread over several nodes is read on each of them, and their
+horizons differ (each applies the log at its own pace): an upsert applied on the node holding the old
+row's segment and not yet on the leader holding the new row's growing segment showed neither row.
+So a scoped read (``ReadScope``) with a position to wait for looks at its channel as of that position
+(``cut_at``): the timestamp of the last append complete at or before it, the same on every node, since
+each applies the same records; the proxy waits for one position per channel on all of them.
+
 A compaction's new segment holds only the rows alive at its position: a row deleted (or upserted
 over) before it is gone, though a read pinned at an older snapshot (a query iterator's pages, which
 all read at its first page's timestamp; a Strong read whose timestamp was taken before the swap)
@@ -27,10 +34,11 @@ the swap have larger timestamps than any such read's.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -46,6 +54,7 @@ _OFFSET_BITS = 32
 _OFFSET_MASK = (1 << _OFFSET_BITS) - 1
 OFFSET_BITS = _OFFSET_BITS  # a locator is ``slot << OFFSET_BITS | offset``
 RETIRED_KEEP_S = 120.0  # how long a read pinned at a snapshot older than a compaction still sees its sources
+GROUP_ENDS_KEPT = 4096  # appends whose end position a shard remembers for ``cut_at``
 
 
 @dataclass
@@ -94,6 +103,9 @@ class Shard:
         self.leader = True
         self.truncated_ts = 0  # truncate_collection: rows written at or before it are gone (``truncate``)
         self.retired: tuple[Retired, ...] = ()  # compactions' sources, for reads at older snapshots (module doc)
+        # (position, applied_ts) at the last record of each recent append, in position order (``cut_at``);
+        # replaced, never trimmed in place, so a lock-free reader's bisect sees a consistent list
+        self._group_ends: list[tuple[int, int]] = []
 
     # --- writes -----------------------------------------------------------
     def apply(self, position: int, record: Record, publish: bool = True) -> None:
@@ -110,10 +122,24 @@ class Shard:
                 self._delete(record.pks, record.ts, record.partition_id)
             elif isinstance(record, SealRecord):
                 self.seal_growing(lambda pid: segment_prefix(record.collection_id, self.channel, position, pid))
-            self.applied_position = position
-            self.applied_ts = max(self.applied_ts, record.ts)
+            self._applied_through(position, record)
             if publish:
                 self._publish()
+
+    def skip(self, position: int, record: Record) -> None:
+        """Count the record at ``position`` applied without applying it (a dropped partition's rows)."""
+        with self.lock:
+            if position > self.applied_position:
+                self._applied_through(position, record)
+
+    def _applied_through(self, position: int, record: Record) -> None:
+        self.applied_position = position
+        self.applied_ts = max(self.applied_ts, record.ts)
+        if not record.more:
+            ends = self._group_ends
+            ends.append((position, self.applied_ts))
+            if len(ends) > 2 * GROUP_ENDS_KEPT:
+                self._group_ends = ends[-GROUP_ENDS_KEPT:]
 
     def publish(self, ts: int = 0) -> None:
         """Let reads see every change applied so far (and at or below ``ts``: a shard just loaded, whose
@@ -125,6 +151,14 @@ class Shard:
         self.horizon = max(self.horizon, self.applied_ts, ts)
         self.published_position = self.applied_position
         self._applied.notify_all()
+
+    def cut_at(self, position: int) -> int | None:
+        """The timestamp a read of this channel as of log ``position`` looks at: that of the last append
+        whose records all sit at or before it (every node following the channel tells the same); None
+        when this shard does not know (it loaded past that position, or it is older than what it keeps)."""
+        ends = self._group_ends
+        i = bisect.bisect_right(ends, (position, MAX_TIMESTAMP)) - 1
+        return ends[i][1] if i >= 0 else None
 
     def wait_applied(self, position: int, timeout: float) -> bool:
         """Wait until the records up to ``position`` are applied and reads see them; False on timeout."""
@@ -352,6 +386,10 @@ class Shard:
         picture and plans again). ``ts``: the read's snapshot timestamp, for a compaction's sources
         (module doc; a scoped read names the segments it reads and gets those)."""
         horizon = self.horizon  # before the segments: what is applied after it is not seen (module doc)
+        if scope is not None and scope.position:
+            cut = self.cut_at(scope.position)
+            if cut is not None:
+                horizon = min(horizon, cut)
         segs = list(self.segments.values())
         retired = self.retired  # after the segments: a swap sets it before them, so new segments come with theirs
         if retired and retired[0].until <= time.monotonic() and self.lock.acquire(blocking=False):
@@ -370,6 +408,15 @@ class Shard:
                 if not s.stub and (partition_ids is None or s.partition_id in partition_ids)]
 
 
+def at_positions(scopes: Mapping[str, ReadScope] | None,
+                 wait: Mapping[str, int] | None) -> dict[str, ReadScope] | None:
+    """``scopes`` with the position each channel's read waited for (``wait``): each reads as of it."""
+    if not scopes:
+        return None
+    wait = wait or {}
+    return {ch: replace(s, position=wait.get(ch, 0)) for ch, s in scopes.items()}
+
+
 @dataclass(frozen=True)
 class ReadScope:
     """The part of a channel one node reads: ``rest=True`` (the channel's leader): everything it
@@ -378,6 +425,7 @@ class ReadScope:
 
     rest: bool
     prefixes: frozenset[str]
+    position: int = 0  # the log position the read waited for on this channel (0: none): it reads as of it
 
     def select(self, shard: Shard, segs: list[Segment], held: list[Segment],
                undone: tuple[Retired, ...] = ()) -> list[Segment]:
