@@ -7,7 +7,11 @@ coord|querynode|proxy``: ``--http-port``, off unless given). The rules:
   with "OK": "OK", "OK active", "OK standby"); ``(False, reason)`` answers 503 with the reason
   ("starting", "stopping", "session lost ...").
 - ``POST /v2/vectordb/...`` is Milvus's REST API where the role serves the Milvus API (standalone,
-  proxy: ``vecdb.proxy.rest``, once the role is up); 404 elsewhere.
+  proxy: ``vecdb.proxy.rest``, once the role is up); 404 elsewhere. No CORS headers (Milvus allows any
+  origin: with authentication off, any web page a user visits could then read and write the data through
+  the browser); a preflight ``OPTIONS`` answers 204 without them, so browsers refuse other origins, and a
+  POST whose ``Origin`` is another site (a form's text/plain POST needs no preflight) is refused, 403; PUT,
+  DELETE, PATCH: 404.
 - ``GET /webui/`` is the admin web UI (``vecdb.webui``: the server, databases, collections, their
   schemas, indexes and segments; JSON at ``/webui/api/collections``) where the REST API is served.
 - ``/metrics`` is every metric defined in this process (``vecdb.metrics``: Milvus's names where
@@ -18,11 +22,13 @@ coord|querynode|proxy``: ``--http-port``, off unless given). The rules:
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol, TypeVar, cast
+from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 
@@ -89,9 +95,43 @@ def start_http(host: str, port: int, health: Health, role: str = "standalone",
             if api is None or not self.path.startswith("/v2/"):
                 self._send(404, b"not found", "text/plain")
                 return
-            length = int(self.headers.get("Content-Length") or 0)
-            status, reply = api.handle_bytes(self.path.split("?", 1)[0], self.rfile.read(length), self.headers)
+            origin = self.headers.get("Origin")
+            if origin and urlsplit(origin).netloc.lower() != (self.headers.get("Host") or "").lower():
+                # a browser posting for a page of another site (a form's text/plain body needs no preflight)
+                self._send(403, json.dumps({"code": 65535, "message": f"cross-origin request refused: Origin "
+                                                                      f"{origin} is not this server"}).encode(),
+                           "application/json")
+                return
+            try:
+                body = self._body()
+            except ValueError:  # a chunk size that is no hex number
+                self._send(400, b"malformed chunked encoding", "text/plain")
+                return
+            status, reply = api.handle_bytes(self.path.split("?", 1)[0], body, self.headers)
             self._send(status, reply, "application/json")
+
+        def do_OPTIONS(self):  # noqa: N802 - http.server API: a browser's CORS preflight of a REST call
+            if rest is None or rest() is None or not self.path.startswith("/v2/"):
+                self._send(404, b"not found", "text/plain")
+                return
+            self._send(204, b"", "text/plain")  # no Access-Control-Allow-*: the browser refuses other origins
+
+        def _body(self) -> bytes:
+            """The request's body: ``Content-Length`` bytes, or a chunked one's chunks (as Go's server reads it)."""
+            if "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower():
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            chunks = []
+            while size := int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()  # the chunk's CRLF
+            while self.rfile.readline().strip():  # trailer lines, up to the empty one
+                pass
+            return b"".join(chunks)
+
+        def _not_found(self):  # other methods: 404, as Milvus's router answers them (not http.server's 501)
+            self._send(404, b"not found", "text/plain")
+
+        do_PUT = do_DELETE = do_PATCH = _not_found  # noqa: N815 - http.server API
 
         def _send(self, code, body, ctype, headers: dict[str, str] | None = None):
             self.send_response(code)

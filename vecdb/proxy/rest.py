@@ -104,8 +104,11 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
         route = self.routes.get(name)
         if route is None:
             return 404, {"code": 404, "message": f"no such endpoint: {path}"}
+        if not body:  # (Milvus's wrapperPost: Go's decoder reads io.EOF)
+            return 200, {"code": BAD_FORMAT, "message": "can only accept json format request, the request body "
+                                                        "should be nil, however {} is valid"}
         try:
-            req = json.loads(body or b"{}")
+            req = json.loads(body, parse_constant=_no_constant)
             if not isinstance(req, dict):
                 raise ValueError("not an object")
         except RecursionError:  # (arrays or objects nested past the decoder's recursion limit)
@@ -265,6 +268,8 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
     def _write(self, req, r, method: str, request_type, **extra):
         name = _name(req)
         rows = req.get("data")
+        if rows is None:  # (Milvus's binding:"required" on data)
+            raise KeyError("data")
         if isinstance(rows, dict):
             rows = [rows]
         if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
@@ -298,7 +303,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
 
     def _entities_delete(self, req, r):
         name = _name(req)
-        expr = req.get("filter") or _pk_filter(r.schema(name), req.get("id"))
+        expr = _filter(req) or _pk_filter(r.schema(name), req.get("id"))
         reply = r.call("Delete", milvus_pb2.DeleteRequest(db_name=r.db, collection_name=name, expr=expr,
                                                           partition_name=req.get("partitionName", ""),
                                                           **_namespace(req)))
@@ -306,18 +311,19 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
 
     def _query(self, r, name: str, expr: str, req, limit: int | None) -> list[dict]:
         params = []
-        output = req.get("outputFields") or ["*"]
+        output = _names(req, "outputFields") or ["*"]
         # Milvus's handler_v2 (matchCountRule): no limit with a lone count(*), which a query refuses with one
-        if limit and not (len(output) == 1 and str(output[0]).strip().lower() == "count(*)"):
+        if limit and limit > 0 and not (len(output) == 1 and str(output[0]).strip().lower() == "count(*)"):
             params.append(common_pb2.KeyValuePair(key="limit", value=str(limit)))
-        if req.get("offset"):
-            params.append(common_pb2.KeyValuePair(key="offset", value=str(_int_param(req, "offset", 0))))
+        offset = _int_param(req, "offset", 0)
+        if offset > 0:  # (Milvus's handler_v2: a limit or offset of 0 or less is left out, not refused)
+            params.append(common_pb2.KeyValuePair(key="offset", value=str(offset)))
         params += [common_pb2.KeyValuePair(key=k, value=v) for k, v in _query_shape(req).items()]
         reply = r.call("Query", milvus_pb2.QueryRequest(
             db_name=r.db, collection_name=name, expr=expr, output_fields=output,
             partition_names=req.get("partitionNames", []), query_params=params,
             expr_template_values=template_proto(req.get("exprParams") or {}),
-            consistency_level=_consistency(req), use_default_consistency="consistencyLevel" not in req,
+            **_consistency(req),
             **_namespace(req)))
         r.top["cost"] = 0  # (Milvus's query and get answer a cost: 0 without its cost accounting)
         return field_data_to_rows(reply.fields_data, int64_str=not r.allow_int64)
@@ -325,13 +331,14 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
     def _entities_query(self, req, r):
         name = _name(req)
         limit = req.get("limit")
-        filter_ = req.get("filter", "")
-        if not filter_ and not limit and not req.get("groupByFields"):
-            limit = 100  # Milvus's REST default: a query without a filter needs a limit (not a grouping one)
-        return self._query(r, name, filter_, req, _int_param({"limit": limit}, "limit", 0) or None)
+        if limit is None and not req.get("groupByFields"):
+            limit = 100  # Milvus's REST default (handler_v2's QueryReqV2{Limit: 100}), with a filter or not
+        return self._query(r, name, _filter(req), req, _int_param({"limit": limit}, "limit", 0) or None)
 
     def _entities_get(self, req, r):
         name = _name(req)
+        if req.get("id") is None:  # (Milvus's binding:"required" on id)
+            raise KeyError("id")
         return self._query(r, name, _pk_filter(r.schema(name), req.get("id")), req, None)
 
     def _search_request(self, r, name: str, schema: CollectionSchema, req: dict,
@@ -339,6 +346,8 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
         vectors, ids = req.get("data", req.get("vector")), req.get("ids") or []
         if vectors is None and not ids:
             raise KeyError("data")
+        if vectors is not None and not isinstance(vectors, list):
+            raise RestError(BAD_FORMAT, "can only accept json format request, error: data is a list of vectors")
         if vectors and not isinstance(vectors[0], (list, str, dict)):
             vectors = [vectors]  # one vector
         anns = req.get("annsField") or (schema.vector_fields[0].name if len(schema.vector_fields) == 1 else "")
@@ -362,12 +371,12 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
         kv.update({k: v for k, v in _query_shape(req).items() if k == "order_by_fields"})
         return milvus_pb2.SearchRequest(
             db_name=r.db, collection_name=name, partition_names=req.get("partitionNames", []),
-            dsl=req.get("filter", ""), dsl_type=common_pb2.BoolExprV1,
+            dsl=_filter(req), dsl_type=common_pb2.BoolExprV1,
             placeholder_group=_placeholders(field, vectors) if vectors else b"",
-            output_fields=req.get("outputFields", []), expr_template_values=template_proto(req.get("exprParams") or {}),
+            output_fields=_names(req, "outputFields"), expr_template_values=template_proto(req.get("exprParams") or {}),
             search_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in kv.items()],
             nq=len(vectors) if vectors else len(ids), **by_ids, **_namespace(req),
-            consistency_level=_consistency(req), use_default_consistency="consistencyLevel" not in req)
+            **_consistency(req))
 
     def _entities_search(self, req, r):
         name = _name(req)
@@ -391,8 +400,8 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
         reply = r.call("HybridSearch", rest_more.search_extras(milvus_pb2.HybridSearchRequest(
             db_name=r.db, collection_name=name, partition_names=req.get("partitionNames", []), requests=subs,
             rank_params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in rank.items()],
-            output_fields=req.get("outputFields", []), consistency_level=_consistency(req),
-            use_default_consistency="consistencyLevel" not in req, **_namespace(req)), req))
+            output_fields=req.get("outputFields", []), **_consistency(req),
+            **_namespace(req)), req))
         return _hits(r, reply.results, schema)
 
     # --- partitions ----------------------------------------------------------------------
@@ -817,6 +826,11 @@ def _credential(auth: str) -> str:
 _VECTOR_TYPES = {int(t) for t in DataType if t.is_vector} | {int(DataType.SPARSE_FLOAT_VECTOR)}
 
 
+def _no_constant(name: str):
+    """``NaN``, ``Infinity`` and ``-Infinity``, which Python's decoder takes and JSON (Go's decoder) does not."""
+    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
 def _key_of(e: Exception):
     """What an error says, a KeyError's key without the quotes ``str`` puts around it."""
     return e.args[0] if isinstance(e, KeyError) and e.args else e
@@ -827,6 +841,17 @@ def _name(req: dict) -> str:
     if not isinstance(name, str) or not name:
         raise RestError(MISSING_PARAMETER, "missing required parameters, error: collectionName")
     return name
+
+
+def _filter(req: dict) -> str:
+    """An optional ``filter`` (a JSON string; another type is 1801, as Milvus's JSON binding refuses it)."""
+    value = req.get("filter")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise RestError(BAD_FORMAT, f"can only accept json format request, error: filter is a string, "
+                                    f"got {json.dumps(value)[:100]}")
+    return value
 
 
 def _b64(text: str) -> str:
@@ -952,8 +977,17 @@ def _search_params(sp) -> tuple[dict, dict[str, str]]:
     return params, kv
 
 
-def _consistency(req: dict) -> int:
-    return common_pb2.ConsistencyLevel.Value(req.get("consistencyLevel", "Bounded"))
+def _consistency(req: dict) -> dict:
+    """A request's ``consistency_level`` and ``use_default_consistency``, as Milvus's convertConsistencyLevel
+    reads ``consistencyLevel``: absent or "" the collection's default, a name not of the enum 1100."""
+    level = req.get("consistencyLevel") or ""
+    if not level:
+        return {"consistency_level": common_pb2.Bounded, "use_default_consistency": True}
+    if not isinstance(level, str) or level not in common_pb2.ConsistencyLevel.keys():
+        raise RestError(INVALID_PARAMETER, "consistencyLevel can only be [Strong, Session, Bounded, Eventually, "
+                                           f"Customized], default: Bounded, err:parameter:'{level}' is incorrect, "
+                                           "please check it: invalid parameter")
+    return {"consistency_level": common_pb2.ConsistencyLevel.Value(level), "use_default_consistency": False}
 
 
 def _grouping(req: dict) -> dict[str, str]:
