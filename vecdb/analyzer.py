@@ -43,10 +43,12 @@ file is read when the analyzer is built (a missing resource or file: 1100 at cre
 Anything else (the other tokenizers and filters, ...) is refused at create time (1100), never
 silently replaced.
 
-The standard tokenizer follows Unicode word boundaries (UAX #29) for the common cases with one
-regular expression: runs of letters, digits and ``_``, joined across a ``'`` or ``.`` between
-word characters ("don't", "u.s.a", "3.14") and a ``,`` between digits ("1,000"); everything
-else (spaces, punctuation, symbols) separates tokens.
+The standard tokenizer is Milvus's default one (tantivy's ``SimpleTokenizer``; tantivy-binding's
+``standard_tokenizer.rs`` without ``uax29``): runs of the characters Rust's ``char::is_alphanumeric``
+takes (Unicode Alphabetic or Numeric), every other character a separator: "don't" is ``don``, ``t``,
+"a_b" ``a``, ``b``, "3.14" ``3``, ``14``, "日本語" one token. The whitespace tokenizer (tantivy's) splits
+at ASCII white space only (``char::is_ascii_whitespace``: space, tab, newline, form feed, carriage
+return; a vertical tab or a no-break space is part of a token).
 
 A token's term id is Milvus's: ``crc32(first 100 UTF-8 bytes) % (2^32 - 1)``
 (``typeutil.HashString2LessUint32``), so the term-frequency vectors vecdb stores are the ones
@@ -65,6 +67,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
+import regex  # type: ignore[import-untyped]
 
 from vecdb import file_resources, icu_text, jieba_text, lindera_text, sparse, str_keys
 from vecdb.errors import InvalidParameter
@@ -72,9 +75,9 @@ from vecdb.jieba_text import DictFile, JiebaSpec
 from vecdb.lindera_text import LinderaSpec
 from vecdb.prefix_cache import ArrayCache, prefix_root
 
-_W = r"(?:\w[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]*)+"  # combining marks extend
-_STANDARD = re.compile(_W + r"(?:(?:['\u2019.]|(?<=\d),(?=\d))" + _W + ")*")
-_WHITESPACE = re.compile(r"\S+")
+# Milvus's standard tokenizer (the module doc): Unicode Alphabetic or Numeric runs, as Rust's is_alphanumeric
+_STANDARD = regex.compile(r"[\p{Alphabetic}\p{N}]+")
+_WHITESPACE = re.compile(r"[^ \t\n\f\r]+")  # tantivy's WhitespaceTokenizer: char::is_ascii_whitespace
 MAX_HASHED_BYTES = 100  # Milvus hashes a token's first 100 bytes
 _U32_MAX = 2**32 - 1
 
@@ -111,6 +114,11 @@ def _byte_offsets(text: str) -> np.ndarray | None:
     return np.concatenate(([0], np.cumsum(width)))
 
 
+def _utf8_len(token: str) -> int:
+    """A token's length as Milvus's length filter counts it: UTF-8 bytes ("café" is 5)."""
+    return len(token) if token.isascii() else len(token.encode("utf-8", "surrogatepass"))
+
+
 def _has_punct(token: str) -> bool:
     """Whether Milvus's removepunct filter drops ``token``: its regex ``[\\p{Punct}\\s]+`` matches
     anywhere in it, so one punctuation (general category P) or white space character is enough."""
@@ -124,7 +132,7 @@ class Analyzer:
     asciifolding: bool = False
     alphanumonly: bool = False
     stop_words: frozenset[str] = field(default_factory=frozenset)
-    max_length: int | None = None  # tokens longer (in characters) are dropped
+    max_length: int | None = None  # tokens longer in UTF-8 bytes are dropped (tantivy's RemoveLongFilter)
     stemmer: str | None = None  # a Snowball language: tokens stemmed (before the stop words, as Milvus)
     cn_alnum_only: bool = False  # cnalphanumonly: tokens holding a Han character or an ASCII letter / digit
     cn_char_only: bool = False  # cncharonly: tokens holding a Han character
@@ -190,11 +198,7 @@ class Analyzer:
     def tokens(self, text: str) -> list[str]:
         if self.segmenting:
             return [t for t, *_ in self._segment_spans(text)]
-        if self.lowercase:
-            text = text.lower()
-        if self.asciifolding:
-            text = _fold(text)
-        toks = _TOKENIZERS[self.tokenizer].findall(text)
+        toks = self._cased(_TOKENIZERS[self.tokenizer].findall(text))
         if self.steps:
             return [o for t in toks for o in self._run(t)]
         if self.alphanumonly:
@@ -206,12 +210,22 @@ class Analyzer:
         if self.cn_char_only:
             toks = [t for t in toks if _CN_CHAR.search(t)]
         if self.max_length is not None:
-            toks = [t for t in toks if len(t) <= self.max_length]
+            toks = [t for t in toks if _utf8_len(t) <= self.max_length]
         if self.stemmer is not None:
             stem = _stem_fn(self.stemmer)
             toks = [stem(t) for t in toks]
         if self.stop_words:
             toks = [t for t in toks if t not in self.stop_words]
+        return toks
+
+    def _cased(self, toks: list[str]) -> list[str]:
+        """The tokenizer's tokens through ``lowercase`` and ``asciifolding``: token filters in Milvus, after
+        the tokenizer ("İ" lowercases to "i" and a combining dot, which the tokenizer would cut; folding keeps
+        what it cannot fold, "жук" stays "жук")."""
+        if self.lowercase and toks:
+            toks = " ".join(toks).translate(_LOWER_TABLE).split(" ")  # no token holds a space, nor its lower case
+        if self.asciifolding:
+            toks = [t if t.isascii() else t.translate(_FOLD_TABLE) for t in toks]
         return toks
 
     def emit(self, token: str) -> str | None:
@@ -222,7 +236,7 @@ class Analyzer:
             return None
         if (self.cn_alnum_only and not _CN_ALNUM.search(token)) or (self.cn_char_only and not _CN_CHAR.search(token)):
             return None
-        if self.max_length is not None and len(token) > self.max_length:
+        if self.max_length is not None and _utf8_len(token) > self.max_length:
             return None
         if self.stemmer is not None:
             token = _stem_fn(self.stemmer)(token)
@@ -236,19 +250,16 @@ class Analyzer:
         A jieba or icu token's position is its start character (Milvus's tokenizers report that)."""
         if self.segmenting:
             return self._segment_spans(text)
-        src = text.lower() if self.lowercase else text
-        if self.asciifolding:
-            src = _fold(src)
-        back = None if len(src) == len(text) else _origins(text, src, self.lowercase, self.asciifolding)
+        matches = list(_TOKENIZERS[self.tokenizer].finditer(text))
         out: list[tuple[str, int, int, int]] = []
-        for pos, m in enumerate(_TOKENIZERS[self.tokenizer].finditer(src)):
+        for pos, (m, word) in enumerate(zip(matches, self._cased([m.group() for m in matches]))):
             if self.steps:
-                toks = self._run(m.group())
+                toks = self._run(word)
             else:
-                token = self.emit(m.group())
+                token = self.emit(word)
                 toks = () if token is None else (token,)
             if toks:
-                start, end = m.span() if back is None else (back[m.start()], back[m.end() - 1] + 1)
+                start, end = m.span()
                 out.extend((token, start, end, pos) for token in toks)
         return out
 
@@ -276,9 +287,9 @@ class Analyzer:
         out: list[tuple[str, int, int, int]] = []
         for word, start, end, pos, plen in words:
             if self.lowercase:
-                word = word.lower()
+                word = word.translate(_LOWER_TABLE)
             if self.asciifolding:
-                word = "".join(_fold(c) or c for c in word)
+                word = word.translate(_FOLD_TABLE)
             if self.steps:
                 kept = self._run(word)
                 out.extend((token, start, end, pos) for token in kept)
@@ -489,9 +500,9 @@ def _keep(pred: Callable[[str], object]) -> Callable[[str], tuple[str, ...]]:
 
 def _step_fn(kind: str, arg) -> Callable[[str], tuple[str, ...]]:
     if kind == "lowercase":
-        return lambda t: (t.lower(),)
+        return lambda t: (t.translate(_LOWER_TABLE),)
     if kind == "asciifolding":  # per token, as tantivy's AsciiFoldingFilter: what cannot fold is kept
-        return lambda t: (t if t.isascii() else "".join(_fold(c) or c for c in t),)
+        return lambda t: (t if t.isascii() else t.translate(_FOLD_TABLE),)
     if kind == "alphanumonly":
         return _keep(lambda t: t.isascii() and t.isalnum())
     if kind == "removepunct":
@@ -501,7 +512,7 @@ def _step_fn(kind: str, arg) -> Callable[[str], tuple[str, ...]]:
     if kind == "cncharonly":
         return _keep(_CN_CHAR.search)
     if kind == "length":
-        return _keep(lambda t: len(t) <= arg)
+        return _keep(lambda t: _utf8_len(t) <= arg)
     if kind == "stemmer":
         stem = _stem_fn(arg)
         return lambda t: (stem(t),)
@@ -520,29 +531,19 @@ def _step_fn(kind: str, arg) -> Callable[[str], tuple[str, ...]]:
 # -- regex: Milvus's RegexFilter keeps the tokens its fancy-regex pattern matches anywhere in (is_match,
 # not a full match); a pattern that fails to compile is refused at create time.
 def _regex_compile(expr: str):
-    """The pattern compiled by the ``regex`` package where installed (Rust regex's ``\\p{Han}``,
-    ``(?<name>..)``, atomic groups and possessive quantifiers, as fancy-regex), else by ``re``; Rust's
-    end-of-text ``\\z`` is Python's ``\\Z``. Raises ``ValueError`` (the engine's message)."""
+    """The pattern compiled by the ``regex`` package (Rust regex's ``\\p{Han}``, ``(?<name>..)``, atomic
+    groups and possessive quantifiers, as fancy-regex); Rust's end-of-text ``\\z`` is Python's ``\\Z``.
+    Raises ``ValueError`` (the engine's message)."""
     src = re.sub(r"(?<!\\)((?:\\\\)*)\\z", r"\1\\Z", expr)
     try:
-        import regex  # type: ignore[import-untyped]  # noqa: PLC0415 - optional: the closer engine
-    except ImportError:
-        src = re.sub(r"\(\?<(?=[A-Za-z_])", "(?P<", src)
-        try:
-            return re.compile(src), False
-        except (re.error, OverflowError, RecursionError) as e:
-            raise ValueError(str(e)) from None
-    try:
-        return regex.compile(src, regex.V0), True
+        return regex.compile(src, regex.V0)
     except (regex.error, OverflowError, RecursionError, ValueError) as e:
         raise ValueError(str(e)) from None
 
 
 @lru_cache(maxsize=256)
 def _regex_matcher(expr: str) -> Callable[[str], bool]:
-    pattern, timed = _regex_compile(expr)
-    if not timed:
-        return lambda t: pattern.search(t) is not None
+    pattern = _regex_compile(expr)
 
     def matches(token: str) -> bool:
         try:
@@ -722,19 +723,39 @@ def _fold(text: str) -> str:
     return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
 
 
-def _origins(text: str, src: str, lowercase: bool, fold: bool) -> list[int]:
-    """For each character of ``src`` (``text`` lowercased and/or folded, of another length), the index
-    of the character of ``text`` it came from, by transforming each character alone. Both transforms
-    act per character but for context rules (a final sigma) that keep lengths; should the lengths
-    still differ, the map is cut or padded with the last character."""
-    back: list[int] = []
-    for i, c in enumerate(text):
-        if lowercase:
-            c = c.lower()
-        if fold:
-            c = _fold(c)
-        back.extend([i] * len(c))
-    return (back + [len(text) - 1] * len(src))[:len(src)]
+class _CharMap(dict):
+    """A ``str.translate`` table that maps each character by ``fn`` on its first use."""
+
+    def __init__(self, fn: Callable[[str], str]):
+        super().__init__()
+        self.fn = fn
+
+    def __missing__(self, code: int) -> str:
+        out = self[code] = self.fn(chr(code))
+        return out
+
+
+# Latin letters with an ASCII equivalent in tantivy's AsciiFoldingFilter that have no decomposition
+_FOLDS = {"ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "đ": "d", "Đ": "D", "ð": "d",
+          "Ð": "D", "ł": "l", "Ł": "L", "þ": "th", "Þ": "TH", "ı": "i", "ħ": "h", "Ħ": "H", "ŧ": "t", "Ŧ": "T",
+          "ŋ": "n", "Ŋ": "N", "ƒ": "f", "ſ": "s", "ĸ": "q"}
+# tantivy's token filters act per character: lowercase as Rust's char::to_lowercase (no final-sigma rule),
+# asciifolding keeping what it cannot fold
+_LOWER_TABLE = _CharMap(str.lower)
+_FOLD_TABLE = _CharMap(lambda c: _FOLDS.get(c) or _fold_char(c))
+
+
+def _fold_char(c: str) -> str:
+    """A character's ASCII form by its decomposition, as tantivy's table has it for accented letters,
+    ligatures, full-width, circled and parenthesized forms; kept where the table leaves it: font and
+    fraction variants, letterlike symbols ("ℂ", "½", "™"), Roman numerals, canonical singletons (the
+    Kelvin sign), a decomposition to a space and a mark ("¨"), none at all (CJK, Cyrillic)."""
+    dec = unicodedata.decomposition(c)
+    if (dec.startswith(("<font>", "<fraction>")) or "\u2100" <= c <= "\u218f"
+            or (dec and not dec.startswith("<") and " " not in dec)):
+        return c
+    folded = _fold(c)
+    return folded if folded and " " not in folded else c
 
 
 def term_ids(tokens: Sequence[str]) -> np.ndarray:

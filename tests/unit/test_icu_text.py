@@ -78,7 +78,7 @@ def test_removepunct_drops_tokens_holding_punctuation_or_space_as_milvus_regex()
     a = parse_params({"tokenizer": "whitespace", "filter": ["removepunct"]})
     assert a.tokens("a.b foo_bar «x» ★ $5 +1 ok 。 、") == ["★", "$5", "+1", "ok"]
     std = parse_params({"tokenizer": "standard", "filter": ["removepunct"]})
-    assert std.tokens("don't stop 3.14 now") == ["stop", "now"]
+    assert std.tokens("don't stop 3.14 now") == ["don", "t", "stop", "3", "14", "now"]  # no punctuation in a token
     icu = parse_params({**ICU, "filter": ["removepunct"]})
     assert icu.tokens("a\u3000b\u00a0c\u2028d") == ["a", "b", "c", "d"]
 
