@@ -37,7 +37,7 @@ from vecdb.proxy.decay import fetched
 from vecdb.proxy.grouping import group_fused, group_keys, parse_group_by, parse_group_scorer
 from vecdb.proxy.quota import admit_collection
 from vecdb.proxy.rerank import Ranker, SubResult, function_ranker, fuse, fused_columns, ranker_from_rank_params
-from vecdb.proxy.results import search_results
+from vecdb.proxy.results import round_scores, search_results
 from vecdb.proxy.rpc_search import (
     SearchPlan,
     SearchRpcs,
@@ -53,11 +53,20 @@ from vecdb.schema import valid_key
 from vecdb.timestamptz import TIME_FIELDS_KEY, ZONE_KEY, time_output
 
 MAX_ANN_REQUESTS = 1024  # Milvus: defaultMaxSearchRequest
-# sub-request parameters the hybrid request owns (pymilvus copies them into every ANN request)
-_HYBRID_OWNED = {"offset", "round_decimal"}
+# sub-request parameters the hybrid request owns (pymilvus copies them into every ANN request). An ANN
+# request's round_decimal is its own: Milvus's segcore rounds that request's distances before the fusion
+# (the hybrid request's rounds the fused scores)
+_HYBRID_OWNED = {"offset"}
 # rank parameters an ANN request takes when it has none of its own (pymilvus sends them in every ANN
 # request, Milvus reads the hybrid request's): TIMESTAMPTZ's zone (filters, reply) and time_fields
 _SHARED = (ZONE_KEY, TIME_FIELDS_KEY)
+
+
+def _rounded(hits: Hits, decimals: int) -> Hits:
+    """An ANN request's distances rounded as its own search rounds them (order kept: rounding is monotone)."""
+    if decimals < 0:
+        return hits
+    return dataclasses.replace(hits, scores=round_scores(hits.scores, decimals, single=True))
 
 
 def _ranker(request, n_requests: int, schema, zone: str) -> Ranker:
@@ -164,6 +173,7 @@ class HybridRpcs(SearchRpcs):
             else:  # each request a grouping search of its own limit of groups (Milvus 2.5+)
                 hits = [self.grouped_hits(info, spec, dataclasses.replace(plan, fetch=fetch(plan)), parts, group)
                         for plan, spec in zip(plans, specs)]
+        hits = [_rounded(h, p.round_decimal) for h, p in zip(hits, plans)]
         nq = len(specs[0].queries)
         keys = _ElementKeys(hits) if element_level else None  # element hits: fused on (pk, element)
         subs = [SubResult(h.topks, h.pks if keys is None else keys.codes[i], h.scores, p.metric,
