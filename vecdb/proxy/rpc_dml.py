@@ -45,6 +45,19 @@ _PLAIN_ITEM = rf"\s*(?:{_PLAIN_VALUE.pattern})\s*"
 _PLAIN_LIST = re.compile(rf"^\[(?:{_PLAIN_ITEM}(?:,{_PLAIN_ITEM})*,?\s*)?\]$")
 
 
+def _last_of_each_key(columns: dict, pk_name: str, n: int) -> tuple[dict, int]:
+    """A batch's rows less the earlier rows of a repeated primary key: the last one wins, as where the
+    batch is one log record (the query node keeps its last row of a key). A partition key splits a
+    batch into a record per partition, all at one timestamp, so there the records' order decided."""
+    if n < 2:
+        return columns, n
+    _, last_rev = np.unique(columns[pk_name][::-1], return_index=True)
+    if len(last_rev) == n:
+        return columns, n
+    keep = np.sort(n - 1 - last_rev)
+    return {k: v[keep] for k, v in columns.items()}, len(keep)
+
+
 class DmlRpcs(ServiceBase):
     # --- insert / upsert -----------------------------------------------------------
     def _check_size(self, request) -> None:
@@ -76,6 +89,8 @@ class DmlRpcs(ServiceBase):
         return groups
 
     def _write_rows(self, info: CollectionInfo, columns: dict, n: int, partition_name: str) -> int:
+        if info.schema.partition_key_field is not None:
+            columns, n = _last_of_each_key(columns, info.schema.primary_field.name, n)
         groups = self._route(info, columns, n, partition_name)
 
         ids = {f.name: f.field_id for f in info.schema.fields if f.name in columns}  # which field each name is
