@@ -165,5 +165,5 @@ def read_collection(meta: MetaStore, collection_id: int) -> CollectionInfo:
     than the catalog's owner)."""
     raw = meta.get(coll_key(collection_id))
     if raw is None:
-        raise errors.CollectionNotFound(f"can't find collection[collectionID={collection_id}]")
+        raise errors.CollectionNotFound(f"collection not found[collectionID={collection_id}]")
     return CollectionInfo.from_json(raw)

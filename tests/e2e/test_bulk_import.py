@@ -137,7 +137,7 @@ def test_a_bad_file_fails_the_job_and_imports_nothing(client, name, orm, objects
     assert client.query(name, "", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 0
     with pytest.raises(Exception, match="unexpected file type"):
         utility.do_bulk_insert(name, files=[f"{prefix}/x.csv2"], using=orm)
-    with pytest.raises(Exception, match="can't find collection"):
+    with pytest.raises(Exception, match="collection not found"):
         utility.do_bulk_insert("no_such_" + name, files=[f"{prefix}/good.json"], using=orm)
     assert len(utility.list_bulk_insert_tasks(collection_name=name, using=orm)) == 3
 

@@ -223,3 +223,16 @@ def test_head_answers_as_get_without_a_body(server):
         assert got_head[1] == got_get[1] and got_head[3] == b"", (path, got_get, got_head)
         if path != "/metrics":  # (the metrics change between two calls)
             assert got_head[2] == got_get[2] and int(got_get[2]) == got_get[3] > 0, (path, got_get, got_head)
+
+
+def test_a_missing_collection_is_named_as_milvus_2_3_5_names_it(client):
+    """Milvus 2.3.5: 100 "collection not found[database=default][collection=x]" for reads, writes and DDL;
+    describe_collection "can't find collection " before it (vecdb said "can't find collection[...]" to
+    every call)."""
+    name = "nope_" + uuid.uuid4().hex[:8]
+    words = f"collection not found[database=default][collection={name}]"
+    for call in (lambda: client.query(name, filter="id > 0"), lambda: client.search(name, [[0.1, 0.2]], limit=1),
+                 lambda: client.load_collection(name), lambda: client.list_partitions(name),
+                 lambda: client.create_alias(name, "a" + name)):
+        assert _code(call) == (100, words)
+    assert _code(lambda: client.describe_collection(name)) == (100, "can't find collection " + words)

@@ -149,7 +149,7 @@ class Catalog:
         self._cached_database(db)
         info = self._find(db, name)
         if info is None:
-            raise errors.CollectionNotFound(f"can't find collection[database={db}][collection={name}]")
+            raise errors.CollectionNotFound(f"collection not found[database={db}][collection={name}]")
         return info
 
     def get(self, db: str, name: str) -> CollectionInfo:
@@ -157,13 +157,13 @@ class Catalog:
         self.database(db)
         info = self._lookup(lambda: self._find(db, name))
         if info is None:
-            raise errors.CollectionNotFound(f"can't find collection[database={db}][collection={name}]")
+            raise errors.CollectionNotFound(f"collection not found[database={db}][collection={name}]")
         return info
 
     def get_by_id(self, collection_id: int) -> CollectionInfo:
         info = self._lookup(lambda: self._state.collections.get(collection_id))
         if info is None:
-            raise errors.CollectionNotFound(f"can't find collection[collectionID={collection_id}]")
+            raise errors.CollectionNotFound(f"collection not found[collectionID={collection_id}]")
         return info
 
     def fresh(self, info: CollectionInfo) -> CollectionInfo:
@@ -210,7 +210,7 @@ class Catalog:
         def plan() -> Change | None:
             cached = self._state.collections.get(info.id)
             if cached is None:
-                raise errors.CollectionNotFound(f"can't find collection[database={info.db}][collection={info.name}]")
+                raise errors.CollectionNotFound(f"collection not found[database={info.db}][collection={info.name}]")
             if cached is not info:
                 raise CatalogConflict(f"collection {info.name} was changed by another call at the same time; retry")
             raw = info.to_json()
@@ -235,7 +235,7 @@ class Catalog:
         def plan() -> Change:
             cached = self._state.collections.get(info.id)
             if cached is None:
-                raise errors.CollectionNotFound(f"can't find collection[database={info.db}][collection={info.name}]")
+                raise errors.CollectionNotFound(f"collection not found[database={info.db}][collection={info.name}]")
             self._cached_database(new_db)
             if self._find(new_db, new_name) is not None:
                 raise errors.InvalidParameter(f"duplicated new collection name {new_name} in database {new_db} "

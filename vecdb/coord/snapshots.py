@@ -240,7 +240,7 @@ class SnapshotManager:
         """CollectionNotFound when neither the collection nor a snapshot of that name exists."""
         if not self.catalog.exists(db or DEFAULT_DB, collection) and not self.meta.scan(
                 f"{SNAPSHOT_PREFIX}{db or DEFAULT_DB}/{collection}/"):
-            raise errors.CollectionNotFound(f"can't find collection[database={db or DEFAULT_DB}]"
+            raise errors.CollectionNotFound(f"collection not found[database={db or DEFAULT_DB}]"
                                             f"[collection={collection}]")
 
     def names(self, db: str, collection: str = "") -> list[str]:

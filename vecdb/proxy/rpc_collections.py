@@ -387,4 +387,5 @@ def missing_collection_status(exc: errors.CollectionNotFound) -> common_pb2.Stat
     reads UnexpectedError with that reason as "not there" too, and the 2.3+ ``code`` stays 100."""
     out = status.from_exception(exc)
     out.error_code = common_pb2.UnexpectedError
+    out.reason = out.detail = "can't find collection " + out.reason  # as 2.3.5: "... collection not found[...]"
     return out
