@@ -100,6 +100,8 @@ def test_cdc_survives_kills_a_down_target_and_a_source_restart(tmp_path, remote_
             cdc.send_signal(signal.SIGKILL)
             cdc.wait()
             cdc = start_cdc()
+        # the last service follows the source again (on a loaded machine each restart takes seconds)
+        wait_until(lambda: _get(url, "t1").get("channels"), 60, "the restarted task never followed the source")
         # the target down for a while: the task says so, and catches up once it is back
         target.stop()
         try:
