@@ -448,8 +448,9 @@ class CompactionFollower:
                 log.error("compaction %s: %d rows are alive in %s here, %d in %s; keeping them", rec.key, src_live,
                           rec.sources, live, rec.targets)
                 return False
-            shard.replace_segments(p.sources, [b.segment for b in p.built],
-                                   _dropped_ts(src_del, [b.take for b in p.built]))
+            taken = [b.take for b in p.built]
+            shard.replace_segments(p.sources, [b.segment for b in p.built], _dropped_ts(src_del, taken),
+                                   np.concatenate(taken))
             for b in p.built:
                 shard.pk_index.update(zip(b.keys, b.locators))
         self.swapped += 1

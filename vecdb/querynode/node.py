@@ -302,11 +302,12 @@ class QueryNode:
         if info.truncated_ts:  # truncate_collection: older rows gone, the log's skipped
             shard.truncate(info.truncated_ts)
         shard.rebuild_pk_index()
+        deltas = [sf.read_delta_scoped(self.objects, key) for key in delta_keys]
+        deltas = [d for d in deltas if len(d[1])]
         deleted_up_to = 0
-        for key in delta_keys:
-            pks, ts, pids = sf.read_delta_scoped(self.objects, key)
-            shard.apply_deltas(pks, ts, pids)
-            deleted_up_to = max(deleted_up_to, int(ts.max()) if len(ts) else 0)
+        if deltas:  # all at once: each delete against every version of its key (``Shard.apply_deltas``)
+            shard.apply_deltas(*(np.concatenate(cols) for cols in zip(*deltas)))
+            deleted_up_to = max(int(d[1].max()) for d in deltas)
         shard.applied_position = start
         for pos, payload in self.log.read(channel, start + 1):
             if pos != shard.applied_position + 1:
@@ -474,7 +475,7 @@ class QueryNode:
                     shard.truncate(info.truncated_ts)
                 if shard.schema.version != info.schema.version:
                     with shard.lock:  # a compaction's sources kept for older snapshots follow too (Shard.retired)
-                        for seg in [*shard.segments.values(), *(o for r in shard.retired for o in r.old)]:
+                        for seg in [*shard.segments.values(), *(o for r in shard.retired for o in (*r.old, *r.lost))]:
                             seg.take_schema(info.schema)
                         shard.schema = info.schema
             coll.info = info

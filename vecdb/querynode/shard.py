@@ -25,11 +25,15 @@ each applies the same records; the proxy waits for one position per channel on a
 A compaction's new segment holds only the rows alive at its position: a row deleted (or upserted
 over) before it is gone, though a read pinned at an older snapshot (a query iterator's pages, which
 all read at its first page's timestamp; a Strong read whose timestamp was taken before the swap)
-still sees it. ``replace_segments`` keeps the sources, with the newest delete timestamp among the
-rows they lost (``Retired``), for ``RETIRED_KEEP_S`` seconds, and a read whose snapshot is below it
-looks at the sources in place of the new segments (``snapshot(ts=)``): the rows of the sources and
-of the new segments agree for every snapshot at or above that timestamp, and deletes applied after
-the swap have larger timestamps than any such read's.
+still sees it. ``replace_segments`` keeps those rows, the sources' rows the new segments lack
+(``Retired.lost``: each source held in full with the rows the new segments took dead), with the newest
+delete timestamp among them, for ``RETIRED_KEEP_S`` seconds, and a read whose snapshot is below it looks
+at them besides the new segments (``snapshot(ts=)``): the new segments hold every other row a read at
+any snapshot may see (a lost row's key has no version in them that such a read sees), and deletes
+applied after the swap have larger timestamps than any such read's. The new segments are read as
+usual: a source held here only as a stub (served by another node, which may let the channel go once
+nothing is placed on it) loses only its lost rows, never a live one (reading the sources in place of
+the new segments lost every row of such a source).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from vecdb import errors
+from vecdb import errors, str_keys
 from vecdb.column_defaults import current_columns
 from vecdb.log_records import DeleteRecord, InsertRecord, Record, SealRecord
 from vecdb.querynode.segment import Segment
@@ -72,12 +76,14 @@ class SegmentView:
 @dataclass(frozen=True)
 class Retired:
     """Sealed segments a compaction replaced (``old``) by ``new``: a read whose snapshot is below
-    ``dropped_ts`` (the newest delete timestamp among the rows ``new`` lacks) reads ``old`` instead."""
+    ``dropped_ts`` (the newest delete timestamp among the rows ``new`` lacks) reads ``lost`` too: the
+    sources held in full here with only those rows alive (the others dead at 0; ``_lost_rows``)."""
 
     old: tuple[Segment, ...]
     new: tuple[Segment, ...]
     dropped_ts: int
     until: float  # time.monotonic() after which it is forgotten
+    lost: tuple[Segment, ...] = ()
 
 
 class Shard:
@@ -185,14 +191,15 @@ class Shard:
             self._next_slot += 1
             return self._next_slot - 1
 
-    def replace_segments(self, old: list[Segment], new: Segment | list[Segment] | None, dropped_ts: int = 0) -> None:
+    def replace_segments(self, old: list[Segment], new: Segment | list[Segment] | None, dropped_ts: int = 0,
+                         taken: np.ndarray | None = None) -> None:
         """Swap sealed segments for ``new`` (slots from ``reserve_slot``; several: a clustering
         compaction's), or for none: a compaction (``vecdb.querynode.compaction``). The dict is replaced
         whole, in one assignment: a reader's snapshot lists either the old segments or the new ones. The
         caller holds the lock and points the primary-key index at the new segments' live rows.
-        ``dropped_ts``: the newest delete timestamp among the rows of ``old`` that ``new`` lacks (or that
-        an earlier compaction, whose new segments are among ``old``, dropped); reads at older snapshots
-        keep reading ``old`` for ``RETIRED_KEEP_S`` s (module doc)."""
+        ``dropped_ts``: the newest delete timestamp among the rows of ``old`` that ``new`` lacks; reads at
+        older snapshots also read those rows for ``RETIRED_KEEP_S`` s (module doc): the rows not in ``taken``
+        (indexes into the rows of ``old`` concatenated in order: those the new segments took; None: none)."""
         added = [] if new is None else new if isinstance(new, list) else [new]
         segments = dict(self.segments)
         for seg in old:
@@ -200,13 +207,10 @@ class Shard:
         for seg in added:
             segments[seg.slot] = seg
         now = time.monotonic()
+        # each compaction's lost rows stand alone: an earlier one's are in none of this one's sources
         kept = tuple(r for r in self.retired if r.until > now)
-        # a source an earlier compaction made, kept still, lacks the rows that one dropped: a read old
-        # enough to undo it must undo this one first (``_as_of``), whatever this one dropped itself
-        slots = {s.slot for s in old}
-        dropped_ts = max([dropped_ts, *(r.dropped_ts for r in kept if any(n.slot in slots for n in r.new))])
         if dropped_ts and old and RETIRED_KEEP_S > 0:
-            kept += (Retired(tuple(old), tuple(added), dropped_ts, now + RETIRED_KEEP_S),)
+            kept += (Retired(tuple(old), tuple(added), dropped_ts, now + RETIRED_KEEP_S, _lost_rows(old, taken)),)
         self.retired = kept
         self.segments = segments
 
@@ -353,20 +357,38 @@ class Shard:
             self.pk_index = dict(zip(pks[last].tolist(), locs[last].tolist()))
 
     def apply_deltas(self, pks: np.ndarray, ts: np.ndarray, partition_ids: np.ndarray | None = None) -> None:
-        """Apply persisted deletes: a delete hits the live version of its key if that is older (and in
-        the delete's partition, when it names one: ``partition_ids`` -1 or None, any)."""
-        pids = [-1] * len(pks) if partition_ids is None else partition_ids.tolist()
+        """Apply persisted deletes (after ``rebuild_pk_index``): a delete at ``t`` kills every version of its
+        key written before ``t`` (in the delete's partition, when it names one: ``partition_ids`` -1 or None,
+        any), at ``t`` unless it died earlier. Not the live version only: a version deleted and then written
+        again, both persisted, died at the delete, not when written again (a read at a snapshot between the
+        two, a query iterator's page after a reload, saw the deleted row)."""
+        if not len(pks):
+            return
+        d_ts = np.asarray(ts, np.uint64)
+        d_pid = np.full(len(d_ts), -1, np.int64) if partition_ids is None else np.asarray(partition_ids, np.int64)
         with self.lock:
-            for key, t, pid in zip(pks.tolist(), ts.tolist(), pids):
-                loc = self.pk_index.get(key)
-                if loc is None:
-                    continue
-                seg = self.segments[loc >> _OFFSET_BITS]
-                if pid != -1 and seg.partition_id != pid:
-                    continue
-                off = loc & _OFFSET_MASK
-                if int(seg.ts()[off]) < t:
-                    seg.mark_deleted(np.array([off]), t)
+            segs = [s for s in self.segments.values() if s.n]
+            if not segs:
+                return
+            r_pk = np.concatenate([s.pks() for s in segs])
+            r_ts = np.concatenate([s.ts() for s in segs]).astype(np.uint64)
+            r_pid = np.concatenate([np.full(s.n, s.partition_id, np.int64) for s in segs])
+            r_loc = np.concatenate([(s.slot << _OFFSET_BITS) + np.arange(s.n, dtype=np.int64) for s in segs])
+            keys = np.concatenate([r_pk, np.asarray(pks, dtype=r_pk.dtype)])
+            if keys.dtype == object:
+                keys = str_keys.sortable(keys)
+            codes = np.unique(keys, return_inverse=True)[1].reshape(-1)
+            r_code, d_code = codes[:len(r_pk)], codes[len(r_pk):]
+            killed = []
+            for pid in np.unique(d_pid).tolist():
+                rows = np.flatnonzero(r_pid == pid) if pid != -1 else np.arange(len(r_pk))
+                dels = np.flatnonzero(d_pid == pid)
+                hit, at = _first_delete_after(r_code[rows], r_ts[rows], d_code[dels], d_ts[dels])
+                self._mark_by_locs(r_loc[rows[hit]], at)
+                killed.append(rows[hit])
+            rows = np.concatenate(killed)
+            for key, loc in zip(r_pk[rows].tolist(), r_loc[rows].tolist()):
+                if self.pk_index.get(key) == loc:  # the live version died
                     del self.pk_index[key]
 
     def _mark_by_locs(self, locs: np.ndarray, ts: np.ndarray) -> None:
@@ -434,13 +456,11 @@ class ReadScope:
         the compacted segment, which holds that one's rows) or has not sealed yet (its rows are still
         growing here); another node holding it still would read those rows twice.
 
-        ``undone``: the compactions a read at an older snapshot undoes (``_as_of``; ``segs`` has their
-        sources in place of their new segments). The plan names today's segments, so a compaction's new
-        segment named here stands for its sources, and each node reads the sources it holds in full,
-        named or not: every sealed segment is held in full by one node of a replica, and a read at an
-        older snapshot asks every node of the replica that follows the channel (the proxy's
-        ``plans(every_node=True)``), those that hold nothing named today too."""
-        sources = {o.slot for r in undone for o in r.old}
+        ``undone``: the compactions whose lost rows a read at an older snapshot reads besides today's
+        segments (``_as_of``; ``segs`` has them, ``Retired.lost``). Each node reads the lost rows it holds,
+        named or not: a read at an older snapshot asks every node of the replica that follows the channel
+        (the proxy's ``plans(every_node=True)``), those that hold nothing named today too."""
+        sources = {o.slot for r in undone for o in r.lost}
         if self.rest:
             if not shard.leader:
                 raise errors.CollectionNotLoaded(f"channel {shard.channel} is not led by this query node")
@@ -455,8 +475,7 @@ class ReadScope:
                                                  f"any more; read them where they moved")
             return out
         out = [s for s in segs if s.sealed and not s.stub and (s.prefix in self.prefixes or s.slot in sources)]
-        translated = {n.prefix for r in undone for n in r.new}
-        missing = self.prefixes - {s.prefix for s in out} - translated
+        missing = self.prefixes - {s.prefix for s in out}
         if missing:
             raise errors.CollectionNotLoaded(f"channel {shard.channel}: segments {sorted(missing)} are not served "
                                              f"here")
@@ -464,20 +483,59 @@ class ReadScope:
 
 
 def _as_of(segs: list[Segment], retired: tuple[Retired, ...], ts: int) -> tuple[list[Segment], tuple[Retired, ...]]:
-    """``segs`` as a read at ``ts`` must see them: each compaction (newest first) that dropped rows a
-    read at ``ts`` still sees, and whose new segments are all in ``segs``, undone; and those undone."""
-    by_slot = {s.slot: s for s in segs}
+    """``segs`` as a read at ``ts`` must see them: with the lost rows (``Retired.lost``) of each compaction
+    that dropped rows a read at ``ts`` still sees, and whose sources are gone from ``segs`` (a snapshot
+    taken before the swap has the sources themselves); and those compactions."""
+    slots = {s.slot for s in segs}
     now = time.monotonic()
-    undone = []
-    for r in reversed(retired):
-        if ts < r.dropped_ts and r.until > now and all(by_slot.get(n.slot) is n for n in r.new):
-            for n in r.new:
-                del by_slot[n.slot]
-            by_slot.update((o.slot, o) for o in r.old)
-            undone.append(r)
-    return list(by_slot.values()), tuple(undone)
+    undone = tuple(r for r in retired if ts < r.dropped_ts and r.until > now and r.lost
+                   and not any(o.slot in slots for o in r.old))
+    return [*segs, *(o for r in undone for o in r.lost)], undone
+
+
+def _lost_rows(old: list[Segment], taken: np.ndarray | None) -> tuple[Segment, ...]:
+    """Each segment of ``old`` held in full, as a copy whose rows in ``taken`` (indexes into the rows of
+    ``old`` concatenated) are dead at 0: the rows a compaction's new segments lack. The copy shares the
+    columns, timestamps and indexes (a vector index's hits on dead rows are masked like any)."""
+    out = []
+    lo = 0
+    taken = np.empty(0, np.int64) if taken is None else np.asarray(taken, np.int64)
+    for seg in old:
+        hi = lo + seg.n
+        if not seg.stub:
+            mine = taken[(taken >= lo) & (taken < hi)] - lo
+            if len(mine) < seg.n:
+                copy = Segment.__new__(Segment)
+                copy.__dict__.update(seg.__dict__)
+                copy._del_ts = seg.del_ts().copy()
+                copy.mark_deleted(mine, 0)
+                out.append(copy)
+        lo = hi
+    return tuple(out)
 
 
 def _lexsort_obj(pks: np.ndarray, ts: np.ndarray) -> np.ndarray:
     order = sorted(range(len(pks)), key=lambda i: (pks[i], int(ts[i])))
     return np.asarray(order, dtype=np.int64)
+
+
+def _first_delete_after(r_code: np.ndarray, r_ts: np.ndarray, d_code: np.ndarray,
+                        d_ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For rows (key codes ``r_code``, timestamps ``r_ts``) and deletes (``d_code``, ``d_ts``): the rows that a
+    delete of their key with a larger timestamp hits, and the first such delete's timestamp for each. One
+    sort of both: by key, timestamp, a delete before a row of the same timestamp (an upsert's delete and its
+    new row share one), so each row's next delete in that order is the first one after it."""
+    n_r = len(r_code)
+    kind = np.concatenate([np.ones(n_r, np.int8), np.zeros(len(d_code), np.int8)])
+    code = np.concatenate([r_code, d_code])
+    order = np.lexsort((kind, np.concatenate([r_ts, d_ts]), code))
+    total = len(order)
+    is_del = order >= n_r
+    pos = np.where(is_del, np.arange(total), total)
+    nxt = np.minimum.accumulate(pos[::-1])[::-1]  # the nearest delete at or after each place
+    at_row = np.flatnonzero(~is_del)
+    j = nxt[at_row]
+    has = j < total
+    rows, dels = order[at_row[has]], order[j[has]] - n_r
+    same = r_code[rows] == d_code[dels]
+    return rows[same], d_ts[dels[same]]
