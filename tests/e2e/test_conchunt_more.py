@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import start_standalone
+from tests.unit.test_spread_read_cut import _rows
 from vecdb.log_records import InsertRecord, SealRecord
 from vecdb.querynode.segment import Segment
 from vecdb.querynode.shard import ReadScope, Shard
@@ -39,19 +40,17 @@ def _sealed(shard: Shard, ids, ts, value: float, partition_id: int = 1, stub: bo
     return seg
 
 
-def _rows(shard: Shard, at: int, scope: ReadScope | None = None) -> dict[int, float]:
-    """pk -> value of the rows a read at ``at`` sees (as the executor masks them); a key twice fails."""
-    out: dict[int, float] = {}
-    for view in shard.snapshot(None, scope, at):
-        seg = view.segment
-        vis = seg.visible(min(at, view.horizon), view.n)
-        pks, vals = seg.pks(view.n), seg.column("v", view.n)[:, 0]
-        if vis is not None:
-            pks, vals = pks[vis], vals[vis]
-        for p, v in zip(pks.tolist(), vals.tolist()):
-            assert p not in out, f"key {p} twice"
-            out[p] = v
-    return out
+def _create_t(c, **kwargs) -> None:
+    """Collection ``t``: id INT64 key, vec FLOAT_VECTOR dim 2 (FLAT, L2), k INT64; Strong."""
+    from pymilvus import DataType
+
+    s = c.create_schema(auto_id=False)
+    s.add_field("id", DataType.INT64, is_primary=True)
+    s.add_field("vec", DataType.FLOAT_VECTOR, dim=2)
+    s.add_field("k", DataType.INT64)
+    ip = c.prepare_index_params()
+    ip.add_index("vec", index_type="FLAT", metric_type="L2")
+    c.create_collection("t", schema=s, index_params=ip, consistency_level="Strong", **kwargs)
 
 
 # --- a load's persisted deletes ------------------------------------------------------------------
@@ -94,16 +93,9 @@ def standalone(tmp_path):
 
 
 def test_iterator_pages_after_a_reload_do_not_see_rows_deleted_before_its_snapshot(standalone):
-    from pymilvus import DataType
 
     c = standalone
-    s = c.create_schema(auto_id=False)
-    s.add_field("id", DataType.INT64, is_primary=True)
-    s.add_field("vec", DataType.FLOAT_VECTOR, dim=2)
-    s.add_field("k", DataType.INT64)
-    ip = c.prepare_index_params()
-    ip.add_index("vec", index_type="FLAT", metric_type="L2")
-    c.create_collection("t", schema=s, index_params=ip, consistency_level="Strong")
+    _create_t(c)
 
     def rows(ids, k):
         return [{"id": i, "vec": [0.5, float(i)], "k": k} for i in ids]
@@ -174,7 +166,6 @@ def test_iterator_pages_across_a_compaction_of_a_spread_channel_keep_every_live_
     one segment (the node that held some sources in full lets the channel go), then the other pages at
     the first page's snapshot. Every row untouched is there (whole segments of them were missing); a row
     touched shows its value at the snapshot or, compacted away on the node that let go, is absent."""
-    from pymilvus import DataType
 
     from tests.conftest import start_cluster, wait_until
     from tests.e2e.test_assignment import _rows_per_node
@@ -183,13 +174,7 @@ def test_iterator_pages_across_a_compaction_of_a_spread_channel_keep_every_live_
                        env={"coord": {"VECDB_QUERYNODE__SPREAD_MIN_ROWS": "0"}}) as cluster:
         c = cluster.client()
         cluster.connect("conchunt")
-        s = c.create_schema(auto_id=False)
-        s.add_field("id", DataType.INT64, is_primary=True)
-        s.add_field("vec", DataType.FLOAT_VECTOR, dim=2)
-        s.add_field("k", DataType.INT64)
-        ip = c.prepare_index_params()
-        ip.add_index("vec", index_type="FLAT", metric_type="L2")
-        c.create_collection("t", schema=s, index_params=ip, consistency_level="Strong", num_shards=1)
+        _create_t(c, num_shards=1)
 
         def rows(ids, k):
             return [{"id": i, "vec": [0.5, float(i)], "k": k} for i in ids]

@@ -22,8 +22,9 @@ def _insert(ids, ts: int, value: float, more: bool = False) -> InsertRecord:
     return InsertRecord(7, 1, ts, len(ids), {"id": ids, "v": np.full((len(ids), 2), value, np.float32)}, more)
 
 
-def _rows(shard: Shard, at: int, scope: ReadScope | None) -> dict[int, float]:
-    """pk -> value of the rows a read at ``at`` sees through ``scope`` (as the executor masks them)."""
+def _rows(shard: Shard, at: int, scope: ReadScope | None = None) -> dict[int, float]:
+    """pk -> value of the rows a read at ``at`` sees through ``scope`` (as the executor masks them); a key
+    seen twice fails."""
     out: dict[int, float] = {}
     for view in shard.snapshot(None, scope, at):
         seg = view.segment
@@ -31,7 +32,9 @@ def _rows(shard: Shard, at: int, scope: ReadScope | None) -> dict[int, float]:
         pks, vals = seg.pks(view.n), seg.column("v", view.n)[:, 0]
         if vis is not None:
             pks, vals = pks[vis], vals[vis]
-        out.update(zip(pks.tolist(), vals.tolist()))
+        for p, v in zip(pks.tolist(), vals.tolist()):
+            assert p not in out, f"key {p} twice"
+            out[p] = v
     return out
 
 
