@@ -75,3 +75,24 @@ def test_two_nodes_at_different_positions_read_one_cut():
     got = {**_rows(ahead, at, parts[0][CH]), **_rows(behind, at, parts[1][CH])}
     assert got == {1: 0.0, 2: 2.0, 4: 1.0, 5: 1.0}
     assert at_positions(None, {CH: 4}) is None and at_positions({CH: leader}, None) == {CH: leader}
+
+
+def test_a_leader_holding_a_sealed_segment_only_as_a_stub_refuses_a_whole_channel_read():
+    """A hand-over to the leader still loading a segment, which the proxy did not see (it planned the channel
+    whole): the read is refused and planned again, not answered short of that segment's rows."""
+    import pytest
+
+    from vecdb import errors
+
+    sh = Shard(CH, SCHEMA)
+    for pos, rec in RECORDS:
+        sh.apply(pos, rec)
+    sealed = next(s for s in sh.segments.values() if s.sealed)
+    sealed.prefix = "s1/"
+    with sh.lock:
+        sh.swap(sealed, sealed.stubbed())
+    with pytest.raises(errors.CollectionNotLoaded, match="not held in full here"):
+        sh.snapshot(None, None, 500, whole=True)
+    assert _rows(sh, 500) == {2: 2.0, 4: 1.0, 5: 1.0}  # listing segments (not a read) skips the stub
+    prefix = frozenset({sealed.prefix})
+    assert _rows(sh, 500, ReadScope(True, prefix)) == {2: 2.0, 4: 1.0, 5: 1.0}  # a scoped read: read elsewhere

@@ -13,6 +13,10 @@ acknowledging it, so there every level reads the newest state and nothing waits)
 - **Eventually**: no promise; the proxy still passes its own positions (free, and it keeps a
   client's reads after its writes in order).
 
+Below Bounded, a channel whose sealed segments a read takes from several nodes still waits for one
+position on all of them (a recent log end, as Bounded; ``QueryNodeRouter._cut_parts``): each node
+reads as of it, so an upsert is never seen half applied across two nodes.
+
 A Strong read takes a fresh snapshot timestamp from the timestamp oracle (a coord round trip in
 a cluster); the others reuse one up to ``BOUNDED_STALENESS`` old, raised to the newest timestamp
 of the proxy's own writes (``ShardWriter.read_ts``), so a batch written under one timestamp is

@@ -217,15 +217,18 @@ class QueryNodeRouter:
     def plans(self, collection_id: int, every_node: bool = False) -> list[Plan]:
         """The replicas that can answer a read now (every channel's owner live and serving it),
         each as (node, channels) pairs; one served entirely by this process's own query node first
-        (``set_local``), replicas with a node marked down last, the others in turn. ``every_node``
-        (a read at an older snapshot): each other node of the replica that follows a channel whose
-        sealed segments are spread is asked too, with no segment named: it reads the sources of a
-        compaction made since that it holds in full (vecdb.querynode.shard.ReadScope.select)."""
+        (``set_local``), replicas with a node marked down last, the others in turn. A channel is read in
+        parts (``ReadScope``) where the coord places some of its sealed segments on other nodes, or
+        where another node still holds in full a segment its leader does not (a hand-over either way,
+        placed segments included: the coord may place nothing any more while the leader still loads).
+        ``every_node`` (a read at an older snapshot): each other node of the replica that holds the
+        channel is asked too, with no segment named: it reads the sources of a compaction made since
+        that it holds in full (vecdb.querynode.shard.ReadScope.select)."""
         a = self.assignment(collection_id)
         if a is None:
             return []
         serving = self._serving()
-        fulls = self._fulls() if any(r.segments for r in a.replicas) else {}
+        fulls = self._fulls() if any(len(r.nodes) > 1 for r in a.replicas) else {}
         with self._lock:
             nodes = set(self._nodes)
             down = {n for n, t in self._down_until.items() if t > time.monotonic()}
@@ -237,13 +240,13 @@ class QueryNodeRouter:
                 if owner is None or owner not in nodes or ch not in serving.get(owner, {}).get(collection_id, {}):
                     break
                 groups.setdefault(owner, []).append(ch)
-                if r.segments.get(ch):
-                    routed = _route_segments(r, ch, owner, collection_id, fulls, nodes)
+                routed = _route_segments(r, ch, owner, collection_id, fulls, nodes) if fulls else {}
+                readers = set(routed.values())
+                if every_node:  # the other nodes that hold the channel (``qnfull/`` names each, full segments or not)
+                    readers |= {n for n in r.nodes if n != owner and n in nodes
+                                and ch in fulls.get(n, {}).get(collection_id, {})}
+                if r.segments.get(ch) or readers:
                     scopes.setdefault(owner, {})[ch] = ReadScope(True, frozenset(routed))
-                    readers = set(routed.values())
-                    if every_node:
-                        readers |= {n for n in r.nodes if n != owner and n in nodes
-                                    and ch in serving.get(n, {}).get(collection_id, {})}
                     for n in sorted(readers):
                         groups.setdefault(n, []).append(ch)
                         scopes.setdefault(n, {})[ch] = ReadScope(False, frozenset(p for p, m in routed.items()
@@ -260,16 +263,19 @@ class QueryNodeRouter:
                                           local is None or any(part[0] != local for part in p)))
 
     # --- calls -----------------------------------------------------------------------
-    def _read(self, info, call: Callable[[Plan], Any], ts: int = 0):
+    def _read(self, info, call: Callable[[Plan], Any], ts: int = 0, end: dict[str, int] | None = None):
         """``call(plan)`` on a replica that can answer; on a node that does not answer or lacks a
         channel, the next replica; when none can, waits for the assignment to change, up to
         ``READ_WAIT`` seconds. ``ts``: the read's snapshot; one older than ``OLD_SNAPSHOT_S`` (a query
-        iterator's later pages) asks every node following a spread channel (``plans``)."""
+        iterator's later pages) asks every node following a spread channel (``plans``). ``end``: the
+        positions the read waits for (``_end``), which a channel read in parts gets if it has none."""
         deadline = time.monotonic() + READ_WAIT
         error: errors.VecdbError | None = None
         every_node = 0 < ts and timestamp.physical_ms(ts) < (time.time() - OLD_SNAPSHOT_S) * 1000
         while True:
             for plan in self.plans(info.id, every_node):
+                if end is not None:
+                    self._cut_parts(plan, end)
                 try:
                     return call(plan)
                 except (errors.ServiceUnavailable, errors.CollectionNotLoaded) as e:
@@ -326,6 +332,15 @@ class QueryNodeRouter:
                 wait[ch] = max(end, wait.get(ch, 0))
         return wait
 
+    def _cut_parts(self, plan: Plan, end: dict[str, int]) -> None:
+        """A channel read in parts (on several nodes) is read by each as of one position (``ReadScope.position``):
+        a Session or Eventually read with none (this proxy did not write it) takes a recent log end, as a
+        Bounded read does. Each node at its own pace showed an upsert's old row deleted on one and its new row
+        not yet applied on the other: neither row. ``end`` gets it, so every node and a retry use the same."""
+        parted = [ch for _, _, scopes in plan for ch in scopes if ch not in end]
+        if parted:
+            end.update(self._recent_ends(sorted(set(parted))))
+
     def _recent_ends(self, channels: list[str]) -> dict[str, int]:
         """Log ends looked up at most ``BOUNDED_STALENESS`` seconds ago (looked up again if older)."""
         now = time.monotonic()
@@ -363,7 +378,7 @@ class QueryNodeRouter:
                 parts = self._on_nodes(plan, lambda n, c, s: n.search(info, each, partition_ids, output_fields,
                                                                       wait=_only(end, c), channels=c, scopes=s))
                 return merge_hits(parts, len(spec.queries), spec.limit, spec.offset, spec.metric)
-            return self._read(info, call, spec.ts)
+            return self._read(info, call, spec.ts, end)
         return self._batcher.search(batch_key(info, spec, partition_ids, output_fields, end), spec, run)
 
     def query(self, info, ts, flt, partition_ids, output_fields, limit, offset, *, sealed_only=False):
@@ -381,7 +396,7 @@ class QueryNodeRouter:
                                                                  wait=_only(end, c), channels=c, scopes=s,
                                                                  sealed_only=sealed_only))
             return merge_query(parts, pk, limit, offset, list(output_fields))
-        return self._read(info, call, ts)
+        return self._read(info, call, ts, end)
 
     def query_partials(self, info, ts, flt, partition_ids, spec, *, sealed_only=False):
         """Each node's partials (``vecdb.group_partials``), merged."""
@@ -392,7 +407,7 @@ class QueryNodeRouter:
                                                                           wait=_only(end, c), channels=c, scopes=s,
                                                                           sealed_only=sealed_only))
             return parts[0] if len(parts) == 1 else group_partials.merge(info.schema, spec, parts)
-        return self._read(info, call, ts)
+        return self._read(info, call, ts, end)
 
     def query_top(self, info, ts, flt, partition_ids, output_fields, order, limit, offset, *, sealed_only=False):
         """Each node's first ``limit + offset`` rows by ``order`` (``vecdb.top_rows``), merged and paged:
@@ -405,13 +420,13 @@ class QueryNodeRouter:
                                                                      order, spec.k, 0, wait=_only(end, c), channels=c,
                                                                      scopes=s, sealed_only=sealed_only))
             return top_rows.merge(spec, parts, list(output_fields), offset)
-        return self._read(info, call, ts)
+        return self._read(info, call, ts, end)
 
     def count(self, info, ts, flt, partition_ids, *, sealed_only=False) -> int:
         end = self._end(info)
         return self._read(info, lambda plan: sum(self._on_nodes(
             plan, lambda n, c, s: n.count(info, ts, flt, partition_ids, wait=_only(end, c), channels=c, scopes=s,
-                                          sealed_only=sealed_only))), ts)
+                                          sealed_only=sealed_only))), ts, end)
 
     # --- load state ------------------------------------------------------------
     def load(self, info) -> None:

@@ -121,7 +121,7 @@ class AssignmentFollower:
                 # or dropped (no assignment left) goes at once: its reads are refused by the catalog already
                 if now - since >= RELEASE_GRACE or cid not in placed:
                     still.discard((cid, ch))
-                    if ch in holds.get(cid, {}) and cid in placed:
+                    if (ch in holds.get(cid, {}) or self.node.keeps_history(ch)) and cid in placed:
                         if self.node.leads(ch):
                             log.info("query node %s no longer leads %s of collection %s", self.node_id, ch, cid)
                             self.node.follow_only(ch)
@@ -200,8 +200,9 @@ class AssignmentFollower:
                         log.info("query node %s serves segments %s of %s", self.node_id, done, ch)
                         self._publish(force=True)
                 drop = []
+                pending = self.node.compactions.pending_sources(ch) if full else set()
                 for p in full:
-                    if keeps(a, fulls, ch, p):
+                    if keeps(a, fulls, ch, p) or p in pending:  # a source is kept in full until its swap
                         continue
                     since = self._demote_since.setdefault((ch, p), now)
                     still.add((ch, p))

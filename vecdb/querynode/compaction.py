@@ -21,8 +21,10 @@ their rows are matched together against the sources and the sources swapped for 
 ``"to": null`` (no row survived) drops the sources, which must all be dead here. Where the channel's
 sealed segments are spread over a replica's nodes (``vecdb.coord.assignment``), a node holds some
 sources in full and the others as stubs, and its assignment follower promotes or demotes them as the
-coord stops placing them, which is as soon as the compaction commits: the swap takes each source as
-its slot holds it then (the same rows, in full or as a stub). A record whose
+coord stops placing them, which is as soon as the compaction commits; a source held in full is not
+demoted before its swap (``pending_sources``: the swap copies the rows the new segment lacks, for
+reads at older snapshots), and the swap takes each source as its slot holds it then (the same rows,
+in full or as a stub). A record whose
 sources this node does not hold (it loaded the channel after the compaction, or the partition was
 dropped) is ignored. Where a persist covered several seal records (flushes racing), this node
 sealed several segments where the data node wrote one: the ones no seg/ key names join the sources
@@ -284,6 +286,18 @@ class CompactionFollower:
                 done &= keys
             self._failures = {k: v for k, v in self._failures.items() if k in keys}
             return waiting
+
+    def pending_sources(self, channel: str) -> set[str]:
+        """The source segments of ``channel``'s compactions not applied here yet: a node that holds one in full
+        keeps it so until the swap, which copies the rows the new segment lacks for reads at older snapshots
+        (``Shard.retired``); the coord stops placing sources as the compaction commits."""
+        shard = self.node._by_channel.get(channel)
+        if shard is None:
+            return set()
+        done = self._done.get(shard, set())
+        with self._records_lock:
+            recs = [r for r in self._records.values() if r.channel == channel and r.key not in done]
+        return {p for r in recs for p in r.sources}
 
     def _sources(self, rec: CompactionRecord) -> list[str]:
         """The record's source prefixes, a lost new segment's own sources standing for its prefix."""

@@ -85,7 +85,7 @@ class LoadedCollection:
         picture); ``ts``: the read's snapshot timestamp (``Shard.snapshot``)."""
         scopes = scopes or {}
         if channels is None:
-            return [v for s in self.shards for v in s.snapshot(partition_ids, scopes.get(s.channel), ts)]
+            return [v for s in self.shards for v in s.snapshot(partition_ids, scopes.get(s.channel), ts, reading)]
         if reading:
             led_elsewhere = [s.channel for s in self.shards if s.channel in channels and not s.leader
                              and s.channel not in scopes]
@@ -97,7 +97,7 @@ class LoadedCollection:
         if missing:
             raise errors.CollectionNotLoaded(f"channels {missing} of collection {self.info.name} are not "
                                              f"loaded on this query node")
-        return [v for ch in channels for v in by_channel[ch].snapshot(partition_ids, scopes.get(ch), ts)]
+        return [v for ch in channels for v in by_channel[ch].snapshot(partition_ids, scopes.get(ch), ts, reading)]
 
 
 class _LivePartitions:
@@ -359,6 +359,14 @@ class QueryNode:
     def leads(self, channel: str) -> bool:
         shard = self._by_channel.get(channel)
         return shard is not None and shard.leader
+
+    def keeps_history(self, channel: str) -> bool:
+        """Whether ``channel``'s shard holds rows a compaction dropped that reads at older snapshots still
+        see (``Shard.retired``, for ``RETIRED_KEEP_S``): a node that no longer serves the channel otherwise
+        keeps it for those reads (a query iterator's later pages) until they expire."""
+        shard = self._by_channel.get(channel)
+        now = time.monotonic()
+        return shard is not None and any(r.lost and r.until > now for r in shard.retired)
 
     def follow_only(self, channel: str) -> None:
         """Stop leading ``channel``: keep its growing rows as stubs (another node leads it now)."""

@@ -399,14 +399,17 @@ class Shard:
 
     # --- reads ------------------------------------------------------------
     def snapshot(self, partition_ids: set[int] | None, scope: ReadScope | None = None,
-                 ts: int | None = None) -> list[SegmentView]:
+                 ts: int | None = None, whole: bool = False) -> list[SegmentView]:
         """Lock-free: rows appended after the reader's timestamp are hidden by MVCC anyway, and
         ``segments`` is only ever replaced or grown by whole-item operations (list() copies it
         atomically under the GIL). Stubs are never read. ``scope``: the part of the channel a
         proxy reads here when the channel's sealed segments are spread over several nodes
         (``CollectionNotLoaded`` when this node does not hold that part: the proxy planned with an older
         picture and plans again). ``ts``: the read's snapshot timestamp, for a compaction's sources
-        (module doc; a scoped read names the segments it reads and gets those)."""
+        (module doc; a scoped read names the segments it reads and gets those). ``whole``: a read of the
+        whole channel (no ``scope``), which a sealed segment held only as a stub here would leave short of its
+        rows (a hand-over to this node still loading it, which the proxy did not see): refused
+        (``CollectionNotLoaded``: the proxy plans again, with the node that holds it in full, or waits)."""
         horizon = self.horizon  # before the segments: what is applied after it is not seen (module doc)
         if scope is not None and scope.position:
             cut = self.cut_at(scope.position)
@@ -420,6 +423,9 @@ class Shard:
             finally:
                 self.lock.release()
         held: list[Segment] = segs
+        if whole and scope is None and self.leader and (stubs := [s.prefix for s in segs if s.stub and s.sealed]):
+            raise errors.CollectionNotLoaded(f"channel {self.channel}: segments {stubs} are not held in full here "
+                                             f"yet; read them where they are")
         undone: tuple[Retired, ...] = ()
         if ts is not None and retired:
             segs, undone = _as_of(segs, retired, ts)
@@ -475,7 +481,9 @@ class ReadScope:
                                                  f"any more; read them where they moved")
             return out
         out = [s for s in segs if s.sealed and not s.stub and (s.prefix in self.prefixes or s.slot in sources)]
-        missing = self.prefixes - {s.prefix for s in out}
+        # a segment named must be held in full today: a compaction's lost rows of it (a copy with its prefix)
+        # are not its rows (the proxy planned with this node's report from before the swap)
+        missing = self.prefixes - {s.prefix for s in held if s.sealed and not s.stub}
         if missing:
             raise errors.CollectionNotLoaded(f"channel {shard.channel}: segments {sorted(missing)} are not served "
                                              f"here")
