@@ -69,7 +69,7 @@ class ProxyProcess(NodeProcess):
         writer = ShardWriter(self.backends.log, tso, lambda *_: None, reuse_read_ts=True)
         self.router = QueryNodeRouter(self.backends.log, self.backends.meta,
                                       loaded_in_catalog=lambda cid: _loaded(catalog, cid),
-                                      written=writer.written_positions)
+                                      written=writer.written_positions, fresh_ts=writer.read_ts)
         self._closers.append(self.router.close)
         # flushes wait for the data node processes (this proxy persists itself when none runs; the segments,
         # build records and index build metrics it makes then name this proxy, as a data node's name it)

@@ -84,7 +84,8 @@ class QueryNodeRouter:
     def __init__(self, log: Log, meta: MetaStore, connect: Callable[[str], Any] = RemoteQueryNode,
                  loaded_in_catalog: Callable[[int], bool] | None = None,
                  written: Callable[[list[str]], dict[str, int]] | None = None,
-                 local: tuple[str, NodeClient] | None = None):
+                 local: tuple[str, NodeClient] | None = None,
+                 fresh_ts: Callable[[list[str]], int] | None = None):
         """``connect(address)`` makes a node's client (tests: stand-ins).
 
         ``local``: (node id, client) of the query node in this process (``set_local``).
@@ -93,11 +94,15 @@ class QueryNodeRouter:
         (with several proxies, or after a restart, the catalog is the truth).
 
         ``written(channels)``: the positions this proxy's own writes reached (its ``ShardWriter``),
-        which is what reads below Strong wait for (vecdb.proxy.consistency)."""
+        which is what reads below Strong wait for (vecdb.proxy.consistency).
+
+        ``fresh_ts(channels)``: a new snapshot timestamp, which a read retried after a node failed takes
+        unless its client chose its snapshot (``_read``)."""
         self.log = log
         self._connect = connect
         self._loaded_in_catalog = loaded_in_catalog or (lambda cid: True)
         self._written = written or (lambda channels: {})
+        self._fresh_ts = fresh_ts
         self._ends_seen: dict[str, tuple[float, int]] = {}  # channel -> (when, log end) for Bounded reads
         self._turn = itertools.count()
         self._lock = threading.Lock()
@@ -263,21 +268,30 @@ class QueryNodeRouter:
                                           local is None or any(part[0] != local for part in p)))
 
     # --- calls -----------------------------------------------------------------------
-    def _read(self, info, call: Callable[[Plan], Any], ts: int = 0, end: dict[str, int] | None = None):
-        """``call(plan)`` on a replica that can answer; on a node that does not answer or lacks a
+    def _read(self, info, call: Callable[[Plan, int, dict[str, int]], Any], ts: int = 0,
+              end: dict[str, int] | None = None):
+        """``call(plan, ts, end)`` on a replica that can answer; on a node that does not answer or lacks a
         channel, the next replica; when none can, waits for the assignment to change, up to
         ``READ_WAIT`` seconds. ``ts``: the read's snapshot; one older than ``OLD_SNAPSHOT_S`` (a query
         iterator's later pages) asks every node following a spread channel (``plans``). ``end``: the
-        positions the read waits for (``_end``), which a channel read in parts gets if it has none."""
+        positions the read waits for (``_end``), which a channel read in parts gets if it has none.
+
+        A try after one that failed takes a fresh snapshot and positions, unless the client chose the
+        snapshot (``consistency.snapshot_pinned``): the node that took a channel over loaded its segments
+        as compacted since, without the rows a compaction dropped that the old snapshot still sees (a Strong
+        count in flight while the channel's leader was killed answered 418 rows of 550)."""
         deadline = time.monotonic() + READ_WAIT
         error: errors.VecdbError | None = None
         every_node = 0 < ts and timestamp.physical_ms(ts) < (time.time() - OLD_SNAPSHOT_S) * 1000
+        fresh_ts = self._fresh_ts if end is not None and 0 < ts and not consistency.snapshot_pinned() else None
         while True:
             for plan in self.plans(info.id, every_node):
+                if error is not None and fresh_ts is not None:
+                    ts, end = max(ts, fresh_ts(list(info.channels))), self._end(info)
                 if end is not None:
                     self._cut_parts(plan, end)
                 try:
-                    return call(plan)
+                    return call(plan, ts, end or {})
                 except (errors.ServiceUnavailable, errors.CollectionNotLoaded) as e:
                     error = e
             if not self._loaded_in_catalog(info.id):
@@ -356,13 +370,14 @@ class QueryNodeRouter:
     def search(self, info, spec, partition_ids, output_fields):
         """Concurrent one-query searches that agree on everything else go to the nodes as one
         request when calls of theirs are already in flight (``vecdb.proxy.batching``)."""
-        end = self._end(info)
+        first_end = self._end(info)
 
         def run(spec):
-            def call(plan: Plan):
-                return search_on(plan, with_bm25_stats(plan, spec))
+            def call(plan: Plan, ts: int, end: dict[str, int]):
+                at = spec if ts == spec.ts else replace(spec, ts=ts)
+                return search_on(plan, with_bm25_stats(plan, at, end), end)
 
-            def with_bm25_stats(plan: Plan, spec):
+            def with_bm25_stats(plan: Plan, spec, end: dict[str, int]):
                 """A BM25 search over several nodes scores with one set of statistics, the whole search's."""
                 if spec.metric != "BM25" or len(plan) < 2:
                     return spec
@@ -370,7 +385,7 @@ class QueryNodeRouter:
                     info, spec, partition_ids, wait=_only(end, c), channels=c, scopes=s)))
                 return replace(spec, params={**(spec.params or {}), "bm25_stats": stats})
 
-            def search_on(plan: Plan, spec):
+            def search_on(plan: Plan, spec, end: dict[str, int]):
                 if len(plan) == 1:
                     return self._on_nodes(plan, lambda n, c, s: n.search(info, spec, partition_ids, output_fields,
                                                                          wait=_only(end, c), channels=c, scopes=s))[0]
@@ -378,14 +393,14 @@ class QueryNodeRouter:
                 parts = self._on_nodes(plan, lambda n, c, s: n.search(info, each, partition_ids, output_fields,
                                                                       wait=_only(end, c), channels=c, scopes=s))
                 return merge_hits(parts, len(spec.queries), spec.limit, spec.offset, spec.metric)
-            return self._read(info, call, spec.ts, end)
-        return self._batcher.search(batch_key(info, spec, partition_ids, output_fields, end), spec, run)
+            return self._read(info, call, spec.ts, first_end)
+        return self._batcher.search(batch_key(info, spec, partition_ids, output_fields, first_end), spec, run)
 
     def query(self, info, ts, flt, partition_ids, output_fields, limit, offset, *, sealed_only=False):
         end = self._end(info)
         pk = info.schema.primary_field.name
 
-        def call(plan: Plan):
+        def call(plan: Plan, ts: int, end: dict[str, int]):
             if len(plan) == 1:
                 return self._on_nodes(plan, lambda n, c, s: n.query(info, ts, flt, partition_ids, output_fields, limit,
                                                                     offset, wait=_only(end, c), channels=c,
@@ -402,7 +417,7 @@ class QueryNodeRouter:
         """Each node's partials (``vecdb.group_partials``), merged."""
         end = self._end(info)
 
-        def call(plan: Plan):
+        def call(plan: Plan, ts: int, end: dict[str, int]):
             parts = self._on_nodes(plan, lambda n, c, s: n.query_partials(info, ts, flt, partition_ids, spec,
                                                                           wait=_only(end, c), channels=c, scopes=s,
                                                                           sealed_only=sealed_only))
@@ -415,7 +430,7 @@ class QueryNodeRouter:
         end = self._end(info)
         spec = top_rows.TopSpec.of(info.schema, order, limit + offset)
 
-        def call(plan: Plan):
+        def call(plan: Plan, ts: int, end: dict[str, int]):
             parts = self._on_nodes(plan, lambda n, c, s: n.query_top(info, ts, flt, partition_ids, output_fields,
                                                                      order, spec.k, 0, wait=_only(end, c), channels=c,
                                                                      scopes=s, sealed_only=sealed_only))
@@ -424,7 +439,7 @@ class QueryNodeRouter:
 
     def count(self, info, ts, flt, partition_ids, *, sealed_only=False) -> int:
         end = self._end(info)
-        return self._read(info, lambda plan: sum(self._on_nodes(
+        return self._read(info, lambda plan, ts, end: sum(self._on_nodes(
             plan, lambda n, c, s: n.count(info, ts, flt, partition_ids, wait=_only(end, c), channels=c, scopes=s,
                                           sealed_only=sealed_only))), ts, end)
 
@@ -528,7 +543,7 @@ class QueryNodeRouter:
                 elif sid not in once or indexed > once[sid][1]:
                     once[sid] = (rows, indexed)
             return done + sum(i for _, i in once.values()), total + sum(r for r, _ in once.values())
-        return self._read(_Named(collection_id, f"id {collection_id}"), call)
+        return self._read(_Named(collection_id, f"id {collection_id}"), lambda plan, ts, end: call(plan))
 
     def segment_infos(self, info) -> list[dict]:
         """Every replica's segments, each once; with ``node_ids``: the nodes holding it (one per replica).
@@ -546,7 +561,7 @@ class QueryNodeRouter:
             except (errors.ServiceUnavailable, errors.CollectionNotLoaded):
                 continue
         if not answers:
-            answers = self._read(info, ask)
+            answers = self._read(info, lambda plan, ts, end: ask(plan))
         out: dict[tuple, dict] = {}
         for key, channel, segs in answers:
             unnamed: dict[tuple, int] = {}

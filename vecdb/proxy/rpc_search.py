@@ -23,7 +23,7 @@ from vecdb.minhash_function import output_encoder
 from vecdb.proxy import function_chain, search_aggregation, status
 from vecdb.proxy.base import ServiceBase, check_read_partition_names, kv_dict, parse_json_param, rpc
 from vecdb.proxy.boost import Boost, rescored_rows
-from vecdb.proxy.consistency import BOUNDED_STALENESS, ReadLevel, level_of, reading_at
+from vecdb.proxy.consistency import BOUNDED_STALENESS, ReadLevel, level_of, pin_snapshot, reading_at
 from vecdb.proxy.decay import fetched
 from vecdb.proxy.fielddata import nq_invalid, parse_placeholder_group, resolve_output_fields
 from vecdb.proxy.fieldencode import fill_field_data
@@ -241,6 +241,8 @@ class SearchRpcs(ServiceBase):
         pinned = request.guarantee_timestamp if iterator else getattr(request, "travel_timestamp", 0)
         reuse = 0.0 if iterator or level == ReadLevel.STRONG else BOUNDED_STALENESS
         now = self.r.writer.read_ts(info.channels, max_age=reuse)
+        # an iterator's first page too: its reply's session_ts is the snapshot every later page reads
+        pin_snapshot(iterator or 0 < pinned < now)
         # Standalone, every level (Strong, Bounded, Session, Eventually) is satisfied by the newest
         # state: its node applies each write before acknowledging it, and it never reuses a timestamp.
         return pinned if 0 < pinned < now else now
