@@ -166,19 +166,23 @@ class DmlRpcs(ServiceBase):
     def _merge_partial(self, info: CollectionInfo, columns: dict, n: int, partition_name: str,
                        ops: dict[str, int] | None = None) -> dict:
         """Fill fields the client left out from the current rows (partial update); fields with an
-        ARRAY_APPEND / ARRAY_REMOVE op get the op applied to the current arrays (vecdb.proxy.field_ops)."""
+        ARRAY_APPEND / ARRAY_REMOVE op get the op applied to the current arrays (vecdb.proxy.field_ops).
+        The dynamic field is merged, as Milvus 2.6 merges it: a row keeps its current dynamic keys,
+        the sent ones added or replacing theirs (pymilvus sends ``{}`` for a row without any)."""
         schema = info.schema
         ops = ops or {}
         missing = [f.name for f in schema.fields if f.name not in columns]
         missing += [valid_key(f.name) for f in schema.fields if f.nullable and f.name not in columns]
-        if not missing and not ops:
+        dyn = schema.dynamic_field
+        merged_dyn = [dyn.name] if dyn is not None and dyn.name in columns else []
+        if not missing and not ops and not merged_dyn:
             return columns
         self.require_loaded(info)
         pk_name = schema.primary_field.name
         pks = columns[pk_name]
         with self.r.writer.locked(info.channels):
             current = self.r.querynode.query(info, self.r.tso.allocate(), KeyFilter(pk_name, pks), None,
-                                             [pk_name] + missing + list(ops), None, 0)
+                                             [pk_name] + missing + list(ops) + merged_dyn, None, 0)
         pos = {k: i for i, k in enumerate(current[pk_name].tolist())}
         idx = [pos.get(k) for k in pks.tolist()]
         exists = np.array([i is not None for i in idx], dtype=bool)
@@ -195,6 +199,12 @@ class DmlRpcs(ServiceBase):
         if ops:
             base = {name: current[name][take] if len(current[name]) else np.empty(n, object) for name in ops}
             apply_field_ops(schema, ops, columns, base, exists)
+        for name in merged_dyn:
+            if exists.any():
+                sent, old = columns[name], current[name][take]
+                merged = sent.copy()
+                merged[exists] = [{**old[i], **sent[i]} for i in np.flatnonzero(exists)]
+                columns[name] = merged
         return columns
 
     @staticmethod

@@ -25,6 +25,7 @@ from vecdb.proxy import status
 from vecdb.proxy.base import kv_dict, kv_pairs, parse_json_param, rpc
 from vecdb.proxy.rpc_resource_groups import ResourceGroupRpcs
 from vecdb.request_db import db_of
+from vecdb.schema import validate_collection_name
 
 
 def _split_index_params(pairs) -> tuple[str, str, dict]:
@@ -398,7 +399,11 @@ class IndexRpcs(ResourceGroupRpcs):
 
     @rpc(milvus_pb2.GetLoadStateResponse)
     def GetLoadState(self, request, context):
-        info = self.collection(db_of(request, context), request.collection_name)
+        validate_collection_name(request.collection_name)
+        try:
+            info = self.collection(db_of(request, context), request.collection_name)
+        except (errors.CollectionNotFound, errors.DatabaseNotFound):  # Milvus: a success saying NotExist
+            return milvus_pb2.GetLoadStateResponse(status=status.success(), state=common_pb2.LoadStateNotExist)
         parts = [info.partition(name) for name in request.partition_names]
         loaded = self.r.querynode.is_loaded(info.id) and all(info.partition_loaded(p.id) for p in parts)
         state = common_pb2.LoadStateLoaded if loaded else common_pb2.LoadStateNotLoad
