@@ -12,8 +12,9 @@ from vecdb.proxy import status
 from vecdb.proxy.base import ServiceBase, rpc
 from vecdb.request_db import db_of
 
-# The Milvus release whose API vecdb speaks; clients use it for feature checks.
-MILVUS_API_VERSION = "v2.3.5"
+# The Milvus release whose API vecdb speaks; clients use it for feature checks (Dify's Milvus store turns its
+# BM25 hybrid search on from 2.5.0): the 2.6 API (README's feature list). Connect's build_tags names vecdb's own.
+MILVUS_API_VERSION = "v2.6.0"
 
 
 def standalone_group(info) -> str:
