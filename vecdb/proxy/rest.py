@@ -108,7 +108,7 @@ class RestApi(rest_more.RestMore):  # (the newer endpoints: vecdb.proxy.rest_mor
             return 200, {"code": BAD_FORMAT, "message": "can only accept json format request, the request body "
                                                         "should be nil, however {} is valid"}
         try:
-            req = json.loads(body, parse_constant=_no_constant)
+            req = _one_json_value(body)
             if not isinstance(req, dict):
                 raise ValueError("not an object")
         except RecursionError:  # (arrays or objects nested past the decoder's recursion limit)
@@ -826,9 +826,21 @@ def _credential(auth: str) -> str:
 _VECTOR_TYPES = {int(t) for t in DataType if t.is_vector} | {int(DataType.SPARSE_FLOAT_VECTOR)}
 
 
+def _one_json_value(body: bytes):
+    """The body's first JSON value, as Milvus's binding reads it (Go's ``json.Decoder.Decode``): UTF-8 only,
+    invalid bytes in strings read as U+FFFD, whatever follows the value ignored; a byte order mark or another
+    encoding is no JSON (``ValueError``)."""
+    text = body.decode("utf-8", errors="replace")
+    start = len(text) - len(text.lstrip(" \t\n\r"))
+    return _JSON.raw_decode(text, start)[0]
+
+
 def _no_constant(name: str):
     """``NaN``, ``Infinity`` and ``-Infinity``, which Python's decoder takes and JSON (Go's decoder) does not."""
     raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
+_JSON = json.JSONDecoder(parse_constant=_no_constant)
 
 
 def _key_of(e: Exception):
