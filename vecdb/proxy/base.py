@@ -18,6 +18,7 @@ from vecdb.catalog_model import DEFAULT_PARTITION, CollectionInfo
 from vecdb.cdc import replicate_config
 from vecdb.datanode.flusher import SEAL_BYTES, SEAL_ROWS
 from vecdb.proxy import status
+from vecdb.proxy.consistency import pin_snapshot
 from vecdb.proxy.writer import ShardWriter
 from vecdb.roles import (
     CatalogRole,
@@ -125,6 +126,7 @@ def rpc(response_type=None):
             start = clock()
             total, ok, failed, latency, node = calls.children(self.r.node_id, self.r.component)
             total.inc()
+            pin_snapshot(False)  # a read's snapshot is its client's only when this request says so
             try:
                 if guarded:
                     replicate_config.admit(self, name, context)

@@ -43,8 +43,8 @@ class ReadLevel(enum.IntEnum):
 
 
 _LEVEL: contextvars.ContextVar[ReadLevel] = contextvars.ContextVar("read_level", default=ReadLevel.STRONG)
-# whether the snapshot of the read in progress was chosen by its client (an iterator's, a travel timestamp): set
-# by each read that takes one (``SearchRpcs._snapshot_ts``), in the handler's thread (``pin_snapshot``)
+# whether the snapshot of the read in progress was chosen by its client (an iterator's, a travel timestamp): reset
+# as each RPC starts (``vecdb.proxy.base.rpc``), set by a read that takes one (``SearchRpcs._snapshot_ts``)
 _PINNED: contextvars.ContextVar[bool] = contextvars.ContextVar("snapshot_pinned", default=False)
 
 
@@ -82,8 +82,7 @@ def pin_snapshot(pinned: bool) -> None:
     """Whether the read this thread makes next keeps its snapshot timestamp whatever happens: an iterator's
     pages, a travel timestamp (True); else a cluster proxy retrying it after a node failed takes a fresh one
     (``QueryNodeRouter._read``: the node that took over may hold compacted segments only, without the rows
-    an older snapshot sees). Each read that takes a snapshot sets it; a read that takes none never has one
-    pinned, and at worst keeps its timestamp as before."""
+    an older snapshot sees). Every RPC starts with False."""
     _PINNED.set(pinned)
 
 
