@@ -7,7 +7,7 @@ from vecdb.index.base import MINHASH_METRIC, VectorIndex
 from vecdb.index.binary import BinaryIndex
 from vecdb.index.faiss_index import FaissIndex
 from vecdb.index.gpu import create_gpu_index
-from vecdb.index.index_file import read_index_file
+from vecdb.index.index_file import read_index_file, read_meta
 from vecdb.index.minhash import MinHashIndex
 from vecdb.index.nullable import index_valid_rows, split_saved, wrap_saved
 from vecdb.index.params import index_spec, validate_index_params
@@ -37,7 +37,9 @@ def create_index(
 def load_index(path: str, mmap: bool = False) -> VectorIndex:
     """Load an index written by ``save``; ``mmap`` maps vectors/lists instead of reading them (read-only).
     A file built over a nullable vector field's valid rows comes back as that ``ValidRowsIndex``; one
-    without (every file written before those, placeholders included) as the plain index it holds."""
+    without (every file written before those, placeholders included) as the plain index it holds.
+    A DISKANN file is always mapped: its vectors and graph stay on disk (vecdb.index.faiss_quantized)."""
+    mmap = mmap or read_meta(path).get("index_type") == "DISKANN"
     meta, index, arrays = read_index_file(path, mmap=mmap)
     rows, n = split_saved(meta, arrays)
     return wrap_saved(_load_inner(path, meta, index, arrays, mmap), rows, n, mmap)

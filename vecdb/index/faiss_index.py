@@ -1,4 +1,5 @@
-"""Float-vector indexes on FAISS: FLAT, IVF_FLAT, IVF_SQ8, IVF_PQ, HNSW, SCANN.
+"""Float-vector indexes on FAISS: FLAT, IVF_FLAT, IVF_SQ8, IVF_PQ, HNSW, SCANN; and HNSW_SQ, HNSW_PQ,
+HNSW_PRQ, IVF_RABITQ, DISKANN, whose FAISS indexes vecdb.index.faiss_quantized makes.
 
 How each maps onto FAISS (COSINE = inner product on normalised vectors):
 
@@ -40,11 +41,12 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, TypeVar
+from typing import Any
 
 import faiss
 import numpy as np
 
+from vecdb.index import faiss_quantized as fq
 from vecdb.index.base import (
     LockedIndex,
     as_float32,
@@ -59,8 +61,9 @@ from vecdb.index.base import (
     prepare_mask,
     split_range_result,
 )
+from vecdb.index.faiss_quantized import faiss_search_params
 from vecdb.index.index_file import write_index_file
-from vecdb.index.params import validate_search_params
+from vecdb.index.params import GRAPH_TYPES, QUANTIZED_TYPES, validate_search_params
 from vecdb.index.threads import threads_for_queries
 from vecdb.schema import DataType
 
@@ -91,31 +94,13 @@ BLAS_MIN_QUERIES = 20  # batch size from which a filtered flat scan gathers rows
 SUBSET_SCAN_FRACTION = 0.25
 SMALL_GATHER_WORK = 1 << 19
 
-_TRAINED_TYPES = ("IVF_FLAT", "IVF_SQ8", "IVF_PQ", "SCANN")
+_TRAINED_TYPES = ("IVF_FLAT", "IVF_SQ8", "IVF_PQ", "SCANN", *QUANTIZED_TYPES)
 _SCANN_NBITS = 4
 _SCANN_SUB_DIM = 2
 
 
-_SP = TypeVar("_SP", bound=faiss.SearchParameters)
 # FAISS builds it (hnsw/HNSW.h); its type stubs lack the class
 _SearchParametersHNSW: type[faiss.SearchParameters] = faiss.SearchParametersHNSW  # type: ignore[attr-defined]
-
-
-def faiss_search_params(cls: type[_SP], **fields: Any) -> _SP:
-    """A FAISS ``SearchParameters`` (or subclass) object with ``fields`` set, e.g.
-    ``faiss_search_params(faiss.SearchParametersIVF, nprobe=8, sel=sel)``.
-
-    FAISS's Python wrapper gives these classes a keyword constructor doing just this
-    (``class_wrappers.handle_SearchParameters``: construct, then set each attribute, which
-    also keeps ``sel`` alive with the object); its type stubs declare the constructors
-    without arguments, so the keyword form goes through here.
-    """
-    params = cls()
-    for name, value in fields.items():
-        if not hasattr(params, name):
-            raise AttributeError(f"{cls.__name__} has no field {name!r}")
-        setattr(params, name, value)
-    return params
 
 
 def match_nlist(n: int, nlist: int) -> int:
@@ -176,6 +161,11 @@ class FaissIndex(LockedIndex):
             hnsw = faiss.IndexHNSWFlat(d, p["M"], metric)
             hnsw.hnsw.efConstruction = p["efConstruction"]
             return hnsw, {}
+        if self.index_type in fq.NEW_TYPES:
+            trained = {"nlist": match_nlist(n, p["nlist"])} if "nlist" in p else {}
+            if fq.codebook_bits(self.index_type, p):
+                trained["nbits"] = match_nbits(n, p["nbits"])
+            return fq.make_index(self.index_type, d, metric, p, trained), trained
         nlist = match_nlist(n, p["nlist"])
         trained = {"nlist": nlist}
         quantizer = faiss.IndexFlat(d, metric)
@@ -204,15 +194,15 @@ class FaissIndex(LockedIndex):
             return 1 << _SCANN_NBITS
         if self.index_type == "IVF_PQ":
             return 1 << self.params["nbits"]
-        return 1
+        return 1 << fq.codebook_bits(self.index_type, self.params)
 
     def _min_train_rows(self) -> int:
         """Fewest rows a build can train on (with clamped nlist/nbits)."""
-        return {"SCANN": 1 << _SCANN_NBITS, "IVF_PQ": 2}.get(self.index_type, 1)
+        return {"SCANN": 1 << _SCANN_NBITS, "IVF_PQ": 2, "HNSW_PQ": 2, "HNSW_PRQ": 2}.get(self.index_type, 1)
 
     def _full_train_rows(self) -> int:
         """Rows a growing (pending) index waits for, so nothing needs clamping."""
-        return max(self.params["nlist"], self._codebook_size()) * MIN_POINTS_PER_CENTROID
+        return max(self.params.get("nlist", 1), self._codebook_size()) * MIN_POINTS_PER_CENTROID
 
     def _train_on(self, x: np.ndarray) -> None:
         index, trained = self._make_untrained(len(x))
@@ -261,7 +251,7 @@ class FaissIndex(LockedIndex):
             return None
         if self.index_type == "FLAT":
             flat = self._index
-        elif self.index_type == "HNSW":
+        elif self.index_type in ("HNSW", "DISKANN"):
             flat = faiss.downcast_index(self._index.storage)
         elif self.index_type == "SCANN" and self.params["with_raw_data"]:
             flat = faiss.downcast_index(self._index.refine_index)
@@ -279,7 +269,8 @@ class FaissIndex(LockedIndex):
         pair is made once per distinct set of knobs and reused."""
         if sel is not None:
             return self._make_search_params(sp, k, sel, exhaustive)
-        key = (exhaustive, k, sp.get("ef"), sp.get("nprobe"), sp.get("reorder_k"))
+        key = (exhaustive, k, sp.get("ef"), sp.get("nprobe"), sp.get("reorder_k"), sp.get("refine_k"),
+               sp.get("rbq_bits_query"))
         pair = self._fparams.get(key)
         if pair is None:
             if len(self._fparams) > 256:
@@ -292,6 +283,8 @@ class FaissIndex(LockedIndex):
         if index is None:
             return self._pending, faiss_search_params(faiss.SearchParameters, sel=sel)
         t = self.index_type
+        if t in fq.NEW_TYPES:
+            return fq.search_params(index, t, sp, k, sel, exhaustive, self._trained.get("nlist", 1))
         if t == "FLAT":
             return index, faiss_search_params(faiss.SearchParameters, sel=sel)
         if t == "HNSW":
@@ -316,7 +309,7 @@ class FaissIndex(LockedIndex):
         # an HNSW beam this wide costs more than a scan of every row, and finds less: 100k x 16 rows at M=30,
         # one query: ef 1,024 1.0 ms, 16,384 64 ms against a 0.5 ms scan; 250k x 128 at M=16: ef 4,096 13 ms,
         # 16,384 91 ms against 11 ms (a search iterator's deep pages, a large top-k)
-        beam = max(sp.get("ef", 0), k) if self.index_type == "HNSW" else 0
+        beam = max(sp.get("ef", 0), k) if self.index_type in GRAPH_TYPES else 0
         if mask is None:
             return None, n, beam * BEAM_SCAN_RATIO >= n, sp
         nvalid = int(np.count_nonzero(mask))
@@ -373,6 +366,8 @@ class FaissIndex(LockedIndex):
     def _run_search(self, q, k, sp, sel, mask, exhaustive, nvalid) -> tuple[np.ndarray, np.ndarray]:
         """One FAISS search of ``q``; ``nvalid``: the rows ``mask`` keeps (counted by ``_filter_mode``)."""
         index, fp = self._search_params(sp, k, sel, exhaustive)
+        if isinstance(index, fq.DecodedScan):
+            return index.search(q, k, mask, self.metric_type)
         if mask is not None and isinstance(index, faiss.IndexFlat):
             # FAISS scans a selector row by row over every row: a batch gathers the valid rows for its BLAS
             # kernel instead, a few queries read them by id when they are few (SUBSET_SCAN_FRACTION)
@@ -412,7 +407,7 @@ class FaissIndex(LockedIndex):
         check_range_params(self.metric_type, radius, range_filter)
         q = self._prepare(queries)
         threads_for_queries(len(q))
-        sp = validate_search_params(self.index_type, self.metric_type, params, 1, range_search=True)
+        sp = _beam_as_ef(validate_search_params(self.index_type, self.metric_type, params, 1, range_search=True))
         if limit and "ef" in sp and sp["ef"] < limit:
             # HNSW's range search keeps what its ef-wide beam visits: a beam narrower than the limit
             # would cut the result short of hits inside the range (Milvus answers, it does not refuse)
@@ -423,17 +418,21 @@ class FaissIndex(LockedIndex):
             if nvalid == 0 or not len(q):
                 return [(np.empty(0, np.float32), np.empty(0, np.int64)) for _ in range(len(q))]
             sel, keep = _bitmap_selector(mask) if mask is not None else (None, None)
-            if self.index_type == "SCANN" and self._index is not None and not exhaustive:
+            if (self.index_type == "SCANN" or fq.is_refined(self._index)) and self._index is not None \
+                    and not exhaustive:
                 return self._range_by_topk(q, radius, range_filter, sp, sel, nvalid, limit)
             index, fp = self._search_params(sp, 1, sel, exhaustive)
-            lims, d, i = index.range_search(q, float(radius), params=fp)
+            if isinstance(index, fq.DecodedScan):
+                lims, d, i = index.range_search(q, float(radius), mask)
+            else:
+                lims, d, i = index.range_search(q, float(radius), params=fp)
             del keep
         return split_range_result(lims, d, i, self.metric_type, radius, range_filter, limit)
 
     def _range_by_topk(self, q, radius, range_filter, sp, sel, nvalid, limit):
-        """Range search as growing top-k searches (SCANN).
+        """Range search as growing top-k searches (SCANN, and indexes with a refine store).
 
-        Fast-scan distances are too coarse to compare with a radius directly,
+        Fast-scan (quantized) distances are too coarse to compare with a radius directly,
         so search top-k (re-ranked when raw data is kept) and double k for the
         queries whose k-th hit is still inside the range.
         """
@@ -443,7 +442,7 @@ class FaissIndex(LockedIndex):
         todo = np.arange(nq)
         k = min(nvalid, limit if limit else RANGE_TOPK_START)
         while len(todo):
-            index, fp = self._search_params({**sp, "reorder_k": 2 * k}, k, sel, False)
+            index, fp = self._search_params({**sp, "reorder_k": 2 * k, "refine_k": 2.0}, k, sel, False)
             d, i = index.search(q[todo], k, params=fp)
             d, i = fix_padding(d, i, self.metric_type)
             for row, qi in enumerate(todo):
@@ -479,4 +478,9 @@ class FaissIndex(LockedIndex):
 def _validated_search_params(index_type: str, metric_type: str, items: tuple, k: int) -> dict:
     """validate_search_params, memoised: every request of a client repeats the same parameters.
     The returned dict is shared: read it, never change it."""
-    return validate_search_params(index_type, metric_type, dict(items), k)
+    return _beam_as_ef(validate_search_params(index_type, metric_type, dict(items), k))
+
+
+def _beam_as_ef(sp: dict) -> dict:
+    """DISKANN's ``search_list`` is its graph's search beam, ``ef`` here."""
+    return {**sp, "ef": sp["search_list"]} if "search_list" in sp else sp

@@ -21,6 +21,9 @@ Choices that differ from Milvus, on purpose:
 - GPU_CAGRA's ``build_algo`` defaults to NN_DESCENT (knowhere: IVF_PQ): cuVS's IVF-PQ-built graph
   searched at recall 0.30 on the 1M x 128 clustered benchmark set, NN-descent's at 0.996 (docs/gpu.md).
 - SUBSTRUCTURE/SUPERSTRUCTURE are rejected (not implemented).
+- HNSW_SQ/PQ/PRQ, IVF_RABITQ and DISKANN follow knowhere's configs (FaissHnsw*Config, IvfRaBitQConfig,
+  DiskANNConfig) and messages; DISKANN's ``search_list`` defaults like HNSW's ``ef`` (max(k, 64);
+  knowhere: max(k, 16)) and is capped at ``MAX_CANDIDATES``; see docs/indexes.md.
 - Upper bounds where knowhere has none (it takes up to 2^31-1, and a huge value
   costs time and memory in proportion: ef=5e7 took 1.1 s and 305 MB for one
   query, the maximum would need 17 GB): HNSW ``ef`` and ``efConstruction`` and
@@ -70,9 +73,9 @@ AUTOINDEX_BINARY: dict[str, str | int] = {"index_type": "BIN_FLAT"}
 @dataclass(frozen=True)
 class Param:
     key: str
-    kind: str = "int"  # int | bool | str
-    lo: int = 1
-    hi: int = INT32_MAX
+    kind: str = "int"  # int | bool | str | float
+    lo: int | float = 1
+    hi: int | float = INT32_MAX
     default: Any = None  # None: required (build) / absent (search)
     choices: tuple[str, ...] = ()
 
@@ -89,6 +92,15 @@ class IndexSpec:
 
 _NLIST = Param("nlist", default=128, lo=MIN_NLIST, hi=MAX_NLIST)
 _NPROBE = Param("nprobe", default=8, lo=1, hi=65536)  # knowhere's range
+_HNSW_BUILD = (
+    Param("M", default=30, lo=HNSW_MIN_M, hi=HNSW_MAX_M),
+    Param("efConstruction", default=360, hi=MAX_CANDIDATES),
+)
+_EF = Param("ef", hi=MAX_CANDIDATES)
+# Milvus 2.5/2.6 quantized indexes (knowhere's FaissHnsw*Config, IvfRaBitQConfig): an optional refine store
+# (refine + refine_type at build, refine_k at search: how many times k candidates it re-ranks)
+_REFINE = (Param("refine", kind="bool", default=False), Param("refine_type", kind="str", default=""))
+_REFINE_K = Param("refine_k", kind="float", lo=1, hi=MAX_CANDIDATES)
 _RAFT_METRICS = ("L2", "IP")
 
 INDEX_SPECS: dict[str, IndexSpec] = {
@@ -102,14 +114,24 @@ INDEX_SPECS: dict[str, IndexSpec] = {
             (_NLIST, Param("m", lo=1, hi=65536), Param("nbits", default=8, lo=MIN_NBITS, hi=MAX_NBITS)),
             (_NPROBE,),
         ),
-        IndexSpec(
-            "HNSW", False, FLOAT_METRICS,
-            (
-                Param("M", default=30, lo=HNSW_MIN_M, hi=HNSW_MAX_M),
-                Param("efConstruction", default=360, hi=MAX_CANDIDATES),
-            ),
-            (Param("ef", hi=MAX_CANDIDATES),),
-        ),
+        IndexSpec("HNSW", False, FLOAT_METRICS, _HNSW_BUILD, (_EF,)),
+        IndexSpec("HNSW_SQ", False, FLOAT_METRICS,
+                  (*_HNSW_BUILD, Param("sq_type", kind="str", default="SQ8"), *_REFINE), (_EF, _REFINE_K)),
+        IndexSpec("HNSW_PQ", False, FLOAT_METRICS,
+                  (*_HNSW_BUILD, Param("m", default=32, hi=65536), Param("nbits", default=8, hi=24), *_REFINE),
+                  (_EF, _REFINE_K)),
+        IndexSpec("HNSW_PRQ", False, FLOAT_METRICS,
+                  (*_HNSW_BUILD, Param("m", default=2, hi=65536), Param("nrq", default=2, hi=16),
+                   Param("nbits", default=8, hi=24), *_REFINE),
+                  (_EF, _REFINE_K)),
+        IndexSpec("IVF_RABITQ", False, FLOAT_METRICS, (_NLIST, Param("rbq_bits", default=1, hi=9), *_REFINE),
+                  (_NPROBE, Param("rbq_bits_query", default=0, lo=0, hi=8), _REFINE_K)),
+        # DISKANN (Milvus 2.2+) is served by an HNSW graph over the raw vectors, memory-mapped from its file
+        # (vecdb.index.faiss_quantized): max_degree is the graph's base-layer degree, search_list_size its
+        # build beam; search_list is the search beam (ef)
+        IndexSpec("DISKANN", False, FLOAT_METRICS,
+                  (Param("max_degree", default=48, hi=2048), Param("search_list_size", default=128, hi=MAX_CANDIDATES)),
+                  (Param("search_list", hi=MAX_CANDIDATES),)),
         IndexSpec(
             "SCANN", False, FLOAT_METRICS,
             (_NLIST, Param("with_raw_data", kind="bool", default=True)),
@@ -183,6 +205,15 @@ def _parse_int(key: str, value: Any, search: bool) -> int:
     raise InvalidParameter(f"param '{key}' ({value!r}) should be integer")
 
 
+def _parse_float(key: str, value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        raise InvalidParameter(f"Type conflict in json: param '{key}' ({value!r}) should be a number") from None
+
+
 def _parse_bool(key: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -204,7 +235,7 @@ def _read(p: Param, params: dict, search: bool) -> Any:
         if p.choices and s not in p.choices:
             raise InvalidParameter(f"{p.key} not supported, supported: [{' '.join(p.choices)}]")
         return s
-    v = _parse_int(p.key, raw, search)
+    v = _parse_float(p.key, raw) if p.kind == "float" else _parse_int(p.key, raw, search)
     if not p.lo <= v <= p.hi:
         if search:
             raise InvalidParameter(
@@ -277,6 +308,8 @@ def validate_index_params(
             f"The dimension of a vector (dim) should be a multiple of the number of subquantizers (m). "
             f"Dimension: {dim}, m: {out['m']}"
         )
+    if spec.name in QUANTIZED_TYPES:
+        check_quantized_build(spec.name, dim, out)
     if spec.name == "SCANN" and dim % 2:
         raise InvalidParameter(f"dimension must be able to be divided by 2, dimension: {dim}")
     if spec.name == "GPU_CAGRA" and out["intermediate_graph_degree"] < out["graph_degree"]:
@@ -285,6 +318,34 @@ def validate_index_params(
         out["mh_lsh_bloom_false_positive_prob"] = _float_in(params, "mh_lsh_bloom_false_positive_prob", 0.01, 0.0, 1.0)
         check_minhash_layout(dim, out["mh_element_bit_width"], out["mh_lsh_band"])
     return out
+
+
+QUANTIZED_TYPES = ("HNSW_SQ", "HNSW_PQ", "HNSW_PRQ", "IVF_RABITQ")
+GRAPH_TYPES = ("HNSW", "HNSW_SQ", "HNSW_PQ", "HNSW_PRQ", "DISKANN")  # searched with an ef-wide beam
+SQ_TYPES = ("SQ4U", "SQ6", "SQ8", "FP16", "BF16")  # knowhere's FaissHnswSqConfig (Milvus 2.6 docs: no SQ4U)
+REFINE_TYPES = ("SQ4U", "SQ6", "SQ8", "FP16", "BF16", "FP32", "FLAT")  # FLAT is FP32; IVF_RABITQ: no SQ4U
+
+
+def check_quantized_build(index_type: str, dim: int, out: dict) -> None:
+    """knowhere's train-time checks of HNSW_SQ/PQ/PRQ and IVF_RABITQ, with its messages; ``out``'s
+    ``sq_type`` and ``refine_type`` are upper-cased in place (knowhere compares them case-blind)."""
+    if index_type == "HNSW_SQ":
+        out["sq_type"] = out["sq_type"].upper()
+        if out["sq_type"] not in SQ_TYPES:
+            raise InvalidParameter("invalid scalar quantizer type")
+    if index_type in ("HNSW_PQ", "HNSW_PRQ") and dim % out["m"]:
+        which = "the" if index_type == "HNSW_PQ" else "a"
+        raise InvalidParameter(
+            f"The dimension of {which} vector (dim) should be a multiple of the number of subquantizers (m). "
+            f"Dimension: {dim}, m: {out['m']}")
+    refine_types = REFINE_TYPES[1:] if index_type == "IVF_RABITQ" else REFINE_TYPES
+    if not out["refine_type"]:  # none: no refine store (knowhere refines only with refine and a refine_type)
+        del out["refine_type"]
+    else:
+        if out["refine_type"].upper() not in refine_types:
+            raise InvalidParameter(f"invalid refine type : {out['refine_type']}, optional types are "
+                                   f"[{', '.join(t.lower() for t in refine_types)}]")
+        out["refine_type"] = out["refine_type"].upper()
 
 
 def check_minhash_layout(dim: int, bit_width: int, band: int) -> None:
@@ -371,6 +432,8 @@ def validate_search_params(
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= LIMITS.max_topk:
             raise InvalidParameter(f"topk [{k}] is invalid, top k should be in range [1, {LIMITS.max_topk}]")
     out: dict[str, Any] = {}
+    if spec.name == "IVF_RABITQ" and "rbq_query_bits" in params and "rbq_bits_query" not in params:
+        params = {**params, "rbq_bits_query": params["rbq_query_bits"]}  # the Milvus 2.6 docs' spelling
     if spec.name in SPARSE_INDEX_TYPES or "drop_ratio_search" in params:
         out["drop_ratio_search"] = _drop_ratio(params, "drop_ratio_search")
     for p in spec.search:
@@ -381,13 +444,15 @@ def validate_search_params(
         if range_search:  # knowhere's MinHash search takes no radius (MinhashConfigCheck: search and train only)
             raise InvalidParameter(f"range search is not supported for metric type {MINHASH_METRIC}")
         out.update(minhash_search_params(params))
-    if spec.name == "HNSW":
+    if spec.name in GRAPH_TYPES:
+        beam = "search_list" if spec.name == "DISKANN" else "ef"
         if range_search:
-            out.setdefault("ef", DEFAULT_HNSW_RANGE_EF)
-        elif "ef" not in out:
-            out["ef"] = max(k, DEFAULT_HNSW_EF_FLOOR)
-        elif out["ef"] < k:
-            raise InvalidParameter(f"ef({out['ef']}) should be larger than k({k})")
+            out.setdefault(beam, DEFAULT_HNSW_RANGE_EF)
+        elif beam not in out:
+            out[beam] = max(k, DEFAULT_HNSW_EF_FLOOR)
+        elif out[beam] < k:  # knowhere's message names search_list_size, Milvus's key for it is search_list
+            name = "search_list_size" if beam == "search_list" else beam
+            raise InvalidParameter(f"{name}({out[beam]}) should be larger than k({k})")
     if spec.name == "SCANN" and not range_search:
         if "reorder_k" not in out:
             out["reorder_k"] = k

@@ -180,9 +180,9 @@ def with_field(fetch: list[str], name: str | None) -> list[str]:
 
 
 def _widened(params: dict, k: int) -> dict:
-    """Search parameters for a top-``k`` window: HNSW's ef and SCANN's reorder_k raised to k."""
+    """Search parameters for a top-``k`` window: HNSW's ef, SCANN's reorder_k and DISKANN's search_list raised to k."""
     out = dict(params)
-    for key in ("ef", "reorder_k"):
+    for key in ("ef", "reorder_k", "search_list"):
         if key in out and out[key] < k:
             out[key] = k
     return out

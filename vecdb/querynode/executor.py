@@ -198,7 +198,8 @@ def _tie_closed_search(view: SegmentView, spec: SearchSpec, k: int, mask: np.nda
 
 
 _SCANS = frozenset(("FLAT", "BIN_FLAT"))
-_WIDENED = ("ef", "reorder_k")  # search parameters that must cover the hits asked for (HNSW, SCANN)
+# search parameters that must cover the hits asked for (HNSW, SCANN, DISKANN)
+_WIDENED = ("ef", "reorder_k", "search_list")
 
 
 def _asking(spec: SearchSpec, ask: int) -> SearchSpec:

@@ -721,6 +721,9 @@ class QueryNode:
                         sf.save_index(self.objects, index, key)
                         self.builds.finish(info.id, idx.index_id, seg.prefix, seg.n, key,
                                            segment_id=seg.segment_id)  # the file is whole (as a data node says)
+                        if idx.index_type == "DISKANN":  # served from its file, mapped (vecdb.index.faiss_quantized)
+                            index = self._read_index(key, True)
+                            index.freeze()
                     except Exception:  # still serve it; the next load builds it again
                         if self._closed.is_set():  # a build that outlived close(): its stores are closed
                             log.info("index of segment %s not saved: the node stopped", seg.segment_id)
