@@ -1,11 +1,19 @@
 """Data node: turns a channel's log into sealed segment files.
 
 ``persist(info, channel, upto)`` reads the channel from its checkpoint to ``upto``
-(a seal record's position), writes one segment per partition plus a delta file
-for the deletes, then registers them and moves the checkpoint in one metadata
-transaction, and finally lets the log drop what is now in files. A crash at any
-point leaves either the old checkpoint (the log still has everything) or the new
+(a seal record's position), writes one segment per partition and seal record plus a
+delta file for the deletes, then registers them and moves the checkpoint in one
+metadata transaction, and finally lets the log drop what is now in files. A crash at
+any point leaves either the old checkpoint (the log still has everything) or the new
 one (the files have everything): nothing acknowledged is lost.
+
+A persist that covers several seal records (two flushes racing, or waiting on a data node
+that died, persisted by the proxy whose seal record is the later) cuts a segment at each of
+them, as every query node following the channel sealed it (``Shard.apply``): the files of a
+segment hold the rows a query node holds under its name. One segment for all of them, named by
+the last, held rows the query nodes hold under the earlier names too, so a node serving it
+in full and the channel's leader, which reads everything but the segments named, both
+counted those rows.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from vecdb.datanode.compactor import CompactionOptions, Compactor, compaction_st
 from vecdb.datanode.indexer import SegmentIndexer
 from vecdb.datanode.row_stats import RowStats
 from vecdb.function_columns import function_output
-from vecdb.log_records import DeleteRecord, InsertRecord, decode
+from vecdb.log_records import DeleteRecord, InsertRecord, SealRecord, decode
 from vecdb.roles import IdSource
 from vecdb.schema import CollectionSchema, valid_key
 from vecdb.storage import segments as sf
@@ -89,7 +97,7 @@ class DataNode:
         puts: dict[str, bytes] = {}
         segments = []
         live_partitions = {p.id for p in info.partitions}
-        for pid, recs in inserts.items():
+        for (end, pid), recs in sorted(inserts.items()):
             if pid not in live_partitions:
                 continue  # partition dropped meanwhile
             # written before a truncate: gone; a dropped field's column under a re-added field's name: left out
@@ -97,18 +105,18 @@ class DataNode:
                     for r in recs if r.ts > info.truncated_ts]
             if not recs:
                 continue
-            prefix = sf.segment_prefix(info.id, channel, upto, pid)
+            prefix = sf.segment_prefix(info.id, channel, end, pid)
             columns = {f.name: _chunks(info.schema, recs, f.name) for f in info.schema.fields}
             columns.update({valid_key(f.name): _chunks(info.schema, recs, valid_key(f.name))
                             for f in info.schema.fields if f.nullable})
             ts = np.concatenate([np.full(r.num_rows, r.ts, np.uint64) for r in recs])
             sf.write_segment(self.objects, prefix, info.schema, columns, ts)
             seg = {"segment_id": self.ids.allocate(), "partition_id": pid, "num_rows": len(ts),
-                   "prefix": prefix, "position": upto}
+                   "prefix": prefix, "position": end}
             if self.node_id is not None:
                 seg["by"] = self.node_id
             segments.append(seg)
-            puts[f"seg/{info.id}/{channel}/{upto:020d}-{pid}"] = json.dumps(seg).encode()
+            puts[f"seg/{info.id}/{channel}/{end:020d}-{pid}"] = json.dumps(seg).encode()
         if deletes:
             key = f"deltas/{info.id}/{channel}/{upto:020d}.vcol"
             sf.write_delta(self.objects, key, np.concatenate([pks for pks, _, _ in deletes]),
@@ -137,17 +145,24 @@ class DataNode:
         return segments
 
     def _read_records(self, channel: str, start: int, upto: int):
-        """The channel's records in (start, upto]: inserts by partition, deletes as (pks, ts, partition
-        ids) arrays (-1: every partition)."""
-        inserts: dict[int, list[InsertRecord]] = defaultdict(list)
+        """The channel's records in (start, upto]: inserts by (the position of the seal record that ends
+        their segment, partition), deletes as (pks, ts, partition ids) arrays (-1: every partition)."""
+        inserts: dict[tuple[int, int], list[InsertRecord]] = defaultdict(list)
         deletes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        for _, payload in self.log.read(channel, start + 1, upto):
+        unsealed: dict[int, list[InsertRecord]] = defaultdict(list)  # since the last seal record read
+        for pos, payload in self.log.read(channel, start + 1, upto):
             rec = decode(payload)
             if isinstance(rec, InsertRecord):
-                inserts[rec.partition_id].append(rec)
+                unsealed[rec.partition_id].append(rec)
             elif isinstance(rec, DeleteRecord):
                 deletes.append((rec.pks, np.full(len(rec.pks), rec.ts, np.uint64),
                                 np.full(len(rec.pks), rec.partition_id, np.int64)))
+            elif isinstance(rec, SealRecord):
+                for pid, recs in unsealed.items():
+                    inserts[(pos, pid)] = recs
+                unsealed = defaultdict(list)
+        for pid, recs in unsealed.items():  # (``upto`` is a seal record's: none is left but a caller's own)
+            inserts[(upto, pid)] = recs
         return inserts, deletes
 
     def compact(self, info: CollectionInfo, clustering: bool = False, options: CompactionOptions | None = None) -> int:
