@@ -70,7 +70,8 @@ def free_port() -> int:
 
 def free_ports(n: int) -> int:
     """A port p with p .. p+n-1 all free now, below the kernel's ephemeral range (where every
-    ``--port 0`` gets its port, so p+1.. could be handed out next)."""
+    ``--port 0`` gets its port, so p+1.. could be handed out next), and handed out to no other test
+    process for a few minutes (``_reserve``)."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     rng = random.Random()
     for _ in range(200):
@@ -81,13 +82,47 @@ def free_ports(n: int) -> int:
                 s = socket.socket()
                 socks.append(s)
                 s.bind(("127.0.0.1", p))
-            return base
         except OSError:
             continue
         finally:
             for s in socks:
                 s.close()
+        if _reserve(range(base, base + n)):
+            return base
     raise AssertionError(f"no {n} consecutive free ports")
+
+
+PORT_MARKS = Path(f"/tmp/vecdb-test-ports-{os.getuid()}")
+PORT_HOLD_S = 120  # a port handed out is handed out again to no test process for one to two of these
+
+
+def _reserve(ports: range) -> bool:
+    """Claim ``ports`` among every test process of this machine (the suite's workers, another suite
+    running beside it): between the check that a port is free and the bind of the process it is for
+    (a second or more), another test process could pick the same port and one of the two failed with
+    "address already in use" (the CI run at 62dc988 saw two). A claim is a file ``<port>.<period>``
+    made exclusively; one of this period or the last blocks the port."""
+    PORT_MARKS.mkdir(exist_ok=True)
+    period = int(time.time() // PORT_HOLD_S)
+    made = []
+    try:
+        for p in ports:
+            if (PORT_MARKS / f"{p}.{period - 1}").exists():
+                return False
+            try:
+                os.close(os.open(PORT_MARKS / f"{p}.{period}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return False
+            made.append(p)
+        made = []
+        return True
+    finally:
+        for p in made:  # a claim given up: the port is free for others again
+            (PORT_MARKS / f"{p}.{period}").unlink(missing_ok=True)
+        if random.random() < 0.01:  # claims of earlier periods block nothing: clear them now and then
+            for old in PORT_MARKS.iterdir():
+                if int(old.suffix[1:] or 0) < period - 1:
+                    old.unlink(missing_ok=True)
 
 
 def server_settings(data_dir, port: int | None = None, storage: dict | None = None):
