@@ -39,8 +39,9 @@ def load_index(path: str, mmap: bool = False) -> VectorIndex:
     A file built over a nullable vector field's valid rows comes back as that ``ValidRowsIndex``; one
     without (every file written before those, placeholders included) as the plain index it holds.
     A DISKANN file is always mapped: its vectors and graph stay on disk (vecdb.index.faiss_quantized)."""
-    mmap = mmap or read_meta(path).get("index_type") == "DISKANN"
-    meta, index, arrays = read_index_file(path, mmap=mmap)
+    meta = read_meta(path)
+    mmap = mmap or meta.get("index_type") == "DISKANN"
+    meta, index, arrays = read_index_file(path, mmap=mmap, meta=meta)
     rows, n = split_saved(meta, arrays)
     return wrap_saved(_load_inner(path, meta, index, arrays, mmap), rows, n, mmap)
 

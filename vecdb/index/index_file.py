@@ -133,9 +133,11 @@ def _no_prefetch_threads(index) -> None:
         lists.prefetch_nthread = 0
 
 
-def read_index_file(path: str, mmap: bool = False) -> tuple[dict[str, Any], Any, dict[str, np.ndarray]]:
-    """Return (meta, FAISS index or None, arrays); with ``mmap`` nothing big is copied into RAM."""
-    meta = read_meta(path)
+def read_index_file(path: str, mmap: bool = False,
+                    meta: dict[str, Any] | None = None) -> tuple[dict[str, Any], Any, dict[str, np.ndarray]]:
+    """Return (meta, FAISS index or None, arrays); with ``mmap`` nothing big is copied into RAM. ``meta``: the
+    file's ``read_meta``, when the caller read it already."""
+    meta = read_meta(path) if meta is None else meta
     index = None
     if meta["faiss"] is not None:
         reader = faiss.read_index_binary if meta["faiss"] == "binary" else faiss.read_index

@@ -365,8 +365,7 @@ class QueryNode:
         see (``Shard.retired``, for ``RETIRED_KEEP_S``): a node that no longer serves the channel otherwise
         keeps it for those reads (a query iterator's later pages) until they expire."""
         shard = self._by_channel.get(channel)
-        now = time.monotonic()
-        return shard is not None and any(r.lost and r.until > now for r in shard.retired)
+        return shard is not None and shard.keeps_lost_rows()
 
     def follow_only(self, channel: str) -> None:
         """Stop leading ``channel``: keep its growing rows as stubs (another node leads it now)."""

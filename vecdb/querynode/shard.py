@@ -220,6 +220,12 @@ class Shard:
             now = time.monotonic() if now is None else now
             self.retired = tuple(r for r in self.retired if r.until > now)
 
+    def keeps_lost_rows(self) -> bool:
+        """Whether a compaction's lost rows are still kept for reads at older snapshots (``Retired.lost``,
+        for ``RETIRED_KEEP_S``)."""
+        now = time.monotonic()
+        return any(r.lost and r.until > now for r in self.retired)
+
     def swap(self, old: Segment, new: Segment) -> None:
         """Put ``new`` in ``old``'s slot (the same rows: a stub for a full segment or the other way);
         the caller holds the lock. The dict is replaced whole, as in ``replace_segments``."""
