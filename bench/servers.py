@@ -210,10 +210,13 @@ class MilvusStandalone:
 
     name = "milvus"
 
-    def __init__(self, workdir: str | None = None):
+    def __init__(self, workdir: str | None = None, extra_config: dict | None = None):
+        """``extra_config``: more settings for ``MilvusServerConfig.set``: a template item
+        (``{"authorization_enabled": True}``) or a dotted milvus.yaml key."""
         self.workdir = workdir or tempfile.mkdtemp(prefix="bench-milvus-")
         self.port = free_port()
         self.server = None
+        self.extra_config = dict(extra_config or {})
 
     @property
     def uri(self) -> str:
@@ -253,6 +256,8 @@ class MilvusStandalone:
             ports = {k: free_port() for k in self.server.config.configurable_items if k.endswith("_port")}
             ports.update(proxy_port=self.port, etcd_port=etcd_client)
             self.server.config.update(**ports)
+            for key, value in self.extra_config.items():
+                self.server.config.set(key, value)
             self.server.webservice_port = free_port()  # /healthz + metrics, else 9091 upwards
             self.server.start()
         finally:

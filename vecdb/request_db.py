@@ -21,3 +21,14 @@ def database_of(request, metadata: Iterable[tuple[str, str | bytes]] | None) -> 
 def db_of(request, context) -> str:
     """``database_of`` for a gRPC call's context (None: no metadata)."""
     return database_of(request, context.invocation_metadata() if context is not None else None)
+
+
+# requests whose ``db_name`` is the database they create or drop, not the one they run in: their privilege is
+# checked in the connection's database, as Milvus 2.3's proxy does (a CreateDatabase grant in "default" creates any)
+DB_IS_OBJECT = frozenset({"CreateDatabase", "DropDatabase"})
+
+
+def privilege_database(method: str, request, metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """The database whose grants decide whether ``method`` may run with ``request`` (``database_of``, except
+    for the requests of ``DB_IS_OBJECT``)."""
+    return database_of(None if method in DB_IS_OBJECT else request, metadata)

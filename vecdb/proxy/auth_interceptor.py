@@ -15,7 +15,7 @@ import grpc
 from prometheus_client import Counter
 
 from vecdb import errors
-from vecdb.request_db import database_of
+from vecdb.request_db import privilege_database
 from vecdb.security import Security
 from vecdb.security.guard import Resolver
 
@@ -73,7 +73,8 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, e.message)
             if one_request:  # a stream's requests are not looked into (the Milvus API has none we serve)
                 try:
-                    self.security.authorize(user, method, request, database_of(request, metadata), self.resolve)
+                    self.security.authorize(user, method, request, privilege_database(method, request, metadata),
+                                            self.resolve)
                 except errors.NotPermitted as e:
                     REFUSED.labels("permission").inc()
                     context.abort(grpc.StatusCode.PERMISSION_DENIED, e.message)

@@ -146,6 +146,8 @@ class CredentialStore:
         if not only_description:
             check_password(new_password)
         old = self.record(user)
+        if old is None and not only_description:  # as a wrong old password (Milvus: its proxy checks that first)
+            raise errors.NotAuthenticated(f"old password not correct for {user}")
         if old is None:
             raise errors.InvalidParameter(f"found no credential: {user}")
         if only_description:

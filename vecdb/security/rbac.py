@@ -11,8 +11,9 @@ Keys in the metadata store, beside the users (``vecdb.security.credentials``):
 Rules, as Milvus's: ``root`` may do anything; ``admin`` may do anything; every user has
 ``public``, which starts with DescribeCollection and ShowCollections on Global ``*`` and
 IndexDetail on Collection ``*`` (revocable, as in Milvus). A grant of ``All`` on Global covers
-every privilege. A user may always update and describe itself (User object named after it)
-and list the grants of its own roles. An RPC whose request message carries no privilege
+every privilege; a grant of privilege ``*`` every privilege of its object type on its object (Milvus
+matches the privilege as a glob). A user may always update and describe itself (User object named
+after it) and list the grants of its own roles. An RPC whose request message carries no privilege
 option needs none (Connect, health, version...).
 
 ``REQUIRED`` is Milvus's own table: each request message of the Milvus proto carries a
@@ -142,11 +143,29 @@ class Grant:
         if members is not None:
             return privilege in members and self.object_name in (ANY, name)
         return (self.object_type == object_type and self.object_name in (ANY, name)
-                and self.privilege == privilege)
+                and self.privilege in (privilege, ANY))
+
+
+_ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+MAX_ROLE_NAME = 255  # Milvus's proxy.maxNameLength
 
 
 def check_role_name(name: str) -> str:
-    return check_name(name, "role name")
+    """Milvus's role names: an underscore or a letter, then letters, digits, underscores and dollars
+    (its roleNameValidationAllowedChars), at most 255 characters (a user name's limit is 32)."""
+    name = name.strip() if isinstance(name, str) else ""
+    if not name:
+        raise errors.InvalidParameter("role name should not be empty")
+    invalid = f"Invalid role name: {name}. "
+    if len(name) > MAX_ROLE_NAME:
+        raise errors.InvalidParameter(f"{invalid}The length of role name must be not greater than {MAX_ROLE_NAME} "
+                                      "characters.")
+    if not _ROLE_NAME.match(name[0]):
+        raise errors.InvalidParameter(f"{invalid}The first character of role name must be an underscore or a letter.")
+    if not _ROLE_NAME.fullmatch(name):
+        raise errors.InvalidParameter(f"{invalid}Role name should only contain numbers, letters, dollars and "
+                                      "underscores.")
+    return name
 
 
 def check_object_name(name: str, what: str = "object name") -> str:
@@ -195,7 +214,8 @@ class RoleStore:
 
     # --- roles
     def roles(self) -> list[str]:
-        return [*BUILTIN_ROLES, *(k[len(ROLE_PREFIX):] for k, _ in self._scan(ROLE_PREFIX))]
+        """Every role, built-in ones included, by name (as Milvus lists them: its metadata store's key order)."""
+        return sorted([*BUILTIN_ROLES, *(k[len(ROLE_PREFIX):] for k, _ in self._scan(ROLE_PREFIX))])
 
     def role_exists(self, role: str) -> bool:
         return role in BUILTIN_ROLES or self._get(ROLE_PREFIX + role) is not None
@@ -225,7 +245,7 @@ class RoleStore:
 
     def drop_role(self, role: str, force: bool = False) -> None:
         """Drop the role with its user links; a role holding grants only with ``force`` (pymilvus
-        ``force_drop``), its grants then going too (Milvus 2.4+; 2.3 dropped them always)."""
+        ``force_drop``), its grants then going too (Milvus 2.3.5 refuses it the same way; force: 2.4+)."""
         role = check_role_name(role)
         if role in BUILTIN_ROLES:
             raise errors.NotPermitted(f"the role[{role}] is a default role, which can't be dropped")
@@ -273,9 +293,10 @@ class RoleStore:
             raise errors.InvalidParameter(f"role [{role}] not found")
         if object_type not in GRANTABLE:
             raise errors.InvalidParameter(f"invalid object type, object type: {object_type}")
-        if privilege not in GRANTABLE[object_type] and self.group_privileges(privilege) is None:
+        if privilege not in GRANTABLE[object_type] and privilege != ANY and self.group_privileges(privilege) is None:
             raise errors.InvalidParameter(f"not found the privilege name[{privilege}] in object[{object_type}]")
-        name = check_object_name(name)
+        # a Global privilege is on no named object: Milvus's rootcoord stores it on "*" whatever was named
+        name = ANY if object_type == GLOBAL else check_object_name(name)
         db = check_object_name(db or DEFAULT_DB, "database name")
         privileges = [privilege, *RELATED.get(privilege, ())]
         keys = [grant_key(role, db, object_type, name, p) for p in privileges]
