@@ -521,8 +521,9 @@ class WorkersStandalone:
         self.procs = {"standalone": self.proc}
         from vecdb.storage.local_objects import LocalObjectStore
 
-        # its object store: plain files every process may read and write (the files bulk import reads)
-        self.objects = LocalObjectStore(str(Path(data_dir) / "objects"))
+        # its object store: plain files every process may read and write (the files bulk import reads); the
+        # server's own temp files are puts in progress, not this opener's to remove
+        self.objects = LocalObjectStore(str(Path(data_dir) / "objects"), clean_temp=False)
 
     def check(self) -> None:
         assert self.proc.poll() is None, self.proc.failure("ended while the server was in use")

@@ -261,6 +261,8 @@ class QueryNode:
             if shard is None:
                 raise errors.CollectionNotLoaded(f"channel {channel!r} is not loaded on this query node")
             if not shard.wait_applied(position, max(deadline - time.monotonic(), 0)):
+                if shard.closed:
+                    raise errors.ServiceUnavailable(f"channel {channel!r}: this query node is stopping")
                 raise errors.ServiceUnavailable(f"channel {channel!r}: position {position} not applied within "
                                                 f"{timeout} s (at {shard.applied_position})")
 
@@ -992,6 +994,8 @@ class QueryNode:
 
     def close(self) -> None:
         self._closed.set()
+        for shard in list(self._by_channel.values()):  # Strong reads waiting on a channel: answered now
+            shard.close()
         if self._ready_watch is not None:
             self._ready_watch.close()
         metrics.untrack_querynode(self)

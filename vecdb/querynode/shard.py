@@ -101,6 +101,7 @@ class Shard:
         self.applied_ts = 0
         self.horizon = 0  # what reads may see (module doc): published after each record, or group of records
         self.published_position = 0  # the last position ``horizon`` covers (what ``wait_applied`` waits for)
+        self.closed = False  # its node closed (``close``): nothing is applied any more, no read waits for it
         self._next_slot = 0
         self.on_seal: Callable[[Shard, list[Segment]], None] | None = None  # for index building
         # The channel's leader serves its growing rows and every sealed segment it holds in full; a
@@ -167,9 +168,19 @@ class Shard:
         return ends[i][1] if i >= 0 else None
 
     def wait_applied(self, position: int, timeout: float) -> bool:
-        """Wait until the records up to ``position`` are applied and reads see them; False on timeout."""
+        """Wait until the records up to ``position`` are applied and reads see them; False on timeout, and at
+        once when the shard is closed (``close``)."""
         with self._applied:
-            return self._applied.wait_for(lambda: self.published_position >= position, timeout)
+            self._applied.wait_for(lambda: self.published_position >= position or self.closed, timeout)
+            return self.published_position >= position
+
+    def close(self) -> None:
+        """Its node stops: the reads waiting for records to be applied stop waiting (the thread of a Strong
+        read in flight would otherwise hold the process's exit for up to its timeout, 30 s, when the log is
+        gone: a standalone primary killed under its workers' reads)."""
+        with self._applied:
+            self.closed = True
+            self._applied.notify_all()
 
     def _new_segment(self, partition_id: int) -> Segment:
         seg = Segment(self._next_slot, partition_id, self.schema, stub=not self.leader)

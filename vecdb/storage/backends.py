@@ -136,7 +136,12 @@ def _open_objects(storage, root: str, ns: str) -> ObjectStore:
         from vecdb.storage.local_objects import LocalObjectStore
 
         _make_data_dir(root)
-        return LocalObjectStore(os.path.join(root, "objects"), reserve_bytes=storage.disk_reserve_bytes)
+        # a standalone primary's worker (its metadata or log served by the primary, vecdb://) shares the primary's
+        # directory: the primary removes a crash's temp files as it starts, before any worker; a worker doing so
+        # as it starts again would remove the puts in progress of the primary and the other workers
+        served = storage.meta.startswith("vecdb://") or storage.log.startswith("vecdb://")
+        return LocalObjectStore(os.path.join(root, "objects"), reserve_bytes=storage.disk_reserve_bytes,
+                                clean_temp=not served)
     if url.startswith("s3://"):
         from vecdb.storage.s3_objects import S3ObjectStore
 

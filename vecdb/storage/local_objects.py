@@ -4,7 +4,10 @@ Key "a/b/c" is the file ``<root>/a/b/c``, so ``local_path`` can hand it to
 ``np.load(mmap_mode='r')``. ``put`` writes ``.tmp-<hex>`` in the target
 directory, fsyncs it, renames it over the key and fsyncs the directory: a
 reader sees the old object, the new one, or none, never a part. Leftover
-temp files (a crash mid-put) are removed on open and never listed. A put that
+temp files (a crash mid-put) are never listed, and removed on open by the
+directory's owner (``clean_temp``): not by a process that shares the directory
+with it (a standalone primary's worker, ``vecdb.storage.backends``), whose
+start would remove the puts in progress of the others. A put that
 would leave less than ``reserve_bytes`` free on the disk is refused ("disk
 full", ``IoFailed``) and its temp file removed, as on ENOSPC.
 
@@ -29,15 +32,17 @@ _TMP = ".tmp-"
 class LocalObjectStore:
     """The embedded ``ObjectStore`` (see module docstring). Thread-safe."""
 
-    def __init__(self, root_dir: str, reserve_bytes: int = 0):
-        """``reserve_bytes``: a put that would leave less free on the disk is refused ("disk full")."""
+    def __init__(self, root_dir: str, reserve_bytes: int = 0, clean_temp: bool = True):
+        """``reserve_bytes``: a put that would leave less free on the disk is refused ("disk full").
+        ``clean_temp``: remove the temp files a crash left (False: another process owns the directory,
+        and its temp files may be puts in progress)."""
         self._root = os.path.abspath(root_dir)
         self._reserve = reserve_bytes
         self._closed = False
         self._lock = threading.Lock()  # guards directory removal against puts in this process
         try:
             os.makedirs(self._root, exist_ok=True)
-            for dirpath, _, files in os.walk(self._root):
+            for dirpath, _, files in os.walk(self._root) if clean_temp else ():
                 for f in files:
                     if f.startswith(_TMP):
                         os.unlink(os.path.join(dirpath, f))
