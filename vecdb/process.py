@@ -23,7 +23,9 @@ Metrics and logs name the node by its id (``vecdb.metrics``): the number Milvus 
 from __future__ import annotations
 
 import json
+import logging
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
@@ -31,10 +33,10 @@ from typing import TYPE_CHECKING
 
 from vecdb import logs, metrics, startup
 from vecdb.config import Settings
-from vecdb.coord.client import CoordClient, active_coord_address
+from vecdb.coord.client import SESSION_KEY, CoordClient, active_coord_address
 from vecdb.coord.session import Session, register_node
 from vecdb.discovery import node_number
-from vecdb.errors import CredentialRefused, ServiceNotReady, ServiceUnavailable
+from vecdb.errors import CredentialRefused, IoFailed, ServiceNotReady, ServiceUnavailable
 from vecdb.rpc.gen import coord_pb2
 from vecdb.rpc.transport import use_cluster_secret, use_internal_tls
 from vecdb.storage.backends import Backends, open_backends
@@ -43,6 +45,9 @@ from vecdb.storage.base import MetaStore
 if TYPE_CHECKING:
     from vecdb.proxy.rest import RestApi
 
+log = logging.getLogger(__name__)
+
+METADATA_WAIT_S = 60.0  # how long a starting process waits for its metadata store to answer
 CREDENTIAL_CHECK_S = 2.0  # how long the start waits for a coord to check its credential against
 
 
@@ -50,6 +55,27 @@ def advertised_address(host: str, port: int) -> str:
     """The address others reach a server at: a wildcard listen address names no host, so the
     machine's name stands for it."""
     return startup.host_port(socket.gethostname() if host in ('', '0.0.0.0', '::', '[::]') else host, port)
+
+
+def wait_for_metadata(meta: MetaStore, budget: float = METADATA_WAIT_S) -> None:
+    """Return once the metadata store answers a read, waiting up to ``budget`` seconds for it (then its
+    error is raised): a process starting while its store is briefly out of reach (a standalone primary's
+    worker on a loaded machine: "connection attempt timed out before receiving SETTINGS frame") waits for it
+    rather than exiting, which ended a whole ``--workers`` server."""
+    deadline = time.monotonic() + budget
+    said = False
+    while True:
+        try:
+            meta.get(SESSION_KEY)
+            return
+        except (IoFailed, ServiceUnavailable) as e:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            if not said:
+                log.warning("the metadata store does not answer yet (%s): waiting up to %.0f s", e, left)
+                said = True
+            time.sleep(min(0.5, left))
 
 
 def check_cluster_credential(meta: MetaStore, address: str | None) -> None:
@@ -138,6 +164,7 @@ class NodeProcess:
             use_cluster_secret(settings.security.cluster_secret_value())
             use_internal_tls(settings.tls)  # and over mutual TLS with tls.internal
             self._start_http(host, settings.http.port)
+            wait_for_metadata(self.backends.meta)
             check_cluster_credential(self.backends.meta, self._coord_address)
             self.server, self.port = self._start(settings)
             engine = getattr(self, "node", None)
