@@ -802,6 +802,11 @@ def update_request(meta: MetaStore, key: str, channel: str, state: str, plans: l
         if raw is None:
             return
         req = json.loads(raw)
+        entry = req["channels"].get(channel)
+        if entry is not None and entry["state"] == state and (plans is None or entry.get("plans") == plans):
+            # unchanged: not written again. A write wakes the compactors that watch the requests, the writer's
+            # own too: a round that failed (a source segment's files gone) woke itself and failed again, in a loop
+            return
         entry = req["channels"].setdefault(channel, {"state": PENDING, "plans": []})
         entry["state"] = state
         if plans is not None:

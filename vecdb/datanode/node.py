@@ -75,10 +75,10 @@ class DataNode:
 
         The checkpoint moves by compare-and-set: when another process persisted the channel
         meanwhile (a data node and a proxy that persists itself, or two data nodes while a channel
-        moves), this attempt's metadata is not committed, its files are deleted, and it starts over
-        from the new checkpoint, so no record is persisted twice. Object keys are named by ``upto``
-        (a seal record's position): a process that persisted up to the same record meanwhile wrote
-        the same rows under the same keys, so files the winner registered are kept."""
+        moves), this attempt's metadata is not committed, its files are left to the garbage
+        collector, and it starts over from the new checkpoint, so no record is persisted twice.
+        Object keys are named by ``upto`` (a seal record's position): a process that persists up to
+        the same record writes the same rows under the same keys, so nothing deletes them here."""
         with self._locks[channel]:
             while True:
                 segments = self._persist_once(info, channel, upto)
@@ -127,17 +127,13 @@ class DataNode:
         if os.environ.get(FAULT_ENV) == "abort":  # crash tests: files written, metadata not committed
             os.abort()
         if not self.meta.txn(puts=puts, expect={ckpt_key: raw_start}):
+            # The files written are left where they are, for the garbage collector (vecdb.coord.gc: what
+            # no seg/ or delta/ key registers at or below the checkpoint): their keys are named by seal
+            # records, so a process persisting the channel now (the winner's next persist, a third one)
+            # may be writing the same keys to register them, and a delete here of what is not registered
+            # yet could remove them a moment after it registered them: a segment without its files,
+            # which no query node can load (found by the chaos hunt).
             log.info("channel %s was persisted by another process meanwhile; starting over", channel)
-            # another process that persisted up to the same seal record wrote the same keys (named by
-            # it) with the same rows and registered them: those files are the winner's now, not garbage
-            kept = {json.loads(v)["prefix"] for _, v in self.meta.scan(f"seg/{info.id}/{channel}/")}
-            kept |= {v.decode() for _, v in self.meta.scan(f"delta/{info.id}/{channel}/")}
-            for seg in segments:
-                if seg["prefix"] not in kept:
-                    self.objects.delete_prefix(seg["prefix"])
-            delta_key = puts.get(f"delta/{info.id}/{channel}/{upto:020d}")
-            if delta_key is not None and delta_key.decode() not in kept:
-                self.objects.delete(delta_key.decode())
             return None
         if self.truncate:  # no further than a CDC task following the channel applied (vecdb.cdc.follower)
             floor = cdc_floor(self.meta, channel, upto)
