@@ -79,22 +79,10 @@ def _role_http_port(args, settings) -> None:
         settings.http.port = 0
 
 
-def _stop(node) -> None:
-    """A signalled stop; one that hangs prints where (``logs.stacks_if_slow``) to the process's log."""
-    from vecdb import logs
-
-    with logs.stacks_if_slow():
-        node.stop()
-
-
 def _run_until_signalled(node, ready: str) -> int:
-    from vecdb import signals
+    from vecdb.process import serve_until_stopped
 
-    stopped = signals.stop_event()  # before "ready": a stop sent right after it is handled
-    print(ready, flush=True)
-    stopped.wait()
-    _stop(node)
-    return 0
+    return serve_until_stopped(node, ready)
 
 
 def _coord(args) -> int:
@@ -208,7 +196,7 @@ def _proxy(args) -> int:
 
 
 def _node(args) -> int:
-    from vecdb.node import NodeRoleProcess, run_until_signalled, supervise  # vecdb.node.supervise: --workers N
+    from vecdb.node import NodeRoleProcess, supervise  # vecdb.node.supervise: --workers N
 
     settings, code = _proxy_start(args, lambda s: 1, supervise)
     if settings is None:
@@ -218,7 +206,7 @@ def _node(args) -> int:
         qn_port += args.worker_index
     node = NodeRoleProcess(settings, args.coord, args.node_id, worker=args.worker_index, querynode_port=qn_port)
     # exits 1 if a session of the node is lost (vecdb.node)
-    return run_until_signalled(node, _ready_line(args, node, f"vecdb node {node.node_id} ready on {node.address} "
+    return _run_until_signalled(node, _ready_line(args, node, f"vecdb node {node.node_id} ready on {node.address} "
                                                              f"(query node on {node.querynode_address})"))
 
 
@@ -247,7 +235,10 @@ def _standalone(args) -> int:
           f"(data: {settings.storage.data_dir})", flush=True)
     while not stopped.wait(0.5) and not node.stopped:  # signalled, or it stopped itself (a lost session)
         pass
-    _stop(node)  # (or waits for the stop under way to end)
+    from vecdb import logs
+
+    with logs.stacks_if_slow():  # a stop that hangs prints where to the process's log
+        node.stop()  # (or waits for the stop under way to end)
     return 1 if node.session_lost else 0
 
 

@@ -24,7 +24,7 @@ loaded collection, so a ``vecdb node``'s reads never leave its process (``vecdb.
 
 A node whose session is lost (its lease expired: a stall or an unreachable store longer than the
 ttl) is gone for the cluster: the coord drops its replica and DDL stops waiting for its proxy. It
-then stops and exits 1 (``run_until_signalled``), as Milvus's nodes exit, so a supervisor starts it
+then stops and exits 1 (``vecdb.process.serve_until_stopped``), as Milvus's nodes exit, so a supervisor starts it
 again under a new id rather than leave it serving from a stale view.
 
 ``--workers N`` serves the Milvus port from N such processes (SO_REUSEPORT), each a whole node with an
@@ -60,7 +60,6 @@ from vecdb.top_rows import Order
 
 log = logging.getLogger(__name__)
 
-LOST_POLL = 0.25  # seconds between looks at the node's sessions (run_until_signalled)
 
 
 class LocalQueryNode:
@@ -235,23 +234,6 @@ class NodeRoleProcess(ProxyProcess):
         if self.follower is None or not self.follower.ready.is_set():
             return False, "loading the channels assigned to it"
         return True, "OK"
-
-
-def run_until_signalled(node: NodeRoleProcess, ready: str) -> int:
-    """Print ``ready``, serve until SIGTERM or SIGINT (then stop, exit 0) or until a session of the
-    node is lost (then stop, exit 1: under ``--workers`` or the standalone primary, the supervisor
-    starts it again under a new id, which the coord gives a replica of its own; alone, whatever runs
-    it sees it fail). Milvus's nodes exit on a lost session too."""
-    stopped = signals.stop_event()  # before "ready": a stop sent right after it is handled
-    print(ready, flush=True)
-    lost = None
-    while not stopped.wait(LOST_POLL):
-        lost = node.lost_session()
-        if lost is not None:
-            log.error("node %s: its session %s was lost: stopping (exit 1)", node.node_id, lost)
-            break
-    node.stop()
-    return 1 if lost is not None else 0
 
 
 def supervise(argv: list[str], workers: int, node_id: str | None, host: str, port: int) -> int:

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
-from vecdb import logs, metrics, startup
+from vecdb import logs, metrics, signals, startup
 from vecdb.config import Settings
 from vecdb.coord.client import SESSION_KEY, CoordClient, active_coord_address
 from vecdb.coord.session import Session, register_node
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LOST_POLL = 0.25  # seconds between looks at a serving process's sessions (serve_until_stopped)
 METADATA_WAIT_S = 60.0  # how long a starting process waits for its metadata store to answer
 CREDENTIAL_CHECK_S = 2.0  # how long the start waits for a coord to check its credential against
 
@@ -55,6 +56,29 @@ def advertised_address(host: str, port: int) -> str:
     """The address others reach a server at: a wildcard listen address names no host, so the
     machine's name stands for it."""
     return startup.host_port(socket.gethostname() if host in ('', '0.0.0.0', '::', '[::]') else host, port)
+
+
+def serve_until_stopped(process, ready: str) -> int:
+    """Print ``ready``, serve until SIGTERM or SIGINT (then stop, exit 0) or until a session of the process is
+    lost (its ``lost_session``, where it has one: then stop, exit 1). A session is lost when its lease
+    expired (a stall or an unreachable store longer than its ttl): the cluster then counts the process gone
+    (the coord drops its replicas and channels, DDL no longer waits for its proxy), and one that went on
+    serving would do so from a stale view, never to register again (found by the chaos hunt: query nodes
+    stopped past their ttl stayed up unhealthy, and no replica was served). Milvus's nodes exit so too; the
+    supervisor (``--workers``, the standalone primary, compose's restart policy, Kubernetes) starts it again."""
+    stopped = signals.stop_event()  # before "ready": a stop sent right after it is handled
+    print(ready, flush=True)
+    lost_session = getattr(process, "lost_session", None)
+    lost = None
+    while not stopped.wait(LOST_POLL):
+        lost = lost_session() if lost_session is not None else None
+        if lost is not None:
+            log.error("%s %s: its session %s was lost: stopping (exit 1)", getattr(process, "role", "process"),
+                      getattr(process, "node_id", ""), lost)
+            break
+    with logs.stacks_if_slow():  # a stop that hangs prints where to the process's log
+        process.stop()
+    return 1 if lost is not None else 0
 
 
 def wait_for_metadata(meta: MetaStore, budget: float = METADATA_WAIT_S) -> None:
@@ -176,6 +200,11 @@ class NodeProcess:
         except BaseException:
             self.stop()
             raise
+
+    def lost_session(self) -> str | None:
+        """The key of this process's session if it was lost (``serve_until_stopped``)."""
+        session = self.session
+        return session.key if session is not None and session.lost else None
 
     def _start_http(self, host: str, port: int) -> None:
         if port:

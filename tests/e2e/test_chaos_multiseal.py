@@ -41,7 +41,8 @@ def test_a_persist_covering_two_seal_records_is_counted_once(tmp_path, remote_st
     stopped = None
     try:
         for name in ("coord", "qn0", "qn1", "dn0", "proxy0", "proxy1"):  # (the coord places the segments)
-            cl.start(name, env=ENV)
+            # proxy0 is held below longer than a session ttl of 2 s, and a process whose session was lost exits
+            cl.start(name, env=dict(ENV, VECDB_STORAGE__SESSION_TTL="30") if name == "proxy0" else ENV)
         c0, c1 = cl.client("proxy0"), cl.client("proxy1")
         s = c0.create_schema(auto_id=False)
         s.add_field("id", DataType.INT64, is_primary=True)

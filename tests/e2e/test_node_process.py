@@ -257,7 +257,7 @@ def test_node_workers_each_hold_a_replica(tmp_path, remote_storage):
         cl.at_close(w0b.close)
         wait_until(lambda: "node worker 1 (nw-w1) exited with code 1: starting it again" in node.output(), 30,
                    "the stalled worker did not exit")
-        assert "node nw-w1: its session session/" in node.output()
+        assert "nw-w1: its session session/" in node.output()
         wait_until(lambda: "vecdb node worker 1 (nw-w1.1) serving on" in node.output(), 60,
                    "worker 1 was not started again")
         n11 = node_number("nw-w1.1")
