@@ -239,9 +239,11 @@ class DataNode:
             with self._locks[channel]:
                 doomed = {k: seg for k, v in self.meta.scan(f"seg/{info.id}/{channel}/")
                           if (seg := json.loads(v))["partition_id"] == partition_id}
+                # the keys first: a segment listed is never one whose files are gone (a compaction planning
+                # meanwhile, a crash between the two steps); files left by a crash are the collector's
+                self.meta.txn(deletes=list(doomed))
                 for seg in doomed.values():
                     delete_unpinned(self.meta, self.objects, seg["prefix"])
-                self.meta.txn(deletes=list(doomed))
 
 
 def _chunks(schema: CollectionSchema, recs: list[InsertRecord], name: str) -> list[np.ndarray]:
