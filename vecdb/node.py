@@ -61,7 +61,6 @@ from vecdb.top_rows import Order
 log = logging.getLogger(__name__)
 
 
-
 class LocalQueryNode:
     """A ``QueryNode`` of this process with the calls of ``RemoteQueryNode`` (what the router sends),
     answered as ``QueryNodeService`` answers them over RPC: the node's own copy of the collection's
