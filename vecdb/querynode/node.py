@@ -192,6 +192,7 @@ class QueryNode:
                     self._start_tailer(shard)
             for shard in shards:
                 self._schedule_index(info, list(shard.segments.values()))
+        self._drop_gone_partitions(info.id)
         self.compactions.start()
         self.compactions.wake()
 
@@ -474,7 +475,35 @@ class QueryNode:
         follower's, an insert's unknown field), one at a time: of two refreshes racing, the one that
         read later applies later, so a node never goes back to an older record."""
         with self._refresh_lock:
-            self.refresh_info(read_collection(self.meta, collection_id))
+            held = self._partitions_held(collection_id)  # before the read (``_drop_gone_partitions``)
+            info = read_collection(self.meta, collection_id)
+            self.refresh_info(info)
+            self._drop_partitions_not_in(info, held)
+
+    def _partitions_held(self, collection_id: int) -> set[int]:
+        coll = self.collections.get(collection_id)
+        return set() if coll is None else {s.partition_id for sh in coll.shards for s in list(sh.segments.values())}
+
+    def _drop_gone_partitions(self, collection_id: int) -> None:
+        """Drop from the shards held the partitions the catalog no longer has. The proxy's DropPartition
+        reaches only the nodes it knows, and one loading then holds nothing yet (``load`` registers its
+        shards at the end, from a catalog read before the drop): such a node kept the dropped partition's
+        rows for as long as it held the channel, hidden while the loaded partitions were a list, answered
+        again once the whole collection was loaded (chaos finding 5). The partitions held are taken before
+        the catalog is read: rows of one created after the read are not here yet (ids are never reused)."""
+        held = self._partitions_held(collection_id)
+        if not held:
+            return
+        try:
+            info = read_collection(self.meta, collection_id)
+        except errors.CollectionNotFound:
+            return  # dropped meanwhile: its shards go with it
+        self._drop_partitions_not_in(info, held)
+
+    def _drop_partitions_not_in(self, info: CollectionInfo, held: set[int]) -> None:
+        for partition_id in sorted(held - {p.id for p in info.partitions}):
+            log.info("collection %s: partition %d is dropped; its rows go from this node", info.name, partition_id)
+            self.drop_partition(info.id, partition_id)
 
     def refresh_info(self, info: CollectionInfo) -> None:
         coll = self.collections.get(info.id)
