@@ -30,15 +30,12 @@ def test_exclusive_session_keeps_others_out_until_closed():
     second.close()
 
 
-def test_a_crashed_holder_is_waited_out(caplog):
+def test_a_crashed_holder_is_waited_out():
     meta = MemoryMetaStore()
     lease = meta.grant_lease(1)  # a holder that stopped renewing (crashed)
     meta.txn(puts={"session/x": b"old"}, lease=lease)
-    with caplog.at_level("WARNING", logger="vecdb.coord.session"):
-        s = Session(meta, "session/x", b"new", ttl=1)  # waits up to 2 * ttl + 2 by default
+    s = Session(meta, "session/x", b"new", ttl=1)  # waits up to 2 * ttl + 2 by default
     assert meta.get("session/x") == b"new"
-    # a restart after a crash says why it is not up yet, once
-    assert [r.getMessage()[:35] for r in caplog.records] == ["session session/x is held (a proces"]
     s.close()
 
 

@@ -65,7 +65,6 @@ class Session:
 
     def _acquire(self, exclusive: bool, wait: float) -> int:
         deadline = time.monotonic() + wait
-        said = False
         while True:
             sent = time.monotonic()
             lease = self.meta.grant_lease(self.ttl)
@@ -79,11 +78,6 @@ class Session:
                 raise ServiceUnavailable(
                     f"{self.key} is held by another process ({(holder or b'?').decode(errors='replace')}); "
                     f"stop it, or use another storage.namespace")
-            if not said:  # (a restart after a crash waits out the dead holder's lease: say why it is not up yet)
-                log.warning("session %s is held (a process that stopped or crashed holds it until its lease runs "
-                            "out, within %.0f s): waiting up to %.0f s", self.key, self.ttl,
-                            deadline - time.monotonic())
-                said = True
             time.sleep(min(0.5, self.ttl / 4))
 
     def _renew_loop(self) -> None:
