@@ -554,6 +554,21 @@ def server(request, tmp_path_factory):
     node.stop()
 
 
+@pytest.fixture
+def own_standalone(tmp_path):
+    """A standalone server of the test's own (embedded backends, under ``tmp_path/data``) and a client of
+    it: ``(server, client)``, for tests that reach into the server's roles and backends."""
+    from pymilvus import MilvusClient
+
+    server = start_standalone(str(tmp_path / "data"))
+    client = MilvusClient(uri=f"http://127.0.0.1:{server.port}")
+    try:
+        yield server, client
+    finally:
+        client.close()
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def uri(server) -> str:
     return f"http://127.0.0.1:{server.port}"

@@ -15,10 +15,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-from pymilvus import MilvusClient
-
-from tests.conftest import start_standalone
 from tests.e2e._helpers import float_schema, make_collection
 from vecdb.datanode.compactor import REQUEST_PREFIX, request_compaction
 from vecdb.datanode.node import DataNode
@@ -27,17 +23,8 @@ from vecdb.storage import segments as sf
 DIM = 4
 
 
-@pytest.fixture
-def standalone(tmp_path):
-    server = start_standalone(str(tmp_path))
-    client = MilvusClient(uri=f"http://127.0.0.1:{server.port}")
-    yield server, client
-    client.close()
-    server.stop()
-
-
-def test_a_compaction_that_keeps_failing_does_not_wake_itself(standalone):
-    server, client = standalone
+def test_a_compaction_that_keeps_failing_does_not_wake_itself(own_standalone):
+    server, client = own_standalone
     make_collection(client, "c", float_schema(DIM), load=False, num_shards=1)
     for start in (0, 50):  # two segments: a manual compaction merges them, reading both
         client.insert("c", [{"id": i, "vec": [float(i)] * DIM} for i in range(start, start + 50)])

@@ -16,23 +16,10 @@ On a standalone server's own backends, a second query node (as a cluster's), the
 
 from __future__ import annotations
 
-import pytest
-from pymilvus import MilvusClient
-
-from tests.conftest import start_standalone
 from tests.e2e._helpers import count, float_schema, make_collection
 from vecdb.querynode.node import QueryNode
 
 DIM = 4
-
-
-@pytest.fixture
-def standalone(tmp_path):
-    server = start_standalone(str(tmp_path))
-    client = MilvusClient(uri=f"http://127.0.0.1:{server.port}")
-    yield server, client
-    client.close()
-    server.stop()
 
 
 def _with_partition(server, client):
@@ -58,8 +45,8 @@ def _partitions(node: QueryNode, info) -> set[int]:
     return {s.partition_id for sh in node.collections[info.id].shards for s in sh.segments.values() if s.n}
 
 
-def test_a_partition_dropped_while_a_node_loads_is_gone_from_it(standalone):
-    server, client = standalone
+def test_a_partition_dropped_while_a_node_loads_is_gone_from_it(own_standalone):
+    server, client = own_standalone
     info, pid = _with_partition(server, client)
     node = QueryNode(server.wal, server.meta, server.objects, tail=True)
     load_shard = node._load_shard
@@ -85,8 +72,8 @@ def test_a_partition_dropped_while_a_node_loads_is_gone_from_it(standalone):
         node.close()
 
 
-def test_a_node_the_drop_did_not_reach_drops_the_partition_when_it_follows_the_catalog(standalone):
-    server, client = standalone
+def test_a_node_the_drop_did_not_reach_drops_the_partition_when_it_follows_the_catalog(own_standalone):
+    server, client = own_standalone
     info, pid = _with_partition(server, client)
     node = QueryNode(server.wal, server.meta, server.objects, tail=True)
     try:

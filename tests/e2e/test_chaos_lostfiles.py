@@ -14,10 +14,6 @@ On a standalone server's own backends, two ``DataNode``s persisting one channel,
 
 from __future__ import annotations
 
-import pytest
-from pymilvus import MilvusClient
-
-from tests.conftest import start_standalone
 from tests.e2e._helpers import count, float_schema, make_collection
 from vecdb.datanode.node import DataNode
 from vecdb.storage import segments as sf
@@ -48,17 +44,8 @@ class _RacingObjects:
         return self._objects.delete(key)
 
 
-@pytest.fixture
-def standalone(tmp_path):
-    server = start_standalone(str(tmp_path))
-    client = MilvusClient(uri=f"http://127.0.0.1:{server.port}")
-    yield server, client
-    client.close()
-    server.stop()
-
-
-def test_a_persist_that_lost_the_race_keeps_the_files_another_registers_meanwhile(standalone):
-    server, client = standalone
+def test_a_persist_that_lost_the_race_keeps_the_files_another_registers_meanwhile(own_standalone):
+    server, client = own_standalone
     make_collection(client, "c", float_schema(DIM), load=False, num_shards=1)
     info = server.roles.catalog.get("default", "c")
     channel = info.channels[0]

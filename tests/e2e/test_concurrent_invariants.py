@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from pymilvus import DataType, MilvusClient
 
-from tests.conftest import free_port, start_standalone, start_vecdb, wait_until
+from tests.conftest import free_port, start_vecdb, wait_until
 from tests.e2e._helpers import compact
 from vecdb.querynode import shard as shard_module
 
@@ -53,17 +53,6 @@ def _count(c: MilvusClient, name: str, flt: str = "") -> int:
     return c.query(name, flt, output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"]
 
 
-@pytest.fixture
-def standalone(tmp_path):
-    server = start_standalone(str(tmp_path / "data"))
-    client = MilvusClient(uri=f"http://127.0.0.1:{server.port}")
-    try:
-        yield server, client
-    finally:
-        client.close()
-        server.stop()
-
-
 def _compact_and_swap(server, c: MilvusClient, name: str) -> None:
     """A compaction of ``name``, waited for until the query node swapped its segments."""
     follower = server.querynode.compactions
@@ -73,8 +62,8 @@ def _compact_and_swap(server, c: MilvusClient, name: str) -> None:
 
 
 @pytest.mark.parametrize("keep", ["kept", "not kept"])
-def test_a_query_iterator_sees_every_row_across_a_compaction(standalone, keep, monkeypatch):
-    server, c = standalone
+def test_a_query_iterator_sees_every_row_across_a_compaction(own_standalone, keep, monkeypatch):
+    server, c = own_standalone
     if keep == "not kept":  # the sources forgotten at once: what the query node did before
         monkeypatch.setattr(shard_module, "RETIRED_KEEP_S", 0.0)
     _create(c, "it", 2000)
@@ -100,10 +89,10 @@ def test_a_query_iterator_sees_every_row_across_a_compaction(standalone, keep, m
     assert _count(c, "it", "k == 1") == 1000
 
 
-def test_a_search_at_an_older_snapshot_sees_the_rows_a_compaction_dropped(standalone):
+def test_a_search_at_an_older_snapshot_sees_the_rows_a_compaction_dropped(own_standalone):
     """A search at a guarantee timestamp before an upsert (a search iterator's later pages pin one so)
     finds the rows' old versions after the compaction that dropped them."""
-    server, c = standalone
+    server, c = own_standalone
     _create(c, "s", 300)
     first = c.query("s", "", output_fields=["count(*)"], consistency_level="Strong")
     assert first[0]["count(*)"] == 300
@@ -122,10 +111,10 @@ def test_a_search_at_an_older_snapshot_sees_the_rows_a_compaction_dropped(standa
     assert sorted(seen) == list(range(300))
 
 
-def test_strong_reads_stay_exact_while_a_fixed_key_set_is_upserted_flushed_and_compacted(standalone):
+def test_strong_reads_stay_exact_while_a_fixed_key_set_is_upserted_flushed_and_compacted(own_standalone):
     """5,000 keys upserted over and over by two clients while a third flushes and compacts: every
     Strong count(*) is 5,000, every Strong full query lists each key once, searches never repeat a key."""
-    server, c = standalone
+    server, c = own_standalone
     n, uri = 5000, f"http://127.0.0.1:{server.port}"
     _create(c, "ups", n, shards=2)
     stop, errors, upserts = threading.Event(), [], [0]

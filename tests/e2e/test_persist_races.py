@@ -12,25 +12,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from pymilvus import MilvusClient
 
-from tests.conftest import start_standalone
 from tests.e2e._helpers import count, float_schema, make_collection
 from vecdb.datanode.node import DataNode
 from vecdb.querynode.node import QueryNode
 from vecdb.storage import segments as sf
 
 DIM = 4
-
-
-@pytest.fixture
-def standalone(tmp_path):
-    server = start_standalone(str(tmp_path))
-    client = MilvusClient(uri=f"http://127.0.0.1:{server.port}")
-    yield server, client
-    client.close()
-    server.stop()
 
 
 def _two_inserts(server, client) -> tuple:
@@ -50,8 +38,8 @@ def _persisted_rows(server, info, channel) -> int:
     return sum(s["num_rows"] for s in sf.list_segments(server.meta, info.id, channel))
 
 
-def test_a_data_node_that_lost_the_checkpoint_race_does_not_persist_records_twice(standalone):
-    server, client = standalone
+def test_a_data_node_that_lost_the_checkpoint_race_does_not_persist_records_twice(own_standalone):
+    server, client = own_standalone
     info, channel, (p1, p2) = _two_inserts(server, client)
     other = DataNode(server.wal, server.meta, server.objects, server.roles.ids, truncate=False)
     mine = DataNode(server.wal, server.meta, server.objects, server.roles.ids, truncate=False)
@@ -74,8 +62,8 @@ def test_a_data_node_that_lost_the_checkpoint_race_does_not_persist_records_twic
     mine.close()
 
 
-def test_a_load_during_a_flush_reads_segments_and_checkpoint_together(standalone, monkeypatch):
-    server, client = standalone
+def test_a_load_during_a_flush_reads_segments_and_checkpoint_together(own_standalone, monkeypatch):
+    server, client = own_standalone
     info, channel, (_, p2) = _two_inserts(server, client)
     flusher = DataNode(server.wal, server.meta, server.objects, server.roles.ids, truncate=False)
     list_deltas = sf.list_deltas
@@ -97,8 +85,8 @@ def test_a_load_during_a_flush_reads_segments_and_checkpoint_together(standalone
         flusher.close()
 
 
-def test_an_insert_in_the_log_is_acknowledged_when_the_seal_check_fails(standalone, monkeypatch):
-    server, client = standalone
+def test_an_insert_in_the_log_is_acknowledged_when_the_seal_check_fails(own_standalone, monkeypatch):
+    server, client = own_standalone
     make_collection(client, "c", float_schema(DIM))
 
     def unreachable(channel):
