@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -37,6 +40,27 @@ def test_a_crashed_holder_is_waited_out():
     s = Session(meta, "session/x", b"new", ttl=1)  # waits up to 2 * ttl + 2 by default
     assert meta.get("session/x") == b"new"
     s.close()
+
+
+def test_a_wait_for_a_dead_holder_of_this_host_is_said_and_a_live_one_is_not(caplog):
+    """A restart after a crash waits out the dead holder's lease: one WARNING says why it is not up yet. A
+    holder still running gets the refusal alone (one line from the command: tests/e2e/test_cluster_secret.py)."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    meta = MemoryMetaStore()
+    lease = meta.grant_lease(1)
+    meta.txn(puts={"session/x": json.dumps({"host": socket.gethostname(), "pid": gone.pid}).encode()}, lease=lease)
+    with caplog.at_level("WARNING", logger="vecdb.coord.session"):
+        s = Session(meta, "session/x", b"new", ttl=1)
+    s.close()
+    assert [r.getMessage()[:60] for r in caplog.records] == [
+        "session/x is held by a process of this host that is gone ({\""]
+    caplog.clear()
+    live = Session(meta, "session/y", describe_process(role="a"), ttl=1)  # this process: alive
+    with caplog.at_level("WARNING", logger="vecdb.coord.session"), pytest.raises(ServiceUnavailable):
+        Session(meta, "session/y", b"new", ttl=1, wait=0.6)
+    assert caplog.records == []
+    live.close()
 
 
 def test_losing_the_lease_is_reported():

@@ -35,6 +35,21 @@ def describe_process(**extra) -> bytes:
                        "incarnation": INCARNATION, **extra}).encode()
 
 
+def _holder_is_dead(raw: bytes) -> bool:
+    """Whether a session's holder (``describe_process``) was a process of this host that no longer runs: a
+    restart after a crash then waits out its lease, which is worth saying (it is silent for up to two ttls)."""
+    try:
+        holder = json.loads(raw)
+        if holder.get("host") != socket.gethostname():
+            return False
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, KeyError, TypeError, AttributeError, PermissionError, OverflowError):
+        return False
+    return False
+
+
 def live_incarnations(meta: MetaStore) -> set[str]:
     """The incarnations of the processes that hold a session now."""
     out = set()
@@ -65,6 +80,7 @@ class Session:
 
     def _acquire(self, exclusive: bool, wait: float) -> int:
         deadline = time.monotonic() + wait
+        said = False
         while True:
             sent = time.monotonic()
             lease = self.meta.grant_lease(self.ttl)
@@ -78,6 +94,13 @@ class Session:
                 raise ServiceUnavailable(
                     f"{self.key} is held by another process ({(holder or b'?').decode(errors='replace')}); "
                     f"stop it, or use another storage.namespace")
+            if not said:
+                said = True
+                holder = self.meta.get(self.key)
+                if holder is not None and _holder_is_dead(holder):  # (a live holder: refused in one line, later)
+                    log.warning("%s is held by a process of this host that is gone (%s): waiting up to %.0f s for "
+                                "its lease to run out", self.key, holder.decode(errors="replace"),
+                                deadline - time.monotonic())
             time.sleep(min(0.5, self.ttl / 4))
 
     def _renew_loop(self) -> None:
