@@ -39,6 +39,8 @@ MIN_PASSWORD, MAX_PASSWORD, MAX_NAME = 6, 256, 32
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 15, 8, 1
 _SALT_BYTES, _KEY_BYTES = 16, 32
 _NAME = re.compile(r"[A-Za-z0-9_]*")
+_ROLE_NAME = re.compile(r"[A-Za-z0-9_$]*")  # Milvus's roleNameValidationAllowedChars adds the dollar
+MAX_ROLE_NAME = 255  # Milvus's proxy.maxNameLength (a user name's limit is MAX_NAME)
 
 # ``MetaStore.txn`` (its arguments, whether applied) that returns once the proxies' copies of ``cred/``
 # show the change it applied (vecdb.security.view.CredentialView.txn)
@@ -92,19 +94,23 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
 
 
 def check_name(name: str, what: str = "username") -> str:
-    """Milvus's rules for user (and role) names, with its messages."""
+    """Milvus's rules for user, role and privilege group names, with its messages: role names also take
+    dollars and up to ``MAX_ROLE_NAME`` characters."""
+    role = what == "role name"
+    max_len, allowed = (MAX_ROLE_NAME, _ROLE_NAME) if role else (MAX_NAME, _NAME)
     name = name.strip() if isinstance(name, str) else ""
     if not name:
         raise errors.InvalidParameter(f"{what} should not be empty")
     invalid = f"Invalid {what}: {name}. "
-    if len(name) > MAX_NAME:
-        raise errors.InvalidParameter(f"{invalid}The length of {what} must be less than {MAX_NAME} characters.")
+    if len(name) > max_len:
+        bound = "be not greater than" if role else "be less than"
+        raise errors.InvalidParameter(f"{invalid}The length of {what} must {bound} {max_len} characters.")
     if not ("a" <= name[0].lower() <= "z" or (what != "username" and name[0] == "_")):
         first = "a letter" if what == "username" else "an underscore or a letter"
         raise errors.InvalidParameter(f"{invalid}The first character of {what} must be {first}.")
-    if not _NAME.fullmatch(name) or not name.isascii():
-        raise errors.InvalidParameter(f"{invalid}{what.capitalize()} should only contain numbers, letters, "
-                                      "and underscores.")
+    if not allowed.fullmatch(name) or not name.isascii():
+        chars = "numbers, letters, dollars and underscores" if role else "numbers, letters, and underscores"
+        raise errors.InvalidParameter(f"{invalid}{what.capitalize()} should only contain {chars}.")
     return name
 
 

@@ -146,26 +146,8 @@ class Grant:
                 and self.privilege in (privilege, ANY))
 
 
-_ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
-MAX_ROLE_NAME = 255  # Milvus's proxy.maxNameLength
-
-
 def check_role_name(name: str) -> str:
-    """Milvus's role names: an underscore or a letter, then letters, digits, underscores and dollars
-    (its roleNameValidationAllowedChars), at most 255 characters (a user name's limit is 32)."""
-    name = name.strip() if isinstance(name, str) else ""
-    if not name:
-        raise errors.InvalidParameter("role name should not be empty")
-    invalid = f"Invalid role name: {name}. "
-    if len(name) > MAX_ROLE_NAME:
-        raise errors.InvalidParameter(f"{invalid}The length of role name must be not greater than {MAX_ROLE_NAME} "
-                                      "characters.")
-    if not _ROLE_NAME.match(name[0]):
-        raise errors.InvalidParameter(f"{invalid}The first character of role name must be an underscore or a letter.")
-    if not _ROLE_NAME.fullmatch(name):
-        raise errors.InvalidParameter(f"{invalid}Role name should only contain numbers, letters, dollars and "
-                                      "underscores.")
-    return name
+    return check_name(name, "role name")
 
 
 def check_object_name(name: str, what: str = "object name") -> str:
