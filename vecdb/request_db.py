@@ -28,7 +28,11 @@ def db_of(request, context) -> str:
 DB_IS_OBJECT = frozenset({"CreateDatabase", "DropDatabase"})
 
 
-def privilege_database(method: str, request, metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
-    """The database whose grants decide whether ``method`` may run with ``request`` (``database_of``, except
-    for the requests of ``DB_IS_OBJECT``)."""
-    return database_of(None if method in DB_IS_OBJECT else request, metadata)
+def privilege_database(method: str, request, metadata: Iterable[tuple[str, str | bytes]] | None,
+                       connection: Iterable[tuple[str, str | bytes]] | None = None) -> str:
+    """The database whose grants decide whether ``method`` may run with ``request`` (``database_of``), for
+    the requests of ``DB_IS_OBJECT`` the connection's: ``connection``'s header where the caller's ``metadata``
+    names another (a REST body's ``dbName``), else ``metadata``'s."""
+    if method in DB_IS_OBJECT:
+        return database_of(None, metadata if connection is None else connection)
+    return database_of(request, metadata)

@@ -37,7 +37,7 @@ from vecdb.proxy import rest_more, rest_structs
 from vecdb.proxy.fielddata import float32_to_bfloat16, null_column
 from vecdb.proxy.fieldencode import dumps_json, field_data_from_columns
 from vecdb.proxy.templates import template_proto
-from vecdb.request_db import DB_IS_OBJECT, privilege_database
+from vecdb.request_db import privilege_database
 from vecdb.schema import DEFAULT_VALUE_ATTR, DYNAMIC_FIELD, CollectionSchema, DataType, FieldSchema, valid_key
 from vecdb.security.guard import collection_resolver
 
@@ -763,8 +763,7 @@ class _Request:
         """Whether this call's user may call the Milvus ``method`` with ``request`` (403 if not)."""
         if self.api.security is not None:
             try:  # in the database the request names (snapshots/restore: its source's), as gRPC authorizes
-                db = privilege_database(method, request,
-                                        self._conn_db_header if method in DB_IS_OBJECT else self._db_header)
+                db = privilege_database(method, request, self._db_header, self._conn_db_header)
                 self.api.security.authorize(self.user, method, request, db, self.api.resolve)
             except errors.NotPermitted as e:
                 raise RestError(e.code, e.message, 403) from None
