@@ -229,6 +229,28 @@ def test_configure_threads_and_small_searches_run_on_one_openmp_thread():
         configure_threads(before)
 
 
+def test_a_thread_sets_its_openmp_team_only_when_it_changes(monkeypatch):
+    import faiss
+
+    from vecdb.index import configure_threads, threads
+
+    before = faiss.omp_get_max_threads()
+    calls = []
+    real = faiss.omp_set_num_threads
+    monkeypatch.setattr(faiss, "omp_set_num_threads", lambda n: (calls.append(n), real(n)))
+    try:
+        configure_threads(2)
+        for nq in (1, 1, 5, threads.SMALL_BATCH, threads.SMALL_BATCH + 1, 1, 1):
+            threads.threads_for_queries(nq)
+        assert calls == [2, 1, 2, 1]  # one FAISS call (and GIL hand-off) per change, none per search
+        assert faiss.omp_get_max_threads() == 1
+        configure_threads(3)  # a new maximum reaches the next batch search of a thread that had the old one
+        threads.threads_for_queries(threads.SMALL_BATCH)
+        assert faiss.omp_get_max_threads() == 3
+    finally:
+        configure_threads(before)
+
+
 def test_hnsw_uses_the_graph_with_a_selector_and_stays_valid(monkeypatch):
     monkeypatch.setattr(faiss_index, "SMALL_SCAN_WORK", 0)
     idx = built("HNSW", "L2")
