@@ -134,3 +134,28 @@ def test_a_save_that_lost_is_not_left_in_the_cache():
     assert b.get("default", "c").properties == {"a": "1"}
     a.close()
     b.close()
+
+
+def test_a_collection_is_found_by_name_after_renames_drops_and_aliases():
+    """Lookups by name go through an index of names (a server with thousands of collections looked at
+    each on every search): renamed, dropped, re-created and aliased collections are found as before."""
+    meta = MemoryMetaStore()
+    cat = Catalog(meta)
+    for i in range(50):
+        cat.add_collection(make_info(f"c{i}"))
+    first = cat.get("default", "c7")
+    cat.rename_collection(first, "default", "renamed")
+    assert cat.get("default", "renamed").id == first.id
+    assert not cat.exists("default", "c7")
+    cat.add_collection(make_info("c7"))  # the old name again: another collection
+    assert cat.get("default", "c7").id != first.id
+    cat.create_alias("default", "al", "renamed")
+    assert cat.get("default", "al").id == first.id
+    cat.drop_collection(cat.get("default", "c8"))
+    assert not cat.exists("default", "c8")
+    with pytest.raises(errors.CollectionNotFound):
+        cat.get("default", "c8")
+    other = Catalog(meta)  # a second cache of the same store, built by a scan
+    assert {c.name: c.id for c in other.list_collections("default")} == {
+        c.name: c.id for c in cat.list_collections("default")}
+    assert other.get("default", "renamed").id == first.id and other.get("default", "al").id == first.id

@@ -138,16 +138,9 @@ class Catalog:
         self._sync.commit(plan)
 
     # --- collections ----------------------------------------------------
-    def _find(self, db: str, name: str) -> CollectionInfo | None:
-        for c in self._state.collections.values():
-            if c.db == db and c.name == name:
-                return c
-        cid = self._state.aliases.get((db, name))
-        return self._state.collections.get(cid) if cid is not None else None
-
     def _cached(self, db: str, name: str) -> CollectionInfo:
         self._cached_database(db)
-        info = self._find(db, name)
+        info = self._state.find(db, name)
         if info is None:
             raise errors.CollectionNotFound(f"collection not found[database={db}][collection={name}]")
         return info
@@ -155,7 +148,7 @@ class Catalog:
     def get(self, db: str, name: str) -> CollectionInfo:
         db = db or DEFAULT_DB
         self.database(db)
-        info = self._lookup(lambda: self._find(db, name))
+        info = self._lookup(lambda: self._state.find(db, name))
         if info is None:
             raise errors.CollectionNotFound(f"collection not found[database={db}][collection={name}]")
         return info
@@ -178,7 +171,7 @@ class Catalog:
 
     def exists(self, db: str, name: str) -> bool:
         db = db or DEFAULT_DB
-        return self._lookup(lambda: self._find(db, name)) is not None
+        return self._lookup(lambda: self._state.find(db, name)) is not None
 
     def list_collections(self, db: str) -> list[CollectionInfo]:
         db = db or DEFAULT_DB
@@ -193,7 +186,7 @@ class Catalog:
     def add_collection(self, info: CollectionInfo) -> None:
         def plan() -> Change:
             self._cached_database(info.db)
-            if self._find(info.db, info.name) is not None:
+            if self._state.find(info.db, info.name) is not None:
                 if (info.db, info.name) in self._state.aliases:
                     raise errors.InvalidParameter(f"collection name [{info.name}] conflicts with an existing alias")
                 raise errors.InvalidParameter(f"collection already exists: {info.name}")
@@ -237,7 +230,7 @@ class Catalog:
             if cached is None:
                 raise errors.CollectionNotFound(f"collection not found[database={info.db}][collection={info.name}]")
             self._cached_database(new_db)
-            if self._find(new_db, new_name) is not None:
+            if self._state.find(new_db, new_name) is not None:
                 raise errors.InvalidParameter(f"duplicated new collection name {new_name} in database {new_db} "
                                               "with other collection name or alias")
             renamed = CollectionInfo.from_json(self._state.raws[info.id])

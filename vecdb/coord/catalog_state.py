@@ -65,6 +65,7 @@ class CatalogState:
         self.collections: dict[int, CollectionInfo] = {}
         self.raws: dict[int, bytes] = {}  # each collection's stored bytes
         self.aliases: dict[tuple[str, str], int] = {}
+        self._by_name: dict[tuple[str, str], int] = {}  # (db, name) -> id: a hint, checked on each use
         self.version = 0
         self.proxies: set[str] = set()
         self.gone: set[str] = set()  # proxies whose session this state saw end (since its last reset)
@@ -140,6 +141,27 @@ class CatalogState:
         elif key == VERSION_KEY:
             self.version = 0
 
+    def find(self, db: str, name: str) -> CollectionInfo | None:
+        """The collection named ``name`` in ``db``, or the one an alias of that name points at.
+
+        Every search and query looks its collection up by name, so this is a dict read, not a pass
+        over every collection (a server with thousands paid for all of them on each request). The
+        name index is a hint, checked against the object it finds: a cached object may be renamed
+        in place (``Catalog.save`` takes the caller's changed object), which a miss here repairs.
+        """
+        cid = self._by_name.get((db, name))
+        if cid is not None:
+            info = self.collections.get(cid)
+            if info is not None and info.db == db and info.name == name:
+                return info
+            del self._by_name[(db, name)]
+        for info in self.collections.values():
+            if info.db == db and info.name == name:
+                self._by_name[(db, name)] = info.id
+                return info
+        cid = self.aliases.get((db, name))
+        return self.collections.get(cid) if cid is not None else None
+
     def install(self, info: CollectionInfo, raw: bytes) -> None:
         """``info`` itself becomes the cached object of its collection, stored as ``raw``."""
         self.collections[info.id], self.raws[info.id] = info, raw
@@ -154,6 +176,8 @@ class CatalogState:
     def _drop_collection(self, cid: int) -> None:
         info = self.collections.pop(cid, None)
         self.raws.pop(cid, None)
+        if info is not None and self._by_name.get((info.db, info.name)) == cid:
+            del self._by_name[(info.db, info.name)]
         if info is not None:  # its proxy metrics go with it, on every proxy (each caches the catalog)
             metrics.forget_collection(info.db, info.name, info.channels)
 
