@@ -278,14 +278,19 @@ class RoleStore:
         if privilege not in GRANTABLE[object_type] and privilege != ANY and self.group_privileges(privilege) is None:
             raise errors.InvalidParameter(f"not found the privilege name[{privilege}] in object[{object_type}]")
         # a Global privilege is on no named object: Milvus's rootcoord stores it on "*" whatever was named
+        named = name
         name = ANY if object_type == GLOBAL else check_object_name(name)
         db = check_object_name(db or DEFAULT_DB, "database name")
         privileges = [privilege, *RELATED.get(privilege, ())]
         keys = [grant_key(role, db, object_type, name, p) for p in privileges]
         if grant:
             self._txn(puts=dict.fromkeys(keys, json.dumps({"grantor": grantor}).encode()))
-        else:
-            self._txn(deletes=keys)
+            return
+        if object_type == GLOBAL and named != ANY and _OBJECT_NAME.fullmatch(named or ""):
+            # a vecdb before 06da2ed stored a Global grant on the object named: the same revoke removes it
+            # (else it stayed after the upgrade, listed, and drop_role refused the role for it)
+            keys += [grant_key(role, db, object_type, named, p) for p in privileges]
+        self._txn(deletes=keys)
 
     def visible_collections(self, user: str, db: str) -> frozenset[str] | None:
         """The collections of ``db`` that ``ShowCollections`` lists to ``user`` (Milvus 2.4+'s
