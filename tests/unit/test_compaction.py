@@ -363,3 +363,53 @@ def test_rows_older_than_the_ttl_are_dropped_and_a_ttl_channel_is_checked_again_
         assert e.visible() == {} and e.segments() == []
     finally:
         e.close()
+
+
+def test_the_automatic_check_merges_a_segment_once_its_index_is_built(monkeypatch):
+    """As Milvus's dataCoord.compaction.indexBasedCompaction: a segment big enough for an index file joins an
+    automatic merge once its build is over (finished or failed), not while it runs; a manual compaction
+    takes it at once. A build that ends makes the next automatic check plan again, unchanged segments or not."""
+    from vecdb.catalog_model import IndexInfo
+    from vecdb.coord.index_builds import IndexBuilds
+
+    monkeypatch.setattr(sf, "MIN_ROWS_FOR_INDEX", 10)
+    e = Env()
+    e.dn.indexer.schedule = lambda *a, **k: None  # type: ignore[method-assign]  # the builds are the test's
+    try:
+        e.info.indexes.append(IndexInfo(1, "v_idx", "v", "HNSW", "L2", {"M": 8, "efConstruction": 16}))
+        e.meta.put(coll_key(CID), e.info.to_json())
+        for lo in (0, 20, 40):
+            e.insert(range(lo, lo + (20 if lo < 40 else 5)))  # two segments of 20 rows, one of 5 (no index file)
+            e.flush()
+        big = [s for s in e.segments() if s["num_rows"] >= 10]
+        assert len(big) == 2 and len(e.segments()) == 3
+        assert e.dn.compactor.maybe_compact(e.info, CH) == []  # both wait for their builds
+        assert e.dn.compactor.maybe_compact(e.info, CH) == []  # checked: nothing changed
+        builds = IndexBuilds(e.meta)
+        builds.finish(CID, 1, big[0]["prefix"], 20, "somewhere")
+        plans = e.dn.compactor.maybe_compact(e.info, CH)  # one build over: that segment and the small one
+        assert [sorted(s["num_rows"] for s in p.sources) for p in plans] == [[5, 20]]
+        e.meta.put(f"idxbuild/{CID}/1/{big[1]['prefix'].split('/', 2)[2]}x", json.dumps({"state": "failed"}).encode())
+        assert e.dn.compactor.maybe_compact(e.info, CH) == []  # the merge's own segment waits for its build
+        merged, = [s for s in e.segments() if s["num_rows"] == 25]
+        builds.finish(CID, 1, merged["prefix"], 25, "somewhere")
+        plans = e.dn.compactor.maybe_compact(e.info, CH)  # a failed build is over too (never tried again)
+        assert len(plans) == 1 and sorted(s["num_rows"] for s in plans[0].sources) == [20, 25]
+        # (a query node loading the channel builds index files of its own: only now)
+        assert sorted(e.visible()) == [*range(45)]
+    finally:
+        e.close()
+
+    m = Env()
+    m.dn.indexer.schedule = lambda *a, **k: None  # type: ignore[method-assign]
+    try:
+        m.info.indexes.append(IndexInfo(1, "v_idx", "v", "HNSW", "L2", {"M": 8, "efConstruction": 16}))
+        m.meta.put(coll_key(CID), m.info.to_json())
+        for lo in (0, 20):
+            m.insert(range(lo, lo + 20))
+            m.flush()
+        assert m.dn.compactor.compact_channel(m.info, CH) == []
+        plans = m.dn.compactor.compact_channel(m.info, CH, manual=True)
+        assert [p.kind for p in plans] == ["merge"] and len(m.segments()) == 1
+    finally:
+        m.close()

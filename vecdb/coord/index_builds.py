@@ -112,6 +112,19 @@ def finished(meta: MetaStore, collection_id: int) -> dict[tuple[int, str], str]:
     return out
 
 
+def settled(meta: MetaStore, collection_id: int) -> set[tuple[int, str]]:
+    """(index id, segment prefix) of every build of a collection that is over: finished, or failed (a
+    failed build is never tried again)."""
+    out = set()
+    for key, raw in meta.scan(collection_prefix(collection_id)):
+        if b'"running"' in raw:
+            continue
+        parsed = parse_key(key)
+        if parsed is not None and json.loads(raw)["state"] in (FINISHED, FAILED):
+            out.add((parsed[1], parsed[2]))
+    return out
+
+
 def finished_key(meta: MetaStore, collection_id: int, index_id: int, segment_prefix: str) -> str | None:
     """The index file of the segment's finished build of ``index_id``; None when none finished."""
     for _, raw in meta.scan(_segment_prefix(collection_id, index_id, segment_prefix)):

@@ -40,7 +40,9 @@ leaves only objects under a new prefix that no ``seg/`` key names, with an inten
 incarnation: garbage collection removes them.
 
 Triggers: after each persist and every ``interval`` seconds (a channel whose segment and delta
-lists did not change since its last check is not read again), and on demand: ``client.compact``
+lists and index builds did not change since its last check is not read again), and on demand. An
+automatic check leaves out the segments whose vector index is still to be built (Milvus's
+``indexBasedCompaction``, ``Compactor.waiting_for_index``); a manual one takes them too. On demand: ``client.compact``
 puts ``compaction/<collection id>/<compaction id>`` with a state per channel (and its options, when
 any), which the data node owning the channel carries out (any proxy answers ``get_compaction_state``
 from it).
@@ -55,6 +57,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +66,8 @@ import numpy as np
 from vecdb import errors
 from vecdb.catalog_model import CollectionInfo, coll_key, read_collection
 from vecdb.config import CompactionSettings
-from vecdb.coord import session
+from vecdb.coord import index_builds, session
+from vecdb.datanode.indexer import file_built
 from vecdb.datanode.seal import fixed_fields, fixed_row_bytes, variable_row_bytes
 from vecdb.schema import CollectionSchema, FieldSchema, valid_key
 from vecdb.storage import segments as sf
@@ -203,6 +207,7 @@ class Compactor:
         self._pk_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # segment prefix -> (pks, ts)
         self._delta_cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # delta key -> (pks, ts, pids)
         self._size_cache: dict[str, float] = {}  # segment prefix -> its bytes (_segment_bytes)
+        self._file_cache: dict[str, bool] = {}  # segment prefix -> an index file without a build record is there
         self._checked: dict[str, tuple] = {}  # channel -> signature of its last automatic check
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -283,16 +288,18 @@ class Compactor:
         return {k: alive[bounds[i]:bounds[i + 1]] for i, k in enumerate(keys)}
 
     def plan(self, info: CollectionInfo, state: ChannelState, manual: bool = False,
-             clustering: bool = False, options: CompactionOptions | None = None) -> list[Plan]:
+             clustering: bool = False, options: CompactionOptions | None = None,
+             skip: AbstractSet[str] = frozenset()) -> list[Plan]:
         """``clustering``: one "cluster" plan per partition of a collection with a clustering key;
-        ``options``: a manual compaction's (``CompactionOptions``), which take precedence over it."""
+        ``options``: a manual compaction's (``CompactionOptions``), which take precedence over it;
+        ``skip``: segment keys left out of every plan (``waiting_for_index``)."""
         s = self.settings
         o = options or CompactionOptions()
         masks = self.live_rows(info, state)
         by_partition: dict[int, list[str]] = {}
         for key in sorted(masks, key=lambda k: (state.segments[k]["position"], k)):
             seg = state.segments[key]
-            if ((o.partition_id and seg["partition_id"] != o.partition_id)
+            if key in skip or ((o.partition_id and seg["partition_id"] != o.partition_id)
                     or (o.segment_ids and seg["segment_id"] not in o.segment_ids)):
                 continue
             by_partition.setdefault(seg["partition_id"], []).append(key)
@@ -385,11 +392,14 @@ class Compactor:
         """Plan and carry out the compaction of one channel; the plans committed ([] when nothing
         called for one). Under the channel's persist lock; planned again when the metadata changed
         under it (another process persisted or compacted the channel)."""
+        automatic = not manual and options is None
         for _ in range(tries):
             with self.node._locks[channel]:
                 state = self.read_state(info.id, channel)
-                self._checked[channel] = state.signature + _ttl_period(info)
-                plans = self.plan(info, state, manual, clustering, options)
+                over = self._builds_over(info, channel)
+                self._checked[channel] = state.signature + _ttl_period(info) + (over,)
+                skip = self.waiting_for_index(info, state, over) if automatic else frozenset()
+                plans = self.plan(info, state, manual, clustering, options, skip)
                 self._forget_cached(info, channel, state)
                 if not plans:
                     return []
@@ -407,7 +417,7 @@ class Compactor:
         """Drop the cached keys of the channel's segments that are gone or go now."""
         listed = {s["prefix"] for s in state.segments.values()} - {s["prefix"] for p in plans or [] for s in p.sources}
         mine = f"segments/{info.id}/{channel}/"
-        for cache in (self._pk_cache, self._size_cache):
+        for cache in (self._pk_cache, self._size_cache, self._file_cache):
             for prefix in [p for p in list(cache) if p.startswith(mine) and p not in listed]:
                 cache.pop(prefix, None)
         deltas = set(state.deltas.values())
@@ -511,11 +521,47 @@ class Compactor:
     # --- triggers ---------------------------------------------------------------
     def maybe_compact(self, info: CollectionInfo, channel: str) -> list[Plan]:
         """The automatic check: plans only when the channel's segments or deltas changed since its last
-        check (or, with a TTL, a ``TTL_CHECK_MS`` period went by: rows expire as time passes)."""
-        state_sig = self._signature(info.id, channel) + _ttl_period(info)
+        check, or an index build of its segments ended (what waited for it may be merged now), or, with
+        a TTL, a ``TTL_CHECK_MS`` period went by (rows expire as time passes)."""
+        state_sig = self._signature(info.id, channel) + _ttl_period(info) + (self._builds_over(info, channel),)
         if self._checked.get(channel) == state_sig:
             return []
         return self.compact_channel(info, channel)
+
+    def waiting_for_index(self, info: CollectionInfo, state: ChannelState,
+                          over: frozenset[tuple[int, str]]) -> frozenset[str]:
+        """The segments an automatic compaction leaves alone for now, as Milvus's
+        ``dataCoord.compaction.indexBasedCompaction`` does: those of at least ``MIN_ROWS_FOR_INDEX`` rows
+        whose index of some vector field is not built yet (no build of it ``over``, no file either: data
+        written before builds were recorded). Merging a segment whose build is under way throws that build
+        away for one of the merged segment: a collection flushed after every small insert had each new
+        segment merged into the last merge's result, rewritten whole each time (hundreds of times over for
+        100-row flushes) and never indexed while the flushes went on. A manual compaction takes them all."""
+        fields = _file_built_vector_indexes(info)
+        if not fields:
+            return frozenset()
+        waiting = set()
+        for key, seg in state.segments.items():
+            if seg["num_rows"] < sf.MIN_ROWS_FOR_INDEX:
+                continue
+            prefix = seg["prefix"]
+            if all((idx.index_id, prefix) in over for idx, _ in fields):
+                continue
+            if not self._file_cache.get(prefix):
+                self._file_cache[prefix] = all(
+                    (idx.index_id, prefix) in over or self.node.objects.exists(sf.index_key(prefix, f.field_id,
+                                                                                            idx.index_id))
+                    for idx, f in fields)
+            if not self._file_cache[prefix]:
+                waiting.add(key)
+        return frozenset(waiting)
+
+    def _builds_over(self, info: CollectionInfo, channel: str) -> frozenset[tuple[int, str]]:
+        """(index id, segment prefix) of the channel's index builds that are over (``index_builds.settled``)."""
+        if not _file_built_vector_indexes(info):
+            return frozenset()
+        mine = f"segments/{info.id}/{channel}/"
+        return frozenset(b for b in index_builds.settled(self.meta, info.id) if b[1].startswith(mine))
 
     def _signature(self, collection_id: int, channel: str) -> tuple:
         raw = self.meta.get(f"ckpt/{collection_id}/{channel}")
@@ -609,6 +655,13 @@ class Compactor:
             self._mirror.close()
         if self._thread is not None:
             self._thread.join(10)
+
+
+def _file_built_vector_indexes(info: CollectionInfo) -> list[tuple[Any, FieldSchema]]:
+    """(index, field) of the collection's vector indexes that are built into a file per segment
+    (``vecdb.datanode.indexer``)."""
+    return [(idx, f) for idx in info.indexes if (f := info.schema.field(idx.field_name)) is not None
+            and f.dtype.is_vector and file_built(idx.index_type)]
 
 
 def _pack(keys: list[str], weight: Mapping[str, float], cap: float) -> list[list[str]]:
