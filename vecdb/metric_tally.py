@@ -4,27 +4,32 @@ prometheus-client guards each value with a lock, and its ``inc``/``observe`` wra
 metric on every call: 0.9 us per counter increment and 2 us per histogram observation here, and a
 search pays seven increments and three observations (``vecdb.metrics``). ``ThreadTally`` keeps a
 value as one cell per thread: a thread adds only to its own cell (no lock, no lost update), a
-read sums the cells. ``fast_counter`` and ``fast_histogram`` put tallies in place of a labelled
-child's values, so the child exports them as before (``/metrics``, ``get_sample_value``), and hand
-back what the hot path calls.
+read sums the cells. A thread that ends gives its cell's value to the tally's base and the cell
+goes (a thread made per HTTP request left one cell in each tally it touched, for good: memory and
+scrape time grew with every request ever served). ``fast_counter`` and ``fast_histogram`` put
+tallies in place of a labelled child's values, so the child exports them as before (``/metrics``,
+``get_sample_value``), and hand back what the hot path calls.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from bisect import bisect_left
 from typing import Any
+
+_FOLD = threading.RLock()  # a read or reset against a thread's ending (reentrant: an ending inside a read)
 
 
 class ThreadTally:
     """A prometheus-client value (``inc``/``set``/``get``) kept per thread. Only goes up between
     ``set`` calls (a counter's reset, which may lose an addition racing it)."""
 
-    __slots__ = ("_local", "_cells", "_base")
+    __slots__ = ("_local", "_cells", "_base", "__weakref__")
 
     def __init__(self, base: float = 0.0):
         self._local = threading.local()
-        self._cells: list[list[float]] = []
+        self._cells: dict[int, list[float]] = {}  # id(cell) -> cell, one per live thread that added
         self._base = base
 
     def inc(self, amount: float = 1.0) -> None:
@@ -32,21 +37,44 @@ class ThreadTally:
             self._local.cell[0] += amount
         except AttributeError:  # this thread's first addition
             cell = self._local.cell = [amount]
-            self._cells.append(cell)  # one append: atomic
+            self._local.owner = _CellOwner(self, cell)  # freed when the thread ends: folds the cell
+            self._cells[id(cell)] = cell  # one store: atomic
+
+    def _fold(self, cell: list[float]) -> None:
+        with _FOLD:
+            if self._cells.pop(id(cell), None) is not None:
+                self._base += cell[0]
 
     def set(self, value: float) -> None:
-        for cell in list(self._cells):
-            cell[0] = 0.0
-        self._base = value
+        with _FOLD:
+            for cell in list(self._cells.values()):
+                cell[0] = 0.0
+            self._base = value
 
     def get(self) -> float:
-        return self._base + sum(cell[0] for cell in list(self._cells))
+        with _FOLD:
+            return self._base + sum(cell[0] for cell in list(self._cells.values()))
 
     def set_exemplar(self, exemplar) -> None:
         pass
 
     def get_exemplar(self) -> None:
         return None
+
+
+class _CellOwner:
+    """Held in a thread's local storage beside its cell: freed when the thread ends (or the tally goes),
+    which hands the cell's value to the tally (if it is still there)."""
+
+    __slots__ = ("_tally", "_cell")
+
+    def __init__(self, tally: ThreadTally, cell: list[float]):
+        self._tally, self._cell = weakref.ref(tally), cell
+
+    def __del__(self) -> None:
+        tally = self._tally()
+        if tally is not None:
+            tally._fold(self._cell)
 
 
 class FastHistogram:
