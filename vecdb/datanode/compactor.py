@@ -621,9 +621,11 @@ class Compactor:
                     self._carry_out(key, req["collection_id"], channel, req.get("clustering", False),
                                     CompactionOptions.from_record(req))
         # the cached keys of channels no longer owned (moved, dropped)
-        for cache in (self._pk_cache, self._delta_cache, self._size_cache):
+        for cache in (self._pk_cache, self._delta_cache, self._size_cache, self._file_cache):
             for key in [k for k in list(cache) if k.split("/")[2] not in owned]:
                 cache.pop(key, None)
+        for channel in [c for c in list(self._checked) if c not in owned]:
+            self._checked.pop(channel, None)
         if not self.settings.enabled:
             return
         for channel, cid in owned.items():

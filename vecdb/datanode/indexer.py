@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
 
@@ -44,6 +43,9 @@ def file_built(index_type: str) -> bool:
             and not index_type.startswith("GPU"))
 
 
+_BUILT_MAX = 10_000  # index keys SegmentIndexer remembers as built (about 1 MB)
+
+
 class SegmentIndexer:
     builds_loaded = False  # standalone: a loaded collection's query node builds its segments' indexes
 
@@ -53,8 +55,8 @@ class SegmentIndexer:
         self.node_id = node_id  # the builder named in the finished records and the build metrics
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="indexer")
         self._lock = threading.Lock()
-        self._pending: dict[int, dict[str, Future]] = defaultdict(dict)  # collection id -> key -> build
-        self._built: set[str] = set()  # index keys known to exist
+        self._pending: dict[int, dict[str, Future]] = {}  # collection id -> key -> build (none: no entry)
+        self._built: set[str] = set()  # index keys known to exist (a cache: emptied at _BUILT_MAX)
         self.builds = IndexBuilds(meta)
 
     def _segments(self, info: CollectionInfo, channels=None) -> list[tuple[str, dict]]:
@@ -78,9 +80,24 @@ class SegmentIndexer:
         if key in self._built or key in recorded:
             return True
         if self.objects.exists(key):
-            self._built.add(key)
+            self._remember(key)
             return True
         return False
+
+    def _remember(self, key: str) -> None:
+        """Index files go with their segments (a drop, a compaction): the cache is emptied once full
+        rather than keeping the key of every index file ever built."""
+        if len(self._built) >= _BUILT_MAX:
+            self._built.clear()
+        self._built.add(key)
+
+    def _unpend(self, collection_id: int, key: str) -> None:
+        """Under the lock: a build is no longer pending (nor its collection's entry, with none left)."""
+        pending = self._pending.get(collection_id)
+        if pending is not None:
+            pending.pop(key, None)
+            if not pending:
+                del self._pending[collection_id]
 
     def _recorded(self, collection_id: int) -> set[str]:
         return set(index_builds.finished(self.meta, collection_id).values())
@@ -92,15 +109,16 @@ class SegmentIndexer:
         recorded = self._recorded(info.id) if targets else set()
         for idx, field, channel, seg, key in targets:
             with self._lock:
-                if key in self._pending[info.id] or self._exists(key, recorded):
+                if key in self._pending.get(info.id, ()) or self._exists(key, recorded):
                     continue
-                self._pending[info.id][key] = self._pool.submit(self._build, info, idx, field, channel, seg, key)
+                self._pending.setdefault(info.id, {})[key] = self._pool.submit(
+                    self._build, info, idx, field, channel, seg, key)
 
     def _build(self, info: CollectionInfo, idx, field, channel: str, seg: dict, key: str) -> None:
         try:
             if index_builds.finished_key(self.meta, info.id, idx.index_id, seg["prefix"]) is not None:
                 with self._lock:  # built meanwhile by another process (one that scheduled more than its channels)
-                    self._built.add(key)
+                    self._remember(key)
                 return
             vectors = sf.read_column(self.objects, seg["prefix"], field, mmap=True, schema=info.schema)
             # a nullable vector field's null rows stay out of the index (vecdb.index.nullable)
@@ -120,7 +138,7 @@ class SegmentIndexer:
                 index_builds.forget_segment(self.meta, info.id, seg["prefix"], [idx.index_id])
             else:
                 with self._lock:
-                    self._built.add(key)
+                    self._remember(key)
         except KeyNotFound:  # the segment was dropped before we read it
             log.info("index build skipped: segment %s is gone", seg["prefix"])
         except BuildRefused as e:  # failed (or crashed) before: the segment is searched exactly
@@ -129,7 +147,7 @@ class SegmentIndexer:
             log.exception("index build failed for %s", key)
         finally:
             with self._lock:
-                self._pending[info.id].pop(key, None)
+                self._unpend(info.id, key)
 
     def state(self, info: CollectionInfo, field_name: str) -> tuple[int, int]:
         """(rows indexed or not needing an index, total rows) over the persisted segments."""
@@ -150,13 +168,13 @@ class SegmentIndexer:
     def settle(self, collection_id: int) -> None:
         """Drop the builds of ``collection_id`` not started yet and wait for the running ones."""
         with self._lock:
-            futures = list(self._pending[collection_id].values())
+            futures = list(self._pending.get(collection_id, {}).values())
         running = [f for f in futures if not f.cancel()]
         wait(running)
         with self._lock:
-            for key, f in list(self._pending[collection_id].items()):
+            for key, f in list(self._pending.get(collection_id, {}).items()):
                 if f.cancelled():
-                    del self._pending[collection_id][key]
+                    self._unpend(collection_id, key)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -210,6 +210,7 @@ class DataNode:
                 self.meta.txn(delete_prefixes=[f"seg/{info.id}/{channel}/", f"delta/{info.id}/{channel}/"],
                               deletes=[f"ckpt/{info.id}/{channel}"])
                 self.log.drop_channel(channel)
+            self._locks.pop(channel, None)  # a channel's name is never used again (it names the collection's id)
         self.meta.txn(delete_prefixes=[index_builds.collection_prefix(info.id)])
 
     def forget_index_builds(self, collection_id: int, index_ids: Iterable[int]) -> None:

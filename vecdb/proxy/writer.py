@@ -128,6 +128,17 @@ class ShardWriter:
                 if channel in self._last and position > self._last[channel]:
                     self._last[channel] = position
 
+    def forget(self, channels: list[str]) -> None:
+        """A dropped collection's channels: what this writer keeps of them goes (a channel's name is
+        never used again: it names its collection's id)."""
+        gone = set(channels)
+        with self._guard:
+            for ch in gone:
+                self._locks.pop(ch, None)
+                self._last.pop(ch, None)
+            for key in [k for k in list(self._recent_read_ts) if gone.intersection(k)]:
+                self._recent_read_ts.pop(key, None)
+
     def written_positions(self, channels: list[str]) -> dict[str, int]:
         """How far this writer's own appends reached in ``channels`` (those it wrote to): what a
         Session read through this proxy waits for (vecdb.proxy.consistency)."""
