@@ -67,7 +67,7 @@ from vecdb import errors
 from vecdb.catalog_model import CollectionInfo, coll_key, read_collection
 from vecdb.config import CompactionSettings
 from vecdb.coord import index_builds, session
-from vecdb.datanode.indexer import file_built
+from vecdb.datanode.indexer import file_built_fields
 from vecdb.datanode.seal import fixed_fields, fixed_row_bytes, variable_row_bytes
 from vecdb.schema import CollectionSchema, FieldSchema, valid_key
 from vecdb.storage import segments as sf
@@ -537,7 +537,7 @@ class Compactor:
         away for one of the merged segment: a collection flushed after every small insert had each new
         segment merged into the last merge's result, rewritten whole each time (hundreds of times over for
         100-row flushes) and never indexed while the flushes went on. A manual compaction takes them all."""
-        fields = _file_built_vector_indexes(info)
+        fields = file_built_fields(info)
         if not fields:
             return frozenset()
         waiting = set()
@@ -558,7 +558,7 @@ class Compactor:
 
     def _builds_over(self, info: CollectionInfo, channel: str) -> frozenset[tuple[int, str]]:
         """(index id, segment prefix) of the channel's index builds that are over (``index_builds.settled``)."""
-        if not _file_built_vector_indexes(info):
+        if not file_built_fields(info):
             return frozenset()
         mine = f"segments/{info.id}/{channel}/"
         return frozenset(b for b in index_builds.settled(self.meta, info.id) if b[1].startswith(mine))
@@ -657,13 +657,6 @@ class Compactor:
             self._mirror.close()
         if self._thread is not None:
             self._thread.join(10)
-
-
-def _file_built_vector_indexes(info: CollectionInfo) -> list[tuple[Any, FieldSchema]]:
-    """(index, field) of the collection's vector indexes that are built into a file per segment
-    (``vecdb.datanode.indexer``)."""
-    return [(idx, f) for idx in info.indexes if (f := info.schema.field(idx.field_name)) is not None
-            and f.dtype.is_vector and file_built(idx.index_type)]
 
 
 def _pack(keys: list[str], weight: Mapping[str, float], cap: float) -> list[list[str]]:

@@ -24,6 +24,7 @@ import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
+from typing import Any
 
 from vecdb import metrics
 from vecdb.catalog_model import CollectionInfo
@@ -31,6 +32,7 @@ from vecdb.coord import index_builds
 from vecdb.coord.index_builds import BuildRefused, IndexBuilds
 from vecdb.errors import KeyNotFound
 from vecdb.index import new_index
+from vecdb.schema import FieldSchema
 from vecdb.storage import segments as sf
 from vecdb.storage.base import MetaStore, ObjectStore
 
@@ -41,6 +43,12 @@ def file_built(index_type: str) -> bool:
     """Whether a segment's index of this type is built once and kept as a file."""
     return (index_type not in ("BIN_FLAT", "SPARSE_INVERTED_INDEX", "SPARSE_WAND")
             and not index_type.startswith("GPU"))
+
+
+def file_built_fields(info: CollectionInfo) -> list[tuple[Any, FieldSchema]]:
+    """(index, field) of the collection's vector indexes built into one file per segment."""
+    return [(idx, f) for idx in info.indexes if (f := info.schema.field(idx.field_name)) is not None
+            and f.dtype.is_vector and file_built(idx.index_type)]
 
 
 _BUILT_MAX = 10_000  # index keys SegmentIndexer remembers as built (about 1 MB)
@@ -66,8 +74,7 @@ class SegmentIndexer:
 
     def _targets(self, info: CollectionInfo, segments: list[tuple[str, dict]]):
         """(index info, field, channel, segment info, key) of every segment index ``info`` calls for."""
-        fields = [(idx, f) for idx in info.indexes if (f := info.schema.field(idx.field_name)) is not None
-                  and f.dtype.is_vector and file_built(idx.index_type)]
+        fields = file_built_fields(info)
         for channel, seg in segments:
             if seg["num_rows"] < sf.MIN_ROWS_FOR_INDEX:
                 continue
