@@ -19,10 +19,7 @@ field's records always carry (a field added to a collection is nullable) and by 
 
 from __future__ import annotations
 
-import io
-import shutil
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -32,7 +29,8 @@ from pymilvus import DataType, MilvusClient
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.conftest import free_port, start_vecdb  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
+from tests.upgrade_data import make_fixture, start_auth_standalone, unpack  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "upgrade_data" / "standalone-08afdcf.tar.gz"
 ROOT = "root:Milvus"
@@ -108,22 +106,15 @@ def _check(c: MilvusClient, when: str) -> None:
     assert sorted(c.list_partitions("ops")) == ["_default", "p1"], when
 
 
-def _start(data: Path, port: int):
-    return start_vecdb("standalone", "--port", str(port), "--http-port", "0", "--auth", data_dir=data)
-
-
 @pytest.fixture
 def old_data(tmp_path) -> Path:
-    data = tmp_path / "data"
-    with tarfile.open(FIXTURE) as tar:
-        tar.extractall(data, filter="data")
-    return data
+    return unpack(FIXTURE, tmp_path / "data")
 
 
 def test_standalone_data_of_08afdcf_reads_as_it_did(old_data):
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
-    proc = _start(old_data, port)
+    proc = start_auth_standalone(old_data, port)
     try:
         c = MilvusClient(uri=uri, token=ROOT)
         c.load_collection("ops")
@@ -132,7 +123,7 @@ def test_standalone_data_of_08afdcf_reads_as_it_did(old_data):
         _check(c, "after a flush")
         c.insert("ops", [{"id": 40, "v": _vec(40), "score": 4, "kind": "n"}])
         assert proc.stop() == 0
-        proc = _start(old_data, port)
+        proc = start_auth_standalone(old_data, port)
         c = MilvusClient(uri=uri, token=ROOT)
         c.load_collection("ops")
         assert c.get("ops", ids=[40], output_fields=["score", "kind"])[0] | {"id": 40} == \
@@ -159,27 +150,5 @@ def test_standalone_data_of_08afdcf_reads_as_it_did(old_data):
         proc.stop()
 
 
-def _make_fixture(old_tree: str, out: str) -> None:
-    """The fixture's data directory written by the tree at ``old_tree``, tarred to ``out``."""
-    import os
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chdir(tmp)  # the child's ``-m vecdb`` looks in its working directory before PYTHONPATH
-        data, port = Path(tmp) / "data", free_port()
-        proc = start_vecdb("standalone", "--port", str(port), "--http-port", "0", "--auth", data_dir=data,
-                           env={"PYTHONPATH": old_tree})
-        try:
-            build_old_state(f"http://127.0.0.1:{port}")
-        finally:
-            assert proc.stop() == 0
-        for junk in [*data.glob("*.log"), data / "crashes"]:
-            shutil.rmtree(junk) if junk.is_dir() else junk.unlink()
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-            tar.add(data, arcname=".")
-        Path(out).write_bytes(buf.getvalue())
-
-
 if __name__ == "__main__":  # python tests/e2e/test_upgrade_in_place.py OLD_TREE OUT.tar.gz
-    _make_fixture(sys.argv[1], str(Path(sys.argv[2]).resolve()))
+    make_fixture(sys.argv[1], str(Path(sys.argv[2]).resolve()), build_old_state)

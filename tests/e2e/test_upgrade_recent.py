@@ -22,10 +22,7 @@ kill -9; a cluster of a57549a) found nothing else read otherwise.
 
 from __future__ import annotations
 
-import io
-import shutil
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -35,7 +32,8 @@ from pymilvus import DataType, Function, FunctionType, MilvusClient
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.conftest import free_port, start_vecdb, wait_until  # noqa: E402
+from tests.conftest import free_port, wait_until  # noqa: E402
+from tests.upgrade_data import make_fixture, start_auth_standalone, unpack  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "upgrade_data" / "standalone-eb7b538.tar.gz"
 ROOT = "root:Milvus"
@@ -169,22 +167,15 @@ def _check_reads(c: MilvusClient, when: str) -> None:
     assert c.list_snapshots(collection_name="docs") == ["s1"], when
 
 
-def _start(data: Path, port: int):
-    return start_vecdb("standalone", "--port", str(port), "--http-port", "0", "--auth", data_dir=data)
-
-
 @pytest.fixture
 def old_data(tmp_path) -> Path:
-    data = tmp_path / "data"
-    with tarfile.open(FIXTURE) as tar:
-        tar.extractall(data, filter="data")
-    return data
+    return unpack(FIXTURE, tmp_path / "data")
 
 
 def test_standalone_data_of_eb7b538_reads_as_it_did(old_data):
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
-    proc = _start(old_data, port)
+    proc = start_auth_standalone(old_data, port)
     try:
         c = MilvusClient(uri=uri, token=ROOT)
         _check_reads(c, "after the upgrade")
@@ -223,7 +214,7 @@ def test_standalone_data_of_eb7b538_reads_as_it_did(old_data):
         wait_until(lambda: str(c.get_compaction_state(job)).endswith("Completed"), 60, "compaction")
         c.close()
         assert proc.stop() == 0
-        proc = _start(old_data, port)
+        proc = start_auth_standalone(old_data, port)
         c = MilvusClient(uri=uri, token=ROOT)
         c.load_collection("docs")
         expected = {i: e for i, e in EXPECTED.items() if i not in (7, 37)}
@@ -239,34 +230,18 @@ def test_standalone_data_of_eb7b538_reads_as_it_did(old_data):
         proc.stop()
 
 
-def _make_fixture(old_tree: str, out: str) -> None:
-    """The fixture's data directory written by the tree at ``old_tree``, tarred to ``out``."""
-    import os
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chdir(tmp)  # the child's ``-m vecdb`` looks in its working directory before PYTHONPATH
-        data, port = Path(tmp) / "data", free_port()
-        proc = start_vecdb("standalone", "--port", str(port), "--http-port", "0", "--auth", data_dir=data,
-                           env={"PYTHONPATH": old_tree})
-        try:
-            build_old_state(f"http://127.0.0.1:{port}")
-            c = MilvusClient(uri=f"http://127.0.0.1:{port}", token=ROOT)
-            deadline = time.monotonic() + 60  # the sealed segments' background indexes, so their files are in
-            while any(c.describe_index("docs", ix).get("pending_index_rows", 0) for ix in c.list_indexes("docs")):
-                assert time.monotonic() < deadline, "indexes not built"
-                time.sleep(0.5)
-            _check_reads(c, "the older server")
-            c.close()
-        finally:
-            assert proc.stop() == 0
-        for junk in [*data.glob("*.log"), data / "crashes"]:
-            shutil.rmtree(junk) if junk.is_dir() else junk.unlink()
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-            tar.add(data, arcname=".")
-        Path(out).write_bytes(buf.getvalue())
+def _build_and_check(uri: str) -> None:
+    """``build_old_state``, then (the sealed segments' indexes built in the background, so their files are
+    in the fixture) the older server's own answers checked."""
+    build_old_state(uri)
+    c = MilvusClient(uri=uri, token=ROOT)
+    deadline = time.monotonic() + 60
+    while any(c.describe_index("docs", ix).get("pending_index_rows", 0) for ix in c.list_indexes("docs")):
+        assert time.monotonic() < deadline, "indexes not built"
+        time.sleep(0.5)
+    _check_reads(c, "the older server")
+    c.close()
 
 
 if __name__ == "__main__":  # python tests/e2e/test_upgrade_recent.py OLD_TREE OUT.tar.gz
-    _make_fixture(sys.argv[1], str(Path(sys.argv[2]).resolve()))
+    make_fixture(sys.argv[1], str(Path(sys.argv[2]).resolve()), _build_and_check)
