@@ -532,3 +532,5 @@ class AssignmentManager(Planner):
                       self.replica_per_node)
         for cid in self.commit({cid: a.to_json() for cid, a in wanted.items()}):
             self._changed_at[cid] = now
+        for cid in [cid for cid in self._changed_at if cid not in loaded]:  # released or dropped: nothing to settle
+            del self._changed_at[cid]

@@ -52,6 +52,13 @@ class Catalog:
     def close(self) -> None:
         self._sync.close()
 
+    def on_drop(self, forget: Callable[[CollectionInfo], None]) -> None:
+        """``forget(info)`` for every collection dropped from now on, whichever process dropped it (a
+        catalog with a node id follows the store, so every proxy and the coord see each drop): what the
+        caller keeps per collection or per channel goes with it. Runs under the catalog's lock."""
+        with self._lock:
+            self._state.on_drop.append(forget)
+
     @property
     def version(self) -> int:
         """The catalog version this cache is at."""
@@ -183,6 +190,11 @@ class Catalog:
         with self._lock:
             return list(self._state.collections.values())
 
+    def collection_count(self) -> int:
+        """How many collections there are, in every database (no pass over them)."""
+        with self._lock:
+            return len(self._state.collections)
+
     def add_collection(self, info: CollectionInfo) -> None:
         def plan() -> Change:
             self._cached_database(info.db)
@@ -254,7 +266,7 @@ class Catalog:
             aliases = self._state.aliases
             if (db, collection) in aliases:  # Milvus 2.3.5: an alias is no collection to point at (100)
                 raise errors.CollectionNotFound(f"collection not found[database={db}][collection={collection}]")
-            if any(c.db == db and c.name == alias for c in self._state.collections.values()):
+            if self._state.named(db, alias) is not None:
                 raise errors.AliasNameConflict(f"alias name {alias} conflicts with an existing collection name")
             if (db, alias) in aliases:
                 raise errors.AliasAlreadyExists(f"alias {alias} already exists and is bound to another collection")
@@ -266,7 +278,7 @@ class Catalog:
         db = db or DEFAULT_DB
 
         def plan() -> Change:
-            if any(c.db == db and c.name == alias for c in self._state.collections.values()):
+            if self._state.named(db, alias) is not None:
                 raise errors.AliasNameConflict(f"alias and collection name conflict[database={db}][alias={alias}]")
             if (db, alias) not in self._state.aliases:
                 raise errors.AliasNotFound(f"alias not found[database={db}][alias={alias}]")

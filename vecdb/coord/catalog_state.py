@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -65,11 +65,15 @@ class CatalogState:
         self.collections: dict[int, CollectionInfo] = {}
         self.raws: dict[int, bytes] = {}  # each collection's stored bytes
         self.aliases: dict[tuple[str, str], int] = {}
-        self._by_name: dict[tuple[str, str], int] = {}  # (db, name) -> id: a hint, checked on each use
+        self._by_name: dict[tuple[str, str], int] = {}  # (db, name) -> id of every cached collection (find)
         self.version = 0
         self.proxies: set[str] = set()
         self.gone: set[str] = set()  # proxies whose session this state saw end (since its last reset)
         self.applied: dict[str, int] = {}
+        # called with each collection that leaves the cache (dropped: by this process's change, the watch's or a
+        # reset's), under the catalog's lock: a process's per-collection and per-channel state of it goes
+        # (``Catalog.on_drop``); each must be quick and take no lock that is held while waiting for the catalog
+        self.on_drop: list[Callable[[CollectionInfo], None]] = []
 
     def reset(self, pairs: Iterable[tuple[str, bytes]]) -> None:
         """Replace everything by a scan's (key, value) pairs."""
@@ -110,8 +114,7 @@ class CatalogState:
         elif key.startswith(COLL_PREFIX):
             cid = int(key[len(COLL_PREFIX):])
             if self.raws.get(cid) != value:
-                self.collections[cid] = CollectionInfo.from_json(value)
-                self.raws[cid] = bytes(value)
+                self._cache(CollectionInfo.from_json(value), bytes(value))
         elif key.startswith(DB_PREFIX):
             self.databases[key[len(DB_PREFIX):]] = json.loads(value)
         elif key.startswith(ALIAS_PREFIX):
@@ -145,33 +148,43 @@ class CatalogState:
         """The collection named ``name`` in ``db``, or the one an alias of that name points at.
 
         Every search and query looks its collection up by name, so this is a dict read, not a pass
-        over every collection (a server with thousands paid for all of them on each request). The
-        name index is a hint, checked against the object it finds: a cached object may be renamed
-        in place (``Catalog.save`` takes the caller's changed object), which a miss here repairs.
+        over every collection (a server with thousands paid for all of them on each request), and so
+        is a miss (every create_collection and has_collection of a new name: a pass over all of them
+        made creating N collections quadratic). Every object that becomes the cached one is indexed
+        under its name (``_cache``; a rename's object when it is installed); an entry left by a
+        rename no longer matches its object's name and goes on its next use.
         """
+        info = self.named(db, name)
+        if info is not None:
+            return info
+        cid = self.aliases.get((db, name))
+        return self.collections.get(cid) if cid is not None else None
+
+    def named(self, db: str, name: str) -> CollectionInfo | None:
+        """The collection whose own name is ``name`` in ``db`` (an alias's target is not)."""
         cid = self._by_name.get((db, name))
         if cid is not None:
             info = self.collections.get(cid)
             if info is not None and info.db == db and info.name == name:
                 return info
             del self._by_name[(db, name)]
-        for info in self.collections.values():
-            if info.db == db and info.name == name:
-                self._by_name[(db, name)] = info.id
-                return info
-        cid = self.aliases.get((db, name))
-        return self.collections.get(cid) if cid is not None else None
+        return None
 
     def install(self, info: CollectionInfo, raw: bytes) -> None:
         """``info`` itself becomes the cached object of its collection, stored as ``raw``."""
+        self._cache(info, raw)
+
+    def _cache(self, info: CollectionInfo, raw: bytes) -> None:
+        """``info`` is the cached object of its collection, found by its name (``find``)."""
         self.collections[info.id], self.raws[info.id] = info, raw
+        self._by_name[(info.db, info.name)] = info.id
 
     def revert(self, info: CollectionInfo) -> None:
         """``info`` is cached but carries changes that were not committed: cache the stored record
         again (a fresh object, so ``save`` of the changed one is refused as stale)."""
         raw = self.raws.get(info.id)
         if raw is not None and self.collections.get(info.id) is info and info.to_json() != raw:
-            self.collections[info.id] = CollectionInfo.from_json(raw)
+            self._cache(CollectionInfo.from_json(raw), raw)
 
     def _drop_collection(self, cid: int) -> None:
         info = self.collections.pop(cid, None)
@@ -180,6 +193,11 @@ class CatalogState:
             del self._by_name[(info.db, info.name)]
         if info is not None:  # its proxy metrics go with it, on every proxy (each caches the catalog)
             metrics.forget_collection(info.db, info.name, info.channels)
+            for forget in self.on_drop:
+                try:
+                    forget(info)
+                except Exception:  # noqa: BLE001 (the catalog follows the store whatever a listener does)
+                    log.exception("catalog: forgetting dropped collection %s", cid)
 
     def behind(self, version: int, exclude: str | None, live: AbstractSet[str] = frozenset()) -> list[str]:
         """The live proxies (those this state saw, and ``live``, minus ``exclude``) whose catalog has

@@ -189,8 +189,7 @@ class DdlManager:
                         and (existing.shards_num, existing.consistency_level) == (shards_num, consistency_level):
                     return existing.id  # Milvus's rootcoord compares shards and consistency level too
             self._check_room(db)
-            if sum(len(self.catalog.list_collections(d)) for d in self.catalog.list_databases()) \
-                    >= LIMITS.max_collections:
+            if self.catalog.collection_count() >= LIMITS.max_collections:
                 raise errors.CollectionLimitExceeded(
                     f"exceeded the limit number of collections[limit={LIMITS.max_collections}]")
             ts = self.tso.allocate()

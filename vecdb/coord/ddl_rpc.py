@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
+from vecdb.catalog_model import CollectionInfo
 from vecdb.coord.catalog import Catalog
 from vecdb.coord.client import CoordClient
 from vecdb.coord.ddl import DdlManager, LoadState
@@ -43,11 +44,15 @@ def live_query_nodes(meta: MetaStore) -> dict[str, str]:
     return {k[len(QUERYNODE_SESSIONS):]: session_address(v) or "" for k, v in meta.scan(QUERYNODE_SESSIONS)}
 
 
-def open_ddl(meta: MetaStore, tso: TimestampSource, ids: IdSource, ttl: float) -> DdlManager:
+def open_ddl(meta: MetaStore, tso: TimestampSource, ids: IdSource, ttl: float,
+             on_drop: Callable[[CollectionInfo], None] | None = None) -> DdlManager:
     """The active coord's DDL manager: over a catalog of its own that follows the store (so its
     changes wait for every live proxy), the term's allocators and the live query nodes' resource
-    groups. ``close()`` closes its catalog."""
+    groups. ``close()`` closes its catalog. ``on_drop``: called with each collection dropped
+    (``Catalog.on_drop``)."""
     catalog = Catalog(meta, node_id=f"coord-{uuid.uuid4().hex[:12]}", ttl=ttl)
+    if on_drop is not None:
+        catalog.on_drop(on_drop)
     return DdlManager(catalog, ids, tso, ResourceGroups(meta, lambda: live_query_nodes(meta)))
 
 

@@ -99,7 +99,9 @@ class _Term:
         writer = None if wal is None else ShardWriter(wal, tso, _no_delivery, refresh_ends=True)
         self.flush = None if writer is None else FlushManager(writer, session.meta)
         try:
-            self.ddl = open_ddl(session.meta, tso, ids, session.ttl)
+            # a dropped collection's channels: the seal writer's state of them goes
+            self.ddl = open_ddl(session.meta, tso, ids, session.ttl,
+                                on_drop=None if writer is None else lambda info: writer.forget(info.channels))
         except BaseException:
             for assigner in assigners:
                 assigner.close()

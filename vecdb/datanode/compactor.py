@@ -40,12 +40,13 @@ leaves only objects under a new prefix that no ``seg/`` key names, with an inten
 incarnation: garbage collection removes them.
 
 Triggers: after each persist and every ``interval`` seconds (a channel whose segment and delta
-lists and index builds did not change since its last check is not read again), and on demand. An
-automatic check leaves out the segments whose vector index is still to be built (Milvus's
-``indexBasedCompaction``, ``Compactor.waiting_for_index``); a manual one takes them too. On demand: ``client.compact``
-puts ``compaction/<collection id>/<compaction id>`` with a state per channel (and its options, when
-any), which the data node owning the channel carries out (any proxy answers ``get_compaction_state``
-from it).
+lists and index builds did not change since its last check is not read again: watches of those keys
+tell a round which collections changed, ``vecdb.datanode.compaction_changes``, so an idle channel
+costs no metadata read), and on demand. An automatic check leaves out the segments whose vector
+index is still to be built (Milvus's ``indexBasedCompaction``, ``Compactor.waiting_for_index``); a
+manual one takes them too. On demand: ``client.compact`` puts ``compaction/<collection id>/<compaction
+id>`` with a state per channel (and its options, when any), which the data node owning the channel
+carries out (any proxy answers ``get_compaction_state`` from it).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ from vecdb import errors
 from vecdb.catalog_model import CollectionInfo, coll_key, read_collection
 from vecdb.config import CompactionSettings
 from vecdb.coord import index_builds, session
+from vecdb.datanode.compaction_changes import ChangedCollections
 from vecdb.datanode.indexer import file_built_fields
 from vecdb.datanode.seal import fixed_fields, fixed_row_bytes, variable_row_bytes
 from vecdb.schema import CollectionSchema, FieldSchema, valid_key
@@ -209,6 +211,8 @@ class Compactor:
         self._size_cache: dict[str, float] = {}  # segment prefix -> its bytes (_segment_bytes)
         self._file_cache: dict[str, bool] = {}  # segment prefix -> an index file without a build record is there
         self._checked: dict[str, tuple] = {}  # channel -> signature of its last automatic check
+        self._ttl_checked: dict[str, int] = {}  # a TTL collection's channel -> TTL_CHECK_MS period of its last check
+        self._changes: ChangedCollections | None = None  # which collections changed since the last round (start)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -398,6 +402,10 @@ class Compactor:
                 state = self.read_state(info.id, channel)
                 over = self._builds_over(info, channel)
                 self._checked[channel] = state.signature + _ttl_period(info) + (over,)
+                if info.ttl_span:
+                    self._ttl_checked[channel] = now_ms() // TTL_CHECK_MS
+                else:
+                    self._ttl_checked.pop(channel, None)
                 skip = self.waiting_for_index(info, state, over) if automatic else frozenset()
                 plans = self.plan(info, state, manual, clustering, options, skip)
                 self._forget_cached(info, channel, state)
@@ -573,6 +581,8 @@ class Compactor:
         requests first, then the automatic check (when enabled). ``watch_requests``: wake when a
         request is put by another process (a cluster's proxy)."""
         self._owned = owned
+        if self.settings.enabled:  # the rounds' automatic checks skip the collections these saw no change of
+            self._changes = ChangedCollections(self.meta)
         if watch_requests:
             self._mirror = Mirror(self.meta, REQUEST_PREFIX, self.wake)
         self._thread = threading.Thread(target=self._run, name="compactor", daemon=True)
@@ -584,6 +594,13 @@ class Compactor:
         return self._thread is not None and not self._stop.is_set()
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def changed(self, collection_id: int) -> None:
+        """This process changed the collection's segments (a persist): a round checks it now (without
+        waiting for the watch to tell)."""
+        if self._changes is not None:
+            self._changes.mark({collection_id})
         self._wake.set()
 
     def carry_out(self, collection_id: int, compaction_id: int) -> None:
@@ -624,17 +641,28 @@ class Compactor:
         for cache in (self._pk_cache, self._delta_cache, self._size_cache, self._file_cache):
             for key in [k for k in list(cache) if k.split("/")[2] not in owned]:
                 cache.pop(key, None)
-        for channel in [c for c in list(self._checked) if c not in owned]:
-            self._checked.pop(channel, None)
+        for checked in (self._checked, self._ttl_checked):
+            for channel in [c for c in list(checked) if c not in owned]:
+                checked.pop(channel, None)
         if not self.settings.enabled:
             return
-        for channel, cid in owned.items():
-            if self._stop.is_set():
-                return
-            try:
-                self.maybe_compact(read_collection(self.meta, cid), channel)
-            except errors.CollectionNotFound:
-                continue
+        changed = self._changes.take() if self._changes is not None else None  # None: every collection
+        period = now_ms() // TTL_CHECK_MS
+        try:
+            for channel, cid in owned.items():
+                if self._stop.is_set():
+                    return
+                if (changed is not None and cid not in changed and channel in self._checked
+                        and self._ttl_checked.get(channel, period) == period):
+                    continue  # nothing of it changed since its last check: not read again
+                try:
+                    self.maybe_compact(read_collection(self.meta, cid), channel)
+                except errors.CollectionNotFound:
+                    continue
+        except BaseException:
+            if self._changes is not None:  # the channels not checked yet are checked by the next round
+                self._changes.mark(changed)
+            raise
 
     def _carry_out(self, key: str, cid: int, channel: str, clustering: bool = False,
                    options: CompactionOptions | None = None) -> None:
@@ -657,6 +685,8 @@ class Compactor:
             self._mirror.close()
         if self._thread is not None:
             self._thread.join(10)
+        if self._changes is not None:
+            self._changes.close()
 
 
 def _pack(keys: list[str], weight: Mapping[str, float], cap: float) -> list[list[str]]:

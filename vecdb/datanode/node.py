@@ -83,7 +83,7 @@ class DataNode:
             while True:
                 segments = self._persist_once(info, channel, upto)
                 if segments is not None:
-                    self.compactor.wake()  # the automatic compaction check
+                    self.compactor.changed(info.id)  # the automatic compaction check
                     return segments
 
     def _persist_once(self, info: CollectionInfo, channel: str, upto: int) -> list[dict] | None:
@@ -212,6 +212,11 @@ class DataNode:
                 self.log.drop_channel(channel)
             self._locks.pop(channel, None)  # a channel's name is never used again (it names the collection's id)
         self.meta.txn(delete_prefixes=[index_builds.collection_prefix(info.id)])
+
+    def forget_channel(self, channel: str) -> None:
+        """A dropped collection's channel, persisted here (a data node process; ``drop_collection`` runs in the
+        proxy that handled the drop): its lock goes."""
+        self._locks.pop(channel, None)
 
     def forget_index_builds(self, collection_id: int, index_ids: Iterable[int]) -> None:
         """A dropped index's build records go with it (a new index gets a new id and builds afresh)."""

@@ -42,7 +42,8 @@ class DataNodeProcess(NodeProcess):
         try:
             self.flusher = ChannelFlusher(self.node, self.backends.log, self.backends.meta, self.node_id,
                                           seal=self._seal, seal_rows=settings.datanode.seal_rows,
-                                          seal_bytes=settings.datanode.seal_bytes)
+                                          seal_bytes=settings.datanode.seal_bytes,
+                                          forget=lambda channel: self._sealer.forget([channel]))
             self.indexes = IndexScheduler(self.node.indexer, self.backends.meta, self.node_id)
             self.node.compactor.start(self.flusher.assigned)  # compacts the channels it persists
         except BaseException:

@@ -21,6 +21,7 @@ must (releases, index builds, waiting for a load to be served).
 
 from __future__ import annotations
 
+from vecdb.catalog_model import CollectionInfo
 from vecdb.config import Settings
 from vecdb.coord.catalog import Catalog
 from vecdb.coord.client import CoordClient, RemoteIdAllocator, RemoteTimestampOracle
@@ -91,6 +92,7 @@ class ProxyProcess(NodeProcess):
                            quota=Quota(settings.quota, node_id=self.node_id),
                            cluster_id=settings.replication.cluster_id)
         self.roles.ddl = RemoteDdl(coord, catalog)  # catalog changes: the coord's (vecdb.coord.ddl)
+        catalog.on_drop(self._forget_dropped)  # every drop, whichever proxy or coord made it
         # flushes and automatic seals: the coord's (vecdb.coord.flush); this proxy's own writer for a coord
         # that does not flush (no shared log, or an older one)
         self.roles.flush = RemoteFlush(coord, fallback=FlushManager(writer, self.backends.meta))
@@ -105,6 +107,16 @@ class ProxyProcess(NodeProcess):
         # jobs whose runner ended (another proxy's, killed), taken over by one proxy of all (vecdb.jobs)
         self._closers.append(start_job_sweep(self.roles).close)
         return server, port
+
+    def _forget_dropped(self, info: CollectionInfo) -> None:
+        """A collection dropped (seen in the catalog): this proxy's state of its channels goes, the writer's
+        (locks, last positions, recent read timestamps), the router's (its assignment, recent log ends) and the
+        seal policy's counts. Only the proxy that handled the drop did so before: every other one kept them
+        for each channel it had written to or read from, for good."""
+        self.roles.writer.forget(info.channels)
+        self.router.forget(info.id, info.channels)
+        if self.roles.sealer is not None:
+            self.roles.sealer.unsealed.sealed(info.channels)
 
 
 def _loaded(catalog: Catalog, collection_id: int) -> bool:

@@ -66,6 +66,7 @@ LOAD_WAIT = 120.0  # how long load waits for every replica to be served
 # node with querynode.replica_per_node) to be served too: a slow or stuck node does not fail the load
 EXTRA_REPLICA_WAIT = 10.0
 RELEASE_WAIT = 10.0  # how long release waits for the nodes to let go
+GONE_COUNTS_KEPT = 64  # read counts (``reads_served``) of nodes whose session ended that stay, the latest kept
 RETIRE_SECONDS = 120.0  # a client swapped for the in-process node (``set_local``) stays open this long
 
 # (node id, its channels, the part of each it reads where a channel's sealed segments are spread over several
@@ -165,6 +166,15 @@ class QueryNodeRouter:
         with self._changed:
             node = self._nodes.pop(key, None)
             self._down_until.pop(key, None)
+            # a restarted node comes back under a new id (one without --node-id): what is kept per node goes, for
+            # every node gone (a read that ended after its node left may have parsed it again); the read counts
+            # of the last GONE_COUNTS_KEPT nodes gone stay (one back under its id counts on)
+            self._addresses.pop(key, None)
+            gone = [k for k in self._served_count if k not in self._nodes]
+            for k in gone[:max(0, len(gone) - GONE_COUNTS_KEPT)]:
+                del self._served_count[k]
+            for k in [k for k in self._parsed if k[0] in "sf" and k[1:] not in self._nodes]:
+                self._parsed.pop(k, None)
             now = time.monotonic()
             stale = [n for t, n in self._retired if now - t > RETIRE_SECONDS]
             self._retired = [(t, n) for t, n in self._retired if now - t <= RETIRE_SECONDS]
@@ -179,6 +189,14 @@ class QueryNodeRouter:
             n.close()
         if node is not None:
             log.info("query node %s left", key)
+
+    def forget(self, collection_id: int, channels: list[str]) -> None:
+        """A dropped collection (the catalog's ``on_drop``, on every proxy): its parsed assignment and its
+        channels' recent log ends go (a channel's name is never used again: it names its collection's id)."""
+        with self._lock:
+            self._parsed.pop(f"a{collection_id}", None)
+            for ch in channels:
+                self._ends_seen.pop(ch, None)
 
     def _notify(self) -> None:
         with self._changed:

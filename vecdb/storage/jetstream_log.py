@@ -39,6 +39,12 @@ _NOT_FOUND = 10059  # JetStream "stream not found"
 _WRONG_LAST_SEQUENCE = 10071  # JetStream "wrong last sequence: N"
 
 
+# streams an instance remembers as existing (it creates one it does not know, which is a no-op for one that
+# exists): emptied once full, since the streams of channels another process dropped (a collection dropped through
+# another proxy) are never forgotten one by one
+_KNOWN_MAX = 10_000
+
+
 class JetStreamLog:
     """The distributed ``Log`` (see module docstring). Thread-safe."""
 
@@ -113,6 +119,8 @@ class JetStreamLog:
         err = r.get("error")
         if err and "already in use" not in err.get("description", "") and err.get("err_code") != 10058:
             raise IoFailed(f"cannot create stream {stream}: {err.get('description')}")
+        if len(self._known) >= _KNOWN_MAX:  # a cache: dropped channels' streams go with the rest
+            self._known.clear()
         self._known.add(stream)
 
     # --- Log ---------------------------------------------------------------------
