@@ -106,7 +106,10 @@ def test_an_idle_compaction_round_reads_nothing_per_collection(own_standalone):
         wait_until(merged, 20, "the changed collection's segments merged by a round")
         meta.calls.clear()
         node.compactor.run_once()
-        assert meta.calls["ckpt"] <= 2 and sum(meta.calls.values()) < first / 5, meta.calls  # that channel's reads
+        # at most that channel's reads (its merge's own keys may have marked it once more): one check of one
+        # channel reads the checkpoint three times (the signature, then read_state's two) and the record once
+        assert meta.calls["ckpt"] <= 3 and meta.calls["coll"] <= 1 and sum(meta.calls.values()) < first / 5, \
+            meta.calls
 
         # a persist by the node itself marks its collection at once (no watch delay)
         node.compactor._changes.take()
