@@ -15,7 +15,7 @@ read must see applied first), which the router passes and the proxy never does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -250,6 +250,8 @@ class CatalogRole(Protocol):
     def list_collections(self, db: str) -> list[CollectionInfo]: ...
 
     def collection_count(self) -> int: ...
+
+    def on_drop(self, forget: Callable[[CollectionInfo], None]) -> None: ...
 
     def add_collection(self, info: CollectionInfo) -> None: ...
 

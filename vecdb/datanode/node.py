@@ -210,12 +210,13 @@ class DataNode:
                 self.meta.txn(delete_prefixes=[f"seg/{info.id}/{channel}/", f"delta/{info.id}/{channel}/"],
                               deletes=[f"ckpt/{info.id}/{channel}"])
                 self.log.drop_channel(channel)
-            self._locks.pop(channel, None)  # a channel's name is never used again (it names the collection's id)
+            self.forget_channel(channel)
         self.meta.txn(delete_prefixes=[index_builds.collection_prefix(info.id)])
 
     def forget_channel(self, channel: str) -> None:
-        """A dropped collection's channel, persisted here (a data node process; ``drop_collection`` runs in the
-        proxy that handled the drop): its lock goes."""
+        """A dropped collection's channel: its lock goes (a channel's name is never used again: it names its
+        collection's id); a data node process calls it when it stops following the channel, since
+        ``drop_collection`` runs in the proxy that handled the drop."""
         self._locks.pop(channel, None)
 
     def forget_index_builds(self, collection_id: int, index_ids: Iterable[int]) -> None:

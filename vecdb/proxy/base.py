@@ -172,6 +172,7 @@ class ServiceBase:
 
             roles.sealer = Sealer(roles.flush, roles.writer, roles.datanode, roles.querynode, roles.catalog,
                                   roles.seal_rows, roles.seal_bytes)
+            roles.catalog.on_drop(functools.partial(_forget_channels, roles.writer, roles.sealer))
         self.sealer: Sealer = roles.sealer
         if roles.segment_moves is None:
             from vecdb.coord.segment_moves import LocalSegmentMoves
@@ -213,6 +214,14 @@ class ServiceBase:
     def require_loaded(self, info: CollectionInfo) -> None:
         if not self.r.querynode.is_loaded(info.id):
             raise errors.CollectionNotLoaded(f"collection not loaded[collection={info.name}]")
+
+
+def _forget_channels(writer: ShardWriter, sealer: Sealer, info: CollectionInfo) -> None:
+    """A dropped collection (``Catalog.on_drop``: whichever proxy or coord dropped it, every catalog sees it):
+    this proxy's writer state (locks, last positions, recent read timestamps) and seal counts of its channels go,
+    else kept for good for each channel it wrote to or read from."""
+    writer.forget(info.channels)
+    sealer.unsealed.sealed(info.channels)
 
 
 def kv_dict(pairs) -> dict[str, str]:

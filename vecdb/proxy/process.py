@@ -109,14 +109,10 @@ class ProxyProcess(NodeProcess):
         return server, port
 
     def _forget_dropped(self, info: CollectionInfo) -> None:
-        """A collection dropped (seen in the catalog): this proxy's state of its channels goes, the writer's
-        (locks, last positions, recent read timestamps), the router's (its assignment, recent log ends) and the
-        seal policy's counts. Only the proxy that handled the drop did so before: every other one kept them
-        for each channel it had written to or read from, for good."""
-        self.roles.writer.forget(info.channels)
+        """A collection dropped (seen in the catalog, whichever proxy or coord dropped it): the router's state
+        of it goes (its assignment, its channels' recent log ends); the writer's and the seal counts go by the
+        servicer's listener (``vecdb.proxy.base``)."""
         self.router.forget(info.id, info.channels)
-        if self.roles.sealer is not None:
-            self.roles.sealer.unsealed.sealed(info.channels)
 
 
 def _loaded(catalog: Catalog, collection_id: int) -> bool:

@@ -123,8 +123,6 @@ class CollectionRpcs(ServiceBase):
             self.r.datanode.drop_collection(info)
             if info.schema.is_external:
                 self.refresh_store().drop_state(info.id)
-        self.r.writer.forget(info.channels)  # per-channel state of this proxy's, kept for good otherwise
-        self.sealer.unsealed.sealed(info.channels)
         return status.success()
 
     def refresh_store(self) -> RefreshStore:
