@@ -100,29 +100,26 @@ def parse_key(key: str) -> tuple[int, int, str] | None:
     return cid, index_id, f"segments/{cid}/{parts[3]}/{parts[4]}/"
 
 
-def finished(meta: MetaStore, collection_id: int) -> dict[tuple[int, str], str]:
-    """(index id, segment prefix) -> index object key, of every finished build of a collection."""
-    out = {}
+def _records(meta: MetaStore, collection_id: int, *states: str):
+    """((index id, segment prefix), record) of a collection's build records in one of ``states``."""
+    marks = [f'"{state}"'.encode() for state in states]
     for key, raw in meta.scan(collection_prefix(collection_id)):
-        if b'"finished"' not in raw:
+        if not any(m in raw for m in marks):  # (most records are of another state: not parsed)
             continue
         rec, parsed = json.loads(raw), parse_key(key)
-        if rec["state"] == FINISHED and parsed is not None:
-            out[(parsed[1], parsed[2])] = rec["key"]
-    return out
+        if rec["state"] in states and parsed is not None:
+            yield (parsed[1], parsed[2]), rec
+
+
+def finished(meta: MetaStore, collection_id: int) -> dict[tuple[int, str], str]:
+    """(index id, segment prefix) -> index object key, of every finished build of a collection."""
+    return {build: rec["key"] for build, rec in _records(meta, collection_id, FINISHED)}
 
 
 def settled(meta: MetaStore, collection_id: int) -> set[tuple[int, str]]:
     """(index id, segment prefix) of every build of a collection that is over: finished, or failed (a
     failed build is never tried again)."""
-    out = set()
-    for key, raw in meta.scan(collection_prefix(collection_id)):
-        if b'"running"' in raw:
-            continue
-        parsed = parse_key(key)
-        if parsed is not None and json.loads(raw)["state"] in (FINISHED, FAILED):
-            out.add((parsed[1], parsed[2]))
-    return out
+    return {build for build, _ in _records(meta, collection_id, FINISHED, FAILED)}
 
 
 def finished_key(meta: MetaStore, collection_id: int, index_id: int, segment_prefix: str) -> str | None:
