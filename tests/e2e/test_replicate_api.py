@@ -17,7 +17,7 @@ from pymilvus.exceptions import MilvusException
 
 from tests.conftest import server_settings, wait_until
 from vecdb import timestamp
-from vecdb.cdc.follower import cdc_positions_key
+from vecdb.cdc.follower import HOLD_ALL, cdc_positions_key
 from vecdb.cdc.replicate_manager import task_id
 from vecdb.cdc.verify import verify
 
@@ -203,6 +203,49 @@ def test_a_cluster_replicates_from_its_coord(tmp_path, remote_storage):
     finally:
         b.stop()
         cluster.stop(check=False)
+
+
+def test_rows_flushed_before_the_task_takes_their_collection_up_still_reach_the_target(tmp_path, remote_storage):
+    """The source's log is held for what the task has not taken up yet: from the moment the edge is
+    stored (its task's first pass fails here: the target is down) and, once it runs, for collections
+    created since its last catalog pass (one that fails again: the target down once more). Rows
+    inserted and flushed meanwhile (a flush cuts the log: JetStream's, exactly) reach the target when it
+    is back."""
+    from vecdb.standalone import Standalone
+
+    settings_a = server_settings(tmp_path / "a", storage=remote_storage())
+    settings_a.replication.cluster_id = "cluster-a"
+    a = Standalone(settings_a).start()
+    settings_b = server_settings(tmp_path / "b")
+    settings_b.replication.cluster_id = "cluster-b"
+    b = Standalone(settings_b).start()
+    try:
+        uri_a, uri_b = f"http://127.0.0.1:{a.port}", f"http://127.0.0.1:{b.port}"
+        cfg = _config(uri_a, uri_b)
+        cfg["clusters"][1]["connection_param"]["token"] = ""
+        ca = MilvusClient(uri=uri_a)
+        ca.create_database("db2")  # (a pass asks the target for it first: it fails there while B is down)
+        MilvusClient(uri=uri_b).update_replicate_configuration(**cfg)
+        b.stop()
+        ca.update_replicate_configuration(**cfg)
+        assert a.meta.get(cdc_positions_key(task_id("cluster-b"))) == HOLD_ALL  # held whole from now on
+        for name, ids, db in (("docs", range(0, 500), "db2"), ("more", range(0, 300), "db3")):
+            if db == "db3":  # the task runs now (it published its positions); B down again, a database to make
+                b.stop()
+                ca.create_database(db)
+            ca.create_collection(name, dimension=DIM, primary_field_name="id", vector_field_name="vector",
+                                 auto_id=False)
+            ca.insert(name, _rows(ids[:-100]))
+            ca.flush(name)  # the log cut as far as the hold lets it
+            ca.insert(name, _rows(ids[-100:], seed=1))
+            b = Standalone(settings_b).start()
+            wait_until(lambda: not {k: v for k, v in verify(uri_a, uri_b).items() if v}, 60,
+                       f"B equal to A after {name}")
+            assert MilvusClient(uri=uri_b).query(name, filter="", output_fields=["count(*)"])[0]["count(*)"] == \
+                len(ids)
+    finally:
+        a.stop()
+        b.stop()
 
 
 def test_the_replication_resumes_after_the_source_restarts(tmp_path):

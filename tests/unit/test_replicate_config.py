@@ -10,7 +10,9 @@ from pymilvus.grpc_gen import common_pb2
 
 from vecdb import errors
 from vecdb.cdc import replicate_config as rc
-from vecdb.storage.memory import MemoryMetaStore
+from vecdb.cdc.follower import HOLD_ALL, cdc_positions_key
+from vecdb.cdc.replicate_manager import ReplicationManager
+from vecdb.storage.memory import MemoryLog, MemoryMetaStore
 
 
 def _c(cid: str, n: int = 2, uri: str | None = None, token: str = "") -> rc.Cluster:
@@ -168,3 +170,17 @@ def test_the_cluster_id_flag_sets_the_setting(monkeypatch):
     base = dict(config=None, command="standalone", log_level=None, data_dir=None, host=None, port=None)
     assert cli._settings(argparse.Namespace(**base)).replication.cluster_id == "by-dev"
     assert cli._settings(argparse.Namespace(**base, cluster_id="dc2")).replication.cluster_id == "dc2"
+
+
+def test_an_edge_holds_the_log_from_the_moment_it_is_stored():
+    """The configuration is stored with a hold on the whole log for each edge from this cluster whose
+    task has published nothing (a flush before the task starts cuts nothing it needs); a task's own
+    positions are never replaced by it; an edge taken away before its task started leaves no hold."""
+    meta = MemoryMetaStore()
+    key_b, key_c = cdc_positions_key(rc.task_id("b")), cdc_positions_key(rc.task_id("c"))
+    meta.put(key_c, b'{"c5-s0": 3}')  # c's task has published its positions already
+    rc.save(meta, _cfg([_c("a"), _c("b"), _c("c")], STAR))
+    assert rc.load(meta) is not None and meta.get(key_b) == HOLD_ALL and meta.get(key_c) == b'{"c5-s0": 3}'
+    rc.save(meta, _cfg([_c("a"), _c("b"), _c("c")]))  # the edges gone before their tasks ran
+    ReplicationManager(meta, MemoryLog()).sync()
+    assert meta.get(key_b) is None and meta.get(key_c) == b'{"c5-s0": 3}'  # (a task's positions: its own)

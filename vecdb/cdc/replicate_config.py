@@ -37,9 +37,15 @@ from typing import Any
 from urllib.parse import urlparse
 
 from vecdb import errors
+from vecdb.cdc.follower import HOLD_ALL, cdc_positions_key
 from vecdb.storage.base import MetaStore
 
 CONFIG_KEY = "replication/config"
+TASK_PREFIX = "replicate-"  # the CDC task of an edge from this cluster: replicate-<target cluster id>
+
+
+def task_id(target: str) -> str:
+    return TASK_PREFIX + target
 CHECKPOINT_PREFIX = "replication/checkpoint/"
 HEADER = "vecdb-replicate-source"  # gRPC metadata of a replicator's calls: the source cluster's id
 TARGET_HEADER = "vecdb-replicate-target"  # a secondary asking its source for its checkpoint: its own id
@@ -268,7 +274,16 @@ def load(meta: MetaStore) -> ReplicateConfig | None:
 
 
 def save(meta: MetaStore, cfg: ReplicateConfig) -> None:
-    meta.put(CONFIG_KEY, cfg.to_json())
+    """The configuration stored, in one step with a hold on the whole log (``vecdb.cdc.follower``,
+    ``HOLD_ALL``) for each edge from this cluster whose task has published no positions yet: what is
+    written from now on reaches the target however late its task starts (a flush in between cuts
+    nothing it needs)."""
+    while True:
+        keys = [cdc_positions_key(task_id(t.cluster_id)) for t in cfg.targets_of(cfg.current)]
+        absent = [k for k in keys if meta.get(k) is None]
+        if meta.txn(puts={CONFIG_KEY: cfg.to_json(), **dict.fromkeys(absent, HOLD_ALL)},
+                    expect=dict.fromkeys(absent)):
+            return
 
 
 def force_promoted(previous: ReplicateConfig, salvage: dict[str, Any] | None) -> ReplicateConfig:

@@ -33,7 +33,8 @@ from typing import Any
 
 from vecdb import timestamp
 from vecdb.cdc import replicate_config as rc
-from vecdb.cdc.follower import cdc_positions_key
+from vecdb.cdc.follower import HOLD_ALL, cdc_positions_key, hold_new
+from vecdb.cdc.replicate_config import TASK_PREFIX, task_id
 from vecdb.cdc.replicator import REPORT_SECONDS, Replicator
 from vecdb.cdc.task import FAILED, Task, TaskSpec, TaskStore
 from vecdb.storage.base import Log, MetaStore
@@ -43,11 +44,6 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 PROGRESS_SECONDS = 1.0
 PROGRESS_PREFIX = "replication/progress/"
-TASK_PREFIX = "replicate-"
-
-
-def task_id(target: str) -> str:
-    return TASK_PREFIX + target
 
 
 def progress_of(meta: MetaStore, target: str) -> dict[str, Any] | None:
@@ -102,12 +98,17 @@ class ReplicationManager:
         return out
 
     def sync(self) -> None:
+        # read before the configuration: a hold stored with it (replicate_config.save) is seen with its edge
+        holds = [k for k, raw in self.meta.scan(cdc_positions_key(TASK_PREFIX)) if raw == HOLD_ALL]
         wanted = self.wanted()
         for target in [t for t in self._running if t not in wanted or self._specs[t] != wanted[t]]:
             self._remove(target)
         for target, spec in wanted.items():
             if target not in self._running:
                 self._add(target, spec)
+        for key in holds:  # an edge configured and taken away before its task published anything
+            if key[len(cdc_positions_key(TASK_PREFIX)):] not in wanted:
+                self.meta.txn(deletes=[key], expect={key: HOLD_ALL})
         if time.monotonic() - self._progress_at >= PROGRESS_SECONDS:
             self._progress_at = time.monotonic()
             for target, rep in self._running.items():
@@ -123,6 +124,7 @@ class ReplicationManager:
             self.store.put(task)
         rep = Replicator(task, self.store, source=(self.meta, self.wal))
         if task.state != FAILED:
+            hold_new(self.meta, tid)  # (what the configuration's own hold did, for a task forgotten since)
             rep.start()
         self._running[target], self._specs[target] = rep, spec
         log.info("replication to %s (%s) started", target, spec.target["uri"])

@@ -38,7 +38,7 @@ from vecdb import timestamp
 from vecdb.catalog_model import DEFAULT_DB, CollectionInfo
 from vecdb.cdc import log_order
 from vecdb.cdc.catalog_sync import CatalogSync
-from vecdb.cdc.follower import cdc_positions_key
+from vecdb.cdc.follower import HOLD_NEW, cdc_positions_key
 from vecdb.cdc.target import Target, by_namespace, rows_of, upsert_rows
 from vecdb.cdc.task import FAILED, PAUSED, RUNNING, Task, TaskFailed, TaskStore
 from vecdb.column_defaults import current_columns
@@ -148,6 +148,7 @@ class Replicator(CatalogSync):
         self._floors: dict[str, tuple[int, int]] = {}  # per channel: (position, stamp) where the task took it up
         self._published: bytes | None = None
         self._published_at = 0.0
+        self._seen_id = -1  # the largest collection id of the last whole catalog pass (HOLD_NEW)
         from vecdb.cdc.base_copy import BaseCopy
 
         self._copy = BaseCopy(self)
@@ -483,6 +484,9 @@ class Replicator(CatalogSync):
                         pass  # (from the channel's end now)
                     applied = self._positions.get(ch, 0)
                     self._tails[ch] = _Tail(self._log.follow(ch, applied + 1), stall.StallWatch(self._log, ch))
+        top = max(colls, default=0)
+        if top > self._seen_id:  # every collection up to it taken up (or not wanted)
+            self._seen_id, self._published_at = top, 0.0
 
     def _check_stall(self, ch: str) -> None:
         """After a silent poll: the channel's follower is opened again when it stalled with records after
@@ -687,7 +691,10 @@ class Replicator(CatalogSync):
         now = time.monotonic()
         if now - self._published_at < PUBLISH_SECONDS:
             return
-        raw = json.dumps(dict(sorted(self._positions.items()))).encode()  # (every channel, followed yet or not)
+        positions: dict[str, int] = dict(sorted(self._positions.items()))  # (every channel, followed yet or not)
+        if "*" in self.task.spec.collections:  # and the channels of collections created since the last pass
+            positions[HOLD_NEW] = self._seen_id
+        raw = json.dumps(positions).encode()
         if raw != self._published:
             self._meta.put(cdc_positions_key(self.task.id), raw)
             self._published = raw

@@ -242,7 +242,7 @@ class ChannelFlusher:
                           ckpt - applied)
                 continue
             low = min(low, applied)
-        floor = cdc_floor(self.meta, channel, ckpt)  # CDC tasks following the channel (vecdb.cdc.follower)
+        floor = cdc_floor(self.meta, channel, ckpt, cid)  # CDC tasks following the channel (vecdb.cdc.follower)
         if floor is not None:
             low = min(low, floor)
         if low + 1 > self._truncated.get(channel, 1):

@@ -136,7 +136,7 @@ class DataNode:
             log.info("channel %s was persisted by another process meanwhile; starting over", channel)
             return None
         if self.truncate:  # no further than a CDC task following the channel applied (vecdb.cdc.follower)
-            floor = cdc_floor(self.meta, channel, upto)
+            floor = cdc_floor(self.meta, channel, upto, info.id)
             self.log.truncate_before(channel, upto + 1 if floor is None else min(upto, floor) + 1)
         return segments
 
