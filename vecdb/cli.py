@@ -248,7 +248,9 @@ def _cluster(args) -> int:
     try:
         if args.action == "up":
             return localcluster.up(args.data_dir, proxies=args.proxies, querynodes=args.querynodes, port=args.port,
-                                   datanodes=args.datanodes)
+                                   datanodes=args.datanodes, supervise=not args.no_supervise)
+        if args.action == "supervise":
+            return localcluster.supervise(args.data_dir, out=lambda line: print(line, flush=True))
         if args.action == "status":
             return localcluster.status(args.data_dir)
         if args.action == "restart":
@@ -265,7 +267,8 @@ def _cluster_command(sub) -> None:
         description="A local cluster in one command: `up` starts NATS (JetStream), etcd and a SeaweedFS S3 server, "
                     "then a coord, the query nodes and the proxies, all on 127.0.0.1 as background processes with "
                     "their data and logs under --data-dir, and returns once pymilvus gets answers; `status` shows "
-                    "each process; `down` stops exactly what `up` started (recorded in DATA_DIR/cluster.json). "
+                    "each process; a supervisor started by `up` starts a role that exits again; `down` stops "
+                    "exactly what `up` started (recorded in DATA_DIR/cluster.json). "
                     "The data stays: `up` again on the same --data-dir finds it. Needs the cluster-dev extra: "
                     "pip install 'vecdb[cluster-dev]'.")
     actions = cl.add_subparsers(dest="action", required=True)
@@ -281,6 +284,8 @@ def _cluster_command(sub) -> None:
     upp.add_argument("--querynodes", type=int, default=1, help="query nodes (default 1)")
     upp.add_argument("--datanodes", type=int, default=None,
                      help="data nodes, which persist the log into segment files (default 0: the proxies do)")
+    upp.add_argument("--no-supervise", action="store_true",
+                     help="do not start the supervisor, which starts a vecdb role that exits again")
     upp.add_argument("--data-dir", **data_dir)
     upp.add_argument("--port", type=port_flag, default=19530,
                      help="the first proxy's Milvus API port (default 19530; proxy i gets port+i-1)")
@@ -299,6 +304,13 @@ def _cluster_command(sub) -> None:
                     "etcd, s3) restart with the whole cluster: `down`, then `up`.")
     rs.add_argument("names", nargs="+", metavar="NAME", help="a process name from `vecdb cluster status`")
     rs.add_argument("--data-dir", **data_dir)
+    sv = actions.add_parser(
+        "supervise", help="(started by `up`) start again each vecdb role of the cluster whose process is gone",
+        description="Runs until `down`: every second, a vecdb role (coord, query node, data node, proxy) recorded "
+                    "in DATA_DIR/cluster.json whose process is gone is started again as `restart` would, after 1 s, "
+                    "then twice as long after each exit within a minute of its start (up to 60 s). `up` starts it "
+                    "(unless --no-supervise) and records it as `supervisor`.")
+    sv.add_argument("--data-dir", **data_dir)
     dn = actions.add_parser("down", help="stop every process `up` started (the data stays)",
                             description="Stop the processes recorded in DATA_DIR/cluster.json (proxies, query "
                                         "nodes, coord, then S3, etcd, NATS: SIGTERM, SIGKILL after a grace "

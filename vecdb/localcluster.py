@@ -21,6 +21,13 @@ Two files say what is there:
   ``up`` reuses them (a port taken meanwhile is replaced by a free one), so the servers come back as
   they were.
 
+``up`` ends by starting ``vecdb cluster supervise`` (recorded as ``supervisor``, stopped first by
+``down``): it starts again, as ``restart`` would, a vecdb role whose process is gone (a crash, a kill, a
+node that exits after losing its session: a laptop that slept), waiting 1 s before the first try and
+twice as long after each exit within a minute of its start, up to 60 s; each restart is a line of
+``logs/supervisor.log``. The backends are not restarted (``down`` then ``up``). ``up --no-supervise``
+starts none.
+
 The module is the local cluster's wiring, as ``vecdb/standalone.py`` is standalone's: it owns no
 role, it starts processes of the roles. ``cli.py`` only parses the flags.
 """
@@ -48,16 +55,26 @@ HOST = "127.0.0.1"
 HTTP_SERVES = "REST API, /webui/, /metrics, /healthz"  # what a proxy serves on its HTTP port (http_port)
 # down stops the roles before the backends they use: proxies (they write), query nodes, the coord,
 # then the servers (S3 before etcd and NATS: nothing writes to it once the roles are gone)
-STOP_ORDER = ("proxy", "querynode", "datanode", "coord", "s3", "etcd", "nats")
+# (the supervisor first: it would start the others again)
+STOP_ORDER = ("supervisor", "proxy", "querynode", "datanode", "coord", "s3", "etcd", "nats")
 # seconds between SIGTERM and SIGKILL (SeaweedFS hangs on SIGTERM: SERVICES.md says ~3 s)
-GRACE = {"proxy": 10.0, "querynode": 10.0, "datanode": 10.0, "coord": 10.0, "s3": 3.0, "etcd": 5.0, "nats": 5.0}
+GRACE = {"supervisor": 5.0, "proxy": 10.0, "querynode": 10.0, "datanode": 10.0, "coord": 10.0, "s3": 3.0,
+         "etcd": 5.0, "nats": 5.0}
+BACKENDS = ("nats", "etcd", "s3")
 READY_TIMEOUT = 60.0
+LOCK_WAIT = 15.0  # seconds a command waits for another one (or the supervisor's restart) on the same data dir
+RESTART_BACKOFF = (1.0, 60.0)  # the supervisor's first and longest wait before starting a gone role again
+STABLE = 60.0  # a role that ran this long before it went is waited for RESTART_BACKOFF[0] again
 
 Out = Callable[[str], None]
 
 
 class ClusterError(Exception):
     """What went wrong, said for the user (the CLI prints it and exits 1)."""
+
+
+class Busy(ClusterError):
+    """Another ``vecdb cluster`` command holds the data dir's lock."""
 
 
 @dataclass
@@ -175,13 +192,19 @@ def _save_state(data_dir: str, procs: list[Proc], info: dict) -> None:
 
 
 @contextlib.contextmanager
-def _locked(data_dir: str) -> Iterator[None]:
-    """One ``up`` or ``down`` at a time per data dir."""
+def _locked(data_dir: str, wait: float = LOCK_WAIT) -> Iterator[None]:
+    """One ``up``, ``restart``, ``down`` or supervisor's restart at a time per data dir (waiting up to
+    ``wait`` s for the one under way)."""
     with open(os.path.join(data_dir, "cluster.lock"), "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ClusterError(f"another `vecdb cluster` command is working on {data_dir}") from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Busy(f"another `vecdb cluster` command is working on {data_dir}") from None
+                time.sleep(0.1)
         yield
 
 
@@ -442,7 +465,7 @@ def _wait_milvus(procs: list[Proc], timeout: float = READY_TIMEOUT) -> None:
 
 
 def up(data_dir: str, proxies: int = 1, querynodes: int = 1, port: int = 19530, datanodes: int | None = None,
-       out: Out = print) -> int:
+       supervise: bool = True, out: Out = print) -> int:
     """Starts the cluster (see the module docstring); 0 once every proxy answers, 1 if one was running."""
     from vecdb.storage import servers
     from vecdb.storage.servers import free_port
@@ -522,6 +545,10 @@ def up(data_dir: str, proxies: int = 1, querynodes: int = 1, port: int = 19530, 
             _save_state(data_dir, started, info)
             _wait_ready(px)
             _wait_milvus(px)
+            if supervise:
+                started.append(_launch(data_dir, Proc("supervisor", "supervisor", 0, 0, [
+                    sys.executable, "-m", "vecdb", "cluster", "supervise", "--data-dir", data_dir],
+                    os.path.join(logs, "supervisor.log"), ""), dict(os.environ), "up"))
         except BaseException:
             left = _stop_all(started, out=lambda _: None)
             if not left:
@@ -540,6 +567,8 @@ def up(data_dir: str, proxies: int = 1, querynodes: int = 1, port: int = 19530, 
             out(f"  Milvus API   {scheme}://{HOST}:{p.port}   (pymilvus: MilvusClient(\"{scheme}://{HOST}:{p.port}\"))")
             out(f"    its HTTP   {scheme}://{HOST}:{p.http_port}   ({HTTP_SERVES})")
     out(f"  NATS {urls['nats']}   etcd {urls['etcd']}   S3 {urls['s3']} (bucket {BUCKET})")
+    if supervise:
+        out("  a role that exits is started again (logs/supervisor.log)")
     out(f"  logs in {logs}; `vecdb cluster status --data-dir {data_dir}`, `vecdb cluster down --data-dir {data_dir}`")
     return 0
 
@@ -563,25 +592,15 @@ def restart(data_dir: str, names: list[str], out: Out = print) -> int:
             raise ClusterError(f"no process named {', '.join(unknown)} in the cluster of {data_dir} (its processes: "
                                f"{', '.join(by_name)})")
         chosen = [by_name[n] for n in dict.fromkeys(names)]
-        backends = [p.name for p in chosen if p.role in ("nats", "etcd", "s3")]
+        backends = [p.name for p in chosen if p.role in BACKENDS]
         if backends:
             raise ClusterError(f"{', '.join(backends)}: a backend restarts with the whole cluster "
                                f"(`vecdb cluster down` then `up` on the same --data-dir)")
-        s3 = next((p.url for p in procs if p.role == "s3"), "")
-        config = _read_json(os.path.join(data_dir, BACKENDS_FILE))
-        if not s3 or config is None:
-            raise ClusterError(f"{STATE_FILE} names no S3 server, or {BACKENDS_FILE} is missing, in {data_dir}")
-        info = {k: v for k, v in (_read_json(os.path.join(data_dir, STATE_FILE)) or {}).items() if k != "processes"}
-        if info.get("secret_from_env", False) != _secret_from_env():  # the others would refuse its internal RPC
-            up_had, now = ("had", "lacks") if info.get("secret_from_env") else ("lacked", "has")
-            raise ClusterError(f"`up` {up_had} VECDB_SECURITY__CLUSTER_SECRET[_FILE] in its environment and this "
-                               f"command {now} it: the roles restarted would hold another cluster secret than the "
-                               "others (their internal RPC refused); restart with the environment `up` had")
+        info, env = _restart_env(data_dir, procs)
         still = _stop(chosen, max(GRACE[p.role] for p in chosen))
         if still:
             raise ClusterError(f"{', '.join(p.name for p in still)} did not stop (pid "
                                f"{', '.join(str(p.pid) for p in still)}); nothing was started")
-        env = _role_env(s3, config)
         fresh = {p.name: _launch(data_dir, p, env, "restart") for p in chosen}
         procs = [fresh.get(p.name, p) for p in procs]
         _save_state(data_dir, procs, info)
@@ -597,6 +616,84 @@ def restart(data_dir: str, names: list[str], out: Out = print) -> int:
     return 0
 
 
+
+
+def _restart_env(data_dir: str, procs: list[Proc]) -> tuple[dict, dict]:
+    """The cluster's recorded info and the environment a role is started again with (as ``up`` started
+    it: the S3 server and credentials, the cluster secret); ClusterError when that cannot be made."""
+    s3 = next((p.url for p in procs if p.role == "s3"), "")
+    config = _read_json(os.path.join(data_dir, BACKENDS_FILE))
+    if not s3 or config is None:
+        raise ClusterError(f"{STATE_FILE} names no S3 server, or {BACKENDS_FILE} is missing, in {data_dir}")
+    info = {k: v for k, v in (_read_json(os.path.join(data_dir, STATE_FILE)) or {}).items() if k != "processes"}
+    if info.get("secret_from_env", False) != _secret_from_env():  # the others would refuse its internal RPC
+        up_had, now = ("had", "lacks") if info.get("secret_from_env") else ("lacked", "has")
+        raise ClusterError(f"`up` {up_had} VECDB_SECURITY__CLUSTER_SECRET[_FILE] in its environment and this "
+                           f"command {now} it: the roles restarted would hold another cluster secret than the "
+                           "others (their internal RPC refused); restart with the environment `up` had")
+    return info, _role_env(s3, config)
+
+
+def supervise(data_dir: str, poll: float = 1.0, out: Out = print) -> int:
+    """``vecdb cluster supervise`` (started by ``up``, see the module's doc): until ``down`` takes the
+    cluster's state away (or another supervisor is recorded), starts again each vecdb role whose process
+    is gone, after its backoff, under the data dir's lock (a ``restart`` or ``down`` under way goes
+    first; the state is read again there, so a role they started is left alone)."""
+    data_dir = os.path.abspath(data_dir)
+    me = os.getpid()
+    failures: dict[str, int] = {}
+    due: dict[str, float] = {}  # name -> when to start it again
+    seen: dict[str, tuple[int, float]] = {}  # name -> (the pid last seen running, since when)
+    out(f"{_now()} supervisor ready on {data_dir}")  # (what `restart` waits for, as of a role)
+    while True:
+        procs = load_state(data_dir)
+        if procs is None or not any(p.role == "supervisor" and p.pid == me for p in procs):
+            out(f"{_now()} the cluster of {data_dir} is down (or supervised by another process): exiting")
+            return 0
+        now = time.monotonic()
+        for p in procs:
+            if p.role in BACKENDS or p.role == "supervisor":
+                continue
+            if running(p):
+                if seen.get(p.name, (0, 0.0))[0] != p.pid:
+                    seen[p.name] = (p.pid, now)
+                continue
+            if p.name not in due:
+                how = _how_it_ended(p.pid) or ""  # (its exit status when this process started it)
+                lived = now - seen.get(p.name, (0, now))[1]
+                failures[p.name] = failures.get(p.name, 0) + 1 if 0 < lived < STABLE else 1
+                wait = min(RESTART_BACKOFF[1], RESTART_BACKOFF[0] * 2 ** (failures[p.name] - 1))
+                out(f"{_now()} {p.name} (pid {p.pid}) is gone{how}: starting it again in {wait:g} s")
+                due[p.name] = now + wait
+        ready = [name for name, at in due.items() if now >= at]
+        if ready:
+            try:
+                _restart_gone(data_dir, ready, due, out)
+            except Busy:
+                pass  # a command on the data dir: the next pass
+            except ClusterError as e:  # (backends.json gone, another secret: said, tried again after the backoff)
+                out(f"{_now()} cannot start {', '.join(ready)} again: {e}")
+        time.sleep(poll)
+
+
+def _restart_gone(data_dir: str, names: list[str], due: dict[str, float], out: Out) -> None:
+    """The roles ``names`` started again where they are still gone, under the lock."""
+    with _locked(data_dir, wait=0.0):
+        procs = load_state(data_dir)
+        if procs is None:
+            return
+        gone = [p for p in procs if p.name in names and not running(p)]
+        for name in names:
+            due.pop(name, None)  # (one running again, started by `restart`, is left as it is)
+        if not gone:
+            return
+        info, env = _restart_env(data_dir, procs)
+        fresh = {p.name: _launch(data_dir, p, env, "supervise") for p in gone}
+        for p in fresh.values():
+            p.extra.pop("log_offset", None)
+        _save_state(data_dir, [fresh.get(p.name, p) for p in procs], info)
+    for p in fresh.values():
+        out(f"{_now()} {p.name} started again (pid {p.pid})")
 
 
 def _stop_all(procs: list[Proc], out: Out) -> list[Proc]:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from pymilvus import MilvusClient, MilvusException
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 
 
 def _binaries_or_skip() -> None:
@@ -57,6 +57,10 @@ def _state(data_dir) -> list[dict]:
         return json.load(f)["processes"]
 
 
+def _named(data_dir, name: str) -> dict:
+    return next(p for p in _state(data_dir) if p["name"] == name)
+
+
 def _wait_gone(pids, seconds: float = 10.0) -> None:
     deadline = time.monotonic() + seconds
     while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
@@ -78,7 +82,8 @@ def test_cluster_up_status_down_up_again(tmp_path):
         proxy_http = next(p["http_port"] for p in procs if p["role"] == "proxy")
         assert f"http://127.0.0.1:{proxy_http}   (REST API, /webui/" in res.stdout, res.stdout
         assert sorted(p["role"] for p in procs) == ["coord", "datanode", "etcd", "nats", "proxy", "querynode",
-                                                    "querynode", "s3"]
+                                                    "querynode", "s3", "supervisor"]
+        assert "a role that exits is started again (logs/supervisor.log)" in res.stdout
         assert all(p["log"].startswith(str(data_dir / "logs")) for p in procs)
         first_pids = [p["pid"] for p in procs]
 
@@ -105,7 +110,7 @@ def test_cluster_up_status_down_up_again(tmp_path):
 
         st = _vecdb("status", *common)
         lines = [line for line in st.stdout.splitlines() if " alive " in line or " DEAD " in line]
-        assert len(lines) == 8 and all(" alive " in line for line in lines), st.stdout
+        assert len(lines) == 9 and all(" alive " in line for line in lines), st.stdout
         assert "pymilvus: answers" in st.stdout
         assert any(" proxy " in line and f"HTTP 127.0.0.1:{proxy_http} (REST API, /webui/" in line
                    for line in lines), st.stdout
@@ -123,16 +128,30 @@ def test_cluster_up_status_down_up_again(tmp_path):
         assert len(backends["cluster_secret"]) >= 32 and (data_dir / "backends.json").stat().st_mode & 0o077 == 0
         assert not any(backends["cluster_secret"] in Path(p["log"]).read_text(errors="replace") for p in procs)
 
-        # a query node crashes: status says so (and fails), reads go on through the other one
+        # a query node crashes: reads go on through the other one, and the supervisor `up` started brings it
+        # back with the command it had (logs/supervisor.log says so)
         qn2 = next(p for p in procs if p["name"] == "querynode2")
         os.kill(qn2["pid"], signal.SIGKILL)
         _wait_gone([qn2["pid"]])
-        st = _vecdb("status", *common, check=False)
-        assert st.returncode != 0 and any("querynode2" in line and " DEAD " in line for line in st.stdout.splitlines())
         c = MilvusClient(uri=f"http://127.0.0.1:{port}")
         for _ in range(3):
             assert c.query("docs", filter="", output_fields=["count(*)"])[0]["count(*)"] == 300
         c.close()
+        wait_until(lambda: _named(data_dir, "querynode2")["pid"] != qn2["pid"], 60, "querynode2 not started again")
+        assert _named(data_dir, "querynode2")["command"] == qn2["command"]
+        said = (data_dir / "logs" / "supervisor.log").read_text()
+        assert f"querynode2 (pid {qn2['pid']}) is gone: starting it again in 1 s" in said and \
+            f"querynode2 started again (pid {_named(data_dir, 'querynode2')['pid']})" in said, said
+        wait_until(lambda: _vecdb("status", *common, check=False).returncode == 0, 60, "querynode2 not healthy again")
+
+        # without the supervisor (killed too), a crashed role stays down: status says so (and fails)
+        supervisor, qn2 = _named(data_dir, "supervisor"), _named(data_dir, "querynode2")
+        for p in (supervisor, qn2):
+            os.kill(p["pid"], signal.SIGKILL)
+        _wait_gone([supervisor["pid"], qn2["pid"]])
+        st = _vecdb("status", *common, check=False)
+        dead = [line.split()[0] for line in st.stdout.splitlines() if " DEAD " in line]
+        assert st.returncode != 0 and dead == ["querynode2", "supervisor"], st.stdout
 
         # `restart` brings the crashed node back as `up` started it (S3 credentials, secret), and restarts a
         # running proxy on its port; a backend or an unknown name is refused, naming what there is
@@ -141,14 +160,14 @@ def test_cluster_up_status_down_up_again(tmp_path):
         bad = _vecdb("restart", "etcd", *common, check=False)
         assert bad.returncode == 1 and "restarts with the whole cluster" in bad.stderr
         proxy_pid = next(p["pid"] for p in procs if p["role"] == "proxy")
-        res = _vecdb("restart", "querynode2", "proxy1", *common)
+        res = _vecdb("restart", "querynode2", "proxy1", "supervisor", *common)
         assert "querynode2" in res.stdout and "restarted" in res.stdout
         _wait_gone([proxy_pid])
         after = {p["name"]: p for p in _state(data_dir)}
         assert after["querynode2"]["pid"] != qn2["pid"] and after["proxy1"]["port"] == port
         assert after["querynode2"]["command"] == qn2["command"]
         st = _vecdb("status", *common)
-        assert sum(" alive " in line for line in st.stdout.splitlines()) == 8, st.stdout
+        assert sum(" alive " in line for line in st.stdout.splitlines()) == 9, st.stdout
         c = MilvusClient(uri=f"http://127.0.0.1:{port}")
         assert c.query("docs", filter="", output_fields=["count(*)"])[0]["count(*)"] == 300
         c.close()
