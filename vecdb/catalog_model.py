@@ -7,6 +7,7 @@ changes it, the proxy, the query nodes and the data nodes read it.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -158,6 +159,23 @@ class CollectionInfo:
         d["partitions"] = [PartitionInfo(**_known(PartitionInfo, p)) for p in d.get("partitions", ())]
         d["indexes"] = [IndexInfo(**_known(IndexInfo, i)) for i in d.get("indexes", ())]
         return cls(**d)
+
+
+_CHANNEL = re.compile(r"c(\d+)-s\d+")  # CollectionInfo.channels
+
+
+def channel_collection(channel: str) -> int | None:
+    """The collection id a channel's name holds (``c<collection id>-s<shard>``); None for another name."""
+    m = _CHANNEL.fullmatch(channel)
+    return int(m.group(1)) if m else None
+
+
+def channel_dropped(meta: MetaStore, channel: str) -> bool:
+    """Whether ``channel`` is a channel of a collection the catalog no longer has: dropped for good (ids
+    are never reused), so nothing may make its log channel again (``vecdb.storage.jetstream_log``). A
+    name of another form is no collection's: False."""
+    cid = channel_collection(channel)
+    return cid is not None and meta.get(coll_key(cid)) is None
 
 
 def read_collection(meta: MetaStore, collection_id: int) -> CollectionInfo:

@@ -99,7 +99,7 @@ def _coord(args) -> int:
     http = objects = wal = None
     try:
         if settings.storage.log != "wal":  # the cluster's shared log: flushes write their seal records there
-            wal = open_log(settings.storage)
+            wal = open_log(settings.storage, meta)  # (a dropped collection's channel is not made again)
         else:  # a log under the coord's own directory is no one else's
             logging.getLogger("vecdb.coord.flush").warning(
                 "no shared log (storage.log / --log is 'wal'): flushes through this coord are refused")

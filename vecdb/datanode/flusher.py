@@ -118,14 +118,20 @@ class ChannelFlusher:
 
     def _ended(self, cid: int, channel: str) -> None:
         """A follower ended: when its collection was dropped, this node's state of the channel goes (a
-        channel's name is never used again: it names its collection's id). A channel moved to another
-        data node keeps it (it may come back)."""
+        channel's name is never used again: it names its collection's id), and so does the channel in the
+        log: the drop deletes it after the catalog record, in the proxy that handled it, and a proxy that
+        died between the two left it for good (no append makes it again: ``vecdb.storage.dropped_channels``).
+        A channel moved to another data node keeps it (it may come back)."""
         try:
             dropped = self.meta.get(coll_key(cid)) is None
         except Exception:  # noqa: BLE001 (store trouble: kept, as for a channel that moved)
             return
         if not dropped:
             return
+        try:
+            self.log.drop_channel(channel)  # (deleted already, mostly: no error then)
+        except Exception as e:  # noqa: BLE001 (log trouble: the stream stays)
+            log.warning("data node %s: cannot drop %s of a dropped collection: %s", self.node_id, channel, e)
         with self._lock:
             self._truncated.pop(channel, None)
         self.node.forget_channel(channel)
@@ -197,11 +203,16 @@ class ChannelFlusher:
         return self.log.follow(channel, first)
 
     def _seal(self, cid: int, channel: str, rows: int, nbytes: int) -> bool:
-        """Whether the seal record was appended (never raises: the next insert tries again)."""
+        """Whether the seal record was appended (the next insert tries again when not); raises only
+        ``CollectionNotFound``: the collection was dropped meanwhile (the log makes no stream for its
+        channel again), which ends the follower."""
         if self.seal is None:
             return False
         try:
             self.seal(cid, channel)
+        except errors.CollectionNotFound:
+            log.info("data node %s: %s was dropped before its seal record was appended", self.node_id, channel)
+            raise
         except Exception as e:  # noqa: BLE001 (coord or log trouble)
             log.warning("data node %s: sealing %s failed (tried again at the next insert): %s", self.node_id,
                         channel, e)

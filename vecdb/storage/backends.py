@@ -56,9 +56,10 @@ def open_objects(storage) -> ObjectStore:
     return _open_objects(storage, os.path.abspath(storage.data_dir), _namespace(storage))
 
 
-def open_log(storage) -> Log:
-    """Just the log (what a CDC task reads of its source, besides the metadata)."""
-    return _open_log(storage, os.path.abspath(storage.data_dir), _namespace(storage))
+def open_log(storage, meta: MetaStore | None = None) -> Log:
+    """Just the log (what a CDC task reads of its source, besides the metadata). ``meta``: the deployment's
+    metadata store, for a log that appends (see ``_open_log``)."""
+    return _open_log(storage, os.path.abspath(storage.data_dir), _namespace(storage), meta)
 
 
 def open_backends(storage) -> Backends:
@@ -69,7 +70,7 @@ def open_backends(storage) -> Backends:
     try:
         opened.append(_open_meta(storage.meta, root, ns))
         opened.append(_open_objects(storage, root, ns))
-        opened.append(_open_log(storage, root, ns))
+        opened.append(_open_log(storage, root, ns, opened[0]))
     except BaseException:
         for b in opened:
             b.close()
@@ -94,18 +95,29 @@ def _make_data_dir(root: str) -> None:
         raise StartupFailed(f"cannot use data directory {root}: {e.strerror or e}") from None
 
 
-def _open_log(storage, root: str, ns: str) -> Log:
+def _open_log(storage, root: str, ns: str, meta: MetaStore | None = None) -> Log:
+    """With ``meta``, an append never makes a dropped collection's channel again (a JetStream stream, a WAL
+    directory; ``vecdb.storage.dropped_channels``): appends that race a drop (a seal, a flush) left one for
+    good."""
     url = storage.log
+    dropped = None
+    if meta is not None:
+        from functools import partial
+
+        from vecdb.catalog_model import channel_dropped
+
+        dropped = partial(channel_dropped, meta)
     if url == "wal":
         from vecdb.storage.wal import WalLog
 
         _make_data_dir(root)
         return WalLog(os.path.join(root, "wal"), segment_bytes=storage.wal_segment_bytes,
-                      reserve_bytes=storage.disk_reserve_bytes)
+                      reserve_bytes=storage.disk_reserve_bytes, channel_dropped=dropped)
     if url.startswith(("nats://", "tls://")):
         from vecdb.storage.jetstream_log import JetStreamLog
 
-        return JetStreamLog(url.split(","), prefix=ns.upper().replace("-", "_"), replicas=storage.log_replicas)
+        return JetStreamLog(url.split(","), prefix=ns.upper().replace("-", "_"), replicas=storage.log_replicas,
+                            channel_dropped=dropped)
     if url.startswith("vecdb://"):
         from vecdb.storage.remote import RemoteLog
 

@@ -16,6 +16,11 @@ positions start at 1, grow by one per record and survive restarts, and
   ephemeral pull consumer up to it.
 - A record larger than the server's ``max_payload`` is refused with
   ``InvalidParameter`` (the servers vecdb starts allow 64 MiB).
+- Streams are made by appends (a stream missing after a NATS server lost its store is made
+  again by the next append), but never a dropped collection's (given ``channel_dropped``;
+  ``vecdb.storage.dropped_channels``): the catalog is read before the stream is made and again
+  after, and the stream deleted when the collection went meanwhile (a drop deletes the catalog
+  record before the streams, so the drop or the append deletes it).
 
 The asyncio client runs on its own loop thread (``aioloop.LoopThread``); every
 method is a synchronous, thread-safe call into it.
@@ -24,12 +29,14 @@ method is a synchronous, thread-safe call into it.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Iterator
 
 from vecdb.errors import InvalidParameter, IoFailed, LogConflict
 from vecdb.storage.aioloop import LoopThread
+from vecdb.storage.dropped_channels import DroppedCheck, is_dropped, refused
 from vecdb.storage.keys import check_channel, check_payload, check_position, check_read, decode_channel, encode_channel
 
 MAX_BATCH = 1000  # the server's limit on messages per atomic batch
@@ -37,6 +44,8 @@ _FETCH = 256  # records per pull request when reading
 _FETCH_BYTES = 16 << 20  # bytes per pull request when reading (a larger record comes alone)
 _NOT_FOUND = 10059  # JetStream "stream not found"
 _WRONG_LAST_SEQUENCE = 10071  # JetStream "wrong last sequence: N"
+
+log = logging.getLogger(__name__)
 
 
 # streams an instance remembers as existing (it creates one it does not know, which is a no-op for one that
@@ -49,10 +58,14 @@ class JetStreamLog:
     """The distributed ``Log`` (see module docstring). Thread-safe."""
 
     def __init__(self, servers: str | list[str], *, prefix: str = "VECDB", replicas: int = 1,
-                 timeout: float = 10.0, connect_timeout: float = 5.0):
+                 timeout: float = 10.0, connect_timeout: float = 5.0,
+                 channel_dropped: DroppedCheck | None = None):
+        """``channel_dropped(channel)``: whether the channel's collection was dropped (its stream is then
+        never made again; ``vecdb.storage.dropped_channels``). None: any channel's stream is made."""
         if not prefix or any(c in prefix for c in " .*>/\\"):
             raise InvalidParameter(f"invalid stream prefix {prefix!r}")
         self.prefix, self.replicas, self.timeout = prefix, int(replicas), float(timeout)
+        self._channel_dropped = channel_dropped
         self._loop = LoopThread("jetstream-log")
         self._known: set[str] = set()  # streams this instance created or saw
         self._closed = False
@@ -108,10 +121,28 @@ class JetStreamLog:
             raise IoFailed(f"stream info {stream}: {err.get('description')}")
         return r
 
-    async def _ensure(self, channel: str) -> None:
+    def _ensure(self, channel: str) -> None:
+        """The channel's stream exists (made unless this instance knows it), or ``CollectionNotFound``
+        when its collection was dropped: checked before making it and again after, since the drop may
+        delete the catalog record and the stream between the two (see the module docstring)."""
         stream = self._stream(channel)
         if stream in self._known:
             return
+        if is_dropped(self._channel_dropped, channel):
+            raise refused(channel)
+        self._run(self._create(channel), "create a log channel")
+        if is_dropped(self._channel_dropped, channel):
+            r = self._run(self._api(f"STREAM.DELETE.{stream}"), "drop a log channel")
+            if (err := r.get("error")) and err.get("err_code") != _NOT_FOUND:
+                log.warning("stream %s of a dropped collection, made by a late append, stays: %s", stream,
+                            err.get("description"))
+            raise refused(channel)
+        if len(self._known) >= _KNOWN_MAX:  # a cache: dropped channels' streams go with the rest
+            self._known.clear()
+        self._known.add(stream)
+
+    async def _create(self, channel: str) -> None:
+        stream = self._stream(channel)
         cfg = {"name": stream, "subjects": [self._subject(channel)], "storage": "file", "retention": "limits",
                "num_replicas": self.replicas, "allow_atomic": True, "allow_direct": True, "discard": "old",
                "max_msgs": -1, "max_bytes": -1, "max_age": 0, "duplicate_window": 0}
@@ -119,9 +150,6 @@ class JetStreamLog:
         err = r.get("error")
         if err and "already in use" not in err.get("description", "") and err.get("err_code") != 10058:
             raise IoFailed(f"cannot create stream {stream}: {err.get('description')}")
-        if len(self._known) >= _KNOWN_MAX:  # a cache: dropped channels' streams go with the rest
-            self._known.clear()
-        self._known.add(stream)
 
     # --- Log ---------------------------------------------------------------------
     def append(self, channel: str, payload: bytes) -> int:
@@ -139,20 +167,24 @@ class JetStreamLog:
             if len(p) > limit - 512:
                 raise InvalidParameter(f"log record of {len(p):,} bytes exceeds the NATS server's max_payload "
                                        f"({limit:,} bytes); split the request")
-        return self._run(self._append(channel, data, expect_last), "append to the log")
+        for again in (False, True):
+            self._ensure(channel)
+            try:
+                return self._run(self._append(channel, data, expect_last), "append to the log")
+            except _NoStream:  # deleted since this instance made or saw it: made again, once, unless dropped
+                self._known.discard(self._stream(channel))
+                if again:
+                    raise IoFailed(f"append to {channel!r}: its stream was deleted again as it was made") from None
+        raise AssertionError("unreachable")
 
     async def _append(self, channel: str, data: list[bytes], expect_last: int | None) -> list[int]:
-        await self._ensure(channel)
+        """``_NoStream`` when the stream is missing: a stream deleted during a batch of several pieces
+        took the earlier pieces with it, so the caller appends the whole batch again."""
         positions: list[int] = []
         for i in range(0, len(data), MAX_BATCH):
             piece = data[i:i + MAX_BATCH]
             expect = expect_last if i == 0 else positions[-1]  # later pieces follow the first
-            try:
-                ack = await self._publish_batch(channel, piece, expect)
-            except _NoStream:  # dropped by someone else since we created it: create it again, once
-                self._known.discard(self._stream(channel))
-                await self._ensure(channel)
-                ack = await self._publish_batch(channel, piece, expect)
+            ack = await self._publish_batch(channel, piece, expect)
             last, count = int(ack["seq"]), int(ack.get("count", 1))
             if count != len(piece):
                 raise IoFailed(f"log batch stored {count} of {len(piece)} records")

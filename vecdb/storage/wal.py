@@ -37,7 +37,10 @@ work again once space is freed.
 ``truncate_before`` deletes whole files, never the active one, so the
 position counter survives restarts. Dropping a channel renames its directory
 away first, so a crash mid-drop cannot leave a channel with a lower last
-position.
+position. Given ``channel_dropped``, an append never makes a dropped
+collection's channel again (``vecdb.storage.dropped_channels``): the catalog is
+read under the lock that ``drop_channel`` takes, and a drop deletes the catalog
+record before its channels.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from collections.abc import Iterator
 
 from vecdb.errors import InvalidParameter, IoFailed
 from vecdb.storage import framing
+from vecdb.storage.dropped_channels import DroppedCheck, is_dropped, refused
 from vecdb.storage.follow import AppendSignal, PollingFollower
 from vecdb.storage.fsutil import check_free_space, datasync, fsync_dir, lock_dir, unlock_dir, write_all
 from vecdb.storage.keys import (
@@ -101,8 +105,12 @@ class WalLog:
     """The embedded ``Log`` (see module docstring). Thread-safe; one process
     per ``root_dir``."""
 
-    def __init__(self, root_dir: str, segment_bytes: int = 64 << 20, reserve_bytes: int = 0):
-        """``reserve_bytes``: an append that would leave less free on the disk is refused ("disk full")."""
+    def __init__(self, root_dir: str, segment_bytes: int = 64 << 20, reserve_bytes: int = 0,
+                 channel_dropped: DroppedCheck | None = None):
+        """``reserve_bytes``: an append that would leave less free on the disk is refused ("disk full").
+        ``channel_dropped(channel)``: whether the channel's collection was dropped (its channel is then not
+        made again; see the module docstring). None: any channel is made."""
+        self._channel_dropped = channel_dropped
         if isinstance(segment_bytes, bool) or not isinstance(segment_bytes, int) or segment_bytes <= 0:
             raise InvalidParameter(f"segment_bytes must be a positive int, got {segment_bytes!r}")
         self._root = os.path.abspath(root_dir)
@@ -205,6 +213,8 @@ class WalLog:
             self._check_open()
             ch = self._channels.get(channel)
             if ch is None:
+                if is_dropped(self._channel_dropped, channel):
+                    raise refused(channel)
                 path = os.path.join(self._root, encode_channel(channel))
                 try:
                     os.makedirs(path, exist_ok=True)
