@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vecdb import errors
 from vecdb.catalog_model import CollectionInfo
 from vecdb.datanode.seal import fixed_row_bytes, is_full, row_bytes, variable_row_bytes
 from vecdb.roles import CatalogRole, DataNodeRole, FlushRole, QueryNodeRole
@@ -140,8 +141,10 @@ class Sealer:
 
     def _seal_quietly(self, info: CollectionInfo, channels: list[str]) -> None:
         try:
-            if self.catalog.exists(info.db, info.name):
-                self.flush(info, channels)
+            self.catalog.get_by_id(info.id)  # (by id: one created again under the name has other channels)
+            self.flush(info, channels)
+        except errors.CollectionNotFound:
+            pass  # dropped meanwhile: nothing to seal (its log makes no channel again, vecdb.storage.dropped_channels)
         except Exception:  # the next insert or flush retries; the log still has the rows
             log.exception("automatic seal failed")
 
