@@ -96,7 +96,11 @@ class DataNodeSettings(BaseModel):
 class GcSettings(BaseModel):
     """Garbage collection of the object store (``vecdb.coord.gc``): in the active coord, or a standalone server."""
 
-    interval: float = Field(10.0, gt=0, description="seconds between garbage collection passes")
+    interval: float = Field(10.0, gt=0, description="seconds between garbage collection passes over the "
+                            "collections whose metadata changed (none changed: no pass)")
+    full_interval: float = Field(3600.0, gt=0, description="seconds between passes over every collection and the "
+                                 "whole object store (Milvus's dataCoord.gc.interval): the backstop for garbage no "
+                                 "metadata change announces, such as files a process wrote before it died")
     grace: float = Field(60.0, ge=0, description="seconds an unreferenced object (an orphan left by a crash, a "
                          "dropped collection's, partition's or index's) is found garbage in every pass before it "
                          "is deleted: readers that still hold it finish first")

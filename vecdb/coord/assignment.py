@@ -71,7 +71,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from vecdb.catalog_model import CollectionInfo
 from vecdb.coord.catalog_state import COLL_PREFIX
-from vecdb.coord.planner import Planner
+from vecdb.coord.planner import Parsed, Planner
 from vecdb.coord.resource_groups import (
     DEFAULT_RESOURCE_GROUP,
     RG_PREFIX,
@@ -89,7 +89,6 @@ SERVE_PREFIX = "qnserve/"
 FULL_PREFIX = "qnfull/"
 SEG_PREFIX = "seg/"
 QUERYNODE_SESSIONS = "session/querynode/"
-REBALANCE_SECONDS = 1.0  # the manager plans again at least this often (reported rows change)
 # A collection whose assignment changed starts no hand-over for this long: the nodes' reports of the
 # rows they hold catch up first (balancing on reports taken at different moments makes channels flap).
 REBALANCE_COOLDOWN = 5.0
@@ -442,11 +441,12 @@ def _rebalance(r: Replica, cid: int, rows: dict[tuple[int, str], int], load: dic
 
 class AssignmentManager(Planner):
     """Keeps ``assign/`` equal to ``plan(...)`` while its coord is active: re-plans on every change
-    of the catalog, the query node sessions, the nodes' reports or the assignments, and at least
-    every ``REBALANCE_SECONDS``. Writes are fenced by ``fence`` (the coord's session key and value)."""
+    of the catalog, the query node sessions, the nodes' reports or the assignments, and when a
+    collection's cool-down (``REBALANCE_COOLDOWN``) ends; with nothing changed, it does nothing. Each
+    pass parses only the records that changed since the last (``Parsed``). Writes are fenced by
+    ``fence`` (the coord's session key and value)."""
 
     name = "assignment"
-    interval = REBALANCE_SECONDS
 
     def __init__(self, meta: MetaStore, fence: dict[str, bytes], spread_min_rows: int = 0,
                  replica_per_node: bool = False):
@@ -462,6 +462,12 @@ class AssignmentManager(Planner):
             self._groups = ResourceGroups(meta, lambda: {n: "" for n in self._nodes.items()})
             self._groups_seen: tuple | None = None
             self._changed_at: dict[int, float] = {}  # collection id -> when this manager last changed its assignment
+            # the records, parsed once each: a collection's load state, a node's report, a segment's rows
+            self.loaded_states: Parsed[tuple[int, tuple] | None] = Parsed(self._colls, _load_state)
+            self._reports: Parsed[dict[int, dict[str, int]]] = Parsed(self._served, lambda _, raw: parse_served(raw))
+            self._segments: Parsed[tuple[int, str, str, int] | None] = Parsed(self._segs, _segment_rows)
+            self._sealed: Sealed = {}  # of every collection, from _segments
+            self._assigned: dict[int, tuple[bytes, Assignment]] = {}  # collection id -> current raw, parsed
         except BaseException:
             self.close()
             raise
@@ -486,7 +492,7 @@ class AssignmentManager(Planner):
 
     def _segment_records(self, collections: Container[int]) -> Iterator[tuple[int, str, dict]]:
         """(collection id, channel, ``seg/`` value) of each persisted segment of ``collections`` (the
-        others' values are not parsed: the planner passes every second)."""
+        others' values are not parsed)."""
         for key, raw in self._segs.items().items():
             where = parse_segment_key(SEG_PREFIX + key)
             if where is not None and where[0] in collections:
@@ -509,28 +515,71 @@ class AssignmentManager(Planner):
         with self._pins_lock:
             pending, self._pending_pins = self._pending_pins, {}
         for cid, replicas in pending.items():
-            for r in current[cid].replicas if cid in current else []:
+            if cid not in current:
+                continue
+            current[cid] = Assignment.from_json(self.current[cid])  # a copy of its own: the cached one stays as written
+            for r in current[cid].replicas:
                 for ch, segs in replicas.get(r.id, {}).items():
                     r.pinned.setdefault(ch, {}).update(segs)
 
-    def tick(self) -> None:
-        loaded: dict[int, tuple] = {}
-        for raw in self._colls.items().values():
-            info = CollectionInfo.from_json(raw)
-            if info.loaded:
-                loaded[info.id] = (info.channels, info.replica_number, info.resource_groups)
+    def _current(self) -> dict[int, Assignment]:
+        """The assignments that stand, parsed (only those written since the last pass are parsed again).
+        ``plan`` copies what it changes, so these stay equal to what was written."""
+        out = {}
+        for cid, raw in self.current.items():
+            hit = self._assigned.get(cid)
+            if hit is None or hit[0] != raw:
+                hit = self._assigned[cid] = (raw, Assignment.from_json(raw))
+            out[cid] = hit[1]
+        for cid in [cid for cid in self._assigned if cid not in self.current]:
+            del self._assigned[cid]
+        return out
+
+    def _sealed_of(self, loaded: Container[int]) -> Sealed:
+        """collection id -> channel -> segment prefix -> rows, of the ``loaded`` collections."""
+        if self._segments.changed():
+            sealed: Sealed = {}
+            for where in self._segments.get().values():
+                if where is not None:
+                    cid, ch, prefix, rows = where
+                    sealed.setdefault(cid, {}).setdefault(ch, {})[prefix] = rows
+            self._sealed = sealed
+        return {cid: chs for cid, chs in self._sealed.items() if cid in loaded}
+
+    def tick(self) -> float | None:
+        loaded: Loaded = dict(state for state in self.loaded_states.get().values() if state is not None)
         nodes = sorted(self._nodes.items())
-        served = {n: parse_served(raw) for n, raw in self._served.items().items() if n in nodes}
-        current = {cid: Assignment.from_json(raw) for cid, raw in self.current.items()}
+        served = {n: report for n, report in self._reports.get().items() if n in nodes}
+        current = self._current()
         self._take_pins(current)
         now = time.monotonic()
         settled = {cid for cid in loaded if now - self._changed_at.get(cid, -REBALANCE_COOLDOWN) >= REBALANCE_COOLDOWN}
-        sealed: Sealed = {}
-        for cid, ch, seg in self._segment_records(loaded):
-            sealed.setdefault(cid, {}).setdefault(ch, {})[seg["prefix"]] = int(seg["num_rows"])
-        wanted = plan(loaded, nodes, current, served, self._node_groups(nodes), settled, sealed, self.spread_min_rows,
-                      self.replica_per_node)
+        wanted = plan(loaded, nodes, current, served, self._node_groups(nodes), settled, self._sealed_of(loaded),
+                      self.spread_min_rows, self.replica_per_node)
         for cid in self.commit({cid: a.to_json() for cid, a in wanted.items()}):
             self._changed_at[cid] = now
         for cid in [cid for cid in self._changed_at if cid not in loaded]:  # released or dropped: nothing to settle
             del self._changed_at[cid]
+        # a collection still cooling down is balanced once it settles: the next pass is due then
+        cooling = [at + REBALANCE_COOLDOWN for at in self._changed_at.values() if at + REBALANCE_COOLDOWN > now]
+        return min(cooling) if cooling else None
+
+
+def _load_state(_key: str, raw: bytes) -> tuple[int, tuple] | None:
+    """A ``coll/`` record -> (collection id, (channels, replica number, resource groups)) when loaded, else None."""
+    info = CollectionInfo.from_json(raw)
+    return (info.id, (info.channels, info.replica_number, info.resource_groups)) if info.loaded else None
+
+
+def _segment_rows(key: str, raw: bytes) -> tuple[int, str, str, int] | None:
+    """A ``seg/`` record -> (collection id, channel, segment prefix, rows); None for another key or a
+    record it cannot read (logged: its segment is left to its channel's leader)."""
+    where = parse_segment_key(SEG_PREFIX + key)
+    if where is None:
+        return None
+    try:
+        seg = json.loads(raw)
+        return where[0], where[1], seg["prefix"], int(seg["num_rows"])
+    except (ValueError, KeyError, TypeError):
+        log.warning("assignment: %s%s is not a segment record I can read", SEG_PREFIX, key)
+        return None

@@ -16,7 +16,7 @@ import logging
 
 from vecdb.catalog_model import CollectionInfo
 from vecdb.coord.catalog_state import COLL_PREFIX
-from vecdb.coord.planner import Planner
+from vecdb.coord.planner import Parsed, Planner
 from vecdb.storage.base import MetaStore
 
 log = logging.getLogger(__name__)
@@ -53,17 +53,33 @@ def plan_datanodes(collections: dict[int, list[str]], nodes: list[str],
 
 class DataNodeAssigner(Planner):
     """Keeps ``dnassign/`` equal to ``plan_datanodes(...)`` while its coord is active, re-planning
-    on every change of the catalog or the data node sessions."""
+    on every change of the catalog or the data node sessions (only then: its rules have no clock),
+    parsing only the catalog records that changed (``Parsed``)."""
 
     name = "data node assignment"
 
     def __init__(self, meta: MetaStore, fence: dict[str, bytes]):
         super().__init__(meta, fence, DN_ASSIGN_PREFIX, (COLL_PREFIX, DATANODE_SESSIONS))
         self._colls, self._nodes, _ = self.mirrors
+        self.channels: Parsed[tuple[int, list[str]]] = Parsed(self._colls, _channels)
+        self._parsed: dict[int, tuple[bytes, dict[str, str]]] = {}  # collection id -> current raw, parsed
         self.start()
 
     def tick(self) -> None:
-        colls = {info.id: info.channels for info in map(CollectionInfo.from_json, self._colls.items().values())}
-        current = {cid: json.loads(raw) for cid, raw in self.current.items()}
+        colls = dict(self.channels.get().values())
+        current = {}
+        for cid, raw in self.current.items():
+            hit = self._parsed.get(cid)
+            if hit is None or hit[0] != raw:
+                hit = (raw, json.loads(raw))
+            current[cid] = hit[1]
+        # (plan_datanodes copies what it keeps: these stay as written)
         wanted = plan_datanodes(colls, sorted(self._nodes.items()), current)
-        self.commit({cid: json.dumps(chs, sort_keys=True).encode() for cid, chs in wanted.items()})
+        wanted_raw = {cid: json.dumps(chs, sort_keys=True).encode() for cid, chs in wanted.items()}
+        self.commit(wanted_raw)
+        self._parsed = {cid: (wanted_raw[cid], chs) for cid, chs in wanted.items()}
+
+
+def _channels(_key: str, raw: bytes) -> tuple[int, list[str]]:
+    info = CollectionInfo.from_json(raw)
+    return info.id, info.channels

@@ -62,6 +62,7 @@ from functools import partial
 from vecdb import metrics
 from vecdb.coord import index_builds
 from vecdb.coord.catalog_state import COLL_PREFIX
+from vecdb.coord.gc_changes import INTENT_PREFIX, GcChanges, collection_of
 from vecdb.coord.session import live_incarnations
 from vecdb.coord.snapshots import expired_pins, pinned_files
 from vecdb.storage.base import MetaStore, ObjectStore
@@ -69,9 +70,11 @@ from vecdb.storage.base import MetaStore, ObjectStore
 log = logging.getLogger(__name__)
 
 GC_PREFIX = "gc/"
-INTENT_PREFIX = "gcintent/"
 COMPACTED_PREFIX = "compacted/"
 SEGMENTS, DELTAS = "segments/", "deltas/"
+# A pass over more changed collections than this reads everything instead: by collection it costs two
+# listings and nine reads each, against one listing and a dozen scans.
+SCOPED_MAX = 64
 
 # what made objects garbage: the ``kind`` label of milvus_datacoord_gc_object_count
 COMPACTED = "compacted"  # named by a gc/ record
@@ -89,6 +92,14 @@ class Fenced(Exception):
 def intent_key(prefix: str) -> str:
     """The key that marks ``prefix`` (a segment prefix) as being written (see the module doc)."""
     return INTENT_PREFIX + prefix
+
+
+def _collection_of(candidate: tuple[str, str]) -> int | None:
+    """The collection a candidate (``_candidates``' key) belongs to; None for a pin (of no one collection)."""
+    kind, name = candidate
+    if kind == "pin":
+        return None
+    return _int(name) if kind == "collection" else collection_of(name)
 
 
 def _int(text: str) -> int | None:
@@ -124,29 +135,42 @@ def _json(raw: bytes, key: str) -> dict | None:
 
 class _Snapshot:
     """One pass's view: the object listing, then the metadata (read in the order the module doc
-    gives), indexed for the checks."""
+    gives), indexed for the checks. ``cids``: the collections the pass judges (None: all): only their
+    objects and keys are listed and read (snapshots, pins and sessions are read whole either way)."""
 
-    def __init__(self, meta: MetaStore, objects: ObjectStore):
-        self.objects = objects.list("")
+    def __init__(self, meta: MetaStore, objects: ObjectStore, cids: set[int] | None = None):
+        self.scope = cids
+        if cids is None:
+            self.objects = objects.list("")
+        else:
+            self.objects = sorted(key for c in sorted(cids) for top in (SEGMENTS, DELTAS)
+                                  for key in objects.list(f"{top}{c}/"))
         self.object_set = set(self.objects)
+
+        def scan(prefix: str) -> list[tuple[str, bytes]]:
+            """The keys under ``prefix`` of the collections judged (each under ``<prefix><cid>/``)."""
+            if cids is None:
+                return meta.scan(prefix)
+            return [pair for c in sorted(cids) for pair in meta.scan(f"{prefix}{c}/")]
+
         self.ckpt: dict[tuple[int, str], int] = {}
         self.collection_ids: set[int] = set()  # ids any object or metadata key names
-        for key, raw in meta.scan("ckpt/"):
+        for key, raw in scan("ckpt/"):
             _, cid_text, ch = (key.split("/", 2) + ["", ""])[:3]
             if (c := _int(cid_text)) is not None and (pos := _int(raw.decode(errors="replace"))) is not None:
                 self.ckpt[(c, ch)] = pos
                 self.collection_ids.add(c)
         self.intents: dict[str, tuple[str, str | None]] = {}  # segment prefix -> (intent key, incarnation)
-        for key, raw in meta.scan(INTENT_PREFIX):
+        for key, raw in scan(INTENT_PREFIX + SEGMENTS) if cids is not None else meta.scan(INTENT_PREFIX):
             value = _json(raw, key)
             # one it cannot read protects its prefix (as a live writer's would)
             incarnation = (value or {}).get("incarnation")
             self.intents[key[len(INTENT_PREFIX):]] = (key, incarnation if isinstance(incarnation, str) else None)
         # before the segments: a build record is written after its segment was registered
-        self.build_records = [key for key, _ in meta.scan(index_builds.ROOT)]
+        self.build_records = [key for key, _ in scan(index_builds.ROOT)]
         self.segs: dict[str, dict] = {}  # seg key -> segment info
         self.unreadable: set[tuple[str, str]] = set()  # (collection id, channel) with a seg key it cannot read
-        seg_pairs = meta.scan("seg/")
+        seg_pairs = scan("seg/")
         for key, raw in seg_pairs:
             if (value := _json(raw, key)) is not None and isinstance(value.get("prefix"), str):
                 self.segs[key] = value
@@ -154,22 +178,24 @@ class _Snapshot:
                 parts = key.split("/") + ["", ""]
                 self.unreadable.add((parts[1], parts[2]))
         self.registered = Counter(s.get("prefix") for s in self.segs.values())  # prefix -> seg keys naming it
-        self.delta_keys = {key: raw.decode(errors="replace") for key, raw in meta.scan("delta/")}
+        self.delta_keys = {key: raw.decode(errors="replace") for key, raw in scan("delta/")}
         self.registered_deltas = set(self.delta_keys.values())
         self.records: dict[str, dict] = {}  # gc/ key -> record
-        for key, raw in meta.scan(GC_PREFIX):
+        for key, raw in scan(GC_PREFIX):
             if (value := _json(raw, key)) is not None:
                 self.records[key] = value
         self.doomed_prefixes = {p for r in self.records.values() for p in r.get("prefixes") or ()}
         self.doomed_keys = {k for r in self.records.values() for k in r.get("keys") or ()}
         self.compacted: dict[str, set[str]] = {}  # compacted/ key -> its "from" prefixes
-        for key, raw in meta.scan(COMPACTED_PREFIX):
+        for key, raw in scan(COMPACTED_PREFIX):
             value = _json(raw, key)
             self.compacted[key] = set((value or {}).get("from") or ())
         # the catalog: collection id -> (partition ids, index ids); None for a record it cannot read
         # (nothing of that collection is judged then)
         self.collections: dict[int, tuple[set[int], set[int]] | None] = {}
-        for key, raw in meta.scan(COLL_PREFIX):
+        catalog = meta.scan(COLL_PREFIX) if cids is None else [
+            (key, record) for c in sorted(cids) if (record := meta.get(key := f"{COLL_PREFIX}{c}")) is not None]
+        for key, raw in catalog:
             if (cid := _int(key[len(COLL_PREFIX):])) is None:
                 continue
             info = _json(raw, key)
@@ -194,24 +220,41 @@ class _Snapshot:
 
 
 class GarbageCollector:
-    """Deletes garbage every ``interval`` seconds on a thread (``start``), or once (``run_once``)."""
+    """Deletes garbage on a thread (``start``): every ``interval`` seconds a pass over the collections whose
+    metadata changed (``vecdb.coord.gc_changes``), those with garbage waiting out its grace and those with a
+    ``gc/`` record come due, skipped when there are none; every ``full_interval`` seconds a pass over
+    everything. ``run_once``: one pass over everything."""
 
     def __init__(self, meta: MetaStore, objects: ObjectStore, interval: float = 10.0, grace: float = 60.0,
                  fence: dict[str, bytes] | None = None, node_id: str = metrics.STANDALONE,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 full_interval: float = 3600.0):
         """``fence``: keys that must hold these values for its metadata writes (a coord's session);
-        ``clock`` times the grace, ``wall`` is compared with the records' ``after`` (tests set both)."""
+        ``clock`` times the grace and the full passes, ``wall`` is compared with the records' ``after``
+        and the pins' expiry (tests set both)."""
         self.meta, self.objects = meta, objects
-        self.interval, self.grace = float(interval), float(grace)
+        self.interval, self.grace, self.full_interval = float(interval), float(grace), float(full_interval)
         self.fence: dict[str, bytes | None] | None = dict(fence) if fence else None
         self.node_id = node_id
         self._clock, self._wall = clock, wall
         self._first_seen: dict[tuple[str, str], float] = {}  # candidate -> when a pass first found it garbage
+        self._waiting: dict[int, float] = {}  # collection id -> the earliest "after" of its gc/ records not yet due
+        self._full_at: float | None = None  # clock() of the last pass over everything
+        self._pins_checked_ms = 0  # wall ms up to which the pins' expiry was looked at
+        self.changes: GcChanges | None = None
+        self.passes: Counter[str] = Counter()  # "full", "scoped", "skipped" (the idle-cost test counts them)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one pass at a time
 
+    def watch_changes(self) -> GarbageCollector:
+        """Follow the metadata's changes (``run_due``'s scope): ``start`` does."""
+        if self.changes is None:
+            self.changes = GcChanges(self.meta)
+        return self
+
     def start(self) -> GarbageCollector:
+        self.watch_changes()
         self._thread = threading.Thread(target=self._run, name="gc", daemon=True)
         self._thread.start()
         return self
@@ -220,11 +263,13 @@ class GarbageCollector:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(10)
+        if self.changes is not None:
+            self.changes.close()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.run_once()
+                self.run_due()
             except Fenced as e:
                 log.info("gc: %s", e)
             except Exception:  # noqa: BLE001 (the store failed...: the next pass tries again)
@@ -232,16 +277,52 @@ class GarbageCollector:
 
     # --- a pass
 
+    def run_due(self) -> Counter[str] | None:
+        """The pass that is due (see the class doc): the objects deleted, by kind; None when none was due.
+        Without ``watch_changes``, a pass over everything."""
+        if self.changes is None:
+            return self.run_once()
+        now, wall_ms = self._clock(), int(self._wall() * 1000)
+        cids = self.changes.take()
+        if (cids is None or self._full_at is None or now - self._full_at >= self.full_interval
+                or self.changes.pin_expired(self._pins_checked_ms, wall_ms)):
+            scope = None
+        else:
+            wall = self._wall()
+            scope = cids | {c for c, after in self._waiting.items() if after <= wall}
+            scope |= {c for cand in list(self._first_seen) if (c := _collection_of(cand)) is not None}
+            if not scope and not self._first_seen:
+                self.passes["skipped"] += 1
+                return None
+            if len(scope) > SCOPED_MAX:  # a pass over everything reads less than this many by collection
+                scope = None
+        self._pins_checked_ms = wall_ms
+        try:
+            return self._pass(scope)
+        except BaseException:
+            self.changes.mark(scope)  # judged again by the next pass
+            raise
+
     def run_once(self) -> Counter[str]:
-        """One pass; the number of objects deleted, by kind."""
+        """One pass over everything; the number of objects deleted, by kind."""
+        return self._pass(None)
+
+    def _pass(self, scope: set[int] | None) -> Counter[str]:
+        """One pass over the collections of ``scope`` (None: all of them)."""
         with self._lock:
             self._check_fence()
-            snap = _Snapshot(self.meta, self.objects)
+            if scope is None:
+                self._full_at = self._clock()
+            self.passes["full" if scope is None else "scoped"] += 1
+            snap = _Snapshot(self.meta, self.objects, scope)
             done: Counter[str] = Counter()
             self._records(snap, done)
             candidates = self._candidates(snap)
             now = self._clock()
-            self._first_seen = {c: self._first_seen.get(c, now) for c in candidates}
+            # what this pass did not judge keeps its clock (a pass judges the pins whatever its scope)
+            kept = {} if scope is None else {c: t for c, t in self._first_seen.items()
+                                             if (cid := _collection_of(c)) is not None and cid not in scope}
+            self._first_seen = {**kept, **{c: self._first_seen.get(c, now) for c in candidates}}
             for cand, act in candidates.items():
                 if self._stop.is_set():
                     break
@@ -301,12 +382,15 @@ class GarbageCollector:
         """``gc/`` records whose ``after`` passed: their objects, then the records (and the
         ``compacted/`` records of the same prefixes)."""
         wall = self._wall()
+        waiting = {} if snap.scope is None else {c: t for c, t in self._waiting.items() if c not in snap.scope}
         for key, rec in snap.records.items():
             try:
                 after = float(rec.get("after", 0))
             except (TypeError, ValueError):
                 after = 0.0
             if after > wall:
+                if (cid := _int(key.split("/")[1])) is not None:  # (gc/<cid>/<id>) judged again once due
+                    waiting[cid] = min(after, waiting.get(cid, after))
                 continue
             prefixes = set(rec.get("prefixes") or ())
             for prefix in sorted(prefixes - snap.pinned_prefixes):  # a pinned one: an orphan once unpinned
@@ -324,6 +408,7 @@ class GarbageCollector:
                     done[COMPACTED] += 1
             swapped = [k for k, sources in snap.compacted.items() if sources & prefixes]
             self._meta_delete([key, *swapped])
+        self._waiting = waiting
 
     def _candidates(self, snap: _Snapshot) -> dict[tuple[str, str], Callable[[Counter[str]], None]]:
         """Everything this pass finds garbage (but records), each with what deletes it."""

@@ -61,11 +61,12 @@ FAULT_ENV = "VECDB_FAULT_INDEX_BUILD"
 
 
 class BuildRefused(Exception):
-    """The build failed before, or killed its process before; ``reason`` says which."""
+    """The build failed before, or killed its process before; ``reason`` says which. ``later``: it is
+    being built elsewhere now, so it may need building once more if that build does not finish."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, later: bool = False):
         super().__init__(reason)
-        self.reason = reason
+        self.reason, self.later = reason, later
 
 
 def collection_prefix(collection_id: int) -> str:
@@ -184,7 +185,7 @@ class IndexBuilds:
         key = prefix + INCARNATION
         with self._lock:
             if key in self._running:
-                raise BuildRefused("the same build is already running in this process")
+                raise BuildRefused("the same build is already running in this process", later=True)
             retried = self._refuse_if_failed(prefix)
             self._running.add(key)
         try:
@@ -223,7 +224,8 @@ class IndexBuilds:
             if rec["state"] == RUNNING and rec["incarnation"] == INCARNATION:
                 continue  # this process's own record (a build of the same segment by another of its parts)
             if rec["state"] == RUNNING and rec["incarnation"] in live:
-                raise BuildRefused("another live process is building it")  # built once, not once per process
+                # built once, not once per process
+                raise BuildRefused("another live process is building it", later=True)
             if rec["state"] == RUNNING and rec.get("retry") and not self._died_natively(rec):
                 log.warning("index build %s: its process (pid %s on %s) stopped while building it; building it "
                             "once more", key, rec.get("pid"), rec.get("host"))

@@ -126,7 +126,7 @@ class Coord:
                  objects: ObjectStore | None = None, gc: GcSettings | None = None, wal: Log | None = None,
                  spread_min_rows: int = 0, replica_per_node: bool = False):
         """``objects``: the object store, for its garbage collection while active (``vecdb.coord.gc``, with
-        ``gc``'s interval and grace); None: no garbage collection. ``wal``: the cluster's shared log,
+        ``gc``'s intervals and grace); None: no garbage collection. ``wal``: the cluster's shared log,
         where ``Flush`` writes seal records; None: ``Flush`` answers Unimplemented. ``spread_min_rows``:
         the placement's (``vecdb.coord.assignment``); ``replica_per_node``: a replica of every
         loaded collection on each live query node (``querynode.replica_per_node``)."""
@@ -281,7 +281,8 @@ class Coord:
                 assigners.append(DataNodeAssigner(self.meta, fence))
                 if self.objects is not None:
                     assigners.append(GarbageCollector(self.meta, self.objects, self.gc.interval, self.gc.grace,
-                                                      fence=fence, node_id=self.address).start())
+                                                      fence=fence, node_id=self.address,
+                                                      full_interval=self.gc.full_interval).start())
                 if self.wal is not None:  # Milvus 2.6's replication: this cluster's edges to its targets
                     from vecdb.cdc.replicate_manager import ReplicationManager
 

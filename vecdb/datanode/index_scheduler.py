@@ -10,7 +10,14 @@ not, so query nodes never build: they load the finished files (``vecdb.querynode
 - when an owned channel's collection changes (a watch on ``coll/``: a new index);
 - when a channel becomes owned (start, or taken over from a data node that died: builds its
   predecessor did not finish, one that died in the middle of a build is built once more:
-  ``IndexBuilds.retry_after_crash``), and every ``SWEEP_SECONDS`` as a backstop.
+  ``IndexBuilds.retry_after_crash``), and every channel when a watch starts over (it may have missed
+  events);
+- ``RETRY_SECONDS`` after a look or a build that did not settle: the store failed, a build failed
+  without a record (reading the columns, writing the file), or another live process was building
+  the segment (it may die before it finishes).
+
+Nothing else: an idle channel costs nothing. (A sweep of every owned channel every 30 s was the
+backstop before; with a thousand idle collections it read the store some hundred times a second.)
 
 Each look lists the channel's segments and the collection's finished build records (metadata
 only) and queues the builds missing. The build records of segments gone (compacted away, their
@@ -23,6 +30,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterable
 
 from vecdb import errors
 from vecdb.catalog_model import read_collection
@@ -35,11 +43,11 @@ from vecdb.storage.watch import DELETE, Mirror, PrefixWatch, WatchEvent
 log = logging.getLogger(__name__)
 
 SEG_PREFIX = "seg/"
-SWEEP_SECONDS = 30.0
+RETRY_SECONDS = 30.0
 
 
 class IndexScheduler:
-    def __init__(self, indexer: SegmentIndexer, meta: MetaStore, node_id: str, sweep_seconds: float = SWEEP_SECONDS):
+    def __init__(self, indexer: SegmentIndexer, meta: MetaStore, node_id: str, retry_seconds: float = RETRY_SECONDS):
         self.indexer, self.meta, self.node_id = indexer, meta, node_id
         # a data node may be killed from outside mid-build, and its channels move on: the next owner
         # builds a segment once more before a crash is taken for the build's (index_builds)
@@ -47,8 +55,12 @@ class IndexScheduler:
         self._cond = threading.Condition()
         self._owned: dict[str, int] = {}  # channel -> collection id, of the channels this node owns
         self._todo: dict[int, set[str]] = {}  # collection id -> channels to look at
+        self._retry: dict[int, set[str]] = {}  # collection id -> channels to look at again at _retry_at
+        self._retry_at: float | None = None
+        self.looks = 0  # channels looked at (the idle-cost test counts them)
         self._stop = threading.Event()
-        self._sweep_seconds = sweep_seconds
+        self._retry_seconds = retry_seconds
+        indexer.on_unsettled = lambda cid, channel: self._look_again(cid, [channel])
         self._worker = threading.Thread(target=self._run, name="index-scheduler", daemon=True)
         self._worker.start()
         self._assignment = Mirror(meta, DN_ASSIGN_PREFIX, self._on_assignment)
@@ -103,27 +115,42 @@ class IndexScheduler:
             self._todo.setdefault(cid, set()).update(channels)
             self._cond.notify()
 
+    def _look_again(self, cid: int, channels: Iterable[str]) -> None:
+        """Look at these channels again ``retry_seconds`` from now (or sooner, when an event asks)."""
+        with self._cond:
+            self._retry.setdefault(cid, set()).update(channels)
+            if self._retry_at is None:
+                self._retry_at = time.monotonic() + self._retry_seconds
+            self._cond.notify()
+
+    def _retry_due(self) -> bool:
+        return self._retry_at is not None and time.monotonic() >= self._retry_at
+
     def _run(self) -> None:
-        sweep_at = time.monotonic() + self._sweep_seconds
         while not self._stop.is_set():
             with self._cond:
-                self._cond.wait_for(lambda: self._todo or self._stop.is_set(), max(sweep_at - time.monotonic(), 0))
-                if time.monotonic() >= sweep_at:  # the backstop: everything owned, events or not
-                    sweep_at = time.monotonic() + self._sweep_seconds
-                    for ch, cid in self._owned.items():
-                        self._todo.setdefault(cid, set()).add(ch)
+                while not (self._todo or self._stop.is_set() or self._retry_due()):
+                    self._cond.wait(None if self._retry_at is None else self._retry_at - time.monotonic())
+                if self._retry_due():
+                    for cid, channels in self._retry.items():  # (those still owned)
+                        owned = {ch for ch in channels if self._owned.get(ch) == cid}
+                        if owned:
+                            self._todo.setdefault(cid, set()).update(owned)
+                    self._retry, self._retry_at = {}, None
                 todo, self._todo = self._todo, {}
             for cid, channels in todo.items():
                 if self._stop.is_set():
                     return
+                self.looks += len(channels)
                 try:
                     info = read_collection(self.meta, cid)
                     if info.indexes:
                         self.indexer.schedule(info, sorted(ch for ch in channels if ch in info.channels))
                 except errors.CollectionNotFound:
                     continue
-                except Exception:  # noqa: BLE001 - store trouble: the next event or sweep looks again
+                except Exception:  # noqa: BLE001 - store trouble: looked at again later
                     log.exception("data node %s: scheduling index builds of collection %d failed", self.node_id, cid)
+                    self._look_again(cid, channels)
 
     def close(self) -> None:
         self._stop.set()

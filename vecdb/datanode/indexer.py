@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
 from typing import Any
@@ -66,6 +67,9 @@ class SegmentIndexer:
         self._pending: dict[int, dict[str, Future]] = {}  # collection id -> key -> build (none: no entry)
         self._built: set[str] = set()  # index keys known to exist (a cache: emptied at _BUILT_MAX)
         self.builds = IndexBuilds(meta)
+        # told of a build that neither finished nor failed for good (the store failed, another process was
+        # building it): the channel's scheduler looks at it again later (vecdb.datanode.index_scheduler)
+        self.on_unsettled: Callable[[int, str], None] | None = None
 
     def _segments(self, info: CollectionInfo, channels=None) -> list[tuple[str, dict]]:
         """(channel, segment info) of every persisted segment of ``info`` (of its ``channels``)."""
@@ -150,11 +154,18 @@ class SegmentIndexer:
             log.info("index build skipped: segment %s is gone", seg["prefix"])
         except BuildRefused as e:  # failed (or crashed) before: the segment is searched exactly
             log.debug("index build of %s refused: %s", key, e.reason)
+            if e.later:
+                self._unsettled(info.id, channel)
         except Exception:  # recorded as failed when the build itself failed; reported by DescribeIndex
             log.exception("index build failed for %s", key)
+            self._unsettled(info.id, channel)  # (one that failed for good is refused at the next look)
         finally:
             with self._lock:
                 self._unpend(info.id, key)
+
+    def _unsettled(self, collection_id: int, channel: str) -> None:
+        if self.on_unsettled is not None:
+            self.on_unsettled(collection_id, channel)
 
     def state(self, info: CollectionInfo, field_name: str) -> tuple[int, int]:
         """(rows indexed or not needing an index, total rows) over the persisted segments."""

@@ -154,7 +154,11 @@ class ImportRpcs(DmlRpcs):
                     cursor["pk"] = self._assign_pks(info, columns, n, None if first is None else int(first))
                 job.cursor, job.imported_rows = cursor, written
                 rec.put()  # recorded before it is written (one metadata write per batch)
-                self._write_rows(info, columns, n, job.partition)
+                try:
+                    self._write_rows(info, columns, n, job.partition)
+                except errors.CollectionNotFound:  # the log refused its dropped channel: dropped just now
+                    self._live_collection(job)
+                    raise
                 written += n
                 if fault is not None and _batches_written(g, b, kept) >= fault:
                     os.kill(os.getpid(), signal.SIGKILL)  # crash tests (importer.FAULT_ENV): written, next unrecorded

@@ -265,19 +265,22 @@ class PrefixWatch:
 class Mirror:
     """A dict that follows a prefix of a ``MetaStore`` (key without the prefix -> value), kept by a
     ``PrefixWatch``; ``on_change()`` runs after each batch of changes is applied (on the watch's
-    thread: it must be quick). ``items()`` is a copy taken under the lock."""
+    thread: it must be quick). ``items()`` is a copy taken under the lock; ``version`` counts the batches
+    applied, so a reader that derives something from the items knows when to derive it again."""
 
     def __init__(self, store, prefix: str, on_change: Callable[[], None] | None = None, *, retry_wait: float = 1.0):
         self.prefix = prefix
         self._on_change = on_change
         self._lock = threading.Lock()
         self._items: dict[str, bytes] = {}
+        self.version = 0
         self._watch = PrefixWatch(store, prefix, self._reset, self._events, retry_wait=retry_wait,
                                   name=f"mirror {prefix}")
 
     def _reset(self, pairs: list[tuple[str, bytes]]) -> None:
         with self._lock:
             self._items = {key[len(self.prefix):]: value for key, value in pairs}
+            self.version += 1
         self._changed()
 
     def _events(self, events: list[WatchEvent]) -> None:
@@ -288,6 +291,7 @@ class Mirror:
                     self._items[ev.key[len(self.prefix):]] = ev.value
                 else:
                     self._items.pop(ev.key[len(self.prefix):], None)
+            self.version += 1
         self._changed()
 
     def _changed(self) -> None:
@@ -297,6 +301,11 @@ class Mirror:
     def items(self) -> dict[str, bytes]:
         with self._lock:
             return dict(self._items)
+
+    def versioned_items(self) -> tuple[int, dict[str, bytes]]:
+        """``(version, items())``, taken together."""
+        with self._lock:
+            return self.version, dict(self._items)
 
     def get(self, key: str) -> bytes | None:
         with self._lock:
