@@ -9,12 +9,15 @@ an unexpected exception is a bug to report, not a setting to fix.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from vecdb.errors import DirectoryInUse
+
+log = logging.getLogger(__name__)
 
 # what a port serves, in the messages
 GRPC = "gRPC"
@@ -102,3 +105,22 @@ def data_dir(path: str) -> Iterator[None]:
         yield
     except DirectoryInUse as e:
         raise StartupFailed(f"data directory {path} is in use by another vecdb process") from e
+
+
+def raise_open_files_limit() -> None:
+    """Raise this process's soft limit on open files to its hard limit, as Go's runtime does for every
+    Milvus process. Each WAL channel (one per shard of each collection) keeps its active file open, so
+    under the usual soft limit of 1,024 a standalone server with a thousand or so collections could not
+    start again ("Too many open files" while opening the log). A limit that cannot be raised is left as
+    it is (logged): the server starts and fails only where it runs out."""
+    try:
+        import resource
+    except ImportError:  # not a POSIX system
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as e:  # an unlimited hard limit the kernel refuses as a soft one (nr_open)
+        log.info("open files limit stays at %d (cannot raise it to %d: %s)", soft, hard, e)
