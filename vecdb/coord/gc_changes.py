@@ -21,12 +21,12 @@ full pass's (``gc.full_interval``).
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
 
 from vecdb.coord import index_builds
 from vecdb.coord.catalog_state import COLL_PREFIX
 from vecdb.coord.snapshots import PIN_PREFIX, SNAPSHOT_PREFIX
+from vecdb.datanode.compaction_changes import ChangedIds
 from vecdb.storage.base import MetaStore
 from vecdb.storage.watch import DELETE, PrefixWatch, WatchEvent
 
@@ -45,11 +45,9 @@ def collection_of(key: str) -> int | None:
         return None
 
 
-class GcChanges:
+class GcChanges(ChangedIds):
     def __init__(self, meta: MetaStore):
-        self._lock = threading.Lock()
-        self._all = True  # everything counts as changed (nothing was judged yet, or a watch started over)
-        self._ids: set[int] = set()
+        super().__init__()  # (everything counts as changed until a pass judged it: _all)
         self._intents: Counter[int] = Counter()  # collection id -> its gcintent/ keys
         self._pins: dict[str, int] = {}  # snapshot_pin/ key -> expires_ms
         self._watches: list[PrefixWatch] = []
@@ -108,26 +106,7 @@ class GcChanges:
                 if ev.key.startswith(PIN_PREFIX):
                     self._pin(ev.key, ev.value)
 
-    def mark(self, ids: set[int] | None) -> None:
-        """These collections changed (None: everything): a pass that could not judge them hands them back."""
-        with self._lock:
-            if ids is None:
-                self._all = True
-            else:
-                self._ids |= ids
-
-    def take(self) -> set[int] | None:
-        """The collections changed since the last ``take`` (None: everything), forgotten here."""
-        with self._lock:
-            out = None if self._all else self._ids
-            self._all, self._ids = False, set()
-        return out
-
     def pin_expired(self, after_ms: int, until_ms: int) -> bool:
         """Whether a pin's time ran out in (``after_ms``, ``until_ms``]: its files may be garbage now."""
         with self._lock:
             return any(after_ms < e <= until_ms for e in self._pins.values())
-
-    def close(self) -> None:
-        for w in self._watches:
-            w.close()

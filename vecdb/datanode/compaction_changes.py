@@ -25,32 +25,15 @@ from vecdb.storage.watch import PrefixWatch, WatchEvent
 WATCHED = ("ckpt/", "seg/", "delta/", index_builds.ROOT, COLL_PREFIX)
 
 
-class ChangedCollections:
-    def __init__(self, meta: MetaStore):
+class ChangedIds:
+    """The collection ids marked changed since the last ``take`` (or everything), and the watches that
+    mark them (this module's ``ChangedCollections``, the garbage collector's ``vecdb.coord.gc_changes``)."""
+
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._all = True  # everything counts as changed (nothing was checked yet, or a watch started over)
         self._ids: set[int] = set()
         self._watches: list[PrefixWatch] = []
-        try:
-            for prefix in WATCHED:
-                self._watches.append(PrefixWatch(meta, prefix, self._reset, self._events,
-                                                 name=f"compaction {prefix}"))
-        except BaseException:
-            self.close()
-            raise
-
-    def _reset(self, _pairs: list[tuple[str, bytes]]) -> None:
-        with self._lock:
-            self._all = True
-
-    def _events(self, events: list[WatchEvent]) -> None:
-        ids = set()
-        for ev in events:
-            try:
-                ids.add(int(ev.key.split("/", 2)[1]))
-            except (IndexError, ValueError):
-                continue
-        self.mark(ids)
 
     def mark(self, ids: AbstractSet[int] | None) -> None:
         """These collections changed (None: everything)."""
@@ -71,3 +54,28 @@ class ChangedCollections:
     def close(self) -> None:
         for w in self._watches:
             w.close()
+
+
+class ChangedCollections(ChangedIds):
+    def __init__(self, meta: MetaStore):
+        super().__init__()
+        try:
+            for prefix in WATCHED:
+                self._watches.append(PrefixWatch(meta, prefix, self._reset, self._events,
+                                                 name=f"compaction {prefix}"))
+        except BaseException:
+            self.close()
+            raise
+
+    def _reset(self, _pairs: list[tuple[str, bytes]]) -> None:
+        with self._lock:
+            self._all = True
+
+    def _events(self, events: list[WatchEvent]) -> None:
+        ids = set()
+        for ev in events:
+            try:
+                ids.add(int(ev.key.split("/", 2)[1]))
+            except (IndexError, ValueError):
+                continue
+        self.mark(ids)
