@@ -7,12 +7,14 @@ from __future__ import annotations
 import bisect
 import random
 import resource
+import tempfile
 
 import numpy as np
 import pytest
 
 from vecdb import startup
 from vecdb.datanode.compactor import ChannelCache
+from vecdb.schema import CollectionSchema, DataType, FieldSchema, valid_key
 from vecdb.storage import local_meta
 from vecdb.storage import segments as sf
 from vecdb.storage.local_meta import LocalMetaStore
@@ -111,3 +113,33 @@ def test_open_files_limit_raised_to_the_hard_limit():
         assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_segment_files_read_without_ast(monkeypatch):
+    """``ast`` is not thread-safe in CPython 3.11 (gh-106905): np.load's header parser beside another
+    thread's failed a restart now and then ("AST constructor recursion depth mismatch"). Every column file
+    a segment's fixed-width fields make is read without it."""
+    import ast
+
+    n = 5
+    types = {"id": DataType.INT64, "v": DataType.FLOAT_VECTOR, "b": DataType.BINARY_VECTOR,
+             "h": DataType.FLOAT16_VECTOR, "bf": DataType.BFLOAT16_VECTOR, "i8": DataType.INT8, "i32": DataType.INT32,
+             "d": DataType.DOUBLE, "ok": DataType.BOOL}
+    dims = {"v": 4, "b": 16, "h": 2, "bf": 2}
+    fields = [FieldSchema(name, dtype, 100 + i, is_primary=name == "id", dim=dims.get(name, 0), nullable=name == "i32")
+              for i, (name, dtype) in enumerate(types.items())]
+    schema = CollectionSchema("c", fields)
+    columns = {"id": np.arange(n, dtype=np.int64), "v": np.ones((n, 4), np.float32),
+               "b": np.zeros((n, 2), np.uint8), "h": np.ones((n, 2), np.float16), "bf": np.ones((n, 2), np.uint16),
+               "i8": np.arange(n, dtype=np.int8), "i32": np.arange(n, dtype=np.int32),
+               valid_key("i32"): np.array([True, False, True, True, False]), "d": np.ones(n), "ok": np.ones(n, bool)}
+    for objects in (MemoryObjectStore(), LocalObjectStore(tempfile.mkdtemp())):
+        sf.write_segment(objects, "segments/1/c1-s0/00000000000000000001-1/", schema, columns,
+                         np.arange(n, dtype=np.uint64))
+        with monkeypatch.context() as m:
+            m.setattr(ast, "literal_eval", lambda *a: pytest.fail("a segment file's header went through ast"))
+            for mmap in (False, True):
+                got, ts = sf.read_segment(objects, "segments/1/c1-s0/00000000000000000001-1/", schema, mmap)
+                assert np.array_equal(ts, np.arange(n)) and set(got) == set(columns)
+                for name, column in columns.items():
+                    assert got[name].dtype == column.dtype and np.array_equal(got[name], column), name

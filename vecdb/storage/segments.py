@@ -201,38 +201,44 @@ def _npy_parts(chunks: list[np.ndarray]) -> list:
 
 def _load_npy(store: ObjectStore, key: str, mmap: bool) -> np.ndarray:
     path = store.local_path(key)
-    if path is not None:
-        return _load_npy_file(path, mmap)
-    return np.load(io.BytesIO(store.get(key)), allow_pickle=False)
+    if path is None:
+        return _read_npy(io.BytesIO(store.get(key)), None)
+    with open(path, "rb") as f:
+        return _read_npy(f, path if mmap else None)
 
 
 # The header ``_npy_parts`` writes (format 1.0, a number or bool dtype, C order), parsed here: ``np.load``
-# parses every header as Python source (``ast.literal_eval``) and reads with ``np.fromfile`` (which dups the
-# descriptor): 77 us for a small column file where this takes 12, and a restart with thousands of small
-# segments loaded spent a fifth of its time there. Any other header (a scalar, a structured or fixed-bytes
-# dtype, Fortran order, a newer format version) goes to ``np.load``.
+# parses every header as Python source (``ast.literal_eval``) and reads a file with ``np.fromfile`` (which
+# dups the descriptor): 77 us for a small column file where this takes 12, and a restart with thousands of
+# small segments loaded spent a fifth of its time there. And ``ast`` is not thread-safe in CPython 3.11
+# (gh-106905): a restart's loads beside the compactor's reads failed now and then with "SystemError: AST
+# constructor recursion depth mismatch" (2,000 collections: about one start in six did not come up). Any
+# other header (a scalar, a structured or fixed-bytes dtype, Fortran order, a newer format) goes to np.load.
 _NPY_HEADER = re.compile(
     rb"\{'descr': '([<>|][biuf]\d{1,2})', 'fortran_order': False, 'shape': \((\d+(?:, \d+)*),?\), \} *\n")
 _NPY_PREAMBLE = 10  # magic (6 bytes), version (2), header length (uint16 little-endian)
 
 
-def _load_npy_file(path: str, mmap: bool) -> np.ndarray:
-    """``np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)``: the same array."""
-    with open(path, "rb") as f:
-        pre = f.read(_NPY_PREAMBLE)
-        m = None
-        if len(pre) == _NPY_PREAMBLE and pre[:8] == b"\x93NUMPY\x01\x00":
-            m = _NPY_HEADER.fullmatch(f.read(int.from_bytes(pre[8:], "little")))
-        if m is not None:
-            dtype, shape = np.dtype(m.group(1).decode()), tuple(int(d) for d in m.group(2).split(b","))
-            if not mmap:
-                array = np.empty(shape, dtype)
-                if f.readinto(array.data) != array.nbytes:
-                    raise ValueError(f"{path}: failed to read all data for an array of shape {shape}")
-                return array
-            if math.prod(shape):  # (np.memmap refuses an empty file; np.load's error, below)
-                return np.memmap(path, dtype, mode="r", offset=f.tell(), shape=shape)
-    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+def _read_npy(f: io.BufferedIOBase, map_path: str | None) -> np.ndarray:
+    """``np.load(f, allow_pickle=False)``, or with ``map_path`` (``f``'s file) ``np.load(map_path,
+    mmap_mode="r")``: the same array."""
+    pre = f.read(_NPY_PREAMBLE)
+    m = None
+    if len(pre) == _NPY_PREAMBLE and pre[:8] == b"\x93NUMPY\x01\x00":
+        m = _NPY_HEADER.fullmatch(f.read(int.from_bytes(pre[8:], "little")))
+    if m is not None:
+        dtype, shape = np.dtype(m.group(1).decode()), tuple(int(d) for d in m.group(2).split(b","))
+        if map_path is None:
+            array = np.empty(shape, dtype)
+            if f.readinto(array.data) != array.nbytes:
+                raise ValueError(f"failed to read all data for an array of shape {shape}")
+            return array
+        if math.prod(shape):  # (np.memmap refuses an empty file; np.load's error, below)
+            return np.memmap(map_path, dtype, mode="r", offset=f.tell(), shape=shape)
+    if map_path is not None:
+        return np.load(map_path, mmap_mode="r", allow_pickle=False)
+    f.seek(0)
+    return np.load(f, allow_pickle=False)
 
 
 # --- metadata -----------------------------------------------------------------
