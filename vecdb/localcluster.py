@@ -659,7 +659,9 @@ def supervise(data_dir: str, poll: float = 1.0, out: Out = print) -> int:
                     seen[p.name] = (p.pid, now)
                 continue
             if p.name not in due:
-                how = _how_it_ended(p.pid) or ""  # (its exit status when this process started it)
+                how = _how_it_ended(p.pid)  # its exit status when this process started it
+                if how is None:
+                    continue  # a child of this process in the middle of exiting: gone at the next pass
                 lived = now - seen.get(p.name, (0, now))[1]
                 failures[p.name] = failures.get(p.name, 0) + 1 if 0 < lived < STABLE else 1
                 wait = min(RESTART_BACKOFF[1], RESTART_BACKOFF[0] * 2 ** (failures[p.name] - 1))
