@@ -13,7 +13,8 @@ positions start at 1, grow by one per record and survive restarts, and
   its own crash only with ``sync_interval: always`` in its configuration (the test
   and local-cluster servers run that way; ``vecdb.storage.servers``).
 - ``read`` takes the channel's last sequence when called and pages through an
-  ephemeral pull consumer up to it.
+  ephemeral pull consumer up to it. ``follow`` tails a channel on one that waits for the
+  channel's tip when idle (``vecdb.storage.jetstream_follow``): each append publishes it.
 - A record larger than the server's ``max_payload`` is refused with
   ``InvalidParameter`` (the servers vecdb starts allow 64 MiB).
 - Streams are made by appends (a stream missing after a NATS server lost its store is made
@@ -30,13 +31,13 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Iterator
 
 from vecdb.errors import InvalidParameter, IoFailed, LogConflict
 from vecdb.storage.aioloop import LoopThread
 from vecdb.storage.dropped_channels import DroppedCheck, is_dropped, refused
+from vecdb.storage.jetstream_follow import Heard, JetStreamFollower, Tips, stream_seq, tip_subject
 from vecdb.storage.keys import check_channel, check_payload, check_position, check_read, decode_channel, encode_channel
 
 MAX_BATCH = 1000  # the server's limit on messages per atomic batch
@@ -68,6 +69,7 @@ class JetStreamLog:
         self._channel_dropped = channel_dropped
         self._loop = LoopThread("jetstream-log")
         self._known: set[str] = set()  # streams this instance created or saw
+        self._tips = Tips(self)  # the channels' tips, for this instance's followers
         self._closed = False
         try:
             self._nc = self._run(self._connect(servers, connect_timeout), "connect to NATS", connect_timeout + 5)
@@ -79,7 +81,8 @@ class JetStreamLog:
         import nats
 
         return await nats.connect(servers, connect_timeout=connect_timeout, max_reconnect_attempts=-1,
-                                  reconnect_time_wait=0.5, allow_reconnect=True, name="vecdb-log")
+                                  reconnect_time_wait=0.5, allow_reconnect=True, name="vecdb-log",
+                                  reconnected_cb=self._tips.on_reconnect)
 
     # --- names -----------------------------------------------------------------
     def _stream(self, channel: str) -> str:
@@ -189,6 +192,8 @@ class JetStreamLog:
             if count != len(piece):
                 raise IoFailed(f"log batch stored {count} of {len(piece)} records")
             positions.extend(range(last - count + 1, last + 1))
+        # the channel's tip, for the followers of every process (not stored; vecdb.storage.jetstream_follow)
+        await self._nc.publish(tip_subject(self.prefix, encode_channel(channel)), str(positions[-1]).encode())
         return positions
 
     async def _publish_batch(self, channel: str, piece: list[bytes], expect_last: int | None) -> dict:
@@ -288,7 +293,7 @@ class JetStreamLog:
                 except TimeoutError:
                     raise IoFailed(f"read {stream}: no records within {self.timeout} s") from None
                 if msg.reply and msg.reply.startswith("$JS.ACK."):
-                    out.append((_stream_seq(msg.reply), msg.data))
+                    out.append((stream_seq(msg.reply), msg.data))
                     continue
                 # a status message (404 no messages, 408, 409): the page ends here
                 too_big = "MaxBytes" in ((msg.headers or {}).get("Description") or "")
@@ -303,6 +308,11 @@ class JetStreamLog:
         check_channel(channel)
         check_position(start, "start")
         return JetStreamFollower(self, channel, max(start, 1))
+
+    def heard_last(self, channel: str) -> Heard | None:
+        """The channel's last position as the tips this instance heard tell it, without asking the
+        server (``vecdb.storage.jetstream_follow``); None before its first follower."""
+        return self._tips.heard(self._stream(check_channel(channel)))
 
     def last_position(self, channel: str) -> int:
         check_channel(channel)
@@ -365,116 +375,5 @@ class JetStreamLog:
         self._loop.stop()
 
 
-class JetStreamFollower:
-    """``Follower`` on an ephemeral pull consumer (acks off, memory state). Pull requests
-    long-poll on the server; what they deliver lands in a buffer through a subscription callback
-    on the loop thread, so a ``poll`` that times out loses nothing: the next one returns it. When
-    the server drops the consumer (idle, or the stream was deleted) it is made again from the
-    last position handed out."""
-
-    _EXPIRES = 5.0  # seconds a pull request waits on the server
-
-    def __init__(self, log: JetStreamLog, channel: str, start: int):
-        import collections
-
-        self._log, self._channel = log, channel
-        self._stream = log._stream(channel)
-        self.position = start - 1  # last position handed out
-        self._cond = threading.Condition()
-        self._buffer: collections.deque[tuple[int, bytes]] = collections.deque()
-        self._pending = 0  # records the outstanding pull request may still deliver (0: none)
-        self._consumer: str | None = None
-        self._closed = False
-        self._inbox = log._nc.new_inbox()
-        self._sub = log._run(log._nc.subscribe(self._inbox, cb=self._on_msg), "follow the log")
-
-    async def _on_msg(self, msg) -> None:
-        with self._cond:
-            if msg.reply and msg.reply.startswith("$JS.ACK."):
-                seq = _stream_seq(msg.reply)
-                if seq > (self._buffer[-1][0] if self._buffer else self.position):
-                    self._buffer.append((seq, msg.data))
-                self._pending = max(self._pending - 1, 0)
-            else:  # a status: the request expired (408), nothing there (404), or the consumer is gone (409)
-                status = (msg.headers or {}).get("Status", "")
-                if status == "100":
-                    return  # heartbeat
-                self._pending = 0
-                if status == "409" or status == "503":
-                    self._consumer = None
-            self._cond.notify_all()
-
-    def _request(self, max_records: int) -> None:
-        """Under ``_cond``: make sure a pull request is outstanding. The lock is let go while
-        talking to the server (the loop thread's message callback needs it)."""
-        if self._pending:
-            return
-        self._pending = max_records  # claimed: no second request from another poller
-        consumer = self._consumer
-        start = self._buffer[-1][0] + 1 if self._buffer else self.position + 1
-        self._cond.release()
-        ok = False
-        try:
-            if consumer is None:
-                try:
-                    consumer = self._log._run(self._log._open_consumer(self._stream, start, idle=300), "follow the log")
-                except IoFailed:
-                    consumer = None  # the stream does not exist (yet): poll again later
-            if consumer is not None:
-                body = json.dumps({"batch": max_records, "expires": int(self._EXPIRES * 1e9)}).encode()
-                subject = f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{consumer}"
-                self._log._run(self._log._nc.publish(subject, body, reply=self._inbox), "follow the log")
-            ok = True
-        finally:
-            self._cond.acquire()
-            self._consumer = consumer
-            if consumer is None or not ok:
-                self._pending = 0
-
-    def poll(self, timeout: float = 1.0, max_records: int = 1024) -> list[tuple[int, bytes]]:
-        import time
-
-        deadline = time.monotonic() + max(timeout, 0.0)
-        with self._cond:
-            while True:
-                if self._closed:
-                    raise IoFailed("follower is closed")
-                if self._buffer:
-                    out: list[tuple[int, bytes]] = []
-                    while self._buffer and len(out) < max_records:
-                        pos, payload = self._buffer.popleft()
-                        if pos > self.position:
-                            out.append((pos, payload))
-                            self.position = pos
-                    if out:
-                        return out
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return []
-                self._request(max_records)
-                self._cond.wait(min(left, 0.5) if self._consumer is None else left)
-
-    def close(self) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-            consumer = self._consumer
-        try:
-            self._log._run(self._sub.unsubscribe(), "close a follower")
-            if consumer:
-                self._log._run(self._log._api(f"CONSUMER.DELETE.{self._stream}.{consumer}"), "close a follower")
-        except IoFailed:
-            pass
-
-
 class _NoStream(Exception):
     """No stream listens on the channel's subject."""
-
-
-def _stream_seq(reply: str) -> int:
-    """The stream sequence in a delivered message's ack subject: v1
-    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`` or v2
-    ``$JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.<sseq>....``."""
-    tokens = reply.split(".")
-    return int(tokens[5] if len(tokens) == 9 else tokens[7])

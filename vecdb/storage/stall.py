@@ -11,6 +11,9 @@ from vecdb.storage.base import Log
 
 STALL_SECONDS = 5.0  # silence after which a follower's tailer looks at the log itself
 SETTLE_SECONDS = 1.0  # a record may be on its way at the first look: a follower is stuck at the second
+# a log that hears its channels' tips (``heard_last``: JetStream) is looked at after a silence only when
+# a tip is past what the tailer applied, else this often (a tip is at most once)
+QUIET_LOOK_SECONDS = 60.0
 
 
 def first_after(log: Log, channel: str, applied: int) -> int | None:
@@ -37,21 +40,34 @@ class StallWatch:
     ``applied`` begin when the tailer must act: a position past ``applied + 1`` at once (records were
     cut below it), or ``applied + 1`` when the follower stayed silent on two looks ``SETTLE_SECONDS``
     apart at the same applied position with that record in the log (the follower is stuck: follow
-    the channel again). None otherwise (a quiet log, or too soon to tell)."""
+    the channel again). None otherwise (a quiet log, or too soon to tell).
+
+    A log with ``heard_last(channel)`` (the tips it heard, ``vecdb.storage.jetstream_follow``) is
+    not asked while no tip heard since the last look is past ``applied``, for up to
+    ``QUIET_LOOK_SECONDS``: a thousand idle channels are not a thousand requests every few seconds."""
 
     def __init__(self, log: Log, channel: str):
         self.log = log
         self.channel = channel
         self._quiet_since = time.monotonic()
         self._suspect: int | None = None  # the applied position at which the log was last seen ahead
+        self._heard = getattr(log, "heard_last", None)
+        self._looked: tuple[int, float] | None = None  # the tips' epoch and the time of the last look
 
     def heard(self) -> None:
         self._quiet_since, self._suspect = time.monotonic(), None
 
     def check(self, applied: int) -> int | None:
-        if time.monotonic() - self._quiet_since < STALL_SECONDS:
+        now = time.monotonic()
+        if now - self._quiet_since < STALL_SECONDS:
             return None
-        self._quiet_since = time.monotonic()
+        self._quiet_since = now
+        heard = self._heard(self.channel) if self._heard is not None else None
+        if heard is not None:
+            if (self._looked is not None and self._looked[0] == heard.epoch and heard.last <= applied
+                    and now - self._looked[1] < QUIET_LOOK_SECONDS):
+                return None  # nothing appended past ``applied`` since the last look, as far as tips tell
+            self._looked = (heard.epoch, now)
         first = first_after(self.log, self.channel, applied)
         if first is None or first > applied + 1:
             self._suspect = None
