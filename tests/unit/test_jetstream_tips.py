@@ -184,3 +184,27 @@ def test_the_stall_check_asks_a_quiet_channel_nothing_until_a_tip_is_past_it(nat
         f.close()
         writer.close()
         reader.close()
+
+
+def test_a_follower_of_a_channel_not_written_yet_waits_for_its_first_append(nats):
+    """A collection made and loaded but never written has no stream yet: its followers do not ask
+    for one every half second, and the first append reaches them at once."""
+    writer, reader = _logs(nats)
+    followers = [reader.follow(f"c{i}_0", 1) for i in range(10)]
+    try:
+        for f in followers:
+            assert f.poll(timeout=0.05) == []
+        before = _in_msgs(nats)
+        for f in followers:
+            assert f.poll(timeout=0.01) == []
+        time.sleep(1.5)
+        assert _in_msgs(nats) - before == 0
+        started = time.monotonic()
+        writer.append("c3_0", b"first")
+        assert _until(followers[3], 1, 5) == [(1, b"first")]
+        assert time.monotonic() - started < 2.0
+    finally:
+        for f in followers:
+            f.close()
+        writer.close()
+        reader.close()

@@ -46,6 +46,7 @@ from vecdb.querynode.positions import QN_POS_PREFIX
 from vecdb.storage import segments as sf
 from vecdb.storage import stall
 from vecdb.storage.base import Follower, Log, MetaStore
+from vecdb.storage.follow import POLL_SECONDS, TailStop
 from vecdb.storage.watch import Mirror
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class ChannelFlusher:
         self.seal, self.seal_rows, self.seal_bytes = seal, seal_rows, seal_bytes
         self._forget = forget
         self._lock = threading.Lock()
-        self._followers: dict[str, threading.Event] = {}  # channel -> stop flag of its thread
+        self._followers: dict[str, TailStop] = {}  # channel -> stop flag of its thread
         self._threads: list[threading.Thread] = []  # every follower thread started (close waits for them)
         self._truncated: dict[str, int] = {}  # channel -> position the log was last truncated below
         self._closed = False
@@ -103,14 +104,14 @@ class ChannelFlusher:
                 log.info("data node %s stops persisting %s", self.node_id, ch)
             for ch, cid in wanted.items():
                 if ch not in self._followers:
-                    stop = self._followers[ch] = threading.Event()
+                    stop = self._followers[ch] = TailStop()
                     thread = threading.Thread(target=self._follow, args=(cid, ch, stop), name=f"flush-{ch}",
                                               daemon=True)
                     self._threads = [t for t in self._threads if t.is_alive()] + [thread]
                     thread.start()
                     log.info("data node %s persists %s", self.node_id, ch)
 
-    def _follow(self, cid: int, channel: str, stop: threading.Event) -> None:
+    def _follow(self, cid: int, channel: str, stop: TailStop) -> None:
         try:
             self._follow_channel(cid, channel, stop)
         finally:
@@ -138,7 +139,7 @@ class ChannelFlusher:
         if self._forget is not None:
             self._forget(channel)
 
-    def _follow_channel(self, cid: int, channel: str, stop: threading.Event) -> None:
+    def _follow_channel(self, cid: int, channel: str, stop: TailStop) -> None:
         """Persist at each seal record after the checkpoint, until told to stop; starts over from
         the checkpoint after a failure."""
         while not stop.is_set():
@@ -146,19 +147,19 @@ class ChannelFlusher:
             try:
                 seen = sf.checkpoint(self.meta, cid, channel)  # the last position handled
                 persisted = seen  # the checkpoint as this follower knows it (it moves by its persists)
-                follower = self.log.follow(channel, seen + 1)
+                follower = stop.watch(self.log.follow(channel, seen + 1))
                 watch = stall.StallWatch(self.log, channel)
                 schema = read_collection(self.meta, cid).schema
                 due = time.monotonic() + TRUNCATE_SECONDS
                 growing = grown = 0  # rows inserted after the last seal record (from the checkpoint on), bytes
                 while not stop.is_set():
-                    records = follower.poll(timeout=0.5)
+                    records = follower.poll(timeout=POLL_SECONDS)
                     if records:
                         watch.heard()
                     elif (first := watch.check(seen)) is not None:
                         again = self._follow_again(channel, seen, first)
                         follower.close()
-                        follower, seen = again, first - 1
+                        follower, seen = stop.watch(again), first - 1
                     for pos, payload in records:
                         seen = pos
                         record = decode(payload)
@@ -184,6 +185,8 @@ class ChannelFlusher:
             except errors.CollectionNotFound:
                 return  # dropped: its assignment goes next
             except Exception:  # noqa: BLE001 (store or log trouble: start over from the checkpoint)
+                if stop.is_set():
+                    return  # (its follower closed by the stop)
                 log.exception("data node %s: persisting %s failed; starting over", self.node_id, channel)
                 stop.wait(1.0)
             finally:

@@ -48,6 +48,7 @@ from vecdb.schema import DataType, valid_key
 from vecdb.storage import segments as sf
 from vecdb.storage import stall
 from vecdb.storage.base import Log, MetaStore, ObjectStore
+from vecdb.storage.follow import POLL_SECONDS, TailStop
 from vecdb.storage.watch import PUT, PrefixWatch, WatchEvent
 from vecdb.top_rows import Order, TopSpec
 
@@ -136,7 +137,7 @@ class QueryNode:
         self.meta = meta
         self.objects = objects
         self._tail = tail
-        self._tailers: dict[str, threading.Event] = {}  # channel -> stop flag of its follower thread
+        self._tailers: dict[str, TailStop] = {}  # channel -> stop flag of its follower thread
         self._lock = threading.RLock()
         self._refresh_lock = threading.Lock()  # refresh_from_store: read and apply as one step
         self.collections: dict[int, LoadedCollection] = {}
@@ -197,17 +198,17 @@ class QueryNode:
         self.compactions.wake()
 
     def _start_tailer(self, shard: Shard) -> None:
-        stop = self._tailers[shard.channel] = threading.Event()
+        stop = self._tailers[shard.channel] = TailStop()
         threading.Thread(target=self._follow, args=(shard, stop), name=f"tail-{shard.channel}", daemon=True).start()
 
-    def _follow(self, shard: Shard, stop: threading.Event) -> None:
+    def _follow(self, shard: Shard, stop: TailStop) -> None:
         """Apply the channel's records from the log as they are acknowledged, until released."""
-        follower = self.log.follow(shard.channel, shard.applied_position + 1)
+        follower = stop.watch(self.log.follow(shard.channel, shard.applied_position + 1))
         watch = stall.StallWatch(self.log, shard.channel)  # records cut below it, or a stuck follower
         try:
             while not stop.is_set():
                 try:
-                    records = follower.poll(timeout=0.5)
+                    records = follower.poll(timeout=POLL_SECONDS)
                     if not records and shard.published_position < shard.applied_position:
                         shard.publish()  # an append's rest did not come (its writer died between batches)
                     if records:
@@ -222,7 +223,7 @@ class QueryNode:
                                     "next; following it again", shard.channel, stall.STALL_SECONDS, first)
                         again = self.log.follow(shard.channel, shard.applied_position + 1)
                         follower.close()
-                        follower = again
+                        follower = stop.watch(again)
                 except errors.IoFailed as e:  # the log is unreachable: keep trying, reads wait meanwhile
                     if stop.is_set():  # released or closed meanwhile (a stopping process closes its log next)
                         break

@@ -36,6 +36,16 @@ class LoopThread:
         except (TimeoutError, OSError, ConnectionError) as e:
             raise IoFailed(f"{what}: {e}") from e
 
+    def spawn(self, coro) -> None:
+        """Run ``coro`` on the loop without waiting for it (its errors are its own to handle)."""
+        if not self._thread.is_alive():
+            coro.close()
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(coro, self.loop)
+        except RuntimeError:  # the loop closed meanwhile
+            coro.close()
+
     def stop(self) -> None:
         if self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)

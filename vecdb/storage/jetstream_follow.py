@@ -36,6 +36,10 @@ def tip_subject(prefix: str, encoded_channel: str) -> str:
     return f"{TIP_ROOT}.{prefix}.{encoded_channel}"
 
 
+class NoStream(IoFailed):
+    """No stream holds the channel (not made yet, or deleted)."""
+
+
 class Heard(NamedTuple):
     epoch: int  # the subscription's epoch (it grows at each reconnect: tips sent meanwhile were lost)
     last: int  # the highest position heard in it (0: none)
@@ -188,13 +192,15 @@ class JetStreamFollower:
         consumer = self._consumer
         start = self._last() + 1
         self._cond.release()
-        ok = False
+        ok = missing = False
         try:
             if consumer is None:
                 try:
                     consumer = self._log._run(self._log._open_consumer(self.stream, start, idle=300), "follow the log")
+                except NoStream:
+                    missing = True  # not made yet (its first append makes it, and tips)
                 except IoFailed:
-                    consumer = None  # the stream does not exist (yet): poll again later
+                    consumer = None  # the server is away: poll again shortly
             if consumer is not None:
                 body = json.dumps({"batch": max_records, "expires": int(self._EXPIRES * 1e9)}).encode()
                 subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{consumer}"
@@ -205,6 +211,8 @@ class JetStreamFollower:
             self._consumer = consumer
             if consumer is None or not ok:
                 self._pending = 0
+            if missing and self._tip <= self._last():
+                self._quiet_since = time.monotonic()
 
     def poll(self, timeout: float = 1.0, max_records: int = 1024) -> list[tuple[int, bytes]]:
         deadline = time.monotonic() + max(timeout, 0.0)
@@ -221,16 +229,16 @@ class JetStreamFollower:
                             self.position = pos
                     if out:
                         return out
+                self._request(max_records)  # (a poll with no time to wait still leaves a request out)
+                if self._buffer or self._closed:
+                    continue  # delivered while the request went out (``_request`` lets the lock go)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return []
-                self._request(max_records)
-                if self._buffer or self._closed:
-                    continue  # delivered while the request went out (``_request`` lets the lock go)
-                if self._consumer is None:  # (no stream yet, or the server is away: asked again soon)
-                    left = min(left, 0.5)
-                elif self._quiet_since is not None:
+                if self._quiet_since is not None:
                     left = min(left, max(self._quiet_since + self._RECHECK - time.monotonic(), 0.01))
+                elif self._consumer is None:  # (the server is away: asked again soon)
+                    left = min(left, 0.5)
                 self._cond.wait(left)
 
     def close(self) -> None:
@@ -242,11 +250,15 @@ class JetStreamFollower:
             consumer = self._consumer
             self._cond.notify_all()
         self._log._tips.remove(self)
+        if not self._log._closed:  # (not waited for: a node stopping closes a thousand followers)
+            self._log._loop.spawn(self._release(consumer))
+
+    async def _release(self, consumer: str | None) -> None:
         try:
-            self._log._run(self._sub.unsubscribe(), "close a follower")
+            await self._sub.unsubscribe()
             if consumer:
-                self._log._run(self._log._api(f"CONSUMER.DELETE.{self.stream}.{consumer}"), "close a follower")
-        except IoFailed:
+                await self._log._api(f"CONSUMER.DELETE.{self.stream}.{consumer}")
+        except Exception:  # noqa: BLE001 (the connection closed meanwhile: the server drops both)
             pass
 
 

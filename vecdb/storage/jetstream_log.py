@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from vecdb.errors import InvalidParameter, IoFailed, LogConflict
 from vecdb.storage.aioloop import LoopThread
 from vecdb.storage.dropped_channels import DroppedCheck, is_dropped, refused
-from vecdb.storage.jetstream_follow import Heard, JetStreamFollower, Tips, stream_seq, tip_subject
+from vecdb.storage.jetstream_follow import Heard, JetStreamFollower, NoStream, Tips, stream_seq, tip_subject
 from vecdb.storage.keys import check_channel, check_payload, check_position, check_read, decode_channel, encode_channel
 
 MAX_BATCH = 1000  # the server's limit on messages per atomic batch
@@ -174,14 +174,14 @@ class JetStreamLog:
             self._ensure(channel)
             try:
                 return self._run(self._append(channel, data, expect_last), "append to the log")
-            except _NoStream:  # deleted since this instance made or saw it: made again, once, unless dropped
+            except NoStream:  # deleted since this instance made or saw it: made again, once, unless dropped
                 self._known.discard(self._stream(channel))
                 if again:
                     raise IoFailed(f"append to {channel!r}: its stream was deleted again as it was made") from None
         raise AssertionError("unreachable")
 
     async def _append(self, channel: str, data: list[bytes], expect_last: int | None) -> list[int]:
-        """``_NoStream`` when the stream is missing: a stream deleted during a batch of several pieces
+        """``NoStream`` when the stream is missing: a stream deleted during a batch of several pieces
         took the earlier pieces with it, so the caller appends the whole batch again."""
         positions: list[int] = []
         for i in range(0, len(data), MAX_BATCH):
@@ -212,7 +212,7 @@ class JetStreamLog:
         try:
             msg = await self._nc.request(subject, piece[-1], timeout=self.timeout, headers=headers[-1])
         except nats.errors.NoRespondersError:
-            raise _NoStream() from None
+            raise NoStream() from None
         except nats.errors.TimeoutError:
             raise IoFailed(f"append to {channel!r}: no acknowledgement within {self.timeout} s") from None
         ack = json.loads(msg.data) if msg.data else {}
@@ -265,6 +265,8 @@ class JetStreamLog:
             "replay_policy": "instant", "inactive_threshold": int(idle * 1e9), "mem_storage": True,
             "num_replicas": 1}}
         r = await self._api(f"CONSUMER.CREATE.{stream}", cfg)
+        if r.get("error", {}).get("err_code") == _NOT_FOUND:
+            raise NoStream(f"cannot read stream {stream}: {r['error'].get('description')}")
         if "error" in r:
             raise IoFailed(f"cannot read stream {stream}: {r['error'].get('description')}")
         return r["name"]
@@ -373,7 +375,3 @@ class JetStreamLog:
         except IoFailed:
             pass
         self._loop.stop()
-
-
-class _NoStream(Exception):
-    """No stream listens on the channel's subject."""
