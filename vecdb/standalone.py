@@ -118,7 +118,7 @@ class Standalone:
         # the object store's garbage (vecdb.coord.gc), collected while this server holds the storage
         self.gc = GarbageCollector(self.meta, self.objects, settings.gc.interval, settings.gc.grace,
                                    fence={self.session.key: self.session.value},
-                                   full_interval=settings.gc.full_interval).start()
+                                   full_interval=settings.gc.full_interval, wal=self.wal).start()
         # Milvus 2.6's replication: this server's edges to its targets, replicated from its own log (docs/cdc.md)
         self.replication = ReplicationManager(self.meta, self.wal).start()
 

@@ -5,6 +5,7 @@ or a live writer's intent protects is."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -321,3 +322,32 @@ def test_what_it_cannot_read_protects(stores):
     assert len(objects.list(guarded)) == 4
     meta.delete(f"seg/{CID}/{CH}/{30:020d}-{PID}")
     assert gc.run_once() == {"orphan_segment": 4}
+
+
+def test_a_pass_over_everything_deletes_the_log_channels_of_dropped_collections(stores, tmp_path):
+    """A drop deletes its catalog record, then its channels: a proxy that died between the two left the
+    channels, and with no data node following them nothing else deletes them. Given the log, a pass over
+    everything does; a live collection's channels and names of another form stay; a scoped pass does
+    not list the log."""
+    from vecdb.storage.wal import WalLog
+
+    meta, objects = stores
+    _collection(meta)
+    wal = WalLog(str(tmp_path / "wal"))
+    try:
+        for ch in (CH, "c8-s0", "c8-s1", "not-a-channel"):
+            wal.append(ch, b"r")
+        gc, _, _ = _gc(meta, objects, wal=wal)
+        assert gc.run_once() == {"log_channel": 2}
+        assert wal.channels() == sorted([CH, "not-a-channel"]) and wal.last_position(CH) == 1
+        gc.watch_changes()
+        assert not gc.run_due()  # (the first pass after is one over everything)
+        meta.delete(f"coll/{CID}")  # dropped: a scoped pass judges its data, not its channels
+        deadline = time.monotonic() + 10
+        while (done := gc.run_due()) is None:  # (until its watch saw the change)
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert gc.passes["scoped"] == 1 and "log_channel" not in done and CH in wal.channels()
+        assert gc.run_once()["log_channel"] == 1 and wal.channels() == ["not-a-channel"]
+    finally:
+        wal.close()

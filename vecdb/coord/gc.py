@@ -24,7 +24,9 @@ listing per pass, however many segments), then reads the metadata it judges by, 
     the key first, then its objects);
   - index files ``index-<field>-<index>.bin`` and index build records of index ids the collection
     no longer has, and the build records of segments no ``seg/`` key registers any more;
-  - ``snapshot_pin/`` records whose TTL passed (they pin nothing any more).
+  - ``snapshot_pin/`` records whose TTL passed (they pin nothing any more);
+  - given the log (``wal``), in a pass over everything: the log channels of dropped collections (a
+    drop deletes them after its catalog record: a proxy that died between the two left them).
 
 Nothing a snapshot names is deleted (``vecdb.coord.snapshots.pinned_files``: the segment prefixes and
 delta objects of live snapshots and unexpired pins, read after the ``gc/`` records): a compaction's
@@ -60,12 +62,13 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 from vecdb import metrics
+from vecdb.catalog_model import channel_collection
 from vecdb.coord import index_builds
 from vecdb.coord.catalog_state import COLL_PREFIX
 from vecdb.coord.gc_changes import INTENT_PREFIX, GcChanges, collection_of
 from vecdb.coord.session import live_incarnations
 from vecdb.coord.snapshots import expired_pins, pinned_files
-from vecdb.storage.base import MetaStore, ObjectStore
+from vecdb.storage.base import Log, MetaStore, ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +141,10 @@ class _Snapshot:
     gives), indexed for the checks. ``cids``: the collections the pass judges (None: all): only their
     objects and keys are listed and read (snapshots, pins and sessions are read whole either way)."""
 
-    def __init__(self, meta: MetaStore, objects: ObjectStore, cids: set[int] | None = None):
+    def __init__(self, meta: MetaStore, objects: ObjectStore, cids: set[int] | None = None, wal: Log | None = None):
         self.scope = cids
+        # the log's channels (a pass over everything, given the log): listed before the catalog is read
+        self.channels = wal.channels() if wal is not None and cids is None else []
         if cids is None:
             self.objects = objects.list("")
         else:
@@ -228,11 +233,12 @@ class GarbageCollector:
     def __init__(self, meta: MetaStore, objects: ObjectStore, interval: float = 10.0, grace: float = 60.0,
                  fence: dict[str, bytes] | None = None, node_id: str = metrics.STANDALONE,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 full_interval: float = 3600.0):
+                 full_interval: float = 3600.0, wal: Log | None = None):
         """``fence``: keys that must hold these values for its metadata writes (a coord's session);
+        ``wal``: the log, whose channels of dropped collections a pass over everything deletes;
         ``clock`` times the grace and the full passes, ``wall`` is compared with the records' ``after``
         and the pins' expiry (tests set both)."""
-        self.meta, self.objects = meta, objects
+        self.meta, self.objects, self.wal = meta, objects, wal
         self.interval, self.grace, self.full_interval = float(interval), float(grace), float(full_interval)
         self.fence: dict[str, bytes | None] | None = dict(fence) if fence else None
         self.node_id = node_id
@@ -314,9 +320,10 @@ class GarbageCollector:
             if scope is None:
                 self._full_at = self._clock()
             self.passes["full" if scope is None else "scoped"] += 1
-            snap = _Snapshot(self.meta, self.objects, scope)
+            snap = _Snapshot(self.meta, self.objects, scope, self.wal)
             done: Counter[str] = Counter()
             self._records(snap, done)
+            self._drop_channels(snap, done)
             candidates = self._candidates(snap)
             now = self._clock()
             # what this pass did not judge keeps its clock (a pass judges the pins whatever its scope)
@@ -485,6 +492,22 @@ class GarbageCollector:
 
     def _forget(self, deletes: list[str], prefixes: list[str], done: Counter[str]) -> None:
         self._meta_delete(deletes, prefixes)
+
+    def _drop_channels(self, snap: _Snapshot, done: Counter[str]) -> None:
+        """The log channels of collections the catalog does not have (read after the channels were listed:
+        a channel is made only while its collection is there, ids are never used again, and nothing makes
+        a dropped collection's channel again): what a drop interrupted between its catalog record and its
+        channels leaves, when no data node followed them to delete them after it."""
+        wal = self.wal
+        if wal is None:
+            return
+        for ch in snap.channels:
+            cid = channel_collection(ch)
+            if cid is None or cid in snap.collections:
+                continue
+            self._check_fence()
+            wal.drop_channel(ch)
+            done["log_channel"] += 1
 
     def _delete_object(self, obj: str, kind: str, done: Counter[str]) -> None:
         self.objects.delete(obj)

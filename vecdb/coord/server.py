@@ -282,7 +282,7 @@ class Coord:
                 if self.objects is not None:
                     assigners.append(GarbageCollector(self.meta, self.objects, self.gc.interval, self.gc.grace,
                                                       fence=fence, node_id=self.address,
-                                                      full_interval=self.gc.full_interval).start())
+                                                      full_interval=self.gc.full_interval, wal=self.wal).start())
                 if self.wal is not None:  # Milvus 2.6's replication: this cluster's edges to its targets
                     from vecdb.cdc.replicate_manager import ReplicationManager
 

@@ -123,11 +123,7 @@ class ChannelFlusher:
         log: the drop deletes it after the catalog record, in the proxy that handled it, and a proxy that
         died between the two left it for good (no append makes it again: ``vecdb.storage.dropped_channels``).
         A channel moved to another data node keeps it (it may come back)."""
-        try:
-            dropped = self.meta.get(coll_key(cid)) is None
-        except Exception:  # noqa: BLE001 (store trouble: kept, as for a channel that moved)
-            return
-        if not dropped:
+        if not self._dropped(cid):
             return
         try:
             self.log.drop_channel(channel)  # (deleted already, mostly: no error then)
@@ -138,6 +134,13 @@ class ChannelFlusher:
         self.node.forget_channel(channel)
         if self._forget is not None:
             self._forget(channel)
+
+    def _dropped(self, cid: int) -> bool:
+        """Whether the collection is gone from the catalog (False when the store cannot tell)."""
+        try:
+            return self.meta.get(coll_key(cid)) is None
+        except Exception:  # noqa: BLE001 (store trouble)
+            return False
 
     def _follow_channel(self, cid: int, channel: str, stop: TailStop) -> None:
         """Persist at each seal record after the checkpoint, until told to stop; starts over from
@@ -187,6 +190,9 @@ class ChannelFlusher:
             except Exception:  # noqa: BLE001 (store or log trouble: start over from the checkpoint)
                 if stop.is_set():
                     return  # (its follower closed by the stop)
+                if self._dropped(cid):  # its stream deleted under a persist, say: not a failure
+                    log.info("data node %s: %s was dropped while it was persisted", self.node_id, channel)
+                    return
                 log.exception("data node %s: persisting %s failed; starting over", self.node_id, channel)
                 stop.wait(1.0)
             finally:
