@@ -198,6 +198,35 @@ def test_a_grant_in_one_database_does_not_reach_another(server, root):
         there.close()
 
 
+def test_describe_role_lists_the_grants_of_the_connections_database(server, root):
+    """As Milvus 2.3.5 answers (differential run, ``MilvusClient`` and the ORM's ``Role``): the grants in the
+    database the request names, else in the connection's; vecdb listed every database's."""
+    from pymilvus import Role, connections
+
+    role = "r" + uuid.uuid4().hex[:8]
+    root.create_role(role)
+    root.grant_privilege(role, "Collection", "Query", "*", db_name="default")
+    root.grant_privilege(role, "Collection", "Insert", "*", db_name="dbb")
+    root.grant_privilege(role, "Global", "CreateCollection", "*", db_name="dbb")
+    in_dbb = MilvusClient(uri=f"http://127.0.0.1:{server.port}", user="root", password="Milvus", db_name="dbb")
+    alias = "a" + uuid.uuid4().hex[:8]
+    connections.connect(alias, uri=f"http://127.0.0.1:{server.port}", user="root", password="Milvus")
+    try:
+        def grants(client):
+            return sorted((g["db_name"], g["object_type"], g["privilege"])
+                          for g in client.describe_role(role)["privileges"])
+
+        assert grants(root) == [("default", "Collection", "Query")]
+        assert grants(in_dbb) == [("dbb", "Collection", "Insert"), ("dbb", "Global", "CreateCollection")]
+        orm = Role(role, using=alias)
+        assert sorted((g.db_name, g.privilege) for g in orm.list_grants(db_name="dbb").groups) == \
+            [("dbb", "CreateCollection"), ("dbb", "Insert")]
+        assert [(g.db_name, g.privilege) for g in orm.list_grant("Collection", "*").groups] == [("default", "Query")]
+    finally:
+        connections.disconnect(alias)
+        in_dbb.close()
+
+
 def test_users_and_roles_edge_cases(server, root):
     user, me = _user(server, root)
     try:

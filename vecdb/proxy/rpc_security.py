@@ -15,6 +15,7 @@ from vecdb import errors
 from vecdb.proxy import status
 from vecdb.proxy.auth_interceptor import current_user
 from vecdb.proxy.base import ServiceBase, rpc
+from vecdb.request_db import db_of
 from vecdb.security import Security
 from vecdb.security.credentials import record_description
 from vecdb.security.privilege_groups import GLOBAL_LEVEL_GROUPS
@@ -159,7 +160,9 @@ class SecurityRpcs(ServiceBase):
         role = check_role_name(e.role.name)
         if not self.security.roles.role_exists(role):
             raise errors.InvalidParameter(f"role [{role}] not found")
-        db = e.db_name
+        # the entity's database, else the connection's (Milvus 2.3.5: a client in "dbb" that describes a role
+        # sees its grants in "dbb" only; vecdb listed every database's)
+        db = db_of(e, context)
         entities = [
             milvus_pb2.GrantEntity(
                 role=milvus_pb2.RoleEntity(name=g.role), object=milvus_pb2.ObjectEntity(name=g.object_type),
@@ -169,6 +172,6 @@ class SecurityRpcs(ServiceBase):
             for g in self.security.roles.grants(role)
             if (not e.object.name or g.object_type == e.object.name)
             and (not e.object_name or g.object_name == e.object_name)
-            and (not db or g.db in (db, ANY))
+            and g.db in (db, ANY)
         ]
         return milvus_pb2.SelectGrantResponse(status=status.success(), entities=entities)
