@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, Partition, utility
 
+from tests.conftest import wait_until
 from tests.e2e._helpers import cname, orm  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*ORM-style PyMilvus API")
@@ -126,8 +127,9 @@ def test_query_segment_info_reports_sealed(orm, cname):
     assert sorted((s.num_rows, s.state) for s in segs) == [(10, SEALED), (40, SEALED)]
     assert all(s.segmentID and s.collectionID and s.partitionID and list(s.nodeIds) for s in segs)
     c.insert([[1000], [1.0], ["x"], vecs[:1]])
-    states = sorted((s.num_rows, s.state) for s in utility.get_query_segment_info(cname, using=orm))
-    assert states == [(1, GROWING), (10, SEALED), (40, SEALED)]
+    # (a cluster's query node applies the insert from the log just after it is acknowledged)
+    wait_until(lambda: sorted((s.num_rows, s.state) for s in utility.get_query_segment_info(cname, using=orm))
+               == [(1, GROWING), (10, SEALED), (40, SEALED)], 10, "the growing row listed")
 
 
 def test_query_segment_info_leaves_out_released_partitions(orm, cname):
@@ -144,8 +146,8 @@ def test_query_segment_info_leaves_out_released_partitions(orm, cname):
             by_part.setdefault(s.partitionID, []).append((s.num_rows, s.state))
         return {k: sorted(v) for k, v in by_part.items()}
 
-    before = listed()
-    assert sorted(before.values()) == [[(1, GROWING), (40, SEALED)], [(2, GROWING), (10, SEALED)]]
+    wait_until(lambda: sorted(listed().values()) == [[(1, GROWING), (40, SEALED)], [(2, GROWING), (10, SEALED)]],
+               10, "the growing rows listed")  # (a cluster's query node applies them just after they are acknowledged)
     p1.release()
     assert list(listed().values()) == [[(1, GROWING), (40, SEALED)]]
     assert _count(c) == 41
