@@ -202,6 +202,27 @@ def serve(service: str, servicer: object, host: str = "127.0.0.1", port: int = 0
     return server, bound
 
 
+class PendingCall:
+    """A call in flight (``Client.start``)."""
+
+    def __init__(self, client: Client, method: str, future) -> None:
+        self._client, self._method, self._future = client, method, future
+
+    def result(self) -> Any:
+        """The reply; None once ``cancel()`` ended the call; else raises as ``Client.invoke`` does."""
+        try:
+            return self._future.result()
+        except grpc.FutureCancelledError:
+            return None
+        except grpc.RpcError as e:
+            if self._future.cancelled():
+                return None
+            raise self._client._error(self._method, e) from None
+
+    def cancel(self) -> None:
+        self._future.cancel()
+
+
 def set_fields(message: Message) -> dict[str, Any]:
     """The fields set in ``message`` (those with presence, and proto3 scalars that are not zero)."""
     return {f.name: v for f, v in message.ListFields()}
@@ -255,6 +276,21 @@ class Client:
         except grpc.RpcError as e:
             raise self._error(method, e) from None
         except ValueError as e:  # "Cannot invoke RPC on closed channel!": closed as its server left
+            if not self._closed:
+                raise
+            raise errors.ServiceUnavailable(f"{self.service} at {self.address}: client closed") from e
+
+    def start(self, method: str, request: Message, timeout: float | None = None) -> PendingCall:
+        """``method`` called without waiting for its reply: ``result()`` is ``invoke``'s, and
+        ``cancel()`` ends the call on both sides (a long poll given up early: its server's handler
+        hears it through ``context.add_callback``)."""
+        fn = getattr(self.stub, method, None)
+        if fn is None:
+            raise errors.Unimplemented(f"{self.service} has no method {method}")
+        try:
+            return PendingCall(self, method, fn.future(request, timeout=timeout or self.timeout,
+                                                       metadata=self._metadata))
+        except ValueError as e:  # "Cannot invoke RPC on closed channel!"
             if not self._closed:
                 raise
             raise errors.ServiceUnavailable(f"{self.service} at {self.address}: client closed") from e

@@ -13,14 +13,17 @@ stops renewing; its keys go after the ttl), ``append_batch(expect_last=...)``'s 
     server.stop()                                               # before closing meta and log
 
 Each RPC is one call of the served store. Watches and followers are long polls held on the
-server: ``WatchPoll`` waits on the store's watcher, ``Follow`` on the log's append signal
-(``follow.AppendSignal``), each at most ``MAX_WAIT`` seconds per call, so a new record or change
-reaches a waiting client in one round trip. Followers are stateless on the server (the client
-sends its position); watchers are held by id (a random 62-bit number, so a restarted server
-never mistakes an old id for one of its own) and forgotten when nobody polled one for
-``idle_watch`` seconds (a client that died); the client then opens a new one from where it was
-(``remote.RemoteWatcher``). A long poll holds one of the server's threads while it waits, so the
-pool is large (``workers``; Python threads blocked on a condition cost little).
+server: ``WatchPoll`` waits on the store's watcher, ``Follow`` (one channel) and ``FollowMany``
+(every follower of a client's ``RemoteLog`` in one call) on the log's append signal
+(``follow.AppendSignal``, through ``_ChannelWaits``), each at most ``MAX_WAIT`` seconds per call, so
+a new record or change reaches a waiting client in one round trip. ``Follow`` stays for clients
+older than ``FollowMany``. Followers are stateless on the server (the client sends its positions);
+watchers are held by id (a random 62-bit number, so a restarted server never mistakes an old id
+for one of its own) and forgotten when nobody polled one for ``idle_watch`` seconds (a client that
+died); the client then opens a new one from where it was (``remote.RemoteWatcher``). A long poll
+holds one of the server's threads while it waits, so the pool is large (``workers``; Python threads
+blocked on a condition cost little). (With a ``Follow`` per follower, a worker's 1,000 tailers
+filled the 512 threads: other calls queued behind them, 15 appends in 10 s.)
 
 Calls go over the process's internal TLS and cluster secret unless ``secret`` / ``tls`` are given
 (``vecdb.rpc.transport``), like the coord's and the query nodes' services.
@@ -31,11 +34,12 @@ directory's metadata store and log on their own (``main``).
 
 from __future__ import annotations
 
+import collections
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from vecdb import errors
@@ -49,7 +53,8 @@ from vecdb.storage.watch import PUT, WatchCompacted
 log = logging.getLogger(__name__)
 
 MAX_WAIT = 10.0  # seconds one long poll (WatchPoll, Follow) waits at most; the client polls again
-PAGE_BYTES = 16 << 20  # payload bytes per Read / Follow reply (at least one record)
+PAGE_BYTES = 16 << 20  # payload bytes per Read / Follow / FollowMany reply (at least one record)
+_LOOK = 0.1  # seconds between looks of a FollowMany call on a log without an append signal
 IDLE_WATCH = 300.0  # seconds after which a watcher nobody polled is closed
 _PROBE = "\x00vecdb-probe\x00"  # a prefix no key has: scan_revision of it reads just the revision
 _EMPTY = common.Empty()
@@ -65,65 +70,147 @@ class _Held:
 
 
 class _Waiting:
-    """The calls waiting on one channel (under ``_ChannelWaits._lock``)."""
+    """The calls waiting on one channel (under ``_ChannelWaits._lock``): ``calls`` ``Follow`` calls
+    on ``cond``, the ``FollowMany`` calls in ``many``. ``end``: a past reading of the channel's end
+    (None: not read yet, so the next look counts as a move)."""
 
-    __slots__ = ("calls", "end", "count", "cond")
+    __slots__ = ("calls", "many", "end", "count", "cond", "used")
 
-    def __init__(self, end: int, lock: threading.Lock) -> None:
+    def __init__(self, end: int | None, lock: threading.Lock) -> None:
         self.calls, self.end, self.count = 0, end, 0
+        self.many: set[_Many] = set()
         self.cond = threading.Condition(lock)
+        self.used = time.monotonic()
+
+
+class _Many:
+    """One ``FollowMany`` call's wait (under ``_ChannelWaits._lock``): the channels whose end moved
+    since it last looked, and whether the call ended (its client cancelled it)."""
+
+    __slots__ = ("cond", "moved", "ended")
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.cond = threading.Condition(lock)
+        self.moved: set[str] = set()
+        self.ended = False
 
 
 class _ChannelWaits:
-    """Wakes the ``Follow`` calls waiting on a channel when its end moves, and only those.
+    """Wakes the ``Follow`` / ``FollowMany`` calls waiting on a channel when its end moves, and only
+    those.
 
     The log's ``AppendSignal`` fires on an append to any channel; if every waiting call woke on it
     to read its channel again, each append would cost a wake-up of every follower of every worker
     (measured: 100 waiting followers made an append 3x slower). One thread waits on the signal
-    instead, checks ``last_position`` of the channels that have waiters and, for each whose end
-    moved, bumps its count and wakes its waiters. A waiter takes the count before it reads, so an
-    append between its read and its wait is never missed."""
+    instead, checks ``last_position`` of the channels that have (or lately had) waiters and, for
+    each whose end moved, bumps its count and wakes its waiters (a ``FollowMany`` call is told which channels
+    moved). A waiter registers before it reads, so an append after its read is never missed.
+
+    A channel's entry, and the end the thread last read, outlive its calls by ``_KEEP`` seconds: a
+    ``FollowMany`` call of a thousand channels follows the previous one at once, and takes their ends
+    from their entries instead of reading each (that was half of its time). An end read before the
+    call registered is safe to trust: an append after that read moves the end the thread reads next,
+    and wakes the call then."""
+
+    _KEEP = 60.0
 
     def __init__(self, log_: Log, signal) -> None:
         self._log, self._signal = log_, signal
         self._lock = threading.Lock()
         self._channels: dict[str, _Waiting] = {}
-        self._stopped = False
+        self.stopped = False
+        self._swept = time.monotonic()
         threading.Thread(target=self._run, name="storage-follow-waits", daemon=True).start()
+
+    def _entry(self, channel: str, end: int | None) -> _Waiting:
+        """Under the lock: the channel's entry, made with ``end`` when it has none."""
+        w = self._channels.get(channel)
+        if w is None:
+            w = self._channels[channel] = _Waiting(end, self._lock)
+        return w
 
     @contextmanager
     def waiting(self, channel: str) -> Iterator[_Waiting]:
         """The channel's ``_Waiting``, counted as waited on while in the block."""
         end = self._log.last_position(channel)
         with self._lock:
-            w = self._channels.get(channel)
-            if w is None:
-                w = self._channels[channel] = _Waiting(end, self._lock)
+            w = self._entry(channel, end)
+            if w.end is None:
+                w.end = end
             w.calls += 1
         try:
             yield w
         finally:
             with self._lock:
                 w.calls -= 1
-                if not w.calls:
-                    del self._channels[channel]
+                w.used = time.monotonic()
 
     def wait(self, w: _Waiting, seen: int, timeout: float) -> None:
         """Until the channel's end moved past count ``seen``, at most ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while w.count == seen and not self._stopped:
+            while w.count == seen and not self.stopped:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
                 w.cond.wait(left)
 
+    @contextmanager
+    def waiting_many(self, channels: Iterable[str]) -> Iterator[tuple[_Many, dict[str, int | None]]]:
+        """A ``_Many`` told of every move of these channels' ends while in the block, and their ends
+        as last read (None: never read)."""
+        m = _Many(self._lock)
+        ends: dict[str, int | None] = {}
+        with self._lock:
+            entries = []
+            for ch in channels:
+                w = self._entry(ch, None)
+                w.many.add(m)
+                entries.append(w)
+                ends[ch] = w.end
+        try:
+            yield m, ends
+        finally:
+            now = time.monotonic()
+            with self._lock:
+                for w in entries:
+                    w.many.discard(m)
+                    w.used = now
+
+    def seen_ends(self, ends: dict[str, int]) -> None:
+        """Ends a caller read after it registered: they stand for the entries never read yet (so
+        the next look does not take them for moves)."""
+        with self._lock:
+            for ch, end in ends.items():
+                w = self._channels.get(ch)
+                if w is not None and w.end is None:
+                    w.end = end
+
+    def wait_many(self, m: _Many, timeout: float) -> set[str]:
+        """The channels that moved since the last call, waiting up to ``timeout`` seconds for one
+        (or for the call's end)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not m.moved and not m.ended and not self.stopped:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                m.cond.wait(left)
+            moved, m.moved = m.moved, set()
+            return moved
+
+    def end_call(self, m: _Many) -> None:
+        """The call is over (answered, or cancelled by its client): stop waiting."""
+        with self._lock:
+            m.ended = True
+            m.cond.notify()
+
     def _run(self) -> None:
         signal = self._signal
-        while not self._stopped:
+        while not self.stopped:
             seen = signal.generation
             with self._lock:
-                channels = list(self._channels)
+                channels = list(self._channels)  # (each end stays current while its entry is kept)
             ends = []
             for ch in channels:
                 try:
@@ -137,13 +224,29 @@ class _ChannelWaits:
                         w.end = end
                         w.count += 1
                         w.cond.notify_all()
+                        for m in w.many:
+                            m.moved.add(ch)
+                            m.cond.notify()
+                self._sweep()
             signal.wait(seen, 1.0)
+
+    def _sweep(self) -> None:
+        """Under the lock: forget the entries nobody waited on for ``_KEEP`` seconds."""
+        now = time.monotonic()
+        if now - self._swept < self._KEEP / 4:
+            return
+        self._swept = now
+        for ch in [ch for ch, w in self._channels.items()
+                   if not w.calls and not w.many and now - w.used > self._KEEP]:
+            del self._channels[ch]
 
     def stop(self) -> None:
         with self._lock:
-            self._stopped = True
+            self.stopped = True
             for w in self._channels.values():
                 w.cond.notify_all()
+                for m in w.many:
+                    m.cond.notify()
 
 
 class StorageService(StorageServicer):
@@ -158,6 +261,7 @@ class StorageService(StorageServicer):
         self._stopped = False
         self._epoch = secrets.randbits(30) or 1  # see _lease
         self._waits: _ChannelWaits | None = None  # Follow's, started by the first
+        self.long_polls: collections.Counter[str] = collections.Counter()  # Follow / FollowMany calls served
 
     @property
     def meta(self) -> MetaStore:
@@ -324,6 +428,7 @@ class StorageService(StorageServicer):
 
     def Follow(self, request: pb.FollowRequest, context) -> pb.Records:
         log_ = self.log
+        self._count("Follow")
         timeout = min(max(request.timeout, 0.0), MAX_WAIT)
         max_records, max_bytes = request.max_records or 1024, request.max_bytes or PAGE_BYTES
         signal = getattr(log_, "appended", None)
@@ -343,9 +448,73 @@ class StorageService(StorageServicer):
                 if page.positions:
                     return page
                 left = deadline - time.monotonic()
-                if left <= 0 or not context.is_active():
+                if left <= 0 or not context.is_active() or waits.stopped:
                     return page
                 waits.wait(w, seen, min(left, 1.0))
+
+    def FollowMany(self, request: pb.FollowManyRequest, context) -> pb.FollowManyReply:
+        """Several channels' ``Follow`` in one call (one per ``RemoteLog``, for all its followers):
+        the first look reads every channel's end, and each later one only the channels whose end
+        moved (``_ChannelWaits``); a channel whose end is not past its position is not read."""
+        log_ = self.log
+        self._count("FollowMany")
+        channels, after = list(request.channels), list(request.after)
+        if len(after) != len(channels):
+            raise errors.InvalidParameter(f"FollowMany: {len(channels)} channels and {len(after)} positions")
+        timeout = min(max(request.timeout, 0.0), MAX_WAIT)
+        deadline = time.monotonic() + timeout
+        max_records, max_bytes = request.max_records or 1024, request.max_bytes or PAGE_BYTES
+        entries: dict[str, list[int]] = {}  # channel -> its indexes in the request
+        for i, ch in enumerate(channels):
+            entries.setdefault(ch, []).append(i)
+        signal = getattr(log_, "appended", None)
+        if signal is None:  # a log without an append signal: looked at every _LOOK seconds
+            while True:
+                reply, _ = self._many_pages(log_, entries, after, max_records, max_bytes)
+                left = deadline - time.monotonic()
+                if reply.indexes or left <= 0 or not context.is_active():
+                    return reply
+                time.sleep(min(left, _LOOK))
+        waits = self._channel_waits(log_, signal)
+        if waits.stopped:  # (else the client's next call would come back at once, for the whole grace period)
+            raise errors.ServiceUnavailable("the storage server is stopping")
+        with waits.waiting_many(entries) as (m, known):
+            if not context.add_callback(lambda: waits.end_call(m)):
+                return pb.FollowManyReply()  # (the call ended already)
+            reply, ends = self._many_pages(log_, entries, after, max_records, max_bytes, known)
+            waits.seen_ends({ch: end for ch, end in ends.items() if known[ch] is None})
+            while True:
+                left = deadline - time.monotonic()
+                if reply.indexes or left <= 0 or m.ended or waits.stopped:
+                    return reply
+                moved = waits.wait_many(m, left)
+                reply, _ = self._many_pages(log_, {ch: entries[ch] for ch in moved}, after, max_records, max_bytes)
+
+    def _many_pages(self, log_: Log, entries: dict[str, list[int]], after: list[int], max_records: int,
+                    max_bytes: int, known: dict[str, int | None] | None = None
+                    ) -> tuple[pb.FollowManyReply, dict[str, int]]:
+        """The records of ``entries`` (channel -> request indexes) past their positions, in request
+        order, about ``max_bytes`` in all; and the channels' ends (from ``known`` where it has one)."""
+        ends = {}
+        for ch in entries:
+            end = None if known is None else known[ch]
+            ends[ch] = log_.last_position(ch) if end is None else end
+        due = sorted((i, ch) for ch, idx in entries.items() for i in idx if ends[ch] > after[i])
+        reply = pb.FollowManyReply()
+        size = 0
+        for i, ch in due:
+            if size >= max_bytes:
+                break
+            page = self._page(ch, after[i] + 1, None, max_records, max_bytes - size)
+            if page.positions:
+                reply.indexes.append(i)
+                reply.pages.append(page)
+                size += sum(len(p) for p in page.payloads)
+        return reply, ends
+
+    def _count(self, method: str) -> None:
+        with self._lock:
+            self.long_polls[method] += 1
 
     def _channel_waits(self, log_: Log, signal) -> _ChannelWaits:
         with self._lock:

@@ -193,6 +193,28 @@ class FollowRequest(_message.Message):
     max_bytes: int
     def __init__(self, channel: _Optional[str] = ..., after: _Optional[int] = ..., timeout: _Optional[float] = ..., max_records: _Optional[int] = ..., max_bytes: _Optional[int] = ...) -> None: ...
 
+class FollowManyRequest(_message.Message):
+    __slots__ = ("channels", "after", "timeout", "max_records", "max_bytes")
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    MAX_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    channels: _containers.RepeatedScalarFieldContainer[str]
+    after: _containers.RepeatedScalarFieldContainer[int]
+    timeout: float
+    max_records: int
+    max_bytes: int
+    def __init__(self, channels: _Optional[_Iterable[str]] = ..., after: _Optional[_Iterable[int]] = ..., timeout: _Optional[float] = ..., max_records: _Optional[int] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class FollowManyReply(_message.Message):
+    __slots__ = ("indexes", "pages")
+    INDEXES_FIELD_NUMBER: _ClassVar[int]
+    PAGES_FIELD_NUMBER: _ClassVar[int]
+    indexes: _containers.RepeatedScalarFieldContainer[int]
+    pages: _containers.RepeatedCompositeFieldContainer[Records]
+    def __init__(self, indexes: _Optional[_Iterable[int]] = ..., pages: _Optional[_Iterable[_Union[Records, _Mapping]]] = ...) -> None: ...
+
 class ChannelRequest(_message.Message):
     __slots__ = ("channel",)
     CHANNEL_FIELD_NUMBER: _ClassVar[int]

@@ -95,6 +95,11 @@ class StorageStub:
                 request_serializer=vecdb_dot_internal_dot_storage__pb2.FollowRequest.SerializeToString,
                 response_deserializer=vecdb_dot_internal_dot_storage__pb2.Records.FromString,
                 _registered_method=True)
+        self.FollowMany = channel.unary_unary(
+                '/vecdb.internal.Storage/FollowMany',
+                request_serializer=vecdb_dot_internal_dot_storage__pb2.FollowManyRequest.SerializeToString,
+                response_deserializer=vecdb_dot_internal_dot_storage__pb2.FollowManyReply.FromString,
+                _registered_method=True)
         self.LastPosition = channel.unary_unary(
                 '/vecdb.internal.Storage/LastPosition',
                 request_serializer=vecdb_dot_internal_dot_storage__pb2.ChannelRequest.SerializeToString,
@@ -199,6 +204,14 @@ class StorageServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FollowMany(self, request, context):
+        """Many channels' followers in one long poll (one per RemoteLog: remote.RemoteLog's followers):
+        the records of whichever channels have any after their positions, waiting while none has.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def LastPosition(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -293,6 +306,11 @@ def add_StorageServicer_to_server(servicer, server):
                     servicer.Follow,
                     request_deserializer=vecdb_dot_internal_dot_storage__pb2.FollowRequest.FromString,
                     response_serializer=vecdb_dot_internal_dot_storage__pb2.Records.SerializeToString,
+            ),
+            'FollowMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.FollowMany,
+                    request_deserializer=vecdb_dot_internal_dot_storage__pb2.FollowManyRequest.FromString,
+                    response_serializer=vecdb_dot_internal_dot_storage__pb2.FollowManyReply.SerializeToString,
             ),
             'LastPosition': grpc.unary_unary_rpc_method_handler(
                     servicer.LastPosition,
@@ -644,6 +662,33 @@ class Storage:
             '/vecdb.internal.Storage/Follow',
             vecdb_dot_internal_dot_storage__pb2.FollowRequest.SerializeToString,
             vecdb_dot_internal_dot_storage__pb2.Records.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FollowMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.internal.Storage/FollowMany',
+            vecdb_dot_internal_dot_storage__pb2.FollowManyRequest.SerializeToString,
+            vecdb_dot_internal_dot_storage__pb2.FollowManyReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,216 @@
+"""The followers of one ``RemoteLog`` share one long poll (``remote._SharedPoll``, the server's
+``FollowMany``): idle channels cost the server a call per ``MAX_WAIT`` in all, not a call per poll
+each; a written channel is still handed out at once; a follower opened or closed while the shared
+call waits is taken into account at once; ``close()`` wakes a waiting poll; a server restarted
+under the followers loses none of their records. Real backend server (a WalLog) on loopback."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from vecdb.errors import IoFailed
+from vecdb.storage.backend_server import serve_backends
+from vecdb.storage.remote import RemoteLog
+from vecdb.storage.wal import WalLog
+
+
+@pytest.fixture
+def served(tmp_path):
+    """(the WalLog, its server, a RemoteLog client of it)."""
+    wal = WalLog(str(tmp_path / "wal"))
+    server, port = serve_backends(None, wal, secret="", tls=None)
+    log = RemoteLog(f"vecdb://127.0.0.1:{port}", secret="", tls=None)
+    yield wal, server, log
+    log.close()
+    server.stop(0)
+    wal.close()
+
+
+class _Tails:
+    """A thread per follower polling in a loop (``poll(timeout=0.5)``, as a query node's tailer),
+    recording when each record came."""
+
+    def __init__(self, followers: dict[str, object]):
+        self.got: dict[str, list[tuple[int, bytes, float]]] = {ch: [] for ch in followers}
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._tail, args=(ch, f), daemon=True) for ch, f in followers.items()]
+        for t in self._threads:
+            t.start()
+
+    def _tail(self, ch, f) -> None:
+        while not self._stop.is_set():
+            try:
+                records = f.poll(timeout=0.5)
+            except IoFailed as e:
+                if self._stop.is_set():
+                    return
+                self.errors.append(e)
+                time.sleep(0.1)
+                continue
+            now = time.monotonic()
+            self.got[ch].extend((p, v, now) for p, v in records)
+
+    def until(self, ch: str, n: int, timeout: float = 10.0) -> list[tuple[int, bytes, float]]:
+        deadline = time.monotonic() + timeout
+        while len(self.got[ch]) < n and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.got[ch]
+
+    def stop(self, followers) -> None:
+        self._stop.set()
+        for f in followers:
+            f.close()
+        for t in self._threads:
+            t.join(5)
+
+
+def test_one_written_channel_among_many_idle_is_handed_out_at_once_and_idle_ones_cost_a_call_in_all(served):
+    wal, server, log = served
+    channels = [f"c{i}" for i in range(300)]
+    for ch in channels:
+        wal.append(ch, b"first")
+    followers = {ch: log.follow(ch) for ch in channels}
+    tails = _Tails(followers)
+    try:
+        for ch in channels:
+            assert [(p, v) for p, v, _ in tails.until(ch, 1)] == [(1, b"first")]
+        time.sleep(0.3)  # every follower is waiting (the shared call too)
+        before = dict(server.service.long_polls)
+        time.sleep(1.0)
+        idle = {k: server.service.long_polls[k] - before.get(k, 0) for k in ("Follow", "FollowMany")}
+        assert idle == {"Follow": 0, "FollowMany": 0}  # 300 followers polled 600 times: no call at all
+        latencies = []
+        for i in range(10):
+            t0 = time.monotonic()
+            pos = log.append("c7", b"hot%d" % i)
+            got = tails.until("c7", 2 + i)
+            assert got[-1][:2] == (pos, b"hot%d" % i)
+            latencies.append(got[-1][2] - t0)
+        assert max(latencies) < 1.0 and sorted(latencies)[5] < 0.2  # (MAX_WAIT is 10 s)
+        assert all(len(tails.got[ch]) == 1 for ch in channels if ch != "c7")
+        assert tails.errors == []
+    finally:
+        tails.stop(followers.values())
+
+
+def test_a_follower_opened_while_the_shared_call_waits_gets_its_records_at_once(served):
+    wal, _, log = served
+    for i in range(20):
+        wal.append(f"c{i}", b"x")
+    early = [log.follow(f"c{i}", 2) for i in range(20)]  # nothing to hand out: the shared call waits
+    try:
+        assert early[0].poll(timeout=0.5) == []
+        wal.append_batch("late", [b"a", b"b", b"c"])
+        t0 = time.monotonic()
+        late = log.follow("late", 2)
+        got = late.poll(timeout=8)
+        assert got == [(2, b"b"), (3, b"c")] and time.monotonic() - t0 < 1.0
+        t0 = time.monotonic()
+        log.append("late", b"d")  # ... and it is followed on from there
+        assert late.poll(timeout=8) == [(4, b"d")] and time.monotonic() - t0 < 1.0
+        # the same channel twice, each from its own position, each record once, in order
+        again = log.follow("late", 1)
+        got = []
+        while len(got) < 4:
+            page = again.poll(timeout=2, max_records=3)
+            assert page and len(page) <= 3
+            got += page
+        assert got == [(1, b"a"), (2, b"b"), (3, b"c"), (4, b"d")]
+        assert late.poll(timeout=0) == []
+        late.close()
+        again.close()
+    finally:
+        for f in early:
+            f.close()
+
+
+def test_a_closed_follower_stops_being_asked_for_and_the_others_go_on(served):
+    wal, server, log = served
+    a, b = log.follow("a"), log.follow("b")
+    assert a.poll(timeout=0.3) == [] and b.poll(timeout=0.3) == []
+    a.close()
+    with pytest.raises(IoFailed, match="follower is closed"):
+        a.poll(timeout=0)
+    time.sleep(0.2)
+    before = server.service.long_polls["FollowMany"]
+    for i in range(5):
+        wal.append("a", b"%d" % i)  # the closed follower's channel: the shared call is not woken by it
+    time.sleep(0.5)
+    assert server.service.long_polls["FollowMany"] == before
+    log.append("b", b"y")
+    assert b.poll(timeout=5) == [(1, b"y")]
+    b.close()
+
+
+def test_close_wakes_a_poll_waiting_in_another_thread(served):
+    _, _, log = served
+    f = log.follow("c")
+    raised: list[BaseException] = []
+
+    def poll():
+        try:
+            f.poll(timeout=30)
+        except BaseException as e:  # noqa: BLE001
+            raised.append(e)
+
+    t = threading.Thread(target=poll)
+    t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    f.close()
+    t.join(5)
+    assert not t.is_alive() and time.monotonic() - t0 < 1.0
+    assert isinstance(raised[0], IoFailed) and "follower is closed" in str(raised[0])
+
+
+def test_closing_the_log_wakes_its_followers_and_poll_with_no_timeout_asks_nothing(served):
+    wal, server, log = served
+    wal.append("c", b"one")
+    f = log.follow("c")
+    assert f.poll(timeout=5) == [(1, b"one")]
+    time.sleep(0.2)
+    before = dict(server.service.long_polls)
+    t0 = time.monotonic()
+    for _ in range(1000):
+        assert f.poll(timeout=0) == []
+    assert time.monotonic() - t0 < 1.0 and dict(server.service.long_polls) == before
+    raised: list[BaseException] = []
+    t = threading.Thread(target=lambda: raised.append(pytest.raises(IoFailed, f.poll, 30).value))
+    t.start()
+    time.sleep(0.2)
+    log.close()
+    t.join(5)
+    assert not t.is_alive() and "closed" in str(raised[0])
+
+
+def test_a_server_restarted_under_the_followers_loses_none_of_their_records(tmp_path):
+    path = str(tmp_path / "wal")
+    wal = WalLog(path)
+    server, port = serve_backends(None, wal, secret="", tls=None)
+    log = RemoteLog(f"vecdb://127.0.0.1:{port}", secret="", tls=None)
+    followers = {ch: log.follow(ch) for ch in ("a", "b", "c")}
+    tails = _Tails(followers)
+    try:
+        log.append("a", b"before")
+        assert [v for _, v, _ in tails.until("a", 1)] == [b"before"]
+        server.stop(0)
+        wal.close()
+        time.sleep(0.5)  # the polls meanwhile raise IoFailed (as each did when it was a call of its own)
+        assert tails.errors and all(isinstance(e, IoFailed) for e in tails.errors)
+        wal = WalLog(path)
+        wal.append("a", b"while away")
+        wal.append("b", b"while away")
+        server, _ = serve_backends(None, wal, port=port, secret="", tls=None)
+        assert [v for _, v, _ in tails.until("a", 2)] == [b"before", b"while away"]
+        assert [v for _, v, _ in tails.until("b", 1)] == [b"while away"]
+        log.append("c", b"after")
+        assert [(p, v) for p, v, _ in tails.until("c", 1)] == [(1, b"after")]
+    finally:
+        tails.stop(followers.values())
+        log.close()
+        server.stop(0)
+        wal.close()
