@@ -214,3 +214,30 @@ def test_a_server_restarted_under_the_followers_loses_none_of_their_records(tmp_
         log.close()
         server.stop(0)
         wal.close()
+
+
+def test_the_stall_check_asks_a_quiet_channel_nothing_until_something_is_past_it(served, monkeypatch):
+    """``heard_last``: what the shared poll handed out; a tailer's stall check (``vecdb.storage.stall``)
+    asks the server for the channel's end at its first look and then only when a record is past what it
+    applied (or each minute)."""
+    from vecdb.storage import stall
+
+    monkeypatch.setattr(stall, "STALL_SECONDS", 0.05)
+    wal, _, log = served
+    wal.append("c1", b"x")
+    f = log.follow("c1")
+    asked: list[str] = []
+    real = log.last_position
+    monkeypatch.setattr(log, "last_position", lambda ch: asked.append(ch) or real(ch))
+    watch = stall.StallWatch(log, "c1")
+    try:
+        assert [p for p, _ in f.poll(timeout=5)] == [1]
+        time.sleep(0.06)
+        assert watch.check(1) is None and asked == ["c1"]
+        for _ in range(4):
+            time.sleep(0.06)
+            assert watch.check(1) is None
+        assert asked == ["c1"]  # nothing came since its look
+        assert log.heard_last("c1") is not None and log.heard_last("c1").last == 1
+    finally:
+        f.close()

@@ -22,9 +22,10 @@ import collections
 import json
 import threading
 import time
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from vecdb.errors import IoFailed
+from vecdb.storage.stall import Heard
 
 if TYPE_CHECKING:
     from vecdb.storage.jetstream_log import JetStreamLog
@@ -38,11 +39,6 @@ def tip_subject(prefix: str, encoded_channel: str) -> str:
 
 class NoStream(IoFailed):
     """No stream holds the channel (not made yet, or deleted)."""
-
-
-class Heard(NamedTuple):
-    epoch: int  # the subscription's epoch (it grows at each reconnect: tips sent meanwhile were lost)
-    last: int  # the highest position heard in it (0: none)
 
 
 class Tips:

@@ -37,8 +37,9 @@ from collections.abc import Iterator
 from vecdb.errors import InvalidParameter, IoFailed, LogConflict
 from vecdb.storage.aioloop import LoopThread
 from vecdb.storage.dropped_channels import DroppedCheck, is_dropped, refused
-from vecdb.storage.jetstream_follow import Heard, JetStreamFollower, NoStream, Tips, stream_seq, tip_subject
+from vecdb.storage.jetstream_follow import JetStreamFollower, NoStream, Tips, stream_seq, tip_subject
 from vecdb.storage.keys import check_channel, check_payload, check_position, check_read, decode_channel, encode_channel
+from vecdb.storage.stall import Heard
 
 MAX_BATCH = 1000  # the server's limit on messages per atomic batch
 _FETCH = 256  # records per pull request when reading

@@ -52,6 +52,7 @@ from vecdb.storage.keys import (
     check_read,
 )
 from vecdb.storage.leases import check_ttl
+from vecdb.storage.stall import Heard
 from vecdb.storage.watch import DELETE, PUT, WatchCompacted, WatchEvent, check_start_revision
 
 log = logging.getLogger(__name__)
@@ -404,6 +405,11 @@ class RemoteLog(_Remote):
         self._shared.close()
         super().close()
 
+    def heard_last(self, channel: str) -> Heard | None:
+        """The last position the shared poll handed to the channel's followers (``vecdb.storage.stall``:
+        a tailer's stall check asks the server only when that is past what it applied, or each minute)."""
+        return self._shared.heard(check_channel(channel))
+
     def last_position(self, channel: str) -> int:
         """Concurrent calls share RPCs (``_Ends``): a Strong read asks for its channels' ends, and
         every search in flight in a worker would otherwise be one call to the server each."""
@@ -436,6 +442,8 @@ class _SharedPoll:
         self.buffered = 0  # payload bytes in the followers' buffers
         self.error: errors.VecdbError | None = None  # why the last call failed (None once another is sent)
         self.closed = False
+        self.epoch = 0  # grows at each failed call (what the server had meanwhile was not heard)
+        self._heard: dict[str, int] = {}  # channel -> the last position handed to its followers in this epoch
 
     def add(self, f: RemoteFollower) -> None:
         with self.lock:
@@ -451,7 +459,16 @@ class _SharedPoll:
         """Under the lock: ``f`` closed."""
         if f in self._followers:
             del self._followers[f]
+            if all(other._channel != f._channel for other in self._followers):
+                self._heard.pop(f._channel, None)
             self.changed()
+
+    def heard(self, channel: str) -> Heard | None:
+        """``RemoteLog.heard_last``: None while no call runs (no follower, or none yet)."""
+        with self.lock:
+            if self._thread is None or self.closed:
+                return None
+            return Heard(self.epoch, self._heard.get(channel, 0))
 
     def changed(self) -> None:
         """Under the lock: what to ask for changed; the outstanding call is given up."""
@@ -529,6 +546,9 @@ class _SharedPoll:
                             f = followers[index]
                             if f in self._followers:
                                 f._add(page)
+                                if page.positions:
+                                    ch = f._channel
+                                    self._heard[ch] = max(self._heard.get(ch, 0), page.positions[-1])
             except Exception as e:  # noqa: BLE001 (the server away, or a bug: the followers' polls raise it)
                 if not isinstance(e, errors.VecdbError):
                     log.exception("following the log at %s", self._log.address)
@@ -543,6 +563,8 @@ class _SharedPoll:
             if self.closed:
                 return
             self.error = e
+            self.epoch += 1
+            self._heard.clear()
             for f in self._followers:
                 f._cond.notify_all()
             self._cond.wait(_RETRY)

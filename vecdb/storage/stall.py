@@ -6,14 +6,24 @@ looks like that: no later record ever comes to show it the gap)."""
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 from vecdb.storage.base import Log
 
 STALL_SECONDS = 5.0  # silence after which a follower's tailer looks at the log itself
 SETTLE_SECONDS = 1.0  # a record may be on its way at the first look: a follower is stuck at the second
-# a log that hears its channels' tips (``heard_last``: JetStream) is looked at after a silence only when
-# a tip is past what the tailer applied, else this often (a tip is at most once)
+# a log that hears its channels' ends (``heard_last``: JetStream's tips, a RemoteLog's shared poll) is
+# looked at after a silence only when what it heard is past what the tailer applied, else this often
 QUIET_LOOK_SECONDS = 60.0
+
+
+class Heard(NamedTuple):
+    """What a log's ``heard_last(channel)`` tells without asking its server: the highest position of the
+    channel it heard of in ``epoch`` (0: none); a new epoch begins where it may have missed some (a
+    reconnect, a failed call)."""
+
+    epoch: int
+    last: int
 
 
 def first_after(log: Log, channel: str, applied: int) -> int | None:
