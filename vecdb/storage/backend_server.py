@@ -206,11 +206,20 @@ class _ChannelWaits:
             m.cond.notify()
 
     def _run(self) -> None:
+        """Reads the ends of the channels appended to (``AppendSignal.take_moved``), and every waited
+        channel's each second (a drop, say, moves an end without an append)."""
         signal = self._signal
+        every_due = 0.0
         while not self.stopped:
             seen = signal.generation
+            moved = signal.take_moved()
+            now = time.monotonic()
             with self._lock:
-                channels = list(self._channels)  # (each end stays current while its entry is kept)
+                if moved is None or now >= every_due:
+                    channels = list(self._channels)  # (each end stays current while its entry is kept)
+                    every_due = now + 1.0
+                else:  # one append among 1,000 waited channels read all 1,000 ends
+                    channels = [ch for ch in moved if ch in self._channels]
             ends = []
             for ch in channels:
                 try:

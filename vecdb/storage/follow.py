@@ -32,14 +32,29 @@ class AppendSignal:
     the generation moves past ``seen`` (so a signal between reading the generation and waiting
     is never lost)."""
 
+    _MOVED_MAX = 10_000  # channels remembered as appended to; past it, "any"
+
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self.generation = 0
+        self._moved: set[str] | None = None  # appended to since the last ``take_moved`` (None: any)
 
-    def fire(self) -> None:
+    def fire(self, channel: str | None = None) -> None:
+        """Records were appended to ``channel`` (None: to some channel)."""
         with self._cond:
             self.generation += 1
+            if channel is None or self._moved is None or len(self._moved) >= self._MOVED_MAX:
+                self._moved = None
+            else:
+                self._moved.add(channel)
             self._cond.notify_all()
+
+    def take_moved(self) -> set[str] | None:
+        """The channels appended to since the last call (None: any may have been); for one reader
+        (the storage server's waits, ``vecdb.storage.backend_server``): what it takes, others miss."""
+        with self._cond:
+            moved, self._moved = self._moved, set()
+            return moved
 
     def wait(self, seen: int, timeout: float, cancelled=lambda: False) -> None:
         """Also returns once ``cancelled()`` says so after a ``nudge``."""

@@ -78,7 +78,7 @@ class MemoryLog(_Closable):
             check_expected_last(channel, ch.last, expect_last)
             first = ch.last + 1
             ch.records.extend(data)
-        self.appended.fire()
+        self.appended.fire(channel)
         return list(range(first, first + len(data)))
 
     def read(self, channel: str, start: int = 1, end: int | None = None) -> Iterator[tuple[int, bytes]]:

@@ -205,7 +205,7 @@ class WalLog:
                 self._write(ch, batch.stamp(first))
                 ch.last = first + len(batch) - 1
                 self._wait_durable(ch, ch.last)
-            self.appended.fire()
+            self.appended.fire(channel)
             return list(range(first, first + len(batch)))
 
     def _get_or_create(self, channel: str) -> _Channel:
