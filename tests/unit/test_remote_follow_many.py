@@ -241,3 +241,36 @@ def test_the_stall_check_asks_a_quiet_channel_nothing_until_something_is_past_it
         assert log.heard_last("c1") is not None and log.heard_last("c1").last == 1
     finally:
         f.close()
+
+
+def test_a_written_channel_moves_to_the_hot_call_and_its_deliveries_do_not_ask_for_the_idle_ones(served,
+                                                                                                  monkeypatch):
+    """Each delivery re-sends the call it came in: a channel written often beside 200 idle ones moves to
+    the hot call (its own), so its deliveries ask for it alone, not for all 201 (whose cost is the
+    call's channels); quiet again, it goes back to the cold call."""
+    from vecdb.storage import remote
+
+    monkeypatch.setattr(remote, "_HOT", 0.5)
+    wal, server, log = served
+    channels = [f"c{i}" for i in range(200)] + ["busy"]
+    for ch in channels:
+        wal.append(ch, b"first")
+    followers = {ch: log.follow(ch) for ch in channels}
+    tails = _Tails(followers)
+    try:
+        for ch in channels:
+            assert len(tails.until(ch, 1)) == 1
+        time.sleep(1.0)  # every follower cooled: all in the cold call
+        polls = server.service.long_polls
+        before_calls, before_channels = polls["FollowMany"], polls["FollowMany channels"]
+        for i in range(30):
+            pos = log.append("busy", b"%d" % i)
+            assert tails.until("busy", 2 + i)[-1][:2] == (pos, b"%d" % i)
+        calls, asked = polls["FollowMany"] - before_calls, polls["FollowMany channels"] - before_channels
+        assert calls >= 30 and asked < 3 * 201 + 2 * calls, (calls, asked)  # (before: 201 channels a call)
+        time.sleep(1.0)  # quiet: back to the cold call, which still hands its records out
+        log.append("busy", b"later")
+        assert tails.until("busy", 32)[-1][1] == b"later"
+        assert all(len(tails.got[ch]) == 1 for ch in channels if ch != "busy") and tails.errors == []
+    finally:
+        tails.stop(followers.values())

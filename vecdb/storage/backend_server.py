@@ -468,6 +468,7 @@ class StorageService(StorageServicer):
         log_ = self.log
         self._count("FollowMany")
         channels, after = list(request.channels), list(request.after)
+        self.long_polls["FollowMany channels"] += len(channels)
         if len(after) != len(channels):
             raise errors.InvalidParameter(f"FollowMany: {len(channels)} channels and {len(after)} positions")
         timeout = min(max(request.timeout, 0.0), MAX_WAIT)

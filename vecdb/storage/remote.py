@@ -9,10 +9,11 @@ stopped during a call, is ``IoFailed`` (a failure of the medium); a write that f
 may or may not have been applied, as with etcd.
 
 Payloads cross as bytes, batched: ``read`` fetches pages of about 16 MB (its snapshot is taken by
-the first page, fetched in the call). The followers of one ``RemoteLog`` share one long poll
-(``_SharedPoll``): a thread, started with the first follower and ended with the last, keeps one
-``FollowMany`` call outstanding for every open follower's channel from what it has buffered, and
-hands each page to its follower's buffer; ``poll`` takes from the buffer and waits on it (so
+the first page, fetched in the call). The followers of one ``RemoteLog`` share two long polls
+(``_SharedPoll``): two threads, started with the first follower and ended with the last, keep a
+``FollowMany`` call outstanding for the open followers' channels from what each has buffered (one
+call for those that got records lately, one for the others), and hand each page to its follower's
+buffer; ``poll`` takes from the buffer and waits on it (so
 ``poll(timeout=0)`` asks the server nothing). A follower opened or closed, or one whose full buffer
 was drained, cancels the outstanding call and the thread asks again at once. So a worker's idle
 followers cost one call per ``MAX_WAIT`` seconds, not one per ``poll`` each: 1,000 idle followers
@@ -63,6 +64,7 @@ _PAGE_RECORDS = 1024  # records per channel in one FollowMany reply
 _BUFFER_RECORDS = 4096  # a follower holding this many records (or PAGE_BYTES) is not asked for more
 _BUFFER_PAGES = 4  # all the followers of a log hold at most about this many PAGE_BYTES
 _RESTART = 0.02  # seconds at least between two FollowMany calls when followers come and go
+_HOT = 5.0  # seconds a follower that got records stays in the hot call (_SharedPoll)
 _SLACK = 10.0  # seconds an RPC may take beyond the time it asks the server to wait
 _RETRY = 0.2  # seconds between attempts to reopen a watch while the server is away
 _EMPTY = common.Empty()
@@ -426,19 +428,33 @@ class RemoteLog(_Remote):
         self._call("DropChannel", pb.ChannelRequest(channel=check_channel(channel)))
 
 
+class _Lane:
+    """One of a ``_SharedPoll``'s two calls: its thread, its outstanding call and what wakes it."""
+
+    def __init__(self, name: str, lock: threading.Lock):
+        self.name = name
+        self.cond = threading.Condition(lock)  # the thread's: its followers came, went or drained
+        self.changed = 0  # bumped when what to ask for changed
+        self.call: PendingCall | None = None  # the outstanding call
+        self.thread: threading.Thread | None = None
+        self.turn = 0  # where the next call's channels begin (each gets to be first, in turn)
+
+
 class _SharedPoll:
-    """The one long poll of all the followers of a ``RemoteLog`` (module docstring). Its lock is
-    theirs too: a follower's buffer and condition are under it."""
+    """The long polls of all the followers of a ``RemoteLog`` (module docstring). Its lock is theirs
+    too: a follower's buffer and condition are under it.
+
+    Two calls, each kept outstanding by a thread of its own: the *hot* one for the followers that got
+    records in the last ``_HOT`` seconds (and new ones), the *cold* one for the others. A delivery
+    re-sends only its own call, so a channel written a hundred times a second beside 999 idle ones
+    costs calls of one channel, not of 1,000 (the call's cost is its channels'); a cold follower that
+    gets records turns hot, a hot one quiet for ``_HOT`` seconds turns cold (each a new cold call)."""
 
     def __init__(self, log: RemoteLog):
         self._log = log
         self.lock = threading.Lock()
-        self._cond = threading.Condition(self.lock)  # the thread's: followers came, went or drained
+        self.hot, self.cold = _Lane("hot", self.lock), _Lane("cold", self.lock)
         self._followers: dict[RemoteFollower, None] = {}  # the open ones, in the order they came
-        self._changed = 0  # bumped when what to ask for changed
-        self._call: PendingCall | None = None  # the outstanding call
-        self._thread: threading.Thread | None = None
-        self._turn = 0  # where the next call's channels begin (each gets to be first, in turn)
         self.buffered = 0  # payload bytes in the followers' buffers
         self.error: errors.VecdbError | None = None  # why the last call failed (None once another is sent)
         self.closed = False
@@ -450,10 +466,13 @@ class _SharedPoll:
             if self.closed:
                 raise IoFailed("log is closed")
             self._followers[f] = None
-            self.changed()
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="remote-log-follow", daemon=True)
-                self._thread.start()
+            f._lane, f._hot_until = self.hot, time.monotonic() + _HOT  # (it may have records to catch up on)
+            self.changed(self.hot)
+            for lane in (self.hot, self.cold):
+                if lane.thread is None:
+                    lane.thread = threading.Thread(target=self._run, args=(lane,), name=f"remote-log-{lane.name}",
+                                                   daemon=True)
+                    lane.thread.start()
 
     def remove(self, f: RemoteFollower) -> None:
         """Under the lock: ``f`` closed."""
@@ -461,21 +480,21 @@ class _SharedPoll:
             del self._followers[f]
             if all(other._channel != f._channel for other in self._followers):
                 self._heard.pop(f._channel, None)
-            self.changed()
+            self.changed(f._lane)
 
     def heard(self, channel: str) -> Heard | None:
         """``RemoteLog.heard_last``: None while no call runs (no follower, or none yet)."""
         with self.lock:
-            if self._thread is None or self.closed:
+            if self.hot.thread is None or self.closed:
                 return None
             return Heard(self.epoch, self._heard.get(channel, 0))
 
-    def changed(self) -> None:
-        """Under the lock: what to ask for changed; the outstanding call is given up."""
-        self._changed += 1
-        if self._call is not None:
-            self._call.cancel()
-        self._cond.notify()
+    def changed(self, lane: _Lane) -> None:
+        """Under the lock: what ``lane`` asks for changed; its outstanding call is given up."""
+        lane.changed += 1
+        if lane.call is not None:
+            lane.call.cancel()
+        lane.cond.notify()
 
     def wants(self, f: RemoteFollower) -> bool:
         """Under the lock: whether ``f``'s channel is asked for (its buffer has room)."""
@@ -489,33 +508,44 @@ class _SharedPoll:
             if self.closed:
                 return
             self.closed = True
-            followers, thread = list(self._followers), self._thread
-            self.changed()
+            followers = list(self._followers)
+            threads = [lane.thread for lane in (self.hot, self.cold)]
+            for lane in (self.hot, self.cold):
+                self.changed(lane)
             for f in followers:
                 f._cond.notify_all()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(5.0)
+        for thread in threads:
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(5.0)
 
-    def _asked(self) -> tuple[list[RemoteFollower], list[int], int] | None:
-        """The followers to ask for, their positions and the change count; None: stop (waits meanwhile)."""
+    def _asked(self, lane: _Lane) -> tuple[list[RemoteFollower], list[int], int] | None:
+        """The followers ``lane`` asks for, their positions and its change count; None: stop (waits
+        meanwhile). The hot lane first hands the followers quiet for ``_HOT`` seconds to the cold one."""
         with self.lock:
             while True:
                 if self.closed or not self._followers:
-                    self._thread = None
+                    lane.thread = None
                     return None
-                asked = [f for f in self._followers if self.wants(f)] if self.room() else []
+                if lane is self.hot:
+                    now = time.monotonic()
+                    cooled = [f for f in self._followers if f._lane is self.hot and f._hot_until <= now]
+                    for f in cooled:
+                        f._lane = self.cold
+                    if cooled:
+                        self.changed(self.cold)
+                asked = [f for f in self._followers if f._lane is lane and self.wants(f)] if self.room() else []
                 if asked:
                     break
-                self._cond.wait()
-            turn = self._turn % len(asked)
-            self._turn += 1
+                lane.cond.wait(MAX_WAIT if lane is self.hot else None)  # (hot: its followers cool meanwhile)
+            turn = lane.turn % len(asked)
+            lane.turn += 1
             asked = asked[turn:] + asked[:turn]
-            return asked, [f._last() for f in asked], self._changed
+            return asked, [f._last() for f in asked], lane.changed
 
-    def _run(self) -> None:
+    def _run(self, lane: _Lane) -> None:
         started, cancelled = 0.0, False
         while True:
-            asked = self._asked()
+            asked = self._asked(lane)
             if asked is None:
                 return
             followers, after, changed = asked
@@ -531,35 +561,48 @@ class _SharedPoll:
                 call = self._log._start("FollowMany", request, MAX_WAIT + _SLACK)
                 with self.lock:
                     self.error = None
-                    self._call = call
-                    if self._changed != changed or self.closed:
+                    lane.call = call
+                    if lane.changed != changed or self.closed:
                         call.cancel()
                 try:
                     reply = call.result()
                 except errors.VecdbError as e:
                     raise self._log._failure(e) from None
                 with self.lock:
-                    self._call = None
+                    lane.call = None
                     cancelled = reply is None
                     if reply is not None:
-                        for index, page in zip(reply.indexes, reply.pages, strict=True):
-                            f = followers[index]
-                            if f in self._followers:
-                                f._add(page)
-                                if page.positions:
-                                    ch = f._channel
-                                    self._heard[ch] = max(self._heard.get(ch, 0), page.positions[-1])
+                        self._deliver(lane, followers, reply)
             except Exception as e:  # noqa: BLE001 (the server away, or a bug: the followers' polls raise it)
                 if not isinstance(e, errors.VecdbError):
                     log.exception("following the log at %s", self._log.address)
                     e = IoFailed(f"following the log at {self._log.address}: {e!r}")
-                self._failed(e)
+                self._failed(lane, e)
 
-    def _failed(self, e: errors.VecdbError) -> None:
+    def _deliver(self, lane: _Lane, followers: list[RemoteFollower], reply: pb.FollowManyReply) -> None:
+        """Under the lock: the reply's pages into their followers' buffers; those that got records are
+        hot for ``_HOT`` seconds more (a cold one moves to the hot call)."""
+        hot_until = time.monotonic() + _HOT
+        warmed = False
+        for index, page in zip(reply.indexes, reply.pages, strict=True):
+            f = followers[index]
+            if f not in self._followers:
+                continue
+            f._add(page)
+            if page.positions:
+                ch = f._channel
+                self._heard[ch] = max(self._heard.get(ch, 0), page.positions[-1])
+                f._hot_until = hot_until
+                if f._lane is not self.hot:
+                    f._lane, warmed = self.hot, True
+        if warmed:
+            self.changed(self.hot)
+
+    def _failed(self, lane: _Lane, e: errors.VecdbError) -> None:
         """The polls waiting raise ``e`` (a poll raises it until another call is sent, ``_RETRY``
         seconds later, as each poll raised while the server was away when it was a call of its own)."""
         with self.lock:
-            self._call = None
+            lane.call = None
             if self.closed:
                 return
             self.error = e
@@ -567,7 +610,7 @@ class _SharedPoll:
             self._heard.clear()
             for f in self._followers:
                 f._cond.notify_all()
-            self._cond.wait(_RETRY)
+            lane.cond.wait(_RETRY)
 
 
 class RemoteFollower:
@@ -582,6 +625,8 @@ class RemoteFollower:
         self._buffer: collections.deque[tuple[int, bytes]] = collections.deque()
         self._bytes = 0
         self._closed = False
+        self._lane: _Lane = log._shared.hot  # which of the shared poll's calls asks for it (set by ``add``)
+        self._hot_until = 0.0
         self._shared.add(self)
 
     def _last(self) -> int:
@@ -632,8 +677,11 @@ class RemoteFollower:
         self.position = out[-1][0]
         self._bytes -= size
         shared.buffered -= size
-        if (not wanted and shared.wants(self)) or (not room and shared.room()):
-            shared.changed()  # its channel is asked for again
+        if not room and shared.room():
+            shared.changed(shared.hot)  # every channel is asked for again
+            shared.changed(shared.cold)
+        elif not wanted and shared.wants(self):
+            shared.changed(self._lane)  # its channel is asked for again
         return out
 
     def close(self) -> None:
