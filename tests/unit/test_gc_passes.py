@@ -350,4 +350,5 @@ def test_a_pass_over_everything_deletes_the_log_channels_of_dropped_collections(
         assert gc.passes["scoped"] == 1 and "log_channel" not in done and CH in wal.channels()
         assert gc.run_once()["log_channel"] == 1 and wal.channels() == ["not-a-channel"]
     finally:
+        gc.close()  # (its watches, before the stores close)
         wal.close()
