@@ -44,9 +44,12 @@ class NoStream(IoFailed):
 class Tips:
     """The tips of a log's channels, heard on one subscription made with the first follower."""
 
+    _MAX = 100_000  # streams remembered; past it, forgotten at once (a new epoch: stall checks look)
+
     def __init__(self, log: JetStreamLog):
         self._log = log
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # (never held across a call into the loop: its callbacks take it)
+        self._start_lock = threading.Lock()
         self._started = False
         self.epoch = 0
         self._last: dict[str, int] = {}  # stream -> highest position heard in this epoch
@@ -55,12 +58,12 @@ class Tips:
     def start(self) -> None:
         """Subscribe (once); returns when the server has the subscription, so every append
         acknowledged after this call is heard."""
-        with self._lock:
+        with self._start_lock:
             if self._started:
                 return
-            log = self._log
-            log._run(self._subscribe(), "follow the log")
-            self._started = True
+            self._log._run(self._subscribe(), "follow the log")
+            with self._lock:
+                self._started = True
 
     async def _subscribe(self) -> None:
         nc = self._log._nc
@@ -93,6 +96,9 @@ class Tips:
         with self._lock:
             if position <= self._last.get(stream, 0):
                 return
+            if len(self._last) >= self._MAX and stream not in self._last:  # (the dropped channels' too)
+                self._last.clear()
+                self.epoch += 1
             self._last[stream] = position
             followers = list(self._followers.get(stream, ()))
         for f in followers:
