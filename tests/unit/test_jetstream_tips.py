@@ -9,13 +9,13 @@ Real nats-server on loopback."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.request
 import uuid
 
 import pytest
 
+from tests.follower_checks import closing_wakes_a_waiting_poll
 from vecdb.storage import stall
 from vecdb.storage.jetstream_follow import JetStreamFollower
 from vecdb.storage.jetstream_log import JetStreamLog
@@ -133,23 +133,7 @@ def test_quiet_followers_get_the_records_appended_after_their_server_restarted(t
 
 def test_a_closed_follower_wakes_its_poller_at_once(nats):
     _, reader = _logs(nats)
-    f = reader.follow("c1_0", 1)
-    raised: list[BaseException] = []
-
-    def poll():
-        try:
-            f.poll(timeout=30)
-        except BaseException as e:  # noqa: BLE001
-            raised.append(e)
-
-    t = threading.Thread(target=poll)
-    t.start()
-    time.sleep(0.3)
-    started = time.monotonic()
-    f.close()
-    t.join(5)
-    assert not t.is_alive() and time.monotonic() - started < 2
-    assert "closed" in str(raised[0])
+    assert "closed" in str(closing_wakes_a_waiting_poll(reader.follow("c1_0", 1)))
     reader.close()
 
 

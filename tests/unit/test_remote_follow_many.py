@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.follower_checks import closing_wakes_a_waiting_poll
 from vecdb.errors import IoFailed
 from vecdb.storage.backend_server import serve_backends
 from vecdb.storage.remote import RemoteLog
@@ -148,23 +149,8 @@ def test_a_closed_follower_stops_being_asked_for_and_the_others_go_on(served):
 
 def test_close_wakes_a_poll_waiting_in_another_thread(served):
     _, _, log = served
-    f = log.follow("c")
-    raised: list[BaseException] = []
-
-    def poll():
-        try:
-            f.poll(timeout=30)
-        except BaseException as e:  # noqa: BLE001
-            raised.append(e)
-
-    t = threading.Thread(target=poll)
-    t.start()
-    time.sleep(0.3)
-    t0 = time.monotonic()
-    f.close()
-    t.join(5)
-    assert not t.is_alive() and time.monotonic() - t0 < 1.0
-    assert isinstance(raised[0], IoFailed) and "follower is closed" in str(raised[0])
+    raised = closing_wakes_a_waiting_poll(log.follow("c"))
+    assert isinstance(raised, IoFailed) and "follower is closed" in str(raised)
 
 
 def test_closing_the_log_wakes_its_followers_and_poll_with_no_timeout_asks_nothing(served):
@@ -178,13 +164,8 @@ def test_closing_the_log_wakes_its_followers_and_poll_with_no_timeout_asks_nothi
     for _ in range(1000):
         assert f.poll(timeout=0) == []
     assert time.monotonic() - t0 < 1.0 and dict(server.service.long_polls) == before
-    raised: list[BaseException] = []
-    t = threading.Thread(target=lambda: raised.append(pytest.raises(IoFailed, f.poll, 30).value))
-    t.start()
-    time.sleep(0.2)
-    log.close()
-    t.join(5)
-    assert not t.is_alive() and "closed" in str(raised[0])
+    raised = closing_wakes_a_waiting_poll(f, close=log.close)
+    assert isinstance(raised, IoFailed) and "closed" in str(raised)
 
 
 def test_a_server_restarted_under_the_followers_loses_none_of_their_records(tmp_path):

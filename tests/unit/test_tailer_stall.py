@@ -126,3 +126,24 @@ def test_a_data_node_replaces_a_silent_follower_and_persists(monkeypatch, caplog
         flusher.close()
         node.close()
         catalog.close()
+
+
+def test_a_tailers_stop_wakes_its_poll_on_an_in_process_log():
+    """A tailer polls for ``POLL_SECONDS`` (2 s) and is still stopped at once: ``TailStop`` closes its
+    follower, whose close wakes the poll (the memory and WAL logs' ``PollingFollower``); the other
+    followers of the log keep waiting."""
+    from tests.follower_checks import closing_wakes_a_waiting_poll
+    from vecdb.errors import IoFailed
+    from vecdb.storage.follow import TailStop
+
+    log = MemoryLog()
+    other = log.follow("other", 1)
+    stop = TailStop()
+    follower = stop.watch(log.follow(CH, 1))
+    raised = closing_wakes_a_waiting_poll(follower, close=stop.set)
+    assert isinstance(raised, IoFailed) and stop.is_set()
+    assert other.poll(timeout=0.2) == []  # (nudged, not ended)
+    log.append_batch("other", [_insert(0, 1)])
+    assert [p for p, _ in other.poll(timeout=1)] == [1]
+    late = log.follow(CH, 1)
+    assert stop.watch(late) is late and pytest.raises(IoFailed, late.poll, 0.1)  # watched after set: closed
