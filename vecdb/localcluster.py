@@ -670,7 +670,11 @@ def supervise(data_dir: str, poll: float = 1.0, out: Out = print) -> int:
         ready = [name for name, at in due.items() if now >= at]
         if ready:
             try:
-                _restart_gone(data_dir, ready, due, out)
+                started = time.monotonic()
+                for name, pid in _restart_gone(data_dir, ready, due, out).items():
+                    # its life counts from here: one that dies before a pass saw it running (a crash at
+                    # start, with the 1 s poll) waited 1 s again each time instead of longer and longer
+                    seen[name] = (pid, started)
             except Busy:
                 pass  # a command on the data dir: the next pass
             except ClusterError as e:  # (backends.json gone, another secret: said, tried again after the backoff)
@@ -678,17 +682,17 @@ def supervise(data_dir: str, poll: float = 1.0, out: Out = print) -> int:
         time.sleep(poll)
 
 
-def _restart_gone(data_dir: str, names: list[str], due: dict[str, float], out: Out) -> None:
-    """The roles ``names`` started again where they are still gone, under the lock."""
+def _restart_gone(data_dir: str, names: list[str], due: dict[str, float], out: Out) -> dict[str, int]:
+    """The roles ``names`` started again where they are still gone, under the lock; name -> new pid."""
     with _locked(data_dir, wait=0.0):
         procs = load_state(data_dir)
         if procs is None:
-            return
+            return {}
         gone = [p for p in procs if p.name in names and not running(p)]
         for name in names:
             due.pop(name, None)  # (one running again, started by `restart`, is left as it is)
         if not gone:
-            return
+            return {}
         info, env = _restart_env(data_dir, procs)
         fresh = {p.name: _launch(data_dir, p, env, "supervise") for p in gone}
         for p in fresh.values():
@@ -696,6 +700,7 @@ def _restart_gone(data_dir: str, names: list[str], due: dict[str, float], out: O
         _save_state(data_dir, [fresh.get(p.name, p) for p in procs], info)
     for p in fresh.values():
         out(f"{_now()} {p.name} started again (pid {p.pid})")
+    return {p.name: p.pid for p in fresh.values()}
 
 
 def _stop_all(procs: list[Proc], out: Out) -> list[Proc]:

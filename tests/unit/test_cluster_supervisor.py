@@ -61,7 +61,8 @@ def test_a_gone_role_is_started_again_with_a_growing_backoff(fake_cluster):
     data_dir, lines = fake_cluster
     first = _pid(data_dir, "querynode1")
     os.kill(first, signal.SIGKILL)
-    wait_until(lambda: _pid(data_dir, "querynode1") != first, 20, "the role was not started again")
+    # (its new pid is recorded just before the supervisor says so)
+    wait_until(lambda: _pid(data_dir, "querynode1") != first and len(lines) >= 3, 20, "the role was not started again")
     second = _pid(data_dir, "querynode1")
     p = next(p for p in localcluster.load_state(str(data_dir)) or [] if p.name == "querynode1")
     assert localcluster.running(p) and p.command[-1] == "import time; time.sleep(600)"
