@@ -466,9 +466,8 @@ class StorageService(StorageServicer):
         the first look reads every channel's end, and each later one only the channels whose end
         moved (``_ChannelWaits``); a channel whose end is not past its position is not read."""
         log_ = self.log
-        self._count("FollowMany")
         channels, after = list(request.channels), list(request.after)
-        self.long_polls["FollowMany channels"] += len(channels)
+        self._count("FollowMany", len(channels))
         if len(after) != len(channels):
             raise errors.InvalidParameter(f"FollowMany: {len(channels)} channels and {len(after)} positions")
         timeout = min(max(request.timeout, 0.0), MAX_WAIT)
@@ -522,9 +521,11 @@ class StorageService(StorageServicer):
                 size += sum(len(p) for p in page.payloads)
         return reply, ends
 
-    def _count(self, method: str) -> None:
+    def _count(self, method: str, channels: int = 0) -> None:
         with self._lock:
             self.long_polls[method] += 1
+            if channels:
+                self.long_polls[f"{method} channels"] += channels
 
     def _channel_waits(self, log_: Log, signal) -> _ChannelWaits:
         with self._lock:
