@@ -52,9 +52,10 @@ class StallWatch:
     apart at the same applied position with that record in the log (the follower is stuck: follow
     the channel again). None otherwise (a quiet log, or too soon to tell).
 
-    A log with ``heard_last(channel)`` (the tips it heard, ``vecdb.storage.jetstream_follow``) is
-    not asked while no tip heard since the last look is past ``applied``, for up to
-    ``QUIET_LOOK_SECONDS``: a thousand idle channels are not a thousand requests every few seconds."""
+    A log with ``heard_last(channel)`` (``Heard``: JetStream's tips, ``vecdb.storage.jetstream_follow``;
+    a RemoteLog's shared poll) is not asked while nothing it heard since the last look is past
+    ``applied``, for up to ``QUIET_LOOK_SECONDS``: a thousand idle channels are not a thousand
+    requests every few seconds."""
 
     def __init__(self, log: Log, channel: str):
         self.log = log
@@ -62,7 +63,7 @@ class StallWatch:
         self._quiet_since = time.monotonic()
         self._suspect: int | None = None  # the applied position at which the log was last seen ahead
         self._heard = getattr(log, "heard_last", None)
-        self._looked: tuple[int, float] | None = None  # the tips' epoch and the time of the last look
+        self._looked: tuple[int, float] | None = None  # the heard epoch and the time of the last look
 
     def heard(self) -> None:
         self._quiet_since, self._suspect = time.monotonic(), None
@@ -76,7 +77,7 @@ class StallWatch:
         if heard is not None:
             if (self._looked is not None and self._looked[0] == heard.epoch and heard.last <= applied
                     and now - self._looked[1] < QUIET_LOOK_SECONDS):
-                return None  # nothing appended past ``applied`` since the last look, as far as tips tell
+                return None  # nothing appended past ``applied`` since the last look, as far as it heard
             self._looked = (heard.epoch, now)
         first = first_after(self.log, self.channel, applied)
         if first is None or first > applied + 1:
