@@ -950,7 +950,12 @@ class QueryNode:
         """What a read of ``info`` at snapshot ``ts`` looks at (``LoadedCollection.snapshot``; ``sealed_only``:
         not the growing segments), each view with the collection's TTL (rows older than the read's snapshot
         by more are expired, as Milvus's segcore masks them)."""
-        views = self._collection(info).snapshot(partition_ids, channels, scopes, reading=True, ts=ts)
+        coll = self._collection(info)
+        if info.schema.version > coll.info.schema.version:
+            # the reader saw a field added before this node took it: add_collection_field changes the
+            # catalog, then refreshes the nodes, and a read between asks for the new field's column
+            self.refresh_from_store(info.id)
+        views = coll.snapshot(partition_ids, channels, scopes, reading=True, ts=ts)
         if sealed_only:
             views = [v for v in views if v.segment.sealed]
         span = info.ttl_span

@@ -123,6 +123,13 @@ class Segment:
             new[: self.n] = old[: self.n]
             setattr(self, attr, new)
 
+    def follow(self, schema: CollectionSchema) -> None:
+        """``take_schema`` for a segment built outside the shard lock and installed under it: from files
+        read, or columns gathered, before a field was added, it may lack the column of a field the shard
+        took meanwhile (a read asking for it failed with a KeyError)."""
+        if self.schema.version != schema.version or any(f.name not in self._cols for f in schema.fields):
+            self.take_schema(schema)
+
     def take_schema(self, schema: CollectionSchema) -> None:
         """Follow a changed schema (caller holds the shard lock). A field added (add_collection_field)
         gets a column (and validity mask) over the rows so far, as ``absent_column`` reads them; a

@@ -216,6 +216,7 @@ class Shard:
         for seg in old:
             del segments[seg.slot]
         for seg in added:
+            seg.follow(self.schema)
             segments[seg.slot] = seg
         now = time.monotonic()
         # each compaction's lost rows stand alone: an earlier one's are in none of this one's sources
@@ -241,6 +242,7 @@ class Shard:
         """Put ``new`` in ``old``'s slot (the same rows: a stub for a full segment or the other way);
         the caller holds the lock. The dict is replaced whole, as in ``replace_segments``."""
         assert new.slot == old.slot and self.segments.get(old.slot) is old
+        new.follow(self.schema)
         self.segments = {**self.segments, old.slot: new}
         if self.growing.get(old.partition_id) is old:
             self.growing[old.partition_id] = new
