@@ -149,7 +149,7 @@ class Replicator(CatalogSync):
         self._db_properties: dict[str, dict[str, str]] = {}  # what the target was given, per database
         self._positions: dict[str, int] = {}
         self._last_ts: dict[str, int] = {}  # per channel: the timestamp of the last record applied (its stamp)
-        self._ends: dict[str, tuple[int, float, int]] = {}  # per channel: tips' epoch, time and end of the last look
+        self._ends: dict[str, tuple[stall.Look, int]] = {}  # per channel: the last look at its end, and that end
         self._floors: dict[str, tuple[int, int]] = {}  # per channel: (position, stamp) where the task took it up
         self._published: bytes | None = None
         self._published_at = 0.0
@@ -699,13 +699,12 @@ class Replicator(CatalogSync):
         every ``END_LOOK_SECONDS`` and after a reconnect (tips sent meanwhile were lost)."""
         assert self._log is not None
         heard = heard_last(ch) if heard_last is not None else None
-        looked = self._ends.get(ch)
-        if heard is not None and looked is not None and looked[0] == heard.epoch \
-                and now - looked[1] < END_LOOK_SECONDS:
-            return max(looked[2], heard.last)
+        look, end = self._ends.get(ch, (None, 0))
+        if heard is not None and stall.look_stands(look, heard, now, END_LOOK_SECONDS):
+            return max(end, heard.last)
         last = self._log.last_position(ch)
         if heard is not None:
-            self._ends[ch] = (heard.epoch, now, last)
+            self._ends[ch] = (stall.Look(heard.epoch, now), last)
         return last
 
     def _publish(self) -> None:

@@ -26,6 +26,19 @@ class Heard(NamedTuple):
     last: int
 
 
+class Look(NamedTuple):
+    """A look at the log itself about one channel: the ``Heard`` epoch then, and when (``time.monotonic``)."""
+
+    epoch: int
+    at: float
+
+
+def look_stands(look: Look | None, heard: Heard, now: float, within: float = QUIET_LOOK_SECONDS) -> bool:
+    """Whether what ``look`` saw, with the positions heard since, still tells the channel's end: the same
+    epoch (no append missed since) and less than ``within`` seconds ago."""
+    return look is not None and look.epoch == heard.epoch and now - look.at < within
+
+
 def first_after(log: Log, channel: str, applied: int) -> int | None:
     """Where the channel's records after position ``applied`` begin, when it has any: ``applied + 1``
     (a follower should have handed it out), a later position (the ones between were cut), or
@@ -63,7 +76,7 @@ class StallWatch:
         self._quiet_since = time.monotonic()
         self._suspect: int | None = None  # the applied position at which the log was last seen ahead
         self._heard = getattr(log, "heard_last", None)
-        self._looked: tuple[int, float] | None = None  # the heard epoch and the time of the last look
+        self._looked: Look | None = None
 
     def heard(self) -> None:
         self._quiet_since, self._suspect = time.monotonic(), None
@@ -75,10 +88,9 @@ class StallWatch:
         self._quiet_since = now
         heard = self._heard(self.channel) if self._heard is not None else None
         if heard is not None:
-            if (self._looked is not None and self._looked[0] == heard.epoch and heard.last <= applied
-                    and now - self._looked[1] < QUIET_LOOK_SECONDS):
+            if heard.last <= applied and look_stands(self._looked, heard, now):
                 return None  # nothing appended past ``applied`` since the last look, as far as it heard
-            self._looked = (heard.epoch, now)
+            self._looked = Look(heard.epoch, now)
         first = first_after(self.log, self.channel, applied)
         if first is None or first > applied + 1:
             self._suspect = None
