@@ -16,7 +16,7 @@ from vecdb.catalog_model import CollectionInfo, PartitionInfo
 from vecdb.coord.catalog import Catalog
 from vecdb.coord.datanode_assignment import DN_ASSIGN_PREFIX
 from vecdb.coord.flush import FlushManager
-from vecdb.coord.sealer import Sealer, channel_bytes
+from vecdb.coord.sealer import Sealer, channel_bytes, row_sizes
 from vecdb.coord.tso import IdAllocator, TimestampOracle
 from vecdb.datanode.flusher import ChannelFlusher
 from vecdb.datanode.node import DataNode
@@ -108,9 +108,11 @@ def test_the_bytes_of_a_batch_split_over_channels_add_up():
             "t": _objects(["a" * 10, "b" * 20, "c" * 30, "d" * 40])}
     split = {"ch0": [(1, np.array([0, 2]))], "ch1": [(1, np.array([1])), (2, np.array([3]))]}
     fixed = fixed_row_bytes(schema)
-    assert channel_bytes(schema, cols, 4, split) == {"ch0": 2 * fixed + 40, "ch1": 2 * fixed + 60}
-    assert channel_bytes(schema, cols, 4, {"ch0": [(1, None)]}) == {"ch0": batch_bytes(schema, cols, 4)}
-    assert channel_bytes(schema, {"t": 5}, 4, split) is None  # type: ignore[dict-item]  # unmeasurable: None
+    sizes = row_sizes(schema, cols, 4)
+    assert channel_bytes(sizes, split) == {"ch0": 2 * fixed + 40, "ch1": 2 * fixed + 60}
+    assert channel_bytes(sizes, {"ch0": [(1, None)]}) == {"ch0": batch_bytes(schema, cols, 4)}
+    assert row_sizes(schema, {"t": 5}, 4) is None  # type: ignore[dict-item]  # unmeasurable: None
+    assert channel_bytes(None, split) is None
 
 
 class _QueryNode:
@@ -143,7 +145,7 @@ def test_the_proxy_seals_long_texts_after_fewer_rows(length):
         for i in range(10):  # a row a write, as the proxy's Insert: the log, then the sealer told
             cols = _text_columns(i, 1, length)
             writer.write({channel: lambda ts, c=cols: [InsertRecord(info.id, 101, ts, 1, c)]})  # type: ignore[misc]
-            sealer.wrote(info, {channel: 1}, channel_bytes(info.schema, cols, 1, {channel: [(101, None)]}))
+            sealer.wrote(info, {channel: 1}, channel_bytes(row_sizes(info.schema, cols, 1), {channel: [(101, None)]}))
             sealer._background.submit(lambda: None).result(10)  # that write's seal, if any, done
         persisted = [s["num_rows"] for s in sf.list_segments(meta, info.id, channel)]
         if length == 10:

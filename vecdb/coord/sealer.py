@@ -39,25 +39,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def channel_bytes(schema: CollectionSchema, columns: Mapping[str, np.ndarray], n: int,
-                  groups: Mapping[str, Sequence[tuple[int, np.ndarray | None]]]) -> dict[str, int] | None:
-    """Bytes of the rows of ``columns`` each channel got (``groups``: channel -> [(partition id, the
-    rows' indices, None for all)]), ``vecdb.datanode.seal.batch_bytes`` each; None where they cannot be
-    measured (the schema's estimate counts then: nothing here may fail a write that is in the log)."""
+def row_sizes(schema: CollectionSchema, columns: Mapping[str, np.ndarray], n: int) -> np.ndarray | None:
+    """Each of the ``n`` rows' bytes (``vecdb.datanode.seal.batch_bytes``'s measure); None where they cannot
+    be measured (the schema's estimate counts then: nothing here may fail a write)."""
     try:
         fixed, sizes = fixed_row_bytes(schema), variable_row_bytes(schema, columns, n)
-        out = {}
-        for ch, parts in groups.items():
-            total = 0
-            for _, rows in parts:
-                total += fixed * (n if rows is None else len(rows))
-                if sizes is not None:
-                    total += int(sizes.sum() if rows is None else sizes[rows].sum())
-            out[ch] = total
-        return out
+        return np.full(n, fixed, np.int64) if sizes is None else sizes + fixed
     except Exception:  # noqa: BLE001
-        log.exception("measuring the rows written for the seal policy")
+        log.exception("measuring the rows of a write for the seal policy")
         return None
+
+
+def channel_bytes(sizes: np.ndarray | None, groups: Mapping[str, Sequence[tuple[int, np.ndarray | None]]]
+                  ) -> dict[str, int] | None:
+    """Bytes of the rows each channel got (``sizes``: ``row_sizes``; ``groups``: channel -> [(partition id,
+    the rows' indices, None for all)]); None when the sizes are (the schema's estimate counts then)."""
+    if sizes is None:
+        return None
+    return {ch: int(sum(int(sizes.sum() if rows is None else sizes[rows].sum()) for _, rows in parts))
+            for ch, parts in groups.items()}
 
 
 class UnsealedRows:

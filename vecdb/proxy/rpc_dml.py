@@ -12,7 +12,7 @@ from pymilvus.grpc_gen import milvus_pb2
 from vecdb import errors, namespaces
 from vecdb.catalog_model import DEFAULT_DB, DEFAULT_PARTITION, CollectionInfo
 from vecdb.coord.flush import caller_deadline
-from vecdb.coord.sealer import channel_bytes
+from vecdb.coord.sealer import channel_bytes, row_sizes
 from vecdb.expr import ast, compile_filter
 from vecdb.expr import predicates as preds
 from vecdb.expr.filter import KeyFilter
@@ -44,6 +44,12 @@ _PLAIN_VALUE = re.compile(r"-?(?:0|[1-9]\d*)|\"[^\"\\]*\"|'[^'\\]*'")
 _PLAIN_ITEM = rf"\s*(?:{_PLAIN_VALUE.pattern})\s*"
 _PLAIN_LIST = re.compile(rf"^\[(?:{_PLAIN_ITEM}(?:,{_PLAIN_ITEM})*,?\s*)?\]$")
 
+# Rows of one insert record at most (their ``batch_bytes``): a larger batch goes in several records of one
+# append (one timestamp, visible together). NATS JetStream's file store refuses any stored message of 32 MiB
+# or more, whatever ``max_payload`` says, so a 36 MB insert (1,000 chunks of 30 kB text) that standalone took
+# failed in a cluster with "atomic publish batch is incomplete" (found by a bug hunt, 2026-12-08).
+RECORD_BYTES = 16 << 20
+
 
 def _last_of_each_key(columns: dict, pk_name: str, n: int) -> tuple[dict, int]:
     """A batch's rows less the earlier rows of a repeated primary key: the last one wins, as where the
@@ -56,6 +62,20 @@ def _last_of_each_key(columns: dict, pk_name: str, n: int) -> tuple[dict, int]:
         return columns, n
     keep = np.sort(n - 1 - last_rev)
     return {k: v[keep] for k, v in columns.items()}, len(keep)
+
+
+def _pieces(pid: int, rows: np.ndarray | None, n: int, sizes: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """A partition's rows of a channel (None: all ``n``) as consecutive pieces of at most ``RECORD_BYTES``
+    each (a row larger than that alone), in order."""
+    rows = np.arange(n) if rows is None else rows
+    ends = np.cumsum(sizes[rows])
+    out, start = [], 0
+    while start < len(rows):
+        base = ends[start - 1] if start else 0
+        stop = max(start + 1, int(np.searchsorted(ends, base + RECORD_BYTES, side="right")))
+        out.append((pid, rows[start:stop]))
+        start = stop
+    return out
 
 
 class DmlRpcs(ServiceBase):
@@ -89,9 +109,19 @@ class DmlRpcs(ServiceBase):
         return groups
 
     def _write_rows(self, info: CollectionInfo, columns: dict, n: int, partition_name: str) -> int:
+        pk_name = info.schema.primary_field.name
         if info.schema.partition_key_field is not None:
-            columns, n = _last_of_each_key(columns, info.schema.primary_field.name, n)
+            columns, n = _last_of_each_key(columns, pk_name, n)
+        sizes = row_sizes(info.schema, columns, n)
+        split = sizes is not None and int(sizes.sum()) > RECORD_BYTES
+        if split:  # no key in two pieces, so their order decides nothing (as one record's rows: the last wins)
+            columns, kept = _last_of_each_key(columns, pk_name, n)
+            if kept != n:
+                n, sizes = kept, row_sizes(info.schema, columns, kept)
         groups = self._route(info, columns, n, partition_name)
+        if split and sizes is not None:
+            groups = {ch: [piece for pid, rows in parts for piece in _pieces(pid, rows, n, sizes)]
+                      for ch, parts in groups.items()}
 
         ids = {f.name: f.field_id for f in info.schema.fields if f.name in columns}  # which field each name is
 
@@ -106,7 +136,7 @@ class DmlRpcs(ServiceBase):
 
         ts, _ = self.r.writer.write({ch: builder(parts) for ch, parts in groups.items()})
         self.sealer.wrote(info, {ch: sum(n if rows is None else len(rows) for _, rows in parts)
-                                 for ch, parts in groups.items()}, channel_bytes(info.schema, columns, n, groups))
+                                 for ch, parts in groups.items()}, channel_bytes(sizes, groups))
         return ts
 
     def _assign_pks(self, info: CollectionInfo, columns: dict, n: int, first: int | None = None) -> int | None:

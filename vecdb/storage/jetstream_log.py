@@ -15,8 +15,10 @@ positions start at 1, grow by one per record and survive restarts, and
 - ``read`` takes the channel's last sequence when called and pages through an
   ephemeral pull consumer up to it. ``follow`` tails a channel on one that waits for the
   channel's tip when idle (``vecdb.storage.jetstream_follow``): each append publishes it.
-- A record larger than the server's ``max_payload`` is refused with
-  ``InvalidParameter`` (the servers vecdb starts allow 64 MiB).
+- A record larger than the server's ``max_payload`` (the servers vecdb starts allow 64 MiB) or than
+  ``STORE_MAX_RECORD`` is refused with ``InvalidParameter``: a file-backed stream stores no message of
+  32 MiB or more (nats-server's ``rlBadThresh``, not a setting), which it answered "atomic publish batch
+  is incomplete" (the proxy splits larger inserts into several records, ``vecdb.proxy.rpc_dml``).
 - Streams are made by appends (a stream missing after a NATS server lost its store is made
   again by the next append), but never a dropped collection's (given ``channel_dropped``;
   ``vecdb.storage.dropped_channels``): the catalog is read before the stream is made and again
@@ -42,6 +44,9 @@ from vecdb.storage.keys import check_channel, check_payload, check_position, che
 from vecdb.storage.stall import Heard
 
 MAX_BATCH = 1000  # the server's limit on messages per atomic batch
+# the largest record a file-backed stream stores: nats-server's file store refuses a message record (its
+# subject, headers and payload, 30 bytes of framing) of 32 MiB or more; 64 KiB left for the rest
+STORE_MAX_RECORD = (32 << 20) - (64 << 10)
 _FETCH = 256  # records per pull request when reading
 _FETCH_BYTES = 16 << 20  # bytes per pull request when reading (a larger record comes alone)
 _NOT_FOUND = 10059  # JetStream "stream not found"
@@ -166,11 +171,12 @@ class JetStreamLog:
             if self._closed:
                 raise IoFailed("log is closed")
             return []
-        limit = self._nc.max_payload
+        limit = min(self._nc.max_payload - 512, STORE_MAX_RECORD)
         for p in data:
-            if len(p) > limit - 512:
-                raise InvalidParameter(f"log record of {len(p):,} bytes exceeds the NATS server's max_payload "
-                                       f"({limit:,} bytes); split the request")
+            if len(p) > limit:
+                raise InvalidParameter(f"log record of {len(p):,} bytes exceeds the largest the NATS server "
+                                       f"stores ({limit:,} bytes: its max_payload, a file store's 32 MiB); "
+                                       "split the request")
         for again in (False, True):
             self._ensure(channel)
             try:
