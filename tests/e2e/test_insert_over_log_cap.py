@@ -44,3 +44,19 @@ def test_insert_past_the_stored_message_cap(client, name):
     hits = client.search(name, data=[vecs[ROWS].tolist()], limit=1, output_fields=["chunk"],
                          consistency_level="Strong")[0]
     assert hits[0]["id"] == 7 and hits[0]["entity"]["chunk"] == _text(7, 1)
+
+
+def test_a_delete_in_several_records_deletes_every_key(client, name, monkeypatch):
+    """A delete's keys go in pieces of at most ``RECORD_BYTES`` too (2M int64 keys each, one
+    append): pieces of 8 keys here (in-process servers), every key of every piece deleted at once,
+    by list and by filter."""
+    from vecdb.proxy import rpc_dml
+
+    monkeypatch.setattr(rpc_dml, "RECORD_BYTES", 64)
+    make_collection(client, name, float_schema(DIM))
+    vecs = float_vectors(100, DIM, seed=4)
+    client.insert(name, [{"id": i, "vec": vecs[i]} for i in range(100)])
+    assert client.delete(name, ids=list(range(0, 100, 3)))["delete_count"] == 34
+    assert client.delete(name, filter="id >= 50")["delete_count"] == 50 - 17
+    left = client.query(name, filter="id >= 0", output_fields=["id"], consistency_level="Strong")
+    assert sorted(r["id"] for r in left) == [i for i in range(50) if i % 3]

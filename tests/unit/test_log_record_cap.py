@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vecdb.errors import InvalidParameter
-from vecdb.proxy.rpc_dml import RECORD_BYTES, _pieces
+from vecdb.proxy.rpc_dml import RECORD_BYTES, _key_pieces, _pieces
 from vecdb.storage.jetstream_log import STORE_MAX_RECORD, JetStreamLog
 
 
@@ -41,3 +41,14 @@ def test_pieces_are_consecutive_and_bounded():
     some = np.arange(0, 1_000, 3)
     got = np.concatenate([r for _, r in _pieces(1, some, 1_000, sizes)])
     assert got.tolist() == some.tolist()
+
+
+def test_a_deletes_keys_go_in_bounded_pieces():
+    ints = np.arange(5_000_000, dtype=np.int64)
+    pieces = _key_pieces(ints)
+    assert [len(p) for p in pieces] == [RECORD_BYTES // 8, RECORD_BYTES // 8, 5_000_000 - RECORD_BYTES // 4]
+    assert np.array_equal(np.concatenate(pieces), ints)
+    keys = np.array(["k" * 1_000_000, "é" * 3_000_000, "x", "big" * 3_000_000, "y"], dtype=object)
+    pieces = _key_pieces(keys)  # counted at 4 bytes a character: 4 MB, 12 MB, ..., 36 MB alone
+    assert [p.tolist() for p in pieces] == [keys[:3].tolist(), keys[3:4].tolist(), keys[4:].tolist()]
+    assert [len(p) for p in _key_pieces(np.array(["a", "b"], dtype=object))] == [2]

@@ -44,10 +44,11 @@ _PLAIN_VALUE = re.compile(r"-?(?:0|[1-9]\d*)|\"[^\"\\]*\"|'[^'\\]*'")
 _PLAIN_ITEM = rf"\s*(?:{_PLAIN_VALUE.pattern})\s*"
 _PLAIN_LIST = re.compile(rf"^\[(?:{_PLAIN_ITEM}(?:,{_PLAIN_ITEM})*,?\s*)?\]$")
 
-# Rows of one insert record at most (their ``batch_bytes``): a larger batch goes in several records of one
-# append (one timestamp, visible together). NATS JetStream's file store refuses any stored message of 32 MiB
-# or more, whatever ``max_payload`` says, so a 36 MB insert (1,000 chunks of 30 kB text) that standalone took
-# failed in a cluster with "atomic publish batch is incomplete" (found by a bug hunt, 2026-12-08).
+# Rows of one insert record at most (their ``batch_bytes``), or a delete's keys: a larger batch goes in
+# several records of one append (one timestamp, visible together). NATS JetStream's file store refuses
+# any stored message of 32 MiB or more, whatever ``max_payload`` says, so a 36 MB insert (1,000 chunks
+# of 30 kB text) that standalone took failed in a cluster with "atomic publish batch is incomplete"
+# (found by a bug hunt, 2026-12-08).
 RECORD_BYTES = 16 << 20
 
 
@@ -76,6 +77,16 @@ def _pieces(pid: int, rows: np.ndarray | None, n: int, sizes: np.ndarray) -> lis
         out.append((pid, rows[start:stop]))
         start = stop
     return out
+
+
+def _key_pieces(pks: np.ndarray) -> list[np.ndarray]:
+    """A delete's keys of one channel as consecutive pieces of at most ``RECORD_BYTES`` each (a string key
+    counted at 4 bytes a character, UTF-8's most): 2M int64 keys a piece."""
+    if pks.dtype != object:
+        step = RECORD_BYTES // pks.itemsize
+        return [pks[i:i + step] for i in range(0, len(pks), step)]
+    sizes = np.fromiter(map(len, pks), np.int64, len(pks)) * 4
+    return [pks[r] for _, r in _pieces(-1, None, len(pks), sizes)]
 
 
 class DmlRpcs(ServiceBase):
@@ -308,8 +319,8 @@ class DmlRpcs(ServiceBase):
         for s in np.unique(shard_of).tolist():
             sub = pks[shard_of == s]
 
-            def deletes(ts: int, sub: np.ndarray = sub) -> list[Record]:
-                return [DeleteRecord(info.id, ts, sub, pid)]
+            def deletes(ts: int, sub: np.ndarray = sub) -> list[Record]:  # one record, or several of one append
+                return [DeleteRecord(info.id, ts, piece, pid) for piece in _key_pieces(sub)]
 
             builders[info.channels[s]] = deletes
         ts, _ = self.r.writer.write(builders)
