@@ -127,6 +127,25 @@ def test_a_node_that_does_not_answer_sends_the_read_to_the_other_replica(cluster
     assert c.router.plans(INFO.id)[0] == [("b", INFO.channels, {})]
 
 
+def test_a_node_still_loading_a_channel_taken_over_is_a_failover_not_an_unloaded_collection(cluster):
+    """The node that took a dead node's channels answers ``CollectionNotLoaded`` until it loaded them;
+    past the read's wait the client is told the collection is loaded and its channels are moving,
+    with code 2 (a user read 101 "not loaded" of a loaded collection, in a cluster bug hunt)."""
+    c = cluster
+    a = c.start("a")
+    c.assign({"c7-s0": "a", "c7-s1": "a"})
+    c.serve("a", INFO.channels)
+    wait_until(lambda: c.router.plans(INFO.id))
+
+    def loading(*args, **kwargs):
+        raise errors.CollectionNotLoaded("channel 'c7-s0' is not loaded on this query node")
+
+    a.count = loading  # type: ignore[method-assign]
+    with pytest.raises(errors.ServiceUnavailable, match="is loaded, but no replica answered within 1 s") as e:
+        c.router.count(INFO, 1, None, None)
+    assert e.value.code == 2 and "c7-s0" in e.value.message
+
+
 def test_a_read_waits_for_a_failover_then_gives_up(cluster):
     c = cluster
     c.start("a")

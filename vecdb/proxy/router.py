@@ -316,6 +316,10 @@ class QueryNodeRouter:
                 raise errors.CollectionNotLoaded(f"collection not loaded[collection={info.name}]")
             left = deadline - time.monotonic()
             if left <= 0:
+                if isinstance(error, errors.CollectionNotLoaded):  # a node taking a channel over, still loading
+                    raise errors.ServiceUnavailable(
+                        f"collection {info.name} is loaded, but no replica answered within {READ_WAIT:g} s: its "
+                        f"channels are moving to other query nodes (last: {error.message})")
                 raise error or errors.ServiceUnavailable(
                     f"no replica of collection {info.name} is served by live query nodes: "
                     f"query nodes {self.node_ids()}, assignment {self._assigned.get(str(info.id))!r}")
