@@ -3,8 +3,10 @@
 With many idle collections, the coord's planners (``vecdb.coord.planner``) used to re-plan every collection
 every second, the garbage collector (``vecdb.coord.gc``) to list the whole object store and read every
 segment's metadata every 10 s, and a data node's index scheduler (``vecdb.datanode.index_scheduler``) to
-look at every channel it owns every 30 s. These tests count passes, parsed records and store calls: an idle
-cluster runs no pass, and a change makes a pass over the one collection it concerns."""
+look at every channel it owns every 30 s; and the assignment planner encoded every loaded collection's
+assignment on each pass (several for each collection loaded). These tests count passes, parsed records,
+encoded assignments and store calls: an idle cluster runs no pass, and a change makes a pass over the one
+collection it concerns."""
 
 from __future__ import annotations
 
@@ -82,20 +84,33 @@ def test_idle_planners_pass_no_more_and_a_change_parses_only_its_collection(back
         time.sleep(2.5)  # the planners passed every second before
         assert (queries.passes, data.passes) == passes, "idle planners passed"
 
+        # a collection created (not loaded) wakes the planner, which has nothing to plan
+        plans, encodes, stored = queries.plans, queries.encodes, dict(meta.scan("assign/"))
+        meta.put(coll_key(COLLECTIONS + 1), _info(COLLECTIONS + 1).to_json())
+        wait_until(lambda: queries.loaded_states.parses == COLLECTIONS + 1, 30, "the planner sees the new record")
+        wait_until(lambda: queries.due is None, 30, "the planner settles")
+        assert queries.plans == plans and queries.encodes == encodes
+
         meta.put(coll_key(7), _info(7, loaded=True).to_json())  # one collection loaded
         wait_until(lambda: meta.get("assign/7") is not None, 30, "the loaded collection is assigned")
         wait_until(lambda: queries.due is None, 30, "the planner settles")
         # its record alone was parsed again, by each planner
-        assert queries.loaded_states.parses == COLLECTIONS + 1
+        assert queries.loaded_states.parses == COLLECTIONS + 2
+        # its assignment alone was encoded (the others' stored bytes kept); planned only when the plan's
+        # inputs changed: the load, then its cool-down (a collection cooling down starts no hand-over) and
+        # the cool-down's end; its own write coming back through the mirror is no change
+        assert queries.encodes == encodes + 1
+        assert {k: v for k, v in meta.scan("assign/") if k != "assign/7"} == stored
+        assert queries.plans - plans <= 3
         wait_until(lambda: data.passes > passes[1], 30, "the data node planner passes")
-        assert data.channels.parses == COLLECTIONS + 1
+        assert data.channels.parses == COLLECTIONS + 2
         assert json.loads(meta.get("dnassign/7")) == {"c7-s0": "dn1"}
 
         # a node that joins is balanced onto as before: one replica node per collection is the new one's
         meta.put("session/querynode/qn3", b"{}")
         wait_until(lambda: all("qn3" in json.loads(raw)["replicas"][0]["nodes"] for _, raw in meta.scan("assign/")),
                    30, "the joining node is in every replica")
-        assert queries.loaded_states.parses == COLLECTIONS + 1  # no catalog record parsed again for it
+        assert queries.loaded_states.parses == COLLECTIONS + 2  # no catalog record parsed again for it
     finally:
         queries.close()
         data.close()

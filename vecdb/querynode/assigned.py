@@ -27,6 +27,7 @@ from functools import partial
 from vecdb import errors
 from vecdb.catalog_model import COLL_PREFIX, read_collection
 from vecdb.coord.assignment import ASSIGN_PREFIX, FULL_PREFIX, Assignment, full_key, parse_full, serve_key
+from vecdb.coord.planner import Parsed
 from vecdb.querynode.node import QueryNode
 from vecdb.storage.base import MetaStore
 from vecdb.storage.watch import Mirror
@@ -50,6 +51,9 @@ class AssignmentFollower:
         self._published_at = 0.0
         self._demote_since: dict[tuple[str, str], float] = {}
         self._mirror = Mirror(meta, ASSIGN_PREFIX, self._wake.set)
+        # each record parsed once (a pass runs on every change and every second: parsing every loaded
+        # collection's assignment twice in each made loading N collections quadratic)
+        self.assignments: Parsed[Assignment] = Parsed(self._mirror, lambda _, raw: Assignment.from_json(raw))
         self._full = Mirror(meta, FULL_PREFIX, self._wake.set)
         self._catalog = Mirror(meta, COLL_PREFIX, self._wake.set)
         self._records: dict[int, bytes] = {}  # collection id -> its catalog record as last taken
@@ -59,15 +63,15 @@ class AssignmentFollower:
     def wanted(self) -> tuple[dict[int, list[str]], set[int]]:
         """(collection id -> the channels this node leads, the collections with an assignment)."""
         out, placed = {}, set()
-        for raw in self._mirror.items().values():
-            a = Assignment.from_json(raw)
+        for a in self.assignments.get().values():
             placed.add(a.collection_id)
             if chs := a.node_channels(self.node_id):  # over replicas: one it left may still need it
                 out[a.collection_id] = chs
         return out, placed
 
     def _assignments(self) -> dict[int, Assignment]:
-        return {a.collection_id: a for a in map(Assignment.from_json, self._mirror.items().values())}
+        """collection id -> its assignment (parsed once: shared between passes, not to be changed)."""
+        return {a.collection_id: a for a in self.assignments.get().values()}
 
     def _fulls(self) -> dict[str, dict[int, dict[str, list[str]]]]:
         return {n: parse_full(raw) for n, raw in self._full.items().items()}
