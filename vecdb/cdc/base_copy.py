@@ -50,7 +50,7 @@ import numpy as np
 
 from vecdb import namespaces
 from vecdb.catalog_model import CollectionInfo
-from vecdb.cdc.target import Target, upsert_rows
+from vecdb.cdc.target import Target, pk_literal, upsert_rows
 from vecdb.schema import DataType
 
 if TYPE_CHECKING:
@@ -93,6 +93,7 @@ class BaseCopy:
         self._cursor: _Cursor | None = None
         self._source: Target | None = None
         self._unloaded: dict[int, float] = {}  # not loaded on the source: collection id -> when to ask again
+        self._released: dict[int, list[str]] = {}  # of those, loaded but with these partitions released
         self.problem = ""  # why a copy waits (collections not loaded on the source); the task's last_error
 
     def take(self, cids: set[int]) -> None:
@@ -101,6 +102,7 @@ class BaseCopy:
         for cid in [c for c in self.pending if c not in cids]:
             del self.pending[cid]
             self._unloaded.pop(cid, None)
+            self._released.pop(cid, None)
             if self._cursor is not None and self._cursor.cid == cid:
                 self._cursor.close()
                 self._cursor = None
@@ -148,7 +150,8 @@ class BaseCopy:
         p.copy_pending = len(self.pending)
         info = self.rep._colls.get(next(iter(self.pending))) if self.pending else None
         p.copying = f"{info.db}.{info.name}" if info is not None else ""
-        names = [f"{i.db}.{i.name}" for i in (self.rep._colls.get(c) for c in self._unloaded) if i is not None]
+        names = [f"{i.db}.{i.name}" + (f" (partitions {', '.join(self._released[c])})" if self._released.get(c) else "")
+                 for c, i in ((c, self.rep._colls.get(c)) for c in self._unloaded) if i is not None]
         self.problem = (f"{', '.join(names)} not loaded on the source: the base copy reads rows through its "
                         f"Milvus API, which needs the collection loaded; load it there (its copy and its log "
                         f"wait; the other collections go on)") if names else ""
@@ -201,17 +204,29 @@ class BaseCopy:
         return [(p.name, None) for p in info.partitions]
 
     def _loaded(self, info: CollectionInfo) -> bool:
-        """Whether the source has the collection loaded (a query needs it); if not, it waits
+        """Whether the source has the collection loaded, and each partition the copy reads one by one
+        (a query needs it: a partition released while the collection stays loaded answered "partition
+        not loaded" to every try, and the pending copies behind it waited for good); if not, it waits
         ``LOAD_RECHECK`` seconds (the other pending copies go first), logged once."""
         from vecdb.cdc.verify import is_loaded
 
-        if is_loaded(self._client(info.db), info.name):
-            self._unloaded.pop(info.id, None)
-            return True
+        client = self._client(info.db)
+        released: list[str] = []
+        if is_loaded(client, info.name):
+            parts = ([] if info.schema.partition_key_field is not None or not self.readable(info)
+                     else [p.name for p in info.partitions])
+            released = [p for p in parts if not is_loaded(client, info.name, p)]
+            if not released:
+                self._unloaded.pop(info.id, None)
+                self._released.pop(info.id, None)
+                return True
         if info.id not in self._unloaded:
-            log.warning("cdc task %s: %s.%s is not loaded on the source: its base copy waits until it is loaded "
-                        "there (its log is held and applied after the copy)", self.rep.task.id, info.db, info.name)
+            what = f" (partitions {', '.join(released)} released)" if released else ""
+            log.warning("cdc task %s: %s.%s is not loaded on the source%s: its base copy waits until it is loaded "
+                        "there (its log is held and applied after the copy)", self.rep.task.id, info.db, info.name,
+                        what)
         self._unloaded[info.id] = time.monotonic() + LOAD_RECHECK
+        self._released[info.id] = released
         return False
 
     def _client(self, db: str):
@@ -288,12 +303,6 @@ class Pages:
 
     def close(self) -> None:
         self.done = True
-
-
-def pk_literal(key: Any, is_str: bool) -> str:
-    """A primary key as a filter literal: a VARCHAR one double-quoted with Go/C escapes (JSON's, which
-    Milvus's and vecdb's parsers read: ``\\"``, ``\\\\``, ``\\n``, ``\\u0001``), non-ASCII as it is."""
-    return json.dumps(str(key), ensure_ascii=False) if is_str else str(int(key))
 
 
 _BYTE_VECTORS = (DataType.BINARY_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR, DataType.INT8_VECTOR)

@@ -39,7 +39,7 @@ from vecdb.catalog_model import DEFAULT_DB, CollectionInfo
 from vecdb.cdc import log_order
 from vecdb.cdc.catalog_sync import CatalogSync
 from vecdb.cdc.follower import HOLD_NEW, cdc_positions_key
-from vecdb.cdc.target import Target, by_namespace, rows_of, upsert_rows
+from vecdb.cdc.target import Target, by_namespace, delete_rows, rows_of, upsert_rows
 from vecdb.cdc.task import FAILED, PAUSED, RUNNING, Task, TaskFailed, TaskStore
 from vecdb.column_defaults import current_columns
 from vecdb.log_records import DeleteRecord, InsertRecord, decode
@@ -346,12 +346,10 @@ class Replicator(CatalogSync):
                 pks = np.concatenate(items)
                 if not len(pks):
                     continue
-                kw = {"partition_name": pname} if pid != -1 and pname and not pkey else {}
                 if pid != -1 and pname is None:
                     continue
-                ids = pks.tolist()
-                for i in range(0, len(ids), 10_000):
-                    c.delete(entry, ids=ids[i:i + 10_000], **kw)
+                part = pname if pid != -1 and pname and not pkey else None
+                delete_rows(c, entry, info.schema, pks.tolist(), part, self._target.timeout)
         batch.clear()
 
     def _schema_of(self, info: CollectionInfo, rec: InsertRecord) -> CollectionSchema:

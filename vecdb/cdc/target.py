@@ -16,6 +16,8 @@ from vecdb.catalog_model import DEFAULT_DB, CollectionInfo
 from vecdb.log_records import InsertRecord
 from vecdb.schema import DYNAMIC_FIELD, NAMESPACE_FIELD, CollectionSchema, DataType, FieldSchema, valid_key
 
+TARGET_TIMEOUT = 30.0  # seconds: connecting to the target, and each upsert or delete of rows there
+
 
 def target_schema(schema: CollectionSchema):
     """The pymilvus schema of a target collection: the source's, with auto_id off (ids are copied)."""
@@ -138,8 +140,9 @@ def upsert_rows(client, name: str, rows: list[dict], partition_name: str, namesp
                 timeout: float) -> None:
     """``client.upsert`` of ``rows``; with a ``namespace``, which pymilvus 3.0.2's ``upsert`` does not
     send, the request pymilvus builds goes with it (its stub, the client's database)."""
-    if namespace is None:
-        client.upsert(name, rows, partition_name=partition_name)
+    if namespace is None:  # (with a deadline: pymilvus's calls have none, and a target that stops answering
+        # without closing the connection held the task in the call for good, its lag and error not reported)
+        client.upsert(name, rows, partition_name=partition_name, timeout=timeout)
         return
     from pymilvus.client.call_context import _api_level_md  # type: ignore[import-untyped]
     from pymilvus.client.utils import check_status  # type: ignore[import-untyped]
@@ -151,11 +154,43 @@ def upsert_rows(client, name: str, rows: list[dict], partition_name: str, namesp
     check_status(conn._stub.Upsert(request, timeout=timeout, metadata=_api_level_md(ctx)).status)
 
 
+def pk_literal(key: Any, is_str: bool) -> str:
+    """A primary key as a filter literal: a VARCHAR one double-quoted with Go/C escapes (JSON's, which
+    Milvus's and vecdb's parsers read: ``\\"``, ``\\\\``, ``\\n``, ``\\u0001``), non-ASCII as it is."""
+    return json.dumps(str(key), ensure_ascii=False) if is_str else str(int(key))
+
+
+DELETE_KEYS = 10_000  # keys per delete call at most
+DELETE_FILTER_CHARS = 256 << 10  # and characters of their literals (a filter's length is bounded: 1 MiB in vecdb)
+
+
+def delete_rows(client, name: str, schema: CollectionSchema, ids: list, partition_name: str | None,
+                timeout: float) -> None:
+    """``client.delete`` of the rows whose primary keys are ``ids``, through filters of escaped literals
+    (``DELETE_KEYS`` keys and ``DELETE_FILTER_CHARS`` characters each at most): pymilvus's
+    ``delete(ids=...)`` quotes a VARCHAR key with ``'`` and no escapes, so a key holding a quote or a
+    backslash made the target refuse the delete, and the task retried it for ever."""
+    pk = schema.primary_field
+    is_str = pk.dtype == DataType.VARCHAR
+    kw = {"partition_name": partition_name} if partition_name else {}
+    batch: list[str] = []
+    chars = 0
+    for literal in (pk_literal(k, is_str) for k in ids):
+        if batch and (len(batch) == DELETE_KEYS or chars + len(literal) > DELETE_FILTER_CHARS):
+            client.delete(name, filter=f"{pk.name} in [{', '.join(batch)}]", timeout=timeout, **kw)
+            batch, chars = [], 0
+        batch.append(literal)
+        chars += len(literal) + 2
+    if batch:
+        client.delete(name, filter=f"{pk.name} in [{', '.join(batch)}]", timeout=timeout, **kw)
+
+
 class Target:
     """The target endpoint: one MilvusClient per database."""
 
-    def __init__(self, uri: str, token: str = "", timeout: float = 30.0, headers: dict[str, str] | None = None):
-        self.uri, self.token, self.timeout = uri, token, timeout
+    def __init__(self, uri: str, token: str = "", timeout: float | None = None, headers: dict[str, str] | None = None):
+        self.uri, self.token = uri, token
+        self.timeout = TARGET_TIMEOUT if timeout is None else timeout  # connecting, and each write of rows
         self.headers = dict(headers or {})  # gRPC metadata every call carries (vecdb.cdc.replicate_config.HEADER)
         self._clients: dict[str, Any] = {}
 

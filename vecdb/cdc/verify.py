@@ -67,8 +67,9 @@ def _namespaces(client, name: str, desc: dict) -> list[str | None] | None:
     return list(client.list_partitions(name)) if _namespace_mode(desc) == "partition" else None
 
 
-def is_loaded(client, name: str) -> bool:
-    state = client.get_load_state(name).get("state")
+def is_loaded(client, name: str, partition: str = "") -> bool:
+    """Whether the collection (or one of its partitions) is loaded."""
+    state = client.get_load_state(name, partition_name=partition).get("state")
     return getattr(state, "name", str(state)) == "Loaded"
 
 
