@@ -273,11 +273,15 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
         if not isinstance(data, dict):
             raise SettingError(f"--config {path}: expected a mapping of sections (proxy:, storage:, ...), "
                                f"not {type(data).__name__}")
+        # a section whose keys are all commented out is YAML's null: its defaults, as an absent one
+        data = {key: {} if value is None else value for key, value in data.items()}
     for key, value in (os.environ if env is None else env).items():
         if not key.startswith("VECDB_") or "__" not in key:
             continue
         section, _, name = key[len("VECDB_"):].lower().partition("__")
-        data.setdefault(section, {})[name] = value
+        values = data.setdefault(section, {})
+        if isinstance(values, dict):  # (a section that is no mapping is refused below, naming it)
+            values[name] = value
     try:
         settings = Settings.model_validate(data)
     except ValidationError as e:

@@ -581,8 +581,11 @@ def restart(data_dir: str, names: list[str], out: Out = print) -> int:
     ports, data and log; the S3 credentials and cluster secret from backends.json); 0 once each is ready
     (a proxy: once it answers pymilvus)."""
     data_dir = os.path.abspath(data_dir)
+    if not os.path.isdir(data_dir):  # (its lock file could not be made: a traceback)
+        out(f"no cluster running from {data_dir} (no such directory)")
+        return 1
     with _locked(data_dir):
-        procs = load_state(data_dir) if os.path.isdir(data_dir) else None
+        procs = load_state(data_dir)
         if procs is None:
             out(f"no cluster running from {data_dir} (no {STATE_FILE})")
             return 1

@@ -137,7 +137,8 @@ class Standalone:
 
     def _serve(self) -> Standalone:
         p = self.settings.proxy
-        self.server, self.port = start_server(self.roles, p.host, p.port, p.workers, self.settings.tls)
+        self.server, self.port = start_server(self.roles, p.host, p.port, p.workers, self.settings.tls,
+                                              health=self.health)
         # imports, restores and refreshes its previous run left unfinished, carried on (vecdb.jobs)
         self.job_sweep = start_job_sweep(self.roles)
         if self.settings.http.port:

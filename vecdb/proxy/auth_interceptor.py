@@ -15,6 +15,7 @@ import grpc
 from prometheus_client import Counter
 
 from vecdb import errors
+from vecdb.proxy import grpc_health
 from vecdb.request_db import privilege_database
 from vecdb.security import Security
 from vecdb.security.guard import Resolver
@@ -53,6 +54,8 @@ class AuthInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
+        if handler_call_details.method.startswith(f"/{grpc_health.SERVICE}/"):
+            return handler  # a probe, as /healthz: no credential (vecdb.proxy.grpc_health)
         method = handler_call_details.method.rsplit("/", 1)[-1]
         metadata = handler_call_details.invocation_metadata
         for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):

@@ -101,7 +101,7 @@ class ProxyProcess(NodeProcess):
         p = settings.proxy
         own_port = p.worker_port + self.worker if self.worker is not None and p.worker_port else 0
         server, port = start_server(self.roles, p.host, p.port, p.workers, settings.tls,
-                                    reuse_port=self.worker is not None, extra_port=own_port)
+                                    reuse_port=self.worker is not None, extra_port=own_port, health=self.health)
         if self.roles.sealer is not None:  # wired by the servicer (vecdb.proxy.base.ServiceBase)
             self._closers.append(self.roles.sealer.close)
         # jobs whose runner ended (another proxy's, killed), taken over by one proxy of all (vecdb.jobs)

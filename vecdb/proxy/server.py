@@ -19,6 +19,7 @@ from pymilvus.grpc_gen import milvus_pb2_grpc
 
 from vecdb import startup
 from vecdb.config import TlsSettings
+from vecdb.proxy import grpc_health
 from vecdb.proxy.auth_interceptor import AuthInterceptor
 from vecdb.proxy.base import Roles
 from vecdb.proxy.milvus_service import MilvusService
@@ -112,12 +113,13 @@ def handler_threads(workers: int) -> int:
 
 def start_server(roles: Roles, host: str, port: int, workers: int = 0,
                  tls: TlsSettings | None = None, *, reuse_port: bool = False,
-                 extra_port: int = 0) -> tuple[grpc.Server, int]:
+                 extra_port: int = 0, health: grpc_health.Health | None = None) -> tuple[grpc.Server, int]:
     """The Milvus API on ``host:port``; over TLS when ``tls.mode`` is 1 or 2 (``vecdb.security.tls``).
 
     ``reuse_port``: the port is shared with the other worker processes of one proxy (SO_REUSEPORT: the
     kernel spreads the connections over them); off, a port in use is an error. ``extra_port``: the same
-    service on this port too (a worker's own)."""
+    service on this port too (a worker's own). ``health``: the role's /healthz answer, served as gRPC's
+    health checking protocol too (``vecdb.proxy.grpc_health``)."""
     workers = handler_threads(workers)
     install_bad_request_log()
     # authentication and privilege checks on every call when on (vecdb.security, docs/security.md)
@@ -139,6 +141,8 @@ def start_server(roles: Roles, host: str, port: int, workers: int = 0,
         ],
     )
     milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusService(roles), server)
+    if health is not None:
+        server.add_generic_rpc_handlers((grpc_health.handler(health),))
     if not reuse_port:  # (workers share the port: it is in use by design)
         startup.check_free(host, port, startup.GRPC)
     bound = _listen(server, host, port, tls)
