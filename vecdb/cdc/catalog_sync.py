@@ -55,11 +55,13 @@ class CatalogSync:
     _place: Callable[[CollectionInfo], tuple[str, str]]
     _target_of: Callable[[CollectionInfo], str]
 
-    def _sync_one(self, info: CollectionInfo) -> None:
+    def _sync_one(self, info: CollectionInfo) -> bool:
+        """Whether the collection was created on the target (it had none under its place)."""
         assert self._target is not None
         db, name = self._place(info)
         c = self._target.client(db)
-        if not c.has_collection(name):
+        created = not c.has_collection(name)
+        if created:
             kw: dict[str, Any] = {"num_shards": info.shards_num, "consistency_level": info.consistency_level}
             if info.properties:
                 kw["properties"] = dict(info.properties)
@@ -115,6 +117,8 @@ class CatalogSync:
             if want and not _partitions_loaded(c, name, want):
                 c.load_partitions(name, want)
         self._record_loaded_partitions(info)
+        self._record(info, "created", True)  # (a target collection gone after this was dropped outside the task)
+        return created
 
     def _replaced(self, info: CollectionInfo) -> set[str]:
         """The names of the source indexes whose id is not the one the task's entry recorded (entries

@@ -363,7 +363,7 @@ class Replicator(CatalogSync):
         fresh = self._reread(info.id)
         if fresh is None:
             return info.schema
-        self._sync_one(fresh)
+        self._sync_known(fresh)
         return fresh.schema
 
     def _partition_name(self, info: CollectionInfo, pid: int) -> str | None:
@@ -376,7 +376,7 @@ class Replicator(CatalogSync):
         if fresh is not None:
             for p in fresh.partitions:
                 if p.id == pid:
-                    self._sync_one(fresh)
+                    self._sync_known(fresh)
                     self._record_new_partition(fresh, p.name, pid)
                     return p.name
         return None
@@ -474,7 +474,10 @@ class Replicator(CatalogSync):
             else:
                 self._apply_changes(info)
             self._colls[cid] = info
-            self._sync_one(info)
+            try:
+                self._sync_known(info)
+            except _CopiedAgain:
+                pass  # (copied again from the channels' ends: taken up below)
             self._record_partitions(info)
         self._sync_aliases(wanted, aliases)
         self._copy.take(self.store.copies(tid) & set(wanted))
@@ -531,16 +534,34 @@ class Replicator(CatalogSync):
 
     def _gap(self, ch: str, applied: int, pos: int | None) -> NoReturn:
         """The log was cut past the task's position on ``ch``: with ``source.uri``, the channel's collection
-        is copied again (``_copy_again``; raises ``_CopiedAgain``); without, the task fails."""
+        is copied again (``_lost``; raises ``_CopiedAgain``); without, the task fails."""
         where = f"the source log no longer holds {ch} from position {applied + 1}" + \
             (f" (the next record is {pos})" if pos is not None else "") + \
             ": it was truncated past this task's position (retention limit)"
-        info = self._colls.get(self._channel_coll.get(ch, -1))
-        if info is not None and self._can_copy(info):
-            self._copy_again(info, where)
+        self._lost(self._colls.get(self._channel_coll.get(ch, -1)), where)
+        raise _CopiedAgain()
+
+    def _sync_known(self, info: CollectionInfo) -> None:
+        """``_sync_one`` of a collection the task has an entry of. When the target had lost the collection
+        after the task made it there (dropped outside the task, a target restored from an old backup),
+        ``_sync_one`` made it again, empty, and the rows applied before are lost (the task went on applying
+        the later records only: 1 row of 31 on the target, reported as caught up): ``_lost``, raising
+        ``_CopiedAgain`` once it is copied again."""
+        had = self._entries.get(info.id, {}).get("created", False)
+        if self._sync_one(info) and had:
+            db, name = self._place(info)
+            self._lost(info, f"{db}.{name} was gone from the target (dropped there outside this task): the rows "
+                             "replicated into it are lost")
             raise _CopiedAgain()
+
+    def _lost(self, info: CollectionInfo | None, why: str) -> None:
+        """What the target needs of ``info`` is no longer in the source log (``why``): with ``source.uri``,
+        the collection is copied again (``_copy_again``); without, the task fails, saying how to re-sync."""
+        if info is not None and self._can_copy(info):
+            self._copy_again(info, why)
+            return
         raise TaskFailed(
-            f"{where}. Re-sync: delete the task, drop the collection on the target and create the task again with "
+            f"{why}. Re-sync: delete the task, drop the collection on the target and create the task again with "
             "start=copy (a base copy through the source's Milvus API, source.uri) or start=earliest; a task with "
             "source.uri copies the collection again by itself")
 
