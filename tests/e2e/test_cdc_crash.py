@@ -145,6 +145,9 @@ def test_cdc_survives_kills_a_down_target_and_a_source_restart(tmp_path, remote_
         # pause says why, resume goes on; delete forgets the task
         code, out = call(url, "POST", "/v1/tasks/t1/pause", {"reason": "maintenance"})
         assert code == 200 and out["state"] == "paused" and out["reason"] == "maintenance", out
+        metrics = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+        assert 'vecdb_cdc_task_state{state="paused",task="t1"} 1.0' in metrics
+        assert 'vecdb_cdc_lag_records{task="t1"}' not in metrics  # not measured while paused: no series, not a 0
         code, out = call(url, "POST", "/v1/tasks/t1/resume")
         assert code == 200 and out["state"] == "running", out
         code, out = call(url, "DELETE", "/v1/tasks/t1")

@@ -40,7 +40,8 @@ class _CopyingStream(Stream):
 
     def __init__(self, tmp_path, storage: dict, target_uri: str):
         super().__init__(tmp_path, storage, target_uri, begin=False)
-        self.task = Task(new_task_id(), TaskSpec(source={**storage, "uri": self.source_uri}, target={"uri": target_uri}))
+        spec = TaskSpec(source={**storage, "uri": self.source_uri}, target={"uri": target_uri})
+        self.task = Task(new_task_id(), spec)
         self.store.put(self.task)
         self.rep = self.replicator(self.task, self.store).start()
 

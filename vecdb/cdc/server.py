@@ -137,10 +137,7 @@ class CdcService:
             # every series of the task (its states too: else a deleted task showed its last state for good)
             for g, labels in [*((g, (task_id,)) for g in (LAG_RECORDS, LAG_SECONDS, APPLIED_ROWS, ERRORS)),
                               *((TASK_STATE, (task_id, s)) for s in _STATES)]:
-                try:
-                    g.remove(*labels)
-                except KeyError:
-                    pass
+                _remove(g, *labels)
         try:
             unpublish(task.spec.source, task_id)
         except Exception as e:  # noqa: BLE001 (the source is unreachable: its positions stay; logged)
@@ -155,8 +152,11 @@ class CdcService:
                 d = self.describe(t.id)
                 for s in _STATES:
                     TASK_STATE.labels(t.id, s).set(1 if d["state"] == s else 0)
-                LAG_RECORDS.labels(t.id).set(d.get("lag_records", 0))
-                LAG_SECONDS.labels(t.id).set(d.get("lag_seconds", 0))
+                for gauge, key in ((LAG_RECORDS, "lag_records"), (LAG_SECONDS, "lag_seconds")):
+                    if key in d:
+                        gauge.labels(t.id).set(d[key])
+                    else:  # a task not running (paused, failed) measures no lag: no series, rather than a 0
+                        _remove(gauge, t.id)
                 APPLIED_ROWS.labels(t.id).set(d.get("applied_rows", 0))
                 ERRORS.labels(t.id).set(1 if d.get("last_error") else 0)
 
@@ -165,6 +165,13 @@ class CdcService:
             for rep in self._running.values():
                 rep.stop()
             self._running.clear()
+
+
+def _remove(gauge: Gauge, *labels: str) -> None:
+    try:
+        gauge.remove(*labels)
+    except KeyError:  # (none yet)
+        pass
 
 
 def serve(service: CdcService, host: str, port: int) -> ThreadingHTTPServer:
