@@ -171,6 +171,9 @@ def collections(meta, args) -> dict:
             aliases.setdefault(int(raw), []).append(key[len("alias/"):].split("/", 1)[-1])
         except ValueError:
             pass
+    dbs = {key[len("db/"):]: _json(raw) for key, raw in meta.scan("db/")}
+    if args.db is not None and args.db not in dbs and args.db != "default":  # (an empty table read as "none there")
+        raise InspectError(f"no database {args.db!r}")
     rows = []
     for cid, c in sorted(_select(_collections(meta), None, args.db).items()):
         fields = (c.get("schema") or {}).get("fields") or []
@@ -184,7 +187,6 @@ def collections(meta, args) -> dict:
             "loaded": bool(c.get("loaded")), "replica_number": c.get("replica_number"),
             "aliases": sorted(aliases.get(cid, [])), "properties": c.get("properties") or {},
         })
-    dbs = {key[len("db/"):]: _json(raw) for key, raw in meta.scan("db/")}
     return {"databases": dbs, "collections": rows}
 
 

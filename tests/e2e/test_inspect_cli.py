@@ -119,6 +119,8 @@ def test_inspect_a_running_standalone(tmp_path):
 
         bad = _inspect("segments", "nope", *where, check=False)
         assert bad.returncode == 2 and "no collection 'nope'" in bad.stderr
+        bad = _inspect("collections", "--db", "nosuch", *where, check=False)  # not an empty table
+        assert bad.returncode == 2 and "no database 'nosuch'" in bad.stderr
     finally:
         stop_processes([proc])
     # stopped: no lock holder, the data is still all there
