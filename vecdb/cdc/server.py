@@ -35,6 +35,7 @@ from vecdb import errors
 from vecdb.cdc.redact import redact
 from vecdb.cdc.replicator import Replicator, unpublish
 from vecdb.cdc.task import FAILED, PAUSED, RUNNING, Task, TaskSpec, TaskStore, check_task_id, new_task_id
+from vecdb.http import BACKLOG
 from vecdb.metrics import exposition
 from vecdb.storage.base import MetaStore
 
@@ -167,6 +168,10 @@ class CdcService:
             self._running.clear()
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = BACKLOG  # (socketserver's 5 resets connections under a burst of clients)
+
+
 def _remove(gauge: Gauge, *labels: str) -> None:
     try:
         gauge.remove(*labels)
@@ -253,7 +258,7 @@ def serve(service: CdcService, host: str, port: int) -> ThreadingHTTPServer:
         def log_message(self, *args):
             pass
 
-    httpd = ThreadingHTTPServer((host, port), Handler)
+    httpd = _Server((host, port), Handler)
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, name="cdc http", daemon=True).start()
     return httpd
