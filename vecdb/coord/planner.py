@@ -77,6 +77,7 @@ class Planner:
         self._thread: threading.Thread | None = None
         self.passes = 0  # passes run (for tests and the idle-cost probe: an idle planner runs none)
         self.due: float | None = None  # time.monotonic() of a pass the plan asked for; None: at the next change
+        self._passing = False
         self.mirrors: list[Mirror] = []
         try:
             for p in (*watched, prefix):
@@ -99,12 +100,20 @@ class Planner:
             self._wake.clear()
             if self._stop.is_set():
                 return
+            self._passing = True
             try:
                 self.passes += 1
                 self.due = self.tick()
             except Exception:  # noqa: BLE001 (the store failed, fenced off...: the next pass tries again)
                 log.exception("%s: planning failed; trying again", self.name)
                 self.due = time.monotonic() + RETRY_SECONDS
+            finally:
+                self._passing = False
+
+    def settled(self) -> bool:
+        """Whether the planner waits for a change: no pass running, none asked for by a change seen or
+        due at a time (``due`` alone is None during a pass too, before the pass sets it)."""
+        return not self._passing and not self._wake.is_set() and self.due is None
 
     def tick(self) -> float | None:
         """One pass; returns when the next one is due though nothing changes (``time.monotonic()``), or None."""
