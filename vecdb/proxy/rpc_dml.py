@@ -121,11 +121,12 @@ class DmlRpcs(ServiceBase):
 
     def _write_rows(self, info: CollectionInfo, columns: dict, n: int, partition_name: str) -> int:
         pk_name = info.schema.primary_field.name
-        if info.schema.partition_key_field is not None:
+        unique = info.schema.partition_key_field is not None
+        if unique:
             columns, n = _last_of_each_key(columns, pk_name, n)
         sizes = row_sizes(info.schema, columns, n)
         split = sizes is not None and int(sizes.sum()) > RECORD_BYTES
-        if split:  # no key in two pieces, so their order decides nothing (as one record's rows: the last wins)
+        if split and not unique:  # no key in two pieces, so their order decides nothing (the last row wins)
             columns, kept = _last_of_each_key(columns, pk_name, n)
             if kept != n:
                 n, sizes = kept, row_sizes(info.schema, columns, kept)
@@ -317,10 +318,11 @@ class DmlRpcs(ServiceBase):
         shard_of = hash_keys(pks, info.shards_num)
         builders: dict[str, Callable[[int], list[Record]]] = {}
         for s in np.unique(shard_of).tolist():
-            sub = pks[shard_of == s]
+            # cut here, not in the builder: it runs under the channel's lock, again on each retry
+            pieces = _key_pieces(pks[shard_of == s])
 
-            def deletes(ts: int, sub: np.ndarray = sub) -> list[Record]:  # one record, or several of one append
-                return [DeleteRecord(info.id, ts, piece, pid) for piece in _key_pieces(sub)]
+            def deletes(ts: int, pieces: list[np.ndarray] = pieces) -> list[Record]:  # one record, or several
+                return [DeleteRecord(info.id, ts, piece, pid) for piece in pieces]
 
             builders[info.channels[s]] = deletes
         ts, _ = self.r.writer.write(builders)
